@@ -1,0 +1,114 @@
+"""The one error tree of swarmget.
+
+Split by who is at fault and what the caller should do about it::
+
+    SwarmgetError
+    ├── UsageError                 the user asked for something impossible; nothing was fetched
+    │   ├── InvalidURL             not an absolute http(s) URL
+    │   ├── InvalidChecksum        --checksum is not ALG:HEX with a known algorithm
+    │   ├── InvalidHeader          --header is not "Name: value"
+    │   └── DestinationExists      the output file exists and --force was not given
+    ├── SourceError                one source failed one piece of work: retry it or drop it
+    │   ├── SourceRetryable        transient (connection reset, timeout, 5xx): try again later
+    │   │   └── SourceRateLimited  429/503, possibly with Retry-After (`retry_after` seconds)
+    │   └── SourceBroken           the source answered wrongly (bad Content-Range, short body):
+    │                              count it against the source, do not trust it blindly
+    └── DownloadError              the download as a whole cannot go on: stop and report
+        ├── OriginChanged          the file on the server changed under us (validator mismatch)
+        ├── OriginUnusable         the origin cannot serve this URL (4xx, too many redirects)
+        ├── ChecksumMismatch       the finished file does not match a known digest (data kept)
+        ├── StorageError           the local disk failed us (full, read-only, permissions)
+        ├── NoSourcesLeft          every source is banned or gone before the file completed
+        └── Cancelled              the user cancelled the download
+
+Library exceptions (aiohttp, OSError) are translated at the adapter boundary with
+``raise ... from exc`` so that callers only ever catch this tree.
+"""
+
+from __future__ import annotations
+
+
+class SwarmgetError(Exception):
+    """Root of every error swarmget raises on purpose."""
+
+    #: A short machine-readable code, stable across releases (used in --json output).
+    code: str = "error"
+
+
+# --- the user's fault -------------------------------------------------------------------------
+
+
+class UsageError(SwarmgetError):
+    code = "usage"
+
+
+class InvalidURL(UsageError):
+    code = "invalid_url"
+
+
+class InvalidChecksum(UsageError):
+    code = "invalid_checksum"
+
+
+class InvalidHeader(UsageError):
+    code = "invalid_header"
+
+
+class DestinationExists(UsageError):
+    code = "destination_exists"
+
+
+# --- one source's fault: retry or drop that source ---------------------------------------------
+
+
+class SourceError(SwarmgetError):
+    code = "source"
+
+
+class SourceRetryable(SourceError):
+    code = "source_retryable"
+
+
+class SourceRateLimited(SourceRetryable):
+    """The source asked us to slow down; ``retry_after`` is in seconds (None: not given)."""
+
+    code = "source_rate_limited"
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class SourceBroken(SourceError):
+    code = "source_broken"
+
+
+# --- the download cannot go on -------------------------------------------------------------------
+
+
+class DownloadError(SwarmgetError):
+    code = "download"
+
+
+class OriginChanged(DownloadError):
+    code = "origin_changed"
+
+
+class OriginUnusable(DownloadError):
+    code = "origin_unusable"
+
+
+class ChecksumMismatch(DownloadError):
+    code = "checksum_mismatch"
+
+
+class StorageError(DownloadError):
+    code = "storage"
+
+
+class NoSourcesLeft(DownloadError):
+    code = "no_sources"
+
+
+class Cancelled(DownloadError):
+    code = "cancelled"

@@ -1,0 +1,170 @@
+"""Byte ranges and sets of them.
+
+A ``ByteRange`` is half-open, ``[start, end)``, so that lengths are ``end - start`` and
+adjacent ranges touch without overlapping. HTTP's ``bytes=a-b`` is inclusive; the
+conversion lives in ``http_spec``/``from_content_range`` and nowhere else.
+
+``RangeSet`` keeps a sorted list of disjoint, non-adjacent ranges (adjacent ones are
+merged on insert), like aioquic's ``quic/rangeset.py``.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, order=True, slots=True)
+class ByteRange:
+    start: int
+    end: int
+
+    def __post_init__(self) -> None:
+        if self.start < 0 or self.end < self.start:
+            raise ValueError(f"invalid byte range [{self.start}, {self.end})")
+
+    def __len__(self) -> int:
+        return self.end - self.start
+
+    @property
+    def length(self) -> int:
+        return self.end - self.start
+
+    def is_empty(self) -> bool:
+        return self.end == self.start
+
+    def intersect(self, other: ByteRange) -> ByteRange | None:
+        start, end = max(self.start, other.start), min(self.end, other.end)
+        return ByteRange(start, end) if start < end else None
+
+    def http_spec(self) -> str:
+        """The value of a ``Range`` header asking for exactly this range (RFC 9110 §14.1.2)."""
+        if self.is_empty():
+            raise ValueError("cannot request an empty range")
+        return f"bytes={self.start}-{self.end - 1}"
+
+    def __str__(self) -> str:
+        return f"[{self.start}, {self.end})"
+
+
+class RangeSet:
+    """A set of byte offsets stored as sorted, disjoint, merged ``ByteRange``s."""
+
+    __slots__ = ("_ranges",)
+
+    def __init__(self, ranges: Iterable[ByteRange] = ()) -> None:
+        self._ranges: list[ByteRange] = []
+        for r in ranges:
+            self.add(r)
+
+    # --- queries -----------------------------------------------------------------------------
+
+    def __iter__(self) -> Iterator[ByteRange]:
+        return iter(list(self._ranges))
+
+    def __len__(self) -> int:
+        """Number of disjoint ranges (not bytes: see ``total``)."""
+        return len(self._ranges)
+
+    def __bool__(self) -> bool:
+        return bool(self._ranges)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, RangeSet) and self._ranges == other._ranges
+
+    def __repr__(self) -> str:
+        return "RangeSet([" + ", ".join(str(r) for r in self._ranges) + "])"
+
+    def total(self) -> int:
+        """Number of bytes covered."""
+        return sum(r.length for r in self._ranges)
+
+    def bounds(self) -> ByteRange | None:
+        if not self._ranges:
+            return None
+        return ByteRange(self._ranges[0].start, self._ranges[-1].end)
+
+    def first(self) -> ByteRange | None:
+        return self._ranges[0] if self._ranges else None
+
+    def contains(self, r: ByteRange) -> bool:
+        """True when every byte of ``r`` is in the set."""
+        if r.is_empty():
+            return True
+        i = bisect.bisect_right(self._ranges, ByteRange(r.start, 2**63)) - 1
+        return i >= 0 and self._ranges[i].start <= r.start and r.end <= self._ranges[i].end
+
+    def overlaps(self, r: ByteRange) -> bool:
+        return any(x.intersect(r) is not None for x in self._ranges)
+
+    def missing(self, within: ByteRange) -> RangeSet:
+        """The parts of ``within`` that are not in this set."""
+        out = RangeSet([within]) if not within.is_empty() else RangeSet()
+        for r in self._ranges:
+            if r.end <= within.start:
+                continue
+            if r.start >= within.end:
+                break
+            out.subtract(r)
+        return out
+
+    def copy(self) -> RangeSet:
+        c = RangeSet()
+        c._ranges = list(self._ranges)
+        return c
+
+    def as_pairs(self) -> list[list[int]]:
+        """JSON-friendly ``[[start, end], ...]``."""
+        return [[r.start, r.end] for r in self._ranges]
+
+    @classmethod
+    def from_pairs(cls, pairs: Iterable[Iterable[int]]) -> RangeSet:
+        out = cls()
+        for pair in pairs:
+            start, end = (int(x) for x in pair)
+            out.add(ByteRange(start, end))
+        return out
+
+    # --- updates -----------------------------------------------------------------------------
+
+    def add(self, r: ByteRange) -> None:
+        if r.is_empty():
+            return
+        start, end = r.start, r.end
+        # find every range that touches or overlaps [start, end) and merge them
+        lo = bisect.bisect_left(self._ranges, ByteRange(start, start))
+        if lo > 0 and self._ranges[lo - 1].end >= start:
+            lo -= 1
+        hi = lo
+        while hi < len(self._ranges) and self._ranges[hi].start <= end:
+            start = min(start, self._ranges[hi].start)
+            end = max(end, self._ranges[hi].end)
+            hi += 1
+        self._ranges[lo:hi] = [ByteRange(start, end)]
+
+    def subtract(self, r: ByteRange) -> None:
+        if r.is_empty():
+            return
+        out: list[ByteRange] = []
+        for x in self._ranges:
+            if x.end <= r.start or x.start >= r.end:
+                out.append(x)
+                continue
+            if x.start < r.start:
+                out.append(ByteRange(x.start, r.start))
+            if r.end < x.end:
+                out.append(ByteRange(r.end, x.end))
+        self._ranges = out
+
+    def pop_first(self, max_length: int) -> ByteRange | None:
+        """Remove and return up to ``max_length`` bytes from the lowest range."""
+        if not self._ranges:
+            return None
+        head = self._ranges[0]
+        taken = ByteRange(head.start, min(head.end, head.start + max_length))
+        if taken.end == head.end:
+            self._ranges.pop(0)
+        else:
+            self._ranges[0] = ByteRange(taken.end, head.end)
+        return taken
