@@ -11,8 +11,10 @@ Split by who is at fault and what the caller should do about it::
     ├── SourceError                one source failed one piece of work: retry it or drop it
     │   ├── SourceRetryable        transient (connection reset, timeout, 5xx): try again later
     │   │   └── SourceRateLimited  429/503, possibly with Retry-After (`retry_after` seconds)
-    │   └── SourceBroken           the source answered wrongly (bad Content-Range, short body):
-    │                              count it against the source, do not trust it blindly
+    │   ├── SourceBroken           the source answered wrongly (bad Content-Range, short body):
+    │   │                          count it against the source, do not trust it blindly
+    │   └── RangesIgnored          a range request got the whole file (200): fall back to one
+    │                              stream from offset 0
     └── DownloadError              the download as a whole cannot go on: stop and report
         ├── OriginChanged          the file on the server changed under us (validator mismatch)
         ├── OriginUnusable         the origin cannot serve this URL (4xx, too many redirects)
@@ -81,6 +83,10 @@ class SourceRateLimited(SourceRetryable):
 
 class SourceBroken(SourceError):
     code = "source_broken"
+
+
+class RangesIgnored(SourceError):
+    code = "ranges_ignored"
 
 
 # --- the download cannot go on -------------------------------------------------------------------
