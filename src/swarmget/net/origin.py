@@ -1,0 +1,291 @@
+"""The origin client: probe a URL, then fetch byte ranges of it, over aiohttp.
+
+A thin adapter around the rules of ``swarmget.core.http``: this module sends requests and
+reads bytes; every decision about what a response means is made there.
+
+* ``probe`` sends HEAD, following redirects by hand (bounded, loops refused, each Location
+  validated), and falls back to ``GET`` with ``Range: bytes=0-0`` when HEAD cannot tell.
+  The result, an ``OriginInfo``, pins the final URL, size and validator for the rest of the
+  download. ``accepts_ranges`` from a HEAD is only a hint: the first ``open_range`` is the
+  real test and raises ``RangesIgnored`` if the server sends the whole file.
+* ``open_range`` and ``open_stream`` fetch from the pinned final URL with
+  ``allow_redirects=False``: a redirect there means the URL moved after pinning, which
+  ``check_range_response`` turns into ``OriginChanged``.
+* Every request says ``Accept-Encoding: identity`` and is read with ``auto_decompress``
+  off, so the bytes we get are the file's own bytes and ranges line up.
+* aiohttp errors and socket timeouts become ``SourceRetryable`` (``raise ... from exc``);
+  a failed TLS certificate check becomes ``OriginUnusable``, since retrying cannot help.
+* A body that ends cleanly but short of the promised length is ``SourceBroken``; a
+  connection that drops mid-body is ``SourceRetryable`` (aiohttp cannot tell a dying
+  server from a dying network, and the scheduler's retry limit catches a habitual one).
+* Digests come from ``Repr-Digest`` only: it describes the whole representation on any
+  response, while ``Content-Digest`` on a HEAD or 206 covers other bytes (RFC 9530 §2-3).
+
+Credentials (``Authorization``, ``Cookie``) from the caller's headers are not sent to
+another origin than the one the user named, neither on redirects nor to a pinned final URL
+on another host.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import aiohttp
+from multidict import CIMultiDict, CIMultiDictProxy
+
+from swarmget import __version__
+from swarmget.core.digests import Digest
+from swarmget.core.errors import (
+    OriginUnusable,
+    SourceBroken,
+    SourceRetryable,
+    SwarmgetError,
+)
+from swarmget.core.filenames import choose_filename
+from swarmget.core.http import (
+    ProbeFacts,
+    RedirectChain,
+    Validator,
+    check_range_response,
+    check_stream_response,
+    facts_from_head,
+    facts_from_range_probe,
+    forwardable_headers,
+    redirect_target,
+)
+from swarmget.core.ranges import ByteRange
+from swarmget.core.urls import validate_url
+
+__all__ = ["CHUNK_SIZE", "OriginClient", "OriginInfo"]
+
+#: Largest chunk a body iterator yields.
+CHUNK_SIZE = 256 * 1024
+DEFAULT_USER_AGENT = f"swarmget/{__version__}"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OriginInfo:
+    """What a probe pinned. ``size`` is None when the server would not say (then only
+    ``open_stream`` can fetch the file); ``filename`` is already sanitised."""
+
+    url: str
+    final_url: str
+    size: int | None
+    validator: Validator | None
+    accepts_ranges: bool
+    filename: str
+    digests: tuple[Digest, ...] = ()
+
+
+class OriginClient:
+    """Talks to one HTTP origin through a session the caller owns (and closes).
+
+    ``headers`` are added to every request (after the credential rule above); the protocol
+    fields this client sets itself (Range, If-Range, Accept-Encoding) override them.
+    ``connect_timeout`` bounds the TCP/TLS connect (not the wait for a pooled connection),
+    ``read_timeout`` any wait for the next bytes from the server.
+    """
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        *,
+        headers: Mapping[str, str] | None = None,
+        max_redirects: int = 10,
+        connect_timeout: float = 10.0,
+        read_timeout: float = 30.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._session = session
+        self._headers = CIMultiDict({"User-Agent": DEFAULT_USER_AGENT})
+        self._headers.update(headers or {})  # case-insensitive: a given user-agent wins
+        self._max_redirects = max_redirects
+        self._timeout = aiohttp.ClientTimeout(
+            total=None, sock_connect=connect_timeout, sock_read=read_timeout
+        )
+        self._clock = clock
+
+    # --- probing ---------------------------------------------------------------------------------
+
+    async def probe(self, url: str) -> OriginInfo:
+        """Find out what ``url`` serves and pin it (see the module docstring).
+
+        Raises ``InvalidURL`` for a bad ``url``, ``OriginUnusable`` for 4xx answers, bad or
+        looping redirects, ``SourceRetryable``/``SourceRateLimited`` for transient failures
+        and ``SourceBroken`` for nonsense answers.
+        """
+        url = validate_url(url)
+        chain = RedirectChain(url, self._max_redirects)
+        method = "HEAD"
+        while True:
+            status, headers = await self._exchange(method, chain.current, url)
+            target = redirect_target(chain.current, status, headers)
+            if target is not None:
+                chain.follow(target)
+                continue
+            facts = self._probe_facts(method, status, headers)
+            if facts is not None:
+                return _origin_info(url, chain.current, facts)
+            method = "GET"  # HEAD could not tell: ask for the first byte instead
+
+    def _probe_facts(
+        self, method: str, status: int, headers: CIMultiDictProxy[str]
+    ) -> ProbeFacts | None:
+        if method == "HEAD":
+            return facts_from_head(status, headers, now_epoch=self._clock())
+        return facts_from_range_probe(status, headers, now_epoch=self._clock())
+
+    async def _exchange(
+        self, method: str, url: str, original_url: str
+    ) -> tuple[int, CIMultiDictProxy[str]]:
+        """Send a probe request and return its status and headers; the body is never read."""
+        extra = {"Range": "bytes=0-0"} if method == "GET" else {}
+        headers = self._request_headers(original_url, url, extra)
+        async with self._send(method, url, headers) as resp:
+            return resp.status, resp.headers
+
+    # --- fetching ---------------------------------------------------------------------------------
+
+    @asynccontextmanager
+    async def open_range(
+        self, info: OriginInfo, rng: ByteRange
+    ) -> AsyncIterator[AsyncIterator[bytes]]:
+        """GET ``rng`` of the pinned file; yields an async iterator of its raw chunks.
+
+        The response is checked by ``check_range_response`` before anything is yielded.
+        The iterator yields exactly ``len(rng)`` bytes or raises (``SourceBroken`` for a
+        short or long body, ``SourceRetryable`` for a dropped connection or read timeout).
+        Leaving the block early closes the connection instead of draining it.
+        """
+        size = _require_range_size(info, rng)
+        extra = {"Range": rng.http_spec()}
+        if info.validator is not None:
+            extra["If-Range"] = info.validator.if_range_value()
+        headers = self._request_headers(info.url, info.final_url, extra)
+        async with self._send("GET", info.final_url, headers) as resp:
+            check_range_response(
+                resp.status, resp.headers, rng, info.validator, size, now_epoch=self._clock()
+            )
+            yield _Body(resp, rng.length, f"{info.final_url} {rng}")
+
+    @asynccontextmanager
+    async def open_stream(self, info: OriginInfo) -> AsyncIterator[AsyncIterator[bytes]]:
+        """GET the whole pinned file without Range: the single-stream fallback.
+
+        Checked by ``check_stream_response`` (200 only; a different validator or length is
+        ``OriginChanged``). The iterator raises ``SourceBroken`` when the body ends short
+        of Content-Length (or the pinned size); with neither, it runs to the end.
+        """
+        headers = self._request_headers(info.url, info.final_url, {})
+        async with self._send("GET", info.final_url, headers) as resp:
+            expected = check_stream_response(
+                resp.status, resp.headers, info.validator, info.size, now_epoch=self._clock()
+            )
+            yield _Body(resp, expected, info.final_url)
+
+    # --- plumbing -------------------------------------------------------------------------------
+
+    def _request_headers(
+        self, original_url: str, url: str, extra: Mapping[str, str]
+    ) -> CIMultiDict[str]:
+        headers = CIMultiDict(forwardable_headers(self._headers, original_url, url))
+        headers["Accept-Encoding"] = "identity"
+        headers.update(extra)
+        return headers
+
+    @asynccontextmanager
+    async def _send(
+        self, method: str, url: str, headers: CIMultiDict[str]
+    ) -> AsyncIterator[aiohttp.ClientResponse]:
+        """Send one request (no redirects, no decompression) and own its response: released
+        for reuse when the body was read to the end, closed otherwise."""
+        try:
+            resp = await self._session.request(
+                method,
+                url,
+                headers=headers,
+                allow_redirects=False,
+                auto_decompress=False,
+                timeout=self._timeout,
+            )
+        except (aiohttp.ClientError, OSError) as exc:  # OSError covers TimeoutError
+            raise _translate(exc, f"{method} {url}") from exc
+        try:
+            yield resp
+        finally:
+            if resp.content.at_eof():
+                resp.release()
+            else:
+                resp.close()
+
+
+class _Body:
+    """The raw chunks of a response body, checked against the expected length.
+
+    Never yields more than ``expected`` bytes in total; raises ``SourceBroken`` when the
+    body is longer, or ends cleanly before ``expected``; ``SourceRetryable`` when reading
+    fails. With ``expected=None`` it simply runs to the end of the body.
+    """
+
+    def __init__(self, resp: aiohttp.ClientResponse, expected: int | None, what: str) -> None:
+        self._resp = resp
+        self._expected = expected
+        self._what = what
+        self.received = 0
+
+    def __aiter__(self) -> _Body:
+        return self
+
+    async def __anext__(self) -> bytes:
+        try:
+            chunk = await self._resp.content.read(CHUNK_SIZE)
+        except (aiohttp.ClientError, OSError) as exc:
+            raise _translate(exc, f"reading {self._what}") from exc
+        if not chunk:
+            self._check_complete()
+            raise StopAsyncIteration
+        self.received += len(chunk)
+        if self._expected is not None and self.received > self._expected:
+            raise SourceBroken(f"{self._what}: body longer than {self._expected} bytes")
+        return chunk
+
+    def _check_complete(self) -> None:
+        if self._expected is not None and self.received < self._expected:
+            raise SourceBroken(
+                f"{self._what}: body ended after {self.received} of {self._expected} bytes"
+            )
+
+
+def _origin_info(url: str, final_url: str, facts: ProbeFacts) -> OriginInfo:
+    return OriginInfo(
+        url=url,
+        final_url=final_url,
+        size=facts.size,
+        validator=facts.validator,
+        accepts_ranges=facts.accepts_ranges,
+        filename=choose_filename(facts.content_disposition, final_url, url),
+        digests=facts.digests,
+    )
+
+
+def _require_range_size(info: OriginInfo, rng: ByteRange) -> int:
+    """The pinned size, checking that ``rng`` lies inside it (misuse is a ValueError)."""
+    if info.size is None:
+        raise ValueError(f"cannot request ranges of {info.final_url}: its size is unknown")
+    if rng.is_empty() or rng.end > info.size:
+        raise ValueError(f"range {rng} is empty or beyond the {info.size}-byte file")
+    return info.size
+
+
+def _translate(exc: BaseException, what: str) -> SwarmgetError:
+    """The error-tree exception for a library failure during ``what``."""
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+        return OriginUnusable(f"{what}: TLS certificate verification failed: {exc}")
+    if isinstance(exc, aiohttp.InvalidURL):
+        return OriginUnusable(f"{what}: aiohttp refused the URL: {exc}")
+    if isinstance(exc, TimeoutError):
+        return SourceRetryable(f"{what}: timed out")
+    return SourceRetryable(f"{what}: {type(exc).__name__}: {exc}")

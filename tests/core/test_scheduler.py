@@ -1,0 +1,239 @@
+"""The piece scheduler as a conversation with time and faults chosen by the test."""
+
+from __future__ import annotations
+
+import pytest
+
+from swarmget.core.ranges import ByteRange, RangeSet
+from swarmget.core.scheduler import (
+    Assign,
+    Ban,
+    Cancel,
+    FailureKind,
+    Scheduler,
+    SchedulerConfig,
+    SourceState,
+)
+from swarmget.testing.simswarm import SimSwarm
+
+KiB = 1024
+MiB = 1024 * KiB
+
+SMALL = SchedulerConfig(
+    min_piece=16 * KiB, max_piece=256 * KiB, min_steal=4 * KiB, stall_timeout=3.0
+)
+
+
+def assigns(actions: list[object]) -> list[Assign]:
+    return [a for a in actions if isinstance(a, Assign)]
+
+
+def test_single_source_fills_its_slots_and_completes() -> None:
+    sim = SimSwarm(8 * MiB, SMALL)
+    sim.add("origin", rate=4 * MiB, slots=4)
+    assert len(sim.streams) == 4
+    assert sim.run()
+    assert sim.written == RangeSet([ByteRange(0, 8 * MiB)])
+    sim.scheduler.check_invariants()
+
+
+def test_piece_size_adapts_and_is_bounded() -> None:
+    cfg = SchedulerConfig()
+    big = Scheduler(10 * 1024 * MiB, cfg)
+    big.add_source("a", 4, 0.0)
+    sizes = {a.range.length for a in assigns(big.poll(0.0))}
+    assert sizes == {cfg.max_piece}
+    small = Scheduler(3 * MiB, cfg)
+    small.add_source("a", 4, 0.0)
+    sizes = {a.range.length for a in assigns(small.poll(0.0))}
+    assert max(sizes) <= 3 * MiB // 4 + cfg.min_piece
+    assert min(sizes) >= cfg.min_piece
+
+
+def test_zero_size_file_is_complete_at_once() -> None:
+    s = Scheduler(0)
+    s.add_source("a", 2, 0.0)
+    assert s.is_complete()
+    assert s.poll(0.0) == []
+
+
+def test_failure_keeps_claimed_bytes_and_requeues_the_rest() -> None:
+    s = Scheduler(1 * MiB, SMALL)
+    s.add_source("a", 1, 0.0)
+    (first,) = assigns(s.poll(0.0))
+    claim = s.on_data(first.lease_id, 1000, 0.1)
+    assert claim.write == ByteRange(first.range.start, first.range.start + 1000)
+    s.on_failure(first.lease_id, 0.2, reason="reset")
+    s.check_invariants()
+    assert s.done() == RangeSet([ByteRange(0, 1000)])
+    (again,) = assigns(s.poll(10.0))  # after the backoff
+    assert again.range.start == 1000
+
+
+def test_idle_source_steals_half_of_a_running_piece() -> None:
+    s = Scheduler(1 * MiB, SchedulerConfig(min_piece=1 * MiB, min_steal=4 * KiB))
+    s.add_source("slow", 1, 0.0)
+    (held,) = assigns(s.poll(0.0))
+    assert held.range == ByteRange(0, 1 * MiB)
+    s.on_data(held.lease_id, 100 * KiB, 1.0)
+    s.add_source("fast", 1, 1.0)
+    (stolen,) = assigns(s.poll(1.0))
+    assert stolen.source_id == "fast"
+    assert stolen.range.end == 1 * MiB
+    split = stolen.range.start
+    assert 100 * KiB < split < 1 * MiB
+    # the holder is told to stop exactly at the split, even though it asked for more
+    claim = s.on_data(held.lease_id, split - 100 * KiB + 5000, 2.0)
+    assert claim.write == ByteRange(100 * KiB, split)
+    assert claim.finished
+    s.check_invariants()
+
+
+def test_endgame_duplicates_onto_a_faster_source_and_cancels_the_loser() -> None:
+    cfg = SchedulerConfig(min_piece=64 * KiB, min_steal=64 * KiB, endgame_min_eta=0.5)
+    s = Scheduler(100 * KiB, cfg)
+    s.add_source("slow", 1, 0.0)
+    (slow,) = assigns(s.poll(0.0))
+    s.on_data(slow.lease_id, 10 * KiB, 1.0)  # 10 KiB/s: 9 s to go
+    s.add_source("fast", 1, 1.0)
+    (dup,) = assigns(s.poll(1.0))
+    assert dup.duplicate
+    assert dup.range == ByteRange(10 * KiB, 100 * KiB)
+    assert s.in_endgame()
+    # both stream; the fast copy gets ahead and claims; the slow one writes nothing new
+    assert s.on_data(dup.lease_id, 50 * KiB, 1.5).write == ByteRange(10 * KiB, 60 * KiB)
+    assert s.on_data(slow.lease_id, 20 * KiB, 1.6).write is None
+    last = s.on_data(dup.lease_id, 40 * KiB, 2.0)
+    assert last.finished
+    assert last.write == ByteRange(60 * KiB, 100 * KiB)
+    assert last.actions == (Cancel(slow.lease_id, "slow", "another copy finished first"),)
+    assert s.is_complete()
+    s.check_invariants()
+    # late reports about the cancelled copy are harmless
+    assert s.on_data(slow.lease_id, 10, 2.1).finished
+
+
+def _idle_source_duplicates(seconds: int) -> bool:
+    """'holder' streams an unsplittable piece at 9 KiB/s; 'other' delivered its 64 KiB piece
+    in the last ``seconds`` seconds and is idle. Does it get an endgame duplicate?"""
+    cfg = SchedulerConfig(min_piece=64 * KiB, max_piece=64 * KiB, min_steal=64 * KiB)
+    s = Scheduler(128 * KiB, cfg)
+    s.add_source("holder", 1, 0.0)
+    s.add_source("other", 1, 0.0)
+    leases = {a.source_id: a for a in assigns(s.poll(0.0))}
+    for t in range(1, 11):
+        if t > 10 - seconds:
+            s.on_data(leases["other"].lease_id, 64 * KiB // seconds, float(t))
+        if t > 5:
+            s.on_data(leases["holder"].lease_id, 9 * KiB, float(t))
+    got = assigns(s.poll(10.0))
+    s.check_invariants()
+    return any(a.duplicate and a.source_id == "other" for a in got)
+
+
+def test_no_duplicate_onto_a_slower_source() -> None:
+    assert not _idle_source_duplicates(seconds=10)  # 6.4 KiB/s
+    assert _idle_source_duplicates(seconds=4)  # 12.8 KiB/s over the rate window
+
+
+def test_stalled_lease_is_revoked_and_reassigned() -> None:
+    sim = SimSwarm(4 * MiB, SMALL)
+    hung = sim.add("hung", rate=1 * MiB, slots=2)
+    sim.add("ok", rate=1 * MiB, slots=2)
+    sim.step(0.5)
+    hung.frozen = True  # SIGSTOP: holds its leases, sends nothing
+    assert sim.run()
+    reasons = [c.reason for c in sim.cancels if c.source_id == "hung"]
+    assert any(r.startswith("stalled") for r in reasons)
+    sim.scheduler.check_invariants()
+
+
+def test_repeated_failures_back_off_then_ban() -> None:
+    cfg = SchedulerConfig(max_failures=3, backoff_initial=1.0, min_piece=16 * KiB)
+    s = Scheduler(1 * MiB, cfg)
+    s.add_source("bad", 1, 0.0)
+    now = 0.0
+    for i in range(3):
+        (a,) = assigns(s.poll(now))
+        actions = s.on_failure(a.lease_id, now, reason="refused")
+        assert s.poll(now + 0.01) == []  # backing off (or banned)
+        now += 2.0**i + 0.01
+    assert actions == [Ban("bad", "3 failures in a row, last: refused")]
+    assert not s.has_usable_source()
+    (info,) = s.statistics(now).sources
+    assert info.state is SourceState.BANNED
+
+
+def test_broken_answers_ban_even_with_progress() -> None:
+    s = Scheduler(1 * MiB, SchedulerConfig(max_broken=2, min_piece=16 * KiB))
+    s.add_source("liar", 1, 0.0)
+    now = 0.0
+    bans = []
+    for _ in range(2):
+        now += 60.0
+        (a,) = assigns(s.poll(now))
+        s.on_data(a.lease_id, 100, now)
+        bans += s.on_failure(a.lease_id, now, FailureKind.BROKEN, reason="bad Content-Range")
+    assert [b for b in bans if isinstance(b, Ban)]
+
+
+def test_rate_limited_source_waits_for_retry_after() -> None:
+    s = Scheduler(1 * MiB, SMALL)
+    s.add_source("a", 1, 0.0)
+    (a,) = assigns(s.poll(0.0))
+    s.on_failure(a.lease_id, 0.0, FailureKind.RATE_LIMITED, retry_after=7.0)
+    assert s.poll(6.9) == []
+    assert s.next_deadline(6.9) == pytest.approx(7.0)
+    assert len(assigns(s.poll(7.0))) == 1
+
+
+def test_resume_assigns_only_missing_bytes() -> None:
+    done = RangeSet([ByteRange(0, 300 * KiB), ByteRange(400 * KiB, 1 * MiB)])
+    sim = SimSwarm(1 * MiB, SMALL, done=done)
+    sim.add("a", rate=1 * MiB, slots=3)
+    assert sim.run()
+    assert sim.writes_by_source["a"] == 100 * KiB
+
+
+def test_survives_n_minus_one_of_n_sources_dying() -> None:
+    sim = SimSwarm(16 * MiB, SMALL)
+    for i in range(4):
+        sim.add(f"n{i}", rate=2 * MiB, slots=3)
+    sim.step(1.0)
+    for i in range(3):
+        sim.kill(f"n{i}")
+        sim.step(0.5)
+    assert sim.run()
+    assert sim.written.total() == 16 * MiB
+    sim.scheduler.check_invariants()
+
+
+def test_faster_sources_get_more_work() -> None:
+    sim = SimSwarm(64 * MiB, SchedulerConfig())
+    sim.add("x1", rate=1 * MiB, slots=3)
+    sim.add("x4", rate=4 * MiB, slots=3)
+    assert sim.run(dt=0.05)
+    share = sim.writes_by_source["x4"] / (64 * MiB)
+    assert 0.7 < share < 0.9  # 4/5 of the aggregate rate
+
+
+def test_remove_source_gives_back_its_work() -> None:
+    s = Scheduler(1 * MiB, SMALL)
+    s.add_source("a", 2, 0.0)
+    leases = assigns(s.poll(0.0))
+    actions = s.remove_source("a", 0.1, reason="crashed")
+    assert {c.lease_id for c in actions if isinstance(c, Cancel)} == {a.lease_id for a in leases}
+    s.check_invariants()
+    assert s.statistics(0.1).missing == 1 * MiB
+
+
+def test_statistics_report_segments_per_source() -> None:
+    sim = SimSwarm(2 * MiB, SMALL)
+    sim.add("a", rate=1 * MiB, slots=1)
+    sim.add("b", rate=1 * MiB, slots=1)
+    assert sim.run()
+    stats = sim.scheduler.statistics(sim.now)
+    assert stats.complete
+    union = RangeSet(r for src in stats.sources for r in src.segments)
+    assert union == RangeSet([ByteRange(0, 2 * MiB)])
+    assert sum(src.claimed for src in stats.sources) == 2 * MiB
