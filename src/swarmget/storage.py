@@ -1,0 +1,600 @@
+"""The output file: byte ranges written in place, and what is known to be on disk.
+
+A download to ``DEST`` uses three names next to it, in the same directory (so that the final
+rename is atomic and never crosses file systems)::
+
+    DEST.part            the data, preallocated to its final size, written at any offset
+    DEST.part.json       the control file: the ResumeKey and the byte ranges known to be on disk
+    DEST.part.json.tmp   the next control file while it is written (then renamed over the last)
+
+Theory of operation. ``write_at`` ``pwrite``s in a worker thread and, once the call returned,
+adds the range to ``written`` (in memory). ``checkpoint`` snapshots ``written``, ``fdatasync``s
+the data file and then atomically replaces the control file with the snapshot. Every range in
+the snapshot was written before the ``fdatasync`` began, so the control file never claims a
+byte that is not on disk, whenever the process is killed. A restart (the file changed on the
+server) replaces the control file with an empty one *before* it truncates the data. ``written``
+only grows; the control file is rewritten only when it changed.
+
+``DEST`` itself appears only in ``finalize``, by an atomic rename (no-clobber unless ``force``).
+The data file is ``flock``ed while open, so two processes cannot write the same download.
+
+Unknown size (a chunked origin, one stream): ``ResumeKey.size`` is None. There is no
+preallocation and no control file; writes must be sequential appends, and a later run always
+starts over, because there is nothing to tell whether the origin still serves the same bytes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import errno
+import fcntl
+import functools
+import json
+import os
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Literal, NamedTuple, TypeVar
+
+from swarmget.core.errors import DestinationExists, StorageError
+from swarmget.core.ranges import ByteRange, RangeSet
+
+__all__ = [
+    "CONTROL_SUFFIX",
+    "PART_SUFFIX",
+    "PartFile",
+    "ResumeKey",
+    "ResumeState",
+    "control_path_for",
+    "open_part_file",
+    "part_path_for",
+]
+
+PART_SUFFIX = ".part"
+CONTROL_SUFFIX = ".part.json"
+_TMP_SUFFIX = ".tmp"
+_CONTROL_FORMAT = "swarmget-part"
+_CONTROL_VERSION = 1
+
+_T = TypeVar("_T")
+Buffer = bytes | bytearray | memoryview
+
+_REASONS = {
+    errno.ENOSPC: "disk full",
+    errno.EDQUOT: "disk quota exceeded",
+    errno.EROFS: "read-only file system",
+    errno.EIO: "I/O error",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "operation not permitted",
+    errno.EFBIG: "file too large for this file system",
+}
+_NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+_FALLOCATE_UNSUPPORTED = (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS)
+
+
+def part_path_for(dest: Path) -> Path:
+    """``DEST.part``: where the data lives until ``finalize``."""
+    return dest.with_name(dest.name + PART_SUFFIX)
+
+
+def control_path_for(dest: Path) -> Path:
+    """``DEST.part.json``: the control file that makes resuming possible."""
+    return dest.with_name(dest.name + CONTROL_SUFFIX)
+
+
+class ResumeState(enum.StrEnum):
+    """What ``open_part_file`` found next to the destination."""
+
+    NEW = "new"  # nothing to resume: start from zero
+    RESUMED = "resumed"  # same key, data file intact: ``written`` comes from the control file
+    RESTARTED_CHANGED = "restarted_changed"  # a control file for another key (URL, size,
+    # validator): the file changed on the server, the old data was dropped
+    RESTARTED_UNUSABLE = "restarted_unusable"  # a control file we cannot trust (unreadable,
+    # or the data file is missing or has the wrong size): the old data was dropped
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ResumeKey:
+    """Identifies the bytes being downloaded, so that a later run resumes only the same file.
+
+    Resuming requires equal ``url``, ``size`` and validators. ``final_url`` (after redirects)
+    is recorded for diagnostics but not compared: mirrors behind a redirector may change. With
+    neither validator known, only the size protects a resume against a changed file.
+    """
+
+    url: str
+    final_url: str
+    size: int | None
+    validator_etag: str | None = None
+    validator_last_modified: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.size is not None and self.size < 0:
+            raise ValueError(f"negative size {self.size}")
+
+    def allows_resume_from(self, stored: ResumeKey) -> bool:
+        """True when data recorded under ``stored`` is valid for this key."""
+        return self.size is not None and self._identity() == stored._identity()
+
+    def _identity(self) -> tuple[object, ...]:
+        return (self.url, self.size, self.validator_etag, self.validator_last_modified)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "url": self.url,
+            "final_url": self.final_url,
+            "size": self.size,
+            "etag": self.validator_etag,
+            "last_modified": self.validator_last_modified,
+        }
+
+    @classmethod
+    def from_json(cls, obj: Any) -> ResumeKey:
+        """Parse ``to_json`` output; ValueError (or TypeError) if it is malformed."""
+        fields = (obj["url"], obj["final_url"], obj["etag"], obj["last_modified"])
+        if not all(isinstance(f, str | None) for f in fields) or not isinstance(obj["size"], int):
+            raise ValueError("malformed resume key")
+        return cls(
+            url=obj["url"],
+            final_url=obj["final_url"],
+            size=obj["size"],
+            validator_etag=obj["etag"],
+            validator_last_modified=obj["last_modified"],
+        )
+
+
+# --- blocking helpers (run in worker threads) -----------------------------------------------
+
+
+def _storage_error(doing: str, path: Path, exc: OSError, *, kept: bool = False) -> StorageError:
+    reason = _REASONS.get(exc.errno or 0, exc.strerror or str(exc))
+    tail = "; the partial download is kept for resuming" if kept else ""
+    return StorageError(f"{reason} while {doing} {path}{tail}")
+
+
+def _free_bytes(directory: Path) -> int | None:
+    with contextlib.suppress(OSError):
+        st = os.statvfs(directory)
+        return st.f_bavail * st.f_frsize
+    return None
+
+
+def _no_space_error(path: Path, size: int) -> StorageError:
+    free = _free_bytes(path.parent)
+    have = "unknown" if free is None else str(free)
+    return StorageError(
+        f"not enough disk space for {path} (need {size} bytes, {have} available); "
+        "free some space and run again"
+    )
+
+
+def _write_all(fd: int, offset: int, data: Buffer) -> None:
+    """``pwrite`` until every byte of ``data`` is at ``offset`` (short writes are retried)."""
+    view = memoryview(data).cast("B")
+    while view:
+        n = os.pwrite(fd, view, offset)
+        if n <= 0:
+            raise OSError(errno.EIO, "pwrite wrote nothing")
+        view, offset = view[n:], offset + n
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Make a rename or unlink in ``directory`` durable (where the file system allows)."""
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    except OSError as exc:
+        if exc.errno not in (errno.EINVAL, errno.EOPNOTSUPP):
+            raise
+    finally:
+        os.close(fd)
+
+
+def _write_control(path: Path, key: ResumeKey, written: RangeSet) -> None:
+    """Atomically replace the control file: write a temporary, fsync, rename, fsync dir."""
+    payload = {
+        "format": _CONTROL_FORMAT,
+        "version": _CONTROL_VERSION,
+        "key": key.to_json(),
+        "written": written.as_pairs(),
+    }
+    tmp = path.with_name(path.name + _TMP_SUFFIX)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
+    try:
+        _write_all(fd, 0, json.dumps(payload, separators=(",", ":")).encode())
+        os.fsync(fd)
+    except BaseException:
+        os.close(fd)
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    os.close(fd)
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+
+
+_Stored = tuple[ResumeKey, RangeSet] | Literal["missing", "corrupt"]
+
+
+def _read_control(path: Path) -> _Stored:
+    """The key and ranges recorded in ``path``; "corrupt" for anything we cannot trust."""
+    try:
+        obj = json.loads(path.read_bytes())
+    except FileNotFoundError:
+        return "missing"
+    except (OSError, ValueError):
+        return "corrupt"
+    try:
+        if obj["format"] != _CONTROL_FORMAT or obj["version"] != _CONTROL_VERSION:
+            return "corrupt"
+        return ResumeKey.from_json(obj["key"]), RangeSet.from_pairs(obj["written"])
+    except (KeyError, TypeError, ValueError):
+        return "corrupt"
+
+
+def _decide(key: ResumeKey, stored: _Stored, data_size: int) -> ResumeState:
+    if stored == "missing":
+        return ResumeState.NEW
+    if stored == "corrupt":
+        return ResumeState.RESTARTED_UNUSABLE
+    stored_key, written = stored
+    if not key.allows_resume_from(stored_key):
+        return ResumeState.RESTARTED_CHANGED
+    if not written:
+        return ResumeState.NEW
+    bounds = written.bounds()
+    if data_size != key.size or bounds is None or bounds.end > data_size:
+        return ResumeState.RESTARTED_UNUSABLE
+    return ResumeState.RESUMED
+
+
+def _check_destination(dest: Path, *, force: bool) -> None:
+    if dest.is_dir():
+        raise DestinationExists(f"{dest} is a directory")
+    if os.path.lexists(dest) and not force:
+        raise DestinationExists(f"{dest} already exists (use --force to overwrite)")
+
+
+def _open_data(path: Path) -> int:
+    """Open (creating) the data file and lock it against other swarmget processes."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+    except OSError as exc:
+        raise _storage_error("opening", path, exc) from exc
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError as exc:
+        os.close(fd)
+        raise StorageError(f"{path} is being written by another swarmget process") from exc
+    except OSError:
+        pass  # no locking on this file system (ENOLCK): carry on unlocked
+    return fd
+
+
+def _allocate(fd: int, path: Path, size: int, *, preallocate: bool) -> None:
+    """Give the data file its final size, reserving the blocks when ``preallocate``."""
+    if preallocate and size > 0 and hasattr(os, "posix_fallocate"):
+        try:
+            os.posix_fallocate(fd, 0, size)
+            return
+        except OSError as exc:
+            if exc.errno in _NO_SPACE:
+                with contextlib.suppress(OSError):
+                    os.ftruncate(fd, 0)  # give back whatever was reserved
+                raise _no_space_error(path, size) from exc
+            if exc.errno not in _FALLOCATE_UNSUPPORTED:
+                raise _storage_error("preallocating", path, exc) from exc
+    try:
+        os.ftruncate(fd, size)
+    except OSError as exc:
+        raise _storage_error("resizing", path, exc) from exc
+
+
+def _start_over(fd: int, part: Path, control: Path, key: ResumeKey, *, preallocate: bool) -> None:
+    """Drop old data. The control file is emptied (or removed) before the data is touched."""
+    try:
+        if key.size is None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(control)
+        else:
+            _write_control(control, key, RangeSet())
+        os.ftruncate(fd, 0)
+    except OSError as exc:
+        raise _storage_error("resetting", part, exc) from exc
+    if key.size is not None:
+        _allocate(fd, part, key.size, preallocate=preallocate)
+
+
+class _Opened(NamedTuple):
+    fd: int
+    state: ResumeState
+    written: RangeSet
+
+
+def _open_blocking(dest: Path, key: ResumeKey, *, force: bool, preallocate: bool) -> _Opened:
+    _check_destination(dest, force=force)
+    part, control = part_path_for(dest), control_path_for(dest)
+    fd = _open_data(part)
+    try:
+        stored = _read_control(control)
+        state = _decide(key, stored, os.fstat(fd).st_size)
+        if state is ResumeState.RESUMED:
+            assert isinstance(stored, tuple)
+            return _Opened(fd, state, stored[1])
+        _start_over(fd, part, control, key, preallocate=preallocate)
+        return _Opened(fd, state, RangeSet())
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _close_if_opened(fut: asyncio.Future[_Opened]) -> None:
+    """Done-callback for an open whose caller was cancelled: do not leak the descriptor."""
+    if not fut.cancelled() and fut.exception() is None:
+        os.close(fut.result().fd)
+
+
+def _publish(part: Path, control: Path, dest: Path, *, force: bool) -> None:
+    """Rename the finished data file to ``dest`` (no-clobber unless ``force``), drop control."""
+    if force:
+        os.replace(part, dest)
+    else:
+        _rename_noreplace(part, dest)
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(control)
+    _fsync_dir(dest.parent)
+
+
+def _rename_noreplace(part: Path, dest: Path) -> None:
+    # link(2) fails atomically with EEXIST, unlike an exists() check followed by rename(2).
+    try:
+        os.link(part, dest)
+    except FileExistsError as exc:
+        raise DestinationExists(f"{dest} already exists (use --force to overwrite)") from exc
+    except OSError:  # no hard links here (FAT, some FUSE): check, then rename
+        if os.path.lexists(dest):
+            raise DestinationExists(f"{dest} already exists (use --force to overwrite)") from None
+        os.replace(part, dest)
+        return
+    os.unlink(part)
+
+
+# --- the async API ----------------------------------------------------------------------------
+
+
+async def open_part_file(
+    dest: Path, key: ResumeKey, *, force: bool, preallocate: bool = True
+) -> PartFile:
+    """Open ``DEST.part`` for ``key``, resuming a previous run of the same download if possible.
+
+    Raises ``DestinationExists`` if ``dest`` exists (or is a directory) and not ``force``;
+    ``StorageError`` if the files cannot be created, another process holds them, or there is
+    not enough space to preallocate (then ``DEST.part`` is left empty and the control file is
+    kept). See ``PartFile.resume_state`` for what was found. ``preallocate=False`` only sets
+    the size (a sparse file), like ``posix_fallocate`` falling back on file systems without it.
+    """
+    loop = asyncio.get_running_loop()
+    call = functools.partial(_open_blocking, dest, key, force=force, preallocate=preallocate)
+    fut = loop.run_in_executor(None, call)
+    try:
+        opened = await asyncio.shield(fut)
+    except asyncio.CancelledError:
+        fut.add_done_callback(_close_if_opened)
+        raise
+    return PartFile(dest=dest, key=key, force=force, opened=opened)
+
+
+class PartFile:
+    """One download's data file and control file; see the module docstring.
+
+    Use ``open_part_file`` to make one, and ``async with part:`` (or ``close()``) to release
+    it. All methods must be called from the event loop thread that opened it.
+    """
+
+    def __init__(self, *, dest: Path, key: ResumeKey, force: bool, opened: _Opened) -> None:
+        self.dest = dest
+        self.key = key
+        self.part_path = part_path_for(dest)
+        self.control_path = control_path_for(dest)
+        self.resume_state = opened.state
+        self._force = force
+        self._fd = opened.fd
+        self._open = True
+        self._written = opened.written
+        self._saved = opened.written.copy()  # what the control file on disk claims
+        self._append_at = 0  # unknown size: where the next append must start
+        self._sync_failed: StorageError | None = None
+        self._checkpoint_lock = asyncio.Lock()
+        self._inflight: set[asyncio.Future[Any]] = set()
+
+    # --- queries (never block) ----------------------------------------------------------------
+
+    @property
+    def size(self) -> int | None:
+        """The final size; None while an unknown-size download is still being appended to."""
+        if self.key.size is None and self._open:
+            return None
+        return self.key.size if self.key.size is not None else self._append_at
+
+    @property
+    def written(self) -> RangeSet:
+        """A copy of the ranges whose ``write_at`` has completed (not necessarily synced)."""
+        return self._written.copy()
+
+    def written_prefix(self) -> int:
+        """Length of the contiguous written run from offset 0 (what can be hashed already)."""
+        first = self._written.first()
+        return first.end if first is not None and first.start == 0 else 0
+
+    def is_complete(self) -> bool:
+        """True when every byte of a known-size file has been written."""
+        size = self.key.size
+        return size is not None and self._written.contains(ByteRange(0, size))
+
+    # --- writing ------------------------------------------------------------------------------
+
+    async def write_at(self, offset: int, data: Buffer) -> None:
+        """Write ``data`` at ``offset``, then record the range in ``written``.
+
+        Concurrent calls for different offsets are fine. The buffer must not change until the
+        call returns. If the call is cancelled, the range is not recorded. OSError becomes
+        ``StorageError``; what was written before stays on disk and in ``written``. ValueError
+        for a range outside the file (or, with unknown size, anything but the next append).
+        """
+        self._check_open()
+        with memoryview(data) as view:
+            target = self._claim(offset, view.nbytes)
+        if target.is_empty():
+            return
+        try:
+            await self._run(functools.partial(_write_all, self._fd, offset, data))
+        except OSError as exc:
+            raise _storage_error("writing", self.part_path, exc, kept=True) from exc
+        self._written.add(target)
+
+    def _claim(self, offset: int, length: int) -> ByteRange:
+        target = ByteRange(offset, offset + length)
+        if self.key.size is None:
+            if offset != self._append_at:
+                raise ValueError(f"unknown size: expected an append at {self._append_at}")
+            self._append_at = target.end
+        elif target.end > self.key.size:
+            raise ValueError(f"write {target} beyond the end of a {self.key.size}-byte file")
+        return target
+
+    async def checkpoint(self) -> None:
+        """Make the ranges written so far durable and record them in the control file.
+
+        Cheap when nothing changed (it does nothing). A no-op for unknown size. If syncing the
+        data ever fails, every later checkpoint fails too: the kernel may have dropped the
+        dirty pages, so nothing written since the last good checkpoint can be vouched for.
+        """
+        self._check_open()
+        async with self._checkpoint_lock:
+            await self._checkpoint_locked()
+
+    async def _checkpoint_locked(self) -> None:
+        if self._sync_failed is not None:
+            raise self._sync_failed
+        if self.key.size is None or self._written == self._saved:
+            return
+        snapshot = self._written.copy()  # only ranges whose pwrite already returned
+        try:
+            await self._run(functools.partial(os.fdatasync, self._fd))
+        except OSError as exc:
+            self._sync_failed = _storage_error("syncing", self.part_path, exc)
+            raise self._sync_failed from exc
+        call = functools.partial(_write_control, self.control_path, self.key, snapshot)
+        try:
+            await self._run(call)
+        except OSError as exc:
+            raise _storage_error("saving", self.control_path, exc, kept=True) from exc
+        self._saved = snapshot
+
+    # --- ending -------------------------------------------------------------------------------
+
+    async def finalize(self) -> Path:
+        """Sync, close and atomically rename ``DEST.part`` to ``DEST``; return ``DEST``.
+
+        The file must be complete (ValueError otherwise). Unless opened with ``force``, an
+        existing ``DEST`` is never replaced: ``DestinationExists``, and ``DEST.part`` is kept
+        with a control file recording it complete. The PartFile is closed either way.
+        """
+        self._check_open()
+        if self.key.size is not None and not self.is_complete():
+            missing = self._written.missing(ByteRange(0, self.key.size)).total()
+            raise ValueError(f"cannot finalize {self.part_path}: {missing} bytes not written")
+        self._open = False
+        await self._drain()
+        try:
+            async with self._checkpoint_lock:
+                await self._checkpoint_locked()
+            await self._run(functools.partial(os.fsync, self._fd))
+        except OSError as exc:
+            raise _storage_error("syncing", self.part_path, exc, kept=True) from exc
+        finally:
+            self._close_fd()
+        call = functools.partial(
+            _publish, self.part_path, self.control_path, self.dest, force=self._force
+        )
+        try:
+            await self._run(call)
+        except OSError as exc:
+            raise _storage_error("renaming", self.part_path, exc, kept=True) from exc
+        return self.dest
+
+    async def close(self) -> None:
+        """Checkpoint and close, keeping both files for a later resume. Idempotent."""
+        if not self._open:
+            return
+        self._open = False
+        await self._drain()
+        try:
+            async with self._checkpoint_lock:
+                await self._checkpoint_locked()
+        finally:
+            self._close_fd()
+
+    async def discard(self) -> None:
+        """Close and delete ``DEST.part`` and the control file (never ``DEST``)."""
+        self._open = False
+        await self._drain()
+        self._close_fd()
+        tmp = self.control_path.with_name(self.control_path.name + _TMP_SUFFIX)
+        for path in (self.part_path, self.control_path, tmp):
+            with contextlib.suppress(FileNotFoundError):
+                await self._run(functools.partial(os.unlink, path))
+
+    async def __aenter__(self) -> PartFile:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """``close()``; while another exception propagates, a failing checkpoint is dropped
+        (the control file then still holds the previous, valid checkpoint)."""
+        if exc is None:
+            await self.close()
+            return
+        with contextlib.suppress(StorageError):
+            await self.close()
+
+    def __del__(self) -> None:
+        if getattr(self, "_fd", -1) >= 0:
+            warnings.warn(f"unclosed PartFile {self.part_path}", ResourceWarning, stacklevel=1)
+            self._close_fd()
+
+    # --- plumbing -----------------------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if not self._open:
+            raise RuntimeError(f"{self.part_path} is closed")
+
+    def _close_fd(self) -> None:
+        if self._fd >= 0:
+            fd, self._fd = self._fd, -1
+            os.close(fd)
+
+    async def _run(self, call: Callable[[], _T]) -> _T:
+        """Run ``call`` in a worker thread. If the caller is cancelled the thread still runs to
+        the end, and ``_drain`` waits for it before the descriptor is closed."""
+        fut = asyncio.get_running_loop().run_in_executor(None, call)
+        self._inflight.add(fut)
+        fut.add_done_callback(self._forget)
+        return await asyncio.shield(fut)
+
+    def _forget(self, fut: asyncio.Future[Any]) -> None:
+        self._inflight.discard(fut)
+        if not fut.cancelled():
+            fut.exception()  # retrieved: the caller may be gone
+
+    async def _drain(self) -> None:
+        while self._inflight:
+            await asyncio.wait(set(self._inflight))
