@@ -52,6 +52,7 @@ __all__ = [
     "control_path_for",
     "open_part_file",
     "part_path_for",
+    "stored_resume_key",
 ]
 
 PART_SUFFIX = ".part"
@@ -364,6 +365,16 @@ def _rename_noreplace(part: Path, dest: Path) -> None:
 
 
 # --- the async API ----------------------------------------------------------------------------
+
+
+async def stored_resume_key(dest: Path) -> ResumeKey | None:
+    """The key recorded by an earlier run for ``dest`` (None: none, or unreadable).
+
+    Lets a caller decide what to do about a changed file *before* ``open_part_file``
+    restarts (and so drops) the old data.
+    """
+    stored = await asyncio.to_thread(_read_control, control_path_for(dest))
+    return None if isinstance(stored, str) else stored[0]
 
 
 async def open_part_file(

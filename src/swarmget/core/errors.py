@@ -7,7 +7,8 @@ Split by who is at fault and what the caller should do about it::
     │   ├── InvalidURL             not an absolute http(s) URL
     │   ├── InvalidChecksum        --checksum is not ALG:HEX with a known algorithm
     │   ├── InvalidHeader          --header is not "Name: value"
-    │   └── DestinationExists      the output file exists and --force was not given
+    │   ├── DestinationExists      the output file exists and --force was not given
+    │   └── InvalidSecret          the swarm secret is missing, unreadable, empty or too short
     ├── SourceError                one source failed one piece of work: retry it or drop it
     │   ├── SourceRetryable        transient (connection reset, timeout, 5xx): try again later
     │   │   └── SourceRateLimited  429/503, possibly with Retry-After (`retry_after` seconds)
@@ -15,13 +16,21 @@ Split by who is at fault and what the caller should do about it::
     │   │                          count it against the source, do not trust it blindly
     │   └── RangesIgnored          a range request got the whole file (200): fall back to one
     │                              stream from offset 0
-    └── DownloadError              the download as a whole cannot go on: stop and report
-        ├── OriginChanged          the file on the server changed under us (validator mismatch)
-        ├── OriginUnusable         the origin cannot serve this URL (4xx, too many redirects)
-        ├── ChecksumMismatch       the finished file does not match a known digest (data kept)
-        ├── StorageError           the local disk failed us (full, read-only, permissions)
-        ├── NoSourcesLeft          every source is banned or gone before the file completed
-        └── Cancelled              the user cancelled the download
+    ├── DownloadError              the download as a whole cannot go on: stop and report
+    │   ├── OriginChanged          the file on the server changed under us (validator mismatch)
+    │   ├── OriginUnusable         the origin cannot serve this URL (4xx, too many redirects)
+    │   ├── ChecksumMismatch       the finished file does not match a known digest (data kept)
+    │   ├── StorageError           the local disk failed us (full, read-only, permissions)
+    │   ├── NoSourcesLeft          every source is banned or gone before the file completed
+    │   └── Cancelled              the user cancelled the download
+    ├── AuthError                  the peer's fault: its request is unsigned, badly signed,
+    │                              replayed or too far off in time; reject the request (401)
+    └── HubError                   talking to the hub failed (seen from a node)
+        ├── HubUnavailable         unreachable, timed out, or 5xx: back off, then register again
+        ├── HubRejected            the hub refused us (secret, clock skew, bad request): retrying
+        │                          as is will not help; fix the configuration
+        └── UnknownNode            the hub does not know this node (restarted with an empty
+                                   registry, or our TTL expired): register again
 
 Library exceptions (aiohttp, OSError) are translated at the adapter boundary with
 ``raise ... from exc`` so that callers only ever catch this tree.
@@ -118,3 +127,40 @@ class NoSourcesLeft(DownloadError):
 
 class Cancelled(DownloadError):
     code = "cancelled"
+
+
+# --- added for auth and the hub ----------------------------------------------------------------
+
+
+class InvalidSecret(UsageError):
+    """The swarm secret could not be loaded: missing, unreadable, empty or too short."""
+
+    code = "invalid_secret"
+
+
+class AuthError(SwarmgetError):
+    """A request was not signed right (missing, bad, replayed or skewed): reject it."""
+
+    code = "auth"
+
+
+class HubError(SwarmgetError):
+    """Talking to the hub failed; ``status`` is the HTTP status when there was one."""
+
+    code = "hub"
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class HubUnavailable(HubError):
+    code = "hub_unavailable"
+
+
+class HubRejected(HubError):
+    code = "hub_rejected"
+
+
+class UnknownNode(HubError):
+    code = "unknown_node"

@@ -1,0 +1,57 @@
+"""Running one download in this process, with this host's own connections to the origin.
+
+The service the CLI calls when no node daemon runs: it owns the HTTP session for the
+duration of the download and hands the caller the ``Download`` so that it can watch progress.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+import aiohttp
+
+from swarmget.core.errors import InvalidHeader
+from swarmget.net.origin import OriginClient
+from swarmget.node.engine import Download, DownloadSpec, OriginSource
+
+
+@dataclass(frozen=True, kw_only=True)
+class LocalOptions:
+    connections: int = 4
+    headers: Mapping[str, str] = field(default_factory=dict)
+    source_address: str | None = None  # bind outgoing connections to this local IP
+    connect_timeout: float = 10.0
+    read_timeout: float = 30.0
+
+
+def parse_headers(values: list[str] | tuple[str, ...]) -> dict[str, str]:
+    """``["Name: value", ...]`` → a dict; ``InvalidHeader`` names a malformed entry."""
+    out: dict[str, str] = {}
+    for raw in values:
+        name, sep, value = raw.partition(":")
+        name = name.strip()
+        if not sep or not name or any(c in name for c in " \t\r\n") or "\n" in value:
+            raise InvalidHeader(f"header must look like 'Name: value', got {raw!r}")
+        out[name] = value.strip()
+    return out
+
+
+@asynccontextmanager
+async def open_local_download(spec: DownloadSpec, options: LocalOptions) -> AsyncIterator[Download]:
+    """A ``Download`` fetching straight from the origin over ``options.connections``."""
+    if options.connections < 1:
+        raise ValueError("connections must be >= 1")
+    local_addr = (options.source_address, 0) if options.source_address else None
+    connector = aiohttp.TCPConnector(
+        limit=options.connections + 2, local_addr=local_addr, force_close=False
+    )
+    async with aiohttp.ClientSession(connector=connector) as session:
+        client = OriginClient(
+            session,
+            headers=options.headers,
+            connect_timeout=options.connect_timeout,
+            read_timeout=options.read_timeout,
+        )
+        yield Download(spec, client, sources=[OriginSource(client, options.connections)])

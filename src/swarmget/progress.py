@@ -1,0 +1,76 @@
+"""A live terminal view of a download: one bar for the file, one row per source."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING
+
+from rich.console import Console, Group
+from rich.live import Live
+from rich.progress_bar import ProgressBar
+from rich.table import Table
+from rich.text import Text
+
+if TYPE_CHECKING:
+    from swarmget.node.engine import Download, DownloadProgress, DownloadResult
+
+REFRESH = 0.25
+
+
+def human_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    raise AssertionError("unreachable")
+
+
+def human_time(seconds: float | None) -> str:
+    if seconds is None:
+        return "--:--"
+    seconds = int(seconds)
+    h, rem = divmod(seconds, 3600)
+    m, s = divmod(rem, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m:02d}:{s:02d}"
+
+
+def render(p: DownloadProgress) -> Group:
+    """The view of one snapshot (pure: easy to test)."""
+    total = p.size or 0
+    head = Text.assemble(
+        (f"{p.stage.value:<11}", "bold"),
+        f" {human_bytes(p.done)}",
+        f" / {human_bytes(total)}" if p.size is not None else "",
+        f"  {human_bytes(p.rate)}/s  ETA {human_time(p.eta)}  [{p.mode}]",
+    )
+    bar = ProgressBar(total=max(total, 1), completed=p.done if total else 0, width=60)
+    table = Table(box=None, pad_edge=False, show_header=True, header_style="dim")
+    for col in ("source", "state", "streams", "bytes", "rate", "failures"):
+        table.add_column(col, justify="right" if col not in ("source", "state") else "left")
+    for s in p.sources:
+        table.add_row(
+            s.source_id,
+            s.state.value,
+            str(s.active_leases),
+            human_bytes(s.claimed),
+            f"{human_bytes(s.rate)}/s",
+            str(s.failures),
+        )
+    return Group(head, bar, table)
+
+
+async def watch_progress(download: Download, console: Console | None) -> DownloadResult:
+    """Run ``download``, redrawing its progress on ``console`` (None: silently)."""
+    if console is None:
+        return await download.run()
+    task = asyncio.create_task(download.run())
+    try:
+        with Live(render(download.statistics()), console=console, transient=True) as live:
+            while not task.done():
+                await asyncio.wait([task], timeout=REFRESH)
+                live.update(render(download.statistics()))
+    finally:
+        if not task.done():
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+    return task.result()
