@@ -17,6 +17,7 @@ errors that concern the whole download (``OriginChanged``, ``StorageError``) sto
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import time
 from collections import deque
@@ -314,6 +315,7 @@ class Download:
     async def _segmented(self, info: OriginInfo, dest: Path) -> DownloadResult:
         assert info.size is not None
         self._mode = "segmented"
+        self._fatal = None  # a previous attempt's reason to stop is not this one's
         key = _resume_key(info)
         await self._check_resume(key, dest)
         part = await open_part_file(dest, key, force=self.spec.force)
@@ -334,16 +336,20 @@ class Download:
     ) -> dict[str, str]:
         self._stage = Stage.DOWNLOADING
         algorithms = self._algorithms(info)
-        async with IncrementalHasher(part.part_path, algorithms) as hasher:
+        async with contextlib.AsyncExitStack() as stack:
+            hasher = None
+            if algorithms:
+                hasher = IncrementalHasher(part.part_path, algorithms)
+                await stack.enter_async_context(hasher)
             failure = await self._drive(sched, part, hasher)
             if failure is not None:
                 raise failure
             self._stage = Stage.VERIFYING
             assert info.size is not None
-            return await hasher.finish(info.size) if algorithms else {}
+            return await hasher.finish(info.size) if hasher is not None else {}
 
     async def _drive(
-        self, sched: Scheduler, part: PartFile, hasher: IncrementalHasher
+        self, sched: Scheduler, part: PartFile, hasher: IncrementalHasher | None
     ) -> BaseException | None:
         """Run streams until the file is complete; return the error that stopped it, if any."""
         failure: BaseException | None = None
@@ -361,7 +367,11 @@ class Download:
         return failure
 
     async def _loop(
-        self, sched: Scheduler, part: PartFile, hasher: IncrementalHasher, tg: asyncio.TaskGroup
+        self,
+        sched: Scheduler,
+        part: PartFile,
+        hasher: IncrementalHasher | None,
+        tg: asyncio.TaskGroup,
     ) -> None:
         last_checkpoint = self._clock()
         while not sched.is_complete():
@@ -375,7 +385,8 @@ class Download:
             if self._clock() - last_checkpoint >= self.spec.checkpoint_interval:
                 await part.checkpoint()
                 last_checkpoint = self._clock()
-            await hasher.advance(part.written_prefix())
+            if hasher is not None:
+                await hasher.advance(part.written_prefix())
         # the last streams flush their final batches as they finish
         while self._tasks:
             await self._sleep_until(None)

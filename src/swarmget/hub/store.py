@@ -1,0 +1,246 @@
+"""The hub's registry of nodes: a narrow store interface and its SQL implementation.
+
+A ``NodeRecord`` is what the hub knows about one node: where its peer API listens, what it
+offers (slots, WAN rate, quota), which group it is in, when it registered and was last
+seen, and the stats it reported with its last heartbeat. The store never reads the clock:
+every call that depends on time takes ``now`` (unix seconds, the hub's clock), so tests
+decide expiry by the ``now`` they pass, never by sleeping.
+
+A node is *live* while ``now - last_seen <= ttl``. Records of dead nodes stay until
+``prune`` removes them; a heartbeat with ``ttl`` given does not revive one (the node must
+register again, which re-checks everything).
+
+``SqlRegistryStore`` works on any SQLAlchemy async URL: ``sqlite+aiosqlite:///hub.db`` (the
+default; WAL journal so readers never block the writer) or e.g.
+``postgresql+asyncpg://user:pw@host/db``. It uses portable column types only, creates its
+table on ``start`` (``metadata.create_all``, a no-op when it exists) and upserts with an
+UPDATE-then-INSERT in one transaction, retried once if a concurrent insert won the race.
+The in-memory fake is ``swarmget.testing.fakes.MemoryRegistryStore``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from swarmget.core.errors import StorageError
+
+__all__ = [
+    "NodeRecord",
+    "RegistryStore",
+    "SqlRegistryStore",
+    "open_registry_store",
+]
+
+#: Milliseconds a SQLite connection waits for another writer before failing.
+SQLITE_BUSY_TIMEOUT_MS = 5000
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NodeRecord:
+    """One registered node. ``address`` is the source IP the hub saw, never a claim of
+    the node's; ``url`` is its peer API base URL. ``wan_rate`` (bytes/s) and
+    ``quota_left`` (bytes) are None when the node did not say. ``registered_at`` and
+    ``last_seen`` are set by the store; ``stats`` is JSON-able."""
+
+    node_id: str
+    address: str
+    port: int
+    url: str
+    version: str
+    slots: int
+    group: str
+    wan_rate: int | None = None
+    quota_left: int | None = None
+    registered_at: float = 0.0
+    last_seen: float = 0.0
+    stats: Mapping[str, Any] = field(default_factory=dict)
+
+    def is_live(self, now: float, ttl: float) -> bool:
+        return now - self.last_seen <= ttl
+
+
+class RegistryStore(Protocol):
+    """Where the hub keeps its registry. Every method may block on I/O."""
+
+    async def upsert_node(self, record: NodeRecord, now: float) -> NodeRecord:
+        """Insert or replace the node; ``registered_at`` and ``last_seen`` become ``now``
+        and ``stats`` are kept from the record. Returns the record as stored."""
+        ...
+
+    async def heartbeat(
+        self, node_id: str, stats: Mapping[str, Any], now: float, *, ttl: float | None = None
+    ) -> bool:
+        """Mark the node seen at ``now`` with these stats. False when it is unknown, or
+        (``ttl`` given) no longer live: then nothing changes and it must register again."""
+        ...
+
+    async def remove(self, node_id: str) -> bool:
+        """Forget the node; False when it was not known."""
+        ...
+
+    async def live_nodes(self, now: float, ttl: float) -> list[NodeRecord]:
+        """Every node seen within ``ttl`` seconds of ``now``, ordered by node id."""
+        ...
+
+    async def prune(self, before: float) -> int:
+        """Forget nodes last seen before ``before``; returns how many."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+# --- SQL --------------------------------------------------------------------------------------
+
+metadata = sa.MetaData()
+
+nodes = sa.Table(
+    "hub_nodes",
+    metadata,
+    sa.Column("node_id", sa.String(128), primary_key=True),
+    sa.Column("address", sa.String(64), nullable=False),
+    sa.Column("port", sa.Integer, nullable=False),
+    sa.Column("url", sa.String(300), nullable=False),
+    sa.Column("version", sa.String(64), nullable=False),
+    sa.Column("slots", sa.Integer, nullable=False),
+    sa.Column("group_name", sa.String(128), nullable=False),
+    sa.Column("wan_rate", sa.BigInteger, nullable=True),
+    sa.Column("quota_left", sa.BigInteger, nullable=True),
+    sa.Column("registered_at", sa.Double, nullable=False),
+    sa.Column("last_seen", sa.Double, nullable=False, index=True),
+    sa.Column("stats", sa.JSON, nullable=False),
+)
+
+
+def _values(record: NodeRecord, now: float) -> dict[str, Any]:
+    """The non-key columns for ``record`` registered at ``now``."""
+    return {
+        "address": record.address,
+        "port": record.port,
+        "url": record.url,
+        "version": record.version,
+        "slots": record.slots,
+        "group_name": record.group,
+        "wan_rate": record.wan_rate,
+        "quota_left": record.quota_left,
+        "registered_at": now,
+        "last_seen": now,
+        "stats": dict(record.stats),
+    }
+
+
+def _record(row: sa.Row[Any]) -> NodeRecord:
+    m = row._mapping
+    return NodeRecord(
+        node_id=m["node_id"],
+        address=m["address"],
+        port=m["port"],
+        url=m["url"],
+        version=m["version"],
+        slots=m["slots"],
+        group=m["group_name"],
+        wan_rate=m["wan_rate"],
+        quota_left=m["quota_left"],
+        registered_at=m["registered_at"],
+        last_seen=m["last_seen"],
+        stats=dict(m["stats"] or {}),
+    )
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    """WAL so readers do not block the writer; wait for a busy writer instead of failing."""
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+    finally:
+        cursor.close()
+
+
+def _create_engine(url: str) -> AsyncEngine:
+    engine = create_async_engine(url)
+    if engine.dialect.name == "sqlite":
+        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+class SqlRegistryStore:
+    """``RegistryStore`` on a SQLAlchemy async engine. Call ``start`` before use and
+    ``close`` after (or use ``open_registry_store``)."""
+
+    def __init__(self, url: str) -> None:
+        self._safe_url = make_url(url).render_as_string(hide_password=True)
+        self._engine = _create_engine(url)
+
+    async def start(self) -> None:
+        """Create the table if needed. Raises ``StorageError`` if the database is unusable."""
+        try:
+            async with self._engine.begin() as conn:
+                await conn.run_sync(metadata.create_all)
+        except (SQLAlchemyError, OSError) as exc:
+            raise StorageError(f"cannot open the hub database {self._safe_url}: {exc}") from exc
+
+    async def close(self) -> None:
+        await self._engine.dispose()
+
+    async def upsert_node(self, record: NodeRecord, now: float) -> NodeRecord:
+        try:
+            await self._upsert(record, now)
+        except IntegrityError:  # a concurrent register of the same new node inserted first
+            await self._upsert(record, now)
+        return dataclasses.replace(record, registered_at=now, last_seen=now)
+
+    async def _upsert(self, record: NodeRecord, now: float) -> None:
+        values = _values(record, now)
+        async with self._engine.begin() as conn:
+            where = nodes.c.node_id == record.node_id
+            result = await conn.execute(sa.update(nodes).where(where).values(**values))
+            if result.rowcount == 0:
+                await conn.execute(sa.insert(nodes).values(node_id=record.node_id, **values))
+
+    async def heartbeat(
+        self, node_id: str, stats: Mapping[str, Any], now: float, *, ttl: float | None = None
+    ) -> bool:
+        stmt = sa.update(nodes).where(nodes.c.node_id == node_id)
+        if ttl is not None:
+            stmt = stmt.where(nodes.c.last_seen >= now - ttl)
+        async with self._engine.begin() as conn:
+            result = await conn.execute(stmt.values(last_seen=now, stats=dict(stats)))
+        return bool(result.rowcount == 1)
+
+    async def remove(self, node_id: str) -> bool:
+        async with self._engine.begin() as conn:
+            result = await conn.execute(sa.delete(nodes).where(nodes.c.node_id == node_id))
+        return bool(result.rowcount == 1)
+
+    async def live_nodes(self, now: float, ttl: float) -> list[NodeRecord]:
+        query = sa.select(nodes).where(nodes.c.last_seen >= now - ttl).order_by(nodes.c.node_id)
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return [_record(row) for row in rows]
+
+    async def prune(self, before: float) -> int:
+        async with self._engine.begin() as conn:
+            result = await conn.execute(sa.delete(nodes).where(nodes.c.last_seen < before))
+        return int(result.rowcount)
+
+
+@asynccontextmanager
+async def open_registry_store(url: str) -> AsyncIterator[SqlRegistryStore]:
+    """A started ``SqlRegistryStore`` on ``url``, closed on exit."""
+    store = SqlRegistryStore(url)
+    try:
+        await store.start()
+        yield store
+    finally:
+        await store.close()

@@ -1,0 +1,172 @@
+"""Swarm request signatures over aiohttp: a server middleware and a client helper.
+
+The rules live in ``swarmget.core.auth``; this module feeds them the request's bytes and the
+clock. The server side:
+
+* ``auth_middleware(secret)`` reads the body (at most ``max_body`` bytes: a Content-Length
+  above it is refused up front, and ``request.read()`` is itself bounded by the app's
+  ``client_max_size``, 1 MiB by default), verifies the signature over the request target
+  exactly as received (``request.raw_path``: path and query, still %-encoded), and stores
+  the signer's node id under ``SWARM_NODE`` (read it with ``authenticated_node``). The body
+  stays cached on the request, so handlers can still ``await request.json()``.
+* A missing, bad, replayed or clock-skewed signature gets 401 with
+  ``{"error": "...", "code": "auth"}``; a body over the limit gets 413.
+* Paths in ``exempt`` (exact ``request.path`` matches, e.g. a health check) pass unsigned.
+
+The client side: ``signed_headers(secret, node_id, method, url, body)`` returns the headers to
+send with exactly that method, URL and body.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
+from yarl import URL
+
+from swarmget.core.auth import DEFAULT_WINDOW, ReplayCache, parse_secret, sign, verify
+from swarmget.core.errors import AuthError, InvalidSecret
+
+__all__ = [
+    "MAX_SIGNED_BODY",
+    "SWARM_NODE",
+    "auth_middleware",
+    "authenticated_node",
+    "json_error",
+    "load_secret",
+    "new_nonce",
+    "signed_headers",
+]
+
+#: Largest request body the middleware reads (the JSON APIs need far less).
+MAX_SIGNED_BODY = 1024 * 1024
+#: Where the middleware puts the authenticated node id.
+SWARM_NODE: web.RequestKey[str] = web.RequestKey("swarm_node", str)
+_CHALLENGE = {"WWW-Authenticate": 'Swarm-HMAC-SHA256 realm="swarmget"'}
+
+
+def json_error(
+    status: int, message: str, code: str, *, headers: Mapping[str, str] | None = None
+) -> web.Response:
+    """The JSON error body every swarmget API answers with: ``{"error", "code"}``."""
+    return web.json_response(
+        {"error": message, "code": code}, status=status, headers=dict(headers or {})
+    )
+
+
+def authenticated_node(request: web.Request) -> str:
+    """The node id the auth middleware verified for this request."""
+    return request[SWARM_NODE]
+
+
+def auth_middleware(
+    secret: bytes,
+    *,
+    exempt: frozenset[str] = frozenset(),
+    clock: Callable[[], float] = time.time,
+    window: float = DEFAULT_WINDOW,
+    max_body: int = MAX_SIGNED_BODY,
+    replay: ReplayCache | None = None,
+) -> Middleware:
+    """A middleware that lets only correctly signed requests through (see module doc).
+
+    Each middleware has its own ``ReplayCache`` unless one is given.
+    """
+    cache = replay if replay is not None else ReplayCache(window=window)
+
+    @web.middleware
+    async def check_signature(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.path in exempt:
+            return await handler(request)
+        body = await _read_bounded(request, max_body)
+        if body is None:
+            return json_error(413, f"request body over {max_body} bytes", "too_large")
+        try:
+            node_id = verify(
+                secret,
+                method=request.method,
+                path=request.raw_path,
+                headers=request.headers,
+                body=body,
+                now=clock(),
+                window=window,
+                replay=cache,
+            )
+        except AuthError as exc:
+            return json_error(401, str(exc), exc.code, headers=_CHALLENGE)
+        request[SWARM_NODE] = node_id
+        return await handler(request)
+
+    return check_signature
+
+
+async def _read_bounded(request: web.Request, max_body: int) -> bytes | None:
+    """The whole body, or None when it is larger than ``max_body``."""
+    if request.content_length is not None and request.content_length > max_body:
+        return None
+    try:
+        body = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        return None
+    return body if len(body) <= max_body else None
+
+
+def new_nonce() -> str:
+    """A fresh random nonce (144 bits, URL-safe base64)."""
+    return secrets.token_urlsafe(18)
+
+
+def signed_headers(
+    secret: bytes,
+    node_id: str,
+    method: str,
+    url_or_path: str | URL,
+    body: bytes = b"",
+    *,
+    now: float | None = None,
+    nonce: str | None = None,
+) -> dict[str, str]:
+    """Headers that sign this request. ``url_or_path`` is the full URL the client will
+    request (or its path and query); the signed target is what the server will see,
+    ``URL(...).raw_path_qs``, the same form aiohttp's client sends."""
+    return sign(
+        secret,
+        method=method,
+        path=URL(url_or_path).raw_path_qs,
+        body=body,
+        node_id=node_id,
+        now=time.time() if now is None else now,
+        nonce=new_nonce() if nonce is None else nonce,
+    )
+
+
+def json_body(payload: Mapping[str, Any]) -> bytes:
+    """Compact JSON bytes for a request body (sign exactly these bytes, then send them)."""
+    return json.dumps(payload, separators=(",", ":"), allow_nan=False).encode()
+
+
+def load_secret(
+    path: str | os.PathLike[str] | None = None, *, env_value: str | None = None
+) -> bytes:
+    """The shared swarm secret from a file (preferred when given) or from the value of an
+    environment variable. Surrounding whitespace is ignored. Raises ``InvalidSecret`` with a
+    message saying what to fix: none given, unreadable, empty, or shorter than 16 bytes."""
+    if path is not None:
+        try:
+            with open(path, "rb") as f:
+                raw = f.read(64 * 1024 + 1)
+        except OSError as exc:
+            reason = exc.strerror or str(exc)
+            raise InvalidSecret(f"cannot read the swarm secret file {path}: {reason}") from exc
+        if len(raw) > 64 * 1024:
+            raise InvalidSecret(f"the swarm secret file {path} is over 64 KiB: wrong file?")
+        return parse_secret(raw, source=f"file {path}")
+    if env_value is not None:
+        return parse_secret(env_value.encode(), source="the environment")
+    raise InvalidSecret("no swarm secret given: pass a secret file or set the secret variable")
