@@ -19,6 +19,8 @@ Split by who is at fault and what the caller should do about it::
     ├── DownloadError              the download as a whole cannot go on: stop and report
     │   ├── OriginChanged          the file on the server changed under us (validator mismatch)
     │   ├── OriginUnusable         the origin cannot serve this URL (4xx, too many redirects)
+    │   │   └── ForbiddenTarget    the URL (or a redirect) leads to an address the policy
+    │   │                          forbids: loopback, private, link-local, metadata ...
     │   ├── ChecksumMismatch       the finished file does not match a known digest (data kept)
     │   ├── StorageError           the local disk failed us (full, read-only, permissions)
     │   ├── NoSourcesLeft          every source is banned or gone before the file completed
@@ -164,3 +166,10 @@ class HubRejected(HubError):
 
 class UnknownNode(HubError):
     code = "unknown_node"
+
+
+class ForbiddenTarget(OriginUnusable):
+    """An outgoing connection was refused by the address policy (``core.addresses``): the
+    target is not a globally routable address and is not on the allow-list."""
+
+    code = "forbidden_target"

@@ -21,7 +21,13 @@ from __future__ import annotations
 import ipaddress
 import re
 
-__all__ = ["DEFAULT_PREFIX_BITS", "DEFAULT_V6_PREFIX_BITS", "group_of", "is_valid_group_name"]
+__all__ = [
+    "DEFAULT_PREFIX_BITS",
+    "DEFAULT_V6_PREFIX_BITS",
+    "canonical_address",
+    "group_of",
+    "is_valid_group_name",
+]
 
 DEFAULT_PREFIX_BITS = 16
 DEFAULT_V6_PREFIX_BITS = 64
@@ -55,6 +61,15 @@ def group_of(
     if not 0 <= bits <= ip.max_prefixlen:
         raise ValueError(f"prefix length {bits} out of range for IPv{ip.version}")
     return str(ipaddress.ip_network(f"{ip}/{bits}", strict=False))
+
+
+def canonical_address(address: str) -> str:
+    """``address`` in its canonical text form, an IPv4-mapped IPv6 address as plain IPv4
+    (an IPv6 zone is kept: a link-local address needs it). Raises ``ValueError`` for
+    anything that is not an IP address."""
+    host, zone = address.split("%", 1) if "%" in address else (address, "")
+    ip = _parse_ip(host)
+    return f"{ip}%{zone}" if zone and ip.version == 6 else str(ip)
 
 
 def _parse_ip(address: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:

@@ -15,14 +15,15 @@ default; WAL journal so readers never block the writer) or e.g.
 ``postgresql+asyncpg://user:pw@host/db``. It uses portable column types only, creates its
 table on ``start`` (``metadata.create_all``, a no-op when it exists) and upserts with an
 UPDATE-then-INSERT in one transaction, retried once if a concurrent insert won the race.
-The in-memory fake is ``swarmget.testing.fakes.MemoryRegistryStore``.
+Database failures surface as ``StorageError``. The in-memory fake is
+``swarmget.testing.fakes.MemoryRegistryStore``.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator, Mapping
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -193,11 +194,20 @@ class SqlRegistryStore:
     async def close(self) -> None:
         await self._engine.dispose()
 
-    async def upsert_node(self, record: NodeRecord, now: float) -> NodeRecord:
+    @contextmanager
+    def _translated(self) -> Iterator[None]:
+        """Database failures become ``StorageError`` (the hub answers 503 for them)."""
         try:
-            await self._upsert(record, now)
-        except IntegrityError:  # a concurrent register of the same new node inserted first
-            await self._upsert(record, now)
+            yield
+        except SQLAlchemyError as exc:
+            raise StorageError(f"hub database {self._safe_url} failed: {exc}") from exc
+
+    async def upsert_node(self, record: NodeRecord, now: float) -> NodeRecord:
+        with self._translated():
+            try:
+                await self._upsert(record, now)
+            except IntegrityError:  # a concurrent register of the same new node inserted first
+                await self._upsert(record, now)
         return dataclasses.replace(record, registered_at=now, last_seen=now)
 
     async def _upsert(self, record: NodeRecord, now: float) -> None:
@@ -214,24 +224,28 @@ class SqlRegistryStore:
         stmt = sa.update(nodes).where(nodes.c.node_id == node_id)
         if ttl is not None:
             stmt = stmt.where(nodes.c.last_seen >= now - ttl)
-        async with self._engine.begin() as conn:
-            result = await conn.execute(stmt.values(last_seen=now, stats=dict(stats)))
+        with self._translated():
+            async with self._engine.begin() as conn:
+                result = await conn.execute(stmt.values(last_seen=now, stats=dict(stats)))
         return bool(result.rowcount == 1)
 
     async def remove(self, node_id: str) -> bool:
-        async with self._engine.begin() as conn:
-            result = await conn.execute(sa.delete(nodes).where(nodes.c.node_id == node_id))
+        with self._translated():
+            async with self._engine.begin() as conn:
+                result = await conn.execute(sa.delete(nodes).where(nodes.c.node_id == node_id))
         return bool(result.rowcount == 1)
 
     async def live_nodes(self, now: float, ttl: float) -> list[NodeRecord]:
         query = sa.select(nodes).where(nodes.c.last_seen >= now - ttl).order_by(nodes.c.node_id)
-        async with self._engine.connect() as conn:
-            rows = (await conn.execute(query)).all()
+        with self._translated():
+            async with self._engine.connect() as conn:
+                rows = (await conn.execute(query)).all()
         return [_record(row) for row in rows]
 
     async def prune(self, before: float) -> int:
-        async with self._engine.begin() as conn:
-            result = await conn.execute(sa.delete(nodes).where(nodes.c.last_seen < before))
+        with self._translated():
+            async with self._engine.begin() as conn:
+                result = await conn.execute(sa.delete(nodes).where(nodes.c.last_seen < before))
         return int(result.rowcount)
 
 
