@@ -59,7 +59,7 @@ from swarmget.core.http import (
 from swarmget.core.ranges import ByteRange
 from swarmget.core.urls import validate_url
 
-__all__ = ["CHUNK_SIZE", "OriginClient", "OriginInfo"]
+__all__ = ["CHUNK_SIZE", "CheckedBody", "OriginClient", "OriginInfo", "translate_client_error"]
 
 #: Largest chunk a body iterator yields.
 CHUNK_SIZE = 256 * 1024
@@ -169,7 +169,7 @@ class OriginClient:
             check_range_response(
                 resp.status, resp.headers, rng, info.validator, size, now_epoch=self._clock()
             )
-            yield _Body(resp, rng.length, f"{info.final_url} {rng}")
+            yield CheckedBody(resp, rng.length, f"{info.final_url} {rng}")
 
     @asynccontextmanager
     async def open_stream(self, info: OriginInfo) -> AsyncIterator[AsyncIterator[bytes]]:
@@ -184,7 +184,7 @@ class OriginClient:
             expected = check_stream_response(
                 resp.status, resp.headers, info.validator, info.size, now_epoch=self._clock()
             )
-            yield _Body(resp, expected, info.final_url)
+            yield CheckedBody(resp, expected, info.final_url)
 
     # --- plumbing -------------------------------------------------------------------------------
 
@@ -212,7 +212,7 @@ class OriginClient:
                 timeout=self._timeout,
             )
         except (aiohttp.ClientError, OSError) as exc:  # OSError covers TimeoutError
-            raise _translate(exc, f"{method} {url}") from exc
+            raise translate_client_error(exc, f"{method} {url}") from exc
         try:
             yield resp
         finally:
@@ -222,7 +222,7 @@ class OriginClient:
                 resp.close()
 
 
-class _Body:
+class CheckedBody:
     """The raw chunks of a response body, checked against the expected length.
 
     Never yields more than ``expected`` bytes in total; raises ``SourceBroken`` when the
@@ -236,14 +236,14 @@ class _Body:
         self._what = what
         self.received = 0
 
-    def __aiter__(self) -> _Body:
+    def __aiter__(self) -> CheckedBody:
         return self
 
     async def __anext__(self) -> bytes:
         try:
             chunk = await self._resp.content.read(CHUNK_SIZE)
         except (aiohttp.ClientError, OSError) as exc:
-            raise _translate(exc, f"reading {self._what}") from exc
+            raise translate_client_error(exc, f"reading {self._what}") from exc
         if not chunk:
             self._check_complete()
             raise StopAsyncIteration
@@ -280,7 +280,7 @@ def _require_range_size(info: OriginInfo, rng: ByteRange) -> int:
     return info.size
 
 
-def _translate(exc: BaseException, what: str) -> SwarmgetError:
+def translate_client_error(exc: BaseException, what: str) -> SwarmgetError:
     """The error-tree exception for a library failure during ``what``."""
     if isinstance(exc, aiohttp.ClientConnectorCertificateError):
         return OriginUnusable(f"{what}: TLS certificate verification failed: {exc}")
