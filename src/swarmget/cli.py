@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any, NoReturn
@@ -24,6 +25,7 @@ import click
 from rich.console import Console
 
 from swarmget import __version__
+from swarmget.core.addresses import AddressPolicy, parse_cidrs
 from swarmget.core.digests import parse_checksum_spec
 from swarmget.core.errors import (
     ChecksumMismatch,
@@ -35,6 +37,10 @@ from swarmget.core.errors import (
 )
 from swarmget.core.scheduler import SchedulerConfig
 from swarmget.core.urls import validate_url
+from swarmget.hub.app import DEFAULT_TTL
+from swarmget.hub.service import DEFAULT_DB_URL, DEFAULT_HUB_PORT, SECRET_ENV, run_hub
+from swarmget.net.auth import load_secret
+from swarmget.node.daemon import DEFAULT_STATE_DIR, NodeConfig, run_node
 from swarmget.node.engine import DownloadResult, DownloadSpec
 from swarmget.node.local import LocalOptions, open_local_download, parse_headers
 from swarmget.progress import human_bytes, watch_progress
@@ -176,6 +182,135 @@ def summary_line(result: DownloadResult) -> str:
         f"saved {result.path} ({human_bytes(result.size)}) in {result.elapsed:.1f}s, "
         f"{human_bytes(rate)}/s, {checked}{resumed}"
     )
+
+
+# --- swarm commands -----------------------------------------------------------------------------
+
+SIZE_UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
+
+
+def parse_size(text: str) -> int:
+    """``8M``, ``1.5G``, ``4096``, ``10MiB`` → bytes (binary units)."""
+    t = text.strip().upper().removesuffix("IB").removesuffix("B")
+    unit = t[-1:] if t[-1:] in SIZE_UNITS and not t[-1:].isdigit() else ""
+    try:
+        value = float(t[: len(t) - len(unit)])
+    except ValueError:
+        raise click.BadParameter(f"not a size: {text!r} (try 8M, 1.5G)") from None
+    if value < 0:
+        raise click.BadParameter(f"negative size: {text!r}")
+    return int(value * SIZE_UNITS[unit])
+
+
+def _secret(secret_file: str | None) -> bytes:
+    return load_secret(secret_file, env_value=os.environ.get(SECRET_ENV))
+
+
+def _policy(allow: tuple[str, ...]) -> AddressPolicy:
+    words = [w for item in allow for w in item.split(",") if w.strip()]
+    private = any(w.strip() == "private" for w in words)
+    cidrs = [w for w in words if w.strip() != "private"]
+    return AddressPolicy(allow_private=private, allowed_networks=parse_cidrs(cidrs))
+
+
+@main.command()
+@click.option("--hub", "hub_url", help="Hub URL, e.g. http://10.0.0.1:7400.")
+@click.option("--listen", default="127.0.0.1", show_default=True, help="Peer API address.")
+@click.option("--port", type=int, default=7401, show_default=True, help="Peer API port (0: any).")
+@click.option("--api-port", type=int, default=7402, show_default=True, help="Local API port.")
+@click.option("--secret-file", help=f"Swarm secret file (or ${SECRET_ENV}).")
+@click.option("--node-id", help="Default: made up once and kept in the state directory.")
+@click.option("--group", help="Explicit group name (default: by address prefix).")
+@click.option("--slots", type=click.IntRange(1, 64), default=3, show_default=True)
+@click.option("--connections", type=click.IntRange(1, 64), default=4, show_default=True)
+@click.option("--rate-limit", help="Cap on helper traffic, bytes/s (e.g. 5M).")
+@click.option("--daily-quota", help="Helper data per UTC day (e.g. 2G).")
+@click.option(
+    "--allow-private-origins",
+    "allow",
+    multiple=True,
+    help="CIDRs helpers may fetch from despite the SSRF guard ('private' for RFC 1918).",
+)
+@click.option("--state-dir", type=click.Path(path_type=Path), default=DEFAULT_STATE_DIR)
+@click.option("--download-dir", type=click.Path(path_type=Path), default=Path("downloads"))
+@click.option("--stall-timeout", type=click.FloatRange(0.1), default=15.0, show_default=True)
+@click.option("--heartbeat-interval", type=click.FloatRange(0.1))
+def node(
+    hub_url: str | None,
+    listen: str,
+    port: int,
+    api_port: int,
+    secret_file: str | None,
+    node_id: str | None,
+    group: str | None,
+    slots: int,
+    connections: int,
+    rate_limit: str | None,
+    daily_quota: str | None,
+    allow: tuple[str, ...],
+    state_dir: Path,
+    download_dir: Path,
+    stall_timeout: float,
+    heartbeat_interval: float | None,
+) -> None:
+    """Run a node: help others download, and download with their help."""
+    err = Console(stderr=True)
+    try:
+        config = NodeConfig(
+            secret=_secret(secret_file),
+            state_dir=state_dir,
+            download_dir=download_dir,
+            node_id=node_id,
+            listen_host=listen,
+            listen_port=port,
+            api_port=api_port,
+            hub_url=validate_url(hub_url) if hub_url else None,
+            group=group,
+            slots=slots,
+            connections=connections,
+            rate_limit=parse_size(rate_limit) if rate_limit else None,
+            daily_quota=parse_size(daily_quota) if daily_quota is not None else None,
+            origin_policy=_policy(allow),
+            stall_timeout=stall_timeout,
+            heartbeat_interval=heartbeat_interval,
+        )
+        asyncio.run(run_node(config, announce=lambda info: click.echo(json.dumps(info))))
+    except (SwarmgetError, ValueError) as exc:
+        err.print(f"[red]error[/]: {exc}", highlight=False)
+        sys.exit(EXIT_USAGE if isinstance(exc, UsageError | ValueError) else EXIT_FAILED)
+    except OSError as exc:
+        err.print(f"[red]error[/]: cannot start the node: {exc}", highlight=False)
+        sys.exit(EXIT_FAILED)
+
+
+@main.command()
+@click.option("--host", default="0.0.0.0", show_default=True)
+@click.option("--port", type=int, default=DEFAULT_HUB_PORT, show_default=True)
+@click.option("--db", default=DEFAULT_DB_URL, show_default=True, help="SQLAlchemy async URL.")
+@click.option("--secret-file", help=f"Swarm secret file (or ${SECRET_ENV}).")
+@click.option("--ttl", type=click.FloatRange(1.0), default=DEFAULT_TTL, show_default=True)
+@click.option("--group-prefix", type=click.IntRange(0, 128), default=16, show_default=True)
+@click.option("--trust-proxy", is_flag=True, help="Believe X-Forwarded-For.")
+def hub(
+    host: str,
+    port: int,
+    db: str,
+    secret_file: str | None,
+    ttl: float,
+    group_prefix: int,
+    trust_proxy: bool,
+) -> None:
+    """Run the hub: the registry of live nodes (it never downloads anything)."""
+    err = Console(stderr=True)
+    try:
+        secret = _secret(secret_file)
+        announce = lambda url: click.echo(json.dumps({"url": url}))  # noqa: E731
+        asyncio.run(
+            run_hub(host, port, db, secret, ttl, group_prefix, trust_proxy, on_listening=announce)
+        )
+    except (SwarmgetError, ValueError) as exc:
+        err.print(f"[red]error[/]: {exc}", highlight=False)
+        sys.exit(EXIT_USAGE if isinstance(exc, UsageError | ValueError) else EXIT_FAILED)
 
 
 if __name__ == "__main__":  # pragma: no cover

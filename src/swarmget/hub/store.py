@@ -30,10 +30,10 @@ from typing import Any, Protocol
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, IntegrityError, NoSuchModuleError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from swarmget.core.errors import StorageError
+from swarmget.core.errors import StorageError, UsageError
 
 __all__ = [
     "NodeRecord",
@@ -180,8 +180,13 @@ class SqlRegistryStore:
     ``close`` after (or use ``open_registry_store``)."""
 
     def __init__(self, url: str) -> None:
-        self._safe_url = make_url(url).render_as_string(hide_password=True)
-        self._engine = _create_engine(url)
+        """Raises ``UsageError`` for a malformed URL or a database driver not installed."""
+        try:
+            self._safe_url = make_url(url).render_as_string(hide_password=True)
+            self._engine = _create_engine(url)
+        except (ArgumentError, NoSuchModuleError, ImportError) as exc:
+            shown = getattr(self, "_safe_url", "(unparsable URL)")
+            raise UsageError(f"unusable hub database URL {shown}: {exc}") from exc
 
     async def start(self) -> None:
         """Create the table if needed. Raises ``StorageError`` if the database is unusable."""

@@ -38,6 +38,7 @@ __all__ = [
     "SWARM_NODE",
     "auth_middleware",
     "authenticated_node",
+    "json_body",
     "json_error",
     "load_secret",
     "new_nonce",

@@ -1,0 +1,285 @@
+"""The hub's HTTP API: nodes register, heartbeat and leave; requesters ask for their peers.
+
+::
+
+    POST   /v1/nodes/register         {node_id, port, version, slots, group?, wan_rate?,
+                                       quota_left?, scheme?}
+                                      → {node_id, address, group, url, ttl, heartbeat_interval}
+    POST   /v1/nodes/{id}/heartbeat   {stats: {...}} → {ok, ttl, heartbeat_interval}
+                                      | 404 {"code": "unknown_node"}: register again
+    DELETE /v1/nodes/{id}             → {ok, removed}
+    GET    /v1/peers                  → {group, peers: [...]}: live nodes of the asker's group,
+                                        without the asker | 404 unknown_node
+    GET    /v1/health                 → {ok: true, nodes: N}   (the only unsigned route)
+
+Every other request must be signed (``swarmget.net.auth``); a node may only register,
+heartbeat or remove itself (403 otherwise). Errors are JSON ``{"error", "code"}``.
+
+Trust: the hub records the address it sees the connection come from (``request.remote``),
+never one the node claims, so a node cannot point requesters at someone else's machine.
+Behind a reverse proxy (``trust_proxy=True``) that is the first hop of X-Forwarded-For.
+The node's group is its declared group name, or that address masked to ``group_prefix``
+bits (``swarmget.core.groups``). A node is live while its last register/heartbeat is
+within ``ttl`` seconds; a heartbeat from a node the hub does not know, or no longer
+considers live (hub restarted with an empty registry, TTL expired), gets 404 and the node
+registers again. Records dead for ``PRUNE_AFTER_TTLS`` TTLs are pruned on each register.
+
+The hub never downloads anything. Handlers parse with pydantic, call the store, format.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal, TypeVar
+
+import pydantic
+from aiohttp import web
+from aiohttp.typedefs import Handler
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator
+
+from swarmget.core.auth import is_valid_node_id
+from swarmget.core.errors import StorageError
+from swarmget.core.groups import (
+    DEFAULT_PREFIX_BITS,
+    DEFAULT_V6_PREFIX_BITS,
+    canonical_address,
+    group_of,
+    is_valid_group_name,
+)
+from swarmget.hub.store import NodeRecord, RegistryStore
+from swarmget.net.auth import MAX_SIGNED_BODY, auth_middleware, authenticated_node, json_error
+
+__all__ = ["DEFAULT_TTL", "HUB_STORE", "HEALTH_PATH", "make_hub_app", "peer_json"]
+
+DEFAULT_TTL = 15.0
+#: Heartbeats are asked for this many times per TTL, so one lost heartbeat is harmless.
+HEARTBEATS_PER_TTL = 3
+#: Records not seen for this many TTLs are deleted (on each register).
+PRUNE_AFTER_TTLS = 20
+MAX_STATS_KEYS = 64
+HEALTH_PATH = "/v1/health"
+
+#: The application's registry store (for other apps mounted next to the hub, e.g. the portal).
+HUB_STORE: web.AppKey[RegistryStore] = web.AppKey("hub_store", RegistryStore)
+
+_Model = TypeVar("_Model", bound=BaseModel)
+
+
+# --- the edge: request bodies -----------------------------------------------------------------
+
+
+class RegisterRequest(BaseModel):
+    """What a node says about itself. Unknown fields (e.g. a claimed address) are ignored."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    node_id: str
+    port: int = Field(ge=1, le=65535)
+    version: str = Field(pattern=r"^[\x21-\x7e]{1,64}$")
+    slots: int = Field(ge=0, le=4096)
+    group: str | None = None
+    wan_rate: int | None = Field(default=None, ge=0)
+    quota_left: int | None = Field(default=None, ge=0)
+    scheme: Literal["http", "https"] = "http"
+
+    @field_validator("node_id")
+    @classmethod
+    def _node_id(cls, value: str) -> str:
+        if not is_valid_node_id(value):
+            raise ValueError("node ids are 1-128 characters of A-Z a-z 0-9 . _ : -")
+        return value
+
+    @field_validator("group")
+    @classmethod
+    def _group(cls, value: str | None) -> str | None:
+        if value is not None and not is_valid_group_name(value):
+            raise ValueError("group names are 1-64 characters of A-Z a-z 0-9 . _ : / -")
+        return value
+
+
+class HeartbeatRequest(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    stats: dict[str, JsonValue] = Field(default_factory=dict, max_length=MAX_STATS_KEYS)
+
+
+class _Problem(Exception):
+    """A request the hub refuses; turned into a JSON error by ``_problems``."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+
+
+async def _parse(request: web.Request, model: type[_Model]) -> _Model:
+    body = await request.read() or b"{}"
+    try:
+        return model.model_validate_json(body)
+    except pydantic.ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "body"
+        raise _Problem(400, "bad_request", f"{where}: {first['msg']}") from exc
+
+
+# --- the hub ------------------------------------------------------------------------------------
+
+
+def peer_json(record: NodeRecord) -> dict[str, Any]:
+    """A node as ``GET /v1/peers`` lists it (``swarmget.net.hub_client.PeerInfo``)."""
+    return {
+        "node_id": record.node_id,
+        "address": record.address,
+        "port": record.port,
+        "url": record.url,
+        "version": record.version,
+        "slots": record.slots,
+        "group": record.group,
+        "wan_rate": record.wan_rate,
+        "quota_left": record.quota_left,
+        "registered_at": record.registered_at,
+        "last_seen": record.last_seen,
+        "stats": dict(record.stats),
+    }
+
+
+def _peer_url(scheme: str, address: str, port: int) -> str:
+    host = f"[{address.replace('%', '%25')}]" if ":" in address else address
+    return f"{scheme}://{host}:{port}"
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Hub:
+    store: RegistryStore
+    ttl: float
+    group_prefix: int
+    v6_prefix: int
+    trust_proxy: bool
+    clock: Callable[[], float]
+
+    @property
+    def _timers(self) -> dict[str, float]:
+        return {"ttl": self.ttl, "heartbeat_interval": self.ttl / HEARTBEATS_PER_TTL}
+
+    async def register(self, request: web.Request) -> web.Response:
+        body = await _parse(request, RegisterRequest)
+        if body.node_id != authenticated_node(request):
+            raise _Problem(403, "forbidden", "node_id differs from the signing node")
+        address = self._source_address(request)
+        group = group_of(address, body.group, self.group_prefix, v6_prefix_bits=self.v6_prefix)
+        now = self.clock()
+        await self.store.prune(before=now - PRUNE_AFTER_TTLS * self.ttl)
+        record = await self.store.upsert_node(_record(body, address, group), now)
+        reply = {"node_id": record.node_id, "address": address, "group": group, "url": record.url}
+        return web.json_response(reply | self._timers)
+
+    async def heartbeat(self, request: web.Request) -> web.Response:
+        node_id = _own_node(request)
+        body = await _parse(request, HeartbeatRequest)
+        if not await self.store.heartbeat(node_id, body.stats, self.clock(), ttl=self.ttl):
+            raise _Problem(404, "unknown_node", f"node {node_id} is not registered (any more)")
+        return web.json_response({"ok": True} | self._timers)
+
+    async def leave(self, request: web.Request) -> web.Response:
+        removed = await self.store.remove(_own_node(request))
+        return web.json_response({"ok": True, "removed": removed})
+
+    async def peers(self, request: web.Request) -> web.Response:
+        node_id = authenticated_node(request)
+        live = await self.store.live_nodes(self.clock(), self.ttl)
+        me = next((r for r in live if r.node_id == node_id), None)
+        if me is None:
+            raise _Problem(404, "unknown_node", f"node {node_id} is not registered (any more)")
+        peers = [peer_json(r) for r in live if r.group == me.group and r.node_id != node_id]
+        return web.json_response({"group": me.group, "peers": peers})
+
+    async def health(self, request: web.Request) -> web.Response:
+        live = await self.store.live_nodes(self.clock(), self.ttl)
+        return web.json_response({"ok": True, "nodes": len(live)})
+
+    def _source_address(self, request: web.Request) -> str:
+        """Where the connection came from (or the proxy says it came from)."""
+        claimed = request.remote
+        if self.trust_proxy and (forwarded := request.headers.get("X-Forwarded-For")):
+            claimed = forwarded.split(",", 1)[0].strip()
+        try:
+            return canonical_address(claimed or "")
+        except ValueError as exc:
+            raise _Problem(400, "bad_address", f"cannot tell your address ({claimed!r})") from exc
+
+
+def _record(body: RegisterRequest, address: str, group: str) -> NodeRecord:
+    return NodeRecord(
+        node_id=body.node_id,
+        address=address,
+        port=body.port,
+        url=_peer_url(body.scheme, address, body.port),
+        version=body.version,
+        slots=body.slots,
+        group=group,
+        wan_rate=body.wan_rate,
+        quota_left=body.quota_left,
+    )
+
+
+def _own_node(request: web.Request) -> str:
+    """The node named in the path, which must be the node that signed the request."""
+    node_id = request.match_info["node_id"]
+    if node_id != authenticated_node(request):
+        raise _Problem(403, "forbidden", "a node may only act for itself")
+    return node_id
+
+
+@web.middleware
+async def _problems(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Refusals, storage failures and aiohttp's own errors, as JSON."""
+    try:
+        return await handler(request)
+    except _Problem as exc:
+        return json_error(exc.status, str(exc), exc.code)
+    except StorageError as exc:
+        return json_error(503, str(exc), exc.code)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return json_error(exc.status, exc.reason, "http", headers=_allow_header(exc.headers))
+
+
+def _allow_header(headers: Mapping[str, str]) -> dict[str, str]:
+    return {"Allow": headers["Allow"]} if "Allow" in headers else {}
+
+
+def make_hub_app(
+    store: RegistryStore,
+    secret: bytes,
+    *,
+    ttl: float = DEFAULT_TTL,
+    group_prefix: int = DEFAULT_PREFIX_BITS,
+    group_prefix_v6: int = DEFAULT_V6_PREFIX_BITS,
+    trust_proxy: bool = False,
+    clock: Callable[[], float] = time.time,
+) -> web.Application:
+    """The hub as an aiohttp application. The caller owns ``store`` (opens and closes it)."""
+    if ttl <= 0:
+        raise ValueError("ttl must be positive")
+    if not 0 <= group_prefix <= 32 or not 0 <= group_prefix_v6 <= 128:
+        raise ValueError("group prefixes must be 0-32 (IPv4) and 0-128 (IPv6) bits")
+    hub = _Hub(
+        store=store,
+        ttl=ttl,
+        group_prefix=group_prefix,
+        v6_prefix=group_prefix_v6,
+        trust_proxy=trust_proxy,
+        clock=clock,
+    )
+    auth = auth_middleware(secret, exempt=frozenset({HEALTH_PATH}), clock=clock)
+    app = web.Application(middlewares=[_problems, auth], client_max_size=MAX_SIGNED_BODY)
+    app[HUB_STORE] = store
+    app.router.add_post("/v1/nodes/register", hub.register)
+    app.router.add_post("/v1/nodes/{node_id}/heartbeat", hub.heartbeat)
+    app.router.add_delete("/v1/nodes/{node_id}", hub.leave)
+    app.router.add_get("/v1/peers", hub.peers)
+    app.router.add_get(HEALTH_PATH, hub.health)
+    return app

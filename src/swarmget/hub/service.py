@@ -1,0 +1,182 @@
+"""Running the hub: open its store, serve its app, stop cleanly.
+
+* ``open_hub(...)`` is an async context manager: it opens the registry store, serves the hub
+  app on ``host:port`` (port 0: any free one) and yields a ``RunningHub`` with the URL it
+  listens on; on exit it stops serving and closes the store, in that order.
+* ``run_hub(...)`` serves until it is cancelled or the process gets SIGTERM or SIGINT (when
+  running in the main thread), then cleans up. ``swarmget hub`` calls it.
+* ``python -m swarmget.hub --port 0 --db sqlite+aiosqlite:///hub.db --secret-file F`` runs it
+  as a process and prints one JSON line ``{"url": "http://HOST:PORT"}`` once listening.
+  The secret comes from ``--secret-file`` or else the ``SWARMGET_SECRET`` variable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import sys
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+
+from swarmget.core.errors import SwarmgetError, UsageError
+from swarmget.core.groups import DEFAULT_PREFIX_BITS
+from swarmget.hub.app import DEFAULT_TTL, make_hub_app
+from swarmget.hub.store import RegistryStore, open_registry_store
+from swarmget.net.auth import load_secret
+
+__all__ = [
+    "DEFAULT_DB_URL",
+    "DEFAULT_HUB_PORT",
+    "SECRET_ENV",
+    "RunningHub",
+    "main",
+    "open_hub",
+    "run_hub",
+]
+
+DEFAULT_HUB_PORT = 7400
+DEFAULT_DB_URL = "sqlite+aiosqlite:///swarmget-hub.db"
+SECRET_ENV = "SWARMGET_SECRET"
+#: Seconds in-flight requests get to finish when the hub stops.
+SHUTDOWN_TIMEOUT = 2.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunningHub:
+    url: str
+    store: RegistryStore
+
+
+def _base_url(sockname: Any) -> str:
+    host, port = sockname[0], sockname[1]
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+@asynccontextmanager
+async def open_hub(
+    *,
+    host: str,
+    port: int,
+    db_url: str,
+    secret: bytes,
+    ttl: float = DEFAULT_TTL,
+    group_prefix: int = DEFAULT_PREFIX_BITS,
+    trust_proxy: bool = False,
+    clock: Callable[[], float] = time.time,
+) -> AsyncIterator[RunningHub]:
+    """Serve a hub while the block runs (see module doc). Raises ``StorageError`` when the
+    database is unusable and ``UsageError`` when ``host:port`` cannot be bound."""
+    async with open_registry_store(db_url) as store:
+        app = make_hub_app(
+            store, secret, ttl=ttl, group_prefix=group_prefix, trust_proxy=trust_proxy, clock=clock
+        )
+        runner = web.AppRunner(app, shutdown_timeout=SHUTDOWN_TIMEOUT)
+        await runner.setup()
+        try:
+            await _listen(runner, host, port)
+            yield RunningHub(url=_base_url(runner.addresses[0]), store=store)
+        finally:
+            await runner.cleanup()
+
+
+async def _listen(runner: web.AppRunner, host: str, port: int) -> None:
+    try:
+        await web.TCPSite(runner, host, port).start()
+    except OSError as exc:
+        raise UsageError(f"the hub cannot listen on {host}:{port}: {exc.strerror}") from exc
+
+
+async def run_hub(
+    host: str,
+    port: int,
+    db_url: str,
+    secret: bytes,
+    ttl: float = DEFAULT_TTL,
+    group_prefix: int = DEFAULT_PREFIX_BITS,
+    trust_proxy: bool = False,
+    *,
+    on_listening: Callable[[str], None] | None = None,
+) -> None:
+    """Serve the hub until cancelled, SIGTERM or SIGINT; ``on_listening(url)`` once bound."""
+    async with open_hub(
+        host=host,
+        port=port,
+        db_url=db_url,
+        secret=secret,
+        ttl=ttl,
+        group_prefix=group_prefix,
+        trust_proxy=trust_proxy,
+    ) as hub:
+        if on_listening is not None:
+            on_listening(hub.url)
+        stop = asyncio.Event()
+        with _stop_on_signals(stop):
+            await stop.wait()
+
+
+@contextlib.contextmanager
+def _stop_on_signals(stop: asyncio.Event) -> Iterator[None]:
+    """Set ``stop`` on SIGTERM/SIGINT while inside (where the loop can handle signals)."""
+    loop = asyncio.get_running_loop()
+    installed: list[signal.Signals] = []
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except (NotImplementedError, RuntimeError, ValueError):  # not main thread / Windows
+            continue
+        installed.append(sig)
+    try:
+        yield
+    finally:
+        for sig in installed:
+            loop.remove_signal_handler(sig)
+
+
+# --- python -m swarmget.hub ---------------------------------------------------------------------
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m swarmget.hub", description="Run a swarmget hub.")
+    p.add_argument("--host", default="0.0.0.0", help="address to listen on (default: all)")
+    p.add_argument("--port", type=int, default=DEFAULT_HUB_PORT, help="0: any free port")
+    p.add_argument("--db", default=DEFAULT_DB_URL, help="SQLAlchemy async database URL")
+    p.add_argument("--secret-file", help=f"the swarm secret (default: ${SECRET_ENV})")
+    p.add_argument("--ttl", type=float, default=DEFAULT_TTL, help="seconds a node stays listed")
+    p.add_argument("--group-prefix", type=int, default=DEFAULT_PREFIX_BITS)
+    p.add_argument("--trust-proxy", action="store_true", help="believe X-Forwarded-For")
+    return p
+
+
+def _announce(url: str) -> None:
+    print(json.dumps({"url": url}), flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        secret = load_secret(args.secret_file, env_value=os.environ.get(SECRET_ENV))
+        asyncio.run(
+            run_hub(
+                args.host,
+                args.port,
+                args.db,
+                secret,
+                args.ttl,
+                args.group_prefix,
+                args.trust_proxy,
+                on_listening=_announce,
+            )
+        )
+    except (SwarmgetError, ValueError) as exc:
+        print(f"swarmget hub: {exc}", file=sys.stderr)
+        return 1 if isinstance(exc, SwarmgetError) and not isinstance(exc, UsageError) else 2
+    return 0

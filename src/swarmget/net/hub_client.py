@@ -1,0 +1,314 @@
+"""A node's side of the hub: register, heartbeat, leave, list peers; and staying a member.
+
+``HubClient`` signs every request (``swarmget.net.auth``) and translates every failure into
+the error tree:
+
+* connection failures, timeouts, 5xx and 429, and answers that are not what the hub API
+  promises → ``HubUnavailable`` (back off and retry);
+* 404 ``{"code": "unknown_node"}`` → ``UnknownNode`` (register again);
+* any other 4xx (401 bad signature or clock skew, 403, 400), and redirects (a signature
+  covers the path, so the hub URL must be the final one) → ``HubRejected`` carrying the
+  hub's message; retrying unchanged will not help.
+
+``run_membership`` keeps a node registered for as long as it runs; the node daemon runs it
+as an owned task. It registers, heartbeats every ``heartbeat_interval`` (as the hub asks,
+unless ``interval`` is given), registers again at once when the hub has forgotten the node
+(404), and after any failure backs off exponentially (with jitter, so that a restarted hub
+is not hit by every node in the same instant) and then registers again. When cancelled it
+tells the hub it leaves, best effort and bounded by ``leave_timeout``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import aiohttp
+import pydantic
+from yarl import URL
+
+from swarmget.core.errors import HubError, HubRejected, HubUnavailable, UnknownNode
+from swarmget.net.auth import json_body, signed_headers
+
+__all__ = [
+    "HubClient",
+    "MembershipState",
+    "PeerInfo",
+    "Registered",
+    "Registration",
+    "membership_backoff",
+    "run_membership",
+]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TIMEOUT = 10.0
+DEFAULT_BACKOFF_INITIAL = 1.0
+DEFAULT_BACKOFF_MAX = 30.0
+DEFAULT_LEAVE_TIMEOUT = 2.0
+
+_T = TypeVar("_T")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Registration:
+    """What a node tells the hub about itself. The hub takes the address from the
+    connection, so there is none here; ``group`` None means "group me by address"."""
+
+    port: int
+    version: str
+    slots: int
+    group: str | None = None
+    wan_rate: int | None = None
+    quota_left: int | None = None
+    scheme: str = "http"
+
+    def as_json(self, node_id: str) -> dict[str, Any]:
+        return {
+            "node_id": node_id,
+            "port": self.port,
+            "version": self.version,
+            "slots": self.slots,
+            "group": self.group,
+            "wan_rate": self.wan_rate,
+            "quota_left": self.quota_left,
+            "scheme": self.scheme,
+        }
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Registered:
+    """The hub's answer to a registration: how it sees us and how often to heartbeat."""
+
+    node_id: str
+    address: str
+    group: str
+    url: str
+    ttl: float
+    heartbeat_interval: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PeerInfo:
+    """A live node of our group, as the hub lists it. ``last_seen`` and ``registered_at``
+    are on the hub's clock; ``stats`` is what the peer reported in its last heartbeat."""
+
+    node_id: str
+    address: str
+    port: int
+    url: str
+    version: str
+    slots: int
+    group: str
+    wan_rate: int | None = None
+    quota_left: int | None = None
+    registered_at: float = 0.0
+    last_seen: float = 0.0
+    stats: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _PeersAnswer:
+    group: str
+    peers: list[PeerInfo]
+
+
+_REGISTERED = pydantic.TypeAdapter(Registered)
+_PEERS = pydantic.TypeAdapter(_PeersAnswer)
+
+
+class HubClient:
+    """Signed calls to one hub as one node. The caller owns ``session``."""
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        hub_url: str,
+        secret: bytes,
+        node_id: str,
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+    ) -> None:
+        self._session = session
+        self.hub_url = hub_url.rstrip("/")
+        self._secret = secret
+        self.node_id = node_id
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
+
+    async def register(self, registration: Registration) -> Registered:
+        answer = await self._call("POST", "/v1/nodes/register", registration.as_json(self.node_id))
+        return _parse(_REGISTERED, answer)
+
+    async def heartbeat(self, stats: Mapping[str, Any] | None = None) -> None:
+        """Raises ``UnknownNode`` when the hub wants us to register again."""
+        await self._call("POST", f"/v1/nodes/{self.node_id}/heartbeat", {"stats": stats or {}})
+
+    async def leave(self) -> None:
+        await self._call("DELETE", f"/v1/nodes/{self.node_id}")
+
+    async def peers(self) -> list[PeerInfo]:
+        """The live nodes of our group, without us. Raises ``UnknownNode`` if we are not
+        registered (any more)."""
+        return _parse(_PEERS, await self._call("GET", "/v1/peers")).peers
+
+    async def _call(
+        self, method: str, path: str, payload: Mapping[str, Any] | None = None
+    ) -> bytes:
+        url = URL(self.hub_url + path)
+        body = json_body(payload) if payload is not None else b""
+        headers = signed_headers(self._secret, self.node_id, method, url, body)
+        if payload is not None:
+            headers["Content-Type"] = "application/json"
+        try:
+            async with self._session.request(
+                method,
+                url,
+                data=body or None,
+                headers=headers,
+                timeout=self._timeout,
+                allow_redirects=False,
+            ) as response:
+                answer = await response.read()
+                status = response.status
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            raise HubUnavailable(f"hub {self.hub_url} unreachable: {exc!r}") from exc
+        if status >= 300:
+            raise _status_error(status, answer, f"{method} {path}")
+        return answer
+
+
+def _status_error(status: int, answer: bytes, what: str) -> HubError:
+    message, code = _error_fields(answer)
+    text = f"hub refused {what}: {status} {message}".rstrip()
+    if status == 404 and code == "unknown_node":
+        return UnknownNode(text, status)
+    if status >= 500 or status == 429:
+        return HubUnavailable(text, status)
+    return HubRejected(text, status)
+
+
+def _error_fields(answer: bytes) -> tuple[str, str | None]:
+    """(message, code) from a hub error body ``{"error", "code"}``, tolerating others."""
+    try:
+        parsed = pydantic.TypeAdapter(dict[str, Any]).validate_json(answer)
+    except pydantic.ValidationError:
+        return answer[:200].decode(errors="replace"), None
+    code = parsed.get("code")
+    return str(parsed.get("error", "")), code if isinstance(code, str) else None
+
+
+def _parse(adapter: pydantic.TypeAdapter[_T], answer: bytes) -> _T:
+    try:
+        return adapter.validate_json(answer)
+    except pydantic.ValidationError as exc:
+        raise HubUnavailable(f"the hub's answer is not what its API promises: {exc}") from exc
+
+
+# --- staying a member ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MembershipState:
+    """Where membership stands after the latest attempt. ``registered`` is None while we
+    are not registered; ``error`` is the latest failure (None once a call succeeded)."""
+
+    registered: Registered | None
+    failures: int = 0
+    error: str | None = None
+
+
+def membership_backoff(
+    failures: int, *, initial: float, maximum: float, jitter: float = 1.0
+) -> float:
+    """Seconds to wait after ``failures`` consecutive failures (>= 1): ``initial`` doubling
+    up to ``maximum``, scaled by ``0.5 + jitter / 2`` (``jitter`` in [0, 1])."""
+    delay = min(maximum, initial * 2.0 ** (max(failures, 1) - 1))
+    return delay * (0.5 + jitter / 2)
+
+
+@dataclass(slots=True)
+class _Membership:
+    """The loop's state and decisions; ``run_membership`` does the waiting and calling."""
+
+    client: HubClient
+    registration: Registration
+    interval: float | None
+    initial: float
+    maximum: float
+    registered: Registered | None = None
+    failures: int = 0
+    error: str | None = None
+
+    async def step(self, stats_fn: Callable[[], Mapping[str, Any]]) -> float:
+        """One register or heartbeat; returns how long to wait before the next."""
+        try:
+            if self.registered is None:
+                self.registered = await self.client.register(self.registration)
+                log.info("registered with hub %s as %s", self.client.hub_url, self.registered)
+            else:
+                await self.client.heartbeat(stats_fn())
+        except UnknownNode as exc:
+            log.info("hub %s forgot us; registering again", self.client.hub_url)
+            self._failed(exc)
+            return 0.0
+        except HubError as exc:
+            log.warning("hub %s: %s", self.client.hub_url, exc)
+            self._failed(exc)
+            self.failures += 1
+            jitter = random.random()
+            return membership_backoff(
+                self.failures, initial=self.initial, maximum=self.maximum, jitter=jitter
+            )
+        self.failures, self.error = 0, None
+        return self.interval if self.interval is not None else self.registered.heartbeat_interval
+
+    def _failed(self, exc: HubError) -> None:
+        self.registered = None
+        self.error = str(exc)
+
+    def state(self) -> MembershipState:
+        return MembershipState(registered=self.registered, failures=self.failures, error=self.error)
+
+
+async def run_membership(
+    client: HubClient,
+    registration: Registration,
+    stats_fn: Callable[[], Mapping[str, Any]],
+    *,
+    interval: float | None = None,
+    backoff_initial: float = DEFAULT_BACKOFF_INITIAL,
+    backoff_max: float = DEFAULT_BACKOFF_MAX,
+    leave_timeout: float = DEFAULT_LEAVE_TIMEOUT,
+    on_state: Callable[[MembershipState], None] | None = None,
+) -> None:
+    """Stay registered with the hub until cancelled (see module doc). ``stats_fn`` gives
+    the stats for each heartbeat; ``on_state`` hears the state after every attempt."""
+    member = _Membership(
+        client=client,
+        registration=registration,
+        interval=interval,
+        initial=backoff_initial,
+        maximum=backoff_max,
+    )
+    try:
+        while True:
+            delay = await member.step(stats_fn)
+            if on_state is not None:
+                on_state(member.state())
+            await asyncio.sleep(delay)
+    finally:
+        if member.registered is not None:
+            await _leave_quietly(client, leave_timeout)
+
+
+async def _leave_quietly(client: HubClient, limit: float) -> None:
+    """Tell the hub we leave; give up silently after ``limit`` seconds or on a hub error."""
+    try:
+        async with asyncio.timeout(limit):
+            await client.leave()
+    except (HubError, TimeoutError) as exc:
+        log.info("could not tell hub %s that we leave: %s", client.hub_url, exc)

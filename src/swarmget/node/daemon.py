@@ -1,0 +1,309 @@
+"""The node daemon: wiring of the peer API, the local user API, hub membership and downloads.
+
+``open_node(config)`` starts everything and yields a ``Node``; leaving the block stops it in
+order: stop accepting downloads and streams, cancel what runs (part files keep their
+checkpoints), leave the hub, close the servers and sessions. ``python -m swarmget.node``
+(and ``swarmget node``) runs one until SIGTERM/SIGINT and prints one JSON line with its
+URLs once it listens (tests and the demo read it).
+
+Outgoing connections: the node's own origin fetches and its helper fetches use
+``config.source_address`` (default: the peer API's listen address) as their source, so that
+nodes on 127.0.0.2, .3 ... are separate clients to a per-IP-capped origin. Helper fetches go
+through the SSRF guard (``config.origin_policy``); a node's own downloads were asked for by
+its local user and are not restricted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import secrets
+import signal
+import socket
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from swarmget import __version__
+from swarmget.core.addresses import AddressPolicy
+from swarmget.core.auth import is_valid_node_id
+from swarmget.core.errors import UsageError
+from swarmget.net.guard import make_guarded_connector
+from swarmget.net.hub_client import HubClient, MembershipState, Registration, run_membership
+from swarmget.net.origin import OriginClient
+from swarmget.node.downloads import DownloadManager, SwarmContext
+from swarmget.node.helper import HelperLimits, HelperService, make_peer_app
+from swarmget.node.quota import DailyQuota
+from swarmget.node.user_api import UserApi, make_user_app
+
+DEFAULT_STATE_DIR = Path(
+    os.environ.get("SWARMGET_STATE_DIR")
+    or Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state") / "swarmget"
+)
+
+
+@dataclass(frozen=True, kw_only=True)
+class NodeConfig:
+    secret: bytes
+    state_dir: Path
+    download_dir: Path
+    node_id: str | None = None  # None: persisted in state_dir, made up on first start
+    listen_host: str = "127.0.0.1"
+    listen_port: int = 0
+    api_host: str = "127.0.0.1"
+    api_port: int = 0
+    hub_url: str | None = None
+    group: str | None = None
+    slots: int = 3
+    connections: int = 4
+    rate_limit: float | None = None
+    daily_quota: int | None = None
+    origin_policy: AddressPolicy = field(default_factory=AddressPolicy)
+    source_address: str | None = None  # default: listen_host
+    heartbeat_interval: float | None = None
+    stall_timeout: float = 15.0
+    health_timeout: float = 2.0
+
+
+@dataclass
+class Node:
+    node_id: str
+    peer_url: str
+    api_url: str
+    api_token: str
+    helper: HelperService
+    downloads: DownloadManager
+    membership: MembershipState | None = None
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "node_id": self.node_id,
+            "version": __version__,
+            "peer_url": self.peer_url,
+            "downloads": {
+                "active": self.downloads.active(),
+                "total": len(self.downloads.records),
+            },
+            "helper": self.helper.statistics(),
+            "hub": None if self.membership is None else _membership_json(self.membership),
+        }
+
+
+def _membership_json(state: MembershipState) -> dict[str, Any]:
+    return {
+        "registered": state.registered is not None,
+        "failures": state.failures,
+        "error": state.error,
+    }
+
+
+def load_node_id(state_dir: Path, configured: str | None) -> str:
+    if configured is not None:
+        if not is_valid_node_id(configured):
+            raise UsageError(f"invalid node id {configured!r}: use letters, digits, . _ : -")
+        return configured
+    path = state_dir / "node-id"
+    with contextlib.suppress(OSError):
+        stored = path.read_text().strip()
+        if is_valid_node_id(stored):
+            return stored
+    made = f"{socket.gethostname().split('.')[0] or 'node'}-{secrets.token_hex(3)}"
+    made = made if is_valid_node_id(made) else f"node-{secrets.token_hex(3)}"
+    path.write_text(made + "\n")
+    return made
+
+
+def load_api_token(state_dir: Path) -> str:
+    """The local API's bearer token (0600 in the state dir), made on first start."""
+    path = state_dir / "api-token"
+    with contextlib.suppress(OSError):
+        token = path.read_text().strip()
+        if len(token) >= 32:
+            return token
+    token = secrets.token_urlsafe(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(token + "\n")
+    return token
+
+
+@contextlib.asynccontextmanager
+async def _serve(app: web.Application, host: str, port: int) -> AsyncIterator[str]:
+    runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, host, port)
+        await site.start()
+        bound_port = runner.addresses[0][1]  # the real port when ``port`` was 0
+        yield f"http://{_url_host(host)}:{bound_port}"
+    finally:
+        await runner.cleanup()
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+@contextlib.asynccontextmanager
+async def open_node(config: NodeConfig) -> AsyncIterator[Node]:
+    """Start a node; see the module docstring."""
+    config.state_dir.mkdir(parents=True, exist_ok=True)
+    config.download_dir.mkdir(parents=True, exist_ok=True)
+    node_id = load_node_id(config.state_dir, config.node_id)
+    token = load_api_token(config.state_dir)
+    source = config.source_address or config.listen_host
+    local = (source, 0)
+    async with contextlib.AsyncExitStack() as stack:
+        own_session = await stack.enter_async_context(
+            aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0, local_addr=local))
+        )
+        helper_session = await stack.enter_async_context(
+            aiohttp.ClientSession(
+                connector=make_guarded_connector(config.origin_policy, local_addr=source, limit=0)
+            )
+        )
+        # the hub takes our address from the connection: speak from the peer API's address
+        peer_session = await stack.enter_async_context(
+            aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=0, local_addr=(config.listen_host, 0))
+            )
+        )
+        quota = None
+        if config.daily_quota is not None:
+            quota = DailyQuota(config.state_dir / "quota.json", config.daily_quota, clock=time.time)
+            stack.callback(quota.save)
+        helper = HelperService(
+            OriginClient(helper_session),
+            HelperLimits(slots=config.slots, rate_limit=config.rate_limit),
+            quota=quota,
+        )
+        peer_url = await stack.enter_async_context(
+            _serve(
+                make_peer_app(helper, config.secret, node_id),
+                config.listen_host,
+                config.listen_port,
+            )
+        )
+        hub = None
+        if config.hub_url is not None:
+            hub = HubClient(peer_session, config.hub_url, config.secret, node_id)
+        tg = await stack.enter_async_context(asyncio.TaskGroup())
+        swarm = SwarmContext(
+            node_id=node_id,
+            secret=config.secret,
+            peer_session=peer_session,
+            hub=hub,
+            health_timeout=config.health_timeout,
+        )
+        manager = DownloadManager(
+            tg, OriginClient(own_session), swarm, connections=config.connections
+        )
+        node = Node(
+            node_id=node_id,
+            peer_url=peer_url,
+            api_url="",
+            api_token=token,
+            helper=helper,
+            downloads=manager,
+        )
+        api = UserApi(
+            manager,
+            token=token,
+            download_dir=config.download_dir,
+            stall_timeout=config.stall_timeout,
+            status=node.status,
+            peers=_peers_fn(hub),
+        )
+        node.api_url = await stack.enter_async_context(
+            _serve(make_user_app(api), config.api_host, config.api_port)
+        )
+        stop_tasks: list[asyncio.Task[Any]] = []
+        if hub is not None:
+            port = int(peer_url.rsplit(":", 1)[1])
+            registration = Registration(
+                port=port, version=__version__, slots=config.slots, group=config.group,
+                wan_rate=int(config.rate_limit) if config.rate_limit else None,
+            )  # fmt: skip
+
+            def on_state(state: MembershipState) -> None:
+                node.membership = state
+
+            stop_tasks.append(
+                tg.create_task(
+                    run_membership(
+                        hub,
+                        registration,
+                        lambda: _heartbeat_stats(helper, quota),
+                        interval=config.heartbeat_interval,
+                        on_state=on_state,
+                    )
+                )
+            )
+        try:
+            yield node
+        finally:
+            helper.draining = True
+            for record in manager.records.values():
+                if record.task is not None:
+                    record.task.cancel()
+            for task in stop_tasks:
+                task.cancel()
+
+
+def _heartbeat_stats(helper: HelperService, quota: DailyQuota | None) -> dict[str, Any]:
+    stats = helper.statistics()
+    stats["quota_left"] = quota.left() if quota is not None else None
+    return stats
+
+
+def _peers_fn(hub: HubClient | None) -> Callable[[], Any]:
+    async def peers() -> list[dict[str, Any]]:
+        if hub is None:
+            return []
+        return [_peer_json(p) for p in await hub.peers()]
+
+    return peers
+
+
+def _peer_json(peer: Any) -> dict[str, Any]:
+    data = asdict(peer)
+    data["stats"] = dict(peer.stats)
+    return data
+
+
+async def run_node(config: NodeConfig, *, announce: Callable[[dict[str, Any]], None]) -> None:
+    """Run a node until SIGTERM/SIGINT; ``announce`` gets its URLs once it listens."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        async with open_node(config) as node:
+            announce(
+                {
+                    "node_id": node.node_id,
+                    "peer_url": node.peer_url,
+                    "api_url": node.api_url,
+                    "pid": os.getpid(),
+                }
+            )
+            _write_node_file(config.state_dir, node)
+            await stop.wait()
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+        with contextlib.suppress(OSError):
+            (config.state_dir / "node.json").unlink()
+
+
+def _write_node_file(state_dir: Path, node: Node) -> None:
+    """Where the CLI finds a running node: its API URL (the token is in api-token)."""
+    info = {"api_url": node.api_url, "node_id": node.node_id, "pid": os.getpid()}
+    (state_dir / "node.json").write_text(json.dumps(info))

@@ -1,0 +1,244 @@
+"""The downloads a node runs for its local user: create, list, inspect, cancel.
+
+Each download runs as a task owned by the node's task group. Before it starts, the requester
+asks the hub for the live peers of its group and health-checks them in parallel (the paper's
+pre-download phase); the scheduler then runs over this node's own origin connections plus
+every healthy helper. Downloads are independent: several run at once, each with its own
+scheduler, part file and sources.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from swarmget.core.errors import Cancelled, HubError, SwarmgetError, UsageError
+from swarmget.net.hub_client import HubClient
+from swarmget.net.origin import OriginClient
+from swarmget.net.peer_client import PeerAddress, PeerSource, check_health
+from swarmget.node.engine import (
+    Download,
+    DownloadProgress,
+    DownloadResult,
+    DownloadSpec,
+    OriginSource,
+    RangeSource,
+)
+
+log = logging.getLogger(__name__)
+
+
+class DestinationOutside(UsageError):
+    code = "destination_outside"
+
+
+def resolve_destination(download_dir: Path, requested: str | None) -> Path:
+    """The download's output inside ``download_dir``; ``DestinationOutside`` for escapes.
+
+    ``requested`` is a relative path (a file name or ``sub/dir/name``) or None (the name
+    comes from the server). Absolute paths, ``..`` and symlinks out of the directory are
+    refused.
+    """
+    base = download_dir.resolve()
+    if not requested:
+        return base
+    candidate = Path(requested)
+    if candidate.is_absolute() or ".." in candidate.parts or "\x00" in requested:
+        raise DestinationOutside(f"destination {requested!r} is outside the download directory")
+    resolved = (base / candidate).resolve()
+    if not resolved.is_relative_to(base) or resolved == base:
+        raise DestinationOutside(f"destination {requested!r} is outside the download directory")
+    return resolved
+
+
+@dataclass
+class DownloadRecord:
+    id: str
+    spec: DownloadSpec
+    created: float
+    only_helpers: tuple[str, ...] | None = None
+    state: str = "starting"  # starting, running, done, failed, cancelled
+    download: Download | None = None
+    result: DownloadResult | None = None
+    error: SwarmgetError | None = None
+    task: asyncio.Task[None] | None = None
+    peers_checked: list[str] = field(default_factory=list)
+
+    def progress(self) -> DownloadProgress | None:
+        return self.download.statistics() if self.download is not None else None
+
+
+@dataclass(frozen=True, kw_only=True)
+class SwarmContext:
+    """What a requester needs to find and use helpers."""
+
+    node_id: str
+    secret: bytes
+    peer_session: aiohttp.ClientSession
+    hub: HubClient | None
+    health_timeout: float = 2.0
+
+
+class DownloadManager:
+    def __init__(
+        self,
+        tg: asyncio.TaskGroup,
+        origin: OriginClient,
+        swarm: SwarmContext,
+        *,
+        connections: int,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._tg = tg
+        self._origin = origin
+        self._swarm = swarm
+        self._connections = connections
+        self._clock = clock
+        self.records: dict[str, DownloadRecord] = {}
+
+    def create(
+        self, spec: DownloadSpec, only_helpers: Sequence[str] | None = None
+    ) -> DownloadRecord:
+        record = DownloadRecord(
+            id=secrets.token_hex(6),
+            spec=spec,
+            created=self._clock(),
+            only_helpers=tuple(only_helpers) if only_helpers is not None else None,
+        )
+        self.records[record.id] = record
+        record.task = self._tg.create_task(self._run(record))
+        return record
+
+    def cancel(self, download_id: str) -> DownloadRecord | None:
+        record = self.records.get(download_id)
+        if record is not None and record.task is not None and not record.task.done():
+            record.task.cancel()
+        return record
+
+    def active(self) -> int:
+        return sum(1 for r in self.records.values() if r.state in ("starting", "running"))
+
+    async def _run(self, record: DownloadRecord) -> None:
+        try:
+            sources = await self._sources(record)
+            record.download = Download(record.spec, self._origin, sources=sources)
+            record.state = "running"
+            record.result = await record.download.run()
+            record.state = "done"
+        except asyncio.CancelledError:
+            record.state = "cancelled"
+            record.error = Cancelled("cancelled by the user")
+        except SwarmgetError as exc:
+            record.state = "failed"
+            record.error = exc
+        except Exception as exc:  # a bug: keep the node alive, report it on the download
+            log.exception("download %s crashed", record.id)
+            record.state = "failed"
+            record.error = SwarmgetError(f"internal error: {type(exc).__name__}: {exc}")
+
+    async def _sources(self, record: DownloadRecord) -> list[RangeSource]:
+        own = OriginSource(self._origin, self._connections, source_id=self._swarm.node_id)
+        sources: list[RangeSource] = [own]
+        peers = await self._healthy_peers(record)
+        record.peers_checked = [p.node_id for p in peers]
+        for peer in peers:
+            source = PeerSource(
+                self._swarm.peer_session,
+                peer,
+                self._swarm.secret,
+                self._swarm.node_id,
+                download_id=record.id,
+            )
+            sources.append(source)
+        return sources
+
+    async def _healthy_peers(self, record: DownloadRecord) -> list[PeerAddress]:
+        hub = self._swarm.hub
+        if hub is None:
+            return []
+        try:
+            listed = await hub.peers()
+        except HubError as exc:
+            log.warning("hub unavailable, downloading alone: %s", exc)
+            return []
+        wanted = record.only_helpers
+        candidates = [
+            PeerAddress(node_id=p.node_id, url=p.url, slots=p.slots)
+            for p in listed
+            if p.node_id != self._swarm.node_id and (wanted is None or p.node_id in wanted)
+        ]
+        return await check_health(
+            self._swarm.peer_session,
+            candidates,
+            self._swarm.secret,
+            self._swarm.node_id,
+            health_timeout=self._swarm.health_timeout,
+        )
+
+
+def describe(record: DownloadRecord, *, events: int = 50) -> dict[str, Any]:
+    """The JSON view of one download for the user API."""
+    out: dict[str, Any] = {
+        "id": record.id,
+        "url": record.spec.url,
+        "state": record.state,
+        "created": record.created,
+        "peers": record.peers_checked,
+        "error": None
+        if record.error is None
+        else {"code": record.error.code, "message": str(record.error)},
+    }
+    progress = record.progress()
+    if progress is not None:
+        out["progress"] = progress_json(progress)
+    if record.download is not None:
+        out["events"] = [
+            {"at": round(e.at, 3), "kind": e.kind, "source": e.source_id, "detail": e.detail}
+            for e in list(record.download.events)[-events:]
+        ]
+    if record.result is not None:
+        out["result"] = {
+            "path": str(record.result.path),
+            "size": record.result.size,
+            "elapsed": record.result.elapsed,
+            "verified": list(record.result.verified),
+            "digests": record.result.digests,
+        }
+    return out
+
+
+def progress_json(p: DownloadProgress) -> dict[str, Any]:
+    return {
+        "stage": p.stage.value,
+        "dest": str(p.dest) if p.dest is not None else None,
+        "size": p.size,
+        "done": p.done,
+        "rate": p.rate,
+        "eta": p.eta,
+        "elapsed": p.elapsed,
+        "mode": p.mode,
+        "resumed_bytes": p.resumed_bytes,
+        "sources": [
+            {
+                "id": s.source_id,
+                "state": s.state.value,
+                "slots": s.slots,
+                "active": s.active_leases,
+                "received": s.received,
+                "claimed": s.claimed,
+                "rate": s.rate,
+                "failures": s.failures,
+                "ban_reason": s.ban_reason,
+                "segments": [[r.start, r.end] for r in s.segments],
+            }
+            for s in p.sources
+        ],
+    }

@@ -1,0 +1,174 @@
+"""The node's local user API: JSON over HTTP on 127.0.0.1, for the CLI (and the portal).
+
+Every request carries ``Authorization: Bearer TOKEN``, where the token is in the node's
+state directory (mode 0600): another local user cannot drive the node. Routes::
+
+    POST   /v1/downloads              {url, output?, checksums?, force?, restart_if_changed?,
+                                       helpers?}  → 201 with the download
+    GET    /v1/downloads              every download
+    GET    /v1/downloads/{id}         one download: progress, sources, events, result
+    DELETE /v1/downloads/{id}         cancel it
+    GET    /v1/downloads/{id}/events  Server-Sent Events: a "progress" event every
+                                      half second, then "end" with the final state
+    GET    /v1/status                 this node: downloads, helper streams, quota left
+    GET    /v1/peers                  the live peers of this node's group, from the hub
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+from collections.abc import Callable
+from typing import Any
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from swarmget.core.digests import parse_checksum_spec
+from swarmget.core.errors import HubError, SwarmgetError
+from swarmget.core.scheduler import SchedulerConfig
+from swarmget.core.urls import validate_url
+from swarmget.net.auth import json_error
+from swarmget.node.downloads import DownloadManager, describe, resolve_destination
+from swarmget.node.engine import DownloadSpec
+
+SSE_INTERVAL = 0.5
+
+
+class CreateDownload(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    url: str = Field(max_length=8192)
+    output: str | None = Field(default=None, max_length=4096)
+    checksums: list[str] = Field(default_factory=list, max_length=8)
+    force: bool = False
+    restart_if_changed: bool = False
+    helpers: list[str] | None = Field(default=None, max_length=256)
+
+
+class UserApi:
+    """State the handlers need; built by the daemon."""
+
+    def __init__(
+        self,
+        manager: DownloadManager,
+        *,
+        token: str,
+        download_dir: Any,
+        stall_timeout: float,
+        status: Callable[[], dict[str, Any]],
+        peers: Callable[[], Any],
+    ) -> None:
+        self.manager = manager
+        self.token = token
+        self.download_dir = download_dir
+        self.stall_timeout = stall_timeout
+        self.status = status
+        self.peers = peers
+
+    def spec_from(self, body: CreateDownload) -> DownloadSpec:
+        return DownloadSpec(
+            url=validate_url(body.url),
+            output=resolve_destination(self.download_dir, body.output),
+            checksums=tuple(parse_checksum_spec(c) for c in body.checksums),
+            force=body.force,
+            restart_if_changed=body.restart_if_changed,
+            scheduler=SchedulerConfig(stall_timeout=self.stall_timeout),
+        )
+
+
+API: web.AppKey[UserApi] = web.AppKey("user_api", UserApi)
+
+
+@web.middleware
+async def _bearer(request: web.Request, handler: Any) -> web.StreamResponse:
+    api = request.app[API]
+    given = request.headers.get("Authorization", "")
+    if not hmac.compare_digest(given.encode(), f"Bearer {api.token}".encode()):
+        return json_error(401, "missing or wrong API token", "auth")
+    result: web.StreamResponse = await handler(request)
+    return result
+
+
+async def create_download(request: web.Request) -> web.Response:
+    api = request.app[API]
+    try:
+        body = CreateDownload.model_validate_json(await request.read())
+        spec = api.spec_from(body)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first["loc"])
+        return json_error(400, f"{field}: {first['msg']}", "bad_request")
+    except SwarmgetError as exc:
+        return json_error(400, str(exc), exc.code)
+    record = api.manager.create(spec, body.helpers)
+    return web.json_response(describe(record), status=201)
+
+
+async def list_downloads(request: web.Request) -> web.Response:
+    api = request.app[API]
+    records = sorted(api.manager.records.values(), key=lambda r: r.created)
+    return web.json_response({"downloads": [describe(r, events=0) for r in records]})
+
+
+def _record_or_404(request: web.Request) -> Any:
+    record = request.app[API].manager.records.get(request.match_info["id"])
+    if record is None:
+        raise web.HTTPNotFound(
+            text=json.dumps({"error": "no such download", "code": "not_found"}),
+            content_type="application/json",
+        )
+    return record
+
+
+async def get_download(request: web.Request) -> web.Response:
+    return web.json_response(describe(_record_or_404(request), events=500))
+
+
+async def cancel_download(request: web.Request) -> web.Response:
+    record = _record_or_404(request)
+    request.app[API].manager.cancel(record.id)
+    return web.json_response({"id": record.id, "cancelling": True})
+
+
+async def download_events(request: web.Request) -> web.StreamResponse:
+    record = _record_or_404(request)
+    resp = web.StreamResponse(
+        headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+    )
+    await resp.prepare(request)
+    while record.state in ("starting", "running"):
+        await _sse(resp, "progress", describe(record, events=20))
+        await asyncio.sleep(SSE_INTERVAL)
+    await _sse(resp, "end", describe(record, events=20))
+    return resp
+
+
+async def _sse(resp: web.StreamResponse, event: str, data: dict[str, Any]) -> None:
+    await resp.write(f"event: {event}\ndata: {json.dumps(data)}\n\n".encode())
+
+
+async def node_status(request: web.Request) -> web.Response:
+    return web.json_response(request.app[API].status())
+
+
+async def list_peers(request: web.Request) -> web.Response:
+    try:
+        peers = await request.app[API].peers()
+    except HubError as exc:
+        return json_error(503, str(exc), exc.code)
+    return web.json_response({"peers": peers})
+
+
+def make_user_app(api: UserApi) -> web.Application:
+    app = web.Application(middlewares=[_bearer], client_max_size=64 * 1024)
+    app[API] = api
+    app.router.add_post("/v1/downloads", create_download)
+    app.router.add_get("/v1/downloads", list_downloads)
+    app.router.add_get("/v1/downloads/{id}", get_download)
+    app.router.add_delete("/v1/downloads/{id}", cancel_download)
+    app.router.add_get("/v1/downloads/{id}/events", download_events)
+    app.router.add_get("/v1/status", node_status)
+    app.router.add_get("/v1/peers", list_peers)
+    return app

@@ -1,0 +1,209 @@
+"""A real local swarm on loopback: a hub and N nodes as separate processes.
+
+Used by the integration tests, the demo and the benchmark. Each node binds its own loopback
+address (127.0.0.2, .3 ...) for its peer API and its outgoing connections, so a test origin
+that caps bandwidth per client IP sees N separate machines. Processes are started with
+``python -m swarmget.cli`` and announce their URLs as one JSON line on stdout; everything is
+stopped (SIGTERM, then SIGKILL) when the context exits, whatever happened.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import secrets
+import signal
+import sys
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+CLI = [sys.executable, "-m", "swarmget.cli"]
+STARTUP_TIMEOUT = 30.0
+
+
+@dataclass
+class Proc:
+    """A child process that announced itself with one JSON line."""
+
+    process: asyncio.subprocess.Process
+    info: dict[str, Any]
+    log_path: Path
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def signal(self, sig: int) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            self.process.send_signal(sig)
+
+    async def stop(self, grace: float = 5.0) -> None:
+        if self.process.returncode is not None:
+            return
+        self.signal(signal.SIGCONT)  # a stopped process cannot handle SIGTERM
+        self.signal(signal.SIGTERM)
+        try:
+            async with asyncio.timeout(grace):
+                await self.process.wait()
+        except TimeoutError:
+            self.signal(signal.SIGKILL)
+            await self.process.wait()
+
+
+async def start_proc(args: Sequence[str], log_path: Path, env: dict[str, str]) -> Proc:
+    log = log_path.open("ab")
+    try:
+        process = await asyncio.create_subprocess_exec(
+            *CLI, *args, stdout=asyncio.subprocess.PIPE, stderr=log, env=env
+        )
+    finally:
+        log.close()
+    assert process.stdout is not None
+    try:
+        async with asyncio.timeout(STARTUP_TIMEOUT):
+            line = await process.stdout.readline()
+        info = json.loads(line)
+    except (TimeoutError, ValueError) as exc:
+        with contextlib.suppress(ProcessLookupError):
+            process.kill()
+        await process.wait()
+        tail = (await asyncio.to_thread(log_path.read_text, errors="replace"))[-2000:]
+        raise RuntimeError(f"{args[0]} did not start: {exc}\n{tail}") from exc
+    return Proc(process, info, log_path)
+
+
+@dataclass
+class NodeHandle:
+    index: int
+    address: str
+    proc: Proc
+    state_dir: Path
+    download_dir: Path
+
+    @property
+    def node_id(self) -> str:
+        return str(self.proc.info["node_id"])
+
+    @property
+    def api_url(self) -> str:
+        return str(self.proc.info["api_url"])
+
+    @property
+    def token(self) -> str:
+        return (self.state_dir / "api-token").read_text().strip()
+
+
+@dataclass
+class LocalSwarm:
+    root: Path
+    secret_file: Path
+    hub: Proc
+    nodes: list[NodeHandle] = field(default_factory=list)
+
+    def node(self, i: int) -> NodeHandle:
+        return self.nodes[i]
+
+
+def node_args(
+    hub_url: str,
+    address: str,
+    secret_file: Path,
+    state: Path,
+    downloads: Path,
+    extra: Sequence[str],
+) -> list[str]:
+    return [
+        "node", "--hub", hub_url, "--listen", address, "--port", "0", "--api-port", "0",
+        "--secret-file", str(secret_file), "--state-dir", str(state),
+        "--download-dir", str(downloads), "--allow-private-origins", "127.0.0.0/8",
+        "--heartbeat-interval", "0.5", *extra,
+    ]  # fmt: skip
+
+
+@contextlib.asynccontextmanager
+async def open_local_swarm(
+    root: Path,
+    nodes: int,
+    *,
+    node_extra: Sequence[str] | dict[int, Sequence[str]] = (),
+    hub_ttl: float = 3.0,
+) -> AsyncIterator[LocalSwarm]:
+    """Start a hub on 127.0.0.1 and ``nodes`` nodes on 127.0.0.2 ... (processes)."""
+    secret_file = root / "secret"
+    await asyncio.to_thread(_prepare_root, root, secret_file)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    procs: list[Proc] = []
+    try:
+        hub = await start_proc(
+            ["hub", "--host", "127.0.0.1", "--port", "0", "--ttl", str(hub_ttl),
+             "--db", f"sqlite+aiosqlite:///{root / 'hub.db'}", "--secret-file", str(secret_file)],
+            root / "hub.log", env,
+        )  # fmt: skip
+        procs.append(hub)
+        swarm = LocalSwarm(root=root, secret_file=secret_file, hub=hub)
+        for i in range(nodes):
+            extra = node_extra.get(i, ()) if isinstance(node_extra, dict) else node_extra
+            handle = await _start_node(swarm, i, extra, env)
+            procs.append(handle.proc)
+            swarm.nodes.append(handle)
+        yield swarm
+    finally:
+        await asyncio.gather(*(p.stop() for p in procs), return_exceptions=True)
+
+
+async def _start_node(
+    swarm: LocalSwarm, i: int, extra: Sequence[str], env: dict[str, str]
+) -> NodeHandle:
+    address = f"127.0.0.{i + 2}"
+    state = swarm.root / f"node{i}"
+    downloads = state / "downloads"
+    args = node_args(
+        str(swarm.hub.info["url"]), address, swarm.secret_file, state, downloads, extra
+    )
+    proc = await start_proc(args, swarm.root / f"node{i}.log", env)
+    return NodeHandle(i, address, proc, state, downloads)
+
+
+def _prepare_root(root: Path, secret_file: Path) -> None:
+    root.mkdir(parents=True, exist_ok=True)
+    secret_file.write_text(secrets.token_hex(32))
+
+
+class NodeApi:
+    """A small client of a node's local user API."""
+
+    def __init__(self, session: aiohttp.ClientSession, node: NodeHandle) -> None:
+        self._session = session
+        self._base = node.api_url
+        self._headers = {"Authorization": f"Bearer {node.token}"}
+
+    async def call(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        async with self._session.request(
+            method, self._base + path, json=body, headers=self._headers
+        ) as resp:
+            return resp.status, await resp.json(content_type=None)
+
+    async def start(self, url: str, **fields: Any) -> str:
+        status, data = await self.call("POST", "/v1/downloads", {"url": url, **fields})
+        if status != 201:
+            raise RuntimeError(f"download refused: {status} {data}")
+        return str(data["id"])
+
+    async def wait(self, download_id: str, limit: float = 120.0) -> dict[str, Any]:
+        """Poll until the download ends (or ``limit`` seconds pass: TimeoutError)."""
+        async with asyncio.timeout(limit):
+            while True:
+                _, data = await self.call("GET", f"/v1/downloads/{download_id}")
+                if data["state"] not in ("starting", "running"):
+                    return dict(data)
+                await asyncio.sleep(0.2)
+
+    async def peers(self) -> list[dict[str, Any]]:
+        _, data = await self.call("GET", "/v1/peers")
+        return list(data["peers"])
