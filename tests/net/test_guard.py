@@ -16,7 +16,7 @@ from aiohttp import web
 from aiohttp.abc import AbstractResolver, ResolveResult
 
 from swarmget.core.addresses import AddressPolicy, parse_cidrs
-from swarmget.core.errors import ForbiddenTarget, OriginUnusable, SourceRetryable, UsageError
+from swarmget.core.errors import ForbiddenTarget, OriginUnusable, UsageError
 from swarmget.net.guard import (
     ForbiddenConnection,
     GuardedResolver,
@@ -30,13 +30,6 @@ BODY = b"x" * 1000
 DEFAULT = AddressPolicy()
 LOOPBACK_OK = AddressPolicy(allowed_networks=parse_cidrs("127.0.0.0/8"))
 TIMEOUT = aiohttp.ClientTimeout(total=5)
-NEEDS_TRANSLATE = pytest.mark.xfail(
-    strict=True,
-    raises=SourceRetryable,
-    reason="net/origin.py translate_client_error must map the guard's refusal to "
-    "ForbiddenTarget: "
-    "`if (refused := forbidden_target(exc, what)) is not None: return refused`",
-)
 
 
 @dataclass
@@ -341,7 +334,6 @@ async def _probe_refusal(policy: AddressPolicy, url: str) -> ForbiddenTarget:
     return info.value
 
 
-@NEEDS_TRANSLATE
 @pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "::ffff:127.0.0.1"])
 async def test_origin_client_raises_forbidden_target(target: Server, host: str) -> None:
     error = await _probe_refusal(DEFAULT, target.url(host))
@@ -350,13 +342,11 @@ async def test_origin_client_raises_forbidden_target(target: Server, host: str) 
     assert target.remotes == []
 
 
-@NEEDS_TRANSLATE
 async def test_origin_client_refuses_the_metadata_address() -> None:
     error = await _probe_refusal(DEFAULT, "http://169.254.169.254/latest/meta-data/")
     assert "169.254.169.254: link-local address" in str(error)
 
 
-@NEEDS_TRANSLATE
 async def test_origin_client_refuses_a_redirect_to_loopback(
     redirector: Server, target: Server
 ) -> None:

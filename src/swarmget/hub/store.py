@@ -22,6 +22,7 @@ Database failures surface as ``StorageError``. The in-memory fake is
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
@@ -190,11 +191,28 @@ class SqlRegistryStore:
 
     async def start(self) -> None:
         """Create the table if needed. Raises ``StorageError`` if the database is unusable."""
+        self._check_sqlite_directory()
         try:
             async with self._engine.begin() as conn:
                 await conn.run_sync(metadata.create_all)
         except (SQLAlchemyError, OSError) as exc:
             raise StorageError(f"cannot open the hub database {self._safe_url}: {exc}") from exc
+
+    def _check_sqlite_directory(self) -> None:
+        """A clear message (and no failed connect, which leaks an aiosqlite thread) when a
+        SQLite file's directory does not exist."""
+        url = self._engine.url
+        database = url.database or ""
+        if url.get_backend_name() != "sqlite" or database in ("", ":memory:"):
+            return
+        if database.startswith("file:"):
+            return
+        directory = os.path.dirname(os.path.abspath(database))
+        if not os.path.isdir(directory):
+            raise StorageError(
+                f"cannot open the hub database {self._safe_url}: "
+                f"directory {directory} does not exist"
+            )
 
     async def close(self) -> None:
         await self._engine.dispose()

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -122,7 +123,8 @@ _PEERS = pydantic.TypeAdapter(_PeersAnswer)
 
 
 class HubClient:
-    """Signed calls to one hub as one node. The caller owns ``session``."""
+    """Signed calls to one hub as one node. The caller owns ``session``; ``clock`` gives
+    the time put in signatures."""
 
     def __init__(
         self,
@@ -132,8 +134,10 @@ class HubClient:
         node_id: str,
         *,
         timeout: float = DEFAULT_TIMEOUT,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self._session = session
+        self._clock = clock
         self.hub_url = hub_url.rstrip("/")
         self._secret = secret
         self.node_id = node_id
@@ -160,7 +164,7 @@ class HubClient:
     ) -> bytes:
         url = URL(self.hub_url + path)
         body = json_body(payload) if payload is not None else b""
-        headers = signed_headers(self._secret, self.node_id, method, url, body)
+        headers = signed_headers(self._secret, self.node_id, method, url, body, now=self._clock())
         if payload is not None:
             headers["Content-Type"] = "application/json"
         try:

@@ -58,6 +58,7 @@ from swarmget.core.http import (
 )
 from swarmget.core.ranges import ByteRange
 from swarmget.core.urls import validate_url
+from swarmget.net.guard import forbidden_target
 
 __all__ = ["CHUNK_SIZE", "CheckedBody", "OriginClient", "OriginInfo", "translate_client_error"]
 
@@ -282,6 +283,8 @@ def _require_range_size(info: OriginInfo, rng: ByteRange) -> int:
 
 def translate_client_error(exc: BaseException, what: str) -> SwarmgetError:
     """The error-tree exception for a library failure during ``what``."""
+    if (refused := forbidden_target(exc, what)) is not None:  # the SSRF guard said no
+        return refused
     if isinstance(exc, aiohttp.ClientConnectorCertificateError):
         return OriginUnusable(f"{what}: TLS certificate verification failed: {exc}")
     if isinstance(exc, aiohttp.InvalidURL):
