@@ -13,8 +13,10 @@ What it measures
     directory on the same filesystem as the source file, with ``sync`` before the timed part
     and the output deleted after. Every output's sha256 is checked against the source outside
     the timed part. The report is the median wall time, the rate in MiB/s, the ratio of each
-    swarmget row's rate to curl's (goal: >= 0.9), the tools' own timings (curl's
-    ``time_total``, swarmget's ``elapsed``) and swarmget's ``last_byte_to_done``.
+    swarmget row's rate to curl's (goal: >= 0.9), the CPU seconds (user + system) each tool
+    used, the tools' own timings (curl's ``time_total``; swarmget's ``elapsed``, which leaves
+    out interpreter start-up) and swarmget's ``last_byte_to_done``. Other load on the machine
+    skews the numbers: the load average is printed, with a warning when it was >= 0.5.
 
     If nginx is not installed the script installs it (``apt-get install nginx-light``, as root);
     if that is impossible it falls back to swarmget's own test origin
@@ -40,6 +42,7 @@ import json
 import os
 import platform
 import re
+import resource
 import shutil
 import signal
 import socket
@@ -60,6 +63,7 @@ MiB = 1024 * KiB
 GiB = 1024 * MiB
 BLOCK = 4 * MiB
 GOAL_RATIO = 0.9
+BUSY_LOAD = 0.5  # 1-minute load average above which the report warns
 QUICK_SIZE = 64 * MiB
 BENCH_DIR = Path(__file__).resolve().parent
 OUT_DIR = BENCH_DIR / "out"
@@ -109,6 +113,7 @@ class Run:
     wall: float
     exit_code: int
     verified: bool
+    cpu: float | None = None  # user + system seconds of the tool's process tree
     tool_elapsed: float | None = None  # curl's time_total, swarmget's elapsed
     last_byte_to_done: float | None = None  # swarmget only
     mode: str | None = None  # swarmget only
@@ -126,6 +131,7 @@ class Summary:
     max_wall: float | None
     rate_mib_s: float | None
     ratio_vs_curl: float | None
+    median_cpu: float | None
     median_tool_elapsed: float | None
     median_last_byte_to_done: float | None
 
@@ -184,6 +190,25 @@ def mem_total() -> str:
     return "unknown"
 
 
+def load_average() -> str:
+    with contextlib.suppress(OSError):
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    return "unknown"
+
+
+def children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def busy_machine(facts: dict[str, str]) -> bool:
+    """True when the 1-minute load average before the run was already >= 0.5."""
+    first = facts.get("load average at start", "").split()[:1]
+    with contextlib.suppress(ValueError):
+        return bool(first) and float(first[0]) >= BUSY_LOAD
+    return False
+
+
 def sha256_of(path: Path) -> str:
     with path.open("rb") as f:
         return hashlib.file_digest(f, "sha256").hexdigest()
@@ -212,6 +237,7 @@ def machine_facts(swarmget: Path) -> dict[str, str]:
         "cpu": cpu_model(),
         "memory": mem_total(),
         "kernel": platform.release(),
+        "load average at start": load_average(),
         "python": f"{platform.python_implementation()} {platform.python_version()}",
         "curl": " ".join(command_output(["curl", "--version"]).split()[:3]),
         "swarmget": command_output([str(swarmget), "--version"]),
@@ -409,10 +435,10 @@ def run_once(tool: Tool, url: str, work: Path, expected: str, rnd: int, size: in
     timeout = max(MIN_RUN_TIMEOUT, size / SLOWEST_RATE)
     try:
         os.sync()  # earlier runs' dirty pages are not written back on this run's clock
-        t0 = time.perf_counter()
+        cpu0, t0 = children_cpu(), time.perf_counter()
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
-        wall = time.perf_counter() - t0
-        run = Run(tool=tool.label, round=rnd, wall=wall, exit_code=proc.returncode, verified=False)
+        wall, cpu = time.perf_counter() - t0, children_cpu() - cpu0
+        run = Run(tool.label, rnd, wall, proc.returncode, verified=False, cpu=cpu)
         if proc.returncode != 0:
             run.error = f"exit {proc.returncode}: {proc.stderr.strip()[-300:]}"
         parse_tool_json(tool, proc.stdout, run)
@@ -472,6 +498,7 @@ def summarize(tools: Sequence[Tool], runs: Sequence[Run], size: int, url: str) -
                 max_wall=max(walls) if walls else None,
                 rate_mib_s=size / MiB / med if med else None,
                 ratio_vs_curl=None,
+                median_cpu=median_or_none([r.cpu for r in ok]),
                 median_tool_elapsed=median_or_none([r.tool_elapsed for r in ok]),
                 median_last_byte_to_done=median_or_none([r.last_byte_to_done for r in ok]),
             )
@@ -489,15 +516,16 @@ def fmt(value: float | None, spec: str) -> str:
 
 def markdown_table(summaries: Sequence[Summary]) -> str:
     head = (
-        "| tool | ok/runs | median wall s | min-max s | MiB/s | x curl "
+        "| tool | ok/runs | median wall s | min-max s | MiB/s | x curl | CPU s "
         "| tool's own s | last_byte_to_done s |"
     )
-    lines = [head, "|---|---|---|---|---|---|---|---|"]
+    lines = [head, "|---|---|---|---|---|---|---|---|---|"]
     for s in summaries:
         spread = f"{fmt(s.min_wall, '.3f')}-{fmt(s.max_wall, '.3f')}"
         lines.append(
             f"| {s.tool} | {s.ok_runs}/{s.runs} | {fmt(s.median_wall, '.3f')} | {spread} "
             f"| {fmt(s.rate_mib_s, '.1f')} | {fmt(s.ratio_vs_curl, '.2f')} "
+            f"| {fmt(s.median_cpu, '.2f')} "
             f"| {fmt(s.median_tool_elapsed, '.3f')} | {fmt(s.median_last_byte_to_done, '.4f')} |"
         )
     return "\n".join(lines)
@@ -600,6 +628,7 @@ def _raise_on_sigterm(signum: int, frame: FrameType | None) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     signal.signal(signal.SIGTERM, _raise_on_sigterm)
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started with it ignored
     size: int = args.size
     swarmget = swarmget_exe()
     facts = machine_facts(swarmget)
@@ -619,8 +648,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     ):
         print(f"origin {origin.kind} at {origin.url}; {len(tools)} tools x {args.repeat}")
         runs = run_all(tools, origin.url, Path(work), expected, args.repeat, size)
+    facts["load average at end"] = load_average()
     summaries = summarize(tools, runs, size, origin.url)
     print_report(facts, origin, size, args.repeat, summaries)
+    if busy_machine(facts):
+        print(f"WARNING: other load on this {facts['nproc']}-core machine; timings are noisy")
     write_json(args.json_out, facts, origin, args, size, runs, summaries)
     print(f"\nresults: {args.json_out}")
     failed = [r for r in runs if not r.verified or r.error is not None]
