@@ -466,3 +466,39 @@ async def test_unclosed_part_file_warns(dest: Path) -> None:
     part: PartFile = await open_part_file(dest, make_key(1), force=False)
     with pytest.warns(ResourceWarning, match="unclosed PartFile"):
         part.__del__()  # what the garbage collector would do
+
+
+# --- checkpoints that survive a killed process vs. a crashed machine ---------------------------
+
+
+def _control(dest: Path) -> dict[str, object]:
+    return dict(json.loads(read(control_path_for(dest))))
+
+
+async def test_light_checkpoint_records_written_but_not_synced(tmp_path: Path) -> None:
+    dest = tmp_path / "f"
+    part = await open_part_file(dest, make_key(4 * MiB), force=False)
+    async with part:
+        await part.write_at(0, b"a" * MiB)
+        await part.checkpoint(durable=True)
+        await part.write_at(MiB, b"b" * MiB)
+        await part.checkpoint(durable=False)
+        control = _control(dest)
+        assert control["written"] == [[0, 2 * MiB]]
+        assert control["synced"] == [[0, MiB]]
+
+
+@pytest.mark.parametrize(("same_boot", "expected"), [(True, 2 * MiB), (False, MiB)])
+async def test_resume_trusts_unsynced_ranges_only_in_the_same_boot(
+    tmp_path: Path, same_boot: bool, expected: int
+) -> None:
+    dest = tmp_path / "f"
+    async with await open_part_file(dest, make_key(4 * MiB), force=False) as part:
+        await part.write_at(0, b"a" * (2 * MiB))
+    control = _control(dest)
+    control["synced"] = [[0, MiB]]
+    control["boot_id"] = control["boot_id"] if same_boot else "an-earlier-boot"
+    write(control_path_for(dest), json.dumps(control).encode())
+    again = await open_part_file(dest, make_key(4 * MiB), force=False)
+    async with again:
+        assert again.written == RangeSet([ByteRange(0, expected)])

@@ -37,10 +37,15 @@ from swarmget.core.errors import (
 )
 from swarmget.core.scheduler import SchedulerConfig
 from swarmget.core.urls import validate_url
-from swarmget.hub.app import DEFAULT_TTL
-from swarmget.hub.service import DEFAULT_DB_URL, DEFAULT_HUB_PORT, SECRET_ENV, run_hub
-from swarmget.net.auth import load_secret
-from swarmget.node.daemon import DEFAULT_STATE_DIR, NodeConfig, run_node
+from swarmget.defaults import (
+    DEFAULT_API_PORT,
+    DEFAULT_DB_URL,
+    DEFAULT_HUB_PORT,
+    DEFAULT_PEER_PORT,
+    DEFAULT_STATE_DIR,
+    DEFAULT_TTL,
+    SECRET_ENV,
+)
 from swarmget.node.engine import DownloadResult, DownloadSpec
 from swarmget.node.local import LocalOptions, open_local_download, parse_headers
 from swarmget.progress import human_bytes, watch_progress
@@ -84,6 +89,7 @@ def main() -> None:
 @click.option("--force", is_flag=True, help="Overwrite an existing destination.")
 @click.option("--restart-if-changed", is_flag=True, help="Start over if the file changed.")
 @click.option("--source-address", help="Local IP to connect from (multi-homed hosts).")
+@click.option("--fsync", is_flag=True, help="Flush the file to disk before renaming it.")
 @click.option("--stall-timeout", type=click.FloatRange(0.1), default=15.0, show_default=True)
 @click.option("-q", "--quiet", is_flag=True, help="No progress display, no summary.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
@@ -96,6 +102,7 @@ def get(
     force: bool,
     restart_if_changed: bool,
     source_address: str | None,
+    fsync: bool,
     stall_timeout: float,
     quiet: bool,
     as_json: bool,
@@ -110,6 +117,7 @@ def get(
             force=force,
             restart_if_changed=restart_if_changed,
             scheduler=SchedulerConfig(stall_timeout=stall_timeout),
+            fsync=fsync,
         )
         options = LocalOptions(
             connections=connections,
@@ -203,6 +211,8 @@ def parse_size(text: str) -> int:
 
 
 def _secret(secret_file: str | None) -> bytes:
+    from swarmget.net.auth import load_secret
+
     return load_secret(secret_file, env_value=os.environ.get(SECRET_ENV))
 
 
@@ -216,8 +226,8 @@ def _policy(allow: tuple[str, ...]) -> AddressPolicy:
 @main.command()
 @click.option("--hub", "hub_url", help="Hub URL, e.g. http://10.0.0.1:7400.")
 @click.option("--listen", default="127.0.0.1", show_default=True, help="Peer API address.")
-@click.option("--port", type=int, default=7401, show_default=True, help="Peer API port (0: any).")
-@click.option("--api-port", type=int, default=7402, show_default=True, help="Local API port.")
+@click.option("--port", type=int, default=DEFAULT_PEER_PORT, show_default=True, help="0: any.")
+@click.option("--api-port", type=int, default=DEFAULT_API_PORT, show_default=True)
 @click.option("--secret-file", help=f"Swarm secret file (or ${SECRET_ENV}).")
 @click.option("--node-id", help="Default: made up once and kept in the state directory.")
 @click.option("--group", help="Explicit group name (default: by address prefix).")
@@ -254,6 +264,8 @@ def node(
     heartbeat_interval: float | None,
 ) -> None:
     """Run a node: help others download, and download with their help."""
+    from swarmget.node.daemon import NodeConfig, run_node
+
     err = Console(stderr=True)
     try:
         config = NodeConfig(
@@ -301,6 +313,8 @@ def hub(
     trust_proxy: bool,
 ) -> None:
     """Run the hub: the registry of live nodes (it never downloads anything)."""
+    from swarmget.hub.service import run_hub
+
     err = Console(stderr=True)
     try:
         secret = _secret(secret_file)

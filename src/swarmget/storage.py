@@ -34,7 +34,7 @@ import functools
 import json
 import os
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -59,9 +59,10 @@ PART_SUFFIX = ".part"
 CONTROL_SUFFIX = ".part.json"
 _TMP_SUFFIX = ".tmp"
 _CONTROL_FORMAT = "swarmget-part"
-_CONTROL_VERSION = 1
+_CONTROL_VERSION = 2
 
 _T = TypeVar("_T")
+_IOV_MAX = 1024  # chunks per pwritev call (Linux IOV_MAX)
 Buffer = bytes | bytearray | memoryview
 
 _REASONS = {
@@ -183,6 +184,21 @@ def _write_all(fd: int, offset: int, data: Buffer) -> None:
         view, offset = view[n:], offset + n
 
 
+def _writev_all(fd: int, offset: int, chunks: Sequence[Buffer]) -> None:
+    """``pwritev`` the chunks back to back from ``offset``, retrying short writes."""
+    views = [memoryview(c).cast("B") for c in chunks]
+    while views:
+        n = os.pwritev(fd, views[:_IOV_MAX], offset)
+        if n <= 0:
+            raise OSError(errno.EIO, "pwritev wrote nothing")
+        offset += n
+        while views and n >= views[0].nbytes:
+            n -= views[0].nbytes
+            views.pop(0)
+        if n:
+            views[0] = views[0][n:]
+
+
 def _fsync_dir(directory: Path) -> None:
     """Make a rename or unlink in ``directory`` durable (where the file system allows)."""
     fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
@@ -195,19 +211,43 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def _write_control(path: Path, key: ResumeKey, written: RangeSet) -> None:
-    """Atomically replace the control file: write a temporary, fsync, rename, fsync dir."""
+def current_boot_id() -> str:
+    """This boot of the kernel (Linux); "" where unknown (then only synced ranges count)."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
+def _write_control(
+    path: Path,
+    key: ResumeKey,
+    written: RangeSet,
+    synced: RangeSet | None = None,
+    *,
+    durable: bool = True,
+) -> None:
+    """Atomically replace the control file: write a temporary and rename it over the old one.
+
+    ``written`` are ranges whose ``pwrite`` returned (in the page cache: they survive the
+    process being killed, not a crash of the machine); ``synced`` those covered by an
+    ``fdatasync``. ``durable`` also fsyncs the control file and its directory.
+    """
     payload = {
         "format": _CONTROL_FORMAT,
         "version": _CONTROL_VERSION,
         "key": key.to_json(),
+        "boot_id": current_boot_id(),
         "written": written.as_pairs(),
+        "synced": (written if synced is None else synced).as_pairs(),
     }
     tmp = path.with_name(path.name + _TMP_SUFFIX)
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
     try:
         _write_all(fd, 0, json.dumps(payload, separators=(",", ":")).encode())
-        os.fsync(fd)
+        if durable:
+            os.fsync(fd)
     except BaseException:
         os.close(fd)
         with contextlib.suppress(OSError):
@@ -215,7 +255,8 @@ def _write_control(path: Path, key: ResumeKey, written: RangeSet) -> None:
         raise
     os.close(fd)
     os.replace(tmp, path)
-    _fsync_dir(path.parent)
+    if durable:
+        _fsync_dir(path.parent)
 
 
 _Stored = tuple[ResumeKey, RangeSet] | Literal["missing", "corrupt"]
@@ -232,7 +273,10 @@ def _read_control(path: Path) -> _Stored:
     try:
         if obj["format"] != _CONTROL_FORMAT or obj["version"] != _CONTROL_VERSION:
             return "corrupt"
-        return ResumeKey.from_json(obj["key"]), RangeSet.from_pairs(obj["written"])
+        # Written-but-unsynced ranges are in the page cache, and only as long as this boot.
+        same_boot = bool(obj["boot_id"]) and obj["boot_id"] == current_boot_id()
+        trusted = obj["written"] if same_boot else obj["synced"]
+        return ResumeKey.from_json(obj["key"]), RangeSet.from_pairs(trusted)
     except (KeyError, TypeError, ValueError):
         return "corrupt"
 
@@ -417,6 +461,7 @@ class PartFile:
         self._open = True
         self._written = opened.written
         self._saved = opened.written.copy()  # what the control file on disk claims
+        self._synced = opened.written.copy()  # what an fdatasync covered (or a past boot's)
         self._append_at = 0  # unknown size: where the next append must start
         self._sync_failed: StorageError | None = None
         self._checkpoint_lock = asyncio.Lock()
@@ -467,6 +512,20 @@ class PartFile:
             raise _storage_error("writing", self.part_path, exc, kept=True) from exc
         self._written.add(target)
 
+    async def write_chunks_at(self, offset: int, chunks: Sequence[Buffer]) -> None:
+        """Like ``write_at`` for the concatenation of ``chunks``, without joining them (one
+        ``pwritev``: the chunks aiohttp handed us are written without another copy)."""
+        self._check_open()
+        length = sum(memoryview(c).nbytes for c in chunks)
+        target = self._claim(offset, length)
+        if target.is_empty():
+            return
+        try:
+            await self._run(functools.partial(_writev_all, self._fd, offset, list(chunks)))
+        except OSError as exc:
+            raise _storage_error("writing", self.part_path, exc, kept=True) from exc
+        self._written.add(target)
+
     def _claim(self, offset: int, length: int) -> ByteRange:
         target = ByteRange(offset, offset + length)
         if self.key.size is None:
@@ -477,29 +536,43 @@ class PartFile:
             raise ValueError(f"write {target} beyond the end of a {self.key.size}-byte file")
         return target
 
-    async def checkpoint(self) -> None:
-        """Make the ranges written so far durable and record them in the control file.
+    async def checkpoint(self, *, durable: bool = True) -> None:
+        """Record the ranges written so far in the control file.
 
-        Cheap when nothing changed (it does nothing). A no-op for unknown size. If syncing the
-        data ever fails, every later checkpoint fails too: the kernel may have dropped the
-        dirty pages, so nothing written since the last good checkpoint can be vouched for.
+        ``durable`` first ``fdatasync``s the data, so the ranges survive a crash of the
+        machine; otherwise they are recorded as written in this boot only (they survive the
+        process being killed, which is what resuming after Ctrl-C or SIGKILL needs) and
+        the call is cheap enough to make every second. Does nothing when nothing changed;
+        a no-op for unknown size. If syncing the data ever fails, every later checkpoint
+        fails too: the kernel may have dropped the dirty pages.
         """
         self._check_open()
         async with self._checkpoint_lock:
-            await self._checkpoint_locked()
+            await self._checkpoint_locked(durable=durable)
 
-    async def _checkpoint_locked(self) -> None:
+    async def _checkpoint_locked(self, *, durable: bool = True) -> None:
         if self._sync_failed is not None:
             raise self._sync_failed
-        if self.key.size is None or self._written == self._saved:
+        if self.key.size is None or (self._written == self._saved and not durable):
+            return
+        if durable and self._written == self._synced:
             return
         snapshot = self._written.copy()  # only ranges whose pwrite already returned
-        try:
-            await self._run(functools.partial(os.fdatasync, self._fd))
-        except OSError as exc:
-            self._sync_failed = _storage_error("syncing", self.part_path, exc)
-            raise self._sync_failed from exc
-        call = functools.partial(_write_control, self.control_path, self.key, snapshot)
+        if durable:
+            try:
+                await self._run(functools.partial(os.fdatasync, self._fd))
+            except OSError as exc:
+                self._sync_failed = _storage_error("syncing", self.part_path, exc)
+                raise self._sync_failed from exc
+            self._synced = snapshot
+        call = functools.partial(
+            _write_control,
+            self.control_path,
+            self.key,
+            snapshot,
+            self._synced,
+            durable=durable,
+        )
         try:
             await self._run(call)
         except OSError as exc:
@@ -508,8 +581,9 @@ class PartFile:
 
     # --- ending -------------------------------------------------------------------------------
 
-    async def finalize(self) -> Path:
-        """Sync, close and atomically rename ``DEST.part`` to ``DEST``; return ``DEST``.
+    async def finalize(self, *, sync: bool = True) -> Path:
+        """Sync (unless ``sync=False``, like curl and wget), close and atomically rename
+        ``DEST.part`` to ``DEST``; return ``DEST``.
 
         The file must be complete (ValueError otherwise). Unless opened with ``force``, an
         existing ``DEST`` is never replaced: ``DestinationExists``, and ``DEST.part`` is kept
@@ -523,8 +597,9 @@ class PartFile:
         await self._drain()
         try:
             async with self._checkpoint_lock:
-                await self._checkpoint_locked()
-            await self._run(functools.partial(os.fsync, self._fd))
+                await self._checkpoint_locked(durable=sync)
+            if sync:
+                await self._run(functools.partial(os.fsync, self._fd))
         except OSError as exc:
             raise _storage_error("syncing", self.part_path, exc, kept=True) from exc
         finally:

@@ -200,7 +200,7 @@ class _Lease:
     last_data: float
     duplicate: bool
     received: int = 0
-    samples: deque[tuple[float, int]] = field(default_factory=deque)
+    samples: _RateWindow = field(default_factory=lambda: _RateWindow())
 
     def rate(self, now: float) -> float | None:
         return _windowed_rate(self.samples, now, self.started)
@@ -221,7 +221,7 @@ class _Source:
     received: int = 0
     claimed: int = 0
     segments: RangeSet = field(default_factory=RangeSet)
-    samples: deque[tuple[float, int]] = field(default_factory=deque)
+    samples: _RateWindow = field(default_factory=lambda: _RateWindow())
     first_data: float | None = None
     last_rate: float = 0.0
 
@@ -248,13 +248,33 @@ class _Source:
         return None if rate is None else rate / self.slots
 
 
-def _windowed_rate(samples: deque[tuple[float, int]], now: float, since: float) -> float | None:
-    while samples and samples[0][0] < now - _RATE_WINDOW:
-        samples.popleft()
+class _RateWindow:
+    """Bytes seen in the last ``_RATE_WINDOW`` seconds, with a running total."""
+
+    __slots__ = ("_samples", "total")
+
+    def __init__(self) -> None:
+        self._samples: deque[tuple[float, int]] = deque()
+        self.total = 0
+
+    def __bool__(self) -> bool:
+        return bool(self._samples)
+
+    def append(self, sample: tuple[float, int]) -> None:
+        self._samples.append(sample)
+        self.total += sample[1]
+
+    def prune(self, now: float) -> None:
+        while self._samples and self._samples[0][0] < now - _RATE_WINDOW:
+            self.total -= self._samples.popleft()[1]
+
+
+def _windowed_rate(samples: _RateWindow, now: float, since: float) -> float | None:
+    samples.prune(now)
     if not samples:
         return 0.0 if now - since >= _RATE_WINDOW else None
     span = max(now - max(since, now - _RATE_WINDOW), 0.05)
-    return sum(n for _, n in samples) / span
+    return samples.total / span
 
 
 # --- the scheduler -----------------------------------------------------------------------------

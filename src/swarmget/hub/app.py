@@ -48,12 +48,12 @@ from swarmget.core.groups import (
     group_of,
     is_valid_group_name,
 )
+from swarmget.defaults import DEFAULT_TTL
 from swarmget.hub.store import NodeRecord, RegistryStore
 from swarmget.net.auth import MAX_SIGNED_BODY, auth_middleware, authenticated_node, json_error
 
 __all__ = ["DEFAULT_TTL", "HUB_STORE", "HEALTH_PATH", "make_hub_app", "peer_json"]
 
-DEFAULT_TTL = 15.0
 #: Heartbeats are asked for this many times per TTL, so one lost heartbeat is harmless.
 HEARTBEATS_PER_TTL = 3
 #: Records not seen for this many TTLs are deleted (on each register).

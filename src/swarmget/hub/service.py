@@ -29,7 +29,8 @@ from aiohttp import web
 
 from swarmget.core.errors import SwarmgetError, UsageError
 from swarmget.core.groups import DEFAULT_PREFIX_BITS
-from swarmget.hub.app import DEFAULT_TTL, make_hub_app
+from swarmget.defaults import DEFAULT_DB_URL, DEFAULT_HUB_PORT, DEFAULT_TTL, SECRET_ENV
+from swarmget.hub.app import make_hub_app
 from swarmget.hub.store import RegistryStore, open_registry_store
 from swarmget.net.auth import load_secret
 
@@ -43,9 +44,6 @@ __all__ = [
     "run_hub",
 ]
 
-DEFAULT_HUB_PORT = 7400
-DEFAULT_DB_URL = "sqlite+aiosqlite:///swarmget-hub.db"
-SECRET_ENV = "SWARMGET_SECRET"
 #: Seconds in-flight requests get to finish when the hub stops.
 SHUTDOWN_TIMEOUT = 2.0
 

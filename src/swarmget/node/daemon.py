@@ -43,11 +43,6 @@ from swarmget.node.helper import HelperLimits, HelperService, make_peer_app
 from swarmget.node.quota import DailyQuota
 from swarmget.node.user_api import UserApi, make_user_app
 
-DEFAULT_STATE_DIR = Path(
-    os.environ.get("SWARMGET_STATE_DIR")
-    or Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state") / "swarmget"
-)
-
 
 @dataclass(frozen=True, kw_only=True)
 class NodeConfig:
