@@ -18,9 +18,12 @@ import asyncio
 import json
 import os
 import sys
+import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
 
+import aiohttp
 import click
 from rich.console import Console
 
@@ -46,9 +49,9 @@ from swarmget.defaults import (
     DEFAULT_TTL,
     SECRET_ENV,
 )
-from swarmget.node.engine import DownloadResult, DownloadSpec
+from swarmget.node.engine import DownloadProgress, DownloadResult, DownloadSpec
 from swarmget.node.local import LocalOptions, open_local_download, parse_headers
-from swarmget.progress import human_bytes, watch_progress
+from swarmget.progress import human_bytes, watch, watch_progress
 
 EXIT_OK = 0
 EXIT_INTERNAL = 1
@@ -93,6 +96,10 @@ def main() -> None:
 @click.option("--stall-timeout", type=click.FloatRange(0.1), default=15.0, show_default=True)
 @click.option("-q", "--quiet", is_flag=True, help="No progress display, no summary.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
+@click.option("--hub", "hub_url", help="Download with the swarm of this hub (in-process node).")
+@click.option("--secret-file", help=f"Swarm secret file for --hub (or ${SECRET_ENV}).")
+@click.option("--no-node", is_flag=True, help="Do not hand the download to a running node.")
+@click.option("--state-dir", type=click.Path(path_type=Path), default=DEFAULT_STATE_DIR)
 def get(
     url: str,
     output: Path | None,
@@ -106,8 +113,17 @@ def get(
     stall_timeout: float,
     quiet: bool,
     as_json: bool,
+    hub_url: str | None,
+    secret_file: str | None,
+    no_node: bool,
+    state_dir: Path,
 ) -> None:
-    """Download URL, resuming an earlier interrupted run of the same command."""
+    """Download URL, resuming an earlier interrupted run of the same command.
+
+    With a node daemon running (its state directory holds node.json), the download is
+    handed to it and its progress followed here; with --hub, this process joins the swarm
+    for the duration of the download; otherwise it downloads alone.
+    """
     err = Console(stderr=True)
     try:
         spec = DownloadSpec(
@@ -127,8 +143,9 @@ def get(
     except SwarmgetError as exc:
         _fail(err, exc, as_json)
     show = not quiet and not as_json and err.is_terminal
+    how = _Route(hub_url, secret_file, None if no_node else state_dir, source_address)
     try:
-        result = asyncio.run(_get(spec, options, err if show else None))
+        result = asyncio.run(_get(spec, options, how, err if show else None, err))
     except KeyboardInterrupt:
         err.print("[yellow]interrupted[/]: the partial download is kept; run again to resume")
         sys.exit(EXIT_INTERRUPTED)
@@ -140,11 +157,96 @@ def get(
         click.echo(summary_line(result))
 
 
+@dataclass(frozen=True)
+class _Route:
+    hub_url: str | None
+    secret_file: str | None
+    node_state_dir: Path | None  # None: never use a running node
+    source_address: str | None
+
+
 async def _get(
-    spec: DownloadSpec, options: LocalOptions, console: Console | None
+    spec: DownloadSpec,
+    options: LocalOptions,
+    how: _Route,
+    console: Console | None,
+    err: Console,
 ) -> DownloadResult:
+    if how.hub_url is not None:
+        return await _get_with_hub(spec, options, how, console)
+    if how.node_state_dir is not None:
+        result = await _get_via_node(spec, how.node_state_dir, console, err)
+        if result is not None:
+            return result
     async with open_local_download(spec, options) as download:
         return await watch_progress(download, console)
+
+
+async def _get_via_node(
+    spec: DownloadSpec, state_dir: Path, console: Console | None, err: Console
+) -> DownloadResult | None:
+    """Hand the download to the running node; None when there is none (or it is not usable)."""
+    from swarmget.node import remote
+
+    node = remote.find_local_node(state_dir)
+    if node is None:
+        return None
+    async with aiohttp.ClientSession() as session:
+        api = remote.NodeSession(session, node)
+        if not await api.alive():
+            return None
+        try:
+            output = remote.relative_output(node, spec.output)
+        except UsageError as exc:
+            err.print(f"[yellow]not using the local node[/]: {exc}", highlight=False)
+            return None
+        body = {
+            "url": spec.url,
+            "output": output,
+            "checksums": [str(d) for d in spec.checksums],
+            "force": spec.force,
+            "restart_if_changed": spec.restart_if_changed,
+        }
+        download_id = await api.start(body)
+        latest: list[DownloadProgress] = []
+        follow = api.follow(download_id, latest.append)
+        data = await watch(follow, lambda: latest[-1] if latest else None, console)
+    if data["state"] != "done":
+        raise remote.error_from_json(data.get("error") or {"message": data["state"]})
+    return remote.result_from_json(data)
+
+
+async def _get_with_hub(
+    spec: DownloadSpec, options: LocalOptions, how: _Route, console: Console | None
+) -> DownloadResult:
+    """Join the hub's swarm as a node for the duration of this one download."""
+    from swarmget.node.daemon import NodeConfig, open_node
+
+    with tempfile.TemporaryDirectory(prefix="swarmget-get-") as tmp:
+        config = NodeConfig(
+            secret=_secret(how.secret_file),
+            state_dir=Path(tmp),
+            download_dir=Path(tmp) / "unused",
+            hub_url=validate_url(how.hub_url or ""),
+            listen_host=how.source_address or "0.0.0.0",
+            listen_port=0,
+            api_port=0,
+            connections=options.connections,
+            stall_timeout=spec.scheduler.stall_timeout,
+        )
+        async with open_node(config) as node:
+            await node.wait_registered(5.0)
+            record = node.downloads.create(spec)
+            assert record.task is not None
+            task = record.task
+
+            async def finished() -> None:
+                await task
+
+            await watch(finished(), record.progress, console)
+        if record.result is None:
+            raise record.error or DownloadError("the download did not finish")
+        return record.result
 
 
 def _fail(err: Console, exc: SwarmgetError, as_json: bool) -> NoReturn:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Coroutine
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from rich.console import Console, Group
 from rich.live import Live
@@ -15,6 +16,7 @@ if TYPE_CHECKING:
     from swarmget.node.engine import Download, DownloadProgress, DownloadResult
 
 REFRESH = 0.25
+T = TypeVar("T")
 
 
 def human_bytes(n: float) -> str:
@@ -61,14 +63,25 @@ def render(p: DownloadProgress) -> Group:
 
 async def watch_progress(download: Download, console: Console | None) -> DownloadResult:
     """Run ``download``, redrawing its progress on ``console`` (None: silently)."""
+    return await watch(download.run(), download.statistics, console)
+
+
+async def watch(
+    work: Coroutine[Any, Any, T],
+    snapshot: Callable[[], DownloadProgress | None],
+    console: Console | None,
+) -> T:
+    """Await ``work``, redrawing ``snapshot()`` on ``console`` meanwhile (None: silently)."""
     if console is None:
-        return await download.run()
-    task = asyncio.create_task(download.run())
+        return await work
+    task = asyncio.create_task(work)
     try:
-        with Live(render(download.statistics()), console=console, transient=True) as live:
+        with Live(Text("starting"), console=console, transient=True) as live:
             while not task.done():
                 await asyncio.wait([task], timeout=REFRESH)
-                live.update(render(download.statistics()))
+                current = snapshot()
+                if current is not None:
+                    live.update(render(current))
     finally:
         if not task.done():
             task.cancel()

@@ -73,9 +73,20 @@ class Node:
     peer_url: str
     api_url: str
     api_token: str
+    download_dir: Path
     helper: HelperService
     downloads: DownloadManager
     membership: MembershipState | None = None
+
+    async def wait_registered(self, limit: float) -> bool:
+        """Wait (at most ``limit`` seconds) until the hub has registered us."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + limit
+        while loop.time() < deadline:
+            if self.membership is not None and self.membership.registered is not None:
+                return True
+            await asyncio.sleep(0.05)
+        return False
 
     def status(self) -> dict[str, Any]:
         return {
@@ -205,6 +216,7 @@ async def open_node(config: NodeConfig) -> AsyncIterator[Node]:
             peer_url=peer_url,
             api_url="",
             api_token=token,
+            download_dir=config.download_dir.resolve(),
             helper=helper,
             downloads=manager,
         )
@@ -300,5 +312,10 @@ async def run_node(config: NodeConfig, *, announce: Callable[[dict[str, Any]], N
 
 def _write_node_file(state_dir: Path, node: Node) -> None:
     """Where the CLI finds a running node: its API URL (the token is in api-token)."""
-    info = {"api_url": node.api_url, "node_id": node.node_id, "pid": os.getpid()}
+    info = {
+        "api_url": node.api_url,
+        "node_id": node.node_id,
+        "pid": os.getpid(),
+        "download_dir": str(node.download_dir),
+    }
     (state_dir / "node.json").write_text(json.dumps(info))

@@ -209,6 +209,10 @@ def describe(record: DownloadRecord, *, events: int = 50) -> dict[str, Any]:
             "path": str(record.result.path),
             "size": record.result.size,
             "elapsed": record.result.elapsed,
+            "mode": record.result.mode,
+            "resumed_bytes": record.result.resumed_bytes,
+            "fetched_bytes": record.result.fetched_bytes,
+            "last_byte_to_done": record.result.last_byte_to_done,
             "verified": list(record.result.verified),
             "digests": record.result.digests,
         }
