@@ -68,9 +68,13 @@ class UserApi:
         self.peers = peers
 
     def spec_from(self, body: CreateDownload) -> DownloadSpec:
+        output = resolve_destination(self.download_dir, body.output)
+        url = validate_url(body.url)
+        if body.output:  # sub/dir/name: create sub/dir inside the download directory
+            output.parent.mkdir(parents=True, exist_ok=True)
         return DownloadSpec(
-            url=validate_url(body.url),
-            output=resolve_destination(self.download_dir, body.output),
+            url=url,
+            output=output,
             checksums=tuple(parse_checksum_spec(c) for c in body.checksums),
             force=body.force,
             restart_if_changed=body.restart_if_changed,
