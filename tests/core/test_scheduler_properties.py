@@ -91,6 +91,21 @@ class SchedulerMachine(RuleBasedStateMachine):
             self.sim.streams.pop(lease_id)
         self.sim._apply(self.sim.scheduler.remove_source(name, self.sim.now))
 
+    @precondition(lambda self: self.sim.scheduler.done().total() > 0)
+    @rule(data=st.data())
+    def find_bad_bytes(self, data: st.DataObject) -> None:
+        """A verification failed: part of what was done must be fetched again."""
+        done = list(self.sim.scheduler.done())
+        r = data.draw(st.sampled_from(done))
+        start = data.draw(st.integers(r.start, r.end - 1))
+        end = data.draw(st.integers(start + 1, r.end))
+        culprits = self.sim.scheduler.contributors(ByteRange(start, end))
+        assert sum(culprits.values()) <= end - start  # resumed bytes have no source
+        self.sim.scheduler.invalidate(ByteRange(start, end))
+        self.sim.written.subtract(ByteRange(start, end))
+        if culprits and data.draw(st.booleans()):
+            self.sim._apply(self.sim.scheduler.ban(max(culprits), "bad data"))
+
     @invariant()
     def bookkeeping_is_exact(self) -> None:
         self.sim.scheduler.check_invariants()
@@ -106,10 +121,48 @@ class SchedulerMachine(RuleBasedStateMachine):
         self.sim.scheduler.check_invariants()
 
 
-SchedulerMachine.TestCase.settings = settings(
+SETTINGS = settings(
     max_examples=150,
     stateful_step_count=40,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
 )
+SchedulerMachine.TestCase.settings = SETTINGS
 TestScheduler = SchedulerMachine.TestCase
+
+
+class AlignedSchedulerMachine(SchedulerMachine):
+    """The same conversation with piece boundaries aligned to 4 KiB (a manifest's pieces)."""
+
+    @initialize(size=st.integers(0, 300 * KiB))
+    def setup(self, size: int, done: list[tuple[int, int]] | None = None) -> None:
+        config = SchedulerConfig(
+            min_piece=8 * KiB, max_piece=32 * KiB, min_steal=4 * KiB, stall_timeout=2.0,
+            max_failures=3, backoff_initial=0.1, backoff_max=1.0, align=4 * KiB,
+        )  # fmt: skip
+        self.sim = SimSwarm(size, config)
+
+    @precondition(lambda self: self.sim.scheduler.done().total() > 0)
+    @rule(data=st.data())
+    def find_bad_bytes(self, data: st.DataObject) -> None:
+        """Verification fails on whole 4 KiB pieces, as with a manifest."""
+        done = self.sim.scheduler.done()
+        blocks = [
+            ByteRange(b, min(b + 4 * KiB, self.sim.size))
+            for b in range(0, self.sim.size, 4 * KiB)
+            if done.contains(ByteRange(b, min(b + 4 * KiB, self.sim.size)))
+        ]
+        if blocks:
+            bad = data.draw(st.sampled_from(blocks))
+            self.sim.scheduler.invalidate(bad)
+            self.sim.written.subtract(bad)
+
+    @invariant()
+    def pieces_start_aligned(self) -> None:
+        for lease in self.sim.scheduler.statistics(self.sim.now).leases:
+            if not lease.duplicate and lease.range.end != self.sim.size:
+                assert lease.range.end % (4 * KiB) == 0, lease
+
+
+AlignedSchedulerMachine.TestCase.settings = SETTINGS
+TestAlignedScheduler = AlignedSchedulerMachine.TestCase

@@ -66,12 +66,17 @@ class SchedulerConfig:
     endgame: bool = True
     #: an endgame duplicate is only worth it if the holder needs longer than this to finish
     endgame_min_eta: float = 0.5
+    #: piece boundaries fall on multiples of this (a manifest's piece size: then most
+    #: verifiable pieces come from one source, which is who to blame when one is bad)
+    align: int = 1
 
     def __post_init__(self) -> None:
         if not 0 < self.min_piece <= self.max_piece:
             raise ValueError("need 0 < min_piece <= max_piece")
         if self.min_steal <= 0 or self.stall_timeout <= 0 or self.max_failures < 1:
             raise ValueError("min_steal, stall_timeout and max_failures must be positive")
+        if self.align < 1:
+            raise ValueError("align must be >= 1")
 
 
 class FailureKind(enum.Enum):
@@ -269,6 +274,10 @@ class _RateWindow:
             self.total -= self._samples.popleft()[1]
 
 
+def _align_up(offset: int, align: int) -> int:
+    return -(-offset // align) * align
+
+
 def _windowed_rate(samples: _RateWindow, now: float, since: float) -> float | None:
     samples.prune(now)
     if not samples:
@@ -345,6 +354,46 @@ class Scheduler:
             return []
         src.gone = True
         return self._drop_leases(src, reason)
+
+    def ban(self, source_id: str, reason: str) -> list[Action]:
+        """Stop using ``source_id`` for this download (it sent bad data, say)."""
+        src = self._sources.get(source_id)
+        if src is None or src.banned is not None:
+            return []
+        return self._ban(src, reason)
+
+    def strike(self, source_id: str, now: float, reason: str) -> list[Action]:
+        """Count a bad answer against ``source_id`` that no lease reported (a failed check)."""
+        src = self._sources.get(source_id)
+        if src is None or src.banned is not None:
+            return []
+        return self._blame(src, now, FailureKind.BROKEN, reason, None)
+
+    def contributors(self, rng: ByteRange) -> dict[str, int]:
+        """Which sources delivered bytes of ``rng``, and how many each."""
+        out: dict[str, int] = {}
+        for src in self._sources.values():
+            n = sum(len(x) for r in src.segments if (x := r.intersect(rng)) is not None)
+            if n:
+                out[src.id] = n
+        return out
+
+    def invalidate(self, rng: ByteRange) -> None:
+        """Bytes of ``rng`` that were done turned out bad: fetch them again.
+
+        They leave ``done`` and every source's segments and go back to ``missing``.
+        """
+        bad = RangeSet(x for r in self._done if (x := r.intersect(rng)) is not None)
+        for r in bad:
+            self._done.subtract(r)
+            self._missing.add(r)
+            for src in self._sources.values():
+                if src.segments.overlaps(r):
+                    src.claimed -= sum(
+                        len(x) for s in src.segments if (x := s.intersect(r)) is not None
+                    )
+                    src.segments.subtract(r)
+        self._reassigned += bad.total()
 
     # --- events from streams -------------------------------------------------------------------
 
@@ -566,6 +615,7 @@ class Scheduler:
         size = self._piece_size()
         if first.length - size < self.config.min_piece:
             size = first.length  # do not leave a sliver behind
+        size = _align_up(first.start + size, self.config.align) - first.start
         rng = self._missing.pop_first(size)
         assert rng is not None
         return self._new_lease(src, self._new_piece(rng.start, rng.end), rng.start, now)
@@ -609,10 +659,11 @@ class Scheduler:
         share = 0.5
         if r_hold and r_thief:
             share = min(0.9, max(0.1, r_hold / (r_hold + r_thief)))
-        keep = int(piece.remaining * share)
-        if keep < self.config.min_steal or piece.remaining - keep < self.config.min_steal:
+        split = _align_up(piece.frontier + int(piece.remaining * share), self.config.align)
+        keep = split - piece.frontier
+        if keep < self.config.min_steal or piece.end - split < self.config.min_steal:
             return None
-        return piece.frontier + keep
+        return split
 
     def _duplicate(self, src: _Source, now: float) -> Assign | None:
         """Endgame: copy the slowest-to-finish piece onto this idle, faster source."""
