@@ -99,6 +99,13 @@ def main() -> None:
 @click.option("--hub", "hub_url", help="Download with the swarm of this hub (in-process node).")
 @click.option("--secret-file", help=f"Swarm secret file for --hub (or ${SECRET_ENV}).")
 @click.option("--no-node", is_flag=True, help="Do not hand the download to a running node.")
+@click.option("--relay", "relay_url", help="Fetch through this relay; pieces checked by hash.")
+@click.option(
+    "--verify-sample",
+    type=click.FloatRange(0.0, 1.0),
+    default=0.0,
+    help="Re-fetch this fraction of each helper's bytes from the origin to check them.",
+)
 @click.option("--state-dir", type=click.Path(path_type=Path), default=DEFAULT_STATE_DIR)
 def get(
     url: str,
@@ -116,6 +123,8 @@ def get(
     hub_url: str | None,
     secret_file: str | None,
     no_node: bool,
+    relay_url: str | None,
+    verify_sample: float,
     state_dir: Path,
 ) -> None:
     """Download URL, resuming an earlier interrupted run of the same command.
@@ -134,6 +143,7 @@ def get(
             restart_if_changed=restart_if_changed,
             scheduler=SchedulerConfig(stall_timeout=stall_timeout),
             fsync=fsync,
+            verify_sample=verify_sample,
         )
         options = LocalOptions(
             connections=connections,
@@ -143,7 +153,8 @@ def get(
     except SwarmgetError as exc:
         _fail(err, exc, as_json)
     show = not quiet and not as_json and err.is_terminal
-    how = _Route(hub_url, secret_file, None if no_node else state_dir, source_address)
+    use_node = not no_node and relay_url is None
+    how = _Route(hub_url, secret_file, state_dir if use_node else None, source_address, relay_url)
     try:
         result = asyncio.run(_get(spec, options, how, err if show else None, err))
     except KeyboardInterrupt:
@@ -163,6 +174,7 @@ class _Route:
     secret_file: str | None
     node_state_dir: Path | None  # None: never use a running node
     source_address: str | None
+    relay_url: str | None = None
 
 
 async def _get(
@@ -178,8 +190,24 @@ async def _get(
         result = await _get_via_node(spec, how.node_state_dir, console, err)
         if result is not None:
             return result
+    if how.relay_url is not None:
+        return await _get_through_relay(spec, options, how, console)
     async with open_local_download(spec, options) as download:
         return await watch_progress(download, console)
+
+
+async def _get_through_relay(
+    spec: DownloadSpec, options: LocalOptions, how: _Route, console: Console | None
+) -> DownloadResult:
+    from swarmget.net.relay_client import RelayClient
+
+    secret = _secret(how.secret_file)
+    async with aiohttp.ClientSession() as session:
+        relay = RelayClient(
+            session, validate_url(how.relay_url or ""), secret, f"cli-{os.getpid()}"
+        )
+        async with open_local_download(spec, options, relay=relay) as download:
+            return await watch_progress(download, console)
 
 
 async def _get_via_node(
@@ -233,6 +261,7 @@ async def _get_with_hub(
             api_port=0,
             connections=options.connections,
             stall_timeout=spec.scheduler.stall_timeout,
+            relay_url=validate_url(how.relay_url) if how.relay_url else None,
         )
         async with open_node(config) as node:
             await node.wait_registered(5.0)
@@ -347,6 +376,7 @@ def _policy(allow: tuple[str, ...]) -> AddressPolicy:
 @click.option("--download-dir", type=click.Path(path_type=Path), default=Path("downloads"))
 @click.option("--stall-timeout", type=click.FloatRange(0.1), default=15.0, show_default=True)
 @click.option("--heartbeat-interval", type=click.FloatRange(0.1))
+@click.option("--relay", "relay_url", help="Fetch every download through this relay.")
 def node(
     hub_url: str | None,
     listen: str,
@@ -364,6 +394,7 @@ def node(
     download_dir: Path,
     stall_timeout: float,
     heartbeat_interval: float | None,
+    relay_url: str | None,
 ) -> None:
     """Run a node: help others download, and download with their help."""
     from swarmget.node.daemon import NodeConfig, run_node
@@ -387,6 +418,7 @@ def node(
             origin_policy=_policy(allow),
             stall_timeout=stall_timeout,
             heartbeat_interval=heartbeat_interval,
+            relay_url=validate_url(relay_url) if relay_url else None,
         )
         asyncio.run(run_node(config, announce=lambda info: click.echo(json.dumps(info))))
     except (SwarmgetError, ValueError) as exc:
@@ -424,6 +456,47 @@ def hub(
         asyncio.run(
             run_hub(host, port, db, secret, ttl, group_prefix, trust_proxy, on_listening=announce)
         )
+    except (SwarmgetError, ValueError) as exc:
+        err.print(f"[red]error[/]: {exc}", highlight=False)
+        sys.exit(EXIT_USAGE if isinstance(exc, UsageError | ValueError) else EXIT_FAILED)
+
+
+@main.command()
+@click.option("--host", default="0.0.0.0", show_default=True)
+@click.option("--port", type=int, default=7410, show_default=True)
+@click.option("--cache-dir", type=click.Path(path_type=Path), default=Path("relay-cache"))
+@click.option("--budget", default="10G", show_default=True, help="Cache size limit.")
+@click.option("--db", help="SQLAlchemy async URL (default: SQLite in the cache dir).")
+@click.option("--secret-file", help=f"Swarm secret file (or ${SECRET_ENV}).")
+@click.option("--piece-size", default="1M", show_default=True)
+@click.option("--allow-private-origins", "allow", multiple=True, help="CIDRs, or 'private'.")
+def relay(
+    host: str,
+    port: int,
+    cache_dir: Path,
+    budget: str,
+    db: str | None,
+    secret_file: str | None,
+    piece_size: str,
+    allow: tuple[str, ...],
+) -> None:
+    """Run a relay/cache: fetch a URL once, serve it in pieces with per-piece hashes."""
+    from swarmget.relay.run import RelayConfig, run_relay
+
+    err = Console(stderr=True)
+    try:
+        config = RelayConfig(
+            secret=_secret(secret_file),
+            cache_dir=cache_dir,
+            budget=parse_size(budget),
+            db_url=db,
+            host=host,
+            port=port,
+            piece_size=parse_size(piece_size),
+            origin_policy=_policy(allow),
+        )
+        announce = lambda url: click.echo(json.dumps({"url": url}))  # noqa: E731
+        asyncio.run(run_relay(config, announce))
     except (SwarmgetError, ValueError) as exc:
         err.print(f"[red]error[/]: {exc}", highlight=False)
         sys.exit(EXIT_USAGE if isinstance(exc, UsageError | ValueError) else EXIT_FAILED)

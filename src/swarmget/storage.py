@@ -536,6 +536,12 @@ class PartFile:
             raise ValueError(f"write {target} beyond the end of a {self.key.size}-byte file")
         return target
 
+    def forget(self, rng: ByteRange) -> None:
+        """Bytes of ``rng`` turned out bad: no longer count them as written (they will be
+        written again; the next checkpoint records the change)."""
+        self._written.subtract(rng)
+        self._synced.subtract(rng)
+
     async def checkpoint(self, *, durable: bool = True) -> None:
         """Record the ranges written so far in the control file.
 

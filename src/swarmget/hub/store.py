@@ -169,7 +169,7 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
         cursor.close()
 
 
-def _create_engine(url: str) -> AsyncEngine:
+def create_db_engine(url: str) -> AsyncEngine:
     engine = create_async_engine(url)
     if engine.dialect.name == "sqlite":
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
@@ -184,7 +184,7 @@ class SqlRegistryStore:
         """Raises ``UsageError`` for a malformed URL or a database driver not installed."""
         try:
             self._safe_url = make_url(url).render_as_string(hide_password=True)
-            self._engine = _create_engine(url)
+            self._engine = create_db_engine(url)
         except (ArgumentError, NoSuchModuleError, ImportError) as exc:
             shown = getattr(self, "_safe_url", "(unparsable URL)")
             raise UsageError(f"unusable hub database URL {shown}: {exc}") from exc

@@ -132,6 +132,23 @@ class OriginClient:
                 return _origin_info(url, chain.current, facts)
             method = "GET"  # HEAD could not tell: ask for the first byte instead
 
+    async def is_unchanged(self, final_url: str, original_url: str, pinned: Validator) -> bool:
+        """Revalidate a cached copy with a conditional HEAD (RFC 9110 §13.1.2/§13.1.3):
+        ``If-None-Match`` with the strong ETag (else ``If-Modified-Since``). True on 304, or
+        on a 200 carrying the same validator; False when the origin has something else."""
+        conditional = (
+            {"If-None-Match": pinned.etag}
+            if pinned.etag
+            else {"If-Modified-Since": pinned.last_modified or ""}
+        )
+        headers = self._request_headers(original_url, final_url, conditional)
+        async with self._send("HEAD", final_url, headers) as resp:
+            if resp.status == 304:
+                return True
+            if resp.status != 200:
+                return False
+            return Validator.from_headers(resp.headers) == pinned
+
     def _probe_facts(
         self, method: str, status: int, headers: CIMultiDictProxy[str]
     ) -> ProbeFacts | None:

@@ -38,6 +38,7 @@ from swarmget.core.errors import UsageError
 from swarmget.net.guard import make_guarded_connector
 from swarmget.net.hub_client import HubClient, MembershipState, Registration, run_membership
 from swarmget.net.origin import OriginClient
+from swarmget.net.relay_client import RelayClient
 from swarmget.node.downloads import DownloadManager, SwarmContext
 from swarmget.node.helper import HelperLimits, HelperService, make_peer_app
 from swarmget.node.quota import DailyQuota
@@ -63,6 +64,7 @@ class NodeConfig:
     origin_policy: AddressPolicy = field(default_factory=AddressPolicy)
     source_address: str | None = None  # default: listen_host
     heartbeat_interval: float | None = None
+    relay_url: str | None = None  # fetch through this relay (pieces checked by its manifest)
     stall_timeout: float = 15.0
     health_timeout: float = 2.0
 
@@ -207,6 +209,9 @@ async def open_node(config: NodeConfig) -> AsyncIterator[Node]:
             peer_session=peer_session,
             hub=hub,
             health_timeout=config.health_timeout,
+            relay=None
+            if config.relay_url is None
+            else RelayClient(peer_session, config.relay_url, config.secret, node_id),
         )
         manager = DownloadManager(
             tg, OriginClient(own_session), swarm, connections=config.connections

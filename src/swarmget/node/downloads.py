@@ -24,6 +24,7 @@ from swarmget.core.errors import Cancelled, HubError, SwarmgetError, UsageError
 from swarmget.net.hub_client import HubClient
 from swarmget.net.origin import OriginClient
 from swarmget.net.peer_client import PeerAddress, PeerSource, check_health
+from swarmget.net.relay_client import RelayClient
 from swarmget.node.engine import (
     Download,
     DownloadProgress,
@@ -85,6 +86,7 @@ class SwarmContext:
     peer_session: aiohttp.ClientSession
     hub: HubClient | None
     health_timeout: float = 2.0
+    relay: RelayClient | None = None
 
 
 class DownloadManager:
@@ -129,7 +131,9 @@ class DownloadManager:
     async def _run(self, record: DownloadRecord) -> None:
         try:
             sources = await self._sources(record)
-            record.download = Download(record.spec, self._origin, sources=sources)
+            record.download = Download(
+                record.spec, self._origin, sources=sources, relay=self._swarm.relay
+            )
             record.state = "running"
             record.result = await record.download.run()
             record.state = "done"

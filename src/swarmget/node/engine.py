@@ -18,7 +18,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import enum
+import os
+import random
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -34,6 +37,7 @@ from swarmget.core.errors import (
     DownloadError,
     NoSourcesLeft,
     OriginChanged,
+    OriginUnusable,
     RangesIgnored,
     SourceBroken,
     SourceError,
@@ -41,6 +45,8 @@ from swarmget.core.errors import (
     SourceRetryable,
     SwarmgetError,
 )
+from swarmget.core.filenames import choose_filename
+from swarmget.core.manifest import Manifest, PieceVerifier
 from swarmget.core.ranges import ByteRange
 from swarmget.core.scheduler import (
     Action,
@@ -54,11 +60,14 @@ from swarmget.core.scheduler import (
 )
 from swarmget.hashing import IncrementalHasher, hash_file
 from swarmget.net.origin import OriginClient, OriginInfo
+from swarmget.net.relay_client import RelayClient
 from swarmget.storage import PartFile, ResumeKey, open_part_file, stored_resume_key
 
 MiB = 1024 * 1024
 WRITE_BATCH = 1 * MiB
 _PROBE_ATTEMPTS = 4
+_SAMPLE_ROUNDS = 4
+SAMPLE_BLOCK = 64 * 1024
 _RESTARTS = 3
 
 
@@ -106,6 +115,8 @@ class DownloadSpec:
     durable_interval: float = 30.0
     #: fsync the finished file before the rename (curl, wget and aria2 do not)
     fsync: bool = False
+    #: without a manifest: re-fetch this fraction of every helper's bytes from the origin
+    verify_sample: float = 0.0
 
 
 class Stage(enum.Enum):
@@ -195,6 +206,7 @@ class Download:
         origin: OriginClient,
         *,
         sources: Sequence[RangeSource] = (),
+        relay: RelayClient | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.spec = spec
@@ -215,8 +227,20 @@ class Download:
         self._tasks: dict[int, asyncio.Task[None]] = {}
         self._last_byte_at = 0.0
         self._t_stream: float | None = None
+        self._relay = relay
+        self._manifest: Manifest | None = None
+        self._verifier: PieceVerifier | None = None
+        self._sampled: set[str] = set()
+        self._rng = random.Random()
+        #: every integrity failure: (what, {source: bytes it contributed})
+        self.corrupt_reports: list[tuple[str, dict[str, int]]] = []
 
     # --- public --------------------------------------------------------------------------------
+
+    @property
+    def pinned(self) -> OriginInfo | None:
+        """What the probe pinned (URL, size, validator), once probed."""
+        return self._info
 
     def statistics(self) -> DownloadProgress:
         now = self._clock()
@@ -276,7 +300,7 @@ class Download:
         delay = 0.5
         for attempt in range(_PROBE_ATTEMPTS):
             try:
-                info = await self._origin.probe(self.spec.url)
+                info = await self._probe_once()
             except SourceRateLimited as exc:
                 if attempt == _PROBE_ATTEMPTS - 1:
                     raise DownloadError(f"origin keeps refusing: {exc}") from exc
@@ -290,6 +314,20 @@ class Download:
                 return info
             delay *= 2
         raise AssertionError("unreachable")
+
+    async def _probe_once(self) -> OriginInfo:
+        if self._relay is None:
+            return await self._origin.probe(self.spec.url)
+        blob = await self._relay.fetch(self.spec.url)
+        self._manifest = blob.manifest
+        self._event("relay", None, f"{'cached' if blob.hit else 'fetched'} by the relay")
+        info = await self._origin.probe(blob.url)
+        if info.size != blob.manifest.size:
+            raise OriginUnusable(
+                f"the relay's blob is {info.size} bytes, its manifest says {blob.manifest.size}"
+            )
+        name = choose_filename(None, self.spec.url, self.spec.url)
+        return dataclasses.replace(info, filename=name, digests=())
 
     def _resolve_dest(self, info: OriginInfo) -> Path:
         out = self.spec.output
@@ -330,7 +368,11 @@ class Download:
             self._resumed = part.written.total()
             if self._resumed:
                 self._event("resume", None, f"{self._resumed} bytes already on disk")
-            sched = Scheduler(info.size, self.spec.scheduler, done=part.written)
+            config = self.spec.scheduler
+            if self._manifest is not None:
+                self._verifier = PieceVerifier(self._manifest)
+                config = dataclasses.replace(config, align=self._manifest.piece_size)
+            sched = Scheduler(info.size, config, done=part.written)
             self._sched = sched
             now = self._clock()
             for src in self._sources.values():
@@ -343,6 +385,16 @@ class Download:
     ) -> dict[str, str]:
         self._stage = Stage.DOWNLOADING
         algorithms = self._algorithms(info)
+        assert info.size is not None
+        if self.spec.verify_sample:  # helpers may be caught late: hash the final file once
+            for _round in range(_SAMPLE_ROUNDS):
+                failure = await self._drive(sched, part, None)
+                if failure is not None:
+                    raise failure
+                if not await self._sample_helpers(sched, part):
+                    break
+            self._stage = Stage.VERIFYING
+            return await hash_file(part.part_path, algorithms) if algorithms else {}
         async with contextlib.AsyncExitStack() as stack:
             hasher = None
             if algorithms:
@@ -352,7 +404,6 @@ class Download:
             if failure is not None:
                 raise failure
             self._stage = Stage.VERIFYING
-            assert info.size is not None
             return await hasher.finish(info.size) if hasher is not None else {}
 
     async def _drive(
@@ -382,13 +433,14 @@ class Download:
     ) -> None:
         last_checkpoint = last_durable = self._clock()
         durable: asyncio.Task[None] | None = None
-        while not sched.is_complete():
+        while not self._all_checked(sched):
             now = self._clock()
             self._apply(sched, part, tg, [*sched.on_timer(now), *sched.poll(now)])
             if self._fatal is not None:
                 raise self._fatal
-            if not self._tasks and not sched.has_usable_source():
+            if not self._tasks and not sched.is_complete() and not sched.has_usable_source():
                 raise NoSourcesLeft(f"every source failed: {self._last_failure()}")
+            self._start_checks(sched, part, tg)
             await self._sleep_until(sched.next_deadline(now))
             now = self._clock()
             if now - last_durable >= self.spec.durable_interval and (
@@ -400,12 +452,116 @@ class Download:
                 await part.checkpoint(durable=False)
                 last_checkpoint = now
             if hasher is not None:
-                await hasher.advance(part.written_prefix())
+                await hasher.advance(self._hashable_prefix(part))
         # the last streams flush their final batches as they finish
         while self._tasks:
             await self._sleep_until(None)
             if self._fatal is not None:
                 raise self._fatal
+
+    # --- integrity: pieces checked against a manifest -------------------------------------------
+
+    def _all_checked(self, sched: Scheduler) -> bool:
+        verifier = self._verifier
+        return sched.is_complete() and (verifier is None or verifier.all_ok())
+
+    def _hashable_prefix(self, part: PartFile) -> int:
+        """Only bytes already checked against the manifest may enter the whole-file hash."""
+        prefix = part.written_prefix()
+        return prefix if self._verifier is None else min(prefix, self._verifier.verified_prefix())
+
+    def _start_checks(self, sched: Scheduler, part: PartFile, tg: asyncio.TaskGroup) -> None:
+        verifier = self._verifier
+        if verifier is None:
+            return
+        for index in verifier.ready(part.written):
+            verifier.start([index])
+            tg.create_task(self._check_piece(sched, part, tg, index))
+
+    async def _check_piece(
+        self, sched: Scheduler, part: PartFile, tg: asyncio.TaskGroup, index: int
+    ) -> None:
+        verifier = self._verifier
+        assert verifier is not None
+        rng = verifier.manifest.piece_range(index)
+        try:
+            got = await hash_file(part.part_path, ["sha256"], start=rng.start, end=rng.end)
+        except SwarmgetError as exc:
+            self._fatal = self._fatal or exc
+            self._wake.set()
+            return
+        if got["sha256"] == verifier.expected(index):
+            verifier.passed(index)
+        else:
+            verifier.failed(index)
+            self._reject(sched, part, tg, rng, f"piece {index} {rng} failed its sha256")
+        self._wake.set()
+
+    def _reject(
+        self, sched: Scheduler, part: PartFile, tg: asyncio.TaskGroup, rng: ByteRange, why: str
+    ) -> None:
+        """Bad bytes: fetch them again elsewhere; ban who sent them (strike, if several)."""
+        culprits = sched.contributors(rng)
+        sched.invalidate(rng)
+        part.forget(rng)
+        self.corrupt_reports.append((why, dict(culprits)))
+        self._event("corrupt", ", ".join(culprits) or None, why)
+        actions: list[Action] = []
+        if len(culprits) == 1:
+            (source_id,) = culprits
+            actions += sched.ban(source_id, f"sent bad data: {why}")
+        else:
+            for source_id in culprits:
+                actions += sched.strike(source_id, self._clock(), f"bad data: {why}")
+        self._apply(sched, part, tg, actions)
+
+    # --- integrity: sampling helpers against another source ------------------------------------
+
+    def _own_sources(self) -> set[str]:
+        return {i for i, s in self._sources.items() if isinstance(s, OriginSource)}
+
+    async def _sample_helpers(self, sched: Scheduler, part: PartFile) -> bool:
+        """Re-fetch a fraction of every helper's bytes from our own source and compare.
+
+        A helper caught lying is banned and everything it delivered is fetched again.
+        Returns True when that happened (the caller drives the download again)."""
+        info = self._info
+        own = [s for s in self._sources.values() if isinstance(s, OriginSource)]
+        if info is None or not own:
+            return False
+        caught = False
+        for source in sched.statistics(self._clock()).sources:
+            if source.source_id in self._own_sources() or source.source_id in self._sampled:
+                continue
+            self._sampled.add(source.source_id)
+            for rng in _sample_ranges(source.segments, self.spec.verify_sample, self._rng):
+                if not await self._same_bytes(own[0], info, part, rng):
+                    self._ban_liar(sched, part, source.source_id, rng)
+                    caught = True
+                    break
+        return caught
+
+    async def _same_bytes(
+        self, source: RangeSource, info: OriginInfo, part: PartFile, rng: ByteRange
+    ) -> bool:
+        chunks = []
+        async with source.open_range(info, rng) as body:
+            async for chunk in body:
+                chunks.append(chunk)
+        theirs = await asyncio.to_thread(_pread, part.part_path, rng)
+        return b"".join(chunks) == theirs
+
+    def _ban_liar(self, sched: Scheduler, part: PartFile, source_id: str, rng: ByteRange) -> None:
+        why = f"sample {rng} differs from the origin's bytes"
+        delivered = next(
+            s.segments for s in sched.statistics(self._clock()).sources if s.source_id == source_id
+        )
+        self.corrupt_reports.append((why, {source_id: sum(len(r) for r in delivered)}))
+        self._event("corrupt", source_id, why)
+        sched.ban(source_id, f"sent bad data: {why}")
+        for segment in delivered:  # everything it sent is suspect
+            sched.invalidate(segment)
+            part.forget(segment)
 
     async def _durable_checkpoint(self, part: PartFile) -> None:
         try:
@@ -590,21 +746,36 @@ class Download:
 
     # --- verification --------------------------------------------------------------------------
 
+    def _known_digests(self, info: OriginInfo) -> DigestSet:
+        manifest = () if self._manifest is None else (Digest("sha256", self._manifest.sha256),)
+        return DigestSet.of(self.spec.checksums, info.digests, manifest)
+
     def _algorithms(self, info: OriginInfo) -> set[str]:
-        return set(DigestSet((*self.spec.checksums, *info.digests)).algorithms())
+        return set(self._known_digests(info).algorithms())
 
     def _verify(self, info: OriginInfo, computed: dict[str, str], kept: Path) -> tuple[str, ...]:
-        expected = DigestSet((*self.spec.checksums, *info.digests))
-        mismatches = expected.mismatches(computed)
+        mismatches = self._known_digests(info).mismatches(computed)
         if mismatches:
             lines = "; ".join(
                 f"{m.expected.algorithm}: expected {m.expected.value}, got {m.actual}"
                 for m in mismatches
             )
             raise ChecksumMismatch(
-                f"checksum mismatch ({lines}); nothing was deleted: the data is kept in {kept}"
+                f"checksum mismatch ({lines}); nothing was deleted: the data is kept in "
+                f"{kept}. Delivered by: {self._who_delivered()}"
             )
         return tuple(sorted(computed))
+
+    def _who_delivered(self) -> str:
+        if self._sched is None:
+            return "one stream from the origin"
+        parts = []
+        for s in self._sched.statistics(self._clock()).sources:
+            if s.claimed:
+                shown = ", ".join(f"{r.start}-{r.end}" for r in s.segments[:4])
+                more = f" and {len(s.segments) - 4} more ranges" if len(s.segments) > 4 else ""
+                parts.append(f"{s.source_id}: {s.claimed} bytes ({shown}{more})")
+        return "; ".join(parts) or "nobody"
 
     # --- bookkeeping ---------------------------------------------------------------------------
 
@@ -643,3 +814,32 @@ __all__ = [
     "RangeSource",
     "Stage",
 ]
+
+
+def _sample_ranges(
+    segments: Sequence[ByteRange], fraction: float, rng: random.Random
+) -> list[ByteRange]:
+    """Random ``SAMPLE_BLOCK``-sized ranges covering about ``fraction`` of ``segments``
+    (at least one block when there is anything)."""
+    total = sum(len(s) for s in segments)
+    if not total or fraction <= 0:
+        return []
+    wanted = max(1, round(total * min(1.0, fraction) / SAMPLE_BLOCK))
+    out = []
+    for _ in range(wanted):
+        pick = rng.randrange(total)
+        for s in segments:
+            if pick < len(s):
+                start = s.start + pick
+                out.append(ByteRange(start, min(s.end, start + SAMPLE_BLOCK)))
+                break
+            pick -= len(s)
+    return out
+
+
+def _pread(path: Path, rng: ByteRange) -> bytes:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        return os.pread(fd, rng.length, rng.start)
+    finally:
+        os.close(fd)

@@ -93,6 +93,11 @@ class Refusal(Exception):
         self.status, self.code, self.retry_after = status, code, retry_after
 
 
+#: A test seam: when set (by ``swarmget.testing.evil_node`` only), every chunk a helper
+#: streams passes through it. Production code never sets it.
+CHUNK_FILTER: Callable[[bytes], bytes] | None = None
+
+
 class HelperService:
     """Admission (slots, fairness, quota), throttling and accounting for helper streams."""
 
@@ -111,6 +116,7 @@ class HelperService:
         self._bucket = TokenBucket(limits.rate_limit) if limits.rate_limit else None
         self.stats = HelperStats()
         self.draining = False
+        self.chunk_filter = CHUNK_FILTER
 
     def active(self) -> int:
         return sum(self.stats.active_by_requester.values())
@@ -242,6 +248,8 @@ async def _stream_range(
             await resp.prepare(request)
             async for chunk in body:
                 await service.throttle(len(chunk))
+                if service.chunk_filter is not None:
+                    chunk = service.chunk_filter(chunk)
                 await resp.write(chunk)
                 used[0] += len(chunk)
                 service.stats.bytes_served += len(chunk)

@@ -14,6 +14,7 @@ import aiohttp
 
 from swarmget.core.errors import InvalidHeader
 from swarmget.net.origin import OriginClient
+from swarmget.net.relay_client import RelayClient
 from swarmget.node.engine import Download, DownloadSpec, OriginSource
 
 
@@ -39,7 +40,9 @@ def parse_headers(values: list[str] | tuple[str, ...]) -> dict[str, str]:
 
 
 @asynccontextmanager
-async def open_local_download(spec: DownloadSpec, options: LocalOptions) -> AsyncIterator[Download]:
+async def open_local_download(
+    spec: DownloadSpec, options: LocalOptions, *, relay: RelayClient | None = None
+) -> AsyncIterator[Download]:
     """A ``Download`` fetching straight from the origin over ``options.connections``."""
     if options.connections < 1:
         raise ValueError("connections must be >= 1")
@@ -54,4 +57,5 @@ async def open_local_download(spec: DownloadSpec, options: LocalOptions) -> Asyn
             connect_timeout=options.connect_timeout,
             read_timeout=options.read_timeout,
         )
-        yield Download(spec, client, sources=[OriginSource(client, options.connections)])
+        sources = [OriginSource(client, options.connections)]
+        yield Download(spec, client, sources=sources, relay=relay)

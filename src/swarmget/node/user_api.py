@@ -45,6 +45,7 @@ class CreateDownload(BaseModel):
     force: bool = False
     restart_if_changed: bool = False
     helpers: list[str] | None = Field(default=None, max_length=256)
+    verify_sample: float = Field(default=0.0, ge=0.0, le=1.0)
 
 
 class UserApi:
@@ -79,6 +80,7 @@ class UserApi:
             force=body.force,
             restart_if_changed=body.restart_if_changed,
             scheduler=SchedulerConfig(stall_timeout=self.stall_timeout),
+            verify_sample=body.verify_sample,
         )
 
 

@@ -56,11 +56,13 @@ class Proc:
             await self.process.wait()
 
 
-async def start_proc(args: Sequence[str], log_path: Path, env: dict[str, str]) -> Proc:
+async def start_proc(
+    args: Sequence[str], log_path: Path, env: dict[str, str], command: Sequence[str] = CLI
+) -> Proc:
     log = log_path.open("ab")
     try:
         process = await asyncio.create_subprocess_exec(
-            *CLI, *args, stdout=asyncio.subprocess.PIPE, stderr=log, env=env
+            *command, *args, stdout=asyncio.subprocess.PIPE, stderr=log, env=env
         )
     finally:
         log.close()
@@ -133,6 +135,7 @@ async def open_local_swarm(
     *,
     node_extra: Sequence[str] | dict[int, Sequence[str]] = (),
     hub_ttl: float = 3.0,
+    node_module: dict[int, str] | None = None,
 ) -> AsyncIterator[LocalSwarm]:
     """Start a hub on 127.0.0.1 and ``nodes`` nodes on 127.0.0.2 ... (processes)."""
     secret_file = root / "secret"
@@ -149,7 +152,8 @@ async def open_local_swarm(
         swarm = LocalSwarm(root=root, secret_file=secret_file, hub=hub)
         for i in range(nodes):
             extra = node_extra.get(i, ()) if isinstance(node_extra, dict) else node_extra
-            handle = await _start_node(swarm, i, extra, env)
+            module = (node_module or {}).get(i)
+            handle = await _start_node(swarm, i, extra, env, module)
             procs.append(handle.proc)
             swarm.nodes.append(handle)
         yield swarm
@@ -158,7 +162,7 @@ async def open_local_swarm(
 
 
 async def _start_node(
-    swarm: LocalSwarm, i: int, extra: Sequence[str], env: dict[str, str]
+    swarm: LocalSwarm, i: int, extra: Sequence[str], env: dict[str, str], module: str | None
 ) -> NodeHandle:
     address = f"127.0.0.{i + 2}"
     state = swarm.root / f"node{i}"
@@ -166,7 +170,11 @@ async def _start_node(
     args = node_args(
         str(swarm.hub.info["url"]), address, swarm.secret_file, state, downloads, extra
     )
-    proc = await start_proc(args, swarm.root / f"node{i}.log", env)
+    if module is None:
+        proc = await start_proc(args, swarm.root / f"node{i}.log", env)
+    else:  # a stand-in node program taking the same arguments (e.g. a corrupting helper)
+        command = [sys.executable, "-m", module]
+        proc = await start_proc(args[1:], swarm.root / f"node{i}.log", env, command)
     return NodeHandle(i, address, proc, state, downloads)
 
 

@@ -1,0 +1,220 @@
+"""The relay's HTTP API.
+
+::
+
+    POST /v1/fetch               {url}  (signed) → the fetch: {id, state, ...}; 202 while
+                                  fetching, 200 when ready. Concurrent requests share it.
+    GET  /v1/fetches/{id}?wait=S  (signed) the fetch's state, waiting up to S seconds (≤ 30)
+                                  for it to finish
+    GET  /v1/blobs/{sha256}      the bytes (HEAD too): Range, If-Range, If-None-Match, ETag
+    GET  /v1/blobs/{sha256}/manifest   {size, piece_size, sha256, pieces: [...]}
+
+Blobs are not signed: they are named by their content's sha256 (knowing the name is the
+capability) and must be fetchable by plain HTTP clients (curl -r, aria2c). Range semantics
+are implemented here rather than by aiohttp's FileResponse, whose ETag is not the content
+hash and which (3.14) answers a stale ``If-Range`` ETag with 206: a stale ``If-Range`` must
+get the whole file with 200 (RFC 9110 §13.1.5).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+from email.utils import formatdate
+from typing import Any
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from swarmget.core.errors import InvalidURL
+from swarmget.core.ranges import ByteRange
+from swarmget.core.urls import validate_url
+from swarmget.net.auth import auth_middleware, json_error
+from swarmget.relay.service import FetchState, Relay
+
+RELAY: web.AppKey[Relay] = web.AppKey("relay", Relay)
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+_RANGE = re.compile(r"bytes=(\d*)-(\d*)")
+CHUNK = 256 * 1024
+MAX_WAIT = 30.0
+
+
+class FetchRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    url: str = Field(max_length=8192)
+
+
+def describe(state: FetchState, base: str) -> dict[str, Any]:
+    out: dict[str, Any] = {"id": state.id, "url": state.url, "state": state.state}
+    if state.entry is not None:
+        sha = state.entry.sha256
+        out |= {
+            "sha256": sha,
+            "size": state.entry.size,
+            "hit": state.hit,
+            "blob_url": f"{base}/v1/blobs/{sha}",
+            "manifest_url": f"{base}/v1/blobs/{sha}/manifest",
+            "manifest": state.entry.manifest.to_json(),
+        }
+    if state.error is not None:
+        out["error"] = {"code": state.error.code, "message": str(state.error)}
+    if state.download is not None and state.state == "fetching":
+        p = state.download.statistics()
+        out["progress"] = {"done": p.done, "size": p.size}
+    return out
+
+
+def _base(request: web.Request) -> str:
+    return f"{request.scheme}://{request.host}"
+
+
+async def post_fetch(request: web.Request) -> web.Response:
+    try:
+        body = FetchRequest.model_validate_json(await request.read())
+        url = validate_url(body.url)
+    except ValidationError as exc:
+        return json_error(400, f"bad fetch request: {exc.errors()[0]['msg']}", "bad_request")
+    except InvalidURL as exc:
+        return json_error(400, str(exc), exc.code)
+    state = request.app[RELAY].request(url)
+    return web.json_response(describe(state, _base(request)), status=_status(state))
+
+
+def _status(state: FetchState) -> int:
+    return 202 if state.state == "fetching" else 200
+
+
+async def get_fetch(request: web.Request) -> web.Response:
+    state = request.app[RELAY].fetches.get(request.match_info["id"])
+    if state is None:
+        return json_error(404, "no such fetch", "not_found")
+    try:
+        wait = min(MAX_WAIT, max(0.0, float(request.query.get("wait", "0"))))
+    except ValueError:
+        return json_error(400, "wait must be a number of seconds", "bad_request")
+    if wait:
+        try:
+            async with asyncio.timeout(wait):
+                await state.done.wait()
+        except TimeoutError:
+            pass
+    return web.json_response(describe(state, _base(request)), status=_status(state))
+
+
+def _blob(request: web.Request) -> tuple[Relay, str]:
+    sha = request.match_info["sha256"]
+    if not _SHA256.fullmatch(sha):  # never build a path from anything else
+        raise web.HTTPNotFound()
+    relay = request.app[RELAY]
+    if not relay.blob_path(sha).is_file():
+        raise web.HTTPNotFound()
+    return relay, sha
+
+
+async def get_manifest(request: web.Request) -> web.Response:
+    relay, sha = _blob(request)
+    entries = await relay.index.by_sha256(sha)
+    if not entries:
+        raise web.HTTPNotFound()
+    return web.json_response(entries[0].manifest.to_json())
+
+
+def parse_range(header: str, size: int) -> ByteRange | None | str:
+    """One ``bytes=`` range → ByteRange; None: ignore the header (serve 200);
+    "unsatisfiable" → 416 (RFC 9110 §14.1.2, §15.5.17)."""
+    m = _RANGE.fullmatch(header.strip())
+    if m is None:
+        return None  # several ranges or another unit: a server may ignore Range
+    first, last = m.groups()
+    if not first and not last:
+        return None
+    if not first:
+        n = int(last)
+        return ByteRange(max(0, size - n), size) if n else "unsatisfiable"
+    start = int(first)
+    end = size if not last else min(size, int(last) + 1)
+    if start >= size or (last and int(last) < start):
+        return "unsatisfiable"
+    return ByteRange(start, end)
+
+
+async def get_blob(request: web.Request) -> web.StreamResponse:
+    relay, sha = _blob(request)
+    path = relay.blob_path(sha)
+    st = await asyncio.to_thread(os.stat, path)
+    size = st.st_size
+    etag = f'"{sha}"'
+    headers = {"ETag": etag, "Accept-Ranges": "bytes", "Content-Type": "application/octet-stream"}
+    headers["Last-Modified"] = formatdate(st.st_mtime, usegmt=True)
+    headers["Cache-Control"] = "public, max-age=31536000, immutable"
+    if etag in _etags(request.headers.get("If-None-Match", "")) or "*" in _etags(
+        request.headers.get("If-None-Match", "")
+    ):
+        return web.Response(status=304, headers={"ETag": etag})
+    rng: ByteRange | None = None
+    range_header = request.headers.get("Range")
+    if_range = request.headers.get("If-Range")
+    if range_header and (if_range is None or if_range.strip() == etag):
+        parsed = parse_range(range_header, size)
+        if parsed == "unsatisfiable":
+            return web.Response(status=416, headers={"Content-Range": f"bytes */{size}"})
+        rng = parsed if isinstance(parsed, ByteRange) else None
+    with relay.serving(sha):
+        return await _send(request, path, size, rng, headers)
+
+
+def _etags(value: str) -> list[str]:
+    return [v.strip() for v in value.split(",") if v.strip()]
+
+
+async def _send(
+    request: web.Request, path: Any, size: int, rng: ByteRange | None, headers: dict[str, str]
+) -> web.StreamResponse:
+    part = rng or ByteRange(0, size)
+    resp = web.StreamResponse(status=206 if rng else 200, headers=headers)
+    if rng is not None:
+        resp.headers["Content-Range"] = f"bytes {rng.start}-{rng.end - 1}/{size}"
+    resp.content_length = part.length
+    await resp.prepare(request)
+    if request.method == "HEAD":
+        return resp
+    fd = await asyncio.to_thread(os.open, path, os.O_RDONLY)
+    try:
+        pos = part.start
+        while pos < part.end:
+            data = await asyncio.to_thread(os.pread, fd, min(CHUNK * 4, part.end - pos), pos)
+            if not data:
+                break
+            await resp.write(data)
+            pos += len(data)
+    finally:
+        os.close(fd)
+    await resp.write_eof()
+    return resp
+
+
+def make_relay_app(relay: Relay, secret: bytes) -> web.Application:
+    exempt_prefix = "/v1/blobs/"
+
+    app = web.Application(middlewares=[_blob_exempt(auth_middleware(secret), exempt_prefix)])
+    app[RELAY] = relay
+    app.router.add_post("/v1/fetch", post_fetch)
+    app.router.add_get("/v1/fetches/{id}", get_fetch)
+    app.router.add_get("/v1/blobs/{sha256}", get_blob)  # also answers HEAD
+    app.router.add_get("/v1/blobs/{sha256}/manifest", get_manifest)
+    return app
+
+
+def _blob_exempt(inner: Any, prefix: str) -> Any:
+    """The auth middleware, except for content-addressed blob reads."""
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+        if request.method in ("GET", "HEAD") and request.path.startswith(prefix):
+            result: web.StreamResponse = await handler(request)
+            return result
+        result = await inner(request, handler)
+        return result
+
+    return middleware
