@@ -136,10 +136,11 @@ async def open_local_swarm(
     node_extra: Sequence[str] | dict[int, Sequence[str]] = (),
     hub_ttl: float = 3.0,
     node_module: dict[int, str] | None = None,
+    secret: str | None = None,
 ) -> AsyncIterator[LocalSwarm]:
     """Start a hub on 127.0.0.1 and ``nodes`` nodes on 127.0.0.2 ... (processes)."""
     secret_file = root / "secret"
-    await asyncio.to_thread(_prepare_root, root, secret_file)
+    await asyncio.to_thread(_prepare_root, root, secret_file, secret or secrets.token_hex(32))
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     procs: list[Proc] = []
     try:
@@ -178,9 +179,9 @@ async def _start_node(
     return NodeHandle(i, address, proc, state, downloads)
 
 
-def _prepare_root(root: Path, secret_file: Path) -> None:
+def _prepare_root(root: Path, secret_file: Path, secret: str) -> None:
     root.mkdir(parents=True, exist_ok=True)
-    secret_file.write_text(secrets.token_hex(32))
+    secret_file.write_text(secret)
 
 
 class NodeApi:
