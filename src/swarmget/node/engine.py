@@ -237,6 +237,11 @@ class Download:
 
     # --- public --------------------------------------------------------------------------------
 
+    def reassigned_bytes(self) -> int:
+        """Bytes given back to be fetched again (failures, stalls, bad data)."""
+        sched = self._sched
+        return 0 if sched is None else sched.statistics(self._clock()).reassigned_bytes
+
     @property
     def pinned(self) -> OriginInfo | None:
         """What the probe pinned (URL, size, validator), once probed."""
