@@ -96,7 +96,13 @@ def main() -> None:
 @click.option("--stall-timeout", type=click.FloatRange(0.1), default=15.0, show_default=True)
 @click.option("-q", "--quiet", is_flag=True, help="No progress display, no summary.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
-@click.option("--hub", "hub_url", help="Download with the swarm of this hub (in-process node).")
+@click.option(
+    "--hub",
+    "hubs",
+    multiple=True,
+    help="Download with the swarm of this hub (in-process node); repeat, or separate with "
+    "commas, for replicated hubs (tried in order, with failover).",
+)
 @click.option("--secret-file", help=f"Swarm secret file for --hub (or ${SECRET_ENV}).")
 @click.option("--no-node", is_flag=True, help="Do not hand the download to a running node.")
 @click.option("--relay", "relay_url", help="Fetch through this relay; pieces checked by hash.")
@@ -120,7 +126,7 @@ def get(
     stall_timeout: float,
     quiet: bool,
     as_json: bool,
-    hub_url: str | None,
+    hubs: tuple[str, ...],
     secret_file: str | None,
     no_node: bool,
     relay_url: str | None,
@@ -150,11 +156,12 @@ def get(
             headers=parse_headers(headers),
             source_address=source_address,
         )
+        hub_urls = parse_hub_urls(hubs)
     except SwarmgetError as exc:
         _fail(err, exc, as_json)
     show = not quiet and not as_json and err.is_terminal
     use_node = not no_node and relay_url is None
-    how = _Route(hub_url, secret_file, state_dir if use_node else None, source_address, relay_url)
+    how = _Route(hub_urls, secret_file, state_dir if use_node else None, source_address, relay_url)
     try:
         result = asyncio.run(_get(spec, options, how, err if show else None, err))
     except KeyboardInterrupt:
@@ -170,7 +177,7 @@ def get(
 
 @dataclass(frozen=True)
 class _Route:
-    hub_url: str | None
+    hub_urls: tuple[str, ...]  # empty: no swarm of our own
     secret_file: str | None
     node_state_dir: Path | None  # None: never use a running node
     source_address: str | None
@@ -184,7 +191,7 @@ async def _get(
     console: Console | None,
     err: Console,
 ) -> DownloadResult:
-    if how.hub_url is not None:
+    if how.hub_urls:
         return await _get_with_hub(spec, options, how, console)
     if how.node_state_dir is not None:
         result = await _get_via_node(spec, how.node_state_dir, console, err)
@@ -255,7 +262,7 @@ async def _get_with_hub(
             secret=_secret(how.secret_file),
             state_dir=Path(tmp),
             download_dir=Path(tmp) / "unused",
-            hub_url=validate_url(how.hub_url or ""),
+            hub_urls=how.hub_urls,
             listen_host=how.source_address or "0.0.0.0",
             listen_port=0,
             api_port=0,
@@ -341,6 +348,13 @@ def parse_size(text: str) -> int:
     return int(value * SIZE_UNITS[unit])
 
 
+def parse_hub_urls(values: tuple[str, ...]) -> tuple[str, ...]:
+    """``--hub`` values (repeated, or comma-separated) → the hub URLs, in the order given,
+    without repeats. Raises ``InvalidURL`` for one that is not an http(s) URL."""
+    urls = (validate_url(url.strip()) for v in values for url in v.split(",") if url.strip())
+    return tuple(dict.fromkeys(url.rstrip("/") for url in urls))
+
+
 def _secret(secret_file: str | None) -> bytes:
     from swarmget.net.auth import load_secret
 
@@ -355,7 +369,13 @@ def _policy(allow: tuple[str, ...]) -> AddressPolicy:
 
 
 @main.command()
-@click.option("--hub", "hub_url", help="Hub URL, e.g. http://10.0.0.1:7400.")
+@click.option(
+    "--hub",
+    "hubs",
+    multiple=True,
+    help="Hub URL, e.g. http://10.0.0.1:7400; repeat, or separate with commas, for "
+    "replicated hubs (one database): the node fails over to the next when one dies.",
+)
 @click.option("--listen", default="127.0.0.1", show_default=True, help="Peer API address.")
 @click.option("--port", type=int, default=DEFAULT_PEER_PORT, show_default=True, help="0: any.")
 @click.option("--api-port", type=int, default=DEFAULT_API_PORT, show_default=True)
@@ -378,7 +398,7 @@ def _policy(allow: tuple[str, ...]) -> AddressPolicy:
 @click.option("--heartbeat-interval", type=click.FloatRange(0.1))
 @click.option("--relay", "relay_url", help="Fetch every download through this relay.")
 def node(
-    hub_url: str | None,
+    hubs: tuple[str, ...],
     listen: str,
     port: int,
     api_port: int,
@@ -409,7 +429,7 @@ def node(
             listen_host=listen,
             listen_port=port,
             api_port=api_port,
-            hub_url=validate_url(hub_url) if hub_url else None,
+            hub_urls=parse_hub_urls(hubs),
             group=group,
             slots=slots,
             connections=connections,
@@ -446,7 +466,11 @@ def hub(
     group_prefix: int,
     trust_proxy: bool,
 ) -> None:
-    """Run the hub: the registry of live nodes (it never downloads anything)."""
+    """Run the hub: the registry of live nodes (it never downloads anything).
+
+    Several hubs given the same database (--db postgresql+asyncpg://...) are replicas of one
+    registry: give nodes all of them (--hub A --hub B) and they fail over when one dies.
+    """
     from swarmget.hub.service import run_hub
 
     err = Console(stderr=True)

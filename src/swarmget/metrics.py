@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING
 
 from aiohttp import web
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -85,6 +85,33 @@ class RelayCollector(Collector):
             "swarmget_relay_fetching", "Fetches in progress",
             sum(f.state == "fetching" for f in fetches),
         )  # fmt: skip
+
+
+class HubMetrics:
+    """The hub's registered nodes (read from the store at scrape time) and how long
+    heartbeats take to record."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.nodes = Gauge(
+            "swarmget_hub_registered_nodes", "Live nodes in the registry", registry=self.registry
+        )
+        self.heartbeat = Histogram(
+            "swarmget_hub_heartbeat_seconds",
+            "Time to record a heartbeat",
+            registry=self.registry,
+            buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+        )
+
+    def handler(
+        self, live_nodes: Callable[[], Awaitable[int]]
+    ) -> Callable[[web.Request], Awaitable[web.Response]]:
+        async def handle(request: web.Request) -> web.Response:
+            self.nodes.set(await live_nodes())
+            body = generate_latest(self.registry)
+            return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
+
+        return handle
 
 
 def _counter(name: str, doc: str, value: float) -> CounterMetricFamily:

@@ -1,11 +1,14 @@
-"""Both registry stores (SQLite via SQLAlchemy, in memory) against one contract.
+"""The registry stores (SQL on SQLite and PostgreSQL, with the native and the portable
+upsert; in memory) against one contract.
 
-Time is whatever ``now`` the test passes: nothing here sleeps.
+Time is whatever ``now`` the test passes: nothing here sleeps. The PostgreSQL cases need
+``SWARMGET_TEST_PG`` (see ``conftest.py``); concurrency is in ``test_store_concurrency.py``.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 
 import pytest
@@ -18,6 +21,7 @@ from swarmget.testing.fakes import MemoryRegistryStore
 
 T0 = 1_700_000_000.0
 TTL = 15.0
+PgDatabase = Callable[[], AbstractAsyncContextManager[str]]
 
 
 def _node(node_id: str, **kw: object) -> NodeRecord:
@@ -34,13 +38,30 @@ def _node(node_id: str, **kw: object) -> NodeRecord:
     return NodeRecord(**fields)  # type: ignore[arg-type]
 
 
-@pytest.fixture(params=["sqlite", "memory"])
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[RegistryStore]:
+@pytest.fixture(params=["sqlite", "sqlite-portable", "postgres", "postgres-portable", "memory"])
+async def store(
+    request: pytest.FixtureRequest, tmp_path: Path, pg_database: PgDatabase
+) -> AsyncIterator[RegistryStore]:
     if request.param == "memory":
         yield MemoryRegistryStore()
         return
-    async with open_registry_store(f"sqlite+aiosqlite:///{tmp_path / 'hub.db'}") as sql:
+    on_conflict = not request.param.endswith("-portable")
+    if request.param.startswith("postgres"):
+        async with pg_database() as url, _started(url, on_conflict) as sql:
+            yield sql
+        return
+    async with _started(f"sqlite+aiosqlite:///{tmp_path / 'hub.db'}", on_conflict) as sql:
         yield sql
+
+
+@asynccontextmanager
+async def _started(url: str, on_conflict: bool) -> AsyncIterator[SqlRegistryStore]:
+    store = SqlRegistryStore(url, on_conflict=on_conflict)
+    try:
+        await store.start()
+        yield store
+    finally:
+        await store.close()
 
 
 async def test_upsert_then_live(store: RegistryStore) -> None:

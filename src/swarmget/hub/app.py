@@ -24,6 +24,17 @@ within ``ttl`` seconds; a heartbeat from a node the hub does not know, or no lon
 considers live (hub restarted with an empty registry, TTL expired), gets 404 and the node
 registers again. Records dead for ``PRUNE_AFTER_TTLS`` TTLs are pruned on each register.
 
+Replication: several hub processes may share one registry database (PostgreSQL; see
+``swarmget.hub.store``) and answer alike, since a hub keeps nothing of the registry in memory;
+nodes fail over between them (``swarmget.net.hub_client.HubPool``). Only the replay cache of
+request nonces is per process: a signed request captured on the wire can be replayed to
+*another* hub within the signature window. A replayed heartbeat or leave is undone by the
+node's next heartbeat (it registers again); a replayed register records the replayer's
+address for that node until the node registers again (at start, or once forgotten), so
+requesters would send it that node's range requests. Capturing requests takes an on-path
+attacker, who can already tamper with plain-HTTP traffic; a nonce table in the shared
+database would close this.
+
 The hub never downloads anything. Handlers parse with pydantic, call the store, format.
 """
 
@@ -31,7 +42,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
 import pydantic
@@ -50,6 +61,7 @@ from swarmget.core.groups import (
 )
 from swarmget.defaults import DEFAULT_TTL
 from swarmget.hub.store import NodeRecord, RegistryStore
+from swarmget.metrics import HubMetrics
 from swarmget.net.auth import MAX_SIGNED_BODY, auth_middleware, authenticated_node, json_error
 
 __all__ = ["DEFAULT_TTL", "HUB_STORE", "HEALTH_PATH", "make_hub_app", "peer_json"]
@@ -158,6 +170,10 @@ class _Hub:
     v6_prefix: int
     trust_proxy: bool
     clock: Callable[[], float]
+    metrics: HubMetrics = field(default_factory=HubMetrics)
+
+    async def live_count(self) -> int:
+        return len(await self.store.live_nodes(self.clock(), self.ttl))
 
     @property
     def _timers(self) -> dict[str, float]:
@@ -178,7 +194,9 @@ class _Hub:
     async def heartbeat(self, request: web.Request) -> web.Response:
         node_id = _own_node(request)
         body = await _parse(request, HeartbeatRequest)
-        if not await self.store.heartbeat(node_id, body.stats, self.clock(), ttl=self.ttl):
+        with self.metrics.heartbeat.time():
+            known = await self.store.heartbeat(node_id, body.stats, self.clock(), ttl=self.ttl)
+        if not known:
             raise _Problem(404, "unknown_node", f"node {node_id} is not registered (any more)")
         return web.json_response({"ok": True} | self._timers)
 
@@ -274,7 +292,7 @@ def make_hub_app(
         trust_proxy=trust_proxy,
         clock=clock,
     )
-    auth = auth_middleware(secret, exempt=frozenset({HEALTH_PATH}), clock=clock)
+    auth = auth_middleware(secret, exempt=frozenset({HEALTH_PATH, "/metrics"}), clock=clock)
     app = web.Application(middlewares=[_problems, auth], client_max_size=MAX_SIGNED_BODY)
     app[HUB_STORE] = store
     app.router.add_post("/v1/nodes/register", hub.register)
@@ -282,4 +300,5 @@ def make_hub_app(
     app.router.add_delete("/v1/nodes/{node_id}", hub.leave)
     app.router.add_get("/v1/peers", hub.peers)
     app.router.add_get(HEALTH_PATH, hub.health)
+    app.router.add_get("/metrics", hub.metrics.handler(hub.live_count))
     return app

@@ -146,7 +146,11 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m swarmget.hub", description="Run a swarmget hub.")
     p.add_argument("--host", default="0.0.0.0", help="address to listen on (default: all)")
     p.add_argument("--port", type=int, default=DEFAULT_HUB_PORT, help="0: any free port")
-    p.add_argument("--db", default=DEFAULT_DB_URL, help="SQLAlchemy async database URL")
+    p.add_argument(
+        "--db",
+        default=DEFAULT_DB_URL,
+        help="SQLAlchemy async database URL; hubs sharing one (PostgreSQL) are replicas",
+    )
     p.add_argument("--secret-file", help=f"the swarm secret (default: ${SECRET_ENV})")
     p.add_argument("--ttl", type=float, default=DEFAULT_TTL, help="seconds a node stays listed")
     p.add_argument("--group-prefix", type=int, default=DEFAULT_PREFIX_BITS)

@@ -12,11 +12,23 @@ register again, which re-checks everything).
 
 ``SqlRegistryStore`` works on any SQLAlchemy async URL: ``sqlite+aiosqlite:///hub.db`` (the
 default; WAL journal so readers never block the writer) or e.g.
-``postgresql+asyncpg://user:pw@host/db``. It uses portable column types only, creates its
-table on ``start`` (``metadata.create_all``, a no-op when it exists) and upserts with an
-UPDATE-then-INSERT in one transaction, retried once if a concurrent insert won the race.
-Database failures surface as ``StorageError``. The in-memory fake is
+``postgresql+asyncpg://user:pw@host/db``. It uses portable column types only and creates its
+table on ``start`` (``metadata.create_all``, a no-op when it exists). Database failures
+surface as ``StorageError``. The in-memory fake is
 ``swarmget.testing.fakes.MemoryRegistryStore``.
+
+Several hubs may share one database (a replicated hub: any of them answers any node, see
+``swarmget.net.hub_client.HubPool``). The store keeps nothing in the process: every answer
+comes from the database, and liveness is computed from ``last_seen`` there, so the hubs'
+clocks must agree to well within a TTL (NTP; request signatures need that anyway). Writes
+from several hubs at once are safe:
+
+* a register is one ``INSERT ... ON CONFLICT (node_id) DO UPDATE`` on PostgreSQL and SQLite
+  (atomic: no race between two hubs registering the same new node); on other databases an
+  UPDATE-then-INSERT transaction, retried when a concurrent insert won the race;
+* on PostgreSQL, ``start`` holds an advisory lock around ``create_all`` (two hubs starting on
+  an empty database would otherwise both try to create the table), and ``prune`` runs in one
+  hub at a time (the others skip it: two multi-row deletes could deadlock).
 """
 
 from __future__ import annotations
@@ -30,6 +42,7 @@ from typing import Any, Protocol
 
 import sqlalchemy as sa
 from sqlalchemy import event
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, IntegrityError, NoSuchModuleError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
@@ -45,6 +58,13 @@ __all__ = [
 
 #: Milliseconds a SQLite connection waits for another writer before failing.
 SQLITE_BUSY_TIMEOUT_MS = 5000
+#: Seconds to wait for a connection to a database server (asyncpg) before failing.
+DB_CONNECT_TIMEOUT = 5.0
+#: Tries of the portable UPDATE-then-INSERT when concurrent inserts keep winning.
+PORTABLE_UPSERT_ATTEMPTS = 3
+#: PostgreSQL advisory lock keys: arbitrary bigints, the same in every hub process.
+_SCHEMA_LOCK = 0x5A4D_4745_0001
+_PRUNE_LOCK = 0x5A4D_4745_0002
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -170,30 +190,42 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 
 def create_db_engine(url: str) -> AsyncEngine:
-    engine = create_async_engine(url)
-    if engine.dialect.name == "sqlite":
+    """An engine for ``url``: SQLite gets its pragmas; a database server gets a connect
+    timeout (asyncpg) and a liveness check of pooled connections, so that a restarted server
+    costs no failed request."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        engine = create_async_engine(parsed)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
-    return engine
+        return engine
+    connect_args = {"timeout": DB_CONNECT_TIMEOUT} if parsed.get_driver_name() == "asyncpg" else {}
+    return create_async_engine(parsed, pool_pre_ping=True, connect_args=connect_args)
 
 
 class SqlRegistryStore:
     """``RegistryStore`` on a SQLAlchemy async engine. Call ``start`` before use and
     ``close`` after (or use ``open_registry_store``)."""
 
-    def __init__(self, url: str) -> None:
-        """Raises ``UsageError`` for a malformed URL or a database driver not installed."""
+    def __init__(self, url: str, *, on_conflict: bool | None = None) -> None:
+        """Raises ``UsageError`` for a malformed URL or a database driver not installed.
+        ``on_conflict`` False forces the portable upsert (None: native where supported)."""
         try:
             self._safe_url = make_url(url).render_as_string(hide_password=True)
             self._engine = create_db_engine(url)
         except (ArgumentError, NoSuchModuleError, ImportError) as exc:
             shown = getattr(self, "_safe_url", "(unparsable URL)")
             raise UsageError(f"unusable hub database URL {shown}: {exc}") from exc
+        self._dialect = self._engine.dialect.name
+        native = self._dialect in ("postgresql", "sqlite")
+        self._on_conflict = native if on_conflict is None else on_conflict and native
 
     async def start(self) -> None:
         """Create the table if needed. Raises ``StorageError`` if the database is unusable."""
         self._check_sqlite_directory()
         try:
             async with self._engine.begin() as conn:
+                if self._dialect == "postgresql":
+                    await conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_SCHEMA_LOCK)))
                 await conn.run_sync(metadata.create_all)
         except (SQLAlchemyError, OSError) as exc:
             raise StorageError(f"cannot open the hub database {self._safe_url}: {exc}") from exc
@@ -226,20 +258,37 @@ class SqlRegistryStore:
             raise StorageError(f"hub database {self._safe_url} failed: {exc}") from exc
 
     async def upsert_node(self, record: NodeRecord, now: float) -> NodeRecord:
+        values = _values(record, now)
         with self._translated():
-            try:
-                await self._upsert(record, now)
-            except IntegrityError:  # a concurrent register of the same new node inserted first
-                await self._upsert(record, now)
+            if self._on_conflict:
+                async with self._engine.begin() as conn:
+                    await conn.execute(self._insert_on_conflict(record.node_id, values))
+            else:
+                await self._upsert_portable(record.node_id, values)
         return dataclasses.replace(record, registered_at=now, last_seen=now)
 
-    async def _upsert(self, record: NodeRecord, now: float) -> None:
-        values = _values(record, now)
-        async with self._engine.begin() as conn:
-            where = nodes.c.node_id == record.node_id
-            result = await conn.execute(sa.update(nodes).where(where).values(**values))
-            if result.rowcount == 0:
-                await conn.execute(sa.insert(nodes).values(node_id=record.node_id, **values))
+    def _insert_on_conflict(self, node_id: str, values: dict[str, Any]) -> sa.Executable:
+        """One atomic ``INSERT ... ON CONFLICT (node_id) DO UPDATE`` (PostgreSQL, SQLite)."""
+        if self._dialect == "postgresql":
+            pg = postgresql.insert(nodes).values(node_id=node_id, **values)
+            return pg.on_conflict_do_update(index_elements=[nodes.c.node_id], set_=values)
+        lite = sqlite.insert(nodes).values(node_id=node_id, **values)
+        return lite.on_conflict_do_update(index_elements=[nodes.c.node_id], set_=values)
+
+    async def _upsert_portable(self, node_id: str, values: dict[str, Any]) -> None:
+        """UPDATE, else INSERT, in one transaction; when a concurrent register of the same
+        new node inserted first (IntegrityError), the next try updates its row."""
+        for attempt in range(1, PORTABLE_UPSERT_ATTEMPTS + 1):
+            try:
+                async with self._engine.begin() as conn:
+                    where = nodes.c.node_id == node_id
+                    result = await conn.execute(sa.update(nodes).where(where).values(**values))
+                    if result.rowcount == 0:
+                        await conn.execute(sa.insert(nodes).values(node_id=node_id, **values))
+                return
+            except IntegrityError:
+                if attempt == PORTABLE_UPSERT_ATTEMPTS:
+                    raise
 
     async def heartbeat(
         self, node_id: str, stats: Mapping[str, Any], now: float, *, ttl: float | None = None
@@ -266,8 +315,13 @@ class SqlRegistryStore:
         return [_record(row) for row in rows]
 
     async def prune(self, before: float) -> int:
+        """On PostgreSQL, 0 at once when another hub is pruning (see module doc)."""
         with self._translated():
             async with self._engine.begin() as conn:
+                if self._dialect == "postgresql":
+                    lock = sa.select(sa.func.pg_try_advisory_xact_lock(_PRUNE_LOCK))
+                    if not (await conn.execute(lock)).scalar_one():
+                        return 0
                 result = await conn.execute(sa.delete(nodes).where(nodes.c.last_seen < before))
         return int(result.rowcount)
 

@@ -10,12 +10,17 @@ the error tree:
   covers the path, so the hub URL must be the final one) → ``HubRejected`` carrying the
   hub's message; retrying unchanged will not help.
 
+``HubPool`` is the same interface (``HubApi``) over several hubs that share one registry
+database (a replicated hub), with failover; see its docstring. The node daemon always uses
+one (a pool of one hub behaves like its ``HubClient``).
+
 ``run_membership`` keeps a node registered for as long as it runs; the node daemon runs it
 as an owned task. It registers, heartbeats every ``heartbeat_interval`` (as the hub asks,
 unless ``interval`` is given), registers again at once when the hub has forgotten the node
-(404), and after any failure backs off exponentially (with jitter, so that a restarted hub
-is not hit by every node in the same instant) and then registers again. When cancelled it
-tells the hub it leaves, best effort and bounded by ``leave_timeout``.
+(404) or a pool moved to another hub (``HubSwitched``), and after any other failure backs
+off exponentially (with jitter, so that a restarted hub is not hit by every node in the
+same instant) and then registers again. When cancelled it tells the hub it leaves, best
+effort and bounded by ``leave_timeout``.
 """
 
 from __future__ import annotations
@@ -24,9 +29,9 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import aiohttp
 import pydantic
@@ -36,7 +41,10 @@ from swarmget.core.errors import HubError, HubRejected, HubUnavailable, UnknownN
 from swarmget.net.auth import json_body, signed_headers
 
 __all__ = [
+    "HubApi",
     "HubClient",
+    "HubPool",
+    "HubSwitched",
     "MembershipState",
     "PeerInfo",
     "Registered",
@@ -48,6 +56,8 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT = 10.0
+#: Seconds to wait for a hub to accept the connection: a dead machine is noticed sooner.
+DEFAULT_CONNECT_TIMEOUT = 3.0
 DEFAULT_BACKOFF_INITIAL = 1.0
 DEFAULT_BACKOFF_MAX = 30.0
 DEFAULT_LEAVE_TIMEOUT = 2.0
@@ -134,6 +144,7 @@ class HubClient:
         node_id: str,
         *,
         timeout: float = DEFAULT_TIMEOUT,
+        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._session = session
@@ -141,7 +152,9 @@ class HubClient:
         self.hub_url = hub_url.rstrip("/")
         self._secret = secret
         self.node_id = node_id
-        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._timeout = aiohttp.ClientTimeout(
+            total=timeout, sock_connect=min(timeout, connect_timeout)
+        )
 
     async def register(self, registration: Registration) -> Registered:
         answer = await self._call("POST", "/v1/nodes/register", registration.as_json(self.node_id))
@@ -212,17 +225,146 @@ def _parse(adapter: pydantic.TypeAdapter[_T], answer: bytes) -> _T:
         raise HubUnavailable(f"the hub's answer is not what its API promises: {exc}") from exc
 
 
+# --- several hubs, one registry ----------------------------------------------------------------
+
+
+class HubApi(Protocol):
+    """What a node needs of its hub: a ``HubClient`` or a ``HubPool``."""
+
+    @property
+    def hub_url(self) -> str:
+        """The hub calls go to (a pool's current hub)."""
+        ...
+
+    async def register(self, registration: Registration) -> Registered: ...
+
+    async def heartbeat(self, stats: Mapping[str, Any] | None = None) -> None: ...
+
+    async def leave(self) -> None: ...
+
+    async def peers(self) -> list[PeerInfo]: ...
+
+
+class HubSwitched(UnknownNode):
+    """A ``HubPool`` moved to another hub than the one we registered with: register there.
+    An ``UnknownNode``, so that ``run_membership`` registers again at once."""
+
+    code = "hub_switched"
+
+
+class HubPool:
+    """Several hubs sharing one registry (one database), used as one hub with failover.
+
+    Calls go to the *current* hub, at first the first one listed. When a call finds it
+    unavailable (``HubUnavailable``: unreachable, timed out, 5xx), the pool moves on to the
+    next hub of the list (round robin) and stays there while it answers; it never moves back
+    by itself, so nodes do not flap between hubs. Then:
+
+    * ``register``, ``peers`` and ``leave`` go on with the next hubs at once, each tried at
+      most once per call, and raise the last ``HubUnavailable`` when none answers;
+    * ``heartbeat`` goes only to the hub we registered with; once the current hub is another
+      (because this heartbeat, or any other call, found ours unavailable) it raises
+      ``HubSwitched`` and ``run_membership`` registers with the current hub at once.
+
+    ``HubRejected`` and ``UnknownNode`` do not move the pool: every hub of one swarm would
+    answer the same. A pool of one hub behaves like its ``HubClient``. Calls may run
+    concurrently (the membership loop and downloads asking for peers).
+    """
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        hub_urls: Sequence[str],
+        secret: bytes,
+        node_id: str,
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if not hub_urls:
+            raise ValueError("a hub pool needs at least one hub URL")
+        self.clients = tuple(
+            HubClient(
+                session, url, secret, node_id, timeout=timeout,
+                connect_timeout=connect_timeout, clock=clock,
+            )
+            for url in hub_urls
+        )  # fmt: skip
+        self.node_id = node_id
+        self._current = 0
+        self._registered_at: int | None = None
+
+    @property
+    def hub_url(self) -> str:
+        return self.clients[self._current].hub_url
+
+    async def register(self, registration: Registration) -> Registered:
+        index, registered = await self._first_answer(lambda hub: hub.register(registration))
+        self._registered_at = index
+        return registered
+
+    async def heartbeat(self, stats: Mapping[str, Any] | None = None) -> None:
+        """Raises ``UnknownNode`` when the hub wants us to register again, and its subclass
+        ``HubSwitched`` when we should register with the pool's current hub."""
+        index = self._current
+        if self._registered_at is not None and index != self._registered_at:
+            old = self.clients[self._registered_at].hub_url
+            raise HubSwitched(f"registered with hub {old}, now using hub {self.hub_url}")
+        try:
+            await self.clients[index].heartbeat(stats)
+        except HubUnavailable as exc:
+            if not self._move_on(index):
+                raise
+            raise HubSwitched(f"{exc}; switching to hub {self.hub_url}", exc.status) from exc
+
+    async def leave(self) -> None:
+        await self._first_answer(lambda hub: hub.leave())
+        self._registered_at = None
+
+    async def peers(self) -> list[PeerInfo]:
+        return (await self._first_answer(lambda hub: hub.peers()))[1]
+
+    async def _first_answer(self, call: Callable[[HubClient], Awaitable[_T]]) -> tuple[int, _T]:
+        """``call`` on the current hub, then on the next ones while they are unavailable;
+        (index of the hub that answered, its answer)."""
+        start = self._current
+        for step in range(len(self.clients)):
+            index = (start + step) % len(self.clients)
+            try:
+                return index, await call(self.clients[index])
+            except HubUnavailable:
+                self._move_on(index)
+                if step == len(self.clients) - 1:
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _move_on(self, failed: int) -> bool:
+        """Make the hub after ``failed`` the current one, unless another call already moved
+        on from it; False when there is no other hub."""
+        if len(self.clients) == 1:
+            return False
+        if self._current == failed:
+            self._current = (failed + 1) % len(self.clients)
+            log.warning(
+                "hub %s unavailable; now using hub %s", self.clients[failed].hub_url, self.hub_url
+            )
+        return True
+
+
 # --- staying a member ---------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class MembershipState:
     """Where membership stands after the latest attempt. ``registered`` is None while we
-    are not registered; ``error`` is the latest failure (None once a call succeeded)."""
+    are not registered; ``error`` is the latest failure (None once a call succeeded);
+    ``hub_url`` is the hub we are (or are trying to be) registered with."""
 
     registered: Registered | None
     failures: int = 0
     error: str | None = None
+    hub_url: str | None = None
 
 
 def membership_backoff(
@@ -238,7 +380,7 @@ def membership_backoff(
 class _Membership:
     """The loop's state and decisions; ``run_membership`` does the waiting and calling."""
 
-    client: HubClient
+    client: HubApi
     registration: Registration
     interval: float | None
     initial: float
@@ -256,7 +398,7 @@ class _Membership:
             else:
                 await self.client.heartbeat(stats_fn())
         except UnknownNode as exc:
-            log.info("hub %s forgot us; registering again", self.client.hub_url)
+            log.info("%s; registering again with hub %s", exc, self.client.hub_url)
             self._failed(exc)
             return 0.0
         except HubError as exc:
@@ -275,11 +417,16 @@ class _Membership:
         self.error = str(exc)
 
     def state(self) -> MembershipState:
-        return MembershipState(registered=self.registered, failures=self.failures, error=self.error)
+        return MembershipState(
+            registered=self.registered,
+            failures=self.failures,
+            error=self.error,
+            hub_url=self.client.hub_url,
+        )
 
 
 async def run_membership(
-    client: HubClient,
+    client: HubApi,
     registration: Registration,
     stats_fn: Callable[[], Mapping[str, Any]],
     *,
@@ -309,7 +456,7 @@ async def run_membership(
             await _leave_quietly(client, leave_timeout)
 
 
-async def _leave_quietly(client: HubClient, limit: float) -> None:
+async def _leave_quietly(client: HubApi, limit: float) -> None:
     """Tell the hub we leave; give up silently after ``limit`` seconds or on a hub error."""
     try:
         async with asyncio.timeout(limit):

@@ -35,14 +35,20 @@ from swarmget import __version__
 from swarmget.core.addresses import AddressPolicy
 from swarmget.core.auth import is_valid_node_id
 from swarmget.core.errors import UsageError
+from swarmget.metrics import NodeCollector, metrics_handler
 from swarmget.net.guard import make_guarded_connector
-from swarmget.net.hub_client import HubClient, MembershipState, Registration, run_membership
+from swarmget.net.hub_client import HubApi, HubPool, MembershipState, Registration, run_membership
 from swarmget.net.origin import OriginClient
 from swarmget.net.relay_client import RelayClient
 from swarmget.node.downloads import DownloadManager, SwarmContext
 from swarmget.node.helper import HelperLimits, HelperService, make_peer_app
+from swarmget.node.journal import DownloadJournal
 from swarmget.node.quota import DailyQuota
-from swarmget.node.user_api import UserApi, make_user_app
+from swarmget.node.user_api import METRICS_PATH, UserApi, make_user_app
+from swarmget.web.portal import Portal, mount_portal
+
+#: Seconds helper streams in flight get to finish when the node stops.
+SHUTDOWN_GRACE = 5.0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -55,7 +61,8 @@ class NodeConfig:
     listen_port: int = 0
     api_host: str = "127.0.0.1"
     api_port: int = 0
-    hub_url: str | None = None
+    hub_urls: tuple[str, ...] = ()  # hubs sharing one registry, tried in this order
+    hub_url: str | None = None  # one hub (older callers): tried before ``hub_urls``
     group: str | None = None
     slots: int = 3
     connections: int = 4
@@ -68,6 +75,11 @@ class NodeConfig:
     stall_timeout: float = 15.0
     health_timeout: float = 2.0
 
+    def hubs(self) -> tuple[str, ...]:
+        """Every hub to use: ``hub_url`` first, then ``hub_urls``, without repeats."""
+        listed = ((self.hub_url,) if self.hub_url else ()) + self.hub_urls
+        return tuple(dict.fromkeys(url.rstrip("/") for url in listed))
+
 
 @dataclass
 class Node:
@@ -79,6 +91,7 @@ class Node:
     helper: HelperService
     downloads: DownloadManager
     membership: MembershipState | None = None
+    portal: Portal | None = None  # the admin portal, on the user API's server
 
     async def wait_registered(self, limit: float) -> bool:
         """Wait (at most ``limit`` seconds) until the hub has registered us."""
@@ -109,6 +122,7 @@ def _membership_json(state: MembershipState) -> dict[str, Any]:
         "registered": state.registered is not None,
         "failures": state.failures,
         "error": state.error,
+        "hub_url": state.hub_url,
     }
 
 
@@ -144,7 +158,10 @@ def load_api_token(state_dir: Path) -> str:
 
 @contextlib.asynccontextmanager
 async def _serve(app: web.Application, host: str, port: int) -> AsyncIterator[str]:
-    runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
+    # in-flight requests (helper streams) get SHUTDOWN_GRACE seconds, then are cancelled
+    runner = web.AppRunner(
+        app, handler_cancellation=True, access_log=None, shutdown_timeout=SHUTDOWN_GRACE
+    )
     await runner.setup()
     try:
         site = web.TCPSite(runner, host, port)
@@ -200,8 +217,8 @@ async def open_node(config: NodeConfig) -> AsyncIterator[Node]:
             )
         )
         hub = None
-        if config.hub_url is not None:
-            hub = HubClient(peer_session, config.hub_url, config.secret, node_id)
+        if config.hubs():
+            hub = HubPool(peer_session, config.hubs(), config.secret, node_id)
         tg = await stack.enter_async_context(asyncio.TaskGroup())
         swarm = SwarmContext(
             node_id=node_id,
@@ -214,7 +231,11 @@ async def open_node(config: NodeConfig) -> AsyncIterator[Node]:
             else RelayClient(peer_session, config.relay_url, config.secret, node_id),
         )
         manager = DownloadManager(
-            tg, OriginClient(own_session), swarm, connections=config.connections
+            tg,
+            OriginClient(own_session),
+            swarm,
+            connections=config.connections,
+            journal=DownloadJournal(config.state_dir / "downloads.json"),
         )
         node = Node(
             node_id=node_id,
@@ -233,9 +254,16 @@ async def open_node(config: NodeConfig) -> AsyncIterator[Node]:
             status=node.status,
             peers=_peers_fn(hub),
         )
-        node.api_url = await stack.enter_async_context(
-            _serve(make_user_app(api), config.api_host, config.api_port)
+        user_app = make_user_app(api)
+        user_app.router.add_get(
+            METRICS_PATH, metrics_handler(NodeCollector(node_id, manager, helper))
         )
+        node.portal = Portal(api, node_id=node_id)
+        mount_portal(user_app, node.portal)
+        node.api_url = await stack.enter_async_context(
+            _serve(user_app, config.api_host, config.api_port)
+        )
+        node.portal.bind(node.api_url)
         stop_tasks: list[asyncio.Task[Any]] = []
         if hub is not None:
             port = int(peer_url.rsplit(":", 1)[1])
@@ -259,12 +287,14 @@ async def open_node(config: NodeConfig) -> AsyncIterator[Node]:
                 )
             )
         try:
+            manager.resume_journal()  # downloads a previous run was stopped in the middle of
             yield node
         finally:
+            # SIGTERM and friends: refuse new streams (503), stop our downloads (their part
+            # files keep a checkpoint and the journal keeps them for the next start), leave
+            # the hub; streams in flight get SHUTDOWN_GRACE seconds when the server closes.
             helper.draining = True
-            for record in manager.records.values():
-                if record.task is not None:
-                    record.task.cancel()
+            manager.shut_down()
             for task in stop_tasks:
                 task.cancel()
 
@@ -275,7 +305,7 @@ def _heartbeat_stats(helper: HelperService, quota: DailyQuota | None) -> dict[st
     return stats
 
 
-def _peers_fn(hub: HubClient | None) -> Callable[[], Any]:
+def _peers_fn(hub: HubApi | None) -> Callable[[], Any]:
     async def peers() -> list[dict[str, Any]]:
         if hub is None:
             return []
@@ -303,6 +333,7 @@ async def run_node(config: NodeConfig, *, announce: Callable[[dict[str, Any]], N
                     "node_id": node.node_id,
                     "peer_url": node.peer_url,
                     "api_url": node.api_url,
+                    "portal_url": node.portal.login_url() if node.portal else None,
                     "pid": os.getpid(),
                 }
             )

@@ -21,7 +21,7 @@ from typing import Any
 import aiohttp
 
 from swarmget.core.errors import Cancelled, HubError, SwarmgetError, UsageError
-from swarmget.net.hub_client import HubClient
+from swarmget.net.hub_client import HubApi
 from swarmget.net.origin import OriginClient
 from swarmget.net.peer_client import PeerAddress, PeerSource, check_health
 from swarmget.net.relay_client import RelayClient
@@ -33,6 +33,7 @@ from swarmget.node.engine import (
     OriginSource,
     RangeSource,
 )
+from swarmget.node.journal import DownloadJournal, JournalEntry
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +85,7 @@ class SwarmContext:
     node_id: str
     secret: bytes
     peer_session: aiohttp.ClientSession
-    hub: HubClient | None
+    hub: HubApi | None  # a HubClient, or a HubPool of replicated hubs
     health_timeout: float = 2.0
     relay: RelayClient | None = None
 
@@ -97,6 +98,7 @@ class DownloadManager:
         swarm: SwarmContext,
         *,
         connections: int,
+        journal: DownloadJournal | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._tg = tg
@@ -105,19 +107,55 @@ class DownloadManager:
         self._connections = connections
         self._clock = clock
         self.records: dict[str, DownloadRecord] = {}
+        self._journal = journal
+        self._shutting_down = False
 
     def create(
-        self, spec: DownloadSpec, only_helpers: Sequence[str] | None = None
+        self,
+        spec: DownloadSpec,
+        only_helpers: Sequence[str] | None = None,
+        *,
+        download_id: str | None = None,
     ) -> DownloadRecord:
         record = DownloadRecord(
-            id=secrets.token_hex(6),
+            id=download_id or secrets.token_hex(6),
             spec=spec,
             created=self._clock(),
             only_helpers=tuple(only_helpers) if only_helpers is not None else None,
         )
         self.records[record.id] = record
         record.task = self._tg.create_task(self._run(record))
+        self._save_journal()
         return record
+
+    def resume_journal(self) -> None:
+        """Start again the downloads a previous run of the node was stopped in the middle of
+        (they resume from their part files)."""
+        if self._journal is None:
+            return
+        for entry in self._journal.load():
+            if entry.id not in self.records:
+                self.create(entry.spec, entry.only_helpers, download_id=entry.id)
+
+    def shut_down(self) -> None:
+        """Stop every download, keeping the unfinished ones in the journal."""
+        self._shutting_down = True
+        for record in self.records.values():
+            if record.task is not None and not record.task.done():
+                record.task.cancel()
+
+    def _save_journal(self) -> None:
+        if self._journal is None:
+            return
+        unfinished = [
+            JournalEntry(r.id, r.spec, r.only_helpers)
+            for r in self.records.values()
+            if r.state in ("starting", "running") or (r.state == "stopped")
+        ]
+        try:
+            self._journal.save(unfinished)
+        except OSError as exc:
+            log.warning("cannot save the download journal: %s", exc)
 
     def cancel(self, download_id: str) -> DownloadRecord | None:
         record = self.records.get(download_id)
@@ -138,6 +176,11 @@ class DownloadManager:
             record.result = await record.download.run()
             record.state = "done"
         except asyncio.CancelledError:
+            if self._shutting_down:  # not the user's wish: resume at the next start
+                record.state = "stopped"
+                record.error = Cancelled("the node stopped; it resumes when the node starts")
+                self._save_journal()
+                raise
             record.state = "cancelled"
             record.error = Cancelled("cancelled by the user")
         except SwarmgetError as exc:
@@ -147,6 +190,7 @@ class DownloadManager:
             log.exception("download %s crashed", record.id)
             record.state = "failed"
             record.error = SwarmgetError(f"internal error: {type(exc).__name__}: {exc}")
+        self._save_journal()
 
     async def _sources(self, record: DownloadRecord) -> list[RangeSource]:
         own = OriginSource(self._origin, self._connections, source_id=self._swarm.node_id)

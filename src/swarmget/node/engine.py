@@ -56,6 +56,7 @@ from swarmget.core.scheduler import (
     FailureKind,
     Scheduler,
     SchedulerConfig,
+    SchedulerStats,
     SourceInfo,
 )
 from swarmget.hashing import IncrementalHasher, hash_file
@@ -236,6 +237,15 @@ class Download:
         self.corrupt_reports: list[tuple[str, dict[str, int]]] = []
 
     # --- public --------------------------------------------------------------------------------
+
+    def scheduler_statistics(self) -> tuple[float, SchedulerStats] | None:
+        """The scheduler's snapshot (leases in flight, endgame ...) and the engine clock's
+        ``now`` it was taken at; None before the segmented phase."""
+        sched = self._sched
+        if sched is None:
+            return None
+        now = self._clock()
+        return now, sched.statistics(now)
 
     def reassigned_bytes(self) -> int:
         """Bytes given back to be fetched again (failures, stalls, bad data)."""

@@ -12,6 +12,9 @@ state directory (mode 0600): another local user cannot drive the node. Routes::
                                       half second, then "end" with the final state
     GET    /v1/status                 this node: downloads, helper streams, quota left
     GET    /v1/peers                  the live peers of this node's group, from the hub
+
+Sub-applications mounted on the same server authenticate their own requests: the admin
+portal (``swarmget.web``, under ``/portal/``) with a session cookie and CSRF tokens.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from swarmget.node.downloads import DownloadManager, describe, resolve_destinati
 from swarmget.node.engine import DownloadSpec
 
 SSE_INTERVAL = 0.5
+METRICS_PATH = "/metrics"
 
 
 class CreateDownload(BaseModel):
@@ -91,7 +95,10 @@ API: web.AppKey[UserApi] = web.AppKey("user_api", UserApi)
 async def _bearer(request: web.Request, handler: Any) -> web.StreamResponse:
     api = request.app[API]
     given = request.headers.get("Authorization", "")
-    if not hmac.compare_digest(given.encode(), f"Bearer {api.token}".encode()):
+    own_route = len(request.match_info.apps) == 1  # a sub-app (the portal) does its own auth
+    if request.path == METRICS_PATH and request.method == "GET":
+        own_route = False  # counters only, for Prometheus (the API binds to 127.0.0.1)
+    if own_route and not hmac.compare_digest(given.encode(), f"Bearer {api.token}".encode()):
         return json_error(401, "missing or wrong API token", "auth")
     result: web.StreamResponse = await handler(request)
     return result

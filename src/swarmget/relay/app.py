@@ -30,6 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from swarmget.core.errors import InvalidURL
 from swarmget.core.ranges import ByteRange
 from swarmget.core.urls import validate_url
+from swarmget.metrics import RelayCollector, metrics_handler
 from swarmget.net.auth import auth_middleware, json_error
 from swarmget.relay.service import FetchState, Relay
 
@@ -203,6 +204,7 @@ def make_relay_app(relay: Relay, secret: bytes) -> web.Application:
     app.router.add_get("/v1/fetches/{id}", get_fetch)
     app.router.add_get("/v1/blobs/{sha256}", get_blob)  # also answers HEAD
     app.router.add_get("/v1/blobs/{sha256}/manifest", get_manifest)
+    app.router.add_get("/metrics", metrics_handler(RelayCollector(relay)))
     return app
 
 
@@ -211,7 +213,9 @@ def _blob_exempt(inner: Any, prefix: str) -> Any:
 
     @web.middleware
     async def middleware(request: web.Request, handler: Any) -> web.StreamResponse:
-        if request.method in ("GET", "HEAD") and request.path.startswith(prefix):
+        if request.method in ("GET", "HEAD") and (
+            request.path.startswith(prefix) or request.path == "/metrics"
+        ):
             result: web.StreamResponse = await handler(request)
             return result
         result = await inner(request, handler)

@@ -2,9 +2,10 @@
 
 Used by the integration tests, the demo and the benchmark. Each node binds its own loopback
 address (127.0.0.2, .3 ...) for its peer API and its outgoing connections, so a test origin
-that caps bandwidth per client IP sees N separate machines. Processes are started with
-``python -m swarmget.cli`` and announce their URLs as one JSON line on stdout; everything is
-stopped (SIGTERM, then SIGKILL) when the context exits, whatever happened.
+that caps bandwidth per client IP sees N separate machines. There may be several hubs sharing
+one registry database (a replicated hub: nodes fail over between them). Processes are started
+with ``python -m swarmget.cli`` and announce their URLs as one JSON line on stdout; everything
+is stopped (SIGTERM, then SIGKILL) when the context exits, whatever happened.
 """
 
 from __future__ import annotations
@@ -105,26 +106,42 @@ class NodeHandle:
 class LocalSwarm:
     root: Path
     secret_file: Path
-    hub: Proc
+    hub: Proc  # the first hub
     nodes: list[NodeHandle] = field(default_factory=list)
+    hubs: list[Proc] = field(default_factory=list)  # every hub, ``hub`` first
+    node_hubs: dict[int, Sequence[int]] = field(default_factory=dict)
 
     def node(self, i: int) -> NodeHandle:
         return self.nodes[i]
 
+    def hub_urls(self, order: Sequence[int] | None = None) -> list[str]:
+        """The hubs' URLs, all in order or those of the indices in ``order``."""
+        chosen = range(len(self.hubs)) if order is None else order
+        return [str(self.hubs[i].info["url"]) for i in chosen]
+
 
 def node_args(
-    hub_url: str,
+    hub_url: str | Sequence[str],
     address: str,
     secret_file: Path,
     state: Path,
     downloads: Path,
     extra: Sequence[str],
 ) -> list[str]:
+    urls = [hub_url] if isinstance(hub_url, str) else list(hub_url)
+    hubs = [arg for url in urls for arg in ("--hub", url)]
     return [
-        "node", "--hub", hub_url, "--listen", address, "--port", "0", "--api-port", "0",
+        "node", *hubs, "--listen", address, "--port", "0", "--api-port", "0",
         "--secret-file", str(secret_file), "--state-dir", str(state),
         "--download-dir", str(downloads), "--allow-private-origins", "127.0.0.0/8",
         "--heartbeat-interval", "0.5", *extra,
+    ]  # fmt: skip
+
+
+def hub_args(db_url: str, secret_file: Path, ttl: float) -> list[str]:
+    return [
+        "hub", "--host", "127.0.0.1", "--port", "0", "--ttl", str(ttl), "--db", db_url,
+        "--secret-file", str(secret_file),
     ]  # fmt: skip
 
 
@@ -137,20 +154,31 @@ async def open_local_swarm(
     hub_ttl: float = 3.0,
     node_module: dict[int, str] | None = None,
     secret: str | None = None,
+    hubs: int = 1,
+    db_url: str | None = None,
+    node_hubs: dict[int, Sequence[int]] | None = None,
 ) -> AsyncIterator[LocalSwarm]:
-    """Start a hub on 127.0.0.1 and ``nodes`` nodes on 127.0.0.2 ... (processes)."""
+    """Start ``hubs`` hubs on 127.0.0.1 and ``nodes`` nodes on 127.0.0.2 ... (processes).
+
+    The hubs share one registry database: ``db_url`` (e.g. PostgreSQL), by default a SQLite
+    file in ``root``. Each node is given every hub, in order (``--hub A --hub B``), unless
+    ``node_hubs`` lists the indices of its hubs."""
     secret_file = root / "secret"
     await asyncio.to_thread(_prepare_root, root, secret_file, secret or secrets.token_hex(32))
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    db = db_url or f"sqlite+aiosqlite:///{root / 'hub.db'}"
     procs: list[Proc] = []
     try:
-        hub = await start_proc(
-            ["hub", "--host", "127.0.0.1", "--port", "0", "--ttl", str(hub_ttl),
-             "--db", f"sqlite+aiosqlite:///{root / 'hub.db'}", "--secret-file", str(secret_file)],
-            root / "hub.log", env,
-        )  # fmt: skip
-        procs.append(hub)
-        swarm = LocalSwarm(root=root, secret_file=secret_file, hub=hub)
+        for h in range(hubs):
+            log = root / ("hub.log" if h == 0 else f"hub{h}.log")
+            procs.append(await start_proc(hub_args(db, secret_file, hub_ttl), log, env))
+        swarm = LocalSwarm(
+            root=root,
+            secret_file=secret_file,
+            hub=procs[0],
+            hubs=list(procs),
+            node_hubs=dict(node_hubs or {}),
+        )
         for i in range(nodes):
             extra = node_extra.get(i, ()) if isinstance(node_extra, dict) else node_extra
             module = (node_module or {}).get(i)
@@ -169,7 +197,7 @@ async def _start_node(
     state = swarm.root / f"node{i}"
     downloads = state / "downloads"
     args = node_args(
-        str(swarm.hub.info["url"]), address, swarm.secret_file, state, downloads, extra
+        swarm.hub_urls(swarm.node_hubs.get(i)), address, swarm.secret_file, state, downloads, extra
     )
     if module is None:
         proc = await start_proc(args, swarm.root / f"node{i}.log", env)

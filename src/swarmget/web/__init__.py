@@ -1,1 +1,1 @@
-
+"""The admin portal: a browser UI served by the node daemon (see ``portal``)."""

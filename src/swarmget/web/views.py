@@ -1,0 +1,584 @@
+"""What the portal's pages show, computed from the user API's JSON (pure functions).
+
+Input is what ``describe()`` returns for a download (the same JSON the user API serves) and,
+for a running download, a snapshot of the scheduler's leases (``LeaseView``); output is small
+frozen records the templates lay out. Nothing here does I/O or reads the clock.
+
+Re-fetched ranges are derived from the download's events: when a stream fails (``failure``,
+with the range it was given) or is revoked (a ``cancel`` for a stall, a ban, a source gone),
+the bytes it had not written go back to the scheduler and are assigned again. So the bytes
+of such a range that a *later* ``assign`` covers, and that its failed source did not deliver,
+are the re-fetched ones; so are the bytes of a piece that failed its hash (``corrupt``) and
+were assigned again. (A revoked stream's event does not name its range: every range its
+source had been given so far stands in for it. A piece stolen from a third source after the
+failure can then be marked too: the map errs on the side of showing more.)
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from swarmget.core.ranges import ByteRange, RangeSet
+from swarmget.web.humanize import human_bytes, human_duration, human_rate
+
+PALETTE_SIZE = 8  # colour classes c0 ... c7 in portal.css
+STALL_HINT = 3.0  # an active source that delivered nothing for this long shows as stalled
+TIMELINE_LIMIT = 300
+_RANGE = re.compile(r"\[(\d+), (\d+)\)")
+_WINNER_CANCEL = "another copy finished first"
+KIND_LABELS = {
+    "assign": "assign",
+    "duplicate": "endgame copy",
+    "cancel": "cancel",
+    "failure": "failure",
+    "ban": "ban",
+    "restart": "restart",
+    "fallback": "one stream",
+    "resume": "resume",
+    "done": "done",
+    "failed": "failed",
+    "corrupt": "bad data",
+    "relay": "relay",
+}
+
+
+# --- formatting ----------------------------------------------------------------------------------
+
+
+def human_ranges(text: str) -> str:
+    """``[0, 4194304): x`` → ``0 B–4.0 MiB: x`` (the raw offsets stay in a tooltip)."""
+    return _RANGE.sub(lambda m: f"{human_bytes(int(m[1]))}–{human_bytes(int(m[2]))}", text)
+
+
+def display_name(d: Mapping[str, Any]) -> str:
+    """The file's name: where it is written, else the URL's last segment, else its host."""
+    result, progress = d.get("result"), d.get("progress")
+    path = (result or {}).get("path") or (progress or {}).get("dest")
+    if path:
+        return PurePosixPath(str(path)).name
+    parts = urlsplit(str(d["url"]))
+    return unquote(PurePosixPath(parts.path).name) or parts.hostname or str(d["url"])
+
+
+# --- the downloads list --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class DownloadRow:
+    id: str
+    name: str
+    url: str
+    state: str  # starting, running, done, failed, cancelled
+    stage: str
+    size: str
+    done: str
+    percent: float | None  # None: size not known yet
+    rate: str
+    eta: str
+    elapsed: str
+    error: str | None
+    error_code: str | None
+    verified: str | None
+    can_cancel: bool
+    can_retry: bool
+
+    @property
+    def percent_text(self) -> str:
+        return "…" if self.percent is None else f"{self.percent:.0f}%"
+
+
+def download_row(d: Mapping[str, Any]) -> DownloadRow:
+    state = str(d["state"])
+    progress: Mapping[str, Any] = d.get("progress") or {}
+    result: Mapping[str, Any] | None = d.get("result")
+    error: Mapping[str, Any] | None = d.get("error")
+    size = result["size"] if result else progress.get("size")
+    done = size if state == "done" else progress.get("done", 0)
+    elapsed = result["elapsed"] if result else progress.get("elapsed")
+    running = state in ("starting", "running")
+    if running:
+        rate = progress.get("rate")
+    else:
+        rate = size / elapsed if state == "done" and size and elapsed else None
+    return DownloadRow(
+        id=str(d["id"]),
+        name=display_name(d),
+        url=str(d["url"]),
+        state=state,
+        stage=str(progress.get("stage", state)),
+        size=human_bytes(size),
+        done=human_bytes(done),
+        percent=_percent(state, done, size),
+        rate=human_rate(rate),
+        eta=human_duration(progress.get("eta")) if running else "—",
+        elapsed=human_duration(elapsed),
+        error=str(error["message"]) if error else None,
+        error_code=str(error["code"]) if error else None,
+        verified=", ".join(result["verified"]) or "size" if result else None,
+        can_cancel=running,
+        can_retry=state in ("failed", "cancelled"),
+    )
+
+
+def _percent(state: str, done: int | None, size: int | None) -> float | None:
+    if state == "done":
+        return 100.0
+    if not size:
+        return None
+    return min(100.0, 100.0 * (done or 0) / size)
+
+
+# --- the details page ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class LeaseView:
+    """One stream in flight, from the scheduler: the part of its piece still to come."""
+
+    source: str
+    start: int
+    end: int
+    duplicate: bool
+    age: float  # seconds since it was assigned
+
+
+@dataclass(frozen=True, kw_only=True)
+class Block:
+    left: float  # percent of the file
+    width: float
+    colour: int
+    source: str
+    title: str
+    duplicate: bool = False
+
+    @property
+    def style(self) -> str:
+        return f"left:{self.left:.4f}%;width:{self.width:.4f}%"
+
+
+@dataclass(frozen=True, kw_only=True)
+class SourceRow:
+    id: str
+    colour: int
+    role: str
+    state: str  # active, stalled, backing off, idle, banned, gone, finished, stopped
+    claimed: str
+    received: str
+    share: str
+    rate: str
+    failures: int
+    in_flight: int
+    slots: int
+    note: str | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class TimelineEntry:
+    at: str
+    kind: str
+    label: str
+    source: str | None
+    colour: int | None
+    detail: str
+    raw: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class Verification:
+    status: str  # ok, failed, pending, cancelled
+    title: str
+    lines: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True)
+class DetailsView:
+    row: DownloadRow
+    mode: str
+    dest: str | None
+    peers_checked: tuple[str, ...]
+    size_known: bool
+    blocks: tuple[Block, ...]
+    in_flight: tuple[Block, ...]
+    refetched: tuple[Block, ...]
+    refetched_bytes: str
+    ticks: tuple[tuple[float, str], ...]
+    sources: tuple[SourceRow, ...]
+    timeline: tuple[TimelineEntry, ...]
+    event_count: int
+    verification: Verification
+    endgame: bool
+
+    @property
+    def contributors(self) -> tuple[SourceRow, ...]:
+        """The sources that put bytes into the file (the piece map's legend)."""
+        return tuple(s for s in self.sources if s.claimed != human_bytes(0))
+
+
+def details_view(
+    d: Mapping[str, Any],
+    *,
+    node_id: str,
+    leases: Sequence[LeaseView] = (),
+    in_endgame: bool = False,
+) -> DetailsView:
+    row = download_row(d)
+    progress: Mapping[str, Any] = d.get("progress") or {}
+    events: list[Mapping[str, Any]] = list(d.get("events") or [])
+    sources: list[Mapping[str, Any]] = list(progress.get("sources") or [])
+    size = (d.get("result") or {}).get("size") or progress.get("size")
+    mode = str(progress.get("mode", "segmented"))
+    colours = {str(s["id"]): i % PALETTE_SIZE for i, s in enumerate(sources)}
+    if mode == "single-stream" and not sources:
+        sources = [_single_stream_source(node_id, progress, row)]
+        colours = {node_id: 0}
+    refetched, reassigns = refetched_ranges(events, sources)
+    return DetailsView(
+        row=row,
+        mode=mode,
+        dest=(d.get("result") or {}).get("path") or progress.get("dest"),
+        peers_checked=tuple(d.get("peers") or ()),
+        size_known=bool(size),
+        blocks=tuple(_done_blocks(sources, colours, size)),
+        in_flight=tuple(_lease_blocks(leases, colours, size)),
+        refetched=tuple(_plain_blocks(refetched, size, "re-fetched after a failure")),
+        refetched_bytes=human_bytes(refetched.total()),
+        ticks=_ticks(size),
+        sources=tuple(
+            _source_rows(sources, colours, node_id, row.state, leases, size, _troubles(events))
+        ),
+        timeline=tuple(_timeline(events, colours, reassigns)),
+        event_count=len(events),
+        verification=verification(d),
+        endgame=in_endgame,
+    )
+
+
+def _single_stream_source(
+    node_id: str, progress: Mapping[str, Any], row: DownloadRow
+) -> dict[str, Any]:
+    done = int(progress.get("done") or 0)
+    return {
+        "id": node_id,
+        "state": "active" if row.can_cancel else "idle",
+        "slots": 1,
+        "active": 1 if row.can_cancel else 0,
+        "received": done,
+        "claimed": done,
+        "rate": progress.get("rate") or 0.0,
+        "failures": 0,
+        "ban_reason": None,
+        "segments": [[0, done]] if done else [],
+    }
+
+
+def refetched_ranges(
+    events: Sequence[Mapping[str, Any]], sources: Iterable[Mapping[str, Any]]
+) -> tuple[RangeSet, set[int]]:
+    """The bytes fetched again after a failure, and the indexes of the ``assign`` events that
+    fetched them. See the module docstring for how they are derived."""
+    delivered = {str(s["id"]): RangeSet.from_pairs(s.get("segments") or []) for s in sources}
+    parsed = [_parse_event(e) for e in events]
+    windows = _given_back(parsed, delivered)
+    out, later = RangeSet(), RangeSet()  # later: everything assigned after event i
+    for i in range(len(parsed) - 1, -1, -1):
+        kind, _, rng = parsed[i]
+        for r in windows.get(i, ()):
+            for x in _intersection(later, r):
+                out.add(x)
+        if kind == "assign" and rng is not None:
+            later.add(rng)
+    reassigns, pending = set(), RangeSet()
+    for i, (kind, _, rng) in enumerate(parsed):
+        for r in windows.get(i, ()):
+            for x in _intersection(out, r):
+                pending.add(x)
+        if kind == "assign" and rng is not None and _intersection(pending, rng):
+            reassigns.add(i)
+    return out, reassigns
+
+
+def _parse_event(e: Mapping[str, Any]) -> tuple[str, str | None, ByteRange | None]:
+    source = e.get("source")
+    detail = str(e.get("detail", ""))
+    kind = str(e.get("kind"))
+    if kind == "cancel" and detail == _WINNER_CANCEL:
+        kind = "cancel-lost"
+    found = _RANGE.search(detail) if kind == "corrupt" else _RANGE.match(detail)
+    return kind, None if source is None else str(source), _to_range(found)
+
+
+def _given_back(
+    parsed: Sequence[tuple[str, str | None, ByteRange | None]], delivered: Mapping[str, RangeSet]
+) -> dict[int, RangeSet]:
+    """Per failure or revocation event: the bytes its source may have given back."""
+    given: dict[str, RangeSet] = {}  # per source: every range assigned to it so far
+    windows: dict[int, RangeSet] = {}
+    for i, (kind, source, rng) in enumerate(parsed):
+        if kind == "corrupt" and rng is not None:  # bytes that failed a piece hash
+            windows[i] = RangeSet([rng])
+            continue
+        if source is None:
+            continue
+        if kind in ("assign", "duplicate") and rng is not None:
+            given.setdefault(source, RangeSet()).add(rng)
+            continue
+        if kind == "failure" and rng is not None:
+            window = RangeSet([rng])
+        elif kind == "cancel":
+            window = given.get(source, RangeSet()).copy()
+        else:
+            continue
+        mine = delivered.get(source, RangeSet())
+        windows[i] = RangeSet(x for r in window for x in mine.missing(r))
+    return windows
+
+
+def _to_range(found: re.Match[str] | None) -> ByteRange | None:
+    if found is None:
+        return None
+    start, end = int(found[1]), int(found[2])
+    return ByteRange(start, end) if start <= end else None
+
+
+def _intersection(ranges: RangeSet, rng: ByteRange) -> list[ByteRange]:
+    return [x for r in ranges if (x := r.intersect(rng)) is not None]
+
+
+def _pct(offset: int, size: int) -> float:
+    return 100.0 * offset / size
+
+
+def _done_blocks(
+    sources: Sequence[Mapping[str, Any]], colours: Mapping[str, int], size: int | None
+) -> Iterable[Block]:
+    if not size:
+        return
+    for s in sources:
+        sid = str(s["id"])
+        for start, end in s.get("segments") or []:
+            yield Block(
+                left=_pct(start, size),
+                width=_pct(end - start, size),
+                colour=colours.get(sid, 0),
+                source=sid,
+                title=f"{human_bytes(start)}–{human_bytes(end)} from {sid}",
+            )
+
+
+def _lease_blocks(
+    leases: Sequence[LeaseView], colours: Mapping[str, int], size: int | None
+) -> Iterable[Block]:
+    if not size:
+        return
+    for lease in leases:
+        what = "endgame copy" if lease.duplicate else "in flight"
+        yield Block(
+            left=_pct(lease.start, size),
+            width=_pct(lease.end - lease.start, size),
+            colour=colours.get(lease.source, 0),
+            source=lease.source,
+            title=f"{human_bytes(lease.start)}–{human_bytes(lease.end)} {what} from {lease.source}",
+            duplicate=lease.duplicate,
+        )
+
+
+def _plain_blocks(ranges: RangeSet, size: int | None, what: str) -> Iterable[Block]:
+    if not size:
+        return
+    for r in ranges:
+        yield Block(
+            left=_pct(r.start, size),
+            width=_pct(r.length, size),
+            colour=0,
+            source="",
+            title=f"{human_bytes(r.start)}–{human_bytes(r.end)} {what}",
+        )
+
+
+def _ticks(size: int | None) -> tuple[tuple[float, str], ...]:
+    if not size:
+        return ()
+    return tuple((q * 25.0, human_bytes(size * q // 4)) for q in range(5))
+
+
+def _source_rows(
+    sources: Sequence[Mapping[str, Any]],
+    colours: Mapping[str, int],
+    node_id: str,
+    download_state: str,
+    leases: Sequence[LeaseView],
+    size: int | None,
+    troubles: Mapping[str, str],
+) -> Iterable[SourceRow]:
+    for s in sources:
+        sid = str(s["id"])
+        mine = [lease for lease in leases if lease.source == sid]
+        claimed = int(s.get("claimed") or 0)
+        trouble = troubles.get(sid)
+        yield SourceRow(
+            id=sid,
+            colour=colours.get(sid, 0),
+            role="this node → origin" if sid == node_id else "helper",
+            state=source_state(s, download_state, mine, dropped=trouble is not None),
+            claimed=human_bytes(claimed),
+            received=human_bytes(s.get("received")),
+            share=f"{100.0 * claimed / size:.0f}%" if size else "—",
+            rate=human_rate(s.get("rate")) if download_state == "running" else "—",
+            failures=int(s.get("failures") or 0),
+            in_flight=int(s.get("active") or 0),
+            slots=int(s.get("slots") or 0),
+            note=s.get("ban_reason") or (human_ranges(trouble) if trouble else None),
+        )
+
+
+def _troubles(events: Sequence[Mapping[str, Any]]) -> dict[str, str]:
+    """Per source whose last stream failed or was revoked (and got no work since): why."""
+    out: dict[str, str] = {}
+    for e in events:
+        kind, source, _ = _parse_event(e)
+        if source is None:
+            continue
+        if kind in ("failure", "cancel", "ban"):
+            out[source] = str(e.get("detail", ""))
+        elif kind in ("assign", "duplicate"):
+            out.pop(source, None)
+    return out
+
+
+def source_state(
+    s: Mapping[str, Any],
+    download_state: str,
+    leases: Sequence[LeaseView],
+    *,
+    dropped: bool = False,
+) -> str:
+    """What the portal calls a source's state: the scheduler's, plus stalled, finished and
+    dropped out (its last stream failed and it got no work after that)."""
+    state = str(s.get("state"))
+    if state in ("banned", "gone"):
+        return state
+    if download_state == "done":
+        return "dropped out" if dropped else "finished"
+    if download_state in ("failed", "cancelled"):
+        return "stopped"
+    if state == "active":
+        stalled = not s.get("rate") and leases and min(x.age for x in leases) >= STALL_HINT
+        return "stalled" if stalled else "active"
+    return "backing off" if state == "backoff" else "idle"
+
+
+def _timeline(
+    events: Sequence[Mapping[str, Any]], colours: Mapping[str, int], reassigns: set[int]
+) -> Iterable[TimelineEntry]:
+    start = max(0, len(events) - TIMELINE_LIMIT)
+    for i in range(len(events) - 1, start - 1, -1):
+        e = events[i]
+        kind = str(e.get("kind"))
+        detail = str(e.get("detail", ""))
+        label = KIND_LABELS.get(kind, kind)
+        if i in reassigns:
+            label = "reassign"
+        elif kind == "cancel" and detail == _WINNER_CANCEL:
+            label = "endgame: lost"
+        source = e.get("source")
+        yield TimelineEntry(
+            at=f"+{float(e.get('at', 0.0)):.2f} s",
+            kind="reassign" if i in reassigns else kind,
+            label=label,
+            source=None if source is None else str(source),
+            colour=None if source is None else colours.get(str(source)),
+            detail=human_ranges(detail),
+            raw=detail,
+        )
+
+
+def verification(d: Mapping[str, Any]) -> Verification:
+    state = str(d["state"])
+    result: Mapping[str, Any] | None = d.get("result")
+    error: Mapping[str, Any] | None = d.get("error")
+    if state == "done" and result is not None:
+        verified = list(result.get("verified") or [])
+        digests: Mapping[str, str] = result.get("digests") or {}
+        if not verified:
+            return Verification(
+                status="ok",
+                title="Complete: size checked (no checksum given or published)",
+            )
+        lines = tuple(f"{alg} {digests.get(alg, '')}" for alg in verified)
+        return Verification(status="ok", title=f"Verified: {', '.join(verified)} ✓", lines=lines)
+    if state == "failed" and error is not None:
+        title = "Verification failed" if error["code"] == "checksum_mismatch" else "Failed"
+        return Verification(status="failed", title=title, lines=(f"{error['message']}",))
+    if state == "cancelled":
+        return Verification(status="cancelled", title="Cancelled: the partial data is kept")
+    if (d.get("progress") or {}).get("stage") == "verifying":
+        return Verification(status="pending", title="Verifying…")
+    return Verification(
+        status="pending", title="Not verified yet: checked when the last byte lands"
+    )
+
+
+# --- peers -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class PeerRow:
+    node_id: str
+    address: str
+    group: str
+    version: str
+    slots: str
+    rate_limit: str
+    quota_left: str
+    bytes_served: str
+    streams_served: int
+    refused: int
+    last_seen: str
+    is_self: bool = False
+
+
+def peer_row(p: Mapping[str, Any], *, now: float) -> PeerRow:
+    """A hub ``PeerInfo`` (as JSON); ``now`` on the hub's clock (ours: assumed in sync)."""
+    stats: Mapping[str, Any] = p.get("stats") or {}
+    quota = p.get("quota_left", stats.get("quota_left"))
+    rate_limit = stats.get("rate_limit") or p.get("wan_rate")
+    age = max(0.0, now - float(p.get("last_seen") or now))
+    return PeerRow(
+        node_id=str(p["node_id"]),
+        address=f"{p.get('address')}:{p.get('port')}",
+        group=str(p.get("group", "")),
+        version=str(p.get("version", "")),
+        slots=f"{stats.get('active_streams', 0)} / {p.get('slots', stats.get('slots', '?'))}",
+        rate_limit=human_rate(rate_limit) if rate_limit else "unlimited",
+        quota_left=human_bytes(quota) if quota is not None else "no quota",
+        bytes_served=human_bytes(stats.get("bytes_served", 0)),
+        streams_served=int(stats.get("streams_served", 0)),
+        refused=int(stats.get("refused", 0)),
+        last_seen=f"{human_duration(age)} ago",
+    )
+
+
+def self_row(status: Mapping[str, Any], *, address: str) -> PeerRow:
+    """This node, from its own ``/v1/status``."""
+    helper: Mapping[str, Any] = status.get("helper") or {}
+    rate_limit = helper.get("rate_limit")
+    quota = helper.get("quota_left")
+    return PeerRow(
+        node_id=str(status["node_id"]),
+        address=address,
+        group="",
+        version=str(status.get("version", "")),
+        slots=f"{helper.get('active_streams', 0)} / {helper.get('slots', '?')}",
+        rate_limit=human_rate(rate_limit) if rate_limit else "unlimited",
+        quota_left=human_bytes(quota) if quota is not None else "no quota",
+        bytes_served=human_bytes(helper.get("bytes_served", 0)),
+        streams_served=int(helper.get("streams_served", 0)),
+        refused=int(helper.get("refused", 0)),
+        last_seen="now",
+        is_self=True,
+    )

@@ -1,0 +1,356 @@
+"""The portal over HTTP, on a real node (in-process) and a real origin: login, forms, errors,
+cross-site refusals, live updates."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from swarmget.node.daemon import Node, NodeConfig, open_node
+from swarmget.testing.origin import TestOrigin, open_test_origin
+
+MiB = 1024 * 1024
+
+
+@pytest.fixture
+async def origin() -> AsyncIterator[TestOrigin]:
+    async with open_test_origin() as o:
+        o.add_generated("f.bin", 2 * MiB, seed=5)
+        yield o
+
+
+@pytest.fixture
+async def node(tmp_path: Path) -> AsyncIterator[Node]:
+    config = NodeConfig(secret=b"k" * 32, state_dir=tmp_path / "s", download_dir=tmp_path / "d")
+    async with open_node(config) as n:
+        yield n
+
+
+@dataclass
+class Browser:
+    """An aiohttp client that behaves like the portal's own pages (Origin, cookie, CSRF)."""
+
+    session: aiohttp.ClientSession
+    node: Node
+    csrf: str = ""
+
+    @property
+    def base(self) -> str:
+        return f"{self.node.api_url}/portal"
+
+    async def login(self) -> None:
+        assert self.node.portal is not None
+        async with self.session.get(self.node.portal.login_url()) as resp:
+            assert resp.status == 200
+            assert str(resp.url) == f"{self.base}/"
+            self.csrf = csrf_of(await resp.text())
+
+    async def get(self, path: str, **kw: Any) -> tuple[int, str]:
+        async with self.session.get(self.base + path, allow_redirects=False, **kw) as resp:
+            return resp.status, await resp.text()
+
+    async def post(self, path: str, data: dict[str, Any], **kw: Any) -> Posted:
+        """POST a form as our own pages do (with Origin and the CSRF token)."""
+        headers = {"Origin": self.node.api_url, **kw.pop("headers", {})}
+        async with self.session.post(
+            self.base + path,
+            data={"csrf": self.csrf, **data},
+            headers=headers,
+            allow_redirects=False,
+            **kw,
+        ) as resp:
+            return Posted(resp.status, resp.headers.get("Location", ""), await resp.text())
+
+
+@dataclass(frozen=True)
+class Posted:
+    status: int
+    location: str
+    text: str
+
+
+def csrf_of(html: str) -> str:
+    found = re.search(r'name="csrf" value="([^"]+)"', html)
+    assert found is not None, html
+    return found[1]
+
+
+@pytest.fixture
+async def browser(node: Node) -> AsyncIterator[Browser]:
+    # aiohttp keeps cookies of IP-address hosts only when "unsafe"
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as s:
+        b = Browser(s, node)
+        await b.login()
+        yield b
+
+
+async def wait_state(node: Node, download_id: str, *states: str) -> None:
+    async with asyncio.timeout(20):
+        while node.downloads.records[download_id].state not in states:
+            await asyncio.sleep(0.05)
+
+
+def created_id(posted: Posted) -> str:
+    assert posted.status == 303, posted.text
+    assert posted.location.startswith("/portal/downloads/")
+    return posted.location.rsplit("/", 1)[1]
+
+
+# --- login -------------------------------------------------------------------------------------
+
+
+async def test_the_login_link_works_once_and_sets_a_strict_httponly_cookie(node: Node) -> None:
+    assert node.portal is not None
+    link = node.portal.login_url()
+    assert link.startswith(f"{node.api_url}/portal/login?token=")
+    assert node.api_token not in link  # the link is not the API token
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as s:
+        async with s.get(link, allow_redirects=False) as resp:
+            assert resp.status == 303
+            assert resp.headers["Location"] == "/portal/"
+            cookie = resp.headers["Set-Cookie"]
+        assert "HttpOnly" in cookie
+        assert "SameSite=Strict" in cookie
+        assert "Path=/portal" in cookie
+        assert node.api_token not in cookie
+        async with s.get(link) as again:  # used up: the login page says so
+            assert "used already" in await again.text()
+
+
+async def test_without_a_session_pages_lead_to_the_login_page(node: Node) -> None:
+    base = f"{node.api_url}/portal"
+    async with aiohttp.ClientSession() as s:
+        for path in ("/", "/peers", "/downloads/x", "/live/downloads"):
+            async with s.get(base + path, allow_redirects=False) as resp:
+                assert resp.status == 303, path
+                assert resp.headers["Location"] == "/portal/login"
+        headers = {"Origin": node.api_url}
+        async with s.post(base + "/downloads", data={"url": "http://x/"}, headers=headers) as r:
+            assert r.status == 403
+        async with s.get(base + "/login") as resp:
+            assert resp.status == 200
+            assert 'name="token"' in await resp.text()
+        # the bearer token opens the API, not the portal; the API still needs it
+        bearer = {"Authorization": f"Bearer {node.api_token}"}
+        async with s.get(base + "/", headers=bearer, allow_redirects=False) as resp:
+            assert resp.status == 303
+        async with s.get(f"{node.api_url}/v1/downloads") as resp:
+            assert resp.status == 401
+    assert node.downloads.records == {}
+
+
+async def test_logging_in_with_the_api_token(node: Node) -> None:
+    base = f"{node.api_url}/portal"
+    headers = {"Origin": node.api_url}
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as s:
+        async with s.post(base + "/login", data={"token": "nope"}, headers=headers) as resp:
+            assert resp.status == 401
+            assert "That is not this node" in await resp.text()
+        async with s.post(base + "/login", data={"token": node.api_token}, headers=headers) as r:
+            assert r.status == 200
+            assert str(r.url) == f"{base}/"
+        async with s.get(base + "/peers") as resp:
+            assert resp.status == 200
+
+
+async def test_logout_ends_the_session(browser: Browser) -> None:
+    posted = await browser.post("/logout", {})
+    assert posted.status == 303
+    status, _ = await browser.get("/")
+    assert status == 303
+
+
+async def test_pages_forbid_framing_and_foreign_scripts(browser: Browser) -> None:
+    async with browser.session.get(browser.base + "/") as resp:
+        assert resp.headers["X-Frame-Options"] == "DENY"
+        assert "frame-ancestors 'none'" in resp.headers["Content-Security-Policy"]
+        assert "script-src 'self'" in resp.headers["Content-Security-Policy"]
+        assert resp.headers["Cache-Control"] == "no-store"
+    async with browser.session.get(browser.base + "/static/portal.js") as resp:
+        assert resp.status == 200
+        assert "EventSource" in await resp.text()
+
+
+# --- the form ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("fields", "field", "message"),
+    [
+        ({"url": "ftp://example.org/f"}, "url", "not an http(s) URL"),
+        ({"url": "not a url"}, "url", "whitespace"),
+        ({"url": ""}, "url", "empty URL"),
+        ({"url": "http://127.0.0.1:1/f", "output": "../escape.bin"}, "output", "outside"),
+        ({"url": "http://127.0.0.1:1/f", "output": "/etc/passwd"}, "output", "outside"),
+        ({"url": "http://127.0.0.1:1/f", "output": "a/../../x"}, "output", "outside"),
+        ({"url": "http://127.0.0.1:1/f", "checksum": "sha256:zz"}, "checksum", "hexadecimal"),
+        ({"url": "http://127.0.0.1:1/f", "helpers": "bad id!"}, "helpers", "not a node id"),
+    ],
+)
+async def test_bad_input_is_shown_next_to_its_field(
+    browser: Browser, fields: dict[str, str], field: str, message: str
+) -> None:
+    posted = await browser.post("/downloads", fields)
+    assert posted.status == 400
+    found = re.search(rf'<p class="error" id="{field}-error">([^<]*)</p>', posted.text)
+    assert found is not None, posted.text
+    assert message in found[1]
+    if field != "url":
+        assert f'value="{fields["url"]}"' in posted.text  # what was typed is kept
+    assert browser.node.downloads.records == {}
+
+
+async def test_an_existing_file_needs_overwrite(browser: Browser, origin: TestOrigin) -> None:
+    (browser.node.download_dir / "have.bin").write_bytes(b"x")
+    fields = {"url": origin.url("f.bin"), "output": "have.bin"}
+    posted = await browser.post("/downloads", fields)
+    assert posted.status == 400
+    assert "exists" in posted.text
+    download_id = created_id(await browser.post("/downloads", {**fields, "force": "on"}))
+    await wait_state(browser.node, download_id, "done")
+
+
+async def test_start_a_download_and_follow_it_live(browser: Browser, origin: TestOrigin) -> None:
+    checksum = f"sha256:{origin.expected_sha256('f.bin')}"
+    fields = {"url": origin.url("f.bin"), "output": "sub/f.bin", "checksum": checksum}
+    download_id = created_id(await browser.post("/downloads", fields))
+    parts: list[tuple[str, dict[str, str]]] = []
+    async with browser.session.get(f"{browser.base}/live/downloads/{download_id}") as resp:
+        assert resp.headers["Content-Type"] == "text/event-stream"
+        kind = ""
+        async for raw in resp.content:
+            line = raw.decode().strip()
+            if line.startswith("event: "):
+                kind = line.removeprefix("event: ")
+            elif line.startswith("data: "):
+                parts.append((kind, json.loads(line.removeprefix("data: "))))
+    kind, final = parts[-1]
+    assert kind == "end"
+    assert set(final) == {"summary", "verification", "piecemap", "sources", "timeline"}
+    assert "100%" in final["summary"]
+    assert "Verified: sha256" in final["verification"]
+    assert f'data-source="{browser.node.node_id}"' in final["piecemap"]
+    assert (browser.node.download_dir / "sub" / "f.bin").stat().st_size == 2 * MiB
+    status, html = await browser.get(f"/downloads/{download_id}")
+    assert status == 200
+    assert "Verified: sha256" in html
+    status, listing = await browser.get("/")
+    assert f'id="dl-{download_id}" data-state="done"' in listing
+
+
+async def test_a_failing_download_is_shown_failed_with_its_reason(
+    browser: Browser, origin: TestOrigin
+) -> None:
+    download_id = created_id(await browser.post("/downloads", {"url": origin.url("nope.bin")}))
+    await wait_state(browser.node, download_id, "failed")
+    _, listing = await browser.get("/")
+    row = listing[listing.index(f'id="dl-{download_id}"') :].split("</tr>", 1)[0]
+    assert 'data-state="failed"' in row
+    reason = re.search(r'<div class="error reason">([^<]*)</div>', row)
+    assert reason is not None
+    assert "404" in reason[1]
+    assert "Retry" in row
+    _, details = await browser.get(f"/downloads/{download_id}")
+    assert '<div class="verify failed">' in details
+    assert "404" in details
+
+
+async def test_cancel_then_retry(browser: Browser, origin: TestOrigin) -> None:
+    origin.configure(rate_per_conn=128 * 1024)
+    download_id = created_id(await browser.post("/downloads", {"url": origin.url("f.bin")}))
+    await wait_state(browser.node, download_id, "running")
+    assert (await browser.post(f"/downloads/{download_id}/retry", {})).status == 409
+    referer = f"{browser.base}/downloads/{download_id}"
+    posted = await browser.post(
+        f"/downloads/{download_id}/cancel", {}, headers={"Referer": referer}
+    )
+    assert posted.status == 303
+    assert posted.location == f"/portal/downloads/{download_id}"
+    await wait_state(browser.node, download_id, "cancelled")
+    _, details = await browser.get(f"/downloads/{download_id}")
+    assert "Cancelled" in details
+    origin.configure(rate_per_conn=None)
+    again = created_id(await browser.post(f"/downloads/{download_id}/retry", {}))
+    assert again != download_id
+    first, second = (
+        browser.node.downloads.records[download_id],
+        browser.node.downloads.records[again],
+    )
+    assert second.spec == first.spec
+    await wait_state(browser.node, again, "done")
+
+
+async def test_peers_page_without_a_hub(browser: Browser) -> None:
+    status, html = await browser.get("/peers")
+    assert status == 200
+    assert f'data-node="{browser.node.node_id}"' in html
+    assert "this node" in html
+
+
+# --- cross-site requests -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("headers", "with_csrf", "why"),
+    [
+        ({"Origin": "http://evil.example"}, True, "cross-site"),
+        ({"Origin": "null"}, True, "cross-site"),
+        ({"Origin": ""}, True, "cross-site"),
+        ({"Origin": None, "Referer": "http://evil.example/page"}, True, "cross-site"),
+        ({}, False, "CSRF"),
+        ({"csrf": "wrong"}, False, "CSRF"),
+        ({"Host": "evil.example:{port}"}, True, "addresses"),
+    ],
+)
+async def test_cross_site_posts_are_refused(
+    browser: Browser, origin: TestOrigin, headers: dict[str, Any], with_csrf: bool, why: str
+) -> None:
+    port = browser.node.api_url.rsplit(":", 1)[1]
+    data: dict[str, str] = {"url": origin.url("f.bin")}
+    if "csrf" in headers:
+        data["csrf"] = headers.pop("csrf")
+    sent = {"Origin": browser.node.api_url}
+    for name, value in headers.items():
+        if value is None:
+            sent.pop(name)
+        else:
+            sent[name] = value.format(port=port)
+    form = {"csrf": browser.csrf, **data} if with_csrf else data
+    async with browser.session.post(
+        browser.base + "/downloads", data=form, headers=sent, allow_redirects=False
+    ) as resp:
+        assert resp.status == 403
+        assert why in await resp.text()
+    assert browser.node.downloads.records == {}
+
+
+async def test_no_origin_and_no_referer_is_refused_but_our_referer_is_enough(
+    browser: Browser, origin: TestOrigin
+) -> None:
+    form = {"csrf": browser.csrf, "url": origin.url("f.bin")}
+    url = browser.base + "/downloads"
+    async with browser.session.post(url, data=form, allow_redirects=False) as resp:
+        assert resp.status == 403
+    referer = {"Referer": f"{browser.base}/"}
+    async with browser.session.post(url, data=form, headers=referer, allow_redirects=False) as r:
+        assert r.status == 303
+
+
+@pytest.mark.parametrize("host", ["evil.example", "evil.example:{port}", "127.0.0.2:{port}"])
+async def test_a_foreign_host_header_is_refused_even_for_reading(
+    browser: Browser, host: str
+) -> None:
+    port = browser.node.api_url.rsplit(":", 1)[1]
+    status, text = await browser.get("/", headers={"Host": host.format(port=port)})
+    assert status == 403
+    assert "addresses" in text
+    status, _ = await browser.get("/", headers={"Host": f"localhost:{port}"})
+    assert status == 200

@@ -1,0 +1,286 @@
+"""What the portal shows, from the user API's JSON: formatting, piece map, sources, timeline."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from swarmget.core.ranges import ByteRange
+from swarmget.web import humanize, views
+from swarmget.web.views import LeaseView
+
+MiB = 1024 * 1024
+
+
+def source(sid: str, segments: list[list[int]], **fields: Any) -> dict[str, Any]:
+    claimed = sum(end - start for start, end in segments)
+    return {
+        "id": sid,
+        "state": "idle",
+        "slots": 3,
+        "active": 0,
+        "received": claimed,
+        "claimed": claimed,
+        "rate": 0.0,
+        "failures": 0,
+        "ban_reason": None,
+        "segments": segments,
+        **fields,
+    }
+
+
+def event(at: float, kind: str, src: str | None, detail: str) -> dict[str, Any]:
+    return {"at": at, "kind": kind, "source": src, "detail": detail}
+
+
+def download(state: str = "running", **fields: Any) -> dict[str, Any]:
+    return {
+        "id": "abc",
+        "url": "http://example.org/files/big%20file.iso?x=1",
+        "state": state,
+        "created": 0.0,
+        "peers": ["b", "c"],
+        "error": None,
+        **fields,
+    }
+
+
+def progress(
+    size: int | None, done: int, sources: list[dict[str, Any]], **f: Any
+) -> dict[str, Any]:
+    return {
+        "stage": "downloading",
+        "dest": None,
+        "size": size,
+        "done": done,
+        "rate": 2 * MiB,
+        "eta": 3.5,
+        "elapsed": 1.0,
+        "mode": "segmented",
+        "resumed_bytes": 0,
+        "sources": sources,
+        **f,
+    }
+
+
+@pytest.mark.parametrize(
+    ("n", "text"),
+    [(None, "—"), (0, "0 B"), (1023, "1023 B"), (1536, "1.5 KiB"), (24 * MiB, "24.0 MiB")],
+)
+def test_human_bytes(n: int | None, text: str) -> None:
+    assert humanize.human_bytes(n) == text
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [(None, "—"), (2.25, "2.2 s"), (65, "1 min 05 s"), (3725, "1 h 02 min")],
+)
+def test_human_duration(seconds: float | None, text: str) -> None:
+    assert humanize.human_duration(seconds) == text
+
+
+def test_ranges_in_event_details_are_made_readable() -> None:
+    assert views.human_ranges(f"[0, {4 * MiB}): reset") == "0 B–4.0 MiB: reset"
+
+
+def test_a_running_row_has_rate_eta_and_a_cancel_action() -> None:
+    row = views.download_row(download(progress=progress(8 * MiB, 2 * MiB, [])))
+    assert row.name == "big file.iso"  # from the URL until the server names it
+    assert (row.percent_text, row.size, row.done) == ("25%", "8.0 MiB", "2.0 MiB")
+    assert (row.rate, row.eta) == ("2.0 MiB/s", "3.5 s")
+    assert row.can_cancel
+    assert not row.can_retry
+
+
+def test_a_done_row_shows_the_average_rate_and_what_was_verified() -> None:
+    result = {"path": "/d/x.iso", "size": 8 * MiB, "elapsed": 2.0, "verified": ["sha256"]}
+    row = views.download_row(download("done", progress=progress(8 * MiB, 0, []), result=result))
+    assert (row.name, row.percent_text, row.rate, row.eta) == ("x.iso", "100%", "4.0 MiB/s", "—")
+    assert row.verified == "sha256"
+    assert not row.can_cancel
+
+
+def test_a_failed_row_carries_its_reason_and_can_be_retried() -> None:
+    error = {"code": "origin_unusable", "message": "the origin answered 404"}
+    row = views.download_row(download("failed", error=error))
+    assert (row.error, row.error_code, row.percent_text) == (error["message"], error["code"], "…")
+    assert row.can_retry
+
+
+def test_bytes_given_back_after_a_failure_and_fetched_again_are_marked() -> None:
+    events = [
+        event(0.1, "assign", "a", "[0, 100)"),
+        event(0.1, "assign", "b", "[100, 200)"),
+        event(0.5, "failure", "a", "[0, 100): connection reset"),
+        event(0.6, "assign", "b", "[40, 100)"),
+    ]
+    sources = [source("a", [[0, 40]]), source("b", [[40, 200]])]
+    refetched, reassigns = views.refetched_ranges(events, sources)
+    assert list(refetched) == [ByteRange(40, 100)]
+    assert reassigns == {3}
+
+
+def test_a_revoked_stream_counts_as_given_back() -> None:
+    events = [
+        event(0.1, "assign", "a", "[0, 100)"),
+        event(2.1, "cancel", "a", "stalled: no data for 2.0s"),
+        event(2.1, "assign", "b", "[0, 100)"),
+    ]
+    refetched, _ = views.refetched_ranges(events, [source("a", []), source("b", [[0, 100]])])
+    assert list(refetched) == [ByteRange(0, 100)]
+
+
+def test_steals_and_endgame_copies_are_not_refetches() -> None:
+    events = [
+        event(0.1, "assign", "a", "[0, 100)"),
+        event(0.2, "assign", "b", "[50, 100)"),  # b steals the second half
+        event(0.3, "duplicate", "c", "[20, 50)"),  # endgame: c copies a's rest
+        event(0.4, "cancel", "c", "another copy finished first"),
+    ]
+    sources = [source("a", [[0, 50]]), source("b", [[50, 100]]), source("c", [])]
+    refetched, reassigns = views.refetched_ranges(events, sources)
+    assert not refetched
+    assert not reassigns
+
+
+def test_a_steal_before_a_failure_is_not_marked() -> None:
+    events = [
+        event(0.1, "assign", "a", "[0, 100)"),
+        event(0.2, "assign", "b", "[50, 100)"),
+        event(0.3, "failure", "a", "[0, 100): reset"),  # a had written [0, 30)
+        event(0.4, "assign", "c", "[30, 50)"),
+    ]
+    sources = [source("a", [[0, 30]]), source("b", [[50, 100]]), source("c", [[30, 50]])]
+    refetched, reassigns = views.refetched_ranges(events, sources)
+    assert list(refetched) == [ByteRange(30, 50)]
+    assert reassigns == {3}
+
+
+def test_bytes_that_failed_their_piece_hash_and_came_again_are_marked() -> None:
+    events = [
+        event(0.1, "assign", "a", "[0, 100)"),
+        event(0.5, "corrupt", "a", "piece 0 [0, 50) failed its sha256"),
+        event(0.5, "ban", "a", "sent bad data: piece 0 [0, 50) failed its sha256"),
+        event(0.6, "assign", "b", "[0, 50)"),
+    ]
+    sources = [source("a", [[50, 100]]), source("b", [[0, 50]])]
+    refetched, reassigns = views.refetched_ranges(events, sources)
+    assert list(refetched) == [ByteRange(0, 50)]
+    assert reassigns == {3}
+
+
+def test_details_piece_map_sources_and_timeline() -> None:
+    size = 400
+    sources = [
+        source("me", [[0, 100]], state="active", rate=50.0, active=1),
+        source("h1", [[100, 150], [200, 250]], state="active", rate=0.0, active=1),
+        source("h2", [], state="backoff", failures=2),
+    ]
+    events = [
+        event(0.1, "assign", "me", "[0, 200)"),
+        event(0.1, "assign", "h1", "[200, 300)"),
+        event(0.1, "assign", "h2", "[300, 400)"),
+        event(0.9, "failure", "h2", "[300, 400): reset"),
+        event(1.0, "assign", "h1", "[100, 150)"),
+    ]
+    leases = [
+        LeaseView(source="me", start=150, end=200, duplicate=False, age=1.0),
+        LeaseView(source="h1", start=250, end=300, duplicate=False, age=4.0),
+    ]
+    d = download(progress=progress(size, 200, sources), events=events)
+    view = views.details_view(d, node_id="me", leases=leases)
+    assert [(b.source, b.left, b.width, b.colour) for b in view.blocks] == [
+        ("me", 0.0, 25.0, 0),
+        ("h1", 25.0, 12.5, 1),
+        ("h1", 50.0, 12.5, 1),
+    ]
+    assert [(b.source, b.left, b.width) for b in view.in_flight] == [
+        ("me", 37.5, 12.5),
+        ("h1", 62.5, 12.5),
+    ]
+    assert view.blocks[1].style == "left:25.0000%;width:12.5000%"
+    assert [s.id for s in view.contributors] == ["me", "h1"]  # h2 put nothing in the file
+    states = {s.id: s.state for s in view.sources}
+    assert states == {"me": "active", "h1": "stalled", "h2": "backing off"}
+    assert view.sources[0].role == "this node → origin"
+    assert view.sources[2].note == "300 B–400 B: reset"
+    assert view.refetched == ()  # h2's range was not assigned again (yet)
+    assert [e.kind for e in view.timeline][:2] == ["assign", "failure"]  # newest first
+    assert view.timeline[1].detail == "300 B–400 B: reset"
+    assert view.ticks[-1] == (100.0, "400 B")
+
+
+def test_sources_of_a_finished_download() -> None:
+    sources = [source("me", [[0, 300]]), source("h1", [[300, 400]], failures=3)]
+    events = [
+        event(0.1, "assign", "h1", "[300, 500)"),
+        event(0.5, "failure", "h1", "[300, 500): reset"),
+        event(0.6, "assign", "me", "[400, 500)"),
+    ]
+    result = {"path": "/d/f", "size": 500, "elapsed": 1.0, "verified": [], "digests": {}}
+    d = download("done", progress=progress(500, 500, sources), events=events, result=result)
+    view = views.details_view(d, node_id="me")
+    assert {s.id: s.state for s in view.sources} == {"me": "finished", "h1": "dropped out"}
+    assert [(r.left, r.width) for r in view.refetched] == [(80.0, 20.0)]
+    assert view.timeline[0].label == "reassign"
+    assert view.verification.status == "ok"
+    assert "size checked" in view.verification.title
+
+
+@pytest.mark.parametrize(
+    ("fields", "status", "title"),
+    [
+        (
+            {
+                "state": "done",
+                "result": {"verified": ["sha256"], "digests": {"sha256": "ab"}, "size": 1},
+            },
+            "ok",
+            "Verified: sha256",
+        ),
+        (
+            {"state": "failed", "error": {"code": "checksum_mismatch", "message": "sha256: x"}},
+            "failed",
+            "Verification failed",
+        ),
+        (
+            {"state": "failed", "error": {"code": "origin_unusable", "message": "404"}},
+            "failed",
+            "Failed",
+        ),
+        ({"state": "cancelled"}, "cancelled", "Cancelled"),
+        ({"state": "running", "progress": {"stage": "verifying"}}, "pending", "Verifying"),
+    ],
+)
+def test_verification(fields: dict[str, Any], status: str, title: str) -> None:
+    result = views.verification(download(**fields))
+    assert result.status == status
+    assert result.title.startswith(title)
+
+
+def test_single_stream_downloads_show_one_growing_block() -> None:
+    d = download(progress=progress(None, 5 * MiB, [], mode="single-stream"))
+    view = views.details_view(d, node_id="me")
+    assert not view.size_known
+    assert [s.id for s in view.sources] == ["me"]
+
+
+def test_peer_rows() -> None:
+    peer = {
+        "node_id": "n2",
+        "address": "10.0.0.2",
+        "port": 7401,
+        "version": "0.1.0",
+        "slots": 3,
+        "group": "10.0",
+        "wan_rate": None,
+        "quota_left": 2 * 1024 * MiB,
+        "last_seen": 98.0,
+        "stats": {"active_streams": 1, "bytes_served": 5 * MiB, "rate_limit": 5 * MiB},
+    }
+    row = views.peer_row(peer, now=100.0)
+    assert (row.address, row.slots, row.rate_limit) == ("10.0.0.2:7401", "1 / 3", "5.0 MiB/s")
+    assert (row.quota_left, row.bytes_served, row.last_seen) == ("2.0 GiB", "5.0 MiB", "2.0 s ago")
+    unlimited = views.peer_row({**peer, "quota_left": None, "stats": {}}, now=100.0)
+    assert (unlimited.rate_limit, unlimited.quota_left) == ("unlimited", "no quota")
