@@ -19,13 +19,16 @@ import json
 import os
 import sys
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
 
 import aiohttp
 import click
+from click.core import ParameterSource
 from rich.console import Console
+from rich.table import Table
 
 from swarmget import __version__
 from swarmget.core.addresses import AddressPolicy, parse_cidrs
@@ -79,7 +82,14 @@ def exit_code_for(exc: BaseException) -> int:
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="swarmget")
-def main() -> None:
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="TOML config file (default: $SWARMGET_CONFIG, ~/.config/swarmget/config.toml, "
+    "/etc/swarmget/config.toml).",
+)
+def main(config_path: Path | None) -> None:
     """Download large files faster by splitting them across the machines of your LAN."""
 
 
@@ -368,6 +378,40 @@ def _policy(allow: tuple[str, ...]) -> AddressPolicy:
     return AddressPolicy(allow_private=private, allowed_networks=parse_cidrs(cidrs))
 
 
+def _flags(ctx: click.Context, renames: dict[str, str]) -> dict[str, Any]:
+    """The options given on the command line (not defaults), by setting name."""
+    out: dict[str, Any] = {}
+    for name, value in ctx.params.items():
+        if ctx.get_parameter_source(name) is ParameterSource.COMMANDLINE:
+            out[renames.get(name, name)] = list(value) if isinstance(value, tuple) else value
+    return out
+
+
+def _settings(ctx: click.Context, section: str, renames: dict[str, str]) -> Any:
+    """flags > SWARMGET_* environment > config file > defaults (see ``swarmget.config``)."""
+    from swarmget import config
+
+    root = ctx.find_root()
+    path = root.params.get("config_path") or config.default_config_path(os.environ)
+    return config.resolve(section, _flags(ctx, renames), config_path=path, env=os.environ)
+
+
+def _fail_start(exc: Exception, what: str) -> NoReturn:
+    err = Console(stderr=True)
+    if isinstance(exc, OSError):
+        err.print(f"[red]error[/]: cannot start the {what}: {exc}", highlight=False)
+        sys.exit(EXIT_FAILED)
+    err.print(f"[red]error[/]: {exc}", highlight=False)
+    sys.exit(EXIT_USAGE if isinstance(exc, UsageError | ValueError) else EXIT_FAILED)
+
+
+def _announce(info: dict[str, Any]) -> None:
+    click.echo(json.dumps(info))
+
+
+NODE_RENAMES = {"hubs": "hub", "allow": "allow_private_origins", "relay_url": "relay"}
+
+
 @main.command()
 @click.option(
     "--hub",
@@ -376,14 +420,14 @@ def _policy(allow: tuple[str, ...]) -> AddressPolicy:
     help="Hub URL, e.g. http://10.0.0.1:7400; repeat, or separate with commas, for "
     "replicated hubs (one database): the node fails over to the next when one dies.",
 )
-@click.option("--listen", default="127.0.0.1", show_default=True, help="Peer API address.")
-@click.option("--port", type=int, default=DEFAULT_PEER_PORT, show_default=True, help="0: any.")
-@click.option("--api-port", type=int, default=DEFAULT_API_PORT, show_default=True)
+@click.option("--listen", help="Peer API address (default 127.0.0.1).")
+@click.option("--port", type=int, help=f"Peer API port (default {DEFAULT_PEER_PORT}; 0: any).")
+@click.option("--api-port", type=int, help=f"Local API port (default {DEFAULT_API_PORT}).")
 @click.option("--secret-file", help=f"Swarm secret file (or ${SECRET_ENV}).")
 @click.option("--node-id", help="Default: made up once and kept in the state directory.")
 @click.option("--group", help="Explicit group name (default: by address prefix).")
-@click.option("--slots", type=click.IntRange(1, 64), default=3, show_default=True)
-@click.option("--connections", type=click.IntRange(1, 64), default=4, show_default=True)
+@click.option("--slots", type=int, help="Streams served at once (default 3).")
+@click.option("--connections", type=int, help="Own origin connections (default 4).")
 @click.option("--rate-limit", help="Cap on helper traffic, bytes/s (e.g. 5M).")
 @click.option("--daily-quota", help="Helper data per UTC day (e.g. 2G).")
 @click.option(
@@ -392,138 +436,273 @@ def _policy(allow: tuple[str, ...]) -> AddressPolicy:
     multiple=True,
     help="CIDRs helpers may fetch from despite the SSRF guard ('private' for RFC 1918).",
 )
-@click.option("--state-dir", type=click.Path(path_type=Path), default=DEFAULT_STATE_DIR)
-@click.option("--download-dir", type=click.Path(path_type=Path), default=Path("downloads"))
-@click.option("--stall-timeout", type=click.FloatRange(0.1), default=15.0, show_default=True)
-@click.option("--heartbeat-interval", type=click.FloatRange(0.1))
+@click.option("--state-dir", type=click.Path(path_type=Path), help=f"({DEFAULT_STATE_DIR})")
+@click.option("--download-dir", type=click.Path(path_type=Path), help="(./downloads)")
+@click.option("--stall-timeout", type=float, help="Seconds without data (default 15).")
+@click.option("--heartbeat-interval", type=float)
 @click.option("--relay", "relay_url", help="Fetch every download through this relay.")
-def node(
-    hubs: tuple[str, ...],
-    listen: str,
-    port: int,
-    api_port: int,
-    secret_file: str | None,
-    node_id: str | None,
-    group: str | None,
-    slots: int,
-    connections: int,
-    rate_limit: str | None,
-    daily_quota: str | None,
-    allow: tuple[str, ...],
-    state_dir: Path,
-    download_dir: Path,
-    stall_timeout: float,
-    heartbeat_interval: float | None,
-    relay_url: str | None,
-) -> None:
-    """Run a node: help others download, and download with their help."""
+@click.option("--log-format", type=click.Choice(["text", "json"]))
+@click.pass_context
+def node(ctx: click.Context, /, **_: Any) -> None:
+    """Run a node: help others download, and download with their help.
+
+    Every option can also come from the environment (SWARMGET_NODE_SLOTS=4 ...) or the
+    [node] table of the config file; see `swarmget config show node`.
+    """
+    from swarmget.logs import setup_logging
     from swarmget.node.daemon import NodeConfig, run_node
 
-    err = Console(stderr=True)
     try:
+        resolved = _settings(ctx, "node", NODE_RENAMES)
+        v = resolved.values
+        setup_logging(v.log_format)
         config = NodeConfig(
-            secret=_secret(secret_file),
-            state_dir=state_dir,
-            download_dir=download_dir,
-            node_id=node_id,
-            listen_host=listen,
-            listen_port=port,
-            api_port=api_port,
-            hub_urls=parse_hub_urls(hubs),
-            group=group,
-            slots=slots,
-            connections=connections,
-            rate_limit=parse_size(rate_limit) if rate_limit else None,
-            daily_quota=parse_size(daily_quota) if daily_quota is not None else None,
-            origin_policy=_policy(allow),
-            stall_timeout=stall_timeout,
-            heartbeat_interval=heartbeat_interval,
-            relay_url=validate_url(relay_url) if relay_url else None,
+            secret=_secret(_path_or_none(resolved.secret_file)),
+            state_dir=v.state_dir,
+            download_dir=v.download_dir,
+            node_id=v.node_id,
+            listen_host=v.listen,
+            listen_port=v.port,
+            api_port=v.api_port,
+            hub_urls=parse_hub_urls(tuple(v.hub)),
+            group=v.group,
+            slots=v.slots,
+            connections=v.connections,
+            rate_limit=v.rate_limit,
+            daily_quota=v.daily_quota,
+            origin_policy=_policy(tuple(v.allow_private_origins)),
+            stall_timeout=v.stall_timeout,
+            heartbeat_interval=v.heartbeat_interval,
+            relay_url=validate_url(v.relay) if v.relay else None,
         )
-        asyncio.run(run_node(config, announce=lambda info: click.echo(json.dumps(info))))
-    except (SwarmgetError, ValueError) as exc:
-        err.print(f"[red]error[/]: {exc}", highlight=False)
-        sys.exit(EXIT_USAGE if isinstance(exc, UsageError | ValueError) else EXIT_FAILED)
-    except OSError as exc:
-        err.print(f"[red]error[/]: cannot start the node: {exc}", highlight=False)
-        sys.exit(EXIT_FAILED)
+        asyncio.run(run_node(config, announce=_announce))
+    except (SwarmgetError, ValueError, OSError) as exc:
+        _fail_start(exc, "node")
+
+
+def _path_or_none(path: Path | None) -> str | None:
+    return None if path is None else str(path)
 
 
 @main.command()
-@click.option("--host", default="0.0.0.0", show_default=True)
-@click.option("--port", type=int, default=DEFAULT_HUB_PORT, show_default=True)
-@click.option("--db", default=DEFAULT_DB_URL, show_default=True, help="SQLAlchemy async URL.")
+@click.option("--host", help="Listen address (default 0.0.0.0).")
+@click.option("--port", type=int, help=f"(default {DEFAULT_HUB_PORT})")
+@click.option("--db", help=f"SQLAlchemy async URL (default {DEFAULT_DB_URL}).")
 @click.option("--secret-file", help=f"Swarm secret file (or ${SECRET_ENV}).")
-@click.option("--ttl", type=click.FloatRange(1.0), default=DEFAULT_TTL, show_default=True)
-@click.option("--group-prefix", type=click.IntRange(0, 128), default=16, show_default=True)
-@click.option("--trust-proxy", is_flag=True, help="Believe X-Forwarded-For.")
-def hub(
-    host: str,
-    port: int,
-    db: str,
-    secret_file: str | None,
-    ttl: float,
-    group_prefix: int,
-    trust_proxy: bool,
-) -> None:
+@click.option("--ttl", type=float, help=f"Seconds a silent node stays listed ({DEFAULT_TTL}).")
+@click.option("--group-prefix", type=int, help="IPv4 prefix bits that make a group (16).")
+@click.option("--trust-proxy", is_flag=True, default=None, help="Believe X-Forwarded-For.")
+@click.option("--log-format", type=click.Choice(["text", "json"]))
+@click.pass_context
+def hub(ctx: click.Context, /, **_: Any) -> None:
     """Run the hub: the registry of live nodes (it never downloads anything).
 
     Several hubs given the same database (--db postgresql+asyncpg://...) are replicas of one
     registry: give nodes all of them (--hub A --hub B) and they fail over when one dies.
     """
     from swarmget.hub.service import run_hub
+    from swarmget.logs import setup_logging
 
-    err = Console(stderr=True)
     try:
-        secret = _secret(secret_file)
-        announce = lambda url: click.echo(json.dumps({"url": url}))  # noqa: E731
+        resolved = _settings(ctx, "hub", {})
+        v = resolved.values
+        setup_logging(v.log_format)
+        secret = _secret(_path_or_none(resolved.secret_file))
         asyncio.run(
-            run_hub(host, port, db, secret, ttl, group_prefix, trust_proxy, on_listening=announce)
-        )
-    except (SwarmgetError, ValueError) as exc:
-        err.print(f"[red]error[/]: {exc}", highlight=False)
-        sys.exit(EXIT_USAGE if isinstance(exc, UsageError | ValueError) else EXIT_FAILED)
+            run_hub(
+                v.host, v.port, v.db, secret, v.ttl, v.group_prefix, v.trust_proxy,
+                on_listening=lambda url: _announce({"url": url}),
+            )
+        )  # fmt: skip
+    except (SwarmgetError, ValueError, OSError) as exc:
+        _fail_start(exc, "hub")
 
 
 @main.command()
-@click.option("--host", default="0.0.0.0", show_default=True)
-@click.option("--port", type=int, default=7410, show_default=True)
-@click.option("--cache-dir", type=click.Path(path_type=Path), default=Path("relay-cache"))
-@click.option("--budget", default="10G", show_default=True, help="Cache size limit.")
+@click.option("--host", help="Listen address (default 0.0.0.0).")
+@click.option("--port", type=int, help="(default 7410)")
+@click.option("--cache-dir", type=click.Path(path_type=Path), help="(./relay-cache)")
+@click.option("--budget", help="Cache size limit (default 10G).")
 @click.option("--db", help="SQLAlchemy async URL (default: SQLite in the cache dir).")
 @click.option("--secret-file", help=f"Swarm secret file (or ${SECRET_ENV}).")
-@click.option("--piece-size", default="1M", show_default=True)
+@click.option("--piece-size", help="Manifest piece size (default 1M).")
 @click.option("--allow-private-origins", "allow", multiple=True, help="CIDRs, or 'private'.")
-def relay(
-    host: str,
-    port: int,
-    cache_dir: Path,
-    budget: str,
-    db: str | None,
-    secret_file: str | None,
-    piece_size: str,
-    allow: tuple[str, ...],
-) -> None:
+@click.pass_context
+def relay(ctx: click.Context, /, **_: Any) -> None:
     """Run a relay/cache: fetch a URL once, serve it in pieces with per-piece hashes."""
     from swarmget.relay.run import RelayConfig, run_relay
 
-    err = Console(stderr=True)
     try:
+        resolved = _settings(ctx, "relay", {"allow": "allow_private_origins"})
+        v = resolved.values
         config = RelayConfig(
-            secret=_secret(secret_file),
-            cache_dir=cache_dir,
-            budget=parse_size(budget),
-            db_url=db,
-            host=host,
-            port=port,
-            piece_size=parse_size(piece_size),
-            origin_policy=_policy(allow),
+            secret=_secret(_path_or_none(resolved.secret_file)),
+            cache_dir=v.cache_dir,
+            budget=v.budget,
+            db_url=v.db,
+            host=v.host,
+            port=v.port,
+            piece_size=v.piece_size,
+            origin_policy=_policy(tuple(v.allow_private_origins)),
         )
-        announce = lambda url: click.echo(json.dumps({"url": url}))  # noqa: E731
-        asyncio.run(run_relay(config, announce))
-    except (SwarmgetError, ValueError) as exc:
-        err.print(f"[red]error[/]: {exc}", highlight=False)
-        sys.exit(EXIT_USAGE if isinstance(exc, UsageError | ValueError) else EXIT_FAILED)
+        asyncio.run(run_relay(config, lambda url: _announce({"url": url})))
+    except (SwarmgetError, ValueError, OSError) as exc:
+        _fail_start(exc, "relay")
+
+
+@main.group("config")
+def config_group() -> None:
+    """The effective configuration."""
+
+
+@config_group.command("show")
+@click.argument("section", type=click.Choice(["node", "hub", "relay"]), default="node")
+@click.pass_context
+def config_show(ctx: click.Context, section: str) -> None:
+    """Print every setting of SECTION, its value and where it came from (secrets redacted)."""
+    from swarmget import config
+
+    try:
+        root = ctx.find_root()
+        path = root.params.get("config_path") or config.default_config_path(os.environ)
+        resolved = config.resolve(section, {}, config_path=path, env=os.environ)
+    except SwarmgetError as exc:
+        _fail_start(exc, "configuration")
+    table = Table(title=f"swarmget {section} configuration (file: {path or 'none'})")
+    for col in ("setting", "value", "source"):
+        table.add_column(col)
+    for key, value, source in config.render(resolved):
+        table.add_row(key, value, source)
+    Console().print(table)
+
+
+# --- operator commands -------------------------------------------------------------------------
+
+
+def _node_api_call(state_dir: Path, path: str) -> Any:
+    """GET ``path`` from the local node's API; exits with a clear message if none runs."""
+    from swarmget.node import remote
+
+    node = remote.find_local_node(state_dir)
+    if node is None:
+        _fail_start(UsageError(f"no running node in {state_dir} (start `swarmget node`)"), "")
+
+    async def call() -> Any:
+        async with aiohttp.ClientSession() as session:
+            status, data = await remote.NodeSession(session, node).call("GET", path)
+        if status != 200:
+            raise DownloadError(f"the node answered {status}: {data}")
+        return data
+
+    try:
+        return asyncio.run(call())
+    except SwarmgetError as exc:
+        _fail_start(exc, "")
+
+
+STATE_DIR_OPTION = click.option(
+    "--state-dir", type=click.Path(path_type=Path), default=DEFAULT_STATE_DIR, show_default=True
+)
+
+
+@main.command()
+@STATE_DIR_OPTION
+@click.option("--json", "as_json", is_flag=True)
+def peers(state_dir: Path, as_json: bool) -> None:
+    """The live nodes of this node's group, with their limits and health."""
+    data = _node_api_call(state_dir, "/v1/peers")
+    if as_json:
+        click.echo(json.dumps(data))
+        return
+    table = Table(title="peers (from the hub)")
+    for col in ("node", "address", "slots", "rate limit", "quota left", "served", "seen", "ver"):
+        table.add_column(col)
+    now = time.time()
+    for p in data["peers"]:
+        stats = p.get("stats") or {}
+        limit = stats.get("rate_limit")
+        quota = stats.get("quota_left", p.get("quota_left"))
+        table.add_row(
+            p["node_id"],
+            p["address"],
+            f"{stats.get('active_streams', 0)}/{p['slots']}",
+            "-" if not limit else f"{human_bytes(limit)}/s",
+            "-" if quota is None else human_bytes(quota),
+            human_bytes(stats.get("bytes_served", 0)),
+            f"{max(0.0, now - p.get('last_seen', now)):.0f}s ago",
+            p.get("version", "?"),
+        )
+    Console().print(table)
+
+
+@main.command()
+@STATE_DIR_OPTION
+@click.option("--json", "as_json", is_flag=True)
+def status(state_dir: Path, as_json: bool) -> None:
+    """This node: its downloads, the streams it serves, its quota left."""
+    node_status = _node_api_call(state_dir, "/v1/status")
+    downloads = _node_api_call(state_dir, "/v1/downloads")["downloads"]
+    if as_json:
+        click.echo(json.dumps({"node": node_status, "downloads": downloads}))
+        return
+    helper = node_status["helper"]
+    hub = node_status.get("hub") or {}
+    quota = helper.get("quota_left")
+    console = Console()
+    console.print(
+        f"node [bold]{node_status['node_id']}[/] {node_status['version']} at "
+        f"{node_status['peer_url']}; hub: "
+        + ("registered" if hub.get("registered") else f"not registered ({hub.get('error')})")
+    )
+    console.print(
+        f"helping: {helper['active_streams']}/{helper['slots']} streams now, "
+        f"{helper['streams_served']} served, {human_bytes(helper['bytes_served'])}; quota left: "
+        + ("unlimited" if quota is None else human_bytes(quota))
+    )
+    table = Table(title="downloads")
+    for col in ("id", "state", "progress", "url"):
+        table.add_column(col)
+    for d in downloads:
+        p = d.get("progress") or {}
+        done = f"{100 * p['done'] / p['size']:.0f}%" if p.get("size") else "-"
+        table.add_row(d["id"], d["state"], done, d["url"])
+    console.print(table)
+
+
+@main.command()
+@click.option("--url", help="Also check that this origin is reachable and serves ranges.")
+@click.option("--hub", "hubs", multiple=True, help="Hub(s) to check (default: configured).")
+@STATE_DIR_OPTION
+@click.pass_context
+def doctor(ctx: click.Context, url: str | None, hubs: tuple[str, ...], state_dir: Path) -> None:
+    """Check the configuration, the secret, the hubs (reachability, signature, clock), the
+    local node and optionally an origin; say in plain words what is wrong."""
+    from swarmget import config
+    from swarmget import doctor as checks
+
+    path = ctx.find_root().params.get("config_path") or config.default_config_path(os.environ)
+
+    async def run() -> list[checks.Check]:
+        found, configured_hubs, secret_file, _ = checks.check_config(path)
+        secret_check, secret = checks.check_secret(secret_file)
+        out = [found, secret_check]
+        timeout = aiohttp.ClientTimeout(total=10)
+        async with aiohttp.ClientSession(timeout=timeout) as session:
+            for hub_url in parse_hub_urls(hubs) or tuple(configured_hubs):
+                out += await checks.check_hub(session, hub_url, secret)
+            out.append(await checks.check_node(session, state_dir))
+            if url:
+                out.append(await checks.check_origin(session, validate_url(url)))
+        return out
+
+    results = asyncio.run(run())
+    console = Console()
+    for c in results:
+        mark = "[green]✓[/]" if c.ok else "[red]✗[/]"
+        console.print(f"{mark} {c.name}: {c.detail}", highlight=False)
+        if not c.ok and c.hint:
+            console.print(f"    → {c.hint}", highlight=False)
+    sys.exit(0 if all(c.ok for c in results) else 1)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -21,6 +21,7 @@ from typing import Any
 import aiohttp
 
 from swarmget.core.errors import Cancelled, HubError, SwarmgetError, UsageError
+from swarmget.logs import current_download
 from swarmget.net.hub_client import HubApi
 from swarmget.net.origin import OriginClient
 from swarmget.net.peer_client import PeerAddress, PeerSource, check_health
@@ -167,6 +168,8 @@ class DownloadManager:
         return sum(1 for r in self.records.values() if r.state in ("starting", "running"))
 
     async def _run(self, record: DownloadRecord) -> None:
+        current_download.set(record.id)  # every log line of this task names the download
+        log.info("download started: %s", record.spec.url)
         try:
             sources = await self._sources(record)
             record.download = Download(
@@ -175,6 +178,7 @@ class DownloadManager:
             record.state = "running"
             record.result = await record.download.run()
             record.state = "done"
+            log.info("download done: %s", record.result.path)
         except asyncio.CancelledError:
             if self._shutting_down:  # not the user's wish: resume at the next start
                 record.state = "stopped"
@@ -186,6 +190,7 @@ class DownloadManager:
         except SwarmgetError as exc:
             record.state = "failed"
             record.error = exc
+            log.warning("download failed (%s): %s", exc.code, exc)
         except Exception as exc:  # a bug: keep the node alive, report it on the download
             log.exception("download %s crashed", record.id)
             record.state = "failed"

@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import dataclasses
 import enum
+import logging
 import os
 import random
 import time
@@ -66,6 +67,8 @@ from swarmget.storage import PartFile, ResumeKey, open_part_file, stored_resume_
 
 MiB = 1024 * 1024
 WRITE_BATCH = 1 * MiB
+log = logging.getLogger(__name__)
+_ROUTINE_EVENTS = frozenset({"assign", "duplicate", "cancel"})
 _PROBE_ATTEMPTS = 4
 _SAMPLE_ROUNDS = 4
 SAMPLE_BLOCK = 64 * 1024
@@ -796,6 +799,8 @@ class Download:
 
     def _event(self, kind: str, source_id: str | None, detail: str) -> None:
         self.events.append(EngineEvent(self._clock() - self._t0, kind, source_id, detail))
+        level = logging.DEBUG if kind in _ROUTINE_EVENTS else logging.INFO
+        log.log(level, "%s %s: %s", kind, source_id or "-", detail)
 
     def _last_failure(self) -> str:
         for event in reversed(self.events):

@@ -1,0 +1,128 @@
+"""``swarmget doctor``: find out, in plain words, what keeps a node from working.
+
+Each check returns a ``Check``: what was checked, whether it is fine, what was seen, and what
+to do about it. Checks: the configuration, the swarm secret, every hub (reachable; does it
+accept our signature — a wrong secret and a skewed clock are told apart; how far its clock is
+from ours), the local node daemon, and optionally an origin URL (reachable, size known,
+byte ranges served, validator present).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+from pathlib import Path
+
+import aiohttp
+
+from swarmget.config import resolve
+from swarmget.core.auth import DEFAULT_WINDOW
+from swarmget.core.errors import SwarmgetError
+from swarmget.net.auth import load_secret, signed_headers
+from swarmget.net.origin import OriginClient
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    ok: bool
+    detail: str
+    hint: str = ""
+
+
+def check_config(config_path: Path | None) -> tuple[Check, list[str], Path | None, Path]:
+    """The config check, and (if it passed) the hub URLs, secret file and state dir."""
+    try:
+        resolved = resolve("node", {}, config_path=config_path, env=os.environ)
+    except SwarmgetError as exc:
+        return Check("configuration", False, str(exc), "fix the key named above"), [], None, Path()
+    v = resolved.values
+    where = str(config_path) if config_path else "no file (environment and defaults)"
+    hubs = list(getattr(v, "hub", []))
+    state_dir = Path(getattr(v, "state_dir", "."))
+    return Check("configuration", True, f"valid ({where})"), hubs, resolved.secret_file, state_dir
+
+
+def check_secret(secret_file: Path | None) -> tuple[Check, bytes | None]:
+    try:
+        secret = load_secret(secret_file, env_value=os.environ.get("SWARMGET_SECRET"))
+    except SwarmgetError as exc:
+        hint = "create one (e.g. `head -c 32 /dev/urandom | base64 > secret`), same on every node"
+        return Check("swarm secret", False, str(exc), hint), None
+    source = f"file {secret_file}" if secret_file else "environment SWARMGET_SECRET"
+    return Check("swarm secret", True, f"{len(secret)} bytes from {source}"), secret
+
+
+async def check_hub(session: aiohttp.ClientSession, hub: str, secret: bytes | None) -> list[Check]:
+    checks: list[Check] = []
+    try:
+        async with session.get(f"{hub}/v1/health") as resp:
+            health_ok = resp.status == 200
+            skew = _skew(resp.headers.get("Date"))
+    except (aiohttp.ClientError, OSError) as exc:
+        hint = "is the hub running? is its port open in the firewall (default 7400)?"
+        return [Check(f"hub {hub}", False, f"unreachable: {exc}", hint)]
+    checks.append(
+        Check(f"hub {hub}", health_ok, "answers /v1/health" if health_ok else "odd answer")
+    )
+    if skew is not None:
+        ok = abs(skew) < DEFAULT_WINDOW / 2
+        hint = "" if ok else "synchronise clocks (NTP): signatures allow ±30 s"
+        checks.append(Check("clock skew vs hub", ok, f"{skew:+.1f} s", hint))
+    if secret is not None:
+        checks.append(await _check_auth(session, hub, secret))
+    return checks
+
+
+async def _check_auth(session: aiohttp.ClientSession, hub: str, secret: bytes) -> Check:
+    url = f"{hub}/v1/peers"
+    headers = signed_headers(secret, "swarmget-doctor", "GET", url)
+    try:
+        async with session.get(url, headers=headers) as resp:
+            status, body = resp.status, await resp.text()
+    except (aiohttp.ClientError, OSError) as exc:
+        return Check("hub accepts our signature", False, str(exc))
+    if status in (200, 404):  # 404: "you are not registered" — but the signature was good
+        return Check("hub accepts our signature", True, "the swarm secret matches")
+    if "skew" in body or "clock" in body:
+        return Check("hub accepts our signature", False, body[:200], "synchronise clocks (NTP)")
+    hint = "every node and hub must use the same secret file"
+    return Check("hub accepts our signature", False, f"{status}: {body[:200]}", hint)
+
+
+def _skew(date_header: str | None) -> float | None:
+    if not date_header:
+        return None
+    try:
+        return parsedate_to_datetime(date_header).timestamp() - time.time()
+    except (TypeError, ValueError):
+        return None
+
+
+async def check_node(session: aiohttp.ClientSession, state_dir: Path) -> Check:
+    from swarmget.node.remote import NodeSession, find_local_node
+
+    node = find_local_node(state_dir)
+    if node is None:
+        hint = "start it with `swarmget node` (or point --state-dir at its state directory)"
+        return Check("local node", False, f"no running node found in {state_dir}", hint)
+    if not await NodeSession(session, node).alive():
+        return Check("local node", False, f"{node.api_url} does not answer", "restart the node")
+    return Check("local node", True, f"running, API at {node.api_url}")
+
+
+async def check_origin(session: aiohttp.ClientSession, url: str) -> Check:
+    try:
+        info = await OriginClient(session).probe(url)
+    except SwarmgetError as exc:
+        return Check(f"origin {url}", False, str(exc), "check the URL and this host's internet")
+    if info.size is None or not info.accepts_ranges:
+        detail = "reachable, but it does not serve byte ranges (or hides the size)"
+        return Check(f"origin {url}", False, detail, "only one stream is possible: no swarm")
+    validator = "a strong ETag" if info.validator and info.validator.etag else "Last-Modified"
+    if info.validator is None:
+        validator = "no validator (changes cannot be detected)"
+    detail = f"reachable, {info.size} bytes, serves byte ranges, {validator}"
+    return Check(f"origin {url}", True, detail)
