@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import os
 import signal
 from collections.abc import AsyncIterator
@@ -117,3 +118,23 @@ async def test_sigterm_leaves_the_hub_and_the_download_resumes_on_restart(
             assert hashlib.sha256(data).hexdigest() == origin.expected_sha256("f.bin")
         finally:
             await restarted.stop()
+
+
+async def test_json_logs_carry_the_download_id(origin: TestOrigin, tmp_path: Path) -> None:
+    extra = {0: ["--log-format", "json"], 1: []}
+    async with open_local_swarm(tmp_path, 2, node_extra=extra) as swarm:
+        async with aiohttp.ClientSession() as session:
+            api = NodeApi(session, swarm.node(0))
+            await wait_peers(api, 1)
+            download_id = await api.start(origin.url("f.bin"))
+            result = await api.wait(download_id)
+            assert result["state"] == "done", result["error"]
+        await swarm.node(0).proc.stop()
+    lines = [json.loads(line) for line in (tmp_path / "node0.log").read_text().splitlines()]
+    mine = [entry for entry in lines if entry.get("download_id") == download_id]
+    assert any(entry["msg"].startswith("download started") for entry in mine)
+    assert any(entry["msg"].startswith("download done") for entry in mine)
+    engine_lines = [entry for entry in lines if entry["logger"] == "swarmget.node.engine"]
+    assert engine_lines
+    assert all(entry.get("download_id") == download_id for entry in engine_lines)
+    assert all({"ts", "level", "logger", "msg"} <= set(entry) for entry in lines)
