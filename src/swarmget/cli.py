@@ -342,21 +342,6 @@ def summary_line(result: DownloadResult) -> str:
 
 # --- swarm commands -----------------------------------------------------------------------------
 
-SIZE_UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
-
-
-def parse_size(text: str) -> int:
-    """``8M``, ``1.5G``, ``4096``, ``10MiB`` → bytes (binary units)."""
-    t = text.strip().upper().removesuffix("IB").removesuffix("B")
-    unit = t[-1:] if t[-1:] in SIZE_UNITS and not t[-1:].isdigit() else ""
-    try:
-        value = float(t[: len(t) - len(unit)])
-    except ValueError:
-        raise click.BadParameter(f"not a size: {text!r} (try 8M, 1.5G)") from None
-    if value < 0:
-        raise click.BadParameter(f"negative size: {text!r}")
-    return int(value * SIZE_UNITS[unit])
-
 
 def parse_hub_urls(values: tuple[str, ...]) -> tuple[str, ...]:
     """``--hub`` values (repeated, or comma-separated) → the hub URLs, in the order given,
