@@ -4,8 +4,9 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+BENCH_STAMP := $(VENV)/.installed-bench
 
-.PHONY: demo test lint fmt bench-single clean
+.PHONY: demo test lint fmt bench-single bench bench-quick clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -32,6 +33,17 @@ fmt: $(STAMP)
 
 bench-single: $(STAMP)
 	$(BIN)/python bench/single_host.py
+
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/pip install --quiet -e '.[dev,bench]'
+	touch $(BENCH_STAMP)
+
+# The namespace LAN (as root; skips with a message where namespaces are not permitted).
+bench: $(BENCH_STAMP)
+	$(BIN)/python bench/lan.py all
+
+bench-quick: $(BENCH_STAMP)
+	$(BIN)/python bench/lan.py all --quick
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -37,11 +37,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import hashlib
 import json
 import os
-import platform
-import re
 import resource
 import shutil
 import signal
@@ -58,23 +55,31 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-KiB = 1024
-MiB = 1024 * KiB
-GiB = 1024 * MiB
-BLOCK = 4 * MiB
+from common import (
+    FILE_NAME,
+    GiB,
+    MiB,
+    command_output,
+    ensure_test_file,
+    find_or_install_nginx,
+    human,
+    load_average,
+    machine_facts,
+    nginx_config,
+    parse_size,
+    sha256_of,
+    stop_process,
+    swarmget_exe,
+)
+
 GOAL_RATIO = 0.9
 BUSY_LOAD = 0.5  # 1-minute load average above which the report warns
 QUICK_SIZE = 64 * MiB
 BENCH_DIR = Path(__file__).resolve().parent
 OUT_DIR = BENCH_DIR / "out"
-FILE_NAME = "payload.bin"
 READY_TIMEOUT = 15.0
-STOP_TIMEOUT = 5.0
 MIN_RUN_TIMEOUT = 120.0
 SLOWEST_RATE = 5 * MiB  # a run slower than this (bytes/s) is killed as hung
-
-_SIZE_RE = re.compile(r"([0-9]+)([KMG]?)(?:i?B)?", re.IGNORECASE)
-_SIZE_UNITS = {"": 1, "K": KiB, "M": MiB, "G": GiB}
 
 
 # --- data ---------------------------------------------------------------------------------------
@@ -149,53 +154,6 @@ class Origin:
 # --- small helpers ------------------------------------------------------------------------------
 
 
-def parse_size(text: str) -> int:
-    """``123``, ``64M``, ``1G``, ``1GiB`` (binary units) → bytes."""
-    m = _SIZE_RE.fullmatch(text.strip())
-    if m is None:
-        raise argparse.ArgumentTypeError(f"not a size: {text!r}")
-    return int(m[1]) * _SIZE_UNITS[m[2].upper()]
-
-
-def human(size: int) -> str:
-    for unit, scale in (("GiB", GiB), ("MiB", MiB), ("KiB", KiB)):
-        if size >= scale and size % scale == 0:
-            return f"{size // scale} {unit}"
-    return f"{size} B"
-
-
-def command_output(cmd: Sequence[str]) -> str:
-    """First line of stdout+stderr of ``cmd``, or a note that it could not run."""
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=30, check=False)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return f"unavailable ({exc})"
-    text = (proc.stdout + proc.stderr).strip()
-    return text.splitlines()[0] if text else ""
-
-
-def cpu_model() -> str:
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.partition(":")[2].strip()
-    return platform.processor() or "unknown"
-
-
-def mem_total() -> str:
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                return f"{int(line.split()[1]) // (1024 * 1024)} GiB"
-    return "unknown"
-
-
-def load_average() -> str:
-    with contextlib.suppress(OSError):
-        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
-    return "unknown"
-
-
 def children_cpu() -> float:
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
@@ -209,11 +167,6 @@ def busy_machine(facts: dict[str, str]) -> bool:
     return False
 
 
-def sha256_of(path: Path) -> str:
-    with path.open("rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
-
-
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
@@ -221,98 +174,7 @@ def free_port() -> int:
         return port
 
 
-def swarmget_exe() -> Path:
-    beside = Path(sys.executable).parent / "swarmget"
-    if beside.exists():
-        return beside
-    found = shutil.which("swarmget")
-    if found is None:
-        raise SystemExit("swarmget is not installed: run `make venv` first")
-    return Path(found)
-
-
-def machine_facts(swarmget: Path) -> dict[str, str]:
-    return {
-        "nproc": command_output(["nproc"]),
-        "cpu": cpu_model(),
-        "memory": mem_total(),
-        "kernel": platform.release(),
-        "load average at start": load_average(),
-        "python": f"{platform.python_implementation()} {platform.python_version()}",
-        "curl": " ".join(command_output(["curl", "--version"]).split()[:3]),
-        "swarmget": command_output([str(swarmget), "--version"]),
-    }
-
-
-# --- the test file ------------------------------------------------------------------------------
-
-
-def ensure_test_file(cache_dir: Path, size: int) -> Path:
-    """``cache_dir/SIZE/payload.bin`` of random bytes, written once (atomically) and reused."""
-    directory = cache_dir / str(size)
-    path = directory / FILE_NAME
-    if path.exists() and path.stat().st_size == size:
-        return path
-    directory.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    print(f"generating {human(size)} of random bytes in {path} ...", flush=True)
-    with tmp.open("wb") as f:
-        left = size
-        while left:
-            n = min(BLOCK, left)
-            f.write(os.urandom(n))
-            left -= n
-    tmp.replace(path)
-    return path
-
-
 # --- the origin ---------------------------------------------------------------------------------
-
-
-def find_or_install_nginx(allow_install: bool) -> str | None:
-    """Path of the nginx binary, installing Debian's package if missing (and allowed)."""
-    found = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin:/sbin")
-    if found or not allow_install or os.geteuid() != 0 or shutil.which("apt-get") is None:
-        return found
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    attempts = [["nginx-light"], ["update"], ["nginx-light"], ["nginx"]]
-    for what in attempts:
-        cmd = ["apt-get", "update"] if what == ["update"] else ["apt-get", "install", "-y", *what]
-        print(f"$ {' '.join(cmd)}", flush=True)
-        subprocess.run(cmd, env=env, capture_output=True, check=False, timeout=600)
-        found = shutil.which("nginx", path="/usr/sbin:/sbin:/usr/bin:/bin")
-        if found:
-            return found
-    return None
-
-
-def nginx_config(run_dir: Path, root: Path, port: int, workers: int) -> str:
-    temp_paths = "\n".join(
-        f"    {name}_temp_path {run_dir / name};"
-        for name in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
-    )
-    return f"""\
-worker_processes {workers};
-daemon off;
-pid {run_dir / "nginx.pid"};
-error_log {run_dir / "error.log"} warn;
-events {{
-    worker_connections 256;
-}}
-http {{
-    access_log {run_dir / "access.log"};
-{temp_paths}
-    default_type application/octet-stream;
-    sendfile on;
-    tcp_nopush on;
-    keepalive_timeout 30s;
-    server {{
-        listen 127.0.0.1:{port};
-        root {root};
-        location / {{ }}
-    }}
-}}
-"""
 
 
 def wait_ready(url: str, proc: subprocess.Popen[bytes], size: int) -> None:
@@ -340,7 +202,7 @@ def start_nginx(
 ) -> tuple[subprocess.Popen[bytes], Origin]:
     port = free_port()
     conf = run_dir / "nginx.conf"
-    conf.write_text(nginx_config(run_dir, data.parent, port, workers))
+    conf.write_text(nginx_config(run_dir, data.parent, f"127.0.0.1:{port}", workers))
     cmd = [nginx, "-p", str(run_dir), "-e", str(run_dir / "error.log"), "-c", str(conf)]
     proc = subprocess.Popen(cmd, start_new_session=True)
     origin = Origin(
@@ -372,17 +234,6 @@ def start_test_origin(data: Path, note: str) -> tuple[subprocess.Popen[bytes], O
         pid=proc.pid,
     )
     return proc, origin
-
-
-def stop_process(proc: subprocess.Popen[bytes]) -> None:
-    """SIGQUIT (nginx: graceful) then SIGTERM then SIGKILL, to this one PID."""
-    for sig in (signal.SIGQUIT, signal.SIGTERM, signal.SIGKILL):
-        if proc.poll() is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(proc.pid, sig)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(timeout=STOP_TIMEOUT)
 
 
 @contextlib.contextmanager

@@ -1,0 +1,249 @@
+"""A LAN on one Linux machine (network namespaces), and swarmget measured on it.
+
+What it builds (``lan_net.py`` has the details)
+    An origin namespace running Debian's nginx (Range and ETag built in), a hub namespace and
+    N host namespaces on one bridge, 10.77.0.0/24. Each host's link to the origin is capped
+    (HTB on the origin's egress, one class per host address: 40 Mbit/s by default); the LAN
+    between hosts runs at 1 Gbit/s. ``/capped/`` on the origin also caps every connection
+    (nginx ``limit_rate``), the case of a server that throttles each connection.
+
+What it measures (``lan_experiments.py``), each a markdown table and a PNG in bench/results/
+    nodes      1..8 nodes, 256 MiB: time from the request to the verified file, speedup over
+               one host, efficiency (speedup / nodes), last byte → verified file, CPU
+    conns      1..5 connections per node, 2 nodes, 1 MiB/s per connection
+    sizes      8 MiB .. 1 GiB, 3 nodes vs one host
+    hetero     4 nodes at 10/20/40/80 Mbit/s: aggregate rate vs the sum of the caps
+    faults     4 nodes, one helper SIGKILLed / SIGSTOPped at 30 %, vs the 3-node time
+    baselines  curl and aria2c -x16 -s16 from one host, with both kinds of cap
+
+How to run it (as root; it installs nginx-light, iproute2, curl and aria2 if missing)
+    make bench                                  # everything (about 20 minutes on 2 cores)
+    make bench-quick                            # 16 MiB, 2 nodes: the CI smoke test (~1.5 min)
+    .venv/bin/python bench/lan.py run nodes faults [--repeat 3]
+    .venv/bin/python bench/lan.py up --hosts 4  # leave the LAN up to poke at it:
+    ip netns exec sgb-h0 curl -o /dev/null http://10.77.0.1/16777216/payload.bin
+    .venv/bin/python bench/lan.py down          # remove everything (idempotent)
+
+    Where namespaces cannot be made (not root, a container without CAP_SYS_ADMIN) it prints
+    why and exits 0. The exit code is 1 when a download failed or did not verify (sha256);
+    timings are reported against the goals, never asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import fcntl
+import json
+import signal
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict
+from pathlib import Path
+from types import FrameType
+
+import lan_net as net
+import lan_report as report
+from common import (
+    MiB,
+    command_output,
+    ensure_programs,
+    ensure_test_file,
+    load_average,
+    machine_facts,
+    swarmget_exe,
+)
+from lan_experiments import EXPERIMENTS, RUNNERS, Lab, Plan, plan_for
+from lan_swarm import Run, start_origin, wait_origin
+
+BENCH_DIR = Path(__file__).resolve().parent
+RESULTS = BENCH_DIR / "results"
+QUICK_RESULTS = BENCH_DIR / "out" / "lan-quick"
+WORK = Path(tempfile.gettempdir(), "swarmget-lan")
+LOCK = Path(tempfile.gettempdir(), "swarmget-lan.lock")
+FILES = Path(tempfile.gettempdir(), "swarmget-bench")
+PROGRAMS = {
+    "nginx": "nginx-light",
+    "ip": "iproute2",
+    "tc": "iproute2",
+    "curl": "curl",
+    "aria2c": "aria2",
+}
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("command", choices=("up", "down", "run", "all", "report"))
+    p.add_argument("experiments", nargs="*", help=f"for run: {', '.join(EXPERIMENTS)}")
+    p.add_argument("--quick", action="store_true", help="16 MiB, 2 nodes: correctness smoke")
+    p.add_argument("--repeat", type=int, default=1, help="downloads per point (median)")
+    p.add_argument("--cap", type=float, help="Mbit/s per host (default 40)")
+    p.add_argument("--hosts", type=int, help="for up: host namespaces (default 8)")
+    p.add_argument("--keep", action="store_true", help="leave the LAN up after run/all")
+    p.add_argument("--no-install", action="store_true", help="never apt-get install")
+    p.add_argument("--results", type=Path, help="where tables, plots and JSON go")
+    p.add_argument("--note", help="a line for the report (e.g. the commit measured)")
+    args = p.parse_args(argv)
+    unknown = set(args.experiments) - set(EXPERIMENTS)
+    if unknown:
+        p.error(f"unknown experiment(s): {', '.join(sorted(unknown))}")
+    if args.command == "run" and not args.experiments:
+        p.error("run needs one or more experiments (or use `all`)")
+    if args.command == "all":
+        args.experiments = list(EXPERIMENTS)
+    if args.repeat < 1:
+        p.error("--repeat must be >= 1")
+    return args
+
+
+def bring_up(plan: Plan, hosts: int, allow_install: bool) -> str:
+    """The LAN and the origin; returns the origin's base URL."""
+    found = ensure_programs(PROGRAMS, allow_install=allow_install)
+    if found["nginx"] is None or found["curl"] is None:
+        raise SystemExit("nginx and curl are needed (apt-get install nginx-light curl)")
+    caps = tuple([plan.cap_mbit] * hosts)
+    print(f"bringing up the LAN: origin, hub, {hosts} hosts at {plan.cap_mbit:g} Mbit/s each")
+    net.up(hosts, net.Shaping(caps_mbit=caps))
+    base = start_origin(found["nginx"], WORK / "nginx", FILES, plan.conn_rate)
+    return base
+
+
+def run_experiments(args: argparse.Namespace, plan: Plan) -> int:
+    results: Path = args.results or (QUICK_RESULTS if args.quick else RESULTS)
+    results.mkdir(parents=True, exist_ok=True)
+    facts = machine_facts(swarmget_exe())
+    facts["swarmget package"] = command_output(
+        [sys.executable, "-c", "import swarmget; print(swarmget.__file__)"]
+    )
+    if args.note:
+        facts["note"] = args.note
+    base = bring_up(plan, plan.hosts, not args.no_install)
+    facts["nginx"] = command_output(["nginx", "-v"])
+    facts["aria2c"] = command_output(["aria2c", "--version"])
+    facts["command"] = " ".join(["bench/lan.py", *sys.argv[1:]])
+    lab = Lab(plan=plan, work=WORK, files=FILES, base_url=base)
+    started = time.monotonic()
+    try:
+        smallest = min(plan.sizes)
+        lab.sha256(smallest)
+        wait_origin(lab.url(smallest), smallest)
+        for name in args.experiments:
+            print(f"\n# {name}", flush=True)
+            try:
+                RUNNERS[name](lab)
+            except (RuntimeError, OSError, net.NetError) as exc:  # the next one may still work
+                lab.runs.append(Run(name, "experiment", "swarmget", 0, 0, error=repr(exc)))
+                print(f"  {name} FAILED: {exc!r}", flush=True)
+    finally:
+        if not args.keep:
+            net.down()
+    facts["load average at end"] = load_average()
+    facts["benchmark wall time"] = f"{time.monotonic() - started:.0f} s"
+    write_outputs(results, plan, lab.runs, facts)
+    failed = [r for r in lab.runs if not r.ok and not r.skipped]
+    for r in failed:
+        print(f"FAILED: {r.experiment} {r.label}: {r.error}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def markdown(plan: Plan, runs: Sequence[Run], facts: dict[str, str], results: Path) -> str:
+    lines = [f"# swarmget on a namespace LAN ({plan.name} plan)", ""]
+    lines += [f"- {k}: {v}" for k, v in facts.items()]
+    lines += [
+        f"- per-host cap {plan.cap_mbit:g} Mbit/s (origin → host), LAN 1 Gbit/s, "
+        f"per-connection cap {plan.conn_rate / MiB:g} MiB/s on /capped/, requester "
+        f"stall timeout {plan.stall_timeout:g} s, {plan.repeat} download(s) per point",
+        "",
+    ]
+    for name in dict.fromkeys(r.experiment for r in runs):
+        table = report.TABLES[name](plan, runs)
+        lines += [f"## {name}", "", table or "(no successful runs)", ""]
+        if results.joinpath(f"lan-{name}.png").exists():
+            lines += [f"![{name}](lan-{name}.png)", ""]
+    lines += ["## goals", "", report.goals_table(plan, runs), ""]
+    return "\n".join(lines)
+
+
+def write_outputs(
+    results: Path, plan: Plan, runs: Sequence[Run], facts: dict[str, str], *, save: bool = True
+) -> None:
+    try:
+        plots = report.write_plots(plan, runs, results)
+    except ImportError:
+        plots = []
+        print("matplotlib is not installed (pip install -e '.[bench]'): no plots")
+    text = markdown(plan, runs, facts, results)
+    (results / "lan.md").write_text(text)
+    if save:
+        doc = {"plan": asdict(plan), "machine": facts, "runs": [asdict(r) for r in runs]}
+        (results / "lan.json").write_text(json.dumps(doc, indent=1) + "\n")
+    print("\n" + text)
+    print(f"results: {results / 'lan.md'}, {results / 'lan.json'}, {len(plots)} plot(s)")
+
+
+def rewrite_report(results: Path) -> int:
+    """Tables, plots and goals again from ``results/lan.json`` (after changing the report)."""
+    doc = json.loads((results / "lan.json").read_text())
+    plan = Plan(**{k: tuple(v) if isinstance(v, list) else v for k, v in doc["plan"].items()})
+    runs = [Run(**r) for r in doc["runs"]]
+    write_outputs(results, plan, runs, doc["machine"], save=False)
+    return 0
+
+
+@contextlib.contextmanager
+def exclusive() -> Iterator[None]:
+    """One lan.py at a time on this machine: each one's ``down`` would wreck the other's LAN."""
+    with LOCK.open("w") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise SystemExit(f"another bench/lan.py holds {LOCK}: wait for it to finish") from None
+        yield
+
+
+def _raise_on_sigterm(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(128 + signum)  # unwinds through the finally blocks that tear down
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    signal.signal(signal.SIGTERM, _raise_on_sigterm)
+    if args.command == "report":
+        return rewrite_report(args.results or (QUICK_RESULTS if args.quick else RESULTS))
+    with exclusive():
+        if args.command == "down":
+            removed = net.down() if net.namespaces() else []
+            print(f"removed: {', '.join(removed) or 'nothing (already down)'}")
+            return 0
+        why = net.why_impossible()
+        if why is not None:
+            print(f"SKIP: the namespace LAN benchmark cannot run here: {why}")
+            return 0
+        plan = plan_for(args.quick, args.repeat, args.cap)
+        if args.command == "up":
+            return up_only(plan, args)
+        return run_experiments(args, plan)
+
+
+def up_only(plan: Plan, args: argparse.Namespace) -> int:
+    hosts = args.hosts or plan.hosts
+    ensure_test_file(FILES, 16 * MiB)
+    base = bring_up(plan, hosts, not args.no_install)
+    print(
+        f"up: origin {base}/SIZE/payload.bin (and /capped/...), hub {net.HUB_IP}, hosts "
+        f"{net.host_ip(0)}..{net.host_ip(hosts - 1)} in sgb-h0..sgb-h{hosts - 1}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        net.down()
+        print("interrupted; the LAN was taken down", file=sys.stderr)
+        sys.exit(130)
