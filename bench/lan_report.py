@@ -5,10 +5,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from common import MiB, human
 from lan_experiments import Plan
 from lan_swarm import Run
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 FIG_SIZE = (6.4, 3.4)
 DPI = 90
@@ -302,7 +306,7 @@ def _goal_last_byte(plan: Plan, runs: Sequence[Run]) -> Goal:
     worst = max(nodes, key=_lbd_share)
     measured = f"worst {_lbd_share(worst):.2%} ({worst.label})"
     elsewhere = max(done, key=_lbd_share)
-    if _lbd_share(elsewhere) > 0.02:
+    if _lbd_share(elsewhere) > 0.02 and elsewhere is not worst:
         measured += (
             f"; elsewhere up to {_lbd_share(elsewhere):.1%} "
             f"({elsewhere.experiment}: {elsewhere.label}, {elsewhere.last_byte_to_done:.3f} s)"
@@ -347,7 +351,7 @@ def _goal_faults(plan: Plan, runs: Sequence[Run]) -> list[Goal]:
         out.append(
             Goal(
                 hung_text,
-                f"+{extra:.1f} s ({hung.wall:.1f} s vs {killed.wall:.1f} s)",
+                f"{extra:+.1f} s ({hung.wall:.1f} s vs {killed.wall:.1f} s)",
                 extra <= plan.stall_timeout,
             )
         )
@@ -402,14 +406,14 @@ def write_plots(plan: Plan, runs: Sequence[Run], out_dir: Path) -> list[Path]:
     return written
 
 
-def _figure(ncols: int = 1):  # type: ignore[no-untyped-def]
+def _figure(ncols: int = 1) -> tuple[Figure, Any]:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, ncols, figsize=FIG_SIZE)
     return fig, axes
 
 
-def plot_nodes(plan: Plan, runs: Sequence[Run]):  # type: ignore[no-untyped-def]
+def plot_nodes(plan: Plan, runs: Sequence[Run]) -> Figure | None:
     mine = sorted(_ok(runs, "nodes"), key=lambda r: r.nodes)
     base = _by_param(mine, "n").get(1)
     if base is None or base.wall is None or len(mine) < 2:
@@ -434,7 +438,7 @@ def plot_nodes(plan: Plan, runs: Sequence[Run]):  # type: ignore[no-untyped-def]
     return fig
 
 
-def plot_conns(plan: Plan, runs: Sequence[Run]):  # type: ignore[no-untyped-def]
+def plot_conns(plan: Plan, runs: Sequence[Run]) -> Figure | None:
     mine = sorted(_ok(runs, "conns"), key=lambda r: r.params["c"])
     if not mine:
         return None
@@ -460,7 +464,7 @@ def plot_conns(plan: Plan, runs: Sequence[Run]):  # type: ignore[no-untyped-def]
     return fig
 
 
-def plot_sizes(plan: Plan, runs: Sequence[Run]):  # type: ignore[no-untyped-def]
+def plot_sizes(plan: Plan, runs: Sequence[Run]) -> Figure | None:
     mine = _ok(runs, "sizes")
     sizes = sorted({r.size for r in mine})
     if not sizes:
@@ -485,7 +489,7 @@ def plot_sizes(plan: Plan, runs: Sequence[Run]):  # type: ignore[no-untyped-def]
     return fig
 
 
-def plot_hetero(plan: Plan, runs: Sequence[Run]):  # type: ignore[no-untyped-def]
+def plot_hetero(plan: Plan, runs: Sequence[Run]) -> Figure | None:
     mine = _ok(runs, "hetero")
     if not mine:
         return None
@@ -509,7 +513,7 @@ def plot_hetero(plan: Plan, runs: Sequence[Run]):  # type: ignore[no-untyped-def
     return fig
 
 
-def plot_faults(plan: Plan, runs: Sequence[Run]):  # type: ignore[no-untyped-def]
+def plot_faults(plan: Plan, runs: Sequence[Run]) -> Figure | None:
     mine = _ok(runs, "faults")
     if not mine:
         return None
@@ -518,14 +522,16 @@ def plot_faults(plan: Plan, runs: Sequence[Run]):  # type: ignore[no-untyped-def
     a.barh(labels, [r.wall or 0 for r in mine])
     ref = next((r for r in mine if r.nodes == plan.fault_nodes - 1), None)
     if ref and ref.wall:
-        a.axvline(1.15 * ref.wall, ls="--", color="red", label="goal: 1.15 x 3-node time")
-        a.legend(loc="lower right")
+        goal = 1.15 * ref.wall
+        a.axvline(goal, ls="--", color="red", label=f"goal: 1.15 x {ref.label} time")
+        a.set_xlim(0, 1.6 * max(goal, *(r.wall or 0 for r in mine)))
+        a.legend(loc="center right")
     a.invert_yaxis()
     a.set(xlabel="seconds, request to verified file", title=f"{human(plan.size)}")
     return fig
 
 
-def plot_baselines(plan: Plan, runs: Sequence[Run]):  # type: ignore[no-untyped-def]
+def plot_baselines(plan: Plan, runs: Sequence[Run]) -> Figure | None:
     mine = [r for r in runs if r.experiment == "baselines" and r.ok]
     if not mine:
         return None
