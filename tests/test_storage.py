@@ -104,6 +104,41 @@ async def test_written_prefix_tracks_the_contiguous_start(dest: Path) -> None:
         assert part.written == RangeSet([ByteRange(0, 20), ByteRange(30, 35)])
 
 
+@pytest.mark.parametrize("chunked", [False, True])
+async def test_a_write_whose_caller_is_cancelled_still_counts(dest: Path, chunked: bool) -> None:
+    """The thread finishes the write anyway: ``written`` must say so, or the prefix (and the
+    hash that follows it) would wait forever behind bytes that are on disk."""
+    size = 8 * MiB
+    data = random.Random(7).randbytes(size)
+    async with await open_part_file(dest, make_key(size), force=False) as part:
+        if chunked:
+            halves = [data[: size // 2], data[size // 2 :]]
+            task = asyncio.create_task(part.write_chunks_at(0, halves))
+        else:
+            task = asyncio.create_task(part.write_at(0, data))
+        await asyncio.sleep(0)  # the task hands the write to a thread and waits for it
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await part.settle()
+        assert part.written == RangeSet([ByteRange(0, size)])
+        assert part.written_prefix() == size
+        await part.finalize(sync=False)
+    assert read(dest) == data
+
+
+async def test_finalize_waits_for_a_cancelled_callers_write(dest: Path) -> None:
+    data = random.Random(8).randbytes(4 * MiB)
+    async with await open_part_file(dest, make_key(len(data)), force=False) as part:
+        task = asyncio.create_task(part.write_at(0, data))
+        await asyncio.sleep(0)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await part.finalize(sync=False)  # no settle(): finalize drains first
+    assert read(dest) == data
+
+
 async def test_small_and_empty_writes(dest: Path) -> None:
     async with await open_part_file(dest, make_key(5), force=False) as part:
         await part.write_at(3, b"")

@@ -497,7 +497,8 @@ class PartFile:
         """Write ``data`` at ``offset``, then record the range in ``written``.
 
         Concurrent calls for different offsets are fine. The buffer must not change until the
-        call returns. If the call is cancelled, the range is not recorded. OSError becomes
+        call returns. If the call is cancelled, the write still completes in its thread and
+        the range is recorded when it does (``settle()`` waits for that). OSError becomes
         ``StorageError``; what was written before stays on disk and in ``written``. ValueError
         for a range outside the file (or, with unknown size, anything but the next append).
         """
@@ -506,11 +507,11 @@ class PartFile:
             target = self._claim(offset, view.nbytes)
         if target.is_empty():
             return
+        call = functools.partial(_write_all, self._fd, offset, data)
         try:
-            await self._run(functools.partial(_write_all, self._fd, offset, data))
+            await self._run(call, on_success=functools.partial(self._written.add, target))
         except OSError as exc:
             raise _storage_error("writing", self.part_path, exc, kept=True) from exc
-        self._written.add(target)
 
     async def write_chunks_at(self, offset: int, chunks: Sequence[Buffer]) -> None:
         """Like ``write_at`` for the concatenation of ``chunks``, without joining them (one
@@ -520,11 +521,11 @@ class PartFile:
         target = self._claim(offset, length)
         if target.is_empty():
             return
+        call = functools.partial(_writev_all, self._fd, offset, list(chunks))
         try:
-            await self._run(functools.partial(_writev_all, self._fd, offset, list(chunks)))
+            await self._run(call, on_success=functools.partial(self._written.add, target))
         except OSError as exc:
             raise _storage_error("writing", self.part_path, exc, kept=True) from exc
-        self._written.add(target)
 
     def _claim(self, offset: int, length: int) -> ByteRange:
         target = ByteRange(offset, offset + length)
@@ -596,6 +597,7 @@ class PartFile:
         with a control file recording it complete. The PartFile is closed either way.
         """
         self._check_open()
+        await self._drain()  # writes whose callers were cancelled still count
         if self.key.size is not None and not self.is_complete():
             missing = self._written.missing(ByteRange(0, self.key.size)).total()
             raise ValueError(f"cannot finalize {self.part_path}: {missing} bytes not written")
@@ -674,11 +676,16 @@ class PartFile:
             fd, self._fd = self._fd, -1
             os.close(fd)
 
-    async def _run(self, call: Callable[[], _T]) -> _T:
+    async def _run(
+        self, call: Callable[[], _T], *, on_success: Callable[[], object] | None = None
+    ) -> _T:
         """Run ``call`` in a worker thread. If the caller is cancelled the thread still runs to
-        the end, and ``_drain`` waits for it before the descriptor is closed."""
+        the end, and ``_drain`` waits for it before the descriptor is closed. ``on_success``
+        runs on the loop once ``call`` returned, whether or not the caller still waits."""
         fut = asyncio.get_running_loop().run_in_executor(None, call)
         self._inflight.add(fut)
+        if on_success is not None:
+            fut.add_done_callback(lambda f: _if_succeeded(f, on_success))
         fut.add_done_callback(self._forget)
         return await asyncio.shield(fut)
 
@@ -687,6 +694,16 @@ class PartFile:
         if not fut.cancelled():
             fut.exception()  # retrieved: the caller may be gone
 
+    async def settle(self) -> None:
+        """Wait for writes still running in threads for callers that were cancelled: then
+        ``written`` and the file agree."""
+        await self._drain()
+
     async def _drain(self) -> None:
         while self._inflight:
             await asyncio.wait(set(self._inflight))
+
+
+def _if_succeeded(fut: asyncio.Future[Any], then: Callable[[], object]) -> None:
+    if not fut.cancelled() and fut.exception() is None:
+        then()

@@ -136,6 +136,71 @@ def test_no_duplicate_onto_a_slower_source() -> None:
     assert _idle_source_duplicates(seconds=4)  # 12.8 KiB/s over the rate window
 
 
+def _frontier_backlog(rescue_backlog: int) -> tuple[int, int, int]:
+    """A slow source holds the first piece while a fast one does the rest: how many bytes
+    were done beyond the contiguous prefix at worst, and when the last byte landed?"""
+    sim = SimSwarm(128 * MiB, SchedulerConfig(rescue_backlog=rescue_backlog))
+    sim.add("slow", rate=0.5 * MiB, slots=1)  # measured first: it gets [0, 8 MiB)
+    sim.add("fast", rate=20 * MiB, slots=3)
+    worst = at_end = 0
+    while not sim.scheduler.is_complete():
+        assert sim.now < 100
+        first = sim.written.first()
+        prefix = first.end if first is not None and first.start == 0 else 0
+        at_end = sim.written.total() - prefix
+        worst = max(worst, at_end)
+        sim.step(0.01)
+        sim.scheduler.check_invariants()
+    stats = sim.scheduler.statistics(sim.now)
+    return worst, at_end, stats.steals + stats.duplicates
+
+
+def test_a_slow_stream_holding_up_the_done_prefix_is_rescued() -> None:
+    worst, at_end, rescues = _frontier_backlog(rescue_backlog=32 * MiB)
+    # from 32 MiB on, the fast source's next free slot takes the slow piece but its next
+    # second: the backlog stops growing (one piece per busy slot later) and stays bounded
+    assert worst < 72 * MiB
+    assert at_end < 40 * MiB
+    assert rescues >= 1
+    # without the rescue the whole file waits behind the slow piece until the endgame
+    worst_off, at_end_off, _ = _frontier_backlog(rescue_backlog=0)
+    assert at_end_off > 100 * MiB
+
+
+@pytest.mark.parametrize("min_steal", [4 * KiB, 128 * KiB])
+def test_rescue_needs_a_faster_measured_source_and_a_backlog(min_steal: int) -> None:
+    cfg = SchedulerConfig(
+        min_piece=64 * KiB, max_piece=64 * KiB, min_steal=min_steal, rescue_backlog=256 * KiB
+    )
+    s = Scheduler(4 * MiB, cfg)
+    s.add_source("slow", 1, 0.0)
+    s.add_source("fast", 2, 0.0)
+    first, *rest = assigns(s.poll(0.0))
+    assert first.source_id == "slow"
+    assert first.range.start == 0
+    # the fast source finishes pieces behind the slow one's; not yet 256 KiB done beyond it
+    s.on_data(first.lease_id, 4 * KiB, 1.0)
+    for lease in rest:
+        s.on_data(lease.lease_id, 64 * KiB, 1.0)
+    (a, b) = assigns(s.poll(1.0))
+    assert min(a.range.start, b.range.start) >= 128 * KiB  # 128 KiB backlog: new work
+    s.on_data(a.lease_id, 64 * KiB, 2.0)
+    s.on_data(b.lease_id, 64 * KiB, 2.0)
+    s.on_data(first.lease_id, 4 * KiB, 2.0)  # 4 KiB/s: 14 s to go
+    (rescue, fresh) = assigns(s.poll(2.0))  # 256 KiB done beyond byte 8 Ki: help it
+    assert rescue.source_id == "fast"
+    if min_steal == 4 * KiB:  # the slow stream keeps about a second of its work
+        assert not rescue.duplicate
+        assert rescue.range == ByteRange(12 * KiB, 64 * KiB)
+        assert s.on_data(first.lease_id, 4 * KiB, 2.5).finished
+    else:  # too little to split: a second copy of the rest
+        assert rescue.duplicate
+        assert rescue.range == ByteRange(8 * KiB, 64 * KiB)
+    assert not fresh.duplicate  # one rescue is enough
+    assert fresh.range.start >= 256 * KiB
+    s.check_invariants()
+
+
 def test_stalled_lease_is_revoked_and_reassigned() -> None:
     sim = SimSwarm(4 * MiB, SMALL)
     hung = sim.add("hung", rate=1 * MiB, slots=2)

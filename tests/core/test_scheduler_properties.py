@@ -8,6 +8,8 @@ healthy source left alive, the download always completes.
 
 from __future__ import annotations
 
+import dataclasses
+
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
@@ -39,13 +41,15 @@ class SchedulerMachine(RuleBasedStateMachine):
     @initialize(
         size=st.integers(0, 300 * KiB),
         done=st.lists(st.tuples(st.integers(0, 300 * KiB), st.integers(0, 20 * KiB)), max_size=4),
+        rescue=st.sampled_from([0, 8 * KiB, 64 * KiB]),  # frontier rescue off, eager, default-ish
     )
-    def setup(self, size: int, done: list[tuple[int, int]]) -> None:
+    def setup(self, size: int, done: list[tuple[int, int]], rescue: int) -> None:
         pre = RangeSet()
         for start, length in done:
             if start < size:
                 pre.add(ByteRange(start, min(size, start + length)))
-        self.sim = SimSwarm(size, CONFIG, done=pre)
+        config = dataclasses.replace(CONFIG, rescue_backlog=rescue)
+        self.sim = SimSwarm(size, config, done=pre)
 
     @rule(name=source_names, rate=st.integers(1 * KiB, 200 * KiB), slots=st.integers(1, 4))
     def add_source(self, name: str, rate: int, slots: int) -> None:

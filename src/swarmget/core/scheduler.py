@@ -21,6 +21,12 @@ byte is claimed exactly once, whoever delivers it first:
 * **Endgame.** When nothing can be split any more, an idle source that is faster than a piece's
   holder gets a *duplicate* lease on ``[frontier, end)``. Both stream; whichever is ahead claims
   the bytes; the first to reach ``end`` wins and the other lease is cancelled.
+* **Frontier rescue.** The whole-file hash can only follow the contiguous prefix of done bytes,
+  so a slow stream on the lowest unfinished piece makes everything behind it wait to be hashed
+  after the last byte lands. When more than ``rescue_backlog`` bytes are done beyond that
+  first unfinished byte, an idle slot that is faster than the piece's holder takes all of the
+  piece but the holder's next ``rescue_keep`` seconds (a split), or, with too little left to
+  split, a duplicate of it (as in the endgame), before it takes new work.
 * **Failures.** A failed, cancelled or stalled lease keeps what it claimed and gives back only
   ``[frontier, end)`` (unless a duplicate still works on it). A source that fails repeatedly
   without progress is backed off exponentially, then banned; a source that answers wrongly
@@ -66,6 +72,12 @@ class SchedulerConfig:
     endgame: bool = True
     #: an endgame duplicate is only worth it if the holder needs longer than this to finish
     endgame_min_eta: float = 0.5
+    #: duplicate a slow piece that holds up the contiguous done prefix once this many bytes
+    #: are done beyond it (0: never; the endgame still copies it at the very end)
+    rescue_backlog: int = 32 * MiB
+    #: ... by leaving its holder this many seconds of its stream and giving the rest to a
+    #: faster idle slot
+    rescue_keep: float = 1.0
     #: piece boundaries fall on multiples of this (a manifest's piece size: then most
     #: verifiable pieces come from one source, which is who to blame when one is bad)
     align: int = 1
@@ -594,6 +606,9 @@ class Scheduler:
         return sorted(self._sources.values(), key=key)
 
     def _next_work(self, src: _Source, now: float) -> Assign | None:
+        rescue = self._rescue_frontier(src, now)
+        if rescue is not None:
+            return rescue
         if self._missing:
             return self._assign_missing(src, now)
         if self.config.steal:
@@ -682,6 +697,54 @@ class Scheduler:
             return None
         self._duplicates += 1
         return self._new_lease(src, best[1], best[1].frontier, now, duplicate=True)
+
+    def _rescue_frontier(self, src: _Source, now: float) -> Assign | None:
+        """Help the lowest slow piece that has ``rescue_backlog`` done bytes beyond it.
+
+        If its holder is slower than ``src``, ``src`` takes all of the piece but the next
+        ``rescue_keep`` seconds of the holder's stream (a steal with a short keep); when too
+        little is left to split, ``src`` gets a duplicate of the rest (as in the endgame).
+        """
+        if not self.config.rescue_backlog or src.slot_rate(now) is None:
+            return None  # a source not measured yet is no rescue
+        first_missing = self._missing.first()
+        limit = self.size if first_missing is None else first_missing.start
+        done = list(self._done)  # sorted, disjoint
+        done_total = sum(r.length for r in done)
+        soon = max(self.config.endgame_min_eta, 1.5 * self.config.rescue_keep)
+        mine = {self._leases[i].piece_id for i in src.leases}
+        pieces = sorted((p for p in self._pieces.values() if p.remaining), key=lambda p: p.frontier)
+        i = before = 0  # before: done bytes in done[:i], all below the piece's frontier
+        for piece in pieces:
+            if piece.frontier > limit:
+                break  # unleased bytes come first: the next assignment takes them
+            while i < len(done) and done[i].end <= piece.frontier:
+                before += done[i].length
+                i += 1
+            partial = piece.frontier - done[i].start if i < len(done) else 0
+            beyond = done_total - before - max(0, partial)
+            if beyond < self.config.rescue_backlog:
+                break  # later pieces hold up even less
+            if len(piece.leases) != 1 or piece.id in mine:
+                continue
+            holder = self._leases[piece.leases[0]]
+            if self._eta(holder, piece, now) <= soon:
+                continue  # e.g. what a rescue left it: let it finish
+            if self._faster(src, holder, now):
+                return self._rescue(src, piece, holder, now)
+        return None
+
+    def _rescue(self, src: _Source, piece: _Piece, holder: _Lease, now: float) -> Assign:
+        if holder.cursor == piece.frontier:
+            ahead = int((holder.rate(now) or 0) * self.config.rescue_keep)
+            split = _align_up(piece.frontier + max(self.config.min_steal, ahead), self.config.align)
+            if piece.end - split >= self.config.min_steal:
+                self._steals += 1
+                new = self._new_piece(split, piece.end)
+                piece.end = split
+                return self._new_lease(src, new, split, now)
+        self._duplicates += 1
+        return self._new_lease(src, piece, piece.frontier, now, duplicate=True)
 
     def _eta(self, holder: _Lease, piece: _Piece, now: float) -> float:
         rate = holder.rate(now)

@@ -245,7 +245,9 @@ class CheckedBody:
 
     Never yields more than ``expected`` bytes in total; raises ``SourceBroken`` when the
     body is longer, or ends cleanly before ``expected``; ``SourceRetryable`` when reading
-    fails. With ``expected=None`` it simply runs to the end of the body.
+    fails. With ``expected=None`` it simply runs to the end of the body. Cancelling a waiting
+    ``__anext__`` loses nothing (the bytes stay in aiohttp's buffer): a helper's forwarding
+    loop puts a timeout on it.
     """
 
     def __init__(self, resp: aiohttp.ClientResponse, expected: int | None, what: str) -> None:

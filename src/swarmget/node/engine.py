@@ -412,6 +412,7 @@ class Download:
                 if not await self._sample_helpers(sched, part):
                     break
             self._stage = Stage.VERIFYING
+            await part.settle()
             return await hash_file(part.part_path, algorithms) if algorithms else {}
         async with contextlib.AsyncExitStack() as stack:
             hasher = None
@@ -422,6 +423,7 @@ class Download:
             if failure is not None:
                 raise failure
             self._stage = Stage.VERIFYING
+            await part.settle()  # a cancelled stream's last batch may still be on its way
             return await hasher.finish(info.size) if hasher is not None else {}
 
     async def _drive(

@@ -93,6 +93,9 @@ class Refusal(Exception):
         self.status, self.code, self.retry_after = status, code, retry_after
 
 
+FORWARD_BATCH = 256 * 1024  # bytes collected from the origin before one write on
+FORWARD_DELAY = 0.05  # ... or seconds after the first of them arrived
+
 #: A test seam: when set (by ``swarmget.testing.evil_node`` only), every chunk a helper
 #: streams passes through it. Production code never sets it.
 CHUNK_FILTER: Callable[[bytes], bytes] | None = None
@@ -246,13 +249,7 @@ async def _stream_range(
     try:
         async with service.origin.open_range(_info_for(req), rng) as body:
             await resp.prepare(request)
-            async for chunk in body:
-                await service.throttle(len(chunk))
-                if service.chunk_filter is not None:
-                    chunk = service.chunk_filter(chunk)
-                await resp.write(chunk)
-                used[0] += len(chunk)
-                service.stats.bytes_served += len(chunk)
+            await _forward(body, resp, service, used)
     except SwarmgetError as exc:
         if not resp.prepared:
             return _origin_error(exc)
@@ -261,6 +258,55 @@ async def _stream_range(
     await resp.write_eof()
     service.stats.streams_served += 1
     return resp
+
+
+async def _forward(
+    body: AsyncIterator[bytes], resp: web.StreamResponse, service: HelperService, used: list[int]
+) -> None:
+    """Copy the origin's chunks to the requester, a few at a time.
+
+    Through a capped link the origin's chunks are small (a few KiB); writing each on its own
+    costs the requester a wake-up and a parse per chunk. So they are collected into writes
+    of up to ``FORWARD_BATCH`` bytes, and none waits longer than ``FORWARD_DELAY``.
+    """
+    loop = asyncio.get_running_loop()
+    chunks = aiter(body)
+    pending: list[bytes] = []
+    size = 0
+    deadline = 0.0
+
+    async def flush() -> None:
+        nonlocal size
+        data = pending[0] if len(pending) == 1 else b"".join(pending)
+        pending.clear()
+        size = 0
+        await resp.write(data)
+        service.stats.bytes_served += len(data)
+
+    while True:
+        try:
+            if pending:
+                async with asyncio.timeout_at(deadline):
+                    chunk = await anext(chunks)
+            else:
+                chunk = await anext(chunks)
+        except StopAsyncIteration:
+            break
+        except TimeoutError:
+            await flush()  # the origin went quiet: send what we have
+            continue
+        await service.throttle(len(chunk))
+        if service.chunk_filter is not None:
+            chunk = service.chunk_filter(chunk)
+        used[0] += len(chunk)
+        if not pending:
+            deadline = loop.time() + FORWARD_DELAY
+        pending.append(chunk)
+        size += len(chunk)
+        if size >= FORWARD_BATCH or loop.time() >= deadline:
+            await flush()
+    if pending:
+        await flush()
 
 
 def _abort(request: web.Request) -> None:
