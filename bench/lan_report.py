@@ -53,6 +53,17 @@ def _cpu(run: Run, helpers: bool) -> float | None:
     return max(values) if values else None
 
 
+def _cpu_cell(run: Run, helpers: bool) -> str:
+    """The busiest such node's CPU share, and the kernel's part of it when recorded."""
+    shares = {k: v for k, v in run.cpu_share().items() if (k != "h0") == helpers}
+    if not shares:
+        return "-"
+    node = max(shares, key=lambda k: shares[k])
+    sys_s = run.cpu_sys.get(node)
+    kernel = f" (sys {sys_s / run.wall:.1%})" if sys_s is not None and run.wall else ""
+    return f"{shares[node]:.1%}{kernel}"
+
+
 def _lbd(run: Run) -> str:
     if run.last_byte_to_done is None or not run.wall:
         return "-"
@@ -83,8 +94,8 @@ def nodes_table(plan: Plan, runs: Sequence[Run]) -> str | None:
                 _f(speedup, ".2f", "x"),
                 _f(eff, ".2f"),
                 _lbd(r),
-                _f(_pct(_cpu(r, False)), ".1f", " %"),
-                _f(_pct(_cpu(r, True)), ".1f", " %"),
+                _cpu_cell(r, helpers=False),
+                _cpu_cell(r, helpers=True),
             ]
         )
     head = [

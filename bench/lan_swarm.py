@@ -94,6 +94,7 @@ class Run:
     elapsed: float | None = None  # swarmget's own result: download start to verified file
     last_byte_to_done: float | None = None
     cpu: dict[str, float] = field(default_factory=dict)  # node id -> CPU seconds in the run
+    cpu_sys: dict[str, float] = field(default_factory=dict)  # ... of which in the kernel
     received: dict[str, int] = field(default_factory=dict)  # source id -> bytes received
     events: list[str] = field(default_factory=list)  # what happened (faults, bans)
     params: dict[str, Any] = field(default_factory=dict)
@@ -239,13 +240,19 @@ def open_swarm(
                 p.stdout.close()
 
 
-def cpu_seconds(pid: int) -> float | None:
-    """utime + stime of ``pid`` (a zombie keeps its counters until it is reaped)."""
+def cpu_times(pid: int) -> tuple[float, float] | None:
+    """(utime, stime) of ``pid`` in seconds (a zombie keeps its counters until reaped)."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
     except OSError:
         return None
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+    return int(fields[11]) / CLK_TCK, int(fields[12]) / CLK_TCK
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """utime + stime of ``pid``."""
+    times = cpu_times(pid)
+    return None if times is None else sum(times)
 
 
 # --- timed downloads ----------------------------------------------------------------------------
@@ -295,7 +302,7 @@ def download_with_swarm(
     if on_progress is not None:
         cmd.append("--progress")
     watched = [swarm.nodes[i] for i in (requester, *helpers)]
-    cpu0: dict[str, float | None] = {}
+    cpu0: dict[str, tuple[float, float] | None] = {}
     end: dict[str, Any] | None = None
     os.sync()  # the previous run's dirty pages are not written back on this run's clock
     agent = subprocess.Popen(
@@ -311,16 +318,18 @@ def download_with_swarm(
                     break
                 msg = json.loads(line)
                 if msg["event"] == "started":
-                    cpu0 = {n.node_id: cpu_seconds(n.pid) for n in watched}
+                    cpu0 = {n.node_id: cpu_times(n.pid) for n in watched}
                 elif msg["event"] == "progress" and on_progress is not None and msg["size"]:
                     on_progress(msg["done"] / msg["size"])
                 elif msg["event"] == "end":
-                    cpu1 = {n.node_id: cpu_seconds(n.pid) for n in watched}
-                    run.cpu = {
-                        k: round(c1 - c0, 3)
+                    cpu1 = {n.node_id: cpu_times(n.pid) for n in watched}
+                    both = {
+                        k: (c0, c1)
                         for k, c1 in cpu1.items()
                         if (c0 := cpu0.get(k)) is not None and c1 is not None
                     }
+                    run.cpu = {k: round(sum(c1) - sum(c0), 3) for k, (c0, c1) in both.items()}
+                    run.cpu_sys = {k: round(c1[1] - c0[1], 3) for k, (c0, c1) in both.items()}
                     end = msg
     finally:
         if agent.poll() is None:

@@ -59,6 +59,7 @@ from swarmget.core.http import (
 from swarmget.core.ranges import ByteRange
 from swarmget.core.urls import validate_url
 from swarmget.net.guard import forbidden_target
+from swarmget.net.lowat import ReadCoalescer
 
 __all__ = ["CHUNK_SIZE", "CheckedBody", "OriginClient", "OriginInfo", "translate_client_error"]
 
@@ -255,11 +256,21 @@ class CheckedBody:
         self._expected = expected
         self._what = what
         self.received = 0
+        self._coalescer: ReadCoalescer | None = None
+        if expected is not None and resp.connection is not None:
+            self._coalescer = ReadCoalescer.for_transport(resp.connection.transport)
+            # aiohttp hands the connection back to its pool as soon as the body's last byte
+            # arrives, maybe before we read it: the mark goes back to 1 at that moment
+            resp.content.on_eof(self._coalescer.reset)
 
     def __aiter__(self) -> CheckedBody:
         return self
 
     async def __anext__(self) -> bytes:
+        coalescer = self._coalescer
+        if coalescer is not None and self._expected is not None:
+            seen = self._resp.content.total_bytes
+            coalescer.before_read(seen, self._expected - seen)
         try:
             chunk = await self._resp.content.read(CHUNK_SIZE)
         except (aiohttp.ClientError, OSError) as exc:
@@ -268,8 +279,11 @@ class CheckedBody:
             self._check_complete()
             raise StopAsyncIteration
         self.received += len(chunk)
-        if self._expected is not None and self.received > self._expected:
-            raise SourceBroken(f"{self._what}: body longer than {self._expected} bytes")
+        if self._expected is not None and self.received >= self._expected:
+            if coalescer is not None:
+                coalescer.reset()  # the connection may serve another request next
+            if self.received > self._expected:
+                raise SourceBroken(f"{self._what}: body longer than {self._expected} bytes")
         return chunk
 
     def _check_complete(self) -> None:
