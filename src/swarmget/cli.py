@@ -351,7 +351,7 @@ def parse_hub_urls(values: tuple[str, ...]) -> tuple[str, ...]:
 
 
 def _secret(secret_file: str | None) -> bytes:
-    from swarmget.net.auth import load_secret
+    from swarmget.net.signing import load_secret
 
     return load_secret(secret_file, env_value=os.environ.get(SECRET_ENV))
 

@@ -20,8 +20,8 @@ import aiohttp
 from swarmget.config import resolve
 from swarmget.core.auth import DEFAULT_WINDOW
 from swarmget.core.errors import SwarmgetError
-from swarmget.net.auth import load_secret, signed_headers
 from swarmget.net.origin import OriginClient
+from swarmget.net.signing import load_secret, signed_headers
 
 
 @dataclass(frozen=True)

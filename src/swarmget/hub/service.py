@@ -32,7 +32,7 @@ from swarmget.core.groups import DEFAULT_PREFIX_BITS
 from swarmget.defaults import DEFAULT_DB_URL, DEFAULT_HUB_PORT, DEFAULT_TTL, SECRET_ENV
 from swarmget.hub.app import make_hub_app
 from swarmget.hub.store import RegistryStore, open_registry_store
-from swarmget.net.auth import load_secret
+from swarmget.net.signing import load_secret
 
 __all__ = [
     "DEFAULT_DB_URL",

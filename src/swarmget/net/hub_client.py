@@ -38,7 +38,7 @@ import pydantic
 from yarl import URL
 
 from swarmget.core.errors import HubError, HubRejected, HubUnavailable, UnknownNode
-from swarmget.net.auth import json_body, signed_headers
+from swarmget.net.signing import json_body, signed_headers
 
 __all__ = [
     "HubApi",

@@ -21,8 +21,8 @@ import aiohttp
 from swarmget.core.errors import SourceBroken, SourceRateLimited, SourceRetryable
 from swarmget.core.http import parse_retry_after
 from swarmget.core.ranges import ByteRange
-from swarmget.net.auth import json_body, signed_headers
 from swarmget.net.origin import CheckedBody, OriginInfo, translate_client_error
+from swarmget.net.signing import json_body, signed_headers
 
 
 @dataclass(frozen=True, kw_only=True)

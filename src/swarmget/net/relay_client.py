@@ -10,7 +10,7 @@ import aiohttp
 
 from swarmget.core.errors import DownloadError, OriginUnusable
 from swarmget.core.manifest import Manifest
-from swarmget.net.auth import json_body, signed_headers
+from swarmget.net.signing import json_body, signed_headers
 
 WAIT = 25.0
 
