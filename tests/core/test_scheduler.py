@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from swarmget.core.ranges import ByteRange, RangeSet
@@ -167,6 +169,27 @@ def test_a_slow_stream_holding_up_the_done_prefix_is_rescued() -> None:
     assert at_end_off > 100 * MiB
 
 
+def _equal_sources_backlog(rescue_backlog: int) -> int:
+    """Eight equal sources joining one by one: the first takes 16 MiB pieces at a third of
+    its rate each, which hold up the prefix although nobody is faster per slot."""
+    sim = SimSwarm(256 * MiB, SchedulerConfig(rescue_backlog=rescue_backlog))
+    for i in range(8):
+        sim.add(f"s{i}", rate=4 * MiB, slots=3)
+    at_end = 0
+    while not sim.scheduler.is_complete():
+        assert sim.now < 100
+        first = sim.written.first()
+        at_end = sim.written.total() - (first.end if first and first.start == 0 else 0)
+        sim.step(0.02)
+    sim.scheduler.check_invariants()
+    return at_end
+
+
+def test_a_long_piece_holding_up_the_prefix_is_split_between_equals() -> None:
+    assert _equal_sources_backlog(rescue_backlog=32 * MiB) < 32 * MiB
+    assert _equal_sources_backlog(rescue_backlog=0) > 128 * MiB
+
+
 @pytest.mark.parametrize("min_steal", [4 * KiB, 128 * KiB])
 def test_rescue_needs_a_faster_measured_source_and_a_backlog(min_steal: int) -> None:
     cfg = SchedulerConfig(
@@ -201,8 +224,32 @@ def test_rescue_needs_a_faster_measured_source_and_a_backlog(min_steal: int) -> 
     s.check_invariants()
 
 
+def test_the_rescue_threshold_shrinks_with_the_file() -> None:
+    """32 MiB beyond a slow piece is all of a small file: there it is an eighth of the size."""
+    cfg = SchedulerConfig(min_piece=64 * KiB, max_piece=64 * KiB, min_steal=128 * KiB)
+    assert cfg.rescue_backlog == 32 * MiB
+    s = Scheduler(4 * MiB, cfg)  # threshold: 512 KiB
+    s.add_source("slow", 1, 0.0)
+    s.add_source("fast", 1, 0.0)
+    slow, fast = assigns(s.poll(0.0))
+    s.on_data(slow.lease_id, 4 * KiB, 1.0)
+    now, lease, rescued = 1.0, fast, None
+    for _ in range(12):
+        assert s.on_data(lease.lease_id, 64 * KiB, now).finished
+        (lease,) = assigns(s.poll(now))
+        if lease.duplicate:
+            rescued = s.done().total() - lease.range.start  # done beyond the slow piece
+            break
+        now += 0.1
+        s.on_data(slow.lease_id, 100, now)  # it trickles
+    assert rescued is not None
+    assert rescued == 512 * KiB
+    s.check_invariants()
+
+
 def test_stalled_lease_is_revoked_and_reassigned() -> None:
-    sim = SimSwarm(4 * MiB, SMALL)
+    # without the frontier rescue, which would otherwise take the hung source's pieces first
+    sim = SimSwarm(4 * MiB, dataclasses.replace(SMALL, rescue_backlog=0))
     hung = sim.add("hung", rate=1 * MiB, slots=2)
     sim.add("ok", rate=1 * MiB, slots=2)
     sim.step(0.5)

@@ -22,11 +22,12 @@ byte is claimed exactly once, whoever delivers it first:
   holder gets a *duplicate* lease on ``[frontier, end)``. Both stream; whichever is ahead claims
   the bytes; the first to reach ``end`` wins and the other lease is cancelled.
 * **Frontier rescue.** The whole-file hash can only follow the contiguous prefix of done bytes,
-  so a slow stream on the lowest unfinished piece makes everything behind it wait to be hashed
-  after the last byte lands. When more than ``rescue_backlog`` bytes are done beyond that
-  first unfinished byte, an idle slot that is faster than the piece's holder takes all of the
-  piece but the holder's next ``rescue_keep`` seconds (a split), or, with too little left to
-  split, a duplicate of it (as in the endgame), before it takes new work.
+  so a slow stream on a low piece makes everything beyond it wait to be hashed after the last
+  byte lands. When ``rescue_backlog`` bytes (at most an eighth of the file) are done beyond
+  such a piece and its holder needs more than ``1.5 * rescue_keep`` seconds to finish it, an
+  idle slot about as fast as the holder takes all of the piece but the holder's next
+  ``rescue_keep`` seconds (a split); a faster slot, if too little is left to split, gets a
+  duplicate of it (as in the endgame). Either way before it takes new work.
 * **Failures.** A failed, cancelled or stalled lease keeps what it claimed and gives back only
   ``[frontier, end)`` (unless a duplicate still works on it). A source that fails repeatedly
   without progress is backed off exponentially, then banned; a source that answers wrongly
@@ -72,8 +73,9 @@ class SchedulerConfig:
     endgame: bool = True
     #: an endgame duplicate is only worth it if the holder needs longer than this to finish
     endgame_min_eta: float = 0.5
-    #: duplicate a slow piece that holds up the contiguous done prefix once this many bytes
-    #: are done beyond it (0: never; the endgame still copies it at the very end)
+    #: help a slow piece that holds up the contiguous done prefix once this many bytes (or
+    #: an eighth of a smaller file) are done beyond it (0: never; the endgame still copies
+    #: it at the very end)
     rescue_backlog: int = 32 * MiB
     #: ... by leaving its holder this many seconds of its stream and giving the rest to a
     #: faster idle slot
@@ -699,7 +701,7 @@ class Scheduler:
         return self._new_lease(src, best[1], best[1].frontier, now, duplicate=True)
 
     def _rescue_frontier(self, src: _Source, now: float) -> Assign | None:
-        """Help the lowest slow piece that has ``rescue_backlog`` done bytes beyond it.
+        """Help the lowest slow piece with ``rescue_backlog`` (or size / 8) done bytes beyond.
 
         If its holder is slower than ``src``, ``src`` takes all of the piece but the next
         ``rescue_keep`` seconds of the holder's stream (a steal with a short keep); when too
@@ -709,6 +711,7 @@ class Scheduler:
             return None  # a source not measured yet is no rescue
         first_missing = self._missing.first()
         limit = self.size if first_missing is None else first_missing.start
+        threshold = min(self.config.rescue_backlog, max(1, self.size // 8))
         done = list(self._done)  # sorted, disjoint
         done_total = sum(r.length for r in done)
         soon = max(self.config.endgame_min_eta, 1.5 * self.config.rescue_keep)
@@ -723,26 +726,32 @@ class Scheduler:
                 i += 1
             partial = piece.frontier - done[i].start if i < len(done) else 0
             beyond = done_total - before - max(0, partial)
-            if beyond < self.config.rescue_backlog:
+            if beyond < threshold:
                 break  # later pieces hold up even less
             if len(piece.leases) != 1 or piece.id in mine:
                 continue
             holder = self._leases[piece.leases[0]]
             if self._eta(holder, piece, now) <= soon:
                 continue  # e.g. what a rescue left it: let it finish
-            if self._faster(src, holder, now):
-                return self._rescue(src, piece, holder, now)
+            rescue = self._rescue(src, piece, holder, now)
+            if rescue is not None:
+                return rescue
         return None
 
-    def _rescue(self, src: _Source, piece: _Piece, holder: _Lease, now: float) -> Assign:
-        if holder.cursor == piece.frontier:
-            ahead = int((holder.rate(now) or 0) * self.config.rescue_keep)
+    def _rescue(self, src: _Source, piece: _Piece, holder: _Lease, now: float) -> Assign | None:
+        """Split ``piece`` if ``src`` is about as fast as its holder (the two then work side
+        by side), else duplicate it if ``src`` is faster; None if neither is worth it."""
+        mine, theirs = src.slot_rate(now), holder.rate(now)
+        if holder.cursor == piece.frontier and (not theirs or (mine or 0) >= 0.8 * theirs):
+            ahead = int((theirs or 0) * self.config.rescue_keep)
             split = _align_up(piece.frontier + max(self.config.min_steal, ahead), self.config.align)
             if piece.end - split >= self.config.min_steal:
                 self._steals += 1
                 new = self._new_piece(split, piece.end)
                 piece.end = split
                 return self._new_lease(src, new, split, now)
+        if not self._faster(src, holder, now):
+            return None
         self._duplicates += 1
         return self._new_lease(src, piece, piece.frontier, now, duplicate=True)
 
