@@ -122,8 +122,15 @@ async def test_helper_hung_mid_download(
         assert result["state"] == "done", result["error"]
         assert sha256_of(result["result"]["path"]) == origin.expected_sha256("f.bin")
         victim = swarm.node(1).node_id
-        stalls = [e for e in result["events"] if e["source"] == victim and "stalled" in e["detail"]]
-        assert stalls, "the hung helper's leases must be revoked as stalled"
+        # Nobody waited for the hung helper: each of its leases was either revoked as stalled
+        # or, sooner, its piece was rescued (split or copied) by the others and the hung copy
+        # cancelled when they finished. (Stall revocation itself: tests/core/test_scheduler.py.)
+        cancelled = [e for e in result["events"] if e["source"] == victim and e["kind"] == "cancel"]
+        assert cancelled, "the hung helper's leases must be revoked or cancelled"
+        assert all(
+            "stalled" in e["detail"] or "another copy finished first" in e["detail"]
+            for e in cancelled
+        )
 
 
 async def test_all_helpers_killed_requester_finishes_alone(
