@@ -602,7 +602,6 @@ class PartFile:
             missing = self._written.missing(ByteRange(0, self.key.size)).total()
             raise ValueError(f"cannot finalize {self.part_path}: {missing} bytes not written")
         self._open = False
-        await self._drain()
         try:
             async with self._checkpoint_lock:
                 await self._checkpoint_locked(durable=sync)

@@ -77,8 +77,8 @@ class SchedulerConfig:
     #: an eighth of a smaller file) are done beyond it (0: never; the endgame still copies
     #: it at the very end)
     rescue_backlog: int = 32 * MiB
-    #: ... by leaving its holder this many seconds of its stream and giving the rest to a
-    #: faster idle slot
+    #: ... by leaving its holder this many seconds of its stream and giving the rest to an
+    #: idle slot about as fast
     rescue_keep: float = 1.0
     #: piece boundaries fall on multiples of this (a manifest's piece size: then most
     #: verifiable pieces come from one source, which is who to blame when one is bad)
@@ -661,11 +661,15 @@ class Scheduler:
         for piece in sorted(candidates, key=lambda p: p.remaining, reverse=True):
             split = self._split_point(piece, thief, now)
             if split is not None:
-                self._steals += 1
-                new = self._new_piece(split, piece.end)
-                piece.end = split
-                return self._new_lease(thief, new, split, now)
+                return self._split(piece, split, thief, now)
         return None
+
+    def _split(self, piece: _Piece, split: int, thief: _Source, now: float) -> Assign:
+        """The holder keeps ``[frontier, split)``; the thief gets ``[split, end)``."""
+        self._steals += 1
+        new = self._new_piece(split, piece.end)
+        piece.end = split
+        return self._new_lease(thief, new, split, now)
 
     def _split_point(self, piece: _Piece, thief: _Source, now: float) -> int | None:
         holder = self._leases[piece.leases[0]]
@@ -701,12 +705,8 @@ class Scheduler:
         return self._new_lease(src, best[1], best[1].frontier, now, duplicate=True)
 
     def _rescue_frontier(self, src: _Source, now: float) -> Assign | None:
-        """Help the lowest slow piece with ``rescue_backlog`` (or size / 8) done bytes beyond.
-
-        If its holder is slower than ``src``, ``src`` takes all of the piece but the next
-        ``rescue_keep`` seconds of the holder's stream (a steal with a short keep); when too
-        little is left to split, ``src`` gets a duplicate of the rest (as in the endgame).
-        """
+        """Help the lowest slow piece with ``rescue_backlog`` (or size / 8) done bytes beyond
+        it and more than ``1.5 * rescue_keep`` seconds to go for its holder (see ``_rescue``)."""
         if not self.config.rescue_backlog or src.slot_rate(now) is None:
             return None  # a source not measured yet is no rescue
         first_missing = self._missing.first()
@@ -746,10 +746,7 @@ class Scheduler:
             ahead = int((theirs or 0) * self.config.rescue_keep)
             split = _align_up(piece.frontier + max(self.config.min_steal, ahead), self.config.align)
             if piece.end - split >= self.config.min_steal:
-                self._steals += 1
-                new = self._new_piece(split, piece.end)
-                piece.end = split
-                return self._new_lease(src, new, split, now)
+                return self._split(piece, split, src, now)
         if not self._faster(src, holder, now):
             return None
         self._duplicates += 1
