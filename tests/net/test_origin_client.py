@@ -27,6 +27,7 @@ from swarmget.core.errors import (
 from swarmget.core.http import Validator
 from swarmget.core.ranges import ByteRange
 from swarmget.net.origin import OriginClient, OriginInfo
+from swarmget.net.rawhttp import RAW_CHUNK, RawHttp
 
 DATA = bytes(range(256)) * 4096  # 1 MiB
 ETAG = '"v1"'
@@ -202,10 +203,21 @@ async def session() -> AsyncIterator[aiohttp.ClientSession]:
         yield s
 
 
+@pytest.fixture(params=["aiohttp", "raw"])
+async def raw(request: pytest.FixtureRequest) -> AsyncIterator[RawHttp | None]:
+    """Every range test runs twice: through aiohttp, and on raw connections (the fast
+    path for http:// origins, which must behave the same)."""
+    if request.param == "aiohttp":
+        yield None
+        return
+    async with RawHttp(connect_timeout=2, read_timeout=2) as client:
+        yield client
+
+
 @pytest.fixture
-def client(session: aiohttp.ClientSession) -> OriginClient:
+def client(session: aiohttp.ClientSession, raw: RawHttp | None) -> OriginClient:
     return OriginClient(
-        session, headers={"Authorization": "Bearer t"}, connect_timeout=2, read_timeout=2
+        session, headers={"Authorization": "Bearer t"}, connect_timeout=2, read_timeout=2, raw=raw
     )
 
 
@@ -330,12 +342,14 @@ async def test_range_ok(origin: Origin, client: OriginClient) -> None:
     assert request["Authorization"] == "Bearer t"
 
 
-async def test_chunks_are_bounded(origin: Origin, client: OriginClient) -> None:
+async def test_chunks_are_bounded(
+    origin: Origin, client: OriginClient, raw: RawHttp | None
+) -> None:
     info = await client.probe(origin.url("/file"))
     async with client.open_range(info, ByteRange(0, len(DATA))) as chunks:
         sizes = [len(chunk) async for chunk in chunks]
     assert sum(sizes) == len(DATA)
-    assert max(sizes) <= 256 * 1024
+    assert max(sizes) <= (256 * 1024 if raw is None else RAW_CHUNK)
 
 
 async def test_wrong_content_range_is_broken(origin: Origin, client: OriginClient) -> None:
@@ -397,11 +411,15 @@ async def test_content_encoding_is_broken(origin: Origin, client: OriginClient) 
         await _read(client, info, ByteRange(100, 200))
 
 
-async def test_read_timeout_is_retryable(origin: Origin, session: aiohttp.ClientSession) -> None:
-    client = OriginClient(session, read_timeout=0.2)
-    info = await client.probe(origin.url("/slow"))
-    with pytest.raises(SourceRetryable, match="timed out"):
-        await _read(client, info, ByteRange(0, 100))
+@pytest.mark.parametrize("with_raw", [False, True])
+async def test_read_timeout_is_retryable(
+    origin: Origin, session: aiohttp.ClientSession, with_raw: bool
+) -> None:
+    async with RawHttp(read_timeout=0.2) as raw:
+        client = OriginClient(session, read_timeout=0.2, raw=raw if with_raw else None)
+        info = await client.probe(origin.url("/slow"))
+        with pytest.raises(SourceRetryable, match="timed out"):
+            await _read(client, info, ByteRange(0, 100))
 
 
 async def test_leaving_early_closes_instead_of_draining(

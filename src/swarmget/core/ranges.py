@@ -13,6 +13,7 @@ from __future__ import annotations
 import bisect
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import TypeAlias
 
 
 @dataclass(frozen=True, order=True, slots=True)
@@ -168,3 +169,8 @@ class RangeSet:
         else:
             self._ranges[0] = ByteRange(taken.end, head.end)
         return taken
+
+
+#: A piece of a body as sources hand it over: bytes, or a view of a reused buffer
+#: (``net.rawhttp``), valid for as long as it is referenced.
+Chunk: TypeAlias = bytes | bytearray | memoryview

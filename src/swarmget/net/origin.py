@@ -35,6 +35,7 @@ from dataclasses import dataclass
 
 import aiohttp
 from multidict import CIMultiDict, CIMultiDictProxy
+from yarl import URL
 
 from swarmget import __version__
 from swarmget.core.digests import Digest
@@ -56,10 +57,11 @@ from swarmget.core.http import (
     forwardable_headers,
     redirect_target,
 )
-from swarmget.core.ranges import ByteRange
+from swarmget.core.ranges import ByteRange, Chunk
 from swarmget.core.urls import validate_url
 from swarmget.net.guard import forbidden_target
 from swarmget.net.lowat import ReadCoalescer
+from swarmget.net.rawhttp import RawHttp, RawUnsupported
 
 __all__ = ["CHUNK_SIZE", "CheckedBody", "OriginClient", "OriginInfo", "translate_client_error"]
 
@@ -89,6 +91,13 @@ class OriginClient:
     fields this client sets itself (Range, If-Range, Accept-Encoding) override them.
     ``connect_timeout`` bounds the TCP/TLS connect (not the wait for a pooled connection),
     ``read_timeout`` any wait for the next bytes from the server.
+
+    With ``raw`` (owned by the caller, who gives it the same address policy, source
+    address and timeouts as the session), ranges of ``http://`` files are fetched on its
+    connections and read off the socket by its threads (``net.rawhttp``: the fast path);
+    the answers are checked by the same rules. If an origin frames a range's body with a
+    Transfer-Encoding, that request is repeated through aiohttp and the origin's ranges stay
+    there from then on.
     """
 
     def __init__(
@@ -100,8 +109,11 @@ class OriginClient:
         connect_timeout: float = 10.0,
         read_timeout: float = 30.0,
         clock: Callable[[], float] = time.time,
+        raw: RawHttp | None = None,
     ) -> None:
         self._session = session
+        self._raw = raw
+        self._raw_refused: set[str] = set()  # origins (scheme://host:port) raw cannot read
         self._headers = CIMultiDict({"User-Agent": DEFAULT_USER_AGENT})
         self._headers.update(headers or {})  # case-insensitive: a given user-agent wins
         self._max_redirects = max_redirects
@@ -171,7 +183,7 @@ class OriginClient:
     @asynccontextmanager
     async def open_range(
         self, info: OriginInfo, rng: ByteRange
-    ) -> AsyncIterator[AsyncIterator[bytes]]:
+    ) -> AsyncIterator[AsyncIterator[Chunk]]:
         """GET ``rng`` of the pinned file; yields an async iterator of its raw chunks.
 
         The response is checked by ``check_range_response`` before anything is yielded.
@@ -184,6 +196,29 @@ class OriginClient:
         if info.validator is not None:
             extra["If-Range"] = info.validator.if_range_value()
         headers = self._request_headers(info.url, info.final_url, extra)
+        raw = self._raw
+        if raw is not None and raw.supports(info.final_url):
+            origin = str(URL(info.final_url).origin())
+            if origin not in self._raw_refused:
+                yielded = False
+                try:
+                    async with raw.get(info.final_url, headers, f"GET {info.final_url}") as answer:
+                        check_range_response(
+                            answer.status,
+                            answer.headers,
+                            rng,
+                            info.validator,
+                            size,
+                            now_epoch=self._clock(),
+                        )
+                        body = answer.body(rng.length)
+                        yielded = True
+                        yield body
+                    return
+                except RawUnsupported:
+                    if yielded:
+                        raise
+                    self._raw_refused.add(origin)
         async with self._send("GET", info.final_url, headers) as resp:
             check_range_response(
                 resp.status, resp.headers, rng, info.validator, size, now_epoch=self._clock()
@@ -191,7 +226,7 @@ class OriginClient:
             yield CheckedBody(resp, rng.length, f"{info.final_url} {rng}")
 
     @asynccontextmanager
-    async def open_stream(self, info: OriginInfo) -> AsyncIterator[AsyncIterator[bytes]]:
+    async def open_stream(self, info: OriginInfo) -> AsyncIterator[AsyncIterator[Chunk]]:
         """GET the whole pinned file without Range: the single-stream fallback.
 
         Checked by ``check_stream_response`` (200 only; a different validator or length is

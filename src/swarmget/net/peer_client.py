@@ -20,7 +20,7 @@ import aiohttp
 
 from swarmget.core.errors import SourceBroken, SourceRateLimited, SourceRetryable
 from swarmget.core.http import parse_retry_after
-from swarmget.core.ranges import ByteRange
+from swarmget.core.ranges import ByteRange, Chunk
 from swarmget.net.origin import CheckedBody, OriginInfo, translate_client_error
 from swarmget.net.signing import json_body, signed_headers
 
@@ -54,7 +54,7 @@ class PeerSource:
     @asynccontextmanager
     async def open_range(
         self, info: OriginInfo, rng: ByteRange
-    ) -> AsyncIterator[AsyncIterator[bytes]]:
+    ) -> AsyncIterator[AsyncIterator[Chunk]]:
         body = json_body(_range_payload(info, rng, self.download_id))
         url = f"{self.peer.url}/v1/range"
         headers = signed_headers(self.secret, self.my_node_id, "POST", url, body)

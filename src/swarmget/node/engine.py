@@ -48,7 +48,7 @@ from swarmget.core.errors import (
 )
 from swarmget.core.filenames import choose_filename
 from swarmget.core.manifest import Manifest, PieceVerifier
-from swarmget.core.ranges import ByteRange
+from swarmget.core.ranges import ByteRange, Chunk
 from swarmget.core.scheduler import (
     Action,
     Assign,
@@ -86,7 +86,7 @@ class RangeSource(Protocol):
 
     def open_range(
         self, info: OriginInfo, rng: ByteRange
-    ) -> AbstractAsyncContextManager[AsyncIterator[bytes]]: ...
+    ) -> AbstractAsyncContextManager[AsyncIterator[Chunk]]: ...
 
 
 @dataclass(frozen=True)
@@ -99,7 +99,7 @@ class OriginSource:
 
     def open_range(
         self, info: OriginInfo, rng: ByteRange
-    ) -> AbstractAsyncContextManager[AsyncIterator[bytes]]:
+    ) -> AbstractAsyncContextManager[AsyncIterator[Chunk]]:
         return self.client.open_range(info, rng)
 
 
@@ -667,7 +667,7 @@ class Download:
         sched: Scheduler,
         part: PartFile,
         lease: Assign,
-        body: AsyncIterator[bytes],
+        body: AsyncIterator[Chunk],
         writer: _BatchWriter,
     ) -> None:
         pos = lease.range.start

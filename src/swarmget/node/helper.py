@@ -44,7 +44,7 @@ from swarmget.core.errors import (
     SwarmgetError,
 )
 from swarmget.core.http import Validator
-from swarmget.core.ranges import ByteRange
+from swarmget.core.ranges import ByteRange, Chunk
 from swarmget.core.ratelimit import TokenBucket
 from swarmget.core.urls import validate_url
 from swarmget.net.auth import auth_middleware, authenticated_node, json_error
@@ -98,7 +98,7 @@ FORWARD_DELAY = 0.05  # ... or seconds after the first of them arrived
 
 #: A test seam: when set (by ``swarmget.testing.evil_node`` only), every chunk a helper
 #: streams passes through it. Production code never sets it.
-CHUNK_FILTER: Callable[[bytes], bytes] | None = None
+CHUNK_FILTER: Callable[[Chunk], Chunk] | None = None
 
 
 class HelperService:
@@ -261,7 +261,7 @@ async def _stream_range(
 
 
 async def _forward(
-    body: AsyncIterator[bytes], resp: web.StreamResponse, service: HelperService, used: list[int]
+    body: AsyncIterator[Chunk], resp: web.StreamResponse, service: HelperService, used: list[int]
 ) -> None:
     """Copy the origin's chunks to the requester, a few at a time.
 
@@ -271,7 +271,7 @@ async def _forward(
     """
     loop = asyncio.get_running_loop()
     chunks = aiter(body)
-    pending: list[bytes] = []
+    pending: list[Chunk] = []
     size = 0
     deadline = 0.0
 

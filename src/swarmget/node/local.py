@@ -6,6 +6,7 @@ duration of the download and hands the caller the ``Download`` so that it can wa
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -14,6 +15,7 @@ import aiohttp
 
 from swarmget.core.errors import InvalidHeader
 from swarmget.net.origin import OriginClient
+from swarmget.net.rawhttp import RawHttp
 from swarmget.net.relay_client import RelayClient
 from swarmget.node.engine import Download, DownloadSpec, OriginSource
 
@@ -25,6 +27,7 @@ class LocalOptions:
     source_address: str | None = None  # bind outgoing connections to this local IP
     connect_timeout: float = 10.0
     read_timeout: float = 30.0
+    raw_ranges: bool = True  # ranges of http:// files read off the socket (net.rawhttp)
 
 
 def parse_headers(values: list[str] | tuple[str, ...]) -> dict[str, str]:
@@ -50,12 +53,24 @@ async def open_local_download(
     connector = aiohttp.TCPConnector(
         limit=options.connections + 2, local_addr=local_addr, force_close=False
     )
-    async with aiohttp.ClientSession(connector=connector) as session:
+    async with contextlib.AsyncExitStack() as stack:
+        session = await stack.enter_async_context(aiohttp.ClientSession(connector=connector))
+        raw = None
+        if options.raw_ranges:
+            raw = await stack.enter_async_context(
+                RawHttp(
+                    local_addr=options.source_address,
+                    connect_timeout=options.connect_timeout,
+                    read_timeout=options.read_timeout,
+                    max_streams=options.connections + 2,
+                )
+            )
         client = OriginClient(
             session,
             headers=options.headers,
             connect_timeout=options.connect_timeout,
             read_timeout=options.read_timeout,
+            raw=raw,
         )
         sources = [OriginSource(client, options.connections)]
         yield Download(spec, client, sources=sources, relay=relay)

@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import sys
 
+from swarmget.core.ranges import Chunk
 
-def flip_one_byte(chunk: bytes) -> bytes:
+
+def flip_one_byte(chunk: Chunk) -> Chunk:
     if not chunk:
         return chunk
-    middle = len(chunk) // 2
-    return chunk[:middle] + bytes([chunk[middle] ^ 0xFF]) + chunk[middle + 1 :]
+    flipped = bytearray(chunk)  # a copy: the chunk may be a view of the reader's buffer
+    middle = len(flipped) // 2
+    flipped[middle] ^= 0xFF
+    return bytes(flipped)
 
 
 def main(argv: list[str] | None = None) -> None:
