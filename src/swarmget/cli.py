@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
 
-import aiohttp
 import click
 from click.core import ParameterSource
 from rich.console import Console
@@ -216,6 +215,8 @@ async def _get(
 async def _get_through_relay(
     spec: DownloadSpec, options: LocalOptions, how: _Route, console: Console | None
 ) -> DownloadResult:
+    import aiohttp
+
     from swarmget.net.relay_client import RelayClient
 
     secret = _secret(how.secret_file)
@@ -236,6 +237,8 @@ async def _get_via_node(
     node = remote.find_local_node(state_dir)
     if node is None:
         return None
+    import aiohttp
+
     async with aiohttp.ClientSession() as session:
         api = remote.NodeSession(session, node)
         if not await api.alive():
@@ -573,6 +576,8 @@ def _node_api_call(state_dir: Path, path: str) -> Any:
         _fail_start(UsageError(f"no running node in {state_dir} (start `swarmget node`)"), "")
 
     async def call() -> Any:
+        import aiohttp
+
         async with aiohttp.ClientSession() as session:
             status, data = await remote.NodeSession(session, node).call("GET", path)
         if status != 200:
@@ -668,6 +673,8 @@ def doctor(ctx: click.Context, url: str | None, hubs: tuple[str, ...], state_dir
     path = ctx.find_root().params.get("config_path") or config.default_config_path(os.environ)
 
     async def run() -> list[checks.Check]:
+        import aiohttp
+
         found, configured_hubs, secret_file, _ = checks.check_config(path)
         secret_check, secret = checks.check_secret(secret_file)
         out = [found, secret_check]

@@ -178,3 +178,21 @@ async def test_full_disk_is_a_clear_error_and_resumable(tmp_path: Path) -> None:
             rc, _, err = await run_cli("get", origin.url("big.bin"), "-o", str(disk / "f"))
             assert rc == 0, err
             assert sha256(disk / "f") == origin.expected_sha256("big.bin")
+
+
+async def test_an_http_download_does_not_import_aiohttp(origin: TestOrigin, tmp_path: Path) -> None:
+    """Start-up time: the raw client does every request of an http:// download, so the CLI
+    never pays for importing aiohttp (~0.15 s here); an https hop or a chunked answer would
+    import it on demand. The probe is checked too: ``-X importtime`` lists every import."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-X", "importtime", "-m", "swarmget.cli", "get", origin.url("f.bin"),
+        "-o", str(tmp_path / "f"), "--json",
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 0, err.decode()[-2000:]
+    assert json.loads(out)["ok"] is True
+    imported = {line.split("|")[-1].strip() for line in err.decode().splitlines()}
+    assert "swarmget.net.rawhttp" in imported  # the listing is what we think it is
+    assert not {name for name in imported if name.split(".")[0] == "aiohttp"}
+    assert sha256(tmp_path / "f") == origin.expected_sha256("f.bin")

@@ -131,12 +131,14 @@ async def test_source_address_is_used(origin: TestOrigin, session: aiohttp.Clien
 async def test_the_address_policy_is_applied(
     origin: TestOrigin, session: aiohttp.ClientSession
 ) -> None:
+    info = await _info(OriginClient(session), origin.url("f.bin"))  # not guarded
     async with RawHttp(policy=AddressPolicy()) as raw:
         client = OriginClient(session, raw=raw)
-        info = await _info(client, origin.url("f.bin"))  # the probe's session is not guarded
         served = origin.stats().bytes_total
         with pytest.raises(ForbiddenTarget, match="refusing to connect to 127.0.0.1"):
             await _collect(client, info, ByteRange(0, 10))
+        with pytest.raises(ForbiddenTarget, match="refusing to connect to 127.0.0.1"):
+            await client.probe(origin.url("f.bin"))
         assert raw.connects == 0
         assert origin.stats().bytes_total == served
     allowed = AddressPolicy(allowed_networks=parse_cidrs("127.0.0.0/8"))
@@ -393,7 +395,7 @@ async def test_raw_unsupported_is_raised_before_the_body(
     scripted: Callable[[Script], Awaitable[str]],
 ) -> None:
     url = await scripted(_answer(_head(length=None, extra="Transfer-Encoding: gzip\r\n")))
-    async with RawHttp() as raw, raw.get(url, {}, "GET") as answer:
+    async with RawHttp() as raw, raw.request("GET", url, {}, "GET") as answer:
         assert answer.status == 206
         with pytest.raises(RawUnsupported):
             answer.body(10)

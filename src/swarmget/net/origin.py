@@ -29,11 +29,11 @@ on another host.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, TypeAlias
 
-import aiohttp
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
@@ -59,11 +59,23 @@ from swarmget.core.http import (
 )
 from swarmget.core.ranges import ByteRange, Chunk
 from swarmget.core.urls import validate_url
-from swarmget.net.guard import forbidden_target
 from swarmget.net.lowat import ReadCoalescer
 from swarmget.net.rawhttp import RawHttp, RawUnsupported
 
-__all__ = ["CHUNK_SIZE", "CheckedBody", "OriginClient", "OriginInfo", "translate_client_error"]
+if TYPE_CHECKING:  # imported when first needed: a download of an http:// file never does
+    import aiohttp
+
+#: Makes the aiohttp session when it is first needed (and keeps returning it).
+SessionFactory: TypeAlias = Callable[[], Awaitable["aiohttp.ClientSession"]]
+
+__all__ = [
+    "CHUNK_SIZE",
+    "CheckedBody",
+    "OriginClient",
+    "OriginInfo",
+    "SessionFactory",
+    "translate_client_error",
+]
 
 #: Largest chunk a body iterator yields.
 CHUNK_SIZE = 256 * 1024
@@ -97,12 +109,15 @@ class OriginClient:
     connections and read off the socket by its threads (``net.rawhttp``: the fast path);
     the answers are checked by the same rules. If an origin frames a range's body with a
     Transfer-Encoding, that request is repeated through aiohttp and the origin's ranges stay
-    there from then on.
+    there from then on. With ``raw``, probes of ``http://`` URLs go through it too, so a
+    download of an ``http://`` file never needs aiohttp: ``session`` may then be a
+    ``SessionFactory`` that makes the session only if some request needs it (an https hop,
+    a chunked answer), and the process does not even import aiohttp.
     """
 
     def __init__(
         self,
-        session: aiohttp.ClientSession,
+        session: aiohttp.ClientSession | SessionFactory,
         *,
         headers: Mapping[str, str] | None = None,
         max_redirects: int = 10,
@@ -111,15 +126,19 @@ class OriginClient:
         clock: Callable[[], float] = time.time,
         raw: RawHttp | None = None,
     ) -> None:
-        self._session = session
+        self._session: aiohttp.ClientSession | None = None
+        self._session_factory: SessionFactory | None = None
+        if callable(session):
+            self._session_factory = session
+        else:
+            self._session = session
+        self._connect_timeout = connect_timeout
+        self._read_timeout = read_timeout
         self._raw = raw
         self._raw_refused: set[str] = set()  # origins (scheme://host:port) raw cannot read
         self._headers = CIMultiDict({"User-Agent": DEFAULT_USER_AGENT})
         self._headers.update(headers or {})  # case-insensitive: a given user-agent wins
         self._max_redirects = max_redirects
-        self._timeout = aiohttp.ClientTimeout(
-            total=None, sock_connect=connect_timeout, sock_read=read_timeout
-        )
         self._clock = clock
 
     # --- probing ---------------------------------------------------------------------------------
@@ -175,6 +194,9 @@ class OriginClient:
         """Send a probe request and return its status and headers; the body is never read."""
         extra = {"Range": "bytes=0-0"} if method == "GET" else {}
         headers = self._request_headers(original_url, url, extra)
+        if self._raw is not None and self._raw.supports(url):
+            async with self._raw.request(method, url, headers, f"{method} {url}") as answer:
+                return answer.status, answer.headers
         async with self._send(method, url, headers) as resp:
             return resp.status, resp.headers
 
@@ -202,7 +224,8 @@ class OriginClient:
             if origin not in self._raw_refused:
                 yielded = False
                 try:
-                    async with raw.get(info.final_url, headers, f"GET {info.final_url}") as answer:
+                    what = f"GET {info.final_url}"
+                    async with raw.request("GET", info.final_url, headers, what) as answer:
                         check_range_response(
                             answer.status,
                             answer.headers,
@@ -256,14 +279,23 @@ class OriginClient:
     ) -> AsyncIterator[aiohttp.ClientResponse]:
         """Send one request (no redirects, no decompression) and own its response: released
         for reuse when the body was read to the end, closed otherwise."""
+        import aiohttp
+
+        session = self._session
+        if session is None:
+            assert self._session_factory is not None
+            session = self._session = await self._session_factory()
+        timeout = aiohttp.ClientTimeout(
+            total=None, sock_connect=self._connect_timeout, sock_read=self._read_timeout
+        )
         try:
-            resp = await self._session.request(
+            resp = await session.request(
                 method,
                 url,
                 headers=headers,
                 allow_redirects=False,
                 auto_decompress=False,
-                timeout=self._timeout,
+                timeout=timeout,
             )
         except (aiohttp.ClientError, OSError) as exc:  # OSError covers TimeoutError
             raise translate_client_error(exc, f"{method} {url}") from exc
@@ -302,6 +334,8 @@ class CheckedBody:
         return self
 
     async def __anext__(self) -> bytes:
+        import aiohttp  # already imported: this body came from an aiohttp response
+
         coalescer = self._coalescer
         if coalescer is not None and self._expected is not None:
             seen = self._resp.content.total_bytes
@@ -351,6 +385,10 @@ def _require_range_size(info: OriginInfo, rng: ByteRange) -> int:
 
 def translate_client_error(exc: BaseException, what: str) -> SwarmgetError:
     """The error-tree exception for a library failure during ``what``."""
+    import aiohttp
+
+    from swarmget.net.guard import forbidden_target
+
     if (refused := forbidden_target(exc, what)) is not None:  # the SSRF guard said no
         return refused
     if isinstance(exc, aiohttp.ClientConnectorCertificateError):

@@ -158,12 +158,14 @@ class RawHttp:
         await self.aclose()
 
     @contextlib.asynccontextmanager
-    async def get(
-        self, url: str, headers: Mapping[str, str], what: str
+    async def request(
+        self, method: str, url: str, headers: Mapping[str, str], what: str
     ) -> AsyncIterator[RawResponse]:
-        """Send ``GET url`` with ``headers`` and yield the response, head read. Leaving the
-        block returns the connection to the pool if its body was read to the end, else
-        closes it."""
+        """Send ``method url`` (GET or HEAD) with ``headers`` and yield the response, head
+        read. Leaving the block returns the connection to the pool if its body was read to
+        the end (a HEAD answer has none), else closes it."""
+        if method not in ("GET", "HEAD"):
+            raise ValueError(f"the raw client only sends GET and HEAD, not {method}")
         if self._closed:
             raise RuntimeError("RawHttp is closed")
         parsed = URL(url)
@@ -172,10 +174,10 @@ class RawHttp:
         assert parsed.port is not None
         key = (host, parsed.port)
         request = build_request(
-            "GET", parsed.raw_path_qs, parsed.host_port_subcomponent or host, headers.items()
+            method, parsed.raw_path_qs, parsed.host_port_subcomponent or host, headers.items()
         )
         conn, head, rest = await self._exchange(key, request, what)
-        response = RawResponse(self, conn, head, rest, what)
+        response = RawResponse(self, conn, head, rest, what, head_only=method == "HEAD")
         try:
             yield response
         finally:
@@ -321,9 +323,17 @@ class RawResponse:
     """A response whose head was read; ``body(expected)`` reads the rest."""
 
     def __init__(
-        self, client: RawHttp, conn: _Conn, head: ResponseHead, rest: bytes, what: str
+        self,
+        client: RawHttp,
+        conn: _Conn,
+        head: ResponseHead,
+        rest: bytes,
+        what: str,
+        *,
+        head_only: bool = False,
     ) -> None:
         self._client = client
+        self._head_only = head_only  # the answer to a HEAD: no body, whatever it says
         self._conn: _Conn | None = conn
         self.head = head
         self.status = head.status
@@ -335,6 +345,8 @@ class RawResponse:
     def body(self, expected: int) -> RawBody:
         """The body's chunks: exactly ``expected`` bytes or an error (see ``RawBody``).
         Raises ``RawUnsupported`` for a Transfer-Encoding this client does not decode."""
+        if self._head_only:
+            raise ValueError("the answer to a HEAD request has no body")
         framing = self.head.framing
         if framing in ("chunked", "other"):
             raise RawUnsupported(
@@ -360,7 +372,10 @@ class RawResponse:
             return
         body = self._body
         if body is None:
-            conn.sock.close()
+            if self._head_only and self.head.reusable and not self._rest:
+                self._client._give_back(conn)
+            else:
+                conn.sock.close()
         else:
             body.close(lambda reuse: self._client._give_back(conn) if reuse else conn.sock.close())
 

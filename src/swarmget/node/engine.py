@@ -29,7 +29,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from swarmget.core.digests import Digest, DigestSet
 from swarmget.core.errors import (
@@ -62,8 +62,10 @@ from swarmget.core.scheduler import (
 )
 from swarmget.hashing import IncrementalHasher, hash_file
 from swarmget.net.origin import OriginClient, OriginInfo
-from swarmget.net.relay_client import RelayClient
 from swarmget.storage import PartFile, ResumeKey, open_part_file, stored_resume_key
+
+if TYPE_CHECKING:
+    from swarmget.net.relay_client import RelayClient
 
 MiB = 1024 * 1024
 WRITE_BATCH = 1 * MiB

@@ -10,14 +10,17 @@ import contextlib
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-
-import aiohttp
+from typing import TYPE_CHECKING
 
 from swarmget.core.errors import InvalidHeader
 from swarmget.net.origin import OriginClient
 from swarmget.net.rawhttp import RawHttp
-from swarmget.net.relay_client import RelayClient
 from swarmget.node.engine import Download, DownloadSpec, OriginSource
+
+if TYPE_CHECKING:
+    import aiohttp
+
+    from swarmget.net.relay_client import RelayClient
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -49,12 +52,23 @@ async def open_local_download(
     """A ``Download`` fetching straight from the origin over ``options.connections``."""
     if options.connections < 1:
         raise ValueError("connections must be >= 1")
-    local_addr = (options.source_address, 0) if options.source_address else None
-    connector = aiohttp.TCPConnector(
-        limit=options.connections + 2, local_addr=local_addr, force_close=False
-    )
     async with contextlib.AsyncExitStack() as stack:
-        session = await stack.enter_async_context(aiohttp.ClientSession(connector=connector))
+        made: list[aiohttp.ClientSession] = []
+
+        async def session() -> aiohttp.ClientSession:
+            """aiohttp's session, made (and aiohttp imported: ~0.15 s) only when a request
+            needs it; with the raw client an http:// download never does."""
+            if not made:
+                import aiohttp
+
+                local_addr = (options.source_address, 0) if options.source_address else None
+                connector = aiohttp.TCPConnector(
+                    limit=options.connections + 2, local_addr=local_addr, force_close=False
+                )
+                made.append(aiohttp.ClientSession(connector=connector))
+                stack.push_async_callback(made[0].close)
+            return made[0]
+
         raw = None
         if options.raw_ranges:
             raw = await stack.enter_async_context(

@@ -12,14 +12,15 @@ import asyncio
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import aiohttp
+from typing import TYPE_CHECKING, Any
 
 from swarmget.core.errors import DownloadError, SwarmgetError, UsageError
 from swarmget.core.ranges import ByteRange
 from swarmget.core.scheduler import SourceInfo, SourceState
 from swarmget.node.engine import DownloadProgress, DownloadResult, Stage
+
+if TYPE_CHECKING:
+    import aiohttp
 
 POLL = 0.25
 
@@ -67,7 +68,7 @@ class NodeSession:
                 method, self._node.api_url + path, json=body, headers=self._headers
             ) as resp:
                 return resp.status, await resp.json(content_type=None)
-        except (aiohttp.ClientError, OSError, ValueError) as exc:
+        except (_client_error(), OSError, ValueError) as exc:
             raise DownloadError(f"the local node stopped answering: {exc}") from exc
 
     async def alive(self) -> bool:
@@ -152,3 +153,9 @@ def _source(s: dict[str, Any]) -> SourceInfo:
         segments=tuple(ByteRange(a, b) for a, b in s["segments"]),
         ban_reason=s["ban_reason"],
     )
+
+
+def _client_error() -> type[Exception]:
+    import aiohttp  # imported by whoever made the session: only a lookup here
+
+    return aiohttp.ClientError
