@@ -74,8 +74,9 @@ RAW_CHUNK = 1024 * 1024
 FLUSH_AFTER = 0.05
 #: How often a reading thread looks up from the socket (to stop, or to hand over).
 _POLL = 0.05
-#: Buffers a body keeps for reuse.
+#: Buffers a body keeps for reuse, and the client for its next bodies.
 _BUFFERS = 4
+_SPARE_BUFFERS = 16
 #: A pooled connection idle longer than this is closed rather than reused.
 IDLE_LIMIT = 4.0
 _MAX_IDLE_PER_HOST = 16
@@ -124,6 +125,7 @@ class RawHttp:
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
         self._idle: dict[tuple[str, int], list[_Conn]] = {}
+        self._spare: list[bytearray] = []  # RAW_CHUNK buffers of finished bodies
         self._executor = ThreadPoolExecutor(max_streams, thread_name_prefix="swarmget-raw")
         self._closed = False
         #: connections opened so far (tests and statistics)
@@ -298,6 +300,18 @@ class RawHttp:
         conn.sock.setblocking(False)
         conn.idle_since = time.monotonic()
         conns.append(conn)
+
+    def _spare_buffer(self) -> bytearray | None:
+        while self._spare:
+            buf = self._spare.pop()
+            if _free(buf):
+                return buf
+        return None
+
+    def _keep_buffers(self, buffers: list[bytearray]) -> None:
+        for buf in buffers:
+            if len(buf) == RAW_CHUNK and len(self._spare) < _SPARE_BUFFERS and not self._closed:
+                self._spare.append(buf)
 
     def _submit_read(self, body: RawBody, buf: bytearray, want: int) -> asyncio.Future[int]:
         loop = asyncio.get_running_loop()
@@ -477,7 +491,8 @@ class RawBody:
         for buf in self._buffers:
             if len(buf) >= want and buf is not self._pending_buf and _free(buf):
                 return buf
-        buf = bytearray(max(want, min(RAW_CHUNK, self._expected)))
+        spare = self._client._spare_buffer()
+        buf = spare if spare is not None else _new_buffer(max(want, min(RAW_CHUNK, self._expected)))
         if len(self._buffers) < _BUFFERS:
             self._buffers.append(buf)
         return buf
@@ -536,15 +551,25 @@ class RawBody:
         if pending is None or pending.done():
             if pending is not None and not pending.cancelled():
                 pending.exception()  # retrieved: nobody will ask for it any more
+            self._client._keep_buffers(self._buffers)
             done(reuse)
             return
 
         def finished(fut: asyncio.Future[int]) -> None:
             if not fut.cancelled():
                 fut.exception()
+            self._client._keep_buffers(self._buffers)  # no thread writes into them now
             done(False)
 
         pending.add_done_callback(finished)
+
+
+def _new_buffer(size: int) -> bytearray:
+    """A ``size``-byte buffer with room for one more byte, so that ``_free`` never makes
+    it reallocate."""
+    buf = bytearray(size + 1)
+    del buf[size:]
+    return buf
 
 
 def _free(buf: bytearray) -> bool:
