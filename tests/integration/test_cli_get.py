@@ -8,6 +8,7 @@ import hashlib
 import json
 import os
 import signal
+import ssl
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
@@ -196,3 +197,61 @@ async def test_an_http_download_does_not_import_aiohttp(origin: TestOrigin, tmp_
     assert "swarmget.net.rawhttp" in imported  # the listing is what we think it is
     assert not {name for name in imported if name.split(".")[0] == "aiohttp"}
     assert sha256(tmp_path / "f") == origin.expected_sha256("f.bin")
+
+
+@pytest.fixture(scope="module")
+def tls_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 (openssl; .ci/run installs it if missing)."""
+    where = tmp_path_factory.mktemp("tls")
+    cert, key = where / "cert.pem", where / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return cert, key
+
+
+@pytest.fixture
+async def tls_origin(tls_files: tuple[Path, Path]) -> AsyncIterator[TestOrigin]:
+    cert, key = tls_files
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    async with open_test_origin(ssl_context=context) as o:
+        o.add_generated("f.bin", 3 * MiB + 1, seed=11)
+        yield o
+
+
+async def _get_with_env(url: str, out: Path, env: dict[str, str]) -> tuple[int, str, str]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-X", "importtime", "-m", "swarmget.cli", "get", url, "-o", str(out),
+        "--json", "--no-node",
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, **env},
+    )  # fmt: skip
+    stdout, stderr = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode is not None
+    return proc.returncode, stdout.decode(), stderr.decode()
+
+
+async def test_an_https_origin_goes_through_aiohttp(
+    tls_origin: TestOrigin, tls_files: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """https is aiohttp's (the raw client is plain HTTP only): the session it needs is made
+    on demand, and the certificate is verified (trusted here through SSL_CERT_FILE)."""
+    url = tls_origin.url("f.bin")
+    assert url.startswith("https://")
+    code, out, err = await _get_with_env(url, tmp_path / "f", {"SSL_CERT_FILE": str(tls_files[0])})
+    assert code == 0, err[-2000:]
+    assert json.loads(out)["ok"] is True
+    assert sha256(tmp_path / "f") == tls_origin.expected_sha256("f.bin")
+    imported = {line.split("|")[-1].strip() for line in err.splitlines()}
+    assert "aiohttp.client" in imported
+
+
+async def test_an_untrusted_certificate_is_refused(tls_origin: TestOrigin, tmp_path: Path) -> None:
+    code, out, err = await _get_with_env(tls_origin.url("f.bin"), tmp_path / "f", {})
+    assert code == 3, err[-2000:]
+    assert "certificate verification failed" in json.loads(out)["message"]
+    assert tls_origin.stats().bytes_total == 0
+    assert not (tmp_path / "f").exists()

@@ -68,9 +68,15 @@ async def test_metrics_match_the_bytes_moved(origin: TestOrigin, tmp_path: Path)
             values = scrape(await get_text(session, f"{helper.api_url}/metrics"))
             served += values["swarmget_bytes_served_to_peers_total"]
         assert served >= from_peers  # helpers served at least what was kept
-        assert served == sum(
+        fetched = sum(
             b for ip, b in origin.stats().bytes_by_ip.items() if ip != swarm.node(0).address
-        )  # and exactly what they fetched from the origin
+        )
+        # and what they fetched from the origin, less what was still in flight when the
+        # requester cancelled a stream (an endgame copy that lost, a split): the origin
+        # counts bytes it wrote, a helper those it forwarded. Per helper that is at most its
+        # read-ahead buffer (1 MiB) and the socket buffers between.
+        helpers = len(swarm.nodes) - 1
+        assert served <= fetched <= served + 2 * MiB * helpers
         hub = scrape(await get_text(session, f"{swarm.hub.info['url']}/metrics"))
         assert hub["swarmget_hub_registered_nodes"] == 3
         assert hub["swarmget_hub_heartbeat_seconds_count"] > 0

@@ -161,13 +161,22 @@ class RawHttp:
 
     @contextlib.asynccontextmanager
     async def request(
-        self, method: str, url: str, headers: Mapping[str, str], what: str
+        self,
+        method: str,
+        url: str,
+        headers: Mapping[str, str],
+        what: str,
+        *,
+        body: bytes | None = None,
     ) -> AsyncIterator[RawResponse]:
-        """Send ``method url`` (GET or HEAD) with ``headers`` and yield the response, head
-        read. Leaving the block returns the connection to the pool if its body was read to
-        the end (a HEAD answer has none), else closes it."""
-        if method not in ("GET", "HEAD"):
-            raise ValueError(f"the raw client only sends GET and HEAD, not {method}")
+        """Send ``method url`` (GET, HEAD, or POST with ``body``) with ``headers`` and yield
+        the response, head read. Leaving the block returns the connection to the pool if its
+        body was read to the end (a HEAD answer has none), else closes it. A POST is never
+        sent twice (not even after a pooled connection turned out closed)."""
+        if method not in ("GET", "HEAD", "POST"):
+            raise ValueError(f"the raw client only sends GET, HEAD and POST, not {method}")
+        if (body is not None) != (method == "POST"):
+            raise ValueError("a body goes with POST, and only with POST")
         if self._closed:
             raise RuntimeError("RawHttp is closed")
         parsed = URL(url)
@@ -176,9 +185,15 @@ class RawHttp:
         assert parsed.port is not None
         key = (host, parsed.port)
         request = build_request(
-            method, parsed.raw_path_qs, parsed.host_port_subcomponent or host, headers.items()
+            method,
+            parsed.raw_path_qs,
+            parsed.host_port_subcomponent or host,
+            headers.items(),
+            body_length=None if body is None else len(body),
         )
-        conn, head, rest = await self._exchange(key, request, what)
+        if body:
+            request += body
+        conn, head, rest = await self._exchange(key, request, what, resend=body is None)
         response = RawResponse(self, conn, head, rest, what, head_only=method == "HEAD")
         try:
             yield response
@@ -186,14 +201,16 @@ class RawHttp:
             response.close()
 
     async def _exchange(
-        self, key: tuple[str, int], request: bytes, what: str
+        self, key: tuple[str, int], request: bytes, what: str, *, resend: bool
     ) -> tuple[_Conn, ResponseHead, bytes]:
         conn = self._take_idle(key)
         if conn is not None:
             try:
                 return await self._send_and_read_head(conn, request, what)
-            except _StaleConnection:
-                pass  # the server closed it while it was idle: once more, on a new one
+            except _StaleConnection as exc:
+                if not resend:  # it may have been acted on: the caller decides
+                    raise SourceRetryable(f"{what}: connection closed before the response") from exc
+                # the server closed it while it was idle: once more, on a new one
         conn = await self._connect(key, what)
         try:
             return await self._send_and_read_head(conn, request, what)
@@ -379,6 +396,20 @@ class RawResponse:
             length_framed=framing == "length",
         )
         return self._body
+
+    async def read_small(self, limit: int = 65536) -> bytes:
+        """The whole body when it is length-framed and at most ``limit`` bytes (an error
+        message); b"" otherwise, or when reading it fails."""
+        try:
+            length = self.head.content_length if self.head.framing == "length" else None
+        except SourceBroken:
+            return b""
+        if self._head_only or length is None or length > limit:
+            return b""
+        try:
+            return b"".join([bytes(chunk) async for chunk in self.body(length)])
+        except (SourceRetryable, SourceBroken):
+            return b""
 
     def close(self) -> None:
         conn, self._conn = self._conn, None

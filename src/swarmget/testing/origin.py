@@ -35,6 +35,7 @@ import os
 import random
 import re
 import signal
+import ssl
 import sys
 from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
@@ -515,7 +516,11 @@ class TestOrigin:
     def url(self, name: str) -> str:
         return f"{self.base_url}/files/{name}"
 
-    async def start(self, host: str = "127.0.0.1", port: int = 0) -> None:
+    async def start(
+        self, host: str = "127.0.0.1", port: int = 0, *, ssl_context: ssl.SSLContext | None = None
+    ) -> None:
+        """Listen on ``host:port`` (0: any free port); with ``ssl_context``, over TLS
+        (``base_url`` is then https)."""
         runner = web.AppRunner(
             self._make_app(),
             handler_cancellation=True,  # a client that goes away cancels its handler
@@ -525,13 +530,14 @@ class TestOrigin:
         await runner.setup()
         self._runner = runner
         try:
-            await web.TCPSite(runner, host, port).start()
+            await web.TCPSite(runner, host, port, ssl_context=ssl_context).start()
         except BaseException:
             await self.close()
             raise
         bound_host, bound_port = runner.addresses[0][:2]
         shown = f"[{bound_host}]" if ":" in bound_host else bound_host
-        self._base_url = f"http://{shown}:{bound_port}"
+        scheme = "http" if ssl_context is None else "https"
+        self._base_url = f"{scheme}://{shown}:{bound_port}"
 
     async def close(self) -> None:
         if self._runner is not None:
@@ -741,11 +747,15 @@ async def _abort(request: web.Request) -> None:
 
 @asynccontextmanager
 async def open_test_origin(
-    host: str = "127.0.0.1", port: int = 0, **behaviour: Any
+    host: str = "127.0.0.1",
+    port: int = 0,
+    *,
+    ssl_context: ssl.SSLContext | None = None,
+    **behaviour: Any,
 ) -> AsyncIterator[TestOrigin]:
     """A started ``TestOrigin`` with the given ``Behaviour`` fields, closed on exit."""
     origin = TestOrigin(**behaviour)
-    await origin.start(host, port)
+    await origin.start(host, port, ssl_context=ssl_context)
     try:
         yield origin
     finally:
