@@ -65,6 +65,7 @@ from swarmget.core.http1 import (
     find_head_end,
     parse_response_head,
 )
+from swarmget.net.lowat import ReadCoalescer
 
 __all__ = ["RAW_CHUNK", "RawBody", "RawHttp", "RawResponse", "RawUnsupported"]
 
@@ -431,9 +432,9 @@ class RawBody:
     Raises ``SourceRetryable`` when the connection drops (an error, or a close before the
     promised Content-Length, as aiohttp's path does) or no byte comes for the read timeout;
     ``SourceBroken`` when a body without Content-Length ends before ``expected``, or when
-    more than ``expected`` came with the head. Cancelling a waiting ``__anext__`` loses nothing: the
-    read goes on in its thread and the next call returns it. While a chunk is handed over,
-    the thread already reads the next one.
+    more than ``expected`` came with the head. Cancelling a waiting ``__anext__`` loses
+    nothing: the read goes on in its thread and the next call returns it. While a chunk is
+    handed over, the thread already reads the next one.
     """
 
     def __init__(
@@ -462,8 +463,7 @@ class RawBody:
         self._stop = False
         self._quiet_since = time.monotonic()  # the last byte's arrival (read timeout)
         self._failed = False
-        if len(prefix) > expected:
-            self._failed = True  # checked again when read, to raise in the right place
+        self._coalescer = ReadCoalescer(sock)  # used by the reading thread only
         sock.settimeout(_POLL)  # for the reading thread; the fd stays non-blocking
 
     def __aiter__(self) -> RawBody:
@@ -544,7 +544,10 @@ class RawBody:
         started = time.monotonic()
         sock = self._sock
         limit = self._client.read_timeout
+        coalescer = self._coalescer
         while filled < want and not self._stop:
+            # through a capped link: wake for ~50 ms of data, not for every packet
+            coalescer.before_read(self.received + filled, want - filled)
             try:
                 count = sock.recv_into(view[filled:want])
             except TimeoutError:
@@ -583,6 +586,8 @@ class RawBody:
             if pending is not None and not pending.cancelled():
                 pending.exception()  # retrieved: nobody will ask for it any more
             self._client._keep_buffers(self._buffers)
+            if reuse:
+                self._coalescer.reset()  # the next answer's head must not be held back
             done(reuse)
             return
 
