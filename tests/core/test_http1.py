@@ -187,16 +187,3 @@ def test_any_bytes_parse_or_are_broken(noise: bytes) -> None:
             assert "\r" not in value
             assert "\n" not in value
             assert ":" not in name
-
-
-def test_a_body_gets_our_content_length_and_the_callers_framing_is_dropped() -> None:
-    head = build_request(
-        "POST",
-        "/v1/range",
-        "h",
-        [("Content-Length", "999"), ("Transfer-Encoding", "chunked"), ("X-A", "1")],
-        body_length=12,
-    )
-    assert head == b"POST /v1/range HTTP/1.1\r\nHost: h\r\nX-A: 1\r\nContent-Length: 12\r\n\r\n"
-    with pytest.raises(RequestError, match="body length"):
-        build_request("POST", "/", "h", [], body_length=-1)

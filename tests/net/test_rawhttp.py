@@ -279,38 +279,6 @@ async def test_a_close_racing_the_request_is_retried_once(
         assert (raw.connects, answered) == (2, 2)
 
 
-async def test_a_post_is_never_sent_twice(
-    scripted: Callable[[Script], Awaitable[str]],
-) -> None:
-    """A POST on a pooled connection that dies before answering is the caller's to retry
-    (the server may have acted on it, and a signed request cannot be replayed)."""
-    requests = 0
-
-    async def first_only(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        nonlocal requests
-        await reader.readuntil(b"\r\n\r\n")
-        await reader.readexactly(2)
-        requests += 1
-        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-        await writer.drain()
-        try:
-            await reader.readuntil(b"\r\n\r\n")
-            requests += 1
-        except asyncio.IncompleteReadError:
-            pass
-        writer.close()
-
-    url = await scripted(first_only)
-    async with RawHttp() as raw:
-        async with raw.request("POST", url, {}, "POST", body=b"{}") as answer:
-            assert answer.status == 200
-            assert await answer.read_small() == b"ok"
-        with pytest.raises(SourceRetryable, match="closed before the response"):
-            async with raw.request("POST", url, {}, "POST", body=b"{}"):
-                pass
-        assert (requests, raw.connects) == (2, 1)
-
-
 async def test_a_new_connection_closed_unanswered_is_retryable(
     scripted: Callable[[Script], Awaitable[str]], session: aiohttp.ClientSession
 ) -> None:

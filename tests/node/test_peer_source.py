@@ -1,5 +1,4 @@
-"""The requester's side of the peer API (``PeerSource``) against a real node's helper, read
-through aiohttp and through the raw client: same bytes, same errors."""
+"""The requester's side of the peer API (``PeerSource``) against a real node's helper."""
 
 from __future__ import annotations
 
@@ -16,7 +15,6 @@ from swarmget.core.http import Validator
 from swarmget.core.ranges import ByteRange
 from swarmget.net.origin import OriginInfo
 from swarmget.net.peer_client import PeerAddress, PeerSource
-from swarmget.net.rawhttp import RawHttp
 from swarmget.node.daemon import Node, NodeConfig, open_node
 from swarmget.testing.origin import TestOrigin, open_test_origin
 
@@ -44,15 +42,6 @@ async def node(tmp_path: Path) -> AsyncIterator[Node]:
         yield started
 
 
-@pytest.fixture(params=["aiohttp", "raw"])
-async def raw(request: pytest.FixtureRequest) -> AsyncIterator[RawHttp | None]:
-    if request.param == "aiohttp":
-        yield None
-        return
-    async with RawHttp(local_addr="127.0.0.9") as client:
-        yield client
-
-
 @pytest.fixture
 async def session() -> AsyncIterator[aiohttp.ClientSession]:
     async with aiohttp.ClientSession() as s:
@@ -71,11 +60,9 @@ def _info(origin: TestOrigin) -> OriginInfo:
     )
 
 
-def _source(
-    session: aiohttp.ClientSession, node: Node, raw: RawHttp | None, secret: bytes = SECRET
-) -> PeerSource:
+def _source(session: aiohttp.ClientSession, node: Node, secret: bytes = SECRET) -> PeerSource:
     peer = PeerAddress(node_id=node.node_id, url=node.peer_url, slots=2)
-    return PeerSource(session, peer, secret, "requester", download_id="d1", raw=raw)
+    return PeerSource(session, peer, secret, "requester", download_id="d1")
 
 
 async def _read(source: PeerSource, info: OriginInfo, rng: ByteRange) -> bytes:
@@ -84,38 +71,36 @@ async def _read(source: PeerSource, info: OriginInfo, rng: ByteRange) -> bytes:
 
 
 async def test_a_helper_streams_the_range(
-    origin: TestOrigin, node: Node, session: aiohttp.ClientSession, raw: RawHttp | None
+    origin: TestOrigin, node: Node, session: aiohttp.ClientSession
 ) -> None:
-    source = _source(session, node, raw)
+    source = _source(session, node)
     for rng in (ByteRange(0, 5 * MiB), ByteRange(5 * MiB, 6 * MiB + 3), ByteRange(7, 9)):
         assert (
             await _read(source, _info(origin), rng) == origin.content("f.bin")[rng.start : rng.end]
         )
-    if raw is not None:
-        assert raw.connects == 1  # one keep-alive connection to the helper for all three
 
 
 async def test_a_wrong_secret_is_the_helpers_refusal(
-    origin: TestOrigin, node: Node, session: aiohttp.ClientSession, raw: RawHttp | None
+    origin: TestOrigin, node: Node, session: aiohttp.ClientSession
 ) -> None:
-    source = _source(session, node, raw, secret=b"x" * 32)
+    source = _source(session, node, secret=b"x" * 32)
     with pytest.raises(SourceBroken, match="401 auth: "):
         await _read(source, _info(origin), ByteRange(0, 10))
     assert origin.stats().bytes_total == 0
 
 
 async def test_an_origin_the_helper_cannot_use_is_reported(
-    origin: TestOrigin, node: Node, session: aiohttp.ClientSession, raw: RawHttp | None
+    origin: TestOrigin, node: Node, session: aiohttp.ClientSession
 ) -> None:
     info = dataclasses.replace(_info(origin), validator=Validator(etag='"another"'))
     with pytest.raises(SourceError, match=f"helper {node.node_id}: 4"):
-        await _read(_source(session, node, raw), info, ByteRange(0, 10))
+        await _read(_source(session, node), info, ByteRange(0, 10))
 
 
 async def test_a_dead_helper_is_retryable(
-    origin: TestOrigin, session: aiohttp.ClientSession, raw: RawHttp | None
+    origin: TestOrigin, session: aiohttp.ClientSession
 ) -> None:
     peer = PeerAddress(node_id="gone", url="http://127.0.0.2:1", slots=1)
-    source = PeerSource(session, peer, SECRET, "requester", raw=raw)
+    source = PeerSource(session, peer, SECRET, "requester")
     with pytest.raises(SourceRetryable):
         await _read(source, _info(origin), ByteRange(0, 10))

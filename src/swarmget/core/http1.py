@@ -44,7 +44,6 @@ _STATUS_LINE = re.compile(rb"HTTP/1\.([01]) ([1-9][0-9]{2})(?: ([\t\x20-\x7e\x80
 _BAD_VALUE = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 _BAD_TARGET = re.compile(r"[\x00-\x20\x7f]")
 _NO_BODY = frozenset({204, 304})
-_FRAMING = frozenset({"host", "content-length", "transfer-encoding"})  # ours to set
 
 
 class RequestError(ValueError):
@@ -99,18 +98,9 @@ class ResponseHead:
         return "close" not in tokens
 
 
-def build_request(
-    method: str,
-    target: str,
-    host: str,
-    headers: Iterable[tuple[str, str]],
-    *,
-    body_length: int | None = None,
-) -> bytes:
-    """``METHOD target HTTP/1.1`` with ``Host`` first, then ``headers``, then
-    ``Content-Length: body_length`` when a body follows. A ``Host``, ``Content-Length`` or
-    ``Transfer-Encoding`` among ``headers`` is dropped: those are ours to set. Raises
-    ``RequestError`` for anything that would not be one field."""
+def build_request(method: str, target: str, host: str, headers: Iterable[tuple[str, str]]) -> bytes:
+    """``METHOD target HTTP/1.1`` with ``Host`` first, then ``headers`` (a ``Host`` among
+    them is dropped). Raises ``RequestError`` for anything that would not be one field."""
     if not _TOKEN.fullmatch(method.encode("ascii", "replace")):
         raise RequestError(f"invalid method {method!r}")
     if not target.startswith("/") or _BAD_TARGET.search(target):
@@ -119,12 +109,8 @@ def build_request(
     for name, value in headers:
         if not _TOKEN.fullmatch(name.encode("latin-1", "replace")):
             raise RequestError(f"invalid header name {name!r}")
-        if name.lower() not in _FRAMING:
+        if name.lower() != "host":
             lines.append(f"{name}: {_field_value(name, value)}")
-    if body_length is not None:
-        if body_length < 0:
-            raise RequestError(f"invalid body length {body_length}")
-        lines.append(f"Content-Length: {body_length}")
     try:
         return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
     except UnicodeEncodeError as exc:

@@ -11,9 +11,8 @@ helper cannot or will not do the job (401, 403, 409, 502 ...) → ``SourceBroken
 from __future__ import annotations
 
 import asyncio
-import json
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
@@ -23,7 +22,6 @@ from swarmget.core.errors import SourceBroken, SourceRateLimited, SourceRetryabl
 from swarmget.core.http import parse_retry_after
 from swarmget.core.ranges import ByteRange, Chunk
 from swarmget.net.origin import CheckedBody, OriginInfo, translate_client_error
-from swarmget.net.rawhttp import RawHttp
 from swarmget.net.signing import json_body, signed_headers
 
 
@@ -44,8 +42,6 @@ class PeerSource:
     my_node_id: str
     download_id: str = ""
     read_timeout: float = 30.0
-    #: reads the helper's stream off the socket (``net.rawhttp``) when its URL is http://
-    raw: RawHttp | None = None
 
     @property
     def source_id(self) -> str:
@@ -63,15 +59,6 @@ class PeerSource:
         url = f"{self.peer.url}/v1/range"
         headers = signed_headers(self.secret, self.my_node_id, "POST", url, body)
         headers["Content-Type"] = "application/json"
-        if self.raw is not None and self.raw.supports(url):
-            what = f"helper {self.source_id}"
-            async with self.raw.request("POST", url, headers, what, body=body) as answer:
-                message = ""
-                if answer.status != 200:
-                    message = _message(await answer.read_small()) or answer.head.reason
-                _judge(answer.status, answer.headers, message, self.source_id, rng)
-                yield answer.body(rng.length)
-            return
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=5.0, sock_read=self.read_timeout)
         try:
             resp = await self.session.post(url, data=body, headers=headers, timeout=timeout)
@@ -103,21 +90,16 @@ def _range_payload(info: OriginInfo, rng: ByteRange, download_id: str) -> dict[s
 
 
 async def _check(resp: aiohttp.ClientResponse, who: str, rng: ByteRange) -> None:
-    message = "" if resp.status == 200 else await _error_message(resp)
-    _judge(resp.status, resp.headers, message, who, rng)
-
-
-def _judge(status: int, headers: Mapping[str, str], message: str, who: str, rng: ByteRange) -> None:
-    """Return if the helper is streaming ``rng``; raise what its refusal means otherwise."""
-    if status == 200:
-        if headers.get("X-Swarm-Range") != f"{rng.start}-{rng.end}":
+    if resp.status == 200:
+        if resp.headers.get("X-Swarm-Range") != f"{rng.start}-{rng.end}":
             raise SourceBroken(f"helper {who} answered for another range")
         return
-    what = f"helper {who}: {status} {message}"
-    if status in (429, 503):
-        retry = parse_retry_after(headers.get("Retry-After"), time.time())
+    message = await _error_message(resp)
+    what = f"helper {who}: {resp.status} {message}"
+    if resp.status in (429, 503):
+        retry = parse_retry_after(resp.headers.get("Retry-After"), time.time())
         raise SourceRateLimited(what, retry_after=retry)
-    if status == 504 or status >= 500 and "origin_unreachable" in message:
+    if resp.status == 504 or resp.status >= 500 and "origin_unreachable" in message:
         raise SourceRetryable(what)
     raise SourceBroken(what)
 
@@ -128,15 +110,6 @@ async def _error_message(resp: aiohttp.ClientResponse) -> str:
         return f"{data.get('code', '')}: {data.get('error', '')}"
     except (aiohttp.ClientError, ValueError, AttributeError, TimeoutError):
         return resp.reason or ""
-
-
-def _message(body: bytes) -> str:
-    """``code: error`` from a helper's JSON error body (what ``_error_message`` reads)."""
-    try:
-        data = json.loads(body)
-        return f"{data.get('code', '')}: {data.get('error', '')}"
-    except (ValueError, AttributeError):
-        return ""
 
 
 async def check_health(

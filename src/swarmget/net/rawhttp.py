@@ -6,20 +6,27 @@ Why it exists
     it; on a fast link (loopback, a LAN, a 10 Gbit/s origin) that is where a core goes.
     Here the body is read by a worker thread straight into reused 1 MiB buffers with
     ``recv_into`` (one copy, from the kernel into the buffer the file is written from), and
-    the event loop sees one chunk per buffer.
+    the event loop sees one chunk per buffer. Through a capped link the thread asks the
+    kernel to wake it for ~50 ms of data at a time (``SO_RCVLOWAT``, ``net.lowat``), not for
+    every packet.
 
 What it does
-    ``RawHttp.get(url, headers)`` sends ``GET`` on a pooled keep-alive connection (or a new
-    one), reads the response head on the event loop and parses it with ``core.http1``
+    ``RawHttp.request(method, url, headers)`` sends a ``GET`` or ``HEAD`` on a pooled
+    keep-alive connection (or a new one), reads the response head on the event loop and
+    parses it with ``core.http1``
     (strictly), and yields a ``RawResponse``; its ``body(expected)`` is the async iterator of
     chunks. What the answer *means* (206 with the right Content-Range, a changed ETag ...)
     is still decided by ``core.http``, by the caller (``OriginClient``).
 
 When it is not used
     ``supports(url)`` is only true for ``http://`` URLs without credentials in them. TLS
-    origins, probes and whole-file streams stay on aiohttp. A response whose body has a
+    origins and whole-file streams stay on aiohttp. A response whose body has a
     Transfer-Encoding raises ``RawUnsupported`` before anything is yielded: the caller
     repeats the request through aiohttp (and stops using this path for that origin).
+    Helpers' streams to the requester stay on aiohttp too: tried, the requester of an
+    8-node LAN swarm (24 streams of ~1.5 MiB/s) used more CPU through threads, and the
+    swarm's efficiency fell from 0.97 to 0.91 (many slow streams are the event loop's
+    strength; one copy less matters on fast ones).
 
 The same rules as aiohttp's path
     * every connect is checked against the ``AddressPolicy`` (if one is given) on the
@@ -162,22 +169,13 @@ class RawHttp:
 
     @contextlib.asynccontextmanager
     async def request(
-        self,
-        method: str,
-        url: str,
-        headers: Mapping[str, str],
-        what: str,
-        *,
-        body: bytes | None = None,
+        self, method: str, url: str, headers: Mapping[str, str], what: str
     ) -> AsyncIterator[RawResponse]:
-        """Send ``method url`` (GET, HEAD, or POST with ``body``) with ``headers`` and yield
-        the response, head read. Leaving the block returns the connection to the pool if its
-        body was read to the end (a HEAD answer has none), else closes it. A POST is never
-        sent twice (not even after a pooled connection turned out closed)."""
-        if method not in ("GET", "HEAD", "POST"):
-            raise ValueError(f"the raw client only sends GET, HEAD and POST, not {method}")
-        if (body is not None) != (method == "POST"):
-            raise ValueError("a body goes with POST, and only with POST")
+        """Send ``method url`` (GET or HEAD) with ``headers`` and yield the response, head
+        read. Leaving the block returns the connection to the pool if its body was read to
+        the end (a HEAD answer has none), else closes it."""
+        if method not in ("GET", "HEAD"):
+            raise ValueError(f"the raw client only sends GET and HEAD, not {method}")
         if self._closed:
             raise RuntimeError("RawHttp is closed")
         parsed = URL(url)
@@ -186,15 +184,9 @@ class RawHttp:
         assert parsed.port is not None
         key = (host, parsed.port)
         request = build_request(
-            method,
-            parsed.raw_path_qs,
-            parsed.host_port_subcomponent or host,
-            headers.items(),
-            body_length=None if body is None else len(body),
+            method, parsed.raw_path_qs, parsed.host_port_subcomponent or host, headers.items()
         )
-        if body:
-            request += body
-        conn, head, rest = await self._exchange(key, request, what, resend=body is None)
+        conn, head, rest = await self._exchange(key, request, what)
         response = RawResponse(self, conn, head, rest, what, head_only=method == "HEAD")
         try:
             yield response
@@ -202,16 +194,14 @@ class RawHttp:
             response.close()
 
     async def _exchange(
-        self, key: tuple[str, int], request: bytes, what: str, *, resend: bool
+        self, key: tuple[str, int], request: bytes, what: str
     ) -> tuple[_Conn, ResponseHead, bytes]:
         conn = self._take_idle(key)
         if conn is not None:
             try:
                 return await self._send_and_read_head(conn, request, what)
-            except _StaleConnection as exc:
-                if not resend:  # it may have been acted on: the caller decides
-                    raise SourceRetryable(f"{what}: connection closed before the response") from exc
-                # the server closed it while it was idle: once more, on a new one
+            except _StaleConnection:
+                pass  # the server closed it while it was idle: once more, on a new one
         conn = await self._connect(key, what)
         try:
             return await self._send_and_read_head(conn, request, what)
@@ -397,20 +387,6 @@ class RawResponse:
             length_framed=framing == "length",
         )
         return self._body
-
-    async def read_small(self, limit: int = 65536) -> bytes:
-        """The whole body when it is length-framed and at most ``limit`` bytes (an error
-        message); b"" otherwise, or when reading it fails."""
-        try:
-            length = self.head.content_length if self.head.framing == "length" else None
-        except SourceBroken:
-            return b""
-        if self._head_only or length is None or length > limit:
-            return b""
-        try:
-            return b"".join([bytes(chunk) async for chunk in self.body(length)])
-        except (SourceRetryable, SourceBroken):
-            return b""
 
     def close(self) -> None:
         conn, self._conn = self._conn, None

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import json
 import os
 import secrets
@@ -224,9 +223,6 @@ async def open_node(config: NodeConfig) -> AsyncIterator[Node]:
                 config.listen_port,
             )
         )
-        peer_raw = await stack.enter_async_context(
-            RawHttp(local_addr=_bind_address(config.listen_host), max_streams=64)
-        )
         hub = None
         if config.hubs():
             hub = HubPool(peer_session, config.hubs(), config.secret, node_id)
@@ -237,7 +233,6 @@ async def open_node(config: NodeConfig) -> AsyncIterator[Node]:
             peer_session=peer_session,
             hub=hub,
             health_timeout=config.health_timeout,
-            peer_raw=peer_raw,
             relay=None
             if config.relay_url is None
             else RelayClient(peer_session, config.relay_url, config.secret, node_id),
@@ -367,12 +362,3 @@ def _write_node_file(state_dir: Path, node: Node) -> None:
         "download_dir": str(node.download_dir),
     }
     (state_dir / "node.json").write_text(json.dumps(info))
-
-
-def _bind_address(host: str) -> str | None:
-    """``host`` when it is an IP address to bind outgoing connections to, else None."""
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return None
-    return host

@@ -25,7 +25,6 @@ from swarmget.logs import current_download
 from swarmget.net.hub_client import HubApi
 from swarmget.net.origin import OriginClient
 from swarmget.net.peer_client import PeerAddress, PeerSource, check_health
-from swarmget.net.rawhttp import RawHttp
 from swarmget.net.relay_client import RelayClient
 from swarmget.node.engine import (
     Download,
@@ -90,7 +89,6 @@ class SwarmContext:
     hub: HubApi | None  # a HubClient, or a HubPool of replicated hubs
     health_timeout: float = 2.0
     relay: RelayClient | None = None
-    peer_raw: RawHttp | None = None  # reads helpers' streams off the socket
 
 
 class DownloadManager:
@@ -211,7 +209,6 @@ class DownloadManager:
                 self._swarm.secret,
                 self._swarm.node_id,
                 download_id=record.id,
-                raw=self._swarm.peer_raw,
             )
             sources.append(source)
         return sources
