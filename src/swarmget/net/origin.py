@@ -1,4 +1,5 @@
-"""The origin client: probe a URL, then fetch byte ranges of it, over aiohttp.
+"""The origin client: probe a URL, then fetch byte ranges of it, over aiohttp (or, for
+``http://`` URLs when given one, over the raw range client of ``net.rawhttp``).
 
 A thin adapter around the rules of ``swarmget.core.http``: this module sends requests and
 reads bytes; every decision about what a response means is made there.
