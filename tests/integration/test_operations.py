@@ -73,8 +73,8 @@ async def test_metrics_match_the_bytes_moved(origin: TestOrigin, tmp_path: Path)
         )
         # and what they fetched from the origin, less what was still in flight when the
         # requester cancelled a stream (an endgame copy that lost, a split): the origin
-        # counts bytes it wrote, a helper those it forwarded. Per helper that is at most its
-        # read-ahead buffer (1 MiB) and the socket buffers between.
+        # counts bytes it wrote, a helper those it forwarded. Per helper that is at most
+        # what its client and the socket buffers between held.
         helpers = len(swarm.nodes) - 1
         assert served <= fetched <= served + 2 * MiB * helpers
         hub = scrape(await get_text(session, f"{swarm.hub.info['url']}/metrics"))

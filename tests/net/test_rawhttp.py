@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import aiohttp
@@ -14,6 +15,7 @@ from swarmget.core.addresses import AddressPolicy, parse_cidrs
 from swarmget.core.errors import ForbiddenTarget, SourceBroken, SourceRetryable
 from swarmget.core.http import Validator
 from swarmget.core.ranges import ByteRange
+from swarmget.net.lowat import MAX_LOWAT, ReadCoalescer
 from swarmget.net.origin import OriginClient, OriginInfo
 from swarmget.net.rawhttp import RAW_CHUNK, RawHttp, RawUnsupported
 from swarmget.testing.origin import TestOrigin, open_test_origin
@@ -153,6 +155,29 @@ async def test_the_address_policy_is_applied(
         assert b"".join(await _collect(client, info, ByteRange(0, 10))) == _expected(
             origin, ByteRange(0, 10)
         )
+
+
+async def test_a_pooled_connection_does_not_keep_the_low_water_mark(
+    origin: TestOrigin, session: aiohttp.ClientSession, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The reading thread raises SO_RCVLOWAT (here: as high as the body allows, on every
+    read); a connection goes back to the pool with it at 1, or the next answer's head (a few
+    hundred bytes) would wait for bytes that never come."""
+
+    def greedy(self: ReadCoalescer, seen: int, remaining: int) -> None:
+        self._set(max(1, min(MAX_LOWAT, remaining)))
+
+    monkeypatch.setattr(ReadCoalescer, "before_read", greedy)
+    async with RawHttp(read_timeout=1.0) as raw:
+        client = OriginClient(session, raw=raw, read_timeout=1.0)
+        info = await _info(OriginClient(session), origin.url("f.bin"))
+        rng = ByteRange(0, 3 * MiB + 5 * 1024)
+        assert b"".join(await _collect(client, info, rng)) == _expected(origin, rng)
+        (pooled,) = [conn for conns in raw._idle.values() for conn in conns]  # type: ignore[attr-defined]
+        assert pooled.sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT) == 1
+        small = ByteRange(10, 20)
+        assert b"".join(await _collect(client, info, small)) == _expected(origin, small)
+        assert raw.connects == 1
 
 
 async def test_the_connection_is_closed_when_left_early(

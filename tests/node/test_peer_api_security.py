@@ -135,9 +135,9 @@ FORBIDDEN = (403, "forbidden_target")
         ("http://10.1.2.3/x", FORBIDDEN),
         ("http://192.168.1.1/x", FORBIDDEN),
         ("http://[::ffff:127.0.0.1]:{port}/files/f.bin", FORBIDDEN),
-        # a legacy IPv4 spelling: the helper's raw range client resolves it to 127.0.0.1,
-        # which the policy refuses (aiohttp would refuse the URL itself: 502 origin_unusable)
-        ("http://2130706433:{port}/files/f.bin", FORBIDDEN),
+        # aiohttp refuses non-canonical IPv4 literals before any connection
+        ("http://2130706433:{port}/files/f.bin", (502, "origin_unusable")),
+        # a hexadecimal spelling goes to the resolver (127.0.0.1), which the guard refuses
         ("http://0x7f.1:{port}/files/f.bin", FORBIDDEN),
     ],
 )

@@ -39,7 +39,6 @@ from swarmget.metrics import NodeCollector, metrics_handler
 from swarmget.net.guard import make_guarded_connector
 from swarmget.net.hub_client import HubApi, HubPool, MembershipState, Registration, run_membership
 from swarmget.net.origin import OriginClient
-from swarmget.net.rawhttp import RawHttp
 from swarmget.net.relay_client import RelayClient
 from swarmget.node.downloads import DownloadManager, SwarmContext
 from swarmget.node.helper import HelperLimits, HelperService, make_peer_app
@@ -205,14 +204,11 @@ async def open_node(config: NodeConfig) -> AsyncIterator[Node]:
         if config.daily_quota is not None:
             quota = DailyQuota(config.state_dir / "quota.json", config.daily_quota, clock=time.time)
             stack.callback(quota.save)
-        # ranges of http:// files on connections of their own, read off the socket (the
-        # same source address; the helper's with the same address policy as its session)
-        own_raw = await stack.enter_async_context(RawHttp(local_addr=source, max_streams=64))
-        helper_raw = await stack.enter_async_context(
-            RawHttp(policy=config.origin_policy, local_addr=source, max_streams=64)
-        )
+        # origin fetches stay on aiohttp (with SO_RCVLOWAT coalescing): behind capped links,
+        # many slow streams cost less there than through net.rawhttp's reading threads
+        # (measured: bench/README.md, "The raw range client")
         helper = HelperService(
-            OriginClient(helper_session, raw=helper_raw),
+            OriginClient(helper_session),
             HelperLimits(slots=config.slots, rate_limit=config.rate_limit),
             quota=quota,
         )
@@ -239,7 +235,7 @@ async def open_node(config: NodeConfig) -> AsyncIterator[Node]:
         )
         manager = DownloadManager(
             tg,
-            OriginClient(own_session, raw=own_raw),
+            OriginClient(own_session),
             swarm,
             connections=config.connections,
             journal=DownloadJournal(config.state_dir / "downloads.json"),

@@ -16,7 +16,6 @@ from swarmget.core.addresses import AddressPolicy
 from swarmget.core.manifest import DEFAULT_PIECE_SIZE
 from swarmget.net.guard import make_guarded_connector
 from swarmget.net.origin import OriginClient
-from swarmget.net.rawhttp import RawHttp
 from swarmget.relay.app import make_relay_app
 from swarmget.relay.service import Relay
 from swarmget.relay.store import open_cache_index
@@ -49,12 +48,11 @@ async def open_relay(config: RelayConfig) -> AsyncIterator[RunningRelay]:
     async with (
         open_cache_index(db_url) as index,
         aiohttp.ClientSession(connector=connector) as session,
-        RawHttp(policy=config.origin_policy, max_streams=64) as raw,  # http:// origins
         asyncio.TaskGroup() as tg,
     ):
         relay = Relay(
             index,
-            OriginClient(session, raw=raw),
+            OriginClient(session),
             tg,
             cache_dir=config.cache_dir,
             budget=config.budget,
