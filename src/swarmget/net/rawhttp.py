@@ -23,10 +23,12 @@ When it is not used
     origins and whole-file streams stay on aiohttp. A response whose body has a
     Transfer-Encoding raises ``RawUnsupported`` before anything is yielded: the caller
     repeats the request through aiohttp (and stops using this path for that origin).
-    Helpers' streams to the requester stay on aiohttp too: tried, the requester of an
-    8-node LAN swarm (24 streams of ~1.5 MiB/s) used more CPU through threads, and the
-    swarm's efficiency fell from 0.97 to 0.91 (many slow streams are the event loop's
-    strength; one copy less matters on fast ones).
+    Only ``swarmget get`` uses this client. The node daemons (helpers, their own
+    downloads, the streams between them) and the relay stay on aiohttp: behind capped links
+    (many streams of a few MiB/s) a reading thread per stream costs more CPU, and the swarm
+    lost efficiency, than the event loop reading sockets that ``SO_RCVLOWAT`` batches
+    (measured: bench/README.md, "The raw range client"). One copy less matters on fast
+    streams; many slow ones are the event loop's strength.
 
 The same rules as aiohttp's path
     * every connect is checked against the ``AddressPolicy`` (if one is given) on the
