@@ -334,13 +334,12 @@ class _StaleConnection(Exception):
 
 def _still_open(sock: socket.socket) -> bool:
     try:
-        data = sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+        sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
     except BlockingIOError:
         return True  # nothing to read: open and quiet, as it should be
     except OSError:
         return False
-    del data  # EOF, or bytes nobody asked for: not reusable either way
-    return False
+    return False  # EOF, or bytes nobody asked for: not reusable either way
 
 
 class RawResponse:

@@ -30,7 +30,6 @@ class LocalOptions:
     source_address: str | None = None  # bind outgoing connections to this local IP
     connect_timeout: float = 10.0
     read_timeout: float = 30.0
-    raw_ranges: bool = True  # ranges of http:// files read off the socket (net.rawhttp)
 
 
 def parse_headers(values: list[str] | tuple[str, ...]) -> dict[str, str]:
@@ -69,16 +68,15 @@ async def open_local_download(
                 stack.push_async_callback(made[0].close)
             return made[0]
 
-        raw = None
-        if options.raw_ranges:
-            raw = await stack.enter_async_context(
-                RawHttp(
-                    local_addr=options.source_address,
-                    connect_timeout=options.connect_timeout,
-                    read_timeout=options.read_timeout,
-                    max_streams=options.connections + 2,
-                )
+        # ranges (and probes) of http:// files read off the socket: net.rawhttp
+        raw = await stack.enter_async_context(
+            RawHttp(
+                local_addr=options.source_address,
+                connect_timeout=options.connect_timeout,
+                read_timeout=options.read_timeout,
+                max_streams=options.connections + 2,
             )
+        )
         client = OriginClient(
             session,
             headers=options.headers,
