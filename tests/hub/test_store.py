@@ -73,6 +73,16 @@ async def test_upsert_then_live(store: RegistryStore) -> None:
     assert live.quota_left is None
 
 
+async def test_count_live_at_an_address(store: RegistryStore) -> None:
+    await store.upsert_node(_node("a"), T0)
+    await store.upsert_node(_node("b"), T0 + 10)
+    await store.upsert_node(_node("c", address="10.0.0.2"), T0 + 10)
+    assert await store.count_live_at("10.0.0.1", T0 + 10, TTL, other_than="x") == 2
+    assert await store.count_live_at("10.0.0.1", T0 + 10, TTL, other_than="a") == 1
+    assert await store.count_live_at("10.0.0.1", T0 + TTL + 1, TTL, other_than="x") == 1
+    assert await store.count_live_at("10.0.0.3", T0 + 10, TTL, other_than="x") == 0
+
+
 async def test_ttl_expiry_is_decided_by_now(store: RegistryStore) -> None:
     await store.upsert_node(_node("a"), T0)
     assert [n.node_id for n in await store.live_nodes(T0 + TTL, TTL)] == ["a"]

@@ -5,11 +5,13 @@
     POST   /v1/nodes/register         {node_id, port, version, slots, group?, wan_rate?,
                                        quota_left?, scheme?}
                                       → {node_id, address, group, url, ttl, heartbeat_interval}
+                                      | 429 {"code": "too_many_nodes"}: see below
     POST   /v1/nodes/{id}/heartbeat   {stats: {...}} → {ok, ttl, heartbeat_interval}
                                       | 404 {"code": "unknown_node"}: register again
     DELETE /v1/nodes/{id}             → {ok, removed}
-    GET    /v1/peers                  → {group, peers: [...]}: live nodes of the asker's group,
-                                        without the asker | 404 unknown_node
+    GET    /v1/peers                  → {group, peers: [...]}: at most MAX_PEERS_PER_ANSWER
+                                        live nodes of the asker's group, without the asker,
+                                        best first (``swarmget.hub.selection``) | 404
     GET    /v1/health                 → {ok: true, nodes: N}   (the only unsigned route)
 
 Every other request must be signed (``swarmget.net.auth``); a node may only register,
@@ -35,11 +37,20 @@ requesters would send it that node's range requests. Capturing requests takes an
 attacker, who can already tamper with plain-HTTP traffic; a nonce table in the shared
 database would close this.
 
+Bounds: what a node sends is validated strictly (``swarmget.net.hub_protocol``): a request
+body over ``MAX_HUB_BODY`` bytes gets 413, a malformed one 400 with the field at fault; of
+the heartbeat's stats only the whitelisted fields are kept, so a node's record stays small.
+At most ``MAX_NODES_PER_ADDRESS`` live nodes may register from one source address (429 with
+Retry-After for more: a dead node's record expires after the TTL), so one machine cannot
+flood the registry; peer lists are capped in count (and so in bytes).
+
 The hub never downloads anything. Handlers parse with pydantic, call the store, format.
 """
 
 from __future__ import annotations
 
+import asyncio
+import random
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -48,7 +59,7 @@ from typing import Any, Literal, TypeVar
 import pydantic
 from aiohttp import web
 from aiohttp.typedefs import Handler
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from swarmget.core.auth import is_valid_node_id
 from swarmget.core.errors import StorageError
@@ -60,9 +71,19 @@ from swarmget.core.groups import (
     is_valid_group_name,
 )
 from swarmget.defaults import DEFAULT_TTL
+from swarmget.hub.selection import choose_peers
 from swarmget.hub.store import NodeRecord, RegistryStore
 from swarmget.metrics import HubMetrics
 from swarmget.net.auth import MAX_SIGNED_BODY, auth_middleware, authenticated_node, json_error
+from swarmget.net.hub_protocol import (
+    MAX_COUNT,
+    MAX_HUB_BODY,
+    MAX_PEERS_PER_ANSWER,
+    MAX_SLOTS,
+    VERSION_PATTERN,
+    PeerStats,
+    peer_url,
+)
 
 __all__ = ["DEFAULT_TTL", "HUB_STORE", "HEALTH_PATH", "make_hub_app", "peer_json"]
 
@@ -70,7 +91,10 @@ __all__ = ["DEFAULT_TTL", "HUB_STORE", "HEALTH_PATH", "make_hub_app", "peer_json
 HEARTBEATS_PER_TTL = 3
 #: Records not seen for this many TTLs are deleted (on each register).
 PRUNE_AFTER_TTLS = 20
-MAX_STATS_KEYS = 64
+#: Live nodes one source address may register (a machine runs a node, maybe a few `get`s).
+MAX_NODES_PER_ADDRESS = 8
+#: A peer heard from within this many heartbeat intervals is listed before quieter ones.
+FRESH_HEARTBEATS = 2
 HEALTH_PATH = "/v1/health"
 
 #: The application's registry store (for other apps mounted next to the hub, e.g. the portal).
@@ -85,15 +109,15 @@ _Model = TypeVar("_Model", bound=BaseModel)
 class RegisterRequest(BaseModel):
     """What a node says about itself. Unknown fields (e.g. a claimed address) are ignored."""
 
-    model_config = ConfigDict(frozen=True, extra="ignore")
+    model_config = ConfigDict(frozen=True, extra="ignore", strict=True)
 
     node_id: str
     port: int = Field(ge=1, le=65535)
-    version: str = Field(pattern=r"^[\x21-\x7e]{1,64}$")
-    slots: int = Field(ge=0, le=4096)
+    version: str = Field(pattern=VERSION_PATTERN)
+    slots: int = Field(ge=0, le=MAX_SLOTS)
     group: str | None = None
-    wan_rate: int | None = Field(default=None, ge=0)
-    quota_left: int | None = Field(default=None, ge=0)
+    wan_rate: int | None = Field(default=None, ge=0, le=MAX_COUNT)
+    quota_left: int | None = Field(default=None, ge=0, le=MAX_COUNT)
     scheme: Literal["http", "https"] = "http"
 
     @field_validator("node_id")
@@ -112,22 +136,29 @@ class RegisterRequest(BaseModel):
 
 
 class HeartbeatRequest(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="ignore")
+    """A node's latest statistics; fields outside ``PeerStats`` are dropped."""
 
-    stats: dict[str, JsonValue] = Field(default_factory=dict, max_length=MAX_STATS_KEYS)
+    model_config = ConfigDict(frozen=True, extra="ignore", strict=True)
+
+    stats: PeerStats = PeerStats()
 
 
 class _Problem(Exception):
     """A request the hub refuses; turned into a JSON error by ``_problems``."""
 
-    def __init__(self, status: int, code: str, message: str) -> None:
+    def __init__(
+        self, status: int, code: str, message: str, *, retry_after: float | None = None
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
+        self.retry_after = retry_after
 
 
 async def _parse(request: web.Request, model: type[_Model]) -> _Model:
     body = await request.read() or b"{}"
+    if len(body) > MAX_HUB_BODY:
+        raise _Problem(413, "too_large", f"request bodies are at most {MAX_HUB_BODY} bytes")
     try:
         return model.model_validate_json(body)
     except pydantic.ValidationError as exc:
@@ -140,7 +171,8 @@ async def _parse(request: web.Request, model: type[_Model]) -> _Model:
 
 
 def peer_json(record: NodeRecord) -> dict[str, Any]:
-    """A node as ``GET /v1/peers`` lists it (``swarmget.net.hub_client.PeerInfo``)."""
+    """A node as ``GET /v1/peers`` lists it (``swarmget.net.hub_protocol.PeerEntry``).
+    Stats are checked again: a record written before they were validated lists none."""
     return {
         "node_id": record.node_id,
         "address": record.address,
@@ -153,13 +185,15 @@ def peer_json(record: NodeRecord) -> dict[str, Any]:
         "quota_left": record.quota_left,
         "registered_at": record.registered_at,
         "last_seen": record.last_seen,
-        "stats": dict(record.stats),
+        "stats": _clean_stats(record.stats),
     }
 
 
-def _peer_url(scheme: str, address: str, port: int) -> str:
-    host = f"[{address.replace('%', '%25')}]" if ":" in address else address
-    return f"{scheme}://{host}:{port}"
+def _clean_stats(stats: Mapping[str, Any]) -> dict[str, Any]:
+    try:
+        return PeerStats.model_validate(stats).as_json()
+    except pydantic.ValidationError:
+        return {}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -170,7 +204,10 @@ class _Hub:
     v6_prefix: int
     trust_proxy: bool
     clock: Callable[[], float]
+    rng: random.Random
     metrics: HubMetrics = field(default_factory=HubMetrics)
+    #: Registrations check the per-address cap and write one at a time (in this process).
+    registering: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     async def live_count(self) -> int:
         return len(await self.store.live_nodes(self.clock(), self.ttl))
@@ -187,15 +224,29 @@ class _Hub:
         group = group_of(address, body.group, self.group_prefix, v6_prefix_bits=self.v6_prefix)
         now = self.clock()
         await self.store.prune(before=now - PRUNE_AFTER_TTLS * self.ttl)
-        record = await self.store.upsert_node(_record(body, address, group), now)
+        async with self.registering:
+            await self._check_room(address, body.node_id, now)
+            record = await self.store.upsert_node(_record(body, address, group), now)
         reply = {"node_id": record.node_id, "address": address, "group": group, "url": record.url}
         return web.json_response(reply | self._timers)
+
+    async def _check_room(self, address: str, node_id: str, now: float) -> None:
+        """``too_many_nodes`` when ``address`` has its share of live nodes besides this one."""
+        others = await self.store.count_live_at(address, now, self.ttl, other_than=node_id)
+        if others >= MAX_NODES_PER_ADDRESS:
+            raise _Problem(
+                429,
+                "too_many_nodes",
+                f"{address} already has {others} live nodes (at most {MAX_NODES_PER_ADDRESS})",
+                retry_after=self.ttl,
+            )
 
     async def heartbeat(self, request: web.Request) -> web.Response:
         node_id = _own_node(request)
         body = await _parse(request, HeartbeatRequest)
+        stats = body.stats.as_json()
         with self.metrics.heartbeat.time():
-            known = await self.store.heartbeat(node_id, body.stats, self.clock(), ttl=self.ttl)
+            known = await self.store.heartbeat(node_id, stats, self.clock(), ttl=self.ttl)
         if not known:
             raise _Problem(404, "unknown_node", f"node {node_id} is not registered (any more)")
         return web.json_response({"ok": True} | self._timers)
@@ -210,8 +261,12 @@ class _Hub:
         me = next((r for r in live if r.node_id == node_id), None)
         if me is None:
             raise _Problem(404, "unknown_node", f"node {node_id} is not registered (any more)")
-        peers = [peer_json(r) for r in live if r.group == me.group and r.node_id != node_id]
-        return web.json_response({"group": me.group, "peers": peers})
+        mates = (r for r in live if r.group == me.group and r.node_id != node_id)
+        fresh = FRESH_HEARTBEATS * self.ttl / HEARTBEATS_PER_TTL
+        chosen = choose_peers(
+            mates, limit=MAX_PEERS_PER_ANSWER, now=self.clock(), fresh=fresh, rng=self.rng
+        )
+        return web.json_response({"group": me.group, "peers": [peer_json(r) for r in chosen]})
 
     async def health(self, request: web.Request) -> web.Response:
         live = await self.store.live_nodes(self.clock(), self.ttl)
@@ -233,7 +288,7 @@ def _record(body: RegisterRequest, address: str, group: str) -> NodeRecord:
         node_id=body.node_id,
         address=address,
         port=body.port,
-        url=_peer_url(body.scheme, address, body.port),
+        url=peer_url(body.scheme, address, body.port),
         version=body.version,
         slots=body.slots,
         group=group,
@@ -256,7 +311,8 @@ async def _problems(request: web.Request, handler: Handler) -> web.StreamRespons
     try:
         return await handler(request)
     except _Problem as exc:
-        return json_error(exc.status, str(exc), exc.code)
+        wait = {} if exc.retry_after is None else {"Retry-After": str(round(exc.retry_after))}
+        return json_error(exc.status, str(exc), exc.code, headers=wait)
     except StorageError as exc:
         return json_error(503, str(exc), exc.code)
     except web.HTTPException as exc:
@@ -278,8 +334,10 @@ def make_hub_app(
     group_prefix_v6: int = DEFAULT_V6_PREFIX_BITS,
     trust_proxy: bool = False,
     clock: Callable[[], float] = time.time,
+    rng: random.Random | None = None,
 ) -> web.Application:
-    """The hub as an aiohttp application. The caller owns ``store`` (opens and closes it)."""
+    """The hub as an aiohttp application. The caller owns ``store`` (opens and closes it).
+    ``rng`` orders equally good peers in answers (default: a fresh ``random.Random``)."""
     if ttl <= 0:
         raise ValueError("ttl must be positive")
     if not 0 <= group_prefix <= 32 or not 0 <= group_prefix_v6 <= 128:
@@ -291,6 +349,7 @@ def make_hub_app(
         v6_prefix=group_prefix_v6,
         trust_proxy=trust_proxy,
         clock=clock,
+        rng=rng or random.Random(),
     )
     auth = auth_middleware(secret, exempt=frozenset({HEALTH_PATH, "/metrics"}), clock=clock)
     app = web.Application(middlewares=[_problems, auth], client_max_size=MAX_SIGNED_BODY)

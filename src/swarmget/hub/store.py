@@ -114,6 +114,10 @@ class RegistryStore(Protocol):
         """Every node seen within ``ttl`` seconds of ``now``, ordered by node id."""
         ...
 
+    async def count_live_at(self, address: str, now: float, ttl: float, *, other_than: str) -> int:
+        """How many nodes at ``address``, except ``other_than``, are live at ``now``."""
+        ...
+
     async def prune(self, before: float) -> int:
         """Forget nodes last seen before ``before``; returns how many."""
         ...
@@ -313,6 +317,18 @@ class SqlRegistryStore:
             async with self._engine.connect() as conn:
                 rows = (await conn.execute(query)).all()
         return [_record(row) for row in rows]
+
+    async def count_live_at(self, address: str, now: float, ttl: float, *, other_than: str) -> int:
+        query = (
+            sa.select(sa.func.count())
+            .select_from(nodes)
+            .where(nodes.c.address == address)
+            .where(nodes.c.last_seen >= now - ttl)
+            .where(nodes.c.node_id != other_than)
+        )
+        with self._translated():
+            async with self._engine.connect() as conn:
+                return int((await conn.execute(query)).scalar_one())
 
     async def prune(self, before: float) -> int:
         """On PostgreSQL, 0 at once when another hub is pruning (see module doc)."""

@@ -4,11 +4,17 @@
 the error tree:
 
 * connection failures, timeouts, 5xx and 429, and answers that are not what the hub API
-  promises → ``HubUnavailable`` (back off and retry);
+  promises (or longer than ``MAX_HUB_ANSWER_BYTES``) → ``HubUnavailable`` (back off and
+  retry);
 * 404 ``{"code": "unknown_node"}`` → ``UnknownNode`` (register again);
 * any other 4xx (401 bad signature or clock skew, 403, 400), and redirects (a signature
   covers the path, so the hub URL must be the final one) → ``HubRejected`` carrying the
   hub's message; retrying unchanged will not help.
+
+A peer list is checked entry by entry (``swarmget.net.hub_protocol.PeerEntry``): a malformed
+entry is skipped (and logged), the valid ones are kept, so that one broken or hostile member
+cannot empty everyone's list; of a list longer than ``MAX_PEERS_PER_ANSWER`` (an older hub)
+a random sample of that many is kept.
 
 ``HubPool`` is the same interface (``HubApi``) over several hubs that share one registry
 database (a replicated hub), with failover; see its docstring. The node daemon always uses
@@ -38,6 +44,8 @@ import pydantic
 from yarl import URL
 
 from swarmget.core.errors import HubError, HubRejected, HubUnavailable, UnknownNode
+from swarmget.net.bounded import read_bounded
+from swarmget.net.hub_protocol import MAX_HUB_ANSWER_BYTES, MAX_PEERS_PER_ANSWER, PeerEntry
 from swarmget.net.signing import json_body, signed_headers
 
 __all__ = [
@@ -121,11 +129,18 @@ class PeerInfo:
     last_seen: float = 0.0
     stats: Mapping[str, Any] = field(default_factory=dict)
 
+    @classmethod
+    def from_entry(cls, entry: PeerEntry) -> PeerInfo:
+        fields = entry.model_dump(exclude={"stats"})
+        return cls(**fields, stats=entry.stats.as_json())
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class _PeersAnswer:
+    """The answer's frame; its entries are checked one by one (``_valid_peers``)."""
+
     group: str
-    peers: list[PeerInfo]
+    peers: list[Any]
 
 
 _REGISTERED = pydantic.TypeAdapter(Registered)
@@ -170,7 +185,8 @@ class HubClient:
     async def peers(self) -> list[PeerInfo]:
         """The live nodes of our group, without us. Raises ``UnknownNode`` if we are not
         registered (any more)."""
-        return _parse(_PEERS, await self._call("GET", "/v1/peers")).peers
+        answer = _parse(_PEERS, await self._call("GET", "/v1/peers"))
+        return _valid_peers(answer.peers, self.hub_url)
 
     async def _call(
         self, method: str, path: str, payload: Mapping[str, Any] | None = None
@@ -189,13 +205,42 @@ class HubClient:
                 timeout=self._timeout,
                 allow_redirects=False,
             ) as response:
-                answer = await response.read()
+                answer = await read_bounded(response.content, MAX_HUB_ANSWER_BYTES)
                 status = response.status
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             raise HubUnavailable(f"hub {self.hub_url} unreachable: {exc!r}") from exc
+        if answer is None:
+            raise HubUnavailable(
+                f"hub {self.hub_url}: the answer to {method} {path} is longer than "
+                f"{MAX_HUB_ANSWER_BYTES} bytes",
+                status,
+            )
         if status >= 300:
             raise _status_error(status, answer, f"{method} {path}")
         return answer
+
+
+def _valid_peers(entries: list[Any], hub_url: str) -> list[PeerInfo]:
+    """The well-formed entries, in the hub's order (at most ``MAX_PEERS_PER_ANSWER``)."""
+    valid: list[PeerInfo] = []
+    first_error: str | None = None
+    for entry in entries:
+        try:
+            valid.append(PeerInfo.from_entry(PeerEntry.model_validate(entry)))
+        except pydantic.ValidationError as exc:
+            first_error = first_error or _first_error(exc)
+    if first_error is not None:
+        skipped = len(entries) - len(valid)
+        log.warning("hub %s listed %d malformed peers (skipped): %s", hub_url, skipped, first_error)
+    if len(valid) > MAX_PEERS_PER_ANSWER:
+        keep = sorted(random.sample(range(len(valid)), MAX_PEERS_PER_ANSWER))
+        valid = [valid[i] for i in keep]
+    return valid
+
+
+def _first_error(exc: pydantic.ValidationError) -> str:
+    first = exc.errors()[0]
+    return f"{'.'.join(str(part) for part in first['loc']) or 'entry'}: {first['msg']}"
 
 
 def _status_error(status: int, answer: bytes, what: str) -> HubError:

@@ -5,12 +5,17 @@ reads the bytes as the helper streams them on. Its answers are translated to the
 so the scheduler can blame the helper: 429/503 → ``SourceRateLimited`` (honouring
 Retry-After), connection failures and 504 → ``SourceRetryable``, anything that says the
 helper cannot or will not do the job (401, 403, 409, 502 ...) → ``SourceBroken``.
-``check_health`` is the pre-download check, run on all peers in parallel with a short timeout.
+``check_health`` is the pre-download check, run on the candidates in parallel with a short
+timeout, at most ``MAX_HEALTH_CHECKS_IN_FLIGHT`` at once, stopping once it has enough: however
+many peers the hub lists, a requester never opens more than that many sockets to check them.
+A helper's health answer is read up to ``MAX_HEALTH_ANSWER_BYTES``, and the slots it claims
+are capped at ``MAX_HELPER_SLOTS`` (the scheduler opens that many streams to it at most).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -21,8 +26,16 @@ import aiohttp
 from swarmget.core.errors import SourceBroken, SourceRateLimited, SourceRetryable
 from swarmget.core.http import parse_retry_after
 from swarmget.core.ranges import ByteRange, Chunk
+from swarmget.net.bounded import read_bounded
 from swarmget.net.origin import CheckedBody, OriginInfo, translate_client_error
 from swarmget.net.signing import json_body, signed_headers
+
+#: Health checks a requester runs at once (each holds one socket for up to its timeout).
+MAX_HEALTH_CHECKS_IN_FLIGHT = 32
+#: Bytes of a helper's ``/v1/health`` answer read at most (it is a few dozen).
+MAX_HEALTH_ANSWER_BYTES = 4096
+#: The most slots (parallel streams) a requester uses of one helper, whatever it claims.
+MAX_HELPER_SLOTS = 64
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -119,26 +132,55 @@ async def check_health(
     my_node_id: str,
     *,
     health_timeout: float = 2.0,
+    max_in_flight: int = MAX_HEALTH_CHECKS_IN_FLIGHT,
+    enough: int | None = None,
 ) -> list[PeerAddress]:
-    """The peers answering ``/v1/health`` within ``health_timeout``, checked in parallel.
+    """The peers answering ``/v1/health`` within ``health_timeout``, in the order given.
 
-    A peer's reported slot count replaces what the hub said (the peer knows best)."""
+    At most ``max_in_flight`` checks run at once; once ``enough`` peers answered, the
+    candidates not yet checked are skipped (and at most ``enough`` are returned). A peer's
+    reported slot count replaces what the hub said (the peer knows best), up to
+    ``MAX_HELPER_SLOTS``."""
+    gate = asyncio.Semaphore(max_in_flight)
+    healthy: dict[int, PeerAddress] = {}
 
-    async def one(peer: PeerAddress) -> PeerAddress | None:
-        url = f"{peer.url}/v1/health"
-        headers = signed_headers(secret, my_node_id, "GET", url)
-        try:
-            async with asyncio.timeout(health_timeout):
-                async with session.get(url, headers=headers) as resp:
-                    if resp.status != 200:
-                        return None
-                    data = await resp.json()
-        except (aiohttp.ClientError, OSError, ValueError):
-            return None
-        slots = data.get("slots") if isinstance(data, dict) else None
-        if not isinstance(slots, int) or slots < 1 or data.get("node_id") != peer.node_id:
-            return None
-        return PeerAddress(node_id=peer.node_id, url=peer.url, slots=slots)
+    async def one(index: int, peer: PeerAddress) -> None:
+        async with gate:
+            if enough is not None and len(healthy) >= enough:
+                return
+            answer = await _health(session, peer, secret, my_node_id, health_timeout)
+        if answer is not None:
+            healthy[index] = answer
 
-    results = await asyncio.gather(*(one(p) for p in peers))
-    return [p for p in results if p is not None]
+    async with asyncio.TaskGroup() as tg:
+        for index, peer in enumerate(peers):
+            tg.create_task(one(index, peer))
+    found = [healthy[index] for index in sorted(healthy)]
+    return found if enough is None else found[:enough]
+
+
+async def _health(
+    session: aiohttp.ClientSession,
+    peer: PeerAddress,
+    secret: bytes,
+    my_node_id: str,
+    limit: float,
+) -> PeerAddress | None:
+    """The peer as it describes itself, or None when it does not answer well in time."""
+    url = f"{peer.url}/v1/health"
+    headers = signed_headers(secret, my_node_id, "GET", url)
+    try:
+        async with asyncio.timeout(limit):
+            async with session.get(url, headers=headers, allow_redirects=False) as resp:
+                if resp.status != 200:
+                    return None
+                body = await read_bounded(resp.content, MAX_HEALTH_ANSWER_BYTES)
+        data = json.loads(body) if body is not None else None
+    except (aiohttp.ClientError, OSError, ValueError, RecursionError):
+        return None
+    if not isinstance(data, dict) or data.get("node_id") != peer.node_id:
+        return None
+    slots = data.get("slots")
+    if type(slots) is not int or slots < 1:
+        return None
+    return PeerAddress(node_id=peer.node_id, url=peer.url, slots=min(slots, MAX_HELPER_SLOTS))

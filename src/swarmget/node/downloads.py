@@ -3,7 +3,10 @@
 Each download runs as a task owned by the node's task group. Before it starts, the requester
 asks the hub for the live peers of its group and health-checks them in parallel (the paper's
 pre-download phase); the scheduler then runs over this node's own origin connections plus
-every healthy helper. Downloads are independent: several run at once, each with its own
+every healthy helper. However many peers the hub lists, a requester health-checks at most
+``MAX_HEALTH_CANDIDATES`` of them (``MAX_HEALTH_CHECKS_IN_FLIGHT`` at once, in the hub's
+order: best first) and uses at most ``MAX_HELPERS_PER_DOWNLOAD`` helpers, the first that
+answer; the rest are ignored. Downloads are independent: several run at once, each with its own
 scheduler, part file and sources.
 """
 
@@ -24,7 +27,12 @@ from swarmget.core.errors import Cancelled, HubError, SwarmgetError, UsageError
 from swarmget.logs import current_download
 from swarmget.net.hub_client import HubApi
 from swarmget.net.origin import OriginClient
-from swarmget.net.peer_client import PeerAddress, PeerSource, check_health
+from swarmget.net.peer_client import (
+    MAX_HEALTH_CHECKS_IN_FLIGHT,
+    PeerAddress,
+    PeerSource,
+    check_health,
+)
 from swarmget.net.relay_client import RelayClient
 from swarmget.node.engine import (
     Download,
@@ -37,6 +45,11 @@ from swarmget.node.engine import (
 from swarmget.node.journal import DownloadJournal, JournalEntry
 
 log = logging.getLogger(__name__)
+
+#: Peers of the hub's list a requester health-checks at most, per download.
+MAX_HEALTH_CANDIDATES = 64
+#: Helpers one download uses at most (besides this node's own origin connections).
+MAX_HELPERS_PER_DOWNLOAD = 16
 
 
 class DestinationOutside(UsageError):
@@ -89,6 +102,9 @@ class SwarmContext:
     hub: HubApi | None  # a HubClient, or a HubPool of replicated hubs
     health_timeout: float = 2.0
     relay: RelayClient | None = None
+    max_candidates: int = MAX_HEALTH_CANDIDATES
+    max_helpers: int = MAX_HELPERS_PER_DOWNLOAD
+    max_checks_in_flight: int = MAX_HEALTH_CHECKS_IN_FLIGHT
 
 
 class DownloadManager:
@@ -200,7 +216,7 @@ class DownloadManager:
     async def _sources(self, record: DownloadRecord) -> list[RangeSource]:
         own = OriginSource(self._origin, self._connections, source_id=self._swarm.node_id)
         sources: list[RangeSource] = [own]
-        peers = await self._healthy_peers(record)
+        peers = await find_helpers(self._swarm, record.only_helpers)
         record.peers_checked = [p.node_id for p in peers]
         for peer in peers:
             source = PeerSource(
@@ -213,28 +229,34 @@ class DownloadManager:
             sources.append(source)
         return sources
 
-    async def _healthy_peers(self, record: DownloadRecord) -> list[PeerAddress]:
-        hub = self._swarm.hub
-        if hub is None:
-            return []
-        try:
-            listed = await hub.peers()
-        except HubError as exc:
-            log.warning("hub unavailable, downloading alone: %s", exc)
-            return []
-        wanted = record.only_helpers
-        candidates = [
-            PeerAddress(node_id=p.node_id, url=p.url, slots=p.slots)
-            for p in listed
-            if p.node_id != self._swarm.node_id and (wanted is None or p.node_id in wanted)
-        ]
-        return await check_health(
-            self._swarm.peer_session,
-            candidates,
-            self._swarm.secret,
-            self._swarm.node_id,
-            health_timeout=self._swarm.health_timeout,
-        )
+
+async def find_helpers(
+    swarm: SwarmContext, only_helpers: Sequence[str] | None = None
+) -> list[PeerAddress]:
+    """The helpers a download uses: the hub's peers (those of ``only_helpers`` when given)
+    that answer a health check, within the bounds of the module doc; none without a hub or
+    when the hub is unavailable (the node downloads alone)."""
+    if swarm.hub is None:
+        return []
+    try:
+        listed = await swarm.hub.peers()
+    except HubError as exc:
+        log.warning("hub unavailable, downloading alone: %s", exc)
+        return []
+    candidates = [
+        PeerAddress(node_id=p.node_id, url=p.url, slots=p.slots)
+        for p in listed
+        if p.node_id != swarm.node_id and (only_helpers is None or p.node_id in only_helpers)
+    ]
+    return await check_health(
+        swarm.peer_session,
+        candidates[: swarm.max_candidates],
+        swarm.secret,
+        swarm.node_id,
+        health_timeout=swarm.health_timeout,
+        max_in_flight=swarm.max_checks_in_flight,
+        enough=swarm.max_helpers,
+    )
 
 
 def describe(record: DownloadRecord, *, events: int = 50) -> dict[str, Any]:

@@ -45,6 +45,13 @@ class MemoryRegistryStore:
     async def live_nodes(self, now: float, ttl: float) -> list[NodeRecord]:
         return [r for _, r in sorted(self._nodes.items()) if r.is_live(now, ttl)]
 
+    async def count_live_at(self, address: str, now: float, ttl: float, *, other_than: str) -> int:
+        return sum(
+            1
+            for r in self._nodes.values()
+            if r.address == address and r.node_id != other_than and r.is_live(now, ttl)
+        )
+
     async def prune(self, before: float) -> int:
         dead = [node_id for node_id, r in self._nodes.items() if r.last_seen < before]
         for node_id in dead:

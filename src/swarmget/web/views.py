@@ -16,6 +16,7 @@ failure can then be marked too: the map errs on the side of showing more.)
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -536,49 +537,80 @@ class PeerRow:
     rate_limit: str
     quota_left: str
     bytes_served: str
-    streams_served: int
-    refused: int
+    streams_served: str
+    refused: str
     last_seen: str
     is_self: bool = False
 
 
+# A peer's JSON comes from the hub (checked by the node on arrival, but the portal must never
+# answer 500 for a value it did not expect): every field is read as the type it should have,
+# anything else shows as unknown ("—").
+_TEXT_LIMIT = 128
+
+
+def _count(value: Any) -> int | None:
+    """A non-negative integer, else None (booleans are not counts)."""
+    return value if type(value) is int and value >= 0 else None
+
+
+def _number(value: Any) -> float | None:
+    ok = type(value) in (int, float) and math.isfinite(value) and value >= 0
+    return float(value) if ok else None
+
+
+def _text(value: Any) -> str:
+    return value[:_TEXT_LIMIT] if isinstance(value, str) else "—"
+
+
+def _shown(value: int | None) -> str:
+    return "—" if value is None else str(value)
+
+
+def _mapping(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
 def peer_row(p: Mapping[str, Any], *, now: float) -> PeerRow:
     """A hub ``PeerInfo`` (as JSON); ``now`` on the hub's clock (ours: assumed in sync)."""
-    stats: Mapping[str, Any] = p.get("stats") or {}
-    quota = p.get("quota_left", stats.get("quota_left"))
-    rate_limit = stats.get("rate_limit") or p.get("wan_rate")
-    age = max(0.0, now - float(p.get("last_seen") or now))
+    stats = _mapping(p.get("stats"))
+    quota = _count(stats.get("quota_left", p.get("quota_left")))
+    rate_limit = _number(stats.get("rate_limit")) or _number(p.get("wan_rate"))
+    slots = _count(p.get("slots", stats.get("slots")))
+    last_seen = _number(p.get("last_seen"))
+    age = None if last_seen is None else max(0.0, now - last_seen)
     return PeerRow(
-        node_id=str(p["node_id"]),
-        address=f"{p.get('address')}:{p.get('port')}",
-        group=str(p.get("group", "")),
-        version=str(p.get("version", "")),
-        slots=f"{stats.get('active_streams', 0)} / {p.get('slots', stats.get('slots', '?'))}",
+        node_id=_text(p.get("node_id")),
+        address=f"{_text(p.get('address'))}:{_shown(_count(p.get('port')))}",
+        group=_text(p.get("group", "")),
+        version=_text(p.get("version", "")),
+        slots=f"{_count(stats.get('active_streams')) or 0} / {_shown(slots)}",
         rate_limit=human_rate(rate_limit) if rate_limit else "unlimited",
         quota_left=human_bytes(quota) if quota is not None else "no quota",
-        bytes_served=human_bytes(stats.get("bytes_served", 0)),
-        streams_served=int(stats.get("streams_served", 0)),
-        refused=int(stats.get("refused", 0)),
-        last_seen=f"{human_duration(age)} ago",
+        bytes_served=human_bytes(_count(stats.get("bytes_served", 0))),
+        streams_served=_shown(_count(stats.get("streams_served", 0))),
+        refused=_shown(_count(stats.get("refused", 0))),
+        last_seen="—" if age is None else f"{human_duration(age)} ago",
     )
 
 
 def self_row(status: Mapping[str, Any], *, address: str) -> PeerRow:
     """This node, from its own ``/v1/status``."""
-    helper: Mapping[str, Any] = status.get("helper") or {}
-    rate_limit = helper.get("rate_limit")
-    quota = helper.get("quota_left")
+    helper = _mapping(status.get("helper"))
+    rate_limit = _number(helper.get("rate_limit"))
+    quota = _count(helper.get("quota_left"))
+    own_slots = _shown(_count(helper.get("slots")))
     return PeerRow(
-        node_id=str(status["node_id"]),
+        node_id=_text(status.get("node_id")),
         address=address,
         group="",
-        version=str(status.get("version", "")),
-        slots=f"{helper.get('active_streams', 0)} / {helper.get('slots', '?')}",
+        version=_text(status.get("version", "")),
+        slots=f"{_count(helper.get('active_streams')) or 0} / {own_slots}",
         rate_limit=human_rate(rate_limit) if rate_limit else "unlimited",
         quota_left=human_bytes(quota) if quota is not None else "no quota",
-        bytes_served=human_bytes(helper.get("bytes_served", 0)),
-        streams_served=int(helper.get("streams_served", 0)),
-        refused=int(helper.get("refused", 0)),
+        bytes_served=human_bytes(_count(helper.get("bytes_served", 0))),
+        streams_served=_shown(_count(helper.get("streams_served", 0))),
+        refused=_shown(_count(helper.get("refused", 0))),
         last_seen="now",
         is_self=True,
     )

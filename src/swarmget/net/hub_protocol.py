@@ -1,0 +1,121 @@
+"""What nodes and the hub send each other about nodes, defined once for both sides.
+
+A node's heartbeat carries its helper's ``PeerStats``; ``GET /v1/peers`` lists ``PeerEntry``
+records. Both are validated wherever they arrive, because one member with a bug (or with
+the secret and bad intentions) must not break anyone else's pages or downloads:
+
+* types are strict: a count is a JSON integer, never a string, a float or a boolean;
+* numbers are bounded: counts and byte sizes are 0 … 2**63 - 1, slots 0 … ``MAX_SLOTS``,
+  times finite and non-negative; strings have a length and character set;
+* stats are a whitelist: fields not listed here are dropped (a newer node may report
+  more), so what the hub stores and lists per node stays a few hundred bytes.
+
+The hub refuses a malformed registration or heartbeat (400) and never lists more than
+``MAX_PEERS_PER_ANSWER`` peers; a node skips a malformed peer entry of the hub's answer and
+keeps the valid ones, and reads at most ``MAX_HUB_ANSWER_BYTES`` of any answer.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from swarmget.core.auth import is_valid_node_id
+from swarmget.core.groups import canonical_address
+
+__all__ = [
+    "MAX_COUNT",
+    "MAX_HUB_ANSWER_BYTES",
+    "MAX_HUB_BODY",
+    "MAX_PEERS_PER_ANSWER",
+    "MAX_SLOTS",
+    "VERSION_PATTERN",
+    "PeerEntry",
+    "PeerStats",
+    "peer_url",
+]
+
+#: The largest count or byte size anyone reports (a signed 64-bit column in the database).
+MAX_COUNT = 2**63 - 1
+#: The most slots a node may offer (and the most streams it may report active).
+MAX_SLOTS = 4096
+#: Bytes of JSON the hub reads of a register or heartbeat request; more is refused (413).
+MAX_HUB_BODY = 4096
+#: The most peers one ``GET /v1/peers`` answer lists (chosen by ``swarmget.hub.selection``).
+MAX_PEERS_PER_ANSWER = 64
+#: Bytes a node reads of any hub answer; a longer one is treated as a broken hub.
+MAX_HUB_ANSWER_BYTES = 1024 * 1024
+#: Versions are 1-64 printable ASCII characters without spaces.
+VERSION_PATTERN = r"^[\x21-\x7e]{1,64}$"
+
+_Count = Annotated[int, Field(ge=0, le=MAX_COUNT)]
+_Slots = Annotated[int, Field(ge=0, le=MAX_SLOTS)]
+_Time = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+_STRICT = ConfigDict(frozen=True, extra="ignore", strict=True)
+
+
+class PeerStats(BaseModel):
+    """A helper's statistics, as a node reports them with each heartbeat
+    (``swarmget.node.helper.HelperService.statistics``). None: not reported."""
+
+    model_config = _STRICT
+
+    slots: _Slots | None = None
+    active_streams: _Slots | None = None
+    streams_served: _Count | None = None
+    bytes_served: _Count | None = None
+    refused: _Count | None = None
+    quota_left: _Count | None = None
+    rate_limit: float | None = Field(default=None, ge=0, le=MAX_COUNT, allow_inf_nan=False)
+    version: str | None = Field(default=None, pattern=VERSION_PATTERN)
+
+    def as_json(self) -> dict[str, Any]:
+        """The reported fields only (what the hub stores and lists)."""
+        return self.model_dump(exclude_none=True)
+
+
+class PeerEntry(BaseModel):
+    """One live node of the asker's group, as ``GET /v1/peers`` lists it. ``url`` must be
+    the one the hub builds from ``address`` and ``port`` (``peer_url``)."""
+
+    model_config = _STRICT
+
+    node_id: str
+    address: str = Field(max_length=64)
+    port: int = Field(ge=1, le=65535)
+    url: str = Field(max_length=300)
+    version: str = Field(pattern=VERSION_PATTERN)
+    slots: _Slots
+    group: str = Field(pattern=r"^[\x21-\x7e]{1,128}$")
+    wan_rate: _Count | None = None
+    quota_left: _Count | None = None
+    registered_at: _Time = 0.0
+    last_seen: _Time = 0.0
+    stats: PeerStats = PeerStats()
+
+    @field_validator("node_id")
+    @classmethod
+    def _node_id(cls, value: str) -> str:
+        if not is_valid_node_id(value):
+            raise ValueError("not a valid node id")
+        return value
+
+    @field_validator("address")
+    @classmethod
+    def _address(cls, value: str) -> str:
+        if canonical_address(value) != value:  # ValueError for what is not an IP address
+            raise ValueError("not a canonical IP address")
+        return value
+
+    @model_validator(mode="after")
+    def _url(self) -> PeerEntry:
+        if self.url not in (peer_url(s, self.address, self.port) for s in ("http", "https")):
+            raise ValueError("url is not http(s)://address:port")
+        return self
+
+
+def peer_url(scheme: str, address: str, port: int) -> str:
+    """A node's peer API base URL, from the address the hub saw and the port it declared."""
+    host = f"[{address.replace('%', '%25')}]" if ":" in address else address
+    return f"{scheme}://{host}:{port}"
