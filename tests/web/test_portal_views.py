@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import pytest
@@ -284,3 +285,28 @@ def test_peer_rows() -> None:
     assert (row.quota_left, row.bytes_served, row.last_seen) == ("2.0 GiB", "5.0 MiB", "2.0 s ago")
     unlimited = views.peer_row({**peer, "quota_left": None, "stats": {}}, now=100.0)
     assert (unlimited.rate_limit, unlimited.quota_left) == ("unlimited", "no quota")
+
+
+@pytest.mark.parametrize(
+    "junk",
+    [
+        {"stats": {"bytes_served": "x", "streams_served": "many", "refused": None}},
+        {"stats": {"active_streams": True, "quota_left": -1, "rate_limit": "fast"}},
+        {"stats": "not a mapping", "slots": "3", "port": None},
+        {"last_seen": "yesterday", "wan_rate": float("nan")},
+        {"node_id": None, "address": ["x"], "version": 1.5, "group": {}},
+        {"stats": {"bytes_served": float("inf"), "streams_served": 2**70}},
+    ],
+)
+def test_peer_rows_render_unexpected_values_as_unknown(junk: dict[str, Any]) -> None:
+    """A peer's JSON is rendered, whatever is in it: one odd value never fails the page."""
+    peer = {"node_id": "n2", "address": "10.0.0.2", "port": 7401, "slots": 3} | junk
+    row = views.peer_row(peer, now=100.0)
+    shown = dataclasses.astuple(row)[:-1]  # every cell is text; is_self last
+    assert all(isinstance(cell, str) for cell in shown)
+    assert "x" not in row.bytes_served
+
+
+def test_peer_rows_prefer_the_latest_stats_quota() -> None:
+    peer = {"node_id": "n2", "quota_left": None, "stats": {"quota_left": 3 * MiB}}
+    assert views.peer_row(peer, now=0.0).quota_left == "3.0 MiB"
