@@ -165,7 +165,7 @@ async def test_only_helpers_still_filters_before_the_bounds(lan: Lan) -> None:
         node_id="requester",
         secret=SECRET,
         peer_session=lan.session,
-        hub=await lan.hub_listing([*lan.holes(100), *good]),
+        hub=await lan.hub_listing([*lan.holes(50), *good]),
         health_timeout=0.3,
     )
     helpers = await find_helpers(swarm, ["c", "a"])
