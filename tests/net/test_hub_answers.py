@@ -79,6 +79,8 @@ async def test_malformed_peers_are_skipped_and_the_valid_ones_kept(hub_answering
         peer("bad-slots", slots=-1),
         peer("bad-time", last_seen="yesterday"),
         peer("bad-version", version=""),
+        peer("markup-version", version="[/bold]"),
+        peer("bad-group", group="<script>"),
         "not even an object",
         None,
         peer("good-2", stats={"bytes_served": 9, "unknown": "dropped"}),

@@ -46,8 +46,9 @@ MAX_HUB_BODY = 4096
 MAX_PEERS_PER_ANSWER = 64
 #: Bytes a node reads of any hub answer; a longer one is treated as a broken hub.
 MAX_HUB_ANSWER_BYTES = 1024 * 1024
-#: Versions are 1-64 printable ASCII characters without spaces.
-VERSION_PATTERN = r"^[\x21-\x7e]{1,64}$"
+#: Versions are 1-64 characters of PEP 440 / semver: no spaces, brackets or quotes, which a
+#: terminal table (rich markup) or a log line would interpret.
+VERSION_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9.+!_-]{0,63}$"
 
 _Count = Annotated[int, Field(ge=0, le=MAX_COUNT)]
 _Slots = Annotated[int, Field(ge=0, le=MAX_SLOTS)]
@@ -87,7 +88,7 @@ class PeerEntry(BaseModel):
     url: str = Field(max_length=300)
     version: str = Field(pattern=VERSION_PATTERN)
     slots: _Slots
-    group: str = Field(pattern=r"^[\x21-\x7e]{1,128}$")
+    group: str = Field(pattern=r"^[A-Za-z0-9._:/%-]{1,128}$")
     wan_rate: _Count | None = None
     quota_left: _Count | None = None
     registered_at: _Time = 0.0
