@@ -63,7 +63,7 @@ class Members:
     ) -> tuple[int, dict[str, Any], dict[str, str]]:
         """A hand-made signed request (any JSON body, however wrong)."""
         url = self.hub.url + path
-        body = json_body(payload)
+        body = b"" if payload is None else json_body(payload)
         headers = signed_headers(SECRET, node_id, method, url, body, now=self.hub.now)
         headers["Content-Type"] = "application/json"
         async with self.session(ip).request(method, url, data=body, headers=headers) as resp:
@@ -231,3 +231,20 @@ async def test_thousands_of_registrations_give_bounded_answers(members: Members)
     assert size < MAX_ANSWER_BYTES
     assert {f"real-{i}" for i in range(2, 11)} == set(listed[:9])
     assert all(name.startswith("fake-") for name in listed[9:])
+
+
+async def test_chosen_helpers_are_listed_however_big_the_group(members: Members) -> None:
+    """The user's "only these helpers" are found among more nodes than an answer lists."""
+    for i in range(100):
+        await members.client(f"n-{i:03d}", f"127.0.3.{i // 8 + 1}").register(REG)
+    asker = members.client("n-000", "127.0.3.1")
+    assert len(await asker.peers()) == MAX_PEERS_PER_ANSWER
+    chosen = await asker.peers(["n-099", "n-042", "n-000", "not-registered"])
+    assert sorted(p.node_id for p in chosen) == ["n-042", "n-099"]
+
+
+@pytest.mark.parametrize("query", ["node=bad%20id", "&".join(["node=n"] * 65)])
+async def test_a_bad_choice_of_peers_is_400(members: Members, query: str) -> None:
+    await members.client("node-a").register(REG)
+    status, answer, _ = await members.raw("GET", f"/v1/peers?{query}", None, node_id="node-a")
+    assert (status, answer["code"]) == (400, "bad_request")

@@ -11,7 +11,9 @@
     DELETE /v1/nodes/{id}             → {ok, removed}
     GET    /v1/peers                  → {group, peers: [...]}: at most MAX_PEERS_PER_ANSWER
                                         live nodes of the asker's group, without the asker,
-                                        best first (``swarmget.hub.selection``) | 404
+                                        best first (``swarmget.hub.selection``) | 404;
+                                        ``?node=ID&node=ID``: only those (at most
+                                        MAX_PEERS_PER_ANSWER ids)
     GET    /v1/health                 → {ok: true, nodes: N}   (the only unsigned route)
 
 Every other request must be signed (``swarmget.net.auth``); a node may only register,
@@ -261,7 +263,14 @@ class _Hub:
         me = next((r for r in live if r.node_id == node_id), None)
         if me is None:
             raise _Problem(404, "unknown_node", f"node {node_id} is not registered (any more)")
-        mates = (r for r in live if r.group == me.group and r.node_id != node_id)
+        wanted = _wanted_nodes(request)
+        mates = (
+            r
+            for r in live
+            if r.group == me.group
+            and r.node_id != node_id
+            and (wanted is None or r.node_id in wanted)
+        )
         fresh = FRESH_HEARTBEATS * self.ttl / HEARTBEATS_PER_TTL
         chosen = choose_peers(
             mates, limit=MAX_PEERS_PER_ANSWER, now=self.clock(), fresh=fresh, rng=self.rng
@@ -295,6 +304,16 @@ def _record(body: RegisterRequest, address: str, group: str) -> NodeRecord:
         wan_rate=body.wan_rate,
         quota_left=body.quota_left,
     )
+
+
+def _wanted_nodes(request: web.Request) -> frozenset[str] | None:
+    """The node ids of ``?node=...`` (None: any), at most ``MAX_PEERS_PER_ANSWER``."""
+    wanted = request.query.getall("node", [])
+    if not wanted:
+        return None
+    if len(wanted) > MAX_PEERS_PER_ANSWER or not all(map(is_valid_node_id, wanted)):
+        raise _Problem(400, "bad_request", f"node: at most {MAX_PEERS_PER_ANSWER} valid node ids")
+    return frozenset(wanted)
 
 
 def _own_node(request: web.Request) -> str:

@@ -38,6 +38,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
+from urllib.parse import urlencode
 
 import aiohttp
 import pydantic
@@ -182,10 +183,12 @@ class HubClient:
     async def leave(self) -> None:
         await self._call("DELETE", f"/v1/nodes/{self.node_id}")
 
-    async def peers(self) -> list[PeerInfo]:
-        """The live nodes of our group, without us. Raises ``UnknownNode`` if we are not
-        registered (any more)."""
-        answer = _parse(_PEERS, await self._call("GET", "/v1/peers"))
+    async def peers(self, only: Sequence[str] | None = None) -> list[PeerInfo]:
+        """The live nodes of our group, without us (of ``only``, when given: at most
+        ``MAX_PEERS_PER_ANSWER`` node ids). Raises ``UnknownNode`` if we are not registered
+        (any more)."""
+        query = "" if not only else "?" + urlencode([("node", node) for node in only])
+        answer = _parse(_PEERS, await self._call("GET", "/v1/peers" + query))
         return _valid_peers(answer.peers, self.hub_url)
 
     async def _call(
@@ -287,7 +290,7 @@ class HubApi(Protocol):
 
     async def leave(self) -> None: ...
 
-    async def peers(self) -> list[PeerInfo]: ...
+    async def peers(self, only: Sequence[str] | None = None) -> list[PeerInfo]: ...
 
 
 class HubSwitched(UnknownNode):
@@ -367,8 +370,8 @@ class HubPool:
         await self._first_answer(lambda hub: hub.leave())
         self._registered_at = None
 
-    async def peers(self) -> list[PeerInfo]:
-        return (await self._first_answer(lambda hub: hub.peers()))[1]
+    async def peers(self, only: Sequence[str] | None = None) -> list[PeerInfo]:
+        return (await self._first_answer(lambda hub: hub.peers(only)))[1]
 
     async def _first_answer(self, call: Callable[[HubClient], Awaitable[_T]]) -> tuple[int, _T]:
         """``call`` on the current hub, then on the next ones while they are unavailable;

@@ -26,6 +26,7 @@ import aiohttp
 from swarmget.core.errors import Cancelled, HubError, SwarmgetError, UsageError
 from swarmget.logs import current_download
 from swarmget.net.hub_client import HubApi
+from swarmget.net.hub_protocol import MAX_PEERS_PER_ANSWER
 from swarmget.net.origin import OriginClient
 from swarmget.net.peer_client import (
     MAX_HEALTH_CHECKS_IN_FLIGHT,
@@ -239,7 +240,10 @@ async def find_helpers(
     if swarm.hub is None:
         return []
     try:
-        listed = await swarm.hub.peers()
+        # a group may have more live nodes than one answer lists: ask for the chosen ones
+        listed = await swarm.hub.peers(
+            only_helpers[:MAX_PEERS_PER_ANSWER] if only_helpers else None
+        )
     except HubError as exc:
         log.warning("hub unavailable, downloading alone: %s", exc)
         return []
