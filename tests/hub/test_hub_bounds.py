@@ -248,3 +248,23 @@ async def test_a_bad_choice_of_peers_is_400(members: Members, query: str) -> Non
     await members.client("node-a").register(REG)
     status, answer, _ = await members.raw("GET", f"/v1/peers?{query}", None, node_id="node-a")
     assert (status, answer["code"]) == (400, "bad_request")
+
+
+async def test_the_per_address_cap_is_a_parameter() -> None:
+    store = MemoryRegistryStore()
+    with pytest.raises(ValueError, match="max_nodes_per_address"):
+        make_hub_app(store, SECRET, max_nodes_per_address=0)
+    app = make_hub_app(store, SECRET, clock=lambda: T0, max_nodes_per_address=1)
+    runner = web.AppRunner(app, shutdown_timeout=0.1)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        async with AsyncExitStack() as stack:
+            members = Members(
+                stack, Hub(url=f"http://127.0.0.1:{runner.addresses[0][1]}", store=store)
+            )
+            await members.client("first").register(REG)
+            with pytest.raises(HubUnavailable):
+                await members.client("second").register(REG)
+    finally:
+        await runner.cleanup()

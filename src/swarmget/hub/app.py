@@ -207,6 +207,7 @@ class _Hub:
     trust_proxy: bool
     clock: Callable[[], float]
     rng: random.Random
+    max_per_address: int = MAX_NODES_PER_ADDRESS
     metrics: HubMetrics = field(default_factory=HubMetrics)
     #: Registrations check the per-address cap and write one at a time (in this process).
     registering: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -235,11 +236,11 @@ class _Hub:
     async def _check_room(self, address: str, node_id: str, now: float) -> None:
         """``too_many_nodes`` when ``address`` has its share of live nodes besides this one."""
         others = await self.store.count_live_at(address, now, self.ttl, other_than=node_id)
-        if others >= MAX_NODES_PER_ADDRESS:
+        if others >= self.max_per_address:
             raise _Problem(
                 429,
                 "too_many_nodes",
-                f"{address} already has {others} live nodes (at most {MAX_NODES_PER_ADDRESS})",
+                f"{address} already has {others} live nodes (at most {self.max_per_address})",
                 retry_after=self.ttl,
             )
 
@@ -354,6 +355,7 @@ def make_hub_app(
     trust_proxy: bool = False,
     clock: Callable[[], float] = time.time,
     rng: random.Random | None = None,
+    max_nodes_per_address: int = MAX_NODES_PER_ADDRESS,
 ) -> web.Application:
     """The hub as an aiohttp application. The caller owns ``store`` (opens and closes it).
     ``rng`` orders equally good peers in answers (default: a fresh ``random.Random``)."""
@@ -361,6 +363,8 @@ def make_hub_app(
         raise ValueError("ttl must be positive")
     if not 0 <= group_prefix <= 32 or not 0 <= group_prefix_v6 <= 128:
         raise ValueError("group prefixes must be 0-32 (IPv4) and 0-128 (IPv6) bits")
+    if max_nodes_per_address < 1:
+        raise ValueError("max_nodes_per_address must be at least 1")
     hub = _Hub(
         store=store,
         ttl=ttl,
@@ -369,6 +373,7 @@ def make_hub_app(
         trust_proxy=trust_proxy,
         clock=clock,
         rng=rng or random.Random(),
+        max_per_address=max_nodes_per_address,
     )
     auth = auth_middleware(secret, exempt=frozenset({HEALTH_PATH, "/metrics"}), clock=clock)
     app = web.Application(middlewares=[_problems, auth], client_max_size=MAX_SIGNED_BODY)
