@@ -234,7 +234,8 @@ async def _send(
             async with asyncio.timeout(relay.limits.write_timeout):
                 await resp.write(data)
             pos += len(data)
-        await resp.write_eof()
+        async with asyncio.timeout(relay.limits.write_timeout):
+            await resp.write_eof()
     except TimeoutError:
         log.info("relay: cut off %s: it stopped reading a blob", request.remote)
         _cut(request)
