@@ -310,6 +310,8 @@ class Relay:
             await self.index.record_fetch(record, forget_before=record.finished - FETCH_RECORD_TTL)
         except StorageError as exc:
             log.warning("relay: the outcome of fetch %s is not kept: %s", state.id, exc)
+        except Exception:  # the fetch is over either way; the relay goes on
+            log.exception("relay: the outcome of fetch %s is not kept", state.id)
 
     async def _cached(self, state: FetchState) -> CacheEntry | None:
         entry = await self.index.get(state.url)
