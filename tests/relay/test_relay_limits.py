@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 import socket
 import stat
@@ -354,3 +355,13 @@ async def test_a_link_in_the_blob_directory_is_not_followed(
         os.symlink(secret, relay.relay.blob_path(name))
         async with session.get(f"{relay.url}/v1/blobs/{name}") as r:
             assert r.status == 404
+
+
+async def test_an_sqlite_index_given_by_url_is_private_too(tmp_path: Path) -> None:
+    other = tmp_path / "elsewhere"
+    other.mkdir()
+    cfg = dataclasses.replace(
+        config(tmp_path, MiB), db_url=f"sqlite+aiosqlite:///{other / 'relay.db'}"
+    )
+    async with open_relay(cfg):
+        assert stat.S_IMODE((other / "relay.db").stat().st_mode) == 0o600

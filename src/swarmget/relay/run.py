@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiohttp
+import sqlalchemy as sa
 from aiohttp import web
 
 from swarmget.core.addresses import AddressPolicy
@@ -49,10 +50,10 @@ class RunningRelay:
 @contextlib.asynccontextmanager
 async def open_relay(config: RelayConfig) -> AsyncIterator[RunningRelay]:
     await asyncio.to_thread(private_dir, config.cache_dir)
-    db_url = config.db_url
-    if db_url is None:
-        await asyncio.to_thread(_private_db_file, config.cache_dir, DB_NAME)
-        db_url = f"sqlite+aiosqlite:///{config.cache_dir / DB_NAME}"
+    db_url = config.db_url or f"sqlite+aiosqlite:///{config.cache_dir / DB_NAME}"
+    db_file = _sqlite_file(db_url)
+    if db_file is not None:  # it holds the URLs asked for (signed URLs carry credentials)
+        await asyncio.to_thread(_private_db_file, db_file.parent, db_file.name)
     connector = make_guarded_connector(config.origin_policy, limit=0)
     async with (
         open_cache_index(db_url) as index,
@@ -81,6 +82,17 @@ async def open_relay(config: RelayConfig) -> AsyncIterator[RunningRelay]:
             for state in list(relay.fetches.values()):
                 if state.task is not None:
                     state.task.cancel()
+
+
+def _sqlite_file(db_url: str) -> Path | None:
+    """The file of a SQLite database URL (None: another database, or in memory)."""
+    try:
+        url = sa.engine.make_url(db_url)
+    except sa.exc.ArgumentError:
+        return None  # create_db_engine says what is wrong with it
+    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+        return None
+    return Path(url.database)
 
 
 def _private_db_file(cache_dir: Path, name: str) -> None:
