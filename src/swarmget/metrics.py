@@ -73,18 +73,13 @@ class RelayCollector(Collector):
         self._relay = relay
 
     def collect(self) -> Iterable[Metric]:
-        fetches = list(self._relay.fetches.values())
+        stats = self._relay.statistics()
         yield _counter(
             "swarmget_relay_origin_downloads", "Files downloaded from origins",
-            self._relay.origin_downloads,
+            stats.origin_downloads,
         )  # fmt: skip
-        yield _counter(
-            "swarmget_relay_hits", "Fetches served from the cache", sum(f.hit for f in fetches)
-        )
-        yield _gauge(
-            "swarmget_relay_fetching", "Fetches in progress",
-            sum(f.state == "fetching" for f in fetches),
-        )  # fmt: skip
+        yield _counter("swarmget_relay_hits", "Fetches served from the cache", stats.hits)
+        yield _gauge("swarmget_relay_fetching", "Fetches in progress", stats.fetching)
 
 
 class HubMetrics:

@@ -115,6 +115,8 @@ def test_parse_content_range(value: str, expected: tuple[int, int, int | None]) 
         "items 0-5/10",
         "bytes 0-5/10, 7-8/10",
         "bytes ٠-٥/١٠",  # non-ASCII digits
+        f"bytes 0-{'9' * 4301}/*",  # more digits than int() takes: SourceBroken, not ValueError
+        f"bytes 0-5/{'9' * 20}",
     ],
 )
 def test_parse_content_range_rejects(value: str) -> None:
@@ -140,7 +142,8 @@ def test_content_length() -> None:
     assert parse_content_length({"Content-Length": "42"}) == 42
     assert parse_content_length({"Content-Length": "42, 42"}) == 42
     assert parse_content_length({}) is None
-    for bad in ("-1", "4 2", "42, 43", "", "0x10"):
+    assert parse_content_length({"Content-Length": str(2**63)}) == 2**63
+    for bad in ("-1", "4 2", "42, 43", "", "0x10", "9" * 4301, "1" + "0" * 19):
         with pytest.raises(SourceBroken):
             parse_content_length({"Content-Length": bad})
 
@@ -265,6 +268,8 @@ def test_416_depends_on_total() -> None:
         _check(416, {"Content-Range": "bytes */1000"})
     with pytest.raises(SourceBroken):
         _check(416, {})
+    with pytest.raises(SourceBroken):
+        _check(416, {"Content-Range": f"bytes */{'9' * 4301}"})
 
 
 @pytest.mark.parametrize("status", [429, 503])

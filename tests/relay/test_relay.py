@@ -14,7 +14,7 @@ import aiohttp
 import pytest
 
 from swarmget.core.addresses import AddressPolicy, parse_cidrs
-from swarmget.core.errors import StorageError
+from swarmget.core.errors import InsufficientStorage
 from swarmget.core.manifest import Manifest
 from swarmget.net.auth import json_body, signed_headers
 from swarmget.relay.run import RelayConfig, RunningRelay, open_relay
@@ -139,7 +139,7 @@ async def test_eviction_under_a_small_budget(
             async with session.get(target, headers=signed_headers(SECRET, "t", "GET", target)) as r:
                 failed = await r.json()
         assert failed["state"] == "failed"
-        assert failed["error"]["code"] == StorageError.code
+        assert failed["error"]["code"] == InsufficientStorage.code
         assert relay.relay.blob_path(b["sha256"]).exists()
 
 

@@ -23,6 +23,9 @@ Split by who is at fault and what the caller should do about it::
     │   │                          forbids: loopback, private, link-local, metadata ...
     │   ├── ChecksumMismatch       the finished file does not match a known digest (data kept)
     │   ├── StorageError           the local disk failed us (full, read-only, permissions)
+    │   │   └── InsufficientStorage    the file cannot fit (free space, a cache budget, the
+    │   │                              largest file the OS allows): refused before a byte
+    │   │                              is written
     │   ├── NoSourcesLeft          every source is banned or gone before the file completed
     │   └── Cancelled              the user cancelled the download
     ├── AuthError                  the peer's fault: its request is unsigned, badly signed,
@@ -121,6 +124,12 @@ class ChecksumMismatch(DownloadError):
 
 class StorageError(DownloadError):
     code = "storage"
+
+
+class InsufficientStorage(StorageError):
+    """The file cannot fit where it should go; nothing was written."""
+
+    code = "insufficient_storage"
 
 
 class NoSourcesLeft(DownloadError):

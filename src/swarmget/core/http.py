@@ -84,8 +84,12 @@ REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 # Request fields that must not travel to another origin after a redirect (as curl does).
 _CREDENTIAL_FIELDS = frozenset({"authorization", "cookie", "proxy-authorization"})
 
-_CONTENT_RANGE = re.compile(r"bytes[ \t]+([0-9]+)-([0-9]+)/([0-9]+|\*)", re.IGNORECASE)
-_UNSATISFIED_RANGE = re.compile(r"bytes[ \t]+\*/([0-9]+)", re.IGNORECASE)
+# A byte count has at most 19 digits: 2**63 - 1, the largest any file system holds, has 19.
+# A longer one is invalid rather than handed to int(), which refuses more than 4300 digits.
+_COUNT = "[0-9]{1,19}"
+_CONTENT_RANGE = re.compile(rf"bytes[ \t]+({_COUNT})-({_COUNT})/({_COUNT}|\*)", re.IGNORECASE)
+_UNSATISFIED_RANGE = re.compile(rf"bytes[ \t]+\*/({_COUNT})", re.IGNORECASE)
+_BYTE_COUNT = re.compile(_COUNT)
 _DIGITS = re.compile(r"[0-9]+")
 
 
@@ -203,7 +207,7 @@ def parse_content_length(headers: Mapping[str, str]) -> int | None:
     if raw is None:
         return None
     values = {v.strip() for v in raw.split(",")}
-    if len(values) != 1 or not _DIGITS.fullmatch(next(iter(values))):
+    if len(values) != 1 or not _BYTE_COUNT.fullmatch(next(iter(values))):
         raise SourceBroken(f"invalid Content-Length {raw!r}")
     return int(values.pop())
 

@@ -25,7 +25,7 @@ import os
 import random
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -214,8 +214,12 @@ class Download:
         sources: Sequence[RangeSource] = (),
         relay: RelayClient | None = None,
         clock: Callable[[], float] = time.monotonic,
+        admit: Callable[[OriginInfo], Awaitable[None]] | None = None,
     ) -> None:
+        """``admit`` is awaited with what each probe pinned, before a byte is written; it
+        raises (from the error tree) to refuse the file, e.g. one too large to hold."""
         self.spec = spec
+        self._admit = admit
         self._origin = origin
         self._sources = {s.source_id: s for s in sources}
         self._clock = clock
@@ -330,6 +334,8 @@ class Download:
                     raise DownloadError(f"cannot reach the origin: {exc}") from exc
                 await asyncio.sleep(delay)
             else:
+                if self._admit is not None:
+                    await self._admit(info)
                 self._info = info
                 return info
             delay *= 2

@@ -14,11 +14,17 @@ capability) and must be fetchable by plain HTTP clients (curl -r, aria2c). Range
 are implemented here rather than by aiohttp's FileResponse, whose ETag is not the content
 hash and which (3.14) answers a stale ``If-Range`` ETag with 206: a stale ``If-Range`` must
 get the whole file with 200 (RFC 9110 §13.1.5).
+
+Since anyone may read blobs, a blob response is bounded (``ServeLimits``): a client address
+with too many in progress gets 429, a relay with too many in total 503 (both with
+Retry-After), and a client that takes more than ``write_timeout`` seconds to accept a block of
+``SEND_BLOCK`` bytes is cut off, so that no reader pins a blob (or a descriptor) for ever.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import re
 from email.utils import formatdate
@@ -32,13 +38,16 @@ from swarmget.core.ranges import ByteRange
 from swarmget.core.urls import validate_url
 from swarmget.metrics import RelayCollector, metrics_handler
 from swarmget.net.auth import auth_middleware, json_error
-from swarmget.relay.service import FetchState, Relay
+from swarmget.relay.service import FetchReport, ReaderLimit, Relay
 
+log = logging.getLogger(__name__)
 RELAY: web.AppKey[Relay] = web.AppKey("relay", Relay)
 _SHA256 = re.compile(r"[0-9a-f]{64}")
-_RANGE = re.compile(r"bytes=(\d*)-(\d*)")
-CHUNK = 256 * 1024
+_FETCH_ID = re.compile(r"[0-9a-f]{16}")
+_RANGE = re.compile(r"bytes=([0-9]*)-([0-9]*)", re.ASCII)
+SEND_BLOCK = 1024 * 1024
 MAX_WAIT = 30.0
+RETRY_AFTER = "1"
 
 
 class FetchRequest(BaseModel):
@@ -46,23 +55,22 @@ class FetchRequest(BaseModel):
     url: str = Field(max_length=8192)
 
 
-def describe(state: FetchState, base: str) -> dict[str, Any]:
-    out: dict[str, Any] = {"id": state.id, "url": state.url, "state": state.state}
-    if state.entry is not None:
-        sha = state.entry.sha256
+def describe(report: FetchReport, base: str) -> dict[str, Any]:
+    out: dict[str, Any] = {"id": report.id, "url": report.url, "state": report.state}
+    if report.entry is not None:
+        sha = report.entry.sha256
         out |= {
             "sha256": sha,
-            "size": state.entry.size,
-            "hit": state.hit,
+            "size": report.entry.size,
+            "hit": report.hit,
             "blob_url": f"{base}/v1/blobs/{sha}",
             "manifest_url": f"{base}/v1/blobs/{sha}/manifest",
-            "manifest": state.entry.manifest.to_json(),
+            "manifest": report.entry.manifest.to_json(),
         }
-    if state.error is not None:
-        out["error"] = {"code": state.error.code, "message": str(state.error)}
-    if state.download is not None and state.state == "fetching":
-        p = state.download.statistics()
-        out["progress"] = {"done": p.done, "size": p.size}
+    if report.error_code is not None:
+        out["error"] = {"code": report.error_code, "message": report.error_message or ""}
+    if report.progress is not None:
+        out["progress"] = {"done": report.progress[0], "size": report.progress[1]}
     return out
 
 
@@ -78,43 +86,49 @@ async def post_fetch(request: web.Request) -> web.Response:
         return json_error(400, f"bad fetch request: {exc.errors()[0]['msg']}", "bad_request")
     except InvalidURL as exc:
         return json_error(400, str(exc), exc.code)
-    state = request.app[RELAY].request(url)
-    return web.json_response(describe(state, _base(request)), status=_status(state))
+    report = request.app[RELAY].request(url).report()
+    return web.json_response(describe(report, _base(request)), status=_status(report))
 
 
-def _status(state: FetchState) -> int:
-    return 202 if state.state == "fetching" else 200
+def _status(report: FetchReport) -> int:
+    return 202 if report.state == "fetching" else 200
 
 
 async def get_fetch(request: web.Request) -> web.Response:
-    state = request.app[RELAY].fetches.get(request.match_info["id"])
-    if state is None:
-        return json_error(404, "no such fetch", "not_found")
+    relay, fetch_id = request.app[RELAY], request.match_info["id"]
     try:
         wait = min(MAX_WAIT, max(0.0, float(request.query.get("wait", "0"))))
     except ValueError:
         return json_error(400, "wait must be a number of seconds", "bad_request")
-    if wait:
-        try:
-            async with asyncio.timeout(wait):
-                await state.done.wait()
-        except TimeoutError:
-            pass
-    return web.json_response(describe(state, _base(request)), status=_status(state))
+    state = relay.fetches.get(fetch_id)
+    if state is not None:
+        if wait:
+            try:
+                async with asyncio.timeout(wait):
+                    await state.done.wait()
+            except TimeoutError:
+                pass
+        report: FetchReport | None = state.report()
+    elif _FETCH_ID.fullmatch(fetch_id):
+        report = await relay.finished(fetch_id)
+    else:
+        report = None
+    if report is None:
+        return json_error(404, "no such fetch (or its result is no longer cached)", "not_found")
+    return web.json_response(describe(report, _base(request)), status=_status(report))
 
 
 def _blob(request: web.Request) -> tuple[Relay, str]:
     sha = request.match_info["sha256"]
     if not _SHA256.fullmatch(sha):  # never build a path from anything else
         raise web.HTTPNotFound()
-    relay = request.app[RELAY]
-    if not relay.blob_path(sha).is_file():
-        raise web.HTTPNotFound()
-    return relay, sha
+    return request.app[RELAY], sha
 
 
 async def get_manifest(request: web.Request) -> web.Response:
     relay, sha = _blob(request)
+    if not relay.blob_path(sha).is_file():
+        raise web.HTTPNotFound()
     entries = await relay.index.by_sha256(sha)
     if not entries:
         raise web.HTTPNotFound()
@@ -123,7 +137,8 @@ async def get_manifest(request: web.Request) -> web.Response:
 
 def parse_range(header: str, size: int) -> ByteRange | None | str:
     """One ``bytes=`` range → ByteRange; None: ignore the header (serve 200);
-    "unsatisfiable" → 416 (RFC 9110 §14.1.2, §15.5.17)."""
+    "unsatisfiable" → 416 (RFC 9110 §14.1.2, §15.5.17). Positions of any length are read
+    (a position past the end is only compared with the size)."""
     m = _RANGE.fullmatch(header.strip())
     if m is None:
         return None  # several ranges or another unit: a server may ignore Range
@@ -131,19 +146,45 @@ def parse_range(header: str, size: int) -> ByteRange | None | str:
     if not first and not last:
         return None
     if not first:
-        n = int(last)
+        n = _position(last, size)
         return ByteRange(max(0, size - n), size) if n else "unsatisfiable"
-    start = int(first)
-    end = size if not last else min(size, int(last) + 1)
-    if start >= size or (last and int(last) < start):
+    start = _position(first, size)
+    end = size if not last else min(size, _position(last, size) + 1)
+    if start >= size or (last and _position(last, size) < start):
         return "unsatisfiable"
     return ByteRange(start, end)
 
 
+def _position(digits: str, size: int) -> int:
+    """A decimal position, saturated at ``size + 1``: int() refuses more than 4300 digits
+    (CVE-2020-10735) and no bigger value means anything else."""
+    digits = digits.lstrip("0") or "0"
+    return size + 1 if len(digits) > len(str(size)) else min(int(digits), size + 1)
+
+
 async def get_blob(request: web.Request) -> web.StreamResponse:
     relay, sha = _blob(request)
-    path = relay.blob_path(sha)
-    st = await asyncio.to_thread(os.stat, path)
+    client = request.remote or ""
+    refusal = relay.reader_refusal(client)
+    if refusal is not None:
+        status = 429 if refusal is ReaderLimit.PER_CLIENT else 503
+        resp = json_error(status, f"too many blob responses in progress ({refusal.value})", "busy")
+        resp.headers["Retry-After"] = RETRY_AFTER
+        return resp
+    with relay.serving(sha, client):
+        opened = relay.open_blob(sha)  # not in a thread: a cancelled wait would leak the fd
+        if opened is None:
+            raise web.HTTPNotFound()
+        fd, st = opened
+        try:
+            return await _respond(request, relay, sha, fd, st)
+        finally:
+            os.close(fd)
+
+
+async def _respond(
+    request: web.Request, relay: Relay, sha: str, fd: int, st: os.stat_result
+) -> web.StreamResponse:
     size = st.st_size
     etag = f'"{sha}"'
     headers = {"ETag": etag, "Accept-Ranges": "bytes", "Content-Type": "application/octet-stream"}
@@ -161,8 +202,7 @@ async def get_blob(request: web.Request) -> web.StreamResponse:
         if parsed == "unsatisfiable":
             return web.Response(status=416, headers={"Content-Range": f"bytes */{size}"})
         rng = parsed if isinstance(parsed, ByteRange) else None
-    with relay.serving(sha):
-        return await _send(request, path, size, rng, headers)
+    return await _send(request, relay, fd, size, rng, headers)
 
 
 def _etags(value: str) -> list[str]:
@@ -170,7 +210,12 @@ def _etags(value: str) -> list[str]:
 
 
 async def _send(
-    request: web.Request, path: Any, size: int, rng: ByteRange | None, headers: dict[str, str]
+    request: web.Request,
+    relay: Relay,
+    fd: int,
+    size: int,
+    rng: ByteRange | None,
+    headers: dict[str, str],
 ) -> web.StreamResponse:
     part = rng or ByteRange(0, size)
     resp = web.StreamResponse(status=206 if rng else 200, headers=headers)
@@ -180,19 +225,29 @@ async def _send(
     await resp.prepare(request)
     if request.method == "HEAD":
         return resp
-    fd = await asyncio.to_thread(os.open, path, os.O_RDONLY)
+    pos = part.start
     try:
-        pos = part.start
         while pos < part.end:
-            data = await asyncio.to_thread(os.pread, fd, min(CHUNK * 4, part.end - pos), pos)
+            data = await asyncio.to_thread(os.pread, fd, min(SEND_BLOCK, part.end - pos), pos)
             if not data:
                 break
-            await resp.write(data)
+            async with asyncio.timeout(relay.limits.write_timeout):
+                await resp.write(data)
             pos += len(data)
-    finally:
-        os.close(fd)
-    await resp.write_eof()
+        async with asyncio.timeout(relay.limits.write_timeout):
+            await resp.write_eof()
+    except TimeoutError:
+        log.info("relay: cut off %s: it stopped reading a blob", request.remote)
+        _cut(request)
+    except ConnectionResetError:  # the client went away (aiohttp's reset error too)
+        _cut(request)
     return resp
+
+
+def _cut(request: web.Request) -> None:
+    """End a response in the middle: the client sees a short body, never a complete one."""
+    if request.transport is not None:
+        request.transport.abort()
 
 
 def make_relay_app(relay: Relay, secret: bytes) -> web.Application:

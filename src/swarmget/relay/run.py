@@ -4,21 +4,27 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
+import stat
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiohttp
+import sqlalchemy as sa
 from aiohttp import web
 
 from swarmget.core.addresses import AddressPolicy
+from swarmget.core.errors import StorageError
 from swarmget.core.manifest import DEFAULT_PIECE_SIZE
 from swarmget.net.guard import make_guarded_connector
 from swarmget.net.origin import OriginClient
 from swarmget.relay.app import make_relay_app
-from swarmget.relay.service import Relay
+from swarmget.relay.service import PRIVATE_FILE, Relay, ServeLimits, private_dir
 from swarmget.relay.store import open_cache_index
+
+DB_NAME = "index.db"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -32,6 +38,7 @@ class RelayConfig:
     piece_size: int = DEFAULT_PIECE_SIZE
     connections: int = 4
     origin_policy: AddressPolicy = field(default_factory=AddressPolicy)
+    limits: ServeLimits = field(default_factory=ServeLimits)
 
 
 @dataclass
@@ -42,8 +49,11 @@ class RunningRelay:
 
 @contextlib.asynccontextmanager
 async def open_relay(config: RelayConfig) -> AsyncIterator[RunningRelay]:
-    config.cache_dir.mkdir(parents=True, exist_ok=True)
-    db_url = config.db_url or f"sqlite+aiosqlite:///{config.cache_dir / 'index.db'}"
+    await asyncio.to_thread(private_dir, config.cache_dir)
+    db_url = config.db_url or f"sqlite+aiosqlite:///{config.cache_dir / DB_NAME}"
+    db_file = _sqlite_file(db_url)
+    if db_file is not None:  # it holds the URLs asked for (signed URLs carry credentials)
+        await asyncio.to_thread(_private_db_file, db_file.parent, db_file.name)
     connector = make_guarded_connector(config.origin_policy, limit=0)
     async with (
         open_cache_index(db_url) as index,
@@ -58,6 +68,7 @@ async def open_relay(config: RelayConfig) -> AsyncIterator[RunningRelay]:
             budget=config.budget,
             piece_size=config.piece_size,
             connections=config.connections,
+            limits=config.limits,
         )
         runner = web.AppRunner(make_relay_app(relay, config.secret), handler_cancellation=True)
         await runner.setup()
@@ -68,9 +79,42 @@ async def open_relay(config: RelayConfig) -> AsyncIterator[RunningRelay]:
             yield RunningRelay(f"http://{host}:{port}", relay)
         finally:
             await runner.cleanup()
-            for state in relay.fetches.values():
+            for state in list(relay.fetches.values()):
                 if state.task is not None:
                     state.task.cancel()
+
+
+def _sqlite_file(db_url: str) -> Path | None:
+    """The file of a SQLite database URL (None: another database, or in memory)."""
+    try:
+        url = sa.engine.make_url(db_url)
+    except sa.exc.ArgumentError:
+        return None  # create_db_engine says what is wrong with it
+    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+        return None
+    return Path(url.database)
+
+
+def _private_db_file(cache_dir: Path, name: str) -> None:
+    """Create the SQLite index 0600 before SQLite does (it would use 0644; its journals copy
+    the database's mode), or make an existing one 0600; blocking. StorageError if it is a
+    link, not a regular file, or another user's."""
+    dir_fd = os.open(cache_dir, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+        fd = os.open(name, flags, PRIVATE_FILE, dir_fd=dir_fd)
+    except OSError as exc:
+        raise StorageError(f"relay index {cache_dir / name}: {exc.strerror or exc}") from exc
+    finally:
+        os.close(dir_fd)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid():
+            raise StorageError(f"relay index {cache_dir / name} is not a regular file of this user")
+        if stat.S_IMODE(st.st_mode) != PRIVATE_FILE:
+            os.fchmod(fd, PRIVATE_FILE)
+    finally:
+        os.close(fd)
 
 
 async def run_relay(config: RelayConfig, announce: Callable[[str], None]) -> None:

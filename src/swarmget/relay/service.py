@@ -8,34 +8,99 @@ directory, hashed once (whole-file sha256 and the sha256 of every ``piece_size``
 manifest), moved to ``blobs/<sha256>`` and indexed. Blobs are content-addressed, so two URLs
 of the same bytes share one blob.
 
-The cache keeps under ``budget`` bytes by evicting least-recently-used blobs, never one that
-is being served or fetched.
+Every fetch runs in a task owned by the relay's task group and ends as ``ready`` or
+``failed``: whatever goes wrong (the origin, the disk, a bug) fails that fetch with an error
+code for its clients, never the relay. A finished fetch leaves memory at once; its outcome
+is kept in the index for ``FETCH_RECORD_TTL`` seconds, for clients that look it up by id.
+
+The budget: the bytes of the indexed blobs (each once) plus the bytes reserved by fetches in
+progress stay under ``budget``. A fetch reserves the size its origin announces before the
+engine writes a byte, evicting least-recently-used blobs that no response is reading; a size
+that cannot fit fails the fetch with ``InsufficientStorage`` (a size over the whole budget
+evicts nothing). A fetch of unknown size reserves ``GROWTH_STEP`` more whenever what it has
+written catches up with its reservation (checked every ``WATCH_INTERVAL``). A finished fetch
+turns its reservation into its blob.
+
+Responses reading a blob pin it (eviction skips it); ``ServeLimits`` bounds how many may read
+at once, per client address and in total, and how long one may take to accept each block
+(the HTTP layer enforces that), so a stalled reader cannot pin a blob for ever.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
+import dataclasses
+import enum
+import errno
+import logging
 import os
 import secrets
 import shutil
+import stat
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from swarmget.core.errors import StorageError, SwarmgetError
+from swarmget.core.errors import (
+    DownloadError,
+    InsufficientStorage,
+    StorageError,
+    SwarmgetError,
+)
 from swarmget.core.http import Validator
 from swarmget.core.manifest import DEFAULT_PIECE_SIZE, Manifest, ManifestBuilder
-from swarmget.net.origin import OriginClient
-from swarmget.node.engine import Download, DownloadSpec, OriginSource
-from swarmget.relay.store import CacheEntry, CacheIndex
+from swarmget.net.origin import OriginClient, OriginInfo
+from swarmget.node.engine import Download, DownloadResult, DownloadSpec, OriginSource
+from swarmget.relay.store import CacheEntry, CacheIndex, FetchRecord
 
-READ_BLOCK = 4 * 1024 * 1024
+log = logging.getLogger(__name__)
+
+MiB = 1024 * 1024
+READ_BLOCK = 4 * MiB
+WATCH_INTERVAL = 0.25  # seconds between checks of a fetch of unknown size
+GROWTH_STEP = 64 * MiB  # what a fetch of unknown size reserves at a time
+FETCH_RECORD_TTL = 3600.0  # seconds a finished fetch can still be looked up by id
+MAX_ERROR_MESSAGE = 2000
+PRIVATE_DIR = 0o700
+PRIVATE_FILE = 0o600
+
+
+@dataclass(frozen=True, kw_only=True)
+class ServeLimits:
+    """Bounds on the responses that read blobs (unauthenticated: anyone may ask)."""
+
+    readers_per_client: int = 64  # responses in progress per client address
+    readers_total: int = 512
+    #: seconds a client gets to take each block of ``SEND_BLOCK`` bytes (a minimum rate)
+    write_timeout: float = 30.0
+
+    def __post_init__(self) -> None:
+        if self.readers_per_client < 1 or self.readers_total < 1 or self.write_timeout <= 0:
+            raise ValueError("reader limits must be >= 1 and the write timeout > 0")
+
+
+@dataclass(frozen=True, kw_only=True)
+class FetchReport:
+    """What a client is told about a fetch (``progress``: bytes done and the size, while
+    fetching)."""
+
+    id: str
+    url: str
+    state: str  # fetching, ready, failed
+    hit: bool = False
+    entry: CacheEntry | None = None
+    error_code: str | None = None
+    error_message: str | None = None
+    progress: tuple[int, int | None] | None = None
 
 
 @dataclass
 class FetchState:
+    """A fetch in progress (or just finished: whoever waited on ``done`` still holds it)."""
+
     id: str
     url: str
     state: str = "fetching"  # fetching, ready, failed
@@ -46,6 +111,38 @@ class FetchState:
     done: asyncio.Event = field(default_factory=asyncio.Event)
     task: asyncio.Task[None] | None = None
 
+    def report(self) -> FetchReport:
+        progress = None
+        if self.download is not None and self.state == "fetching":
+            p = self.download.statistics()
+            progress = (p.done, p.size)
+        return FetchReport(
+            id=self.id,
+            url=self.url,
+            state=self.state,
+            hit=self.hit,
+            entry=self.entry,
+            error_code=None if self.error is None else self.error.code,
+            error_message=None if self.error is None else str(self.error)[:MAX_ERROR_MESSAGE],
+            progress=progress,
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class RelayStatistics:
+    origin_downloads: int  # full downloads from origins
+    hits: int  # fetches answered from the cache
+    fetching: int  # fetches in progress
+    reserved_bytes: int  # budget held by fetches in progress
+    readers: int  # responses reading blobs
+
+
+class ReaderLimit(enum.Enum):
+    """Why a blob response is refused: the client's share or the relay's total is in use."""
+
+    PER_CLIENT = "per_client"
+    TOTAL = "total"
+
 
 def build_manifest(path: Path, piece_size: int) -> Manifest:
     """Read ``path`` once; blocking (run it in a thread)."""
@@ -54,6 +151,39 @@ def build_manifest(path: Path, piece_size: int) -> Manifest:
         while block := f.read(READ_BLOCK):
             builder.feed(block)
     return builder.finish()
+
+
+def private_dir(path: Path) -> None:
+    """Make ``path`` a directory only we can enter (0700); blocking. StorageError if it is
+    not a directory or belongs to another user."""
+    path.mkdir(mode=PRIVATE_DIR, parents=True, exist_ok=True)
+    st = os.stat(path)
+    if not stat.S_ISDIR(st.st_mode):
+        raise StorageError(f"relay cache: {path} is not a directory")
+    if st.st_uid != os.geteuid():
+        raise StorageError(f"relay cache: {path} belongs to another user (uid {st.st_uid})")
+    if stat.S_IMODE(st.st_mode) != PRIVATE_DIR:
+        os.chmod(path, PRIVATE_DIR)
+
+
+def _private_children(path: Path) -> None:
+    """Make every regular file directly in ``path`` 0600 (blobs of older versions); links
+    and others are left alone (they are never served: blobs are opened with O_NOFOLLOW)."""
+    dir_fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for name in os.listdir(dir_fd):
+            try:
+                fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=dir_fd)
+            except OSError:
+                continue
+            try:
+                st = os.fstat(fd)
+                if stat.S_ISREG(st.st_mode) and stat.S_IMODE(st.st_mode) != PRIVATE_FILE:
+                    os.fchmod(fd, PRIVATE_FILE)
+            finally:
+                os.close(fd)
+    finally:
+        os.close(dir_fd)
 
 
 class Relay:
@@ -67,6 +197,7 @@ class Relay:
         budget: int,
         piece_size: int = DEFAULT_PIECE_SIZE,
         connections: int = 4,
+        limits: ServeLimits | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.index = index
@@ -77,14 +208,30 @@ class Relay:
         self.budget = budget
         self.piece_size = piece_size
         self.connections = connections
+        self.limits = limits or ServeLimits()
         self._clock = clock
-        self.fetches: dict[str, FetchState] = {}  # by id
-        self._by_url: dict[str, FetchState] = {}  # the fetch in progress per URL
-        self._serving: dict[str, int] = {}  # sha256 -> responses in progress
+        self.fetches: dict[str, FetchState] = {}  # in progress, by id
+        self._by_url: dict[str, FetchState] = {}  # in progress, by URL
+        self._reserved: dict[str, int] = {}  # fetch id -> bytes of the budget it holds
+        self._budget_lock = asyncio.Lock()
+        self._serving: collections.Counter[str] = collections.Counter()  # sha256 -> readers
+        self._readers: collections.Counter[str] = collections.Counter()  # client -> readers
         self.origin_downloads = 0  # full downloads from origins (for tests and metrics)
-        self.blobs.mkdir(parents=True, exist_ok=True)
+        self.hits = 0
+        private_dir(cache_dir)
+        private_dir(self.blobs)
+        _private_children(self.blobs)
         shutil.rmtree(self.tmp, ignore_errors=True)  # leftovers of a crashed fetch
-        self.tmp.mkdir(parents=True, exist_ok=True)
+        private_dir(self.tmp)
+
+    def statistics(self) -> RelayStatistics:
+        return RelayStatistics(
+            origin_downloads=self.origin_downloads,
+            hits=self.hits,
+            fetching=len(self.fetches),
+            reserved_bytes=sum(self._reserved.values()),
+            readers=sum(self._readers.values()),
+        )
 
     # --- fetching ------------------------------------------------------------------------------
 
@@ -99,7 +246,40 @@ class Relay:
         state.task = self._tg.create_task(self._run(state))
         return state
 
+    async def finished(self, fetch_id: str) -> FetchReport | None:
+        """The outcome of a finished fetch, if it is still known and its blob still cached."""
+        record = await self.index.fetch_record(fetch_id)
+        if record is None:
+            return None
+        report = FetchReport(
+            id=record.id,
+            url=record.url,
+            state=record.state,
+            hit=record.hit,
+            error_code=record.error_code,
+            error_message=record.error_message,
+        )
+        if record.state != "ready":
+            return report
+        entry = await self.index.get(record.url)
+        if entry is None or entry.sha256 != record.sha256:
+            return None  # evicted or replaced since: the client asks again
+        return dataclasses.replace(report, entry=entry)
+
     async def _run(self, state: FetchState) -> None:
+        """The whole life of one fetch; never raises (but for cancellation at shutdown)."""
+        try:
+            await self._settle(state)
+            await self._remember(state)
+        finally:
+            self._reserved.pop(state.id, None)
+            state.download, state.task = None, None
+            state.done.set()
+            self.fetches.pop(state.id, None)
+            if self._by_url.get(state.url) is state:
+                del self._by_url[state.url]
+
+    async def _settle(self, state: FetchState) -> None:
         try:
             state.entry = await self._cached(state) or await self._download(state)
             state.state = "ready"
@@ -107,8 +287,31 @@ class Relay:
             state.state, state.error = "failed", exc
         except OSError as exc:
             state.state, state.error = "failed", StorageError(f"relay cache: {exc}")
-        finally:
-            state.done.set()
+        except Exception as exc:  # a bug must fail this fetch, not the relay
+            log.exception("relay: fetch of %s failed unexpectedly", state.url)
+            state.state = "failed"
+            state.error = DownloadError(f"the relay failed unexpectedly: {type(exc).__name__}")
+        if state.error is not None:
+            log.info("relay: fetch of %s failed: %s", state.url, state.error)
+
+    async def _remember(self, state: FetchState) -> None:
+        report = state.report()
+        record = FetchRecord(
+            id=state.id,
+            url=state.url,
+            state=state.state,
+            hit=state.hit,
+            sha256=None if state.entry is None else state.entry.sha256,
+            error_code=report.error_code,
+            error_message=report.error_message,
+            finished=self._clock(),
+        )
+        try:
+            await self.index.record_fetch(record, forget_before=record.finished - FETCH_RECORD_TTL)
+        except StorageError as exc:
+            log.warning("relay: the outcome of fetch %s is not kept: %s", state.id, exc)
+        except Exception:  # the fetch is over either way; the relay goes on
+            log.exception("relay: the outcome of fetch %s is not kept", state.id)
 
     async def _cached(self, state: FetchState) -> CacheEntry | None:
         entry = await self.index.get(state.url)
@@ -121,36 +324,82 @@ class Relay:
             return None
         await self.index.touch(entry.url, self._clock())
         state.hit = True
+        self.hits += 1
         return entry
 
     async def _download(self, state: FetchState) -> CacheEntry:
         workdir = self.tmp / state.id
-        workdir.mkdir()
+        workdir.mkdir(mode=PRIVATE_DIR)
         try:
             spec = DownloadSpec(url=state.url, output=workdir / "file", force=True)
             source = OriginSource(self.origin, self.connections, source_id="relay")
-            state.download = Download(spec, self.origin, sources=[source])
-            result = await state.download.run()
+
+            async def admit(info: OriginInfo) -> None:
+                await self._admit(state, info)
+
+            download = Download(spec, self.origin, sources=[source], admit=admit)
+            state.download = download
+            result = await self._run_within_budget(state.id, download)
             self.origin_downloads += 1
             manifest = await asyncio.to_thread(build_manifest, result.path, self.piece_size)
-            await self._make_room(manifest.size)
-            os.replace(result.path, self.blob_path(manifest.sha256))
+            await asyncio.to_thread(os.chmod, result.path, PRIVATE_FILE)
+            info = download.pinned
+            assert info is not None
+            now = self._clock()
+            entry = CacheEntry(
+                url=state.url,
+                final_url=info.final_url,
+                etag=info.validator.etag if info.validator else None,
+                last_modified=info.validator.last_modified if info.validator else None,
+                manifest=manifest,
+                created=now,
+                last_used=now,
+            )
+            await self._commit(state.id, result.path, entry)
         finally:
-            shutil.rmtree(workdir, ignore_errors=True)
-        info = state.download.pinned
-        assert info is not None
-        now = self._clock()
-        entry = CacheEntry(
-            url=state.url,
-            final_url=info.final_url,
-            etag=info.validator.etag if info.validator else None,
-            last_modified=info.validator.last_modified if info.validator else None,
-            manifest=manifest,
-            created=now,
-            last_used=now,
-        )
-        await self.index.put(entry)
+            await asyncio.to_thread(shutil.rmtree, workdir, ignore_errors=True)
         return entry
+
+    async def _admit(self, state: FetchState, info: OriginInfo) -> None:
+        """Reserve the announced size before the engine writes a byte."""
+        total = self._unknown_size_hold(0) if info.size is None else info.size
+        await self._reserve(state.id, total, state.url)
+
+    async def _run_within_budget(self, fetch_id: str, download: Download) -> DownloadResult:
+        """``download.run()``, failed with InsufficientStorage if it outgrows the budget."""
+        try:
+            async with asyncio.TaskGroup() as tg:
+                run = tg.create_task(download.run())
+                watch = tg.create_task(self._hold_growth(fetch_id, download))
+                run.add_done_callback(lambda _: watch.cancel())
+        except BaseExceptionGroup as group:
+            raise _leading(group) from group
+        return run.result()
+
+    async def _hold_growth(self, fetch_id: str, download: Download) -> None:
+        """Grow the reservation of a fetch of unknown size ahead of what it writes (a size
+        announced was reserved whole by ``_admit``: the engine never writes past it)."""
+        while True:
+            await asyncio.sleep(WATCH_INTERVAL)
+            info = download.pinned
+            if info is None or info.size is not None:
+                continue
+            written = download.statistics().done
+            if written + GROWTH_STEP // 2 > self._reserved.get(fetch_id, 0):
+                await self._reserve(fetch_id, self._unknown_size_hold(written), download.spec.url)
+
+    def _unknown_size_hold(self, written: int) -> int:
+        """What a fetch of unknown size should hold having written ``written`` bytes: a step
+        ahead, within the budget while it can be (past it, more than the budget: refused)."""
+        return min(written + GROWTH_STEP, max(self.budget, written + 1))
+
+    async def _commit(self, fetch_id: str, path: Path, entry: CacheEntry) -> None:
+        """Move a fetched file into the cache: its reservation becomes its blob."""
+        await self._reserve(fetch_id, entry.size, entry.url)  # a no-op when it was announced
+        async with self._budget_lock:
+            await asyncio.to_thread(os.replace, path, self.blob_path(entry.sha256))
+            await self.index.put(entry)
+            self._reserved.pop(fetch_id, None)
 
     # --- the cache -----------------------------------------------------------------------------
 
@@ -158,44 +407,96 @@ class Relay:
         return self.blobs / sha256
 
     async def used_bytes(self) -> int:
-        return sum(e.size for e in {e.sha256: e for e in await self.index.all()}.values())
+        """Bytes of the cached blobs plus those reserved by fetches in progress."""
+        blobs = await self.index.blobs()
+        return sum(b.size for b in blobs) + sum(self._reserved.values())
+
+    async def _reserve(self, fetch_id: str, total: int, url: str) -> None:
+        """Hold ``total`` bytes of the budget for fetch ``fetch_id``, evicting least-recently
+        used blobs that nobody reads; InsufficientStorage if they cannot be found."""
+        async with self._budget_lock:
+            held = self._reserved.get(fetch_id, 0)
+            if total <= held:
+                return
+            if total > self.budget:
+                raise InsufficientStorage(
+                    f"{url} is {total} bytes or more: over the relay's cache budget of "
+                    f"{self.budget} bytes"
+                )
+            await self._make_room(total - held)
+            self._reserved[fetch_id] = total
 
     async def _make_room(self, incoming: int) -> None:
-        """Evict least-recently-used blobs (not in use) until ``incoming`` fits the budget."""
-        by_blob: dict[str, CacheEntry] = {}
-        for entry in await self.index.all():
-            current = by_blob.get(entry.sha256)
-            if current is None or entry.last_used > current.last_used:
-                by_blob[entry.sha256] = entry
-        used = sum(e.size for e in by_blob.values())
-        for entry in sorted(by_blob.values(), key=lambda e: e.last_used):
+        """Evict least-recently-used blobs (not in use) until ``incoming`` fits the budget.
+        Called with the budget lock held."""
+        blobs = await self.index.blobs()
+        used = sum(b.size for b in blobs) + sum(self._reserved.values())
+        for blob in sorted(blobs, key=lambda b: b.last_used):
             if used + incoming <= self.budget:
                 return
-            if self._serving.get(entry.sha256) or self._fetching(entry.sha256):
+            if self._serving[blob.sha256]:
                 continue
-            await self.index.remove_blob(entry.sha256)
+            await self.index.remove_blob(blob.sha256)
             with contextlib.suppress(FileNotFoundError):
-                self.blob_path(entry.sha256).unlink()
-            used -= entry.size
+                await asyncio.to_thread(self.blob_path(blob.sha256).unlink)
+            used -= blob.size
         if used + incoming > self.budget:
-            raise StorageError(
-                f"relay cache budget of {self.budget} bytes cannot hold {incoming} more "
-                f"(blobs in use: {used} bytes)"
+            raise InsufficientStorage(
+                f"the relay's cache budget of {self.budget} bytes cannot hold {incoming} more "
+                f"({used} bytes are being read or fetched)"
             )
 
-    def _fetching(self, sha256: str) -> bool:
-        return any(
-            s.state == "fetching" and s.entry is not None and s.entry.sha256 == sha256
-            for s in self.fetches.values()
-        )
+    # --- serving -------------------------------------------------------------------------------
+
+    def reader_refusal(self, client: str) -> ReaderLimit | None:
+        """The ``ReaderLimit`` that refuses one more response reading a blob, if any."""
+        if self._readers[client] >= self.limits.readers_per_client:
+            return ReaderLimit.PER_CLIENT
+        if sum(self._readers.values()) >= self.limits.readers_total:
+            return ReaderLimit.TOTAL
+        return None
 
     @contextlib.contextmanager
-    def serving(self, sha256: str) -> Iterator[None]:
+    def serving(self, sha256: str, client: str = "") -> Iterator[None]:
         """Mark a blob in use while a response sends it (eviction skips it)."""
-        self._serving[sha256] = self._serving.get(sha256, 0) + 1
+        self._serving[sha256] += 1
+        self._readers[client] += 1
         try:
             yield
         finally:
-            self._serving[sha256] -= 1
-            if not self._serving[sha256]:
-                del self._serving[sha256]
+            for counter, key in ((self._serving, sha256), (self._readers, client)):
+                counter[key] -= 1
+                if counter[key] <= 0:
+                    del counter[key]
+
+    def open_blob(self, sha256: str) -> tuple[int, os.stat_result] | None:
+        """An open descriptor of blob ``sha256`` and its status, or None if there is no such
+        regular file (a link is not followed). Three system calls on a local directory; the
+        name must already be checked (64 hex digits)."""
+        dir_fd = os.open(self.blobs, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            fd = os.open(sha256, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=dir_fd)
+        except OSError as exc:
+            if exc.errno in (errno.ENOENT, errno.ELOOP):
+                return None
+            raise
+        finally:
+            os.close(dir_fd)
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            os.close(fd)
+            return None
+        return fd, st
+
+
+def _leading(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The exception that says best why a group of tasks failed: the first from our tree."""
+    leaves: list[BaseException] = []
+    pending: list[BaseException] = [group]
+    while pending:
+        exc = pending.pop(0)
+        if isinstance(exc, BaseExceptionGroup):
+            pending[:0] = list(exc.exceptions)
+        else:
+            leaves.append(exc)
+    return next((e for e in leaves if isinstance(e, SwarmgetError)), leaves[0])

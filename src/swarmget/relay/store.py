@@ -1,12 +1,15 @@
 """The relay's cache index: one row per cached file, in SQLAlchemy (SQLite by default).
 
-A row maps the URL a client asked for to the blob it became (content-addressed by sha256),
-with the origin's validator (for revalidation), the manifest of per-piece hashes, and the
-times it was created and last used (for least-recently-used eviction).
+A row of ``relay_entries`` maps the URL a client asked for to the blob it became
+(content-addressed by sha256), with the origin's validator (for revalidation), the manifest of
+per-piece hashes, and the times it was created and last used (for least-recently-used
+eviction). A row of ``relay_fetches`` is the outcome of one finished fetch, kept for a while
+so that clients can look it up by id while the relay keeps no finished fetch in memory.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -35,6 +38,18 @@ entries = sa.Table(
     sa.Column("created", sa.Float, nullable=False),
     sa.Column("last_used", sa.Float, nullable=False),
 )
+fetches = sa.Table(
+    "relay_fetches",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("url", sa.String(8192), nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("hit", sa.Boolean, nullable=False),
+    sa.Column("sha256", sa.String(64)),
+    sa.Column("error_code", sa.String(64)),
+    sa.Column("error_message", sa.String(4096)),
+    sa.Column("finished", sa.Float, nullable=False, index=True),
+)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -54,6 +69,30 @@ class CacheEntry:
     @property
     def size(self) -> int:
         return self.manifest.size
+
+
+@dataclass(frozen=True, kw_only=True)
+class BlobUse:
+    """One blob as eviction sees it: its size and when any URL of it was last used."""
+
+    sha256: str
+    size: int
+    last_used: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class FetchRecord:
+    """The outcome of one finished fetch: ``ready`` (its blob is ``sha256``) or ``failed``
+    (with the error's code and message)."""
+
+    id: str
+    url: str
+    state: str
+    hit: bool
+    sha256: str | None
+    error_code: str | None
+    error_message: str | None
+    finished: float
 
 
 def _entry(row: sa.Row[tuple[object, ...]]) -> CacheEntry:
@@ -92,6 +131,22 @@ class CacheIndex:
     async def all(self) -> list[CacheEntry]:
         return [_entry(r) for r in await self._query(entries.select())]
 
+    async def blobs(self) -> list[BlobUse]:
+        """Every blob once (several URLs may share one), without reading manifests."""
+        stmt = sa.select(
+            entries.c.sha256,
+            sa.func.max(entries.c.size).label("size"),
+            sa.func.max(entries.c.last_used).label("last_used"),
+        ).group_by(entries.c.sha256)
+        return [
+            BlobUse(
+                sha256=str(m["sha256"]),
+                size=int(str(m["size"])),
+                last_used=float(str(m["last_used"])),
+            )
+            for m in (row._mapping for row in await self._query(stmt))
+        ]
+
     async def put(self, entry: CacheEntry) -> None:
         values = {
             "url": entry.url,
@@ -116,6 +171,28 @@ class CacheIndex:
     async def remove_blob(self, sha256: str) -> None:
         async with self._begin() as conn:
             await conn.execute(entries.delete().where(entries.c.sha256 == sha256))
+
+    async def record_fetch(self, record: FetchRecord, *, forget_before: float) -> None:
+        """Keep ``record``; forget records of fetches finished before ``forget_before``."""
+        async with self._begin() as conn:
+            await conn.execute(fetches.delete().where(fetches.c.finished < forget_before))
+            await conn.execute(fetches.insert().values(**dataclasses.asdict(record)))
+
+    async def fetch_record(self, fetch_id: str) -> FetchRecord | None:
+        rows = await self._query(sa.select(fetches).where(fetches.c.id == fetch_id))
+        if not rows:
+            return None
+        m = rows[0]._mapping
+        return FetchRecord(
+            id=str(m["id"]),
+            url=str(m["url"]),
+            state=str(m["state"]),
+            hit=bool(m["hit"]),
+            sha256=None if m["sha256"] is None else str(m["sha256"]),
+            error_code=None if m["error_code"] is None else str(m["error_code"]),
+            error_message=None if m["error_message"] is None else str(m["error_message"]),
+            finished=float(str(m["finished"])),
+        )
 
     async def _query(
         self, stmt: sa.Select[tuple[object, ...]] | sa.Executable
