@@ -32,6 +32,7 @@ class RelayConfig:
     piece_size: int = DEFAULT_PIECE_SIZE
     connections: int = 4
     origin_policy: AddressPolicy = field(default_factory=AddressPolicy)
+    max_size: int | None = None  # refuse to fetch larger files (before writing a byte)
 
 
 @dataclass
@@ -58,6 +59,7 @@ async def open_relay(config: RelayConfig) -> AsyncIterator[RunningRelay]:
             budget=config.budget,
             piece_size=config.piece_size,
             connections=config.connections,
+            max_size=config.max_size,
         )
         runner = web.AppRunner(make_relay_app(relay, config.secret), handler_cancellation=True)
         await runner.setup()

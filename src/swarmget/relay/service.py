@@ -68,6 +68,7 @@ class Relay:
         piece_size: int = DEFAULT_PIECE_SIZE,
         connections: int = 4,
         clock: Callable[[], float] = time.time,
+        max_size: int | None = None,
     ) -> None:
         self.index = index
         self.origin = origin
@@ -77,6 +78,7 @@ class Relay:
         self.budget = budget
         self.piece_size = piece_size
         self.connections = connections
+        self.max_size = max_size
         self._clock = clock
         self.fetches: dict[str, FetchState] = {}  # by id
         self._by_url: dict[str, FetchState] = {}  # the fetch in progress per URL
@@ -127,7 +129,9 @@ class Relay:
         workdir = self.tmp / state.id
         workdir.mkdir()
         try:
-            spec = DownloadSpec(url=state.url, output=workdir / "file", force=True)
+            spec = DownloadSpec(
+                url=state.url, output=workdir / "file", force=True, max_size=self.max_size
+            )
             source = OriginSource(self.origin, self.connections, source_id="relay")
             state.download = Download(spec, self.origin, sources=[source])
             result = await state.download.run()
