@@ -18,8 +18,10 @@ from swarmget.core.errors import (
     InvalidDestination,
     UntrustedFile,
 )
+from swarmget.core.filenames import WORK_SUFFIX
 from swarmget.core.ranges import ByteRange, RangeSet
 from swarmget.storage import (
+    CONTROL_SUFFIX,
     ResumeKey,
     ResumeState,
     control_path_for,
@@ -295,3 +297,7 @@ async def test_a_dangling_link_at_the_destination_is_not_followed(
         await part.finalize()
     assert not os.path.lexists(target)
     assert dest.is_symlink()
+
+
+def test_server_chosen_names_leave_room_for_the_longest_work_file() -> None:
+    assert WORK_SUFFIX == CONTROL_SUFFIX + ".tmp"  # what core.filenames reserves room for
