@@ -301,3 +301,11 @@ async def test_a_dangling_link_at_the_destination_is_not_followed(
 
 def test_server_chosen_names_leave_room_for_the_longest_work_file() -> None:
     assert WORK_SUFFIX == CONTROL_SUFFIX + ".tmp"  # what core.filenames reserves room for
+
+
+async def test_an_announced_length_without_ranges_is_checked_up_front(dest: Path) -> None:
+    with pytest.raises(InsufficientStorage):
+        await open_part_file(dest, make_key(None), force=False, expected_size=2**63)
+    with pytest.raises(FileTooLarge):
+        await open_part_file(dest, make_key(None), force=False, expected_size=11, max_size=10)
+    assert listing(dest.parent) == set()

@@ -481,17 +481,24 @@ class _Opened(NamedTuple):
 
 
 def _open_blocking(
-    dest: Path, key: ResumeKey, *, force: bool, preallocate: bool, max_size: int | None
+    dest: Path,
+    key: ResumeKey,
+    *,
+    force: bool,
+    preallocate: bool,
+    max_size: int | None,
+    expected_size: int | None,
 ) -> _Opened:
-    check_size(dest, key.size, max_size)
-    if key.size is not None and key.size > _MAX_FILE_SIZE:
-        raise _too_large_for_system(part_path_for(dest), key.size)
+    size = key.size if key.size is not None else expected_size
+    check_size(dest, size, max_size)
+    if size is not None and size > _MAX_FILE_SIZE:
+        raise _too_large_for_system(part_path_for(dest), size)
     try:
         dir_fd = open_directory(dest.parent)
     except OSError as exc:
         raise _storage_error("opening", dest.parent, exc) from exc
     try:
-        fd, state, written = _open_in(dir_fd, dest, key, force=force, preallocate=preallocate)
+        fd, state, written = _open_in(dir_fd, dest, key, size, force=force, preallocate=preallocate)
     except BaseException:
         os.close(dir_fd)
         raise
@@ -499,12 +506,12 @@ def _open_blocking(
 
 
 def _open_in(
-    dir_fd: int, dest: Path, key: ResumeKey, *, force: bool, preallocate: bool
+    dir_fd: int, dest: Path, key: ResumeKey, size: int | None, *, force: bool, preallocate: bool
 ) -> tuple[int, ResumeState, RangeSet]:
     _check_name(dir_fd, dest)
     _check_destination_at(dir_fd, dest, force=force)
     part, control = part_path_for(dest), control_path_for(dest)
-    if key.size is not None:
+    if size is not None:
         try:
             existing = lstat_at(dir_fd, part.name)
         except OSError as exc:
@@ -512,7 +519,7 @@ def _open_in(
         if existing is not None:
             require_trusted(existing, part)
         held = existing.st_blocks * 512 if existing is not None else 0
-        _check_space(dir_fd, part, key.size, held)
+        _check_space(dir_fd, part, size, held)
     fd = _open_data(dir_fd, part)
     try:
         stored = _read_control(dir_fd, control)
@@ -612,6 +619,7 @@ async def open_part_file(
     force: bool,
     preallocate: bool = True,
     max_size: int | None = None,
+    expected_size: int | None = None,
 ) -> PartFile:
     """Open ``DEST.part`` for ``key``, resuming a previous run of the same download if possible.
 
@@ -625,11 +633,19 @@ async def open_part_file(
     ``DEST.part`` is left empty and the control file is kept). See
     ``PartFile.resume_state`` for what was found. ``preallocate=False`` only sets the size
     (a sparse file), like ``posix_fallocate`` falling back on file systems without it. With
-    an unknown size, appends beyond ``max_size`` raise ``FileTooLarge``.
+    an unknown size, appends beyond ``max_size`` raise ``FileTooLarge``, and
+    ``expected_size`` (a length the origin announced without serving ranges) is checked
+    against ``max_size`` and the free space like a known size.
     """
     loop = asyncio.get_running_loop()
     call = functools.partial(
-        _open_blocking, dest, key, force=force, preallocate=preallocate, max_size=max_size
+        _open_blocking,
+        dest,
+        key,
+        force=force,
+        preallocate=preallocate,
+        max_size=max_size,
+        expected_size=expected_size,
     )
     fut = loop.run_in_executor(None, call)
     try:

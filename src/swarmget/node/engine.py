@@ -731,7 +731,13 @@ class Download:
         self._stage = Stage.DOWNLOADING
         self._event("fallback", "origin", "the origin does not serve ranges: one stream")
         key = ResumeKey(url=info.url, final_url=info.final_url, size=None)
-        part = await open_part_file(dest, key, force=self.spec.force, max_size=self.spec.max_size)
+        part = await open_part_file(
+            dest,
+            key,
+            force=self.spec.force,
+            max_size=self.spec.max_size,
+            expected_size=info.size,
+        )
         async with part:
             await self._stream_whole(info, part)
             self._stage = Stage.VERIFYING
