@@ -8,7 +8,8 @@ Exit codes (also in the README)::
     3    the download failed: origin unreachable or refusing, every source failed
     4    the file changed on the server during (or since) the download
     5    checksum mismatch: the data is kept for inspection
-    6    local storage error: disk full, read-only, permissions (the partial file is kept)
+    6    local storage error: disk full or too small, over --max-size, read-only, permissions,
+         an untrusted FILE.part (the partial file is kept)
     130  interrupted: the partial download is kept; run the same command again to resume
 """
 
