@@ -48,7 +48,6 @@ import fcntl
 import functools
 import json
 import os
-import stat
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -56,20 +55,23 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, NamedTuple, TypeVar
 
-from swarmget.core.errors import (
-    DestinationExists,
-    FileTooLarge,
-    InsufficientStorage,
-    InvalidDestination,
-    StorageError,
-    UntrustedFile,
-)
+from swarmget.core.errors import StorageError, UntrustedFile
 from swarmget.core.ranges import ByteRange, RangeSet
+from swarmget.destination import (
+    MAX_FILE_SIZE,
+    check_destination,
+    check_destination_at,
+    check_name,
+    check_size,
+    check_space,
+    no_space_error,
+    publish,
+    storage_error,
+    too_large_for_system,
+)
 from swarmget.safe_files import (
     create_exclusive_at,
-    free_bytes,
     fsync_dir,
-    kind_of,
     lstat_at,
     open_directory,
     open_existing_at,
@@ -100,20 +102,9 @@ _CONTROL_VERSION = 2
 
 _T = TypeVar("_T")
 _IOV_MAX = 1024  # chunks per pwritev call (Linux IOV_MAX)
-_MAX_FILE_SIZE = 2**63 - 1  # off_t: no file on any file system can be larger
-_NAME_MAX = 255  # where the file system does not say
 _CONTROL_LIMIT = 64 * 1024 * 1024  # a control file larger than this is not ours
 Buffer = bytes | bytearray | memoryview
 
-_REASONS = {
-    errno.ENOSPC: "disk full",
-    errno.EDQUOT: "disk quota exceeded",
-    errno.EROFS: "read-only file system",
-    errno.EIO: "I/O error",
-    errno.EACCES: "permission denied",
-    errno.EPERM: "operation not permitted",
-    errno.EFBIG: "file too large for this file system",
-}
 _NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
 _FALLOCATE_UNSUPPORTED = (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS)
 
@@ -190,59 +181,6 @@ class ResumeKey:
 
 
 # --- blocking helpers (run in worker threads) -----------------------------------------------
-
-
-def _storage_error(doing: str, path: Path, exc: OSError, *, kept: bool = False) -> StorageError:
-    reason = _REASONS.get(exc.errno or 0, exc.strerror or str(exc))
-    tail = "; the partial download is kept for resuming" if kept else ""
-    return StorageError(f"{reason} while {doing} {path}{tail}")
-
-
-def _no_space_error(path: Path, size: int, free: int | None) -> InsufficientStorage:
-    have = "unknown" if free is None else str(free)
-    return InsufficientStorage(
-        f"not enough disk space for {path} (need {size} bytes, {have} available); "
-        "free some space and run again"
-    )
-
-
-def _too_large_for_system(path: Path, size: int) -> InsufficientStorage:
-    return InsufficientStorage(
-        f"{path} would be {size} bytes: larger than a file can be on this system"
-    )
-
-
-def check_size(dest: Path, size: int | None, max_size: int | None) -> None:
-    """``FileTooLarge`` when a ``size``-byte download to ``dest`` exceeds ``max_size``."""
-    if size is not None and max_size is not None and size > max_size:
-        raise FileTooLarge(
-            f"{dest.name} is {size} bytes, more than the limit of {max_size} bytes "
-            "(--max-size); nothing was written"
-        )
-
-
-def _check_space(dir_fd: int, part: Path, size: int, reusable: int) -> None:
-    """Refuse, before a byte is written, a size the file system cannot hold. ``reusable``
-    are the bytes an existing data file already holds (a restart frees them)."""
-    if size > _MAX_FILE_SIZE:
-        raise _too_large_for_system(part, size)
-    free = free_bytes(dir_fd)
-    if free is not None and size > free + reusable:
-        raise _no_space_error(part, size, free)
-
-
-def _check_name(dir_fd: int, dest: Path) -> None:
-    """``InvalidDestination`` unless the longest name we use next to ``dest`` fits."""
-    longest = dest.name + CONTROL_SUFFIX + _TMP_SUFFIX
-    try:
-        limit = os.fpathconf(dir_fd, "PC_NAME_MAX")
-    except (OSError, ValueError):
-        limit = _NAME_MAX
-    if len(os.fsencode(longest)) > limit:
-        raise InvalidDestination(
-            f"the name {dest.name!r} is too long: {longest!r} must fit in {limit} bytes "
-            "on this file system; choose a shorter name"
-        )
 
 
 def _write_all(fd: int, offset: int, data: Buffer) -> None:
@@ -369,48 +307,13 @@ def _decide(key: ResumeKey, stored: _Stored, data_size: int) -> ResumeState:
     return ResumeState.RESUMED
 
 
-def check_destination(dest: Path, *, force: bool) -> None:
-    """Raise ``DestinationExists`` unless a download may end at ``dest`` (blocking).
-
-    Nothing there is fine; a directory never is; anything else only with ``force``, and
-    then only a regular file or a symbolic link (the link itself is replaced, never its
-    target): a device, a FIFO or a socket is never replaced.
-    """
-    try:
-        dir_fd = open_directory(dest.parent)
-    except OSError:
-        return  # opening the part file reports it
-    try:
-        _check_destination_at(dir_fd, dest, force=force)
-    finally:
-        os.close(dir_fd)
-
-
-def _check_destination_at(dir_fd: int, dest: Path, *, force: bool) -> None:
-    try:
-        st = lstat_at(dir_fd, dest.name)
-    except OSError as exc:
-        raise _storage_error("looking at", dest, exc) from exc
-    if st is None:
-        return
-    if stat.S_ISDIR(st.st_mode):
-        raise DestinationExists(f"{dest} is a directory")
-    if not force:
-        raise DestinationExists(f"{dest} already exists (use --force to overwrite)")
-    if not (stat.S_ISREG(st.st_mode) or stat.S_ISLNK(st.st_mode)):
-        raise DestinationExists(
-            f"{dest} is {kind_of(st)}: swarmget replaces only a regular file (or a symbolic "
-            "link, not its target), even with --force"
-        )
-
-
 def _open_data(dir_fd: int, path: Path) -> int:
     """Open the trusted data file, or create it anew, and lock it against other swarmget
     processes. Never through a link; ``UntrustedFile`` for anything but our own file."""
     try:
         fd = _open_or_create(dir_fd, path)
     except OSError as exc:
-        raise _storage_error("opening", path, exc) from exc
+        raise storage_error("opening", path, exc) from exc
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError as exc:
@@ -433,8 +336,8 @@ def _open_or_create(dir_fd: int, path: Path) -> int:
 
 def _allocate(fd: int, path: Path, size: int, *, preallocate: bool) -> None:
     """Give the data file its final size, reserving the blocks when ``preallocate``."""
-    if size > _MAX_FILE_SIZE:
-        raise _too_large_for_system(path, size)
+    if size > MAX_FILE_SIZE:
+        raise too_large_for_system(path, size)
     if preallocate and size > 0 and hasattr(os, "posix_fallocate"):
         try:
             os.posix_fallocate(fd, 0, size)
@@ -444,16 +347,16 @@ def _allocate(fd: int, path: Path, size: int, *, preallocate: bool) -> None:
                 with contextlib.suppress(OSError):
                     os.ftruncate(fd, 0)  # give back whatever was reserved
                 if exc.errno == errno.EFBIG:
-                    raise _too_large_for_system(path, size) from exc
-                raise _no_space_error(path, size, None) from exc
+                    raise too_large_for_system(path, size) from exc
+                raise no_space_error(path, size, None) from exc
             if exc.errno not in _FALLOCATE_UNSUPPORTED:
-                raise _storage_error("preallocating", path, exc) from exc
+                raise storage_error("preallocating", path, exc) from exc
     try:
         os.ftruncate(fd, size)
     except OSError as exc:
         if exc.errno == errno.EFBIG:
-            raise _too_large_for_system(path, size) from exc
-        raise _storage_error("resizing", path, exc) from exc
+            raise too_large_for_system(path, size) from exc
+        raise storage_error("resizing", path, exc) from exc
 
 
 def _start_over(
@@ -468,7 +371,7 @@ def _start_over(
             _write_control(dir_fd, control, key, RangeSet())
         os.ftruncate(fd, 0)
     except OSError as exc:
-        raise _storage_error("resetting", part, exc) from exc
+        raise storage_error("resetting", part, exc) from exc
     if key.size is not None:
         _allocate(fd, part, key.size, preallocate=preallocate)
 
@@ -491,12 +394,12 @@ def _open_blocking(
 ) -> _Opened:
     size = key.size if key.size is not None else expected_size
     check_size(dest, size, max_size)
-    if size is not None and size > _MAX_FILE_SIZE:
-        raise _too_large_for_system(part_path_for(dest), size)
+    if size is not None and size > MAX_FILE_SIZE:
+        raise too_large_for_system(part_path_for(dest), size)
     try:
         dir_fd = open_directory(dest.parent)
     except OSError as exc:
-        raise _storage_error("opening", dest.parent, exc) from exc
+        raise storage_error("opening", dest.parent, exc) from exc
     try:
         fd, state, written = _open_in(dir_fd, dest, key, size, force=force, preallocate=preallocate)
     except BaseException:
@@ -508,18 +411,18 @@ def _open_blocking(
 def _open_in(
     dir_fd: int, dest: Path, key: ResumeKey, size: int | None, *, force: bool, preallocate: bool
 ) -> tuple[int, ResumeState, RangeSet]:
-    _check_name(dir_fd, dest)
-    _check_destination_at(dir_fd, dest, force=force)
+    check_name(dir_fd, dest)
+    check_destination_at(dir_fd, dest, force=force)
     part, control = part_path_for(dest), control_path_for(dest)
     if size is not None:
         try:
             existing = lstat_at(dir_fd, part.name)
         except OSError as exc:
-            raise _storage_error("opening", part, exc) from exc
+            raise storage_error("opening", part, exc) from exc
         if existing is not None:
             require_trusted(existing, part)
         held = existing.st_blocks * 512 if existing is not None else 0
-        _check_space(dir_fd, part, size, held)
+        check_space(dir_fd, part, size, held)
     fd = _open_data(dir_fd, part)
     try:
         stored = _read_control(dir_fd, control)
@@ -547,42 +450,6 @@ def _seal(fd: int, *, sync: bool) -> None:
     os.fchmod(fd, published_mode())
     if sync:
         os.fsync(fd)
-
-
-def _publish(
-    dir_fd: int, identity: tuple[int, int], part: Path, control: Path, dest: Path, *, force: bool
-) -> None:
-    """Rename the finished data file to ``dest`` (no-clobber unless ``force``), drop control.
-
-    ``identity`` (device, inode) is the file we wrote: if something else is at the data
-    file's name now, nothing is renamed (``UntrustedFile``).
-    """
-    now = lstat_at(dir_fd, part.name)
-    if now is None or (now.st_dev, now.st_ino) != identity or not stat.S_ISREG(now.st_mode):
-        raise UntrustedFile(f"{part} was replaced while swarmget wrote it; nothing was renamed")
-    if force:
-        _check_destination_at(dir_fd, dest, force=True)
-        os.replace(part.name, dest.name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
-    else:
-        _rename_noreplace(dir_fd, part, dest)
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(control.name, dir_fd=dir_fd)
-    fsync_dir(dir_fd)
-
-
-def _rename_noreplace(dir_fd: int, part: Path, dest: Path) -> None:
-    # link(2) fails atomically with EEXIST (a dangling link included), unlike an exists()
-    # check followed by rename(2).
-    try:
-        os.link(part.name, dest.name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd, follow_symlinks=False)
-    except FileExistsError as exc:
-        raise DestinationExists(f"{dest} already exists (use --force to overwrite)") from exc
-    except OSError:  # no hard links here (FAT, some FUSE): check, then rename
-        if lstat_at(dir_fd, dest.name) is not None:
-            raise DestinationExists(f"{dest} already exists (use --force to overwrite)") from None
-        os.replace(part.name, dest.name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
-        return
-    os.unlink(part.name, dir_fd=dir_fd)
 
 
 # --- the async API ----------------------------------------------------------------------------
@@ -736,7 +603,7 @@ class PartFile:
         try:
             await self._run(call, on_success=functools.partial(self._written.add, target))
         except OSError as exc:
-            raise _storage_error("writing", self.part_path, exc, kept=True) from exc
+            raise storage_error("writing", self.part_path, exc, kept=True) from exc
 
     async def write_chunks_at(self, offset: int, chunks: Sequence[Buffer]) -> None:
         """Like ``write_at`` for the concatenation of ``chunks``, without joining them (one
@@ -750,7 +617,7 @@ class PartFile:
         try:
             await self._run(call, on_success=functools.partial(self._written.add, target))
         except OSError as exc:
-            raise _storage_error("writing", self.part_path, exc, kept=True) from exc
+            raise storage_error("writing", self.part_path, exc, kept=True) from exc
 
     def _claim(self, offset: int, length: int) -> ByteRange:
         target = ByteRange(offset, offset + length)
@@ -795,7 +662,7 @@ class PartFile:
             try:
                 await self._run(functools.partial(os.fdatasync, self._fd))
             except OSError as exc:
-                self._sync_failed = _storage_error("syncing", self.part_path, exc)
+                self._sync_failed = storage_error("syncing", self.part_path, exc)
                 raise self._sync_failed from exc
             self._synced = snapshot
         call = functools.partial(
@@ -810,7 +677,7 @@ class PartFile:
         try:
             await self._run(call)
         except OSError as exc:
-            raise _storage_error("saving", self.control_path, exc, kept=True) from exc
+            raise storage_error("saving", self.control_path, exc, kept=True) from exc
         self._saved = snapshot
 
     # --- ending -------------------------------------------------------------------------------
@@ -834,11 +701,11 @@ class PartFile:
                 await self._checkpoint_locked(durable=sync)
             await self._run(functools.partial(_seal, self._fd, sync=sync))
         except OSError as exc:
-            raise _storage_error("syncing", self.part_path, exc, kept=True) from exc
+            raise storage_error("syncing", self.part_path, exc, kept=True) from exc
         finally:
             self._close_fd()
         call = functools.partial(
-            _publish,
+            publish,
             self._dir_fd,
             self._identity,
             self.part_path,
@@ -849,7 +716,7 @@ class PartFile:
         try:
             await self._run(call)
         except OSError as exc:
-            raise _storage_error("renaming", self.part_path, exc, kept=True) from exc
+            raise storage_error("renaming", self.part_path, exc, kept=True) from exc
         finally:
             self._close_dir()
         return self.dest
