@@ -114,24 +114,27 @@ def check_name(dir_fd: int, dest: Path) -> None:
         )
 
 
-def check_destination(dest: Path, *, force: bool) -> None:
+def check_destination(dest: Path, *, force: bool, replace_link: bool = True) -> None:
     """Raise ``DestinationExists`` unless a download may end at ``dest`` (blocking).
 
     Nothing there is fine; a directory never is; anything else only with ``force``, and
     then only a regular file or a symbolic link (the link itself is replaced, never its
-    target): a device, a FIFO or a socket is never replaced.
+    target), the latter only if ``replace_link`` (the user named it; a name the server
+    chose never replaces a link): a device, a FIFO or a socket is never replaced.
     """
     try:
         dir_fd = open_directory(dest.parent)
     except OSError:
         return  # opening the part file reports it
     try:
-        check_destination_at(dir_fd, dest, force=force)
+        check_destination_at(dir_fd, dest, force=force, replace_link=replace_link)
     finally:
         os.close(dir_fd)
 
 
-def check_destination_at(dir_fd: int, dest: Path, *, force: bool) -> None:
+def check_destination_at(
+    dir_fd: int, dest: Path, *, force: bool, replace_link: bool = True
+) -> None:
     try:
         st = lstat_at(dir_fd, dest.name)
     except OSError as exc:
@@ -146,6 +149,11 @@ def check_destination_at(dir_fd: int, dest: Path, *, force: bool) -> None:
         raise DestinationExists(
             f"{dest} is {kind_of(st)}: swarmget replaces only a regular file (or a symbolic "
             "link, not its target), even with --force"
+        )
+    if stat.S_ISLNK(st.st_mode) and not replace_link:
+        raise DestinationExists(
+            f"{dest} is a symbolic link and the server chose this name: name the file "
+            "yourself (-o) to replace the link"
         )
 
 

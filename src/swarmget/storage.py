@@ -31,7 +31,8 @@ a regular file or a symbolic link at ``DEST`` (never the link's target), nothing
 
 A size the file system cannot hold (more than its free space plus what the data file
 already holds, or more than any file can be) fails with ``InsufficientStorage`` and one
-over the caller's ``max_size`` with ``FileTooLarge``, both before anything is created.
+over the caller's ``max_size`` with ``FileTooLarge``, both before anything is created;
+these checks and the final rename live in ``swarmget.destination``.
 
 Unknown size (a chunked origin, one stream): ``ResumeKey.size`` is None. There is no
 preallocation and no control file; writes must be sequential appends, and a later run always

@@ -239,3 +239,31 @@ async def test_force_does_not_replace_a_device(origin: TestOrigin, tmp_path: Pat
     assert error_code(out) == "destination_exists"
     assert stat.S_ISCHR(os.lstat(dest).st_mode)
     assert not (tmp_path / "null.part").exists()
+
+
+async def test_force_replaces_a_link_the_user_named_not_its_target(
+    origin: TestOrigin, tmp_path: Path
+) -> None:
+    victim = tmp_path / "victim"
+    victim.write_bytes(VICTIM)
+    (tmp_path / "named").symlink_to(victim)
+    rc, _, err = await run_cli("get", origin.url("f.bin"), "-o", str(tmp_path / "named"), "--force")
+    assert rc == 0, err
+    assert not (tmp_path / "named").is_symlink()
+    assert (tmp_path / "named").read_bytes() == origin.content("f.bin")
+    assert victim.read_bytes() == VICTIM
+
+
+async def test_force_never_replaces_a_link_under_a_name_the_server_chose(
+    origin: TestOrigin, tmp_path: Path
+) -> None:
+    victim = tmp_path / "victim"
+    victim.write_bytes(VICTIM)
+    (tmp_path / "f.bin").symlink_to(victim)  # the name the URL suggests
+    rc, out, err = await run_cli(
+        "get", origin.url("f.bin"), "-o", str(tmp_path), "--force", "--json"
+    )
+    assert rc == 2, err
+    assert error_code(out) == "destination_exists"
+    assert (tmp_path / "f.bin").is_symlink()
+    assert victim.read_bytes() == VICTIM

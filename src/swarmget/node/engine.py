@@ -359,13 +359,14 @@ class Download:
 
     def _resolve_dest(self, info: OriginInfo) -> Path:
         out = self.spec.output
+        named_by_user = out is not None and not out.is_dir()
         if out is None:
             dest = Path.cwd() / info.filename
         elif out.is_dir():
             dest = out / info.filename
         else:
             dest = out
-        check_destination(dest, force=self.spec.force)
+        check_destination(dest, force=self.spec.force, replace_link=named_by_user)
         check_size(dest, info.size, self.spec.max_size)
         self._dest = dest
         return dest
