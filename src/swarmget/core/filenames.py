@@ -140,8 +140,9 @@ def filename_from_url(url: str) -> str | None:
 def sanitize_filename(name: str) -> str:
     """A single safe path component derived from ``name`` (see the module docstring).
 
-    Never contains ``/``, ``\\`` or NUL, is never empty, ``.`` or ``..``, and is at most
-    255 bytes of UTF-8. Idempotent: sanitising a sanitised name changes nothing.
+    Never contains ``/``, ``\\`` or NUL, is never empty, never starts with a dot, and is at
+    most ``MAX_NAME_BYTES`` (241) bytes of UTF-8. Idempotent: sanitising a sanitised name
+    changes nothing.
     """
     return _clean(name) or FALLBACK_NAME
 
