@@ -8,7 +8,8 @@ Exit codes (also in the README)::
     3    the download failed: origin unreachable or refusing, every source failed
     4    the file changed on the server during (or since) the download
     5    checksum mismatch: the data is kept for inspection
-    6    local storage error: disk full, read-only, permissions (the partial file is kept)
+    6    local storage error: disk full or too small, over --max-size, read-only, permissions,
+         an untrusted FILE.part (the partial file is kept)
     130  interrupted: the partial download is kept; run the same command again to resume
 """
 
@@ -122,6 +123,11 @@ def main(config_path: Path | None) -> None:
     help="Re-fetch this fraction of each helper's bytes from the origin to check them.",
 )
 @click.option("--state-dir", type=click.Path(path_type=Path), default=DEFAULT_STATE_DIR)
+@click.option(
+    "--max-size",
+    callback=lambda _ctx, _param, value: _size_option(value),
+    help="Refuse, before writing anything, a file larger than this (e.g. 20G).",
+)
 def get(
     url: str,
     output: Path | None,
@@ -141,6 +147,7 @@ def get(
     relay_url: str | None,
     verify_sample: float,
     state_dir: Path,
+    max_size: int | None,
 ) -> None:
     """Download URL, resuming an earlier interrupted run of the same command.
 
@@ -159,6 +166,7 @@ def get(
             scheduler=SchedulerConfig(stall_timeout=stall_timeout),
             fsync=fsync,
             verify_sample=verify_sample,
+            max_size=max_size,
         )
         options = LocalOptions(
             connections=connections,
@@ -182,6 +190,18 @@ def get(
         click.echo(json.dumps(result_json(result)))
     elif not quiet:
         click.echo(summary_line(result))
+
+
+def _size_option(value: str | None) -> int | None:
+    """A size option (``20G``, ``512M``, ``1000``) in bytes; None when not given."""
+    if value is None:
+        return None
+    from swarmget.config import parse_size
+
+    try:
+        return parse_size(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from exc
 
 
 @dataclass(frozen=True)
@@ -248,13 +268,15 @@ async def _get_via_node(
         except UsageError as exc:
             err.print(f"[yellow]not using the local node[/]: {exc}", highlight=False)
             return None
-        body = {
+        body: dict[str, Any] = {
             "url": spec.url,
             "output": output,
             "checksums": [str(d) for d in spec.checksums],
             "force": spec.force,
             "restart_if_changed": spec.restart_if_changed,
         }
+        if spec.max_size is not None:
+            body["max_size"] = spec.max_size
         download_id = await api.start(body)
         latest: list[DownloadProgress] = []
         follow = api.follow(download_id, latest.append)
@@ -430,6 +452,7 @@ NODE_RENAMES = {"hubs": "hub", "allow": "allow_private_origins", "relay_url": "r
 @click.option("--heartbeat-interval", type=float)
 @click.option("--relay", "relay_url", help="Fetch every download through this relay.")
 @click.option("--log-format", type=click.Choice(["text", "json"]))
+@click.option("--max-size", help="Refuse downloads larger than this up front (e.g. 50G).")
 @click.pass_context
 def node(ctx: click.Context, /, **_: Any) -> None:
     """Run a node: help others download, and download with their help.
@@ -462,6 +485,7 @@ def node(ctx: click.Context, /, **_: Any) -> None:
             stall_timeout=v.stall_timeout,
             heartbeat_interval=v.heartbeat_interval,
             relay_url=validate_url(v.relay) if v.relay else None,
+            max_size=v.max_size,
         )
         asyncio.run(run_node(config, announce=_announce))
     except (SwarmgetError, ValueError, OSError) as exc:
@@ -515,6 +539,7 @@ def hub(ctx: click.Context, /, **_: Any) -> None:
 @click.option("--secret-file", help=f"Swarm secret file (or ${SECRET_ENV}).")
 @click.option("--piece-size", help="Manifest piece size (default 1M).")
 @click.option("--allow-private-origins", "allow", multiple=True, help="CIDRs, or 'private'.")
+@click.option("--max-size", help="Refuse to fetch files larger than this (e.g. 50G).")
 @click.pass_context
 def relay(ctx: click.Context, /, **_: Any) -> None:
     """Run a relay/cache: fetch a URL once, serve it in pieces with per-piece hashes."""
@@ -532,6 +557,7 @@ def relay(ctx: click.Context, /, **_: Any) -> None:
             port=v.port,
             piece_size=v.piece_size,
             origin_policy=_policy(tuple(v.allow_private_origins)),
+            max_size=v.max_size,
         )
         asyncio.run(run_relay(config, lambda url: _announce({"url": url})))
     except (SwarmgetError, ValueError, OSError) as exc:

@@ -18,6 +18,7 @@ if it exists; else ``/etc/swarmget/config.toml`` if it exists) has one table per
 
     [relay]
     budget = "50G"
+    max_size = "20G"                          # refuse larger files up front (node too)
 
 Environment variables are ``SWARMGET_<TABLE>_<KEY>`` (``SWARMGET_NODE_SLOTS=4``), and
 ``SWARMGET_SECRET_FILE`` for the top level; lists are comma-separated. Every value is
@@ -97,8 +98,9 @@ class NodeSettings(_Section):
     heartbeat_interval: float | None = Field(default=None, gt=0)
     relay: str | None = None
     log_format: str = Field(default="text", pattern="^(text|json)$")
+    max_size: int | None = None  # refuse downloads larger than this up front
 
-    _sizes = field_validator("rate_limit", "daily_quota", mode="before")(_size_or_none)
+    _sizes = field_validator("rate_limit", "daily_quota", "max_size", mode="before")(_size_or_none)
 
 
 class HubSettings(_Section):
@@ -119,8 +121,10 @@ class RelaySettings(_Section):
     db: str | None = None
     piece_size: int = 1024 * 1024
     allow_private_origins: list[str] = Field(default_factory=list)
+    max_size: int | None = None  # refuse to fetch files larger than this up front
 
     _sizes = field_validator("budget", "piece_size", mode="before")(parse_size)
+    _limits = field_validator("max_size", mode="before")(_size_or_none)
 
 
 class TopSettings(_Section):

@@ -18,6 +18,22 @@ only grows; the control file is rewritten only when it changed.
 ``DEST`` itself appears only in ``finalize``, by an atomic rename (no-clobber unless ``force``).
 The data file is ``flock``ed while open, so two processes cannot write the same download.
 
+Files are handled like network input (see ``swarmget.safe_files``). Every name is opened
+relative to a descriptor of the destination directory, never through a symbolic link; new
+files are created with ``O_EXCL`` and mode 0600, the control file through a temporary
+created afresh. An existing data or control file is resumed from only when it is a regular
+file of this user that no one else can write and that has no other hard link; anything
+else at those names (a link, a device, another user's file, a group-writable one) is left
+untouched and the open fails with ``UntrustedFile`` (exit 6): a stranger's file is never
+resumed, nor written into, nor silently replaced. The finished file gets mode 0644 minus
+the umask, and the rename publishes exactly the inode that was written. ``force`` replaces
+a regular file or a symbolic link at ``DEST`` (never the link's target), nothing else.
+
+A size the file system cannot hold (more than its free space plus what the data file
+already holds, or more than any file can be) fails with ``InsufficientStorage`` and one
+over the caller's ``max_size`` with ``FileTooLarge``, both before anything is created;
+these checks and the final rename live in ``swarmget.destination``.
+
 Unknown size (a chunked origin, one stream): ``ResumeKey.size`` is None. There is no
 preallocation and no control file; writes must be sequential appends, and a later run always
 starts over, because there is nothing to tell whether the origin still serves the same bytes.
@@ -40,8 +56,30 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, NamedTuple, TypeVar
 
-from swarmget.core.errors import DestinationExists, StorageError
+from swarmget.core.errors import StorageError, UntrustedFile
 from swarmget.core.ranges import ByteRange, RangeSet
+from swarmget.destination import (
+    MAX_FILE_SIZE,
+    check_destination,
+    check_destination_at,
+    check_name,
+    check_size,
+    check_space,
+    no_space_error,
+    publish,
+    storage_error,
+    too_large_for_system,
+)
+from swarmget.safe_files import (
+    create_exclusive_at,
+    fsync_dir,
+    lstat_at,
+    open_directory,
+    open_existing_at,
+    published_mode,
+    read_trusted_at,
+    require_trusted,
+)
 
 __all__ = [
     "CONTROL_SUFFIX",
@@ -49,6 +87,8 @@ __all__ = [
     "PartFile",
     "ResumeKey",
     "ResumeState",
+    "check_destination",
+    "check_size",
     "control_path_for",
     "open_part_file",
     "part_path_for",
@@ -63,17 +103,9 @@ _CONTROL_VERSION = 2
 
 _T = TypeVar("_T")
 _IOV_MAX = 1024  # chunks per pwritev call (Linux IOV_MAX)
+_CONTROL_LIMIT = 64 * 1024 * 1024  # a control file larger than this is not ours
 Buffer = bytes | bytearray | memoryview
 
-_REASONS = {
-    errno.ENOSPC: "disk full",
-    errno.EDQUOT: "disk quota exceeded",
-    errno.EROFS: "read-only file system",
-    errno.EIO: "I/O error",
-    errno.EACCES: "permission denied",
-    errno.EPERM: "operation not permitted",
-    errno.EFBIG: "file too large for this file system",
-}
 _NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
 _FALLOCATE_UNSUPPORTED = (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS)
 
@@ -152,28 +184,6 @@ class ResumeKey:
 # --- blocking helpers (run in worker threads) -----------------------------------------------
 
 
-def _storage_error(doing: str, path: Path, exc: OSError, *, kept: bool = False) -> StorageError:
-    reason = _REASONS.get(exc.errno or 0, exc.strerror or str(exc))
-    tail = "; the partial download is kept for resuming" if kept else ""
-    return StorageError(f"{reason} while {doing} {path}{tail}")
-
-
-def _free_bytes(directory: Path) -> int | None:
-    with contextlib.suppress(OSError):
-        st = os.statvfs(directory)
-        return st.f_bavail * st.f_frsize
-    return None
-
-
-def _no_space_error(path: Path, size: int) -> StorageError:
-    free = _free_bytes(path.parent)
-    have = "unknown" if free is None else str(free)
-    return StorageError(
-        f"not enough disk space for {path} (need {size} bytes, {have} available); "
-        "free some space and run again"
-    )
-
-
 def _write_all(fd: int, offset: int, data: Buffer) -> None:
     """``pwrite`` until every byte of ``data`` is at ``offset`` (short writes are retried)."""
     view = memoryview(data).cast("B")
@@ -199,18 +209,6 @@ def _writev_all(fd: int, offset: int, chunks: Sequence[Buffer]) -> None:
             views[0] = views[0][n:]
 
 
-def _fsync_dir(directory: Path) -> None:
-    """Make a rename or unlink in ``directory`` durable (where the file system allows)."""
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    except OSError as exc:
-        if exc.errno not in (errno.EINVAL, errno.EOPNOTSUPP):
-            raise
-    finally:
-        os.close(fd)
-
-
 def current_boot_id() -> str:
     """This boot of the kernel (Linux); "" where unknown (then only synced ranges count)."""
     try:
@@ -220,7 +218,18 @@ def current_boot_id() -> str:
         return ""
 
 
+def _create_tmp(dir_fd: int, name: str) -> int:
+    """Create the temporary control file afresh. Whatever is at its name (a leftover of a
+    killed run, or a link planted there) is unlinked first: unlink never follows a link."""
+    try:
+        return create_exclusive_at(dir_fd, name, os.O_WRONLY)
+    except FileExistsError:
+        os.unlink(name, dir_fd=dir_fd)
+        return create_exclusive_at(dir_fd, name, os.O_WRONLY)
+
+
 def _write_control(
+    dir_fd: int,
     path: Path,
     key: ResumeKey,
     written: RangeSet,
@@ -228,7 +237,7 @@ def _write_control(
     *,
     durable: bool = True,
 ) -> None:
-    """Atomically replace the control file: write a temporary and rename it over the old one.
+    """Atomically replace the control file: write a new temporary and rename it over the old.
 
     ``written`` are ranges whose ``pwrite`` returned (in the page cache: they survive the
     process being killed, not a crash of the machine); ``synced`` those covered by an
@@ -242,8 +251,8 @@ def _write_control(
         "written": written.as_pairs(),
         "synced": (written if synced is None else synced).as_pairs(),
     }
-    tmp = path.with_name(path.name + _TMP_SUFFIX)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
+    tmp = path.name + _TMP_SUFFIX
+    fd = _create_tmp(dir_fd, tmp)
     try:
         _write_all(fd, 0, json.dumps(payload, separators=(",", ":")).encode())
         if durable:
@@ -251,26 +260,28 @@ def _write_control(
     except BaseException:
         os.close(fd)
         with contextlib.suppress(OSError):
-            os.unlink(tmp)
+            os.unlink(tmp, dir_fd=dir_fd)
         raise
     os.close(fd)
-    os.replace(tmp, path)
+    os.replace(tmp, path.name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
     if durable:
-        _fsync_dir(path.parent)
+        fsync_dir(dir_fd)
 
 
 _Stored = tuple[ResumeKey, RangeSet] | Literal["missing", "corrupt"]
 
 
-def _read_control(path: Path) -> _Stored:
-    """The key and ranges recorded in ``path``; "corrupt" for anything we cannot trust."""
+def _read_control(dir_fd: int, path: Path) -> _Stored:
+    """The key and ranges recorded in ``path``; "corrupt" for anything we cannot use.
+    ``UntrustedFile`` for a control file that is not safely this user's own."""
     try:
-        obj = json.loads(path.read_bytes())
-    except FileNotFoundError:
-        return "missing"
+        raw = read_trusted_at(dir_fd, path.name, path, _CONTROL_LIMIT)
     except (OSError, ValueError):
         return "corrupt"
+    if raw is None:
+        return "missing"
     try:
+        obj = json.loads(raw)
         if obj["format"] != _CONTROL_FORMAT or obj["version"] != _CONTROL_VERSION:
             return "corrupt"
         # Written-but-unsynced ranges are in the page cache, and only as long as this boot.
@@ -297,19 +308,13 @@ def _decide(key: ResumeKey, stored: _Stored, data_size: int) -> ResumeState:
     return ResumeState.RESUMED
 
 
-def _check_destination(dest: Path, *, force: bool) -> None:
-    if dest.is_dir():
-        raise DestinationExists(f"{dest} is a directory")
-    if os.path.lexists(dest) and not force:
-        raise DestinationExists(f"{dest} already exists (use --force to overwrite)")
-
-
-def _open_data(path: Path) -> int:
-    """Open (creating) the data file and lock it against other swarmget processes."""
+def _open_data(dir_fd: int, path: Path) -> int:
+    """Open the trusted data file, or create it anew, and lock it against other swarmget
+    processes. Never through a link; ``UntrustedFile`` for anything but our own file."""
     try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+        fd = _open_or_create(dir_fd, path)
     except OSError as exc:
-        raise _storage_error("opening", path, exc) from exc
+        raise storage_error("opening", path, exc) from exc
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError as exc:
@@ -320,127 +325,203 @@ def _open_data(path: Path) -> int:
     return fd
 
 
+def _open_or_create(dir_fd: int, path: Path) -> int:
+    for _attempt in range(3):
+        fd = open_existing_at(dir_fd, path.name, os.O_RDWR, path)
+        if fd is not None:
+            return fd
+        with contextlib.suppress(FileExistsError):  # appeared meanwhile: look at it again
+            return create_exclusive_at(dir_fd, path.name, os.O_RDWR)
+    raise StorageError(f"{path} keeps appearing and disappearing; is something else at work?")
+
+
 def _allocate(fd: int, path: Path, size: int, *, preallocate: bool) -> None:
     """Give the data file its final size, reserving the blocks when ``preallocate``."""
+    if size > MAX_FILE_SIZE:
+        raise too_large_for_system(path, size)
     if preallocate and size > 0 and hasattr(os, "posix_fallocate"):
         try:
             os.posix_fallocate(fd, 0, size)
             return
         except OSError as exc:
-            if exc.errno in _NO_SPACE:
+            if exc.errno in _NO_SPACE or exc.errno == errno.EFBIG:
                 with contextlib.suppress(OSError):
                     os.ftruncate(fd, 0)  # give back whatever was reserved
-                raise _no_space_error(path, size) from exc
+                if exc.errno == errno.EFBIG:
+                    raise too_large_for_system(path, size) from exc
+                raise no_space_error(path, size, None) from exc
             if exc.errno not in _FALLOCATE_UNSUPPORTED:
-                raise _storage_error("preallocating", path, exc) from exc
+                raise storage_error("preallocating", path, exc) from exc
     try:
         os.ftruncate(fd, size)
     except OSError as exc:
-        raise _storage_error("resizing", path, exc) from exc
+        if exc.errno == errno.EFBIG:
+            raise too_large_for_system(path, size) from exc
+        raise storage_error("resizing", path, exc) from exc
 
 
-def _start_over(fd: int, part: Path, control: Path, key: ResumeKey, *, preallocate: bool) -> None:
+def _start_over(
+    dir_fd: int, fd: int, part: Path, control: Path, key: ResumeKey, *, preallocate: bool
+) -> None:
     """Drop old data. The control file is emptied (or removed) before the data is touched."""
     try:
         if key.size is None:
             with contextlib.suppress(FileNotFoundError):
-                os.unlink(control)
+                os.unlink(control.name, dir_fd=dir_fd)
         else:
-            _write_control(control, key, RangeSet())
+            _write_control(dir_fd, control, key, RangeSet())
         os.ftruncate(fd, 0)
     except OSError as exc:
-        raise _storage_error("resetting", part, exc) from exc
+        raise storage_error("resetting", part, exc) from exc
     if key.size is not None:
         _allocate(fd, part, key.size, preallocate=preallocate)
 
 
 class _Opened(NamedTuple):
+    dir_fd: int
     fd: int
     state: ResumeState
     written: RangeSet
 
 
-def _open_blocking(dest: Path, key: ResumeKey, *, force: bool, preallocate: bool) -> _Opened:
-    _check_destination(dest, force=force)
-    part, control = part_path_for(dest), control_path_for(dest)
-    fd = _open_data(part)
+def _open_blocking(
+    dest: Path,
+    key: ResumeKey,
+    *,
+    force: bool,
+    preallocate: bool,
+    max_size: int | None,
+    expected_size: int | None,
+) -> _Opened:
+    size = key.size if key.size is not None else expected_size
+    check_size(dest, size, max_size)
+    if size is not None and size > MAX_FILE_SIZE:
+        raise too_large_for_system(part_path_for(dest), size)
     try:
-        stored = _read_control(control)
+        dir_fd = open_directory(dest.parent)
+    except OSError as exc:
+        raise storage_error("opening", dest.parent, exc) from exc
+    try:
+        fd, state, written = _open_in(dir_fd, dest, key, size, force=force, preallocate=preallocate)
+    except BaseException:
+        os.close(dir_fd)
+        raise
+    return _Opened(dir_fd, fd, state, written)
+
+
+def _open_in(
+    dir_fd: int, dest: Path, key: ResumeKey, size: int | None, *, force: bool, preallocate: bool
+) -> tuple[int, ResumeState, RangeSet]:
+    check_name(dir_fd, dest)
+    check_destination_at(dir_fd, dest, force=force)
+    part, control = part_path_for(dest), control_path_for(dest)
+    if size is not None:
+        try:
+            existing = lstat_at(dir_fd, part.name)
+        except OSError as exc:
+            raise storage_error("opening", part, exc) from exc
+        if existing is not None:
+            require_trusted(existing, part)
+        held = existing.st_blocks * 512 if existing is not None else 0
+        check_space(dir_fd, part, size, held)
+    fd = _open_data(dir_fd, part)
+    try:
+        stored = _read_control(dir_fd, control)
         state = _decide(key, stored, os.fstat(fd).st_size)
         if state is ResumeState.RESUMED:
             assert isinstance(stored, tuple)
-            return _Opened(fd, state, stored[1])
-        _start_over(fd, part, control, key, preallocate=preallocate)
-        return _Opened(fd, state, RangeSet())
+            return fd, state, stored[1]
+        _start_over(dir_fd, fd, part, control, key, preallocate=preallocate)
+        return fd, state, RangeSet()
     except BaseException:
         os.close(fd)
         raise
 
 
 def _close_if_opened(fut: asyncio.Future[_Opened]) -> None:
-    """Done-callback for an open whose caller was cancelled: do not leak the descriptor."""
+    """Done-callback for an open whose caller was cancelled: do not leak the descriptors."""
     if not fut.cancelled() and fut.exception() is None:
         os.close(fut.result().fd)
+        os.close(fut.result().dir_fd)
 
 
-def _publish(part: Path, control: Path, dest: Path, *, force: bool) -> None:
-    """Rename the finished data file to ``dest`` (no-clobber unless ``force``), drop control."""
-    if force:
-        os.replace(part, dest)
-    else:
-        _rename_noreplace(part, dest)
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(control)
-    _fsync_dir(dest.parent)
-
-
-def _rename_noreplace(part: Path, dest: Path) -> None:
-    # link(2) fails atomically with EEXIST, unlike an exists() check followed by rename(2).
-    try:
-        os.link(part, dest)
-    except FileExistsError as exc:
-        raise DestinationExists(f"{dest} already exists (use --force to overwrite)") from exc
-    except OSError:  # no hard links here (FAT, some FUSE): check, then rename
-        if os.path.lexists(dest):
-            raise DestinationExists(f"{dest} already exists (use --force to overwrite)") from None
-        os.replace(part, dest)
-        return
-    os.unlink(part)
+def _seal(fd: int, *, sync: bool) -> None:
+    """Give the finished data file the mode of a normal file (0644 minus the umask: it was
+    0600 while incomplete), and ``fsync`` it when ``sync``."""
+    os.fchmod(fd, published_mode())
+    if sync:
+        os.fsync(fd)
 
 
 # --- the async API ----------------------------------------------------------------------------
 
 
 async def stored_resume_key(dest: Path) -> ResumeKey | None:
-    """The key recorded by an earlier run for ``dest`` (None: none, or unreadable).
+    """The key recorded by an earlier run for ``dest`` (None: none, unreadable, or not
+    safely this user's; then ``open_part_file`` says why).
 
     Lets a caller decide what to do about a changed file *before* ``open_part_file``
     restarts (and so drops) the old data.
     """
-    stored = await asyncio.to_thread(_read_control, control_path_for(dest))
+    stored = await asyncio.to_thread(_stored_key_blocking, dest)
     return None if isinstance(stored, str) else stored[0]
 
 
+def _stored_key_blocking(dest: Path) -> _Stored:
+    try:
+        dir_fd = open_directory(dest.parent)
+    except OSError:
+        return "missing"
+    try:
+        return _read_control(dir_fd, control_path_for(dest))
+    except UntrustedFile:
+        return "corrupt"
+    finally:
+        os.close(dir_fd)
+
+
 async def open_part_file(
-    dest: Path, key: ResumeKey, *, force: bool, preallocate: bool = True
+    dest: Path,
+    key: ResumeKey,
+    *,
+    force: bool,
+    preallocate: bool = True,
+    max_size: int | None = None,
+    expected_size: int | None = None,
 ) -> PartFile:
     """Open ``DEST.part`` for ``key``, resuming a previous run of the same download if possible.
 
-    Raises ``DestinationExists`` if ``dest`` exists (or is a directory) and not ``force``;
-    ``StorageError`` if the files cannot be created, another process holds them, or there is
-    not enough space to preallocate (then ``DEST.part`` is left empty and the control file is
-    kept). See ``PartFile.resume_state`` for what was found. ``preallocate=False`` only sets
-    the size (a sparse file), like ``posix_fallocate`` falling back on file systems without it.
+    Raises ``DestinationExists`` if ``dest`` exists (or is a directory) and not ``force``
+    (or is neither a regular file nor a link); ``InvalidDestination`` if the name is too
+    long for the control file's name to fit; ``FileTooLarge`` if ``key.size`` exceeds
+    ``max_size``; ``InsufficientStorage`` if the file system cannot hold ``key.size`` bytes
+    (these three before anything is created); ``UntrustedFile`` if the data or control file
+    is not safely this user's own (see the module docstring); ``StorageError`` if the files
+    cannot be created, another process holds them, or preallocating fails (then
+    ``DEST.part`` is left empty and the control file is kept). See
+    ``PartFile.resume_state`` for what was found. ``preallocate=False`` only sets the size
+    (a sparse file), like ``posix_fallocate`` falling back on file systems without it. With
+    an unknown size, appends beyond ``max_size`` raise ``FileTooLarge``, and
+    ``expected_size`` (a length the origin announced without serving ranges) is checked
+    against ``max_size`` and the free space like a known size.
     """
     loop = asyncio.get_running_loop()
-    call = functools.partial(_open_blocking, dest, key, force=force, preallocate=preallocate)
+    call = functools.partial(
+        _open_blocking,
+        dest,
+        key,
+        force=force,
+        preallocate=preallocate,
+        max_size=max_size,
+        expected_size=expected_size,
+    )
     fut = loop.run_in_executor(None, call)
     try:
         opened = await asyncio.shield(fut)
     except asyncio.CancelledError:
         fut.add_done_callback(_close_if_opened)
         raise
-    return PartFile(dest=dest, key=key, force=force, opened=opened)
+    return PartFile(dest=dest, key=key, force=force, opened=opened, max_size=max_size)
 
 
 class PartFile:
@@ -450,14 +531,26 @@ class PartFile:
     it. All methods must be called from the event loop thread that opened it.
     """
 
-    def __init__(self, *, dest: Path, key: ResumeKey, force: bool, opened: _Opened) -> None:
+    def __init__(
+        self,
+        *,
+        dest: Path,
+        key: ResumeKey,
+        force: bool,
+        opened: _Opened,
+        max_size: int | None = None,
+    ) -> None:
         self.dest = dest
         self.key = key
         self.part_path = part_path_for(dest)
         self.control_path = control_path_for(dest)
         self.resume_state = opened.state
         self._force = force
+        self._max_size = max_size
         self._fd = opened.fd
+        self._dir_fd = opened.dir_fd
+        st = os.fstat(opened.fd)
+        self._identity = (st.st_dev, st.st_ino)
         self._open = True
         self._written = opened.written
         self._saved = opened.written.copy()  # what the control file on disk claims
@@ -511,7 +604,7 @@ class PartFile:
         try:
             await self._run(call, on_success=functools.partial(self._written.add, target))
         except OSError as exc:
-            raise _storage_error("writing", self.part_path, exc, kept=True) from exc
+            raise storage_error("writing", self.part_path, exc, kept=True) from exc
 
     async def write_chunks_at(self, offset: int, chunks: Sequence[Buffer]) -> None:
         """Like ``write_at`` for the concatenation of ``chunks``, without joining them (one
@@ -525,13 +618,14 @@ class PartFile:
         try:
             await self._run(call, on_success=functools.partial(self._written.add, target))
         except OSError as exc:
-            raise _storage_error("writing", self.part_path, exc, kept=True) from exc
+            raise storage_error("writing", self.part_path, exc, kept=True) from exc
 
     def _claim(self, offset: int, length: int) -> ByteRange:
         target = ByteRange(offset, offset + length)
         if self.key.size is None:
             if offset != self._append_at:
                 raise ValueError(f"unknown size: expected an append at {self._append_at}")
+            check_size(self.dest, target.end, self._max_size)
             self._append_at = target.end
         elif target.end > self.key.size:
             raise ValueError(f"write {target} beyond the end of a {self.key.size}-byte file")
@@ -569,11 +663,12 @@ class PartFile:
             try:
                 await self._run(functools.partial(os.fdatasync, self._fd))
             except OSError as exc:
-                self._sync_failed = _storage_error("syncing", self.part_path, exc)
+                self._sync_failed = storage_error("syncing", self.part_path, exc)
                 raise self._sync_failed from exc
             self._synced = snapshot
         call = functools.partial(
             _write_control,
+            self._dir_fd,
             self.control_path,
             self.key,
             snapshot,
@@ -583,7 +678,7 @@ class PartFile:
         try:
             await self._run(call)
         except OSError as exc:
-            raise _storage_error("saving", self.control_path, exc, kept=True) from exc
+            raise storage_error("saving", self.control_path, exc, kept=True) from exc
         self._saved = snapshot
 
     # --- ending -------------------------------------------------------------------------------
@@ -605,19 +700,26 @@ class PartFile:
         try:
             async with self._checkpoint_lock:
                 await self._checkpoint_locked(durable=sync)
-            if sync:
-                await self._run(functools.partial(os.fsync, self._fd))
+            await self._run(functools.partial(_seal, self._fd, sync=sync))
         except OSError as exc:
-            raise _storage_error("syncing", self.part_path, exc, kept=True) from exc
+            raise storage_error("syncing", self.part_path, exc, kept=True) from exc
         finally:
             self._close_fd()
         call = functools.partial(
-            _publish, self.part_path, self.control_path, self.dest, force=self._force
+            publish,
+            self._dir_fd,
+            self._identity,
+            self.part_path,
+            self.control_path,
+            self.dest,
+            force=self._force,
         )
         try:
             await self._run(call)
         except OSError as exc:
-            raise _storage_error("renaming", self.part_path, exc, kept=True) from exc
+            raise storage_error("renaming", self.part_path, exc, kept=True) from exc
+        finally:
+            self._close_dir()
         return self.dest
 
     async def close(self) -> None:
@@ -631,16 +733,22 @@ class PartFile:
                 await self._checkpoint_locked()
         finally:
             self._close_fd()
+            self._close_dir()
 
     async def discard(self) -> None:
         """Close and delete ``DEST.part`` and the control file (never ``DEST``)."""
         self._open = False
         await self._drain()
         self._close_fd()
-        tmp = self.control_path.with_name(self.control_path.name + _TMP_SUFFIX)
-        for path in (self.part_path, self.control_path, tmp):
-            with contextlib.suppress(FileNotFoundError):
-                await self._run(functools.partial(os.unlink, path))
+        if self._dir_fd < 0:
+            return  # finalized or closed already: nothing of ours to remove
+        try:
+            tmp = self.control_path.name + _TMP_SUFFIX
+            for name in (self.part_path.name, self.control_path.name, tmp):
+                with contextlib.suppress(FileNotFoundError):
+                    await self._run(functools.partial(os.unlink, name, dir_fd=self._dir_fd))
+        finally:
+            self._close_dir()
 
     async def __aenter__(self) -> PartFile:
         return self
@@ -663,6 +771,8 @@ class PartFile:
         if getattr(self, "_fd", -1) >= 0:
             warnings.warn(f"unclosed PartFile {self.part_path}", ResourceWarning, stacklevel=1)
             self._close_fd()
+        if getattr(self, "_dir_fd", -1) >= 0:
+            self._close_dir()
 
     # --- plumbing -----------------------------------------------------------------------------
 
@@ -673,6 +783,11 @@ class PartFile:
     def _close_fd(self) -> None:
         if self._fd >= 0:
             fd, self._fd = self._fd, -1
+            os.close(fd)
+
+    def _close_dir(self) -> None:
+        if self._dir_fd >= 0:
+            fd, self._dir_fd = self._dir_fd, -1
             os.close(fd)
 
     async def _run(

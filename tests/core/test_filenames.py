@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 from swarmget.core.filenames import (
     FALLBACK_NAME,
     MAX_NAME_BYTES,
+    WORK_SUFFIX,
     choose_filename,
     filename_from_content_disposition,
     filename_from_url,
@@ -95,8 +96,11 @@ def test_filename_from_url(url: str, expected: str | None) -> None:
         ("", FALLBACK_NAME),
         ("   ", FALLBACK_NAME),
         ("\x00\x01\x7f", FALLBACK_NAME),
-        (".bashrc", ".bashrc"),
-        ("..hidden", "..hidden"),
+        (".bashrc", "bashrc"),  # a server never chooses a hidden file
+        ("..hidden", "hidden"),
+        (" . .profile", "profile"),
+        ("/home/u/.ssh/authorized_keys", "authorized_keys"),
+        (".ssh/", "ssh"),
         ("na\x00me\x1b.txt", "name.txt"),
         ("evil\u202etxt.exe", "eviltxt.exe"),
         ('a<b>c:d"e|f?g*h.txt', "a_b_c_d_e_f_g_h.txt"),
@@ -126,6 +130,15 @@ def test_sanitize_truncates_to_255_bytes_keeping_extension() -> None:
 def test_sanitize_truncates_without_extension() -> None:
     out = sanitize_filename("x" * 1000)
     assert out == "x" * MAX_NAME_BYTES
+
+
+@pytest.mark.parametrize("length", [241, 242, 246, 250, 255, 300])
+def test_long_names_leave_room_for_the_part_and_control_files(length: int) -> None:
+    name = "n" * (length - 4) + ".iso"
+    out = sanitize_filename(name)
+    assert len((out + ".part.json.tmp").encode("utf-8")) <= 255
+    assert out.endswith(".iso")
+    assert out == name if length <= 241 else out.startswith("nnn")
 
 
 def test_choose_filename_prefers_content_disposition() -> None:
@@ -160,7 +173,9 @@ def test_sanitize_properties(name: str) -> None:
     assert "\\" not in out
     assert "\x00" not in out
     assert out not in (".", "..")
+    assert not out.startswith(".")  # never a hidden file
     assert len(out.encode("utf-8")) <= MAX_NAME_BYTES
+    assert len((out + WORK_SUFFIX).encode("utf-8")) <= 255
     assert out == out.strip()
     assert sanitize_filename(out) == out  # idempotent
 
@@ -172,4 +187,5 @@ def test_choose_filename_is_always_safe(header: str, path: str) -> None:
     assert "/" not in out
     assert "\\" not in out
     assert out not in (".", "..")
+    assert not out.startswith(".")
     assert len(out.encode("utf-8")) <= MAX_NAME_BYTES

@@ -200,6 +200,25 @@ async def test_hostile_content_disposition_is_sanitised(tmp_path: Path) -> None:
     assert listing(tmp_path) == {"evil.sh"}
 
 
+@pytest.mark.parametrize(
+    ("suggested", "saved"),
+    [
+        (".bashrc", "bashrc"),
+        ("../.ssh/authorized_keys", "authorized_keys"),
+        ("v" * 246 + ".iso", "v" * 237 + ".iso"),  # NAME.part.json.tmp must fit in 255
+        ("w" * 300 + ".tar.gz", "w" * 238 + ".gz"),
+    ],
+)
+async def test_server_chosen_names_are_never_hidden_or_too_long(
+    tmp_path: Path, suggested: str, saved: str
+) -> None:
+    async with open_test_origin() as o:
+        o.add_generated("x", 1000, content_disposition=f'attachment; filename="{suggested}"')
+        result = await fetch(o.url("x"), tmp_path)
+    assert result.path == tmp_path / saved
+    assert listing(tmp_path) == {saved}
+
+
 async def test_existing_destination_is_not_overwritten(origin: TestOrigin, tmp_path: Path) -> None:
     (tmp_path / "out").write_bytes(b"precious")
     with pytest.raises(DestinationExists, match="--force"):

@@ -7,7 +7,9 @@ Split by who is at fault and what the caller should do about it::
     │   ├── InvalidURL             not an absolute http(s) URL
     │   ├── InvalidChecksum        --checksum is not ALG:HEX with a known algorithm
     │   ├── InvalidHeader          --header is not "Name: value"
-    │   ├── DestinationExists      the output file exists and --force was not given
+    │   ├── DestinationExists      the output file exists and --force was not given (or it is
+    │   │                          not a regular file: never replaced, even with --force)
+    │   ├── InvalidDestination     the output name cannot be used (too long for the file system)
     │   └── InvalidSecret          the swarm secret is missing, unreadable, empty or too short
     ├── SourceError                one source failed one piece of work: retry it or drop it
     │   ├── SourceRetryable        transient (connection reset, timeout, 5xx): try again later
@@ -23,9 +25,12 @@ Split by who is at fault and what the caller should do about it::
     │   │                          forbids: loopback, private, link-local, metadata ...
     │   ├── ChecksumMismatch       the finished file does not match a known digest (data kept)
     │   ├── StorageError           the local disk failed us (full, read-only, permissions)
-    │   │   └── InsufficientStorage    the file cannot fit (free space, a cache budget, the
-    │   │                              largest file the OS allows): refused before a byte
-    │   │                              is written
+    │   │   ├── InsufficientStorage    the file cannot fit (free space, the largest file the
+    │   │   │   │                      file system or the OS allows): refused before a byte
+    │   │   │   │                      is written
+    │   │   │   └── FileTooLarge       larger than the configured --max-size
+    │   │   └── UntrustedFile      FILE.part or its control file is a link, not a regular
+    │   │                          file, another user's or writable by others: not touched
     │   ├── NoSourcesLeft          every source is banned or gone before the file completed
     │   └── Cancelled              the user cancelled the download
     ├── AuthError                  the peer's fault: its request is unsigned, badly signed,
@@ -72,6 +77,10 @@ class InvalidHeader(UsageError):
 
 class DestinationExists(UsageError):
     code = "destination_exists"
+
+
+class InvalidDestination(UsageError):
+    code = "invalid_destination"
 
 
 # --- one source's fault: retry or drop that source ---------------------------------------------
@@ -130,6 +139,20 @@ class InsufficientStorage(StorageError):
     """The file cannot fit where it should go; nothing was written."""
 
     code = "insufficient_storage"
+
+
+class FileTooLarge(InsufficientStorage):
+    """The file is larger than the configured limit (``--max-size``); nothing was written."""
+
+    code = "too_large"
+
+
+class UntrustedFile(StorageError):
+    """A file swarmget would resume from or write into is not safely its own (a symbolic
+    link, not a regular file, another user's, writable by others, or hard-linked elsewhere):
+    it is neither read nor written."""
+
+    code = "untrusted_file"
 
 
 class NoSourcesLeft(DownloadError):

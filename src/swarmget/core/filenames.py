@@ -10,9 +10,12 @@ so ``sanitize_filename`` reduces it to one plain path component:
   removed (the latter make ``evil\\u202etxt.exe`` display as ``evilexe.txt``);
 * the characters Windows reserves (``<>:"|?*``) become ``_``, and so do device names such
   as ``CON`` or ``lpt1.txt`` (by prefixing ``_``);
-* surrounding whitespace and trailing dots are stripped (Windows drops them silently);
-* ``.`` and ``..`` are never returned; a leading dot (a hidden file) is allowed;
-* the result fits in 255 bytes of UTF-8 (the usual NAME_MAX), keeping a short extension;
+* surrounding whitespace and dots are stripped: trailing ones because Windows drops them
+  silently, leading ones because a server must not choose a hidden file (``.bashrc``
+  becomes ``bashrc``, ``.`` and ``..`` become nothing);
+* the result fits in ``MAX_NAME_BYTES`` (241) bytes of UTF-8, keeping a short extension,
+  so that the longest name a download uses next to it, ``NAME.part.json.tmp``, fits in
+  the usual NAME_MAX of 255 bytes;
 * if nothing usable remains, the name is ``"download"``.
 """
 
@@ -25,6 +28,7 @@ from urllib.parse import unquote, unquote_to_bytes, urlsplit
 __all__ = [
     "FALLBACK_NAME",
     "MAX_NAME_BYTES",
+    "WORK_SUFFIX",
     "choose_filename",
     "filename_from_content_disposition",
     "filename_from_url",
@@ -32,7 +36,9 @@ __all__ = [
 ]
 
 FALLBACK_NAME = "download"
-MAX_NAME_BYTES = 255
+NAME_MAX = 255  # bytes in one path component on the usual Linux file systems
+WORK_SUFFIX = ".part.json.tmp"  # the longest suffix storage adds next to a download
+MAX_NAME_BYTES = NAME_MAX - len(WORK_SUFFIX)
 _MAX_EXTENSION_CHARS = 16
 
 _RESERVED = str.maketrans({c: "_" for c in '<>:"|?*'})
@@ -52,6 +58,7 @@ _PARAM = re.compile(rf"\s*({_TOKEN})\s*=\s*({_QUOTED}|[^;]*)\s*(?:;|$)", re.DOTA
 # RFC 8187 §3.2.1: ext-value = charset "'" [ language ] "'" value-chars
 _EXT_VALUE = re.compile(r"([!#$%&+^_`{}~0-9A-Za-z-]+)'[^']*'(.*)", re.DOTALL)
 _EXT_CHARSETS = frozenset({"utf-8", "iso-8859-1"})
+_EDGES = re.compile(r"^[\s.]+|[\s.]+$")
 
 
 # --- Content-Disposition (RFC 6266) --------------------------------------------------------------
@@ -133,8 +140,9 @@ def filename_from_url(url: str) -> str | None:
 def sanitize_filename(name: str) -> str:
     """A single safe path component derived from ``name`` (see the module docstring).
 
-    Never contains ``/``, ``\\`` or NUL, is never empty, ``.`` or ``..``, and is at most
-    255 bytes of UTF-8. Idempotent: sanitising a sanitised name changes nothing.
+    Never contains ``/``, ``\\`` or NUL, is never empty, never starts with a dot, and is at
+    most ``MAX_NAME_BYTES`` (241) bytes of UTF-8. Idempotent: sanitising a sanitised name
+    changes nothing.
     """
     return _clean(name) or FALLBACK_NAME
 
@@ -175,11 +183,8 @@ def _drop_invisible(name: str) -> str:
 
 
 def _strip_edges(name: str) -> str:
-    """Strip surrounding whitespace and trailing dots; this also rules out "." and ".."."""
-    stripped = name.strip()
-    while stripped.endswith("."):
-        stripped = stripped[:-1].rstrip()
-    return stripped
+    """Strip surrounding whitespace and dots: no hidden files, no "." or ".."."""
+    return _EDGES.sub("", name)
 
 
 def _avoid_device_name(name: str) -> str:
@@ -189,7 +194,7 @@ def _avoid_device_name(name: str) -> str:
 
 def _truncate(name: str) -> str:
     """Cut ``name`` to MAX_NAME_BYTES of UTF-8 on a character boundary, keeping a short
-    extension (``.tar.gz`` keeps ``.gz``)."""
+    extension (``.tar.gz`` keeps ``.gz``): ``NAME.part.json.tmp`` must fit in NAME_MAX."""
     if len(name.encode("utf-8")) <= MAX_NAME_BYTES:
         return name
     stem, dot, ext = name.rpartition(".")

@@ -74,6 +74,7 @@ class NodeConfig:
     relay_url: str | None = None  # fetch through this relay (pieces checked by its manifest)
     stall_timeout: float = 15.0
     health_timeout: float = 2.0
+    max_size: int | None = None  # refuse downloads larger than this (bytes) up front
 
     def hubs(self) -> tuple[str, ...]:
         """Every hub to use: ``hub_url`` first, then ``hub_urls``, without repeats."""
@@ -239,6 +240,7 @@ async def open_node(config: NodeConfig) -> AsyncIterator[Node]:
             swarm,
             connections=config.connections,
             journal=DownloadJournal(config.state_dir / "downloads.json"),
+            max_size=config.max_size,
         )
         node = Node(
             node_id=node_id,

@@ -13,6 +13,7 @@ scheduler, part file and sources.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import secrets
 import time
@@ -76,6 +77,13 @@ def resolve_destination(download_dir: Path, requested: str | None) -> Path:
     return resolved
 
 
+def with_max_size(spec: DownloadSpec, limit: int | None) -> DownloadSpec:
+    """``spec`` limited to ``limit`` bytes too (the smaller limit wins)."""
+    if limit is None or (spec.max_size is not None and spec.max_size <= limit):
+        return spec
+    return dataclasses.replace(spec, max_size=limit)
+
+
 @dataclass
 class DownloadRecord:
     id: str
@@ -118,8 +126,10 @@ class DownloadManager:
         connections: int,
         journal: DownloadJournal | None = None,
         clock: Callable[[], float] = time.time,
+        max_size: int | None = None,
     ) -> None:
         self._tg = tg
+        self._max_size = max_size  # the node's limit, on top of what each download asks
         self._origin = origin
         self._swarm = swarm
         self._connections = connections
@@ -189,9 +199,8 @@ class DownloadManager:
         log.info("download started: %s", record.spec.url)
         try:
             sources = await self._sources(record)
-            record.download = Download(
-                record.spec, self._origin, sources=sources, relay=self._swarm.relay
-            )
+            spec = with_max_size(record.spec, self._max_size)
+            record.download = Download(spec, self._origin, sources=sources, relay=self._swarm.relay)
             record.state = "running"
             record.result = await record.download.run()
             record.state = "done"

@@ -34,7 +34,6 @@ from typing import TYPE_CHECKING, Protocol
 from swarmget.core.digests import Digest, DigestSet
 from swarmget.core.errors import (
     ChecksumMismatch,
-    DestinationExists,
     DownloadError,
     NoSourcesLeft,
     OriginChanged,
@@ -62,7 +61,14 @@ from swarmget.core.scheduler import (
 )
 from swarmget.hashing import IncrementalHasher, hash_file
 from swarmget.net.origin import OriginClient, OriginInfo
-from swarmget.storage import PartFile, ResumeKey, open_part_file, stored_resume_key
+from swarmget.storage import (
+    PartFile,
+    ResumeKey,
+    check_destination,
+    check_size,
+    open_part_file,
+    stored_resume_key,
+)
 
 if TYPE_CHECKING:
     from swarmget.net.relay_client import RelayClient
@@ -123,6 +129,8 @@ class DownloadSpec:
     fsync: bool = False
     #: without a manifest: re-fetch this fraction of every helper's bytes from the origin
     verify_sample: float = 0.0
+    #: refuse (before writing anything) a file larger than this many bytes; None: no limit
+    max_size: int | None = None
 
 
 class Stage(enum.Enum):
@@ -357,16 +365,15 @@ class Download:
 
     def _resolve_dest(self, info: OriginInfo) -> Path:
         out = self.spec.output
+        named_by_user = out is not None and not out.is_dir()
         if out is None:
             dest = Path.cwd() / info.filename
         elif out.is_dir():
             dest = out / info.filename
         else:
             dest = out
-        if dest.is_dir():
-            raise DestinationExists(f"{dest} is a directory")
-        if dest.exists() and not self.spec.force:
-            raise DestinationExists(f"{dest} already exists (use --force to overwrite)")
+        check_destination(dest, force=self.spec.force, replace_link=named_by_user)
+        check_size(dest, info.size, self.spec.max_size)
         self._dest = dest
         return dest
 
@@ -389,7 +396,7 @@ class Download:
         self._fatal = None  # a previous attempt's reason to stop is not this one's
         key = _resume_key(info)
         await self._check_resume(key, dest)
-        part = await open_part_file(dest, key, force=self.spec.force)
+        part = await open_part_file(dest, key, force=self.spec.force, max_size=self.spec.max_size)
         async with part:
             self._resumed = part.written.total()
             if self._resumed:
@@ -731,7 +738,13 @@ class Download:
         self._stage = Stage.DOWNLOADING
         self._event("fallback", "origin", "the origin does not serve ranges: one stream")
         key = ResumeKey(url=info.url, final_url=info.final_url, size=None)
-        part = await open_part_file(dest, key, force=self.spec.force)
+        part = await open_part_file(
+            dest,
+            key,
+            force=self.spec.force,
+            max_size=self.spec.max_size,
+            expected_size=info.size,
+        )
         async with part:
             await self._stream_whole(info, part)
             self._stage = Stage.VERIFYING

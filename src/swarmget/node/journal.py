@@ -38,6 +38,7 @@ def spec_to_json(spec: DownloadSpec) -> dict[str, Any]:
         "restart_if_changed": spec.restart_if_changed,
         "verify_sample": spec.verify_sample,
         "stall_timeout": spec.scheduler.stall_timeout,
+        "max_size": spec.max_size,
     }
 
 
@@ -51,7 +52,16 @@ def spec_from_json(data: dict[str, Any]) -> DownloadSpec:
         restart_if_changed=bool(data["restart_if_changed"]),
         verify_sample=float(data.get("verify_sample", 0.0)),
         scheduler=SchedulerConfig(stall_timeout=float(data.get("stall_timeout", 15.0))),
+        max_size=_size_or_none(data.get("max_size")),
     )
+
+
+def _size_or_none(value: Any) -> int | None:
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise ValueError(f"max_size must be a byte count, got {value!r}")
+    return value
 
 
 class DownloadJournal:

@@ -50,6 +50,7 @@ class CreateDownload(BaseModel):
     restart_if_changed: bool = False
     helpers: list[str] | None = Field(default=None, max_length=256)
     verify_sample: float = Field(default=0.0, ge=0.0, le=1.0)
+    max_size: int | None = Field(default=None, ge=0)
 
 
 class UserApi:
@@ -85,6 +86,7 @@ class UserApi:
             restart_if_changed=body.restart_if_changed,
             scheduler=SchedulerConfig(stall_timeout=self.stall_timeout),
             verify_sample=body.verify_sample,
+            max_size=body.max_size,
         )
 
 

@@ -39,6 +39,7 @@ class RelayConfig:
     connections: int = 4
     origin_policy: AddressPolicy = field(default_factory=AddressPolicy)
     limits: ServeLimits = field(default_factory=ServeLimits)
+    max_size: int | None = None  # refuse to fetch larger files (before writing a byte)
 
 
 @dataclass
@@ -69,6 +70,7 @@ async def open_relay(config: RelayConfig) -> AsyncIterator[RunningRelay]:
             piece_size=config.piece_size,
             connections=config.connections,
             limits=config.limits,
+            max_size=config.max_size,
         )
         runner = web.AppRunner(make_relay_app(relay, config.secret), handler_cancellation=True)
         await runner.setup()

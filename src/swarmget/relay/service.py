@@ -199,6 +199,7 @@ class Relay:
         connections: int = 4,
         limits: ServeLimits | None = None,
         clock: Callable[[], float] = time.time,
+        max_size: int | None = None,
     ) -> None:
         self.index = index
         self.origin = origin
@@ -209,6 +210,7 @@ class Relay:
         self.piece_size = piece_size
         self.connections = connections
         self.limits = limits or ServeLimits()
+        self.max_size = max_size
         self._clock = clock
         self.fetches: dict[str, FetchState] = {}  # in progress, by id
         self._by_url: dict[str, FetchState] = {}  # in progress, by URL
@@ -331,7 +333,9 @@ class Relay:
         workdir = self.tmp / state.id
         workdir.mkdir(mode=PRIVATE_DIR)
         try:
-            spec = DownloadSpec(url=state.url, output=workdir / "file", force=True)
+            spec = DownloadSpec(
+                url=state.url, output=workdir / "file", force=True, max_size=self.max_size
+            )
             source = OriginSource(self.origin, self.connections, source_id="relay")
 
             async def admit(info: OriginInfo) -> None:

@@ -87,9 +87,16 @@ class Behaviour:
     first_byte_delay: float = 0.0  # seconds before the response headers
     rate_per_ip: float | None = None  # bytes/s shared by every connection from one IP
     rate_per_conn: float | None = None  # bytes/s for each response
+    announce_size: int | None = None  # HEAD answers claim this Content-Length (any size)
 
     def __post_init__(self) -> None:
-        for name in ("etag_change_after", "drop_after", "drop_count", "retry_after"):
+        for name in (
+            "etag_change_after",
+            "drop_after",
+            "drop_count",
+            "retry_after",
+            "announce_size",
+        ):
             value = getattr(self, name)
             if value is not None and value < 0:
                 raise ValueError(f"{name} must be >= 0, got {value}")
@@ -602,6 +609,8 @@ class TestOrigin:
         resp = web.StreamResponse(status=plan.status, headers=headers)
         if self.behaviour.no_content_length:
             resp.enable_chunked_encoding()
+        elif request.method == "HEAD" and self.behaviour.announce_size is not None:
+            resp.content_length = self.behaviour.announce_size
         else:
             resp.content_length = plan.end - plan.start
         await resp.prepare(request)
