@@ -58,6 +58,7 @@ from swarmget.core.urls import same_origin, validate_url
 
 __all__ = [
     "MAX_RETRY_AFTER",
+    "OVERSIZED",
     "REDIRECT_STATUSES",
     "ProbeFacts",
     "RedirectChain",
@@ -91,6 +92,7 @@ _CONTENT_RANGE = re.compile(rf"bytes[ \t]+({_COUNT})-({_COUNT})/({_COUNT}|\*)", 
 _UNSATISFIED_RANGE = re.compile(rf"bytes[ \t]+\*/({_COUNT})", re.IGNORECASE)
 _BYTE_COUNT = re.compile(_COUNT)
 _DIGITS = re.compile(r"[0-9]+")
+OVERSIZED = 2**64  # what a Content-Length of more than 19 digits is read as: no file is as large
 
 
 def get_header(headers: Mapping[str, str], name: str) -> str | None:
@@ -207,9 +209,13 @@ def parse_content_length(headers: Mapping[str, str]) -> int | None:
     if raw is None:
         return None
     values = {v.strip() for v in raw.split(",")}
-    if len(values) != 1 or not _BYTE_COUNT.fullmatch(next(iter(values))):
+    if len(values) != 1 or not _DIGITS.fullmatch(value := values.pop()):
         raise SourceBroken(f"invalid Content-Length {raw!r}")
-    return int(values.pop())
+    value = value.lstrip("0") or "0"
+    # A valid count longer than any file (20+ digits) saturates to OVERSIZED rather than
+    # being handed to int() (which refuses 4300+ digits): the storage check refuses it as a
+    # size no disk holds, as it refuses 2**63.
+    return int(value) if _BYTE_COUNT.fullmatch(value) else OVERSIZED
 
 
 def parse_retry_after(value: str | None, now_epoch: float) -> float | None:
