@@ -234,15 +234,10 @@ async def _get_via_node(
     """Hand the download to the running node; None when there is none (or it is not usable)."""
     from swarmget.node import remote
 
-    node = remote.find_local_node(state_dir)
-    if node is None:
-        return None
-    import aiohttp
-
-    async with aiohttp.ClientSession() as session:
-        api = remote.NodeSession(session, node)
-        if not await api.alive():
+    async with remote.open_local_node(state_dir) as api:  # its Unix socket, never TCP
+        if api is None or not await api.alive():
             return None
+        node = api.node
         try:
             output = remote.relative_output(node, spec.output)
         except UsageError as exc:
@@ -571,15 +566,11 @@ def _node_api_call(state_dir: Path, path: str) -> Any:
     """GET ``path`` from the local node's API; exits with a clear message if none runs."""
     from swarmget.node import remote
 
-    node = remote.find_local_node(state_dir)
-    if node is None:
-        _fail_start(UsageError(f"no running node in {state_dir} (start `swarmget node`)"), "")
-
     async def call() -> Any:
-        import aiohttp
-
-        async with aiohttp.ClientSession() as session:
-            status, data = await remote.NodeSession(session, node).call("GET", path)
+        async with remote.open_local_node(state_dir) as api:  # its Unix socket, never TCP
+            if api is None:
+                raise UsageError(f"no running node in {state_dir} (start `swarmget node`)")
+            status, data = await api.call("GET", path)
         if status != 200:
             raise DownloadError(f"the node answered {status}: {data}")
         return data

@@ -102,15 +102,18 @@ def _skew(date_header: str | None) -> float | None:
 
 
 async def check_node(session: aiohttp.ClientSession, state_dir: Path) -> Check:
-    from swarmget.node.remote import NodeSession, find_local_node
+    from swarmget.node.remote import open_local_node
 
-    node = find_local_node(state_dir)
-    if node is None:
-        hint = "start it with `swarmget node` (or point --state-dir at its state directory)"
-        return Check("local node", False, f"no running node found in {state_dir}", hint)
-    if not await NodeSession(session, node).alive():
-        return Check("local node", False, f"{node.api_url} does not answer", "restart the node")
-    return Check("local node", True, f"running, API at {node.api_url}")
+    try:
+        async with open_local_node(state_dir) as api:
+            if api is None:
+                hint = "start it with `swarmget node` (or point --state-dir at its state directory)"
+                return Check("local node", False, f"no running node found in {state_dir}", hint)
+            if not await api.alive():
+                return Check("local node", False, "its API socket does not answer", "restart it")
+            return Check("local node", True, f"running, portal at {api.node.api_url}/portal/")
+    except SwarmgetError as exc:
+        return Check("local node", False, str(exc), "only its owner may write the state directory")
 
 
 async def check_origin(session: aiohttp.ClientSession, url: str) -> Check:

@@ -1,7 +1,10 @@
-"""The node's local user API: JSON over HTTP on 127.0.0.1, for the CLI (and the portal).
+"""The node's local user API: JSON over HTTP, for the CLI (and the portal).
 
-Every request carries ``Authorization: Bearer TOKEN``, where the token is in the node's
-state directory (mode 0600): another local user cannot drive the node. Routes::
+Served twice by the same application: on the Unix socket ``api.sock`` in the node's 0700
+state directory (the CLI's only way in: see ``node.remote``) and on 127.0.0.1 (where the
+portal lives). Every request carries ``Authorization: Bearer TOKEN``, where the token is in
+the node's state directory (``api-token``, 0600, new at every start): another local user
+cannot drive the node. Routes::
 
     POST   /v1/downloads              {url, output?, checksums?, force?, restart_if_changed?,
                                        helpers?}  → 201 with the download
