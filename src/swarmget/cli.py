@@ -562,15 +562,15 @@ def config_show(ctx: click.Context, section: str) -> None:
 # --- operator commands -------------------------------------------------------------------------
 
 
-def _node_api_call(state_dir: Path, path: str) -> Any:
-    """GET ``path`` from the local node's API; exits with a clear message if none runs."""
+def _node_api_call(state_dir: Path, path: str, method: str = "GET") -> Any:
+    """``method path`` on the local node's API; exits with a clear message if none runs."""
     from swarmget.node import remote
 
     async def call() -> Any:
         async with remote.open_local_node(state_dir) as api:  # its Unix socket, never TCP
             if api is None:
                 raise UsageError(f"no running node in {state_dir} (start `swarmget node`)")
-            status, data = await api.call("GET", path)
+            status, data = await api.call(method, path)
         if status != 200:
             raise DownloadError(f"the node answered {status}: {data}")
         return data
@@ -648,6 +648,13 @@ def status(state_dir: Path, as_json: bool) -> None:
         done = f"{100 * p['done'] / p['size']:.0f}%" if p.get("size") else "-"
         table.add_row(d["id"], d["state"], done, d["url"])
     console.print(table)
+
+
+@main.command()
+@STATE_DIR_OPTION
+def portal(state_dir: Path) -> None:
+    """Print a one-time login link to the local node's portal (valid once, for 5 minutes)."""
+    click.echo(_node_api_call(state_dir, "/v1/portal-link", "POST")["url"])
 
 
 @main.command()

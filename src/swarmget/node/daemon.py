@@ -22,6 +22,7 @@ import os
 import secrets
 import signal
 import socket
+import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import asdict, dataclass, field
@@ -338,11 +339,14 @@ async def run_node(config: NodeConfig, *, announce: Callable[[dict[str, Any]], N
                     "node_id": node.node_id,
                     "peer_url": node.peer_url,
                     "api_url": node.api_url,
-                    "portal_url": node.portal.login_url() if node.portal else None,
-                    "pid": os.getpid(),
+                    "portal_url": f"{node.api_url}/portal/",  # no login secret: stdout
+                    "pid": os.getpid(),  # may well be a log (the journal)
                 }
             )
             _write_node_file(config.state_dir, node)
+            if node.portal is not None and sys.stderr.isatty():  # a person, not a log
+                link = node.portal.login_url()
+                print(f"portal login link (one use, 5 minutes): {link}", file=sys.stderr)
             await stop.wait()
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT):
