@@ -9,6 +9,7 @@ byte ranges served, validator present).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ from swarmget.config import resolve
 from swarmget.core.auth import DEFAULT_WINDOW
 from swarmget.core.errors import SwarmgetError
 from swarmget.net.origin import OriginClient
-from swarmget.net.signing import load_secret, signed_headers
+from swarmget.net.signing import load_secret, secret_file_exposure, signed_headers
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,14 @@ def check_secret(secret_file: Path | None) -> tuple[Check, bytes | None]:
         hint = "create one (e.g. `head -c 32 /dev/urandom | base64 > secret`), same on every node"
         return Check("swarm secret", False, str(exc), hint), None
     source = f"file {secret_file}" if secret_file else "environment SWARMGET_SECRET"
+    exposure = None
+    if secret_file is not None:
+        with contextlib.suppress(OSError):  # it was just read: gone since is not our concern
+            exposure = secret_file_exposure(os.stat(secret_file).st_mode)
+    if exposure is not None:
+        detail = f"{len(secret)} bytes from {source}, which is {exposure}"
+        hint = f"chmod 600 {secret_file}: whoever reads it can sign as any node of the swarm"
+        return Check("swarm secret", False, detail, hint), secret
     return Check("swarm secret", True, f"{len(secret)} bytes from {source}"), secret
 
 
