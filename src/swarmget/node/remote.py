@@ -102,12 +102,12 @@ async def open_local_node(state_dir: Path) -> AsyncIterator[NodeSession | None]:
     """A ``NodeSession`` on the Unix socket of the node running in ``state_dir``; None
     when no node says it runs there. Raises ``UntrustedStateDir`` (see the module
     docstring). The socket is reached through a descriptor of the checked directory."""
-    import aiohttp
-
     node = find_local_node(state_dir)
     if node is None:
         yield None
         return
+    import aiohttp  # only now: a download without a node never pays for importing it
+
     fd = os.open(state_dir, os.O_RDONLY | os.O_DIRECTORY)
     try:
         _check_trust(fd, state_dir)  # the very directory the connections go through
