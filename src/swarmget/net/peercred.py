@@ -50,14 +50,15 @@ def connection_uid(transport: Any) -> int | None:
     sock = transport.get_extra_info("socket") if transport is not None else None
     if sock is None:
         return None
-    if sock.family == socket.AF_UNIX:
-        creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-        return int(struct.unpack("3i", creds)[1])
-    table_path = _TABLES.get(sock.family)
-    peer, ours = transport.get_extra_info("peername"), transport.get_extra_info("sockname")
-    if table_path is None or not peer or not ours:
-        return None
     try:
+        if sock.family == socket.AF_UNIX:
+            size = struct.calcsize("3i")
+            creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, size)
+            return int(struct.unpack("3i", creds)[1])  # pid, uid, gid
+        table_path = _TABLES.get(sock.family)
+        peer, ours = transport.get_extra_info("peername"), transport.get_extra_info("sockname")
+        if table_path is None or not peer or not ours:
+            return None
         local = proc_address(sock.family, peer[0], peer[1])
         remote = proc_address(sock.family, ours[0], ours[1])
         with open(table_path, encoding="ascii") as f:

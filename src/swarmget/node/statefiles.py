@@ -46,9 +46,11 @@ def open_private_dir(path: Path) -> None:
 
 def _tighten(dir_fd: int, name: str) -> None:
     try:
+        if not stat.S_ISREG(os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode):
+            return  # a directory, a symlink, a socket: not a file of ours to fix
         fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=dir_fd)
     except OSError:
-        return  # a symlink, a socket, gone: not a file of ours to fix
+        return  # gone meanwhile
     try:
         st = os.fstat(fd)
         if stat.S_ISREG(st.st_mode) and st.st_mode & 0o077:
