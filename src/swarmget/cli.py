@@ -254,15 +254,10 @@ async def _get_via_node(
     """Hand the download to the running node; None when there is none (or it is not usable)."""
     from swarmget.node import remote
 
-    node = remote.find_local_node(state_dir)
-    if node is None:
-        return None
-    import aiohttp
-
-    async with aiohttp.ClientSession() as session:
-        api = remote.NodeSession(session, node)
-        if not await api.alive():
+    async with remote.open_local_node(state_dir) as api:  # its Unix socket, never TCP
+        if api is None or not await api.alive():
             return None
+        node = api.node
         try:
             output = remote.relative_output(node, spec.output)
         except UsageError as exc:
@@ -593,19 +588,15 @@ def config_show(ctx: click.Context, section: str) -> None:
 # --- operator commands -------------------------------------------------------------------------
 
 
-def _node_api_call(state_dir: Path, path: str) -> Any:
-    """GET ``path`` from the local node's API; exits with a clear message if none runs."""
+def _node_api_call(state_dir: Path, path: str, method: str = "GET") -> Any:
+    """``method path`` on the local node's API; exits with a clear message if none runs."""
     from swarmget.node import remote
 
-    node = remote.find_local_node(state_dir)
-    if node is None:
-        _fail_start(UsageError(f"no running node in {state_dir} (start `swarmget node`)"), "")
-
     async def call() -> Any:
-        import aiohttp
-
-        async with aiohttp.ClientSession() as session:
-            status, data = await remote.NodeSession(session, node).call("GET", path)
+        async with remote.open_local_node(state_dir) as api:  # its Unix socket, never TCP
+            if api is None:
+                raise UsageError(f"no running node in {state_dir} (start `swarmget node`)")
+            status, data = await api.call(method, path)
         if status != 200:
             raise DownloadError(f"the node answered {status}: {data}")
         return data
@@ -683,6 +674,13 @@ def status(state_dir: Path, as_json: bool) -> None:
         done = f"{100 * p['done'] / p['size']:.0f}%" if p.get("size") else "-"
         table.add_row(d["id"], d["state"], done, d["url"])
     console.print(table)
+
+
+@main.command()
+@STATE_DIR_OPTION
+def portal(state_dir: Path) -> None:
+    """Print a one-time login link to the local node's portal (valid once, for 5 minutes)."""
+    click.echo(_node_api_call(state_dir, "/v1/portal-link", "POST")["url"])
 
 
 @main.command()

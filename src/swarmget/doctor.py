@@ -9,6 +9,7 @@ byte ranges served, validator present).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ from swarmget.config import resolve
 from swarmget.core.auth import DEFAULT_WINDOW
 from swarmget.core.errors import SwarmgetError
 from swarmget.net.origin import OriginClient
-from swarmget.net.signing import load_secret, signed_headers
+from swarmget.net.signing import load_secret, secret_file_exposure, signed_headers
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,14 @@ def check_secret(secret_file: Path | None) -> tuple[Check, bytes | None]:
         hint = "create one (e.g. `head -c 32 /dev/urandom | base64 > secret`), same on every node"
         return Check("swarm secret", False, str(exc), hint), None
     source = f"file {secret_file}" if secret_file else "environment SWARMGET_SECRET"
+    exposure = None
+    if secret_file is not None:
+        with contextlib.suppress(OSError):  # it was just read: gone since is not our concern
+            exposure = secret_file_exposure(os.stat(secret_file).st_mode)
+    if exposure is not None:
+        detail = f"{len(secret)} bytes from {source}, which is {exposure}"
+        hint = f"chmod 600 {secret_file}: whoever reads it can sign as any node of the swarm"
+        return Check("swarm secret", False, detail, hint), secret
     return Check("swarm secret", True, f"{len(secret)} bytes from {source}"), secret
 
 
@@ -102,15 +111,18 @@ def _skew(date_header: str | None) -> float | None:
 
 
 async def check_node(session: aiohttp.ClientSession, state_dir: Path) -> Check:
-    from swarmget.node.remote import NodeSession, find_local_node
+    from swarmget.node.remote import open_local_node
 
-    node = find_local_node(state_dir)
-    if node is None:
-        hint = "start it with `swarmget node` (or point --state-dir at its state directory)"
-        return Check("local node", False, f"no running node found in {state_dir}", hint)
-    if not await NodeSession(session, node).alive():
-        return Check("local node", False, f"{node.api_url} does not answer", "restart the node")
-    return Check("local node", True, f"running, API at {node.api_url}")
+    try:
+        async with open_local_node(state_dir) as api:
+            if api is None:
+                hint = "start it with `swarmget node` (or point --state-dir at its state directory)"
+                return Check("local node", False, f"no running node found in {state_dir}", hint)
+            if not await api.alive():
+                return Check("local node", False, "its API socket does not answer", "restart it")
+            return Check("local node", True, f"running, portal at {api.node.api_url}/portal/")
+    except SwarmgetError as exc:
+        return Check("local node", False, str(exc), "only its owner may write the state directory")
 
 
 async def check_origin(session: aiohttp.ClientSession, url: str) -> Check:

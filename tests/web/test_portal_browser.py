@@ -2,7 +2,7 @@
 
 A hub and 3 node processes on 127.0.0.x and a test origin capped per client IP (so the
 download takes a few seconds and the helpers matter). The browser logs in to node 0's portal
-with the login link the node announced, waits on the peers page for the other two nodes,
+with a login link from `swarmget portal`, waits on the peers page for the other two nodes,
 starts a download with the form, kills one helper on the way, watches the download reach 100%
 and verify, and checks that the piece map names more than one source and marks what was
 fetched again. Screenshots go to ``test-artifacts/``.
@@ -10,9 +10,11 @@ fetched again. Screenshots go to ``test-artifacts/``.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import signal
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -77,7 +79,13 @@ async def test_start_and_watch_a_swarm_download(
 ) -> None:
     async with open_local_swarm(tmp_path, 3, node_extra=["--stall-timeout", "2"]) as swarm:
         node = swarm.node(0)
-        login_url = str(node.proc.info["portal_url"])
+        assert node.proc.info["portal_url"] == f"{node.api_url}/portal/"  # no secret in it
+        portal = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "swarmget.cli", "portal", "--state-dir", str(node.state_dir),
+            stdout=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        out, _ = await asyncio.wait_for(portal.communicate(), 60)
+        login_url = out.decode().strip()
         assert login_url.startswith(f"{node.api_url}/portal/login?token=")
 
         await page.goto(login_url)

@@ -54,7 +54,7 @@ from swarmget.core.errors import (
     SourceRetryable,
 )
 from swarmget.core.ranges import ByteRange
-from swarmget.core.urls import same_origin, validate_url
+from swarmget.core.urls import redact_url, same_origin, validate_url
 
 __all__ = [
     "MAX_RETRY_AFTER",
@@ -358,7 +358,7 @@ def _check_unsatisfiable(headers: Mapping[str, str], requested: ByteRange, size:
 def _check_other_status(status: int, headers: Mapping[str, str], now_epoch: float) -> None:
     if status in REDIRECT_STATUSES:
         where = get_header(headers, "Location") or "nowhere"
-        raise OriginChanged(f"the pinned URL now redirects ({status}) to {where}")
+        raise OriginChanged(f"the pinned URL now redirects ({status}) to {redact_url(where)}")
     raise_for_error_status(status, headers, now_epoch)
     raise SourceBroken(f"unexpected status {_status_text(status)}")
 
@@ -426,9 +426,11 @@ class RedirectChain:
         """Record a hop to ``target`` and return it; raise ``OriginUnusable`` on a loop or
         when more than ``max_redirects`` hops were needed."""
         if target in self.visited:
-            raise OriginUnusable(f"redirect loop: {' -> '.join([*self.visited, target])}")
+            hops = " -> ".join(redact_url(u) for u in [*self.visited, target])
+            raise OriginUnusable(f"redirect loop: {hops}")
         if len(self.visited) > self.max_redirects:
-            raise OriginUnusable(f"more than {self.max_redirects} redirects from {self.start}")
+            start = redact_url(self.start)
+            raise OriginUnusable(f"more than {self.max_redirects} redirects from {start}")
         self.visited.append(target)
         return target
 

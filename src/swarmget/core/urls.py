@@ -5,8 +5,15 @@ URLs (RFC 9110 §4.2) with a host. It is used on the user's input and on every r
 ``Location`` after resolution, so a server cannot steer us to ``file:`` or ``ftp:``.
 
 Credentials in the URL (``http://user:pw@host/``) are refused: the URL is shared with the
-other nodes of the swarm and shown in logs and the portal, and RFC 9110 §4.2.4 deprecates
-userinfo in http(s) URIs anyway. Send credentials with ``--header 'Authorization: ...'``.
+other nodes of the swarm, and RFC 9110 §4.2.4 deprecates userinfo in http(s) URIs anyway.
+Send credentials with ``--header 'Authorization: ...'``.
+
+A query string often carries a credential too (a signed S3 or CDN link: ``?X-Amz-Signature=``,
+``?token=``). The full URL goes where it is needed to fetch the file: this node's own
+requests, the helpers it asks (swarm members, over signed requests) and the relay. Anything
+written for people or machines to read back — logs, error messages, the user API's and the
+portal's views, events — shows ``redact_url(url)`` instead: parameter names kept, values,
+userinfo and fragment replaced.
 """
 
 from __future__ import annotations
@@ -16,7 +23,7 @@ from urllib.parse import SplitResult, urlsplit
 
 from swarmget.core.errors import InvalidURL
 
-__all__ = ["origin_of", "same_origin", "validate_url"]
+__all__ = ["origin_of", "redact_url", "same_origin", "validate_url"]
 
 _SCHEMES = frozenset({"http", "https"})
 # Characters that RFC 3986 §2 never allows in a URI and that no sane server emits. A
@@ -37,15 +44,49 @@ def validate_url(url: str) -> str:
     _check_characters(url)
     parts = _split(url)
     if parts.scheme.lower() not in _SCHEMES:
-        raise InvalidURL(f"not an http(s) URL: {url!r}")
+        raise InvalidURL(f"not an http(s) URL: {redact_url(url)!r}")
     if "@" in parts.netloc:
         raise InvalidURL(
-            f"credentials in the URL are not supported (use a header instead): {url!r}"
+            f"credentials in the URL are not supported (use a header instead): {redact_url(url)!r}"
         )
     if not parts.hostname:
-        raise InvalidURL(f"URL has no host: {url!r}")
+        raise InvalidURL(f"URL has no host: {redact_url(url)!r}")
     _check_port(parts, url)
     return url
+
+
+REDACTED = "***"
+
+
+def redact_url(url: str) -> str:
+    """``url`` fit to be logged or shown: every query value, any userinfo and the fragment
+    replaced by ``***`` (``https://h/f.iso?sig=***&exp=***``). Never raises; what cannot be
+    parsed loses everything after its first ``?``, ``#`` or ``@``."""
+    try:
+        parts = urlsplit(url)
+        netloc = parts.netloc
+    except ValueError:
+        return _cut(url)
+    if not parts.scheme or not netloc:
+        return _cut(url)
+    if "@" in netloc:
+        netloc = f"{REDACTED}@{netloc.rsplit('@', 1)[1]}"
+    out = f"{parts.scheme}://{netloc}{parts.path}"
+    if parts.query:
+        out += "?" + "&".join(_redact_pair(pair) for pair in parts.query.split("&"))
+    if parts.fragment:
+        out += "#" + REDACTED
+    return out
+
+
+def _redact_pair(pair: str) -> str:
+    name, sep, _ = pair.partition("=")
+    return f"{name}={REDACTED}" if sep else REDACTED
+
+
+def _cut(text: str) -> str:
+    cut = min((i for i in (text.find(c) for c in "?#@") if i >= 0), default=len(text))
+    return text[:cut] + (REDACTED if cut < len(text) else "")
 
 
 def origin_of(url: str) -> tuple[str, str, int]:
@@ -64,22 +105,22 @@ def same_origin(a: str, b: str) -> bool:
 def _check_characters(url: str) -> None:
     for ch in url:
         if ch.isspace() or unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Zl", "Zp"):
-            raise InvalidURL(f"URL contains whitespace or a control character: {url!r}")
+            raise InvalidURL(f"URL contains whitespace or a control character: {redact_url(url)!r}")
         if ch in _FORBIDDEN:
-            raise InvalidURL(f"URL contains the invalid character {ch!r}: {url!r}")
+            raise InvalidURL(f"URL contains the invalid character {ch!r}: {redact_url(url)!r}")
 
 
 def _split(url: str) -> SplitResult:
     try:
         return urlsplit(url)
     except ValueError as exc:  # e.g. an unbalanced "[" in an IPv6 host
-        raise InvalidURL(f"malformed URL {url!r}: {exc}") from exc
+        raise InvalidURL(f"malformed URL {redact_url(url)!r}: {exc}") from exc
 
 
 def _check_port(parts: SplitResult, url: str) -> None:
     try:
         port = parts.port
     except ValueError as exc:
-        raise InvalidURL(f"URL has an invalid port: {url!r}") from exc
+        raise InvalidURL(f"URL has an invalid port: {redact_url(url)!r}") from exc
     if port == 0:
-        raise InvalidURL(f"URL has an invalid port: {url!r}")
+        raise InvalidURL(f"URL has an invalid port: {redact_url(url)!r}")

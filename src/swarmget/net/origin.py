@@ -59,7 +59,7 @@ from swarmget.core.http import (
     redirect_target,
 )
 from swarmget.core.ranges import ByteRange, Chunk
-from swarmget.core.urls import validate_url
+from swarmget.core.urls import redact_url, validate_url
 from swarmget.net.lowat import ReadCoalescer
 from swarmget.net.rawhttp import RawHttp, RawUnsupported
 
@@ -196,7 +196,8 @@ class OriginClient:
         extra = {"Range": "bytes=0-0"} if method == "GET" else {}
         headers = self._request_headers(original_url, url, extra)
         if self._raw is not None and self._raw.supports(url):
-            async with self._raw.request(method, url, headers, f"{method} {url}") as answer:
+            what = f"{method} {redact_url(url)}"
+            async with self._raw.request(method, url, headers, what) as answer:
                 return answer.status, answer.headers
         async with self._send(method, url, headers) as resp:
             return resp.status, resp.headers
@@ -225,7 +226,7 @@ class OriginClient:
             if origin not in self._raw_refused:
                 yielded = False
                 try:
-                    what = f"GET {info.final_url}"
+                    what = f"GET {redact_url(info.final_url)}"
                     async with raw.request("GET", info.final_url, headers, what) as answer:
                         check_range_response(
                             answer.status,
@@ -247,7 +248,7 @@ class OriginClient:
             check_range_response(
                 resp.status, resp.headers, rng, info.validator, size, now_epoch=self._clock()
             )
-            yield CheckedBody(resp, rng.length, f"{info.final_url} {rng}")
+            yield CheckedBody(resp, rng.length, f"{redact_url(info.final_url)} {rng}")
 
     @asynccontextmanager
     async def open_stream(self, info: OriginInfo) -> AsyncIterator[AsyncIterator[Chunk]]:
@@ -262,7 +263,7 @@ class OriginClient:
             expected = check_stream_response(
                 resp.status, resp.headers, info.validator, info.size, now_epoch=self._clock()
             )
-            yield CheckedBody(resp, expected, info.final_url)
+            yield CheckedBody(resp, expected, redact_url(info.final_url))
 
     # --- plumbing -------------------------------------------------------------------------------
 
@@ -299,7 +300,7 @@ class OriginClient:
                 timeout=timeout,
             )
         except (aiohttp.ClientError, OSError) as exc:  # OSError covers TimeoutError
-            raise translate_client_error(exc, f"{method} {url}") from exc
+            raise translate_client_error(exc, f"{method} {redact_url(url)}") from exc
         try:
             yield resp
         finally:
@@ -378,7 +379,8 @@ def _origin_info(url: str, final_url: str, facts: ProbeFacts) -> OriginInfo:
 def _require_range_size(info: OriginInfo, rng: ByteRange) -> int:
     """The pinned size, checking that ``rng`` lies inside it (misuse is a ValueError)."""
     if info.size is None:
-        raise ValueError(f"cannot request ranges of {info.final_url}: its size is unknown")
+        shown = redact_url(info.final_url)
+        raise ValueError(f"cannot request ranges of {shown}: its size is unknown")
     if rng.is_empty() or rng.end > info.size:
         raise ValueError(f"range {rng} is empty or beyond the {info.size}-byte file")
     return info.size

@@ -10,6 +10,7 @@ import aiohttp
 
 from swarmget.core.errors import DownloadError, OriginUnusable
 from swarmget.core.manifest import Manifest
+from swarmget.core.urls import redact_url
 from swarmget.net.signing import json_body, signed_headers
 
 WAIT = 25.0
@@ -40,9 +41,10 @@ class RelayClient:
             data = await self._call("GET", f"/v1/fetches/{data['id']}?wait={WAIT:.0f}", b"")
         if data["state"] == "failed":
             error = data.get("error") or {}
-            raise OriginUnusable(f"the relay could not fetch {url}: {error.get('message')}")
+            shown = redact_url(url)
+            raise OriginUnusable(f"the relay could not fetch {shown}: {error.get('message')}")
         if data["state"] != "ready":
-            raise DownloadError(f"the relay is still fetching {url}; giving up")
+            raise DownloadError(f"the relay is still fetching {redact_url(url)}; giving up")
         try:
             manifest = Manifest.from_json(data["manifest"])
         except (KeyError, ValueError) as exc:

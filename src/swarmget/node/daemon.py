@@ -22,6 +22,7 @@ import os
 import secrets
 import signal
 import socket
+import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import asdict, dataclass, field
@@ -44,6 +45,15 @@ from swarmget.node.downloads import DownloadManager, SwarmContext
 from swarmget.node.helper import HelperLimits, HelperService, make_peer_app
 from swarmget.node.journal import DownloadJournal
 from swarmget.node.quota import DailyQuota
+from swarmget.node.statefiles import (
+    API_SOCKET,
+    NODE_FILE,
+    bind_api_socket,
+    new_api_token,
+    open_private_dir,
+    remove_quietly,
+    write_private,
+)
 from swarmget.node.user_api import METRICS_PATH, UserApi, make_user_app
 from swarmget.web.portal import Portal, mount_portal
 
@@ -139,26 +149,14 @@ def load_node_id(state_dir: Path, configured: str | None) -> str:
             return stored
     made = f"{socket.gethostname().split('.')[0] or 'node'}-{secrets.token_hex(3)}"
     made = made if is_valid_node_id(made) else f"node-{secrets.token_hex(3)}"
-    path.write_text(made + "\n")
+    write_private(path, (made + "\n").encode())
     return made
 
 
-def load_api_token(state_dir: Path) -> str:
-    """The local API's bearer token (0600 in the state dir), made on first start."""
-    path = state_dir / "api-token"
-    with contextlib.suppress(OSError):
-        token = path.read_text().strip()
-        if len(token) >= 32:
-            return token
-    token = secrets.token_urlsafe(32)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(token + "\n")
-    return token
-
-
 @contextlib.asynccontextmanager
-async def _serve(app: web.Application, host: str, port: int) -> AsyncIterator[str]:
+async def _serve(
+    app: web.Application, host: str, port: int, unix: socket.socket | None = None
+) -> AsyncIterator[str]:
     # in-flight requests (helper streams) get SHUTDOWN_GRACE seconds, then are cancelled
     runner = web.AppRunner(
         app, handler_cancellation=True, access_log=None, shutdown_timeout=SHUTDOWN_GRACE
@@ -167,6 +165,8 @@ async def _serve(app: web.Application, host: str, port: int) -> AsyncIterator[st
     try:
         site = web.TCPSite(runner, host, port)
         await site.start()
+        if unix is not None:  # the same application on a Unix socket too (the CLI's way in)
+            await web.SockSite(runner, unix).start()
         bound_port = runner.addresses[0][1]  # the real port when ``port`` was 0
         yield f"http://{_url_host(host)}:{bound_port}"
     finally:
@@ -180,13 +180,16 @@ def _url_host(host: str) -> str:
 @contextlib.asynccontextmanager
 async def open_node(config: NodeConfig) -> AsyncIterator[Node]:
     """Start a node; see the module docstring."""
-    config.state_dir.mkdir(parents=True, exist_ok=True)
+    open_private_dir(config.state_dir)  # 0700, its files 0600
     config.download_dir.mkdir(parents=True, exist_ok=True)
     node_id = load_node_id(config.state_dir, config.node_id)
-    token = load_api_token(config.state_dir)
     source = config.source_address or config.listen_host
     local = (source, 0)
     async with contextlib.AsyncExitStack() as stack:
+        api_socket = bind_api_socket(config.state_dir)  # refuses if a node runs there
+        stack.callback(remove_quietly, config.state_dir, API_SOCKET)
+        stack.callback(api_socket.close)
+        token = new_api_token(config.state_dir)  # a new one at every start
         own_session = await stack.enter_async_context(
             aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0, local_addr=local))
         )
@@ -266,7 +269,7 @@ async def open_node(config: NodeConfig) -> AsyncIterator[Node]:
         node.portal = Portal(api, node_id=node_id)
         mount_portal(user_app, node.portal)
         node.api_url = await stack.enter_async_context(
-            _serve(user_app, config.api_host, config.api_port)
+            _serve(user_app, config.api_host, config.api_port, unix=api_socket)
         )
         node.portal.bind(node.api_url)
         stop_tasks: list[asyncio.Task[Any]] = []
@@ -338,25 +341,29 @@ async def run_node(config: NodeConfig, *, announce: Callable[[dict[str, Any]], N
                     "node_id": node.node_id,
                     "peer_url": node.peer_url,
                     "api_url": node.api_url,
-                    "portal_url": node.portal.login_url() if node.portal else None,
-                    "pid": os.getpid(),
+                    "portal_url": f"{node.api_url}/portal/",  # no login secret: stdout
+                    "pid": os.getpid(),  # may well be a log (the journal)
                 }
             )
             _write_node_file(config.state_dir, node)
+            if node.portal is not None and sys.stderr.isatty():  # a person, not a log
+                link = node.portal.login_url()
+                print(f"portal login link (one use, 5 minutes): {link}", file=sys.stderr)
             await stop.wait()
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
-        with contextlib.suppress(OSError):
-            (config.state_dir / "node.json").unlink()
+        remove_quietly(config.state_dir, NODE_FILE)
 
 
 def _write_node_file(state_dir: Path, node: Node) -> None:
-    """Where the CLI finds a running node: its API URL (the token is in api-token)."""
+    """That a node runs here, and its download directory. The CLI talks to it on
+    ``api.sock`` in the state directory, never at ``api_url`` (shown for people only)."""
     info = {
         "api_url": node.api_url,
+        "api_socket": API_SOCKET,
         "node_id": node.node_id,
         "pid": os.getpid(),
         "download_dir": str(node.download_dir),
     }
-    (state_dir / "node.json").write_text(json.dumps(info))
+    write_private(state_dir / NODE_FILE, json.dumps(info).encode())

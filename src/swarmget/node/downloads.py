@@ -25,6 +25,7 @@ from typing import Any
 import aiohttp
 
 from swarmget.core.errors import Cancelled, HubError, SwarmgetError, UsageError
+from swarmget.core.urls import redact_url
 from swarmget.logs import current_download
 from swarmget.net.hub_client import HubApi
 from swarmget.net.hub_protocol import MAX_PEERS_PER_ANSWER
@@ -196,7 +197,7 @@ class DownloadManager:
 
     async def _run(self, record: DownloadRecord) -> None:
         current_download.set(record.id)  # every log line of this task names the download
-        log.info("download started: %s", record.spec.url)
+        log.info("download started: %s", redact_url(record.spec.url))
         try:
             sources = await self._sources(record)
             spec = with_max_size(record.spec, self._max_size)
@@ -276,7 +277,7 @@ def describe(record: DownloadRecord, *, events: int = 50) -> dict[str, Any]:
     """The JSON view of one download for the user API."""
     out: dict[str, Any] = {
         "id": record.id,
-        "url": record.spec.url,
+        "url": redact_url(record.spec.url),  # shown and logged: no query values
         "state": record.state,
         "created": record.created,
         "peers": record.peers_checked,

@@ -59,6 +59,7 @@ from swarmget.core.scheduler import (
     SchedulerStats,
     SourceInfo,
 )
+from swarmget.core.urls import redact_url
 from swarmget.hashing import IncrementalHasher, hash_file
 from swarmget.net.origin import OriginClient, OriginInfo
 from swarmget.storage import (
@@ -325,7 +326,8 @@ class Download:
                     ) from exc
                 self._event("restart", None, f"the file changed on the server: {exc}")
                 info = await self._probe()
-        raise OriginChanged(f"{self.spec.url} kept changing while downloading; giving up")
+        shown = redact_url(self.spec.url)
+        raise OriginChanged(f"{shown} kept changing while downloading; giving up")
 
     async def _probe(self) -> OriginInfo:
         self._stage = Stage.PROBING

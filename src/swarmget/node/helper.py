@@ -13,16 +13,18 @@ Limits the helper enforces for itself, answering 429 with Retry-After when over 
 streams, and a daily data quota persisted across restarts.
 
 Status codes a requester sees before the body starts: 400 bad request, 401 bad signature,
-403 forbidden target (SSRF guard), 409 the file changed on the origin, 429 over a limit,
-502 the origin misbehaved or is unusable, 503 the origin is busy or this node is draining,
-504 the origin cannot be reached. Once streaming, a failure aborts the connection, so the
-requester sees a short body, never a wrong one.
+403 forbidden target (SSRF guard; the message says only that, the details are logged here),
+409 the file changed on the origin, 429 over a limit, 502 the origin misbehaved or is
+unusable, 503 the origin is busy or this node is draining, 504 the origin cannot be reached.
+Once streaming, a failure aborts the connection, so the requester sees a short body, never
+a wrong one.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import math
 import time
 from collections.abc import AsyncIterator, Callable
@@ -50,6 +52,11 @@ from swarmget.core.urls import validate_url
 from swarmget.net.auth import auth_middleware, authenticated_node, json_error
 from swarmget.net.origin import OriginClient, OriginInfo
 from swarmget.node.quota import DailyQuota
+
+log = logging.getLogger(__name__)
+
+#: All a requester learns when the SSRF guard refuses the URL it asked us to fetch.
+ADDRESS_POLICY_REFUSAL = "refused by the address policy"
 
 
 class RangeRequest(BaseModel):
@@ -168,9 +175,13 @@ class HelperService:
 
 
 def _origin_error(exc: SwarmgetError) -> web.Response:
+    if isinstance(exc, ForbiddenTarget):
+        # what DNS answered and which address was refused stay here: told to a requester,
+        # they would map the LAN (internal names, addresses) through us
+        log.warning("refused a helper fetch: %s", exc)
+        return json_error(403, ADDRESS_POLICY_REFUSAL, ForbiddenTarget.code)
     for kind, status, code in (
         (InvalidURL, 400, "bad_request"),
-        (ForbiddenTarget, 403, "forbidden_target"),
         (OriginChanged, 409, "origin_changed"),
         (SourceRateLimited, 503, "origin_busy"),
         (RangesIgnored, 502, "ranges_ignored"),

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ from typing import Any
 from swarmget.core.digests import Digest, parse_checksum_spec
 from swarmget.core.scheduler import SchedulerConfig
 from swarmget.node.engine import DownloadSpec
+from swarmget.node.statefiles import write_private
 
 FORMAT = "swarmget-downloads-v1"
 
@@ -99,9 +99,7 @@ class DownloadJournal:
                 for e in entries
             ],
         }
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        tmp.write_text(json.dumps(payload))
-        os.replace(tmp, self.path)
+        write_private(self.path, json.dumps(payload).encode())  # 0600, atomically
 
     def clear(self) -> None:
         with contextlib.suppress(FileNotFoundError):

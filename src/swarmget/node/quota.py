@@ -11,9 +11,10 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
-import os
 from collections.abc import Callable
 from pathlib import Path
+
+from swarmget.node.statefiles import write_private
 
 MiB = 1024 * 1024
 
@@ -81,9 +82,7 @@ class DailyQuota:
             self.save()
 
     def save(self) -> None:
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        tmp.write_text(json.dumps({"day": self._day, "used": self._used}))
-        os.replace(tmp, self.path)
+        write_private(self.path, json.dumps({"day": self._day, "used": self._used}).encode())
         self._unsaved = 0
 
     def retry_after(self) -> float:

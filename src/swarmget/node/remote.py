@@ -1,15 +1,25 @@
 """Driving a running node daemon from the CLI, through its local user API.
 
-A node writes ``node.json`` (its API URL and download directory) into its state directory
-while it runs; its bearer token is in ``api-token`` there. ``swarmget get`` uses the node
-when both are present and the API answers, so that the download runs with the node's swarm
-and shows up in its portal; the CLI only follows the progress.
+A running node keeps, in its state directory (0700): ``node.json`` (that it runs, and its
+download directory), ``api-token`` (a bearer token made anew at every start, 0600) and
+``api.sock``, the Unix socket its user API listens on. The CLI talks to the node **only on
+that socket**, never at the TCP address ``node.json`` names: a node that crashed leaves its
+``node.json`` behind, and any local user may bind the port it records, but nobody except the
+directory's owner can put a socket into a 0700 directory. So before the token is sent,
+``open_local_node`` checks that the directory, the token file and the socket all belong to
+one user and that nobody else may write into the directory (``UntrustedStateDir``
+otherwise). ``swarmget get`` uses the node when it answers there, so that the download
+runs with the node's swarm and shows up in its portal; the CLI only follows the progress.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import os
+import stat
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -18,28 +28,94 @@ from swarmget.core.errors import DownloadError, SwarmgetError, UsageError
 from swarmget.core.ranges import ByteRange
 from swarmget.core.scheduler import SourceInfo, SourceState
 from swarmget.node.engine import DownloadProgress, DownloadResult, Stage
+from swarmget.node.statefiles import API_SOCKET, NODE_FILE, TOKEN_FILE
 
 if TYPE_CHECKING:
     import aiohttp
 
 POLL = 0.25
+#: The URL the requests on the Unix socket carry (only the path matters to the node).
+SOCKET_BASE = "http://swarmget-node"
+
+
+class UntrustedStateDir(UsageError):
+    """The state directory could have been written by someone other than its owner: the
+    token is not sent to whatever listens there."""
 
 
 @dataclass(frozen=True)
 class LocalNode:
-    api_url: str
+    api_url: str  # the TCP address the node announced (for people; the CLI never uses it)
     token: str
     download_dir: Path
+    state_dir: Path
 
 
 def find_local_node(state_dir: Path) -> LocalNode | None:
-    """The node whose state directory is ``state_dir``, if one says it runs (not checked)."""
+    """The node whose state directory is ``state_dir``, if one says it runs (not checked
+    that it answers); None when none does. Raises ``UntrustedStateDir`` when the directory
+    or its files are not one user's own (see the module docstring)."""
     try:
-        info = json.loads((state_dir / "node.json").read_text())
-        token = (state_dir / "api-token").read_text().strip()
-        return LocalNode(str(info["api_url"]), token, Path(info["download_dir"]))
+        fd = os.open(state_dir, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return None
+    try:
+        info = json.loads(_read_own(fd, NODE_FILE))
+        token = _read_own(fd, TOKEN_FILE).strip()
+        _check_trust(fd, state_dir)
+        return LocalNode(str(info.get("api_url", "")), token, Path(info["download_dir"]), state_dir)
     except (OSError, ValueError, KeyError, TypeError):
         return None
+    finally:
+        os.close(fd)
+
+
+def _read_own(dir_fd: int, name: str) -> str:
+    fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=dir_fd)
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+            raise ValueError(f"{name} is not a regular file")
+        return f.read(64 * 1024).decode()
+
+
+def _check_trust(dir_fd: int, state_dir: Path) -> None:
+    """Raise ``UntrustedStateDir`` unless the directory, ``api-token`` and ``api.sock``
+    have one owner and nobody else may write into the directory; ``OSError`` when the
+    socket is missing (no node runs)."""
+    owner = os.fstat(dir_fd)
+    sock = os.stat(API_SOCKET, dir_fd=dir_fd, follow_symlinks=False)
+    token = os.stat(TOKEN_FILE, dir_fd=dir_fd, follow_symlinks=False)
+    if stat.S_IMODE(owner.st_mode) & 0o022:
+        raise UntrustedStateDir(
+            f"{state_dir} is writable by other users (mode {stat.S_IMODE(owner.st_mode):o}): "
+            "not sending the node's token there; `chmod 700` it and restart the node"
+        )
+    if not stat.S_ISSOCK(sock.st_mode) or {sock.st_uid, token.st_uid} != {owner.st_uid}:
+        raise UntrustedStateDir(
+            f"{state_dir}/{API_SOCKET} is not a socket of the directory's owner: "
+            "not sending the node's token there"
+        )
+
+
+@contextlib.asynccontextmanager
+async def open_local_node(state_dir: Path) -> AsyncIterator[NodeSession | None]:
+    """A ``NodeSession`` on the Unix socket of the node running in ``state_dir``; None
+    when no node says it runs there. Raises ``UntrustedStateDir`` (see the module
+    docstring). The socket is reached through a descriptor of the checked directory."""
+    node = find_local_node(state_dir)
+    if node is None:
+        yield None
+        return
+    import aiohttp  # only now: a download without a node never pays for importing it
+
+    fd = os.open(state_dir, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        _check_trust(fd, state_dir)  # the very directory the connections go through
+        connector = aiohttp.UnixConnector(path=f"/proc/self/fd/{fd}/{API_SOCKET}")
+        async with aiohttp.ClientSession(connector=connector) as session:
+            yield NodeSession(session, node)
+    finally:
+        os.close(fd)
 
 
 def relative_output(node: LocalNode, output: Path | None) -> str | None:
@@ -55,17 +131,22 @@ def relative_output(node: LocalNode, output: Path | None) -> str | None:
 
 
 class NodeSession:
-    """Calls to one node's user API."""
+    """Calls to one node's user API, on a session whose connector reaches the node's
+    Unix socket (``open_local_node``)."""
 
     def __init__(self, session: aiohttp.ClientSession, node: LocalNode) -> None:
         self._session = session
         self._node = node
         self._headers = {"Authorization": f"Bearer {node.token}"}
 
+    @property
+    def node(self) -> LocalNode:
+        return self._node
+
     async def call(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
         try:
             async with self._session.request(
-                method, self._node.api_url + path, json=body, headers=self._headers
+                method, SOCKET_BASE + path, json=body, headers=self._headers
             ) as resp:
                 return resp.status, await resp.json(content_type=None)
         except (_client_error(), OSError, ValueError) as exc:

@@ -1,7 +1,12 @@
-"""The node's local user API: JSON over HTTP on 127.0.0.1, for the CLI (and the portal).
+"""The node's local user API: JSON over HTTP, for the CLI (and the portal).
 
-Every request carries ``Authorization: Bearer TOKEN``, where the token is in the node's
-state directory (mode 0600): another local user cannot drive the node. Routes::
+Served twice by the same application: on the Unix socket ``api.sock`` in the node's 0700
+state directory (the CLI's only way in: see ``node.remote``) and on 127.0.0.1 (where the
+portal lives). Every request carries ``Authorization: Bearer TOKEN``, where the token is in
+the node's state directory (``api-token``, 0600, new at every start): another local user
+cannot drive the node. Nor reach it at all: every request's client must run as the node's
+own user (or root), which the kernel tells (``net.peercred``) — on 127.0.0.1 another local
+user could otherwise replay a portal cookie the browser sent to a port of theirs. Routes::
 
     POST   /v1/downloads              {url, output?, checksums?, force?, restart_if_changed?,
                                        helpers?}  → 201 with the download
@@ -22,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import json
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -33,6 +39,7 @@ from swarmget.core.errors import HubError, SwarmgetError
 from swarmget.core.scheduler import SchedulerConfig
 from swarmget.core.urls import validate_url
 from swarmget.net.auth import json_error
+from swarmget.net.peercred import connection_uid
 from swarmget.node.downloads import DownloadManager, describe, resolve_destination
 from swarmget.node.engine import DownloadSpec
 
@@ -72,6 +79,7 @@ class UserApi:
         self.stall_timeout = stall_timeout
         self.status = status
         self.peers = peers
+        self.allowed_uids = frozenset({os.geteuid(), 0})  # the node's user, and root
 
     def spec_from(self, body: CreateDownload) -> DownloadSpec:
         output = resolve_destination(self.download_dir, body.output)
@@ -91,6 +99,16 @@ class UserApi:
 
 
 API: web.AppKey[UserApi] = web.AppKey("user_api", UserApi)
+
+
+@web.middleware
+async def _same_user(request: web.Request, handler: Any) -> web.StreamResponse:
+    if not (request.path == METRICS_PATH and request.method == "GET"):  # counters: anyone
+        uid = connection_uid(request.transport)
+        if uid is None or uid not in request.app[API].allowed_uids:
+            return json_error(403, "only the node's own user may use its local API", "auth")
+    result: web.StreamResponse = await handler(request)
+    return result
 
 
 @web.middleware
@@ -177,7 +195,7 @@ async def list_peers(request: web.Request) -> web.Response:
 
 
 def make_user_app(api: UserApi) -> web.Application:
-    app = web.Application(middlewares=[_bearer], client_max_size=64 * 1024)
+    app = web.Application(middlewares=[_same_user, _bearer], client_max_size=64 * 1024)
     app[API] = api
     app.router.add_post("/v1/downloads", create_download)
     app.router.add_get("/v1/downloads", list_downloads)

@@ -210,6 +210,7 @@ async def _start_node(
 def _prepare_root(root: Path, secret_file: Path, secret: str) -> None:
     root.mkdir(parents=True, exist_ok=True)
     secret_file.write_text(secret)
+    secret_file.chmod(0o600)  # as a secret should be (others may not read it)
 
 
 class NodeApi:

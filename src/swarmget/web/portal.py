@@ -48,6 +48,7 @@ from swarmget.node.downloads import DownloadRecord, describe, resolve_destinatio
 from swarmget.node.user_api import CreateDownload, UserApi
 from swarmget.web import views
 from swarmget.web.security import (
+    LOGIN_LINK_TTL,
     SAFE_METHODS,
     PortalAuth,
     Session,
@@ -512,5 +513,12 @@ def make_portal_app(portal: Portal) -> web.Application:
 
 
 def mount_portal(user_app: web.Application, portal: Portal) -> None:
-    """Serve ``portal`` under ``/portal/`` of the user API's application."""
+    """Serve ``portal`` under ``/portal/`` of the user API's application, and add the user
+    API's ``POST /v1/portal-link`` (bearer token, like every user API route): a fresh
+    one-time login link, for ``swarmget portal``."""
     user_app.add_subapp(PREFIX, make_portal_app(portal))
+
+    async def portal_link(request: web.Request) -> web.Response:
+        return web.json_response({"url": portal.login_url(), "expires_in": LOGIN_LINK_TTL})
+
+    user_app.router.add_post("/v1/portal-link", portal_link)

@@ -3,8 +3,11 @@
 The portal is a browser front end to the node's local user API, so it needs what a bearer
 token cannot give a browser, and must refuse what a browser can be tricked into sending:
 
-* **Login.** ``login_link()`` mints a one-time secret for ``/portal/login?token=...`` (the
-  node announces one when it starts; valid once, for ``LOGIN_LINK_TTL``). The login page also
+* **Login.** ``login_link()`` mints a one-time secret for ``/portal/login?token=...``, valid
+  once, for ``LOGIN_LINK_TTL`` (5 minutes). A link is a credential, so it goes to a terminal
+  only, never to a log or the journal: the node prints one on its stderr when that is a
+  terminal, and ``swarmget portal`` asks the node for a fresh one (on its Unix socket, with
+  the API token) and prints it. The login page also
   takes the API token itself (the ``api-token`` file in the state directory), pasted into a
   form, so that a link is never needed. Either one opens a **session**: a random id in an
   ``HttpOnly; SameSite=Strict`` cookie (never the API token), kept in memory only: a node
@@ -29,7 +32,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-LOGIN_LINK_TTL = 3600.0  # seconds a one-time login link stays valid
+LOGIN_LINK_TTL = 300.0  # seconds a one-time login link stays valid
 SESSION_IDLE = 7 * 24 * 3600.0  # a session unused for this long is forgotten
 MAX_SESSIONS = 64  # the oldest is dropped beyond this
 MAX_LOGIN_LINKS = 16
