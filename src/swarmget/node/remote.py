@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from swarmget.core.errors import DownloadError, SwarmgetError, UsageError
 from swarmget.core.ranges import ByteRange
 from swarmget.core.scheduler import SourceInfo, SourceState
+from swarmget.core.verification import VerificationReport
 from swarmget.node.engine import DownloadProgress, DownloadResult, Stage
 
 if TYPE_CHECKING:
@@ -111,6 +112,7 @@ def result_from_json(data: dict[str, Any]) -> DownloadResult:
         verified=tuple(r["verified"]),
         sources=progress.sources,
         last_byte_to_done=r["last_byte_to_done"],
+        verification=VerificationReport.from_json(r["verification"]),
     )
 
 
