@@ -117,6 +117,22 @@ async def test_default_settings_catch_and_ban_the_corrupting_helper(
         assert report["sampled_bytes"] <= 0.2 * result["result"]["size"]
 
 
+async def test_default_sampling_catches_a_helper_that_behaves_while_new(
+    origin: TestOrigin,
+    session: aiohttp.ClientSession,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The liar passes its first MiB on untouched (its first stream passes the check), then
+    corrupts a byte in every 4 KiB: a later stream's window (>= 16 KiB) catches it."""
+    monkeypatch.setenv("SWARMGET_EVIL_CLEAN_BYTES", str(1 * MiB))
+    monkeypatch.setenv("SWARMGET_EVIL_FLIP_EVERY", str(4 * 1024))
+    async with open_local_swarm(tmp_path, 4, node_module=CORRUPTING) as swarm:
+        result = await download(swarm, session, origin.url("f.bin"))
+        assert_caught(result, swarm, origin)
+        assert result["result"]["verification"]["level"] == "sampled"
+
+
 async def test_with_sampling_off_the_result_says_helpers_were_not_checked(
     origin: TestOrigin, session: aiohttp.ClientSession, tmp_path: Path
 ) -> None:
