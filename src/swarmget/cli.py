@@ -126,7 +126,7 @@ def main(config_path: Path | None) -> None:
     type=click.FloatRange(0.0, 1.0),
     default=DEFAULT_VERIFY_SAMPLE,
     show_default=True,
-    help="Compare this share (at least 16 KiB) of every helper stream with the origin "
+    help="Compare this share (at least 4 KiB) of every helper stream with the origin "
     "(0: trust helpers unchecked).",
 )
 @click.option("--state-dir", type=click.Path(path_type=Path), default=DEFAULT_STATE_DIR)

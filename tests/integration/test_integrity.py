@@ -124,9 +124,9 @@ async def test_default_sampling_catches_a_helper_that_behaves_while_new(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The liar passes its first MiB on untouched (its first stream passes the check), then
-    corrupts a byte in every 4 KiB: a later stream's window (>= 16 KiB) catches it."""
+    corrupts a byte in every 2 KiB: a later stream's window (>= 4 KiB) catches it."""
     monkeypatch.setenv("SWARMGET_EVIL_CLEAN_BYTES", str(1 * MiB))
-    monkeypatch.setenv("SWARMGET_EVIL_FLIP_EVERY", str(4 * 1024))
+    monkeypatch.setenv("SWARMGET_EVIL_FLIP_EVERY", str(2 * 1024))
     async with open_local_swarm(tmp_path, 4, node_module=CORRUPTING) as swarm:
         result = await download(swarm, session, origin.url("f.bin"))
         assert_caught(result, swarm, origin)

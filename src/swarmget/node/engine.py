@@ -92,7 +92,7 @@ _PROBE_ATTEMPTS = 4
 #: the share of each helper stream compared with the origin by default (see the docstring)
 DEFAULT_VERIFY_SAMPLE = 0.01
 #: ... and the smallest window compared (a stream shorter than this is compared whole)
-SAMPLE_MIN_WINDOW = 16 * 1024
+SAMPLE_MIN_WINDOW = 4 * 1024
 #: the window for a helper's first stream in a download (a corruptor of every chunk it
 #: passes on, up to the helper's 256 KiB origin reads, is caught there)
 SAMPLE_FIRST_WINDOW = 256 * 1024
