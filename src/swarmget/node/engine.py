@@ -60,6 +60,7 @@ from swarmget.core.errors import (
     SourceError,
     SourceRateLimited,
     SourceRetryable,
+    StorageError,
     SwarmgetError,
 )
 from swarmget.core.filenames import choose_filename
@@ -631,7 +632,10 @@ class Download:
         async with self._origin.open_range(info, rng) as body:
             async for chunk in body:
                 chunks.append(chunk)
-        theirs = await asyncio.to_thread(_pread, part.part_path, rng)
+        try:
+            theirs = await asyncio.to_thread(_pread, part.part_path, rng)
+        except OSError as exc:
+            raise StorageError(f"cannot read back {rng} of {part.part_path}: {exc}") from exc
         return b"".join(chunks) == theirs
 
     def _ban_liar(
