@@ -112,7 +112,11 @@ def result_from_json(data: dict[str, Any]) -> DownloadResult:
         verified=tuple(r["verified"]),
         sources=progress.sources,
         last_byte_to_done=r["last_byte_to_done"],
-        verification=VerificationReport.from_json(r["verification"]),
+        verification=(  # an older node's result has none: it never sampled
+            VerificationReport.from_json(r["verification"])
+            if "verification" in r
+            else VerificationReport()
+        ),
     )
 
 
