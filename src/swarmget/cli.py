@@ -43,6 +43,7 @@ from swarmget.core.errors import (
 )
 from swarmget.core.scheduler import SchedulerConfig
 from swarmget.core.urls import validate_url
+from swarmget.core.verification import Verification
 from swarmget.defaults import (
     DEFAULT_API_PORT,
     DEFAULT_DB_URL,
@@ -52,7 +53,12 @@ from swarmget.defaults import (
     DEFAULT_TTL,
     SECRET_ENV,
 )
-from swarmget.node.engine import DownloadProgress, DownloadResult, DownloadSpec
+from swarmget.node.engine import (
+    DEFAULT_VERIFY_SAMPLE,
+    DownloadProgress,
+    DownloadResult,
+    DownloadSpec,
+)
 from swarmget.node.local import LocalOptions, open_local_download, parse_headers
 from swarmget.progress import human_bytes, watch, watch_progress
 
@@ -119,8 +125,10 @@ def main(config_path: Path | None) -> None:
 @click.option(
     "--verify-sample",
     type=click.FloatRange(0.0, 1.0),
-    default=0.0,
-    help="Re-fetch this fraction of each helper's bytes from the origin to check them.",
+    default=DEFAULT_VERIFY_SAMPLE,
+    show_default=True,
+    help="Compare this share (at least 4 KiB) of every helper stream with the origin "
+    "(0: trust helpers unchecked).",
 )
 @click.option("--state-dir", type=click.Path(path_type=Path), default=DEFAULT_STATE_DIR)
 @click.option(
@@ -269,6 +277,7 @@ async def _get_via_node(
             "checksums": [str(d) for d in spec.checksums],
             "force": spec.force,
             "restart_if_changed": spec.restart_if_changed,
+            "verify_sample": spec.verify_sample,
         }
         if spec.max_size is not None:
             body["max_size"] = spec.max_size
@@ -335,6 +344,7 @@ def result_json(result: DownloadResult) -> dict[str, Any]:
         "fetched_bytes": result.fetched_bytes,
         "digests": result.digests,
         "verified": list(result.verified),
+        "verification": result.verification.to_json(),
         "last_byte_to_done": round(result.last_byte_to_done, 4),
         "sources": [
             {
@@ -352,7 +362,15 @@ def result_json(result: DownloadResult) -> dict[str, Any]:
 
 def summary_line(result: DownloadResult) -> str:
     rate = result.size / result.elapsed if result.elapsed > 0 else 0.0
-    checked = ", ".join(result.verified) + " verified" if result.verified else "size checked"
+    report = result.verification
+    if result.verified:
+        checked = ", ".join(result.verified) + " verified"
+    elif report.level is Verification.SAMPLED:
+        checked = f"size checked, {report.sampled_streams} helper streams sampled"
+    elif report.helper_bytes:
+        checked = f"size checked, NOT verified: {human_bytes(report.helper_bytes)} from helpers"
+    else:
+        checked = "size checked"
     resumed = f", resumed from {human_bytes(result.resumed_bytes)}" if result.resumed_bytes else ""
     return (
         f"saved {result.path} ({human_bytes(result.size)}) in {result.elapsed:.1f}s, "

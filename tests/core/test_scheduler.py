@@ -349,3 +349,98 @@ def test_statistics_report_segments_per_source() -> None:
     union = RangeSet(r for src in stats.sources for r in src.segments)
     assert union == RangeSet([ByteRange(0, 2 * MiB)])
     assert sum(src.claimed for src in stats.sources) == 2 * MiB
+
+
+def _drive_with_lies(s: Scheduler, lies: dict[str, int], max_steps: int = 2000) -> list[Ban]:
+    """Run ``s`` on a simulated clock. Source ``x`` answers every ``lies[x]``-th lease BROKEN
+    at once (a shifted Content-Range) and delivers every other one whole, 64 KiB per 0.1 s.
+    Returns the bans; stops when complete, stuck or after ``max_steps``."""
+    now, answers, bans = 0.0, dict.fromkeys(lies, 0), []
+    open_leases: dict[int, Assign] = {}
+    for _ in range(max_steps):
+        if s.is_complete() or not s.has_usable_source():
+            break
+        actions = [*s.on_timer(now), *s.poll(now)]
+        for a in assigns(actions):
+            answers[a.source_id] += 1
+            if answers[a.source_id] % lies[a.source_id] == 0:
+                actions += s.on_failure(a.lease_id, now, FailureKind.BROKEN, reason="lie")
+            else:
+                open_leases[a.lease_id] = a
+        bans += [b for b in actions if isinstance(b, Ban)]
+        for c in actions:
+            if isinstance(c, Cancel | Ban):
+                open_leases.pop(getattr(c, "lease_id", -1), None)
+        now += 0.1
+        for lease_id in list(open_leases):
+            claim = s.on_data(lease_id, 64 * KiB, now)
+            bans += [b for b in claim.actions if isinstance(b, Ban)]
+            if claim.finished:
+                del open_leases[lease_id]
+            for c in claim.actions:
+                if isinstance(c, Cancel):
+                    open_leases.pop(c.lease_id, None)
+        s.check_invariants()
+    return bans
+
+
+def test_an_origin_lying_in_one_answer_of_three_is_backed_off_never_banned() -> None:
+    """The only source answers one range request in three wrongly: judged by its recent
+    ratio it is backed off after each lie, never banned, and the download completes."""
+    s = Scheduler(8 * MiB, SchedulerConfig(min_piece=256 * KiB, max_piece=256 * KiB))
+    s.add_source("origin", 4, 0.0)
+    assert _drive_with_lies(s, {"origin": 3}) == []
+    assert s.is_complete()
+    (info,) = s.statistics(1000.0).sources
+    assert info.failures >= 9  # 32 pieces: it did lie about ten times
+    assert info.state is not SourceState.BANNED
+
+
+def test_a_lying_source_is_backed_off_after_a_bad_answer() -> None:
+    cfg = SchedulerConfig(min_piece=16 * KiB, max_piece=16 * KiB, backoff_initial=1.0)
+    s = Scheduler(1 * MiB, cfg)
+    s.add_source("a", 1, 0.0)
+    (first,) = assigns(s.poll(0.0))
+    s.on_data(first.lease_id, 16 * KiB, 0.1)  # a good answer
+    (second,) = assigns(s.poll(0.1))
+    assert s.on_failure(second.lease_id, 0.2, FailureKind.BROKEN, reason="lie") == []
+    assert s.poll(0.3) == []  # backing off
+    assert len(assigns(s.poll(1.3))) == 1
+
+
+def test_mostly_bad_answers_ban_a_source_while_another_remains() -> None:
+    """Three lies in four answers: banned when another source can finish the file ..."""
+    s = Scheduler(4 * MiB, SchedulerConfig(min_piece=64 * KiB, max_piece=64 * KiB))
+    s.add_source("liar", 2, 0.0)
+    s.add_source("good", 2, 0.0)
+    bans = _drive_with_lies(s, {"liar": 1, "good": 10**9}, max_steps=50)
+    assert [b.source_id for b in bans] == ["liar"]
+
+
+def test_the_last_source_is_not_banned_while_some_answers_are_good() -> None:
+    """... but not when it is the last source and some of its recent answers were good."""
+    s = Scheduler(1 * MiB, SchedulerConfig(min_piece=64 * KiB, max_piece=64 * KiB))
+    s.add_source("only", 1, 0.0)
+    now = 0.0
+    for i in range(9):  # good, bad, bad, good, bad, bad ...: two thirds bad
+        now += 60.0
+        (a,) = assigns(s.poll(now))
+        if i % 3 == 0:
+            s.on_data(a.lease_id, 64 * KiB, now)
+        else:
+            assert s.on_failure(a.lease_id, now, FailureKind.BROKEN, reason="lie") == []
+    (info,) = s.statistics(now).sources
+    assert info.state is not SourceState.BANNED
+
+
+def test_a_last_source_that_only_lies_is_still_banned() -> None:
+    s = Scheduler(1 * MiB, SchedulerConfig(min_piece=64 * KiB, max_broken=3))
+    s.add_source("only", 1, 0.0)
+    bans = []
+    now = 0.0
+    for _ in range(3):
+        now += 60.0
+        (a,) = assigns(s.poll(now))
+        bans += s.on_failure(a.lease_id, now, FailureKind.BROKEN, reason="lie")
+    assert [b.source_id for b in bans if isinstance(b, Ban)] == ["only"]
+    assert not s.has_usable_source()

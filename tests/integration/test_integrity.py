@@ -1,5 +1,6 @@
 """A deliberately corrupting helper in a 4-node swarm: caught by the relay's manifest, by
-sampling, or — with neither — by the final checksum, which says who delivered what."""
+sampling (on by default), or — with neither — by the final checksum, which says who
+delivered what; and the result always says what was and was not checked."""
 
 from __future__ import annotations
 
@@ -97,12 +98,61 @@ async def test_sampling_catches_and_bans_the_corrupting_helper(
         assert_caught(result, swarm, origin)
 
 
+async def test_default_settings_catch_and_ban_the_corrupting_helper(
+    origin: TestOrigin, session: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    """No relay, no checksum, no Repr-Digest, nothing asked for: every helper stream is
+    sampled against the origin, the liar is banned, its ranges fetched again."""
+    async with open_local_swarm(tmp_path, 4, node_module=CORRUPTING) as swarm:
+        result = await download(swarm, session, origin.url("f.bin"))
+        assert_caught(result, swarm, origin)
+        report = result["result"]["verification"]
+        assert report["methods"] == ["sampled"]
+        assert report["level"] == "sampled"
+        assert not report["whole_file"]
+        assert report["helper_bytes"] > 0
+        assert report["sampled_streams"] >= 1
+        # every stream of the honest helpers was compared; the liar's were dropped unchecked
+        assert report["sample_fraction"] == 0.01
+        assert report["sampled_bytes"] <= 0.2 * result["result"]["size"]
+
+
+async def test_default_sampling_catches_a_helper_that_behaves_while_new(
+    origin: TestOrigin,
+    session: aiohttp.ClientSession,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The liar passes its first MiB on untouched (its first stream passes the check), then
+    corrupts a byte in every 2 KiB: a later stream's window (>= 4 KiB) catches it."""
+    monkeypatch.setenv("SWARMGET_EVIL_CLEAN_BYTES", str(1 * MiB))
+    monkeypatch.setenv("SWARMGET_EVIL_FLIP_EVERY", str(2 * 1024))
+    async with open_local_swarm(tmp_path, 4, node_module=CORRUPTING) as swarm:
+        result = await download(swarm, session, origin.url("f.bin"))
+        assert_caught(result, swarm, origin)
+        assert result["result"]["verification"]["level"] == "sampled"
+
+
+async def test_with_sampling_off_the_result_says_helpers_were_not_checked(
+    origin: TestOrigin, session: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    async with open_local_swarm(tmp_path, 3) as swarm:
+        result = await download(swarm, session, origin.url("f.bin"), verify_sample=0)
+        assert result["state"] == "done", result["error"]
+        report = result["result"]["verification"]
+        assert (report["level"], report["methods"], report["sampled_streams"]) == ("none", [], 0)
+        assert report["helper_bytes"] > 0  # plainly: this many bytes nobody checked
+        assert report["helper_streams"] > 0
+
+
 async def test_without_either_the_checksum_names_who_delivered_what(
     origin: TestOrigin, session: aiohttp.ClientSession, tmp_path: Path
 ) -> None:
     async with open_local_swarm(tmp_path, 4, node_module=CORRUPTING) as swarm:
         checksum = f"sha256:{origin.expected_sha256('f.bin')}"
-        result = await download(swarm, session, origin.url("f.bin"), checksums=[checksum])
+        result = await download(
+            swarm, session, origin.url("f.bin"), checksums=[checksum], verify_sample=0
+        )
         assert result["state"] == "failed"
         assert result["error"]["code"] == "checksum_mismatch"
         message = result["error"]["message"]

@@ -14,7 +14,7 @@ from aiohttp import web
 from swarmget.core.ranges import ByteRange
 from swarmget.net.origin import OriginClient
 from swarmget.node import helper
-from swarmget.node.helper import HelperLimits, HelperService
+from swarmget.node.helper import HelperLimits, HelperService, StreamBudget
 from swarmget.testing.origin import TestOrigin, open_test_origin
 
 KiB = 1024
@@ -42,12 +42,12 @@ def service() -> HelperService:
     return HelperService(cast(OriginClient, None), HelperLimits())
 
 
-async def forward(body: AsyncIterator[bytes]) -> tuple[RecordingResponse, list[int], Any]:
+async def forward(body: AsyncIterator[bytes]) -> tuple[RecordingResponse, int, Any]:
     resp = RecordingResponse()
-    used = [0]
+    budget = StreamBudget(10**9)
     svc = service()
-    await helper._forward(body, cast(web.StreamResponse, resp), svc, used)
-    return resp, used, svc
+    await helper._forward(body, cast(web.StreamResponse, resp), svc, budget)
+    return resp, budget.used, svc
 
 
 async def test_small_chunks_go_out_in_few_large_writes() -> None:
@@ -61,7 +61,7 @@ async def test_small_chunks_go_out_in_few_large_writes() -> None:
     resp, used, svc = await forward(body())
     assert b"".join(w for _, w in resp.writes) == b"".join(chunks)
     assert len(resp.writes) <= 4  # 256 KiB batches (a slow machine may cut one short)
-    assert used == [400 * KiB]
+    assert used == 400 * KiB
     assert svc.stats.bytes_served == 400 * KiB
 
 
@@ -104,7 +104,7 @@ async def test_a_slow_origin_stream_arrives_whole_through_the_flush_timer(
         async with client.open_range(info, ByteRange(1000, 401000)) as body:
             resp, used, _ = await forward(body)
     assert b"".join(w for _, w in resp.writes) == origin.content("slow.bin")[1000:401000]
-    assert used == [400000]
+    assert used == 400000
     assert len(resp.writes) > 2  # the timer did flush while the origin trickled
 
 
@@ -118,7 +118,7 @@ async def test_an_error_mid_body_propagates_after_nothing_wrong_was_sent() -> No
 
     resp = RecordingResponse()
     try:
-        await helper._forward(body(), cast(web.StreamResponse, resp), service(), [0])
+        await helper._forward(body(), cast(web.StreamResponse, resp), service(), StreamBudget(KiB))
     except Broken:
         pass
     else:

@@ -208,13 +208,12 @@ async def test_quota_survives_a_restart(tmp_path: Path, origin: TestOrigin) -> N
 
 def test_slots_are_shared_fairly_between_requesters() -> None:
     service = HelperService(OriginClient.__new__(OriginClient), HelperLimits(slots=4))
-    for _ in range(4):
-        service.admit("a", 10)  # alone, "a" may use every slot
+    held = [service.admit("a", 10) for _ in range(4)]  # alone, "a" may use every slot
     with pytest.raises(Refusal):
         service.admit("b", 10)  # full
-    service.release("a", 10, 10)
+    service.release("a", held.pop())
     service.admit("b", 10)  # a freed slot goes to the newcomer
-    service.release("a", 10, 10)
+    service.release("a", held.pop())
     with pytest.raises(Refusal):
         service.admit("a", 10)  # "a" holds 2 = its fair half while "b" is active
     service.admit("b", 10)

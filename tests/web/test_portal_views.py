@@ -260,6 +260,30 @@ def test_verification(fields: dict[str, Any], status: str, title: str) -> None:
     assert result.title.startswith(title)
 
 
+def _report(methods: list[str], helper_bytes: int, sampled: int) -> dict[str, Any]:
+    return {
+        "methods": methods, "helper_bytes": helper_bytes, "helper_streams": 3,
+        "sampled_streams": sampled, "sampled_bytes": sampled * 16384, "sample_fraction": 0.01,
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("report", "status", "title"),
+    [
+        (_report(["sampled"], 5 * MiB, 3), "ok", "Spot-checked"),
+        (_report([], 5 * MiB, 0), "failed", "NOT verified"),
+        (_report([], 0, 0), "ok", "Complete: size checked"),
+        ({"methods": "garbage"}, "ok", "Complete: size checked"),  # shown, never a 500
+    ],
+)
+def test_verification_says_what_was_and_was_not_checked(
+    report: dict[str, Any], status: str, title: str
+) -> None:
+    result = {"verified": [], "digests": {}, "size": 1, "verification": report}
+    shown = views.verification(download(state="done", result=result))
+    assert (shown.status, shown.title.split(":")[0]) == (status, title.split(":")[0])
+
+
 def test_single_stream_downloads_show_one_growing_block() -> None:
     d = download(progress=progress(None, 5 * MiB, [], mode="single-stream"))
     view = views.details_view(d, node_id="me")

@@ -30,8 +30,13 @@ byte is claimed exactly once, whoever delivers it first:
   duplicate of it (as in the endgame). Either way before it takes new work.
 * **Failures.** A failed, cancelled or stalled lease keeps what it claimed and gives back only
   ``[frontier, end)`` (unless a duplicate still works on it). A source that fails repeatedly
-  without progress is backed off exponentially, then banned; a source that answers wrongly
-  (``BROKEN``) is banned sooner. A lease with no data for ``stall_timeout`` is revoked.
+  without progress is backed off exponentially, then banned. A lease is one *answer* of its
+  source: good once bytes flow, bad when it ends ``BROKEN`` (a wrong Content-Range, a short
+  body, bad data). A source is judged by its last ``judge_window`` answers: it is banned when
+  at least ``max_broken`` of them are bad and the bad outnumber the good; otherwise every bad
+  answer only backs it off. The last usable source is never banned while any of its recent
+  answers was good: it is the only way left to finish, and it still delivers. A lease with no
+  data for ``stall_timeout`` is revoked.
 
 The scheduler never does I/O and never reads the clock: every method takes ``now`` (seconds,
 any monotonic origin) and returns the actions the driver must carry out (``Assign``, ``Cancel``,
@@ -65,8 +70,11 @@ class SchedulerConfig:
     stall_timeout: float = 15.0
     #: consecutive failures without progress before a source is banned
     max_failures: int = 5
-    #: BROKEN answers (lies, short bodies) before a source is banned, progress or not
+    #: BROKEN answers (lies, short bodies) in the last ``judge_window`` answers before a source
+    #: is banned, progress or not (if they also outnumber its good answers there)
     max_broken: int = 3
+    #: how many of a source's most recent answers (leases) it is judged by
+    judge_window: int = 12
     backoff_initial: float = 0.5
     backoff_max: float = 30.0
     steal: bool = True
@@ -91,6 +99,8 @@ class SchedulerConfig:
             raise ValueError("min_steal, stall_timeout and max_failures must be positive")
         if self.align < 1:
             raise ValueError("align must be >= 1")
+        if self.max_broken < 1 or self.judge_window < self.max_broken:
+            raise ValueError("need 1 <= max_broken <= judge_window")
 
 
 class FailureKind(enum.Enum):
@@ -220,6 +230,8 @@ class _Lease:
     duplicate: bool
     received: int = 0
     samples: _RateWindow = field(default_factory=lambda: _RateWindow())
+    #: its answer was recorded as good (bytes flowed) in its source's window
+    answered: bool = False
 
     def rate(self, now: float) -> float | None:
         return _windowed_rate(self.samples, now, self.started)
@@ -232,7 +244,9 @@ class _Source:
     added: float
     leases: set[int] = field(default_factory=set)
     consecutive_failures: int = 0
-    broken: int = 0
+    broken: int = 0  # BROKEN answers ever (for statistics)
+    #: the most recent answers: (lease id or 0, good?), oldest first
+    answers: deque[tuple[int, bool]] = field(default_factory=deque)
     failures: int = 0
     not_before: float = 0.0
     banned: str | None = None
@@ -427,6 +441,9 @@ class Scheduler:
         lease.cursor = got.end
         lease.last_data = now
         self._count_received(lease, src, nbytes, now)
+        if not lease.answered and nbytes:
+            lease.answered = True
+            self._answer(src, lease.id, good=True)
         write = self._claim(piece, src, got)
         if write is not None:
             src.consecutive_failures = 0
@@ -449,7 +466,7 @@ class Scheduler:
             return []
         src = self._sources[lease.source_id]
         self._release(lease)
-        return self._blame(src, now, kind, reason or kind.value, retry_after)
+        return self._blame(src, now, kind, reason or kind.value, retry_after, lease.id)
 
     def on_timer(self, now: float) -> list[Action]:
         """Revoke stalled leases. Call at (or after) ``next_deadline()``."""
@@ -564,7 +581,13 @@ class Scheduler:
     # --- internals: blame ----------------------------------------------------------------------
 
     def _blame(
-        self, src: _Source, now: float, kind: FailureKind, reason: str, retry_after: float | None
+        self,
+        src: _Source,
+        now: float,
+        kind: FailureKind,
+        reason: str,
+        retry_after: float | None,
+        lease_id: int = 0,
     ) -> list[Action]:
         if kind is FailureKind.CANCELLED:
             return []
@@ -576,12 +599,35 @@ class Scheduler:
         src.consecutive_failures += 1
         if kind is FailureKind.BROKEN:
             src.broken += 1
-        if src.broken >= self.config.max_broken:
-            return self._ban(src, f"{src.broken} bad answers, last: {reason}")
+            self._answer(src, lease_id, good=False)
+            bad = sum(1 for _, good in src.answers if not good)
+            too_many = bad >= self.config.max_broken and 2 * bad > len(src.answers)
+            if too_many and not self._is_last_hope(src):
+                last = len(src.answers)
+                return self._ban(src, f"{bad} of its last {last} answers bad, last: {reason}")
         if src.consecutive_failures >= self.config.max_failures:
             return self._ban(src, f"{src.consecutive_failures} failures in a row, last: {reason}")
         src.not_before = max(src.not_before, now + self._backoff(src.consecutive_failures))
         return []
+
+    def _answer(self, src: _Source, lease_id: int, *, good: bool) -> None:
+        """Record an answer of ``src``; a bad end of a lease replaces its good start."""
+        if not good and lease_id:
+            for i, (seen, _) in enumerate(src.answers):
+                if seen == lease_id:
+                    src.answers[i] = (lease_id, False)
+                    return
+        src.answers.append((lease_id, good))
+        while len(src.answers) > self.config.judge_window:
+            src.answers.popleft()
+
+    def _is_last_hope(self, src: _Source) -> bool:
+        """``src`` is the only usable source left and recently delivered (see the docstring)."""
+        if not any(good for _, good in src.answers):
+            return False
+        return not any(
+            s.banned is None and not s.gone for s in self._sources.values() if s is not src
+        )
 
     def _backoff(self, failures: int) -> float:
         delay = self.config.backoff_initial * 2.0 ** (failures - 1)

@@ -303,6 +303,7 @@ def describe(record: DownloadRecord, *, events: int = 50) -> dict[str, Any]:
             "fetched_bytes": record.result.fetched_bytes,
             "last_byte_to_done": record.result.last_byte_to_done,
             "verified": list(record.result.verified),
+            "verification": record.result.verification.to_json(),
             "digests": record.result.digests,
         }
     return out

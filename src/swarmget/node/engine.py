@@ -9,6 +9,21 @@ bytes are always flushed, even when the stream is cancelled, so the scheduler's 
 the file agree. A background task hashes the contiguous prefix of the file while it grows,
 so only the tail is left to hash when the last byte lands.
 
+Helpers are not trusted with the bytes they deliver. With a relay, every piece is checked
+against its manifest as it lands. Otherwise (by default) every helper stream is *sampled*:
+once its bytes are on disk, a window of ``max(SAMPLE_MIN_WINDOW, verify_sample * length)``
+bytes (``SAMPLE_FIRST_WINDOW`` for a helper's first stream) at an offset drawn then (by
+``random.SystemRandom``) is fetched from the origin and compared. A mismatch bans the helper
+and sends everything it delivered back to be fetched again. The download is done only when
+every stream has been checked; the result says how (``VerificationReport``).
+
+What that promises: a helper that corrupts at least one byte in every ``SAMPLE_MIN_WINDOW``
+bytes of a stream is caught on that stream, and one that does so in every
+``SAMPLE_FIRST_WINDOW`` bytes from its first stream on is caught on its first stream; a
+corrupted run of R bytes in a stream of L is caught with probability at least (R + W) / L
+per stream (W the window). A helper that corrupts a few bytes of a few streams may escape:
+only a digest (``--checksum``, ``Repr-Digest``) or a relay's manifest checks every byte.
+
 Sources are anything with ``open_range`` (``RangeSource``): the origin itself here, helper
 nodes in the swarm. Errors from a stream are blamed on its source (retry, back off, ban);
 errors that concern the whole download (``OriginChanged``, ``StorageError``) stop it.
@@ -21,6 +36,7 @@ import contextlib
 import dataclasses
 import enum
 import logging
+import math
 import os
 import random
 import time
@@ -43,6 +59,7 @@ from swarmget.core.errors import (
     SourceError,
     SourceRateLimited,
     SourceRetryable,
+    StorageError,
     SwarmgetError,
 )
 from swarmget.core.filenames import choose_filename
@@ -60,6 +77,7 @@ from swarmget.core.scheduler import (
     SourceInfo,
 )
 from swarmget.core.urls import redact_url
+from swarmget.core.verification import Verification, VerificationReport
 from swarmget.hashing import IncrementalHasher, hash_file
 from swarmget.net.origin import OriginClient, OriginInfo
 from swarmget.storage import (
@@ -79,8 +97,15 @@ WRITE_BATCH = 1 * MiB
 log = logging.getLogger(__name__)
 _ROUTINE_EVENTS = frozenset({"assign", "duplicate", "cancel"})
 _PROBE_ATTEMPTS = 4
-_SAMPLE_ROUNDS = 4
-SAMPLE_BLOCK = 64 * 1024
+#: the share of each helper stream compared with the origin by default (see the docstring)
+DEFAULT_VERIFY_SAMPLE = 0.01
+#: ... and the smallest window compared (a stream shorter than this is compared whole)
+SAMPLE_MIN_WINDOW = 4 * 1024
+#: the window for a helper's first stream in a download (a corruptor of every chunk it
+#: passes on, up to the helper's 256 KiB origin reads, is caught there)
+SAMPLE_FIRST_WINDOW = 256 * 1024
+_CHECKS_AT_ONCE = 2  # sample checks in flight (extra origin requests) at a time
+_CHECK_ATTEMPTS = 4  # origin failures tolerated per check before the download fails
 _RESTARTS = 3
 
 
@@ -128,10 +153,15 @@ class DownloadSpec:
     durable_interval: float = 30.0
     #: fsync the finished file before the rename (curl, wget and aria2 do not)
     fsync: bool = False
-    #: without a manifest: re-fetch this fraction of every helper's bytes from the origin
-    verify_sample: float = 0.0
     #: refuse (before writing anything) a file larger than this many bytes; None: no limit
     max_size: int | None = None
+    #: without a manifest: compare this share (at least ``SAMPLE_MIN_WINDOW`` bytes) of
+    #: every helper stream with the origin (0: trust helpers; the result then says so)
+    verify_sample: float = DEFAULT_VERIFY_SAMPLE
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.verify_sample <= 1.0:
+            raise ValueError("verify_sample must be between 0 and 1")
 
 
 class Stage(enum.Enum):
@@ -184,6 +214,8 @@ class DownloadResult:
     verified: tuple[str, ...]  # which known digests matched
     sources: tuple[SourceInfo, ...]
     last_byte_to_done: float  # seconds from the last byte received to the file in place
+    #: how the bytes were checked (digests, manifest, sampled helper streams, or nothing)
+    verification: VerificationReport = field(default_factory=VerificationReport)
 
 
 class _BatchWriter:
@@ -210,6 +242,10 @@ class _BatchWriter:
             chunks, start = self._chunks, self._start
             self._chunks, self._length = [], 0
             await self._part.write_chunks_at(start, chunks)
+
+    def discard(self) -> None:
+        """Drop what was collected and not written (it came from a source found lying)."""
+        self._chunks, self._length = [], 0
 
 
 class Download:
@@ -249,8 +285,15 @@ class Download:
         self._relay = relay
         self._manifest: Manifest | None = None
         self._verifier: PieceVerifier | None = None
-        self._sampled: set[str] = set()
-        self._rng = random.Random()
+        self._rng = random.SystemRandom()  # sample windows a helper cannot predict
+        self._checks: deque[_StreamCheck] = deque()  # helper streams to sample
+        self._checks_running = 0
+        self._distrusted: set[str] = set()  # helpers caught sending bad bytes
+        self._rehash = False  # the incremental hash may have taken bytes found bad later
+        self._helper_streams = 0
+        self._first_checked: set[str] = set()  # helpers whose first stream was queued
+        self._sampled_streams = 0
+        self._sampled_bytes = 0
         #: every integrity failure: (what, {source: bytes it contributed})
         self.corrupt_reports: list[tuple[str, dict[str, int]]] = []
 
@@ -421,16 +464,6 @@ class Download:
         self._stage = Stage.DOWNLOADING
         algorithms = self._algorithms(info)
         assert info.size is not None
-        if self.spec.verify_sample:  # helpers may be caught late: hash the final file once
-            for _round in range(_SAMPLE_ROUNDS):
-                failure = await self._drive(sched, part, None)
-                if failure is not None:
-                    raise failure
-                if not await self._sample_helpers(sched, part):
-                    break
-            self._stage = Stage.VERIFYING
-            await part.settle()
-            return await hash_file(part.part_path, algorithms) if algorithms else {}
         async with contextlib.AsyncExitStack() as stack:
             hasher = None
             if algorithms:
@@ -441,7 +474,11 @@ class Download:
                 raise failure
             self._stage = Stage.VERIFYING
             await part.settle()  # a cancelled stream's last batch may still be on its way
-            return await hasher.finish(info.size) if hasher is not None else {}
+            if hasher is None:
+                return {}
+            if self._rehash:  # a liar was caught after its bytes were hashed: start over
+                return await hash_file(part.part_path, algorithms)
+            return await hasher.finish(info.size)
 
     async def _drive(
         self, sched: Scheduler, part: PartFile, hasher: IncrementalHasher | None
@@ -499,8 +536,13 @@ class Download:
     # --- integrity: pieces checked against a manifest -------------------------------------------
 
     def _all_checked(self, sched: Scheduler) -> bool:
+        """Complete, and every piece (manifest) or helper stream (sampling) checked."""
         verifier = self._verifier
-        return sched.is_complete() and (verifier is None or verifier.all_ok())
+        if not sched.is_complete() or not (verifier is None or verifier.all_ok()):
+            return False
+        if self._sampling():  # streams still flushing will queue their checks
+            return not (self._tasks or self._checks or self._checks_running)
+        return True
 
     def _hashable_prefix(self, part: PartFile) -> int:
         """Only bytes already checked against the manifest may enter the whole-file hash."""
@@ -508,6 +550,11 @@ class Download:
         return prefix if self._verifier is None else min(prefix, self._verifier.verified_prefix())
 
     def _start_checks(self, sched: Scheduler, part: PartFile, tg: asyncio.TaskGroup) -> None:
+        while self._checks and self._checks_running < _CHECKS_AT_ONCE:
+            check = self._checks.popleft()
+            if check.source_id not in self._distrusted:
+                self._checks_running += 1
+                tg.create_task(self._sample_stream(sched, part, tg, check))
         verifier = self._verifier
         if verifier is None:
             return
@@ -552,53 +599,82 @@ class Download:
                 actions += sched.strike(source_id, self._clock(), f"bad data: {why}")
         self._apply(sched, part, tg, actions)
 
-    # --- integrity: sampling helpers against another source ------------------------------------
+    # --- integrity: sampling every helper stream against the origin -----------------------------
 
-    def _own_sources(self) -> set[str]:
-        return {i for i, s in self._sources.items() if isinstance(s, OriginSource)}
+    def _sampling(self) -> bool:
+        return self.spec.verify_sample > 0 and self._manifest is None
 
-    async def _sample_helpers(self, sched: Scheduler, part: PartFile) -> bool:
-        """Re-fetch a fraction of every helper's bytes from our own source and compare.
+    def _stream_ended(self, source_id: str, runs: list[ByteRange]) -> None:
+        """A helper stream ended having claimed ``runs`` (on disk now): queue its check."""
+        self._helper_streams += 1
+        if self._sampling() and source_id not in self._distrusted:
+            first = source_id not in self._first_checked
+            self._first_checked.add(source_id)
+            window = SAMPLE_FIRST_WINDOW if first else SAMPLE_MIN_WINDOW
+            self._checks.append(_StreamCheck(source_id, runs, window))
+            self._wake.set()
 
-        A helper caught lying is banned and everything it delivered is fetched again.
-        Returns True when that happened (the caller drives the download again)."""
+    async def _sample_stream(
+        self, sched: Scheduler, part: PartFile, tg: asyncio.TaskGroup, check: _StreamCheck
+    ) -> None:
+        """Compare a window of a helper stream's bytes with the origin's; ban a liar."""
         info = self._info
-        own = [s for s in self._sources.values() if isinstance(s, OriginSource)]
-        if info is None or not own:
-            return False
-        caught = False
-        for source in sched.statistics(self._clock()).sources:
-            if source.source_id in self._own_sources() or source.source_id in self._sampled:
-                continue
-            self._sampled.add(source.source_id)
-            for rng in _sample_ranges(source.segments, self.spec.verify_sample, self._rng):
-                if not await self._same_bytes(own[0], info, part, rng):
-                    self._ban_liar(sched, part, source.source_id, rng)
-                    caught = True
-                    break
-        return caught
+        assert info is not None
+        window = sample_window(check.runs, self.spec.verify_sample, self._rng, check.window)
+        try:
+            same = await self._same_bytes(info, part, window)
+        except SourceError as exc:
+            check.attempts += 1
+            if check.attempts < _CHECK_ATTEMPTS:
+                self._checks.append(check)  # the origin is having a bad moment: again later
+            else:
+                reason = f"cannot check {check.source_id}'s bytes against the origin: {exc}"
+                self._fatal = self._fatal or DownloadError(reason)
+            return
+        except SwarmgetError as exc:  # the file changed on the server, a storage error ...
+            self._fatal = self._fatal or exc
+            return
+        finally:
+            self._checks_running -= 1
+            self._wake.set()
+        self._sampled_streams += 1
+        self._sampled_bytes += window.length
+        if not same and check.source_id not in self._distrusted:
+            self._ban_liar(sched, part, tg, check.source_id, window)
 
-    async def _same_bytes(
-        self, source: RangeSource, info: OriginInfo, part: PartFile, rng: ByteRange
-    ) -> bool:
+    async def _same_bytes(self, info: OriginInfo, part: PartFile, rng: ByteRange) -> bool:
         chunks = []
-        async with source.open_range(info, rng) as body:
+        async with self._origin.open_range(info, rng) as body:
             async for chunk in body:
                 chunks.append(chunk)
-        theirs = await asyncio.to_thread(_pread, part.part_path, rng)
+        try:
+            theirs = await asyncio.to_thread(_pread, part.part_path, rng)
+        except OSError as exc:
+            raise StorageError(f"cannot read back {rng} of {part.part_path}: {exc}") from exc
         return b"".join(chunks) == theirs
 
-    def _ban_liar(self, sched: Scheduler, part: PartFile, source_id: str, rng: ByteRange) -> None:
+    def _ban_liar(
+        self,
+        sched: Scheduler,
+        part: PartFile,
+        tg: asyncio.TaskGroup,
+        source_id: str,
+        rng: ByteRange,
+    ) -> None:
+        """``source_id`` sent bytes that differ from the origin's: ban it and fetch everything
+        it delivered again (its streams still running write nothing more)."""
         why = f"sample {rng} differs from the origin's bytes"
-        delivered = next(
-            s.segments for s in sched.statistics(self._clock()).sources if s.source_id == source_id
-        )
-        self.corrupt_reports.append((why, {source_id: sum(len(r) for r in delivered)}))
+        delivered = sched.statistics(self._clock()).sources
+        segments = next(s.segments for s in delivered if s.source_id == source_id)
+        self.corrupt_reports.append((why, {source_id: sum(len(r) for r in segments)}))
         self._event("corrupt", source_id, why)
-        sched.ban(source_id, f"sent bad data: {why}")
-        for segment in delivered:  # everything it sent is suspect
+        self._distrusted.add(source_id)
+        self._rehash = True
+        actions = sched.ban(source_id, f"sent bad data: {why}")
+        for segment in segments:  # everything it sent is suspect
             sched.invalidate(segment)
             part.forget(segment)
+        self._apply(sched, part, tg, actions)
 
     async def _durable_checkpoint(self, part: PartFile) -> None:
         try:
@@ -624,6 +700,7 @@ class Download:
         self._event("done", None, f"{path} verified ({', '.join(verified) or 'size only'})")
         sched = self._sched
         sources = sched.statistics(self._clock()).sources if sched is not None else ()
+        own = self._own_sources()
         assert info.size is not None
         return DownloadResult(
             path=path,
@@ -636,6 +713,32 @@ class Download:
             verified=verified,
             sources=sources,
             last_byte_to_done=self._clock() - (self._last_byte_at or self._clock()),
+            verification=self._report(
+                info, sum(s.claimed for s in sources if s.source_id not in own)
+            ),
+        )
+
+    def _own_sources(self) -> set[str]:
+        return {i for i, s in self._sources.items() if isinstance(s, OriginSource)}
+
+    def _report(self, info: OriginInfo, helper_bytes: int) -> VerificationReport:
+        """How the bytes were checked (called once every known digest matched)."""
+        methods = []
+        if self.spec.checksums:
+            methods.append(Verification.CHECKSUM)
+        if self._manifest is not None:
+            methods.append(Verification.MANIFEST)
+        if info.digests:
+            methods.append(Verification.REPR_DIGEST)
+        if self._sampled_streams:
+            methods.append(Verification.SAMPLED)
+        return VerificationReport(
+            methods=tuple(methods),
+            helper_bytes=helper_bytes,
+            helper_streams=self._helper_streams,
+            sampled_streams=self._sampled_streams,
+            sampled_bytes=self._sampled_bytes,
+            sample_fraction=self.spec.verify_sample if self._sampling() else 0.0,
         )
 
     # --- carrying out the scheduler's actions --------------------------------------------------
@@ -662,22 +765,34 @@ class Download:
         assert self._info is not None
         source = self._sources[lease.source_id]
         writer = _BatchWriter(part)
+        # what a helper's stream claimed, to be sampled (our own connections are not)
+        runs: list[ByteRange] | None = None if isinstance(source, OriginSource) else []
         try:
             async with source.open_range(self._info, lease.range) as body:
-                await self._pump(sched, part, lease, body, writer)
+                await self._pump(sched, part, lease, body, writer, runs)
             await writer.flush()
         except asyncio.CancelledError:
-            await writer.flush()  # the scheduler counts claimed bytes as done
+            await self._flush_claimed(writer, lease.source_id)
             raise
         except SourceError as exc:
-            await writer.flush()
+            await self._flush_claimed(writer, lease.source_id)
             self._on_source_error(sched, lease, exc)
         except DownloadError as exc:
             self._fatal = self._fatal or exc
         finally:
             if self._tasks.get(lease.lease_id) is asyncio.current_task():
                 del self._tasks[lease.lease_id]
+            if runs:
+                self._stream_ended(lease.source_id, runs)
             self._wake.set()
+
+    async def _flush_claimed(self, writer: _BatchWriter, source_id: str) -> None:
+        """The scheduler counts claimed bytes as done: write them, unless their source was
+        caught lying (then they were given back to be fetched again)."""
+        if source_id in self._distrusted:
+            writer.discard()
+        else:
+            await writer.flush()
 
     async def _pump(
         self,
@@ -686,6 +801,7 @@ class Download:
         lease: Assign,
         body: AsyncIterator[Chunk],
         writer: _BatchWriter,
+        runs: list[ByteRange] | None,
     ) -> None:
         pos = lease.range.start
         async for chunk in body:
@@ -694,6 +810,8 @@ class Download:
             if claim.write is not None:
                 view = memoryview(chunk)[claim.write.start - pos : claim.write.end - pos]
                 await writer.add(claim.write.start, view)
+                if runs is not None:
+                    _extend_runs(runs, claim.write)
             pos += len(chunk)
             if claim.actions:
                 self._apply_cancels(claim.actions)
@@ -766,6 +884,7 @@ class Download:
             verified=verified,
             sources=(),
             last_byte_to_done=self._clock() - (self._last_byte_at or self._clock()),
+            verification=self._report(info, 0),
         )
 
     async def _stream_whole(self, info: OriginInfo, part: PartFile) -> None:
@@ -861,25 +980,43 @@ __all__ = [
 ]
 
 
-def _sample_ranges(
-    segments: Sequence[ByteRange], fraction: float, rng: random.Random
-) -> list[ByteRange]:
-    """Random ``SAMPLE_BLOCK``-sized ranges covering about ``fraction`` of ``segments``
-    (at least one block when there is anything)."""
-    total = sum(len(s) for s in segments)
-    if not total or fraction <= 0:
-        return []
-    wanted = max(1, round(total * min(1.0, fraction) / SAMPLE_BLOCK))
-    out = []
-    for _ in range(wanted):
-        pick = rng.randrange(total)
-        for s in segments:
-            if pick < len(s):
-                start = s.start + pick
-                out.append(ByteRange(start, min(s.end, start + SAMPLE_BLOCK)))
-                break
-            pick -= len(s)
-    return out
+@dataclass
+class _StreamCheck:
+    """A helper stream to sample: what it claimed, and how often the origin failed us."""
+
+    source_id: str
+    runs: list[ByteRange]
+    window: int  # the smallest window to compare
+    attempts: int = 0
+
+
+def _extend_runs(runs: list[ByteRange], write: ByteRange) -> None:
+    if runs and runs[-1].end == write.start:
+        runs[-1] = ByteRange(runs[-1].start, write.end)
+    else:
+        runs.append(write)
+
+
+def sample_window(
+    runs: Sequence[ByteRange],
+    fraction: float,
+    rng: random.Random,
+    minimum: int = SAMPLE_MIN_WINDOW,
+) -> ByteRange:
+    """A window of ``max(minimum, fraction * total)`` bytes (at most the run it falls in)
+    around a byte of ``runs`` drawn uniformly: every byte may be picked."""
+    total = sum(len(r) for r in runs)
+    if not total:
+        raise ValueError("nothing to sample")
+    want = max(minimum, math.ceil(total * fraction))
+    pick = rng.randrange(total)
+    for r in runs:
+        if pick < len(r):
+            length = min(want, len(r))
+            start = min(max(r.start, r.start + pick - length // 2), r.end - length)
+            return ByteRange(start, start + length)
+        pick -= len(r)
+    raise AssertionError("unreachable")
 
 
 def _pread(path: Path, rng: ByteRange) -> bytes:

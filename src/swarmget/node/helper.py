@@ -10,7 +10,12 @@ the handler is cancelled and the origin request is closed at once.
 
 Limits the helper enforces for itself, answering 429 with Retry-After when over them:
 ``slots`` concurrent streams (shared fairly between requesters), a bandwidth cap over all
-streams, and a daily data quota persisted across restarts.
+streams, and a daily data quota persisted across restarts. The quota is charged as bytes come
+from the origin, reserved ``QUOTA_STEP`` at a time (never a whole range up front, so a stream
+that goes nowhere holds at most one step); a stream the quota cannot cover any more is cut
+(the requester sees a short body and fetches the rest elsewhere). A requester that stops
+reading loses its stream: when ``write_stall_timeout`` seconds pass without a byte taken, the
+connection is closed and its slot freed (one log line).
 
 Status codes a requester sees before the body starts: 400 bad request, 401 bad signature,
 403 forbidden target (SSRF guard; the message says only that, the details are logged here),
@@ -84,6 +89,12 @@ class HelperLimits:
     slots: int = 3
     rate_limit: float | None = None  # bytes/s over all streams
     retry_after_busy: float = 1.0
+    #: close a stream whose requester took no byte for this many seconds
+    write_stall_timeout: float = 20.0
+
+    def __post_init__(self) -> None:
+        if self.slots < 1 or self.write_stall_timeout <= 0:
+            raise ValueError("need slots >= 1 and write_stall_timeout > 0")
 
 
 @dataclass
@@ -91,7 +102,18 @@ class HelperStats:
     streams_served: int = 0
     bytes_served: int = 0
     refused: int = 0
+    stalled: int = 0  # streams closed because their requester stopped reading
+    quota_cut: int = 0  # streams cut because the daily quota ran out mid-stream
     active_by_requester: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class StreamBudget:
+    """One stream's share of the daily quota: reserved a step at a time, charged as used."""
+
+    length: int  # the most the stream will fetch
+    reserved: int = 0  # set aside and not fetched yet
+    used: int = 0  # fetched from the origin so far
 
 
 class Refusal(Exception):
@@ -102,6 +124,8 @@ class Refusal(Exception):
 
 FORWARD_BATCH = 256 * 1024  # bytes collected from the origin before one write on
 FORWARD_DELAY = 0.05  # ... or seconds after the first of them arrived
+QUOTA_STEP = 1024 * 1024  # quota is reserved this much at a time as a stream goes on
+log = logging.getLogger(__name__)
 
 #: A test seam: when set (by ``swarmget.testing.evil_node`` only), every chunk a helper
 #: streams passes through it. Production code never sets it.
@@ -143,8 +167,8 @@ class HelperService:
             "version": __version__,
         }
 
-    def admit(self, requester: str, length: int) -> None:
-        """Take a slot for ``requester`` or raise ``Refusal`` (429/503)."""
+    def admit(self, requester: str, length: int) -> StreamBudget:
+        """Take a slot and a first quota step for ``requester`` or raise ``Refusal`` (429/503)."""
         active = self.stats.active_by_requester
         if self.draining:
             raise Refusal(503, "this node is shutting down", "draining", 5.0)
@@ -154,18 +178,43 @@ class HelperService:
         if busy:
             self.stats.refused += 1
             raise Refusal(429, "all slots busy", "busy", self.limits.retry_after_busy)
-        if self.quota is not None and not self.quota.try_reserve(length):
+        budget = StreamBudget(length)
+        if self.quota is not None and self.quota.left() < length or not self._reserve_step(budget):
             self.stats.refused += 1
+            assert self.quota is not None
             raise Refusal(429, "daily quota used up", "quota", self.quota.retry_after())
         active[requester] = active.get(requester, 0) + 1
+        return budget
 
-    def release(self, requester: str, reserved: int, used: int) -> None:
+    def charge(self, budget: StreamBudget, n: int) -> bool:
+        """``n`` more bytes came from the origin for ``budget``'s stream: count them against
+        the quota. False when the quota cannot cover the stream's next bytes (stop it)."""
+        budget.used += n
+        if self.quota is None:
+            return True
+        taken = min(n, budget.reserved)
+        budget.reserved -= taken
+        self.quota.settle(taken, n)
+        return budget.reserved > 0 or budget.used >= budget.length or self._reserve_step(budget)
+
+    def release(self, requester: str, budget: StreamBudget) -> None:
+        """The stream ended: free its slot and give back the quota it did not use."""
         active = self.stats.active_by_requester
         active[requester] -= 1
         if not active[requester]:
             del active[requester]
         if self.quota is not None:
-            self.quota.settle(reserved, used)
+            self.quota.settle(budget.reserved, 0)
+        budget.reserved = 0
+
+    def _reserve_step(self, budget: StreamBudget) -> bool:
+        step = min(QUOTA_STEP, budget.length - budget.used - budget.reserved)
+        if self.quota is None or step <= 0:
+            return True
+        if not self.quota.try_reserve(step):
+            return False
+        budget.reserved += step
+        return True
 
     async def throttle(self, n: int) -> None:
         if self._bucket is not None:
@@ -224,13 +273,24 @@ async def _parse(request: web.Request) -> RangeRequest:
 
 
 @contextlib.asynccontextmanager
-async def _slot(service: HelperService, requester: str, length: int) -> AsyncIterator[list[int]]:
-    service.admit(requester, length)
-    used = [0]
+async def _slot(service: HelperService, requester: str, length: int) -> AsyncIterator[StreamBudget]:
+    budget = service.admit(requester, length)
     try:
-        yield used
+        yield budget
     finally:
-        service.release(requester, length, used[0])
+        service.release(requester, budget)
+
+
+class _StreamCut(Exception):
+    """Internal: stop streaming to this requester (it stopped reading, or the quota ran out)."""
+
+
+class _ReaderStalled(_StreamCut):
+    pass
+
+
+class _QuotaRanOut(_StreamCut):
+    pass
 
 
 async def handle_range(request: web.Request) -> web.StreamResponse:
@@ -239,15 +299,19 @@ async def handle_range(request: web.Request) -> web.StreamResponse:
     try:
         req = await _parse(request)
         rng = ByteRange(req.start, req.end)
-        async with _slot(service, requester, rng.length) as used:
-            return await _stream_range(request, service, req, rng, used)
+        async with _slot(service, requester, rng.length) as budget:
+            return await _stream_range(request, service, req, rng, budget)
     except Refusal as exc:
         headers = {"Retry-After": str(math.ceil(exc.retry_after))} if exc.retry_after else {}
         return json_error(exc.status, str(exc), exc.code, headers=headers)
 
 
 async def _stream_range(
-    request: web.Request, service: HelperService, req: RangeRequest, rng: ByteRange, used: list[int]
+    request: web.Request,
+    service: HelperService,
+    req: RangeRequest,
+    rng: ByteRange,
+    budget: StreamBudget,
 ) -> web.StreamResponse:
     resp = web.StreamResponse(
         status=200,
@@ -260,19 +324,55 @@ async def _stream_range(
     try:
         async with service.origin.open_range(_info_for(req), rng) as body:
             await resp.prepare(request)
-            await _forward(body, resp, service, used)
+            await _forward(body, resp, service, budget, request.transport)
+        await resp.write_eof()  # with a Content-Length this only marks the end: no wait
     except SwarmgetError as exc:
         if not resp.prepared:
             return _origin_error(exc)
         _abort(request)  # mid-body: the requester must see a short body, not a clean end
         return resp
-    await resp.write_eof()
+    except _StreamCut as exc:
+        if isinstance(exc, _QuotaRanOut):
+            service.stats.quota_cut += 1
+        else:
+            service.stats.stalled += 1
+        log.warning("stream %s to %s closed: %s", rng, authenticated_node(request), exc)
+        _abort(request)
+        return resp
     service.stats.streams_served += 1
     return resp
 
 
+async def _send(
+    resp: web.StreamResponse,
+    data: Chunk,
+    stall: float,
+    transport: asyncio.BaseTransport | None,
+) -> None:
+    """Write ``data`` on; raise ``_ReaderStalled`` once the requester took no byte for
+    ``stall`` seconds. A slow reader that still takes bytes is waited for."""
+    try:
+        async with asyncio.timeout(stall):
+            await resp.write(data)
+        return
+    except TimeoutError:
+        pass  # the bytes are in the transport's buffer: only the wait for room was cut
+    if not isinstance(transport, asyncio.WriteTransport):
+        raise _ReaderStalled(f"the requester took no byte for {stall:g} s")
+    left = transport.get_write_buffer_size()
+    while left:
+        await asyncio.sleep(stall)
+        if transport.get_write_buffer_size() >= left:
+            raise _ReaderStalled(f"the requester took no byte for {stall:g} s")
+        left = transport.get_write_buffer_size()
+
+
 async def _forward(
-    body: AsyncIterator[Chunk], resp: web.StreamResponse, service: HelperService, used: list[int]
+    body: AsyncIterator[Chunk],
+    resp: web.StreamResponse,
+    service: HelperService,
+    budget: StreamBudget,
+    transport: asyncio.BaseTransport | None = None,
 ) -> None:
     """Copy the origin's chunks to the requester, a few at a time.
 
@@ -291,7 +391,7 @@ async def _forward(
         data = pending[0] if len(pending) == 1 else b"".join(pending)
         pending.clear()
         size = 0
-        await resp.write(data)
+        await _send(resp, data, service.limits.write_stall_timeout, transport)
         service.stats.bytes_served += len(data)
 
     while True:
@@ -309,11 +409,14 @@ async def _forward(
         await service.throttle(len(chunk))
         if service.chunk_filter is not None:
             chunk = service.chunk_filter(chunk)
-        used[0] += len(chunk)
+        covered = service.charge(budget, len(chunk))
         if not pending:
             deadline = loop.time() + FORWARD_DELAY
         pending.append(chunk)
         size += len(chunk)
+        if not covered:
+            await flush()
+            raise _QuotaRanOut("the daily quota ran out mid-stream")
         if size >= FORWARD_BATCH or loop.time() >= deadline:
             await flush()
     if pending:

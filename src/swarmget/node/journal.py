@@ -16,7 +16,7 @@ from typing import Any
 
 from swarmget.core.digests import Digest, parse_checksum_spec
 from swarmget.core.scheduler import SchedulerConfig
-from swarmget.node.engine import DownloadSpec
+from swarmget.node.engine import DEFAULT_VERIFY_SAMPLE, DownloadSpec
 from swarmget.node.statefiles import write_private
 
 FORMAT = "swarmget-downloads-v1"
@@ -50,7 +50,7 @@ def spec_from_json(data: dict[str, Any]) -> DownloadSpec:
         checksums=checksums,
         force=bool(data["force"]),
         restart_if_changed=bool(data["restart_if_changed"]),
-        verify_sample=float(data.get("verify_sample", 0.0)),
+        verify_sample=float(data.get("verify_sample", DEFAULT_VERIFY_SAMPLE)),
         scheduler=SchedulerConfig(stall_timeout=float(data.get("stall_timeout", 15.0))),
         max_size=_size_or_none(data.get("max_size")),
     )

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from swarmget.core.errors import DownloadError, SwarmgetError, UsageError
 from swarmget.core.ranges import ByteRange
 from swarmget.core.scheduler import SourceInfo, SourceState
+from swarmget.core.verification import VerificationReport
 from swarmget.node.engine import DownloadProgress, DownloadResult, Stage
 from swarmget.node.statefiles import API_SOCKET, NODE_FILE, TOKEN_FILE
 
@@ -192,6 +193,11 @@ def result_from_json(data: dict[str, Any]) -> DownloadResult:
         verified=tuple(r["verified"]),
         sources=progress.sources,
         last_byte_to_done=r["last_byte_to_done"],
+        verification=(  # an older node's result has none: it never sampled
+            VerificationReport.from_json(r["verification"])
+            if "verification" in r
+            else VerificationReport()
+        ),
     )
 
 

@@ -41,7 +41,7 @@ from swarmget.core.urls import validate_url
 from swarmget.net.auth import json_error
 from swarmget.net.peercred import connection_uid
 from swarmget.node.downloads import DownloadManager, describe, resolve_destination
-from swarmget.node.engine import DownloadSpec
+from swarmget.node.engine import DEFAULT_VERIFY_SAMPLE, DownloadSpec
 
 SSE_INTERVAL = 0.5
 METRICS_PATH = "/metrics"
@@ -56,7 +56,7 @@ class CreateDownload(BaseModel):
     force: bool = False
     restart_if_changed: bool = False
     helpers: list[str] | None = Field(default=None, max_length=256)
-    verify_sample: float = Field(default=0.0, ge=0.0, le=1.0)
+    verify_sample: float = Field(default=DEFAULT_VERIFY_SAMPLE, ge=0.0, le=1.0)
     max_size: int | None = Field(default=None, ge=0)
 
 

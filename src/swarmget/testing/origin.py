@@ -81,6 +81,7 @@ class Behaviour:
     drop_after: int | None = None  # abort the connection after N body bytes of a response
     drop_count: int | None = None  # how many responses to drop (None: every one)
     lie_content_range: bool = False  # 206 carries a Content-Range other than the one sent
+    lie_content_range_every: int | None = None  # ... only every Nth 206 (N=3: 3rd, 6th ...)
     unavailable_count: int = 0  # the next N /files requests get `unavailable_status`
     unavailable_status: int = 503
     retry_after: int | None = 1  # seconds in Retry-After on those (None: no header)
@@ -90,6 +91,8 @@ class Behaviour:
     announce_size: int | None = None  # HEAD answers claim this Content-Length (any size)
 
     def __post_init__(self) -> None:
+        if self.lie_content_range_every is not None and self.lie_content_range_every < 1:
+            raise ValueError("lie_content_range_every must be >= 1")
         for name in (
             "etag_change_after",
             "drop_after",
@@ -492,6 +495,8 @@ class TestOrigin:
             self._unavailable_left = behaviour.unavailable_count
         if {"drop_after", "drop_count"} & changed:
             self._drops_left = behaviour.drop_count
+        if "lie_content_range_every" in changed:
+            self._partial_answers = 0
 
     def stats(self) -> OriginStats:
         c = self._counters
@@ -638,7 +643,15 @@ class TestOrigin:
         if r == UNSATISFIABLE:
             return _Plan(416, content_range=f"bytes */{f.size}")
         assert isinstance(r, ByteRange)
-        return _Plan(206, r.start, r.end, _content_range(r, f.size, b.lie_content_range))
+        return _Plan(206, r.start, r.end, _content_range(r, f.size, self._lie_now()))
+
+    def _lie_now(self) -> bool:
+        """Whether this 206 answer gets a shifted Content-Range."""
+        every = self.behaviour.lie_content_range_every
+        if every is None:
+            return self.behaviour.lie_content_range
+        self._partial_answers += 1
+        return self._partial_answers % every == 0
 
     def _headers(self, t: _Transfer, plan: _Plan) -> dict[str, str]:
         f, version = t.file, t.version
