@@ -51,6 +51,7 @@ from swarmget.defaults import (
     DEFAULT_TTL,
     SECRET_ENV,
 )
+from swarmget.net.serve import ListenLimits
 from swarmget.node.engine import DownloadProgress, DownloadResult, DownloadSpec
 from swarmget.node.local import LocalOptions, open_local_download, parse_headers
 from swarmget.progress import human_bytes, watch, watch_progress
@@ -462,10 +463,20 @@ def node(ctx: click.Context, /, **_: Any) -> None:
             stall_timeout=v.stall_timeout,
             heartbeat_interval=v.heartbeat_interval,
             relay_url=validate_url(v.relay) if v.relay else None,
+            listen_limits=_listen_limits(v),
         )
         asyncio.run(run_node(config, announce=_announce))
     except (SwarmgetError, ValueError, OSError) as exc:
         _fail_start(exc, "node")
+
+
+def _listen_limits(v: Any) -> ListenLimits:
+    """The listening limits of the [node], [hub] or [relay] settings."""
+    return ListenLimits(
+        head_timeout=v.head_timeout,
+        body_timeout=v.body_timeout,
+        per_address=v.connections_per_address,
+    )
 
 
 def _path_or_none(path: Path | None) -> str | None:
@@ -479,7 +490,13 @@ def _path_or_none(path: Path | None) -> str | None:
 @click.option("--secret-file", help=f"Swarm secret file (or ${SECRET_ENV}).")
 @click.option("--ttl", type=float, help=f"Seconds a silent node stays listed ({DEFAULT_TTL}).")
 @click.option("--group-prefix", type=int, help="IPv4 prefix bits that make a group (16).")
-@click.option("--trust-proxy", is_flag=True, default=None, help="Believe X-Forwarded-For.")
+@click.option(
+    "--trusted-proxy",
+    "trusted_proxies",
+    multiple=True,
+    help="A reverse proxy (CIDR) whose X-Forwarded-For is believed; repeat, or commas.",
+)
+@click.option("--trust-proxy", is_flag=True, default=None, hidden=True)
 @click.option("--log-format", type=click.Choice(["text", "json"]))
 @click.pass_context
 def hub(ctx: click.Context, /, **_: Any) -> None:
@@ -498,7 +515,8 @@ def hub(ctx: click.Context, /, **_: Any) -> None:
         secret = _secret(_path_or_none(resolved.secret_file))
         asyncio.run(
             run_hub(
-                v.host, v.port, v.db, secret, v.ttl, v.group_prefix, v.trust_proxy,
+                v.host, v.port, v.db, secret, v.ttl, v.group_prefix,
+                parse_cidrs(v.trusted_proxies), limits=_listen_limits(v),
                 on_listening=lambda url: _announce({"url": url}),
             )
         )  # fmt: skip
@@ -532,6 +550,7 @@ def relay(ctx: click.Context, /, **_: Any) -> None:
             port=v.port,
             piece_size=v.piece_size,
             origin_policy=_policy(tuple(v.allow_private_origins)),
+            listen_limits=_listen_limits(v),
         )
         asyncio.run(run_relay(config, lambda url: _announce({"url": url})))
     except (SwarmgetError, ValueError, OSError) as exc:

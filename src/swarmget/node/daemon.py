@@ -40,6 +40,7 @@ from swarmget.net.guard import make_guarded_connector
 from swarmget.net.hub_client import HubApi, HubPool, MembershipState, Registration, run_membership
 from swarmget.net.origin import OriginClient
 from swarmget.net.relay_client import RelayClient
+from swarmget.net.serve import ListenLimits, open_listener
 from swarmget.node.downloads import DownloadManager, SwarmContext
 from swarmget.node.helper import HelperLimits, HelperService, make_peer_app
 from swarmget.node.journal import DownloadJournal
@@ -74,6 +75,7 @@ class NodeConfig:
     relay_url: str | None = None  # fetch through this relay (pieces checked by its manifest)
     stall_timeout: float = 15.0
     health_timeout: float = 2.0
+    listen_limits: ListenLimits = field(default_factory=ListenLimits)  # both APIs
 
     def hubs(self) -> tuple[str, ...]:
         """Every hub to use: ``hub_url`` first, then ``hub_urls``, without repeats."""
@@ -157,19 +159,19 @@ def load_api_token(state_dir: Path) -> str:
 
 
 @contextlib.asynccontextmanager
-async def _serve(app: web.Application, host: str, port: int) -> AsyncIterator[str]:
+async def _serve(
+    app: web.Application, host: str, port: int, limits: ListenLimits
+) -> AsyncIterator[str]:
     # in-flight requests (helper streams) get SHUTDOWN_GRACE seconds, then are cancelled
-    runner = web.AppRunner(
-        app, handler_cancellation=True, access_log=None, shutdown_timeout=SHUTDOWN_GRACE
-    )
-    await runner.setup()
-    try:
-        site = web.TCPSite(runner, host, port)
-        await site.start()
-        bound_port = runner.addresses[0][1]  # the real port when ``port`` was 0
-        yield f"http://{_url_host(host)}:{bound_port}"
-    finally:
-        await runner.cleanup()
+    async with open_listener(
+        app,
+        host,
+        port,
+        limits=limits,
+        handler_cancellation=True,
+        shutdown_timeout=SHUTDOWN_GRACE,
+    ) as listening:
+        yield f"http://{_url_host(host)}:{listening.port}"  # the real port when ``port`` was 0
 
 
 def _url_host(host: str) -> str:
@@ -217,6 +219,7 @@ async def open_node(config: NodeConfig) -> AsyncIterator[Node]:
                 make_peer_app(helper, config.secret, node_id),
                 config.listen_host,
                 config.listen_port,
+                config.listen_limits,
             )
         )
         hub = None
@@ -264,7 +267,7 @@ async def open_node(config: NodeConfig) -> AsyncIterator[Node]:
         node.portal = Portal(api, node_id=node_id)
         mount_portal(user_app, node.portal)
         node.api_url = await stack.enter_async_context(
-            _serve(user_app, config.api_host, config.api_port)
+            _serve(user_app, config.api_host, config.api_port, config.listen_limits)
         )
         node.portal.bind(node.api_url)
         stop_tasks: list[asyncio.Task[Any]] = []

@@ -10,12 +10,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiohttp
-from aiohttp import web
 
 from swarmget.core.addresses import AddressPolicy
 from swarmget.core.manifest import DEFAULT_PIECE_SIZE
 from swarmget.net.guard import make_guarded_connector
 from swarmget.net.origin import OriginClient
+from swarmget.net.serve import ListenLimits, open_listener
 from swarmget.relay.app import make_relay_app
 from swarmget.relay.service import Relay
 from swarmget.relay.store import open_cache_index
@@ -32,6 +32,7 @@ class RelayConfig:
     piece_size: int = DEFAULT_PIECE_SIZE
     connections: int = 4
     origin_policy: AddressPolicy = field(default_factory=AddressPolicy)
+    listen_limits: ListenLimits = field(default_factory=ListenLimits)
 
 
 @dataclass
@@ -59,15 +60,17 @@ async def open_relay(config: RelayConfig) -> AsyncIterator[RunningRelay]:
             piece_size=config.piece_size,
             connections=config.connections,
         )
-        runner = web.AppRunner(make_relay_app(relay, config.secret), handler_cancellation=True)
-        await runner.setup()
         try:
-            await web.TCPSite(runner, config.host, config.port).start()
-            port = runner.addresses[0][1]
-            host = f"[{config.host}]" if ":" in config.host else config.host
-            yield RunningRelay(f"http://{host}:{port}", relay)
+            async with open_listener(
+                make_relay_app(relay, config.secret),
+                config.host,
+                config.port,
+                limits=config.listen_limits,
+                handler_cancellation=True,
+            ) as listening:
+                host = f"[{config.host}]" if ":" in config.host else config.host
+                yield RunningRelay(f"http://{host}:{listening.port}", relay)
         finally:
-            await runner.cleanup()
             for state in relay.fetches.values():
                 if state.task is not None:
                     state.task.cancel()
