@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -14,7 +15,16 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from swarmget.net.serve import LOG_BURST, Listening, ListenLimits, open_listener
+from swarmget.core.addresses import parse_cidrs
+from swarmget.core.ratelimit import EventBudget
+from swarmget.net.serve import (
+    LOG_BURST,
+    ConnectionTable,
+    Listening,
+    ListenLimits,
+    Refusal,
+    open_listener,
+)
 
 HALF_HEAD = b"GET /ok HTTP/1.1\r\nHost: test\r\nX-Slow: "
 #: Generous bound on any wait for the server to act (its deadlines here are 0.3-0.5 s).
@@ -220,3 +230,23 @@ async def test_a_flood_of_malformed_requests_logs_a_few_short_lines(
     lines = [r for r in caplog.records if r.name.startswith(("swarmget", "aiohttp"))]
     assert 1 <= len(lines) <= LOG_BURST + 1
     assert all(r.exc_info is None and "\n" not in r.getMessage() for r in lines)
+
+
+def test_trusted_proxies_have_no_per_address_cap() -> None:
+    proxy, client = ipaddress.ip_address("10.0.0.2"), ipaddress.ip_address("10.0.0.9")
+    table = ConnectionTable(per_address=2, total=10, uncounted=parse_cidrs("10.0.0.0/30"))
+    assert [table.admit(proxy) for _ in range(5)] == [None] * 5
+    assert [table.admit(client) for _ in range(3)] == [None, None, Refusal.ADDRESS_FULL]
+    assert [table.admit(proxy) for _ in range(4)] == [None, None, None, Refusal.SERVER_FULL]
+    table.release(client)
+    assert table.admit(client) is None
+    assert (table.open_from(proxy), table.open_from(client)) == (8, 2)
+
+
+def test_event_budget_allows_a_burst_then_a_rate() -> None:
+    budget = EventBudget(rate=0.5, burst=3)
+    assert [budget.allow(100.0) for _ in range(5)] == [True, True, True, False, False]
+    assert budget.allow(101.0) is False  # half a token
+    assert budget.allow(102.0) is True
+    assert budget.take_skipped() == 3
+    assert budget.take_skipped() == 0
