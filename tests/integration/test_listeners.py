@@ -130,3 +130,24 @@ async def test_half_sent_heads_and_bodies_are_closed(
     finally:
         for writer in servers.conns:
             writer.close()
+
+
+async def test_the_portal_believes_no_forwarded_header(
+    tmp_path: Path, stack: AsyncExitStack
+) -> None:
+    """The portal's Host and Origin checks read the request itself: proxy headers a page
+    (or a rebinding attacker) adds name nothing."""
+    servers = await _open_all(tmp_path, stack)
+    api = servers.urls["api"]
+    own = api.removeprefix("http://")
+    forged = {
+        "X-Forwarded-Host": own,
+        "Forwarded": f'for=127.0.0.1;host="{own}";proto=http',
+        "X-Forwarded-For": "127.0.0.1",
+    }
+    async with aiohttp.ClientSession() as session:
+        for path in ("/portal/", "/portal/login"):
+            async with session.get(api + path, headers={"Host": "evil.example", **forged}) as r:
+                assert r.status == 403
+            async with session.get(api + path, headers=forged, allow_redirects=False) as r:
+                assert r.status < 400
