@@ -317,7 +317,9 @@ class _Site(web.BaseSite):
     async def start(self) -> None:
         await super().start()
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(self._factory, self._host, self._port)
+        self._server = await loop.create_server(
+            self._factory, self._host, self._port, backlog=self._backlog
+        )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
