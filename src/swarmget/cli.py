@@ -40,6 +40,7 @@ from swarmget.core.errors import (
     SwarmgetError,
     UsageError,
 )
+from swarmget.core.listening import ListenLimits
 from swarmget.core.scheduler import SchedulerConfig
 from swarmget.core.urls import validate_url
 from swarmget.defaults import (
@@ -51,7 +52,6 @@ from swarmget.defaults import (
     DEFAULT_TTL,
     SECRET_ENV,
 )
-from swarmget.net.serve import ListenLimits
 from swarmget.node.engine import DownloadProgress, DownloadResult, DownloadSpec
 from swarmget.node.local import LocalOptions, open_local_download, parse_headers
 from swarmget.progress import human_bytes, watch, watch_progress

@@ -9,7 +9,8 @@ half-sent requests ("slowloris") then hold as many file descriptors until the pr
 ``RLIMIT_NOFILE``, stops accepting connections and cannot open its own files. And every
 malformed request is logged with a full traceback, so a flood of them fills the disk.
 
-``ListenLimits`` (defaults in brackets; every server takes its own):
+``ListenLimits`` (``swarmget.core.listening``, with the bookkeeping of open connections;
+defaults in brackets; every server takes its own):
 
 * ``head_timeout`` [10 s]: each request head (request line and header fields) must be
   complete within this long of its first byte (for the first request of a connection: of
@@ -39,11 +40,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import enum
 import ipaddress
 import logging
 import resource
-from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -53,19 +52,34 @@ from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.streams import StreamReader
 from aiohttp.web_protocol import RequestHandler, RequestPayloadError
 
-from swarmget.core.addresses import IPAddress, IPNetwork
+from swarmget.core.addresses import IPAddress
 from swarmget.core.errors import UsageError
-from swarmget.core.forwarded import is_trusted
+from swarmget.core.listening import (
+    DEFAULT_BODY_TIMEOUT,
+    DEFAULT_HEAD_TIMEOUT,
+    DEFAULT_IDLE_TIMEOUT,
+    DEFAULT_PER_ADDRESS,
+    ConnectionTable,
+    ListenLimits,
+    Refusal,
+)
 from swarmget.core.ratelimit import EventBudget
 
-__all__ = ["LOG", "ConnectionTable", "Listening", "ListenLimits", "Refusal", "open_listener"]
+__all__ = [
+    "DEFAULT_BODY_TIMEOUT",
+    "DEFAULT_HEAD_TIMEOUT",
+    "DEFAULT_IDLE_TIMEOUT",
+    "DEFAULT_PER_ADDRESS",
+    "LOG",
+    "ConnectionTable",
+    "Listening",
+    "ListenLimits",
+    "Refusal",
+    "open_listener",
+]
 
 LOG = logging.getLogger("swarmget.http")
 
-DEFAULT_HEAD_TIMEOUT = 10.0
-DEFAULT_BODY_TIMEOUT = 30.0
-DEFAULT_IDLE_TIMEOUT = 75.0
-DEFAULT_PER_ADDRESS = 64
 LOG_BURST = 20  # server log lines at once ...
 LOG_RATE = 0.2  # ... then this many per second
 _BUSY = (
@@ -74,68 +88,12 @@ _BUSY = (
 )
 
 
-@dataclass(frozen=True, kw_only=True)
-class ListenLimits:
-    """How long a client may take to send a request, and how many connections it may hold
-    (see the module doc)."""
-
-    head_timeout: float = DEFAULT_HEAD_TIMEOUT
-    body_timeout: float = DEFAULT_BODY_TIMEOUT
-    idle_timeout: float = DEFAULT_IDLE_TIMEOUT
-    per_address: int = DEFAULT_PER_ADDRESS
-    max_connections: int | None = None  # None: half the soft RLIMIT_NOFILE
-    uncounted: tuple[IPNetwork, ...] = ()  # no per-address cap (trusted reverse proxies)
-
-    def __post_init__(self) -> None:
-        if min(self.head_timeout, self.body_timeout, self.idle_timeout) <= 0:
-            raise ValueError("listen timeouts must be positive")
-        if self.per_address < 1 or (self.max_connections is not None and self.max_connections < 1):
-            raise ValueError("connection limits must be at least 1")
-
-    def total(self) -> int:
-        """``max_connections``, or half the soft limit on open files."""
-        if self.max_connections is not None:
-            return self.max_connections
-        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
-        return 4096 if soft == resource.RLIM_INFINITY else max(8, soft // 2)
-
-
-class Refusal(enum.Enum):
-    """Why a new connection was closed at once."""
-
-    ADDRESS_FULL = "too many connections from this address"
-    SERVER_FULL = "too many connections in all"
-
-
-class ConnectionTable:
-    """Open connections by client address: whether one more may open (bookkeeping only)."""
-
-    def __init__(self, *, per_address: int, total: int, uncounted: tuple[IPNetwork, ...]):
-        self._per_address = per_address
-        self._total = total
-        self._uncounted = uncounted
-        self._open: Counter[IPAddress | None] = Counter()
-
-    def admit(self, client: IPAddress | None) -> Refusal | None:
-        """Count a new connection from ``client``, or say why it may not open."""
-        if self._open.total() >= self._total:
-            return Refusal.SERVER_FULL
-        if (
-            client is not None
-            and self._open[client] >= self._per_address
-            and not is_trusted(client, self._uncounted)
-        ):
-            return Refusal.ADDRESS_FULL
-        self._open[client] += 1
-        return None
-
-    def release(self, client: IPAddress | None) -> None:
-        self._open[client] -= 1
-        if self._open[client] <= 0:
-            del self._open[client]
-
-    def open_from(self, client: IPAddress | None) -> int:
-        return self._open[client]
+def _total(limits: ListenLimits) -> int:
+    """``max_connections``, or half the soft limit on open files."""
+    if limits.max_connections is not None:
+        return limits.max_connections
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return 4096 if soft == resource.RLIM_INFINITY else max(8, soft // 2)
 
 
 class _Guard:
@@ -144,7 +102,7 @@ class _Guard:
     def __init__(self, limits: ListenLimits, loop: asyncio.AbstractEventLoop) -> None:
         self.limits = limits
         self.table = ConnectionTable(
-            per_address=limits.per_address, total=limits.total(), uncounted=limits.uncounted
+            per_address=limits.per_address, total=_total(limits), uncounted=limits.uncounted
         )
         self._budget = EventBudget(LOG_RATE, LOG_BURST)
         self._loop = loop
