@@ -6,7 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from swarmget.config import ConfigError, NodeSettings, RelaySettings, render, resolve
+from swarmget.config import (
+    ConfigError,
+    HubSettings,
+    NodeSettings,
+    RelaySettings,
+    render,
+    resolve,
+)
 
 MiB = 1024 * 1024
 
@@ -77,12 +84,16 @@ def test_secret_file_precedence_and_redaction(tmp_path: Path) -> None:
         ("[hub]\ngroup_prefix = 40\n", {}, "hub.group_prefix"),
         ("", {"SWARMGET_NODE_SLOTS": "lots"}, "node.slots (from env SWARMGET_NODE_SLOTS)"),
         ("not toml = = 1", {}, "config file"),
+        ("[hub]\ntrusted_proxies = ['10.0.0.1/8']\n", {}, "hub.trusted_proxies"),
+        ("[hub]\ntrust_proxy = true\n", {}, "hub.trust_proxy"),
+        ("", {"SWARMGET_HUB_TRUST_PROXY": "1"}, "hub.trust_proxy (from env"),
+        ("[hub]\nhead_timeout = 0\n", {}, "hub.head_timeout"),
     ],
 )
 def test_invalid_configuration_names_the_key(
     tmp_path: Path, text: str, env: dict[str, str], message: str
 ) -> None:
-    section = "relay" if "relay" in text else "hub" if "hub" in text else "node"
+    section = "relay" if "relay" in text else "hub" if "HUB" in str(env) + text.upper() else "node"
     with pytest.raises(ConfigError) as info:  # noqa: PT011  (the message is checked below)
         resolve(section, {}, config_path=write(tmp_path, text), env=env)
     assert message in str(info.value)
@@ -98,3 +109,18 @@ def test_sizes_parse_binary_units() -> None:
     assert isinstance(r.values, RelaySettings)
     assert r.values.budget == 1536 * MiB
     assert r.values.piece_size == 256 * 1024
+
+
+def test_trusted_proxies_and_listen_limits_from_env() -> None:
+    env = {
+        "SWARMGET_HUB_TRUSTED_PROXIES": "127.0.0.1, 10.0.0.0/30",
+        "SWARMGET_HUB_HEAD_TIMEOUT": "2.5",
+    }
+    values = resolve("hub", {}, config_path=None, env=env).values
+    assert isinstance(values, HubSettings)
+    assert values.trusted_proxies == ["127.0.0.1", "10.0.0.0/30"]
+    assert (values.head_timeout, values.body_timeout, values.connections_per_address) == (
+        2.5,
+        30.0,
+        64,
+    )

@@ -41,6 +41,7 @@ from swarmget.core.errors import (
     SwarmgetError,
     UsageError,
 )
+from swarmget.core.listening import ListenLimits
 from swarmget.core.scheduler import SchedulerConfig
 from swarmget.core.urls import validate_url
 from swarmget.core.verification import Verification
@@ -499,10 +500,20 @@ def node(ctx: click.Context, /, **_: Any) -> None:
             heartbeat_interval=v.heartbeat_interval,
             relay_url=validate_url(v.relay) if v.relay else None,
             max_size=v.max_size,
+            listen_limits=_listen_limits(v),
         )
         asyncio.run(run_node(config, announce=_announce))
     except (SwarmgetError, ValueError, OSError) as exc:
         _fail_start(exc, "node")
+
+
+def _listen_limits(v: Any) -> ListenLimits:
+    """The listening limits of the [node], [hub] or [relay] settings."""
+    return ListenLimits(
+        head_timeout=v.head_timeout,
+        body_timeout=v.body_timeout,
+        per_address=v.connections_per_address,
+    )
 
 
 def _path_or_none(path: Path | None) -> str | None:
@@ -516,7 +527,13 @@ def _path_or_none(path: Path | None) -> str | None:
 @click.option("--secret-file", help=f"Swarm secret file (or ${SECRET_ENV}).")
 @click.option("--ttl", type=float, help=f"Seconds a silent node stays listed ({DEFAULT_TTL}).")
 @click.option("--group-prefix", type=int, help="IPv4 prefix bits that make a group (16).")
-@click.option("--trust-proxy", is_flag=True, default=None, help="Believe X-Forwarded-For.")
+@click.option(
+    "--trusted-proxy",
+    "trusted_proxies",
+    multiple=True,
+    help="A reverse proxy (CIDR) whose X-Forwarded-For is believed; repeat, or commas.",
+)
+@click.option("--trust-proxy", is_flag=True, default=None, hidden=True)
 @click.option("--log-format", type=click.Choice(["text", "json"]))
 @click.pass_context
 def hub(ctx: click.Context, /, **_: Any) -> None:
@@ -535,7 +552,8 @@ def hub(ctx: click.Context, /, **_: Any) -> None:
         secret = _secret(_path_or_none(resolved.secret_file))
         asyncio.run(
             run_hub(
-                v.host, v.port, v.db, secret, v.ttl, v.group_prefix, v.trust_proxy,
+                v.host, v.port, v.db, secret, v.ttl, v.group_prefix,
+                parse_cidrs(v.trusted_proxies), limits=_listen_limits(v),
                 on_listening=lambda url: _announce({"url": url}),
             )
         )  # fmt: skip
@@ -571,6 +589,7 @@ def relay(ctx: click.Context, /, **_: Any) -> None:
             piece_size=v.piece_size,
             origin_policy=_policy(tuple(v.allow_private_origins)),
             max_size=v.max_size,
+            listen_limits=_listen_limits(v),
         )
         asyncio.run(run_relay(config, lambda url: _announce({"url": url})))
     except (SwarmgetError, ValueError, OSError) as exc:

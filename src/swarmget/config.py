@@ -38,6 +38,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from swarmget.core.addresses import parse_cidrs
 from swarmget.core.errors import UsageError
 from swarmget.defaults import (
     DEFAULT_API_PORT,
@@ -80,7 +81,16 @@ def _size_or_none(v: Any) -> int | None:
     return None if v in (None, "") else parse_size(v)
 
 
-class NodeSettings(_Section):
+class _Listening(_Section):
+    """How long clients may take to send a request, and connections per client address
+    (``swarmget.net.serve.ListenLimits``), for every command that listens."""
+
+    head_timeout: float = Field(default=10.0, gt=0)
+    body_timeout: float = Field(default=30.0, gt=0)
+    connections_per_address: int = Field(default=64, ge=1)
+
+
+class NodeSettings(_Listening):
     hub: list[str] = Field(default_factory=list)
     listen: str = "127.0.0.1"
     port: int = Field(default=DEFAULT_PEER_PORT, ge=0, le=65535)
@@ -103,17 +113,37 @@ class NodeSettings(_Section):
     _sizes = field_validator("rate_limit", "daily_quota", "max_size", mode="before")(_size_or_none)
 
 
-class HubSettings(_Section):
+class HubSettings(_Listening):
     host: str = "0.0.0.0"
     port: int = Field(default=DEFAULT_HUB_PORT, ge=0, le=65535)
     db: str = DEFAULT_DB_URL
     ttl: float = Field(default=DEFAULT_TTL, ge=1.0)
     group_prefix: int = Field(default=16, ge=0, le=32)
-    trust_proxy: bool = False
+    trusted_proxies: list[str] = Field(default_factory=list)
+    trust_proxy: bool = False  # gone: refused with a pointer to trusted_proxies
     log_format: str = Field(default="text", pattern="^(text|json)$")
 
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _cidrs(cls, value: list[str]) -> list[str]:
+        try:
+            parse_cidrs(value)
+        except UsageError as exc:
+            raise ValueError(str(exc)) from exc
+        return value
 
-class RelaySettings(_Section):
+    @field_validator("trust_proxy")
+    @classmethod
+    def _gone(cls, value: bool) -> bool:
+        if value:
+            raise ValueError(
+                "no longer supported (it believed a forged X-Forwarded-For); list your "
+                "reverse proxies in trusted_proxies (--trusted-proxy CIDR) instead"
+            )
+        return value
+
+
+class RelaySettings(_Listening):
     host: str = "0.0.0.0"
     port: int = Field(default=7410, ge=0, le=65535)
     cache_dir: Path = Path("relay-cache")

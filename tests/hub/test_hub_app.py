@@ -19,7 +19,9 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
+from multidict import CIMultiDict
 
+from swarmget.core.addresses import IPNetwork, parse_cidrs
 from swarmget.core.errors import HubRejected, HubUnavailable, StorageError, UnknownNode
 from swarmget.hub.app import make_hub_app
 from swarmget.hub.store import NodeRecord
@@ -61,7 +63,7 @@ class Swarm:
         self,
         *,
         group_prefix: int = 16,
-        trust_proxy: bool = False,
+        trusted_proxies: tuple[IPNetwork, ...] = (),
         store: MemoryRegistryStore | None = None,
         real_clock: bool = False,
     ) -> Hub:
@@ -71,7 +73,7 @@ class Swarm:
             SECRET,
             ttl=TTL,
             group_prefix=group_prefix,
-            trust_proxy=trust_proxy,
+            trusted_proxies=trusted_proxies,
             clock=hub.clock,
         )
         runner = web.AppRunner(app, shutdown_timeout=0.1)
@@ -153,11 +155,49 @@ async def test_claimed_address_is_ignored(swarm: Swarm) -> None:
 async def test_forwarded_for_is_used_only_behind_a_trusted_proxy(swarm: Swarm) -> None:
     xff = {"X-Forwarded-For": "10.1.2.3, 172.16.0.1"}
     session = await swarm.session()
-    for trust, expected in [(False, "127.0.0.1"), (True, "10.1.2.3")]:
-        hub = await swarm.hub(trust_proxy=trust)
+    for trusted, expected in [((), "127.0.0.1"), (parse_cidrs("127.0.0.1"), "172.16.0.1")]:
+        hub = await swarm.hub(trusted_proxies=trusted)
         url = hub.url + "/v1/nodes/register"
         status, answer = await _raw(session, "POST", url, REG.as_json("node-a"), headers=xff)
         assert (status, answer["address"]) == (200, expected)
+
+
+@pytest.mark.parametrize(
+    ("peer", "xff", "expected"),
+    [
+        # a client behind our proxy (127.0.0.1) forges a leftmost hop: the proxy's hop wins
+        ("127.0.0.1", ["10.9.9.9, 10.1.2.3"], "10.1.2.3"),
+        # two trusted proxies in a row: skip them, the first untrusted one from the right
+        ("127.0.0.1", ["10.9.9.9, 10.1.2.3, 127.0.0.4"], "10.1.2.3"),
+        # several header lines are one list
+        ("127.0.0.1", ["10.9.9.9", "10.1.2.3"], "10.1.2.3"),
+        # the connection does not come from a trusted proxy: the header is not read at all
+        ("127.0.0.2", ["10.1.2.3"], "127.0.0.2"),
+        ("127.0.0.2", ["not an address"], "127.0.0.2"),
+    ],
+)
+async def test_forwarded_for_takes_the_hop_our_proxy_added(
+    swarm: Swarm, peer: str, xff: list[str], expected: str
+) -> None:
+    hub = await swarm.hub(trusted_proxies=parse_cidrs("127.0.0.1, 127.0.0.4"))
+    session = await swarm.session(peer)
+    body = json_body(REG.as_json("node-a"))
+    url = hub.url + "/v1/nodes/register"
+    headers = CIMultiDict(signed_headers(SECRET, "node-a", "POST", url, body, now=T0))
+    for value in xff:
+        headers.add("X-Forwarded-For", value)
+    async with session.post(url, data=body, headers=headers) as resp:
+        assert (resp.status, (await resp.json())["address"]) == (200, expected)
+
+
+async def test_garbage_written_by_a_trusted_proxy_is_refused(swarm: Swarm) -> None:
+    hub = await swarm.hub(trusted_proxies=parse_cidrs("127.0.0.1"))
+    session = await swarm.session()
+    xff = {"X-Forwarded-For": "10.1.2.3, unknown"}
+    url = hub.url + "/v1/nodes/register"
+    status, answer = await _raw(session, "POST", url, REG.as_json("node-a"), headers=xff)
+    assert (status, answer["code"]) == (400, "bad_address")
+    assert await hub.store.live_nodes(T0, TTL) == []
 
 
 async def test_heartbeat_keeps_the_node_live_and_stores_stats(swarm: Swarm) -> None:

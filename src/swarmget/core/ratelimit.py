@@ -25,3 +25,34 @@ class TokenBucket:
         self._last = now
         self._tokens -= n
         return 0.0 if self._tokens >= 0 else -self._tokens / self.rate
+
+
+class EventBudget:
+    """At most ``burst`` events at once and ``rate`` per second after that (e.g. log lines).
+
+    ``allow(now)`` says whether one more event may happen now; ``take_skipped()`` returns how
+    many were refused since it was last asked (to say "N more left out" once allowed again).
+    """
+
+    def __init__(self, rate: float, burst: int) -> None:
+        if rate <= 0 or burst < 1:
+            raise ValueError("rate must be positive and burst at least 1")
+        self.rate = rate
+        self.burst = float(burst)
+        self._tokens = float(burst)
+        self._last: float | None = None
+        self._skipped = 0
+
+    def allow(self, now: float) -> bool:
+        if self._last is not None:
+            self._tokens = min(self.burst, self._tokens + max(0.0, now - self._last) * self.rate)
+        self._last = now
+        if self._tokens >= 1.0:
+            self._tokens -= 1.0
+            return True
+        self._skipped += 1
+        return False
+
+    def take_skipped(self) -> int:
+        skipped, self._skipped = self._skipped, 0
+        return skipped

@@ -21,7 +21,9 @@ heartbeat or remove itself (403 otherwise). Errors are JSON ``{"error", "code"}`
 
 Trust: the hub records the address it sees the connection come from (``request.remote``),
 never one the node claims, so a node cannot point requesters at someone else's machine.
-Behind a reverse proxy (``trust_proxy=True``) that is the first hop of X-Forwarded-For.
+Behind reverse proxies (``trusted_proxies``: their networks) it is the right-most
+X-Forwarded-For entry not written by a trusted proxy, and only when the connection itself
+comes from one (``swarmget.core.forwarded``); a client's own X-Forwarded-For is never read.
 The node's group is its declared group name, or that address masked to ``group_prefix``
 bits (``swarmget.core.groups``). A node is live while its last register/heartbeat is
 within ``ttl`` seconds; a heartbeat from a node the hub does not know, or no longer
@@ -63,8 +65,10 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from swarmget.core.addresses import IPNetwork
 from swarmget.core.auth import is_valid_node_id
 from swarmget.core.errors import StorageError
+from swarmget.core.forwarded import client_address
 from swarmget.core.groups import (
     DEFAULT_PREFIX_BITS,
     DEFAULT_V6_PREFIX_BITS,
@@ -204,7 +208,7 @@ class _Hub:
     ttl: float
     group_prefix: int
     v6_prefix: int
-    trust_proxy: bool
+    trusted_proxies: tuple[IPNetwork, ...]
     clock: Callable[[], float]
     rng: random.Random
     max_per_address: int = MAX_NODES_PER_ADDRESS
@@ -283,12 +287,12 @@ class _Hub:
         return web.json_response({"ok": True, "nodes": len(live)})
 
     def _source_address(self, request: web.Request) -> str:
-        """Where the connection came from (or the proxy says it came from)."""
-        claimed = request.remote
-        if self.trust_proxy and (forwarded := request.headers.get("X-Forwarded-For")):
-            claimed = forwarded.split(",", 1)[0].strip()
+        """Where the connection came from (or the trusted proxies say it came from)."""
+        claimed = request.remote or ""
         try:
-            return canonical_address(claimed or "")
+            forwarded = request.headers.getall("X-Forwarded-For", [])
+            claimed = client_address(claimed, forwarded, self.trusted_proxies)
+            return canonical_address(claimed)
         except ValueError as exc:
             raise _Problem(400, "bad_address", f"cannot tell your address ({claimed!r})") from exc
 
@@ -352,7 +356,7 @@ def make_hub_app(
     ttl: float = DEFAULT_TTL,
     group_prefix: int = DEFAULT_PREFIX_BITS,
     group_prefix_v6: int = DEFAULT_V6_PREFIX_BITS,
-    trust_proxy: bool = False,
+    trusted_proxies: tuple[IPNetwork, ...] = (),
     clock: Callable[[], float] = time.time,
     rng: random.Random | None = None,
     max_nodes_per_address: int = MAX_NODES_PER_ADDRESS,
@@ -370,7 +374,7 @@ def make_hub_app(
         ttl=ttl,
         group_prefix=group_prefix,
         v6_prefix=group_prefix_v6,
-        trust_proxy=trust_proxy,
+        trusted_proxies=trusted_proxies,
         clock=clock,
         rng=rng or random.Random(),
         max_per_address=max_nodes_per_address,

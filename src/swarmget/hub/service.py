@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import json
 import os
 import signal
@@ -25,13 +26,19 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from aiohttp import web
-
+from swarmget.core.addresses import IPNetwork, parse_cidrs
 from swarmget.core.errors import SwarmgetError, UsageError
 from swarmget.core.groups import DEFAULT_PREFIX_BITS
 from swarmget.defaults import DEFAULT_DB_URL, DEFAULT_HUB_PORT, DEFAULT_TTL, SECRET_ENV
 from swarmget.hub.app import make_hub_app
 from swarmget.hub.store import RegistryStore, open_registry_store
+from swarmget.net.serve import (
+    DEFAULT_BODY_TIMEOUT,
+    DEFAULT_HEAD_TIMEOUT,
+    DEFAULT_PER_ADDRESS,
+    ListenLimits,
+    open_listener,
+)
 from swarmget.net.signing import load_secret
 
 __all__ = [
@@ -46,6 +53,13 @@ __all__ = [
 
 #: Seconds in-flight requests get to finish when the hub stops.
 SHUTDOWN_TIMEOUT = 2.0
+#: What ``--trust-proxy`` (which believed the client-controlled first X-Forwarded-For hop)
+#: says now.
+TRUST_PROXY_GONE = (
+    "--trust-proxy is no longer supported: it believed an X-Forwarded-For any client can "
+    "forge. Name your reverse proxies instead: --trusted-proxy CIDR (e.g. --trusted-proxy "
+    '127.0.0.1; config: [hub] trusted_proxies = ["10.0.0.2"])'
+)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -68,29 +82,27 @@ async def open_hub(
     secret: bytes,
     ttl: float = DEFAULT_TTL,
     group_prefix: int = DEFAULT_PREFIX_BITS,
-    trust_proxy: bool = False,
+    trusted_proxies: tuple[IPNetwork, ...] = (),
+    limits: ListenLimits | None = None,
     clock: Callable[[], float] = time.time,
 ) -> AsyncIterator[RunningHub]:
     """Serve a hub while the block runs (see module doc). Raises ``StorageError`` when the
-    database is unusable and ``UsageError`` when ``host:port`` cannot be bound."""
+    database is unusable and ``UsageError`` when ``host:port`` cannot be bound. Connections
+    from ``trusted_proxies`` have no per-address cap (they speak for many nodes)."""
     async with open_registry_store(db_url) as store:
         app = make_hub_app(
-            store, secret, ttl=ttl, group_prefix=group_prefix, trust_proxy=trust_proxy, clock=clock
+            store,
+            secret,
+            ttl=ttl,
+            group_prefix=group_prefix,
+            trusted_proxies=trusted_proxies,
+            clock=clock,
         )
-        runner = web.AppRunner(app, shutdown_timeout=SHUTDOWN_TIMEOUT)
-        await runner.setup()
-        try:
-            await _listen(runner, host, port)
-            yield RunningHub(url=_base_url(runner.addresses[0]), store=store)
-        finally:
-            await runner.cleanup()
-
-
-async def _listen(runner: web.AppRunner, host: str, port: int) -> None:
-    try:
-        await web.TCPSite(runner, host, port).start()
-    except OSError as exc:
-        raise UsageError(f"the hub cannot listen on {host}:{port}: {exc.strerror}") from exc
+        limits = dataclasses.replace(limits or ListenLimits(), uncounted=trusted_proxies)
+        async with open_listener(
+            app, host, port, limits=limits, shutdown_timeout=SHUTDOWN_TIMEOUT
+        ) as listening:
+            yield RunningHub(url=_base_url((listening.host, listening.port)), store=store)
 
 
 async def run_hub(
@@ -100,8 +112,9 @@ async def run_hub(
     secret: bytes,
     ttl: float = DEFAULT_TTL,
     group_prefix: int = DEFAULT_PREFIX_BITS,
-    trust_proxy: bool = False,
+    trusted_proxies: tuple[IPNetwork, ...] = (),
     *,
+    limits: ListenLimits | None = None,
     on_listening: Callable[[str], None] | None = None,
 ) -> None:
     """Serve the hub until cancelled, SIGTERM or SIGINT; ``on_listening(url)`` once bound."""
@@ -112,7 +125,8 @@ async def run_hub(
         secret=secret,
         ttl=ttl,
         group_prefix=group_prefix,
-        trust_proxy=trust_proxy,
+        trusted_proxies=trusted_proxies,
+        limits=limits,
     ) as hub:
         if on_listening is not None:
             on_listening(hub.url)
@@ -154,7 +168,17 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--secret-file", help=f"the swarm secret (default: ${SECRET_ENV})")
     p.add_argument("--ttl", type=float, default=DEFAULT_TTL, help="seconds a node stays listed")
     p.add_argument("--group-prefix", type=int, default=DEFAULT_PREFIX_BITS)
-    p.add_argument("--trust-proxy", action="store_true", help="believe X-Forwarded-For")
+    p.add_argument(
+        "--trusted-proxy",
+        action="append",
+        default=[],
+        metavar="CIDR",
+        help="a reverse proxy whose X-Forwarded-For is believed (repeat, or commas)",
+    )
+    p.add_argument("--trust-proxy", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--head-timeout", type=float, default=DEFAULT_HEAD_TIMEOUT, metavar="S")
+    p.add_argument("--body-timeout", type=float, default=DEFAULT_BODY_TIMEOUT, metavar="S")
+    p.add_argument("--connections-per-address", type=int, default=DEFAULT_PER_ADDRESS)
     return p
 
 
@@ -165,6 +189,13 @@ def _announce(url: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
+        if args.trust_proxy:
+            raise UsageError(TRUST_PROXY_GONE)
+        limits = ListenLimits(
+            head_timeout=args.head_timeout,
+            body_timeout=args.body_timeout,
+            per_address=args.connections_per_address,
+        )
         secret = load_secret(args.secret_file, env_value=os.environ.get(SECRET_ENV))
         asyncio.run(
             run_hub(
@@ -174,7 +205,8 @@ def main(argv: list[str] | None = None) -> int:
                 secret,
                 args.ttl,
                 args.group_prefix,
-                args.trust_proxy,
+                parse_cidrs(args.trusted_proxy),
+                limits=limits,
                 on_listening=_announce,
             )
         )

@@ -41,6 +41,7 @@ from swarmget.net.guard import make_guarded_connector
 from swarmget.net.hub_client import HubApi, HubPool, MembershipState, Registration, run_membership
 from swarmget.net.origin import OriginClient
 from swarmget.net.relay_client import RelayClient
+from swarmget.net.serve import ListenLimits, open_listener
 from swarmget.node.downloads import DownloadManager, SwarmContext
 from swarmget.node.helper import HelperLimits, HelperService, make_peer_app
 from swarmget.node.journal import DownloadJournal
@@ -85,6 +86,7 @@ class NodeConfig:
     stall_timeout: float = 15.0
     health_timeout: float = 2.0
     max_size: int | None = None  # refuse downloads larger than this (bytes) up front
+    listen_limits: ListenLimits = field(default_factory=ListenLimits)  # both APIs
 
     def hubs(self) -> tuple[str, ...]:
         """Every hub to use: ``hub_url`` first, then ``hub_urls``, without repeats."""
@@ -155,22 +157,23 @@ def load_node_id(state_dir: Path, configured: str | None) -> str:
 
 @contextlib.asynccontextmanager
 async def _serve(
-    app: web.Application, host: str, port: int, unix: socket.socket | None = None
+    app: web.Application,
+    host: str,
+    port: int,
+    limits: ListenLimits,
+    unix: socket.socket | None = None,
 ) -> AsyncIterator[str]:
     # in-flight requests (helper streams) get SHUTDOWN_GRACE seconds, then are cancelled
-    runner = web.AppRunner(
-        app, handler_cancellation=True, access_log=None, shutdown_timeout=SHUTDOWN_GRACE
-    )
-    await runner.setup()
-    try:
-        site = web.TCPSite(runner, host, port)
-        await site.start()
-        if unix is not None:  # the same application on a Unix socket too (the CLI's way in)
-            await web.SockSite(runner, unix).start()
-        bound_port = runner.addresses[0][1]  # the real port when ``port`` was 0
-        yield f"http://{_url_host(host)}:{bound_port}"
-    finally:
-        await runner.cleanup()
+    async with open_listener(
+        app,
+        host,
+        port,
+        limits=limits,
+        handler_cancellation=True,
+        shutdown_timeout=SHUTDOWN_GRACE,
+        unix=unix,  # the same application on a Unix socket too (the CLI's way in)
+    ) as listening:
+        yield f"http://{_url_host(host)}:{listening.port}"  # the real port when ``port`` was 0
 
 
 def _url_host(host: str) -> str:
@@ -221,6 +224,7 @@ async def open_node(config: NodeConfig) -> AsyncIterator[Node]:
                 make_peer_app(helper, config.secret, node_id),
                 config.listen_host,
                 config.listen_port,
+                config.listen_limits,
             )
         )
         hub = None
@@ -269,7 +273,9 @@ async def open_node(config: NodeConfig) -> AsyncIterator[Node]:
         node.portal = Portal(api, node_id=node_id)
         mount_portal(user_app, node.portal)
         node.api_url = await stack.enter_async_context(
-            _serve(user_app, config.api_host, config.api_port, unix=api_socket)
+            _serve(
+                user_app, config.api_host, config.api_port, config.listen_limits, unix=api_socket
+            )
         )
         node.portal.bind(node.api_url)
         stop_tasks: list[asyncio.Task[Any]] = []

@@ -13,13 +13,13 @@ from pathlib import Path
 
 import aiohttp
 import sqlalchemy as sa
-from aiohttp import web
 
 from swarmget.core.addresses import AddressPolicy
 from swarmget.core.errors import StorageError
 from swarmget.core.manifest import DEFAULT_PIECE_SIZE
 from swarmget.net.guard import make_guarded_connector
 from swarmget.net.origin import OriginClient
+from swarmget.net.serve import ListenLimits, open_listener
 from swarmget.relay.app import make_relay_app
 from swarmget.relay.service import PRIVATE_FILE, Relay, ServeLimits, private_dir
 from swarmget.relay.store import open_cache_index
@@ -40,6 +40,7 @@ class RelayConfig:
     origin_policy: AddressPolicy = field(default_factory=AddressPolicy)
     limits: ServeLimits = field(default_factory=ServeLimits)
     max_size: int | None = None  # refuse to fetch larger files (before writing a byte)
+    listen_limits: ListenLimits = field(default_factory=ListenLimits)
 
 
 @dataclass
@@ -72,15 +73,17 @@ async def open_relay(config: RelayConfig) -> AsyncIterator[RunningRelay]:
             limits=config.limits,
             max_size=config.max_size,
         )
-        runner = web.AppRunner(make_relay_app(relay, config.secret), handler_cancellation=True)
-        await runner.setup()
         try:
-            await web.TCPSite(runner, config.host, config.port).start()
-            port = runner.addresses[0][1]
-            host = f"[{config.host}]" if ":" in config.host else config.host
-            yield RunningRelay(f"http://{host}:{port}", relay)
+            async with open_listener(
+                make_relay_app(relay, config.secret),
+                config.host,
+                config.port,
+                limits=config.listen_limits,
+                handler_cancellation=True,
+            ) as listening:
+                host = f"[{config.host}]" if ":" in config.host else config.host
+                yield RunningRelay(f"http://{host}:{listening.port}", relay)
         finally:
-            await runner.cleanup()
             for state in list(relay.fetches.values()):
                 if state.task is not None:
                     state.task.cancel()

@@ -1,0 +1,365 @@
+"""Listening for HTTP: every swarmget server (the hub, a node's peer API and its local API with
+the portal, the relay) opens its socket with ``open_listener``, which adds the limits an
+aiohttp server does not have by itself.
+
+Theory of operation. Left alone, aiohttp reads a request head for as long as the client
+cares to send it (its keep-alive timer, an hour by default, is the only clock), reads a body
+without any deadline and accepts any number of connections from one address. A few hundred
+half-sent requests ("slowloris") then hold as many file descriptors until the process hits
+``RLIMIT_NOFILE``, stops accepting connections and cannot open its own files. And every
+malformed request is logged with a full traceback, so a flood of them fills the disk.
+
+``ListenLimits`` (``swarmget.core.listening``, with the bookkeeping of open connections;
+defaults in brackets; every server takes its own):
+
+* ``head_timeout`` [10 s]: each request head (request line and header fields) must be
+  complete within this long of its first byte (for the first request of a connection: of
+  the connection opening); otherwise the connection is closed.
+* ``body_timeout`` [30 s]: the whole body within this long of its head (our APIs take
+  bodies of at most 1 MiB). Time the server itself is not reading (flow control) is not the
+  client's: then the deadline moves on.
+* ``idle_timeout`` [75 s]: an idle keep-alive connection between requests is closed (longer
+  than the 15 s aiohttp clients keep idle connections, so it is they who close first).
+* ``per_address`` [64]: open connections from one IP address; more get ``503`` with
+  ``Retry-After: 1`` and are closed at once. Addresses in ``uncounted`` (trusted reverse
+  proxies, which speak for many clients) have no per-address cap.
+* ``max_connections`` [half the soft ``RLIMIT_NOFILE``]: open connections in all, so that the
+  process keeps descriptors for its database, files and outgoing connections.
+
+None of these bounds the time to *write* a response: helpers stream ranges for minutes and
+the local API's progress streams stay open; a handler at work is never interrupted.
+
+Logging: the server's own lines (malformed requests, timeouts, refused connections, handler
+errors) go to the ``swarmget.http`` logger through one ``EventBudget`` per listener (a burst
+of ``LOG_BURST`` lines, then one per ``1 / LOG_RATE`` s, with a count of the lines left out).
+A malformed request or a client that went away mid-request is one short line, never a
+traceback; only a handler's own failure (a bug) keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import logging
+import resource
+import socket
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.streams import StreamReader
+from aiohttp.web_protocol import RequestHandler, RequestPayloadError
+
+from swarmget.core.addresses import IPAddress
+from swarmget.core.errors import UsageError
+from swarmget.core.listening import (
+    DEFAULT_BODY_TIMEOUT,
+    DEFAULT_HEAD_TIMEOUT,
+    DEFAULT_IDLE_TIMEOUT,
+    DEFAULT_PER_ADDRESS,
+    ConnectionTable,
+    ListenLimits,
+    Refusal,
+)
+from swarmget.core.ratelimit import EventBudget
+
+__all__ = [
+    "DEFAULT_BODY_TIMEOUT",
+    "DEFAULT_HEAD_TIMEOUT",
+    "DEFAULT_IDLE_TIMEOUT",
+    "DEFAULT_PER_ADDRESS",
+    "LOG",
+    "ConnectionTable",
+    "Listening",
+    "ListenLimits",
+    "Refusal",
+    "open_listener",
+]
+
+LOG = logging.getLogger("swarmget.http")
+
+LOG_BURST = 20  # server log lines at once ...
+LOG_RATE = 0.2  # ... then this many per second
+_BUSY = (
+    b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nConnection: close\r\n"
+    b"Content-Length: 0\r\n\r\n"
+)
+
+
+def _total(limits: ListenLimits) -> int:
+    """``max_connections``, or half the soft limit on open files."""
+    if limits.max_connections is not None:
+        return limits.max_connections
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return 4096 if soft == resource.RLIM_INFINITY else max(8, soft // 2)
+
+
+class _Guard:
+    """What the connections of one listener share: limits, the table, the log budget."""
+
+    def __init__(self, limits: ListenLimits, loop: asyncio.AbstractEventLoop) -> None:
+        self.limits = limits
+        self.table = ConnectionTable(
+            per_address=limits.per_address, total=_total(limits), uncounted=limits.uncounted
+        )
+        self._budget = EventBudget(LOG_RATE, LOG_BURST)
+        self._loop = loop
+
+    def log(self, level: int, msg: str, *args: object, **kwargs: Any) -> None:
+        if not LOG.isEnabledFor(level) or not self._budget.allow(self._loop.time()):
+            return
+        if skipped := self._budget.take_skipped():
+            msg, args = msg + " (%d similar lines left out)", (*args, skipped)
+        LOG.log(level, msg, *args, **kwargs)
+
+
+def _client_of(transport: asyncio.BaseTransport) -> IPAddress | None:
+    peer = transport.get_extra_info("peername")
+    if not isinstance(peer, tuple) or not peer or not isinstance(peer[0], str):
+        return None
+    try:
+        ip = ipaddress.ip_address(peer[0].split("%", 1)[0])
+    except ValueError:
+        return None
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    return ip
+
+
+#: Errors that say the client sent garbage or went away: one short line, no traceback.
+_CLIENT_FAULTS = (HttpProcessingError, RequestPayloadError, ConnectionError)
+
+
+class _GuardedHandler(RequestHandler):
+    """aiohttp's per-connection protocol plus the deadlines and counting of ``ListenLimits``.
+
+    It reads three attributes ``RequestHandler`` keeps to itself: ``_request_count`` (heads
+    parsed so far), ``_messages`` (parsed requests not yet handled, with their bodies) and
+    ``_waiter`` (set while it waits for the next request); tests/net/test_serve.py fails if
+    an aiohttp release changes them.
+    """
+
+    def __init__(self, manager: web.Server, *, guard: _Guard, **kwargs: Any) -> None:
+        super().__init__(manager, **kwargs)
+        self._guard = guard
+        self._client: IPAddress | None = None
+        self._admitted = False
+        self._deadline: asyncio.TimerHandle | None = None
+        self._heads = 0
+        self._body: StreamReader | None = None
+
+    # --- asyncio.Protocol ---------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._client = _client_of(transport)
+        refusal = self._guard.table.admit(self._client)
+        if refusal is not None:
+            self._guard.log(
+                logging.WARNING, "refused a connection from %s: %s", self._client, refusal.value
+            )
+            if isinstance(transport, asyncio.WriteTransport):
+                transport.write(_BUSY)
+            transport.close()
+            return
+        self._admitted = True
+        super().connection_made(transport)
+        self._arm(self._guard.limits.head_timeout, self._head_due)
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        if not self._admitted:
+            return
+        self._admitted = False
+        self._disarm()
+        self._body = None
+        self._guard.table.release(self._client)
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if self._request_count != self._heads:  # one or more heads complete
+            self._heads = self._request_count
+            self._disarm()
+            body = self._messages[-1][1] if self._messages else None
+            if body is not None and not body.is_eof():
+                self._body = body
+                self._arm(self._guard.limits.body_timeout, self._body_due)
+        elif self._body is not None:
+            if self._body.is_eof():
+                self._body = None
+                self._disarm()
+        elif data and self._deadline is None:  # the first bytes of the next head
+            self._arm(self._guard.limits.head_timeout, self._head_due)
+
+    # --- deadlines ------------------------------------------------------------------------------
+
+    def _arm(self, delay: float, callback: Callable[[], None]) -> None:
+        self._disarm()
+        self._deadline = self._loop.call_later(delay, callback)
+
+    def _disarm(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+
+    def _waiting_for_request(self) -> bool:
+        waiter = self._waiter
+        return waiter is not None and not waiter.done() and not self._messages
+
+    def _head_due(self) -> None:
+        self._deadline = None
+        # a handler at work (or a pipelined head behind it) is left to the idle timeout
+        if self.transport is not None and self._waiting_for_request():
+            self._guard.log(
+                logging.INFO,
+                "closed a connection from %s: no complete request head within %g s",
+                self._client,
+                self._guard.limits.head_timeout,
+            )
+            self.transport.abort()
+
+    def _body_due(self) -> None:
+        self._deadline = None
+        body, self._body = self._body, None
+        if self.transport is None or body is None or body.is_eof():
+            return
+        if self._reading_paused:  # we are not reading it: not the client's delay
+            self._body = body
+            self._arm(self._guard.limits.body_timeout, self._body_due)
+            return
+        self._guard.log(
+            logging.INFO,
+            "closed a connection from %s: request body not complete within %g s",
+            self._client,
+            self._guard.limits.body_timeout,
+        )
+        self.transport.abort()
+
+    # --- logging --------------------------------------------------------------------------------
+
+    def log_exception(self, *args: Any, **kw: Any) -> None:
+        exc = kw.get("exc_info")
+        if isinstance(exc, _CLIENT_FAULTS):
+            self._guard.log(logging.INFO, "bad request from %s: %s", self._client, _short(exc))
+        else:
+            self._guard.log(logging.ERROR, *args, **kw)
+
+
+def _short(exc: BaseException) -> str:
+    """One line saying what was wrong with a request (no bytes of it, no traceback)."""
+    if isinstance(exc, HttpProcessingError):
+        first = (exc.message or "").strip().splitlines()
+        text = f"{exc.code} {first[0].rstrip(':') if first else type(exc).__name__}"
+    else:
+        text = f"{type(exc).__name__}: {exc}"
+    return text[:120].encode("ascii", "backslashreplace").decode()
+
+
+class _Site(web.BaseSite):
+    """A TCP site whose connections are ``_GuardedHandler``s."""
+
+    def __init__(
+        self, runner: web.AppRunner, host: str, port: int, factory: Callable[[], RequestHandler]
+    ) -> None:
+        super().__init__(runner)
+        self._host = host
+        self._port = port
+        self._factory = factory
+
+    @property
+    def name(self) -> str:
+        host = f"[{self._host}]" if ":" in self._host else self._host
+        return f"http://{host}:{self._port}"
+
+    async def start(self) -> None:
+        await super().start()
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            self._factory, self._host, self._port, backlog=self._backlog
+        )
+
+
+class _SockSite(web.BaseSite):
+    """The same guarded connections on a socket bound by the caller (the node's Unix socket)."""
+
+    def __init__(
+        self, runner: web.AppRunner, sock: socket.socket, factory: Callable[[], RequestHandler]
+    ) -> None:
+        super().__init__(runner)
+        self._sock = sock
+        self._factory = factory
+
+    @property
+    def name(self) -> str:
+        return f"unix:{self._sock.getsockname()}"
+
+    async def start(self) -> None:
+        await super().start()
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(self._factory, sock=self._sock)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Listening:
+    """Where a listener is bound (``port`` is the real one when 0 was asked for)."""
+
+    host: str
+    port: int
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+
+@contextlib.asynccontextmanager
+async def open_listener(
+    app: web.Application,
+    host: str,
+    port: int,
+    *,
+    limits: ListenLimits | None = None,
+    shutdown_timeout: float = 60.0,
+    handler_cancellation: bool = False,
+    unix: socket.socket | None = None,
+) -> AsyncIterator[Listening]:
+    """Serve ``app`` on ``host:port`` with ``limits`` while the block runs (and on ``unix``,
+    an already bound listening socket, when given); on exit stop listening and give requests
+    in flight ``shutdown_timeout`` seconds. Raises ``UsageError`` when the address cannot be
+    bound."""
+    limits = limits or ListenLimits()
+    runner = web.AppRunner(
+        app,
+        handler_cancellation=handler_cancellation,
+        shutdown_timeout=shutdown_timeout,
+        access_log=None,
+    )
+    await runner.setup()
+    try:
+        server = runner.server
+        assert server is not None  # set up above
+        loop = asyncio.get_running_loop()
+        guard = _Guard(limits, loop)
+        handler_args: dict[str, Any] = {
+            "loop": loop,
+            "guard": guard,
+            "keepalive_timeout": limits.idle_timeout,
+            "logger": LOG,
+            "access_log": None,
+        }
+
+        def factory() -> RequestHandler:
+            return _GuardedHandler(server, **handler_args)
+
+        try:
+            await _Site(runner, host, port, factory).start()
+        except OSError as exc:
+            raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
+        if unix is not None:
+            await _SockSite(runner, unix, factory).start()
+        bound = runner.addresses[0]
+        yield Listening(host=bound[0], port=bound[1])
+    finally:
+        await runner.cleanup()
