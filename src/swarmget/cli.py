@@ -217,12 +217,14 @@ async def _get_through_relay(
 ) -> DownloadResult:
     import aiohttp
 
+    from swarmget.core.identity import NodeIdentity
     from swarmget.net.relay_client import RelayClient
 
     secret = _secret(how.secret_file)
     async with aiohttp.ClientSession() as session:
+        # an ephemeral identity: this process is a one-off client of the relay
         relay = RelayClient(
-            session, validate_url(how.relay_url or ""), secret, f"cli-{os.getpid()}"
+            session, validate_url(how.relay_url or ""), secret, NodeIdentity.generate()
         )
         async with open_local_download(spec, options, relay=relay) as download:
             return await watch_progress(download, console)
@@ -480,6 +482,12 @@ def _path_or_none(path: Path | None) -> str | None:
 @click.option("--ttl", type=float, help=f"Seconds a silent node stays listed ({DEFAULT_TTL}).")
 @click.option("--group-prefix", type=int, help="IPv4 prefix bits that make a group (16).")
 @click.option("--trust-proxy", is_flag=True, default=None, help="Believe X-Forwarded-For.")
+@click.option(
+    "--group-cidr",
+    multiple=True,
+    help="NAME=CIDR: nodes in CIDR may declare --group NAME (repeatable); other declared "
+    "groups are refused.",
+)
 @click.option("--log-format", type=click.Choice(["text", "json"]))
 @click.pass_context
 def hub(ctx: click.Context, /, **_: Any) -> None:
@@ -488,6 +496,7 @@ def hub(ctx: click.Context, /, **_: Any) -> None:
     Several hubs given the same database (--db postgresql+asyncpg://...) are replicas of one
     registry: give nodes all of them (--hub A --hub B) and they fail over when one dies.
     """
+    from swarmget.core.groups import GroupPolicy
     from swarmget.hub.service import run_hub
     from swarmget.logs import setup_logging
 
@@ -499,6 +508,7 @@ def hub(ctx: click.Context, /, **_: Any) -> None:
         asyncio.run(
             run_hub(
                 v.host, v.port, v.db, secret, v.ttl, v.group_prefix, v.trust_proxy,
+                group_policy=GroupPolicy.parse(v.group_cidr),
                 on_listening=lambda url: _announce({"url": url}),
             )
         )  # fmt: skip

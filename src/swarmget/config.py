@@ -108,6 +108,7 @@ class HubSettings(_Section):
     ttl: float = Field(default=DEFAULT_TTL, ge=1.0)
     group_prefix: int = Field(default=16, ge=0, le=32)
     trust_proxy: bool = False
+    group_cidr: list[str] = Field(default_factory=list)  # NAME=CIDR: who may declare NAME
     log_format: str = Field(default="text", pattern="^(text|json)$")
 
 

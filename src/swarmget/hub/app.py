@@ -12,28 +12,30 @@
                                         without the asker | 404 unknown_node
     GET    /v1/health                 → {ok: true, nodes: N}   (the only unsigned route)
 
-Every other request must be signed (``swarmget.net.auth``); a node may only register,
-heartbeat or remove itself (403 otherwise). Errors are JSON ``{"error", "code"}``.
+Every other request must be signed (``swarmget.net.auth``): with the swarm secret, and with
+the node key whose fingerprint is the node id (``swarmget.core.identity``), so a node may only
+register, heartbeat or remove itself (403 otherwise), and no member can register, refresh or
+remove another's id. Errors are JSON ``{"error", "code"}``.
 
 Trust: the hub records the address it sees the connection come from (``request.remote``),
 never one the node claims, so a node cannot point requesters at someone else's machine.
-Behind a reverse proxy (``trust_proxy=True``) that is the first hop of X-Forwarded-For.
-The node's group is its declared group name, or that address masked to ``group_prefix``
-bits (``swarmget.core.groups``). A node is live while its last register/heartbeat is
-within ``ttl`` seconds; a heartbeat from a node the hub does not know, or no longer
-considers live (hub restarted with an empty registry, TTL expired), gets 404 and the node
-registers again. Records dead for ``PRUNE_AFTER_TTLS`` TTLs are pruned on each register.
+Behind a reverse proxy (``trust_proxy=True``) that is the first hop of X-Forwarded-For. The
+node's group is that address masked to ``group_prefix`` bits, or the group name it declares
+if the hub's ``group_policy`` lets that address declare it (403 ``group_not_allowed``
+otherwise; ``swarmget.core.groups.GroupPolicy``). A node is live while its last
+register/heartbeat is within ``ttl`` seconds; a heartbeat from a node the hub does not know,
+or no longer considers live (hub restarted with an empty registry, TTL expired), gets 404
+and the node registers again. Records dead for ``PRUNE_AFTER_TTLS`` TTLs are pruned on each
+register.
 
 Replication: several hub processes may share one registry database (PostgreSQL; see
 ``swarmget.hub.store``) and answer alike, since a hub keeps nothing of the registry in memory;
-nodes fail over between them (``swarmget.net.hub_client.HubPool``). Only the replay cache of
-request nonces is per process: a signed request captured on the wire can be replayed to
-*another* hub within the signature window. A replayed heartbeat or leave is undone by the
-node's next heartbeat (it registers again); a replayed register records the replayer's
-address for that node until the node registers again (at start, or once forgotten), so
-requesters would send it that node's range requests. Capturing requests takes an on-path
-attacker, who can already tamper with plain-HTTP traffic; a nonce table in the shared
-database would close this.
+nodes fail over between them (``swarmget.net.hub_client.HubPool``). Request nonces are
+recorded in that database too (``nonces``, a ``SharedNonces``: ``swarmget.hub.service``
+passes the registry store), so a signed request is accepted once by all replicas together,
+also across a hub's restart; each process keeps its own per-sender cache in front of it
+(which bounds what one member can make the table hold). Without ``nonces`` the hub keeps
+nonces in memory and refuses requests signed before it started.
 
 The hub never downloads anything. Handlers parse with pydantic, call the store, format.
 """
@@ -55,6 +57,7 @@ from swarmget.core.errors import StorageError
 from swarmget.core.groups import (
     DEFAULT_PREFIX_BITS,
     DEFAULT_V6_PREFIX_BITS,
+    GroupPolicy,
     canonical_address,
     group_of,
     is_valid_group_name,
@@ -62,7 +65,13 @@ from swarmget.core.groups import (
 from swarmget.defaults import DEFAULT_TTL
 from swarmget.hub.store import NodeRecord, RegistryStore
 from swarmget.metrics import HubMetrics
-from swarmget.net.auth import MAX_SIGNED_BODY, auth_middleware, authenticated_node, json_error
+from swarmget.net.auth import (
+    MAX_SIGNED_BODY,
+    SharedNonces,
+    auth_middleware,
+    authenticated_node,
+    json_error,
+)
 
 __all__ = ["DEFAULT_TTL", "HUB_STORE", "HEALTH_PATH", "make_hub_app", "peer_json"]
 
@@ -170,6 +179,7 @@ class _Hub:
     v6_prefix: int
     trust_proxy: bool
     clock: Callable[[], float]
+    group_policy: GroupPolicy = field(default_factory=GroupPolicy)
     metrics: HubMetrics = field(default_factory=HubMetrics)
 
     async def live_count(self) -> int:
@@ -184,7 +194,7 @@ class _Hub:
         if body.node_id != authenticated_node(request):
             raise _Problem(403, "forbidden", "node_id differs from the signing node")
         address = self._source_address(request)
-        group = group_of(address, body.group, self.group_prefix, v6_prefix_bits=self.v6_prefix)
+        group = self._group(address, body.group)
         now = self.clock()
         await self.store.prune(before=now - PRUNE_AFTER_TTLS * self.ttl)
         record = await self.store.upsert_node(_record(body, address, group), now)
@@ -216,6 +226,22 @@ class _Hub:
     async def health(self, request: web.Request) -> web.Response:
         live = await self.store.live_nodes(self.clock(), self.ttl)
         return web.json_response({"ok": True, "nodes": len(live)})
+
+    def _group(self, address: str, declared: str | None) -> str:
+        """The group of a node at ``address``; a declared name only where the policy
+        lets that address declare it (see ``GroupPolicy``)."""
+        by_address = group_of(address, None, self.group_prefix, v6_prefix_bits=self.v6_prefix)
+        if declared is None:
+            return by_address
+        if not self.group_policy.allows(address, declared, by_address):
+            raise _Problem(
+                403,
+                "group_not_allowed",
+                f"group {declared!r} may not be declared from {address}: the hub lists the "
+                f"networks allowed to (--group-cidr {declared}=CIDR); drop --group to be "
+                f"grouped by address ({by_address})",
+            )
+        return declared
 
     def _source_address(self, request: web.Request) -> str:
         """Where the connection came from (or the proxy says it came from)."""
@@ -278,8 +304,11 @@ def make_hub_app(
     group_prefix_v6: int = DEFAULT_V6_PREFIX_BITS,
     trust_proxy: bool = False,
     clock: Callable[[], float] = time.time,
+    group_policy: GroupPolicy | None = None,
+    nonces: SharedNonces | None = None,
 ) -> web.Application:
-    """The hub as an aiohttp application. The caller owns ``store`` (opens and closes it)."""
+    """The hub as an aiohttp application. The caller owns ``store`` (opens and closes it)
+    and ``nonces`` (where replicas share seen nonces; None: in this process only)."""
     if ttl <= 0:
         raise ValueError("ttl must be positive")
     if not 0 <= group_prefix <= 32 or not 0 <= group_prefix_v6 <= 128:
@@ -291,8 +320,10 @@ def make_hub_app(
         v6_prefix=group_prefix_v6,
         trust_proxy=trust_proxy,
         clock=clock,
+        group_policy=group_policy or GroupPolicy(),
     )
-    auth = auth_middleware(secret, exempt=frozenset({HEALTH_PATH, "/metrics"}), clock=clock)
+    exempt = frozenset({HEALTH_PATH, "/metrics"})
+    auth = auth_middleware(secret, exempt=exempt, clock=clock, shared=nonces)
     app = web.Application(middlewares=[_problems, auth], client_max_size=MAX_SIGNED_BODY)
     app[HUB_STORE] = store
     app.router.add_post("/v1/nodes/register", hub.register)

@@ -28,7 +28,7 @@ from typing import Any
 from aiohttp import web
 
 from swarmget.core.errors import SwarmgetError, UsageError
-from swarmget.core.groups import DEFAULT_PREFIX_BITS
+from swarmget.core.groups import DEFAULT_PREFIX_BITS, GroupPolicy
 from swarmget.defaults import DEFAULT_DB_URL, DEFAULT_HUB_PORT, DEFAULT_TTL, SECRET_ENV
 from swarmget.hub.app import make_hub_app
 from swarmget.hub.store import RegistryStore, open_registry_store
@@ -70,13 +70,16 @@ async def open_hub(
     group_prefix: int = DEFAULT_PREFIX_BITS,
     trust_proxy: bool = False,
     clock: Callable[[], float] = time.time,
+    group_policy: GroupPolicy | None = None,
 ) -> AsyncIterator[RunningHub]:
     """Serve a hub while the block runs (see module doc). Raises ``StorageError`` when the
-    database is unusable and ``UsageError`` when ``host:port`` cannot be bound."""
+    database is unusable and ``UsageError`` when ``host:port`` cannot be bound. Seen request
+    nonces are kept in the registry database, shared with any replica."""
     async with open_registry_store(db_url) as store:
         app = make_hub_app(
-            store, secret, ttl=ttl, group_prefix=group_prefix, trust_proxy=trust_proxy, clock=clock
-        )
+            store, secret, ttl=ttl, group_prefix=group_prefix, trust_proxy=trust_proxy,
+            clock=clock, group_policy=group_policy, nonces=store,
+        )  # fmt: skip
         runner = web.AppRunner(app, shutdown_timeout=SHUTDOWN_TIMEOUT)
         await runner.setup()
         try:
@@ -102,6 +105,7 @@ async def run_hub(
     group_prefix: int = DEFAULT_PREFIX_BITS,
     trust_proxy: bool = False,
     *,
+    group_policy: GroupPolicy | None = None,
     on_listening: Callable[[str], None] | None = None,
 ) -> None:
     """Serve the hub until cancelled, SIGTERM or SIGINT; ``on_listening(url)`` once bound."""
@@ -113,6 +117,7 @@ async def run_hub(
         ttl=ttl,
         group_prefix=group_prefix,
         trust_proxy=trust_proxy,
+        group_policy=group_policy,
     ) as hub:
         if on_listening is not None:
             on_listening(hub.url)
@@ -155,6 +160,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--ttl", type=float, default=DEFAULT_TTL, help="seconds a node stays listed")
     p.add_argument("--group-prefix", type=int, default=DEFAULT_PREFIX_BITS)
     p.add_argument("--trust-proxy", action="store_true", help="believe X-Forwarded-For")
+    p.add_argument(
+        "--group-cidr",
+        action="append",
+        default=[],
+        metavar="NAME=CIDR",
+        help="nodes in CIDR may declare group NAME (repeatable); others are refused",
+    )
     return p
 
 
@@ -175,6 +187,7 @@ def main(argv: list[str] | None = None) -> int:
                 args.ttl,
                 args.group_prefix,
                 args.trust_proxy,
+                group_policy=GroupPolicy.parse(args.group_cidr),
                 on_listening=_announce,
             )
         )

@@ -22,7 +22,7 @@ from swarmget.core.errors import SourceBroken, SourceRateLimited, SourceRetryabl
 from swarmget.core.http import parse_retry_after
 from swarmget.core.ranges import ByteRange, Chunk
 from swarmget.net.origin import CheckedBody, OriginInfo, translate_client_error
-from swarmget.net.signing import json_body, signed_headers
+from swarmget.net.signing import NodeIdentity, json_body, signed_headers
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -39,7 +39,7 @@ class PeerSource:
     session: aiohttp.ClientSession
     peer: PeerAddress
     secret: bytes
-    my_node_id: str
+    identity: NodeIdentity  # ours, the requester's
     download_id: str = ""
     read_timeout: float = 30.0
 
@@ -57,7 +57,7 @@ class PeerSource:
     ) -> AsyncIterator[AsyncIterator[Chunk]]:
         body = json_body(_range_payload(info, rng, self.download_id))
         url = f"{self.peer.url}/v1/range"
-        headers = signed_headers(self.secret, self.my_node_id, "POST", url, body)
+        headers = signed_headers(self.secret, self.identity, "POST", url, body)
         headers["Content-Type"] = "application/json"
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=5.0, sock_read=self.read_timeout)
         try:
@@ -116,7 +116,7 @@ async def check_health(
     session: aiohttp.ClientSession,
     peers: Sequence[PeerAddress],
     secret: bytes,
-    my_node_id: str,
+    identity: NodeIdentity,
     *,
     health_timeout: float = 2.0,
 ) -> list[PeerAddress]:
@@ -126,7 +126,7 @@ async def check_health(
 
     async def one(peer: PeerAddress) -> PeerAddress | None:
         url = f"{peer.url}/v1/health"
-        headers = signed_headers(secret, my_node_id, "GET", url)
+        headers = signed_headers(secret, identity, "GET", url)
         try:
             async with asyncio.timeout(health_timeout):
                 async with session.get(url, headers=headers) as resp:

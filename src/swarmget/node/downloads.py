@@ -21,6 +21,7 @@ from typing import Any
 import aiohttp
 
 from swarmget.core.errors import Cancelled, HubError, SwarmgetError, UsageError
+from swarmget.core.identity import NodeIdentity
 from swarmget.logs import current_download
 from swarmget.net.hub_client import HubApi
 from swarmget.net.origin import OriginClient
@@ -83,12 +84,16 @@ class DownloadRecord:
 class SwarmContext:
     """What a requester needs to find and use helpers."""
 
-    node_id: str
+    identity: NodeIdentity  # ours: requests to helpers are signed with it
     secret: bytes
     peer_session: aiohttp.ClientSession
     hub: HubApi | None  # a HubClient, or a HubPool of replicated hubs
     health_timeout: float = 2.0
     relay: RelayClient | None = None
+
+    @property
+    def node_id(self) -> str:
+        return self.identity.node_id
 
 
 class DownloadManager:
@@ -207,7 +212,7 @@ class DownloadManager:
                 self._swarm.peer_session,
                 peer,
                 self._swarm.secret,
-                self._swarm.node_id,
+                self._swarm.identity,
                 download_id=record.id,
             )
             sources.append(source)
@@ -232,7 +237,7 @@ class DownloadManager:
             self._swarm.peer_session,
             candidates,
             self._swarm.secret,
-            self._swarm.node_id,
+            self._swarm.identity,
             health_timeout=self._swarm.health_timeout,
         )
 

@@ -2,7 +2,9 @@
 
 * ``MemoryRegistryStore``: the hub's ``RegistryStore`` in a dict. It behaves like
   ``SqlRegistryStore`` (same liveness rule, same return values), and ``closed`` tells a
-  test whether its owner closed it.
+  test whether its owner closed it. It also keeps seen request nonces
+  (``remember_nonce``, a ``swarmget.net.auth.SharedNonces``): hubs given the same instance
+  share them, as replicas on one database do.
 """
 
 from __future__ import annotations
@@ -21,7 +23,17 @@ class MemoryRegistryStore:
 
     def __init__(self) -> None:
         self._nodes: dict[str, NodeRecord] = {}
+        self._nonces: dict[tuple[str, str], float] = {}
         self.closed = False
+
+    async def remember_nonce(
+        self, node_id: str, nonce: str, *, expires_at: float, now: float
+    ) -> bool:
+        self._nonces = {k: t for k, t in self._nonces.items() if t >= now}
+        if (node_id, nonce) in self._nonces:
+            return False
+        self._nonces[node_id, nonce] = expires_at
+        return True
 
     async def upsert_node(self, record: NodeRecord, now: float) -> NodeRecord:
         stored = dataclasses.replace(
