@@ -26,6 +26,8 @@ The client side (``signed_headers``, ``json_body``, ``load_secret``) is in
 
 from __future__ import annotations
 
+import asyncio
+import math
 import time
 from collections.abc import Callable, Mapping
 from typing import Protocol
@@ -48,6 +50,7 @@ __all__ = [
     "load_secret",
     "new_nonce",
     "signed_headers",
+    "wait_for_next_second",
 ]
 
 #: Largest request body the middleware reads (the JSON APIs need far less).
@@ -147,6 +150,16 @@ def auth_middleware(
         return await handler(request)
 
     return check_signature
+
+
+async def wait_for_next_second(clock: Callable[[], float] = time.time) -> None:
+    """Sleep until the clock's next whole second. Call it between making an auth middleware
+    (whose ``not_before`` is the time then) and serving: signatures carry whole seconds, so
+    a request signed in the second the middleware was made is refused (it could have been
+    signed before); once that second is over, every request a sender signs after the server
+    listens is accepted (unless the sender's clock lags)."""
+    now = clock()
+    await asyncio.sleep(math.floor(now) + 1 - now)
 
 
 async def _read_bounded(request: web.Request, max_body: int) -> bytes | None:

@@ -35,6 +35,7 @@ from swarmget.core.addresses import AddressPolicy
 from swarmget.core.errors import UsageError
 from swarmget.core.identity import NodeIdentity
 from swarmget.metrics import NodeCollector, metrics_handler
+from swarmget.net.auth import wait_for_next_second
 from swarmget.net.guard import make_guarded_connector
 from swarmget.net.hub_client import HubApi, HubPool, MembershipState, Registration, run_membership
 from swarmget.net.origin import OriginClient
@@ -211,12 +212,10 @@ async def open_node(config: NodeConfig) -> AsyncIterator[Node]:
             HelperLimits(slots=config.slots, rate_limit=config.rate_limit),
             quota=quota,
         )
+        peer_app = make_peer_app(helper, config.secret, node_id)
+        await wait_for_next_second()  # requests signed before now are refused: see net.auth
         peer_url = await stack.enter_async_context(
-            _serve(
-                make_peer_app(helper, config.secret, node_id),
-                config.listen_host,
-                config.listen_port,
-            )
+            _serve(peer_app, config.listen_host, config.listen_port)
         )
         hub = None
         if config.hubs():

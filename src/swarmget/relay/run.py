@@ -14,6 +14,7 @@ from aiohttp import web
 
 from swarmget.core.addresses import AddressPolicy
 from swarmget.core.manifest import DEFAULT_PIECE_SIZE
+from swarmget.net.auth import wait_for_next_second
 from swarmget.net.guard import make_guarded_connector
 from swarmget.net.origin import OriginClient
 from swarmget.relay.app import make_relay_app
@@ -62,6 +63,7 @@ async def open_relay(config: RelayConfig) -> AsyncIterator[RunningRelay]:
         runner = web.AppRunner(make_relay_app(relay, config.secret), handler_cancellation=True)
         await runner.setup()
         try:
+            await wait_for_next_second()  # requests signed before now are refused (net.auth)
             await web.TCPSite(runner, config.host, config.port).start()
             port = runner.addresses[0][1]
             host = f"[{config.host}]" if ":" in config.host else config.host

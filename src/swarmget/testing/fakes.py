@@ -5,17 +5,43 @@
   test whether its owner closed it. It also keeps seen request nonces
   (``remember_nonce``, a ``swarmget.net.auth.SharedNonces``): hubs given the same instance
   share them, as replicas on one database do.
+* ``identity_for(name)``: a node identity made deterministically from a name, so that a test
+  can speak of "node-a" and get the same key (and node id, ``nid``) every time; and
+  ``identity_of(node_id)``, the identity ``identity_for`` made with that id. Test keys only.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from collections.abc import Mapping
 from typing import Any
 
+from swarmget.core.identity import NodeIdentity
 from swarmget.hub.store import NodeRecord
 
-__all__ = ["MemoryRegistryStore"]
+__all__ = ["MemoryRegistryStore", "identity_for", "identity_of", "nid"]
+
+_MADE: dict[str, NodeIdentity] = {}  # node id -> identity_for's identity
+
+
+def identity_for(name: str) -> NodeIdentity:
+    """The test identity of ``name`` (its seed is sha256 of the name: never use for real)."""
+    seed = hashlib.sha256(b"swarmget-test-identity\n" + name.encode()).digest()
+    identity = NodeIdentity.from_seed(seed)
+    _MADE[identity.node_id] = identity
+    return identity
+
+
+def nid(name: str) -> str:
+    """The node id of ``identity_for(name)``."""
+    return identity_for(name).node_id
+
+
+def identity_of(node_id_or_name: str) -> NodeIdentity:
+    """The identity ``identity_for`` made with this node id, else ``identity_for`` it."""
+    made = _MADE.get(node_id_or_name)
+    return made if made is not None else identity_for(node_id_or_name)
 
 
 class MemoryRegistryStore:
