@@ -9,6 +9,7 @@ byte ranges served, validator present).
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ import aiohttp
 
 from swarmget.config import resolve
 from swarmget.core.auth import DEFAULT_WINDOW
-from swarmget.core.errors import SwarmgetError
+from swarmget.core.errors import ClockSkew, SwarmgetError
 from swarmget.net.origin import OriginClient
 from swarmget.net.signing import NodeIdentity, load_secret, signed_headers
 
@@ -86,10 +87,20 @@ async def _check_auth(session: aiohttp.ClientSession, hub: str, secret: bytes) -
         return Check("hub accepts our signature", False, str(exc))
     if status in (200, 404):  # 404: "you are not registered" — but the signature was good
         return Check("hub accepts our signature", True, "the swarm secret matches")
-    if "skew" in body or "clock" in body:
+    if _error_code(body) == ClockSkew.code:
         return Check("hub accepts our signature", False, body[:200], "synchronise clocks (NTP)")
     hint = "every node and hub must use the same secret file"
     return Check("hub accepts our signature", False, f"{status}: {body[:200]}", hint)
+
+
+def _error_code(body: str) -> str | None:
+    """The ``code`` of a swarmget JSON error body, if it is one."""
+    try:
+        parsed = json.loads(body)
+    except ValueError:
+        return None
+    code = parsed.get("code") if isinstance(parsed, dict) else None
+    return code if isinstance(code, str) else None
 
 
 def _skew(date_header: str | None) -> float | None:
