@@ -20,6 +20,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from swarmget.core.auth import DEFAULT_SENDERS_PER_ORIGIN
 from swarmget.core.errors import HubRejected, HubUnavailable, StorageError, UnknownNode
 from swarmget.core.groups import GroupPolicy
 from swarmget.hub.app import make_hub_app
@@ -164,6 +165,29 @@ async def test_forwarded_for_is_used_only_behind_a_trusted_proxy(swarm: Swarm) -
         url = hub.url + "/v1/nodes/register"
         status, answer = await _raw(session, "POST", url, REG.as_json(nid("node-a")), headers=xff)
         assert (status, answer["address"]) == (200, expected)
+
+
+async def test_replay_cache_shares_go_by_the_forwarded_address_behind_a_proxy(
+    swarm: Swarm,
+) -> None:
+    """Behind a trusted proxy every node comes from the proxy's address: shares of the
+    replay cache go by the address the proxy forwards, so many nodes are not one sender."""
+    session = await swarm.session()
+    results = {}
+    for trust in (False, True):
+        hub = await swarm.hub(trust_proxy=trust)
+        url = hub.url + "/v1/nodes/register"
+        statuses = []
+        for i in range(DEFAULT_SENDERS_PER_ORIGIN + 1):
+            xff = {"X-Forwarded-For": f"10.1.2.{i + 1}"}
+            payload = REG.as_json(nid(f"proxied-{i}"))
+            status, _ = await _raw(
+                session, "POST", url, payload, node_id=nid(f"proxied-{i}"), headers=xff
+            )
+            statuses.append(status)
+        results[trust] = statuses
+    assert results[False][-1] == 429  # one address, too many node ids: its own share is full
+    assert set(results[True]) == {200}
 
 
 async def test_heartbeat_keeps_the_node_live_and_stores_stats(swarm: Swarm) -> None:

@@ -243,6 +243,14 @@ class _Hub:
             )
         return declared
 
+    def origin_of(self, request: web.Request) -> str | None:
+        """The sender's address for the replay cache's shares (the proxy's client, when
+        one is trusted); senders whose address cannot be told share one."""
+        try:
+            return self._source_address(request)
+        except _Problem:
+            return "(unknown)"
+
     def _source_address(self, request: web.Request) -> str:
         """Where the connection came from (or the proxy says it came from)."""
         claimed = request.remote
@@ -323,7 +331,9 @@ def make_hub_app(
         group_policy=group_policy or GroupPolicy(),
     )
     exempt = frozenset({HEALTH_PATH, "/metrics"})
-    auth = auth_middleware(secret, exempt=exempt, clock=clock, shared=nonces)
+    auth = auth_middleware(
+        secret, exempt=exempt, clock=clock, shared=nonces, origin_of=hub.origin_of
+    )
     app = web.Application(middlewares=[_problems, auth], client_max_size=MAX_SIGNED_BODY)
     app[HUB_STORE] = store
     app.router.add_post("/v1/nodes/register", hub.register)

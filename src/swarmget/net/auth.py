@@ -98,17 +98,21 @@ def auth_middleware(
     replay: ReplayCache | None = None,
     shared: SharedNonces | None = None,
     not_before: float | None | object = _STARTED,
+    origin_of: Callable[[web.Request], str | None] | None = None,
 ) -> Middleware:
     """A middleware that lets only correctly signed requests through (see module doc).
 
     Each middleware has its own ``ReplayCache`` unless one is given. ``not_before``: refuse
     requests signed earlier; by default the clock's time now (when the middleware is made)
-    without ``shared``, and None (no such rule) with it.
+    without ``shared``, and None (no such rule) with it. ``origin_of`` tells the sender's
+    address, which the replay cache shares capacity by (default: the connection's peer,
+    ``request.remote``; a server behind a proxy it trusts says otherwise).
     """
     cache = replay if replay is not None else ReplayCache(window=window)
     if not_before is _STARTED:
         not_before = clock() if shared is None else None
     start = not_before if isinstance(not_before, float | int) else None
+    origin = origin_of if origin_of is not None else _remote
 
     async def check(request: web.Request, body: bytes) -> str:
         now = clock()
@@ -124,7 +128,7 @@ def auth_middleware(
         )
         node_id, nonce = signed.node_id, signed.nonce
         cache.check_and_remember(
-            node_id, nonce, timestamp=signed.timestamp, now=now, origin=request.remote
+            node_id, nonce, timestamp=signed.timestamp, now=now, origin=origin(request)
         )
         if shared is not None:
             expires_at = signed.timestamp + window
@@ -150,6 +154,10 @@ def auth_middleware(
         return await handler(request)
 
     return check_signature
+
+
+def _remote(request: web.Request) -> str | None:
+    return request.remote
 
 
 async def wait_for_next_second(clock: Callable[[], float] = time.time) -> None:
