@@ -141,6 +141,11 @@ async def _until_listed(session: aiohttp.ClientSession, swarm: LocalSwarm) -> No
             await asyncio.sleep(0.1)
 
 
+async def _hub_state(session: aiohttp.ClientSession, swarm: LocalSwarm, i: int) -> Any:
+    _, status = await NodeApi(session, swarm.node(i)).call("GET", "/v1/status")
+    return status["hub"]
+
+
 def _secret(swarm: LocalSwarm) -> bytes:
     return swarm.secret_file.read_bytes().strip()
 
@@ -182,6 +187,26 @@ async def test_a_member_cannot_speak_to_a_helper_as_another_node(
         headers = forged_headers(_secret(swarm), other, "GET", url)
         status, answer = await _send(sessions[ATTACKER], "GET", url, headers)
         assert (status, answer.get("code")) == (401, "bad_identity")
+
+
+async def test_a_declared_group_is_only_joined_from_the_networks_the_hub_lists(
+    tmp_path: Path, sessions: dict[str, aiohttp.ClientSession]
+) -> None:
+    extra = {0: ["--group", "lab"], 1: ["--group", "lab"], 2: ["--group", "lab"]}
+    async with open_local_swarm(
+        tmp_path, 3, node_extra=extra, hub_extra=["--group-cidr", "lab=127.0.0.2/31"]
+    ) as swarm:
+        local = sessions["127.0.0.1"]
+        async with asyncio.timeout(15):  # nodes 0 and 1 (127.0.0.2, .3) see each other
+            while not await _peers_of(local, swarm, 0):
+                await asyncio.sleep(0.1)
+        [peer] = await _peers_of(local, swarm, 0)
+        assert (peer["node_id"], peer["group"]) == (swarm.node(1).node_id, "lab")
+        async with asyncio.timeout(15):  # until node 2 (127.0.0.4) has tried to register
+            while not (hub := await _hub_state(local, swarm, 2)).get("error"):
+                await asyncio.sleep(0.1)
+        assert hub["registered"] is False  # 127.0.0.4 may not declare "lab"
+        assert "403" in hub["error"]
 
 
 # --- replays -----------------------------------------------------------------------------------
