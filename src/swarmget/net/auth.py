@@ -30,7 +30,7 @@ import asyncio
 import math
 import time
 from collections.abc import Callable, Mapping
-from typing import Protocol
+from typing import Literal, Protocol
 
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
@@ -85,9 +85,6 @@ class SharedNonces(Protocol):
         ...
 
 
-_STARTED = object()
-
-
 def auth_middleware(
     secret: bytes,
     *,
@@ -97,21 +94,20 @@ def auth_middleware(
     max_body: int = MAX_SIGNED_BODY,
     replay: ReplayCache | None = None,
     shared: SharedNonces | None = None,
-    not_before: float | None | object = _STARTED,
+    not_before: float | Literal["start"] | None = "start",
     origin_of: Callable[[web.Request], str | None] | None = None,
 ) -> Middleware:
     """A middleware that lets only correctly signed requests through (see module doc).
 
     Each middleware has its own ``ReplayCache`` unless one is given. ``not_before``: refuse
-    requests signed earlier; by default the clock's time now (when the middleware is made)
-    without ``shared``, and None (no such rule) with it. ``origin_of`` tells the sender's
-    address, which the replay cache shares capacity by (default: the connection's peer,
-    ``request.remote``; a server behind a proxy it trusts says otherwise).
+    requests signed earlier; ``"start"`` (the default): the clock's time when the middleware
+    is made, unless ``shared`` is given (then no such rule: nonces outlive the process).
+    ``origin_of`` tells the sender's address, which the replay cache shares capacity by
+    (default: the connection's peer, ``request.remote``; a server behind a proxy it trusts
+    says otherwise).
     """
     cache = replay if replay is not None else ReplayCache(window=window)
-    if not_before is _STARTED:
-        not_before = clock() if shared is None else None
-    start = not_before if isinstance(not_before, float | int) else None
+    start = (clock() if shared is None else None) if not_before == "start" else not_before
     origin = origin_of if origin_of is not None else _remote
 
     async def check(request: web.Request, body: bytes) -> str:
