@@ -54,9 +54,11 @@ class NodeProc:
     state_dir: Path
     api_url: str
     options: NodeOptions
+    peer_id: str = ""  # the node id it announced (the fingerprint of its node key)
 
     @property
     def node_id(self) -> str:
+        """The name reports use (h0, h1 ...); ``peer_id`` is its id in the swarm."""
         return f"h{self.index}"
 
     @property
@@ -180,7 +182,6 @@ def _node_args(i: int, state: Path, secret: Path, o: NodeOptions) -> list[str]:
         "--listen": net.host_ip(i),
         "--port": PEER_PORT,
         "--api-port": 0,
-        "--node-id": f"h{i}",
         "--allow-private-origins": net.SUBNET,
         "--slots": o.slots,
         "--connections": o.connections,
@@ -228,7 +229,8 @@ def open_swarm(
             started.append((i, proc, state, opts))
         for i, proc, state, opts in started:
             info = _read_announce(proc, f"node h{i}", deadline)
-            swarm.nodes[i] = NodeProc(i, proc, state, str(info["api_url"]), opts)
+            peer_id = str(info["node_id"])
+            swarm.nodes[i] = NodeProc(i, proc, state, str(info["api_url"]), opts, peer_id)
         yield swarm
     finally:
         net.end_processes([p.pid for p in procs if p.poll() is None])
@@ -294,7 +296,7 @@ def download_with_swarm(
         "--output": name,
         "--download-dir": node.download_dir,
         "--sha256": sha256,
-        "--helpers": ",".join(f"h{h}" for h in helpers),
+        "--helpers": ",".join(swarm.nodes[h].peer_id for h in helpers),
         "--timeout": timeout,
     }
     cmd = [sys.executable, str(AGENT), *flags(options)]
@@ -337,18 +339,19 @@ def download_with_swarm(
     if end is None:
         run.error = f"the agent ended without a result (exit {agent.returncode})"
         return run
-    _fill_from_agent(run, end)
+    _fill_from_agent(run, end, {n.peer_id: n.node_id for n in swarm.nodes.values()})
     return run
 
 
-def _fill_from_agent(run: Run, end: dict[str, Any]) -> None:
+def _fill_from_agent(run: Run, end: dict[str, Any], names: dict[str, str]) -> None:
+    """``names`` maps node ids to the names reports use (h0, h1 ...)."""
     download = end.get("download") or {}
     run.wall = float(end["t"])
     for e in download.get("events", []):
         if e["kind"] in ("failure", "ban", "cancel", "duplicate"):
             run.events.append(f"{e['at']:.1f}s {e['kind']} {e['source']}: {e['detail'][:80]}")
     sources = (download.get("progress") or {}).get("sources", [])
-    run.received = {str(s["id"]): int(s["received"]) for s in sources}
+    run.received = {names.get(str(s["id"]), str(s["id"])): int(s["received"]) for s in sources}
     if end["state"] != "done":
         error = download.get("error") or {}
         run.error = f"{end['state']}: {error.get('message', '')}"[:300]

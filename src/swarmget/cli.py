@@ -246,12 +246,14 @@ async def _get_through_relay(
 ) -> DownloadResult:
     import aiohttp
 
+    from swarmget.core.identity import NodeIdentity
     from swarmget.net.relay_client import RelayClient
 
     secret = _secret(how.secret_file)
     async with aiohttp.ClientSession() as session:
+        # an ephemeral identity: this process is a one-off client of the relay
         relay = RelayClient(
-            session, validate_url(how.relay_url or ""), secret, f"cli-{os.getpid()}"
+            session, validate_url(how.relay_url or ""), secret, NodeIdentity.generate()
         )
         async with open_local_download(spec, options, relay=relay) as download:
             return await watch_progress(download, console)
@@ -534,6 +536,12 @@ def _path_or_none(path: Path | None) -> str | None:
     help="A reverse proxy (CIDR) whose X-Forwarded-For is believed; repeat, or commas.",
 )
 @click.option("--trust-proxy", is_flag=True, default=None, hidden=True)
+@click.option(
+    "--group-cidr",
+    multiple=True,
+    help="NAME=CIDR: nodes in CIDR may declare --group NAME (repeatable); other declared "
+    "groups are refused.",
+)
 @click.option("--log-format", type=click.Choice(["text", "json"]))
 @click.pass_context
 def hub(ctx: click.Context, /, **_: Any) -> None:
@@ -542,6 +550,7 @@ def hub(ctx: click.Context, /, **_: Any) -> None:
     Several hubs given the same database (--db postgresql+asyncpg://...) are replicas of one
     registry: give nodes all of them (--hub A --hub B) and they fail over when one dies.
     """
+    from swarmget.core.groups import GroupPolicy
     from swarmget.hub.service import run_hub
     from swarmget.logs import setup_logging
 
@@ -554,6 +563,7 @@ def hub(ctx: click.Context, /, **_: Any) -> None:
             run_hub(
                 v.host, v.port, v.db, secret, v.ttl, v.group_prefix,
                 parse_cidrs(v.trusted_proxies), limits=_listen_limits(v),
+                group_policy=GroupPolicy.parse(v.group_cidr),
                 on_listening=lambda url: _announce({"url": url}),
             )
         )  # fmt: skip

@@ -121,6 +121,7 @@ class HubSettings(_Listening):
     group_prefix: int = Field(default=16, ge=0, le=32)
     trusted_proxies: list[str] = Field(default_factory=list)
     trust_proxy: bool = False  # gone: refused with a pointer to trusted_proxies
+    group_cidr: list[str] = Field(default_factory=list)  # NAME=CIDR: who may declare NAME
     log_format: str = Field(default="text", pattern="^(text|json)$")
 
     @field_validator("trusted_proxies")

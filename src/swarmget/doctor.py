@@ -10,6 +10,7 @@ byte ranges served, validator present).
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import time
 from dataclasses import dataclass
@@ -20,9 +21,9 @@ import aiohttp
 
 from swarmget.config import resolve
 from swarmget.core.auth import DEFAULT_WINDOW
-from swarmget.core.errors import SwarmgetError
+from swarmget.core.errors import ClockSkew, SwarmgetError
 from swarmget.net.origin import OriginClient
-from swarmget.net.signing import load_secret, secret_file_exposure, signed_headers
+from swarmget.net.signing import NodeIdentity, load_secret, secret_file_exposure, signed_headers
 
 
 @dataclass(frozen=True)
@@ -87,7 +88,7 @@ async def check_hub(session: aiohttp.ClientSession, hub: str, secret: bytes | No
 
 async def _check_auth(session: aiohttp.ClientSession, hub: str, secret: bytes) -> Check:
     url = f"{hub}/v1/peers"
-    headers = signed_headers(secret, "swarmget-doctor", "GET", url)
+    headers = signed_headers(secret, NodeIdentity.generate(), "GET", url)  # a one-off id
     try:
         async with session.get(url, headers=headers) as resp:
             status, body = resp.status, await resp.text()
@@ -95,10 +96,20 @@ async def _check_auth(session: aiohttp.ClientSession, hub: str, secret: bytes) -
         return Check("hub accepts our signature", False, str(exc))
     if status in (200, 404):  # 404: "you are not registered" — but the signature was good
         return Check("hub accepts our signature", True, "the swarm secret matches")
-    if "skew" in body or "clock" in body:
+    if _error_code(body) == ClockSkew.code:
         return Check("hub accepts our signature", False, body[:200], "synchronise clocks (NTP)")
     hint = "every node and hub must use the same secret file"
     return Check("hub accepts our signature", False, f"{status}: {body[:200]}", hint)
+
+
+def _error_code(body: str) -> str | None:
+    """The ``code`` of a swarmget JSON error body, if it is one."""
+    try:
+        parsed = json.loads(body)
+    except ValueError:
+        return None
+    code = parsed.get("code") if isinstance(parsed, dict) else None
+    return code if isinstance(code, str) else None
 
 
 def _skew(date_header: str | None) -> float | None:

@@ -32,7 +32,7 @@ from swarmget.net.hub_client import (
     run_membership,
 )
 from swarmget.node.daemon import NodeConfig
-from swarmget.testing.fakes import MemoryRegistryStore
+from swarmget.testing.fakes import MemoryRegistryStore, identity_of, nid
 
 SECRET = b"pool-test-secret-0123456789"
 REG = Registration(port=7500, version="0.1.0", slots=2)
@@ -63,7 +63,8 @@ class Hubs:
     async def start(
         self, *, store: MemoryRegistryStore | None = None, secret: bytes = SECRET
     ) -> Hub:
-        app = make_hub_app(store or self.store, secret, ttl=15.0)
+        shared = store or self.store  # replicas share the registry and the seen nonces
+        app = make_hub_app(shared, secret, ttl=15.0, nonces=shared)
         runner = web.AppRunner(app, shutdown_timeout=0.1)
         await runner.setup()
         self.stack.push_async_callback(runner.cleanup)
@@ -72,7 +73,7 @@ class Hubs:
         return Hub(f"http://{host}:{port}", runner)
 
     def pool(self, node_id: str, *urls: str) -> HubPool:
-        return HubPool(self.session, urls, SECRET, node_id, timeout=2.0)
+        return HubPool(self.session, urls, SECRET, identity_of(node_id), timeout=2.0)
 
     def known(self) -> set[str]:
         return set(self.store._nodes)
@@ -104,27 +105,27 @@ async def test_register_skips_a_dead_hub_and_stays_with_the_one_that_answered(
     hubs: Hubs,
 ) -> None:
     a, b = await hubs.start(), await hubs.start()
-    pool = hubs.pool("node-a", dead_url(), a.url, b.url)
+    pool = hubs.pool(nid("node-a"), dead_url(), a.url, b.url)
     await pool.register(REG)
     assert pool.hub_url == a.url
     await pool.heartbeat({"n": 1})
     assert await pool.peers() == []
-    assert hubs.known() == {"node-a"}
+    assert hubs.known() == {nid("node-a")}
 
 
 async def test_a_node_registered_through_one_hub_is_listed_by_the_other(hubs: Hubs) -> None:
     a, b = await hubs.start(), await hubs.start()
-    helper = hubs.pool("helper", a.url, b.url)
-    requester = hubs.pool("requester", b.url, a.url)
+    helper = hubs.pool(nid("helper"), a.url, b.url)
+    requester = hubs.pool(nid("requester"), b.url, a.url)
     await helper.register(REG)
     await requester.register(REG)
     assert (helper.hub_url, requester.hub_url) == (a.url, b.url)
-    assert [p.node_id for p in await requester.peers()] == ["helper"]
+    assert [p.node_id for p in await requester.peers()] == [nid("helper")]
 
 
 async def test_a_failed_heartbeat_switches_hub_and_asks_to_register_there(hubs: Hubs) -> None:
     a, b = await hubs.start(), await hubs.start()
-    pool = hubs.pool("node-a", a.url, b.url)
+    pool = hubs.pool(nid("node-a"), a.url, b.url)
     await pool.register(REG)
     await a.kill()
     with pytest.raises(HubSwitched, match=b.url) as info:
@@ -138,12 +139,12 @@ async def test_a_failed_heartbeat_switches_hub_and_asks_to_register_there(hubs: 
 
 async def test_peers_fail_over_then_the_heartbeat_asks_to_register_there(hubs: Hubs) -> None:
     a, b = await hubs.start(), await hubs.start()
-    helper = hubs.pool("helper", b.url)
+    helper = hubs.pool(nid("helper"), b.url)
     await helper.register(REG)
-    pool = hubs.pool("node-a", a.url, b.url)
+    pool = hubs.pool(nid("node-a"), a.url, b.url)
     await pool.register(REG)
     await a.kill()
-    assert [p.node_id for p in await pool.peers()] == ["helper"]  # answered by b
+    assert [p.node_id for p in await pool.peers()] == [nid("helper")]  # answered by b
     assert pool.hub_url == b.url
     with pytest.raises(HubSwitched):
         await pool.heartbeat()  # registered with a: register with b first
@@ -153,7 +154,7 @@ async def test_peers_fail_over_then_the_heartbeat_asks_to_register_there(hubs: H
 
 async def test_the_pool_does_not_move_back_by_itself(hubs: Hubs) -> None:
     a, b = await hubs.start(), await hubs.start()
-    pool = hubs.pool("node-a", dead_url(), a.url, b.url)
+    pool = hubs.pool(nid("node-a"), dead_url(), a.url, b.url)
     await pool.register(REG)
     await pool.peers()
     await pool.register(REG)
@@ -162,7 +163,7 @@ async def test_the_pool_does_not_move_back_by_itself(hubs: Hubs) -> None:
 
 async def test_concurrent_failures_move_the_pool_once(hubs: Hubs) -> None:
     a, b, c = await hubs.start(), await hubs.start(), await hubs.start()
-    pool = hubs.pool("node-a", a.url, b.url, c.url)
+    pool = hubs.pool(nid("node-a"), a.url, b.url, c.url)
     await pool.register(REG)
     await a.kill()
     await asyncio.gather(pool.peers(), pool.peers(), pool.peers())
@@ -172,13 +173,13 @@ async def test_concurrent_failures_move_the_pool_once(hubs: Hubs) -> None:
 async def test_a_hub_whose_database_is_down_is_skipped(hubs: Hubs) -> None:
     broken = await hubs.start(store=_DownStore())
     good = await hubs.start()
-    pool = hubs.pool("node-a", broken.url, good.url)
+    pool = hubs.pool(nid("node-a"), broken.url, good.url)
     await pool.register(REG)
     assert pool.hub_url == good.url
 
 
 async def test_when_no_hub_answers_the_last_failure_is_raised(hubs: Hubs) -> None:
-    pool = hubs.pool("node-a", dead_url(), dead_url())
+    pool = hubs.pool(nid("node-a"), dead_url(), dead_url())
     with pytest.raises(HubUnavailable):
         await pool.register(REG)
     with pytest.raises(HubUnavailable):
@@ -188,12 +189,12 @@ async def test_when_no_hub_answers_the_last_failure_is_raised(hubs: Hubs) -> Non
 async def test_rejections_and_unknown_node_do_not_fail_over(hubs: Hubs) -> None:
     other_swarm = await hubs.start(secret=b"another-secret-0123456789")
     a = await hubs.start()
-    pool = hubs.pool("node-a", other_swarm.url, a.url)
+    pool = hubs.pool(nid("node-a"), other_swarm.url, a.url)
     with pytest.raises(HubRejected):
         await pool.register(REG)  # our configuration is wrong: retrying elsewhere hides it
     assert pool.hub_url == other_swarm.url
 
-    pool = hubs.pool("node-b", a.url, dead_url())
+    pool = hubs.pool(nid("node-b"), a.url, dead_url())
     with pytest.raises(UnknownNode) as info:
         await pool.peers()
     assert not isinstance(info.value, HubSwitched)
@@ -202,7 +203,7 @@ async def test_rejections_and_unknown_node_do_not_fail_over(hubs: Hubs) -> None:
 
 async def test_a_pool_of_one_hub_behaves_like_its_client(hubs: Hubs) -> None:
     a = await hubs.start()
-    pool = hubs.pool("node-a", a.url)
+    pool = hubs.pool(nid("node-a"), a.url)
     await pool.register(REG)
     await a.kill()
     with pytest.raises(HubUnavailable) as info:
@@ -213,7 +214,7 @@ async def test_a_pool_of_one_hub_behaves_like_its_client(hubs: Hubs) -> None:
 
 async def test_a_pool_needs_a_hub(hubs: Hubs) -> None:
     with pytest.raises(ValueError, match="at least one"):
-        HubPool(hubs.session, [], SECRET, "node-a")
+        HubPool(hubs.session, [], SECRET, identity_of(nid("node-a")))
 
 
 # --- membership through a pool --------------------------------------------------------------
@@ -240,7 +241,7 @@ async def _run_member(
 
 async def test_membership_fails_over_to_the_next_hub_at_once(hubs: Hubs) -> None:
     a, b = await hubs.start(), await hubs.start()
-    pool = hubs.pool("node-a", a.url, b.url)
+    pool = hubs.pool(nid("node-a"), a.url, b.url)
     states: list[MembershipState] = []
 
     async def scenario() -> None:
@@ -251,14 +252,14 @@ async def test_membership_fails_over_to_the_next_hub_at_once(hubs: Hubs) -> None
         await _until(lambda: states[-1].hub_url == b.url and states[-1].registered is not None)
         assert all(s.failures == 0 for s in states[killed_at:])  # no back-off on the way
         assert any("switching to hub" in (s.error or "") for s in states[killed_at:])
-        assert hubs.known() == {"node-a"}
+        assert hubs.known() == {nid("node-a")}
 
     await _run_member(pool, states, scenario)
     assert hubs.known() == set()  # left through b when cancelled
 
 
 async def test_membership_backs_off_when_no_hub_answers(hubs: Hubs) -> None:
-    pool = hubs.pool("node-a", dead_url(), dead_url())
+    pool = hubs.pool(nid("node-a"), dead_url(), dead_url())
     states: list[MembershipState] = []
 
     async def three_failures() -> None:

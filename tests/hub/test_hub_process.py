@@ -17,6 +17,7 @@ import aiohttp
 import pytest
 
 from swarmget.net.hub_client import HubClient, MembershipState, Registration, run_membership
+from swarmget.testing.fakes import identity_for, nid
 
 SECRET = b"process-test-secret-0123456789"
 REG = Registration(port=7500, version="0.1.0", slots=2)
@@ -101,15 +102,15 @@ async def test_registry_survives_sigkill(
     launcher: Launcher, session: aiohttp.ClientSession
 ) -> None:
     first = await launcher.start("hub.db")
-    a = HubClient(session, first.url, SECRET, "node-a")
-    b = HubClient(session, first.url, SECRET, "node-b")
+    a = HubClient(session, first.url, SECRET, identity_for("node-a"))
+    b = HubClient(session, first.url, SECRET, identity_for("node-b"))
     await a.register(REG)
     await b.register(REG)
     await first.kill()
 
     second = await launcher.start("hub.db")
-    b_again = HubClient(session, second.url, SECRET, "node-b")
-    assert [p.node_id for p in await b_again.peers()] == ["node-a"]
+    b_again = HubClient(session, second.url, SECRET, identity_for("node-b"))
+    assert [p.node_id for p in await b_again.peers()] == [nid("node-a")]
     assert await _health(session, second.url) == 2
 
 
@@ -118,7 +119,7 @@ async def test_membership_reregisters_with_a_hub_that_forgot(
 ) -> None:
     first = await launcher.start("first.db")
     port = int(first.url.rsplit(":", 1)[1])
-    client = HubClient(session, first.url, SECRET, "node-a", timeout=1.0)
+    client = HubClient(session, first.url, SECRET, identity_for("node-a"), timeout=1.0)
     states: list[MembershipState] = []
 
     async def listed() -> bool:

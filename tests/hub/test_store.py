@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from swarmget.core.errors import StorageError, UsageError
 from swarmget.hub.store import NodeRecord, RegistryStore, SqlRegistryStore, open_registry_store
+from swarmget.net.auth import SharedNonces
 from swarmget.testing.fakes import MemoryRegistryStore
 
 T0 = 1_700_000_000.0
@@ -146,6 +147,37 @@ async def test_close_is_safe(store: RegistryStore) -> None:
 
 
 # --- SQL only -------------------------------------------------------------------------------------
+
+
+# --- seen request nonces (shared by hub replicas) ---------------------------------------------
+
+
+async def test_a_nonce_is_accepted_once(store: RegistryStore) -> None:
+    nonces: SharedNonces = store  # type: ignore[assignment]
+    assert await nonces.remember_nonce("a", "nonce-0000000001", expires_at=T0 + 30, now=T0)
+    assert not await nonces.remember_nonce("a", "nonce-0000000001", expires_at=T0 + 31, now=T0 + 1)
+    # another node's nonce, and another nonce of the same node, are not replays
+    assert await nonces.remember_nonce("b", "nonce-0000000001", expires_at=T0 + 30, now=T0)
+    assert await nonces.remember_nonce("a", "nonce-0000000002", expires_at=T0 + 30, now=T0)
+
+
+async def test_expired_nonces_are_swept(tmp_path: Path) -> None:
+    async with open_registry_store(f"sqlite+aiosqlite:///{tmp_path / 'hub.db'}") as sql:
+        for i in range(5):
+            await sql.remember_nonce("a", f"nonce-{i:010d}", expires_at=T0 + 30, now=T0)
+        await sql.remember_nonce("a", "nonce-later-000001", expires_at=T0 + 60, now=T0 + 30)
+        assert await sql.count_nonces() == 6
+        await sql.remember_nonce("b", "nonce-after-000001", expires_at=T0 + 70, now=T0 + 40)
+        assert await sql.count_nonces() == 2  # T0 + 30's are gone, the others stay
+
+
+async def test_nonces_survive_reopening(tmp_path: Path) -> None:
+    """A hub restarted on its database still refuses a request its previous run accepted."""
+    url = f"sqlite+aiosqlite:///{tmp_path / 'hub.db'}"
+    async with open_registry_store(url) as sql:
+        assert await sql.remember_nonce("a", "nonce-0000000001", expires_at=T0 + 30, now=T0)
+    async with open_registry_store(url) as sql:
+        assert not await sql.remember_nonce("a", "nonce-0000000001", expires_at=T0 + 30, now=T0)
 
 
 async def test_sqlite_registry_survives_reopening(tmp_path: Path) -> None:

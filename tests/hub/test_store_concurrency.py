@@ -115,3 +115,22 @@ async def test_heartbeats_through_either_hub_keep_a_node_alive(
     assert (live.last_seen, dict(live.stats)) == (T0 + 50, {"step": 5})
     assert await b.live_nodes(T0 + 50 + TTL + 1, TTL) == []  # expiry read from the database
     assert not await a.heartbeat("x", {}, T0 + 50 + TTL + 1, ttl=TTL)
+
+
+async def test_a_nonce_sent_to_both_hubs_at_once_is_accepted_exactly_once(
+    two_stores: tuple[SqlRegistryStore, SqlRegistryStore],
+) -> None:
+    """A replayed request racing the original to the other replica: one of them wins."""
+    a, b = two_stores
+    nonces = [f"nonce-{i:012d}" for i in range(20)]
+    calls = [
+        store.remember_nonce("n", nonce, expires_at=T0 + 30, now=T0 + sweep)
+        for nonce in nonces
+        for sweep in (0, 10)  # the second of each pair also sweeps expired rows meanwhile
+        for store in (a, b)
+    ]
+    accepted = await asyncio.gather(*calls)
+    assert sum(accepted) == len(nonces)
+    for i in range(len(nonces)):
+        assert sum(accepted[4 * i : 4 * i + 4]) == 1
+    assert await a.count_nonces() == len(nonces)

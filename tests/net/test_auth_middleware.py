@@ -19,6 +19,7 @@ from swarmget.net.auth import (
     load_secret,
     signed_headers,
 )
+from swarmget.testing.fakes import identity_for, nid
 
 SECRET = b"0123456789abcdef-test-secret"
 NOW = 1_700_000_000.0
@@ -72,7 +73,7 @@ async def session() -> AsyncIterator[aiohttp.ClientSession]:
 
 
 def _signed(url: str, method: str = "GET", body: bytes = b"") -> dict[str, str]:
-    return signed_headers(SECRET, "node-a", method, url, body, now=NOW)
+    return signed_headers(SECRET, identity_for("node-a"), method, url, body, now=NOW)
 
 
 async def _status_and_json(
@@ -91,7 +92,7 @@ async def test_good_signature_passes_and_names_the_node(
 ) -> None:
     url = server.url + "/whoami"
     status, answer = await _status_and_json(session, "GET", url, _signed(url))
-    assert (status, answer["node"]) == (200, "node-a")
+    assert (status, answer["node"]) == (200, nid("node-a"))
 
 
 async def test_signed_body_and_query_pass_and_body_stays_readable(

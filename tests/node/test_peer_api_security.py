@@ -15,9 +15,11 @@ from swarmget.net.auth import json_body, signed_headers
 from swarmget.net.origin import OriginClient
 from swarmget.node.daemon import Node, NodeConfig, open_node
 from swarmget.node.helper import HelperLimits, HelperService, Refusal
+from swarmget.testing.fakes import identity_for
 from swarmget.testing.origin import TestOrigin, open_test_origin
 
 SECRET = b"s" * 32
+ME = identity_for("tester")
 KiB = 1024
 
 
@@ -72,7 +74,7 @@ async def post_range(
 ) -> tuple[int, bytes, dict[str, str]]:
     url = f"{node.peer_url}/v1/range"
     if headers is None:
-        headers = signed_headers(secret, "tester", "POST", url, body)
+        headers = signed_headers(secret, ME, "POST", url, body)
     async with session.post(url, data=body, headers=headers) as resp:
         return resp.status, await resp.read(), dict(resp.headers)
 
@@ -102,7 +104,11 @@ async def test_tampered_body_is_401(
 ) -> None:
     signed_for = range_body(origin.url("f.bin"))
     headers = signed_headers(
-        SECRET, "tester", "POST", f"{open_node_for_tests.peer_url}/v1/range", signed_for
+        SECRET,
+        ME,
+        "POST",
+        f"{open_node_for_tests.peer_url}/v1/range",
+        signed_for,
     )
     other = range_body(origin.url("f.bin"), end=2000)
     status, _, _ = await post_range(session, open_node_for_tests, other, headers=headers)
@@ -113,9 +119,7 @@ async def test_replayed_request_is_refused(
     open_node_for_tests: Node, session: aiohttp.ClientSession, origin: TestOrigin
 ) -> None:
     body = range_body(origin.url("f.bin"))
-    headers = signed_headers(
-        SECRET, "tester", "POST", f"{open_node_for_tests.peer_url}/v1/range", body
-    )
+    headers = signed_headers(SECRET, ME, "POST", f"{open_node_for_tests.peer_url}/v1/range", body)
     first, data, _ = await post_range(session, open_node_for_tests, body, headers=headers)
     assert first == 200
     assert data == origin.content("f.bin")[:1000]

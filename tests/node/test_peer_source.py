@@ -16,6 +16,7 @@ from swarmget.core.ranges import ByteRange
 from swarmget.net.origin import OriginInfo
 from swarmget.net.peer_client import PeerAddress, PeerSource
 from swarmget.node.daemon import Node, NodeConfig, open_node
+from swarmget.testing.fakes import identity_for
 from swarmget.testing.origin import TestOrigin, open_test_origin
 
 SECRET = b"p" * 32
@@ -62,7 +63,7 @@ def _info(origin: TestOrigin) -> OriginInfo:
 
 def _source(session: aiohttp.ClientSession, node: Node, secret: bytes = SECRET) -> PeerSource:
     peer = PeerAddress(node_id=node.node_id, url=node.peer_url, slots=2)
-    return PeerSource(session, peer, secret, "requester", download_id="d1")
+    return PeerSource(session, peer, secret, identity_for("requester"), download_id="d1")
 
 
 async def _read(source: PeerSource, info: OriginInfo, rng: ByteRange) -> bytes:
@@ -101,6 +102,6 @@ async def test_a_dead_helper_is_retryable(
     origin: TestOrigin, session: aiohttp.ClientSession
 ) -> None:
     peer = PeerAddress(node_id="gone", url="http://127.0.0.2:1", slots=1)
-    source = PeerSource(session, peer, SECRET, "requester")
+    source = PeerSource(session, peer, SECRET, identity_for("requester"))
     with pytest.raises(SourceRetryable):
         await _read(source, _info(origin), ByteRange(0, 10))

@@ -18,11 +18,13 @@ from swarmget.core.errors import InsufficientStorage
 from swarmget.core.manifest import Manifest
 from swarmget.net.auth import json_body, signed_headers
 from swarmget.relay.run import RelayConfig, RunningRelay, open_relay
+from swarmget.testing.fakes import identity_for
 from swarmget.testing.origin import TestOrigin, open_test_origin
 
 KiB = 1024
 MiB = 1024 * KiB
 SECRET = b"r" * 32
+ME = identity_for("tester")
 LOOPBACK = AddressPolicy(allowed_networks=parse_cidrs("127.0.0.0/8"))
 
 
@@ -61,7 +63,7 @@ async def fetch(
 ) -> tuple[int, dict[str, Any]]:
     body = json_body({"url": url})
     target = f"{relay.url}/v1/fetch"
-    headers = signed_headers(SECRET, "tester", "POST", target, body)
+    headers = signed_headers(SECRET, ME, "POST", target, body)
     async with session.post(target, data=body, headers=headers) as resp:
         return resp.status, await resp.json()
 
@@ -70,7 +72,7 @@ async def wait_ready(
     session: aiohttp.ClientSession, relay: RunningRelay, fetch_id: str
 ) -> dict[str, Any]:
     target = f"{relay.url}/v1/fetches/{fetch_id}?wait=20"
-    async with session.get(target, headers=signed_headers(SECRET, "t", "GET", target)) as r:
+    async with session.get(target, headers=signed_headers(SECRET, ME, "GET", target)) as r:
         data: dict[str, Any] = await r.json()
     assert data["state"] == "ready", data
     return data
@@ -136,7 +138,7 @@ async def test_eviction_under_a_small_budget(
         with relay.relay.serving(b["sha256"]):
             _, data = await fetch(session, relay, origin.url("a.bin"))
             target = f"{relay.url}/v1/fetches/{data['id']}?wait=20"
-            async with session.get(target, headers=signed_headers(SECRET, "t", "GET", target)) as r:
+            async with session.get(target, headers=signed_headers(SECRET, ME, "GET", target)) as r:
                 failed = await r.json()
         assert failed["state"] == "failed"
         assert failed["error"]["code"] == InsufficientStorage.code
@@ -202,7 +204,7 @@ async def test_relay_refuses_private_origins_by_default(
     async with open_relay(guarded) as relay:
         _, data = await fetch(session, relay, origin.url("a.bin"))
         target = f"{relay.url}/v1/fetches/{data['id']}?wait=20"
-        async with session.get(target, headers=signed_headers(SECRET, "t", "GET", target)) as r:
+        async with session.get(target, headers=signed_headers(SECRET, ME, "GET", target)) as r:
             failed = await r.json()
     assert failed["state"] == "failed"
     assert "refusing to connect" in failed["error"]["message"]

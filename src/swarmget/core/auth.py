@@ -1,15 +1,17 @@
-"""Signed requests between the members of a swarm, with one shared secret.
+"""Signed requests between the members of a swarm: one shared secret, one key per node.
 
-Every node↔node and node↔hub request carries four headers::
+Every node↔node and node↔hub request carries six headers::
 
-    X-Swarm-Node       the sender's node id
-    X-Swarm-Time       when it was signed, integer unix seconds
-    X-Swarm-Nonce      a random token the sender never reuses
-    X-Swarm-Signature  lowercase hex HMAC-SHA256(secret, canonical string)
+    X-Swarm-Node           the sender's node id (the fingerprint of its public key)
+    X-Swarm-Time           when it was signed, integer unix seconds
+    X-Swarm-Nonce          a random token the sender never reuses
+    X-Swarm-Signature      lowercase hex HMAC-SHA256(secret, canonical string)
+    X-Swarm-Key            the sender's Ed25519 public key, URL-safe base64 (no padding)
+    X-Swarm-Key-Signature  its Ed25519 signature of the canonical string, same encoding
 
 and the canonical string is these lines joined by ``\\n``::
 
-    swarmget-v1
+    swarmget-v2
     METHOD                 upper case
     /path?query            the request target exactly as sent on the wire (still %-encoded)
     sha256(body)           lowercase hex, of the raw body bytes (empty body: sha256(b""))
@@ -18,12 +20,22 @@ and the canonical string is these lines joined by ``\\n``::
     nonce
 
 Why each part: method, target and body digest pin *what* is asked, so a captured signature
-cannot be moved to another route or body; node id pins *who*; time bounds *when* (a
-receiver rejects anything more than ``window`` seconds off its own clock, and says it is a
-clock problem); the nonce makes each request unique inside that window, so a receiver that
-remembers the nonces it saw (``ReplayCache``) refuses a request sent twice. Node ids and
-nonces are restricted to characters that cannot contain the separator, so the string is
-unambiguous. Signatures are compared with ``hmac.compare_digest``.
+cannot be moved to another route or body; time bounds *when* (a receiver rejects anything
+more than ``window`` seconds off its own clock, and says it is a clock problem); the nonce
+makes each request unique inside that window, so a receiver that remembers the nonces it saw
+(``ReplayCache``) refuses a request sent twice. Node ids and nonces are restricted to
+characters that cannot contain the separator, so the string is unambiguous.
+
+*Who* is two proofs (``swarmget.core.identity``): the HMAC says the sender holds the swarm
+secret (membership: outsiders are refused before any costlier check), and the key signature
+says it holds the private key whose fingerprint is the node id it claims (identity: a member
+cannot speak as another member). Signatures are compared with ``hmac.compare_digest``;
+Ed25519 verification is ``cryptography``'s.
+
+Replays: a receiver that keeps its nonces only in memory cannot know, after a restart, what
+it saw before; ``verify(not_before=...)`` (its start time) refuses anything signed earlier.
+``ReplayCache`` gives every sender its own share, so one member flooding it with nonces
+refuses only its own requests (see its docstring).
 
 This module is pure: the time comes in as ``now`` and nonces come from the caller.
 """
@@ -35,38 +47,73 @@ import heapq
 import hmac
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 
-from swarmget.core.errors import AuthError, InvalidSecret
+from swarmget.core.errors import (
+    AuthError,
+    BadIdentity,
+    ClockSkew,
+    InvalidSecret,
+    ReplayCacheFull,
+    ReplayedRequest,
+)
+from swarmget.core.identity import (
+    PUBLIC_KEY_BYTES,
+    SIGNATURE_BYTES,
+    NodeIdentity,
+    decode_b64,
+    encode_b64,
+    node_id_of,
+    verify_key_signature,
+)
 
 __all__ = [
     "DEFAULT_WINDOW",
+    "HEADER_KEY",
+    "HEADER_KEY_SIGNATURE",
     "HEADER_NODE",
     "HEADER_NONCE",
     "HEADER_SIGNATURE",
     "HEADER_TIME",
     "MIN_SECRET_BYTES",
     "ReplayCache",
+    "SignedRequest",
     "body_digest",
     "canonical_string",
+    "check_not_before",
     "is_valid_node_id",
     "parse_secret",
     "sign",
     "verify",
+    "verify_signed",
 ]
 
 HEADER_NODE = "X-Swarm-Node"
 HEADER_TIME = "X-Swarm-Time"
 HEADER_NONCE = "X-Swarm-Nonce"
 HEADER_SIGNATURE = "X-Swarm-Signature"
-_AUTH_HEADERS = (HEADER_NODE, HEADER_TIME, HEADER_NONCE, HEADER_SIGNATURE)
+HEADER_KEY = "X-Swarm-Key"
+HEADER_KEY_SIGNATURE = "X-Swarm-Key-Signature"
+_AUTH_HEADERS = (
+    HEADER_NODE,
+    HEADER_TIME,
+    HEADER_NONCE,
+    HEADER_SIGNATURE,
+    HEADER_KEY,
+    HEADER_KEY_SIGNATURE,
+)
 
-SIGNATURE_VERSION = "swarmget-v1"
+SIGNATURE_VERSION = "swarmget-v2"
 #: Largest accepted difference, in seconds, between the signer's clock and the receiver's.
 DEFAULT_WINDOW = 30.0
 #: Shortest accepted shared secret.
 MIN_SECRET_BYTES = 16
-#: How many nonces a ReplayCache holds at most before it refuses new requests.
-DEFAULT_REPLAY_ENTRIES = 100_000
+#: Live nonces a ReplayCache keeps per sender (node id): 2048 per 30 s is ~68 requests/s.
+DEFAULT_PER_SENDER = 2048
+#: Senders (node ids) a ReplayCache keeps nonces for at once.
+DEFAULT_MAX_SENDERS = 512
+#: Senders one source address may have in a ReplayCache at once (minting keys is cheap).
+DEFAULT_SENDERS_PER_ORIGIN = 16
 
 _NODE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
 _NONCE = re.compile(r"[A-Za-z0-9_-]{16,64}")
@@ -78,7 +125,9 @@ _DIGEST = re.compile(r"[0-9a-f]{64}")
 
 
 def is_valid_node_id(node_id: str) -> bool:
-    """Node ids are 1-128 characters of ``A-Z a-z 0-9 . _ : -``, starting alphanumeric."""
+    """Node ids are 1-128 characters of ``A-Z a-z 0-9 . _ : -``, starting alphanumeric.
+    (The shape rule: ids made since node keys are fingerprints, ``core.identity``, which
+    always match it; a signed request proves its id, see the module doc.)"""
     return _NODE_ID.fullmatch(node_id) is not None
 
 
@@ -101,16 +150,18 @@ def _signature(secret: bytes, canonical: bytes) -> str:
 def sign(
     secret: bytes,
     *,
+    identity: NodeIdentity,
     method: str,
     path: str,
     body: bytes,
-    node_id: str,
     now: float,
     nonce: str,
 ) -> dict[str, str]:
-    """The four headers that authenticate this request. ``path`` is the target as sent:
-    path and query, %-encoded. Raises ``ValueError`` on malformed input (our own bug)."""
+    """The six headers that authenticate this request as ``identity``'s. ``path`` is the
+    target as sent: path and query, %-encoded. Raises ``ValueError`` on malformed input
+    (our own bug)."""
     method = method.upper()
+    node_id = identity.node_id
     _check_parts(method=method, path=path, node_id=node_id, nonce=nonce, error=ValueError)
     timestamp = int(now)
     canonical = canonical_string(
@@ -126,6 +177,8 @@ def sign(
         HEADER_TIME: str(timestamp),
         HEADER_NONCE: nonce,
         HEADER_SIGNATURE: _signature(secret, canonical),
+        HEADER_KEY: encode_b64(identity.public_key),
+        HEADER_KEY_SIGNATURE: encode_b64(identity.sign(canonical)),
     }
 
 
@@ -142,6 +195,15 @@ def _check_parts(
         raise error("invalid nonce: must be 16-64 characters of A-Z a-z 0-9 _ -")
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SignedRequest:
+    """What ``verify`` established: who signed, when, and with which nonce."""
+
+    node_id: str
+    timestamp: int
+    nonce: str
+
+
 def verify(
     secret: bytes,
     *,
@@ -152,26 +214,80 @@ def verify(
     body: bytes | None = None,
     body_digest: str | None = None,
     window: float = DEFAULT_WINDOW,
+    not_before: float | None = None,
     replay: ReplayCache | None = None,
+    origin: str | None = None,
 ) -> str:
-    """Check a request's signature and return the node id that signed it.
+    """Check a request's signatures and return the node id that signed it.
 
     Give exactly one of ``body`` (raw bytes) or ``body_digest`` (its lowercase hex
-    sha256). Order of checks: well-formed headers, signature, clock skew, then the replay
-    cache (only a genuine, timely request uses up its nonce). Raises ``AuthError``.
+    sha256). Order of checks: well-formed headers, the swarm HMAC, the node key (its
+    fingerprint is the node id, and it signed the same string), clock skew, ``not_before``
+    (``check_not_before``), then the replay cache (only a genuine, timely request uses up its
+    nonce; ``origin``, the sender's address, caps how many node ids one address may have
+    there). Raises ``AuthError`` (``BadIdentity``, ``ClockSkew``, ``ReplayedRequest``,
+    ``ReplayCacheFull`` for those checks).
     """
+    signed = verify_signed(
+        secret,
+        method=method,
+        path=path,
+        headers=headers,
+        now=now,
+        body=body,
+        body_digest=body_digest,
+        window=window,
+        not_before=not_before,
+    )
+    if replay is not None:
+        replay.check_and_remember(
+            signed.node_id, signed.nonce, timestamp=signed.timestamp, now=now, origin=origin
+        )
+    return signed.node_id
+
+
+def verify_signed(
+    secret: bytes,
+    *,
+    method: str,
+    path: str,
+    headers: Mapping[str, str],
+    now: float,
+    body: bytes | None = None,
+    body_digest: str | None = None,
+    window: float = DEFAULT_WINDOW,
+    not_before: float | None = None,
+) -> SignedRequest:
+    """``verify`` without the replay cache: for receivers that check nonces elsewhere (a
+    hub's shared table). Returns what the signature established."""
     digest = _digest_of(body, body_digest)
-    node_id, timestamp, nonce, signature = _auth_fields(headers)
+    fields = _auth_fields(headers)
+    node_id, timestamp, nonce = fields.node_id, fields.timestamp, fields.nonce
     _check_parts(method=method, path=path, node_id=node_id, nonce=nonce, error=AuthError)
     canonical = canonical_string(
         method=method, path=path, digest=digest, timestamp=timestamp, node_id=node_id, nonce=nonce
     )
-    if not hmac.compare_digest(_signature(secret, canonical), signature):
+    if not hmac.compare_digest(_signature(secret, canonical), fields.signature):
         raise AuthError("bad signature: wrong swarm secret, or the request was altered")
+    _check_identity(fields, canonical)
     check_skew(timestamp, now=now, window=window)
-    if replay is not None:
-        replay.check_and_remember(node_id, nonce, timestamp=timestamp, now=now)
-    return node_id
+    if not_before is not None:
+        check_not_before(timestamp, not_before=not_before)
+    return SignedRequest(node_id=node_id, timestamp=timestamp, nonce=nonce)
+
+
+def _check_identity(fields: _Fields, canonical: bytes) -> None:
+    key = decode_b64(fields.key, length=PUBLIC_KEY_BYTES)
+    if key is None:
+        raise BadIdentity(f"invalid {HEADER_KEY}: must be a 32-byte Ed25519 key in base64url")
+    if node_id_of(key) != fields.node_id:
+        raise BadIdentity(
+            f"node id {fields.node_id} is not the id of the key that signed: node ids are "
+            "fingerprints of node keys, and only the holder of a node's key may use its id"
+        )
+    signature = decode_b64(fields.key_signature, length=SIGNATURE_BYTES)
+    if signature is None or not verify_key_signature(key, signature, canonical):
+        raise BadIdentity("bad key signature: the request was not signed by its node's key")
 
 
 def _digest_of(body: bytes | None, digest: str | None) -> str:
@@ -185,8 +301,18 @@ def _digest_of(body: bytes | None, digest: str | None) -> str:
     return digest
 
 
-def _auth_fields(headers: Mapping[str, str]) -> tuple[str, int, str, str]:
-    """(node id, timestamp, nonce, signature) from the headers, names case-insensitive."""
+@dataclass(frozen=True, slots=True)
+class _Fields:
+    node_id: str
+    timestamp: int
+    nonce: str
+    signature: str
+    key: str
+    key_signature: str
+
+
+def _auth_fields(headers: Mapping[str, str]) -> _Fields:
+    """The auth headers' values, names case-insensitive, each exactly once."""
     wanted = {name.lower(): name for name in _AUTH_HEADERS}
     found: dict[str, str] = {}
     for key, value in headers.items():
@@ -203,62 +329,160 @@ def _auth_fields(headers: Mapping[str, str]) -> tuple[str, int, str, str]:
         raise AuthError(f"invalid {HEADER_TIME}: must be integer unix seconds")
     if not _SIGNATURE.fullmatch(found[HEADER_SIGNATURE]):
         raise AuthError(f"invalid {HEADER_SIGNATURE}: must be 64 lowercase hex digits")
-    timestamp = int(found[HEADER_TIME])
-    return found[HEADER_NODE], timestamp, found[HEADER_NONCE], found[HEADER_SIGNATURE]
+    return _Fields(
+        node_id=found[HEADER_NODE],
+        timestamp=int(found[HEADER_TIME]),
+        nonce=found[HEADER_NONCE],
+        signature=found[HEADER_SIGNATURE],
+        key=found[HEADER_KEY],
+        key_signature=found[HEADER_KEY_SIGNATURE],
+    )
 
 
 def check_skew(timestamp: float, *, now: float, window: float = DEFAULT_WINDOW) -> None:
-    """Raise ``AuthError`` naming the clock skew when ``timestamp`` is outside ±window."""
+    """Raise ``ClockSkew`` naming the skew when ``timestamp`` is outside ±window."""
     skew = now - timestamp
     if abs(skew) <= window:
         return
     direction = "behind" if skew > 0 else "ahead of"
-    raise AuthError(
+    raise ClockSkew(
         f"clock skew: the request's time is {abs(skew):.0f} s {direction} the receiver's clock "
         f"(allowed ±{window:.0f} s); check the clocks (NTP) of both machines"
     )
+
+
+def check_not_before(timestamp: int, *, not_before: float) -> None:
+    """Raise ``ReplayedRequest`` when the request was signed before ``not_before``.
+
+    A receiver whose replay cache lives in memory passes its start time: a request signed
+    before it started may have been seen by its previous run, so it cannot be told from a
+    replay. Timestamps are whole seconds: a request signed in the second the receiver
+    started counts as earlier (a sender retries; one whose clock lags the receiver's is
+    refused for that long after each restart of the receiver).
+    """
+    if timestamp < not_before:
+        raise ReplayedRequest(
+            f"the request was signed {not_before - timestamp:.0f} s before this receiver "
+            "started: it may be a replay, sign it again (if this persists, check the clocks)"
+        )
 
 
 class ReplayCache:
     """Remembers the (node id, nonce) pairs of recent requests and refuses a second use.
 
     An entry is kept until its request's timestamp leaves the window (``timestamp +
-    window``): after that the clock-skew check refuses the request anyway. At most
-    ``max_entries`` live entries are kept; when that many requests arrived within one window
-    the cache refuses new ones rather than forget a nonce that could still be replayed.
+    window``): after that the clock-skew check refuses the request anyway. A full cache
+    refuses new requests rather than forget a nonce that could still be replayed, and its
+    capacity is shared out so that one member cannot lock the others out:
+
+    * each sender (node id) keeps at most ``per_sender`` live nonces: a sender over that
+      gets ``ReplayCacheFull`` until its own entries expire; nobody else notices;
+    * minting node ids is cheap (a new key), so one source address (``origin``) may have
+      at most ``senders_per_origin`` senders in the cache at once;
+    * at most ``max_senders`` senders are kept at all, which bounds memory at
+      ``max_senders * per_sender`` entries; filling it takes ``max_senders /
+      senders_per_origin`` addresses, each flooding at full rate.
+
+    A sender counts against the origin it first came from until its entries expire.
     """
 
-    __slots__ = ("_expiry", "_seen", "max_entries", "window")
+    __slots__ = (
+        "_expiry",
+        "_origin_of",
+        "_seen",
+        "_senders_of",
+        "max_senders",
+        "per_sender",
+        "senders_per_origin",
+        "window",
+    )
 
     def __init__(
-        self, *, window: float = DEFAULT_WINDOW, max_entries: int = DEFAULT_REPLAY_ENTRIES
+        self,
+        *,
+        window: float = DEFAULT_WINDOW,
+        per_sender: int = DEFAULT_PER_SENDER,
+        max_senders: int = DEFAULT_MAX_SENDERS,
+        senders_per_origin: int = DEFAULT_SENDERS_PER_ORIGIN,
     ) -> None:
-        if window <= 0 or max_entries <= 0:
-            raise ValueError("window and max_entries must be positive")
+        if window <= 0 or min(per_sender, max_senders, senders_per_origin) <= 0:
+            raise ValueError("window and capacities must be positive")
         self.window = window
-        self.max_entries = max_entries
-        self._seen: set[tuple[str, str]] = set()
+        self.per_sender = per_sender
+        self.max_senders = max_senders
+        self.senders_per_origin = senders_per_origin
+        self._seen: dict[str, set[str]] = {}  # node id -> its live nonces
+        self._origin_of: dict[str, str] = {}  # node id -> the origin it counts against
+        self._senders_of: dict[str, set[str]] = {}  # origin -> its node ids
         self._expiry: list[tuple[float, str, str]] = []  # heap of (expires_at, node, nonce)
 
     def __len__(self) -> int:
+        return sum(len(nonces) for nonces in self._seen.values())
+
+    def senders(self) -> int:
         return len(self._seen)
 
-    def check_and_remember(self, node_id: str, nonce: str, *, timestamp: float, now: float) -> None:
-        """Raise ``AuthError`` if this (node, nonce) was seen and has not expired."""
+    def check_and_remember(
+        self,
+        node_id: str,
+        nonce: str,
+        *,
+        timestamp: float,
+        now: float,
+        origin: str | None = None,
+    ) -> None:
+        """Raise ``ReplayedRequest`` if this (node, nonce) was seen and has not expired,
+        ``ReplayCacheFull`` if the sender (or its origin) is over its share; else remember."""
         self.expire(now)
-        key = (node_id, nonce)
-        if key in self._seen:
-            raise AuthError("replayed request: this nonce was already used")
-        if len(self._seen) >= self.max_entries:
-            raise AuthError("too many recent requests to check for replays; try again shortly")
-        self._seen.add(key)
+        nonces = self._seen.get(node_id)
+        if nonces is not None and nonce in nonces:
+            raise ReplayedRequest("replayed request: this nonce was already used")
+        if nonces is None:
+            nonces = self._admit(node_id, origin)
+        elif len(nonces) >= self.per_sender:
+            raise ReplayCacheFull(
+                f"node {node_id} sent more than {self.per_sender} requests within "
+                f"{self.window:.0f} s; try again shortly"
+            )
+        nonces.add(nonce)
         heapq.heappush(self._expiry, (timestamp + self.window, node_id, nonce))
+
+    def _admit(self, node_id: str, origin: str | None) -> set[str]:
+        """A new sender's (empty) share, if there is room for it."""
+        if len(self._seen) >= self.max_senders:
+            raise ReplayCacheFull("too many senders within one window; try again shortly")
+        if origin is not None:
+            siblings = self._senders_of.setdefault(origin, set())
+            if len(siblings) >= self.senders_per_origin:
+                raise ReplayCacheFull(
+                    f"more than {self.senders_per_origin} node ids from {origin} within "
+                    f"{self.window:.0f} s; try again shortly"
+                )
+            siblings.add(node_id)
+            self._origin_of[node_id] = origin
+        nonces: set[str] = set()
+        self._seen[node_id] = nonces
+        return nonces
 
     def expire(self, now: float) -> None:
         """Forget every entry whose request would now be refused for its age."""
         while self._expiry and self._expiry[0][0] < now:
             _, node_id, nonce = heapq.heappop(self._expiry)
-            self._seen.discard((node_id, nonce))
+            nonces = self._seen.get(node_id)
+            if nonces is None:
+                continue
+            nonces.discard(nonce)
+            if not nonces:
+                self._forget_sender(node_id)
+
+    def _forget_sender(self, node_id: str) -> None:
+        del self._seen[node_id]
+        origin = self._origin_of.pop(node_id, None)
+        if origin is not None:
+            siblings = self._senders_of[origin]
+            siblings.discard(node_id)
+            if not siblings:
+                del self._senders_of[origin]
 
 
 def parse_secret(raw: bytes, *, source: str) -> bytes:

@@ -10,7 +10,8 @@ Split by who is at fault and what the caller should do about it::
     │   ├── DestinationExists      the output file exists and --force was not given (or it is
     │   │                          not a regular file: never replaced, even with --force)
     │   ├── InvalidDestination     the output name cannot be used (too long for the file system)
-    │   └── InvalidSecret          the swarm secret is missing, unreadable, empty or too short
+    │   ├── InvalidSecret          the swarm secret is missing, unreadable, empty or too short
+    │   └── InvalidNodeKey         the node key file is unsafe (owner, mode, symlink) or corrupt
     ├── SourceError                one source failed one piece of work: retry it or drop it
     │   ├── SourceRetryable        transient (connection reset, timeout, 5xx): try again later
     │   │   └── SourceRateLimited  429/503, possibly with Retry-After (`retry_after` seconds)
@@ -34,7 +35,14 @@ Split by who is at fault and what the caller should do about it::
     │   ├── NoSourcesLeft          every source is banned or gone before the file completed
     │   └── Cancelled              the user cancelled the download
     ├── AuthError                  the peer's fault: its request is unsigned, badly signed,
-    │                              replayed or too far off in time; reject the request (401)
+    │   │                          replayed or too far off in time; reject the request (401)
+    │   ├── BadIdentity            the node key is missing, does not match the node id, or its
+    │   │                          signature is wrong: someone else's id was claimed
+    │   ├── ClockSkew              the request's time is outside the window: fix the clocks
+    │   ├── ReplayedRequest        this nonce was used already, or the request was signed
+    │   │                          before the receiver started (it may have been seen)
+    │   └── ReplayCacheFull        the sender sent more requests in one window than the
+    │                              receiver keeps nonces for: slow down (429)
     └── HubError                   talking to the hub failed (seen from a node)
         ├── HubUnavailable         unreachable, timed out, or 5xx: back off, then register again
         ├── HubRejected            the hub refused us (secret, clock skew, bad request): retrying
@@ -172,10 +180,44 @@ class InvalidSecret(UsageError):
     code = "invalid_secret"
 
 
+class InvalidNodeKey(UsageError):
+    """The node's key file cannot be trusted or read: not a regular file of ours, readable
+    by others, or not a key. Never replaced silently: it is the node's identity."""
+
+    code = "invalid_node_key"
+
+
 class AuthError(SwarmgetError):
     """A request was not signed right (missing, bad, replayed or skewed): reject it."""
 
     code = "auth"
+
+
+class BadIdentity(AuthError):
+    """The request's node key is missing, is not the key of the node id it claims, or did
+    not sign the request: the sender is not who it says it is."""
+
+    code = "bad_identity"
+
+
+class ClockSkew(AuthError):
+    """The request's time is too far from the receiver's clock."""
+
+    code = "clock_skew"
+
+
+class ReplayedRequest(AuthError):
+    """The request was seen before (its nonce is used up), or it was signed before the
+    receiver started, when the receiver cannot know whether it saw it."""
+
+    code = "replayed"
+
+
+class ReplayCacheFull(AuthError):
+    """The sender used up its share of the receiver's replay cache within one window;
+    only that sender is refused, until its entries expire."""
+
+    code = "replay_cache_full"
 
 
 class HubError(SwarmgetError):

@@ -12,16 +12,28 @@ bits"). We keep that rule as the default and make it explicit and configurable:
   address (``::ffff:10.1.2.3``, as a dual-stack socket reports IPv4 peers) counts as IPv4.
 
 Groups are strings: a declared name as given, an address group as its network in CIDR form
-(``10.1.0.0/16``). A declared name that looks like a network joins that address group, on
-purpose. Pure: no I/O.
+(``10.1.0.0/16``). Pure: no I/O.
+
+Who may declare what (``GroupPolicy``): a declared name is only a claim, and every member of a
+swarm holds its secret, so a hub that believed any name would let any member join any group
+(and be sent that group's range requests). A hub therefore accepts a declared name only from
+an address inside one of the networks its operator listed for that name (``--group-cidr
+NAME=CIDR``, repeatable), or when the name is the node's own address group anyway. Anything
+else is refused (not silently regrouped: a node that believes it is in group X while it is
+not would be hard to debug).
 """
 
 from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 __all__ = [
+    "GroupPolicy",
     "DEFAULT_PREFIX_BITS",
     "DEFAULT_V6_PREFIX_BITS",
     "canonical_address",
@@ -77,3 +89,36 @@ def _parse_ip(address: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
         return ip.ipv4_mapped
     return ip
+
+
+@dataclass(frozen=True, slots=True)
+class GroupPolicy:
+    """Which addresses may declare which group names (see module doc). ``networks`` maps a
+    group name to the networks whose nodes may declare it."""
+
+    networks: Mapping[str, tuple[Network, ...]] = field(default_factory=dict)
+
+    @classmethod
+    def parse(cls, specs: Iterable[str]) -> GroupPolicy:
+        """From ``NAME=CIDR`` strings (a name may be given several times). Raises
+        ``ValueError`` naming the bad spec."""
+        networks: dict[str, list[Network]] = {}
+        for spec in specs:
+            name, sep, cidr = spec.partition("=")
+            name, cidr = name.strip(), cidr.strip()
+            if not sep or not is_valid_group_name(name):
+                raise ValueError(f"group spec {spec!r}: want NAME=CIDR, e.g. lab=10.1.0.0/16")
+            try:
+                network = ipaddress.ip_network(cidr, strict=False)
+            except ValueError as exc:
+                raise ValueError(f"group spec {spec!r}: {exc}") from exc
+            networks.setdefault(name, []).append(network)
+        return cls({name: tuple(nets) for name, nets in networks.items()})
+
+    def allows(self, address: str, declared: str, address_group: str) -> bool:
+        """Whether a node at ``address`` (whose address group is ``address_group``) may
+        declare ``declared``."""
+        if declared == address_group:
+            return True
+        ip = _parse_ip(address)
+        return any(ip in network for network in self.networks.get(declared, ()))

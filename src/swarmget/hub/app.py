@@ -16,30 +16,32 @@
                                         MAX_PEERS_PER_ANSWER ids)
     GET    /v1/health                 → {ok: true, nodes: N}   (the only unsigned route)
 
-Every other request must be signed (``swarmget.net.auth``); a node may only register,
-heartbeat or remove itself (403 otherwise). Errors are JSON ``{"error", "code"}``.
+Every other request must be signed (``swarmget.net.auth``): with the swarm secret, and with
+the node key whose fingerprint is the node id (``swarmget.core.identity``), so a node may only
+register, heartbeat or remove itself (403 otherwise), and no member can register, refresh or
+remove another's id. Errors are JSON ``{"error", "code"}``.
 
 Trust: the hub records the address it sees the connection come from (``request.remote``),
 never one the node claims, so a node cannot point requesters at someone else's machine.
 Behind reverse proxies (``trusted_proxies``: their networks) it is the right-most
 X-Forwarded-For entry not written by a trusted proxy, and only when the connection itself
 comes from one (``swarmget.core.forwarded``); a client's own X-Forwarded-For is never read.
-The node's group is its declared group name, or that address masked to ``group_prefix``
-bits (``swarmget.core.groups``). A node is live while its last register/heartbeat is
-within ``ttl`` seconds; a heartbeat from a node the hub does not know, or no longer
-considers live (hub restarted with an empty registry, TTL expired), gets 404 and the node
-registers again. Records dead for ``PRUNE_AFTER_TTLS`` TTLs are pruned on each register.
+The node's group is that address masked to ``group_prefix`` bits, or the group name it declares
+if the hub's ``group_policy`` lets that address declare it (403 ``group_not_allowed``
+otherwise; ``swarmget.core.groups.GroupPolicy``). A node is live while its last
+register/heartbeat is within ``ttl`` seconds; a heartbeat from a node the hub does not know,
+or no longer considers live (hub restarted with an empty registry, TTL expired), gets 404
+and the node registers again. Records dead for ``PRUNE_AFTER_TTLS`` TTLs are pruned on each
+register.
 
 Replication: several hub processes may share one registry database (PostgreSQL; see
 ``swarmget.hub.store``) and answer alike, since a hub keeps nothing of the registry in memory;
-nodes fail over between them (``swarmget.net.hub_client.HubPool``). Only the replay cache of
-request nonces is per process: a signed request captured on the wire can be replayed to
-*another* hub within the signature window. A replayed heartbeat or leave is undone by the
-node's next heartbeat (it registers again); a replayed register records the replayer's
-address for that node until the node registers again (at start, or once forgotten), so
-requesters would send it that node's range requests. Capturing requests takes an on-path
-attacker, who can already tamper with plain-HTTP traffic; a nonce table in the shared
-database would close this.
+nodes fail over between them (``swarmget.net.hub_client.HubPool``). Request nonces are
+recorded in that database too (``nonces``, a ``SharedNonces``: ``swarmget.hub.service``
+passes the registry store), so a signed request is accepted once by all replicas together,
+also across a hub's restart; each process keeps its own per-sender cache in front of it
+(which bounds what one member can make the table hold). Without ``nonces`` the hub keeps
+nonces in memory and refuses requests signed before it started.
 
 Bounds: what a node sends is validated strictly (``swarmget.net.hub_protocol``): a request
 body over ``MAX_HUB_BODY`` bytes gets 413, a malformed one 400 with the field at fault; of
@@ -72,6 +74,7 @@ from swarmget.core.forwarded import client_address
 from swarmget.core.groups import (
     DEFAULT_PREFIX_BITS,
     DEFAULT_V6_PREFIX_BITS,
+    GroupPolicy,
     canonical_address,
     group_of,
     is_valid_group_name,
@@ -80,7 +83,13 @@ from swarmget.defaults import DEFAULT_TTL
 from swarmget.hub.selection import choose_peers
 from swarmget.hub.store import NodeRecord, RegistryStore
 from swarmget.metrics import HubMetrics
-from swarmget.net.auth import MAX_SIGNED_BODY, auth_middleware, authenticated_node, json_error
+from swarmget.net.auth import (
+    MAX_SIGNED_BODY,
+    SharedNonces,
+    auth_middleware,
+    authenticated_node,
+    json_error,
+)
 from swarmget.net.hub_protocol import (
     MAX_COUNT,
     MAX_HUB_BODY,
@@ -212,6 +221,7 @@ class _Hub:
     clock: Callable[[], float]
     rng: random.Random
     max_per_address: int = MAX_NODES_PER_ADDRESS
+    group_policy: GroupPolicy = field(default_factory=GroupPolicy)
     metrics: HubMetrics = field(default_factory=HubMetrics)
     #: Registrations check the per-address cap and write one at a time (in this process).
     registering: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -228,7 +238,7 @@ class _Hub:
         if body.node_id != authenticated_node(request):
             raise _Problem(403, "forbidden", "node_id differs from the signing node")
         address = self._source_address(request)
-        group = group_of(address, body.group, self.group_prefix, v6_prefix_bits=self.v6_prefix)
+        group = self._group(address, body.group)
         now = self.clock()
         await self.store.prune(before=now - PRUNE_AFTER_TTLS * self.ttl)
         async with self.registering:
@@ -285,6 +295,30 @@ class _Hub:
     async def health(self, request: web.Request) -> web.Response:
         live = await self.store.live_nodes(self.clock(), self.ttl)
         return web.json_response({"ok": True, "nodes": len(live)})
+
+    def _group(self, address: str, declared: str | None) -> str:
+        """The group of a node at ``address``; a declared name only where the policy
+        lets that address declare it (see ``GroupPolicy``)."""
+        by_address = group_of(address, None, self.group_prefix, v6_prefix_bits=self.v6_prefix)
+        if declared is None:
+            return by_address
+        if not self.group_policy.allows(address, declared, by_address):
+            raise _Problem(
+                403,
+                "group_not_allowed",
+                f"group {declared!r} may not be declared from {address}: the hub lists the "
+                f"networks allowed to (--group-cidr {declared}=CIDR); drop --group to be "
+                f"grouped by address ({by_address})",
+            )
+        return declared
+
+    def origin_of(self, request: web.Request) -> str | None:
+        """The sender's address for the replay cache's shares (the proxy's client, when
+        one is trusted); senders whose address cannot be told share one."""
+        try:
+            return self._source_address(request)
+        except _Problem:
+            return "(unknown)"
 
     def _source_address(self, request: web.Request) -> str:
         """Where the connection came from (or the trusted proxies say it came from)."""
@@ -360,8 +394,11 @@ def make_hub_app(
     clock: Callable[[], float] = time.time,
     rng: random.Random | None = None,
     max_nodes_per_address: int = MAX_NODES_PER_ADDRESS,
+    group_policy: GroupPolicy | None = None,
+    nonces: SharedNonces | None = None,
 ) -> web.Application:
-    """The hub as an aiohttp application. The caller owns ``store`` (opens and closes it).
+    """The hub as an aiohttp application. The caller owns ``store`` (opens and closes it)
+    and ``nonces`` (where replicas share seen nonces; None: in this process only).
     ``rng`` orders equally good peers in answers (default: a fresh ``random.Random``)."""
     if ttl <= 0:
         raise ValueError("ttl must be positive")
@@ -378,8 +415,12 @@ def make_hub_app(
         clock=clock,
         rng=rng or random.Random(),
         max_per_address=max_nodes_per_address,
+        group_policy=group_policy or GroupPolicy(),
     )
-    auth = auth_middleware(secret, exempt=frozenset({HEALTH_PATH, "/metrics"}), clock=clock)
+    exempt = frozenset({HEALTH_PATH, "/metrics"})
+    auth = auth_middleware(
+        secret, exempt=exempt, clock=clock, shared=nonces, origin_of=hub.origin_of
+    )
     app = web.Application(middlewares=[_problems, auth], client_max_size=MAX_SIGNED_BODY)
     app[HUB_STORE] = store
     app.router.add_post("/v1/nodes/register", hub.register)

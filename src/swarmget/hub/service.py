@@ -28,7 +28,7 @@ from typing import Any
 
 from swarmget.core.addresses import IPNetwork, parse_cidrs
 from swarmget.core.errors import SwarmgetError, UsageError
-from swarmget.core.groups import DEFAULT_PREFIX_BITS
+from swarmget.core.groups import DEFAULT_PREFIX_BITS, GroupPolicy
 from swarmget.defaults import DEFAULT_DB_URL, DEFAULT_HUB_PORT, DEFAULT_TTL, SECRET_ENV
 from swarmget.hub.app import make_hub_app
 from swarmget.hub.store import RegistryStore, open_registry_store
@@ -85,10 +85,12 @@ async def open_hub(
     trusted_proxies: tuple[IPNetwork, ...] = (),
     limits: ListenLimits | None = None,
     clock: Callable[[], float] = time.time,
+    group_policy: GroupPolicy | None = None,
 ) -> AsyncIterator[RunningHub]:
     """Serve a hub while the block runs (see module doc). Raises ``StorageError`` when the
     database is unusable and ``UsageError`` when ``host:port`` cannot be bound. Connections
-    from ``trusted_proxies`` have no per-address cap (they speak for many nodes)."""
+    from ``trusted_proxies`` have no per-address cap (they speak for many nodes). Seen request
+    nonces are kept in the registry database, shared with any replica."""
     async with open_registry_store(db_url) as store:
         app = make_hub_app(
             store,
@@ -97,6 +99,8 @@ async def open_hub(
             group_prefix=group_prefix,
             trusted_proxies=trusted_proxies,
             clock=clock,
+            group_policy=group_policy,
+            nonces=store,
         )
         limits = dataclasses.replace(limits or ListenLimits(), uncounted=trusted_proxies)
         async with open_listener(
@@ -115,6 +119,7 @@ async def run_hub(
     trusted_proxies: tuple[IPNetwork, ...] = (),
     *,
     limits: ListenLimits | None = None,
+    group_policy: GroupPolicy | None = None,
     on_listening: Callable[[str], None] | None = None,
 ) -> None:
     """Serve the hub until cancelled, SIGTERM or SIGINT; ``on_listening(url)`` once bound."""
@@ -127,6 +132,7 @@ async def run_hub(
         group_prefix=group_prefix,
         trusted_proxies=trusted_proxies,
         limits=limits,
+        group_policy=group_policy,
     ) as hub:
         if on_listening is not None:
             on_listening(hub.url)
@@ -179,6 +185,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--head-timeout", type=float, default=DEFAULT_HEAD_TIMEOUT, metavar="S")
     p.add_argument("--body-timeout", type=float, default=DEFAULT_BODY_TIMEOUT, metavar="S")
     p.add_argument("--connections-per-address", type=int, default=DEFAULT_PER_ADDRESS)
+    p.add_argument(
+        "--group-cidr",
+        action="append",
+        default=[],
+        metavar="NAME=CIDR",
+        help="nodes in CIDR may declare group NAME (repeatable); others are refused",
+    )
     return p
 
 
@@ -207,6 +220,7 @@ def main(argv: list[str] | None = None) -> int:
                 args.group_prefix,
                 parse_cidrs(args.trusted_proxy),
                 limits=limits,
+                group_policy=GroupPolicy.parse(args.group_cidr),
                 on_listening=_announce,
             )
         )

@@ -29,6 +29,13 @@ from several hubs at once are safe:
 * on PostgreSQL, ``start`` holds an advisory lock around ``create_all`` (two hubs starting on
   an empty database would otherwise both try to create the table), and ``prune`` runs in one
   hub at a time (the others skip it: two multi-row deletes could deadlock).
+
+Seen request nonces (``remember_nonce``, the hub's ``swarmget.net.auth.SharedNonces``) are a
+second table, ``hub_nonces``, keyed by (node id, nonce): the insert is atomic (``ON CONFLICT
+DO NOTHING``; an ``IntegrityError`` elsewhere), so of two replicas given the same request
+at once exactly one accepts it. Rows are kept until their signature window is over; expired
+ones are deleted at most every ``NONCE_SWEEP_INTERVAL`` seconds per process (on PostgreSQL
+by one hub at a time, like ``prune``).
 """
 
 from __future__ import annotations
@@ -51,6 +58,7 @@ from swarmget.core.errors import StorageError, UsageError
 
 __all__ = [
     "NodeRecord",
+    "NONCE_SWEEP_INTERVAL",
     "RegistryStore",
     "SqlRegistryStore",
     "open_registry_store",
@@ -65,6 +73,9 @@ PORTABLE_UPSERT_ATTEMPTS = 3
 #: PostgreSQL advisory lock keys: arbitrary bigints, the same in every hub process.
 _SCHEMA_LOCK = 0x5A4D_4745_0001
 _PRUNE_LOCK = 0x5A4D_4745_0002
+_NONCE_SWEEP_LOCK = 0x5A4D_4745_0003
+#: Seconds between deletions of expired nonces (per hub process).
+NONCE_SWEEP_INTERVAL = 5.0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -147,6 +158,15 @@ nodes = sa.Table(
 )
 
 
+nonces = sa.Table(
+    "hub_nonces",
+    metadata,
+    sa.Column("node_id", sa.String(128), primary_key=True),
+    sa.Column("nonce", sa.String(64), primary_key=True),
+    sa.Column("expires_at", sa.Double, nullable=False, index=True),
+)
+
+
 def _values(record: NodeRecord, now: float) -> dict[str, Any]:
     """The non-key columns for ``record`` registered at ``now``."""
     return {
@@ -222,6 +242,7 @@ class SqlRegistryStore:
         self._dialect = self._engine.dialect.name
         native = self._dialect in ("postgresql", "sqlite")
         self._on_conflict = native if on_conflict is None else on_conflict and native
+        self._nonces_swept_at = float("-inf")
 
     async def start(self) -> None:
         """Create the table if needed. Raises ``StorageError`` if the database is unusable."""
@@ -340,6 +361,49 @@ class SqlRegistryStore:
                         return 0
                 result = await conn.execute(sa.delete(nodes).where(nodes.c.last_seen < before))
         return int(result.rowcount)
+
+    async def remember_nonce(
+        self, node_id: str, nonce: str, *, expires_at: float, now: float
+    ) -> bool:
+        """Record a request's nonce until ``expires_at``; False when it is there already
+        (a replay, whichever replica saw it first). See the module doc."""
+        row = {"node_id": node_id, "nonce": nonce, "expires_at": expires_at}
+        with self._translated():
+            await self._sweep_nonces(now)
+            if self._on_conflict:
+                async with self._engine.begin() as conn:
+                    result = await conn.execute(self._insert_nonce(row))
+                return bool(result.rowcount == 1)
+            try:
+                async with self._engine.begin() as conn:
+                    await conn.execute(sa.insert(nonces).values(**row))
+            except IntegrityError:
+                return False
+        return True
+
+    def _insert_nonce(self, row: dict[str, Any]) -> sa.Executable:
+        if self._dialect == "postgresql":
+            return postgresql.insert(nonces).values(**row).on_conflict_do_nothing()
+        return sqlite.insert(nonces).values(**row).on_conflict_do_nothing()
+
+    async def _sweep_nonces(self, now: float) -> None:
+        """Delete expired nonces, at most every ``NONCE_SWEEP_INTERVAL`` seconds."""
+        if now - self._nonces_swept_at < NONCE_SWEEP_INTERVAL:
+            return
+        self._nonces_swept_at = now
+        async with self._engine.begin() as conn:
+            if self._dialect == "postgresql":
+                lock = sa.select(sa.func.pg_try_advisory_xact_lock(_NONCE_SWEEP_LOCK))
+                if not (await conn.execute(lock)).scalar_one():
+                    return
+            await conn.execute(sa.delete(nonces).where(nonces.c.expires_at < now))
+
+    async def count_nonces(self) -> int:
+        """How many nonces are recorded (expired ones not yet swept included)."""
+        with self._translated():
+            async with self._engine.connect() as conn:
+                query = sa.select(sa.func.count()).select_from(nonces)
+                return int((await conn.execute(query)).scalar_one())
 
 
 @asynccontextmanager

@@ -9,8 +9,15 @@ clock. The server side:
   exactly as received (``request.raw_path``: path and query, still %-encoded), and stores
   the signer's node id under ``SWARM_NODE`` (read it with ``authenticated_node``). The body
   stays cached on the request, so handlers can still ``await request.json()``.
-* A missing, bad, replayed or clock-skewed signature gets 401 with
-  ``{"error": "...", "code": "auth"}``; a body over the limit gets 413.
+* A missing, bad, replayed or clock-skewed signature, or a node key that does not match the
+  node id, gets 401 with ``{"error": "...", "code": CODE}`` (the ``AuthError``'s code:
+  ``auth``, ``bad_identity``, ``clock_skew``, ``replayed``); a sender over its share of the
+  replay cache gets 429 (``replay_cache_full``) with Retry-After; a body over the limit 413.
+* Replays: by default the middleware keeps nonces in memory (a ``ReplayCache`` shared out
+  per sender and per source address) and refuses requests signed before it was made (its
+  process's start: a previous run may have seen them). Receivers that share a store of
+  nonces with others (hub replicas on one database) pass ``shared``: a nonce is then also
+  recorded there, and the start-time rule is not needed (``not_before=None``).
 * Paths in ``exempt`` (exact ``request.path`` matches, e.g. a health check) pass unsigned.
 
 The client side (``signed_headers``, ``json_body``, ``load_secret``) is in
@@ -19,19 +26,23 @@ The client side (``signed_headers``, ``json_body``, ``load_secret``) is in
 
 from __future__ import annotations
 
+import asyncio
+import math
 import time
 from collections.abc import Callable, Mapping
+from typing import Literal, Protocol
 
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
-from swarmget.core.auth import DEFAULT_WINDOW, ReplayCache, verify
-from swarmget.core.errors import AuthError
+from swarmget.core.auth import DEFAULT_WINDOW, ReplayCache, verify_signed
+from swarmget.core.errors import AuthError, ReplayCacheFull, ReplayedRequest
 from swarmget.net.signing import json_body, load_secret, new_nonce, signed_headers
 
 __all__ = [
     "MAX_SIGNED_BODY",
     "SWARM_NODE",
+    "SharedNonces",
     "auth_middleware",
     "authenticated_node",
     "json_body",
@@ -39,6 +50,7 @@ __all__ = [
     "load_secret",
     "new_nonce",
     "signed_headers",
+    "wait_for_next_second",
 ]
 
 #: Largest request body the middleware reads (the JSON APIs need far less).
@@ -62,6 +74,17 @@ def authenticated_node(request: web.Request) -> str:
     return request[SWARM_NODE]
 
 
+class SharedNonces(Protocol):
+    """Nonces remembered where several receivers see them (a hub's database)."""
+
+    async def remember_nonce(
+        self, node_id: str, nonce: str, *, expires_at: float, now: float
+    ) -> bool:
+        """Record (node id, nonce) until ``expires_at``; False when it is recorded already
+        (a replay). May raise ``StorageError``."""
+        ...
+
+
 def auth_middleware(
     secret: bytes,
     *,
@@ -70,12 +93,44 @@ def auth_middleware(
     window: float = DEFAULT_WINDOW,
     max_body: int = MAX_SIGNED_BODY,
     replay: ReplayCache | None = None,
+    shared: SharedNonces | None = None,
+    not_before: float | Literal["start"] | None = "start",
+    origin_of: Callable[[web.Request], str | None] | None = None,
 ) -> Middleware:
     """A middleware that lets only correctly signed requests through (see module doc).
 
-    Each middleware has its own ``ReplayCache`` unless one is given.
+    Each middleware has its own ``ReplayCache`` unless one is given. ``not_before``: refuse
+    requests signed earlier; ``"start"`` (the default): the clock's time when the middleware
+    is made, unless ``shared`` is given (then no such rule: nonces outlive the process).
+    ``origin_of`` tells the sender's address, which the replay cache shares capacity by
+    (default: the connection's peer, ``request.remote``; a server behind a proxy it trusts
+    says otherwise).
     """
     cache = replay if replay is not None else ReplayCache(window=window)
+    start = (clock() if shared is None else None) if not_before == "start" else not_before
+    origin = origin_of if origin_of is not None else _remote
+
+    async def check(request: web.Request, body: bytes) -> str:
+        now = clock()
+        signed = verify_signed(
+            secret,
+            method=request.method,
+            path=request.raw_path,
+            headers=request.headers,
+            body=body,
+            now=now,
+            window=window,
+            not_before=start,
+        )
+        node_id, nonce = signed.node_id, signed.nonce
+        cache.check_and_remember(
+            node_id, nonce, timestamp=signed.timestamp, now=now, origin=origin(request)
+        )
+        if shared is not None:
+            expires_at = signed.timestamp + window
+            if not await shared.remember_nonce(node_id, nonce, expires_at=expires_at, now=now):
+                raise ReplayedRequest("replayed request: this nonce was already used")
+        return node_id
 
     @web.middleware
     async def check_signature(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -85,22 +140,30 @@ def auth_middleware(
         if body is None:
             return json_error(413, f"request body over {max_body} bytes", "too_large")
         try:
-            node_id = verify(
-                secret,
-                method=request.method,
-                path=request.raw_path,
-                headers=request.headers,
-                body=body,
-                now=clock(),
-                window=window,
-                replay=cache,
-            )
+            node_id = await check(request, body)
+        except ReplayCacheFull as exc:
+            retry = {"Retry-After": str(int(window))}
+            return json_error(429, str(exc), exc.code, headers=retry)
         except AuthError as exc:
             return json_error(401, str(exc), exc.code, headers=_CHALLENGE)
         request[SWARM_NODE] = node_id
         return await handler(request)
 
     return check_signature
+
+
+def _remote(request: web.Request) -> str | None:
+    return request.remote
+
+
+async def wait_for_next_second(clock: Callable[[], float] = time.time) -> None:
+    """Sleep until the clock's next whole second. Call it between making an auth middleware
+    (whose ``not_before`` is the time then) and serving: signatures carry whole seconds, so
+    a request signed in the second the middleware was made is refused (it could have been
+    signed before); once that second is over, every request a sender signs after the server
+    listens is accepted (unless the sender's clock lags)."""
+    now = clock()
+    await asyncio.sleep(math.floor(now) + 1 - now)
 
 
 async def _read_bounded(request: web.Request, max_body: int) -> bytes | None:

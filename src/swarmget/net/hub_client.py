@@ -47,7 +47,7 @@ from yarl import URL
 from swarmget.core.errors import HubError, HubRejected, HubUnavailable, UnknownNode
 from swarmget.net.bounded import read_bounded
 from swarmget.net.hub_protocol import MAX_HUB_ANSWER_BYTES, MAX_PEERS_PER_ANSWER, PeerEntry
-from swarmget.net.signing import json_body, signed_headers
+from swarmget.net.signing import NodeIdentity, json_body, signed_headers
 
 __all__ = [
     "HubApi",
@@ -157,7 +157,7 @@ class HubClient:
         session: aiohttp.ClientSession,
         hub_url: str,
         secret: bytes,
-        node_id: str,
+        identity: NodeIdentity,
         *,
         timeout: float = DEFAULT_TIMEOUT,
         connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
@@ -167,7 +167,8 @@ class HubClient:
         self._clock = clock
         self.hub_url = hub_url.rstrip("/")
         self._secret = secret
-        self.node_id = node_id
+        self._identity = identity
+        self.node_id = identity.node_id
         self._timeout = aiohttp.ClientTimeout(
             total=timeout, sock_connect=min(timeout, connect_timeout)
         )
@@ -196,7 +197,7 @@ class HubClient:
     ) -> bytes:
         url = URL(self.hub_url + path)
         body = json_body(payload) if payload is not None else b""
-        headers = signed_headers(self._secret, self.node_id, method, url, body, now=self._clock())
+        headers = signed_headers(self._secret, self._identity, method, url, body, now=self._clock())
         if payload is not None:
             headers["Content-Type"] = "application/json"
         try:
@@ -324,7 +325,7 @@ class HubPool:
         session: aiohttp.ClientSession,
         hub_urls: Sequence[str],
         secret: bytes,
-        node_id: str,
+        identity: NodeIdentity,
         *,
         timeout: float = DEFAULT_TIMEOUT,
         connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
@@ -334,12 +335,12 @@ class HubPool:
             raise ValueError("a hub pool needs at least one hub URL")
         self.clients = tuple(
             HubClient(
-                session, url, secret, node_id, timeout=timeout,
+                session, url, secret, identity, timeout=timeout,
                 connect_timeout=connect_timeout, clock=clock,
             )
             for url in hub_urls
         )  # fmt: skip
-        self.node_id = node_id
+        self.node_id = identity.node_id
         self._current = 0
         self._registered_at: int | None = None
 

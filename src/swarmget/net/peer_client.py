@@ -28,7 +28,7 @@ from swarmget.core.http import parse_retry_after
 from swarmget.core.ranges import ByteRange, Chunk
 from swarmget.net.bounded import read_bounded
 from swarmget.net.origin import CheckedBody, OriginInfo, translate_client_error
-from swarmget.net.signing import json_body, signed_headers
+from swarmget.net.signing import NodeIdentity, json_body, signed_headers
 
 #: Health checks a requester runs at once (each holds one socket for up to its timeout).
 MAX_HEALTH_CHECKS_IN_FLIGHT = 32
@@ -52,7 +52,7 @@ class PeerSource:
     session: aiohttp.ClientSession
     peer: PeerAddress
     secret: bytes
-    my_node_id: str
+    identity: NodeIdentity  # ours, the requester's
     download_id: str = ""
     read_timeout: float = 30.0
 
@@ -70,7 +70,7 @@ class PeerSource:
     ) -> AsyncIterator[AsyncIterator[Chunk]]:
         body = json_body(_range_payload(info, rng, self.download_id))
         url = f"{self.peer.url}/v1/range"
-        headers = signed_headers(self.secret, self.my_node_id, "POST", url, body)
+        headers = signed_headers(self.secret, self.identity, "POST", url, body)
         headers["Content-Type"] = "application/json"
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=5.0, sock_read=self.read_timeout)
         try:
@@ -129,7 +129,7 @@ async def check_health(
     session: aiohttp.ClientSession,
     peers: Sequence[PeerAddress],
     secret: bytes,
-    my_node_id: str,
+    identity: NodeIdentity,
     *,
     health_timeout: float = 2.0,
     max_in_flight: int = MAX_HEALTH_CHECKS_IN_FLIGHT,
@@ -148,7 +148,7 @@ async def check_health(
         async with gate:
             if enough is not None and len(healthy) >= enough:
                 return
-            answer = await _health(session, peer, secret, my_node_id, health_timeout)
+            answer = await _health(session, peer, secret, identity, health_timeout)
         if answer is not None:
             healthy[index] = answer
 
@@ -163,12 +163,12 @@ async def _health(
     session: aiohttp.ClientSession,
     peer: PeerAddress,
     secret: bytes,
-    my_node_id: str,
+    identity: NodeIdentity,
     limit: float,
 ) -> PeerAddress | None:
     """The peer as it describes itself, or None when it does not answer well in time."""
     url = f"{peer.url}/v1/health"
-    headers = signed_headers(secret, my_node_id, "GET", url)
+    headers = signed_headers(secret, identity, "GET", url)
     try:
         async with asyncio.timeout(limit):
             async with session.get(url, headers=headers, allow_redirects=False) as resp:

@@ -11,7 +11,7 @@ import aiohttp
 from swarmget.core.errors import DownloadError, OriginUnusable
 from swarmget.core.manifest import Manifest
 from swarmget.core.urls import redact_url
-from swarmget.net.signing import json_body, signed_headers
+from swarmget.net.signing import NodeIdentity, json_body, signed_headers
 
 WAIT = 25.0
 
@@ -25,12 +25,12 @@ class RelayBlob:
 
 class RelayClient:
     def __init__(
-        self, session: aiohttp.ClientSession, relay_url: str, secret: bytes, node_id: str
+        self, session: aiohttp.ClientSession, relay_url: str, secret: bytes, identity: NodeIdentity
     ) -> None:
         self._session = session
         self.relay_url = relay_url.rstrip("/")
         self._secret = secret
-        self._node_id = node_id
+        self._identity = identity
 
     async def fetch(self, url: str, *, max_polls: int = 1000) -> RelayBlob:
         """Ask the relay for ``url`` and wait until it has it (it fetches at most once)."""
@@ -53,7 +53,7 @@ class RelayClient:
 
     async def _call(self, method: str, path: str, body: bytes) -> dict[str, Any]:
         url = self.relay_url + path
-        headers = signed_headers(self._secret, self._node_id, method, url, body)
+        headers = signed_headers(self._secret, self._identity, method, url, body)
         headers["Content-Type"] = "application/json"
         timeout = aiohttp.ClientTimeout(total=WAIT + 15)
         try:

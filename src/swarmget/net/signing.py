@@ -1,11 +1,11 @@
 """Signing swarm requests on the client side, without the server framework.
 
-``signed_headers(secret, node_id, method, url, body)`` returns the headers to send with
-exactly that method, URL and body; ``json_body`` makes the body bytes to sign and send;
-``load_secret`` reads the shared secret. The rules live in ``swarmget.core.auth``; the
-server's half (the verifying middleware) is ``swarmget.net.auth``. Kept apart so that a
-client (``swarmget get``, say) does not import aiohttp's server.
-"""
+``signed_headers(secret, identity, method, url, body)`` returns the headers to send with
+exactly that method, URL and body, signed with the swarm secret and the node's key;
+``json_body`` makes the body bytes to sign and send; ``load_secret`` reads the shared
+secret. The rules live in ``swarmget.core.auth``; the server's half (the verifying
+middleware) is ``swarmget.net.auth``. Kept apart so that a client (``swarmget get``, say)
+does not import aiohttp's server."""
 
 from __future__ import annotations
 
@@ -22,8 +22,16 @@ from yarl import URL
 
 from swarmget.core.auth import parse_secret, sign
 from swarmget.core.errors import InvalidSecret
+from swarmget.core.identity import NodeIdentity
 
-__all__ = ["json_body", "load_secret", "new_nonce", "secret_file_exposure", "signed_headers"]
+__all__ = [
+    "NodeIdentity",
+    "json_body",
+    "load_secret",
+    "new_nonce",
+    "secret_file_exposure",
+    "signed_headers",
+]
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +55,7 @@ def new_nonce() -> str:
 
 def signed_headers(
     secret: bytes,
-    node_id: str,
+    identity: NodeIdentity,
     method: str,
     url_or_path: str | URL,
     body: bytes = b"",
@@ -63,7 +71,7 @@ def signed_headers(
         method=method,
         path=URL(url_or_path).raw_path_qs,
         body=body,
-        node_id=node_id,
+        identity=identity,
         now=time.time() if now is None else now,
         nonce=new_nonce() if nonce is None else nonce,
     )

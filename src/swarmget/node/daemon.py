@@ -19,7 +19,6 @@ import asyncio
 import contextlib
 import json
 import os
-import secrets
 import signal
 import socket
 import sys
@@ -34,9 +33,10 @@ from aiohttp import web
 
 from swarmget import __version__
 from swarmget.core.addresses import AddressPolicy
-from swarmget.core.auth import is_valid_node_id
 from swarmget.core.errors import UsageError
+from swarmget.core.identity import NodeIdentity
 from swarmget.metrics import NodeCollector, metrics_handler
+from swarmget.net.auth import wait_for_next_second
 from swarmget.net.guard import make_guarded_connector
 from swarmget.net.hub_client import HubApi, HubPool, MembershipState, Registration, run_membership
 from swarmget.net.origin import OriginClient
@@ -45,6 +45,7 @@ from swarmget.net.serve import ListenLimits, open_listener
 from swarmget.node.downloads import DownloadManager, SwarmContext
 from swarmget.node.helper import HelperLimits, HelperService, make_peer_app
 from swarmget.node.journal import DownloadJournal
+from swarmget.node.keyfile import load_node_identity
 from swarmget.node.quota import DailyQuota
 from swarmget.node.statefiles import (
     API_SOCKET,
@@ -67,7 +68,9 @@ class NodeConfig:
     secret: bytes
     state_dir: Path
     download_dir: Path
-    node_id: str | None = None  # None: persisted in state_dir, made up on first start
+    # the node id is the fingerprint of the node key (state_dir/node-key, made at first
+    # start); given, it must be that id (a check that the right state dir is in use)
+    node_id: str | None = None
     listen_host: str = "127.0.0.1"
     listen_port: int = 0
     api_host: str = "127.0.0.1"
@@ -139,20 +142,17 @@ def _membership_json(state: MembershipState) -> dict[str, Any]:
     }
 
 
-def load_node_id(state_dir: Path, configured: str | None) -> str:
-    if configured is not None:
-        if not is_valid_node_id(configured):
-            raise UsageError(f"invalid node id {configured!r}: use letters, digits, . _ : -")
-        return configured
-    path = state_dir / "node-id"
-    with contextlib.suppress(OSError):
-        stored = path.read_text().strip()
-        if is_valid_node_id(stored):
-            return stored
-    made = f"{socket.gethostname().split('.')[0] or 'node'}-{secrets.token_hex(3)}"
-    made = made if is_valid_node_id(made) else f"node-{secrets.token_hex(3)}"
-    write_private(path, (made + "\n").encode())
-    return made
+def load_identity(state_dir: Path, configured: str | None) -> NodeIdentity:
+    """The node's key pair from its state directory (made on first start). Node ids are
+    fingerprints of node keys, so a configured id can only be the key's own."""
+    identity = load_node_identity(state_dir)
+    if configured is not None and configured != identity.node_id:
+        raise UsageError(
+            f"node id {configured!r} is not this node's: node ids are fingerprints of the "
+            f"node key in {state_dir} (this one's is {identity.node_id}); drop --node-id, "
+            "or point --state-dir at the node's own state directory"
+        )
+    return identity
 
 
 @contextlib.asynccontextmanager
@@ -185,7 +185,8 @@ async def open_node(config: NodeConfig) -> AsyncIterator[Node]:
     """Start a node; see the module docstring."""
     open_private_dir(config.state_dir)  # 0700, its files 0600
     config.download_dir.mkdir(parents=True, exist_ok=True)
-    node_id = load_node_id(config.state_dir, config.node_id)
+    identity = load_identity(config.state_dir, config.node_id)
+    node_id = identity.node_id
     source = config.source_address or config.listen_host
     local = (source, 0)
     async with contextlib.AsyncExitStack() as stack:
@@ -219,27 +220,24 @@ async def open_node(config: NodeConfig) -> AsyncIterator[Node]:
             HelperLimits(slots=config.slots, rate_limit=config.rate_limit),
             quota=quota,
         )
+        peer_app = make_peer_app(helper, config.secret, node_id)
+        await wait_for_next_second()  # requests signed before now are refused: see net.auth
         peer_url = await stack.enter_async_context(
-            _serve(
-                make_peer_app(helper, config.secret, node_id),
-                config.listen_host,
-                config.listen_port,
-                config.listen_limits,
-            )
+            _serve(peer_app, config.listen_host, config.listen_port, config.listen_limits)
         )
         hub = None
         if config.hubs():
-            hub = HubPool(peer_session, config.hubs(), config.secret, node_id)
+            hub = HubPool(peer_session, config.hubs(), config.secret, identity)
         tg = await stack.enter_async_context(asyncio.TaskGroup())
         swarm = SwarmContext(
-            node_id=node_id,
+            identity=identity,
             secret=config.secret,
             peer_session=peer_session,
             hub=hub,
             health_timeout=config.health_timeout,
             relay=None
             if config.relay_url is None
-            else RelayClient(peer_session, config.relay_url, config.secret, node_id),
+            else RelayClient(peer_session, config.relay_url, config.secret, identity),
         )
         manager = DownloadManager(
             tg,

@@ -25,6 +25,7 @@ from typing import Any
 import aiohttp
 
 from swarmget.core.errors import Cancelled, HubError, SwarmgetError, UsageError
+from swarmget.core.identity import NodeIdentity
 from swarmget.core.urls import redact_url
 from swarmget.logs import current_download
 from swarmget.net.hub_client import HubApi
@@ -106,7 +107,7 @@ class DownloadRecord:
 class SwarmContext:
     """What a requester needs to find and use helpers."""
 
-    node_id: str
+    identity: NodeIdentity  # ours: requests to helpers are signed with it
     secret: bytes
     peer_session: aiohttp.ClientSession
     hub: HubApi | None  # a HubClient, or a HubPool of replicated hubs
@@ -115,6 +116,10 @@ class SwarmContext:
     max_candidates: int = MAX_HEALTH_CANDIDATES
     max_helpers: int = MAX_HELPERS_PER_DOWNLOAD
     max_checks_in_flight: int = MAX_HEALTH_CHECKS_IN_FLIGHT
+
+    @property
+    def node_id(self) -> str:
+        return self.identity.node_id
 
 
 class DownloadManager:
@@ -234,7 +239,7 @@ class DownloadManager:
                 self._swarm.peer_session,
                 peer,
                 self._swarm.secret,
-                self._swarm.node_id,
+                self._swarm.identity,
                 download_id=record.id,
             )
             sources.append(source)
@@ -266,7 +271,7 @@ async def find_helpers(
         swarm.peer_session,
         candidates[: swarm.max_candidates],
         swarm.secret,
-        swarm.node_id,
+        swarm.identity,
         health_timeout=swarm.health_timeout,
         max_in_flight=swarm.max_checks_in_flight,
         enough=swarm.max_helpers,

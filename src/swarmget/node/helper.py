@@ -438,7 +438,9 @@ NODE_ID: web.AppKey[str] = web.AppKey("node_id", str)
 
 
 def make_peer_app(service: HelperService, secret: bytes, node_id: str) -> web.Application:
-    """The peer API: every route signed with the swarm secret."""
+    """The peer API: every route signed with the swarm secret and the requester's node key;
+    requests signed before the peer API was made (the node's start) are refused, since its
+    replay cache starts empty (``swarmget.net.auth``)."""
     app = web.Application(middlewares=[auth_middleware(secret)], client_max_size=64 * 1024)
     app[HELPER] = service
     app[NODE_ID] = node_id

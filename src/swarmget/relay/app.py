@@ -33,6 +33,7 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from swarmget.core.auth import ReplayCache
 from swarmget.core.errors import InvalidURL
 from swarmget.core.ranges import ByteRange
 from swarmget.core.urls import validate_url
@@ -250,10 +251,18 @@ def _cut(request: web.Request) -> None:
         request.transport.abort()
 
 
+#: Node ids one source address may have in the relay's replay cache at once (see below).
+RELAY_SENDERS_PER_ADDRESS = 256
+
+
 def make_relay_app(relay: Relay, secret: bytes) -> web.Application:
     exempt_prefix = "/v1/blobs/"
 
-    app = web.Application(middlewares=[_blob_exempt(auth_middleware(secret), exempt_prefix)])
+    # the relay sits outside the LANs: a whole LAN may reach it from one NAT address, so one
+    # address may have many senders in the replay cache (each still has its own share)
+    replay = ReplayCache(senders_per_origin=RELAY_SENDERS_PER_ADDRESS)
+    auth = auth_middleware(secret, replay=replay)
+    app = web.Application(middlewares=[_blob_exempt(auth, exempt_prefix)])
     app[RELAY] = relay
     app.router.add_post("/v1/fetch", post_fetch)
     app.router.add_get("/v1/fetches/{id}", get_fetch)

@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from swarmget.core.addresses import AddressPolicy
 from swarmget.core.errors import StorageError
 from swarmget.core.manifest import DEFAULT_PIECE_SIZE
+from swarmget.net.auth import wait_for_next_second
 from swarmget.net.guard import make_guarded_connector
 from swarmget.net.origin import OriginClient
 from swarmget.net.serve import ListenLimits, open_listener
@@ -74,6 +75,7 @@ async def open_relay(config: RelayConfig) -> AsyncIterator[RunningRelay]:
             max_size=config.max_size,
         )
         try:
+            await wait_for_next_second()  # requests signed before now are refused (net.auth)
             async with open_listener(
                 make_relay_app(relay, config.secret),
                 config.host,

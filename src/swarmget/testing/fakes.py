@@ -2,18 +2,46 @@
 
 * ``MemoryRegistryStore``: the hub's ``RegistryStore`` in a dict. It behaves like
   ``SqlRegistryStore`` (same liveness rule, same return values), and ``closed`` tells a
-  test whether its owner closed it.
+  test whether its owner closed it. It also keeps seen request nonces
+  (``remember_nonce``, a ``swarmget.net.auth.SharedNonces``): hubs given the same instance
+  share them, as replicas on one database do.
+* ``identity_for(name)``: a node identity made deterministically from a name, so that a test
+  can speak of "node-a" and get the same key (and node id, ``nid``) every time; and
+  ``identity_of(node_id)``, the identity ``identity_for`` made with that id. Test keys only.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from collections.abc import Mapping
 from typing import Any
 
+from swarmget.core.identity import NodeIdentity
 from swarmget.hub.store import NodeRecord
 
-__all__ = ["MemoryRegistryStore"]
+__all__ = ["MemoryRegistryStore", "identity_for", "identity_of", "nid"]
+
+_MADE: dict[str, NodeIdentity] = {}  # node id -> identity_for's identity
+
+
+def identity_for(name: str) -> NodeIdentity:
+    """The test identity of ``name`` (its seed is sha256 of the name: never use for real)."""
+    seed = hashlib.sha256(b"swarmget-test-identity\n" + name.encode()).digest()
+    identity = NodeIdentity.from_seed(seed)
+    _MADE[identity.node_id] = identity
+    return identity
+
+
+def nid(name: str) -> str:
+    """The node id of ``identity_for(name)``."""
+    return identity_for(name).node_id
+
+
+def identity_of(node_id_or_name: str) -> NodeIdentity:
+    """The identity ``identity_for`` made with this node id, else ``identity_for`` it."""
+    made = _MADE.get(node_id_or_name)
+    return made if made is not None else identity_for(node_id_or_name)
 
 
 class MemoryRegistryStore:
@@ -21,7 +49,17 @@ class MemoryRegistryStore:
 
     def __init__(self) -> None:
         self._nodes: dict[str, NodeRecord] = {}
+        self._nonces: dict[tuple[str, str], float] = {}
         self.closed = False
+
+    async def remember_nonce(
+        self, node_id: str, nonce: str, *, expires_at: float, now: float
+    ) -> bool:
+        self._nonces = {k: t for k, t in self._nonces.items() if t >= now}
+        if (node_id, nonce) in self._nonces:
+            return False
+        self._nonces[node_id, nonce] = expires_at
+        return True
 
     async def upsert_node(self, record: NodeRecord, now: float) -> NodeRecord:
         stored = dataclasses.replace(

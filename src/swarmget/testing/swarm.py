@@ -157,12 +157,13 @@ async def open_local_swarm(
     hubs: int = 1,
     db_url: str | None = None,
     node_hubs: dict[int, Sequence[int]] | None = None,
+    hub_extra: Sequence[str] = (),
 ) -> AsyncIterator[LocalSwarm]:
     """Start ``hubs`` hubs on 127.0.0.1 and ``nodes`` nodes on 127.0.0.2 ... (processes).
 
     The hubs share one registry database: ``db_url`` (e.g. PostgreSQL), by default a SQLite
     file in ``root``. Each node is given every hub, in order (``--hub A --hub B``), unless
-    ``node_hubs`` lists the indices of its hubs."""
+    ``node_hubs`` lists the indices of its hubs. ``hub_extra``: more arguments for every hub."""
     secret_file = root / "secret"
     await asyncio.to_thread(_prepare_root, root, secret_file, secret or secrets.token_hex(32))
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -171,7 +172,8 @@ async def open_local_swarm(
     try:
         for h in range(hubs):
             log = root / ("hub.log" if h == 0 else f"hub{h}.log")
-            procs.append(await start_proc(hub_args(db, secret_file, hub_ttl), log, env))
+            args = [*hub_args(db, secret_file, hub_ttl), *hub_extra]
+            procs.append(await start_proc(args, log, env))
         swarm = LocalSwarm(
             root=root,
             secret_file=secret_file,
