@@ -391,6 +391,28 @@ def test_total_senders_are_bounded() -> None:
     cache.check_and_remember("a", _nonce(0) + "x", timestamp=NOW + 31, now=NOW + 31)
 
 
+def test_total_entries_are_bounded_and_a_refused_sender_leaves_no_share() -> None:
+    cache = ReplayCache(per_sender=10, max_entries=3)
+    for i in range(3):
+        cache.check_and_remember("a", _nonce(i), timestamp=NOW, now=NOW)
+    with pytest.raises(ReplayCacheFull, match="too many requests"):
+        cache.check_and_remember("b", _nonce(0), timestamp=NOW, now=NOW)
+    assert cache.senders() == 1  # b was not left holding an empty share
+    cache.check_and_remember("b", _nonce(0), timestamp=NOW + 31, now=NOW + 31)
+
+
+def test_a_hub_sized_cache_admits_thousands_of_live_nodes() -> None:
+    """A hub hears from every live node in every window: thousands of nodes, each from its
+    own address, a few requests each, all fit with the default capacities."""
+    cache = ReplayCache()
+    for n in range(5_000):
+        for i in range(6):  # register + heartbeats within one window
+            cache.check_and_remember(
+                f"node-{n}", _nonce(i), timestamp=NOW, now=NOW, origin=f"10.0.{n // 250}.{n}"
+            )
+    assert cache.senders() == 5_000
+
+
 # --- any single change invalidates (property) -------------------------------------------------
 
 

@@ -20,6 +20,7 @@ import pytest
 
 from swarmget.net.auth import json_body, signed_headers
 from swarmget.net.hub_client import Registration
+from swarmget.testing.fakes import identity_for, nid
 
 SECRET = b"listen-test-secret-0123456789"
 START_TIMEOUT = 15.0
@@ -171,8 +172,8 @@ async def test_a_flood_of_malformed_requests_logs_a_few_lines(launcher: Launcher
 
 async def _register_through(hub: Hub, source: str, forwarded_for: str) -> str:
     url = hub.url + "/v1/nodes/register"
-    body = json_body(Registration(port=7500, version="0.1.0", slots=2).as_json("node-a"))
-    headers = signed_headers(SECRET, "node-a", "POST", url, body)
+    body = json_body(Registration(port=7500, version="0.1.0", slots=2).as_json(nid("node-a")))
+    headers = signed_headers(SECRET, identity_for("node-a"), "POST", url, body)
     headers["X-Forwarded-For"] = forwarded_for
     connector = aiohttp.TCPConnector(local_addr=(source, 0))
     async with (

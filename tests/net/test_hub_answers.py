@@ -15,6 +15,7 @@ from aiohttp import web
 from swarmget.core.errors import HubUnavailable
 from swarmget.net.hub_client import HubClient
 from swarmget.net.hub_protocol import MAX_HUB_ANSWER_BYTES, MAX_PEERS_PER_ANSWER
+from swarmget.testing.fakes import identity_for, nid
 
 SECRET = b"hub-answers-secret-0123456789"
 
@@ -54,7 +55,9 @@ async def hub_answering() -> AsyncIterator[Callable[[bytes], Any]]:
             runners.append(runner)
             await web.TCPSite(runner, "127.0.0.1", 0).start()
             host, port = runner.addresses[0][:2]
-            return HubClient(session, f"http://{host}:{port}", SECRET, "node-a", timeout=10)
+            return HubClient(
+                session, f"http://{host}:{port}", SECRET, identity_for("node-a"), timeout=10
+            )
 
         try:
             yield start
@@ -69,30 +72,30 @@ def answer(peers: list[Any]) -> bytes:
 
 async def test_malformed_peers_are_skipped_and_the_valid_ones_kept(hub_answering: Any) -> None:
     peers = [
-        peer("good-1"),
-        peer("bad-stats", stats={"bytes_served": "x"}),
-        peer("bad-port", port="7401"),
-        peer("bad-url", url="file:///etc/passwd"),
-        peer("elsewhere", url="http://10.9.9.9:7401"),
-        peer("bad-address", address="localhost", url="http://localhost:7401"),
+        peer(nid("good-1")),
+        peer(nid("bad-stats"), stats={"bytes_served": "x"}),
+        peer(nid("bad-port"), port="7401"),
+        peer(nid("bad-url"), url="file:///etc/passwd"),
+        peer(nid("elsewhere"), url="http://10.9.9.9:7401"),
+        peer(nid("bad-address"), address="localhost", url="http://localhost:7401"),
         peer("bad id with spaces"),
-        peer("bad-slots", slots=-1),
-        peer("bad-time", last_seen="yesterday"),
-        peer("bad-version", version=""),
-        peer("markup-version", version="[/bold]"),
-        peer("bad-group", group="<script>"),
+        peer(nid("bad-slots"), slots=-1),
+        peer(nid("bad-time"), last_seen="yesterday"),
+        peer(nid("bad-version"), version=""),
+        peer(nid("markup-version"), version="[/bold]"),
+        peer(nid("bad-group"), group="<script>"),
         "not even an object",
         None,
-        peer("good-2", stats={"bytes_served": 9, "unknown": "dropped"}),
+        peer(nid("good-2"), stats={"bytes_served": 9, "unknown": "dropped"}),
     ]
     client = await hub_answering(answer(peers))
     listed = await client.peers()
-    assert [p.node_id for p in listed] == ["good-1", "good-2"]
+    assert [p.node_id for p in listed] == [nid("good-1"), nid("good-2")]
     assert dict(listed[1].stats) == {"bytes_served": 9}
 
 
 async def test_a_hub_listing_too_many_peers_gives_a_bounded_sample(hub_answering: Any) -> None:
-    peers = [peer(f"n{i:04d}") for i in range(1000)]
+    peers = [peer(nid(f"n{i:04d}")) for i in range(1000)]
     client = await hub_answering(answer(peers))
     listed = await client.peers()
     assert len(listed) == MAX_PEERS_PER_ANSWER
@@ -100,7 +103,7 @@ async def test_a_hub_listing_too_many_peers_gives_a_bounded_sample(hub_answering
 
 
 async def test_an_answer_over_the_byte_cap_is_not_read(hub_answering: Any) -> None:
-    bloated = peer("big", stats={"padding": "x" * (MAX_HUB_ANSWER_BYTES + 1)})
-    client = await hub_answering(answer([peer("good-1"), bloated]))
+    bloated = peer(nid("big"), stats={"padding": "x" * (MAX_HUB_ANSWER_BYTES + 1)})
+    client = await hub_answering(answer([peer(nid("good-1")), bloated]))
     with pytest.raises(HubUnavailable, match="longer than"):
         await client.peers()

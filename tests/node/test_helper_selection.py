@@ -24,8 +24,11 @@ from swarmget.net.peer_client import (
     check_health,
 )
 from swarmget.node.downloads import MAX_HELPERS_PER_DOWNLOAD, SwarmContext, find_helpers
+from swarmget.testing.fakes import identity_for, nid
 
 SECRET = b"helper-selection-secret-0123"
+ME = identity_for("me")
+REQUESTER = identity_for("requester")
 
 
 @dataclass
@@ -53,7 +56,8 @@ class BlackHole:
 
 @dataclass
 class Helpers:
-    """``/v1/health`` answered on one port per helper (the node id follows from the port)."""
+    """``/v1/health`` answered on one port per helper (the node id follows from the port).
+    Node ids are those of the helpers' names (``nid``)."""
 
     by_port: dict[int, str] = field(default_factory=dict)
     claims: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -75,6 +79,7 @@ class Lan:
     helpers: Helpers
 
     async def start_helpers(self, names: list[str]) -> list[PeerAddress]:
+        """One helper per name, answering as ``nid(name)``."""
         app = web.Application()
         app.router.add_get("/v1/health", self.helpers.health)
         runner = web.AppRunner(app, shutdown_timeout=0.1)
@@ -83,11 +88,12 @@ class Lan:
         for _ in names:
             await web.TCPSite(runner, "127.0.0.1", 0).start()
         ports = [address[1] for address in runner.addresses]
-        self.helpers.by_port.update(zip(ports, names, strict=True))
-        return [_address(name, port) for name, port in zip(names, ports, strict=True)]
+        node_ids = [nid(name) for name in names]
+        self.helpers.by_port.update(zip(ports, node_ids, strict=True))
+        return [_address(node_id, port) for node_id, port in zip(node_ids, ports, strict=True)]
 
     def holes(self, count: int) -> list[PeerAddress]:
-        return [_address(f"hole-{i:04d}", self.hole.port) for i in range(count)]
+        return [_address(nid(f"hole-{i:04d}"), self.hole.port) for i in range(count)]
 
     async def hub_listing(self, peers: list[PeerAddress]) -> HubClient:
         """A stand-in hub whose ``/v1/peers`` lists ``peers`` in this order."""
@@ -103,7 +109,7 @@ class Lan:
         self.stack.push_async_callback(runner.cleanup)
         await web.TCPSite(runner, "127.0.0.1", 0).start()
         url = f"http://127.0.0.1:{runner.addresses[0][1]}"
-        return HubClient(self.session, url, SECRET, "requester")
+        return HubClient(self.session, url, SECRET, REQUESTER)
 
 
 def _address(node_id: str, port: int) -> PeerAddress:
@@ -135,7 +141,7 @@ async def lan() -> AsyncIterator[Lan]:
 async def test_health_checks_hold_a_bounded_number_of_sockets(lan: Lan) -> None:
     """200 listed peers that never answer: the requester never has more than
     MAX_HEALTH_CHECKS_IN_FLIGHT connections to them open at once."""
-    healthy = await check_health(lan.session, lan.holes(200), SECRET, "me", health_timeout=0.3)
+    healthy = await check_health(lan.session, lan.holes(200), SECRET, ME, health_timeout=0.3)
     assert healthy == []
     assert lan.hole.total == 200  # every candidate was tried ...
     assert 0 < lan.hole.peak <= MAX_HEALTH_CHECKS_IN_FLIGHT  # ... a bounded number at once
@@ -145,7 +151,7 @@ async def test_a_download_checks_and_uses_a_bounded_number_of_helpers(lan: Lan) 
     good = await lan.start_helpers([f"good-{i:02d}" for i in range(30)])
     listed = [p for pair in zip(good, lan.holes(30), strict=True) for p in pair]
     swarm = SwarmContext(
-        node_id="requester",
+        identity=REQUESTER,
         secret=SECRET,
         peer_session=lan.session,
         hub=await lan.hub_listing(listed),
@@ -162,22 +168,25 @@ async def test_a_download_checks_and_uses_a_bounded_number_of_helpers(lan: Lan) 
 async def test_only_helpers_still_filters_before_the_bounds(lan: Lan) -> None:
     good = await lan.start_helpers(["a", "b", "c"])
     swarm = SwarmContext(
-        node_id="requester",
+        identity=REQUESTER,
         secret=SECRET,
         peer_session=lan.session,
         hub=await lan.hub_listing([*lan.holes(50), *good]),
         health_timeout=0.3,
     )
-    helpers = await find_helpers(swarm, ["c", "a"])
-    assert [h.node_id for h in helpers] == ["a", "c"]
+    helpers = await find_helpers(swarm, [nid("c"), nid("a")])
+    assert [h.node_id for h in helpers] == [nid("a"), nid("c")]
     assert lan.hole.total == 0
 
 
 async def test_a_helper_s_claimed_slots_are_capped(lan: Lan) -> None:
     peers = await lan.start_helpers(["greedy", "modest"])
-    lan.helpers.claims["greedy"] = {"slots": 10**9}
-    healthy = await check_health(lan.session, peers, SECRET, "me", health_timeout=2)
-    assert [(h.node_id, h.slots) for h in healthy] == [("greedy", MAX_HELPER_SLOTS), ("modest", 3)]
+    lan.helpers.claims[nid("greedy")] = {"slots": 10**9}
+    healthy = await check_health(lan.session, peers, SECRET, ME, health_timeout=2)
+    assert [(h.node_id, h.slots) for h in healthy] == [
+        (nid("greedy"), MAX_HELPER_SLOTS),
+        (nid("modest"), 3),
+    ]
 
 
 @pytest.mark.parametrize(
@@ -186,7 +195,7 @@ async def test_a_helper_s_claimed_slots_are_capped(lan: Lan) -> None:
         {"slots": "3"},
         {"slots": True},
         {"slots": 0},
-        {"node_id": "someone-else"},
+        {"node_id": nid("someone-else")},
         {"padding": "x" * 100_000},  # an answer that long is not a health answer
     ],
 )
@@ -194,6 +203,6 @@ async def test_a_helper_answering_health_wrongly_is_not_used(
     lan: Lan, claim: dict[str, Any]
 ) -> None:
     peers = await lan.start_helpers(["odd", "fine"])
-    lan.helpers.claims["odd"] = claim
-    healthy = await check_health(lan.session, peers, SECRET, "me", health_timeout=2)
-    assert [h.node_id for h in healthy] == ["fine"]
+    lan.helpers.claims[nid("odd")] = claim
+    healthy = await check_health(lan.session, peers, SECRET, ME, health_timeout=2)
+    assert [h.node_id for h in healthy] == [nid("fine")]

@@ -19,10 +19,11 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from swarmget.net.auth import json_body, signed_headers
+from swarmget.net.auth import json_body, signed_headers, wait_for_next_second
 from swarmget.net.origin import OriginClient
 from swarmget.node.helper import HelperLimits, HelperService, make_peer_app
 from swarmget.node.quota import DailyQuota
+from swarmget.testing.fakes import identity_for, nid
 from swarmget.testing.origin import TestOrigin, open_test_origin
 
 SECRET = b"s" * 32
@@ -40,8 +41,9 @@ async def origin() -> AsyncIterator[TestOrigin]:
 @contextlib.asynccontextmanager
 async def open_helper(service: HelperService) -> AsyncIterator[str]:
     runner = web.AppRunner(
-        make_peer_app(service, SECRET, "helper"), handler_cancellation=True, access_log=None
+        make_peer_app(service, SECRET, nid("helper")), handler_cancellation=True, access_log=None
     )
+    await wait_for_next_second()  # requests signed in the app's first second are refused
     await runner.setup()
     try:
         await web.TCPSite(runner, "127.0.0.2", 0).start()
@@ -78,7 +80,8 @@ async def open_stalled_request(helper_url: str, body: bytes) -> AsyncIterator[as
     reader, writer = await asyncio.open_connection(sock=sock)
     head = ["POST /v1/range HTTP/1.1", f"Host: {host}:{port}", "Content-Type: application/json",
             f"Content-Length: {len(body)}"]  # fmt: skip
-    head += [f"{k}: {v}" for k, v in signed_headers(SECRET, "stalled", "POST", url, body).items()]
+    signed = signed_headers(SECRET, identity_for("stalled"), "POST", url, body)
+    head += [f"{k}: {v}" for k, v in signed.items()]
     writer.write(("\r\n".join(head) + "\r\n\r\n").encode() + body)
     await writer.drain()
     try:
@@ -91,7 +94,7 @@ async def open_stalled_request(helper_url: str, body: bytes) -> AsyncIterator[as
 
 async def post_range(helper_url: str, body: bytes) -> tuple[int, bytes]:
     url = f"{helper_url}/v1/range"
-    headers = signed_headers(SECRET, "other", "POST", url, body)
+    headers = signed_headers(SECRET, identity_for("other"), "POST", url, body)
     async with (
         aiohttp.ClientSession() as session,
         session.post(url, data=body, headers=headers) as resp,

@@ -15,7 +15,7 @@ import pytest
 
 from swarmget.core.errors import InvalidNodeKey, UsageError
 from swarmget.core.identity import NodeIdentity, is_derived_node_id
-from swarmget.node.daemon import load_identity
+from swarmget.node.daemon import NodeConfig, load_identity, open_node
 from swarmget.node.keyfile import KEY_FILE, load_node_identity
 
 NOBODY = 65534
@@ -122,3 +122,16 @@ def test_a_configured_node_id_must_be_the_keys(tmp_path: Path) -> None:
     assert load_identity(tmp_path, own).node_id == own
     with pytest.raises(UsageError, match="fingerprints of the node key"):
         load_identity(tmp_path, "node-a")
+
+
+async def test_a_node_refuses_to_start_on_a_key_others_could_read(tmp_path: Path) -> None:
+    """The node checks its key before it tightens its state directory: a key that was
+    readable by others may be leaked and must not be silently made private and used."""
+    state = tmp_path / "state"
+    load_node_identity(state)
+    (state / KEY_FILE).chmod(0o644)
+    config = NodeConfig(secret=b"k" * 32, state_dir=state, download_dir=tmp_path / "d")
+    with pytest.raises(InvalidNodeKey):
+        async with open_node(config):
+            pass
+    assert stat.S_IMODE((state / KEY_FILE).stat().st_mode) == 0o644  # left as found

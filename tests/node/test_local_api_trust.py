@@ -23,6 +23,7 @@ import pytest
 from yarl import URL
 
 from swarmget.node.daemon import NodeConfig, open_node
+from swarmget.testing.fakes import identity_for, nid
 from swarmget.testing.origin import TestOrigin, open_test_origin
 from swarmget.testing.swarm import start_proc
 
@@ -164,17 +165,22 @@ async def test_the_state_dir_is_0700_and_its_files_0600(tmp_path: Path) -> None:
     state = tmp_path / "s"
     state.mkdir(mode=0o755)
     os.chmod(state, 0o755)
+    # the node's key, kept from an earlier start (written 0600, as the node writes it) ...
+    key = os.open(state / "node-key", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    os.write(key, identity_for("old-node").seed().hex().encode() + b"\n")
+    os.close(key)
+    # ... and a file left readable by others (an older version's node id file)
     (state / "node-id").write_text("old-node\n")
     os.chmod(state / "node-id", 0o644)
     config = NodeConfig(
         secret=b"k" * 32, state_dir=state, download_dir=tmp_path / "d", daily_quota=10**9
     )
     async with open_node(config) as node:
-        assert node.node_id == "old-node"
+        assert node.node_id == nid("old-node")  # the kept key's
         assert stat.S_IMODE(os.stat(state).st_mode) == 0o700
         assert stat.S_ISSOCK(os.lstat(state / "api.sock").st_mode)
         assert stat.S_IMODE(os.lstat(state / "api.sock").st_mode) == 0o600
-        names = {"node-id", "api-token"}
+        names = {"node-key", "node-id", "api-token"}
         assert names <= set(os.listdir(state))
         for name in names:
             assert stat.S_IMODE(os.stat(state / name).st_mode) == 0o600, name

@@ -14,6 +14,7 @@ import pytest
 from swarmget.core.addresses import AddressPolicy
 from swarmget.net.auth import json_body, signed_headers
 from swarmget.node.daemon import Node, NodeConfig, open_node
+from swarmget.testing.fakes import identity_for
 
 SECRET = b"s" * 32
 
@@ -44,7 +45,7 @@ async def test_the_refusal_says_only_that_the_policy_refused(
 ) -> None:
     body = json_body({"url": target, "start": 0, "end": 100, "size": 1000})
     url = f"{guarded_node.peer_url}/v1/range"
-    headers = signed_headers(SECRET, "tester", "POST", url, body)
+    headers = signed_headers(SECRET, identity_for("tester"), "POST", url, body)
     with caplog.at_level(logging.WARNING, logger="swarmget"):
         async with aiohttp.ClientSession() as s, s.post(url, data=body, headers=headers) as r:
             status, answer = r.status, json.loads(await r.read())

@@ -20,6 +20,7 @@ import pytest
 from swarmget.core.addresses import AddressPolicy, parse_cidrs
 from swarmget.net.auth import json_body, signed_headers
 from swarmget.relay.run import RelayConfig, RunningRelay, open_relay
+from swarmget.testing.fakes import identity_for
 from swarmget.testing.origin import TestOrigin, open_test_origin
 
 if TYPE_CHECKING:
@@ -67,7 +68,7 @@ def config(tmp_path: Path, budget: int, limits: ServeLimits | None = None) -> Re
 async def call(
     session: aiohttp.ClientSession, method: str, url: str, body: bytes = b""
 ) -> tuple[int, dict[str, Any]]:
-    headers = signed_headers(SECRET, "tester", method, url, body)
+    headers = signed_headers(SECRET, identity_for("tester"), method, url, body)
     async with session.request(method, url, data=body or None, headers=headers) as resp:
         return resp.status, await resp.json()
 

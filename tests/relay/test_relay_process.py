@@ -12,6 +12,7 @@ import aiohttp
 import pytest
 
 from swarmget.net.auth import json_body, signed_headers
+from swarmget.testing.fakes import identity_for
 from swarmget.testing.origin import TestOrigin, open_test_origin
 from swarmget.testing.swarm import Proc, start_proc
 
@@ -55,7 +56,7 @@ async def relay_proc(tmp_path: Path, budget: str) -> AsyncIterator[Proc]:
 async def _call(
     session: aiohttp.ClientSession, method: str, url: str, body: bytes = b""
 ) -> tuple[int, dict[str, Any]]:
-    headers = signed_headers(SECRET.encode(), "tester", method, url, body)
+    headers = signed_headers(SECRET.encode(), identity_for("tester"), method, url, body)
     async with session.request(method, url, data=body or None, headers=headers) as resp:
         return resp.status, await resp.json()
 

@@ -20,7 +20,7 @@ from swarmget.hub.app import make_hub_app
 from swarmget.net.auth import json_body, signed_headers
 from swarmget.net.hub_client import HubClient, Registration
 from swarmget.node.daemon import Node, NodeConfig, open_node
-from swarmget.testing.fakes import MemoryRegistryStore
+from swarmget.testing.fakes import MemoryRegistryStore, identity_for, nid
 
 SECRET = b"portal-peers-secret-0123456789"
 REG = Registration(port=7500, version="0.1.0", slots=2)
@@ -66,18 +66,19 @@ def listed_nodes(html: str) -> set[str]:
 
 async def test_a_peer_sending_malformed_stats_breaks_no_page(tmp_path: Path) -> None:
     async with AsyncExitStack() as stack:
-        hub_url = await stack.enter_async_context(
-            serve(make_hub_app(MemoryRegistryStore(), SECRET))
-        )
+        store = MemoryRegistryStore()
+        # as open_hub does: seen nonces are kept in the registry (shared with replicas)
+        hub_url = await stack.enter_async_context(serve(make_hub_app(store, SECRET, nonces=store)))
         session = await stack.enter_async_context(
             aiohttp.ClientSession(connector=aiohttp.TCPConnector(local_addr=("127.0.0.3", 0)))
         )
         for name in ("good-peer", "bad-peer"):
-            await HubClient(session, hub_url, SECRET, name).register(REG)
-        await HubClient(session, hub_url, SECRET, "good-peer").heartbeat({"bytes_served": 5})
-        url = f"{hub_url}/v1/nodes/bad-peer/heartbeat"
+            await HubClient(session, hub_url, SECRET, identity_for(name)).register(REG)
+        good = HubClient(session, hub_url, SECRET, identity_for("good-peer"))
+        await good.heartbeat({"bytes_served": 5})
+        url = f"{hub_url}/v1/nodes/{nid('bad-peer')}/heartbeat"
         body = json_body({"stats": {"bytes_served": "x", "refused": "many"}})
-        headers = signed_headers(SECRET, "bad-peer", "POST", url, body)
+        headers = signed_headers(SECRET, identity_for("bad-peer"), "POST", url, body)
         headers["Content-Type"] = "application/json"
         async with session.post(url, data=body, headers=headers) as resp:
             refused = resp.status, json.loads(await resp.read()).get("code")
@@ -85,7 +86,7 @@ async def test_a_peer_sending_malformed_stats_breaks_no_page(tmp_path: Path) -> 
         assert await node.wait_registered(10)
         status, html = await peers_page(node)
     assert status == 200
-    assert listed_nodes(html) == {"good-peer", "bad-peer"}
+    assert listed_nodes(html) == {nid("good-peer"), nid("bad-peer")}
     assert refused == (400, "bad_request")
 
 
@@ -100,16 +101,16 @@ def entry(node_id: str, **change: Any) -> dict[str, Any]:
 @pytest.mark.parametrize(
     "bad",
     [
-        entry("bad-stats", stats={"bytes_served": "x"}),
-        entry("bad-seen", last_seen="yesterday"),
-        entry("bad-port", port="x"),
-        {"node_id": "half"},
+        entry(nid("bad-stats"), stats={"bytes_served": "x"}),
+        entry(nid("bad-seen"), last_seen="yesterday"),
+        entry(nid("bad-port"), port="x"),
+        {"node_id": nid("half")},
     ],
 )
 async def test_malformed_entries_of_the_hub_are_skipped(
     tmp_path: Path, bad: dict[str, Any]
 ) -> None:
-    listing = json.dumps({"group": "127.0.0.0/16", "peers": [entry("good-peer"), bad]})
+    listing = json.dumps({"group": "127.0.0.0/16", "peers": [entry(nid("good-peer")), bad]})
 
     async def peers(request: web.Request) -> web.Response:
         return web.Response(text=listing, content_type="application/json")
@@ -119,4 +120,4 @@ async def test_malformed_entries_of_the_hub_are_skipped(
     async with serve(app) as hub_url, node_with_hub(tmp_path, hub_url) as node:
         status, html = await peers_page(node)
     assert status == 200
-    assert listed_nodes(html) == {"good-peer"}
+    assert listed_nodes(html) == {nid("good-peer")}

@@ -110,8 +110,13 @@ DEFAULT_WINDOW = 30.0
 MIN_SECRET_BYTES = 16
 #: Live nonces a ReplayCache keeps per sender (node id): 2048 per 30 s is ~68 requests/s.
 DEFAULT_PER_SENDER = 2048
-#: Senders (node ids) a ReplayCache keeps nonces for at once.
-DEFAULT_MAX_SENDERS = 512
+#: Senders (node ids) a ReplayCache keeps nonces for at once: a hub hears from every live
+#: node in every window, so this is far above any real swarm (the per-address share below is
+#: what stops one member from filling it: that takes 4,096 addresses).
+DEFAULT_MAX_SENDERS = 65_536
+#: Live nonces a ReplayCache keeps in all (memory: ~150 bytes each); one address's senders
+#: can hold at most 16 x 2048 of them, so filling it takes 16 addresses flooding at full rate.
+DEFAULT_MAX_ENTRIES = 524_288
 #: Senders one source address may have in a ReplayCache at once (minting keys is cheap).
 DEFAULT_SENDERS_PER_ORIGIN = 16
 
@@ -379,9 +384,9 @@ class ReplayCache:
       gets ``ReplayCacheFull`` until its own entries expire; nobody else notices;
     * minting node ids is cheap (a new key), so one source address (``origin``) may have
       at most ``senders_per_origin`` senders in the cache at once;
-    * at most ``max_senders`` senders are kept at all, which bounds memory at
-      ``max_senders * per_sender`` entries; filling it takes ``max_senders /
-      senders_per_origin`` addresses, each flooding at full rate.
+    * at most ``max_senders`` senders and ``max_entries`` nonces are kept at all (which
+      bounds memory); filling either takes ``max_senders / senders_per_origin`` addresses,
+      or ``max_entries / (senders_per_origin * per_sender)`` addresses flooding at full rate.
 
     A sender counts against the origin it first came from until its entries expire.
     """
@@ -391,6 +396,7 @@ class ReplayCache:
         "_origin_of",
         "_seen",
         "_senders_of",
+        "max_entries",
         "max_senders",
         "per_sender",
         "senders_per_origin",
@@ -404,9 +410,11 @@ class ReplayCache:
         per_sender: int = DEFAULT_PER_SENDER,
         max_senders: int = DEFAULT_MAX_SENDERS,
         senders_per_origin: int = DEFAULT_SENDERS_PER_ORIGIN,
+        max_entries: int = DEFAULT_MAX_ENTRIES,
     ) -> None:
-        if window <= 0 or min(per_sender, max_senders, senders_per_origin) <= 0:
+        if window <= 0 or min(per_sender, max_senders, senders_per_origin, max_entries) <= 0:
             raise ValueError("window and capacities must be positive")
+        self.max_entries = max_entries
         self.window = window
         self.per_sender = per_sender
         self.max_senders = max_senders
@@ -444,6 +452,10 @@ class ReplayCache:
                 f"node {node_id} sent more than {self.per_sender} requests within "
                 f"{self.window:.0f} s; try again shortly"
             )
+        if len(self._expiry) >= self.max_entries:  # one heap entry per live nonce
+            if not nonces:
+                self._forget_sender(node_id)
+            raise ReplayCacheFull("too many requests within one window; try again shortly")
         nonces.add(nonce)
         heapq.heappush(self._expiry, (timestamp + self.window, node_id, nonce))
 

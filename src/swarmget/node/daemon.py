@@ -183,10 +183,11 @@ def _url_host(host: str) -> str:
 @contextlib.asynccontextmanager
 async def open_node(config: NodeConfig) -> AsyncIterator[Node]:
     """Start a node; see the module docstring."""
-    open_private_dir(config.state_dir)  # 0700, its files 0600
-    config.download_dir.mkdir(parents=True, exist_ok=True)
+    # the key first: one others could read is refused (it may be leaked), not tightened
     identity = load_identity(config.state_dir, config.node_id)
     node_id = identity.node_id
+    open_private_dir(config.state_dir)  # 0700, its files 0600
+    config.download_dir.mkdir(parents=True, exist_ok=True)
     source = config.source_address or config.listen_host
     local = (source, 0)
     async with contextlib.AsyncExitStack() as stack:

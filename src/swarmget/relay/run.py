@@ -75,9 +75,10 @@ async def open_relay(config: RelayConfig) -> AsyncIterator[RunningRelay]:
             max_size=config.max_size,
         )
         try:
+            app = make_relay_app(relay, config.secret)  # its start time bounds signatures
             await wait_for_next_second()  # requests signed before now are refused (net.auth)
             async with open_listener(
-                make_relay_app(relay, config.secret),
+                app,
                 config.host,
                 config.port,
                 limits=config.listen_limits,
