@@ -477,8 +477,9 @@ def node(ctx: click.Context, /, **_: Any) -> None:
     [node] table of the config file; see `swarmget config show node`.
     """
     from swarmget.logs import setup_logging
-    from swarmget.node.daemon import NodeConfig, run_node
+    from swarmget.node.daemon import NodeConfig, NodeHooks, run_node
 
+    hooks = ctx.find_object(NodeHooks) or NodeHooks()
     try:
         resolved = _settings(ctx, "node", NODE_RENAMES)
         v = resolved.values
@@ -503,6 +504,7 @@ def node(ctx: click.Context, /, **_: Any) -> None:
             relay_url=validate_url(v.relay) if v.relay else None,
             max_size=v.max_size,
             listen_limits=_listen_limits(v),
+            chunk_filter=hooks.chunk_filter,
         )
         asyncio.run(run_node(config, announce=_announce))
     except (SwarmgetError, ValueError, OSError) as exc:

@@ -43,7 +43,7 @@ from swarmget.net.origin import OriginClient
 from swarmget.net.relay_client import RelayClient
 from swarmget.net.serve import ListenLimits, open_listener
 from swarmget.node.downloads import DownloadManager, SwarmContext
-from swarmget.node.helper import HelperLimits, HelperService, make_peer_app
+from swarmget.node.helper import ChunkFilter, HelperLimits, HelperService, make_peer_app
 from swarmget.node.journal import DownloadJournal
 from swarmget.node.keyfile import load_node_identity
 from swarmget.node.quota import DailyQuota
@@ -90,6 +90,9 @@ class NodeConfig:
     health_timeout: float = 2.0
     max_size: int | None = None  # refuse downloads larger than this (bytes) up front
     listen_limits: ListenLimits = field(default_factory=ListenLimits)  # both APIs
+    #: every chunk the helper streams passes through this (only the integrity tests'
+    #: lying helper, ``swarmget.testing.evil_node``, gives one)
+    chunk_filter: ChunkFilter | None = None
 
     def hubs(self) -> tuple[str, ...]:
         """Every hub to use: ``hub_url`` first, then ``hub_urls``, without repeats."""
@@ -131,6 +134,15 @@ class Node:
             "helper": self.helper.statistics(),
             "hub": None if self.membership is None else _membership_json(self.membership),
         }
+
+
+@dataclass(frozen=True)
+class NodeHooks:
+    """What a caller of ``swarmget node`` may plug in besides its options (the click context's
+    object: ``swarmget.cli.main([...], obj=NodeHooks(...))``); the integrity tests' lying
+    helper is the only user."""
+
+    chunk_filter: ChunkFilter | None = None
 
 
 def _membership_json(state: MembershipState) -> dict[str, Any]:
@@ -220,6 +232,7 @@ async def open_node(config: NodeConfig) -> AsyncIterator[Node]:
             OriginClient(helper_session),
             HelperLimits(slots=config.slots, rate_limit=config.rate_limit),
             quota=quota,
+            chunk_filter=config.chunk_filter,
         )
         peer_app = make_peer_app(helper, config.secret, node_id)
         await wait_for_next_second()  # requests signed before now are refused: see net.auth

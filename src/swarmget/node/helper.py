@@ -127,9 +127,9 @@ FORWARD_DELAY = 0.05  # ... or seconds after the first of them arrived
 QUOTA_STEP = 1024 * 1024  # quota is reserved this much at a time as a stream goes on
 log = logging.getLogger(__name__)
 
-#: A test seam: when set (by ``swarmget.testing.evil_node`` only), every chunk a helper
-#: streams passes through it. Production code never sets it.
-CHUNK_FILTER: Callable[[Chunk], Chunk] | None = None
+#: A transform every chunk a helper streams passes through (``HelperService(chunk_filter=)``):
+#: only the integrity tests' lying helper (``swarmget.testing.evil_node``) gives one.
+ChunkFilter = Callable[[Chunk], Chunk]
 
 
 class HelperService:
@@ -142,6 +142,7 @@ class HelperService:
         *,
         quota: DailyQuota | None = None,
         clock: Callable[[], float] = time.monotonic,
+        chunk_filter: ChunkFilter | None = None,
     ) -> None:
         self.origin = origin
         self.limits = limits
@@ -150,7 +151,7 @@ class HelperService:
         self._bucket = TokenBucket(limits.rate_limit) if limits.rate_limit else None
         self.stats = HelperStats()
         self.draining = False
-        self.chunk_filter = CHUNK_FILTER
+        self.chunk_filter = chunk_filter
 
     def active(self) -> int:
         return sum(self.stats.active_by_requester.values())

@@ -48,12 +48,12 @@ def corrupter(clean_bytes: int = 0, flip_every: int | None = None) -> Callable[[
 
 def main(argv: list[str] | None = None) -> None:
     from swarmget.cli import main as cli_main
-    from swarmget.node import helper
+    from swarmget.node.daemon import NodeHooks
 
     every = os.environ.get("SWARMGET_EVIL_FLIP_EVERY")
     clean = int(os.environ.get("SWARMGET_EVIL_CLEAN_BYTES", "0"))
-    helper.CHUNK_FILTER = corrupter(clean, int(every) if every else None)
-    cli_main(["node", *(sys.argv[1:] if argv is None else argv)])
+    hooks = NodeHooks(chunk_filter=corrupter(clean, int(every) if every else None))
+    cli_main(["node", *(sys.argv[1:] if argv is None else argv)], obj=hooks)
 
 
 if __name__ == "__main__":
