@@ -48,13 +48,12 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import sqlalchemy as sa
-from sqlalchemy import event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, IntegrityError, NoSuchModuleError, SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from swarmget.core.errors import StorageError, UsageError
+from swarmget.db import create_db_engine
 
 __all__ = [
     "NodeRecord",
@@ -64,10 +63,6 @@ __all__ = [
     "open_registry_store",
 ]
 
-#: Milliseconds a SQLite connection waits for another writer before failing.
-SQLITE_BUSY_TIMEOUT_MS = 5000
-#: Seconds to wait for a connection to a database server (asyncpg) before failing.
-DB_CONNECT_TIMEOUT = 5.0
 #: Tries of the portable UPDATE-then-INSERT when concurrent inserts keep winning.
 PORTABLE_UPSERT_ATTEMPTS = 3
 #: PostgreSQL advisory lock keys: arbitrary bigints, the same in every hub process.
@@ -200,30 +195,6 @@ def _record(row: sa.Row[Any]) -> NodeRecord:
         last_seen=m["last_seen"],
         stats=dict(m["stats"] or {}),
     )
-
-
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    """WAL so readers do not block the writer; wait for a busy writer instead of failing."""
-    cursor = dbapi_connection.cursor()
-    try:
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
-        cursor.execute("PRAGMA synchronous=NORMAL")
-    finally:
-        cursor.close()
-
-
-def create_db_engine(url: str) -> AsyncEngine:
-    """An engine for ``url``: SQLite gets its pragmas; a database server gets a connect
-    timeout (asyncpg) and a liveness check of pooled connections, so that a restarted server
-    costs no failed request."""
-    parsed = make_url(url)
-    if parsed.get_backend_name() == "sqlite":
-        engine = create_async_engine(parsed)
-        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
-        return engine
-    connect_args = {"timeout": DB_CONNECT_TIMEOUT} if parsed.get_driver_name() == "asyncpg" else {}
-    return create_async_engine(parsed, pool_pre_ping=True, connect_args=connect_args)
 
 
 class SqlRegistryStore:

@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from swarmget.core.errors import StorageError
 from swarmget.core.manifest import Manifest
-from swarmget.hub.store import create_db_engine
+from swarmget.db import create_db_engine
 
 metadata = sa.MetaData()
 entries = sa.Table(
