@@ -297,7 +297,8 @@ async def _get_with_hub(
     spec: DownloadSpec, options: LocalOptions, how: _Route, console: Console | None
 ) -> DownloadResult:
     """Join the hub's swarm as a node for the duration of this one download."""
-    from swarmget.node.daemon import NodeConfig, open_node
+    from swarmget.node.daemon import NodeConfig
+    from swarmget.run.node import open_node
 
     with tempfile.TemporaryDirectory(prefix="swarmget-get-") as tmp:
         config = NodeConfig(
@@ -477,7 +478,8 @@ def node(ctx: click.Context, /, **_: Any) -> None:
     [node] table of the config file; see `swarmget config show node`.
     """
     from swarmget.logs import setup_logging
-    from swarmget.node.daemon import NodeConfig, NodeHooks, run_node
+    from swarmget.node.daemon import NodeConfig, NodeHooks
+    from swarmget.run.node import run_node
 
     hooks = ctx.find_object(NodeHooks) or NodeHooks()
     try:

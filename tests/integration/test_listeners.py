@@ -15,8 +15,9 @@ import pytest
 
 from swarmget.core.addresses import AddressPolicy
 from swarmget.net.serve import DEFAULT_PER_ADDRESS, ListenLimits
-from swarmget.node.daemon import NodeConfig, open_node
+from swarmget.node.daemon import NodeConfig
 from swarmget.relay.run import RelayConfig, open_relay
+from swarmget.run.node import open_node  # the node with its portal
 
 SECRET = b"listener-test-secret-0123456789"
 PATIENCE = 10.0  # bound on every wait for a server to act

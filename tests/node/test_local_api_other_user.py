@@ -17,7 +17,8 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from swarmget.node.daemon import Node, NodeConfig, open_node
+from swarmget.node.daemon import Node, NodeConfig
+from swarmget.run.node import open_node  # the node with its portal
 
 NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
 

@@ -14,7 +14,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from swarmget.node.daemon import Node, NodeConfig, open_node
+from swarmget.node.daemon import Node, NodeConfig
+from swarmget.run.node import open_node  # the node with its portal
 from swarmget.testing.origin import TestOrigin, open_test_origin
 
 MiB = 1024 * 1024

@@ -19,7 +19,8 @@ from aiohttp import web
 from swarmget.hub.app import make_hub_app
 from swarmget.net.auth import json_body, signed_headers
 from swarmget.net.hub_client import HubClient, Registration
-from swarmget.node.daemon import Node, NodeConfig, open_node
+from swarmget.node.daemon import Node, NodeConfig
+from swarmget.run.node import open_node  # the node with its portal
 from swarmget.testing.fakes import MemoryRegistryStore, identity_for, nid
 
 SECRET = b"portal-peers-secret-0123456789"

@@ -2,9 +2,9 @@
 
 ``open_node(config)`` starts everything and yields a ``Node``; leaving the block stops it in
 order: stop accepting downloads and streams, cancel what runs (part files keep their
-checkpoints), leave the hub, close the servers and sessions. ``python -m swarmget.node``
-(and ``swarmget node``) runs one until SIGTERM/SIGINT and prints one JSON line with its
-URLs once it listens (tests and the demo read it).
+checkpoints), leave the hub, close the servers and sessions. The web portal sits above the
+node: ``swarmget.run.node`` plugs it in (``open_node(config, pages=...)``) and runs a node
+until SIGTERM/SIGINT for ``swarmget node``.
 
 Outgoing connections: the node's own origin fetches and its helper fetches use
 ``config.source_address`` (default: the peer API's listen address) as their source, so that
@@ -17,16 +17,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
-import os
-import signal
 import socket
-import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
 from aiohttp import web
@@ -49,15 +45,12 @@ from swarmget.node.keyfile import load_node_identity
 from swarmget.node.quota import DailyQuota
 from swarmget.node.statefiles import (
     API_SOCKET,
-    NODE_FILE,
     bind_api_socket,
     new_api_token,
     open_private_dir,
     remove_quietly,
-    write_private,
 )
 from swarmget.node.user_api import METRICS_PATH, UserApi, make_user_app
-from swarmget.web.portal import Portal, mount_portal
 
 #: Seconds helper streams in flight get to finish when the node stops.
 SHUTDOWN_GRACE = 5.0
@@ -100,6 +93,20 @@ class NodeConfig:
         return tuple(dict.fromkeys(url.rstrip("/") for url in listed))
 
 
+class UserPages(Protocol):
+    """Pages served beside the user API on its server (the web portal, which sits above the
+    node and is plugged in by ``swarmget.run.node``): mounted on the user API's application
+    before it listens, told its own address once it does."""
+
+    def bind(self, server_url: str) -> None: ...
+
+    def login_url(self) -> str: ...
+
+
+#: Mounts pages on the user API's application: (application, user API, node id) -> pages.
+MountPages = Callable[[web.Application, UserApi, str], UserPages]
+
+
 @dataclass
 class Node:
     node_id: str
@@ -110,7 +117,7 @@ class Node:
     helper: HelperService
     downloads: DownloadManager
     membership: MembershipState | None = None
-    portal: Portal | None = None  # the admin portal, on the user API's server
+    portal: UserPages | None = None  # the admin portal, on the user API's server
 
     async def wait_registered(self, limit: float) -> bool:
         """Wait (at most ``limit`` seconds) until the hub has registered us."""
@@ -193,8 +200,9 @@ def _url_host(host: str) -> str:
 
 
 @contextlib.asynccontextmanager
-async def open_node(config: NodeConfig) -> AsyncIterator[Node]:
-    """Start a node; see the module docstring."""
+async def open_node(config: NodeConfig, *, pages: MountPages | None = None) -> AsyncIterator[Node]:
+    """Start a node; see the module docstring. ``pages`` (the portal, from ``swarmget.run``)
+    are served on the user API's server; without them the node serves its APIs only."""
     # the key first: one others could read is refused (it may be leaked), not tightened
     identity = load_identity(config.state_dir, config.node_id)
     node_id = identity.node_id
@@ -282,14 +290,15 @@ async def open_node(config: NodeConfig) -> AsyncIterator[Node]:
         user_app.router.add_get(
             METRICS_PATH, metrics_handler(NodeCollector(node_id, manager, helper))
         )
-        node.portal = Portal(api, node_id=node_id)
-        mount_portal(user_app, node.portal)
+        if pages is not None:
+            node.portal = pages(user_app, api, node_id)
         node.api_url = await stack.enter_async_context(
             _serve(
                 user_app, config.api_host, config.api_port, config.listen_limits, unix=api_socket
             )
         )
-        node.portal.bind(node.api_url)
+        if node.portal is not None:
+            node.portal.bind(node.api_url)
         stop_tasks: list[asyncio.Task[Any]] = []
         if hub is not None:
             port = int(peer_url.rsplit(":", 1)[1])
@@ -344,44 +353,3 @@ def _peer_json(peer: Any) -> dict[str, Any]:
     data = asdict(peer)
     data["stats"] = dict(peer.stats)
     return data
-
-
-async def run_node(config: NodeConfig, *, announce: Callable[[dict[str, Any]], None]) -> None:
-    """Run a node until SIGTERM/SIGINT; ``announce`` gets its URLs once it listens."""
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    try:
-        async with open_node(config) as node:
-            announce(
-                {
-                    "node_id": node.node_id,
-                    "peer_url": node.peer_url,
-                    "api_url": node.api_url,
-                    "portal_url": f"{node.api_url}/portal/",  # no login secret: stdout
-                    "pid": os.getpid(),  # may well be a log (the journal)
-                }
-            )
-            _write_node_file(config.state_dir, node)
-            if node.portal is not None and sys.stderr.isatty():  # a person, not a log
-                link = node.portal.login_url()
-                print(f"portal login link (one use, 5 minutes): {link}", file=sys.stderr)
-            await stop.wait()
-    finally:
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.remove_signal_handler(sig)
-        remove_quietly(config.state_dir, NODE_FILE)
-
-
-def _write_node_file(state_dir: Path, node: Node) -> None:
-    """That a node runs here, and its download directory. The CLI talks to it on
-    ``api.sock`` in the state directory, never at ``api_url`` (shown for people only)."""
-    info = {
-        "api_url": node.api_url,
-        "api_socket": API_SOCKET,
-        "node_id": node.node_id,
-        "pid": os.getpid(),
-        "download_dir": str(node.download_dir),
-    }
-    write_private(state_dir / NODE_FILE, json.dumps(info).encode())
