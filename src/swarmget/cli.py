@@ -60,8 +60,8 @@ from swarmget.node.engine import (
     DownloadResult,
     DownloadSpec,
 )
-from swarmget.node.local import LocalOptions, open_local_download, parse_headers
 from swarmget.progress import human_bytes, watch, watch_progress
+from swarmget.run.local import LocalOptions, open_local_download, parse_headers
 
 EXIT_OK = 0
 EXIT_INTERNAL = 1
@@ -263,7 +263,7 @@ async def _get_via_node(
     spec: DownloadSpec, state_dir: Path, console: Console | None, err: Console
 ) -> DownloadResult | None:
     """Hand the download to the running node; None when there is none (or it is not usable)."""
-    from swarmget.node import remote
+    from swarmget.run import remote
 
     async with remote.open_local_node(state_dir) as api:  # its Unix socket, never TCP
         if api is None or not await api.alive():
@@ -641,7 +641,7 @@ def config_show(ctx: click.Context, section: str) -> None:
 
 def _node_api_call(state_dir: Path, path: str, method: str = "GET") -> Any:
     """``method path`` on the local node's API; exits with a clear message if none runs."""
-    from swarmget.node import remote
+    from swarmget.run import remote
 
     async def call() -> Any:
         async with remote.open_local_node(state_dir) as api:  # its Unix socket, never TCP

@@ -122,7 +122,7 @@ def _skew(date_header: str | None) -> float | None:
 
 
 async def check_node(session: aiohttp.ClientSession, state_dir: Path) -> Check:
-    from swarmget.node.remote import open_local_node
+    from swarmget.run.remote import open_local_node
 
     try:
         async with open_local_node(state_dir) as api:

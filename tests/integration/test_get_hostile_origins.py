@@ -23,7 +23,7 @@ from swarmget.core.errors import (
 )
 from swarmget.core.scheduler import SchedulerConfig
 from swarmget.node.engine import DownloadResult, DownloadSpec
-from swarmget.node.local import LocalOptions, open_local_download
+from swarmget.run.local import LocalOptions, open_local_download
 from swarmget.testing.origin import TestOrigin, open_test_origin
 
 KiB = 1024

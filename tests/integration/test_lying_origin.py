@@ -20,7 +20,7 @@ import pytest
 from swarmget.core.errors import NoSourcesLeft
 from swarmget.core.scheduler import SchedulerConfig
 from swarmget.node.engine import DownloadSpec
-from swarmget.node.local import LocalOptions, open_local_download
+from swarmget.run.local import LocalOptions, open_local_download
 from swarmget.testing.origin import TestOrigin, open_test_origin
 
 KiB = 1024

@@ -6,7 +6,7 @@ starts; files are written atomically through a directory descriptor (a fresh ``O
 O_NOFOLLOW`` temporary file, then ``rename``), so a link planted in the directory is never
 followed. The node's user API socket (``api.sock``) lives here too: because nobody else can
 create anything in the directory, a client that finds the socket there, owned by the
-directory's owner, talks to that user's node and to nobody else (see ``node.remote``).
+directory's owner, talks to that user's node and to nobody else (see ``run.remote``).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The node's local user API: JSON over HTTP, for the CLI (and the portal).
 
 Served twice by the same application: on the Unix socket ``api.sock`` in the node's 0700
-state directory (the CLI's only way in: see ``node.remote``) and on 127.0.0.1 (where the
+state directory (the CLI's only way in: see ``run.remote``) and on 127.0.0.1 (where the
 portal lives). Every request carries ``Authorization: Bearer TOKEN``, where the token is in
 the node's state directory (``api-token``, 0600, new at every start): another local user
 cannot drive the node. Nor reach it at all: every request's client must run as the node's
