@@ -241,7 +241,7 @@ async def test_heartbeat_keeps_the_node_live_and_stores_stats(swarm: Swarm) -> N
     hub.now = T0 + 20  # 10 s after the heartbeat: still live
     [record] = await hub.store.live_nodes(hub.now, TTL)
     assert record.last_seen == T0 + 10
-    # only the whitelisted stats are kept (swarmget.net.hub_protocol.PeerStats)
+    # only the whitelisted stats are kept (swarmget.protocol.hub.PeerStats)
     assert dict(record.stats) == {"bytes_served": 1234, "active_streams": 2}
 
 

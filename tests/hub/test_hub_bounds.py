@@ -19,7 +19,7 @@ from swarmget.core.errors import HubUnavailable
 from swarmget.hub.app import MAX_NODES_PER_ADDRESS, make_hub_app
 from swarmget.net.auth import json_body, signed_headers
 from swarmget.net.hub_client import HubClient, Registration
-from swarmget.net.hub_protocol import MAX_PEERS_PER_ANSWER
+from swarmget.protocol.hub import MAX_PEERS_PER_ANSWER
 from swarmget.testing.fakes import MemoryRegistryStore, identity_of, nid
 
 SECRET = b"hub-bounds-secret-0123456789"

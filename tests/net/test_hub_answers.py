@@ -14,7 +14,7 @@ from aiohttp import web
 
 from swarmget.core.errors import HubUnavailable
 from swarmget.net.hub_client import HubClient
-from swarmget.net.hub_protocol import MAX_HUB_ANSWER_BYTES, MAX_PEERS_PER_ANSWER
+from swarmget.protocol.hub import MAX_HUB_ANSWER_BYTES, MAX_PEERS_PER_ANSWER
 from swarmget.testing.fakes import identity_for, nid
 
 SECRET = b"hub-answers-secret-0123456789"

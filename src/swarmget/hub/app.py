@@ -43,7 +43,7 @@ also across a hub's restart; each process keeps its own per-sender cache in fron
 (which bounds what one member can make the table hold). Without ``nonces`` the hub keeps
 nonces in memory and refuses requests signed before it started.
 
-Bounds: what a node sends is validated strictly (``swarmget.net.hub_protocol``): a request
+Bounds: what a node sends is validated strictly (``swarmget.protocol.hub``): a request
 body over ``MAX_HUB_BODY`` bytes gets 413, a malformed one 400 with the field at fault; of
 the heartbeat's stats only the whitelisted fields are kept, so a node's record stays small.
 At most ``MAX_NODES_PER_ADDRESS`` live nodes may register from one source address (429 with
@@ -90,7 +90,7 @@ from swarmget.net.auth import (
     authenticated_node,
     json_error,
 )
-from swarmget.net.hub_protocol import (
+from swarmget.protocol.hub import (
     MAX_COUNT,
     MAX_HUB_BODY,
     MAX_PEERS_PER_ANSWER,
@@ -186,7 +186,7 @@ async def _parse(request: web.Request, model: type[_Model]) -> _Model:
 
 
 def peer_json(record: NodeRecord) -> dict[str, Any]:
-    """A node as ``GET /v1/peers`` lists it (``swarmget.net.hub_protocol.PeerEntry``).
+    """A node as ``GET /v1/peers`` lists it (``swarmget.protocol.hub.PeerEntry``).
     Stats are checked again: a record written before they were validated lists none."""
     return {
         "node_id": record.node_id,

@@ -11,7 +11,7 @@ the error tree:
   covers the path, so the hub URL must be the final one) → ``HubRejected`` carrying the
   hub's message; retrying unchanged will not help.
 
-A peer list is checked entry by entry (``swarmget.net.hub_protocol.PeerEntry``): a malformed
+A peer list is checked entry by entry (``swarmget.protocol.hub.PeerEntry``): a malformed
 entry is skipped (and logged), the valid ones are kept, so that one broken or hostile member
 cannot empty everyone's list; of a list longer than ``MAX_PEERS_PER_ANSWER`` (an older hub)
 a random sample of that many is kept.
@@ -46,8 +46,8 @@ from yarl import URL
 
 from swarmget.core.errors import HubError, HubRejected, HubUnavailable, UnknownNode
 from swarmget.net.bounded import read_bounded
-from swarmget.net.hub_protocol import MAX_HUB_ANSWER_BYTES, MAX_PEERS_PER_ANSWER, PeerEntry
 from swarmget.net.signing import NodeIdentity, json_body, signed_headers
+from swarmget.protocol.hub import MAX_HUB_ANSWER_BYTES, MAX_PEERS_PER_ANSWER, PeerEntry
 
 __all__ = [
     "HubApi",
