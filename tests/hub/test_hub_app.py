@@ -370,7 +370,7 @@ async def test_peer_info_carries_what_the_node_said(swarm: Swarm) -> None:
         5_000_000,
         10**9,
     )
-    assert dict(peer.stats) == {"bytes_served": 42}
+    assert peer.stats.as_json() == {"bytes_served": 42}  # PeerInfo is the protocol's PeerEntry
     assert peer.last_seen == T0
 
 

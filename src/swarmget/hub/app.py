@@ -60,12 +60,12 @@ import random
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
 import pydantic
 from aiohttp import web
 from aiohttp.typedefs import Handler
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel
 
 from swarmget.core.addresses import IPNetwork
 from swarmget.core.auth import is_valid_node_id
@@ -77,7 +77,6 @@ from swarmget.core.groups import (
     GroupPolicy,
     canonical_address,
     group_of,
-    is_valid_group_name,
 )
 from swarmget.defaults import DEFAULT_TTL
 from swarmget.hub.selection import choose_peers
@@ -91,12 +90,14 @@ from swarmget.net.auth import (
     json_error,
 )
 from swarmget.protocol.hub import (
-    MAX_COUNT,
     MAX_HUB_BODY,
     MAX_PEERS_PER_ANSWER,
-    MAX_SLOTS,
-    VERSION_PATTERN,
+    HeartbeatRequest,
+    PeerEntry,
+    PeersAnswer,
     PeerStats,
+    RegisterAnswer,
+    RegisterRequest,
     peer_url,
 )
 
@@ -119,43 +120,6 @@ _Model = TypeVar("_Model", bound=BaseModel)
 
 
 # --- the edge: request bodies -----------------------------------------------------------------
-
-
-class RegisterRequest(BaseModel):
-    """What a node says about itself. Unknown fields (e.g. a claimed address) are ignored."""
-
-    model_config = ConfigDict(frozen=True, extra="ignore", strict=True)
-
-    node_id: str
-    port: int = Field(ge=1, le=65535)
-    version: str = Field(pattern=VERSION_PATTERN)
-    slots: int = Field(ge=0, le=MAX_SLOTS)
-    group: str | None = None
-    wan_rate: int | None = Field(default=None, ge=0, le=MAX_COUNT)
-    quota_left: int | None = Field(default=None, ge=0, le=MAX_COUNT)
-    scheme: Literal["http", "https"] = "http"
-
-    @field_validator("node_id")
-    @classmethod
-    def _node_id(cls, value: str) -> str:
-        if not is_valid_node_id(value):
-            raise ValueError("node ids are 1-128 characters of A-Z a-z 0-9 . _ : -")
-        return value
-
-    @field_validator("group")
-    @classmethod
-    def _group(cls, value: str | None) -> str | None:
-        if value is not None and not is_valid_group_name(value):
-            raise ValueError("group names are 1-64 characters of A-Z a-z 0-9 . _ : / -")
-        return value
-
-
-class HeartbeatRequest(BaseModel):
-    """A node's latest statistics; fields outside ``PeerStats`` are dropped."""
-
-    model_config = ConfigDict(frozen=True, extra="ignore", strict=True)
-
-    stats: PeerStats = PeerStats()
 
 
 class _Problem(Exception):
@@ -186,22 +150,23 @@ async def _parse(request: web.Request, model: type[_Model]) -> _Model:
 
 
 def peer_json(record: NodeRecord) -> dict[str, Any]:
-    """A node as ``GET /v1/peers`` lists it (``swarmget.protocol.hub.PeerEntry``).
+    """A node as ``GET /v1/peers`` lists it (``swarmget.protocol.hub.PeerEntry``): the
+    record as it is stored (not validated again: a node validates each entry it reads).
     Stats are checked again: a record written before they were validated lists none."""
-    return {
-        "node_id": record.node_id,
-        "address": record.address,
-        "port": record.port,
-        "url": record.url,
-        "version": record.version,
-        "slots": record.slots,
-        "group": record.group,
-        "wan_rate": record.wan_rate,
-        "quota_left": record.quota_left,
-        "registered_at": record.registered_at,
-        "last_seen": record.last_seen,
-        "stats": _clean_stats(record.stats),
-    }
+    entry = PeerEntry.model_construct(
+        node_id=record.node_id,
+        address=record.address,
+        port=record.port,
+        url=record.url,
+        version=record.version,
+        slots=record.slots,
+        group=record.group,
+        wan_rate=record.wan_rate,
+        quota_left=record.quota_left,
+        registered_at=record.registered_at,
+        last_seen=record.last_seen,
+    )
+    return entry.model_dump(exclude={"stats"}) | {"stats": _clean_stats(record.stats)}
 
 
 def _clean_stats(stats: Mapping[str, Any]) -> dict[str, Any]:
@@ -244,8 +209,10 @@ class _Hub:
         async with self.registering:
             await self._check_room(address, body.node_id, now)
             record = await self.store.upsert_node(_record(body, address, group), now)
-        reply = {"node_id": record.node_id, "address": address, "group": group, "url": record.url}
-        return web.json_response(reply | self._timers)
+        reply = RegisterAnswer(
+            node_id=record.node_id, address=address, group=group, url=record.url, **self._timers
+        )
+        return web.json_response(reply.model_dump())
 
     async def _check_room(self, address: str, node_id: str, now: float) -> None:
         """``too_many_nodes`` when ``address`` has its share of live nodes besides this one."""
@@ -290,7 +257,8 @@ class _Hub:
         chosen = choose_peers(
             mates, limit=MAX_PEERS_PER_ANSWER, now=self.clock(), fresh=fresh, rng=self.rng
         )
-        return web.json_response({"group": me.group, "peers": [peer_json(r) for r in chosen]})
+        answer = PeersAnswer(group=me.group, peers=[peer_json(r) for r in chosen])
+        return web.json_response(answer.model_dump())
 
     async def health(self, request: web.Request) -> web.Response:
         live = await self.store.live_nodes(self.clock(), self.ttl)

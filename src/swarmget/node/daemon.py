@@ -24,7 +24,7 @@ import socket
 import sys
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -322,15 +322,9 @@ def _peers_fn(hub: HubApi | None) -> Callable[[], Any]:
     async def peers() -> list[dict[str, Any]]:
         if hub is None:
             return []
-        return [_peer_json(p) for p in await hub.peers()]
+        return [p.as_json() for p in await hub.peers()]
 
     return peers
-
-
-def _peer_json(peer: Any) -> dict[str, Any]:
-    data = asdict(peer)
-    data["stats"] = dict(peer.stats)
-    return data
 
 
 async def run_node(config: NodeConfig, *, announce: Callable[[dict[str, Any]], None]) -> None:

@@ -27,6 +27,7 @@ from swarmget.core import errors as e
 
 __all__ = [
     "EXCEPTIONS",
+    "HUB_ERRORS",
     "PEER_ERRORS",
     "ErrorTable",
     "WireError",
@@ -144,4 +145,28 @@ PEER_ERRORS = ErrorTable(
     ],
     default=WireError(code="origin_unreachable", status=504, raised=e.SourceRetryable),
     fallback=_peer_fallback,
+)
+
+
+# --- the hub API (the hub answering a node) -----------------------------------------------------
+
+
+def _hub_fallback(status: int) -> type[e.SwarmgetError]:
+    return e.HubUnavailable if status >= 500 or status == 429 else e.HubRejected
+
+
+#: What the hub answers a node with: a node it does not know → register again; the hub
+#: busy, full or failing → back off and retry; a refusal of what we sent → fix the
+#: configuration. Statuses and codes the hub answers that are not listed here (auth's 401s,
+#: aiohttp's own errors as ``http``) are judged by status, the same way.
+HUB_ERRORS = ErrorTable(
+    [
+        WireError(code="unknown_node", status=404, raised=e.UnknownNode),
+        WireError(code="too_many_nodes", status=429, raised=e.HubUnavailable),
+        WireError(code="bad_request", status=400, raised=e.HubRejected),
+        WireError(code="forbidden", status=403, raised=e.HubRejected),
+        WireError(code="too_large", status=413, raised=e.HubRejected),
+    ],
+    default=WireError(code="storage", status=503, raised=e.HubUnavailable, answers=e.StorageError),
+    fallback=_hub_fallback,
 )
