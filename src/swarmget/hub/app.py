@@ -89,6 +89,7 @@ from swarmget.net.auth import (
     authenticated_node,
     json_error,
 )
+from swarmget.protocol.errors import HUB_ERRORS
 from swarmget.protocol.hub import (
     MAX_HUB_BODY,
     MAX_PEERS_PER_ANSWER,
@@ -123,13 +124,12 @@ _Model = TypeVar("_Model", bound=BaseModel)
 
 
 class _Problem(Exception):
-    """A request the hub refuses; turned into a JSON error by ``_problems``."""
+    """A request the hub refuses, answered with ``code``'s row of ``HUB_ERRORS``; turned
+    into a JSON error by ``_problems``."""
 
-    def __init__(
-        self, status: int, code: str, message: str, *, retry_after: float | None = None
-    ) -> None:
+    def __init__(self, code: str, message: str, *, retry_after: float | None = None) -> None:
         super().__init__(message)
-        self.status = status
+        self.status = HUB_ERRORS.row(code).status
         self.code = code
         self.retry_after = retry_after
 
@@ -137,13 +137,13 @@ class _Problem(Exception):
 async def _parse(request: web.Request, model: type[_Model]) -> _Model:
     body = await request.read() or b"{}"
     if len(body) > MAX_HUB_BODY:
-        raise _Problem(413, "too_large", f"request bodies are at most {MAX_HUB_BODY} bytes")
+        raise _Problem("too_large", f"request bodies are at most {MAX_HUB_BODY} bytes")
     try:
         return model.model_validate_json(body)
     except pydantic.ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(part) for part in first["loc"]) or "body"
-        raise _Problem(400, "bad_request", f"{where}: {first['msg']}") from exc
+        raise _Problem("bad_request", f"{where}: {first['msg']}") from exc
 
 
 # --- the hub ------------------------------------------------------------------------------------
@@ -201,7 +201,7 @@ class _Hub:
     async def register(self, request: web.Request) -> web.Response:
         body = await _parse(request, RegisterRequest)
         if body.node_id != authenticated_node(request):
-            raise _Problem(403, "forbidden", "node_id differs from the signing node")
+            raise _Problem("forbidden", "node_id differs from the signing node")
         address = self._source_address(request)
         group = self._group(address, body.group)
         now = self.clock()
@@ -219,7 +219,6 @@ class _Hub:
         others = await self.store.count_live_at(address, now, self.ttl, other_than=node_id)
         if others >= self.max_per_address:
             raise _Problem(
-                429,
                 "too_many_nodes",
                 f"{address} already has {others} live nodes (at most {self.max_per_address})",
                 retry_after=self.ttl,
@@ -232,7 +231,7 @@ class _Hub:
         with self.metrics.heartbeat.time():
             known = await self.store.heartbeat(node_id, stats, self.clock(), ttl=self.ttl)
         if not known:
-            raise _Problem(404, "unknown_node", f"node {node_id} is not registered (any more)")
+            raise _Problem("unknown_node", f"node {node_id} is not registered (any more)")
         return web.json_response({"ok": True} | self._timers)
 
     async def leave(self, request: web.Request) -> web.Response:
@@ -244,7 +243,7 @@ class _Hub:
         live = await self.store.live_nodes(self.clock(), self.ttl)
         me = next((r for r in live if r.node_id == node_id), None)
         if me is None:
-            raise _Problem(404, "unknown_node", f"node {node_id} is not registered (any more)")
+            raise _Problem("unknown_node", f"node {node_id} is not registered (any more)")
         wanted = _wanted_nodes(request)
         mates = (
             r
@@ -272,7 +271,6 @@ class _Hub:
             return by_address
         if not self.group_policy.allows(address, declared, by_address):
             raise _Problem(
-                403,
                 "group_not_allowed",
                 f"group {declared!r} may not be declared from {address}: the hub lists the "
                 f"networks allowed to (--group-cidr {declared}=CIDR); drop --group to be "
@@ -296,7 +294,7 @@ class _Hub:
             claimed = client_address(claimed, forwarded, self.trusted_proxies)
             return canonical_address(claimed)
         except ValueError as exc:
-            raise _Problem(400, "bad_address", f"cannot tell your address ({claimed!r})") from exc
+            raise _Problem("bad_address", f"cannot tell your address ({claimed!r})") from exc
 
 
 def _record(body: RegisterRequest, address: str, group: str) -> NodeRecord:
@@ -319,7 +317,7 @@ def _wanted_nodes(request: web.Request) -> frozenset[str] | None:
     if not wanted:
         return None
     if len(wanted) > MAX_PEERS_PER_ANSWER or not all(map(is_valid_node_id, wanted)):
-        raise _Problem(400, "bad_request", f"node: at most {MAX_PEERS_PER_ANSWER} valid node ids")
+        raise _Problem("bad_request", f"node: at most {MAX_PEERS_PER_ANSWER} valid node ids")
     return frozenset(wanted)
 
 
@@ -327,7 +325,7 @@ def _own_node(request: web.Request) -> str:
     """The node named in the path, which must be the node that signed the request."""
     node_id = request.match_info["node_id"]
     if node_id != authenticated_node(request):
-        raise _Problem(403, "forbidden", "a node may only act for itself")
+        raise _Problem("forbidden", "a node may only act for itself")
     return node_id
 
 
