@@ -274,17 +274,7 @@ async def _get_via_node(
         except UsageError as exc:
             err.print(f"[yellow]not using the local node[/]: {exc}", highlight=False)
             return None
-        body: dict[str, Any] = {
-            "url": spec.url,
-            "output": output,
-            "checksums": [str(d) for d in spec.checksums],
-            "force": spec.force,
-            "restart_if_changed": spec.restart_if_changed,
-            "verify_sample": spec.verify_sample,
-        }
-        if spec.max_size is not None:
-            body["max_size"] = spec.max_size
-        download_id = await api.start(body)
+        download_id = await api.start(remote.create_request(spec, output))
         latest: list[DownloadProgress] = []
         follow = api.follow(download_id, latest.append)
         data = await watch(follow, lambda: latest[-1] if latest else None, console)

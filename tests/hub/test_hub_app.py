@@ -241,7 +241,7 @@ async def test_heartbeat_keeps_the_node_live_and_stores_stats(swarm: Swarm) -> N
     hub.now = T0 + 20  # 10 s after the heartbeat: still live
     [record] = await hub.store.live_nodes(hub.now, TTL)
     assert record.last_seen == T0 + 10
-    # only the whitelisted stats are kept (swarmget.net.hub_protocol.PeerStats)
+    # only the whitelisted stats are kept (swarmget.protocol.hub.PeerStats)
     assert dict(record.stats) == {"bytes_served": 1234, "active_streams": 2}
 
 
@@ -370,7 +370,7 @@ async def test_peer_info_carries_what_the_node_said(swarm: Swarm) -> None:
         5_000_000,
         10**9,
     )
-    assert dict(peer.stats) == {"bytes_served": 42}
+    assert peer.stats.as_json() == {"bytes_served": 42}  # PeerInfo is the protocol's PeerEntry
     assert peer.last_seen == T0
 
 

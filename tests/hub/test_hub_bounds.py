@@ -19,7 +19,7 @@ from swarmget.core.errors import HubUnavailable
 from swarmget.hub.app import MAX_NODES_PER_ADDRESS, make_hub_app
 from swarmget.net.auth import json_body, signed_headers
 from swarmget.net.hub_client import HubClient, Registration
-from swarmget.net.hub_protocol import MAX_PEERS_PER_ANSWER
+from swarmget.protocol.hub import MAX_PEERS_PER_ANSWER
 from swarmget.testing.fakes import MemoryRegistryStore, identity_of, nid
 
 SECRET = b"hub-bounds-secret-0123456789"
@@ -149,7 +149,7 @@ async def test_only_whitelisted_stats_are_kept_and_listed(members: Members) -> N
     assert dict(record.stats) == {"bytes_served": 7, "version": "0.1.0"}
     await members.client(nid("node-a"), "127.0.0.2").register(REG)
     [peer] = await members.client(nid("node-a"), "127.0.0.2").peers()
-    assert dict(peer.stats) == {"bytes_served": 7, "version": "0.1.0"}
+    assert peer.stats.as_json() == {"bytes_served": 7, "version": "0.1.0"}
 
 
 async def test_stats_stored_before_validation_are_not_listed(members: Members) -> None:

@@ -14,7 +14,7 @@ from aiohttp import web
 
 from swarmget.core.errors import HubUnavailable
 from swarmget.net.hub_client import HubClient
-from swarmget.net.hub_protocol import MAX_HUB_ANSWER_BYTES, MAX_PEERS_PER_ANSWER
+from swarmget.protocol.hub import MAX_HUB_ANSWER_BYTES, MAX_PEERS_PER_ANSWER
 from swarmget.testing.fakes import identity_for, nid
 
 SECRET = b"hub-answers-secret-0123456789"
@@ -91,7 +91,7 @@ async def test_malformed_peers_are_skipped_and_the_valid_ones_kept(hub_answering
     client = await hub_answering(answer(peers))
     listed = await client.peers()
     assert [p.node_id for p in listed] == [nid("good-1"), nid("good-2")]
-    assert dict(listed[1].stats) == {"bytes_served": 9}
+    assert listed[1].stats.as_json() == {"bytes_served": 9}
 
 
 async def test_a_hub_listing_too_many_peers_gives_a_bounded_sample(hub_answering: Any) -> None:

@@ -30,6 +30,9 @@ class Verification(enum.Enum):
 
 
 #: whole-file checks first: any of them proves every byte, a sample does not
+#: The share of each helper stream compared with the origin by default (``swarmget.node.engine``).
+DEFAULT_VERIFY_SAMPLE = 0.01
+
 STRENGTH = (
     Verification.CHECKSUM,
     Verification.MANIFEST,

@@ -43,7 +43,7 @@ also across a hub's restart; each process keeps its own per-sender cache in fron
 (which bounds what one member can make the table hold). Without ``nonces`` the hub keeps
 nonces in memory and refuses requests signed before it started.
 
-Bounds: what a node sends is validated strictly (``swarmget.net.hub_protocol``): a request
+Bounds: what a node sends is validated strictly (``swarmget.protocol.hub``): a request
 body over ``MAX_HUB_BODY`` bytes gets 413, a malformed one 400 with the field at fault; of
 the heartbeat's stats only the whitelisted fields are kept, so a node's record stays small.
 At most ``MAX_NODES_PER_ADDRESS`` live nodes may register from one source address (429 with
@@ -60,12 +60,12 @@ import random
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
 import pydantic
 from aiohttp import web
 from aiohttp.typedefs import Handler
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel
 
 from swarmget.core.addresses import IPNetwork
 from swarmget.core.auth import is_valid_node_id
@@ -77,7 +77,6 @@ from swarmget.core.groups import (
     GroupPolicy,
     canonical_address,
     group_of,
-    is_valid_group_name,
 )
 from swarmget.defaults import DEFAULT_TTL
 from swarmget.hub.selection import choose_peers
@@ -90,13 +89,16 @@ from swarmget.net.auth import (
     authenticated_node,
     json_error,
 )
-from swarmget.net.hub_protocol import (
-    MAX_COUNT,
+from swarmget.protocol.errors import HUB_ERRORS
+from swarmget.protocol.hub import (
     MAX_HUB_BODY,
     MAX_PEERS_PER_ANSWER,
-    MAX_SLOTS,
-    VERSION_PATTERN,
+    HeartbeatRequest,
+    PeerEntry,
+    PeersAnswer,
     PeerStats,
+    RegisterAnswer,
+    RegisterRequest,
     peer_url,
 )
 
@@ -121,51 +123,13 @@ _Model = TypeVar("_Model", bound=BaseModel)
 # --- the edge: request bodies -----------------------------------------------------------------
 
 
-class RegisterRequest(BaseModel):
-    """What a node says about itself. Unknown fields (e.g. a claimed address) are ignored."""
-
-    model_config = ConfigDict(frozen=True, extra="ignore", strict=True)
-
-    node_id: str
-    port: int = Field(ge=1, le=65535)
-    version: str = Field(pattern=VERSION_PATTERN)
-    slots: int = Field(ge=0, le=MAX_SLOTS)
-    group: str | None = None
-    wan_rate: int | None = Field(default=None, ge=0, le=MAX_COUNT)
-    quota_left: int | None = Field(default=None, ge=0, le=MAX_COUNT)
-    scheme: Literal["http", "https"] = "http"
-
-    @field_validator("node_id")
-    @classmethod
-    def _node_id(cls, value: str) -> str:
-        if not is_valid_node_id(value):
-            raise ValueError("node ids are 1-128 characters of A-Z a-z 0-9 . _ : -")
-        return value
-
-    @field_validator("group")
-    @classmethod
-    def _group(cls, value: str | None) -> str | None:
-        if value is not None and not is_valid_group_name(value):
-            raise ValueError("group names are 1-64 characters of A-Z a-z 0-9 . _ : / -")
-        return value
-
-
-class HeartbeatRequest(BaseModel):
-    """A node's latest statistics; fields outside ``PeerStats`` are dropped."""
-
-    model_config = ConfigDict(frozen=True, extra="ignore", strict=True)
-
-    stats: PeerStats = PeerStats()
-
-
 class _Problem(Exception):
-    """A request the hub refuses; turned into a JSON error by ``_problems``."""
+    """A request the hub refuses, answered with ``code``'s row of ``HUB_ERRORS``; turned
+    into a JSON error by ``_problems``."""
 
-    def __init__(
-        self, status: int, code: str, message: str, *, retry_after: float | None = None
-    ) -> None:
+    def __init__(self, code: str, message: str, *, retry_after: float | None = None) -> None:
         super().__init__(message)
-        self.status = status
+        self.status = HUB_ERRORS.row(code).status
         self.code = code
         self.retry_after = retry_after
 
@@ -173,35 +137,36 @@ class _Problem(Exception):
 async def _parse(request: web.Request, model: type[_Model]) -> _Model:
     body = await request.read() or b"{}"
     if len(body) > MAX_HUB_BODY:
-        raise _Problem(413, "too_large", f"request bodies are at most {MAX_HUB_BODY} bytes")
+        raise _Problem("too_large", f"request bodies are at most {MAX_HUB_BODY} bytes")
     try:
         return model.model_validate_json(body)
     except pydantic.ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(part) for part in first["loc"]) or "body"
-        raise _Problem(400, "bad_request", f"{where}: {first['msg']}") from exc
+        raise _Problem("bad_request", f"{where}: {first['msg']}") from exc
 
 
 # --- the hub ------------------------------------------------------------------------------------
 
 
 def peer_json(record: NodeRecord) -> dict[str, Any]:
-    """A node as ``GET /v1/peers`` lists it (``swarmget.net.hub_protocol.PeerEntry``).
+    """A node as ``GET /v1/peers`` lists it (``swarmget.protocol.hub.PeerEntry``): the
+    record as it is stored (not validated again: a node validates each entry it reads).
     Stats are checked again: a record written before they were validated lists none."""
-    return {
-        "node_id": record.node_id,
-        "address": record.address,
-        "port": record.port,
-        "url": record.url,
-        "version": record.version,
-        "slots": record.slots,
-        "group": record.group,
-        "wan_rate": record.wan_rate,
-        "quota_left": record.quota_left,
-        "registered_at": record.registered_at,
-        "last_seen": record.last_seen,
-        "stats": _clean_stats(record.stats),
-    }
+    entry = PeerEntry.model_construct(
+        node_id=record.node_id,
+        address=record.address,
+        port=record.port,
+        url=record.url,
+        version=record.version,
+        slots=record.slots,
+        group=record.group,
+        wan_rate=record.wan_rate,
+        quota_left=record.quota_left,
+        registered_at=record.registered_at,
+        last_seen=record.last_seen,
+    )
+    return entry.model_dump(exclude={"stats"}) | {"stats": _clean_stats(record.stats)}
 
 
 def _clean_stats(stats: Mapping[str, Any]) -> dict[str, Any]:
@@ -236,7 +201,7 @@ class _Hub:
     async def register(self, request: web.Request) -> web.Response:
         body = await _parse(request, RegisterRequest)
         if body.node_id != authenticated_node(request):
-            raise _Problem(403, "forbidden", "node_id differs from the signing node")
+            raise _Problem("forbidden", "node_id differs from the signing node")
         address = self._source_address(request)
         group = self._group(address, body.group)
         now = self.clock()
@@ -244,15 +209,16 @@ class _Hub:
         async with self.registering:
             await self._check_room(address, body.node_id, now)
             record = await self.store.upsert_node(_record(body, address, group), now)
-        reply = {"node_id": record.node_id, "address": address, "group": group, "url": record.url}
-        return web.json_response(reply | self._timers)
+        reply = RegisterAnswer(
+            node_id=record.node_id, address=address, group=group, url=record.url, **self._timers
+        )
+        return web.json_response(reply.model_dump())
 
     async def _check_room(self, address: str, node_id: str, now: float) -> None:
         """``too_many_nodes`` when ``address`` has its share of live nodes besides this one."""
         others = await self.store.count_live_at(address, now, self.ttl, other_than=node_id)
         if others >= self.max_per_address:
             raise _Problem(
-                429,
                 "too_many_nodes",
                 f"{address} already has {others} live nodes (at most {self.max_per_address})",
                 retry_after=self.ttl,
@@ -265,7 +231,7 @@ class _Hub:
         with self.metrics.heartbeat.time():
             known = await self.store.heartbeat(node_id, stats, self.clock(), ttl=self.ttl)
         if not known:
-            raise _Problem(404, "unknown_node", f"node {node_id} is not registered (any more)")
+            raise _Problem("unknown_node", f"node {node_id} is not registered (any more)")
         return web.json_response({"ok": True} | self._timers)
 
     async def leave(self, request: web.Request) -> web.Response:
@@ -277,7 +243,7 @@ class _Hub:
         live = await self.store.live_nodes(self.clock(), self.ttl)
         me = next((r for r in live if r.node_id == node_id), None)
         if me is None:
-            raise _Problem(404, "unknown_node", f"node {node_id} is not registered (any more)")
+            raise _Problem("unknown_node", f"node {node_id} is not registered (any more)")
         wanted = _wanted_nodes(request)
         mates = (
             r
@@ -290,7 +256,8 @@ class _Hub:
         chosen = choose_peers(
             mates, limit=MAX_PEERS_PER_ANSWER, now=self.clock(), fresh=fresh, rng=self.rng
         )
-        return web.json_response({"group": me.group, "peers": [peer_json(r) for r in chosen]})
+        answer = PeersAnswer(group=me.group, peers=[peer_json(r) for r in chosen])
+        return web.json_response(answer.model_dump())
 
     async def health(self, request: web.Request) -> web.Response:
         live = await self.store.live_nodes(self.clock(), self.ttl)
@@ -304,7 +271,6 @@ class _Hub:
             return by_address
         if not self.group_policy.allows(address, declared, by_address):
             raise _Problem(
-                403,
                 "group_not_allowed",
                 f"group {declared!r} may not be declared from {address}: the hub lists the "
                 f"networks allowed to (--group-cidr {declared}=CIDR); drop --group to be "
@@ -328,7 +294,7 @@ class _Hub:
             claimed = client_address(claimed, forwarded, self.trusted_proxies)
             return canonical_address(claimed)
         except ValueError as exc:
-            raise _Problem(400, "bad_address", f"cannot tell your address ({claimed!r})") from exc
+            raise _Problem("bad_address", f"cannot tell your address ({claimed!r})") from exc
 
 
 def _record(body: RegisterRequest, address: str, group: str) -> NodeRecord:
@@ -351,7 +317,7 @@ def _wanted_nodes(request: web.Request) -> frozenset[str] | None:
     if not wanted:
         return None
     if len(wanted) > MAX_PEERS_PER_ANSWER or not all(map(is_valid_node_id, wanted)):
-        raise _Problem(400, "bad_request", f"node: at most {MAX_PEERS_PER_ANSWER} valid node ids")
+        raise _Problem("bad_request", f"node: at most {MAX_PEERS_PER_ANSWER} valid node ids")
     return frozenset(wanted)
 
 
@@ -359,7 +325,7 @@ def _own_node(request: web.Request) -> str:
     """The node named in the path, which must be the node that signed the request."""
     node_id = request.match_info["node_id"]
     if node_id != authenticated_node(request):
-        raise _Problem(403, "forbidden", "a node may only act for itself")
+        raise _Problem("forbidden", "a node may only act for itself")
     return node_id
 
 

@@ -11,7 +11,7 @@ the error tree:
   covers the path, so the hub URL must be the final one) → ``HubRejected`` carrying the
   hub's message; retrying unchanged will not help.
 
-A peer list is checked entry by entry (``swarmget.net.hub_protocol.PeerEntry``): a malformed
+A peer list is checked entry by entry (``swarmget.protocol.hub.PeerEntry``): a malformed
 entry is skipped (and logged), the valid ones are kept, so that one broken or hostile member
 cannot empty everyone's list; of a list longer than ``MAX_PEERS_PER_ANSWER`` (an older hub)
 a random sample of that many is kept.
@@ -32,11 +32,12 @@ effort and bounded by ``leave_timeout``.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import random
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 from urllib.parse import urlencode
 
@@ -46,8 +47,16 @@ from yarl import URL
 
 from swarmget.core.errors import HubError, HubRejected, HubUnavailable, UnknownNode
 from swarmget.net.bounded import read_bounded
-from swarmget.net.hub_protocol import MAX_HUB_ANSWER_BYTES, MAX_PEERS_PER_ANSWER, PeerEntry
 from swarmget.net.signing import NodeIdentity, json_body, signed_headers
+from swarmget.protocol.errors import HUB_ERRORS
+from swarmget.protocol.hub import (
+    MAX_HUB_ANSWER_BYTES,
+    MAX_PEERS_PER_ANSWER,
+    PeerEntry,
+    PeersAnswer,
+    RegisterAnswer,
+    RegisterRequest,
+)
 
 __all__ = [
     "HubApi",
@@ -88,64 +97,20 @@ class Registration:
     scheme: str = "http"
 
     def as_json(self, node_id: str) -> dict[str, Any]:
-        return {
-            "node_id": node_id,
-            "port": self.port,
-            "version": self.version,
-            "slots": self.slots,
-            "group": self.group,
-            "wan_rate": self.wan_rate,
-            "quota_left": self.quota_left,
-            "scheme": self.scheme,
-        }
+        """The ``RegisterRequest`` (the hub validates it: not checked again here)."""
+        fields = {"node_id": node_id} | dataclasses.asdict(self)
+        return RegisterRequest.model_construct(**fields).model_dump()
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Registered:
-    """The hub's answer to a registration: how it sees us and how often to heartbeat."""
+#: The hub's answer to a registration (``swarmget.protocol.hub.RegisterAnswer``).
+Registered = RegisterAnswer
+#: A live node of our group, as the hub lists it (``swarmget.protocol.hub.PeerEntry``).
+#: ``last_seen`` and ``registered_at`` are on the hub's clock; ``stats`` is what the peer
+#: reported in its last heartbeat.
+PeerInfo = PeerEntry
 
-    node_id: str
-    address: str
-    group: str
-    url: str
-    ttl: float
-    heartbeat_interval: float
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class PeerInfo:
-    """A live node of our group, as the hub lists it. ``last_seen`` and ``registered_at``
-    are on the hub's clock; ``stats`` is what the peer reported in its last heartbeat."""
-
-    node_id: str
-    address: str
-    port: int
-    url: str
-    version: str
-    slots: int
-    group: str
-    wan_rate: int | None = None
-    quota_left: int | None = None
-    registered_at: float = 0.0
-    last_seen: float = 0.0
-    stats: Mapping[str, Any] = field(default_factory=dict)
-
-    @classmethod
-    def from_entry(cls, entry: PeerEntry) -> PeerInfo:
-        fields = entry.model_dump(exclude={"stats"})
-        return cls(**fields, stats=entry.stats.as_json())
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class _PeersAnswer:
-    """The answer's frame; its entries are checked one by one (``_valid_peers``)."""
-
-    group: str
-    peers: list[Any]
-
-
-_REGISTERED = pydantic.TypeAdapter(Registered)
-_PEERS = pydantic.TypeAdapter(_PeersAnswer)
+_REGISTERED = pydantic.TypeAdapter(RegisterAnswer)
+_PEERS = pydantic.TypeAdapter(PeersAnswer)
 
 
 class HubClient:
@@ -230,7 +195,7 @@ def _valid_peers(entries: list[Any], hub_url: str) -> list[PeerInfo]:
     first_error: str | None = None
     for entry in entries:
         try:
-            valid.append(PeerInfo.from_entry(PeerEntry.model_validate(entry)))
+            valid.append(PeerEntry.model_validate(entry))
         except pydantic.ValidationError as exc:
             first_error = first_error or _first_error(exc)
     if first_error is not None:
@@ -250,11 +215,8 @@ def _first_error(exc: pydantic.ValidationError) -> str:
 def _status_error(status: int, answer: bytes, what: str) -> HubError:
     message, code = _error_fields(answer)
     text = f"hub refused {what}: {status} {message}".rstrip()
-    if status == 404 and code == "unknown_node":
-        return UnknownNode(text, status)
-    if status >= 500 or status == 429:
-        return HubUnavailable(text, status)
-    return HubRejected(text, status)
+    kind = HUB_ERRORS.for_code(code, status)
+    return kind(text, status) if issubclass(kind, HubError) else HubRejected(text, status)
 
 
 def _error_fields(answer: bytes) -> tuple[str, str | None]:

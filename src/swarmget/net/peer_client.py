@@ -15,13 +15,13 @@ are capped at ``MAX_HELPER_SLOTS`` (the scheduler opens that many streams to it 
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 import aiohttp
+import pydantic
 
 from swarmget.core.errors import SourceBroken, SourceRateLimited, SourceRetryable
 from swarmget.core.http import parse_retry_after
@@ -29,6 +29,15 @@ from swarmget.core.ranges import ByteRange, Chunk
 from swarmget.net.bounded import read_bounded
 from swarmget.net.origin import CheckedBody, OriginInfo, translate_client_error
 from swarmget.net.signing import NodeIdentity, json_body, signed_headers
+from swarmget.protocol.errors import PEER_ERRORS
+from swarmget.protocol.peer import (
+    HEALTH_PATH,
+    RANGE_HEADER,
+    RANGE_PATH,
+    HealthAnswer,
+    RangeRequest,
+    range_header,
+)
 
 #: Health checks a requester runs at once (each holds one socket for up to its timeout).
 MAX_HEALTH_CHECKS_IN_FLIGHT = 32
@@ -68,8 +77,8 @@ class PeerSource:
     async def open_range(
         self, info: OriginInfo, rng: ByteRange
     ) -> AsyncIterator[AsyncIterator[Chunk]]:
-        body = json_body(_range_payload(info, rng, self.download_id))
-        url = f"{self.peer.url}/v1/range"
+        body = json_body(_range_request(info, rng, self.download_id, self.source_id))
+        url = f"{self.peer.url}{RANGE_PATH}"
         headers = signed_headers(self.secret, self.identity, "POST", url, body)
         headers["Content-Type"] = "application/json"
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=5.0, sock_read=self.read_timeout)
@@ -89,40 +98,54 @@ class PeerSource:
                 resp.close()
 
 
-def _range_payload(info: OriginInfo, rng: ByteRange, download_id: str) -> dict[str, object]:
+def _range_request(
+    info: OriginInfo, rng: ByteRange, download_id: str, who: str
+) -> dict[str, object]:
+    """The ``RangeRequest`` for ``rng`` as JSON. One the helper would refuse (a URL or
+    validator over the protocol's bounds) fails here, as the helper's refusal would."""
     validator = info.validator
-    return {
-        "url": info.final_url,
-        "start": rng.start,
-        "end": rng.end,
-        "size": info.size,
-        "etag": validator.etag if validator is not None else None,
-        "last_modified": validator.last_modified if validator is not None else None,
-        "download_id": download_id,
-    }
+    if info.size is None:
+        raise SourceBroken(f"helper {who}: a helper fetches ranges of a file of known size")
+    try:
+        request = RangeRequest(
+            url=info.final_url,
+            start=rng.start,
+            end=rng.end,
+            size=info.size,
+            etag=validator.etag if validator is not None else None,
+            last_modified=validator.last_modified if validator is not None else None,
+            download_id=download_id,
+        )
+    except pydantic.ValidationError as exc:
+        raise SourceBroken(f"helper {who}: bad range request: {exc.errors()[0]['msg']}") from exc
+    return request.model_dump(mode="json")
 
 
 async def _check(resp: aiohttp.ClientResponse, who: str, rng: ByteRange) -> None:
     if resp.status == 200:
-        if resp.headers.get("X-Swarm-Range") != f"{rng.start}-{rng.end}":
+        if resp.headers.get(RANGE_HEADER) != range_header(rng.start, rng.end):
             raise SourceBroken(f"helper {who} answered for another range")
         return
-    message = await _error_message(resp)
-    what = f"helper {who}: {resp.status} {message}"
-    if resp.status in (429, 503):
+    code, message = await _error_fields(resp)
+    said = f"{code}: {message}" if code is not None else message
+    what = f"helper {who}: {resp.status} {said}"
+    kind = PEER_ERRORS.for_code(code, resp.status)
+    if issubclass(kind, SourceRateLimited):
         retry = parse_retry_after(resp.headers.get("Retry-After"), time.time())
         raise SourceRateLimited(what, retry_after=retry)
-    if resp.status == 504 or resp.status >= 500 and "origin_unreachable" in message:
-        raise SourceRetryable(what)
-    raise SourceBroken(what)
+    raise kind(what)
 
 
-async def _error_message(resp: aiohttp.ClientResponse) -> str:
+async def _error_fields(resp: aiohttp.ClientResponse) -> tuple[str | None, str]:
+    """(code, message) of a helper's error answer; (None, reason) when it is not ours."""
     try:
         data = await resp.json(content_type=None)
-        return f"{data.get('code', '')}: {data.get('error', '')}"
-    except (aiohttp.ClientError, ValueError, AttributeError, TimeoutError):
-        return resp.reason or ""
+    except (aiohttp.ClientError, ValueError, TimeoutError):
+        return None, resp.reason or ""
+    if not isinstance(data, dict):
+        return None, resp.reason or ""
+    code = data.get("code")
+    return (code if isinstance(code, str) else None), str(data.get("error", ""))
 
 
 async def check_health(
@@ -167,7 +190,7 @@ async def _health(
     limit: float,
 ) -> PeerAddress | None:
     """The peer as it describes itself, or None when it does not answer well in time."""
-    url = f"{peer.url}/v1/health"
+    url = f"{peer.url}{HEALTH_PATH}"
     headers = signed_headers(secret, identity, "GET", url)
     try:
         async with asyncio.timeout(limit):
@@ -175,12 +198,12 @@ async def _health(
                 if resp.status != 200:
                     return None
                 body = await read_bounded(resp.content, MAX_HEALTH_ANSWER_BYTES)
-        data = json.loads(body) if body is not None else None
+        if body is None:
+            return None
+        answer = HealthAnswer.model_validate_json(body)
     except (aiohttp.ClientError, OSError, ValueError, RecursionError):
+        return None  # pydantic.ValidationError is a ValueError
+    if answer.node_id != peer.node_id:
         return None
-    if not isinstance(data, dict) or data.get("node_id") != peer.node_id:
-        return None
-    slots = data.get("slots")
-    if type(slots) is not int or slots < 1:
-        return None
-    return PeerAddress(node_id=peer.node_id, url=peer.url, slots=min(slots, MAX_HELPER_SLOTS))
+    slots = min(answer.slots, MAX_HELPER_SLOTS)
+    return PeerAddress(node_id=peer.node_id, url=peer.url, slots=slots)

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from typing import Any
 
 import aiohttp
+import pydantic
 
 from swarmget.core.errors import DownloadError, OriginUnusable
 from swarmget.core.manifest import Manifest
 from swarmget.core.urls import redact_url
 from swarmget.net.signing import NodeIdentity, json_body, signed_headers
+from swarmget.protocol.relay import FETCH_PATH, FETCHES_PATH, FetchAnswer, FetchRequest
 
 WAIT = 25.0
 
@@ -34,24 +34,26 @@ class RelayClient:
 
     async def fetch(self, url: str, *, max_polls: int = 1000) -> RelayBlob:
         """Ask the relay for ``url`` and wait until it has it (it fetches at most once)."""
-        data = await self._call("POST", "/v1/fetch", json_body({"url": url}))
+        answer = await self._call("POST", FETCH_PATH, json_body(FetchRequest(url=url).model_dump()))
         for _ in range(max_polls):
-            if data["state"] != "fetching":
+            if answer.state != "fetching":
                 break
-            data = await self._call("GET", f"/v1/fetches/{data['id']}?wait={WAIT:.0f}", b"")
-        if data["state"] == "failed":
-            error = data.get("error") or {}
+            answer = await self._call("GET", f"{FETCHES_PATH}/{answer.id}?wait={WAIT:.0f}", b"")
+        if answer.state == "failed":
+            message = answer.error.message if answer.error is not None else None
             shown = redact_url(url)
-            raise OriginUnusable(f"the relay could not fetch {shown}: {error.get('message')}")
-        if data["state"] != "ready":
+            raise OriginUnusable(f"the relay could not fetch {shown}: {message}")
+        if answer.state != "ready":
             raise DownloadError(f"the relay is still fetching {redact_url(url)}; giving up")
+        if answer.manifest is None or answer.blob_url is None:
+            raise DownloadError("the relay sent a bad manifest: a ready fetch without its blob")
         try:
-            manifest = Manifest.from_json(data["manifest"])
+            manifest = Manifest.from_json(answer.manifest)
         except (KeyError, ValueError) as exc:
             raise DownloadError(f"the relay sent a bad manifest: {exc}") from exc
-        return RelayBlob(url=str(data["blob_url"]), manifest=manifest, hit=bool(data["hit"]))
+        return RelayBlob(url=answer.blob_url, manifest=manifest, hit=bool(answer.hit))
 
-    async def _call(self, method: str, path: str, body: bytes) -> dict[str, Any]:
+    async def _call(self, method: str, path: str, body: bytes) -> FetchAnswer:
         url = self.relay_url + path
         headers = signed_headers(self._secret, self._identity, method, url, body)
         headers["Content-Type"] = "application/json"
@@ -63,9 +65,9 @@ class RelayClient:
                 text = await resp.text()
                 if resp.status not in (200, 202):
                     raise DownloadError(f"relay {method} {path}: {resp.status} {text[:300]}")
-                data = json.loads(text)
         except (aiohttp.ClientError, OSError, ValueError) as exc:
             raise DownloadError(f"relay {self.relay_url} unreachable: {exc}") from exc
-        if not isinstance(data, dict):
-            raise DownloadError("relay answered nonsense")
-        return data
+        try:
+            return FetchAnswer.model_validate_json(text)
+        except pydantic.ValidationError as exc:
+            raise DownloadError("relay answered nonsense") from exc

@@ -20,7 +20,7 @@ import contextlib
 import socket
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -344,12 +344,6 @@ def _peers_fn(hub: HubApi | None) -> Callable[[], Any]:
     async def peers() -> list[dict[str, Any]]:
         if hub is None:
             return []
-        return [_peer_json(p) for p in await hub.peers()]
+        return [p.as_json() for p in await hub.peers()]
 
     return peers
-
-
-def _peer_json(peer: Any) -> dict[str, Any]:
-    data = asdict(peer)
-    data["stats"] = dict(peer.stats)
-    return data

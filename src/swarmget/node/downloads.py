@@ -29,7 +29,6 @@ from swarmget.core.identity import NodeIdentity
 from swarmget.core.urls import redact_url
 from swarmget.logs import current_download
 from swarmget.net.hub_client import HubApi
-from swarmget.net.hub_protocol import MAX_PEERS_PER_ANSWER
 from swarmget.net.origin import OriginClient
 from swarmget.net.peer_client import (
     MAX_HEALTH_CHECKS_IN_FLIGHT,
@@ -47,6 +46,7 @@ from swarmget.node.engine import (
     RangeSource,
 )
 from swarmget.node.journal import DownloadJournal, JournalEntry
+from swarmget.protocol.hub import MAX_PEERS_PER_ANSWER
 
 log = logging.getLogger(__name__)
 

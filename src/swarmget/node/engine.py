@@ -77,6 +77,7 @@ from swarmget.core.scheduler import (
     SourceInfo,
 )
 from swarmget.core.urls import redact_url
+from swarmget.core.verification import DEFAULT_VERIFY_SAMPLE as DEFAULT_VERIFY_SAMPLE
 from swarmget.core.verification import Verification, VerificationReport
 from swarmget.hashing import IncrementalHasher, hash_file
 from swarmget.net.origin import OriginClient, OriginInfo
@@ -97,9 +98,8 @@ WRITE_BATCH = 1 * MiB
 log = logging.getLogger(__name__)
 _ROUTINE_EVENTS = frozenset({"assign", "duplicate", "cancel"})
 _PROBE_ATTEMPTS = 4
-#: the share of each helper stream compared with the origin by default (see the docstring)
-DEFAULT_VERIFY_SAMPLE = 0.01
-#: ... and the smallest window compared (a stream shorter than this is compared whole)
+#: the smallest window of a helper stream compared with the origin (DEFAULT_VERIFY_SAMPLE is
+#: the share compared; a stream shorter than this is compared whole)
 SAMPLE_MIN_WINDOW = 4 * 1024
 #: the window for a helper's first stream in a download (a corruptor of every chunk it
 #: passes on, up to the helper's 256 KiB origin reads, is caught there)

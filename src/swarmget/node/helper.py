@@ -37,19 +37,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import ValidationError
 
 from swarmget import __version__
-from swarmget.core.errors import (
-    ForbiddenTarget,
-    InvalidURL,
-    OriginChanged,
-    OriginUnusable,
-    RangesIgnored,
-    SourceBroken,
-    SourceRateLimited,
-    SwarmgetError,
-)
+from swarmget.core.errors import ForbiddenTarget, InvalidURL, SourceRateLimited, SwarmgetError
 from swarmget.core.http import Validator
 from swarmget.core.ranges import ByteRange, Chunk
 from swarmget.core.ratelimit import TokenBucket
@@ -57,31 +48,20 @@ from swarmget.core.urls import validate_url
 from swarmget.net.auth import auth_middleware, authenticated_node, json_error
 from swarmget.net.origin import OriginClient, OriginInfo
 from swarmget.node.quota import DailyQuota
+from swarmget.protocol.errors import PEER_ERRORS
+from swarmget.protocol.peer import (
+    HEALTH_PATH,
+    RANGE_HEADER,
+    RANGE_PATH,
+    HealthAnswer,
+    RangeRequest,
+    range_header,
+)
 
 log = logging.getLogger(__name__)
 
 #: All a requester learns when the SSRF guard refuses the URL it asked us to fetch.
 ADDRESS_POLICY_REFUSAL = "refused by the address policy"
-
-
-class RangeRequest(BaseModel):
-    """The body of ``POST /v1/range``."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    url: str = Field(max_length=8192)
-    start: int = Field(ge=0)
-    end: int = Field(gt=0)
-    size: int = Field(gt=0)
-    etag: str | None = Field(default=None, max_length=1024)
-    last_modified: str | None = Field(default=None, max_length=128)
-    download_id: str = Field(default="", max_length=128)
-
-    @model_validator(mode="after")
-    def _range_inside_file(self) -> RangeRequest:
-        if not self.start < self.end <= self.size:
-            raise ValueError("need 0 <= start < end <= size")
-        return self
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -117,9 +97,12 @@ class StreamBudget:
 
 
 class Refusal(Exception):
-    def __init__(self, status: int, message: str, code: str, retry_after: float | None) -> None:
+    """The helper will not take this request: answered with ``code``'s row of ``PEER_ERRORS``."""
+
+    def __init__(self, code: str, message: str, retry_after: float | None = None) -> None:
         super().__init__(message)
-        self.status, self.code, self.retry_after = status, code, retry_after
+        row = PEER_ERRORS.row(code)
+        self.status, self.code, self.retry_after = row.status, row.code, retry_after
 
 
 FORWARD_BATCH = 256 * 1024  # bytes collected from the origin before one write on
@@ -172,18 +155,18 @@ class HelperService:
         """Take a slot and a first quota step for ``requester`` or raise ``Refusal`` (429/503)."""
         active = self.stats.active_by_requester
         if self.draining:
-            raise Refusal(503, "this node is shutting down", "draining", 5.0)
+            raise Refusal("draining", "this node is shutting down", 5.0)
         others = {r for r, n in active.items() if n and r != requester}
         fair = math.ceil(self.limits.slots / (len(others) + 1))
         busy = self.active() >= self.limits.slots or active.get(requester, 0) >= fair
         if busy:
             self.stats.refused += 1
-            raise Refusal(429, "all slots busy", "busy", self.limits.retry_after_busy)
+            raise Refusal("busy", "all slots busy", self.limits.retry_after_busy)
         budget = StreamBudget(length)
         if self.quota is not None and self.quota.left() < length or not self._reserve_step(budget):
             self.stats.refused += 1
             assert self.quota is not None
-            raise Refusal(429, "daily quota used up", "quota", self.quota.retry_after())
+            raise Refusal("quota", "daily quota used up", self.quota.retry_after())
         active[requester] = active.get(requester, 0) + 1
         return budget
 
@@ -225,25 +208,17 @@ class HelperService:
 
 
 def _origin_error(exc: SwarmgetError) -> web.Response:
+    """The answer for what went wrong fetching from the origin (``PEER_ERRORS``)."""
+    row = PEER_ERRORS.for_exception(exc)
     if isinstance(exc, ForbiddenTarget):
         # what DNS answered and which address was refused stay here: told to a requester,
         # they would map the LAN (internal names, addresses) through us
         log.warning("refused a helper fetch: %s", exc)
-        return json_error(403, ADDRESS_POLICY_REFUSAL, ForbiddenTarget.code)
-    for kind, status, code in (
-        (InvalidURL, 400, "bad_request"),
-        (OriginChanged, 409, "origin_changed"),
-        (SourceRateLimited, 503, "origin_busy"),
-        (RangesIgnored, 502, "ranges_ignored"),
-        (SourceBroken, 502, "origin_broken"),
-        (OriginUnusable, 502, "origin_unusable"),
-    ):
-        if isinstance(exc, kind):
-            headers = {}
-            if isinstance(exc, SourceRateLimited) and exc.retry_after is not None:
-                headers["Retry-After"] = str(math.ceil(exc.retry_after))
-            return json_error(status, str(exc), code, headers=headers)
-    return json_error(504, str(exc), "origin_unreachable")
+        return json_error(row.status, ADDRESS_POLICY_REFUSAL, row.code)
+    headers = {}
+    if isinstance(exc, SourceRateLimited) and exc.retry_after is not None:
+        headers["Retry-After"] = str(math.ceil(exc.retry_after))
+    return json_error(row.status, str(exc), row.code, headers=headers)
 
 
 def _info_for(req: RangeRequest) -> OriginInfo:
@@ -265,11 +240,11 @@ async def _parse(request: web.Request) -> RangeRequest:
         req = RangeRequest.model_validate_json(await request.read())
     except ValidationError as exc:
         message = f"bad range request: {exc.errors()[0]['msg']}"
-        raise Refusal(400, message, "bad_request", None) from exc
+        raise Refusal("bad_request", message) from exc
     try:
         validate_url(req.url)
     except InvalidURL as exc:
-        raise Refusal(400, str(exc), "bad_request", None) from exc
+        raise Refusal("bad_request", str(exc)) from exc
     return req
 
 
@@ -303,8 +278,12 @@ async def handle_range(request: web.Request) -> web.StreamResponse:
         async with _slot(service, requester, rng.length) as budget:
             return await _stream_range(request, service, req, rng, budget)
     except Refusal as exc:
-        headers = {"Retry-After": str(math.ceil(exc.retry_after))} if exc.retry_after else {}
-        return json_error(exc.status, str(exc), exc.code, headers=headers)
+        return _refused(exc)
+
+
+def _refused(exc: Refusal) -> web.Response:
+    headers = {"Retry-After": str(math.ceil(exc.retry_after))} if exc.retry_after else {}
+    return json_error(exc.status, str(exc), exc.code, headers=headers)
 
 
 async def _stream_range(
@@ -319,7 +298,7 @@ async def _stream_range(
         headers={
             "Content-Type": "application/octet-stream",
             "Content-Length": str(rng.length),
-            "X-Swarm-Range": f"{rng.start}-{rng.end}",
+            RANGE_HEADER: range_header(rng.start, rng.end),
         },
     )
     try:
@@ -431,7 +410,8 @@ def _abort(request: web.Request) -> None:
 
 async def handle_health(request: web.Request) -> web.Response:
     service: HelperService = request.app[HELPER]
-    return web.json_response({"ok": True, "node_id": request.app[NODE_ID], **service.statistics()})
+    answer = HealthAnswer(node_id=request.app[NODE_ID], **service.statistics())
+    return web.json_response(answer.model_dump(mode="json"))
 
 
 HELPER: web.AppKey[HelperService] = web.AppKey("helper", HelperService)
@@ -445,6 +425,6 @@ def make_peer_app(service: HelperService, secret: bytes, node_id: str) -> web.Ap
     app = web.Application(middlewares=[auth_middleware(secret)], client_max_size=64 * 1024)
     app[HELPER] = service
     app[NODE_ID] = node_id
-    app.router.add_post("/v1/range", handle_range)
-    app.router.add_get("/v1/health", handle_health)
+    app.router.add_post(RANGE_PATH, handle_range)
+    app.router.add_get(HEALTH_PATH, handle_health)
     return app

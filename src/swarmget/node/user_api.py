@@ -32,7 +32,7 @@ from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ValidationError
 
 from swarmget.core.digests import parse_checksum_spec
 from swarmget.core.errors import HubError, SwarmgetError
@@ -41,23 +41,11 @@ from swarmget.core.urls import validate_url
 from swarmget.net.auth import json_error
 from swarmget.net.peercred import connection_uid
 from swarmget.node.downloads import DownloadManager, describe, resolve_destination
-from swarmget.node.engine import DEFAULT_VERIFY_SAMPLE, DownloadSpec
+from swarmget.node.engine import DownloadSpec
+from swarmget.protocol.user import DOWNLOADS_PATH, CreateDownload
 
 SSE_INTERVAL = 0.5
 METRICS_PATH = "/metrics"
-
-
-class CreateDownload(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    url: str = Field(max_length=8192)
-    output: str | None = Field(default=None, max_length=4096)
-    checksums: list[str] = Field(default_factory=list, max_length=8)
-    force: bool = False
-    restart_if_changed: bool = False
-    helpers: list[str] | None = Field(default=None, max_length=256)
-    verify_sample: float = Field(default=DEFAULT_VERIFY_SAMPLE, ge=0.0, le=1.0)
-    max_size: int | None = Field(default=None, ge=0)
 
 
 class UserApi:
@@ -197,8 +185,8 @@ async def list_peers(request: web.Request) -> web.Response:
 def make_user_app(api: UserApi) -> web.Application:
     app = web.Application(middlewares=[_same_user, _bearer], client_max_size=64 * 1024)
     app[API] = api
-    app.router.add_post("/v1/downloads", create_download)
-    app.router.add_get("/v1/downloads", list_downloads)
+    app.router.add_post(DOWNLOADS_PATH, create_download)
+    app.router.add_get(DOWNLOADS_PATH, list_downloads)
     app.router.add_get("/v1/downloads/{id}", get_download)
     app.router.add_delete("/v1/downloads/{id}", cancel_download)
     app.router.add_get("/v1/downloads/{id}/events", download_events)

@@ -31,7 +31,7 @@ from email.utils import formatdate
 from typing import Any
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ValidationError
 
 from swarmget.core.auth import ReplayCache
 from swarmget.core.errors import InvalidURL
@@ -39,6 +39,15 @@ from swarmget.core.ranges import ByteRange
 from swarmget.core.urls import validate_url
 from swarmget.metrics import RelayCollector, metrics_handler
 from swarmget.net.auth import auth_middleware, json_error
+from swarmget.protocol.relay import (
+    FETCH_PATH,
+    FETCHES_PATH,
+    FetchAnswer,
+    FetchError,
+    FetchProgress,
+    FetchRequest,
+    blob_path,
+)
 from swarmget.relay.service import FetchReport, ReaderLimit, Relay
 
 log = logging.getLogger(__name__)
@@ -51,12 +60,8 @@ MAX_WAIT = 30.0
 RETRY_AFTER = "1"
 
 
-class FetchRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    url: str = Field(max_length=8192)
-
-
 def describe(report: FetchReport, base: str) -> dict[str, Any]:
+    """The ``FetchAnswer`` for ``report`` (blob URLs under ``base``), as JSON."""
     out: dict[str, Any] = {"id": report.id, "url": report.url, "state": report.state}
     if report.entry is not None:
         sha = report.entry.sha256
@@ -64,15 +69,15 @@ def describe(report: FetchReport, base: str) -> dict[str, Any]:
             "sha256": sha,
             "size": report.entry.size,
             "hit": report.hit,
-            "blob_url": f"{base}/v1/blobs/{sha}",
-            "manifest_url": f"{base}/v1/blobs/{sha}/manifest",
+            "blob_url": f"{base}{blob_path(sha)}",
+            "manifest_url": f"{base}{blob_path(sha)}/manifest",
             "manifest": report.entry.manifest.to_json(),
         }
     if report.error_code is not None:
-        out["error"] = {"code": report.error_code, "message": report.error_message or ""}
+        out["error"] = FetchError(code=report.error_code, message=report.error_message or "")
     if report.progress is not None:
-        out["progress"] = {"done": report.progress[0], "size": report.progress[1]}
-    return out
+        out["progress"] = FetchProgress(done=report.progress[0], size=report.progress[1])
+    return FetchAnswer(**out).as_json()
 
 
 def _base(request: web.Request) -> str:
@@ -264,8 +269,8 @@ def make_relay_app(relay: Relay, secret: bytes) -> web.Application:
     auth = auth_middleware(secret, replay=replay)
     app = web.Application(middlewares=[_blob_exempt(auth, exempt_prefix)])
     app[RELAY] = relay
-    app.router.add_post("/v1/fetch", post_fetch)
-    app.router.add_get("/v1/fetches/{id}", get_fetch)
+    app.router.add_post(FETCH_PATH, post_fetch)
+    app.router.add_get(FETCHES_PATH + "/{id}", get_fetch)
     app.router.add_get("/v1/blobs/{sha256}", get_blob)  # also answers HEAD
     app.router.add_get("/v1/blobs/{sha256}/manifest", get_manifest)
     app.router.add_get("/metrics", metrics_handler(RelayCollector(relay)))

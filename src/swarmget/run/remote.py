@@ -24,12 +24,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import pydantic
+
 from swarmget.core.errors import DownloadError, SwarmgetError, UsageError
 from swarmget.core.ranges import ByteRange
 from swarmget.core.scheduler import SourceInfo, SourceState
 from swarmget.core.verification import VerificationReport
-from swarmget.node.engine import DownloadProgress, DownloadResult, Stage
+from swarmget.node.engine import DownloadProgress, DownloadResult, DownloadSpec, Stage
 from swarmget.node.statefiles import API_SOCKET, NODE_FILE, TOKEN_FILE
+from swarmget.protocol.errors import EXCEPTIONS, exception_for_code
+from swarmget.protocol.user import DOWNLOADS_PATH, CreateDownload
 
 if TYPE_CHECKING:
     import aiohttp
@@ -161,10 +165,10 @@ class NodeSession:
             return False
         return status == 200
 
-    async def start(self, body: dict[str, Any]) -> str:
-        status, data = await self.call("POST", "/v1/downloads", body)
+    async def start(self, request: CreateDownload) -> str:
+        status, data = await self.call("POST", DOWNLOADS_PATH, request.as_json())
         if status != 201:
-            raise UsageError(f"the node refused the download: {data.get('error', data)}")
+            raise _refused(data)
         return str(data["id"])
 
     async def follow(self, download_id: str, on_progress: Any) -> dict[str, Any]:
@@ -203,13 +207,37 @@ def result_from_json(data: dict[str, Any]) -> DownloadResult:
 
 def error_from_json(error: dict[str, Any]) -> SwarmgetError:
     """The error-tree exception whose ``code`` the API reported (the message kept)."""
-    pending: list[type[SwarmgetError]] = [SwarmgetError]
-    while pending:
-        kind = pending.pop()
-        if kind.code == error.get("code"):
-            return kind(str(error.get("message", "")))
-        pending.extend(kind.__subclasses__())
-    return DownloadError(str(error.get("message", error)))
+    return exception_for_code(error.get("code"), str(error.get("message", error)))
+
+
+def create_request(spec: DownloadSpec, output: str | None) -> CreateDownload:
+    """The user API's request for ``spec`` (``output``: relative to the node's download
+    directory). One the node would refuse (over the protocol's bounds) is a ``UsageError``
+    here, as the node's refusal would be."""
+    try:
+        return CreateDownload(
+            url=spec.url,
+            output=output,
+            checksums=[str(d) for d in spec.checksums],
+            force=spec.force,
+            restart_if_changed=spec.restart_if_changed,
+            verify_sample=spec.verify_sample,
+            max_size=spec.max_size,
+        )
+    except pydantic.ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first["loc"])
+        raise UsageError(f"the node would refuse the download: {field}: {first['msg']}") from exc
+
+
+def _refused(data: Any) -> UsageError:
+    """The node refused to start a download: a usage error, of the kind its code names
+    (``invalid_url``, ``invalid_checksum`` ...) when it names one."""
+    error = data if isinstance(data, dict) else {}
+    message = f"the node refused the download: {error.get('error', data)}"
+    code = error.get("code")
+    kind = EXCEPTIONS.get(code, UsageError) if isinstance(code, str) else UsageError
+    return kind(message) if issubclass(kind, UsageError) else UsageError(message)
 
 
 def progress_from_json(url: str, p: dict[str, Any]) -> DownloadProgress:

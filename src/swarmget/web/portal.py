@@ -45,7 +45,8 @@ from swarmget.core.digests import parse_checksum_spec
 from swarmget.core.errors import HubError, SwarmgetError
 from swarmget.core.urls import validate_url
 from swarmget.node.downloads import DownloadRecord, describe, resolve_destination
-from swarmget.node.user_api import CreateDownload, UserApi
+from swarmget.node.user_api import UserApi
+from swarmget.protocol.user import CreateDownload
 from swarmget.web import views
 from swarmget.web.security import (
     LOGIN_LINK_TTL,

@@ -17,12 +17,12 @@ keeps the valid ones, and reads at most ``MAX_HUB_ANSWER_BYTES`` of any answer.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from swarmget.core.auth import is_valid_node_id
-from swarmget.core.groups import canonical_address
+from swarmget.core.groups import canonical_address, is_valid_group_name
 
 __all__ = [
     "MAX_COUNT",
@@ -31,8 +31,12 @@ __all__ = [
     "MAX_PEERS_PER_ANSWER",
     "MAX_SLOTS",
     "VERSION_PATTERN",
+    "HeartbeatRequest",
     "PeerEntry",
     "PeerStats",
+    "PeersAnswer",
+    "RegisterAnswer",
+    "RegisterRequest",
     "peer_url",
 ]
 
@@ -114,6 +118,71 @@ class PeerEntry(BaseModel):
         if self.url not in (peer_url(s, self.address, self.port) for s in ("http", "https")):
             raise ValueError("url is not http(s)://address:port")
         return self
+
+    def as_json(self) -> dict[str, Any]:
+        """The entry as the hub lists it (stats: the reported fields only)."""
+        return self.model_dump(exclude={"stats"}) | {"stats": self.stats.as_json()}
+
+
+class PeersAnswer(BaseModel):
+    """The frame of a ``GET /v1/peers`` answer: the asker's group and its live peers. The
+    entries are checked one by one (``PeerEntry``): a malformed one is skipped, not fatal."""
+
+    model_config = ConfigDict(frozen=True)
+
+    group: str
+    peers: list[Any]
+
+
+class RegisterRequest(BaseModel):
+    """What a node says about itself. Unknown fields (e.g. a claimed address) are ignored."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore", strict=True)
+
+    node_id: str
+    port: int = Field(ge=1, le=65535)
+    version: str = Field(pattern=VERSION_PATTERN)
+    slots: int = Field(ge=0, le=MAX_SLOTS)
+    group: str | None = None
+    wan_rate: int | None = Field(default=None, ge=0, le=MAX_COUNT)
+    quota_left: int | None = Field(default=None, ge=0, le=MAX_COUNT)
+    scheme: Literal["http", "https"] = "http"
+
+    @field_validator("node_id")
+    @classmethod
+    def _node_id(cls, value: str) -> str:
+        if not is_valid_node_id(value):
+            raise ValueError("node ids are 1-128 characters of A-Z a-z 0-9 . _ : -")
+        return value
+
+    @field_validator("group")
+    @classmethod
+    def _group(cls, value: str | None) -> str | None:
+        if value is not None and not is_valid_group_name(value):
+            raise ValueError("group names are 1-64 characters of A-Z a-z 0-9 . _ : / -")
+        return value
+
+
+class HeartbeatRequest(BaseModel):
+    """A node's latest statistics; fields outside ``PeerStats`` are dropped."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore", strict=True)
+
+    stats: PeerStats = PeerStats()
+
+
+class RegisterAnswer(BaseModel):
+    """The hub's answer to a registration: how it sees the node (``address`` and ``group``
+    as the hub decided them, ``url`` its peer API) and how often to heartbeat."""
+
+    model_config = ConfigDict(frozen=True)
+
+    node_id: str
+    address: str
+    group: str
+    url: str
+    ttl: float
+    heartbeat_interval: float
 
 
 def peer_url(scheme: str, address: str, port: int) -> str:

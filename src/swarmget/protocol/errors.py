@@ -1,0 +1,174 @@
+"""The error codes that cross the wire, in one table both sides import.
+
+Every swarmget API answers an error with ``{"error": MESSAGE, "code": CODE}`` and an HTTP
+status. The message is for people; decisions are made on the code (and, for a code this
+table does not know, on the status), never on the message's text.
+
+``EXCEPTIONS`` maps every ``code`` of the error tree (``swarmget.core.errors``) to its class:
+an API that reports a download's error by its tree code (the user API) is read back into the
+same exception. ``ErrorTable`` is one API's list of ``WireError`` rows: the server picks the
+row for the exception it caught (``for_exception``: the first row whose ``answers`` class
+matches), the client picks the row for the code it read (``for_code``) and raises that row's
+``raised`` class. A row's ``raised`` is what the *client* makes of it, which is not always
+what the server caught: a helper whose origin changed is, to the requester, a broken source.
+
+    server: exception --for_exception--> (status, code) --wire--> for_code --> raised: client
+
+A code the client does not know (a newer peer, a proxy in the way) falls back on the status
+(``fallback``), so an unknown code is never an error of its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+
+from swarmget.core import errors as e
+
+__all__ = [
+    "EXCEPTIONS",
+    "HUB_ERRORS",
+    "PEER_ERRORS",
+    "ErrorTable",
+    "WireError",
+    "exception_for_code",
+]
+
+
+def _tree(root: type[e.SwarmgetError]) -> Iterator[type[e.SwarmgetError]]:
+    yield root
+    for sub in root.__subclasses__():
+        yield from _tree(sub)
+
+
+def _codes() -> dict[str, type[e.SwarmgetError]]:
+    table: dict[str, type[e.SwarmgetError]] = {}
+    for kind in _tree(e.SwarmgetError):
+        if kind.__module__ == e.__name__:  # the tree itself, not a subclass made elsewhere
+            table.setdefault(kind.code, kind)
+    return table
+
+
+#: Every code of the error tree and the exception that carries it.
+EXCEPTIONS: dict[str, type[e.SwarmgetError]] = _codes()
+
+
+def exception_for_code(code: object, message: str) -> e.SwarmgetError:
+    """The error-tree exception whose ``code`` this is; an unknown code (or none) is a
+    ``DownloadError``: something went wrong that we cannot name."""
+    kind = EXCEPTIONS.get(code, e.DownloadError) if isinstance(code, str) else e.DownloadError
+    return kind(message)
+
+
+@dataclass(frozen=True, kw_only=True)
+class WireError:
+    """One error an API answers with: its code, its status, the exception the server
+    answers it for (None: refused before any work, by the server's own rules) and the
+    exception the client raises when it reads it."""
+
+    code: str
+    status: int
+    raised: type[e.SwarmgetError]
+    answers: type[e.SwarmgetError] | None = None
+
+
+class ErrorTable:
+    """One API's error rows, looked up from either side."""
+
+    def __init__(
+        self,
+        rows: Sequence[WireError],
+        *,
+        default: WireError,
+        fallback: Callable[[int], type[e.SwarmgetError]],
+    ) -> None:
+        self.rows = (*rows, default)
+        self.default = default
+        self._fallback = fallback
+        self._by_code = {row.code: row for row in self.rows}
+        if len(self._by_code) != len(self.rows):
+            raise ValueError("an error code is listed twice")
+
+    def for_exception(self, exc: BaseException) -> WireError:
+        """Server side: the row for what went wrong (``default`` when no row names it)."""
+        for row in self.rows:
+            if row.answers is not None and isinstance(exc, row.answers):
+                return row
+        return self.default
+
+    def row(self, code: str) -> WireError:
+        """The row of a code the server itself answers with (KeyError: not in the table)."""
+        return self._by_code[code]
+
+    def for_code(self, code: object, status: int) -> type[e.SwarmgetError]:
+        """Client side: the exception to raise for an answer's code and status. A code this
+        table does not know, or one that came with another status, is judged by status."""
+        row = self._by_code.get(code) if isinstance(code, str) else None
+        if row is not None and row.status == status:
+            return row.raised
+        return self._fallback(status)
+
+
+# --- the peer API (a helper answering a requester) ---------------------------------------------
+
+
+def _peer_fallback(status: int) -> type[e.SwarmgetError]:
+    if status in (429, 503):
+        return e.SourceRateLimited
+    if status == 504:
+        return e.SourceRetryable
+    return e.SourceBroken
+
+
+_BROKEN, _LIMITED = e.SourceBroken, e.SourceRateLimited
+
+#: What a helper answers ``POST /v1/range`` with, and what the requester makes of it: over a
+#: limit or busy → rate limited (try this helper later), the origin unreachable → retryable,
+#: anything that says the helper cannot or will not do the job → broken. Rows are in the order
+#: the helper matches its exception against them (the most specific class first).
+PEER_ERRORS = ErrorTable(
+    [
+        WireError(code="bad_request", status=400, raised=_BROKEN, answers=e.InvalidURL),
+        WireError(
+            code=e.ForbiddenTarget.code, status=403, raised=_BROKEN, answers=e.ForbiddenTarget
+        ),
+        WireError(code="origin_changed", status=409, raised=_BROKEN, answers=e.OriginChanged),
+        WireError(
+            code="origin_busy", status=503, raised=e.SourceRateLimited, answers=e.SourceRateLimited
+        ),
+        WireError(code="ranges_ignored", status=502, raised=_BROKEN, answers=e.RangesIgnored),
+        WireError(code="origin_broken", status=502, raised=_BROKEN, answers=e.SourceBroken),
+        WireError(code="origin_unusable", status=502, raised=_BROKEN, answers=e.OriginUnusable),
+        WireError(code="busy", status=429, raised=_LIMITED),
+        WireError(code="quota", status=429, raised=_LIMITED),
+        WireError(code="draining", status=503, raised=_LIMITED),
+    ],
+    default=WireError(code="origin_unreachable", status=504, raised=e.SourceRetryable),
+    fallback=_peer_fallback,
+)
+
+
+# --- the hub API (the hub answering a node) -----------------------------------------------------
+
+
+def _hub_fallback(status: int) -> type[e.SwarmgetError]:
+    return e.HubUnavailable if status >= 500 or status == 429 else e.HubRejected
+
+
+#: What the hub answers a node with: a node it does not know → register again; the hub
+#: busy, full or failing → back off and retry; a refusal of what we sent → fix the
+#: configuration. Statuses and codes the hub answers that are not listed here (auth's 401s,
+#: aiohttp's own errors as ``http``) are judged by status, the same way.
+HUB_ERRORS = ErrorTable(
+    [
+        WireError(code="unknown_node", status=404, raised=e.UnknownNode),
+        WireError(code="too_many_nodes", status=429, raised=e.HubUnavailable),
+        WireError(code="bad_request", status=400, raised=e.HubRejected),
+        WireError(code="bad_address", status=400, raised=e.HubRejected),
+        WireError(code="forbidden", status=403, raised=e.HubRejected),
+        WireError(code="group_not_allowed", status=403, raised=e.HubRejected),
+        WireError(code="too_large", status=413, raised=e.HubRejected),
+    ],
+    default=WireError(code="storage", status=503, raised=e.HubUnavailable, answers=e.StorageError),
+    fallback=_hub_fallback,
+)
