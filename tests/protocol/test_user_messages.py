@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pydantic
 import pytest
-from swarmget.node.remote import _refused, create_request, error_from_json
+from swarmget.run.remote import _refused, create_request, error_from_json
 
 from swarmget.core import errors as e
 from swarmget.core.digests import parse_checksum_spec
