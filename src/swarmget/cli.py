@@ -41,6 +41,7 @@ from swarmget.core.errors import (
     SwarmgetError,
     UsageError,
 )
+from swarmget.core.lifecycle import DownloadState, parse_state
 from swarmget.core.listening import ListenLimits
 from swarmget.core.scheduler import SchedulerConfig
 from swarmget.core.urls import validate_url
@@ -288,7 +289,7 @@ async def _get_via_node(
         latest: list[DownloadProgress] = []
         follow = api.follow(download_id, latest.append)
         data = await watch(follow, lambda: latest[-1] if latest else None, console)
-    if data["state"] != "done":
+    if parse_state(data["state"]) is not DownloadState.DONE:
         raise remote.error_from_json(data.get("error") or {"message": data["state"]})
     return remote.result_from_json(data)
 

@@ -16,6 +16,8 @@ from prometheus_client import CollectorRegistry, Gauge, Histogram, generate_late
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from swarmget.core.lifecycle import DownloadState
+
 if TYPE_CHECKING:
     from swarmget.node.downloads import DownloadManager
     from swarmget.node.helper import HelperService
@@ -32,7 +34,7 @@ class NodeCollector(Collector):
 
     def collect(self) -> Iterable[Metric]:
         own = peers = reassigned = stalls = bans = 0
-        states: dict[str, int] = {}
+        states: dict[DownloadState, int] = {}
         for record in self._downloads.records.values():
             states[record.state] = states.get(record.state, 0) + 1
             download = record.download
@@ -57,8 +59,8 @@ class NodeCollector(Collector):
         yield _counter("swarmget_stalls", "Leases revoked as stalled", stalls)
         yield _counter("swarmget_bans", "Sources banned from a download", bans)
         by_state = GaugeMetricFamily("swarmget_downloads", "Downloads by state", labels=["state"])
-        for state in ("starting", "running", "done", "failed", "cancelled"):
-            by_state.add_metric([state], states.get(state, 0))
+        for state in DownloadState:
+            by_state.add_metric([state.value], states.get(state, 0))
         yield by_state
         yield _gauge("swarmget_helper_streams", "Streams served now", self._helper.active())
         yield _counter(

@@ -26,6 +26,7 @@ import aiohttp
 
 from swarmget.core.errors import Cancelled, HubError, SwarmgetError, UsageError
 from swarmget.core.identity import NodeIdentity
+from swarmget.core.lifecycle import DownloadState, transition
 from swarmget.core.urls import redact_url
 from swarmget.logs import current_download
 from swarmget.net.hub_client import HubApi
@@ -92,7 +93,7 @@ class DownloadRecord:
     spec: DownloadSpec
     created: float
     only_helpers: tuple[str, ...] | None = None
-    state: str = "starting"  # starting, running, done, failed, cancelled
+    state: DownloadState = DownloadState.STARTING  # moved only by ``move`` (see core.lifecycle)
     download: Download | None = None
     result: DownloadResult | None = None
     error: SwarmgetError | None = None
@@ -101,6 +102,10 @@ class DownloadRecord:
 
     def progress(self) -> DownloadProgress | None:
         return self.download.statistics() if self.download is not None else None
+
+    def move(self, target: DownloadState) -> None:
+        """Go to ``target``; ``IllegalTransition`` if the lifecycle table forbids it."""
+        self.state = transition(self.state, target)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -184,7 +189,7 @@ class DownloadManager:
         unfinished = [
             JournalEntry(r.id, r.spec, r.only_helpers)
             for r in self.records.values()
-            if r.state in ("starting", "running") or (r.state == "stopped")
+            if r.state.active or r.state is DownloadState.STOPPED
         ]
         try:
             self._journal.save(unfinished)
@@ -198,7 +203,7 @@ class DownloadManager:
         return record
 
     def active(self) -> int:
-        return sum(1 for r in self.records.values() if r.state in ("starting", "running"))
+        return sum(1 for r in self.records.values() if r.state.active)
 
     async def _run(self, record: DownloadRecord) -> None:
         current_download.set(record.id)  # every log line of this task names the download
@@ -207,25 +212,26 @@ class DownloadManager:
             sources = await self._sources(record)
             spec = with_max_size(record.spec, self._max_size)
             record.download = Download(spec, self._origin, sources=sources, relay=self._swarm.relay)
-            record.state = "running"
+            record.move(DownloadState.RUNNING)
             record.result = await record.download.run()
-            record.state = "done"
+            record.move(DownloadState.DONE)
             log.info("download done: %s", record.result.path)
         except asyncio.CancelledError:
             if self._shutting_down:  # not the user's wish: resume at the next start
-                record.state = "stopped"
+                record.move(DownloadState.STOPPED)
                 record.error = Cancelled("the node stopped; it resumes when the node starts")
                 self._save_journal()
                 raise
-            record.state = "cancelled"
+            record.move(DownloadState.CANCELLED)
             record.error = Cancelled("cancelled by the user")
         except SwarmgetError as exc:
-            record.state = "failed"
+            record.move(DownloadState.FAILED)
             record.error = exc
             log.warning("download failed (%s): %s", exc.code, exc)
         except Exception as exc:  # a bug: keep the node alive, report it on the download
             log.exception("download %s crashed", record.id)
-            record.state = "failed"
+            if record.state.active:  # (a bug after the end must not raise again here)
+                record.move(DownloadState.FAILED)
             record.error = SwarmgetError(f"internal error: {type(exc).__name__}: {exc}")
         self._save_journal()
 
@@ -283,7 +289,7 @@ def describe(record: DownloadRecord, *, events: int = 50) -> dict[str, Any]:
     out: dict[str, Any] = {
         "id": record.id,
         "url": redact_url(record.spec.url),  # shown and logged: no query values
-        "state": record.state,
+        "state": record.state.value,
         "created": record.created,
         "peers": record.peers_checked,
         "error": None

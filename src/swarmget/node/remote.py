@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from swarmget.core.errors import DownloadError, SwarmgetError, UsageError
+from swarmget.core.lifecycle import still_going
 from swarmget.core.ranges import ByteRange
 from swarmget.core.scheduler import SourceInfo, SourceState
 from swarmget.core.verification import VerificationReport
@@ -173,7 +174,7 @@ class NodeSession:
             _, data = await self.call("GET", f"/v1/downloads/{download_id}")
             if data.get("progress"):
                 on_progress(progress_from_json(data["url"], data["progress"]))
-            if data["state"] not in ("starting", "running"):
+            if not still_going(data):
                 return dict(data)
             await asyncio.sleep(POLL)
 

@@ -25,6 +25,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from swarmget.core import verification as checks
+from swarmget.core.lifecycle import DownloadState, parse_state
 from swarmget.core.ranges import ByteRange, RangeSet
 from swarmget.core.verification import VerificationReport
 from swarmget.web.humanize import human_bytes, human_duration, human_rate
@@ -76,7 +77,7 @@ class DownloadRow:
     id: str
     name: str
     url: str
-    state: str  # starting, running, done, failed, cancelled
+    state: str  # a DownloadState's value (an unknown one is shown as it came)
     stage: str
     size: str
     done: str
@@ -97,17 +98,19 @@ class DownloadRow:
 
 def download_row(d: Mapping[str, Any]) -> DownloadRow:
     state = str(d["state"])
+    known = parse_state(state)
+    is_done = known is DownloadState.DONE
     progress: Mapping[str, Any] = d.get("progress") or {}
     result: Mapping[str, Any] | None = d.get("result")
     error: Mapping[str, Any] | None = d.get("error")
     size = result["size"] if result else progress.get("size")
-    done = size if state == "done" else progress.get("done", 0)
+    done = size if is_done else progress.get("done", 0)
     elapsed = result["elapsed"] if result else progress.get("elapsed")
-    running = state in ("starting", "running")
+    running = known is not None and known.active
     if running:
         rate = progress.get("rate")
     else:
-        rate = size / elapsed if state == "done" and size and elapsed else None
+        rate = size / elapsed if is_done and size and elapsed else None
     return DownloadRow(
         id=str(d["id"]),
         name=display_name(d),
@@ -116,7 +119,7 @@ def download_row(d: Mapping[str, Any]) -> DownloadRow:
         stage=str(progress.get("stage", state)),
         size=human_bytes(size),
         done=human_bytes(done),
-        percent=_percent(state, done, size),
+        percent=_percent(is_done, done, size),
         rate=human_rate(rate),
         eta=human_duration(progress.get("eta")) if running else "—",
         elapsed=human_duration(elapsed),
@@ -124,12 +127,12 @@ def download_row(d: Mapping[str, Any]) -> DownloadRow:
         error_code=str(error["code"]) if error else None,
         verified=", ".join(result["verified"]) or "size" if result else None,
         can_cancel=running,
-        can_retry=state in ("failed", "cancelled"),
+        can_retry=known is not None and known.retryable,
     )
 
 
-def _percent(state: str, done: int | None, size: int | None) -> float | None:
-    if state == "done":
+def _percent(is_done: bool, done: int | None, size: int | None) -> float | None:
+    if is_done:
         return 100.0
     if not size:
         return None
@@ -431,7 +434,9 @@ def _source_rows(
             claimed=human_bytes(claimed),
             received=human_bytes(s.get("received")),
             share=f"{100.0 * claimed / size:.0f}%" if size else "—",
-            rate=human_rate(s.get("rate")) if download_state == "running" else "—",
+            rate=human_rate(s.get("rate"))
+            if parse_state(download_state) is DownloadState.RUNNING
+            else "—",
             failures=int(s.get("failures") or 0),
             in_flight=int(s.get("active") or 0),
             slots=int(s.get("slots") or 0),
@@ -465,9 +470,10 @@ def source_state(
     state = str(s.get("state"))
     if state in ("banned", "gone"):
         return state
-    if download_state == "done":
+    ended = parse_state(download_state)
+    if ended is DownloadState.DONE:
         return "dropped out" if dropped else "finished"
-    if download_state in ("failed", "cancelled"):
+    if ended is not None and ended.retryable:
         return "stopped"
     if state == "active":
         stalled = not s.get("rate") and leases and min(x.age for x in leases) >= STALL_HINT
@@ -501,10 +507,10 @@ def _timeline(
 
 
 def verification(d: Mapping[str, Any]) -> Verification:
-    state = str(d["state"])
+    state = parse_state(d["state"])
     result: Mapping[str, Any] | None = d.get("result")
     error: Mapping[str, Any] | None = d.get("error")
-    if state == "done" and result is not None:
+    if state is DownloadState.DONE and result is not None:
         verified = list(result.get("verified") or [])
         digests: Mapping[str, str] = result.get("digests") or {}
         report = _report(result)
@@ -513,10 +519,10 @@ def verification(d: Mapping[str, Any]) -> Verification:
             return _unverified(report, sampled)
         lines = tuple(f"{alg} {digests.get(alg, '')}" for alg in verified) + sampled
         return Verification(status="ok", title=f"Verified: {', '.join(verified)} ✓", lines=lines)
-    if state == "failed" and error is not None:
+    if state is DownloadState.FAILED and error is not None:
         title = "Verification failed" if error["code"] == "checksum_mismatch" else "Failed"
         return Verification(status="failed", title=title, lines=(f"{error['message']}",))
-    if state == "cancelled":
+    if state is DownloadState.CANCELLED:
         return Verification(status="cancelled", title="Cancelled: the partial data is kept")
     if (d.get("progress") or {}).get("stage") == "verifying":
         return Verification(status="pending", title="Verifying…")
