@@ -33,7 +33,7 @@ class NodeCollector(Collector):
         self._helper = helper
 
     def collect(self) -> Iterable[Metric]:
-        own = peers = reassigned = stalls = bans = 0
+        own = peers = reassigned = 0
         states: dict[DownloadState, int] = {}
         for record in self._downloads.records.values():
             states[record.state] = states.get(record.state, 0) + 1
@@ -46,8 +46,7 @@ class NodeCollector(Collector):
                 else:
                     peers += s.claimed
             reassigned += download.reassigned_bytes()
-            stalls += sum(1 for e in download.events if "stalled" in e.detail)
-            bans += sum(1 for e in download.events if e.kind == "ban")
+        counted = self._downloads.counters  # counted as the events happened
         yield _counter("swarmget_bytes_from_origin", "Bytes this node fetched itself", own)
         yield _counter("swarmget_bytes_from_peers", "Bytes helpers delivered to us", peers)
         yield _counter(
@@ -56,8 +55,10 @@ class NodeCollector(Collector):
             self._helper.stats.bytes_served,
         )
         yield _counter("swarmget_reassigned_bytes", "Bytes given back after failures", reassigned)
-        yield _counter("swarmget_stalls", "Leases revoked as stalled", stalls)
-        yield _counter("swarmget_bans", "Sources banned from a download", bans)
+        yield _counter("swarmget_stalls", "Leases revoked as stalled", counted.stalls)
+        yield _counter("swarmget_bans", "Sources banned from a download", counted.bans)
+        yield _counter("swarmget_stream_failures", "Streams that failed", counted.stream_failures)
+        yield _counter("swarmget_bad_data", "Ranges that failed a check", counted.bad_data)
         by_state = GaugeMetricFamily("swarmget_downloads", "Downloads by state", labels=["state"])
         for state in DownloadState:
             by_state.add_metric([state.value], states.get(state, 0))

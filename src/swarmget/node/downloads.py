@@ -25,6 +25,8 @@ from typing import Any
 import aiohttp
 
 from swarmget.core.errors import Cancelled, HubError, SwarmgetError, UsageError
+from swarmget.core.events import EventCounters
+from swarmget.core.events import to_json as event_json
 from swarmget.core.identity import NodeIdentity
 from swarmget.core.lifecycle import DownloadState, transition
 from swarmget.core.urls import redact_url
@@ -146,6 +148,8 @@ class DownloadManager:
         self._connections = connections
         self._clock = clock
         self.records: dict[str, DownloadRecord] = {}
+        #: every download's events counted as they happen (the metrics read these)
+        self.counters = EventCounters()
         self._journal = journal
         self._shutting_down = False
 
@@ -211,7 +215,13 @@ class DownloadManager:
         try:
             sources = await self._sources(record)
             spec = with_max_size(record.spec, self._max_size)
-            record.download = Download(spec, self._origin, sources=sources, relay=self._swarm.relay)
+            record.download = Download(
+                spec,
+                self._origin,
+                sources=sources,
+                relay=self._swarm.relay,
+                on_event=self.counters.count,
+            )
             record.move(DownloadState.RUNNING)
             record.result = await record.download.run()
             record.move(DownloadState.DONE)
@@ -300,10 +310,7 @@ def describe(record: DownloadRecord, *, events: int = 50) -> dict[str, Any]:
     if progress is not None:
         out["progress"] = progress_json(progress)
     if record.download is not None:
-        out["events"] = [
-            {"at": round(e.at, 3), "kind": e.kind, "source": e.source_id, "detail": e.detail}
-            for e in list(record.download.events)[-events:]
-        ]
+        out["events"] = [event_json(e) for e in list(record.download.events)[-events:]]
     if record.result is not None:
         out["result"] = {
             "path": str(record.result.path),
