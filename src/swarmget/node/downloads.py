@@ -26,7 +26,6 @@ import aiohttp
 
 from swarmget.core.errors import Cancelled, HubError, SwarmgetError, UsageError
 from swarmget.core.events import EventCounters
-from swarmget.core.events import to_json as event_json
 from swarmget.core.identity import NodeIdentity
 from swarmget.core.lifecycle import DownloadState, transition
 from swarmget.core.urls import redact_url
@@ -41,6 +40,7 @@ from swarmget.net.peer_client import (
     check_health,
 )
 from swarmget.net.relay_client import RelayClient
+from swarmget.node.download_json import download_json
 from swarmget.node.engine import (
     Download,
     DownloadProgress,
@@ -295,62 +295,16 @@ async def find_helpers(
 
 
 def describe(record: DownloadRecord, *, events: int = 50) -> dict[str, Any]:
-    """The JSON view of one download for the user API."""
-    out: dict[str, Any] = {
-        "id": record.id,
-        "url": redact_url(record.spec.url),  # shown and logged: no query values
-        "state": record.state.value,
-        "created": record.created,
-        "peers": record.peers_checked,
-        "error": None
-        if record.error is None
-        else {"code": record.error.code, "message": str(record.error)},
-    }
-    progress = record.progress()
-    if progress is not None:
-        out["progress"] = progress_json(progress)
-    if record.download is not None:
-        out["events"] = [event_json(e) for e in list(record.download.events)[-events:]]
-    if record.result is not None:
-        out["result"] = {
-            "path": str(record.result.path),
-            "size": record.result.size,
-            "elapsed": record.result.elapsed,
-            "mode": record.result.mode,
-            "resumed_bytes": record.result.resumed_bytes,
-            "fetched_bytes": record.result.fetched_bytes,
-            "last_byte_to_done": record.result.last_byte_to_done,
-            "verified": list(record.result.verified),
-            "verification": record.result.verification.to_json(),
-            "digests": record.result.digests,
-        }
-    return out
-
-
-def progress_json(p: DownloadProgress) -> dict[str, Any]:
-    return {
-        "stage": p.stage.value,
-        "dest": str(p.dest) if p.dest is not None else None,
-        "size": p.size,
-        "done": p.done,
-        "rate": p.rate,
-        "eta": p.eta,
-        "elapsed": p.elapsed,
-        "mode": p.mode,
-        "resumed_bytes": p.resumed_bytes,
-        "sources": [
-            {
-                "id": s.source_id,
-                "state": s.state.value,
-                "slots": s.slots,
-                "active": s.active_leases,
-                "received": s.received,
-                "claimed": s.claimed,
-                "rate": s.rate,
-                "failures": s.failures,
-                "ban_reason": s.ban_reason,
-                "segments": [[r.start, r.end] for r in s.segments],
-            }
-            for s in p.sources
-        ],
-    }
+    """The JSON view of one download for the user API (shape: ``node.download_json``)."""
+    download = record.download
+    return download_json(
+        download_id=record.id,
+        url=record.spec.url,
+        state=record.state,
+        created=record.created,
+        peers=record.peers_checked,
+        error=record.error,
+        progress=record.progress(),
+        events=None if download is None else list(download.events)[-events:],
+        result=record.result,
+    )
