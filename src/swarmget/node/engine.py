@@ -269,6 +269,7 @@ class Download:
         self._info: OriginInfo | None = None
         self._dest: Path | None = None
         self._sched: Scheduler | None = None
+        self._reassigned_before = 0  # by the schedulers of earlier attempts (restarts)
         self._mode = "segmented"
         self._resumed = 0
         self._streamed = 0  # single-stream mode: bytes so far
@@ -304,9 +305,18 @@ class Download:
         return now, sched.statistics(now)
 
     def reassigned_bytes(self) -> int:
-        """Bytes given back to be fetched again (failures, stalls, bad data)."""
+        """Bytes given back to be fetched again (failures, stalls, bad data), over every
+        attempt of this download (it never goes down: a Prometheus counter reads it)."""
+        return self._reassigned_before + self._current_reassigned()
+
+    def _current_reassigned(self) -> int:
         sched = self._sched
         return 0 if sched is None else sched.statistics(self._clock()).reassigned_bytes
+
+    def _use_scheduler(self, sched: Scheduler | None) -> None:
+        """Run with ``sched`` from now on, keeping what the previous one gave back."""
+        self._reassigned_before += self._current_reassigned()
+        self._sched = sched
 
     @property
     def pinned(self) -> OriginInfo | None:
@@ -449,7 +459,7 @@ class Download:
                 self._verifier = PieceVerifier(self._manifest)
                 config = dataclasses.replace(config, align=self._manifest.piece_size)
             sched = Scheduler(info.size, config, done=part.written)
-            self._sched = sched
+            self._use_scheduler(sched)
             now = self._clock()
             for src in self._sources.values():
                 sched.add_source(src.source_id, src.slots, now)
@@ -871,7 +881,7 @@ class Download:
     async def _single_stream(self, info: OriginInfo, dest: Path) -> DownloadResult:
         """The origin cannot do ranges (or will not say the size): one GET from offset 0."""
         self._mode = "single-stream"
-        self._sched = None
+        self._use_scheduler(None)
         self._stage = Stage.DOWNLOADING
         self._event(ev.FellBack(at=self._at()))
         key = ResumeKey(url=info.url, final_url=info.final_url, size=None)
