@@ -9,9 +9,12 @@ import pytest
 from swarmget.core.lifecycle import (
     ACTIVE,
     ENDED,
+    FETCH_TRANSITIONS,
     TRANSITIONS,
     DownloadState,
+    FetchPhase,
     IllegalTransition,
+    parse_phase,
     parse_state,
     still_going,
     transition,
@@ -66,3 +69,12 @@ def test_still_going_reads_the_json_state() -> None:
     assert not still_going({"state": "done"})
     assert not still_going({"state": "something new"})
     assert not still_going({})
+
+
+def test_a_fetch_ends_ready_or_failed_and_stays_there() -> None:
+    assert FETCH_TRANSITIONS[FetchPhase.FETCHING] == {FetchPhase.READY, FetchPhase.FAILED}
+    assert FETCH_TRANSITIONS[FetchPhase.READY] == frozenset()
+    assert FETCH_TRANSITIONS[FetchPhase.FAILED] == frozenset()
+    assert [p.value for p in FetchPhase] == ["fetching", "ready", "failed"]
+    assert parse_phase("ready") is FetchPhase.READY
+    assert parse_phase("done") is None

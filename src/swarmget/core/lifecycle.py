@@ -108,3 +108,31 @@ def still_going(download: Mapping[str, Any]) -> bool:
     version does not know counts as ended: a poller stops rather than waits forever)."""
     state = parse_state(download.get("state"))
     return state is not None and state.active
+
+
+# --- a relay's fetch ---------------------------------------------------------------------------
+
+
+class FetchPhase(enum.StrEnum):
+    """A relay's fetch of one URL: ``FETCHING`` until it is ``READY`` (the blob is cached) or
+    ``FAILED``; it never leaves either (a later request for the URL is a new fetch). The
+    values are the relay API's ``state`` strings."""
+
+    FETCHING = "fetching"
+    READY = "ready"
+    FAILED = "failed"
+
+
+FETCH_TRANSITIONS: dict[FetchPhase, frozenset[FetchPhase]] = {
+    FetchPhase.FETCHING: frozenset({FetchPhase.READY, FetchPhase.FAILED}),
+    FetchPhase.READY: frozenset(),
+    FetchPhase.FAILED: frozenset(),
+}
+
+
+def parse_phase(value: object) -> FetchPhase | None:
+    """A fetch's state read from JSON or the relay's index: the member, or None if unknown."""
+    try:
+        return FetchPhase(str(value))
+    except ValueError:
+        return None

@@ -9,6 +9,7 @@ from typing import Any
 import aiohttp
 
 from swarmget.core.errors import DownloadError, OriginUnusable
+from swarmget.core.lifecycle import FetchPhase, parse_phase
 from swarmget.core.manifest import Manifest
 from swarmget.core.urls import redact_url
 from swarmget.net.signing import NodeIdentity, json_body, signed_headers
@@ -36,14 +37,15 @@ class RelayClient:
         """Ask the relay for ``url`` and wait until it has it (it fetches at most once)."""
         data = await self._call("POST", "/v1/fetch", json_body({"url": url}))
         for _ in range(max_polls):
-            if data["state"] != "fetching":
+            if parse_phase(data.get("state")) is not FetchPhase.FETCHING:
                 break
             data = await self._call("GET", f"/v1/fetches/{data['id']}?wait={WAIT:.0f}", b"")
-        if data["state"] == "failed":
+        phase = parse_phase(data.get("state"))
+        if phase is FetchPhase.FAILED:
             error = data.get("error") or {}
             shown = redact_url(url)
             raise OriginUnusable(f"the relay could not fetch {shown}: {error.get('message')}")
-        if data["state"] != "ready":
+        if phase is not FetchPhase.READY:
             raise DownloadError(f"the relay is still fetching {redact_url(url)}; giving up")
         try:
             manifest = Manifest.from_json(data["manifest"])
