@@ -3,7 +3,9 @@
 Each service (node, hub, relay) registers one collector on a registry of its own (no global
 state, so several services in one process — tests — do not mix). The collectors compute
 every value from the objects that already keep the numbers (the download manager, the
-helper service, the relay), so nothing is counted twice and nothing can drift.
+helper service, the relay), so nothing is counted twice and nothing can drift. Counts of
+events (stalls, bans ...) are the download manager's ``EventCounters``, incremented when
+each event happens (so they never go down); the states listed are every ``DownloadState``.
 """
 
 from __future__ import annotations

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from swarmget.core import events as ev
 from swarmget.core.errors import OriginUnusable
 from swarmget.core.lifecycle import DownloadState
@@ -110,3 +112,18 @@ def test_a_starting_download_has_no_progress_events_or_result() -> None:
     )
     assert set(data) == {"id", "url", "state", "created", "peers", "error"}
     assert data["error"] == {"code": "origin_unusable", "message": "the origin answered 404"}
+
+
+def test_a_record_moves_only_as_the_lifecycle_table_allows() -> None:
+    from swarmget.core.lifecycle import IllegalTransition
+    from swarmget.node.downloads import DownloadRecord
+    from swarmget.node.engine import DownloadSpec
+
+    record = DownloadRecord(id="abc", spec=DownloadSpec(url=URL), created=0.0)
+    assert record.state is DownloadState.STARTING
+    record.move(DownloadState.RUNNING)
+    record.move(DownloadState.DONE)
+    for target in DownloadState:
+        with pytest.raises(IllegalTransition):
+            record.move(target)
+    assert record.state is DownloadState.DONE
