@@ -41,6 +41,7 @@ from swarmget.core.errors import (
     SwarmgetError,
     UsageError,
 )
+from swarmget.core.lifecycle import DownloadState, parse_state
 from swarmget.core.listening import ListenLimits
 from swarmget.core.scheduler import SchedulerConfig
 from swarmget.core.urls import validate_url
@@ -54,6 +55,7 @@ from swarmget.defaults import (
     DEFAULT_TTL,
     SECRET_ENV,
 )
+from swarmget.node import download_json
 from swarmget.node.engine import (
     DEFAULT_VERIFY_SAMPLE,
     DownloadProgress,
@@ -278,7 +280,7 @@ async def _get_via_node(
         latest: list[DownloadProgress] = []
         follow = api.follow(download_id, latest.append)
         data = await watch(follow, lambda: latest[-1] if latest else None, console)
-    if data["state"] != "done":
+    if parse_state(data["state"]) is not DownloadState.DONE:
         raise remote.error_from_json(data.get("error") or {"message": data["state"]})
     return remote.result_from_json(data)
 
@@ -326,29 +328,20 @@ def _fail(err: Console, exc: SwarmgetError, as_json: bool) -> NoReturn:
     sys.exit(code)
 
 
+_SOURCE_SUMMARY = ("id", "state", "received", "claimed", "failures", "ban_reason")
+
+
 def result_json(result: DownloadResult) -> dict[str, Any]:
+    """``get --json``: the user API's result (``node.download_json``), rounded for people,
+    with the average rate and a summary of each source."""
     return {
         "ok": True,
-        "path": str(result.path),
-        "size": result.size,
+        **download_json.result_json(result),
         "elapsed": round(result.elapsed, 3),
         "rate": result.size / result.elapsed if result.elapsed > 0 else None,
-        "mode": result.mode,
-        "resumed_bytes": result.resumed_bytes,
-        "fetched_bytes": result.fetched_bytes,
-        "digests": result.digests,
-        "verified": list(result.verified),
-        "verification": result.verification.to_json(),
         "last_byte_to_done": round(result.last_byte_to_done, 4),
         "sources": [
-            {
-                "id": s.source_id,
-                "state": s.state.value,
-                "received": s.received,
-                "claimed": s.claimed,
-                "failures": s.failures,
-                "ban_reason": s.ban_reason,
-            }
+            {k: v for k, v in download_json.source_json(s).items() if k in _SOURCE_SUMMARY}
             for s in result.sources
         ],
     }

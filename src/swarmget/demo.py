@@ -22,6 +22,7 @@ from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 from rich.table import Table
 
+from swarmget.core.lifecycle import DownloadState, parse_state, still_going
 from swarmget.progress import human_bytes
 from swarmget.testing.origin import TestOrigin, open_test_origin
 from swarmget.testing.swarm import NodeApi, open_local_swarm
@@ -44,10 +45,10 @@ async def _download(
             _, data = await api.call("GET", f"/v1/downloads/{download_id}")
             progress = data.get("progress") or {}
             bar.update(task, completed=progress.get("done", 0), total=progress.get("size"))
-            if data["state"] not in ("starting", "running"):
+            if not still_going(data):
                 break
             await asyncio.sleep(0.2)
-    if data["state"] != "done":
+    if parse_state(data["state"]) is not DownloadState.DONE:
         raise RuntimeError(f"{label} download {data['state']}: {data['error']}")
     return time.monotonic() - started, data
 

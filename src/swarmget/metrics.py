@@ -3,7 +3,9 @@
 Each service (node, hub, relay) registers one collector on a registry of its own (no global
 state, so several services in one process — tests — do not mix). The collectors compute
 every value from the objects that already keep the numbers (the download manager, the
-helper service, the relay), so nothing is counted twice and nothing can drift.
+helper service, the relay), so nothing is counted twice and nothing can drift. Counts of
+events (stalls, bans ...) are the download manager's ``EventCounters``, incremented when
+each event happens (so they never go down); the states listed are every ``DownloadState``.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+
+from swarmget.core.lifecycle import DownloadState
 
 if TYPE_CHECKING:
     from swarmget.node.downloads import DownloadManager
@@ -31,8 +35,8 @@ class NodeCollector(Collector):
         self._helper = helper
 
     def collect(self) -> Iterable[Metric]:
-        own = peers = reassigned = stalls = bans = 0
-        states: dict[str, int] = {}
+        own = peers = reassigned = 0
+        states: dict[DownloadState, int] = {}
         for record in self._downloads.records.values():
             states[record.state] = states.get(record.state, 0) + 1
             download = record.download
@@ -44,8 +48,7 @@ class NodeCollector(Collector):
                 else:
                     peers += s.claimed
             reassigned += download.reassigned_bytes()
-            stalls += sum(1 for e in download.events if "stalled" in e.detail)
-            bans += sum(1 for e in download.events if e.kind == "ban")
+        counted = self._downloads.counters  # counted as the events happened
         yield _counter("swarmget_bytes_from_origin", "Bytes this node fetched itself", own)
         yield _counter("swarmget_bytes_from_peers", "Bytes helpers delivered to us", peers)
         yield _counter(
@@ -54,11 +57,13 @@ class NodeCollector(Collector):
             self._helper.stats.bytes_served,
         )
         yield _counter("swarmget_reassigned_bytes", "Bytes given back after failures", reassigned)
-        yield _counter("swarmget_stalls", "Leases revoked as stalled", stalls)
-        yield _counter("swarmget_bans", "Sources banned from a download", bans)
+        yield _counter("swarmget_stalls", "Leases revoked as stalled", counted.stalls)
+        yield _counter("swarmget_bans", "Sources banned from a download", counted.bans)
+        yield _counter("swarmget_stream_failures", "Streams that failed", counted.stream_failures)
+        yield _counter("swarmget_bad_data", "Ranges that failed a check", counted.bad_data)
         by_state = GaugeMetricFamily("swarmget_downloads", "Downloads by state", labels=["state"])
-        for state in ("starting", "running", "done", "failed", "cancelled"):
-            by_state.add_metric([state], states.get(state, 0))
+        for state in DownloadState:
+            by_state.add_metric([state.value], states.get(state, 0))
         yield by_state
         yield _gauge("swarmget_helper_streams", "Streams served now", self._helper.active())
         yield _counter(

@@ -11,6 +11,7 @@ from swarmget.core.scheduler import (
     Assign,
     Ban,
     Cancel,
+    CancelCause,
     FailureKind,
     Scheduler,
     SchedulerConfig,
@@ -108,7 +109,8 @@ def test_endgame_duplicates_onto_a_faster_source_and_cancels_the_loser() -> None
     last = s.on_data(dup.lease_id, 40 * KiB, 2.0)
     assert last.finished
     assert last.write == ByteRange(60 * KiB, 100 * KiB)
-    assert last.actions == (Cancel(slow.lease_id, "slow", "another copy finished first"),)
+    lost = Cancel(slow.lease_id, "slow", "another copy finished first", CancelCause.LOST_RACE)
+    assert last.actions == (lost,)
     assert s.is_complete()
     s.check_invariants()
     # late reports about the cancelled copy are harmless

@@ -6,12 +6,12 @@ from pathlib import Path
 
 import pydantic
 import pytest
-from swarmget.run.remote import _refused, create_request, error_from_json
 
 from swarmget.core import errors as e
 from swarmget.core.digests import parse_checksum_spec
 from swarmget.node.engine import DownloadSpec
 from swarmget.protocol.user import CreateDownload
+from swarmget.run.remote import _refused, create_request, error_from_json
 
 SHA = "sha256:" + "ab" * 32
 

@@ -18,6 +18,7 @@ import aiohttp
 import pytest
 
 from swarmget.core.addresses import AddressPolicy, parse_cidrs
+from swarmget.core.lifecycle import FetchPhase
 from swarmget.net.auth import json_body, signed_headers
 from swarmget.relay.run import RelayConfig, RunningRelay, open_relay
 from swarmget.testing.fakes import identity_for
@@ -285,7 +286,7 @@ async def test_old_fetch_records_are_forgotten(tmp_path: Path) -> None:
         return FetchRecord(
             id=fetch_id,
             url="http://example.com/x",
-            state="failed",
+            state=FetchPhase.FAILED,
             hit=False,
             sha256=None,
             error_code="storage",

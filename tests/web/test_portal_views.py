@@ -7,6 +7,8 @@ from typing import Any
 
 import pytest
 
+from swarmget.core import events as ev
+from swarmget.core.events import CancelCause
 from swarmget.core.ranges import ByteRange
 from swarmget.web import humanize, views
 from swarmget.web.views import LeaseView
@@ -31,8 +33,31 @@ def source(sid: str, segments: list[list[int]], **fields: Any) -> dict[str, Any]
     }
 
 
-def event(at: float, kind: str, src: str | None, detail: str) -> dict[str, Any]:
-    return {"at": at, "kind": kind, "source": src, "detail": detail}
+def assign(at: float, src: str, start: int, end: int) -> ev.Event:
+    return ev.Assigned(at=at, source_id=src, range=ByteRange(start, end))
+
+
+def copy(at: float, src: str, start: int, end: int) -> ev.Event:
+    return ev.EndgameCopy(at=at, source_id=src, range=ByteRange(start, end))
+
+
+def failure(at: float, src: str, start: int, end: int, message: str) -> ev.Event:
+    r = ByteRange(start, end)
+    return ev.StreamFailed(at=at, source_id=src, range=r, code="source_retryable", message=message)
+
+
+def revoked(at: float, src: str, cause: CancelCause, reason: str) -> ev.Event:
+    return ev.Revoked(at=at, source_id=src, cause=cause, reason=reason)
+
+
+def corrupt(at: float, src: str, start: int, end: int, *, piece: int) -> ev.Event:
+    r, check = ByteRange(start, end), ev.BadDataCheck.PIECE_HASH
+    return ev.BadData(at=at, source_ids=(src,), range=r, check=check, piece=piece)
+
+
+def as_json(events: list[ev.Event]) -> list[dict[str, Any]]:
+    """The events as the user API serves them (what the portal reads back)."""
+    return [ev.to_json(e) for e in events]
 
 
 def download(state: str = "running", **fields: Any) -> dict[str, Any]:
@@ -82,7 +107,9 @@ def test_human_duration(seconds: float | None, text: str) -> None:
 
 
 def test_ranges_in_event_details_are_made_readable() -> None:
-    assert views.human_ranges(f"[0, {4 * MiB}): reset") == "0 B–4.0 MiB: reset"
+    event = failure(0.1, "a", 0, 4 * MiB, "reset")
+    assert ev.describe(event, views.human_range) == "0 B–4.0 MiB: reset"
+    assert ev.describe(event) == f"[0, {4 * MiB}): reset"
 
 
 def test_a_running_row_has_rate_eta_and_a_cancel_action() -> None:
@@ -111,10 +138,10 @@ def test_a_failed_row_carries_its_reason_and_can_be_retried() -> None:
 
 def test_bytes_given_back_after_a_failure_and_fetched_again_are_marked() -> None:
     events = [
-        event(0.1, "assign", "a", "[0, 100)"),
-        event(0.1, "assign", "b", "[100, 200)"),
-        event(0.5, "failure", "a", "[0, 100): connection reset"),
-        event(0.6, "assign", "b", "[40, 100)"),
+        assign(0.1, "a", 0, 100),
+        assign(0.1, "b", 100, 200),
+        failure(0.5, "a", 0, 100, "connection reset"),
+        assign(0.6, "b", 40, 100),
     ]
     sources = [source("a", [[0, 40]]), source("b", [[40, 200]])]
     refetched, reassigns = views.refetched_ranges(events, sources)
@@ -124,9 +151,9 @@ def test_bytes_given_back_after_a_failure_and_fetched_again_are_marked() -> None
 
 def test_a_revoked_stream_counts_as_given_back() -> None:
     events = [
-        event(0.1, "assign", "a", "[0, 100)"),
-        event(2.1, "cancel", "a", "stalled: no data for 2.0s"),
-        event(2.1, "assign", "b", "[0, 100)"),
+        assign(0.1, "a", 0, 100),
+        revoked(2.1, "a", CancelCause.STALLED, "stalled: no data for 2.0s"),
+        assign(2.1, "b", 0, 100),
     ]
     refetched, _ = views.refetched_ranges(events, [source("a", []), source("b", [[0, 100]])])
     assert list(refetched) == [ByteRange(0, 100)]
@@ -134,10 +161,10 @@ def test_a_revoked_stream_counts_as_given_back() -> None:
 
 def test_steals_and_endgame_copies_are_not_refetches() -> None:
     events = [
-        event(0.1, "assign", "a", "[0, 100)"),
-        event(0.2, "assign", "b", "[50, 100)"),  # b steals the second half
-        event(0.3, "duplicate", "c", "[20, 50)"),  # endgame: c copies a's rest
-        event(0.4, "cancel", "c", "another copy finished first"),
+        assign(0.1, "a", 0, 100),
+        assign(0.2, "b", 50, 100),  # b steals the second half
+        copy(0.3, "c", 20, 50),  # endgame: c copies a's rest
+        revoked(0.4, "c", CancelCause.LOST_RACE, "another copy finished first"),
     ]
     sources = [source("a", [[0, 50]]), source("b", [[50, 100]]), source("c", [])]
     refetched, reassigns = views.refetched_ranges(events, sources)
@@ -147,10 +174,10 @@ def test_steals_and_endgame_copies_are_not_refetches() -> None:
 
 def test_a_steal_before_a_failure_is_not_marked() -> None:
     events = [
-        event(0.1, "assign", "a", "[0, 100)"),
-        event(0.2, "assign", "b", "[50, 100)"),
-        event(0.3, "failure", "a", "[0, 100): reset"),  # a had written [0, 30)
-        event(0.4, "assign", "c", "[30, 50)"),
+        assign(0.1, "a", 0, 100),
+        assign(0.2, "b", 50, 100),
+        failure(0.3, "a", 0, 100, "reset"),  # a had written [0, 30)
+        assign(0.4, "c", 30, 50),
     ]
     sources = [source("a", [[0, 30]]), source("b", [[50, 100]]), source("c", [[30, 50]])]
     refetched, reassigns = views.refetched_ranges(events, sources)
@@ -160,10 +187,10 @@ def test_a_steal_before_a_failure_is_not_marked() -> None:
 
 def test_bytes_that_failed_their_piece_hash_and_came_again_are_marked() -> None:
     events = [
-        event(0.1, "assign", "a", "[0, 100)"),
-        event(0.5, "corrupt", "a", "piece 0 [0, 50) failed its sha256"),
-        event(0.5, "ban", "a", "sent bad data: piece 0 [0, 50) failed its sha256"),
-        event(0.6, "assign", "b", "[0, 50)"),
+        assign(0.1, "a", 0, 100),
+        corrupt(0.5, "a", 0, 50, piece=0),
+        ev.Banned(at=0.5, source_id="a", reason="sent bad data: piece 0 [0, 50) failed its sha256"),
+        assign(0.6, "b", 0, 50),
     ]
     sources = [source("a", [[50, 100]]), source("b", [[0, 50]])]
     refetched, reassigns = views.refetched_ranges(events, sources)
@@ -179,17 +206,17 @@ def test_details_piece_map_sources_and_timeline() -> None:
         source("h2", [], state="backoff", failures=2),
     ]
     events = [
-        event(0.1, "assign", "me", "[0, 200)"),
-        event(0.1, "assign", "h1", "[200, 300)"),
-        event(0.1, "assign", "h2", "[300, 400)"),
-        event(0.9, "failure", "h2", "[300, 400): reset"),
-        event(1.0, "assign", "h1", "[100, 150)"),
+        assign(0.1, "me", 0, 200),
+        assign(0.1, "h1", 200, 300),
+        assign(0.1, "h2", 300, 400),
+        failure(0.9, "h2", 300, 400, "reset"),
+        assign(1.0, "h1", 100, 150),
     ]
     leases = [
         LeaseView(source="me", start=150, end=200, duplicate=False, age=1.0),
         LeaseView(source="h1", start=250, end=300, duplicate=False, age=4.0),
     ]
-    d = download(progress=progress(size, 200, sources), events=events)
+    d = download(progress=progress(size, 200, sources), events=as_json(events))
     view = views.details_view(d, node_id="me", leases=leases)
     assert [(b.source, b.left, b.width, b.colour) for b in view.blocks] == [
         ("me", 0.0, 25.0, 0),
@@ -215,12 +242,14 @@ def test_details_piece_map_sources_and_timeline() -> None:
 def test_sources_of_a_finished_download() -> None:
     sources = [source("me", [[0, 300]]), source("h1", [[300, 400]], failures=3)]
     events = [
-        event(0.1, "assign", "h1", "[300, 500)"),
-        event(0.5, "failure", "h1", "[300, 500): reset"),
-        event(0.6, "assign", "me", "[400, 500)"),
+        assign(0.1, "h1", 300, 500),
+        failure(0.5, "h1", 300, 500, "reset"),
+        assign(0.6, "me", 400, 500),
     ]
     result = {"path": "/d/f", "size": 500, "elapsed": 1.0, "verified": [], "digests": {}}
-    d = download("done", progress=progress(500, 500, sources), events=events, result=result)
+    d = download(
+        "done", progress=progress(500, 500, sources), events=as_json(events), result=result
+    )
     view = views.details_view(d, node_id="me")
     assert {s.id: s.state for s in view.sources} == {"me": "finished", "h1": "dropped out"}
     assert [(r.left, r.width) for r in view.refetched] == [(80.0, 20.0)]

@@ -132,13 +132,23 @@ class Assign:
     duplicate: bool = False
 
 
+class CancelCause(enum.Enum):
+    """Why a lease was revoked (the ``reason`` text is for people; this is for code)."""
+
+    STALLED = "stalled"  # no data for too long
+    LOST_RACE = "lost_race"  # endgame: another copy of the piece finished first
+    BANNED = "banned"  # its source was banned
+    GONE = "gone"  # its source died or left
+
+
 @dataclass(frozen=True, slots=True)
 class Cancel:
     """Stop the stream of ``lease_id`` now; do not report on it any more."""
 
     lease_id: int
     source_id: str
-    reason: str
+    reason: str  # for people
+    cause: CancelCause  # for code
 
 
 @dataclass(frozen=True, slots=True)
@@ -381,7 +391,7 @@ class Scheduler:
         if src is None or src.gone:
             return []
         src.gone = True
-        return self._drop_leases(src, reason)
+        return self._drop_leases(src, reason, CancelCause.GONE)
 
     def ban(self, source_id: str, reason: str) -> list[Action]:
         """Stop using ``source_id`` for this download (it sent bad data, say)."""
@@ -475,7 +485,7 @@ class Scheduler:
             if lease.id in self._leases and now - lease.last_data >= self.config.stall_timeout:
                 src = self._sources[lease.source_id]
                 reason = f"no data for {now - lease.last_data:.1f}s"
-                actions.append(Cancel(lease.id, src.id, f"stalled: {reason}"))
+                actions.append(Cancel(lease.id, src.id, f"stalled: {reason}", CancelCause.STALLED))
                 self._release(lease)
                 actions += self._blame(src, now, FailureKind.STALLED, reason, None)
         return actions
@@ -561,7 +571,8 @@ class Scheduler:
         if piece.remaining == 0:
             for other_id in list(piece.leases):
                 other = self._leases[other_id]
-                actions.append(Cancel(other_id, other.source_id, "another copy finished first"))
+                lost = "another copy finished first"
+                actions.append(Cancel(other_id, other.source_id, lost, CancelCause.LOST_RACE))
                 self._release(other)
         return actions
 
@@ -635,12 +646,13 @@ class Scheduler:
 
     def _ban(self, src: _Source, reason: str) -> list[Action]:
         src.banned = reason
-        return [Ban(src.id, reason), *self._drop_leases(src, f"source banned: {reason}")]
+        dropped = self._drop_leases(src, f"source banned: {reason}", CancelCause.BANNED)
+        return [Ban(src.id, reason), *dropped]
 
-    def _drop_leases(self, src: _Source, reason: str) -> list[Action]:
+    def _drop_leases(self, src: _Source, reason: str, cause: CancelCause) -> list[Action]:
         actions: list[Action] = []
         for lease_id in sorted(src.leases):
-            actions.append(Cancel(lease_id, src.id, reason))
+            actions.append(Cancel(lease_id, src.id, reason, cause))
             self._release(self._leases[lease_id])
         return actions
 

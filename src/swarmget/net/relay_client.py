@@ -8,6 +8,7 @@ import aiohttp
 import pydantic
 
 from swarmget.core.errors import DownloadError, OriginUnusable
+from swarmget.core.lifecycle import FetchPhase, parse_phase
 from swarmget.core.manifest import Manifest
 from swarmget.core.urls import redact_url
 from swarmget.net.signing import NodeIdentity, json_body, signed_headers
@@ -36,14 +37,15 @@ class RelayClient:
         """Ask the relay for ``url`` and wait until it has it (it fetches at most once)."""
         answer = await self._call("POST", FETCH_PATH, json_body(FetchRequest(url=url).model_dump()))
         for _ in range(max_polls):
-            if answer.state != "fetching":
+            if parse_phase(answer.state) is not FetchPhase.FETCHING:
                 break
             answer = await self._call("GET", f"{FETCHES_PATH}/{answer.id}?wait={WAIT:.0f}", b"")
-        if answer.state == "failed":
+        phase = parse_phase(answer.state)
+        if phase is FetchPhase.FAILED:
             message = answer.error.message if answer.error is not None else None
             shown = redact_url(url)
             raise OriginUnusable(f"the relay could not fetch {shown}: {message}")
-        if answer.state != "ready":
+        if phase is not FetchPhase.READY:
             raise DownloadError(f"the relay is still fetching {redact_url(url)}; giving up")
         if answer.manifest is None or answer.blob_url is None:
             raise DownloadError("the relay sent a bad manifest: a ready fetch without its blob")

@@ -25,7 +25,9 @@ from typing import Any
 import aiohttp
 
 from swarmget.core.errors import Cancelled, HubError, SwarmgetError, UsageError
+from swarmget.core.events import EventCounters
 from swarmget.core.identity import NodeIdentity
+from swarmget.core.lifecycle import DownloadState, transition
 from swarmget.core.urls import redact_url
 from swarmget.logs import current_download
 from swarmget.net.hub_client import HubApi
@@ -37,6 +39,7 @@ from swarmget.net.peer_client import (
     check_health,
 )
 from swarmget.net.relay_client import RelayClient
+from swarmget.node.download_json import download_json
 from swarmget.node.engine import (
     Download,
     DownloadProgress,
@@ -92,7 +95,7 @@ class DownloadRecord:
     spec: DownloadSpec
     created: float
     only_helpers: tuple[str, ...] | None = None
-    state: str = "starting"  # starting, running, done, failed, cancelled
+    state: DownloadState = DownloadState.STARTING  # moved only by ``move`` (see core.lifecycle)
     download: Download | None = None
     result: DownloadResult | None = None
     error: SwarmgetError | None = None
@@ -101,6 +104,10 @@ class DownloadRecord:
 
     def progress(self) -> DownloadProgress | None:
         return self.download.statistics() if self.download is not None else None
+
+    def move(self, target: DownloadState) -> None:
+        """Go to ``target``; ``IllegalTransition`` if the lifecycle table forbids it."""
+        self.state = transition(self.state, target)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -141,6 +148,8 @@ class DownloadManager:
         self._connections = connections
         self._clock = clock
         self.records: dict[str, DownloadRecord] = {}
+        #: every download's events counted as they happen (the metrics read these)
+        self.counters = EventCounters()
         self._journal = journal
         self._shutting_down = False
 
@@ -184,7 +193,7 @@ class DownloadManager:
         unfinished = [
             JournalEntry(r.id, r.spec, r.only_helpers)
             for r in self.records.values()
-            if r.state in ("starting", "running") or (r.state == "stopped")
+            if r.state.active or r.state is DownloadState.STOPPED
         ]
         try:
             self._journal.save(unfinished)
@@ -198,7 +207,7 @@ class DownloadManager:
         return record
 
     def active(self) -> int:
-        return sum(1 for r in self.records.values() if r.state in ("starting", "running"))
+        return sum(1 for r in self.records.values() if r.state.active)
 
     async def _run(self, record: DownloadRecord) -> None:
         current_download.set(record.id)  # every log line of this task names the download
@@ -206,26 +215,33 @@ class DownloadManager:
         try:
             sources = await self._sources(record)
             spec = with_max_size(record.spec, self._max_size)
-            record.download = Download(spec, self._origin, sources=sources, relay=self._swarm.relay)
-            record.state = "running"
+            record.download = Download(
+                spec,
+                self._origin,
+                sources=sources,
+                relay=self._swarm.relay,
+                on_event=self.counters.count,
+            )
+            record.move(DownloadState.RUNNING)
             record.result = await record.download.run()
-            record.state = "done"
+            record.move(DownloadState.DONE)
             log.info("download done: %s", record.result.path)
         except asyncio.CancelledError:
             if self._shutting_down:  # not the user's wish: resume at the next start
-                record.state = "stopped"
+                record.move(DownloadState.STOPPED)
                 record.error = Cancelled("the node stopped; it resumes when the node starts")
                 self._save_journal()
                 raise
-            record.state = "cancelled"
+            record.move(DownloadState.CANCELLED)
             record.error = Cancelled("cancelled by the user")
         except SwarmgetError as exc:
-            record.state = "failed"
+            record.move(DownloadState.FAILED)
             record.error = exc
             log.warning("download failed (%s): %s", exc.code, exc)
         except Exception as exc:  # a bug: keep the node alive, report it on the download
             log.exception("download %s crashed", record.id)
-            record.state = "failed"
+            if record.state.active:  # (a bug after the end must not raise again here)
+                record.move(DownloadState.FAILED)
             record.error = SwarmgetError(f"internal error: {type(exc).__name__}: {exc}")
         self._save_journal()
 
@@ -279,65 +295,16 @@ async def find_helpers(
 
 
 def describe(record: DownloadRecord, *, events: int = 50) -> dict[str, Any]:
-    """The JSON view of one download for the user API."""
-    out: dict[str, Any] = {
-        "id": record.id,
-        "url": redact_url(record.spec.url),  # shown and logged: no query values
-        "state": record.state,
-        "created": record.created,
-        "peers": record.peers_checked,
-        "error": None
-        if record.error is None
-        else {"code": record.error.code, "message": str(record.error)},
-    }
-    progress = record.progress()
-    if progress is not None:
-        out["progress"] = progress_json(progress)
-    if record.download is not None:
-        out["events"] = [
-            {"at": round(e.at, 3), "kind": e.kind, "source": e.source_id, "detail": e.detail}
-            for e in list(record.download.events)[-events:]
-        ]
-    if record.result is not None:
-        out["result"] = {
-            "path": str(record.result.path),
-            "size": record.result.size,
-            "elapsed": record.result.elapsed,
-            "mode": record.result.mode,
-            "resumed_bytes": record.result.resumed_bytes,
-            "fetched_bytes": record.result.fetched_bytes,
-            "last_byte_to_done": record.result.last_byte_to_done,
-            "verified": list(record.result.verified),
-            "verification": record.result.verification.to_json(),
-            "digests": record.result.digests,
-        }
-    return out
-
-
-def progress_json(p: DownloadProgress) -> dict[str, Any]:
-    return {
-        "stage": p.stage.value,
-        "dest": str(p.dest) if p.dest is not None else None,
-        "size": p.size,
-        "done": p.done,
-        "rate": p.rate,
-        "eta": p.eta,
-        "elapsed": p.elapsed,
-        "mode": p.mode,
-        "resumed_bytes": p.resumed_bytes,
-        "sources": [
-            {
-                "id": s.source_id,
-                "state": s.state.value,
-                "slots": s.slots,
-                "active": s.active_leases,
-                "received": s.received,
-                "claimed": s.claimed,
-                "rate": s.rate,
-                "failures": s.failures,
-                "ban_reason": s.ban_reason,
-                "segments": [[r.start, r.end] for r in s.segments],
-            }
-            for s in p.sources
-        ],
-    }
+    """The JSON view of one download for the user API (shape: ``node.download_json``)."""
+    download = record.download
+    return download_json(
+        download_id=record.id,
+        url=record.spec.url,
+        state=record.state,
+        created=record.created,
+        peers=record.peers_checked,
+        error=record.error,
+        progress=record.progress(),
+        events=None if download is None else list(download.events)[-events:],
+        result=record.result,
+    )

@@ -47,6 +47,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
+from swarmget.core import events as ev
 from swarmget.core.digests import Digest, DigestSet
 from swarmget.core.errors import (
     ChecksumMismatch,
@@ -96,7 +97,6 @@ if TYPE_CHECKING:
 MiB = 1024 * 1024
 WRITE_BATCH = 1 * MiB
 log = logging.getLogger(__name__)
-_ROUTINE_EVENTS = frozenset({"assign", "duplicate", "cancel"})
 _PROBE_ATTEMPTS = 4
 #: the smallest window of a helper stream compared with the origin (DEFAULT_VERIFY_SAMPLE is
 #: the share compared; a stream shorter than this is compared whole)
@@ -170,14 +170,6 @@ class Stage(enum.Enum):
     VERIFYING = "verifying"
     DONE = "done"
     FAILED = "failed"
-
-
-@dataclass(frozen=True)
-class EngineEvent:
-    at: float  # seconds since the download started
-    kind: str  # assign, duplicate, cancel, failure, ban, restart, fallback, verified ...
-    source_id: str | None
-    detail: str
 
 
 @dataclass(frozen=True)
@@ -260,20 +252,24 @@ class Download:
         relay: RelayClient | None = None,
         clock: Callable[[], float] = time.monotonic,
         admit: Callable[[OriginInfo], Awaitable[None]] | None = None,
+        on_event: Callable[[ev.Event], None] | None = None,
     ) -> None:
         """``admit`` is awaited with what each probe pinned, before a byte is written; it
-        raises (from the error tree) to refuse the file, e.g. one too large to hold."""
+        raises (from the error tree) to refuse the file, e.g. one too large to hold.
+        ``on_event`` is called with every event as it happens (counters count there)."""
+        self._on_event = on_event
         self.spec = spec
         self._admit = admit
         self._origin = origin
         self._sources = {s.source_id: s for s in sources}
         self._clock = clock
         self._t0 = clock()
-        self.events: deque[EngineEvent] = deque(maxlen=2000)
+        self.events: deque[ev.Event] = deque(maxlen=2000)  # the latest, for displays
         self._stage = Stage.PROBING
         self._info: OriginInfo | None = None
         self._dest: Path | None = None
         self._sched: Scheduler | None = None
+        self._reassigned_before = 0  # by the schedulers of earlier attempts (restarts)
         self._mode = "segmented"
         self._resumed = 0
         self._streamed = 0  # single-stream mode: bytes so far
@@ -309,9 +305,18 @@ class Download:
         return now, sched.statistics(now)
 
     def reassigned_bytes(self) -> int:
-        """Bytes given back to be fetched again (failures, stalls, bad data)."""
+        """Bytes given back to be fetched again (failures, stalls, bad data), over every
+        attempt of this download (it never goes down: a Prometheus counter reads it)."""
+        return self._reassigned_before + self._current_reassigned()
+
+    def _current_reassigned(self) -> int:
         sched = self._sched
         return 0 if sched is None else sched.statistics(self._clock()).reassigned_bytes
+
+    def _use_scheduler(self, sched: Scheduler | None) -> None:
+        """Run with ``sched`` from now on, keeping what the previous one gave back."""
+        self._reassigned_before += self._current_reassigned()
+        self._sched = sched
 
     @property
     def pinned(self) -> OriginInfo | None:
@@ -343,7 +348,8 @@ class Download:
             result = await self._run()
         except BaseException as exc:
             self._stage = Stage.FAILED
-            self._event("failed", None, str(exc) or type(exc).__name__)
+            code = exc.code if isinstance(exc, SwarmgetError) else type(exc).__name__
+            self._event(ev.Failed(at=self._at(), code=code, message=str(exc) or type(exc).__name__))
             raise
         self._stage = Stage.DONE
         return result
@@ -367,7 +373,8 @@ class Download:
                         f"partial data is kept in {dest}.part: re-run with "
                         "--restart-if-changed to start over"
                     ) from exc
-                self._event("restart", None, f"the file changed on the server: {exc}")
+                reason = f"the file changed on the server: {exc}"
+                self._event(ev.Restarted(at=self._at(), reason=reason))
                 info = await self._probe()
         shown = redact_url(self.spec.url)
         raise OriginChanged(f"{shown} kept changing while downloading; giving up")
@@ -399,7 +406,7 @@ class Download:
             return await self._origin.probe(self.spec.url)
         blob = await self._relay.fetch(self.spec.url)
         self._manifest = blob.manifest
-        self._event("relay", None, f"{'cached' if blob.hit else 'fetched'} by the relay")
+        self._event(ev.RelayUsed(at=self._at(), hit=blob.hit))
         info = await self._origin.probe(blob.url)
         if info.size != blob.manifest.size:
             raise OriginUnusable(
@@ -427,7 +434,8 @@ class Download:
         if stored is None or key.allows_resume_from(stored) or stored.url != key.url:
             return
         if self.spec.restart_if_changed:
-            self._event("restart", None, "the file changed since the partial download")
+            reason = "the file changed since the partial download"
+            self._event(ev.Restarted(at=self._at(), reason=reason))
             return
         raise OriginChanged(
             f"the file changed on the server since the partial download of {dest.name} "
@@ -445,13 +453,13 @@ class Download:
         async with part:
             self._resumed = part.written.total()
             if self._resumed:
-                self._event("resume", None, f"{self._resumed} bytes already on disk")
+                self._event(ev.Resumed(at=self._at(), bytes_on_disk=self._resumed))
             config = self.spec.scheduler
             if self._manifest is not None:
                 self._verifier = PieceVerifier(self._manifest)
                 config = dataclasses.replace(config, align=self._manifest.piece_size)
             sched = Scheduler(info.size, config, done=part.written)
-            self._sched = sched
+            self._use_scheduler(sched)
             now = self._clock()
             for src in self._sources.values():
                 sched.add_source(src.source_id, src.slots, now)
@@ -578,18 +586,26 @@ class Download:
             verifier.passed(index)
         else:
             verifier.failed(index)
-            self._reject(sched, part, tg, rng, f"piece {index} {rng} failed its sha256")
+            self._reject(sched, part, tg, rng, index)
         self._wake.set()
 
     def _reject(
-        self, sched: Scheduler, part: PartFile, tg: asyncio.TaskGroup, rng: ByteRange, why: str
+        self, sched: Scheduler, part: PartFile, tg: asyncio.TaskGroup, rng: ByteRange, piece: int
     ) -> None:
         """Bad bytes: fetch them again elsewhere; ban who sent them (strike, if several)."""
         culprits = sched.contributors(rng)
         sched.invalidate(rng)
         part.forget(rng)
+        event = ev.BadData(
+            at=self._at(),
+            source_ids=tuple(culprits),
+            range=rng,
+            check=ev.BadDataCheck.PIECE_HASH,
+            piece=piece,
+        )
+        why = ev.describe(event)
         self.corrupt_reports.append((why, dict(culprits)))
-        self._event("corrupt", ", ".join(culprits) or None, why)
+        self._event(event)
         actions: list[Action] = []
         if len(culprits) == 1:
             (source_id,) = culprits
@@ -663,11 +679,14 @@ class Download:
     ) -> None:
         """``source_id`` sent bytes that differ from the origin's: ban it and fetch everything
         it delivered again (its streams still running write nothing more)."""
-        why = f"sample {rng} differs from the origin's bytes"
+        event = ev.BadData(
+            at=self._at(), source_ids=(source_id,), range=rng, check=ev.BadDataCheck.SAMPLE
+        )
+        why = ev.describe(event)
         delivered = sched.statistics(self._clock()).sources
         segments = next(s.segments for s in delivered if s.source_id == source_id)
         self.corrupt_reports.append((why, {source_id: sum(len(r) for r in segments)}))
-        self._event("corrupt", source_id, why)
+        self._event(event)
         self._distrusted.add(source_id)
         self._rehash = True
         actions = sched.ban(source_id, f"sent bad data: {why}")
@@ -697,7 +716,7 @@ class Download:
     ) -> DownloadResult:
         verified = self._verify(info, digests, part.part_path)
         path = await part.finalize(sync=self.spec.fsync)
-        self._event("done", None, f"{path} verified ({', '.join(verified) or 'size only'})")
+        self._event(ev.Verified(at=self._at(), path=str(path), algorithms=verified))
         sched = self._sched
         sources = sched.statistics(self._clock()).sources if sched is not None else ()
         own = self._own_sources()
@@ -748,17 +767,17 @@ class Download:
     ) -> None:
         for action in actions:
             if isinstance(action, Assign):
-                kind = "duplicate" if action.duplicate else "assign"
-                self._event(kind, action.source_id, str(action.range))
+                given = ev.EndgameCopy if action.duplicate else ev.Assigned
+                self._event(given(at=self._at(), source_id=action.source_id, range=action.range))
                 coro = self._stream(sched, part, action)
                 self._tasks[action.lease_id] = tg.create_task(coro)
             elif isinstance(action, Cancel):
-                self._event("cancel", action.source_id, action.reason)
+                self._revoked(action)
                 task = self._tasks.pop(action.lease_id, None)
                 if task is not None:
                     task.cancel()
             elif isinstance(action, Ban):
-                self._event("ban", action.source_id, action.reason)
+                self._banned(action)
 
     async def _stream(self, sched: Scheduler, part: PartFile, lease: Assign) -> None:
         """One lease: stream its range from its source into the file."""
@@ -823,7 +842,7 @@ class Download:
     def _apply_cancels(self, actions: Sequence[Action]) -> None:
         for action in actions:
             if isinstance(action, Cancel):
-                self._event("cancel", action.source_id, action.reason)
+                self._revoked(action)
                 task = self._tasks.pop(action.lease_id, None)
                 if task is not None:
                     task.cancel()
@@ -839,7 +858,15 @@ class Download:
             kind = FailureKind.BROKEN
         elif not isinstance(exc, SourceRetryable):
             kind = FailureKind.BROKEN
-        self._event("failure", lease.source_id, f"{lease.range}: {exc}")
+        self._event(
+            ev.StreamFailed(
+                at=self._at(),
+                source_id=lease.source_id,
+                range=lease.range,
+                code=exc.code,
+                message=str(exc),
+            )
+        )
         now = self._clock()
         actions = sched.on_failure(
             lease.lease_id, now, kind, reason=str(exc), retry_after=retry_after
@@ -847,16 +874,16 @@ class Download:
         self._apply_cancels(actions)
         for action in actions:
             if isinstance(action, Ban):
-                self._event("ban", action.source_id, action.reason)
+                self._banned(action)
 
     # --- single stream -------------------------------------------------------------------------
 
     async def _single_stream(self, info: OriginInfo, dest: Path) -> DownloadResult:
         """The origin cannot do ranges (or will not say the size): one GET from offset 0."""
         self._mode = "single-stream"
-        self._sched = None
+        self._use_scheduler(None)
         self._stage = Stage.DOWNLOADING
-        self._event("fallback", "origin", "the origin does not serve ranges: one stream")
+        self._event(ev.FellBack(at=self._at()))
         key = ResumeKey(url=info.url, final_url=info.final_url, size=None)
         part = await open_part_file(
             dest,
@@ -872,7 +899,7 @@ class Download:
             digests = await hash_file(part.part_path, algorithms) if algorithms else {}
             verified = self._verify(info, digests, part.part_path)
             path = await part.finalize(sync=self.spec.fsync)
-        self._event("done", None, f"{path} verified ({', '.join(verified) or 'size only'})")
+        self._event(ev.Verified(at=self._at(), path=str(path), algorithms=verified))
         return DownloadResult(
             path=path,
             size=self._streamed,
@@ -941,15 +968,31 @@ class Download:
 
     # --- bookkeeping ---------------------------------------------------------------------------
 
-    def _event(self, kind: str, source_id: str | None, detail: str) -> None:
-        self.events.append(EngineEvent(self._clock() - self._t0, kind, source_id, detail))
-        level = logging.DEBUG if kind in _ROUTINE_EVENTS else logging.INFO
-        log.log(level, "%s %s: %s", kind, source_id or "-", detail)
+    def _at(self) -> float:
+        """Now, in seconds since the download started (an event's time)."""
+        return self._clock() - self._t0
+
+    def _event(self, event: ev.Event) -> None:
+        self.events.append(event)
+        level = logging.DEBUG if isinstance(event, ev.ROUTINE) else logging.INFO
+        log.log(level, "%s %s: %s", ev.kind(event), ev.source(event) or "-", ev.describe(event))
+        if self._on_event is not None:
+            self._on_event(event)
+
+    def _revoked(self, action: Cancel) -> None:
+        self._event(
+            ev.Revoked(
+                at=self._at(), source_id=action.source_id, cause=action.cause, reason=action.reason
+            )
+        )
+
+    def _banned(self, action: Ban) -> None:
+        self._event(ev.Banned(at=self._at(), source_id=action.source_id, reason=action.reason))
 
     def _last_failure(self) -> str:
         for event in reversed(self.events):
-            if event.kind in ("failure", "ban"):
-                return f"{event.source_id}: {event.detail}"
+            if isinstance(event, ev.StreamFailed | ev.Banned):
+                return f"{event.source_id}: {ev.describe(event)}"
         return "no source could be used"
 
 
@@ -973,7 +1016,6 @@ __all__ = [
     "DownloadProgress",
     "DownloadResult",
     "DownloadSpec",
-    "EngineEvent",
     "OriginSource",
     "RangeSource",
     "Stage",

@@ -159,7 +159,7 @@ async def download_events(request: web.Request) -> web.StreamResponse:
         headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
     )
     await resp.prepare(request)
-    while record.state in ("starting", "running"):
+    while record.state.active:
         await _sse(resp, "progress", describe(record, events=20))
         await asyncio.sleep(SSE_INTERVAL)
     await _sse(resp, "end", describe(record, events=20))

@@ -35,6 +35,7 @@ from pydantic import ValidationError
 
 from swarmget.core.auth import ReplayCache
 from swarmget.core.errors import InvalidURL
+from swarmget.core.lifecycle import FetchPhase
 from swarmget.core.ranges import ByteRange
 from swarmget.core.urls import validate_url
 from swarmget.metrics import RelayCollector, metrics_handler
@@ -62,7 +63,7 @@ RETRY_AFTER = "1"
 
 def describe(report: FetchReport, base: str) -> dict[str, Any]:
     """The ``FetchAnswer`` for ``report`` (blob URLs under ``base``), as JSON."""
-    out: dict[str, Any] = {"id": report.id, "url": report.url, "state": report.state}
+    out: dict[str, Any] = {"id": report.id, "url": report.url, "state": report.state.value}
     if report.entry is not None:
         sha = report.entry.sha256
         out |= {
@@ -97,7 +98,7 @@ async def post_fetch(request: web.Request) -> web.Response:
 
 
 def _status(report: FetchReport) -> int:
-    return 202 if report.state == "fetching" else 200
+    return 202 if report.state is FetchPhase.FETCHING else 200
 
 
 async def get_fetch(request: web.Request) -> web.Response:

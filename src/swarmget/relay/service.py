@@ -51,6 +51,7 @@ from swarmget.core.errors import (
     SwarmgetError,
 )
 from swarmget.core.http import Validator
+from swarmget.core.lifecycle import FetchPhase
 from swarmget.core.manifest import DEFAULT_PIECE_SIZE, Manifest, ManifestBuilder
 from swarmget.net.origin import OriginClient, OriginInfo
 from swarmget.node.engine import Download, DownloadResult, DownloadSpec, OriginSource
@@ -89,7 +90,7 @@ class FetchReport:
 
     id: str
     url: str
-    state: str  # fetching, ready, failed
+    state: FetchPhase
     hit: bool = False
     entry: CacheEntry | None = None
     error_code: str | None = None
@@ -103,7 +104,7 @@ class FetchState:
 
     id: str
     url: str
-    state: str = "fetching"  # fetching, ready, failed
+    state: FetchPhase = FetchPhase.FETCHING
     entry: CacheEntry | None = None
     error: SwarmgetError | None = None
     download: Download | None = None
@@ -113,7 +114,7 @@ class FetchState:
 
     def report(self) -> FetchReport:
         progress = None
-        if self.download is not None and self.state == "fetching":
+        if self.download is not None and self.state is FetchPhase.FETCHING:
             p = self.download.statistics()
             progress = (p.done, p.size)
         return FetchReport(
@@ -240,7 +241,7 @@ class Relay:
     def request(self, url: str) -> FetchState:
         """The fetch of ``url``: the one in progress, or a new one."""
         current = self._by_url.get(url)
-        if current is not None and current.state == "fetching":
+        if current is not None and current.state is FetchPhase.FETCHING:
             return current
         state = FetchState(id=secrets.token_hex(8), url=url)
         self.fetches[state.id] = state
@@ -261,7 +262,7 @@ class Relay:
             error_code=record.error_code,
             error_message=record.error_message,
         )
-        if record.state != "ready":
+        if record.state is not FetchPhase.READY:
             return report
         entry = await self.index.get(record.url)
         if entry is None or entry.sha256 != record.sha256:
@@ -284,14 +285,14 @@ class Relay:
     async def _settle(self, state: FetchState) -> None:
         try:
             state.entry = await self._cached(state) or await self._download(state)
-            state.state = "ready"
+            state.state = FetchPhase.READY
         except SwarmgetError as exc:
-            state.state, state.error = "failed", exc
+            state.state, state.error = FetchPhase.FAILED, exc
         except OSError as exc:
-            state.state, state.error = "failed", StorageError(f"relay cache: {exc}")
+            state.state, state.error = FetchPhase.FAILED, StorageError(f"relay cache: {exc}")
         except Exception as exc:  # a bug must fail this fetch, not the relay
             log.exception("relay: fetch of %s failed unexpectedly", state.url)
-            state.state = "failed"
+            state.state = FetchPhase.FAILED
             state.error = DownloadError(f"the relay failed unexpectedly: {type(exc).__name__}")
         if state.error is not None:
             log.info("relay: fetch of %s failed: %s", state.url, state.error)

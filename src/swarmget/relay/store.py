@@ -20,6 +20,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from swarmget.core.errors import StorageError
+from swarmget.core.lifecycle import FetchPhase, parse_phase
 from swarmget.core.manifest import Manifest
 from swarmget.db import create_db_engine
 
@@ -87,7 +88,7 @@ class FetchRecord:
 
     id: str
     url: str
-    state: str
+    state: FetchPhase
     hit: bool
     sha256: str | None
     error_code: str | None
@@ -176,17 +177,21 @@ class CacheIndex:
         """Keep ``record``; forget records of fetches finished before ``forget_before``."""
         async with self._begin() as conn:
             await conn.execute(fetches.delete().where(fetches.c.finished < forget_before))
-            await conn.execute(fetches.insert().values(**dataclasses.asdict(record)))
+            row = dataclasses.asdict(record) | {"state": record.state.value}
+            await conn.execute(fetches.insert().values(**row))
 
     async def fetch_record(self, fetch_id: str) -> FetchRecord | None:
         rows = await self._query(sa.select(fetches).where(fetches.c.id == fetch_id))
         if not rows:
             return None
         m = rows[0]._mapping
+        state = parse_phase(m["state"])
+        if state is None:  # not a state we write: as good as forgotten
+            return None
         return FetchRecord(
             id=str(m["id"]),
             url=str(m["url"]),
-            state=str(m["state"]),
+            state=state,
             hit=bool(m["hit"]),
             sha256=None if m["sha256"] is None else str(m["sha256"]),
             error_code=None if m["error_code"] is None else str(m["error_code"]),

@@ -27,10 +27,10 @@ from typing import TYPE_CHECKING, Any
 import pydantic
 
 from swarmget.core.errors import DownloadError, SwarmgetError, UsageError
-from swarmget.core.ranges import ByteRange
-from swarmget.core.scheduler import SourceInfo, SourceState
-from swarmget.core.verification import VerificationReport
-from swarmget.node.engine import DownloadProgress, DownloadResult, DownloadSpec, Stage
+from swarmget.core.lifecycle import still_going
+from swarmget.node.download_json import progress_from_json
+from swarmget.node.download_json import result_from_json as result_from_json  # (for the CLI)
+from swarmget.node.engine import DownloadSpec
 from swarmget.node.statefiles import API_SOCKET, NODE_FILE, TOKEN_FILE
 from swarmget.protocol.errors import EXCEPTIONS, exception_for_code
 from swarmget.protocol.user import DOWNLOADS_PATH, CreateDownload
@@ -177,32 +177,9 @@ class NodeSession:
             _, data = await self.call("GET", f"/v1/downloads/{download_id}")
             if data.get("progress"):
                 on_progress(progress_from_json(data["url"], data["progress"]))
-            if data["state"] not in ("starting", "running"):
+            if not still_going(data):
                 return dict(data)
             await asyncio.sleep(POLL)
-
-
-def result_from_json(data: dict[str, Any]) -> DownloadResult:
-    """The ``DownloadResult`` of a finished download as the node's API describes it."""
-    r = data["result"]
-    progress = progress_from_json(data["url"], data["progress"])
-    return DownloadResult(
-        path=Path(r["path"]),
-        size=r["size"],
-        elapsed=r["elapsed"],
-        mode=r["mode"],
-        resumed_bytes=r["resumed_bytes"],
-        fetched_bytes=r["fetched_bytes"],
-        digests=dict(r["digests"]),
-        verified=tuple(r["verified"]),
-        sources=progress.sources,
-        last_byte_to_done=r["last_byte_to_done"],
-        verification=(  # an older node's result has none: it never sampled
-            VerificationReport.from_json(r["verification"])
-            if "verification" in r
-            else VerificationReport()
-        ),
-    )
 
 
 def error_from_json(error: dict[str, Any]) -> SwarmgetError:
@@ -238,36 +215,6 @@ def _refused(data: Any) -> UsageError:
     code = error.get("code")
     kind = EXCEPTIONS.get(code, UsageError) if isinstance(code, str) else UsageError
     return kind(message) if issubclass(kind, UsageError) else UsageError(message)
-
-
-def progress_from_json(url: str, p: dict[str, Any]) -> DownloadProgress:
-    return DownloadProgress(
-        stage=Stage(p["stage"]),
-        url=url,
-        dest=Path(p["dest"]) if p.get("dest") else None,
-        size=p.get("size"),
-        done=p["done"],
-        rate=p["rate"],
-        elapsed=p["elapsed"],
-        mode=p["mode"],
-        resumed_bytes=p["resumed_bytes"],
-        sources=tuple(_source(s) for s in p["sources"]),
-    )
-
-
-def _source(s: dict[str, Any]) -> SourceInfo:
-    return SourceInfo(
-        source_id=s["id"],
-        state=SourceState(s["state"]),
-        slots=s["slots"],
-        active_leases=s["active"],
-        received=s["received"],
-        claimed=s["claimed"],
-        rate=s["rate"],
-        failures=s["failures"],
-        segments=tuple(ByteRange(a, b) for a, b in s["segments"]),
-        ban_reason=s["ban_reason"],
-    )
 
 
 def _client_error() -> type[Exception]:

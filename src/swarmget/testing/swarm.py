@@ -24,6 +24,8 @@ from typing import Any
 
 import aiohttp
 
+from swarmget.core.lifecycle import still_going
+
 CLI = [sys.executable, "-m", "swarmget.cli"]
 STARTUP_TIMEOUT = 30.0
 
@@ -240,7 +242,7 @@ class NodeApi:
         async with asyncio.timeout(limit):
             while True:
                 _, data = await self.call("GET", f"/v1/downloads/{download_id}")
-                if data["state"] not in ("starting", "running"):
+                if not still_going(data):
                     return dict(data)
                 await asyncio.sleep(0.2)
 

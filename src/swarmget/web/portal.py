@@ -43,6 +43,7 @@ from swarmget import __version__
 from swarmget.core.auth import is_valid_node_id
 from swarmget.core.digests import parse_checksum_spec
 from swarmget.core.errors import HubError, SwarmgetError
+from swarmget.core.lifecycle import DownloadState
 from swarmget.core.urls import validate_url
 from swarmget.node.downloads import DownloadRecord, describe, resolve_destination
 from swarmget.node.user_api import UserApi
@@ -338,8 +339,8 @@ async def cancel_download(request: web.Request) -> web.Response:
 
 async def retry_download(request: web.Request) -> web.Response:
     record = _record(request)
-    if record.state not in ("failed", "cancelled"):  # two runs must not share a part file
-        raise web.HTTPConflict(text=f"the download is {record.state}: nothing to retry\n")
+    if not record.state.retryable:  # two runs must not share a part file
+        raise web.HTTPConflict(text=f"the download is {record.state.value}: nothing to retry\n")
     again = request.app[PORTAL].api.manager.create(record.spec, record.only_helpers)
     raise web.HTTPSeeOther(f"{PREFIX}/downloads/{again.id}")
 
@@ -363,7 +364,7 @@ def _details(portal: Portal, record: DownloadRecord) -> views.DetailsView:
 def _scheduler_snapshot(record: DownloadRecord) -> tuple[list[views.LeaseView], bool]:
     """The streams in flight now, from the download's scheduler."""
     snapshot = record.download.scheduler_statistics() if record.download is not None else None
-    if snapshot is None or record.state != "running":
+    if snapshot is None or record.state is not DownloadState.RUNNING:
         return [], False
     now, stats = snapshot
     leases = [
@@ -463,7 +464,7 @@ async def live_details(request: web.Request) -> web.StreamResponse:
     csrf = request[SESSION].csrf
 
     async def render() -> tuple[dict[str, str], bool]:
-        finished = record.state not in ("starting", "running")
+        finished = not record.state.active
         view = _details(portal, record)
         parts = {
             part: portal.render(f"parts/{part}.html", view=view, csrf=csrf, id=record.id)

@@ -4,12 +4,15 @@ Input is what ``describe()`` returns for a download (the same JSON the user API 
 for a running download, a snapshot of the scheduler's leases (``LeaseView``); output is small
 frozen records the templates lay out. Nothing here does I/O or reads the clock.
 
-Re-fetched ranges are derived from the download's events: when a stream fails (``failure``,
-with the range it was given) or is revoked (a ``cancel`` for a stall, a ban, a source gone),
-the bytes it had not written go back to the scheduler and are assigned again. So the bytes
-of such a range that a *later* ``assign`` covers, and that its failed source did not deliver,
-are the re-fetched ones; so are the bytes of a piece that failed its hash (``corrupt``) and
-were assigned again. (A revoked stream's event does not name its range: every range its
+The download's events arrive as JSON and are read back into the typed events of
+``core.events`` (one that cannot be read is skipped); everything here reads their fields.
+
+Re-fetched ranges are derived from the download's events: when a stream fails
+(``StreamFailed``, with the range it was given) or is revoked (``Revoked`` for a stall, a ban,
+a source gone), the bytes it had not written go back to the scheduler and are assigned again.
+So the bytes of such a range that a *later* ``Assigned`` covers, and that its failed source
+did not deliver, are the re-fetched ones; so are the bytes that failed a check (``BadData``)
+and were assigned again. (A revoked stream's event does not name its range: every range its
 source had been given so far stands in for it. A piece stolen from a third source after the
 failure can then be marked too: the map errs on the side of showing more.)
 """
@@ -17,14 +20,15 @@ failure can then be marked too: the map errs on the side of showing more.)
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+from swarmget.core import events as ev
 from swarmget.core import verification as checks
+from swarmget.core.lifecycle import DownloadState, parse_state
 from swarmget.core.ranges import ByteRange, RangeSet
 from swarmget.core.verification import VerificationReport
 from swarmget.web.humanize import human_bytes, human_duration, human_rate
@@ -32,8 +36,6 @@ from swarmget.web.humanize import human_bytes, human_duration, human_rate
 PALETTE_SIZE = 8  # colour classes c0 ... c7 in portal.css
 STALL_HINT = 3.0  # an active source that delivered nothing for this long shows as stalled
 TIMELINE_LIMIT = 300
-_RANGE = re.compile(r"\[(\d+), (\d+)\)")
-_WINNER_CANCEL = "another copy finished first"
 KIND_LABELS = {
     "assign": "assign",
     "duplicate": "endgame copy",
@@ -53,9 +55,14 @@ KIND_LABELS = {
 # --- formatting ----------------------------------------------------------------------------------
 
 
-def human_ranges(text: str) -> str:
-    """``[0, 4194304): x`` → ``0 B–4.0 MiB: x`` (the raw offsets stay in a tooltip)."""
-    return _RANGE.sub(lambda m: f"{human_bytes(int(m[1]))}–{human_bytes(int(m[2]))}", text)
+def human_range(r: ByteRange) -> str:
+    """``[0, 4194304)`` → ``0 B–4.0 MiB`` (the raw offsets stay in a tooltip)."""
+    return f"{human_bytes(r.start)}–{human_bytes(r.end)}"
+
+
+def read_events(raw: Iterable[Mapping[str, Any]]) -> list[ev.Event]:
+    """The typed events of a download's JSON; one that cannot be read is left out."""
+    return [e for e in (ev.from_json(x) for x in raw) if e is not None]
 
 
 def display_name(d: Mapping[str, Any]) -> str:
@@ -76,7 +83,7 @@ class DownloadRow:
     id: str
     name: str
     url: str
-    state: str  # starting, running, done, failed, cancelled
+    state: str  # a DownloadState's value (an unknown one is shown as it came)
     stage: str
     size: str
     done: str
@@ -97,17 +104,19 @@ class DownloadRow:
 
 def download_row(d: Mapping[str, Any]) -> DownloadRow:
     state = str(d["state"])
+    known = parse_state(state)
+    is_done = known is DownloadState.DONE
     progress: Mapping[str, Any] = d.get("progress") or {}
     result: Mapping[str, Any] | None = d.get("result")
     error: Mapping[str, Any] | None = d.get("error")
     size = result["size"] if result else progress.get("size")
-    done = size if state == "done" else progress.get("done", 0)
+    done = size if is_done else progress.get("done", 0)
     elapsed = result["elapsed"] if result else progress.get("elapsed")
-    running = state in ("starting", "running")
+    running = known is not None and known.active
     if running:
         rate = progress.get("rate")
     else:
-        rate = size / elapsed if state == "done" and size and elapsed else None
+        rate = size / elapsed if is_done and size and elapsed else None
     return DownloadRow(
         id=str(d["id"]),
         name=display_name(d),
@@ -116,7 +125,7 @@ def download_row(d: Mapping[str, Any]) -> DownloadRow:
         stage=str(progress.get("stage", state)),
         size=human_bytes(size),
         done=human_bytes(done),
-        percent=_percent(state, done, size),
+        percent=_percent(is_done, done, size),
         rate=human_rate(rate),
         eta=human_duration(progress.get("eta")) if running else "—",
         elapsed=human_duration(elapsed),
@@ -124,12 +133,12 @@ def download_row(d: Mapping[str, Any]) -> DownloadRow:
         error_code=str(error["code"]) if error else None,
         verified=", ".join(result["verified"]) or "size" if result else None,
         can_cancel=running,
-        can_retry=state in ("failed", "cancelled"),
+        can_retry=known is not None and known.retryable,
     )
 
 
-def _percent(state: str, done: int | None, size: int | None) -> float | None:
-    if state == "done":
+def _percent(is_done: bool, done: int | None, size: int | None) -> float | None:
+    if is_done:
         return 100.0
     if not size:
         return None
@@ -231,7 +240,7 @@ def details_view(
 ) -> DetailsView:
     row = download_row(d)
     progress: Mapping[str, Any] = d.get("progress") or {}
-    events: list[Mapping[str, Any]] = list(d.get("events") or [])
+    events = read_events(d.get("events") or [])
     sources: list[Mapping[str, Any]] = list(progress.get("sources") or [])
     size = (d.get("result") or {}).get("size") or progress.get("size")
     mode = str(progress.get("mode", "segmented"))
@@ -280,72 +289,52 @@ def _single_stream_source(
 
 
 def refetched_ranges(
-    events: Sequence[Mapping[str, Any]], sources: Iterable[Mapping[str, Any]]
+    events: Sequence[ev.Event], sources: Iterable[Mapping[str, Any]]
 ) -> tuple[RangeSet, set[int]]:
-    """The bytes fetched again after a failure, and the indexes of the ``assign`` events that
-    fetched them. See the module docstring for how they are derived."""
+    """The bytes fetched again after a failure, and the indexes of the ``Assigned`` events
+    that fetched them. See the module docstring for how they are derived."""
     delivered = {str(s["id"]): RangeSet.from_pairs(s.get("segments") or []) for s in sources}
-    parsed = [_parse_event(e) for e in events]
-    windows = _given_back(parsed, delivered)
+    windows = _given_back(events, delivered)
     out, later = RangeSet(), RangeSet()  # later: everything assigned after event i
-    for i in range(len(parsed) - 1, -1, -1):
-        kind, _, rng = parsed[i]
+    for i in range(len(events) - 1, -1, -1):
         for r in windows.get(i, ()):
             for x in _intersection(later, r):
                 out.add(x)
-        if kind == "assign" and rng is not None:
-            later.add(rng)
+        if isinstance(event := events[i], ev.Assigned):
+            later.add(event.range)
     reassigns, pending = set(), RangeSet()
-    for i, (kind, _, rng) in enumerate(parsed):
+    for i, event in enumerate(events):
         for r in windows.get(i, ()):
             for x in _intersection(out, r):
                 pending.add(x)
-        if kind == "assign" and rng is not None and _intersection(pending, rng):
+        if isinstance(event, ev.Assigned) and _intersection(pending, event.range):
             reassigns.add(i)
     return out, reassigns
 
 
-def _parse_event(e: Mapping[str, Any]) -> tuple[str, str | None, ByteRange | None]:
-    source = e.get("source")
-    detail = str(e.get("detail", ""))
-    kind = str(e.get("kind"))
-    if kind == "cancel" and detail == _WINNER_CANCEL:
-        kind = "cancel-lost"
-    found = _RANGE.search(detail) if kind == "corrupt" else _RANGE.match(detail)
-    return kind, None if source is None else str(source), _to_range(found)
-
-
 def _given_back(
-    parsed: Sequence[tuple[str, str | None, ByteRange | None]], delivered: Mapping[str, RangeSet]
+    events: Sequence[ev.Event], delivered: Mapping[str, RangeSet]
 ) -> dict[int, RangeSet]:
     """Per failure or revocation event: the bytes its source may have given back."""
     given: dict[str, RangeSet] = {}  # per source: every range assigned to it so far
     windows: dict[int, RangeSet] = {}
-    for i, (kind, source, rng) in enumerate(parsed):
-        if kind == "corrupt" and rng is not None:  # bytes that failed a piece hash
-            windows[i] = RangeSet([rng])
-            continue
-        if source is None:
-            continue
-        if kind in ("assign", "duplicate") and rng is not None:
-            given.setdefault(source, RangeSet()).add(rng)
-            continue
-        if kind == "failure" and rng is not None:
-            window = RangeSet([rng])
-        elif kind == "cancel":
-            window = given.get(source, RangeSet()).copy()
-        else:
-            continue
-        mine = delivered.get(source, RangeSet())
+    for i, event in enumerate(events):
+        match event:
+            case ev.BadData():  # bytes that failed a check
+                windows[i] = RangeSet([event.range])
+                continue
+            case ev.Assigned() | ev.EndgameCopy():
+                given.setdefault(event.source_id, RangeSet()).add(event.range)
+                continue
+            case ev.StreamFailed():
+                window = RangeSet([event.range])
+            case ev.Revoked() if event.cause is not ev.CancelCause.LOST_RACE:
+                window = given.get(event.source_id, RangeSet()).copy()
+            case _:
+                continue
+        mine = delivered.get(event.source_id, RangeSet())
         windows[i] = RangeSet(x for r in window for x in mine.missing(r))
     return windows
-
-
-def _to_range(found: re.Match[str] | None) -> ByteRange | None:
-    if found is None:
-        return None
-    start, end = int(found[1]), int(found[2])
-    return ByteRange(start, end) if start <= end else None
 
 
 def _intersection(ranges: RangeSet, rng: ByteRange) -> list[ByteRange]:
@@ -431,25 +420,26 @@ def _source_rows(
             claimed=human_bytes(claimed),
             received=human_bytes(s.get("received")),
             share=f"{100.0 * claimed / size:.0f}%" if size else "—",
-            rate=human_rate(s.get("rate")) if download_state == "running" else "—",
+            rate=human_rate(s.get("rate"))
+            if parse_state(download_state) is DownloadState.RUNNING
+            else "—",
             failures=int(s.get("failures") or 0),
             in_flight=int(s.get("active") or 0),
             slots=int(s.get("slots") or 0),
-            note=s.get("ban_reason") or (human_ranges(trouble) if trouble else None),
+            note=s.get("ban_reason") or trouble,
         )
 
 
-def _troubles(events: Sequence[Mapping[str, Any]]) -> dict[str, str]:
+def _troubles(events: Sequence[ev.Event]) -> dict[str, str]:
     """Per source whose last stream failed or was revoked (and got no work since): why."""
     out: dict[str, str] = {}
-    for e in events:
-        kind, source, _ = _parse_event(e)
-        if source is None:
-            continue
-        if kind in ("failure", "cancel", "ban"):
-            out[source] = str(e.get("detail", ""))
-        elif kind in ("assign", "duplicate"):
-            out.pop(source, None)
+    for event in events:
+        if isinstance(event, ev.Revoked) and event.cause is ev.CancelCause.LOST_RACE:
+            continue  # the copy that lost a race: nothing wrong with its source
+        if isinstance(event, ev.StreamFailed | ev.Revoked | ev.Banned):
+            out[event.source_id] = ev.describe(event, human_range)
+        elif isinstance(event, ev.Assigned | ev.EndgameCopy):
+            out.pop(event.source_id, None)
     return out
 
 
@@ -465,9 +455,10 @@ def source_state(
     state = str(s.get("state"))
     if state in ("banned", "gone"):
         return state
-    if download_state == "done":
+    ended = parse_state(download_state)
+    if ended is DownloadState.DONE:
         return "dropped out" if dropped else "finished"
-    if download_state in ("failed", "cancelled"):
+    if ended is not None and ended.retryable:
         return "stopped"
     if state == "active":
         stalled = not s.get("rate") and leases and min(x.age for x in leases) >= STALL_HINT
@@ -476,35 +467,34 @@ def source_state(
 
 
 def _timeline(
-    events: Sequence[Mapping[str, Any]], colours: Mapping[str, int], reassigns: set[int]
+    events: Sequence[ev.Event], colours: Mapping[str, int], reassigns: set[int]
 ) -> Iterable[TimelineEntry]:
     start = max(0, len(events) - TIMELINE_LIMIT)
     for i in range(len(events) - 1, start - 1, -1):
-        e = events[i]
-        kind = str(e.get("kind"))
-        detail = str(e.get("detail", ""))
+        event = events[i]
+        kind = ev.kind(event)
         label = KIND_LABELS.get(kind, kind)
         if i in reassigns:
             label = "reassign"
-        elif kind == "cancel" and detail == _WINNER_CANCEL:
+        elif isinstance(event, ev.Revoked) and event.cause is ev.CancelCause.LOST_RACE:
             label = "endgame: lost"
-        source = e.get("source")
+        source = ev.source(event)
         yield TimelineEntry(
-            at=f"+{float(e.get('at', 0.0)):.2f} s",
+            at=f"+{event.at:.2f} s",
             kind="reassign" if i in reassigns else kind,
             label=label,
-            source=None if source is None else str(source),
-            colour=None if source is None else colours.get(str(source)),
-            detail=human_ranges(detail),
-            raw=detail,
+            source=source,
+            colour=None if source is None else colours.get(source),
+            detail=ev.describe(event, human_range),
+            raw=ev.describe(event),
         )
 
 
 def verification(d: Mapping[str, Any]) -> Verification:
-    state = str(d["state"])
+    state = parse_state(d["state"])
     result: Mapping[str, Any] | None = d.get("result")
     error: Mapping[str, Any] | None = d.get("error")
-    if state == "done" and result is not None:
+    if state is DownloadState.DONE and result is not None:
         verified = list(result.get("verified") or [])
         digests: Mapping[str, str] = result.get("digests") or {}
         report = _report(result)
@@ -513,10 +503,10 @@ def verification(d: Mapping[str, Any]) -> Verification:
             return _unverified(report, sampled)
         lines = tuple(f"{alg} {digests.get(alg, '')}" for alg in verified) + sampled
         return Verification(status="ok", title=f"Verified: {', '.join(verified)} ✓", lines=lines)
-    if state == "failed" and error is not None:
+    if state is DownloadState.FAILED and error is not None:
         title = "Verification failed" if error["code"] == "checksum_mismatch" else "Failed"
         return Verification(status="failed", title=title, lines=(f"{error['message']}",))
-    if state == "cancelled":
+    if state is DownloadState.CANCELLED:
         return Verification(status="cancelled", title="Cancelled: the partial data is kept")
     if (d.get("progress") or {}).get("stage") == "verifying":
         return Verification(status="pending", title="Verifying…")

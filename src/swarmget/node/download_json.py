@@ -1,0 +1,172 @@
+"""A download as JSON, written and read in one place.
+
+The user API serves it (``GET /v1/downloads/{id}``, the SSE stream, the list), the portal lays
+it out, ``swarmget get`` reads it back when a node runs the download, and ``get --json``
+prints the result part of it. Every one of them goes through the functions here, so the shape
+is defined once::
+
+    {"id", "url" (redacted), "state" (a DownloadState value), "created", "peers",
+     "error": null | {"code", "message"},
+     "progress"?: {"stage", "dest", "size", "done", "rate", "eta", "elapsed", "mode",
+                   "resumed_bytes", "sources": [source ...]},
+     "events"?: [core.events.to_json ...],
+     "result"?: {"path", "size", "elapsed", "mode", "resumed_bytes", "fetched_bytes",
+                 "last_byte_to_done", "verified", "verification", "digests"}}
+
+    source: {"id", "state", "slots", "active", "received", "claimed", "rate", "failures",
+             "ban_reason", "segments": [[start, end] ...]}
+
+Each ``*_json`` has a ``*_from_json`` that reads it back (``KeyError``, ``TypeError`` or
+``ValueError`` for a malformed answer).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from swarmget.core import events as ev
+from swarmget.core.errors import SwarmgetError
+from swarmget.core.lifecycle import DownloadState
+from swarmget.core.ranges import ByteRange
+from swarmget.core.scheduler import SourceInfo, SourceState
+from swarmget.core.urls import redact_url
+from swarmget.core.verification import VerificationReport
+from swarmget.node.engine import DownloadProgress, DownloadResult, Stage
+
+
+def download_json(
+    *,
+    download_id: str,
+    url: str,
+    state: DownloadState,
+    created: float,
+    peers: Iterable[str],
+    error: SwarmgetError | None,
+    progress: DownloadProgress | None,
+    events: Iterable[ev.Event] | None,
+    result: DownloadResult | None,
+) -> dict[str, Any]:
+    """The JSON view of one download (see the module docstring)."""
+    out: dict[str, Any] = {
+        "id": download_id,
+        "url": redact_url(url),  # shown and logged: no query values
+        "state": state.value,
+        "created": created,
+        "peers": list(peers),
+        "error": error_json(error),
+    }
+    if progress is not None:
+        out["progress"] = progress_json(progress)
+    if events is not None:
+        out["events"] = [ev.to_json(e) for e in events]
+    if result is not None:
+        out["result"] = result_json(result)
+    return out
+
+
+def error_json(error: SwarmgetError | None) -> dict[str, str] | None:
+    return None if error is None else {"code": error.code, "message": str(error)}
+
+
+def progress_json(p: DownloadProgress) -> dict[str, Any]:
+    return {
+        "stage": p.stage.value,
+        "dest": str(p.dest) if p.dest is not None else None,
+        "size": p.size,
+        "done": p.done,
+        "rate": p.rate,
+        "eta": p.eta,
+        "elapsed": p.elapsed,
+        "mode": p.mode,
+        "resumed_bytes": p.resumed_bytes,
+        "sources": [source_json(s) for s in p.sources],
+    }
+
+
+def source_json(s: SourceInfo) -> dict[str, Any]:
+    return {
+        "id": s.source_id,
+        "state": s.state.value,
+        "slots": s.slots,
+        "active": s.active_leases,
+        "received": s.received,
+        "claimed": s.claimed,
+        "rate": s.rate,
+        "failures": s.failures,
+        "ban_reason": s.ban_reason,
+        "segments": [[r.start, r.end] for r in s.segments],
+    }
+
+
+def result_json(r: DownloadResult) -> dict[str, Any]:
+    """The result part (its sources are in ``progress``)."""
+    return {
+        "path": str(r.path),
+        "size": r.size,
+        "elapsed": r.elapsed,
+        "mode": r.mode,
+        "resumed_bytes": r.resumed_bytes,
+        "fetched_bytes": r.fetched_bytes,
+        "last_byte_to_done": r.last_byte_to_done,
+        "verified": list(r.verified),
+        "verification": r.verification.to_json(),
+        "digests": r.digests,
+    }
+
+
+# --- reading it back -----------------------------------------------------------------------------
+
+
+def progress_from_json(url: str, p: Mapping[str, Any]) -> DownloadProgress:
+    return DownloadProgress(
+        stage=Stage(p["stage"]),
+        url=url,
+        dest=Path(p["dest"]) if p.get("dest") else None,
+        size=p.get("size"),
+        done=p["done"],
+        rate=p["rate"],
+        elapsed=p["elapsed"],
+        mode=p["mode"],
+        resumed_bytes=p["resumed_bytes"],
+        sources=tuple(source_from_json(s) for s in p["sources"]),
+    )
+
+
+def source_from_json(s: Mapping[str, Any]) -> SourceInfo:
+    return SourceInfo(
+        source_id=s["id"],
+        state=SourceState(s["state"]),
+        slots=s["slots"],
+        active_leases=s["active"],
+        received=s["received"],
+        claimed=s["claimed"],
+        rate=s["rate"],
+        failures=s["failures"],
+        segments=tuple(ByteRange(a, b) for a, b in s["segments"]),
+        ban_reason=s["ban_reason"],
+    )
+
+
+def result_from_json(data: Mapping[str, Any]) -> DownloadResult:
+    """The ``DownloadResult`` of a finished download as ``download_json`` described it."""
+    r = data["result"]
+    progress = progress_from_json(data["url"], data["progress"])
+    return DownloadResult(
+        path=Path(r["path"]),
+        size=r["size"],
+        elapsed=r["elapsed"],
+        mode=r["mode"],
+        resumed_bytes=r["resumed_bytes"],
+        fetched_bytes=r["fetched_bytes"],
+        digests=dict(r["digests"]),
+        verified=tuple(r["verified"]),
+        sources=progress.sources,
+        last_byte_to_done=r["last_byte_to_done"],
+        verification=(  # an older node's result has none: it never sampled
+            VerificationReport.from_json(r["verification"])
+            if "verification" in r
+            else VerificationReport()
+        ),
+    )

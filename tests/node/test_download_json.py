@@ -1,0 +1,129 @@
+"""A download's JSON is written and read by one module: what it writes, it reads back."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from swarmget.core import events as ev
+from swarmget.core.errors import OriginUnusable
+from swarmget.core.lifecycle import DownloadState
+from swarmget.core.ranges import ByteRange
+from swarmget.core.scheduler import SourceInfo, SourceState
+from swarmget.core.verification import Verification, VerificationReport
+from swarmget.node import download_json as dj
+from swarmget.node.engine import DownloadProgress, DownloadResult, Stage
+
+URL = "http://example.org/f.iso?token=secret"
+SOURCES = (
+    SourceInfo(
+        source_id="me",
+        state=SourceState.ACTIVE,
+        slots=4,
+        active_leases=1,
+        received=300,
+        claimed=250,
+        rate=12.5,
+        failures=0,
+        segments=(ByteRange(0, 250),),
+        ban_reason=None,
+    ),
+    SourceInfo(
+        source_id="h1",
+        state=SourceState.BANNED,
+        slots=2,
+        active_leases=0,
+        received=50,
+        claimed=50,
+        rate=0.0,
+        failures=3,
+        segments=(ByteRange(250, 300),),
+        ban_reason="sent bad data",
+    ),
+)
+PROGRESS = DownloadProgress(
+    stage=Stage.DOWNLOADING,
+    url=URL,
+    dest=Path("/d/f.iso"),
+    size=1000,
+    done=300,
+    rate=100.0,
+    elapsed=3.0,
+    mode="segmented",
+    resumed_bytes=0,
+    sources=SOURCES,
+)
+RESULT = DownloadResult(
+    path=Path("/d/f.iso"),
+    size=1000,
+    elapsed=4.0,
+    mode="segmented",
+    resumed_bytes=0,
+    fetched_bytes=1050,
+    digests={"sha256": "ab" * 32},
+    verified=("sha256",),
+    sources=SOURCES,
+    last_byte_to_done=0.25,
+    verification=VerificationReport(methods=(Verification.CHECKSUM,), helper_bytes=50),
+)
+
+
+def sent(data: object) -> dict[str, object]:
+    return dict(json.loads(json.dumps(data)))
+
+
+def test_progress_round_trip() -> None:
+    assert dj.progress_from_json(URL, sent(dj.progress_json(PROGRESS))) == PROGRESS
+
+
+def test_result_round_trip() -> None:
+    data = sent(
+        dj.download_json(
+            download_id="abc",
+            url=URL,
+            state=DownloadState.DONE,
+            created=1.0,
+            peers=["h1"],
+            error=None,
+            progress=PROGRESS,
+            events=[ev.FellBack(at=0.5)],
+            result=RESULT,
+        )
+    )
+    assert dj.result_from_json(data) == RESULT
+    assert "secret" not in str(data["url"])  # redacted once, here
+    assert data["state"] == "done"
+    assert data["events"] == [ev.to_json(ev.FellBack(at=0.5))]
+
+
+def test_a_starting_download_has_no_progress_events_or_result() -> None:
+    data = dj.download_json(
+        download_id="abc",
+        url=URL,
+        state=DownloadState.FAILED,
+        created=1.0,
+        peers=[],
+        error=OriginUnusable("the origin answered 404"),
+        progress=None,
+        events=None,
+        result=None,
+    )
+    assert set(data) == {"id", "url", "state", "created", "peers", "error"}
+    assert data["error"] == {"code": "origin_unusable", "message": "the origin answered 404"}
+
+
+def test_a_record_moves_only_as_the_lifecycle_table_allows() -> None:
+    from swarmget.core.lifecycle import IllegalTransition
+    from swarmget.node.downloads import DownloadRecord
+    from swarmget.node.engine import DownloadSpec
+
+    record = DownloadRecord(id="abc", spec=DownloadSpec(url=URL), created=0.0)
+    assert record.state is DownloadState.STARTING
+    record.move(DownloadState.RUNNING)
+    record.move(DownloadState.DONE)
+    for target in DownloadState:
+        with pytest.raises(IllegalTransition):
+            record.move(target)
+    assert record.state is DownloadState.DONE
