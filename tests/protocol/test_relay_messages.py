@@ -5,6 +5,7 @@ from __future__ import annotations
 import pydantic
 import pytest
 
+from swarmget.core.lifecycle import FetchPhase
 from swarmget.core.manifest import Manifest
 from swarmget.protocol.relay import FetchAnswer, FetchRequest
 from swarmget.relay.app import describe
@@ -29,7 +30,7 @@ def _entry() -> CacheEntry:
 
 def test_a_fetching_answer_lists_only_what_applies() -> None:
     report = FetchReport(
-        id="1" * 16, url="https://example.test/f", state="fetching", progress=(3, None)
+        id="1" * 16, url="https://example.test/f", state=FetchPhase.FETCHING, progress=(3, None)
     )
     sent = describe(report, "http://relay")
     assert sent == {
@@ -42,7 +43,7 @@ def test_a_fetching_answer_lists_only_what_applies() -> None:
 
 
 def test_a_ready_answer_names_the_blob() -> None:
-    report = FetchReport(id="1" * 16, url="u", state="ready", hit=True, entry=_entry())
+    report = FetchReport(id="1" * 16, url="u", state=FetchPhase.READY, hit=True, entry=_entry())
     sent = describe(report, "http://relay")
     assert sent["blob_url"] == f"http://relay/v1/blobs/{SHA}"
     assert sent["manifest_url"] == f"http://relay/v1/blobs/{SHA}/manifest"
@@ -52,7 +53,9 @@ def test_a_ready_answer_names_the_blob() -> None:
 
 
 def test_a_failed_answer_carries_the_code() -> None:
-    report = FetchReport(id="1" * 16, url="u", state="failed", error_code="origin_unusable")
+    report = FetchReport(
+        id="1" * 16, url="u", state=FetchPhase.FAILED, error_code="origin_unusable"
+    )
     sent = describe(report, "http://relay")
     assert sent["error"] == {"code": "origin_unusable", "message": ""}
 
