@@ -41,7 +41,6 @@ PARTS: dict[str, tuple[str, int]] = {
     "swarmget.node": ("node", 4),
     "swarmget.hub": ("hub", 4),
     "swarmget.relay": ("relay", 4),
-    "swarmget.metrics": ("metrics", 4),  # to be split per service: see KNOWN
     "swarmget.web": ("web", 5),
     "swarmget.run": ("run", 6),
     "swarmget.progress": ("run", 6),  # the CLI's progress display (reads engine snapshots)
@@ -52,19 +51,7 @@ PARTS: dict[str, tuple[str, int]] = {
 }
 
 #: Arrows known to run the wrong way, each with why it is still there.
-KNOWN: frozenset[tuple[str, str]] = frozenset(
-    {
-        # metrics.py at the package root knows the node, the hub and the relay, and all
-        # three import it; splitting it per service (node/, hub/, relay/ metrics) waits for
-        # the typed-events slice of #13, which changes how node metrics are counted
-        ("swarmget.metrics", "swarmget.node.downloads"),
-        ("swarmget.metrics", "swarmget.node.helper"),
-        ("swarmget.metrics", "swarmget.relay.service"),
-        ("swarmget.node.daemon", "swarmget.metrics"),
-        ("swarmget.hub.app", "swarmget.metrics"),
-        ("swarmget.relay.app", "swarmget.metrics"),
-    }
-)
+KNOWN: frozenset[tuple[str, str]] = frozenset()  # none left: keep it that way
 
 
 def module_name(path: Path) -> str:

@@ -9,7 +9,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from swarmget.core.events import EventCounters
 from swarmget.core.lifecycle import DownloadState
-from swarmget.metrics import NodeCollector
+from swarmget.node.metrics import NodeCollector
 
 
 def scrape(downloads: Any) -> str:

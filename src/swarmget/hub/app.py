@@ -79,9 +79,9 @@ from swarmget.core.groups import (
     group_of,
 )
 from swarmget.defaults import DEFAULT_TTL
+from swarmget.hub.metrics import HubMetrics
 from swarmget.hub.selection import choose_peers
 from swarmget.hub.store import NodeRecord, RegistryStore
-from swarmget.metrics import HubMetrics
 from swarmget.net.auth import (
     MAX_SIGNED_BODY,
     SharedNonces,

@@ -31,10 +31,10 @@ from swarmget import __version__
 from swarmget.core.addresses import AddressPolicy
 from swarmget.core.errors import UsageError
 from swarmget.core.identity import NodeIdentity
-from swarmget.metrics import NodeCollector, metrics_handler
 from swarmget.net.auth import wait_for_next_second
 from swarmget.net.guard import make_guarded_connector
 from swarmget.net.hub_client import HubApi, HubPool, MembershipState, Registration, run_membership
+from swarmget.net.metrics import metrics_handler
 from swarmget.net.origin import OriginClient
 from swarmget.net.relay_client import RelayClient
 from swarmget.net.serve import ListenLimits, open_listener
@@ -42,6 +42,7 @@ from swarmget.node.downloads import DownloadManager, SwarmContext
 from swarmget.node.helper import ChunkFilter, HelperLimits, HelperService, make_peer_app
 from swarmget.node.journal import DownloadJournal
 from swarmget.node.keyfile import load_node_identity
+from swarmget.node.metrics import NodeCollector
 from swarmget.node.quota import DailyQuota
 from swarmget.node.statefiles import (
     API_SOCKET,

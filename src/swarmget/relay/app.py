@@ -38,8 +38,8 @@ from swarmget.core.errors import InvalidURL
 from swarmget.core.lifecycle import FetchPhase
 from swarmget.core.ranges import ByteRange
 from swarmget.core.urls import validate_url
-from swarmget.metrics import RelayCollector, metrics_handler
 from swarmget.net.auth import auth_middleware, json_error
+from swarmget.net.metrics import metrics_handler
 from swarmget.protocol.relay import (
     FETCH_PATH,
     FETCHES_PATH,
@@ -49,6 +49,7 @@ from swarmget.protocol.relay import (
     FetchRequest,
     blob_path,
 )
+from swarmget.relay.metrics import RelayCollector
 from swarmget.relay.service import FetchReport, ReaderLimit, Relay
 
 log = logging.getLogger(__name__)
