@@ -188,7 +188,7 @@ def get(
     except SwarmgetError as exc:
         _fail(err, exc, as_json)
     show = not quiet and not as_json and err.is_terminal
-    use_node = not no_node and relay_url is None
+    use_node = not no_node and relay_url is None and _node_may_run(state_dir)
     how = _Route(hub_urls, secret_file, state_dir if use_node else None, source_address, relay_url)
     try:
         result = asyncio.run(_get(spec, options, how, err if show else None, err))
@@ -201,6 +201,15 @@ def get(
         click.echo(json.dumps(result_json(result)))
     elif not quiet:
         click.echo(summary_line(result))
+
+
+def _node_may_run(state_dir: Path) -> bool:
+    """Whether a node says it runs in ``state_dir`` (its ``node.json`` is there; trusted or
+    not is for ``run.remote`` to check): without one, a download alone does not pay for
+    importing the node's client (pydantic and the API's models: ~0.1 s of start-up)."""
+    from swarmget.node.statefiles import NODE_FILE
+
+    return os.path.lexists(state_dir / NODE_FILE)
 
 
 def _size_option(value: str | None) -> int | None:

@@ -181,7 +181,9 @@ async def test_full_disk_is_a_clear_error_and_resumable(tmp_path: Path) -> None:
             assert sha256(disk / "f") == origin.expected_sha256("big.bin")
 
 
-async def test_an_http_download_does_not_import_aiohttp(origin: TestOrigin, tmp_path: Path) -> None:
+async def test_an_http_download_imports_neither_aiohttp_nor_the_node_client(
+    origin: TestOrigin, tmp_path: Path
+) -> None:
     """Start-up time: the raw client does every request of an http:// download, so the CLI
     never pays for importing aiohttp (~0.15 s here); an https hop or a chunked answer would
     import it on demand. The probe is checked too: ``-X importtime`` lists every import."""
@@ -196,6 +198,8 @@ async def test_an_http_download_does_not_import_aiohttp(origin: TestOrigin, tmp_
     imported = {line.split("|")[-1].strip() for line in err.decode().splitlines()}
     assert "swarmget.net.rawhttp" in imported  # the listing is what we think it is
     assert not {name for name in imported if name.split(".")[0] == "aiohttp"}
+    # with no node running, nor the node's client and its models (pydantic: ~0.1 s)
+    assert not {"swarmget.run.remote", "pydantic", "cryptography"} & imported
     assert sha256(tmp_path / "f") == origin.expected_sha256("f.bin")
 
 
