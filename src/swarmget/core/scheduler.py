@@ -49,6 +49,7 @@ import enum
 from collections import deque
 from dataclasses import dataclass, field
 
+from swarmget.core.backoff import exponential_backoff
 from swarmget.core.ranges import ByteRange, RangeSet
 
 KiB = 1024
@@ -641,8 +642,10 @@ class Scheduler:
         )
 
     def _backoff(self, failures: int) -> float:
-        delay = self.config.backoff_initial * 2.0 ** (failures - 1)
-        return min(self.config.backoff_max, delay)
+        config = self.config
+        return exponential_backoff(
+            failures, initial=config.backoff_initial, maximum=config.backoff_max
+        )
 
     def _ban(self, src: _Source, reason: str) -> list[Action]:
         src.banned = reason
