@@ -43,7 +43,7 @@ class _TracedSwarm(SimSwarm):
         self.trace.update(f"{self.now:.3f} {stream.lease_id} {n} {written}".encode())
 
 
-def _scenario(seed: int) -> tuple[str, _TracedSwarm, float]:
+def _scenario(seed: int, observe: bool) -> tuple[str, _TracedSwarm, float]:
     rnd = random.Random(seed)
     size = rnd.choice([3 * MiB, 17 * MiB, 64 * MiB + 12345, 200 * MiB])
     config = SchedulerConfig(
@@ -65,11 +65,13 @@ def _scenario(seed: int) -> tuple[str, _TracedSwarm, float]:
         sim.add(f"s{i}", rate, slots=rnd.randint(1, 4), **kw)
         faults.append((f"s{i}", fault, rnd.uniform(0.2, 5.0)))
     label = f"size={size} sources={len(faults)} faults={[f for _, f, _ in faults if f]}"
-    return label, sim, _run(sim, faults)
+    return label, sim, _run(sim, faults, observe)
 
 
-def _run(sim: _TracedSwarm, faults: list[tuple[str, str, float]]) -> float:
-    """Step the swarm (0.05 s steps, at most 20000), applying each fault at its time."""
+def _run(sim: _TracedSwarm, faults: list[tuple[str, str, float]], observe: bool) -> float:
+    """Step the swarm (0.05 s steps, at most 20000), applying each fault at its time;
+    ``observe``: take a ``statistics()`` snapshot between every two steps, as a portal
+    would."""
     pending = sorted(faults, key=lambda f: f[2])
     sim._apply(sim.scheduler.poll(sim.now))
     for _ in range(20_000):
@@ -84,16 +86,23 @@ def _run(sim: _TracedSwarm, faults: list[tuple[str, str, float]]) -> float:
             elif fault == "kill":
                 sim.kill(name)
         sim.step(0.05)
+        if observe:
+            sim.scheduler.statistics(sim.now + 0.025)  # between two steps
     return sim.now
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", type=int, default=40)
+    parser.add_argument(
+        "--observe",
+        action="store_true",
+        help="snapshot statistics() after every step (a query: must not change any figure)",
+    )
     args = parser.parse_args()
     total = hashlib.sha256()
     for seed in range(args.seeds):
-        label, sim, took = _scenario(seed)
+        label, sim, took = _scenario(seed, args.observe)
         stats = sim.scheduler.statistics(sim.now)
         received = sum(s.received for s in stats.sources)
         efficiency = stats.done / received if received else 1.0
