@@ -31,6 +31,16 @@ class RateWindow:
         """Whether any sample is kept (as of the last ``prune``)."""
         return bool(self._samples)
 
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, RateWindow):
+            return NotImplemented
+        return self._samples == other._samples
+
+    __hash__ = None  # type: ignore[assignment]  # mutable
+
+    def __repr__(self) -> str:
+        return f"RateWindow({list(self._samples)!r})"
+
     def add(self, now: float, nbytes: int) -> None:
         self._samples.append((now, nbytes))
         self._total += nbytes
