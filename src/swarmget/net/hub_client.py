@@ -45,6 +45,7 @@ import aiohttp
 import pydantic
 from yarl import URL
 
+from swarmget.core.backoff import exponential_backoff
 from swarmget.core.errors import HubError, HubRejected, HubUnavailable, UnknownNode
 from swarmget.net.bounded import read_bounded
 from swarmget.net.signing import NodeIdentity, json_body, signed_headers
@@ -383,7 +384,7 @@ def membership_backoff(
 ) -> float:
     """Seconds to wait after ``failures`` consecutive failures (>= 1): ``initial`` doubling
     up to ``maximum``, scaled by ``0.5 + jitter / 2`` (``jitter`` in [0, 1])."""
-    delay = min(maximum, initial * 2.0 ** (max(failures, 1) - 1))
+    delay = exponential_backoff(failures, initial=initial, maximum=maximum)
     return delay * (0.5 + jitter / 2)
 
 

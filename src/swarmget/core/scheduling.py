@@ -1,0 +1,173 @@
+"""The scheduler's vocabulary: its tuning, the kinds of failure it is told about, the actions
+it returns to its driver and the snapshots it gives.
+
+Shared by the parts of the scheduler (``pieces``, ``sources``, ``selection``, ``scheduler``)
+and re-exported by ``swarmget.core.scheduler``, which is where the rest of the package imports
+them from. Everything here is a frozen value or an enum.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from swarmget.core.ranges import ByteRange
+
+KiB = 1024
+MiB = 1024 * KiB
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SchedulerConfig:
+    """Tuning knobs; the defaults suit files from a few MiB to tens of GiB."""
+
+    min_piece: int = 256 * KiB
+    max_piece: int = 16 * MiB
+    #: aim for this many pieces per connection slot, so a slow source cannot hold up the end
+    pieces_per_slot: int = 4
+    #: never split a remainder into parts smaller than this
+    min_steal: int = 128 * KiB
+    stall_timeout: float = 15.0
+    #: consecutive failures without progress before a source is banned
+    max_failures: int = 5
+    #: BROKEN answers (lies, short bodies) in the last ``judge_window`` answers before a source
+    #: is banned, progress or not (if they also outnumber its good answers there)
+    max_broken: int = 3
+    #: how many of a source's most recent answers (leases) it is judged by
+    judge_window: int = 12
+    backoff_initial: float = 0.5
+    backoff_max: float = 30.0
+    steal: bool = True
+    endgame: bool = True
+    #: an endgame duplicate is only worth it if the holder needs longer than this to finish
+    endgame_min_eta: float = 0.5
+    #: help a slow piece that holds up the contiguous done prefix once this many bytes (or
+    #: an eighth of a smaller file) are done beyond it (0: never; the endgame still copies
+    #: it at the very end)
+    rescue_backlog: int = 32 * MiB
+    #: ... by leaving its holder this many seconds of its stream and giving the rest to an
+    #: idle slot about as fast
+    rescue_keep: float = 1.0
+    #: piece boundaries fall on multiples of this (a manifest's piece size: then most
+    #: verifiable pieces come from one source, which is who to blame when one is bad)
+    align: int = 1
+
+    def __post_init__(self) -> None:
+        if not 0 < self.min_piece <= self.max_piece:
+            raise ValueError("need 0 < min_piece <= max_piece")
+        if self.min_steal <= 0 or self.stall_timeout <= 0 or self.max_failures < 1:
+            raise ValueError("min_steal, stall_timeout and max_failures must be positive")
+        if self.align < 1:
+            raise ValueError("align must be >= 1")
+        if self.max_broken < 1 or self.judge_window < self.max_broken:
+            raise ValueError("need 1 <= max_broken <= judge_window")
+
+
+class FailureKind(enum.Enum):
+    RETRYABLE = "retryable"  # connection reset, timeout, 5xx
+    RATE_LIMITED = "rate_limited"  # 429/503: wait retry_after, no blame
+    BROKEN = "broken"  # the source answered wrongly
+    STALLED = "stalled"  # no data for stall_timeout (decided by on_timer)
+    CANCELLED = "cancelled"  # the driver gave up on it (no blame)
+
+
+class SourceState(enum.Enum):
+    ACTIVE = "active"  # holds at least one lease
+    IDLE = "idle"  # usable, holds nothing
+    BACKOFF = "backoff"  # failed recently; usable again after a delay
+    BANNED = "banned"  # will not be used again for this download
+    GONE = "gone"  # removed by the driver (crashed, left)
+
+
+# --- actions: what the driver must do ------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Assign:
+    """Start streaming ``range`` from ``source_id``; report with ``lease_id``."""
+
+    lease_id: int
+    source_id: str
+    range: ByteRange
+    duplicate: bool = False
+
+
+class CancelCause(enum.Enum):
+    """Why a lease was revoked (the ``reason`` text is for people; this is for code)."""
+
+    STALLED = "stalled"  # no data for too long
+    LOST_RACE = "lost_race"  # endgame: another copy of the piece finished first
+    BANNED = "banned"  # its source was banned
+    GONE = "gone"  # its source died or left
+
+
+@dataclass(frozen=True, slots=True)
+class Cancel:
+    """Stop the stream of ``lease_id`` now; do not report on it any more."""
+
+    lease_id: int
+    source_id: str
+    reason: str  # for people
+    cause: CancelCause  # for code
+
+
+@dataclass(frozen=True, slots=True)
+class Ban:
+    """Do not use ``source_id`` again for this download."""
+
+    source_id: str
+    reason: str
+
+
+Action = Assign | Cancel | Ban
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """The answer to ``on_data``: write ``write`` (None: nothing); stop if ``finished``."""
+
+    write: ByteRange | None
+    finished: bool
+    actions: tuple[Action, ...] = ()
+
+
+# --- snapshots ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseInfo:
+    lease_id: int
+    source_id: str
+    range: ByteRange  # the piece's current [frontier, end)
+    cursor: int
+    duplicate: bool
+    started: float
+
+
+@dataclass(frozen=True, slots=True)
+class SourceInfo:
+    source_id: str
+    state: SourceState
+    slots: int
+    active_leases: int
+    received: int  # bytes streamed (including duplicates that lost)
+    claimed: int  # bytes that ended up in the file
+    rate: float  # bytes/s over the last few seconds
+    failures: int
+    segments: tuple[ByteRange, ...]  # which parts of the file this source delivered
+    ban_reason: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class SchedulerStats:
+    size: int
+    done: int
+    missing: int
+    leased: int
+    complete: bool
+    in_endgame: bool
+    sources: tuple[SourceInfo, ...]
+    leases: tuple[LeaseInfo, ...]
+    reassigned_bytes: int  # bytes given back to `missing` after a failure
+    steals: int
+    duplicates: int

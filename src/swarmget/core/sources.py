@@ -1,0 +1,268 @@
+"""Each source's health and speed: failures, backoff, ban, and a rate estimate.
+
+Theory of operation
+-------------------
+A *source* (the origin itself, or a helper node) has ``slots`` connection slots; it is
+*usable* while it is neither banned nor gone, is not backing off and has a free slot.
+
+**Health.** A lease is one *answer* of its source: good once bytes flow, bad when it ends
+``BROKEN`` (a wrong Content-Range, a short body, bad data). A source is judged by its last
+``judge_window`` answers: it is banned when at least ``max_broken`` of them are bad and the bad
+outnumber the good; otherwise every bad answer only backs it off. Any failure but a
+cancellation backs it off exponentially (``core.backoff``); ``max_failures`` failures in a row
+without a claimed byte ban it; a rate-limited answer waits ``retry_after`` and is no blame. The
+last usable source is never banned for bad answers while any of its recent answers was good:
+it is the only way left to finish, and it still delivers. ``SourceBook.judge`` decides; the
+scheduler carries out a ban (it also owns the source's leases).
+
+**Speed.** A source's rate is the bytes it streamed over the last few seconds
+(``core.rates``), counted from its first data. While it works (holds a lease, or has recent
+samples) the estimate is live; once it sits idle with nothing recent, it is remembered as it
+was when last brought up to date (``last_rate``), so an idle fast source still ranks as fast.
+Estimates are brought up to date by events only: ``record_data`` when bytes arrive, and
+``SourceBook.by_speed(now)`` (the scheduler's ``poll``), which ranks the sources and then moves
+every estimate to ``now``. ``rate(now)`` itself is a query: a snapshot taken between two events
+changes nothing.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from swarmget.core.backoff import exponential_backoff
+from swarmget.core.ranges import ByteRange, RangeSet
+from swarmget.core.rates import RateWindow
+from swarmget.core.scheduling import FailureKind, SchedulerConfig, SourceInfo, SourceState
+
+
+@dataclass(slots=True)
+class Source:
+    id: str
+    slots: int
+    added: float
+    leases: set[int] = field(default_factory=set)
+    consecutive_failures: int = 0
+    broken: int = 0  # BROKEN answers ever (for statistics)
+    #: the most recent answers: (lease id or 0, good?), oldest first
+    answers: deque[tuple[int, bool]] = field(default_factory=deque)
+    failures: int = 0
+    not_before: float = 0.0
+    banned: str | None = None
+    gone: bool = False
+    received: int = 0  # bytes streamed (including duplicates that lost)
+    claimed: int = 0  # bytes of the file it delivered first
+    segments: RangeSet = field(default_factory=RangeSet)  # ... and where they are
+    samples: RateWindow = field(default_factory=RateWindow)
+    first_data: float | None = None
+    last_rate: float = 0.0
+
+    # --- queries -------------------------------------------------------------------------------
+
+    def alive(self) -> bool:
+        """Neither banned nor gone: it may still get work (now or after a backoff)."""
+        return self.banned is None and not self.gone
+
+    def usable(self, now: float) -> bool:
+        return self.alive() and now >= self.not_before and len(self.leases) < self.slots
+
+    def rate(self, now: float) -> float | None:
+        """Bytes/s over the last few seconds; None before its first data. Changes nothing."""
+        if self.first_data is None:
+            return None
+        if not self.leases and not self.samples:
+            return self.last_rate  # idle: how fast it was when it worked
+        return self.samples.rate(now, self.first_data)
+
+    def slot_rate(self, now: float) -> float | None:
+        rate = self.rate(now)
+        return None if rate is None else rate / self.slots
+
+    def state(self, now: float) -> SourceState:
+        if self.banned is not None:
+            return SourceState.BANNED
+        if self.gone:
+            return SourceState.GONE
+        if self.leases:
+            return SourceState.ACTIVE
+        return SourceState.BACKOFF if now < self.not_before else SourceState.IDLE
+
+    def info(self, now: float) -> SourceInfo:
+        return SourceInfo(
+            source_id=self.id,
+            state=self.state(now),
+            slots=self.slots,
+            active_leases=len(self.leases),
+            received=self.received,
+            claimed=self.claimed,
+            rate=self.rate(now) or 0.0,
+            failures=self.failures,
+            segments=tuple(self.segments),
+            ban_reason=self.banned,
+        )
+
+    # --- events --------------------------------------------------------------------------------
+
+    def record_data(self, now: float, nbytes: int, lease_started: float) -> None:
+        """A stream of this source that started at ``lease_started`` delivered ``nbytes``."""
+        self.received += nbytes
+        self.samples.add(now, nbytes)
+        if self.first_data is None:
+            self.first_data = lease_started
+
+    def credit(self, write: ByteRange) -> None:
+        """``write`` was claimed from this source's stream: it delivered those bytes first."""
+        self.segments.add(write)
+        self.claimed += write.length
+        self.consecutive_failures = 0
+
+    def advance(self, now: float) -> None:
+        """Bring the rate estimate to ``now``: forget old samples, remember the live rate."""
+        if self.first_data is None:
+            return
+        self.samples.prune(now)
+        rate = self.samples.rate(now, self.first_data)
+        if rate is not None and self.samples:
+            self.last_rate = rate
+
+
+class SourceBook:
+    """Every source of one download, in the order they were first added."""
+
+    def __init__(self, config: SchedulerConfig) -> None:
+        self.config = config
+        self._sources: dict[str, Source] = {}
+
+    def __iter__(self) -> Iterator[Source]:
+        return iter(self._sources.values())
+
+    def __getitem__(self, source_id: str) -> Source:
+        return self._sources[source_id]
+
+    def get(self, source_id: str) -> Source | None:
+        return self._sources.get(source_id)
+
+    def add(self, source_id: str, slots: int, now: float) -> None:
+        """Make a source available (again). Re-adding a gone source revives it; a banned one
+        stays banned."""
+        if slots < 1:
+            raise ValueError("a source needs at least one slot")
+        src = self._sources.get(source_id)
+        if src is None:
+            self._sources[source_id] = Source(source_id, slots, now)
+        elif src.banned is None:
+            src.slots, src.gone = slots, False
+
+    # --- queries -------------------------------------------------------------------------------
+
+    def any_alive(self) -> bool:
+        return any(s.alive() for s in self._sources.values())
+
+    def alive_slots(self) -> int:
+        return sum(s.slots for s in self._sources.values() if s.alive())
+
+    def backoff_ends(self, now: float) -> list[float]:
+        """When the backoffs of sources still alive end (those still in the future)."""
+        return [s.not_before for s in self._sources.values() if s.not_before > now and s.alive()]
+
+    def contributors(self, rng: ByteRange) -> dict[str, int]:
+        """Which sources delivered bytes of ``rng``, and how many each."""
+        out: dict[str, int] = {}
+        for src in self._sources.values():
+            n = sum(len(x) for r in src.segments if (x := r.intersect(rng)) is not None)
+            if n:
+                out[src.id] = n
+        return out
+
+    # --- events --------------------------------------------------------------------------------
+
+    def by_speed(self, now: float) -> list[Source]:
+        """Every source, unmeasured ones first (to measure them), then fastest per slot
+        first; then every rate estimate is brought to ``now`` (see the module docstring)."""
+
+        def key(src: Source) -> tuple[int, float]:
+            rate = src.slot_rate(now)
+            return (0, 0.0) if rate is None else (1, -rate)
+
+        ranked = sorted(self._sources.values(), key=key)
+        for src in self._sources.values():
+            src.advance(now)
+        return ranked
+
+    def uncredit(self, bad: RangeSet) -> None:
+        """The bytes of ``bad`` turned out bad: no source delivered them any more."""
+        for r in bad:
+            for src in self._sources.values():
+                if src.segments.overlaps(r):
+                    src.claimed -= sum(
+                        len(x) for s in src.segments if (x := s.intersect(r)) is not None
+                    )
+                    src.segments.subtract(r)
+
+    def judge(
+        self,
+        src: Source,
+        now: float,
+        kind: FailureKind,
+        reason: str,
+        retry_after: float | None,
+        lease_id: int = 0,
+    ) -> str | None:
+        """Count a failure of ``src`` (of lease ``lease_id``, 0: of no lease) and back it off;
+        returns why it must be banned, or None."""
+        if kind is FailureKind.CANCELLED:
+            return None
+        src.failures += 1
+        if kind is FailureKind.RATE_LIMITED:
+            wait = retry_after if retry_after is not None else self._backoff(1)
+            src.not_before = max(src.not_before, now + wait)
+            return None
+        src.consecutive_failures += 1
+        if kind is FailureKind.BROKEN:
+            src.broken += 1
+            self.answer(src, lease_id, good=False)
+            bad = sum(1 for _, good in src.answers if not good)
+            too_many = bad >= self.config.max_broken and 2 * bad > len(src.answers)
+            if too_many and not self._is_last_hope(src):
+                return f"{bad} of its last {len(src.answers)} answers bad, last: {reason}"
+        if src.consecutive_failures >= self.config.max_failures:
+            return f"{src.consecutive_failures} failures in a row, last: {reason}"
+        src.not_before = max(src.not_before, now + self._backoff(src.consecutive_failures))
+        return None
+
+    def answer(self, src: Source, lease_id: int, *, good: bool) -> None:
+        """Record an answer of ``src``; a bad end of a lease replaces its good start."""
+        if not good and lease_id:
+            for i, (seen, _) in enumerate(src.answers):
+                if seen == lease_id:
+                    src.answers[i] = (lease_id, False)
+                    return
+        src.answers.append((lease_id, good))
+        while len(src.answers) > self.config.judge_window:
+            src.answers.popleft()
+
+    def _is_last_hope(self, src: Source) -> bool:
+        """``src`` is the only source alive and recently delivered (see the docstring)."""
+        if not any(good for _, good in src.answers):
+            return False
+        return not any(s.alive() for s in self._sources.values() if s is not src)
+
+    def _backoff(self, failures: int) -> float:
+        config = self.config
+        return exponential_backoff(
+            failures, initial=config.backoff_initial, maximum=config.backoff_max
+        )
+
+    # --- checks --------------------------------------------------------------------------------
+
+    def check_invariants(self, claimed: RangeSet) -> None:
+        """Raise AssertionError if two sources claim one byte, or one claims a byte that is
+        not claimed."""
+        seen = RangeSet()
+        for src in self._sources.values():
+            for r in src.segments:
+                assert not seen.overlaps(r), f"{r} claimed by two sources"
+                seen.add(r)
+        for r in seen:
+            assert claimed.contains(r), f"{r} claimed but not done"
