@@ -498,7 +498,8 @@ def download_with_cli(
     """Time ``swarmget get`` from the command to its exit; then check the file (sha256)."""
     node = swarm.nodes[requester]
     name = f"{run.experiment}-{run.label}.bin".replace(" ", "_").replace("/", "_")
-    out = node.state_dir / "cli-out" / name
+    # the node takes a download only into its download directory (else the CLI goes alone)
+    out = (node.download_dir if mode == "node" else node.state_dir / "cli-out") / name
     out.parent.mkdir(parents=True, exist_ok=True)
     out.unlink(missing_ok=True)
     cmd = cli_command(swarm, requester, mode, url, sha256, out)
