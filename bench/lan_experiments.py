@@ -66,6 +66,8 @@ class Plan:
     user_sizes: tuple[int, ...] = (16 * MiB, 64 * MiB, 256 * MiB)
     user_nodes: tuple[int, ...] = (1, 2, 3, 4, 8)
     user_repeat: int = 3  # the median of this many, for every point of ``user``
+    user_fault_nodes: int = 4  # nodes that work, next to one listed peer that does not answer
+    user_fault_size: int = 64 * MiB
     rtt_ms: float = 0.0  # the round trip to the origin (0: none; else the delay line)
 
     @property
@@ -76,6 +78,7 @@ class Plan:
             len(self.hetero_caps),
             self.fault_nodes,
             *self.user_nodes,
+            self.user_fault_nodes + 1,
         )
 
     def goodput(self, mbit: float) -> float:
@@ -98,6 +101,8 @@ QUICK = Plan(
     user_sizes=(16 * MiB,),
     user_nodes=(1, 2),
     user_repeat=1,
+    user_fault_nodes=1,
+    user_fault_size=16 * MiB,
 )
 
 
@@ -189,12 +194,20 @@ class Lab:
         return run
 
     def cli(
-        self, swarm: Swarm, experiment: str, label: str, *, size: int, n: int, mode: str
+        self,
+        swarm: Swarm,
+        experiment: str,
+        label: str,
+        *,
+        size: int,
+        n: int,
+        mode: str,
+        fault: str | None = None,
     ) -> Run:
         """``user_repeat`` downloads by ``swarmget get`` on h0; every one is recorded."""
         for _ in range(self.plan.user_repeat):
             run = Run(experiment, label, "swarmget", n, size, params={"sha256": self.sha256(size)})
-            run.params.update(n=n, mode=mode, rtt_ms=self.plan.rtt_ms)
+            run.params.update(n=n, mode=mode, rtt_ms=self.plan.rtt_ms, fault=fault)
             download_with_cli(
                 swarm,
                 run,
@@ -377,6 +390,32 @@ def exp_user(lab: Lab) -> None:
                 for size in plan.user_sizes:
                     lab.cli(swarm, "user", f"get{' --hub' if mode == 'hub' else ''} {human(size)} "
                             f"{_nodes(n)}", size=size, n=n, mode=mode)  # fmt: skip
+    _user_dead_peer(lab)
+
+
+def _user_dead_peer(lab: Lab) -> None:
+    """A peer the hub still lists but that does not answer h0: its SYNs are black-holed (a
+    blackhole route to h0 in its namespace drops its SYN-ACKs), or it is SIGSTOPped (the
+    kernel accepts, nobody answers). Compared with the same swarm without it."""
+    plan = lab.plan
+    n, size = plan.user_fault_nodes, plan.user_fault_size
+    with lab.swarm(n + 1) as swarm:
+        wait_for_helpers(swarm, 0, range(1, n + 1), limit=60.0)
+        dead = swarm.nodes[n]
+        requester_ip = net.host_ip(0)
+        for fault in ("black-holed", "stopped"):
+            if fault == "black-holed":
+                net.sh(["ip", "-n", dead.ns, "route", "add", "blackhole", f"{requester_ip}/32"])
+            else:
+                os.kill(dead.pid, signal.SIGSTOP)
+            try:
+                lab.cli(swarm, "user", f"get {human(size)} {_nodes(n)} + 1 {fault}", size=size,
+                        n=n, mode="node", fault=fault)  # fmt: skip
+            finally:
+                if fault == "black-holed":
+                    net.sh(["ip", "-n", dead.ns, "route", "del", "blackhole", f"{requester_ip}/32"])
+                else:
+                    os.kill(dead.pid, signal.SIGCONT)
 
 
 RUNNERS: dict[str, Callable[[Lab], None]] = {

@@ -269,11 +269,16 @@ def baselines_table(plan: Plan, runs: Sequence[Run]) -> str | None:
     return _table(head, rows)
 
 
-def _user_medians(runs: Sequence[Run]) -> dict[tuple[str, int, int], tuple[float, int]]:
+UserKey = tuple[str, int, int]  # (mode, size, nodes); a fault run's mode is "node+FAULT"
+
+
+def _user_medians(runs: Sequence[Run]) -> dict[UserKey, tuple[float, int]]:
     """(mode, size, n) -> (median wall of the good runs, how many were good)."""
-    walls: dict[tuple[str, int, int], list[float]] = {}
+    walls: dict[UserKey, list[float]] = {}
     for r in _ok(runs, "user"):
-        key = (str(r.params.get("mode")), r.size, int(r.params.get("n") or r.nodes))
+        fault = r.params.get("fault")
+        mode = str(r.params.get("mode")) + (f"+{fault}" if fault else "")
+        key = (mode, r.size, int(r.params.get("n") or r.nodes))
         walls.setdefault(key, []).append(r.wall or 0.0)
     return {k: (statistics.median(v), len(v)) for k, v in walls.items()}
 
@@ -292,6 +297,8 @@ def user_table(plan: Plan, runs: Sequence[Run]) -> str | None:
         eff = ideal / wall if ideal else None
         over = wall - ideal if ideal is not None else None
         what = {"curl": "curl", "node": "get (node)", "hub": "get --hub"}.get(mode, mode)
+        if mode.startswith("node+"):
+            what = f"get (node), + 1 peer {mode.partition('+')[2]}"
         rows.append([what, human(size), str(n), f"{wall:.2f} s", _f(ideal, ".2f", " s"),
                      _f(eff, ".2f"), _f(over, "+.2f", " s"), str(count)])  # fmt: skip
     head = [
@@ -355,6 +362,15 @@ def _goal_user(plan: Plan, runs: Sequence[Run]) -> list[Goal]:
             else all(e >= (floor or 0) for e in effs.values())
         )
         out.append(Goal(text, cells, met))
+    for fault in ("black-holed", "stopped"):
+        text = f"a listed peer {fault}: costs < 0.5 s ({human(plan.user_fault_size)})"
+        key = (f"node+{fault}", plan.user_fault_size, plan.user_fault_nodes)
+        ref = med.get(("node", plan.user_fault_size, plan.user_fault_nodes))
+        if key not in med or ref is None:
+            out.append(Goal(text, "-", None))
+            continue
+        cost = med[key][0] - ref[0]
+        out.append(Goal(text, f"{cost:+.2f} s at N={plan.user_fault_nodes}", cost < 0.5))
     alone = med.get(("node", 16 * MiB, 1))
     most = max((n for (mode, sz, n) in med if mode == "node" and sz == 16 * MiB), default=None)
     text = "get 16 MiB at the most nodes >= 3x faster than alone"
