@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 BENCH_STAMP := $(VENV)/.installed-bench
 
-.PHONY: demo test lint fmt bench-single bench bench-quick clean
+.PHONY: demo test lint fmt bench-single bench bench-quick bench-latency clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -44,6 +44,11 @@ bench: $(BENCH_STAMP)
 
 bench-quick: $(BENCH_STAMP)
 	$(BIN)/python bench/lan.py all --quick
+	$(BIN)/python bench/lan.py run user --quick --rtt-ms 30 --results bench/out/latency-quick
+
+# As a user sees it (swarmget get -> verified file), with a 30 ms round trip to the origin.
+bench-latency: $(BENCH_STAMP)
+	$(BIN)/python bench/lan.py run user --rtt-ms 30 --results bench/results/latency
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache .mypy_cache .ruff_cache

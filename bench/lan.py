@@ -15,10 +15,15 @@ What it measures (``lan_experiments.py``), each a markdown table and a PNG in be
     hetero     4 nodes at 10/20/40/80 Mbit/s: aggregate rate vs the sum of the caps
     faults     4 nodes, one helper SIGKILLed / SIGSTOPped at 30 %, vs the 3-node time
     baselines  curl and aria2c -x16 -s16 from one host, with both kinds of cap
+    user       (not in `all`) as a user sees it: `swarmget get URL -o FILE` to the verified
+               file, handed to the node on h0 (and `get --hub`), 1..8 nodes, 16/64/256 MiB,
+               median of 3, next to curl; with --rtt-ms 30 (`make bench-latency`) every
+               request to the origin costs a 30 ms round trip (bench/delayline.py)
 
 How to run it (as root; it installs nginx-light, iproute2, curl and aria2 if missing)
     make bench                                  # everything (about 17 minutes on 2 cores)
-    make bench-quick                            # 16 MiB, 2 nodes: the CI smoke test (~1.5 min)
+    make bench-quick                            # 16 MiB, 2 nodes: the CI smoke test (~2 min)
+    make bench-latency                          # the user experiment at RTT 30 ms (~15 min)
     .venv/bin/python bench/lan.py run nodes faults [--repeat 3]
     .venv/bin/python bench/lan.py up --hosts 4  # leave the LAN up to poke at it:
     ip netns exec sgb-h0 curl -o /dev/null http://10.77.0.1/16777216/payload.bin
@@ -85,6 +90,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="16 MiB, 2 nodes: correctness smoke")
     p.add_argument("--repeat", type=int, default=1, help="downloads per point (median)")
     p.add_argument("--cap", type=float, help="Mbit/s per host (default 40)")
+    p.add_argument(
+        "--rtt-ms",
+        type=float,
+        default=0.0,
+        help="round trip to the origin, ms (default 0; a delay line, see delayline.py)",
+    )
     p.add_argument("--hosts", type=int, help="for up: host namespaces (default 8)")
     p.add_argument("--keep", action="store_true", help="leave the LAN up after run/all")
     p.add_argument("--no-install", action="store_true", help="never apt-get install")
@@ -96,8 +107,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         p.error(f"unknown experiment(s): {', '.join(sorted(unknown))}")
     if args.command == "run" and not args.experiments:
         p.error("run needs one or more experiments (or use `all`)")
-    if args.command == "all":
-        args.experiments = list(EXPERIMENTS)
+    if args.command == "all":  # the user's view is its own run: ``run user --rtt-ms 30``
+        args.experiments = [e for e in EXPERIMENTS if e != "user"]
+    if not 0 <= args.rtt_ms <= 1000:
+        p.error("--rtt-ms must be within 0..1000")
     if args.repeat < 1:
         p.error("--repeat must be >= 1")
     return args
@@ -111,7 +124,9 @@ def bring_up(plan: Plan, hosts: int, allow_install: bool) -> str:
     caps = tuple([plan.cap_mbit] * hosts)
     print(f"bringing up the LAN: origin, hub, {hosts} hosts at {plan.cap_mbit:g} Mbit/s each")
     net.up(hosts, net.Shaping(caps_mbit=caps))
-    base = start_origin(found["nginx"], WORK / "nginx", FILES, plan.conn_rate)
+    if plan.rtt_ms:
+        print(f"origin round trip: {plan.rtt_ms:g} ms (delay line in front of nginx)")
+    base = start_origin(found["nginx"], WORK / "nginx", FILES, plan.conn_rate, plan.rtt_ms)
     return base
 
 
@@ -163,7 +178,9 @@ def markdown(plan: Plan, runs: Sequence[Run], facts: dict[str, str], results: Pa
     lines += [
         f"- per-host cap {plan.cap_mbit:g} Mbit/s (origin → host), LAN 1 Gbit/s, "
         f"per-connection cap {plan.conn_rate / MiB:g} MiB/s on /capped/, requester "
-        f"stall timeout {plan.stall_timeout:g} s, {plan.repeat} download(s) per point",
+        f"stall timeout {plan.stall_timeout:g} s, {plan.repeat} download(s) per point, "
+        f"round trip to the origin {plan.rtt_ms:g} ms"
+        + (" (delay line: requests wait one RTT, new connections two)" if plan.rtt_ms else ""),
         "",
     ]
     for name in dict.fromkeys(r.experiment for r in runs):
@@ -247,7 +264,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if why is not None:
             print(f"SKIP: the namespace LAN benchmark cannot run here: {why}")
             return 0
-        plan = plan_for(args.quick, args.repeat, args.cap)
+        plan = plan_for(args.quick, args.repeat, args.cap, args.rtt_ms)
         if args.command == "up":
             return up_only(plan, args)
         return run_experiments(args, plan)

@@ -13,6 +13,9 @@ this small stdlib-only script there (``ip netns exec sgb-h0 python lan_agent.py 
    it also asks for the bytes done every 0.1 s and prints them (the fault experiments),
 4. prints the final ``GET /v1/downloads/{id}``.
 
+With ``--wait-only`` it stops after step 1 (the ``user`` experiment then times ``swarmget get``
+itself).
+
 One keep-alive HTTP connection carries all the calls.
 
 Output: one JSON object per line on stdout, ``{"event": "ready" | "started" | "progress" |
@@ -121,11 +124,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--helpers", default="", help="comma-separated node ids ('' = alone)")
     p.add_argument("--progress", action="store_true")
     p.add_argument("--timeout", type=float, default=600.0)
+    p.add_argument(
+        "--wait-only", action="store_true", help="only wait until the helpers are seen, then exit"
+    )
     args = p.parse_args(argv)
     api = Api(args.api, args.token_file.read_text().strip())
     helpers = [h for h in args.helpers.split(",") if h]
     peers = wait_for_peers(api, helpers, PEERS_WAIT)
     emit("ready", 0.0, peers=peers)
+    if args.wait_only:
+        return 0
     body = {
         "url": args.url,
         "output": args.output,

@@ -9,6 +9,10 @@
                the 3-node and 4-node times (no fault).
 ``baselines``  curl and ``aria2c -x16 -s16`` from one host next to swarmget alone and with the
                swarm, with per-host caps (the 256 MiB file) and with a per-connection cap.
+``user``       as a user sees it: ``swarmget get URL -o FILE`` from the command to the verified
+               file, handed to the node running on h0, for 1..N nodes and a few sizes, next
+               to curl; and ``get --hub`` (its own in-process node) at 1 and N nodes. Meant
+               for ``--rtt-ms`` (a round trip to the origin, see delayline.py).
 
 A plan (``FULL`` or ``QUICK``) says how big each is. Every download is verified (sha256)
 outside the timed part and deleted; timings are measured and reported, never asserted.
@@ -26,10 +30,19 @@ from pathlib import Path
 
 import lan_net as net
 from common import MiB, cached_sha256, ensure_test_file, human
-from lan_swarm import NodeOptions, Run, Swarm, download_with_swarm, download_with_tool, open_swarm
+from lan_swarm import (
+    NodeOptions,
+    Run,
+    Swarm,
+    download_with_cli,
+    download_with_swarm,
+    download_with_tool,
+    open_swarm,
+    wait_for_helpers,
+)
 
 GOODPUT = 1448 / 1514  # TCP payload per byte on the wire (MSS 1448 with timestamps, 1500 MTU)
-EXPERIMENTS = ("nodes", "conns", "sizes", "hetero", "faults", "baselines")
+EXPERIMENTS = ("nodes", "conns", "sizes", "hetero", "faults", "baselines", "user")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -50,10 +63,23 @@ class Plan:
     fault_at: float = 0.3
     stall_timeout: float = 5.0
     repeat: int = 1
+    user_sizes: tuple[int, ...] = (16 * MiB, 64 * MiB, 256 * MiB)
+    user_nodes: tuple[int, ...] = (1, 2, 3, 4, 8)
+    user_repeat: int = 3  # the median of this many, for every point of ``user``
+    user_fault_nodes: int = 4  # nodes that work, next to one listed peer that does not answer
+    user_fault_size: int = 64 * MiB
+    rtt_ms: float = 0.0  # the round trip to the origin (0: none; else the delay line)
 
     @property
     def hosts(self) -> int:
-        return max(self.max_nodes, self.size_nodes, len(self.hetero_caps), self.fault_nodes)
+        return max(
+            self.max_nodes,
+            self.size_nodes,
+            len(self.hetero_caps),
+            self.fault_nodes,
+            *self.user_nodes,
+            self.user_fault_nodes + 1,
+        )
 
     def goodput(self, mbit: float) -> float:
         """Bytes/s of payload through a ``mbit`` link."""
@@ -72,6 +98,11 @@ QUICK = Plan(
     size_nodes=2,
     hetero_caps=(20.0, 40.0),
     fault_nodes=2,
+    user_sizes=(16 * MiB,),
+    user_nodes=(1, 2),
+    user_repeat=1,
+    user_fault_nodes=1,
+    user_fault_size=16 * MiB,
 )
 
 
@@ -160,6 +191,33 @@ class Lab:
             timeout=self.timeout(size, slowest),
         )
         self._record(run)
+        return run
+
+    def cli(
+        self,
+        swarm: Swarm,
+        experiment: str,
+        label: str,
+        *,
+        size: int,
+        n: int,
+        mode: str,
+        fault: str | None = None,
+    ) -> Run:
+        """``user_repeat`` downloads by ``swarmget get`` on h0; every one is recorded."""
+        for _ in range(self.plan.user_repeat):
+            run = Run(experiment, label, "swarmget", n, size, params={"sha256": self.sha256(size)})
+            run.params.update(n=n, mode=mode, rtt_ms=self.plan.rtt_ms, fault=fault)
+            download_with_cli(
+                swarm,
+                run,
+                url=self.url(size),
+                sha256=self.sha256(size),
+                requester=0,
+                mode=mode,
+                timeout=self.timeout(size, self._slowest(False)),
+            )
+            self._record(run)
         return run
 
     def _slowest(self, capped: bool) -> float:
@@ -317,6 +375,49 @@ def exp_baselines(lab: Lab) -> None:
                 )
 
 
+def exp_user(lab: Lab) -> None:
+    """From ``swarmget get`` to the verified file: median of ``user_repeat`` per point."""
+    plan = lab.plan
+    for size in plan.user_sizes:
+        for _ in range(plan.user_repeat):
+            run = lab.tool("user", "curl", f"curl {human(size)}", size)
+            run.params.update(n=1, mode="curl", rtt_ms=plan.rtt_ms)
+    for n in plan.user_nodes:
+        with lab.swarm(n) as swarm:
+            wait_for_helpers(swarm, 0, range(1, n), limit=60.0)
+            modes = ("node", "hub") if n in (1, max(plan.user_nodes)) else ("node",)
+            for mode in modes:
+                for size in plan.user_sizes:
+                    lab.cli(swarm, "user", f"get{' --hub' if mode == 'hub' else ''} {human(size)} "
+                            f"{_nodes(n)}", size=size, n=n, mode=mode)  # fmt: skip
+    _user_dead_peer(lab)
+
+
+def _user_dead_peer(lab: Lab) -> None:
+    """A peer the hub still lists but that does not answer h0: its SYNs are black-holed (a
+    blackhole route to h0 in its namespace drops its SYN-ACKs), or it is SIGSTOPped (the
+    kernel accepts, nobody answers). Compared with the same swarm without it."""
+    plan = lab.plan
+    n, size = plan.user_fault_nodes, plan.user_fault_size
+    with lab.swarm(n + 1) as swarm:
+        wait_for_helpers(swarm, 0, range(1, n + 1), limit=60.0)
+        dead = swarm.nodes[n]
+        requester_ip = net.host_ip(0)
+        for fault in ("black-holed", "stopped"):
+            if fault == "black-holed":
+                net.sh(["ip", "-n", dead.ns, "route", "add", "blackhole", f"{requester_ip}/32"])
+            else:
+                os.kill(dead.pid, signal.SIGSTOP)
+            try:
+                lab.cli(swarm, "user", f"get {human(size)} {_nodes(n)} + 1 {fault}", size=size,
+                        n=n, mode="node", fault=fault)  # fmt: skip
+            finally:
+                if fault == "black-holed":
+                    net.sh(["ip", "-n", dead.ns, "route", "del", "blackhole", f"{requester_ip}/32"])
+                else:
+                    os.kill(dead.pid, signal.SIGCONT)
+
+
 RUNNERS: dict[str, Callable[[Lab], None]] = {
     "nodes": exp_nodes,
     "conns": exp_conns,
@@ -324,10 +425,11 @@ RUNNERS: dict[str, Callable[[Lab], None]] = {
     "hetero": exp_hetero,
     "faults": exp_faults,
     "baselines": exp_baselines,
+    "user": exp_user,
 }
 
 
-def plan_for(quick: bool, repeat: int, cap_mbit: float | None) -> Plan:
+def plan_for(quick: bool, repeat: int, cap_mbit: float | None, rtt_ms: float = 0.0) -> Plan:
     plan = QUICK if quick else FULL
-    plan = replace(plan, repeat=repeat)
+    plan = replace(plan, repeat=repeat, rtt_ms=rtt_ms)
     return replace(plan, cap_mbit=cap_mbit) if cap_mbit is not None else plan

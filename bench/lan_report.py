@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -268,6 +269,51 @@ def baselines_table(plan: Plan, runs: Sequence[Run]) -> str | None:
     return _table(head, rows)
 
 
+UserKey = tuple[str, int, int]  # (mode, size, nodes); a fault run's mode is "node+FAULT"
+
+
+def _user_medians(runs: Sequence[Run]) -> dict[UserKey, tuple[float, int]]:
+    """(mode, size, n) -> (median wall of the good runs, how many were good)."""
+    walls: dict[UserKey, list[float]] = {}
+    for r in _ok(runs, "user"):
+        fault = r.params.get("fault")
+        mode = str(r.params.get("mode")) + (f"+{fault}" if fault else "")
+        key = (mode, r.size, int(r.params.get("n") or r.nodes))
+        walls.setdefault(key, []).append(r.wall or 0.0)
+    return {k: (statistics.median(v), len(v)) for k, v in walls.items()}
+
+
+def user_table(plan: Plan, runs: Sequence[Run]) -> str | None:
+    """Command to verified file; ideal = curl's median time for that size / N."""
+    med = _user_medians(runs)
+    if not med:
+        return None
+    rows = []
+    for (mode, size, n), (wall, count) in sorted(
+        med.items(), key=lambda kv: (kv[0][1], kv[0][0], kv[0][2])
+    ):
+        curl = med.get(("curl", size, 1))
+        ideal = curl[0] / n if curl else None
+        eff = ideal / wall if ideal else None
+        over = wall - ideal if ideal is not None else None
+        what = {"curl": "curl", "node": "get (node)", "hub": "get --hub"}.get(mode, mode)
+        if mode.startswith("node+"):
+            what = f"get (node), + 1 peer {mode.partition('+')[2]}"
+        rows.append([what, human(size), str(n), f"{wall:.2f} s", _f(ideal, ".2f", " s"),
+                     _f(eff, ".2f"), _f(over, "+.2f", " s"), str(count)])  # fmt: skip
+    head = [
+        "what",
+        "size",
+        "nodes",
+        "median",
+        "ideal (curl / N)",
+        "efficiency",
+        "over ideal",
+        "runs",
+    ]
+    return _table(head, rows)
+
+
 TABLES = {
     "nodes": nodes_table,
     "conns": conns_table,
@@ -275,6 +321,7 @@ TABLES = {
     "hetero": hetero_table,
     "faults": faults_table,
     "baselines": baselines_table,
+    "user": user_table,
 }
 
 
@@ -285,6 +332,53 @@ def goals(plan: Plan, runs: Sequence[Run]) -> list[Goal]:
     out = [_goal_efficiency(plan, runs), _goal_last_byte(plan, runs), _goal_hetero(plan, runs)]
     out += _goal_faults(plan, runs)
     out.append(_goal_cpu(runs))
+    out += _goal_user(plan, runs)
+    return out
+
+
+def _goal_user(plan: Plan, runs: Sequence[Run]) -> list[Goal]:
+    """Issue #14's goals, from the ``user`` experiment (command to verified file)."""
+    med = _user_medians(runs)
+    if not med:
+        return []
+    rtt = f"RTT {plan.rtt_ms:g} ms"
+    out = []
+    for size, slack, floor in ((64 * MiB, 0.25, None), (256 * MiB, None, 0.97)):
+        curl = med.get(("curl", size, 1))
+        mine = {n: w for (mode, sz, n), (w, _) in med.items() if mode == "node" and sz == size}
+        if slack is not None:
+            text = f"get {human(size)}, {rtt}: <= ideal + {slack} s for every N"
+        else:
+            text = f"get {human(size)}, {rtt}: efficiency >= {floor} for every N"
+        if curl is None or not mine:
+            out.append(Goal(text, "-", None))
+            continue
+        over = {n: w - curl[0] / n for n, w in mine.items()}
+        effs = {n: curl[0] / n / w for n, w in mine.items()}
+        cells = ", ".join(f"N={n}: {effs[n]:.2f} ({over[n]:+.2f} s)" for n in sorted(mine))
+        met = (
+            all(o <= slack for o in over.values())
+            if slack is not None
+            else all(e >= (floor or 0) for e in effs.values())
+        )
+        out.append(Goal(text, cells, met))
+    for fault in ("black-holed", "stopped"):
+        text = f"a listed peer {fault}: costs < 0.5 s ({human(plan.user_fault_size)})"
+        key = (f"node+{fault}", plan.user_fault_size, plan.user_fault_nodes)
+        ref = med.get(("node", plan.user_fault_size, plan.user_fault_nodes))
+        if key not in med or ref is None:
+            out.append(Goal(text, "-", None))
+            continue
+        cost = med[key][0] - ref[0]
+        out.append(Goal(text, f"{cost:+.2f} s at N={plan.user_fault_nodes}", cost < 0.5))
+    alone = med.get(("node", 16 * MiB, 1))
+    most = max((n for (mode, sz, n) in med if mode == "node" and sz == 16 * MiB), default=None)
+    text = "get 16 MiB at the most nodes >= 3x faster than alone"
+    if alone is None or most is None or most == 1:
+        out.append(Goal(text, "-", None))
+    else:
+        speedup = alone[0] / med[("node", 16 * MiB, most)][0]
+        out.append(Goal(text, f"{speedup:.2f}x at N={most}", speedup >= 3))
     return out
 
 

@@ -10,6 +10,9 @@
   on that namespace's loopback) and turns its JSON lines into a ``Run``: the time from the
   request to the verified file, the result's ``last_byte_to_done``, each node's CPU time
   (``/proc/PID/stat`` utime + stime over the download) and an independent sha256 check.
+* ``download_with_cli`` times ``swarmget get URL -o FILE`` in the requester's namespace, as a
+  user sees it: from the command to its exit with the verified file, handed to the running node
+  (``node``) or with its own in-process node (``hub``: ``get --hub``).
 * ``download_with_tool`` times ``curl`` or ``aria2c`` in a host namespace the same way.
 """
 
@@ -36,6 +39,8 @@ HUB_PORT = 7400
 PEER_PORT = 7401
 STARTUP_TIMEOUT = 30.0
 AGENT = Path(__file__).resolve().parent / "lan_agent.py"
+DELAYLINE = Path(__file__).resolve().parent / "delayline.py"
+DELAYED_NGINX_PORT = 8080  # nginx behind the delay line, on the origin namespace's loopback
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 NGINX_WORKERS = 2
 
@@ -113,16 +118,40 @@ class Run:
 # --- the origin ---------------------------------------------------------------------------------
 
 
-def start_origin(nginx: str, run_dir: Path, files_root: Path, conn_rate: int) -> str:
-    """nginx in ``sgb-origin`` serving ``files_root``; returns its base URL."""
+def start_origin(
+    nginx: str, run_dir: Path, files_root: Path, conn_rate: int, rtt_ms: float = 0.0
+) -> str:
+    """nginx in ``sgb-origin`` serving ``files_root``; returns its base URL.
+
+    With ``rtt_ms`` > 0, nginx listens on the namespace's loopback and ``delayline.py`` on the
+    origin's address in front of it: every request then costs that round trip (see there).
+    """
     run_dir.mkdir(parents=True, exist_ok=True)
     capped = f"        location /capped/ {{ alias {files_root}/; limit_rate {conn_rate}; }}\n"
     conf = run_dir / "nginx.conf"
-    listen = f"{net.ORIGIN_IP}:80"
+    listen = f"{net.ORIGIN_IP}:80" if rtt_ms <= 0 else f"127.0.0.1:{DELAYED_NGINX_PORT}"
     text = nginx_config(run_dir, files_root, listen, NGINX_WORKERS, locations=capped, daemon=True)
     conf.write_text(text)
     net.sh(net.in_ns(net.ORIGIN_NS, [nginx, "-p", str(run_dir), "-c", str(conf)]))
+    if rtt_ms > 0:
+        _start_delayline(run_dir, f"127.0.0.1:{DELAYED_NGINX_PORT}", rtt_ms)
     return f"http://{net.ORIGIN_IP}"
+
+
+def _start_delayline(run_dir: Path, to: str, rtt_ms: float) -> None:
+    """``delayline.py`` in ``sgb-origin`` (ended by ``lan_net.down`` with the namespace)."""
+    args = ["--listen", f"{net.ORIGIN_IP}:80", "--to", to, "--rtt-ms", f"{rtt_ms:g}"]
+    with (run_dir / "delayline.log").open("ab") as err:
+        proc = subprocess.Popen(
+            net.in_ns(net.ORIGIN_NS, [sys.executable, str(DELAYLINE), *args]),
+            stdout=subprocess.PIPE,
+            stderr=err,
+            start_new_session=True,
+        )
+    assert proc.stdout is not None
+    ready, _, _ = select.select([proc.stdout], [], [], STARTUP_TIMEOUT)
+    if not ready or proc.stdout.readline().strip() != b"ready":
+        raise RuntimeError(f"the delay line did not start (see {run_dir / 'delayline.log'})")
 
 
 def wait_origin(url: str, size: int, limit: float = 15.0) -> None:
@@ -413,6 +442,88 @@ def download_with_tool(run: Run, *, url: str, work: Path, host: int, timeout: fl
     run.wall = time.perf_counter() - t0
     if proc.returncode != 0:
         run.error = f"exit {proc.returncode}: {(proc.stderr or proc.stdout).strip()[-200:]}"
+        out.unlink(missing_ok=True)
+        return run
+    run.ok = _verify_and_remove(out, run)
+    return run
+
+
+def wait_for_helpers(swarm: Swarm, requester: int, helpers: Sequence[int], limit: float) -> None:
+    """Until node ``requester`` sees every node of ``helpers`` (they registered with the hub)."""
+    node = swarm.nodes[requester]
+    options = {
+        "--api": node.api_url,
+        "--token-file": node.state_dir / "api-token",
+        "--url": "-",
+        "--output": "-",
+        "--download-dir": node.download_dir,
+        "--sha256": "-",
+        "--helpers": ",".join(swarm.nodes[h].peer_id for h in helpers),
+    }
+    cmd = [sys.executable, str(AGENT), *flags(options), "--wait-only"]
+    proc = subprocess.run(
+        net.in_ns(node.ns, cmd), capture_output=True, text=True, timeout=limit, check=False
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"helpers not seen: {(proc.stderr or proc.stdout).strip()[-300:]}")
+
+
+def cli_command(
+    swarm: Swarm, requester: int, mode: str, url: str, sha256: str, out: Path
+) -> list[str]:
+    """``swarmget get`` as a user types it on host ``requester``."""
+    node = swarm.nodes[requester]
+    cmd = [str(swarmget_exe()), "get", url, "-o", str(out), "--checksum", f"sha256:{sha256}", "-q"]
+    if mode == "node":  # handed to the node running there (its state directory has node.json)
+        return [*cmd, "--state-dir", str(node.state_dir)]
+    if mode == "hub":  # its own node in the process, with the swarm of the hub
+        lone = swarm.root / f"cli-h{requester}"
+        lone.mkdir(exist_ok=True)
+        hub = f"http://{net.HUB_IP}:{HUB_PORT}"
+        return [
+            *cmd,
+            "--hub",
+            hub,
+            "--secret-file",
+            str(swarm.root / "secret"),
+            "--state-dir",
+            str(lone),
+        ]
+    raise ValueError(mode)
+
+
+def download_with_cli(
+    swarm: Swarm, run: Run, *, url: str, sha256: str, requester: int, mode: str, timeout: float
+) -> Run:
+    """Time ``swarmget get`` from the command to its exit; then check the file (sha256)."""
+    node = swarm.nodes[requester]
+    name = f"{run.experiment}-{run.label}.bin".replace(" ", "_").replace("/", "_")
+    # the node takes a download only into its download directory (else the CLI goes alone)
+    out = (node.download_dir if mode == "node" else node.state_dir / "cli-out") / name
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.unlink(missing_ok=True)
+    cmd = cli_command(swarm, requester, mode, url, sha256, out)
+    watched = [n for n in swarm.nodes.values()]
+    os.sync()
+    cpu0 = {n.node_id: cpu_times(n.pid) for n in watched}
+    t0 = time.perf_counter()
+    try:
+        proc = subprocess.run(
+            net.in_ns(node.ns, cmd), capture_output=True, text=True, timeout=timeout, check=False
+        )
+    except subprocess.TimeoutExpired:
+        run.error = f"timed out after {timeout:.0f}s"
+        out.unlink(missing_ok=True)
+        return run
+    run.wall = time.perf_counter() - t0
+    cpu1 = {n.node_id: cpu_times(n.pid) for n in watched}
+    run.cpu = {
+        k: round(sum(c1) - sum(c0), 3)
+        for k, c1 in cpu1.items()
+        if (c0 := cpu0.get(k)) is not None and c1 is not None
+    }
+    if proc.returncode != 0:
+        run.error = f"exit {proc.returncode}: {(proc.stderr or proc.stdout).strip()[-300:]}"
         out.unlink(missing_ok=True)
         return run
     run.ok = _verify_and_remove(out, run)
