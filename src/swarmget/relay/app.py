@@ -33,10 +33,10 @@ from typing import Any
 from aiohttp import web
 from pydantic import ValidationError
 
-from swarmget.core.auth import ReplayCache
 from swarmget.core.errors import InvalidURL
 from swarmget.core.lifecycle import FetchPhase
 from swarmget.core.ranges import ByteRange
+from swarmget.core.replay import ReplayCache
 from swarmget.core.urls import validate_url
 from swarmget.net.auth import auth_middleware, json_error
 from swarmget.net.metrics import metrics_handler
