@@ -49,8 +49,9 @@ from swarmget.protocol.relay import (
     FetchRequest,
     blob_path,
 )
+from swarmget.relay.blobs import ReaderLimit
 from swarmget.relay.metrics import RelayCollector
-from swarmget.relay.service import FetchReport, ReaderLimit, Relay
+from swarmget.relay.service import FetchReport, Relay
 
 log = logging.getLogger(__name__)
 RELAY: web.AppKey[Relay] = web.AppKey("relay", Relay)
