@@ -33,7 +33,11 @@ Split by who is at fault and what the caller should do about it::
     │   │   └── UntrustedFile      FILE.part or its control file is a link, not a regular
     │   │                          file, another user's or writable by others: not touched
     │   ├── NoSourcesLeft          every source is banned or gone before the file completed
-    │   └── Cancelled              the user cancelled the download
+    │   ├── Cancelled              the user cancelled the download
+    │   └── RelayError             talking to the relay failed (seen from a requester)
+    │       ├── RelayUnavailable   unreachable, busy, 5xx, or it forgot the fetch: try later
+    │       └── RelayRejected      the relay refused our request (secret, clock skew, bad
+    │                              request): retrying as is will not help; fix the configuration
     ├── AuthError                  the peer's fault: its request is unsigned, badly signed,
     │   │                          replayed or too far off in time; reject the request (401)
     │   ├── BadIdentity            the node key is missing, does not match the node id, or its
@@ -240,6 +244,20 @@ class HubRejected(HubError):
 
 class UnknownNode(HubError):
     code = "unknown_node"
+
+
+class RelayError(DownloadError):
+    """Talking to the relay failed (seen from a requester that fetches through it)."""
+
+    code = "relay"
+
+
+class RelayUnavailable(RelayError):
+    code = "relay_unavailable"
+
+
+class RelayRejected(RelayError):
+    code = "relay_rejected"
 
 
 class ForbiddenTarget(OriginUnusable):

@@ -29,9 +29,11 @@ __all__ = [
     "EXCEPTIONS",
     "HUB_ERRORS",
     "PEER_ERRORS",
+    "RELAY_ERRORS",
     "ErrorTable",
     "WireError",
     "exception_for_code",
+    "relay_fetch_error",
 ]
 
 
@@ -172,3 +174,47 @@ HUB_ERRORS = ErrorTable(
     default=WireError(code="storage", status=503, raised=e.HubUnavailable, answers=e.StorageError),
     fallback=_hub_fallback,
 )
+
+
+# --- the relay API (the relay answering a requester, or anyone reading a blob) ----------------
+
+
+def _relay_fallback(status: int) -> type[e.SwarmgetError]:
+    return e.RelayUnavailable if status >= 500 or status == 429 else e.RelayRejected
+
+
+_REJECTED, _UNAVAILABLE = e.RelayRejected, e.RelayUnavailable
+
+#: What the relay answers a requester with (``swarmget.relay.app``; the 401s, 413 and the
+#: 429 of the replay cache come from the signature middleware, ``swarmget.net.auth``), and
+#: what ``swarmget.net.relay_client`` makes of it: a request the relay refuses → rejected (fix
+#: the configuration); the relay busy, or a fetch it no longer knows → unavailable (ask again
+#: later). ``busy`` and ``overloaded`` answer blob reads (by client address, in total): to a
+#: reader that is the source rate limiting it, with Retry-After. A fetch the relay could not
+#: do is not an error of the API: it answers the fetch, failed (``relay_fetch_error``).
+RELAY_ERRORS = ErrorTable(
+    [
+        WireError(code=e.InvalidURL.code, status=400, raised=e.InvalidURL, answers=e.InvalidURL),
+        WireError(code="not_found", status=404, raised=_UNAVAILABLE),
+        WireError(code=e.AuthError.code, status=401, raised=_REJECTED),
+        WireError(code=e.BadIdentity.code, status=401, raised=_REJECTED),
+        WireError(code=e.ClockSkew.code, status=401, raised=_REJECTED),
+        WireError(code=e.ReplayedRequest.code, status=401, raised=_REJECTED),
+        WireError(code=e.ReplayCacheFull.code, status=429, raised=_UNAVAILABLE),
+        WireError(code="too_large", status=413, raised=_REJECTED),
+        WireError(code="busy", status=429, raised=e.SourceRateLimited),
+        WireError(code="overloaded", status=503, raised=e.SourceRateLimited),
+    ],
+    default=WireError(code="bad_request", status=400, raised=_REJECTED),
+    fallback=_relay_fallback,
+)
+
+
+def relay_fetch_error(code: object, message: str) -> e.DownloadError:
+    """The exception for a fetch the relay answers as failed, with the error-tree ``code`` of
+    what went wrong there: to the requester, the origin cannot be used through the relay
+    (``OriginUnusable``, or the subclass the code names, e.g. ``ForbiddenTarget``)."""
+    kind = EXCEPTIONS.get(code) if isinstance(code, str) else None
+    if kind is not None and issubclass(kind, e.OriginUnusable):
+        return kind(message)
+    return e.OriginUnusable(message)
