@@ -30,6 +30,7 @@ __all__ = [
     "HUB_ERRORS",
     "PEER_ERRORS",
     "RELAY_ERRORS",
+    "USER_ERRORS",
     "ErrorTable",
     "WireError",
     "exception_for_code",
@@ -218,3 +219,44 @@ def relay_fetch_error(code: object, message: str) -> e.DownloadError:
     if kind is not None and issubclass(kind, e.OriginUnusable):
         return kind(message)
     return e.OriginUnusable(message)
+
+
+# --- the user API (a node answering its own user: the CLI) ---------------------------------------
+
+
+def _user_fallback(status: int) -> type[e.SwarmgetError]:
+    return e.DownloadError if status >= 500 else e.UsageError
+
+
+def _by_depth(root: type[e.SwarmgetError]) -> list[type[e.SwarmgetError]]:
+    """``root`` and the tree's classes under it, the most specific first."""
+    kinds = [kind for kind in _tree(root) if kind.__module__ == e.__name__]
+    return sorted(kinds, key=lambda kind: -len(kind.__mro__))
+
+
+#: What a node's user API answers, and what the CLI makes of it: a request it refuses is a
+#: usage error — the one its code names when the refusal is the user's (a bad URL, checksum
+#: or destination: answered with that error's own code), else ``UsageError``; the hub behind
+#: ``GET /v1/peers`` failing is the ``HubError`` it was. A download that *failed* is not an
+#: error of the API: its JSON carries the error-tree code (``exception_for_code``).
+USER_ERRORS = ErrorTable(
+    [
+        WireError(code="bad_request", status=400, raised=e.UsageError),
+        WireError(code=e.AuthError.code, status=401, raised=e.UsageError),  # token wrong
+        WireError(code="forbidden", status=403, raised=e.UsageError),  # not the node's user
+        WireError(code="not_found", status=404, raised=e.UsageError),
+        *(
+            WireError(code=kind.code, status=503, raised=kind, answers=kind)
+            for kind in _by_depth(e.HubError)
+        ),
+        *(
+            WireError(code=kind.code, status=400, raised=kind, answers=kind)
+            for kind in _by_depth(e.UsageError)
+            if kind is not e.UsageError
+        ),
+    ],
+    default=WireError(
+        code=e.UsageError.code, status=400, raised=e.UsageError, answers=e.UsageError
+    ),
+    fallback=_user_fallback,
+)
