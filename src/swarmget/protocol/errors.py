@@ -4,6 +4,10 @@ Every swarmget API answers an error with ``{"error": MESSAGE, "code": CODE}`` an
 status. The message is for people; decisions are made on the code (and, for a code this
 table does not know, on the status), never on the message's text.
 
+One table per API: ``PEER_ERRORS`` (a helper answering a requester), ``HUB_ERRORS`` (the
+hub answering a node), ``RELAY_ERRORS`` (the relay answering a requester or a blob reader)
+and ``USER_ERRORS`` (a node's user API answering the CLI).
+
 ``EXCEPTIONS`` maps every ``code`` of the error tree (``swarmget.core.errors``) to its class:
 an API that reports a download's error by its tree code (the user API) is read back into the
 same exception. ``ErrorTable`` is one API's list of ``WireError`` rows: the server picks the
