@@ -16,7 +16,6 @@ from swarmget.core.auth import (
     HEADER_NONCE,
     HEADER_SIGNATURE,
     HEADER_TIME,
-    ReplayCache,
     body_digest,
     parse_secret,
     sign,
@@ -31,6 +30,7 @@ from swarmget.core.errors import (
     ReplayedRequest,
 )
 from swarmget.core.identity import NodeIdentity, encode_b64, is_derived_node_id, node_id_of
+from swarmget.core.replay import ReplayCache
 
 SECRET = b"correct horse battery staple"
 NOW = 1_700_000_000.0

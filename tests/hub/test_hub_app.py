@@ -22,9 +22,9 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 from swarmget.core.addresses import IPNetwork, parse_cidrs
-from swarmget.core.auth import DEFAULT_SENDERS_PER_ORIGIN
 from swarmget.core.errors import HubRejected, HubUnavailable, StorageError, UnknownNode
 from swarmget.core.groups import GroupPolicy
+from swarmget.core.replay import DEFAULT_SENDERS_PER_ORIGIN
 from swarmget.hub.app import make_hub_app
 from swarmget.hub.store import NodeRecord
 from swarmget.net.auth import json_body, signed_headers

@@ -29,7 +29,7 @@ import aiohttp
 import pytest
 from yarl import URL
 
-from swarmget.core import auth
+from swarmget.core import auth, replay
 from swarmget.net.signing import signed_headers
 from swarmget.testing.swarm import (
     LocalSwarm,
@@ -48,7 +48,7 @@ except ImportError:  # before node keys (4925e3b): run, and fail on the assertio
 pytestmark = pytest.mark.slow
 ATTACKER = "127.0.0.9"
 #: Signed health checks a flooding member sends (the default per-sender share, and one more).
-FLOOD = auth.__dict__.get("DEFAULT_PER_SENDER", 2048) + 1
+FLOOD = replay.DEFAULT_PER_SENDER + 1
 
 
 class Member:

@@ -62,7 +62,7 @@ def test_the_api_refuses_what_the_model_does_not_allow(body: dict[str, object]) 
     ],
 )
 def test_a_refusal_is_the_usage_error_its_code_names(answer: object, kind: type) -> None:
-    assert type(_refused(answer)) is kind
+    assert type(_refused(400, answer)) is kind
 
 
 def test_a_failed_download_is_read_back_by_its_code() -> None:

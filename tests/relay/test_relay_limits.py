@@ -25,7 +25,7 @@ from swarmget.testing.fakes import identity_for
 from swarmget.testing.origin import TestOrigin, open_test_origin
 
 if TYPE_CHECKING:
-    from swarmget.relay.service import ServeLimits
+    from swarmget.relay.blobs import ServeLimits
 
 # Names added for #12 are imported inside the tests that use them, so that this file also runs
 # against the code before (each test then fails on its own, not the whole file at import).
@@ -202,7 +202,7 @@ async def until(check: Any, what: str, limit: float = LIMIT) -> None:
 async def test_a_stalled_reader_is_cut_off_and_its_blob_can_go(
     tmp_path: Path, origin: TestOrigin, session: aiohttp.ClientSession
 ) -> None:
-    from swarmget.relay.service import ServeLimits
+    from swarmget.relay.blobs import ServeLimits
 
     limits = ServeLimits(write_timeout=1.0)
     async with open_relay(config(tmp_path, 20 * MiB, limits)) as relay:
@@ -221,7 +221,7 @@ async def test_a_stalled_reader_is_cut_off_and_its_blob_can_go(
 async def test_readers_are_bounded_per_client_and_in_total(
     tmp_path: Path, origin: TestOrigin, session: aiohttp.ClientSession
 ) -> None:
-    from swarmget.relay.service import ServeLimits
+    from swarmget.relay.blobs import ServeLimits
 
     limits = ServeLimits(readers_per_client=2, readers_total=3, write_timeout=60.0)
     async with open_relay(config(tmp_path, 64 * MiB, limits)) as relay:

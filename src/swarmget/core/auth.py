@@ -23,8 +23,8 @@ Why each part: method, target and body digest pin *what* is asked, so a captured
 cannot be moved to another route or body; time bounds *when* (a receiver rejects anything
 more than ``window`` seconds off its own clock, and says it is a clock problem); the nonce
 makes each request unique inside that window, so a receiver that remembers the nonces it saw
-(``ReplayCache``) refuses a request sent twice. Node ids and nonces are restricted to
-characters that cannot contain the separator, so the string is unambiguous.
+(``swarmget.core.replay.ReplayCache``) refuses a request sent twice. Node ids and nonces are
+restricted to characters that cannot contain the separator, so the string is unambiguous.
 
 *Who* is two proofs (``swarmget.core.identity``): the HMAC says the sender holds the swarm
 secret (membership: outsiders are refused before any costlier check), and the key signature
@@ -34,8 +34,8 @@ Ed25519 verification is ``cryptography``'s.
 
 Replays: a receiver that keeps its nonces only in memory cannot know, after a restart, what
 it saw before; ``verify(not_before=...)`` (its start time) refuses anything signed earlier.
-``ReplayCache`` gives every sender its own share, so one member flooding it with nonces
-refuses only its own requests (see its docstring).
+``ReplayCache`` (``swarmget.core.replay``) gives every sender its own share, so one member
+flooding it with nonces refuses only its own requests (see its docstring).
 
 This module is pure: the time comes in as ``now`` and nonces come from the caller.
 """
@@ -43,18 +43,17 @@ This module is pure: the time comes in as ``now`` and nonces come from the calle
 from __future__ import annotations
 
 import hashlib
-import heapq
 import hmac
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from swarmget.core.errors import (
     AuthError,
     BadIdentity,
     ClockSkew,
     InvalidSecret,
-    ReplayCacheFull,
     ReplayedRequest,
 )
 from swarmget.core.identity import (
@@ -67,6 +66,9 @@ from swarmget.core.identity import (
     verify_key_signature,
 )
 
+if TYPE_CHECKING:
+    from swarmget.core.replay import ReplayCache
+
 __all__ = [
     "DEFAULT_WINDOW",
     "HEADER_KEY",
@@ -76,7 +78,6 @@ __all__ = [
     "HEADER_SIGNATURE",
     "HEADER_TIME",
     "MIN_SECRET_BYTES",
-    "ReplayCache",
     "SignedRequest",
     "body_digest",
     "canonical_string",
@@ -108,18 +109,6 @@ SIGNATURE_VERSION = "swarmget-v2"
 DEFAULT_WINDOW = 30.0
 #: Shortest accepted shared secret.
 MIN_SECRET_BYTES = 16
-#: Live nonces a ReplayCache keeps per sender (node id): 2048 per 30 s is ~68 requests/s.
-DEFAULT_PER_SENDER = 2048
-#: Senders (node ids) a ReplayCache keeps nonces for at once: a hub hears from every live
-#: node in every window, so this is far above any real swarm (the per-address share below is
-#: what stops one member from filling it: that takes 4,096 addresses).
-DEFAULT_MAX_SENDERS = 65_536
-#: Live nonces a ReplayCache keeps in all (memory: ~150 bytes each); one address's senders
-#: can hold at most 16 x 2048 of them, so filling it takes 16 addresses flooding at full rate.
-DEFAULT_MAX_ENTRIES = 524_288
-#: Senders one source address may have in a ReplayCache at once (minting keys is cheap).
-DEFAULT_SENDERS_PER_ORIGIN = 16
-
 _NODE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
 _NONCE = re.compile(r"[A-Za-z0-9_-]{16,64}")
 _METHOD = re.compile(r"[A-Z]{1,16}")
@@ -370,131 +359,6 @@ def check_not_before(timestamp: int, *, not_before: float) -> None:
             f"the request was signed {not_before - timestamp:.0f} s before this receiver "
             "started: it may be a replay, sign it again (if this persists, check the clocks)"
         )
-
-
-class ReplayCache:
-    """Remembers the (node id, nonce) pairs of recent requests and refuses a second use.
-
-    An entry is kept until its request's timestamp leaves the window (``timestamp +
-    window``): after that the clock-skew check refuses the request anyway. A full cache
-    refuses new requests rather than forget a nonce that could still be replayed, and its
-    capacity is shared out so that one member cannot lock the others out:
-
-    * each sender (node id) keeps at most ``per_sender`` live nonces: a sender over that
-      gets ``ReplayCacheFull`` until its own entries expire; nobody else notices;
-    * minting node ids is cheap (a new key), so one source address (``origin``) may have
-      at most ``senders_per_origin`` senders in the cache at once;
-    * at most ``max_senders`` senders and ``max_entries`` nonces are kept at all (which
-      bounds memory); filling either takes ``max_senders / senders_per_origin`` addresses,
-      or ``max_entries / (senders_per_origin * per_sender)`` addresses flooding at full rate.
-
-    A sender counts against the origin it first came from until its entries expire.
-    """
-
-    __slots__ = (
-        "_expiry",
-        "_origin_of",
-        "_seen",
-        "_senders_of",
-        "max_entries",
-        "max_senders",
-        "per_sender",
-        "senders_per_origin",
-        "window",
-    )
-
-    def __init__(
-        self,
-        *,
-        window: float = DEFAULT_WINDOW,
-        per_sender: int = DEFAULT_PER_SENDER,
-        max_senders: int = DEFAULT_MAX_SENDERS,
-        senders_per_origin: int = DEFAULT_SENDERS_PER_ORIGIN,
-        max_entries: int = DEFAULT_MAX_ENTRIES,
-    ) -> None:
-        if window <= 0 or min(per_sender, max_senders, senders_per_origin, max_entries) <= 0:
-            raise ValueError("window and capacities must be positive")
-        self.max_entries = max_entries
-        self.window = window
-        self.per_sender = per_sender
-        self.max_senders = max_senders
-        self.senders_per_origin = senders_per_origin
-        self._seen: dict[str, set[str]] = {}  # node id -> its live nonces
-        self._origin_of: dict[str, str] = {}  # node id -> the origin it counts against
-        self._senders_of: dict[str, set[str]] = {}  # origin -> its node ids
-        self._expiry: list[tuple[float, str, str]] = []  # heap of (expires_at, node, nonce)
-
-    def __len__(self) -> int:
-        return sum(len(nonces) for nonces in self._seen.values())
-
-    def senders(self) -> int:
-        return len(self._seen)
-
-    def check_and_remember(
-        self,
-        node_id: str,
-        nonce: str,
-        *,
-        timestamp: float,
-        now: float,
-        origin: str | None = None,
-    ) -> None:
-        """Raise ``ReplayedRequest`` if this (node, nonce) was seen and has not expired,
-        ``ReplayCacheFull`` if the sender (or its origin) is over its share; else remember."""
-        self.expire(now)
-        nonces = self._seen.get(node_id)
-        if nonces is not None and nonce in nonces:
-            raise ReplayedRequest("replayed request: this nonce was already used")
-        if nonces is None:
-            nonces = self._admit(node_id, origin)
-        elif len(nonces) >= self.per_sender:
-            raise ReplayCacheFull(
-                f"node {node_id} sent more than {self.per_sender} requests within "
-                f"{self.window:.0f} s; try again shortly"
-            )
-        if len(self._expiry) >= self.max_entries:  # one heap entry per live nonce
-            if not nonces:
-                self._forget_sender(node_id)
-            raise ReplayCacheFull("too many requests within one window; try again shortly")
-        nonces.add(nonce)
-        heapq.heappush(self._expiry, (timestamp + self.window, node_id, nonce))
-
-    def _admit(self, node_id: str, origin: str | None) -> set[str]:
-        """A new sender's (empty) share, if there is room for it."""
-        if len(self._seen) >= self.max_senders:
-            raise ReplayCacheFull("too many senders within one window; try again shortly")
-        if origin is not None:
-            siblings = self._senders_of.setdefault(origin, set())
-            if len(siblings) >= self.senders_per_origin:
-                raise ReplayCacheFull(
-                    f"more than {self.senders_per_origin} node ids from {origin} within "
-                    f"{self.window:.0f} s; try again shortly"
-                )
-            siblings.add(node_id)
-            self._origin_of[node_id] = origin
-        nonces: set[str] = set()
-        self._seen[node_id] = nonces
-        return nonces
-
-    def expire(self, now: float) -> None:
-        """Forget every entry whose request would now be refused for its age."""
-        while self._expiry and self._expiry[0][0] < now:
-            _, node_id, nonce = heapq.heappop(self._expiry)
-            nonces = self._seen.get(node_id)
-            if nonces is None:
-                continue
-            nonces.discard(nonce)
-            if not nonces:
-                self._forget_sender(node_id)
-
-    def _forget_sender(self, node_id: str) -> None:
-        del self._seen[node_id]
-        origin = self._origin_of.pop(node_id, None)
-        if origin is not None:
-            siblings = self._senders_of[origin]
-            siblings.discard(node_id)
-            if not siblings:
-                del self._senders_of[origin]
 
 
 def parse_secret(raw: bytes, *, source: str) -> bytes:

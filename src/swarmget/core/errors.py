@@ -10,6 +10,7 @@ Split by who is at fault and what the caller should do about it::
     │   ├── DestinationExists      the output file exists and --force was not given (or it is
     │   │                          not a regular file: never replaced, even with --force)
     │   ├── InvalidDestination     the output name cannot be used (too long for the file system)
+    │   ├── DestinationOutside     a node's output path leads out of its download directory
     │   ├── InvalidSecret          the swarm secret is missing, unreadable, empty or too short
     │   └── InvalidNodeKey         the node key file is unsafe (owner, mode, symlink) or corrupt
     ├── SourceError                one source failed one piece of work: retry it or drop it
@@ -33,7 +34,11 @@ Split by who is at fault and what the caller should do about it::
     │   │   └── UntrustedFile      FILE.part or its control file is a link, not a regular
     │   │                          file, another user's or writable by others: not touched
     │   ├── NoSourcesLeft          every source is banned or gone before the file completed
-    │   └── Cancelled              the user cancelled the download
+    │   ├── Cancelled              the user cancelled the download
+    │   └── RelayError             talking to the relay failed (seen from a requester)
+    │       ├── RelayUnavailable   unreachable, busy, 5xx, or it forgot the fetch: try later
+    │       └── RelayRejected      the relay refused our request (secret, clock skew, bad
+    │                              request): retrying as is will not help; fix the configuration
     ├── AuthError                  the peer's fault: its request is unsigned, badly signed,
     │   │                          replayed or too far off in time; reject the request (401)
     │   ├── BadIdentity            the node key is missing, does not match the node id, or its
@@ -89,6 +94,13 @@ class DestinationExists(UsageError):
 
 class InvalidDestination(UsageError):
     code = "invalid_destination"
+
+
+class DestinationOutside(UsageError):
+    """A node was asked to write outside its download directory (absolute, ``..``, a link
+    out of it)."""
+
+    code = "destination_outside"
 
 
 # --- one source's fault: retry or drop that source ---------------------------------------------
@@ -240,6 +252,20 @@ class HubRejected(HubError):
 
 class UnknownNode(HubError):
     code = "unknown_node"
+
+
+class RelayError(DownloadError):
+    """Talking to the relay failed (seen from a requester that fetches through it)."""
+
+    code = "relay"
+
+
+class RelayUnavailable(RelayError):
+    code = "relay_unavailable"
+
+
+class RelayRejected(RelayError):
+    code = "relay_rejected"
 
 
 class ForbiddenTarget(OriginUnusable):

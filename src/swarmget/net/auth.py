@@ -35,8 +35,9 @@ from typing import Literal, Protocol
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
-from swarmget.core.auth import DEFAULT_WINDOW, ReplayCache, verify_signed
+from swarmget.core.auth import DEFAULT_WINDOW, verify_signed
 from swarmget.core.errors import AuthError, ReplayCacheFull, ReplayedRequest
+from swarmget.core.replay import ReplayCache
 from swarmget.net.signing import json_body, load_secret, new_nonce, signed_headers
 
 __all__ = [

@@ -1,17 +1,29 @@
-"""A requester's side of the relay: have it fetch a URL, wait, get the blob and its manifest."""
+"""A requester's side of the relay: have it fetch a URL, wait, get the blob and its manifest.
+
+The relay's error answers (``{"error", "code"}``) are read by their code, through
+``swarmget.protocol.errors.RELAY_ERRORS``: a refusal is ``RelayRejected`` (or ``InvalidURL``),
+the relay busy or unreachable ``RelayUnavailable``; a fetch the relay could not do is
+``OriginUnusable`` (``relay_fetch_error``). A code the table does not know is judged by the
+status. All are ``DownloadError``s but ``InvalidURL`` (the user's) and a rate limit
+(``SourceRateLimited``, with the relay's Retry-After).
+"""
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
+from typing import Any
 
 import aiohttp
 import pydantic
 
-from swarmget.core.errors import DownloadError, OriginUnusable
+from swarmget.core.errors import RelayUnavailable, SourceRateLimited, SwarmgetError
+from swarmget.core.http import parse_retry_after
 from swarmget.core.lifecycle import FetchPhase, parse_phase
 from swarmget.core.manifest import Manifest
 from swarmget.core.urls import redact_url
 from swarmget.net.signing import NodeIdentity, json_body, signed_headers
+from swarmget.protocol.errors import RELAY_ERRORS, relay_fetch_error
 from swarmget.protocol.relay import FETCH_PATH, FETCHES_PATH, FetchAnswer, FetchRequest
 
 WAIT = 25.0
@@ -42,17 +54,17 @@ class RelayClient:
             answer = await self._call("GET", f"{FETCHES_PATH}/{answer.id}?wait={WAIT:.0f}", b"")
         phase = parse_phase(answer.state)
         if phase is FetchPhase.FAILED:
-            message = answer.error.message if answer.error is not None else None
-            shown = redact_url(url)
-            raise OriginUnusable(f"the relay could not fetch {shown}: {message}")
+            error = answer.error
+            code, message = (None, None) if error is None else (error.code, error.message)
+            raise relay_fetch_error(code, f"the relay could not fetch {redact_url(url)}: {message}")
         if phase is not FetchPhase.READY:
-            raise DownloadError(f"the relay is still fetching {redact_url(url)}; giving up")
+            raise RelayUnavailable(f"the relay is still fetching {redact_url(url)}; giving up")
         if answer.manifest is None or answer.blob_url is None:
-            raise DownloadError("the relay sent a bad manifest: a ready fetch without its blob")
+            raise RelayUnavailable("the relay sent a bad manifest: a ready fetch without its blob")
         try:
             manifest = Manifest.from_json(answer.manifest)
         except (KeyError, ValueError) as exc:
-            raise DownloadError(f"the relay sent a bad manifest: {exc}") from exc
+            raise RelayUnavailable(f"the relay sent a bad manifest: {exc}") from exc
         return RelayBlob(url=answer.blob_url, manifest=manifest, hit=bool(answer.hit))
 
     async def _call(self, method: str, path: str, body: bytes) -> FetchAnswer:
@@ -66,10 +78,32 @@ class RelayClient:
             ) as resp:
                 text = await resp.text()
                 if resp.status not in (200, 202):
-                    raise DownloadError(f"relay {method} {path}: {resp.status} {text[:300]}")
+                    raise _refused(resp, text, f"relay {method} {path}")
         except (aiohttp.ClientError, OSError, ValueError) as exc:
-            raise DownloadError(f"relay {self.relay_url} unreachable: {exc}") from exc
+            raise RelayUnavailable(f"relay {self.relay_url} unreachable: {exc}") from exc
         try:
             return FetchAnswer.model_validate_json(text)
         except pydantic.ValidationError as exc:
-            raise DownloadError("relay answered nonsense") from exc
+            raise RelayUnavailable("relay answered nonsense") from exc
+
+
+def _refused(resp: aiohttp.ClientResponse, text: str, what: str) -> SwarmgetError:
+    """The exception for the relay's error answer: by its code (``RELAY_ERRORS``)."""
+    code, message = _error_fields(text)
+    said = f"{resp.status} {code}: {message}" if code is not None else f"{resp.status} {message}"
+    kind = RELAY_ERRORS.for_code(code, resp.status)
+    if issubclass(kind, SourceRateLimited):
+        retry = parse_retry_after(resp.headers.get("Retry-After"), time.time())
+        return SourceRateLimited(f"{what}: {said}", retry_after=retry)
+    return kind(f"{what}: {said}")
+
+
+def _error_fields(text: str) -> tuple[str | None, str]:
+    """(code, message) of an error answer ``{"error", "code"}``; (None, the text's start)
+    when it is not ours (a proxy's page, say)."""
+    try:
+        data: Any = pydantic.TypeAdapter(dict[str, Any]).validate_json(text)
+    except pydantic.ValidationError:
+        return None, text[:300]
+    code = data.get("code")
+    return (code if isinstance(code, str) else None), str(data.get("error", ""))[:300]

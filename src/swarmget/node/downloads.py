@@ -24,7 +24,7 @@ from typing import Any
 
 import aiohttp
 
-from swarmget.core.errors import Cancelled, HubError, SwarmgetError, UsageError
+from swarmget.core.errors import Cancelled, DestinationOutside, HubError, SwarmgetError
 from swarmget.core.events import EventCounters
 from swarmget.core.identity import NodeIdentity
 from swarmget.core.lifecycle import DownloadState, transition
@@ -57,10 +57,6 @@ log = logging.getLogger(__name__)
 MAX_HEALTH_CANDIDATES = 64
 #: Helpers one download uses at most (besides this node's own origin connections).
 MAX_HELPERS_PER_DOWNLOAD = 16
-
-
-class DestinationOutside(UsageError):
-    code = "destination_outside"
 
 
 def resolve_destination(download_dir: Path, requested: str | None) -> Path:

@@ -18,6 +18,9 @@ user could otherwise replay a portal cookie the browser sent to a port of theirs
     GET    /v1/status                 this node: downloads, helper streams, quota left
     GET    /v1/peers                  the live peers of this node's group, from the hub
 
+Errors are ``{"error", "code"}`` with the status of the code's row in
+``swarmget.protocol.errors.USER_ERRORS`` (a refused download: the usage error's own code).
+
 Sub-applications mounted on the same server authenticate their own requests: the admin
 portal (``swarmget.web``, under ``/portal/``) with a session cookie and CSRF tokens.
 """
@@ -42,6 +45,7 @@ from swarmget.net.auth import json_error
 from swarmget.net.peercred import connection_uid
 from swarmget.node.downloads import DownloadManager, describe, resolve_destination
 from swarmget.node.engine import DownloadSpec
+from swarmget.protocol.errors import USER_ERRORS
 from swarmget.protocol.user import DOWNLOADS_PATH, CreateDownload
 
 SSE_INTERVAL = 0.5
@@ -89,12 +93,22 @@ class UserApi:
 API: web.AppKey[UserApi] = web.AppKey("user_api", UserApi)
 
 
+def _refusal(code: str, message: str) -> web.Response:
+    """The user API's error answer: ``code``'s row of ``USER_ERRORS`` gives the status."""
+    return json_error(USER_ERRORS.row(code).status, message, code)
+
+
+def _error(exc: SwarmgetError) -> web.Response:
+    """The answer for an error of the tree: its row of ``USER_ERRORS``."""
+    return _refusal(USER_ERRORS.for_exception(exc).code, str(exc))
+
+
 @web.middleware
 async def _same_user(request: web.Request, handler: Any) -> web.StreamResponse:
     if not (request.path == METRICS_PATH and request.method == "GET"):  # counters: anyone
         uid = connection_uid(request.transport)
         if uid is None or uid not in request.app[API].allowed_uids:
-            return json_error(403, "only the node's own user may use its local API", "auth")
+            return _refusal("forbidden", "only the node's own user may use its local API")
     result: web.StreamResponse = await handler(request)
     return result
 
@@ -107,7 +121,7 @@ async def _bearer(request: web.Request, handler: Any) -> web.StreamResponse:
     if request.path == METRICS_PATH and request.method == "GET":
         own_route = False  # counters only, for Prometheus (the API binds to 127.0.0.1)
     if own_route and not hmac.compare_digest(given.encode(), f"Bearer {api.token}".encode()):
-        return json_error(401, "missing or wrong API token", "auth")
+        return _refusal("auth", "missing or wrong API token")
     result: web.StreamResponse = await handler(request)
     return result
 
@@ -120,9 +134,9 @@ async def create_download(request: web.Request) -> web.Response:
     except ValidationError as exc:
         first = exc.errors()[0]
         field = ".".join(str(p) for p in first["loc"])
-        return json_error(400, f"{field}: {first['msg']}", "bad_request")
+        return _refusal("bad_request", f"{field}: {first['msg']}")
     except SwarmgetError as exc:
-        return json_error(400, str(exc), exc.code)
+        return _error(exc)
     record = api.manager.create(spec, body.helpers)
     return web.json_response(describe(record), status=201)
 
@@ -136,7 +150,7 @@ async def list_downloads(request: web.Request) -> web.Response:
 def _record_or_404(request: web.Request) -> Any:
     record = request.app[API].manager.records.get(request.match_info["id"])
     if record is None:
-        raise web.HTTPNotFound(
+        raise web.HTTPNotFound(  # USER_ERRORS' not_found row (404)
             text=json.dumps({"error": "no such download", "code": "not_found"}),
             content_type="application/json",
         )
@@ -178,7 +192,7 @@ async def list_peers(request: web.Request) -> web.Response:
     try:
         peers = await request.app[API].peers()
     except HubError as exc:
-        return json_error(503, str(exc), exc.code)
+        return _error(exc)
     return web.json_response({"peers": peers})
 
 

@@ -4,6 +4,10 @@ Every swarmget API answers an error with ``{"error": MESSAGE, "code": CODE}`` an
 status. The message is for people; decisions are made on the code (and, for a code this
 table does not know, on the status), never on the message's text.
 
+One table per API: ``PEER_ERRORS`` (a helper answering a requester), ``HUB_ERRORS`` (the
+hub answering a node), ``RELAY_ERRORS`` (the relay answering a requester or a blob reader)
+and ``USER_ERRORS`` (a node's user API answering the CLI).
+
 ``EXCEPTIONS`` maps every ``code`` of the error tree (``swarmget.core.errors``) to its class:
 an API that reports a download's error by its tree code (the user API) is read back into the
 same exception. ``ErrorTable`` is one API's list of ``WireError`` rows: the server picks the
@@ -29,9 +33,12 @@ __all__ = [
     "EXCEPTIONS",
     "HUB_ERRORS",
     "PEER_ERRORS",
+    "RELAY_ERRORS",
+    "USER_ERRORS",
     "ErrorTable",
     "WireError",
     "exception_for_code",
+    "relay_fetch_error",
 ]
 
 
@@ -171,4 +178,89 @@ HUB_ERRORS = ErrorTable(
     ],
     default=WireError(code="storage", status=503, raised=e.HubUnavailable, answers=e.StorageError),
     fallback=_hub_fallback,
+)
+
+
+# --- the relay API (the relay answering a requester, or anyone reading a blob) ----------------
+
+
+def _relay_fallback(status: int) -> type[e.SwarmgetError]:
+    return e.RelayUnavailable if status >= 500 or status == 429 else e.RelayRejected
+
+
+_REJECTED, _UNAVAILABLE = e.RelayRejected, e.RelayUnavailable
+
+#: What the relay answers a requester with (``swarmget.relay.app``; the 401s, 413 and the
+#: 429 of the replay cache come from the signature middleware, ``swarmget.net.auth``), and
+#: what ``swarmget.net.relay_client`` makes of it: a request the relay refuses → rejected (fix
+#: the configuration); the relay busy, or a fetch it no longer knows → unavailable (ask again
+#: later). ``busy`` and ``overloaded`` answer blob reads (by client address, in total): to a
+#: reader that is the source rate limiting it, with Retry-After. A fetch the relay could not
+#: do is not an error of the API: it answers the fetch, failed (``relay_fetch_error``).
+RELAY_ERRORS = ErrorTable(
+    [
+        WireError(code=e.InvalidURL.code, status=400, raised=e.InvalidURL, answers=e.InvalidURL),
+        WireError(code="not_found", status=404, raised=_UNAVAILABLE),
+        WireError(code=e.AuthError.code, status=401, raised=_REJECTED),
+        WireError(code=e.BadIdentity.code, status=401, raised=_REJECTED),
+        WireError(code=e.ClockSkew.code, status=401, raised=_REJECTED),
+        WireError(code=e.ReplayedRequest.code, status=401, raised=_REJECTED),
+        WireError(code=e.ReplayCacheFull.code, status=429, raised=_UNAVAILABLE),
+        WireError(code="too_large", status=413, raised=_REJECTED),
+        WireError(code="busy", status=429, raised=e.SourceRateLimited),
+        WireError(code="overloaded", status=503, raised=e.SourceRateLimited),
+    ],
+    default=WireError(code="bad_request", status=400, raised=_REJECTED),
+    fallback=_relay_fallback,
+)
+
+
+def relay_fetch_error(code: object, message: str) -> e.DownloadError:
+    """The exception for a fetch the relay answers as failed, with the error-tree ``code`` of
+    what went wrong there: to the requester, the origin cannot be used through the relay
+    (``OriginUnusable``, or the subclass the code names, e.g. ``ForbiddenTarget``)."""
+    kind = EXCEPTIONS.get(code) if isinstance(code, str) else None
+    if kind is not None and issubclass(kind, e.OriginUnusable):
+        return kind(message)
+    return e.OriginUnusable(message)
+
+
+# --- the user API (a node answering its own user: the CLI) ---------------------------------------
+
+
+def _user_fallback(status: int) -> type[e.SwarmgetError]:
+    return e.DownloadError if status >= 500 else e.UsageError
+
+
+def _by_depth(root: type[e.SwarmgetError]) -> list[type[e.SwarmgetError]]:
+    """``root`` and the tree's classes under it, the most specific first."""
+    kinds = [kind for kind in _tree(root) if kind.__module__ == e.__name__]
+    return sorted(kinds, key=lambda kind: -len(kind.__mro__))
+
+
+#: What a node's user API answers, and what the CLI makes of it: a request it refuses is a
+#: usage error — the one its code names when the refusal is the user's (a bad URL, checksum
+#: or destination: answered with that error's own code), else ``UsageError``; the hub behind
+#: ``GET /v1/peers`` failing is the ``HubError`` it was. A download that *failed* is not an
+#: error of the API: its JSON carries the error-tree code (``exception_for_code``).
+USER_ERRORS = ErrorTable(
+    [
+        WireError(code="bad_request", status=400, raised=e.UsageError),
+        WireError(code=e.AuthError.code, status=401, raised=e.UsageError),  # token wrong
+        WireError(code="forbidden", status=403, raised=e.UsageError),  # not the node's user
+        WireError(code="not_found", status=404, raised=e.UsageError),
+        *(
+            WireError(code=kind.code, status=503, raised=kind, answers=kind)
+            for kind in _by_depth(e.HubError)
+        ),
+        *(
+            WireError(code=kind.code, status=400, raised=kind, answers=kind)
+            for kind in _by_depth(e.UsageError)
+            if kind is not e.UsageError
+        ),
+    ],
+    default=WireError(
+        code=e.UsageError.code, status=400, raised=e.UsageError, answers=e.UsageError
+    ),
+    fallback=_user_fallback,
 )

@@ -4,6 +4,8 @@
 ``FetchAnswer``: the fetch's id, URL and state (``fetching``, ``ready``, ``failed``), with the
 blob's name, size, URLs and manifest once it is ready, the error once it failed, and the
 bytes done while fetching. Fields that do not apply are not given, and left out of the JSON.
+Errors are ``{"error", "code"}``: ``swarmget.protocol.errors.RELAY_ERRORS``; a failed fetch
+carries its error-tree code (``relay_fetch_error`` reads it back).
 """
 
 from __future__ import annotations

@@ -3,8 +3,9 @@
 ``POST /v1/downloads`` takes a ``CreateDownload``: the CLI builds one for a download it hands
 to the running node, the portal parses its form into one, and the user API validates the
 same model (unknown fields refused, lengths bounded) before anything is resolved or fetched.
-Errors are ``{"error", "code"}``; a download that failed reports ``{"code", "message"}`` with
-its error-tree code (``swarmget.protocol.errors.exception_for_code`` reads it back).
+Errors are ``{"error", "code"}`` (``swarmget.protocol.errors.USER_ERRORS``); a download that
+failed reports ``{"code", "message"}`` with its error-tree code
+(``swarmget.protocol.errors.exception_for_code`` reads it back).
 """
 
 from __future__ import annotations

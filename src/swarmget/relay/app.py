@@ -15,10 +15,14 @@ are implemented here rather than by aiohttp's FileResponse, whose ETag is not th
 hash and which (3.14) answers a stale ``If-Range`` ETag with 206: a stale ``If-Range`` must
 get the whole file with 200 (RFC 9110 §13.1.5).
 
-Since anyone may read blobs, a blob response is bounded (``ServeLimits``): a client address
-with too many in progress gets 429, a relay with too many in total 503 (both with
-Retry-After), and a client that takes more than ``write_timeout`` seconds to accept a block of
-``SEND_BLOCK`` bytes is cut off, so that no reader pins a blob (or a descriptor) for ever.
+Errors are ``{"error", "code"}`` with the status of the code's row in
+``swarmget.protocol.errors.RELAY_ERRORS`` (``refusal``); ``swarmget.net.relay_client`` reads
+the code back into an exception. Since anyone may read blobs, a blob response is bounded
+(``ServeLimits``): a client address with too many in progress gets 429 (``busy``), a relay
+with too many in total 503 (``overloaded``), both with Retry-After; and a client that takes
+more than ``write_timeout`` seconds to accept a block of ``SEND_BLOCK`` bytes is cut off, so
+that no reader pins a blob (or a descriptor) for ever. (A blob or manifest that is not there
+is a plain 404, as any HTTP server answers.)
 """
 
 from __future__ import annotations
@@ -27,19 +31,21 @@ import asyncio
 import logging
 import os
 import re
+from collections.abc import Mapping
 from email.utils import formatdate
 from typing import Any
 
 from aiohttp import web
 from pydantic import ValidationError
 
-from swarmget.core.auth import ReplayCache
 from swarmget.core.errors import InvalidURL
 from swarmget.core.lifecycle import FetchPhase
 from swarmget.core.ranges import ByteRange
+from swarmget.core.replay import ReplayCache
 from swarmget.core.urls import validate_url
 from swarmget.net.auth import auth_middleware, json_error
 from swarmget.net.metrics import metrics_handler
+from swarmget.protocol.errors import RELAY_ERRORS
 from swarmget.protocol.relay import (
     FETCH_PATH,
     FETCHES_PATH,
@@ -49,8 +55,9 @@ from swarmget.protocol.relay import (
     FetchRequest,
     blob_path,
 )
+from swarmget.relay.blobs import ReaderLimit
 from swarmget.relay.metrics import RelayCollector
-from swarmget.relay.service import FetchReport, ReaderLimit, Relay
+from swarmget.relay.service import FetchReport, Relay
 
 log = logging.getLogger(__name__)
 RELAY: web.AppKey[Relay] = web.AppKey("relay", Relay)
@@ -82,6 +89,11 @@ def describe(report: FetchReport, base: str) -> dict[str, Any]:
     return FetchAnswer(**out).as_json()
 
 
+def refusal(code: str, message: str, *, headers: Mapping[str, str] | None = None) -> web.Response:
+    """The relay's error answer: ``code``'s row of ``RELAY_ERRORS`` gives the status."""
+    return json_error(RELAY_ERRORS.row(code).status, message, code, headers=headers)
+
+
 def _base(request: web.Request) -> str:
     return f"{request.scheme}://{request.host}"
 
@@ -91,9 +103,9 @@ async def post_fetch(request: web.Request) -> web.Response:
         body = FetchRequest.model_validate_json(await request.read())
         url = validate_url(body.url)
     except ValidationError as exc:
-        return json_error(400, f"bad fetch request: {exc.errors()[0]['msg']}", "bad_request")
+        return refusal("bad_request", f"bad fetch request: {exc.errors()[0]['msg']}")
     except InvalidURL as exc:
-        return json_error(400, str(exc), exc.code)
+        return refusal(RELAY_ERRORS.for_exception(exc).code, str(exc))
     report = request.app[RELAY].request(url).report()
     return web.json_response(describe(report, _base(request)), status=_status(report))
 
@@ -107,7 +119,7 @@ async def get_fetch(request: web.Request) -> web.Response:
     try:
         wait = min(MAX_WAIT, max(0.0, float(request.query.get("wait", "0"))))
     except ValueError:
-        return json_error(400, "wait must be a number of seconds", "bad_request")
+        return refusal("bad_request", "wait must be a number of seconds")
     state = relay.fetches.get(fetch_id)
     if state is not None:
         if wait:
@@ -122,7 +134,7 @@ async def get_fetch(request: web.Request) -> web.Response:
     else:
         report = None
     if report is None:
-        return json_error(404, "no such fetch (or its result is no longer cached)", "not_found")
+        return refusal("not_found", "no such fetch (or its result is no longer cached)")
     return web.json_response(describe(report, _base(request)), status=_status(report))
 
 
@@ -173,12 +185,11 @@ def _position(digits: str, size: int) -> int:
 async def get_blob(request: web.Request) -> web.StreamResponse:
     relay, sha = _blob(request)
     client = request.remote or ""
-    refusal = relay.reader_refusal(client)
-    if refusal is not None:
-        status = 429 if refusal is ReaderLimit.PER_CLIENT else 503
-        resp = json_error(status, f"too many blob responses in progress ({refusal.value})", "busy")
-        resp.headers["Retry-After"] = RETRY_AFTER
-        return resp
+    limit = relay.reader_refusal(client)
+    if limit is not None:
+        code = "busy" if limit is ReaderLimit.PER_CLIENT else "overloaded"
+        message = f"too many blob responses in progress ({limit.value})"
+        return refusal(code, message, headers={"Retry-After": RETRY_AFTER})
     with relay.serving(sha, client):
         opened = relay.open_blob(sha)  # not in a thread: a cancelled wait would leak the fd
         if opened is None:

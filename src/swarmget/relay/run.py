@@ -22,7 +22,8 @@ from swarmget.net.guard import make_guarded_connector
 from swarmget.net.origin import OriginClient
 from swarmget.net.serve import ListenLimits, open_listener
 from swarmget.relay.app import make_relay_app
-from swarmget.relay.service import PRIVATE_FILE, Relay, ServeLimits, private_dir
+from swarmget.relay.blobs import PRIVATE_FILE, ServeLimits, private_dir
+from swarmget.relay.service import Relay
 from swarmget.relay.store import open_cache_index
 
 DB_NAME = "index.db"

@@ -13,74 +13,57 @@ Every fetch runs in a task owned by the relay's task group and ends as ``ready``
 code for its clients, never the relay. A finished fetch leaves memory at once; its outcome
 is kept in the index for ``FETCH_RECORD_TTL`` seconds, for clients that look it up by id.
 
-The budget: the bytes of the indexed blobs (each once) plus the bytes reserved by fetches in
-progress stay under ``budget``. A fetch reserves the size its origin announces before the
-engine writes a byte, evicting least-recently-used blobs that no response is reading; a size
-that cannot fit fails the fetch with ``InsufficientStorage`` (a size over the whole budget
-evicts nothing). A fetch of unknown size reserves ``GROWTH_STEP`` more whenever what it has
-written catches up with its reservation (checked every ``WATCH_INTERVAL``). A finished fetch
-turns its reservation into its blob.
+The budget (``relay.budget.CacheBudget``): the bytes of the indexed blobs plus the bytes
+reserved by fetches in progress stay under ``budget``. A fetch reserves the size its origin
+announces before the engine writes a byte; a size that cannot fit fails the fetch with
+``InsufficientStorage``. A fetch of unknown size reserves ``GROWTH_STEP`` more whenever what
+it has written catches up with its reservation (checked every ``WATCH_INTERVAL``).
 
 Responses reading a blob pin it (eviction skips it); ``ServeLimits`` bounds how many may read
 at once, per client address and in total, and how long one may take to accept each block
-(the HTTP layer enforces that), so a stalled reader cannot pin a blob for ever.
+(the HTTP layer enforces that), so a stalled reader cannot pin a blob for ever. The blob
+directory and its readers are ``relay.blobs.BlobShelf``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import dataclasses
-import enum
-import errno
 import logging
 import os
 import secrets
 import shutil
-import stat
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from swarmget.core.errors import (
-    DownloadError,
-    InsufficientStorage,
-    StorageError,
-    SwarmgetError,
-)
+from swarmget.core.errors import DownloadError, StorageError, SwarmgetError
 from swarmget.core.http import Validator
 from swarmget.core.lifecycle import FetchPhase
-from swarmget.core.manifest import DEFAULT_PIECE_SIZE, Manifest, ManifestBuilder
+from swarmget.core.manifest import DEFAULT_PIECE_SIZE
 from swarmget.net.origin import OriginClient, OriginInfo
 from swarmget.node.engine import Download, DownloadResult, DownloadSpec, OriginSource
+from swarmget.relay.blobs import (
+    PRIVATE_DIR,
+    PRIVATE_FILE,
+    BlobShelf,
+    ReaderLimit,
+    ServeLimits,
+    build_manifest,
+    private_dir,
+)
+from swarmget.relay.budget import GROWTH_STEP, CacheBudget
 from swarmget.relay.store import CacheEntry, CacheIndex, FetchRecord
 
 log = logging.getLogger(__name__)
 
-MiB = 1024 * 1024
-READ_BLOCK = 4 * MiB
+__all__ = ["FetchReport", "FetchState", "Relay", "RelayStatistics"]
+
 WATCH_INTERVAL = 0.25  # seconds between checks of a fetch of unknown size
-GROWTH_STEP = 64 * MiB  # what a fetch of unknown size reserves at a time
 FETCH_RECORD_TTL = 3600.0  # seconds a finished fetch can still be looked up by id
 MAX_ERROR_MESSAGE = 2000
-PRIVATE_DIR = 0o700
-PRIVATE_FILE = 0o600
-
-
-@dataclass(frozen=True, kw_only=True)
-class ServeLimits:
-    """Bounds on the responses that read blobs (unauthenticated: anyone may ask)."""
-
-    readers_per_client: int = 64  # responses in progress per client address
-    readers_total: int = 512
-    #: seconds a client gets to take each block of ``SEND_BLOCK`` bytes (a minimum rate)
-    write_timeout: float = 30.0
-
-    def __post_init__(self) -> None:
-        if self.readers_per_client < 1 or self.readers_total < 1 or self.write_timeout <= 0:
-            raise ValueError("reader limits must be >= 1 and the write timeout > 0")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -138,55 +121,6 @@ class RelayStatistics:
     readers: int  # responses reading blobs
 
 
-class ReaderLimit(enum.Enum):
-    """Why a blob response is refused: the client's share or the relay's total is in use."""
-
-    PER_CLIENT = "per_client"
-    TOTAL = "total"
-
-
-def build_manifest(path: Path, piece_size: int) -> Manifest:
-    """Read ``path`` once; blocking (run it in a thread)."""
-    builder = ManifestBuilder(piece_size)
-    with open(path, "rb") as f:
-        while block := f.read(READ_BLOCK):
-            builder.feed(block)
-    return builder.finish()
-
-
-def private_dir(path: Path) -> None:
-    """Make ``path`` a directory only we can enter (0700); blocking. StorageError if it is
-    not a directory or belongs to another user."""
-    path.mkdir(mode=PRIVATE_DIR, parents=True, exist_ok=True)
-    st = os.stat(path)
-    if not stat.S_ISDIR(st.st_mode):
-        raise StorageError(f"relay cache: {path} is not a directory")
-    if st.st_uid != os.geteuid():
-        raise StorageError(f"relay cache: {path} belongs to another user (uid {st.st_uid})")
-    if stat.S_IMODE(st.st_mode) != PRIVATE_DIR:
-        os.chmod(path, PRIVATE_DIR)
-
-
-def _private_children(path: Path) -> None:
-    """Make every regular file directly in ``path`` 0600 (blobs of older versions); links
-    and others are left alone (they are never served: blobs are opened with O_NOFOLLOW)."""
-    dir_fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        for name in os.listdir(dir_fd):
-            try:
-                fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=dir_fd)
-            except OSError:
-                continue
-            try:
-                st = os.fstat(fd)
-                if stat.S_ISREG(st.st_mode) and stat.S_IMODE(st.st_mode) != PRIVATE_FILE:
-                    os.fchmod(fd, PRIVATE_FILE)
-            finally:
-                os.close(fd)
-    finally:
-        os.close(dir_fd)
-
-
 class Relay:
     def __init__(
         self,
@@ -205,9 +139,7 @@ class Relay:
         self.index = index
         self.origin = origin
         self._tg = tg
-        self.blobs = cache_dir / "blobs"
         self.tmp = cache_dir / "tmp"
-        self.budget = budget
         self.piece_size = piece_size
         self.connections = connections
         self.limits = limits or ServeLimits()
@@ -215,25 +147,26 @@ class Relay:
         self._clock = clock
         self.fetches: dict[str, FetchState] = {}  # in progress, by id
         self._by_url: dict[str, FetchState] = {}  # in progress, by URL
-        self._reserved: dict[str, int] = {}  # fetch id -> bytes of the budget it holds
-        self._budget_lock = asyncio.Lock()
-        self._serving: collections.Counter[str] = collections.Counter()  # sha256 -> readers
-        self._readers: collections.Counter[str] = collections.Counter()  # client -> readers
         self.origin_downloads = 0  # full downloads from origins (for tests and metrics)
         self.hits = 0
         private_dir(cache_dir)
-        private_dir(self.blobs)
-        _private_children(self.blobs)
+        self.shelf = BlobShelf(cache_dir / "blobs", self.limits)
+        self.cache_budget = CacheBudget(index, self.shelf, budget)
         shutil.rmtree(self.tmp, ignore_errors=True)  # leftovers of a crashed fetch
         private_dir(self.tmp)
+
+    @property
+    def budget(self) -> int:
+        """Bytes the cached blobs and the fetches in progress may use together."""
+        return self.cache_budget.budget
 
     def statistics(self) -> RelayStatistics:
         return RelayStatistics(
             origin_downloads=self.origin_downloads,
             hits=self.hits,
             fetching=len(self.fetches),
-            reserved_bytes=sum(self._reserved.values()),
-            readers=sum(self._readers.values()),
+            reserved_bytes=self.cache_budget.reserved(),
+            readers=self.shelf.readers(),
         )
 
     # --- fetching ------------------------------------------------------------------------------
@@ -275,7 +208,7 @@ class Relay:
             await self._settle(state)
             await self._remember(state)
         finally:
-            self._reserved.pop(state.id, None)
+            self.cache_budget.release(state.id)
             state.download, state.task = None, None
             state.done.set()
             self.fetches.pop(state.id, None)
@@ -360,15 +293,16 @@ class Relay:
                 created=now,
                 last_used=now,
             )
-            await self._commit(state.id, result.path, entry)
+            await self.cache_budget.commit(state.id, result.path, entry)
         finally:
             await asyncio.to_thread(shutil.rmtree, workdir, ignore_errors=True)
         return entry
 
     async def _admit(self, state: FetchState, info: OriginInfo) -> None:
         """Reserve the announced size before the engine writes a byte."""
-        total = self._unknown_size_hold(0) if info.size is None else info.size
-        await self._reserve(state.id, total, state.url)
+        budget = self.cache_budget
+        total = budget.unknown_size_hold(0) if info.size is None else info.size
+        await budget.reserve(state.id, total, state.url)
 
     async def _run_within_budget(self, fetch_id: str, download: Download) -> DownloadResult:
         """``download.run()``, failed with InsufficientStorage if it outgrows the budget."""
@@ -389,109 +323,30 @@ class Relay:
             info = download.pinned
             if info is None or info.size is not None:
                 continue
-            written = download.statistics().done
-            if written + GROWTH_STEP // 2 > self._reserved.get(fetch_id, 0):
-                await self._reserve(fetch_id, self._unknown_size_hold(written), download.spec.url)
+            written, budget = download.statistics().done, self.cache_budget
+            if written + GROWTH_STEP // 2 > budget.held(fetch_id):
+                await budget.reserve(fetch_id, budget.unknown_size_hold(written), download.spec.url)
 
-    def _unknown_size_hold(self, written: int) -> int:
-        """What a fetch of unknown size should hold having written ``written`` bytes: a step
-        ahead, within the budget while it can be (past it, more than the budget: refused)."""
-        return min(written + GROWTH_STEP, max(self.budget, written + 1))
-
-    async def _commit(self, fetch_id: str, path: Path, entry: CacheEntry) -> None:
-        """Move a fetched file into the cache: its reservation becomes its blob."""
-        await self._reserve(fetch_id, entry.size, entry.url)  # a no-op when it was announced
-        async with self._budget_lock:
-            await asyncio.to_thread(os.replace, path, self.blob_path(entry.sha256))
-            await self.index.put(entry)
-            self._reserved.pop(fetch_id, None)
-
-    # --- the cache -----------------------------------------------------------------------------
+    # --- the cache and its readers (``BlobShelf``, ``CacheBudget``) -----------------------------
 
     def blob_path(self, sha256: str) -> Path:
-        return self.blobs / sha256
+        return self.shelf.path(sha256)
 
     async def used_bytes(self) -> int:
         """Bytes of the cached blobs plus those reserved by fetches in progress."""
-        blobs = await self.index.blobs()
-        return sum(b.size for b in blobs) + sum(self._reserved.values())
-
-    async def _reserve(self, fetch_id: str, total: int, url: str) -> None:
-        """Hold ``total`` bytes of the budget for fetch ``fetch_id``, evicting least-recently
-        used blobs that nobody reads; InsufficientStorage if they cannot be found."""
-        async with self._budget_lock:
-            held = self._reserved.get(fetch_id, 0)
-            if total <= held:
-                return
-            if total > self.budget:
-                raise InsufficientStorage(
-                    f"{url} is {total} bytes or more: over the relay's cache budget of "
-                    f"{self.budget} bytes"
-                )
-            await self._make_room(total - held)
-            self._reserved[fetch_id] = total
-
-    async def _make_room(self, incoming: int) -> None:
-        """Evict least-recently-used blobs (not in use) until ``incoming`` fits the budget.
-        Called with the budget lock held."""
-        blobs = await self.index.blobs()
-        used = sum(b.size for b in blobs) + sum(self._reserved.values())
-        for blob in sorted(blobs, key=lambda b: b.last_used):
-            if used + incoming <= self.budget:
-                return
-            if self._serving[blob.sha256]:
-                continue
-            await self.index.remove_blob(blob.sha256)
-            with contextlib.suppress(FileNotFoundError):
-                await asyncio.to_thread(self.blob_path(blob.sha256).unlink)
-            used -= blob.size
-        if used + incoming > self.budget:
-            raise InsufficientStorage(
-                f"the relay's cache budget of {self.budget} bytes cannot hold {incoming} more "
-                f"({used} bytes are being read or fetched)"
-            )
-
-    # --- serving -------------------------------------------------------------------------------
+        return await self.cache_budget.used_bytes()
 
     def reader_refusal(self, client: str) -> ReaderLimit | None:
         """The ``ReaderLimit`` that refuses one more response reading a blob, if any."""
-        if self._readers[client] >= self.limits.readers_per_client:
-            return ReaderLimit.PER_CLIENT
-        if sum(self._readers.values()) >= self.limits.readers_total:
-            return ReaderLimit.TOTAL
-        return None
+        return self.shelf.reader_refusal(client)
 
-    @contextlib.contextmanager
-    def serving(self, sha256: str, client: str = "") -> Iterator[None]:
+    def serving(self, sha256: str, client: str = "") -> contextlib.AbstractContextManager[None]:
         """Mark a blob in use while a response sends it (eviction skips it)."""
-        self._serving[sha256] += 1
-        self._readers[client] += 1
-        try:
-            yield
-        finally:
-            for counter, key in ((self._serving, sha256), (self._readers, client)):
-                counter[key] -= 1
-                if counter[key] <= 0:
-                    del counter[key]
+        return self.shelf.serving(sha256, client)
 
     def open_blob(self, sha256: str) -> tuple[int, os.stat_result] | None:
-        """An open descriptor of blob ``sha256`` and its status, or None if there is no such
-        regular file (a link is not followed). Three system calls on a local directory; the
-        name must already be checked (64 hex digits)."""
-        dir_fd = os.open(self.blobs, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            fd = os.open(sha256, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=dir_fd)
-        except OSError as exc:
-            if exc.errno in (errno.ENOENT, errno.ELOOP):
-                return None
-            raise
-        finally:
-            os.close(dir_fd)
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            os.close(fd)
-            return None
-        return fd, st
+        """An open descriptor of blob ``sha256`` and its status (``BlobShelf.open``)."""
+        return self.shelf.open(sha256)
 
 
 def _leading(group: BaseExceptionGroup[BaseException]) -> BaseException:

@@ -32,7 +32,7 @@ from swarmget.node.download_json import progress_from_json
 from swarmget.node.download_json import result_from_json as result_from_json  # (for the CLI)
 from swarmget.node.engine import DownloadSpec
 from swarmget.node.statefiles import API_SOCKET, NODE_FILE, TOKEN_FILE
-from swarmget.protocol.errors import EXCEPTIONS, exception_for_code
+from swarmget.protocol.errors import USER_ERRORS, exception_for_code
 from swarmget.protocol.user import DOWNLOADS_PATH, CreateDownload
 
 if TYPE_CHECKING:
@@ -168,7 +168,7 @@ class NodeSession:
     async def start(self, request: CreateDownload) -> str:
         status, data = await self.call("POST", DOWNLOADS_PATH, request.as_json())
         if status != 201:
-            raise _refused(data)
+            raise _refused(status, data)
         return str(data["id"])
 
     async def follow(self, download_id: str, on_progress: Any) -> dict[str, Any]:
@@ -207,14 +207,13 @@ def create_request(spec: DownloadSpec, output: str | None) -> CreateDownload:
         raise UsageError(f"the node would refuse the download: {field}: {first['msg']}") from exc
 
 
-def _refused(data: Any) -> UsageError:
-    """The node refused to start a download: a usage error, of the kind its code names
-    (``invalid_url``, ``invalid_checksum`` ...) when it names one."""
+def _refused(status: int, data: Any) -> SwarmgetError:
+    """The node refused to start a download: the exception its code names in
+    ``USER_ERRORS`` (``invalid_url``, ``invalid_checksum`` ...; else judged by status, a
+    refusal being a ``UsageError``)."""
     error = data if isinstance(data, dict) else {}
     message = f"the node refused the download: {error.get('error', data)}"
-    code = error.get("code")
-    kind = EXCEPTIONS.get(code, UsageError) if isinstance(code, str) else UsageError
-    return kind(message) if issubclass(kind, UsageError) else UsageError(message)
+    return USER_ERRORS.for_code(error.get("code"), status)(message)
 
 
 def _client_error() -> type[Exception]:

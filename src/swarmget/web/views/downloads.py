@@ -1,0 +1,78 @@
+"""The downloads list: one ``DownloadRow`` per download, from the user API's JSON."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from swarmget.core.lifecycle import DownloadState, parse_state
+from swarmget.web.humanize import human_bytes, human_duration, human_rate
+from swarmget.web.views.common import display_name
+
+
+@dataclass(frozen=True, kw_only=True)
+class DownloadRow:
+    id: str
+    name: str
+    url: str
+    state: str  # a DownloadState's value (an unknown one is shown as it came)
+    stage: str
+    size: str
+    done: str
+    percent: float | None  # None: size not known yet
+    rate: str
+    eta: str
+    elapsed: str
+    error: str | None
+    error_code: str | None
+    verified: str | None
+    can_cancel: bool
+    can_retry: bool
+
+    @property
+    def percent_text(self) -> str:
+        return "…" if self.percent is None else f"{self.percent:.0f}%"
+
+
+def download_row(d: Mapping[str, Any]) -> DownloadRow:
+    state = str(d["state"])
+    known = parse_state(state)
+    is_done = known is DownloadState.DONE
+    progress: Mapping[str, Any] = d.get("progress") or {}
+    result: Mapping[str, Any] | None = d.get("result")
+    error: Mapping[str, Any] | None = d.get("error")
+    size = result["size"] if result else progress.get("size")
+    done = size if is_done else progress.get("done", 0)
+    elapsed = result["elapsed"] if result else progress.get("elapsed")
+    running = known is not None and known.active
+    if running:
+        rate = progress.get("rate")
+    else:
+        rate = size / elapsed if is_done and size and elapsed else None
+    return DownloadRow(
+        id=str(d["id"]),
+        name=display_name(d),
+        url=str(d["url"]),
+        state=state,
+        stage=str(progress.get("stage", state)),
+        size=human_bytes(size),
+        done=human_bytes(done),
+        percent=_percent(is_done, done, size),
+        rate=human_rate(rate),
+        eta=human_duration(progress.get("eta")) if running else "—",
+        elapsed=human_duration(elapsed),
+        error=str(error["message"]) if error else None,
+        error_code=str(error["code"]) if error else None,
+        verified=", ".join(result["verified"]) or "size" if result else None,
+        can_cancel=running,
+        can_retry=known is not None and known.retryable,
+    )
+
+
+def _percent(is_done: bool, done: int | None, size: int | None) -> float | None:
+    if is_done:
+        return 100.0
+    if not size:
+        return None
+    return min(100.0, 100.0 * (done or 0) / size)
