@@ -7,10 +7,12 @@ import argparse
 import asyncio
 import json
 import os
-import signal
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import swarmget.testing.origin as origin_package
 from swarmget.core.units import parse_size
+from swarmget.net.signals import serve_until_signalled
 from swarmget.testing.origin.behaviour import Behaviour, behaviour_from_json
 from swarmget.testing.origin.server import TestOrigin
 
@@ -90,16 +92,19 @@ def _origin_from_args(args: argparse.Namespace) -> TestOrigin:
 
 async def _serve(origin: TestOrigin, host: str, port: int) -> None:
     """Serve until SIGINT or SIGTERM, announcing the base URL on stdout once listening."""
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    await origin.start(host, port)
-    try:
-        print(json.dumps({"base_url": origin.base_url, "pid": os.getpid()}), flush=True)
-        await stop.wait()
-    finally:
-        await origin.close()
+
+    @asynccontextmanager
+    async def started() -> AsyncIterator[TestOrigin]:
+        await origin.start(host, port)
+        try:
+            yield origin
+        finally:
+            await origin.close()
+
+    def ready(started: TestOrigin) -> None:
+        print(json.dumps({"base_url": started.base_url, "pid": os.getpid()}), flush=True)
+
+    await serve_until_signalled(started(), ready)
 
 
 def main(argv: list[str] | None = None) -> int:
