@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 
 import pytest
 
-from swarmget.net.signals import serve_until_signalled, stop_on_signals
+from swarmget.net.signals import announce_listening, serve_until_signalled, stop_on_signals
 
 
 class FakeServer:
@@ -63,3 +63,8 @@ def test_outside_the_main_thread_no_handler_is_installed() -> None:
     thread.start()
     thread.join(10)
     assert seen == [False]
+
+
+def test_listening_is_announced_as_one_json_line(capsys: pytest.CaptureFixture[str]) -> None:
+    announce_listening({"url": "http://127.0.0.1:7400", "pid": 1})
+    assert capsys.readouterr().out.splitlines() == ['{"url": "http://127.0.0.1:7400", "pid": 1}']

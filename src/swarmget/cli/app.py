@@ -91,6 +91,7 @@ def fail_start(exc: Exception, what: str) -> NoReturn:
 
 
 def announce(info: dict[str, Any]) -> None:
-    """One JSON line on stdout (a service's URLs, once it listens: tests and the demo
-    read it)."""
-    click.echo(json.dumps(info))
+    """A service's URLs, once it listens (``net.signals.announce_listening``)."""
+    from swarmget.net.signals import announce_listening
+
+    announce_listening(info)

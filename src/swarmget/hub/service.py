@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
-import json
 import os
 import sys
 import time
@@ -37,7 +36,7 @@ from swarmget.net.serve import (
     ListenLimits,
     open_listener,
 )
-from swarmget.net.signals import serve_until_signalled
+from swarmget.net.signals import announce_listening, serve_until_signalled
 from swarmget.net.signing import load_secret
 
 __all__ = [
@@ -178,7 +177,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _announce(url: str) -> None:
-    print(json.dumps({"url": url}), flush=True)
+    announce_listening({"url": url})
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -3,8 +3,11 @@
 listens, and serves until SIGTERM or SIGINT, then closes it cleanly.
 
 ``serve_until_signalled(server, ready)`` is that, for a server that is an async context
-manager. The signal handlers are installed before the server opens, so a signal that comes
-while it starts stops it as soon as it is up (its cleanup runs) rather than killing the
+manager; ``announce_listening(info)`` is how they say it: one JSON line on stdout (tests,
+the demo and process supervisors read it).
+
+The signal handlers are installed before the server opens, so a signal that comes while it
+starts stops it as soon as it is up (its cleanup runs) rather than killing the
 process half-way; they are removed when it returns. Outside the main thread (where the loop
 cannot handle signals) it serves until cancelled.
 """
@@ -13,12 +16,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import signal
 from collections.abc import Callable, Iterator
 from contextlib import AbstractAsyncContextManager
-from typing import TypeVar
+from typing import Any, TypeVar
 
-__all__ = ["STOP_SIGNALS", "serve_until_signalled", "stop_on_signals"]
+__all__ = ["STOP_SIGNALS", "announce_listening", "serve_until_signalled", "stop_on_signals"]
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 T = TypeVar("T")
@@ -53,3 +57,8 @@ async def serve_until_signalled(
         async with server as running:
             ready(running)
             await stop.wait()
+
+
+def announce_listening(info: dict[str, Any]) -> None:
+    """Say on stdout, as one JSON line, that a server listens (and where)."""
+    print(json.dumps(info), flush=True)

@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import swarmget.testing.origin as origin_package
 from swarmget.core.units import parse_size
-from swarmget.net.signals import serve_until_signalled
+from swarmget.net.signals import announce_listening, serve_until_signalled
 from swarmget.testing.origin.behaviour import Behaviour, behaviour_from_json
 from swarmget.testing.origin.server import TestOrigin
 
@@ -102,7 +101,7 @@ async def _serve(origin: TestOrigin, host: str, port: int) -> None:
             await origin.close()
 
     def ready(started: TestOrigin) -> None:
-        print(json.dumps({"base_url": started.base_url, "pid": os.getpid()}), flush=True)
+        announce_listening({"base_url": started.base_url, "pid": os.getpid()})
 
     await serve_until_signalled(started(), ready)
 
