@@ -18,7 +18,6 @@ from rich.table import Table
 from swarmget.cli.app import fail_start, main
 from swarmget.core.errors import DownloadError, SwarmgetError, UsageError
 from swarmget.core.units import human_bytes
-from swarmget.core.urls import parse_hub_urls, validate_url
 from swarmget.defaults import DEFAULT_STATE_DIR
 
 
@@ -129,23 +128,7 @@ def doctor(ctx: click.Context, url: str | None, hubs: tuple[str, ...], state_dir
     from swarmget import doctor as checks
 
     path = ctx.find_root().params.get("config_path") or config.default_config_path(os.environ)
-
-    async def run() -> list[checks.Check]:
-        import aiohttp
-
-        found, configured_hubs, secret_file, _ = checks.check_config(path)
-        secret_check, secret = checks.check_secret(secret_file)
-        out = [found, secret_check]
-        timeout = aiohttp.ClientTimeout(total=10)
-        async with aiohttp.ClientSession(timeout=timeout) as session:
-            for hub_url in parse_hub_urls(hubs) or tuple(configured_hubs):
-                out += await checks.check_hub(session, hub_url, secret)
-            out.append(await checks.check_node(session, state_dir))
-            if url:
-                out.append(await checks.check_origin(session, validate_url(url)))
-        return out
-
-    results = asyncio.run(run())
+    results = asyncio.run(checks.run_checks(path, hubs=hubs, state_dir=state_dir, url=url))
     console = Console()
     for c in results:
         mark = "[green]✓[/]" if c.ok else "[red]✗[/]"
