@@ -14,8 +14,8 @@ what the user asked and whether a node says it runs in the state directory) and 
 =========  ===============================================================================
 
 Start-up time matters for the last: a plain http:// download with no node running must not
-import aiohttp, pydantic or ``run.remote`` (~0.25 s), so every route imports what it
-needs when it runs, and the facts are gathered without importing the node's client.
+import aiohttp (~0.15 s), pydantic or ``run.remote`` (~0.1 s), so every route imports what
+it needs when it runs, and the facts are gathered without importing the node's client.
 """
 
 from __future__ import annotations
