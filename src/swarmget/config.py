@@ -40,6 +40,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from swarmget.core.addresses import parse_cidrs
 from swarmget.core.errors import UsageError
+from swarmget.core.units import parse_size as parse_size
 from swarmget.defaults import (
     DEFAULT_API_PORT,
     DEFAULT_DB_URL,
@@ -49,28 +50,9 @@ from swarmget.defaults import (
     DEFAULT_TTL,
 )
 
-SIZE_UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
-
 
 class ConfigError(UsageError):
     code = "config"
-
-
-def parse_size(text: str | int) -> int:
-    """``8M``, ``1.5G``, ``4096``, ``10MiB`` → bytes (binary units); ValueError otherwise."""
-    if isinstance(text, int):
-        if text < 0:
-            raise ValueError(f"negative size: {text}")
-        return text
-    t = text.strip().upper().removesuffix("IB").removesuffix("B")
-    unit = t[-1:] if t[-1:] in SIZE_UNITS and not t[-1:].isdigit() else ""
-    try:
-        value = float(t[: len(t) - len(unit)])
-    except ValueError:
-        raise ValueError(f"not a size: {text!r} (try 8M, 1.5G)") from None
-    if value < 0:
-        raise ValueError(f"negative size: {text!r}")
-    return int(value * SIZE_UNITS[unit])
 
 
 class _Section(BaseModel):

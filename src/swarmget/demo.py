@@ -23,7 +23,7 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColu
 from rich.table import Table
 
 from swarmget.core.lifecycle import DownloadState, parse_state, still_going
-from swarmget.progress import human_bytes
+from swarmget.core.units import human_bytes
 from swarmget.testing.origin import TestOrigin, open_test_origin
 from swarmget.testing.swarm import NodeApi, open_local_swarm
 

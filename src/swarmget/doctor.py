@@ -22,6 +22,7 @@ import aiohttp
 from swarmget.config import resolve
 from swarmget.core.auth import DEFAULT_WINDOW
 from swarmget.core.errors import ClockSkew, SwarmgetError
+from swarmget.core.urls import parse_hub_urls, validate_url
 from swarmget.net.origin import OriginClient
 from swarmget.net.signing import NodeIdentity, load_secret, secret_file_exposure, signed_headers
 
@@ -149,3 +150,22 @@ async def check_origin(session: aiohttp.ClientSession, url: str) -> Check:
         validator = "no validator (changes cannot be detected)"
     detail = f"reachable, {info.size} bytes, serves byte ranges, {validator}"
     return Check(f"origin {url}", True, detail)
+
+
+async def run_checks(
+    config_path: Path | None, *, hubs: tuple[str, ...], state_dir: Path, url: str | None
+) -> list[Check]:
+    """Every check, in the order ``swarmget doctor`` prints them: the config file, the
+    secret, each hub (``hubs`` as given to ``--hub``, else the configured ones), the local
+    node in ``state_dir``, and the origin ``url`` when given."""
+    found, configured_hubs, secret_file, _ = check_config(config_path)
+    secret_check, secret = check_secret(secret_file)
+    out = [found, secret_check]
+    timeout = aiohttp.ClientTimeout(total=10)
+    async with aiohttp.ClientSession(timeout=timeout) as session:
+        for hub_url in parse_hub_urls(hubs) or tuple(configured_hubs):
+            out += await check_hub(session, hub_url, secret)
+        out.append(await check_node(session, state_dir))
+        if url:
+            out.append(await check_origin(session, validate_url(url)))
+    return out

@@ -12,19 +12,13 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
+from swarmget.core.units import human_bytes
+
 if TYPE_CHECKING:
     from swarmget.node.engine import Download, DownloadProgress, DownloadResult
 
 REFRESH = 0.25
 T = TypeVar("T")
-
-
-def human_bytes(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    raise AssertionError("unreachable")
 
 
 def human_time(seconds: float | None) -> str:

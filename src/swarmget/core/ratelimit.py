@@ -26,6 +26,10 @@ class TokenBucket:
         self._tokens -= n
         return 0.0 if self._tokens >= 0 else -self._tokens / self.rate
 
+    def give_back(self, n: int) -> None:
+        """Return ``n`` reserved tokens that will not be used (their sender gave up waiting)."""
+        self._tokens = min(self.burst, self._tokens + n)
+
 
 class EventBudget:
     """At most ``burst`` events at once and ``rate`` per second after that (e.g. log lines).

@@ -23,7 +23,7 @@ from urllib.parse import SplitResult, urlsplit
 
 from swarmget.core.errors import InvalidURL
 
-__all__ = ["origin_of", "redact_url", "same_origin", "validate_url"]
+__all__ = ["origin_of", "parse_hub_urls", "redact_url", "same_origin", "validate_url"]
 
 _SCHEMES = frozenset({"http", "https"})
 # Characters that RFC 3986 §2 never allows in a URI and that no sane server emits. A
@@ -56,6 +56,13 @@ def validate_url(url: str) -> str:
 
 
 REDACTED = "***"
+
+
+def parse_hub_urls(values: tuple[str, ...]) -> tuple[str, ...]:
+    """``--hub`` values (repeated, or comma-separated) → the hub URLs, in the order given,
+    without repeats. Raises ``InvalidURL`` for one that is not an http(s) URL."""
+    urls = (validate_url(url.strip()) for v in values for url in v.split(",") if url.strip())
+    return tuple(dict.fromkeys(url.rstrip("/") for url in urls))
 
 
 def redact_url(url: str) -> str:

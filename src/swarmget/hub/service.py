@@ -14,14 +14,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import dataclasses
-import json
 import os
-import signal
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -39,6 +36,7 @@ from swarmget.net.serve import (
     ListenLimits,
     open_listener,
 )
+from swarmget.net.signals import announce_listening, serve_until_signalled
 from swarmget.net.signing import load_secret
 
 __all__ = [
@@ -123,7 +121,7 @@ async def run_hub(
     on_listening: Callable[[str], None] | None = None,
 ) -> None:
     """Serve the hub until cancelled, SIGTERM or SIGINT; ``on_listening(url)`` once bound."""
-    async with open_hub(
+    server = open_hub(
         host=host,
         port=port,
         db_url=db_url,
@@ -133,30 +131,13 @@ async def run_hub(
         trusted_proxies=trusted_proxies,
         limits=limits,
         group_policy=group_policy,
-    ) as hub:
+    )
+
+    def listening(hub: RunningHub) -> None:
         if on_listening is not None:
             on_listening(hub.url)
-        stop = asyncio.Event()
-        with _stop_on_signals(stop):
-            await stop.wait()
 
-
-@contextlib.contextmanager
-def _stop_on_signals(stop: asyncio.Event) -> Iterator[None]:
-    """Set ``stop`` on SIGTERM/SIGINT while inside (where the loop can handle signals)."""
-    loop = asyncio.get_running_loop()
-    installed: list[signal.Signals] = []
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        try:
-            loop.add_signal_handler(sig, stop.set)
-        except (NotImplementedError, RuntimeError, ValueError):  # not main thread / Windows
-            continue
-        installed.append(sig)
-    try:
-        yield
-    finally:
-        for sig in installed:
-            loop.remove_signal_handler(sig)
+    await serve_until_signalled(server, listening)
 
 
 # --- python -m swarmget.hub ---------------------------------------------------------------------
@@ -196,7 +177,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _announce(url: str) -> None:
-    print(json.dumps({"url": url}), flush=True)
+    announce_listening({"url": url})
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import signal
 import stat
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -21,6 +20,7 @@ from swarmget.net.auth import wait_for_next_second
 from swarmget.net.guard import make_guarded_connector
 from swarmget.net.origin import OriginClient
 from swarmget.net.serve import ListenLimits, open_listener
+from swarmget.net.signals import serve_until_signalled
 from swarmget.relay.app import make_relay_app
 from swarmget.relay.blobs import PRIVATE_FILE, ServeLimits, private_dir
 from swarmget.relay.service import Relay
@@ -127,11 +127,5 @@ def _private_db_file(cache_dir: Path, name: str) -> None:
 
 
 async def run_relay(config: RelayConfig, announce: Callable[[str], None]) -> None:
-    """Serve until cancelled (SIGTERM/SIGINT stop ``asyncio.run``)."""
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    async with open_relay(config) as running:
-        announce(running.url)
-        await stop.wait()
+    """Serve until cancelled, SIGTERM or SIGINT; ``announce(url)`` once listening."""
+    await serve_until_signalled(open_relay(config), lambda running: announce(running.url))

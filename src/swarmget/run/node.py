@@ -9,11 +9,9 @@ demo read it) and writing the node file the CLI finds it by.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import os
-import signal
 import sys
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -21,6 +19,7 @@ from typing import Any
 
 from aiohttp import web
 
+from swarmget.net.signals import serve_until_signalled
 from swarmget.node import daemon
 from swarmget.node.daemon import Node, NodeConfig
 from swarmget.node.statefiles import API_SOCKET, NODE_FILE, remove_quietly, write_private
@@ -46,29 +45,25 @@ async def open_node(config: NodeConfig) -> AsyncIterator[Node]:
 
 async def run_node(config: NodeConfig, *, announce: Callable[[dict[str, Any]], None]) -> None:
     """Run a node until SIGTERM/SIGINT; ``announce`` gets its URLs once it listens."""
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+
+    def ready(node: Node) -> None:
+        announce(
+            {
+                "node_id": node.node_id,
+                "peer_url": node.peer_url,
+                "api_url": node.api_url,
+                "portal_url": f"{node.api_url}/portal/",  # no login secret: stdout
+                "pid": os.getpid(),  # may well be a log (the journal)
+            }
+        )
+        _write_node_file(config.state_dir, node)
+        if node.portal is not None and sys.stderr.isatty():  # a person, not a log
+            link = node.portal.login_url()
+            print(f"portal login link (one use, 5 minutes): {link}", file=sys.stderr)
+
     try:
-        async with open_node(config) as node:
-            announce(
-                {
-                    "node_id": node.node_id,
-                    "peer_url": node.peer_url,
-                    "api_url": node.api_url,
-                    "portal_url": f"{node.api_url}/portal/",  # no login secret: stdout
-                    "pid": os.getpid(),  # may well be a log (the journal)
-                }
-            )
-            _write_node_file(config.state_dir, node)
-            if node.portal is not None and sys.stderr.isatty():  # a person, not a log
-                link = node.portal.login_url()
-                print(f"portal login link (one use, 5 minutes): {link}", file=sys.stderr)
-            await stop.wait()
+        await serve_until_signalled(open_node(config), ready)
     finally:
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.remove_signal_handler(sig)
         remove_quietly(config.state_dir, NODE_FILE)
 
 

@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
+from swarmget.core import units
+
 
 def human_bytes(n: float | None) -> str:
-    if n is None:
-        return "—"
-    value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(value) < 1024 or unit == "TiB":
-            return f"{int(value)} B" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    raise AssertionError("unreachable")
+    """``core.units.human_bytes``, and a dash for a size not known."""
+    return "—" if n is None else units.human_bytes(n)
 
 
 def human_rate(rate: float | None) -> str:

@@ -1,0 +1,5 @@
+"""``python -m swarmget.cli``: the ``swarmget`` command."""
+
+from swarmget.cli import main
+
+main()

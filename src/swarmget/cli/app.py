@@ -1,0 +1,97 @@
+"""The ``swarmget`` command group, its exit codes, and how every command reports failure.
+
+Exit codes (also in the README)::
+
+    0    the file is in place and verified
+    1    internal error (a bug: please report it)
+    2    usage error: bad URL, checksum, header, or the destination exists (use --force)
+    3    the download failed: origin unreachable or refusing, every source failed
+    4    the file changed on the server during (or since) the download
+    5    checksum mismatch: the data is kept for inspection
+    6    local storage error: disk full or too small, over --max-size, read-only, permissions,
+         an untrusted FILE.part (the partial file is kept)
+    130  interrupted: the partial download is kept; run the same command again to resume
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+from rich.console import Console
+
+from swarmget import __version__
+from swarmget.core.errors import (
+    ChecksumMismatch,
+    DownloadError,
+    OriginChanged,
+    StorageError,
+    SwarmgetError,
+    UsageError,
+)
+
+EXIT_OK = 0
+EXIT_INTERNAL = 1
+EXIT_USAGE = 2
+EXIT_FAILED = 3
+EXIT_CHANGED = 4
+EXIT_CHECKSUM = 5
+EXIT_STORAGE = 6
+EXIT_INTERRUPTED = 130
+
+
+def exit_code_for(exc: BaseException) -> int:
+    for kind, code in (
+        (UsageError, EXIT_USAGE),
+        (OriginChanged, EXIT_CHANGED),
+        (ChecksumMismatch, EXIT_CHECKSUM),
+        (StorageError, EXIT_STORAGE),
+        (DownloadError, EXIT_FAILED),
+        (SwarmgetError, EXIT_FAILED),
+    ):
+        if isinstance(exc, kind):
+            return code
+    return EXIT_INTERNAL
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="swarmget")
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="TOML config file (default: $SWARMGET_CONFIG, ~/.config/swarmget/config.toml, "
+    "/etc/swarmget/config.toml).",
+)
+def main(config_path: Path | None) -> None:
+    """Download large files faster by splitting them across the machines of your LAN."""
+
+
+def fail(err: Console, exc: SwarmgetError, as_json: bool) -> NoReturn:
+    """A download failed (or could not start): say why, on stderr and with ``--json`` on
+    stdout, and exit with its code."""
+    code = exit_code_for(exc)
+    if as_json:
+        click.echo(json.dumps({"ok": False, "error": exc.code, "message": str(exc)}))
+    err.print(f"[red]error[/] ({exc.code}): {exc}", markup=True, highlight=False)
+    sys.exit(code)
+
+
+def fail_start(exc: Exception, what: str) -> NoReturn:
+    """A service (or a call to one) could not start: say why and exit."""
+    err = Console(stderr=True)
+    if isinstance(exc, OSError):
+        err.print(f"[red]error[/]: cannot start the {what}: {exc}", highlight=False)
+        sys.exit(EXIT_FAILED)
+    err.print(f"[red]error[/]: {exc}", highlight=False)
+    sys.exit(EXIT_USAGE if isinstance(exc, UsageError | ValueError) else EXIT_FAILED)
+
+
+def announce(info: dict[str, Any]) -> None:
+    """A service's URLs, once it listens (``net.signals.announce_listening``)."""
+    from swarmget.net.signals import announce_listening
+
+    announce_listening(info)

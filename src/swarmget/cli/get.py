@@ -1,0 +1,135 @@
+"""``swarmget get``: its options become one ``run.get.GetRequest``; ``run.get`` decides the
+way the download goes and runs it; this prints the progress, the summary or the JSON."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+
+from swarmget.cli.app import EXIT_INTERRUPTED, fail, main
+from swarmget.core.errors import SwarmgetError, UsageError
+from swarmget.core.units import human_bytes, parse_size
+from swarmget.core.verification import Verification
+from swarmget.defaults import DEFAULT_STATE_DIR, SECRET_ENV
+from swarmget.node import download_json
+from swarmget.node.engine import DEFAULT_VERIFY_SAMPLE, DownloadResult
+from swarmget.run.get import GetRequest, download
+
+
+def _size_option(_ctx: click.Context, _param: click.Parameter, value: str | None) -> int | None:
+    """A size option (``20G``, ``512M``, ``1000``) in bytes; None when not given."""
+    if value is None:
+        return None
+    try:
+        return parse_size(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from exc
+
+
+@main.command()
+@click.argument("url")
+@click.option("-o", "--output", type=click.Path(path_type=Path), help="File or directory.")
+@click.option("-c", "--connections", type=click.IntRange(1, 64), default=4, show_default=True)
+@click.option("--checksum", "checksums", multiple=True, help="ALG:HEX (sha256, sha512, ...).")
+@click.option("-H", "--header", "headers", multiple=True, help="Extra request header 'K: V'.")
+@click.option("--force", is_flag=True, help="Overwrite an existing destination.")
+@click.option("--restart-if-changed", is_flag=True, help="Start over if the file changed.")
+@click.option("--source-address", help="Local IP to connect from (multi-homed hosts).")
+@click.option("--fsync", is_flag=True, help="Flush the file to disk before renaming it.")
+@click.option("--stall-timeout", type=click.FloatRange(0.1), default=15.0, show_default=True)
+@click.option("-q", "--quiet", is_flag=True, help="No progress display, no summary.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
+@click.option(
+    "--hub",
+    "hubs",
+    multiple=True,
+    help="Download with the swarm of this hub (in-process node); repeat, or separate with "
+    "commas, for replicated hubs (tried in order, with failover).",
+)
+@click.option("--secret-file", help=f"Swarm secret file for --hub (or ${SECRET_ENV}).")
+@click.option("--no-node", is_flag=True, help="Do not hand the download to a running node.")
+@click.option("--relay", "relay_url", help="Fetch through this relay; pieces checked by hash.")
+@click.option(
+    "--verify-sample",
+    type=click.FloatRange(0.0, 1.0),
+    default=DEFAULT_VERIFY_SAMPLE,
+    show_default=True,
+    help="Compare this share (at least 4 KiB) of every helper stream with the origin "
+    "(0: trust helpers unchecked).",
+)
+@click.option("--state-dir", type=click.Path(path_type=Path), default=DEFAULT_STATE_DIR)
+@click.option(
+    "--max-size",
+    callback=_size_option,
+    help="Refuse, before writing anything, a file larger than this (e.g. 20G).",
+)
+def get(quiet: bool, as_json: bool, **options: Any) -> None:
+    """Download URL, resuming an earlier interrupted run of the same command.
+
+    With a node daemon running (its state directory holds node.json), the download is
+    handed to it and its progress followed here; with --hub, this process joins the swarm
+    for the duration of the download; otherwise it downloads alone.
+    """
+    err = Console(stderr=True)
+    request = GetRequest(**options)
+    show = not quiet and not as_json and err.is_terminal
+
+    def node_unusable(exc: UsageError) -> None:
+        err.print(f"[yellow]not using the local node[/]: {exc}", highlight=False)
+
+    try:
+        result = asyncio.run(
+            download(request, display=err if show else None, on_node_unusable=node_unusable)
+        )
+    except KeyboardInterrupt:
+        err.print("[yellow]interrupted[/]: the partial download is kept; run again to resume")
+        sys.exit(EXIT_INTERRUPTED)
+    except SwarmgetError as exc:
+        fail(err, exc, as_json)
+    if as_json:
+        click.echo(json.dumps(result_json(result)))
+    elif not quiet:
+        click.echo(summary_line(result))
+
+
+_SOURCE_SUMMARY = ("id", "state", "received", "claimed", "failures", "ban_reason")
+
+
+def result_json(result: DownloadResult) -> dict[str, Any]:
+    """``get --json``: the user API's result (``node.download_json``), rounded for people,
+    with the average rate and a summary of each source."""
+    return {
+        "ok": True,
+        **download_json.result_json(result),
+        "elapsed": round(result.elapsed, 3),
+        "rate": result.size / result.elapsed if result.elapsed > 0 else None,
+        "last_byte_to_done": round(result.last_byte_to_done, 4),
+        "sources": [
+            {k: v for k, v in download_json.source_json(s).items() if k in _SOURCE_SUMMARY}
+            for s in result.sources
+        ],
+    }
+
+
+def summary_line(result: DownloadResult) -> str:
+    rate = result.size / result.elapsed if result.elapsed > 0 else 0.0
+    report = result.verification
+    if result.verified:
+        checked = ", ".join(result.verified) + " verified"
+    elif report.level is Verification.SAMPLED:
+        checked = f"size checked, {report.sampled_streams} helper streams sampled"
+    elif report.helper_bytes:
+        checked = f"size checked, NOT verified: {human_bytes(report.helper_bytes)} from helpers"
+    else:
+        checked = "size checked"
+    resumed = f", resumed from {human_bytes(result.resumed_bytes)}" if result.resumed_bytes else ""
+    return (
+        f"saved {result.path} ({human_bytes(result.size)}) in {result.elapsed:.1f}s, "
+        f"{human_bytes(rate)}/s, {checked}{resumed}"
+    )

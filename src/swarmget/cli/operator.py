@@ -1,0 +1,138 @@
+"""The operator's commands, on the local node's API: ``swarmget peers``, ``status``,
+``portal``; and ``swarmget doctor``."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from swarmget.cli.app import fail_start, main
+from swarmget.core.errors import DownloadError, SwarmgetError, UsageError
+from swarmget.core.units import human_bytes
+from swarmget.defaults import DEFAULT_STATE_DIR
+
+
+def _node_api_call(state_dir: Path, path: str, method: str = "GET") -> Any:
+    """``method path`` on the local node's API; exits with a clear message if none runs."""
+    from swarmget.run import remote
+
+    async def call() -> Any:
+        async with remote.open_local_node(state_dir) as api:  # its Unix socket, never TCP
+            if api is None:
+                raise UsageError(f"no running node in {state_dir} (start `swarmget node`)")
+            status, data = await api.call(method, path)
+        if status != 200:
+            raise DownloadError(f"the node answered {status}: {data}")
+        return data
+
+    try:
+        return asyncio.run(call())
+    except SwarmgetError as exc:
+        fail_start(exc, "")
+
+
+STATE_DIR_OPTION = click.option(
+    "--state-dir", type=click.Path(path_type=Path), default=DEFAULT_STATE_DIR, show_default=True
+)
+
+
+@main.command()
+@STATE_DIR_OPTION
+@click.option("--json", "as_json", is_flag=True)
+def peers(state_dir: Path, as_json: bool) -> None:
+    """The live nodes of this node's group, with their limits and health."""
+    data = _node_api_call(state_dir, "/v1/peers")
+    if as_json:
+        click.echo(json.dumps(data))
+        return
+    table = Table(title="peers (from the hub)")
+    for col in ("node", "address", "slots", "rate limit", "quota left", "served", "seen", "ver"):
+        table.add_column(col)
+    now = time.time()
+    for p in data["peers"]:
+        stats = p.get("stats") or {}
+        limit = stats.get("rate_limit")
+        quota = stats.get("quota_left", p.get("quota_left"))
+        table.add_row(
+            p["node_id"],
+            p["address"],
+            f"{stats.get('active_streams', 0)}/{p['slots']}",
+            "-" if not limit else f"{human_bytes(limit)}/s",
+            "-" if quota is None else human_bytes(quota),
+            human_bytes(stats.get("bytes_served", 0)),
+            f"{max(0.0, now - p.get('last_seen', now)):.0f}s ago",
+            p.get("version", "?"),
+        )
+    Console().print(table)
+
+
+@main.command()
+@STATE_DIR_OPTION
+@click.option("--json", "as_json", is_flag=True)
+def status(state_dir: Path, as_json: bool) -> None:
+    """This node: its downloads, the streams it serves, its quota left."""
+    node_status = _node_api_call(state_dir, "/v1/status")
+    downloads = _node_api_call(state_dir, "/v1/downloads")["downloads"]
+    if as_json:
+        click.echo(json.dumps({"node": node_status, "downloads": downloads}))
+        return
+    helper = node_status["helper"]
+    hub = node_status.get("hub") or {}
+    quota = helper.get("quota_left")
+    console = Console()
+    console.print(
+        f"node [bold]{node_status['node_id']}[/] {node_status['version']} at "
+        f"{node_status['peer_url']}; hub: "
+        + ("registered" if hub.get("registered") else f"not registered ({hub.get('error')})")
+    )
+    console.print(
+        f"helping: {helper['active_streams']}/{helper['slots']} streams now, "
+        f"{helper['streams_served']} served, {human_bytes(helper['bytes_served'])}; quota left: "
+        + ("unlimited" if quota is None else human_bytes(quota))
+    )
+    table = Table(title="downloads")
+    for col in ("id", "state", "progress", "url"):
+        table.add_column(col)
+    for d in downloads:
+        p = d.get("progress") or {}
+        done = f"{100 * p['done'] / p['size']:.0f}%" if p.get("size") else "-"
+        table.add_row(d["id"], d["state"], done, d["url"])
+    console.print(table)
+
+
+@main.command()
+@STATE_DIR_OPTION
+def portal(state_dir: Path) -> None:
+    """Print a one-time login link to the local node's portal (valid once, for 5 minutes)."""
+    click.echo(_node_api_call(state_dir, "/v1/portal-link", "POST")["url"])
+
+
+@main.command()
+@click.option("--url", help="Also check that this origin is reachable and serves ranges.")
+@click.option("--hub", "hubs", multiple=True, help="Hub(s) to check (default: configured).")
+@STATE_DIR_OPTION
+@click.pass_context
+def doctor(ctx: click.Context, url: str | None, hubs: tuple[str, ...], state_dir: Path) -> None:
+    """Check the configuration, the secret, the hubs (reachability, signature, clock), the
+    local node and optionally an origin; say in plain words what is wrong."""
+    from swarmget import config
+    from swarmget import doctor as checks
+
+    path = ctx.find_root().params.get("config_path") or config.default_config_path(os.environ)
+    results = asyncio.run(checks.run_checks(path, hubs=hubs, state_dir=state_dir, url=url))
+    console = Console()
+    for c in results:
+        mark = "[green]✓[/]" if c.ok else "[red]✗[/]"
+        console.print(f"{mark} {c.name}: {c.detail}", highlight=False)
+        if not c.ok and c.hint:
+            console.print(f"    → {c.hint}", highlight=False)
+    sys.exit(0 if all(c.ok for c in results) else 1)
