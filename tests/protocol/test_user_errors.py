@@ -17,7 +17,7 @@ from swarmget.node.statefiles import API_SOCKET
 from swarmget.node.user_api import _error, _refusal
 from swarmget.protocol.errors import USER_ERRORS, WireError
 from swarmget.protocol.user import DOWNLOADS_PATH, CreateDownload
-from swarmget.run.remote import LocalNode, NodeSession
+from swarmget.run.remote import LocalNode, NodeSession, error_answer
 
 REQUEST = CreateDownload(url="https://example.test/f")
 
@@ -147,3 +147,13 @@ async def test_an_unknown_download_is_the_not_found_row(node: Node, tmp_path: Pa
     async with _session(node, tmp_path) as api:
         status, data = await api.call("GET", "/v1/downloads/nosuch")
     assert (status, data["code"]) == (USER_ERRORS.row("not_found").status, "not_found")
+
+
+@pytest.mark.parametrize("row", USER_ERRORS.rows, ids=lambda row: row.code)
+def test_an_operator_command_reads_any_answer_by_its_code(row: WireError) -> None:
+    """``swarmget peers`` / ``status`` read a failed call as the row's exception (a hub that
+    is down is the ``HubError`` the node met, not a generic failure)."""
+    answer = {"error": "refused", "code": row.code}
+    raised = error_answer(row.status, answer, "the node answered")
+    assert type(raised) is row.raised
+    assert str(raised) == "the node answered: refused"

@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from swarmget.cli.app import fail_start, main
-from swarmget.core.errors import DownloadError, SwarmgetError, UsageError
+from swarmget.core.errors import SwarmgetError, UsageError
 from swarmget.core.units import human_bytes
 from swarmget.defaults import DEFAULT_STATE_DIR
 
@@ -30,8 +30,8 @@ def _node_api_call(state_dir: Path, path: str, method: str = "GET") -> Any:
             if api is None:
                 raise UsageError(f"no running node in {state_dir} (start `swarmget node`)")
             status, data = await api.call(method, path)
-        if status != 200:
-            raise DownloadError(f"the node answered {status}: {data}")
+        if status != 200:  # the error its code names (a hub's trouble is a HubError ...)
+            raise remote.error_answer(status, data, f"the node answered {status}")
         return data
 
     try:

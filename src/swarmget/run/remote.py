@@ -211,8 +211,14 @@ def _refused(status: int, data: Any) -> SwarmgetError:
     """The node refused to start a download: the exception its code names in
     ``USER_ERRORS`` (``invalid_url``, ``invalid_checksum`` ...; else judged by status, a
     refusal being a ``UsageError``)."""
+    return error_answer(status, data, "the node refused the download")
+
+
+def error_answer(status: int, data: Any, what: str) -> SwarmgetError:
+    """A user-API answer other than success, as the exception its code names in
+    ``USER_ERRORS`` (judged by ``status`` when it names none); ``what`` starts the message."""
     error = data if isinstance(data, dict) else {}
-    message = f"the node refused the download: {error.get('error', data)}"
+    message = f"{what}: {error.get('error', data)}"
     return USER_ERRORS.for_code(error.get("code"), status)(message)
 
 
