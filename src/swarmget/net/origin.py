@@ -4,8 +4,9 @@
 A thin adapter around the rules of ``swarmget.core.http``: this module sends requests and
 reads bytes; every decision about what a response means is made there.
 
-* ``probe`` sends HEAD, following redirects by hand (bounded, loops refused, each Location
-  validated), and falls back to ``GET`` with ``Range: bytes=0-0`` when HEAD cannot tell.
+* ``probe`` performs the actions of ``core.probe.Probe``: HEAD, following redirects by hand
+  (bounded, loops refused, each Location validated), and ``GET`` with ``Range: bytes=0-0``
+  when HEAD cannot tell.
   The result, an ``OriginInfo``, pins the final URL, size and validator for the rest of the
   download. ``accepts_ranges`` from a HEAD is only a hint: the first ``open_range`` is the
   real test and raises ``RangesIgnored`` if the server sends the whole file.
@@ -32,27 +33,21 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from multidict import CIMultiDict
 
 from swarmget import __version__
-from swarmget.core.digests import Digest
-from swarmget.core.filenames import choose_filename
+from swarmget.core.errors import SwarmgetError
 from swarmget.core.http import (
-    ProbeFacts,
-    RedirectChain,
     Validator,
     check_range_response,
     check_stream_response,
-    facts_from_head,
-    facts_from_range_probe,
     forwardable_headers,
-    redirect_target,
 )
+from swarmget.core.probe import Action, Done, Failed, Fetch, OriginInfo, Probe
 from swarmget.core.ranges import ByteRange, Chunk
-from swarmget.core.urls import redact_url, validate_url
+from swarmget.core.urls import redact_url
 from swarmget.net.aio_transport import (
     CHUNK_SIZE,
     AiohttpTransport,
@@ -78,20 +73,6 @@ __all__ = [
 ]
 
 DEFAULT_USER_AGENT = f"swarmget/{__version__}"
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class OriginInfo:
-    """What a probe pinned. ``size`` is None when the server would not say (then only
-    ``open_stream`` can fetch the file); ``filename`` is already sanitised."""
-
-    url: str
-    final_url: str
-    size: int | None
-    validator: Validator | None
-    accepts_ranges: bool
-    filename: str
-    digests: tuple[Digest, ...] = ()
 
 
 class OriginClient:
@@ -138,25 +119,26 @@ class OriginClient:
     # --- probing ---------------------------------------------------------------------------------
 
     async def probe(self, url: str) -> OriginInfo:
-        """Find out what ``url`` serves and pin it (see the module docstring).
+        """Find out what ``url`` serves and pin it: performs the actions of a
+        ``core.probe.Probe`` (redirects, the HEAD-then-range-GET rule, every check).
 
         Raises ``InvalidURL`` for a bad ``url``, ``OriginUnusable`` for 4xx answers, bad or
         looping redirects, ``SourceRetryable``/``SourceRateLimited`` for transient failures
         and ``SourceBroken`` for nonsense answers.
         """
-        url = validate_url(url)
-        chain = RedirectChain(url, self._max_redirects)
-        method = "HEAD"
+        machine = Probe(url, max_redirects=self._max_redirects)
+        action: Action = machine.start()
         while True:
-            status, headers = await self._exchange(method, chain.current, url)
-            target = redirect_target(chain.current, status, headers)
-            if target is not None:
-                chain.follow(target)
+            if isinstance(action, Done):
+                return action.info
+            if isinstance(action, Failed):
+                raise action.error
+            try:
+                status, headers = await self._exchange(action, machine.url)
+            except SwarmgetError as exc:
+                action = machine.on_error(exc)
                 continue
-            facts = self._probe_facts(method, status, headers)
-            if facts is not None:
-                return _origin_info(url, chain.current, facts)
-            method = "GET"  # HEAD could not tell: ask for the first byte instead
+            action = machine.on_answer(status, headers, now_epoch=self._clock())
 
     async def is_unchanged(self, final_url: str, original_url: str, pinned: Validator) -> bool:
         """Revalidate a cached copy with a conditional HEAD (RFC 9110 §13.1.2/§13.1.3):
@@ -176,21 +158,12 @@ class OriginClient:
                 return False
             return Validator.from_headers(ans.headers) == pinned
 
-    def _probe_facts(
-        self, method: str, status: int, headers: Mapping[str, str]
-    ) -> ProbeFacts | None:
-        if method == "HEAD":
-            return facts_from_head(status, headers, now_epoch=self._clock())
-        return facts_from_range_probe(status, headers, now_epoch=self._clock())
-
-    async def _exchange(
-        self, method: str, url: str, original_url: str
-    ) -> tuple[int, Mapping[str, str]]:
+    async def _exchange(self, fetch: Fetch, original_url: str) -> tuple[int, Mapping[str, str]]:
         """Send a probe request and return its status and headers; the body is never read."""
-        extra = {"Range": "bytes=0-0"} if method == "GET" else {}
-        headers = self._request_headers(original_url, url, extra)
-        transport = self._transport(Purpose.PROBE, url)
-        async with transport.request(method, url, headers, _what(method, url)) as answer:
+        headers = self._request_headers(original_url, fetch.url, dict(fetch.headers))
+        transport = self._transport(Purpose.PROBE, fetch.url)
+        what = _what(fetch.method, fetch.url)
+        async with transport.request(fetch.method, fetch.url, headers, what) as answer:
             return answer.status, answer.headers
 
     # --- fetching ---------------------------------------------------------------------------------
@@ -276,18 +249,6 @@ class OriginClient:
 
 def _what(method: str, url: str) -> str:
     return f"{method} {redact_url(url)}"
-
-
-def _origin_info(url: str, final_url: str, facts: ProbeFacts) -> OriginInfo:
-    return OriginInfo(
-        url=url,
-        final_url=final_url,
-        size=facts.size,
-        validator=facts.validator,
-        accepts_ranges=facts.accepts_ranges,
-        filename=choose_filename(facts.content_disposition, final_url, url),
-        digests=facts.digests,
-    )
 
 
 def _require_range_size(info: OriginInfo, rng: ByteRange) -> int:
