@@ -334,7 +334,7 @@ def _answer(data: bytes, *, then_wait: bool = False) -> Script:
     ("answer", "match"),
     [
         (b"HTTP/1.1 206 OK\r\nX: a\r\n folded\r\n\r\n", "folding"),
-        (b"HTTP/1.1 2OO OK\r\n\r\n", "status line"),
+        (b"HTTP/1.1 2OO OK\r\n\r\n", "malformed response head"),
         (b"HTTP/1.1 206 OK\r\n" + b"X-Big: " + b"a" * 70000 + b"\r\n\r\n", "longer than"),
         (_head(extra="Transfer-Encoding: chunked\r\n"), "Transfer-Encoding and Content-Length"),
         (_head(length=12), "Content-Length 12"),
