@@ -1,8 +1,11 @@
 """The origin client: probe a URL, then fetch byte ranges of it, over aiohttp (or, for
 ``http://`` URLs when given one, over the raw range client of ``net.rawhttp``).
 
-A thin adapter around the rules of ``swarmget.core.http``: this module sends requests and
-reads bytes; every decision about what a response means is made there.
+A thin adapter around the rules of ``swarmget.core.http`` and the probe machine of
+``swarmget.core.probe``: this module sends requests and reads bytes; every decision about
+what a response means is made there. Requests go through one of two transports behind one
+interface (``net.transport``: ``net.aio_transport`` or ``net.rawhttp``), chosen by
+``net.transport.TransportChoice``.
 
 * ``probe`` performs the actions of ``core.probe.Probe``: HEAD, following redirects by hand
   (bounded, loops refused, each Location validated), and ``GET`` with ``Range: bytes=0-0``
