@@ -109,6 +109,8 @@ def test_repeated_fields_are_joined() -> None:
         (b"HTTP/1.1 200 OK\r\nBad Name: a\r\n\r\n", "malformed response head"),
         (b"HTTP/1.1 200 OK\r\nX : a\r\n\r\n", "malformed response head"),
         (b"HTTP/1.1 200 OK\r\n: empty\r\n\r\n", "malformed response head"),
+        (b"HTTP/1.1 200 OK\r\nContent-Length\r\n\r\n", "malformed response head"),
+        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding\r\n\r\n", "malformed response head"),
         (b"HTTP/1.1 101 Switching\r\n\r\n", "malformed response head"),  # never asked
         # what h11 takes (any HTTP/d.d): refused by us
         (b"HTTP/1.2 200 OK\r\n\r\n", "HTTP version"),

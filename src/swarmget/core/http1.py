@@ -155,8 +155,8 @@ def parse_response_head(head: bytes) -> ResponseHead:
     lines = _strict_lines(head)
     aside: dict[int, tuple[str, str]] = {}  # the framing fields h11 does not see
     for index, line in enumerate(lines[1:], start=1):
-        name, _, value = line.partition(b":")
-        if name.lower() in _FRAMING_FIELDS:
+        name, colon, value = line.partition(b":")
+        if colon and name.lower() in _FRAMING_FIELDS:
             aside[index] = (name.decode("ascii"), value.strip(b" \t").decode("latin-1"))
     kept = [line for index, line in enumerate(lines) if index not in aside]
     event = _h11_parse(b"".join(line + b"\r\n" for line in kept) + b"\r\n")
