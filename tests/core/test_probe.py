@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from swarmget.core.errors import (
     InvalidURL,
@@ -10,9 +12,17 @@ from swarmget.core.errors import (
     SourceBroken,
     SourceRateLimited,
     SourceRetryable,
+    SwarmgetError,
 )
-from swarmget.core.http import Validator
+from swarmget.core.http import (
+    RedirectChain,
+    Validator,
+    facts_from_head,
+    facts_from_range_probe,
+    redirect_target,
+)
 from swarmget.core.probe import RANGE_PROBE, Done, Failed, Fetch, Probe, ProbeState
+from swarmget.core.urls import validate_url
 
 NOW = 1_700_000_000.0
 START = "http://a.example/dir/f.iso"
@@ -211,3 +221,88 @@ def test_misuse_is_a_runtime_error() -> None:
         probe.on_answer(200, OK, now_epoch=NOW)
     with pytest.raises(RuntimeError):
         probe.on_error(SourceRetryable("late"))
+
+
+# --- the machine against the loop it replaced ---------------------------------------------------
+
+
+def _old_loop(
+    url: str, answers: list[tuple[int, dict[str, str]]], max_redirects: int
+) -> tuple[list[tuple[str, str]], object]:
+    """``OriginClient.probe``'s loop before the machine (net/origin.py, issue #13), with the
+    answers scripted: the requests it sent, and its result (facts or an exception)."""
+    sent: list[tuple[str, str]] = []
+    try:
+        url = validate_url(url)
+        chain = RedirectChain(url, max_redirects)
+        method = "HEAD"
+        for status, headers in answers:
+            sent.append((method, chain.current))
+            target = redirect_target(chain.current, status, headers)
+            if target is not None:
+                chain.follow(target)
+                continue
+            if method == "HEAD":
+                facts = facts_from_head(status, headers, now_epoch=NOW)
+            else:
+                facts = facts_from_range_probe(status, headers, now_epoch=NOW)
+            if facts is not None:
+                return sent, (chain.current, facts.size, facts.validator, facts.accepts_ranges)
+            method = "GET"
+    except SwarmgetError as exc:
+        return sent, (type(exc), str(exc))
+    return sent, "pending"
+
+
+def _machine(
+    url: str, answers: list[tuple[int, dict[str, str]]], max_redirects: int
+) -> tuple[list[tuple[str, str]], object]:
+    sent: list[tuple[str, str]] = []
+    probe = Probe(url, max_redirects=max_redirects)
+    action: Fetch | Done | Failed = probe.start()
+    for status, headers in answers:
+        if not isinstance(action, Fetch):
+            break
+        assert action.headers == (RANGE_PROBE if action.method == "GET" else ())
+        sent.append((action.method, action.url))
+        action = probe.on_answer(status, headers, now_epoch=NOW)
+    if isinstance(action, Done):
+        info = action.info
+        return sent, (info.final_url, info.size, info.validator, info.accepts_ranges)
+    if isinstance(action, Failed):
+        return sent, (type(action.error), str(action.error))
+    return sent, "pending"
+
+
+_locations = st.sampled_from(
+    ["/a", "/b", "b", "../c", "//other.example/d", "https://a.example/e", START, "ftp://x/y", " "]
+)
+_answer = st.one_of(
+    st.tuples(
+        st.sampled_from([301, 302, 303, 307, 308]), st.fixed_dictionaries({"Location": _locations})
+    ),
+    st.tuples(st.sampled_from([301, 302]), st.just({})),
+    st.tuples(
+        st.sampled_from([200, 206, 300, 304, 403, 404, 405, 416, 429, 500, 503]),
+        st.fixed_dictionaries(
+            {},
+            optional={
+                "Content-Length": st.sampled_from(["0", "1", "1000", "x"]),
+                "Content-Range": st.sampled_from(["bytes 0-0/1000", "bytes */0", "bytes 5-5/9"]),
+                "ETag": st.just('"v1"'),
+                "Content-Encoding": st.just("gzip"),
+            },
+        ),
+    ),
+)
+
+
+@given(
+    st.sampled_from([START, "https://a.example/f", "ftp://a.example/f"]),
+    st.lists(_answer, max_size=8),
+    st.integers(0, 4),
+)
+def test_the_machine_does_what_the_old_loop_did(
+    url: str, answers: list[tuple[int, dict[str, str]]], max_redirects: int
+) -> None:
+    assert _machine(url, answers, max_redirects) == _old_loop(url, answers, max_redirects)
