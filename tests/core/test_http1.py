@@ -100,15 +100,28 @@ def test_repeated_fields_are_joined() -> None:
 @pytest.mark.parametrize(
     ("raw", "match"),
     [
-        (b"HTTP/2 200 OK\r\n\r\n", "status line"),
-        (b"HTTP/1.1 20 OK\r\n\r\n", "status line"),
-        (b"HTTP/1.1 099 Nope\r\n\r\n", "status line"),
-        (b"ICY 200 OK\r\n\r\n", "status line"),
+        # status lines and field syntax: h11's verdict (its message follows ours)
+        (b"HTTP/2 200 OK\r\n\r\n", "malformed response head"),
+        (b"HTTP/1.1 20 OK\r\n\r\n", "malformed response head"),
+        (b"HTTP/1.1 099 Nope\r\n\r\n", "malformed response head"),
+        (b"ICY 200 OK\r\n\r\n", "malformed response head"),
+        (b"HTTP/1.1 200 OK\r\nNo colon\r\n\r\n", "malformed response head"),
+        (b"HTTP/1.1 200 OK\r\nBad Name: a\r\n\r\n", "malformed response head"),
+        (b"HTTP/1.1 200 OK\r\nX : a\r\n\r\n", "malformed response head"),
+        (b"HTTP/1.1 200 OK\r\n: empty\r\n\r\n", "malformed response head"),
+        (b"HTTP/1.1 200 OK\r\nContent-Length\r\n\r\n", "malformed response head"),
+        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding\r\n\r\n", "malformed response head"),
+        (b"HTTP/1.1 101 Switching\r\n\r\n", "malformed response head"),  # never asked
+        # what h11 takes (any HTTP/d.d): refused by us
+        (b"HTTP/1.2 200 OK\r\n\r\n", "HTTP version"),
+        (b"HTTP/2.0 200 OK\r\n\r\n", "HTTP version"),
+        # what h11 lets pass (obs-fold, bare LF, control characters): the strict pre-check
         (b"HTTP/1.1 200 OK\r\nX: a\r\n b\r\n\r\n", "folding"),
         (b"HTTP/1.1 200 OK\r\n\tX: a\r\n\r\n", "folding"),
-        (b"HTTP/1.1 200 OK\r\nNo colon\r\n\r\n", "malformed header"),
-        (b"HTTP/1.1 200 OK\r\nBad Name: a\r\n\r\n", "malformed header"),
-        (b"HTTP/1.1 200 OK\r\n: empty\r\n\r\n", "malformed header"),
+        (b"HTTP/1.1 200 OK\r\nX: a\x7f\r\n\r\n", "control characters"),
+        (b"HTTP/1.1 200 OK\r\nX: a\x01b\r\n\r\n", "control characters"),
+        (b"HTTP/1.1 200 O\nK\r\n\r\n", "control characters"),
+        (b"HTTP/1.1 200 OK\r\n\r\nX: a\r\n\r\n", "blank line inside"),
         (b"HTTP/1.1 200 OK\r\nX: a\nY: b\r\n\r\n", "control characters"),
         (b"HTTP/1.1 200 OK\r\nX: a\x00b\r\n\r\n", "control characters"),
         (b"HTTP/1.1 200 OK\r\nX: a\r\n", "blank line"),
@@ -164,7 +177,10 @@ _value = st.text(
 ).map(lambda v: v.strip(" \t"))
 
 
-@given(st.lists(st.tuples(_token, _value), max_size=12), st.integers(100, 599))
+@given(
+    st.lists(st.tuples(_token, _value), max_size=12),
+    st.integers(100, 599).filter(lambda s: s != 101),  # 101 without an Upgrade: refused
+)
 def test_heads_round_trip(fields: list[tuple[str, str]], status: int) -> None:
     raw = (
         f"HTTP/1.1 {status} Reason\r\n".encode()
@@ -187,3 +203,45 @@ def test_any_bytes_parse_or_are_broken(noise: bytes) -> None:
             assert "\r" not in value
             assert "\n" not in value
             assert ":" not in name
+
+
+def test_a_head_of_almost_max_head_bytes_parses() -> None:
+    """h11's own limit (16 KiB by default) is raised to ours."""
+    raw = b"HTTP/1.1 200 OK\r\nX-Big: " + b"a" * (MAX_HEAD - 100) + b"\r\n\r\n"
+    assert find_head_end(raw) == len(raw)
+    assert parse_response_head(raw).get("x-big") == "a" * (MAX_HEAD - 100)
+
+
+def test_framing_fields_are_judged_by_our_rules_and_keep_their_place() -> None:
+    """h11 refuses a Transfer-Encoding other than chunked and a Content-Length of over 20
+    digits; those fields are set aside for ``framing`` (and ``core.http``) to judge."""
+    head = parse_response_head(
+        b"HTTP/1.1 206 P\r\nA: 1\r\nTransfer-Encoding: gzip\r\nB: 2\r\n"
+        b"transfer-encoding:  chunked \r\nC: 3\r\n\r\n"
+    )
+    assert head.headers == (
+        ("A", "1"),
+        ("Transfer-Encoding", "gzip"),
+        ("B", "2"),
+        ("transfer-encoding", "chunked"),
+        ("C", "3"),
+    )
+    assert head.framing == "chunked"
+    assert parse_response_head(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: br\r\n\r\n").framing == (
+        "other"
+    )
+    huge = parse_response_head(b"HTTP/1.1 200 OK\r\nContent-Length: " + b"9" * 25 + b"\r\n\r\n")
+    assert huge.content_length is not None
+    assert huge.content_length > 2**63
+    twice = parse_response_head(
+        b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\ncontent-length: 5\r\n\r\n"
+    )
+    assert twice.headers == (("Content-Length", "5"), ("content-length", "5"))
+    assert twice.content_length == 5
+    assert twice.framing == "length"
+
+
+def test_interim_heads_parse() -> None:
+    head = parse_response_head(b"HTTP/1.1 103 Early Hints\r\nLink: </x>; rel=preload\r\n\r\n")
+    assert (head.status, head.framing) == (103, "none")
+    assert parse_response_head(b"HTTP/1.0 200\r\n\r\n").reason == ""

@@ -11,6 +11,17 @@ itself; this module is the part of that which needs no socket:
   ends, control characters, non-token names, an over-long head and nonsense status lines
   are ``SourceBroken`` (RFC 9112 §2.2, §4, §5: a client may reject what it cannot parse
   unambiguously, and a parser that guesses is how request smuggling starts).
+
+  The status line and the fields are parsed by ``h11`` (a well-kept sans-IO parser). h11
+  is more lenient than we want in three ways, so a strict pre-check runs first
+  (``_strict_lines``): h11 accepts bare LF line ends, unfolds obs-fold lines and lets
+  control characters through in values; we refuse all three. And h11 refuses two things
+  our rules decide themselves, so the framing fields are set aside before h11 sees the
+  head and judged by ``ResponseHead.framing`` / ``core.http.parse_content_length``:
+  ``Transfer-Encoding`` other than plain ``chunked`` (the raw client hands any
+  Transfer-Encoding to aiohttp) and a Content-Length of over 20 digits (read as a size no
+  disk holds, refused by the storage check). Only HTTP/1.0 and HTTP/1.1 are accepted (h11
+  takes any ``HTTP/d.d``).
 * ``ResponseHead.framing`` says how the body is delimited (§6.3): ``"none"`` for 1xx, 204
   and 304, ``"chunked"``/``"other"`` when Transfer-Encoding is present (the raw client
   hands those to aiohttp), else ``"length"`` with Content-Length, else ``"close"``.
@@ -24,6 +35,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+
+import h11
 
 from swarmget.core.errors import SourceBroken
 from swarmget.core.http import parse_content_length
@@ -40,7 +53,6 @@ __all__ = [
 #: The longest response head accepted (status line, headers and the blank line).
 MAX_HEAD = 64 * 1024
 _TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
-_STATUS_LINE = re.compile(rb"HTTP/1\.([01]) ([1-9][0-9]{2})(?: ([\t\x20-\x7e\x80-\xff]*))?")
 _BAD_VALUE = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 _BAD_TARGET = re.compile(r"[\x00-\x20\x7f]")
 _NO_BODY = frozenset({204, 304})
@@ -140,22 +152,60 @@ def find_head_end(buffer: bytes | bytearray, start: int = 0) -> int | None:
 
 def parse_response_head(head: bytes) -> ResponseHead:
     """Parse one head (ending with the blank line, as ``find_head_end`` delimits it)."""
+    lines = _strict_lines(head)
+    aside: dict[int, tuple[str, str]] = {}  # the framing fields h11 does not see
+    for index, line in enumerate(lines[1:], start=1):
+        name, colon, value = line.partition(b":")
+        if colon and name.lower() in _FRAMING_FIELDS:
+            aside[index] = (name.decode("ascii"), value.strip(b" \t").decode("latin-1"))
+    kept = [line for index, line in enumerate(lines) if index not in aside]
+    event = _h11_parse(b"".join(line + b"\r\n" for line in kept) + b"\r\n")
+    if event.http_version not in (b"1.0", b"1.1"):
+        raise SourceBroken(f"unsupported HTTP version {event.http_version[:8]!r}")
+    parsed = iter(event.headers.raw_items())
+    headers = tuple(
+        aside[index] if index in aside else _field(next(parsed)) for index in range(1, len(lines))
+    )
+    reason = event.reason.decode("latin-1")
+    return ResponseHead(int(event.http_version[-1:]), event.status_code, reason, headers)
+
+
+_FRAMING_FIELDS = frozenset({b"transfer-encoding", b"content-length"})
+
+
+def _strict_lines(head: bytes) -> list[bytes]:
+    """The head's lines (without the blank one), once what h11 would let pass is refused:
+    a head not ending in CRLF CRLF, obs-fold, control characters (a bare CR or LF is one)
+    anywhere, and a blank line inside (h11 would stop there)."""
     if not head.endswith(b"\r\n\r\n"):
         raise SourceBroken("response head does not end with a blank line")
     lines = head[:-4].split(b"\r\n")
-    status = _STATUS_LINE.fullmatch(lines[0])
-    if status is None:
-        raise SourceBroken(f"malformed status line {lines[0][:80]!r}")
-    headers = []
     for line in lines[1:]:
         if line[:1] in (b" ", b"\t"):
             raise SourceBroken("obsolete line folding in the response head")
-        name, sep, value = line.partition(b":")
-        if not sep or not _TOKEN.fullmatch(name):
-            raise SourceBroken(f"malformed header line {line[:80]!r}")
-        value = value.strip(b" \t")
-        if _BAD_VALUE.search(value):
-            raise SourceBroken(f"control characters in the value of {name.decode()}")
-        headers.append((name.decode("ascii"), value.decode("latin-1")))
-    reason = (status.group(3) or b"").decode("latin-1")
-    return ResponseHead(int(status.group(1)), int(status.group(2)), reason, tuple(headers))
+    if not all(lines):  # a blank line inside: two heads, or none
+        raise SourceBroken("malformed response head: a blank line inside")
+    for line in lines:
+        if _BAD_VALUE.search(line):
+            name = line.partition(b":")[0][:40].decode("latin-1")
+            raise SourceBroken(f"control characters in the response head ({name!r})")
+    return lines
+
+
+def _h11_parse(head: bytes) -> h11.Response | h11.InformationalResponse:
+    """h11's reading of one complete head (a fresh connection each time: only the head is
+    h11's business, the body is read by the caller)."""
+    conn = h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_HEAD)
+    conn.send(h11.Request(method="GET", target="/", headers=[("Host", "-")]))
+    conn.receive_data(head)
+    try:
+        event = conn.next_event()
+    except h11.ProtocolError as exc:
+        raise SourceBroken(f"malformed response head: {str(exc)[:120]}") from exc
+    if not isinstance(event, h11.Response | h11.InformationalResponse):
+        raise SourceBroken("malformed response head")  # cannot happen with a whole head
+    return event
+
+
+def _field(item: tuple[bytes, bytes]) -> tuple[str, str]:
+    return item[0].decode("ascii"), item[1].decode("latin-1")

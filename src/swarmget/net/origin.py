@@ -1,11 +1,15 @@
 """The origin client: probe a URL, then fetch byte ranges of it, over aiohttp (or, for
 ``http://`` URLs when given one, over the raw range client of ``net.rawhttp``).
 
-A thin adapter around the rules of ``swarmget.core.http``: this module sends requests and
-reads bytes; every decision about what a response means is made there.
+A thin adapter around the rules of ``swarmget.core.http`` and the probe machine of
+``swarmget.core.probe``: this module sends requests and reads bytes; every decision about
+what a response means is made there. Requests go through one of two transports behind one
+interface (``net.transport``: ``net.aio_transport`` or ``net.rawhttp``), chosen by
+``net.transport.TransportChoice``.
 
-* ``probe`` sends HEAD, following redirects by hand (bounded, loops refused, each Location
-  validated), and falls back to ``GET`` with ``Range: bytes=0-0`` when HEAD cannot tell.
+* ``probe`` performs the actions of ``core.probe.Probe``: HEAD, following redirects by hand
+  (bounded, loops refused, each Location validated), and ``GET`` with ``Range: bytes=0-0``
+  when HEAD cannot tell.
   The result, an ``OriginInfo``, pins the final URL, size and validator for the rest of the
   download. ``accepts_ranges`` from a HEAD is only a hint: the first ``open_range`` is the
   real test and raises ``RangesIgnored`` if the server sends the whole file.
@@ -30,44 +34,37 @@ on another host.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, TypeAlias
+from typing import TYPE_CHECKING
 
-from multidict import CIMultiDict, CIMultiDictProxy
-from yarl import URL
+from multidict import CIMultiDict
 
 from swarmget import __version__
-from swarmget.core.digests import Digest
-from swarmget.core.errors import (
-    OriginUnusable,
-    SourceBroken,
-    SourceRetryable,
-    SwarmgetError,
-)
-from swarmget.core.filenames import choose_filename
+from swarmget.core.errors import SwarmgetError
 from swarmget.core.http import (
-    ProbeFacts,
-    RedirectChain,
     Validator,
     check_range_response,
     check_stream_response,
-    facts_from_head,
-    facts_from_range_probe,
     forwardable_headers,
-    redirect_target,
 )
+from swarmget.core.probe import Action, Done, Failed, Fetch, OriginInfo, Probe
 from swarmget.core.ranges import ByteRange, Chunk
-from swarmget.core.urls import redact_url, validate_url
-from swarmget.net.lowat import ReadCoalescer
-from swarmget.net.rawhttp import RawHttp, RawUnsupported
+from swarmget.core.urls import redact_url
+from swarmget.net.aio_transport import (
+    CHUNK_SIZE,
+    AiohttpTransport,
+    CheckedBody,
+    SessionFactory,
+    translate_client_error,
+)
+from swarmget.net.rawbody import RawUnsupported
+from swarmget.net.transport import Purpose, Route, Transport, TransportChoice
 
 if TYPE_CHECKING:  # imported when first needed: a download of an http:// file never does
     import aiohttp
 
-#: Makes the aiohttp session when it is first needed (and keeps returning it).
-SessionFactory: TypeAlias = Callable[[], Awaitable["aiohttp.ClientSession"]]
+    from swarmget.net.rawhttp import RawHttp
 
 __all__ = [
     "CHUNK_SIZE",
@@ -78,23 +75,7 @@ __all__ = [
     "translate_client_error",
 ]
 
-#: Largest chunk a body iterator yields.
-CHUNK_SIZE = 256 * 1024
 DEFAULT_USER_AGENT = f"swarmget/{__version__}"
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class OriginInfo:
-    """What a probe pinned. ``size`` is None when the server would not say (then only
-    ``open_stream`` can fetch the file); ``filename`` is already sanitised."""
-
-    url: str
-    final_url: str
-    size: int | None
-    validator: Validator | None
-    accepts_ranges: bool
-    filename: str
-    digests: tuple[Digest, ...] = ()
 
 
 class OriginClient:
@@ -108,7 +89,8 @@ class OriginClient:
     With ``raw`` (owned by the caller, who gives it the same address policy, source
     address and timeouts as the session), ranges of ``http://`` files are fetched on its
     connections and read off the socket by its threads (``net.rawhttp``: the fast path);
-    the answers are checked by the same rules. If an origin frames a range's body with a
+    the answers are checked by the same rules. Which transport serves a request is decided
+    by a ``net.transport.TransportChoice``: if an origin frames a range's body with a
     Transfer-Encoding, that request is repeated through aiohttp and the origin's ranges stay
     there from then on. With ``raw``, probes of ``http://`` URLs go through it too, so a
     download of an ``http://`` file never needs aiohttp: ``session`` may then be a
@@ -127,16 +109,11 @@ class OriginClient:
         clock: Callable[[], float] = time.time,
         raw: RawHttp | None = None,
     ) -> None:
-        self._session: aiohttp.ClientSession | None = None
-        self._session_factory: SessionFactory | None = None
-        if callable(session):
-            self._session_factory = session
-        else:
-            self._session = session
-        self._connect_timeout = connect_timeout
-        self._read_timeout = read_timeout
+        self._aiohttp = AiohttpTransport(
+            session, connect_timeout=connect_timeout, read_timeout=read_timeout
+        )
         self._raw = raw
-        self._raw_refused: set[str] = set()  # origins (scheme://host:port) raw cannot read
+        self.choice = TransportChoice(raw_available=raw is not None)
         self._headers = CIMultiDict({"User-Agent": DEFAULT_USER_AGENT})
         self._headers.update(headers or {})  # case-insensitive: a given user-agent wins
         self._max_redirects = max_redirects
@@ -145,25 +122,26 @@ class OriginClient:
     # --- probing ---------------------------------------------------------------------------------
 
     async def probe(self, url: str) -> OriginInfo:
-        """Find out what ``url`` serves and pin it (see the module docstring).
+        """Find out what ``url`` serves and pin it: performs the actions of a
+        ``core.probe.Probe`` (redirects, the HEAD-then-range-GET rule, every check).
 
         Raises ``InvalidURL`` for a bad ``url``, ``OriginUnusable`` for 4xx answers, bad or
         looping redirects, ``SourceRetryable``/``SourceRateLimited`` for transient failures
         and ``SourceBroken`` for nonsense answers.
         """
-        url = validate_url(url)
-        chain = RedirectChain(url, self._max_redirects)
-        method = "HEAD"
+        machine = Probe(url, max_redirects=self._max_redirects)
+        action: Action = machine.start()
         while True:
-            status, headers = await self._exchange(method, chain.current, url)
-            target = redirect_target(chain.current, status, headers)
-            if target is not None:
-                chain.follow(target)
+            if isinstance(action, Done):
+                return action.info
+            if isinstance(action, Failed):
+                raise action.error
+            try:
+                status, headers = await self._exchange(action, machine.url)
+            except SwarmgetError as exc:
+                action = machine.on_error(exc)
                 continue
-            facts = self._probe_facts(method, status, headers)
-            if facts is not None:
-                return _origin_info(url, chain.current, facts)
-            method = "GET"  # HEAD could not tell: ask for the first byte instead
+            action = machine.on_answer(status, headers, now_epoch=self._clock())
 
     async def is_unchanged(self, final_url: str, original_url: str, pinned: Validator) -> bool:
         """Revalidate a cached copy with a conditional HEAD (RFC 9110 §13.1.2/§13.1.3):
@@ -175,32 +153,21 @@ class OriginClient:
             else {"If-Modified-Since": pinned.last_modified or ""}
         )
         headers = self._request_headers(original_url, final_url, conditional)
-        async with self._send("HEAD", final_url, headers) as resp:
-            if resp.status == 304:
+        transport = self._transport(Purpose.REVALIDATE, final_url)
+        async with transport.request("HEAD", final_url, headers, _what("HEAD", final_url)) as ans:
+            if ans.status == 304:
                 return True
-            if resp.status != 200:
+            if ans.status != 200:
                 return False
-            return Validator.from_headers(resp.headers) == pinned
+            return Validator.from_headers(ans.headers) == pinned
 
-    def _probe_facts(
-        self, method: str, status: int, headers: CIMultiDictProxy[str]
-    ) -> ProbeFacts | None:
-        if method == "HEAD":
-            return facts_from_head(status, headers, now_epoch=self._clock())
-        return facts_from_range_probe(status, headers, now_epoch=self._clock())
-
-    async def _exchange(
-        self, method: str, url: str, original_url: str
-    ) -> tuple[int, CIMultiDictProxy[str]]:
+    async def _exchange(self, fetch: Fetch, original_url: str) -> tuple[int, Mapping[str, str]]:
         """Send a probe request and return its status and headers; the body is never read."""
-        extra = {"Range": "bytes=0-0"} if method == "GET" else {}
-        headers = self._request_headers(original_url, url, extra)
-        if self._raw is not None and self._raw.supports(url):
-            what = f"{method} {redact_url(url)}"
-            async with self._raw.request(method, url, headers, what) as answer:
-                return answer.status, answer.headers
-        async with self._send(method, url, headers) as resp:
-            return resp.status, resp.headers
+        headers = self._request_headers(original_url, fetch.url, dict(fetch.headers))
+        transport = self._transport(Purpose.PROBE, fetch.url)
+        what = _what(fetch.method, fetch.url)
+        async with transport.request(fetch.method, fetch.url, headers, what) as answer:
+            return answer.status, answer.headers
 
     # --- fetching ---------------------------------------------------------------------------------
 
@@ -220,35 +187,35 @@ class OriginClient:
         if info.validator is not None:
             extra["If-Range"] = info.validator.if_range_value()
         headers = self._request_headers(info.url, info.final_url, extra)
-        raw = self._raw
-        if raw is not None and raw.supports(info.final_url):
-            origin = str(URL(info.final_url).origin())
-            if origin not in self._raw_refused:
-                yielded = False
-                try:
-                    what = f"GET {redact_url(info.final_url)}"
-                    async with raw.request("GET", info.final_url, headers, what) as answer:
-                        check_range_response(
-                            answer.status,
-                            answer.headers,
-                            rng,
-                            info.validator,
-                            size,
-                            now_epoch=self._clock(),
-                        )
-                        body = answer.body(rng.length)
-                        yielded = True
-                        yield body
-                    return
-                except RawUnsupported:
-                    if yielded:
-                        raise
-                    self._raw_refused.add(origin)
-        async with self._send("GET", info.final_url, headers) as resp:
+        url = info.final_url
+        what = _what("GET", url)
+        shown = f"{redact_url(url)} {rng}"
+        if self.choice.route(Purpose.RANGE, url) is Route.RAW:
+            assert self._raw is not None
+            yielded = False
+            try:
+                async with self._raw.request("GET", url, headers, what) as answer:
+                    check_range_response(
+                        answer.status,
+                        answer.headers,
+                        rng,
+                        info.validator,
+                        size,
+                        now_epoch=self._clock(),
+                    )
+                    body = answer.body(rng.length, shown)
+                    yielded = True
+                    yield body
+                return
+            except RawUnsupported:
+                if yielded:
+                    raise
+                self.choice.on_framed_body(url)  # then once more, through aiohttp
+        async with self._aiohttp.request("GET", url, headers, what) as answer:
             check_range_response(
-                resp.status, resp.headers, rng, info.validator, size, now_epoch=self._clock()
+                answer.status, answer.headers, rng, info.validator, size, now_epoch=self._clock()
             )
-            yield CheckedBody(resp, rng.length, f"{redact_url(info.final_url)} {rng}")
+            yield answer.body(rng.length, shown)
 
     @asynccontextmanager
     async def open_stream(self, info: OriginInfo) -> AsyncIterator[AsyncIterator[Chunk]]:
@@ -258,14 +225,21 @@ class OriginClient:
         ``OriginChanged``). The iterator raises ``SourceBroken`` when the body ends short
         of Content-Length (or the pinned size); with neither, it runs to the end.
         """
-        headers = self._request_headers(info.url, info.final_url, {})
-        async with self._send("GET", info.final_url, headers) as resp:
+        url = info.final_url
+        headers = self._request_headers(info.url, url, {})
+        async with self._aiohttp.request("GET", url, headers, _what("GET", url)) as answer:
             expected = check_stream_response(
-                resp.status, resp.headers, info.validator, info.size, now_epoch=self._clock()
+                answer.status, answer.headers, info.validator, info.size, now_epoch=self._clock()
             )
-            yield CheckedBody(resp, expected, redact_url(info.final_url))
+            yield answer.body(expected, redact_url(url))
 
     # --- plumbing -------------------------------------------------------------------------------
+
+    def _transport(self, purpose: Purpose, url: str) -> Transport:
+        if self.choice.route(purpose, url) is Route.RAW:
+            assert self._raw is not None
+            return self._raw
+        return self._aiohttp
 
     def _request_headers(
         self, original_url: str, url: str, extra: Mapping[str, str]
@@ -275,105 +249,9 @@ class OriginClient:
         headers.update(extra)
         return headers
 
-    @asynccontextmanager
-    async def _send(
-        self, method: str, url: str, headers: CIMultiDict[str]
-    ) -> AsyncIterator[aiohttp.ClientResponse]:
-        """Send one request (no redirects, no decompression) and own its response: released
-        for reuse when the body was read to the end, closed otherwise."""
-        import aiohttp
 
-        session = self._session
-        if session is None:
-            assert self._session_factory is not None
-            session = self._session = await self._session_factory()
-        timeout = aiohttp.ClientTimeout(
-            total=None, sock_connect=self._connect_timeout, sock_read=self._read_timeout
-        )
-        try:
-            resp = await session.request(
-                method,
-                url,
-                headers=headers,
-                allow_redirects=False,
-                auto_decompress=False,
-                timeout=timeout,
-            )
-        except (aiohttp.ClientError, OSError) as exc:  # OSError covers TimeoutError
-            raise translate_client_error(exc, f"{method} {redact_url(url)}") from exc
-        try:
-            yield resp
-        finally:
-            if resp.content.at_eof():
-                resp.release()
-            else:
-                resp.close()
-
-
-class CheckedBody:
-    """The raw chunks of a response body, checked against the expected length.
-
-    Never yields more than ``expected`` bytes in total; raises ``SourceBroken`` when the
-    body is longer, or ends cleanly before ``expected``; ``SourceRetryable`` when reading
-    fails. With ``expected=None`` it simply runs to the end of the body. Cancelling a waiting
-    ``__anext__`` loses nothing (the bytes stay in aiohttp's buffer): a helper's forwarding
-    loop puts a timeout on it.
-    """
-
-    def __init__(self, resp: aiohttp.ClientResponse, expected: int | None, what: str) -> None:
-        self._resp = resp
-        self._expected = expected
-        self._what = what
-        self.received = 0
-        self._coalescer: ReadCoalescer | None = None
-        if expected is not None and resp.connection is not None:
-            self._coalescer = ReadCoalescer.for_transport(resp.connection.transport)
-            # aiohttp hands the connection back to its pool as soon as the body's last byte
-            # arrives, maybe before we read it: the mark goes back to 1 at that moment
-            resp.content.on_eof(self._coalescer.reset)
-
-    def __aiter__(self) -> CheckedBody:
-        return self
-
-    async def __anext__(self) -> bytes:
-        import aiohttp  # already imported: this body came from an aiohttp response
-
-        coalescer = self._coalescer
-        if coalescer is not None and self._expected is not None:
-            seen = self._resp.content.total_bytes
-            coalescer.before_read(seen, self._expected - seen)
-        try:
-            chunk = await self._resp.content.read(CHUNK_SIZE)
-        except (aiohttp.ClientError, OSError) as exc:
-            raise translate_client_error(exc, f"reading {self._what}") from exc
-        if not chunk:
-            self._check_complete()
-            raise StopAsyncIteration
-        self.received += len(chunk)
-        if self._expected is not None and self.received >= self._expected:
-            if coalescer is not None:
-                coalescer.reset()  # the connection may serve another request next
-            if self.received > self._expected:
-                raise SourceBroken(f"{self._what}: body longer than {self._expected} bytes")
-        return chunk
-
-    def _check_complete(self) -> None:
-        if self._expected is not None and self.received < self._expected:
-            raise SourceBroken(
-                f"{self._what}: body ended after {self.received} of {self._expected} bytes"
-            )
-
-
-def _origin_info(url: str, final_url: str, facts: ProbeFacts) -> OriginInfo:
-    return OriginInfo(
-        url=url,
-        final_url=final_url,
-        size=facts.size,
-        validator=facts.validator,
-        accepts_ranges=facts.accepts_ranges,
-        filename=choose_filename(facts.content_disposition, final_url, url),
-        digests=facts.digests,
-    )
+def _what(method: str, url: str) -> str:
+    return f"{method} {redact_url(url)}"
 
 
 def _require_range_size(info: OriginInfo, rng: ByteRange) -> int:
@@ -384,20 +262,3 @@ def _require_range_size(info: OriginInfo, rng: ByteRange) -> int:
     if rng.is_empty() or rng.end > info.size:
         raise ValueError(f"range {rng} is empty or beyond the {info.size}-byte file")
     return info.size
-
-
-def translate_client_error(exc: BaseException, what: str) -> SwarmgetError:
-    """The error-tree exception for a library failure during ``what``."""
-    import aiohttp
-
-    from swarmget.net.guard import forbidden_target
-
-    if (refused := forbidden_target(exc, what)) is not None:  # the SSRF guard said no
-        return refused
-    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
-        return OriginUnusable(f"{what}: TLS certificate verification failed: {exc}")
-    if isinstance(exc, aiohttp.InvalidURL):
-        return OriginUnusable(f"{what}: aiohttp refused the URL: {exc}")
-    if isinstance(exc, TimeoutError):
-        return SourceRetryable(f"{what}: timed out")
-    return SourceRetryable(f"{what}: {type(exc).__name__}: {exc}")

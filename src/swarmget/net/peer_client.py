@@ -26,8 +26,9 @@ import pydantic
 from swarmget.core.errors import SourceBroken, SourceRateLimited, SourceRetryable
 from swarmget.core.http import parse_retry_after
 from swarmget.core.ranges import ByteRange, Chunk
+from swarmget.net.aio_transport import CheckedBody, translate_client_error
 from swarmget.net.bounded import read_bounded
-from swarmget.net.origin import CheckedBody, OriginInfo, translate_client_error
+from swarmget.net.origin import OriginInfo
 from swarmget.net.signing import NodeIdentity, json_body, signed_headers
 from swarmget.protocol.errors import PEER_ERRORS
 from swarmget.protocol.peer import (

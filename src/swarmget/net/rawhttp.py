@@ -40,9 +40,8 @@ The same rules as aiohttp's path
       ends cleanly but short, or is longer than promised), ``ForbiddenTarget``.
 
 Chunks and buffers
-    A chunk is a ``memoryview`` of a buffer. It stays valid for as long as the caller holds
-    it: a buffer is only refilled once no view of it is left (CPython counts the views: a
-    ``bytearray`` with exports cannot be resized, which is what ``_free`` asks).
+    Read by ``net.rawbody``: a chunk is a ``memoryview`` of a reused buffer, valid for as
+    long as the caller holds it.
 
 Connections
     A connection goes back to the pool only when its body was read to the end and the head
@@ -59,11 +58,9 @@ import contextlib
 import ipaddress
 import socket
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 
-from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 from swarmget.core.addresses import AddressPolicy
@@ -74,38 +71,24 @@ from swarmget.core.http1 import (
     find_head_end,
     parse_response_head,
 )
-from swarmget.net.lowat import ReadCoalescer
+from swarmget.net.rawbody import (
+    RAW_CHUNK,
+    RawBody,
+    RawConn,
+    RawResponse,
+    RawUnsupported,
+    is_free,
+)
+from swarmget.net.transport import raw_can_fetch
 
 __all__ = ["RAW_CHUNK", "RawBody", "RawHttp", "RawResponse", "RawUnsupported"]
 
-#: Largest chunk (and buffer) a raw body yields.
-RAW_CHUNK = 1024 * 1024
-#: A chunk is handed over at the latest this long after its first byte arrived.
-FLUSH_AFTER = 0.05
-#: How often a reading thread looks up from the socket (to stop, or to hand over).
-_POLL = 0.05
-#: Buffers a body keeps for reuse, and the client for its next bodies.
-_BUFFERS = 4
+#: Buffers the client keeps for its next bodies.
 _SPARE_BUFFERS = 16
 #: A pooled connection idle longer than this is closed rather than reused.
 IDLE_LIMIT = 4.0
 _MAX_IDLE_PER_HOST = 16
 _MAX_INTERIM = 8  # 1xx answers skipped before the real one
-#: A read with no byte for this long gives its thread back (and is started again).
-_MAX_WAIT = 0.5
-_NOTHING_YET = -1
-
-
-class RawUnsupported(Exception):
-    """The answer is framed in a way this client leaves to aiohttp (Transfer-Encoding)."""
-
-
-@dataclass(eq=False)
-class _Conn:
-    sock: socket.socket
-    key: tuple[str, int]
-    reused: bool = False
-    idle_since: float = field(default_factory=time.monotonic)
 
 
 class RawHttp:
@@ -134,7 +117,7 @@ class RawHttp:
         self._local_addr = local_addr
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
-        self._idle: dict[tuple[str, int], list[_Conn]] = {}
+        self._idle: dict[tuple[str, int], list[RawConn]] = {}
         self._spare: list[bytearray] = []  # RAW_CHUNK buffers of finished bodies
         self._executor = ThreadPoolExecutor(max_streams, thread_name_prefix="swarmget-raw")
         self._closed = False
@@ -144,16 +127,7 @@ class RawHttp:
     @staticmethod
     def supports(url: str) -> bool:
         """True for an ``http://`` URL without user or password in it."""
-        try:
-            parsed = URL(url)
-        except ValueError:
-            return False
-        return (
-            parsed.scheme == "http"
-            and parsed.raw_host is not None
-            and parsed.user is None
-            and parsed.password is None
-        )
+        return raw_can_fetch(url)
 
     async def aclose(self) -> None:
         self._closed = True
@@ -197,7 +171,7 @@ class RawHttp:
 
     async def _exchange(
         self, key: tuple[str, int], request: bytes, what: str
-    ) -> tuple[_Conn, ResponseHead, bytes]:
+    ) -> tuple[RawConn, ResponseHead, bytes]:
         conn = self._take_idle(key)
         if conn is not None:
             try:
@@ -211,8 +185,8 @@ class RawHttp:
             raise SourceRetryable(f"{what}: connection closed before the response") from exc
 
     async def _send_and_read_head(
-        self, conn: _Conn, request: bytes, what: str
-    ) -> tuple[_Conn, ResponseHead, bytes]:
+        self, conn: RawConn, request: bytes, what: str
+    ) -> tuple[RawConn, ResponseHead, bytes]:
         loop = asyncio.get_running_loop()
         buffer = bytearray()
         try:
@@ -251,7 +225,7 @@ class RawHttp:
             conn.sock.close()
             raise
 
-    async def _connect(self, key: tuple[str, int], what: str) -> _Conn:
+    async def _connect(self, key: tuple[str, int], what: str) -> RawConn:
         loop = asyncio.get_running_loop()
         host, port = key
         try:
@@ -283,7 +257,7 @@ class RawHttp:
                 sock.close()
                 raise
             self.connects += 1
-            return _Conn(sock, key)
+            return RawConn(sock, key)
         if failure is None and refused is not None:
             raise refused
         if failure is None:
@@ -291,7 +265,7 @@ class RawHttp:
         reason = "connect timed out" if isinstance(failure, TimeoutError) else str(failure)
         raise SourceRetryable(f"{what}: {reason}") from failure
 
-    def _take_idle(self, key: tuple[str, int]) -> _Conn | None:
+    def _take_idle(self, key: tuple[str, int]) -> RawConn | None:
         conns = self._idle.get(key)
         now = time.monotonic()
         while conns:
@@ -302,7 +276,7 @@ class RawHttp:
             conn.sock.close()
         return None
 
-    def _give_back(self, conn: _Conn) -> None:
+    def give_back(self, conn: RawConn) -> None:
         conns = self._idle.setdefault(conn.key, [])
         if self._closed or len(conns) >= _MAX_IDLE_PER_HOST:
             conn.sock.close()
@@ -311,19 +285,19 @@ class RawHttp:
         conn.idle_since = time.monotonic()
         conns.append(conn)
 
-    def _spare_buffer(self) -> bytearray | None:
+    def spare_buffer(self) -> bytearray | None:
         while self._spare:
             buf = self._spare.pop()
-            if _free(buf):
+            if is_free(buf):
                 return buf
         return None
 
-    def _keep_buffers(self, buffers: list[bytearray]) -> None:
+    def keep_buffers(self, buffers: list[bytearray]) -> None:
         for buf in buffers:
             if len(buf) == RAW_CHUNK and len(self._spare) < _SPARE_BUFFERS and not self._closed:
                 self._spare.append(buf)
 
-    def _submit_read(self, body: RawBody, buf: bytearray, want: int) -> asyncio.Future[int]:
+    def submit_read(self, body: RawBody, buf: bytearray, want: int) -> asyncio.Future[int]:
         loop = asyncio.get_running_loop()
         return loop.run_in_executor(self._executor, body.fill, buf, want)
 
@@ -340,257 +314,3 @@ def _still_open(sock: socket.socket) -> bool:
     except OSError:
         return False
     return False  # EOF, or bytes nobody asked for: not reusable either way
-
-
-class RawResponse:
-    """A response whose head was read; ``body(expected)`` reads the rest."""
-
-    def __init__(
-        self,
-        client: RawHttp,
-        conn: _Conn,
-        head: ResponseHead,
-        rest: bytes,
-        what: str,
-        *,
-        head_only: bool = False,
-    ) -> None:
-        self._client = client
-        self._head_only = head_only  # the answer to a HEAD: no body, whatever it says
-        self._conn: _Conn | None = conn
-        self.head = head
-        self.status = head.status
-        self.headers: CIMultiDictProxy[str] = CIMultiDictProxy(CIMultiDict(head.headers))
-        self._rest = rest
-        self._what = what
-        self._body: RawBody | None = None
-
-    def body(self, expected: int) -> RawBody:
-        """The body's chunks: exactly ``expected`` bytes or an error (see ``RawBody``).
-        Raises ``RawUnsupported`` for a Transfer-Encoding this client does not decode."""
-        if self._head_only:
-            raise ValueError("the answer to a HEAD request has no body")
-        framing = self.head.framing
-        if framing in ("chunked", "other"):
-            raise RawUnsupported(
-                f"{self._what}: Transfer-Encoding {self.head.get('Transfer-Encoding')}"
-            )
-        assert self._conn is not None
-        assert self._body is None
-        reusable = self.head.reusable and self.head.content_length == expected
-        self._body = RawBody(
-            self._client,
-            self._conn.sock,
-            expected,
-            self._rest,
-            self._what,
-            reusable=reusable,
-            length_framed=framing == "length",
-        )
-        return self._body
-
-    def close(self) -> None:
-        conn, self._conn = self._conn, None
-        if conn is None:
-            return
-        body = self._body
-        if body is None:
-            if self._head_only and self.head.reusable and not self._rest:
-                self._client._give_back(conn)
-            else:
-                conn.sock.close()
-        else:
-            body.close(lambda reuse: self._client._give_back(conn) if reuse else conn.sock.close())
-
-
-class RawBody:
-    """Exactly ``expected`` bytes of a body, as memoryviews of at most ``RAW_CHUNK`` bytes.
-
-    Raises ``SourceRetryable`` when the connection drops (an error, or a close before the
-    promised Content-Length, as aiohttp's path does) or no byte comes for the read timeout;
-    ``SourceBroken`` when a body without Content-Length ends before ``expected``, or when
-    more than ``expected`` came with the head. Cancelling a waiting ``__anext__`` loses
-    nothing: the read goes on in its thread and the next call returns it. While a chunk is
-    handed over, the thread already reads the next one.
-    """
-
-    def __init__(
-        self,
-        client: RawHttp,
-        sock: socket.socket,
-        expected: int,
-        prefix: bytes,
-        what: str,
-        *,
-        reusable: bool,
-        length_framed: bool,
-    ) -> None:
-        self._client = client
-        self._length_framed = length_framed
-        self._sock = sock
-        self._expected = expected
-        self._prefix = prefix
-        self._what = what
-        self._reusable = reusable
-        self.received = 0
-        self._pending: asyncio.Future[int] | None = None
-        self._pending_buf: bytearray | None = None
-        self._pending_want = 0
-        self._buffers: list[bytearray] = []
-        self._stop = False
-        self._quiet_since = time.monotonic()  # the last byte's arrival (read timeout)
-        self._failed = False
-        self._coalescer = ReadCoalescer(sock)  # used by the reading thread only
-        sock.settimeout(_POLL)  # for the reading thread; the fd stays non-blocking
-
-    def __aiter__(self) -> RawBody:
-        return self
-
-    async def __anext__(self) -> memoryview:
-        if self._prefix:
-            prefix, self._prefix = self._prefix, b""
-            if len(prefix) > self._expected:
-                self._failed = True
-                raise SourceBroken(f"{self._what}: body longer than {self._expected} bytes")
-            self.received += len(prefix)
-            return memoryview(prefix)
-        if self.received >= self._expected:
-            raise StopAsyncIteration
-        if self._pending is None:
-            self._start_read()
-        pending, buf = self._pending, self._pending_buf
-        assert pending is not None
-        assert buf is not None
-        try:
-            count = await asyncio.shield(pending)  # cancelled: the next call picks it up
-            while count == _NOTHING_YET:
-                self._pending = self._client._submit_read(self, buf, self._pending_want)
-                count = await asyncio.shield(self._pending)
-        except TimeoutError as exc:
-            self._fail()
-            raise SourceRetryable(f"reading {self._what}: timed out") from exc
-        except OSError as exc:
-            self._fail()
-            raise SourceRetryable(f"reading {self._what}: {type(exc).__name__}: {exc}") from exc
-        self._pending = self._pending_buf = None
-        if count == 0:
-            self._fail()
-            if self._length_framed:  # the server promised more: the connection dropped
-                raise SourceRetryable(
-                    f"reading {self._what}: connection closed after {self.received} of "
-                    f"{self._expected} bytes"
-                )
-            raise SourceBroken(
-                f"{self._what}: body ended after {self.received} of {self._expected} bytes"
-            )
-        self.received += count
-        chunk = memoryview(buf)[:count]  # first: a view keeps the read-ahead off this buffer
-        if self.received < self._expected:
-            self._start_read()  # read ahead while the caller deals with this chunk
-        return chunk
-
-    def _start_read(self) -> None:
-        want = min(RAW_CHUNK, self._expected - self.received)
-        buf = self._buffer(want)
-        self._pending_buf, self._pending_want = buf, want
-        self._pending = self._client._submit_read(self, buf, want)
-
-    def _buffer(self, want: int) -> bytearray:
-        for buf in self._buffers:
-            if len(buf) >= want and buf is not self._pending_buf and _free(buf):
-                return buf
-        spare = self._client._spare_buffer()
-        buf = spare if spare is not None else _new_buffer(max(want, min(RAW_CHUNK, self._expected)))
-        if len(self._buffers) < _BUFFERS:
-            self._buffers.append(buf)
-        return buf
-
-    def _fail(self) -> None:
-        self._failed = True
-        self._pending = self._pending_buf = None
-
-    def fill(self, buf: bytearray, want: int) -> int:
-        """In a worker thread: read up to ``want`` bytes into ``buf``; return how many, 0 at
-        EOF, or ``_NOTHING_YET`` after ``_MAX_WAIT`` without a byte (a stalled stream does
-        not hold a thread for long; the caller asks again). Returns early ``FLUSH_AFTER``
-        after the first byte, or when told to stop; raises ``TimeoutError`` once the read
-        timeout passed without a byte."""
-        view = memoryview(buf)
-        filled = 0
-        first = 0.0
-        started = time.monotonic()
-        sock = self._sock
-        limit = self._client.read_timeout
-        coalescer = self._coalescer
-        while filled < want and not self._stop:
-            # through a capped link: wake for ~50 ms of data, not for every packet
-            coalescer.before_read(self.received + filled, want - filled)
-            try:
-                count = sock.recv_into(view[filled:want])
-            except TimeoutError:
-                now = time.monotonic()
-                if filled:
-                    if now - first >= FLUSH_AFTER:
-                        break
-                elif now - self._quiet_since >= limit:
-                    raise
-                elif now - started >= _MAX_WAIT:
-                    return _NOTHING_YET
-                continue
-            if count == 0:
-                break
-            now = time.monotonic()
-            self._quiet_since = now
-            if not filled:
-                first = now
-            filled += count
-            if now - first >= FLUSH_AFTER:
-                break
-        return filled
-
-    def close(self, done: Callable[[bool], None]) -> None:
-        """Stop reading; ``done(reusable)`` once no thread touches the socket any more."""
-        self._stop = True
-        reuse = (
-            self._reusable
-            and not self._failed
-            and self.received == self._expected
-            and self._pending is None
-            and not self._prefix
-        )
-        pending = self._pending
-        if pending is None or pending.done():
-            if pending is not None and not pending.cancelled():
-                pending.exception()  # retrieved: nobody will ask for it any more
-            self._client._keep_buffers(self._buffers)
-            if reuse:
-                self._coalescer.reset()  # the next answer's head must not be held back
-            done(reuse)
-            return
-
-        def finished(fut: asyncio.Future[int]) -> None:
-            if not fut.cancelled():
-                fut.exception()
-            self._client._keep_buffers(self._buffers)  # no thread writes into them now
-            done(False)
-
-        pending.add_done_callback(finished)
-
-
-def _new_buffer(size: int) -> bytearray:
-    """A ``size``-byte buffer with room for one more byte, so that ``_free`` never makes
-    it reallocate."""
-    buf = bytearray(size + 1)
-    del buf[size:]
-    return buf
-
-
-def _free(buf: bytearray) -> bool:
-    """True when no view of ``buf`` is alive (CPython refuses to resize a bytearray with
-    exports), so it may be refilled."""
-    try:
-        buf.append(0)
-    except BufferError:
-        return False
-    buf.pop()
-    return True
