@@ -7,7 +7,8 @@ the data file's size, and applies the ``Verdict``:
 * ``Resume``: the same key (URL, size, validators) and ranges that fit the data file: keep them;
 * ``StartFresh``: nothing to resume (``NEW``), a control file for other bytes
   (``RESTARTED_CHANGED``), or one that cannot be trusted (``RESTARTED_UNUSABLE``): drop the
-  old data; ``reason`` is set when the user asked for this (``restart_if_changed``);
+  old data; ``reason`` is set when it is of the same URL and the file changed on the server
+  (allowed by ``restart_if_changed``);
 * ``Refuse``: the file changed on the server since the partial download of the same URL and
   the user did not say ``restart_if_changed``: touch nothing and raise ``error``.
 
@@ -136,8 +137,8 @@ class Resume:
 @dataclass(frozen=True, slots=True)
 class StartFresh:
     """Empty the control file, then the data file, and start from zero. ``reason`` (for a
-    ``Restarted`` event) is set when old data of the same URL is dropped because the user
-    asked for it (``restart_if_changed``)."""
+    ``Restarted`` event) is set when data of the same URL is dropped because the file
+    changed on the server (allowed by ``restart_if_changed``)."""
 
     state: ResumeState
     reason: str | None = None
