@@ -10,6 +10,7 @@ Split by who is at fault and what the caller should do about it::
     │   ├── DestinationExists      the output file exists and --force was not given (or it is
     │   │                          not a regular file: never replaced, even with --force)
     │   ├── InvalidDestination     the output name cannot be used (too long for the file system)
+    │   ├── DestinationOutside     a node's download would end outside its download directory
     │   ├── InvalidSecret          the swarm secret is missing, unreadable, empty or too short
     │   └── InvalidNodeKey         the node key file is unsafe (owner, mode, symlink) or corrupt
     ├── SourceError                one source failed one piece of work: retry it or drop it
@@ -89,6 +90,10 @@ class DestinationExists(UsageError):
 
 class InvalidDestination(UsageError):
     code = "invalid_destination"
+
+
+class DestinationOutside(UsageError):
+    code = "destination_outside"
 
 
 # --- one source's fault: retry or drop that source ---------------------------------------------
