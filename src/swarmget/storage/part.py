@@ -48,7 +48,7 @@ async def open_part_file(
     long for the control file's name to fit; ``FileTooLarge`` if ``key.size`` exceeds
     ``max_size``; ``InsufficientStorage`` if the file system cannot hold ``key.size`` bytes
     (these three before anything is created); ``UntrustedFile`` if the data or control file
-    is not safely this user's own (see the module docstring); ``StorageError`` if the files
+    is not safely this user's own (see ``swarmget.storage``); ``StorageError`` if the files
     cannot be created, another process holds them, or preallocating fails (then
     ``DEST.part`` is left empty and the control file is kept). See
     ``PartFile.resume_state`` for what was found. ``preallocate=False`` only sets the size
@@ -83,7 +83,7 @@ async def open_part_file(
 
 
 class PartFile(Descriptors):
-    """One download's data file and control file; see the module docstring.
+    """One download's data file and control file; see ``swarmget.storage``.
 
     Use ``open_part_file`` to make one, and ``async with part:`` (or ``close()``) to release
     it. All methods must be called from the event loop thread that opened it.
@@ -113,7 +113,7 @@ class PartFile(Descriptors):
         st = os.fstat(opened.fd)
         self._identity = (st.st_dev, st.st_ino)
         self._open = True
-        self._written = opened.written
+        self._written = opened.written.copy()  # the verdict stays as it was read
         self._saved = opened.written.copy()  # what the control file on disk claims
         self._synced = opened.written.copy()  # what an fdatasync covered (or a past boot's)
         self._append_at = 0  # unknown size: where the next append must start
