@@ -19,7 +19,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from swarmget.core.errors import DestinationExists, InsufficientStorage, StorageError
+from swarmget.core.errors import (
+    DestinationExists,
+    InsufficientStorage,
+    OriginChanged,
+    StorageError,
+)
 from swarmget.core.ranges import ByteRange, RangeSet
 from swarmget.storage import (
     PartFile,
@@ -542,3 +547,41 @@ async def test_resume_trusts_unsynced_ranges_only_in_the_same_boot(
     again = await open_part_file(dest, make_key(4 * MiB), force=False)
     async with again:
         assert again.written == RangeSet([ByteRange(0, expected)])
+
+
+@pytest.mark.parametrize(
+    "changed", [make_key(100, etag='"v2"'), make_key(101)], ids=["validator", "size"]
+)
+async def test_changed_file_is_refused_without_restart_if_changed(
+    dest: Path, changed: ResumeKey
+) -> None:
+    async with await open_part_file(dest, make_key(100), force=False) as part:
+        await part.write_at(0, b"a" * 50)
+    before = (read(part_path_for(dest)), read(control_path_for(dest)))
+    with pytest.raises(OriginChanged):
+        await open_part_file(dest, changed, force=False, restart_if_changed=False)
+    assert (read(part_path_for(dest)), read(control_path_for(dest))) == before  # untouched
+    async with await open_part_file(dest, changed, force=False, restart_if_changed=True) as part:
+        assert part.resume_state is ResumeState.RESTARTED_CHANGED
+        assert part.restart_reason is not None
+        assert not part.written
+
+
+async def test_refusal_leaves_no_data_file_it_created(dest: Path) -> None:
+    async with await open_part_file(dest, make_key(100), force=False) as part:
+        await part.write_at(0, b"a" * 50)
+    part_path_for(dest).unlink()
+    with pytest.raises(OriginChanged):
+        await open_part_file(dest, make_key(101), force=False, restart_if_changed=False)
+    assert not part_path_for(dest).exists()
+    assert control_path_for(dest).exists()
+
+
+async def test_same_file_resumes_with_restart_if_changed_off(dest: Path) -> None:
+    async with await open_part_file(dest, make_key(100), force=False) as part:
+        await part.write_at(0, b"a" * 50)
+    async with await open_part_file(
+        dest, make_key(100), force=False, restart_if_changed=False
+    ) as part:
+        assert part.resume_state is ResumeState.RESUMED
+        assert part.restart_reason is None

@@ -1,5 +1,16 @@
 """Where a download may end up, whether it fits there, and how it gets there.
 
+This module is the one home of the destination rules; every caller (the engine, the CLI,
+a node's user API and web portal) asks it rather than checking on its own:
+
+* ``resolve_output``: ``-o`` names the file, or a directory the file goes into under the
+  name the server chose (``OriginInfo.filename``, already sanitized by
+  ``swarmget.core.filenames``); no ``-o`` is that name in the current directory.
+  ``destination_for`` is that plus ``check_destination`` and ``check_size``.
+* ``inside_download_dir`` / ``relative_to_download_dir``: a node writes only inside its
+  download directory (``DestinationOutside`` otherwise: an absolute path, ``..``, a link
+  out of it, or the directory itself).
+
 The rules, checked before anything is created (blocking calls: run them in a worker thread
 from async code, or accept a short stall as ``Download`` does before it starts):
 
@@ -22,10 +33,12 @@ import contextlib
 import errno
 import os
 import stat
+from dataclasses import dataclass
 from pathlib import Path
 
 from swarmget.core.errors import (
     DestinationExists,
+    DestinationOutside,
     FileTooLarge,
     InsufficientStorage,
     InvalidDestination,
@@ -37,13 +50,19 @@ from swarmget.safe_files import free_bytes, fsync_dir, kind_of, lstat_at, open_d
 
 __all__ = [
     "MAX_FILE_SIZE",
+    "Output",
     "check_destination",
     "check_destination_at",
     "check_name",
     "check_size",
     "check_space",
+    "destination_exists",
+    "destination_for",
+    "inside_download_dir",
     "no_space_error",
     "publish",
+    "relative_to_download_dir",
+    "resolve_output",
     "storage_error",
     "too_large_for_system",
 ]
@@ -144,7 +163,7 @@ def check_destination_at(
     if stat.S_ISDIR(st.st_mode):
         raise DestinationExists(f"{dest} is a directory")
     if not force:
-        raise DestinationExists(f"{dest} already exists (use --force to overwrite)")
+        raise destination_exists(dest)
     if not (stat.S_ISREG(st.st_mode) or stat.S_ISLNK(st.st_mode)):
         raise DestinationExists(
             f"{dest} is {kind_of(st)}: swarmget replaces only a regular file (or a symbolic "
@@ -184,10 +203,86 @@ def rename_noreplace(dir_fd: int, part: Path, dest: Path) -> None:
     try:
         os.link(part.name, dest.name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd, follow_symlinks=False)
     except FileExistsError as exc:
-        raise DestinationExists(f"{dest} already exists (use --force to overwrite)") from exc
+        raise destination_exists(dest) from exc
     except OSError:  # no hard links here (FAT, some FUSE): check, then rename
         if lstat_at(dir_fd, dest.name) is not None:
-            raise DestinationExists(f"{dest} already exists (use --force to overwrite)") from None
+            raise destination_exists(dest) from None
         os.replace(part.name, dest.name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
         return
     os.unlink(part.name, dir_fd=dir_fd)
+
+
+def destination_exists(dest: Path) -> DestinationExists:
+    """The one ``DestinationExists`` for something at ``dest`` that ``force`` would replace."""
+    return DestinationExists(f"{dest} already exists (use --force to overwrite)")
+
+
+# --- where the file goes ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Output:
+    """Where a download ends: ``path``, and whether the user named the file itself (then
+    ``force`` may replace a symbolic link there; a name the server chose never does)."""
+
+    path: Path
+    named_by_user: bool
+
+
+def resolve_output(output: Path | None, filename: str, *, cwd: Path | None = None) -> Output:
+    """``output`` (a file, or a directory to put ``filename`` in) or ``filename`` in ``cwd``
+    (default: the current directory). Looks at the file system: is ``output`` a directory?"""
+    if output is None:
+        return Output((Path.cwd() if cwd is None else cwd) / filename, named_by_user=False)
+    if output.is_dir():
+        return Output(output / filename, named_by_user=False)
+    return Output(output, named_by_user=True)
+
+
+def destination_for(
+    output: Path | None,
+    filename: str,
+    *,
+    force: bool,
+    size: int | None,
+    max_size: int | None,
+    cwd: Path | None = None,
+) -> Path:
+    """``resolve_output``, then the checks a download makes before it starts:
+    ``check_destination`` (``DestinationExists``) and ``check_size`` (``FileTooLarge``)."""
+    out = resolve_output(output, filename, cwd=cwd)
+    check_destination(out.path, force=force, replace_link=out.named_by_user)
+    check_size(out.path, size, max_size)
+    return out.path
+
+
+def inside_download_dir(download_dir: Path, requested: str | None) -> Path:
+    """A node's download's output inside ``download_dir``; ``DestinationOutside`` for escapes.
+
+    ``requested`` is a relative path (a file name or ``sub/dir/name``) or None (the name
+    comes from the server: the directory itself is returned). Absolute paths, ``..``, NUL
+    and symlinks out of the directory are refused.
+    """
+    base = download_dir.resolve()
+    if not requested:
+        return base
+    candidate = Path(requested)
+    if candidate.is_absolute() or ".." in candidate.parts or "\x00" in requested:
+        raise DestinationOutside(f"destination {requested!r} is outside the download directory")
+    resolved = (base / candidate).resolve()
+    if not _strictly_inside(resolved, base):
+        raise DestinationOutside(f"destination {requested!r} is outside the download directory")
+    return resolved
+
+
+def relative_to_download_dir(download_dir: Path, output: Path) -> str:
+    """``output`` as a node's user API wants it: relative to ``download_dir``;
+    ``DestinationOutside`` when it lies outside (a node writes only into its directory)."""
+    resolved, base = output.resolve(), download_dir.resolve()
+    if not _strictly_inside(resolved, base):
+        raise DestinationOutside(f"the node saves into {base}; {output} is outside it")
+    return str(resolved.relative_to(base))
+
+
+def _strictly_inside(path: Path, base: Path) -> bool:
+    return path.is_relative_to(base) and path != base

@@ -24,11 +24,12 @@ from typing import Any
 
 import aiohttp
 
-from swarmget.core.errors import Cancelled, DestinationOutside, HubError, SwarmgetError
+from swarmget.core.errors import Cancelled, HubError, SwarmgetError
 from swarmget.core.events import EventCounters
 from swarmget.core.identity import NodeIdentity
 from swarmget.core.lifecycle import DownloadState, transition
 from swarmget.core.urls import redact_url
+from swarmget.destination import inside_download_dir
 from swarmget.logs import current_download
 from swarmget.net.hub_client import HubApi
 from swarmget.net.origin import OriginClient
@@ -60,22 +61,9 @@ MAX_HELPERS_PER_DOWNLOAD = 16
 
 
 def resolve_destination(download_dir: Path, requested: str | None) -> Path:
-    """The download's output inside ``download_dir``; ``DestinationOutside`` for escapes.
-
-    ``requested`` is a relative path (a file name or ``sub/dir/name``) or None (the name
-    comes from the server). Absolute paths, ``..`` and symlinks out of the directory are
-    refused.
-    """
-    base = download_dir.resolve()
-    if not requested:
-        return base
-    candidate = Path(requested)
-    if candidate.is_absolute() or ".." in candidate.parts or "\x00" in requested:
-        raise DestinationOutside(f"destination {requested!r} is outside the download directory")
-    resolved = (base / candidate).resolve()
-    if not resolved.is_relative_to(base) or resolved == base:
-        raise DestinationOutside(f"destination {requested!r} is outside the download directory")
-    return resolved
+    """The download's output inside ``download_dir`` (``swarmget.destination``'s rule);
+    ``DestinationOutside`` for escapes."""
+    return inside_download_dir(download_dir, requested)
 
 
 def with_max_size(spec: DownloadSpec, limit: int | None) -> DownloadSpec:
