@@ -28,6 +28,7 @@ import pydantic
 
 from swarmget.core.errors import DownloadError, SwarmgetError, UsageError
 from swarmget.core.lifecycle import still_going
+from swarmget.destination import relative_to_download_dir
 from swarmget.node.download_json import progress_from_json
 from swarmget.node.download_json import result_from_json as result_from_json  # (for the CLI)
 from swarmget.node.engine import DownloadSpec
@@ -126,13 +127,7 @@ async def open_local_node(state_dir: Path) -> AsyncIterator[NodeSession | None]:
 def relative_output(node: LocalNode, output: Path | None) -> str | None:
     """``output`` as the node's API wants it (relative to its download directory); raises
     ``UsageError`` when it lies outside (the node only writes into its directory)."""
-    if output is None:
-        return None
-    resolved = output.resolve()
-    base = node.download_dir.resolve()
-    if not resolved.is_relative_to(base) or resolved == base:
-        raise UsageError(f"the node saves into {base}; {output} is outside it")
-    return str(resolved.relative_to(base))
+    return None if output is None else relative_to_download_dir(node.download_dir, output)
 
 
 class NodeSession:
