@@ -55,13 +55,13 @@ from swarmget.defaults import (
     DEFAULT_TTL,
     SECRET_ENV,
 )
-from swarmget.node import download_json
-from swarmget.node.engine import (
+from swarmget.engine import (
     DEFAULT_VERIFY_SAMPLE,
     DownloadProgress,
     DownloadResult,
     DownloadSpec,
 )
+from swarmget.node import download_json
 from swarmget.progress import human_bytes, watch, watch_progress
 from swarmget.run.local import LocalOptions, open_local_download, parse_headers
 

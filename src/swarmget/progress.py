@@ -13,7 +13,7 @@ from rich.table import Table
 from rich.text import Text
 
 if TYPE_CHECKING:
-    from swarmget.node.engine import Download, DownloadProgress, DownloadResult
+    from swarmget.engine import Download, DownloadProgress, DownloadResult
 
 REFRESH = 0.25
 T = TypeVar("T")

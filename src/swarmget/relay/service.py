@@ -53,8 +53,8 @@ from swarmget.core.errors import (
 from swarmget.core.http import Validator
 from swarmget.core.lifecycle import FetchPhase
 from swarmget.core.manifest import DEFAULT_PIECE_SIZE, Manifest, ManifestBuilder
+from swarmget.engine import Download, DownloadResult, DownloadSpec, OriginSource
 from swarmget.net.origin import OriginClient, OriginInfo
-from swarmget.node.engine import Download, DownloadResult, DownloadSpec, OriginSource
 from swarmget.relay.store import CacheEntry, CacheIndex, FetchRecord
 
 log = logging.getLogger(__name__)

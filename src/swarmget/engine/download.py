@@ -96,7 +96,7 @@ if TYPE_CHECKING:
 
 MiB = 1024 * 1024
 WRITE_BATCH = 1 * MiB
-log = logging.getLogger(__name__)
+log = logging.getLogger("swarmget.engine")
 _PROBE_ATTEMPTS = 4
 #: the smallest window of a helper stream compared with the origin (DEFAULT_VERIFY_SAMPLE is
 #: the share compared; a stream shorter than this is compared whole)
