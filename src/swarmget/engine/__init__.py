@@ -2,7 +2,16 @@
 
 Shared as it is by ``swarmget get`` (``run/``), the node's downloads (``node/``) and the
 relay (``relay/``); it builds on ``core``, ``storage`` and ``net`` and knows none of them.
-See ``download.py`` for how a download runs.
+
+  spec.py           what is asked (DownloadSpec), progress snapshots, the result
+  sources.py        RangeSource (anything that streams byte ranges) and OriginSource
+  context.py        what one download's parts share: clock, pinned file, stage, events
+  download.py       Download: probe, destination, resume, single stream or segmented
+  single_stream.py  one GET from offset 0 (no ranges, or no size)
+  segmented.py      SegmentedRun: scheduler + part file + task group, streams and checks
+  writer.py         batched pwritev of a stream's claimed bytes
+  checks.py         helper bytes checked: manifest pieces, streams sampled against the origin
+  verify.py         the whole-file digests and the verification report
 """
 
 from swarmget.engine.download import (

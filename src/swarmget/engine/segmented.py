@@ -1,0 +1,421 @@
+"""One segmented run: many streams from many sources into one part file.
+
+A ``SegmentedRun`` owns the scheduler, the part file and (while it runs) the task group of
+its streams and checks. Its loop asks the scheduler for actions, starts one stream task per
+``Assign``, cancels streams on ``Cancel``, and sleeps until a stream reports or a timer is
+due. Stream tasks read chunks, ask the scheduler which bytes they may write (``on_data``),
+collect them into >= 1 MiB batches and ``pwrite`` them in place. Claimed bytes are always
+flushed, even when the stream is cancelled, so the scheduler's ``done`` and the file agree
+(unless their source was caught lying: then they are dropped and fetched again). The
+whole-file hash follows the contiguous prefix of the file while it grows, so only the tail
+is left to hash when the last byte lands.
+
+Errors from a stream are blamed on its source (retry, back off, ban); errors that concern
+the whole download (``OriginChanged``, ``StorageError``) stop it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Sequence
+
+from swarmget.core import events as ev
+from swarmget.core.errors import (
+    DownloadError,
+    NoSourcesLeft,
+    RangesIgnored,
+    SourceBroken,
+    SourceError,
+    SourceRateLimited,
+    SourceRetryable,
+    SwarmgetError,
+)
+from swarmget.core.ranges import ByteRange, Chunk
+from swarmget.core.scheduler import Action, Assign, Ban, Cancel, FailureKind, Scheduler
+from swarmget.engine import verify
+from swarmget.engine.checks import (
+    IntegrityChecks,
+    StreamCheck,
+    extend_runs,
+    piece_matches,
+    same_as_origin,
+)
+from swarmget.engine.context import DownloadContext
+from swarmget.engine.sources import OriginSource
+from swarmget.engine.spec import DownloadResult, Stage
+from swarmget.engine.writer import BatchWriter
+from swarmget.hashing import IncrementalHasher, hash_file
+from swarmget.storage import PartFile
+
+
+class RangesIgnoredMidway(DownloadError):
+    """Internal: a range request got the whole file; start over with one stream."""
+
+
+class SegmentedRun:
+    """Drives ``scheduler`` until ``part`` holds the whole file, every check passed."""
+
+    def __init__(
+        self,
+        ctx: DownloadContext,
+        checks: IntegrityChecks,
+        scheduler: Scheduler,
+        part: PartFile,
+        *,
+        resumed: int = 0,
+    ) -> None:
+        self._ctx = ctx
+        self._resumed = resumed  # bytes found on disk when the run began
+        self._checks = checks
+        self.scheduler = scheduler
+        self.part = part
+        self._info = ctx.pinned()
+        self._tg: asyncio.TaskGroup | None = None
+        self._streams: dict[int, asyncio.Task[None]] = {}  # by lease id
+        self._fatal: SwarmgetError | None = None
+        self._wake = asyncio.Event()
+
+    @property
+    def _group(self) -> asyncio.TaskGroup:
+        tg = self._tg
+        assert tg is not None, "not running"
+        return tg
+
+    # --- the run -------------------------------------------------------------------------------
+
+    async def download(self) -> DownloadResult:
+        """Fetch, check and hash every byte, verify, and move the file into place."""
+        digests = await self._drive_and_hash()
+        return await self._finish(digests)
+
+    async def _drive_and_hash(self) -> dict[str, str]:
+        ctx, info = self._ctx, self._info
+        ctx.stage = Stage.DOWNLOADING
+        algorithms = verify.algorithms(ctx.spec, info, ctx.manifest)
+        assert info.size is not None
+        async with contextlib.AsyncExitStack() as stack:
+            hasher = None
+            if algorithms:
+                hasher = IncrementalHasher(self.part.part_path, algorithms)
+                await stack.enter_async_context(hasher)
+            failure = await self._drive(hasher)
+            if failure is not None:
+                raise failure
+            ctx.stage = Stage.VERIFYING
+            await self.part.settle()  # a cancelled stream's last batch may still be on its way
+            if hasher is None:
+                return {}
+            if self._checks.rehash:  # a liar was caught after its bytes were hashed
+                return await hash_file(self.part.part_path, algorithms)
+            return await hasher.finish(info.size)
+
+    async def _drive(self, hasher: IncrementalHasher | None) -> BaseException | None:
+        """Run streams until the file is complete; return the error that stopped it, if any."""
+        failure: BaseException | None = None
+        async with asyncio.TaskGroup() as tg:
+            self._tg = tg
+            try:
+                await self._loop(hasher)
+            except (SwarmgetError, asyncio.CancelledError) as exc:
+                failure = exc
+            finally:
+                for task in self._streams.values():
+                    task.cancel()
+        self._tg = None
+        self._streams.clear()
+        if isinstance(failure, asyncio.CancelledError):
+            raise failure
+        return failure
+
+    async def _loop(self, hasher: IncrementalHasher | None) -> None:
+        sched, part, spec, clock = self.scheduler, self.part, self._ctx.spec, self._ctx.clock
+        last_checkpoint = last_durable = clock()
+        durable: asyncio.Task[None] | None = None
+        while not self._all_checked():
+            now = clock()
+            self._apply([*sched.on_timer(now), *sched.poll(now)])
+            if self._fatal is not None:
+                raise self._fatal
+            if not self._streams and not sched.is_complete() and not sched.has_usable_source():
+                raise NoSourcesLeft(f"every source failed: {self._ctx.last_failure()}")
+            self._start_checks()
+            await self._sleep_until(sched.next_deadline(now))
+            now = clock()
+            if now - last_durable >= spec.durable_interval and (durable is None or durable.done()):
+                durable = self._group.create_task(self._durable_checkpoint())  # off the loop
+                last_durable = last_checkpoint = now
+            elif now - last_checkpoint >= spec.checkpoint_interval:
+                await part.checkpoint(durable=False)
+                last_checkpoint = now
+            if hasher is not None:
+                await hasher.advance(self._checks.hashable_prefix(part))
+        # the last streams flush their final batches as they finish
+        while self._streams:
+            await self._sleep_until(None)
+            if self._fatal is not None:
+                raise self._fatal
+
+    def _all_checked(self) -> bool:
+        """Complete, and every piece (manifest) or helper stream (sampling) checked."""
+        if not self.scheduler.is_complete() or not self._checks.pieces_ok():
+            return False
+        if self._checks.sampling:  # streams still flushing will queue their checks
+            return not self._streams and self._checks.idle()
+        return True
+
+    async def _durable_checkpoint(self) -> None:
+        try:
+            await self.part.checkpoint(durable=True)
+        except SwarmgetError as exc:
+            self._fatal = self._fatal or exc
+            self._wake.set()
+
+    async def _sleep_until(self, deadline: float | None) -> None:
+        timeout = 0.5 if deadline is None else max(0.0, min(0.5, deadline - self._ctx.clock()))
+        self._wake.clear()
+        try:
+            async with asyncio.timeout(timeout):
+                await self._wake.wait()
+        except TimeoutError:
+            pass
+
+    async def _finish(self, digests: dict[str, str]) -> DownloadResult:
+        ctx, info, part = self._ctx, self._info, self.part
+        known = verify.known_digests(ctx.spec, info, ctx.manifest)
+        sources = self.scheduler.statistics(ctx.clock()).sources
+        verified = verify.check_digests(known, digests, part.part_path, sources)
+        path = await part.finalize(sync=ctx.spec.fsync)
+        ctx.emit(ev.Verified(at=ctx.at(), path=str(path), algorithms=verified))
+        sources = self.scheduler.statistics(ctx.clock()).sources
+        own = ctx.own_sources()
+        helper_bytes = sum(s.claimed for s in sources if s.source_id not in own)
+        assert info.size is not None
+        return DownloadResult(
+            path=path,
+            size=info.size,
+            elapsed=ctx.clock() - ctx.t0,
+            mode="segmented",
+            resumed_bytes=self._resumed,
+            fetched_bytes=sum(s.received for s in sources),
+            digests=digests,
+            verified=verified,
+            sources=sources,
+            last_byte_to_done=ctx.clock() - (ctx.last_byte_at or ctx.clock()),
+            verification=verify.report(ctx.spec, info, ctx.manifest, self._checks, helper_bytes),
+        )
+
+    # --- carrying out the scheduler's actions --------------------------------------------------
+
+    def _apply(self, actions: Sequence[Action]) -> None:
+        for action in actions:
+            if isinstance(action, Assign):
+                given = ev.EndgameCopy if action.duplicate else ev.Assigned
+                self._ctx.emit(
+                    given(at=self._ctx.at(), source_id=action.source_id, range=action.range)
+                )
+                self._streams[action.lease_id] = self._group.create_task(self._stream(action))
+            elif isinstance(action, Cancel):
+                self._cancel(action)
+            elif isinstance(action, Ban):
+                self._ctx.banned(action)
+
+    def _cancel(self, action: Cancel) -> None:
+        self._ctx.revoked(action)
+        task = self._streams.pop(action.lease_id, None)
+        if task is not None:
+            task.cancel()
+
+    # --- streams -------------------------------------------------------------------------------
+
+    async def _stream(self, lease: Assign) -> None:
+        """One lease: stream its range from its source into the file."""
+        source = self._ctx.sources[lease.source_id]
+        writer = BatchWriter(self.part)
+        # what a helper's stream claimed, to be sampled (our own connections are not)
+        runs: list[ByteRange] | None = None if isinstance(source, OriginSource) else []
+        try:
+            async with source.open_range(self._info, lease.range) as body:
+                await self._pump(lease, body, writer, runs)
+            await writer.flush()
+        except asyncio.CancelledError:
+            await self._flush_claimed(writer, lease.source_id)
+            raise
+        except SourceError as exc:
+            await self._flush_claimed(writer, lease.source_id)
+            self._on_source_error(lease, exc)
+        except DownloadError as exc:
+            self._fatal = self._fatal or exc
+        finally:
+            if self._streams.get(lease.lease_id) is asyncio.current_task():
+                del self._streams[lease.lease_id]
+            if runs:
+                self._stream_ended(lease.source_id, runs)
+            self._wake.set()
+
+    async def _flush_claimed(self, writer: BatchWriter, source_id: str) -> None:
+        """The scheduler counts claimed bytes as done: write them, unless their source was
+        caught lying (then they were given back to be fetched again)."""
+        if source_id in self._checks.distrusted:
+            writer.discard()
+        else:
+            await writer.flush()
+
+    async def _pump(
+        self,
+        lease: Assign,
+        body: AsyncIterator[Chunk],
+        writer: BatchWriter,
+        runs: list[ByteRange] | None,
+    ) -> None:
+        sched, ctx = self.scheduler, self._ctx
+        pos = lease.range.start
+        async for chunk in body:
+            ctx.last_byte_at = now = ctx.clock()
+            claim = sched.on_data(lease.lease_id, len(chunk), now)
+            if claim.write is not None:
+                view = memoryview(chunk)[claim.write.start - pos : claim.write.end - pos]
+                await writer.add(claim.write.start, view)
+                if runs is not None:
+                    extend_runs(runs, claim.write)
+            pos += len(chunk)
+            if claim.actions:
+                self._apply_cancels(claim.actions)
+            if claim.finished:
+                return
+        # the origin client guarantees the full length, so on_data said finished above
+        sched.on_failure(lease.lease_id, ctx.clock(), FailureKind.BROKEN, reason="short body")
+
+    def _apply_cancels(self, actions: Sequence[Action]) -> None:
+        for action in actions:
+            if isinstance(action, Cancel):
+                self._cancel(action)
+
+    def _on_source_error(self, lease: Assign, exc: SourceError) -> None:
+        if isinstance(exc, RangesIgnored):
+            self._fatal = self._fatal or RangesIgnoredMidway(str(exc))
+            return
+        kind, retry_after = FailureKind.RETRYABLE, None
+        if isinstance(exc, SourceRateLimited):
+            kind, retry_after = FailureKind.RATE_LIMITED, exc.retry_after
+        elif isinstance(exc, SourceBroken):
+            kind = FailureKind.BROKEN
+        elif not isinstance(exc, SourceRetryable):
+            kind = FailureKind.BROKEN
+        ctx = self._ctx
+        ctx.emit(
+            ev.StreamFailed(
+                at=ctx.at(),
+                source_id=lease.source_id,
+                range=lease.range,
+                code=exc.code,
+                message=str(exc),
+            )
+        )
+        actions = self.scheduler.on_failure(
+            lease.lease_id, ctx.clock(), kind, reason=str(exc), retry_after=retry_after
+        )
+        self._apply_cancels(actions)
+        for action in actions:
+            if isinstance(action, Ban):
+                ctx.banned(action)
+
+    # --- checks: pieces against a manifest, helper streams against the origin -------------------
+
+    def _start_checks(self) -> None:
+        for check in self._checks.to_start():
+            self._group.create_task(self._sample_stream(check))
+        verifier = self._checks.verifier
+        if verifier is None:
+            return
+        for index in verifier.ready(self.part.written):
+            verifier.start([index])
+            self._group.create_task(self._check_piece(index))
+
+    async def _check_piece(self, index: int) -> None:
+        verifier = self._checks.verifier
+        assert verifier is not None
+        try:
+            good = await piece_matches(self.part, verifier, index)
+        except SwarmgetError as exc:
+            self._fatal = self._fatal or exc
+            self._wake.set()
+            return
+        if good:
+            verifier.passed(index)
+        else:
+            verifier.failed(index)
+            self._reject(verifier.manifest.piece_range(index), index)
+        self._wake.set()
+
+    def _reject(self, rng: ByteRange, piece: int) -> None:
+        """Bad bytes: fetch them again elsewhere; ban who sent them (strike, if several)."""
+        sched, ctx = self.scheduler, self._ctx
+        culprits = sched.contributors(rng)
+        sched.invalidate(rng)
+        self.part.forget(rng)
+        event = ev.BadData(
+            at=ctx.at(),
+            source_ids=tuple(culprits),
+            range=rng,
+            check=ev.BadDataCheck.PIECE_HASH,
+            piece=piece,
+        )
+        why = ev.describe(event)
+        self._corrupt(event, dict(culprits))
+        actions: list[Action] = []
+        if len(culprits) == 1:
+            (source_id,) = culprits
+            actions += sched.ban(source_id, f"sent bad data: {why}")
+        else:
+            for source_id in culprits:
+                actions += sched.strike(source_id, ctx.clock(), f"bad data: {why}")
+        self._apply(actions)
+
+    def _stream_ended(self, source_id: str, runs: list[ByteRange]) -> None:
+        """A helper stream ended having claimed ``runs`` (on disk now): queue its check."""
+        if self._checks.stream_ended(source_id, runs):
+            self._wake.set()
+
+    async def _sample_stream(self, check: StreamCheck) -> None:
+        """Compare a window of a helper stream's bytes with the origin's; ban a liar."""
+        window = self._checks.window(check)
+        try:
+            same = await same_as_origin(self._ctx.origin, self._info, self.part, window)
+        except SourceError as exc:
+            if not self._checks.retry_later(check):  # else: the origin had a bad moment
+                reason = f"cannot check {check.source_id}'s bytes against the origin: {exc}"
+                self._fatal = self._fatal or DownloadError(reason)
+            return
+        except SwarmgetError as exc:  # the file changed on the server, a storage error ...
+            self._fatal = self._fatal or exc
+            return
+        finally:
+            self._checks.running -= 1
+            self._wake.set()
+        self._checks.sampled(window)
+        if not same and check.source_id not in self._checks.distrusted:
+            self._ban_liar(check.source_id, window)
+
+    def _ban_liar(self, source_id: str, rng: ByteRange) -> None:
+        """``source_id`` sent bytes that differ from the origin's: ban it and fetch everything
+        it delivered again (its streams still running write nothing more)."""
+        sched, ctx = self.scheduler, self._ctx
+        event = ev.BadData(
+            at=ctx.at(), source_ids=(source_id,), range=rng, check=ev.BadDataCheck.SAMPLE
+        )
+        why = ev.describe(event)
+        delivered = sched.statistics(ctx.clock()).sources
+        segments = next(s.segments for s in delivered if s.source_id == source_id)
+        self._corrupt(event, {source_id: sum(len(r) for r in segments)})
+        self._checks.distrusted.add(source_id)
+        self._checks.rehash = True
+        actions = sched.ban(source_id, f"sent bad data: {why}")
+        for segment in segments:  # everything it sent is suspect
+            sched.invalidate(segment)
+            self.part.forget(segment)
+        self._apply(actions)
+
+    def _corrupt(self, event: ev.BadData, blamed: dict[str, int]) -> None:
+        self._checks.corrupt_reports.append((ev.describe(event), blamed))
+        self._ctx.emit(event)
