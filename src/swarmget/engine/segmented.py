@@ -29,7 +29,6 @@ from swarmget.core.errors import (
     SourceError,
     SourceRateLimited,
     SourceRetryable,
-    SwarmgetError,
 )
 from swarmget.core.ranges import ByteRange, Chunk
 from swarmget.core.scheduler import Action, Assign, Ban, Cancel, FailureKind, Scheduler
@@ -48,9 +47,20 @@ from swarmget.engine.writer import BatchWriter
 from swarmget.hashing import IncrementalHasher, hash_file
 from swarmget.storage import PartFile
 
+#: seconds between rounds of the loop's housekeeping (a checkpoint when due, the whole-file
+#: hash advanced over the prefix now on disk) when nothing else wakes it
+HOUSEKEEPING = 0.5
+
 
 class RangesIgnoredMidway(DownloadError):
     """Internal: a range request got the whole file; start over with one stream."""
+
+
+def first_error(group: BaseExceptionGroup) -> BaseException:
+    """The first error of a task group's ``group`` (nested groups looked into): the one
+    that stopped the run; the others are what the cancellation it caused left behind."""
+    first = group.exceptions[0]
+    return first_error(first) if isinstance(first, BaseExceptionGroup) else first
 
 
 class SegmentedRun:
@@ -73,8 +83,9 @@ class SegmentedRun:
         self._info = ctx.pinned()
         self._tg: asyncio.TaskGroup | None = None
         self._streams: dict[int, asyncio.Task[None]] = {}  # by lease id
-        self._fatal: SwarmgetError | None = None
-        self._wake = asyncio.Event()
+        #: set when a stream ends or a check finishes: the loop looks at the scheduler again
+        #: (failures do not come this way: they are raised in their task, see ``_drive``)
+        self._changed = asyncio.Event()
 
     @property
     def _group(self) -> asyncio.TaskGroup:
@@ -99,9 +110,7 @@ class SegmentedRun:
             if algorithms:
                 hasher = IncrementalHasher(self.part.part_path, algorithms)
                 await stack.enter_async_context(hasher)
-            failure = await self._drive(hasher)
-            if failure is not None:
-                raise failure
+            await self._drive(hasher)
             ctx.stage = Stage.VERIFYING
             await self.part.settle()  # a cancelled stream's last batch may still be on its way
             if hasher is None:
@@ -110,23 +119,26 @@ class SegmentedRun:
                 return await hash_file(self.part.part_path, algorithms)
             return await hasher.finish(info.size)
 
-    async def _drive(self, hasher: IncrementalHasher | None) -> BaseException | None:
-        """Run streams until the file is complete; return the error that stopped it, if any."""
+    async def _drive(self, hasher: IncrementalHasher | None) -> None:
+        """Run streams and checks until the file is complete and checked.
+
+        A failure that concerns the whole download is raised where it happens (in a stream,
+        a check, a checkpoint or the loop itself): the task group then cancels everything
+        else (cancelled streams still write what they claimed) and the first such error is
+        raised here, as itself. Leaving the group waits for the last streams to flush.
+        """
         failure: BaseException | None = None
-        async with asyncio.TaskGroup() as tg:
-            self._tg = tg
-            try:
+        try:
+            async with asyncio.TaskGroup() as tg:
+                self._tg = tg
                 await self._loop(hasher)
-            except (SwarmgetError, asyncio.CancelledError) as exc:
-                failure = exc
-            finally:
-                for task in self._streams.values():
-                    task.cancel()
-        self._tg = None
-        self._streams.clear()
-        if isinstance(failure, asyncio.CancelledError):
+        except BaseExceptionGroup as group:
+            failure = first_error(group)
+        finally:
+            self._tg = None
+            self._streams.clear()
+        if failure is not None:
             raise failure
-        return failure
 
     async def _loop(self, hasher: IncrementalHasher | None) -> None:
         sched, part, spec, clock = self.scheduler, self.part, self._ctx.spec, self._ctx.clock
@@ -135,26 +147,19 @@ class SegmentedRun:
         while not self._all_checked():
             now = clock()
             self._apply([*sched.on_timer(now), *sched.poll(now)])
-            if self._fatal is not None:
-                raise self._fatal
             if not self._streams and not sched.is_complete() and not sched.has_usable_source():
                 raise NoSourcesLeft(f"every source failed: {self._ctx.last_failure()}")
             self._start_checks()
-            await self._sleep_until(sched.next_deadline(now))
+            await self._wait_for_change(sched.next_deadline(now))
             now = clock()
             if now - last_durable >= spec.durable_interval and (durable is None or durable.done()):
-                durable = self._group.create_task(self._durable_checkpoint())  # off the loop
+                durable = self._group.create_task(part.checkpoint(durable=True))  # off the loop
                 last_durable = last_checkpoint = now
             elif now - last_checkpoint >= spec.checkpoint_interval:
                 await part.checkpoint(durable=False)
                 last_checkpoint = now
             if hasher is not None:
                 await hasher.advance(self._checks.hashable_prefix(part))
-        # the last streams flush their final batches as they finish
-        while self._streams:
-            await self._sleep_until(None)
-            if self._fatal is not None:
-                raise self._fatal
 
     def _all_checked(self) -> bool:
         """Complete, and every piece (manifest) or helper stream (sampling) checked."""
@@ -164,19 +169,14 @@ class SegmentedRun:
             return not self._streams and self._checks.idle()
         return True
 
-    async def _durable_checkpoint(self) -> None:
+    async def _wait_for_change(self, deadline: float | None) -> None:
+        """Until a stream ends, a check finishes, the scheduler's ``deadline`` (a stall) or
+        the next round of checkpoint and hashing (``HOUSEKEEPING``), whichever comes first."""
+        wait = HOUSEKEEPING if deadline is None else deadline - self._ctx.clock()
+        self._changed.clear()
         try:
-            await self.part.checkpoint(durable=True)
-        except SwarmgetError as exc:
-            self._fatal = self._fatal or exc
-            self._wake.set()
-
-    async def _sleep_until(self, deadline: float | None) -> None:
-        timeout = 0.5 if deadline is None else max(0.0, min(0.5, deadline - self._ctx.clock()))
-        self._wake.clear()
-        try:
-            async with asyncio.timeout(timeout):
-                await self._wake.wait()
+            async with asyncio.timeout(max(0.0, min(HOUSEKEEPING, wait))):
+                await self._changed.wait()
         except TimeoutError:
             pass
 
@@ -244,14 +244,12 @@ class SegmentedRun:
         except SourceError as exc:
             await self._flush_claimed(writer, lease.source_id)
             self._on_source_error(lease, exc)
-        except DownloadError as exc:
-            self._fatal = self._fatal or exc
-        finally:
+        finally:  # a DownloadError goes on up: it ends the run (see ``_drive``)
             if self._streams.get(lease.lease_id) is asyncio.current_task():
                 del self._streams[lease.lease_id]
             if runs:
                 self._stream_ended(lease.source_id, runs)
-            self._wake.set()
+            self._changed.set()
 
     async def _flush_claimed(self, writer: BatchWriter, source_id: str) -> None:
         """The scheduler counts claimed bytes as done: write them, unless their source was
@@ -293,8 +291,7 @@ class SegmentedRun:
 
     def _on_source_error(self, lease: Assign, exc: SourceError) -> None:
         if isinstance(exc, RangesIgnored):
-            self._fatal = self._fatal or RangesIgnoredMidway(str(exc))
-            return
+            raise RangesIgnoredMidway(str(exc)) from exc
         kind, retry_after = FailureKind.RETRYABLE, None
         if isinstance(exc, SourceRateLimited):
             kind, retry_after = FailureKind.RATE_LIMITED, exc.retry_after
@@ -337,16 +334,13 @@ class SegmentedRun:
         assert verifier is not None
         try:
             good = await piece_matches(self.part, verifier, index)
-        except SwarmgetError as exc:
-            self._fatal = self._fatal or exc
-            self._wake.set()
-            return
+        finally:  # an error (storage) goes on up: it ends the run
+            self._changed.set()
         if good:
             verifier.passed(index)
         else:
             verifier.failed(index)
             self._reject(verifier.manifest.piece_range(index), index)
-        self._wake.set()
 
     def _reject(self, rng: ByteRange, piece: int) -> None:
         """Bad bytes: fetch them again elsewhere; ban who sent them (strike, if several)."""
@@ -375,7 +369,7 @@ class SegmentedRun:
     def _stream_ended(self, source_id: str, runs: list[ByteRange]) -> None:
         """A helper stream ended having claimed ``runs`` (on disk now): queue its check."""
         if self._checks.stream_ended(source_id, runs):
-            self._wake.set()
+            self._changed.set()
 
     async def _sample_stream(self, check: StreamCheck) -> None:
         """Compare a window of a helper stream's bytes with the origin's; ban a liar."""
@@ -383,16 +377,13 @@ class SegmentedRun:
         try:
             same = await same_as_origin(self._ctx.origin, self._info, self.part, window)
         except SourceError as exc:
-            if not self._checks.retry_later(check):  # else: the origin had a bad moment
-                reason = f"cannot check {check.source_id}'s bytes against the origin: {exc}"
-                self._fatal = self._fatal or DownloadError(reason)
-            return
-        except SwarmgetError as exc:  # the file changed on the server, a storage error ...
-            self._fatal = self._fatal or exc
-            return
-        finally:
+            if self._checks.retry_later(check):  # the origin had a bad moment: again later
+                return
+            reason = f"cannot check {check.source_id}'s bytes against the origin: {exc}"
+            raise DownloadError(reason) from exc
+        finally:  # other errors (the file changed, storage) go on up: they end the run
             self._checks.running -= 1
-            self._wake.set()
+            self._changed.set()
         self._checks.sampled(window)
         if not same and check.source_id not in self._checks.distrusted:
             self._ban_liar(check.source_id, window)
