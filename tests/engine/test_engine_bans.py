@@ -1,0 +1,58 @@
+"""A source banned for bad data loses its leases still in flight (the scheduler's ``Cancel``
+actions of the ban are carried out), and their ranges are fetched from another source."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import aiohttp
+
+from swarmget.core import events as ev
+from swarmget.core.ranges import RangeSet
+from swarmget.core.scheduler import SchedulerConfig
+from swarmget.engine import Download, DownloadSpec, OriginSource
+from swarmget.net.origin import OriginClient
+from swarmget.testing.origin import open_test_origin
+from swarmget.testing.sources import Play, ScriptedSource
+
+MiB = 1024 * 1024
+BOUND = 30.0  # seconds; the stall timeout below is longer, so only the ban can free the leases
+
+#: nothing but the ban takes a lease away: no steals, no endgame copies, no stall in time
+QUIET = SchedulerConfig(
+    steal=False, endgame=False, rescue_backlog=0, stall_timeout=600.0, min_piece=256 * 1024
+)
+
+
+async def test_a_banned_liar_loses_its_leases_in_flight_and_they_are_refetched(
+    tmp_path: Path,
+) -> None:
+    async with open_test_origin() as origin, aiohttp.ClientSession() as session:
+        origin.add_generated("f.bin", 4 * MiB)
+        content = origin.content("f.bin")
+        client = OriginClient(session)
+        # its first stream is corrupt (caught by the sample), every later one hangs
+        liar = ScriptedSource("liar", content, slots=2, script=[Play.CORRUPT], then=Play.HANG)
+        spec = DownloadSpec(
+            url=origin.url("f.bin"), output=tmp_path / "f.bin", scheduler=QUIET, verify_sample=1.0
+        )
+        download = Download(spec, client, sources=[OriginSource(client, 2), liar])
+        async with asyncio.timeout(BOUND):
+            result = await download.run()
+    assert result.path.read_bytes() == content
+    events = list(download.events)
+    (ban,) = [e for e in events if isinstance(e, ev.Banned)]
+    assert ban.source_id == "liar"
+    hung = liar.asked[1:]  # every range it was given after its corrupt one
+    assert hung
+    revoked = [
+        e
+        for e in events
+        if isinstance(e, ev.Revoked) and e.source_id == "liar" and e.cause is ev.CancelCause.BANNED
+    ]
+    assert len(revoked) == len(hung)
+    after = events[events.index(ban) :]
+    refetched = RangeSet(e.range for e in after if isinstance(e, ev.Assigned))
+    assert all(e.source_id == "origin" for e in after if isinstance(e, ev.Assigned))
+    assert all(refetched.contains(r) for r in [*hung, liar.asked[0]])
