@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Sequence
 
+from swarmget.core import blame
 from swarmget.core import events as ev
 from swarmget.core.errors import (
     DownloadError,
@@ -340,31 +341,9 @@ class SegmentedRun:
             verifier.passed(index)
         else:
             verifier.failed(index)
-            self._reject(verifier.manifest.piece_range(index), index)
-
-    def _reject(self, rng: ByteRange, piece: int) -> None:
-        """Bad bytes: fetch them again elsewhere; ban who sent them (strike, if several)."""
-        sched, ctx = self.scheduler, self._ctx
-        culprits = sched.contributors(rng)
-        sched.invalidate(rng)
-        self.part.forget(rng)
-        event = ev.BadData(
-            at=ctx.at(),
-            source_ids=tuple(culprits),
-            range=rng,
-            check=ev.BadDataCheck.PIECE_HASH,
-            piece=piece,
-        )
-        why = ev.describe(event)
-        self._corrupt(event, dict(culprits))
-        actions: list[Action] = []
-        if len(culprits) == 1:
-            (source_id,) = culprits
-            actions += sched.ban(source_id, f"sent bad data: {why}")
-        else:
-            for source_id in culprits:
-                actions += sched.strike(source_id, ctx.clock(), f"bad data: {why}")
-        self._apply(actions)
+            rng = verifier.manifest.piece_range(index)
+            contributors = self.scheduler.contributors(rng)
+            self._bad_bytes(blame.PieceFailed(piece=index, range=rng, contributors=contributors))
 
     def _stream_ended(self, source_id: str, runs: list[ByteRange]) -> None:
         """A helper stream ended having claimed ``runs`` (on disk now): queue its check."""
@@ -385,28 +364,47 @@ class SegmentedRun:
             self._checks.running -= 1
             self._changed.set()
         self._checks.sampled(window)
-        if not same and check.source_id not in self._checks.distrusted:
-            self._ban_liar(check.source_id, window)
+        if not same:
+            self._bad_bytes(
+                blame.SampleDiffered(
+                    source_id=check.source_id,
+                    window=window,
+                    delivered=self._delivered_by(check.source_id),
+                    distrusted=check.source_id in self._checks.distrusted,
+                )
+            )
 
-    def _ban_liar(self, source_id: str, rng: ByteRange) -> None:
-        """``source_id`` sent bytes that differ from the origin's: ban it and fetch everything
-        it delivered again (its streams still running write nothing more)."""
+    def _delivered_by(self, source_id: str) -> tuple[ByteRange, ...]:
+        sources = self.scheduler.statistics(self._ctx.clock()).sources
+        return next(s.segments for s in sources if s.source_id == source_id)
+
+    def _bad_bytes(self, fact: blame.BadBytes) -> None:
+        """Carry out the verdict on bytes that failed a check (``core.blame`` decides): tell,
+        distrust, fetch again, ban or strike (and carry out what the bans entail)."""
+        verdict = blame.judge(fact)
+        if verdict.nothing:
+            return
         sched, ctx = self.scheduler, self._ctx
-        event = ev.BadData(
-            at=ctx.at(), source_ids=(source_id,), range=rng, check=ev.BadDataCheck.SAMPLE
-        )
+        event = _bad_data_event(fact, tuple(verdict.blamed), ctx.at())
         why = ev.describe(event)
-        delivered = sched.statistics(ctx.clock()).sources
-        segments = next(s.segments for s in delivered if s.source_id == source_id)
-        self._corrupt(event, {source_id: sum(len(r) for r in segments)})
-        self._checks.distrusted.add(source_id)
-        self._checks.rehash = True
-        actions = sched.ban(source_id, f"sent bad data: {why}")
-        for segment in segments:  # everything it sent is suspect
-            sched.invalidate(segment)
-            self.part.forget(segment)
+        self._checks.corrupt_reports.append((why, dict(verdict.blamed)))
+        ctx.emit(event)
+        self._checks.distrusted.update(verdict.distrust)
+        self._checks.rehash = self._checks.rehash or verdict.rehash
+        for rng in verdict.refetch:
+            sched.invalidate(rng)
+            self.part.forget(rng)
+        actions: list[Action] = []
+        for source_id in verdict.ban:
+            actions += sched.ban(source_id, f"sent bad data: {why}")
+        for source_id in verdict.strike:
+            actions += sched.strike(source_id, ctx.clock(), f"bad data: {why}")
         self._apply(actions)
 
-    def _corrupt(self, event: ev.BadData, blamed: dict[str, int]) -> None:
-        self._checks.corrupt_reports.append((ev.describe(event), blamed))
-        self._ctx.emit(event)
+
+def _bad_data_event(fact: blame.BadBytes, blamed: tuple[str, ...], at: float) -> ev.BadData:
+    if isinstance(fact, blame.PieceFailed):
+        check, rng, piece = ev.BadDataCheck.PIECE_HASH, fact.range, fact.piece
+    else:
+        check, rng, piece = ev.BadDataCheck.SAMPLE, fact.window, None
+    return ev.BadData(at=at, source_ids=blamed, range=rng, check=check, piece=piece)
