@@ -4,6 +4,7 @@ actions of the ban are carried out), and their ranges are fetched from another s
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from pathlib import Path
 
 import aiohttp
@@ -56,3 +57,25 @@ async def test_a_banned_liar_loses_its_leases_in_flight_and_they_are_refetched(
     refetched = RangeSet(e.range for e in after if isinstance(e, ev.Assigned))
     assert all(e.source_id == "origin" for e in after if isinstance(e, ev.Assigned))
     assert all(refetched.contains(r) for r in [*hung, liar.asked[0]])
+
+
+async def test_a_source_banned_for_short_bodies_is_told_and_loses_its_leases(
+    tmp_path: Path,
+) -> None:
+    async with open_test_origin() as origin, aiohttp.ClientSession() as session:
+        origin.add_generated("f.bin", 4 * MiB)
+        content = origin.content("f.bin")
+        client = OriginClient(session)
+        short = ScriptedSource("short", content, slots=2, then=Play.SHORT)
+        one_strike = dataclasses.replace(QUIET, max_broken=1)  # one short body bans
+        spec = DownloadSpec(
+            url=origin.url("f.bin"), output=tmp_path / "f.bin", scheduler=one_strike
+        )
+        download = Download(spec, client, sources=[OriginSource(client, 2), short])
+        async with asyncio.timeout(BOUND):
+            result = await download.run()
+    assert result.path.read_bytes() == content
+    bans = [e for e in download.events if isinstance(e, ev.Banned)]
+    assert [b.source_id for b in bans] == ["short"]
+    (state,) = [s for s in result.sources if s.source_id == "short"]
+    assert state.ban_reason is not None

@@ -283,7 +283,10 @@ class SegmentedRun:
             if claim.finished:
                 return
         # the origin client guarantees the full length, so on_data said finished above
-        sched.on_failure(lease.lease_id, ctx.clock(), FailureKind.BROKEN, reason="short body")
+        now = ctx.clock()
+        self._apply_failure(
+            sched.on_failure(lease.lease_id, now, FailureKind.BROKEN, reason="short body")
+        )
 
     def _apply_cancels(self, actions: Sequence[Action]) -> None:
         for action in actions:
@@ -313,10 +316,14 @@ class SegmentedRun:
         actions = self.scheduler.on_failure(
             lease.lease_id, ctx.clock(), kind, reason=str(exc), retry_after=retry_after
         )
+        self._apply_failure(actions)
+
+    def _apply_failure(self, actions: Sequence[Action]) -> None:
+        """What blaming a source entails: its leases revoked, then its ban told."""
         self._apply_cancels(actions)
         for action in actions:
             if isinstance(action, Ban):
-                ctx.banned(action)
+                self._ctx.banned(action)
 
     # --- checks: pieces against a manifest, helper streams against the origin -------------------
 

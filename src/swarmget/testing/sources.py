@@ -1,9 +1,9 @@
 """A range source that follows a script, for tests of the engine (no network).
 
 Each ``open_range`` call does the next step of ``script`` (then ``then`` for every call
-after it): serve the true bytes, serve them corrupted, serve half and hang, hang, or raise
-an error from the tree. Every range asked is recorded in ``asked``; ``hanging`` is set when
-a call starts to hang, so that a test waits for it instead of sleeping.
+after it): serve the true bytes, serve them corrupted, serve half and hang, serve half and
+end, hang, or raise an error from the tree. Every range asked is recorded in ``asked``;
+``hanging`` is set when a call starts to hang, so that a test waits for it, not sleeps.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ class Play(enum.Enum):
     SERVE = "serve"  # the true bytes of the range
     CORRUPT = "corrupt"  # the range's length, every byte flipped
     HALF = "half"  # the first half of the range, then nothing until cancelled
+    SHORT = "short"  # the first half of the range, then the end of the body
     HANG = "hang"  # nothing until cancelled
 
 
@@ -59,7 +60,7 @@ class ScriptedSource:
         yield self._body(step, rng)
 
     async def _body(self, play: Play, rng: ByteRange) -> AsyncIterator[Chunk]:
-        end = rng.start + rng.length // 2 if play is Play.HALF else rng.end
+        end = rng.start + rng.length // 2 if play in (Play.HALF, Play.SHORT) else rng.end
         if play is Play.HANG:
             end = rng.start
         for start in range(rng.start, end, self.chunk):
