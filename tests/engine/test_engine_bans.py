@@ -57,6 +57,13 @@ async def test_a_banned_liar_loses_its_leases_in_flight_and_they_are_refetched(
     refetched = RangeSet(e.range for e in after if isinstance(e, ev.Assigned))
     assert all(e.source_id == "origin" for e in after if isinstance(e, ev.Assigned))
     assert all(refetched.contains(r) for r in [*hung, liar.asked[0]])
+    # what went back is told as values: the liar's bad bytes, and the leases it lost
+    told = [e for e in events if isinstance(e, ev.Refetched)]
+    bad = RangeSet(r for e in told if e.cause is ev.RefetchCause.BAD_DATA for r in e.ranges)
+    lost = RangeSet(r for e in told if e.cause is ev.RefetchCause.LOST_LEASE for r in e.ranges)
+    assert bad.contains(liar.asked[0])
+    assert all(lost.contains(r) for r in hung)
+    assert all(e.source_ids == ("liar",) for e in told)
 
 
 async def test_a_source_banned_for_short_bodies_is_told_and_loses_its_leases(
@@ -79,3 +86,30 @@ async def test_a_source_banned_for_short_bodies_is_told_and_loses_its_leases(
     assert [b.source_id for b in bans] == ["short"]
     (state,) = [s for s in result.sources if s.source_id == "short"]
     assert state.ban_reason is not None
+
+
+async def test_a_stalled_lease_is_told_as_refetched_and_counted(tmp_path: Path) -> None:
+    counters = ev.EventCounters()
+    async with open_test_origin() as origin, aiohttp.ClientSession() as session:
+        origin.add_generated("f.bin", 2 * MiB)
+        content = origin.content("f.bin")
+        client = OriginClient(session)
+        stuck = ScriptedSource("stuck", content, script=[Play.HANG])
+        quick_stall = dataclasses.replace(QUIET, stall_timeout=0.2)
+        spec = DownloadSpec(
+            url=origin.url("f.bin"), output=tmp_path / "f.bin", scheduler=quick_stall
+        )
+        download = Download(
+            spec, client, sources=[OriginSource(client, 1), stuck], on_event=counters.count
+        )
+        async with asyncio.timeout(BOUND):
+            result = await download.run()
+    assert result.path.read_bytes() == content
+    told = [e for e in download.events if isinstance(e, ev.Refetched)]
+    assert told
+    assert told[0].cause is ev.RefetchCause.LOST_LEASE
+    assert told[0].source_ids == ("stuck",)
+    assert told[0].ranges == (stuck.asked[0],)  # it delivered nothing: all of it went back
+    assert counters.stalls >= 1
+    assert counters.refetches == len(told)
+    assert counters.refetched_bytes == sum(e.length for e in told) == download.reassigned_bytes()

@@ -42,10 +42,11 @@ from swarmget.engine.checks import SAMPLE_MIN_WINDOW as SAMPLE_MIN_WINDOW
 from swarmget.engine.checks import IntegrityChecks
 from swarmget.engine.checks import sample_window as sample_window
 from swarmget.engine.context import DownloadContext
-from swarmget.engine.segmented import RangesIgnoredMidway, SegmentedRun
+from swarmget.engine.segmented import SegmentedRun
 from swarmget.engine.single_stream import SingleStream
 from swarmget.engine.sources import OriginSource, RangeSource
 from swarmget.engine.spec import DownloadProgress, DownloadResult, DownloadSpec, Stage
+from swarmget.engine.streams import RangesIgnoredMidway
 from swarmget.net.origin import OriginClient, OriginInfo
 from swarmget.storage import (
     ResumeKey,

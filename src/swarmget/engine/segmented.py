@@ -18,43 +18,33 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Iterator, Sequence
 
 from swarmget.core import blame
 from swarmget.core import events as ev
 from swarmget.core.errors import (
     DownloadError,
     NoSourcesLeft,
-    RangesIgnored,
-    SourceBroken,
     SourceError,
-    SourceRateLimited,
-    SourceRetryable,
 )
-from swarmget.core.ranges import ByteRange, Chunk
+from swarmget.core.ranges import ByteRange
 from swarmget.core.scheduler import Action, Assign, Ban, Cancel, FailureKind, Scheduler
-from swarmget.engine import verify
+from swarmget.engine import refetch, verify
 from swarmget.engine.checks import (
     IntegrityChecks,
     StreamCheck,
-    extend_runs,
     piece_matches,
     same_as_origin,
 )
 from swarmget.engine.context import DownloadContext
-from swarmget.engine.sources import OriginSource
 from swarmget.engine.spec import DownloadResult, Stage
-from swarmget.engine.writer import BatchWriter
+from swarmget.engine.streams import stream_lease
 from swarmget.hashing import IncrementalHasher, hash_file
 from swarmget.storage import PartFile
 
 #: seconds between rounds of the loop's housekeeping (a checkpoint when due, the whole-file
 #: hash advanced over the prefix now on disk) when nothing else wakes it
 HOUSEKEEPING = 0.5
-
-
-class RangesIgnoredMidway(DownloadError):
-    """Internal: a range request got the whole file; start over with one stream."""
 
 
 def first_error(group: BaseExceptionGroup) -> BaseException:
@@ -99,7 +89,9 @@ class SegmentedRun:
     async def download(self) -> DownloadResult:
         """Fetch, check and hash every byte, verify, and move the file into place."""
         digests = await self._drive_and_hash()
-        return await self._finish(digests)
+        return await verify.finish_segmented(
+            self._ctx, self._checks, self.scheduler, self.part, digests, resumed=self._resumed
+        )
 
     async def _drive_and_hash(self) -> dict[str, str]:
         ctx, info = self._ctx, self._info
@@ -147,7 +139,7 @@ class SegmentedRun:
         durable: asyncio.Task[None] | None = None
         while not self._all_checked():
             now = clock()
-            self._apply([*sched.on_timer(now), *sched.poll(now)])
+            self._apply([*self._on_timer(now), *sched.poll(now)])
             if not self._streams and not sched.is_complete() and not sched.has_usable_source():
                 raise NoSourcesLeft(f"every source failed: {self._ctx.last_failure()}")
             self._start_checks()
@@ -161,6 +153,25 @@ class SegmentedRun:
                 last_checkpoint = now
             if hasher is not None:
                 await hasher.advance(self._checks.hashable_prefix(part))
+
+    def _on_timer(self, now: float) -> list[Action]:
+        """The scheduler's timers (stalled leases revoked, their bytes told as given back)."""
+        sched = self.scheduler
+        deadline = sched.next_deadline(now)
+        if deadline is None or deadline > now:  # no lease can have stalled yet
+            return sched.on_timer(now)
+        with self._telling_lost_leases():
+            return sched.on_timer(now)
+
+    @contextlib.contextmanager
+    def _telling_lost_leases(self) -> Iterator[None]:
+        """Tell (``Refetched``) the bytes that the leases lost inside this block gave back."""
+        ctx = self._ctx
+        before = refetch.holding(self.scheduler, ctx.clock())
+        yield
+        event = refetch.given_back(before, refetch.holding(self.scheduler, ctx.clock()), ctx.at())
+        if event is not None:
+            ctx.emit(event)
 
     def _all_checked(self) -> bool:
         """Complete, and every piece (manifest) or helper stream (sampling) checked."""
@@ -181,31 +192,6 @@ class SegmentedRun:
         except TimeoutError:
             pass
 
-    async def _finish(self, digests: dict[str, str]) -> DownloadResult:
-        ctx, info, part = self._ctx, self._info, self.part
-        known = verify.known_digests(ctx.spec, info, ctx.manifest)
-        sources = self.scheduler.statistics(ctx.clock()).sources
-        verified = verify.check_digests(known, digests, part.part_path, sources)
-        path = await part.finalize(sync=ctx.spec.fsync)
-        ctx.emit(ev.Verified(at=ctx.at(), path=str(path), algorithms=verified))
-        sources = self.scheduler.statistics(ctx.clock()).sources
-        own = ctx.own_sources()
-        helper_bytes = sum(s.claimed for s in sources if s.source_id not in own)
-        assert info.size is not None
-        return DownloadResult(
-            path=path,
-            size=info.size,
-            elapsed=ctx.clock() - ctx.t0,
-            mode="segmented",
-            resumed_bytes=self._resumed,
-            fetched_bytes=sum(s.received for s in sources),
-            digests=digests,
-            verified=verified,
-            sources=sources,
-            last_byte_to_done=ctx.clock() - (ctx.last_byte_at or ctx.clock()),
-            verification=verify.report(ctx.spec, info, ctx.manifest, self._checks, helper_bytes),
-        )
-
     # --- carrying out the scheduler's actions --------------------------------------------------
 
     def _apply(self, actions: Sequence[Action]) -> None:
@@ -215,7 +201,7 @@ class SegmentedRun:
                 self._ctx.emit(
                     given(at=self._ctx.at(), source_id=action.source_id, range=action.range)
                 )
-                self._streams[action.lease_id] = self._group.create_task(self._stream(action))
+                self._streams[action.lease_id] = self._start_stream(action)
             elif isinstance(action, Cancel):
                 self._cancel(action)
             elif isinstance(action, Ban):
@@ -227,100 +213,44 @@ class SegmentedRun:
         if task is not None:
             task.cancel()
 
-    # --- streams -------------------------------------------------------------------------------
+    # --- what streams tell (``streams.StreamOwner``) --------------------------------------------
 
-    async def _stream(self, lease: Assign) -> None:
-        """One lease: stream its range from its source into the file."""
-        source = self._ctx.sources[lease.source_id]
-        writer = BatchWriter(self.part)
-        # what a helper's stream claimed, to be sampled (our own connections are not)
-        runs: list[ByteRange] | None = None if isinstance(source, OriginSource) else []
-        try:
-            async with source.open_range(self._info, lease.range) as body:
-                await self._pump(lease, body, writer, runs)
-            await writer.flush()
-        except asyncio.CancelledError:
-            await self._flush_claimed(writer, lease.source_id)
-            raise
-        except SourceError as exc:
-            await self._flush_claimed(writer, lease.source_id)
-            self._on_source_error(lease, exc)
-        finally:  # a DownloadError goes on up: it ends the run (see ``_drive``)
-            if self._streams.get(lease.lease_id) is asyncio.current_task():
-                del self._streams[lease.lease_id]
-            if runs:
-                self._stream_ended(lease.source_id, runs)
-            self._changed.set()
-
-    async def _flush_claimed(self, writer: BatchWriter, source_id: str) -> None:
-        """The scheduler counts claimed bytes as done: write them, unless their source was
-        caught lying (then they were given back to be fetched again)."""
-        if source_id in self._checks.distrusted:
-            writer.discard()
-        else:
-            await writer.flush()
-
-    async def _pump(
-        self,
-        lease: Assign,
-        body: AsyncIterator[Chunk],
-        writer: BatchWriter,
-        runs: list[ByteRange] | None,
-    ) -> None:
-        sched, ctx = self.scheduler, self._ctx
-        pos = lease.range.start
-        async for chunk in body:
-            ctx.last_byte_at = now = ctx.clock()
-            claim = sched.on_data(lease.lease_id, len(chunk), now)
-            if claim.write is not None:
-                view = memoryview(chunk)[claim.write.start - pos : claim.write.end - pos]
-                await writer.add(claim.write.start, view)
-                if runs is not None:
-                    extend_runs(runs, claim.write)
-            pos += len(chunk)
-            if claim.actions:
-                self._apply_cancels(claim.actions)
-            if claim.finished:
-                return
-        # the origin client guarantees the full length, so on_data said finished above
-        now = ctx.clock()
-        self._apply_failure(
-            sched.on_failure(lease.lease_id, now, FailureKind.BROKEN, reason="short body")
+    def _start_stream(self, lease: Assign) -> asyncio.Task[None]:
+        stream = stream_lease(
+            lease,
+            ctx=self._ctx,
+            scheduler=self.scheduler,
+            part=self.part,
+            distrusted=self._checks.distrusted,
+            owner=self,
         )
+        return self._group.create_task(stream)
 
-    def _apply_cancels(self, actions: Sequence[Action]) -> None:
+    def revoke(self, actions: Sequence[Action]) -> None:
         for action in actions:
             if isinstance(action, Cancel):
                 self._cancel(action)
 
-    def _on_source_error(self, lease: Assign, exc: SourceError) -> None:
-        if isinstance(exc, RangesIgnored):
-            raise RangesIgnoredMidway(str(exc)) from exc
-        kind, retry_after = FailureKind.RETRYABLE, None
-        if isinstance(exc, SourceRateLimited):
-            kind, retry_after = FailureKind.RATE_LIMITED, exc.retry_after
-        elif isinstance(exc, SourceBroken):
-            kind = FailureKind.BROKEN
-        elif not isinstance(exc, SourceRetryable):
-            kind = FailureKind.BROKEN
-        ctx = self._ctx
-        ctx.emit(
-            ev.StreamFailed(
-                at=ctx.at(),
-                source_id=lease.source_id,
-                range=lease.range,
-                code=exc.code,
-                message=str(exc),
+    def stream_failed(
+        self, lease: Assign, kind: FailureKind, reason: str, retry_after: float | None
+    ) -> None:
+        now = self._ctx.clock()
+        with self._telling_lost_leases():
+            actions = self.scheduler.on_failure(
+                lease.lease_id, now, kind, reason=reason, retry_after=retry_after
             )
-        )
-        actions = self.scheduler.on_failure(
-            lease.lease_id, ctx.clock(), kind, reason=str(exc), retry_after=retry_after
-        )
         self._apply_failure(actions)
+
+    def stream_ended(self, lease: Assign, runs: list[ByteRange] | None) -> None:
+        if self._streams.get(lease.lease_id) is asyncio.current_task():
+            del self._streams[lease.lease_id]
+        if runs:  # a helper stream ended having claimed ``runs`` (on disk now): check it
+            self._checks.stream_ended(lease.source_id, runs)
+        self._changed.set()
 
     def _apply_failure(self, actions: Sequence[Action]) -> None:
         """What blaming a source entails: its leases revoked, then its ban told."""
-        self._apply_cancels(actions)
+        self.revoke(actions)
         for action in actions:
             if isinstance(action, Ban):
                 self._ctx.banned(action)
@@ -351,11 +281,6 @@ class SegmentedRun:
             rng = verifier.manifest.piece_range(index)
             contributors = self.scheduler.contributors(rng)
             self._bad_bytes(blame.PieceFailed(piece=index, range=rng, contributors=contributors))
-
-    def _stream_ended(self, source_id: str, runs: list[ByteRange]) -> None:
-        """A helper stream ended having claimed ``runs`` (on disk now): queue its check."""
-        if self._checks.stream_ended(source_id, runs):
-            self._changed.set()
 
     async def _sample_stream(self, check: StreamCheck) -> None:
         """Compare a window of a helper stream's bytes with the origin's; ban a liar."""
@@ -401,11 +326,14 @@ class SegmentedRun:
         for rng in verdict.refetch:
             sched.invalidate(rng)
             self.part.forget(rng)
+        if verdict.refetch:
+            ctx.emit(refetch.bad_data(verdict.refetch, tuple(verdict.blamed), ctx.at()))
         actions: list[Action] = []
-        for source_id in verdict.ban:
-            actions += sched.ban(source_id, f"sent bad data: {why}")
-        for source_id in verdict.strike:
-            actions += sched.strike(source_id, ctx.clock(), f"bad data: {why}")
+        with self._telling_lost_leases():  # a ban revokes the liar's leases in flight
+            for source_id in verdict.ban:
+                actions += sched.ban(source_id, f"sent bad data: {why}")
+            for source_id in verdict.strike:
+                actions += sched.strike(source_id, ctx.clock(), f"bad data: {why}")
         self._apply(actions)
 
 

@@ -1,18 +1,21 @@
-"""The final verification: every known digest of the whole file, and the report of how the
-bytes were checked."""
+"""The final verification: every known digest of the whole file, the file moved into place,
+and the report of how the bytes were checked."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from swarmget.core import events as ev
 from swarmget.core.digests import Digest, DigestSet
 from swarmget.core.errors import ChecksumMismatch
 from swarmget.core.manifest import Manifest
-from swarmget.core.scheduler import SourceInfo
+from swarmget.core.scheduler import Scheduler, SourceInfo
 from swarmget.core.verification import Verification, VerificationReport
 from swarmget.engine.checks import IntegrityChecks
-from swarmget.engine.spec import DownloadSpec
+from swarmget.engine.context import DownloadContext
+from swarmget.engine.spec import DownloadResult, DownloadSpec
 from swarmget.net.origin import OriginInfo
+from swarmget.storage import PartFile
 
 
 def known_digests(spec: DownloadSpec, info: OriginInfo, manifest: Manifest | None) -> DigestSet:
@@ -57,6 +60,41 @@ def who_delivered(sources: tuple[SourceInfo, ...] | None) -> str:
             more = f" and {len(s.segments) - 4} more ranges" if len(s.segments) > 4 else ""
             parts.append(f"{s.source_id}: {s.claimed} bytes ({shown}{more})")
     return "; ".join(parts) or "nobody"
+
+
+async def finish_segmented(
+    ctx: DownloadContext,
+    checks: IntegrityChecks,
+    scheduler: Scheduler,
+    part: PartFile,
+    digests: dict[str, str],
+    *,
+    resumed: int,
+) -> DownloadResult:
+    """Check the digests of a segmented run's file, move it into place, and say how it went."""
+    info = ctx.pinned()
+    known = known_digests(ctx.spec, info, ctx.manifest)
+    sources = scheduler.statistics(ctx.clock()).sources
+    verified = check_digests(known, digests, part.part_path, sources)
+    path = await part.finalize(sync=ctx.spec.fsync)
+    ctx.emit(ev.Verified(at=ctx.at(), path=str(path), algorithms=verified))
+    sources = scheduler.statistics(ctx.clock()).sources
+    own = ctx.own_sources()
+    helper_bytes = sum(s.claimed for s in sources if s.source_id not in own)
+    assert info.size is not None
+    return DownloadResult(
+        path=path,
+        size=info.size,
+        elapsed=ctx.clock() - ctx.t0,
+        mode="segmented",
+        resumed_bytes=resumed,
+        fetched_bytes=sum(s.received for s in sources),
+        digests=digests,
+        verified=verified,
+        sources=sources,
+        last_byte_to_done=ctx.clock() - (ctx.last_byte_at or ctx.clock()),
+        verification=report(ctx.spec, info, ctx.manifest, checks, helper_bytes),
+    )
 
 
 def report(
