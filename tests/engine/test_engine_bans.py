@@ -113,3 +113,32 @@ async def test_a_stalled_lease_is_told_as_refetched_and_counted(tmp_path: Path) 
     assert counters.stalls >= 1
     assert counters.refetches == len(told)
     assert counters.refetched_bytes == sum(e.length for e in told) == download.reassigned_bytes()
+
+
+async def test_a_liar_caught_before_a_restart_stays_banned_after_it(tmp_path: Path) -> None:
+    """The file changes on the server after the liar was caught: the download starts over
+    with a new scheduler, and the liar must not deliver (unchecked) bytes to it."""
+    async with open_test_origin() as origin, aiohttp.ClientSession() as session:
+        origin.add_generated("f.bin", 4 * MiB)
+        origin.configure(etag_change_after=3 * MiB, rate_per_conn=2 * MiB)
+        client = OriginClient(session)
+        liar = ScriptedSource(
+            "liar", origin.content("f.bin"), slots=1, script=[Play.CORRUPT], then=Play.CORRUPT
+        )
+        spec = DownloadSpec(
+            url=origin.url("f.bin"),
+            output=tmp_path / "f.bin",
+            scheduler=QUIET,
+            restart_if_changed=True,
+        )
+        download = Download(spec, client, sources=[OriginSource(client, 2), liar])
+        async with asyncio.timeout(BOUND):
+            result = await download.run()
+        assert result.path.read_bytes() == origin.content("f.bin", version=1)
+    events = list(download.events)
+    restarts = [i for i, e in enumerate(events) if isinstance(e, ev.Restarted)]
+    assert restarts, "the file did not change during the download"
+    caught = next(i for i, e in enumerate(events) if isinstance(e, ev.BadData))
+    assert caught < restarts[0]
+    after = events[restarts[0] :]
+    assert not [e for e in after if isinstance(e, ev.Assigned) and e.source_id == "liar"]

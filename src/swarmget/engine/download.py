@@ -35,7 +35,7 @@ from swarmget.core.errors import (
     SwarmgetError,
 )
 from swarmget.core.filenames import choose_filename
-from swarmget.core.scheduler import Scheduler, SchedulerStats
+from swarmget.core.scheduler import Ban, Scheduler, SchedulerStats
 from swarmget.core.urls import redact_url
 from swarmget.core.verification import DEFAULT_VERIFY_SAMPLE as DEFAULT_VERIFY_SAMPLE
 from swarmget.engine.checks import SAMPLE_MIN_WINDOW as SAMPLE_MIN_WINDOW
@@ -274,6 +274,10 @@ class Download:
             now = ctx.clock()
             for src in ctx.sources.values():
                 sched.add_source(src.source_id, src.slots, now)
+            for source_id in sorted(self._checks.distrusted):  # caught in an earlier attempt
+                for action in sched.ban(source_id, "sent bad data earlier in this download"):
+                    if isinstance(action, Ban):  # (it holds no lease yet: nothing to revoke)
+                        ctx.banned(action)
             run = SegmentedRun(ctx, self._checks, sched, part, resumed=self._resumed)
             return await run.download()
 
