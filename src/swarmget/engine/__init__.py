@@ -9,7 +9,9 @@ relay (``relay/``); it builds on ``core``, ``storage`` and ``net`` and knows non
   download.py       Download: probe, destination, resume, single stream or segmented
   single_stream.py  one GET from offset 0 (no ranges, or no size)
   segmented.py      SegmentedRun: scheduler + part file + task group, streams and checks
+  streams.py        one lease's stream into the part file (and what it tells its run)
   writer.py         batched pwritev of a stream's claimed bytes
+  refetch.py        which bytes lost leases gave back (told as ``Refetched`` events)
   checks.py         helper bytes checked: manifest pieces, streams sampled against the origin
   verify.py         the whole-file digests and the verification report
 """

@@ -2,16 +2,14 @@
 
 A ``SegmentedRun`` owns the scheduler, the part file and (while it runs) the task group of
 its streams and checks. Its loop asks the scheduler for actions, starts one stream task per
-``Assign``, cancels streams on ``Cancel``, and sleeps until a stream reports or a timer is
-due. Stream tasks read chunks, ask the scheduler which bytes they may write (``on_data``),
-collect them into >= 1 MiB batches and ``pwrite`` them in place. Claimed bytes are always
-flushed, even when the stream is cancelled, so the scheduler's ``done`` and the file agree
-(unless their source was caught lying: then they are dropped and fetched again). The
-whole-file hash follows the contiguous prefix of the file while it grows, so only the tail
-is left to hash when the last byte lands.
+``Assign`` (``streams.py``), cancels streams on ``Cancel``, and waits until a stream ends,
+a check finishes or a timer is due. The whole-file hash follows the contiguous prefix of
+the file while it grows, so only the tail is left to hash when the last byte lands. Bytes
+that fail a check are judged by ``core.blame``; the run carries out the verdict.
 
-Errors from a stream are blamed on its source (retry, back off, ban); errors that concern
-the whole download (``OriginChanged``, ``StorageError``) stop it.
+Errors from a stream are blamed on its source (retry, back off, ban). Errors that concern
+the whole download (``OriginChanged``, ``StorageError``) are raised in the task where they
+happen: the task group cancels the rest and the run ends with that error (no polling).
 """
 
 from __future__ import annotations
