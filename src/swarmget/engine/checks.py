@@ -5,7 +5,8 @@ With a relay, every piece is checked against its manifest as it lands. Otherwise
 default) every helper stream is *sampled*: once its bytes are on disk, a window of
 ``max(SAMPLE_MIN_WINDOW, verify_sample * length)`` bytes (``SAMPLE_FIRST_WINDOW`` for a
 helper's first stream) at an offset drawn then (by ``random.SystemRandom``) is fetched from
-the origin and compared. Who is blamed when a check fails is decided in ``core.blame``.
+the origin and compared. Who is blamed when a check fails is decided in ``core.blame``;
+``carry_out`` does what its verdict says (but for the scheduler's actions: the run's).
 
 What that promises: a helper that corrupts at least one byte in every ``SAMPLE_MIN_WINDOW``
 bytes of a stream is caught on that stream, and one that does so in every
@@ -26,9 +27,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from swarmget.core import blame
+from swarmget.core import events as ev
 from swarmget.core.errors import StorageError
 from swarmget.core.manifest import Manifest, PieceVerifier
 from swarmget.core.ranges import ByteRange
+from swarmget.core.scheduler import Action, Scheduler
+from swarmget.engine import refetch
+from swarmget.engine.context import DownloadContext
 from swarmget.engine.spec import DownloadSpec
 from swarmget.hashing import hash_file
 from swarmget.net.origin import OriginClient, OriginInfo
@@ -130,6 +136,51 @@ class IntegrityChecks:
         """Only bytes already checked against the manifest may enter the whole-file hash."""
         prefix = part.written_prefix()
         return prefix if self.verifier is None else min(prefix, self.verifier.verified_prefix())
+
+
+def delivered_by(scheduler: Scheduler, source_id: str, now: float) -> tuple[ByteRange, ...]:
+    """Every range ``source_id`` delivered (claimed) in this run."""
+    sources = scheduler.statistics(now).sources
+    return next(s.segments for s in sources if s.source_id == source_id)
+
+
+def carry_out(
+    verdict: blame.Verdict,
+    fact: blame.BadBytes,
+    *,
+    ctx: DownloadContext,
+    checks: IntegrityChecks,
+    scheduler: Scheduler,
+    part: PartFile,
+) -> list[Action]:
+    """What ``verdict`` entails, but for the scheduler's actions (returned, for the run to
+    carry out): told (``BadData``, ``Refetched``), distrusted, fetched again, banned or
+    struck. The part file forgets the bytes it must fetch again."""
+    event = _bad_data_event(fact, tuple(verdict.blamed), ctx.at())
+    why = ev.describe(event)
+    checks.corrupt_reports.append((why, dict(verdict.blamed)))
+    ctx.emit(event)
+    checks.distrusted.update(verdict.distrust)
+    checks.rehash = checks.rehash or verdict.rehash
+    for rng in verdict.refetch:
+        scheduler.invalidate(rng)
+        part.forget(rng)
+    if verdict.refetch:
+        ctx.emit(refetch.bad_data(verdict.refetch, tuple(verdict.blamed), ctx.at()))
+    actions: list[Action] = []
+    for source_id in verdict.ban:
+        actions += scheduler.ban(source_id, f"sent bad data: {why}")
+    for source_id in verdict.strike:
+        actions += scheduler.strike(source_id, ctx.clock(), f"bad data: {why}")
+    return actions
+
+
+def _bad_data_event(fact: blame.BadBytes, blamed: tuple[str, ...], at: float) -> ev.BadData:
+    if isinstance(fact, blame.PieceFailed):
+        check, rng, piece = ev.BadDataCheck.PIECE_HASH, fact.range, fact.piece
+    else:
+        check, rng, piece = ev.BadDataCheck.SAMPLE, fact.window, None
+    return ev.BadData(at=at, source_ids=blamed, range=rng, check=check, piece=piece)
 
 
 def extend_runs(runs: list[ByteRange], write: ByteRange) -> None:

@@ -31,6 +31,8 @@ from swarmget.engine import refetch, verify
 from swarmget.engine.checks import (
     IntegrityChecks,
     StreamCheck,
+    carry_out,
+    delivered_by,
     piece_matches,
     same_as_origin,
 )
@@ -299,45 +301,23 @@ class SegmentedRun:
                 blame.SampleDiffered(
                     source_id=check.source_id,
                     window=window,
-                    delivered=self._delivered_by(check.source_id),
+                    delivered=delivered_by(self.scheduler, check.source_id, self._ctx.clock()),
                     distrusted=check.source_id in self._checks.distrusted,
                 )
             )
 
-    def _delivered_by(self, source_id: str) -> tuple[ByteRange, ...]:
-        sources = self.scheduler.statistics(self._ctx.clock()).sources
-        return next(s.segments for s in sources if s.source_id == source_id)
-
     def _bad_bytes(self, fact: blame.BadBytes) -> None:
-        """Carry out the verdict on bytes that failed a check (``core.blame`` decides): tell,
-        distrust, fetch again, ban or strike (and carry out what the bans entail)."""
+        """Carry out the verdict on bytes that failed a check (``core.blame`` decides)."""
         verdict = blame.judge(fact)
         if verdict.nothing:
             return
-        sched, ctx = self.scheduler, self._ctx
-        event = _bad_data_event(fact, tuple(verdict.blamed), ctx.at())
-        why = ev.describe(event)
-        self._checks.corrupt_reports.append((why, dict(verdict.blamed)))
-        ctx.emit(event)
-        self._checks.distrusted.update(verdict.distrust)
-        self._checks.rehash = self._checks.rehash or verdict.rehash
-        for rng in verdict.refetch:
-            sched.invalidate(rng)
-            self.part.forget(rng)
-        if verdict.refetch:
-            ctx.emit(refetch.bad_data(verdict.refetch, tuple(verdict.blamed), ctx.at()))
-        actions: list[Action] = []
         with self._telling_lost_leases():  # a ban revokes the liar's leases in flight
-            for source_id in verdict.ban:
-                actions += sched.ban(source_id, f"sent bad data: {why}")
-            for source_id in verdict.strike:
-                actions += sched.strike(source_id, ctx.clock(), f"bad data: {why}")
+            actions = carry_out(
+                verdict,
+                fact,
+                ctx=self._ctx,
+                checks=self._checks,
+                scheduler=self.scheduler,
+                part=self.part,
+            )
         self._apply(actions)
-
-
-def _bad_data_event(fact: blame.BadBytes, blamed: tuple[str, ...], at: float) -> ev.BadData:
-    if isinstance(fact, blame.PieceFailed):
-        check, rng, piece = ev.BadDataCheck.PIECE_HASH, fact.range, fact.piece
-    else:
-        check, rng, piece = ev.BadDataCheck.SAMPLE, fact.window, None
-    return ev.BadData(at=at, source_ids=blamed, range=rng, check=check, piece=piece)
