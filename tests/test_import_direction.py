@@ -35,8 +35,6 @@ PARTS: dict[str, tuple[str, int]] = {
     "swarmget.storage": ("base", 2),
     "swarmget.hashing": ("base", 2),
     "swarmget.net": ("base", 2),
-    # the engine still lives in node/ (its own package is another slice of #13)
-    "swarmget.node.engine": ("engine", 3),
     "swarmget.engine": ("engine", 3),
     "swarmget.node": ("node", 4),
     "swarmget.hub": ("hub", 4),

@@ -15,7 +15,7 @@ from rich.text import Text
 from swarmget.core.units import human_bytes
 
 if TYPE_CHECKING:
-    from swarmget.node.engine import Download, DownloadProgress, DownloadResult
+    from swarmget.engine import Download, DownloadProgress, DownloadResult
 
 REFRESH = 0.25
 T = TypeVar("T")

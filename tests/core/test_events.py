@@ -7,7 +7,7 @@ import json
 import pytest
 
 from swarmget.core import events as ev
-from swarmget.core.events import BadDataCheck, CancelCause
+from swarmget.core.events import BadDataCheck, CancelCause, RefetchCause
 from swarmget.core.ranges import ByteRange
 
 R = ByteRange(100, 200)
@@ -25,6 +25,9 @@ ONE_OF_EACH: list[ev.Event] = [
     ev.RelayUsed(at=1.0, hit=True),
     ev.Verified(at=1.1, path="/d/f.iso", algorithms=("sha256",)),
     ev.Failed(at=1.2, code="origin_unusable", message="the origin answered 404"),
+    ev.Refetched(
+        at=0.65, ranges=(R, ByteRange(300, 350)), source_ids=("a",), cause=RefetchCause.LOST_LEASE
+    ),
 ]
 
 
@@ -52,6 +55,7 @@ def test_json_round_trip(event: ev.Event) -> None:
         (ONE_OF_EACH[9], "4096 bytes already on disk"),
         (ONE_OF_EACH[10], "cached by the relay"),
         (ONE_OF_EACH[11], "/d/f.iso verified (sha256)"),
+        (ONE_OF_EACH[13], "150 bytes to fetch again (lease lost): [100, 200), [300, 350)"),
     ],
 )
 def test_describe_writes_the_lines_the_timeline_always_showed(event: ev.Event, text: str) -> None:
@@ -62,6 +66,7 @@ def test_sources_as_shown() -> None:
     assert ev.source(ONE_OF_EACH[5]) == "a, b"
     assert ev.source(ONE_OF_EACH[8]) == "origin"
     assert ev.source(ONE_OF_EACH[11]) is None
+    assert ev.source(ONE_OF_EACH[13]) == "a"
 
 
 @pytest.mark.parametrize(
@@ -88,5 +93,6 @@ def test_counters_count_when_events_happen_and_never_go_down() -> None:
     counters.count(lost)  # an endgame copy losing its race is not a stall
     assert (counters.stalls, counters.bans, counters.stream_failures) == (1, 1, 1)
     assert (counters.bad_data, counters.restarts) == (2, 1)
+    assert (counters.refetches, counters.refetched_bytes) == (1, 150)
     counters.count(ONE_OF_EACH[2])
     assert counters.stalls == 2

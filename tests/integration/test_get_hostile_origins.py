@@ -22,7 +22,7 @@ from swarmget.core.errors import (
     OriginUnusable,
 )
 from swarmget.core.scheduler import SchedulerConfig
-from swarmget.node.engine import DownloadResult, DownloadSpec
+from swarmget.engine import DownloadResult, DownloadSpec
 from swarmget.run.local import LocalOptions, open_local_download
 from swarmget.testing.origin import TestOrigin, open_test_origin
 

@@ -19,7 +19,7 @@ import pytest
 
 from swarmget.core.errors import NoSourcesLeft
 from swarmget.core.scheduler import SchedulerConfig
-from swarmget.node.engine import DownloadSpec
+from swarmget.engine import DownloadSpec
 from swarmget.run.local import LocalOptions, open_local_download
 from swarmget.testing.origin import TestOrigin, open_test_origin
 

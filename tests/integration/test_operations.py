@@ -140,7 +140,7 @@ async def test_json_logs_carry_the_download_id(origin: TestOrigin, tmp_path: Pat
     mine = [entry for entry in lines if entry.get("download_id") == download_id]
     assert any(entry["msg"].startswith("download started") for entry in mine)
     assert any(entry["msg"].startswith("download done") for entry in mine)
-    engine_lines = [entry for entry in lines if entry["logger"] == "swarmget.node.engine"]
+    engine_lines = [entry for entry in lines if entry["logger"] == "swarmget.engine"]
     assert engine_lines
     assert all(entry.get("download_id") == download_id for entry in engine_lines)
     assert all({"ts", "level", "logger", "msg"} <= set(entry) for entry in lines)

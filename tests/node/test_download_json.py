@@ -13,8 +13,8 @@ from swarmget.core.lifecycle import DownloadState
 from swarmget.core.ranges import ByteRange
 from swarmget.core.scheduler import SourceInfo, SourceState
 from swarmget.core.verification import Verification, VerificationReport
+from swarmget.engine import DownloadProgress, DownloadResult, Stage
 from swarmget.node import download_json as dj
-from swarmget.node.engine import DownloadProgress, DownloadResult, Stage
 
 URL = "http://example.org/f.iso?token=secret"
 SOURCES = (
@@ -116,8 +116,8 @@ def test_a_starting_download_has_no_progress_events_or_result() -> None:
 
 def test_a_record_moves_only_as_the_lifecycle_table_allows() -> None:
     from swarmget.core.lifecycle import IllegalTransition
+    from swarmget.engine import DownloadSpec
     from swarmget.node.downloads import DownloadRecord
-    from swarmget.node.engine import DownloadSpec
 
     record = DownloadRecord(id="abc", spec=DownloadSpec(url=URL), created=0.0)
     assert record.state is DownloadState.STARTING

@@ -24,13 +24,15 @@ def test_every_state_is_listed_and_counters_come_from_counted_events() -> None:
         "a": SimpleNamespace(state=DownloadState.STOPPED, download=None),
         "b": SimpleNamespace(state=DownloadState.DONE, download=None),
     }
-    downloads = SimpleNamespace(records=records, counters=EventCounters(stalls=2, bans=1))
+    counted = EventCounters(stalls=2, bans=1, refetches=4)
+    downloads = SimpleNamespace(records=records, counters=counted)
     text = scrape(downloads)
     for state in DownloadState:
         assert f'swarmget_downloads{{state="{state.value}"}}' in text
     assert 'swarmget_downloads{state="stopped"} 1.0' in text
     assert "swarmget_stalls_total 2.0" in text
     assert "swarmget_bans_total 1.0" in text
+    assert "swarmget_refetches_total 4.0" in text
 
 
 def test_counters_do_not_go_down_when_downloads_are_forgotten() -> None:

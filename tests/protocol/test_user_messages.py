@@ -9,7 +9,7 @@ import pytest
 
 from swarmget.core import errors as e
 from swarmget.core.digests import parse_checksum_spec
-from swarmget.node.engine import DownloadSpec
+from swarmget.engine import DownloadSpec
 from swarmget.protocol.user import CreateDownload
 from swarmget.run.remote import _refused, create_request, error_from_json
 

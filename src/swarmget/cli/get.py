@@ -17,8 +17,8 @@ from swarmget.core.errors import SwarmgetError, UsageError
 from swarmget.core.units import human_bytes, parse_size
 from swarmget.core.verification import Verification
 from swarmget.defaults import DEFAULT_STATE_DIR, SECRET_ENV
+from swarmget.engine import DEFAULT_VERIFY_SAMPLE, DownloadResult
 from swarmget.node import download_json
-from swarmget.node.engine import DEFAULT_VERIFY_SAMPLE, DownloadResult
 from swarmget.run.get import GetRequest, download
 
 

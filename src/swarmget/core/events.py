@@ -32,6 +32,13 @@ class BadDataCheck(enum.Enum):
     SAMPLE = "sample"  # a sampled window differed from the origin's bytes
 
 
+class RefetchCause(enum.Enum):
+    """Why bytes are fetched again."""
+
+    BAD_DATA = "bad_data"  # they failed a check (a piece hash, a sample)
+    LOST_LEASE = "lost_lease"  # the stream that had them failed, stalled or was revoked
+
+
 @dataclass(frozen=True, kw_only=True)
 class Assigned:
     at: float  # seconds since the download started
@@ -86,6 +93,20 @@ class BadData:
 
 
 @dataclass(frozen=True, kw_only=True)
+class Refetched:
+    """Byte ranges given back to be fetched again (by any source)."""
+
+    at: float
+    ranges: tuple[ByteRange, ...]  # sorted, not overlapping
+    source_ids: tuple[str, ...]  # who had delivered them (bad data) or held them (lost lease)
+    cause: RefetchCause
+
+    @property
+    def length(self) -> int:
+        return sum(r.length for r in self.ranges)
+
+
+@dataclass(frozen=True, kw_only=True)
 class Restarted:
     """The file changed on the server: the download starts over."""
 
@@ -135,6 +156,7 @@ Event = (
     | StreamFailed
     | Banned
     | BadData
+    | Refetched
     | Restarted
     | FellBack
     | Resumed
@@ -151,6 +173,7 @@ KINDS: dict[type[Any], str] = {
     StreamFailed: "failure",
     Banned: "ban",
     BadData: "corrupt",
+    Refetched: "refetch",
     Restarted: "restart",
     FellBack: "fallback",
     Resumed: "resume",
@@ -158,7 +181,7 @@ KINDS: dict[type[Any], str] = {
     Verified: "done",
     Failed: "failed",
 }
-ROUTINE = (Assigned, EndgameCopy, Revoked)  # logged at DEBUG
+ROUTINE = (Assigned, EndgameCopy, Revoked, Refetched)  # logged at DEBUG
 
 
 def kind(event: Event) -> str:
@@ -167,7 +190,7 @@ def kind(event: Event) -> str:
 
 def source(event: Event) -> str | None:
     """The source an event is about, as shown (several joined by ", "), if any."""
-    if isinstance(event, BadData):
+    if isinstance(event, BadData | Refetched):
         return ", ".join(event.source_ids) or None
     if isinstance(event, FellBack):
         return "origin"
@@ -188,6 +211,10 @@ def describe(event: Event, show: Callable[[ByteRange], str] = str) -> str:
             return f"piece {event.piece} {show(event.range)} failed its sha256"
         case BadData():
             return f"sample {show(event.range)} differs from the origin's bytes"
+        case Refetched():
+            shown = ", ".join(show(r) for r in event.ranges)
+            why = "bad data" if event.cause is RefetchCause.BAD_DATA else "lease lost"
+            return f"{event.length} bytes to fetch again ({why}): {shown}"
         case Failed(message=text):
             return text
         case FellBack():
@@ -225,6 +252,12 @@ def to_json(event: Event) -> dict[str, Any]:
                 "range": _range_json(event.range),
                 "check": event.check.value,
                 "piece": event.piece,
+            }
+        case Refetched():
+            out |= {
+                "ranges": [_range_json(r) for r in event.ranges],
+                "sources": list(event.source_ids),
+                "cause": event.cause.value,
             }
         case Resumed():
             out["bytes_on_disk"] = event.bytes_on_disk
@@ -284,6 +317,11 @@ def _from_json(d: Mapping[str, Any]) -> Event | None:  # noqa: PLR0911 (one case
             raise TypeError("a piece is an integer")
         check = BadDataCheck(d["check"])
         return BadData(at=at, source_ids=ids, range=_range(d["range"]), check=check, piece=piece)
+    if k == "refetch":
+        ranges = tuple(_range(r) for r in d["ranges"])
+        ids = tuple(_text(s) for s in d["sources"])
+        why = RefetchCause(d["cause"])
+        return Refetched(at=at, ranges=ranges, source_ids=ids, cause=why)
     return _simple_from_json(at, k, d)
 
 
@@ -314,6 +352,8 @@ class EventCounters:
     stream_failures: int = 0
     bad_data: int = 0  # ranges that failed a piece hash or a sample
     restarts: int = 0
+    refetches: int = 0  # times bytes were given back to be fetched again
+    refetched_bytes: int = 0
 
     def count(self, event: Event) -> None:
         if isinstance(event, Revoked) and event.cause is CancelCause.STALLED:
@@ -326,3 +366,6 @@ class EventCounters:
             self.bad_data += 1
         elif isinstance(event, Restarted):
             self.restarts += 1
+        elif isinstance(event, Refetched):
+            self.refetches += 1
+            self.refetched_bytes += event.length

@@ -9,7 +9,7 @@ way that applied to a download (strongest first) with the numbers behind a spot 
 * ``REPR_DIGEST`` — the whole file matched the origin's RFC 9530 ``Repr-Digest``.
 * ``SAMPLED`` — every stream a helper delivered was compared with the origin's bytes on a
   window at a random offset drawn after the stream's bytes were on disk (see
-  ``node/engine.py``): a helper corrupting every stream is caught for sure, one corrupting
+  ``engine/``): a helper corrupting every stream is caught for sure, one corrupting
   a few bytes of one stream only with the odds of the window hitting them.
 * ``NONE`` — nothing beyond the size (bytes straight from the origin, or sampling switched off).
 """
@@ -30,7 +30,7 @@ class Verification(enum.Enum):
 
 
 #: whole-file checks first: any of them proves every byte, a sample does not
-#: The share of each helper stream compared with the origin by default (``swarmget.node.engine``).
+#: The share of each helper stream compared with the origin by default (``swarmget.engine``).
 DEFAULT_VERIFY_SAMPLE = 0.01
 
 STRENGTH = (

@@ -33,7 +33,7 @@ from swarmget.core.ranges import ByteRange
 from swarmget.core.scheduler import SourceInfo, SourceState
 from swarmget.core.urls import redact_url
 from swarmget.core.verification import VerificationReport
-from swarmget.node.engine import DownloadProgress, DownloadResult, Stage
+from swarmget.engine import DownloadProgress, DownloadResult, Stage
 
 
 def download_json(

@@ -30,6 +30,14 @@ from swarmget.core.identity import NodeIdentity
 from swarmget.core.lifecycle import DownloadState, transition
 from swarmget.core.urls import redact_url
 from swarmget.destination import inside_download_dir
+from swarmget.engine import (
+    Download,
+    DownloadProgress,
+    DownloadResult,
+    DownloadSpec,
+    OriginSource,
+    RangeSource,
+)
 from swarmget.logs import current_download
 from swarmget.net.hub_client import HubApi
 from swarmget.net.origin import OriginClient
@@ -41,14 +49,6 @@ from swarmget.net.peer_client import (
 )
 from swarmget.net.relay_client import RelayClient
 from swarmget.node.download_json import download_json
-from swarmget.node.engine import (
-    Download,
-    DownloadProgress,
-    DownloadResult,
-    DownloadSpec,
-    OriginSource,
-    RangeSource,
-)
 from swarmget.node.journal import DownloadJournal, JournalEntry
 from swarmget.protocol.hub import MAX_PEERS_PER_ANSWER
 

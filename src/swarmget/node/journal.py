@@ -16,7 +16,7 @@ from typing import Any
 
 from swarmget.core.digests import Digest, parse_checksum_spec
 from swarmget.core.scheduler import SchedulerConfig
-from swarmget.node.engine import DEFAULT_VERIFY_SAMPLE, DownloadSpec
+from swarmget.engine import DEFAULT_VERIFY_SAMPLE, DownloadSpec
 from swarmget.node.statefiles import write_private
 
 FORMAT = "swarmget-downloads-v1"

@@ -52,6 +52,11 @@ class NodeCollector(Collector):
         yield counter("swarmget_bans", "Sources banned from a download", counted.bans)
         yield counter("swarmget_stream_failures", "Streams that failed", counted.stream_failures)
         yield counter("swarmget_bad_data", "Ranges that failed a check", counted.bad_data)
+        yield counter(
+            "swarmget_refetches",
+            "Times bytes were given back to be fetched again (bad data, a lease lost)",
+            counted.refetches,
+        )
         by_state = GaugeMetricFamily("swarmget_downloads", "Downloads by state", labels=["state"])
         for state in DownloadState:
             by_state.add_metric([state.value], states.get(state, 0))

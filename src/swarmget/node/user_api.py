@@ -41,10 +41,10 @@ from swarmget.core.digests import parse_checksum_spec
 from swarmget.core.errors import HubError, SwarmgetError
 from swarmget.core.scheduler import SchedulerConfig
 from swarmget.core.urls import validate_url
+from swarmget.engine import DownloadSpec
 from swarmget.net.auth import json_error
 from swarmget.net.peercred import connection_uid
 from swarmget.node.downloads import DownloadManager, describe, resolve_destination
-from swarmget.node.engine import DownloadSpec
 from swarmget.protocol.errors import USER_ERRORS
 from swarmget.protocol.user import DOWNLOADS_PATH, CreateDownload
 

@@ -43,8 +43,8 @@ from swarmget.core.errors import DownloadError, StorageError, SwarmgetError
 from swarmget.core.http import Validator
 from swarmget.core.lifecycle import FetchPhase
 from swarmget.core.manifest import DEFAULT_PIECE_SIZE
+from swarmget.engine import Download, DownloadResult, DownloadSpec, OriginSource
 from swarmget.net.origin import OriginClient, OriginInfo
-from swarmget.node.engine import Download, DownloadResult, DownloadSpec, OriginSource
 from swarmget.relay.blobs import (
     PRIVATE_DIR,
     PRIVATE_FILE,

@@ -34,7 +34,7 @@ from swarmget.core.lifecycle import DownloadState, parse_state
 from swarmget.core.scheduler import SchedulerConfig
 from swarmget.core.urls import parse_hub_urls, validate_url
 from swarmget.defaults import DEFAULT_STATE_DIR
-from swarmget.node.engine import (
+from swarmget.engine import (
     DEFAULT_VERIFY_SAMPLE,
     DownloadProgress,
     DownloadResult,

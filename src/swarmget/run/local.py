@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from swarmget.core.errors import InvalidHeader
+from swarmget.engine import Download, DownloadSpec, OriginSource
 from swarmget.net.origin import OriginClient
 from swarmget.net.rawhttp import RawHttp
-from swarmget.node.engine import Download, DownloadSpec, OriginSource
 
 if TYPE_CHECKING:
     import aiohttp

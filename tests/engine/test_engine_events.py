@@ -7,8 +7,8 @@ from pathlib import Path
 import aiohttp
 
 from swarmget.core import events as ev
+from swarmget.engine import Download, DownloadSpec, OriginSource
 from swarmget.net.origin import OriginClient
-from swarmget.node.engine import Download, DownloadSpec, OriginSource
 from swarmget.testing.origin import open_test_origin
 
 MiB = 1024 * 1024

@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from swarmget.core.ranges import ByteRange
-from swarmget.node.engine import SAMPLE_MIN_WINDOW, sample_window
+from swarmget.engine import SAMPLE_MIN_WINDOW, sample_window
 
 KiB = 1024
 

@@ -1,0 +1,43 @@
+"""The download engine: one URL to one verified file, over the origin and helper sources.
+
+Shared as it is by ``swarmget get`` (``run/``), the node's downloads (``node/``) and the
+relay (``relay/``); it builds on ``core``, ``storage`` and ``net`` and knows none of them.
+
+  spec.py           what is asked (DownloadSpec), progress snapshots, the result
+  sources.py        RangeSource (anything that streams byte ranges) and OriginSource
+  context.py        what one download's parts share: clock, pinned file, stage, events
+  download.py       Download: probe, destination, resume, single stream or segmented
+  single_stream.py  one GET from offset 0 (no ranges, or no size)
+  segmented.py      SegmentedRun: scheduler + part file + task group, streams and checks
+  streams.py        one lease's stream into the part file (and what it tells its run)
+  writer.py         batched pwritev of a stream's claimed bytes
+  refetch.py        which bytes lost leases gave back (told as ``Refetched`` events)
+  checks.py         helper bytes checked: manifest pieces, streams sampled against the origin
+  verify.py         the whole-file digests and the verification report
+"""
+
+from swarmget.engine.download import (
+    DEFAULT_VERIFY_SAMPLE,
+    SAMPLE_MIN_WINDOW,
+    Download,
+    DownloadProgress,
+    DownloadResult,
+    DownloadSpec,
+    OriginSource,
+    RangeSource,
+    Stage,
+    sample_window,
+)
+
+__all__ = [
+    "DEFAULT_VERIFY_SAMPLE",
+    "SAMPLE_MIN_WINDOW",
+    "Download",
+    "DownloadProgress",
+    "DownloadResult",
+    "DownloadSpec",
+    "OriginSource",
+    "RangeSource",
+    "Stage",
+    "sample_window",
+]

@@ -1,0 +1,242 @@
+"""Checking the bytes helpers deliver: pieces against a manifest, streams sampled against
+the origin.
+
+With a relay, every piece is checked against its manifest as it lands. Otherwise (by
+default) every helper stream is *sampled*: once its bytes are on disk, a window of
+``max(SAMPLE_MIN_WINDOW, verify_sample * length)`` bytes (``SAMPLE_FIRST_WINDOW`` for a
+helper's first stream) at an offset drawn then (by ``random.SystemRandom``) is fetched from
+the origin and compared. Who is blamed when a check fails is decided in ``core.blame``;
+``carry_out`` does what its verdict says (but for the scheduler's actions: the run's).
+
+What that promises: a helper that corrupts at least one byte in every ``SAMPLE_MIN_WINDOW``
+bytes of a stream is caught on that stream, and one that does so in every
+``SAMPLE_FIRST_WINDOW`` bytes from its first stream on is caught on its first stream; a
+corrupted run of R bytes in a stream of L is caught with probability at least (R + W) / L
+per stream (W the window). A helper that corrupts a few bytes of a few streams may escape:
+only a digest (``--checksum``, ``Repr-Digest``) or a relay's manifest checks every byte.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import os
+import random
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from swarmget.core import blame
+from swarmget.core import events as ev
+from swarmget.core.errors import StorageError
+from swarmget.core.manifest import Manifest, PieceVerifier
+from swarmget.core.ranges import ByteRange
+from swarmget.core.scheduler import Action, Scheduler
+from swarmget.engine import refetch
+from swarmget.engine.context import DownloadContext
+from swarmget.engine.spec import DownloadSpec
+from swarmget.hashing import hash_file
+from swarmget.net.origin import OriginClient, OriginInfo
+from swarmget.storage import PartFile
+
+#: the smallest window of a helper stream compared with the origin (DEFAULT_VERIFY_SAMPLE is
+#: the share compared; a stream shorter than this is compared whole)
+SAMPLE_MIN_WINDOW = 4 * 1024
+#: the window for a helper's first stream in a download (a corruptor of every chunk it
+#: passes on, up to the helper's 256 KiB origin reads, is caught there)
+SAMPLE_FIRST_WINDOW = 256 * 1024
+CHECKS_AT_ONCE = 2  # sample checks in flight (extra origin requests) at a time
+CHECK_ATTEMPTS = 4  # origin failures tolerated per check before the download fails
+
+
+@dataclass
+class StreamCheck:
+    """A helper stream to sample: what it claimed, and how often the origin failed us."""
+
+    source_id: str
+    runs: list[ByteRange]
+    window: int  # the smallest window to compare
+    attempts: int = 0
+
+
+class IntegrityChecks:
+    """Every check of one download: helper streams waiting to be sampled, the manifest's
+    pieces, helpers found lying, and the counts the verification report gives."""
+
+    def __init__(self, spec: DownloadSpec) -> None:
+        self._fraction = spec.verify_sample
+        self._spec = spec
+        self._rng = random.SystemRandom()  # sample windows a helper cannot predict
+        self._queue: deque[StreamCheck] = deque()
+        self._first_checked: set[str] = set()  # helpers whose first stream was queued
+        self.verifier: PieceVerifier | None = None
+        self.running = 0  # sample checks in flight
+        self.distrusted: set[str] = set()  # helpers caught sending bad bytes
+        self.rehash = False  # the incremental hash may have taken bytes found bad later
+        self.helper_streams = 0
+        self.sampled_streams = 0
+        self.sampled_bytes = 0
+        #: every integrity failure: (what, {source: bytes it contributed})
+        self.corrupt_reports: list[tuple[str, dict[str, int]]] = []
+
+    def use_manifest(self, manifest: Manifest | None) -> None:
+        """A segmented run begins: its pieces are checked against ``manifest``, if any."""
+        self.verifier = None if manifest is None else PieceVerifier(manifest)
+
+    @property
+    def sampling(self) -> bool:
+        return self._spec.sampling(manifest=self.verifier is not None)
+
+    def stream_ended(self, source_id: str, runs: list[ByteRange]) -> bool:
+        """A helper stream ended having claimed ``runs`` (on disk now): queue its check.
+        True if one was queued."""
+        self.helper_streams += 1
+        if not self.sampling or source_id in self.distrusted:
+            return False
+        first = source_id not in self._first_checked
+        self._first_checked.add(source_id)
+        window = SAMPLE_FIRST_WINDOW if first else SAMPLE_MIN_WINDOW
+        self._queue.append(StreamCheck(source_id, runs, window))
+        return True
+
+    def retry_later(self, check: StreamCheck) -> bool:
+        """The origin failed us while checking: queue it again, unless it failed too often."""
+        check.attempts += 1
+        if check.attempts >= CHECK_ATTEMPTS:
+            return False
+        self._queue.append(check)
+        return True
+
+    def to_start(self) -> list[StreamCheck]:
+        """The queued checks to start now (counted as running)."""
+        started = []
+        while self._queue and self.running < CHECKS_AT_ONCE:
+            check = self._queue.popleft()
+            if check.source_id not in self.distrusted:
+                self.running += 1
+                started.append(check)
+        return started
+
+    def window(self, check: StreamCheck) -> ByteRange:
+        return sample_window(check.runs, self._fraction, self._rng, check.window)
+
+    def sampled(self, window: ByteRange) -> None:
+        self.sampled_streams += 1
+        self.sampled_bytes += window.length
+
+    def idle(self) -> bool:
+        """No sample check queued or in flight."""
+        return not (self._queue or self.running)
+
+    def pieces_ok(self) -> bool:
+        return self.verifier is None or self.verifier.all_ok()
+
+    def hashable_prefix(self, part: PartFile) -> int:
+        """Only bytes already checked against the manifest may enter the whole-file hash."""
+        prefix = part.written_prefix()
+        return prefix if self.verifier is None else min(prefix, self.verifier.verified_prefix())
+
+
+def delivered_by(scheduler: Scheduler, source_id: str, now: float) -> tuple[ByteRange, ...]:
+    """Every range ``source_id`` delivered (claimed) in this run."""
+    sources = scheduler.statistics(now).sources
+    return next(s.segments for s in sources if s.source_id == source_id)
+
+
+def carry_out(
+    verdict: blame.Verdict,
+    fact: blame.BadBytes,
+    *,
+    ctx: DownloadContext,
+    checks: IntegrityChecks,
+    scheduler: Scheduler,
+    part: PartFile,
+) -> list[Action]:
+    """What ``verdict`` entails, but for the scheduler's actions (returned, for the run to
+    carry out): told (``BadData``, ``Refetched``), distrusted, fetched again, banned or
+    struck. The part file forgets the bytes it must fetch again."""
+    event = _bad_data_event(fact, tuple(verdict.blamed), ctx.at())
+    why = ev.describe(event)
+    checks.corrupt_reports.append((why, dict(verdict.blamed)))
+    ctx.emit(event)
+    checks.distrusted.update(verdict.distrust)
+    checks.rehash = checks.rehash or verdict.rehash
+    for rng in verdict.refetch:
+        scheduler.invalidate(rng)
+        part.forget(rng)
+    if verdict.refetch:
+        ctx.emit(refetch.bad_data(verdict.refetch, tuple(verdict.blamed), ctx.at()))
+    actions: list[Action] = []
+    for source_id in verdict.ban:
+        actions += scheduler.ban(source_id, f"sent bad data: {why}")
+    for source_id in verdict.strike:
+        actions += scheduler.strike(source_id, ctx.clock(), f"bad data: {why}")
+    return actions
+
+
+def _bad_data_event(fact: blame.BadBytes, blamed: tuple[str, ...], at: float) -> ev.BadData:
+    if isinstance(fact, blame.PieceFailed):
+        check, rng, piece = ev.BadDataCheck.PIECE_HASH, fact.range, fact.piece
+    else:
+        check, rng, piece = ev.BadDataCheck.SAMPLE, fact.window, None
+    return ev.BadData(at=at, source_ids=blamed, range=rng, check=check, piece=piece)
+
+
+def extend_runs(runs: list[ByteRange], write: ByteRange) -> None:
+    if runs and runs[-1].end == write.start:
+        runs[-1] = ByteRange(runs[-1].start, write.end)
+    else:
+        runs.append(write)
+
+
+def sample_window(
+    runs: Sequence[ByteRange],
+    fraction: float,
+    rng: random.Random,
+    minimum: int = SAMPLE_MIN_WINDOW,
+) -> ByteRange:
+    """A window of ``max(minimum, fraction * total)`` bytes (at most the run it falls in)
+    around a byte of ``runs`` drawn uniformly: every byte may be picked."""
+    total = sum(len(r) for r in runs)
+    if not total:
+        raise ValueError("nothing to sample")
+    want = max(minimum, math.ceil(total * fraction))
+    pick = rng.randrange(total)
+    for r in runs:
+        if pick < len(r):
+            length = min(want, len(r))
+            start = min(max(r.start, r.start + pick - length // 2), r.end - length)
+            return ByteRange(start, start + length)
+        pick -= len(r)
+    raise AssertionError("unreachable")
+
+
+async def same_as_origin(
+    origin: OriginClient, info: OriginInfo, part: PartFile, rng: ByteRange
+) -> bool:
+    """Are the bytes of ``rng`` on disk the origin's? (SourceError: the origin failed us.)"""
+    chunks = []
+    async with origin.open_range(info, rng) as body:
+        async for chunk in body:
+            chunks.append(chunk)
+    try:
+        theirs = await asyncio.to_thread(_pread, part.part_path, rng)
+    except OSError as exc:
+        raise StorageError(f"cannot read back {rng} of {part.part_path}: {exc}") from exc
+    return b"".join(chunks) == theirs
+
+
+async def piece_matches(part: PartFile, verifier: PieceVerifier, index: int) -> bool:
+    """Does piece ``index`` on disk have the manifest's digest?"""
+    rng = verifier.manifest.piece_range(index)
+    got = await hash_file(part.part_path, ["sha256"], start=rng.start, end=rng.end)
+    return got["sha256"] == verifier.expected(index)
+
+
+def _pread(path: Path, rng: ByteRange) -> bytes:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        return os.pread(fd, rng.length, rng.start)
+    finally:
+        os.close(fd)

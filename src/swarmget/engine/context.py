@@ -1,0 +1,79 @@
+"""What every part of one download shares: the request, its sources, the clock, what the
+probe pinned, the stage it is in, and the record of what happened (typed events)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+
+from swarmget.core import events as ev
+from swarmget.core.manifest import Manifest
+from swarmget.core.scheduler import Ban, Cancel
+from swarmget.engine.sources import OriginSource, RangeSource
+from swarmget.engine.spec import DownloadSpec, Stage
+from swarmget.net.origin import OriginClient, OriginInfo
+
+log = logging.getLogger("swarmget.engine")
+
+#: the latest events kept for displays (the portal's timeline)
+EVENTS_KEPT = 2000
+
+
+class DownloadContext:
+    """One download's shared state. Parts read and set its fields; events go through
+    ``emit`` (kept, logged, and handed to ``on_event`` as they happen)."""
+
+    def __init__(
+        self,
+        spec: DownloadSpec,
+        origin: OriginClient,
+        sources: Sequence[RangeSource],
+        clock: Callable[[], float] = time.monotonic,
+        on_event: Callable[[ev.Event], None] | None = None,
+    ) -> None:
+        self.spec = spec
+        self.origin = origin
+        self.sources = {s.source_id: s for s in sources}
+        self.clock = clock
+        self.t0 = clock()
+        self.events: deque[ev.Event] = deque(maxlen=EVENTS_KEPT)
+        self.stage = Stage.PROBING
+        self.info: OriginInfo | None = None  # what the probe pinned
+        self.manifest: Manifest | None = None  # the relay's, when there is a relay
+        self.last_byte_at = 0.0  # when the last byte came in (the clock's time)
+        self._on_event = on_event
+
+    def pinned(self) -> OriginInfo:
+        info = self.info
+        assert info is not None, "not probed yet"
+        return info
+
+    def own_sources(self) -> set[str]:
+        """Our own connections to the origin (their bytes are not sampled)."""
+        return {i for i, s in self.sources.items() if isinstance(s, OriginSource)}
+
+    def at(self) -> float:
+        """Now, in seconds since the download started (an event's time)."""
+        return self.clock() - self.t0
+
+    def emit(self, event: ev.Event) -> None:
+        self.events.append(event)
+        level = logging.DEBUG if isinstance(event, ev.ROUTINE) else logging.INFO
+        log.log(level, "%s %s: %s", ev.kind(event), ev.source(event) or "-", ev.describe(event))
+        if self._on_event is not None:
+            self._on_event(event)
+
+    def revoked(self, action: Cancel) -> None:
+        cause, reason = action.cause, action.reason
+        self.emit(ev.Revoked(at=self.at(), source_id=action.source_id, cause=cause, reason=reason))
+
+    def banned(self, action: Ban) -> None:
+        self.emit(ev.Banned(at=self.at(), source_id=action.source_id, reason=action.reason))
+
+    def last_failure(self) -> str:
+        for event in reversed(self.events):
+            if isinstance(event, ev.StreamFailed | ev.Banned):
+                return f"{event.source_id}: {ev.describe(event)}"
+        return "no source could be used"

@@ -1,0 +1,302 @@
+"""The download engine: one URL to one verified file.
+
+A ``Download`` probes the origin (retrying a few times), picks the destination, then runs
+the file either as one stream from the origin (``single_stream.py``: the origin cannot do
+ranges or will not say the size) or segmented (``segmented.py``: the core scheduler's
+pieces streamed from every source at once into a part file, resuming an earlier run of the
+same download). When the file changes on the server it starts over, if allowed.
+
+Helpers are not trusted with the bytes they deliver: see ``checks.py`` (manifest pieces,
+helper streams sampled against the origin) and ``core.blame`` (who is blamed for bad
+bytes). The result says how the bytes were checked (``VerificationReport``).
+
+Sources are anything with ``open_range`` (``RangeSource``): the origin itself here, helper
+nodes in the swarm. Errors from a stream are blamed on its source (retry, back off, ban);
+errors that concern the whole download (``OriginChanged``, ``StorageError``) stop it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from swarmget.core import events as ev
+from swarmget.core.errors import (
+    DownloadError,
+    OriginChanged,
+    OriginUnusable,
+    SourceError,
+    SourceRateLimited,
+    SwarmgetError,
+)
+from swarmget.core.filenames import choose_filename
+from swarmget.core.scheduler import Ban, Scheduler, SchedulerStats
+from swarmget.core.urls import redact_url
+from swarmget.core.verification import DEFAULT_VERIFY_SAMPLE as DEFAULT_VERIFY_SAMPLE
+from swarmget.destination import destination_for
+from swarmget.engine.checks import SAMPLE_MIN_WINDOW as SAMPLE_MIN_WINDOW
+from swarmget.engine.checks import IntegrityChecks
+from swarmget.engine.checks import sample_window as sample_window
+from swarmget.engine.context import DownloadContext
+from swarmget.engine.segmented import SegmentedRun
+from swarmget.engine.single_stream import SingleStream
+from swarmget.engine.sources import OriginSource, RangeSource
+from swarmget.engine.spec import DownloadProgress, DownloadResult, DownloadSpec, Stage
+from swarmget.engine.streams import RangesIgnoredMidway
+from swarmget.net.origin import OriginClient, OriginInfo
+from swarmget.storage import ResumeKey, open_part_file
+
+if TYPE_CHECKING:
+    from swarmget.net.relay_client import RelayClient
+
+_PROBE_ATTEMPTS = 4
+_RESTARTS = 3
+
+
+class Download:
+    """One download, from URL to verified file. See the module docstring."""
+
+    def __init__(
+        self,
+        spec: DownloadSpec,
+        origin: OriginClient,
+        *,
+        sources: Sequence[RangeSource] = (),
+        relay: RelayClient | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        admit: Callable[[OriginInfo], Awaitable[None]] | None = None,
+        on_event: Callable[[ev.Event], None] | None = None,
+    ) -> None:
+        """``admit`` is awaited with what each probe pinned, before a byte is written; it
+        raises (from the error tree) to refuse the file, e.g. one too large to hold.
+        ``on_event`` is called with every event as it happens (counters count there)."""
+        self.spec = spec
+        self._ctx = DownloadContext(spec, origin, sources, clock, on_event)
+        self._checks = IntegrityChecks(spec)
+        self._admit = admit
+        self._relay = relay
+        self._dest: Path | None = None
+        self._sched: Scheduler | None = None
+        self._single: SingleStream | None = None
+        self._reassigned_before = 0  # by the schedulers of earlier attempts (restarts)
+        self._mode = "segmented"
+        self._resumed = 0
+
+    # --- public --------------------------------------------------------------------------------
+
+    @property
+    def events(self) -> deque[ev.Event]:
+        """The latest events, for displays."""
+        return self._ctx.events
+
+    @property
+    def corrupt_reports(self) -> list[tuple[str, dict[str, int]]]:
+        """Every integrity failure: (what, {source: bytes it contributed})."""
+        return self._checks.corrupt_reports
+
+    @property
+    def pinned(self) -> OriginInfo | None:
+        """What the probe pinned (URL, size, validator), once probed."""
+        return self._ctx.info
+
+    def scheduler_statistics(self) -> tuple[float, SchedulerStats] | None:
+        """The scheduler's snapshot (leases in flight, endgame ...) and the engine clock's
+        ``now`` it was taken at; None before the segmented phase."""
+        sched = self._sched
+        if sched is None:
+            return None
+        now = self._ctx.clock()
+        return now, sched.statistics(now)
+
+    def reassigned_bytes(self) -> int:
+        """Bytes given back to be fetched again (failures, stalls, bad data), over every
+        attempt of this download (it never goes down: a Prometheus counter reads it)."""
+        return self._reassigned_before + self._current_reassigned()
+
+    def statistics(self) -> DownloadProgress:
+        ctx = self._ctx
+        now = ctx.clock()
+        sched, info, single = self._sched, ctx.info, self._single
+        stats = sched.statistics(now) if sched is not None else None
+        streamed = single.streamed if single is not None else 0
+        done = stats.done if stats is not None else streamed
+        sources = stats.sources if stats is not None else ()
+        single_rate = single.rate(now) if single is not None else 0.0
+        return DownloadProgress(
+            stage=ctx.stage,
+            url=self.spec.url,
+            dest=self._dest,
+            size=info.size if info is not None else None,
+            done=done,
+            rate=sum(s.rate for s in sources) if sources else single_rate,
+            elapsed=now - ctx.t0,
+            mode=self._mode,
+            resumed_bytes=self._resumed,
+            sources=sources,
+        )
+
+    async def run(self) -> DownloadResult:
+        """Download, verify and move the file into place. Raises from the error tree."""
+        ctx = self._ctx
+        try:
+            result = await self._run()
+        except BaseException as exc:
+            ctx.stage = Stage.FAILED
+            code = exc.code if isinstance(exc, SwarmgetError) else type(exc).__name__
+            ctx.emit(ev.Failed(at=ctx.at(), code=code, message=str(exc) or type(exc).__name__))
+            raise
+        ctx.stage = Stage.DONE
+        return result
+
+    # --- phases --------------------------------------------------------------------------------
+
+    async def _run(self) -> DownloadResult:
+        info = await self._probe()
+        for _attempt in range(_RESTARTS):
+            dest = self._resolve_dest(info)
+            if not (info.accepts_ranges and info.size is not None):
+                return await self._single_stream(dest)
+            try:
+                return await self._segmented(info, dest)
+            except RangesIgnoredMidway:
+                return await self._single_stream(dest)
+            except OriginChanged as exc:
+                if not self.spec.restart_if_changed:
+                    raise OriginChanged(
+                        f"the file changed on the server during the download ({exc}); the "
+                        f"partial data is kept in {dest}.part: re-run with "
+                        "--restart-if-changed to start over"
+                    ) from exc
+                reason = f"the file changed on the server: {exc}"
+                self._ctx.emit(ev.Restarted(at=self._ctx.at(), reason=reason))
+                info = await self._probe()
+        shown = redact_url(self.spec.url)
+        raise OriginChanged(f"{shown} kept changing while downloading; giving up")
+
+    async def _probe(self) -> OriginInfo:
+        self._ctx.stage = Stage.PROBING
+        delay = 0.5
+        for attempt in range(_PROBE_ATTEMPTS):
+            try:
+                info = await self._probe_once()
+            except SourceRateLimited as exc:
+                if attempt == _PROBE_ATTEMPTS - 1:
+                    raise DownloadError(f"origin keeps refusing: {exc}") from exc
+                await asyncio.sleep(min(exc.retry_after or delay, 60.0))
+            except SourceError as exc:
+                if attempt == _PROBE_ATTEMPTS - 1:
+                    raise DownloadError(f"cannot reach the origin: {exc}") from exc
+                await asyncio.sleep(delay)
+            else:
+                if self._admit is not None:
+                    await self._admit(info)
+                self._ctx.info = info
+                return info
+            delay *= 2
+        raise AssertionError("unreachable")
+
+    async def _probe_once(self) -> OriginInfo:
+        origin = self._ctx.origin
+        if self._relay is None:
+            return await origin.probe(self.spec.url)
+        blob = await self._relay.fetch(self.spec.url)
+        self._ctx.manifest = blob.manifest
+        self._ctx.emit(ev.RelayUsed(at=self._ctx.at(), hit=blob.hit))
+        info = await origin.probe(blob.url)
+        if info.size != blob.manifest.size:
+            raise OriginUnusable(
+                f"the relay's blob is {info.size} bytes, its manifest says {blob.manifest.size}"
+            )
+        name = choose_filename(None, self.spec.url, self.spec.url)
+        return dataclasses.replace(info, filename=name, digests=())
+
+    def _resolve_dest(self, info: OriginInfo) -> Path:
+        self._dest = destination_for(
+            self.spec.output,
+            info.filename,
+            force=self.spec.force,
+            size=info.size,
+            max_size=self.spec.max_size,
+        )
+        return self._dest
+
+    async def _single_stream(self, dest: Path) -> DownloadResult:
+        self._mode = "single-stream"
+        self._use_scheduler(None)
+        self._single = SingleStream(self._ctx, self._checks)
+        return await self._single.download(dest)
+
+    async def _segmented(self, info: OriginInfo, dest: Path) -> DownloadResult:
+        assert info.size is not None
+        ctx = self._ctx
+        self._mode = "segmented"
+        key = _resume_key(info)
+        part = await open_part_file(
+            dest,
+            key,
+            force=self.spec.force,
+            max_size=self.spec.max_size,
+            restart_if_changed=self.spec.restart_if_changed,
+        )
+        async with part:
+            if part.restart_reason is not None:
+                ctx.emit(ev.Restarted(at=ctx.at(), reason=part.restart_reason))
+            self._resumed = part.written.total()
+            if self._resumed:
+                ctx.emit(ev.Resumed(at=ctx.at(), bytes_on_disk=self._resumed))
+            config = self.spec.scheduler
+            self._checks.use_manifest(ctx.manifest)
+            if ctx.manifest is not None:
+                config = dataclasses.replace(config, align=ctx.manifest.piece_size)
+            sched = Scheduler(info.size, config, done=part.written)
+            self._use_scheduler(sched)
+            now = ctx.clock()
+            for src in ctx.sources.values():
+                sched.add_source(src.source_id, src.slots, now)
+            for source_id in sorted(self._checks.distrusted):  # caught in an earlier attempt
+                for action in sched.ban(source_id, "sent bad data earlier in this download"):
+                    if isinstance(action, Ban):  # (it holds no lease yet: nothing to revoke)
+                        ctx.banned(action)
+            run = SegmentedRun(ctx, self._checks, sched, part, resumed=self._resumed)
+            return await run.download()
+
+    # --- bookkeeping ---------------------------------------------------------------------------
+
+    def _current_reassigned(self) -> int:
+        sched = self._sched
+        return 0 if sched is None else sched.statistics(self._ctx.clock()).reassigned_bytes
+
+    def _use_scheduler(self, sched: Scheduler | None) -> None:
+        """Run with ``sched`` from now on, keeping what the previous one gave back."""
+        self._reassigned_before += self._current_reassigned()
+        self._sched = sched
+
+
+def _resume_key(info: OriginInfo) -> ResumeKey:
+    validator = info.validator
+    return ResumeKey(
+        url=info.url,
+        final_url=info.final_url,
+        size=info.size,
+        validator_etag=validator.etag if validator is not None else None,
+        validator_last_modified=validator.last_modified if validator is not None else None,
+    )
+
+
+__all__ = [
+    "DEFAULT_VERIFY_SAMPLE",
+    "SAMPLE_MIN_WINDOW",
+    "Download",
+    "DownloadProgress",
+    "DownloadResult",
+    "DownloadSpec",
+    "OriginSource",
+    "RangeSource",
+    "Stage",
+    "sample_window",
+]

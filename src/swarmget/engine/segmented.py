@@ -1,0 +1,323 @@
+"""One segmented run: many streams from many sources into one part file.
+
+A ``SegmentedRun`` owns the scheduler, the part file and (while it runs) the task group of
+its streams and checks. Its loop asks the scheduler for actions, starts one stream task per
+``Assign`` (``streams.py``), cancels streams on ``Cancel``, and waits until a stream ends,
+a check finishes or a timer is due. The whole-file hash follows the contiguous prefix of
+the file while it grows, so only the tail is left to hash when the last byte lands. Bytes
+that fail a check are judged by ``core.blame``; the run carries out the verdict.
+
+Errors from a stream are blamed on its source (retry, back off, ban). Errors that concern
+the whole download (``OriginChanged``, ``StorageError``) are raised in the task where they
+happen: the task group cancels the rest and the run ends with that error (no polling).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Iterator, Sequence
+
+from swarmget.core import blame
+from swarmget.core import events as ev
+from swarmget.core.errors import (
+    DownloadError,
+    NoSourcesLeft,
+    SourceError,
+)
+from swarmget.core.ranges import ByteRange
+from swarmget.core.scheduler import Action, Assign, Ban, Cancel, FailureKind, Scheduler
+from swarmget.engine import refetch, verify
+from swarmget.engine.checks import (
+    IntegrityChecks,
+    StreamCheck,
+    carry_out,
+    delivered_by,
+    piece_matches,
+    same_as_origin,
+)
+from swarmget.engine.context import DownloadContext
+from swarmget.engine.spec import DownloadResult, Stage
+from swarmget.engine.streams import stream_lease
+from swarmget.hashing import IncrementalHasher, hash_file
+from swarmget.storage import PartFile
+
+#: seconds between rounds of the loop's housekeeping (a checkpoint when due, the whole-file
+#: hash advanced over the prefix now on disk) when nothing else wakes it
+HOUSEKEEPING = 0.5
+
+
+def first_error(group: BaseExceptionGroup) -> BaseException:
+    """The first error of a task group's ``group`` (nested groups looked into): the one
+    that stopped the run; the others are what the cancellation it caused left behind."""
+    first = group.exceptions[0]
+    return first_error(first) if isinstance(first, BaseExceptionGroup) else first
+
+
+class SegmentedRun:
+    """Drives ``scheduler`` until ``part`` holds the whole file, every check passed."""
+
+    def __init__(
+        self,
+        ctx: DownloadContext,
+        checks: IntegrityChecks,
+        scheduler: Scheduler,
+        part: PartFile,
+        *,
+        resumed: int = 0,
+    ) -> None:
+        self._ctx = ctx
+        self._resumed = resumed  # bytes found on disk when the run began
+        self._checks = checks
+        self.scheduler = scheduler
+        self.part = part
+        self._info = ctx.pinned()
+        self._tg: asyncio.TaskGroup | None = None
+        self._streams: dict[int, asyncio.Task[None]] = {}  # by lease id
+        #: set when a stream ends or a check finishes: the loop looks at the scheduler again
+        #: (failures do not come this way: they are raised in their task, see ``_drive``)
+        self._changed = asyncio.Event()
+
+    @property
+    def _group(self) -> asyncio.TaskGroup:
+        tg = self._tg
+        assert tg is not None, "not running"
+        return tg
+
+    # --- the run -------------------------------------------------------------------------------
+
+    async def download(self) -> DownloadResult:
+        """Fetch, check and hash every byte, verify, and move the file into place."""
+        digests = await self._drive_and_hash()
+        return await verify.finish_segmented(
+            self._ctx, self._checks, self.scheduler, self.part, digests, resumed=self._resumed
+        )
+
+    async def _drive_and_hash(self) -> dict[str, str]:
+        ctx, info = self._ctx, self._info
+        ctx.stage = Stage.DOWNLOADING
+        algorithms = verify.algorithms(ctx.spec, info, ctx.manifest)
+        assert info.size is not None
+        async with contextlib.AsyncExitStack() as stack:
+            hasher = None
+            if algorithms:
+                hasher = IncrementalHasher(self.part.part_path, algorithms)
+                await stack.enter_async_context(hasher)
+            await self._drive(hasher)
+            ctx.stage = Stage.VERIFYING
+            await self.part.settle()  # a cancelled stream's last batch may still be on its way
+            if hasher is None:
+                return {}
+            if self._checks.rehash:  # a liar was caught after its bytes were hashed
+                return await hash_file(self.part.part_path, algorithms)
+            return await hasher.finish(info.size)
+
+    async def _drive(self, hasher: IncrementalHasher | None) -> None:
+        """Run streams and checks until the file is complete and checked.
+
+        A failure that concerns the whole download is raised where it happens (in a stream,
+        a check, a checkpoint or the loop itself): the task group then cancels everything
+        else (cancelled streams still write what they claimed) and the first such error is
+        raised here, as itself. Leaving the group waits for the last streams to flush.
+        """
+        failure: BaseException | None = None
+        try:
+            async with asyncio.TaskGroup() as tg:
+                self._tg = tg
+                await self._loop(hasher)
+        except BaseExceptionGroup as group:
+            failure = first_error(group)
+        finally:
+            self._tg = None
+            self._streams.clear()
+        if failure is not None:
+            raise failure
+
+    async def _loop(self, hasher: IncrementalHasher | None) -> None:
+        sched, part, spec, clock = self.scheduler, self.part, self._ctx.spec, self._ctx.clock
+        last_checkpoint = last_durable = clock()
+        durable: asyncio.Task[None] | None = None
+        while not self._all_checked():
+            now = clock()
+            self._apply([*self._on_timer(now), *sched.poll(now)])
+            if not self._streams and not sched.is_complete() and not sched.has_usable_source():
+                raise NoSourcesLeft(f"every source failed: {self._ctx.last_failure()}")
+            self._start_checks()
+            await self._wait_for_change(sched.next_deadline(now))
+            now = clock()
+            if now - last_durable >= spec.durable_interval and (durable is None or durable.done()):
+                durable = self._group.create_task(part.checkpoint(durable=True))  # off the loop
+                last_durable = last_checkpoint = now
+            elif now - last_checkpoint >= spec.checkpoint_interval:
+                await part.checkpoint(durable=False)
+                last_checkpoint = now
+            if hasher is not None:
+                await hasher.advance(self._checks.hashable_prefix(part))
+
+    def _on_timer(self, now: float) -> list[Action]:
+        """The scheduler's timers (stalled leases revoked, their bytes told as given back)."""
+        sched = self.scheduler
+        deadline = sched.next_deadline(now)
+        if deadline is None or deadline > now:  # no lease can have stalled yet
+            return sched.on_timer(now)
+        with self._telling_lost_leases():
+            return sched.on_timer(now)
+
+    @contextlib.contextmanager
+    def _telling_lost_leases(self) -> Iterator[None]:
+        """Tell (``Refetched``) the bytes that the leases lost inside this block gave back."""
+        ctx = self._ctx
+        before = refetch.holding(self.scheduler, ctx.clock())
+        yield
+        event = refetch.given_back(before, refetch.holding(self.scheduler, ctx.clock()), ctx.at())
+        if event is not None:
+            ctx.emit(event)
+
+    def _all_checked(self) -> bool:
+        """Complete, and every piece (manifest) or helper stream (sampling) checked."""
+        if not self.scheduler.is_complete() or not self._checks.pieces_ok():
+            return False
+        if self._checks.sampling:  # streams still flushing will queue their checks
+            return not self._streams and self._checks.idle()
+        return True
+
+    async def _wait_for_change(self, deadline: float | None) -> None:
+        """Until a stream ends, a check finishes, the scheduler's ``deadline`` (a stall) or
+        the next round of checkpoint and hashing (``HOUSEKEEPING``), whichever comes first."""
+        wait = HOUSEKEEPING if deadline is None else deadline - self._ctx.clock()
+        self._changed.clear()
+        try:
+            async with asyncio.timeout(max(0.0, min(HOUSEKEEPING, wait))):
+                await self._changed.wait()
+        except TimeoutError:
+            pass
+
+    # --- carrying out the scheduler's actions --------------------------------------------------
+
+    def _apply(self, actions: Sequence[Action]) -> None:
+        for action in actions:
+            if isinstance(action, Assign):
+                given = ev.EndgameCopy if action.duplicate else ev.Assigned
+                self._ctx.emit(
+                    given(at=self._ctx.at(), source_id=action.source_id, range=action.range)
+                )
+                self._streams[action.lease_id] = self._start_stream(action)
+            elif isinstance(action, Cancel):
+                self._cancel(action)
+            elif isinstance(action, Ban):
+                self._ctx.banned(action)
+
+    def _cancel(self, action: Cancel) -> None:
+        self._ctx.revoked(action)
+        task = self._streams.pop(action.lease_id, None)
+        if task is not None:
+            task.cancel()
+
+    # --- what streams tell (``streams.StreamOwner``) --------------------------------------------
+
+    def _start_stream(self, lease: Assign) -> asyncio.Task[None]:
+        stream = stream_lease(
+            lease,
+            ctx=self._ctx,
+            scheduler=self.scheduler,
+            part=self.part,
+            distrusted=self._checks.distrusted,
+            owner=self,
+        )
+        return self._group.create_task(stream)
+
+    def revoke(self, actions: Sequence[Action]) -> None:
+        for action in actions:
+            if isinstance(action, Cancel):
+                self._cancel(action)
+
+    def stream_failed(
+        self, lease: Assign, kind: FailureKind, reason: str, retry_after: float | None
+    ) -> None:
+        now = self._ctx.clock()
+        with self._telling_lost_leases():
+            actions = self.scheduler.on_failure(
+                lease.lease_id, now, kind, reason=reason, retry_after=retry_after
+            )
+        self._apply_failure(actions)
+
+    def stream_ended(self, lease: Assign, runs: list[ByteRange] | None) -> None:
+        if self._streams.get(lease.lease_id) is asyncio.current_task():
+            del self._streams[lease.lease_id]
+        if runs:  # a helper stream ended having claimed ``runs`` (on disk now): check it
+            self._checks.stream_ended(lease.source_id, runs)
+        self._changed.set()
+
+    def _apply_failure(self, actions: Sequence[Action]) -> None:
+        """What blaming a source entails: its leases revoked, then its ban told."""
+        self.revoke(actions)
+        for action in actions:
+            if isinstance(action, Ban):
+                self._ctx.banned(action)
+
+    # --- checks: pieces against a manifest, helper streams against the origin -------------------
+
+    def _start_checks(self) -> None:
+        for check in self._checks.to_start():
+            self._group.create_task(self._sample_stream(check))
+        verifier = self._checks.verifier
+        if verifier is None:
+            return
+        for index in verifier.ready(self.part.written):
+            verifier.start([index])
+            self._group.create_task(self._check_piece(index))
+
+    async def _check_piece(self, index: int) -> None:
+        verifier = self._checks.verifier
+        assert verifier is not None
+        try:
+            good = await piece_matches(self.part, verifier, index)
+        finally:  # an error (storage) goes on up: it ends the run
+            self._changed.set()
+        if good:
+            verifier.passed(index)
+        else:
+            verifier.failed(index)
+            rng = verifier.manifest.piece_range(index)
+            contributors = self.scheduler.contributors(rng)
+            self._bad_bytes(blame.PieceFailed(piece=index, range=rng, contributors=contributors))
+
+    async def _sample_stream(self, check: StreamCheck) -> None:
+        """Compare a window of a helper stream's bytes with the origin's; ban a liar."""
+        window = self._checks.window(check)
+        try:
+            same = await same_as_origin(self._ctx.origin, self._info, self.part, window)
+        except SourceError as exc:
+            if self._checks.retry_later(check):  # the origin had a bad moment: again later
+                return
+            reason = f"cannot check {check.source_id}'s bytes against the origin: {exc}"
+            raise DownloadError(reason) from exc
+        finally:  # other errors (the file changed, storage) go on up: they end the run
+            self._checks.running -= 1
+            self._changed.set()
+        self._checks.sampled(window)
+        if not same:
+            self._bad_bytes(
+                blame.SampleDiffered(
+                    source_id=check.source_id,
+                    window=window,
+                    delivered=delivered_by(self.scheduler, check.source_id, self._ctx.clock()),
+                    distrusted=check.source_id in self._checks.distrusted,
+                )
+            )
+
+    def _bad_bytes(self, fact: blame.BadBytes) -> None:
+        """Carry out the verdict on bytes that failed a check (``core.blame`` decides)."""
+        verdict = blame.judge(fact)
+        if verdict.nothing:
+            return
+        with self._telling_lost_leases():  # a ban revokes the liar's leases in flight
+            actions = carry_out(
+                verdict,
+                fact,
+                ctx=self._ctx,
+                checks=self._checks,
+                scheduler=self.scheduler,
+                part=self.part,
+            )
+        self._apply(actions)

@@ -1,0 +1,88 @@
+"""What a download is asked to do, and the snapshots and result it gives back."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from swarmget.core.digests import Digest
+from swarmget.core.scheduler import SchedulerConfig, SourceInfo
+from swarmget.core.verification import DEFAULT_VERIFY_SAMPLE, VerificationReport
+
+
+@dataclass(frozen=True, kw_only=True)
+class DownloadSpec:
+    """What the user asked for, validated at the edge (CLI, HTTP API)."""
+
+    url: str
+    output: Path | None = None  # a file path, or a directory to put the file in
+    checksums: tuple[Digest, ...] = ()
+    force: bool = False
+    restart_if_changed: bool = False
+    scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
+    #: record progress (survives the process being killed) this often
+    checkpoint_interval: float = 1.0
+    #: fdatasync the data (survives a crash of the machine) this often
+    durable_interval: float = 30.0
+    #: fsync the finished file before the rename (curl, wget and aria2 do not)
+    fsync: bool = False
+    #: refuse (before writing anything) a file larger than this many bytes; None: no limit
+    max_size: int | None = None
+    #: without a manifest: compare this share (at least ``SAMPLE_MIN_WINDOW`` bytes) of
+    #: every helper stream with the origin (0: trust helpers; the result then says so)
+    verify_sample: float = DEFAULT_VERIFY_SAMPLE
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.verify_sample <= 1.0:
+            raise ValueError("verify_sample must be between 0 and 1")
+
+    def sampling(self, *, manifest: bool) -> bool:
+        """Are helper streams sampled against the origin (not when a manifest checks all)?"""
+        return self.verify_sample > 0 and not manifest
+
+
+class Stage(enum.Enum):
+    PROBING = "probing"
+    DOWNLOADING = "downloading"
+    VERIFYING = "verifying"
+    DONE = "done"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class DownloadProgress:
+    """A snapshot for progress displays."""
+
+    stage: Stage
+    url: str
+    dest: Path | None
+    size: int | None
+    done: int
+    rate: float
+    elapsed: float
+    mode: str  # "segmented" | "single-stream"
+    resumed_bytes: int
+    sources: tuple[SourceInfo, ...]
+
+    @property
+    def eta(self) -> float | None:
+        if self.size is None or self.rate <= 0:
+            return None
+        return (self.size - self.done) / self.rate
+
+
+@dataclass(frozen=True)
+class DownloadResult:
+    path: Path
+    size: int
+    elapsed: float
+    mode: str
+    resumed_bytes: int
+    fetched_bytes: int  # bytes received from all sources in this run (incl. duplicates)
+    digests: dict[str, str]  # what we computed (and checked, where a digest was known)
+    verified: tuple[str, ...]  # which known digests matched
+    sources: tuple[SourceInfo, ...]
+    last_byte_to_done: float  # seconds from the last byte received to the file in place
+    #: how the bytes were checked (digests, manifest, sampled helper streams, or nothing)
+    verification: VerificationReport = field(default_factory=VerificationReport)
