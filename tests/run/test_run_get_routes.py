@@ -45,7 +45,9 @@ async def test_a_stale_node_file_means_the_download_goes_alone(
     assert choose_route(facts_of(prepare(request))) is Route.NODE
     result = await download(request, display=None, on_node_unusable=refuse)
     assert sha256(result.path) == origin.expected_sha256("f.bin")
-    assert origin.stats().bytes_total == 2 * MiB + 3  # every byte from our own connections
+    stats = origin.stats()  # every byte from our own connections (an end-game copy may
+    assert set(stats.bytes_by_ip) == {"127.0.0.1"}  # fetch the last piece twice)
+    assert 2 * MiB + 3 <= stats.bytes_total
 
 
 async def test_through_a_relay_every_piece_is_checked(origin: TestOrigin, tmp_path: Path) -> None:
