@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -217,6 +218,21 @@ async def test_an_existing_file_needs_overwrite(browser: Browser, origin: TestOr
     assert "exists" in posted.text
     download_id = created_id(await browser.post("/downloads", {**fields, "force": "on"}))
     await wait_state(browser.node, download_id, "done")
+
+
+async def test_a_fifo_as_output_is_refused_on_its_field(
+    browser: Browser, origin: TestOrigin
+) -> None:
+    """The form follows the rules every download follows (destination.py): a FIFO is never
+    replaced, not even with "overwrite" (the form used to see only regular files)."""
+    os.mkfifo(browser.node.download_dir / "odd.bin")
+    fields = {"url": origin.url("f.bin"), "output": "odd.bin"}
+    for extra in ({}, {"force": "on"}):
+        posted = await browser.post("/downloads", {**fields, **extra})
+        assert posted.status == 400
+        found = re.search(r'<p class="error" id="output-error">([^<]*)</p>', posted.text)
+        assert found is not None, posted.text
+    assert browser.node.downloads.records == {}
 
 
 async def test_start_a_download_and_follow_it_live(browser: Browser, origin: TestOrigin) -> None:

@@ -14,9 +14,10 @@ from pydantic import ValidationError
 
 from swarmget.core.auth import is_valid_node_id
 from swarmget.core.digests import parse_checksum_spec
-from swarmget.core.errors import HubError, SwarmgetError
+from swarmget.core.errors import DestinationExists, HubError, SwarmgetError
 from swarmget.core.lifecycle import DownloadState
 from swarmget.core.urls import validate_url
+from swarmget.destination import check_destination
 from swarmget.node.downloads import DownloadRecord, describe, resolve_destination
 from swarmget.protocol.user import CreateDownload
 from swarmget.web import views
@@ -143,8 +144,13 @@ def _validate(portal: Portal, values: NewDownload) -> dict[str, str]:
     except SwarmgetError as exc:
         errors["output"] = str(exc)
     else:
-        if values.output and output.is_file() and not values.force:
-            errors["output"] = f"{values.output} exists: tick “overwrite” to replace it"
+        if values.output and not output.is_dir():  # (a directory: the name comes later)
+            try:  # the rules every download follows (destination.py), not one of our own
+                check_destination(output, force=values.force)
+            except DestinationExists:
+                errors["output"] = f"{values.output} exists: tick “overwrite” to replace it"
+            except SwarmgetError as exc:
+                errors["output"] = str(exc)
     if values.checksum:
         try:
             parse_checksum_spec(values.checksum)
