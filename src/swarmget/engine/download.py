@@ -86,6 +86,7 @@ class Download:
         self._reassigned_before = 0  # by the schedulers of earlier attempts (restarts)
         self._mode = "segmented"
         self._resumed = 0
+        self._run_in_progress: SegmentedRun | None = None
 
     # --- public --------------------------------------------------------------------------------
 
@@ -139,6 +140,17 @@ class Download:
             resumed_bytes=self._resumed,
             sources=sources,
         )
+
+    def add_source(self, source: RangeSource) -> None:
+        """A source that joins while the download runs (a helper that answered its health
+        check late): the segmented run in progress gives it work at once; a later one
+        (after a restart) starts with it. Its id must be new to this download."""
+        ctx = self._ctx
+        if source.source_id in ctx.sources:
+            raise ValueError(f"source {source.source_id} is already part of the download")
+        ctx.sources[source.source_id] = source
+        if self._run_in_progress is not None:
+            self._run_in_progress.add_source(source)
 
     async def run(self) -> DownloadResult:
         """Download, verify and move the file into place. Raises from the error tree."""
@@ -263,7 +275,11 @@ class Download:
                     if isinstance(action, Ban):  # (it holds no lease yet: nothing to revoke)
                         ctx.banned(action)
             run = SegmentedRun(ctx, self._checks, sched, part, resumed=self._resumed)
-            return await run.download()
+            self._run_in_progress = run
+            try:
+                return await run.download()
+            finally:
+                self._run_in_progress = None
 
     # --- bookkeeping ---------------------------------------------------------------------------
 

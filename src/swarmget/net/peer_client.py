@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
@@ -158,13 +158,15 @@ async def check_health(
     health_timeout: float = 2.0,
     max_in_flight: int = MAX_HEALTH_CHECKS_IN_FLIGHT,
     enough: int | None = None,
+    on_healthy: Callable[[PeerAddress], None] | None = None,
 ) -> list[PeerAddress]:
     """The peers answering ``/v1/health`` within ``health_timeout``, in the order given.
 
     At most ``max_in_flight`` checks run at once; once ``enough`` peers answered, the
     candidates not yet checked are skipped (and at most ``enough`` are returned). A peer's
     reported slot count replaces what the hub said (the peer knows best), up to
-    ``MAX_HELPER_SLOTS``."""
+    ``MAX_HELPER_SLOTS``. ``on_healthy`` is called with each peer as soon as it answered
+    (at most ``enough`` times): a download can use it before the slowest has answered."""
     gate = asyncio.Semaphore(max_in_flight)
     healthy: dict[int, PeerAddress] = {}
 
@@ -173,8 +175,11 @@ async def check_health(
             if enough is not None and len(healthy) >= enough:
                 return
             answer = await _health(session, peer, secret, identity, health_timeout)
-        if answer is not None:
-            healthy[index] = answer
+        if answer is None:
+            return
+        if on_healthy is not None and (enough is None or len(healthy) < enough):
+            on_healthy(answer)
+        healthy[index] = answer
 
     async with asyncio.TaskGroup() as tg:
         for index, peer in enumerate(peers):

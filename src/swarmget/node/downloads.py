@@ -1,9 +1,10 @@
 """The downloads a node runs for its local user: create, list, inspect, cancel.
 
-Each download runs as a task owned by the node's task group. Before it starts, the requester
-asks the hub for the live peers of its group and health-checks them in parallel (the paper's
-pre-download phase); the scheduler then runs over this node's own origin connections plus
-every healthy helper. However many peers the hub lists, a requester health-checks at most
+Each download runs as a task owned by the node's task group. It starts at once on this node's
+own origin connections; meanwhile the requester asks the hub for the live peers of its group
+and health-checks them in parallel (the paper's pre-download phase, no longer in front of
+the first byte), and each helper joins the running scheduler as soon as it answered.
+However many peers the hub lists, a requester health-checks at most
 ``MAX_HEALTH_CANDIDATES`` of them (``MAX_HEALTH_CHECKS_IN_FLIGHT`` at once, in the hub's
 order: best first) and uses at most ``MAX_HELPERS_PER_DOWNLOAD`` helpers, the first that
 answer; the rest are ignored. Downloads are independent: several run at once, each with its own
@@ -36,7 +37,6 @@ from swarmget.engine import (
     DownloadResult,
     DownloadSpec,
     OriginSource,
-    RangeSource,
 )
 from swarmget.logs import current_download
 from swarmget.net.hub_client import HubApi
@@ -197,17 +197,17 @@ class DownloadManager:
         current_download.set(record.id)  # every log line of this task names the download
         log.info("download started: %s", redact_url(record.spec.url))
         try:
-            sources = await self._sources(record)
             spec = with_max_size(record.spec, self._max_size)
+            own = OriginSource(self._origin, self._connections, source_id=self._swarm.node_id)
             record.download = Download(
                 spec,
                 self._origin,
-                sources=sources,
+                sources=[own],
                 relay=self._swarm.relay,
                 on_event=self.counters.count,
             )
             record.move(DownloadState.RUNNING)
-            record.result = await record.download.run()
+            record.result = await self._run_with_helpers(record, record.download)
             record.move(DownloadState.DONE)
             log.info("download done: %s", record.result.path)
         except asyncio.CancelledError:
@@ -229,12 +229,19 @@ class DownloadManager:
             record.error = SwarmgetError(f"internal error: {type(exc).__name__}: {exc}")
         self._save_journal()
 
-    async def _sources(self, record: DownloadRecord) -> list[RangeSource]:
-        own = OriginSource(self._origin, self._connections, source_id=self._swarm.node_id)
-        sources: list[RangeSource] = [own]
-        peers = await find_helpers(self._swarm, record.only_helpers)
-        record.peers_checked = [p.node_id for p in peers]
-        for peer in peers:
+    async def _run_with_helpers(self, record: DownloadRecord, download: Download) -> DownloadResult:
+        """The download starts at once (probe, our own connections); the hub is asked for
+        peers meanwhile, and each helper joins the running download as soon as it answered
+        its health check: a peer that is slow, dead or black-holed delays nothing."""
+        joining = asyncio.create_task(self._join_helpers(record, download))
+        try:
+            return await download.run()
+        finally:
+            joining.cancel()
+            await asyncio.wait([joining])
+
+    async def _join_helpers(self, record: DownloadRecord, download: Download) -> None:
+        def join(peer: PeerAddress) -> None:
             source = PeerSource(
                 self._swarm.peer_session,
                 peer,
@@ -242,16 +249,27 @@ class DownloadManager:
                 self._swarm.identity,
                 download_id=record.id,
             )
-            sources.append(source)
-        return sources
+            try:
+                download.add_source(source)
+            except ValueError:  # listed twice: it is already helping
+                return
+            record.peers_checked.append(peer.node_id)
+
+        try:
+            await find_helpers(self._swarm, record.only_helpers, on_found=join)
+        except Exception:  # a bug here must not end the download: it goes on alone
+            log.exception("finding helpers failed; the download goes on without more")
 
 
 async def find_helpers(
-    swarm: SwarmContext, only_helpers: Sequence[str] | None = None
+    swarm: SwarmContext,
+    only_helpers: Sequence[str] | None = None,
+    on_found: Callable[[PeerAddress], None] | None = None,
 ) -> list[PeerAddress]:
     """The helpers a download uses: the hub's peers (those of ``only_helpers`` when given)
     that answer a health check, within the bounds of the module doc; none without a hub or
-    when the hub is unavailable (the node downloads alone)."""
+    when the hub is unavailable (the node downloads alone). ``on_found`` is called with
+    each as soon as it answered."""
     if swarm.hub is None:
         return []
     try:
@@ -275,6 +293,7 @@ async def find_helpers(
         health_timeout=swarm.health_timeout,
         max_in_flight=swarm.max_checks_in_flight,
         enough=swarm.max_helpers,
+        on_healthy=on_found,
     )
 
 
