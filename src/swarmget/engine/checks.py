@@ -77,6 +77,7 @@ class IntegrityChecks:
         self.helper_streams = 0
         self.sampled_streams = 0
         self.sampled_bytes = 0
+        self.skipped_streams = 0  # not sampled: the whole-file digest proved them first
         #: every integrity failure: (what, {source: bytes it contributed})
         self.corrupt_reports: list[tuple[str, dict[str, int]]] = []
 
@@ -124,6 +125,12 @@ class IntegrityChecks:
     def sampled(self, window: ByteRange) -> None:
         self.sampled_streams += 1
         self.sampled_bytes += window.length
+
+    def drop_pending(self) -> None:
+        """The file was proven right by its digest: the queued checks are not needed (those
+        in flight are cancelled by the run; each counts itself out)."""
+        self.skipped_streams += len(self._queue) + self.running
+        self._queue.clear()
 
     def idle(self) -> bool:
         """No sample check queued or in flight."""

@@ -37,6 +37,7 @@ from swarmget.engine.checks import (
     same_as_origin,
 )
 from swarmget.engine.context import DownloadContext
+from swarmget.engine.sources import RangeSource
 from swarmget.engine.spec import DownloadResult, Stage
 from swarmget.engine.streams import stream_lease
 from swarmget.hashing import IncrementalHasher, hash_file
@@ -77,6 +78,14 @@ class SegmentedRun:
         #: set when a stream ends or a check finishes: the loop looks at the scheduler again
         #: (failures do not come this way: they are raised in their task, see ``_drive``)
         self._changed = asyncio.Event()
+        self._sample_tasks: set[asyncio.Task[None]] = set()  # sample checks in flight
+        #: the whole-file digest was compared before every sample check was back (once)
+        self._digest_tried = False
+
+    def add_source(self, source: RangeSource) -> None:
+        """A source joins the run: the scheduler counts it from now; the loop looks again."""
+        self.scheduler.add_source(source.source_id, source.slots, self._ctx.clock())
+        self._changed.set()
 
     @property
     def _group(self) -> asyncio.TaskGroup:
@@ -138,6 +147,8 @@ class SegmentedRun:
         last_checkpoint = last_durable = clock()
         durable: asyncio.Task[None] | None = None
         while not self._all_checked():
+            if await self._proven_by_digest(hasher):
+                break
             now = clock()
             self._apply([*self._on_timer(now), *sched.poll(now)])
             if not self._streams and not sched.is_complete() and not sched.has_usable_source():
@@ -172,6 +183,26 @@ class SegmentedRun:
         event = refetch.given_back(before, refetch.holding(self.scheduler, ctx.clock()), ctx.at())
         if event is not None:
             ctx.emit(event)
+
+    async def _proven_by_digest(self, hasher: IncrementalHasher | None) -> bool:
+        """Only sample checks are still out and a whole-file digest proves every byte right
+        (``verify.proven_early``): drop them and end the run. Tried once."""
+        only_checks_left = (
+            not self._streams
+            and not self._checks.idle()
+            and self.scheduler.is_complete()
+            and self._checks.pieces_ok()
+        )
+        if hasher is None or self._digest_tried or self._checks.rehash or not only_checks_left:
+            return False
+        self._digest_tried = True
+        await self.part.settle()
+        if not await verify.proven_early(self._ctx, hasher):
+            return False
+        for task in self._sample_tasks:
+            task.cancel()
+        self._checks.drop_pending()
+        return True
 
     def _all_checked(self) -> bool:
         """Complete, and every piece (manifest) or helper stream (sampling) checked."""
@@ -259,7 +290,9 @@ class SegmentedRun:
 
     def _start_checks(self) -> None:
         for check in self._checks.to_start():
-            self._group.create_task(self._sample_stream(check))
+            task = self._group.create_task(self._sample_stream(check))
+            self._sample_tasks.add(task)
+            task.add_done_callback(self._sample_tasks.discard)
         verifier = self._checks.verifier
         if verifier is None:
             return

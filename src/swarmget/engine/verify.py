@@ -14,6 +14,7 @@ from swarmget.core.verification import Verification, VerificationReport
 from swarmget.engine.checks import IntegrityChecks
 from swarmget.engine.context import DownloadContext
 from swarmget.engine.spec import DownloadResult, DownloadSpec
+from swarmget.hashing import IncrementalHasher
 from swarmget.net.origin import OriginInfo
 from swarmget.storage import PartFile
 
@@ -27,6 +28,20 @@ def known_digests(spec: DownloadSpec, info: OriginInfo, manifest: Manifest | Non
 def algorithms(spec: DownloadSpec, info: OriginInfo, manifest: Manifest | None) -> set[str]:
     """What to hash the file with (nothing known: nothing)."""
     return set(known_digests(spec, info, manifest).algorithms())
+
+
+async def proven_early(ctx: DownloadContext, hasher: IncrementalHasher) -> bool:
+    """Every byte is on disk and only sample checks of helper streams are still out: is the
+    file proven right already? Yes when a whole-file digest is known (``--checksum``,
+    ``Repr-Digest``, a relay's manifest) and matches: the samples can teach nothing more
+    (they round-trip to the origin; the run need not wait for them). No digest, or one that
+    does not match (yet): the samples go on, may catch a liar whose bytes are then fetched
+    again, and the digest is compared once more at the end, as always."""
+    info = ctx.pinned()
+    known = known_digests(ctx.spec, info, ctx.manifest)
+    if not known or info.size is None:
+        return False
+    return not known.mismatches(await hasher.finish(info.size))
 
 
 def check_digests(
