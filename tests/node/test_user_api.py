@@ -141,3 +141,27 @@ def test_token_bucket_paces_to_its_rate() -> None:
     assert bucket.reserve(500, now=0.0) == pytest.approx(0.5)  # then the rate
     assert bucket.reserve(500, now=0.5) == pytest.approx(0.5)  # in order, queued behind
     assert bucket.reserve(100, now=10.0) == 0.0  # refilled (up to the burst)
+
+
+async def test_a_held_call_answers_when_the_download_ends(
+    node: Node, session: aiohttp.ClientSession, origin: TestOrigin
+) -> None:
+    """``?wait=S`` holds the call until the download ended (or S seconds passed): a client
+    following it learns of the end at once, not at its next poll. S is far longer than the
+    download here, and the answer is its end: the node did not wait out S."""
+    origin.configure(first_byte_delay=0.5)  # it is still going when the call is made
+    _, created = await call(session, node, "POST", "/v1/downloads", {"url": origin.url("f.bin")})
+    status, first = await call(session, node, "GET", f"/v1/downloads/{created['id']}?wait=10")
+    record = node.downloads.records[created["id"]]
+    assert record.task is not None
+    assert record.task.done()  # answered because it ended
+    assert (status, first["state"]) == (200, "done")
+
+
+@pytest.mark.parametrize("wait", ["0", "-1", "nan", "inf", "11", "soon"])
+async def test_a_wait_out_of_bounds_is_refused(
+    node: Node, session: aiohttp.ClientSession, origin: TestOrigin, wait: str
+) -> None:
+    _, created = await call(session, node, "POST", "/v1/downloads", {"url": origin.url("f.bin")})
+    status, data = await call(session, node, "GET", f"/v1/downloads/{created['id']}?wait={wait}")
+    assert (status, data["code"]) == (400, "bad_request")

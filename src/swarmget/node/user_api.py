@@ -12,6 +12,7 @@ user could otherwise replay a portal cookie the browser sent to a port of theirs
                                        helpers?}  → 201 with the download
     GET    /v1/downloads              every download
     GET    /v1/downloads/{id}         one download: progress, sources, events, result
+                                      (?wait=S: answered when it ends, or after S seconds)
     DELETE /v1/downloads/{id}         cancel it
     GET    /v1/downloads/{id}/events  Server-Sent Events: a "progress" event every
                                       half second, then "end" with the final state
@@ -30,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import json
+import math
 import os
 from collections.abc import Callable
 from typing import Any
@@ -49,6 +51,7 @@ from swarmget.protocol.errors import USER_ERRORS
 from swarmget.protocol.user import DOWNLOADS_PATH, CreateDownload
 
 SSE_INTERVAL = 0.5
+MAX_WAIT = 10.0  # seconds a ``GET /v1/downloads/{id}?wait=S`` may be held at most
 METRICS_PATH = "/metrics"
 
 
@@ -158,7 +161,22 @@ def _record_or_404(request: web.Request) -> Any:
 
 
 async def get_download(request: web.Request) -> web.Response:
-    return web.json_response(describe(_record_or_404(request), events=500))
+    """The download; with ``?wait=S`` (0 < S <= ``MAX_WAIT``) not before it ended or S
+    seconds passed, whichever comes first: a client following it learns of the end at
+    once instead of at its next poll."""
+    record = _record_or_404(request)
+    raw = request.query.get("wait")
+    if raw is not None:
+        try:
+            wait = float(raw)
+        except ValueError:
+            wait = math.nan
+        if not 0 < wait <= MAX_WAIT:  # (NaN fails both comparisons)
+            return _refusal("bad_request", f"wait must be a number of seconds in (0, {MAX_WAIT}]")
+        task = record.task
+        if task is not None and not task.done():
+            await asyncio.wait([task], timeout=wait)  # (never cancels the download)
+    return web.json_response(describe(record, events=500))
 
 
 async def cancel_download(request: web.Request) -> web.Response:

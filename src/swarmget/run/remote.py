@@ -167,14 +167,19 @@ class NodeSession:
         return str(data["id"])
 
     async def follow(self, download_id: str, on_progress: Any) -> dict[str, Any]:
-        """Poll until the download ends; ``on_progress(DownloadProgress)`` on every poll."""
+        """Until the download ends; ``on_progress(DownloadProgress)`` at least every
+        ``POLL`` seconds. Each call is held by the node until the download ended or ``POLL``
+        passed (``?wait=``), so its end is known at once, not at the next poll."""
+        loop = asyncio.get_running_loop()
         while True:
-            _, data = await self.call("GET", f"/v1/downloads/{download_id}")
+            asked = loop.time()
+            _, data = await self.call("GET", f"/v1/downloads/{download_id}?wait={POLL}")
             if data.get("progress"):
                 on_progress(progress_from_json(data["url"], data["progress"]))
             if not still_going(data):
                 return dict(data)
-            await asyncio.sleep(POLL)
+            # a node that does not hold the call (an older one) is not asked in a tight loop
+            await asyncio.sleep(max(0.0, asked + POLL - loop.time()))
 
 
 def error_from_json(error: dict[str, Any]) -> SwarmgetError:
