@@ -16,27 +16,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
-from swarmget.core import blame
 from swarmget.core import events as ev
 from swarmget.core.errors import (
-    DownloadError,
     NoSourcesLeft,
-    SourceError,
 )
 from swarmget.core.ranges import ByteRange
 from swarmget.core.scheduler import Action, Assign, Ban, Cancel, FailureKind, Scheduler
 from swarmget.engine import refetch, verify
 from swarmget.engine.checks import (
     IntegrityChecks,
-    StreamCheck,
-    carry_out,
-    delivered_by,
-    piece_matches,
-    same_as_origin,
 )
 from swarmget.engine.context import DownloadContext
+from swarmget.engine.run_checks import RunChecks
 from swarmget.engine.sources import RangeSource
 from swarmget.engine.spec import DownloadResult, Stage
 from swarmget.engine.streams import stream_lease
@@ -78,7 +71,7 @@ class SegmentedRun:
         #: set when a stream ends or a check finishes: the loop looks at the scheduler again
         #: (failures do not come this way: they are raised in their task, see ``_drive``)
         self._changed = asyncio.Event()
-        self._sample_tasks: set[asyncio.Task[None]] = set()  # sample checks in flight
+        self._run_checks = RunChecks(ctx, checks, scheduler, part, owner=self)
         #: the whole-file digest was compared before every sample check was back (once)
         self._digest_tried = False
 
@@ -153,7 +146,7 @@ class SegmentedRun:
             self._apply([*self._on_timer(now), *sched.poll(now)])
             if not self._streams and not sched.is_complete() and not sched.has_usable_source():
                 raise NoSourcesLeft(f"every source failed: {self._ctx.last_failure()}")
-            self._start_checks()
+            self._run_checks.start(self._group)
             await self._wait_for_change(sched.next_deadline(now))
             now = clock()
             if now - last_durable >= spec.durable_interval and (durable is None or durable.done()):
@@ -199,9 +192,7 @@ class SegmentedRun:
         await self.part.settle()
         if not await verify.proven_early(self._ctx, hasher):
             return False
-        for task in self._sample_tasks:
-            task.cancel()
-        self._checks.drop_pending()
+        self._run_checks.drop_samples()
         return True
 
     def _all_checked(self) -> bool:
@@ -257,6 +248,16 @@ class SegmentedRun:
         )
         return self._group.create_task(stream)
 
+    # --- what checks tell (``run_checks.CheckOwner``) ------------------------------------------
+
+    def checked(self) -> None:
+        self._changed.set()
+
+    def bad_bytes_verdict(self, carry: Callable[[], list[Action]]) -> None:
+        with self._telling_lost_leases():  # a ban revokes the liar's leases in flight
+            actions = carry()
+        self._apply(actions)
+
     def revoke(self, actions: Sequence[Action]) -> None:
         for action in actions:
             if isinstance(action, Cancel):
@@ -285,72 +286,3 @@ class SegmentedRun:
         for action in actions:
             if isinstance(action, Ban):
                 self._ctx.banned(action)
-
-    # --- checks: pieces against a manifest, helper streams against the origin -------------------
-
-    def _start_checks(self) -> None:
-        for check in self._checks.to_start():
-            task = self._group.create_task(self._sample_stream(check))
-            self._sample_tasks.add(task)
-            task.add_done_callback(self._sample_tasks.discard)
-        verifier = self._checks.verifier
-        if verifier is None:
-            return
-        for index in verifier.ready(self.part.written):
-            verifier.start([index])
-            self._group.create_task(self._check_piece(index))
-
-    async def _check_piece(self, index: int) -> None:
-        verifier = self._checks.verifier
-        assert verifier is not None
-        try:
-            good = await piece_matches(self.part, verifier, index)
-        finally:  # an error (storage) goes on up: it ends the run
-            self._changed.set()
-        if good:
-            verifier.passed(index)
-        else:
-            verifier.failed(index)
-            rng = verifier.manifest.piece_range(index)
-            contributors = self.scheduler.contributors(rng)
-            self._bad_bytes(blame.PieceFailed(piece=index, range=rng, contributors=contributors))
-
-    async def _sample_stream(self, check: StreamCheck) -> None:
-        """Compare a window of a helper stream's bytes with the origin's; ban a liar."""
-        window = self._checks.window(check)
-        try:
-            same = await same_as_origin(self._ctx.origin, self._info, self.part, window)
-        except SourceError as exc:
-            if self._checks.retry_later(check):  # the origin had a bad moment: again later
-                return
-            reason = f"cannot check {check.source_id}'s bytes against the origin: {exc}"
-            raise DownloadError(reason) from exc
-        finally:  # other errors (the file changed, storage) go on up: they end the run
-            self._checks.running -= 1
-            self._changed.set()
-        self._checks.sampled(window)
-        if not same:
-            self._bad_bytes(
-                blame.SampleDiffered(
-                    source_id=check.source_id,
-                    window=window,
-                    delivered=delivered_by(self.scheduler, check.source_id, self._ctx.clock()),
-                    distrusted=check.source_id in self._checks.distrusted,
-                )
-            )
-
-    def _bad_bytes(self, fact: blame.BadBytes) -> None:
-        """Carry out the verdict on bytes that failed a check (``core.blame`` decides)."""
-        verdict = blame.judge(fact)
-        if verdict.nothing:
-            return
-        with self._telling_lost_leases():  # a ban revokes the liar's leases in flight
-            actions = carry_out(
-                verdict,
-                fact,
-                ctx=self._ctx,
-                checks=self._checks,
-                scheduler=self.scheduler,
-                part=self.part,
-            )
-        self._apply(actions)
