@@ -47,6 +47,9 @@ SAMPLE_MIN_WINDOW = 4 * 1024
 #: passes on, up to the helper's 256 KiB origin reads, is caught there)
 SAMPLE_FIRST_WINDOW = 256 * 1024
 CHECKS_AT_ONCE = 2  # sample checks in flight (extra origin requests) at a time
+#: ... once every byte is in: nothing else uses the origin connections then, and each check
+#: left is a round trip between the last byte and the verified file
+CHECKS_AT_END = 8
 CHECK_ATTEMPTS = 4  # origin failures tolerated per check before the download fails
 
 
@@ -109,10 +112,12 @@ class IntegrityChecks:
         self._queue.append(check)
         return True
 
-    def to_start(self) -> list[StreamCheck]:
-        """The queued checks to start now (counted as running)."""
+    def to_start(self, *, at_end: bool = False) -> list[StreamCheck]:
+        """The queued checks to start now (counted as running): ``CHECKS_AT_ONCE`` in
+        flight while the download runs, ``CHECKS_AT_END`` once every byte is in."""
         started = []
-        while self._queue and self.running < CHECKS_AT_ONCE:
+        limit = CHECKS_AT_END if at_end else CHECKS_AT_ONCE
+        while self._queue and self.running < limit:
             check = self._queue.popleft()
             if check.source_id not in self.distrusted:
                 self.running += 1

@@ -59,8 +59,9 @@ class RunChecks:
         self._samples: set[asyncio.Task[None]] = set()  # sample checks in flight
 
     def start(self, group: asyncio.TaskGroup) -> None:
-        """The checks due now, each a task of ``group``."""
-        for check in self._checks.to_start():
+        """The checks due now, each a task of ``group`` (more at once when every byte is
+        in: then they are all that stands between the last byte and the verified file)."""
+        for check in self._checks.to_start(at_end=self._scheduler.is_complete()):
             task = group.create_task(self._sample_stream(check))
             self._samples.add(task)
             task.add_done_callback(self._samples.discard)
