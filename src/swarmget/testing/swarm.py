@@ -24,7 +24,9 @@ from typing import Any
 
 import aiohttp
 
+from swarmget.core.errors import HubError
 from swarmget.core.lifecycle import still_going
+from swarmget.protocol.errors import USER_ERRORS
 
 CLI = [sys.executable, "-m", "swarmget.cli"]
 STARTUP_TIMEOUT = 30.0
@@ -247,5 +249,13 @@ class NodeApi:
                 await asyncio.sleep(0.2)
 
     async def peers(self) -> list[dict[str, Any]]:
-        _, data = await self.call("GET", "/v1/peers")
-        return list(data["peers"])
+        """The peers the node sees; none yet while its hub cannot answer for it (it has not
+        registered yet, or the hub is away: 503 and a hub error's code). Any other answer
+        is an error of the test (RuntimeError)."""
+        status, data = await self.call("GET", "/v1/peers")
+        if status == 200:
+            return list(data["peers"])
+        code = data.get("code") if isinstance(data, dict) else None
+        if issubclass(USER_ERRORS.for_code(code, status), HubError):  # (503: the hub's rows)
+            return []
+        raise RuntimeError(f"GET /v1/peers: {status} {data}")
