@@ -16,18 +16,11 @@ relay (``relay/``); it builds on ``core``, ``storage`` and ``net`` and knows non
   verify.py         the whole-file digests and the verification report
 """
 
-from swarmget.engine.download import (
-    DEFAULT_VERIFY_SAMPLE,
-    SAMPLE_MIN_WINDOW,
-    Download,
-    DownloadProgress,
-    DownloadResult,
-    DownloadSpec,
-    OriginSource,
-    RangeSource,
-    Stage,
-    sample_window,
-)
+from swarmget.core.verification import DEFAULT_VERIFY_SAMPLE
+from swarmget.engine.checks import SAMPLE_MIN_WINDOW, sample_window
+from swarmget.engine.download import Download
+from swarmget.engine.sources import OriginSource, RangeSource
+from swarmget.engine.spec import DownloadProgress, DownloadResult, DownloadSpec, Stage
 
 __all__ = [
     "DEFAULT_VERIFY_SAMPLE",

@@ -37,15 +37,12 @@ from swarmget.core.errors import (
 from swarmget.core.filenames import choose_filename
 from swarmget.core.scheduler import Ban, Scheduler, SchedulerStats
 from swarmget.core.urls import redact_url
-from swarmget.core.verification import DEFAULT_VERIFY_SAMPLE as DEFAULT_VERIFY_SAMPLE
 from swarmget.destination import destination_for
-from swarmget.engine.checks import SAMPLE_MIN_WINDOW as SAMPLE_MIN_WINDOW
 from swarmget.engine.checks import IntegrityChecks
-from swarmget.engine.checks import sample_window as sample_window
 from swarmget.engine.context import DownloadContext
 from swarmget.engine.segmented import SegmentedRun
 from swarmget.engine.single_stream import SingleStream
-from swarmget.engine.sources import OriginSource, RangeSource
+from swarmget.engine.sources import RangeSource
 from swarmget.engine.spec import DownloadProgress, DownloadResult, DownloadSpec, Stage
 from swarmget.engine.streams import RangesIgnoredMidway
 from swarmget.net.origin import OriginClient, OriginInfo
@@ -302,17 +299,3 @@ def _resume_key(info: OriginInfo) -> ResumeKey:
         validator_etag=validator.etag if validator is not None else None,
         validator_last_modified=validator.last_modified if validator is not None else None,
     )
-
-
-__all__ = [
-    "DEFAULT_VERIFY_SAMPLE",
-    "SAMPLE_MIN_WINDOW",
-    "Download",
-    "DownloadProgress",
-    "DownloadResult",
-    "DownloadSpec",
-    "OriginSource",
-    "RangeSource",
-    "Stage",
-    "sample_window",
-]
