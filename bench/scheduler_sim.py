@@ -10,6 +10,16 @@ Two runs of the same code and seeds print the same lines; a refactor of the sche
 keeps its behaviour keeps them too::
 
     PYTHONPATH=src python bench/scheduler_sim.py --seeds 40
+
+``--shared K`` runs the fetch-once experiment of issue #15 instead (``swarmget.testing.
+simgroup``): K hosts on a LAN want one file; each has its own origin link. It prints, per
+scenario, each requester's time, the origin bytes summed over the group (in file sizes) and
+the LAN bytes: one requester with the K-1 others as helpers (today's best case), K requesters
+at once as today (each with all K links as helpers), K requesters sharing one fetch (at once,
+and joined over one second), the same with the first requester killed mid-way, and a second
+requester that arrives after the first finished::
+
+    PYTHONPATH=src python bench/scheduler_sim.py --shared 8 --size-mib 256
 """
 
 from __future__ import annotations
@@ -19,6 +29,7 @@ import hashlib
 import random
 
 from swarmget.core.scheduler import Action, SchedulerConfig
+from swarmget.testing.simgroup import GroupSim
 from swarmget.testing.simswarm import SimSwarm, _Stream
 
 KiB = 1024
@@ -91,15 +102,97 @@ def _run(sim: _TracedSwarm, faults: list[tuple[str, str, float]], observe: bool)
     return sim.now
 
 
+def _group(args: argparse.Namespace, k: int, sharing: bool) -> GroupSim:
+    return GroupSim(
+        args.size_mib * MiB,
+        hosts=k,
+        sharing=sharing,
+        origin_rate=args.origin_mbit * 1e6 / 8,
+        lan_rate=args.lan_mbit * 1e6 / 8,
+    )
+
+
+def _report(label: str, sim: GroupSim, done: bool) -> None:
+    """One line: per requester (alive) its time from joining to done; group totals."""
+    times = [m.finished - m.joined for m in sim.members.values() if m.finished is not None]
+    size = sim.size
+    lan = sum(m.from_lan for m in sim.members.values())
+    origin = sum(sim.link_bytes)
+    span = f"{min(times):7.2f}-{max(times):7.2f}s" if times else "      -"
+    print(
+        f"{label:<44} {'ok' if done else 'STUCK'} time/requester {span}  "
+        f"origin {origin / size:5.3f}x  max/host {max(sim.link_bytes) / size:5.3f}x  "
+        f"lan {lan / size:5.2f}x"
+    )
+
+
+def _shared(args: argparse.Namespace) -> None:
+    """The fetch-once experiment (see the module docstring)."""
+    k = args.shared
+    print(
+        f"{k} hosts, {args.size_mib} MiB, origin {args.origin_mbit} Mbit/s per host, "
+        f"LAN {args.lan_mbit} Mbit/s per host; origin bytes in file sizes, summed over hosts"
+    )
+    lone = _group(args, k, sharing=False)
+    lone.join(0)
+    _report(f"1 requester, {k - 1} helpers (today)", lone, lone.run())
+    today = _group(args, k, sharing=False)
+    for h in range(k):
+        today.join(h)
+    _report(f"{k} requesters at once, no sharing (today)", today, today.run())
+    shared = _group(args, k, sharing=True)
+    for h in range(k):
+        shared.join(h)
+    _report(f"{k} requesters at once, sharing", shared, shared.run())
+    t_shared = shared.now
+    staggered = _group(args, k, sharing=True)
+    for h in range(k):
+        while staggered.now < h / k - 1e-9:
+            staggered.step(0.05)
+        staggered.join(h)
+    _report(f"{k} requesters joined over 1 s, sharing", staggered, staggered.run())
+    killed = _group(args, k, sharing=True)
+    for h in range(k):
+        killed.join(h)
+    while killed.now < 0.4 * t_shared:
+        killed.step(0.05)
+    killed.kill("m0")
+    _report(f"... first requester killed at {killed.now:.1f}s", killed, killed.run())
+    late = _group(args, 2, sharing=True)
+    late.join(0)
+    late.run()
+    late.join(1)
+    ok = late.run()
+    second = late.members["m1"]
+    assert second.finished is not None or not ok
+    _report("2nd requester after the 1st finished", late, ok)
+    if second.finished is not None:
+        print(
+            f"  2nd requester: {second.finished - second.joined:.2f}s, "
+            f"origin bytes {second.from_origin}, LAN bytes {second.from_lan}"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", type=int, default=40)
+    parser.add_argument(
+        "--shared", type=int, metavar="K", help="run the fetch-once experiment with K hosts"
+    )
+    parser.add_argument("--size-mib", type=int, default=256, help="with --shared")
+    parser.add_argument("--origin-mbit", type=float, default=40.0, help="with --shared")
+    parser.add_argument("--lan-mbit", type=float, default=1000.0, help="with --shared")
     parser.add_argument(
         "--observe",
         action="store_true",
         help="snapshot statistics() after every step (a query: must not change any figure)",
     )
     args = parser.parse_args()
+    if args.shared is not None:
+        if args.shared < 1 or args.size_mib < 1:
+            parser.error("--shared and --size-mib must be >= 1")
+        _shared(args)
+        return
     total = hashlib.sha256()
     for seed in range(args.seeds):
         label, sim, took = _scenario(seed, args.observe)

@@ -59,7 +59,7 @@ class ClaimBook:
         size: int,
         *,
         min_grant: int = 1 * MiB,
-        max_grant: int = 16 * MiB,
+        max_grant: int = 4 * MiB,
         grants_per_member: int = 2,
         align: int = 1 * MiB,
     ) -> None:
