@@ -109,6 +109,7 @@ def _group(args: argparse.Namespace, k: int, sharing: bool) -> GroupSim:
         sharing=sharing,
         origin_rate=args.origin_mbit * 1e6 / 8,
         lan_rate=args.lan_mbit * 1e6 / 8,
+        advertise_every=args.advertise_every,
     )
 
 
@@ -131,7 +132,8 @@ def _shared(args: argparse.Namespace) -> None:
     k = args.shared
     print(
         f"{k} hosts, {args.size_mib} MiB, origin {args.origin_mbit} Mbit/s per host, "
-        f"LAN {args.lan_mbit} Mbit/s per host; origin bytes in file sizes, summed over hosts"
+        f"LAN {args.lan_mbit} Mbit/s per host, news every {args.advertise_every}s; "
+        "origin bytes in file sizes, summed over hosts"
     )
     lone = _group(args, k, sharing=False)
     lone.join(0)
@@ -182,6 +184,12 @@ def main() -> None:
     parser.add_argument("--size-mib", type=int, default=256, help="with --shared")
     parser.add_argument("--origin-mbit", type=float, default=40.0, help="with --shared")
     parser.add_argument("--lan-mbit", type=float, default=1000.0, help="with --shared")
+    parser.add_argument(
+        "--advertise-every",
+        type=float,
+        default=1.0,
+        help="with --shared: seconds between a member's reports of what it has (0: each step)",
+    )
     parser.add_argument(
         "--observe",
         action="store_true",

@@ -59,6 +59,9 @@ class GroupSim:
     lan_rate: float = 125e6  # 1 Gbit/s
     block: int = 1 * MiB  # what a holder verifies (and advertises) at once
     lookahead: int = 2 * MiB
+    #: how often members tell the group what they have (0: every step); real members batch
+    #: their news to the hub, say once a second
+    advertise_every: float = 0.0
     config: SchedulerConfig = field(default_factory=lambda: SchedulerConfig(align=1 * MiB))
     now: float = 0.0
 
@@ -67,6 +70,7 @@ class GroupSim:
         self.members: dict[str, Member] = {}
         self.streams: dict[tuple[str, int], _Stream] = {}
         self.link_bytes = [0] * self.hosts  # origin bytes per host link
+        self._advertised_at = -1e9
 
     # --- setup ---------------------------------------------------------------------------------
 
@@ -105,8 +109,10 @@ class GroupSim:
         for key, stream in list(self.streams.items()):
             if key in self.streams:
                 self._deliver(stream, int(rates[key] * dt) or 1)
-        for m in self._alive():
-            self._advertise(m)
+        if self.now - self._advertised_at >= self.advertise_every - 1e-9:
+            self._advertised_at = self.now
+            for m in self._alive():
+                self._advertise(m)
         for m in self._alive():
             if self.sharing:
                 self._claim(m)
