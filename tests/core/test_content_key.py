@@ -7,7 +7,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from swarmget.core.content import ContentKey, normalize_url, strong_last_modified
+from swarmget.core.digests import Digest
 from swarmget.core.errors import InvalidURL
+from swarmget.core.http_fields import Validator
+from swarmget.core.probe import OriginInfo
 
 URL = "https://cdn.example.org/pub/image.iso?v=2"
 LM = "Tue, 01 Dec 2026 10:00:00 GMT"
@@ -181,3 +184,38 @@ def test_same_content_is_symmetric_and_follows_size(
     if a.same_content(b):
         assert a.index_name() == b.index_name()
     assert a.same_content(a) == a.shareable
+
+
+# --- from a probe's OriginInfo ------------------------------------------------------------------
+
+
+def origin_info(**kw: object) -> OriginInfo:
+    args: dict[str, object] = {
+        "url": "https://h/start",
+        "final_url": "HTTPS://H:443/f.iso#x",
+        "size": 1000,
+        "validator": Validator(etag='"v1"'),
+        "accepts_ranges": True,
+        "filename": "f.iso",
+    }
+    args.update(kw)
+    return OriginInfo(**args)  # type: ignore[arg-type]
+
+
+def test_from_origin_info_uses_the_final_url_and_validator() -> None:
+    k = ContentKey.from_origin_info(origin_info())
+    assert k == ContentKey(url="https://h/f.iso", size=1000, etag='"v1"')
+    lm = origin_info(validator=Validator(last_modified=LM))
+    assert not ContentKey.from_origin_info(lm).shareable  # no Date: weak
+    assert ContentKey.from_origin_info(lm, date=DATE_LATER).last_modified == LM
+
+
+def test_from_origin_info_takes_the_users_sha256_before_the_origins() -> None:
+    repr_digest = Digest("sha256", "cd" * 32)
+    info = origin_info(validator=None, digests=(Digest("sha512", "ef" * 64), repr_digest))
+    assert ContentKey.from_origin_info(info).sha256 == "cd" * 32
+    user = Digest("sha256", SHA)
+    assert ContentKey.from_origin_info(info, checksum=user).sha256 == SHA
+    md5 = Digest("md5", "0" * 32)  # not a sha256: the origin's is used
+    assert ContentKey.from_origin_info(info, checksum=md5).sha256 == "cd" * 32
+    assert not ContentKey.from_origin_info(origin_info(validator=None)).shareable

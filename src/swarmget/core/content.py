@@ -40,6 +40,8 @@ from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from urllib.parse import urlsplit, urlunsplit
 
+from swarmget.core.digests import Digest
+from swarmget.core.probe import OriginInfo
 from swarmget.core.urls import validate_url
 
 __all__ = ["LM_STRONG_AFTER", "ContentKey", "normalize_url", "strong_last_modified"]
@@ -127,6 +129,26 @@ class ContentKey:
             etag=etag,
             last_modified=last_modified,
             sha256=sha256.lower() if sha256 is not None else None,
+        )
+
+    @classmethod
+    def from_origin_info(
+        cls, info: OriginInfo, *, date: str | None = None, checksum: Digest | None = None
+    ) -> ContentKey:
+        """The key of what ``core.probe`` pinned: its final URL, size and validator, with
+        the sha256 of the user's ``checksum`` if it is one, else of the origin's
+        ``Repr-Digest``. ``date``: the probe answer's ``Date`` (see ``from_probe``)."""
+        sha256 = next(
+            (d.value for d in (checksum, *info.digests) if d and d.algorithm == "sha256"), None
+        )
+        validator = info.validator
+        return cls.from_probe(
+            final_url=info.final_url,
+            size=info.size,
+            etag=validator.etag if validator else None,
+            last_modified=validator.last_modified if validator else None,
+            date=date,
+            sha256=sha256,
         )
 
     @property
