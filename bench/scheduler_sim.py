@@ -16,7 +16,8 @@ simgroup``): K hosts on a LAN want one file; each has its own origin link. It pr
 scenario, each requester's time, the origin bytes summed over the group (in file sizes) and
 the LAN bytes: one requester with the K-1 others as helpers (today's best case), K requesters
 at once as today (each with all K links as helpers), K requesters sharing one fetch (at once,
-and joined over one second), the same with the first requester killed mid-way, and a second
+and joined over one second), the same with the first requester killed mid-way, one host's
+link ``--slow-factor`` times slower (with and without the group endgame), and a second
 requester that arrives after the first finished::
 
     PYTHONPATH=src python bench/scheduler_sim.py --shared 8 --size-mib 256
@@ -102,14 +103,21 @@ def _run(sim: _TracedSwarm, faults: list[tuple[str, str, float]], observe: bool)
     return sim.now
 
 
-def _group(args: argparse.Namespace, k: int, sharing: bool) -> GroupSim:
+def _group(
+    args: argparse.Namespace, k: int, sharing: bool, *, slow: bool = False, endgame: bool = True
+) -> GroupSim:
+    """A group of ``k`` hosts; ``slow``: host 1's origin link is ``--slow-factor`` slower."""
+    rate = args.origin_mbit * 1e6 / 8
+    rates = [rate / args.slow_factor if slow and h == 1 else rate for h in range(k)]
     return GroupSim(
         args.size_mib * MiB,
         hosts=k,
         sharing=sharing,
-        origin_rate=args.origin_mbit * 1e6 / 8,
+        origin_rate=rate,
         lan_rate=args.lan_mbit * 1e6 / 8,
         advertise_every=args.advertise_every,
+        link_rates=rates,
+        endgame=endgame,
     )
 
 
@@ -121,7 +129,7 @@ def _report(label: str, sim: GroupSim, done: bool) -> None:
     origin = sum(sim.link_bytes)
     span = f"{min(times):7.2f}-{max(times):7.2f}s" if times else "      -"
     print(
-        f"{label:<44} {'ok' if done else 'STUCK'} time/requester {span}  "
+        f"{label:<50} {'ok' if done else 'STUCK'} time/requester {span}  "
         f"origin {origin / size:5.3f}x  max/host {max(sim.link_bytes) / size:5.3f}x  "
         f"lan {lan / size:5.2f}x"
     )
@@ -160,6 +168,8 @@ def _shared(args: argparse.Namespace) -> None:
         killed.step(0.05)
     killed.kill("m0")
     _report(f"... first requester killed at {killed.now:.1f}s", killed, killed.run())
+    if k > 1:
+        _slow_link(args, k)
     late = _group(args, 2, sharing=True)
     late.join(0)
     late.run()
@@ -175,6 +185,21 @@ def _shared(args: argparse.Namespace) -> None:
         )
 
 
+def _slow_link(args: argparse.Namespace, k: int) -> None:
+    """Host 1's link ``--slow-factor`` times slower: today, and sharing with and without
+    the group endgame (``ClaimBook.steal``)."""
+    label = f"host 1 link /{args.slow_factor:g}:"
+    lone = _group(args, k, sharing=False, slow=True)
+    lone.join(0)
+    _report(f"{label} 1 requester, {k - 1} helpers", lone, lone.run())
+    for endgame in (False, True):
+        sim = _group(args, k, sharing=True, slow=True, endgame=endgame)
+        for h in range(k):
+            sim.join(h)
+        name = "with" if endgame else "without"
+        _report(f"{label} {k} sharing, {name} group endgame", sim, sim.run())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", type=int, default=40)
@@ -184,6 +209,9 @@ def main() -> None:
     parser.add_argument("--size-mib", type=int, default=256, help="with --shared")
     parser.add_argument("--origin-mbit", type=float, default=40.0, help="with --shared")
     parser.add_argument("--lan-mbit", type=float, default=1000.0, help="with --shared")
+    parser.add_argument(
+        "--slow-factor", type=float, default=10.0, help="with --shared: the slow link's factor"
+    )
     parser.add_argument(
         "--advertise-every",
         type=float,
@@ -197,8 +225,8 @@ def main() -> None:
     )
     args = parser.parse_args()
     if args.shared is not None:
-        if args.shared < 1 or args.size_mib < 1:
-            parser.error("--shared and --size-mib must be >= 1")
+        if args.shared < 1 or args.size_mib < 1 or not args.slow_factor >= 1:
+            parser.error("--shared and --size-mib must be >= 1, --slow-factor >= 1")
         _shared(args)
         return
     total = hashlib.sha256()

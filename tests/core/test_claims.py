@@ -26,7 +26,7 @@ def test_claims_split_the_content_among_members_once() -> None:
     for _ in range(200):
         progressed = False
         for m in book.members():
-            g = book.claim(m)
+            g = book.claim(m, now=0.0)
             if g is not None:
                 grants.append(g)
                 progressed = True
@@ -44,9 +44,9 @@ def test_grants_shrink_as_the_pool_empties() -> None:
     book = ClaimBook(SIZE, max_grant=64 * MiB)
     book.join("a")
     book.join("b")
-    first = book.claim("a")
+    first = book.claim("a", now=0.0)
     assert first == ByteRange(0, 16 * MiB)  # 64 MiB / (2 members * 2 grants)
-    later = [book.claim("b") for _ in range(5)]
+    later = [book.claim("b", now=0.0) for _ in range(5)]
     assert [g.length for g in later if g] == [12 * MiB, 9 * MiB, 7 * MiB, 5 * MiB, 4 * MiB]
 
 
@@ -55,7 +55,7 @@ def test_a_member_is_granted_only_what_it_lacks() -> None:
     book.join("a", have=[ByteRange(0, 8 * MiB)])  # e.g. a resumed download
     book.join("b")
     assert book.pool() == rs((8 * MiB, SIZE))
-    g = book.claim("b")
+    g = book.claim("b", now=0.0)
     assert g is not None
     assert g.start == 8 * MiB
 
@@ -72,7 +72,7 @@ def test_the_first_requester_dies_and_its_unshared_grants_go_back() -> None:
     book = ClaimBook(SIZE)
     for m in ("first", "b", "c"):
         book.join(m)
-    g = book.claim("first")
+    g = book.claim("first", now=0.0)
     assert g is not None
     half = (g.start + g.end) // 2
     book.have("first", [ByteRange(g.start, half)])
@@ -80,7 +80,7 @@ def test_the_first_requester_dies_and_its_unshared_grants_go_back() -> None:
     back = book.leave("first")
     assert back == rs((g.start + MiB, g.end))  # only what nobody else has
     book.check_invariants()
-    regranted = book.claim("c")
+    regranted = book.claim("c", now=0.0)
     assert regranted is not None
     assert regranted.start == g.start + MiB  # the lowest pool bytes: the dead member's
     assert book.leave("first") == RangeSet()  # a second notice changes nothing
@@ -90,7 +90,7 @@ def test_a_chain_of_deaths_loses_no_byte() -> None:
     book = ClaimBook(SIZE)
     book.join("a")
     book.join("b")
-    g = book.claim("a")
+    g = book.claim("a", now=0.0)
     assert g is not None
     book.have("a", [g])
     book.have("b", [g])  # b got it from a
@@ -102,10 +102,74 @@ def test_a_chain_of_deaths_loses_no_byte() -> None:
     book.check_invariants()
 
 
+def test_the_group_endgame_splits_a_slow_members_unreported_grant() -> None:
+    book = ClaimBook(16 * MiB, max_grant=16 * MiB, grants_per_member=1)
+    book.join("slow")
+    assert book.claim("slow", now=0.0) == ByteRange(0, 16 * MiB)  # alone: it takes everything
+    book.join("fast")
+    book.have("slow", [ByteRange(0, 4 * MiB)])  # what it fetched so far
+    assert book.claim("fast", now=0.0) is None  # the pool is empty
+    steal = book.steal("fast", now=10.0)
+    assert steal == ByteRange(10 * MiB, 16 * MiB)  # the far half of [4, 16) MiB
+    assert book.contested() == rs((10 * MiB, 16 * MiB))
+    book.join("third")
+    again = book.steal("third", now=10.0)
+    assert again == ByteRange(7 * MiB, 10 * MiB)  # never a contested byte
+    book.check_invariants()
+    book.have("fast", [ByteRange(10 * MiB, 16 * MiB)])
+    book.have("third", [ByteRange(7 * MiB, 10 * MiB)])
+    book.have("slow", [ByteRange(4 * MiB, 7 * MiB)])
+    assert book.steal("fast", now=10.0) is None  # everything reported: nothing left to split
+    book.check_invariants()
+
+
+def test_a_short_run_is_copied_whole_but_never_thrice() -> None:
+    book = ClaimBook(8 * MiB, max_grant=8 * MiB, grants_per_member=1)
+    book.join("a")
+    book.claim("a", now=0.0)
+    book.have("a", [ByteRange(0, 6 * MiB + 1)])
+    book.join("b")
+    # [6 MiB + 1, 8 MiB) is too short to halve: b gets a second copy of all of it
+    assert book.steal("b", now=10.0) == ByteRange(6 * MiB + 1, 8 * MiB)
+    assert book.contested() == rs((6 * MiB + 1, 8 * MiB))
+    book.join("c")
+    assert book.steal("c", now=10.0) is None  # never a third copy
+
+
+def test_a_thief_that_dies_gives_back_nothing_the_slow_member_still_holds() -> None:
+    book = ClaimBook(8 * MiB, max_grant=8 * MiB, grants_per_member=1)
+    book.join("slow")
+    book.claim("slow", now=0.0)
+    book.join("thief")
+    assert book.steal("thief", now=10.0) == ByteRange(4 * MiB, 8 * MiB)
+    assert book.leave("thief") == RangeSet()  # still granted to slow
+    assert book.leave("slow") == rs((0, 8 * MiB))
+    book.check_invariants()
+
+
+def test_only_old_grants_are_split_and_only_for_an_empty_pool() -> None:
+    book = ClaimBook(32 * MiB, max_grant=8 * MiB, steal_after=3.0)
+    book.join("a")
+    book.join("b")
+    assert book.claim("a", now=0.0) == ByteRange(0, 8 * MiB)
+    assert book.steal("b", now=5.0) is None  # the pool still has bytes: claim them
+    for _ in range(10):
+        book.claim("b", now=2.0)
+    assert book.pool() == RangeSet()
+    young = book.steal("a", now=4.0)  # b's grants are 2 s old: too young to split
+    assert young is None
+    old = book.steal("b", now=3.0)  # a's grant is 3 s old
+    assert old == ByteRange(4 * MiB, 8 * MiB)
+    assert book.steal("a", now=5.0) is not None  # now b's are old too
+    book.check_invariants()
+
+
 def test_bad_input_is_refused() -> None:
     book = ClaimBook(SIZE)
     with pytest.raises(ValueError, match="not a member"):
-        book.claim("x")
+        book.claim("x", now=0.0)
+    with pytest.raises(ValueError, match="not a member"):
+        book.steal("x", now=10.0)
     book.join("a")
     with pytest.raises(ValueError, match="beyond"):
         book.have("a", [ByteRange(0, SIZE + 1)])
@@ -113,12 +177,14 @@ def test_bad_input_is_refused() -> None:
         ClaimBook(SIZE, min_grant=0)
     with pytest.raises(ValueError, match="size"):
         ClaimBook(-1)
+    with pytest.raises(ValueError, match="steal_after"):
+        ClaimBook(SIZE, steal_after=float("nan"))
 
 
 def test_an_empty_content_grants_nothing() -> None:
     book = ClaimBook(0)
     book.join("a")
-    assert book.claim("a") is None
+    assert book.claim("a", now=0.0) is None
     book.check_invariants()
 
 
@@ -142,10 +208,20 @@ class ClaimMachine(RuleBasedStateMachine):
     @rule(data=st.data())
     def claim_and_fetch_some(self, data: st.DataObject) -> None:
         name = data.draw(st.sampled_from(self.book.members()))
-        g = self.book.claim(name)
+        g = self.book.claim(name, now=0.0)
         if g is not None and data.draw(st.booleans()):
             end = data.draw(st.integers(g.start, g.end))
             self.book.have(name, [ByteRange(g.start, end)])
+
+    @precondition(lambda self: bool(self.book.members()))
+    @rule(data=st.data())
+    def steal_when_idle(self, data: st.DataObject) -> None:
+        name = data.draw(st.sampled_from(self.book.members()))
+        g = self.book.steal(name, now=10.0)
+        if g is not None:
+            assert not self.book.pool().overlaps(g)
+            if data.draw(st.booleans()):
+                self.book.have(name, [g])
 
     @precondition(lambda self: len(self.book.members()) > 1)
     @rule(data=st.data())
@@ -169,7 +245,7 @@ class ClaimMachine(RuleBasedStateMachine):
             self.book.have(name, self.book.granted(name))
         self.book.join("survivor")
         for _ in range(1000):
-            g = self.book.claim("survivor")
+            g = self.book.claim("survivor", now=0.0)
             if g is None:
                 break
             self.book.have("survivor", [g])

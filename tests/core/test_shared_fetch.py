@@ -76,3 +76,28 @@ def test_a_later_requester_gets_the_content_from_lan_holders_only() -> None:
     everyone_has_everything(sim)
     assert third.from_origin == 0
     assert third.from_lan >= SIZE
+
+
+def test_a_slow_members_grants_are_shared_out_at_the_end() -> None:
+    """One link at a tenth of the others' speed: idle links take halves (or copies) of its
+    old, unreported grants; the duplicate origin bytes stay bounded by what was contested."""
+    rates = [5e6, 5e6, 0.5e6, 5e6]
+    sim = GroupSim(SIZE, hosts=4, link_rates=rates, advertise_every=1.0)
+    for h in range(4):
+        sim.join(h)
+    assert sim.run()
+    everyone_has_everything(sim)
+    contested = sim.book.contested().total()
+    assert contested > 0
+    assert sum(sim.link_bytes) <= SIZE + contested + SIZE // 50
+    assert sum(sim.link_bytes) <= 1.25 * SIZE
+
+
+def test_without_the_group_endgame_nothing_is_granted_twice() -> None:
+    rates = [5e6, 5e6, 0.5e6, 5e6]
+    sim = GroupSim(SIZE, hosts=4, link_rates=rates, advertise_every=1.0, endgame=False)
+    for h in range(4):
+        sim.join(h)
+    assert sim.run()
+    everyone_has_everything(sim)
+    assert sim.book.contested() == RangeSet()

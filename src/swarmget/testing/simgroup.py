@@ -7,7 +7,8 @@ and a LAN port (``lan_rate`` bytes/s up and as much down, shared likewise). Each
 * **sharing** (fetch once): its sources are ``link:<itself>`` (its own origin link, allowed
   only the ranges the group's ``ClaimBook`` granted it) and ``peer:<other>`` for every other
   member (a LAN holder, allowed only the blocks that member verified). A member claims a
-  new grant when less than ``lookahead`` granted bytes are left to fetch; it advertises
+  new grant when less than ``lookahead`` granted bytes are left to fetch (with
+  ``endgame``, an idle link ``steal``s half of a slow member's unreported grant); it advertises
   (``ClaimBook.have`` and ``availability_grew`` at its peers) every whole ``block`` it has.
 * **not sharing** (today): its sources are ``link:<h>`` for every host ``h`` (itself and the
   others as helpers), each allowed any byte; K members then share every link K ways.
@@ -62,11 +63,17 @@ class GroupSim:
     #: how often members tell the group what they have (0: every step); real members batch
     #: their news to the hub, say once a second
     advertise_every: float = 0.0
+    #: an idle origin link takes half of a slow member's unreported grant (``steal``)
+    endgame: bool = True
+    #: ``ClaimBook.steal_after``: how old a grant must be before an idle link may split it
+    steal_after: float = 3.0
+    #: per-host origin link rates (None: ``origin_rate`` for every host)
+    link_rates: list[float] | None = None
     config: SchedulerConfig = field(default_factory=lambda: SchedulerConfig(align=1 * MiB))
     now: float = 0.0
 
     def __post_init__(self) -> None:
-        self.book = ClaimBook(self.size, align=self.block)
+        self.book = ClaimBook(self.size, align=self.block, steal_after=self.steal_after)
         self.members: dict[str, Member] = {}
         self.streams: dict[tuple[str, int], _Stream] = {}
         self.link_bytes = [0] * self.hosts  # origin bytes per host link
@@ -149,7 +156,10 @@ class GroupSim:
         out: dict[tuple[str, int], float] = {}
         for key, s in self.streams.items():
             if s.source_id.startswith("link:"):
-                out[key] = self.origin_rate / link[s.source_id]
+                rate = self.origin_rate
+                if self.link_rates is not None:
+                    rate = self.link_rates[int(s.source_id[5:])]
+                out[key] = rate / link[s.source_id]
             else:
                 out[key] = min(self.lan_rate / up[s.source_id], self.lan_rate / down[s.member])
         return out
@@ -199,7 +209,12 @@ class GroupSim:
             left = sum(len(x) for g in granted for x in m.written.missing(g))
             if left >= self.lookahead or m.scheduler.is_complete():
                 return
-            grant = self.book.claim(m.id)
+            grant = self.book.claim(m.id, now=self.now)
+            if grant is None and left == 0 and self.endgame:
+                grant = self.book.steal(m.id, now=self.now)  # idle link: the group endgame
+                if grant is not None:
+                    m.scheduler.availability_grew(link, RangeSet([grant]), self.now)
+                return  # one steal per step at most
             if grant is None:
                 return
             m.scheduler.availability_grew(link, RangeSet([grant]), self.now)
