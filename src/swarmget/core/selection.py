@@ -17,11 +17,12 @@ answers with a ``Pick``; it changes nothing (the scheduler carries the pick out)
 
   *Partial availability* (``core.sources``, issue #15): a source that may serve only some
   ranges (a LAN holder) takes the lowest missing bytes *within* them, and is never given a
-  steal, duplicate or rescue outside them either; missing bytes no such source can serve
-  wait for the sources that may serve any byte. Those, in turn, take the lowest missing
-  bytes that no restricted source alive can serve, and only when there are none the lowest
-  missing bytes (the holders may be slow, or go). With no restricted source alive all of
-  this is the plain rule above.
+  steal, duplicate or rescue outside them either (with nothing missing within them, it
+  goes on to steal and duplicate within them, even while other bytes are missing); missing
+  bytes no such source can serve wait for the sources that may serve any byte. Those, in
+  turn, take the lowest missing bytes that no restricted source alive can serve, and only
+  when there are none the lowest missing bytes (the holders may be slow, or go). With no
+  restricted source alive all of this is the plain rule above.
 * **Stealing.** When nothing is missing, the largest remaining piece in flight is split
   (aria2's halving, weighted by the two sources' rates): the holder keeps ``[frontier,
   split)``, the thief gets ``[split, end)``.
