@@ -10,6 +10,17 @@ Two runs of the same code and seeds print the same lines; a refactor of the sche
 keeps its behaviour keeps them too::
 
     PYTHONPATH=src python bench/scheduler_sim.py --seeds 40
+
+``--shared K`` runs the fetch-once experiment of issue #15 instead (``swarmget.testing.
+simgroup``): K hosts on a LAN want one file; each has its own origin link. It prints, per
+scenario, each requester's time, the origin bytes summed over the group (in file sizes) and
+the LAN bytes: one requester with the K-1 others as helpers (today's best case), K requesters
+at once as today (each with all K links as helpers), K requesters sharing one fetch (at once,
+and joined over one second), the same with the first requester killed mid-way, one host's
+link ``--slow-factor`` times slower (with and without the group endgame), and a second
+requester that arrives after the first finished::
+
+    PYTHONPATH=src python bench/scheduler_sim.py --shared 8 --size-mib 256
 """
 
 from __future__ import annotations
@@ -19,6 +30,7 @@ import hashlib
 import random
 
 from swarmget.core.scheduler import Action, SchedulerConfig
+from swarmget.testing.simgroup import GroupSim
 from swarmget.testing.simswarm import SimSwarm, _Stream
 
 KiB = 1024
@@ -91,15 +103,132 @@ def _run(sim: _TracedSwarm, faults: list[tuple[str, str, float]], observe: bool)
     return sim.now
 
 
+def _group(
+    args: argparse.Namespace, k: int, sharing: bool, *, slow: bool = False, endgame: bool = True
+) -> GroupSim:
+    """A group of ``k`` hosts; ``slow``: host 1's origin link is ``--slow-factor`` slower."""
+    rate = args.origin_mbit * 1e6 / 8
+    rates = [rate / args.slow_factor if slow and h == 1 else rate for h in range(k)]
+    return GroupSim(
+        args.size_mib * MiB,
+        hosts=k,
+        sharing=sharing,
+        origin_rate=rate,
+        lan_rate=args.lan_mbit * 1e6 / 8,
+        advertise_every=args.advertise_every,
+        link_rates=rates,
+        endgame=endgame,
+    )
+
+
+def _report(label: str, sim: GroupSim, done: bool) -> None:
+    """One line: per requester (alive) its time from joining to done; group totals."""
+    times = [m.finished - m.joined for m in sim.members.values() if m.finished is not None]
+    size = sim.size
+    lan = sum(m.from_lan for m in sim.members.values())
+    origin = sum(sim.link_bytes)
+    span = f"{min(times):7.2f}-{max(times):7.2f}s" if times else "      -"
+    print(
+        f"{label:<50} {'ok' if done else 'STUCK'} time/requester {span}  "
+        f"origin {origin / size:5.3f}x  max/host {max(sim.link_bytes) / size:5.3f}x  "
+        f"lan {lan / size:5.2f}x"
+    )
+
+
+def _shared(args: argparse.Namespace) -> None:
+    """The fetch-once experiment (see the module docstring)."""
+    k = args.shared
+    print(
+        f"{k} hosts, {args.size_mib} MiB, origin {args.origin_mbit} Mbit/s per host, "
+        f"LAN {args.lan_mbit} Mbit/s per host, news every {args.advertise_every}s; "
+        "origin bytes in file sizes, summed over hosts"
+    )
+    lone = _group(args, k, sharing=False)
+    lone.join(0)
+    _report(f"1 requester, {k - 1} helpers (today)", lone, lone.run())
+    today = _group(args, k, sharing=False)
+    for h in range(k):
+        today.join(h)
+    _report(f"{k} requesters at once, no sharing (today)", today, today.run())
+    shared = _group(args, k, sharing=True)
+    for h in range(k):
+        shared.join(h)
+    _report(f"{k} requesters at once, sharing", shared, shared.run())
+    t_shared = shared.now
+    staggered = _group(args, k, sharing=True)
+    for h in range(k):
+        while staggered.now < h / k - 1e-9:
+            staggered.step(0.05)
+        staggered.join(h)
+    _report(f"{k} requesters joined over 1 s, sharing", staggered, staggered.run())
+    killed = _group(args, k, sharing=True)
+    for h in range(k):
+        killed.join(h)
+    while killed.now < 0.4 * t_shared:
+        killed.step(0.05)
+    killed.kill("m0")
+    _report(f"... first requester killed at {killed.now:.1f}s", killed, killed.run())
+    if k > 1:
+        _slow_link(args, k)
+    late = _group(args, 2, sharing=True)
+    late.join(0)
+    late.run()
+    late.join(1)
+    ok = late.run()
+    second = late.members["m1"]
+    assert second.finished is not None or not ok
+    _report("2nd requester after the 1st finished", late, ok)
+    if second.finished is not None:
+        print(
+            f"  2nd requester: {second.finished - second.joined:.2f}s, "
+            f"origin bytes {second.from_origin}, LAN bytes {second.from_lan}"
+        )
+
+
+def _slow_link(args: argparse.Namespace, k: int) -> None:
+    """Host 1's link ``--slow-factor`` times slower: today, and sharing with and without
+    the group endgame (``ClaimBook.steal``)."""
+    label = f"host 1 link /{args.slow_factor:g}:"
+    lone = _group(args, k, sharing=False, slow=True)
+    lone.join(0)
+    _report(f"{label} 1 requester, {k - 1} helpers", lone, lone.run())
+    for endgame in (False, True):
+        sim = _group(args, k, sharing=True, slow=True, endgame=endgame)
+        for h in range(k):
+            sim.join(h)
+        name = "with" if endgame else "without"
+        _report(f"{label} {k} sharing, {name} group endgame", sim, sim.run())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", type=int, default=40)
+    parser.add_argument(
+        "--shared", type=int, metavar="K", help="run the fetch-once experiment with K hosts"
+    )
+    parser.add_argument("--size-mib", type=int, default=256, help="with --shared")
+    parser.add_argument("--origin-mbit", type=float, default=40.0, help="with --shared")
+    parser.add_argument("--lan-mbit", type=float, default=1000.0, help="with --shared")
+    parser.add_argument(
+        "--slow-factor", type=float, default=10.0, help="with --shared: the slow link's factor"
+    )
+    parser.add_argument(
+        "--advertise-every",
+        type=float,
+        default=1.0,
+        help="with --shared: seconds between a member's reports of what it has (0: each step)",
+    )
     parser.add_argument(
         "--observe",
         action="store_true",
         help="snapshot statistics() after every step (a query: must not change any figure)",
     )
     args = parser.parse_args()
+    if args.shared is not None:
+        if args.shared < 1 or args.size_mib < 1 or not args.slow_factor >= 1:
+            parser.error("--shared and --size-mib must be >= 1, --slow-factor >= 1")
+        _shared(args)
+        return
     total = hashlib.sha256()
     for seed in range(args.seeds):
         label, sim, took = _scenario(seed, args.observe)

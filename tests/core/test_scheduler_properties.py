@@ -16,7 +16,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 
 from swarmget.core.ranges import ByteRange, RangeSet
 from swarmget.core.scheduler import FailureKind, SchedulerConfig
-from swarmget.testing.simswarm import SimSwarm
+from swarmget.testing.simswarm import SimSource, SimSwarm
 
 KiB = 1024
 
@@ -170,3 +170,48 @@ class AlignedSchedulerMachine(SchedulerMachine):
 
 AlignedSchedulerMachine.TestCase.settings = SETTINGS
 TestAlignedScheduler = AlignedSchedulerMachine.TestCase
+
+
+# --- the property conversation, with holders ----------------------------------------------------
+
+holder_names = st.sampled_from(["h1", "h2", "h3"])
+spans = st.lists(st.tuples(st.integers(0, 300 * KiB), st.integers(1, 64 * KiB)), max_size=4)
+
+
+class HolderSchedulerMachine(SchedulerMachine):
+    """The same conversation with LAN holders added (issue #15): leases
+    always lie within their source's availability, and the bookkeeping stays exact."""
+
+    def _ranges(self, pairs: list[tuple[int, int]]) -> RangeSet:
+        size = self.sim.size
+        return RangeSet(
+            ByteRange(a, min(size, a + n)) for a, n in pairs if a < size and min(size, a + n) > a
+        )
+
+    @rule(name=holder_names, rate=st.integers(1 * KiB, 400 * KiB), have=spans)
+    def add_holder(self, name: str, rate: int, have: list[tuple[int, int]]) -> None:
+        if name not in self.sim.sources:
+            self.sim.sources[name] = SimSource(rate=rate, slots=2)
+            self.sim.scheduler.add_source(name, 2, self.sim.now, available=self._ranges(have))
+            self.sim._apply(self.sim.scheduler.poll(self.sim.now))
+
+    @precondition(lambda self: any(n.startswith("h") for n in self.sim.sources))
+    @rule(data=st.data(), more=spans)
+    def holder_verified_more(self, data: st.DataObject, more: list[tuple[int, int]]) -> None:
+        name = data.draw(st.sampled_from(sorted(n for n in self.sim.sources if n[0] == "h")))
+        self.sim.scheduler.availability_grew(name, self._ranges(more), self.sim.now)
+        self.sim._apply(self.sim.scheduler.poll(self.sim.now))
+
+    @invariant()
+    def holders_stay_within_their_availability(self) -> None:
+        sim = self.sim
+        for lease in sim.scheduler.statistics(sim.now).leases:
+            allowed = sim.scheduler.availability(lease.source_id)
+            assert allowed is None or allowed.contains(lease.range), (lease, allowed)
+        done = self.sim.scheduler.done()
+        for r in self.sim.scheduler.unserved():
+            assert not done.overlaps(r), r
+
+
+HolderSchedulerMachine.TestCase.settings = SETTINGS
+TestHolderScheduler = HolderSchedulerMachine.TestCase

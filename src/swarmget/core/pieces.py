@@ -119,6 +119,28 @@ class PieceMap:
     def first_missing(self) -> ByteRange | None:
         return self._missing.first()
 
+    def first_missing_in(self, allowed: RangeSet) -> ByteRange | None:
+        """The lowest run of missing bytes that lies within ``allowed``."""
+        for r in self._missing:
+            for a in allowed:
+                if a.start >= r.end:
+                    break
+                x = r.intersect(a)
+                if x is not None:
+                    return x
+        return None
+
+    def first_missing_outside(self, cover: RangeSet) -> ByteRange | None:
+        """The lowest run of missing bytes that lies outside ``cover``."""
+        for r in self._missing:
+            rest = cover.missing(r).first()
+            if rest is not None:
+                return rest
+        return None
+
+    def missing_ranges(self) -> list[ByteRange]:
+        return list(self._missing)
+
     def is_complete(self) -> bool:
         return self._claimed.total() == self.size
 
@@ -163,10 +185,24 @@ class PieceMap:
     # --- transitions ---------------------------------------------------------------------------
 
     def lease_missing(
-        self, max_length: int, *, piece_id: int, lease_id: int, source_id: str, now: float
+        self,
+        max_length: int,
+        *,
+        piece_id: int,
+        lease_id: int,
+        source_id: str,
+        now: float,
+        within: ByteRange | None = None,
     ) -> Lease:
-        """Lease the first ``max_length`` missing bytes (or fewer) as a new piece."""
-        rng = self._missing.pop_first(max_length)
+        """Lease the first ``max_length`` missing bytes (or fewer) as a new piece; with
+        ``within`` (a run of missing bytes), the first of ``within`` instead."""
+        if within is None:
+            rng = self._missing.pop_first(max_length)
+        else:
+            if not self._missing.contains(within) or within.is_empty():
+                raise ValueError(f"{within} is not missing")
+            rng = ByteRange(within.start, min(within.end, within.start + max_length))
+            self._missing.subtract(rng)
         if rng is None:
             raise ValueError("nothing is missing")
         piece = self._new_piece(piece_id, rng.start, rng.end)

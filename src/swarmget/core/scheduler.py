@@ -24,6 +24,13 @@ interface:
 * ``core.selection`` (aria2's ``PieceSelector``) picks what an idle slot fetches next: missing
   bytes, a steal, an endgame duplicate or a frontier rescue.
 
+**Partial availability** (issue #15, fetch once per LAN). A source added with ``available``
+may serve only those ranges, a set that grows (``availability_grew``): a LAN holder of the
+same content advertises the pieces it verified, a group member's origin link the ranges the
+group granted it. It is only ever leased bytes within that set; bytes no such source can
+serve wait for one that may serve any byte (``unserved`` lists them). A holder that goes is
+like any source that goes: its leases are cancelled and their bytes given back.
+
 **Failures.** A failed, cancelled or stalled lease keeps what it claimed and gives back only
 ``[frontier, end)`` (unless a duplicate still works on it); its source is judged
 (``core.sources``). A lease with no data for ``stall_timeout`` is revoked. When a copy of a
@@ -123,9 +130,47 @@ class Scheduler:
 
     # --- sources -------------------------------------------------------------------------------
 
-    def add_source(self, source_id: str, slots: int, now: float) -> None:
-        """Make a source available (again). Re-adding a gone source revives it."""
-        self._sources.add(source_id, slots, now)
+    def add_source(
+        self, source_id: str, slots: int, now: float, *, available: RangeSet | None = None
+    ) -> None:
+        """Make a source available (again). Re-adding a gone source revives it.
+
+        ``available``: the only bytes it may serve (a LAN holder of the same content, or an
+        origin link the group granted those ranges); None, the default: any byte. Re-adding a
+        live source adds ``available`` to what it may serve."""
+        if available is not None:
+            self._check_within_file(available)
+        self._sources.add(source_id, slots, now, available)
+
+    def availability_grew(self, source_id: str, ranges: RangeSet, now: float) -> None:
+        """``source_id`` may now serve ``ranges`` too (a holder verified more pieces, or the
+        group granted its origin link more). Call ``poll`` to hand out the new work. A source
+        that may serve any byte stays so. Raises ``ValueError`` for an unknown source or a
+        range outside the file."""
+        src = self._sources.get(source_id)
+        if src is None:
+            raise ValueError(f"unknown source {source_id!r}")
+        self._check_within_file(ranges)
+        self._sources.grow(src, ranges)
+
+    def availability(self, source_id: str) -> RangeSet | None:
+        """What ``source_id`` may serve (a copy); None: any byte. ``ValueError`` if unknown."""
+        src = self._sources.get(source_id)
+        if src is None:
+            raise ValueError(f"unknown source {source_id!r}")
+        return None if src.available is None else src.available.copy()
+
+    def unserved(self) -> RangeSet:
+        """Missing bytes that no source alive may serve: they wait until some source may
+        (in a shared fetch, the group must grant them to someone's origin link)."""
+        out = RangeSet()
+        if any(s.available is None for s in self._sources if s.alive()):
+            return out
+        cover = self._sources.cover()
+        for run in self._pieces.missing_ranges():
+            for r in cover.missing(run):
+                out.add(r)
+        return out
 
     def remove_source(self, source_id: str, now: float, reason: str = "gone") -> list[Action]:
         """The source died or left: cancel its leases and give their bytes back."""
@@ -249,7 +294,12 @@ class Scheduler:
         self._pieces.check_invariants()
         self._sources.check_invariants(self._pieces.claimed())
         for lease in self._pieces.leases():
-            assert lease.id in self._sources[lease.source_id].leases
+            src = self._sources[lease.source_id]
+            assert lease.id in src.leases
+            rng = self._pieces.lease_range(lease)
+            if lease.cursor < rng.end:
+                tail = ByteRange(max(lease.cursor, rng.start), rng.end)
+                assert src.may_serve(tail), f"{src.id} cannot serve {tail}"
 
     def _lease_info(self, lease: Lease) -> LeaseInfo:
         rng = self._pieces.lease_range(lease)
@@ -270,6 +320,7 @@ class Scheduler:
                 lease_id=self._take_id(),
                 source_id=src.id,
                 now=now,
+                within=pick.within,
             )
         elif isinstance(pick, Split):
             self._steals += 1
@@ -284,6 +335,11 @@ class Scheduler:
         src.leases.add(lease.id)
         end = pieces.piece(lease.piece_id).end
         return Assign(lease.id, src.id, ByteRange(lease.cursor, end), lease.duplicate)
+
+    def _check_within_file(self, ranges: RangeSet) -> None:
+        bounds = ranges.bounds()
+        if bounds is not None and bounds.end > self.size:
+            raise ValueError(f"{bounds} reaches beyond the file's {self.size} bytes")
 
     def _take_id(self) -> int:
         self._next_id += 1

@@ -14,6 +14,15 @@ answers with a ``Pick``; it changes nothing (the scheduler carries the pick out)
   gets a ``Duplicate`` of it (as in the endgame). Either way before it takes new work.
 * **Missing bytes** come next, lowest first, in pieces sized so that every slot gets about
   ``pieces_per_slot`` of them (``TakeMissing``).
+
+  *Partial availability* (``core.sources``, issue #15): a source that may serve only some
+  ranges (a LAN holder) takes the lowest missing bytes *within* them, and is never given a
+  steal, duplicate or rescue outside them either (with nothing missing within them, it
+  goes on to steal and duplicate within them, even while other bytes are missing); missing
+  bytes no such source can serve wait for the sources that may serve any byte. Those, in
+  turn, take the lowest missing bytes that no restricted source alive can serve, and only
+  when there are none the lowest missing bytes (the holders may be slow, or go). With no
+  restricted source alive all of this is the plain rule above.
 * **Stealing.** When nothing is missing, the largest remaining piece in flight is split
   (aria2's halving, weighted by the two sources' rates): the holder keeps ``[frontier,
   split)``, the thief gets ``[split, end)``.
@@ -27,6 +36,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from swarmget.core.pieces import Lease, Piece, PieceMap, align_up
+from swarmget.core.ranges import ByteRange
 from swarmget.core.scheduling import SchedulerConfig
 from swarmget.core.sources import Source, SourceBook
 
@@ -36,6 +46,8 @@ class TakeMissing:
     """Lease the first ``max_length`` missing bytes as a new piece."""
 
     max_length: int
+    #: take them from this run of missing bytes (None: from the lowest one)
+    within: ByteRange | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,9 +81,9 @@ class Selector:
         rescue = self._rescue_frontier(src, now)
         if rescue is not None:
             return rescue
-        first = self.pieces.first_missing()
-        if first is not None:
-            return TakeMissing(self._piece_length(first.start, first.length))
+        take = self._take_missing(src)
+        if take is not None:
+            return take
         if self.config.steal:
             stolen = self._steal(src, now)
             if stolen is not None:
@@ -81,6 +93,18 @@ class Selector:
         return None
 
     # --- new pieces ----------------------------------------------------------------------------
+
+    def _take_missing(self, src: Source) -> TakeMissing | None:
+        """Missing bytes for ``src`` (see "partial availability" in the module docstring)."""
+        if src.available is not None:
+            run = self.pieces.first_missing_in(src.available)
+        elif self.sources.restricted():
+            run = self.pieces.first_missing_outside(self.sources.cover())
+            run = run or self.pieces.first_missing()
+        else:  # the plain rule, bit for bit
+            first = self.pieces.first_missing()
+            return None if first is None else TakeMissing(self._piece_length(*_span(first)))
+        return None if run is None else TakeMissing(self._piece_length(*_span(run)), run)
 
     def _piece_length(self, start: int, available: int) -> int:
         """How many of the ``available`` missing bytes from ``start`` one piece takes."""
@@ -98,7 +122,7 @@ class Selector:
         candidates = [p for p in self.pieces.pieces() if len(p.leases) == 1]
         for piece in sorted(candidates, key=lambda p: p.remaining, reverse=True):
             split = self._split_point(piece, thief, now)
-            if split is not None:
+            if split is not None and thief.may_serve(ByteRange(split, piece.end)):
                 return Split(piece, split)
         return None
 
@@ -125,6 +149,8 @@ class Selector:
         mine = self._pieces_of(src)
         for piece in self.pieces.pieces():
             if len(piece.leases) != 1 or piece.id in mine or not piece.remaining:
+                continue
+            if not src.may_serve(ByteRange(piece.frontier, piece.end)):
                 continue
             holder = self.pieces.holder(piece)
             eta = self._eta(holder, piece, now)
@@ -170,11 +196,13 @@ class Selector:
             if self._eta(holder, piece, now) <= soon:
                 continue  # e.g. what a rescue left it: let it finish
             rescue = self._rescue(src, piece, holder, now)
-            if rescue is not None:
+            if rescue is not None and _fits(src, rescue):
                 return rescue
         return None
 
-    def _rescue(self, src: Source, piece: Piece, holder: Lease, now: float) -> Pick | None:
+    def _rescue(
+        self, src: Source, piece: Piece, holder: Lease, now: float
+    ) -> Split | Duplicate | None:
         """Split ``piece`` if ``src`` is about as fast as its holder (the two then work side
         by side), else duplicate it if ``src`` is faster; None if neither is worth it."""
         mine, theirs = src.slot_rate(now), holder.rate(now)
@@ -204,3 +232,13 @@ class Selector:
         if theirs is None or theirs == 0:
             return True
         return mine is None or mine > theirs * 1.2
+
+
+def _span(run: ByteRange) -> tuple[int, int]:
+    return run.start, run.length
+
+
+def _fits(src: Source, pick: Split | Duplicate) -> bool:
+    """Whether ``src`` may serve what ``pick`` would lease it."""
+    start = pick.at if isinstance(pick, Split) else pick.piece.frontier
+    return src.may_serve(ByteRange(start, pick.piece.end))

@@ -15,6 +15,13 @@ last usable source is never banned for bad answers while any of its recent answe
 it is the only way left to finish, and it still delivers. ``SourceBook.judge`` decides; the
 scheduler carries out a ban (it also owns the source's leases).
 
+**Availability.** An ordinary source (the origin, a helper with its own link to it) may
+serve any byte. A source added with ``available`` (a LAN *holder* of the same content, or an
+origin link the group granted some ranges to: issue #15) may only serve those ranges; the set
+only grows (``SourceBook.grow``) as the holder verifies pieces or the group grants more. The
+selector never leases it a byte outside; ``SourceBook.cover`` is what such sources can serve
+together, which ordinary sources leave to them while other bytes are missing.
+
 **Speed.** A source's rate is the bytes it streamed over the last few seconds
 (``core.rates``), counted from its first data. While it works (holds a lease, or has recent
 samples) the estimate is live; once it sits idle with nothing recent, it is remembered as it
@@ -57,12 +64,18 @@ class Source:
     samples: RateWindow = field(default_factory=RateWindow)
     first_data: float | None = None
     last_rate: float = 0.0
+    #: the bytes it may serve; None: any byte (see "Availability" in the module docstring)
+    available: RangeSet | None = None
 
     # --- queries -------------------------------------------------------------------------------
 
     def alive(self) -> bool:
         """Neither banned nor gone: it may still get work (now or after a backoff)."""
         return self.banned is None and not self.gone
+
+    def may_serve(self, rng: ByteRange) -> bool:
+        """Whether every byte of ``rng`` is within this source's availability."""
+        return self.available is None or self.available.contains(rng)
 
     def usable(self, now: float) -> bool:
         return self.alive() and now >= self.not_before and len(self.leases) < self.slots
@@ -143,16 +156,30 @@ class SourceBook:
     def get(self, source_id: str) -> Source | None:
         return self._sources.get(source_id)
 
-    def add(self, source_id: str, slots: int, now: float) -> None:
-        """Make a source available (again). Re-adding a gone source revives it; a banned one
-        stays banned."""
+    def add(
+        self, source_id: str, slots: int, now: float, available: RangeSet | None = None
+    ) -> None:
+        """Make a source available (again). Re-adding a gone source revives it with the
+        availability given; re-adding a live one adds ``available`` to what it may serve
+        (None: any byte); a banned one stays banned."""
         if slots < 1:
             raise ValueError("a source needs at least one slot")
         src = self._sources.get(source_id)
         if src is None:
-            self._sources[source_id] = Source(source_id, slots, now)
+            src = self._sources[source_id] = Source(source_id, slots, now)
+            src.available = None if available is None else available.copy()
         elif src.banned is None:
+            if src.gone or available is None:
+                src.available = None if available is None else available.copy()
+            else:
+                self.grow(src, available)
             src.slots, src.gone = slots, False
+
+    def grow(self, src: Source, ranges: RangeSet) -> None:
+        """``src`` may now serve ``ranges`` too (no change for a source serving any byte)."""
+        if src.available is not None:
+            for r in ranges:
+                src.available.add(r)
 
     # --- queries -------------------------------------------------------------------------------
 
@@ -161,6 +188,19 @@ class SourceBook:
 
     def alive_slots(self) -> int:
         return sum(s.slots for s in self._sources.values() if s.alive())
+
+    def restricted(self) -> bool:
+        """Some source alive may serve only part of the file."""
+        return any(s.available is not None and s.alive() for s in self._sources.values())
+
+    def cover(self) -> RangeSet:
+        """What the sources alive that may serve only part of the file can serve together."""
+        out = RangeSet()
+        for src in self._sources.values():
+            if src.available is not None and src.alive():
+                for r in src.available:
+                    out.add(r)
+        return out
 
     def backoff_ends(self, now: float) -> list[float]:
         """When the backoffs of sources still alive end (those still in the future)."""
