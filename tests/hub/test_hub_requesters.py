@@ -7,6 +7,7 @@ registered "nodes" only register (nobody connects to their ports here).
 
 from __future__ import annotations
 
+import socket
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack
@@ -19,7 +20,7 @@ from yarl import URL
 from swarmget.core.errors import HubRejected, UnknownNode
 from swarmget.core.identity import NodeIdentity
 from swarmget.hub.service import RunningHub, open_hub
-from swarmget.net.hub_client import HubClient, Registration, RequesterOnly
+from swarmget.net.hub_client import HubClient, HubPool, Registration, RequesterOnly
 from swarmget.net.signing import signed_headers
 from swarmget.protocol.hub import PEERS_PATH
 
@@ -148,3 +149,22 @@ async def test_a_requester_only_client_never_registers(client: MakeClient) -> No
         await requester.register(REG)
     with pytest.raises(RequesterOnly):
         await requester.heartbeat()
+
+
+async def test_a_requester_only_pool_fails_over_to_the_next_hub(
+    client: MakeClient, hub: RunningHub
+) -> None:
+    ids = await _register(client, "127.0.0.2")
+    with socket.socket() as s:  # a port nobody listens on: the first hub is down
+        s.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{s.getsockname()[1]}"
+    async with aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(local_addr=("127.0.0.9", 0))
+    ) as session:
+        pool = HubPool(
+            session, [dead, hub.url], SECRET, NodeIdentity.generate(), requester_only=True
+        )
+        assert [p.node_id for p in await pool.peers()] == [ids["127.0.0.2"]]
+        assert pool.hub_url == hub.url
+        with pytest.raises(RequesterOnly):
+            await pool.register(REG)
