@@ -181,3 +181,39 @@ async def test_an_old_hub_is_reported_too_old_and_the_download_goes_alone(
     assert [r.outcome for r in reports] == [HubOutcome.TOO_OLD]
     assert reports[0].alone
     assert "upgrade the hub" in reports[0].describe()
+
+
+async def test_get_hub_says_when_the_download_ended_before_the_hub_answered(
+    origin: TestOrigin, tmp_path: Path
+) -> None:
+    """A hub that accepts the query but never answers: the download goes on at once on
+    this host's connections, ends, and the JSON says the hub did not answer (no warning:
+    nothing went wrong that the user must fix)."""
+    release = asyncio.Event()
+
+    async def never_answers(request: web.Request) -> web.Response:
+        await release.wait()
+        return web.json_response({}, status=503)
+
+    app = web.Application()
+    app.router.add_get("/v1/peers", never_answers)
+    runner = web.AppRunner(app, shutdown_timeout=1.0)
+    await runner.setup()
+    secret = tmp_path / "secret"
+    secret.write_text("s" * 32)
+    secret.chmod(0o600)
+    try:
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        hub_url = f"http://127.0.0.1:{runner.addresses[0][1]}"
+        rc, out, err = await run_cli(
+            "get", origin.url("f.bin"), "-o", str(tmp_path / "out.bin"), "--json",
+            "--hub", hub_url, "--secret-file", str(secret), "--source-address", "127.0.0.1",
+        )  # fmt: skip
+    finally:
+        release.set()
+        await runner.cleanup()
+    assert rc == 0, err
+    hub = json.loads(out)["hub"]
+    assert (hub["status"], hub["alone"], hub["hub_url"]) == ("no_answer", False, hub_url)
+    assert "downloading alone" not in err
+    assert _sha256(tmp_path / "out.bin") == origin.expected_sha256("f.bin")

@@ -16,11 +16,12 @@ the first byte. ``open_requester(config)`` instead:
   starts at once on this host's own origin connections while the hub is asked and the
   listed peers are health-checked, and each helper joins as soon as it answered.
 
-How the hub answered is told once per download as a ``HubReport`` (``on_hub``): the peers
-it listed, or why there are none: unreachable (``HubOutcome.UNAVAILABLE``, every hub of the
-list tried), too old to know the query (``TOO_OLD``: the hub must be upgraded), or refused
-(``REJECTED``: wrong secret, clock skew). In each of those cases the download goes on alone
-(on this host's connections), as a node's does when its hub is away.
+How the hub answered is told once per download as a ``HubReport`` (``on_hub``; none when
+the download ended before the hub answered): the peers it listed, or why there are none:
+unreachable (``HubOutcome.UNAVAILABLE``, every hub of the list tried), too old to know the
+query (``TOO_OLD``: the hub must be upgraded), or refused (``REJECTED``: wrong secret, clock
+skew). In each of those cases the download goes on alone (on this host's connections), as a
+node's does when its hub is away.
 """
 
 from __future__ import annotations
@@ -67,6 +68,7 @@ class HubOutcome(enum.Enum):
     UNAVAILABLE = "unavailable"  # no hub of the list could be reached (or each failed)
     TOO_OLD = "too_old"  # the hub does not know the requester-only query: upgrade it
     REJECTED = "rejected"  # the hub refused the query (secret, clock skew ...)
+    NO_ANSWER = "no_answer"  # the download ended before the hub answered (no helper needed)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -82,10 +84,12 @@ class HubReport:
     @property
     def alone(self) -> bool:
         """Whether the download goes on without the swarm because of the hub."""
-        return self.outcome is not HubOutcome.ANSWERED
+        return self.outcome not in (HubOutcome.ANSWERED, HubOutcome.NO_ANSWER)
 
     def describe(self) -> str:
         """One line for people: what the hub said, and what the download does about it."""
+        if self.outcome is HubOutcome.NO_ANSWER:
+            return f"the download ended before hub {self.hub_url} answered"
         if not self.alone:
             return f"hub {self.hub_url} listed {self.peers} peers"
         return f"{_PROBLEMS[self.outcome]}, downloading alone: {self.error}"

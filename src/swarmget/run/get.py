@@ -244,8 +244,9 @@ async def _in_swarm(
     display: Console | None,
     on_hub: Callable[[HubReport], None] | None,
 ) -> DownloadResult:
-    """Download with the hub's swarm as a requester only, for this one download."""
-    from swarmget.node.requester import RequesterConfig, open_requester
+    """Download with the hub's swarm as a requester only, for this one download. Without a
+    word from the hub by the end, ``on_hub`` hears that it did not answer (``NO_ANSWER``)."""
+    from swarmget.node.requester import HubOutcome, HubReport, RequesterConfig, open_requester
 
     request, spec = prepared.request, prepared.spec
     config = RequesterConfig(
@@ -255,7 +256,14 @@ async def _in_swarm(
         connections=prepared.options.connections,
         relay_url=validate_url(request.relay_url) if request.relay_url else None,
     )
-    async with open_requester(config, on_hub=on_hub) as requester:
+    heard: list[HubReport] = []
+
+    def hear(report: HubReport) -> None:
+        heard.append(report)
+        if on_hub is not None:
+            on_hub(report)
+
+    async with open_requester(config, on_hub=hear) as requester:
         record = requester.downloads.create(spec)
         assert record.task is not None
         task = record.task
@@ -264,6 +272,8 @@ async def _in_swarm(
             await task
 
         await watch(finished(), record.progress, display)
+    if not heard:
+        hear(HubReport(outcome=HubOutcome.NO_ANSWER, hub_url=config.hub_urls[0]))
     if record.result is None:
         raise record.error or DownloadError("the download did not finish")
     return record.result
