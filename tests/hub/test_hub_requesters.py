@@ -15,9 +15,10 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from aiohttp import web
 from yarl import URL
 
-from swarmget.core.errors import HubRejected, UnknownNode
+from swarmget.core.errors import HubRejected, HubTooOld, UnknownNode
 from swarmget.core.identity import NodeIdentity
 from swarmget.hub.service import RunningHub, open_hub
 from swarmget.net.hub_client import HubClient, HubPool, Registration, RequesterOnly
@@ -168,3 +169,31 @@ async def test_a_requester_only_pool_fails_over_to_the_next_hub(
         assert pool.hub_url == hub.url
         with pytest.raises(RequesterOnly):
             await pool.register(REG)
+
+
+async def test_a_requester_only_pool_moves_on_from_a_hub_too_old(
+    client: MakeClient, hub: RunningHub
+) -> None:
+    """During a rolling upgrade a replica may not know the query yet (it answers as an older
+    hub does: 404 ``unknown_node``); the requester asks the next one."""
+
+    async def old_hub(request: web.Request) -> web.Response:
+        return web.json_response({"error": "not registered", "code": "unknown_node"}, status=404)
+
+    app = web.Application()
+    app.router.add_get(PEERS_PATH, old_hub)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        old = f"http://127.0.0.1:{runner.addresses[0][1]}"
+        ids = await _register(client, "127.0.0.2")
+        async with aiohttp.ClientSession() as session:
+            identity = NodeIdentity.generate()
+            pool = HubPool(session, [old, hub.url], SECRET, identity, requester_only=True)
+            assert [p.node_id for p in await pool.peers()] == [ids["127.0.0.2"]]
+            only_old = HubPool(session, [old], SECRET, identity, requester_only=True)
+            with pytest.raises(HubTooOld):
+                await only_old.peers()
+    finally:
+        await runner.cleanup()

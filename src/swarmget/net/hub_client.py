@@ -314,7 +314,9 @@ class HubPool:
     ``HubRejected`` and ``UnknownNode`` do not move the pool: every hub of one swarm would
     answer the same. A pool of one hub behaves like its ``HubClient``. Calls may run
     concurrently (the membership loop and downloads asking for peers). ``requester_only``:
-    every client of the pool is one (see the module doc); ``peers`` fails over as above.
+    every client of the pool is one (see the module doc); ``peers`` fails over as above,
+    also from a hub too old for the requester-only query (``HubTooOld``: during a rolling
+    upgrade some replicas are), raising the last error when no hub answers.
     """
 
     def __init__(
@@ -380,7 +382,7 @@ class HubPool:
             index = (start + step) % len(self.clients)
             try:
                 return index, await call(self.clients[index])
-            except HubUnavailable:
+            except (HubUnavailable, HubTooOld):  # (too old: a replica not yet upgraded)
                 self._move_on(index)
                 if step == len(self.clients) - 1:
                     raise
