@@ -7,7 +7,7 @@ import asyncio
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.console import Console
@@ -20,6 +20,9 @@ from swarmget.defaults import DEFAULT_STATE_DIR, SECRET_ENV
 from swarmget.engine import DEFAULT_VERIFY_SAMPLE, DownloadResult
 from swarmget.node import download_json
 from swarmget.run.get import GetRequest, download
+
+if TYPE_CHECKING:  # (imported by --hub only: a download alone must start fast)
+    from swarmget.node.requester import HubReport
 
 
 def _size_option(_ctx: click.Context, _param: click.Parameter, value: str | None) -> int | None:
@@ -49,7 +52,8 @@ def _size_option(_ctx: click.Context, _param: click.Parameter, value: str | None
     "--hub",
     "hubs",
     multiple=True,
-    help="Download with the swarm of this hub (in-process node); repeat, or separate with "
+    help="Download with the helpers this hub lists (this process asks as a requester only, "
+    "never helps); repeat, or separate with "
     "commas, for replicated hubs (tried in order, with failover).",
 )
 @click.option("--secret-file", help=f"Swarm secret file for --hub (or ${SECRET_ENV}).")
@@ -73,19 +77,32 @@ def get(quiet: bool, as_json: bool, **options: Any) -> None:
     """Download URL, resuming an earlier interrupted run of the same command.
 
     With a node daemon running (its state directory holds node.json), the download is
-    handed to it and its progress followed here; with --hub, this process joins the swarm
-    for the duration of the download; otherwise it downloads alone.
+    handed to it and its progress followed here; with --hub, this process asks the hub for
+    helpers of its network and downloads with them (it does not become a node: it never
+    helps others); otherwise it downloads alone.
     """
     err = Console(stderr=True)
     request = GetRequest(**options)
     show = not quiet and not as_json and err.is_terminal
 
+    hub_reports: list[HubReport] = []
+
     def node_unusable(exc: UsageError) -> None:
         err.print(f"[yellow]not using the local node[/]: {exc}", highlight=False)
 
+    def hub_answered(report: HubReport) -> None:
+        hub_reports.append(report)
+        if report.alone:  # never silently: even with --json or --quiet
+            err.print(report.describe(), style="yellow", highlight=False, markup=False)
+
     try:
         result = asyncio.run(
-            download(request, display=err if show else None, on_node_unusable=node_unusable)
+            download(
+                request,
+                display=err if show else None,
+                on_node_unusable=node_unusable,
+                on_hub=hub_answered,
+            )
         )
     except KeyboardInterrupt:
         err.print("[yellow]interrupted[/]: the partial download is kept; run again to resume")
@@ -93,7 +110,8 @@ def get(quiet: bool, as_json: bool, **options: Any) -> None:
     except SwarmgetError as exc:
         fail(err, exc, as_json)
     if as_json:
-        click.echo(json.dumps(result_json(result)))
+        hub = {"hub": hub_reports[-1].as_json()} if hub_reports else {}
+        click.echo(json.dumps(result_json(result) | hub))
     elif not quiet:
         click.echo(summary_line(result))
 

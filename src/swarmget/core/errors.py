@@ -52,6 +52,8 @@ Split by who is at fault and what the caller should do about it::
         ├── HubUnavailable         unreachable, timed out, or 5xx: back off, then register again
         ├── HubRejected            the hub refused us (secret, clock skew, bad request): retrying
         │                          as is will not help; fix the configuration
+        │   └── HubTooOld          the hub does not know this request (a requester-only
+        │                          peers query): upgrade the hub
         └── UnknownNode            the hub does not know this node (restarted with an empty
                                    registry, or our TTL expired): register again
 
@@ -248,6 +250,13 @@ class HubUnavailable(HubError):
 
 class HubRejected(HubError):
     code = "hub_rejected"
+
+
+class HubTooOld(HubRejected):
+    """The hub answered a requester-only peers query as an older hub does (it does not know
+    the query): asking again will not help; the hub must be upgraded."""
+
+    code = "hub_too_old"
 
 
 class UnknownNode(HubError):

@@ -13,7 +13,10 @@
                                         live nodes of the asker's group, without the asker,
                                         best first (``swarmget.hub.selection``) | 404;
                                         ``?node=ID&node=ID``: only those (at most
-                                        MAX_PEERS_PER_ANSWER ids)
+                                        MAX_PEERS_PER_ANSWER ids);
+                                        ``?requester=1``: the asker is a requester only,
+                                        signed but not registered: the peers of the group
+                                        of the address the request comes from
     GET    /v1/health                 → {ok: true, nodes: N}   (the only unsigned route)
 
 Every other request must be signed (``swarmget.net.auth``): with the swarm secret, and with
@@ -93,6 +96,8 @@ from swarmget.protocol.errors import HUB_ERRORS
 from swarmget.protocol.hub import (
     MAX_HUB_BODY,
     MAX_PEERS_PER_ANSWER,
+    REQUESTER_PARAM,
+    REQUESTER_VALUE,
     HeartbeatRequest,
     PeerEntry,
     PeersAnswer,
@@ -239,24 +244,37 @@ class _Hub:
         return web.json_response({"ok": True, "removed": removed})
 
     async def peers(self, request: web.Request) -> web.Response:
+        if _is_requester_query(request):
+            return await self.requester_peers(request)
         node_id = authenticated_node(request)
         live = await self.store.live_nodes(self.clock(), self.ttl)
         me = next((r for r in live if r.node_id == node_id), None)
         if me is None:
             raise _Problem("unknown_node", f"node {node_id} is not registered (any more)")
+        return self._peers_answer(request, live, me.group, node_id)
+
+    async def requester_peers(self, request: web.Request) -> web.Response:
+        """``GET /v1/peers?requester=1``: a signed asker that never registered (a requester
+        only) gets the live peers of the group of the address its request comes from."""
+        group = self._group(self._source_address(request), None)
+        live = await self.store.live_nodes(self.clock(), self.ttl)
+        return self._peers_answer(request, live, group, authenticated_node(request))
+
+    def _peers_answer(
+        self, request: web.Request, live: list[NodeRecord], group: str, asker: str
+    ) -> web.Response:
+        """The live nodes of ``group`` but ``asker`` (of ``?node=``, when given), best first."""
         wanted = _wanted_nodes(request)
         mates = (
             r
             for r in live
-            if r.group == me.group
-            and r.node_id != node_id
-            and (wanted is None or r.node_id in wanted)
+            if r.group == group and r.node_id != asker and (wanted is None or r.node_id in wanted)
         )
         fresh = FRESH_HEARTBEATS * self.ttl / HEARTBEATS_PER_TTL
         chosen = choose_peers(
             mates, limit=MAX_PEERS_PER_ANSWER, now=self.clock(), fresh=fresh, rng=self.rng
         )
-        answer = PeersAnswer(group=me.group, peers=[peer_json(r) for r in chosen])
+        answer = PeersAnswer(group=group, peers=[peer_json(r) for r in chosen])
         return web.json_response(answer.model_dump())
 
     async def health(self, request: web.Request) -> web.Response:
@@ -319,6 +337,17 @@ def _wanted_nodes(request: web.Request) -> frozenset[str] | None:
     if len(wanted) > MAX_PEERS_PER_ANSWER or not all(map(is_valid_node_id, wanted)):
         raise _Problem("bad_request", f"node: at most {MAX_PEERS_PER_ANSWER} valid node ids")
     return frozenset(wanted)
+
+
+def _is_requester_query(request: web.Request) -> bool:
+    """Whether ``GET /v1/peers`` comes from a requester only (``?requester=1``); any other
+    value of the parameter is refused."""
+    values = request.query.getall(REQUESTER_PARAM, [])
+    if not values:
+        return False
+    if values != [REQUESTER_VALUE]:
+        raise _Problem("bad_request", f"{REQUESTER_PARAM}: only {REQUESTER_VALUE!r}, once")
+    return True
 
 
 def _own_node(request: web.Request) -> str:

@@ -16,6 +16,12 @@ entry is skipped (and logged), the valid ones are kept, so that one broken or ho
 cannot empty everyone's list; of a list longer than ``MAX_PEERS_PER_ANSWER`` (an older hub)
 a random sample of that many is kept.
 
+A requester only (``swarmget get --hub``: it downloads, it never helps) uses a client made
+with ``requester_only=True``: it never registers or heartbeats (those calls are refused:
+``RequesterOnly``), and ``peers`` asks the hub's requester-only query
+(``swarmget.protocol.hub.REQUESTER_PARAM``), which groups it by the address the hub sees.
+A hub older than that query answers it 404 ``unknown_node``: that raises ``HubTooOld``.
+
 ``HubPool`` is the same interface (``HubApi``) over several hubs that share one registry
 database (a replicated hub), with failover; see its docstring. The node daemon always uses
 one (a pool of one hub behaves like its ``HubClient``).
@@ -46,17 +52,19 @@ import pydantic
 from yarl import URL
 
 from swarmget.core.backoff import exponential_backoff
-from swarmget.core.errors import HubError, HubRejected, HubUnavailable, UnknownNode
+from swarmget.core.errors import HubError, HubRejected, HubTooOld, HubUnavailable, UnknownNode
 from swarmget.net.bounded import read_bounded
 from swarmget.net.signing import NodeIdentity, json_body, signed_headers
 from swarmget.protocol.errors import HUB_ERRORS
 from swarmget.protocol.hub import (
     MAX_HUB_ANSWER_BYTES,
     MAX_PEERS_PER_ANSWER,
+    PEERS_PATH,
     PeerEntry,
     PeersAnswer,
     RegisterAnswer,
     RegisterRequest,
+    requester_query,
 )
 
 __all__ = [
@@ -68,6 +76,7 @@ __all__ = [
     "PeerInfo",
     "Registered",
     "Registration",
+    "RequesterOnly",
     "membership_backoff",
     "run_membership",
 ]
@@ -114,9 +123,13 @@ _REGISTERED = pydantic.TypeAdapter(RegisterAnswer)
 _PEERS = pydantic.TypeAdapter(PeersAnswer)
 
 
+class RequesterOnly(RuntimeError):
+    """A requester-only hub client was asked to register, heartbeat or leave (a bug)."""
+
+
 class HubClient:
     """Signed calls to one hub as one node. The caller owns ``session``; ``clock`` gives
-    the time put in signatures."""
+    the time put in signatures. ``requester_only``: see the module doc."""
 
     def __init__(
         self,
@@ -128,7 +141,9 @@ class HubClient:
         timeout: float = DEFAULT_TIMEOUT,
         connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
         clock: Callable[[], float] = time.time,
+        requester_only: bool = False,
     ) -> None:
+        self.requester_only = requester_only
         self._session = session
         self._clock = clock
         self.hub_url = hub_url.rstrip("/")
@@ -140,23 +155,41 @@ class HubClient:
         )
 
     async def register(self, registration: Registration) -> Registered:
+        self._check_member()
         answer = await self._call("POST", "/v1/nodes/register", registration.as_json(self.node_id))
         return _parse(_REGISTERED, answer)
 
     async def heartbeat(self, stats: Mapping[str, Any] | None = None) -> None:
         """Raises ``UnknownNode`` when the hub wants us to register again."""
+        self._check_member()
         await self._call("POST", f"/v1/nodes/{self.node_id}/heartbeat", {"stats": stats or {}})
 
     async def leave(self) -> None:
+        self._check_member()
         await self._call("DELETE", f"/v1/nodes/{self.node_id}")
 
     async def peers(self, only: Sequence[str] | None = None) -> list[PeerInfo]:
         """The live nodes of our group, without us (of ``only``, when given: at most
         ``MAX_PEERS_PER_ANSWER`` node ids). Raises ``UnknownNode`` if we are not registered
-        (any more)."""
-        query = "" if not only else "?" + urlencode([("node", node) for node in only])
-        answer = _parse(_PEERS, await self._call("GET", "/v1/peers" + query))
+        (any more); a requester only: ``HubTooOld`` if the hub does not know its query."""
+        items = requester_query() if self.requester_only else []
+        items += [("node", node) for node in only or ()]
+        query = "?" + urlencode(items) if items else ""
+        try:
+            answer = _parse(_PEERS, await self._call("GET", PEERS_PATH + query))
+        except UnknownNode as exc:
+            if not self.requester_only:
+                raise
+            raise HubTooOld(
+                f"hub {self.hub_url} does not answer requester-only peer queries (it is older "
+                f"than this swarmget): upgrade the hub ({exc})",
+                exc.status,
+            ) from exc
         return _valid_peers(answer.peers, self.hub_url)
+
+    def _check_member(self) -> None:
+        if self.requester_only:
+            raise RequesterOnly("a requester-only hub client never registers")
 
     async def _call(
         self, method: str, path: str, payload: Mapping[str, Any] | None = None
@@ -280,7 +313,10 @@ class HubPool:
 
     ``HubRejected`` and ``UnknownNode`` do not move the pool: every hub of one swarm would
     answer the same. A pool of one hub behaves like its ``HubClient``. Calls may run
-    concurrently (the membership loop and downloads asking for peers).
+    concurrently (the membership loop and downloads asking for peers). ``requester_only``:
+    every client of the pool is one (see the module doc); ``peers`` fails over as above,
+    also from a hub too old for the requester-only query (``HubTooOld``: during a rolling
+    upgrade some replicas are), raising the last error when no hub answers.
     """
 
     def __init__(
@@ -293,13 +329,14 @@ class HubPool:
         timeout: float = DEFAULT_TIMEOUT,
         connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
         clock: Callable[[], float] = time.time,
+        requester_only: bool = False,
     ) -> None:
         if not hub_urls:
             raise ValueError("a hub pool needs at least one hub URL")
         self.clients = tuple(
             HubClient(
                 session, url, secret, identity, timeout=timeout,
-                connect_timeout=connect_timeout, clock=clock,
+                connect_timeout=connect_timeout, clock=clock, requester_only=requester_only,
             )
             for url in hub_urls
         )  # fmt: skip
@@ -345,7 +382,7 @@ class HubPool:
             index = (start + step) % len(self.clients)
             try:
                 return index, await call(self.clients[index])
-            except HubUnavailable:
+            except (HubUnavailable, HubTooOld):  # (too old: a replica not yet upgraded)
                 self._move_on(index)
                 if step == len(self.clients) - 1:
                     raise

@@ -30,6 +30,9 @@ __all__ = [
     "MAX_HUB_BODY",
     "MAX_PEERS_PER_ANSWER",
     "MAX_SLOTS",
+    "PEERS_PATH",
+    "REQUESTER_PARAM",
+    "REQUESTER_VALUE",
     "VERSION_PATTERN",
     "HeartbeatRequest",
     "PeerEntry",
@@ -38,6 +41,7 @@ __all__ = [
     "RegisterAnswer",
     "RegisterRequest",
     "peer_url",
+    "requester_query",
 ]
 
 #: The largest count or byte size anyone reports (a signed 64-bit column in the database).
@@ -53,6 +57,16 @@ MAX_HUB_ANSWER_BYTES = 1024 * 1024
 #: Versions are 1-64 characters of PEP 440 / semver: no spaces, brackets or quotes, which a
 #: terminal table (rich markup) or a log line would interpret.
 VERSION_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9.+!_-]{0,63}$"
+
+#: Where nodes (and requester-only askers) ask for the live peers of their group.
+PEERS_PATH = "/v1/peers"
+#: ``GET /v1/peers?requester=1``: the asker is a requester only (``swarmget get --hub``): it
+#: signs its request like any node but never registers, so the hub groups it by the address
+#: it sees the request come from (as it groups a node that declares no group) instead of by
+#: its registration. Any other value of the parameter is refused (400 ``bad_request``). A
+#: hub older than this addition ignores the parameter and answers 404 ``unknown_node``.
+REQUESTER_PARAM = "requester"
+REQUESTER_VALUE = "1"
 
 _Count = Annotated[int, Field(ge=0, le=MAX_COUNT)]
 _Slots = Annotated[int, Field(ge=0, le=MAX_SLOTS)]
@@ -189,3 +203,8 @@ def peer_url(scheme: str, address: str, port: int) -> str:
     """A node's peer API base URL, from the address the hub saw and the port it declared."""
     host = f"[{address.replace('%', '%25')}]" if ":" in address else address
     return f"{scheme}://{host}:{port}"
+
+
+def requester_query() -> list[tuple[str, str]]:
+    """The query items that make ``GET /v1/peers`` a requester-only query."""
+    return [(REQUESTER_PARAM, REQUESTER_VALUE)]

@@ -5,7 +5,9 @@ validates it (``prepare``), decides the route from a few facts (``choose_route``
 what the user asked and whether a node says it runs in the state directory) and runs it:
 
 =========  ===============================================================================
-``SWARM``  ``--hub``: this process joins the hub's swarm as a node for this one download
+``SWARM``  ``--hub``: this process downloads with the hub's swarm as a requester only
+           (``swarmget.node.requester``: no listener, no registration); when the hub
+           cannot help (unreachable, too old, refusing) it says so and downloads alone
 ``NODE``   a node runs in ``--state-dir`` (its ``node.json`` is there): hand the download
            to it and follow its progress; when it does not answer or cannot take the
            output path, the download goes ``ALONE``
@@ -22,7 +24,6 @@ from __future__ import annotations
 
 import enum
 import os
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,6 +47,8 @@ from swarmget.run.secrets import swarm_secret
 
 if TYPE_CHECKING:
     from rich.console import Console
+
+    from swarmget.node.requester import HubReport
 
 __all__ = [
     "GetRequest",
@@ -171,15 +174,18 @@ async def download(
     *,
     display: Console | None,
     on_node_unusable: Callable[[UsageError], None],
+    on_hub: Callable[[HubReport], None] | None = None,
 ) -> DownloadResult:
     """Download what ``request`` asks for, the way ``choose_route`` says, redrawing the
     progress on ``display`` (None: silently). ``on_node_unusable(exc)`` is told why a
     running node was not used (it cannot write the output path); the download then goes
-    alone. Raises a ``SwarmgetError`` when the request is bad or the download fails."""
+    alone. ``on_hub(report)`` hears how the hub answered (``SWARM`` only), as soon as it
+    did: a report whose ``alone`` is true means the download goes on without helpers.
+    Raises a ``SwarmgetError`` when the request is bad or the download fails."""
     prepared = prepare(request)
     route = choose_route(facts_of(prepared))
     if route is Route.SWARM:
-        return await _in_swarm(prepared, display)
+        return await _in_swarm(prepared, display, on_hub)
     if route is Route.NODE:
         result = await _via_node(prepared.spec, request.state_dir, display, on_node_unusable)
         if result is not None:
@@ -233,35 +239,41 @@ async def _via_node(
     return remote.result_from_json(data)
 
 
-async def _in_swarm(prepared: PreparedGet, display: Console | None) -> DownloadResult:
-    """Join the hub's swarm as a node for the duration of this one download."""
-    from swarmget.node.daemon import NodeConfig
-    from swarmget.run.node import open_node
+async def _in_swarm(
+    prepared: PreparedGet,
+    display: Console | None,
+    on_hub: Callable[[HubReport], None] | None,
+) -> DownloadResult:
+    """Download with the hub's swarm as a requester only, for this one download. Without a
+    word from the hub by the end, ``on_hub`` hears that it did not answer (``NO_ANSWER``)."""
+    from swarmget.node.requester import HubOutcome, HubReport, RequesterConfig, open_requester
 
     request, spec = prepared.request, prepared.spec
-    with tempfile.TemporaryDirectory(prefix="swarmget-get-") as tmp:
-        config = NodeConfig(
-            secret=swarm_secret(request.secret_file),
-            state_dir=Path(tmp),
-            download_dir=Path(tmp) / "unused",
-            hub_urls=prepared.hub_urls,
-            listen_host=request.source_address or "0.0.0.0",
-            listen_port=0,
-            api_port=0,
-            connections=prepared.options.connections,
-            stall_timeout=spec.scheduler.stall_timeout,
-            relay_url=validate_url(request.relay_url) if request.relay_url else None,
-        )
-        async with open_node(config) as node:
-            await node.wait_registered(5.0)
-            record = node.downloads.create(spec)
-            assert record.task is not None
-            task = record.task
+    config = RequesterConfig(
+        secret=swarm_secret(request.secret_file),
+        hub_urls=prepared.hub_urls,
+        source_address=request.source_address,
+        connections=prepared.options.connections,
+        relay_url=validate_url(request.relay_url) if request.relay_url else None,
+    )
+    heard: list[HubReport] = []
 
-            async def finished() -> None:
-                await task
+    def hear(report: HubReport) -> None:
+        heard.append(report)
+        if on_hub is not None:
+            on_hub(report)
 
-            await watch(finished(), record.progress, display)
-        if record.result is None:
-            raise record.error or DownloadError("the download did not finish")
-        return record.result
+    async with open_requester(config, on_hub=hear) as requester:
+        record = requester.downloads.create(spec)
+        assert record.task is not None
+        task = record.task
+
+        async def finished() -> None:
+            await task
+
+        await watch(finished(), record.progress, display)
+    if not heard:
+        hear(HubReport(outcome=HubOutcome.NO_ANSWER, hub_url=config.hub_urls[0]))
+    if record.result is None:
+        raise record.error or DownloadError("the download did not finish")
+    return record.result
