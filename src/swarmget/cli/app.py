@@ -32,6 +32,8 @@ from swarmget.core.errors import (
     SwarmgetError,
     UsageError,
 )
+from swarmget.locations import ClientSettings, find_config
+from swarmget.locations import client_settings as locate
 
 EXIT_OK = 0
 EXIT_INTERNAL = 1
@@ -88,6 +90,19 @@ def fail_start(exc: Exception, what: str) -> NoReturn:
         sys.exit(EXIT_FAILED)
     err.print(f"[red]error[/]: {exc}", highlight=False)
     sys.exit(EXIT_USAGE if isinstance(exc, UsageError | ValueError) else EXIT_FAILED)
+
+
+def client_settings(ctx: click.Context, state_dir: Path | None) -> ClientSettings:
+    """Where the node is (and the configured hubs and secret file) for a command that talks
+    to it, as ``swarmget.locations`` decides it; a bad config file is a usage error."""
+    import os
+
+    given = ctx.find_root().params.get("config_path")
+    path, explicit = find_config(given, os.environ)
+    try:
+        return locate(state_dir=state_dir, env=os.environ, config_path=path, explicit=explicit)
+    except UsageError as exc:
+        fail_start(exc, "configuration")
 
 
 def announce(info: dict[str, Any]) -> None:

@@ -12,14 +12,14 @@ from typing import Any
 import click
 from rich.console import Console
 
-from swarmget.cli.app import EXIT_INTERRUPTED, fail, main
-from swarmget.core.errors import SwarmgetError, UsageError
+from swarmget.cli.app import EXIT_INTERRUPTED, client_settings, fail, main
+from swarmget.core.errors import SwarmgetError
 from swarmget.core.units import human_bytes, parse_size
 from swarmget.core.verification import Verification
-from swarmget.defaults import DEFAULT_STATE_DIR, SECRET_ENV
+from swarmget.defaults import SECRET_ENV
 from swarmget.engine import DEFAULT_VERIFY_SAMPLE, DownloadResult
 from swarmget.node import download_json
-from swarmget.run.get import GetRequest, download
+from swarmget.run.get import GetRequest, Route, RouteTaken, download
 
 
 def _size_option(_ctx: click.Context, _param: click.Parameter, value: str | None) -> int | None:
@@ -63,13 +63,24 @@ def _size_option(_ctx: click.Context, _param: click.Parameter, value: str | None
     help="Compare this share (at least 4 KiB) of every helper stream with the origin "
     "(0: trust helpers unchecked).",
 )
-@click.option("--state-dir", type=click.Path(path_type=Path), default=DEFAULT_STATE_DIR)
+@click.option(
+    "--state-dir",
+    type=click.Path(path_type=Path),
+    help="The node's state directory (default: as `swarmget node` finds it, else "
+    "/var/lib/swarmget/node if a node runs there).",
+)
+@click.option(
+    "--detach",
+    is_flag=True,
+    help="On Ctrl-C, leave the download running on the node (default: cancel it there).",
+)
 @click.option(
     "--max-size",
     callback=_size_option,
     help="Refuse, before writing anything, a file larger than this (e.g. 20G).",
 )
-def get(quiet: bool, as_json: bool, **options: Any) -> None:
+@click.pass_context
+def get(ctx: click.Context, /, quiet: bool, as_json: bool, **options: Any) -> None:
     """Download URL, resuming an earlier interrupted run of the same command.
 
     With a node daemon running (its state directory holds node.json), the download is
@@ -77,25 +88,43 @@ def get(quiet: bool, as_json: bool, **options: Any) -> None:
     for the duration of the download; otherwise it downloads alone.
     """
     err = Console(stderr=True)
-    request = GetRequest(**options)
+    settings = client_settings(ctx, options.pop("state_dir"))
+    if not options["secret_file"] and settings.secret_file:
+        options["secret_file"] = settings.secret_file
+    request = GetRequest(**options, state_dir=settings.state_dir, configured_hubs=settings.hubs)
     show = not quiet and not as_json and err.is_terminal
+    routes: list[RouteTaken] = []
 
-    def node_unusable(exc: UsageError) -> None:
-        err.print(f"[yellow]not using the local node[/]: {exc}", highlight=False)
+    def on_route(taken: RouteTaken) -> None:
+        routes.append(taken)
+        if taken.reason is not None and not (taken.route is Route.ALONE and request.no_node):
+            err.print(f"[yellow]warning[/]: {taken.reason}", highlight=False)
 
     try:
-        result = asyncio.run(
-            download(request, display=err if show else None, on_node_unusable=node_unusable)
-        )
+        result = asyncio.run(download(request, display=err if show else None, on_route=on_route))
     except KeyboardInterrupt:
-        err.print("[yellow]interrupted[/]: the partial download is kept; run again to resume")
+        err.print(f"[yellow]interrupted[/]: {_interrupted(routes, request.detach)}")
         sys.exit(EXIT_INTERRUPTED)
     except SwarmgetError as exc:
         fail(err, exc, as_json)
     if as_json:
-        click.echo(json.dumps(result_json(result)))
+        route = routes[-1].as_json() if routes else None
+        click.echo(json.dumps({**result_json(result), "route": route}))
     elif not quiet:
         click.echo(summary_line(result))
+
+
+def _interrupted(routes: list[RouteTaken], detach: bool) -> str:
+    """What Ctrl-C left behind."""
+    taken = routes[-1] if routes else None
+    if taken is None or taken.route is not Route.NODE:
+        return "the partial download is kept; run again to resume"
+    if detach:
+        return (
+            f"the node goes on with download {taken.download_id} (`swarmget status`; "
+            f"`swarmget cancel {taken.download_id}` stops it)"
+        )
+    return f"the node's download {taken.download_id} was cancelled; run again to resume"
 
 
 _SOURCE_SUMMARY = ("id", "state", "received", "claimed", "failures", "ban_reason")

@@ -93,6 +93,13 @@ NODE_RENAMES = {"hubs": "hub", "allow": "allow_private_origins", "relay_url": "r
 @click.option("--relay", "relay_url", help="Fetch every download through this relay.")
 @click.option("--log-format", type=click.Choice(["text", "json"]))
 @click.option("--max-size", help="Refuse downloads larger than this up front (e.g. 50G).")
+@click.option(
+    "--api-group-access",
+    is_flag=True,
+    default=None,
+    help="Let the state directory's group use this node (status, get ...): for a node run "
+    "as its own user by systemd; the directory becomes 0750, its token 0640.",
+)
 @click.pass_context
 def node(ctx: click.Context, /, **_: Any) -> None:
     """Run a node: help others download, and download with their help.
@@ -130,6 +137,7 @@ def node(ctx: click.Context, /, **_: Any) -> None:
             max_size=v.max_size,
             listen_limits=_listen_limits(v),
             chunk_filter=hooks.chunk_filter,
+            api_group_access=v.api_group_access,
         )
         asyncio.run(run_node(config, announce=announce))
     except (SwarmgetError, ValueError, OSError) as exc:

@@ -87,6 +87,9 @@ class NodeConfig:
     #: every chunk the helper streams passes through this (only the integrity tests'
     #: lying helper, ``swarmget.testing.evil_node``, gives one)
     chunk_filter: ChunkFilter | None = None
+    #: the state directory's group may use the local API on its Unix socket (a node run
+    #: by systemd as its own user, driven by the users of that group): see ``statefiles``
+    api_group_access: bool = False
 
     def hubs(self) -> tuple[str, ...]:
         """Every hub to use: ``hub_url`` first, then ``hub_urls``, without repeats."""
@@ -207,15 +210,17 @@ async def open_node(config: NodeConfig, *, pages: MountPages | None = None) -> A
     # the key first: one others could read is refused (it may be leaked), not tightened
     identity = load_identity(config.state_dir, config.node_id)
     node_id = identity.node_id
-    open_private_dir(config.state_dir)  # 0700, its files 0600
+    open_private_dir(config.state_dir, group_access=config.api_group_access)  # 0700 (0750)
     config.download_dir.mkdir(parents=True, exist_ok=True)
     source = config.source_address or config.listen_host
     local = (source, 0)
     async with contextlib.AsyncExitStack() as stack:
-        api_socket = bind_api_socket(config.state_dir)  # refuses if a node runs there
+        # refuses if a node runs there
+        api_socket = bind_api_socket(config.state_dir, group_access=config.api_group_access)
         stack.callback(remove_quietly, config.state_dir, API_SOCKET)
         stack.callback(api_socket.close)
-        token = new_api_token(config.state_dir)  # a new one at every start
+        # a new one at every start
+        token = new_api_token(config.state_dir, group_access=config.api_group_access)
         own_session = await stack.enter_async_context(
             aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0, local_addr=local))
         )
@@ -286,6 +291,7 @@ async def open_node(config: NodeConfig, *, pages: MountPages | None = None) -> A
             stall_timeout=config.stall_timeout,
             status=node.status,
             peers=_peers_fn(hub),
+            unix_group_access=config.api_group_access,
         )
         user_app = make_user_app(api)
         user_app.router.add_get(

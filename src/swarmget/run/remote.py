@@ -23,6 +23,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 import pydantic
 
@@ -151,6 +152,18 @@ class NodeSession:
                 return resp.status, await resp.json(content_type=None)
         except (_client_error(), OSError, ValueError) as exc:
             raise DownloadError(f"the local node stopped answering: {exc}") from exc
+
+    async def cancel(self, download_id: str) -> bool:
+        """Cancel the node's download (its partial file kept); False when the node did not
+        say it did (gone, or not answering within 5 s)."""
+        try:
+            async with asyncio.timeout(5.0):
+                status, _ = await self.call(
+                    "DELETE", f"{DOWNLOADS_PATH}/{quote(download_id, safe='')}"
+                )
+        except (SwarmgetError, TimeoutError):
+            return False
+        return status == 200
 
     async def alive(self) -> bool:
         try:
