@@ -22,6 +22,7 @@ from typing import Any, NoReturn
 
 import click
 from rich.console import Console
+from rich.markup import escape
 
 from swarmget import __version__
 from swarmget.core.errors import (
@@ -78,17 +79,25 @@ def fail(err: Console, exc: SwarmgetError, as_json: bool) -> NoReturn:
     code = exit_code_for(exc)
     if as_json:
         click.echo(json.dumps({"ok": False, "error": exc.code, "message": str(exc)}))
-    err.print(f"[red]error[/] ({exc.code}): {exc}", markup=True, highlight=False)
+    err.print(f"[red]error[/] ({exc.code}): {escape(str(exc))}", markup=True, highlight=False)
     sys.exit(code)
+
+
+def first_error(exc: BaseException) -> BaseException:
+    """The first error inside an exception group (a service's task group fails with one),
+    or ``exc`` itself."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    return exc
 
 
 def fail_start(exc: Exception, what: str) -> NoReturn:
     """A service (or a call to one) could not start: say why and exit."""
-    err = Console(stderr=True)
+    err = Console(stderr=True, soft_wrap=True)  # one line, however narrow the terminal
     if isinstance(exc, OSError):
-        err.print(f"[red]error[/]: cannot start the {what}: {exc}", highlight=False)
+        err.print(f"[red]error[/]: cannot start the {what}: {escape(str(exc))}", highlight=False)
         sys.exit(EXIT_FAILED)
-    err.print(f"[red]error[/]: {exc}", highlight=False)
+    err.print(f"[red]error[/]: {escape(str(exc))}", highlight=False)
     sys.exit(EXIT_USAGE if isinstance(exc, UsageError | ValueError) else EXIT_FAILED)
 
 

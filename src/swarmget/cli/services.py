@@ -17,7 +17,7 @@ from click.core import ParameterSource
 from rich.console import Console
 from rich.table import Table
 
-from swarmget.cli.app import announce, fail_start, main
+from swarmget.cli.app import announce, fail_start, first_error, main
 from swarmget.core.addresses import AddressPolicy, parse_cidrs
 from swarmget.core.errors import SwarmgetError
 from swarmget.core.listening import ListenLimits
@@ -140,8 +140,16 @@ def node(ctx: click.Context, /, **_: Any) -> None:
             api_group_access=v.api_group_access,
         )
         asyncio.run(run_node(config, announce=announce))
-    except (SwarmgetError, ValueError, OSError) as exc:
-        fail_start(exc, "node")
+    except* (SwarmgetError, ValueError, OSError) as group:
+        fail_start(_one(group), "node")
+
+
+def _one(group: BaseExceptionGroup[Exception]) -> Exception:
+    """The error a service failed with, out of the group ``except*`` gathered it in (its
+    task group's, or one made for a plain exception)."""
+    found = first_error(group)
+    assert isinstance(found, Exception)
+    return found
 
 
 def _listen_limits(v: Any) -> ListenLimits:
@@ -202,8 +210,8 @@ def hub(ctx: click.Context, /, **_: Any) -> None:
                 on_listening=lambda url: announce({"url": url}),
             )
         )  # fmt: skip
-    except (SwarmgetError, ValueError, OSError) as exc:
-        fail_start(exc, "hub")
+    except* (SwarmgetError, ValueError, OSError) as group:
+        fail_start(_one(group), "hub")
 
 
 @main.command()
@@ -237,8 +245,8 @@ def relay(ctx: click.Context, /, **_: Any) -> None:
             listen_limits=_listen_limits(v),
         )
         asyncio.run(run_relay(config, lambda url: announce({"url": url})))
-    except (SwarmgetError, ValueError, OSError) as exc:
-        fail_start(exc, "relay")
+    except* (SwarmgetError, ValueError, OSError) as group:
+        fail_start(_one(group), "relay")
 
 
 @main.group("config")

@@ -185,6 +185,8 @@ async def _serve(
     port: int,
     limits: ListenLimits,
     unix: socket.socket | None = None,
+    *,
+    option: str,
 ) -> AsyncIterator[str]:
     # in-flight requests (helper streams) get SHUTDOWN_GRACE seconds, then are cancelled
     async with open_listener(
@@ -195,6 +197,7 @@ async def _serve(
         handler_cancellation=True,
         shutdown_timeout=SHUTDOWN_GRACE,
         unix=unix,  # the same application on a Unix socket too (the CLI's way in)
+        option=option,
     ) as listening:
         yield f"http://{_url_host(host)}:{listening.port}"  # the real port when ``port`` was 0
 
@@ -251,7 +254,13 @@ async def open_node(config: NodeConfig, *, pages: MountPages | None = None) -> A
         peer_app = make_peer_app(helper, config.secret, node_id)
         await wait_for_next_second()  # requests signed before now are refused: see net.auth
         peer_url = await stack.enter_async_context(
-            _serve(peer_app, config.listen_host, config.listen_port, config.listen_limits)
+            _serve(
+                peer_app,
+                config.listen_host,
+                config.listen_port,
+                config.listen_limits,
+                option="`swarmget node --port` ([node] port)",
+            )  # fmt: skip
         )
         hub = None
         if config.hubs():
@@ -301,8 +310,13 @@ async def open_node(config: NodeConfig, *, pages: MountPages | None = None) -> A
             node.portal = pages(user_app, api, node_id)
         node.api_url = await stack.enter_async_context(
             _serve(
-                user_app, config.api_host, config.api_port, config.listen_limits, unix=api_socket
-            )
+                user_app,
+                config.api_host,
+                config.api_port,
+                config.listen_limits,
+                unix=api_socket,
+                option="`swarmget node --api-port` ([node] api_port; the portal's)",
+            )  # fmt: skip
         )
         if node.portal is not None:
             node.portal.bind(node.api_url)
