@@ -24,6 +24,7 @@ from swarmget.core.auth import DEFAULT_WINDOW
 from swarmget.core.errors import ClockSkew, SwarmgetError
 from swarmget.core.urls import parse_hub_urls, validate_url
 from swarmget.net.origin import OriginClient
+from swarmget.net.plain import plain_words
 from swarmget.net.signing import NodeIdentity, load_secret, secret_file_exposure, signed_headers
 
 
@@ -74,7 +75,7 @@ async def check_hub(session: aiohttp.ClientSession, hub: str, secret: bytes | No
             skew = _skew(resp.headers.get("Date"))
     except (aiohttp.ClientError, OSError) as exc:
         hint = "is the hub running? is its port open in the firewall (default 7400)?"
-        return [Check(f"hub {hub}", False, f"unreachable: {exc}", hint)]
+        return [Check(f"hub {hub}", False, f"unreachable: {plain_words(exc)}", hint)]
     checks.append(
         Check(f"hub {hub}", health_ok, "answers /v1/health" if health_ok else "odd answer")
     )
@@ -94,7 +95,7 @@ async def _check_auth(session: aiohttp.ClientSession, hub: str, secret: bytes) -
         async with session.get(url, headers=headers) as resp:
             status, body = resp.status, await resp.text()
     except (aiohttp.ClientError, OSError) as exc:
-        return Check("hub accepts our signature", False, str(exc))
+        return Check("hub accepts our signature", False, plain_words(exc))
     if status in (200, 404):  # 404: "you are not registered" — but the signature was good
         return Check("hub accepts our signature", True, "the swarm secret matches")
     if _error_code(body) == ClockSkew.code:

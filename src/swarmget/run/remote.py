@@ -151,7 +151,9 @@ class NodeSession:
             ) as resp:
                 return resp.status, await resp.json(content_type=None)
         except (_client_error(), OSError, ValueError) as exc:
-            raise DownloadError(f"the local node stopped answering: {exc}") from exc
+            from swarmget.net.plain import plain_words
+
+            raise DownloadError(f"the local node stopped answering: {plain_words(exc)}") from exc
 
     async def cancel(self, download_id: str) -> bool:
         """Cancel the node's download (its partial file kept); False when the node did not
@@ -231,7 +233,10 @@ def error_answer(status: int, data: Any, what: str) -> SwarmgetError:
     """A user-API answer other than success, as the exception its code names in
     ``USER_ERRORS`` (judged by ``status`` when it names none); ``what`` starts the message."""
     error = data if isinstance(data, dict) else {}
-    message = f"{what}: {error.get('error', data)}"
+    said = error.get("error")
+    if not isinstance(said, str) or not said:  # never a Python repr of what came back
+        said = data if isinstance(data, str) and data else "no explanation given"
+    message = f"{what}: {said}"
     return USER_ERRORS.for_code(error.get("code"), status)(message)
 
 
