@@ -137,7 +137,7 @@ def result_json(result: DownloadResult) -> dict[str, Any]:
         "ok": True,
         **download_json.result_json(result),
         "elapsed": round(result.elapsed, 3),
-        "rate": result.size / result.elapsed if result.elapsed > 0 else None,
+        "rate": run_rate(result) if result.elapsed > 0 else None,
         "last_byte_to_done": round(result.last_byte_to_done, 4),
         "sources": [
             {k: v for k, v in download_json.source_json(s).items() if k in _SOURCE_SUMMARY}
@@ -146,8 +146,16 @@ def result_json(result: DownloadResult) -> dict[str, Any]:
     }
 
 
+def run_rate(result: DownloadResult) -> float:
+    """Bytes per second fetched by this run: what an earlier run left on disk (resumed)
+    took no time now, and is not counted."""
+    if result.elapsed <= 0:
+        return 0.0
+    return max(0, result.size - result.resumed_bytes) / result.elapsed
+
+
 def summary_line(result: DownloadResult) -> str:
-    rate = result.size / result.elapsed if result.elapsed > 0 else 0.0
+    rate = run_rate(result)
     report = result.verification
     if result.verified:
         checked = ", ".join(result.verified) + " verified"

@@ -86,6 +86,7 @@ class Download:
         self._reassigned_before = 0  # by the schedulers of earlier attempts (restarts)
         self._mode = "segmented"
         self._resumed = 0
+        self._ended_at: float | None = None  # the clock when run() ended: snapshots stop there
         self._run_in_progress: SegmentedRun | None = None
 
     # --- public --------------------------------------------------------------------------------
@@ -120,8 +121,9 @@ class Download:
         return self._reassigned_before + self._current_reassigned()
 
     def statistics(self) -> DownloadProgress:
+        """A snapshot; once the run ended, as of its end (elapsed and rates stay put)."""
         ctx = self._ctx
-        now = ctx.clock()
+        now = ctx.clock() if self._ended_at is None else self._ended_at
         sched, info, single = self._sched, ctx.info, self._single
         stats = sched.statistics(now) if sched is not None else None
         streamed = single.streamed if single is not None else 0
@@ -158,10 +160,12 @@ class Download:
         try:
             result = await self._run()
         except BaseException as exc:
+            self._ended_at = ctx.clock()
             ctx.stage = Stage.FAILED
             code = exc.code if isinstance(exc, SwarmgetError) else type(exc).__name__
             ctx.emit(ev.Failed(at=ctx.at(), code=code, message=str(exc) or type(exc).__name__))
             raise
+        self._ended_at = ctx.clock()
         ctx.stage = Stage.DONE
         return result
 
