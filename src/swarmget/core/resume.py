@@ -146,10 +146,10 @@ class StartFresh:
 
 @dataclass(frozen=True, slots=True)
 class Refuse:
-    """Touch nothing: the partial data is of a changed file and the user did not say to
-    start over."""
+    """Touch nothing: the partial data is of a changed file, or of another URL, and the
+    user did not say to start over."""
 
-    error: OriginChanged
+    error: OriginChanged | DestinationExists
 
 
 Verdict = Resume | StartFresh | Refuse
