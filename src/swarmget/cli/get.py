@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,7 @@ import click
 from rich.console import Console
 
 from swarmget.cli.app import EXIT_INTERRUPTED, client_settings, fail, main
-from swarmget.core.errors import SwarmgetError
+from swarmget.core.errors import SwarmgetError, UsageError
 from swarmget.core.units import human_bytes, parse_size
 from swarmget.core.verification import Verification
 from swarmget.defaults import SECRET_ENV
@@ -34,16 +35,34 @@ def _size_option(_ctx: click.Context, _param: click.Parameter, value: str | None
 
 @main.command()
 @click.argument("url")
-@click.option("-o", "--output", type=click.Path(path_type=Path), help="File or directory.")
+@click.option(
+    "-o",
+    "--output",
+    help="File or directory (DIR/ with a slash: a directory, made if missing). "
+    "Not '-': a download is written in pieces, out of order, and verified before use.",
+)
+@click.option(
+    "-O",
+    "--remote-name",
+    is_flag=True,
+    help="Save in the current directory under the name the server gives (as curl -O).",
+)
 @click.option("-c", "--connections", type=click.IntRange(1, 64), default=4, show_default=True)
-@click.option("--checksum", "checksums", multiple=True, help="ALG:HEX (sha256, sha512, ...).")
+@click.option(
+    "--checksum",
+    "checksums",
+    multiple=True,
+    help="ALG:HEX or ALG=HEX (sha256, sha512, ...), or a bare sha256/sha512 hex value.",
+)
 @click.option("-H", "--header", "headers", multiple=True, help="Extra request header 'K: V'.")
 @click.option("--force", is_flag=True, help="Overwrite an existing destination.")
 @click.option("--restart-if-changed", is_flag=True, help="Start over if the file changed.")
 @click.option("--source-address", help="Local IP to connect from (multi-homed hosts).")
 @click.option("--fsync", is_flag=True, help="Flush the file to disk before renaming it.")
 @click.option("--stall-timeout", type=click.FloatRange(0.1), default=15.0, show_default=True)
-@click.option("-q", "--quiet", is_flag=True, help="No progress display, no summary.")
+@click.option(
+    "-q", "-s", "--quiet", "--silent", "quiet", is_flag=True, help="No progress, no summary."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
 @click.option(
     "--hub",
@@ -88,6 +107,10 @@ def get(ctx: click.Context, /, quiet: bool, as_json: bool, **options: Any) -> No
     for the duration of the download; otherwise it downloads alone.
     """
     err = Console(stderr=True)
+    try:
+        options["output"] = output_path(options["output"], options.pop("remote_name"))
+    except SwarmgetError as exc:
+        fail(err, exc, as_json)
     settings = client_settings(ctx, options.pop("state_dir"))
     if not options["secret_file"] and settings.secret_file:
         options["secret_file"] = settings.secret_file
@@ -112,6 +135,29 @@ def get(ctx: click.Context, /, quiet: bool, as_json: bool, **options: Any) -> No
         click.echo(json.dumps({**result_json(result), "route": route}))
     elif not quiet:
         click.echo(summary_line(result))
+
+
+def output_path(given: str | None, remote_name: bool) -> Path | None:
+    """``-o`` as a path: ``DIR/`` is a directory (made when missing), ``-O`` the current
+    directory; ``-o -`` (standard output) is refused, with why (``UsageError``)."""
+    if remote_name:
+        if given is not None:
+            raise UsageError("give -o FILE or -O (--remote-name), not both")
+        return Path.cwd()
+    if given is None:
+        return None
+    if given == "-":
+        raise UsageError(
+            "-o - (standard output) is not supported: swarmget writes a download in pieces, "
+            "out of order, into FILE.part, and checks it before anyone may use it; give "
+            "-o FILE and read the file when swarmget exits 0"
+        )
+    if given.endswith(os.sep):
+        try:
+            os.makedirs(given, exist_ok=True)
+        except OSError as exc:
+            raise UsageError(f"cannot make the directory {given}: {exc.strerror}") from exc
+    return Path(given)
 
 
 def _interrupted(routes: list[RouteTaken], detach: bool) -> str:
