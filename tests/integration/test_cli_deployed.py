@@ -70,7 +70,7 @@ async def test_status_peers_and_get_find_the_node_the_config_names(
             "--config", str(cfg), "get", origin.url("f.bin"), "-o", str(target), "--json", env=env
         )
         assert rc == 0, err
-        assert json.loads(out)["route"] == {"route": "node", "fallback_reason": None}
+        assert json.loads(out)["route"] == {"route": "node", "reason": None, "fallback": False}
         rc, out, _ = await run_cli("--config", str(cfg), "doctor", env=env)
         assert "no running node" not in out
 
@@ -87,7 +87,7 @@ async def test_get_joins_the_configured_hub_without_a_node(
             "--json", "--source-address", "127.0.0.1", env=no_default_node(tmp_path),
         )  # fmt: skip
     assert rc == 0, err
-    assert json.loads(out)["route"] == {"route": "swarm", "fallback_reason": None}
+    assert json.loads(out)["route"] == {"route": "swarm", "reason": None, "fallback": False}
 
 
 async def test_a_download_alone_says_why_loudly_and_in_json(
@@ -105,7 +105,8 @@ async def test_a_download_alone_says_why_loudly_and_in_json(
     assert rc == 0, err
     route = json.loads(out)["route"]
     assert route["route"] == "alone"
-    assert "127.0.0.1:9" in route["fallback_reason"]
+    assert route["fallback"] is True
+    assert "127.0.0.1:9" in route["reason"]
     assert "warning" in err
     assert "downloading alone" in err
     # nothing set up: alone, and the JSON says why
@@ -114,8 +115,11 @@ async def test_a_download_alone_says_why_loudly_and_in_json(
         env=no_default_node(tmp_path),
     )  # fmt: skip
     assert rc == 0, err
-    assert json.loads(out)["route"]["route"] == "alone"
-    assert "no node runs" in json.loads(out)["route"]["fallback_reason"]
+    route = json.loads(out)["route"]
+    assert route["route"] == "alone"
+    assert "no node runs" in route["reason"]
+    assert route["fallback"] is False
+    assert "warning" not in err  # nothing was set up: nothing to warn about
 
 
 def can_switch_user() -> bool:

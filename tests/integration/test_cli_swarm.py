@@ -82,7 +82,8 @@ async def test_get_hands_the_download_to_a_running_node(origin: TestOrigin, tmp_
         )  # fmt: skip
         assert rc == 0, err
         assert "downloading alone" in err  # said loudly, and in the JSON
-        assert "outside" in json.loads(out)["route"]["fallback_reason"]
+        assert "outside" in json.loads(out)["route"]["reason"]
+        assert json.loads(out)["route"]["fallback"] is True
         assert elsewhere.exists()
 
 

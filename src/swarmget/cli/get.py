@@ -120,7 +120,7 @@ def get(ctx: click.Context, /, quiet: bool, as_json: bool, **options: Any) -> No
 
     def on_route(taken: RouteTaken) -> None:
         routes.append(taken)
-        if taken.reason is not None and not (taken.route is Route.ALONE and request.no_node):
+        if taken.fallback:
             err.print(f"[yellow]warning[/]: {taken.reason}", highlight=False)
 
     try:

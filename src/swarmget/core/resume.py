@@ -52,6 +52,11 @@ class ResumeState(enum.StrEnum):
     # or the data file is missing or has the wrong size): the old data was dropped
 
 
+class ChangedSincePartial(OriginChanged):
+    """The file changed on the server since an earlier run left its partial data (found
+    when resuming): ``origin_changed`` on the wire; its message already says what to do."""
+
+
 @dataclass(frozen=True, kw_only=True, slots=True)
 class ResumeKey:
     """Identifies the bytes being downloaded, so that a later run resumes only the same file.
@@ -191,7 +196,7 @@ def decide_resume(
             return StartFresh(ResumeState.RESTARTED_CHANGED)
         if not restart_if_changed:
             return Refuse(
-                OriginChanged(
+                ChangedSincePartial(
                     f"the file changed on the server since the partial download of {dest.name} "
                     f"(size/validator differ); re-run with --restart-if-changed to start over "
                     f"(the partial data is kept in {dest}.part)"

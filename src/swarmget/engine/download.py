@@ -35,6 +35,7 @@ from swarmget.core.errors import (
     SwarmgetError,
 )
 from swarmget.core.filenames import choose_filename
+from swarmget.core.resume import ChangedSincePartial
 from swarmget.core.scheduler import Ban, Scheduler, SchedulerStats
 from swarmget.core.urls import redact_url
 from swarmget.core.verification import DEFAULT_VERIFY_SAMPLE as DEFAULT_VERIFY_SAMPLE
@@ -182,11 +183,12 @@ class Download:
             except RangesIgnoredMidway:
                 return await self._single_stream(dest)
             except OriginChanged as exc:
+                if isinstance(exc, ChangedSincePartial):
+                    raise  # found when resuming: its message says it all
                 if not self.spec.restart_if_changed:
                     raise OriginChanged(
-                        f"the file changed on the server during the download ({exc}); the "
-                        f"partial data is kept in {dest}.part: re-run with "
-                        "--restart-if-changed to start over"
+                        f"{exc} during the download; the partial data is kept in "
+                        f"{dest}.part: re-run with --restart-if-changed to start over"
                     ) from exc
                 reason = f"the file changed on the server: {exc}"
                 self._ctx.emit(ev.Restarted(at=self._ctx.at(), reason=reason))

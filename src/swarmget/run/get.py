@@ -169,15 +169,16 @@ def choose_route(facts: RouteFacts) -> Route:
 
 @dataclass(frozen=True, kw_only=True)
 class RouteTaken:
-    """The way a download went; ``reason`` says why when it is a fallback (the node or the
-    hub the user set up was not used), None when it went the way it was set up to."""
+    """The way a download went, and why (None: the way it was set up to go); ``fallback``
+    when the node or the hub the user set up was not used (to be said loudly)."""
 
     route: Route
     reason: str | None = None
+    fallback: bool = False
     download_id: str | None = None  # the node's id for it (``Route.NODE``)
 
-    def as_json(self) -> dict[str, str | None]:
-        return {"route": self.route.value, "fallback_reason": self.reason}
+    def as_json(self) -> dict[str, str | bool | None]:
+        return {"route": self.route.value, "reason": self.reason, "fallback": self.fallback}
 
 
 def facts_of(prepared: PreparedGet) -> RouteFacts:
@@ -220,7 +221,8 @@ async def download(
             return result
         if prepared.configured_hub_urls:
             return await _in_swarm(prepared, display, on_route, fallback=reason)
-        on_route(RouteTaken(route=Route.ALONE, reason=f"{reason}: downloading alone"))
+        alone = f"{reason}: downloading alone"
+        on_route(RouteTaken(route=Route.ALONE, reason=alone, fallback=True))
     elif route is Route.SWARM:
         return await _in_swarm(prepared, display, on_route)
     elif route is Route.RELAY:
@@ -318,11 +320,12 @@ async def _in_swarm(
         interrupted = False
         async with open_node(config) as node:
             if await node.wait_registered(5.0):
-                on_route(RouteTaken(route=Route.SWARM, reason=fallback))
+                on_route(RouteTaken(route=Route.SWARM, reason=fallback, fallback=bool(fallback)))
             else:
                 why = f"no hub of {', '.join(hub_urls)} registered this download in 5 s"
                 reason = f"{fallback}; {why}" if fallback else why
-                on_route(RouteTaken(route=Route.ALONE, reason=f"{reason}: downloading alone"))
+                alone = f"{reason}: downloading alone"
+                on_route(RouteTaken(route=Route.ALONE, reason=alone, fallback=True))
             record = node.downloads.create(spec)
             assert record.task is not None
             task = record.task
