@@ -69,3 +69,22 @@ async def test_standard_output_and_both_names_are_refused_with_why(
     assert rc == 2
     assert "not both" in err
     assert not list(tmp_path.glob("f.bin*"))
+
+
+async def test_limit_rate_downloads_here_or_says_why_not(
+    origin: TestOrigin, tmp_path: Path
+) -> None:
+    rc, _, err = await run_cli(
+        "get", origin.url("f.bin"), "-o", "r.bin", "--limit-rate", "1M", "-q", cwd=tmp_path
+    )
+    assert rc == 0, err
+    assert (tmp_path / "r.bin").read_bytes() == origin.content("f.bin")
+    rc, _, err = await run_cli(
+        "get", origin.url("f.bin"), "-o", "s.bin", "--limit-rate", "1M", "--hub",
+        "http://127.0.0.1:9", cwd=tmp_path,
+    )  # fmt: skip
+    assert rc == 2
+    assert "--limit-rate" in err
+    assert "--no-node" in err
+    rc, _, err = await run_cli("get", origin.url("f.bin"), "--limit-rate", "fast", cwd=tmp_path)
+    assert rc == 2

@@ -56,6 +56,11 @@ def _size_option(_ctx: click.Context, _param: click.Parameter, value: str | None
 )
 @click.option("-H", "--header", "headers", multiple=True, help="Extra request header 'K: V'.")
 @click.option("--force", is_flag=True, help="Overwrite an existing destination.")
+@click.option(
+    "--limit-rate",
+    callback=_size_option,
+    help="Cap this process's download rate, bytes/s (e.g. 500K, 2M); with --no-node.",
+)
 @click.option("--restart-if-changed", is_flag=True, help="Start over if the file changed.")
 @click.option("--source-address", help="Local IP to connect from (multi-homed hosts).")
 @click.option("--fsync", is_flag=True, help="Flush the file to disk before renaming it.")
@@ -72,7 +77,12 @@ def _size_option(_ctx: click.Context, _param: click.Parameter, value: str | None
     "commas, for replicated hubs (tried in order, with failover).",
 )
 @click.option("--secret-file", help=f"Swarm secret file for --hub (or ${SECRET_ENV}).")
-@click.option("--no-node", is_flag=True, help="Do not hand the download to a running node.")
+@click.option(
+    "--no-node",
+    is_flag=True,
+    help="Download here: do not hand the download to a running node, nor join the hubs of "
+    "the config's [node] table (--hub still joins a swarm).",
+)
 @click.option("--relay", "relay_url", help="Fetch through this relay; pieces checked by hash.")
 @click.option(
     "--verify-sample",

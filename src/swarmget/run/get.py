@@ -91,6 +91,7 @@ class GetRequest:
     max_size: int | None = None
     configured_hubs: tuple[str, ...] = ()  # [node] hub: used when no node takes the download
     detach: bool = False  # interrupted, leave the node's download running
+    limit_rate: int | None = None  # bytes/s for this process's own range fetches
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -122,6 +123,7 @@ def prepare(request: GetRequest) -> PreparedGet:
         connections=request.connections,
         headers=parse_headers(request.headers),
         source_address=request.source_address,
+        limit_rate=request.limit_rate,
     )
     hub_urls = parse_hub_urls(request.hubs)
     configured = parse_hub_urls(request.configured_hubs)
@@ -157,14 +159,15 @@ class RouteFacts:
 def choose_route(facts: RouteFacts) -> Route:
     """The route for these facts: a swarm of our own first; a running node unless told
     not to use one or to go through a relay (the node has its own relay setting); the
-    relay; the configured hubs' swarm; alone."""
+    relay; the configured hubs' swarm (they are the node's setting: not with --no-node);
+    alone."""
     if facts.hubs:
         return Route.SWARM
     if facts.node_file and not facts.no_node and not facts.relay:
         return Route.NODE
     if facts.relay:
         return Route.RELAY
-    return Route.SWARM if facts.configured_hubs else Route.ALONE
+    return Route.SWARM if facts.configured_hubs and not facts.no_node else Route.ALONE
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -215,6 +218,12 @@ async def download(
     prepared = prepare(request)
     facts = facts_of(prepared)
     route = choose_route(facts)
+    if request.limit_rate and route in (Route.NODE, Route.SWARM):
+        raise UsageError(
+            f"--limit-rate caps this process's own connections, but this download goes to "
+            f"the {'node' if route is Route.NODE else 'swarm'} (its rate_limit caps what it "
+            "serves): add --no-node (and no --hub) to download here at that rate"
+        )
     if route is Route.NODE:
         reason, result = await _via_node(prepared, display, on_route)
         if result is not None:
