@@ -26,11 +26,11 @@ pytestmark = pytest.mark.slow
 
 
 async def run_cli(
-    *args: str, env: dict[str, str], user: list[str] | None = None
+    *args: str, env: dict[str, str], user: list[str] | None = None, cwd: Path = Path("/")
 ) -> tuple[int, str, str]:
     proc = await asyncio.create_subprocess_exec(
         *(user or []), *CLI, *args, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        env={**os.environ, **env}, cwd="/",
+        env={**os.environ, **env}, cwd=cwd,
     )  # fmt: skip
     out, err = await asyncio.wait_for(proc.communicate(), 120)
     assert proc.returncode is not None
@@ -71,6 +71,14 @@ async def test_status_peers_and_get_find_the_node_the_config_names(
         )
         assert rc == 0, err
         assert json.loads(out)["route"] == {"route": "node", "reason": None, "fallback": False}
+        # without -o, from inside the node's directory: the file lands where the user is
+        here = node.download_dir / "sub"
+        here.mkdir()
+        rc, out, err = await run_cli(
+            "--config", str(cfg), "get", origin.url("f.bin"), "--json", env=env, cwd=here
+        )
+        assert rc == 0, err
+        assert json.loads(out)["path"] == str((here / "f.bin").resolve())
         rc, out, _ = await run_cli("--config", str(cfg), "doctor", env=env)
         assert "no running node" not in out
 

@@ -127,8 +127,15 @@ async def open_local_node(state_dir: Path) -> AsyncIterator[NodeSession | None]:
 
 def relative_output(node: LocalNode, output: Path | None) -> str | None:
     """``output`` as the node's API wants it (relative to its download directory); raises
-    ``UsageError`` when it lies outside (the node only writes into its directory)."""
-    return None if output is None else relative_to_download_dir(node.download_dir, output)
+    ``UsageError`` when it lies outside (the node only writes into its directory). Without
+    one, the current directory when it is inside the node's (where the user is, as curl -O
+    and wget save), else None: the node's directory itself."""
+    if output is not None:
+        return relative_to_download_dir(node.download_dir, output)
+    try:
+        return relative_to_download_dir(node.download_dir, Path.cwd())
+    except (UsageError, OSError):
+        return None
 
 
 class NodeSession:
