@@ -28,6 +28,7 @@ PARTS: dict[str, tuple[str, int]] = {
     "swarmget.protocol": ("protocol", 1),
     "swarmget.defaults": ("base", 2),
     "swarmget.config": ("base", 2),
+    "swarmget.locations": ("base", 2),
     "swarmget.logs": ("base", 2),
     "swarmget.db": ("base", 2),
     "swarmget.safe_files": ("base", 2),

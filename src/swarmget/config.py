@@ -49,6 +49,7 @@ from swarmget.defaults import (
     DEFAULT_STATE_DIR,
     DEFAULT_TTL,
 )
+from swarmget.locations import find_config, node_state_dir
 
 
 class ConfigError(UsageError):
@@ -91,6 +92,7 @@ class NodeSettings(_Listening):
     relay: str | None = None
     log_format: str = Field(default="text", pattern="^(text|json)$")
     max_size: int | None = None  # refuse downloads larger than this up front
+    api_group_access: bool = False  # the state dir's group may use the local API (systemd)
 
     _sizes = field_validator("rate_limit", "daily_quota", "max_size", mode="before")(_size_or_none)
 
@@ -162,13 +164,7 @@ class Resolved:
 
 
 def default_config_path(env: Mapping[str, str]) -> Path | None:
-    if env.get("SWARMGET_CONFIG"):
-        return Path(env["SWARMGET_CONFIG"])
-    home = Path(env.get("XDG_CONFIG_HOME") or Path.home() / ".config")
-    for candidate in (home / "swarmget" / "config.toml", Path("/etc/swarmget/config.toml")):
-        if candidate.is_file():
-            return candidate
-    return None
+    return find_config(None, env)[0]
 
 
 def load_file(path: Path | None) -> dict[str, Any]:
@@ -212,7 +208,11 @@ def resolve(
     sources: dict[str, str] = {}
     for key in model.model_fields:
         env_name = f"SWARMGET_{section.upper()}_{key.upper()}"
-        if key in flags and flags[key] is not None:
+        if section == "node" and key == "state_dir":  # decided as its clients decide it
+            flag = flags.get(key)
+            found = node_state_dir(flag=flag, env=env, table=table, file=config_path)
+            merged[key], sources[key] = found
+        elif key in flags and flags[key] is not None:
             merged[key], sources[key] = flags[key], "flag"
         elif env.get(env_name):
             merged[key], sources[key] = _env_value(key, env[env_name], model), f"env {env_name}"

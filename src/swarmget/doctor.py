@@ -24,6 +24,7 @@ from swarmget.core.auth import DEFAULT_WINDOW
 from swarmget.core.errors import ClockSkew, SwarmgetError
 from swarmget.core.urls import parse_hub_urls, validate_url
 from swarmget.net.origin import OriginClient
+from swarmget.net.plain import plain_words
 from swarmget.net.signing import NodeIdentity, load_secret, secret_file_exposure, signed_headers
 
 
@@ -74,7 +75,7 @@ async def check_hub(session: aiohttp.ClientSession, hub: str, secret: bytes | No
             skew = _skew(resp.headers.get("Date"))
     except (aiohttp.ClientError, OSError) as exc:
         hint = "is the hub running? is its port open in the firewall (default 7400)?"
-        return [Check(f"hub {hub}", False, f"unreachable: {exc}", hint)]
+        return [Check(f"hub {hub}", False, f"unreachable: {plain_words(exc)}", hint)]
     checks.append(
         Check(f"hub {hub}", health_ok, "answers /v1/health" if health_ok else "odd answer")
     )
@@ -94,7 +95,7 @@ async def _check_auth(session: aiohttp.ClientSession, hub: str, secret: bytes) -
         async with session.get(url, headers=headers) as resp:
             status, body = resp.status, await resp.text()
     except (aiohttp.ClientError, OSError) as exc:
-        return Check("hub accepts our signature", False, str(exc))
+        return Check("hub accepts our signature", False, plain_words(exc))
     if status in (200, 404):  # 404: "you are not registered" — but the signature was good
         return Check("hub accepts our signature", True, "the swarm secret matches")
     if _error_code(body) == ClockSkew.code:
@@ -122,19 +123,35 @@ def _skew(date_header: str | None) -> float | None:
         return None
 
 
-async def check_node(session: aiohttp.ClientSession, state_dir: Path) -> Check:
+async def check_node(session: aiohttp.ClientSession, state_dir: Path) -> list[Check]:
+    """The local node (does it answer on its socket?) and its hub (is it registered?)."""
     from swarmget.run.remote import open_local_node
 
     try:
         async with open_local_node(state_dir) as api:
             if api is None:
                 hint = "start it with `swarmget node` (or point --state-dir at its state directory)"
-                return Check("local node", False, f"no running node found in {state_dir}", hint)
+                return [Check("local node", False, f"no running node found in {state_dir}", hint)]
             if not await api.alive():
-                return Check("local node", False, "its API socket does not answer", "restart it")
-            return Check("local node", True, f"running, portal at {api.node.api_url}/portal/")
+                return [Check("local node", False, "its API socket does not answer", "restart it")]
+            node = Check("local node", True, f"running, portal at {api.node.api_url}/portal/")
+            _, status = await api.call("GET", "/v1/status")
     except SwarmgetError as exc:
-        return Check("local node", False, str(exc), "only its owner may write the state directory")
+        hint = "only its owner may write the state directory"
+        return [Check("local node", False, str(exc), hint)]
+    return [node, node_hub_check(status.get("hub") if isinstance(status, dict) else None)]
+
+
+def node_hub_check(hub: dict[str, object] | None) -> Check:
+    """The running node's hub, from its ``/v1/status``."""
+    if not hub:
+        hint = "set [node] hub in the config file (or --hub) and restart the node"
+        return Check("node's hub", False, "the node runs without a hub: it downloads alone", hint)
+    where = hub.get("hub_url") or "its hub"
+    if hub.get("registered"):
+        return Check("node's hub", True, f"registered with {where}")
+    hint = "see the hub checks above; `journalctl -u swarmget-node` on this host"
+    return Check("node's hub", False, f"not registered with {where}: {hub.get('error')}", hint)
 
 
 async def check_origin(session: aiohttp.ClientSession, url: str) -> Check:
@@ -152,20 +169,30 @@ async def check_origin(session: aiohttp.ClientSession, url: str) -> Check:
     return Check(f"origin {url}", True, detail)
 
 
-async def run_checks(
-    config_path: Path | None, *, hubs: tuple[str, ...], state_dir: Path, url: str | None
-) -> list[Check]:
+@dataclass(frozen=True, kw_only=True)
+class Asked:
+    """What ``swarmget doctor`` was asked to check beyond the configuration."""
+
+    hubs: tuple[str, ...] = ()  # --hub: instead of the configured ones
+    secret_file: Path | None = None  # --secret-file: instead of the configured one
+    state_dir: Path  # the local node's (``swarmget.locations``)
+    url: str | None = None  # an origin to try
+
+
+async def run_checks(config_path: Path | None, asked: Asked) -> list[Check]:
     """Every check, in the order ``swarmget doctor`` prints them: the config file, the
-    secret, each hub (``hubs`` as given to ``--hub``, else the configured ones), the local
-    node in ``state_dir``, and the origin ``url`` when given."""
+    secret, each hub (``--hub``, else the configured ones), the local node and the hub it
+    uses, and the origin when asked. Raises ``UsageError`` for a bad ``--hub`` or URL."""
+    hubs = parse_hub_urls(asked.hubs)
+    url = validate_url(asked.url) if asked.url else None
     found, configured_hubs, secret_file, _ = check_config(config_path)
-    secret_check, secret = check_secret(secret_file)
+    secret_check, secret = check_secret(asked.secret_file or secret_file)
     out = [found, secret_check]
     timeout = aiohttp.ClientTimeout(total=10)
     async with aiohttp.ClientSession(timeout=timeout) as session:
-        for hub_url in parse_hub_urls(hubs) or tuple(configured_hubs):
+        for hub_url in hubs or tuple(configured_hubs):
             out += await check_hub(session, hub_url, secret)
-        out.append(await check_node(session, state_dir))
+        out += await check_node(session, asked.state_dir)
         if url:
-            out.append(await check_origin(session, validate_url(url)))
+            out.append(await check_origin(session, url))
     return out

@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from rich.console import Console, Group
+from rich.console import Console, Group, NewLine
 from rich.live import Live
 from rich.progress_bar import ProgressBar
 from rich.table import Table
@@ -52,7 +52,7 @@ def render(p: DownloadProgress) -> Group:
             f"{human_bytes(s.rate)}/s",
             str(s.failures),
         )
-    return Group(head, bar, table)
+    return Group(head, bar, NewLine(), table)  # a bar does not end its line by itself
 
 
 async def watch_progress(download: Download, console: Console | None) -> DownloadResult:

@@ -44,10 +44,22 @@ def test_checksum_spec_every_algorithm(alg: str) -> None:
     assert parse_checksum_spec(f"{alg}:{value}") == Digest(algorithm=alg, value=value)
 
 
+def test_checksum_spec_as_aria2c_and_sha256sum_write_it() -> None:
+    """Issue #16: ``sha256=HEX`` and a bare 64-hex value are accepted."""
+    value = SHA256.hexdigest()
+    expected = Digest(algorithm="sha256", value=value)
+    assert parse_checksum_spec(f"sha-256={value}") == expected
+    assert parse_checksum_spec(f" {value.upper()} ") == expected
+    sha512 = SHA512.hexdigest()
+    assert parse_checksum_spec(sha512) == Digest(algorithm="sha512", value=sha512)
+
+
 @pytest.mark.parametrize(
     ("spec", "fragment"),
     [
         ("abc", "ALG:HEX"),
+        ("a" * 40, "ALG:HEX"),  # bare, but sha1 or something else: the algorithm is needed
+        ("sha256=" + "a" * 63, "must be 64 hex digits, got 63"),
         ("crc32:deadbeef", "unknown checksum algorithm 'crc32'"),
         ("sha256:" + "a" * 63, "must be 64 hex digits, got 63"),
         ("md5:" + "z" * 32, "not hexadecimal"),

@@ -6,7 +6,7 @@ from pathlib import PurePath
 
 import pytest
 
-from swarmget.core.errors import OriginChanged
+from swarmget.core.errors import DestinationExists, OriginChanged
 from swarmget.core.ranges import ByteRange, RangeSet
 from swarmget.core.resume import (
     CHANGED_REASON,
@@ -94,10 +94,21 @@ def test_same_url_changed_restarts_with_a_reason_when_asked(changed: ResumeKey) 
 
 
 @pytest.mark.parametrize("restart", [True, False])
-def test_another_url_under_the_same_name_is_replaced_silently(restart: bool) -> None:
+def test_another_urls_partial_data_is_kept_unless_forced(restart: bool) -> None:
+    """Issue #16: a different URL to the same -o silently discarded the old partial file."""
     stored = Recorded(key(url="http://o/other"), ranges((0, 50)))
     verdict = decide_resume(key(), stored, data_size=100, dest=DEST, restart_if_changed=restart)
+    assert isinstance(verdict, Refuse)
+    assert isinstance(verdict.error, DestinationExists)
+    assert "http://o/other" in str(verdict.error)
+    assert "--force" in str(verdict.error)
+    verdict = decide_resume(
+        key(), stored, data_size=100, dest=DEST, restart_if_changed=restart, force=True
+    )
     assert verdict == StartFresh(ResumeState.RESTARTED_CHANGED)
+    nothing_kept = Recorded(key(url="http://o/other"), RangeSet())
+    verdict = decide_resume(key(), nothing_kept, data_size=100, dest=DEST)
+    assert verdict == StartFresh(ResumeState.RESTARTED_CHANGED)  # nothing to lose
 
 
 @pytest.mark.parametrize("restart", [True, False])

@@ -81,7 +81,9 @@ async def test_get_hands_the_download_to_a_running_node(origin: TestOrigin, tmp_
             "--state-dir", str(node.state_dir),
         )  # fmt: skip
         assert rc == 0, err
-        assert "not using the local node" in err
+        assert "downloading alone" in err  # said loudly, and in the JSON
+        assert "outside" in json.loads(out)["route"]["reason"]
+        assert json.loads(out)["route"]["fallback"] is True
         assert elsewhere.exists()
 
 

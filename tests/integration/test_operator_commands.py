@@ -89,9 +89,25 @@ async def test_status_peers_and_doctor_against_a_running_swarm(tmp_path: Path) -
         assert rc == 1
         assert "✗ hub accepts our signature" in out
         assert "same secret" in out
+        # --secret-file (doctor's own advice asks for one) overrides the configured one
+        rc, out, _ = await run_cli(
+            "doctor", "--hub", hub, "--state-dir", state, "--secret-file",
+            str(swarm.secret_file), env=env,
+        )  # fmt: skip
+        assert rc == 0, out
+        assert "secret matches" in out
+        assert f"✓ node's hub: registered with {hub}" in out  # the running node's own hub
 
 
 async def test_status_without_a_node_says_so(tmp_path: Path) -> None:
     rc, _, err = await run_cli("status", "--state-dir", str(tmp_path))
     assert rc == 2
     assert "no running node" in err
+
+
+async def test_doctor_with_a_bad_hub_url_is_one_line(tmp_path: Path) -> None:
+    for bad in (["--hub", "bad-url"], ["--url", "ftp://x/y"]):
+        rc, out, err = await run_cli("doctor", *bad, "--state-dir", str(tmp_path))
+        assert rc == 2, out + err
+        assert len(err.strip().splitlines()) == 1, err
+        assert "Traceback" not in err

@@ -96,3 +96,21 @@ def test_a_bad_request_is_a_usage_error(request_: GetRequest, error: type[Except
     with pytest.raises(error):
         prepare(request_)
     assert issubclass(error, UsageError)
+
+
+def test_the_configured_hubs_come_after_a_node_and_the_relay() -> None:
+    """Issue #16: ``get`` honours ``[node] hub`` when no node runs (not with --no-node)."""
+    configured = RouteFacts(
+        hubs=False, relay=False, no_node=False, node_file=False, configured_hubs=True
+    )
+    assert choose_route(configured) is Route.SWARM
+    with_node = RouteFacts(
+        hubs=False, relay=False, no_node=False, node_file=True, configured_hubs=True
+    )
+    assert choose_route(with_node) is Route.NODE
+    told_not = RouteFacts(
+        hubs=False, relay=False, no_node=True, node_file=True, configured_hubs=True
+    )
+    assert choose_route(told_not) is Route.ALONE
+    relay = RouteFacts(hubs=False, relay=True, no_node=False, node_file=False, configured_hubs=True)
+    assert choose_route(relay) is Route.RELAY

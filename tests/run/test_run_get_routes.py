@@ -11,11 +11,18 @@ from pathlib import Path
 import pytest
 
 from swarmget.core.addresses import AddressPolicy, parse_cidrs
-from swarmget.core.errors import UsageError
 from swarmget.core.verification import Verification
 from swarmget.node.statefiles import NODE_FILE
 from swarmget.relay.run import RelayConfig, open_relay
-from swarmget.run.get import GetRequest, Route, choose_route, download, facts_of, prepare
+from swarmget.run.get import (
+    GetRequest,
+    Route,
+    RouteTaken,
+    choose_route,
+    download,
+    facts_of,
+    prepare,
+)
 from swarmget.testing.origin import MiB, TestOrigin, open_test_origin
 
 
@@ -26,8 +33,8 @@ async def origin() -> AsyncIterator[TestOrigin]:
         yield o
 
 
-def refuse(exc: UsageError) -> None:
-    raise AssertionError(f"no node should have been asked: {exc}")
+def no_fallback(taken: RouteTaken) -> None:
+    assert not taken.fallback, f"no fallback expected: {taken}"
 
 
 def sha256(path: Path) -> str:
@@ -43,7 +50,12 @@ async def test_a_stale_node_file_means_the_download_goes_alone(
     (state / NODE_FILE).write_text('{"download_dir": "/nowhere"}')
     request = GetRequest(url=origin.url("f.bin"), output=tmp_path / "f", state_dir=state)
     assert choose_route(facts_of(prepare(request))) is Route.NODE
-    result = await download(request, display=None, on_node_unusable=refuse)
+    told: list[RouteTaken] = []
+    result = await download(request, display=None, on_route=told.append)
+    assert [t.route for t in told] == [Route.ALONE]  # and said why: the node did not answer
+    assert told[0].fallback
+    assert told[0].reason is not None
+    assert "no node answers" in told[0].reason
     assert sha256(result.path) == origin.expected_sha256("f.bin")
     stats = origin.stats()  # every byte from our own connections (an end-game copy may
     assert set(stats.bytes_by_ip) == {"127.0.0.1"}  # fetch the last piece twice)
@@ -70,6 +82,6 @@ async def test_through_a_relay_every_piece_is_checked(origin: TestOrigin, tmp_pa
             state_dir=tmp_path / "no-node",
         )
         assert choose_route(facts_of(prepare(request))) is Route.RELAY
-        result = await download(request, display=None, on_node_unusable=refuse)
+        result = await download(request, display=None, on_route=no_fallback)
     assert sha256(result.path) == origin.expected_sha256("f.bin")
     assert Verification.MANIFEST in result.verification.methods

@@ -22,6 +22,7 @@ from typing import Any, NoReturn
 
 import click
 from rich.console import Console
+from rich.markup import escape
 
 from swarmget import __version__
 from swarmget.core.errors import (
@@ -32,6 +33,8 @@ from swarmget.core.errors import (
     SwarmgetError,
     UsageError,
 )
+from swarmget.locations import ClientSettings, find_config
+from swarmget.locations import client_settings as locate
 
 EXIT_OK = 0
 EXIT_INTERNAL = 1
@@ -76,18 +79,39 @@ def fail(err: Console, exc: SwarmgetError, as_json: bool) -> NoReturn:
     code = exit_code_for(exc)
     if as_json:
         click.echo(json.dumps({"ok": False, "error": exc.code, "message": str(exc)}))
-    err.print(f"[red]error[/] ({exc.code}): {exc}", markup=True, highlight=False)
+    err.print(f"[red]error[/] ({exc.code}): {escape(str(exc))}", markup=True, highlight=False)
     sys.exit(code)
+
+
+def first_error(exc: BaseException) -> BaseException:
+    """The first error inside an exception group (a service's task group fails with one),
+    or ``exc`` itself."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    return exc
 
 
 def fail_start(exc: Exception, what: str) -> NoReturn:
     """A service (or a call to one) could not start: say why and exit."""
-    err = Console(stderr=True)
+    err = Console(stderr=True, soft_wrap=True)  # one line, however narrow the terminal
     if isinstance(exc, OSError):
-        err.print(f"[red]error[/]: cannot start the {what}: {exc}", highlight=False)
+        err.print(f"[red]error[/]: cannot start the {what}: {escape(str(exc))}", highlight=False)
         sys.exit(EXIT_FAILED)
-    err.print(f"[red]error[/]: {exc}", highlight=False)
+    err.print(f"[red]error[/]: {escape(str(exc))}", highlight=False)
     sys.exit(EXIT_USAGE if isinstance(exc, UsageError | ValueError) else EXIT_FAILED)
+
+
+def client_settings(ctx: click.Context, state_dir: Path | None) -> ClientSettings:
+    """Where the node is (and the configured hubs and secret file) for a command that talks
+    to it, as ``swarmget.locations`` decides it; a bad config file is a usage error."""
+    import os
+
+    given = ctx.find_root().params.get("config_path")
+    path, explicit = find_config(given, os.environ)
+    try:
+        return locate(state_dir=state_dir, env=os.environ, config_path=path, explicit=explicit)
+    except UsageError as exc:
+        fail_start(exc, "configuration")
 
 
 def announce(info: dict[str, Any]) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -12,14 +13,14 @@ from typing import TYPE_CHECKING, Any
 import click
 from rich.console import Console
 
-from swarmget.cli.app import EXIT_INTERRUPTED, fail, main
+from swarmget.cli.app import EXIT_INTERRUPTED, client_settings, fail, main
 from swarmget.core.errors import SwarmgetError, UsageError
 from swarmget.core.units import human_bytes, parse_size
 from swarmget.core.verification import Verification
-from swarmget.defaults import DEFAULT_STATE_DIR, SECRET_ENV
+from swarmget.defaults import SECRET_ENV
 from swarmget.engine import DEFAULT_VERIFY_SAMPLE, DownloadResult
 from swarmget.node import download_json
-from swarmget.run.get import GetRequest, download
+from swarmget.run.get import GetRequest, Route, RouteTaken, download
 
 if TYPE_CHECKING:  # (imported by --hub only: a download alone must start fast)
     from swarmget.node.requester import HubReport
@@ -37,16 +38,39 @@ def _size_option(_ctx: click.Context, _param: click.Parameter, value: str | None
 
 @main.command()
 @click.argument("url")
-@click.option("-o", "--output", type=click.Path(path_type=Path), help="File or directory.")
+@click.option(
+    "-o",
+    "--output",
+    help="File or directory (DIR/ with a slash: a directory, made if missing). "
+    "Not '-': a download is written in pieces, out of order, and verified before use.",
+)
+@click.option(
+    "-O",
+    "--remote-name",
+    is_flag=True,
+    help="Save in the current directory under the name the server gives (as curl -O).",
+)
 @click.option("-c", "--connections", type=click.IntRange(1, 64), default=4, show_default=True)
-@click.option("--checksum", "checksums", multiple=True, help="ALG:HEX (sha256, sha512, ...).")
+@click.option(
+    "--checksum",
+    "checksums",
+    multiple=True,
+    help="ALG:HEX or ALG=HEX (sha256, sha512, ...), or a bare sha256/sha512 hex value.",
+)
 @click.option("-H", "--header", "headers", multiple=True, help="Extra request header 'K: V'.")
 @click.option("--force", is_flag=True, help="Overwrite an existing destination.")
+@click.option(
+    "--limit-rate",
+    callback=_size_option,
+    help="Cap this process's download rate, bytes/s (e.g. 500K, 2M); with --no-node.",
+)
 @click.option("--restart-if-changed", is_flag=True, help="Start over if the file changed.")
 @click.option("--source-address", help="Local IP to connect from (multi-homed hosts).")
 @click.option("--fsync", is_flag=True, help="Flush the file to disk before renaming it.")
 @click.option("--stall-timeout", type=click.FloatRange(0.1), default=15.0, show_default=True)
-@click.option("-q", "--quiet", is_flag=True, help="No progress display, no summary.")
+@click.option(
+    "-q", "-s", "--quiet", "--silent", "quiet", is_flag=True, help="No progress, no summary."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
 @click.option(
     "--hub",
@@ -57,7 +81,12 @@ def _size_option(_ctx: click.Context, _param: click.Parameter, value: str | None
     "commas, for replicated hubs (tried in order, with failover).",
 )
 @click.option("--secret-file", help=f"Swarm secret file for --hub (or ${SECRET_ENV}).")
-@click.option("--no-node", is_flag=True, help="Do not hand the download to a running node.")
+@click.option(
+    "--no-node",
+    is_flag=True,
+    help="Download here: do not hand the download to a running node, nor join the hubs of "
+    "the config's [node] table (--hub still joins a swarm).",
+)
 @click.option("--relay", "relay_url", help="Fetch through this relay; pieces checked by hash.")
 @click.option(
     "--verify-sample",
@@ -67,13 +96,24 @@ def _size_option(_ctx: click.Context, _param: click.Parameter, value: str | None
     help="Compare this share (at least 4 KiB) of every helper stream with the origin "
     "(0: trust helpers unchecked).",
 )
-@click.option("--state-dir", type=click.Path(path_type=Path), default=DEFAULT_STATE_DIR)
+@click.option(
+    "--state-dir",
+    type=click.Path(path_type=Path),
+    help="The node's state directory (default: as `swarmget node` finds it, else "
+    "/var/lib/swarmget/node if a node runs there).",
+)
+@click.option(
+    "--detach",
+    is_flag=True,
+    help="On Ctrl-C, leave the download running on the node (default: cancel it there).",
+)
 @click.option(
     "--max-size",
     callback=_size_option,
     help="Refuse, before writing anything, a file larger than this (e.g. 20G).",
 )
-def get(quiet: bool, as_json: bool, **options: Any) -> None:
+@click.pass_context
+def get(ctx: click.Context, /, quiet: bool, as_json: bool, **options: Any) -> None:
     """Download URL, resuming an earlier interrupted run of the same command.
 
     With a node daemon running (its state directory holds node.json), the download is
@@ -82,13 +122,23 @@ def get(quiet: bool, as_json: bool, **options: Any) -> None:
     helps others); otherwise it downloads alone.
     """
     err = Console(stderr=True)
-    request = GetRequest(**options)
+    try:
+        options["output"] = output_path(options["output"], options.pop("remote_name"))
+    except SwarmgetError as exc:
+        fail(err, exc, as_json)
+    settings = client_settings(ctx, options.pop("state_dir"))
+    if not options["secret_file"] and settings.secret_file:
+        options["secret_file"] = settings.secret_file
+    request = GetRequest(**options, state_dir=settings.state_dir, configured_hubs=settings.hubs)
     show = not quiet and not as_json and err.is_terminal
+    routes: list[RouteTaken] = []
 
     hub_reports: list[HubReport] = []
 
-    def node_unusable(exc: UsageError) -> None:
-        err.print(f"[yellow]not using the local node[/]: {exc}", highlight=False)
+    def on_route(taken: RouteTaken) -> None:
+        routes.append(taken)
+        if taken.fallback:
+            err.print(f"[yellow]warning[/]: {taken.reason}", highlight=False)
 
     def hub_answered(report: HubReport) -> None:
         hub_reports.append(report)
@@ -98,22 +148,56 @@ def get(quiet: bool, as_json: bool, **options: Any) -> None:
     try:
         result = asyncio.run(
             download(
-                request,
-                display=err if show else None,
-                on_node_unusable=node_unusable,
-                on_hub=hub_answered,
+                request, display=err if show else None, on_route=on_route, on_hub=hub_answered
             )
         )
     except KeyboardInterrupt:
-        err.print("[yellow]interrupted[/]: the partial download is kept; run again to resume")
+        err.print(f"[yellow]interrupted[/]: {_interrupted(routes, request.detach)}")
         sys.exit(EXIT_INTERRUPTED)
     except SwarmgetError as exc:
         fail(err, exc, as_json)
     if as_json:
+        route = routes[-1].as_json() if routes else None
         hub = {"hub": hub_reports[-1].as_json()} if hub_reports else {}
-        click.echo(json.dumps(result_json(result) | hub))
+        click.echo(json.dumps({**result_json(result), "route": route} | hub))
     elif not quiet:
         click.echo(summary_line(result))
+
+
+def output_path(given: str | None, remote_name: bool) -> Path | None:
+    """``-o`` as a path: ``DIR/`` is a directory (made when missing), ``-O`` the current
+    directory; ``-o -`` (standard output) is refused, with why (``UsageError``)."""
+    if remote_name:
+        if given is not None:
+            raise UsageError("give -o FILE or -O (--remote-name), not both")
+        return Path.cwd()
+    if given is None:
+        return None
+    if given == "-":
+        raise UsageError(
+            "-o - (standard output) is not supported: swarmget writes a download in pieces, "
+            "out of order, into FILE.part, and checks it before anyone may use it; give "
+            "-o FILE and read the file when swarmget exits 0"
+        )
+    if given.endswith(os.sep):
+        try:
+            os.makedirs(given, exist_ok=True)
+        except OSError as exc:
+            raise UsageError(f"cannot make the directory {given}: {exc.strerror}") from exc
+    return Path(given)
+
+
+def _interrupted(routes: list[RouteTaken], detach: bool) -> str:
+    """What Ctrl-C left behind."""
+    taken = routes[-1] if routes else None
+    if taken is None or taken.route is not Route.NODE:
+        return "the partial download is kept; run again to resume"
+    if detach:
+        return (
+            f"the node goes on with download {taken.download_id} (`swarmget status`; "
+            f"`swarmget cancel {taken.download_id}` stops it)"
+        )
+    return f"the node's download {taken.download_id} was cancelled; run again to resume"
 
 
 _SOURCE_SUMMARY = ("id", "state", "received", "claimed", "failures", "ban_reason")
@@ -126,7 +210,7 @@ def result_json(result: DownloadResult) -> dict[str, Any]:
         "ok": True,
         **download_json.result_json(result),
         "elapsed": round(result.elapsed, 3),
-        "rate": result.size / result.elapsed if result.elapsed > 0 else None,
+        "rate": run_rate(result) if result.elapsed > 0 else None,
         "last_byte_to_done": round(result.last_byte_to_done, 4),
         "sources": [
             {k: v for k, v in download_json.source_json(s).items() if k in _SOURCE_SUMMARY}
@@ -135,8 +219,16 @@ def result_json(result: DownloadResult) -> dict[str, Any]:
     }
 
 
+def run_rate(result: DownloadResult) -> float:
+    """Bytes per second fetched by this run: what an earlier run left on disk (resumed)
+    took no time now, and is not counted."""
+    if result.elapsed <= 0:
+        return 0.0
+    return max(0, result.size - result.resumed_bytes) / result.elapsed
+
+
 def summary_line(result: DownloadResult) -> str:
-    rate = result.size / result.elapsed if result.elapsed > 0 else 0.0
+    rate = run_rate(result)
     report = result.verification
     if result.verified:
         checked = ", ".join(result.verified) + " verified"

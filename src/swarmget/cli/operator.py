@@ -10,15 +10,15 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import click
 from rich.console import Console
 from rich.table import Table
 
-from swarmget.cli.app import fail_start, main
+from swarmget.cli.app import client_settings, fail_start, main
 from swarmget.core.errors import SwarmgetError, UsageError
 from swarmget.core.units import human_bytes
-from swarmget.defaults import DEFAULT_STATE_DIR
 
 
 def _node_api_call(state_dir: Path, path: str, method: str = "GET") -> Any:
@@ -41,16 +41,25 @@ def _node_api_call(state_dir: Path, path: str, method: str = "GET") -> Any:
 
 
 STATE_DIR_OPTION = click.option(
-    "--state-dir", type=click.Path(path_type=Path), default=DEFAULT_STATE_DIR, show_default=True
+    "--state-dir",
+    type=click.Path(path_type=Path),
+    help="The node's state directory (default: $SWARMGET_NODE_STATE_DIR, [node] state_dir, "
+    "$SWARMGET_STATE_DIR, ~/.local/state/swarmget, else /var/lib/swarmget/node if a node "
+    "runs there).",
 )
+
+
+def _node_dir(state_dir: Path | None) -> Path:
+    """The state directory of the node this command talks to (``swarmget.locations``)."""
+    return client_settings(click.get_current_context(), state_dir).state_dir
 
 
 @main.command()
 @STATE_DIR_OPTION
 @click.option("--json", "as_json", is_flag=True)
-def peers(state_dir: Path, as_json: bool) -> None:
+def peers(state_dir: Path | None, as_json: bool) -> None:
     """The live nodes of this node's group, with their limits and health."""
-    data = _node_api_call(state_dir, "/v1/peers")
+    data = _node_api_call(_node_dir(state_dir), "/v1/peers")
     if as_json:
         click.echo(json.dumps(data))
         return
@@ -78,8 +87,9 @@ def peers(state_dir: Path, as_json: bool) -> None:
 @main.command()
 @STATE_DIR_OPTION
 @click.option("--json", "as_json", is_flag=True)
-def status(state_dir: Path, as_json: bool) -> None:
+def status(state_dir: Path | None, as_json: bool) -> None:
     """This node: its downloads, the streams it serves, its quota left."""
+    state_dir = _node_dir(state_dir)
     node_status = _node_api_call(state_dir, "/v1/status")
     downloads = _node_api_call(state_dir, "/v1/downloads")["downloads"]
     if as_json:
@@ -111,24 +121,50 @@ def status(state_dir: Path, as_json: bool) -> None:
 
 @main.command()
 @STATE_DIR_OPTION
-def portal(state_dir: Path) -> None:
+def portal(state_dir: Path | None) -> None:
     """Print a one-time login link to the local node's portal (valid once, for 5 minutes)."""
-    click.echo(_node_api_call(state_dir, "/v1/portal-link", "POST")["url"])
+    click.echo(_node_api_call(_node_dir(state_dir), "/v1/portal-link", "POST")["url"])
+
+
+@main.command()
+@click.argument("download_id", metavar="ID")
+@STATE_DIR_OPTION
+def cancel(download_id: str, state_dir: Path | None) -> None:
+    """Cancel the node's download ID (its id in `swarmget status`); the partial file is kept."""
+    _node_api_call(_node_dir(state_dir), f"/v1/downloads/{quote(download_id, safe='')}", "DELETE")
+    click.echo(f"cancelled {download_id}")
 
 
 @main.command()
 @click.option("--url", help="Also check that this origin is reachable and serves ranges.")
 @click.option("--hub", "hubs", multiple=True, help="Hub(s) to check (default: configured).")
+@click.option(
+    "--secret-file",
+    type=click.Path(path_type=Path),
+    help="Swarm secret file (default: $SWARMGET_SECRET_FILE, the config's secret_file).",
+)
 @STATE_DIR_OPTION
 @click.pass_context
-def doctor(ctx: click.Context, url: str | None, hubs: tuple[str, ...], state_dir: Path) -> None:
+def doctor(
+    ctx: click.Context,
+    url: str | None,
+    hubs: tuple[str, ...],
+    secret_file: Path | None,
+    state_dir: Path | None,
+) -> None:
     """Check the configuration, the secret, the hubs (reachability, signature, clock), the
-    local node and optionally an origin; say in plain words what is wrong."""
+    local node and its hub, and optionally an origin; say in plain words what is wrong."""
     from swarmget import config
     from swarmget import doctor as checks
 
     path = ctx.find_root().params.get("config_path") or config.default_config_path(os.environ)
-    results = asyncio.run(checks.run_checks(path, hubs=hubs, state_dir=state_dir, url=url))
+    asked = checks.Asked(
+        hubs=hubs, secret_file=secret_file, state_dir=_node_dir(state_dir), url=url
+    )
+    try:
+        results = asyncio.run(checks.run_checks(path, asked))
+    except SwarmgetError as exc:  # a bad --hub or --url
+        fail_start(exc, "checks")
     console = Console()
     for c in results:
         mark = "[green]✓[/]" if c.ok else "[red]✗[/]"

@@ -17,7 +17,7 @@ from click.core import ParameterSource
 from rich.console import Console
 from rich.table import Table
 
-from swarmget.cli.app import announce, fail_start, main
+from swarmget.cli.app import announce, fail_start, first_error, main
 from swarmget.core.addresses import AddressPolicy, parse_cidrs
 from swarmget.core.errors import SwarmgetError
 from swarmget.core.listening import ListenLimits
@@ -93,6 +93,13 @@ NODE_RENAMES = {"hubs": "hub", "allow": "allow_private_origins", "relay_url": "r
 @click.option("--relay", "relay_url", help="Fetch every download through this relay.")
 @click.option("--log-format", type=click.Choice(["text", "json"]))
 @click.option("--max-size", help="Refuse downloads larger than this up front (e.g. 50G).")
+@click.option(
+    "--api-group-access",
+    is_flag=True,
+    default=None,
+    help="Let the state directory's group use this node (status, get ...): for a node run "
+    "as its own user by systemd; the directory becomes 0750, its token 0640.",
+)
 @click.pass_context
 def node(ctx: click.Context, /, **_: Any) -> None:
     """Run a node: help others download, and download with their help.
@@ -130,10 +137,19 @@ def node(ctx: click.Context, /, **_: Any) -> None:
             max_size=v.max_size,
             listen_limits=_listen_limits(v),
             chunk_filter=hooks.chunk_filter,
+            api_group_access=v.api_group_access,
         )
         asyncio.run(run_node(config, announce=announce))
-    except (SwarmgetError, ValueError, OSError) as exc:
-        fail_start(exc, "node")
+    except* (SwarmgetError, ValueError, OSError) as group:
+        fail_start(_one(group), "node")
+
+
+def _one(group: BaseExceptionGroup[Exception]) -> Exception:
+    """The error a service failed with, out of the group ``except*`` gathered it in (its
+    task group's, or one made for a plain exception)."""
+    found = first_error(group)
+    assert isinstance(found, Exception)
+    return found
 
 
 def _listen_limits(v: Any) -> ListenLimits:
@@ -194,8 +210,8 @@ def hub(ctx: click.Context, /, **_: Any) -> None:
                 on_listening=lambda url: announce({"url": url}),
             )
         )  # fmt: skip
-    except (SwarmgetError, ValueError, OSError) as exc:
-        fail_start(exc, "hub")
+    except* (SwarmgetError, ValueError, OSError) as group:
+        fail_start(_one(group), "hub")
 
 
 @main.command()
@@ -229,8 +245,8 @@ def relay(ctx: click.Context, /, **_: Any) -> None:
             listen_limits=_listen_limits(v),
         )
         asyncio.run(run_relay(config, lambda url: announce({"url": url})))
-    except (SwarmgetError, ValueError, OSError) as exc:
-        fail_start(exc, "relay")
+    except* (SwarmgetError, ValueError, OSError) as group:
+        fail_start(_one(group), "relay")
 
 
 @main.group("config")

@@ -71,15 +71,28 @@ class Digest:
 # --- the user's --checksum -----------------------------------------------------------------------
 
 
-def parse_checksum_spec(spec: str) -> Digest:
-    """Parse ``ALG:HEX`` (e.g. ``sha256:9f86...``); algorithm and hex are case-insensitive.
+#: Bare hex values taken without an algorithm, by length.
+_BARE_LENGTHS = {64: "sha256", 128: "sha512"}
 
-    Raises ``InvalidChecksum`` naming what was wrong: no colon, an unknown algorithm,
+
+def parse_checksum_spec(spec: str) -> Digest:
+    """Parse ``ALG:HEX`` (e.g. ``sha256:9f86...``), ``ALG=HEX`` (as aria2c writes it) or a
+    bare 64- or 128-digit hex value (sha256, sha512: what ``sha256sum`` prints); algorithm
+    and hex are case-insensitive.
+
+    Raises ``InvalidChecksum`` naming what was wrong: no algorithm, an unknown algorithm,
     non-hex characters or the wrong number of digits for the algorithm.
     """
-    alg_text, sep, hex_text = spec.strip().partition(":")
-    if not sep:
-        raise InvalidChecksum(f"checksum must look like ALG:HEX, got {spec!r}")
+    text = spec.strip()
+    bare = _BARE_LENGTHS.get(len(text))
+    if bare is not None and _HEX.fullmatch(text.lower()):
+        return Digest(algorithm=bare, value=text.lower())
+    cut = min((i for i in (text.find(":"), text.find("=")) if i >= 0), default=-1)
+    if cut < 0:
+        raise InvalidChecksum(
+            f"checksum must look like ALG:HEX (or ALG=HEX, or 64 hex digits), got {spec!r}"
+        )
+    alg_text, hex_text = text[:cut], text[cut + 1 :]
     algorithm = _ALIASES.get(alg_text.strip().lower(), alg_text.strip().lower())
     if algorithm not in HEX_LENGTHS:
         known = ", ".join(sorted(HEX_LENGTHS))

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import PurePath
 from typing import Any
 
-from swarmget.core.errors import OriginChanged
+from swarmget.core.errors import DestinationExists, OriginChanged
 from swarmget.core.ranges import RangeSet
 
 __all__ = [
@@ -50,6 +50,11 @@ class ResumeState(enum.StrEnum):
     # validator): the file changed on the server, the old data was dropped
     RESTARTED_UNUSABLE = "restarted_unusable"  # a control file we cannot trust (unreadable,
     # or the data file is missing or has the wrong size): the old data was dropped
+
+
+class ChangedSincePartial(OriginChanged):
+    """The file changed on the server since an earlier run left its partial data (found
+    when resuming): ``origin_changed`` on the wire; its message already says what to do."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -146,10 +151,10 @@ class StartFresh:
 
 @dataclass(frozen=True, slots=True)
 class Refuse:
-    """Touch nothing: the partial data is of a changed file and the user did not say to
-    start over."""
+    """Touch nothing: the partial data is of a changed file, or of another URL, and the
+    user did not say to start over."""
 
-    error: OriginChanged
+    error: OriginChanged | DestinationExists
 
 
 Verdict = Resume | StartFresh | Refuse
@@ -164,12 +169,14 @@ def decide_resume(
     data_size: int,
     dest: PurePath,
     restart_if_changed: bool = True,
+    force: bool = False,
 ) -> Verdict:
     """What to do with what an earlier run left at ``dest``; see the module docstring.
 
     ``data_size`` is the data file's size now (0 when it was just created).
     ``restart_if_changed=False`` refuses to drop data of the same URL whose size or
-    validators changed; True (storage's own default) drops it.
+    validators changed; True (storage's own default) drops it. Data of another URL is
+    dropped only with ``force`` (a user's earlier download, not to be lost by a typo).
     """
     if stored is Unrecorded.MISSING:
         return StartFresh(ResumeState.NEW)
@@ -177,11 +184,19 @@ def decide_resume(
         return StartFresh(ResumeState.RESTARTED_UNUSABLE)
     assert isinstance(stored, Recorded)
     if not new.allows_resume_from(stored.key):
+        if stored.key.url != new.url and stored.written and not force:
+            return Refuse(
+                DestinationExists(
+                    f"{dest.name}.part holds a partial download of another URL "
+                    f"({stored.key.url}); re-run with --force to discard it, or choose "
+                    "another -o"
+                )
+            )
         if new.size is None or stored.key.url != new.url:
             return StartFresh(ResumeState.RESTARTED_CHANGED)
         if not restart_if_changed:
             return Refuse(
-                OriginChanged(
+                ChangedSincePartial(
                     f"the file changed on the server since the partial download of {dest.name} "
                     f"(size/validator differ); re-run with --restart-if-changed to start over "
                     f"(the partial data is kept in {dest}.part)"

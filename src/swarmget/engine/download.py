@@ -35,6 +35,7 @@ from swarmget.core.errors import (
     SwarmgetError,
 )
 from swarmget.core.filenames import choose_filename
+from swarmget.core.resume import ChangedSincePartial
 from swarmget.core.scheduler import Ban, Scheduler, SchedulerStats
 from swarmget.core.urls import redact_url
 from swarmget.destination import destination_for
@@ -83,6 +84,7 @@ class Download:
         self._reassigned_before = 0  # by the schedulers of earlier attempts (restarts)
         self._mode = "segmented"
         self._resumed = 0
+        self._ended_at: float | None = None  # the clock when run() ended: snapshots stop there
         self._run_in_progress: SegmentedRun | None = None
 
     # --- public --------------------------------------------------------------------------------
@@ -117,8 +119,9 @@ class Download:
         return self._reassigned_before + self._current_reassigned()
 
     def statistics(self) -> DownloadProgress:
+        """A snapshot; once the run ended, as of its end (elapsed and rates stay put)."""
         ctx = self._ctx
-        now = ctx.clock()
+        now = ctx.clock() if self._ended_at is None else self._ended_at
         sched, info, single = self._sched, ctx.info, self._single
         stats = sched.statistics(now) if sched is not None else None
         streamed = single.streamed if single is not None else 0
@@ -155,10 +158,12 @@ class Download:
         try:
             result = await self._run()
         except BaseException as exc:
+            self._ended_at = ctx.clock()
             ctx.stage = Stage.FAILED
             code = exc.code if isinstance(exc, SwarmgetError) else type(exc).__name__
             ctx.emit(ev.Failed(at=ctx.at(), code=code, message=str(exc) or type(exc).__name__))
             raise
+        self._ended_at = ctx.clock()
         ctx.stage = Stage.DONE
         return result
 
@@ -175,11 +180,12 @@ class Download:
             except RangesIgnoredMidway:
                 return await self._single_stream(dest)
             except OriginChanged as exc:
+                if isinstance(exc, ChangedSincePartial):
+                    raise  # found when resuming: its message says it all
                 if not self.spec.restart_if_changed:
                     raise OriginChanged(
-                        f"the file changed on the server during the download ({exc}); the "
-                        f"partial data is kept in {dest}.part: re-run with "
-                        "--restart-if-changed to start over"
+                        f"{exc} during the download; the partial data is kept in "
+                        f"{dest}.part: re-run with --restart-if-changed to start over"
                     ) from exc
                 reason = f"the file changed on the server: {exc}"
                 self._ctx.emit(ev.Restarted(at=self._ctx.at(), reason=reason))

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import AbstractAsyncContextManager
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from typing import Protocol
 
 from swarmget.core.ranges import ByteRange, Chunk
+from swarmget.core.ratelimit import TokenBucket
 from swarmget.net.origin import OriginClient, OriginInfo
 
 
@@ -37,3 +38,41 @@ class OriginSource:
         self, info: OriginInfo, rng: ByteRange
     ) -> AbstractAsyncContextManager[AsyncIterator[Chunk]]:
         return self.client.open_range(info, rng)
+
+
+class ThrottledSource:
+    """``inner``, its bytes spread over time by ``bucket`` (``get --limit-rate``): every
+    chunk waits for its tokens before it is handed on. ``clock`` and ``sleep`` are the
+    loop's (a test passes its own)."""
+
+    def __init__(
+        self,
+        inner: RangeSource,
+        bucket: TokenBucket,
+        *,
+        clock: Callable[[], float],
+        sleep: Callable[[float], Awaitable[object]],
+    ) -> None:
+        self._inner, self._bucket, self._clock, self._sleep = inner, bucket, clock, sleep
+
+    @property
+    def source_id(self) -> str:
+        return self._inner.source_id
+
+    @property
+    def slots(self) -> int:
+        return self._inner.slots
+
+    @asynccontextmanager
+    async def open_range(
+        self, info: OriginInfo, rng: ByteRange
+    ) -> AsyncIterator[AsyncIterator[Chunk]]:
+        async with self._inner.open_range(info, rng) as chunks:
+            yield self._paced(chunks)
+
+    async def _paced(self, chunks: AsyncIterator[Chunk]) -> AsyncIterator[Chunk]:
+        async for chunk in chunks:
+            delay = self._bucket.reserve(len(chunk), self._clock())
+            if delay > 0:
+                await self._sleep(delay)
+            yield chunk

@@ -74,7 +74,8 @@ def who_delivered(sources: tuple[SourceInfo, ...] | None) -> str:
             shown = ", ".join(f"{r.start}-{r.end}" for r in s.segments[:4])
             more = f" and {len(s.segments) - 4} more ranges" if len(s.segments) > 4 else ""
             parts.append(f"{s.source_id}: {s.claimed} bytes ({shown}{more})")
-    return "; ".join(parts) or "nobody"
+    # nothing claimed in this run: every byte was on disk already (resumed)
+    return "; ".join(parts) or "earlier runs (every byte was resumed from the partial file)"
 
 
 async def finish_segmented(

@@ -102,7 +102,12 @@ async def open_hub(
         )
         limits = dataclasses.replace(limits or ListenLimits(), uncounted=trusted_proxies)
         async with open_listener(
-            app, host, port, limits=limits, shutdown_timeout=SHUTDOWN_TIMEOUT
+            app,
+            host,
+            port,
+            limits=limits,
+            shutdown_timeout=SHUTDOWN_TIMEOUT,
+            option="`swarmget hub --port` ([hub] port)",
         ) as listening:
             yield RunningHub(url=_base_url((listening.host, listening.port)), store=store)
 

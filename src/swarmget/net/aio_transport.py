@@ -179,6 +179,7 @@ def translate_client_error(exc: BaseException, what: str) -> SwarmgetError:
     import aiohttp
 
     from swarmget.net.guard import forbidden_target
+    from swarmget.net.plain import plain_words
 
     if (refused := forbidden_target(exc, what)) is not None:  # the SSRF guard said no
         return refused
@@ -188,4 +189,4 @@ def translate_client_error(exc: BaseException, what: str) -> SwarmgetError:
         return OriginUnusable(f"{what}: aiohttp refused the URL: {exc}")
     if isinstance(exc, TimeoutError):
         return SourceRetryable(f"{what}: timed out")
-    return SourceRetryable(f"{what}: {type(exc).__name__}: {exc}")
+    return SourceRetryable(f"{what}: {plain_words(exc)}")

@@ -54,6 +54,7 @@ from yarl import URL
 from swarmget.core.backoff import exponential_backoff
 from swarmget.core.errors import HubError, HubRejected, HubTooOld, HubUnavailable, UnknownNode
 from swarmget.net.bounded import read_bounded
+from swarmget.net.plain import plain_words
 from swarmget.net.signing import NodeIdentity, json_body, signed_headers
 from swarmget.protocol.errors import HUB_ERRORS
 from swarmget.protocol.hub import (
@@ -211,7 +212,7 @@ class HubClient:
                 answer = await read_bounded(response.content, MAX_HUB_ANSWER_BYTES)
                 status = response.status
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            raise HubUnavailable(f"hub {self.hub_url} unreachable: {exc!r}") from exc
+            raise HubUnavailable(f"hub {self.hub_url} unreachable: {plain_words(exc)}") from exc
         if answer is None:
             raise HubUnavailable(
                 f"hub {self.hub_url}: the answer to {method} {path} is longer than "

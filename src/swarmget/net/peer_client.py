@@ -29,6 +29,7 @@ from swarmget.core.ranges import ByteRange, Chunk
 from swarmget.net.aio_transport import CheckedBody, translate_client_error
 from swarmget.net.bounded import read_bounded
 from swarmget.net.origin import OriginInfo
+from swarmget.net.plain import plain_words
 from swarmget.net.signing import NodeIdentity, json_body, signed_headers
 from swarmget.protocol.errors import PEER_ERRORS
 from swarmget.protocol.peer import (
@@ -86,7 +87,7 @@ class PeerSource:
         try:
             resp = await self.session.post(url, data=body, headers=headers, timeout=timeout)
         except (aiohttp.ClientError, OSError) as exc:
-            raise SourceRetryable(f"helper {self.source_id}: {exc}") from exc
+            raise SourceRetryable(f"helper {self.source_id}: {plain_words(exc)}") from exc
         try:
             await _check(resp, self.source_id, rng)
             yield CheckedBody(resp, rng.length, f"helper {self.source_id} {rng}")

@@ -22,6 +22,7 @@ from swarmget.core.http import parse_retry_after
 from swarmget.core.lifecycle import FetchPhase, parse_phase
 from swarmget.core.manifest import Manifest
 from swarmget.core.urls import redact_url
+from swarmget.net.plain import plain_words
 from swarmget.net.signing import NodeIdentity, json_body, signed_headers
 from swarmget.protocol.errors import RELAY_ERRORS, relay_fetch_error
 from swarmget.protocol.relay import FETCH_PATH, FETCHES_PATH, FetchAnswer, FetchRequest
@@ -80,7 +81,9 @@ class RelayClient:
                 if resp.status not in (200, 202):
                     raise _refused(resp, text, f"relay {method} {path}")
         except (aiohttp.ClientError, OSError, ValueError) as exc:
-            raise RelayUnavailable(f"relay {self.relay_url} unreachable: {exc}") from exc
+            raise RelayUnavailable(
+                f"relay {self.relay_url} unreachable: {plain_words(exc)}"
+            ) from exc
         try:
             return FetchAnswer.model_validate_json(text)
         except pydantic.ValidationError as exc:

@@ -40,8 +40,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import ipaddress
 import logging
+import os
 import resource
 import socket
 from collections.abc import AsyncIterator, Callable
@@ -314,6 +316,15 @@ class Listening:
         return f"http://{host}:{self.port}"
 
 
+def bind_failure(host: str, port: int, exc: OSError, option: str) -> str:
+    """One line for a failed bind: what, why in plain words, and the setting to change."""
+    reason = os.strerror(exc.errno).lower() if exc.errno else str(exc)
+    if exc.errno == errno.EADDRINUSE:
+        reason += " (another swarmget service or program listens there)"
+    hint = f"; choose another port with {option}" if option else ""
+    return f"cannot listen on {host}:{port}: {reason}{hint}"
+
+
 @contextlib.asynccontextmanager
 async def open_listener(
     app: web.Application,
@@ -324,11 +335,12 @@ async def open_listener(
     shutdown_timeout: float = 60.0,
     handler_cancellation: bool = False,
     unix: socket.socket | None = None,
+    option: str = "",
 ) -> AsyncIterator[Listening]:
     """Serve ``app`` on ``host:port`` with ``limits`` while the block runs (and on ``unix``,
     an already bound listening socket, when given); on exit stop listening and give requests
     in flight ``shutdown_timeout`` seconds. Raises ``UsageError`` when the address cannot be
-    bound."""
+    bound, in one line naming ``option`` (the setting that chooses the port)."""
     limits = limits or ListenLimits()
     runner = web.AppRunner(
         app,
@@ -356,7 +368,7 @@ async def open_listener(
         try:
             await _Site(runner, host, port, factory).start()
         except OSError as exc:
-            raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
+            raise UsageError(bind_failure(host, port, exc, option)) from exc
         if unix is not None:
             await _SockSite(runner, unix, factory).start()
         bound = runner.addresses[0]

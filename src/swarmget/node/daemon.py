@@ -87,6 +87,9 @@ class NodeConfig:
     #: every chunk the helper streams passes through this (only the integrity tests'
     #: lying helper, ``swarmget.testing.evil_node``, gives one)
     chunk_filter: ChunkFilter | None = None
+    #: the state directory's group may use the local API on its Unix socket (a node run
+    #: by systemd as its own user, driven by the users of that group): see ``statefiles``
+    api_group_access: bool = False
 
     def hubs(self) -> tuple[str, ...]:
         """Every hub to use: ``hub_url`` first, then ``hub_urls``, without repeats."""
@@ -182,6 +185,8 @@ async def _serve(
     port: int,
     limits: ListenLimits,
     unix: socket.socket | None = None,
+    *,
+    option: str,
 ) -> AsyncIterator[str]:
     # in-flight requests (helper streams) get SHUTDOWN_GRACE seconds, then are cancelled
     async with open_listener(
@@ -192,6 +197,7 @@ async def _serve(
         handler_cancellation=True,
         shutdown_timeout=SHUTDOWN_GRACE,
         unix=unix,  # the same application on a Unix socket too (the CLI's way in)
+        option=option,
     ) as listening:
         yield f"http://{_url_host(host)}:{listening.port}"  # the real port when ``port`` was 0
 
@@ -207,15 +213,17 @@ async def open_node(config: NodeConfig, *, pages: MountPages | None = None) -> A
     # the key first: one others could read is refused (it may be leaked), not tightened
     identity = load_identity(config.state_dir, config.node_id)
     node_id = identity.node_id
-    open_private_dir(config.state_dir)  # 0700, its files 0600
+    open_private_dir(config.state_dir, group_access=config.api_group_access)  # 0700 (0750)
     config.download_dir.mkdir(parents=True, exist_ok=True)
     source = config.source_address or config.listen_host
     local = (source, 0)
     async with contextlib.AsyncExitStack() as stack:
-        api_socket = bind_api_socket(config.state_dir)  # refuses if a node runs there
+        # refuses if a node runs there
+        api_socket = bind_api_socket(config.state_dir, group_access=config.api_group_access)
         stack.callback(remove_quietly, config.state_dir, API_SOCKET)
         stack.callback(api_socket.close)
-        token = new_api_token(config.state_dir)  # a new one at every start
+        # a new one at every start
+        token = new_api_token(config.state_dir, group_access=config.api_group_access)
         own_session = await stack.enter_async_context(
             aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0, local_addr=local))
         )
@@ -246,7 +254,13 @@ async def open_node(config: NodeConfig, *, pages: MountPages | None = None) -> A
         peer_app = make_peer_app(helper, config.secret, node_id)
         await wait_for_next_second()  # requests signed before now are refused: see net.auth
         peer_url = await stack.enter_async_context(
-            _serve(peer_app, config.listen_host, config.listen_port, config.listen_limits)
+            _serve(
+                peer_app,
+                config.listen_host,
+                config.listen_port,
+                config.listen_limits,
+                option="`swarmget node --port` ([node] port)",
+            )  # fmt: skip
         )
         hub = None
         if config.hubs():
@@ -286,6 +300,7 @@ async def open_node(config: NodeConfig, *, pages: MountPages | None = None) -> A
             stall_timeout=config.stall_timeout,
             status=node.status,
             peers=_peers_fn(hub),
+            unix_group_access=config.api_group_access,
         )
         user_app = make_user_app(api)
         user_app.router.add_get(
@@ -295,8 +310,13 @@ async def open_node(config: NodeConfig, *, pages: MountPages | None = None) -> A
             node.portal = pages(user_app, api, node_id)
         node.api_url = await stack.enter_async_context(
             _serve(
-                user_app, config.api_host, config.api_port, config.listen_limits, unix=api_socket
-            )
+                user_app,
+                config.api_host,
+                config.api_port,
+                config.listen_limits,
+                unix=api_socket,
+                option="`swarmget node --api-port` ([node] api_port; the portal's)",
+            )  # fmt: skip
         )
         if node.portal is not None:
             node.portal.bind(node.api_url)

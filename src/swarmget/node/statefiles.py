@@ -7,6 +7,11 @@ O_NOFOLLOW`` temporary file, then ``rename``), so a link planted in the director
 followed. The node's user API socket (``api.sock``) lives here too: because nobody else can
 create anything in the directory, a client that finds the socket there, owned by the
 directory's owner, talks to that user's node and to nobody else (see ``run.remote``).
+
+With group access (``[node] api_group_access``, for a node run by systemd as its own user)
+the directory is 0750, and ``node.json``, ``api-token`` (0640) and ``api.sock`` (0660)
+belong to the directory's group: its members may drive the node (the kernel checks who may
+connect to the socket); nobody else may, and every other file stays 0600.
 """
 
 from __future__ import annotations
@@ -25,21 +30,38 @@ TOKEN_FILE = "api-token"
 NODE_FILE = "node.json"
 DIR_MODE = 0o700
 FILE_MODE = 0o600
+GROUP_DIR_MODE = 0o750
+GROUP_FILE_MODE = 0o640
+GROUP_SOCKET_MODE = 0o660
+#: The files a member of the directory's group needs to reach the node (group access).
+SHARED_FILES = frozenset({NODE_FILE, TOKEN_FILE})
 
 
-def open_private_dir(path: Path) -> None:
-    """Create ``path`` (0700), or tighten an existing one of ours to 0700 and the regular
-    files in it to 0600. Raises ``UsageError`` when another user owns it."""
+def open_private_dir(path: Path, *, group_access: bool = False) -> None:
+    """Create ``path`` (0700; 0750 with ``group_access``), or tighten an existing one of
+    ours to that mode and the regular files in it to 0600. Raises ``UsageError`` when
+    another user owns it."""
+    mode = GROUP_DIR_MODE if group_access else DIR_MODE
     path.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
         st = os.fstat(fd)
         if st.st_uid != os.geteuid():
             raise UsageError(f"the state directory {path} belongs to another user")
-        if stat.S_IMODE(st.st_mode) != DIR_MODE:
-            os.fchmod(fd, DIR_MODE)
+        if stat.S_IMODE(st.st_mode) != mode:
+            os.fchmod(fd, mode)
         for name in os.listdir(fd):
             _tighten(fd, name)
+    finally:
+        os.close(fd)
+
+
+def share_with_group(state_dir: Path, name: str, mode: int) -> None:
+    """Give ``name`` (in ``state_dir``) the directory's group and ``mode`` (group access)."""
+    fd = os.open(state_dir, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.chown(name, -1, os.fstat(fd).st_gid, dir_fd=fd, follow_symlinks=False)
+        os.chmod(name, mode, dir_fd=fd)
     finally:
         os.close(fd)
 
@@ -78,18 +100,22 @@ def write_private(path: Path, data: bytes) -> None:
         os.close(fd)
 
 
-def new_api_token(state_dir: Path) -> str:
-    """A fresh random bearer token for the user API, written to ``api-token`` (0600).
+def new_api_token(state_dir: Path, *, group_access: bool = False) -> str:
+    """A fresh random bearer token for the user API, written to ``api-token`` (0600; 0640
+    for the directory's group with ``group_access``).
 
     Made at every start: a token read by someone who should not have it dies with the run.
     """
     token = secrets.token_urlsafe(32)
     write_private(state_dir / TOKEN_FILE, (token + "\n").encode())
+    if group_access:
+        share_with_group(state_dir, TOKEN_FILE, GROUP_FILE_MODE)
     return token
 
 
-def bind_api_socket(state_dir: Path) -> socket.socket:
-    """A listening Unix socket at ``state_dir/api.sock`` (0600).
+def bind_api_socket(state_dir: Path, *, group_access: bool = False) -> socket.socket:
+    """A listening Unix socket at ``state_dir/api.sock`` (0600; 0660 for the directory's
+    group with ``group_access``).
 
     A socket left behind by a node that crashed is replaced; one a live node answers on is
     not (``UsageError``: two nodes cannot share a state directory). Bound through the
@@ -106,6 +132,8 @@ def bind_api_socket(state_dir: Path) -> socket.socket:
         try:
             sock.bind(path)
             os.chmod(API_SOCKET, FILE_MODE, dir_fd=fd)
+            if group_access:
+                share_with_group(state_dir, API_SOCKET, GROUP_SOCKET_MODE)
             sock.listen(128)
         except OSError:
             sock.close()

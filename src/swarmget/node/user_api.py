@@ -33,6 +33,7 @@ import hmac
 import json
 import math
 import os
+import socket
 from collections.abc import Callable
 from typing import Any
 
@@ -67,6 +68,7 @@ class UserApi:
         stall_timeout: float,
         status: Callable[[], dict[str, Any]],
         peers: Callable[[], Any],
+        unix_group_access: bool = False,
     ) -> None:
         self.manager = manager
         self.token = token
@@ -75,6 +77,9 @@ class UserApi:
         self.status = status
         self.peers = peers
         self.allowed_uids = frozenset({os.geteuid(), 0})  # the node's user, and root
+        # group access: whoever the kernel let connect to the 0660 socket (in the 0750
+        # state directory) is a member of its group; on 127.0.0.1, still the user only
+        self.unix_group_access = unix_group_access
 
     def spec_from(self, body: CreateDownload) -> DownloadSpec:
         output = resolve_destination(self.download_dir, body.output)
@@ -109,11 +114,19 @@ def _error(exc: SwarmgetError) -> web.Response:
 @web.middleware
 async def _same_user(request: web.Request, handler: Any) -> web.StreamResponse:
     if not (request.path == METRICS_PATH and request.method == "GET"):  # counters: anyone
+        api = request.app[API]
         uid = connection_uid(request.transport)
-        if uid is None or uid not in request.app[API].allowed_uids:
+        if uid is None or not (uid in api.allowed_uids or _group_member(api, request)):
             return _refusal("forbidden", "only the node's own user may use its local API")
     result: web.StreamResponse = await handler(request)
     return result
+
+
+def _group_member(api: UserApi, request: web.Request) -> bool:
+    """With group access, a connection on the Unix socket (the kernel checked the
+    socket's group permission when it connected)."""
+    sock = request.transport.get_extra_info("socket") if request.transport else None
+    return api.unix_group_access and sock is not None and sock.family == socket.AF_UNIX
 
 
 @web.middleware

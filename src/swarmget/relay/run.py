@@ -84,6 +84,7 @@ async def open_relay(config: RelayConfig) -> AsyncIterator[RunningRelay]:
                 config.port,
                 limits=config.listen_limits,
                 handler_cancellation=True,
+                option="`swarmget relay --port` ([relay] port)",
             ) as listening:
                 host = f"[{config.host}]" if ":" in config.host else config.host
                 yield RunningRelay(f"http://{host}:{listening.port}", relay)

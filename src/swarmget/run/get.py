@@ -10,10 +10,17 @@ what the user asked and whether a node says it runs in the state directory) and 
            cannot help (unreachable, too old, refusing) it says so and downloads alone
 ``NODE``   a node runs in ``--state-dir`` (its ``node.json`` is there): hand the download
            to it and follow its progress; when it does not answer or cannot take the
-           output path, the download goes ``ALONE``
+           output path, the download goes the next way (``SWARM`` with the configured
+           hubs, else ``ALONE``), and says why (``RouteTaken``)
 ``RELAY``  ``--relay``: fetched through the relay, pieces checked by hash
+``SWARM``  no node runs but the config names hubs (``[node] hub``): as with ``--hub``
 ``ALONE``  this host's own connections to the origin
 =========  ===============================================================================
+
+Every way taken is told to ``on_route`` as a ``RouteTaken``: the route, and why when it is
+not the one the user set up (a fallback), so that the CLI says it on stderr and in
+``--json``. Interrupted (Ctrl-C: the task is cancelled), a download handed to the node is
+cancelled there too, unless ``detach`` asks to leave it running.
 
 Start-up time matters for the last: a plain http:// download with no node running must not
 import aiohttp (~0.15 s), pydantic or ``run.remote`` (~0.1 s), so every route imports what
@@ -22,6 +29,7 @@ it needs when it runs, and the facts are gathered without importing the node's c
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import os
 from collections.abc import Callable
@@ -84,6 +92,9 @@ class GetRequest:
     verify_sample: float = DEFAULT_VERIFY_SAMPLE
     state_dir: Path = DEFAULT_STATE_DIR
     max_size: int | None = None
+    configured_hubs: tuple[str, ...] = ()  # [node] hub: used when no node takes the download
+    detach: bool = False  # interrupted, leave the node's download running
+    limit_rate: int | None = None  # bytes/s for this process's own range fetches
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -94,6 +105,7 @@ class PreparedGet:
     spec: DownloadSpec
     options: LocalOptions
     hub_urls: tuple[str, ...]  # empty: no swarm of our own
+    configured_hub_urls: tuple[str, ...] = ()  # the config's hubs (when no node runs)
 
 
 def prepare(request: GetRequest) -> PreparedGet:
@@ -114,9 +126,17 @@ def prepare(request: GetRequest) -> PreparedGet:
         connections=request.connections,
         headers=parse_headers(request.headers),
         source_address=request.source_address,
+        limit_rate=request.limit_rate,
     )
     hub_urls = parse_hub_urls(request.hubs)
-    return PreparedGet(request=request, spec=spec, options=options, hub_urls=hub_urls)
+    configured = parse_hub_urls(request.configured_hubs)
+    return PreparedGet(
+        request=request,
+        spec=spec,
+        options=options,
+        hub_urls=hub_urls,
+        configured_hub_urls=configured,
+    )
 
 
 class Route(enum.Enum):
@@ -136,17 +156,35 @@ class RouteFacts:
     relay: bool  # --relay was given
     no_node: bool  # --no-node: never hand the download to a running node
     node_file: bool  # a node says it runs in --state-dir (trusted or not: run.remote checks)
+    configured_hubs: bool = False  # the config file names hubs ([node] hub)
 
 
 def choose_route(facts: RouteFacts) -> Route:
     """The route for these facts: a swarm of our own first; a running node unless told
     not to use one or to go through a relay (the node has its own relay setting); the
-    relay; alone."""
+    relay; the configured hubs' swarm (they are the node's setting: not with --no-node);
+    alone."""
     if facts.hubs:
         return Route.SWARM
     if facts.node_file and not facts.no_node and not facts.relay:
         return Route.NODE
-    return Route.RELAY if facts.relay else Route.ALONE
+    if facts.relay:
+        return Route.RELAY
+    return Route.SWARM if facts.configured_hubs and not facts.no_node else Route.ALONE
+
+
+@dataclass(frozen=True, kw_only=True)
+class RouteTaken:
+    """The way a download went, and why (None: the way it was set up to go); ``fallback``
+    when the node or the hub the user set up was not used (to be said loudly)."""
+
+    route: Route
+    reason: str | None = None
+    fallback: bool = False
+    download_id: str | None = None  # the node's id for it (``Route.NODE``)
+
+    def as_json(self) -> dict[str, str | bool | None]:
+        return {"route": self.route.value, "reason": self.reason, "fallback": self.fallback}
 
 
 def facts_of(prepared: PreparedGet) -> RouteFacts:
@@ -158,6 +196,7 @@ def facts_of(prepared: PreparedGet) -> RouteFacts:
         relay=request.relay_url is not None,
         no_node=request.no_node,
         node_file=asked_for_node and _node_file_exists(request.state_dir),
+        configured_hubs=bool(prepared.configured_hub_urls),
     )
 
 
@@ -173,27 +212,48 @@ async def download(
     request: GetRequest,
     *,
     display: Console | None,
-    on_node_unusable: Callable[[UsageError], None],
+    on_route: Callable[[RouteTaken], None],
     on_hub: Callable[[HubReport], None] | None = None,
 ) -> DownloadResult:
     """Download what ``request`` asks for, the way ``choose_route`` says, redrawing the
-    progress on ``display`` (None: silently). ``on_node_unusable(exc)`` is told why a
-    running node was not used (it cannot write the output path); the download then goes
-    alone. ``on_hub(report)`` hears how the hub answered (``SWARM`` only), as soon as it
-    did: a report whose ``alone`` is true means the download goes on without helpers.
-    Raises a ``SwarmgetError`` when the request is bad or the download fails."""
+    progress on ``display`` (None: silently). ``on_route`` is told the way taken, and why
+    when it is a fallback (see the module docstring). ``on_hub(report)`` hears how the hub
+    answered (``SWARM`` only), as soon as it did: a report whose ``alone`` is true means the
+    download goes on without helpers. Raises a ``SwarmgetError`` when the
+    request is bad or the download fails."""
     prepared = prepare(request)
-    route = choose_route(facts_of(prepared))
-    if route is Route.SWARM:
-        return await _in_swarm(prepared, display, on_hub)
+    facts = facts_of(prepared)
+    route = choose_route(facts)
+    if request.limit_rate and route in (Route.NODE, Route.SWARM):
+        raise UsageError(
+            f"--limit-rate caps this process's own connections, but this download goes to "
+            f"the {'node' if route is Route.NODE else 'swarm'} (its rate_limit caps what it "
+            "serves): add --no-node (and no --hub) to download here at that rate"
+        )
     if route is Route.NODE:
-        result = await _via_node(prepared.spec, request.state_dir, display, on_node_unusable)
+        reason, result = await _via_node(prepared, display, on_route)
         if result is not None:
             return result
+        if prepared.configured_hub_urls:
+            return await _in_swarm(prepared, display, on_route, on_hub, fallback=reason)
+        alone = f"{reason}: downloading alone"
+        on_route(RouteTaken(route=Route.ALONE, reason=alone, fallback=True))
+    elif route is Route.SWARM:
+        return await _in_swarm(prepared, display, on_route, on_hub)
     elif route is Route.RELAY:
+        on_route(RouteTaken(route=Route.RELAY))
         return await _through_relay(prepared, display)
+    else:
+        on_route(RouteTaken(route=Route.ALONE, reason=_why_alone(request, facts)))
     async with open_local_download(prepared.spec, prepared.options) as running:
         return await watch_progress(running, display)
+
+
+def _why_alone(request: GetRequest, facts: RouteFacts) -> str | None:
+    """Why a download goes alone when that was the first choice (None: asked to)."""
+    if facts.no_node:
+        return None
+    return f"no node runs in {request.state_dir} and no hub is configured"
 
 
 async def _through_relay(prepared: PreparedGet, display: Console | None) -> DownloadResult:
@@ -214,44 +274,54 @@ async def _through_relay(prepared: PreparedGet, display: Console | None) -> Down
 
 
 async def _via_node(
-    spec: DownloadSpec,
-    state_dir: Path,
-    display: Console | None,
-    on_node_unusable: Callable[[UsageError], None],
-) -> DownloadResult | None:
-    """Hand the download to the running node; None when there is none (or it is not usable)."""
+    prepared: PreparedGet, display: Console | None, on_route: Callable[[RouteTaken], None]
+) -> tuple[str, DownloadResult | None]:
+    """Hand the download to the running node: its result; or, when the node cannot take
+    it, why not (and None)."""
     from swarmget.run import remote
 
+    spec, state_dir = prepared.spec, prepared.request.state_dir
     async with remote.open_local_node(state_dir) as api:  # its Unix socket, never TCP
-        if api is None or not await api.alive():
-            return None
+        if api is None:
+            return f"no node answers in {state_dir} (its socket or token is missing)", None
+        if not await api.alive():
+            return f"the node in {state_dir} does not answer", None
         try:
             output = remote.relative_output(api.node, spec.output)
         except UsageError as exc:
-            on_node_unusable(exc)
-            return None
+            return str(exc), None
         download_id = await api.start(remote.create_request(spec, output))
+        on_route(RouteTaken(route=Route.NODE, download_id=download_id))
         latest: list[DownloadProgress] = []
         follow = api.follow(download_id, latest.append)
-        data = await watch(follow, lambda: latest[-1] if latest else None, display)
+        try:
+            data = await watch(follow, lambda: latest[-1] if latest else None, display)
+        except asyncio.CancelledError:  # Ctrl-C: the node's download stops too (unless detached)
+            if not prepared.request.detach:
+                await api.cancel(download_id)
+            raise
     if parse_state(data["state"]) is not DownloadState.DONE:
         raise remote.error_from_json(data.get("error") or {"message": data["state"]})
-    return remote.result_from_json(data)
+    return "", remote.result_from_json(data)
 
 
 async def _in_swarm(
     prepared: PreparedGet,
     display: Console | None,
+    on_route: Callable[[RouteTaken], None],
     on_hub: Callable[[HubReport], None] | None,
+    *,
+    fallback: str | None = None,
 ) -> DownloadResult:
-    """Download with the hub's swarm as a requester only, for this one download. Without a
-    word from the hub by the end, ``on_hub`` hears that it did not answer (``NO_ANSWER``)."""
+    """Download with the hub's swarm as a requester only, for this one download
+    (``fallback``: why the running node was not used instead). Without a word from the hub by
+    the end, ``on_hub`` hears that it did not answer (``NO_ANSWER``)."""
     from swarmget.node.requester import HubOutcome, HubReport, RequesterConfig, open_requester
 
     request, spec = prepared.request, prepared.spec
     config = RequesterConfig(
         secret=swarm_secret(request.secret_file),
-        hub_urls=prepared.hub_urls,
+        hub_urls=prepared.hub_urls or prepared.configured_hub_urls,
         source_address=request.source_address,
         connections=prepared.options.connections,
         relay_url=validate_url(request.relay_url) if request.relay_url else None,
@@ -263,15 +333,24 @@ async def _in_swarm(
         if on_hub is not None:
             on_hub(report)
 
+    on_route(RouteTaken(route=Route.SWARM, reason=fallback, fallback=bool(fallback)))
+    interrupted = False
     async with open_requester(config, on_hub=hear) as requester:
         record = requester.downloads.create(spec)
         assert record.task is not None
         task = record.task
 
         async def finished() -> None:
-            await task
+            # shielded: Ctrl-C cancels this wait, not the download's own handling of a
+            # cancel (which would end it as a failure); the requester's exit stops it
+            await asyncio.shield(task)
 
-        await watch(finished(), record.progress, display)
+        try:
+            await watch(finished(), record.progress, display)
+        except asyncio.CancelledError:
+            interrupted = True
+    if interrupted:  # Ctrl-C: not a failed download (exit 130, not 3)
+        raise asyncio.CancelledError
     if not heard:
         hear(HubReport(outcome=HubOutcome.NO_ANSWER, hub_url=config.hub_urls[0]))
     if record.result is None:

@@ -6,6 +6,7 @@ duration of the download and hands the caller the ``Download`` so that it can wa
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
@@ -13,7 +14,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from swarmget.core.errors import InvalidHeader
+from swarmget.core.ratelimit import TokenBucket
 from swarmget.engine import Download, DownloadSpec, OriginSource
+from swarmget.engine.sources import RangeSource, ThrottledSource
 from swarmget.net.origin import OriginClient
 from swarmget.net.rawhttp import RawHttp
 
@@ -30,6 +33,7 @@ class LocalOptions:
     source_address: str | None = None  # bind outgoing connections to this local IP
     connect_timeout: float = 10.0
     read_timeout: float = 30.0
+    limit_rate: int | None = None  # bytes/s over every range fetched (--limit-rate)
 
 
 def parse_headers(values: list[str] | tuple[str, ...]) -> dict[str, str]:
@@ -84,5 +88,9 @@ async def open_local_download(
             read_timeout=options.read_timeout,
             raw=raw,
         )
-        sources = [OriginSource(client, options.connections)]
-        yield Download(spec, client, sources=sources, relay=relay)
+        source: RangeSource = OriginSource(client, options.connections)
+        if options.limit_rate:
+            loop = asyncio.get_running_loop()
+            bucket = TokenBucket(options.limit_rate)
+            source = ThrottledSource(source, bucket, clock=loop.time, sleep=asyncio.sleep)
+        yield Download(spec, client, sources=[source], relay=relay)

@@ -22,7 +22,14 @@ from aiohttp import web
 from swarmget.net.signals import serve_until_signalled
 from swarmget.node import daemon
 from swarmget.node.daemon import Node, NodeConfig
-from swarmget.node.statefiles import API_SOCKET, NODE_FILE, remove_quietly, write_private
+from swarmget.node.statefiles import (
+    API_SOCKET,
+    GROUP_FILE_MODE,
+    NODE_FILE,
+    remove_quietly,
+    share_with_group,
+    write_private,
+)
 from swarmget.node.user_api import UserApi
 from swarmget.web.portal import Portal, mount_portal
 
@@ -57,6 +64,8 @@ async def run_node(config: NodeConfig, *, announce: Callable[[dict[str, Any]], N
             }
         )
         _write_node_file(config.state_dir, node)
+        if config.api_group_access:  # the group's members find it too
+            share_with_group(config.state_dir, NODE_FILE, GROUP_FILE_MODE)
         if node.portal is not None and sys.stderr.isatty():  # a person, not a log
             link = node.portal.login_url()
             print(f"portal login link (one use, 5 minutes): {link}", file=sys.stderr)

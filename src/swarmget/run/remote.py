@@ -23,6 +23,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 import pydantic
 
@@ -126,8 +127,15 @@ async def open_local_node(state_dir: Path) -> AsyncIterator[NodeSession | None]:
 
 def relative_output(node: LocalNode, output: Path | None) -> str | None:
     """``output`` as the node's API wants it (relative to its download directory); raises
-    ``UsageError`` when it lies outside (the node only writes into its directory)."""
-    return None if output is None else relative_to_download_dir(node.download_dir, output)
+    ``UsageError`` when it lies outside (the node only writes into its directory). Without
+    one, the current directory when it is inside the node's (where the user is, as curl -O
+    and wget save), else None: the node's directory itself."""
+    if output is not None:
+        return relative_to_download_dir(node.download_dir, output)
+    try:
+        return relative_to_download_dir(node.download_dir, Path.cwd())
+    except (UsageError, OSError):
+        return None
 
 
 class NodeSession:
@@ -150,7 +158,21 @@ class NodeSession:
             ) as resp:
                 return resp.status, await resp.json(content_type=None)
         except (_client_error(), OSError, ValueError) as exc:
-            raise DownloadError(f"the local node stopped answering: {exc}") from exc
+            from swarmget.net.plain import plain_words
+
+            raise DownloadError(f"the local node stopped answering: {plain_words(exc)}") from exc
+
+    async def cancel(self, download_id: str) -> bool:
+        """Cancel the node's download (its partial file kept); False when the node did not
+        say it did (gone, or not answering within 5 s)."""
+        try:
+            async with asyncio.timeout(5.0):
+                status, _ = await self.call(
+                    "DELETE", f"{DOWNLOADS_PATH}/{quote(download_id, safe='')}"
+                )
+        except (SwarmgetError, TimeoutError):
+            return False
+        return status == 200
 
     async def alive(self) -> bool:
         try:
@@ -218,7 +240,10 @@ def error_answer(status: int, data: Any, what: str) -> SwarmgetError:
     """A user-API answer other than success, as the exception its code names in
     ``USER_ERRORS`` (judged by ``status`` when it names none); ``what`` starts the message."""
     error = data if isinstance(data, dict) else {}
-    message = f"{what}: {error.get('error', data)}"
+    said = error.get("error")
+    if not isinstance(said, str) or not said:  # never a Python repr of what came back
+        said = data if isinstance(data, str) and data else "no explanation given"
+    message = f"{what}: {said}"
     return USER_ERRORS.for_code(error.get("code"), status)(message)
 
 

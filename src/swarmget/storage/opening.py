@@ -94,6 +94,7 @@ def _open_in(
             data_size=os.fstat(fd).st_size,
             dest=dest,
             restart_if_changed=restart_if_changed,
+            force=force,
         )
         if isinstance(verdict, Refuse):
             if created:
