@@ -141,15 +141,11 @@ def get(ctx: click.Context, /, quiet: bool, as_json: bool, **options: Any) -> No
             err.print(f"[yellow]warning[/]: {taken.reason}", highlight=False)
 
     def hub_answered(report: HubReport) -> None:
-        hub_reports.append(report)
-        if report.alone:  # never silently: even with --json or --quiet
-            err.print(report.describe(), style="yellow", highlight=False, markup=False)
+        hub_reports.append(report)  # going alone is said by on_route
 
     try:
         result = asyncio.run(
-            download(
-                request, display=err if show else None, on_route=on_route, on_hub=hub_answered
-            )
+            download(request, display=err if show else None, on_route=on_route, on_hub=hub_answered)
         )
     except KeyboardInterrupt:
         err.print(f"[yellow]interrupted[/]: {_interrupted(routes, request.detach)}")

@@ -332,6 +332,10 @@ async def _in_swarm(
         heard.append(report)
         if on_hub is not None:
             on_hub(report)
+        if report.alone:  # the route changes: said as any fallback is, never silently
+            why = f"{report.describe()} (hub {report.hub_url})"
+            reason = f"{fallback}; {why}" if fallback else why
+            on_route(RouteTaken(route=Route.ALONE, reason=reason, fallback=True))
 
     on_route(RouteTaken(route=Route.SWARM, reason=fallback, fallback=bool(fallback)))
     interrupted = False
