@@ -8,8 +8,8 @@ a row when a download is created and whenever its state changes; a node that sta
 them back, so the list of downloads survives a restart.
 
 Bounded: beyond ``MAX_FINISHED`` finished downloads (done, failed, cancelled, stopped) the
-oldest are forgotten (``prune``). Calls are tiny synchronous statements on a local file (a
-few per download, never per byte), made from the event loop.
+download manager forgets the oldest, here too. Calls are tiny synchronous statements on a
+local file (a few per download, never per byte), made from the event loop.
 
 The file is opened like any file in the state directory: created ``O_EXCL | O_NOFOLLOW``
 with mode 0600 the first time; an existing one must be a regular file of this user, writable
@@ -49,7 +49,6 @@ CREATE TABLE IF NOT EXISTS downloads (
     view TEXT NOT NULL
 )
 """
-_FINISHED = tuple(s.value for s in DownloadState if s.finished)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -65,9 +64,8 @@ class HistoryRow:
 class DownloadHistory:
     """The history database of one state directory (see the module docstring)."""
 
-    def __init__(self, state_dir: Path, *, max_finished: int = MAX_FINISHED) -> None:
+    def __init__(self, state_dir: Path) -> None:
         self.path = state_dir / HISTORY_FILE
-        self.max_finished = max_finished
         _prepare_file(state_dir, HISTORY_FILE)
         try:
             self._db = _connect(self.path)
@@ -105,19 +103,6 @@ class DownloadHistory:
     def delete(self, ids: list[str]) -> None:
         with self._db:
             self._db.executemany("DELETE FROM downloads WHERE id = ?", [(i,) for i in ids])
-
-    def prune(self) -> list[str]:
-        """Forget the oldest finished downloads beyond ``max_finished``; their ids."""
-        marks = ",".join("?" * len(_FINISHED))
-        cursor = self._db.execute(
-            f"SELECT id FROM downloads WHERE state IN ({marks}) "  # noqa: S608 (marks only)
-            "ORDER BY created DESC LIMIT -1 OFFSET ?",
-            (*_FINISHED, self.max_finished),
-        )
-        old = [str(r[0]) for r in cursor.fetchall()]
-        if old:
-            self.delete(old)
-        return old
 
 
 def _rows(raw: list[tuple[Any, ...]]) -> Iterator[HistoryRow]:
