@@ -295,14 +295,14 @@ async def test_cancel_then_retry(browser: Browser, origin: TestOrigin) -> None:
     _, details = await browser.get(f"/downloads/{download_id}")
     assert "Cancelled" in details
     origin.configure(rate_per_conn=None)
-    again = created_id(await browser.post(f"/downloads/{download_id}/retry", {}))
-    assert again != download_id
-    first, second = (
-        browser.node.downloads.records[download_id],
-        browser.node.downloads.records[again],
-    )
-    assert second.spec == first.spec
-    await wait_state(browser.node, again, "done")
+    posted = await browser.post(f"/downloads/{download_id}/retry", {})
+    assert posted.status == 303
+    assert posted.location == "/portal/"  # the same download, the same row: no second one
+    assert list(browser.node.downloads.records) == [download_id]
+    await wait_state(browser.node, download_id, "done")
+    stale = await browser.post(f"/downloads/{download_id}/retry", {})  # a button left over
+    assert stale.status == 409
+    assert "reload the page" in stale.text
 
 
 async def test_peers_page_without_a_hub(browser: Browser) -> None:
@@ -371,3 +371,73 @@ async def test_a_foreign_host_header_is_refused_even_for_reading(
     assert "addresses" in text
     status, _ = await browser.get("/", headers={"Host": f"localhost:{port}"})
     assert status == 200
+
+
+# --- history: pause and resume, filters, remove, clear (issue #16) -----------------------------
+
+
+def row_html(html: str, download_id: str) -> str:
+    found = re.search(rf'<tr class="dl" id="dl-{download_id}".*?</tr>', html, re.S)
+    assert found is not None, html
+    return found[0]
+
+
+async def test_pause_and_resume_are_one_toggle_on_one_row(
+    browser: Browser, origin: TestOrigin
+) -> None:
+    origin.configure(rate_per_conn=128 * 1024)
+    download_id = created_id(await browser.post("/downloads", {"url": origin.url("f.bin")}))
+    await wait_state(browser.node, download_id, "running")
+    record = browser.node.downloads.records[download_id]
+    async with asyncio.timeout(20):
+        while (progress := record.progress()) is None or progress.done < 256 * 1024:
+            await asyncio.sleep(0.05)
+    _, html = await browser.get("/")
+    assert 'data-action="pause"' in row_html(html, download_id)
+    assert 'data-action="resume"' not in row_html(html, download_id)
+    assert (await browser.post(f"/downloads/{download_id}/pause", {})).status == 303
+    await wait_state(browser.node, download_id, "paused")
+    _, html = await browser.get("/")
+    row = row_html(html, download_id)
+    assert 'data-action="resume"' in row
+    assert 'data-action="pause"' not in row
+    assert 'data-action="retry"' not in row
+    origin.configure(rate_per_conn=None)
+    assert (await browser.post(f"/downloads/{download_id}/resume", {})).status == 303
+    await wait_state(browser.node, download_id, "done")
+    assert list(browser.node.downloads.records) == [download_id]
+    assert record.result is not None
+    assert record.result.resumed_bytes > 0  # it went on from the bytes kept
+    assert (await browser.post(f"/downloads/{download_id}/resume", {})).status == 409
+
+
+async def test_filters_remove_and_clear_finished(browser: Browser, origin: TestOrigin) -> None:
+    done = created_id(await browser.post("/downloads", {"url": origin.url("f.bin")}))
+    await wait_state(browser.node, done, "done")
+    failed = created_id(
+        await browser.post("/downloads", {"url": origin.url("nothing.bin"), "output": "x.bin"})
+    )
+    await wait_state(browser.node, failed, "failed")
+    _, html = await browser.get("/?state=done")
+    assert f"dl-{done}" in html
+    assert f"dl-{failed}" not in html
+    _, html = await browser.get("/?q=NOTHING")
+    assert f"dl-{failed}" in html
+    assert f"dl-{done}" not in html
+    assert 'data-live="/portal/live/downloads?q=NOTHING"' in html
+    _, html = await browser.get("/?since=2999-01-01")
+    assert "No download matches these filters" in html
+    _, html = await browser.get("/?until=2000-01-01")
+    assert "dl-" not in html
+    status, html = await browser.get("/?since=yesterday")
+    assert status == 200
+    assert "cannot be read" in html
+
+    path = browser.node.download_dir / "f.bin"
+    assert path.exists()
+    posted = await browser.post(f"/downloads/{done}/remove", {"delete_file": "on"})
+    assert posted.status == 303
+    assert not path.exists()
+    assert done not in browser.node.downloads.records
+    assert (await browser.post("/downloads/clear-finished", {})).status == 303
+    assert browser.node.downloads.records == {}

@@ -29,6 +29,9 @@ class DownloadRow:
     verified: str | None
     can_cancel: bool
     can_retry: bool
+    can_pause: bool = False
+    can_resume: bool = False
+    can_remove: bool = False  # it does not run: it may leave the list (and its file go)
 
     @property
     def percent_text(self) -> str:
@@ -65,8 +68,11 @@ def download_row(d: Mapping[str, Any]) -> DownloadRow:
         error=str(error["message"]) if error else None,
         error_code=str(error["code"]) if error else None,
         verified=", ".join(result["verified"]) or "size" if result else None,
-        can_cancel=running,
+        can_cancel=running or known is DownloadState.PAUSED,
         can_retry=known is not None and known.retryable,
+        can_pause=known is not None and known.pausable,
+        can_resume=known is DownloadState.PAUSED,
+        can_remove=known is not None and not known.active,
     )
 
 
