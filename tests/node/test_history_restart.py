@@ -5,9 +5,11 @@ filters, pause and resume, removal and "clear finished" are driven through the u
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import stat
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +22,7 @@ from swarmget.testing.origin import TestOrigin, open_test_origin
 from swarmget.testing.swarm import Proc, start_proc
 
 MiB = 1024 * 1024
+CLI = [sys.executable, "-m", "swarmget.cli"]
 ENV = {**os.environ, "SWARMGET_SECRET": "h" * 32, "PYTHONUNBUFFERED": "1"}
 pytestmark = pytest.mark.slow
 
@@ -183,3 +186,35 @@ async def test_a_running_download_cannot_be_removed_and_resume_needs_a_paused_on
     cancelled = await api.wait_state(running, "cancelled")
     assert cancelled["error"]["code"] == "cancelled"
     assert (api.downloads / "slow.bin.part").exists()  # kept on cancel, as always
+
+
+async def swarmget(*args: str) -> tuple[int, str, str]:
+    process = await asyncio.create_subprocess_exec(
+        *CLI, *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=ENV
+    )
+    out, err = await process.communicate()
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()
+
+
+async def test_swarmget_pause_and_resume_commands(api: Api, origin: TestOrigin) -> None:
+    origin.configure(rate_per_conn=64 * 1024)
+    download_id = await api.start_download(origin.url("slow.bin"), "slow.bin")
+    await api.wait_state(download_id, "running")
+    state = str(api.state)
+    code, out, err = await swarmget("pause", download_id, "--state-dir", state)
+    assert code == 0, err
+    assert out.startswith(f"{download_id}: ")
+    await api.wait_state(download_id, "paused")
+    code, out, err = await swarmget("pause", download_id, "--state-dir", state)
+    assert code == 2  # a usage error that names the state
+    assert "paused" in err
+    assert "cannot be paused" in err
+    origin.configure(rate_per_conn=None)
+    code, out, err = await swarmget("resume", download_id, "--state-dir", state, "--json")
+    assert code == 0, err
+    assert json.loads(out)["id"] == download_id
+    assert (await api.wait_state(download_id, "done", "failed"))["state"] == "done"
+    code, _, err = await swarmget("resume", "nosuchid", "--state-dir", state)
+    assert code == 2
+    assert "no such download" in err
