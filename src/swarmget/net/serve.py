@@ -44,6 +44,7 @@ import ipaddress
 import logging
 import resource
 import socket
+import ssl
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -261,9 +262,14 @@ class _Site(web.BaseSite):
     """A TCP site whose connections are ``_GuardedHandler``s."""
 
     def __init__(
-        self, runner: web.AppRunner, host: str, port: int, factory: Callable[[], RequestHandler]
+        self,
+        runner: web.AppRunner,
+        host: str,
+        port: int,
+        factory: Callable[[], RequestHandler],
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
-        super().__init__(runner)
+        super().__init__(runner, ssl_context=ssl_context)
         self._host = host
         self._port = port
         self._factory = factory
@@ -271,13 +277,14 @@ class _Site(web.BaseSite):
     @property
     def name(self) -> str:
         host = f"[{self._host}]" if ":" in self._host else self._host
-        return f"http://{host}:{self._port}"
+        scheme = "https" if self._ssl_context is not None else "http"
+        return f"{scheme}://{host}:{self._port}"
 
     async def start(self) -> None:
         await super().start()
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
-            self._factory, self._host, self._port, backlog=self._backlog
+            self._factory, self._host, self._port, backlog=self._backlog, ssl=self._ssl_context
         )
 
 
@@ -324,11 +331,12 @@ async def open_listener(
     shutdown_timeout: float = 60.0,
     handler_cancellation: bool = False,
     unix: socket.socket | None = None,
+    ssl_context: ssl.SSLContext | None = None,
 ) -> AsyncIterator[Listening]:
     """Serve ``app`` on ``host:port`` with ``limits`` while the block runs (and on ``unix``,
     an already bound listening socket, when given); on exit stop listening and give requests
-    in flight ``shutdown_timeout`` seconds. Raises ``UsageError`` when the address cannot be
-    bound."""
+    in flight ``shutdown_timeout`` seconds. With ``ssl_context`` the TCP listener speaks TLS.
+    Raises ``UsageError`` when the address cannot be bound."""
     limits = limits or ListenLimits()
     runner = web.AppRunner(
         app,
@@ -354,7 +362,7 @@ async def open_listener(
             return _GuardedHandler(server, **handler_args)
 
         try:
-            await _Site(runner, host, port, factory).start()
+            await _Site(runner, host, port, factory, ssl_context).start()
         except OSError as exc:
             raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
         if unix is not None:

@@ -120,6 +120,7 @@ class Node:
     downloads: DownloadManager
     membership: MembershipState | None = None
     portal: UserPages | None = None  # the admin portal, on the user API's server
+    remote_portal_url: str | None = None  # the portal's own listener, if it has one
 
     async def wait_registered(self, limit: float) -> bool:
         """Wait (at most ``limit`` seconds) until the hub has registered us."""
