@@ -271,13 +271,24 @@ async def test_a_failing_download_is_shown_failed_with_its_reason(
     _, listing = await browser.get("/")
     row = listing[listing.index(f'id="dl-{download_id}"') :].split("</tr>", 1)[0]
     assert 'data-state="failed"' in row
-    reason = re.search(r'<div class="error reason">([^<]*)</div>', row)
+    # one plain line on the row; the server's own words behind a toggle
+    reason = re.search(
+        r'<details class="reason" data-code="origin_unusable"><summary class="error">'
+        r'([^<]*)</summary>.*?<pre class="raw">([^<]*)</pre></details>',
+        row,
+        re.S,
+    )
     assert reason is not None
-    assert "404" in reason[1]
+    assert reason[1] == "The server refused the file (for example 404: not found)."
+    assert "404" in reason[2]
     assert "Retry" in row
     _, details = await browser.get(f"/downloads/{download_id}")
-    assert '<div class="verify failed">' in details
-    assert "404" in details
+    summary = details[details.index('id="summary"') : details.index('id="verification"')]
+    assert "The server refused the file" in summary  # with the error, not as a verdict
+    assert "Technical details" in summary
+    verification = details[details.index('id="verification"') :].split("</section>", 1)[0]
+    assert "Not verified: the download failed" in verification
+    assert "404" not in verification
 
 
 async def test_cancel_then_retry(browser: Browser, origin: TestOrigin) -> None:
