@@ -12,8 +12,19 @@
   const dot = document.getElementById("live");
   const last = new Map(); // element id -> the html last applied to it
   const waiting = new Map(); // part id -> html held back while a selection is in it
+  const announcer = document.getElementById("announce");
   const show = (state) => {
     if (dot) dot.dataset.state = state;
+  };
+  // a download's state changed: say so in the live region (screen readers read it out)
+  const announce = (name, before, after) => {
+    if (announcer && before && after && before !== after) {
+      announcer.textContent = `${name}: ${after}`;
+    }
+  };
+  const badgeState = (el) => {
+    const badge = el.querySelector(".badge[data-state]");
+    return badge ? badge.dataset.state : "";
   };
   const selecting = (el) => {
     const sel = window.getSelection();
@@ -27,7 +38,10 @@
     const current = Array.from(el.children).map((c) => c.id);
     const keyed = fresh.length > 0 && ids.every((id) => id);
     if (!keyed || ids.join(" ") !== current.join(" ")) {
+      const before = badgeState(el);
       el.replaceChildren(tpl.content);
+      const title = document.querySelector("h1");
+      announce(title ? title.firstChild.textContent.trim() : "", before, badgeState(el));
       fresh.forEach((c) => last.set(c.id, c.outerHTML));
       return;
     }
@@ -35,7 +49,9 @@
       const text = c.outerHTML;
       if (last.get(c.id) === text) return;
       last.set(c.id, text);
-      document.getElementById(c.id).replaceWith(c);
+      const old = document.getElementById(c.id);
+      announce(c.dataset.name || c.id, old.dataset.state, c.dataset.state);
+      old.replaceWith(c);
     });
   };
   const put = (id, html) => {
