@@ -16,6 +16,7 @@ import aiohttp
 import pytest
 
 from swarmget.node.daemon import Node, NodeConfig
+from swarmget.node.downloads import describe
 from swarmget.run.node import open_node  # the node with its portal
 from swarmget.testing.origin import TestOrigin, open_test_origin
 
@@ -452,3 +453,19 @@ async def test_filters_remove_and_clear_finished(browser: Browser, origin: TestO
     assert done not in browser.node.downloads.records
     assert (await browser.post("/downloads/clear-finished", {})).status == 303
     assert browser.node.downloads.records == {}
+
+
+async def test_the_details_page_charts_the_rate_over_time(
+    browser: Browser, origin: TestOrigin
+) -> None:
+    origin.configure(rate_per_conn=256 * 1024)  # a few seconds: a few samples
+    download_id = created_id(await browser.post("/downloads", {"url": origin.url("f.bin")}))
+    await wait_state(browser.node, download_id, "done")
+    _, details = await browser.get(f"/downloads/{download_id}")
+    chart = details[details.index('id="chart"') :].split("</section>", 1)[0]
+    assert '<svg viewBox="0 0 600 120"' in chart
+    assert '<polygon class="area c0"' in chart
+    assert 'role="img" aria-label="rate over' in chart
+    record = browser.node.downloads.records[download_id]
+    assert "rates" not in describe(record, events=0)  # the list stays small
+    assert len(describe(record)["rates"]) >= 2

@@ -403,3 +403,45 @@ def test_errors_are_told_in_plain_words_with_the_raw_text_kept_aside(
     assert "Error(" not in row.problem.line + row.problem.advice
     assert row.problem.advice
     assert row.problem.details == message
+
+
+# --- rate over time (issue #16) -----------------------------------------------------------------
+
+
+def test_the_rate_chart_stacks_sources_per_interval() -> None:
+    from swarmget.web.views.chart import HEIGHT, WIDTH, rate_chart
+
+    samples = [
+        [0.0, {"me": 0, "h1": 0}],
+        [1.0, {"me": 100, "h1": 0}],
+        [2.0, {"me": 200, "h1": 100}],
+    ]
+    chart = rate_chart(samples, {"me": 0, "h1": 1})
+    assert chart is not None
+    assert [a.source for a in chart.areas] == ["me", "h1"]  # in the piece map's order
+    assert chart.top == "200 B/s"
+    me, h1 = (a.points.split() for a in chart.areas)
+    # "me" alone fills the first second to the top of its 100 B/s, then 100 B/s under h1
+    assert me[:4] == [
+        "0.0,60.0",
+        f"{WIDTH / 2:.1f},60.0",
+        f"{WIDTH / 2:.1f},60.0",
+        f"{WIDTH:.1f},60.0",
+    ]
+    assert h1[2:4] == [f"{WIDTH / 2:.1f},0.0", f"{WIDTH:.1f},0.0"]
+    assert all(0 <= float(p.split(",")[1]) <= HEIGHT for p in me + h1)
+    assert "average 150 B/s" in chart.summary
+    assert rate_chart(samples[:1], {}) is None  # nothing to draw yet
+    assert rate_chart([[0, "junk"], [1, {}]], {}) is None
+
+
+def test_rate_samples_keep_their_length_at_a_coarser_step() -> None:
+    from swarmget.node.rates import RateSamples
+
+    samples = RateSamples(limit=8)
+    for t in range(20):
+        samples.add(float(t), {"me": t * 10})
+    assert len(samples.points) <= 8
+    assert samples.points[0][0] == 0.0
+    assert samples.points[-1][0] == 19.0
+    assert samples.to_json()[-1] == [19.0, {"me": 190}]

@@ -58,6 +58,7 @@ from swarmget.net.relay_client import RelayClient
 from swarmget.node.download_json import download_json, error_json
 from swarmget.node.history import MAX_FINISHED, DownloadHistory, HistoryRow
 from swarmget.node.journal import DownloadJournal, JournalEntry, spec_from_json, spec_to_json
+from swarmget.node.rates import SAMPLE_INTERVAL, RateSamples
 from swarmget.node.removal import remove_download_files
 from swarmget.protocol.hub import MAX_PEERS_PER_ANSWER
 
@@ -99,6 +100,7 @@ class DownloadRecord:
     #: it runs again in this one
     saved: dict[str, Any] | None = None
     pause_requested: bool = False  # the task is being cancelled to pause, not to cancel
+    rates: RateSamples = field(default_factory=RateSamples)  # this run's, for the chart
 
     def progress(self) -> DownloadProgress | None:
         return self.download.statistics() if self.download is not None else None
@@ -243,7 +245,7 @@ class DownloadManager:
             ended=record.ended,
             state=record.state,
             spec=spec,
-            view=describe(record, events=0),
+            view=describe(record, events=0, rates=True),
         )
         try:
             self._history.save(row)
@@ -311,6 +313,7 @@ class DownloadManager:
             raise WrongState("the download is still stopping: try again in a moment")
         record.move(DownloadState.STARTING)
         record.download = record.result = record.error = record.saved = record.ended = None
+        record.rates = RateSamples()
         record.pause_requested = False
         record.peers_checked = []
         self._start(record)
@@ -361,6 +364,8 @@ class DownloadManager:
             record.move(DownloadState.RUNNING)
             record.result = await self._run_with_helpers(record, record.download)
             record.move(DownloadState.DONE)
+            done = record.result
+            record.rates.add(done.elapsed, {s.source_id: s.received for s in done.sources})
             log.info("download done: %s", record.result.path)
             record.ended = self._clock()
         except asyncio.CancelledError:
@@ -394,11 +399,13 @@ class DownloadManager:
         peers meanwhile, and each helper joins the running download as soon as it answered
         its health check: a peer that is slow, dead or black-holed delays nothing."""
         joining = asyncio.create_task(self._join_helpers(record, download))
+        sampling = asyncio.create_task(_sample_rates(record, download))
         try:
             return await download.run()
         finally:
             joining.cancel()
-            await asyncio.wait([joining])
+            sampling.cancel()
+            await asyncio.wait([joining, sampling])
 
     async def _join_helpers(self, record: DownloadRecord, download: Download) -> None:
         def join(peer: PeerAddress) -> None:
@@ -457,6 +464,18 @@ async def find_helpers(
     )
 
 
+#: Samples a download's rate sampler takes at most (a week of seconds: a bound, not a plan).
+MAX_SAMPLING_TICKS = 7 * 24 * 3600
+
+
+async def _sample_rates(record: DownloadRecord, download: Download) -> None:
+    """What each source delivered so far, every ``SAMPLE_INTERVAL`` (cancelled at the end)."""
+    for _ in range(MAX_SAMPLING_TICKS):
+        await asyncio.sleep(SAMPLE_INTERVAL)
+        p = download.statistics()
+        record.rates.add(p.elapsed, {s.source_id: s.received for s in p.sources})
+
+
 def _helpers_json(helpers: tuple[str, ...] | None) -> list[str] | None:
     return None if helpers is None else list(helpers)
 
@@ -474,13 +493,18 @@ def _dest_of(record: DownloadRecord) -> Path | None:
     return Path(where) if isinstance(where, str) and where else record.spec.output
 
 
-def describe(record: DownloadRecord, *, events: int = 50) -> dict[str, Any]:
+def describe(
+    record: DownloadRecord, *, events: int = 50, rates: bool | None = None
+) -> dict[str, Any]:
     """The JSON view of one download for the user API (shape: ``node.download_json``); one
     of an earlier run of the node: as it was left, in its state now."""
     download = record.download
     if download is None and record.saved is not None:
         error = record.saved.get("error") if record.error is None else error_json(record.error)
-        return {**record.saved, "state": record.state.value, "error": error, "events": []}
+        saved = {**record.saved, "state": record.state.value, "error": error, "events": []}
+        if not (events if rates is None else rates):
+            saved.pop("rates", None)
+        return saved
     return download_json(
         download_id=record.id,
         url=record.spec.url,
@@ -491,4 +515,5 @@ def describe(record: DownloadRecord, *, events: int = 50) -> dict[str, Any]:
         progress=record.progress(),
         events=None if download is None else list(download.events)[-events:] if events else [],
         result=record.result,
+        rates=record.rates.to_json() if (events if rates is None else rates) else None,
     )

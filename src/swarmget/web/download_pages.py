@@ -338,7 +338,7 @@ async def live_details(request: web.Request) -> web.StreamResponse:
         view = _details(portal, record)
         parts = {
             part: portal.render(f"parts/{part}.html", view=view, csrf=csrf, id=record.id)
-            for part in ("summary", "verification", "piecemap", "sources", "timeline")
+            for part in ("summary", "verification", "piecemap", "chart", "sources", "timeline")
         }
         return parts, finished
 

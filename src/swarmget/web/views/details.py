@@ -15,6 +15,7 @@ from typing import Any
 from swarmget.core import events as ev
 from swarmget.core.lifecycle import DownloadState, parse_state
 from swarmget.web.humanize import human_bytes, human_rate
+from swarmget.web.views.chart import RateChart, rate_chart
 from swarmget.web.views.common import PALETTE_SIZE, human_range, read_events
 from swarmget.web.views.downloads import DownloadRow, download_row
 from swarmget.web.views.piecemap import (
@@ -93,6 +94,7 @@ class DetailsView:
     event_count: int
     verification: Verification
     endgame: bool
+    chart: RateChart | None = None  # the rate over time, stacked by source
 
     @property
     def contributors(self) -> tuple[SourceRow, ...]:
@@ -143,6 +145,7 @@ def details_view(
         event_count=len(events),
         verification=verification(d),
         endgame=in_endgame,
+        chart=rate_chart(d.get("rates"), colours),
     )
 
 
