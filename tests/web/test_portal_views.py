@@ -445,3 +445,9 @@ def test_rate_samples_keep_their_length_at_a_coarser_step() -> None:
     assert samples.points[0][0] == 0.0
     assert samples.points[-1][0] == 19.0
     assert samples.to_json()[-1] == [19.0, {"me": 190}]
+    samples.add(19.2, {"me": 200})  # (the final sample, just after the last one)
+    assert samples.to_json()[-2:] == [
+        [samples.points[-2][0], samples.points[-2][1]],
+        [19.2, {"me": 200}],
+    ]
+    assert samples.points[-2][0] < 19.0

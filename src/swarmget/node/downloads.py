@@ -470,6 +470,7 @@ MAX_SAMPLING_TICKS = 7 * 24 * 3600
 
 async def _sample_rates(record: DownloadRecord, download: Download) -> None:
     """What each source delivered so far, every ``SAMPLE_INTERVAL`` (cancelled at the end)."""
+    record.rates.add(0.0, {})  # the start: nothing yet
     for _ in range(MAX_SAMPLING_TICKS):
         await asyncio.sleep(SAMPLE_INTERVAL)
         p = download.statistics()

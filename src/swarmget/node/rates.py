@@ -26,6 +26,10 @@ class RateSamples:
     limit: int = MAX_SAMPLES
 
     def add(self, at: float, received: Mapping[str, int]) -> None:
+        """A sample; one closer than half a ``SAMPLE_INTERVAL`` to the last replaces it (the
+        final sample at the end must not make a spike of a few milliseconds)."""
+        if len(self.points) > 1 and at - self.points[-1][0] < SAMPLE_INTERVAL / 2:
+            self.points.pop()
         self.points.append((at, dict(received)))
         if len(self.points) > self.limit:  # keep the first, then every other one
             self.points = self.points[:1] + self.points[2::2]
