@@ -252,7 +252,7 @@ async def test_start_a_download_and_follow_it_live(browser: Browser, origin: Tes
                 parts.append((kind, json.loads(line.removeprefix("data: "))))
     kind, final = parts[-1]
     assert kind == "end"
-    assert set(final) == {"summary", "verification", "piecemap", "sources", "timeline"}
+    assert set(final) == {"summary", "verification", "piecemap", "chart", "sources", "timeline"}
     assert "100%" in final["summary"]
     assert "Verified: sha256" in final["verification"]
     assert f'data-source="{browser.node.node_id}"' in final["piecemap"]

@@ -58,8 +58,8 @@ from swarmget.net.relay_client import RelayClient
 from swarmget.node.download_json import download_json, error_json
 from swarmget.node.history import MAX_FINISHED, DownloadHistory, HistoryRow
 from swarmget.node.journal import DownloadJournal, JournalEntry, spec_from_json, spec_to_json
-from swarmget.node.rates import SAMPLE_INTERVAL, RateSamples
-from swarmget.node.removal import remove_download_files
+from swarmget.node.rates import RateSamples, sample_rates
+from swarmget.node.removal import dest_of, remove_download_files
 from swarmget.protocol.hub import MAX_PEERS_PER_ANSWER
 
 log = logging.getLogger(__name__)
@@ -324,7 +324,8 @@ class DownloadManager:
         record = self.records[download_id]
         if record.state.active or (record.task is not None and not record.task.done()):
             raise WrongState(f"the download is {record.state.value}: cancel or pause it first")
-        deleted = remove_download_files(download_dir, _dest_of(record)) if delete_files else []
+        where = dest_of(describe(record, events=0), record.spec.output)
+        deleted = remove_download_files(download_dir, where) if delete_files else []
         self._forget([record.id])
         self._save_journal()
         return deleted
@@ -399,7 +400,7 @@ class DownloadManager:
         peers meanwhile, and each helper joins the running download as soon as it answered
         its health check: a peer that is slow, dead or black-holed delays nothing."""
         joining = asyncio.create_task(self._join_helpers(record, download))
-        sampling = asyncio.create_task(_sample_rates(record, download))
+        sampling = asyncio.create_task(sample_rates(record.rates, download.statistics))
         try:
             return await download.run()
         finally:
@@ -464,34 +465,12 @@ async def find_helpers(
     )
 
 
-#: Samples a download's rate sampler takes at most (a week of seconds: a bound, not a plan).
-MAX_SAMPLING_TICKS = 7 * 24 * 3600
-
-
-async def _sample_rates(record: DownloadRecord, download: Download) -> None:
-    """What each source delivered so far, every ``SAMPLE_INTERVAL`` (cancelled at the end)."""
-    record.rates.add(0.0, {})  # the start: nothing yet
-    for _ in range(MAX_SAMPLING_TICKS):
-        await asyncio.sleep(SAMPLE_INTERVAL)
-        p = download.statistics()
-        record.rates.add(p.elapsed, {s.source_id: s.received for s in p.sources})
-
-
 def _helpers_json(helpers: tuple[str, ...] | None) -> list[str] | None:
     return None if helpers is None else list(helpers)
 
 
 def _settled(record: DownloadRecord) -> bool:
     return record.task is None or record.task.done()
-
-
-def _dest_of(record: DownloadRecord) -> Path | None:
-    """Where the download's file is (or was to be): known once it probed the origin."""
-    view = describe(record, events=0)
-    progress = view.get("progress") or {}
-    result = view.get("result") or {}
-    where = result.get("path") or progress.get("dest")
-    return Path(where) if isinstance(where, str) and where else record.spec.output
 
 
 def describe(

@@ -2,20 +2,25 @@
 download runs (``SAMPLE_INTERVAL``), for the portal's chart (``web.views.chart``).
 
 Bounded: beyond ``MAX_SAMPLES`` every other sample is dropped, so a long download keeps its
-whole length at a coarser step. Pure bookkeeping: the time comes in as ``at`` (seconds
-since the download started).
+whole length at a coarser step. ``RateSamples`` is pure bookkeeping (the time comes in as
+``at``, seconds since the download started); ``sample_rates`` is the loop that feeds it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import asyncio
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["MAX_SAMPLES", "SAMPLE_INTERVAL", "RateSamples"]
+from swarmget.engine import DownloadProgress
+
+__all__ = ["MAX_SAMPLES", "SAMPLE_INTERVAL", "RateSamples", "sample_rates"]
 
 SAMPLE_INTERVAL = 1.0  # seconds
 MAX_SAMPLES = 240
+#: Samples one sampler takes at most (a week of seconds: a bound, not a plan).
+MAX_SAMPLING_TICKS = 7 * 24 * 3600
 
 
 @dataclass
@@ -36,3 +41,13 @@ class RateSamples:
 
     def to_json(self) -> list[list[Any]]:
         return [[at, dict(received)] for at, received in self.points]
+
+
+async def sample_rates(samples: RateSamples, statistics: Callable[[], DownloadProgress]) -> None:
+    """What each source delivered so far, every ``SAMPLE_INTERVAL``, into ``samples`` (run
+    beside the download; cancelled when it ends)."""
+    samples.add(0.0, {})  # the start: nothing yet
+    for _ in range(MAX_SAMPLING_TICKS):
+        await asyncio.sleep(SAMPLE_INTERVAL)
+        p = statistics()
+        samples.add(p.elapsed, {s.source_id: s.received for s in p.sources})

@@ -10,14 +10,25 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from swarmget.core.errors import DestinationOutside
 from swarmget.destination import relative_to_download_dir
 from swarmget.safe_files import lstat_at, open_directory, untrusted_reason
 from swarmget.storage.control import control_path_for, part_path_for
 
-__all__ = ["remove_download_files"]
+__all__ = ["dest_of", "remove_download_files"]
+
+
+def dest_of(view: Mapping[str, Any], fallback: Path | None) -> Path | None:
+    """Where a download's file is (or was to be), from its JSON (``node.download_json``):
+    known once it probed the origin; else ``fallback`` (the output it was asked for)."""
+    progress = view.get("progress") or {}
+    result = view.get("result") or {}
+    where = result.get("path") or progress.get("dest")
+    return Path(where) if isinstance(where, str) and where else fallback
 
 
 def remove_download_files(download_dir: Path, dest: Path | None) -> list[str]:
