@@ -14,13 +14,16 @@ import click
 from swarmget.cli.app import main
 from swarmget.cli.operator import STATE_DIR_OPTION, _node_api_call
 from swarmget.core.units import human_bytes
-from swarmget.protocol.user import DownloadAction, action_path
 
 __all__ = ["pause", "resume"]
 
 
-def _act(state_dir: Path, download_id: str, action: DownloadAction, as_json: bool) -> None:
-    data = _node_api_call(state_dir, action_path(download_id, action), "POST")
+def _act(state_dir: Path, download_id: str, action: str, as_json: bool) -> None:
+    # (imported here: pydantic's models cost start-up time every other command would pay)
+    from swarmget.protocol.user import DownloadAction, action_path
+
+    path = action_path(download_id, DownloadAction(action))
+    data = _node_api_call(state_dir, path, "POST")
     if as_json:
         click.echo(json.dumps(data))
         return
@@ -42,7 +45,7 @@ def _kept(data: dict[str, Any]) -> str:
 @click.option("--json", "as_json", is_flag=True, help="Print the download as JSON.")
 def pause(download_id: str, state_dir: Path, as_json: bool) -> None:
     """Pause download ID of the local node (its partial file is kept)."""
-    _act(state_dir, download_id, DownloadAction.PAUSE, as_json)
+    _act(state_dir, download_id, "pause", as_json)
 
 
 @main.command()
@@ -51,4 +54,4 @@ def pause(download_id: str, state_dir: Path, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the download as JSON.")
 def resume(download_id: str, state_dir: Path, as_json: bool) -> None:
     """Resume the paused download ID of the local node, from the bytes it kept."""
-    _act(state_dir, download_id, DownloadAction.RESUME, as_json)
+    _act(state_dir, download_id, "resume", as_json)
