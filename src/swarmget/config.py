@@ -46,6 +46,7 @@ from swarmget.defaults import (
     DEFAULT_DB_URL,
     DEFAULT_HUB_PORT,
     DEFAULT_PEER_PORT,
+    DEFAULT_PORTAL_PORT,
     DEFAULT_STATE_DIR,
     DEFAULT_TTL,
 )
@@ -93,8 +94,24 @@ class NodeSettings(_Listening):
     log_format: str = Field(default="text", pattern="^(text|json)$")
     max_size: int | None = None  # refuse downloads larger than this up front
     api_group_access: bool = False  # the state dir's group may use the local API (systemd)
+    # the portal from other machines (swarmget.web.remote); none of it: 127.0.0.1 only
+    portal_listen: str | None = None
+    portal_port: int = Field(default=DEFAULT_PORTAL_PORT, ge=0, le=65535)
+    portal_tls_cert: Path | None = None
+    portal_tls_key: Path | None = None
+    portal_allowed_hosts: list[str] = Field(default_factory=list)
+    portal_trusted_proxies: list[str] = Field(default_factory=list)
 
     _sizes = field_validator("rate_limit", "daily_quota", "max_size", mode="before")(_size_or_none)
+
+    @field_validator("portal_trusted_proxies")
+    @classmethod
+    def _proxy_cidrs(cls, value: list[str]) -> list[str]:
+        try:
+            parse_cidrs(value)
+        except UsageError as exc:
+            raise ValueError(str(exc)) from exc
+        return value
 
 
 class HubSettings(_Listening):

@@ -12,6 +12,7 @@ from pathlib import Path
 DEFAULT_HUB_PORT = 7400
 DEFAULT_PEER_PORT = 7401
 DEFAULT_API_PORT = 7402
+DEFAULT_PORTAL_PORT = 7403  # the portal's own listener, when it has one (web.remote)
 DEFAULT_DB_URL = "sqlite+aiosqlite:///swarmget-hub.db"
 #: Seconds a node stays listed by the hub without a heartbeat.
 DEFAULT_TTL = 15.0

@@ -30,6 +30,12 @@ ALLOWED = {
     (S.RUNNING, S.FAILED),
     (S.RUNNING, S.CANCELLED),
     (S.RUNNING, S.STOPPED),
+    (S.STARTING, S.PAUSED),
+    (S.RUNNING, S.PAUSED),
+    (S.PAUSED, S.STARTING),  # resume: the same download goes on
+    (S.PAUSED, S.CANCELLED),
+    (S.FAILED, S.STARTING),  # retried in place, under its own id
+    (S.CANCELLED, S.STARTING),
 }
 
 
@@ -43,13 +49,16 @@ def test_every_pair_is_allowed_exactly_when_listed(current: S, target: S) -> Non
         assert (info.value.current, info.value.target) == (current, target)
 
 
-def test_the_table_covers_every_state_and_ends_are_final() -> None:
+def test_the_table_covers_every_state_and_ended_ones_only_start_again() -> None:
     assert set(TRANSITIONS) == set(S)
     for state in ENDED:
-        assert TRANSITIONS[state] == frozenset()
+        assert TRANSITIONS[state] <= {S.STARTING, S.CANCELLED}
         assert not state.active
+    assert TRANSITIONS[S.DONE] == TRANSITIONS[S.STOPPED] == frozenset()
     assert ACTIVE == {S.STARTING, S.RUNNING}
     assert {s for s in S if s.retryable} == {S.FAILED, S.CANCELLED}
+    assert {s for s in S if s.pausable} == {S.STARTING, S.RUNNING}
+    assert {s for s in S if not s.finished} == {S.STARTING, S.RUNNING, S.PAUSED}
 
 
 def test_done_only_after_running() -> None:
@@ -57,9 +66,13 @@ def test_done_only_after_running() -> None:
 
 
 def test_values_are_the_api_strings() -> None:
-    assert [s.value for s in S] == ["starting", "running", "done", "failed", "cancelled", "stopped"]
+    assert [s.value for s in S] == [
+        "starting", "running", "done", "failed", "cancelled", "stopped", "paused"
+    ]  # fmt: skip
     assert parse_state("stopped") is S.STOPPED
-    assert parse_state("paused") is None
+    assert parse_state("paused") is S.PAUSED
+    assert not still_going({"state": "paused"})  # a poller stops: it waits for the user
+    assert parse_state("sleeping") is None
     assert parse_state(None) is None
 
 

@@ -16,6 +16,7 @@ import aiohttp
 import pytest
 
 from swarmget.node.daemon import Node, NodeConfig
+from swarmget.node.downloads import describe
 from swarmget.run.node import open_node  # the node with its portal
 from swarmget.testing.origin import TestOrigin, open_test_origin
 
@@ -251,7 +252,7 @@ async def test_start_a_download_and_follow_it_live(browser: Browser, origin: Tes
                 parts.append((kind, json.loads(line.removeprefix("data: "))))
     kind, final = parts[-1]
     assert kind == "end"
-    assert set(final) == {"summary", "verification", "piecemap", "sources", "timeline"}
+    assert set(final) == {"summary", "verification", "piecemap", "chart", "sources", "timeline"}
     assert "100%" in final["summary"]
     assert "Verified: sha256" in final["verification"]
     assert f'data-source="{browser.node.node_id}"' in final["piecemap"]
@@ -271,13 +272,24 @@ async def test_a_failing_download_is_shown_failed_with_its_reason(
     _, listing = await browser.get("/")
     row = listing[listing.index(f'id="dl-{download_id}"') :].split("</tr>", 1)[0]
     assert 'data-state="failed"' in row
-    reason = re.search(r'<div class="error reason">([^<]*)</div>', row)
+    # one plain line on the row; the server's own words behind a toggle
+    reason = re.search(
+        r'<details class="reason" data-code="origin_unusable"><summary class="error">'
+        r'([^<]*)</summary>.*?<pre class="raw">([^<]*)</pre></details>',
+        row,
+        re.S,
+    )
     assert reason is not None
-    assert "404" in reason[1]
+    assert reason[1] == "The server refused the file (for example 404: not found)."
+    assert "404" in reason[2]
     assert "Retry" in row
     _, details = await browser.get(f"/downloads/{download_id}")
-    assert '<div class="verify failed">' in details
-    assert "404" in details
+    summary = details[details.index('id="summary"') : details.index('id="verification"')]
+    assert "The server refused the file" in summary  # with the error, not as a verdict
+    assert "Technical details" in summary
+    verification = details[details.index('id="verification"') :].split("</section>", 1)[0]
+    assert "Not verified: the download failed" in verification
+    assert "404" not in verification
 
 
 async def test_cancel_then_retry(browser: Browser, origin: TestOrigin) -> None:
@@ -295,14 +307,14 @@ async def test_cancel_then_retry(browser: Browser, origin: TestOrigin) -> None:
     _, details = await browser.get(f"/downloads/{download_id}")
     assert "Cancelled" in details
     origin.configure(rate_per_conn=None)
-    again = created_id(await browser.post(f"/downloads/{download_id}/retry", {}))
-    assert again != download_id
-    first, second = (
-        browser.node.downloads.records[download_id],
-        browser.node.downloads.records[again],
-    )
-    assert second.spec == first.spec
-    await wait_state(browser.node, again, "done")
+    posted = await browser.post(f"/downloads/{download_id}/retry", {})
+    assert posted.status == 303
+    assert posted.location == "/portal/"  # the same download, the same row: no second one
+    assert list(browser.node.downloads.records) == [download_id]
+    await wait_state(browser.node, download_id, "done")
+    stale = await browser.post(f"/downloads/{download_id}/retry", {})  # a button left over
+    assert stale.status == 409
+    assert "reload the page" in stale.text
 
 
 async def test_peers_page_without_a_hub(browser: Browser) -> None:
@@ -371,3 +383,89 @@ async def test_a_foreign_host_header_is_refused_even_for_reading(
     assert "addresses" in text
     status, _ = await browser.get("/", headers={"Host": f"localhost:{port}"})
     assert status == 200
+
+
+# --- history: pause and resume, filters, remove, clear (issue #16) -----------------------------
+
+
+def row_html(html: str, download_id: str) -> str:
+    found = re.search(rf'<tr class="dl" id="dl-{download_id}".*?</tr>', html, re.S)
+    assert found is not None, html
+    return found[0]
+
+
+async def test_pause_and_resume_are_one_toggle_on_one_row(
+    browser: Browser, origin: TestOrigin
+) -> None:
+    origin.configure(rate_per_conn=128 * 1024)
+    download_id = created_id(await browser.post("/downloads", {"url": origin.url("f.bin")}))
+    await wait_state(browser.node, download_id, "running")
+    record = browser.node.downloads.records[download_id]
+    async with asyncio.timeout(20):
+        while (progress := record.progress()) is None or progress.done < 256 * 1024:
+            await asyncio.sleep(0.05)
+    _, html = await browser.get("/")
+    assert 'data-action="pause"' in row_html(html, download_id)
+    assert 'data-action="resume"' not in row_html(html, download_id)
+    assert (await browser.post(f"/downloads/{download_id}/pause", {})).status == 303
+    await wait_state(browser.node, download_id, "paused")
+    _, html = await browser.get("/")
+    row = row_html(html, download_id)
+    assert 'data-action="resume"' in row
+    assert 'data-action="pause"' not in row
+    assert 'data-action="retry"' not in row
+    origin.configure(rate_per_conn=None)
+    assert (await browser.post(f"/downloads/{download_id}/resume", {})).status == 303
+    await wait_state(browser.node, download_id, "done")
+    assert list(browser.node.downloads.records) == [download_id]
+    assert record.result is not None
+    assert record.result.resumed_bytes > 0  # it went on from the bytes kept
+    assert (await browser.post(f"/downloads/{download_id}/resume", {})).status == 409
+
+
+async def test_filters_remove_and_clear_finished(browser: Browser, origin: TestOrigin) -> None:
+    done = created_id(await browser.post("/downloads", {"url": origin.url("f.bin")}))
+    await wait_state(browser.node, done, "done")
+    failed = created_id(
+        await browser.post("/downloads", {"url": origin.url("nothing.bin"), "output": "x.bin"})
+    )
+    await wait_state(browser.node, failed, "failed")
+    _, html = await browser.get("/?state=done")
+    assert f"dl-{done}" in html
+    assert f"dl-{failed}" not in html
+    _, html = await browser.get("/?q=NOTHING")
+    assert f"dl-{failed}" in html
+    assert f"dl-{done}" not in html
+    assert 'data-live="/portal/live/downloads?q=NOTHING"' in html
+    _, html = await browser.get("/?since=2999-01-01")
+    assert "No download matches these filters" in html
+    _, html = await browser.get("/?until=2000-01-01")
+    assert "dl-" not in html
+    status, html = await browser.get("/?since=yesterday")
+    assert status == 200
+    assert "cannot be read" in html
+
+    path = browser.node.download_dir / "f.bin"
+    assert path.exists()
+    posted = await browser.post(f"/downloads/{done}/remove", {"delete_file": "on"})
+    assert posted.status == 303
+    assert not path.exists()
+    assert done not in browser.node.downloads.records
+    assert (await browser.post("/downloads/clear-finished", {})).status == 303
+    assert browser.node.downloads.records == {}
+
+
+async def test_the_details_page_charts_the_rate_over_time(
+    browser: Browser, origin: TestOrigin
+) -> None:
+    origin.configure(rate_per_conn=256 * 1024)  # a few seconds: a few samples
+    download_id = created_id(await browser.post("/downloads", {"url": origin.url("f.bin")}))
+    await wait_state(browser.node, download_id, "done")
+    _, details = await browser.get(f"/downloads/{download_id}")
+    chart = details[details.index('id="chart"') :].split("</section>", 1)[0]
+    assert '<svg viewBox="0 0 600 120"' in chart
+    assert '<polygon class="area c0"' in chart
+    assert 'role="img" aria-label="rate over' in chart
+    record = browser.node.downloads.records[download_id]
+    assert "rates" not in describe(record, events=0)  # the list stays small
+    assert len(describe(record)["rates"]) >= 2

@@ -9,6 +9,7 @@ from swarmget.web.security import (
     MAX_SESSIONS,
     SESSION_IDLE,
     PortalAuth,
+    allowed_hosts,
     csrf_ok,
     host_ok,
     origin_ok,
@@ -121,3 +122,31 @@ def test_state_changing_requests_must_come_from_our_pages(
     origin: str | None, referer: str | None, ok: bool
 ) -> None:
     assert origin_ok(origin, referer, HOSTS) is ok
+
+
+# --- remote access: allowed hosts (issue #16) --------------------------------------------------
+
+
+def test_allowed_hosts_widen_the_list_and_nothing_else() -> None:
+    hosts = HOSTS | allowed_hosts(("Swarm.Example.org", "localhost", "tunnel.test:9443"))
+    assert host_ok("swarm.example.org", hosts)
+    assert host_ok("swarm.example.org:8443", hosts)  # a bare name: any port
+    assert host_ok("localhost:9000", hosts)  # an SSH tunnel on another local port
+    assert host_ok("tunnel.test:9443", hosts)
+    assert not host_ok("tunnel.test:9444", hosts)  # name:port: that port only
+    assert not host_ok("tunnel.test", hosts)
+    assert not host_ok("evil.example:8080", hosts)
+    assert not host_ok("swarm.example.org.evil.example", hosts)
+    assert origin_ok("http://swarm.example.org:8443", None, hosts)
+    assert not origin_ok("https://swarm.example.org", None, hosts)  # no TLS, no proxy
+    assert origin_ok("https://swarm.example.org", None, hosts, frozenset({"http", "https"}))
+    assert not origin_ok("http://evil.example", None, hosts, frozenset({"http", "https"}))
+    assert not host_ok("127.0.0.1:8081", HOSTS)  # the default stays as strict as it was
+
+
+@pytest.mark.parametrize(
+    "entry", ["http://swarm.example.org", "swarm.example.org/portal", "a b", "host:port", ""]
+)
+def test_an_allowed_host_that_is_no_host_name_is_refused(entry: str) -> None:
+    with pytest.raises(ValueError, match="not a host name"):
+        allowed_hosts((entry,))

@@ -274,10 +274,10 @@ def test_sources_of_a_finished_download() -> None:
             "failed",
             "Verification failed",
         ),
-        (
+        (  # a 404 is no verification failure: the error itself is shown with the summary
             {"state": "failed", "error": {"code": "origin_unusable", "message": "404"}},
-            "failed",
-            "Failed",
+            "cancelled",
+            "Not verified: the download failed",
         ),
         ({"state": "cancelled"}, "cancelled", "Cancelled"),
         ({"state": "running", "progress": {"stage": "verifying"}}, "pending", "Verifying"),
@@ -363,3 +363,91 @@ def test_peer_rows_render_unexpected_values_as_unknown(junk: dict[str, Any]) -> 
 def test_peer_rows_prefer_the_latest_stats_quota() -> None:
     peer = {"node_id": "n2", "quota_left": None, "stats": {"quota_left": 3 * MiB}}
     assert views.peer_row(peer, now=0.0).quota_left == "3.0 MiB"
+
+
+# --- failure paths (issue #16) -----------------------------------------------------------------
+
+
+def test_a_resumed_verified_file_shows_its_earlier_bytes_as_present() -> None:
+    result = {"size": 400, "elapsed": 2.0, "verified": ["sha256"], "digests": {"sha256": "ab"},
+              "resumed_bytes": 300, "fetched_bytes": 100, "path": "/d/f.bin"}  # fmt: skip
+    d = download("done", progress=progress(400, 400, [source("me", [[300, 400]])]), result=result)
+    view = views.details_view(d, node_id="me")
+    assert [(b.left, b.width) for b in view.resumed] == [(0.0, 75.0)]
+    assert "earlier run" in view.resumed[0].title
+    assert view.resumed_bytes == "300 B"
+    # the average rate is this run's bytes over this run's time, not the resumed ones too
+    assert view.row.rate == "50 B/s"
+    running = views.details_view(download(progress=progress(400, 100, [])), node_id="me")
+    assert running.resumed == ()  # while it runs, what no source wrote may still be missing
+
+
+@pytest.mark.parametrize(
+    ("code", "message", "words"),
+    [
+        ("error", "internal error: ClientConnectorError(ConnectionKey(host='x'))", "inside"),
+        ("cancelled", "CancelledError()", "Cancelled"),
+        ("origin_unusable", "HTTP 404 from http://x/f", "refused the file"),
+        ("no_sources", "ClientConnectorError(ConnectionKey(...))", "No source could deliver"),
+        ("checksum_mismatch", "\n".join(f"line {i}" for i in range(13)), "does not match"),
+        ("something_new", "raw text", "The download failed"),
+    ],
+)
+def test_errors_are_told_in_plain_words_with_the_raw_text_kept_aside(
+    code: str, message: str, words: str
+) -> None:
+    row = views.download_row(download("failed", error={"code": code, "message": message}))
+    assert row.problem is not None
+    assert words in row.problem.line
+    assert "\n" not in row.problem.line
+    assert "Error(" not in row.problem.line + row.problem.advice
+    assert row.problem.advice
+    assert row.problem.details == message
+
+
+# --- rate over time (issue #16) -----------------------------------------------------------------
+
+
+def test_the_rate_chart_stacks_sources_per_interval() -> None:
+    from swarmget.web.views.chart import HEIGHT, WIDTH, rate_chart
+
+    samples = [
+        [0.0, {"me": 0, "h1": 0}],
+        [1.0, {"me": 100, "h1": 0}],
+        [2.0, {"me": 200, "h1": 100}],
+    ]
+    chart = rate_chart(samples, {"me": 0, "h1": 1})
+    assert chart is not None
+    assert [a.source for a in chart.areas] == ["me", "h1"]  # in the piece map's order
+    assert chart.top == "200 B/s"
+    me, h1 = (a.points.split() for a in chart.areas)
+    # "me" alone fills the first second to the top of its 100 B/s, then 100 B/s under h1
+    assert me[:4] == [
+        "0.0,60.0",
+        f"{WIDTH / 2:.1f},60.0",
+        f"{WIDTH / 2:.1f},60.0",
+        f"{WIDTH:.1f},60.0",
+    ]
+    assert h1[2:4] == [f"{WIDTH / 2:.1f},0.0", f"{WIDTH:.1f},0.0"]
+    assert all(0 <= float(p.split(",")[1]) <= HEIGHT for p in me + h1)
+    assert "average 150 B/s" in chart.summary
+    assert rate_chart(samples[:1], {}) is None  # nothing to draw yet
+    assert rate_chart([[0, "junk"], [1, {}]], {}) is None
+
+
+def test_rate_samples_keep_their_length_at_a_coarser_step() -> None:
+    from swarmget.node.rates import RateSamples
+
+    samples = RateSamples(limit=8)
+    for t in range(20):
+        samples.add(float(t), {"me": t * 10})
+    assert len(samples.points) <= 8
+    assert samples.points[0][0] == 0.0
+    assert samples.points[-1][0] == 19.0
+    assert samples.to_json()[-1] == [19.0, {"me": 190}]
+    samples.add(19.2, {"me": 200})  # (the final sample, just after the last one)
+    assert samples.to_json()[-2:] == [
+        [samples.points[-2][0], samples.points[-2][1]],
+        [19.2, {"me": 200}],
+    ]
+    assert samples.points[-2][0] < 19.0

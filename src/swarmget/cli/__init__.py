@@ -4,12 +4,13 @@
 failure is reported; ``get`` the download command (its routing and running are
 ``swarmget.run.get``'s); ``services`` the commands that run a node, a hub or a relay and
 ``config show``; ``operator`` the commands that ask the local node (``peers``, ``status``,
-``portal``) and ``doctor``. Importing this package registers every command on ``main``.
+``portal``) and ``doctor``; ``control`` pauses and resumes a download of the local node.
+Importing this package registers every command on ``main``.
 """
 
 from __future__ import annotations
 
-from swarmget.cli import get, operator, services
+from swarmget.cli import control, get, operator, services
 from swarmget.cli.app import (
     EXIT_CHANGED,
     EXIT_CHECKSUM,
@@ -34,6 +35,7 @@ __all__ = [
     "EXIT_OK",
     "EXIT_STORAGE",
     "EXIT_USAGE",
+    "control",
     "exit_code_for",
     "get",
     "main",

@@ -27,6 +27,7 @@ from swarmget.defaults import (
     DEFAULT_DB_URL,
     DEFAULT_HUB_PORT,
     DEFAULT_PEER_PORT,
+    DEFAULT_PORTAL_PORT,
     DEFAULT_STATE_DIR,
     DEFAULT_TTL,
     SECRET_ENV,
@@ -59,7 +60,13 @@ def _settings(ctx: click.Context, section: str, renames: dict[str, str]) -> Any:
     return config.resolve(section, _flags(ctx, renames), config_path=path, env=os.environ)
 
 
-NODE_RENAMES = {"hubs": "hub", "allow": "allow_private_origins", "relay_url": "relay"}
+NODE_RENAMES = {
+    "hubs": "hub",
+    "allow": "allow_private_origins",
+    "relay_url": "relay",
+    "portal_allowed_host": "portal_allowed_hosts",
+    "portal_trusted_proxy": "portal_trusted_proxies",
+}
 
 
 @main.command()
@@ -100,6 +107,25 @@ NODE_RENAMES = {"hubs": "hub", "allow": "allow_private_origins", "relay_url": "r
     help="Let the state directory's group use this node (status, get ...): for a node run "
     "as its own user by systemd; the directory becomes 0750, its token 0640.",
 )
+@click.option(
+    "--portal-listen",
+    help="Also serve the web portal (only the portal) on this address, e.g. 0.0.0.0 "
+    "(default: none, the portal answers on 127.0.0.1 at the API port only).",
+)
+@click.option("--portal-port", type=int, help=f"Its port (default {DEFAULT_PORTAL_PORT}).")
+@click.option("--portal-tls-cert", type=click.Path(path_type=Path), help="PEM certificate chain.")
+@click.option("--portal-tls-key", type=click.Path(path_type=Path), help="PEM private key.")
+@click.option(
+    "--portal-allowed-host",
+    multiple=True,
+    help="A Host name the portal answers to besides its own: NAME (any port) or NAME:PORT; "
+    "repeat. For an SSH tunnel (localhost) or a reverse proxy's public name.",
+)
+@click.option(
+    "--portal-trusted-proxy",
+    multiple=True,
+    help="CIDR of a reverse proxy whose X-Forwarded-Host/-Proto are believed; repeat.",
+)
 @click.pass_context
 def node(ctx: click.Context, /, **_: Any) -> None:
     """Run a node: help others download, and download with their help.
@@ -110,6 +136,7 @@ def node(ctx: click.Context, /, **_: Any) -> None:
     from swarmget.logs import setup_logging
     from swarmget.node.daemon import NodeConfig, NodeHooks
     from swarmget.run.node import run_node
+    from swarmget.web.remote import PortalAccess
 
     hooks = ctx.find_object(NodeHooks) or NodeHooks()
     try:
@@ -139,7 +166,15 @@ def node(ctx: click.Context, /, **_: Any) -> None:
             chunk_filter=hooks.chunk_filter,
             api_group_access=v.api_group_access,
         )
-        asyncio.run(run_node(config, announce=announce))
+        access = PortalAccess.from_settings(
+            listen_host=v.portal_listen,
+            listen_port=v.portal_port,
+            tls_cert=v.portal_tls_cert,
+            tls_key=v.portal_tls_key,
+            hosts=tuple(v.portal_allowed_hosts),
+            proxies=tuple(v.portal_trusted_proxies),
+        )
+        asyncio.run(run_node(config, announce=announce, access=access))
     except* (SwarmgetError, ValueError, OSError) as group:
         fail_start(_one(group), "node")
 

@@ -11,6 +11,8 @@ Split by who is at fault and what the caller should do about it::
     │   │                          not a regular file: never replaced, even with --force)
     │   ├── InvalidDestination     the output name cannot be used (too long for the file system)
     │   ├── DestinationOutside     a node's output path leads out of its download directory
+    │   ├── WrongState             the download cannot do that now (pause a finished one,
+    │   │                          resume a running one, remove a running one): 409
     │   ├── InvalidSecret          the swarm secret is missing, unreadable, empty or too short
     │   └── InvalidNodeKey         the node key file is unsafe (owner, mode, symlink) or corrupt
     ├── SourceError                one source failed one piece of work: retry it or drop it
@@ -186,6 +188,13 @@ class Cancelled(DownloadError):
 
 
 # --- added for auth and the hub ----------------------------------------------------------------
+
+
+class WrongState(UsageError):
+    """A download asked to do what its state does not allow (pause a finished one, resume or
+    remove a running one): look at its state and ask again."""
+
+    code = "wrong_state"
 
 
 class InvalidSecret(UsageError):

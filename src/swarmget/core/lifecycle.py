@@ -2,8 +2,8 @@
 
 Theory of operation (after h11's ``_state.py``). A download the node runs for its user is
 created ``STARTING``: the requester asks the hub for helpers and health-checks them. Once
-its sources are known the engine runs and the download is ``RUNNING``. It ends in exactly one
-of four states, none of which it ever leaves:
+its sources are known the engine runs and the download is ``RUNNING``. It ends in one of
+four states:
 
     STARTING ──► RUNNING ──► DONE        the file is in place, verified as far as it could be
         │           │
@@ -11,10 +11,18 @@ of four states, none of which it ever leaves:
                     │
                     ├──────► CANCELLED   the user asked (the part file is kept)
                     │
-                    └──────► STOPPED     the node shut down; it resumes at the next start
+                    ├──────► STOPPED     the node shut down; it resumes at the next start
+                    │
+                    └──────► PAUSED      the user asked; the part file and its checkpoint
+                                         are kept, and the node remembers it across restarts
 
-A download that fails, is cancelled or is stopped before it ran (while helpers were being
-found) goes there straight from ``STARTING``. ``DONE`` is only reachable from ``RUNNING``.
+``PAUSED`` is not an end: ``resume`` moves it back to ``STARTING`` (the same download, the
+same id: it goes on from the bytes its part file holds, see ``core.resume``), and a paused
+download may be cancelled. A ``FAILED`` or ``CANCELLED`` download may be retried in place:
+it goes back to ``STARTING`` under its own id (one row in every list, never a second one).
+``DONE`` and ``STOPPED`` are final. A download that fails, is cancelled, paused or stopped
+before it ran (while helpers were being found) goes there straight from ``STARTING``.
+``DONE`` is only reachable from ``RUNNING``.
 A move that is not in the table is a bug of ours and raises ``IllegalTransition``: a
 programming error (outside the ``SwarmgetError`` tree on purpose), never something a peer or
 the user can cause.
@@ -38,6 +46,7 @@ class DownloadState(enum.StrEnum):
     FAILED = "failed"
     CANCELLED = "cancelled"
     STOPPED = "stopped"
+    PAUSED = "paused"
 
     @property
     def active(self) -> bool:
@@ -49,6 +58,16 @@ class DownloadState(enum.StrEnum):
         """Ended without the file, and not because the node stopped (which resumes by itself):
         the user may start it again."""
         return self in (DownloadState.FAILED, DownloadState.CANCELLED)
+
+    @property
+    def pausable(self) -> bool:
+        return DownloadState.PAUSED in TRANSITIONS[self]
+
+    @property
+    def finished(self) -> bool:
+        """Over for good as far as the user is concerned: what "clear finished" clears
+        (everything that neither runs nor waits to be resumed)."""
+        return not self.active and self is not DownloadState.PAUSED
 
 
 ACTIVE = frozenset({DownloadState.STARTING, DownloadState.RUNNING})
@@ -62,6 +81,7 @@ TRANSITIONS: dict[DownloadState, frozenset[DownloadState]] = {
             DownloadState.FAILED,
             DownloadState.CANCELLED,
             DownloadState.STOPPED,
+            DownloadState.PAUSED,
         }
     ),
     DownloadState.RUNNING: frozenset(
@@ -70,11 +90,13 @@ TRANSITIONS: dict[DownloadState, frozenset[DownloadState]] = {
             DownloadState.FAILED,
             DownloadState.CANCELLED,
             DownloadState.STOPPED,
+            DownloadState.PAUSED,
         }
     ),
+    DownloadState.PAUSED: frozenset({DownloadState.STARTING, DownloadState.CANCELLED}),
     DownloadState.DONE: frozenset(),
-    DownloadState.FAILED: frozenset(),
-    DownloadState.CANCELLED: frozenset(),
+    DownloadState.FAILED: frozenset({DownloadState.STARTING}),  # retried in place
+    DownloadState.CANCELLED: frozenset({DownloadState.STARTING}),  # retried in place
     DownloadState.STOPPED: frozenset(),
 }
 

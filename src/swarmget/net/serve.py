@@ -46,6 +46,7 @@ import logging
 import os
 import resource
 import socket
+import ssl
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -263,9 +264,14 @@ class _Site(web.BaseSite):
     """A TCP site whose connections are ``_GuardedHandler``s."""
 
     def __init__(
-        self, runner: web.AppRunner, host: str, port: int, factory: Callable[[], RequestHandler]
+        self,
+        runner: web.AppRunner,
+        host: str,
+        port: int,
+        factory: Callable[[], RequestHandler],
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
-        super().__init__(runner)
+        super().__init__(runner, ssl_context=ssl_context)
         self._host = host
         self._port = port
         self._factory = factory
@@ -273,13 +279,14 @@ class _Site(web.BaseSite):
     @property
     def name(self) -> str:
         host = f"[{self._host}]" if ":" in self._host else self._host
-        return f"http://{host}:{self._port}"
+        scheme = "https" if self._ssl_context is not None else "http"
+        return f"{scheme}://{host}:{self._port}"
 
     async def start(self) -> None:
         await super().start()
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
-            self._factory, self._host, self._port, backlog=self._backlog
+            self._factory, self._host, self._port, backlog=self._backlog, ssl=self._ssl_context
         )
 
 
@@ -336,11 +343,13 @@ async def open_listener(
     handler_cancellation: bool = False,
     unix: socket.socket | None = None,
     option: str = "",
+    ssl_context: ssl.SSLContext | None = None,
 ) -> AsyncIterator[Listening]:
     """Serve ``app`` on ``host:port`` with ``limits`` while the block runs (and on ``unix``,
     an already bound listening socket, when given); on exit stop listening and give requests
-    in flight ``shutdown_timeout`` seconds. Raises ``UsageError`` when the address cannot be
-    bound, in one line naming ``option`` (the setting that chooses the port)."""
+    in flight ``shutdown_timeout`` seconds. With ``ssl_context`` the TCP listener speaks TLS.
+    Raises ``UsageError`` when the address cannot be bound, in one line naming ``option``
+    (the setting that chooses the port)."""
     limits = limits or ListenLimits()
     runner = web.AppRunner(
         app,
@@ -366,7 +375,7 @@ async def open_listener(
             return _GuardedHandler(server, **handler_args)
 
         try:
-            await _Site(runner, host, port, factory).start()
+            await _Site(runner, host, port, factory, ssl_context).start()
         except OSError as exc:
             raise UsageError(bind_failure(host, port, exc, option)) from exc
         if unix is not None:

@@ -40,6 +40,7 @@ from swarmget.net.relay_client import RelayClient
 from swarmget.net.serve import ListenLimits, open_listener
 from swarmget.node.downloads import DownloadManager, SwarmContext
 from swarmget.node.helper import ChunkFilter, HelperLimits, HelperService, make_peer_app
+from swarmget.node.history import DownloadHistory
 from swarmget.node.journal import DownloadJournal
 from swarmget.node.keyfile import load_node_identity
 from swarmget.node.metrics import NodeCollector
@@ -122,6 +123,7 @@ class Node:
     downloads: DownloadManager
     membership: MembershipState | None = None
     portal: UserPages | None = None  # the admin portal, on the user API's server
+    remote_portal_url: str | None = None  # the portal's own listener, if it has one
 
     async def wait_registered(self, limit: float) -> bool:
         """Wait (at most ``limit`` seconds) until the hub has registered us."""
@@ -265,6 +267,8 @@ async def open_node(config: NodeConfig, *, pages: MountPages | None = None) -> A
         hub = None
         if config.hubs():
             hub = HubPool(peer_session, config.hubs(), config.secret, identity)
+        history = DownloadHistory(config.state_dir)  # before the task group: closed after it
+        stack.callback(history.close)
         tg = await stack.enter_async_context(asyncio.TaskGroup())
         swarm = SwarmContext(
             identity=identity,
@@ -283,6 +287,7 @@ async def open_node(config: NodeConfig, *, pages: MountPages | None = None) -> A
             connections=config.connections,
             journal=DownloadJournal(config.state_dir / "downloads.json"),
             max_size=config.max_size,
+            history=history,
         )
         node = Node(
             node_id=node_id,

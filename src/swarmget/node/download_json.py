@@ -11,7 +11,8 @@ is defined once::
                    "resumed_bytes", "sources": [source ...]},
      "events"?: [core.events.to_json ...],
      "result"?: {"path", "size", "elapsed", "mode", "resumed_bytes", "fetched_bytes",
-                 "last_byte_to_done", "verified", "verification", "digests"}}
+                 "last_byte_to_done", "verified", "verification", "digests"},
+     "rates"?: [[seconds since the start, {source id: bytes received so far}] ...]}
 
     source: {"id", "state", "slots", "active", "received", "claimed", "rate", "failures",
              "ban_reason", "segments": [[start, end] ...]}
@@ -47,6 +48,7 @@ def download_json(
     progress: DownloadProgress | None,
     events: Iterable[ev.Event] | None,
     result: DownloadResult | None,
+    rates: list[list[Any]] | None = None,
 ) -> dict[str, Any]:
     """The JSON view of one download (see the module docstring)."""
     out: dict[str, Any] = {
@@ -63,6 +65,8 @@ def download_json(
         out["events"] = [ev.to_json(e) for e in events]
     if result is not None:
         out["result"] = result_json(result)
+    if rates is not None:
+        out["rates"] = rates
     return out
 
 

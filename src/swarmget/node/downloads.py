@@ -1,4 +1,5 @@
-"""The downloads a node runs for its local user: create, list, inspect, cancel.
+"""The downloads a node runs for its local user: create, list, inspect, cancel, pause,
+resume, retry, remove; and their history (``node.history``), kept across restarts.
 
 Each download runs as a task owned by the node's task group. It starts at once on this node's
 own origin connections; meanwhile the requester asks the hub for the live peers of its group
@@ -9,6 +10,12 @@ However many peers the hub lists, a requester health-checks at most
 order: best first) and uses at most ``MAX_HELPERS_PER_DOWNLOAD`` helpers, the first that
 answer; the rest are ignored. Downloads are independent: several run at once, each with its own
 scheduler, part file and sources.
+
+Pause, resume and retry keep one download one record: the same id, the same row. Pausing
+cancels the download's task (its part file and checkpoint stay, as for a node that stops);
+resuming or retrying runs a new task for the same record, which goes on from the bytes the
+part file holds (``core.resume``). Every state change is written to the history, and the
+oldest finished downloads beyond the history's cap are forgotten.
 """
 
 from __future__ import annotations
@@ -25,7 +32,7 @@ from typing import Any
 
 import aiohttp
 
-from swarmget.core.errors import Cancelled, HubError, SwarmgetError
+from swarmget.core.errors import Cancelled, HubError, SwarmgetError, WrongState
 from swarmget.core.events import EventCounters
 from swarmget.core.identity import NodeIdentity
 from swarmget.core.lifecycle import DownloadState, transition
@@ -48,8 +55,11 @@ from swarmget.net.peer_client import (
     check_health,
 )
 from swarmget.net.relay_client import RelayClient
-from swarmget.node.download_json import download_json
-from swarmget.node.journal import DownloadJournal, JournalEntry
+from swarmget.node.download_json import download_json, error_json
+from swarmget.node.history import MAX_FINISHED, DownloadHistory, HistoryRow
+from swarmget.node.journal import DownloadJournal, JournalEntry, spec_from_json, spec_to_json
+from swarmget.node.rates import RateSamples, sample_rates
+from swarmget.node.removal import dest_of, remove_download_files
 from swarmget.protocol.hub import MAX_PEERS_PER_ANSWER
 
 log = logging.getLogger(__name__)
@@ -85,6 +95,12 @@ class DownloadRecord:
     error: SwarmgetError | None = None
     task: asyncio.Task[None] | None = None
     peers_checked: list[str] = field(default_factory=list)
+    ended: float | None = None  # when it last reached a state that is not active
+    #: its JSON view as an earlier run of the node left it (from the history); None once
+    #: it runs again in this one
+    saved: dict[str, Any] | None = None
+    pause_requested: bool = False  # the task is being cancelled to pause, not to cancel
+    rates: RateSamples = field(default_factory=RateSamples)  # this run's, for the chart
 
     def progress(self) -> DownloadProgress | None:
         return self.download.statistics() if self.download is not None else None
@@ -124,8 +140,12 @@ class DownloadManager:
         journal: DownloadJournal | None = None,
         clock: Callable[[], float] = time.time,
         max_size: int | None = None,
+        history: DownloadHistory | None = None,
+        max_finished: int = MAX_FINISHED,
     ) -> None:
         self._tg = tg
+        self._history = history
+        self._max_finished = max_finished
         self._max_size = max_size  # the node's limit, on top of what each download asks
         self._origin = origin
         self._swarm = swarm
@@ -143,26 +163,57 @@ class DownloadManager:
         only_helpers: Sequence[str] | None = None,
         *,
         download_id: str | None = None,
+        created: float | None = None,
     ) -> DownloadRecord:
         record = DownloadRecord(
             id=download_id or secrets.token_hex(6),
             spec=spec,
-            created=self._clock(),
+            created=self._clock() if created is None else created,
             only_helpers=tuple(only_helpers) if only_helpers is not None else None,
         )
         self.records[record.id] = record
+        self._start(record)
+        return record
+
+    def _start(self, record: DownloadRecord) -> None:
         record.task = self._tg.create_task(self._run(record))
         self._save_journal()
-        return record
+        self._save_history(record)
 
     def resume_journal(self) -> None:
         """Start again the downloads a previous run of the node was stopped in the middle of
-        (they resume from their part files)."""
-        if self._journal is None:
-            return
-        for entry in self._journal.load():
+        (they resume from their part files), and list the others of the history as they
+        were left (a paused one stays paused)."""
+        past = {} if self._history is None else {r.id: r for r in self._history.load()}
+        for entry in [] if self._journal is None else self._journal.load():
             if entry.id not in self.records:
-                self.create(entry.spec, entry.only_helpers, download_id=entry.id)
+                row = past.pop(entry.id, None)
+                created = None if row is None else row.created
+                self.create(entry.spec, entry.only_helpers, download_id=entry.id, created=created)
+        for row in past.values():
+            if row.id not in self.records:
+                self._restore(row)
+        self._prune()
+
+    def _restore(self, row: HistoryRow) -> None:
+        """A download of an earlier run, listed as it was left (it does not run)."""
+        try:
+            spec = spec_from_json(row.spec)
+        except (KeyError, TypeError, ValueError, SwarmgetError):
+            return  # a row this version cannot read: not listed
+        state = row.state
+        if state.active:  # the node was killed and the journal lost it: it stopped
+            state = DownloadState.STOPPED
+        helpers = row.spec.get("helpers")
+        self.records[row.id] = DownloadRecord(
+            id=row.id,
+            spec=spec,
+            created=row.created,
+            only_helpers=None if not isinstance(helpers, list) else tuple(map(str, helpers)),
+            state=state,
+            ended=row.ended,
+            saved=row.view,
+        )
 
     def shut_down(self) -> None:
         """Stop every download, keeping the unfinished ones in the journal."""
@@ -184,11 +235,116 @@ class DownloadManager:
         except OSError as exc:
             log.warning("cannot save the download journal: %s", exc)
 
+    def _save_history(self, record: DownloadRecord) -> None:
+        if self._history is None:
+            return
+        spec = {**spec_to_json(record.spec), "helpers": _helpers_json(record.only_helpers)}
+        row = HistoryRow(
+            id=record.id,
+            created=record.created,
+            ended=record.ended,
+            state=record.state,
+            spec=spec,
+            view=describe(record, events=0, rates=True),
+        )
+        try:
+            self._history.save(row)
+        except Exception as exc:  # (sqlite3.Error, OSError): history must not stop a download
+            log.warning("cannot save the download history: %s", exc)
+
+    def _prune(self) -> None:
+        """Forget the oldest finished downloads beyond the cap."""
+        finished = sorted(
+            (r for r in self.records.values() if r.state.finished),
+            key=lambda r: r.created,
+            reverse=True,
+        )
+        self._forget([r.id for r in finished[self._max_finished :]])
+
+    def _forget(self, ids: list[str]) -> None:
+        for download_id in ids:
+            self.records.pop(download_id, None)
+        if ids and self._history is not None:
+            try:
+                self._history.delete(ids)
+            except Exception as exc:  # (sqlite3.Error, OSError)
+                log.warning("cannot update the download history: %s", exc)
+
     def cancel(self, download_id: str) -> DownloadRecord | None:
         record = self.records.get(download_id)
-        if record is not None and record.task is not None and not record.task.done():
+        if record is None:
+            return None
+        if record.state is DownloadState.PAUSED:  # nothing runs: it ends here
+            self._end(record, DownloadState.CANCELLED, Cancelled("cancelled by the user"))
+        elif record.task is not None and not record.task.done():
+            record.pause_requested = False
             record.task.cancel()
         return record
+
+    def pause(self, download_id: str) -> DownloadRecord:
+        """Stop the download, keeping its part file to resume from (``WrongState`` unless it
+        is starting or running; ``KeyError`` for an unknown id)."""
+        record = self.records[download_id]
+        if not record.state.pausable or record.task is None or record.task.done():
+            raise WrongState(f"the download is {record.state.value}: it cannot be paused")
+        record.pause_requested = True
+        record.task.cancel()
+        return record
+
+    def resume(self, download_id: str) -> DownloadRecord:
+        """Go on with a paused download, under the same id (``WrongState`` unless paused)."""
+        record = self.records[download_id]
+        if record.state is not DownloadState.PAUSED:
+            raise WrongState(f"the download is {record.state.value}: only a paused one resumes")
+        self._again(record)
+        return record
+
+    def retry(self, download_id: str) -> DownloadRecord:
+        """Start a failed or cancelled download again, under the same id (its part file is
+        used: ``core.resume``); ``WrongState`` otherwise."""
+        record = self.records[download_id]
+        if not record.state.retryable:
+            raise WrongState(f"the download is {record.state.value}: nothing to retry")
+        self._again(record)
+        return record
+
+    def _again(self, record: DownloadRecord) -> None:
+        if record.task is not None and not record.task.done():  # (its last lines run)
+            raise WrongState("the download is still stopping: try again in a moment")
+        record.move(DownloadState.STARTING)
+        record.download = record.result = record.error = record.saved = record.ended = None
+        record.rates = RateSamples()
+        record.pause_requested = False
+        record.peers_checked = []
+        self._start(record)
+
+    def remove(self, download_id: str, *, delete_files: bool, download_dir: Path) -> list[str]:
+        """Forget a download that does not run (``WrongState`` if it does); with
+        ``delete_files`` its file (or part file) in ``download_dir`` goes too."""
+        record = self.records[download_id]
+        if record.state.active or (record.task is not None and not record.task.done()):
+            raise WrongState(f"the download is {record.state.value}: cancel or pause it first")
+        where = dest_of(describe(record, events=0), record.spec.output)
+        deleted = remove_download_files(download_dir, where) if delete_files else []
+        self._forget([record.id])
+        self._save_journal()
+        return deleted
+
+    def clear_finished(self) -> int:
+        """Forget every finished download (the files stay); how many."""
+        ids = [r.id for r in self.records.values() if r.state.finished and _settled(r)]
+        self._forget(ids)
+        return len(ids)
+
+    def _end(
+        self, record: DownloadRecord, state: DownloadState, error: SwarmgetError | None
+    ) -> None:
+        record.move(state)
+        record.error = error
+        record.ended = self._clock()
+        self._save_journal()
+        self._save_history(record)
+        self._prune()
 
     def active(self) -> int:
         return sum(1 for r in self.records.values() if r.state.active)
@@ -209,36 +365,48 @@ class DownloadManager:
             record.move(DownloadState.RUNNING)
             record.result = await self._run_with_helpers(record, record.download)
             record.move(DownloadState.DONE)
+            done = record.result
+            record.rates.add(done.elapsed, {s.source_id: s.received for s in done.sources})
             log.info("download done: %s", record.result.path)
+            record.ended = self._clock()
         except asyncio.CancelledError:
-            if self._shutting_down:  # not the user's wish: resume at the next start
-                record.move(DownloadState.STOPPED)
-                record.error = Cancelled("the node stopped; it resumes when the node starts")
-                self._save_journal()
+            if self._shutting_down and not record.pause_requested:  # resume at the next start
+                stopped = Cancelled("the node stopped; it resumes when the node starts")
+                self._end(record, DownloadState.STOPPED, stopped)
                 raise
-            record.move(DownloadState.CANCELLED)
-            record.error = Cancelled("cancelled by the user")
+            if record.pause_requested:
+                self._end(record, DownloadState.PAUSED, None)
+                log.info("download paused")
+                return
+            self._end(record, DownloadState.CANCELLED, Cancelled("cancelled by the user"))
+            return
         except SwarmgetError as exc:
-            record.move(DownloadState.FAILED)
-            record.error = exc
+            self._end(record, DownloadState.FAILED, exc)
             log.warning("download failed (%s): %s", exc.code, exc)
+            return
         except Exception as exc:  # a bug: keep the node alive, report it on the download
             log.exception("download %s crashed", record.id)
+            error = SwarmgetError(f"internal error: {type(exc).__name__}: {exc}")
             if record.state.active:  # (a bug after the end must not raise again here)
-                record.move(DownloadState.FAILED)
-            record.error = SwarmgetError(f"internal error: {type(exc).__name__}: {exc}")
+                self._end(record, DownloadState.FAILED, error)
+            record.error = error
+            return
         self._save_journal()
+        self._save_history(record)
+        self._prune()
 
     async def _run_with_helpers(self, record: DownloadRecord, download: Download) -> DownloadResult:
         """The download starts at once (probe, our own connections); the hub is asked for
         peers meanwhile, and each helper joins the running download as soon as it answered
         its health check: a peer that is slow, dead or black-holed delays nothing."""
         joining = asyncio.create_task(self._join_helpers(record, download))
+        sampling = asyncio.create_task(sample_rates(record.rates, download.statistics))
         try:
             return await download.run()
         finally:
             joining.cancel()
-            await asyncio.wait([joining])
+            sampling.cancel()
+            await asyncio.wait([joining, sampling])
 
     async def _join_helpers(self, record: DownloadRecord, download: Download) -> None:
         def join(peer: PeerAddress) -> None:
@@ -297,9 +465,26 @@ async def find_helpers(
     )
 
 
-def describe(record: DownloadRecord, *, events: int = 50) -> dict[str, Any]:
-    """The JSON view of one download for the user API (shape: ``node.download_json``)."""
+def _helpers_json(helpers: tuple[str, ...] | None) -> list[str] | None:
+    return None if helpers is None else list(helpers)
+
+
+def _settled(record: DownloadRecord) -> bool:
+    return record.task is None or record.task.done()
+
+
+def describe(
+    record: DownloadRecord, *, events: int = 50, rates: bool | None = None
+) -> dict[str, Any]:
+    """The JSON view of one download for the user API (shape: ``node.download_json``); one
+    of an earlier run of the node: as it was left, in its state now."""
     download = record.download
+    if download is None and record.saved is not None:
+        error = record.saved.get("error") if record.error is None else error_json(record.error)
+        saved = {**record.saved, "state": record.state.value, "error": error, "events": []}
+        if not (events if rates is None else rates):
+            saved.pop("rates", None)
+        return saved
     return download_json(
         download_id=record.id,
         url=record.spec.url,
@@ -308,6 +493,7 @@ def describe(record: DownloadRecord, *, events: int = 50) -> dict[str, Any]:
         peers=record.peers_checked,
         error=record.error,
         progress=record.progress(),
-        events=None if download is None else list(download.events)[-events:],
+        events=None if download is None else list(download.events)[-events:] if events else [],
         result=record.result,
+        rates=record.rates.to_json() if (events if rates is None else rates) else None,
     )

@@ -10,10 +10,17 @@ user could otherwise replay a portal cookie the browser sent to a port of theirs
 
     POST   /v1/downloads              {url, output?, checksums?, force?, restart_if_changed?,
                                        helpers?}  → 201 with the download
-    GET    /v1/downloads              every download
+    GET    /v1/downloads              every download (this run's and the history's), oldest
+                                      first; ?state=done,failed&since=&before=&q= filter
+                                      (``protocol.user.DownloadFilter``)
+    POST   /v1/downloads/clear-finished   forget every finished download → {"removed": N}
     GET    /v1/downloads/{id}         one download: progress, sources, events, result
                                       (?wait=S: answered when it ends, or after S seconds)
     DELETE /v1/downloads/{id}         cancel it
+    POST   /v1/downloads/{id}/pause|resume|retry   the same download, the same id → its JSON
+                                      (409 ``wrong_state`` when its state does not allow it)
+    POST   /v1/downloads/{id}/remove  {delete_file?} forget one that does not run (409 if it
+                                      does), deleting its file too if asked
     GET    /v1/downloads/{id}/events  Server-Sent Events: a "progress" event every
                                       half second, then "end" with the final state
     GET    /v1/status                 this node: downloads, helper streams, quota left
@@ -41,7 +48,7 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from swarmget.core.digests import parse_checksum_spec
-from swarmget.core.errors import HubError, SwarmgetError
+from swarmget.core.errors import HubError, SwarmgetError, WrongState
 from swarmget.core.scheduler import SchedulerConfig
 from swarmget.core.urls import validate_url
 from swarmget.engine import DownloadSpec
@@ -49,7 +56,15 @@ from swarmget.net.auth import json_error
 from swarmget.net.peercred import connection_uid
 from swarmget.node.downloads import DownloadManager, describe, resolve_destination
 from swarmget.protocol.errors import USER_ERRORS
-from swarmget.protocol.user import DOWNLOADS_PATH, CreateDownload
+from swarmget.protocol.user import (
+    CLEAR_FINISHED_PATH,
+    DOWNLOADS_PATH,
+    CreateDownload,
+    DownloadAction,
+    DownloadFilter,
+    Removal,
+    RemoveDownload,
+)
 
 SSE_INTERVAL = 0.5
 MAX_WAIT = 10.0  # seconds a ``GET /v1/downloads/{id}?wait=S`` may be held at most
@@ -148,19 +163,64 @@ async def create_download(request: web.Request) -> web.Response:
         body = CreateDownload.model_validate_json(await request.read())
         spec = api.spec_from(body)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        field = ".".join(str(p) for p in first["loc"])
-        return _refusal("bad_request", f"{field}: {first['msg']}")
+        return _invalid(exc)
     except SwarmgetError as exc:
         return _error(exc)
     record = api.manager.create(spec, body.helpers)
     return web.json_response(describe(record), status=201)
 
 
+def _invalid(exc: ValidationError) -> web.Response:
+    first = exc.errors()[0]
+    field = ".".join(str(p) for p in first["loc"])
+    return _refusal("bad_request", f"{field}: {first['msg']}")
+
+
 async def list_downloads(request: web.Request) -> web.Response:
     api = request.app[API]
+    try:
+        wanted = DownloadFilter.from_query(request.query)
+    except ValidationError as exc:
+        return _invalid(exc)
     records = sorted(api.manager.records.values(), key=lambda r: r.created)
-    return web.json_response({"downloads": [describe(r, events=0) for r in records]})
+    views = (describe(r, events=0) for r in records)
+    return web.json_response({"downloads": [v for v in views if wanted.matches(v)]})
+
+
+async def clear_finished(request: web.Request) -> web.Response:
+    return web.json_response({"removed": request.app[API].manager.clear_finished()})
+
+
+async def act_on_download(request: web.Request) -> web.Response:
+    """Pause, resume or retry: the same download goes on under its id."""
+    record = _record_or_404(request)
+    manager = request.app[API].manager
+    action = DownloadAction(request.match_info["action"])  # (the route lists only these)
+    act = {
+        DownloadAction.PAUSE: manager.pause,
+        DownloadAction.RESUME: manager.resume,
+        DownloadAction.RETRY: manager.retry,
+    }[action]
+    try:
+        act(record.id)
+    except WrongState as exc:
+        return _error(exc)
+    return web.json_response(describe(record))
+
+
+async def remove_download(request: web.Request) -> web.Response:
+    record = _record_or_404(request)
+    api = request.app[API]
+    try:
+        body = RemoveDownload.model_validate_json(await request.read() or b"{}")
+        deleted = api.manager.remove(
+            record.id, delete_files=body.delete_file, download_dir=api.download_dir
+        )
+    except ValidationError as exc:
+        return _invalid(exc)
+    except WrongState as exc:
+        return _error(exc)
+    return web.json_response(Removal(id=record.id, deleted=deleted).model_dump(mode="json"))
 
 
 def _record_or_404(request: web.Request) -> Any:
@@ -232,6 +292,10 @@ def make_user_app(api: UserApi) -> web.Application:
     app[API] = api
     app.router.add_post(DOWNLOADS_PATH, create_download)
     app.router.add_get(DOWNLOADS_PATH, list_downloads)
+    app.router.add_post(CLEAR_FINISHED_PATH, clear_finished)
+    actions = "|".join(a.value for a in DownloadAction)
+    app.router.add_post(f"/v1/downloads/{{id}}/{{action:{actions}}}", act_on_download)
+    app.router.add_post("/v1/downloads/{id}/remove", remove_download)
     app.router.add_get("/v1/downloads/{id}", get_download)
     app.router.add_delete("/v1/downloads/{id}", cancel_download)
     app.router.add_get("/v1/downloads/{id}/events", download_events)

@@ -249,6 +249,7 @@ USER_ERRORS = ErrorTable(
         WireError(code=e.AuthError.code, status=401, raised=e.UsageError),  # token wrong
         WireError(code="forbidden", status=403, raised=e.UsageError),  # not the node's user
         WireError(code="not_found", status=404, raised=e.UsageError),
+        WireError(code=e.WrongState.code, status=409, raised=e.WrongState, answers=e.WrongState),
         *(
             WireError(code=kind.code, status=503, raised=kind, answers=kind)
             for kind in _by_depth(e.HubError)
@@ -256,7 +257,7 @@ USER_ERRORS = ErrorTable(
         *(
             WireError(code=kind.code, status=400, raised=kind, answers=kind)
             for kind in _by_depth(e.UsageError)
-            if kind is not e.UsageError
+            if kind not in (e.UsageError, e.WrongState)
         ),
     ],
     default=WireError(

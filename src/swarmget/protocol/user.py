@@ -10,15 +10,29 @@ failed reports ``{"code", "message"}`` with its error-tree code
 
 from __future__ import annotations
 
+import enum
+from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from swarmget.core.lifecycle import DownloadState
 from swarmget.core.verification import DEFAULT_VERIFY_SAMPLE
 
-__all__ = ["DOWNLOADS_PATH", "CreateDownload"]
+__all__ = [
+    "CLEAR_FINISHED_PATH",
+    "DOWNLOADS_PATH",
+    "CreateDownload",
+    "DownloadAction",
+    "DownloadFilter",
+    "Removal",
+    "RemoveDownload",
+    "action_path",
+]
 
 DOWNLOADS_PATH = "/v1/downloads"
+CLEAR_FINISHED_PATH = "/v1/downloads/clear-finished"  # POST: {"removed": N}
 
 
 class CreateDownload(BaseModel):
@@ -40,3 +54,90 @@ class CreateDownload(BaseModel):
     def as_json(self) -> dict[str, Any]:
         """The request body (fields left at None are not sent: the same as absent)."""
         return self.model_dump(mode="json", exclude_none=True)
+
+
+class DownloadAction(enum.StrEnum):
+    """``POST /v1/downloads/{id}/{action}`` (no body): answered with the download's JSON, or
+    409 ``wrong_state`` when its state does not allow it. Each keeps the download's id: the
+    same download goes on from the bytes its part file holds."""
+
+    PAUSE = "pause"  # a starting or running one
+    RESUME = "resume"  # a paused one
+    RETRY = "retry"  # a failed or cancelled one
+
+
+def action_path(download_id: str, action: DownloadAction | str) -> str:
+    return f"{DOWNLOADS_PATH}/{download_id}/{action}"
+
+
+class RemoveDownload(BaseModel):
+    """``POST /v1/downloads/{id}/remove``: forget a download that does not run (409
+    otherwise); with ``delete_file`` its file, or its part file, is deleted too."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    delete_file: bool = False
+
+
+class Removal(BaseModel):
+    """The answer to a removal: the id, and the file names deleted."""
+
+    id: str
+    deleted: list[str]
+
+
+def _utc(moment: datetime | None) -> float | None:
+    if moment is None:
+        return None
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
+
+
+class DownloadFilter(BaseModel):
+    """``GET /v1/downloads`` query: ``state`` (comma-separated states), ``since`` (created at
+    or after) and ``before`` (created before), each an ISO 8601 date or time (UTC unless
+    it says otherwise) or Unix seconds, and ``q``: text the URL or file name contains
+    (case-insensitive). Every one given must match."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    state: list[DownloadState] | None = Field(default=None, max_length=len(DownloadState))
+    since: datetime | None = None
+    before: datetime | None = None
+    q: str | None = Field(default=None, max_length=400)
+
+    @classmethod
+    def from_query(cls, query: Mapping[str, str]) -> DownloadFilter:
+        """From a request's query (``ValidationError`` for a bad value or an unknown key)."""
+        raw: dict[str, Any] = {k: v for k, v in query.items() if v != ""}
+        if "state" in raw:
+            raw["state"] = [s for s in str(raw["state"]).split(",") if s]
+        return cls.model_validate(raw)
+
+    def as_query(self) -> dict[str, str]:
+        out: dict[str, str] = {}
+        if self.state:
+            out["state"] = ",".join(s.value for s in self.state)
+        for name in ("since", "before"):
+            moment = getattr(self, name)
+            if moment is not None:
+                out[name] = moment.isoformat()
+        if self.q:
+            out["q"] = self.q
+        return out
+
+    def matches(self, download: Mapping[str, Any]) -> bool:
+        """Whether a download's JSON (``node.download_json``) passes."""
+        if self.state and download.get("state") not in self.state:
+            return False
+        created = float(download.get("created") or 0.0)
+        since, before = _utc(self.since), _utc(self.before)
+        if (since is not None and created < since) or (before is not None and created >= before):
+            return False
+        return not self.q or self.q.casefold() in _searchable(download).casefold()
+
+
+def _searchable(download: Mapping[str, Any]) -> str:
+    progress = download.get("progress") or {}
+    result = download.get("result") or {}
+    parts = [download.get("id"), download.get("url"), progress.get("dest"), result.get("path")]
+    return "\n".join(str(p) for p in parts if p)

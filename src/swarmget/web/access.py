@@ -8,7 +8,7 @@ from typing import Any
 from aiohttp import web
 
 from swarmget.web.security import SAFE_METHODS, Session, csrf_ok, host_ok, origin_ok
-from swarmget.web.site import PORTAL, PREFIX, SESSION, Portal, form_field
+from swarmget.web.site import PORTAL, PREFIX, SESSION, form_field
 
 __all__ = ["PUBLIC_ROUTES", "guard", "login_page", "login_post", "logout", "security_headers"]
 
@@ -28,11 +28,12 @@ def _forbidden(reason: str) -> web.Response:
 @web.middleware
 async def guard(request: web.Request, handler: Any) -> web.StreamResponse:
     portal = request.app[PORTAL]
-    if not host_ok(request.headers.get("Host"), portal.hosts):
+    if not host_ok(portal.request_host(request), portal.hosts):
         return _forbidden("this is not one of the portal's addresses")
     unsafe = request.method not in SAFE_METHODS
     headers = request.headers
-    if unsafe and not origin_ok(headers.get("Origin"), headers.get("Referer"), portal.hosts):
+    origin, referer = headers.get("Origin"), headers.get("Referer")
+    if unsafe and not origin_ok(origin, referer, portal.hosts, portal.access.schemes):
         return _forbidden("cross-site request")
     route = request.match_info.route.name
     if route not in PUBLIC_ROUTES:
@@ -63,7 +64,7 @@ async def login_page(request: web.Request) -> web.Response:
     if token:
         session = portal.auth.redeem_link(token, portal.clock())
         if session is not None:
-            raise _logged_in(portal, session)
+            raise _logged_in(request, session)
         return portal.page("login.html", error="This login link was used already or expired.")
     return portal.page("login.html", error=None)
 
@@ -74,13 +75,19 @@ async def login_post(request: web.Request) -> web.Response:
     session = portal.auth.login_with_token(token, portal.clock())
     if session is None:
         return portal.page("login.html", status=401, error="That is not this node's API token.")
-    raise _logged_in(portal, session)
+    raise _logged_in(request, session)
 
 
-def _logged_in(portal: Portal, session: Session) -> web.HTTPSeeOther:
+def _logged_in(request: web.Request, session: Session) -> web.HTTPSeeOther:
+    portal = request.app[PORTAL]
     response = web.HTTPSeeOther(f"{PREFIX}/")
     response.set_cookie(
-        portal.cookie_name, session.id, path=PREFIX, httponly=True, samesite="Strict"
+        portal.cookie_name,
+        session.id,
+        path=PREFIX,
+        httponly=True,
+        samesite="Strict",
+        secure=portal.request_secure(request),  # over HTTPS: never sent in the clear
     )
     return response
 

@@ -1,11 +1,15 @@
-"""The portal's download pages: the list and its form, a download's details, cancel and
-retry, and their live updates."""
+"""The portal's download pages: the list (filtered by state, date and text) and its form, a
+download's details, its actions (cancel, pause/resume, retry, remove and delete its file,
+clear the finished ones), and their live updates."""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from urllib.parse import urlencode
 
 from aiohttp import web
 from aiohttp.web_request import FileField
@@ -14,24 +18,26 @@ from pydantic import ValidationError
 
 from swarmget.core.auth import is_valid_node_id
 from swarmget.core.digests import parse_checksum_spec
-from swarmget.core.errors import DestinationExists, HubError, SwarmgetError
+from swarmget.core.errors import DestinationExists, HubError, SwarmgetError, WrongState
 from swarmget.core.lifecycle import DownloadState
 from swarmget.core.urls import validate_url
 from swarmget.destination import check_destination
 from swarmget.node.downloads import DownloadRecord, describe, resolve_destination
-from swarmget.protocol.user import CreateDownload
+from swarmget.protocol.user import CreateDownload, DownloadFilter
 from swarmget.web import views
 from swarmget.web.live import live_stream
 from swarmget.web.site import HUB_TIMEOUT, PORTAL, PREFIX, SESSION, Portal, form_field
 
 __all__ = [
     "NewDownload",
+    "act_on_download",
     "cancel_download",
+    "clear_finished",
     "details_page",
     "downloads_page",
     "live_details",
     "live_downloads",
-    "retry_download",
+    "remove_download",
     "start_download",
 ]
 
@@ -44,8 +50,59 @@ def _records(portal: Portal) -> list[DownloadRecord]:
     return sorted(portal.api.manager.records.values(), key=lambda r: r.created, reverse=True)
 
 
-def _rows(portal: Portal) -> list[views.DownloadRow]:
-    return [views.download_row(describe(r, events=0)) for r in _records(portal)]
+def _rows(portal: Portal, wanted: DownloadFilter) -> list[views.DownloadRow]:
+    described = (describe(r, events=0) for r in _records(portal))
+    return [views.download_row(d) for d in described if wanted.matches(d)]
+
+
+#: The state filter's choices: (query value, label); "" is every state.
+STATE_CHOICES = (
+    ("", "any state"),
+    ("starting,running", "running"),
+    ("paused", "paused"),
+    ("done", "done"),
+    ("failed", "failed"),
+    ("cancelled", "cancelled"),
+    ("stopped", "stopped"),
+)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ListFilter:
+    """The list's filter form as typed (dates are days, "to" includes its day), and the
+    ``DownloadFilter`` it means; a value that cannot be read is named in ``error``."""
+
+    state: str = ""
+    since: str = ""
+    until: str = ""
+    q: str = ""
+    wanted: DownloadFilter = field(default_factory=DownloadFilter)
+    error: str | None = None
+
+    @classmethod
+    def from_query(cls, query: Mapping[str, str]) -> ListFilter:
+        state, since, until, q = (
+            query.get(k, "").strip() for k in ("state", "since", "until", "q")
+        )
+        typed = cls(state=state, since=since, until=until, q=q)
+        raw = {"state": state, "since": since, "q": q}
+        try:
+            if until:
+                raw["before"] = (date.fromisoformat(until) + timedelta(days=1)).isoformat()
+            wanted = DownloadFilter.from_query(raw)
+        except (ValueError, ValidationError):
+            return dataclasses.replace(typed, error="a filter value cannot be read: it is ignored")
+        return dataclasses.replace(typed, wanted=wanted)
+
+    @property
+    def active(self) -> bool:
+        return any((self.state, self.since, self.until, self.q))
+
+    def query(self) -> str:
+        """The query string of this filter (for the live updates' URL)."""
+        pairs = {k: v for k, v in (("state", self.state), ("since", self.since),
+                                   ("until", self.until), ("q", self.q)) if v}  # fmt: skip
+        return urlencode(pairs)
 
 
 async def downloads_page(request: web.Request) -> web.Response:
@@ -57,12 +114,16 @@ async def _downloads_page(
 ) -> web.Response:
     portal = request.app[PORTAL]
     helpers, hub_note = await _helper_choices(portal)
+    listed = ListFilter.from_query(request.query)
     return portal.page(
         "downloads.html",
         status=status,
         nav="downloads",
         csrf=request[SESSION].csrf,
-        rows=_rows(portal),
+        rows=_rows(portal, listed.wanted),
+        filtered=listed.active,
+        listed=listed,
+        state_choices=STATE_CHOICES,
         form=form,
         errors=errors,
         helpers=helpers,
@@ -174,12 +235,34 @@ async def cancel_download(request: web.Request) -> web.Response:
     raise web.HTTPSeeOther(_back(request, record))
 
 
-async def retry_download(request: web.Request) -> web.Response:
+async def act_on_download(request: web.Request) -> web.Response:
+    """Pause, resume or retry: the same download (the same id, the same row) goes on. A
+    button left over from an earlier state (the download moved on meanwhile) gets 409."""
     record = _record(request)
-    if not record.state.retryable:  # two runs must not share a part file
-        raise web.HTTPConflict(text=f"the download is {record.state.value}: nothing to retry\n")
-    again = request.app[PORTAL].api.manager.create(record.spec, record.only_helpers)
-    raise web.HTTPSeeOther(f"{PREFIX}/downloads/{again.id}")
+    manager = request.app[PORTAL].api.manager
+    act = {"pause": manager.pause, "resume": manager.resume, "retry": manager.retry}
+    try:
+        act[request.match_info["action"]](record.id)
+    except WrongState as exc:
+        raise web.HTTPConflict(text=f"{exc}: reload the page\n") from exc
+    raise web.HTTPSeeOther(_back(request, record))
+
+
+async def remove_download(request: web.Request) -> web.Response:
+    """Forget a download that does not run; with ``delete_file`` its file goes too."""
+    record = _record(request)
+    api = request.app[PORTAL].api
+    delete = form_field(await request.post(), "delete_file") == "on"
+    try:
+        api.manager.remove(record.id, delete_files=delete, download_dir=api.download_dir)
+    except WrongState as exc:
+        raise web.HTTPConflict(text=f"{exc}: reload the page\n") from exc
+    raise web.HTTPSeeOther(f"{PREFIX}/")
+
+
+async def clear_finished(request: web.Request) -> web.Response:
+    request.app[PORTAL].api.manager.clear_finished()
+    raise web.HTTPSeeOther(f"{PREFIX}/")
 
 
 def _back(request: web.Request, record: DownloadRecord) -> str:
@@ -233,9 +316,13 @@ async def details_page(request: web.Request) -> web.Response:
 async def live_downloads(request: web.Request) -> web.StreamResponse:
     portal = request.app[PORTAL]
     csrf = request[SESSION].csrf
+    listed = ListFilter.from_query(request.query)
 
     async def render() -> tuple[dict[str, str], bool]:
-        html = portal.render("parts/download_rows.html", rows=_rows(portal), csrf=csrf)
+        rows = _rows(portal, listed.wanted)
+        html = portal.render(
+            "parts/download_rows.html", rows=rows, csrf=csrf, filtered=listed.active
+        )
         return {"downloads-body": html}, False
 
     return await live_stream(request, LIST_INTERVAL, render)
@@ -251,7 +338,7 @@ async def live_details(request: web.Request) -> web.StreamResponse:
         view = _details(portal, record)
         parts = {
             part: portal.render(f"parts/{part}.html", view=view, csrf=csrf, id=record.id)
-            for part in ("summary", "verification", "piecemap", "sources", "timeline")
+            for part in ("summary", "verification", "piecemap", "chart", "sources", "timeline")
         }
         return parts, finished
 

@@ -11,8 +11,11 @@ the only script is that swap. Routes, below ``/portal``::
     GET  /                       the downloads (and the form to start one)
     POST /downloads              start one (url, output, checksum, helpers, force ...)
     GET  /downloads/{id}         details: piece map, sources, timeline, verification
+    GET  /?state=&since=&until=&q=   the list, filtered (dates are days, both included)
     POST /downloads/{id}/cancel  cancel it
-    POST /downloads/{id}/retry   start the same request again
+    POST /downloads/{id}/pause|resume|retry   the same download goes on, under its id
+    POST /downloads/{id}/remove  forget it (``delete_file=on``: its file goes too)
+    POST /downloads/clear-finished   forget every finished download
     GET  /peers                  the live nodes of this group (from the hub)
     GET  /login[?token=]         the login page; a one-time token logs in at once
     POST /login                  log in with the API token
@@ -32,12 +35,14 @@ from aiohttp import web
 
 from swarmget.web.access import guard, login_page, login_post, logout, security_headers
 from swarmget.web.download_pages import (
+    act_on_download,
     cancel_download,
+    clear_finished,
     details_page,
     downloads_page,
     live_details,
     live_downloads,
-    retry_download,
+    remove_download,
     start_download,
 )
 from swarmget.web.peer_pages import live_peers, peers_page
@@ -61,7 +66,9 @@ def make_portal_app(portal: Portal) -> web.Application:
     r.add_post("/downloads", start_download)
     r.add_get("/downloads/{id}", details_page)
     r.add_post("/downloads/{id}/cancel", cancel_download)
-    r.add_post("/downloads/{id}/retry", retry_download)
+    r.add_post("/downloads/clear-finished", clear_finished)
+    r.add_post("/downloads/{id}/{action:pause|resume|retry}", act_on_download)
+    r.add_post("/downloads/{id}/remove", remove_download)
     r.add_get("/peers", peers_page)
     r.add_get("/login", login_page, name="login")
     r.add_post("/login", login_post, name="login_post")

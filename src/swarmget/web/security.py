@@ -19,7 +19,10 @@ token cannot give a browser, and must refuse what a browser can be tricked into 
   ``[::1]:port``) is refused, so a page on the LAN cannot rebind a name of its own to
   127.0.0.1 and read the portal. A state-changing request must also carry an ``Origin`` (or,
   failing that, a ``Referer``) of one of those names (RFC 6454 §7; OWASP's "verifying origin
-  with standard headers").
+  with standard headers"), over http (and https where the portal has TLS or a proxy).
+* **Remote access** (``web.remote``) widens the list, never the rule: the administrator's
+  allowed hosts (``name:port`` for that port only, a bare ``name`` for any port: an SSH
+  tunnel on another local port, a reverse proxy's public name) join the portal's own.
 
 Pure bookkeeping: the clock comes in as ``now``.
 """
@@ -107,39 +110,74 @@ def csrf_ok(session: Session, given: str | None) -> bool:
     return given is not None and hmac.compare_digest(session.csrf.encode(), given.encode())
 
 
+ANY_PORT = ":*"  # an allowed name followed by this: that name on any port (or none)
+
+
 def own_hosts(bound_host: str, port: int) -> frozenset[str]:
     """The ``Host`` header values that name this portal."""
     host = f"[{bound_host}]" if ":" in bound_host else bound_host
     names = {host, "localhost", "127.0.0.1", "[::1]"}
     out = {f"{name}:{port}".lower() for name in names}
-    if port == 80:  # a browser leaves the default port out of Host and Origin
+    if port in (80, 443):  # a browser leaves the default port out of Host and Origin
         out |= {name.lower() for name in names}
     return frozenset(out)
 
 
+def allowed_hosts(entries: tuple[str, ...]) -> frozenset[str]:
+    """The configured extra names: ``name:port`` as is, a bare ``name`` (or ``[v6]``) for any
+    port. ``ValueError`` for an entry that is no host name (a scheme, a path, a space ...)."""
+    out: set[str] = set()
+    for entry in entries:
+        text = entry.strip().lower()
+        name, port = _split_host(text)
+        if not name or any(c in name for c in "/@?# \t,") or (port and not port.isdigit()):
+            raise ValueError(f"not a host name or host:port: {entry!r}")
+        out.add(text if port else name + ANY_PORT)
+    return frozenset(out)
+
+
+def _split_host(text: str) -> tuple[str, str]:
+    """``name:port`` → (name, port); ``[v6]:port`` → ([v6], port); no port: (text, "")."""
+    if text.startswith("["):
+        end = text.find("]")
+        rest = text[end + 1 :] if end >= 0 else ""
+        return text[: end + 1], rest[1:] if rest.startswith(":") else ""
+    name, _, port = text.partition(":")
+    return name, port
+
+
 def host_ok(host_header: str | None, hosts: frozenset[str]) -> bool:
-    return host_header is not None and host_header.lower() in hosts
+    if host_header is None:
+        return False
+    host = host_header.lower()
+    return host in hosts or _split_host(host)[0] + ANY_PORT in hosts
 
 
-def origin_ok(origin: str | None, referer: str | None, hosts: frozenset[str]) -> bool:
+def origin_ok(
+    origin: str | None,
+    referer: str | None,
+    hosts: frozenset[str],
+    schemes: frozenset[str] = frozenset({"http"}),
+) -> bool:
     """Whether a state-changing request comes from one of our own pages.
 
     ``Origin`` decides when present (``null`` is refused); without it the ``Referer``'s
-    scheme and host must be ours; with neither the request is refused.
+    scheme and host must be ours; with neither the request is refused. ``schemes``: the
+    portal's (``https`` too when it has TLS or sits behind a proxy).
     """
     if origin is not None:
-        return _is_own(origin, hosts, whole=True)
+        return _is_own(origin, hosts, schemes, whole=True)
     if referer is not None:
-        return _is_own(referer, hosts, whole=False)
+        return _is_own(referer, hosts, schemes, whole=False)
     return False
 
 
-def _is_own(url: str, hosts: frozenset[str], *, whole: bool) -> bool:
+def _is_own(url: str, hosts: frozenset[str], schemes: frozenset[str], *, whole: bool) -> bool:
     try:
         parts = urlsplit(url)
     except ValueError:
         return False
-    if parts.scheme != "http" or parts.netloc.lower() not in hosts:
+    if parts.scheme not in schemes or not host_ok(parts.netloc, hosts):
         return False
     # an Origin is scheme://host:port and nothing else (RFC 6454 §6.2)
     return not whole or (parts.path == "" and not parts.query and not parts.fragment)

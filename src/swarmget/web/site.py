@@ -15,7 +15,8 @@ from yarl import URL
 
 from swarmget import __version__
 from swarmget.node.user_api import UserApi
-from swarmget.web.security import PortalAuth, Session, own_hosts
+from swarmget.web.remote import PortalAccess
+from swarmget.web.security import PortalAuth, Session, allowed_hosts, own_hosts
 
 __all__ = ["HERE", "HUB_TIMEOUT", "PORTAL", "PREFIX", "SESSION", "Portal", "form_field"]
 
@@ -28,14 +29,21 @@ class Portal:
     """The portal's state: the user API it drives, its sessions, its own address."""
 
     def __init__(
-        self, api: UserApi, *, node_id: str, clock: Callable[[], float] = time.time
+        self,
+        api: UserApi,
+        *,
+        node_id: str,
+        clock: Callable[[], float] = time.time,
+        access: PortalAccess | None = None,
     ) -> None:
         self.api = api
         self.node_id = node_id
         self.auth = PortalAuth(api.token)
         self.clock = clock
+        self.access = access or PortalAccess()
         self.base_url = ""
         self.hosts: frozenset[str] = frozenset()  # empty until bound: everything is refused
+        self._allowed = allowed_hosts(self.access.allowed_hosts)
         self.cookie_name = "swarmget_portal"
         self.closing = asyncio.Event()
         self.templates = jinja2.Environment(
@@ -52,8 +60,30 @@ class Portal:
         assert url.host is not None
         assert url.port is not None
         self.base_url = f"{server_url.rstrip('/')}{PREFIX}"
-        self.hosts = own_hosts(url.host, url.port)
+        self.hosts = own_hosts(url.host, url.port) | self._allowed
         self.cookie_name = f"swarmget_portal_{url.port}"  # cookies ignore ports: name them
+
+    def bind_remote(self, server_url: str) -> None:
+        """Tell the portal its own listener's address too (``web.remote``)."""
+        url = URL(server_url)
+        assert url.host is not None
+        assert url.port is not None
+        self.hosts |= own_hosts(url.host, url.port)
+
+    def request_host(self, request: web.Request) -> str | None:
+        """The name the browser asked for: ``Host``, or a trusted proxy's
+        ``X-Forwarded-Host`` (its first value)."""
+        forwarded = request.headers.get("X-Forwarded-Host")
+        if forwarded and self.access.trusts(request.remote):
+            return forwarded.split(",")[0].strip()
+        return request.headers.get("Host")
+
+    def request_secure(self, request: web.Request) -> bool:
+        """Whether the browser speaks HTTPS to us (directly, or to a trusted proxy)."""
+        if request.secure:
+            return True
+        proto = request.headers.get("X-Forwarded-Proto", "")
+        return self.access.trusts(request.remote) and proto.split(",")[0].strip() == "https"
 
     def login_url(self) -> str:
         """A one-time login link (see ``security``)."""

@@ -15,6 +15,7 @@ from typing import Any
 from swarmget.core import events as ev
 from swarmget.core.lifecycle import DownloadState, parse_state
 from swarmget.web.humanize import human_bytes, human_rate
+from swarmget.web.views.chart import RateChart, rate_chart
 from swarmget.web.views.common import PALETTE_SIZE, human_range, read_events
 from swarmget.web.views.downloads import DownloadRow, download_row
 from swarmget.web.views.piecemap import (
@@ -24,6 +25,7 @@ from swarmget.web.views.piecemap import (
     lease_blocks,
     plain_blocks,
     refetched_ranges,
+    resumed_ranges,
     ticks,
 )
 from swarmget.web.views.verification import Verification, verification
@@ -84,12 +86,15 @@ class DetailsView:
     in_flight: tuple[Block, ...]
     refetched: tuple[Block, ...]
     refetched_bytes: str
+    resumed: tuple[Block, ...]  # a finished file's bytes from an earlier run: present
+    resumed_bytes: str
     ticks: tuple[tuple[float, str], ...]
     sources: tuple[SourceRow, ...]
     timeline: tuple[TimelineEntry, ...]
     event_count: int
     verification: Verification
     endgame: bool
+    chart: RateChart | None = None  # the rate over time, stacked by source
 
     @property
     def contributors(self) -> tuple[SourceRow, ...]:
@@ -115,6 +120,9 @@ def details_view(
         sources = [_single_stream_source(node_id, progress, row)]
         colours = {node_id: 0}
     refetched, reassigns = refetched_ranges(events, sources)
+    resumed = (
+        resumed_ranges(sources, size) if parse_state(d["state"]) is DownloadState.DONE else None
+    )
     return DetailsView(
         row=row,
         mode=mode,
@@ -125,6 +133,10 @@ def details_view(
         in_flight=tuple(lease_blocks(leases, colours, size)),
         refetched=tuple(plain_blocks(refetched, size, "re-fetched after a failure")),
         refetched_bytes=human_bytes(refetched.total()),
+        resumed=tuple(plain_blocks(resumed, size, "on disk from an earlier run (resumed)"))
+        if resumed
+        else (),
+        resumed_bytes=human_bytes(resumed.total() if resumed else 0),
         ticks=ticks(size),
         sources=tuple(
             _source_rows(sources, colours, node_id, row.state, leases, size, _troubles(events))
@@ -133,6 +145,7 @@ def details_view(
         event_count=len(events),
         verification=verification(d),
         endgame=in_endgame,
+        chart=rate_chart(d.get("rates"), colours),
     )
 
 

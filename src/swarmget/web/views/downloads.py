@@ -9,6 +9,7 @@ from typing import Any
 from swarmget.core.lifecycle import DownloadState, parse_state
 from swarmget.web.humanize import human_bytes, human_duration, human_rate
 from swarmget.web.views.common import display_name
+from swarmget.web.views.errors import PlainError, plain_error
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -29,6 +30,10 @@ class DownloadRow:
     verified: str | None
     can_cancel: bool
     can_retry: bool
+    can_pause: bool = False
+    can_resume: bool = False
+    can_remove: bool = False  # it does not run: it may leave the list (and its file go)
+    problem: PlainError | None = None  # the error in plain words (raw text behind a toggle)
 
     @property
     def percent_text(self) -> str:
@@ -49,7 +54,7 @@ def download_row(d: Mapping[str, Any]) -> DownloadRow:
     if running:
         rate = progress.get("rate")
     else:
-        rate = size / elapsed if is_done and size and elapsed else None
+        rate = _average_rate(result, elapsed) if is_done else None
     return DownloadRow(
         id=str(d["id"]),
         name=display_name(d),
@@ -65,9 +70,24 @@ def download_row(d: Mapping[str, Any]) -> DownloadRow:
         error=str(error["message"]) if error else None,
         error_code=str(error["code"]) if error else None,
         verified=", ".join(result["verified"]) or "size" if result else None,
-        can_cancel=running,
+        can_cancel=running or known is DownloadState.PAUSED,
         can_retry=known is not None and known.retryable,
+        can_pause=known is not None and known.pausable,
+        can_resume=known is DownloadState.PAUSED,
+        can_remove=known is not None and not known.active,
+        problem=plain_error(error),
     )
+
+
+def _average_rate(result: Mapping[str, Any] | None, elapsed: float | None) -> float | None:
+    """This run's bytes over this run's time: bytes resumed from an earlier run were not
+    fetched now and do not count."""
+    if not result or not elapsed:
+        return None
+    fetched = result.get("fetched_bytes")
+    if fetched is None:
+        fetched = int(result.get("size") or 0) - int(result.get("resumed_bytes") or 0)
+    return fetched / elapsed if fetched > 0 else None
 
 
 def _percent(is_done: bool, done: int | None, size: int | None) -> float | None:

@@ -155,3 +155,14 @@ def ticks(size: int | None) -> tuple[tuple[float, str], ...]:
     if not size:
         return ()
     return tuple((q * 25.0, human_bytes(size * q // 4)) for q in range(5))
+
+
+def resumed_ranges(sources: Sequence[Mapping[str, Any]], size: int | None) -> RangeSet:
+    """Of a finished file, the bytes no source of this run wrote: they were on disk from an
+    earlier run (resumed, and verified with the rest), not missing."""
+    if not size:
+        return RangeSet()
+    fetched = RangeSet(
+        ByteRange(int(a), int(b)) for s in sources for a, b in s.get("segments") or [] if b > a
+    )
+    return fetched.missing(ByteRange(0, size))

@@ -33,10 +33,13 @@ def verification(d: Mapping[str, Any]) -> Verification:
         lines = tuple(f"{alg} {digests.get(alg, '')}" for alg in verified) + sampled
         return Verification(status="ok", title=f"Verified: {', '.join(verified)} ✓", lines=lines)
     if state is DownloadState.FAILED and error is not None:
-        title = "Verification failed" if error["code"] == "checksum_mismatch" else "Failed"
-        return Verification(status="failed", title=title, lines=(f"{error['message']}",))
+        if error["code"] == "checksum_mismatch":  # (its report is in the error's details)
+            return Verification(status="failed", title="Verification failed: see the error")
+        return Verification(status="cancelled", title="Not verified: the download failed")
     if state is DownloadState.CANCELLED:
         return Verification(status="cancelled", title="Cancelled: the partial data is kept")
+    if state is DownloadState.PAUSED:
+        return Verification(status="cancelled", title="Paused: the partial data is kept")
     if (d.get("progress") or {}).get("stage") == "verifying":
         return Verification(status="pending", title="Verifying…")
     return Verification(
