@@ -57,8 +57,8 @@ async def test_metrics_match_the_bytes_moved(origin: TestOrigin, tmp_path: Path)
         assert result["state"] == "done", result["error"]
         size = 12 * MiB + 1
         requester = scrape(await get_text(session, f"{swarm.node(0).api_url}/metrics"))
-        own = requester["swarmget_bytes_from_origin_total"]
-        from_peers = requester["swarmget_bytes_from_peers_total"]
+        own = requester["swarmget_origin_received_bytes_total"]
+        from_peers = requester["swarmget_peer_received_bytes_total"]
         assert own > 0
         assert from_peers > 0
         assert own + from_peers == size
@@ -66,7 +66,7 @@ async def test_metrics_match_the_bytes_moved(origin: TestOrigin, tmp_path: Path)
         served = 0.0
         for helper in swarm.nodes[1:]:
             values = scrape(await get_text(session, f"{helper.api_url}/metrics"))
-            served += values["swarmget_bytes_served_to_peers_total"]
+            served += values["swarmget_helper_sent_bytes_total"]
         assert served >= from_peers  # helpers served at least what was kept
         fetched = sum(
             b for ip, b in origin.stats().bytes_by_ip.items() if ip != swarm.node(0).address

@@ -92,6 +92,11 @@ NODE_RENAMES = {"hubs": "hub", "allow": "allow_private_origins", "relay_url": "r
 @click.option("--heartbeat-interval", type=float)
 @click.option("--relay", "relay_url", help="Fetch every download through this relay.")
 @click.option("--log-format", type=click.Choice(["text", "json"]))
+@click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False),
+    help="Least severe level logged (default info).",
+)
 @click.option("--max-size", help="Refuse downloads larger than this up front (e.g. 50G).")
 @click.pass_context
 def node(ctx: click.Context, /, **_: Any) -> None:
@@ -108,7 +113,7 @@ def node(ctx: click.Context, /, **_: Any) -> None:
     try:
         resolved = _settings(ctx, "node", NODE_RENAMES)
         v = resolved.values
-        setup_logging(v.log_format)
+        setup_logging(v.log_format, v.log_level)
         config = NodeConfig(
             secret=swarm_secret(_path_or_none(resolved.secret_file)),
             state_dir=v.state_dir,
@@ -170,6 +175,11 @@ def _path_or_none(path: Path | None) -> str | None:
     "groups are refused.",
 )
 @click.option("--log-format", type=click.Choice(["text", "json"]))
+@click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False),
+    help="Least severe level logged (default info).",
+)
 @click.pass_context
 def hub(ctx: click.Context, /, **_: Any) -> None:
     """Run the hub: the registry of live nodes (it never downloads anything).
@@ -184,7 +194,7 @@ def hub(ctx: click.Context, /, **_: Any) -> None:
     try:
         resolved = _settings(ctx, "hub", {})
         v = resolved.values
-        setup_logging(v.log_format)
+        setup_logging(v.log_format, v.log_level)
         secret = swarm_secret(_path_or_none(resolved.secret_file))
         asyncio.run(
             run_hub(
@@ -208,14 +218,22 @@ def hub(ctx: click.Context, /, **_: Any) -> None:
 @click.option("--piece-size", help="Manifest piece size (default 1M).")
 @click.option("--allow-private-origins", "allow", multiple=True, help="CIDRs, or 'private'.")
 @click.option("--max-size", help="Refuse to fetch files larger than this (e.g. 50G).")
+@click.option("--log-format", type=click.Choice(["text", "json"]))
+@click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False),
+    help="Least severe level logged (default info).",
+)
 @click.pass_context
 def relay(ctx: click.Context, /, **_: Any) -> None:
     """Run a relay/cache: fetch a URL once, serve it in pieces with per-piece hashes."""
+    from swarmget.logs import setup_logging
     from swarmget.relay.run import RelayConfig, run_relay
 
     try:
         resolved = _settings(ctx, "relay", {"allow": "allow_private_origins"})
         v = resolved.values
+        setup_logging(v.log_format, v.log_level)
         config = RelayConfig(
             secret=swarm_secret(_path_or_none(resolved.secret_file)),
             cache_dir=v.cache_dir,

@@ -50,6 +50,7 @@ from swarmget.net.peer_client import (
 from swarmget.net.relay_client import RelayClient
 from swarmget.node.download_json import download_json
 from swarmget.node.journal import DownloadJournal, JournalEntry
+from swarmget.node.metrics import DownloadTally
 from swarmget.protocol.hub import MAX_PEERS_PER_ANSWER
 
 log = logging.getLogger(__name__)
@@ -134,6 +135,8 @@ class DownloadManager:
         self.records: dict[str, DownloadRecord] = {}
         #: every download's events counted as they happen (the metrics read these)
         self.counters = EventCounters()
+        #: bytes received and downloads finished, counted as they happen (the metrics)
+        self.tally = DownloadTally()
         self._journal = journal
         self._shutting_down = False
 
@@ -205,6 +208,7 @@ class DownloadManager:
                 sources=[own],
                 relay=self._swarm.relay,
                 on_event=self.counters.count,
+                on_bytes=self.tally.received,
             )
             record.move(DownloadState.RUNNING)
             record.result = await self._run_with_helpers(record, record.download)
@@ -227,6 +231,7 @@ class DownloadManager:
             if record.state.active:  # (a bug after the end must not raise again here)
                 record.move(DownloadState.FAILED)
             record.error = SwarmgetError(f"internal error: {type(exc).__name__}: {exc}")
+        self.tally.finished(record.state, self._clock() - record.created)
         self._save_journal()
 
     async def _run_with_helpers(self, record: DownloadRecord, download: Download) -> DownloadResult:
