@@ -106,6 +106,14 @@ def _log_uncaught(kind: type[BaseException], exc: BaseException, tb: TracebackTy
     logging.getLogger("swarmget").critical("uncaught exception", exc_info=(kind, exc, tb))
 
 
+def json_logging() -> bool:
+    """Whether ``setup_logging`` made this process log JSON lines."""
+    return any(
+        isinstance(h, _ServiceHandler) and isinstance(h.formatter, JsonFormatter)
+        for h in logging.getLogger().handlers
+    )
+
+
 def parse_level(name: str) -> int:
     """The logging level called ``name`` (``LEVELS``); ValueError names the choices."""
     try:

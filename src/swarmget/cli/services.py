@@ -8,18 +8,20 @@ own) and prints one JSON line with its URLs once it listens.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
+import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 from click.core import ParameterSource
 from rich.console import Console
 from rich.table import Table
 
-from swarmget.cli.app import announce, fail_start, main
+from swarmget.cli.app import EXIT_FAILED, EXIT_USAGE, announce, fail_start, main
 from swarmget.core.addresses import AddressPolicy, parse_cidrs
-from swarmget.core.errors import SwarmgetError
+from swarmget.core.errors import SwarmgetError, UsageError
 from swarmget.core.listening import ListenLimits
 from swarmget.core.urls import parse_hub_urls, validate_url
 from swarmget.defaults import (
@@ -138,7 +140,19 @@ def node(ctx: click.Context, /, **_: Any) -> None:
         )
         asyncio.run(run_node(config, announce=announce))
     except (SwarmgetError, ValueError, OSError) as exc:
-        fail_start(exc, "node")
+        _fail(exc, "node")
+
+
+def _fail(exc: Exception, what: str) -> NoReturn:
+    """A service could not start (or stopped on an error): with JSON logs, say it as a JSON
+    log line (stderr is all JSON then), else as the CLI says errors."""
+    from swarmget.logs import json_logging
+
+    if not json_logging():
+        fail_start(exc, what)
+    logging.getLogger("swarmget").error("cannot start the %s: %s", what, exc)
+    usage = isinstance(exc, UsageError | ValueError) and not isinstance(exc, OSError)
+    sys.exit(EXIT_USAGE if usage else EXIT_FAILED)
 
 
 def _listen_limits(v: Any) -> ListenLimits:
@@ -205,7 +219,7 @@ def hub(ctx: click.Context, /, **_: Any) -> None:
             )
         )  # fmt: skip
     except (SwarmgetError, ValueError, OSError) as exc:
-        fail_start(exc, "hub")
+        _fail(exc, "hub")
 
 
 @main.command()
@@ -248,7 +262,7 @@ def relay(ctx: click.Context, /, **_: Any) -> None:
         )
         asyncio.run(run_relay(config, lambda url: announce({"url": url})))
     except (SwarmgetError, ValueError, OSError) as exc:
-        fail_start(exc, "relay")
+        _fail(exc, "relay")
 
 
 @main.group("config")
