@@ -61,7 +61,11 @@ async def test_metrics_match_the_bytes_moved(origin: TestOrigin, tmp_path: Path)
         from_peers = requester["swarmget_peer_received_bytes_total"]
         assert own > 0
         assert from_peers > 0
-        assert own + from_peers == size
+        # every byte that came in, counted as it came: the file, and what endgame copies
+        # and cancelled streams brought in besides (at most a few chunks per stream)
+        assert size <= own + from_peers <= size + 2 * MiB * len(swarm.nodes)
+        assert requester['swarmget_downloads_finished_total{result="done"}'] == 1
+        assert requester['swarmget_download_duration_seconds_count{result="done"}'] == 1
         assert requester['swarmget_downloads{state="done"}'] == 1
         served = 0.0
         for helper in swarm.nodes[1:]:
