@@ -241,7 +241,8 @@ class _Hub:
         stats = body.stats.as_json()
         with self.metrics.heartbeat_timer():
             known = await self.store.heartbeat(node_id, stats, self.clock(), ttl=self.ttl)
-        if not known:
+        if not known:  # expired (silent past its TTL and pruned), or a hub without it
+            log.info("heartbeat from %s, not registered (any more): told to register", node_id)
             raise _Problem("unknown_node", f"node {node_id} is not registered (any more)")
         return web.json_response({"ok": True} | self._timers)
 
