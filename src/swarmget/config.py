@@ -67,11 +67,13 @@ def _size_or_none(v: Any) -> int | None:
 
 class _Listening(_Section):
     """How long clients may take to send a request, and connections per client address
-    (``swarmget.net.serve.ListenLimits``), for every command that listens."""
+    (``swarmget.net.serve.ListenLimits``), and how it logs, for every command that listens."""
 
     head_timeout: float = Field(default=10.0, gt=0)
     body_timeout: float = Field(default=30.0, gt=0)
     connections_per_address: int = Field(default=64, ge=1)
+    log_format: str = Field(default="text", pattern="^(text|json)$")
+    log_level: str = Field(default="info", pattern="^(debug|info|warning|error)$")
 
 
 class NodeSettings(_Listening):
@@ -91,7 +93,6 @@ class NodeSettings(_Listening):
     stall_timeout: float = Field(default=15.0, gt=0)
     heartbeat_interval: float | None = Field(default=None, gt=0)
     relay: str | None = None
-    log_format: str = Field(default="text", pattern="^(text|json)$")
     max_size: int | None = None  # refuse downloads larger than this up front
     api_group_access: bool = False  # the state dir's group may use the local API (systemd)
     # the portal from other machines (swarmget.web.remote); none of it: 127.0.0.1 only
@@ -123,7 +124,6 @@ class HubSettings(_Listening):
     trusted_proxies: list[str] = Field(default_factory=list)
     trust_proxy: bool = False  # gone: refused with a pointer to trusted_proxies
     group_cidr: list[str] = Field(default_factory=list)  # NAME=CIDR: who may declare NAME
-    log_format: str = Field(default="text", pattern="^(text|json)$")
 
     @field_validator("trusted_proxies")
     @classmethod

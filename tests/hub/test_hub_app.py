@@ -624,3 +624,31 @@ def test_membership_backoff_doubles_up_to_the_cap() -> None:
     delays = [membership_backoff(n, initial=1.0, maximum=10.0) for n in range(1, 7)]
     assert delays == [1.0, 2.0, 4.0, 8.0, 10.0, 10.0]
     assert membership_backoff(3, initial=1.0, maximum=10.0, jitter=0.0) == 2.0
+
+
+async def test_registrations_departures_and_expiries_are_logged_and_counted(
+    swarm: Swarm, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("INFO", logger="swarmget.hub.app")
+    hub = await swarm.hub()
+    a = await swarm.client(hub, nid("node-a"), "127.0.0.2")
+    b = await swarm.client(hub, nid("node-b"), "127.0.0.3")
+    await a.register(REG)
+    await b.register(REG)
+    await a.leave()
+    hub.now = T0 + 21 * TTL  # b was silent long enough to be forgotten
+    with pytest.raises(UnknownNode):
+        await b.heartbeat({})
+    await (await swarm.client(hub, nid("node-c"), "127.0.0.4")).register(REG)
+    messages = [r.getMessage() for r in caplog.records if r.name == "swarmget.hub.app"]
+    assert sum(m.startswith("node registered: ") for m in messages) == 3
+    assert f"node left: {a.node_id}" in messages
+    assert any(m.startswith(f"heartbeat from {b.node_id}, not registered") for m in messages)
+    assert any(m.startswith("expired 1 node(s)") for m in messages)
+    session = await swarm.session()
+    async with session.get(f"{hub.url}/metrics") as resp:
+        text = await resp.text()
+    assert "swarmget_hub_registrations_total 3.0" in text.splitlines()
+    assert "swarmget_hub_departures_total 1.0" in text.splitlines()
+    assert "swarmget_hub_expiries_total 1.0" in text.splitlines()
+    assert "swarmget_hub_registered_nodes 1.0" in text.splitlines()

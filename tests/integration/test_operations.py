@@ -57,16 +57,20 @@ async def test_metrics_match_the_bytes_moved(origin: TestOrigin, tmp_path: Path)
         assert result["state"] == "done", result["error"]
         size = 12 * MiB + 1
         requester = scrape(await get_text(session, f"{swarm.node(0).api_url}/metrics"))
-        own = requester["swarmget_bytes_from_origin_total"]
-        from_peers = requester["swarmget_bytes_from_peers_total"]
+        own = requester["swarmget_origin_received_bytes_total"]
+        from_peers = requester["swarmget_peer_received_bytes_total"]
         assert own > 0
         assert from_peers > 0
-        assert own + from_peers == size
+        # every byte that came in, counted as it came: the file, and what endgame copies
+        # and cancelled streams brought in besides (at most a few chunks per stream)
+        assert size <= own + from_peers <= size + 2 * MiB * len(swarm.nodes)
+        assert requester['swarmget_downloads_finished_total{result="done"}'] == 1
+        assert requester['swarmget_download_duration_seconds_count{result="done"}'] == 1
         assert requester['swarmget_downloads{state="done"}'] == 1
         served = 0.0
         for helper in swarm.nodes[1:]:
             values = scrape(await get_text(session, f"{helper.api_url}/metrics"))
-            served += values["swarmget_bytes_served_to_peers_total"]
+            served += values["swarmget_helper_sent_bytes_total"]
         assert served >= from_peers  # helpers served at least what was kept
         fetched = sum(
             b for ip, b in origin.stats().bytes_by_ip.items() if ip != swarm.node(0).address

@@ -1,4 +1,5 @@
-"""The node's Prometheus collector: every download state listed, counters from counted events."""
+"""The node's Prometheus collector: every download state listed, counters from counted
+events, bytes and finished downloads counted as they happen, refusals by reason."""
 
 from __future__ import annotations
 
@@ -9,14 +10,19 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from swarmget.core.events import EventCounters
 from swarmget.core.lifecycle import DownloadState
-from swarmget.node.metrics import NodeCollector
+from swarmget.node.helper import HelperStats
+from swarmget.node.metrics import DownloadTally, NodeCollector
 
 
-def scrape(downloads: Any) -> str:
-    helper = SimpleNamespace(stats=SimpleNamespace(bytes_served=0, refused=0), active=lambda: 0)
+def scrape(downloads: Any, stats: HelperStats | None = None) -> str:
+    helper = SimpleNamespace(stats=stats or HelperStats(), active=lambda: 0)
     registry = CollectorRegistry(auto_describe=False)
     registry.register(NodeCollector("me", downloads, helper))  # type: ignore[arg-type]
     return generate_latest(registry).decode()
+
+
+def manager(records: dict[str, Any], counters: EventCounters, tally: DownloadTally) -> Any:
+    return SimpleNamespace(records=records, counters=counters, tally=tally)
 
 
 def test_every_state_is_listed_and_counters_come_from_counted_events() -> None:
@@ -25,8 +31,7 @@ def test_every_state_is_listed_and_counters_come_from_counted_events() -> None:
         "b": SimpleNamespace(state=DownloadState.DONE, download=None),
     }
     counted = EventCounters(stalls=2, bans=1, refetches=4)
-    downloads = SimpleNamespace(records=records, counters=counted)
-    text = scrape(downloads)
+    text = scrape(manager(records, counted, DownloadTally()))
     for state in DownloadState:
         assert f'swarmget_downloads{{state="{state.value}"}}' in text
     assert 'swarmget_downloads{state="stopped"} 1.0' in text
@@ -37,6 +42,41 @@ def test_every_state_is_listed_and_counters_come_from_counted_events() -> None:
 
 def test_counters_do_not_go_down_when_downloads_are_forgotten() -> None:
     counters = EventCounters(stalls=3, bans=2)
-    downloads = SimpleNamespace(records={}, counters=counters)
-    assert "swarmget_stalls_total 3.0" in scrape(downloads)
-    assert "swarmget_bans_total 2.0" in scrape(downloads)
+    tally = DownloadTally()
+    tally.received(True, 1000)
+    tally.received(False, 500)
+    tally.finished(DownloadState.DONE, 2.0)
+    text = scrape(manager({}, counters, tally))
+    assert "swarmget_stalls_total 3.0" in text
+    assert "swarmget_bans_total 2.0" in text
+    assert "swarmget_origin_received_bytes_total 1000.0" in text
+    assert "swarmget_peer_received_bytes_total 500.0" in text
+    assert 'swarmget_downloads_finished_total{result="done"} 1.0' in text
+
+
+def test_finished_downloads_by_result_with_a_duration_histogram() -> None:
+    tally = DownloadTally()
+    tally.finished(DownloadState.DONE, 3.0)
+    tally.finished(DownloadState.DONE, 40.0)
+    tally.finished(DownloadState.FAILED, 0.05)
+    text = scrape(manager({}, EventCounters(), tally))
+    assert 'swarmget_downloads_finished_total{result="done"} 2.0' in text
+    assert 'swarmget_downloads_finished_total{result="failed"} 1.0' in text
+    assert 'swarmget_downloads_finished_total{result="cancelled"} 0.0' in text
+    assert 'swarmget_download_duration_seconds_bucket{le="5.0",result="done"} 1.0' in text
+    assert 'swarmget_download_duration_seconds_bucket{le="+Inf",result="done"} 2.0' in text
+    assert 'swarmget_download_duration_seconds_count{result="done"} 2.0' in text
+    assert 'swarmget_download_duration_seconds_sum{result="done"} 43.0' in text
+    assert 'swarmget_download_duration_seconds_bucket{le="0.1",result="failed"} 1.0' in text
+
+
+def test_helper_refusals_carry_their_reason() -> None:
+    stats = HelperStats()
+    stats.refuse("busy")
+    stats.refuse("busy")
+    stats.refuse("quota")
+    text = scrape(manager({}, EventCounters(), DownloadTally()), stats)
+    assert 'swarmget_helper_refusals_total{reason="busy"} 2.0' in text
+    assert 'swarmget_helper_refusals_total{reason="quota"} 1.0' in text
+    assert 'swarmget_helper_refusals_total{reason="draining"} 0.0' in text
+    assert stats.refused == 3

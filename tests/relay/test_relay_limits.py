@@ -261,8 +261,9 @@ async def test_finished_fetches_leave_memory_but_stay_answerable(
         await until(lambda: not relay.relay.fetches, "no fetch in memory", limit=5.0)
         async with session.get(f"{relay.url}/metrics") as r:
             metrics = await r.text()
-        assert "swarmget_relay_hits_total 39.0" in metrics.splitlines()
-        assert "swarmget_relay_fetching 0.0" in metrics.splitlines()
+        assert "swarmget_relay_cache_hits_total 39.0" in metrics.splitlines()
+        assert "swarmget_relay_cache_misses_total 1.0" in metrics.splitlines()  # the first
+        assert "swarmget_relay_fetches_in_progress 0.0" in metrics.splitlines()
         failed_id = await start_fetch(session, relay, "http://127.0.0.1:1/nothing")
         assert (await outcome(session, relay, failed_id))["state"] == "failed"
         assert not relay.relay.fetches

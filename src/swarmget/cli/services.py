@@ -8,18 +8,20 @@ own) and prints one JSON line with its URLs once it listens.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
+import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 from click.core import ParameterSource
 from rich.console import Console
 from rich.table import Table
 
-from swarmget.cli.app import announce, fail_start, first_error, main
+from swarmget.cli.app import EXIT_FAILED, EXIT_USAGE, announce, fail_start, first_error, main
 from swarmget.core.addresses import AddressPolicy, parse_cidrs
-from swarmget.core.errors import SwarmgetError
+from swarmget.core.errors import SwarmgetError, UsageError
 from swarmget.core.listening import ListenLimits
 from swarmget.core.urls import parse_hub_urls, validate_url
 from swarmget.defaults import (
@@ -99,6 +101,11 @@ NODE_RENAMES = {
 @click.option("--heartbeat-interval", type=float)
 @click.option("--relay", "relay_url", help="Fetch every download through this relay.")
 @click.option("--log-format", type=click.Choice(["text", "json"]))
+@click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False),
+    help="Least severe level logged (default info).",
+)
 @click.option("--max-size", help="Refuse downloads larger than this up front (e.g. 50G).")
 @click.option(
     "--api-group-access",
@@ -142,7 +149,7 @@ def node(ctx: click.Context, /, **_: Any) -> None:
     try:
         resolved = _settings(ctx, "node", NODE_RENAMES)
         v = resolved.values
-        setup_logging(v.log_format)
+        setup_logging(v.log_format, v.log_level)
         config = NodeConfig(
             secret=swarm_secret(_path_or_none(resolved.secret_file)),
             state_dir=v.state_dir,
@@ -176,7 +183,7 @@ def node(ctx: click.Context, /, **_: Any) -> None:
         )
         asyncio.run(run_node(config, announce=announce, access=access))
     except* (SwarmgetError, ValueError, OSError) as group:
-        fail_start(_one(group), "node")
+        _fail(_one(group), "node")
 
 
 def _one(group: BaseExceptionGroup[Exception]) -> Exception:
@@ -185,6 +192,18 @@ def _one(group: BaseExceptionGroup[Exception]) -> Exception:
     found = first_error(group)
     assert isinstance(found, Exception)
     return found
+
+
+def _fail(exc: Exception, what: str) -> NoReturn:
+    """A service could not start (or stopped on an error): with JSON logs, say it as a JSON
+    log line (stderr is all JSON then), else as the CLI says errors."""
+    from swarmget.logs import json_logging
+
+    if not json_logging():
+        fail_start(exc, what)
+    logging.getLogger("swarmget").error("cannot start the %s: %s", what, exc)
+    usage = isinstance(exc, UsageError | ValueError) and not isinstance(exc, OSError)
+    sys.exit(EXIT_USAGE if usage else EXIT_FAILED)
 
 
 def _listen_limits(v: Any) -> ListenLimits:
@@ -221,6 +240,11 @@ def _path_or_none(path: Path | None) -> str | None:
     "groups are refused.",
 )
 @click.option("--log-format", type=click.Choice(["text", "json"]))
+@click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False),
+    help="Least severe level logged (default info).",
+)
 @click.pass_context
 def hub(ctx: click.Context, /, **_: Any) -> None:
     """Run the hub: the registry of live nodes (it never downloads anything).
@@ -235,7 +259,7 @@ def hub(ctx: click.Context, /, **_: Any) -> None:
     try:
         resolved = _settings(ctx, "hub", {})
         v = resolved.values
-        setup_logging(v.log_format)
+        setup_logging(v.log_format, v.log_level)
         secret = swarm_secret(_path_or_none(resolved.secret_file))
         asyncio.run(
             run_hub(
@@ -246,7 +270,7 @@ def hub(ctx: click.Context, /, **_: Any) -> None:
             )
         )  # fmt: skip
     except* (SwarmgetError, ValueError, OSError) as group:
-        fail_start(_one(group), "hub")
+        _fail(_one(group), "hub")
 
 
 @main.command()
@@ -259,14 +283,22 @@ def hub(ctx: click.Context, /, **_: Any) -> None:
 @click.option("--piece-size", help="Manifest piece size (default 1M).")
 @click.option("--allow-private-origins", "allow", multiple=True, help="CIDRs, or 'private'.")
 @click.option("--max-size", help="Refuse to fetch files larger than this (e.g. 50G).")
+@click.option("--log-format", type=click.Choice(["text", "json"]))
+@click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False),
+    help="Least severe level logged (default info).",
+)
 @click.pass_context
 def relay(ctx: click.Context, /, **_: Any) -> None:
     """Run a relay/cache: fetch a URL once, serve it in pieces with per-piece hashes."""
+    from swarmget.logs import setup_logging
     from swarmget.relay.run import RelayConfig, run_relay
 
     try:
         resolved = _settings(ctx, "relay", {"allow": "allow_private_origins"})
         v = resolved.values
+        setup_logging(v.log_format, v.log_level)
         config = RelayConfig(
             secret=swarm_secret(_path_or_none(resolved.secret_file)),
             cache_dir=v.cache_dir,
@@ -281,7 +313,7 @@ def relay(ctx: click.Context, /, **_: Any) -> None:
         )
         asyncio.run(run_relay(config, lambda url: announce({"url": url})))
     except* (SwarmgetError, ValueError, OSError) as group:
-        fail_start(_one(group), "relay")
+        _fail(_one(group), "relay")
 
 
 @main.group("config")

@@ -32,6 +32,7 @@ class DownloadContext:
         sources: Sequence[RangeSource],
         clock: Callable[[], float] = time.monotonic,
         on_event: Callable[[ev.Event], None] | None = None,
+        on_bytes: Callable[[bool, int], None] | None = None,
     ) -> None:
         self.spec = spec
         self.origin = origin
@@ -44,6 +45,7 @@ class DownloadContext:
         self.manifest: Manifest | None = None  # the relay's, when there is a relay
         self.last_byte_at = 0.0  # when the last byte came in (the clock's time)
         self._on_event = on_event
+        self._on_bytes = on_bytes
 
     def pinned(self) -> OriginInfo:
         info = self.info
@@ -64,6 +66,12 @@ class DownloadContext:
         log.log(level, "%s %s: %s", ev.kind(event), ev.source(event) or "-", ev.describe(event))
         if self._on_event is not None:
             self._on_event(event)
+
+    def received(self, from_origin: bool, n: int) -> None:
+        """``n`` bytes came in from the origin (our own connections) or a helper, whether
+        or not they are kept (told to ``on_bytes``: the metrics count them there)."""
+        if self._on_bytes is not None:
+            self._on_bytes(from_origin, n)
 
     def revoked(self, action: Cancel) -> None:
         cause, reason = action.cause, action.reason

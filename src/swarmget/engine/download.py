@@ -69,12 +69,14 @@ class Download:
         clock: Callable[[], float] = time.monotonic,
         admit: Callable[[OriginInfo], Awaitable[None]] | None = None,
         on_event: Callable[[ev.Event], None] | None = None,
+        on_bytes: Callable[[bool, int], None] | None = None,
     ) -> None:
         """``admit`` is awaited with what each probe pinned, before a byte is written; it
         raises (from the error tree) to refuse the file, e.g. one too large to hold.
-        ``on_event`` is called with every event as it happens (counters count there)."""
+        ``on_event`` is called with every event as it happens (counters count there), and
+        ``on_bytes(from_origin, n)`` with every chunk that comes in."""
         self.spec = spec
-        self._ctx = DownloadContext(spec, origin, sources, clock, on_event)
+        self._ctx = DownloadContext(spec, origin, sources, clock, on_event, on_bytes)
         self._checks = IntegrityChecks(spec)
         self._admit = admit
         self._relay = relay

@@ -70,6 +70,7 @@ class SingleStream:
             async with ctx.origin.open_stream(ctx.pinned()) as body:
                 async for chunk in body:
                     ctx.last_byte_at = ctx.clock()
+                    ctx.received(True, len(chunk))
                     await writer.add(self.streamed, memoryview(chunk))
                     self.streamed += len(chunk)
             await writer.flush()

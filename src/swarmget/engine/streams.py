@@ -126,6 +126,7 @@ async def _pump(
     pos = lease.range.start
     async for chunk in body:
         ctx.last_byte_at = now = ctx.clock()
+        ctx.received(runs is None, len(chunk))  # runs is None: our own connection
         claim = scheduler.on_data(lease.lease_id, len(chunk), now)
         if claim.write is not None:
             view = memoryview(chunk)[claim.write.start - pos : claim.write.end - pos]

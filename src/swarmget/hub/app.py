@@ -59,6 +59,7 @@ The hub never downloads anything. Handlers parse with pydantic, call the store, 
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 import time
 from collections.abc import Callable, Mapping
@@ -106,6 +107,8 @@ from swarmget.protocol.hub import (
     RegisterRequest,
     peer_url,
 )
+
+log = logging.getLogger(__name__)
 
 __all__ = ["DEFAULT_TTL", "HUB_STORE", "HEALTH_PATH", "make_hub_app", "peer_json"]
 
@@ -210,14 +213,22 @@ class _Hub:
         address = self._source_address(request)
         group = self._group(address, body.group)
         now = self.clock()
-        await self.store.prune(before=now - PRUNE_AFTER_TTLS * self.ttl)
+        await self._prune(now)
         async with self.registering:
             await self._check_room(address, body.node_id, now)
             record = await self.store.upsert_node(_record(body, address, group), now)
+        self.metrics.registrations += 1
+        log.info("node registered: %s at %s (group %s)", record.node_id, record.url, group)
         reply = RegisterAnswer(
             node_id=record.node_id, address=address, group=group, url=record.url, **self._timers
         )
         return web.json_response(reply.model_dump())
+
+    async def _prune(self, now: float) -> None:
+        expired = await self.store.prune(before=now - PRUNE_AFTER_TTLS * self.ttl)
+        if expired:
+            self.metrics.expiries += expired
+            log.info("expired %d node(s) silent for %.0f s", expired, PRUNE_AFTER_TTLS * self.ttl)
 
     async def _check_room(self, address: str, node_id: str, now: float) -> None:
         """``too_many_nodes`` when ``address`` has its share of live nodes besides this one."""
@@ -233,14 +244,19 @@ class _Hub:
         node_id = _own_node(request)
         body = await _parse(request, HeartbeatRequest)
         stats = body.stats.as_json()
-        with self.metrics.heartbeat.time():
+        with self.metrics.heartbeat_timer():
             known = await self.store.heartbeat(node_id, stats, self.clock(), ttl=self.ttl)
-        if not known:
+        if not known:  # expired (silent past its TTL and pruned), or a hub without it
+            log.info("heartbeat from %s, not registered (any more): told to register", node_id)
             raise _Problem("unknown_node", f"node {node_id} is not registered (any more)")
         return web.json_response({"ok": True} | self._timers)
 
     async def leave(self, request: web.Request) -> web.Response:
-        removed = await self.store.remove(_own_node(request))
+        node_id = _own_node(request)
+        removed = await self.store.remove(node_id)
+        if removed:
+            self.metrics.departures += 1
+            log.info("node left: %s", node_id)
         return web.json_response({"ok": True, "removed": removed})
 
     async def peers(self, request: web.Request) -> web.Response:

@@ -1,36 +1,59 @@
-"""The hub's Prometheus metrics: its registered nodes and heartbeat latency."""
+"""The hub's Prometheus metrics: its registered nodes (read from the store at scrape time),
+registrations, departures and expiries (counted as they happen) and heartbeat latency."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import time
+from collections.abc import Awaitable, Callable, Iterable, Iterator
+from contextlib import contextmanager
 
 from aiohttp import web
-from prometheus_client import CollectorRegistry, Gauge, Histogram, generate_latest
+from prometheus_client import generate_latest
+from prometheus_client.core import Metric
+from prometheus_client.registry import Collector
 
-from swarmget.net.metrics import CONTENT_TYPE
+from swarmget.net.metrics import CONTENT_TYPE, HistogramTally, counter, gauge, service_registry
+
+HEARTBEAT_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
 
-class HubMetrics:
-    """The hub's registered nodes (read from the store at scrape time) and how long
-    heartbeats take to record."""
+class HubMetrics(Collector):
+    """The hub's counters, its live nodes and how long heartbeats take to record."""
 
     def __init__(self) -> None:
-        self.registry = CollectorRegistry(auto_describe=False)
-        self.nodes = Gauge(
-            "swarmget_hub_registered_nodes", "Live nodes in the registry", registry=self.registry
+        self.registrations = 0  # register calls answered (new nodes and returning ones)
+        self.departures = 0  # nodes that left (SIGTERM of a node)
+        self.expiries = 0  # records forgotten after their node stopped heartbeating
+        self._heartbeats = HistogramTally(buckets=HEARTBEAT_BUCKETS)
+        self._live = 0
+        self.registry = service_registry(self)
+
+    @contextmanager
+    def heartbeat_timer(self) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self._heartbeats.observe("", time.perf_counter() - started)
+
+    def collect(self) -> Iterable[Metric]:
+        yield gauge("swarmget_hub_registered_nodes", "Live nodes in the registry", self._live)
+        yield counter("swarmget_hub_registrations", "Registrations answered", self.registrations)
+        yield counter("swarmget_hub_departures", "Nodes that left the hub", self.departures)
+        yield counter(
+            "swarmget_hub_expiries",
+            "Node records forgotten after their node stopped heartbeating",
+            self.expiries,
         )
-        self.heartbeat = Histogram(
-            "swarmget_hub_heartbeat_seconds",
-            "Time to record a heartbeat",
-            registry=self.registry,
-            buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+        yield self._heartbeats.family(
+            "swarmget_hub_heartbeat_seconds", "Time to record a heartbeat"
         )
 
     def handler(
         self, live_nodes: Callable[[], Awaitable[int]]
     ) -> Callable[[web.Request], Awaitable[web.Response]]:
         async def handle(request: web.Request) -> web.Response:
-            self.nodes.set(await live_nodes())
+            self._live = await live_nodes()
             body = generate_latest(self.registry)
             return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
 

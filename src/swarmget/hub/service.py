@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import logging
 import os
 import sys
 import time
@@ -51,6 +52,7 @@ __all__ = [
 
 #: Seconds in-flight requests get to finish when the hub stops.
 SHUTDOWN_TIMEOUT = 2.0
+log = logging.getLogger(__name__)
 #: What ``--trust-proxy`` (which believed the client-controlled first X-Forwarded-For hop)
 #: says now.
 TRUST_PROXY_GONE = (
@@ -139,10 +141,14 @@ async def run_hub(
     )
 
     def listening(hub: RunningHub) -> None:
+        log.info("hub started: listening on %s", hub.url)
         if on_listening is not None:
             on_listening(hub.url)
 
-    await serve_until_signalled(server, listening)
+    try:
+        await serve_until_signalled(server, listening)
+    finally:
+        log.info("hub stopped")
 
 
 # --- python -m swarmget.hub ---------------------------------------------------------------------

@@ -1,36 +1,118 @@
 """Prometheus plumbing shared by every service: the text format's content type, metric
-families and an aiohttp handler serving collectors. Each service keeps its own collector
-next to the state it reads (``node/metrics.py``, ``hub/metrics.py``, ``relay/metrics.py``),
-on a registry of its own (no global state, so several services in one process — tests — do
-not mix); values are read from live state at scrape time, so nothing is counted twice."""
+families, a histogram tally and an aiohttp handler serving collectors. Each service keeps its
+own collector next to the state it reads (``node/metrics.py``, ``hub/metrics.py``,
+``relay/metrics.py``), on a registry of its own (no global state, so several services in one
+process — tests — do not mix), with the default process, platform and GC collectors beside it.
+
+Names follow the Prometheus conventions: ``swarmget_`` first, the unit as a suffix
+(``_bytes``, ``_seconds``) and ``_total`` last on counters. Counters are counted when the
+event happens (never recomputed from state that can shrink), so they only go up."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import bisect
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 
 from aiohttp import web
-from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client import (
+    GC_COLLECTOR,
+    PLATFORM_COLLECTOR,
+    PROCESS_COLLECTOR,
+    CollectorRegistry,
+    generate_latest,
+)
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+)
 from prometheus_client.registry import Collector
 
-__all__ = ["CONTENT_TYPE", "counter", "gauge", "metrics_handler"]
+__all__ = [
+    "CONTENT_TYPE",
+    "HistogramTally",
+    "counter",
+    "gauge",
+    "labelled_counter",
+    "metrics_handler",
+    "service_registry",
+]
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+#: seconds: from a tenth of a second to an hour (downloads, fetches)
+DURATION_BUCKETS = (0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 900.0, 3600.0)
 
 
 def counter(name: str, doc: str, value: float) -> CounterMetricFamily:
     return CounterMetricFamily(name, doc, value=value)
 
 
+def labelled_counter(
+    name: str, doc: str, label: str, values: Iterable[tuple[str, float]]
+) -> CounterMetricFamily:
+    family = CounterMetricFamily(name, doc, labels=[label])
+    for key, value in values:
+        family.add_metric([key], value)
+    return family
+
+
 def gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:
     return GaugeMetricFamily(name, doc, value=value)
 
 
+@dataclass
+class _Series:
+    counts: list[int]  # per bucket, not cumulative; the last is +Inf
+    total: float = 0.0
+
+
+@dataclass
+class HistogramTally:
+    """Observations of one histogram family, by one label's value, counted as they happen."""
+
+    buckets: Sequence[float] = DURATION_BUCKETS
+    _series: dict[str, _Series] = field(default_factory=dict)
+
+    def observe(self, label: str, value: float) -> None:
+        series = self._series.setdefault(label, _Series([0] * (len(self.buckets) + 1)))
+        series.counts[bisect.bisect_left(self.buckets, value)] += 1
+        series.total += value
+
+    def count(self, label: str) -> int:
+        series = self._series.get(label)
+        return 0 if series is None else sum(series.counts)
+
+    def family(
+        self, name: str, doc: str, label: str | None = None, labels: Iterable[str] = ("",)
+    ) -> HistogramMetricFamily:
+        """The family with a series for each of ``labels`` (empty ones too: a dashboard's
+        rate() needs the series to exist before the first observation); no label: one
+        series, observed under ``""``."""
+        family = HistogramMetricFamily(name, doc, labels=[] if label is None else [label])
+        bounds = [str(b) for b in self.buckets] + ["+Inf"]
+        for key in labels:
+            series = self._series.get(key) or _Series([0] * (len(self.buckets) + 1))
+            cumulative, running = [], 0
+            for bound, n in zip(bounds, series.counts, strict=True):
+                running += n
+                cumulative.append((bound, float(running)))
+            family.add_metric([] if label is None else [key], cumulative, sum_value=series.total)
+        return family
+
+
+def service_registry(*collectors: Collector) -> CollectorRegistry:
+    """A registry of ``collectors`` plus the default process, platform and GC collectors."""
+    registry = CollectorRegistry(auto_describe=False)
+    for collector in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR, *collectors):
+        registry.register(collector)
+    return registry
+
+
 def metrics_handler(*collectors: Collector) -> Callable[[web.Request], Awaitable[web.Response]]:
     """An aiohttp handler serving the collectors in the Prometheus text format."""
-    registry = CollectorRegistry(auto_describe=False)
-    for collector in collectors:
-        registry.register(collector)
+    registry = service_registry(*collectors)
 
     async def handle(request: web.Request) -> web.Response:
         return web.Response(body=generate_latest(registry), headers={"Content-Type": CONTENT_TYPE})

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import signal
 from collections.abc import Callable, Iterator
 from contextlib import AbstractAsyncContextManager
@@ -26,6 +27,7 @@ __all__ = ["STOP_SIGNALS", "announce_listening", "serve_until_signalled", "stop_
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 @contextlib.contextmanager
@@ -35,9 +37,14 @@ def stop_on_signals(signals: tuple[signal.Signals, ...] = STOP_SIGNALS) -> Itera
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     installed: list[signal.Signals] = []
+
+    def received(sig: signal.Signals) -> None:
+        log.info("received %s: stopping", sig.name)
+        stop.set()
+
     for sig in signals:
         try:
-            loop.add_signal_handler(sig, stop.set)
+            loop.add_signal_handler(sig, received, sig)
         except (NotImplementedError, RuntimeError, ValueError):  # not main thread / Windows
             continue
         installed.append(sig)

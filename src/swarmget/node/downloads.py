@@ -60,6 +60,7 @@ from swarmget.node.history import MAX_FINISHED, DownloadHistory, HistoryRow
 from swarmget.node.journal import DownloadJournal, JournalEntry, spec_from_json, spec_to_json
 from swarmget.node.rates import RateSamples, sample_rates
 from swarmget.node.removal import dest_of, remove_download_files
+from swarmget.node.metrics import DownloadTally
 from swarmget.protocol.hub import MAX_PEERS_PER_ANSWER
 
 log = logging.getLogger(__name__)
@@ -154,6 +155,8 @@ class DownloadManager:
         self.records: dict[str, DownloadRecord] = {}
         #: every download's events counted as they happen (the metrics read these)
         self.counters = EventCounters()
+        #: bytes received and downloads finished, counted as they happen (the metrics)
+        self.tally = DownloadTally()
         self._journal = journal
         self._shutting_down = False
 
@@ -342,6 +345,8 @@ class DownloadManager:
         record.move(state)
         record.error = error
         record.ended = self._clock()
+        if state in (DownloadState.FAILED, DownloadState.CANCELLED):  # (paused, stopped: not ended)
+            self.tally.finished(state, record.ended - record.created)
         self._save_journal()
         self._save_history(record)
         self._prune()
@@ -361,6 +366,7 @@ class DownloadManager:
                 sources=[own],
                 relay=self._swarm.relay,
                 on_event=self.counters.count,
+                on_bytes=self.tally.received,
             )
             record.move(DownloadState.RUNNING)
             record.result = await self._run_with_helpers(record, record.download)
@@ -391,6 +397,7 @@ class DownloadManager:
                 self._end(record, DownloadState.FAILED, error)
             record.error = error
             return
+        self.tally.finished(record.state, self._clock() - record.created)
         self._save_journal()
         self._save_history(record)
         self._prune()

@@ -81,10 +81,17 @@ class HelperLimits:
 class HelperStats:
     streams_served: int = 0
     bytes_served: int = 0
-    refused: int = 0
+    refusals: dict[str, int] = field(default_factory=dict)  # by reason (the answer's code)
     stalled: int = 0  # streams closed because their requester stopped reading
     quota_cut: int = 0  # streams cut because the daily quota ran out mid-stream
     active_by_requester: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def refused(self) -> int:
+        return sum(self.refusals.values())
+
+    def refuse(self, reason: str) -> None:
+        self.refusals[reason] = self.refusals.get(reason, 0) + 1
 
 
 @dataclass
@@ -160,11 +167,9 @@ class HelperService:
         fair = math.ceil(self.limits.slots / (len(others) + 1))
         busy = self.active() >= self.limits.slots or active.get(requester, 0) >= fair
         if busy:
-            self.stats.refused += 1
             raise Refusal("busy", "all slots busy", self.limits.retry_after_busy)
         budget = StreamBudget(length)
         if self.quota is not None and self.quota.left() < length or not self._reserve_step(budget):
-            self.stats.refused += 1
             assert self.quota is not None
             raise Refusal("quota", "daily quota used up", self.quota.retry_after())
         active[requester] = active.get(requester, 0) + 1
@@ -278,6 +283,7 @@ async def handle_range(request: web.Request) -> web.StreamResponse:
         async with _slot(service, requester, rng.length) as budget:
             return await _stream_range(request, service, req, rng, budget)
     except Refusal as exc:
+        service.stats.refuse(exc.code)  # counted when it happens, by reason
         return _refused(exc)
 
 

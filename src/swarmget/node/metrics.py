@@ -1,22 +1,48 @@
-"""The node's Prometheus metrics, read from the download manager and the helper service at
-scrape time. Counts of events (stalls, bans ...) are the download manager's
-``EventCounters``, incremented when each event happens (so they never go down); the states
-listed are every ``DownloadState``."""
+"""The node's Prometheus metrics. Counters are counted as things happen: bytes as they come
+in (``DownloadTally.received``, called by each download for every chunk), finished downloads
+as they end (``DownloadTally.finished``), events (stalls, bans ...) by the download
+manager's ``EventCounters``, refusals by the helper service; so they never go down, even when
+a download is forgotten or its bad bytes are given back. Gauges (downloads by state, streams
+served now) are read from live state at scrape time; every ``DownloadState`` is listed."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from swarmget.core.lifecycle import DownloadState
-from swarmget.net.metrics import counter, gauge
+from swarmget.net.metrics import HistogramTally, counter, gauge, labelled_counter
 
 if TYPE_CHECKING:
     from swarmget.node.downloads import DownloadManager
     from swarmget.node.helper import HelperService
+
+#: the results a finished download is counted under (``swarmget_downloads_finished_total``)
+FINISHED_RESULTS = (DownloadState.DONE, DownloadState.FAILED, DownloadState.CANCELLED)
+#: the reasons a helper refuses a range request (the peer error codes it answers with)
+REFUSAL_REASONS = ("busy", "quota", "draining", "bad_request")
+
+
+@dataclass
+class DownloadTally:
+    """What the node's own downloads moved and how they ended, counted as it happens."""
+
+    origin_bytes: int = 0  # received from origins (our own connections, a single stream)
+    peer_bytes: int = 0  # received from helpers
+    durations: HistogramTally = field(default_factory=HistogramTally)
+
+    def received(self, from_origin: bool, n: int) -> None:
+        if from_origin:
+            self.origin_bytes += n
+        else:
+            self.peer_bytes += n
+
+    def finished(self, result: DownloadState, seconds: float) -> None:
+        self.durations.observe(result.value, max(seconds, 0.0))
 
 
 class NodeCollector(Collector):
@@ -26,28 +52,31 @@ class NodeCollector(Collector):
         self._helper = helper
 
     def collect(self) -> Iterable[Metric]:
-        own = peers = reassigned = 0
-        states: dict[DownloadState, int] = {}
-        for record in self._downloads.records.values():
-            states[record.state] = states.get(record.state, 0) + 1
-            download = record.download
-            if download is None:
-                continue
-            for s in download.statistics().sources:
-                if s.source_id == self._node_id:
-                    own += s.claimed
-                else:
-                    peers += s.claimed
-            reassigned += download.reassigned_bytes()
-        counted = self._downloads.counters  # counted as the events happened
-        yield counter("swarmget_bytes_from_origin", "Bytes this node fetched itself", own)
-        yield counter("swarmget_bytes_from_peers", "Bytes helpers delivered to us", peers)
+        yield from self._bytes()
+        yield from self._events()
+        yield from self._downloads_now()
+        yield from self._helping()
+
+    def _bytes(self) -> Iterable[Metric]:
+        tally = self._downloads.tally
         yield counter(
-            "swarmget_bytes_served_to_peers",
-            "Bytes this node streamed to requesters",
+            "swarmget_origin_received_bytes",
+            "Bytes this node's downloads received from origins",
+            tally.origin_bytes,
+        )
+        yield counter(
+            "swarmget_peer_received_bytes",
+            "Bytes this node's downloads received from helpers",
+            tally.peer_bytes,
+        )
+        yield counter(
+            "swarmget_helper_sent_bytes",
+            "Bytes this node streamed to requesters as a helper",
             self._helper.stats.bytes_served,
         )
-        yield counter("swarmget_reassigned_bytes", "Bytes given back after failures", reassigned)
+
+    def _events(self) -> Iterable[Metric]:
+        counted = self._downloads.counters  # counted as the events happened
         yield counter("swarmget_stalls", "Leases revoked as stalled", counted.stalls)
         yield counter("swarmget_bans", "Sources banned from a download", counted.bans)
         yield counter("swarmget_stream_failures", "Streams that failed", counted.stream_failures)
@@ -57,13 +86,42 @@ class NodeCollector(Collector):
             "Times bytes were given back to be fetched again (bad data, a lease lost)",
             counted.refetches,
         )
+        yield counter(
+            "swarmget_refetched_bytes",
+            "Bytes given back to be fetched again (bad data, a lease lost)",
+            counted.refetched_bytes,
+        )
+
+    def _downloads_now(self) -> Iterable[Metric]:
+        states: dict[DownloadState, int] = {}
+        for record in self._downloads.records.values():
+            states[record.state] = states.get(record.state, 0) + 1
         by_state = GaugeMetricFamily("swarmget_downloads", "Downloads by state", labels=["state"])
         for state in DownloadState:
             by_state.add_metric([state.value], states.get(state, 0))
         yield by_state
+        durations = self._downloads.tally.durations
+        results = [r.value for r in FINISHED_RESULTS]
+        yield labelled_counter(
+            "swarmget_downloads_finished",
+            "Downloads that ended, by result",
+            "result",
+            ((r, durations.count(r)) for r in results),
+        )
+        yield durations.family(
+            "swarmget_download_duration_seconds",
+            "Time from a download's start to its end, by result",
+            "result",
+            results,
+        )
+
+    def _helping(self) -> Iterable[Metric]:
+        stats = self._helper.stats
         yield gauge("swarmget_helper_streams", "Streams served now", self._helper.active())
-        yield counter(
+        reasons = dict.fromkeys(REFUSAL_REASONS, 0) | stats.refusals
+        yield labelled_counter(
             "swarmget_helper_refusals",
-            "Range requests refused (429/503)",
-            self._helper.stats.refused,
+            "Range requests refused, by reason (busy, quota, draining, bad_request)",
+            "reason",
+            sorted(reasons.items()),
         )

@@ -1,4 +1,5 @@
-"""The relay's Prometheus metrics, read from ``Relay.statistics()`` at scrape time."""
+"""The relay's Prometheus metrics, read from ``Relay.statistics()`` at scrape time (its
+counters are counted by the relay as each fetch is decided or done)."""
 
 from __future__ import annotations
 
@@ -21,8 +22,18 @@ class RelayCollector(Collector):
     def collect(self) -> Iterable[Metric]:
         stats = self._relay.statistics()
         yield counter(
-            "swarmget_relay_origin_downloads", "Files downloaded from origins",
+            "swarmget_relay_origin_downloads", "Files downloaded whole from origins",
             stats.origin_downloads,
         )  # fmt: skip
-        yield counter("swarmget_relay_hits", "Fetches served from the cache", stats.hits)
-        yield gauge("swarmget_relay_fetching", "Fetches in progress", stats.fetching)
+        yield counter("swarmget_relay_cache_hits", "Fetches served from the cache", stats.hits)
+        yield counter(
+            "swarmget_relay_cache_misses",
+            "Fetches the cache could not serve (not cached, or changed at the origin)",
+            stats.misses,
+        )
+        yield gauge("swarmget_relay_fetches_in_progress", "Fetches in progress", stats.fetching)
+        yield gauge(
+            "swarmget_relay_reserved_bytes",
+            "Cache budget held by fetches in progress",
+            stats.reserved_bytes,
+        )

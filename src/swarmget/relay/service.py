@@ -116,6 +116,7 @@ class FetchState:
 class RelayStatistics:
     origin_downloads: int  # full downloads from origins
     hits: int  # fetches answered from the cache
+    misses: int  # fetches the cache could not answer (not there, or changed at the origin)
     fetching: int  # fetches in progress
     reserved_bytes: int  # budget held by fetches in progress
     readers: int  # responses reading blobs
@@ -149,6 +150,7 @@ class Relay:
         self._by_url: dict[str, FetchState] = {}  # in progress, by URL
         self.origin_downloads = 0  # full downloads from origins (for tests and metrics)
         self.hits = 0
+        self.misses = 0
         private_dir(cache_dir)
         self.shelf = BlobShelf(cache_dir / "blobs", self.limits)
         self.cache_budget = CacheBudget(index, self.shelf, budget)
@@ -164,6 +166,7 @@ class Relay:
         return RelayStatistics(
             origin_downloads=self.origin_downloads,
             hits=self.hits,
+            misses=self.misses,
             fetching=len(self.fetches),
             reserved_bytes=self.cache_budget.reserved(),
             readers=self.shelf.readers(),
@@ -250,6 +253,16 @@ class Relay:
             log.exception("relay: the outcome of fetch %s is not kept", state.id)
 
     async def _cached(self, state: FetchState) -> CacheEntry | None:
+        entry = await self._lookup(state)
+        if entry is None:
+            self.misses += 1
+        else:
+            state.hit = True
+            self.hits += 1
+        return entry
+
+    async def _lookup(self, state: FetchState) -> CacheEntry | None:
+        """The cache's entry for ``state``'s URL, if it is there and still the origin's."""
         entry = await self.index.get(state.url)
         if entry is None or not self.blob_path(entry.sha256).exists():
             return None
@@ -259,8 +272,6 @@ class Relay:
         if not await self.origin.is_unchanged(entry.final_url, entry.url, pinned):
             return None
         await self.index.touch(entry.url, self._clock())
-        state.hit = True
-        self.hits += 1
         return entry
 
     async def _download(self, state: FetchState) -> CacheEntry:
