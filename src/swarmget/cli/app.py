@@ -22,6 +22,7 @@ from typing import Any, NoReturn
 
 import click
 from rich.console import Console
+from rich.markup import escape
 
 from swarmget import __version__
 from swarmget.core.errors import (
@@ -84,9 +85,9 @@ def fail_start(exc: Exception, what: str) -> NoReturn:
     """A service (or a call to one) could not start: say why and exit."""
     err = Console(stderr=True)
     if isinstance(exc, OSError):
-        err.print(f"[red]error[/]: cannot start the {what}: {exc}", highlight=False)
+        err.print(f"[red]error[/]: cannot start the {what}: {escape(str(exc))}", highlight=False)
         sys.exit(EXIT_FAILED)
-    err.print(f"[red]error[/]: {exc}", highlight=False)
+    err.print(f"[red]error[/]: {escape(str(exc))}", highlight=False)  # "swarmget[hub]"
     sys.exit(EXIT_USAGE if isinstance(exc, UsageError | ValueError) else EXIT_FAILED)
 
 

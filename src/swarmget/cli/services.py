@@ -178,12 +178,14 @@ def hub(ctx: click.Context, /, **_: Any) -> None:
     registry: give nodes all of them (--hub A --hub B) and they fail over when one dies.
     """
     from swarmget.core.groups import GroupPolicy
-    from swarmget.hub.service import run_hub
     from swarmget.logs import setup_logging
 
     try:
         resolved = _settings(ctx, "hub", {})
         v = resolved.values
+        _require_database(v.db, "hub")
+        from swarmget.hub.service import run_hub
+
         setup_logging(v.log_format)
         secret = swarm_secret(_path_or_none(resolved.secret_file))
         asyncio.run(
@@ -211,11 +213,12 @@ def hub(ctx: click.Context, /, **_: Any) -> None:
 @click.pass_context
 def relay(ctx: click.Context, /, **_: Any) -> None:
     """Run a relay/cache: fetch a URL once, serve it in pieces with per-piece hashes."""
-    from swarmget.relay.run import RelayConfig, run_relay
-
     try:
         resolved = _settings(ctx, "relay", {"allow": "allow_private_origins"})
         v = resolved.values
+        _require_database(v.db, "relay")
+        from swarmget.relay.run import RelayConfig, run_relay
+
         config = RelayConfig(
             secret=swarm_secret(_path_or_none(resolved.secret_file)),
             cache_dir=v.cache_dir,
@@ -231,6 +234,16 @@ def relay(ctx: click.Context, /, **_: Any) -> None:
         asyncio.run(run_relay(config, lambda url: announce({"url": url})))
     except (SwarmgetError, ValueError, OSError) as exc:
         fail_start(exc, "relay")
+
+
+def _require_database(db_url: str | None, service: str) -> None:
+    """The hub's or relay's database modules are installed (``MissingExtra`` otherwise),
+    and asyncpg too for a PostgreSQL URL."""
+    from swarmget.extras import require_extra
+
+    require_extra(service)
+    if db_url and db_url.startswith("postgresql"):
+        require_extra("postgres", service=service)
 
 
 @main.group("config")

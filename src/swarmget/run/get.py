@@ -45,7 +45,7 @@ from swarmget.run.local import LocalOptions, open_local_download, parse_headers
 from swarmget.run.secrets import swarm_secret
 
 if TYPE_CHECKING:
-    from rich.console import Console
+    from swarmget.progress import Display
 
 __all__ = [
     "GetRequest",
@@ -169,7 +169,7 @@ def _node_file_exists(state_dir: Path) -> bool:
 async def download(
     request: GetRequest,
     *,
-    display: Console | None,
+    display: Display | None,
     on_node_unusable: Callable[[UsageError], None],
 ) -> DownloadResult:
     """Download what ``request`` asks for, the way ``choose_route`` says, redrawing the
@@ -190,7 +190,7 @@ async def download(
         return await watch_progress(running, display)
 
 
-async def _through_relay(prepared: PreparedGet, display: Console | None) -> DownloadResult:
+async def _through_relay(prepared: PreparedGet, display: Display | None) -> DownloadResult:
     import aiohttp
 
     from swarmget.core.identity import NodeIdentity
@@ -210,7 +210,7 @@ async def _through_relay(prepared: PreparedGet, display: Console | None) -> Down
 async def _via_node(
     spec: DownloadSpec,
     state_dir: Path,
-    display: Console | None,
+    display: Display | None,
     on_node_unusable: Callable[[UsageError], None],
 ) -> DownloadResult | None:
     """Hand the download to the running node; None when there is none (or it is not usable)."""
@@ -233,7 +233,7 @@ async def _via_node(
     return remote.result_from_json(data)
 
 
-async def _in_swarm(prepared: PreparedGet, display: Console | None) -> DownloadResult:
+async def _in_swarm(prepared: PreparedGet, display: Display | None) -> DownloadResult:
     """Join the hub's swarm as a node for the duration of this one download."""
     from swarmget.node.daemon import NodeConfig
     from swarmget.run.node import open_node

@@ -1,0 +1,187 @@
+"""The public Python API: ``swarmget.download(url, dest)`` and ``await download_async(...)``.
+
+Both do what ``swarmget get URL -o DEST`` does, through the same service (``run.get``): the
+download is handed to a node running in ``state_dir`` (its ``node.json`` is there), joins a
+hub's swarm with ``hubs=``, goes through a relay with ``relay_url=``, or else runs alone.
+They return the ``DownloadResult`` (path, size, digests, verification) that ``get --json``
+prints, and raise what the CLI reports, each error type carrying the CLI's exit status::
+
+    exception (swarmget.X)   exit_code   when
+    UsageError               2           a bad URL, checksum, header or option; the
+                                         destination exists (force=True replaces it)
+    DownloadError            3           the origin is unreachable or refuses, every source
+                                         failed (its subclasses below have their own codes)
+    OriginChanged            4           the file changed on the server
+    ChecksumMismatch         5           the file does not match ``checksum`` (data kept)
+    StorageError             6           disk full, over ``max_size``, read-only, permissions
+
+Every one is a ``SwarmgetError`` (``exc.code`` is the ``--json`` error code). Any other
+exception is a bug (the CLI's exit 1). An interrupted download (``KeyboardInterrupt``, or
+the task cancelled) keeps its partial file, as the CLI's exit 130 does: calling again with
+the same arguments resumes it.
+
+``progress`` is called with a ``DownloadProgress`` snapshot (``done`` bytes, ``size``,
+``rate``, per-source figures) every quarter second and once when the download ends; if it
+raises, the download stops and the exception propagates.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from os import PathLike
+from pathlib import Path
+
+from swarmget.core.errors import (
+    ChecksumMismatch,
+    DownloadError,
+    OriginChanged,
+    StorageError,
+    SwarmgetError,
+    UsageError,
+)
+from swarmget.defaults import DEFAULT_STATE_DIR
+from swarmget.engine import DEFAULT_VERIFY_SAMPLE, DownloadProgress, DownloadResult
+from swarmget.progress import ProgressCallback
+from swarmget.run.get import GetRequest
+from swarmget.run.get import download as run_download
+
+__all__ = [
+    "ChecksumMismatch",
+    "DownloadError",
+    "DownloadProgress",
+    "DownloadResult",
+    "OriginChanged",
+    "ProgressCallback",
+    "StorageError",
+    "SwarmgetError",
+    "UsageError",
+    "download",
+    "download_async",
+]
+
+log = logging.getLogger("swarmget.api")
+
+#: The bounds ``swarmget get`` puts on its options (click checks them there).
+MAX_CONNECTIONS = 64
+MIN_STALL_TIMEOUT = 0.1
+
+
+async def download_async(
+    url: str,
+    dest: str | PathLike[str] | None = None,
+    *,
+    checksum: str | Sequence[str] = (),
+    headers: Mapping[str, str] | None = None,
+    connections: int = 4,
+    force: bool = False,
+    restart_if_changed: bool = False,
+    progress: ProgressCallback | None = None,
+    use_node: bool = True,
+    state_dir: str | PathLike[str] | None = None,
+    hubs: Sequence[str] = (),
+    relay_url: str | None = None,
+    secret_file: str | PathLike[str] | None = None,
+    source_address: str | None = None,
+    verify_sample: float = DEFAULT_VERIFY_SAMPLE,
+    stall_timeout: float = 15.0,
+    max_size: int | None = None,
+    fsync: bool = False,
+    on_node_unusable: Callable[[UsageError], None] | None = None,
+) -> DownloadResult:
+    """Download ``url`` to ``dest`` (a file or a directory; None: where ``swarmget get``
+    without ``-o`` puts it) and verify it; the options are those of ``swarmget get``
+    (``checksum="sha256:HEX"``, ``use_node=False`` is ``--no-node``).
+    ``on_node_unusable(exc)`` is told why a running node could not take the download (it
+    cannot write ``dest``), which then goes alone (default: a logged warning).
+
+    Raises ``UsageError`` (exit_code 2), ``DownloadError`` (3), ``OriginChanged`` (4),
+    ``ChecksumMismatch`` (5) or ``StorageError`` (6), as the CLI exits."""
+    request = GetRequest(
+        url=url,
+        output=Path(dest) if dest is not None else None,
+        connections=_checked_connections(connections),
+        checksums=(checksum,) if isinstance(checksum, str) else tuple(checksum),
+        headers=_header_lines(headers or {}),
+        force=force,
+        restart_if_changed=restart_if_changed,
+        source_address=source_address,
+        fsync=fsync,
+        stall_timeout=_checked_range("stall_timeout", stall_timeout, MIN_STALL_TIMEOUT, None),
+        hubs=tuple(hubs),
+        secret_file=str(secret_file) if secret_file is not None else None,
+        no_node=not use_node,
+        relay_url=relay_url,
+        verify_sample=_checked_range("verify_sample", verify_sample, 0.0, 1.0),
+        state_dir=Path(state_dir) if state_dir is not None else DEFAULT_STATE_DIR,
+        max_size=max_size,
+    )
+    return await run_download(
+        request, display=progress, on_node_unusable=on_node_unusable or _warn_node_unusable
+    )
+
+
+def download(
+    url: str,
+    dest: str | PathLike[str] | None = None,
+    *,
+    checksum: str | Sequence[str] = (),
+    headers: Mapping[str, str] | None = None,
+    connections: int = 4,
+    force: bool = False,
+    restart_if_changed: bool = False,
+    progress: ProgressCallback | None = None,
+    use_node: bool = True,
+    state_dir: str | PathLike[str] | None = None,
+    hubs: Sequence[str] = (),
+    relay_url: str | None = None,
+    secret_file: str | PathLike[str] | None = None,
+    source_address: str | None = None,
+    verify_sample: float = DEFAULT_VERIFY_SAMPLE,
+    stall_timeout: float = 15.0,
+    max_size: int | None = None,
+    fsync: bool = False,
+    on_node_unusable: Callable[[UsageError], None] | None = None,
+) -> DownloadResult:
+    """``download_async`` run to its end in a new event loop (``asyncio.run``): blocks, and
+    cannot be called from a running loop (await ``download_async`` there). Same arguments,
+    result and exceptions."""
+    return asyncio.run(
+        download_async(
+            url, dest, checksum=checksum, headers=headers, connections=connections,
+            force=force, restart_if_changed=restart_if_changed, progress=progress,
+            use_node=use_node, state_dir=state_dir, hubs=hubs, relay_url=relay_url,
+            secret_file=secret_file, source_address=source_address,
+            verify_sample=verify_sample, stall_timeout=stall_timeout, max_size=max_size,
+            fsync=fsync, on_node_unusable=on_node_unusable,
+        )
+    )  # fmt: skip
+
+
+def _header_lines(headers: Mapping[str, str]) -> tuple[str, ...]:
+    """``{"Name": "value"}`` as ``get -H`` takes them (``run.local.parse_headers`` checks
+    them: a name with a colon or whitespace, or a newline anywhere, is an ``InvalidHeader``)."""
+    lines = []
+    for name, value in headers.items():
+        if ":" in name or "\n" in value or "\r" in value:
+            raise UsageError(f"header must be a name without ':' and a one-line value: {name!r}")
+        lines.append(f"{name}: {value}")
+    return tuple(lines)
+
+
+def _checked_connections(connections: int) -> int:
+    if not 1 <= connections <= MAX_CONNECTIONS:
+        raise UsageError(f"connections must be 1 to {MAX_CONNECTIONS}, not {connections}")
+    return connections
+
+
+def _checked_range(name: str, value: float, low: float, high: float | None) -> float:
+    if value < low or (high is not None and value > high):
+        bound = f"{low} to {high}" if high is not None else f"at least {low}"
+        raise UsageError(f"{name} must be {bound}, not {value}")
+    return value
+
+
+def _warn_node_unusable(exc: UsageError) -> None:
+    log.warning("not using the local node: %s", exc)
