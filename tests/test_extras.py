@@ -9,12 +9,17 @@ would (``ModuleNotFoundError``).
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from swarmget.testing.origin import MiB, open_test_origin
+from swarmget.testing.swarm import start_proc
 
 BLOCKER = """\
 import sys
@@ -104,3 +109,35 @@ def test_a_postgresql_hub_without_asyncpg_says_what_to_install(tmp_path: Path) -
     assert done.returncode == 2, done.stderr
     assert "pip install 'swarmget[postgres]'" in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
+
+
+async def test_a_node_runs_and_serves_a_download_without_them(tmp_path: Path) -> None:
+    """Not only imports: a ``swarmget node`` and a ``swarmget get`` handed to it, both
+    unable to import any database module, download a file from a test origin."""
+    env = env_without(tmp_path, DATABASE)
+    state, downloads = tmp_path / "state", tmp_path / "downloads"
+    args = [
+        "node", "--listen", "127.0.0.4", "--port", "0", "--api-port", "0",
+        "--state-dir", str(state), "--download-dir", str(downloads),
+        "--allow-private-origins", "127.0.0.0/8",
+    ]  # fmt: skip
+    async with open_test_origin() as origin:
+        origin.add_generated("f.bin", MiB + 5, seed=3)
+        node = await start_proc(args, tmp_path / "node.log", env)
+        try:
+            for _ in range(100):  # the node file is written just after the announcement
+                if (state / "node.json").exists():
+                    break
+                await asyncio.sleep(0.05)
+            get = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "swarmget.cli", "get", origin.url("f.bin"),
+                "-o", str(downloads / "f.bin"), "--state-dir", str(state), "--json",
+                env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            )  # fmt: skip
+            out, err = await asyncio.wait_for(get.communicate(), 60)
+        finally:
+            await node.stop()
+        assert get.returncode == 0, err.decode()
+        assert json.loads(out)["ok"] is True
+        assert set(origin.stats().bytes_by_ip) == {"127.0.0.4"}  # the node fetched it
+    assert "Traceback" not in (tmp_path / "node.log").read_text()
