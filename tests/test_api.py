@@ -86,6 +86,11 @@ async def test_the_sync_twin(origin: TestOrigin, tmp_path: Path) -> None:
     assert sha256(dest) == origin.expected_sha256("f.bin")
 
 
+async def test_the_sync_twin_refuses_to_block_a_running_loop(tmp_path: Path) -> None:
+    with pytest.raises(RuntimeError, match="download_async"):
+        swarmget.download("http://127.0.0.1:9/f", tmp_path / "f")
+
+
 @pytest.mark.parametrize(
     ("url", "options", "error"),
     [

@@ -145,8 +145,13 @@ def download(
     on_node_unusable: Callable[[UsageError], None] | None = None,
 ) -> DownloadResult:
     """``download_async`` run to its end in a new event loop (``asyncio.run``): blocks, and
-    cannot be called from a running loop (await ``download_async`` there). Same arguments,
-    result and exceptions."""
+    raises ``RuntimeError`` in a running loop's thread (await ``download_async`` there).
+    Same arguments, result and exceptions."""
+    if _loop_running():
+        raise RuntimeError(
+            "swarmget.download() blocks and cannot run in an event loop's thread: "
+            "await swarmget.download_async(...) there"
+        )
     return asyncio.run(
         download_async(
             url, dest, checksum=checksum, headers=headers, connections=connections,
@@ -157,6 +162,14 @@ def download(
             fsync=fsync, on_node_unusable=on_node_unusable,
         )
     )  # fmt: skip
+
+
+def _loop_running() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
 
 
 def _header_lines(headers: Mapping[str, str]) -> tuple[str, ...]:
