@@ -19,8 +19,11 @@ venv: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/python -m swarmget.demo
 
+# Everything, on a fresh machine too: scripts/test-prereqs.sh installs curl, aria2c and chromium
+# (as root, with apt) and starts a PostgreSQL (Debian's, or pgserver from PyPI) unless
+# SWARMGET_TEST_PG names one; only what cannot be had there is skipped, with a message.
 test: $(STAMP)
-	$(BIN)/pytest -q
+	SWARMGET_TEST_PYTHON=$(BIN)/python bash scripts/test-prereqs.sh $(BIN)/pytest -q
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench

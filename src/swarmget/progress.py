@@ -55,29 +55,57 @@ def render(p: DownloadProgress) -> Group:
     return Group(head, bar, NewLine(), table)  # a bar does not end its line by itself
 
 
-async def watch_progress(download: Download, console: Console | None) -> DownloadResult:
-    """Run ``download``, redrawing its progress on ``console`` (None: silently)."""
-    return await watch(download.run(), download.statistics, console)
+#: A function given each progress snapshot (the public API's ``progress=``).
+ProgressCallback = Callable[["DownloadProgress"], None]
+#: Where progress goes: a terminal, redrawn live, or a ``ProgressCallback``.
+Display = Console | ProgressCallback
+
+
+async def watch_progress(download: Download, display: Display | None) -> DownloadResult:
+    """Run ``download``, showing its progress on ``display`` (None: silently)."""
+    return await watch(download.run(), download.statistics, display)
 
 
 async def watch(
     work: Coroutine[Any, Any, T],
     snapshot: Callable[[], DownloadProgress | None],
-    console: Console | None,
+    display: Display | None,
 ) -> T:
-    """Await ``work``, redrawing ``snapshot()`` on ``console`` meanwhile (None: silently)."""
-    if console is None:
+    """Await ``work``, showing ``snapshot()`` on ``display`` every ``REFRESH`` seconds and
+    once more when it ends (None: silently). A callback that raises stops the work."""
+    if display is None:
         return await work
     task = asyncio.create_task(work)
     try:
-        with Live(Text("starting"), console=console, transient=True) as live:
-            while not task.done():
-                await asyncio.wait([task], timeout=REFRESH)
-                current = snapshot()
-                if current is not None:
-                    live.update(render(current))
+        if isinstance(display, Console):
+            await _redraw(task, snapshot, display)
+        else:
+            await _report(task, snapshot, display)
     finally:
         if not task.done():
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
     return task.result()
+
+
+async def _redraw(
+    task: asyncio.Task[Any], snapshot: Callable[[], DownloadProgress | None], console: Console
+) -> None:
+    with Live(Text("starting"), console=console, transient=True) as live:
+        while not task.done():
+            await asyncio.wait([task], timeout=REFRESH)
+            current = snapshot()
+            if current is not None:
+                live.update(render(current))
+
+
+async def _report(
+    task: asyncio.Task[Any],
+    snapshot: Callable[[], DownloadProgress | None],
+    callback: ProgressCallback,
+) -> None:
+    while not task.done():
+        await asyncio.wait([task], timeout=REFRESH)
+        current = snapshot()
+        if current is not None:
+            callback(current)

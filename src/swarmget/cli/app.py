@@ -97,7 +97,7 @@ def fail_start(exc: Exception, what: str) -> NoReturn:
     if isinstance(exc, OSError):
         err.print(f"[red]error[/]: cannot start the {what}: {escape(str(exc))}", highlight=False)
         sys.exit(EXIT_FAILED)
-    err.print(f"[red]error[/]: {escape(str(exc))}", highlight=False)
+    err.print(f"[red]error[/]: {escape(str(exc))}", highlight=False)  # "swarmget[hub]"
     sys.exit(EXIT_USAGE if isinstance(exc, UsageError | ValueError) else EXIT_FAILED)
 
 

@@ -253,12 +253,14 @@ def hub(ctx: click.Context, /, **_: Any) -> None:
     registry: give nodes all of them (--hub A --hub B) and they fail over when one dies.
     """
     from swarmget.core.groups import GroupPolicy
-    from swarmget.hub.service import run_hub
     from swarmget.logs import setup_logging
 
     try:
         resolved = _settings(ctx, "hub", {})
         v = resolved.values
+        _require_database(v.db, "hub")
+        from swarmget.hub.service import run_hub
+
         setup_logging(v.log_format, v.log_level)
         secret = swarm_secret(_path_or_none(resolved.secret_file))
         asyncio.run(
@@ -292,13 +294,15 @@ def hub(ctx: click.Context, /, **_: Any) -> None:
 @click.pass_context
 def relay(ctx: click.Context, /, **_: Any) -> None:
     """Run a relay/cache: fetch a URL once, serve it in pieces with per-piece hashes."""
-    from swarmget.logs import setup_logging
-    from swarmget.relay.run import RelayConfig, run_relay
-
     try:
         resolved = _settings(ctx, "relay", {"allow": "allow_private_origins"})
         v = resolved.values
+        _require_database(v.db, "relay")
+        from swarmget.logs import setup_logging
+        from swarmget.relay.run import RelayConfig, run_relay
+
         setup_logging(v.log_format, v.log_level)
+
         config = RelayConfig(
             secret=swarm_secret(_path_or_none(resolved.secret_file)),
             cache_dir=v.cache_dir,
@@ -314,6 +318,16 @@ def relay(ctx: click.Context, /, **_: Any) -> None:
         asyncio.run(run_relay(config, lambda url: announce({"url": url})))
     except* (SwarmgetError, ValueError, OSError) as group:
         _fail(_one(group), "relay")
+
+
+def _require_database(db_url: str | None, service: str) -> None:
+    """The hub's or relay's database modules are installed (``MissingExtra`` otherwise),
+    and asyncpg too for a PostgreSQL URL."""
+    from swarmget.extras import require_extra
+
+    require_extra(service)
+    if db_url and db_url.startswith("postgresql"):
+        require_extra("postgres", service=service)
 
 
 @main.group("config")

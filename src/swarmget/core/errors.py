@@ -14,7 +14,9 @@ Split by who is at fault and what the caller should do about it::
     │   ├── WrongState             the download cannot do that now (pause a finished one,
     │   │                          resume a running one, remove a running one): 409
     │   ├── InvalidSecret          the swarm secret is missing, unreadable, empty or too short
-    │   └── InvalidNodeKey         the node key file is unsafe (owner, mode, symlink) or corrupt
+    │   ├── InvalidNodeKey         the node key file is unsafe (owner, mode, symlink) or corrupt
+    │   └── MissingExtra           a service's optional dependencies are not installed (the
+    │                              hub's or the relay's database: ``pip install 'swarmget[hub]'``)
     ├── SourceError                one source failed one piece of work: retry it or drop it
     │   ├── SourceRetryable        transient (connection reset, timeout, 5xx): try again later
     │   │   └── SourceRateLimited  429/503, possibly with Retry-After (`retry_after` seconds)
@@ -71,6 +73,9 @@ class SwarmgetError(Exception):
 
     #: A short machine-readable code, stable across releases (used in --json output).
     code: str = "error"
+    #: The exit status of ``swarmget get`` failing so (README "Exit codes"): 2 usage, 3 the
+    #: download failed, 4 the file changed, 5 checksum mismatch, 6 local storage.
+    exit_code: int = 3
 
 
 # --- the user's fault -------------------------------------------------------------------------
@@ -78,6 +83,7 @@ class SwarmgetError(Exception):
 
 class UsageError(SwarmgetError):
     code = "usage"
+    exit_code = 2
 
 
 class InvalidURL(UsageError):
@@ -145,6 +151,7 @@ class DownloadError(SwarmgetError):
 
 class OriginChanged(DownloadError):
     code = "origin_changed"
+    exit_code = 4
 
 
 class OriginUnusable(DownloadError):
@@ -153,10 +160,12 @@ class OriginUnusable(DownloadError):
 
 class ChecksumMismatch(DownloadError):
     code = "checksum_mismatch"
+    exit_code = 5
 
 
 class StorageError(DownloadError):
     code = "storage"
+    exit_code = 6
 
 
 class InsufficientStorage(StorageError):
@@ -208,6 +217,17 @@ class InvalidNodeKey(UsageError):
     by others, or not a key. Never replaced silently: it is the node's identity."""
 
     code = "invalid_node_key"
+
+
+class MissingExtra(UsageError):
+    """A service needs optional dependencies this installation lacks (the hub's and the
+    relay's database: SQLAlchemy, aiosqlite, greenlet). ``extra`` names what to install."""
+
+    code = "missing_extra"
+
+    def __init__(self, message: str, *, extra: str) -> None:
+        super().__init__(message)
+        self.extra = extra
 
 
 class AuthError(SwarmgetError):

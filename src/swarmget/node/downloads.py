@@ -58,9 +58,9 @@ from swarmget.net.relay_client import RelayClient
 from swarmget.node.download_json import download_json, error_json
 from swarmget.node.history import MAX_FINISHED, DownloadHistory, HistoryRow
 from swarmget.node.journal import DownloadJournal, JournalEntry, spec_from_json, spec_to_json
+from swarmget.node.metrics import DownloadTally
 from swarmget.node.rates import RateSamples, sample_rates
 from swarmget.node.removal import dest_of, remove_download_files
-from swarmget.node.metrics import DownloadTally
 from swarmget.protocol.hub import MAX_PEERS_PER_ANSWER
 
 log = logging.getLogger(__name__)

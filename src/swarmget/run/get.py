@@ -54,9 +54,8 @@ from swarmget.run.local import LocalOptions, open_local_download, parse_headers
 from swarmget.run.secrets import swarm_secret
 
 if TYPE_CHECKING:
-    from rich.console import Console
-
     from swarmget.node.requester import HubReport
+    from swarmget.progress import Display
 
 __all__ = [
     "GetRequest",
@@ -211,7 +210,7 @@ def _node_file_exists(state_dir: Path) -> bool:
 async def download(
     request: GetRequest,
     *,
-    display: Console | None,
+    display: Display | None,
     on_route: Callable[[RouteTaken], None],
     on_hub: Callable[[HubReport], None] | None = None,
 ) -> DownloadResult:
@@ -256,7 +255,7 @@ def _why_alone(request: GetRequest, facts: RouteFacts) -> str | None:
     return f"no node runs in {request.state_dir} and no hub is configured"
 
 
-async def _through_relay(prepared: PreparedGet, display: Console | None) -> DownloadResult:
+async def _through_relay(prepared: PreparedGet, display: Display | None) -> DownloadResult:
     import aiohttp
 
     from swarmget.core.identity import NodeIdentity
@@ -274,7 +273,7 @@ async def _through_relay(prepared: PreparedGet, display: Console | None) -> Down
 
 
 async def _via_node(
-    prepared: PreparedGet, display: Console | None, on_route: Callable[[RouteTaken], None]
+    prepared: PreparedGet, display: Display | None, on_route: Callable[[RouteTaken], None]
 ) -> tuple[str, DownloadResult | None]:
     """Hand the download to the running node: its result; or, when the node cannot take
     it, why not (and None)."""
@@ -307,7 +306,7 @@ async def _via_node(
 
 async def _in_swarm(
     prepared: PreparedGet,
-    display: Console | None,
+    display: Display | None,
     on_route: Callable[[RouteTaken], None],
     on_hub: Callable[[HubReport], None] | None,
     *,
