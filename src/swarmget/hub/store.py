@@ -13,7 +13,12 @@ register again, which re-checks everything).
 ``SqlRegistryStore`` works on any SQLAlchemy async URL: ``sqlite+aiosqlite:///hub.db`` (the
 default; WAL journal so readers never block the writer) or e.g.
 ``postgresql+asyncpg://user:pw@host/db``. It uses portable column types only and creates its
-table on ``start`` (``metadata.create_all``, a no-op when it exists). Database failures
+table on ``start`` (``metadata.create_all``, a no-op when it exists), and then any index a
+database made by an older version lacks (``CREATE INDEX IF NOT EXISTS``). Queries go by index:
+one group's live nodes by (group, last_seen), one node by its key, counts without loading
+rows, so a peers answer costs one group's rows, not the whole registry. On SQLite, writers of
+one process take turns (an ``asyncio.Lock``) instead of competing for the file lock in
+threads until ``database is locked``. Database failures
 surface as ``StorageError``. The in-memory fake is
 ``swarmget.testing.fakes.MemoryRegistryStore``.
 
@@ -40,10 +45,11 @@ by one hub at a time, like ``prune``).
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import os
 from collections.abc import AsyncIterator, Iterator, Mapping
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -51,6 +57,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, IntegrityError, NoSuchModuleError, SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from swarmget.core.errors import StorageError, UsageError
 from swarmget.db import create_db_engine
@@ -124,6 +131,18 @@ class RegistryStore(Protocol):
         """How many nodes at ``address``, except ``other_than``, are live at ``now``."""
         ...
 
+    async def live_in_group(self, group: str, now: float, ttl: float) -> list[NodeRecord]:
+        """The live nodes of ``group``, ordered by node id."""
+        ...
+
+    async def live_node(self, node_id: str, now: float, ttl: float) -> NodeRecord | None:
+        """The node, when it is live; else None."""
+        ...
+
+    async def count_live(self, now: float, ttl: float) -> int:
+        """How many nodes are live."""
+        ...
+
     async def prune(self, before: float) -> int:
         """Forget nodes last seen before ``before``; returns how many."""
         ...
@@ -150,6 +169,8 @@ nodes = sa.Table(
     sa.Column("registered_at", sa.Double, nullable=False),
     sa.Column("last_seen", sa.Double, nullable=False, index=True),
     sa.Column("stats", sa.JSON, nullable=False),
+    sa.Index("ix_hub_nodes_group_seen", "group_name", "last_seen"),
+    sa.Index("ix_hub_nodes_address_seen", "address", "last_seen"),
 )
 
 
@@ -214,6 +235,8 @@ class SqlRegistryStore:
         native = self._dialect in ("postgresql", "sqlite")
         self._on_conflict = native if on_conflict is None else on_conflict and native
         self._nonces_swept_at = float("-inf")
+        #: SQLite writers of this process take turns (see module doc); None: the server locks.
+        self._write_lock = asyncio.Lock() if self._dialect == "sqlite" else None
 
     async def start(self) -> None:
         """Create the table if needed. Raises ``StorageError`` if the database is unusable."""
@@ -223,6 +246,7 @@ class SqlRegistryStore:
                 if self._dialect == "postgresql":
                     await conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_SCHEMA_LOCK)))
                 await conn.run_sync(metadata.create_all)
+                await conn.run_sync(_create_missing_indexes)
         except (SQLAlchemyError, OSError) as exc:
             raise StorageError(f"cannot open the hub database {self._safe_url}: {exc}") from exc
 
@@ -245,6 +269,13 @@ class SqlRegistryStore:
     async def close(self) -> None:
         await self._engine.dispose()
 
+    @asynccontextmanager
+    async def _writing(self) -> AsyncIterator[AsyncConnection]:
+        """A transaction that writes (on SQLite, one of this process's at a time)."""
+        turn: AbstractAsyncContextManager[Any] = self._write_lock or nullcontext()
+        async with turn, self._engine.begin() as conn:
+            yield conn
+
     @contextmanager
     def _translated(self) -> Iterator[None]:
         """Database failures become ``StorageError`` (the hub answers 503 for them)."""
@@ -257,7 +288,7 @@ class SqlRegistryStore:
         values = _values(record, now)
         with self._translated():
             if self._on_conflict:
-                async with self._engine.begin() as conn:
+                async with self._writing() as conn:
                     await conn.execute(self._insert_on_conflict(record.node_id, values))
             else:
                 await self._upsert_portable(record.node_id, values)
@@ -276,7 +307,7 @@ class SqlRegistryStore:
         new node inserted first (IntegrityError), the next try updates its row."""
         for attempt in range(1, PORTABLE_UPSERT_ATTEMPTS + 1):
             try:
-                async with self._engine.begin() as conn:
+                async with self._writing() as conn:
                     where = nodes.c.node_id == node_id
                     result = await conn.execute(sa.update(nodes).where(where).values(**values))
                     if result.rowcount == 0:
@@ -293,13 +324,13 @@ class SqlRegistryStore:
         if ttl is not None:
             stmt = stmt.where(nodes.c.last_seen >= now - ttl)
         with self._translated():
-            async with self._engine.begin() as conn:
+            async with self._writing() as conn:
                 result = await conn.execute(stmt.values(last_seen=now, stats=dict(stats)))
         return bool(result.rowcount == 1)
 
     async def remove(self, node_id: str) -> bool:
         with self._translated():
-            async with self._engine.begin() as conn:
+            async with self._writing() as conn:
                 result = await conn.execute(sa.delete(nodes).where(nodes.c.node_id == node_id))
         return bool(result.rowcount == 1)
 
@@ -322,10 +353,37 @@ class SqlRegistryStore:
             async with self._engine.connect() as conn:
                 return int((await conn.execute(query)).scalar_one())
 
+    async def live_in_group(self, group: str, now: float, ttl: float) -> list[NodeRecord]:
+        query = (
+            sa.select(nodes)
+            .where(nodes.c.group_name == group)
+            .where(nodes.c.last_seen >= now - ttl)
+            .order_by(nodes.c.node_id)
+        )
+        return await self._records(query)
+
+    async def live_node(self, node_id: str, now: float, ttl: float) -> NodeRecord | None:
+        query = sa.select(nodes).where(nodes.c.node_id == node_id)
+        found = await self._records(query.where(nodes.c.last_seen >= now - ttl))
+        return found[0] if found else None
+
+    async def count_live(self, now: float, ttl: float) -> int:
+        query = sa.select(sa.func.count()).select_from(nodes)
+        with self._translated():
+            async with self._engine.connect() as conn:
+                where = nodes.c.last_seen >= now - ttl
+                return int((await conn.execute(query.where(where))).scalar_one())
+
+    async def _records(self, query: sa.Select[Any]) -> list[NodeRecord]:
+        with self._translated():
+            async with self._engine.connect() as conn:
+                rows = (await conn.execute(query)).all()
+        return [_record(row) for row in rows]
+
     async def prune(self, before: float) -> int:
         """On PostgreSQL, 0 at once when another hub is pruning (see module doc)."""
         with self._translated():
-            async with self._engine.begin() as conn:
+            async with self._writing() as conn:
                 if self._dialect == "postgresql":
                     lock = sa.select(sa.func.pg_try_advisory_xact_lock(_PRUNE_LOCK))
                     if not (await conn.execute(lock)).scalar_one():
@@ -342,11 +400,11 @@ class SqlRegistryStore:
         with self._translated():
             await self._sweep_nonces(now)
             if self._on_conflict:
-                async with self._engine.begin() as conn:
+                async with self._writing() as conn:
                     result = await conn.execute(self._insert_nonce(row))
                 return bool(result.rowcount == 1)
             try:
-                async with self._engine.begin() as conn:
+                async with self._writing() as conn:
                     await conn.execute(sa.insert(nonces).values(**row))
             except IntegrityError:
                 return False
@@ -362,7 +420,7 @@ class SqlRegistryStore:
         if now - self._nonces_swept_at < NONCE_SWEEP_INTERVAL:
             return
         self._nonces_swept_at = now
-        async with self._engine.begin() as conn:
+        async with self._writing() as conn:
             if self._dialect == "postgresql":
                 lock = sa.select(sa.func.pg_try_advisory_xact_lock(_NONCE_SWEEP_LOCK))
                 if not (await conn.execute(lock)).scalar_one():
@@ -375,6 +433,14 @@ class SqlRegistryStore:
             async with self._engine.connect() as conn:
                 query = sa.select(sa.func.count()).select_from(nonces)
                 return int((await conn.execute(query)).scalar_one())
+
+
+def _create_missing_indexes(conn: sa.Connection) -> None:
+    """The indexes of a database made before they were declared (``create_all`` makes a
+    new table's indexes, but adds none to an existing table)."""
+    for table in metadata.sorted_tables:
+        for index in table.indexes:
+            index.create(conn, checkfirst=True)
 
 
 @asynccontextmanager

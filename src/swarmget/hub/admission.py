@@ -1,0 +1,176 @@
+"""Admission control: a strained hub slows its nodes down and sheds work, never drops nodes.
+
+Theory of operation. The hub's *load* is a number where 1.0 means "at capacity": by default
+the larger of (requests in flight / ``max_in_flight``) and (a moving average of how long
+requests take / ``target_latency``); a test injects its own ``probe`` instead. From it:
+
+* the **slowdown**, a power of two from 1 to ``MAX_SLOWDOWN``, doubles while the load is at
+  or above 1 (at most once per base heartbeat interval, so one burst does not reach the top
+  at once) and halves once the load has stayed under ``RELAXED`` for a whole current
+  heartbeat interval, so every live node has heard the new interval before the next step;
+* nodes are told to heartbeat every ``slowdown`` × (TTL / 3) seconds, and a node stays live
+  for ``slowdown`` × TTL: a node that heartbeats as told never expires because the hub was
+  slow (after a halving the TTL is still 1.5 times the interval it was told before);
+* while the load is at or above 1, registrations and peer lists are shed: 503 ``overloaded``
+  with ``Retry-After`` (the current heartbeat interval); at ``SEVERE`` load heartbeats are
+  shed too (their nodes stay live for a whole TTL). Health, metrics and leaving never are.
+
+Shedding happens before the signature is checked, so that a refused request costs the hub
+no database write (the replay cache records every signed request's nonce).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import Enum
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+from swarmget.net.auth import json_error
+from swarmget.protocol.errors import HUB_ERRORS
+
+__all__ = ["HEARTBEATS_PER_TTL", "MAX_SLOWDOWN", "Admission", "RequestKind", "request_kind"]
+
+#: The most the hub stretches the heartbeat interval (and the TTL) under strain.
+MAX_SLOWDOWN = 8
+#: Load under which the slowdown may halve again.
+RELAXED = 0.5
+#: Load at which heartbeats are shed too.
+SEVERE = 2.0
+DEFAULT_MAX_IN_FLIGHT = 256
+#: Seconds a request may take on average before the hub counts itself at capacity.
+DEFAULT_TARGET_LATENCY = 0.25
+#: Weight of the latest request in the moving average of request durations.
+LATENCY_WEIGHT = 0.05
+#: Heartbeats are asked for this many times per TTL, so one lost heartbeat is harmless.
+HEARTBEATS_PER_TTL = 3
+
+
+class RequestKind(Enum):
+    """What a request costs the hub, as admission control sees it."""
+
+    REGISTER = "register"
+    HEARTBEAT = "heartbeat"
+    PEERS = "peers"
+    FREE = "free"  # health, metrics, leaving: never shed
+
+
+def request_kind(request: web.Request) -> RequestKind:
+    path, method = request.path, request.method
+    if method == "POST" and path == "/v1/nodes/register":
+        return RequestKind.REGISTER
+    if method == "POST" and path.endswith("/heartbeat"):
+        return RequestKind.HEARTBEAT
+    if method == "GET" and path == "/v1/peers":
+        return RequestKind.PEERS
+    return RequestKind.FREE
+
+
+@dataclass(kw_only=True)
+class Admission:
+    """One hub process's admission control (see module doc). ``clock`` is monotonic
+    seconds; ``probe`` (None: in-flight requests and their durations) gives the load."""
+
+    ttl: float
+    clock: Callable[[], float] = time.monotonic
+    probe: Callable[[], float] | None = None
+    max_in_flight: int = DEFAULT_MAX_IN_FLIGHT
+    target_latency: float = DEFAULT_TARGET_LATENCY
+    registry: CollectorRegistry | None = None
+    slowdown: int = 1
+    in_flight: int = 0
+    latency: float = 0.0
+    _changed_at: float = field(default=float("-inf"))
+    _busy_at: float = field(default=float("-inf"))
+    _shed: Counter | None = field(default=None, init=False)
+    _slowdown_gauge: Gauge | None = field(default=None, init=False)
+
+    def __post_init__(self) -> None:
+        if self.ttl <= 0 or self.max_in_flight < 1 or self.target_latency <= 0:
+            raise ValueError("ttl, max_in_flight and target_latency must be positive")
+        if self.registry is not None:
+            self._shed = Counter(
+                "swarmget_hub_shed_requests",
+                "Requests refused with 503 overloaded, by kind",
+                ["kind"],
+                registry=self.registry,
+            )
+            self._slowdown_gauge = Gauge(
+                "swarmget_hub_heartbeat_slowdown_ratio",
+                "How many times the base heartbeat interval nodes are told to wait",
+                registry=self.registry,
+            )
+            self._slowdown_gauge.set(self.slowdown)
+
+    @property
+    def live_ttl(self) -> float:
+        """Seconds a node stays live after its last heartbeat (the TTL, stretched)."""
+        return self.ttl * self.slowdown
+
+    @property
+    def heartbeat_interval(self) -> float:
+        """Seconds nodes are told to wait between heartbeats."""
+        return self.live_ttl / HEARTBEATS_PER_TTL
+
+    def load(self) -> float:
+        if self.probe is not None:
+            return self.probe()
+        return max(self.in_flight / self.max_in_flight, self.latency / self.target_latency)
+
+    def admit(self, kind: RequestKind) -> float | None:
+        """None to serve a request of ``kind`` now; else the seconds to ask it to wait."""
+        load = self._update()
+        if kind is RequestKind.FREE or load < 1.0:
+            return None
+        if kind is RequestKind.HEARTBEAT and load < SEVERE:
+            return None
+        if self._shed is not None:
+            self._shed.labels(kind.value).inc()
+        return self.heartbeat_interval
+
+    def _update(self) -> float:
+        now, load = self.clock(), self.load()
+        if load >= RELAXED:
+            self._busy_at = now
+        if load >= 1.0:
+            waited = now - self._changed_at >= self.ttl / HEARTBEATS_PER_TTL
+            if self.slowdown < MAX_SLOWDOWN and waited:
+                self._set(self.slowdown * 2, now)
+        elif self.slowdown > 1:
+            quiet_since = max(self._busy_at, self._changed_at)
+            if now - quiet_since >= self.heartbeat_interval:
+                self._set(self.slowdown // 2, now)
+        return load
+
+    def _set(self, slowdown: int, now: float) -> None:
+        self.slowdown, self._changed_at = slowdown, now
+        if self._slowdown_gauge is not None:
+            self._slowdown_gauge.set(slowdown)
+
+    def finished(self, seconds: float) -> None:
+        """A served request took ``seconds``: into the moving average."""
+        self.latency += LATENCY_WEIGHT * (seconds - self.latency)
+
+    @web.middleware
+    async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        """Shed (503 ``overloaded`` + Retry-After) or serve and time the request."""
+        wait = self.admit(request_kind(request))
+        if wait is not None:
+            status = HUB_ERRORS.row("overloaded").status
+            message = f"the hub is overloaded: try again in {wait:.0f} s"
+            return json_error(status, message, "overloaded", headers=_retry_after(wait))
+        started = self.clock()
+        self.in_flight += 1
+        try:
+            return await handler(request)
+        finally:
+            self.in_flight -= 1
+            self.finished(self.clock() - started)
+
+
+def _retry_after(seconds: float) -> dict[str, str]:
+    return {"Retry-After": str(max(1, round(seconds)))}
