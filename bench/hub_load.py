@@ -9,8 +9,9 @@ the hub allows 8 per address), so the hub groups them by address as on a real LA
 
 What a node does with each answer is what ``swarmget.net.hub_client`` does: 2xx is fine; 404
 ``unknown_node`` → register again (counted: ``reregistered``); 503/429 with Retry-After →
-wait that long (counted: ``shed``); anything else, or no answer within ``--timeout`` (10 s,
-the client's default) → an ``error``, then register again as the old client did.
+wait that long plus up to half of it (counted: ``shed``); anything else, or no answer within
+``--timeout`` (10 s, the client's default) → an ``error``, then 1-5 s later the next
+heartbeat (``--old-client``: a registration, as the client before issue #17 did).
 
 After ``--ramp`` seconds of staggered registrations it measures for ``--duration`` seconds:
 heartbeat and peers latency p50/p99/max, errors, re-registrations, sheds, the hub's CPU
@@ -66,12 +67,23 @@ class Stats:
     peers_listed: list[int] = field(default_factory=list)
     errors: dict[str, int] = field(default_factory=dict)
     reregistered: int = 0
-    shed: int = 0
+    shed: dict[str, int] = field(default_factory=dict)
     intervals: list[float] = field(default_factory=list)
 
     def error(self, what: str) -> None:
         if self.measuring:
             self.errors[what] = self.errors.get(what, 0) + 1
+
+    def answered(self, kind: str, a: Answer) -> bool:
+        """Count a non-2xx answer (503/429 with Retry-After: shed; else an error)."""
+        if a.status < 300:
+            return True
+        if a.status in (429, 503) and a.retry_after is not None:
+            if self.measuring:
+                self.shed[kind] = self.shed.get(kind, 0) + 1
+        elif a.status != 404:
+            self.error(f"{kind}: {a.status} {a.body.get('code')}")
+        return False
 
 
 @dataclass
@@ -136,55 +148,50 @@ async def timed(stats: Stats, kind: str, coro: Any) -> Answer | None:
 async def run_node(node: Node, hub: str, args: argparse.Namespace, stats: Stats) -> None:
     """Register, heartbeat and ask for peers until cancelled (see module doc)."""
     reg = {"node_id": node.identity.node_id, "port": 7500, "version": "0.1.0", "slots": 4}
-    interval = 5.0
     next_peers = time.monotonic() + random.uniform(0, PEERS_EVERY)
     while True:
         if not node.registered:
-            a = await timed(
-                stats, "register", node.call(hub, "POST", "/v1/nodes/register", reg, args.timeout)
-            )
-            if a is not None and a.status == 200:
-                node.registered, interval = True, float(a.body.get("heartbeat_interval", 5.0))
+            call = node.call(hub, "POST", "/v1/nodes/register", reg, args.timeout)
+            a = await timed(stats, "register", call)
+            if a is not None and stats.answered("register", a):
+                node.registered = True
+                await asyncio.sleep(float(a.body["heartbeat_interval"]))
             else:
-                if a is not None:
-                    stats.error(f"register: {a.status} {a.body.get('code')}")
-                await asyncio.sleep(a.retry_after if a and a.retry_after else random.uniform(1, 5))
-                continue
-        elif time.monotonic() >= next_peers:
+                await asyncio.sleep(backoff(a))
+            continue
+        if time.monotonic() >= next_peers:
             next_peers += PEERS_EVERY
             a = await timed(stats, "peers", node.call(hub, "GET", "/v1/peers", None, args.timeout))
-            if a is not None and a.status == 200 and stats.measuring:
+            if a is not None and stats.answered("peers", a) and stats.measuring:
                 stats.peers_listed.append(len(a.body.get("peers", [])))
-            elif a is not None and a.status != 200:
-                stats.error(f"peers: {a.status} {a.body.get('code')}")
         path = f"/v1/nodes/{node.identity.node_id}/heartbeat"
-        a = await timed(
-            stats, "heartbeat", node.call(hub, "POST", path, {"stats": {"slots": 4}}, args.timeout)
-        )
-        interval = await after_heartbeat(node, a, interval, stats)
-        await asyncio.sleep(interval * random.uniform(0.95, 1.05))
+        call = node.call(hub, "POST", path, {"stats": {"slots": 4}}, args.timeout)
+        a = await timed(stats, "heartbeat", call)
+        await asyncio.sleep(after_heartbeat(node, a, stats, old=args.old_client))
 
 
-async def after_heartbeat(node: Node, a: Answer | None, interval: float, stats: Stats) -> float:
-    """What a node does with a heartbeat's answer; the next interval."""
-    if a is None:
-        node.registered = False  # the client of commit 4925e3b registered again
-        return random.uniform(1, 5)
-    if a.status == 200:
-        given = float(a.body.get("heartbeat_interval", interval))
+def backoff(a: Answer | None) -> float:
+    """After a failure: the hub's Retry-After plus up to half of it, else 1-5 s."""
+    if a is not None and a.retry_after is not None:
+        return a.retry_after * random.uniform(1.0, 1.5)
+    return random.uniform(1, 5)
+
+
+def after_heartbeat(node: Node, a: Answer | None, stats: Stats, *, old: bool) -> float:
+    """What a node does with a heartbeat's answer (``old``: as the client of commit
+    4925e3b did, registering again after any failure); the seconds to the next one."""
+    if a is not None and stats.answered("heartbeat", a):
+        given = float(a.body["heartbeat_interval"])
         if stats.measuring:
             stats.intervals.append(given)
-        return given
-    if a.status == 404:
+        return given * random.uniform(0.95, 1.05)
+    if a is not None and a.status == 404:
         stats.reregistered += stats.measuring
         node.registered = False
         return 0.0
-    if a.status in (429, 503) and a.retry_after is not None:
-        stats.shed += stats.measuring
-        return a.retry_after
-    stats.error(f"heartbeat: {a.status} {a.body.get('code')}")
-    node.registered = False
-    return random.uniform(1, 5)
+    if old:
+        node.registered = False
+    return backoff(a)
 
 
 # --- the hub process ----------------------------------------------------------------------------
@@ -322,6 +329,11 @@ def main() -> None:
     p.add_argument("--src", help="PYTHONPATH for the hub process (another checkout's src)")
     p.add_argument("--hub-arg", action="append", default=[], help="extra hub argument")
     p.add_argument("--label", default="", help="a note in the JSON line")
+    p.add_argument(
+        "--old-client",
+        action="store_true",
+        help="nodes register again after any failed heartbeat (the client before issue #17)",
+    )
     args = p.parse_args()
     if not 1 <= args.nodes <= 250 * args.group_size or not 1 <= args.duration <= 3600:
         p.error("--nodes is 1..250 groups, --duration 1..3600")

@@ -46,6 +46,7 @@ from swarmget.defaults import (
     DEFAULT_DB_URL,
     DEFAULT_HUB_PORT,
     DEFAULT_PEER_PORT,
+    DEFAULT_PEERS_LIMIT,
     DEFAULT_STATE_DIR,
     DEFAULT_TTL,
 )
@@ -104,6 +105,7 @@ class HubSettings(_Listening):
     trusted_proxies: list[str] = Field(default_factory=list)
     trust_proxy: bool = False  # gone: refused with a pointer to trusted_proxies
     group_cidr: list[str] = Field(default_factory=list)  # NAME=CIDR: who may declare NAME
+    peers_limit: int = Field(default=DEFAULT_PEERS_LIMIT, ge=1, le=64)  # peers per answer
     log_format: str = Field(default="text", pattern="^(text|json)$")
 
     @field_validator("trusted_proxies")

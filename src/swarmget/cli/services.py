@@ -169,6 +169,9 @@ def _path_or_none(path: Path | None) -> str | None:
     help="NAME=CIDR: nodes in CIDR may declare --group NAME (repeatable); other declared "
     "groups are refused.",
 )
+@click.option(
+    "--peers-limit", type=int, help="Peers one answer lists, 1-64 (32): a requester uses no more."
+)
 @click.option("--log-format", type=click.Choice(["text", "json"]))
 @click.pass_context
 def hub(ctx: click.Context, /, **_: Any) -> None:
@@ -190,7 +193,7 @@ def hub(ctx: click.Context, /, **_: Any) -> None:
             run_hub(
                 v.host, v.port, v.db, secret, v.ttl, v.group_prefix,
                 parse_cidrs(v.trusted_proxies), limits=_listen_limits(v),
-                group_policy=GroupPolicy.parse(v.group_cidr),
+                group_policy=GroupPolicy.parse(v.group_cidr), peers_limit=v.peers_limit,
                 on_listening=lambda url: announce({"url": url}),
             )
         )  # fmt: skip

@@ -2,7 +2,9 @@
 
 Theory of operation. The hub's *load* is a number where 1.0 means "at capacity": by default
 the larger of (requests in flight / ``max_in_flight``) and (a moving average of how long
-requests take / ``target_latency``); a test injects its own ``probe`` instead. From it:
+requests take / ``target_latency``); a test injects its own ``probe`` instead. The average
+fades with time (``LATENCY_DECAY``) when no request finishes, so a hub that sheds everything
+does not stay "slow" for ever on the memory of its last slow requests. From the load:
 
 * the **slowdown**, a power of two from 1 to ``MAX_SLOWDOWN``, doubles while the load is at
   or above 1 (at most once per base heartbeat interval, so one burst does not reach the top
@@ -21,6 +23,7 @@ no database write (the replay cache records every signed request's nonce).
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -46,6 +49,8 @@ DEFAULT_MAX_IN_FLIGHT = 256
 DEFAULT_TARGET_LATENCY = 0.25
 #: Weight of the latest request in the moving average of request durations.
 LATENCY_WEIGHT = 0.05
+#: Seconds over which the average fades (by 1/e) while no request finishes.
+LATENCY_DECAY = 1.0
 #: Heartbeats are asked for this many times per TTL, so one lost heartbeat is harmless.
 HEARTBEATS_PER_TTL = 3
 
@@ -86,6 +91,7 @@ class Admission:
     latency: float = 0.0
     _changed_at: float = field(default=float("-inf"))
     _busy_at: float = field(default=float("-inf"))
+    _finished_at: float = field(default=float("-inf"))
     _shed: Counter | None = field(default=None, init=False)
     _slowdown_gauge: Gauge | None = field(default=None, init=False)
 
@@ -119,7 +125,14 @@ class Admission:
     def load(self) -> float:
         if self.probe is not None:
             return self.probe()
-        return max(self.in_flight / self.max_in_flight, self.latency / self.target_latency)
+        latency = self._latency(self.clock())
+        return max(self.in_flight / self.max_in_flight, latency / self.target_latency)
+
+    def _latency(self, now: float) -> float:
+        """The moving average of request durations, faded since the last one finished."""
+        if self.latency == 0.0:
+            return 0.0
+        return self.latency * math.exp(-max(0.0, now - self._finished_at) / LATENCY_DECAY)
 
     def admit(self, kind: RequestKind) -> float | None:
         """None to serve a request of ``kind`` now; else the seconds to ask it to wait."""
@@ -153,7 +166,10 @@ class Admission:
 
     def finished(self, seconds: float) -> None:
         """A served request took ``seconds``: into the moving average."""
-        self.latency += LATENCY_WEIGHT * (seconds - self.latency)
+        now = self.clock()
+        latency = self._latency(now)
+        self.latency = latency + LATENCY_WEIGHT * (seconds - latency)
+        self._finished_at = now
 
     @web.middleware
     async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:

@@ -83,7 +83,7 @@ from swarmget.core.groups import (
     canonical_address,
     group_of,
 )
-from swarmget.defaults import DEFAULT_TTL
+from swarmget.defaults import DEFAULT_PEERS_LIMIT, DEFAULT_TTL
 from swarmget.hub.admission import Admission
 from swarmget.hub.group_cache import DEFAULT_MAX_AGE, GroupCache
 from swarmget.hub.metrics import HubMetrics
@@ -117,8 +117,6 @@ PRUNE_AFTER_TTLS = 20
 MAX_NODES_PER_ADDRESS = 8
 #: A peer heard from within this many heartbeat intervals is listed before quieter ones.
 FRESH_HEARTBEATS = 2
-#: Peers one answer lists unless the hub is configured otherwise (``peers_limit``).
-DEFAULT_PEERS_LIMIT = 32
 HEALTH_PATH = "/v1/health"
 
 #: The application's registry store (for other apps mounted next to the hub, e.g. the portal).
