@@ -14,8 +14,10 @@ does not stay "slow" for ever on the memory of its last slow requests. From the 
   for ``slowdown`` × TTL: a node that heartbeats as told never expires because the hub was
   slow (after a halving the TTL is still 1.5 times the interval it was told before);
 * while the load is at or above 1, registrations and peer lists are shed: 503 ``overloaded``
-  with ``Retry-After`` (the current heartbeat interval); at ``SEVERE`` load heartbeats are
-  shed too (their nodes stay live for a whole TTL). Health, metrics and leaving never are.
+  with ``Retry-After`` (the current heartbeat interval). Heartbeats never are: they are the
+  cheapest call, and a shed one could make its node expire (the TTL promise above holds for
+  nodes whose heartbeats get through); the slowdown is what lightens them. Health, metrics
+  and leaving are never shed either.
 
 Shedding happens before the signature is checked, so that a refused request costs the hub
 no database write (the replay cache records every signed request's nonce).
@@ -42,8 +44,6 @@ __all__ = ["HEARTBEATS_PER_TTL", "MAX_SLOWDOWN", "Admission", "RequestKind", "re
 MAX_SLOWDOWN = 8
 #: Load under which the slowdown may halve again.
 RELAXED = 0.5
-#: Load at which heartbeats are shed too.
-SEVERE = 2.0
 DEFAULT_MAX_IN_FLIGHT = 256
 #: Seconds a request may take on average before the hub counts itself at capacity.
 DEFAULT_TARGET_LATENCY = 0.25
@@ -137,9 +137,7 @@ class Admission:
     def admit(self, kind: RequestKind) -> float | None:
         """None to serve a request of ``kind`` now; else the seconds to ask it to wait."""
         load = self._update()
-        if kind is RequestKind.FREE or load < 1.0:
-            return None
-        if kind is RequestKind.HEARTBEAT and load < SEVERE:
+        if kind in (RequestKind.FREE, RequestKind.HEARTBEAT) or load < 1.0:
             return None
         if self._shed is not None:
             self._shed.labels(kind.value).inc()

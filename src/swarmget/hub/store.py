@@ -48,7 +48,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import os
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -61,6 +61,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from swarmget.core.errors import StorageError, UsageError
 from swarmget.db import create_db_engine
+from swarmget.hub.batched_writes import Beat, Nonce, write_beats, write_nonces
+from swarmget.hub.group_commit import GroupCommit
+from swarmget.hub.schema import create_missing_indexes, metadata, nodes, nonces
 
 __all__ = [
     "NodeRecord",
@@ -152,36 +155,6 @@ class RegistryStore(Protocol):
 
 # --- SQL --------------------------------------------------------------------------------------
 
-metadata = sa.MetaData()
-
-nodes = sa.Table(
-    "hub_nodes",
-    metadata,
-    sa.Column("node_id", sa.String(128), primary_key=True),
-    sa.Column("address", sa.String(64), nullable=False),
-    sa.Column("port", sa.Integer, nullable=False),
-    sa.Column("url", sa.String(300), nullable=False),
-    sa.Column("version", sa.String(64), nullable=False),
-    sa.Column("slots", sa.Integer, nullable=False),
-    sa.Column("group_name", sa.String(128), nullable=False),
-    sa.Column("wan_rate", sa.BigInteger, nullable=True),
-    sa.Column("quota_left", sa.BigInteger, nullable=True),
-    sa.Column("registered_at", sa.Double, nullable=False),
-    sa.Column("last_seen", sa.Double, nullable=False, index=True),
-    sa.Column("stats", sa.JSON, nullable=False),
-    sa.Index("ix_hub_nodes_group_seen", "group_name", "last_seen"),
-    sa.Index("ix_hub_nodes_address_seen", "address", "last_seen"),
-)
-
-
-nonces = sa.Table(
-    "hub_nonces",
-    metadata,
-    sa.Column("node_id", sa.String(128), primary_key=True),
-    sa.Column("nonce", sa.String(64), primary_key=True),
-    sa.Column("expires_at", sa.Double, nullable=False, index=True),
-)
-
 
 def _values(record: NodeRecord, now: float) -> dict[str, Any]:
     """The non-key columns for ``record`` registered at ``now``."""
@@ -237,6 +210,10 @@ class SqlRegistryStore:
         self._nonces_swept_at = float("-inf")
         #: SQLite writers of this process take turns (see module doc); None: the server locks.
         self._write_lock = asyncio.Lock() if self._dialect == "sqlite" else None
+        #: Heartbeats and nonces written in batches while ``start``ed (see module doc).
+        self._beats = GroupCommit(self._write_beats)
+        self._nonces = GroupCommit(self._write_nonces)
+        self._committers: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
         """Create the table if needed. Raises ``StorageError`` if the database is unusable."""
@@ -246,9 +223,12 @@ class SqlRegistryStore:
                 if self._dialect == "postgresql":
                     await conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_SCHEMA_LOCK)))
                 await conn.run_sync(metadata.create_all)
-                await conn.run_sync(_create_missing_indexes)
+                await conn.run_sync(create_missing_indexes)
         except (SQLAlchemyError, OSError) as exc:
             raise StorageError(f"cannot open the hub database {self._safe_url}: {exc}") from exc
+        self._committers = [asyncio.create_task(self._beats.run())]
+        if self._on_conflict:
+            self._committers.append(asyncio.create_task(self._nonces.run()))
 
     def _check_sqlite_directory(self) -> None:
         """A clear message (and no failed connect, which leaks an aiosqlite thread) when a
@@ -267,7 +247,21 @@ class SqlRegistryStore:
             )
 
     async def close(self) -> None:
+        for task in self._committers:
+            task.cancel()
+        await asyncio.gather(*self._committers, return_exceptions=True)
+        self._committers = []
         await self._engine.dispose()
+
+    async def _write_beats(self, beats: Sequence[Beat]) -> list[bool]:
+        with self._translated():
+            async with self._writing() as conn:
+                return await write_beats(conn, beats)
+
+    async def _write_nonces(self, items: Sequence[Nonce]) -> list[bool]:
+        with self._translated():
+            async with self._writing() as conn:
+                return await write_nonces(conn, self._dialect, items)
 
     @asynccontextmanager
     async def _writing(self) -> AsyncIterator[AsyncConnection]:
@@ -320,6 +314,8 @@ class SqlRegistryStore:
     async def heartbeat(
         self, node_id: str, stats: Mapping[str, Any], now: float, *, ttl: float | None = None
     ) -> bool:
+        if self._committers:
+            return await self._beats.submit(Beat(node_id, stats, now, ttl))
         stmt = sa.update(nodes).where(nodes.c.node_id == node_id)
         if ttl is not None:
             stmt = stmt.where(nodes.c.last_seen >= now - ttl)
@@ -399,6 +395,8 @@ class SqlRegistryStore:
         row = {"node_id": node_id, "nonce": nonce, "expires_at": expires_at}
         with self._translated():
             await self._sweep_nonces(now)
+            if self._on_conflict and self._committers:
+                return await self._nonces.submit(Nonce(node_id, nonce, expires_at))
             if self._on_conflict:
                 async with self._writing() as conn:
                     result = await conn.execute(self._insert_nonce(row))
@@ -433,14 +431,6 @@ class SqlRegistryStore:
             async with self._engine.connect() as conn:
                 query = sa.select(sa.func.count()).select_from(nonces)
                 return int((await conn.execute(query)).scalar_one())
-
-
-def _create_missing_indexes(conn: sa.Connection) -> None:
-    """The indexes of a database made before they were declared (``create_all`` makes a
-    new table's indexes, but adds none to an existing table)."""
-    for table in metadata.sorted_tables:
-        for index in table.indexes:
-            index.create(conn, checkfirst=True)
 
 
 @asynccontextmanager
