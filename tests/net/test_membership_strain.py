@@ -183,3 +183,21 @@ async def test_a_pool_stays_with_an_overloaded_hub(stack: AsyncExitStack) -> Non
     assert pool.hub_url == a.url
     answer: Any = await pool.heartbeat()
     assert answer.heartbeat_interval == 1.0
+
+
+async def test_a_spread_pool_shares_the_replicas(stack: AsyncExitStack) -> None:
+    """With ``spread`` nodes start on the replica their id picks (the same every run), not
+    all on the first; without it, on the first."""
+    hubs = [await _serve(stack, ScriptedHub(script=[])) for _ in range(3)]
+    urls = [hub.url for hub in hubs]
+    session = await stack.enter_async_context(aiohttp.ClientSession())
+    names = [f"node-{i}" for i in range(30)]
+    for name in names:
+        pool = HubPool(session, urls, SECRET, identity_of(nid(name)), spread=True)
+        await pool.register(REG)
+        again = HubPool(session, urls, SECRET, identity_of(nid(name)), spread=True)
+        assert again.hub_url == pool.hub_url
+    assert sum(hub.registrations for hub in hubs) == len(names)
+    assert all(hub.registrations >= 3 for hub in hubs)  # 30 nodes over 3 replicas
+    plain = HubPool(session, urls, SECRET, identity_of(nid("node-0")))
+    assert plain.hub_url == urls[0]

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import hashlib
 import logging
 import random
 import time
@@ -292,8 +293,10 @@ class HubSwitched(UnknownNode):
 class HubPool:
     """Several hubs sharing one registry (one database), used as one hub with failover.
 
-    Calls go to the *current* hub, at first the first one listed. When a call finds it
-    unavailable (``HubUnavailable``: unreachable, timed out, 5xx), the pool moves on to the
+    Calls go to the *current* hub, at first the first one listed (with ``spread``: the one
+    the node id's hash picks, so that the nodes of a swarm share the replicas' load instead
+    of all using the first while it lives; the others follow in list order). When a call
+    finds it unavailable (``HubUnavailable``: unreachable, timed out, 5xx), the pool moves to the
     next hub of the list (round robin) and stays there while it answers; it never moves back
     by itself, so nodes do not flap between hubs. Then:
 
@@ -318,6 +321,7 @@ class HubPool:
         timeout: float = DEFAULT_TIMEOUT,
         connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
         clock: Callable[[], float] = time.time,
+        spread: bool = False,
     ) -> None:
         if not hub_urls:
             raise ValueError("a hub pool needs at least one hub URL")
@@ -329,7 +333,7 @@ class HubPool:
             for url in hub_urls
         )  # fmt: skip
         self.node_id = identity.node_id
-        self._current = 0
+        self._current = _hub_index(self.node_id, len(self.clients)) if spread else 0
         self._registered_at: int | None = None
 
     @property
@@ -388,6 +392,13 @@ class HubPool:
                 "hub %s unavailable; now using hub %s", self.clients[failed].hub_url, self.hub_url
             )
         return True
+
+
+def _hub_index(node_id: str, count: int) -> int:
+    """The hub of ``count`` that ``node_id`` starts with: spread evenly, and the same in
+    every run of the node (a restarted node goes back to the hub that knows it)."""
+    digest = hashlib.sha256(node_id.encode()).digest()
+    return int.from_bytes(digest[:8], "big") % count
 
 
 # --- staying a member ---------------------------------------------------------------------------
