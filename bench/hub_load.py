@@ -199,7 +199,7 @@ def after_heartbeat(node: Node, a: Answer | None, stats: Stats, *, old: bool) ->
 
 @contextlib.contextmanager
 def hub_process(
-    db: str, src: str | None, work: Path, extra: list[str]
+    db: str, src: str | None, work: Path, extra: list[str], profile: str | None = None
 ) -> Iterator[tuple[str, int]]:
     """A hub on 127.0.0.1 (any port): (url, pid); stopped (SIGTERM, then SIGKILL) on exit."""
     secret = work / "secret"
@@ -208,7 +208,8 @@ def hub_process(
     env = dict(os.environ)
     if src:
         env["PYTHONPATH"] = src
-    cmd = [sys.executable, "-m", "swarmget.hub", "--host", "127.0.0.1", "--port", "0"]
+    cmd = [sys.executable, *(["-m", "cProfile", "-o", profile] if profile else [])]
+    cmd += ["-m", "swarmget.hub", "--host", "127.0.0.1", "--port", "0"]
     cmd += ["--db", db, "--secret-file", str(secret), "--connections-per-address", "64", *extra]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, text=True)
     try:
@@ -329,6 +330,7 @@ def main() -> None:
     p.add_argument("--src", help="PYTHONPATH for the hub process (another checkout's src)")
     p.add_argument("--hub-arg", action="append", default=[], help="extra hub argument")
     p.add_argument("--label", default="", help="a note in the JSON line")
+    p.add_argument("--profile", help="run the hub under cProfile, stats into this file")
     p.add_argument(
         "--old-client",
         action="store_true",
@@ -344,7 +346,7 @@ def main() -> None:
             args.db = f"sqlite+aiosqlite:///{tmp}/hub.db"
         elif args.db.startswith("postgresql"):
             asyncio.run(fresh_pg(args.db))
-        with hub_process(args.db, args.src, Path(tmp), args.hub_arg) as (hub, pid):
+        with hub_process(args.db, args.src, Path(tmp), args.hub_arg, args.profile) as (hub, pid):
             result = asyncio.run(measure(args, hub, pid))
     result["label"] = args.label
     print(json.dumps(result), flush=True)
