@@ -15,9 +15,11 @@ heartbeat (``--old-client``: a registration, as the client before issue #17 did)
 
 After ``--ramp`` seconds of staggered registrations it measures for ``--duration`` seconds:
 heartbeat and peers latency p50/p99/max, errors, re-registrations, sheds, the hub's CPU
-(user+system seconds per wall second, from /proc) and RSS. One JSON line on stdout per run;
-``--src DIR`` runs the hub from another checkout's ``src`` (a before/after comparison on the
-same machine). Bounded: the run ends after ramp + duration (+ a few seconds to stop).
+(user+system seconds per wall second, from /proc) and RSS, and the generator's own CPU (at
+1.0 it is saturated itself, and its latencies include its own event loop's lag). One JSON
+line on stdout per run; ``--src DIR`` runs the hub from another checkout's ``src`` (a
+before/after comparison on the same machine). Bounded: the run ends after ramp + duration
+(+ a few seconds to stop).
 
     PYTHONPATH=src .venv/bin/python bench/hub_load.py --nodes 2000 --duration 60
     PYTHONPATH=src .venv/bin/python bench/hub_load.py --nodes 2000 --db "$(cat /tmp/pgurl)"
@@ -293,9 +295,9 @@ async def measure(args: argparse.Namespace, hub: str, pid: int) -> dict[str, Any
                 await asyncio.sleep(args.ramp / args.nodes if index % 10 == 9 else 0)
             await asyncio.sleep(5.0)
             stats.measuring = True
-            cpu0, wall0 = cpu_seconds(pid), time.monotonic()
+            cpu0, wall0, own0 = cpu_seconds(pid), time.monotonic(), time.process_time()
             await asyncio.sleep(args.duration)
-            cpu1, wall1 = cpu_seconds(pid), time.monotonic()
+            cpu1, wall1, own1 = cpu_seconds(pid), time.monotonic(), time.process_time()
             stats.measuring = False
             rss = rss_mib(pid)
             health = await nodes[0].call(hub, "GET", "/v1/health", None, 30.0)
@@ -314,6 +316,7 @@ async def measure(args: argparse.Namespace, hub: str, pid: int) -> dict[str, Any
         "heartbeat_interval_max": max(stats.intervals, default=None),
         "hub_cpu": round((cpu1 - cpu0) / (wall1 - wall0), 2),
         "hub_rss_mib": round(rss, 1),
+        "loadgen_cpu": round((own1 - own0) / (wall1 - wall0), 2),
         "live_at_end": health.body.get("nodes"),
         "duration_s": args.duration,
     }
