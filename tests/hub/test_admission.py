@@ -6,6 +6,7 @@ moves: a real hub app on 127.0.0.1 and signed clients, nothing sleeps or measure
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
 from collections.abc import AsyncIterator
@@ -19,6 +20,7 @@ from aiohttp import web
 from swarmget.core.errors import HubUnavailable
 from swarmget.hub.admission import MAX_SLOWDOWN, Admission
 from swarmget.hub.app import make_hub_app
+from swarmget.hub.store import NodeRecord
 from swarmget.net.hub_client import HubClient, Registration
 from swarmget.protocol.errors import HUB_ERRORS
 from swarmget.testing.fakes import MemoryRegistryStore, identity_of, nid
@@ -150,3 +152,42 @@ def test_the_latency_signal_fades_when_nothing_finishes() -> None:
 def test_bad_settings_are_refused() -> None:
     with pytest.raises(ValueError, match="positive"):
         Admission(ttl=0)
+
+
+class GatedStore(MemoryRegistryStore):
+    """Registrations wait for ``gate`` (the test opens it)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = asyncio.Event()
+        self.waiting = 0
+
+    async def upsert_node(self, record: NodeRecord, now: float) -> NodeRecord:
+        self.waiting += 1
+        await self.gate.wait()
+        return await super().upsert_node(record, now)
+
+
+async def test_registrations_beyond_the_waiting_room_are_shed_at_any_load() -> None:
+    strain, store = Strain(), GatedStore()
+    admission = Admission(ttl=TTL, clock=strain.clock, probe=strain.probe, max_registering=1)
+    app = make_hub_app(store, SECRET, ttl=TTL, clock=strain.clock, admission=admission)
+    async with AsyncExitStack() as stack:
+        runner = web.AppRunner(app, shutdown_timeout=0.1)
+        await runner.setup()
+        stack.push_async_callback(runner.cleanup)
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        host, port = runner.addresses[0][:2]
+        session = await stack.enter_async_context(aiohttp.ClientSession())
+        hub = Hub(f"http://{host}:{port}", store, strain, session)
+        async with asyncio.TaskGroup() as tg:
+            first = tg.create_task(hub.client("a").register(REG))
+            async with asyncio.timeout(5):
+                while store.waiting == 0:
+                    await asyncio.sleep(0.01)
+            with pytest.raises(HubUnavailable) as info:
+                await hub.client("b").register(REG)
+            assert info.value.retry_after == TTL / 3  # not strained: the base interval
+            store.gate.set()
+        assert first.result().node_id == nid("a")
+        await hub.client("b").register(REG)  # room again

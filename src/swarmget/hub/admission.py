@@ -2,7 +2,11 @@
 
 Theory of operation. The hub's *load* is a number where 1.0 means "at capacity": by default
 the larger of (requests in flight / ``max_in_flight``) and (a moving average of how long
-requests take / ``target_latency``); a test injects its own ``probe`` instead. The average
+heartbeats and peer lists take / ``target_latency``); a test injects its own ``probe``
+instead. Registrations are not in the average: they are rare but slow (they take turns, and
+a hub restarted under thousands of nodes gets all of them at once), and slowing every
+node's heartbeats would not make them faster; at most ``max_registering`` wait at a time,
+more are shed (503 + Retry-After) whatever the load. The average
 fades with time (``LATENCY_DECAY``) when no request finishes, so a hub that sheds everything
 does not stay "slow" for ever on the memory of its last slow requests. From the load:
 
@@ -45,6 +49,8 @@ MAX_SLOWDOWN = 8
 #: Load under which the slowdown may halve again.
 RELAXED = 0.5
 DEFAULT_MAX_IN_FLIGHT = 256
+#: Registrations that may wait at a time (they take turns: see ``swarmget.hub.app``).
+DEFAULT_MAX_REGISTERING = 32
 #: Seconds a request may take on average before the hub counts itself at capacity.
 DEFAULT_TARGET_LATENCY = 0.25
 #: Weight of the latest request in the moving average of request durations.
@@ -84,10 +90,12 @@ class Admission:
     clock: Callable[[], float] = time.monotonic
     probe: Callable[[], float] | None = None
     max_in_flight: int = DEFAULT_MAX_IN_FLIGHT
+    max_registering: int = DEFAULT_MAX_REGISTERING
     target_latency: float = DEFAULT_TARGET_LATENCY
     registry: CollectorRegistry | None = None
     slowdown: int = 1
     in_flight: int = 0
+    registering: int = 0
     latency: float = 0.0
     _changed_at: float = field(default=float("-inf"))
     _busy_at: float = field(default=float("-inf"))
@@ -96,8 +104,10 @@ class Admission:
     _slowdown_gauge: Gauge | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
-        if self.ttl <= 0 or self.max_in_flight < 1 or self.target_latency <= 0:
-            raise ValueError("ttl, max_in_flight and target_latency must be positive")
+        if min(self.max_in_flight, self.max_registering) < 1:
+            raise ValueError("max_in_flight and max_registering must be positive")
+        if self.ttl <= 0 or self.target_latency <= 0:
+            raise ValueError("ttl and target_latency must be positive")
         if self.registry is not None:
             self._shed = Counter(
                 "swarmget_hub_shed_requests",
@@ -137,7 +147,8 @@ class Admission:
     def admit(self, kind: RequestKind) -> float | None:
         """None to serve a request of ``kind`` now; else the seconds to ask it to wait."""
         load = self._update()
-        if kind in (RequestKind.FREE, RequestKind.HEARTBEAT) or load < 1.0:
+        crowded = kind is RequestKind.REGISTER and self.registering >= self.max_registering
+        if kind in (RequestKind.FREE, RequestKind.HEARTBEAT) or (load < 1.0 and not crowded):
             return None
         if self._shed is not None:
             self._shed.labels(kind.value).inc()
@@ -172,18 +183,23 @@ class Admission:
     @web.middleware
     async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         """Shed (503 ``overloaded`` + Retry-After) or serve and time the request."""
-        wait = self.admit(request_kind(request))
+        kind = request_kind(request)
+        wait = self.admit(kind)
         if wait is not None:
             status = HUB_ERRORS.row("overloaded").status
             message = f"the hub is overloaded: try again in {wait:.0f} s"
             return json_error(status, message, "overloaded", headers=_retry_after(wait))
         started = self.clock()
+        registering = kind is RequestKind.REGISTER
         self.in_flight += 1
+        self.registering += registering
         try:
             return await handler(request)
         finally:
             self.in_flight -= 1
-            self.finished(self.clock() - started)
+            self.registering -= registering
+            if kind in (RequestKind.HEARTBEAT, RequestKind.PEERS):
+                self.finished(self.clock() - started)
 
 
 def _retry_after(seconds: float) -> dict[str, str]:
