@@ -5,9 +5,12 @@ group's read of the registry is shared for a second (issue #17). A real hub app 
 from __future__ import annotations
 
 import random
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import aiohttp
 import pydantic
@@ -138,3 +141,20 @@ def test_a_limit_out_of_bounds_is_refused(limit: int) -> None:
         make_hub_app(MemoryRegistryStore(), SECRET, peers_limit=limit)
     with pytest.raises(pydantic.ValidationError, match="peers_limit"):
         HubSettings(peers_limit=limit)
+
+
+def test_the_hub_process_refuses_a_bad_limit(tmp_path: Path) -> None:
+    secret = tmp_path / "secret"
+    secret.write_bytes(SECRET)
+    secret.chmod(0o600)
+    db = f"sqlite+aiosqlite:///{tmp_path / 'hub.db'}"
+    args = ["--host", "127.0.0.1", "--port", "0", "--db", db, "--secret-file", str(secret)]
+    done = subprocess.run(
+        [sys.executable, "-m", "swarmget.hub", *args, "--peers-limit", "0"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert "peers_limit must be 1-64" in done.stderr
