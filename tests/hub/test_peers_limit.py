@@ -120,11 +120,35 @@ async def test_a_group_read_is_shared_for_a_second(stack: AsyncExitStack) -> Non
     for name in ("n-00", "n-01", "n-02"):
         await hub.answer(name, "127.0.4.1")
     assert hub.store.group_reads == 1
-    await hub.client("late", "127.0.4.2").register(REG)
+    # a node registered through another replica (straight into the shared registry)
+    await hub.store.upsert_node(_record("late", "127.0.0.0/16"), hub.now)
     assert (await hub.answer("n-00", "127.0.4.1")).total == 2  # not read again yet
     hub.now += 1.0
     assert (await hub.answer("n-00", "127.0.4.1")).total == 3
     assert hub.store.group_reads == 2
+
+
+async def test_joining_and_leaving_through_this_hub_show_at_once(stack: AsyncExitStack) -> None:
+    hub = await _hub(stack)
+    await _register_group(hub, 3)
+    assert (await hub.answer("n-00", "127.0.4.1")).total == 2
+    await hub.client("late", "127.0.4.2").register(REG)
+    assert (await hub.answer("n-00", "127.0.4.1")).total == 3
+    await hub.client("late", "127.0.4.2").leave()
+    await hub.client("n-01", "127.0.4.1").leave()
+    assert (await hub.answer("n-00", "127.0.4.1")).total == 1
+
+
+def _record(name: str, group: str) -> NodeRecord:
+    return NodeRecord(
+        node_id=nid(name),
+        address="127.0.9.1",
+        port=7500,
+        url="http://127.0.9.1:7500",
+        version="0.1.0",
+        slots=4,
+        group=group,
+    )
 
 
 async def test_no_cache_reads_every_time(stack: AsyncExitStack) -> None:

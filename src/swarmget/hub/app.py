@@ -218,6 +218,7 @@ class _Hub:
         async with self.registering:
             await self._check_room(address, body.node_id, now)
             record = await self.store.upsert_node(_record(body, address, group), now)
+        self.groups.forget(group)
         reply = RegisterAnswer(
             node_id=record.node_id, address=address, group=group, url=record.url, **self._timers
         )
@@ -247,6 +248,7 @@ class _Hub:
 
     async def leave(self, request: web.Request) -> web.Response:
         removed = await self.store.remove(_own_node(request))
+        self.groups.forget()  # leaving is rare: no need to look the node's group up
         return web.json_response({"ok": True, "removed": removed})
 
     async def peers(self, request: web.Request) -> web.Response:

@@ -2,11 +2,13 @@
 
 Nodes ask for their peers about once a minute each; a group of 50 asks almost once a second.
 Every answer lists a fresh random choice of the group (``swarmget.hub.selection``), but the
-group itself may be a second old: a node that registered within that second is listed from
-the next read on, one that left may still be listed (a requester health-checks every peer
-before use). Concurrent askers of one group share one read. At most ``max_groups`` groups
-are kept (stale ones are dropped first; then everything), so the cache stays bounded.
-``max_age`` 0 reads the registry every time.
+group itself may be a second old. Registrations and departures through this hub process drop
+the reads they change (``forget``), so they show at once here; through another replica, a
+node that registered within that second is listed from the next read on, one that left may
+still be listed (a requester health-checks every peer before use). Concurrent askers of
+one group share one read. At most ``max_groups`` groups are kept (stale ones are dropped
+first; then everything), so the cache stays bounded. ``max_age`` 0 reads the registry every
+time.
 """
 
 from __future__ import annotations
@@ -64,6 +66,13 @@ class GroupCache:
             if not lock.locked() and self._locks.get(group) is lock:
                 del self._locks[group]
         return [r for r in read.records if r.is_live(now, ttl)]
+
+    def forget(self, group: str | None = None) -> None:
+        """Drop ``group``'s read (None: every group's), so the next answer reads again."""
+        if group is None:
+            self._reads.clear()
+        else:
+            self._reads.pop(group, None)
 
     def _keep(self, group: str, read: _Read) -> None:
         if len(self._reads) >= self._max_groups:
