@@ -40,8 +40,9 @@ and the node registers again. Records dead for ``PRUNE_AFTER_TTLS`` TTLs are pru
 register.
 
 Replication: several hub processes may share one registry database (PostgreSQL; see
-``swarmget.hub.store``) and answer alike, since a hub keeps nothing of the registry in memory;
-nodes fail over between them (``swarmget.net.hub_client.HubPool``). Request nonces are
+``swarmget.hub.store``) and answer alike, since a hub keeps nothing of the registry in memory
+but a group's read for a second (``swarmget.hub.group_cache``); nodes fail over between them
+(``swarmget.net.hub_client.HubPool``; with ``spread`` they also share the load). Request nonces are
 recorded in that database too (``nonces``, a ``SharedNonces``: ``swarmget.hub.service``
 passes the registry store), so a signed request is accepted once by all replicas together,
 also across a hub's restart; each process keeps its own per-sender cache in front of it
