@@ -75,6 +75,7 @@ class _Listening(_Section):
 
 class NodeSettings(_Listening):
     hub: list[str] = Field(default_factory=list)
+    spread_hubs: bool = False  # start on the hub the node id picks: replicas share the load
     listen: str = "127.0.0.1"
     port: int = Field(default=DEFAULT_PEER_PORT, ge=0, le=65535)
     api_port: int = Field(default=DEFAULT_API_PORT, ge=0, le=65535)

@@ -118,6 +118,7 @@ def node(ctx: click.Context, /, **_: Any) -> None:
             listen_port=v.port,
             api_port=v.api_port,
             hub_urls=parse_hub_urls(tuple(v.hub)),
+            spread_hubs=v.spread_hubs,
             group=v.group,
             slots=v.slots,
             connections=v.connections,

@@ -71,6 +71,7 @@ class NodeConfig:
     api_port: int = 0
     hub_urls: tuple[str, ...] = ()  # hubs sharing one registry, tried in this order
     hub_url: str | None = None  # one hub (older callers): tried before ``hub_urls``
+    spread_hubs: bool = False  # start on the hub our id's hash picks (replicas share load)
     group: str | None = None
     slots: int = 3
     connections: int = 4
@@ -250,7 +251,9 @@ async def open_node(config: NodeConfig, *, pages: MountPages | None = None) -> A
         )
         hub = None
         if config.hubs():
-            hub = HubPool(peer_session, config.hubs(), config.secret, identity)
+            hub = HubPool(
+                peer_session, config.hubs(), config.secret, identity, spread=config.spread_hubs
+            )
         tg = await stack.enter_async_context(asyncio.TaskGroup())
         swarm = SwarmContext(
             identity=identity,
