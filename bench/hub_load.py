@@ -6,6 +6,8 @@ real one (``swarmget.net.signing``), registers, heartbeats at the interval the h
 (the default TTL/3), and asks for its peers about once a minute (random phase). Nodes come
 from 127.X.Y.Z in groups of ``--group-size`` (one /16 per group, at most 7 nodes per address:
 the hub allows 8 per address), so the hub groups them by address as on a real LAN.
+``--hubs K`` starts K replicas on one (PostgreSQL) database and each node uses the one its
+id's hash picks, as a node with ``spread_hubs`` does; hub CPU is then their sum.
 
 What a node does with each answer is what ``swarmget.net.hub_client`` does: 2xx is fine; 404
 ``unknown_node`` → register again (counted: ``reregistered``); 503/429 with Retry-After →
@@ -281,7 +283,13 @@ async def fresh_pg(url: str) -> None:
         await engine.dispose()
 
 
-async def measure(args: argparse.Namespace, hub: str, pid: int) -> dict[str, Any]:
+def hub_for(node: Node, hubs: list[str]) -> str:
+    """The replica a node uses: the one its id's hash picks (``HubPool(spread=True)``)."""
+    digest = hashlib.sha256(node.identity.node_id.encode()).digest()
+    return hubs[int.from_bytes(digest[:8], "big") % len(hubs)]
+
+
+async def measure(args: argparse.Namespace, hubs: list[str], pids: list[int]) -> dict[str, Any]:
     stats = Stats()
     async with open_sessions(args.nodes, args.group_size) as sessions:
         nodes = [
@@ -291,16 +299,25 @@ async def measure(args: argparse.Namespace, hub: str, pid: int) -> dict[str, Any
         async with asyncio.TaskGroup() as tasks:
             running = []
             for index, node in enumerate(nodes):
+                hub = hub_for(node, hubs)
                 running.append(tasks.create_task(run_node(node, hub, args, stats)))
                 await asyncio.sleep(args.ramp / args.nodes if index % 10 == 9 else 0)
             await asyncio.sleep(5.0)
             stats.measuring = True
-            cpu0, wall0, own0 = cpu_seconds(pid), time.monotonic(), time.process_time()
+            cpu0, wall0, own0 = (
+                [cpu_seconds(p) for p in pids],
+                time.monotonic(),
+                time.process_time(),
+            )
             await asyncio.sleep(args.duration)
-            cpu1, wall1, own1 = cpu_seconds(pid), time.monotonic(), time.process_time()
+            cpu1, wall1, own1 = (
+                [cpu_seconds(p) for p in pids],
+                time.monotonic(),
+                time.process_time(),
+            )
             stats.measuring = False
-            rss = rss_mib(pid)
-            health = await nodes[0].call(hub, "GET", "/v1/health", None, 30.0)
+            rss = [rss_mib(p) for p in pids]
+            health = await nodes[0].call(hubs[0], "GET", "/v1/health", None, 30.0)
             for task in running:
                 task.cancel()
     return {
@@ -314,8 +331,12 @@ async def measure(args: argparse.Namespace, hub: str, pid: int) -> dict[str, Any
         "reregistered": stats.reregistered,
         "shed": stats.shed,
         "heartbeat_interval_max": max(stats.intervals, default=None),
-        "hub_cpu": round((cpu1 - cpu0) / (wall1 - wall0), 2),
-        "hub_rss_mib": round(rss, 1),
+        "hubs": len(hubs),
+        "hub_cpu": round((sum(cpu1) - sum(cpu0)) / (wall1 - wall0), 2),
+        "hub_cpu_each": [
+            round((b - a) / (wall1 - wall0), 2) for a, b in zip(cpu0, cpu1, strict=True)
+        ],
+        "hub_rss_mib": round(max(rss), 1),
         "loadgen_cpu": round((own1 - own0) / (wall1 - wall0), 2),
         "live_at_end": health.body.get("nodes"),
         "duration_s": args.duration,
@@ -335,6 +356,13 @@ def main() -> None:
     p.add_argument("--label", default="", help="a note in the JSON line")
     p.add_argument("--profile", help="run the hub under cProfile, stats into this file")
     p.add_argument(
+        "--hubs",
+        type=int,
+        default=1,
+        choices=range(1, 5),
+        help="replicas on one database (PostgreSQL); each node uses the one its id picks",
+    )
+    p.add_argument(
         "--old-client",
         action="store_true",
         help="nodes register again after any failed heartbeat (the client before issue #17)",
@@ -349,8 +377,14 @@ def main() -> None:
             args.db = f"sqlite+aiosqlite:///{tmp}/hub.db"
         elif args.db.startswith("postgresql"):
             asyncio.run(fresh_pg(args.db))
-        with hub_process(args.db, args.src, Path(tmp), args.hub_arg, args.profile) as (hub, pid):
-            result = asyncio.run(measure(args, hub, pid))
+        with contextlib.ExitStack() as stack:
+            started = [
+                stack.enter_context(
+                    hub_process(args.db, args.src, Path(tmp), args.hub_arg, args.profile)
+                )
+                for _ in range(args.hubs)
+            ]
+            result = asyncio.run(measure(args, [u for u, _ in started], [p for _, p in started]))
     result["label"] = args.label
     print(json.dumps(result), flush=True)
 
