@@ -46,6 +46,7 @@ from swarmget.defaults import (
     DEFAULT_DB_URL,
     DEFAULT_HUB_PORT,
     DEFAULT_PEER_PORT,
+    DEFAULT_PEERS_LIMIT,
     DEFAULT_PORTAL_PORT,
     DEFAULT_STATE_DIR,
     DEFAULT_TTL,
@@ -78,6 +79,7 @@ class _Listening(_Section):
 
 class NodeSettings(_Listening):
     hub: list[str] = Field(default_factory=list)
+    spread_hubs: bool = False  # start on the hub the node id picks: replicas share the load
     listen: str = "127.0.0.1"
     port: int = Field(default=DEFAULT_PEER_PORT, ge=0, le=65535)
     api_port: int = Field(default=DEFAULT_API_PORT, ge=0, le=65535)
@@ -124,6 +126,7 @@ class HubSettings(_Listening):
     trusted_proxies: list[str] = Field(default_factory=list)
     trust_proxy: bool = False  # gone: refused with a pointer to trusted_proxies
     group_cidr: list[str] = Field(default_factory=list)  # NAME=CIDR: who may declare NAME
+    peers_limit: int = Field(default=DEFAULT_PEERS_LIMIT, ge=1, le=64)  # peers per answer
 
     @field_validator("trusted_proxies")
     @classmethod

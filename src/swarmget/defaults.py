@@ -16,6 +16,8 @@ DEFAULT_PORTAL_PORT = 7403  # the portal's own listener, when it has one (web.re
 DEFAULT_DB_URL = "sqlite+aiosqlite:///swarmget-hub.db"
 #: Seconds a node stays listed by the hub without a heartbeat.
 DEFAULT_TTL = 15.0
+#: Peers one hub answer lists (``[hub] peers_limit``; at most 64, the protocol's bound).
+DEFAULT_PEERS_LIMIT = 32
 #: The environment variable holding the swarm secret (a file is preferred).
 SECRET_ENV = "SWARMGET_SECRET"
 DEFAULT_STATE_DIR = Path(

@@ -476,7 +476,7 @@ async def test_unknown_route_is_json(swarm: Swarm) -> None:
 
 
 class _BrokenStore(MemoryRegistryStore):
-    async def live_nodes(self, now: float, ttl: float) -> list[NodeRecord]:
+    async def live_node(self, node_id: str, now: float, ttl: float) -> NodeRecord | None:
         raise StorageError("disk on fire")
 
 

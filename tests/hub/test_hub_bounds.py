@@ -16,17 +16,16 @@ import pytest
 from aiohttp import web
 
 from swarmget.core.errors import HubUnavailable
-from swarmget.hub.app import MAX_NODES_PER_ADDRESS, make_hub_app
+from swarmget.hub.app import DEFAULT_PEERS_LIMIT, MAX_NODES_PER_ADDRESS, make_hub_app
 from swarmget.net.auth import json_body, signed_headers
 from swarmget.net.hub_client import HubClient, Registration
-from swarmget.protocol.hub import MAX_PEERS_PER_ANSWER
 from swarmget.testing.fakes import MemoryRegistryStore, identity_of, nid
 
 SECRET = b"hub-bounds-secret-0123456789"
 T0 = 1_700_000_000.0
 TTL = 15.0
 REG = Registration(port=7500, version="0.1.0", slots=4)
-#: A whole answer of MAX_PEERS_PER_ANSWER peers with full stats stays well under this.
+#: A whole answer of DEFAULT_PEERS_LIMIT peers with full stats stays well under this.
 MAX_ANSWER_BYTES = 64 * 1024
 
 
@@ -231,7 +230,8 @@ async def test_thousands_of_registrations_give_bounded_answers(members: Members)
         await members.client(nid(f"real-{i}"), f"127.0.2.{i}").heartbeat({"bytes_served": i})
     size, answer = await members.peers_answer(nid("real-1"), "127.0.2.1")
     listed = [p["node_id"] for p in answer["peers"]]
-    assert len(listed) == MAX_PEERS_PER_ANSWER
+    assert len(listed) == DEFAULT_PEERS_LIMIT
+    assert answer["total"] == accepted + 9  # every other live node of the group
     assert size < MAX_ANSWER_BYTES
     assert {nid(f"real-{i}") for i in range(2, 11)} == set(listed[:9])
     fakes = {nid(f"fake-{i:04d}") for i in range(2000)}
@@ -243,7 +243,7 @@ async def test_chosen_helpers_are_listed_however_big_the_group(members: Members)
     for i in range(100):
         await members.client(nid(f"n-{i:03d}"), f"127.0.3.{i // 8 + 1}").register(REG)
     asker = members.client(nid("n-000"), "127.0.3.1")
-    assert len(await asker.peers()) == MAX_PEERS_PER_ANSWER
+    assert len(await asker.peers()) == DEFAULT_PEERS_LIMIT
     chosen = await asker.peers([nid("n-099"), nid("n-042"), nid("n-000"), nid("not-registered")])
     assert sorted(p.node_id for p in chosen) == sorted([nid("n-042"), nid("n-099")])
 

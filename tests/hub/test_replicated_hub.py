@@ -139,3 +139,23 @@ async def test_two_hubs_share_the_registry_and_nodes_fail_over(
 
         states = await _hub_states(session, swarm)
         assert all(h["hub_url"] == hub_b and h["failures"] == 0 for h in states), states
+
+
+async def test_nodes_with_spread_hubs_share_the_replicas(
+    pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``[node] spread_hubs``: each node starts on the replica its id picks (sha256 of the
+    id, modulo the number of hubs), not all on the first of the list (issue #17)."""
+    monkeypatch.setenv("SWARMGET_NODE_SPREAD_HUBS", "true")
+    async with (
+        open_local_swarm(tmp_path / "swarm", 4, hubs=2, db_url=pg_url, hub_ttl=TTL) as swarm,
+        aiohttp.ClientSession() as session,
+    ):
+        urls = swarm.hub_urls()
+        picked = [
+            urls[int.from_bytes(hashlib.sha256(n.node_id.encode()).digest()[:8], "big") % 2]
+            for n in swarm.nodes
+        ]
+        await _until_hubs(
+            session, swarm, lambda s: [h.get("registered") and h["hub_url"] for h in s] == picked
+        )

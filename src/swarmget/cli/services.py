@@ -159,6 +159,7 @@ def node(ctx: click.Context, /, **_: Any) -> None:
             listen_port=v.port,
             api_port=v.api_port,
             hub_urls=parse_hub_urls(tuple(v.hub)),
+            spread_hubs=v.spread_hubs,
             group=v.group,
             slots=v.slots,
             connections=v.connections,
@@ -239,6 +240,9 @@ def _path_or_none(path: Path | None) -> str | None:
     help="NAME=CIDR: nodes in CIDR may declare --group NAME (repeatable); other declared "
     "groups are refused.",
 )
+@click.option(
+    "--peers-limit", type=int, help="Peers one answer lists, 1-64 (32): a requester uses no more."
+)
 @click.option("--log-format", type=click.Choice(["text", "json"]))
 @click.option(
     "--log-level",
@@ -267,7 +271,7 @@ def hub(ctx: click.Context, /, **_: Any) -> None:
             run_hub(
                 v.host, v.port, v.db, secret, v.ttl, v.group_prefix,
                 parse_cidrs(v.trusted_proxies), limits=_listen_limits(v),
-                group_policy=GroupPolicy.parse(v.group_cidr),
+                group_policy=GroupPolicy.parse(v.group_cidr), peers_limit=v.peers_limit,
                 on_listening=lambda url: announce({"url": url}),
             )
         )  # fmt: skip

@@ -53,7 +53,7 @@ Split by who is at fault and what the caller should do about it::
     │   └── ReplayCacheFull        the sender sent more requests in one window than the
     │                              receiver keeps nonces for: slow down (429)
     └── HubError                   talking to the hub failed (seen from a node)
-        ├── HubUnavailable         unreachable, timed out, or 5xx: back off, then register again
+        ├── HubUnavailable         unreachable, timed out, 5xx or overloaded: back off (Retry-After)
         ├── HubRejected            the hub refused us (secret, clock skew, bad request): retrying
         │                          as is will not help; fix the configuration
         │   └── HubTooOld          the hub does not know this request (a requester-only
@@ -274,7 +274,15 @@ class HubError(SwarmgetError):
 
 
 class HubUnavailable(HubError):
+    """``retry_after``: seconds the hub asked us to wait (None: it did not say)."""
+
     code = "hub_unavailable"
+
+    def __init__(
+        self, message: str, status: int | None = None, *, retry_after: float | None = None
+    ) -> None:
+        super().__init__(message, status)
+        self.retry_after = retry_after
 
 
 class HubRejected(HubError):

@@ -9,15 +9,20 @@
     POST   /v1/nodes/{id}/heartbeat   {stats: {...}} → {ok, ttl, heartbeat_interval}
                                       | 404 {"code": "unknown_node"}: register again
     DELETE /v1/nodes/{id}             → {ok, removed}
-    GET    /v1/peers                  → {group, peers: [...]}: at most MAX_PEERS_PER_ANSWER
-                                        live nodes of the asker's group, without the asker,
-                                        best first (``swarmget.hub.selection``) | 404;
+    GET    /v1/peers                  → {group, peers: [...], total}: at most ``peers_limit``
+                                        (default DEFAULT_PEERS_LIMIT) live nodes of the
+                                        asker's group, without the asker, best first
+                                        (``swarmget.hub.selection``), and how many there
+                                        are in all | 404;
                                         ``?node=ID&node=ID``: only those (at most
                                         MAX_PEERS_PER_ANSWER ids);
                                         ``?requester=1``: the asker is a requester only,
                                         signed but not registered: the peers of the group
                                         of the address the request comes from
     GET    /v1/health                 → {ok: true, nodes: N}   (the only unsigned route)
+
+Any signed route may answer 503 ``overloaded`` with Retry-After when the hub is strained,
+and a strained hub asks for heartbeats less often (``swarmget.hub.admission``).
 
 Every other request must be signed (``swarmget.net.auth``): with the swarm secret, and with
 the node key whose fingerprint is the node id (``swarmget.core.identity``), so a node may only
@@ -38,8 +43,9 @@ and the node registers again. Records dead for ``PRUNE_AFTER_TTLS`` TTLs are pru
 register.
 
 Replication: several hub processes may share one registry database (PostgreSQL; see
-``swarmget.hub.store``) and answer alike, since a hub keeps nothing of the registry in memory;
-nodes fail over between them (``swarmget.net.hub_client.HubPool``). Request nonces are
+``swarmget.hub.store``) and answer alike, since a hub keeps nothing of the registry in memory
+but a group's read for a second (``swarmget.hub.group_cache``); nodes fail over between them
+(``swarmget.net.hub_client.HubPool``; with ``spread`` they also share the load). Request nonces are
 recorded in that database too (``nonces``, a ``SharedNonces``: ``swarmget.hub.service``
 passes the registry store), so a signed request is accepted once by all replicas together,
 also across a hub's restart; each process keeps its own per-sender cache in front of it
@@ -82,7 +88,9 @@ from swarmget.core.groups import (
     canonical_address,
     group_of,
 )
-from swarmget.defaults import DEFAULT_TTL
+from swarmget.defaults import DEFAULT_PEERS_LIMIT, DEFAULT_TTL
+from swarmget.hub.admission import Admission
+from swarmget.hub.group_cache import DEFAULT_MAX_AGE, GroupCache
 from swarmget.hub.metrics import HubMetrics
 from swarmget.hub.selection import choose_peers
 from swarmget.hub.store import NodeRecord, RegistryStore
@@ -112,8 +120,6 @@ log = logging.getLogger(__name__)
 
 __all__ = ["DEFAULT_TTL", "HUB_STORE", "HEALTH_PATH", "make_hub_app", "peer_json"]
 
-#: Heartbeats are asked for this many times per TTL, so one lost heartbeat is harmless.
-HEARTBEATS_PER_TTL = 3
 #: Records not seen for this many TTLs are deleted (on each register).
 PRUNE_AFTER_TTLS = 20
 #: Live nodes one source address may register (a machine runs a node, maybe a few `get`s).
@@ -196,15 +202,19 @@ class _Hub:
     max_per_address: int = MAX_NODES_PER_ADDRESS
     group_policy: GroupPolicy = field(default_factory=GroupPolicy)
     metrics: HubMetrics = field(default_factory=HubMetrics)
+    peers_limit: int = DEFAULT_PEERS_LIMIT
+    admission: Admission
+    groups: GroupCache
     #: Registrations check the per-address cap and write one at a time (in this process).
     registering: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     async def live_count(self) -> int:
-        return len(await self.store.live_nodes(self.clock(), self.ttl))
+        return await self.store.count_live(self.clock(), self.admission.live_ttl)
 
     @property
     def _timers(self) -> dict[str, float]:
-        return {"ttl": self.ttl, "heartbeat_interval": self.ttl / HEARTBEATS_PER_TTL}
+        ttl = self.admission.live_ttl
+        return {"ttl": ttl, "heartbeat_interval": self.admission.heartbeat_interval}
 
     async def register(self, request: web.Request) -> web.Response:
         body = await _parse(request, RegisterRequest)
@@ -219,6 +229,7 @@ class _Hub:
             record = await self.store.upsert_node(_record(body, address, group), now)
         self.metrics.registrations += 1
         log.info("node registered: %s at %s (group %s)", record.node_id, record.url, group)
+        self.groups.forget(group)
         reply = RegisterAnswer(
             node_id=record.node_id, address=address, group=group, url=record.url, **self._timers
         )
@@ -232,12 +243,13 @@ class _Hub:
 
     async def _check_room(self, address: str, node_id: str, now: float) -> None:
         """``too_many_nodes`` when ``address`` has its share of live nodes besides this one."""
-        others = await self.store.count_live_at(address, now, self.ttl, other_than=node_id)
+        ttl = self.admission.live_ttl
+        others = await self.store.count_live_at(address, now, ttl, other_than=node_id)
         if others >= self.max_per_address:
             raise _Problem(
                 "too_many_nodes",
                 f"{address} already has {others} live nodes (at most {self.max_per_address})",
-                retry_after=self.ttl,
+                retry_after=ttl,
             )
 
     async def heartbeat(self, request: web.Request) -> web.Response:
@@ -245,7 +257,8 @@ class _Hub:
         body = await _parse(request, HeartbeatRequest)
         stats = body.stats.as_json()
         with self.metrics.heartbeat_timer():
-            known = await self.store.heartbeat(node_id, stats, self.clock(), ttl=self.ttl)
+            now, ttl = self.clock(), self.admission.live_ttl
+            known = await self.store.heartbeat(node_id, stats, now, ttl=ttl)
         if not known:  # expired (silent past its TTL and pruned), or a hub without it
             log.info("heartbeat from %s, not registered (any more): told to register", node_id)
             raise _Problem("unknown_node", f"node {node_id} is not registered (any more)")
@@ -257,45 +270,45 @@ class _Hub:
         if removed:
             self.metrics.departures += 1
             log.info("node left: %s", node_id)
+        self.groups.forget()  # leaving is rare: no need to look the node's group up
         return web.json_response({"ok": True, "removed": removed})
 
     async def peers(self, request: web.Request) -> web.Response:
         if _is_requester_query(request):
             return await self.requester_peers(request)
         node_id = authenticated_node(request)
-        live = await self.store.live_nodes(self.clock(), self.ttl)
-        me = next((r for r in live if r.node_id == node_id), None)
+        now, ttl = self.clock(), self.admission.live_ttl
+        me = await self.store.live_node(node_id, now, ttl)
         if me is None:
             raise _Problem("unknown_node", f"node {node_id} is not registered (any more)")
-        return self._peers_answer(request, live, me.group, node_id)
+        return await self._peers_answer(request, me.group, node_id, now, ttl)
 
     async def requester_peers(self, request: web.Request) -> web.Response:
         """``GET /v1/peers?requester=1``: a signed asker that never registered (a requester
         only) gets the live peers of the group of the address its request comes from."""
         group = self._group(self._source_address(request), None)
-        live = await self.store.live_nodes(self.clock(), self.ttl)
-        return self._peers_answer(request, live, group, authenticated_node(request))
+        now, ttl = self.clock(), self.admission.live_ttl
+        return await self._peers_answer(request, group, authenticated_node(request), now, ttl)
 
-    def _peers_answer(
-        self, request: web.Request, live: list[NodeRecord], group: str, asker: str
+    async def _peers_answer(
+        self, request: web.Request, group: str, asker: str, now: float, ttl: float
     ) -> web.Response:
-        """The live nodes of ``group`` but ``asker`` (of ``?node=``, when given), best first."""
+        """The live nodes of ``group`` but ``asker`` (of ``?node=``, when given), best first,
+        at most ``peers_limit`` of them, and how many there are in all."""
         wanted = _wanted_nodes(request)
-        mates = (
+        mates = [
             r
-            for r in live
-            if r.group == group and r.node_id != asker and (wanted is None or r.node_id in wanted)
-        )
-        fresh = FRESH_HEARTBEATS * self.ttl / HEARTBEATS_PER_TTL
-        chosen = choose_peers(
-            mates, limit=MAX_PEERS_PER_ANSWER, now=self.clock(), fresh=fresh, rng=self.rng
-        )
-        answer = PeersAnswer(group=group, peers=[peer_json(r) for r in chosen])
+            for r in await self.groups.live_in_group(group, now, ttl)
+            if r.node_id != asker and (wanted is None or r.node_id in wanted)
+        ]
+        fresh = FRESH_HEARTBEATS * self.admission.heartbeat_interval
+        chosen = choose_peers(mates, limit=self.peers_limit, now=now, fresh=fresh, rng=self.rng)
+        peers = [peer_json(r) for r in chosen]
+        answer = PeersAnswer(group=group, peers=peers, total=len(mates))
         return web.json_response(answer.model_dump())
 
     async def health(self, request: web.Request) -> web.Response:
-        live = await self.store.live_nodes(self.clock(), self.ttl)
-        return web.json_response({"ok": True, "nodes": len(live)})
+        return web.json_response({"ok": True, "nodes": await self.live_count()})
 
     def _group(self, address: str, declared: str | None) -> str:
         """The group of a node at ``address``; a declared name only where the policy
@@ -407,16 +420,26 @@ def make_hub_app(
     max_nodes_per_address: int = MAX_NODES_PER_ADDRESS,
     group_policy: GroupPolicy | None = None,
     nonces: SharedNonces | None = None,
+    peers_limit: int = DEFAULT_PEERS_LIMIT,
+    admission: Admission | None = None,
+    group_max_age: float = DEFAULT_MAX_AGE,
 ) -> web.Application:
     """The hub as an aiohttp application. The caller owns ``store`` (opens and closes it)
     and ``nonces`` (where replicas share seen nonces; None: in this process only).
-    ``rng`` orders equally good peers in answers (default: a fresh ``random.Random``)."""
+    ``rng`` orders equally good peers in answers (default: a fresh ``random.Random``).
+    ``peers_limit``: peers per answer (1 … ``MAX_PEERS_PER_ANSWER``); ``admission``: the
+    strain policy (default: ``Admission`` on the real clock, with the hub's ``ttl``);
+    ``group_max_age``: seconds one group's read of the registry is reused (0: never)."""
     if ttl <= 0:
         raise ValueError("ttl must be positive")
     if not 0 <= group_prefix <= 32 or not 0 <= group_prefix_v6 <= 128:
         raise ValueError("group prefixes must be 0-32 (IPv4) and 0-128 (IPv6) bits")
     if max_nodes_per_address < 1:
         raise ValueError("max_nodes_per_address must be at least 1")
+    if not 1 <= peers_limit <= MAX_PEERS_PER_ANSWER:
+        raise ValueError(f"peers_limit must be 1-{MAX_PEERS_PER_ANSWER}")
+    metrics = HubMetrics()
+    admission = admission or Admission(ttl=ttl, registry=metrics.registry)
     hub = _Hub(
         store=store,
         ttl=ttl,
@@ -427,12 +450,18 @@ def make_hub_app(
         rng=rng or random.Random(),
         max_per_address=max_nodes_per_address,
         group_policy=group_policy or GroupPolicy(),
+        metrics=metrics,
+        peers_limit=peers_limit,
+        admission=admission,
+        groups=GroupCache(store, clock=clock, max_age=group_max_age),
     )
     exempt = frozenset({HEALTH_PATH, "/metrics"})
     auth = auth_middleware(
         secret, exempt=exempt, clock=clock, shared=nonces, origin_of=hub.origin_of
     )
-    app = web.Application(middlewares=[_problems, auth], client_max_size=MAX_SIGNED_BODY)
+    app = web.Application(
+        middlewares=[_problems, admission.middleware, auth], client_max_size=MAX_SIGNED_BODY
+    )
     app[HUB_STORE] = store
     app.router.add_post("/v1/nodes/register", hub.register)
     app.router.add_post("/v1/nodes/{node_id}/heartbeat", hub.heartbeat)

@@ -27,7 +27,13 @@ from typing import Any
 from swarmget.core.addresses import IPNetwork, parse_cidrs
 from swarmget.core.errors import SwarmgetError, UsageError
 from swarmget.core.groups import DEFAULT_PREFIX_BITS, GroupPolicy
-from swarmget.defaults import DEFAULT_DB_URL, DEFAULT_HUB_PORT, DEFAULT_TTL, SECRET_ENV
+from swarmget.defaults import (
+    DEFAULT_DB_URL,
+    DEFAULT_HUB_PORT,
+    DEFAULT_PEERS_LIMIT,
+    DEFAULT_TTL,
+    SECRET_ENV,
+)
 from swarmget.hub.app import make_hub_app
 from swarmget.hub.store import RegistryStore, open_registry_store
 from swarmget.net.serve import (
@@ -86,6 +92,7 @@ async def open_hub(
     limits: ListenLimits | None = None,
     clock: Callable[[], float] = time.time,
     group_policy: GroupPolicy | None = None,
+    peers_limit: int = DEFAULT_PEERS_LIMIT,
 ) -> AsyncIterator[RunningHub]:
     """Serve a hub while the block runs (see module doc). Raises ``StorageError`` when the
     database is unusable and ``UsageError`` when ``host:port`` cannot be bound. Connections
@@ -101,6 +108,7 @@ async def open_hub(
             clock=clock,
             group_policy=group_policy,
             nonces=store,
+            peers_limit=peers_limit,
         )
         limits = dataclasses.replace(limits or ListenLimits(), uncounted=trusted_proxies)
         async with open_listener(
@@ -125,6 +133,7 @@ async def run_hub(
     *,
     limits: ListenLimits | None = None,
     group_policy: GroupPolicy | None = None,
+    peers_limit: int = DEFAULT_PEERS_LIMIT,
     on_listening: Callable[[str], None] | None = None,
 ) -> None:
     """Serve the hub until cancelled, SIGTERM or SIGINT; ``on_listening(url)`` once bound."""
@@ -138,6 +147,7 @@ async def run_hub(
         trusted_proxies=trusted_proxies,
         limits=limits,
         group_policy=group_policy,
+        peers_limit=peers_limit,
     )
 
     def listening(hub: RunningHub) -> None:
@@ -184,6 +194,12 @@ def _parser() -> argparse.ArgumentParser:
         metavar="NAME=CIDR",
         help="nodes in CIDR may declare group NAME (repeatable); others are refused",
     )
+    p.add_argument(
+        "--peers-limit",
+        type=int,
+        default=DEFAULT_PEERS_LIMIT,
+        help="peers one answer lists (1-64)",
+    )
     return p
 
 
@@ -213,6 +229,7 @@ def main(argv: list[str] | None = None) -> int:
                 parse_cidrs(args.trusted_proxy),
                 limits=limits,
                 group_policy=GroupPolicy.parse(args.group_cidr),
+                peers_limit=args.peers_limit,
                 on_listening=_announce,
             )
         )

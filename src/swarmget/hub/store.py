@@ -13,7 +13,12 @@ register again, which re-checks everything).
 ``SqlRegistryStore`` works on any SQLAlchemy async URL: ``sqlite+aiosqlite:///hub.db`` (the
 default; WAL journal so readers never block the writer) or e.g.
 ``postgresql+asyncpg://user:pw@host/db``. It uses portable column types only and creates its
-table on ``start`` (``metadata.create_all``, a no-op when it exists). Database failures
+table on ``start`` (``metadata.create_all``, a no-op when it exists), and then any index a
+database made by an older version lacks (``CREATE INDEX IF NOT EXISTS``). Queries go by index:
+one group's live nodes by (group, last_seen), one node by its key, counts without loading
+rows, so a peers answer costs one group's rows, not the whole registry. On SQLite, writers of
+one process take turns (an ``asyncio.Lock``) instead of competing for the file lock in
+threads until ``database is locked``. Database failures
 surface as ``StorageError``. The in-memory fake is
 ``swarmget.testing.fakes.MemoryRegistryStore``.
 
@@ -40,10 +45,11 @@ by one hub at a time, like ``prune``).
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import os
-from collections.abc import AsyncIterator, Iterator, Mapping
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -51,9 +57,13 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, IntegrityError, NoSuchModuleError, SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from swarmget.core.errors import StorageError, UsageError
 from swarmget.db import create_db_engine
+from swarmget.hub.batched_writes import Beat, Nonce, write_beats, write_nonces
+from swarmget.hub.group_commit import GroupCommit
+from swarmget.hub.schema import create_missing_indexes, metadata, nodes, nonces
 
 __all__ = [
     "NodeRecord",
@@ -124,6 +134,18 @@ class RegistryStore(Protocol):
         """How many nodes at ``address``, except ``other_than``, are live at ``now``."""
         ...
 
+    async def live_in_group(self, group: str, now: float, ttl: float) -> list[NodeRecord]:
+        """The live nodes of ``group``, ordered by node id."""
+        ...
+
+    async def live_node(self, node_id: str, now: float, ttl: float) -> NodeRecord | None:
+        """The node, when it is live; else None."""
+        ...
+
+    async def count_live(self, now: float, ttl: float) -> int:
+        """How many nodes are live."""
+        ...
+
     async def prune(self, before: float) -> int:
         """Forget nodes last seen before ``before``; returns how many."""
         ...
@@ -132,34 +154,6 @@ class RegistryStore(Protocol):
 
 
 # --- SQL --------------------------------------------------------------------------------------
-
-metadata = sa.MetaData()
-
-nodes = sa.Table(
-    "hub_nodes",
-    metadata,
-    sa.Column("node_id", sa.String(128), primary_key=True),
-    sa.Column("address", sa.String(64), nullable=False),
-    sa.Column("port", sa.Integer, nullable=False),
-    sa.Column("url", sa.String(300), nullable=False),
-    sa.Column("version", sa.String(64), nullable=False),
-    sa.Column("slots", sa.Integer, nullable=False),
-    sa.Column("group_name", sa.String(128), nullable=False),
-    sa.Column("wan_rate", sa.BigInteger, nullable=True),
-    sa.Column("quota_left", sa.BigInteger, nullable=True),
-    sa.Column("registered_at", sa.Double, nullable=False),
-    sa.Column("last_seen", sa.Double, nullable=False, index=True),
-    sa.Column("stats", sa.JSON, nullable=False),
-)
-
-
-nonces = sa.Table(
-    "hub_nonces",
-    metadata,
-    sa.Column("node_id", sa.String(128), primary_key=True),
-    sa.Column("nonce", sa.String(64), primary_key=True),
-    sa.Column("expires_at", sa.Double, nullable=False, index=True),
-)
 
 
 def _values(record: NodeRecord, now: float) -> dict[str, Any]:
@@ -214,6 +208,12 @@ class SqlRegistryStore:
         native = self._dialect in ("postgresql", "sqlite")
         self._on_conflict = native if on_conflict is None else on_conflict and native
         self._nonces_swept_at = float("-inf")
+        #: SQLite writers of this process take turns (see module doc); None: the server locks.
+        self._write_lock = asyncio.Lock() if self._dialect == "sqlite" else None
+        #: Heartbeats and nonces written in batches while ``start``ed (see module doc).
+        self._beats = GroupCommit(self._write_beats)
+        self._nonces = GroupCommit(self._write_nonces)
+        self._committers: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
         """Create the table if needed. Raises ``StorageError`` if the database is unusable."""
@@ -223,8 +223,12 @@ class SqlRegistryStore:
                 if self._dialect == "postgresql":
                     await conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_SCHEMA_LOCK)))
                 await conn.run_sync(metadata.create_all)
+                await conn.run_sync(create_missing_indexes)
         except (SQLAlchemyError, OSError) as exc:
             raise StorageError(f"cannot open the hub database {self._safe_url}: {exc}") from exc
+        self._committers = [asyncio.create_task(self._beats.run())]
+        if self._on_conflict:
+            self._committers.append(asyncio.create_task(self._nonces.run()))
 
     def _check_sqlite_directory(self) -> None:
         """A clear message (and no failed connect, which leaks an aiosqlite thread) when a
@@ -243,7 +247,28 @@ class SqlRegistryStore:
             )
 
     async def close(self) -> None:
+        for task in self._committers:
+            task.cancel()
+        await asyncio.gather(*self._committers, return_exceptions=True)
+        self._committers = []
         await self._engine.dispose()
+
+    async def _write_beats(self, beats: Sequence[Beat]) -> list[bool]:
+        with self._translated():
+            async with self._writing() as conn:
+                return await write_beats(conn, beats)
+
+    async def _write_nonces(self, items: Sequence[Nonce]) -> list[bool]:
+        with self._translated():
+            async with self._writing() as conn:
+                return await write_nonces(conn, self._dialect, items)
+
+    @asynccontextmanager
+    async def _writing(self) -> AsyncIterator[AsyncConnection]:
+        """A transaction that writes (on SQLite, one of this process's at a time)."""
+        turn: AbstractAsyncContextManager[Any] = self._write_lock or nullcontext()
+        async with turn, self._engine.begin() as conn:
+            yield conn
 
     @contextmanager
     def _translated(self) -> Iterator[None]:
@@ -257,7 +282,7 @@ class SqlRegistryStore:
         values = _values(record, now)
         with self._translated():
             if self._on_conflict:
-                async with self._engine.begin() as conn:
+                async with self._writing() as conn:
                     await conn.execute(self._insert_on_conflict(record.node_id, values))
             else:
                 await self._upsert_portable(record.node_id, values)
@@ -276,7 +301,7 @@ class SqlRegistryStore:
         new node inserted first (IntegrityError), the next try updates its row."""
         for attempt in range(1, PORTABLE_UPSERT_ATTEMPTS + 1):
             try:
-                async with self._engine.begin() as conn:
+                async with self._writing() as conn:
                     where = nodes.c.node_id == node_id
                     result = await conn.execute(sa.update(nodes).where(where).values(**values))
                     if result.rowcount == 0:
@@ -289,17 +314,19 @@ class SqlRegistryStore:
     async def heartbeat(
         self, node_id: str, stats: Mapping[str, Any], now: float, *, ttl: float | None = None
     ) -> bool:
+        if self._committers:
+            return await self._beats.submit(Beat(node_id, stats, now, ttl))
         stmt = sa.update(nodes).where(nodes.c.node_id == node_id)
         if ttl is not None:
             stmt = stmt.where(nodes.c.last_seen >= now - ttl)
         with self._translated():
-            async with self._engine.begin() as conn:
+            async with self._writing() as conn:
                 result = await conn.execute(stmt.values(last_seen=now, stats=dict(stats)))
         return bool(result.rowcount == 1)
 
     async def remove(self, node_id: str) -> bool:
         with self._translated():
-            async with self._engine.begin() as conn:
+            async with self._writing() as conn:
                 result = await conn.execute(sa.delete(nodes).where(nodes.c.node_id == node_id))
         return bool(result.rowcount == 1)
 
@@ -322,10 +349,37 @@ class SqlRegistryStore:
             async with self._engine.connect() as conn:
                 return int((await conn.execute(query)).scalar_one())
 
+    async def live_in_group(self, group: str, now: float, ttl: float) -> list[NodeRecord]:
+        query = (
+            sa.select(nodes)
+            .where(nodes.c.group_name == group)
+            .where(nodes.c.last_seen >= now - ttl)
+            .order_by(nodes.c.node_id)
+        )
+        return await self._records(query)
+
+    async def live_node(self, node_id: str, now: float, ttl: float) -> NodeRecord | None:
+        query = sa.select(nodes).where(nodes.c.node_id == node_id)
+        found = await self._records(query.where(nodes.c.last_seen >= now - ttl))
+        return found[0] if found else None
+
+    async def count_live(self, now: float, ttl: float) -> int:
+        query = sa.select(sa.func.count()).select_from(nodes)
+        with self._translated():
+            async with self._engine.connect() as conn:
+                where = nodes.c.last_seen >= now - ttl
+                return int((await conn.execute(query.where(where))).scalar_one())
+
+    async def _records(self, query: sa.Select[Any]) -> list[NodeRecord]:
+        with self._translated():
+            async with self._engine.connect() as conn:
+                rows = (await conn.execute(query)).all()
+        return [_record(row) for row in rows]
+
     async def prune(self, before: float) -> int:
         """On PostgreSQL, 0 at once when another hub is pruning (see module doc)."""
         with self._translated():
-            async with self._engine.begin() as conn:
+            async with self._writing() as conn:
                 if self._dialect == "postgresql":
                     lock = sa.select(sa.func.pg_try_advisory_xact_lock(_PRUNE_LOCK))
                     if not (await conn.execute(lock)).scalar_one():
@@ -341,12 +395,14 @@ class SqlRegistryStore:
         row = {"node_id": node_id, "nonce": nonce, "expires_at": expires_at}
         with self._translated():
             await self._sweep_nonces(now)
+            if self._on_conflict and self._committers:
+                return await self._nonces.submit(Nonce(node_id, nonce, expires_at))
             if self._on_conflict:
-                async with self._engine.begin() as conn:
+                async with self._writing() as conn:
                     result = await conn.execute(self._insert_nonce(row))
                 return bool(result.rowcount == 1)
             try:
-                async with self._engine.begin() as conn:
+                async with self._writing() as conn:
                     await conn.execute(sa.insert(nonces).values(**row))
             except IntegrityError:
                 return False
@@ -362,7 +418,7 @@ class SqlRegistryStore:
         if now - self._nonces_swept_at < NONCE_SWEEP_INTERVAL:
             return
         self._nonces_swept_at = now
-        async with self._engine.begin() as conn:
+        async with self._writing() as conn:
             if self._dialect == "postgresql":
                 lock = sa.select(sa.func.pg_try_advisory_xact_lock(_NONCE_SWEEP_LOCK))
                 if not (await conn.execute(lock)).scalar_one():

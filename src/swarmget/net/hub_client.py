@@ -27,18 +27,24 @@ database (a replicated hub), with failover; see its docstring. The node daemon a
 one (a pool of one hub behaves like its ``HubClient``).
 
 ``run_membership`` keeps a node registered for as long as it runs; the node daemon runs it
-as an owned task. It registers, heartbeats every ``heartbeat_interval`` (as the hub asks,
-unless ``interval`` is given), registers again at once when the hub has forgotten the node
-(404) or a pool moved to another hub (``HubSwitched``), and after any other failure backs
-off exponentially (with jitter, so that a restarted hub is not hit by every node in the
-same instant) and then registers again. When cancelled it tells the hub it leaves, best
-effort and bounded by ``leave_timeout``.
+as an owned task. It registers, heartbeats every ``heartbeat_interval`` (as the hub asks in
+its latest answer, at most ``MAX_HUB_WAIT``, unless ``interval`` is given), registers again
+at once when the hub has forgotten the node (404) or a pool moved to another hub
+(``HubSwitched``), and after any other failure backs off exponentially (with jitter, so that
+a restarted hub is not hit by every node in the same instant), or for as long as the hub's
+Retry-After says when that is longer (at most ``MAX_HUB_WAIT``). A heartbeat that fails
+because the hub is unavailable or slow keeps the registration: the next attempt is a
+heartbeat again, not a registration (the most expensive call, and what made a slow hub's
+nodes storm it); only the hub saying it forgot us (404) makes us register again. A refused
+heartbeat (``HubRejected``) registers again after the backoff. When cancelled it tells the
+hub it leaves, best effort and bounded by ``leave_timeout``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import hashlib
 import logging
 import random
 import time
@@ -61,6 +67,7 @@ from swarmget.protocol.hub import (
     MAX_HUB_ANSWER_BYTES,
     MAX_PEERS_PER_ANSWER,
     PEERS_PATH,
+    HeartbeatAnswer,
     PeerEntry,
     PeersAnswer,
     RegisterAnswer,
@@ -90,6 +97,10 @@ DEFAULT_CONNECT_TIMEOUT = 3.0
 DEFAULT_BACKOFF_INITIAL = 1.0
 DEFAULT_BACKOFF_MAX = 30.0
 DEFAULT_LEAVE_TIMEOUT = 2.0
+#: The longest a node waits because the hub said so (Retry-After, heartbeat interval).
+MAX_HUB_WAIT = 300.0
+#: The shortest heartbeat interval a hub may ask for.
+MIN_HUB_INTERVAL = 1.0
 
 _T = TypeVar("_T")
 
@@ -122,6 +133,7 @@ PeerInfo = PeerEntry
 
 _REGISTERED = pydantic.TypeAdapter(RegisterAnswer)
 _PEERS = pydantic.TypeAdapter(PeersAnswer)
+_HEARTBEAT = pydantic.TypeAdapter(HeartbeatAnswer)
 
 
 class RequesterOnly(RuntimeError):
@@ -160,10 +172,11 @@ class HubClient:
         answer = await self._call("POST", "/v1/nodes/register", registration.as_json(self.node_id))
         return _parse(_REGISTERED, answer)
 
-    async def heartbeat(self, stats: Mapping[str, Any] | None = None) -> None:
+    async def heartbeat(self, stats: Mapping[str, Any] | None = None) -> HeartbeatAnswer:
         """Raises ``UnknownNode`` when the hub wants us to register again."""
         self._check_member()
-        await self._call("POST", f"/v1/nodes/{self.node_id}/heartbeat", {"stats": stats or {}})
+        path = f"/v1/nodes/{self.node_id}/heartbeat"
+        return _parse(_HEARTBEAT, await self._call("POST", path, {"stats": stats or {}}))
 
     async def leave(self) -> None:
         self._check_member()
@@ -211,6 +224,7 @@ class HubClient:
             ) as response:
                 answer = await read_bounded(response.content, MAX_HUB_ANSWER_BYTES)
                 status = response.status
+                retry_after = response.headers.get("Retry-After")
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             raise HubUnavailable(f"hub {self.hub_url} unreachable: {plain_words(exc)}") from exc
         if answer is None:
@@ -220,7 +234,7 @@ class HubClient:
                 status,
             )
         if status >= 300:
-            raise _status_error(status, answer, f"{method} {path}")
+            raise _status_error(status, answer, f"{method} {path}", _seconds(retry_after))
         return answer
 
 
@@ -247,11 +261,23 @@ def _first_error(exc: pydantic.ValidationError) -> str:
     return f"{'.'.join(str(part) for part in first['loc']) or 'entry'}: {first['msg']}"
 
 
-def _status_error(status: int, answer: bytes, what: str) -> HubError:
+def _status_error(
+    status: int, answer: bytes, what: str, retry_after: float | None = None
+) -> HubError:
     message, code = _error_fields(answer)
     text = f"hub refused {what}: {status} {message}".rstrip()
     kind = HUB_ERRORS.for_code(code, status)
+    if issubclass(kind, HubUnavailable):
+        return kind(text, status, retry_after=retry_after)
     return kind(text, status) if issubclass(kind, HubError) else HubRejected(text, status)
+
+
+def _seconds(retry_after: str | None) -> float | None:
+    """Retry-After's delay-seconds (RFC 9110 10.2.3), at most ``MAX_HUB_WAIT``; None when
+    absent or not a number of seconds (an HTTP date is not worth trusting a hub's clock)."""
+    if retry_after is None or not retry_after.strip().isdigit():
+        return None
+    return min(float(retry_after.strip()), MAX_HUB_WAIT)
 
 
 def _error_fields(answer: bytes) -> tuple[str, str | None]:
@@ -284,7 +310,7 @@ class HubApi(Protocol):
 
     async def register(self, registration: Registration) -> Registered: ...
 
-    async def heartbeat(self, stats: Mapping[str, Any] | None = None) -> None: ...
+    async def heartbeat(self, stats: Mapping[str, Any] | None = None) -> HeartbeatAnswer: ...
 
     async def leave(self) -> None: ...
 
@@ -301,8 +327,10 @@ class HubSwitched(UnknownNode):
 class HubPool:
     """Several hubs sharing one registry (one database), used as one hub with failover.
 
-    Calls go to the *current* hub, at first the first one listed. When a call finds it
-    unavailable (``HubUnavailable``: unreachable, timed out, 5xx), the pool moves on to the
+    Calls go to the *current* hub, at first the first one listed (with ``spread``: the one
+    the node id's hash picks, so that the nodes of a swarm share the replicas' load instead
+    of all using the first while it lives; the others follow in list order). When a call
+    finds it unavailable (``HubUnavailable``: unreachable, timed out, 5xx), the pool moves to the
     next hub of the list (round robin) and stays there while it answers; it never moves back
     by itself, so nodes do not flap between hubs. Then:
 
@@ -331,6 +359,7 @@ class HubPool:
         connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
         clock: Callable[[], float] = time.time,
         requester_only: bool = False,
+        spread: bool = False,
     ) -> None:
         if not hub_urls:
             raise ValueError("a hub pool needs at least one hub URL")
@@ -342,7 +371,7 @@ class HubPool:
             for url in hub_urls
         )  # fmt: skip
         self.node_id = identity.node_id
-        self._current = 0
+        self._current = _hub_index(self.node_id, len(self.clients)) if spread else 0
         self._registered_at: int | None = None
 
     @property
@@ -354,17 +383,18 @@ class HubPool:
         self._registered_at = index
         return registered
 
-    async def heartbeat(self, stats: Mapping[str, Any] | None = None) -> None:
+    async def heartbeat(self, stats: Mapping[str, Any] | None = None) -> HeartbeatAnswer:
         """Raises ``UnknownNode`` when the hub wants us to register again, and its subclass
-        ``HubSwitched`` when we should register with the pool's current hub."""
+        ``HubSwitched`` when we should register with the pool's current hub. A hub that is
+        overloaded (an answer with Retry-After) is not left: its replicas share its load."""
         index = self._current
         if self._registered_at is not None and index != self._registered_at:
             old = self.clients[self._registered_at].hub_url
             raise HubSwitched(f"registered with hub {old}, now using hub {self.hub_url}")
         try:
-            await self.clients[index].heartbeat(stats)
+            return await self.clients[index].heartbeat(stats)
         except HubUnavailable as exc:
-            if not self._move_on(index):
+            if exc.retry_after is not None or not self._move_on(index):
                 raise
             raise HubSwitched(f"{exc}; switching to hub {self.hub_url}", exc.status) from exc
 
@@ -402,6 +432,13 @@ class HubPool:
         return True
 
 
+def _hub_index(node_id: str, count: int) -> int:
+    """The hub of ``count`` that ``node_id`` starts with: spread evenly, and the same in
+    every run of the node (a restarted node goes back to the hub that knows it)."""
+    digest = hashlib.sha256(node_id.encode()).digest()
+    return int.from_bytes(digest[:8], "big") % count
+
+
 # --- staying a member ---------------------------------------------------------------------------
 
 
@@ -409,12 +446,14 @@ class HubPool:
 class MembershipState:
     """Where membership stands after the latest attempt. ``registered`` is None while we
     are not registered; ``error`` is the latest failure (None once a call succeeded);
-    ``hub_url`` is the hub we are (or are trying to be) registered with."""
+    ``hub_url`` is the hub we are (or are trying to be) registered with; ``next_in`` the
+    seconds until the next attempt."""
 
     registered: Registered | None
     failures: int = 0
     error: str | None = None
     hub_url: str | None = None
+    next_in: float | None = None
 
 
 def membership_backoff(
@@ -438,40 +477,58 @@ class _Membership:
     registered: Registered | None = None
     failures: int = 0
     error: str | None = None
+    #: The heartbeat interval of the hub's latest answer.
+    hub_interval: float = 0.0
 
     async def step(self, stats_fn: Callable[[], Mapping[str, Any]]) -> float:
         """One register or heartbeat; returns how long to wait before the next."""
         try:
             if self.registered is None:
                 self.registered = await self.client.register(self.registration)
+                self.hub_interval = self.registered.heartbeat_interval
                 log.info("registered with hub %s as %s", self.client.hub_url, self.registered)
             else:
-                await self.client.heartbeat(stats_fn())
+                answer = await self.client.heartbeat(stats_fn())
+                self.hub_interval = answer.heartbeat_interval
         except UnknownNode as exc:
             log.info("%s; registering again with hub %s", exc, self.client.hub_url)
-            self._failed(exc)
+            self._failed(exc, keep=False)
             return 0.0
         except HubError as exc:
             log.warning("hub %s: %s", self.client.hub_url, exc)
-            self._failed(exc)
-            self.failures += 1
-            jitter = random.random()
-            return membership_backoff(
-                self.failures, initial=self.initial, maximum=self.maximum, jitter=jitter
-            )
+            self._failed(exc, keep=isinstance(exc, HubUnavailable))
+            return self._backoff(exc)
         self.failures, self.error = 0, None
-        return self.interval if self.interval is not None else self.registered.heartbeat_interval
+        if self.interval is not None:
+            return self.interval
+        return min(max(self.hub_interval, MIN_HUB_INTERVAL), MAX_HUB_WAIT)
 
-    def _failed(self, exc: HubError) -> None:
-        self.registered = None
+    def _backoff(self, exc: HubError) -> float:
+        """The wait after a failure: exponential backoff, or the hub's Retry-After (plus up
+        to a half of it, so that shed nodes do not all come back at once) when longer."""
+        self.failures += 1
+        jitter = random.random()
+        delay = membership_backoff(
+            self.failures, initial=self.initial, maximum=self.maximum, jitter=jitter
+        )
+        asked = exc.retry_after if isinstance(exc, HubUnavailable) else None
+        if asked is None:
+            return delay
+        return min(max(delay, asked * (1 + jitter / 2)), MAX_HUB_WAIT)
+
+    def _failed(self, exc: HubError, *, keep: bool) -> None:
+        """Record the failure; forget the registration unless ``keep`` (see module doc)."""
+        if not keep:
+            self.registered = None
         self.error = str(exc)
 
-    def state(self) -> MembershipState:
+    def state(self, next_in: float | None = None) -> MembershipState:
         return MembershipState(
             registered=self.registered,
             failures=self.failures,
             error=self.error,
             hub_url=self.client.hub_url,
+            next_in=next_in,
         )
 
 
@@ -499,7 +556,7 @@ async def run_membership(
         while True:
             delay = await member.step(stats_fn)
             if on_state is not None:
-                on_state(member.state())
+                on_state(member.state(delay))
             await asyncio.sleep(delay)
     finally:
         if member.registered is not None:

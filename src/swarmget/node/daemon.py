@@ -72,6 +72,7 @@ class NodeConfig:
     api_port: int = 0
     hub_urls: tuple[str, ...] = ()  # hubs sharing one registry, tried in this order
     hub_url: str | None = None  # one hub (older callers): tried before ``hub_urls``
+    spread_hubs: bool = False  # start on the hub our id's hash picks (replicas share load)
     group: str | None = None
     slots: int = 3
     connections: int = 4
@@ -266,7 +267,9 @@ async def open_node(config: NodeConfig, *, pages: MountPages | None = None) -> A
         )
         hub = None
         if config.hubs():
-            hub = HubPool(peer_session, config.hubs(), config.secret, identity)
+            hub = HubPool(
+                peer_session, config.hubs(), config.secret, identity, spread=config.spread_hubs
+            )
         history = DownloadHistory(config.state_dir)  # before the task group: closed after it
         stack.callback(history.close)
         tg = await stack.enter_async_context(asyncio.TaskGroup())

@@ -41,6 +41,7 @@ from swarmget.net.hub_client import HubPool, PeerInfo, Registered, Registration
 from swarmget.net.origin import OriginClient
 from swarmget.net.relay_client import RelayClient
 from swarmget.node.downloads import DownloadManager, SwarmContext
+from swarmget.protocol.hub import HeartbeatAnswer
 
 __all__ = [
     "HubOutcome",
@@ -132,8 +133,8 @@ class _ReportingHub:
     async def register(self, registration: Registration) -> Registered:
         return await self._pool.register(registration)  # refused: requester only
 
-    async def heartbeat(self, stats: Mapping[str, Any] | None = None) -> None:
-        await self._pool.heartbeat(stats)  # refused: requester only
+    async def heartbeat(self, stats: Mapping[str, Any] | None = None) -> HeartbeatAnswer:
+        return await self._pool.heartbeat(stats)  # refused: requester only
 
     async def leave(self) -> None:
         await self._pool.leave()  # refused: requester only

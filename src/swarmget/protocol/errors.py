@@ -170,6 +170,8 @@ HUB_ERRORS = ErrorTable(
     [
         WireError(code="unknown_node", status=404, raised=e.UnknownNode),
         WireError(code="too_many_nodes", status=429, raised=e.HubUnavailable),
+        #: the hub is strained (``swarmget.hub.admission``): come back after Retry-After
+        WireError(code="overloaded", status=503, raised=e.HubUnavailable),
         WireError(code="bad_request", status=400, raised=e.HubRejected),
         WireError(code="bad_address", status=400, raised=e.HubRejected),
         WireError(code="forbidden", status=403, raised=e.HubRejected),

@@ -34,6 +34,7 @@ __all__ = [
     "REQUESTER_PARAM",
     "REQUESTER_VALUE",
     "VERSION_PATTERN",
+    "HeartbeatAnswer",
     "HeartbeatRequest",
     "PeerEntry",
     "PeerStats",
@@ -139,13 +140,15 @@ class PeerEntry(BaseModel):
 
 
 class PeersAnswer(BaseModel):
-    """The frame of a ``GET /v1/peers`` answer: the asker's group and its live peers. The
+    """The frame of a ``GET /v1/peers`` answer: the asker's group and some of its live
+    peers; ``total``: how many there are in all (None: a hub older than the field). The
     entries are checked one by one (``PeerEntry``): a malformed one is skipped, not fatal."""
 
     model_config = ConfigDict(frozen=True)
 
     group: str
     peers: list[Any]
+    total: int | None = Field(default=None, ge=0)
 
 
 class RegisterRequest(BaseModel):
@@ -197,6 +200,17 @@ class RegisterAnswer(BaseModel):
     url: str
     ttl: float
     heartbeat_interval: float
+
+
+class HeartbeatAnswer(BaseModel):
+    """The hub's answer to a heartbeat: how long the node stays live and when to heartbeat
+    again (longer when the hub is strained: ``swarmget.hub.admission``)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    ok: bool = True
+    ttl: float = Field(gt=0, allow_inf_nan=False)
+    heartbeat_interval: float = Field(gt=0, allow_inf_nan=False)
 
 
 def peer_url(scheme: str, address: str, port: int) -> str:

@@ -90,6 +90,16 @@ class MemoryRegistryStore:
             if r.address == address and r.node_id != other_than and r.is_live(now, ttl)
         )
 
+    async def live_in_group(self, group: str, now: float, ttl: float) -> list[NodeRecord]:
+        return [r for r in await self.live_nodes(now, ttl) if r.group == group]
+
+    async def live_node(self, node_id: str, now: float, ttl: float) -> NodeRecord | None:
+        record = self._nodes.get(node_id)
+        return record if record is not None and record.is_live(now, ttl) else None
+
+    async def count_live(self, now: float, ttl: float) -> int:
+        return sum(1 for r in self._nodes.values() if r.is_live(now, ttl))
+
     async def prune(self, before: float) -> int:
         dead = [node_id for node_id, r in self._nodes.items() if r.last_seen < before]
         for node_id in dead:

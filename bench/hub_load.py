@@ -1,0 +1,393 @@
+"""A signed load generator for one hub process (issue #17): N nodes, real HTTP, real hub.
+
+It starts ``python -m swarmget.hub`` on 127.0.0.1 with a SQLite file (or a PostgreSQL URL:
+``--db``), then runs N simulated nodes in this process. Each node signs its requests like a
+real one (``swarmget.net.signing``), registers, heartbeats at the interval the hub asks for
+(the default TTL/3), and asks for its peers about once a minute (random phase). Nodes come
+from 127.X.Y.Z in groups of ``--group-size`` (one /16 per group, at most 7 nodes per address:
+the hub allows 8 per address), so the hub groups them by address as on a real LAN.
+``--hubs K`` starts K replicas on one (PostgreSQL) database and each node uses the one its
+id's hash picks, as a node with ``spread_hubs`` does; hub CPU is then their sum.
+
+What a node does with each answer is what ``swarmget.net.hub_client`` does: 2xx is fine; 404
+``unknown_node`` → register again (counted: ``reregistered``); 503/429 with Retry-After →
+wait that long plus up to half of it (counted: ``shed``); anything else, or no answer within
+``--timeout`` (10 s, the client's default) → an ``error``, then 1-5 s later the next
+heartbeat (``--old-client``: a registration, as the client before issue #17 did).
+
+After ``--ramp`` seconds of staggered registrations it measures for ``--duration`` seconds:
+heartbeat and peers latency p50/p99/max, errors, re-registrations, sheds, the hub's CPU
+(user+system seconds per wall second, from /proc) and RSS, and the generator's own CPU (at
+1.0 it is saturated itself, and its latencies include its own event loop's lag). One JSON
+line on stdout per run; ``--src DIR`` runs the hub from another checkout's ``src`` (a
+before/after comparison on the same machine). Bounded: the run ends after ramp + duration
+(+ a few seconds to stop).
+
+    PYTHONPATH=src .venv/bin/python bench/hub_load.py --nodes 2000 --duration 60
+    PYTHONPATH=src .venv/bin/python bench/hub_load.py --nodes 2000 --db "$(cat /tmp/pgurl)"
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import hashlib
+import json
+import os
+import random
+import resource
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from swarmget.core.identity import NodeIdentity
+from swarmget.net.signing import json_body, signed_headers
+
+SECRET = b"hub-load-secret-0123456789abcdef"
+PER_ADDRESS = 7
+PEERS_EVERY = 60.0
+HUB_START_TIMEOUT = 30.0
+STOP_TIMEOUT = 5.0
+
+
+@dataclass
+class Stats:
+    """What the nodes saw while measuring (``measuring`` False during the ramp)."""
+
+    measuring: bool = False
+    heartbeat: list[float] = field(default_factory=list)
+    peers: list[float] = field(default_factory=list)
+    peers_listed: list[int] = field(default_factory=list)
+    errors: dict[str, int] = field(default_factory=dict)
+    reregistered: int = 0
+    shed: dict[str, int] = field(default_factory=dict)
+    intervals: list[float] = field(default_factory=list)
+
+    def error(self, what: str) -> None:
+        if self.measuring:
+            self.errors[what] = self.errors.get(what, 0) + 1
+
+    def answered(self, kind: str, a: Answer) -> bool:
+        """Count a non-2xx answer (503/429 with Retry-After: shed; else an error)."""
+        if a.status < 300:
+            return True
+        if a.status in (429, 503) and a.retry_after is not None:
+            if self.measuring:
+                self.shed[kind] = self.shed.get(kind, 0) + 1
+        elif a.status != 404:
+            self.error(f"{kind}: {a.status} {a.body.get('code')}")
+        return False
+
+
+@dataclass
+class Answer:
+    status: int
+    body: dict[str, Any]
+    retry_after: float | None
+
+
+class Node:
+    """One simulated node: its identity, its session (shared by its address) and loop."""
+
+    def __init__(self, index: int, group_size: int, session: aiohttp.ClientSession) -> None:
+        seed = hashlib.sha256(b"hub-load\n%d" % index).digest()
+        self.identity = NodeIdentity.from_seed(seed)
+        self.session = session
+        self.registered = False
+
+    async def call(
+        self, hub: str, method: str, path: str, payload: dict[str, Any] | None, limit: float
+    ) -> Answer:
+        body = json_body(payload) if payload is not None else b""
+        headers = signed_headers(SECRET, self.identity, method, hub + path, body)
+        if payload is not None:
+            headers["Content-Type"] = "application/json"
+        async with self.session.request(
+            method,
+            hub + path,
+            data=body or None,
+            headers=headers,
+            timeout=aiohttp.ClientTimeout(total=limit),
+        ) as response:
+            raw = await response.read()
+            wait = response.headers.get("Retry-After")
+            try:
+                parsed = json.loads(raw) if raw else {}
+            except ValueError:
+                parsed = {}
+            return Answer(response.status, parsed, float(wait) if wait else None)
+
+
+def address_of(index: int, group_size: int) -> str:
+    """Node ``index``'s source address: a /16 per group (the hub's default grouping),
+    ``PER_ADDRESS`` nodes per address."""
+    group, member = divmod(index, group_size)
+    return f"127.{1 + group}.{member // PER_ADDRESS // 250}.{1 + member // PER_ADDRESS % 250}"
+
+
+async def timed(stats: Stats, kind: str, coro: Any) -> Answer | None:
+    """Await ``coro`` (a ``Node.call``), record its latency under ``kind``; None on failure."""
+    started = time.perf_counter()
+    try:
+        answer: Answer = await coro
+    except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+        stats.error(f"{kind}: {type(exc).__name__}")
+        return None
+    if stats.measuring and kind in ("heartbeat", "peers"):
+        getattr(stats, kind).append(time.perf_counter() - started)
+    return answer
+
+
+async def run_node(node: Node, hub: str, args: argparse.Namespace, stats: Stats) -> None:
+    """Register, heartbeat and ask for peers until cancelled (see module doc)."""
+    reg = {"node_id": node.identity.node_id, "port": 7500, "version": "0.1.0", "slots": 4}
+    next_peers = time.monotonic() + random.uniform(0, PEERS_EVERY)
+    while True:
+        if not node.registered:
+            call = node.call(hub, "POST", "/v1/nodes/register", reg, args.timeout)
+            a = await timed(stats, "register", call)
+            if a is not None and stats.answered("register", a):
+                node.registered = True
+                await asyncio.sleep(float(a.body["heartbeat_interval"]))
+            else:
+                await asyncio.sleep(backoff(a))
+            continue
+        if time.monotonic() >= next_peers:
+            next_peers += PEERS_EVERY
+            a = await timed(stats, "peers", node.call(hub, "GET", "/v1/peers", None, args.timeout))
+            if a is not None and stats.answered("peers", a) and stats.measuring:
+                stats.peers_listed.append(len(a.body.get("peers", [])))
+        path = f"/v1/nodes/{node.identity.node_id}/heartbeat"
+        call = node.call(hub, "POST", path, {"stats": {"slots": 4}}, args.timeout)
+        a = await timed(stats, "heartbeat", call)
+        await asyncio.sleep(after_heartbeat(node, a, stats, old=args.old_client))
+
+
+def backoff(a: Answer | None) -> float:
+    """After a failure: the hub's Retry-After plus up to half of it, else 1-5 s."""
+    if a is not None and a.retry_after is not None:
+        return a.retry_after * random.uniform(1.0, 1.5)
+    return random.uniform(1, 5)
+
+
+def after_heartbeat(node: Node, a: Answer | None, stats: Stats, *, old: bool) -> float:
+    """What a node does with a heartbeat's answer (``old``: as the client of commit
+    4925e3b did, registering again after any failure); the seconds to the next one."""
+    if a is not None and stats.answered("heartbeat", a):
+        given = float(a.body["heartbeat_interval"])
+        if stats.measuring:
+            stats.intervals.append(given)
+        return given * random.uniform(0.95, 1.05)
+    if a is not None and a.status == 404:
+        stats.reregistered += stats.measuring
+        node.registered = False
+        return 0.0
+    if old:
+        node.registered = False
+    return backoff(a)
+
+
+# --- the hub process ----------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def hub_process(
+    db: str, src: str | None, work: Path, extra: list[str], profile: str | None = None
+) -> Iterator[tuple[str, int]]:
+    """A hub on 127.0.0.1 (any port): (url, pid); stopped (SIGTERM, then SIGKILL) on exit."""
+    secret = work / "secret"
+    secret.write_bytes(SECRET)
+    secret.chmod(0o600)
+    env = dict(os.environ)
+    if src:
+        env["PYTHONPATH"] = src
+    cmd = [sys.executable, *(["-m", "cProfile", "-o", profile] if profile else [])]
+    cmd += ["-m", "swarmget.hub", "--host", "127.0.0.1", "--port", "0"]
+    cmd += ["--db", db, "--secret-file", str(secret), "--connections-per-address", "64", *extra]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline() if proc.stdout else ""
+        if not line:
+            raise SystemExit(f"the hub did not start: {cmd}")
+        yield json.loads(line)["url"], proc.pid
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def percentiles(values: list[float], scale: float = 1000.0) -> dict[str, float | int]:
+    if not values:
+        return {"n": 0}
+    ordered = sorted(values)
+    pick = lambda q: ordered[min(len(ordered) - 1, int(q * len(ordered)))]  # noqa: E731
+    return {
+        "n": len(ordered),
+        "p50": round(pick(0.50) * scale, 1),
+        "p99": round(pick(0.99) * scale, 1),
+        "max": round(ordered[-1] * scale, 1),
+    }
+
+
+@contextlib.asynccontextmanager
+async def open_sessions(
+    nodes: int, group_size: int
+) -> AsyncIterator[dict[str, aiohttp.ClientSession]]:
+    sessions: dict[str, aiohttp.ClientSession] = {}
+    try:
+        for index in range(nodes):
+            ip = address_of(index, group_size)
+            if ip not in sessions:
+                connector = aiohttp.TCPConnector(local_addr=(ip, 0), limit=PER_ADDRESS + 2)
+                sessions[ip] = aiohttp.ClientSession(connector=connector)
+        yield sessions
+    finally:
+        for session in sessions.values():
+            await session.close()
+
+
+async def fresh_pg(url: str) -> None:
+    """Empty the hub's tables on a PostgreSQL URL (a run starts from an empty registry)."""
+    engine = create_async_engine(url)
+    try:
+        async with engine.begin() as conn:
+            for table in ("hub_nodes", "hub_nonces"):
+                await conn.execute(sa.text(f"DROP TABLE IF EXISTS {table}"))
+    finally:
+        await engine.dispose()
+
+
+def hub_for(node: Node, hubs: list[str]) -> str:
+    """The replica a node uses: the one its id's hash picks (``HubPool(spread=True)``)."""
+    digest = hashlib.sha256(node.identity.node_id.encode()).digest()
+    return hubs[int.from_bytes(digest[:8], "big") % len(hubs)]
+
+
+async def measure(args: argparse.Namespace, hubs: list[str], pids: list[int]) -> dict[str, Any]:
+    stats = Stats()
+    async with open_sessions(args.nodes, args.group_size) as sessions:
+        nodes = [
+            Node(i, args.group_size, sessions[address_of(i, args.group_size)])
+            for i in range(args.nodes)
+        ]
+        async with asyncio.TaskGroup() as tasks:
+            running = []
+            for index, node in enumerate(nodes):
+                hub = hub_for(node, hubs)
+                running.append(tasks.create_task(run_node(node, hub, args, stats)))
+                await asyncio.sleep(args.ramp / args.nodes if index % 10 == 9 else 0)
+            await asyncio.sleep(5.0)
+            stats.measuring = True
+            cpu0, wall0, own0 = (
+                [cpu_seconds(p) for p in pids],
+                time.monotonic(),
+                time.process_time(),
+            )
+            await asyncio.sleep(args.duration)
+            cpu1, wall1, own1 = (
+                [cpu_seconds(p) for p in pids],
+                time.monotonic(),
+                time.process_time(),
+            )
+            stats.measuring = False
+            rss = [rss_mib(p) for p in pids]
+            health = await nodes[0].call(hubs[0], "GET", "/v1/health", None, 30.0)
+            for task in running:
+                task.cancel()
+    return {
+        "nodes": args.nodes,
+        "db": "postgresql" if args.db.startswith("postgresql") else "sqlite",
+        "heartbeat_ms": percentiles(stats.heartbeat),
+        "peers_ms": percentiles(stats.peers),
+        "peers_listed_max": max(stats.peers_listed, default=0),
+        "errors": sum(stats.errors.values()),
+        "error_kinds": stats.errors,
+        "reregistered": stats.reregistered,
+        "shed": stats.shed,
+        "heartbeat_interval_max": max(stats.intervals, default=None),
+        "hubs": len(hubs),
+        "hub_cpu": round((sum(cpu1) - sum(cpu0)) / (wall1 - wall0), 2),
+        "hub_cpu_each": [
+            round((b - a) / (wall1 - wall0), 2) for a, b in zip(cpu0, cpu1, strict=True)
+        ],
+        "hub_rss_mib": round(max(rss), 1),
+        "loadgen_cpu": round((own1 - own0) / (wall1 - wall0), 2),
+        "live_at_end": health.body.get("nodes"),
+        "duration_s": args.duration,
+    }
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--nodes", type=int, default=500)
+    p.add_argument("--group-size", type=int, default=50)
+    p.add_argument("--duration", type=float, default=60.0, help="seconds measured")
+    p.add_argument("--ramp", type=float, default=20.0, help="seconds to register everyone")
+    p.add_argument("--timeout", type=float, default=10.0, help="a request's timeout")
+    p.add_argument("--db", default="", help="database URL (default: a new SQLite file)")
+    p.add_argument("--src", help="PYTHONPATH for the hub process (another checkout's src)")
+    p.add_argument("--hub-arg", action="append", default=[], help="extra hub argument")
+    p.add_argument("--label", default="", help="a note in the JSON line")
+    p.add_argument("--profile", help="run the hub under cProfile, stats into this file")
+    p.add_argument(
+        "--hubs",
+        type=int,
+        default=1,
+        choices=range(1, 5),
+        help="replicas on one database (PostgreSQL); each node uses the one its id picks",
+    )
+    p.add_argument(
+        "--old-client",
+        action="store_true",
+        help="nodes register again after any failed heartbeat (the client before issue #17)",
+    )
+    args = p.parse_args()
+    if not 1 <= args.nodes <= 250 * args.group_size or not 1 <= args.duration <= 3600:
+        p.error("--nodes is 1..250 groups, --duration 1..3600")
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    with tempfile.TemporaryDirectory(prefix="hub-load-") as tmp:
+        if not args.db:
+            args.db = f"sqlite+aiosqlite:///{tmp}/hub.db"
+        elif args.db.startswith("postgresql"):
+            asyncio.run(fresh_pg(args.db))
+        with contextlib.ExitStack() as stack:
+            started = [
+                stack.enter_context(
+                    hub_process(args.db, args.src, Path(tmp), args.hub_arg, args.profile)
+                )
+                for _ in range(args.hubs)
+            ]
+            result = asyncio.run(measure(args, [u for u, _ in started], [p for _, p in started]))
+    result["label"] = args.label
+    print(json.dumps(result), flush=True)
+
+
+if __name__ == "__main__":
+    main()
