@@ -6,7 +6,7 @@ import pytest
 
 from swarmget.core.backoff import exponential_backoff
 from swarmget.core.scheduler import FailureKind, Scheduler, SchedulerConfig
-from swarmget.net.hub_client import membership_backoff
+from swarmget.net.membership import membership_backoff
 
 
 def test_doubles_from_initial_up_to_the_cap() -> None:

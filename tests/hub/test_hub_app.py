@@ -28,13 +28,8 @@ from swarmget.core.replay import DEFAULT_SENDERS_PER_ORIGIN
 from swarmget.hub.app import make_hub_app
 from swarmget.hub.store import NodeRecord
 from swarmget.net.auth import json_body, signed_headers
-from swarmget.net.hub_client import (
-    HubClient,
-    MembershipState,
-    Registration,
-    membership_backoff,
-    run_membership,
-)
+from swarmget.net.hub_client import HubClient, Registration
+from swarmget.net.membership import MembershipState, membership_backoff, run_membership
 from swarmget.testing.fakes import MemoryRegistryStore, identity_for, identity_of, nid
 
 SECRET = b"hub-test-secret-0123456789"

@@ -24,13 +24,8 @@ from swarmget.cli import parse_hub_urls
 from swarmget.core.errors import HubRejected, HubUnavailable, InvalidURL, StorageError, UnknownNode
 from swarmget.hub.app import make_hub_app
 from swarmget.hub.store import NodeRecord
-from swarmget.net.hub_client import (
-    HubPool,
-    HubSwitched,
-    MembershipState,
-    Registration,
-    run_membership,
-)
+from swarmget.net.hub_client import HubPool, HubSwitched, Registration
+from swarmget.net.membership import MembershipState, run_membership
 from swarmget.node.daemon import NodeConfig
 from swarmget.testing.fakes import MemoryRegistryStore, identity_of, nid
 

@@ -16,7 +16,8 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from swarmget.net.hub_client import HubClient, MembershipState, Registration, run_membership
+from swarmget.net.hub_client import HubClient, Registration
+from swarmget.net.membership import MembershipState, run_membership
 from swarmget.testing.fakes import identity_for, nid
 
 SECRET = b"process-test-secret-0123456789"

@@ -19,14 +19,8 @@ import pytest
 from aiohttp import web
 
 from swarmget.core.errors import HubUnavailable
-from swarmget.net.hub_client import (
-    MAX_HUB_WAIT,
-    HubClient,
-    HubPool,
-    MembershipState,
-    Registration,
-    run_membership,
-)
+from swarmget.net.hub_client import MAX_HUB_WAIT, HubClient, HubPool, Registration
+from swarmget.net.membership import MembershipState, run_membership
 from swarmget.testing.fakes import identity_of, nid
 
 SECRET = b"membership-strain-secret-0123456789"

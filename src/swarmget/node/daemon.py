@@ -33,7 +33,8 @@ from swarmget.core.errors import UsageError
 from swarmget.core.identity import NodeIdentity
 from swarmget.net.auth import wait_for_next_second
 from swarmget.net.guard import make_guarded_connector
-from swarmget.net.hub_client import HubApi, HubPool, MembershipState, Registration, run_membership
+from swarmget.net.hub_client import HubApi, HubPool, Registration
+from swarmget.net.membership import MembershipState, run_membership
 from swarmget.net.metrics import metrics_handler
 from swarmget.net.origin import OriginClient
 from swarmget.net.relay_client import RelayClient
