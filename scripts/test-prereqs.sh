@@ -2,8 +2,9 @@
 # Provide what the whole test suite needs, then run the given command (`make test` runs
 # `bash scripts/test-prereqs.sh .venv/bin/pytest -q`; .ci/run goes through `make test`):
 #
-# - curl, aria2c, openssl (clients of the relay, a certificate for the https test) and
-#   Debian's /usr/bin/chromium (the portal's browser test): installed with apt-get when
+# - curl, aria2c, openssl (clients of the relay, a certificate for the https test),
+#   Debian's /usr/bin/chromium (the portal's browser test), promtool and systemd-analyze
+#   (the checks of deploy/): installed with apt-get when
 #   missing, as root where apt-get exists; otherwise this says which tests will skip.
 # - PostgreSQL for the replicated-hub tests, unless SWARMGET_TEST_PG names one already:
 #   scripts/ci-postgres.sh (Debian's server, present or installable as root: a private
@@ -32,6 +33,8 @@ system_packages() {
   command -v aria2c >/dev/null 2>&1 || need+=(aria2)
   command -v openssl >/dev/null 2>&1 || need+=(openssl)
   [ -x /usr/bin/chromium ] || need+=(chromium)
+  command -v promtool >/dev/null 2>&1 || need+=(prometheus)  # deploy/prometheus-alerts.yml, /metrics
+  command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)  # deploy/systemd/*.service
   if [ ${#need[@]} -eq 0 ]; then
     return 0
   fi
