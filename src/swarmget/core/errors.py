@@ -221,11 +221,12 @@ class InvalidNodeKey(UsageError):
 
 class MissingExtra(UsageError):
     """A service needs optional dependencies this installation lacks (the hub's and the
-    relay's database: SQLAlchemy, aiosqlite, greenlet). ``extra`` names what to install."""
+    relay's database: SQLAlchemy, aiosqlite, greenlet). ``extra`` names what to install
+    (empty when the error came by its code over the wire, which does not carry it)."""
 
     code = "missing_extra"
 
-    def __init__(self, message: str, *, extra: str) -> None:
+    def __init__(self, message: str, *, extra: str = "") -> None:
         super().__init__(message)
         self.extra = extra
 

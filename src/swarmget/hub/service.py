@@ -150,7 +150,10 @@ async def run_hub(
         peers_limit=peers_limit,
     )
 
+    started: list[RunningHub] = []
+
     def listening(hub: RunningHub) -> None:
+        started.append(hub)
         log.info("hub started: listening on %s", hub.url)
         if on_listening is not None:
             on_listening(hub.url)
@@ -158,7 +161,8 @@ async def run_hub(
     try:
         await serve_until_signalled(server, listening)
     finally:
-        log.info("hub stopped")
+        if started:  # (a hub that could not start says why, once, where it failed)
+            log.info("hub stopped")
 
 
 # --- python -m swarmget.hub ---------------------------------------------------------------------
