@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from swarmget.core.lifecycle import DownloadState
 from swarmget.core.verification import DEFAULT_VERIFY_SAMPLE
@@ -180,13 +180,13 @@ class SettingsUpdate(BaseModel):
         """The fields sent (besides ``reset``), with their values."""
         return {k: getattr(self, k) for k in self.model_fields_set if k != "reset"}
 
-    @model_validator(mode="after")
-    def _slots_not_null(self) -> SettingsUpdate:
-        if "slots" in self.model_fields_set and self.slots is None:
-            raise ValueError("slots: give a number (1 or more), or reset it")
-        if "helping_paused" in self.model_fields_set and self.helping_paused is None:
-            raise ValueError("helping_paused: true or false")
-        return self
+    @field_validator("slots", "helping_paused")
+    @classmethod
+    def _not_null(cls, value: int | bool | None) -> int | bool | None:
+        # runs only for a value sent: null here cannot mean "no limit" (use ``reset``)
+        if value is None:
+            raise ValueError("give a value, or list the name in reset")
+        return value
 
 
 class SettingValue(BaseModel):
