@@ -119,11 +119,12 @@ async def signed_range(
 
 async def test_a_paused_helper_refuses_a_peer_with_its_reason(tmp_path: Path) -> None:
     async with (
-        open_test_origin() as origin,
+        open_test_origin(rate_per_ip=4 * MiB) as origin,  # helpers help: 8 MiB alone ~2 s
         open_local_swarm(tmp_path, 2) as swarm,
         aiohttp.ClientSession() as session,
     ):
         origin.add_generated("f.bin", 256 * 1024, seed=1)
+        origin.add_generated("big.bin", 8 * MiB, seed=2)
         helper = swarm.node(1)
         peer_url = str(helper.proc.info["peer_url"])
         api = NodeApi(session, helper)
@@ -139,7 +140,12 @@ async def test_a_paused_helper_refuses_a_peer_with_its_reason(tmp_path: Path) ->
         headers = signed_headers(secret_of(swarm), identity_for("asker"), "GET", url)
         async with session.get(url, headers=headers) as resp:
             assert resp.status == 503  # requesters checking health pass it by
-        await wait_listed(NodeApi(session, swarm.node(0)), helper.node_id)  # still registered
+        requester = NodeApi(session, swarm.node(0))
+        await wait_listed(requester, helper.node_id)  # still registered with the hub
+        done = await requester.wait(await requester.start(origin.url("big.bin")))
+        assert done["state"] == "done", done["error"]
+        used = {s["id"]: s["claimed"] for s in done["progress"]["sources"]}
+        assert used.get(helper.node_id, 0) == 0  # passed by: its health check was refused
 
         await api.call("PUT", "/v1/settings", {"helping_paused": False})
         assert (await signed_range(session, swarm, peer_url, origin))[0] == 200
