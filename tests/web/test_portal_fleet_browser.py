@@ -1,8 +1,8 @@
 """The settings form and the fleet page in Debian's chromium (issue #16): on a real hub and
 real node processes, the admin changes a node's slots and pauses helping in the form (a bad
 value is refused next to its field, the good ones are saved and shown as set here, and the
-fleet page shows the change); the fleet page lists the three nodes (screenshot in
-test-artifacts/portal-fleet.png)."""
+fleet page shows the change); the fleet page lists the three nodes (screenshots in
+test-artifacts/portal-settings.png, portal-fleet.png); neither page scrolls sideways on a phone."""
 
 from __future__ import annotations
 
@@ -29,6 +29,7 @@ CHROMIUM_ARGS = [
     "--no-first-run",
     "--disable-quic",
 ]
+PHONE = 375  # CSS pixels
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 pytestmark = pytest.mark.slow
 
@@ -74,6 +75,8 @@ async def test_settings_form_and_fleet_page(tmp_path: Path, page: Page) -> None:
         await expect(page.locator("#slots-source")).to_have_attribute("data-source", "runtime")
         await expect(page.locator("#daily_quota-source")).to_have_attribute("data-source", "config")
         await expect(page.locator("#helping_paused")).to_be_checked()
+        ARTIFACTS.mkdir(exist_ok=True)
+        await page.screenshot(path=str(ARTIFACTS / "portal-settings.png"), full_page=True)
         _, view = await api.call("GET", "/v1/settings")
         assert view["slots"] == {"value": 6, "source": "runtime"}
         assert view["rate_limit"] == {"value": 2 * 1024 * 1024, "source": "runtime"}
@@ -89,10 +92,14 @@ async def test_settings_form_and_fleet_page(tmp_path: Path, page: Page) -> None:
         other = page.locator(f'tr[data-node="{swarm.node(1).node_id}"]')
         await expect(other.locator(".streams")).to_have_text("0 / 4")
         await expect(other.locator(".rate-limit")).to_have_text("3.0 MiB/s")
-        ARTIFACTS.mkdir(exist_ok=True)
         await page.screenshot(path=str(ARTIFACTS / "portal-fleet.png"), full_page=True)
 
         await page.goto(f"{base}/settings")
         await page.click("#reset")
         await expect(page.locator("#slots")).to_have_value("2")
         await expect(page.locator("#slots-source")).to_have_attribute("data-source", "config")
+
+        await page.set_viewport_size({"width": PHONE, "height": 800})  # a phone: no sideways page
+        for path in ("/settings", "/fleet"):
+            await page.goto(base + path)
+            assert await page.evaluate(f"() => document.documentElement.scrollWidth <= {PHONE}")
