@@ -40,12 +40,14 @@ from swarmget.net.origin import OriginClient
 from swarmget.net.relay_client import RelayClient
 from swarmget.net.serve import ListenLimits, open_listener
 from swarmget.node.downloads import DownloadManager, SwarmContext
+from swarmget.node.fleet import FleetEntry, fleet_fn, node_summary
 from swarmget.node.helper import ChunkFilter, HelperLimits, HelperService, make_peer_app
 from swarmget.node.history import DownloadHistory
 from swarmget.node.journal import DownloadJournal
 from swarmget.node.keyfile import load_node_identity
 from swarmget.node.metrics import NodeCollector
 from swarmget.node.quota import DailyQuota
+from swarmget.node.settings import ConfiguredSettings, RuntimeSettings
 from swarmget.node.statefiles import (
     API_SOCKET,
     bind_api_socket,
@@ -245,7 +247,6 @@ async def open_node(config: NodeConfig, *, pages: MountPages | None = None) -> A
         quota = None
         if config.daily_quota is not None:
             quota = DailyQuota(config.state_dir / "quota.json", config.daily_quota, clock=time.time)
-            stack.callback(quota.save)
         # origin fetches stay on aiohttp (with SO_RCVLOWAT coalescing): behind capped links,
         # many slow streams cost less there than through net.rawhttp's reading threads
         # (measured: bench/README.md, "The raw range client")
@@ -255,7 +256,17 @@ async def open_node(config: NodeConfig, *, pages: MountPages | None = None) -> A
             quota=quota,
             chunk_filter=config.chunk_filter,
         )
-        peer_app = make_peer_app(helper, config.secret, node_id)
+        # values changed at run time (the portal's settings) win over the config file's
+        settings = RuntimeSettings(config.state_dir, _configured(config), helper)
+        stack.callback(_save_quota, helper)  # whichever quota is in force then
+        started: list[Node] = []  # the node, once made (the peer API answers before)
+
+        def summary() -> Any:
+            node = started[0] if started else None
+            registered = None if node is None or not config.hubs() else _registered(node)
+            return node_summary(node_id, helper, node.downloads if node else None, registered)
+
+        peer_app = make_peer_app(helper, config.secret, node_id, summary)
         await wait_for_next_second()  # requests signed before now are refused: see net.auth
         peer_url = await stack.enter_async_context(
             _serve(
@@ -302,6 +313,11 @@ async def open_node(config: NodeConfig, *, pages: MountPages | None = None) -> A
             helper=helper,
             downloads=manager,
         )
+        started.append(node)
+
+        def own_entry() -> FleetEntry:
+            return FleetEntry(node_id=node_id, url=peer_url, summary=summary(), own=True)
+
         api = UserApi(
             manager,
             token=token,
@@ -310,6 +326,8 @@ async def open_node(config: NodeConfig, *, pages: MountPages | None = None) -> A
             status=node.status,
             peers=_peers_fn(hub),
             unix_group_access=config.api_group_access,
+            settings=settings,
+            fleet=fleet_fn(peer_session, hub, config.secret, identity, own_entry),
         )
         user_app = make_user_app(api)
         user_app.router.add_get(
@@ -345,7 +363,7 @@ async def open_node(config: NodeConfig, *, pages: MountPages | None = None) -> A
                     run_membership(
                         hub,
                         registration,
-                        lambda: _heartbeat_stats(helper, quota),
+                        lambda: _heartbeat_stats(helper),
                         interval=config.heartbeat_interval,
                         on_state=on_state,
                     )
@@ -364,10 +382,24 @@ async def open_node(config: NodeConfig, *, pages: MountPages | None = None) -> A
                 task.cancel()
 
 
-def _heartbeat_stats(helper: HelperService, quota: DailyQuota | None) -> dict[str, Any]:
+def _heartbeat_stats(helper: HelperService) -> dict[str, Any]:
     stats = helper.statistics()
-    stats["quota_left"] = quota.left() if quota is not None else None
+    stats["quota_left"] = helper.quota.left() if helper.quota is not None else None
     return stats
+
+
+def _save_quota(helper: HelperService) -> None:
+    if helper.quota is not None:
+        helper.quota.save()
+
+
+def _configured(config: NodeConfig) -> ConfiguredSettings:
+    rate = None if config.rate_limit is None else int(config.rate_limit)
+    return ConfiguredSettings(slots=config.slots, rate_limit=rate, daily_quota=config.daily_quota)
+
+
+def _registered(node: Node) -> bool:
+    return node.membership is not None and node.membership.registered is not None
 
 
 def _peers_fn(hub: HubApi | None) -> Callable[[], Any]:

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import math
 import time
@@ -47,13 +48,15 @@ from swarmget.core.ratelimit import TokenBucket
 from swarmget.core.urls import validate_url
 from swarmget.net.auth import auth_middleware, authenticated_node, json_error
 from swarmget.net.origin import OriginClient, OriginInfo
-from swarmget.node.quota import DailyQuota
+from swarmget.node.quota import DailyQuota, utc_day
 from swarmget.protocol.errors import PEER_ERRORS
 from swarmget.protocol.peer import (
     HEALTH_PATH,
     RANGE_HEADER,
     RANGE_PATH,
+    SUMMARY_PATH,
     HealthAnswer,
+    NodeSummary,
     RangeRequest,
     range_header,
 )
@@ -85,6 +88,8 @@ class HelperStats:
     stalled: int = 0  # streams closed because their requester stopped reading
     quota_cut: int = 0  # streams cut because the daily quota ran out mid-stream
     active_by_requester: dict[str, int] = field(default_factory=dict)
+    sent_day: str = ""  # the UTC day ``sent_today`` counts
+    sent_today: int = 0  # bytes streamed to requesters on that day
 
     @property
     def refused(self) -> int:
@@ -132,6 +137,7 @@ class HelperService:
         *,
         quota: DailyQuota | None = None,
         clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
         chunk_filter: ChunkFilter | None = None,
     ) -> None:
         self.origin = origin
@@ -141,7 +147,38 @@ class HelperService:
         self._bucket = TokenBucket(limits.rate_limit) if limits.rate_limit else None
         self.stats = HelperStats()
         self.draining = False
+        #: its owner paused helping (``node.settings``): new streams are refused with
+        #: ``helping_paused`` (503) and health checks too, so requesters pass it by; the
+        #: node stays registered with its hub, and streams in flight go on
+        self.paused = False
         self.chunk_filter = chunk_filter
+        self._wall = wall_clock
+
+    def set_slots(self, slots: int) -> None:
+        """New streams see ``slots`` at once; streams in flight keep their slots."""
+        self.limits = dataclasses.replace(self.limits, slots=slots)
+
+    def set_rate_limit(self, rate: float | None) -> None:
+        """A new cap (bytes/s over all streams), in force at once for running streams too
+        (they take their tokens from the same bucket); None lifts it."""
+        self.limits = dataclasses.replace(self.limits, rate_limit=rate)
+        if rate is None:
+            self._bucket = None
+        elif self._bucket is None:
+            self._bucket = TokenBucket(rate)
+        else:
+            self._bucket.rate = rate
+            self._bucket.burst = TokenBucket(rate).burst
+
+    def count_sent(self, n: int) -> None:
+        day = utc_day(self._wall())
+        if day != self.stats.sent_day:
+            self.stats.sent_day, self.stats.sent_today = day, 0
+        self.stats.sent_today += n
+        self.stats.bytes_served += n
+
+    def sent_today(self) -> int:
+        return self.stats.sent_today if self.stats.sent_day == utc_day(self._wall()) else 0
 
     def active(self) -> int:
         return sum(self.stats.active_by_requester.values())
@@ -155,6 +192,8 @@ class HelperService:
             "refused": self.stats.refused,
             "quota_left": self.quota.left() if self.quota is not None else None,
             "rate_limit": self.limits.rate_limit,
+            "daily_quota": self.quota.limit if self.quota is not None else None,
+            "helping_paused": self.paused,
             "version": __version__,
         }
 
@@ -163,6 +202,8 @@ class HelperService:
         active = self.stats.active_by_requester
         if self.draining:
             raise Refusal("draining", "this node is shutting down", 5.0)
+        if self.paused:
+            raise Refusal("helping_paused", "helping is paused on this node by its owner", 60.0)
         others = {r for r, n in active.items() if n and r != requester}
         fair = math.ceil(self.limits.slots / (len(others) + 1))
         busy = self.active() >= self.limits.slots or active.get(requester, 0) >= fair
@@ -378,7 +419,7 @@ async def _forward(
         pending.clear()
         size = 0
         await _send(resp, data, service.limits.write_stall_timeout, transport)
-        service.stats.bytes_served += len(data)
+        service.count_sent(len(data))
 
     while True:
         try:
@@ -416,21 +457,54 @@ def _abort(request: web.Request) -> None:
 
 async def handle_health(request: web.Request) -> web.Response:
     service: HelperService = request.app[HELPER]
+    if service.paused:  # requesters checking health pass a paused helper by
+        return _refused(Refusal("helping_paused", "helping is paused on this node", 60.0))
     answer = HealthAnswer(node_id=request.app[NODE_ID], **service.statistics())
     return web.json_response(answer.model_dump(mode="json"))
 
 
+async def handle_summary(request: web.Request) -> web.Response:
+    """``GET /v1/summary`` (signed): counts, rates and limits for another node's fleet view."""
+    answer = request.app[SUMMARY]()
+    return web.json_response(answer.model_dump(mode="json"))
+
+
+def helper_summary(service: HelperService, node_id: str) -> NodeSummary:
+    """What ``service`` alone tells of its node (the daemon adds its downloads and hub)."""
+    rate = service.limits.rate_limit
+    quota = service.quota
+    return NodeSummary(
+        node_id=node_id,
+        version=__version__,
+        active_streams=service.active(),
+        streams_served=service.stats.streams_served,
+        bytes_sent_today=service.sent_today(),
+        refused=service.stats.refused,
+        slots=service.limits.slots,
+        rate_limit=None if rate is None else int(rate),
+        daily_quota=None if quota is None else quota.limit,
+        quota_left=None if quota is None else quota.left(),
+        helping_paused=service.paused,
+    )
+
+
 HELPER: web.AppKey[HelperService] = web.AppKey("helper", HelperService)
 NODE_ID: web.AppKey[str] = web.AppKey("node_id", str)
+SummaryFn = Callable[[], NodeSummary]
+SUMMARY: web.AppKey[SummaryFn] = web.AppKey("summary")
 
 
-def make_peer_app(service: HelperService, secret: bytes, node_id: str) -> web.Application:
+def make_peer_app(
+    service: HelperService, secret: bytes, node_id: str, summary: SummaryFn | None = None
+) -> web.Application:
     """The peer API: every route signed with the swarm secret and the requester's node key;
     requests signed before the peer API was made (the node's start) are refused, since its
     replay cache starts empty (``swarmget.net.auth``)."""
     app = web.Application(middlewares=[auth_middleware(secret)], client_max_size=64 * 1024)
     app[HELPER] = service
     app[NODE_ID] = node_id
+    app[SUMMARY] = summary or (lambda: helper_summary(service, node_id))
     app.router.add_post(RANGE_PATH, handle_range)
     app.router.add_get(HEALTH_PATH, handle_health)
+    app.router.add_get(SUMMARY_PATH, handle_summary)
     return app

@@ -19,11 +19,11 @@ from swarmget.node.statefiles import write_private
 MiB = 1024 * 1024
 
 
-def _utc_day(now: float) -> str:
+def utc_day(now: float) -> str:
     return dt.datetime.fromtimestamp(now, dt.UTC).date().isoformat()
 
 
-def seconds_to_next_utc_day(now: float) -> float:
+def seconds_to_nextutc_day(now: float) -> float:
     day = dt.datetime.fromtimestamp(now, dt.UTC).date() + dt.timedelta(days=1)
     midnight = dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC)
     return max(1.0, midnight.timestamp() - now)
@@ -49,7 +49,7 @@ class DailyQuota:
         self._reserved = 0
 
     def _load(self) -> tuple[str, int]:
-        today = _utc_day(self._clock())
+        today = utc_day(self._clock())
         with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
             data = json.loads(self.path.read_text())
             if data["day"] == today and isinstance(data["used"], int):
@@ -57,7 +57,7 @@ class DailyQuota:
         return today, 0
 
     def _roll(self) -> None:
-        today = _utc_day(self._clock())
+        today = utc_day(self._clock())
         if today != self._day:
             self._day, self._used, self._unsaved = today, 0, 0
 
@@ -86,4 +86,4 @@ class DailyQuota:
         self._unsaved = 0
 
     def retry_after(self) -> float:
-        return seconds_to_next_utc_day(self._clock())
+        return seconds_to_nextutc_day(self._clock())

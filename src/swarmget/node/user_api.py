@@ -25,6 +25,9 @@ user could otherwise replay a portal cookie the browser sent to a port of theirs
                                       half second, then "end" with the final state
     GET    /v1/status                 this node: downloads, helper streams, quota left
     GET    /v1/peers                  the live peers of this node's group, from the hub
+    GET    /v1/settings               the helper settings in force, and where each comes from
+    PUT    /v1/settings               {slots?, rate_limit?, daily_quota?, helping_paused?,
+                                       reset?} change them at once, kept (``node.settings``)
 
 Errors are ``{"error", "code"}`` with the status of the code's row in
 ``swarmget.protocol.errors.USER_ERRORS`` (a refused download: the usage error's own code).
@@ -55,15 +58,19 @@ from swarmget.engine import DownloadSpec
 from swarmget.net.auth import json_error
 from swarmget.net.peercred import connection_uid
 from swarmget.node.downloads import DownloadManager, describe, resolve_destination
+from swarmget.node.fleet import FleetFn
+from swarmget.node.settings import RuntimeSettings
 from swarmget.protocol.errors import USER_ERRORS
 from swarmget.protocol.user import (
     CLEAR_FINISHED_PATH,
     DOWNLOADS_PATH,
+    SETTINGS_PATH,
     CreateDownload,
     DownloadAction,
     DownloadFilter,
     Removal,
     RemoveDownload,
+    SettingsUpdate,
 )
 
 SSE_INTERVAL = 0.5
@@ -84,6 +91,8 @@ class UserApi:
         status: Callable[[], dict[str, Any]],
         peers: Callable[[], Any],
         unix_group_access: bool = False,
+        settings: RuntimeSettings | None = None,
+        fleet: FleetFn | None = None,
     ) -> None:
         self.manager = manager
         self.token = token
@@ -95,6 +104,8 @@ class UserApi:
         # group access: whoever the kernel let connect to the 0660 socket (in the 0750
         # state directory) is a member of its group; on 127.0.0.1, still the user only
         self.unix_group_access = unix_group_access
+        self.settings = settings
+        self.fleet = fleet
 
     def spec_from(self, body: CreateDownload) -> DownloadSpec:
         output = resolve_destination(self.download_dir, body.output)
@@ -287,6 +298,29 @@ async def list_peers(request: web.Request) -> web.Response:
     return web.json_response({"peers": peers})
 
 
+def _settings(request: web.Request) -> RuntimeSettings:
+    settings = request.app[API].settings
+    if settings is None:
+        raise web.HTTPNotFound(  # USER_ERRORS' not_found row (404)
+            text=json.dumps({"error": "this node has no runtime settings", "code": "not_found"}),
+            content_type="application/json",
+        )
+    return settings
+
+
+async def get_settings(request: web.Request) -> web.Response:
+    return web.json_response(_settings(request).view().model_dump(mode="json"))
+
+
+async def put_settings(request: web.Request) -> web.Response:
+    settings = _settings(request)
+    try:
+        change = SettingsUpdate.model_validate_json(await request.read())
+    except ValidationError as exc:
+        return _invalid(exc)
+    return web.json_response(settings.update(change).model_dump(mode="json"))
+
+
 def make_user_app(api: UserApi) -> web.Application:
     app = web.Application(middlewares=[_same_user, _bearer], client_max_size=64 * 1024)
     app[API] = api
@@ -301,4 +335,6 @@ def make_user_app(api: UserApi) -> web.Application:
     app.router.add_get("/v1/downloads/{id}/events", download_events)
     app.router.add_get("/v1/status", node_status)
     app.router.add_get("/v1/peers", list_peers)
+    app.router.add_get(SETTINGS_PATH, get_settings)
+    app.router.add_put(SETTINGS_PATH, put_settings)
     return app

@@ -149,6 +149,7 @@ PEER_ERRORS = ErrorTable(
         WireError(code="busy", status=429, raised=_LIMITED),
         WireError(code="quota", status=429, raised=_LIMITED),
         WireError(code="draining", status=503, raised=_LIMITED),
+        WireError(code="helping_paused", status=503, raised=_LIMITED),  # its owner paused it
     ],
     default=WireError(code="origin_unreachable", status=504, raised=e.SourceRetryable),
     fallback=_peer_fallback,

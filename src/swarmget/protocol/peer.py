@@ -5,24 +5,42 @@ the same model strictly: unknown fields refused, lengths bounded, the range insi
 a helper streaming the range names it in ``RANGE_HEADER`` (``range_header``). ``GET
 /v1/health`` answers a ``HealthAnswer``: ``ok``, the helper's node id and its statistics,
 flat (``slots`` is what a requester reads; the other fields are for people and are kept as
-they came). Errors are ``swarmget.protocol.errors.PEER_ERRORS``.
+they came). ``GET /v1/summary`` (signed like every peer route) answers a ``NodeSummary``
+for another node's fleet view: counts and rates only. Privacy between machines: no URL, no
+file name, no download id of the node's user ever leaves it this way; what it serves is
+counted, not named. Errors are ``swarmget.protocol.errors.PEER_ERRORS``.
 """
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    NonNegativeFloat,
+    NonNegativeInt,
+    StrictBool,
+    StrictInt,
+    StrictStr,
+    model_validator,
+)
 
 __all__ = [
     "HEALTH_PATH",
     "RANGE_HEADER",
     "RANGE_PATH",
+    "SUMMARY_PATH",
     "HealthAnswer",
+    "NodeSummary",
     "RangeRequest",
     "range_header",
 ]
 
 RANGE_PATH = "/v1/range"
 HEALTH_PATH = "/v1/health"
+SUMMARY_PATH = "/v1/summary"
+#: The most a ``NodeSummary`` may weigh on the wire (a reader stops there).
+MAX_SUMMARY_BYTES = 16 * 1024
 #: The response header naming the range a helper streams (``range_header``).
 RANGE_HEADER = "X-Swarm-Range"
 
@@ -63,3 +81,27 @@ class HealthAnswer(BaseModel):
     ok: StrictBool = True
     node_id: StrictStr = Field(max_length=128)
     slots: StrictInt = Field(ge=1)
+
+
+class NodeSummary(BaseModel):
+    """``GET /v1/summary``: one node as another node's fleet view shows it. Counts, rates and
+    limits only (see the module docstring: no URL or file name of the node's user); bounded
+    (``MAX_SUMMARY_BYTES``, at most 16 states)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    node_id: StrictStr = Field(max_length=128)
+    version: StrictStr = Field(max_length=64)
+    #: the node's downloads by state (a ``DownloadState`` value -> how many)
+    downloads: dict[str, NonNegativeInt] = Field(default_factory=dict, max_length=16)
+    download_rate: NonNegativeFloat = 0.0  # bytes/s over its running downloads
+    active_streams: NonNegativeInt = 0  # helper streams it serves now
+    streams_served: NonNegativeInt = 0  # since its start
+    bytes_sent_today: NonNegativeInt = 0  # helper bytes streamed on this UTC day
+    refused: NonNegativeInt = 0  # helper requests refused since its start
+    slots: StrictInt = Field(ge=1)
+    rate_limit: NonNegativeInt | None = None  # bytes/s, None: no limit
+    daily_quota: NonNegativeInt | None = None  # bytes per UTC day, None: no quota
+    quota_left: NonNegativeInt | None = None
+    helping_paused: StrictBool = False
+    hub_registered: StrictBool | None = None  # None: it uses no hub

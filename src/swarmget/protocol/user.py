@@ -13,9 +13,9 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from swarmget.core.lifecycle import DownloadState
 from swarmget.core.verification import DEFAULT_VERIFY_SAMPLE
@@ -28,6 +28,10 @@ __all__ = [
     "DownloadFilter",
     "Removal",
     "RemoveDownload",
+    "SETTINGS_PATH",
+    "SettingSource",
+    "SettingsUpdate",
+    "SettingsView",
     "action_path",
 ]
 
@@ -141,3 +145,59 @@ def _searchable(download: Mapping[str, Any]) -> str:
     result = download.get("result") or {}
     parts = [download.get("id"), download.get("url"), progress.get("dest"), result.get("path")]
     return "\n".join(str(p) for p in parts if p)
+
+
+SETTINGS_PATH = "/v1/settings"  # GET: a SettingsView; PUT a SettingsUpdate: the new view
+#: The most slots a node may be given at run time (as many as the config file allows).
+MAX_SLOTS = 256
+
+
+class SettingSource(enum.StrEnum):
+    """Where a setting's value comes from: the config file (or the command line, or the
+    built-in default), or a change made at run time (kept in the state directory)."""
+
+    CONFIG = "config"
+    RUNTIME = "runtime"
+
+
+class SettingsUpdate(BaseModel):
+    """``PUT /v1/settings``: change the node's helper limits at run time. Only the fields
+    sent change; ``null`` for ``rate_limit``/``daily_quota`` means "no limit". Names listed
+    in ``reset`` go back to the config file's value (and are no longer kept). Kept in the
+    node's state directory, a value set here wins over the config file's at every start."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    slots: int | None = Field(default=None, ge=1, le=MAX_SLOTS)
+    rate_limit: int | None = Field(default=None, ge=1024, le=10**12)  # bytes/s
+    daily_quota: int | None = Field(default=None, ge=1, le=10**15)  # bytes per UTC day
+    helping_paused: bool | None = None
+    reset: list[Literal["slots", "rate_limit", "daily_quota", "helping_paused"]] = Field(
+        default_factory=list, max_length=4
+    )
+
+    def changes(self) -> dict[str, Any]:
+        """The fields sent (besides ``reset``), with their values."""
+        return {k: getattr(self, k) for k in self.model_fields_set if k != "reset"}
+
+    @field_validator("slots", "helping_paused")
+    @classmethod
+    def _not_null(cls, value: int | bool | None) -> int | bool | None:
+        # runs only for a value sent: null here cannot mean "no limit" (use ``reset``)
+        if value is None:
+            raise ValueError("give a value, or list the name in reset")
+        return value
+
+
+class SettingValue(BaseModel):
+    value: int | bool | None
+    source: SettingSource
+
+
+class SettingsView(BaseModel):
+    """The node's helper settings in force, each with where its value comes from."""
+
+    slots: SettingValue
+    rate_limit: SettingValue
+    daily_quota: SettingValue
+    helping_paused: SettingValue

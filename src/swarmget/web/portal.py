@@ -17,10 +17,12 @@ the only script is that swap. Routes, below ``/portal``::
     POST /downloads/{id}/remove  forget it (``delete_file=on``: its file goes too)
     POST /downloads/clear-finished   forget every finished download
     GET  /peers                  the live nodes of this group (from the hub)
+    GET  /fleet                  every node of the group: downloads, serving, limits, health
+    GET  /settings, POST /settings   this node's helper limits and "pause helping"
     GET  /login[?token=]         the login page; a one-time token logs in at once
     POST /login                  log in with the API token
     POST /logout
-    GET  /live/downloads[/{id}], /live/peers     the Server-Sent Events of those pages
+    GET  /live/downloads[/{id}], /live/peers, /live/fleet    the Server-Sent Events of those pages
     GET  /static/...             CSS and JavaScript
 
 Where each part lives: ``site`` (the ``Portal`` state and its app keys), ``access`` (the
@@ -45,8 +47,10 @@ from swarmget.web.download_pages import (
     remove_download,
     start_download,
 )
+from swarmget.web.fleet_pages import fleet_page, live_fleet
 from swarmget.web.peer_pages import live_peers, peers_page
 from swarmget.web.security import LOGIN_LINK_TTL
+from swarmget.web.settings_pages import save_settings, settings_page
 from swarmget.web.site import HERE, PORTAL, PREFIX, Portal
 
 __all__ = ["PORTAL", "PREFIX", "Portal", "make_portal_app", "mount_portal"]
@@ -70,12 +74,16 @@ def make_portal_app(portal: Portal) -> web.Application:
     r.add_post("/downloads/{id}/{action:pause|resume|retry}", act_on_download)
     r.add_post("/downloads/{id}/remove", remove_download)
     r.add_get("/peers", peers_page)
+    r.add_get("/fleet", fleet_page)
+    r.add_get("/settings", settings_page)
+    r.add_post("/settings", save_settings)
     r.add_get("/login", login_page, name="login")
     r.add_post("/login", login_post, name="login_post")
     r.add_post("/logout", logout)
     r.add_get("/live/downloads", live_downloads)
     r.add_get("/live/downloads/{id}", live_details)
     r.add_get("/live/peers", live_peers)
+    r.add_get("/live/fleet", live_fleet)
     r.add_static("/static", HERE / "static", name="static")
     return app
 
