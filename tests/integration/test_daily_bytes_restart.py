@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import os
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -87,6 +88,9 @@ async def test_daily_bytes_and_savings_survive_a_restart(
             assert listed["downloads"][0]["speedup"] == speedup  # kept in the history
             metrics = await text(session, f"{swarm.node(0).api_url}/metrics")
             assert sample(metrics, "swarmget_origin_saved_bytes_total") == peer_0
+            out = await status_text(swarm.node(0).state_dir)
+            assert "origin bytes saved:" in out
+            assert f"~{speedup['factor']:.1f}x (estimate)" in out
         finally:
             await again.stop_node()
 
@@ -107,6 +111,17 @@ async def restart(swarm: LocalSwarm, i: int, session: aiohttp.ClientSession) -> 
     )
     node.proc = await start_proc(args, swarm.root / f"node{i}-again.log", _env())
     return Restarted(session, swarm, i)
+
+
+async def status_text(state_dir: Path) -> str:
+    """``swarmget status`` against the node of ``state_dir`` (a process), its output."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "swarmget.cli", "status", "--state-dir", str(state_dir),
+        stdout=asyncio.subprocess.PIPE, env={**_env(), "COLUMNS": "250"},
+    )  # fmt: skip
+    out, _ = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 0
+    return out.decode()
 
 
 def _env() -> dict[str, str]:
