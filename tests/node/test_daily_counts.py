@@ -10,9 +10,12 @@ from pathlib import Path
 
 from swarmget.core.lifecycle import DownloadState
 from swarmget.core.savings import NoEstimate, Speedup
+from swarmget.core.scheduler import SourceInfo, SourceState
+from swarmget.engine import DownloadResult
 from swarmget.node.daily import Counts, DailyBytes
 from swarmget.node.download_json import download_json, speedup_from_json
 from swarmget.node.history import HISTORY_FILE, DownloadHistory
+from swarmget.node.rates import RateSamples, download_speedup
 
 DAY = 86400.0
 T0 = datetime.datetime(2026, 12, 5, 12, 0).timestamp()  # local noon
@@ -102,3 +105,34 @@ def test_speedup_json_round_trip() -> None:
         )  # fmt: skip
         assert speedup_from_json(out) == s
     assert speedup_from_json({"id": "x"}) is None
+
+
+def result(mode: str, sources: tuple[SourceInfo, ...], fetched: int) -> DownloadResult:
+    return DownloadResult(
+        path=Path("/x"), size=fetched, elapsed=4.0, mode=mode, resumed_bytes=0,
+        fetched_bytes=fetched, digests={}, verified=(), sources=sources, last_byte_to_done=0.0,
+    )  # fmt: skip
+
+
+def source(sid: str, received: int) -> SourceInfo:
+    return SourceInfo(
+        source_id=sid, state=SourceState.IDLE, slots=1, active_leases=0, received=received,
+        claimed=received, rate=0.0, failures=0, segments=(), ban_reason=None,
+    )  # fmt: skip
+
+
+def test_a_download_speedup_from_its_sources_and_samples() -> None:
+    samples = RateSamples()
+    for at, got in ((0.0, {}), (1.0, {"me": 10, "h": 10}), (2.0, {"me": 20, "h": 30})):
+        samples.add(at, got)
+    samples.add(4.0, {"me": 20, "h": 60})  # our own connections were done after 2 s
+    s = download_speedup(
+        result("segmented", (source("me", 20), source("h", 60)), 80), samples, "me"
+    )
+    assert (s.own_origin_bytes, s.peer_bytes, s.own_origin_seconds) == (20, 60, 2.0)
+    assert s.factor == 2.0  # 20 B/s in all, 10 B/s of our own
+
+
+def test_a_single_stream_download_is_all_our_own() -> None:
+    s = download_speedup(result("single-stream", (), 80), RateSamples(), "me")
+    assert (s.own_origin_bytes, s.peer_bytes, s.factor) == (80, 0, 1.0)
