@@ -109,14 +109,29 @@ def status(state_dir: Path | None, as_json: bool) -> None:
         f"{helper['streams_served']} served, {human_bytes(helper['bytes_served'])}; quota left: "
         + ("unlimited" if quota is None else human_bytes(quota))
     )
+    traffic = node_status.get("traffic")
+    if traffic:  # bytes from peers instead of over this node's own origin link
+        console.print(
+            f"origin bytes saved: {human_bytes(traffic['saved_today'])} today, "
+            f"{human_bytes(traffic['saved_total'])} in all"
+        )
     table = Table(title="downloads")
-    for col in ("id", "state", "progress", "url"):
+    for col in ("id", "state", "progress", "faster than alone", "url"):
         table.add_column(col)
     for d in downloads:
         p = d.get("progress") or {}
         done = f"{100 * p['done'] / p['size']:.0f}%" if p.get("size") else "-"
-        table.add_row(d["id"], d["state"], done, d["url"])
+        table.add_row(d["id"], d["state"], done, _speedup_cell(d.get("speedup")), d["url"])
     console.print(table)
+
+
+def _speedup_cell(speedup: dict[str, Any] | None) -> str:
+    """A finished download's estimate (``core.savings``); "-" without one."""
+    if not speedup:
+        return "-"
+    if speedup.get("factor") is None:
+        return f"- ({speedup.get('missing')})"
+    return f"~{speedup['factor']:.1f}x (estimate)"
 
 
 @main.command()

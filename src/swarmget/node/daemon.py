@@ -39,6 +39,7 @@ from swarmget.net.metrics import metrics_handler
 from swarmget.net.origin import OriginClient
 from swarmget.net.relay_client import RelayClient
 from swarmget.net.serve import ListenLimits, open_listener
+from swarmget.node.daily import Counts, DailyBytes, flush_daily
 from swarmget.node.downloads import DownloadManager, SwarmContext
 from swarmget.node.fleet import FleetEntry, fleet_fn, node_summary
 from swarmget.node.helper import ChunkFilter, HelperLimits, HelperService, make_peer_app
@@ -128,6 +129,7 @@ class Node:
     membership: MembershipState | None = None
     portal: UserPages | None = None  # the admin portal, on the user API's server
     remote_portal_url: str | None = None  # the portal's own listener, if it has one
+    daily: DailyBytes | None = None  # bytes per day, kept across restarts
 
     async def wait_registered(self, limit: float) -> bool:
         """Wait (at most ``limit`` seconds) until the hub has registered us."""
@@ -150,6 +152,7 @@ class Node:
             },
             "helper": self.helper.statistics(),
             "hub": None if self.membership is None else _membership_json(self.membership),
+            "traffic": None if self.daily is None else self.daily.to_json(),
         }
 
 
@@ -284,6 +287,7 @@ async def open_node(config: NodeConfig, *, pages: MountPages | None = None) -> A
             )
         history = DownloadHistory(config.state_dir)  # before the task group: closed after it
         stack.callback(history.close)
+        after_tasks = stack.enter_context(contextlib.ExitStack())  # runs once the tasks ended
         tg = await stack.enter_async_context(asyncio.TaskGroup())
         swarm = SwarmContext(
             identity=identity,
@@ -304,6 +308,9 @@ async def open_node(config: NodeConfig, *, pages: MountPages | None = None) -> A
             max_size=config.max_size,
             history=history,
         )
+        daily = DailyBytes(history, lambda: _counts(manager, helper), clock=time.time)
+        after_tasks.callback(daily.flush)  # at shutdown, once the downloads stopped
+        flushing = tg.create_task(flush_daily(daily))
         node = Node(
             node_id=node_id,
             peer_url=peer_url,
@@ -312,6 +319,7 @@ async def open_node(config: NodeConfig, *, pages: MountPages | None = None) -> A
             download_dir=config.download_dir.resolve(),
             helper=helper,
             downloads=manager,
+            daily=daily,
         )
         started.append(node)
 
@@ -331,7 +339,7 @@ async def open_node(config: NodeConfig, *, pages: MountPages | None = None) -> A
         )
         user_app = make_user_app(api)
         user_app.router.add_get(
-            METRICS_PATH, metrics_handler(NodeCollector(node_id, manager, helper))
+            METRICS_PATH, metrics_handler(NodeCollector(node_id, manager, helper, daily))
         )
         if pages is not None:
             node.portal = pages(user_app, api, node_id)
@@ -347,7 +355,7 @@ async def open_node(config: NodeConfig, *, pages: MountPages | None = None) -> A
         )
         if node.portal is not None:
             node.portal.bind(node.api_url)
-        stop_tasks: list[asyncio.Task[Any]] = []
+        stop_tasks: list[asyncio.Task[Any]] = [flushing]
         if hub is not None:
             port = int(peer_url.rsplit(":", 1)[1])
             registration = Registration(
@@ -380,6 +388,12 @@ async def open_node(config: NodeConfig, *, pages: MountPages | None = None) -> A
             manager.shut_down()
             for task in stop_tasks:
                 task.cancel()
+
+
+def _counts(manager: DownloadManager, helper: HelperService) -> Counts:
+    tally = manager.tally
+    served = helper.stats.bytes_served
+    return Counts(origin=tally.origin_bytes, peer=tally.peer_bytes, served=served)
 
 
 def _heartbeat_stats(helper: HelperService) -> dict[str, Any]:

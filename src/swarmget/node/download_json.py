@@ -12,7 +12,10 @@ is defined once::
      "events"?: [core.events.to_json ...],
      "result"?: {"path", "size", "elapsed", "mode", "resumed_bytes", "fetched_bytes",
                  "last_byte_to_done", "verified", "verification", "digests"},
-     "rates"?: [[seconds since the start, {source id: bytes received so far}] ...]}
+     "rates"?: [[seconds since the start, {source id: bytes received so far}] ...],
+     "speedup"?: {"factor": null | x, "missing": null | core.savings.NoEstimate value,
+                  "fetched_bytes", "own_origin_bytes", "peer_bytes", "elapsed",
+                  "own_origin_seconds"}}   (a finished download's, an estimate)
 
     source: {"id", "state", "slots", "active", "received", "claimed", "rate", "failures",
              "ban_reason", "segments": [[start, end] ...]}
@@ -31,6 +34,7 @@ from swarmget.core import events as ev
 from swarmget.core.errors import SwarmgetError
 from swarmget.core.lifecycle import DownloadState
 from swarmget.core.ranges import ByteRange
+from swarmget.core.savings import NoEstimate, Speedup
 from swarmget.core.scheduler import SourceInfo, SourceState
 from swarmget.core.urls import redact_url
 from swarmget.core.verification import VerificationReport
@@ -49,6 +53,7 @@ def download_json(
     events: Iterable[ev.Event] | None,
     result: DownloadResult | None,
     rates: list[list[Any]] | None = None,
+    speedup: Speedup | None = None,
 ) -> dict[str, Any]:
     """The JSON view of one download (see the module docstring)."""
     out: dict[str, Any] = {
@@ -67,7 +72,21 @@ def download_json(
         out["result"] = result_json(result)
     if rates is not None:
         out["rates"] = rates
+    if speedup is not None:
+        out["speedup"] = speedup_json(speedup)
     return out
+
+
+def speedup_json(s: Speedup) -> dict[str, Any]:
+    return {
+        "factor": s.factor,
+        "missing": None if s.missing is None else s.missing.value,
+        "fetched_bytes": s.fetched_bytes,
+        "own_origin_bytes": s.own_origin_bytes,
+        "peer_bytes": s.peer_bytes,
+        "elapsed": s.elapsed,
+        "own_origin_seconds": s.own_origin_seconds,
+    }
 
 
 def error_json(error: SwarmgetError | None) -> dict[str, str] | None:
@@ -150,6 +169,24 @@ def source_from_json(s: Mapping[str, Any]) -> SourceInfo:
         failures=s["failures"],
         segments=tuple(ByteRange(a, b) for a, b in s["segments"]),
         ban_reason=s["ban_reason"],
+    )
+
+
+def speedup_from_json(data: Mapping[str, Any]) -> Speedup | None:
+    """A download's ``speedup`` part read back; None when it has none (not done, or from an
+    older node)."""
+    s = data.get("speedup")
+    if s is None:
+        return None
+    factor = s["factor"]
+    return Speedup(
+        factor=None if factor is None else float(factor),
+        missing=None if s["missing"] is None else NoEstimate(s["missing"]),
+        fetched_bytes=int(s["fetched_bytes"]),
+        own_origin_bytes=int(s["own_origin_bytes"]),
+        peer_bytes=int(s["peer_bytes"]),
+        elapsed=float(s["elapsed"]),
+        own_origin_seconds=float(s["own_origin_seconds"]),
     )
 
 

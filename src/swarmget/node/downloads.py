@@ -36,6 +36,7 @@ from swarmget.core.errors import Cancelled, HubError, SwarmgetError, WrongState
 from swarmget.core.events import EventCounters
 from swarmget.core.identity import NodeIdentity
 from swarmget.core.lifecycle import DownloadState, transition
+from swarmget.core.savings import Speedup
 from swarmget.core.urls import redact_url
 from swarmget.destination import inside_download_dir
 from swarmget.engine import (
@@ -59,7 +60,7 @@ from swarmget.node.download_json import download_json, error_json
 from swarmget.node.history import MAX_FINISHED, DownloadHistory, HistoryRow
 from swarmget.node.journal import DownloadJournal, JournalEntry, spec_from_json, spec_to_json
 from swarmget.node.metrics import DownloadTally
-from swarmget.node.rates import RateSamples, sample_rates
+from swarmget.node.rates import RateSamples, download_speedup, sample_rates
 from swarmget.node.removal import dest_of, remove_download_files
 from swarmget.protocol.hub import MAX_PEERS_PER_ANSWER
 
@@ -102,6 +103,7 @@ class DownloadRecord:
     saved: dict[str, Any] | None = None
     pause_requested: bool = False  # the task is being cancelled to pause, not to cancel
     rates: RateSamples = field(default_factory=RateSamples)  # this run's, for the chart
+    speedup: Speedup | None = None  # once done: "how much faster than alone" (an estimate)
 
     def progress(self) -> DownloadProgress | None:
         return self.download.statistics() if self.download is not None else None
@@ -317,6 +319,7 @@ class DownloadManager:
         record.move(DownloadState.STARTING)
         record.download = record.result = record.error = record.saved = record.ended = None
         record.rates = RateSamples()
+        record.speedup = None
         record.pause_requested = False
         record.peers_checked = []
         self._start(record)
@@ -373,6 +376,7 @@ class DownloadManager:
             record.move(DownloadState.DONE)
             done = record.result
             record.rates.add(done.elapsed, {s.source_id: s.received for s in done.sources})
+            record.speedup = download_speedup(done, record.rates, self._swarm.node_id)
             log.info("download done: %s", record.result.path)
             record.ended = self._clock()
         except asyncio.CancelledError:
@@ -503,4 +507,5 @@ def describe(
         events=None if download is None else list(download.events)[-events:] if events else [],
         result=record.result,
         rates=record.rates.to_json() if (events if rates is None else rates) else None,
+        speedup=record.speedup,
     )

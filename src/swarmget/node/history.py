@@ -49,6 +49,16 @@ CREATE TABLE IF NOT EXISTS downloads (
     view TEXT NOT NULL
 )
 """
+#: bytes per local day (``YYYY-MM-DD``): received from origins and from peers as a requester,
+#: served to peers as a helper; added to in batches (``node.daily``), never per chunk
+_DAILY_SCHEMA = """
+CREATE TABLE IF NOT EXISTS daily_bytes (
+    day TEXT PRIMARY KEY,
+    origin INTEGER NOT NULL DEFAULT 0,
+    peer INTEGER NOT NULL DEFAULT 0,
+    served INTEGER NOT NULL DEFAULT 0
+)
+"""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -59,6 +69,16 @@ class HistoryRow:
     state: DownloadState
     spec: dict[str, Any]  # ``journal.spec_to_json``
     view: dict[str, Any]  # ``node.download_json`` as it last was
+
+
+@dataclass(frozen=True, kw_only=True)
+class DayBytes:
+    """One day's bytes (see ``_DAILY_SCHEMA``)."""
+
+    day: str  # YYYY-MM-DD, the node's local time
+    origin: int = 0
+    peer: int = 0
+    served: int = 0
 
 
 class DownloadHistory:
@@ -104,6 +124,32 @@ class DownloadHistory:
         with self._db:
             self._db.executemany("DELETE FROM downloads WHERE id = ?", [(i,) for i in ids])
 
+    def add_bytes(self, counts: list[DayBytes]) -> None:
+        """Add each day's counts to what that day has (one transaction for all)."""
+        with self._db:
+            self._db.executemany(
+                "INSERT INTO daily_bytes (day, origin, peer, served) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT(day) DO UPDATE SET origin = origin + excluded.origin, "
+                "peer = peer + excluded.peer, served = served + excluded.served",
+                [(c.day, c.origin, c.peer, c.served) for c in counts],
+            )
+
+    def days(self, since: str) -> list[DayBytes]:
+        """The days from ``since`` (``YYYY-MM-DD``) on that have counts, oldest first."""
+        cursor = self._db.execute(
+            "SELECT day, origin, peer, served FROM daily_bytes WHERE day >= ? ORDER BY day",
+            (since,),
+        )
+        return [DayBytes(day=str(d), origin=o, peer=p, served=s) for d, o, p, s in cursor]
+
+    def total_bytes(self) -> DayBytes:
+        """Every day's counts added up (``day`` is empty)."""
+        row = self._db.execute(
+            "SELECT COALESCE(SUM(origin), 0), COALESCE(SUM(peer), 0), COALESCE(SUM(served), 0) "
+            "FROM daily_bytes"
+        ).fetchone()
+        return DayBytes(day="", origin=int(row[0]), peer=int(row[1]), served=int(row[2]))
+
 
 def _rows(raw: list[tuple[Any, ...]]) -> Iterator[HistoryRow]:
     for id_, created, ended, state, spec, view in raw:
@@ -127,6 +173,7 @@ def _connect(path: Path) -> sqlite3.Connection:
     db = sqlite3.connect(path, isolation_level="DEFERRED")
     try:
         db.execute(_SCHEMA)
+        db.execute(_DAILY_SCHEMA)
         db.commit()
         columns = [r[1] for r in db.execute("PRAGMA table_info(downloads)")]
         if columns != ["id", "created", "ended", "state", "spec", "view"]:

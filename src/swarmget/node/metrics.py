@@ -18,6 +18,7 @@ from swarmget.core.lifecycle import DownloadState
 from swarmget.net.metrics import HistogramTally, counter, gauge, labelled_counter
 
 if TYPE_CHECKING:
+    from swarmget.node.daily import DailyBytes
     from swarmget.node.downloads import DownloadManager
     from swarmget.node.helper import HelperService
 
@@ -46,10 +47,17 @@ class DownloadTally:
 
 
 class NodeCollector(Collector):
-    def __init__(self, node_id: str, downloads: DownloadManager, helper: HelperService) -> None:
+    def __init__(
+        self,
+        node_id: str,
+        downloads: DownloadManager,
+        helper: HelperService,
+        daily: DailyBytes | None = None,
+    ) -> None:
         self._node_id = node_id
         self._downloads = downloads
         self._helper = helper
+        self._daily = daily
 
     def collect(self) -> Iterable[Metric]:
         yield from self._bytes()
@@ -74,6 +82,13 @@ class NodeCollector(Collector):
             "Bytes this node streamed to requesters as a helper",
             self._helper.stats.bytes_served,
         )
+        if self._daily is not None:  # the history's total plus this run's: kept across restarts
+            yield counter(
+                "swarmget_origin_saved_bytes",
+                "Bytes this node received from peers instead of over its own origin link, "
+                "since its history began",
+                self._daily.saved_total(),
+            )
 
     def _events(self) -> Iterable[Metric]:
         counted = self._downloads.counters  # counted as the events happened

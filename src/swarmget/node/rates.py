@@ -13,9 +13,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from swarmget.engine import DownloadProgress
+from swarmget.core.savings import Speedup, own_origin_seconds, speedup_estimate
+from swarmget.engine import DownloadProgress, DownloadResult
 
-__all__ = ["MAX_SAMPLES", "SAMPLE_INTERVAL", "RateSamples", "sample_rates"]
+__all__ = ["MAX_SAMPLES", "SAMPLE_INTERVAL", "RateSamples", "download_speedup", "sample_rates"]
 
 SAMPLE_INTERVAL = 1.0  # seconds
 MAX_SAMPLES = 240
@@ -51,3 +52,19 @@ async def sample_rates(samples: RateSamples, statistics: Callable[[], DownloadPr
         await asyncio.sleep(SAMPLE_INTERVAL)
         p = statistics()
         samples.add(p.elapsed, {s.source_id: s.received for s in p.sources})
+
+
+def download_speedup(result: DownloadResult, samples: RateSamples, own_id: str) -> Speedup:
+    """A finished download's "faster than alone" estimate (``core.savings``): its sources'
+    bytes, the time this node's own source was fetching (from the samples)."""
+    received = {s.source_id: s.received for s in result.sources}
+    if result.mode == "single-stream" and not received:  # one stream: all our own
+        received = {own_id: result.fetched_bytes}
+    return speedup_estimate(
+        fetched_bytes=result.fetched_bytes,
+        resumed_bytes=result.resumed_bytes,
+        elapsed=result.elapsed,
+        received=received,
+        own_id=own_id,
+        own_seconds=own_origin_seconds(samples.to_json(), own_id),
+    )

@@ -129,7 +129,14 @@ async def _downloads_page(
         helpers=helpers,
         hub_note=hub_note,
         download_dir=str(portal.api.download_dir),
+        traffic=_traffic(portal),
     )
+
+
+def _traffic(portal: Portal) -> views.TrafficView | None:
+    """The overview's bytes per day and savings (the node's status; None without one)."""
+    described = [describe(r, events=0) for r in _records(portal)]
+    return views.traffic_view(portal.api.status().get("traffic"), described)
 
 
 async def _helper_choices(portal: Portal) -> tuple[list[str], str | None]:

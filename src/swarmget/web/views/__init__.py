@@ -12,6 +12,7 @@ everything here reads their fields (no text is parsed back).
     piecemap.py      its piece map: blocks per source, in flight, re-fetched ranges
     verification.py  its verification panel
     peers.py         the peers page (``PeerRow``)
+    traffic.py       the overview's bytes per day and origin bytes saved (``TrafficView``)
 
 The names the pages use are importable from this package.
 """
@@ -32,6 +33,7 @@ from swarmget.web.views.details import (
 from swarmget.web.views.downloads import DownloadRow, download_row
 from swarmget.web.views.peers import PeerRow, peer_row, self_row
 from swarmget.web.views.piecemap import Block, LeaseView, refetched_ranges
+from swarmget.web.views.traffic import TrafficView, speedup_text, traffic_view
 from swarmget.web.views.verification import Verification, verification
 
 __all__ = [
@@ -46,8 +48,11 @@ __all__ = [
     "PeerRow",
     "SourceRow",
     "TimelineEntry",
+    "TrafficView",
     "Verification",
     "details_view",
+    "speedup_text",
+    "traffic_view",
     "display_name",
     "download_row",
     "human_range",

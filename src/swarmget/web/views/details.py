@@ -28,6 +28,7 @@ from swarmget.web.views.piecemap import (
     resumed_ranges,
     ticks,
 )
+from swarmget.web.views.traffic import speedup_text
 from swarmget.web.views.verification import Verification, verification
 
 STALL_HINT = 3.0  # an active source that delivered nothing for this long shows as stalled
@@ -95,6 +96,8 @@ class DetailsView:
     verification: Verification
     endgame: bool
     chart: RateChart | None = None  # the rate over time, stacked by source
+    speedup: str | None = None  # once done: "faster than alone", an estimate, in words
+    saved: str | None = None  # once done: bytes from peers instead of this node's origin link
 
     @property
     def contributors(self) -> tuple[SourceRow, ...]:
@@ -146,7 +149,16 @@ def details_view(
         verification=verification(d),
         endgame=in_endgame,
         chart=rate_chart(d.get("rates"), colours),
+        speedup=speedup_text(d.get("speedup")),
+        saved=_saved(d.get("speedup")),
     )
+
+
+def _saved(speedup: Mapping[str, Any] | None) -> str | None:
+    try:
+        return None if not speedup else human_bytes(int(speedup["peer_bytes"]))
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 def _single_stream_source(

@@ -1,0 +1,144 @@
+"""The node's bytes per day, kept across restarts: from origins and from peers (as a
+requester), and served to peers (as a helper), for the portal's overview chart.
+
+The live counters (``metrics.DownloadTally``, the helper's ``bytes_served``) count every chunk
+as it comes; ``DailyBytes.flush`` adds what they counted since its last flush to today's row
+of the history database (``node.history``): once every ``FLUSH_INTERVAL`` (``flush_daily``,
+run by the node) and once more at shutdown; never one write per chunk. A day is the node's
+local calendar day; bytes counted across midnight go to the day of the flush.
+
+``view`` answers the last ``days`` days (the database's rows plus what is counted and not
+yet written), ``saved`` the origin bytes saved: bytes received from peers instead of over
+this node's own origin link, today and since the history began.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from swarmget.node.history import DayBytes, DownloadHistory
+
+__all__ = ["DAYS_SHOWN", "FLUSH_INTERVAL", "DailyBytes", "flush_daily"]
+
+log = logging.getLogger(__name__)
+
+FLUSH_INTERVAL = 60.0  # seconds between two writes of the counts
+DAYS_SHOWN = 14
+#: flushes one loop makes at most (a year of minutes: a bound, not a plan)
+MAX_FLUSHES = 366 * 24 * 60
+
+
+@dataclass(frozen=True, kw_only=True)
+class Counts:
+    origin: int
+    peer: int
+    served: int
+
+
+class DailyBytes:
+    """Adds the live counters' growth to the history's days (see the module docstring).
+    ``read`` returns the counters' totals now (they only grow)."""
+
+    def __init__(
+        self,
+        history: DownloadHistory | None,
+        read: Callable[[], Counts],
+        *,
+        clock: Callable[[], float],
+    ) -> None:
+        self._history = history
+        self._read = read
+        self._clock = clock
+        self._written = Counts(origin=0, peer=0, served=0)  # the totals flushed so far
+        self._base = self._stored_total()
+
+    def _stored_total(self) -> DayBytes:
+        if self._history is None:
+            return DayBytes(day="")
+        try:
+            return self._history.total_bytes()
+        except Exception as exc:  # (sqlite3.Error): the counts are a convenience
+            log.warning("cannot read the daily byte counts: %s", exc)
+            return DayBytes(day="")
+
+    def today(self) -> str:
+        return datetime.date.fromtimestamp(self._clock()).isoformat()
+
+    def _pending(self) -> DayBytes:
+        now = self._read()
+        return DayBytes(
+            day=self.today(),
+            origin=now.origin - self._written.origin,
+            peer=now.peer - self._written.peer,
+            served=now.served - self._written.served,
+        )
+
+    def flush(self) -> None:
+        """Add what was counted since the last flush to today's row."""
+        if self._history is None:
+            return
+        pending = self._pending()
+        if not (pending.origin or pending.peer or pending.served):
+            return
+        try:
+            self._history.add_bytes([pending])
+        except Exception as exc:  # (sqlite3.Error): kept pending, tried again next time
+            log.warning("cannot save the daily byte counts: %s", exc)
+            return
+        self._written = self._read()
+
+    def view(self, days: int = DAYS_SHOWN) -> list[DayBytes]:
+        """The last ``days`` days, oldest first, each one listed (zero when nothing moved)."""
+        today = datetime.date.fromtimestamp(self._clock())
+        first = today - datetime.timedelta(days=days - 1)
+        stored: dict[str, DayBytes] = {}
+        if self._history is not None:
+            try:
+                stored = {d.day: d for d in self._history.days(first.isoformat())}
+            except Exception as exc:  # (sqlite3.Error)
+                log.warning("cannot read the daily byte counts: %s", exc)
+        pending = self._pending()
+        out = []
+        for i in range(days):
+            day = (first + datetime.timedelta(days=i)).isoformat()
+            row = stored.get(day, DayBytes(day=day))
+            if day == pending.day:
+                row = _plus(row, pending)
+            out.append(row)
+        return out
+
+    def saved_total(self) -> int:
+        """Bytes received from peers since the history began (written and pending)."""
+        return self._base.peer + self._read().peer
+
+    def to_json(self, days: int = DAYS_SHOWN) -> dict[str, Any]:
+        """``{"days": [{"day", "origin", "peer", "served"} ...], "saved_today",
+        "saved_total"}`` (``saved_*``: bytes received from peers instead of the origin)."""
+        shown = self.view(days)
+        return {
+            "days": [
+                {"day": d.day, "origin": d.origin, "peer": d.peer, "served": d.served}
+                for d in shown
+            ],
+            "saved_today": shown[-1].peer if shown else 0,
+            "saved_total": self.saved_total(),
+        }
+
+
+def _plus(a: DayBytes, b: DayBytes) -> DayBytes:
+    return DayBytes(
+        day=a.day, origin=a.origin + b.origin, peer=a.peer + b.peer, served=a.served + b.served
+    )
+
+
+async def flush_daily(daily: DailyBytes, interval: float = FLUSH_INTERVAL) -> None:
+    """Flush every ``interval`` seconds (run by the node; cancelled at shutdown, which
+    flushes once more)."""
+    for _ in range(MAX_FLUSHES):
+        await asyncio.sleep(interval)
+        daily.flush()
