@@ -7,6 +7,7 @@ import asyncio
 import json
 import os
 import sys
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -121,6 +122,7 @@ def get(ctx: click.Context, /, quiet: bool, as_json: bool, **options: Any) -> No
     helpers of its network and downloads with them (it does not become a node: it never
     helps others); otherwise it downloads alone.
     """
+    started = time.monotonic()  # the command's own timeline starts here
     err = Console(stderr=True)
     try:
         options["output"] = output_path(options["output"], options.pop("remote_name"))
@@ -132,13 +134,16 @@ def get(ctx: click.Context, /, quiet: bool, as_json: bool, **options: Any) -> No
     request = GetRequest(**options, state_dir=settings.state_dir, configured_hubs=settings.hubs)
     show = not quiet and not as_json and err.is_terminal
     routes: list[RouteTaken] = []
+    accepted: list[float] = []  # when the download was accepted (the node's answer, or here)
 
     hub_reports: list[HubReport] = []
 
     def on_route(taken: RouteTaken) -> None:
         routes.append(taken)
-        if taken.fallback:
-            err.print(f"[yellow]warning[/]: {taken.reason}", highlight=False)
+        if not accepted:
+            accepted.append(time.monotonic() - started)
+        if taken.fallback:  # one line, however long (soft_wrap: rich never folds it)
+            err.print(f"[yellow]warning[/]: {taken.reason}", highlight=False, soft_wrap=True)
 
     def hub_answered(report: HubReport) -> None:
         hub_reports.append(report)  # going alone is said by on_route
@@ -155,7 +160,10 @@ def get(ctx: click.Context, /, quiet: bool, as_json: bool, **options: Any) -> No
     if as_json:
         route = routes[-1].as_json() if routes else None
         hub = {"hub": hub_reports[-1].as_json()} if hub_reports else {}
-        click.echo(json.dumps({**result_json(result), "route": route} | hub))
+        command = {"accepted": accepted[0] if accepted else None}
+        command["result"] = time.monotonic() - started
+        out = {**result_json(result), "route": route, "command_timeline": command}
+        click.echo(json.dumps(out | hub))
     elif not quiet:
         click.echo(summary_line(result))
 

@@ -28,19 +28,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import enum
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
 
-from swarmget.core.errors import HubError, HubTooOld, HubUnavailable
+from swarmget.core.errors import HubError
 from swarmget.core.identity import NodeIdentity
 from swarmget.net.hub_client import HubPool, PeerInfo, Registered, Registration
 from swarmget.net.origin import OriginClient
 from swarmget.net.relay_client import RelayClient
 from swarmget.node.downloads import DownloadManager, SwarmContext
+from swarmget.node.hub_report import HubOutcome, HubReport, outcome_of
 
 __all__ = [
     "HubOutcome",
@@ -59,62 +59,6 @@ class RequesterConfig:
     connections: int = 4
     relay_url: str | None = None
     health_timeout: float = 2.0
-
-
-class HubOutcome(enum.Enum):
-    """How the hub answered a requester's peers query."""
-
-    ANSWERED = "answered"  # it listed the live peers of our group (maybe none)
-    UNAVAILABLE = "unavailable"  # no hub of the list could be reached (or each failed)
-    TOO_OLD = "too_old"  # the hub does not know the requester-only query: upgrade it
-    REJECTED = "rejected"  # the hub refused the query (secret, clock skew ...)
-    NO_ANSWER = "no_answer"  # the download ended before the hub answered (no helper needed)
-
-
-@dataclass(frozen=True, kw_only=True)
-class HubReport:
-    """One answer (or failure) of the hub to a requester: ``hub_url`` is the hub asked
-    last, ``peers`` how many it listed, ``error`` what went wrong (None when answered)."""
-
-    outcome: HubOutcome
-    hub_url: str
-    peers: int = 0
-    error: str | None = None
-
-    @property
-    def alone(self) -> bool:
-        """Whether the download goes on without the swarm because of the hub."""
-        return self.outcome not in (HubOutcome.ANSWERED, HubOutcome.NO_ANSWER)
-
-    def describe(self) -> str:
-        """One line for people: what the hub said, and what the download does about it."""
-        if self.outcome is HubOutcome.NO_ANSWER:
-            return f"the download ended before hub {self.hub_url} answered"
-        if not self.alone:
-            return f"hub {self.hub_url} listed {self.peers} peers"
-        return f"{_PROBLEMS[self.outcome]}, downloading alone: {self.error}"
-
-    def as_json(self) -> dict[str, Any]:
-        return {
-            "status": self.outcome.value,
-            "hub_url": self.hub_url,
-            "peers": self.peers,
-            "alone": self.alone,
-            "error": self.error,
-        }
-
-
-_PROBLEMS = {
-    HubOutcome.UNAVAILABLE: "hub unreachable",
-    HubOutcome.TOO_OLD: "hub too old for requester-only queries (upgrade the hub)",
-    HubOutcome.REJECTED: "hub refused the peers query",
-}
-
-
-def _outcome_of(exc: HubError) -> HubOutcome:
-    if isinstance(exc, HubTooOld):
-        return HubOutcome.TOO_OLD
-    return HubOutcome.UNAVAILABLE if isinstance(exc, HubUnavailable) else HubOutcome.REJECTED
 
 
 class _ReportingHub:
@@ -143,7 +87,7 @@ class _ReportingHub:
             listed = await self._pool.peers(only)
         except HubError as exc:
             self._on_report(
-                HubReport(outcome=_outcome_of(exc), hub_url=self.hub_url, error=str(exc))
+                HubReport(outcome=outcome_of(exc), hub_url=self.hub_url, error=str(exc))
             )
             raise
         self._on_report(
