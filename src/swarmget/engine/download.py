@@ -177,7 +177,7 @@ class Download:
             ctx.emit(ev.Failed(at=ctx.at(), code=code, message=str(exc) or type(exc).__name__))
             raise
         self._ended_at = ctx.clock()
-        ctx.marks.verified = ctx.at()
+        ctx.marks.verified = result.elapsed  # verified and in place: the result's end
         ctx.stage = Stage.DONE
         return dataclasses.replace(result, timeline=ctx.timeline())
 
