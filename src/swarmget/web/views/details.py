@@ -14,6 +14,8 @@ from typing import Any
 
 from swarmget.core import events as ev
 from swarmget.core.lifecycle import DownloadState, parse_state
+from swarmget.node.download_json import hub_from_json
+from swarmget.node.hub_report import HubOutcome
 from swarmget.web.humanize import human_bytes, human_rate
 from swarmget.web.views.chart import RateChart, rate_chart
 from swarmget.web.views.common import PALETTE_SIZE, human_range, read_events
@@ -76,6 +78,30 @@ class TimelineEntry:
 
 
 @dataclass(frozen=True, kw_only=True)
+class HubLine:
+    """What the hub said when the download asked it for peers, in one line."""
+
+    status: str  # a HubOutcome value
+    alone: bool  # the download ran without helpers because of the hub
+    line: str
+
+
+def hub_line(d: Mapping[str, Any]) -> HubLine | None:
+    """The download's hub line (None: no hub, not asked yet, or unreadable)."""
+    try:
+        report = hub_from_json(d)
+    except (KeyError, TypeError, ValueError):
+        return None
+    if report is None:
+        return None
+    if report.outcome is HubOutcome.ANSWERED:
+        line = f"hub {report.hub_url} listed {report.peers} peers"
+    else:
+        line = report.warning() or report.describe()
+    return HubLine(status=report.outcome.value, alone=report.alone, line=line)
+
+
+@dataclass(frozen=True, kw_only=True)
 class DetailsView:
     row: DownloadRow
     mode: str
@@ -95,6 +121,7 @@ class DetailsView:
     verification: Verification
     endgame: bool
     chart: RateChart | None = None  # the rate over time, stacked by source
+    hub: HubLine | None = None  # what the hub said (None: no hub asked)
 
     @property
     def contributors(self) -> tuple[SourceRow, ...]:
@@ -146,6 +173,7 @@ def details_view(
         verification=verification(d),
         endgame=in_endgame,
         chart=rate_chart(d.get("rates"), colours),
+        hub=hub_line(d),
     )
 
 
