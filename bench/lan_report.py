@@ -318,6 +318,7 @@ def user_table(plan: Plan, runs: Sequence[Run]) -> str | None:
 
 #: the timeline's columns: (heading, what it reads from a run's timeline)
 _PHASES: tuple[tuple[str, Any], ...] = (
+    ("startup", lambda t: t.get("startup")),
     ("accepted", lambda t: t.get("accepted")),
     ("hub", lambda t: t.get("hub")),
     ("probe", lambda t: t.get("probe")),
@@ -333,6 +334,13 @@ _PHASES: tuple[tuple[str, Any], ...] = (
 def _median_of(values: Sequence[float | None]) -> float | None:
     known = [v for v in values if v is not None]
     return statistics.median(known) if known else None
+
+
+def _after_result(run: Run) -> float | None:
+    startup, result = run.timeline.get("startup"), run.timeline.get("result")
+    if startup is None or result is None or not run.wall:
+        return None
+    return float(run.wall - startup - result)
 
 
 def timeline_table(runs: Sequence[Run]) -> str | None:
@@ -354,11 +362,17 @@ def timeline_table(runs: Sequence[Run]) -> str | None:
         cells = [_f(_median_of([read(r.timeline) for r in group]), ".3f") for _, read in _PHASES]
         peers = _median_of([r.timeline.get("hub_peers") for r in group])
         exit_wall = _median_of([r.wall for r in group])
-        rows.append([mode, human(size), str(n), *cells, _f(peers, ".0f"), _f(exit_wall, ".3f")])
-    head = ["timeline (s)", "size", "nodes", *(h for h, _ in _PHASES), "peers listed", "exit"]
+        after = _median_of([_after_result(r) for r in group])
+        rows.append([mode, human(size), str(n), *cells, _f(peers, ".0f"), _f(after, ".3f"),
+                     _f(exit_wall, ".3f")])  # fmt: skip
+    head = ["timeline (s)", "size", "nodes", *(h for h, _ in _PHASES), "peers listed"]
+    head += ["result → exit", "exit"]
     note = (
-        "Median seconds per phase. `accepted`, `get's result` and `exit` count from the "
-        "command's start; the others from the node's download start (≈ `accepted`)."
+        "Median seconds per phase. `startup`: the process's start (exec) to `get`'s code "
+        "running (Python, imports); `accepted` (the node took the download, or it started "
+        "here) and `get's result` count from there; `hub` ... `verified` from the download's "
+        "start (on the node or in the process, ≈ `accepted`); `exit`: the wall time of the "
+        "command; `result → exit` = exit - startup - get's result (shutting down, printing)."
     )
     return f"{note}\n\n{_table(head, rows)}"
 

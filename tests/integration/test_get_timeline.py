@@ -48,6 +48,7 @@ def assert_timeline(result: dict[str, Any]) -> dict[str, Any]:
     assert timeline["probe"] <= min(firsts) <= timeline["last_byte"] <= timeline["verified"]
     command = result["command_timeline"]
     assert 0 <= command["accepted"] <= command["result"]
+    assert 0 < command["startup"] < 60  # Python's start and imports (Linux: /proc)
     return dict(timeline)
 
 
