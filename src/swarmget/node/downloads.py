@@ -146,8 +146,12 @@ class DownloadManager:
         max_size: int | None = None,
         history: DownloadHistory | None = None,
         max_finished: int = MAX_FINISHED,
+        on_hub: Callable[[HubReport], None] | None = None,
     ) -> None:
+        """``on_hub`` hears what the hub said to each download, as soon as it did (the
+        download's record keeps it too)."""
         self._tg = tg
+        self._on_hub = on_hub
         self._history = history
         self._max_finished = max_finished
         self._max_size = max_size  # the node's limit, on top of what each download asks
@@ -439,6 +443,8 @@ class DownloadManager:
 
         def heard(report: HubReport) -> None:
             record.hub = report
+            if self._on_hub is not None:
+                self._on_hub(report)
             if report.outcome is HubOutcome.ANSWERED:
                 download.hub_answered(report.peers)
 

@@ -21,26 +21,25 @@ the download ended before the hub answered): the peers it listed, or why there a
 unreachable (``HubOutcome.UNAVAILABLE``, every hub of the list tried), too old to know the
 query (``TOO_OLD``: the hub must be upgraded), or refused (``REJECTED``: wrong secret, clock
 skew). In each of those cases the download goes on alone (on this host's connections), as a
-node's does when its hub is away.
+node's does when its hub is away. The download manager tells it (``find_helpers``), and
+keeps it on the download's record, as a node's does (``swarmget.node.hub_report``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import Any
 
 import aiohttp
 
-from swarmget.core.errors import HubError
 from swarmget.core.identity import NodeIdentity
-from swarmget.net.hub_client import HubPool, PeerInfo, Registered, Registration
+from swarmget.net.hub_client import HubPool
 from swarmget.net.origin import OriginClient
 from swarmget.net.relay_client import RelayClient
 from swarmget.node.downloads import DownloadManager, SwarmContext
-from swarmget.node.hub_report import HubOutcome, HubReport, outcome_of
+from swarmget.node.hub_report import HubOutcome, HubReport
 
 __all__ = [
     "HubOutcome",
@@ -59,41 +58,6 @@ class RequesterConfig:
     connections: int = 4
     relay_url: str | None = None
     health_timeout: float = 2.0
-
-
-class _ReportingHub:
-    """The pool as a download's ``HubApi``, telling ``on_report`` how each peers query
-    went (the failure is raised on: the download then goes on alone, see ``find_helpers``)."""
-
-    def __init__(self, pool: HubPool, on_report: Callable[[HubReport], None]) -> None:
-        self._pool = pool
-        self._on_report = on_report
-
-    @property
-    def hub_url(self) -> str:
-        return self._pool.hub_url
-
-    async def register(self, registration: Registration) -> Registered:
-        return await self._pool.register(registration)  # refused: requester only
-
-    async def heartbeat(self, stats: Mapping[str, Any] | None = None) -> None:
-        await self._pool.heartbeat(stats)  # refused: requester only
-
-    async def leave(self) -> None:
-        await self._pool.leave()  # refused: requester only
-
-    async def peers(self, only: Sequence[str] | None = None) -> list[PeerInfo]:
-        try:
-            listed = await self._pool.peers(only)
-        except HubError as exc:
-            self._on_report(
-                HubReport(outcome=outcome_of(exc), hub_url=self.hub_url, error=str(exc))
-            )
-            raise
-        self._on_report(
-            HubReport(outcome=HubOutcome.ANSWERED, hub_url=self.hub_url, peers=len(listed))
-        )
-        return listed
 
 
 @dataclass
@@ -129,14 +93,16 @@ async def open_requester(
             identity=identity,
             secret=config.secret,
             peer_session=session,
-            hub=_ReportingHub(pool, on_hub or (lambda report: None)),
+            hub=pool,
             health_timeout=config.health_timeout,
             relay=None
             if config.relay_url is None
             else RelayClient(session, config.relay_url, config.secret, identity),
         )
         tg = await stack.enter_async_context(asyncio.TaskGroup())
-        manager = DownloadManager(tg, OriginClient(session), swarm, connections=config.connections)
+        manager = DownloadManager(
+            tg, OriginClient(session), swarm, connections=config.connections, on_hub=on_hub
+        )
         try:
             yield Requester(node_id=identity.node_id, downloads=manager)
         finally:
