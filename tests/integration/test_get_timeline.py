@@ -116,3 +116,23 @@ async def test_a_node_whose_hub_was_killed_says_it_downloaded_alone(
                 assert assert_timeline(after)["hub"] is None  # it never answered
             else:
                 assert out == ""
+
+
+@pytest.mark.slow
+async def test_get_hub_prints_the_timeline_with_the_hubs_answer(
+    origin: TestOrigin, tmp_path: Path
+) -> None:
+    async with open_local_swarm(tmp_path / "swarm", 1) as swarm:
+        async with aiohttp.ClientSession() as session:
+            await wait_registered(NodeApi(session, swarm.node(0)))
+        rc, out, err = await run_cli(
+            "get", origin.url("f.bin"), "-o", str(tmp_path / "f.bin"), "--json",
+            "--hub", str(swarm.hub.info["url"]), "--secret-file", str(swarm.secret_file),
+            "--source-address", "127.0.0.1", "--state-dir", str(tmp_path / "no-node"),
+        )  # fmt: skip
+    assert rc == 0, err
+    result = json.loads(out)
+    assert result["route"]["route"] == "swarm"
+    timeline = assert_timeline(result)
+    assert isinstance(timeline["hub"], float)  # the hub answered, with the peers it listed
+    assert timeline["hub_peers"] == result["hub"]["peers"] >= 1
