@@ -311,7 +311,70 @@ def user_table(plan: Plan, runs: Sequence[Run]) -> str | None:
         "over ideal",
         "runs",
     ]
-    return _table(head, rows)
+    table = _table(head, rows)
+    timeline = timeline_table(runs)
+    return table if timeline is None else f"{table}\n\n{timeline}"
+
+
+#: the timeline's columns: (heading, what it reads from a run's timeline)
+_PHASES: tuple[tuple[str, Any], ...] = (
+    ("startup", lambda t: t.get("startup")),
+    ("accepted", lambda t: t.get("accepted")),
+    ("hub", lambda t: t.get("hub")),
+    ("probe", lambda t: t.get("probe")),
+    ("1st helper joined", lambda t: min(t.get("joined", {}).values(), default=None)),
+    ("1st byte", lambda t: min(t.get("first_byte", {}).values(), default=None)),
+    ("last source's 1st byte", lambda t: max(t.get("first_byte", {}).values(), default=None)),
+    ("last byte", lambda t: t.get("last_byte")),
+    ("verified", lambda t: t.get("verified")),
+    ("get's result", lambda t: t.get("result")),
+)
+
+
+def _median_of(values: Sequence[float | None]) -> float | None:
+    known = [v for v in values if v is not None]
+    return statistics.median(known) if known else None
+
+
+def _after_result(run: Run) -> float | None:
+    startup, result = run.timeline.get("startup"), run.timeline.get("result")
+    if startup is None or result is None or not run.wall:
+        return None
+    return float(run.wall - startup - result)
+
+
+def timeline_table(runs: Sequence[Run]) -> str | None:
+    """Where the time goes, per point of ``user`` (median of each phase over its runs):
+    ``accepted`` and ``get's result`` count from the command's start, the other points
+    from the node's download start (which is about ``accepted``); ``exit`` is the wall."""
+    points: dict[UserKey, list[Run]] = {}
+    for r in _ok(runs, "user"):
+        if r.timeline and r.tool == "swarmget":
+            fault = r.params.get("fault")
+            mode = str(r.params.get("mode")) + (f"+{fault}" if fault else "")
+            points.setdefault((mode, r.size, int(r.params.get("n") or r.nodes)), []).append(r)
+    if not points:
+        return None
+    rows = []
+    for (mode, size, n), group in sorted(
+        points.items(), key=lambda kv: (kv[0][1], kv[0][0], kv[0][2])
+    ):
+        cells = [_f(_median_of([read(r.timeline) for r in group]), ".3f") for _, read in _PHASES]
+        peers = _median_of([r.timeline.get("hub_peers") for r in group])
+        exit_wall = _median_of([r.wall for r in group])
+        after = _median_of([_after_result(r) for r in group])
+        rows.append([mode, human(size), str(n), *cells, _f(peers, ".0f"), _f(after, ".3f"),
+                     _f(exit_wall, ".3f")])  # fmt: skip
+    head = ["timeline (s)", "size", "nodes", *(h for h, _ in _PHASES), "peers listed"]
+    head += ["result → exit", "exit"]
+    note = (
+        "Median seconds per phase. `startup`: the process's start (exec) to `get`'s code "
+        "running (Python, imports); `accepted` (the node took the download, or it started "
+        "here) and `get's result` count from there; `hub` ... `verified` from the download's "
+        "start (on the node or in the process, ≈ `accepted`); `exit`: the wall time of the "
+        "command; `result → exit` = exit - startup - get's result (shutting down, printing)."
+    )
+    return f"{note}\n\n{_table(head, rows)}"
 
 
 TABLES = {

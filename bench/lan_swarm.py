@@ -104,6 +104,10 @@ class Run:
     cpu_sys: dict[str, float] = field(default_factory=dict)  # ... of which in the kernel
     received: dict[str, int] = field(default_factory=dict)  # source id -> bytes received
     events: list[str] = field(default_factory=list)  # what happened (faults, bans)
+    #: ``swarmget get --json``'s timeline (seconds from the node's download start: hub,
+    #: probe, joined {id: s}, first_byte {id: s}, last_byte, verified) with the command's
+    #: own points (seconds from the command's start: accepted, result)
+    timeline: dict[str, Any] = field(default_factory=dict)
     params: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
 
@@ -448,6 +452,18 @@ def download_with_tool(run: Run, *, url: str, work: Path, host: int, timeout: fl
     return run
 
 
+def _read_cli_result(stdout: str, run: Run) -> None:
+    """The timeline and times of ``get --json``'s answer (left empty when unreadable)."""
+    try:
+        data = json.loads(stdout)
+        command = data.get("command_timeline") or {}
+        run.timeline = {**data["timeline"], **command}
+        run.elapsed = float(data["elapsed"])
+        run.last_byte_to_done = float(data["last_byte_to_done"])
+    except (ValueError, KeyError, TypeError) as exc:
+        run.events.append(f"no timeline in get --json: {exc}")
+
+
 def wait_for_helpers(swarm: Swarm, requester: int, helpers: Sequence[int], limit: float) -> None:
     """Until node ``requester`` sees every node of ``helpers`` (they registered with the hub)."""
     node = swarm.nodes[requester]
@@ -473,7 +489,8 @@ def cli_command(
 ) -> list[str]:
     """``swarmget get`` as a user types it on host ``requester``."""
     node = swarm.nodes[requester]
-    cmd = [str(swarmget_exe()), "get", url, "-o", str(out), "--checksum", f"sha256:{sha256}", "-q"]
+    cmd = [str(swarmget_exe()), "get", url, "-o", str(out), "--checksum", f"sha256:{sha256}"]
+    cmd += ["-q", "--json"]  # the result with its timeline on stdout (no progress)
     if mode == "node":  # handed to the node running there (its state directory has node.json)
         return [*cmd, "--state-dir", str(node.state_dir)]
     if mode == "hub":  # its own node in the process, with the swarm of the hub
@@ -526,5 +543,6 @@ def download_with_cli(
         run.error = f"exit {proc.returncode}: {(proc.stderr or proc.stdout).strip()[-300:]}"
         out.unlink(missing_ok=True)
         return run
+    _read_cli_result(proc.stdout, run)
     run.ok = _verify_and_remove(out, run)
     return run

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -13,8 +14,9 @@ from swarmget.core.lifecycle import DownloadState
 from swarmget.core.ranges import ByteRange
 from swarmget.core.scheduler import SourceInfo, SourceState
 from swarmget.core.verification import Verification, VerificationReport
-from swarmget.engine import DownloadProgress, DownloadResult, Stage
+from swarmget.engine import DownloadProgress, DownloadResult, Stage, Timeline
 from swarmget.node import download_json as dj
+from swarmget.node.hub_report import HubOutcome, HubReport
 
 URL = "http://example.org/f.iso?token=secret"
 SOURCES = (
@@ -110,7 +112,8 @@ def test_a_starting_download_has_no_progress_events_or_result() -> None:
         events=None,
         result=None,
     )
-    assert set(data) == {"id", "url", "state", "created", "peers", "error"}
+    assert set(data) == {"id", "url", "state", "created", "peers", "error", "hub"}
+    assert data["hub"] is None  # no hub asked (yet)
     assert data["error"] == {"code": "origin_unusable", "message": "the origin answered 404"}
 
 
@@ -127,3 +130,92 @@ def test_a_record_moves_only_as_the_lifecycle_table_allows() -> None:
         with pytest.raises(IllegalTransition):
             record.move(target)
     assert record.state is DownloadState.DONE
+
+
+TIMELINE = Timeline(
+    hub=0.05,
+    hub_peers=3,
+    probe=0.04,
+    joined={"h1": 0.1},
+    first_byte={"me": 0.06, "h1": 0.12},
+    last_byte=3.7,
+    verified=3.95,
+)
+
+
+def test_the_timeline_goes_with_the_result_and_back() -> None:
+    result = dataclasses.replace(RESULT, timeline=TIMELINE)
+    data = sent(
+        dj.download_json(
+            download_id="d1",
+            url=URL,
+            state=DownloadState.DONE,
+            created=1.0,
+            peers=["h1"],
+            error=None,
+            progress=PROGRESS,
+            events=None,
+            result=result,
+        )
+    )
+    assert data["result"]["timeline"]["first_byte"] == {"me": 0.06, "h1": 0.12}  # type: ignore[index]
+    assert dj.result_from_json(data).timeline == TIMELINE
+
+
+def test_what_the_hub_said_goes_with_the_download_and_back() -> None:
+    report = HubReport(
+        outcome=HubOutcome.UNAVAILABLE, hub_url="http://127.0.0.1:9", error="refused"
+    )
+    data = sent(
+        dj.download_json(
+            download_id="d1",
+            url=URL,
+            state=DownloadState.DONE,
+            created=1.0,
+            peers=[],
+            error=None,
+            progress=None,
+            events=None,
+            result=None,
+            hub=report,
+        )
+    )
+    assert data["hub"] == {
+        "status": "unavailable",
+        "hub_url": "http://127.0.0.1:9",
+        "peers": 0,
+        "alone": True,
+        "error": "refused",
+    }
+    assert dj.hub_from_json(data) == report
+    assert report.warning() == "hub http://127.0.0.1:9 unreachable: downloaded without helpers"
+    answered = HubReport(outcome=HubOutcome.ANSWERED, hub_url="http://h", peers=2)
+    assert answered.warning() is None
+    assert dj.hub_from_json({"hub": None}) is None
+
+
+def test_an_older_nodes_result_has_an_empty_timeline() -> None:
+    data = sent(
+        dj.download_json(
+            download_id="d1",
+            url=URL,
+            state=DownloadState.DONE,
+            created=1.0,
+            peers=[],
+            error=None,
+            progress=PROGRESS,
+            events=None,
+            result=RESULT,
+        )
+    )
+    del data["result"]["timeline"]  # type: ignore[attr-defined]
+    assert dj.result_from_json(data).timeline == Timeline()
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [{"status": "maybe", "hub_url": "http://h"}, {"hub_url": "http://h"}],
+)
+def test_a_malformed_hub_answer_is_refused(bad: dict[str, object]) -> None:
+    with pytest.raises((KeyError, ValueError)):
+        dj.hub_from_json({"hub": bad})

@@ -469,3 +469,31 @@ async def test_the_details_page_charts_the_rate_over_time(
     record = browser.node.downloads.records[download_id]
     assert "rates" not in describe(record, events=0)  # the list stays small
     assert len(describe(record)["rates"]) >= 2
+
+
+async def test_the_details_page_says_the_download_ran_without_its_hub(
+    tmp_path: Path, origin: TestOrigin
+) -> None:
+    import socket
+
+    with socket.socket() as s:  # a port nobody listens on: the hub is gone
+        s.bind(("127.0.0.1", 0))
+        hub_url = f"http://127.0.0.1:{s.getsockname()[1]}"
+    config = NodeConfig(
+        secret=b"k" * 32,
+        state_dir=tmp_path / "s",
+        download_dir=tmp_path / "d",
+        hub_urls=(hub_url,),
+    )
+    async with (
+        open_node(config) as node,
+        aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as session,
+    ):
+        browser = Browser(session, node)
+        await browser.login()
+        download_id = created_id(await browser.post("/downloads", {"url": origin.url("f.bin")}))
+        await wait_state(node, download_id, "done")
+        _, details = await browser.get(f"/downloads/{download_id}")
+    summary = details[details.index('id="summary"') :].split("</section>", 1)[0]
+    lines = re.findall(r'<p class="small hub warn" data-hub="unavailable">([^<]*)</p>', summary)
+    assert lines == [f"hub {hub_url} unreachable: downloaded without helpers"]

@@ -451,3 +451,24 @@ def test_rate_samples_keep_their_length_at_a_coarser_step() -> None:
         [19.2, {"me": 200}],
     ]
     assert samples.points[-2][0] < 19.0
+
+
+def test_the_details_say_in_one_line_what_the_hub_said() -> None:
+    unreachable = {
+        "status": "unavailable",
+        "hub_url": "http://10.0.0.1:8600",
+        "peers": 0,
+        "alone": True,
+        "error": "connection refused",
+    }
+    view = views.details_view(download("done", hub=unreachable), node_id="me")
+    assert view.hub is not None
+    assert view.hub.alone
+    assert view.hub.line == "hub http://10.0.0.1:8600 unreachable: downloaded without helpers"
+    answered = {**unreachable, "status": "answered", "peers": 3, "alone": False, "error": None}
+    view = views.details_view(download("done", hub=answered), node_id="me")
+    assert view.hub is not None
+    assert view.hub.line == "hub http://10.0.0.1:8600 listed 3 peers"
+    assert not view.hub.alone
+    assert views.details_view(download("done", hub=None), node_id="me").hub is None
+    assert views.details_view(download("done", hub={"status": "?"}), node_id="me").hub is None

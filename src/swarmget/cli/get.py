@@ -7,6 +7,7 @@ import asyncio
 import json
 import os
 import sys
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -121,6 +122,8 @@ def get(ctx: click.Context, /, quiet: bool, as_json: bool, **options: Any) -> No
     helpers of its network and downloads with them (it does not become a node: it never
     helps others); otherwise it downloads alone.
     """
+    started = time.monotonic()  # the command's own timeline starts here
+    startup = since_process_start()  # Python's start and the imports, before this line
     err = Console(stderr=True)
     try:
         options["output"] = output_path(options["output"], options.pop("remote_name"))
@@ -132,13 +135,16 @@ def get(ctx: click.Context, /, quiet: bool, as_json: bool, **options: Any) -> No
     request = GetRequest(**options, state_dir=settings.state_dir, configured_hubs=settings.hubs)
     show = not quiet and not as_json and err.is_terminal
     routes: list[RouteTaken] = []
+    accepted: list[float] = []  # when the download was accepted (the node's answer, or here)
 
     hub_reports: list[HubReport] = []
 
     def on_route(taken: RouteTaken) -> None:
         routes.append(taken)
-        if taken.fallback:
-            err.print(f"[yellow]warning[/]: {taken.reason}", highlight=False)
+        if not accepted:
+            accepted.append(time.monotonic() - started)
+        if taken.fallback:  # one line, however long (soft_wrap: rich never folds it)
+            err.print(f"[yellow]warning[/]: {taken.reason}", highlight=False, soft_wrap=True)
 
     def hub_answered(report: HubReport) -> None:
         hub_reports.append(report)  # going alone is said by on_route
@@ -155,9 +161,25 @@ def get(ctx: click.Context, /, quiet: bool, as_json: bool, **options: Any) -> No
     if as_json:
         route = routes[-1].as_json() if routes else None
         hub = {"hub": hub_reports[-1].as_json()} if hub_reports else {}
-        click.echo(json.dumps({**result_json(result), "route": route} | hub))
+        command = {"startup": startup, "accepted": accepted[0] if accepted else None}
+        command["result"] = time.monotonic() - started
+        out = {**result_json(result), "route": route, "command_timeline": command}
+        click.echo(json.dumps(out | hub))
     elif not quiet:
         click.echo(summary_line(result))
+
+
+def since_process_start() -> float | None:
+    """Seconds since this process started (Linux: ``/proc/self/stat``, to the kernel's clock
+    tick, 10 ms); None where that cannot be read."""
+    try:
+        with open("/proc/self/stat", "rb") as stat:
+            fields = stat.read().rsplit(b")", 1)[1].split()  # (the name may hold spaces)
+        ticks = int(fields[19])  # starttime, field 22 of proc(5); fields[0] is field 3
+        now = time.clock_gettime(time.CLOCK_BOOTTIME)
+        return max(0.0, now - ticks / os.sysconf("SC_CLK_TCK"))
+    except (OSError, ValueError, IndexError, AttributeError):
+        return None
 
 
 def output_path(given: str | None, remote_name: bool) -> Path | None:

@@ -20,7 +20,7 @@ from swarmget.core.verification import DEFAULT_VERIFY_SAMPLE
 from swarmget.engine.checks import SAMPLE_MIN_WINDOW, sample_window
 from swarmget.engine.download import Download
 from swarmget.engine.sources import OriginSource, RangeSource
-from swarmget.engine.spec import DownloadProgress, DownloadResult, DownloadSpec, Stage
+from swarmget.engine.spec import DownloadProgress, DownloadResult, DownloadSpec, Stage, Timeline
 
 __all__ = [
     "DEFAULT_VERIFY_SAMPLE",
@@ -32,5 +32,6 @@ __all__ = [
     "OriginSource",
     "RangeSource",
     "Stage",
+    "Timeline",
     "sample_window",
 ]

@@ -12,7 +12,7 @@ from swarmget.core import events as ev
 from swarmget.core.manifest import Manifest
 from swarmget.core.scheduler import Ban, Cancel
 from swarmget.engine.sources import OriginSource, RangeSource
-from swarmget.engine.spec import DownloadSpec, Stage
+from swarmget.engine.spec import DownloadSpec, Stage, Timeline
 from swarmget.net.origin import OriginClient, OriginInfo
 
 log = logging.getLogger("swarmget.engine")
@@ -46,6 +46,7 @@ class DownloadContext:
         self.last_byte_at = 0.0  # when the last byte came in (the clock's time)
         self._on_event = on_event
         self._on_bytes = on_bytes
+        self.marks = TimelineMarks()  # when each phase happened (``at()`` offsets)
 
     def pinned(self) -> OriginInfo:
         info = self.info
@@ -59,6 +60,25 @@ class DownloadContext:
     def at(self) -> float:
         """Now, in seconds since the download started (an event's time)."""
         return self.clock() - self.t0
+
+    def first_byte(self, source_id: str) -> None:
+        """A chunk came in from ``source_id``: its first one is marked on the timeline."""
+        if source_id not in self.marks.first_byte:
+            self.marks.first_byte[source_id] = self.at()
+
+    def timeline(self) -> Timeline:
+        """The timeline so far (the last byte from ``last_byte_at``)."""
+        marks = self.marks
+        last = self.last_byte_at - self.t0 if self.last_byte_at else None
+        return Timeline(
+            hub=marks.hub,
+            hub_peers=marks.hub_peers,
+            probe=marks.probe,
+            joined=dict(marks.joined),
+            first_byte=dict(marks.first_byte),
+            last_byte=last,
+            verified=marks.verified,
+        )
 
     def emit(self, event: ev.Event) -> None:
         self.events.append(event)
@@ -85,3 +105,15 @@ class DownloadContext:
             if isinstance(event, ev.StreamFailed | ev.Banned):
                 return f"{event.source_id}: {ev.describe(event)}"
         return "no source could be used"
+
+
+class TimelineMarks:
+    """The points of a ``Timeline`` as they are marked (offsets from the download's start)."""
+
+    def __init__(self) -> None:
+        self.hub: float | None = None
+        self.hub_peers: int | None = None
+        self.probe: float | None = None
+        self.joined: dict[str, float] = {}
+        self.first_byte: dict[str, float] = {}
+        self.verified: float | None = None

@@ -44,7 +44,7 @@ from swarmget.engine.context import DownloadContext
 from swarmget.engine.segmented import SegmentedRun
 from swarmget.engine.single_stream import SingleStream
 from swarmget.engine.sources import RangeSource
-from swarmget.engine.spec import DownloadProgress, DownloadResult, DownloadSpec, Stage
+from swarmget.engine.spec import DownloadProgress, DownloadResult, DownloadSpec, Stage, Timeline
 from swarmget.engine.streams import RangesIgnoredMidway
 from swarmget.net.origin import OriginClient, OriginInfo
 from swarmget.storage import ResumeKey, open_part_file
@@ -151,8 +151,19 @@ class Download:
         if source.source_id in ctx.sources:
             raise ValueError(f"source {source.source_id} is already part of the download")
         ctx.sources[source.source_id] = source
+        ctx.marks.joined.setdefault(source.source_id, ctx.at())
         if self._run_in_progress is not None:
             self._run_in_progress.add_source(source)
+
+    def hub_answered(self, peers: int) -> None:
+        """The hub listed ``peers`` peers (marked on the timeline; the first answer counts)."""
+        marks = self._ctx.marks
+        if marks.hub is None:
+            marks.hub, marks.hub_peers = self._ctx.at(), peers
+
+    def timeline(self) -> Timeline:
+        """When each phase happened so far (the result carries the whole of it)."""
+        return self._ctx.timeline()
 
     async def run(self) -> DownloadResult:
         """Download, verify and move the file into place. Raises from the error tree."""
@@ -166,8 +177,9 @@ class Download:
             ctx.emit(ev.Failed(at=ctx.at(), code=code, message=str(exc) or type(exc).__name__))
             raise
         self._ended_at = ctx.clock()
+        ctx.marks.verified = result.elapsed  # verified and in place: the result's end
         ctx.stage = Stage.DONE
-        return result
+        return dataclasses.replace(result, timeline=ctx.timeline())
 
     # --- phases --------------------------------------------------------------------------------
 
@@ -213,6 +225,8 @@ class Download:
                 if self._admit is not None:
                     await self._admit(info)
                 self._ctx.info = info
+                if self._ctx.marks.probe is None:  # (a restart probes again)
+                    self._ctx.marks.probe = self._ctx.at()
                 return info
             delay *= 2
         raise AssertionError("unreachable")

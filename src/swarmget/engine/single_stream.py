@@ -66,10 +66,13 @@ class SingleStream:
         ctx = self._ctx
         self._started = ctx.clock()
         writer = BatchWriter(part)
+        first_id = min(ctx.own_sources(), default="origin")  # (the timeline's name for it)
         try:
             async with ctx.origin.open_stream(ctx.pinned()) as body:
                 async for chunk in body:
                     ctx.last_byte_at = ctx.clock()
+                    if not self.streamed:
+                        ctx.first_byte(first_id)
                     ctx.received(True, len(chunk))
                     await writer.add(self.streamed, memoryview(chunk))
                     self.streamed += len(chunk)

@@ -72,6 +72,35 @@ class DownloadProgress:
         return (self.size - self.done) / self.rate
 
 
+@dataclass(frozen=True, kw_only=True)
+class Timeline:
+    """When each phase of one download happened: seconds from its start, on the engine's
+    clock (None: it did not happen, or not yet). The engine records the probe, each source's
+    first byte, the last byte and the verified file in place; the node adds the hub's answer
+    (with how many peers it listed) and each helper joining (its health check answered).
+    Typed data for the benchmark and displays, never parsed back from log text."""
+
+    hub: float | None = None  # the hub answered (the node's downloads only)
+    hub_peers: int | None = None  # how many peers it listed
+    probe: float | None = None  # the origin's probe answered (the first one)
+    joined: dict[str, float] = field(default_factory=dict)  # helper id -> health check answered
+    first_byte: dict[str, float] = field(default_factory=dict)  # source id -> first byte in
+    last_byte: float | None = None  # the last byte in, from any source
+    verified: float | None = None  # verified and moved into place
+
+    def points(self) -> list[tuple[str, float]]:
+        """Every point in time order, named (``first_byte:ID``, ``joined:ID``)."""
+        named = [
+            ("hub", self.hub),
+            ("probe", self.probe),
+            *((f"joined:{k}", v) for k, v in self.joined.items()),
+            *((f"first_byte:{k}", v) for k, v in self.first_byte.items()),
+            ("last_byte", self.last_byte),
+            ("verified", self.verified),
+        ]
+        return sorted(((n, t) for n, t in named if t is not None), key=lambda p: p[1])
+
+
 @dataclass(frozen=True)
 class DownloadResult:
     path: Path
@@ -86,3 +115,5 @@ class DownloadResult:
     last_byte_to_done: float  # seconds from the last byte received to the file in place
     #: how the bytes were checked (digests, manifest, sampled helper streams, or nothing)
     verification: VerificationReport = field(default_factory=VerificationReport)
+    #: when each phase happened (``Timeline``)
+    timeline: Timeline = field(default_factory=Timeline)

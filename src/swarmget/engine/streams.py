@@ -126,6 +126,8 @@ async def _pump(
     pos = lease.range.start
     async for chunk in body:
         ctx.last_byte_at = now = ctx.clock()
+        if pos == lease.range.start:  # this stream's first chunk: the timeline's first byte?
+            ctx.first_byte(lease.source_id)
         ctx.received(runs is None, len(chunk))  # runs is None: our own connection
         claim = scheduler.on_data(lease.lease_id, len(chunk), now)
         if claim.write is not None:

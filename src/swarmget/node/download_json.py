@@ -7,11 +7,14 @@ is defined once::
 
     {"id", "url" (redacted), "state" (a DownloadState value), "created", "peers",
      "error": null | {"code", "message"},
+     "hub": null | {"status" (a HubOutcome value), "hub_url", "peers", "alone", "error"},
      "progress"?: {"stage", "dest", "size", "done", "rate", "eta", "elapsed", "mode",
                    "resumed_bytes", "sources": [source ...]},
      "events"?: [core.events.to_json ...],
      "result"?: {"path", "size", "elapsed", "mode", "resumed_bytes", "fetched_bytes",
-                 "last_byte_to_done", "verified", "verification", "digests"},
+                 "last_byte_to_done", "verified", "verification", "digests",
+                 "timeline": {"hub", "hub_peers", "probe", "joined": {id: s},
+                              "first_byte": {id: s}, "last_byte", "verified"}},
      "rates"?: [[seconds since the start, {source id: bytes received so far}] ...],
      "speedup"?: {"factor": null | x, "missing": null | core.savings.NoEstimate value,
                   "fetched_bytes", "own_origin_bytes", "peer_bytes", "elapsed",
@@ -38,7 +41,8 @@ from swarmget.core.savings import NoEstimate, Speedup
 from swarmget.core.scheduler import SourceInfo, SourceState
 from swarmget.core.urls import redact_url
 from swarmget.core.verification import VerificationReport
-from swarmget.engine import DownloadProgress, DownloadResult, Stage
+from swarmget.engine import DownloadProgress, DownloadResult, Stage, Timeline
+from swarmget.node.hub_report import HubReport
 
 
 def download_json(
@@ -52,6 +56,7 @@ def download_json(
     progress: DownloadProgress | None,
     events: Iterable[ev.Event] | None,
     result: DownloadResult | None,
+    hub: HubReport | None = None,
     rates: list[list[Any]] | None = None,
     speedup: Speedup | None = None,
 ) -> dict[str, Any]:
@@ -63,6 +68,7 @@ def download_json(
         "created": created,
         "peers": list(peers),
         "error": error_json(error),
+        "hub": None if hub is None else hub.as_json(),
     }
     if progress is not None:
         out["progress"] = progress_json(progress)
@@ -136,6 +142,19 @@ def result_json(r: DownloadResult) -> dict[str, Any]:
         "verified": list(r.verified),
         "verification": r.verification.to_json(),
         "digests": r.digests,
+        "timeline": timeline_json(r.timeline),
+    }
+
+
+def timeline_json(t: Timeline) -> dict[str, Any]:
+    return {
+        "hub": t.hub,
+        "hub_peers": t.hub_peers,
+        "probe": t.probe,
+        "joined": dict(t.joined),
+        "first_byte": dict(t.first_byte),
+        "last_byte": t.last_byte,
+        "verified": t.verified,
     }
 
 
@@ -210,4 +229,27 @@ def result_from_json(data: Mapping[str, Any]) -> DownloadResult:
             if "verification" in r
             else VerificationReport()
         ),
+        timeline=timeline_from_json(r["timeline"]) if "timeline" in r else Timeline(),
     )
+
+
+def timeline_from_json(t: Mapping[str, Any]) -> Timeline:
+    return Timeline(
+        hub=_seconds(t.get("hub")),
+        hub_peers=None if t.get("hub_peers") is None else int(t["hub_peers"]),
+        probe=_seconds(t.get("probe")),
+        joined={str(k): float(v) for k, v in t["joined"].items()},
+        first_byte={str(k): float(v) for k, v in t["first_byte"].items()},
+        last_byte=_seconds(t.get("last_byte")),
+        verified=_seconds(t.get("verified")),
+    )
+
+
+def hub_from_json(data: Mapping[str, Any]) -> HubReport | None:
+    """What the hub said, as ``download_json`` wrote it (None: no hub, or an older node)."""
+    hub = data.get("hub")
+    return None if hub is None else HubReport.from_json(hub)
+
+
+def _seconds(value: Any) -> float | None:
+    return None if value is None else float(value)

@@ -58,6 +58,7 @@ from swarmget.net.peer_client import (
 from swarmget.net.relay_client import RelayClient
 from swarmget.node.download_json import download_json, error_json
 from swarmget.node.history import MAX_FINISHED, DownloadHistory, HistoryRow
+from swarmget.node.hub_report import HubOutcome, HubReport, outcome_of
 from swarmget.node.journal import DownloadJournal, JournalEntry, spec_from_json, spec_to_json
 from swarmget.node.metrics import DownloadTally
 from swarmget.node.rates import RateSamples, download_speedup, sample_rates
@@ -104,6 +105,8 @@ class DownloadRecord:
     pause_requested: bool = False  # the task is being cancelled to pause, not to cancel
     rates: RateSamples = field(default_factory=RateSamples)  # this run's, for the chart
     speedup: Speedup | None = None  # once done: "how much faster than alone" (an estimate)
+    #: what the hub said when asked for peers (None: no hub, or not asked yet)
+    hub: HubReport | None = None
 
     def progress(self) -> DownloadProgress | None:
         return self.download.statistics() if self.download is not None else None
@@ -145,8 +148,12 @@ class DownloadManager:
         max_size: int | None = None,
         history: DownloadHistory | None = None,
         max_finished: int = MAX_FINISHED,
+        on_hub: Callable[[HubReport], None] | None = None,
     ) -> None:
+        """``on_hub`` hears what the hub said to each download, as soon as it did (the
+        download's record keeps it too)."""
         self._tg = tg
+        self._on_hub = on_hub
         self._history = history
         self._max_finished = max_finished
         self._max_size = max_size  # the node's limit, on top of what each download asks
@@ -322,6 +329,7 @@ class DownloadManager:
         record.speedup = None
         record.pause_requested = False
         record.peers_checked = []
+        record.hub = None
         self._start(record)
 
     def remove(self, download_id: str, *, delete_files: bool, download_dir: Path) -> list[str]:
@@ -418,6 +426,9 @@ class DownloadManager:
             joining.cancel()
             sampling.cancel()
             await asyncio.wait([joining, sampling])
+            hub = self._swarm.hub
+            if record.hub is None and hub is not None:  # it ended before the hub answered
+                record.hub = HubReport(outcome=HubOutcome.NO_ANSWER, hub_url=hub.hub_url)
 
     async def _join_helpers(self, record: DownloadRecord, download: Download) -> None:
         def join(peer: PeerAddress) -> None:
@@ -434,8 +445,15 @@ class DownloadManager:
                 return
             record.peers_checked.append(peer.node_id)
 
+        def heard(report: HubReport) -> None:
+            record.hub = report
+            if self._on_hub is not None:
+                self._on_hub(report)
+            if report.outcome is HubOutcome.ANSWERED:
+                download.hub_answered(report.peers)
+
         try:
-            await find_helpers(self._swarm, record.only_helpers, on_found=join)
+            await find_helpers(self._swarm, record.only_helpers, on_found=join, on_hub=heard)
         except Exception:  # a bug here must not end the download: it goes on alone
             log.exception("finding helpers failed; the download goes on without more")
 
@@ -444,21 +462,24 @@ async def find_helpers(
     swarm: SwarmContext,
     only_helpers: Sequence[str] | None = None,
     on_found: Callable[[PeerAddress], None] | None = None,
+    on_hub: Callable[[HubReport], None] | None = None,
 ) -> list[PeerAddress]:
     """The helpers a download uses: the hub's peers (those of ``only_helpers`` when given)
     that answer a health check, within the bounds of the module doc; none without a hub or
     when the hub is unavailable (the node downloads alone). ``on_found`` is called with
-    each as soon as it answered."""
-    if swarm.hub is None:
+    each as soon as it answered, ``on_hub`` with what the hub said (not without a hub)."""
+    hub = swarm.hub
+    if hub is None:
         return []
+    tell = on_hub or (lambda report: None)
     try:
         # a group may have more live nodes than one answer lists: ask for the chosen ones
-        listed = await swarm.hub.peers(
-            only_helpers[:MAX_PEERS_PER_ANSWER] if only_helpers else None
-        )
+        listed = await hub.peers(only_helpers[:MAX_PEERS_PER_ANSWER] if only_helpers else None)
     except HubError as exc:
         log.warning("hub unavailable, downloading alone: %s", exc)
+        tell(HubReport(outcome=outcome_of(exc), hub_url=hub.hub_url, error=str(exc)))
         return []
+    tell(HubReport(outcome=HubOutcome.ANSWERED, hub_url=hub.hub_url, peers=len(listed)))
     candidates = [
         PeerAddress(node_id=p.node_id, url=p.url, slots=p.slots)
         for p in listed
@@ -506,6 +527,7 @@ def describe(
         progress=record.progress(),
         events=None if download is None else list(download.events)[-events:] if events else [],
         result=record.result,
+        hub=record.hub,
         rates=record.rates.to_json() if (events if rates is None else rates) else None,
         speedup=record.speedup,
     )

@@ -21,27 +21,25 @@ the download ended before the hub answered): the peers it listed, or why there a
 unreachable (``HubOutcome.UNAVAILABLE``, every hub of the list tried), too old to know the
 query (``TOO_OLD``: the hub must be upgraded), or refused (``REJECTED``: wrong secret, clock
 skew). In each of those cases the download goes on alone (on this host's connections), as a
-node's does when its hub is away.
+node's does when its hub is away. The download manager tells it (``find_helpers``), and
+keeps it on the download's record, as a node's does (``swarmget.node.hub_report``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import enum
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import Any
 
 import aiohttp
 
-from swarmget.core.errors import HubError, HubTooOld, HubUnavailable
 from swarmget.core.identity import NodeIdentity
-from swarmget.net.hub_client import HubPool, PeerInfo, Registered, Registration
+from swarmget.net.hub_client import HubPool
 from swarmget.net.origin import OriginClient
 from swarmget.net.relay_client import RelayClient
 from swarmget.node.downloads import DownloadManager, SwarmContext
-from swarmget.protocol.hub import HeartbeatAnswer
+from swarmget.node.hub_report import HubOutcome, HubReport
 
 __all__ = [
     "HubOutcome",
@@ -60,97 +58,6 @@ class RequesterConfig:
     connections: int = 4
     relay_url: str | None = None
     health_timeout: float = 2.0
-
-
-class HubOutcome(enum.Enum):
-    """How the hub answered a requester's peers query."""
-
-    ANSWERED = "answered"  # it listed the live peers of our group (maybe none)
-    UNAVAILABLE = "unavailable"  # no hub of the list could be reached (or each failed)
-    TOO_OLD = "too_old"  # the hub does not know the requester-only query: upgrade it
-    REJECTED = "rejected"  # the hub refused the query (secret, clock skew ...)
-    NO_ANSWER = "no_answer"  # the download ended before the hub answered (no helper needed)
-
-
-@dataclass(frozen=True, kw_only=True)
-class HubReport:
-    """One answer (or failure) of the hub to a requester: ``hub_url`` is the hub asked
-    last, ``peers`` how many it listed, ``error`` what went wrong (None when answered)."""
-
-    outcome: HubOutcome
-    hub_url: str
-    peers: int = 0
-    error: str | None = None
-
-    @property
-    def alone(self) -> bool:
-        """Whether the download goes on without the swarm because of the hub."""
-        return self.outcome not in (HubOutcome.ANSWERED, HubOutcome.NO_ANSWER)
-
-    def describe(self) -> str:
-        """One line for people: what the hub said, and what the download does about it."""
-        if self.outcome is HubOutcome.NO_ANSWER:
-            return f"the download ended before hub {self.hub_url} answered"
-        if not self.alone:
-            return f"hub {self.hub_url} listed {self.peers} peers"
-        return f"{_PROBLEMS[self.outcome]}, downloading alone: {self.error}"
-
-    def as_json(self) -> dict[str, Any]:
-        return {
-            "status": self.outcome.value,
-            "hub_url": self.hub_url,
-            "peers": self.peers,
-            "alone": self.alone,
-            "error": self.error,
-        }
-
-
-_PROBLEMS = {
-    HubOutcome.UNAVAILABLE: "hub unreachable",
-    HubOutcome.TOO_OLD: "hub too old for requester-only queries (upgrade the hub)",
-    HubOutcome.REJECTED: "hub refused the peers query",
-}
-
-
-def _outcome_of(exc: HubError) -> HubOutcome:
-    if isinstance(exc, HubTooOld):
-        return HubOutcome.TOO_OLD
-    return HubOutcome.UNAVAILABLE if isinstance(exc, HubUnavailable) else HubOutcome.REJECTED
-
-
-class _ReportingHub:
-    """The pool as a download's ``HubApi``, telling ``on_report`` how each peers query
-    went (the failure is raised on: the download then goes on alone, see ``find_helpers``)."""
-
-    def __init__(self, pool: HubPool, on_report: Callable[[HubReport], None]) -> None:
-        self._pool = pool
-        self._on_report = on_report
-
-    @property
-    def hub_url(self) -> str:
-        return self._pool.hub_url
-
-    async def register(self, registration: Registration) -> Registered:
-        return await self._pool.register(registration)  # refused: requester only
-
-    async def heartbeat(self, stats: Mapping[str, Any] | None = None) -> HeartbeatAnswer:
-        return await self._pool.heartbeat(stats)  # refused: requester only
-
-    async def leave(self) -> None:
-        await self._pool.leave()  # refused: requester only
-
-    async def peers(self, only: Sequence[str] | None = None) -> list[PeerInfo]:
-        try:
-            listed = await self._pool.peers(only)
-        except HubError as exc:
-            self._on_report(
-                HubReport(outcome=_outcome_of(exc), hub_url=self.hub_url, error=str(exc))
-            )
-            raise
-        self._on_report(
-            HubReport(outcome=HubOutcome.ANSWERED, hub_url=self.hub_url, peers=len(listed))
-        )
-        return listed
 
 
 @dataclass
@@ -186,14 +93,16 @@ async def open_requester(
             identity=identity,
             secret=config.secret,
             peer_session=session,
-            hub=_ReportingHub(pool, on_hub or (lambda report: None)),
+            hub=pool,
             health_timeout=config.health_timeout,
             relay=None
             if config.relay_url is None
             else RelayClient(session, config.relay_url, config.secret, identity),
         )
         tg = await stack.enter_async_context(asyncio.TaskGroup())
-        manager = DownloadManager(tg, OriginClient(session), swarm, connections=config.connections)
+        manager = DownloadManager(
+            tg, OriginClient(session), swarm, connections=config.connections, on_hub=on_hub
+        )
         try:
             yield Requester(node_id=identity.node_id, downloads=manager)
         finally:

@@ -217,8 +217,9 @@ async def download(
     """Download what ``request`` asks for, the way ``choose_route`` says, redrawing the
     progress on ``display`` (None: silently). ``on_route`` is told the way taken, and why
     when it is a fallback (see the module docstring). ``on_hub(report)`` hears how the hub
-    answered (``SWARM`` only), as soon as it did: a report whose ``alone`` is true means the
-    download goes on without helpers. Raises a ``SwarmgetError`` when the
+    answered, as soon as it did (``SWARM``; ``NODE``: as the node's download recorded it, at
+    its end): a report whose ``alone`` is true means the download goes on without helpers
+    (``on_route`` then hears a fallback that says so). Raises a ``SwarmgetError`` when the
     request is bad or the download fails."""
     prepared = prepare(request)
     facts = facts_of(prepared)
@@ -230,7 +231,7 @@ async def download(
             "serves): add --no-node (and no --hub) to download here at that rate"
         )
     if route is Route.NODE:
-        reason, result = await _via_node(prepared, display, on_route)
+        reason, result = await _via_node(prepared, display, on_route, on_hub)
         if result is not None:
             return result
         if prepared.configured_hub_urls:
@@ -273,10 +274,14 @@ async def _through_relay(prepared: PreparedGet, display: Display | None) -> Down
 
 
 async def _via_node(
-    prepared: PreparedGet, display: Display | None, on_route: Callable[[RouteTaken], None]
+    prepared: PreparedGet,
+    display: Display | None,
+    on_route: Callable[[RouteTaken], None],
+    on_hub: Callable[[HubReport], None] | None = None,
 ) -> tuple[str, DownloadResult | None]:
     """Hand the download to the running node: its result; or, when the node cannot take
-    it, why not (and None)."""
+    it, why not (and None). What the node's hub said is told to ``on_hub``; when the node
+    downloaded alone because of it, ``on_route`` hears a fallback that says so."""
     from swarmget.run import remote
 
     spec, state_dir = prepared.spec, prepared.request.state_dir
@@ -299,9 +304,28 @@ async def _via_node(
             if not prepared.request.detach:
                 await api.cancel(download_id)
             raise
+    _tell_hub(remote.hub_from_json(data), download_id, on_route, on_hub)
     if parse_state(data["state"]) is not DownloadState.DONE:
         raise remote.error_from_json(data.get("error") or {"message": data["state"]})
     return "", remote.result_from_json(data)
+
+
+def _tell_hub(
+    report: HubReport | None,
+    download_id: str,
+    on_route: Callable[[RouteTaken], None],
+    on_hub: Callable[[HubReport], None] | None,
+) -> None:
+    """What the node's hub said about its download; a warning when it ran alone for it."""
+    if report is None:
+        return
+    if on_hub is not None:
+        on_hub(report)
+    warning = report.warning()
+    if warning is not None:
+        on_route(
+            RouteTaken(route=Route.NODE, reason=warning, fallback=True, download_id=download_id)
+        )
 
 
 async def _in_swarm(

@@ -31,6 +31,7 @@ from swarmget.core.errors import DownloadError, SwarmgetError, UsageError
 from swarmget.core.lifecycle import still_going
 from swarmget.destination import relative_to_download_dir
 from swarmget.engine import DownloadSpec
+from swarmget.node.download_json import hub_from_json as hub_from_json  # (for run.get)
 from swarmget.node.download_json import progress_from_json
 from swarmget.node.download_json import result_from_json as result_from_json  # (for the CLI)
 from swarmget.node.statefiles import API_SOCKET, NODE_FILE, TOKEN_FILE

@@ -14,6 +14,8 @@ from typing import Any
 
 from swarmget.core import events as ev
 from swarmget.core.lifecycle import DownloadState, parse_state
+from swarmget.node.download_json import hub_from_json
+from swarmget.node.hub_report import HubOutcome
 from swarmget.web.humanize import human_bytes, human_rate
 from swarmget.web.views.chart import RateChart, rate_chart
 from swarmget.web.views.common import PALETTE_SIZE, human_range, read_events
@@ -77,6 +79,30 @@ class TimelineEntry:
 
 
 @dataclass(frozen=True, kw_only=True)
+class HubLine:
+    """What the hub said when the download asked it for peers, in one line."""
+
+    status: str  # a HubOutcome value
+    alone: bool  # the download ran without helpers because of the hub
+    line: str
+
+
+def hub_line(d: Mapping[str, Any]) -> HubLine | None:
+    """The download's hub line (None: no hub, not asked yet, or unreadable)."""
+    try:
+        report = hub_from_json(d)
+    except (KeyError, TypeError, ValueError):
+        return None
+    if report is None:
+        return None
+    if report.outcome is HubOutcome.ANSWERED:
+        line = f"hub {report.hub_url} listed {report.peers} peers"
+    else:
+        line = report.warning() or report.describe()
+    return HubLine(status=report.outcome.value, alone=report.alone, line=line)
+
+
+@dataclass(frozen=True, kw_only=True)
 class DetailsView:
     row: DownloadRow
     mode: str
@@ -98,6 +124,7 @@ class DetailsView:
     chart: RateChart | None = None  # the rate over time, stacked by source
     speedup: str | None = None  # once done: "faster than alone", an estimate, in words
     saved: str | None = None  # once done: bytes from peers instead of this node's origin link
+    hub: HubLine | None = None  # what the hub said (None: no hub asked)
 
     @property
     def contributors(self) -> tuple[SourceRow, ...]:
@@ -151,6 +178,7 @@ def details_view(
         chart=rate_chart(d.get("rates"), colours),
         speedup=speedup_text(d.get("speedup")),
         saved=_saved(d.get("speedup")),
+        hub=hub_line(d),
     )
 
 
