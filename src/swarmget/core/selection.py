@@ -174,19 +174,19 @@ class Selector:
 
     def _duplicate(self, src: Source, now: float) -> Duplicate | None:
         """Endgame: copy the slowest-to-finish piece onto this idle, faster source."""
-        views = self._duplicable(now)
+        duplicable, slowest = self._duplicable(now)
         mine = src.slot_rate(now)
-        if mine is not None and views.slowest is not None and mine <= views.slowest * 1.2:
+        if mine is not None and slowest is not None and mine <= slowest * 1.2:
             return None  # not faster than any holder
         owned = self._pieces_of(src)
-        for _, piece, holder in views.duplicable:
+        for _, piece, holder in duplicable:
             if piece.id in owned or not src.may_serve(ByteRange(piece.frontier, piece.end)):
                 continue
             if self._faster(src, holder, now):
                 return Duplicate(piece)
         return None
 
-    def _duplicable(self, now: float) -> _Views:
+    def _duplicable(self, now: float) -> tuple[list[tuple[float, Piece, Lease]], float | None]:
         """The single-copy pieces worth a copy, longest to finish first (ties: oldest), and
         the slowest holder's rate (None if some holder has no rate, or none is there)."""
         views = self._views
@@ -202,9 +202,9 @@ class Selector:
                     found.append((eta, piece, holder))
             found.sort(key=lambda x: -x[0])
             views.duplicable = found
-            rates = [h.rate(now) for _, _, h in found]
-            views.slowest = min(rates) if rates and all(rates) else None  # type: ignore[type-var]
-        return views
+            rates = [r for _, _, h in found if (r := h.rate(now))]
+            views.slowest = min(rates) if rates and len(rates) == len(found) else None
+        return views.duplicable, views.slowest
 
     # --- frontier rescue -----------------------------------------------------------------------
 
