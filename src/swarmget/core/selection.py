@@ -41,12 +41,16 @@ of every piece.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 from swarmget.core.pieces import Lease, Piece, PieceMap, align_up
 from swarmget.core.ranges import ByteRange
 from swarmget.core.scheduling import SchedulerConfig
 from swarmget.core.sources import Source, SourceBook
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,7 +219,7 @@ class Selector:
             return None  # a source not measured yet is no rescue
         views = self._views
         if views.rescuable is None or views.rescue_now != now:
-            views.rescuable, views.rescue_now = self._rescuable(now), now
+            views.rescuable, views.rescue_now = _Lazy(self._rescuable(now)), now
         mine = self._pieces_of(src)
         for piece, holder in views.rescuable:
             if piece.id in mine:
@@ -225,8 +229,9 @@ class Selector:
                 return rescue
         return None
 
-    def _rescuable(self, now: float) -> list[tuple[Piece, Lease]]:
-        """The single-copy pieces a rescue may help, lowest first (whoever asks)."""
+    def _rescuable(self, now: float) -> Iterator[tuple[Piece, Lease]]:
+        """The single-copy pieces a rescue may help, lowest first (whoever asks); worked
+        out as far as the sources asking need."""
         config = self.config
         size = self.pieces.size
         first_missing = self.pieces.first_missing()
@@ -235,7 +240,6 @@ class Selector:
         done = self.pieces.claimed_ranges()  # sorted, disjoint
         done_total = sum(r.length for r in done)
         soon = max(config.endgame_min_eta, 1.5 * config.rescue_keep)
-        out: list[tuple[Piece, Lease]] = []
         in_flight = sorted(
             (p for p in self.pieces.pieces() if p.remaining), key=lambda p: p.frontier
         )
@@ -255,8 +259,7 @@ class Selector:
             holder = self.pieces.holder(piece)
             if self._eta(holder, piece, now) <= soon:
                 continue  # e.g. what a rescue left it: let it finish
-            out.append((piece, holder))
-        return out
+            yield piece, holder
 
     def _rescue(
         self, src: Source, piece: Piece, holder: Lease, now: float
@@ -301,10 +304,24 @@ class _Views:
     version: int = -1
     now: float | None = None
     rescue_now: float | None = None
-    rescuable: list[tuple[Piece, Lease]] | None = None
+    rescuable: _Lazy[tuple[Piece, Lease]] | None = None
     steal: list[Piece] | None = None
     duplicable: list[tuple[float, Piece, Lease]] | None = None
     slowest: float | None = None
+
+
+class _Lazy(Generic[T]):
+    """An iterator's items, worked out once as far as any reader went, read again by many."""
+
+    def __init__(self, items: Iterator[T]) -> None:
+        self._items = items
+        self._seen: list[T] = []
+
+    def __iter__(self) -> Iterator[T]:
+        yield from self._seen
+        for item in self._items:
+            self._seen.append(item)
+            yield item
 
 
 def _span(run: ByteRange) -> tuple[int, int]:

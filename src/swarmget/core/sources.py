@@ -175,6 +175,9 @@ class SourceBook:
         #: cached ``alive_slots`` and ``restricted`` (None: to compute)
         self._alive_slots: int | None = None
         self._restricted: bool | None = None
+        #: when ``usable_by_speed`` last moved the estimates on, and who had data since
+        self._advanced: float | None = None
+        self._fresh: dict[str, Source] = {}
         #: some source has delivered bytes: a newcomer is on probation
         self._delivering = False
 
@@ -230,7 +233,7 @@ class SourceBook:
     def record(self, src: Source, now: float, nbytes: int, lease_started: float) -> None:
         """``src.record_data``, and keep ``src`` among those whose estimates move on."""
         src.record_data(now, nbytes, lease_started)
-        self._warm[src.id] = src
+        self._warm[src.id] = self._fresh[src.id] = src
         self._delivering = self._delivering or nbytes > 0
 
     def grow(self, src: Source, ranges: RangeSet) -> None:
@@ -304,10 +307,14 @@ class SourceBook:
             return (0, 0.0, src.index) if rate is None else (1, -rate, src.index)
 
         ranked = sorted((s for s in self._open.values() if s.usable(now)), key=key)
-        for sid, src in list(self._warm.items()):
+        # moving an estimate to the time it was moved to changes nothing: at the same time,
+        # only those with data since need it
+        moving = self._fresh if now == self._advanced else self._warm
+        self._advanced, self._fresh = now, {}
+        for sid, src in list(moving.items()):
             src.advance(now)
             if not src.samples:
-                del self._warm[sid]
+                self._warm.pop(sid, None)
         return ranked
 
     def uncredit(self, bad: RangeSet) -> None:
