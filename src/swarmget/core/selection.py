@@ -30,7 +30,9 @@ missing bytes. Otherwise, in order:
   split)``, the thief gets ``[split, end)``.
 * **Endgame.** When nothing can be split any more, an idle source that is faster than a
   piece's holder gets a ``Duplicate`` of ``[frontier, end)``; both stream, whichever is ahead
-  claims the bytes, the first to reach the end wins.
+  claims the bytes, the first to reach the end wins. A stream silent for ``silence``
+  seconds (since its last data or its start) counts as rate 0 (a hung helper's windowed
+  rate only fades over seconds), and a piece whose copies are all silent may get one more.
 
 **Cost.** What these rules read of the ledger (the pieces a rescue may help, the pieces by
 size for stealing, the pieces worth a copy by time to finish) is worked out once per change
@@ -198,7 +200,7 @@ class Selector:
             views.now = now
             found = []
             for piece in self.pieces.pieces():
-                if len(piece.leases) != 1 or not piece.remaining:
+                if not piece.remaining or not self._one_live_copy_at_most(piece, now):
                     continue
                 holder = self.pieces.holder(piece)
                 eta = self._eta(holder, piece, now)
@@ -206,7 +208,7 @@ class Selector:
                     found.append((eta, piece, holder))
             found.sort(key=lambda x: -x[0])
             views.duplicable = found
-            rates = [r for _, _, h in found if (r := h.rate(now))]
+            rates = [r for _, _, h in found if (r := self._rate(h, now))]
             views.slowest = min(rates) if rates and len(rates) == len(found) else None
         return views.duplicable, views.slowest
 
@@ -266,7 +268,7 @@ class Selector:
     ) -> Split | Duplicate | None:
         """Split ``piece`` if ``src`` is about as fast as its holder (the two then work side
         by side), else duplicate it if ``src`` is faster; None if neither is worth it."""
-        mine, theirs = src.slot_rate(now), holder.rate(now)
+        mine, theirs = src.slot_rate(now), self._rate(holder, now)
         if holder.cursor == piece.frontier and (not theirs or (mine or 0) >= 0.8 * theirs):
             ahead = int((theirs or 0) * self.config.rescue_keep)
             split = align_up(piece.frontier + max(self.config.min_steal, ahead), self.config.align)
@@ -278,18 +280,33 @@ class Selector:
 
     # --- comparing speeds ----------------------------------------------------------------------
 
+    def _rate(self, holder: Lease, now: float) -> float | None:
+        """``holder``'s rate, but 0 once it has been silent for ``config.silence`` (since its
+        last data, or its start): a hung stream's windowed rate only fades over seconds, and
+        its piece should not wait."""
+        if now - holder.last_data >= self.config.silence:
+            return 0.0
+        return holder.rate(now)
+
+    def _one_live_copy_at_most(self, piece: Piece, now: float) -> bool:
+        """One copy streams ``piece``, or none of its copies has delivered for ``silence``
+        (the holder and its copy both hung: a third copy may take it)."""
+        if len(piece.leases) == 1:
+            return True
+        return all(self._rate(self.pieces.lease(i), now) == 0.0 for i in piece.leases)
+
     def _pieces_of(self, src: Source) -> set[int]:
         return {self.pieces.lease(i).piece_id for i in src.leases}
 
     def _eta(self, holder: Lease, piece: Piece, now: float) -> float:
-        rate = holder.rate(now)
+        rate = self._rate(holder, now)
         if not rate:
             return float("inf") if now - holder.started > self.config.endgame_min_eta else 0.0
         return piece.remaining / rate
 
     def _faster(self, src: Source, holder: Lease, now: float) -> bool:
         mine = src.slot_rate(now)
-        theirs = holder.rate(now)
+        theirs = self._rate(holder, now)
         if theirs is None or theirs == 0:
             return True
         return mine is None or mine > theirs * 1.2
