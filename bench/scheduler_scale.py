@@ -6,7 +6,10 @@ drawn from a lognormal distribution (median ``--median-mib`` MiB/s, sigma ``--si
 each. Optional faults: ``--killed`` % of the helpers crash at a random time (their streams
 break), ``--hung`` % hang at a random time (they keep their connections but send nothing,
 like a SIGSTOPped process). As the engine does, the driver polls the scheduler after every
-change (a stream finished or failed) and once per step (``--dt``). Per N it prints:
+change (a stream finished or failed) and once per step (``--dt``); a helper whose stream
+finishes mid-step sends the rest of its step on the stream it gets next (no round trip is
+modelled; ``--no-carry``: it idles until the next step, which costs ~5 % of efficiency at
+300 helpers from the step size alone). Per N it prints:
 
 * ``eff``: the ideal time over the simulated time, where the ideal time is when the file would
   be done if every byte the helpers could send (while alive and not hung) went to the file;
@@ -55,6 +58,7 @@ class _Run:
     polls: int = 0
     poll_cpu: float = 0.0
     events: int = 0
+    carry: bool = True
     owner: dict[int, str] = field(default_factory=dict)
 
     def call(self, fn, *args):  # type: ignore[no-untyped-def]
@@ -81,33 +85,42 @@ class _Run:
 
     def step(self, dt: float) -> None:
         self.now += dt
-        now = self.now
         for h in self.helpers.values():
-            if not h.streams:
-                continue
-            if now >= h.dies:
-                for lease_id in list(h.streams):
-                    h.streams.pop(lease_id)
-                    self.owner.pop(lease_id, None)
-                    self.apply(self.call(self.sched.on_failure, lease_id, now))
-                self.apply(self.call(self.sched.poll, now))
-                continue
-            if now >= h.hangs:
-                continue
-            share = max(1, int(h.rate * dt / len(h.streams)))
+            if h.streams:
+                self._send(h, dt)
+        self.apply(self.call(self.sched.on_timer, self.now))
+        self.apply(self.call(self.sched.poll, self.now))
+
+    def _send(self, h: _Helper, dt: float) -> None:
+        """``h`` sends ``rate * dt`` bytes over its streams; with ``carry``, what a stream
+        that finished did not need goes to the streams it gets next (no round trip)."""
+        now = self.now
+        if now >= h.dies:
+            for lease_id in list(h.streams):
+                h.streams.pop(lease_id)
+                self.owner.pop(lease_id, None)
+                self.apply(self.call(self.sched.on_failure, lease_id, now))
+            self.apply(self.call(self.sched.poll, now))
+            return
+        if now >= h.hangs:
+            return
+        budget = int(h.rate * dt)
+        for _ in range(8 if self.carry else 1):
+            if budget <= 0 or not h.streams:
+                return
+            share = max(1, budget // len(h.streams))
             for lease_id, st in list(h.streams.items()):
                 if lease_id not in h.streams:
                     continue
                 n = min(share, st[1] - st[0])
                 claim = self.call(self.sched.on_data, lease_id, n, now)
                 st[0] += n
+                budget -= n
                 self.apply(list(claim.actions))
                 if claim.finished:
                     h.streams.pop(lease_id, None)
                     self.owner.pop(lease_id, None)
                     self.apply(self.call(self.sched.poll, now))  # as the engine: on a change
-        self.apply(self.call(self.sched.on_timer, now))
-        self.apply(self.call(self.sched.poll, now))
 
 
 def _ideal(size: int, helpers: dict[str, _Helper]) -> float:
@@ -141,7 +154,7 @@ def _scenario(args: argparse.Namespace, n: int) -> _Run:
         elif roll < args.killed + args.hung:
             h.hangs = rnd.uniform(0.05, 0.8) * estimate
         helpers[f"h{i:05d}"] = h
-    run = _Run(helpers, Scheduler(size, SchedulerConfig()))
+    run = _Run(helpers, Scheduler(size, SchedulerConfig()), carry=not args.no_carry)
     for sid in helpers:
         run.call(run.sched.add_source, sid, 1, 0.0)
     run.apply(run.call(run.sched.poll, 0.0))
@@ -201,6 +214,11 @@ def main() -> None:
     parser.add_argument("--hung", type=float, default=0.0, help="%% of helpers that hang")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--dt", type=float, default=0.05, help="simulated seconds per step")
+    parser.add_argument(
+        "--no-carry",
+        action="store_true",
+        help="a stream that finishes mid-step wastes the rest of its helper's step",
+    )
     parser.add_argument("--max-steps", type=int, default=100_000)
     parser.add_argument("--cpu-limit", type=float, default=120.0, help="scheduler CPU per N")
     parser.add_argument("--profile", type=int, default=0, help="print the top K functions")
