@@ -154,7 +154,8 @@ def _scenario(args: argparse.Namespace, n: int) -> _Run:
         elif roll < args.killed + args.hung:
             h.hangs = rnd.uniform(0.05, 0.8) * estimate
         helpers[f"h{i:05d}"] = h
-    run = _Run(helpers, Scheduler(size, SchedulerConfig()), carry=not args.no_carry)
+    config = SchedulerConfig(silence=args.silence)
+    run = _Run(helpers, Scheduler(size, config), carry=not args.no_carry)
     for sid in helpers:
         run.call(run.sched.add_source, sid, 1, 0.0)
     run.apply(run.call(run.sched.poll, 0.0))
@@ -214,6 +215,9 @@ def main() -> None:
     parser.add_argument("--hung", type=float, default=0.0, help="%% of helpers that hang")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--dt", type=float, default=0.05, help="simulated seconds per step")
+    parser.add_argument(
+        "--silence", type=float, default=SchedulerConfig().silence, help="SchedulerConfig"
+    )
     parser.add_argument(
         "--no-carry",
         action="store_true",
