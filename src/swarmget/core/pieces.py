@@ -169,6 +169,9 @@ class PieceMap:
     def leases(self) -> Iterator[Lease]:
         return iter(self._leases.values())
 
+    def lease_count(self) -> int:
+        return len(self._leases)
+
     def lease(self, lease_id: int) -> Lease:
         return self._leases[lease_id]
 

@@ -90,6 +90,8 @@ class Selector:
         self.pieces = pieces
         self.sources = sources
         self._seen = _Views()
+        #: lease id -> (what its time to finish depended on, the time to finish)
+        self._etas: dict[int, tuple[tuple[float, int, float, int, int], float]] = {}
 
     @property
     def _views(self) -> _Views:
@@ -299,10 +301,21 @@ class Selector:
         return {self.pieces.lease(i).piece_id for i in src.leases}
 
     def _eta(self, holder: Lease, piece: Piece, now: float) -> float:
+        """Seconds ``holder`` needs to finish ``piece``; kept while nothing it depends on
+        changed (the views are rebuilt after each change, most pieces are as they were)."""
+        key = (now, holder.received, holder.last_data, piece.frontier, piece.end)
+        seen = self._etas.get(holder.id)
+        if seen is not None and seen[0] == key:
+            return seen[1]
         rate = self._rate(holder, now)
         if not rate:
-            return float("inf") if now - holder.started > self.config.endgame_min_eta else 0.0
-        return piece.remaining / rate
+            eta = float("inf") if now - holder.started > self.config.endgame_min_eta else 0.0
+        else:
+            eta = piece.remaining / rate
+        if len(self._etas) > 4 * self.pieces.lease_count() + 64:
+            self._etas.clear()  # forget leases that are gone
+        self._etas[holder.id] = (key, eta)
+        return eta
 
     def _faster(self, src: Source, holder: Lease, now: float) -> bool:
         mine = src.slot_rate(now)
