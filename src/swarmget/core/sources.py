@@ -395,3 +395,7 @@ class SourceBook:
                 seen.add(r)
         for r in seen:
             assert claimed.contains(r), f"{r} claimed but not done"
+        for src in self._sources.values():
+            has_room = src.alive() and len(src.leases) < src.slots
+            assert (src.id in self._open) == has_room, f"{src.id}: index of free slots is off"
+            assert src.id in self._warm or not src.samples, f"{src.id}: rate not moved on"
