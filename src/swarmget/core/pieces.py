@@ -97,6 +97,8 @@ class PieceMap:
         self._leases: dict[int, Lease] = {}
         #: bytes given back to MISSING after a failure or a bad check
         self.reassigned = 0
+        #: moves on at every change (what is worked out from the ledger can key on it)
+        self.version = 0
 
     # --- queries -------------------------------------------------------------------------------
 
@@ -167,6 +169,9 @@ class PieceMap:
     def leases(self) -> Iterator[Lease]:
         return iter(self._leases.values())
 
+    def lease_count(self) -> int:
+        return len(self._leases)
+
     def lease(self, lease_id: int) -> Lease:
         return self._leases[lease_id]
 
@@ -196,6 +201,7 @@ class PieceMap:
     ) -> Lease:
         """Lease the first ``max_length`` missing bytes (or fewer) as a new piece; with
         ``within`` (a run of missing bytes), the first of ``within`` instead."""
+        self.version += 1
         if within is None:
             rng = self._missing.pop_first(max_length)
         else:
@@ -211,6 +217,7 @@ class PieceMap:
     def split(self, piece: Piece, at: int, *, piece_id: int) -> Piece:
         """Cut ``piece`` at ``at``: it keeps ``[frontier, at)``, the new piece (with no lease
         yet) is ``[at, end)``."""
+        self.version += 1
         if not piece.frontier < at < piece.end:
             raise ValueError(f"cannot split [{piece.frontier}, {piece.end}) at {at}")
         new = self._new_piece(piece_id, at, piece.end)
@@ -228,6 +235,7 @@ class PieceMap:
         duplicate: bool = False,
     ) -> Lease:
         """A new stream of ``source_id`` over ``piece`` from ``cursor`` (its frontier)."""
+        self.version += 1
         start = piece.frontier if cursor is None else cursor
         lease = Lease(lease_id, source_id, piece.id, start, now, now, duplicate)
         self._leases[lease.id] = lease
@@ -237,6 +245,7 @@ class PieceMap:
     def deliver(self, lease: Lease, nbytes: int, now: float) -> ByteRange | None:
         """``lease``'s stream delivered its next ``nbytes``: claim those of them still
         leased (below nobody's frontier) and return them, the range to write."""
+        self.version += 1
         got = ByteRange(lease.cursor, lease.cursor + nbytes)
         lease.cursor = got.end
         lease.last_data = now
@@ -253,6 +262,7 @@ class PieceMap:
 
     def release(self, lease: Lease) -> None:
         """Forget a lease; give its piece's leased bytes back if nobody else works on it."""
+        self.version += 1
         del self._leases[lease.id]
         piece = self._pieces[lease.piece_id]
         piece.leases.remove(lease.id)
@@ -265,6 +275,7 @@ class PieceMap:
 
     def invalidate(self, rng: ByteRange) -> RangeSet:
         """The claimed bytes of ``rng`` turned out bad: make them missing; returns them."""
+        self.version += 1
         bad = RangeSet(x for r in self._claimed if (x := r.intersect(rng)) is not None)
         for r in bad:
             self._claimed.subtract(r)

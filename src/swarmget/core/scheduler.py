@@ -178,6 +178,7 @@ class Scheduler:
         if src is None or src.gone:
             return []
         src.gone = True
+        self._sources.refresh(src)
         return self._drop_leases(src, reason, CancelCause.GONE)
 
     def ban(self, source_id: str, reason: str) -> list[Action]:
@@ -215,7 +216,7 @@ class Scheduler:
             return Claim(None, True)
         src = self._sources[lease.source_id]
         write = self._pieces.deliver(lease, nbytes, now)
-        src.record_data(now, nbytes, lease.started)
+        self._sources.record(src, now, nbytes, lease.started)
         if not lease.answered and nbytes:
             lease.answered = True
             self._sources.answer(src, lease.id, good=True)
@@ -262,7 +263,7 @@ class Scheduler:
         actions: list[Action] = []
         while True:
             progressed = False
-            for src in self._sources.by_speed(now):
+            for src in self._sources.usable_by_speed(now):
                 if src.usable(now):
                     pick = self._selector.pick(src, now)
                     if pick is not None:
@@ -332,7 +333,7 @@ class Scheduler:
             lease = pieces.add_lease(
                 pick.piece, lease_id=self._take_id(), source_id=src.id, now=now, duplicate=True
             )
-        src.leases.add(lease.id)
+        self._sources.hold(src, lease.id)
         end = pieces.piece(lease.piece_id).end
         return Assign(lease.id, src.id, ByteRange(lease.cursor, end), lease.duplicate)
 
@@ -358,7 +359,7 @@ class Scheduler:
         return actions
 
     def _release(self, lease: Lease) -> None:
-        self._sources[lease.source_id].leases.discard(lease.id)
+        self._sources.let_go(self._sources[lease.source_id], lease.id)
         self._pieces.release(lease)
 
     def _judge(
@@ -375,6 +376,7 @@ class Scheduler:
 
     def _ban(self, src: Source, reason: str) -> list[Action]:
         src.banned = reason
+        self._sources.refresh(src)
         dropped = self._drop_leases(src, f"source banned: {reason}", CancelCause.BANNED)
         return [Ban(src.id, reason), *dropped]
 

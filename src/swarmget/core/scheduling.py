@@ -28,6 +28,10 @@ class SchedulerConfig:
     #: never split a remainder into parts smaller than this
     min_steal: int = 128 * KiB
     stall_timeout: float = 15.0
+    #: a stream that delivered before and then nothing for this long counts as making no
+    #: progress: the endgame copies and the frontier rescue may take its piece (it is only
+    #: revoked after ``stall_timeout``)
+    silence: float = 2.0
     #: consecutive failures without progress before a source is banned
     max_failures: int = 5
     #: BROKEN answers (lies, short bodies) in the last ``judge_window`` answers before a source
@@ -55,6 +59,8 @@ class SchedulerConfig:
     def __post_init__(self) -> None:
         if not 0 < self.min_piece <= self.max_piece:
             raise ValueError("need 0 < min_piece <= max_piece")
+        if self.silence <= 0:
+            raise ValueError("silence must be positive")
         if self.min_steal <= 0 or self.stall_timeout <= 0 or self.max_failures < 1:
             raise ValueError("min_steal, stall_timeout and max_failures must be positive")
         if self.align < 1:

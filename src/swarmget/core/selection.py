@@ -3,7 +3,9 @@
 Theory of operation
 -------------------
 ``Selector.pick`` looks at the ledger (``core.pieces``) and the sources (``core.sources``) and
-answers with a ``Pick``; it changes nothing (the scheduler carries the pick out). In order:
+answers with a ``Pick``; it changes nothing (the scheduler carries the pick out). A *suspect*
+source (one whose lease stalled, ``core.sources``) only ever gets a ``min_piece`` probe of
+missing bytes. Otherwise, in order:
 
 * **Frontier rescue.** The whole-file hash can only follow the contiguous prefix of claimed
   bytes, so a slow stream on a low piece makes everything beyond it wait to be hashed after
@@ -28,17 +30,29 @@ answers with a ``Pick``; it changes nothing (the scheduler carries the pick out)
   split)``, the thief gets ``[split, end)``.
 * **Endgame.** When nothing can be split any more, an idle source that is faster than a
   piece's holder gets a ``Duplicate`` of ``[frontier, end)``; both stream, whichever is ahead
-  claims the bytes, the first to reach the end wins.
+  claims the bytes, the first to reach the end wins. A stream silent for ``silence``
+  seconds (since its last data or its start) counts as rate 0 (a hung helper's windowed
+  rate only fades over seconds), and a piece whose copies are all silent may get one more.
+
+**Cost.** What these rules read of the ledger (the pieces a rescue may help, the pieces by
+size for stealing, the pieces worth a copy by time to finish) is worked out once per change
+of the ledger and kept (``_Views``): in one ``poll`` the ledger only changes when a pick is
+carried out, so every idle source that finds nothing costs O(1) to O(its slots), not a sort
+of every piece.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 from swarmget.core.pieces import Lease, Piece, PieceMap, align_up
 from swarmget.core.ranges import ByteRange
 from swarmget.core.scheduling import SchedulerConfig
 from swarmget.core.sources import Source, SourceBook
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,9 +89,21 @@ class Selector:
         self.config = config
         self.pieces = pieces
         self.sources = sources
+        self._seen = _Views()
+        #: lease id -> (what its time to finish depended on, the time to finish)
+        self._etas: dict[int, tuple[tuple[float, int, float, int, int], float]] = {}
+
+    @property
+    def _views(self) -> _Views:
+        """What was worked out from the ledger as it is at ``now`` (see ``_Views``)."""
+        if self._seen.version != self.pieces.version:
+            self._seen = _Views(self.pieces.version)
+        return self._seen
 
     def pick(self, src: Source, now: float) -> Pick | None:
         """What ``src`` (with an idle slot) should fetch next; None: nothing worth it."""
+        if src.suspect:  # it stalled: a small probe of missing bytes, nothing held by others
+            return self._take_missing(src, probe=True)
         rescue = self._rescue_frontier(src, now)
         if rescue is not None:
             return rescue
@@ -94,8 +120,9 @@ class Selector:
 
     # --- new pieces ----------------------------------------------------------------------------
 
-    def _take_missing(self, src: Source) -> TakeMissing | None:
-        """Missing bytes for ``src`` (see "partial availability" in the module docstring)."""
+    def _take_missing(self, src: Source, *, probe: bool = False) -> TakeMissing | None:
+        """Missing bytes for ``src`` (see "partial availability" in the module docstring);
+        ``probe``: a piece of ``min_piece`` only."""
         if src.available is not None:
             run = self.pieces.first_missing_in(src.available)
         elif self.sources.restricted():
@@ -103,14 +130,20 @@ class Selector:
             run = run or self.pieces.first_missing()
         else:  # the plain rule, bit for bit
             first = self.pieces.first_missing()
-            return None if first is None else TakeMissing(self._piece_length(*_span(first)))
-        return None if run is None else TakeMissing(self._piece_length(*_span(run)), run)
+            if first is None:
+                return None
+            return TakeMissing(self._piece_length(*_span(first), probe=probe))
+        if run is None:
+            return None
+        return TakeMissing(self._piece_length(*_span(run), probe=probe), run)
 
-    def _piece_length(self, start: int, available: int) -> int:
+    def _piece_length(self, start: int, available: int, *, probe: bool = False) -> int:
         """How many of the ``available`` missing bytes from ``start`` one piece takes."""
         slots = self.sources.alive_slots()
         target = self.pieces.missing_total() // max(1, slots * self.config.pieces_per_slot)
         size = max(self.config.min_piece, min(self.config.max_piece, target))
+        if probe:
+            size = self.config.min_piece
         if available - size < self.config.min_piece:
             size = available  # do not leave a sliver behind
         return align_up(start + size, self.config.align) - start
@@ -119,8 +152,12 @@ class Selector:
 
     def _steal(self, thief: Source, now: float) -> Split | None:
         """Split the largest single-copy piece in flight; the thief takes its far end."""
-        candidates = [p for p in self.pieces.pieces() if len(p.leases) == 1]
-        for piece in sorted(candidates, key=lambda p: p.remaining, reverse=True):
+        if self._views.steal is None:
+            candidates = [p for p in self.pieces.pieces() if len(p.leases) == 1]
+            self._views.steal = sorted(candidates, key=lambda p: p.remaining, reverse=True)
+        for piece in self._views.steal:
+            if piece.remaining < 2 * self.config.min_steal:
+                break  # neither part could be min_steal: nor of any smaller piece
             split = self._split_point(piece, thief, now)
             if split is not None and thief.may_serve(ByteRange(split, piece.end)):
                 return Split(piece, split)
@@ -145,29 +182,61 @@ class Selector:
 
     def _duplicate(self, src: Source, now: float) -> Duplicate | None:
         """Endgame: copy the slowest-to-finish piece onto this idle, faster source."""
-        best: tuple[float, Piece] | None = None
-        mine = self._pieces_of(src)
-        for piece in self.pieces.pieces():
-            if len(piece.leases) != 1 or piece.id in mine or not piece.remaining:
+        duplicable, slowest = self._duplicable(now)
+        mine = src.slot_rate(now)
+        if mine is not None and slowest is not None and mine <= slowest * 1.2:
+            return None  # not faster than any holder
+        owned = self._pieces_of(src)
+        for _, piece, holder in duplicable:
+            if piece.id in owned or not src.may_serve(ByteRange(piece.frontier, piece.end)):
                 continue
-            if not src.may_serve(ByteRange(piece.frontier, piece.end)):
-                continue
-            holder = self.pieces.holder(piece)
-            eta = self._eta(holder, piece, now)
-            if eta < self.config.endgame_min_eta or not self._faster(src, holder, now):
-                continue
-            if best is None or eta > best[0]:
-                best = (eta, piece)
-        return None if best is None else Duplicate(best[1])
+            if self._faster(src, holder, now):
+                return Duplicate(piece)
+        return None
+
+    def _duplicable(self, now: float) -> tuple[list[tuple[float, Piece, Lease]], float | None]:
+        """The single-copy pieces worth a copy, longest to finish first (ties: oldest), and
+        the slowest holder's rate (None if some holder has no rate, or none is there)."""
+        views = self._views
+        if views.duplicable is None or views.now != now:
+            views.now = now
+            found = []
+            for piece in self.pieces.pieces():
+                if not piece.remaining or not self._one_live_copy_at_most(piece, now):
+                    continue
+                holder = self.pieces.holder(piece)
+                eta = self._eta(holder, piece, now)
+                if eta >= self.config.endgame_min_eta:
+                    found.append((eta, piece, holder))
+            found.sort(key=lambda x: -x[0])
+            views.duplicable = found
+            rates = [r for _, _, h in found if (r := self._rate(h, now))]
+            views.slowest = min(rates) if rates and len(rates) == len(found) else None
+        return views.duplicable, views.slowest
 
     # --- frontier rescue -----------------------------------------------------------------------
 
     def _rescue_frontier(self, src: Source, now: float) -> Pick | None:
         """Help the lowest slow piece with ``rescue_backlog`` (or size / 8) claimed bytes
         beyond it and more than ``1.5 * rescue_keep`` seconds to go for its holder."""
-        config = self.config
-        if not config.rescue_backlog or src.slot_rate(now) is None:
+        if not self.config.rescue_backlog or src.slot_rate(now) is None:
             return None  # a source not measured yet is no rescue
+        views = self._views
+        if views.rescuable is None or views.rescue_now != now:
+            views.rescuable, views.rescue_now = _Lazy(self._rescuable(now)), now
+        mine = self._pieces_of(src)
+        for piece, holder in views.rescuable:
+            if piece.id in mine:
+                continue
+            rescue = self._rescue(src, piece, holder, now)
+            if rescue is not None and _fits(src, rescue):
+                return rescue
+        return None
+
+    def _rescuable(self, now: float) -> Iterator[tuple[Piece, Lease]]:
+        """The single-copy pieces a rescue may help, lowest first (whoever asks); worked
+        out as far as the sources asking need."""
+        config = self.config
         size = self.pieces.size
         first_missing = self.pieces.first_missing()
         limit = size if first_missing is None else first_missing.start
@@ -175,7 +244,6 @@ class Selector:
         done = self.pieces.claimed_ranges()  # sorted, disjoint
         done_total = sum(r.length for r in done)
         soon = max(config.endgame_min_eta, 1.5 * config.rescue_keep)
-        mine = self._pieces_of(src)
         in_flight = sorted(
             (p for p in self.pieces.pieces() if p.remaining), key=lambda p: p.frontier
         )
@@ -190,22 +258,19 @@ class Selector:
             beyond = done_total - before - max(0, partial)
             if beyond < threshold:
                 break  # later pieces hold up even less
-            if len(piece.leases) != 1 or piece.id in mine:
+            if len(piece.leases) != 1:
                 continue
             holder = self.pieces.holder(piece)
             if self._eta(holder, piece, now) <= soon:
                 continue  # e.g. what a rescue left it: let it finish
-            rescue = self._rescue(src, piece, holder, now)
-            if rescue is not None and _fits(src, rescue):
-                return rescue
-        return None
+            yield piece, holder
 
     def _rescue(
         self, src: Source, piece: Piece, holder: Lease, now: float
     ) -> Split | Duplicate | None:
         """Split ``piece`` if ``src`` is about as fast as its holder (the two then work side
         by side), else duplicate it if ``src`` is faster; None if neither is worth it."""
-        mine, theirs = src.slot_rate(now), holder.rate(now)
+        mine, theirs = src.slot_rate(now), self._rate(holder, now)
         if holder.cursor == piece.frontier and (not theirs or (mine or 0) >= 0.8 * theirs):
             ahead = int((theirs or 0) * self.config.rescue_keep)
             split = align_up(piece.frontier + max(self.config.min_steal, ahead), self.config.align)
@@ -217,21 +282,76 @@ class Selector:
 
     # --- comparing speeds ----------------------------------------------------------------------
 
+    def _rate(self, holder: Lease, now: float) -> float | None:
+        """``holder``'s rate, but 0 once it has been silent for ``config.silence`` (since its
+        last data, or its start): a hung stream's windowed rate only fades over seconds, and
+        its piece should not wait."""
+        if now - holder.last_data >= self.config.silence:
+            return 0.0
+        return holder.rate(now)
+
+    def _one_live_copy_at_most(self, piece: Piece, now: float) -> bool:
+        """One copy streams ``piece``, or none of its copies has delivered for ``silence``
+        (the holder and its copy both hung: a third copy may take it)."""
+        if len(piece.leases) == 1:
+            return True
+        return all(self._rate(self.pieces.lease(i), now) == 0.0 for i in piece.leases)
+
     def _pieces_of(self, src: Source) -> set[int]:
         return {self.pieces.lease(i).piece_id for i in src.leases}
 
     def _eta(self, holder: Lease, piece: Piece, now: float) -> float:
-        rate = holder.rate(now)
+        """Seconds ``holder`` needs to finish ``piece``; kept while nothing it depends on
+        changed (the views are rebuilt after each change, most pieces are as they were)."""
+        key = (now, holder.received, holder.last_data, piece.frontier, piece.end)
+        seen = self._etas.get(holder.id)
+        if seen is not None and seen[0] == key:
+            return seen[1]
+        rate = self._rate(holder, now)
         if not rate:
-            return float("inf") if now - holder.started > self.config.endgame_min_eta else 0.0
-        return piece.remaining / rate
+            eta = float("inf") if now - holder.started > self.config.endgame_min_eta else 0.0
+        else:
+            eta = piece.remaining / rate
+        if len(self._etas) > 4 * self.pieces.lease_count() + 64:
+            self._etas.clear()  # forget leases that are gone
+        self._etas[holder.id] = (key, eta)
+        return eta
 
     def _faster(self, src: Source, holder: Lease, now: float) -> bool:
         mine = src.slot_rate(now)
-        theirs = holder.rate(now)
+        theirs = self._rate(holder, now)
         if theirs is None or theirs == 0:
             return True
         return mine is None or mine > theirs * 1.2
+
+
+@dataclass(slots=True)
+class _Views:
+    """What ``pick`` works out from the ledger once per change of it (``PieceMap.version``)
+    and time, not once per source asking: within one poll the ledger only changes when a pick
+    is carried out, so the sources without work cost O(1) each, not O(pieces log pieces)."""
+
+    version: int = -1
+    now: float | None = None
+    rescue_now: float | None = None
+    rescuable: _Lazy[tuple[Piece, Lease]] | None = None
+    steal: list[Piece] | None = None
+    duplicable: list[tuple[float, Piece, Lease]] | None = None
+    slowest: float | None = None
+
+
+class _Lazy(Generic[T]):
+    """An iterator's items, worked out once as far as any reader went, read again by many."""
+
+    def __init__(self, items: Iterator[T]) -> None:
+        self._items = items
+        self._seen: list[T] = []
+
+    def __iter__(self) -> Iterator[T]:
+        yield from self._seen
+        for item in self._items:
+            self._seen.append(item)
+            yield item
 
 
 def _span(run: ByteRange) -> tuple[int, int]:

@@ -22,14 +22,22 @@ only grows (``SourceBook.grow``) as the holder verifies pieces or the group gran
 selector never leases it a byte outside; ``SourceBook.cover`` is what such sources can serve
 together, which ordinary sources leave to them while other bytes are missing.
 
+**Trust** (issue #17). A source must show progress to get more work. A lease that stalls
+(no data for ``stall_timeout``) makes its source *suspect*: until it delivers a byte again it
+holds one lease at most, a small probe of missing bytes (``min_piece``), and is given no
+steal, copy or rescue; its stalls still count towards a ban. A source added while others are
+already delivering is on *probation*: one lease (its first piece, to be measured) until its
+first byte; the sources there at the start get all their slots at once (nothing to compare
+them with, and waiting would delay the start).
+
 **Speed.** A source's rate is the bytes it streamed over the last few seconds
 (``core.rates``), counted from its first data. While it works (holds a lease, or has recent
 samples) the estimate is live; once it sits idle with nothing recent, it is remembered as it
 was when last brought up to date (``last_rate``), so an idle fast source still ranks as fast.
 Estimates are brought up to date by events only: ``record_data`` when bytes arrive, and
-``SourceBook.by_speed(now)`` (the scheduler's ``poll``), which ranks the sources and then moves
-every estimate to ``now``. ``rate(now)`` itself is a query: a snapshot taken between two events
-changes nothing.
+``SourceBook.usable_by_speed(now)`` (the scheduler's ``poll``), which ranks the usable sources
+and then moves every estimate that can still change (those with samples kept) to ``now``.
+``rate(now)`` itself is a query: a snapshot taken between two events changes nothing.
 """
 
 from __future__ import annotations
@@ -66,6 +74,12 @@ class Source:
     last_rate: float = 0.0
     #: the bytes it may serve; None: any byte (see "Availability" in the module docstring)
     available: RangeSet | None = None
+    #: its last lease stalled and it has delivered nothing since (see "Trust")
+    suspect: bool = False
+    #: it came when others were already delivering: one lease until it delivers (see "Trust")
+    probation: bool = False
+    #: the order it was first added in (ties in a ranking keep it)
+    index: int = 0
 
     # --- queries -------------------------------------------------------------------------------
 
@@ -77,8 +91,14 @@ class Source:
         """Whether every byte of ``rng`` is within this source's availability."""
         return self.available is None or self.available.contains(rng)
 
+    def capacity(self) -> int:
+        """How many leases it may hold: one while suspect or on probation, else its slots."""
+        if self.suspect or (self.probation and self.first_data is None):
+            return 1
+        return self.slots
+
     def usable(self, now: float) -> bool:
-        return self.alive() and now >= self.not_before and len(self.leases) < self.slots
+        return self.alive() and now >= self.not_before and len(self.leases) < self.capacity()
 
     def rate(self, now: float) -> float | None:
         """Bytes/s over the last few seconds; None before its first data. Changes nothing."""
@@ -123,6 +143,8 @@ class Source:
         self.samples.add(now, nbytes)
         if self.first_data is None:
             self.first_data = lease_started
+        if nbytes:
+            self.suspect = False  # it proved progress
 
     def credit(self, write: ByteRange) -> None:
         """``write`` was claimed from this source's stream: it delivered those bytes first."""
@@ -146,6 +168,18 @@ class SourceBook:
     def __init__(self, config: SchedulerConfig) -> None:
         self.config = config
         self._sources: dict[str, Source] = {}
+        #: alive sources with a slot free (a superset of the usable ones)
+        self._open: dict[str, Source] = {}
+        #: sources with rate samples kept (the only ones ``advance`` can change)
+        self._warm: dict[str, Source] = {}
+        #: cached ``alive_slots`` and ``restricted`` (None: to compute)
+        self._alive_slots: int | None = None
+        self._restricted: bool | None = None
+        #: when ``usable_by_speed`` last moved the estimates on, and who had data since
+        self._advanced: float | None = None
+        self._fresh: dict[str, Source] = {}
+        #: some source has delivered bytes: a newcomer is on probation
+        self._delivering = False
 
     def __iter__(self) -> Iterator[Source]:
         return iter(self._sources.values())
@@ -166,7 +200,9 @@ class SourceBook:
             raise ValueError("a source needs at least one slot")
         src = self._sources.get(source_id)
         if src is None:
-            src = self._sources[source_id] = Source(source_id, slots, now)
+            src = Source(source_id, slots, now, index=len(self._sources))
+            src.probation = self._delivering
+            self._sources[source_id] = src
             src.available = None if available is None else available.copy()
         elif src.banned is None:
             if src.gone or available is None:
@@ -174,6 +210,31 @@ class SourceBook:
             else:
                 self.grow(src, available)
             src.slots, src.gone = slots, False
+        self.refresh(src)
+
+    def refresh(self, src: Source) -> None:
+        """``src``'s leases, slots, ban or presence changed: update the indexes."""
+        self._alive_slots = self._restricted = None
+        if src.alive() and len(src.leases) < src.slots:
+            self._open[src.id] = src
+        else:
+            self._open.pop(src.id, None)
+
+    def hold(self, src: Source, lease_id: int) -> None:
+        src.leases.add(lease_id)
+        if len(src.leases) >= src.slots:
+            self._open.pop(src.id, None)
+
+    def let_go(self, src: Source, lease_id: int) -> None:
+        src.leases.discard(lease_id)
+        if src.alive():
+            self._open[src.id] = src
+
+    def record(self, src: Source, now: float, nbytes: int, lease_started: float) -> None:
+        """``src.record_data``, and keep ``src`` among those whose estimates move on."""
+        src.record_data(now, nbytes, lease_started)
+        self._warm[src.id] = self._fresh[src.id] = src
+        self._delivering = self._delivering or nbytes > 0
 
     def grow(self, src: Source, ranges: RangeSet) -> None:
         """``src`` may now serve ``ranges`` too (no change for a source serving any byte)."""
@@ -187,11 +248,17 @@ class SourceBook:
         return any(s.alive() for s in self._sources.values())
 
     def alive_slots(self) -> int:
-        return sum(s.slots for s in self._sources.values() if s.alive())
+        if self._alive_slots is None:
+            self._alive_slots = sum(s.slots for s in self._sources.values() if s.alive())
+        return self._alive_slots
 
     def restricted(self) -> bool:
         """Some source alive may serve only part of the file."""
-        return any(s.available is not None and s.alive() for s in self._sources.values())
+        if self._restricted is None:
+            self._restricted = any(
+                s.available is not None and s.alive() for s in self._sources.values()
+            )
+        return self._restricted
 
     def cover(self) -> RangeSet:
         """What the sources alive that may serve only part of the file can serve together."""
@@ -230,6 +297,26 @@ class SourceBook:
             src.advance(now)
         return ranked
 
+    def usable_by_speed(self, now: float) -> list[Source]:
+        """The usable sources in the order of ``by_speed``; then the estimates of the
+        sources with samples are brought to ``now`` (the others' cannot change). Costs
+        O(u log u + w) for u usable and w recently active sources, not O(n log n)."""
+
+        def key(src: Source) -> tuple[int, float, int]:
+            rate = src.slot_rate(now)
+            return (0, 0.0, src.index) if rate is None else (1, -rate, src.index)
+
+        ranked = sorted((s for s in self._open.values() if s.usable(now)), key=key)
+        # moving an estimate to the time it was moved to changes nothing: at the same time,
+        # only those with data since need it
+        moving = self._fresh if now == self._advanced else self._warm
+        self._advanced, self._fresh = now, {}
+        for sid, src in list(moving.items()):
+            src.advance(now)
+            if not src.samples:
+                self._warm.pop(sid, None)
+        return ranked
+
     def uncredit(self, bad: RangeSet) -> None:
         """The bytes of ``bad`` turned out bad: no source delivered them any more."""
         for r in bad:
@@ -259,6 +346,8 @@ class SourceBook:
             src.not_before = max(src.not_before, now + wait)
             return None
         src.consecutive_failures += 1
+        if kind is FailureKind.STALLED:
+            src.suspect = True  # one probe at a time until it delivers again
         if kind is FailureKind.BROKEN:
             src.broken += 1
             self.answer(src, lease_id, good=False)
@@ -306,3 +395,7 @@ class SourceBook:
                 seen.add(r)
         for r in seen:
             assert claimed.contains(r), f"{r} claimed but not done"
+        for src in self._sources.values():
+            has_room = src.alive() and len(src.leases) < src.slots
+            assert (src.id in self._open) == has_room, f"{src.id}: index of free slots is off"
+            assert src.id in self._warm or not src.samples, f"{src.id}: rate not moved on"
