@@ -65,10 +65,12 @@ The hub never downloads anything. Handlers parse with pydantic, call the store, 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import logging
 import random
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -122,6 +124,12 @@ __all__ = ["DEFAULT_TTL", "HUB_STORE", "HEALTH_PATH", "make_hub_app", "peer_json
 
 #: Records not seen for this many TTLs are deleted (on each register).
 PRUNE_AFTER_TTLS = 20
+#: Expiries are looked for this often (in TTLs), and on each register.
+SWEEP_EVERY = 1 / 3
+#: At most this many expiries are counted per sweep (a larger crowd: counted by the next ones);
+#: the first ``SWEEP_LOGGED`` ids are named in the log line.
+SWEEP_MAX = 10_000
+SWEEP_LOGGED = 20
 #: Live nodes one source address may register (a machine runs a node, maybe a few `get`s).
 MAX_NODES_PER_ADDRESS = 8
 #: A peer heard from within this many heartbeat intervals is listed before quieter ones.
@@ -190,6 +198,12 @@ def _clean_stats(stats: Mapping[str, Any]) -> dict[str, Any]:
         return {}
 
 
+@dataclass
+class _Swept:
+    #: Nodes last seen before this had expired by the latest sweep (None: no sweep yet).
+    until: float | None = None
+
+
 @dataclass(frozen=True, kw_only=True)
 class _Hub:
     store: RegistryStore
@@ -207,6 +221,8 @@ class _Hub:
     groups: GroupCache
     #: Registrations check the per-address cap and write one at a time (in this process).
     registering: asyncio.Lock = field(default_factory=asyncio.Lock)
+    #: How far the expiry sweeps got.
+    swept: _Swept = field(default_factory=lambda: _Swept())
 
     async def live_count(self) -> int:
         return await self.store.count_live(self.clock(), self.admission.live_ttl)
@@ -223,6 +239,7 @@ class _Hub:
         address = self._source_address(request)
         group = self._group(address, body.group)
         now = self.clock()
+        await self.sweep(now)
         await self._prune(now)
         async with self.registering:
             await self._check_room(address, body.node_id, now)
@@ -235,11 +252,29 @@ class _Hub:
         )
         return web.json_response(reply.model_dump())
 
+    async def sweep(self, now: float) -> int:
+        """Log and count the nodes whose TTL ran out since the previous sweep (the first
+        sweep only starts the watch); returns how many. Run every ``SWEEP_EVERY`` TTL by the
+        app (``_sweeping``) and on each registration; each replica logs what it sees."""
+        before = now - self.admission.live_ttl
+        since, self.swept.until = self.swept.until, before
+        if since is None or before <= since:
+            return 0
+        silent = await self.store.fell_silent(since, before, limit=SWEEP_MAX)
+        if silent:
+            self.metrics.expiries += len(silent)
+            shown = ", ".join(silent[:SWEEP_LOGGED]) + (
+                " ..." if len(silent) > SWEEP_LOGGED else ""
+            )
+            ttl = self.admission.live_ttl
+            log.info("expired %d node(s) (silent for %.0f s): %s", len(silent), ttl, shown)
+        return len(silent)
+
     async def _prune(self, now: float) -> None:
-        expired = await self.store.prune(before=now - PRUNE_AFTER_TTLS * self.ttl)
-        if expired:
-            self.metrics.expiries += expired
-            log.info("expired %d node(s) silent for %.0f s", expired, PRUNE_AFTER_TTLS * self.ttl)
+        forgotten = await self.store.prune(before=now - PRUNE_AFTER_TTLS * self.ttl)
+        if forgotten:
+            silent = PRUNE_AFTER_TTLS * self.ttl
+            log.info("forgot %d node record(s) silent for %.0f s", forgotten, silent)
 
     async def _check_room(self, address: str, node_id: str, now: float) -> None:
         """``too_many_nodes`` when ``address`` has its share of live nodes besides this one."""
@@ -407,6 +442,29 @@ def _allow_header(headers: Mapping[str, str]) -> dict[str, str]:
     return {"Allow": headers["Allow"]} if "Allow" in headers else {}
 
 
+async def _sweeping(hub: _Hub, _app: web.Application) -> AsyncIterator[None]:
+    """While the app runs: ``hub.sweep`` every ``SWEEP_EVERY`` TTL (an owned task, cancelled
+    and awaited at cleanup); a failing sweep (the database away) is logged, not fatal."""
+
+    async def loop() -> None:
+        while True:
+            try:
+                await hub.sweep(hub.clock())
+            except StorageError as exc:
+                log.warning("expiry sweep failed: %s", exc)
+            except Exception:  # a bug: the hub goes on serving, the next sweep tries again
+                log.exception("expiry sweep crashed")
+            await asyncio.sleep(max(hub.ttl * SWEEP_EVERY, 0.05))
+
+    task = asyncio.create_task(loop())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
 def make_hub_app(
     store: RegistryStore,
     secret: bytes,
@@ -463,6 +521,7 @@ def make_hub_app(
         middlewares=[_problems, admission.middleware, auth], client_max_size=MAX_SIGNED_BODY
     )
     app[HUB_STORE] = store
+    app.cleanup_ctx.append(functools.partial(_sweeping, hub))
     app.router.add_post("/v1/nodes/register", hub.register)
     app.router.add_post("/v1/nodes/{node_id}/heartbeat", hub.heartbeat)
     app.router.add_delete("/v1/nodes/{node_id}", hub.leave)

@@ -146,6 +146,11 @@ class RegistryStore(Protocol):
         """How many nodes are live."""
         ...
 
+    async def fell_silent(self, since: float, before: float, *, limit: int) -> list[str]:
+        """Ids of the nodes last seen in ``[since, before)`` (at most ``limit``, the newest
+        silence first): those whose TTL ran out between two sweeps."""
+        ...
+
     async def prune(self, before: float) -> int:
         """Forget nodes last seen before ``before``; returns how many."""
         ...
@@ -369,6 +374,18 @@ class SqlRegistryStore:
             async with self._engine.connect() as conn:
                 where = nodes.c.last_seen >= now - ttl
                 return int((await conn.execute(query.where(where))).scalar_one())
+
+    async def fell_silent(self, since: float, before: float, *, limit: int) -> list[str]:
+        seen = nodes.c.last_seen
+        query = (
+            sa.select(nodes.c.node_id)
+            .where(seen >= since, seen < before)
+            .order_by(seen.desc())
+            .limit(limit)
+        )
+        with self._translated():
+            async with self._engine.connect() as conn:
+                return [str(row[0]) for row in (await conn.execute(query)).all()]
 
     async def _records(self, query: sa.Select[Any]) -> list[NodeRecord]:
         with self._translated():

@@ -100,6 +100,11 @@ class MemoryRegistryStore:
     async def count_live(self, now: float, ttl: float) -> int:
         return sum(1 for r in self._nodes.values() if r.is_live(now, ttl))
 
+    async def fell_silent(self, since: float, before: float, *, limit: int) -> list[str]:
+        silent = [r for r in self._nodes.values() if since <= r.last_seen < before]
+        silent.sort(key=lambda r: r.last_seen, reverse=True)
+        return [r.node_id for r in silent[:limit]]
+
     async def prune(self, before: float) -> int:
         dead = [node_id for node_id, r in self._nodes.items() if r.last_seen < before]
         for node_id in dead:
