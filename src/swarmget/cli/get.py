@@ -65,6 +65,11 @@ def _size_option(_ctx: click.Context, _param: click.Parameter, value: str | None
     callback=_size_option,
     help="Cap this process's download rate, bytes/s (e.g. 500K, 2M); with --no-node.",
 )
+@click.option(
+    "--proxy",
+    help="Send this download's requests through this HTTP proxy (http://[user:pass@]host:port); "
+    "with --no-node: helpers fetch the origin themselves. Proxy variables are ignored.",
+)
 @click.option("--restart-if-changed", is_flag=True, help="Start over if the file changed.")
 @click.option("--source-address", help="Local IP to connect from (multi-homed hosts).")
 @click.option("--fsync", is_flag=True, help="Flush the file to disk before renaming it.")

@@ -50,7 +50,7 @@ from swarmget.engine import (
     DownloadSpec,
 )
 from swarmget.progress import watch, watch_progress
-from swarmget.run.local import LocalOptions, open_local_download, parse_headers
+from swarmget.run.local import LocalOptions, open_local_download, parse_headers, validate_proxy
 from swarmget.run.secrets import swarm_secret
 
 if TYPE_CHECKING:
@@ -94,6 +94,7 @@ class GetRequest:
     configured_hubs: tuple[str, ...] = ()  # [node] hub: used when no node takes the download
     detach: bool = False  # interrupted, leave the node's download running
     limit_rate: int | None = None  # bytes/s for this process's own range fetches
+    proxy: str | None = None  # an HTTP proxy for this process's own requests (--proxy)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -126,6 +127,7 @@ def prepare(request: GetRequest) -> PreparedGet:
         headers=parse_headers(request.headers),
         source_address=request.source_address,
         limit_rate=request.limit_rate,
+        proxy=validate_proxy(request.proxy) if request.proxy else None,
     )
     hub_urls = parse_hub_urls(request.hubs)
     configured = parse_hub_urls(request.configured_hubs)
@@ -229,6 +231,12 @@ async def download(
             f"--limit-rate caps this process's own connections, but this download goes to "
             f"the {'node' if route is Route.NODE else 'swarm'} (its rate_limit caps what it "
             "serves): add --no-node (and no --hub) to download here at that rate"
+        )
+    if request.proxy and route is not Route.ALONE:
+        raise UsageError(
+            f"--proxy is for this process's own requests, but this download goes to the "
+            f"{route.value} (which fetches the origin itself, never through a proxy): add "
+            "--no-node (and no --hub or --relay) to download here through the proxy"
         )
     if route is Route.NODE:
         reason, result = await _via_node(prepared, display, on_route, on_hub)

@@ -12,8 +12,9 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
-from swarmget.core.errors import InvalidHeader
+from swarmget.core.errors import InvalidHeader, UsageError
 from swarmget.core.ratelimit import TokenBucket
 from swarmget.engine import Download, DownloadSpec, OriginSource
 from swarmget.engine.sources import RangeSource, ThrottledSource
@@ -34,6 +35,8 @@ class LocalOptions:
     connect_timeout: float = 10.0
     read_timeout: float = 30.0
     limit_rate: int | None = None  # bytes/s over every range fetched (--limit-rate)
+    #: every request through this HTTP proxy (--proxy; aiohttp's client, never the raw one)
+    proxy: str | None = None
 
 
 def parse_headers(values: list[str] | tuple[str, ...]) -> dict[str, str]:
@@ -46,6 +49,27 @@ def parse_headers(values: list[str] | tuple[str, ...]) -> dict[str, str]:
             raise InvalidHeader(f"header must look like 'Name: value', got {raw!r}")
         out[name] = value.strip()
     return out
+
+
+def validate_proxy(proxy: str) -> str:
+    """``--proxy``: an ``http://`` URL with a host (and maybe credentials and a port), no
+    path; ``UsageError`` otherwise. (aiohttp speaks to HTTP proxies; https:// origins go
+    through them with CONNECT.)"""
+    parts = urlsplit(proxy)
+    try:
+        port = parts.port
+    except ValueError:
+        port = -1
+    if (
+        parts.scheme != "http"
+        or not parts.hostname
+        or port == -1
+        or parts.path not in ("", "/")
+        or parts.query
+        or parts.fragment
+    ):
+        raise UsageError(f"--proxy must look like http://host:port, not {proxy!r}")
+    return proxy
 
 
 @asynccontextmanager
@@ -68,19 +92,22 @@ async def open_local_download(
                 connector = aiohttp.TCPConnector(
                     limit=options.connections + 2, local_addr=local_addr, force_close=False
                 )
-                made.append(aiohttp.ClientSession(connector=connector))
+                made.append(aiohttp.ClientSession(connector=connector, proxy=options.proxy))
                 stack.push_async_callback(made[0].close)
             return made[0]
 
-        # ranges (and probes) of http:// files read off the socket: net.rawhttp
-        raw = await stack.enter_async_context(
-            RawHttp(
-                local_addr=options.source_address,
-                connect_timeout=options.connect_timeout,
-                read_timeout=options.read_timeout,
-                max_streams=options.connections + 2,
+        # ranges (and probes) of http:// files read off the socket: net.rawhttp (it speaks
+        # to the origin only: through a proxy every request goes by aiohttp)
+        raw = None
+        if options.proxy is None:
+            raw = await stack.enter_async_context(
+                RawHttp(
+                    local_addr=options.source_address,
+                    connect_timeout=options.connect_timeout,
+                    read_timeout=options.read_timeout,
+                    max_streams=options.connections + 2,
+                )
             )
-        )
         client = OriginClient(
             session,
             headers=options.headers,
