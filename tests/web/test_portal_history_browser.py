@@ -95,12 +95,13 @@ async def test_history_outlives_a_restart_in_the_browser(
         await expect(page.locator(f"#dl-{done.id}")).to_have_count(0)
 
         await page.goto(portal.base_url + "/")
-        await page.locator(f'#dl-{slow.id} button[data-action="resume"]').click()
+        async with page.expect_navigation():  # the form's POST, then its redirect
+            await page.locator(f'#dl-{slow.id} button[data-action="resume"]').click()
         await _until(node, slow.id, DownloadState.DONE)
         record = node.downloads.records[slow.id]
         assert record.result is not None
         assert record.result.resumed_bytes > 0
-        await page.reload()
+        await page.goto(portal.base_url + "/")
         await expect(page.locator(f"#dl-{slow.id}")).to_have_attribute("data-state", "done")
         await expect(page.locator("tr.dl")).to_have_count(2)  # resumed in place: no new row
 
