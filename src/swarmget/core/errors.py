@@ -301,6 +301,37 @@ class UnknownNode(HubError):
     code = "unknown_node"
 
 
+class ContentError(SourceError):
+    """Fetch once per LAN (#15): a LAN holder could not serve a content it was asked for."""
+
+    code = "content"
+
+
+class ContentNotHeld(ContentError):
+    """The holder has not verified (all of) the range asked for."""
+
+    code = "content_not_held"
+
+
+class ContentKeyMismatch(ContentError):
+    """The key asked for is not the content the holder has under that name."""
+
+    code = "content_key_mismatch"
+
+
+class ContentNotShareable(ContentError):
+    """The content has no key strong enough to share it (no size, or no validator)."""
+
+    code = "content_not_shareable"
+
+
+class NotAContentMember(HubError):
+    """The hub's content index does not know this node as a member of that content
+    (it expired or the hub restarted): join again."""
+
+    code = "not_a_content_member"
+
+
 class RelayError(DownloadError):
     """Talking to the relay failed (seen from a requester that fetches through it)."""
 

@@ -146,6 +146,25 @@ PEER_ERRORS = ErrorTable(
         WireError(code="ranges_ignored", status=502, raised=_BROKEN, answers=e.RangesIgnored),
         WireError(code="origin_broken", status=502, raised=_BROKEN, answers=e.SourceBroken),
         WireError(code="origin_unusable", status=502, raised=_BROKEN, answers=e.OriginUnusable),
+        # fetch once per LAN (#15): a holder asked for a content range it cannot serve
+        WireError(
+            code=e.ContentNotHeld.code,
+            status=409,
+            raised=e.ContentNotHeld,
+            answers=e.ContentNotHeld,
+        ),
+        WireError(
+            code=e.ContentKeyMismatch.code,
+            status=409,
+            raised=e.ContentKeyMismatch,
+            answers=e.ContentKeyMismatch,
+        ),
+        WireError(
+            code=e.ContentNotShareable.code,
+            status=409,
+            raised=e.ContentNotShareable,
+            answers=e.ContentNotShareable,
+        ),
         WireError(code="busy", status=429, raised=_LIMITED),
         WireError(code="quota", status=429, raised=_LIMITED),
         WireError(code="draining", status=503, raised=_LIMITED),
@@ -170,6 +189,7 @@ def _hub_fallback(status: int) -> type[e.SwarmgetError]:
 HUB_ERRORS = ErrorTable(
     [
         WireError(code="unknown_node", status=404, raised=e.UnknownNode),
+        WireError(code="not_a_content_member", status=404, raised=e.NotAContentMember),
         WireError(code="too_many_nodes", status=429, raised=e.HubUnavailable),
         #: the hub is strained (``swarmget.hub.admission``): come back after Retry-After
         WireError(code="overloaded", status=503, raised=e.HubUnavailable),
