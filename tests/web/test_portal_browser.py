@@ -11,7 +11,6 @@ fetched again. Screenshots go to ``test-artifacts/``.
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 import signal
 import sys
@@ -30,22 +29,9 @@ expect = playwright_api.expect
 MiB = 1024 * 1024
 CAP = 3 * MiB  # bytes/s per client IP: alone ~8 s, with the 2 helpers ~3 s
 SIZE = 24 * MiB + 5
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-]
 PERCENT_AT_LEAST = "n => parseFloat(document.querySelector('#summary .pct').textContent) >= n"
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 pytestmark = pytest.mark.slow
-
-if not os.path.exists(CHROMIUM) and not os.environ.get("CI"):  # CI installs it: fail there
-    pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)", allow_module_level=True)
 
 
 @pytest.fixture
@@ -53,17 +39,6 @@ async def origin() -> AsyncIterator[TestOrigin]:
     async with open_test_origin(rate_per_ip=CAP) as o:
         o.add_generated("disk.img", SIZE, seed=11)
         yield o
-
-
-@pytest.fixture
-async def page() -> AsyncIterator[Page]:
-    async with playwright_api.async_playwright() as pw:
-        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            context = await browser.new_context(viewport={"width": 1280, "height": 900})
-            yield await context.new_page()
-        finally:
-            await browser.close()
 
 
 async def screenshot(page: Page, name: str) -> Path:

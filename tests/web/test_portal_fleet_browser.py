@@ -6,8 +6,6 @@ test-artifacts/portal-settings.png, portal-fleet.png); neither page scrolls side
 
 from __future__ import annotations
 
-import os
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
@@ -19,33 +17,9 @@ playwright_api = pytest.importorskip("playwright.async_api")
 Page = playwright_api.Page
 expect = playwright_api.expect
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-]
 PHONE = 375  # CSS pixels
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 pytestmark = pytest.mark.slow
-
-if not os.path.exists(CHROMIUM) and not os.environ.get("CI"):  # CI installs it: fail there
-    pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)", allow_module_level=True)
-
-
-@pytest.fixture
-async def page() -> AsyncIterator[Page]:
-    async with playwright_api.async_playwright() as pw:
-        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            context = await browser.new_context(viewport={"width": 1280, "height": 900})
-            yield await context.new_page()
-        finally:
-            await browser.close()
 
 
 async def test_settings_form_and_fleet_page(tmp_path: Path, page: Page) -> None:

@@ -7,7 +7,6 @@ row, same id) and "Clear finished" empties the list of what ended."""
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -24,13 +23,8 @@ from swarmget.web.portal import Portal
 playwright_api = pytest.importorskip("playwright.async_api")
 expect = playwright_api.expect
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-quic"]
 MiB = 1024 * 1024
 pytestmark = pytest.mark.slow
-
-if not os.path.exists(CHROMIUM) and not os.environ.get("CI"):  # CI installs it: fail there
-    pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)", allow_module_level=True)
 
 
 @pytest.fixture
@@ -40,16 +34,6 @@ async def origin() -> AsyncIterator[TestOrigin]:
         o.add_generated("paused.bin", 8 * MiB, seed=4)
         o.configure(rate_per_ip=2 * MiB)  # slow enough to pause paused.bin half-way
         yield o
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Any]:
-    async with playwright_api.async_playwright() as pw:
-        b = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield b
-        finally:
-            await b.close()
 
 
 async def _until(node: Node, download_id: str, *states: DownloadState) -> None:

@@ -5,7 +5,6 @@ updated, and an error's "details" toggle stays open. A node in-process, a slow o
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -21,13 +20,8 @@ playwright_api = pytest.importorskip("playwright.async_api")
 Page = playwright_api.Page
 expect = playwright_api.expect
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-quic"]
 MiB = 1024 * 1024
 pytestmark = pytest.mark.slow
-
-if not os.path.exists(CHROMIUM) and not os.environ.get("CI"):  # CI installs it: fail there
-    pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)", allow_module_level=True)
 
 
 @pytest.fixture
@@ -42,16 +36,6 @@ async def node(tmp_path: Path) -> AsyncIterator[Node]:
     config = NodeConfig(secret=b"k" * 32, state_dir=tmp_path / "s", download_dir=tmp_path / "d")
     async with open_node(config) as n:
         yield n
-
-
-@pytest.fixture
-async def page() -> AsyncIterator[Page]:
-    async with playwright_api.async_playwright() as pw:
-        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield await (await browser.new_context()).new_page()
-        finally:
-            await browser.close()
 
 
 async def progressed(node: Node, download_id: str, by: int) -> None:

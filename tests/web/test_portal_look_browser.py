@@ -6,7 +6,6 @@ Screenshots go to ``test-artifacts/``."""
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -22,8 +21,6 @@ from swarmget.web.portal import Portal
 playwright_api = pytest.importorskip("playwright.async_api")
 expect = playwright_api.expect
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-quic"]
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 MiB = 1024 * 1024
 pytestmark = pytest.mark.slow
@@ -32,9 +29,6 @@ PHONE = 375  # CSS pixels
 # the phone's own width, not with innerWidth)
 NO_SIDEWAYS_SCROLL = f"() => document.documentElement.scrollWidth <= {PHONE}"
 BACKGROUND = "() => getComputedStyle(document.body).backgroundColor"
-
-if not os.path.exists(CHROMIUM) and not os.environ.get("CI"):  # CI installs it: fail there
-    pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)", allow_module_level=True)
 
 
 @pytest.fixture
@@ -50,16 +44,6 @@ async def node(tmp_path: Path) -> AsyncIterator[Node]:
     config = NodeConfig(secret=b"k" * 32, state_dir=tmp_path / "s", download_dir=tmp_path / "d")
     async with open_node(config) as n:
         yield n
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Any]:
-    async with playwright_api.async_playwright() as pw:
-        b = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield b
-        finally:
-            await b.close()
 
 
 def start(node: Node, url: str) -> str:

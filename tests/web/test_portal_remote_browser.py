@@ -26,24 +26,19 @@ playwright_api = pytest.importorskip("playwright.async_api")
 Page = playwright_api.Page
 expect = playwright_api.expect
 
-CHROMIUM = "/usr/bin/chromium"
 ADDRESS = "127.0.0.5"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-    f"--host-resolver-rules=MAP swarm.test {ADDRESS}, MAP evil.test {ADDRESS}",
-]
 ENV = {**os.environ, "SWARMGET_SECRET": "r" * 32, "PYTHONUNBUFFERED": "1"}
 MiB = 1024 * 1024
 pytestmark = pytest.mark.slow
 
-if not os.path.exists(CHROMIUM) and not os.environ.get("CI"):  # CI installs it: fail there
-    pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)", allow_module_level=True)
+
+@pytest.fixture
+def chromium_args(chromium_args: list[str]) -> list[str]:
+    # chromium resolves both names to the node's portal address
+    return [
+        *chromium_args,
+        f"--host-resolver-rules=MAP swarm.test {ADDRESS}, MAP evil.test {ADDRESS}",
+    ]
 
 
 @pytest.fixture
@@ -51,19 +46,6 @@ async def origin() -> AsyncIterator[TestOrigin]:
     async with open_test_origin() as o:
         o.add_generated("big.bin", 3 * MiB, seed=3)
         yield o
-
-
-@pytest.fixture
-async def page() -> AsyncIterator[Page]:
-    async with playwright_api.async_playwright() as pw:
-        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            context = await browser.new_context(
-                viewport={"width": 1280, "height": 900}, ignore_https_errors=True
-            )
-            yield await context.new_page()
-        finally:
-            await browser.close()
 
 
 async def start_node(tmp_path: Path, *extra: str) -> Proc:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime
-import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -25,15 +24,10 @@ from swarmget.web.portal import Portal
 playwright_api = pytest.importorskip("playwright.async_api")
 expect = playwright_api.expect
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-quic"]
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 MiB = 1024 * 1024
 PHONE = 375
 pytestmark = pytest.mark.slow
-
-if not os.path.exists(CHROMIUM) and not os.environ.get("CI"):  # CI installs it: fail there
-    pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)", allow_module_level=True)
 
 
 def days_ago(n: int) -> str:
@@ -60,16 +54,6 @@ async def node(tmp_path: Path) -> AsyncIterator[Node]:
     config = NodeConfig(secret=b"k" * 32, state_dir=state, download_dir=tmp_path / "d")
     async with open_node(config) as n:
         yield n
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Any]:
-    async with playwright_api.async_playwright() as pw:
-        b = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield b
-        finally:
-            await b.close()
 
 
 async def test_overview_chart_and_savings(node: Node, origin: TestOrigin, browser: Any) -> None:
