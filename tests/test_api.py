@@ -91,6 +91,18 @@ async def test_the_sync_twin_refuses_to_block_a_running_loop(tmp_path: Path) -> 
         swarmget.download("http://127.0.0.1:9/f", tmp_path / "f")
 
 
+def test_the_sync_twin_has_the_async_parameters() -> None:
+    """One parameter list: what ``help(swarmget.download)`` shows is ``download_async``'s."""
+    sync, asynchronous = (
+        inspect.signature(swarmget.download),
+        inspect.signature(swarmget.download_async),
+    )
+    assert list(sync.parameters) == list(asynchronous.parameters)
+    assert "connections" in sync.parameters
+    assert swarmget.download.__name__ == "download"
+    assert "asyncio.run" in (swarmget.download.__doc__ or "")
+
+
 @pytest.mark.parametrize(
     ("url", "options", "error"),
     [

@@ -28,11 +28,13 @@ raises, the download stops and the exception propagates.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from os import PathLike
 from pathlib import Path
+from typing import Any, ParamSpec, TypeVar
 
 from swarmget.core.errors import (
     ChecksumMismatch,
@@ -63,6 +65,8 @@ __all__ = [
 ]
 
 log = logging.getLogger("swarmget.api")
+P = ParamSpec("P")
+T = TypeVar("T")
 
 #: The bounds ``swarmget get`` puts on its options (click checks them there).
 MAX_CONNECTIONS = 64
@@ -133,46 +137,32 @@ async def download_async(
     return await run_download(request, display=progress, on_route=on_route or _warn_fallback)
 
 
-def download(
-    url: str,
-    dest: str | PathLike[str] | None = None,
-    *,
-    checksum: str | Sequence[str] = (),
-    headers: Mapping[str, str] | None = None,
-    connections: int = 4,
-    force: bool = False,
-    restart_if_changed: bool = False,
-    progress: ProgressCallback | None = None,
-    use_node: bool = True,
-    state_dir: str | PathLike[str] | None = None,
-    hubs: Sequence[str] = (),
-    relay_url: str | None = None,
-    secret_file: str | PathLike[str] | None = None,
-    source_address: str | None = None,
-    verify_sample: float = DEFAULT_VERIFY_SAMPLE,
-    stall_timeout: float = 15.0,
-    max_size: int | None = None,
-    fsync: bool = False,
-    on_route: Callable[[RouteTaken], None] | None = None,
-) -> DownloadResult:
-    """``download_async`` run to its end in a new event loop (``asyncio.run``): blocks, and
-    raises ``RuntimeError`` in a running loop's thread (await ``download_async`` there).
-    Same arguments, result and exceptions."""
-    if _loop_running():
-        raise RuntimeError(
-            "swarmget.download() blocks and cannot run in an event loop's thread: "
-            "await swarmget.download_async(...) there"
-        )
-    return asyncio.run(
-        download_async(
-            url, dest, checksum=checksum, headers=headers, connections=connections,
-            force=force, restart_if_changed=restart_if_changed, progress=progress,
-            use_node=use_node, state_dir=state_dir, hubs=hubs, relay_url=relay_url,
-            secret_file=secret_file, source_address=source_address,
-            verify_sample=verify_sample, stall_timeout=stall_timeout, max_size=max_size,
-            fsync=fsync, on_route=on_route,
-        )
-    )  # fmt: skip
+def _blocking(run: Callable[P, Coroutine[Any, Any, T]], *, name: str, doc: str) -> Callable[P, T]:
+    """``run`` to its end in a new event loop (``asyncio.run``), with the same parameters
+    (one parameter list for both forms of the API: ``inspect.signature`` and type checkers
+    see ``run``'s)."""
+
+    @functools.wraps(run)
+    def blocking(*args: P.args, **kwargs: P.kwargs) -> T:
+        if _loop_running():
+            raise RuntimeError(
+                f"swarmget.{name}() blocks and cannot run in an event loop's thread: "
+                f"await swarmget.{run.__name__}(...) there"
+            )
+        return asyncio.run(run(*args, **kwargs))
+
+    blocking.__name__ = blocking.__qualname__ = name
+    blocking.__doc__ = doc
+    return blocking
+
+
+download = _blocking(
+    download_async,
+    name="download",
+    doc="""``download_async`` run to its end in a new event loop (``asyncio.run``): blocks,
+    and raises ``RuntimeError`` in a running loop's thread (await ``download_async`` there).
+    Same arguments, result and exceptions.""",
+)
 
 
 def _loop_running() -> bool:
