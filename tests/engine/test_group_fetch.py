@@ -94,7 +94,7 @@ async def test_a_later_requester_takes_the_file_from_the_holder(tmp_path: Path) 
     assert lan.held(A, key_of(first)).total() == SIZE  # offered whole, kept as a holder
     assert rb.path.read_bytes() == content
     assert rb.sharing is not None
-    assert rb.sharing.lan_bytes == SIZE
+    assert rb.sharing.lan_bytes >= SIZE  # (endgame copies count too)
     assert rb.sharing.holder_check is Verification.SAMPLED
     assert second_origin <= 0.05 * SIZE  # the probe and the sample checks only
     assert rb.sharing.origin_bytes <= 0.05 * SIZE
@@ -206,8 +206,10 @@ async def test_without_any_check_holders_are_not_used(tmp_path: Path) -> None:
 
 async def test_a_content_that_is_not_shareable_never_joins(tmp_path: Path) -> None:
     hub, lan = FakeContentHub(), FakeLan()
+    served = tmp_path / "served.bin"
+    served.write_bytes(bytes(range(256)) * (SIZE // 256))  # modified now: a weak date
     async with open_test_origin(weak_etag=True) as origin, aiohttp.ClientSession() as s:
-        origin.add_generated("f.bin", SIZE)
+        origin.add_file("f.bin", served)
         client = OriginClient(s)
         async with asyncio.timeout(BOUND):
             rb = await download(origin, client, tmp_path / "b.bin", options(hub, lan, B)).run()

@@ -46,17 +46,16 @@ from swarmget.engine.context import DownloadContext
 from swarmget.engine.segmented import SegmentedRun, first_error
 from swarmget.engine.sharing import (
     GroupOptions,
-    HolderStreams,
     SharingNote,
     SharingReport,
 )
+from swarmget.engine.sources import RangeSource
 from swarmget.engine.spec import DownloadResult
 from swarmget.engine.verify import known_digests
 from swarmget.net.origin import OriginInfo
 from swarmget.protocol.content import (
     MAX_RANGES,
     ContentGroup,
-    ContentLeave,
     ContentMember,
     ContentNews,
     ContentReport,
@@ -74,13 +73,12 @@ _CHECK_OF = {ev.BadDataCheck.SAMPLE: Verification.SAMPLED}
 
 
 class HolderSource:
-    """A LAN holder of the content as a ``RangeSource`` (untrusted: its streams are checked
-    like a helper's)."""
+    """A LAN holder of the content as a ``RangeSource`` of the download, under its own id
+    (``lan:<node>``: the same node may also be a helper) and ``slots``; untrusted: its
+    streams are checked like a helper's."""
 
-    def __init__(
-        self, member: ContentMember, key: ContentKey, streams: HolderStreams, slots: int
-    ) -> None:
-        self.member, self._key, self._streams, self._slots = member, key, streams, slots
+    def __init__(self, member: ContentMember, inner: RangeSource, slots: int) -> None:
+        self.member, self._inner, self._slots = member, inner, slots
 
     @property
     def source_id(self) -> str:
@@ -93,7 +91,7 @@ class HolderSource:
     def open_range(
         self, info: OriginInfo, rng: ByteRange
     ) -> AbstractAsyncContextManager[AsyncIterator[Chunk]]:
-        return self._streams.open_content_range(self.member, self._key, rng)
+        return self._inner.open_range(info, rng)
 
 
 def content_key(ctx: DownloadContext) -> ContentKey:
@@ -238,7 +236,7 @@ class GroupFetch:
             claim = self._restricted and not sched.is_complete() and left < self._config.lookahead
             news = ContentNews(have=wire_ranges(fresh), claim=claim, idle=claim and left == 0)
             try:
-                group = await self._options.index.news(self._name, news)
+                group = await self._options.index.news(self._name, news, size=self._size)
             except NotAContentMember:  # the index forgot us (restarted): join again
                 await self._join()
                 return
@@ -263,8 +261,11 @@ class GroupFetch:
             rng, check = caught
             node = sid.removeprefix(HOLDER_PREFIX)
             request = ContentReport(node_id=node, start=rng.start, end=rng.end, verification=check)
-            with contextlib.suppress(HubError):
-                await self._options.index.report(self._name, request)
+            try:
+                group = await self._options.index.report(self._name, request, size=self._size)
+            except HubError:
+                continue
+            self._answered(group)
 
     async def _leave(self, *, keep: bool) -> None:
         if not self._joined:
@@ -272,7 +273,7 @@ class GroupFetch:
         self._joined = False
         with contextlib.suppress(HubError, TimeoutError):
             async with asyncio.timeout(LEAVE_TIMEOUT):
-                await self._options.index.leave(self._name, ContentLeave(keep_as_holder=keep))
+                await self._options.index.leave(self._name, keep_as_holder=keep)
 
     # --- what an answer means ------------------------------------------------------------------
 
@@ -298,7 +299,8 @@ class GroupFetch:
             if sid not in self._members:
                 self._members[sid] = member
                 self._ever_held.add(sid)
-                source = HolderSource(member, self._key, self._options.holders, self._slots())
+                inner = self._options.holders.source(member, self._key)
+                source = HolderSource(member, inner, self._slots())
                 self._ctx.sources[sid] = source
                 run.add_source(source, available=have)
             elif have:

@@ -2,7 +2,7 @@
 through, its settings, and what the result says about it.
 
 The engine does not know HTTP here: the hub's content index and a LAN holder's byte stream
-are ``typing.Protocol`` ports (``ContentIndex``, ``HolderStreams``), and what this node can
+are ``typing.Protocol`` ports (``ContentIndex``, ``Holders``), and what this node can
 serve to others is told to ``Holdings``. The node adapts its hub and peer clients to them;
 ``swarmget.testing.content_index`` has in-process fakes for tests.
 
@@ -12,18 +12,16 @@ Design: ``docs/fetch-once.md`` sections 4 (claims), 5 (a holder as a source), 6 
 from __future__ import annotations
 
 import enum
-from collections.abc import AsyncIterator
-from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 from swarmget.core.content import ContentKey
-from swarmget.core.ranges import ByteRange, Chunk, RangeSet
+from swarmget.core.ranges import RangeSet
 from swarmget.core.verification import Verification
+from swarmget.engine.sources import RangeSource
 from swarmget.protocol.content import (
     ContentGroup,
-    ContentLeave,
     ContentMember,
     ContentNews,
     ContentReport,
@@ -35,25 +33,27 @@ MiB = 1024 * 1024
 
 class ContentIndex(Protocol):
     """The hub's content index, as this node sees it (its requests are signed as this node:
-    the caller is implicit). Every method raises ``HubError`` (``HubUnavailable`` when the
-    hub cannot be reached, ``NotAContentMember`` when it forgot us)."""
+    the caller is implicit). ``net.content_hub.ContentHubClient`` has this shape. Every
+    method raises ``HubError`` (``HubUnavailable`` when the hub cannot be reached or
+    answered nonsense, ``NotAContentMember`` when it forgot us); ``size`` is the content's,
+    to check the answer against."""
 
-    async def join(self, name: str, request: JoinContent) -> ContentGroup: ...
+    async def join(self, name: str, body: JoinContent) -> ContentGroup: ...
 
-    async def news(self, name: str, request: ContentNews) -> ContentGroup: ...
+    async def news(self, name: str, body: ContentNews, *, size: int) -> ContentGroup: ...
 
-    async def leave(self, name: str, request: ContentLeave) -> None: ...
+    async def leave(self, name: str, *, keep_as_holder: bool = False) -> None: ...
 
-    async def report(self, name: str, request: ContentReport) -> None: ...
+    async def report(self, name: str, body: ContentReport, *, size: int) -> ContentGroup: ...
 
 
-class HolderStreams(Protocol):
-    """Streams a verified range of a content from a LAN holder. Raises ``SourceError``
-    (``ContentNotHeld``, ``ContentKeyMismatch``, ``SourceRetryable`` ...) like any source."""
+class Holders(Protocol):
+    """Reaches LAN holders: the range source streaming verified ranges of ``key`` from
+    ``member`` (its ``open_range`` raises ``SourceError``: ``ContentNotHeld``,
+    ``ContentKeyMismatch``, ``SourceRetryable`` ... like any source). The node's adapter
+    builds a ``net.content_peer.HolderSource``."""
 
-    def open_content_range(
-        self, holder: ContentMember, key: ContentKey, rng: ByteRange
-    ) -> AbstractAsyncContextManager[AsyncIterator[Chunk]]: ...
+    def source(self, member: ContentMember, key: ContentKey) -> RangeSource: ...
 
 
 class Holdings(Protocol):
@@ -94,7 +94,7 @@ class GroupOptions:
     node's id (members with that id are ourselves)."""
 
     index: ContentIndex
-    holders: HolderStreams
+    holders: Holders
     node_id: str | None = None
     holdings: Holdings | None = None
     #: stay in the index as a holder of the file when done (the share cache keeps it)

@@ -16,7 +16,7 @@ import asyncio
 import os
 import time
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,6 +30,7 @@ from swarmget.core.errors import (
     NotAContentMember,
     SourceRetryable,
 )
+from swarmget.core.probe import OriginInfo
 from swarmget.core.ranges import ByteRange, Chunk, RangeSet
 from swarmget.protocol.content import (
     ContentGroup,
@@ -149,7 +150,7 @@ class FakeContentHub:
             content.book.leave(node)
             del content.fetching[node]
 
-    def report(self, node: str, name: str, request: ContentReport) -> None:
+    def report(self, node: str, name: str, request: ContentReport) -> ContentGroup:
         self._enter(node, "report", name)
         content = self._content(node, name)
         self.reports.append((node, name, request))
@@ -158,6 +159,7 @@ class FakeContentHub:
         if len(reporters) >= REPORTS_TO_DROP:
             content.book.leave(request.node_id)
             content.fetching.pop(request.node_id, None)
+        return self._group(node, name, content, None)
 
     def _group(
         self, node: str, name: str, content: _Content, grant: ByteRange | None
@@ -187,17 +189,22 @@ class FakeContentIndex:
         await asyncio.sleep(0)
         return self._hub.join(self.node_id, name, request)
 
-    async def news(self, name: str, request: ContentNews) -> ContentGroup:
+    async def news(self, name: str, request: ContentNews, *, size: int) -> ContentGroup:
         await asyncio.sleep(0)
-        return self._hub.news(self.node_id, name, request)
+        return self._checked(size, self._hub.news(self.node_id, name, request))
 
-    async def leave(self, name: str, request: ContentLeave) -> None:
+    async def leave(self, name: str, *, keep_as_holder: bool = False) -> None:
         await asyncio.sleep(0)
-        self._hub.leave(self.node_id, name, request)
+        self._hub.leave(self.node_id, name, ContentLeave(keep_as_holder=keep_as_holder))
 
-    async def report(self, name: str, request: ContentReport) -> None:
+    async def report(self, name: str, request: ContentReport, *, size: int) -> ContentGroup:
         await asyncio.sleep(0)
-        self._hub.report(self.node_id, name, request)
+        return self._checked(size, self._hub.report(self.node_id, name, request))
+
+    def _checked(self, size: int, group: ContentGroup) -> ContentGroup:
+        if group.size != size:  # as the real client does
+            raise HubUnavailable(f"the answer is about a {group.size}-byte content")
+        return group
 
 
 @dataclass
@@ -221,7 +228,11 @@ class FakeLan:
         return FakeHoldings(self, node_id)
 
     def streams(self) -> FakeLan:
+        """The ``engine.sharing.Holders`` every node uses."""
         return self
+
+    def source(self, member: ContentMember, key: ContentKey) -> FakeHolderSource:
+        return FakeHolderSource(self, member, key)
 
     def lie(self, node_id: str) -> None:
         self._liars.add(node_id)
@@ -243,6 +254,7 @@ class FakeLan:
     async def open_content_range(
         self, holder: ContentMember, key: ContentKey, rng: ByteRange
     ) -> AsyncIterator[AsyncIterator[Chunk]]:
+        """Stream ``rng`` of ``key`` from ``holder``'s file, as the holder route would."""
         node = holder.node_id
         if node in self._unplugged:
             raise SourceRetryable(f"{node}: connection refused")
@@ -268,6 +280,25 @@ class FakeLan:
                 data = bytes(b ^ 0xFF for b in data)
             self.served[node] = self.served.get(node, 0) + length
             yield data
+
+
+@dataclass(frozen=True)
+class FakeHolderSource:
+    """One holder on a ``FakeLan``, as a range source (``FakeLan.source``)."""
+
+    lan: FakeLan
+    member: ContentMember
+    key: ContentKey
+    slots: int = 2
+
+    @property
+    def source_id(self) -> str:
+        return self.member.node_id
+
+    def open_range(
+        self, info: OriginInfo, rng: ByteRange
+    ) -> AbstractAsyncContextManager[AsyncIterator[Chunk]]:
+        return self.lan.open_content_range(self.member, self.key, rng)
 
 
 class FakeHoldings:
