@@ -218,3 +218,22 @@ async def test_a_content_that_is_not_shareable_never_joins(tmp_path: Path) -> No
     assert hub.calls == []
     assert rb.sharing is not None
     assert rb.sharing.notes == (SharingNote.NOT_SHAREABLE,)
+
+
+async def test_a_listed_holder_that_cannot_be_reached_is_dropped_and_not_reported(
+    tmp_path: Path,
+) -> None:
+    hub, lan = FakeContentHub(), FakeLan()
+    async with open_test_origin() as origin, aiohttp.ClientSession() as s:
+        origin.add_generated("f.bin", SIZE)
+        client = OriginClient(s)
+        async with asyncio.timeout(BOUND):
+            await download(origin, client, tmp_path / "a.bin", options(hub, lan, A)).run()
+            lan.unplug(A)  # the index still lists A as holding everything: nobody is granted
+            rb = await download(origin, client, tmp_path / "b.bin", options(hub, lan, B)).run()
+        content = origin.content("f.bin")
+    assert rb.path.read_bytes() == content
+    assert rb.sharing is not None
+    assert rb.sharing.lan_bytes == 0
+    assert rb.sharing.banned_holders == ()  # it failed, it did not lie: no report
+    assert hub.reports == []
