@@ -1,7 +1,8 @@
 """A node's side of the hub's content index (fetch once per LAN, #15).
 
 ``ContentHubClient`` speaks ``swarmget.hub.content_routes`` through any ``HubApi`` (a
-``HubClient`` or a ``HubPool``, ``swarmget.net.hub_client``; a requester-only one too):
+``HubClient`` or a ``HubPool``, ``swarmget.net.hub_client``; only a registered node may
+join, so a requester-only client gets ``UnknownNode``):
 the same signed requests, answer-size limit and error translation as every other hub
 call. A content is named by its ``index_name`` (never
 its URL). Every call raises, from the one error tree (``swarmget.core.errors``):
