@@ -386,3 +386,15 @@ async def test_a_node_in_too_many_contents_is_refused_with_content_limit(lan: La
     assert full.value.status == 429
     await a.content.leave(names[0])
     await a.content.join(names[-1], _join())  # room again
+
+
+async def test_a_node_that_leaves_the_hub_leaves_its_contents(lan: Lan) -> None:
+    a, b = await lan.node("a"), await lan.node("b")
+    await a.content.join(NAME, _join())
+    await a.content.join(OTHER, _join())
+    await b.content.join(NAME, _join())
+    await a.hub.leave()
+    after = await b.content.news(NAME, ContentNews(claim=True), size=SIZE)
+    assert after.members == []
+    assert after.grant == (0, MiB)
+    assert await lan.metric("swarmget_hub_contents") == 1

@@ -14,8 +14,10 @@ what), and the members as the hub knows them (their peer URL from their registra
 fetching or holding, whether they may fetch, when they joined and were last heard of, who
 reported them). The operations, each a plain method that takes ``now`` (no clock here):
 
-* ``join``: become a member (again: idempotent, it refreshes the member's facts and adds
-  its ``have``); a fetching member that may fetch and has no grant left gets one.
+* ``join``: become a member, with the grants it says it works on (``ClaimBook.adopt``:
+  a re-join after a hub restart); again: idempotent, it refreshes the member's facts and
+  adds its ``have`` (its ``granted`` is then ignored: the book knows). A fetching member
+  that may fetch and has no unfinished grant gets one.
 * ``news``: ``have`` grows; ``claim`` asks for the next grant (``ClaimBook.claim``);
   ``idle`` asks for the group endgame (``ClaimBook.steal``) when the pool has nothing left
   for it.

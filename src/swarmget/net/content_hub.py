@@ -1,8 +1,10 @@
 """A node's side of the hub's content index (fetch once per LAN, #15).
 
-``ContentHubClient`` speaks ``swarmget.hub.content_routes`` through a ``HubClient`` or a
-``HubPool`` (``swarmget.net.hub_client``): the same signed requests, answer-size limit and
-error translation as every other hub call. A content is named by its ``index_name`` (never
+``ContentHubClient`` speaks ``swarmget.hub.content_routes`` through any ``HubApi`` (a
+``HubClient`` or a ``HubPool``, ``swarmget.net.hub_client``; only a registered node may
+join, so a requester-only client gets ``UnknownNode``):
+the same signed requests, answer-size limit and error translation as every other hub
+call. A content is named by its ``index_name`` (never
 its URL). Every call raises, from the one error tree (``swarmget.core.errors``):
 
 * ``NotAContentMember`` (news, leave, report): the hub does not know us as a member of that

@@ -301,6 +301,15 @@ class HubApi(Protocol):
 
     async def peers(self, only: Sequence[str] | None = None) -> list[PeerInfo]: ...
 
+    @property
+    def node_id(self) -> str:
+        """The node the calls are signed as."""
+        ...
+
+    async def call(self, method: str, path: str, payload: Mapping[str, Any] | None = None) -> bytes:
+        """A signed request to another hub route (``swarmget.net.content_hub``)."""
+        ...
+
 
 class HubSwitched(UnknownNode):
     """A ``HubPool`` moved to another hub than the one we registered with: register there.
