@@ -285,6 +285,7 @@ async def open_node(config: NodeConfig, *, pages: MountPages | None = None) -> A
 
         peer_app = make_peer_app(helper, config.secret, node_id, summary)
         holdings, share_cache, holder = _sharing(config)
+        stack.callback(share_cache.close)
         add_holder_routes(peer_app, holder)
         await wait_for_next_second()  # requests signed before now are refused: see net.auth
         peer_url = await stack.enter_async_context(
