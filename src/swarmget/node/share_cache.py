@@ -45,7 +45,6 @@ from swarmget.safe_files import lstat_at, open_directory, open_existing_at, read
 
 __all__ = [
     "CACHE_DIR",
-    "DEFAULT_CACHE_BUDGET",
     "MAX_INDEX_BYTES",
     "STATE_NAME",
     "ShareCache",
@@ -53,10 +52,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: ``--cache-budget``'s default: 4 GiB. Enough to keep a few large files (installer images,
-#: datasets) for the LAN, small next to today's disks; most kept files are the user's own
-#: downloads anyway (withdrawn, not deleted, when evicted). 0 disables sharing.
-DEFAULT_CACHE_BUDGET = 4 * 1024**3
 STATE_NAME = "share-cache.json"
 CACHE_DIR = "share-cache"
 #: The most entries and bytes of the index file read back.
