@@ -19,8 +19,9 @@ from swarmget.core.errors import ContentKeyMismatch, ContentNotHeld, ContentNotS
 from swarmget.core.ranges import ByteRange, RangeSet
 from swarmget.net.content_peer import HolderSource, content_range_body, fetch_piece_hashes
 from swarmget.net.peer_client import PeerAddress
+from swarmget.net.signing import json_body, signed_headers
 from swarmget.node.daemon import Node, NodeConfig, open_node
-from swarmget.protocol.content import CONTENT_RANGE_PATH
+from swarmget.protocol.content import CONTENT_RANGE_PATH, MAX_CONTENT_BODY
 from swarmget.testing.fakes import identity_for
 
 SECRET = b"s" * 32
@@ -95,7 +96,7 @@ async def test_metrics_count_lan_bytes_served(node: Node, session: aiohttp.Clien
     headers = {"Authorization": f"Bearer {node.api_token}"}
     async with session.get(f"{node.api_url}/metrics", headers=headers) as resp:
         text = await resp.text()
-    assert "swarmget_lan_bytes_served_total 4096.0" in text
+    assert "swarmget_lan_served_bytes_total 4096.0" in text
     assert f"swarmget_share_cache_bytes {float(SIZE)}" in text
 
 
@@ -151,15 +152,39 @@ async def test_an_unsigned_request_is_401(node: Node, session: aiohttp.ClientSes
     assert node.holder.stats.lan_bytes_served == 0
 
 
-async def test_a_bad_request_is_400(node: Node, session: aiohttp.ClientSession) -> None:
-    from swarmget.net.signing import json_body, signed_headers
-
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"key": {"url": KEY.url, "size": SIZE}, "start": 10, "end": 5},  # an empty range
+        {"key": {"url": KEY.url, "size": SIZE}, "start": 0, "end": SIZE + 1},  # past the end
+        {"key": {"url": KEY.url, "size": SIZE, "etag": 'W/"v1"'}, "start": 0, "end": 5},  # weak
+        {"key": {"url": KEY.url, "size": SIZE, "path": "/etc/passwd"}, "start": 0, "end": 5},
+        {"start": 0, "end": 5},
+    ],
+)
+async def test_a_bad_request_is_400(
+    node: Node, session: aiohttp.ClientSession, payload: dict[str, Any]
+) -> None:
     url = f"{node.peer_url}{CONTENT_RANGE_PATH}"
-    body = json_body({"key": {"url": KEY.url, "size": SIZE}, "start": 10, "end": 5})
+    body = json_body(payload)
     headers = signed_headers(SECRET, ME, "POST", url, body)
     async with session.post(url, data=body, headers=headers) as resp:
         assert resp.status == 400
         assert json.loads(await resp.read())["code"] == "bad_request"
+
+
+async def test_a_body_over_the_limit_is_refused(node: Node, session: aiohttp.ClientSession) -> None:
+    url = f"{node.peer_url}{CONTENT_RANGE_PATH}"
+    body = json_body({"key": {"url": KEY.url, "size": SIZE}, "pad": "y" * MAX_CONTENT_BODY})
+    headers = signed_headers(SECRET, ME, "POST", url, body)
+    async with session.post(url, data=body, headers=headers) as resp:
+        assert resp.status == 413
+
+
+async def test_a_bad_pieces_name_is_400(node: Node, session: aiohttp.ClientSession) -> None:
+    url = f"{node.peer_url}/v1/content/{'A' * 64}/pieces"
+    async with session.get(url, headers=signed_headers(SECRET, ME, "GET", url)) as resp:
+        assert resp.status == 400
 
 
 async def test_budget_zero_serves_nothing(tmp_path: Path, session: aiohttp.ClientSession) -> None:

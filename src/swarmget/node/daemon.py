@@ -32,6 +32,7 @@ from swarmget.core.addresses import AddressPolicy
 from swarmget.core.errors import UsageError
 from swarmget.core.identity import NodeIdentity
 from swarmget.core.share_cache import SharePolicy
+from swarmget.defaults import DEFAULT_CACHE_BUDGET
 from swarmget.net.auth import wait_for_next_second
 from swarmget.net.guard import make_guarded_connector
 from swarmget.net.hub_client import HubApi, HubPool, Registration
@@ -52,7 +53,7 @@ from swarmget.node.keyfile import load_node_identity
 from swarmget.node.metrics import NodeCollector
 from swarmget.node.quota import DailyQuota
 from swarmget.node.settings import ConfiguredSettings, RuntimeSettings
-from swarmget.node.share_cache import CACHE_DIR, DEFAULT_CACHE_BUDGET, ShareCache
+from swarmget.node.share_cache import CACHE_DIR, ShareCache
 from swarmget.node.statefiles import (
     API_SOCKET,
     bind_api_socket,
@@ -285,6 +286,7 @@ async def open_node(config: NodeConfig, *, pages: MountPages | None = None) -> A
 
         peer_app = make_peer_app(helper, config.secret, node_id, summary)
         holdings, share_cache, holder = _sharing(config)
+        stack.callback(share_cache.close)
         add_holder_routes(peer_app, holder)
         await wait_for_next_second()  # requests signed before now are refused: see net.auth
         peer_url = await stack.enter_async_context(

@@ -11,7 +11,7 @@ docs/fetch-once.md §5–§7, §10. Two signed routes on the peer API (``add_hol
   fingerprint). They stream like ``/v1/range`` (``X-Swarm-Range``, a Content-Length, a
   short body on failure, never a wrong one), in the helper's slots (shared fairly with
   helper streams) and under its ``--rate-limit``, and are counted as LAN bytes
-  (``swarmget_lan_bytes_served_total``), **never against ``--daily-quota``**, which is the
+  (``swarmget_lan_served_bytes_total``), **never against ``--daily-quota``**, which is the
   origin data allowance (§7).
 * ``GET /v1/content/{name}/pieces``: the ``PieceHashes`` the registry was given for the
   content (``HoldingsRegistry.record_pieces``: pieces this node fetched from the origin).
@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from aiohttp import web
 from pydantic import ValidationError
 
+from swarmget.core.content import ContentKey
 from swarmget.core.errors import (
     ContentError,
     ContentKeyMismatch,
@@ -71,7 +72,7 @@ READ_CHUNK = 256 * 1024
 @dataclass
 class HolderStats:
     streams_served: int = 0
-    lan_bytes_served: int = 0  # swarmget_lan_bytes_served_total
+    lan_bytes_served: int = 0  # swarmget_lan_served_bytes_total
 
 
 class HolderService:
@@ -81,9 +82,9 @@ class HolderService:
         self.registry = registry
         self.stats = HolderStats()
 
-    def holding_for(self, req: ContentRangeRequest) -> Holding:
-        """The holding that may serve ``req``, or raise the ``ContentError`` to answer."""
-        key = req.key.key()
+    def holding_for(self, key: ContentKey, rng: ByteRange) -> Holding:
+        """The holding that may serve ``rng`` of ``key``, or raise the ``ContentError`` to
+        answer."""
         if not self.registry.sharing:
             raise ContentNotShareable("this node shares nothing (its cache budget is 0)")
         holding = self.registry.lookup(key.index_name())
@@ -93,7 +94,7 @@ class HolderService:
             raise ContentNotHeld("this node does not hold that content")
         if not holding.key.same_content(key):
             raise ContentKeyMismatch("this node holds other content under that name")
-        if not holding.holds(ByteRange(req.start, req.end)):
+        if not holding.holds(rng):
             raise ContentNotHeld("this node has not verified all of that range")
         return holding
 
@@ -139,16 +140,20 @@ def open_held(holding: Holding, end: int) -> int:
 HOLDER: web.AppKey[HolderService] = web.AppKey("holder", HolderService)
 
 
-async def _parse(request: web.Request) -> ContentRangeRequest:
+async def _parse(request: web.Request) -> tuple[ContentRangeRequest, ContentKey]:
+    """The request and its key (a weak ETag, say, makes no key: 400)."""
     raw = await request.read()
     if len(raw) > MAX_CONTENT_BODY:
         raise Refusal("bad_request", "content range request too large")
     try:
-        return ContentRangeRequest.model_validate_json(raw)
+        req = ContentRangeRequest.model_validate_json(raw)
     except ValidationError as exc:
-        raise Refusal(
-            "bad_request", f"bad content range request: {exc.errors()[0]['msg']}"
-        ) from exc
+        message = f"bad content range request: {exc.errors()[0]['msg']}"
+        raise Refusal("bad_request", message) from exc
+    try:
+        return req, req.key.key()
+    except ValueError as exc:
+        raise Refusal("bad_request", f"bad content key: {exc}") from exc
 
 
 def _content_error(exc: ContentError) -> web.Response:
@@ -169,9 +174,9 @@ async def handle_content_range(request: web.Request) -> web.StreamResponse:
     holder, service = request.app[HOLDER], request.app[HELPER]
     requester = authenticated_node(request)
     try:
-        req = await _parse(request)
-        holding = holder.holding_for(req)
+        req, key = await _parse(request)
         rng = ByteRange(req.start, req.end)
+        holding = holder.holding_for(key, rng)
         async with _lan_slot(service, requester, rng.length):
             with holder.registry.pinned(holding.name):
                 fd = await asyncio.to_thread(open_held, holding, rng.end)

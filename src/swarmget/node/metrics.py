@@ -155,7 +155,7 @@ class NodeCollector(Collector):
         share cache."""
         if self._holder is not None:
             yield counter(
-                "swarmget_lan_bytes_served",
+                "swarmget_lan_served_bytes",
                 "Bytes this node served to LAN peers from content it holds",
                 self._holder.stats.lan_bytes_served,
             )

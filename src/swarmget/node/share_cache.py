@@ -45,7 +45,6 @@ from swarmget.safe_files import lstat_at, open_directory, open_existing_at, read
 
 __all__ = [
     "CACHE_DIR",
-    "DEFAULT_CACHE_BUDGET",
     "MAX_INDEX_BYTES",
     "STATE_NAME",
     "ShareCache",
@@ -53,15 +52,14 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: ``--cache-budget``'s default: 4 GiB. Enough to keep a few large files (installer images,
-#: datasets) for the LAN, small next to today's disks; most kept files are the user's own
-#: downloads anyway (withdrawn, not deleted, when evicted). 0 disables sharing.
-DEFAULT_CACHE_BUDGET = 4 * 1024**3
 STATE_NAME = "share-cache.json"
 CACHE_DIR = "share-cache"
 #: The most entries and bytes of the index file read back.
 MAX_ENTRIES = 4096
 MAX_INDEX_BYTES = 64 * 1024 * 1024
+#: A use (a serve ending) is written to the index at most this often (seconds; and at
+#: ``close``): a crash forgets at most that much recency, never a kept file.
+SAVE_INTERVAL = 30.0
 
 
 class _Entry(BaseModel):
@@ -104,6 +102,8 @@ class ShareCache:
         self.evicted = 0  # swarmget_share_evictions_total
         self._clock = clock
         self._entries: dict[str, _Entry] = {}
+        self._saved_at = float("-inf")
+        self._dirty = False
         registry.sharing = policy.sharing
         registry.hooks = self
 
@@ -185,7 +185,8 @@ class ShareCache:
             now = self._clock()
             self.policy.touch(name, now)
             self._entries[name] = self._entries[name].model_copy(update={"last_used": now})
-            self.enforce()
+            if not self.enforce():
+                self._save_soon(now)
 
     # --- persistence ----------------------------------------------------------------------
 
@@ -206,6 +207,18 @@ class ShareCache:
     def save(self) -> None:
         index = _Index(entries=list(self._entries.values()))
         write_private(self.state_dir / STATE_NAME, index.model_dump_json().encode())
+        self._saved_at, self._dirty = self._clock(), False
+
+    def close(self) -> None:
+        """Write the uses not saved yet (the node stops)."""
+        if self._dirty:
+            self.save()
+
+    def _save_soon(self, now: float) -> None:
+        if now - self._saved_at >= SAVE_INTERVAL:
+            self.save()
+        else:
+            self._dirty = True
 
     def _read_index(self) -> _Index | None:
         try:
@@ -236,10 +249,8 @@ class ShareCache:
             return "a file outside this node's directories"
         if self._fingerprint(path) != entry.fingerprint or entry.fingerprint[2] != key.size:
             return "the file is gone, changed, or not this user's regular file"
-        self.registry.register(
-            key, path, verified=RangeSet([ByteRange(0, entry.fingerprint[2])]),
-            fingerprint=entry.fingerprint,
-        )  # fmt: skip
+        whole = RangeSet([ByteRange(0, entry.fingerprint[2])])
+        self.registry.register(key, path, verified=whole, fingerprint=entry.fingerprint)
         if entry.piece_size is not None and entry.piece_hashes:
             self.registry.record_pieces(entry.name, entry.piece_size, dict(entry.piece_hashes))
         self._entries[entry.name] = entry
