@@ -41,8 +41,6 @@ from swarmget.core.urls import redact_url
 from swarmget.destination import destination_for
 from swarmget.engine.checks import IntegrityChecks
 from swarmget.engine.context import DownloadContext
-from swarmget.engine.group import GroupFetch
-from swarmget.engine.group import plan as group_plan
 from swarmget.engine.segmented import SegmentedRun
 from swarmget.engine.sharing import GroupOptions, SharingNote, SharingReport
 from swarmget.engine.single_stream import SingleStream
@@ -53,6 +51,7 @@ from swarmget.net.origin import OriginClient, OriginInfo
 from swarmget.storage import ResumeKey, open_part_file
 
 if TYPE_CHECKING:
+    from swarmget.engine.group import GroupFetch
     from swarmget.net.relay_client import RelayClient
 
 _PROBE_ATTEMPTS = 4
@@ -321,7 +320,9 @@ class Download:
         options = self._group_options
         if options is None:
             return None
-        planned = group_plan(self._ctx, options)
+        from swarmget.engine import group  # only with sharing (it imports the wire models)
+
+        planned = group.plan(self._ctx, options)
         if isinstance(planned, SharingNote):
             self._sharing_note = planned
             return None

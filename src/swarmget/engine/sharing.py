@@ -14,19 +14,21 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from swarmget.core.content import ContentKey
 from swarmget.core.ranges import RangeSet
 from swarmget.core.verification import Verification
 from swarmget.engine.sources import RangeSource
-from swarmget.protocol.content import (
-    ContentGroup,
-    ContentMember,
-    ContentNews,
-    ContentReport,
-    JoinContent,
-)
+
+if TYPE_CHECKING:  # (pydantic stays out of a plain ``swarmget get``'s imports)
+    from swarmget.protocol.content import (
+        ContentGroup,
+        ContentMember,
+        ContentNews,
+        ContentReport,
+        JoinContent,
+    )
 
 MiB = 1024 * 1024
 
