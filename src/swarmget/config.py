@@ -43,6 +43,7 @@ from swarmget.core.errors import UsageError
 from swarmget.core.units import parse_size as parse_size
 from swarmget.defaults import (
     DEFAULT_API_PORT,
+    DEFAULT_CACHE_BUDGET,
     DEFAULT_DB_URL,
     DEFAULT_HUB_PORT,
     DEFAULT_PEER_PORT,
@@ -97,6 +98,9 @@ class NodeSettings(_Listening):
     relay: str | None = None
     max_size: int | None = None  # refuse downloads larger than this up front
     api_group_access: bool = False  # the state dir's group may use the local API (systemd)
+    # fetch once per LAN (#15): bytes of finished downloads kept for LAN peers; 0: share nothing
+    cache_budget: int = Field(default=DEFAULT_CACHE_BUDGET, ge=0)
+    share_output: bool = False  # files saved outside the node's directories may be shared
     # the portal from other machines (swarmget.web.remote); none of it: 127.0.0.1 only
     portal_listen: str | None = None
     portal_port: int = Field(default=DEFAULT_PORTAL_PORT, ge=0, le=65535)
@@ -106,6 +110,11 @@ class NodeSettings(_Listening):
     portal_trusted_proxies: list[str] = Field(default_factory=list)
 
     _sizes = field_validator("rate_limit", "daily_quota", "max_size", mode="before")(_size_or_none)
+
+    @field_validator("cache_budget", mode="before")
+    @classmethod
+    def _budget(cls, value: Any) -> Any:
+        return parse_size(value) if isinstance(value, str) else value
 
     @field_validator("portal_trusted_proxies")
     @classmethod

@@ -18,6 +18,11 @@ DEFAULT_DB_URL = "sqlite+aiosqlite:///swarmget-hub.db"
 DEFAULT_TTL = 15.0
 #: Peers one hub answer lists (``[hub] peers_limit``; at most 64, the protocol's bound).
 DEFAULT_PEERS_LIMIT = 32
+#: ``swarmget node --cache-budget``'s default (fetch once per LAN, #15): 4 GiB of finished
+#: downloads kept for LAN peers. Enough for a few large files (installer images, datasets),
+#: small next to today's disks; most kept files are the user's own downloads anyway, only
+#: withdrawn (never deleted) when evicted. 0 disables sharing.
+DEFAULT_CACHE_BUDGET = 4 * 1024**3
 #: The environment variable holding the swarm secret (a file is preferred).
 SECRET_ENV = "SWARMGET_SECRET"
 DEFAULT_STATE_DIR = Path(

@@ -188,6 +188,24 @@ def test_an_empty_content_grants_nothing() -> None:
     book.check_invariants()
 
 
+def test_a_rebuilt_book_adopts_what_its_members_say_they_were_granted() -> None:
+    """After a hub restart the members join a new book with their grants: those still in
+    the pool become theirs again (dated then); what another has or was granted stays so."""
+    book = ClaimBook(8 * MiB, steal_after=3.0)
+    book.join("a", [ByteRange(0, MiB)])
+    assert book.adopt("a", [ByteRange(0, 2 * MiB)], now=5.0) == rs((MiB, 2 * MiB))
+    book.join("b")
+    assert book.adopt("b", [ByteRange(MiB, 3 * MiB)], now=5.0) == rs((2 * MiB, 3 * MiB))
+    assert book.granted("b") == rs((2 * MiB, 3 * MiB))
+    assert book.pool() == rs((3 * MiB, 8 * MiB))
+    book.check_invariants()
+    assert book.claim("b", now=5.0) == ByteRange(3 * MiB, 5 * MiB)
+    with pytest.raises(ValueError, match="beyond"):
+        book.adopt("b", [ByteRange(0, 9 * MiB)], now=5.0)
+    with pytest.raises(ValueError, match="not a member"):
+        book.adopt("z", [], now=5.0)
+
+
 names = st.sampled_from(["a", "b", "c", "d"])
 
 
@@ -228,6 +246,17 @@ class ClaimMachine(RuleBasedStateMachine):
     def share_over_the_lan(self, data: st.DataObject) -> None:
         src, dst = data.draw(st.permutations(self.book.members()))[:2]
         self.book.have(dst, self.book.holdings()[src])
+
+    @rule(name=names, data=st.data())
+    def join_again_with_grants(self, name: str, data: st.DataObject) -> None:
+        """A member re-joins a rebuilt book (the hub restarted) saying what it was granted."""
+        start = data.draw(st.integers(0, self.size))
+        end = data.draw(st.integers(start, self.size))
+        self.book.join(name)
+        granted = [ByteRange(start, end)] if start < end else []
+        adopted = self.book.adopt(name, granted, now=0.0)
+        for r in adopted:
+            assert self.book.granted(name).contains(r)
 
     @precondition(lambda self: bool(self.book.members()))
     @rule(data=st.data())

@@ -10,7 +10,7 @@ from swarmget.core.content import ContentKey, normalize_url, strong_last_modifie
 from swarmget.core.digests import Digest
 from swarmget.core.errors import InvalidURL
 from swarmget.core.http_fields import Validator
-from swarmget.core.probe import OriginInfo
+from swarmget.core.probe import Done, Fetch, OriginInfo, Probe
 
 URL = "https://cdn.example.org/pub/image.iso?v=2"
 LM = "Tue, 01 Dec 2026 10:00:00 GMT"
@@ -219,3 +219,34 @@ def test_from_origin_info_takes_the_users_sha256_before_the_origins() -> None:
     md5 = Digest("md5", "0" * 32)  # not a sha256: the origin's is used
     assert ContentKey.from_origin_info(info, checksum=md5).sha256 == "cd" * 32
     assert not ContentKey.from_origin_info(origin_info(validator=None)).shareable
+
+
+def test_a_last_modified_only_origin_is_shareable_through_the_probes_date() -> None:
+    """The probe keeps the answer's ``Date`` (``OriginInfo.date``), so a Last-Modified at
+    least 60 s before it pins the bytes without the caller passing ``date``."""
+    probe = Probe("https://h/f.iso")
+    assert isinstance(probe.start(), Fetch)
+    head = {"Content-Length": "1000", "Accept-Ranges": "bytes", "last-modified": LM}
+    done = probe.on_answer(200, head | {"date": DATE_LATER}, now_epoch=0.0)
+    assert isinstance(done, Done)
+    assert done.info.date == DATE_LATER
+    k = ContentKey.from_origin_info(done.info)
+    assert k.shareable
+    assert k.last_modified == LM
+    soon = Probe("https://h/f.iso")
+    soon.start()
+    early = soon.on_answer(200, head | {"Date": DATE_SOON}, now_epoch=0.0)
+    assert isinstance(early, Done)
+    assert not ContentKey.from_origin_info(early.info).shareable  # 59 s: weak
+    assert early.info == done.info  # the Date is a fact of one answer, not of the file
+    assert ContentKey.from_origin_info(early.info, date=DATE_LATER).shareable  # caller's wins
+
+
+def test_a_range_probe_keeps_the_date_too() -> None:
+    probe = Probe("https://h/f.iso")
+    probe.start()
+    assert isinstance(probe.on_answer(405, {}, now_epoch=0.0), Fetch)  # HEAD refused
+    answer = {"Content-Range": "bytes 0-0/1000", "Last-Modified": LM, "Date": DATE_LATER}
+    done = probe.on_answer(206, answer, now_epoch=0.0)
+    assert isinstance(done, Done)
+    assert ContentKey.from_origin_info(done.info).last_modified == LM

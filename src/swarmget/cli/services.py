@@ -90,6 +90,21 @@ NODE_RENAMES = {
 @click.option("--rate-limit", help="Cap on helper traffic, bytes/s (e.g. 5M).")
 @click.option("--daily-quota", help="Helper data per UTC day (e.g. 2G).")
 @click.option(
+    "--cache-budget",
+    help="Bytes of finished downloads kept and served to LAN peers, least recently used "
+    "evicted first (default 4G: a few large files, small next to a disk; files in the "
+    "download directory are only withdrawn, never deleted). 0 disables sharing: nothing "
+    "served, nothing announced. LAN serving uses --rate-limit and --slots, never "
+    "--daily-quota (the origin allowance).",
+)
+@click.option(
+    "--share-output",
+    is_flag=True,
+    default=None,
+    help="Also share finished files saved outside the node's directories (default: only "
+    "files in its download and cache directories are ever served).",
+)
+@click.option(
     "--allow-private-origins",
     "allow",
     multiple=True,
@@ -173,6 +188,8 @@ def node(ctx: click.Context, /, **_: Any) -> None:
             listen_limits=_listen_limits(v),
             chunk_filter=hooks.chunk_filter,
             api_group_access=v.api_group_access,
+            cache_budget=v.cache_budget,
+            share_output=v.share_output,
         )
         access = PortalAccess.from_settings(
             listen_host=v.portal_listen,

@@ -155,6 +155,22 @@ class ClaimBook:
         m.grants.append((grant, now))
         return grant
 
+    def adopt(self, member: str, ranges: Iterable[ByteRange], *, now: float) -> RangeSet:
+        """``member`` says it was granted ``ranges`` (it joins a rebuilt book again, after the
+        hub restarted): the parts still in the pool become its grants, dated ``now``; parts
+        another member has or was granted stay theirs. Returns what was adopted."""
+        m = self._get(member)
+        adopted = RangeSet()
+        for r in ranges:
+            if r.end > self.size:
+                raise ValueError(f"{r} reaches beyond the content's {self.size} bytes")
+            for part in [x for p in self._pool if (x := p.intersect(r)) is not None]:
+                self._pool.subtract(part)
+                m.granted.add(part)
+                m.grants.append((part, now))
+                adopted.add(part)
+        return adopted
+
     def steal(self, member: str, *, now: float) -> ByteRange | None:
         """The group endgame (see the module docstring): grant ``member`` (whose origin link
         is idle) the far half (or all, if short) of the largest run granted to another

@@ -137,7 +137,8 @@ class ContentKey:
     ) -> ContentKey:
         """The key of what ``core.probe`` pinned: its final URL, size and validator, with
         the sha256 of the user's ``checksum`` if it is one, else of the origin's
-        ``Repr-Digest``. ``date``: the probe answer's ``Date`` (see ``from_probe``)."""
+        ``Repr-Digest``. ``date``: the probe answer's ``Date`` (see ``from_probe``); by
+        default the one the probe kept (``info.date``)."""
         sha256 = next(
             (d.value for d in (checksum, *info.digests) if d and d.algorithm == "sha256"), None
         )
@@ -147,7 +148,7 @@ class ContentKey:
             size=info.size,
             etag=validator.etag if validator else None,
             last_modified=validator.last_modified if validator else None,
-            date=date,
+            date=date if date is not None else info.date,
             sha256=sha256,
         )
 

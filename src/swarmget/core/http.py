@@ -296,6 +296,8 @@ class ProbeFacts:
     accepts_ranges: bool
     digests: tuple[Digest, ...] = ()
     content_disposition: str | None = None
+    #: the response's ``Date`` field as sent (a Last-Modified is strong only against it)
+    date: str | None = None
 
 
 def _facts(headers: Mapping[str, str], size: int | None, ranges: bool) -> ProbeFacts:
@@ -305,6 +307,7 @@ def _facts(headers: Mapping[str, str], size: int | None, ranges: bool) -> ProbeF
         accepts_ranges=ranges,
         digests=tuple(parse_digest_fields(get_header(headers, "Repr-Digest") or "")),
         content_disposition=get_header(headers, "Content-Disposition"),
+        date=get_header(headers, "Date"),
     )
 
 

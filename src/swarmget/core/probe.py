@@ -45,7 +45,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from swarmget.core.digests import Digest
 from swarmget.core.errors import SwarmgetError
@@ -87,6 +87,9 @@ class OriginInfo:
     accepts_ranges: bool
     filename: str
     digests: tuple[Digest, ...] = ()
+    #: the probe answer's ``Date`` field (for ``ContentKey.from_origin_info``); a fact of
+    #: that one answer, not of the representation: not compared
+    date: str | None = field(default=None, compare=False)
 
 
 class ProbeState(enum.Enum):
@@ -197,4 +200,5 @@ class Probe:
             accepts_ranges=facts.accepts_ranges,
             filename=choose_filename(facts.content_disposition, final_url, self.url),
             digests=facts.digests,
+            date=facts.date,
         )

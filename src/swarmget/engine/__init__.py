@@ -14,6 +14,8 @@ relay (``relay/``); it builds on ``core``, ``storage`` and ``net`` and knows non
   refetch.py        which bytes lost leases gave back (told as ``Refetched`` events)
   checks.py         helper bytes checked: manifest pieces, streams sampled against the origin
   verify.py         the whole-file digests and the verification report
+  sharing.py        fetch once per LAN (#15): the ports (content index, holders, holdings)
+  group.py          GroupFetch: a download as a member of its content's group (§4–§6)
 """
 
 from swarmget.core.verification import DEFAULT_VERIFY_SAMPLE

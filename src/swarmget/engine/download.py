@@ -42,6 +42,7 @@ from swarmget.destination import destination_for
 from swarmget.engine.checks import IntegrityChecks
 from swarmget.engine.context import DownloadContext
 from swarmget.engine.segmented import SegmentedRun
+from swarmget.engine.sharing import GroupOptions, SharingNote, SharingReport
 from swarmget.engine.single_stream import SingleStream
 from swarmget.engine.sources import RangeSource
 from swarmget.engine.spec import DownloadProgress, DownloadResult, DownloadSpec, Stage, Timeline
@@ -50,6 +51,7 @@ from swarmget.net.origin import OriginClient, OriginInfo
 from swarmget.storage import ResumeKey, open_part_file
 
 if TYPE_CHECKING:
+    from swarmget.engine.group import GroupFetch
     from swarmget.net.relay_client import RelayClient
 
 _PROBE_ATTEMPTS = 4
@@ -70,13 +72,18 @@ class Download:
         admit: Callable[[OriginInfo], Awaitable[None]] | None = None,
         on_event: Callable[[ev.Event], None] | None = None,
         on_bytes: Callable[[bool, int], None] | None = None,
+        group: GroupOptions | None = None,
     ) -> None:
         """``admit`` is awaited with what each probe pinned, before a byte is written; it
         raises (from the error tree) to refuse the file, e.g. one too large to hold.
         ``on_event`` is called with every event as it happens (counters count there), and
-        ``on_bytes(from_origin, n)`` with every chunk that comes in."""
+        ``on_bytes(from_origin, n)`` with every chunk that comes in. ``group``: fetch once
+        per LAN (``group.py``) when the content is shareable; None: never."""
         self.spec = spec
-        self._ctx = DownloadContext(spec, origin, sources, clock, on_event, on_bytes)
+        self._group_options = group
+        self._group: GroupFetch | None = None  # the segmented run's, while it runs
+        self._on_event = on_event
+        self._ctx = DownloadContext(spec, origin, sources, clock, self._told, on_bytes)
         self._checks = IntegrityChecks(spec)
         self._admit = admit
         self._relay = relay
@@ -88,6 +95,7 @@ class Download:
         self._resumed = 0
         self._ended_at: float | None = None  # the clock when run() ended: snapshots stop there
         self._run_in_progress: SegmentedRun | None = None
+        self._sharing_note: SharingNote | None = None
 
     # --- public --------------------------------------------------------------------------------
 
@@ -153,7 +161,9 @@ class Download:
         ctx.sources[source.source_id] = source
         ctx.marks.joined.setdefault(source.source_id, ctx.at())
         if self._run_in_progress is not None:
-            self._run_in_progress.add_source(source)
+            group = self._group
+            available = None if group is None else group.adopt_link(source.source_id)
+            self._run_in_progress.add_source(source, available=available)
 
     def hub_answered(self, peers: int) -> None:
         """The hub listed ``peers`` peers (marked on the timeline; the first answer counts)."""
@@ -286,19 +296,51 @@ class Download:
                 config = dataclasses.replace(config, align=ctx.manifest.piece_size)
             sched = Scheduler(info.size, config, done=part.written)
             self._use_scheduler(sched)
+            group = self._plan_group()
+            links = None if group is None else group.link_availability()
             now = ctx.clock()
             for src in ctx.sources.values():
-                sched.add_source(src.source_id, src.slots, now)
+                sched.add_source(src.source_id, src.slots, now, available=links)
             for source_id in sorted(self._checks.distrusted):  # caught in an earlier attempt
                 for action in sched.ban(source_id, "sent bad data earlier in this download"):
                     if isinstance(action, Ban):  # (it holds no lease yet: nothing to revoke)
                         ctx.banned(action)
             run = SegmentedRun(ctx, self._checks, sched, part, resumed=self._resumed)
-            self._run_in_progress = run
+            self._run_in_progress, self._group = run, group
             try:
-                return await run.download()
+                if group is not None:
+                    return await group.drive(run)
+                return self._unshared(await run.download())
             finally:
-                self._run_in_progress = None
+                self._run_in_progress, self._group = None, None
+
+    # --- fetch once per LAN ----------------------------------------------------------------------
+
+    def _plan_group(self) -> GroupFetch | None:
+        options = self._group_options
+        if options is None:
+            return None
+        from swarmget.engine import group  # only with sharing (it imports the wire models)
+
+        planned = group.plan(self._ctx, options)
+        if isinstance(planned, SharingNote):
+            self._sharing_note = planned
+            return None
+        return planned
+
+    def _unshared(self, result: DownloadResult) -> DownloadResult:
+        """Sharing was asked for and did not apply: the result says why."""
+        note = self._sharing_note
+        if self._group_options is None or note is None:
+            return result
+        report = SharingReport(origin_bytes=sum(s.received for s in result.sources), notes=(note,))
+        return dataclasses.replace(result, sharing=report)
+
+    def _told(self, event: ev.Event) -> None:
+        if self._group is not None:
+            self._group.on_event(event)
+        if self._on_event is not None:
+            self._on_event(event)
 
     # --- bookkeeping ---------------------------------------------------------------------------
 

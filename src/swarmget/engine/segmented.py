@@ -22,7 +22,7 @@ from swarmget.core import events as ev
 from swarmget.core.errors import (
     NoSourcesLeft,
 )
-from swarmget.core.ranges import ByteRange
+from swarmget.core.ranges import ByteRange, RangeSet
 from swarmget.core.scheduler import Action, Assign, Ban, Cancel, FailureKind, Scheduler
 from swarmget.engine import refetch, verify
 from swarmget.engine.checks import (
@@ -75,9 +75,15 @@ class SegmentedRun:
         #: the whole-file digest was compared before every sample check was back (once)
         self._digest_tried = False
 
-    def add_source(self, source: RangeSource) -> None:
-        """A source joins the run: the scheduler counts it from now; the loop looks again."""
-        self.scheduler.add_source(source.source_id, source.slots, self._ctx.clock())
+    def add_source(self, source: RangeSource, *, available: RangeSet | None = None) -> None:
+        """A source joins the run: the scheduler counts it from now (``available``: the
+        only bytes it may serve, None: any); the loop looks again."""
+        now = self._ctx.clock()
+        self.scheduler.add_source(source.source_id, source.slots, now, available=available)
+        self._changed.set()
+
+    def wake(self) -> None:
+        """Something outside changed the scheduler (a grant, a holder's news): look again."""
         self._changed.set()
 
     @property

@@ -9,6 +9,7 @@ from pathlib import Path
 from swarmget.core.digests import Digest
 from swarmget.core.scheduler import SchedulerConfig, SourceInfo
 from swarmget.core.verification import DEFAULT_VERIFY_SAMPLE, VerificationReport
+from swarmget.engine.sharing import SharingReport
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -117,3 +118,5 @@ class DownloadResult:
     verification: VerificationReport = field(default_factory=VerificationReport)
     #: when each phase happened (``Timeline``)
     timeline: Timeline = field(default_factory=Timeline)
+    #: fetch once per LAN (#15): what the group fetch did (None: sharing was not asked for)
+    sharing: SharingReport | None = None

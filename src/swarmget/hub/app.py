@@ -19,6 +19,9 @@
                                         ``?requester=1``: the asker is a requester only,
                                         signed but not registered: the peers of the group
                                         of the address the request comes from
+    POST   /v1/content/{name}/join|news|leave|report
+                                      the content index (fetch once, #15):
+                                      ``swarmget.hub.content_routes``
     GET    /v1/health                 → {ok: true, nodes: N}   (the only unsigned route)
 
 Any signed route may answer 503 ``overloaded`` with Retry-After when the hub is strained,
@@ -92,6 +95,7 @@ from swarmget.core.groups import (
 )
 from swarmget.defaults import DEFAULT_PEERS_LIMIT, DEFAULT_TTL
 from swarmget.hub.admission import Admission
+from swarmget.hub.content_routes import ContentRoutes
 from swarmget.hub.group_cache import DEFAULT_MAX_AGE, GroupCache
 from swarmget.hub.metrics import HubMetrics
 from swarmget.hub.selection import choose_peers
@@ -219,6 +223,8 @@ class _Hub:
     peers_limit: int = DEFAULT_PEERS_LIMIT
     admission: Admission
     groups: GroupCache
+    #: the content index (fetch once, #15): ``swarmget.hub.content_routes``
+    contents: ContentRoutes
     #: Registrations check the per-address cap and write one at a time (in this process).
     registering: asyncio.Lock = field(default_factory=asyncio.Lock)
     #: How far the expiry sweeps got.
@@ -305,6 +311,7 @@ class _Hub:
         if removed:
             self.metrics.departures += 1
             log.info("node left: %s", node_id)
+        self.contents.forget_node(node_id)
         self.groups.forget()  # leaving is rare: no need to look the node's group up
         return web.json_response({"ok": True, "removed": removed})
 
@@ -450,6 +457,7 @@ async def _sweeping(hub: _Hub, _app: web.Application) -> AsyncIterator[None]:
         while True:
             try:
                 await hub.sweep(hub.clock())
+                await hub.contents.expire(hub.clock())
             except StorageError as exc:
                 log.warning("expiry sweep failed: %s", exc)
             except Exception:  # a bug: the hub goes on serving, the next sweep tries again
@@ -512,6 +520,7 @@ def make_hub_app(
         peers_limit=peers_limit,
         admission=admission,
         groups=GroupCache(store, clock=clock, max_age=group_max_age),
+        contents=ContentRoutes(store=store, clock=clock, admission=admission, metrics=metrics),
     )
     exempt = frozenset({HEALTH_PATH, "/metrics"})
     auth = auth_middleware(
@@ -528,4 +537,5 @@ def make_hub_app(
     app.router.add_get("/v1/peers", hub.peers)
     app.router.add_get(HEALTH_PATH, hub.health)
     app.router.add_get("/metrics", hub.metrics.handler(hub.live_count))
+    hub.contents.add_to(app)
     return app

@@ -1,5 +1,7 @@
 """The hub's Prometheus metrics: its registered nodes (read from the store at scrape time),
-registrations, departures and expiries (counted as they happen) and heartbeat latency."""
+registrations, departures and expiries (counted as they happen) and heartbeat latency; the
+content index's contents, grants handed out and reports (fetch once, #15: set by
+``swarmget.hub.content_routes``)."""
 
 from __future__ import annotations
 
@@ -24,6 +26,9 @@ class HubMetrics(Collector):
         self.registrations = 0  # register calls answered (new nodes and returning ones)
         self.departures = 0  # nodes that left (SIGTERM of a node)
         self.expiries = 0  # records forgotten after their node stopped heartbeating
+        self.contents = 0  # contents in the content index now
+        self.content_claims = 0  # grants of origin bytes handed out (claims and steals)
+        self.content_reports = 0  # reports of members that served bad bytes
         self._heartbeats = HistogramTally(buckets=HEARTBEAT_BUCKETS)
         self._live = 0
         self.registry = service_registry(self)
@@ -44,6 +49,17 @@ class HubMetrics(Collector):
             "swarmget_hub_expiries",
             "Node records forgotten after their node stopped heartbeating",
             self.expiries,
+        )
+        yield gauge("swarmget_hub_contents", "Contents in the content index", self.contents)
+        yield counter(
+            "swarmget_hub_content_claims",
+            "Grants of origin bytes handed out to content members",
+            self.content_claims,
+        )
+        yield counter(
+            "swarmget_hub_content_reports",
+            "Reports of content members that served bad bytes",
+            self.content_reports,
         )
         yield self._heartbeats.family(
             "swarmget_hub_heartbeat_seconds", "Time to record a heartbeat"

@@ -71,6 +71,7 @@ __all__ = [
     "Registered",
     "Registration",
     "RequesterOnly",
+    "parse_answer",
 ]
 
 log = logging.getLogger(__name__)
@@ -150,18 +151,18 @@ class HubClient:
 
     async def register(self, registration: Registration) -> Registered:
         self._check_member()
-        answer = await self._call("POST", "/v1/nodes/register", registration.as_json(self.node_id))
-        return _parse(_REGISTERED, answer)
+        answer = await self.call("POST", "/v1/nodes/register", registration.as_json(self.node_id))
+        return parse_answer(_REGISTERED, answer)
 
     async def heartbeat(self, stats: Mapping[str, Any] | None = None) -> HeartbeatAnswer:
         """Raises ``UnknownNode`` when the hub wants us to register again."""
         self._check_member()
         path = f"/v1/nodes/{self.node_id}/heartbeat"
-        return _parse(_HEARTBEAT, await self._call("POST", path, {"stats": stats or {}}))
+        return parse_answer(_HEARTBEAT, await self.call("POST", path, {"stats": stats or {}}))
 
     async def leave(self) -> None:
         self._check_member()
-        await self._call("DELETE", f"/v1/nodes/{self.node_id}")
+        await self.call("DELETE", f"/v1/nodes/{self.node_id}")
 
     async def peers(self, only: Sequence[str] | None = None) -> list[PeerInfo]:
         """The live nodes of our group, without us (of ``only``, when given: at most
@@ -171,7 +172,7 @@ class HubClient:
         items += [("node", node) for node in only or ()]
         query = "?" + urlencode(items) if items else ""
         try:
-            answer = _parse(_PEERS, await self._call("GET", PEERS_PATH + query))
+            answer = parse_answer(_PEERS, await self.call("GET", PEERS_PATH + query))
         except UnknownNode as exc:
             if not self.requester_only:
                 raise
@@ -186,9 +187,10 @@ class HubClient:
         if self.requester_only:
             raise RequesterOnly("a requester-only hub client never registers")
 
-    async def _call(
-        self, method: str, path: str, payload: Mapping[str, Any] | None = None
-    ) -> bytes:
+    async def call(self, method: str, path: str, payload: Mapping[str, Any] | None = None) -> bytes:
+        """One signed request to the hub: the answer's body (at most
+        ``MAX_HUB_ANSWER_BYTES``), or the error-tree exception for its failure (see the
+        module doc). For callers that speak other hub routes (``swarmget.net.content_hub``)."""
         url = URL(self.hub_url + path)
         body = json_body(payload) if payload is not None else b""
         headers = signed_headers(self._secret, self._identity, method, url, body, now=self._clock())
@@ -271,7 +273,9 @@ def _error_fields(answer: bytes) -> tuple[str, str | None]:
     return str(parsed.get("error", "")), code if isinstance(code, str) else None
 
 
-def _parse(adapter: pydantic.TypeAdapter[_T], answer: bytes) -> _T:
+def parse_answer(adapter: pydantic.TypeAdapter[_T], answer: bytes) -> _T:
+    """``answer`` read with ``adapter``; ``HubUnavailable`` when it is not what the hub's
+    API promises."""
     try:
         return adapter.validate_json(answer)
     except pydantic.ValidationError as exc:
@@ -296,6 +300,15 @@ class HubApi(Protocol):
     async def leave(self) -> None: ...
 
     async def peers(self, only: Sequence[str] | None = None) -> list[PeerInfo]: ...
+
+    @property
+    def node_id(self) -> str:
+        """The node the calls are signed as."""
+        ...
+
+    async def call(self, method: str, path: str, payload: Mapping[str, Any] | None = None) -> bytes:
+        """A signed request to another hub route (``swarmget.net.content_hub``)."""
+        ...
 
 
 class HubSwitched(UnknownNode):
@@ -385,6 +398,10 @@ class HubPool:
 
     async def peers(self, only: Sequence[str] | None = None) -> list[PeerInfo]:
         return (await self._first_answer(lambda hub: hub.peers(only)))[1]
+
+    async def call(self, method: str, path: str, payload: Mapping[str, Any] | None = None) -> bytes:
+        """``HubClient.call`` on the current hub, failing over like ``peers``."""
+        return (await self._first_answer(lambda hub: hub.call(method, path, payload)))[1]
 
     async def _first_answer(self, call: Callable[[HubClient], Awaitable[_T]]) -> tuple[int, _T]:
         """``call`` on the current hub, then on the next ones while they are unavailable;

@@ -31,6 +31,8 @@ from swarmget import __version__
 from swarmget.core.addresses import AddressPolicy
 from swarmget.core.errors import UsageError
 from swarmget.core.identity import NodeIdentity
+from swarmget.core.share_cache import SharePolicy
+from swarmget.defaults import DEFAULT_CACHE_BUDGET
 from swarmget.net.auth import wait_for_next_second
 from swarmget.net.guard import make_guarded_connector
 from swarmget.net.hub_client import HubApi, HubPool, Registration
@@ -44,11 +46,14 @@ from swarmget.node.downloads import DownloadManager, SwarmContext
 from swarmget.node.fleet import FleetEntry, fleet_fn, node_summary
 from swarmget.node.helper import ChunkFilter, HelperLimits, HelperService, make_peer_app
 from swarmget.node.history import DownloadHistory
+from swarmget.node.holder import HolderService, add_holder_routes
+from swarmget.node.holdings import HoldingsRegistry
 from swarmget.node.journal import DownloadJournal
 from swarmget.node.keyfile import load_node_identity
 from swarmget.node.metrics import NodeCollector
 from swarmget.node.quota import DailyQuota
 from swarmget.node.settings import ConfiguredSettings, RuntimeSettings
+from swarmget.node.share_cache import CACHE_DIR, ShareCache
 from swarmget.node.statefiles import (
     API_SOCKET,
     bind_api_socket,
@@ -96,6 +101,12 @@ class NodeConfig:
     #: the state directory's group may use the local API on its Unix socket (a node run
     #: by systemd as its own user, driven by the users of that group): see ``statefiles``
     api_group_access: bool = False
+    #: fetch once per LAN (#15): bytes of finished downloads kept and served to LAN peers
+    #: (``node.share_cache``); 0 disables sharing (nothing served, nothing announced)
+    cache_budget: int = DEFAULT_CACHE_BUDGET
+    #: files saved outside the node's directories may be shared too (``--share-output``;
+    #: not yet wired into ``get``: the engine side passes it to ``ShareCache.keep``)
+    share_output: bool = False
 
     def hubs(self) -> tuple[str, ...]:
         """Every hub to use: ``hub_url`` first, then ``hub_urls``, without repeats."""
@@ -130,6 +141,10 @@ class Node:
     portal: UserPages | None = None  # the admin portal, on the user API's server
     remote_portal_url: str | None = None  # the portal's own listener, if it has one
     daily: DailyBytes | None = None  # bytes per day, kept across restarts
+    #: fetch once per LAN (#15): what this node serves to LAN peers, and its share cache
+    holdings: HoldingsRegistry | None = None
+    share_cache: ShareCache | None = None
+    holder: HolderService | None = None
 
     async def wait_registered(self, limit: float) -> bool:
         """Wait (at most ``limit`` seconds) until the hub has registered us."""
@@ -270,6 +285,9 @@ async def open_node(config: NodeConfig, *, pages: MountPages | None = None) -> A
             return node_summary(node_id, helper, node.downloads if node else None, registered)
 
         peer_app = make_peer_app(helper, config.secret, node_id, summary)
+        holdings, share_cache, holder = _sharing(config)
+        stack.callback(share_cache.close)
+        add_holder_routes(peer_app, holder)
         await wait_for_next_second()  # requests signed before now are refused: see net.auth
         peer_url = await stack.enter_async_context(
             _serve(
@@ -320,6 +338,9 @@ async def open_node(config: NodeConfig, *, pages: MountPages | None = None) -> A
             helper=helper,
             downloads=manager,
             daily=daily,
+            holdings=holdings,
+            share_cache=share_cache,
+            holder=holder,
         )
         started.append(node)
 
@@ -339,7 +360,12 @@ async def open_node(config: NodeConfig, *, pages: MountPages | None = None) -> A
         )
         user_app = make_user_app(api)
         user_app.router.add_get(
-            METRICS_PATH, metrics_handler(NodeCollector(node_id, manager, helper, daily))
+            METRICS_PATH,
+            metrics_handler(
+                NodeCollector(
+                    node_id, manager, helper, daily, holder=holder, share_cache=share_cache
+                )
+            ),
         )
         if pages is not None:
             node.portal = pages(user_app, api, node_id)
@@ -388,6 +414,16 @@ async def open_node(config: NodeConfig, *, pages: MountPages | None = None) -> A
             manager.shut_down()
             for task in stop_tasks:
                 task.cancel()
+
+
+def _sharing(config: NodeConfig) -> tuple[HoldingsRegistry, ShareCache, HolderService]:
+    """The holdings registry (roots: the download and cache directories), the share cache
+    read back from the state directory, and the holder routes' service."""
+    roots = [config.download_dir, config.state_dir / CACHE_DIR]
+    holdings = HoldingsRegistry(roots)
+    cache = ShareCache(config.state_dir, holdings, SharePolicy(config.cache_budget))
+    cache.load()
+    return holdings, cache, HolderService(holdings)
 
 
 def _counts(manager: DownloadManager, helper: HelperService) -> Counts:

@@ -42,6 +42,7 @@ from swarmget.core.scheduler import SourceInfo, SourceState
 from swarmget.core.urls import redact_url
 from swarmget.core.verification import VerificationReport
 from swarmget.engine import DownloadProgress, DownloadResult, Stage, Timeline
+from swarmget.engine.sharing import SharingReport
 from swarmget.node.hub_report import HubReport
 
 
@@ -130,8 +131,9 @@ def source_json(s: SourceInfo) -> dict[str, Any]:
 
 
 def result_json(r: DownloadResult) -> dict[str, Any]:
-    """The result part (its sources are in ``progress``)."""
-    return {
+    """The result part (its sources are in ``progress``; ``sharing`` only when sharing
+    was asked for: fetch once per LAN, #15)."""
+    out = {
         "path": str(r.path),
         "size": r.size,
         "elapsed": r.elapsed,
@@ -144,6 +146,9 @@ def result_json(r: DownloadResult) -> dict[str, Any]:
         "digests": r.digests,
         "timeline": timeline_json(r.timeline),
     }
+    if r.sharing is not None:
+        out["sharing"] = r.sharing.to_json()
+    return out
 
 
 def timeline_json(t: Timeline) -> dict[str, Any]:
@@ -230,6 +235,7 @@ def result_from_json(data: Mapping[str, Any]) -> DownloadResult:
             else VerificationReport()
         ),
         timeline=timeline_from_json(r["timeline"]) if "timeline" in r else Timeline(),
+        sharing=SharingReport.from_json(r["sharing"]) if "sharing" in r else None,
     )
 
 

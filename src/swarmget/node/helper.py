@@ -197,8 +197,10 @@ class HelperService:
             "version": __version__,
         }
 
-    def admit(self, requester: str, length: int) -> StreamBudget:
-        """Take a slot and a first quota step for ``requester`` or raise ``Refusal`` (429/503)."""
+    def admit(self, requester: str, length: int, *, origin: bool = True) -> StreamBudget:
+        """Take a slot and a first quota step for ``requester`` or raise ``Refusal`` (429/503).
+        ``origin=False``: a LAN holder stream (``node.holder``), served from this node's
+        disk: it takes a slot but no quota (``--daily-quota`` counts origin bytes only)."""
         active = self.stats.active_by_requester
         if self.draining:
             raise Refusal("draining", "this node is shutting down", 5.0)
@@ -210,7 +212,7 @@ class HelperService:
         if busy:
             raise Refusal("busy", "all slots busy", self.limits.retry_after_busy)
         budget = StreamBudget(length)
-        if self.quota is not None and self.quota.left() < length or not self._reserve_step(budget):
+        if origin and not self._quota_covers(budget):
             assert self.quota is not None
             raise Refusal("quota", "daily quota used up", self.quota.retry_after())
         active[requester] = active.get(requester, 0) + 1
@@ -236,6 +238,11 @@ class HelperService:
         if self.quota is not None:
             self.quota.settle(budget.reserved, 0)
         budget.reserved = 0
+
+    def _quota_covers(self, budget: StreamBudget) -> bool:
+        if self.quota is not None and self.quota.left() < budget.length:
+            return False
+        return self._reserve_step(budget)
 
     def _reserve_step(self, budget: StreamBudget) -> bool:
         step = min(QUOTA_STEP, budget.length - budget.used - budget.reserved)

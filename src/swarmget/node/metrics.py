@@ -21,6 +21,8 @@ if TYPE_CHECKING:
     from swarmget.node.daily import DailyBytes
     from swarmget.node.downloads import DownloadManager
     from swarmget.node.helper import HelperService
+    from swarmget.node.holder import HolderService
+    from swarmget.node.share_cache import ShareCache
 
 #: the results a finished download is counted under (``swarmget_downloads_finished_total``)
 FINISHED_RESULTS = (DownloadState.DONE, DownloadState.FAILED, DownloadState.CANCELLED)
@@ -53,17 +55,23 @@ class NodeCollector(Collector):
         downloads: DownloadManager,
         helper: HelperService,
         daily: DailyBytes | None = None,
+        *,
+        holder: HolderService | None = None,
+        share_cache: ShareCache | None = None,
     ) -> None:
         self._node_id = node_id
         self._downloads = downloads
         self._helper = helper
         self._daily = daily
+        self._holder = holder
+        self._share_cache = share_cache
 
     def collect(self) -> Iterable[Metric]:
         yield from self._bytes()
         yield from self._events()
         yield from self._downloads_now()
         yield from self._helping()
+        yield from self._sharing()
 
     def _bytes(self) -> Iterable[Metric]:
         tally = self._downloads.tally
@@ -140,3 +148,25 @@ class NodeCollector(Collector):
             "reason",
             sorted(reasons.items()),
         )
+
+    def _sharing(self) -> Iterable[Metric]:
+        """Fetch once per LAN (#15): bytes served to LAN peers from this node's disk (not
+        counted in ``swarmget_helper_sent_bytes``, nor against the daily quota) and the
+        share cache."""
+        if self._holder is not None:
+            yield counter(
+                "swarmget_lan_served_bytes",
+                "Bytes this node served to LAN peers from content it holds",
+                self._holder.stats.lan_bytes_served,
+            )
+        if self._share_cache is not None:
+            yield gauge(
+                "swarmget_share_cache_bytes",
+                "Bytes of finished downloads kept for LAN peers",
+                self._share_cache.kept_bytes(),
+            )
+            yield counter(
+                "swarmget_share_evictions",
+                "Files the share cache stopped keeping (least recently used, over budget)",
+                self._share_cache.evicted,
+            )

@@ -191,6 +191,8 @@ HUB_ERRORS = ErrorTable(
         WireError(code="unknown_node", status=404, raised=e.UnknownNode),
         WireError(code="not_a_content_member", status=404, raised=e.NotAContentMember),
         WireError(code="too_many_nodes", status=429, raised=e.HubUnavailable),
+        #: fetch once (#15): the content index is full for this node or this content
+        WireError(code="content_limit", status=429, raised=e.HubUnavailable),
         #: the hub is strained (``swarmget.hub.admission``): come back after Retry-After
         WireError(code="overloaded", status=503, raised=e.HubUnavailable),
         WireError(code="bad_request", status=400, raised=e.HubRejected),

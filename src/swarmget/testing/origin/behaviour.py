@@ -43,6 +43,7 @@ class Behaviour:
     rate_per_ip: float | None = None  # bytes/s shared by every connection from one IP
     rate_per_conn: float | None = None  # bytes/s for each response
     announce_size: int | None = None  # HEAD answers claim this Content-Length (any size)
+    weak_etag: bool = False  # send the ETag as a weak one (W/"..."): no byte-for-byte promise
 
     def __post_init__(self) -> None:
         if self.lie_content_range_every is not None and self.lie_content_range_every < 1:

@@ -198,7 +198,7 @@ def _headers(t: Transfer, plan: Plan, behaviour: Behaviour) -> dict[str, str]:
     f, version = t.file, t.version
     headers = {
         "Content-Type": "application/octet-stream",
-        "ETag": f.etag(version),
+        "ETag": ("W/" if behaviour.weak_etag else "") + f.etag(version),
         "Last-Modified": formatdate(f.last_modified(version), usegmt=True),
     }
     if not behaviour.no_content_length:

@@ -1,0 +1,406 @@
+"""Fetch once per LAN (#15): one download run as a member of its content's group.
+
+Theory of operation (docs/fetch-once.md §4–§6; ``swarmget.testing.simgroup`` is the same
+conversation on a simulated clock, with the core alone):
+
+* After the probe, a shareable download (``ContentKey.shareable``) *joins* its content at
+  the hub's index (``ContentIndex``, by ``index_name``: never the URL). Our own origin
+  links (the origin source and every helper fetching for us) become sources restricted to
+  the ranges the group *grants* us (``available=grant``), growing with every new grant
+  (``availability_grew``). Every other member becomes a LAN holder source (``lan:<node>``)
+  restricted to what it verified (``available=have``), growing with its news.
+* Beside the segmented run, a round of *news* goes to the index every ``news_every``
+  seconds: the ranges we verified since the last round (on disk, fetched over our own
+  links: bytes taken from a holder are not passed on before the whole file is proven),
+  ``claim`` while less than ``lookahead`` granted bytes are left to fetch, ``idle`` when
+  nothing granted is left (the group endgame may hand us part of a slow member's grant).
+  Members missing from an answer are gone: their leases are cancelled.
+* Holder bytes are untrusted (§6): holders are used only when a check covers them (a
+  whole-file digest, a relay manifest, or sampling against the origin, which the run does
+  for every stream that is not our own origin's). A holder caught with bad bytes is banned
+  by the run's checks; here it is reported to the index, and what only it could serve is
+  granted to our own links (fetched again from the origin). No check at all: no holders,
+  our links may fetch anything; we still share what we fetch.
+* The index unreachable at the join: today's download (links unrestricted). Silent later
+  for ``silent_after`` seconds with our grants exhausted: our links may fetch anything
+  (correctness first; the savings are lost for what is left).
+* Done: leave (``keep_as_holder``: stay in the index as a holder of all of it), after
+  offering the file to the node's ``Holdings``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager
+
+from swarmget.core import events as ev
+from swarmget.core.content import ContentKey
+from swarmget.core.errors import HubError, NotAContentMember
+from swarmget.core.ranges import ByteRange, Chunk, RangeSet
+from swarmget.core.scheduler import Scheduler
+from swarmget.core.verification import Verification
+from swarmget.engine.context import DownloadContext
+from swarmget.engine.segmented import SegmentedRun, first_error
+from swarmget.engine.sharing import (
+    GroupOptions,
+    SharingNote,
+    SharingReport,
+)
+from swarmget.engine.sources import RangeSource
+from swarmget.engine.spec import DownloadResult
+from swarmget.engine.verify import known_digests
+from swarmget.net.origin import OriginInfo
+from swarmget.protocol.content import (
+    MAX_RANGES,
+    ContentGroup,
+    ContentMember,
+    ContentNews,
+    ContentReport,
+    JoinContent,
+    ranges_of,
+    wire_ranges,
+)
+
+#: the id prefix of a LAN holder source
+HOLDER_PREFIX = "lan:"
+#: seconds the leave at the end may take (the index forgets us with our registration anyway)
+LEAVE_TIMEOUT = 5.0
+
+_CHECK_OF = {ev.BadDataCheck.SAMPLE: Verification.SAMPLED}
+
+
+class HolderSource:
+    """A LAN holder of the content as a ``RangeSource`` of the download, under its own id
+    (``lan:<node>``: the same node may also be a helper) and ``slots``; untrusted: its
+    streams are checked like a helper's."""
+
+    def __init__(self, member: ContentMember, inner: RangeSource, slots: int) -> None:
+        self.member, self._inner, self._slots = member, inner, slots
+
+    @property
+    def source_id(self) -> str:
+        return HOLDER_PREFIX + self.member.node_id
+
+    @property
+    def slots(self) -> int:
+        return self._slots
+
+    def open_range(
+        self, info: OriginInfo, rng: ByteRange
+    ) -> AbstractAsyncContextManager[AsyncIterator[Chunk]]:
+        return self._inner.open_range(info, rng)
+
+
+def content_key(ctx: DownloadContext) -> ContentKey:
+    """The key of what the probe pinned (the user's sha256 checksum first)."""
+    checksum = next((d for d in ctx.spec.checksums if d.algorithm == "sha256"), None)
+    return ContentKey.from_origin_info(ctx.pinned(), checksum=checksum)
+
+
+def plan(ctx: DownloadContext, options: GroupOptions) -> GroupFetch | SharingNote:
+    """The group fetch of this download, or why there is none (today's path then)."""
+    if ctx.manifest is not None:
+        return SharingNote.RELAY
+    key = content_key(ctx)
+    if not key.shareable or key.size is None or key.size <= 0:
+        return SharingNote.NOT_SHAREABLE
+    info, spec = ctx.pinned(), ctx.spec
+    checked = bool(known_digests(spec, info, ctx.manifest)) or spec.sampling(manifest=False)
+    return GroupFetch(ctx, options, key, use_holders=checked)
+
+
+class GroupFetch:
+    """One download's membership of its content's group. See the module docstring."""
+
+    def __init__(
+        self, ctx: DownloadContext, options: GroupOptions, key: ContentKey, *, use_holders: bool
+    ) -> None:
+        assert key.size is not None
+        self._ctx, self._options, self._key = ctx, options, key
+        self._config = options.config
+        self._name = key.index_name()
+        self._size = key.size
+        self._use_holders = use_holders
+        self._links: set[str] = set(ctx.sources)  # our own origin links (and helpers)
+        self._granted = RangeSet()
+        self._announced = RangeSet()
+        self._members: dict[str, ContentMember] = {}  # holder source id -> member
+        self._ever_held: set[str] = set()
+        self._bad: dict[str, tuple[ByteRange, Verification]] = {}  # holder -> what caught it
+        self._banned: list[str] = []  # holders banned, not yet seen to
+        self._liars: set[str] = set()  # every holder banned
+        self._reported: list[str] = []
+        self._joined = False
+        self._was_joined = False
+        self._restricted = use_holders
+        self._notes: list[SharingNote] = [] if use_holders else [SharingNote.NO_CHECK]
+        self._last_answer = ctx.clock()
+        self._run: SegmentedRun | None = None
+
+    # --- what the download asks ----------------------------------------------------------------
+
+    def link_availability(self) -> RangeSet | None:
+        """What our own links may fetch: the grants (None: anything)."""
+        return self._granted.copy() if self._restricted else None
+
+    def adopt_link(self, source_id: str) -> RangeSet | None:
+        """A helper joins the download: one more of our links (its availability returned)."""
+        self._links.add(source_id)
+        return self.link_availability()
+
+    def on_event(self, event: ev.Event) -> None:
+        """Note the holders the run's checks caught (reported at the next round)."""
+        if isinstance(event, ev.BadData):
+            check = _CHECK_OF.get(event.check, Verification.MANIFEST)
+            for sid in event.source_ids:
+                if sid.startswith(HOLDER_PREFIX):
+                    self._bad.setdefault(sid, (event.range, check))
+        elif isinstance(event, ev.Banned) and event.source_id in self._members:
+            self._banned.append(event.source_id)
+            self._liars.add(event.source_id)
+
+    async def drive(self, run: SegmentedRun) -> DownloadResult:
+        """Join, run the download beside the rounds of news, offer the file, leave."""
+        self._run = run
+        await self._join()
+        try:
+            result = await self._beside(run)
+        except Exception:
+            await self._leave(keep=False)
+            raise
+        holdings = self._options.holdings
+        keep = self._options.keep_as_holder
+        if holdings is not None:
+            if keep:
+                holdings.offer(self._key, result.path, RangeSet([ByteRange(0, self._size)]))
+            else:
+                holdings.withdraw(self._key)
+        await self._leave(keep=keep)
+        return dataclasses.replace(result, sharing=self._report(result))
+
+    # --- the conversation with the index -------------------------------------------------------
+
+    async def _join(self) -> None:
+        request = JoinContent(
+            size=self._size,
+            have=wire_ranges(_first_runs(self._announced)),
+            granted=wire_ranges(_first_runs(self._granted)) if self._restricted else [],
+        )
+        try:
+            group = await self._options.index.join(self._name, request)
+        except HubError:
+            if not self._joined:  # never joined: today's download
+                self._notes.append(SharingNote.INDEX_UNREACHABLE)
+                self._lift()
+            return
+        self._joined = self._was_joined = True
+        self._answered(group)
+
+    async def _beside(self, run: SegmentedRun) -> DownloadResult:
+        stop = asyncio.Event()
+
+        async def download() -> DownloadResult:
+            try:
+                return await run.download()
+            finally:
+                stop.set()
+
+        try:
+            async with asyncio.TaskGroup() as tg:
+                if self._joined:
+                    tg.create_task(self._rounds(stop))
+                task = tg.create_task(download())
+        except BaseExceptionGroup as group:
+            raise first_error(group) from None
+        return task.result()
+
+    async def _rounds(self, stop: asyncio.Event) -> None:
+        """A round of news every ``news_every`` seconds until the download ends."""
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self._config.news_every):
+                    await stop.wait()
+            if not stop.is_set():
+                await self._round()
+
+    async def _round(self) -> None:
+        """Report liars, then tell the news (claiming grants while short of lookahead)."""
+        await self._report_liars()
+        for _ in range(self._config.claims_per_round):
+            sched = self._scheduler()
+            fresh = _first_runs(self._fresh())
+            left = self._link_left()
+            claim = self._restricted and not sched.is_complete() and left < self._config.lookahead
+            news = ContentNews(have=wire_ranges(fresh), claim=claim, idle=claim and left == 0)
+            try:
+                group = await self._options.index.news(self._name, news, size=self._size)
+            except NotAContentMember:  # the index forgot us (restarted): join again
+                await self._join()
+                return
+            except HubError:
+                self._index_silent()
+                return
+            for r in fresh:
+                self._announced.add(r)
+            self._offer()
+            self._answered(group)
+            if not claim or group.grant is None:
+                return
+
+    async def _report_liars(self) -> None:
+        while self._banned:
+            sid = self._banned.pop()
+            self._give_links(self._only_at(sid))
+            caught = self._bad.get(sid)
+            if caught is None or sid in self._reported:
+                continue  # banned for failing, not for bad bytes
+            self._reported.append(sid)
+            rng, check = caught
+            node = sid.removeprefix(HOLDER_PREFIX)
+            request = ContentReport(node_id=node, start=rng.start, end=rng.end, verification=check)
+            try:
+                group = await self._options.index.report(self._name, request, size=self._size)
+            except HubError:
+                continue
+            self._answered(group)
+
+    async def _leave(self, *, keep: bool) -> None:
+        if not self._joined:
+            return
+        self._joined = False
+        with contextlib.suppress(HubError, TimeoutError):
+            async with asyncio.timeout(LEAVE_TIMEOUT):
+                await self._options.index.leave(self._name, keep_as_holder=keep)
+
+    # --- what an answer means ------------------------------------------------------------------
+
+    def _answered(self, group: ContentGroup) -> None:
+        self._last_answer = self._ctx.clock()
+        if group.grant is not None and self._restricted:
+            grant = ByteRange(*group.grant)
+            self._granted.add(grant)
+            self._give_links(RangeSet([grant]))
+        if self._use_holders:
+            self._holders_now(group.members)
+        self._woken()
+
+    def _holders_now(self, members: list[ContentMember]) -> None:
+        run, sched, now = self._active_run(), self._scheduler(), self._ctx.clock()
+        seen = set()
+        for member in members:
+            if member.node_id == self._options.node_id:
+                continue
+            sid = HOLDER_PREFIX + member.node_id
+            seen.add(sid)
+            have = ranges_of(member.have)
+            if sid not in self._members:
+                self._members[sid] = member
+                self._ever_held.add(sid)
+                inner = self._options.holders.source(member, self._key)
+                source = HolderSource(member, inner, self._slots())
+                self._ctx.sources[sid] = source
+                run.add_source(source, available=have)
+            elif have:
+                sched.availability_grew(sid, have, now)
+        for sid in set(self._members) - seen:  # gone from the group: died or left
+            del self._members[sid]
+            run.revoke(sched.remove_source(sid, now, "left the content's group"))
+
+    def _index_silent(self) -> None:
+        """The index did not answer: after ``silent_after`` with nothing granted left to
+        fetch, our links may fetch anything (correctness first)."""
+        silent = self._ctx.clock() - self._last_answer
+        if self._restricted and silent >= self._config.silent_after and not self._link_left():
+            self._notes.append(SharingNote.INDEX_SILENT)
+            self._lift()
+            self._woken()
+
+    def _lift(self) -> None:
+        if self._restricted:
+            self._restricted = False
+            self._give_links(RangeSet([ByteRange(0, self._size)]))
+
+    def _give_links(self, ranges: RangeSet) -> None:
+        if not ranges:
+            return
+        sched, now = self._scheduler(), self._ctx.clock()
+        for r in ranges:
+            self._granted.add(r)
+        for link in self._links:
+            sched.availability_grew(link, ranges, now)
+        self._woken()
+
+    # --- bookkeeping ---------------------------------------------------------------------------
+
+    def _fresh(self) -> RangeSet:
+        """Verified bytes on disk, fetched over our own links, not announced yet."""
+        run = self._active_run()
+        mine = run.part.written
+        stats = self._scheduler().statistics(self._ctx.clock())
+        for s in stats.sources:
+            if s.source_id.startswith(HOLDER_PREFIX):
+                for r in s.segments:
+                    mine.subtract(r)
+        for r in self._announced:
+            mine.subtract(r)
+        return mine
+
+    def _offer(self) -> None:
+        holdings = self._options.holdings
+        if holdings is not None and self._announced:
+            holdings.offer(self._key, self._active_run().part.part_path, self._announced.copy())
+
+    def _link_left(self) -> int:
+        """Granted bytes our links have not fetched yet."""
+        done = self._scheduler().done()
+        return sum(x.length for g in self._granted for x in done.missing(g))
+
+    def _only_at(self, sid: str) -> RangeSet:
+        """Bytes we lack that only holder ``sid`` (banned) could serve us."""
+        sched = self._scheduler()
+        out = sched.availability(sid) or RangeSet()
+        for r in sched.done():
+            out.subtract(r)
+        for other in self._members:
+            if other != sid and other not in self._liars:
+                for r in sched.availability(other) or RangeSet():
+                    out.subtract(r)
+        return out
+
+    def _report(self, result: DownloadResult) -> SharingReport:
+        lan = sum(s.received for s in result.sources if s.source_id in self._ever_held)
+        own = sum(s.received for s in result.sources if s.source_id not in self._ever_held)
+        return SharingReport(
+            joined=self._was_joined,
+            holders_used=self._use_holders,
+            origin_bytes=own + result.verification.sampled_bytes,
+            lan_bytes=lan,
+            holder_check=result.verification.level if lan else Verification.NONE,
+            banned_holders=tuple(s.removeprefix(HOLDER_PREFIX) for s in self._reported),
+            notes=tuple(self._notes),
+        )
+
+    def _slots(self) -> int:
+        return self._config.holder_slots
+
+    def _woken(self) -> None:
+        if self._run is not None:
+            self._run.wake()
+
+    def _active_run(self) -> SegmentedRun:
+        run = self._run
+        assert run is not None, "not driving a run"
+        return run
+
+    def _scheduler(self) -> Scheduler:
+        return self._active_run().scheduler
+
+
+def _first_runs(ranges: RangeSet) -> RangeSet:
+    """At most ``MAX_RANGES`` runs of ``ranges`` (the rest goes with the next message)."""
+    if len(ranges) <= MAX_RANGES:
+        return ranges
+    return RangeSet(r for i, r in enumerate(ranges) if i < MAX_RANGES)

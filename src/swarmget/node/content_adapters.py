@@ -1,0 +1,87 @@
+"""The node's parts behind the engine's fetch-once ports (#15, ``engine.sharing``).
+
+* ``ContentIndex``: ``net.content_hub.ContentHubClient`` has that shape already (no adapter;
+  ``group_options`` checks it with the type checker).
+* ``Holders``: ``LanHolders`` builds a signed ``net.content_peer.HolderSource`` per member.
+* ``Holdings``: ``RegistryHoldings`` tells the node's ``HoldingsRegistry`` what a running
+  download can serve (its part file and verified ranges, then the final file).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+
+from swarmget.core.content import ContentKey
+from swarmget.core.ranges import ByteRange, RangeSet
+from swarmget.engine.sharing import ContentIndex, GroupConfig, GroupOptions
+from swarmget.net.content_hub import ContentHubClient
+from swarmget.net.content_peer import HolderSource
+from swarmget.net.peer_client import PeerAddress
+from swarmget.net.signing import NodeIdentity
+from swarmget.node.holdings import HoldingsRegistry, NotConsented, fingerprint_of
+from swarmget.protocol.content import ContentMember
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class LanHolders:
+    """``engine.sharing.Holders`` over signed node-to-node requests."""
+
+    session: aiohttp.ClientSession
+    secret: bytes
+    identity: NodeIdentity  # ours, the requester's
+    slots: int = 2
+
+    def source(self, member: ContentMember, key: ContentKey) -> HolderSource:
+        holder = PeerAddress(node_id=member.node_id, url=member.url, slots=self.slots)
+        return HolderSource(self.session, holder, key, self.secret, self.identity)
+
+
+@dataclass(frozen=True)
+class RegistryHoldings:
+    """``engine.sharing.Holdings`` over the node's ``HoldingsRegistry``. A file the node may
+    not share (outside its directories) is not offered (logged, never an error)."""
+
+    registry: HoldingsRegistry
+
+    def offer(self, key: ContentKey, path: Path, verified: RangeSet) -> None:
+        name = key.index_name()
+        whole = key.size is not None and verified.contains(ByteRange(0, key.size))
+        fingerprint = fingerprint_of(os.stat(path)) if whole else None
+        try:
+            if self.registry.lookup(name) is None:
+                self.registry.register(key, path, verified=verified, fingerprint=fingerprint)
+            else:
+                self.registry.update(name, path=path, verified=verified, fingerprint=fingerprint)
+        except (NotConsented, ValueError, OSError) as exc:
+            log.info("not offered to the LAN: %s", exc)
+
+    def withdraw(self, key: ContentKey) -> None:
+        self.registry.unregister(key.index_name())
+
+
+def group_options(
+    client: ContentHubClient,
+    holders: LanHolders,
+    registry: HoldingsRegistry | None,
+    *,
+    node_id: str,
+    keep_as_holder: bool,
+    config: GroupConfig | None = None,
+) -> GroupOptions:
+    """The ``GroupOptions`` of the node's downloads (``Download(group=...)``)."""
+    index: ContentIndex = client  # the real client is the port
+    return GroupOptions(
+        index=index,
+        holders=holders,
+        node_id=node_id,
+        holdings=None if registry is None else RegistryHoldings(registry),
+        keep_as_holder=keep_as_holder,
+        config=config or GroupConfig(),
+    )

@@ -1,0 +1,239 @@
+"""Fetch once per LAN (#15), the requester's side: downloads of one content in a group,
+with a real origin (HTTP on 127.0.0.1) and the in-process fakes of the hub's content index
+and the LAN holders (``swarmget.testing.content_index``)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import aiohttp
+
+from swarmget.core.content import ContentKey
+from swarmget.core.verification import Verification
+from swarmget.engine import Download, DownloadSpec, OriginSource
+from swarmget.engine.sharing import GroupConfig, GroupOptions, SharingNote
+from swarmget.net.origin import OriginClient
+from swarmget.testing.content_index import FakeContentHub, FakeLan
+from swarmget.testing.fakes import nid
+from swarmget.testing.origin import TestOrigin, open_test_origin
+
+MiB = 1024 * 1024
+SIZE = 16 * MiB
+BOUND = 60.0
+FAST = GroupConfig(news_every=0.1, silent_after=1.0)
+A, B = nid("group-a"), nid("group-b")
+
+
+def options(hub: FakeContentHub, lan: FakeLan, node: str, *, keep: bool = True) -> GroupOptions:
+    return GroupOptions(
+        index=hub.client(node),
+        holders=lan.streams(),
+        node_id=node,
+        holdings=lan.holdings(node),
+        keep_as_holder=keep,
+        config=FAST,
+    )
+
+
+def download(
+    origin: TestOrigin,
+    client: OriginClient,
+    dest: Path,
+    group: GroupOptions,
+    *,
+    verify_sample: float = 0.01,
+) -> Download:
+    spec = DownloadSpec(url=origin.url("f.bin"), output=dest, verify_sample=verify_sample)
+    return Download(spec, client, sources=[OriginSource(client, 2)], group=group)
+
+
+def key_of(result: Download) -> ContentKey:
+    info = result.pinned
+    assert info is not None
+    return ContentKey.from_origin_info(info)
+
+
+async def test_two_requesters_at_once_cross_the_origin_link_about_once(tmp_path: Path) -> None:
+    hub, lan = FakeContentHub(), FakeLan()
+    async with open_test_origin(rate_per_conn=2 * MiB) as origin, aiohttp.ClientSession() as s:
+        origin.add_generated("f.bin", SIZE, digest=True)  # Repr-Digest: holders checked whole
+        client = OriginClient(s)
+        a = download(origin, client, tmp_path / "a.bin", options(hub, lan, A), verify_sample=0)
+        b = download(origin, client, tmp_path / "b.bin", options(hub, lan, B), verify_sample=0)
+        async with asyncio.timeout(BOUND):
+            ra, rb = await asyncio.gather(a.run(), b.run())
+        total = origin.stats().bytes_total
+        content = origin.content("f.bin")
+    assert ra.path.read_bytes() == content
+    assert rb.path.read_bytes() == content
+    assert total <= 1.05 * SIZE
+    for r in (ra, rb):
+        assert r.sharing is not None
+        assert r.sharing.joined
+        assert r.sharing.holders_used
+        assert r.sharing.lan_bytes > 0
+        assert r.sharing.holder_check is Verification.REPR_DIGEST
+    assert ra.sharing is not None
+    assert rb.sharing is not None
+    assert ra.sharing.origin_bytes + rb.sharing.origin_bytes <= 1.05 * SIZE
+
+
+async def test_a_later_requester_takes_the_file_from_the_holder(tmp_path: Path) -> None:
+    hub, lan = FakeContentHub(), FakeLan()
+    async with open_test_origin() as origin, aiohttp.ClientSession() as s:
+        origin.add_generated("f.bin", SIZE)
+        client = OriginClient(s)
+        async with asyncio.timeout(BOUND):
+            first = download(origin, client, tmp_path / "a.bin", options(hub, lan, A))
+            await first.run()
+            before = origin.stats().bytes_total
+            rb = await download(origin, client, tmp_path / "b.bin", options(hub, lan, B)).run()
+        second_origin = origin.stats().bytes_total - before
+        content = origin.content("f.bin")
+    assert lan.held(A, key_of(first)).total() == SIZE  # offered whole, kept as a holder
+    assert rb.path.read_bytes() == content
+    assert rb.sharing is not None
+    assert rb.sharing.lan_bytes >= SIZE  # (endgame copies count too)
+    assert rb.sharing.holder_check is Verification.SAMPLED
+    assert second_origin <= 0.05 * SIZE  # the probe and the sample checks only
+    assert rb.sharing.origin_bytes <= 0.05 * SIZE
+
+
+async def test_a_lying_holder_is_banned_reported_and_its_bytes_fetched_again(
+    tmp_path: Path,
+) -> None:
+    hub, lan = FakeContentHub(), FakeLan()
+    async with open_test_origin() as origin, aiohttp.ClientSession() as s:
+        origin.add_generated("f.bin", SIZE)
+        client = OriginClient(s)
+        async with asyncio.timeout(BOUND):
+            await download(origin, client, tmp_path / "a.bin", options(hub, lan, A)).run()
+            lan.lie(A)  # from now on A serves every byte flipped
+            rb = await download(origin, client, tmp_path / "b.bin", options(hub, lan, B)).run()
+        content = origin.content("f.bin")
+    assert rb.path.read_bytes() == content
+    assert rb.sharing is not None
+    assert rb.sharing.banned_holders == (A,)
+    ((reporter, _, report),) = hub.reports
+    assert (reporter, report.node_id, report.verification) == (B, A, Verification.SAMPLED)
+    assert rb.sharing.lan_bytes > 0  # it did take (bad) bytes from A before it was caught
+
+
+async def test_the_first_requester_dies_and_the_other_finishes_without_starting_over(
+    tmp_path: Path,
+) -> None:
+    hub, lan = FakeContentHub(), FakeLan()
+    async with open_test_origin(rate_per_conn=1 * MiB) as origin, aiohttp.ClientSession() as s:
+        origin.add_generated("f.bin", SIZE, digest=True)
+        client = OriginClient(s)
+        a = download(origin, client, tmp_path / "a.bin", options(hub, lan, A))
+        b = download(origin, client, tmp_path / "b.bin", options(hub, lan, B))
+        async with asyncio.timeout(BOUND), asyncio.TaskGroup() as tg:
+            task_a = tg.create_task(a.run())
+            task_b = tg.create_task(b.run())
+            for _ in range(int(BOUND / 0.05)):  # until B took a good part from A
+                if lan.served.get(A, 0) >= 2 * MiB:
+                    break
+                await asyncio.sleep(0.05)
+            lan.unplug(A)  # A dies: its streams fail, the hub forgets it
+            hub.expire(A)
+            task_a.cancel()
+        rb = task_b.result()
+        content = origin.content("f.bin")
+    assert rb.path.read_bytes() == content
+    assert rb.sharing is not None
+    assert rb.sharing.lan_bytes >= 2 * MiB
+    assert rb.sharing.origin_bytes < SIZE  # what it got from A stayed its own
+
+
+async def test_an_unreachable_index_falls_back_to_the_origin(tmp_path: Path) -> None:
+    hub, lan = FakeContentHub(), FakeLan()
+    hub.down = True
+    async with open_test_origin() as origin, aiohttp.ClientSession() as s:
+        origin.add_generated("f.bin", SIZE)
+        client = OriginClient(s)
+        async with asyncio.timeout(BOUND):
+            rb = await download(origin, client, tmp_path / "b.bin", options(hub, lan, B)).run()
+        content = origin.content("f.bin")
+    assert rb.path.read_bytes() == content
+    assert rb.sharing is not None
+    assert not rb.sharing.joined
+    assert rb.sharing.notes == (SharingNote.INDEX_UNREACHABLE,)
+    assert [c[1] for c in hub.calls] == ["join"]
+
+
+async def test_an_index_gone_silent_lifts_the_restriction_on_the_origin_link(
+    tmp_path: Path,
+) -> None:
+    hub, lan = FakeContentHub(), FakeLan()
+    async with open_test_origin(rate_per_conn=4 * MiB) as origin, aiohttp.ClientSession() as s:
+        origin.add_generated("f.bin", SIZE)
+        client = OriginClient(s)
+        b = download(origin, client, tmp_path / "b.bin", options(hub, lan, B))
+        async with asyncio.timeout(BOUND), asyncio.TaskGroup() as tg:
+            task = tg.create_task(b.run())
+            for _ in range(int(BOUND / 0.01)):  # joined: now the hub goes silent
+                if hub.calls:
+                    break
+                await asyncio.sleep(0.01)
+            hub.down = True
+        rb = task.result()
+        content = origin.content("f.bin")
+    assert rb.path.read_bytes() == content
+    assert rb.sharing is not None
+    assert rb.sharing.joined
+    assert SharingNote.INDEX_SILENT in rb.sharing.notes
+
+
+async def test_without_any_check_holders_are_not_used(tmp_path: Path) -> None:
+    hub, lan = FakeContentHub(), FakeLan()
+    async with open_test_origin() as origin, aiohttp.ClientSession() as s:
+        origin.add_generated("f.bin", SIZE)
+        client = OriginClient(s)
+        async with asyncio.timeout(BOUND):
+            await download(origin, client, tmp_path / "a.bin", options(hub, lan, A)).run()
+            b = download(origin, client, tmp_path / "b.bin", options(hub, lan, B), verify_sample=0)
+            rb = await b.run()
+        content = origin.content("f.bin")
+    assert rb.path.read_bytes() == content
+    assert rb.sharing is not None
+    assert rb.sharing.notes == (SharingNote.NO_CHECK,)
+    assert rb.sharing.lan_bytes == 0
+    assert rb.sharing.origin_bytes >= SIZE  # every byte over its own link
+    assert B not in lan.served
+
+
+async def test_a_content_that_is_not_shareable_never_joins(tmp_path: Path) -> None:
+    hub, lan = FakeContentHub(), FakeLan()
+    served = tmp_path / "served.bin"
+    served.write_bytes(bytes(range(256)) * (SIZE // 256))  # modified now: a weak date
+    async with open_test_origin(weak_etag=True) as origin, aiohttp.ClientSession() as s:
+        origin.add_file("f.bin", served)
+        client = OriginClient(s)
+        async with asyncio.timeout(BOUND):
+            rb = await download(origin, client, tmp_path / "b.bin", options(hub, lan, B)).run()
+        content = origin.content("f.bin")
+    assert rb.path.read_bytes() == content
+    assert hub.calls == []
+    assert rb.sharing is not None
+    assert rb.sharing.notes == (SharingNote.NOT_SHAREABLE,)
+
+
+async def test_a_listed_holder_that_cannot_be_reached_is_dropped_and_not_reported(
+    tmp_path: Path,
+) -> None:
+    hub, lan = FakeContentHub(), FakeLan()
+    async with open_test_origin() as origin, aiohttp.ClientSession() as s:
+        origin.add_generated("f.bin", SIZE)
+        client = OriginClient(s)
+        async with asyncio.timeout(BOUND):
+            await download(origin, client, tmp_path / "a.bin", options(hub, lan, A)).run()
+            lan.unplug(A)  # the index still lists A as holding everything: nobody is granted
+            rb = await download(origin, client, tmp_path / "b.bin", options(hub, lan, B)).run()
+        content = origin.content("f.bin")
+    assert rb.path.read_bytes() == content
+    assert rb.sharing is not None
+    assert rb.sharing.lan_bytes == 0
+    assert rb.sharing.banned_holders == ()  # it failed, it did not lie: no report
+    assert hub.reports == []
