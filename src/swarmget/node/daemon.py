@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import socket
 import time
 from collections.abc import AsyncIterator, Callable
@@ -34,6 +35,7 @@ from swarmget.core.identity import NodeIdentity
 from swarmget.net.auth import wait_for_next_second
 from swarmget.net.guard import make_guarded_connector
 from swarmget.net.hub_client import HubApi, HubPool, Registration
+from swarmget.net.looplag import LoopLagProbe, interval_from_env
 from swarmget.net.membership import MembershipState, run_membership
 from swarmget.net.metrics import metrics_handler
 from swarmget.net.origin import OriginClient
@@ -338,8 +340,10 @@ async def open_node(config: NodeConfig, *, pages: MountPages | None = None) -> A
             fleet=fleet_fn(peer_session, hub, config.secret, identity, own_entry),
         )
         user_app = make_user_app(api)
+        lag_probe = _loop_lag_probe()
+        probes = () if lag_probe is None else (lag_probe,)
         user_app.router.add_get(
-            METRICS_PATH, metrics_handler(NodeCollector(node_id, manager, helper, daily))
+            METRICS_PATH, metrics_handler(NodeCollector(node_id, manager, helper, daily), *probes)
         )
         if pages is not None:
             node.portal = pages(user_app, api, node_id)
@@ -356,6 +360,8 @@ async def open_node(config: NodeConfig, *, pages: MountPages | None = None) -> A
         if node.portal is not None:
             node.portal.bind(node.api_url)
         stop_tasks: list[asyncio.Task[Any]] = [flushing]
+        if lag_probe is not None:
+            stop_tasks.append(tg.create_task(lag_probe.run()))
         if hub is not None:
             port = int(peer_url.rsplit(":", 1)[1])
             registration = Registration(
@@ -388,6 +394,12 @@ async def open_node(config: NodeConfig, *, pages: MountPages | None = None) -> A
             manager.shut_down()
             for task in stop_tasks:
                 task.cancel()
+
+
+def _loop_lag_probe() -> LoopLagProbe | None:
+    """The event loop lag probe, when ``SWARMGET_LOOP_LAG_PROBE`` asks for one."""
+    interval = interval_from_env(os.environ)
+    return None if interval is None else LoopLagProbe(interval)
 
 
 def _counts(manager: DownloadManager, helper: HelperService) -> Counts:
