@@ -122,7 +122,9 @@ async def one_run(
     extra: dict[int, list[str]] = {0: ["--connections", "1"]}
     extra.update({i: ["--rate-limit", str(rate)] for i in range(1, n + 1)})
     async with (
-        open_local_swarm(root, n + 1, node_extra=extra, hub_ttl=15.0) as swarm,
+        open_local_swarm(
+            root, n + 1, node_extra=extra, hub_ttl=15.0, hub_extra=["--peers-limit", "64"]
+        ) as swarm,
         aiohttp.ClientSession() as session,
     ):
         return await _download(swarm, session, n, url, digest, size, rate, profile)
@@ -140,7 +142,7 @@ async def _download(
 ) -> dict[str, Any]:
     node = swarm.node(0)
     api = NodeApi(session, node)
-    helpers = await wait_peers(api, n)
+    helpers = await wait_peers(api, n)  # at most 64: the hub's largest answer
     load = load_average()
     lag0 = await lag_buckets(session, node.api_url)
     cpu0, t0 = cpu_seconds(node.proc.pid), time.monotonic()
