@@ -10,6 +10,9 @@ So the node's local API (and the portal on it) also checks *who* connects:
   connection's peer and whose remote address is ours (the way ``identd`` answers).
 
 ``connection_uid`` returns that uid, or None when it cannot be told (then the caller refuses).
+Reading ``/proc/net/tcp`` makes the kernel list every TCP socket of the host: with a swarm of
+connections that is milliseconds of CPU on the event loop, so ``ConnectionUids`` asks once per
+connection (a keep-alive connection's owner cannot change) rather than once per request.
 ``find_uid`` is the pure parser of the table, for the tests and for whoever reads the table.
 """
 
@@ -18,9 +21,11 @@ from __future__ import annotations
 import contextlib
 import socket
 import struct
+import weakref
+from collections.abc import Callable
 from typing import Any
 
-__all__ = ["connection_uid", "find_uid", "proc_address"]
+__all__ = ["ConnectionUids", "connection_uid", "find_uid", "proc_address"]
 
 _TABLES = {socket.AF_INET: "/proc/net/tcp", socket.AF_INET6: "/proc/net/tcp6"}
 
@@ -65,3 +70,27 @@ def connection_uid(transport: Any) -> int | None:
             return find_uid(f.read(), local, remote)
     except (OSError, ValueError):
         return None
+
+
+class ConnectionUids:
+    """``connection_uid`` remembered per connection (transport) while it lives: a uid found
+    is the socket's owner for good. A connection whose owner could not be told is asked
+    again on its next request."""
+
+    def __init__(self, lookup: Callable[[Any], int | None] = connection_uid) -> None:
+        self._lookup = lookup
+        self._known: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()
+
+    def uid(self, transport: Any) -> int | None:
+        if transport is None:
+            return None
+        try:
+            return self._known[transport]
+        except KeyError:
+            pass
+        except TypeError:  # cannot be weakly referenced: nothing to remember it by
+            return self._lookup(transport)
+        uid = self._lookup(transport)
+        if uid is not None:
+            self._known[transport] = uid
+        return uid

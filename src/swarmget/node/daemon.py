@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import socket
 import time
 from collections.abc import AsyncIterator, Callable
@@ -36,6 +37,7 @@ from swarmget.defaults import DEFAULT_CACHE_BUDGET
 from swarmget.net.auth import wait_for_next_second
 from swarmget.net.guard import make_guarded_connector
 from swarmget.net.hub_client import HubApi, HubPool, Registration
+from swarmget.net.looplag import LoopLagProbe, interval_from_env
 from swarmget.net.membership import MembershipState, run_membership
 from swarmget.net.metrics import metrics_handler
 from swarmget.net.origin import OriginClient
@@ -359,12 +361,15 @@ async def open_node(config: NodeConfig, *, pages: MountPages | None = None) -> A
             fleet=fleet_fn(peer_session, hub, config.secret, identity, own_entry),
         )
         user_app = make_user_app(api)
+        lag_probe = _loop_lag_probe()
+        probes = () if lag_probe is None else (lag_probe,)
         user_app.router.add_get(
             METRICS_PATH,
             metrics_handler(
                 NodeCollector(
                     node_id, manager, helper, daily, holder=holder, share_cache=share_cache
-                )
+                ),
+                *probes,
             ),
         )
         if pages is not None:
@@ -382,6 +387,8 @@ async def open_node(config: NodeConfig, *, pages: MountPages | None = None) -> A
         if node.portal is not None:
             node.portal.bind(node.api_url)
         stop_tasks: list[asyncio.Task[Any]] = [flushing]
+        if lag_probe is not None:
+            stop_tasks.append(tg.create_task(lag_probe.run()))
         if hub is not None:
             port = int(peer_url.rsplit(":", 1)[1])
             registration = Registration(
@@ -424,6 +431,12 @@ def _sharing(config: NodeConfig) -> tuple[HoldingsRegistry, ShareCache, HolderSe
     cache = ShareCache(config.state_dir, holdings, SharePolicy(config.cache_budget))
     cache.load()
     return holdings, cache, HolderService(holdings)
+
+
+def _loop_lag_probe() -> LoopLagProbe | None:
+    """The event loop lag probe, when ``SWARMGET_LOOP_LAG_PROBE`` asks for one."""
+    interval = interval_from_env(os.environ)
+    return None if interval is None else LoopLagProbe(interval)
 
 
 def _counts(manager: DownloadManager, helper: HelperService) -> Counts:

@@ -56,7 +56,7 @@ from swarmget.core.scheduler import SchedulerConfig
 from swarmget.core.urls import validate_url
 from swarmget.engine import DownloadSpec
 from swarmget.net.auth import json_error
-from swarmget.net.peercred import connection_uid
+from swarmget.net.peercred import ConnectionUids
 from swarmget.node.downloads import DownloadManager, describe, resolve_destination
 from swarmget.node.fleet import FleetFn
 from swarmget.node.settings import RuntimeSettings
@@ -101,6 +101,7 @@ class UserApi:
         self.status = status
         self.peers = peers
         self.allowed_uids = frozenset({os.geteuid(), 0})  # the node's user, and root
+        self.connection_uids = ConnectionUids()  # who is at the other end, per connection
         # group access: whoever the kernel let connect to the 0660 socket (in the 0750
         # state directory) is a member of its group; on 127.0.0.1, still the user only
         self.unix_group_access = unix_group_access
@@ -141,7 +142,7 @@ def _error(exc: SwarmgetError) -> web.Response:
 async def _same_user(request: web.Request, handler: Any) -> web.StreamResponse:
     if not (request.path == METRICS_PATH and request.method == "GET"):  # counters: anyone
         api = request.app[API]
-        uid = connection_uid(request.transport)
+        uid = api.connection_uids.uid(request.transport)
         if uid is None or not (uid in api.allowed_uids or _group_member(api, request)):
             return _refusal("forbidden", "only the node's own user may use its local API")
     result: web.StreamResponse = await handler(request)

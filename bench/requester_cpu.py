@@ -1,0 +1,220 @@
+"""The requester's CPU and event-loop lag with many rate-limited helpers (issues #14, #17).
+
+What it measures
+    A real requester node (127.0.0.2, ``--connections 1``) downloads one file from
+    swarmget's test origin (a process; ``--rate-per-ip``: every client address capped to the
+    rate) with N real helper nodes (127.0.0.3 ...), each also capped by its own
+    ``--rate-limit`` (default 2 MiB/s), so what is available is (N + 1) x the rate. Hub and
+    nodes are processes (``swarmget.testing.swarm``).
+    Reported per N: the received rate (file size / time from the request to the verified
+    file) against what is available, the requester process's CPU (utime + stime from
+    ``/proc/PID/stat`` over the same interval) as a share of one core and per 10 MiB/s
+    received, and the event loop's lag p50/p99/max inside the requester, read from its
+    ``/metrics`` (the ``SWARMGET_LOOP_LAG_PROBE`` probe, every 10 ms, histogram diffed over
+    the download; p50/p99 are bucket upper bounds). The load average is printed with each
+    run: CPU time is fairly robust to other load on the machine, lag is not.
+
+How to run it
+    PYTHONPATH=src .venv/bin/python bench/requester_cpu.py --helpers 8,16,64 [--seconds 8]
+    [--size 512M] [--rate 2M] [--profile DIR (py-spy record of the requester, if installed)]
+    JSON lines go to ``--out`` (default bench/out/requester_cpu.jsonl).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from common import (
+    MiB,
+    cached_sha256,
+    ensure_test_file,
+    load_average,
+    parse_size,
+    stop_process,
+)
+
+from swarmget.testing.swarm import LocalSwarm, NodeApi, open_local_swarm
+
+PROBE_INTERVAL = "0.01"
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+@contextlib.contextmanager
+def running_origin(data: Path, rate: int) -> Iterator[str]:
+    """swarmget's test origin (a process) serving ``data``, each client address capped to
+    ``rate`` by a token bucket. (nginx's ``limit_rate`` lets every response burst a second's
+    worth first, so the requester's many short ranges went 10x over it.)"""
+    cmd = [sys.executable, "-m", "swarmget.testing.origin", "--port", "0"]
+    cmd += ["--real-file", f"{data.name}={data}", "--rate-per-ip", str(rate)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, start_new_session=True)
+    try:
+        assert proc.stdout is not None
+        base_url = json.loads(proc.stdout.readline())["base_url"]
+        yield f"{base_url.rstrip('/')}/files/{data.name}"
+    finally:
+        stop_process(proc)
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS  # utime, stime
+
+
+async def lag_buckets(session: aiohttp.ClientSession, api_url: str) -> dict[str, Any]:
+    async with session.get(f"{api_url}/metrics") as resp:
+        text = await resp.text()
+    buckets: dict[float, float] = {}
+    lag_max = 0.0
+    for line in text.splitlines():
+        if line.startswith("swarmget_event_loop_lag_seconds_bucket"):
+            bound = line.split('le="')[1].split('"')[0]
+            buckets[float(bound)] = float(line.rsplit(" ", 1)[1])
+        elif line.startswith("swarmget_event_loop_lag_max_seconds "):
+            lag_max = float(line.rsplit(" ", 1)[1])
+    return {"buckets": buckets, "max": lag_max}
+
+
+def quantile(before: dict[float, float], after: dict[float, float], q: float) -> float:
+    """The upper bound of the bucket holding quantile ``q`` of the observations between."""
+    diff = {b: after[b] - before.get(b, 0.0) for b in sorted(after)}
+    total = diff[max(diff)] if diff else 0.0
+    for bound, cumulative in diff.items():
+        if total and cumulative >= q * total:
+            return bound
+    return float("nan")
+
+
+async def wait_peers(api: NodeApi, n: int) -> list[str]:
+    for _ in range(1200):
+        peers = await api.peers()
+        if len(peers) >= n:
+            return [p["node_id"] for p in peers]
+        await asyncio.sleep(0.1)
+    raise RuntimeError(f"only {len(await api.peers())} of {n} helpers registered")
+
+
+def start_profiler(pid: int, out: Path, seconds: float) -> subprocess.Popen[bytes] | None:
+    spy = shutil.which("py-spy")
+    if spy is None:
+        print("py-spy not found: no profile")
+        return None
+    cmd = [spy, "record", "--pid", str(pid), "--rate", "200", "--format", "speedscope"]
+    cmd += ["--output", str(out), "--duration", str(int(seconds) + 1), "--nonblocking"]
+    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+async def one_run(
+    n: int, url: str, digest: str, size: int, rate: int, root: Path, profile: Path | None
+) -> dict[str, Any]:
+    extra: dict[int, list[str]] = {0: ["--connections", "1"]}
+    extra.update({i: ["--rate-limit", str(rate)] for i in range(1, n + 1)})
+    async with (
+        open_local_swarm(
+            root, n + 1, node_extra=extra, hub_ttl=15.0, hub_extra=["--peers-limit", "64"]
+        ) as swarm,
+        aiohttp.ClientSession() as session,
+    ):
+        return await _download(swarm, session, n, url, digest, size, rate, profile)
+
+
+async def _download(
+    swarm: LocalSwarm,
+    session: aiohttp.ClientSession,
+    n: int,
+    url: str,
+    digest: str,
+    size: int,
+    rate: int,
+    profile: Path | None,
+) -> dict[str, Any]:
+    node = swarm.node(0)
+    api = NodeApi(session, node)
+    helpers = await wait_peers(api, n)  # at most 64: the hub's largest answer
+    load = load_average()
+    lag0 = await lag_buckets(session, node.api_url)
+    cpu0, t0 = cpu_seconds(node.proc.pid), time.monotonic()
+    spy = None
+    if profile is not None:
+        spy = start_profiler(node.proc.pid, profile / f"requester-{n}.json", size / rate / n)
+    download = await api.start(url, output="out.bin", checksums=[f"sha256:{digest}"],
+                               helpers=helpers)  # fmt: skip
+    result = await api.wait(download, limit=600.0)
+    wall, cpu = time.monotonic() - t0, cpu_seconds(node.proc.pid) - cpu0
+    lag1 = await lag_buckets(session, node.api_url)
+    if spy is not None:
+        spy.wait(timeout=60)
+    if result.get("state") != "done":
+        raise RuntimeError(f"download failed: {result}")
+    (node.download_dir / "out.bin").unlink()
+    received = size / wall / MiB
+    available = (n + 1) * rate / MiB
+    return {
+        "helpers": n,
+        "size_mib": size / MiB,
+        "load_before": load,
+        "load_after": load_average(),
+        "wall_s": round(wall, 2),
+        "received_mib_s": round(received, 1),
+        "available_mib_s": round(available, 1),
+        "share_of_available": round(received / available, 3),
+        "cpu_s": round(cpu, 2),
+        "cpu_share": round(cpu / wall, 3),
+        "cpu_per_10mib_s": round(cpu / wall / (received / 10), 4),
+        "lag_p50_ms": 1000 * quantile(lag0["buckets"], lag1["buckets"], 0.5),
+        "lag_p99_ms": 1000 * quantile(lag0["buckets"], lag1["buckets"], 0.99),
+        "lag_max_ms": round(1000 * lag1["max"], 1),
+        "received_by_source_mib": _by_source(result),
+    }
+
+
+def _by_source(result: dict[str, Any]) -> dict[str, float]:
+    sources = (result.get("progress") or {}).get("sources", [])
+    return {str(s["id"])[:8]: round(s["received"] / MiB, 1) for s in sources}
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--helpers", default="8,16,64", help="comma-separated N")
+    p.add_argument("--rate", type=parse_size, default=2 * MiB, help="per helper, bytes/s")
+    p.add_argument("--size", type=parse_size, help="file size (default: --seconds of it all)")
+    p.add_argument("--seconds", type=float, default=8.0, help="ideal download time")
+    p.add_argument("--cache-dir", type=Path, default=Path("/tmp/swarmget-bench"))
+    p.add_argument("--out", type=Path, default=Path(__file__).parent / "out/requester_cpu.jsonl")
+    p.add_argument("--label", default="", help="a note in each JSON line (e.g. the commit)")
+    p.add_argument("--profile", type=Path, help="py-spy profiles of the requester into DIR")
+    args = p.parse_args()
+    os.environ["SWARMGET_LOOP_LAG_PROBE"] = PROBE_INTERVAL  # the nodes inherit it
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    for n in (int(x) for x in args.helpers.split(",")):
+        want = args.size or int((n + 1) * args.rate * args.seconds)
+        size = max(MiB, want // MiB * MiB)
+        data = ensure_test_file(args.cache_dir, size)
+        digest = cached_sha256(data)
+        if args.profile is not None:
+            args.profile.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix="swarmget-bench-rcpu-") as tmp:
+            with running_origin(data, args.rate) as url:
+                root = Path(tmp) / "swarm"
+                row = asyncio.run(one_run(n, url, digest, size, args.rate, root, args.profile))
+        row["label"] = args.label
+        print(json.dumps(row), flush=True)
+        with args.out.open("a") as f:
+            f.write(json.dumps(row) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
