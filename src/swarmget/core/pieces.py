@@ -73,10 +73,19 @@ class Lease:
     samples: RateWindow = field(default_factory=RateWindow)
     #: its answer was recorded as good (bytes flowed) in its source's window
     answered: bool = False
+    #: how many reports of data it made, and when the first came (None: none yet)
+    deliveries: int = 0
+    first_data: float | None = None
 
     def rate(self, now: float) -> float | None:
         """Bytes/s of this stream over the last few seconds (None: too early to tell)."""
         return self.samples.rate(now, self.started)
+
+    def gap(self) -> float | None:
+        """The mean time between two of its reports of data (None: fewer than two)."""
+        if self.first_data is None or self.deliveries < 2:
+            return None
+        return (self.last_data - self.first_data) / (self.deliveries - 1)
 
 
 def align_up(offset: int, align: int) -> int:
@@ -250,6 +259,9 @@ class PieceMap:
         lease.cursor = got.end
         lease.last_data = now
         lease.received += nbytes
+        lease.deliveries += 1
+        if lease.first_data is None:
+            lease.first_data = now
         lease.samples.prune(now)
         lease.samples.add(now, nbytes)
         piece = self._pieces[lease.piece_id]

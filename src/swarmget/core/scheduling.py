@@ -32,6 +32,12 @@ class SchedulerConfig:
     #: progress: the endgame copies and the frontier rescue may take its piece (it is only
     #: revoked after ``stall_timeout``)
     silence: float = 2.0
+    #: ... or for this many of its own usual gaps between two reports of data, if that is
+    #: shorter (but never less than ``silence_floor``): a helper that streamed steadily and
+    #: then hung is noticed within a few of its own beats, not after ``silence``; its source
+    #: gets no new work until it delivers again
+    silence_gaps: float = 10.0
+    silence_floor: float = 0.25
     #: consecutive failures without progress before a source is banned
     max_failures: int = 5
     #: BROKEN answers (lies, short bodies) in the last ``judge_window`` answers before a source
@@ -59,8 +65,8 @@ class SchedulerConfig:
     def __post_init__(self) -> None:
         if not 0 < self.min_piece <= self.max_piece:
             raise ValueError("need 0 < min_piece <= max_piece")
-        if self.silence <= 0:
-            raise ValueError("silence must be positive")
+        if self.silence <= 0 or self.silence_gaps <= 0 or self.silence_floor <= 0:
+            raise ValueError("silence, silence_gaps and silence_floor must be positive")
         if self.min_steal <= 0 or self.stall_timeout <= 0 or self.max_failures < 1:
             raise ValueError("min_steal, stall_timeout and max_failures must be positive")
         if self.align < 1:

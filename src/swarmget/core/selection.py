@@ -102,6 +102,8 @@ class Selector:
 
     def pick(self, src: Source, now: float) -> Pick | None:
         """What ``src`` (with an idle slot) should fetch next; None: nothing worth it."""
+        if src.quiet(now, self.config):
+            return None  # it holds work and shows no progress: nothing more for now
         if src.suspect:  # it stalled: a small probe of missing bytes, nothing held by others
             return self._take_missing(src, probe=True)
         rescue = self._rescue_frontier(src, now)
@@ -158,6 +160,8 @@ class Selector:
         for piece in self._views.steal:
             if piece.remaining < 2 * self.config.min_steal:
                 break  # neither part could be min_steal: nor of any smaller piece
+            if self._silent(self.pieces.holder(piece), now):
+                continue  # its holder hangs: a copy takes all of it (the endgame), not half
             split = self._split_point(piece, thief, now)
             if split is not None and thief.may_serve(ByteRange(split, piece.end)):
                 return Split(piece, split)
@@ -271,6 +275,8 @@ class Selector:
         """Split ``piece`` if ``src`` is about as fast as its holder (the two then work side
         by side), else duplicate it if ``src`` is faster; None if neither is worth it."""
         mine, theirs = src.slot_rate(now), self._rate(holder, now)
+        if theirs == 0.0:
+            return Duplicate(piece)  # a silent holder: take it all, it may never come back
         if holder.cursor == piece.frontier and (not theirs or (mine or 0) >= 0.8 * theirs):
             ahead = int((theirs or 0) * self.config.rescue_keep)
             split = align_up(piece.frontier + max(self.config.min_steal, ahead), self.config.align)
@@ -283,12 +289,17 @@ class Selector:
     # --- comparing speeds ----------------------------------------------------------------------
 
     def _rate(self, holder: Lease, now: float) -> float | None:
-        """``holder``'s rate, but 0 once it has been silent for ``config.silence`` (since its
-        last data, or its start): a hung stream's windowed rate only fades over seconds, and
-        its piece should not wait."""
-        if now - holder.last_data >= self.config.silence:
+        """``holder``'s rate, but 0 once it is silent (``_silent``): a hung stream's windowed
+        rate only fades over seconds, and its piece should not wait."""
+        if self._silent(holder, now):
             return 0.0
         return holder.rate(now)
+
+    def _silent(self, holder: Lease, now: float) -> bool:
+        """No data from ``holder`` (since its last, or its start) for its source's silence:
+        ``config.silence``, or fewer seconds for a source whose streams report steadily
+        (``SchedulerConfig.silence_gaps``)."""
+        return now - holder.last_data >= self.sources[holder.source_id].silence(self.config)
 
     def _one_live_copy_at_most(self, piece: Piece, now: float) -> bool:
         """One copy streams ``piece``, or none of its copies has delivered for ``silence``

@@ -80,6 +80,11 @@ class Source:
     probation: bool = False
     #: the order it was first added in (ties in a ranking keep it)
     index: int = 0
+    #: the usual time between two reports of data of one of its streams (None: not seen)
+    gap: float | None = None
+    #: when it last delivered a byte, and when it last went from no lease to one
+    last_data: float = float("-inf")
+    busy_since: float = float("-inf")
 
     # --- queries -------------------------------------------------------------------------------
 
@@ -107,6 +112,19 @@ class Source:
         if not self.leases and not self.samples:
             return self.last_rate  # idle: how fast it was when it worked
         return self.samples.rate(now, self.first_data)
+
+    def silence(self, config: SchedulerConfig) -> float:
+        """How long a stream of it may go without data before it counts as silent (see
+        ``SchedulerConfig.silence_gaps``)."""
+        if self.gap is None:
+            return config.silence
+        return min(config.silence, max(config.silence_floor, config.silence_gaps * self.gap))
+
+    def quiet(self, now: float, config: SchedulerConfig) -> bool:
+        """It holds leases and has delivered nothing for its ``silence`` (since it last
+        delivered or, if later, got work after having none): no progress to show."""
+        waited = now - max(self.last_data, self.busy_since)
+        return bool(self.leases) and waited >= self.silence(config)
 
     def slot_rate(self, now: float) -> float | None:
         rate = self.rate(now)
@@ -145,6 +163,7 @@ class Source:
             self.first_data = lease_started
         if nbytes:
             self.suspect = False  # it proved progress
+            self.last_data = now
 
     def credit(self, write: ByteRange) -> None:
         """``write`` was claimed from this source's stream: it delivered those bytes first."""
@@ -220,7 +239,9 @@ class SourceBook:
         else:
             self._open.pop(src.id, None)
 
-    def hold(self, src: Source, lease_id: int) -> None:
+    def hold(self, src: Source, lease_id: int, now: float) -> None:
+        if not src.leases:
+            src.busy_since = now
         src.leases.add(lease_id)
         if len(src.leases) >= src.slots:
             self._open.pop(src.id, None)
