@@ -58,6 +58,9 @@ class SchedulerConfig:
     #: ... by leaving its holder this many seconds of its stream and giving the rest to an
     #: idle slot about as fast
     rescue_keep: float = 1.0
+    #: ... looking at the lowest this many pieces in flight (the ones holding up the prefix;
+    #: a hung holder's piece beyond them is copied in the endgame)
+    rescue_depth: int = 512
     #: piece boundaries fall on multiples of this (a manifest's piece size: then most
     #: verifiable pieces come from one source, which is who to blame when one is bad)
     align: int = 1
@@ -69,8 +72,8 @@ class SchedulerConfig:
             raise ValueError("silence, silence_gaps and silence_floor must be positive")
         if self.min_steal <= 0 or self.stall_timeout <= 0 or self.max_failures < 1:
             raise ValueError("min_steal, stall_timeout and max_failures must be positive")
-        if self.align < 1:
-            raise ValueError("align must be >= 1")
+        if self.align < 1 or self.rescue_depth < 1:
+            raise ValueError("align and rescue_depth must be >= 1")
         if self.max_broken < 1 or self.judge_window < self.max_broken:
             raise ValueError("need 1 <= max_broken <= judge_window")
 

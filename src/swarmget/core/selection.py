@@ -13,7 +13,9 @@ missing bytes. Otherwise, in order:
   claimed beyond such a piece and its holder needs more than ``1.5 * rescue_keep`` seconds to
   finish it, an idle slot about as fast as the holder takes all of the piece but the holder's
   next ``rescue_keep`` seconds (a ``Split``); a faster slot, if too little is left to split,
-  gets a ``Duplicate`` of it (as in the endgame). Either way before it takes new work.
+  gets a ``Duplicate`` of it (as in the endgame). Either way before it takes new work. A
+  silent holder's piece (see the endgame) is copied whole, never split, and a steal passes
+  it by. Only the lowest ``rescue_depth`` pieces in flight are looked at.
 * **Missing bytes** come next, lowest first, in pieces sized so that every slot gets about
   ``pieces_per_slot`` of them (``TakeMissing``).
 
@@ -30,15 +32,18 @@ missing bytes. Otherwise, in order:
   split)``, the thief gets ``[split, end)``.
 * **Endgame.** When nothing can be split any more, an idle source that is faster than a
   piece's holder gets a ``Duplicate`` of ``[frontier, end)``; both stream, whichever is ahead
-  claims the bytes, the first to reach the end wins. A stream silent for ``silence``
-  seconds (since its last data or its start) counts as rate 0 (a hung helper's windowed
-  rate only fades over seconds), and a piece whose copies are all silent may get one more.
+  claims the bytes, the first to reach the end wins. A *silent* stream (no data, since its
+  last or its start, for ``silence_gaps`` of its source's usual gaps between reports, within
+  ``[silence_floor, silence]`` seconds) counts as rate 0 (a hung helper's windowed rate only
+  fades over seconds), and a piece whose copies are all silent may get one more. A *quiet*
+  source (it holds work, all silent: ``core.sources``) gets nothing.
 
 **Cost.** What these rules read of the ledger (the pieces a rescue may help, the pieces by
 size for stealing, the pieces worth a copy by time to finish) is worked out once per change
 of the ledger and kept (``_Views``): in one ``poll`` the ledger only changes when a pick is
 carried out, so every idle source that finds nothing costs O(1) to O(its slots), not a sort
-of every piece.
+of every piece. The rescue list reads the ledger's pieces in order of start and its claimed
+total, both kept up to date on events (``PieceMap``), and at most ``rescue_depth`` pieces.
 """
 
 from __future__ import annotations
@@ -238,23 +243,24 @@ class Selector:
         return None
 
     def _rescuable(self, now: float) -> Iterator[tuple[Piece, Lease]]:
-        """The single-copy pieces a rescue may help, lowest first (whoever asks); worked
-        out as far as the sources asking need."""
+        """The single-copy pieces a rescue may help, lowest first (whoever asks), among the
+        lowest ``config.rescue_depth`` pieces in flight; worked out as far as the sources
+        asking need. Costs O(depth) ledger reads (the ledger keeps its pieces by start and
+        its claimed total), not a sort of every piece."""
         config = self.config
         size = self.pieces.size
         first_missing = self.pieces.first_missing()
         limit = size if first_missing is None else first_missing.start
         threshold = min(config.rescue_backlog, max(1, size // 8))
         done = self.pieces.claimed_ranges()  # sorted, disjoint
-        done_total = sum(r.length for r in done)
+        done_total = self.pieces.claimed_total()
         soon = max(config.endgame_min_eta, 1.5 * config.rescue_keep)
-        in_flight = sorted(
-            (p for p in self.pieces.pieces() if p.remaining), key=lambda p: p.frontier
-        )
         i = before = 0  # before: claimed bytes in done[:i], all below the piece's frontier
-        for piece in in_flight:
-            if piece.frontier > limit:
+        for depth, piece in enumerate(self.pieces.pieces_by_start()):
+            if piece.frontier > limit or depth >= config.rescue_depth:
                 break  # unleased bytes come first: the next assignment takes them
+            if not piece.remaining:
+                continue
             while i < len(done) and done[i].end <= piece.frontier:
                 before += done[i].length
                 i += 1

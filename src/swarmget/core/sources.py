@@ -25,7 +25,12 @@ together, which ordinary sources leave to them while other bytes are missing.
 **Trust** (issue #17). A source must show progress to get more work. A lease that stalls
 (no data for ``stall_timeout``) makes its source *suspect*: until it delivers a byte again it
 holds one lease at most, a small probe of missing bytes (``min_piece``), and is given no
-steal, copy or rescue; its stalls still count towards a ban. A source added while others are
+steal, copy or rescue; its stalls still count towards a ban. The same holds much sooner for
+a stream that goes *silent*: no data for ``silence_gaps`` of the usual gaps between its
+source's reports of data (at least ``silence_floor``, at most ``silence`` seconds;
+``Source.silence``). A source that holds work and has been silent that long is *quiet* and
+gets no new work; a silent copy that loses its piece's race leaves its source suspect. A
+source added while others are
 already delivering is on *probation*: one lease (its first piece, to be measured) until its
 first byte; the sources there at the start get all their slots at once (nothing to compare
 them with, and waiting would delay the start).
