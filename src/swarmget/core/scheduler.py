@@ -359,7 +359,8 @@ class Scheduler:
             for other_id in list(piece.leases):
                 other = self._pieces.lease(other_id)
                 loser = self._sources[other.source_id]
-                if now - other.last_data >= loser.silence(self.config):
+                started = other.deliveries > 0
+                if now - other.last_data >= loser.silence(self.config, started=started):
                     loser.suspect = True
                 lost = "another copy finished first"
                 actions.append(Cancel(other_id, other.source_id, lost, CancelCause.LOST_RACE))

@@ -305,7 +305,9 @@ class Selector:
         """No data from ``holder`` (since its last, or its start) for its source's silence:
         ``config.silence``, or fewer seconds for a source whose streams report steadily
         (``SchedulerConfig.silence_gaps``)."""
-        return now - holder.last_data >= self.sources[holder.source_id].silence(self.config)
+        src = self.sources[holder.source_id]
+        waited = now - holder.last_data
+        return waited >= src.silence(self.config, started=holder.deliveries > 0)
 
     def _one_live_copy_at_most(self, piece: Piece, now: float) -> bool:
         """One copy streams ``piece``, or none of its copies has delivered for ``silence``

@@ -118,18 +118,21 @@ class Source:
             return self.last_rate  # idle: how fast it was when it worked
         return self.samples.rate(now, self.first_data)
 
-    def silence(self, config: SchedulerConfig) -> float:
+    def silence(self, config: SchedulerConfig, *, started: bool = True) -> float:
         """How long a stream of it may go without data before it counts as silent (see
-        ``SchedulerConfig.silence_gaps``)."""
-        if self.gap is None:
+        ``SchedulerConfig.silence_gaps``). ``started``: the stream has delivered before; a
+        first byte (a round trip, the helper's own request to the origin) gets all of
+        ``config.silence``."""
+        if self.gap is None or not started:
             return config.silence
         return min(config.silence, max(config.silence_floor, config.silence_gaps * self.gap))
 
     def quiet(self, now: float, config: SchedulerConfig) -> bool:
         """It holds leases and has delivered nothing for its ``silence`` (since it last
         delivered or, if later, got work after having none): no progress to show."""
+        started = self.last_data >= self.busy_since
         waited = now - max(self.last_data, self.busy_since)
-        return bool(self.leases) and waited >= self.silence(config)
+        return bool(self.leases) and waited >= self.silence(config, started=started)
 
     def slot_rate(self, now: float) -> float | None:
         rate = self.rate(now)
