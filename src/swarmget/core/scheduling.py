@@ -32,10 +32,10 @@ class SchedulerConfig:
     #: progress: the endgame copies and the frontier rescue may take its piece (it is only
     #: revoked after ``stall_timeout``)
     silence: float = 2.0
-    #: ... or for this many of its own usual gaps between two reports of data, if that is
-    #: shorter (but never less than ``silence_floor``): a helper that streamed steadily and
-    #: then hung is noticed within a few of its own beats, not after ``silence``; its source
-    #: gets no new work until it delivers again
+    #: ... or, once it delivered, for this many of its source's usual gaps between two
+    #: reports of data, if that is shorter (but never less than ``silence_floor``): a
+    #: helper that streamed steadily and then hung is noticed within a few of its own
+    #: beats, not after ``silence``; its source gets no new work until it delivers again
     silence_gaps: float = 10.0
     silence_floor: float = 0.25
     #: consecutive failures without progress before a source is banned
