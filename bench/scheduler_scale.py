@@ -22,6 +22,8 @@ A point stops after ``--cpu-limit`` seconds of scheduler CPU and says so::
 
     PYTHONPATH=src python bench/scheduler_scale.py --helpers 10,100,300,1000
     PYTHONPATH=src python bench/scheduler_scale.py --helpers 300 --killed 5 --hung 5
+    PYTHONPATH=src python bench/scheduler_scale.py --helpers 100,300,1000,3000 --killed 5 \
+        --hung 5 --both     # CPU per poll against N, efficiency without and with faults
 """
 
 from __future__ import annotations
@@ -182,7 +184,8 @@ def _point(args: argparse.Namespace, n: int) -> None:
     done = stats.done / stats.size
     eff = _ideal(stats.size, run.helpers) / run.now if status == "done" else float("nan")
     print(
-        f"N={n:5d} {status:<20} done={done:6.1%} t={run.now:8.1f}s eff={eff:.3f} "
+        f"N={n:5d} faults={args.killed:g}+{args.hung:g}% {status:<20} done={done:6.1%} "
+        f"t={run.now:8.1f}s eff={eff:.3f} "
         f"bytes={stats.done / max(1, received):.3f} steals={stats.steals} "
         f"dups={stats.duplicates} cpu={run.cpu:7.2f}s polls={run.polls} "
         f"cpu/poll={1e6 * run.poll_cpu / max(1, run.polls):8.0f}us "
@@ -207,7 +210,7 @@ def _profile(args: argparse.Namespace, n: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--helpers", default="10,100,300,1000", help="comma-separated N")
+    parser.add_argument("--helpers", default="100,300,1000,3000", help="comma-separated N")
     parser.add_argument("--size-gib", type=int, default=10)
     parser.add_argument("--median-mib", type=float, default=2.0, help="median helper MiB/s")
     parser.add_argument("--sigma", type=float, default=1.0, help="lognormal sigma of rates")
@@ -226,6 +229,9 @@ def main() -> None:
     parser.add_argument("--max-steps", type=int, default=100_000)
     parser.add_argument("--cpu-limit", type=float, default=120.0, help="scheduler CPU per N")
     parser.add_argument("--profile", type=int, default=0, help="print the top K functions")
+    parser.add_argument(
+        "--both", action="store_true", help="each N without faults too (faults 0 + 0)"
+    )
     args = parser.parse_args()
     sizes = [int(x) for x in args.helpers.split(",")]
     if min(sizes) < 1 or not 0 <= args.killed + args.hung <= 100:
@@ -237,6 +243,9 @@ def main() -> None:
     for n in sizes:
         if args.profile:
             _profile(args, n)
+        elif args.both:  # the same N without faults, then with the faults given
+            _point(argparse.Namespace(**{**vars(args), "killed": 0.0, "hung": 0.0}), n)
+            _point(args, n)
         else:
             _point(args, n)
 

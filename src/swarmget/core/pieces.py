@@ -29,6 +29,7 @@ from the caller.
 
 from __future__ import annotations
 
+import bisect
 import enum
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -73,10 +74,19 @@ class Lease:
     samples: RateWindow = field(default_factory=RateWindow)
     #: its answer was recorded as good (bytes flowed) in its source's window
     answered: bool = False
+    #: how many reports of data it made, and when the first came (None: none yet)
+    deliveries: int = 0
+    first_data: float | None = None
 
     def rate(self, now: float) -> float | None:
         """Bytes/s of this stream over the last few seconds (None: too early to tell)."""
         return self.samples.rate(now, self.started)
+
+    def gap(self) -> float | None:
+        """The mean time between two of its reports of data (None: fewer than two)."""
+        if self.first_data is None or self.deliveries < 2:
+            return None
+        return (self.last_data - self.first_data) / (self.deliveries - 1)
 
 
 def align_up(offset: int, align: int) -> int:
@@ -94,6 +104,10 @@ class PieceMap:
         )
         self._missing = self._claimed.missing(whole)
         self._pieces: dict[int, Piece] = {}
+        #: (start, id) of every piece, sorted: pieces are disjoint, so this is their order
+        #: by frontier too (a split keeps the start, a new piece is inserted)
+        self._by_start: list[tuple[int, int]] = []
+        self._claimed_total = self._claimed.total()
         self._leases: dict[int, Lease] = {}
         #: bytes given back to MISSING after a failure or a bad check
         self.reassigned = 0
@@ -110,7 +124,7 @@ class PieceMap:
         return list(self._claimed)
 
     def claimed_total(self) -> int:
-        return self._claimed.total()
+        return self._claimed_total
 
     def missing_total(self) -> int:
         return self._missing.total()
@@ -144,7 +158,7 @@ class PieceMap:
         return list(self._missing)
 
     def is_complete(self) -> bool:
-        return self._claimed.total() == self.size
+        return self._claimed_total == self.size
 
     def is_duplicated(self) -> bool:
         """Some piece is streamed by more than one lease."""
@@ -162,6 +176,11 @@ class PieceMap:
 
     def pieces(self) -> Iterator[Piece]:
         return iter(self._pieces.values())
+
+    def pieces_by_start(self) -> Iterator[Piece]:
+        """The pieces, lowest first (read lazily: do not change the ledger meanwhile)."""
+        for _, piece_id in self._by_start:
+            yield self._pieces[piece_id]
 
     def piece(self, piece_id: int) -> Piece:
         return self._pieces[piece_id]
@@ -250,6 +269,9 @@ class PieceMap:
         lease.cursor = got.end
         lease.last_data = now
         lease.received += nbytes
+        lease.deliveries += 1
+        if lease.first_data is None:
+            lease.first_data = now
         lease.samples.prune(now)
         lease.samples.add(now, nbytes)
         piece = self._pieces[lease.piece_id]
@@ -258,6 +280,7 @@ class PieceMap:
             return None
         piece.frontier = write.end
         self._claimed.add(write)
+        self._claimed_total += write.length
         return write
 
     def release(self, lease: Lease) -> None:
@@ -272,6 +295,7 @@ class PieceMap:
             self._missing.add(ByteRange(piece.frontier, piece.end))
             self.reassigned += piece.remaining
         del self._pieces[piece.id]
+        del self._by_start[bisect.bisect_left(self._by_start, (piece.start, piece.id))]
 
     def invalidate(self, rng: ByteRange) -> RangeSet:
         """The claimed bytes of ``rng`` turned out bad: make them missing; returns them."""
@@ -280,12 +304,14 @@ class PieceMap:
         for r in bad:
             self._claimed.subtract(r)
             self._missing.add(r)
+        self._claimed_total -= bad.total()
         self.reassigned += bad.total()
         return bad
 
     def _new_piece(self, piece_id: int, start: int, end: int) -> Piece:
         piece = Piece(piece_id, start, end, start)
         self._pieces[piece.id] = piece
+        bisect.insort(self._by_start, (start, piece.id))
         return piece
 
     # --- checks --------------------------------------------------------------------------------
@@ -302,3 +328,6 @@ class PieceMap:
         assert pos == self.size, f"coverage ends at {pos}, size {self.size}"
         for lease in self._leases.values():
             assert lease.id in self._pieces[lease.piece_id].leases
+        # the indexes kept on events agree with working them out again
+        assert self._by_start == sorted((p.start, p.id) for p in self._pieces.values())
+        assert self._claimed_total == self._claimed.total()

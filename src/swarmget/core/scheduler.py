@@ -220,12 +220,15 @@ class Scheduler:
         if not lease.answered and nbytes:
             lease.answered = True
             self._sources.answer(src, lease.id, good=True)
+        gap = lease.gap()
+        if gap is not None:
+            src.gap = gap
         if write is not None:
             src.credit(write)
         piece = self._pieces.piece(lease.piece_id)
         if lease.cursor < piece.end and piece.frontier < piece.end:
             return Claim(write, False)
-        return Claim(write, True, tuple(self._finish(lease, piece)))
+        return Claim(write, True, tuple(self._finish(lease, piece, now)))
 
     def on_failure(
         self,
@@ -333,7 +336,7 @@ class Scheduler:
             lease = pieces.add_lease(
                 pick.piece, lease_id=self._take_id(), source_id=src.id, now=now, duplicate=True
             )
-        self._sources.hold(src, lease.id)
+        self._sources.hold(src, lease.id, now)
         end = pieces.piece(lease.piece_id).end
         return Assign(lease.id, src.id, ByteRange(lease.cursor, end), lease.duplicate)
 
@@ -346,13 +349,19 @@ class Scheduler:
         self._next_id += 1
         return self._next_id - 1
 
-    def _finish(self, lease: Lease, piece: Piece) -> list[Action]:
-        """``lease`` reached its end (or its piece is done): free it, cancel losing copies."""
+    def _finish(self, lease: Lease, piece: Piece, now: float) -> list[Action]:
+        """``lease`` reached its end (or its piece is done): free it, cancel losing copies.
+        A losing copy that had gone silent leaves its source suspect: it showed no progress
+        (the copy was made because of that), so it gets no new work until it delivers."""
         self._release(lease)
         actions: list[Action] = []
         if piece.remaining == 0:
             for other_id in list(piece.leases):
                 other = self._pieces.lease(other_id)
+                loser = self._sources[other.source_id]
+                started = other.deliveries > 0
+                if now - other.last_data >= loser.silence(self.config, started=started):
+                    loser.suspect = True
                 lost = "another copy finished first"
                 actions.append(Cancel(other_id, other.source_id, lost, CancelCause.LOST_RACE))
                 self._release(other)

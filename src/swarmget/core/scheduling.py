@@ -32,6 +32,12 @@ class SchedulerConfig:
     #: progress: the endgame copies and the frontier rescue may take its piece (it is only
     #: revoked after ``stall_timeout``)
     silence: float = 2.0
+    #: ... or, once it delivered, for this many of its source's usual gaps between two
+    #: reports of data, if that is shorter (but never less than ``silence_floor``): a
+    #: helper that streamed steadily and then hung is noticed within a few of its own
+    #: beats, not after ``silence``; its source gets no new work until it delivers again
+    silence_gaps: float = 10.0
+    silence_floor: float = 0.25
     #: consecutive failures without progress before a source is banned
     max_failures: int = 5
     #: BROKEN answers (lies, short bodies) in the last ``judge_window`` answers before a source
@@ -52,6 +58,9 @@ class SchedulerConfig:
     #: ... by leaving its holder this many seconds of its stream and giving the rest to an
     #: idle slot about as fast
     rescue_keep: float = 1.0
+    #: ... looking at the lowest this many pieces in flight (the ones holding up the prefix;
+    #: a hung holder's piece beyond them is copied in the endgame)
+    rescue_depth: int = 512
     #: piece boundaries fall on multiples of this (a manifest's piece size: then most
     #: verifiable pieces come from one source, which is who to blame when one is bad)
     align: int = 1
@@ -59,12 +68,12 @@ class SchedulerConfig:
     def __post_init__(self) -> None:
         if not 0 < self.min_piece <= self.max_piece:
             raise ValueError("need 0 < min_piece <= max_piece")
-        if self.silence <= 0:
-            raise ValueError("silence must be positive")
+        if self.silence <= 0 or self.silence_gaps <= 0 or self.silence_floor <= 0:
+            raise ValueError("silence, silence_gaps and silence_floor must be positive")
         if self.min_steal <= 0 or self.stall_timeout <= 0 or self.max_failures < 1:
             raise ValueError("min_steal, stall_timeout and max_failures must be positive")
-        if self.align < 1:
-            raise ValueError("align must be >= 1")
+        if self.align < 1 or self.rescue_depth < 1:
+            raise ValueError("align and rescue_depth must be >= 1")
         if self.max_broken < 1 or self.judge_window < self.max_broken:
             raise ValueError("need 1 <= max_broken <= judge_window")
 

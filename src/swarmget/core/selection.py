@@ -13,7 +13,9 @@ missing bytes. Otherwise, in order:
   claimed beyond such a piece and its holder needs more than ``1.5 * rescue_keep`` seconds to
   finish it, an idle slot about as fast as the holder takes all of the piece but the holder's
   next ``rescue_keep`` seconds (a ``Split``); a faster slot, if too little is left to split,
-  gets a ``Duplicate`` of it (as in the endgame). Either way before it takes new work.
+  gets a ``Duplicate`` of it (as in the endgame). Either way before it takes new work. A
+  silent holder's piece (see the endgame) is copied whole, never split, and a steal passes
+  it by. Only the lowest ``rescue_depth`` pieces in flight are looked at.
 * **Missing bytes** come next, lowest first, in pieces sized so that every slot gets about
   ``pieces_per_slot`` of them (``TakeMissing``).
 
@@ -30,15 +32,18 @@ missing bytes. Otherwise, in order:
   split)``, the thief gets ``[split, end)``.
 * **Endgame.** When nothing can be split any more, an idle source that is faster than a
   piece's holder gets a ``Duplicate`` of ``[frontier, end)``; both stream, whichever is ahead
-  claims the bytes, the first to reach the end wins. A stream silent for ``silence``
-  seconds (since its last data or its start) counts as rate 0 (a hung helper's windowed
-  rate only fades over seconds), and a piece whose copies are all silent may get one more.
+  claims the bytes, the first to reach the end wins. A *silent* stream (no data, since its
+  last or its start, for ``silence_gaps`` of its source's usual gaps between reports, within
+  ``[silence_floor, silence]`` seconds) counts as rate 0 (a hung helper's windowed rate only
+  fades over seconds), and a piece whose copies are all silent may get one more. A *quiet*
+  source (it holds work, all silent: ``core.sources``) gets nothing.
 
 **Cost.** What these rules read of the ledger (the pieces a rescue may help, the pieces by
 size for stealing, the pieces worth a copy by time to finish) is worked out once per change
 of the ledger and kept (``_Views``): in one ``poll`` the ledger only changes when a pick is
 carried out, so every idle source that finds nothing costs O(1) to O(its slots), not a sort
-of every piece.
+of every piece. The rescue list reads the ledger's pieces in order of start and its claimed
+total, both kept up to date on events (``PieceMap``), and at most ``rescue_depth`` pieces.
 """
 
 from __future__ import annotations
@@ -102,6 +107,8 @@ class Selector:
 
     def pick(self, src: Source, now: float) -> Pick | None:
         """What ``src`` (with an idle slot) should fetch next; None: nothing worth it."""
+        if src.quiet(now, self.config):
+            return None  # it holds work and shows no progress: nothing more for now
         if src.suspect:  # it stalled: a small probe of missing bytes, nothing held by others
             return self._take_missing(src, probe=True)
         rescue = self._rescue_frontier(src, now)
@@ -158,6 +165,8 @@ class Selector:
         for piece in self._views.steal:
             if piece.remaining < 2 * self.config.min_steal:
                 break  # neither part could be min_steal: nor of any smaller piece
+            if self._silent(self.pieces.holder(piece), now):
+                continue  # its holder hangs: a copy takes all of it (the endgame), not half
             split = self._split_point(piece, thief, now)
             if split is not None and thief.may_serve(ByteRange(split, piece.end)):
                 return Split(piece, split)
@@ -234,23 +243,24 @@ class Selector:
         return None
 
     def _rescuable(self, now: float) -> Iterator[tuple[Piece, Lease]]:
-        """The single-copy pieces a rescue may help, lowest first (whoever asks); worked
-        out as far as the sources asking need."""
+        """The single-copy pieces a rescue may help, lowest first (whoever asks), among the
+        lowest ``config.rescue_depth`` pieces in flight; worked out as far as the sources
+        asking need. Costs O(depth) ledger reads (the ledger keeps its pieces by start and
+        its claimed total), not a sort of every piece."""
         config = self.config
         size = self.pieces.size
         first_missing = self.pieces.first_missing()
         limit = size if first_missing is None else first_missing.start
         threshold = min(config.rescue_backlog, max(1, size // 8))
         done = self.pieces.claimed_ranges()  # sorted, disjoint
-        done_total = sum(r.length for r in done)
+        done_total = self.pieces.claimed_total()
         soon = max(config.endgame_min_eta, 1.5 * config.rescue_keep)
-        in_flight = sorted(
-            (p for p in self.pieces.pieces() if p.remaining), key=lambda p: p.frontier
-        )
         i = before = 0  # before: claimed bytes in done[:i], all below the piece's frontier
-        for piece in in_flight:
-            if piece.frontier > limit:
+        for depth, piece in enumerate(self.pieces.pieces_by_start()):
+            if piece.frontier > limit or depth >= config.rescue_depth:
                 break  # unleased bytes come first: the next assignment takes them
+            if not piece.remaining:
+                continue
             while i < len(done) and done[i].end <= piece.frontier:
                 before += done[i].length
                 i += 1
@@ -271,6 +281,8 @@ class Selector:
         """Split ``piece`` if ``src`` is about as fast as its holder (the two then work side
         by side), else duplicate it if ``src`` is faster; None if neither is worth it."""
         mine, theirs = src.slot_rate(now), self._rate(holder, now)
+        if theirs == 0.0:
+            return Duplicate(piece)  # a silent holder: take it all, it may never come back
         if holder.cursor == piece.frontier and (not theirs or (mine or 0) >= 0.8 * theirs):
             ahead = int((theirs or 0) * self.config.rescue_keep)
             split = align_up(piece.frontier + max(self.config.min_steal, ahead), self.config.align)
@@ -283,12 +295,19 @@ class Selector:
     # --- comparing speeds ----------------------------------------------------------------------
 
     def _rate(self, holder: Lease, now: float) -> float | None:
-        """``holder``'s rate, but 0 once it has been silent for ``config.silence`` (since its
-        last data, or its start): a hung stream's windowed rate only fades over seconds, and
-        its piece should not wait."""
-        if now - holder.last_data >= self.config.silence:
+        """``holder``'s rate, but 0 once it is silent (``_silent``): a hung stream's windowed
+        rate only fades over seconds, and its piece should not wait."""
+        if self._silent(holder, now):
             return 0.0
         return holder.rate(now)
+
+    def _silent(self, holder: Lease, now: float) -> bool:
+        """No data from ``holder`` (since its last, or its start) for its source's silence:
+        ``config.silence``, or fewer seconds for a source whose streams report steadily
+        (``SchedulerConfig.silence_gaps``)."""
+        src = self.sources[holder.source_id]
+        waited = now - holder.last_data
+        return waited >= src.silence(self.config, started=holder.deliveries > 0)
 
     def _one_live_copy_at_most(self, piece: Piece, now: float) -> bool:
         """One copy streams ``piece``, or none of its copies has delivered for ``silence``

@@ -25,7 +25,12 @@ together, which ordinary sources leave to them while other bytes are missing.
 **Trust** (issue #17). A source must show progress to get more work. A lease that stalls
 (no data for ``stall_timeout``) makes its source *suspect*: until it delivers a byte again it
 holds one lease at most, a small probe of missing bytes (``min_piece``), and is given no
-steal, copy or rescue; its stalls still count towards a ban. A source added while others are
+steal, copy or rescue; its stalls still count towards a ban. The same holds much sooner for
+a stream that goes *silent*: no data for ``silence_gaps`` of the usual gaps between its
+source's reports of data (at least ``silence_floor``, at most ``silence`` seconds;
+``Source.silence``). A source that holds work and has been silent that long is *quiet* and
+gets no new work; a silent copy that loses its piece's race leaves its source suspect. A
+source added while others are
 already delivering is on *probation*: one lease (its first piece, to be measured) until its
 first byte; the sources there at the start get all their slots at once (nothing to compare
 them with, and waiting would delay the start).
@@ -80,6 +85,11 @@ class Source:
     probation: bool = False
     #: the order it was first added in (ties in a ranking keep it)
     index: int = 0
+    #: the usual time between two reports of data of one of its streams (None: not seen)
+    gap: float | None = None
+    #: when it last delivered a byte, and when it last went from no lease to one
+    last_data: float = float("-inf")
+    busy_since: float = float("-inf")
 
     # --- queries -------------------------------------------------------------------------------
 
@@ -107,6 +117,22 @@ class Source:
         if not self.leases and not self.samples:
             return self.last_rate  # idle: how fast it was when it worked
         return self.samples.rate(now, self.first_data)
+
+    def silence(self, config: SchedulerConfig, *, started: bool = True) -> float:
+        """How long a stream of it may go without data before it counts as silent (see
+        ``SchedulerConfig.silence_gaps``). ``started``: the stream has delivered before; a
+        first byte (a round trip, the helper's own request to the origin) gets all of
+        ``config.silence``."""
+        if self.gap is None or not started:
+            return config.silence
+        return min(config.silence, max(config.silence_floor, config.silence_gaps * self.gap))
+
+    def quiet(self, now: float, config: SchedulerConfig) -> bool:
+        """It holds leases and has delivered nothing for its ``silence`` (since it last
+        delivered or, if later, got work after having none): no progress to show."""
+        started = self.last_data >= self.busy_since
+        waited = now - max(self.last_data, self.busy_since)
+        return bool(self.leases) and waited >= self.silence(config, started=started)
 
     def slot_rate(self, now: float) -> float | None:
         rate = self.rate(now)
@@ -145,6 +171,7 @@ class Source:
             self.first_data = lease_started
         if nbytes:
             self.suspect = False  # it proved progress
+            self.last_data = now
 
     def credit(self, write: ByteRange) -> None:
         """``write`` was claimed from this source's stream: it delivered those bytes first."""
@@ -220,7 +247,9 @@ class SourceBook:
         else:
             self._open.pop(src.id, None)
 
-    def hold(self, src: Source, lease_id: int) -> None:
+    def hold(self, src: Source, lease_id: int, now: float) -> None:
+        if not src.leases:
+            src.busy_since = now
         src.leases.add(lease_id)
         if len(src.leases) >= src.slots:
             self._open.pop(src.id, None)
