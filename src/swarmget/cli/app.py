@@ -15,6 +15,7 @@ Exit codes (also in the README)::
 
 from __future__ import annotations
 
+import importlib
 import json
 import sys
 from pathlib import Path
@@ -46,6 +47,38 @@ EXIT_STORAGE = 6
 EXIT_INTERRUPTED = 130
 
 
+#: The module that defines each command, imported only when that command runs (or is listed
+#: by ``--help``): ``swarmget get`` does not pay for the node's, hub's and relay's commands.
+COMMAND_MODULES = {
+    "get": "swarmget.cli.get",
+    "pause": "swarmget.cli.control",
+    "resume": "swarmget.cli.control",
+    "peers": "swarmget.cli.operator",
+    "status": "swarmget.cli.operator",
+    "portal": "swarmget.cli.operator",
+    "cancel": "swarmget.cli.operator",
+    "doctor": "swarmget.cli.operator",
+    "node": "swarmget.cli.services",
+    "hub": "swarmget.cli.services",
+    "relay": "swarmget.cli.services",
+    "config": "swarmget.cli.services",
+}
+
+
+class LazyGroup(click.Group):
+    """A group whose commands register themselves (``@main.command()``) when their module
+    is imported, which happens when the command is asked for (``COMMAND_MODULES``)."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(COMMAND_MODULES) | set(self.commands))
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        module = COMMAND_MODULES.get(cmd_name)
+        if cmd_name not in self.commands and module is not None:
+            importlib.import_module(module)
+        return self.commands.get(cmd_name)
+
+
 def exit_code_for(exc: BaseException) -> int:
     for kind, code in (
         (UsageError, EXIT_USAGE),
@@ -60,7 +93,7 @@ def exit_code_for(exc: BaseException) -> int:
     return EXIT_INTERNAL
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="swarmget")
 @click.option(
     "--config",

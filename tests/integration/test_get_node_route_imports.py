@@ -1,0 +1,79 @@
+"""``swarmget get`` handed to a running node imports only what that route needs (issue #14):
+the node downloads, so the command must not pay for the engine's machinery, the origin
+clients, the storage layer, the database or the portal's templates (real node process on
+127.0.0.2, real origin, the real command in its own process; ``sys.modules`` read at its
+exit)."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from swarmget.testing.origin import open_test_origin
+from swarmget.testing.swarm import open_local_swarm
+
+MiB = 1024 * 1024
+
+#: The command as installed (``swarmget.cli:main``), writing the modules it imported to
+#: ``argv[1]`` when the interpreter exits (after ``main`` returned and printed).
+CLI_RECORDING_MODULES = """
+import atexit, json, sys
+out = sys.argv[1]
+atexit.register(lambda: open(out, "w").write(json.dumps(sorted(sys.modules))))
+from swarmget.cli import main
+main(sys.argv[2:])
+"""
+
+#: Never imported by the node route: modules (and their submodules) ...
+FORBIDDEN = (
+    "sqlalchemy",
+    "jinja2",
+    "swarmget.engine.download",
+    "swarmget.engine.segmented",
+    "swarmget.engine.checks",
+    "swarmget.net",  # origin clients, the raw HTTP client, peer and hub clients
+    "swarmget.storage",
+    "swarmget.node.downloads",
+    "swarmget.node.requester",
+    "swarmget.node.daemon",
+    "swarmget.hub",
+    "swarmget.relay",
+    "swarmget.web",
+    "swarmget.cli.services",
+    "swarmget.cli.operator",
+)
+#: ... and of the engine package, only its data types (``engine.spec``).
+ENGINE_ALLOWED = {"swarmget.engine", "swarmget.engine.spec"}
+
+
+def forbidden_in(modules: list[str]) -> list[str]:
+    bad = [m for m in modules if any(m == f or m.startswith(f + ".") for f in FORBIDDEN)]
+    engine = [m for m in modules if m.startswith("swarmget.engine.") or m == "swarmget.engine"]
+    return bad + [m for m in engine if m not in ENGINE_ALLOWED]
+
+
+async def test_the_node_route_imports_no_engine_nor_database(tmp_path: Path) -> None:
+    async with open_test_origin() as origin, open_local_swarm(tmp_path / "swarm", 1) as swarm:
+        origin.add_generated("f.bin", 1 * MiB + 3, seed=11)
+        node = swarm.node(0)
+        target = node.download_dir / "f.bin"
+        record = tmp_path / "modules.json"
+        args = [
+            sys.executable, "-c", CLI_RECORDING_MODULES, str(record),
+            "get", origin.url("f.bin"), "-o", str(target), "--json",
+            "--state-dir", str(node.state_dir),
+        ]  # fmt: skip
+        proc = await asyncio.create_subprocess_exec(
+            *args, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+        out, err = await asyncio.wait_for(proc.communicate(), 120)
+    assert proc.returncode == 0, err.decode()
+    assert json.loads(out)["route"]["route"] == "node"  # the route under test was taken
+    assert hashlib.sha256(target.read_bytes()).hexdigest() == origin.expected_sha256("f.bin")
+    modules = json.loads(record.read_text())
+    assert "swarmget.run.remote" in modules  # (the record is of the node route's process)
+    assert forbidden_in(modules) == []
