@@ -1,14 +1,16 @@
-"""``swarmget get`` handed to a running node imports only what that route needs (issue #14):
-the node downloads, so the command must not pay for the engine's machinery, the origin
-clients, the storage layer, the database or the portal's templates (real node process on
-127.0.0.2, real origin, the real command in its own process; ``sys.modules`` read at its
-exit)."""
+"""``swarmget get`` handed to a running node costs little besides the download (issue #14):
+it imports only what that route needs (the node downloads, so the command must not pay for
+the engine's machinery, the origin clients, the storage layer, the database or the portal's
+templates), and as the program it ends as soon as its answer is written, without the
+interpreter's teardown (``cli.app.leave``). Real node process on 127.0.0.2, real origin,
+the real command in its own process."""
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -77,3 +79,46 @@ async def test_the_node_route_imports_no_engine_nor_database(tmp_path: Path) -> 
     modules = json.loads(record.read_text())
     assert "swarmget.run.remote" in modules  # (the record is of the node route's process)
     assert forbidden_in(modules) == []
+
+
+#: The command as the program runs it (arguments from ``sys.argv``), or called with its
+#: arguments (as a test or a library would: ``CALLED`` in the environment); an ``atexit``
+#: handler shows whether the interpreter's teardown ran.
+CLI_MARKING_TEARDOWN = """
+import atexit, os, sys
+marker = sys.argv.pop(1)
+atexit.register(lambda: open(marker, "w").write("teardown"))
+from swarmget.cli import main
+if os.environ.get("CALLED"):
+    main(sys.argv[1:])
+else:
+    main()
+"""
+
+
+async def test_the_program_ends_without_teardown_once_its_answer_is_written(
+    tmp_path: Path,
+) -> None:
+    async with open_test_origin() as origin, open_local_swarm(tmp_path / "swarm", 1) as swarm:
+        origin.add_generated("f.bin", 1 * MiB + 5, seed=12)
+        node = swarm.node(0)
+        answers = {}
+        for how in ("program", "called"):
+            target = node.download_dir / f"{how}.bin"
+            args = [
+                sys.executable, "-c", CLI_MARKING_TEARDOWN, str(tmp_path / how),
+                "get", origin.url("f.bin"), "-o", str(target), "--json",
+                "--state-dir", str(node.state_dir),
+            ]  # fmt: skip
+            env = {**os.environ, **({"CALLED": "1"} if how == "called" else {})}
+            proc = await asyncio.create_subprocess_exec(
+                *args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env
+            )
+            out, err = await asyncio.wait_for(proc.communicate(), 120)
+            assert proc.returncode == 0, err.decode()
+            answers[how] = json.loads(out)  # written whole before the process ended
+            assert answers[how]["route"]["route"] == "node"
+            digest = hashlib.sha256(target.read_bytes()).hexdigest()
+            assert digest == origin.expected_sha256("f.bin")  # verified and in place
+    assert not (tmp_path / "program").exists()  # ended at once: no teardown
+    assert (tmp_path / "called").read_text() == "teardown"  # a caller's process goes on

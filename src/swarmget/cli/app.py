@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -65,9 +67,20 @@ COMMAND_MODULES = {
 }
 
 
+class ProgramRun:
+    """The context's ``obj`` when the group runs as the program (its arguments from
+    ``sys.argv``), not called by a test or a library: a command may then end the process
+    itself (``leave``)."""
+
+
 class LazyGroup(click.Group):
     """A group whose commands register themselves (``@main.command()``) when their module
     is imported, which happens when the command is asked for (``COMMAND_MODULES``)."""
+
+    def main(self, args: Sequence[str] | None = None, **extra: Any) -> Any:  # type: ignore[override]
+        if args is None and extra.get("standalone_mode", True):  # the process's command line
+            extra.setdefault("obj", ProgramRun())
+        return super().main(args, **extra)
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(set(COMMAND_MODULES) | set(self.commands))
@@ -104,6 +117,22 @@ def exit_code_for(exc: BaseException) -> int:
 )
 def main(config_path: Path | None) -> None:
     """Download large files faster by splitting them across the machines of your LAN."""
+
+
+def leave(ctx: click.Context, code: int) -> NoReturn:
+    """End the command with ``code``, its work done and its output written. As the program
+    (``ProgramRun``), the process ends at once, without the interpreter's teardown (freeing
+    every module and object: 0.05-0.2 s after a download, issue #14); nothing is left to
+    do then: the file is verified and in place, sessions and files are closed, no thread
+    runs (``asyncio.run`` returned). Called from a test, an ordinary ``sys.exit``."""
+    if isinstance(ctx.find_root().obj, ProgramRun):
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        except OSError:  # (a closed pipe: nothing more can be said)
+            code = code or EXIT_FAILED
+        os._exit(code)
+    sys.exit(code)
 
 
 def fail(err: Console, exc: SwarmgetError, as_json: bool) -> NoReturn:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import click
 from rich.console import Console
 
-from swarmget.cli.app import EXIT_INTERRUPTED, client_settings, fail, main
+from swarmget.cli.app import EXIT_INTERRUPTED, EXIT_OK, client_settings, fail, leave, main
 from swarmget.core.errors import SwarmgetError, UsageError
 from swarmget.core.units import human_bytes, parse_size
 from swarmget.core.verification import DEFAULT_VERIFY_SAMPLE, Verification
@@ -171,6 +171,7 @@ def get(ctx: click.Context, /, quiet: bool, as_json: bool, **options: Any) -> No
         click.echo(json.dumps(out | hub))
     elif not quiet:
         click.echo(summary_line(result))
+    leave(ctx, EXIT_OK)  # at once: the file is verified and in place
 
 
 def since_process_start() -> float | None:
