@@ -32,6 +32,7 @@ main(sys.argv[2:])
 
 #: Never imported by the node route: modules (and their submodules) ...
 FORBIDDEN = (
+    "aiohttp",  # the node is asked on its Unix socket by run.node_http
     "sqlalchemy",
     "jinja2",
     "swarmget.engine.download",
