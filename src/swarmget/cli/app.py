@@ -70,7 +70,8 @@ COMMAND_MODULES = {
 class ProgramRun:
     """The context's ``obj`` when the group runs as the program (its arguments from
     ``sys.argv``), not called by a test or a library: a command may then end the process
-    itself (``leave``)."""
+    itself (``leave``). (A caller passes its own ``obj``, e.g. a stand-in node's
+    ``NodeHooks`` with its arguments: never both.)"""
 
 
 class LazyGroup(click.Group):
