@@ -25,9 +25,9 @@ cancelled there too, unless ``detach`` asks to leave it running.
 Start-up time matters for every route: a plain http:// download with no node running must
 not import aiohttp (~0.15 s), pydantic or ``run.remote`` (~0.1 s); one handed to the node
 must not import the engine's machinery (only ``engine.spec``'s data types), the origin
-clients, or rich when no progress is drawn (``tests/run/test_node_route_imports.py``). So
-every route imports what it needs when it runs, and the facts are gathered without
-importing the node's client.
+clients or aiohttp (``tests/integration/test_get_node_route_imports.py``). So every route
+imports what it needs when it runs, and the facts are gathered without importing the
+node's client.
 """
 
 from __future__ import annotations

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+import h11
 import pydantic
 
 from swarmget.core.errors import DownloadError, SwarmgetError, UsageError
@@ -146,8 +147,6 @@ class NodeSession:
         return self._node
 
     async def call(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
-        import h11
-
         try:
             return await request_json(self._socket_path, method, path, body, self._headers)
         except (h11.ProtocolError, OSError, ValueError) as exc:
