@@ -7,7 +7,6 @@ import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import aiohttp
 import pytest
 from aiohttp import web
 
@@ -75,9 +74,8 @@ async def _start_raises(tmp_path: Path, row: WireError) -> BaseException:
     try:
         await web.UnixSite(runner, str(sock)).start()
         node = LocalNode(api_url="", token="t", download_dir=tmp_path, state_dir=tmp_path)
-        async with aiohttp.ClientSession(connector=aiohttp.UnixConnector(path=str(sock))) as s:
-            with pytest.raises(e.SwarmgetError) as caught:
-                await NodeSession(s, node).start(REQUEST)
+        with pytest.raises(e.SwarmgetError) as caught:
+            await NodeSession(str(sock), node).start(REQUEST)
     finally:
         await runner.cleanup()
     return caught.value
@@ -112,9 +110,7 @@ async def _session(
         download_dir=tmp_path / "d",
         state_dir=tmp_path / "s",
     )
-    connector = aiohttp.UnixConnector(path=str(tmp_path / "s" / API_SOCKET))
-    async with aiohttp.ClientSession(connector=connector) as s:
-        yield NodeSession(s, local)
+    yield NodeSession(str(tmp_path / "s" / API_SOCKET), local)
 
 
 @pytest.mark.parametrize(

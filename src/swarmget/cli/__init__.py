@@ -5,12 +5,12 @@ failure is reported; ``get`` the download command (its routing and running are
 ``swarmget.run.get``'s); ``services`` the commands that run a node, a hub or a relay and
 ``config show``; ``operator`` the commands that ask the local node (``peers``, ``status``,
 ``portal``) and ``doctor``; ``control`` pauses and resumes a download of the local node.
-Importing this package registers every command on ``main``.
+Each command's module is imported when that command runs (``app.COMMAND_MODULES``): a
+download handed to the node does not import the node's, hub's or relay's code.
 """
 
 from __future__ import annotations
 
-from swarmget.cli import control, get, operator, services
 from swarmget.cli.app import (
     EXIT_CHANGED,
     EXIT_CHECKSUM,
@@ -23,7 +23,6 @@ from swarmget.cli.app import (
     exit_code_for,
     main,
 )
-from swarmget.cli.get import result_json, summary_line
 from swarmget.core.urls import parse_hub_urls
 
 __all__ = [
@@ -35,13 +34,7 @@ __all__ = [
     "EXIT_OK",
     "EXIT_STORAGE",
     "EXIT_USAGE",
-    "control",
     "exit_code_for",
-    "get",
     "main",
-    "operator",
     "parse_hub_urls",
-    "result_json",
-    "services",
-    "summary_line",
 ]

@@ -15,8 +15,11 @@ Exit codes (also in the README)::
 
 from __future__ import annotations
 
+import importlib
 import json
+import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -46,6 +49,50 @@ EXIT_STORAGE = 6
 EXIT_INTERRUPTED = 130
 
 
+#: The module that defines each command, imported only when that command runs (or is listed
+#: by ``--help``): ``swarmget get`` does not pay for the node's, hub's and relay's commands.
+COMMAND_MODULES = {
+    "get": "swarmget.cli.get",
+    "pause": "swarmget.cli.control",
+    "resume": "swarmget.cli.control",
+    "peers": "swarmget.cli.operator",
+    "status": "swarmget.cli.operator",
+    "portal": "swarmget.cli.operator",
+    "cancel": "swarmget.cli.operator",
+    "doctor": "swarmget.cli.operator",
+    "node": "swarmget.cli.services",
+    "hub": "swarmget.cli.services",
+    "relay": "swarmget.cli.services",
+    "config": "swarmget.cli.services",
+}
+
+
+class ProgramRun:
+    """The context's ``obj`` when the group runs as the program (its arguments from
+    ``sys.argv``), not called by a test or a library: a command may then end the process
+    itself (``leave``). (A caller passes its own ``obj``, e.g. a stand-in node's
+    ``NodeHooks`` with its arguments: never both.)"""
+
+
+class LazyGroup(click.Group):
+    """A group whose commands register themselves (``@main.command()``) when their module
+    is imported, which happens when the command is asked for (``COMMAND_MODULES``)."""
+
+    def main(self, args: Sequence[str] | None = None, **extra: Any) -> Any:  # type: ignore[override]
+        if args is None and extra.get("standalone_mode", True):  # the process's command line
+            extra.setdefault("obj", ProgramRun())
+        return super().main(args, **extra)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(COMMAND_MODULES) | set(self.commands))
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        module = COMMAND_MODULES.get(cmd_name)
+        if cmd_name not in self.commands and module is not None:
+            importlib.import_module(module)
+        return self.commands.get(cmd_name)
+
+
 def exit_code_for(exc: BaseException) -> int:
     for kind, code in (
         (UsageError, EXIT_USAGE),
@@ -60,7 +107,7 @@ def exit_code_for(exc: BaseException) -> int:
     return EXIT_INTERNAL
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="swarmget")
 @click.option(
     "--config",
@@ -71,6 +118,22 @@ def exit_code_for(exc: BaseException) -> int:
 )
 def main(config_path: Path | None) -> None:
     """Download large files faster by splitting them across the machines of your LAN."""
+
+
+def leave(ctx: click.Context, code: int) -> NoReturn:
+    """End the command with ``code``, its work done and its output written. As the program
+    (``ProgramRun``), the process ends at once, without the interpreter's teardown (freeing
+    every module and object: 0.05-0.2 s after a download, issue #14); nothing is left to
+    do then: the file is verified and in place, sessions and files are closed, no thread
+    runs (``asyncio.run`` returned). Called from a test, an ordinary ``sys.exit``."""
+    if isinstance(ctx.find_root().obj, ProgramRun):
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        except OSError:  # (a closed pipe: nothing more can be said)
+            code = code or EXIT_FAILED
+        os._exit(code)
+    sys.exit(code)
 
 
 def fail(err: Console, exc: SwarmgetError, as_json: bool) -> NoReturn:

@@ -14,16 +14,15 @@ from typing import TYPE_CHECKING, Any
 import click
 from rich.console import Console
 
-from swarmget.cli.app import EXIT_INTERRUPTED, client_settings, fail, main
+from swarmget.cli.app import EXIT_INTERRUPTED, EXIT_OK, client_settings, fail, leave, main
 from swarmget.core.errors import SwarmgetError, UsageError
 from swarmget.core.units import human_bytes, parse_size
-from swarmget.core.verification import Verification
+from swarmget.core.verification import DEFAULT_VERIFY_SAMPLE, Verification
 from swarmget.defaults import SECRET_ENV
-from swarmget.engine import DEFAULT_VERIFY_SAMPLE, DownloadResult
-from swarmget.node import download_json
 from swarmget.run.get import GetRequest, Route, RouteTaken, download
 
-if TYPE_CHECKING:  # (imported by --hub only: a download alone must start fast)
+if TYPE_CHECKING:  # (imported when used: a download alone, or the node's, must start fast)
+    from swarmget.engine import DownloadResult
     from swarmget.node.requester import HubReport
 
 
@@ -172,6 +171,7 @@ def get(ctx: click.Context, /, quiet: bool, as_json: bool, **options: Any) -> No
         click.echo(json.dumps(out | hub))
     elif not quiet:
         click.echo(summary_line(result))
+    leave(ctx, EXIT_OK)  # at once: the file is verified and in place
 
 
 def since_process_start() -> float | None:
@@ -229,6 +229,8 @@ _SOURCE_SUMMARY = ("id", "state", "received", "claimed", "failures", "ban_reason
 def result_json(result: DownloadResult) -> dict[str, Any]:
     """``get --json``: the user API's result (``node.download_json``), rounded for people,
     with the average rate and a summary of each source."""
+    from swarmget.node import download_json
+
     return {
         "ok": True,
         **download_json.result_json(result),

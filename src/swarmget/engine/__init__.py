@@ -16,13 +16,50 @@ relay (``relay/``); it builds on ``core``, ``storage`` and ``net`` and knows non
   verify.py         the whole-file digests and the verification report
   sharing.py        fetch once per LAN (#15): the ports (content index, holders, holdings)
   group.py          GroupFetch: a download as a member of its content's group (§4–§6)
+
+Each name is imported from its module when first used (PEP 562): ``spec``'s data types
+(what the CLI reads back from a node's answer) do not bring in the machinery.
 """
 
-from swarmget.core.verification import DEFAULT_VERIFY_SAMPLE
-from swarmget.engine.checks import SAMPLE_MIN_WINDOW, sample_window
-from swarmget.engine.download import Download
-from swarmget.engine.sources import OriginSource, RangeSource
-from swarmget.engine.spec import DownloadProgress, DownloadResult, DownloadSpec, Stage, Timeline
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from swarmget.core.verification import DEFAULT_VERIFY_SAMPLE
+    from swarmget.engine.checks import SAMPLE_MIN_WINDOW, sample_window
+    from swarmget.engine.download import Download
+    from swarmget.engine.sources import OriginSource, RangeSource
+    from swarmget.engine.spec import (
+        DownloadProgress,
+        DownloadResult,
+        DownloadSpec,
+        Stage,
+        Timeline,
+    )
+
+_HOMES = {
+    "DEFAULT_VERIFY_SAMPLE": "swarmget.core.verification",
+    "SAMPLE_MIN_WINDOW": "swarmget.engine.checks",
+    "sample_window": "swarmget.engine.checks",
+    "Download": "swarmget.engine.download",
+    "OriginSource": "swarmget.engine.sources",
+    "RangeSource": "swarmget.engine.sources",
+    "DownloadProgress": "swarmget.engine.spec",
+    "DownloadResult": "swarmget.engine.spec",
+    "DownloadSpec": "swarmget.engine.spec",
+    "Stage": "swarmget.engine.spec",
+    "Timeline": "swarmget.engine.spec",
+}
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(home), name)
+
 
 __all__ = [
     "DEFAULT_VERIFY_SAMPLE",

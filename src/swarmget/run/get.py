@@ -22,9 +22,12 @@ not the one the user set up (a fallback), so that the CLI says it on stderr and 
 ``--json``. Interrupted (Ctrl-C: the task is cancelled), a download handed to the node is
 cancelled there too, unless ``detach`` asks to leave it running.
 
-Start-up time matters for the last: a plain http:// download with no node running must not
-import aiohttp (~0.15 s), pydantic or ``run.remote`` (~0.1 s), so every route imports what
-it needs when it runs, and the facts are gathered without importing the node's client.
+Start-up time matters for every route: a plain http:// download with no node running must
+not import aiohttp (~0.15 s), pydantic or ``run.remote`` (~0.1 s); one handed to the node
+must not import the engine's machinery (only ``engine.spec``'s data types), the origin
+clients or aiohttp (``tests/integration/test_get_node_route_imports.py``). So every route
+imports what it needs when it runs, and the facts are gathered without importing the
+node's client.
 """
 
 from __future__ import annotations
@@ -49,8 +52,7 @@ from swarmget.engine import (
     DownloadResult,
     DownloadSpec,
 )
-from swarmget.progress import watch, watch_progress
-from swarmget.run.local import LocalOptions, open_local_download, parse_headers, validate_proxy
+from swarmget.run.local import LocalOptions, parse_headers, validate_proxy
 from swarmget.run.secrets import swarm_secret
 
 if TYPE_CHECKING:
@@ -253,6 +255,14 @@ async def download(
         return await _through_relay(prepared, display)
     else:
         on_route(RouteTaken(route=Route.ALONE, reason=_why_alone(request, facts)))
+    return await _alone(prepared, display)
+
+
+async def _alone(prepared: PreparedGet, display: Display | None) -> DownloadResult:
+    """This host's own connections to the origin."""
+    from swarmget.progress import watch_progress
+    from swarmget.run.local import open_local_download
+
     async with open_local_download(prepared.spec, prepared.options) as running:
         return await watch_progress(running, display)
 
@@ -269,6 +279,8 @@ async def _through_relay(prepared: PreparedGet, display: Display | None) -> Down
 
     from swarmget.core.identity import NodeIdentity
     from swarmget.net.relay_client import RelayClient
+    from swarmget.progress import watch_progress
+    from swarmget.run.local import open_local_download
 
     request = prepared.request
     secret = swarm_secret(request.secret_file)
@@ -290,6 +302,7 @@ async def _via_node(
     """Hand the download to the running node: its result; or, when the node cannot take
     it, why not (and None). What the node's hub said is told to ``on_hub``; when the node
     downloaded alone because of it, ``on_route`` hears a fallback that says so."""
+    from swarmget.progress import watch
     from swarmget.run import remote
 
     spec, state_dir = prepared.spec, prepared.request.state_dir
@@ -348,6 +361,7 @@ async def _in_swarm(
     (``fallback``: why the running node was not used instead). Without a word from the hub by
     the end, ``on_hub`` hears that it did not answer (``NO_ANSWER``)."""
     from swarmget.node.requester import HubOutcome, HubReport, RequesterConfig, open_requester
+    from swarmget.progress import watch
 
     request, spec = prepared.request, prepared.spec
     config = RequesterConfig(

@@ -15,15 +15,12 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from swarmget.core.errors import InvalidHeader, UsageError
-from swarmget.core.ratelimit import TokenBucket
-from swarmget.engine import Download, DownloadSpec, OriginSource
-from swarmget.engine.sources import RangeSource, ThrottledSource
-from swarmget.net.origin import OriginClient
-from swarmget.net.rawhttp import RawHttp
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # (imported when a download runs here: a node's route never needs them)
     import aiohttp
 
+    from swarmget.engine import Download, DownloadSpec
+    from swarmget.engine.sources import RangeSource
     from swarmget.net.relay_client import RelayClient
 
 
@@ -77,6 +74,12 @@ async def open_local_download(
     spec: DownloadSpec, options: LocalOptions, *, relay: RelayClient | None = None
 ) -> AsyncIterator[Download]:
     """A ``Download`` fetching straight from the origin over ``options.connections``."""
+    from swarmget.core.ratelimit import TokenBucket
+    from swarmget.engine import Download, OriginSource
+    from swarmget.engine.sources import ThrottledSource
+    from swarmget.net.origin import OriginClient
+    from swarmget.net.rawhttp import RawHttp
+
     if options.connections < 1:
         raise ValueError("connections must be >= 1")
     async with contextlib.AsyncExitStack() as stack:

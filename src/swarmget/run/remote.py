@@ -22,9 +22,10 @@ import stat
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import quote
 
+import h11
 import pydantic
 
 from swarmget.core.errors import DownloadError, SwarmgetError, UsageError
@@ -37,13 +38,9 @@ from swarmget.node.download_json import result_from_json as result_from_json  # 
 from swarmget.node.statefiles import API_SOCKET, NODE_FILE, TOKEN_FILE
 from swarmget.protocol.errors import USER_ERRORS, exception_for_code
 from swarmget.protocol.user import DOWNLOADS_PATH, CreateDownload
-
-if TYPE_CHECKING:
-    import aiohttp
+from swarmget.run.node_http import request_json
 
 POLL = 0.25
-#: The URL the requests on the Unix socket carry (only the path matters to the node).
-SOCKET_BASE = "http://swarmget-node"
 
 
 class UntrustedStateDir(UsageError):
@@ -114,14 +111,10 @@ async def open_local_node(state_dir: Path) -> AsyncIterator[NodeSession | None]:
     if node is None:
         yield None
         return
-    import aiohttp  # only now: a download without a node never pays for importing it
-
     fd = os.open(state_dir, os.O_RDONLY | os.O_DIRECTORY)
     try:
         _check_trust(fd, state_dir)  # the very directory the connections go through
-        connector = aiohttp.UnixConnector(path=f"/proc/self/fd/{fd}/{API_SOCKET}")
-        async with aiohttp.ClientSession(connector=connector) as session:
-            yield NodeSession(session, node)
+        yield NodeSession(f"/proc/self/fd/{fd}/{API_SOCKET}", node)
     finally:
         os.close(fd)
 
@@ -140,11 +133,12 @@ def relative_output(node: LocalNode, output: Path | None) -> str | None:
 
 
 class NodeSession:
-    """Calls to one node's user API, on a session whose connector reaches the node's
-    Unix socket (``open_local_node``)."""
+    """Calls to one node's user API on its Unix socket (``socket_path``: as
+    ``open_local_node`` reaches it, through a descriptor of the checked directory), each
+    its own connection (``run.node_http``: no aiohttp to import)."""
 
-    def __init__(self, session: aiohttp.ClientSession, node: LocalNode) -> None:
-        self._session = session
+    def __init__(self, socket_path: str, node: LocalNode) -> None:
+        self._socket_path = socket_path
         self._node = node
         self._headers = {"Authorization": f"Bearer {node.token}"}
 
@@ -154,11 +148,8 @@ class NodeSession:
 
     async def call(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
         try:
-            async with self._session.request(
-                method, SOCKET_BASE + path, json=body, headers=self._headers
-            ) as resp:
-                return resp.status, await resp.json(content_type=None)
-        except (_client_error(), OSError, ValueError) as exc:
+            return await request_json(self._socket_path, method, path, body, self._headers)
+        except (h11.ProtocolError, OSError, ValueError) as exc:
             from swarmget.net.plain import plain_words
 
             raise DownloadError(f"the local node stopped answering: {plain_words(exc)}") from exc
@@ -246,9 +237,3 @@ def error_answer(status: int, data: Any, what: str) -> SwarmgetError:
         said = data if isinstance(data, str) and data else "no explanation given"
     message = f"{what}: {said}"
     return USER_ERRORS.for_code(error.get("code"), status)(message)
-
-
-def _client_error() -> type[Exception]:
-    import aiohttp  # imported by whoever made the session: only a lookup here
-
-    return aiohttp.ClientError
