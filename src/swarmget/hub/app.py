@@ -39,8 +39,8 @@ if the hub's ``group_policy`` lets that address declare it (403 ``group_not_allo
 otherwise; ``swarmget.core.groups.GroupPolicy``). A node is live while its last
 register/heartbeat is within ``ttl`` seconds; a heartbeat from a node the hub does not know,
 or no longer considers live (hub restarted with an empty registry, TTL expired), gets 404
-and the node registers again. Records dead for ``PRUNE_AFTER_TTLS`` TTLs are pruned on each
-register.
+and the node registers again. Records dead for ``PRUNE_AFTER_TTLS`` TTLs are pruned on a
+register, at most once per TTL (after an expiry sweep, so that they are counted first).
 
 Replication: several hub processes may share one registry database (PostgreSQL; see
 ``swarmget.hub.store``) and answer alike, since a hub keeps nothing of the registry in memory
@@ -206,6 +206,8 @@ def _clean_stats(stats: Mapping[str, Any]) -> dict[str, Any]:
 class _Swept:
     #: Nodes last seen before this had expired by the latest sweep (None: no sweep yet).
     until: float | None = None
+    #: When a register last pruned (see ``_Hub.register``).
+    pruned_at: float = float("-inf")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -244,8 +246,10 @@ class _Hub:
         address = self._source_address(request)
         group = self._group(address, body.group)
         now = self.clock()
-        await self.sweep(now)
-        await self._prune(now)
+        if not 0 <= now - self.swept.pruned_at < self.ttl:  # a DELETE per TTL, not per register
+            self.swept.pruned_at = now
+            await self.sweep(now)
+            await self._prune(now)
         async with self.registering:
             await self._check_room(address, body.node_id, now)
             record = await self.store.upsert_node(_record(body, address, group), now)
