@@ -19,9 +19,11 @@ import aiohttp
 import pytest
 
 from swarmget.core.errors import UnknownNode
+from swarmget.hub.liveness import Liveness
+from swarmget.hub.store import NodeRecord
 from swarmget.net.hub_client import HubClient, Registration
 from swarmget.net.signing import json_body, signed_headers
-from swarmget.testing.fakes import identity_for, nid
+from swarmget.testing.fakes import MemoryRegistryStore, identity_for, nid
 
 SECRET = b"liveness-test-secret-0123456789"
 REG = Registration(port=7500, version="0.1.0", slots=2)
@@ -172,3 +174,27 @@ async def test_metrics_count_the_writes(
         return all(counts.get(name, 0) >= 1 for name in wanted)
 
     await _until(counted)
+
+
+async def test_memory_follows_the_registry() -> None:
+    """With the in-memory registry: heartbeats move memory only until a flush writes them;
+    a node the registry lost is dropped at the flush, and its next heartbeat is refused."""
+    store = MemoryRegistryStore()
+    record = NodeRecord(
+        node_id=nid("a"), address="10.0.0.1", port=1, url="http://10.0.0.1:1",
+        version="1", slots=1, group="10.0.0.0/16",
+    )  # fmt: skip
+    await store.upsert_node(record, now=100.0)
+    liveness = Liveness(store)
+    liveness.saw(nid("a"), 100.0, {})
+    assert await liveness.heartbeat(nid("a"), {"bytes_served": 5}, 101.0, TTL)
+    [before] = await store.live_nodes(101.0, TTL)
+    assert before.last_seen == 100.0  # not written yet
+    assert await liveness.flush(101.5, TTL) == 1
+    [after] = await store.live_nodes(101.5, TTL)
+    assert (after.last_seen, dict(after.stats)) == (101.0, {"bytes_served": 5})
+    await store.remove(nid("a"))  # e.g. it left through another replica
+    assert await liveness.heartbeat(nid("a"), {}, 102.0, TTL)  # memory still has it
+    await liveness.flush(102.0, TTL)
+    assert len(liveness) == 0
+    assert not await liveness.heartbeat(nid("a"), {}, 102.5, TTL)  # the registry decides

@@ -12,8 +12,9 @@ when it was last seen and its latest stats:
   restarted), or seen longer ago than the TTL, asks the registry (``RegistryStore.heartbeat``
   with the TTL: the one source of truth), and its entry starts from the answer: a node expired
   everywhere is told to register again;
-* ``flush`` writes every entry that moved since the last flush in one transaction
-  (``RegistryStore.record_seen``: one SELECT and one executemany UPDATE, rows in id order), and
+* ``flush`` writes every entry that moved since the last flush (``RegistryStore.record_seen``:
+  per up to 500 nodes one transaction of one SELECT and one executemany UPDATE, rows in id
+  order), and
   drops the entries of nodes the registry no longer has (they left or were pruned: their next
   heartbeat asks the registry, which answers 404) and of nodes silent for longer than the TTL.
 

@@ -83,6 +83,8 @@ _PRUNE_LOCK = 0x5A4D_4745_0002
 _NONCE_SWEEP_LOCK = 0x5A4D_4745_0003
 #: Seconds between deletions of expired nonces (per hub process).
 NONCE_SWEEP_INTERVAL = 5.0
+#: Nodes written per transaction of a liveness flush (``record_seen``).
+FLUSH_CHUNK = 500
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -126,8 +128,9 @@ class RegistryStore(Protocol):
 
     async def record_seen(self, seen: Sequence[Beat]) -> set[str]:
         """Write what a hub kept in memory (``swarmget.hub.liveness``): each node's
-        ``last_seen`` (never moved back) and stats, in one transaction; ``ttl`` is not
-        checked. Returns the ids of nodes not in the registry (any more)."""
+        ``last_seen`` (never moved back) and stats, in one transaction per few hundred
+        nodes; ``ttl`` is not checked. Returns the ids of nodes not in the registry (any
+        more)."""
         ...
 
     async def remove(self, node_id: str) -> bool:
@@ -278,14 +281,17 @@ class SqlRegistryStore:
                 return await write_nonces(conn, self._dialect, items)
 
     async def record_seen(self, seen: Sequence[Beat]) -> set[str]:
-        if not seen:
-            return set()
-        self.write_stats.sizes.observe("liveness", len(seen))
-        unmoved = [dataclasses.replace(beat, ttl=None) for beat in seen]
-        with self._translated():
-            async with self._writing("liveness") as conn:
-                known = await write_beats(conn, unmoved)
-        return {beat.node_id for beat, ok in zip(unmoved, known, strict=True) if not ok}
+        """In transactions of at most ``FLUSH_CHUNK`` nodes, so that the nonces' batches
+        (on SQLite, behind the same writers' turn) never wait for a whole large flush."""
+        gone: set[str] = set()
+        for start in range(0, len(seen), FLUSH_CHUNK):
+            chunk = [dataclasses.replace(b, ttl=None) for b in seen[start : start + FLUSH_CHUNK]]
+            self.write_stats.sizes.observe("liveness", len(chunk))
+            with self._translated():
+                async with self._writing("liveness") as conn:
+                    known = await write_beats(conn, chunk)
+            gone.update(beat.node_id for beat, ok in zip(chunk, known, strict=True) if not ok)
+        return gone
 
     @asynccontextmanager
     async def _writing(self, kind: str = "other") -> AsyncIterator[AsyncConnection]:
