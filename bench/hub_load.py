@@ -283,6 +283,30 @@ async def fresh_pg(url: str) -> None:
         await engine.dispose()
 
 
+async def write_means(hub: str) -> dict[str, dict[str, float]]:
+    """The hub's write histograms (``/metrics``, whole run): per kind, how many and the
+    mean batch size, wait (ms) and transaction time (ms)."""
+    async with aiohttp.ClientSession() as session, session.get(f"{hub}/metrics") as response:
+        text = await response.text()
+    sums: dict[tuple[str, str, str], float] = {}
+    for line in text.splitlines():
+        if not line.startswith("swarmget_hub_write_") or "_bucket" in line:
+            continue
+        name, value = line.rsplit(" ", 1)
+        metric, _, label = name.partition('{kind="')
+        what, _, stat = metric.removeprefix("swarmget_hub_write_").rpartition("_")
+        sums[label.rstrip('"}'), what, stat] = float(value)
+    out: dict[str, dict[str, float]] = {}
+    for (kind, what, stat), value in sums.items():
+        count = sums.get((kind, what, "count"), 0.0)
+        if stat != "sum" or not count:
+            continue
+        scale = 1.0 if what == "batch_size" else 1000.0
+        out.setdefault(kind, {})[f"{what}_n"] = count
+        out[kind][f"{what}_mean"] = round(value / count * scale, 2)
+    return out
+
+
 def hub_for(node: Node, hubs: list[str]) -> str:
     """The replica a node uses: the one its id's hash picks (``HubPool(spread=True)``)."""
     digest = hashlib.sha256(node.identity.node_id.encode()).digest()
@@ -318,6 +342,7 @@ async def measure(args: argparse.Namespace, hubs: list[str], pids: list[int]) ->
             stats.measuring = False
             rss = [rss_mib(p) for p in pids]
             health = await nodes[0].call(hubs[0], "GET", "/v1/health", None, 30.0)
+            writes = [await write_means(hub) for hub in hubs]
             for task in running:
                 task.cancel()
     return {
@@ -339,6 +364,7 @@ async def measure(args: argparse.Namespace, hubs: list[str], pids: list[int]) ->
         "hub_rss_mib": round(max(rss), 1),
         "loadgen_cpu": round((own1 - own0) / (wall1 - wall0), 2),
         "live_at_end": health.body.get("nodes"),
+        "writes": writes,
         "duration_s": args.duration,
     }
 

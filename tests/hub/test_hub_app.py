@@ -75,6 +75,9 @@ class Swarm:
             clock=hub.clock,
             group_policy=GroupPolicy.parse(groups or []),
             nonces=hub.store,  # as open_hub does: replicas share nonces in their database
+            # written through: these tests jump a fake clock and read the store right after
+            # a heartbeat (liveness kept in memory: tests/hub/test_liveness_memory.py)
+            liveness_in_memory=False,
         )
         runner = web.AppRunner(app, shutdown_timeout=0.1)
         await runner.setup()

@@ -84,7 +84,15 @@ class Members:
 async def members() -> AsyncIterator[Members]:
     async with AsyncExitStack() as stack:
         hub = Hub(url="", store=MemoryRegistryStore())
-        app = make_hub_app(hub.store, SECRET, ttl=TTL, clock=hub.clock, rng=random.Random(7))
+        # heartbeats written through: these tests read the store right after one
+        app = make_hub_app(
+            hub.store,
+            SECRET,
+            ttl=TTL,
+            clock=hub.clock,
+            rng=random.Random(7),
+            liveness_in_memory=False,
+        )
         runner = web.AppRunner(app, shutdown_timeout=0.1)
         await runner.setup()
         stack.push_async_callback(runner.cleanup)

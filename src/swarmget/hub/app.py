@@ -42,13 +42,15 @@ if the hub's ``group_policy`` lets that address declare it (403 ``group_not_allo
 otherwise; ``swarmget.core.groups.GroupPolicy``). A node is live while its last
 register/heartbeat is within ``ttl`` seconds; a heartbeat from a node the hub does not know,
 or no longer considers live (hub restarted with an empty registry, TTL expired), gets 404
-and the node registers again. Records dead for ``PRUNE_AFTER_TTLS`` TTLs are pruned on each
-register.
+and the node registers again. Records dead for ``PRUNE_AFTER_TTLS`` TTLs are pruned on a
+register, at most once per TTL (after an expiry sweep, so that they are counted first).
 
 Replication: several hub processes may share one registry database (PostgreSQL; see
 ``swarmget.hub.store``) and answer alike, since a hub keeps nothing of the registry in memory
-but a group's read for a second (``swarmget.hub.group_cache``); nodes fail over between them
-(``swarmget.net.hub_client.HubPool``; with ``spread`` they also share the load). Request nonces are
+but a group's read for a second (``swarmget.hub.group_cache``) and when it last saw the nodes
+that heartbeat to it, written every second at most (``swarmget.hub.liveness``); nodes fail
+over between them (``swarmget.net.hub_client.HubPool``; with ``spread`` they also share the
+load). Request nonces are
 recorded in that database too (``nonces``, a ``SharedNonces``: ``swarmget.hub.service``
 passes the registry store), so a signed request is accepted once by all replicas together,
 also across a hub's restart; each process keeps its own per-sender cache in front of it
@@ -97,9 +99,11 @@ from swarmget.defaults import DEFAULT_PEERS_LIMIT, DEFAULT_TTL
 from swarmget.hub.admission import Admission
 from swarmget.hub.content_routes import ContentRoutes
 from swarmget.hub.group_cache import DEFAULT_MAX_AGE, GroupCache
+from swarmget.hub.liveness import Liveness, flush_interval, keep_flushing
 from swarmget.hub.metrics import HubMetrics
 from swarmget.hub.selection import choose_peers
 from swarmget.hub.store import NodeRecord, RegistryStore
+from swarmget.hub.write_stats import WriteStats
 from swarmget.net.auth import (
     MAX_SIGNED_BODY,
     SharedNonces,
@@ -206,6 +210,8 @@ def _clean_stats(stats: Mapping[str, Any]) -> dict[str, Any]:
 class _Swept:
     #: Nodes last seen before this had expired by the latest sweep (None: no sweep yet).
     until: float | None = None
+    #: When a register last pruned (see ``_Hub.register``).
+    pruned_at: float = float("-inf")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -225,6 +231,7 @@ class _Hub:
     groups: GroupCache
     #: the content index (fetch once, #15): ``swarmget.hub.content_routes``
     contents: ContentRoutes
+    liveness: Liveness
     #: Registrations check the per-address cap and write one at a time (in this process).
     registering: asyncio.Lock = field(default_factory=asyncio.Lock)
     #: How far the expiry sweeps got.
@@ -245,11 +252,14 @@ class _Hub:
         address = self._source_address(request)
         group = self._group(address, body.group)
         now = self.clock()
-        await self.sweep(now)
-        await self._prune(now)
+        if not 0 <= now - self.swept.pruned_at < self.ttl:  # a DELETE per TTL, not per register
+            self.swept.pruned_at = now
+            await self.sweep(now)
+            await self._prune(now)
         async with self.registering:
             await self._check_room(address, body.node_id, now)
             record = await self.store.upsert_node(_record(body, address, group), now)
+        self.liveness.saw(record.node_id, now, record.stats)
         self.metrics.registrations += 1
         log.info("node registered: %s at %s (group %s)", record.node_id, record.url, group)
         self.groups.forget(group)
@@ -299,7 +309,7 @@ class _Hub:
         stats = body.stats.as_json()
         with self.metrics.heartbeat_timer():
             now, ttl = self.clock(), self.admission.live_ttl
-            known = await self.store.heartbeat(node_id, stats, now, ttl=ttl)
+            known = await self.liveness.heartbeat(node_id, stats, now, ttl)
         if not known:  # expired (silent past its TTL and pruned), or a hub without it
             log.info("heartbeat from %s, not registered (any more): told to register", node_id)
             raise _Problem("unknown_node", f"node {node_id} is not registered (any more)")
@@ -307,6 +317,7 @@ class _Hub:
 
     async def leave(self, request: web.Request) -> web.Response:
         node_id = _own_node(request)
+        self.liveness.forget(node_id)
         removed = await self.store.remove(node_id)
         if removed:
             self.metrics.departures += 1
@@ -473,6 +484,18 @@ async def _sweeping(hub: _Hub, _app: web.Application) -> AsyncIterator[None]:
             await task
 
 
+async def _flushing(hub: _Hub, _app: web.Application) -> AsyncIterator[None]:
+    """While the app runs: write the liveness kept in memory (``swarmget.hub.liveness``)."""
+    every, ttl = flush_interval(hub.ttl), lambda: hub.admission.live_ttl
+    task = asyncio.create_task(keep_flushing(hub.liveness, every=every, clock=hub.clock, ttl=ttl))
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
 def make_hub_app(
     store: RegistryStore,
     secret: bytes,
@@ -489,13 +512,17 @@ def make_hub_app(
     peers_limit: int = DEFAULT_PEERS_LIMIT,
     admission: Admission | None = None,
     group_max_age: float = DEFAULT_MAX_AGE,
+    write_stats: WriteStats | None = None,
+    liveness_in_memory: bool = True,
 ) -> web.Application:
     """The hub as an aiohttp application. The caller owns ``store`` (opens and closes it)
     and ``nonces`` (where replicas share seen nonces; None: in this process only).
     ``rng`` orders equally good peers in answers (default: a fresh ``random.Random``).
     ``peers_limit``: peers per answer (1 … ``MAX_PEERS_PER_ANSWER``); ``admission``: the
     strain policy (default: ``Admission`` on the real clock, with the hub's ``ttl``);
-    ``group_max_age``: seconds one group's read of the registry is reused (0: never)."""
+    ``group_max_age``: seconds one group's read of the registry is reused (0: never);
+    ``write_stats``: the store's, exported in ``/metrics``; ``liveness_in_memory`` False:
+    heartbeats are written through at once (``swarmget.hub.liveness``)."""
     if ttl <= 0:
         raise ValueError("ttl must be positive")
     if not 0 <= group_prefix <= 32 or not 0 <= group_prefix_v6 <= 128:
@@ -504,7 +531,7 @@ def make_hub_app(
         raise ValueError("max_nodes_per_address must be at least 1")
     if not 1 <= peers_limit <= MAX_PEERS_PER_ANSWER:
         raise ValueError(f"peers_limit must be 1-{MAX_PEERS_PER_ANSWER}")
-    metrics = HubMetrics()
+    metrics = HubMetrics(write_stats)
     admission = admission or Admission(ttl=ttl, registry=metrics.registry)
     hub = _Hub(
         store=store,
@@ -521,6 +548,7 @@ def make_hub_app(
         admission=admission,
         groups=GroupCache(store, clock=clock, max_age=group_max_age),
         contents=ContentRoutes(store=store, clock=clock, admission=admission, metrics=metrics),
+        liveness=Liveness(store, in_memory=liveness_in_memory),
     )
     exempt = frozenset({HEALTH_PATH, "/metrics"})
     auth = auth_middleware(
@@ -531,6 +559,7 @@ def make_hub_app(
     )
     app[HUB_STORE] = store
     app.cleanup_ctx.append(functools.partial(_sweeping, hub))
+    app.cleanup_ctx.append(functools.partial(_flushing, hub))
     app.router.add_post("/v1/nodes/register", hub.register)
     app.router.add_post("/v1/nodes/{node_id}/heartbeat", hub.heartbeat)
     app.router.add_delete("/v1/nodes/{node_id}", hub.leave)

@@ -59,9 +59,10 @@ async def write_beats(conn: AsyncConnection, beats: Sequence[Beat]) -> list[bool
         live = last is not None and (beat.ttl is None or last >= beat.now - beat.ttl)
         results.append(live)
         if live and last is not None:
-            update = {"b_id": beat.node_id, "b_now": beat.now, "b_stats": dict(beat.stats)}
+            moved = max(last, beat.now)  # never back: another hub may have seen it later
+            update = {"b_id": beat.node_id, "b_now": moved, "b_stats": dict(beat.stats)}
             updates[beat.node_id] = update
-            seen[beat.node_id] = max(last, beat.now)
+            seen[beat.node_id] = moved
     if updates:  # rows locked in node id order, as every batch does: no deadlock between hubs
         await conn.execute(_UPDATE_BEAT, [updates[node_id] for node_id in sorted(updates)])
     return results

@@ -11,13 +11,18 @@ so batching grows with load and adds no latency when there is none.
 ``write`` returns one result per item, in order; if it raises, every item of that batch gets
 the exception. A caller cancelled while waiting just stops waiting (its item may still be
 written). ``run`` is the task; the store starts it on ``start`` and cancels it on ``close``.
+With ``stats``, each batch's size and each item's time in the queue are observed under ``kind``
+(``swarmget.hub.write_stats``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
+
+from swarmget.hub.write_stats import WriteStats
 
 __all__ = ["DEFAULT_MAX_BATCH", "GroupCommit"]
 
@@ -35,10 +40,15 @@ class GroupCommit(Generic[_Item, _Result]):
         write: Callable[[Sequence[_Item]], Awaitable[Sequence[_Result]]],
         *,
         max_batch: int = DEFAULT_MAX_BATCH,
+        stats: WriteStats | None = None,
+        kind: str = "other",
     ) -> None:
         self._write = write
         self._max_batch = max_batch
+        self._stats = stats
+        self._kind = kind
         self._queue: list[tuple[_Item, asyncio.Future[_Result]]] = []
+        self._queued_at: list[float] = []
         self._wake = asyncio.Event()
         self.batches = 0  # statistics: batches written
 
@@ -46,6 +56,7 @@ class GroupCommit(Generic[_Item, _Result]):
         """Queue ``item`` and wait for its result (``run`` must be running)."""
         future: asyncio.Future[_Result] = asyncio.get_running_loop().create_future()
         self._queue.append((item, future))
+        self._queued_at.append(time.perf_counter())
         self._wake.set()
         return await future
 
@@ -58,9 +69,20 @@ class GroupCommit(Generic[_Item, _Result]):
                 while self._queue:
                     batch = self._queue[: self._max_batch]
                     del self._queue[: self._max_batch]
+                    self._observe(self._queued_at[: self._max_batch])
+                    del self._queued_at[: self._max_batch]
                     await self._write_batch(batch)
         finally:
             self._cancel_all(self._queue)
+
+    def _observe(self, queued_at: list[float]) -> None:
+        """The batch's size and how long each of its items waited for it."""
+        if self._stats is None:
+            return
+        started = time.perf_counter()
+        self._stats.sizes.observe(self._kind, len(queued_at))
+        for at in queued_at:
+            self._stats.waits.observe(self._kind, started - at)
 
     async def _write_batch(self, batch: list[tuple[_Item, asyncio.Future[_Result]]]) -> None:
         self.batches += 1

@@ -1,6 +1,7 @@
 """The hub's Prometheus metrics: its registered nodes (read from the store at scrape time),
-registrations, departures and expiries (counted as they happen) and heartbeat latency; the
-content index's contents, grants handed out and reports (fetch once, #15: set by
+registrations, departures and expiries (counted as they happen), heartbeat latency, the
+store's write batches, waits and transactions (``swarmget.hub.write_stats``); the content
+index's contents, grants handed out and reports (fetch once, #15: set by
 ``swarmget.hub.content_routes``)."""
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from prometheus_client import generate_latest
 from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 
+from swarmget.hub.write_stats import WriteStats
 from swarmget.net.metrics import CONTENT_TYPE, HistogramTally, counter, gauge, service_registry
 
 HEARTBEAT_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
@@ -22,7 +24,8 @@ HEARTBEAT_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 class HubMetrics(Collector):
     """The hub's counters, its live nodes and how long heartbeats take to record."""
 
-    def __init__(self) -> None:
+    def __init__(self, writes: WriteStats | None = None) -> None:
+        self._writes = writes  # the store's batches and transactions (None: not exported)
         self.registrations = 0  # register calls answered (new nodes and returning ones)
         self.departures = 0  # nodes that left (SIGTERM of a node)
         self.expiries = 0  # records forgotten after their node stopped heartbeating
@@ -64,6 +67,8 @@ class HubMetrics(Collector):
         yield self._heartbeats.family(
             "swarmget_hub_heartbeat_seconds", "Time to record a heartbeat"
         )
+        if self._writes is not None:
+            yield from self._writes.families()
 
     def handler(
         self, live_nodes: Callable[[], Awaitable[int]]

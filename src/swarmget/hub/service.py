@@ -109,6 +109,7 @@ async def open_hub(
             group_policy=group_policy,
             nonces=store,
             peers_limit=peers_limit,
+            write_stats=store.write_stats,
         )
         limits = dataclasses.replace(limits or ListenLimits(), uncounted=trusted_proxies)
         async with open_listener(

@@ -48,6 +48,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import os
+import time
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager, nullcontext
 from dataclasses import dataclass, field
@@ -64,6 +65,7 @@ from swarmget.db import create_db_engine
 from swarmget.hub.batched_writes import Beat, Nonce, write_beats, write_nonces
 from swarmget.hub.group_commit import GroupCommit
 from swarmget.hub.schema import create_missing_indexes, metadata, nodes, nonces
+from swarmget.hub.write_stats import WriteStats
 
 __all__ = [
     "NodeRecord",
@@ -81,6 +83,8 @@ _PRUNE_LOCK = 0x5A4D_4745_0002
 _NONCE_SWEEP_LOCK = 0x5A4D_4745_0003
 #: Seconds between deletions of expired nonces (per hub process).
 NONCE_SWEEP_INTERVAL = 5.0
+#: Nodes written per transaction of a liveness flush (``record_seen``).
+FLUSH_CHUNK = 500
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -120,6 +124,13 @@ class RegistryStore(Protocol):
     ) -> bool:
         """Mark the node seen at ``now`` with these stats. False when it is unknown, or
         (``ttl`` given) no longer live: then nothing changes and it must register again."""
+        ...
+
+    async def record_seen(self, seen: Sequence[Beat]) -> set[str]:
+        """Write what a hub kept in memory (``swarmget.hub.liveness``): each node's
+        ``last_seen`` (never moved back) and stats, in one transaction per few hundred
+        nodes; ``ttl`` is not checked. Returns the ids of nodes not in the registry (any
+        more)."""
         ...
 
     async def remove(self, node_id: str) -> bool:
@@ -216,8 +227,9 @@ class SqlRegistryStore:
         #: SQLite writers of this process take turns (see module doc); None: the server locks.
         self._write_lock = asyncio.Lock() if self._dialect == "sqlite" else None
         #: Heartbeats and nonces written in batches while ``start``ed (see module doc).
-        self._beats = GroupCommit(self._write_beats)
-        self._nonces = GroupCommit(self._write_nonces)
+        self.write_stats = WriteStats()
+        self._beats = GroupCommit(self._write_beats, stats=self.write_stats, kind="beats")
+        self._nonces = GroupCommit(self._write_nonces, stats=self.write_stats, kind="nonces")
         self._committers: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
@@ -260,20 +272,39 @@ class SqlRegistryStore:
 
     async def _write_beats(self, beats: Sequence[Beat]) -> list[bool]:
         with self._translated():
-            async with self._writing() as conn:
+            async with self._writing("beats") as conn:
                 return await write_beats(conn, beats)
 
     async def _write_nonces(self, items: Sequence[Nonce]) -> list[bool]:
         with self._translated():
-            async with self._writing() as conn:
+            async with self._writing("nonces") as conn:
                 return await write_nonces(conn, self._dialect, items)
 
+    async def record_seen(self, seen: Sequence[Beat]) -> set[str]:
+        """In transactions of at most ``FLUSH_CHUNK`` nodes, so that the nonces' batches
+        (on SQLite, behind the same writers' turn) never wait for a whole large flush."""
+        gone: set[str] = set()
+        for start in range(0, len(seen), FLUSH_CHUNK):
+            chunk = [dataclasses.replace(b, ttl=None) for b in seen[start : start + FLUSH_CHUNK]]
+            self.write_stats.sizes.observe("liveness", len(chunk))
+            with self._translated():
+                async with self._writing("liveness") as conn:
+                    known = await write_beats(conn, chunk)
+            gone.update(beat.node_id for beat, ok in zip(chunk, known, strict=True) if not ok)
+        return gone
+
     @asynccontextmanager
-    async def _writing(self) -> AsyncIterator[AsyncConnection]:
-        """A transaction that writes (on SQLite, one of this process's at a time)."""
+    async def _writing(self, kind: str = "other") -> AsyncIterator[AsyncConnection]:
+        """A transaction that writes (on SQLite, one of this process's at a time); its
+        wait for a turn and a connection, and its duration, observed under ``kind``."""
         turn: AbstractAsyncContextManager[Any] = self._write_lock or nullcontext()
-        async with turn, self._engine.begin() as conn:
-            yield conn
+        asked = time.perf_counter()
+        async with turn, self._engine.connect() as conn:
+            began = time.perf_counter()
+            self.write_stats.waits.observe(kind, began - asked)
+            async with conn.begin():
+                yield conn
+            self.write_stats.transactions.observe(kind, time.perf_counter() - began)
 
     @contextmanager
     def _translated(self) -> Iterator[None]:
@@ -287,7 +318,7 @@ class SqlRegistryStore:
         values = _values(record, now)
         with self._translated():
             if self._on_conflict:
-                async with self._writing() as conn:
+                async with self._writing("register") as conn:
                     await conn.execute(self._insert_on_conflict(record.node_id, values))
             else:
                 await self._upsert_portable(record.node_id, values)

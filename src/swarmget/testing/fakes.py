@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from swarmget.core.identity import NodeIdentity
+from swarmget.hub.batched_writes import Beat
 from swarmget.hub.store import NodeRecord
 
 __all__ = ["MemoryRegistryStore", "identity_for", "identity_of", "nid"]
@@ -76,6 +77,19 @@ class MemoryRegistryStore:
             return False
         self._nodes[node_id] = dataclasses.replace(record, last_seen=now, stats=dict(stats))
         return True
+
+    async def record_seen(self, seen: Sequence[Beat]) -> set[str]:
+        gone = set()
+        for beat in seen:
+            record = self._nodes.get(beat.node_id)
+            if record is None:
+                gone.add(beat.node_id)
+                continue
+            last = max(record.last_seen, beat.now)
+            self._nodes[beat.node_id] = dataclasses.replace(
+                record, last_seen=last, stats=dict(beat.stats)
+            )
+        return gone
 
     async def remove(self, node_id: str) -> bool:
         return self._nodes.pop(node_id, None) is not None
