@@ -101,6 +101,8 @@ class NodeSettings(_Listening):
     # fetch once per LAN (#15): bytes of finished downloads kept for LAN peers; 0: share nothing
     cache_budget: int = Field(default=DEFAULT_CACHE_BUDGET, ge=0)
     share_output: bool = False  # files saved outside the node's directories may be shared
+    # fetch once per LAN (#15): this node's downloads join the hub's content index (opt-in)
+    share_downloads: bool = False
     # the portal from other machines (swarmget.web.remote); none of it: 127.0.0.1 only
     portal_listen: str | None = None
     portal_port: int = Field(default=DEFAULT_PORTAL_PORT, ge=0, le=65535)

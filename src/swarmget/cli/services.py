@@ -98,6 +98,15 @@ NODE_RENAMES = {
     "--daily-quota (the origin allowance).",
 )
 @click.option(
+    "--share-downloads",
+    is_flag=True,
+    default=None,
+    help="Fetch once per LAN (experimental, needs a hub): a download of content that other "
+    "nodes of the group fetch or hold at the same time joins them through the hub's "
+    "content index; every byte crosses the origin links once and the rest comes over the "
+    "LAN, checked like helpers' bytes. Off by default.",
+)
+@click.option(
     "--share-output",
     is_flag=True,
     default=None,
@@ -190,6 +199,7 @@ def node(ctx: click.Context, /, **_: Any) -> None:
             api_group_access=v.api_group_access,
             cache_budget=v.cache_budget,
             share_output=v.share_output,
+            share_downloads=v.share_downloads,
         )
         access = PortalAccess.from_settings(
             listen_host=v.portal_listen,

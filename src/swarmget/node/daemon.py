@@ -34,7 +34,9 @@ from swarmget.core.errors import UsageError
 from swarmget.core.identity import NodeIdentity
 from swarmget.core.share_cache import SharePolicy
 from swarmget.defaults import DEFAULT_CACHE_BUDGET
+from swarmget.engine.sharing import GroupOptions
 from swarmget.net.auth import wait_for_next_second
+from swarmget.net.content_hub import ContentHubClient
 from swarmget.net.guard import make_guarded_connector
 from swarmget.net.hub_client import HubApi, HubPool, Registration
 from swarmget.net.looplag import LoopLagProbe, interval_from_env
@@ -43,6 +45,7 @@ from swarmget.net.metrics import metrics_handler
 from swarmget.net.origin import OriginClient
 from swarmget.net.relay_client import RelayClient
 from swarmget.net.serve import ListenLimits, open_listener
+from swarmget.node.content_adapters import LanHolders, group_options
 from swarmget.node.daily import Counts, DailyBytes, flush_daily
 from swarmget.node.downloads import DownloadManager, SwarmContext
 from swarmget.node.fleet import FleetEntry, fleet_fn, node_summary
@@ -109,6 +112,9 @@ class NodeConfig:
     #: files saved outside the node's directories may be shared too (``--share-output``;
     #: not yet wired into ``get``: the engine side passes it to ``ShareCache.keep``)
     share_output: bool = False
+    #: this node's downloads join the hub's content index (``--share-downloads``; needs a
+    #: hub and a cache budget above 0)
+    share_downloads: bool = False
 
     def hubs(self) -> tuple[str, ...]:
         """Every hub to use: ``hub_url`` first, then ``hub_urls``, without repeats."""
@@ -318,6 +324,7 @@ async def open_node(config: NodeConfig, *, pages: MountPages | None = None) -> A
             relay=None
             if config.relay_url is None
             else RelayClient(peer_session, config.relay_url, config.secret, identity),
+            group=_group_options(config, hub, peer_session, identity, holdings),
         )
         manager = DownloadManager(
             tg,
@@ -431,6 +438,26 @@ def _sharing(config: NodeConfig) -> tuple[HoldingsRegistry, ShareCache, HolderSe
     cache = ShareCache(config.state_dir, holdings, SharePolicy(config.cache_budget))
     cache.load()
     return holdings, cache, HolderService(holdings)
+
+
+def _group_options(
+    config: NodeConfig,
+    hub: HubPool | None,
+    session: aiohttp.ClientSession,
+    identity: NodeIdentity,
+    holdings: HoldingsRegistry,
+) -> GroupOptions | None:
+    """Fetch once per LAN for this node's downloads (#15), when asked for, with a hub to
+    meet the group at and sharing not disabled (a cache budget above 0)."""
+    if not config.share_downloads or hub is None or config.cache_budget <= 0:
+        return None
+    return group_options(
+        ContentHubClient(hub),
+        LanHolders(session, config.secret, identity),
+        holdings,
+        node_id=identity.node_id,
+        keep_as_holder=True,
+    )
 
 
 def _loop_lag_probe() -> LoopLagProbe | None:

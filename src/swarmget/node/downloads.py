@@ -46,6 +46,7 @@ from swarmget.engine import (
     DownloadSpec,
     OriginSource,
 )
+from swarmget.engine.sharing import GroupOptions
 from swarmget.logs import current_download
 from swarmget.net.hub_client import HubApi
 from swarmget.net.origin import OriginClient
@@ -129,6 +130,8 @@ class SwarmContext:
     max_candidates: int = MAX_HEALTH_CANDIDATES
     max_helpers: int = MAX_HELPERS_PER_DOWNLOAD
     max_checks_in_flight: int = MAX_HEALTH_CHECKS_IN_FLIGHT
+    #: fetch once per LAN (#15): the content index and holders; None: never share
+    group: GroupOptions | None = None
 
     @property
     def node_id(self) -> str:
@@ -378,6 +381,7 @@ class DownloadManager:
                 relay=self._swarm.relay,
                 on_event=self.counters.count,
                 on_bytes=self.tally.received,
+                group=self._swarm.group,
             )
             record.move(DownloadState.RUNNING)
             record.result = await self._run_with_helpers(record, record.download)

@@ -1,0 +1,76 @@
+"""Fetch once per LAN (#15) between real ``swarmget node`` processes: with
+``--share-downloads``, a node that downloaded a file holds it for its group (the hub's
+content index lists it), and a second node downloading the same content takes it over the
+LAN (signed ``/v1/content-range``), its bytes checked by sampling against the origin.
+Without the option nothing is shared."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from swarmget.testing.origin import TestOrigin, open_test_origin
+from swarmget.testing.swarm import NodeApi, open_local_swarm
+
+MiB = 1024 * 1024
+SIZE = 6 * MiB + 7
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+async def origin() -> AsyncIterator[TestOrigin]:
+    async with open_test_origin(rate_per_ip=4 * MiB) as o:
+        o.add_generated("f.bin", SIZE, seed=21)
+        yield o
+
+
+async def _until_peers(api: NodeApi, count: int) -> None:
+    async with asyncio.timeout(20):
+        while len(await api.peers()) < count:
+            await asyncio.sleep(0.2)
+
+
+async def _download(api: NodeApi, url: str, dest: str) -> dict[str, object]:
+    done = await api.wait(await api.start(url, output=dest))
+    assert done["state"] == "done", done
+    result = done["result"]
+    assert isinstance(result, dict)
+    return result
+
+
+async def test_a_second_node_gets_the_file_from_the_first_over_the_lan(
+    origin: TestOrigin, tmp_path: Path
+) -> None:
+    async with (
+        aiohttp.ClientSession() as session,
+        open_local_swarm(tmp_path, 2, node_extra=["--share-downloads"], hub_ttl=6) as swarm,
+    ):
+        first, second = NodeApi(session, swarm.node(0)), NodeApi(session, swarm.node(1))
+        await _until_peers(first, 1)
+        url = origin.url("f.bin")
+        one = await _download(first, url, "one.bin")
+        assert one["sharing"]["joined"] is True  # type: ignore[index]
+        two = await _download(second, url, "two.bin")
+        sharing = two["sharing"]
+        assert isinstance(sharing, dict)
+        assert sharing["joined"] is True
+        assert sharing["holders_used"] is True
+        assert sharing["lan_bytes"] >= SIZE // 2
+        assert sharing["holder_check"] == "sampled"
+        data = (swarm.node(1).download_dir / "two.bin").read_bytes()
+        assert hashlib.sha256(data).hexdigest() == origin.expected_sha256("f.bin")
+
+
+async def test_without_the_option_nothing_is_shared(origin: TestOrigin, tmp_path: Path) -> None:
+    async with (
+        aiohttp.ClientSession() as session,
+        open_local_swarm(tmp_path, 1, hub_ttl=6) as swarm,
+    ):
+        api = NodeApi(session, swarm.node(0))
+        result = await _download(api, origin.url("f.bin"), "f.bin")
+        assert "sharing" not in result
