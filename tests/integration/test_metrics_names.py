@@ -86,8 +86,8 @@ def convention_problems(name: str, kind: str) -> list[str]:
         problems.append("_total only at the end")
     if "bytes" in name and not re.search(r"_bytes(_total)?$", name):
         problems.append("bytes as the unit suffix: _bytes (or _bytes_total)")
-    if kind == "histogram" and not name.endswith("_seconds"):
-        problems.append("durations are _seconds histograms")
+    if kind == "histogram" and not name.endswith(("_seconds", "_bytes", "_size")):
+        problems.append("histograms end in their unit: _seconds, _bytes or _size (a count)")
     for unit in ("_ms", "_millis", "_kb", "_mb", "_minutes"):
         if unit in name:
             problems.append(f"base units only, not {unit}")

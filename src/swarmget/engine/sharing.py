@@ -19,9 +19,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 from swarmget.core.content import ContentKey
 from swarmget.core.ranges import RangeSet
 from swarmget.core.verification import Verification
-from swarmget.engine.sources import RangeSource
 
 if TYPE_CHECKING:  # (pydantic stays out of a plain ``swarmget get``'s imports)
+    from swarmget.engine.sources import RangeSource
     from swarmget.protocol.content import (
         ContentGroup,
         ContentMember,

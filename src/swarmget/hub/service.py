@@ -91,6 +91,7 @@ async def open_hub(
     trusted_proxies: tuple[IPNetwork, ...] = (),
     limits: ListenLimits | None = None,
     clock: Callable[[], float] = time.time,
+    liveness_in_memory: bool = True,
     group_policy: GroupPolicy | None = None,
     peers_limit: int = DEFAULT_PEERS_LIMIT,
 ) -> AsyncIterator[RunningHub]:
@@ -106,6 +107,7 @@ async def open_hub(
             group_prefix=group_prefix,
             trusted_proxies=trusted_proxies,
             clock=clock,
+            liveness_in_memory=liveness_in_memory,
             group_policy=group_policy,
             nonces=store,
             peers_limit=peers_limit,
