@@ -26,16 +26,14 @@ from pydantic import (
     ConfigDict,
     Field,
     StrictBool,
-    StrictStr,
     field_validator,
     model_validator,
 )
 
-from swarmget.core.auth import is_valid_node_id
 from swarmget.core.content import ContentKey
 from swarmget.core.ranges import ByteRange, RangeSet
 from swarmget.core.verification import Verification
-from swarmget.protocol.hub import MAX_COUNT, MAX_PEERS_PER_ANSWER
+from swarmget.protocol.hub import MAX_COUNT, MAX_PEERS_PER_ANSWER, NodeId
 
 __all__ = [
     "CONTENT_PREFIX",
@@ -182,17 +180,10 @@ class ContentMember(BaseModel):
 
     model_config = _STRICT
 
-    node_id: StrictStr
+    node_id: NodeId
     url: str = Field(max_length=300)
     have: list[WireRange] = Field(default_factory=list)
     fetching: StrictBool = True
-
-    @field_validator("node_id")
-    @classmethod
-    def _node_id(cls, value: str) -> str:
-        if not is_valid_node_id(value):
-            raise ValueError("not a valid node id")
-        return value
 
     @field_validator("have")
     @classmethod
@@ -260,17 +251,10 @@ class ContentReport(BaseModel):
 
     model_config = _STRICT
 
-    node_id: StrictStr
+    node_id: NodeId
     start: _Count
     end: _Count
     verification: Verification
-
-    @field_validator("node_id")
-    @classmethod
-    def _node_id(cls, value: str) -> str:
-        if not is_valid_node_id(value):
-            raise ValueError("not a valid node id")
-        return value
 
     @model_validator(mode="after")
     def _range(self) -> ContentReport:

@@ -19,7 +19,15 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictStr,
+    field_validator,
+    model_validator,
+)
 
 from swarmget.core.auth import is_valid_node_id
 from swarmget.core.groups import canonical_address, is_valid_group_name
@@ -95,13 +103,23 @@ class PeerStats(BaseModel):
         return self.model_dump(exclude_none=True)
 
 
+def _valid_node_id(value: str) -> str:
+    if not is_valid_node_id(value):
+        raise ValueError("not a valid node id")
+    return value
+
+
+#: A node id as another node or the hub sends it (``core.auth.is_valid_node_id``).
+NodeId = Annotated[StrictStr, AfterValidator(_valid_node_id)]
+
+
 class PeerEntry(BaseModel):
     """One live node of the asker's group, as ``GET /v1/peers`` lists it. ``url`` must be
     the one the hub builds from ``address`` and ``port`` (``peer_url``)."""
 
     model_config = _STRICT
 
-    node_id: str
+    node_id: NodeId
     address: str = Field(max_length=64)
     port: int = Field(ge=1, le=65535)
     url: str = Field(max_length=300)
@@ -113,13 +131,6 @@ class PeerEntry(BaseModel):
     registered_at: _Time = 0.0
     last_seen: _Time = 0.0
     stats: PeerStats = PeerStats()
-
-    @field_validator("node_id")
-    @classmethod
-    def _node_id(cls, value: str) -> str:
-        if not is_valid_node_id(value):
-            raise ValueError("not a valid node id")
-        return value
 
     @field_validator("address")
     @classmethod
