@@ -8,7 +8,7 @@ from pathlib import Path
 import swarmget.protocol
 
 ALLOWED = ("swarmget.core", "swarmget.protocol", "pydantic", "__future__", "typing")
-ALLOWED += ("collections", "dataclasses", "enum", "datetime", "re")  # pure standard library
+ALLOWED += ("collections", "dataclasses", "enum", "datetime", "json", "re")  # pure standard library
 
 
 def _imports(path: Path) -> set[str]:

@@ -23,8 +23,6 @@ Timeouts as for a helper: 5 s to connect, ``read_timeout`` between bytes.
 
 from __future__ import annotations
 
-import json
-import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -33,13 +31,17 @@ import aiohttp
 import pydantic
 
 from swarmget.core.content import ContentKey
-from swarmget.core.errors import SourceBroken, SourceRateLimited, SourceRetryable
-from swarmget.core.http import parse_retry_after
+from swarmget.core.errors import SourceBroken, SourceRetryable
 from swarmget.core.ranges import ByteRange, Chunk
-from swarmget.net.aio_transport import CheckedBody, translate_client_error
 from swarmget.net.bounded import read_bounded
 from swarmget.net.origin import OriginInfo
-from swarmget.net.peer_client import PeerAddress
+from swarmget.net.peer_client import (
+    CONNECT_TIMEOUT,
+    MAX_ERROR_BYTES,
+    PeerAddress,
+    refusal,
+    stream_range,
+)
 from swarmget.net.plain import plain_words
 from swarmget.net.signing import NodeIdentity, json_body, signed_headers
 from swarmget.protocol.content import (
@@ -50,8 +52,6 @@ from swarmget.protocol.content import (
     PieceHashes,
     content_path,
 )
-from swarmget.protocol.errors import PEER_ERRORS
-from swarmget.protocol.peer import RANGE_HEADER, range_header
 
 __all__ = [
     "CONNECT_TIMEOUT",
@@ -62,9 +62,6 @@ __all__ = [
     "fetch_piece_hashes",
 ]
 
-CONNECT_TIMEOUT = 5.0
-#: Bytes of a holder's JSON error answer read at most.
-MAX_ERROR_BYTES = 4096
 #: Bytes of a ``PieceHashes`` answer read at most: ``MAX_PIECE_HASHES`` entries of
 #: ``[index, "64 hex"]`` (at most ~92 bytes each) and the frame.
 MAX_PIECES_ANSWER_BYTES = MAX_PIECE_HASHES * 96 + 1024
@@ -110,27 +107,16 @@ class HolderSource:
             raise SourceBroken(f"{who}: the download's size is not the content key's")
         body = content_range_body(self.key, rng)
         url = f"{self.holder.url}{CONTENT_RANGE_PATH}"
-        headers = signed_headers(self.secret, self.identity, "POST", url, body)
-        headers["Content-Type"] = "application/json"
-        timeout = aiohttp.ClientTimeout(
-            total=None, sock_connect=CONNECT_TIMEOUT, sock_read=self.read_timeout
-        )
-        try:
-            resp = await self.session.post(
-                url, data=body, headers=headers, timeout=timeout, allow_redirects=False
-            )
-        except (aiohttp.ClientError, OSError) as exc:
-            raise SourceRetryable(f"{who}: {plain_words(exc)}") from exc
-        try:
-            await _check(resp, who, rng)
-            yield CheckedBody(resp, rng.length, f"{who} {rng}")
-        except (aiohttp.ClientError, OSError) as exc:
-            raise translate_client_error(exc, who) from exc
-        finally:
-            if resp.content.at_eof():
-                resp.release()
-            else:
-                resp.close()
+        async with stream_range(
+            self.session,
+            url,
+            body,
+            signed_headers(self.secret, self.identity, "POST", url, body),
+            rng,
+            who=who,
+            read_timeout=self.read_timeout,
+        ) as chunks:
+            yield chunks
 
 
 async def fetch_piece_hashes(
@@ -152,7 +138,7 @@ async def fetch_piece_hashes(
     try:
         async with session.get(url, headers=headers, timeout=limit, allow_redirects=False) as resp:
             if resp.status != 200:
-                await _refused(resp, who)
+                raise await refusal(resp, who)
             raw = await read_bounded(resp.content, MAX_PIECES_ANSWER_BYTES)
     except (aiohttp.ClientError, OSError, TimeoutError) as exc:
         raise SourceRetryable(f"{who}: {plain_words(exc)}") from exc
@@ -162,47 +148,3 @@ async def fetch_piece_hashes(
         return PieceHashes.model_validate_json(raw)
     except (pydantic.ValidationError, ValueError, RecursionError) as exc:
         raise SourceBroken(f"{who}: bad piece hashes answer") from exc
-
-
-async def _check(resp: aiohttp.ClientResponse, who: str, rng: ByteRange) -> None:
-    if resp.status == 200:
-        if resp.headers.get(RANGE_HEADER) != range_header(rng.start, rng.end):
-            raise SourceBroken(f"{who} answered for another range")
-        return
-    await _refused(resp, who)
-
-
-async def _refused(resp: aiohttp.ClientResponse, who: str) -> None:
-    """Raise the error-tree exception for a holder's error answer (``PEER_ERRORS``)."""
-    code, message = await _error_fields(resp)
-    said = f"{code}: {message}" if code is not None else message
-    what = f"{who}: {resp.status} {said}"
-    kind = PEER_ERRORS.for_code(code, resp.status)
-    if issubclass(kind, SourceRateLimited):
-        retry = parse_retry_after(resp.headers.get("Retry-After"), time.time())
-        raise SourceRateLimited(what, retry_after=retry)
-    raise kind(what)
-
-
-async def _error_fields(resp: aiohttp.ClientResponse) -> tuple[str | None, str]:
-    """(code, message) of an error answer, read up to ``MAX_ERROR_BYTES``; (None, reason)
-    when it is not ours."""
-    try:
-        raw = await read_bounded(resp.content, MAX_ERROR_BYTES)
-    except (aiohttp.ClientError, OSError, TimeoutError):
-        return None, resp.reason or ""
-    data = _json_object(raw)
-    if data is None:
-        return None, resp.reason or ""
-    code = data.get("code")
-    return (code if isinstance(code, str) else None), str(data.get("error", ""))[:500]
-
-
-def _json_object(raw: bytes | None) -> dict[str, object] | None:
-    if raw is None:
-        return None
-    try:
-        data = json.loads(raw)
-    except (ValueError, RecursionError):
-        return None
-    return data if isinstance(data, dict) else None

@@ -49,7 +49,7 @@ from swarmget.core.errors import HubError, HubRejected, HubTooOld, HubUnavailabl
 from swarmget.net.bounded import read_bounded
 from swarmget.net.plain import plain_words
 from swarmget.net.signing import NodeIdentity, json_body, signed_headers
-from swarmget.protocol.errors import HUB_ERRORS
+from swarmget.protocol.errors import HUB_ERRORS, error_body
 from swarmget.protocol.hub import (
     MAX_HUB_ANSWER_BYTES,
     MAX_PEERS_PER_ANSWER,
@@ -247,9 +247,9 @@ def _first_error(exc: pydantic.ValidationError) -> str:
 def _status_error(
     status: int, answer: bytes, what: str, retry_after: float | None = None
 ) -> HubError:
-    message, code = _error_fields(answer)
-    text = f"hub refused {what}: {status} {message}".rstrip()
-    kind = HUB_ERRORS.for_code(code, status)
+    said = error_body(answer)
+    text = f"hub refused {what}: {status} {said.message}".rstrip()
+    kind = HUB_ERRORS.for_code(said.code, status)
     if issubclass(kind, HubUnavailable):
         return kind(text, status, retry_after=retry_after)
     return kind(text, status) if issubclass(kind, HubError) else HubRejected(text, status)
@@ -261,16 +261,6 @@ def _seconds(retry_after: str | None) -> float | None:
     if retry_after is None or not retry_after.strip().isdigit():
         return None
     return min(float(retry_after.strip()), MAX_HUB_WAIT)
-
-
-def _error_fields(answer: bytes) -> tuple[str, str | None]:
-    """(message, code) from a hub error body ``{"error", "code"}``, tolerating others."""
-    try:
-        parsed = pydantic.TypeAdapter(dict[str, Any]).validate_json(answer)
-    except pydantic.ValidationError:
-        return answer[:200].decode(errors="replace"), None
-    code = parsed.get("code")
-    return str(parsed.get("error", "")), code if isinstance(code, str) else None
 
 
 def parse_answer(adapter: pydantic.TypeAdapter[_T], answer: bytes) -> _T:

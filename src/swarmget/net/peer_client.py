@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import aiohttp
 import pydantic
 
-from swarmget.core.errors import SourceBroken, SourceRateLimited, SourceRetryable
+from swarmget.core.errors import SourceBroken, SourceRateLimited, SourceRetryable, SwarmgetError
 from swarmget.core.http import parse_retry_after
 from swarmget.core.ranges import ByteRange, Chunk
 from swarmget.net.aio_transport import CheckedBody, translate_client_error
@@ -31,7 +31,7 @@ from swarmget.net.bounded import read_bounded
 from swarmget.net.origin import OriginInfo
 from swarmget.net.plain import plain_words
 from swarmget.net.signing import NodeIdentity, json_body, signed_headers
-from swarmget.protocol.errors import PEER_ERRORS
+from swarmget.protocol.errors import PEER_ERRORS, error_body
 from swarmget.protocol.peer import (
     HEALTH_PATH,
     RANGE_HEADER,
@@ -41,6 +41,10 @@ from swarmget.protocol.peer import (
     range_header,
 )
 
+#: Seconds to connect to a peer.
+CONNECT_TIMEOUT = 5.0
+#: Bytes of a peer's JSON error answer read at most.
+MAX_ERROR_BYTES = 4096
 #: Health checks a requester runs at once (each holds one socket for up to its timeout).
 MAX_HEALTH_CHECKS_IN_FLIGHT = 32
 #: Bytes of a helper's ``/v1/health`` answer read at most (it is a few dozen).
@@ -81,23 +85,73 @@ class PeerSource:
     ) -> AsyncIterator[AsyncIterator[Chunk]]:
         body = json_body(_range_request(info, rng, self.download_id, self.source_id))
         url = f"{self.peer.url}{RANGE_PATH}"
-        headers = signed_headers(self.secret, self.identity, "POST", url, body)
-        headers["Content-Type"] = "application/json"
-        timeout = aiohttp.ClientTimeout(total=None, sock_connect=5.0, sock_read=self.read_timeout)
-        try:
-            resp = await self.session.post(url, data=body, headers=headers, timeout=timeout)
-        except (aiohttp.ClientError, OSError) as exc:
-            raise SourceRetryable(f"helper {self.source_id}: {plain_words(exc)}") from exc
-        try:
-            await _check(resp, self.source_id, rng)
-            yield CheckedBody(resp, rng.length, f"helper {self.source_id} {rng}")
-        except (aiohttp.ClientError, OSError) as exc:
-            raise translate_client_error(exc, f"helper {self.source_id}") from exc
-        finally:
-            if resp.content.at_eof():
-                resp.release()
-            else:
-                resp.close()
+        async with stream_range(
+            self.session,
+            url,
+            body,
+            signed_headers(self.secret, self.identity, "POST", url, body),
+            rng,
+            who=f"helper {self.source_id}",
+            read_timeout=self.read_timeout,
+        ) as chunks:
+            yield chunks
+
+
+@asynccontextmanager
+async def stream_range(
+    session: aiohttp.ClientSession,
+    url: str,
+    body: bytes,
+    headers: dict[str, str],
+    rng: ByteRange,
+    *,
+    who: str,
+    read_timeout: float,
+) -> AsyncIterator[AsyncIterator[Chunk]]:
+    """POST a signed JSON range request (a helper's ``/v1/range``, a holder's
+    ``/v1/content-range``) and yield the checked body of ``rng``: exactly its bytes, or the
+    error tree (``refusal`` for an error answer, ``SourceRetryable`` when the connection
+    fails, ``SourceBroken`` for an answer about another range)."""
+    headers = {**headers, "Content-Type": "application/json"}
+    timeout = aiohttp.ClientTimeout(
+        total=None, sock_connect=CONNECT_TIMEOUT, sock_read=read_timeout
+    )
+    try:
+        resp = await session.post(
+            url, data=body, headers=headers, timeout=timeout, allow_redirects=False
+        )
+    except (aiohttp.ClientError, OSError) as exc:
+        raise SourceRetryable(f"{who}: {plain_words(exc)}") from exc
+    try:
+        if resp.status != 200:
+            raise await refusal(resp, who)
+        if resp.headers.get(RANGE_HEADER) != range_header(rng.start, rng.end):
+            raise SourceBroken(f"{who} answered for another range")
+        yield CheckedBody(resp, rng.length, f"{who} {rng}")
+    except (aiohttp.ClientError, OSError) as exc:
+        raise translate_client_error(exc, who) from exc
+    finally:
+        if resp.content.at_eof():
+            resp.release()
+        else:
+            resp.close()
+
+
+async def refusal(resp: aiohttp.ClientResponse, who: str) -> SwarmgetError:
+    """The error-tree exception for a peer's (helper's or holder's) error answer, by its code
+    (``PEER_ERRORS``), honouring Retry-After; the body is read up to ``MAX_ERROR_BYTES``."""
+    try:
+        raw = await read_bounded(resp.content, MAX_ERROR_BYTES)
+    except (aiohttp.ClientError, OSError, TimeoutError):
+        raw = None
+    said = error_body(raw, otherwise=resp.reason or "")
+    text = f"{said.code}: {said.message}" if said.code is not None else said.message
+    what = f"{who}: {resp.status} {text}"
+    kind = PEER_ERRORS.for_code(said.code, resp.status)
+    if issubclass(kind, SourceRateLimited):
+        retry = parse_retry_after(resp.headers.get("Retry-After"), time.time())
+        return SourceRateLimited(what, retry_after=retry)
+    return kind(what)
 
 
 def _range_request(
@@ -121,33 +175,6 @@ def _range_request(
     except pydantic.ValidationError as exc:
         raise SourceBroken(f"helper {who}: bad range request: {exc.errors()[0]['msg']}") from exc
     return request.model_dump(mode="json")
-
-
-async def _check(resp: aiohttp.ClientResponse, who: str, rng: ByteRange) -> None:
-    if resp.status == 200:
-        if resp.headers.get(RANGE_HEADER) != range_header(rng.start, rng.end):
-            raise SourceBroken(f"helper {who} answered for another range")
-        return
-    code, message = await _error_fields(resp)
-    said = f"{code}: {message}" if code is not None else message
-    what = f"helper {who}: {resp.status} {said}"
-    kind = PEER_ERRORS.for_code(code, resp.status)
-    if issubclass(kind, SourceRateLimited):
-        retry = parse_retry_after(resp.headers.get("Retry-After"), time.time())
-        raise SourceRateLimited(what, retry_after=retry)
-    raise kind(what)
-
-
-async def _error_fields(resp: aiohttp.ClientResponse) -> tuple[str | None, str]:
-    """(code, message) of a helper's error answer; (None, reason) when it is not ours."""
-    try:
-        data = await resp.json(content_type=None)
-    except (aiohttp.ClientError, ValueError, TimeoutError):
-        return None, resp.reason or ""
-    if not isinstance(data, dict):
-        return None, resp.reason or ""
-    code = data.get("code")
-    return (code if isinstance(code, str) else None), str(data.get("error", ""))
 
 
 async def check_health(

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any
 
 import aiohttp
 import pydantic
@@ -24,7 +23,7 @@ from swarmget.core.manifest import Manifest
 from swarmget.core.urls import redact_url
 from swarmget.net.plain import plain_words
 from swarmget.net.signing import NodeIdentity, json_body, signed_headers
-from swarmget.protocol.errors import RELAY_ERRORS, relay_fetch_error
+from swarmget.protocol.errors import RELAY_ERRORS, error_body, relay_fetch_error
 from swarmget.protocol.relay import FETCH_PATH, FETCHES_PATH, FetchAnswer, FetchRequest
 
 WAIT = 25.0
@@ -92,21 +91,15 @@ class RelayClient:
 
 def _refused(resp: aiohttp.ClientResponse, text: str, what: str) -> SwarmgetError:
     """The exception for the relay's error answer: by its code (``RELAY_ERRORS``)."""
-    code, message = _error_fields(text)
-    said = f"{resp.status} {code}: {message}" if code is not None else f"{resp.status} {message}"
+    body = error_body(text)
+    code = body.code
+    said = (
+        f"{resp.status} {code}: {body.message}"
+        if code is not None
+        else f"{resp.status} {body.message}"
+    )
     kind = RELAY_ERRORS.for_code(code, resp.status)
     if issubclass(kind, SourceRateLimited):
         retry = parse_retry_after(resp.headers.get("Retry-After"), time.time())
         return SourceRateLimited(f"{what}: {said}", retry_after=retry)
     return kind(f"{what}: {said}")
-
-
-def _error_fields(text: str) -> tuple[str | None, str]:
-    """(code, message) of an error answer ``{"error", "code"}``; (None, the text's start)
-    when it is not ours (a proxy's page, say)."""
-    try:
-        data: Any = pydantic.TypeAdapter(dict[str, Any]).validate_json(text)
-    except pydantic.ValidationError:
-        return None, text[:300]
-    code = data.get("code")
-    return (code if isinstance(code, str) else None), str(data.get("error", ""))[:300]

@@ -24,6 +24,7 @@ A code the client does not know (a newer peer, a proxy in the way) falls back on
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
@@ -36,7 +37,9 @@ __all__ = [
     "RELAY_ERRORS",
     "USER_ERRORS",
     "ErrorTable",
+    "ErrorBody",
     "WireError",
+    "error_body",
     "exception_for_code",
     "relay_fetch_error",
 ]
@@ -65,6 +68,40 @@ def exception_for_code(code: object, message: str) -> e.SwarmgetError:
     ``DownloadError``: something went wrong that we cannot name."""
     kind = EXCEPTIONS.get(code, e.DownloadError) if isinstance(code, str) else e.DownloadError
     return kind(message)
+
+
+#: Characters of an error answer's message (or of a foreign answer's text) kept at most.
+MAX_ERROR_MESSAGE = 300
+
+
+@dataclass(frozen=True)
+class ErrorBody:
+    """What an error answer said: its ``code`` (None when it is not one of ours) and a
+    message for people, at most ``MAX_ERROR_MESSAGE`` characters."""
+
+    code: str | None
+    message: str
+
+
+def error_body(raw: bytes | str | None, *, otherwise: str | None = None) -> ErrorBody:
+    """Read an error answer ``{"error": MESSAGE, "code": CODE}``, tolerating anything else:
+    a foreign answer (a proxy's page, a truncated or oversized body: ``raw`` None) has no
+    code, and its message is ``otherwise`` (e.g. the HTTP reason) or the start of its text.
+    Pure: the caller reads the body, bounded."""
+    data: object = None
+    if raw is not None:
+        try:
+            data = json.loads(raw)
+        except (ValueError, RecursionError):
+            data = None
+    if isinstance(data, dict):
+        code = data.get("code")
+        message = str(data.get("error", ""))[:MAX_ERROR_MESSAGE]
+        return ErrorBody(code if isinstance(code, str) else None, message)
+    if otherwise is not None or raw is None:
+        return ErrorBody(None, (otherwise or "")[:MAX_ERROR_MESSAGE])
+    text = raw if isinstance(raw, str) else raw[: MAX_ERROR_MESSAGE * 4].decode(errors="replace")
+    return ErrorBody(None, text[:MAX_ERROR_MESSAGE])
 
 
 @dataclass(frozen=True, kw_only=True)
