@@ -19,23 +19,17 @@ How to run it
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import hashlib
-import json
-import os
 import statistics
-import sys
 import tempfile
-import time
 from pathlib import Path
 
 import aiohttp
+import get_variants
+from get_variants import GetRun, measure, run_get
 
 from swarmget.testing.origin import open_test_origin
 from swarmget.testing.swarm import LocalSwarm, NodeApi, open_local_swarm
-
-MiB = 1024 * 1024
 
 
 async def _wait_registered(swarm: LocalSwarm, nodes: int) -> None:
@@ -49,28 +43,7 @@ async def _wait_registered(swarm: LocalSwarm, nodes: int) -> None:
     raise RuntimeError("the nodes did not register within 30 s")
 
 
-async def _one_get(src: Path, url: str, swarm: LocalSwarm, out: Path) -> float:
-    """The wall time of one ``get --hub`` run with ``src`` first on its path."""
-    env = {**os.environ, "PYTHONPATH": str(src)}
-    args = [
-        sys.executable, "-m", "swarmget.cli", "get", url, "-o", str(out), "--json", "--force",
-        "--hub", swarm.hub_urls()[0], "--secret-file", str(swarm.secret_file),
-        "--source-address", "127.0.0.1",
-    ]  # fmt: skip
-    start = time.perf_counter()
-    proc = await asyncio.create_subprocess_exec(
-        *args, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
-    )
-    stdout, stderr = await proc.communicate()
-    wall = time.perf_counter() - start
-    if proc.returncode != 0:
-        raise RuntimeError(f"get failed ({proc.returncode}): {stderr.decode()}")
-    json.loads(stdout)  # the result, as JSON: it did not fail
-    return wall
-
-
 async def run(variants: dict[str, Path], repeat: int, size: int) -> dict[str, list[float]]:
-    walls: dict[str, list[float]] = {label: [] for label in variants}
     with tempfile.TemporaryDirectory(prefix="swarmget-bench-hub-") as tmp:
         root = Path(tmp)
         async with (
@@ -79,29 +52,23 @@ async def run(variants: dict[str, Path], repeat: int, size: int) -> dict[str, li
         ):
             origin.add_generated("small.bin", size, seed=7)
             await _wait_registered(swarm, 2)
-            for round_ in range(repeat):
-                order = list(variants.items())
-                order = order[round_ % len(order) :] + order[: round_ % len(order)]
-                for label, src in order:
-                    out = root / f"{label}.bin"
-                    wall = await _one_get(src, origin.url("small.bin"), swarm, out)
-                    digest = hashlib.sha256(out.read_bytes()).hexdigest()
-                    if digest != origin.expected_sha256("small.bin"):
-                        raise RuntimeError(f"{label}: wrong bytes")
-                    walls[label].append(wall)
-                    out.unlink()
-    return walls
+            extra = (
+                "--hub", swarm.hub_urls()[0], "--secret-file", str(swarm.secret_file),
+                "--source-address", "127.0.0.1",
+            )  # fmt: skip
+
+            async def one(label: str, src: Path, out: Path) -> GetRun:
+                return await run_get(src, origin.url("small.bin"), out, extra)
+
+            expected = origin.expected_sha256("small.bin")
+            runs = await measure(variants, repeat, expected, one, root)
+    return {label: [r.wall for r in done] for label, done in runs.items()}
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--src", action="append", required=True, metavar="LABEL=DIR")
-    parser.add_argument("--repeat", type=int, default=5)
-    parser.add_argument("--size", type=int, default=1 * MiB, help="bytes (default 1 MiB)")
-    args = parser.parse_args()
-    variants = {label: Path(d).resolve() for label, _, d in (s.partition("=") for s in args.src)}
-    walls = asyncio.run(run(variants, args.repeat, args.size))
-    print(f"load average: {os.getloadavg()[0]:.2f} (1 min)")
+    args = get_variants.parser(__doc__.split("\n\n")[0], repeat=5).parse_args()
+    walls = asyncio.run(run(get_variants.variants(args.src), args.repeat, args.size))
+    print(get_variants.load_line())
     print("| variant | median wall (s) | min | max | runs |")
     print("|---|---|---|---|---|")
     for label, values in walls.items():

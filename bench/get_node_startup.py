@@ -28,42 +28,23 @@ How to run it
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import hashlib
-import json
-import os
 import statistics
-import sys
 import tempfile
-import time
 from pathlib import Path
-from typing import Any
+
+import get_variants
+from get_variants import GetRun, measure, run_get
 
 from swarmget.testing.origin import open_test_origin
-from swarmget.testing.swarm import LocalSwarm, open_local_swarm
+from swarmget.testing.swarm import open_local_swarm
 
-MiB = 1024 * 1024
 COLUMNS = ("startup", "accepted", "verified → result", "result → exit", "wall")
 
 
-async def _one_get(src: Path, url: str, swarm: LocalSwarm, out: Path) -> dict[str, float]:
-    """The phases of one ``get`` run with ``src`` first on its path."""
-    env = {**os.environ, "PYTHONPATH": str(src)}
-    node = swarm.node(0)
-    args = [
-        sys.executable, "-m", "swarmget.cli", "get", url, "-o", str(out), "--json", "--force",
-        "--state-dir", str(node.state_dir),
-    ]  # fmt: skip
-    start = time.perf_counter()
-    proc = await asyncio.create_subprocess_exec(
-        *args, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
-    )
-    stdout, stderr = await proc.communicate()
-    wall = time.perf_counter() - start
-    if proc.returncode != 0:
-        raise RuntimeError(f"get failed ({proc.returncode}): {stderr.decode()}")
-    answer: dict[str, Any] = json.loads(stdout)
+def _phases(run: GetRun) -> dict[str, float]:
+    """The phases of one ``get`` handed to the node, from its ``--json``."""
+    answer = run.answer
     if answer["route"]["route"] != "node":
         raise RuntimeError(f"not handed to the node: {answer['route']}")
     command, timeline = answer["command_timeline"], answer["timeline"]
@@ -72,46 +53,34 @@ async def _one_get(src: Path, url: str, swarm: LocalSwarm, out: Path) -> dict[st
         "startup": startup,
         "accepted": accepted,
         "verified → result": result - accepted - timeline["verified"],
-        "result → exit": wall - startup - result,
-        "wall": wall,
+        "result → exit": run.wall - startup - result,
+        "wall": run.wall,
     }
 
 
-Runs = dict[str, list[dict[str, float]]]  # each variant's runs, each run's phases
-
-
-async def run(variants: dict[str, Path], repeat: int, size: int) -> Runs:
-    runs: Runs = {label: [] for label in variants}
+async def run(variants: dict[str, Path], repeat: int, size: int) -> dict[str, list[GetRun]]:
     with tempfile.TemporaryDirectory(prefix="swarmget-bench-node-") as tmp:
         root = Path(tmp)
         async with open_test_origin() as origin, open_local_swarm(root / "swarm", 1) as swarm:
             origin.add_generated("small.bin", size, seed=7)
-            for round_ in range(repeat):
-                order = list(variants.items())
-                order = order[round_ % len(order) :] + order[: round_ % len(order)]
-                for label, src in order:
-                    out = swarm.node(0).download_dir / f"{label}.bin"
-                    phases = await _one_get(src, origin.url("small.bin"), swarm, out)
-                    digest = hashlib.sha256(out.read_bytes()).hexdigest()
-                    if digest != origin.expected_sha256("small.bin"):
-                        raise RuntimeError(f"{label}: wrong bytes")
-                    runs[label].append(phases)
-                    out.unlink()
-    return runs
+            node = swarm.node(0)
+            extra = ("--state-dir", str(node.state_dir))
+
+            async def one(label: str, src: Path, out: Path) -> GetRun:
+                return await run_get(src, origin.url("small.bin"), out, extra)
+
+            expected = origin.expected_sha256("small.bin")
+            return await measure(variants, repeat, expected, one, node.download_dir)
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--src", action="append", required=True, metavar="LABEL=DIR")
-    parser.add_argument("--repeat", type=int, default=7)
-    parser.add_argument("--size", type=int, default=1 * MiB, help="bytes (default 1 MiB)")
-    args = parser.parse_args()
-    variants = {label: Path(d).resolve() for label, _, d in (s.partition("=") for s in args.src)}
-    runs = asyncio.run(run(variants, args.repeat, args.size))
-    print(f"load average: {os.getloadavg()[0]:.2f} (1 min)")
+    args = get_variants.parser(__doc__.split("\n\n")[0], repeat=7).parse_args()
+    runs = asyncio.run(run(get_variants.variants(args.src), args.repeat, args.size))
+    print(get_variants.load_line())
     print("| variant (median s) | " + " | ".join(COLUMNS) + " | runs |")
     print("|---" * (len(COLUMNS) + 2) + "|")
-    for label, phases in runs.items():
+    for label, done in runs.items():
+        phases = [_phases(r) for r in done]
         cells = [f"{statistics.median(p[c] for p in phases):.3f}" for c in COLUMNS]
         print(f"| {label} | " + " | ".join(cells) + f" | {len(phases)} |")
     return 0
