@@ -5,11 +5,9 @@ that forgot it."""
 from __future__ import annotations
 
 import asyncio
-import json
-import sys
+import signal
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,63 +17,39 @@ import pytest
 from swarmget.net.hub_client import HubClient, Registration
 from swarmget.net.membership import MembershipState, run_membership
 from swarmget.testing.fakes import identity_for, nid
+from swarmget.testing.swarm import HubProcs, Proc, open_hubs
 
 SECRET = b"process-test-secret-0123456789"
 REG = Registration(port=7500, version="0.1.0", slots=2)
-START_TIMEOUT = 15.0
 
 
 @dataclass
 class HubProcess:
-    process: asyncio.subprocess.Process
-    url: str
+    proc: Proc
+
+    @property
+    def url(self) -> str:
+        return str(self.proc.info["url"])
 
     async def kill(self) -> None:
-        self.process.kill()
-        await self.process.wait()
+        self.proc.signal(signal.SIGKILL)
+        await self.proc.process.wait()
 
 
 @dataclass
 class Launcher:
     tmp_path: Path
-    stack: AsyncExitStack
+    hubs: HubProcs
 
     async def start(self, db_name: str, port: int = 0) -> HubProcess:
-        secret_file = self.tmp_path / "secret"
-        secret_file.write_bytes(SECRET + b"\n")
-        log = (self.tmp_path / f"hub-{db_name}.log").open("ab")
-        self.stack.callback(log.close)
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "swarmget.hub",
-            "--host=127.0.0.1",
-            f"--port={port}",
-            f"--db=sqlite+aiosqlite:///{self.tmp_path / db_name}",
-            f"--secret-file={secret_file}",
-            "--ttl=15",
-            stdout=asyncio.subprocess.PIPE,
-            stderr=log,
-        )
-        self.stack.push_async_callback(_reap, process)
-        assert process.stdout is not None
-        async with asyncio.timeout(START_TIMEOUT):
-            line = await process.stdout.readline()
-        if not line:
-            raise AssertionError(f"hub did not start: {log.name}")
-        return HubProcess(process, json.loads(line)["url"])
-
-
-async def _reap(process: asyncio.subprocess.Process) -> None:
-    if process.returncode is None:
-        process.kill()
-    await process.wait()
+        db = f"sqlite+aiosqlite:///{self.tmp_path / db_name}"
+        return HubProcess(await self.hubs.start(db, ttl=15, port=port))
 
 
 @pytest.fixture
 async def launcher(tmp_path: Path) -> AsyncIterator[Launcher]:
-    async with AsyncExitStack() as stack:
-        yield Launcher(tmp_path, stack)
+    async with open_hubs(tmp_path, SECRET.decode()) as hubs:
+        yield Launcher(tmp_path, hubs)
 
 
 @pytest.fixture

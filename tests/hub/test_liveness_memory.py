@@ -8,11 +8,8 @@ hub that saw it and by the other replica; ``/metrics`` has the write histograms,
 from __future__ import annotations
 
 import asyncio
-import json
-import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import AsyncExitStack
 from pathlib import Path
 
 import aiohttp
@@ -24,48 +21,25 @@ from swarmget.hub.store import NodeRecord
 from swarmget.net.hub_client import HubClient, Registration
 from swarmget.net.signing import json_body, signed_headers
 from swarmget.testing.fakes import MemoryRegistryStore, identity_for, nid
+from swarmget.testing.swarm import HubProcs, open_hubs
 
 SECRET = b"liveness-test-secret-0123456789"
 REG = Registration(port=7500, version="0.1.0", slots=2)
 TTL = 2.0  # flushes every TTL/6
-START_TIMEOUT = 15.0
-
-
-async def _reap(process: asyncio.subprocess.Process) -> None:
-    if process.returncode is None:
-        process.kill()
-    await process.wait()
 
 
 class Hubs:
-    def __init__(self, tmp_path: Path, stack: AsyncExitStack) -> None:
-        self.tmp_path, self.stack = tmp_path, stack
+    def __init__(self, hubs: HubProcs) -> None:
+        self.hubs = hubs
 
     async def start(self, db_url: str) -> str:
-        secret_file = self.tmp_path / "secret"
-        secret_file.write_bytes(SECRET + b"\n")
-        log = (self.tmp_path / "hubs.log").open("ab")
-        self.stack.callback(log.close)
-        process = await asyncio.create_subprocess_exec(
-            *(sys.executable, "-m", "swarmget.hub", "--host=127.0.0.1", "--port=0"),
-            f"--db={db_url}",
-            f"--secret-file={secret_file}",
-            f"--ttl={TTL}",
-            stdout=asyncio.subprocess.PIPE,
-            stderr=log,
-        )
-        self.stack.push_async_callback(_reap, process)
-        assert process.stdout is not None
-        async with asyncio.timeout(START_TIMEOUT):
-            line = await process.stdout.readline()
-        assert line, f"hub did not start: {log.name}"
-        return str(json.loads(line)["url"])
+        return str((await self.hubs.start(db_url, ttl=TTL)).info["url"])
 
 
 @pytest.fixture
 async def hubs(tmp_path: Path) -> AsyncIterator[Hubs]:
-    async with AsyncExitStack() as stack:
-        yield Hubs(tmp_path, stack)
+    async with open_hubs(tmp_path, SECRET.decode()) as started:
+        yield Hubs(started)
 
 
 @pytest.fixture

@@ -142,11 +142,46 @@ def node_args(
     ]  # fmt: skip
 
 
-def hub_args(db_url: str, secret_file: Path, ttl: float) -> list[str]:
+def hub_args(db_url: str, secret_file: Path, ttl: float, port: int = 0) -> list[str]:
     return [
-        "hub", "--host", "127.0.0.1", "--port", "0", "--ttl", str(ttl), "--db", db_url,
+        "hub", "--host", "127.0.0.1", "--port", str(port), "--ttl", str(ttl), "--db", db_url,
         "--secret-file", str(secret_file),
     ]  # fmt: skip
+
+
+@dataclass
+class HubProcs:
+    """Hub processes on 127.0.0.1 started one by one (``open_hubs``), for tests of the hub
+    itself: restarts on the same port, replicas on one database, a SIGKILL."""
+
+    root: Path
+    secret_file: Path
+    env: dict[str, str]
+    procs: list[Proc] = field(default_factory=list)
+
+    async def start(
+        self, db_url: str, *, ttl: float, port: int = 0, extra: Sequence[str] = ()
+    ) -> Proc:
+        """A new hub on ``db_url``; its URL is ``proc.info["url"]``."""
+        log = self.root / f"hub{len(self.procs)}.log"
+        proc = await start_proc(
+            [*hub_args(db_url, self.secret_file, ttl, port), *extra], log, self.env
+        )
+        self.procs.append(proc)
+        return proc
+
+
+@contextlib.asynccontextmanager
+async def open_hubs(root: Path, secret: str) -> AsyncIterator[HubProcs]:
+    """A ``HubProcs`` whose hubs share ``secret`` (a file in ``root``); every hub still
+    running is stopped (SIGTERM, then SIGKILL) when the context exits."""
+    secret_file = root / "secret"
+    await asyncio.to_thread(_prepare_root, root, secret_file, secret)
+    hubs = HubProcs(root, secret_file, {**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        yield hubs
+    finally:
+        await asyncio.gather(*(p.stop() for p in hubs.procs), return_exceptions=True)
 
 
 @contextlib.asynccontextmanager
