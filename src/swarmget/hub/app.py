@@ -70,19 +70,16 @@ The hub never downloads anything. Handlers parse with pydantic, call the store, 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import logging
 import random
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 
 import pydantic
 from aiohttp import web
-from aiohttp.typedefs import Handler
-from pydantic import BaseModel
 
 from swarmget.core.addresses import IPNetwork
 from swarmget.core.auth import is_valid_node_id
@@ -98,6 +95,7 @@ from swarmget.core.groups import (
 from swarmget.defaults import DEFAULT_PEERS_LIMIT, DEFAULT_TTL
 from swarmget.hub.admission import Admission
 from swarmget.hub.content_routes import ContentRoutes
+from swarmget.hub.edge import HubRefusal, owned_loop, parse_body, refusals
 from swarmget.hub.group_cache import DEFAULT_MAX_AGE, GroupCache
 from swarmget.hub.liveness import Liveness, flush_interval, keep_flushing
 from swarmget.hub.metrics import HubMetrics
@@ -109,9 +107,7 @@ from swarmget.net.auth import (
     SharedNonces,
     auth_middleware,
     authenticated_node,
-    json_error,
 )
-from swarmget.protocol.errors import HUB_ERRORS
 from swarmget.protocol.hub import (
     MAX_HUB_BODY,
     MAX_PEERS_PER_ANSWER,
@@ -146,35 +142,6 @@ HEALTH_PATH = "/v1/health"
 
 #: The application's registry store (for other apps mounted next to the hub, e.g. the portal).
 HUB_STORE: web.AppKey[RegistryStore] = web.AppKey("hub_store", RegistryStore)
-
-_Model = TypeVar("_Model", bound=BaseModel)
-
-
-# --- the edge: request bodies -----------------------------------------------------------------
-
-
-class _Problem(Exception):
-    """A request the hub refuses, answered with ``code``'s row of ``HUB_ERRORS``; turned
-    into a JSON error by ``_problems``."""
-
-    def __init__(self, code: str, message: str, *, retry_after: float | None = None) -> None:
-        super().__init__(message)
-        self.status = HUB_ERRORS.row(code).status
-        self.code = code
-        self.retry_after = retry_after
-
-
-async def _parse(request: web.Request, model: type[_Model]) -> _Model:
-    body = await request.read() or b"{}"
-    if len(body) > MAX_HUB_BODY:
-        raise _Problem("too_large", f"request bodies are at most {MAX_HUB_BODY} bytes")
-    try:
-        return model.model_validate_json(body)
-    except pydantic.ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(part) for part in first["loc"]) or "body"
-        raise _Problem("bad_request", f"{where}: {first['msg']}") from exc
-
 
 # --- the hub ------------------------------------------------------------------------------------
 
@@ -246,9 +213,9 @@ class _Hub:
         return {"ttl": ttl, "heartbeat_interval": self.admission.heartbeat_interval}
 
     async def register(self, request: web.Request) -> web.Response:
-        body = await _parse(request, RegisterRequest)
+        body = await parse_body(request, RegisterRequest, MAX_HUB_BODY)
         if body.node_id != authenticated_node(request):
-            raise _Problem("forbidden", "node_id differs from the signing node")
+            raise HubRefusal("forbidden", "node_id differs from the signing node")
         address = self._source_address(request)
         group = self._group(address, body.group)
         now = self.clock()
@@ -271,7 +238,7 @@ class _Hub:
     async def sweep(self, now: float) -> int:
         """Log and count the nodes whose TTL ran out since the previous sweep (the first
         sweep only starts the watch); returns how many. Run every ``SWEEP_EVERY`` TTL by the
-        app (``_sweeping``) and on each registration; each replica logs what it sees."""
+        app (``_sweep_forever``) and on each registration; each replica logs what it sees."""
         before = now - self.admission.live_ttl
         since, self.swept.until = self.swept.until, before
         if since is None or before <= since:
@@ -297,7 +264,7 @@ class _Hub:
         ttl = self.admission.live_ttl
         others = await self.store.count_live_at(address, now, ttl, other_than=node_id)
         if others >= self.max_per_address:
-            raise _Problem(
+            raise HubRefusal(
                 "too_many_nodes",
                 f"{address} already has {others} live nodes (at most {self.max_per_address})",
                 retry_after=ttl,
@@ -305,14 +272,14 @@ class _Hub:
 
     async def heartbeat(self, request: web.Request) -> web.Response:
         node_id = _own_node(request)
-        body = await _parse(request, HeartbeatRequest)
+        body = await parse_body(request, HeartbeatRequest, MAX_HUB_BODY)
         stats = body.stats.as_json()
         with self.metrics.heartbeat_timer():
             now, ttl = self.clock(), self.admission.live_ttl
             known = await self.liveness.heartbeat(node_id, stats, now, ttl)
         if not known:  # expired (silent past its TTL and pruned), or a hub without it
             log.info("heartbeat from %s, not registered (any more): told to register", node_id)
-            raise _Problem("unknown_node", f"node {node_id} is not registered (any more)")
+            raise HubRefusal("unknown_node", f"node {node_id} is not registered (any more)")
         return web.json_response({"ok": True} | self._timers)
 
     async def leave(self, request: web.Request) -> web.Response:
@@ -333,7 +300,7 @@ class _Hub:
         now, ttl = self.clock(), self.admission.live_ttl
         me = await self.store.live_node(node_id, now, ttl)
         if me is None:
-            raise _Problem("unknown_node", f"node {node_id} is not registered (any more)")
+            raise HubRefusal("unknown_node", f"node {node_id} is not registered (any more)")
         return await self._peers_answer(request, me.group, node_id, now, ttl)
 
     async def requester_peers(self, request: web.Request) -> web.Response:
@@ -370,7 +337,7 @@ class _Hub:
         if declared is None:
             return by_address
         if not self.group_policy.allows(address, declared, by_address):
-            raise _Problem(
+            raise HubRefusal(
                 "group_not_allowed",
                 f"group {declared!r} may not be declared from {address}: the hub lists the "
                 f"networks allowed to (--group-cidr {declared}=CIDR); drop --group to be "
@@ -383,7 +350,7 @@ class _Hub:
         one is trusted); senders whose address cannot be told share one."""
         try:
             return self._source_address(request)
-        except _Problem:
+        except HubRefusal:
             return "(unknown)"
 
     def _source_address(self, request: web.Request) -> str:
@@ -394,7 +361,7 @@ class _Hub:
             claimed = client_address(claimed, forwarded, self.trusted_proxies)
             return canonical_address(claimed)
         except ValueError as exc:
-            raise _Problem("bad_address", f"cannot tell your address ({claimed!r})") from exc
+            raise HubRefusal("bad_address", f"cannot tell your address ({claimed!r})") from exc
 
 
 def _record(body: RegisterRequest, address: str, group: str) -> NodeRecord:
@@ -417,7 +384,7 @@ def _wanted_nodes(request: web.Request) -> frozenset[str] | None:
     if not wanted:
         return None
     if len(wanted) > MAX_PEERS_PER_ANSWER or not all(map(is_valid_node_id, wanted)):
-        raise _Problem("bad_request", f"node: at most {MAX_PEERS_PER_ANSWER} valid node ids")
+        raise HubRefusal("bad_request", f"node: at most {MAX_PEERS_PER_ANSWER} valid node ids")
     return frozenset(wanted)
 
 
@@ -428,7 +395,7 @@ def _is_requester_query(request: web.Request) -> bool:
     if not values:
         return False
     if values != [REQUESTER_VALUE]:
-        raise _Problem("bad_request", f"{REQUESTER_PARAM}: only {REQUESTER_VALUE!r}, once")
+        raise HubRefusal("bad_request", f"{REQUESTER_PARAM}: only {REQUESTER_VALUE!r}, once")
     return True
 
 
@@ -436,64 +403,28 @@ def _own_node(request: web.Request) -> str:
     """The node named in the path, which must be the node that signed the request."""
     node_id = request.match_info["node_id"]
     if node_id != authenticated_node(request):
-        raise _Problem("forbidden", "a node may only act for itself")
+        raise HubRefusal("forbidden", "a node may only act for itself")
     return node_id
 
 
-@web.middleware
-async def _problems(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Refusals, storage failures and aiohttp's own errors, as JSON."""
-    try:
-        return await handler(request)
-    except _Problem as exc:
-        wait = {} if exc.retry_after is None else {"Retry-After": str(round(exc.retry_after))}
-        return json_error(exc.status, str(exc), exc.code, headers=wait)
-    except StorageError as exc:
-        return json_error(503, str(exc), exc.code)
-    except web.HTTPException as exc:
-        if exc.status < 400:
-            raise
-        return json_error(exc.status, exc.reason, "http", headers=_allow_header(exc.headers))
+async def _sweep_forever(hub: _Hub) -> None:
+    """``hub.sweep`` every ``SWEEP_EVERY`` TTL; a failing sweep (the database away) is
+    logged, not fatal."""
+    while True:
+        try:
+            await hub.sweep(hub.clock())
+            await hub.contents.expire(hub.clock())
+        except StorageError as exc:
+            log.warning("expiry sweep failed: %s", exc)
+        except Exception:  # a bug: the hub goes on serving, the next sweep tries again
+            log.exception("expiry sweep crashed")
+        await asyncio.sleep(max(hub.ttl * SWEEP_EVERY, 0.05))
 
 
-def _allow_header(headers: Mapping[str, str]) -> dict[str, str]:
-    return {"Allow": headers["Allow"]} if "Allow" in headers else {}
-
-
-async def _sweeping(hub: _Hub, _app: web.Application) -> AsyncIterator[None]:
-    """While the app runs: ``hub.sweep`` every ``SWEEP_EVERY`` TTL (an owned task, cancelled
-    and awaited at cleanup); a failing sweep (the database away) is logged, not fatal."""
-
-    async def loop() -> None:
-        while True:
-            try:
-                await hub.sweep(hub.clock())
-                await hub.contents.expire(hub.clock())
-            except StorageError as exc:
-                log.warning("expiry sweep failed: %s", exc)
-            except Exception:  # a bug: the hub goes on serving, the next sweep tries again
-                log.exception("expiry sweep crashed")
-            await asyncio.sleep(max(hub.ttl * SWEEP_EVERY, 0.05))
-
-    task = asyncio.create_task(loop())
-    try:
-        yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-
-
-async def _flushing(hub: _Hub, _app: web.Application) -> AsyncIterator[None]:
-    """While the app runs: write the liveness kept in memory (``swarmget.hub.liveness``)."""
+def _flush_forever(hub: _Hub) -> Coroutine[Any, Any, None]:
+    """Write the liveness kept in memory (``swarmget.hub.liveness``), every flush interval."""
     every, ttl = flush_interval(hub.ttl), lambda: hub.admission.live_ttl
-    task = asyncio.create_task(keep_flushing(hub.liveness, every=every, clock=hub.clock, ttl=ttl))
-    try:
-        yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+    return keep_flushing(hub.liveness, every=every, clock=hub.clock, ttl=ttl)
 
 
 def make_hub_app(
@@ -555,11 +486,11 @@ def make_hub_app(
         secret, exempt=exempt, clock=clock, shared=nonces, origin_of=hub.origin_of
     )
     app = web.Application(
-        middlewares=[_problems, admission.middleware, auth], client_max_size=MAX_SIGNED_BODY
+        middlewares=[refusals, admission.middleware, auth], client_max_size=MAX_SIGNED_BODY
     )
     app[HUB_STORE] = store
-    app.cleanup_ctx.append(functools.partial(_sweeping, hub))
-    app.cleanup_ctx.append(functools.partial(_flushing, hub))
+    app.cleanup_ctx.append(owned_loop(functools.partial(_sweep_forever, hub)))
+    app.cleanup_ctx.append(owned_loop(functools.partial(_flush_forever, hub)))
     app.router.add_post("/v1/nodes/register", hub.register)
     app.router.add_post("/v1/nodes/{node_id}/heartbeat", hub.heartbeat)
     app.router.add_delete("/v1/nodes/{node_id}", hub.leave)

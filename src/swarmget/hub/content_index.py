@@ -46,6 +46,7 @@ from dataclasses import dataclass, field
 
 from swarmget.core.claims import ClaimBook
 from swarmget.core.ranges import ByteRange, RangeSet
+from swarmget.hub.refusal import HubRefusal
 from swarmget.protocol.content import (
     MAX_RANGES,
     ContentGroup,
@@ -88,13 +89,9 @@ REPORTS_TO_DROP = 2
 Grant = tuple[str, ByteRange]
 
 
-class ContentRefusal(Exception):
+class ContentRefusal(HubRefusal):
     """A content request the hub refuses: ``code`` is a row of ``HUB_ERRORS``
     (``not_a_content_member``, ``content_limit``, ``bad_request``, ``forbidden``)."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
 
 
 @dataclass(slots=True)

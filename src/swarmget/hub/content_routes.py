@@ -25,18 +25,16 @@ nodes no longer live in their group, and of fetching members silent for a TTL;
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from collections.abc import Callable
 
-import pydantic
 from aiohttp import web
-from pydantic import BaseModel
 
 from swarmget.hub.admission import Admission
 from swarmget.hub.content_index import ContentIndex, ContentRefusal
+from swarmget.hub.edge import parse_body
 from swarmget.hub.metrics import HubMetrics
 from swarmget.hub.store import NodeRecord, RegistryStore
-from swarmget.net.auth import authenticated_node, json_error
+from swarmget.net.auth import authenticated_node
 from swarmget.protocol.content import (
     CONTENT_PREFIX,
     MAX_CONTENT_BODY,
@@ -47,14 +45,10 @@ from swarmget.protocol.content import (
     JoinContent,
     is_index_name,
 )
-from swarmget.protocol.errors import HUB_ERRORS
 
 __all__ = ["ContentRoutes"]
 
 log = logging.getLogger(__name__)
-
-_Model = TypeVar("_Model", bound=BaseModel)
-_Handler = Callable[[web.Request], Awaitable[web.Response]]
 
 
 class ContentRoutes:
@@ -82,32 +76,32 @@ class ContentRoutes:
             ("leave", self.leave),
             ("report", self.report),
         ):
-            app.router.add_post(f"{CONTENT_PREFIX}/{{name}}/{action}", _refusals(handler))
+            app.router.add_post(f"{CONTENT_PREFIX}/{{name}}/{action}", handler)
 
     # --- handlers ------------------------------------------------------------------------------
 
     async def join(self, request: web.Request) -> web.Response:
         name, me, now = await self._asker(request)
-        body = await _parse(request, JoinContent)
+        body = await parse_body(request, JoinContent, MAX_CONTENT_BODY)
         group = self.index.join(me.group, name, me.node_id, me.url, body, now=now)
         return self._answer(group)
 
     async def news(self, request: web.Request) -> web.Response:
         name, me, now = await self._asker(request)
-        body = await _parse(request, ContentNews)
+        body = await parse_body(request, ContentNews, MAX_CONTENT_BODY)
         group = self.index.news(me.group, name, me.node_id, me.url, body, now=now)
         return self._answer(group)
 
     async def leave(self, request: web.Request) -> web.Response:
         name, me, _ = await self._asker(request)
-        body = await _parse(request, ContentLeave)
+        body = await parse_body(request, ContentLeave, MAX_CONTENT_BODY)
         self.index.leave(me.group, name, me.node_id, keep_as_holder=body.keep_as_holder)
         self._count()
         return web.json_response({"ok": True})
 
     async def report(self, request: web.Request) -> web.Response:
         name, me, now = await self._asker(request)
-        body = await _parse(request, ContentReport)
+        body = await parse_body(request, ContentReport, MAX_CONTENT_BODY)
         group = self.index.report(me.group, name, me.node_id, body, now=now)
         log.info(
             "content %s: %s reported %s (%s)",
@@ -160,27 +154,3 @@ class ContentRoutes:
         self._metrics.contents = self.index.count()
         self._metrics.content_claims = self.index.grants_given
         self._metrics.content_reports = self.index.reports
-
-
-async def _parse(request: web.Request, model: type[_Model]) -> _Model:
-    body = await request.read() or b"{}"
-    if len(body) > MAX_CONTENT_BODY:
-        raise ContentRefusal("too_large", f"request bodies are at most {MAX_CONTENT_BODY} bytes")
-    try:
-        return model.model_validate_json(body)
-    except pydantic.ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(part) for part in first["loc"]) or "body"
-        raise ContentRefusal("bad_request", f"{where}: {first['msg']}") from exc
-
-
-def _refusals(handler: _Handler) -> _Handler:
-    """``handler`` with its ``ContentRefusal``s answered as the hub's JSON errors."""
-
-    async def handle(request: web.Request) -> web.Response:
-        try:
-            return await handler(request)
-        except ContentRefusal as exc:
-            return json_error(HUB_ERRORS.row(exc.code).status, str(exc), exc.code)
-
-    return handle
