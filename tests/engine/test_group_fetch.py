@@ -145,6 +145,13 @@ async def test_the_first_requester_dies_and_the_other_finishes_without_starting_
     assert rb.sharing is not None
     assert rb.sharing.lan_bytes >= 2 * MiB
     assert rb.sharing.origin_bytes < SIZE  # what it got from A stayed its own
+    name = key_of(b).index_name()
+    # both downloads pinned their holding while they ran; the cancelled one let go too,
+    # and serves nothing of its part file any more
+    assert lan.pins_taken == {(A, name): 1, (B, name): 1}
+    assert lan.pins == {(A, name): 0, (B, name): 0}
+    assert not lan.held(A, key_of(b))
+    assert lan.held(B, key_of(b))
 
 
 async def test_an_unreachable_index_falls_back_to_the_origin(tmp_path: Path) -> None:

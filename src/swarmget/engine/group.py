@@ -165,20 +165,24 @@ class GroupFetch:
     async def drive(self, run: SegmentedRun) -> DownloadResult:
         """Join, run the download beside the rounds of news, offer the file, leave."""
         self._run = run
-        await self._join()
-        try:
-            result = await self._beside(run)
-        except Exception:
-            await self._leave(keep=False)
-            raise
         holdings = self._options.holdings
-        keep = self._options.keep_as_holder
-        if holdings is not None:
-            if keep:
-                holdings.offer(self._key, result.path, RangeSet([ByteRange(0, self._size)]))
-            else:
-                holdings.withdraw(self._key)
-        await self._leave(keep=keep)
+        # pinned while it downloads: never evicted from the share cache meanwhile (§7)
+        with contextlib.nullcontext() if holdings is None else holdings.pinned(self._key):
+            await self._join()
+            try:
+                result = await self._beside(run)
+            except BaseException:  # failed or cancelled: serve nothing of a part file
+                if holdings is not None:
+                    holdings.withdraw(self._key)
+                await self._leave(keep=False)
+                raise
+            keep = self._options.keep_as_holder
+            if holdings is not None:
+                if keep:
+                    holdings.offer(self._key, result.path, RangeSet([ByteRange(0, self._size)]))
+                else:
+                    holdings.withdraw(self._key)
+            await self._leave(keep=keep)
         return dataclasses.replace(result, sharing=self._report(result))
 
     # --- the conversation with the index -------------------------------------------------------

@@ -12,6 +12,7 @@ Design: ``docs/fetch-once.md`` sections 4 (claims), 5 (a holder as a source), 6 
 from __future__ import annotations
 
 import enum
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -66,6 +67,10 @@ class Holdings(Protocol):
 
     def withdraw(self, key: ContentKey) -> None:
         """Serve nothing of ``key`` any more."""
+
+    def pinned(self, key: ContentKey) -> AbstractContextManager[None]:
+        """Keep ``key``'s file from being evicted while the block runs (the download of
+        it); released on every exit (done, failed, cancelled)."""
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -4,13 +4,15 @@
   ``group_options`` checks it with the type checker).
 * ``Holders``: ``LanHolders`` builds a signed ``net.content_peer.HolderSource`` per member.
 * ``Holdings``: ``RegistryHoldings`` tells the node's ``HoldingsRegistry`` what a running
-  download can serve (its part file and verified ranges, then the final file).
+  download can serve (its part file and verified ranges, pinned while it runs), and has
+  the ``ShareCache`` keep the final file (one budget and LRU for every shared file).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +26,7 @@ from swarmget.net.content_peer import HolderSource
 from swarmget.net.peer_client import PeerAddress
 from swarmget.net.signing import NodeIdentity
 from swarmget.node.holdings import HoldingsRegistry, NotConsented, fingerprint_of
+from swarmget.node.share_cache import ShareCache
 from swarmget.protocol.content import ContentMember
 
 log = logging.getLogger(__name__)
@@ -46,24 +49,50 @@ class LanHolders:
 @dataclass(frozen=True)
 class RegistryHoldings:
     """``engine.sharing.Holdings`` over the node's ``HoldingsRegistry``. A file the node may
-    not share (outside its directories) is not offered (logged, never an error)."""
+    not share (outside its directories, unless ``user_asked``: ``--share-output``) is not
+    offered (logged, never an error).
+
+    With the node's ``ShareCache`` (``cache``), a finished file is *kept* by the cache: under
+    its budget and LRU like every shared file (§7), evicted (withdrawn, and left to the
+    user) when others are used more recently. A content the cache keeps whole is not
+    replaced by a part file of a new download of it, nor withdrawn when that one fails."""
 
     registry: HoldingsRegistry
+    cache: ShareCache | None = None
+    user_asked: bool = False
 
     def offer(self, key: ContentKey, path: Path, verified: RangeSet) -> None:
         name = key.index_name()
         whole = key.size is not None and verified.contains(ByteRange(0, key.size))
+        if self.cache is not None:
+            if whole:
+                if not self.cache.keep(key, path, user_asked=self.user_asked):
+                    log.info("not kept for the LAN: %s", path)
+                return
+            if self.cache.keeps(name):
+                return
         fingerprint = fingerprint_of(os.stat(path)) if whole else None
         try:
             if self.registry.lookup(name) is None:
-                self.registry.register(key, path, verified=verified, fingerprint=fingerprint)
+                self.registry.register(
+                    key,
+                    path,
+                    verified=verified,
+                    fingerprint=fingerprint,
+                    user_asked=self.user_asked,
+                )
             else:
                 self.registry.update(name, path=path, verified=verified, fingerprint=fingerprint)
         except (NotConsented, ValueError, OSError) as exc:
             log.info("not offered to the LAN: %s", exc)
 
     def withdraw(self, key: ContentKey) -> None:
-        self.registry.unregister(key.index_name())
+        name = key.index_name()
+        if self.cache is None or not self.cache.keeps(name):
+            self.registry.unregister(name)
+
+    def pinned(self, key: ContentKey) -> AbstractContextManager[None]:
+        return self.registry.pinned(key.index_name())
 
 
 def group_options(
@@ -73,6 +102,7 @@ def group_options(
     *,
     node_id: str,
     keep_as_holder: bool,
+    cache: ShareCache | None = None,
     config: GroupConfig | None = None,
 ) -> GroupOptions:
     """The ``GroupOptions`` of the node's downloads (``Download(group=...)``)."""
@@ -81,7 +111,7 @@ def group_options(
         index=index,
         holders=holders,
         node_id=node_id,
-        holdings=None if registry is None else RegistryHoldings(registry),
+        holdings=None if registry is None else RegistryHoldings(registry, cache),
         keep_as_holder=keep_as_holder,
         config=config or GroupConfig(),
     )

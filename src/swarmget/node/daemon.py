@@ -324,7 +324,7 @@ async def open_node(config: NodeConfig, *, pages: MountPages | None = None) -> A
             relay=None
             if config.relay_url is None
             else RelayClient(peer_session, config.relay_url, config.secret, identity),
-            group=_group_options(config, hub, peer_session, identity, holdings),
+            group=_group_options(config, hub, peer_session, identity, share_cache),
         )
         manager = DownloadManager(
             tg,
@@ -445,7 +445,7 @@ def _group_options(
     hub: HubPool | None,
     session: aiohttp.ClientSession,
     identity: NodeIdentity,
-    holdings: HoldingsRegistry,
+    cache: ShareCache,
 ) -> GroupOptions | None:
     """Fetch once per LAN for this node's downloads (#15), when asked for, with a hub to
     meet the group at and sharing not disabled (a cache budget above 0)."""
@@ -454,9 +454,10 @@ def _group_options(
     return group_options(
         ContentHubClient(hub),
         LanHolders(session, config.secret, identity),
-        holdings,
+        cache.registry,
         node_id=identity.node_id,
         keep_as_holder=True,
+        cache=cache,
     )
 
 

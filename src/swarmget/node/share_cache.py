@@ -161,6 +161,18 @@ class ShareCache:
         self.save()
         return name in self._entries
 
+    def keeps(self, name: str) -> bool:
+        """Whether the cache keeps content ``name`` (whole, under its budget)."""
+        return name in self._entries
+
+    def names(self) -> list[str]:
+        """The kept contents, most recently used first."""
+        return [e.name for e in reversed(self.policy.entries())]
+
+    def size_of(self, name: str) -> int | None:
+        entry = self._entries.get(name)
+        return None if entry is None else entry.fingerprint[2]
+
     def enforce(self) -> list[str]:
         """Evict what the policy says (least recently used, never pinned); the names."""
         evicted = self.policy.evictions()

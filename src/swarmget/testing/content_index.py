@@ -15,8 +15,8 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -223,6 +223,9 @@ class FakeLan:
         self._unplugged: set[str] = set()
         #: bytes each node served
         self.served: dict[str, int] = {}
+        #: (node, content name) -> pins held now (``FakeHoldings.pinned``), and ever taken
+        self.pins: dict[tuple[str, str], int] = {}
+        self.pins_taken: dict[tuple[str, str], int] = {}
 
     def holdings(self, node_id: str) -> FakeHoldings:
         return FakeHoldings(self, node_id)
@@ -312,6 +315,16 @@ class FakeHoldings:
 
     def withdraw(self, key: ContentKey) -> None:
         self._lan._withdraw(self.node_id, key)
+
+    @contextmanager
+    def pinned(self, key: ContentKey) -> Iterator[None]:
+        pins, at = self._lan.pins, (self.node_id, key.index_name())
+        pins[at] = pins.get(at, 0) + 1
+        self._lan.pins_taken[at] = self._lan.pins_taken.get(at, 0) + 1
+        try:
+            yield
+        finally:
+            pins[at] -= 1
 
 
 def _pread(path: Path, start: int, length: int) -> bytes:
