@@ -45,6 +45,7 @@ from swarmget.net.metrics import metrics_handler
 from swarmget.net.origin import OriginClient
 from swarmget.net.relay_client import RelayClient
 from swarmget.net.serve import ListenLimits, open_listener
+from swarmget.node.announcer import HoldingsAnnouncer
 from swarmget.node.content_adapters import LanHolders, group_options
 from swarmget.node.daily import Counts, DailyBytes, flush_daily
 from swarmget.node.downloads import DownloadManager, SwarmContext
@@ -315,6 +316,7 @@ async def open_node(config: NodeConfig, *, pages: MountPages | None = None) -> A
         stack.callback(history.close)
         after_tasks = stack.enter_context(contextlib.ExitStack())  # runs once the tasks ended
         tg = await stack.enter_async_context(asyncio.TaskGroup())
+        group, announcer = _group_options(config, hub, peer_session, identity, share_cache)
         swarm = SwarmContext(
             identity=identity,
             secret=config.secret,
@@ -324,7 +326,7 @@ async def open_node(config: NodeConfig, *, pages: MountPages | None = None) -> A
             relay=None
             if config.relay_url is None
             else RelayClient(peer_session, config.relay_url, config.secret, identity),
-            group=_group_options(config, hub, peer_session, identity, share_cache),
+            group=group,
         )
         manager = DownloadManager(
             tg,
@@ -405,6 +407,11 @@ async def open_node(config: NodeConfig, *, pages: MountPages | None = None) -> A
 
             def on_state(state: MembershipState) -> None:
                 node.membership = state
+                if announcer is not None:
+                    announcer.registered(state.registered)
+
+            if announcer is not None:
+                stop_tasks.append(tg.create_task(announcer.run()))
 
             stop_tasks.append(
                 tg.create_task(
@@ -446,19 +453,24 @@ def _group_options(
     session: aiohttp.ClientSession,
     identity: NodeIdentity,
     cache: ShareCache,
-) -> GroupOptions | None:
+) -> tuple[GroupOptions | None, HoldingsAnnouncer | None]:
     """Fetch once per LAN for this node's downloads (#15), when asked for, with a hub to
-    meet the group at and sharing not disabled (a cache budget above 0)."""
+    meet the group at and sharing not disabled (a cache budget above 0); and what announces
+    the kept files to the hub's content index (evictions leave it)."""
     if not config.share_downloads or hub is None or config.cache_budget <= 0:
-        return None
-    return group_options(
-        ContentHubClient(hub),
+        return None, None
+    index = ContentHubClient(hub)
+    announcer = HoldingsAnnouncer(index, cache)
+    cache.on_evict = announcer.evicted
+    options = group_options(
+        index,
         LanHolders(session, config.secret, identity),
         cache.registry,
         node_id=identity.node_id,
         keep_as_holder=True,
         cache=cache,
     )
+    return options, announcer
 
 
 def _loop_lag_probe() -> LoopLagProbe | None:

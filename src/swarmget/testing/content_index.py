@@ -89,6 +89,17 @@ class FakeContentHub:
             content.book.leave(node_id)
             content.fetching.pop(node_id, None)
 
+    def restart(self) -> None:
+        """The hub restarted: its content index (memory) is empty."""
+        self._contents.clear()
+
+    def holders(self, name: str) -> list[str]:
+        """Members of ``name`` that hold it and do not fetch it."""
+        content = self._contents.get(name)
+        if content is None:
+            return []
+        return sorted(node for node, fetching in content.fetching.items() if not fetching)
+
     def members(self, name: str) -> list[str]:
         content = self._contents.get(name)
         return [] if content is None else content.book.members()
