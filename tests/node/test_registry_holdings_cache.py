@@ -64,7 +64,8 @@ def test_finished_group_downloads_share_one_budget_and_lru(tmp_path: Path) -> No
     assert (dl / "one.bin").exists()  # the user's download: withdrawn, not deleted
     assert cache.kept_bytes() == 2 * SIZE
     finished = registry.lookup(key(3).index_name())
-    assert finished is not None and finished.fingerprint is not None
+    assert finished is not None
+    assert finished.fingerprint is not None
 
 
 def test_a_running_download_is_pinned_and_never_evicted(tmp_path: Path) -> None:
@@ -79,22 +80,34 @@ def test_a_running_download_is_pinned_and_never_evicted(tmp_path: Path) -> None:
         assert evicted == [key(1).index_name()]  # one of them must go: not the pinned one
         with holdings.pinned(key(3)):
             holdings.offer(key(3), _put(dl / "three.bin"), WHOLE)
-            assert cache.keeps(key(2).index_name()) and cache.keeps(key(3).index_name())
+            assert cache.keeps(key(2).index_name())
+            assert cache.keeps(key(3).index_name())
         # key 3's download ended: it is the least recently used unpinned one, over budget
         assert evicted == [key(1).index_name(), key(3).index_name()]
     assert registry.pins(key(2).index_name()) == 0
     assert cache.keeps(key(2).index_name())
 
 
+class DiskFull(Exception):
+    pass
+
+
 def test_pins_are_released_when_the_download_fails(tmp_path: Path) -> None:
     holdings, evicted = _holdings(tmp_path, budget=150)
     registry, cache = _parts(holdings)
     dl = tmp_path / "dl"
-    with pytest.raises(OSError), holdings.pinned(key(2)):
-        holdings.offer(key(2), _put(dl / "two.bin"), WHOLE)
-        holdings.offer(key(3), _put(dl / "three.bin"), WHOLE)
-        assert evicted == [key(3).index_name()]  # over the budget: never the pinned one
-        raise OSError("disk full")  # the download fails after its file was kept
+    seen: list[list[str]] = []
+
+    def failing_download() -> None:
+        with holdings.pinned(key(2)):
+            holdings.offer(key(2), _put(dl / "two.bin"), WHOLE)
+            holdings.offer(key(3), _put(dl / "three.bin"), WHOLE)
+            seen.append(list(evicted))
+            raise DiskFull  # the download fails after its file was kept
+
+    with pytest.raises(DiskFull):
+        failing_download()
+    assert seen == [[key(3).index_name()]]  # over the budget: never the pinned one
     assert registry.pins(key(2).index_name()) == 0
     holdings.offer(key(4), _put(dl / "four.bin"), WHOLE)
     assert evicted[-1] == key(2).index_name()  # no pin left behind: LRU again
@@ -108,7 +121,9 @@ def test_a_part_file_never_replaces_or_withdraws_a_kept_file(tmp_path: Path) -> 
     holdings.offer(key(1), kept, WHOLE)
     holdings.offer(key(1), _put(tmp_path / "dl" / "again.part"), RangeSet([ByteRange(0, 10)]))
     holding = registry.lookup(key(1).index_name())
-    assert holding is not None and holding.path == kept and holding.verified == WHOLE
+    assert holding is not None
+    assert holding.path == kept
+    assert holding.verified == WHOLE
     holdings.withdraw(key(1))  # that new download failed
     assert registry.lookup(key(1).index_name()) is not None
     assert cache.keeps(key(1).index_name())
