@@ -57,7 +57,7 @@ from swarmget.node.holdings import HoldingsRegistry
 from swarmget.node.journal import DownloadJournal
 from swarmget.node.keyfile import load_node_identity
 from swarmget.node.metrics import NodeCollector
-from swarmget.node.quota import DailyQuota
+from swarmget.node.quota import DailyQuota, local_day, seconds_to_next_local_day
 from swarmget.node.settings import ConfiguredSettings, RuntimeSettings
 from swarmget.node.share_cache import CACHE_DIR, ShareCache
 from swarmget.node.statefiles import (
@@ -69,6 +69,8 @@ from swarmget.node.statefiles import (
 )
 from swarmget.node.user_api import METRICS_PATH, UserApi, make_user_app
 
+#: The LAN allowance's accounting in the state directory (``--lan-daily-quota``).
+LAN_QUOTA_FILE = "lan-quota.json"
 #: Seconds helper streams in flight get to finish when the node stops.
 SHUTDOWN_GRACE = 5.0
 
@@ -93,6 +95,8 @@ class NodeConfig:
     connections: int = 4
     rate_limit: float | None = None
     daily_quota: int | None = None
+    #: bytes served to LAN peers per local day (``--lan-daily-quota``; None: unlimited)
+    lan_daily_quota: int | None = None
     origin_policy: AddressPolicy = field(default_factory=AddressPolicy)
     source_address: str | None = None  # default: listen_host
     heartbeat_interval: float | None = None
@@ -154,6 +158,7 @@ class Node:
     holdings: HoldingsRegistry | None = None
     share_cache: ShareCache | None = None
     holder: HolderService | None = None
+    announcer: HoldingsAnnouncer | None = None  # kept files in the hub's content index
 
     async def wait_registered(self, limit: float) -> bool:
         """Wait (at most ``limit`` seconds) until the hub has registered us."""
@@ -177,6 +182,24 @@ class Node:
             "helper": self.helper.statistics(),
             "hub": None if self.membership is None else _membership_json(self.membership),
             "traffic": None if self.daily is None else self.daily.to_json(),
+            "sharing": self._sharing_json(),
+        }
+
+    def _sharing_json(self) -> dict[str, Any] | None:
+        """Fetch once per LAN (#15): what this node keeps and serves to its group."""
+        cache, holder = self.share_cache, self.holder
+        if cache is None or holder is None:
+            return None
+        allowance = holder.allowance
+        return {
+            "budget": cache.policy.budget,
+            "kept_files": len(cache.names()),
+            "kept_bytes": cache.kept_bytes(),
+            "lan_bytes_served": holder.stats.lan_bytes_served,
+            "lan_daily_quota": None if allowance is None else allowance.limit,
+            "lan_quota_left": None if allowance is None else allowance.left(),
+            "lan_quota_refused": holder.stats.lan_quota_refused,
+            "announced": None if self.announcer is None else self.announcer.announced,
         }
 
 
@@ -296,6 +319,8 @@ async def open_node(config: NodeConfig, *, pages: MountPages | None = None) -> A
         peer_app = make_peer_app(helper, config.secret, node_id, summary)
         holdings, share_cache, holder = _sharing(config)
         stack.callback(share_cache.close)
+        if holder.allowance is not None:
+            stack.callback(holder.allowance.save)
         add_holder_routes(peer_app, holder)
         await wait_for_next_second()  # requests signed before now are refused: see net.auth
         peer_url = await stack.enter_async_context(
@@ -352,6 +377,7 @@ async def open_node(config: NodeConfig, *, pages: MountPages | None = None) -> A
             holdings=holdings,
             share_cache=share_cache,
             holder=holder,
+            announcer=announcer,
         )
         started.append(node)
 
@@ -444,7 +470,16 @@ def _sharing(config: NodeConfig) -> tuple[HoldingsRegistry, ShareCache, HolderSe
     holdings = HoldingsRegistry(roots)
     cache = ShareCache(config.state_dir, holdings, SharePolicy(config.cache_budget))
     cache.load()
-    return holdings, cache, HolderService(holdings)
+    allowance = None
+    if config.lan_daily_quota is not None:
+        allowance = DailyQuota(
+            config.state_dir / LAN_QUOTA_FILE,
+            config.lan_daily_quota,
+            clock=time.time,
+            day=local_day,
+            until_next_day=seconds_to_next_local_day,
+        )
+    return holdings, cache, HolderService(holdings, allowance=allowance)
 
 
 def _group_options(
