@@ -19,7 +19,8 @@ from swarmget.core.ranges import ByteRange
 from swarmget.net.content_peer import HolderSource, content_range_body
 from swarmget.net.peer_client import PeerAddress
 from swarmget.net.signing import signed_headers
-from swarmget.node.daemon import LAN_QUOTA_FILE, Node, NodeConfig, open_node
+from swarmget.node.content_adapters import LAN_QUOTA_FILE
+from swarmget.node.daemon import Node, NodeConfig, open_node
 from swarmget.node.quota import DailyQuota, local_day, seconds_to_next_local_day
 from swarmget.protocol.content import CONTENT_RANGE_PATH
 from swarmget.testing.fakes import identity_for

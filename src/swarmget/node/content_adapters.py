@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,13 +21,17 @@ import aiohttp
 
 from swarmget.core.content import ContentKey
 from swarmget.core.ranges import ByteRange, RangeSet
+from swarmget.core.share_cache import SharePolicy
 from swarmget.engine.sharing import ContentIndex, GroupConfig, GroupOptions
 from swarmget.net.content_hub import ContentHubClient
 from swarmget.net.content_peer import HolderSource
 from swarmget.net.peer_client import PeerAddress
 from swarmget.net.signing import NodeIdentity
+from swarmget.node.announcer import HoldingsAnnouncer
+from swarmget.node.holder import HolderService
 from swarmget.node.holdings import HoldingsRegistry, NotConsented, fingerprint_of
-from swarmget.node.share_cache import ShareCache
+from swarmget.node.quota import DailyQuota, local_day, seconds_to_next_local_day
+from swarmget.node.share_cache import CACHE_DIR, ShareCache
 from swarmget.protocol.content import ContentMember
 
 log = logging.getLogger(__name__)
@@ -115,3 +120,49 @@ def group_options(
         keep_as_holder=keep_as_holder,
         config=config or GroupConfig(),
     )
+
+
+#: The LAN allowance's accounting in the state directory (``--lan-daily-quota``).
+LAN_QUOTA_FILE = "lan-quota.json"
+
+
+def open_sharing(
+    state_dir: Path, download_dir: Path, cache_budget: int, lan_daily_quota: int | None
+) -> tuple[HoldingsRegistry, ShareCache, HolderService]:
+    """The node's holdings registry (roots: the download and cache directories), its share
+    cache read back from the state directory, and the holder routes' service (with the
+    daily LAN allowance, per local day, when there is one)."""
+    holdings = HoldingsRegistry([download_dir, state_dir / CACHE_DIR])
+    cache = ShareCache(state_dir, holdings, SharePolicy(cache_budget))
+    cache.load()
+    allowance = None
+    if lan_daily_quota is not None:
+        allowance = DailyQuota(
+            state_dir / LAN_QUOTA_FILE,
+            lan_daily_quota,
+            clock=time.time,
+            day=local_day,
+            until_next_day=seconds_to_next_local_day,
+        )
+    return holdings, cache, HolderService(holdings, allowance=allowance)
+
+
+def group_sharing(
+    client: ContentHubClient, holders: LanHolders, cache: ShareCache
+) -> tuple[GroupOptions | None, HoldingsAnnouncer | None]:
+    """Fetch once per LAN for the node's downloads (``--share-downloads``, with a hub), and
+    what announces its kept files to the hub's content index (evictions leave it). None,
+    None when sharing is disabled (a cache budget of 0)."""
+    if not cache.policy.sharing:
+        return None, None
+    announcer = HoldingsAnnouncer(client, cache)
+    cache.on_evict = announcer.evicted
+    options = group_options(
+        client,
+        holders,
+        cache.registry,
+        node_id=holders.identity.node_id,
+        keep_as_holder=True,
+        cache=cache,
+    )
+    return options, announcer

@@ -32,9 +32,7 @@ from swarmget import __version__
 from swarmget.core.addresses import AddressPolicy
 from swarmget.core.errors import UsageError
 from swarmget.core.identity import NodeIdentity
-from swarmget.core.share_cache import SharePolicy
 from swarmget.defaults import DEFAULT_CACHE_BUDGET
-from swarmget.engine.sharing import GroupOptions
 from swarmget.net.auth import wait_for_next_second
 from swarmget.net.content_hub import ContentHubClient
 from swarmget.net.guard import make_guarded_connector
@@ -46,7 +44,7 @@ from swarmget.net.origin import OriginClient
 from swarmget.net.relay_client import RelayClient
 from swarmget.net.serve import ListenLimits, open_listener
 from swarmget.node.announcer import HoldingsAnnouncer
-from swarmget.node.content_adapters import LanHolders, group_options
+from swarmget.node.content_adapters import LanHolders, group_sharing, open_sharing
 from swarmget.node.daily import Counts, DailyBytes, flush_daily
 from swarmget.node.downloads import DownloadManager, SwarmContext
 from swarmget.node.fleet import FleetEntry, fleet_fn, node_summary
@@ -57,9 +55,9 @@ from swarmget.node.holdings import HoldingsRegistry
 from swarmget.node.journal import DownloadJournal
 from swarmget.node.keyfile import load_node_identity
 from swarmget.node.metrics import NodeCollector
-from swarmget.node.quota import DailyQuota, local_day, seconds_to_next_local_day
+from swarmget.node.quota import DailyQuota
 from swarmget.node.settings import ConfiguredSettings, RuntimeSettings
-from swarmget.node.share_cache import CACHE_DIR, ShareCache
+from swarmget.node.share_cache import ShareCache
 from swarmget.node.statefiles import (
     API_SOCKET,
     bind_api_socket,
@@ -69,8 +67,6 @@ from swarmget.node.statefiles import (
 )
 from swarmget.node.user_api import METRICS_PATH, UserApi, make_user_app
 
-#: The LAN allowance's accounting in the state directory (``--lan-daily-quota``).
-LAN_QUOTA_FILE = "lan-quota.json"
 #: Seconds helper streams in flight get to finish when the node stops.
 SHUTDOWN_GRACE = 5.0
 
@@ -317,7 +313,9 @@ async def open_node(config: NodeConfig, *, pages: MountPages | None = None) -> A
             return node_summary(node_id, helper, node.downloads if node else None, registered)
 
         peer_app = make_peer_app(helper, config.secret, node_id, summary)
-        holdings, share_cache, holder = _sharing(config)
+        holdings, share_cache, holder = open_sharing(
+            config.state_dir, config.download_dir, config.cache_budget, config.lan_daily_quota
+        )
         stack.callback(share_cache.close)
         if holder.allowance is not None:
             stack.callback(holder.allowance.save)
@@ -341,7 +339,13 @@ async def open_node(config: NodeConfig, *, pages: MountPages | None = None) -> A
         stack.callback(history.close)
         after_tasks = stack.enter_context(contextlib.ExitStack())  # runs once the tasks ended
         tg = await stack.enter_async_context(asyncio.TaskGroup())
-        group, announcer = _group_options(config, hub, peer_session, identity, share_cache)
+        group, announcer = None, None
+        if config.share_downloads and hub is not None:
+            group, announcer = group_sharing(
+                ContentHubClient(hub),
+                LanHolders(peer_session, config.secret, identity),
+                share_cache,
+            )
         swarm = SwarmContext(
             identity=identity,
             secret=config.secret,
@@ -461,51 +465,6 @@ async def open_node(config: NodeConfig, *, pages: MountPages | None = None) -> A
             manager.shut_down()
             for task in stop_tasks:
                 task.cancel()
-
-
-def _sharing(config: NodeConfig) -> tuple[HoldingsRegistry, ShareCache, HolderService]:
-    """The holdings registry (roots: the download and cache directories), the share cache
-    read back from the state directory, and the holder routes' service."""
-    roots = [config.download_dir, config.state_dir / CACHE_DIR]
-    holdings = HoldingsRegistry(roots)
-    cache = ShareCache(config.state_dir, holdings, SharePolicy(config.cache_budget))
-    cache.load()
-    allowance = None
-    if config.lan_daily_quota is not None:
-        allowance = DailyQuota(
-            config.state_dir / LAN_QUOTA_FILE,
-            config.lan_daily_quota,
-            clock=time.time,
-            day=local_day,
-            until_next_day=seconds_to_next_local_day,
-        )
-    return holdings, cache, HolderService(holdings, allowance=allowance)
-
-
-def _group_options(
-    config: NodeConfig,
-    hub: HubPool | None,
-    session: aiohttp.ClientSession,
-    identity: NodeIdentity,
-    cache: ShareCache,
-) -> tuple[GroupOptions | None, HoldingsAnnouncer | None]:
-    """Fetch once per LAN for this node's downloads (#15), when asked for, with a hub to
-    meet the group at and sharing not disabled (a cache budget above 0); and what announces
-    the kept files to the hub's content index (evictions leave it)."""
-    if not config.share_downloads or hub is None or config.cache_budget <= 0:
-        return None, None
-    index = ContentHubClient(hub)
-    announcer = HoldingsAnnouncer(index, cache)
-    cache.on_evict = announcer.evicted
-    options = group_options(
-        index,
-        LanHolders(session, config.secret, identity),
-        cache.registry,
-        node_id=identity.node_id,
-        keep_as_holder=True,
-        cache=cache,
-    )
-    return options, announcer
 
 
 def _loop_lag_probe() -> LoopLagProbe | None:
