@@ -118,3 +118,20 @@ def test_the_allowance_counts_per_local_day_with_a_fake_clock(tmp_path: Path) ->
     now[0] += wait + 1  # the next local day
     assert local_day(now[0]) != local_day(now[0] - wait - 1)
     assert allowance.left() == 100
+
+
+@pytest.mark.parametrize("garbage", [b"\x00\xff not json", b'{"day": 1, "used": "x"}', b"[]"])
+async def test_a_corrupted_allowance_file_starts_the_day_afresh(
+    tmp_path: Path, garbage: bytes
+) -> None:
+    state = tmp_path / "state"
+    state.mkdir(mode=0o700)
+    (state / LAN_QUOTA_FILE).write_bytes(garbage)
+    config = _config(tmp_path, lan_daily_quota=100 * KiB)
+    async with aiohttp.ClientSession() as session, open_node(config) as node:
+        _keep(node)
+        assert node.holder is not None
+        assert node.holder.allowance is not None
+        assert node.holder.allowance.left() == 100 * KiB
+        assert await _read(session, node, ByteRange(0, 10 * KiB)) == DATA[: 10 * KiB]
+        assert node.holder.allowance.left() == 90 * KiB
