@@ -94,17 +94,11 @@ class HolderSource:
         return self._inner.open_range(info, rng)
 
 
-def content_key(ctx: DownloadContext) -> ContentKey:
-    """The key of what the probe pinned (the user's sha256 checksum first)."""
-    checksum = next((d for d in ctx.spec.checksums if d.algorithm == "sha256"), None)
-    return ContentKey.from_origin_info(ctx.pinned(), checksum=checksum)
-
-
 def plan(ctx: DownloadContext, options: GroupOptions) -> GroupFetch | SharingNote:
     """The group fetch of this download, or why there is none (today's path then)."""
     if ctx.manifest is not None:
         return SharingNote.RELAY
-    key = content_key(ctx)
+    key = ctx.content_key()
     if not key.shareable or key.size is None or key.size <= 0:
         return SharingNote.NOT_SHAREABLE
     info, spec = ctx.pinned(), ctx.spec

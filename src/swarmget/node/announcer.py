@@ -10,6 +10,7 @@ it holds them, so that a later requester finds it: ``join`` as a holder (``fetch
   index is memory: a hub that restarts with its registry intact forgets the holders
   without asking the node to register again, so every ``CHECK_EVERY`` seconds one kept
   content is asked about (an empty ``news``); ``NotAContentMember`` → announce all again.
+* A file kept outside a download (``kept``: ``get --share-output``) joins at once.
 * An evicted file leaves the index (``evicted``: the share cache's ``on_evict`` hook)
   before the next announcement.
 * Hub errors are logged and dropped: the next registration or check announces again.
@@ -53,6 +54,7 @@ class HoldingsAnnouncer:
         self._registration: object | None = None
         self._announce = False
         self._leaving: list[str] = []
+        self._joining: list[str] = []
         #: joins sent as a holder, and leaves sent for evicted files (for status and tests)
         self.announced = 0
         self.withdrawn = 0
@@ -63,6 +65,11 @@ class HoldingsAnnouncer:
             self._announce = True
             self._wake.set()
         self._registration = registration
+
+    def kept(self, name: str) -> None:
+        """The share cache kept ``name`` outside a download (``get --share-output``)."""
+        self._joining.append(name)
+        self._wake.set()
 
     def evicted(self, name: str) -> None:
         """The share cache evicted ``name``: it leaves the index."""
@@ -79,6 +86,8 @@ class HoldingsAnnouncer:
             await self._leave_evicted()
             if self._registration is None:
                 continue
+            joining, self._joining = self._joining, []
+            await self._join_names(joining)
             if checking and not self._announce:
                 self._announce = await self._forgotten()
             if self._announce:
@@ -112,7 +121,10 @@ class HoldingsAnnouncer:
         return False
 
     async def _announce_all(self) -> None:
-        for name in self._cache.names()[:MAX_ANNOUNCED]:
+        await self._join_names(self._cache.names()[:MAX_ANNOUNCED])
+
+    async def _join_names(self, names: list[str]) -> None:
+        for name in names:
             size = self._cache.size_of(name)
             if size is None or size <= 0:
                 continue

@@ -33,6 +33,7 @@ from swarmget.node.holdings import HoldingsRegistry, NotConsented, fingerprint_o
 from swarmget.node.quota import DailyQuota, local_day, seconds_to_next_local_day
 from swarmget.node.share_cache import CACHE_DIR, ShareCache
 from swarmget.protocol.content import ContentMember
+from swarmget.protocol.user import SharedOutput, ShareRefusal
 
 log = logging.getLogger(__name__)
 
@@ -127,13 +128,19 @@ LAN_QUOTA_FILE = "lan-quota.json"
 
 
 def open_sharing(
-    state_dir: Path, download_dir: Path, cache_budget: int, lan_daily_quota: int | None
+    state_dir: Path,
+    download_dir: Path,
+    cache_budget: int,
+    lan_daily_quota: int | None,
+    *,
+    outputs: bool = False,
 ) -> tuple[HoldingsRegistry, ShareCache, HolderService]:
     """The node's holdings registry (roots: the download and cache directories), its share
-    cache read back from the state directory, and the holder routes' service (with the
+    cache read back from the state directory (``outputs``: files saved elsewhere may be
+    kept when the user asks, ``--share-output``), and the holder routes' service (with the
     daily LAN allowance, per local day, when there is one)."""
     holdings = HoldingsRegistry([download_dir, state_dir / CACHE_DIR])
-    cache = ShareCache(state_dir, holdings, SharePolicy(cache_budget))
+    cache = ShareCache(state_dir, holdings, SharePolicy(cache_budget), outputs=outputs)
     cache.load()
     allowance = None
     if lan_daily_quota is not None:
@@ -166,3 +173,22 @@ def group_sharing(
         cache=cache,
     )
     return options, announcer
+
+
+@dataclass(frozen=True)
+class OutputSharing:
+    """``POST /v1/shared-outputs`` (``get --share-output``): the share cache keeps a file
+    ``swarmget get`` saved outside the node's directories, when the node allows it (its own
+    ``--share-output``), and the announcer tells the hub's content index."""
+
+    cache: ShareCache
+    announcer: HoldingsAnnouncer | None = None
+
+    def __call__(self, key: ContentKey, path: Path) -> SharedOutput:
+        if not self.cache.outputs:
+            return SharedOutput(kept=False, refusal=ShareRefusal.NODE_REFUSES)
+        if not self.cache.keep(key, path, user_asked=True):
+            return SharedOutput(kept=False, refusal=ShareRefusal.NOT_KEPT)
+        if self.announcer is not None:
+            self.announcer.kept(key.index_name())
+        return SharedOutput(kept=True)

@@ -44,7 +44,12 @@ from swarmget.net.origin import OriginClient
 from swarmget.net.relay_client import RelayClient
 from swarmget.net.serve import ListenLimits, open_listener
 from swarmget.node.announcer import HoldingsAnnouncer
-from swarmget.node.content_adapters import LanHolders, group_sharing, open_sharing
+from swarmget.node.content_adapters import (
+    LanHolders,
+    OutputSharing,
+    group_sharing,
+    open_sharing,
+)
 from swarmget.node.daily import Counts, DailyBytes, flush_daily
 from swarmget.node.downloads import DownloadManager, SwarmContext
 from swarmget.node.fleet import FleetEntry, fleet_fn, node_summary
@@ -110,8 +115,8 @@ class NodeConfig:
     #: fetch once per LAN (#15): bytes of finished downloads kept and served to LAN peers
     #: (``node.share_cache``); 0 disables sharing (nothing served, nothing announced)
     cache_budget: int = DEFAULT_CACHE_BUDGET
-    #: files saved outside the node's directories may be shared too (``--share-output``;
-    #: not yet wired into ``get``: the engine side passes it to ``ShareCache.keep``)
+    #: files saved outside the node's directories may be shared too when the user asks
+    #: (``--share-output``; ``get --share-output`` asks, ``POST /v1/shared-outputs``)
     share_output: bool = False
     #: this node's downloads join the hub's content index (``--share-downloads``; needs a
     #: hub and a cache budget above 0)
@@ -314,7 +319,11 @@ async def open_node(config: NodeConfig, *, pages: MountPages | None = None) -> A
 
         peer_app = make_peer_app(helper, config.secret, node_id, summary)
         holdings, share_cache, holder = open_sharing(
-            config.state_dir, config.download_dir, config.cache_budget, config.lan_daily_quota
+            config.state_dir,
+            config.download_dir,
+            config.cache_budget,
+            config.lan_daily_quota,
+            outputs=config.share_output,
         )
         stack.callback(share_cache.close)
         if holder.allowance is not None:
@@ -398,6 +407,7 @@ async def open_node(config: NodeConfig, *, pages: MountPages | None = None) -> A
             unix_group_access=config.api_group_access,
             settings=settings,
             fleet=fleet_fn(peer_session, hub, config.secret, identity, own_entry),
+            share_output=OutputSharing(share_cache, announcer),
         )
         user_app = make_user_app(api)
         lag_probe = _loop_lag_probe()
