@@ -75,6 +75,9 @@ async def test_lan_uploads_stop_at_the_allowance_apart_from_the_origin_quota(
             assert await _read(session, node, ByteRange(0, 50 * KiB)) == DATA[: 50 * KiB]
             with pytest.raises(LanAllowanceUsedUp):
                 await _read(session, node, ByteRange(0, 1))
+            headers = {"Authorization": f"Bearer {node.api_token}"}
+            async with session.get(node.api_url + "/metrics", headers=headers) as resp:
+                assert "swarmget_lan_quota_refusals_total 2.0" in await resp.text()
             assert node.helper.quota is not None
             assert node.helper.quota.left() == 1 * KiB  # the origin quota: untouched
             # the answer on the wire: 429, the code, and when to come back (the next day)
