@@ -244,3 +244,22 @@ async def test_a_listed_holder_that_cannot_be_reached_is_dropped_and_not_reporte
     assert rb.sharing.lan_bytes == 0
     assert rb.sharing.banned_holders == ()  # it failed, it did not lie: no report
     assert hub.reports == []
+
+
+async def test_a_node_downloading_again_what_it_holds_is_not_starved(tmp_path: Path) -> None:
+    # the index lists A as the holder of all of it: nothing is left to grant A's new
+    # download, and no other member has anything; A's own link takes it after silent_after
+    hub, lan = FakeContentHub(), FakeLan()
+    async with open_test_origin() as origin, aiohttp.ClientSession() as s:
+        origin.add_generated("f.bin", SIZE, digest=True)
+        client = OriginClient(s)
+        async with asyncio.timeout(BOUND):
+            first = await download(origin, client, tmp_path / "a.bin", options(hub, lan, A)).run()
+            again = await download(origin, client, tmp_path / "b.bin", options(hub, lan, A)).run()
+        content = origin.content("f.bin")
+    assert first.sharing is not None
+    assert SharingNote.STARVED not in first.sharing.notes
+    assert again.path.read_bytes() == content
+    assert again.sharing is not None
+    assert again.sharing.joined
+    assert SharingNote.STARVED in again.sharing.notes

@@ -23,7 +23,9 @@ conversation on a simulated clock, with the core alone):
   our links may fetch anything; we still share what we fetch.
 * The index unreachable at the join: today's download (links unrestricted). Silent later
   for ``silent_after`` seconds with our grants exhausted: our links may fetch anything
-  (correctness first; the savings are lost for what is left).
+  (correctness first; the savings are lost for what is left). The same when the index
+  answers but grants nothing while bytes are missing that no source may serve (a node
+  downloading again what it already holds: the group has nothing left to grant).
 * Done: leave (``keep_as_holder``: stay in the index as a holder of all of it), after
   offering the file to the node's ``Holdings``.
 """
@@ -132,6 +134,7 @@ class GroupFetch:
         self._restricted = use_holders
         self._notes: list[SharingNote] = [] if use_holders else [SharingNote.NO_CHECK]
         self._last_answer = ctx.clock()
+        self._starved_since: float | None = None
         self._run: SegmentedRun | None = None
 
     # --- what the download asks ----------------------------------------------------------------
@@ -226,6 +229,7 @@ class GroupFetch:
 
     async def _round(self) -> None:
         """Report liars, then tell the news (claiming grants while short of lookahead)."""
+        self._check_starved()
         await self._report_liars()
         for _ in range(self._config.claims_per_round):
             sched = self._scheduler()
@@ -313,6 +317,24 @@ class GroupFetch:
         silent = self._ctx.clock() - self._last_answer
         if self._restricted and silent >= self._config.silent_after and not self._link_left():
             self._notes.append(SharingNote.INDEX_SILENT)
+            self._lift()
+            self._woken()
+
+    def _check_starved(self) -> None:
+        """Nothing granted left to fetch and missing bytes that no source may serve, for
+        ``silent_after`` seconds although the index answers (the group has nothing to grant:
+        this node already holds the content, say): our links may fetch anything."""
+        sched, now = self._scheduler(), self._ctx.clock()
+        if not self._restricted or sched.is_complete() or self._link_left():
+            self._starved_since = None
+            return
+        if not sched.unserved():
+            self._starved_since = None
+            return
+        if self._starved_since is None:
+            self._starved_since = now
+        elif now - self._starved_since >= self._config.silent_after:
+            self._notes.append(SharingNote.STARVED)
             self._lift()
             self._woken()
 

@@ -117,6 +117,9 @@ class SharingNote(enum.Enum):
     INDEX_UNREACHABLE = "index_unreachable"  # the join failed: origin only
     NO_CHECK = "no_check"  # no digest, no manifest, sampling off: holders not used (§6)
     INDEX_SILENT = "index_silent"  # the index went silent: the origin link took the rest
+    #: the index granted nothing while bytes no source could serve were missing (this node
+    #: already held the content, say): the origin link took the rest
+    STARVED = "starved"
 
 
 @dataclass(frozen=True, kw_only=True)
