@@ -16,6 +16,7 @@ import time
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 
@@ -192,3 +193,22 @@ class OutputSharing:
         if self.announcer is not None:
             self.announcer.kept(key.index_name())
         return SharedOutput(kept=True)
+
+
+def sharing_status(
+    cache: ShareCache | None, holder: HolderService | None, announcer: HoldingsAnnouncer | None
+) -> dict[str, Any] | None:
+    """``swarmget status``'s ``sharing``: what this node keeps and serves to its group."""
+    if cache is None or holder is None:
+        return None
+    allowance = holder.allowance
+    return {
+        "budget": cache.policy.budget,
+        "kept_files": len(cache.names()),
+        "kept_bytes": cache.kept_bytes(),
+        "lan_bytes_served": holder.stats.lan_bytes_served,
+        "lan_daily_quota": None if allowance is None else allowance.limit,
+        "lan_quota_left": None if allowance is None else allowance.left(),
+        "lan_quota_refused": holder.stats.lan_quota_refused,
+        "announced": None if announcer is None else announcer.announced,
+    }

@@ -49,6 +49,7 @@ from swarmget.node.content_adapters import (
     OutputSharing,
     group_sharing,
     open_sharing,
+    sharing_status,
 )
 from swarmget.node.daily import Counts, DailyBytes, flush_daily
 from swarmget.node.downloads import DownloadManager, SwarmContext
@@ -183,24 +184,7 @@ class Node:
             "helper": self.helper.statistics(),
             "hub": None if self.membership is None else _membership_json(self.membership),
             "traffic": None if self.daily is None else self.daily.to_json(),
-            "sharing": self._sharing_json(),
-        }
-
-    def _sharing_json(self) -> dict[str, Any] | None:
-        """Fetch once per LAN (#15): what this node keeps and serves to its group."""
-        cache, holder = self.share_cache, self.holder
-        if cache is None or holder is None:
-            return None
-        allowance = holder.allowance
-        return {
-            "budget": cache.policy.budget,
-            "kept_files": len(cache.names()),
-            "kept_bytes": cache.kept_bytes(),
-            "lan_bytes_served": holder.stats.lan_bytes_served,
-            "lan_daily_quota": None if allowance is None else allowance.limit,
-            "lan_quota_left": None if allowance is None else allowance.left(),
-            "lan_quota_refused": holder.stats.lan_quota_refused,
-            "announced": None if self.announcer is None else self.announcer.announced,
+            "sharing": sharing_status(self.share_cache, self.holder, self.announcer),
         }
 
 
