@@ -37,3 +37,15 @@ def test_share_output_is_off_unless_asked() -> None:
     assert not config.resolve("node", {}, config_path=None, env={}).values.share_output  # type: ignore[attr-defined]
     flags = {"share_output": True}
     assert config.resolve("node", flags, config_path=None, env={}).values.share_output  # type: ignore[attr-defined]
+
+
+def test_lan_daily_quota_is_unlimited_unless_set() -> None:
+    values = config.resolve("node", {}, config_path=None, env={}).values
+    assert isinstance(values, NodeSettings)
+    assert values.lan_daily_quota is None
+    env = {"SWARMGET_NODE_LAN_DAILY_QUOTA": "20G"}
+    values = config.resolve("node", {}, config_path=None, env=env).values
+    assert isinstance(values, NodeSettings)
+    assert values.lan_daily_quota == 20 * 1024**3
+    with pytest.raises(ConfigError, match="node.lan_daily_quota"):
+        config.resolve("node", {"lan_daily_quota": "lots"}, config_path=None, env={})

@@ -90,6 +90,8 @@ class NodeSettings(_Listening):
     connections: int = Field(default=4, ge=1, le=64)
     rate_limit: int | None = None
     daily_quota: int | None = None
+    # fetch once per LAN (#15): bytes served to LAN peers per local day (None: unlimited)
+    lan_daily_quota: int | None = None
     allow_private_origins: list[str] = Field(default_factory=list)
     state_dir: Path = DEFAULT_STATE_DIR
     download_dir: Path = Path("downloads")
@@ -111,7 +113,9 @@ class NodeSettings(_Listening):
     portal_allowed_hosts: list[str] = Field(default_factory=list)
     portal_trusted_proxies: list[str] = Field(default_factory=list)
 
-    _sizes = field_validator("rate_limit", "daily_quota", "max_size", mode="before")(_size_or_none)
+    _sizes = field_validator(
+        "rate_limit", "daily_quota", "lan_daily_quota", "max_size", mode="before"
+    )(_size_or_none)
 
     @field_validator("cache_budget", mode="before")
     @classmethod

@@ -145,6 +145,13 @@ async def test_the_first_requester_dies_and_the_other_finishes_without_starting_
     assert rb.sharing is not None
     assert rb.sharing.lan_bytes >= 2 * MiB
     assert rb.sharing.origin_bytes < SIZE  # what it got from A stayed its own
+    name = key_of(b).index_name()
+    # both downloads pinned their holding while they ran; the cancelled one let go too,
+    # and serves nothing of its part file any more
+    assert lan.pins_taken == {(A, name): 1, (B, name): 1}
+    assert lan.pins == {(A, name): 0, (B, name): 0}
+    assert not lan.held(A, key_of(b))
+    assert lan.held(B, key_of(b))
 
 
 async def test_an_unreachable_index_falls_back_to_the_origin(tmp_path: Path) -> None:
@@ -237,3 +244,22 @@ async def test_a_listed_holder_that_cannot_be_reached_is_dropped_and_not_reporte
     assert rb.sharing.lan_bytes == 0
     assert rb.sharing.banned_holders == ()  # it failed, it did not lie: no report
     assert hub.reports == []
+
+
+async def test_a_node_downloading_again_what_it_holds_is_not_starved(tmp_path: Path) -> None:
+    # the index lists A as the holder of all of it: nothing is left to grant A's new
+    # download, and no other member has anything; A's own link takes it after silent_after
+    hub, lan = FakeContentHub(), FakeLan()
+    async with open_test_origin() as origin, aiohttp.ClientSession() as s:
+        origin.add_generated("f.bin", SIZE, digest=True)
+        client = OriginClient(s)
+        async with asyncio.timeout(BOUND):
+            first = await download(origin, client, tmp_path / "a.bin", options(hub, lan, A)).run()
+            again = await download(origin, client, tmp_path / "b.bin", options(hub, lan, A)).run()
+        content = origin.content("f.bin")
+    assert first.sharing is not None
+    assert SharingNote.STARVED not in first.sharing.notes
+    assert again.path.read_bytes() == content
+    assert again.sharing is not None
+    assert again.sharing.joined
+    assert SharingNote.STARVED in again.sharing.notes

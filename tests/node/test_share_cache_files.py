@@ -189,8 +189,30 @@ def test_a_file_outside_the_nodes_directories_needs_the_users_consent(tmp_path: 
     registry, cache, _ = _open(tmp_path)
     outside = _put(tmp_path / "saved-elsewhere" / "one.bin")
     assert not cache.keep(key(1), outside)
-    assert cache.keep(key(1), outside, user_asked=True)  # --share-output
+    assert not cache.keep(key(1), outside, user_asked=True)  # the node does not allow it
+    cache.outputs = True  # swarmget node --share-output
+    assert not cache.keep(key(1), outside)  # still: the user did not ask (get --share-output)
+    assert cache.keep(key(1), outside, user_asked=True)
     assert registry.lookup(key(1).index_name()) is not None
+
+
+def test_a_shared_output_is_restored_only_while_the_node_allows_it(tmp_path: Path) -> None:
+    _, cache, _ = _open(tmp_path)
+    cache.outputs = True
+    outside = _put(tmp_path / "saved-elsewhere" / "one.bin")
+    assert cache.keep(key(1), outside, user_asked=True)
+    assert cache.keep(key(2), _put(tmp_path / "dl" / "two.bin"))
+    cache.close()
+    state = tmp_path / "state"
+    registry = HoldingsRegistry([tmp_path / "dl", state / CACHE_DIR])
+    again = ShareCache(state, registry, SharePolicy(250), clock=FakeClock(), outputs=True)
+    again.load()  # restarted with --share-output: both
+    assert registry.names() == sorted([key(1).index_name(), key(2).index_name()])
+    registry = HoldingsRegistry([tmp_path / "dl", state / CACHE_DIR])
+    without = ShareCache(state, registry, SharePolicy(250), clock=FakeClock())
+    without.load()  # restarted without it: the output is dropped, never served
+    assert registry.names() == [key(2).index_name()]
+    assert not without.keeps(key(1).index_name())
 
 
 def test_a_file_of_the_wrong_size_is_not_kept(tmp_path: Path) -> None:

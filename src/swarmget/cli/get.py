@@ -24,6 +24,7 @@ from swarmget.run.get import GetRequest, Route, RouteTaken, download
 if TYPE_CHECKING:  # (imported when used: a download alone, or the node's, must start fast)
     from swarmget.engine import DownloadResult
     from swarmget.node.requester import HubReport
+    from swarmget.run.share_output import OutputShared
 
 
 def _size_option(_ctx: click.Context, _param: click.Parameter, value: str | None) -> int | None:
@@ -117,6 +118,13 @@ def _size_option(_ctx: click.Context, _param: click.Parameter, value: str | None
     callback=_size_option,
     help="Refuse, before writing anything, a file larger than this (e.g. 20G).",
 )
+@click.option(
+    "--share-output",
+    is_flag=True,
+    help="Fetch once per LAN: ask the node running in --state-dir to serve this file to its "
+    "group although it is saved outside the node's directories (the node must run with "
+    "--share-output). Without it such a file is never shared.",
+)
 @click.pass_context
 def get(ctx: click.Context, /, quiet: bool, as_json: bool, **options: Any) -> None:
     """Download URL, resuming an earlier interrupted run of the same command.
@@ -134,6 +142,7 @@ def get(ctx: click.Context, /, quiet: bool, as_json: bool, **options: Any) -> No
     except SwarmgetError as exc:
         fail(err, exc, as_json)
     settings = client_settings(ctx, options.pop("state_dir"))
+    share = options.pop("share_output")
     if not options["secret_file"] and settings.secret_file:
         options["secret_file"] = settings.secret_file
     request = GetRequest(**options, state_dir=settings.state_dir, configured_hubs=settings.hubs)
@@ -162,16 +171,31 @@ def get(ctx: click.Context, /, quiet: bool, as_json: bool, **options: Any) -> No
         sys.exit(EXIT_INTERRUPTED)
     except SwarmgetError as exc:
         fail(err, exc, as_json)
+    shared = None
+    if share and not (routes and routes[-1].route is Route.NODE):  # (the node's own file)
+        shared = _share(settings.state_dir, result)
+        warning = shared.warning()
+        if warning is not None:
+            err.print(f"[yellow]warning[/]: {warning}", highlight=False, soft_wrap=True)
     if as_json:
         route = routes[-1].as_json() if routes else None
         hub = {"hub": hub_reports[-1].as_json()} if hub_reports else {}
         command = {"startup": startup, "accepted": accepted[0] if accepted else None}
         command["result"] = time.monotonic() - started
         out = {**result_json(result), "route": route, "command_timeline": command}
+        if shared is not None:
+            out["shared_output"] = shared.value
         click.echo(json.dumps(out | hub))
     elif not quiet:
         click.echo(summary_line(result))
     leave(ctx, EXIT_OK)  # at once: the file is verified and in place
+
+
+def _share(state_dir: Path, result: DownloadResult) -> OutputShared:
+    """``--share-output``: hand the file to the node (``run.share_output``)."""
+    from swarmget.run.share_output import share_output
+
+    return asyncio.run(share_output(state_dir, result))
 
 
 def since_process_start() -> float | None:

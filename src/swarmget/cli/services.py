@@ -98,6 +98,12 @@ NODE_RENAMES = {
     "--daily-quota (the origin allowance).",
 )
 @click.option(
+    "--lan-daily-quota",
+    help="Bytes served to LAN peers per local day from held files (e.g. 20G; default: "
+    "unlimited). Separate from --daily-quota: LAN bytes never use the origin allowance. "
+    "When used up, requesters take those bytes from other holders or the origin.",
+)
+@click.option(
     "--share-downloads",
     is_flag=True,
     default=None,
@@ -189,6 +195,7 @@ def node(ctx: click.Context, /, **_: Any) -> None:
             connections=v.connections,
             rate_limit=v.rate_limit,
             daily_quota=v.daily_quota,
+            lan_daily_quota=v.lan_daily_quota,
             origin_policy=_policy(tuple(v.allow_private_origins)),
             stall_timeout=v.stall_timeout,
             heartbeat_interval=v.heartbeat_interval,

@@ -325,6 +325,17 @@ class ContentNotShareable(ContentError):
     code = "content_not_shareable"
 
 
+class LanAllowanceUsedUp(ContentError):
+    """The holder served its daily LAN allowance (``--lan-daily-quota``): take those bytes
+    elsewhere (another holder, or the origin). ``retry_after``: seconds until its next day."""
+
+    code = "lan_quota"
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 class NotAContentMember(HubError):
     """The hub's content index does not know this node as a member of that content
     (it expired or the hub restarted): join again."""

@@ -9,6 +9,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 
 from swarmget.core import events as ev
+from swarmget.core.content import ContentKey
 from swarmget.core.manifest import Manifest
 from swarmget.core.scheduler import Ban, Cancel
 from swarmget.engine.sources import OriginSource, RangeSource
@@ -52,6 +53,11 @@ class DownloadContext:
         info = self.info
         assert info is not None, "not probed yet"
         return info
+
+    def content_key(self) -> ContentKey:
+        """The key of what the probe pinned (the user's sha256 checksum first)."""
+        checksum = next((d for d in self.spec.checksums if d.algorithm == "sha256"), None)
+        return ContentKey.from_origin_info(self.pinned(), checksum=checksum)
 
     def own_sources(self) -> set[str]:
         """Our own connections to the origin (their bytes are not sampled)."""

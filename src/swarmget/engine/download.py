@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from swarmget.core import events as ev
+from swarmget.core.content import ContentKey
 from swarmget.core.errors import (
     DownloadError,
     OriginChanged,
@@ -189,7 +190,10 @@ class Download:
         self._ended_at = ctx.clock()
         ctx.marks.verified = result.elapsed  # verified and in place: the result's end
         ctx.stage = Stage.DONE
-        return dataclasses.replace(result, timeline=ctx.timeline())
+        return dataclasses.replace(result, timeline=ctx.timeline(), content=self._content())
+
+    def _content(self) -> ContentKey | None:
+        return None if self._ctx.info is None else self._ctx.content_key()
 
     # --- phases --------------------------------------------------------------------------------
 

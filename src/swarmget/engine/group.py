@@ -23,7 +23,9 @@ conversation on a simulated clock, with the core alone):
   our links may fetch anything; we still share what we fetch.
 * The index unreachable at the join: today's download (links unrestricted). Silent later
   for ``silent_after`` seconds with our grants exhausted: our links may fetch anything
-  (correctness first; the savings are lost for what is left).
+  (correctness first; the savings are lost for what is left). The same when the index
+  answers but grants nothing while bytes are missing that no source may serve (a node
+  downloading again what it already holds: the group has nothing left to grant).
 * Done: leave (``keep_as_holder``: stay in the index as a holder of all of it), after
   offering the file to the node's ``Holdings``.
 """
@@ -94,17 +96,11 @@ class HolderSource:
         return self._inner.open_range(info, rng)
 
 
-def content_key(ctx: DownloadContext) -> ContentKey:
-    """The key of what the probe pinned (the user's sha256 checksum first)."""
-    checksum = next((d for d in ctx.spec.checksums if d.algorithm == "sha256"), None)
-    return ContentKey.from_origin_info(ctx.pinned(), checksum=checksum)
-
-
 def plan(ctx: DownloadContext, options: GroupOptions) -> GroupFetch | SharingNote:
     """The group fetch of this download, or why there is none (today's path then)."""
     if ctx.manifest is not None:
         return SharingNote.RELAY
-    key = content_key(ctx)
+    key = ctx.content_key()
     if not key.shareable or key.size is None or key.size <= 0:
         return SharingNote.NOT_SHAREABLE
     info, spec = ctx.pinned(), ctx.spec
@@ -138,6 +134,7 @@ class GroupFetch:
         self._restricted = use_holders
         self._notes: list[SharingNote] = [] if use_holders else [SharingNote.NO_CHECK]
         self._last_answer = ctx.clock()
+        self._starved_since: float | None = None
         self._run: SegmentedRun | None = None
 
     # --- what the download asks ----------------------------------------------------------------
@@ -165,20 +162,24 @@ class GroupFetch:
     async def drive(self, run: SegmentedRun) -> DownloadResult:
         """Join, run the download beside the rounds of news, offer the file, leave."""
         self._run = run
-        await self._join()
-        try:
-            result = await self._beside(run)
-        except Exception:
-            await self._leave(keep=False)
-            raise
         holdings = self._options.holdings
-        keep = self._options.keep_as_holder
-        if holdings is not None:
-            if keep:
-                holdings.offer(self._key, result.path, RangeSet([ByteRange(0, self._size)]))
-            else:
-                holdings.withdraw(self._key)
-        await self._leave(keep=keep)
+        # pinned while it downloads: never evicted from the share cache meanwhile (§7)
+        with contextlib.nullcontext() if holdings is None else holdings.pinned(self._key):
+            await self._join()
+            try:
+                result = await self._beside(run)
+            except BaseException:  # failed or cancelled: serve nothing of a part file
+                if holdings is not None:
+                    holdings.withdraw(self._key)
+                await self._leave(keep=False)
+                raise
+            keep = self._options.keep_as_holder
+            if holdings is not None:
+                if keep:
+                    holdings.offer(self._key, result.path, RangeSet([ByteRange(0, self._size)]))
+                else:
+                    holdings.withdraw(self._key)
+            await self._leave(keep=keep)
         return dataclasses.replace(result, sharing=self._report(result))
 
     # --- the conversation with the index -------------------------------------------------------
@@ -228,6 +229,7 @@ class GroupFetch:
 
     async def _round(self) -> None:
         """Report liars, then tell the news (claiming grants while short of lookahead)."""
+        self._check_starved()
         await self._report_liars()
         for _ in range(self._config.claims_per_round):
             sched = self._scheduler()
@@ -315,6 +317,24 @@ class GroupFetch:
         silent = self._ctx.clock() - self._last_answer
         if self._restricted and silent >= self._config.silent_after and not self._link_left():
             self._notes.append(SharingNote.INDEX_SILENT)
+            self._lift()
+            self._woken()
+
+    def _check_starved(self) -> None:
+        """Nothing granted left to fetch and missing bytes that no source may serve, for
+        ``silent_after`` seconds although the index answers (the group has nothing to grant:
+        this node already holds the content, say): our links may fetch anything."""
+        sched, now = self._scheduler(), self._ctx.clock()
+        if not self._restricted or sched.is_complete() or self._link_left():
+            self._starved_since = None
+            return
+        if not sched.unserved():
+            self._starved_since = None
+            return
+        if self._starved_since is None:
+            self._starved_since = now
+        elif now - self._starved_since >= self._config.silent_after:
+            self._notes.append(SharingNote.STARVED)
             self._lift()
             self._woken()
 

@@ -12,6 +12,7 @@ Design: ``docs/fetch-once.md`` sections 4 (claims), 5 (a holder as a source), 6 
 from __future__ import annotations
 
 import enum
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -67,6 +68,10 @@ class Holdings(Protocol):
     def withdraw(self, key: ContentKey) -> None:
         """Serve nothing of ``key`` any more."""
 
+    def pinned(self, key: ContentKey) -> AbstractContextManager[None]:
+        """Keep ``key``'s file from being evicted while the block runs (the download of
+        it); released on every exit (done, failed, cancelled)."""
+
 
 @dataclass(frozen=True, kw_only=True)
 class GroupConfig:
@@ -112,6 +117,9 @@ class SharingNote(enum.Enum):
     INDEX_UNREACHABLE = "index_unreachable"  # the join failed: origin only
     NO_CHECK = "no_check"  # no digest, no manifest, sampling off: holders not used (§6)
     INDEX_SILENT = "index_silent"  # the index went silent: the origin link took the rest
+    #: the index granted nothing while bytes no source could serve were missing (this node
+    #: already held the content, say): the origin link took the rest
+    STARVED = "starved"
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -6,6 +6,7 @@ import enum
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from swarmget.core.content import ContentKey
 from swarmget.core.digests import Digest
 from swarmget.core.scheduler import SchedulerConfig, SourceInfo
 from swarmget.core.verification import DEFAULT_VERIFY_SAMPLE, VerificationReport
@@ -120,3 +121,6 @@ class DownloadResult:
     timeline: Timeline = field(default_factory=Timeline)
     #: fetch once per LAN (#15): what the group fetch did (None: sharing was not asked for)
     sharing: SharingReport | None = None
+    #: the content key of what the probe pinned (``core.content``; not in the JSON): what
+    #: ``get --share-output`` hands the node with the file (None: not known here)
+    content: ContentKey | None = None

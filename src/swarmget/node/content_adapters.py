@@ -4,27 +4,37 @@
   ``group_options`` checks it with the type checker).
 * ``Holders``: ``LanHolders`` builds a signed ``net.content_peer.HolderSource`` per member.
 * ``Holdings``: ``RegistryHoldings`` tells the node's ``HoldingsRegistry`` what a running
-  download can serve (its part file and verified ranges, then the final file).
+  download can serve (its part file and verified ranges, pinned while it runs), and has
+  the ``ShareCache`` keep the final file (one budget and LRU for every shared file).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import time
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 
 from swarmget.core.content import ContentKey
 from swarmget.core.ranges import ByteRange, RangeSet
+from swarmget.core.share_cache import SharePolicy
 from swarmget.engine.sharing import ContentIndex, GroupConfig, GroupOptions
 from swarmget.net.content_hub import ContentHubClient
 from swarmget.net.content_peer import HolderSource
 from swarmget.net.peer_client import PeerAddress
 from swarmget.net.signing import NodeIdentity
+from swarmget.node.announcer import HoldingsAnnouncer
+from swarmget.node.holder import HolderService
 from swarmget.node.holdings import HoldingsRegistry, NotConsented, fingerprint_of
+from swarmget.node.quota import DailyQuota, local_day, seconds_to_next_local_day
+from swarmget.node.share_cache import CACHE_DIR, ShareCache
 from swarmget.protocol.content import ContentMember
+from swarmget.protocol.user import SharedOutput, ShareRefusal
 
 log = logging.getLogger(__name__)
 
@@ -46,24 +56,50 @@ class LanHolders:
 @dataclass(frozen=True)
 class RegistryHoldings:
     """``engine.sharing.Holdings`` over the node's ``HoldingsRegistry``. A file the node may
-    not share (outside its directories) is not offered (logged, never an error)."""
+    not share (outside its directories, unless ``user_asked``: ``--share-output``) is not
+    offered (logged, never an error).
+
+    With the node's ``ShareCache`` (``cache``), a finished file is *kept* by the cache: under
+    its budget and LRU like every shared file (§7), evicted (withdrawn, and left to the
+    user) when others are used more recently. A content the cache keeps whole is not
+    replaced by a part file of a new download of it, nor withdrawn when that one fails."""
 
     registry: HoldingsRegistry
+    cache: ShareCache | None = None
+    user_asked: bool = False
 
     def offer(self, key: ContentKey, path: Path, verified: RangeSet) -> None:
         name = key.index_name()
         whole = key.size is not None and verified.contains(ByteRange(0, key.size))
+        if self.cache is not None:
+            if whole:
+                if not self.cache.keep(key, path, user_asked=self.user_asked):
+                    log.info("not kept for the LAN: %s", path)
+                return
+            if self.cache.keeps(name):
+                return
         fingerprint = fingerprint_of(os.stat(path)) if whole else None
         try:
             if self.registry.lookup(name) is None:
-                self.registry.register(key, path, verified=verified, fingerprint=fingerprint)
+                self.registry.register(
+                    key,
+                    path,
+                    verified=verified,
+                    fingerprint=fingerprint,
+                    user_asked=self.user_asked,
+                )
             else:
                 self.registry.update(name, path=path, verified=verified, fingerprint=fingerprint)
         except (NotConsented, ValueError, OSError) as exc:
             log.info("not offered to the LAN: %s", exc)
 
     def withdraw(self, key: ContentKey) -> None:
-        self.registry.unregister(key.index_name())
+        name = key.index_name()
+        if self.cache is None or not self.cache.keeps(name):
+            self.registry.unregister(name)
+
+    def pinned(self, key: ContentKey) -> AbstractContextManager[None]:
+        return self.registry.pinned(key.index_name())
 
 
 def group_options(
@@ -73,6 +109,7 @@ def group_options(
     *,
     node_id: str,
     keep_as_holder: bool,
+    cache: ShareCache | None = None,
     config: GroupConfig | None = None,
 ) -> GroupOptions:
     """The ``GroupOptions`` of the node's downloads (``Download(group=...)``)."""
@@ -81,7 +118,97 @@ def group_options(
         index=index,
         holders=holders,
         node_id=node_id,
-        holdings=None if registry is None else RegistryHoldings(registry),
+        holdings=None if registry is None else RegistryHoldings(registry, cache),
         keep_as_holder=keep_as_holder,
         config=config or GroupConfig(),
     )
+
+
+#: The LAN allowance's accounting in the state directory (``--lan-daily-quota``).
+LAN_QUOTA_FILE = "lan-quota.json"
+
+
+def open_sharing(
+    state_dir: Path,
+    download_dir: Path,
+    cache_budget: int,
+    lan_daily_quota: int | None,
+    *,
+    outputs: bool = False,
+) -> tuple[HoldingsRegistry, ShareCache, HolderService]:
+    """The node's holdings registry (roots: the download and cache directories), its share
+    cache read back from the state directory (``outputs``: files saved elsewhere may be
+    kept when the user asks, ``--share-output``), and the holder routes' service (with the
+    daily LAN allowance, per local day, when there is one)."""
+    holdings = HoldingsRegistry([download_dir, state_dir / CACHE_DIR])
+    cache = ShareCache(state_dir, holdings, SharePolicy(cache_budget), outputs=outputs)
+    cache.load()
+    allowance = None
+    if lan_daily_quota is not None:
+        allowance = DailyQuota(
+            state_dir / LAN_QUOTA_FILE,
+            lan_daily_quota,
+            clock=time.time,
+            day=local_day,
+            until_next_day=seconds_to_next_local_day,
+        )
+    return holdings, cache, HolderService(holdings, allowance=allowance)
+
+
+def group_sharing(
+    client: ContentHubClient, holders: LanHolders, cache: ShareCache
+) -> tuple[GroupOptions | None, HoldingsAnnouncer | None]:
+    """Fetch once per LAN for the node's downloads (``--share-downloads``, with a hub), and
+    what announces its kept files to the hub's content index (evictions leave it). None,
+    None when sharing is disabled (a cache budget of 0)."""
+    if not cache.policy.sharing:
+        return None, None
+    announcer = HoldingsAnnouncer(client, cache)
+    cache.on_evict = announcer.evicted
+    options = group_options(
+        client,
+        holders,
+        cache.registry,
+        node_id=holders.identity.node_id,
+        keep_as_holder=True,
+        cache=cache,
+    )
+    return options, announcer
+
+
+@dataclass(frozen=True)
+class OutputSharing:
+    """``POST /v1/shared-outputs`` (``get --share-output``): the share cache keeps a file
+    ``swarmget get`` saved outside the node's directories, when the node allows it (its own
+    ``--share-output``), and the announcer tells the hub's content index."""
+
+    cache: ShareCache
+    announcer: HoldingsAnnouncer | None = None
+
+    def __call__(self, key: ContentKey, path: Path) -> SharedOutput:
+        if not self.cache.outputs:
+            return SharedOutput(kept=False, refusal=ShareRefusal.NODE_REFUSES)
+        if not self.cache.keep(key, path, user_asked=True):
+            return SharedOutput(kept=False, refusal=ShareRefusal.NOT_KEPT)
+        if self.announcer is not None:
+            self.announcer.kept(key.index_name())
+        return SharedOutput(kept=True)
+
+
+def sharing_status(
+    cache: ShareCache | None, holder: HolderService | None, announcer: HoldingsAnnouncer | None
+) -> dict[str, Any] | None:
+    """``swarmget status``'s ``sharing``: what this node keeps and serves to its group."""
+    if cache is None or holder is None:
+        return None
+    allowance = holder.allowance
+    return {
+        "budget": cache.policy.budget,
+        "kept_files": len(cache.names()),
+        "kept_bytes": cache.kept_bytes(),
+        "lan_bytes_served": holder.stats.lan_bytes_served,
+        "lan_daily_quota": None if allowance is None else allowance.limit,
+        "lan_quota_left": None if allowance is None else allowance.left(),
+        "lan_quota_refused": holder.stats.lan_quota_refused,
+        "announced": None if announcer is None else announcer.announced,
+    }

@@ -32,9 +32,7 @@ from swarmget import __version__
 from swarmget.core.addresses import AddressPolicy
 from swarmget.core.errors import UsageError
 from swarmget.core.identity import NodeIdentity
-from swarmget.core.share_cache import SharePolicy
 from swarmget.defaults import DEFAULT_CACHE_BUDGET
-from swarmget.engine.sharing import GroupOptions
 from swarmget.net.auth import wait_for_next_second
 from swarmget.net.content_hub import ContentHubClient
 from swarmget.net.guard import make_guarded_connector
@@ -45,7 +43,14 @@ from swarmget.net.metrics import metrics_handler
 from swarmget.net.origin import OriginClient
 from swarmget.net.relay_client import RelayClient
 from swarmget.net.serve import ListenLimits, open_listener
-from swarmget.node.content_adapters import LanHolders, group_options
+from swarmget.node.announcer import HoldingsAnnouncer
+from swarmget.node.content_adapters import (
+    LanHolders,
+    OutputSharing,
+    group_sharing,
+    open_sharing,
+    sharing_status,
+)
 from swarmget.node.daily import Counts, DailyBytes, flush_daily
 from swarmget.node.downloads import DownloadManager, SwarmContext
 from swarmget.node.fleet import FleetEntry, fleet_fn, node_summary
@@ -58,7 +63,7 @@ from swarmget.node.keyfile import load_node_identity
 from swarmget.node.metrics import NodeCollector
 from swarmget.node.quota import DailyQuota
 from swarmget.node.settings import ConfiguredSettings, RuntimeSettings
-from swarmget.node.share_cache import CACHE_DIR, ShareCache
+from swarmget.node.share_cache import ShareCache
 from swarmget.node.statefiles import (
     API_SOCKET,
     bind_api_socket,
@@ -92,6 +97,8 @@ class NodeConfig:
     connections: int = 4
     rate_limit: float | None = None
     daily_quota: int | None = None
+    #: bytes served to LAN peers per local day (``--lan-daily-quota``; None: unlimited)
+    lan_daily_quota: int | None = None
     origin_policy: AddressPolicy = field(default_factory=AddressPolicy)
     source_address: str | None = None  # default: listen_host
     heartbeat_interval: float | None = None
@@ -109,8 +116,8 @@ class NodeConfig:
     #: fetch once per LAN (#15): bytes of finished downloads kept and served to LAN peers
     #: (``node.share_cache``); 0 disables sharing (nothing served, nothing announced)
     cache_budget: int = DEFAULT_CACHE_BUDGET
-    #: files saved outside the node's directories may be shared too (``--share-output``;
-    #: not yet wired into ``get``: the engine side passes it to ``ShareCache.keep``)
+    #: files saved outside the node's directories may be shared too when the user asks
+    #: (``--share-output``; ``get --share-output`` asks, ``POST /v1/shared-outputs``)
     share_output: bool = False
     #: this node's downloads join the hub's content index (``--share-downloads``; needs a
     #: hub and a cache budget above 0)
@@ -153,6 +160,7 @@ class Node:
     holdings: HoldingsRegistry | None = None
     share_cache: ShareCache | None = None
     holder: HolderService | None = None
+    announcer: HoldingsAnnouncer | None = None  # kept files in the hub's content index
 
     async def wait_registered(self, limit: float) -> bool:
         """Wait (at most ``limit`` seconds) until the hub has registered us."""
@@ -176,6 +184,7 @@ class Node:
             "helper": self.helper.statistics(),
             "hub": None if self.membership is None else _membership_json(self.membership),
             "traffic": None if self.daily is None else self.daily.to_json(),
+            "sharing": sharing_status(self.share_cache, self.holder, self.announcer),
         }
 
 
@@ -293,8 +302,16 @@ async def open_node(config: NodeConfig, *, pages: MountPages | None = None) -> A
             return node_summary(node_id, helper, node.downloads if node else None, registered)
 
         peer_app = make_peer_app(helper, config.secret, node_id, summary)
-        holdings, share_cache, holder = _sharing(config)
+        holdings, share_cache, holder = open_sharing(
+            config.state_dir,
+            config.download_dir,
+            config.cache_budget,
+            config.lan_daily_quota,
+            outputs=config.share_output,
+        )
         stack.callback(share_cache.close)
+        if holder.allowance is not None:
+            stack.callback(holder.allowance.save)
         add_holder_routes(peer_app, holder)
         await wait_for_next_second()  # requests signed before now are refused: see net.auth
         peer_url = await stack.enter_async_context(
@@ -315,6 +332,13 @@ async def open_node(config: NodeConfig, *, pages: MountPages | None = None) -> A
         stack.callback(history.close)
         after_tasks = stack.enter_context(contextlib.ExitStack())  # runs once the tasks ended
         tg = await stack.enter_async_context(asyncio.TaskGroup())
+        group, announcer = None, None
+        if config.share_downloads and hub is not None:
+            group, announcer = group_sharing(
+                ContentHubClient(hub),
+                LanHolders(peer_session, config.secret, identity),
+                share_cache,
+            )
         swarm = SwarmContext(
             identity=identity,
             secret=config.secret,
@@ -324,7 +348,7 @@ async def open_node(config: NodeConfig, *, pages: MountPages | None = None) -> A
             relay=None
             if config.relay_url is None
             else RelayClient(peer_session, config.relay_url, config.secret, identity),
-            group=_group_options(config, hub, peer_session, identity, holdings),
+            group=group,
         )
         manager = DownloadManager(
             tg,
@@ -350,6 +374,7 @@ async def open_node(config: NodeConfig, *, pages: MountPages | None = None) -> A
             holdings=holdings,
             share_cache=share_cache,
             holder=holder,
+            announcer=announcer,
         )
         started.append(node)
 
@@ -366,6 +391,7 @@ async def open_node(config: NodeConfig, *, pages: MountPages | None = None) -> A
             unix_group_access=config.api_group_access,
             settings=settings,
             fleet=fleet_fn(peer_session, hub, config.secret, identity, own_entry),
+            share_output=OutputSharing(share_cache, announcer),
         )
         user_app = make_user_app(api)
         lag_probe = _loop_lag_probe()
@@ -405,6 +431,11 @@ async def open_node(config: NodeConfig, *, pages: MountPages | None = None) -> A
 
             def on_state(state: MembershipState) -> None:
                 node.membership = state
+                if announcer is not None:
+                    announcer.registered(state.registered)
+
+            if announcer is not None:
+                stop_tasks.append(tg.create_task(announcer.run()))
 
             stop_tasks.append(
                 tg.create_task(
@@ -428,36 +459,6 @@ async def open_node(config: NodeConfig, *, pages: MountPages | None = None) -> A
             manager.shut_down()
             for task in stop_tasks:
                 task.cancel()
-
-
-def _sharing(config: NodeConfig) -> tuple[HoldingsRegistry, ShareCache, HolderService]:
-    """The holdings registry (roots: the download and cache directories), the share cache
-    read back from the state directory, and the holder routes' service."""
-    roots = [config.download_dir, config.state_dir / CACHE_DIR]
-    holdings = HoldingsRegistry(roots)
-    cache = ShareCache(config.state_dir, holdings, SharePolicy(config.cache_budget))
-    cache.load()
-    return holdings, cache, HolderService(holdings)
-
-
-def _group_options(
-    config: NodeConfig,
-    hub: HubPool | None,
-    session: aiohttp.ClientSession,
-    identity: NodeIdentity,
-    holdings: HoldingsRegistry,
-) -> GroupOptions | None:
-    """Fetch once per LAN for this node's downloads (#15), when asked for, with a hub to
-    meet the group at and sharing not disabled (a cache budget above 0)."""
-    if not config.share_downloads or hub is None or config.cache_budget <= 0:
-        return None
-    return group_options(
-        ContentHubClient(hub),
-        LanHolders(session, config.secret, identity),
-        holdings,
-        node_id=identity.node_id,
-        keep_as_holder=True,
-    )
 
 
 def _loop_lag_probe() -> LoopLagProbe | None:

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from swarmget.node.history import DayBytes, DownloadHistory
+from swarmget.node.quota import local_day
 
 __all__ = ["DAYS_SHOWN", "FLUSH_INTERVAL", "DailyBytes", "flush_daily"]
 
@@ -67,7 +68,7 @@ class DailyBytes:
             return DayBytes(day="")
 
     def today(self) -> str:
-        return datetime.date.fromtimestamp(self._clock()).isoformat()
+        return local_day(self._clock())
 
     def _pending(self) -> DayBytes:
         now = self._read()

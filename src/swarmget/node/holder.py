@@ -12,7 +12,11 @@ docs/fetch-once.md §5–§7, §10. Two signed routes on the peer API (``add_hol
   short body on failure, never a wrong one), in the helper's slots (shared fairly with
   helper streams) and under its ``--rate-limit``, and are counted as LAN bytes
   (``swarmget_lan_served_bytes_total``), **never against ``--daily-quota``**, which is the
-  origin data allowance (§7).
+  origin data allowance (§7), but against the node's own daily LAN allowance
+  (``--lan-daily-quota``, per local day as ``node.daily``; unlimited by default): a range
+  is served only when what is left of it covers the whole range, else 429 ``lan_quota``
+  (``LanAllowanceUsedUp``, with Retry-After: the next day) and the requester takes those
+  bytes elsewhere.
 * ``GET /v1/content/{name}/pieces``: the ``PieceHashes`` the registry was given for the
   content (``HoldingsRegistry.record_pieces``: pieces this node fetched from the origin).
 
@@ -31,7 +35,7 @@ import asyncio
 import contextlib
 import logging
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 
 from aiohttp import web
@@ -43,12 +47,14 @@ from swarmget.core.errors import (
     ContentKeyMismatch,
     ContentNotHeld,
     ContentNotShareable,
+    LanAllowanceUsedUp,
     UntrustedFile,
 )
 from swarmget.core.ranges import ByteRange
 from swarmget.net.auth import authenticated_node, json_error
 from swarmget.node.helper import HELPER, HelperService, Refusal, _refused, _send, _StreamCut
 from swarmget.node.holdings import Holding, HoldingsRegistry, fingerprint_of
+from swarmget.node.quota import DailyQuota
 from swarmget.protocol.content import (
     CONTENT_PREFIX,
     CONTENT_RANGE_PATH,
@@ -73,14 +79,37 @@ READ_CHUNK = 256 * 1024
 class HolderStats:
     streams_served: int = 0
     lan_bytes_served: int = 0  # swarmget_lan_served_bytes_total
+    lan_quota_refused: int = 0  # requests refused: the daily LAN allowance was used up
 
 
 class HolderService:
     """Looks a request up in the registry and decides whether to serve it."""
 
-    def __init__(self, registry: HoldingsRegistry) -> None:
+    def __init__(self, registry: HoldingsRegistry, *, allowance: DailyQuota | None = None) -> None:
         self.registry = registry
+        #: bytes served to LAN peers per local day (``--lan-daily-quota``; None: unlimited)
+        self.allowance = allowance
         self.stats = HolderStats()
+
+    @contextlib.contextmanager
+    def lan_allowance(self, length: int) -> Iterator[list[int]]:
+        """Set ``length`` bytes of today's LAN allowance aside for a stream, or raise
+        ``LanAllowanceUsedUp``; yields the stream's counter of bytes sent (``[n]``), which
+        is what the allowance is charged when the block ends (however it ends)."""
+        sent = [0]
+        allowance = self.allowance
+        if allowance is None:
+            yield sent
+            return
+        if not allowance.try_reserve(length):
+            self.stats.lan_quota_refused += 1
+            raise LanAllowanceUsedUp(
+                "this node's daily LAN allowance is used up", allowance.retry_after()
+            )
+        try:
+            yield sent
+        finally:
+            allowance.settle(length, sent[0])
 
     def holding_for(self, key: ContentKey, rng: ByteRange) -> Holding:
         """The holding that may serve ``rng`` of ``key``, or raise the ``ContentError`` to
@@ -158,7 +187,10 @@ async def _parse(request: web.Request) -> tuple[ContentRangeRequest, ContentKey]
 
 def _content_error(exc: ContentError) -> web.Response:
     row = PEER_ERRORS.for_exception(exc)
-    return json_error(row.status, str(exc), row.code)
+    headers = {}
+    if isinstance(exc, LanAllowanceUsedUp) and exc.retry_after is not None:
+        headers["Retry-After"] = str(max(1, int(exc.retry_after)))
+    return json_error(row.status, str(exc), row.code, headers=headers)
 
 
 @contextlib.asynccontextmanager
@@ -177,13 +209,14 @@ async def handle_content_range(request: web.Request) -> web.StreamResponse:
         req, key = await _parse(request)
         rng = ByteRange(req.start, req.end)
         holding = holder.holding_for(key, rng)
-        async with _lan_slot(service, requester, rng.length):
-            with holder.registry.pinned(holding.name):
-                fd = await asyncio.to_thread(open_held, holding, rng.end)
-                try:
-                    return await _stream(request, holder, service, fd, rng)
-                finally:
-                    os.close(fd)
+        with holder.lan_allowance(rng.length) as sent:
+            async with _lan_slot(service, requester, rng.length):
+                with holder.registry.pinned(holding.name):
+                    fd = await asyncio.to_thread(open_held, holding, rng.end)
+                    try:
+                        return await _stream(request, holder, service, fd, rng, sent)
+                    finally:
+                        os.close(fd)
     except Refusal as exc:
         service.stats.refuse(exc.code)
         return _refused(exc)
@@ -193,7 +226,12 @@ async def handle_content_range(request: web.Request) -> web.StreamResponse:
 
 
 async def _stream(
-    request: web.Request, holder: HolderService, service: HelperService, fd: int, rng: ByteRange
+    request: web.Request,
+    holder: HolderService,
+    service: HelperService,
+    fd: int,
+    rng: ByteRange,
+    sent: list[int],
 ) -> web.StreamResponse:
     resp = web.StreamResponse(
         status=200,
@@ -214,6 +252,7 @@ async def _stream(
             await service.throttle(len(data))
             await _send(resp, data, service.limits.write_stall_timeout, request.transport)
             offset += len(data)
+            sent[0] += len(data)
             holder.stats.lan_bytes_served += len(data)
         await resp.write_eof()
     except (OSError, _StreamCut) as exc:  # mid-body: the requester must see a short body

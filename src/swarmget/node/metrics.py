@@ -159,6 +159,11 @@ class NodeCollector(Collector):
                 "Bytes this node served to LAN peers from content it holds",
                 self._holder.stats.lan_bytes_served,
             )
+            yield counter(
+                "swarmget_lan_quota_refusals",
+                "LAN range requests refused: the daily LAN allowance was used up",
+                self._holder.stats.lan_quota_refused,
+            )
         if self._share_cache is not None:
             yield gauge(
                 "swarmget_share_cache_bytes",

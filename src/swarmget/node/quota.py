@@ -23,6 +23,17 @@ def utc_day(now: float) -> str:
     return dt.datetime.fromtimestamp(now, dt.UTC).date().isoformat()
 
 
+def local_day(now: float) -> str:
+    """The node's local calendar day (``node.daily``'s day: the LAN allowance's)."""
+    return dt.date.fromtimestamp(now).isoformat()
+
+
+def seconds_to_next_local_day(now: float) -> float:
+    day = dt.date.fromtimestamp(now) + dt.timedelta(days=1)
+    midnight = dt.datetime(day.year, day.month, day.day)  # local time
+    return max(1.0, midnight.timestamp() - now)
+
+
 def seconds_to_nextutc_day(now: float) -> float:
     day = dt.datetime.fromtimestamp(now, dt.UTC).date() + dt.timedelta(days=1)
     midnight = dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC)
@@ -30,7 +41,9 @@ def seconds_to_nextutc_day(now: float) -> float:
 
 
 class DailyQuota:
-    """Bytes fetched from the origin today, against ``limit`` bytes per UTC day."""
+    """Bytes fetched from the origin today, against ``limit`` bytes per UTC day. The same
+    accounting serves the LAN allowance (``--lan-daily-quota``: bytes served to LAN peers
+    per local day, ``day=local_day``)."""
 
     def __init__(
         self,
@@ -39,17 +52,20 @@ class DailyQuota:
         *,
         clock: Callable[[], float],
         save_every: int = 4 * MiB,
+        day: Callable[[float], str] = utc_day,
+        until_next_day: Callable[[float], float] = seconds_to_nextutc_day,
     ) -> None:
         self.path = path
         self.limit = limit
         self._clock = clock
+        self._day_of, self._until_next_day = day, until_next_day
         self._save_every = save_every
         self._day, self._used = self._load()
         self._unsaved = 0
         self._reserved = 0
 
     def _load(self) -> tuple[str, int]:
-        today = utc_day(self._clock())
+        today = self._day_of(self._clock())
         with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
             data = json.loads(self.path.read_text())
             if data["day"] == today and isinstance(data["used"], int):
@@ -57,7 +73,7 @@ class DailyQuota:
         return today, 0
 
     def _roll(self) -> None:
-        today = utc_day(self._clock())
+        today = self._day_of(self._clock())
         if today != self._day:
             self._day, self._used, self._unsaved = today, 0, 0
 
@@ -86,4 +102,4 @@ class DailyQuota:
         self._unsaved = 0
 
     def retry_after(self) -> float:
-        return seconds_to_nextutc_day(self._clock())
+        return self._until_next_day(self._clock())

@@ -73,6 +73,9 @@ class _Entry(BaseModel):
     owned: bool = False
     piece_size: int | None = Field(default=None, gt=0)
     piece_hashes: list[tuple[int, str]] = Field(default_factory=list, max_length=MAX_PIECE_HASHES)
+    #: saved outside the node's directories, shared because the user asked (``get
+    #: --share-output``): restored only while the node still allows it
+    user_asked: bool = False
 
 
 class _Index(BaseModel):
@@ -93,8 +96,13 @@ class ShareCache:
         *,
         clock: Callable[[], float] = time.time,
         on_evict: Callable[[str], None] | None = None,
+        outputs: bool = False,
     ) -> None:
         self.state_dir = state_dir
+        #: files saved outside the node's directories that the user asked to share may be
+        #: kept (``swarmget node --share-output``); without it they are refused, and those
+        #: an earlier run kept are dropped from the index at start
+        self.outputs = outputs
         self.cache_dir = state_dir / CACHE_DIR
         self.registry = registry
         self.policy = policy
@@ -128,6 +136,7 @@ class ShareCache:
         wrong size) or over the budget by itself. Never raises for those."""
         if not self.policy.sharing or not key.shareable or key.size is None:
             return False
+        user_asked = user_asked and self.outputs
         fingerprint = self._fingerprint(path)
         if fingerprint is None or fingerprint[2] != key.size:
             return False
@@ -154,12 +163,25 @@ class ShareCache:
             owned=owned,
             piece_size=piece_size,
             piece_hashes=sorted((piece_hashes or {}).items()),
+            user_asked=user_asked and not self.registry.consents(path),
         )
         # streams that pinned the holding before it was kept keep it pinned
         self.policy.add(name, key.size, self._clock(), pins=self.registry.pins(name))
         self.enforce()
         self.save()
         return name in self._entries
+
+    def keeps(self, name: str) -> bool:
+        """Whether the cache keeps content ``name`` (whole, under its budget)."""
+        return name in self._entries
+
+    def names(self) -> list[str]:
+        """The kept contents, most recently used first."""
+        return [e.name for e in reversed(self.policy.entries())]
+
+    def size_of(self, name: str) -> int | None:
+        entry = self._entries.get(name)
+        return None if entry is None else entry.fingerprint[2]
 
     def enforce(self) -> list[str]:
         """Evict what the policy says (least recently used, never pinned); the names."""
@@ -245,12 +267,15 @@ class ShareCache:
         path = Path(entry.path)
         if entry.owned and path != self.cache_path(key):
             return "an owned file outside the cache directory"
-        if not self.registry.consents(path):
+        asked = entry.user_asked and self.outputs and not entry.owned
+        if not self.registry.consents(path, user_asked=asked):
             return "a file outside this node's directories"
         if self._fingerprint(path) != entry.fingerprint or entry.fingerprint[2] != key.size:
             return "the file is gone, changed, or not this user's regular file"
         whole = RangeSet([ByteRange(0, entry.fingerprint[2])])
-        self.registry.register(key, path, verified=whole, fingerprint=entry.fingerprint)
+        self.registry.register(
+            key, path, verified=whole, fingerprint=entry.fingerprint, user_asked=asked
+        )
         if entry.piece_size is not None and entry.piece_hashes:
             self.registry.record_pieces(entry.name, entry.piece_size, dict(entry.piece_hashes))
         self._entries[entry.name] = entry

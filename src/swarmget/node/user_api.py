@@ -28,6 +28,9 @@ user could otherwise replay a portal cookie the browser sent to a port of theirs
     GET    /v1/settings               the helper settings in force, and where each comes from
     PUT    /v1/settings               {slots?, rate_limit?, daily_quota?, helping_paused?,
                                        reset?} change them at once, kept (``node.settings``)
+    POST   /v1/shared-outputs         {path, key} ``get --share-output``: serve a file saved
+                                      outside the node's directories to its LAN group →
+                                      {kept, refusal?} (``protocol.user.SharedOutput``)
 
 Errors are ``{"error", "code"}`` with the status of the code's row in
 ``swarmget.protocol.errors.USER_ERRORS`` (a refused download: the usage error's own code).
@@ -45,11 +48,13 @@ import math
 import os
 import socket
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 from pydantic import ValidationError
 
+from swarmget.core.content import ContentKey
 from swarmget.core.digests import parse_checksum_spec
 from swarmget.core.errors import HubError, SwarmgetError, WrongState
 from swarmget.core.scheduler import SchedulerConfig
@@ -65,13 +70,21 @@ from swarmget.protocol.user import (
     CLEAR_FINISHED_PATH,
     DOWNLOADS_PATH,
     SETTINGS_PATH,
+    SHARED_OUTPUTS_PATH,
     CreateDownload,
     DownloadAction,
     DownloadFilter,
     Removal,
     RemoveDownload,
     SettingsUpdate,
+    SharedOutput,
+    ShareOutput,
+    ShareRefusal,
 )
+
+#: ``get --share-output``: keep the file at that absolute path as that content (the node's
+#: ``content_adapters.OutputSharing``), or why not
+ShareOutputFn = Callable[[ContentKey, Path], SharedOutput]
 
 SSE_INTERVAL = 0.5
 MAX_WAIT = 10.0  # seconds a ``GET /v1/downloads/{id}?wait=S`` may be held at most
@@ -93,6 +106,7 @@ class UserApi:
         unix_group_access: bool = False,
         settings: RuntimeSettings | None = None,
         fleet: FleetFn | None = None,
+        share_output: ShareOutputFn | None = None,
     ) -> None:
         self.manager = manager
         self.token = token
@@ -107,6 +121,7 @@ class UserApi:
         self.unix_group_access = unix_group_access
         self.settings = settings
         self.fleet = fleet
+        self.share_output = share_output
 
     def spec_from(self, body: CreateDownload) -> DownloadSpec:
         output = resolve_destination(self.download_dir, body.output)
@@ -322,6 +337,26 @@ async def put_settings(request: web.Request) -> web.Response:
     return web.json_response(settings.update(change).model_dump(mode="json"))
 
 
+async def share_output(request: web.Request) -> web.Response:
+    """``get --share-output``: see ``protocol.user.ShareOutput``."""
+    try:
+        body = ShareOutput.model_validate_json(await request.read())
+    except ValidationError as exc:
+        return _invalid(exc)
+    path = Path(body.path)
+    if not path.is_absolute() or "\x00" in body.path:
+        return json_error(400, "the path of a shared output is absolute", "bad_request")
+    try:
+        key = body.key.key()
+    except ValueError as exc:
+        return json_error(400, f"bad content key: {exc}", "bad_request")
+    keep = request.app[API].share_output
+    answer = SharedOutput(kept=False, refusal=ShareRefusal.NODE_REFUSES)
+    if keep is not None:
+        answer = await asyncio.to_thread(keep, key, path)  # (an fstat, the index file)
+    return web.json_response(answer.model_dump(mode="json"))
+
+
 def make_user_app(api: UserApi) -> web.Application:
     app = web.Application(middlewares=[_same_user, _bearer], client_max_size=64 * 1024)
     app[API] = api
@@ -338,4 +373,5 @@ def make_user_app(api: UserApi) -> web.Application:
     app.router.add_get("/v1/peers", list_peers)
     app.router.add_get(SETTINGS_PATH, get_settings)
     app.router.add_put(SETTINGS_PATH, put_settings)
+    app.router.add_post(SHARED_OUTPUTS_PATH, share_output)
     return app

@@ -202,6 +202,14 @@ PEER_ERRORS = ErrorTable(
             raised=e.ContentNotShareable,
             answers=e.ContentNotShareable,
         ),
+        # the holder's daily LAN allowance is used up: this holder is done for today, the
+        # requester takes those bytes elsewhere (not rate limited: not worth waiting for)
+        WireError(
+            code=e.LanAllowanceUsedUp.code,
+            status=429,
+            raised=e.LanAllowanceUsedUp,
+            answers=e.LanAllowanceUsedUp,
+        ),
         WireError(code="busy", status=429, raised=_LIMITED),
         WireError(code="quota", status=429, raised=_LIMITED),
         WireError(code="draining", status=503, raised=_LIMITED),

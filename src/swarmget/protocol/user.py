@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from swarmget.core.lifecycle import DownloadState
 from swarmget.core.verification import DEFAULT_VERIFY_SAMPLE
+from swarmget.protocol.content import ContentKeyModel
 
 __all__ = [
     "CLEAR_FINISHED_PATH",
@@ -29,6 +30,10 @@ __all__ = [
     "Removal",
     "RemoveDownload",
     "SETTINGS_PATH",
+    "SHARED_OUTPUTS_PATH",
+    "ShareOutput",
+    "ShareRefusal",
+    "SharedOutput",
     "SettingSource",
     "SettingsUpdate",
     "SettingsView",
@@ -36,6 +41,8 @@ __all__ = [
 ]
 
 DOWNLOADS_PATH = "/v1/downloads"
+#: fetch once per LAN (#15): ``get --share-output`` hands the node a file it saved elsewhere
+SHARED_OUTPUTS_PATH = "/v1/shared-outputs"
 CLEAR_FINISHED_PATH = "/v1/downloads/clear-finished"  # POST: {"removed": N}
 
 
@@ -201,3 +208,33 @@ class SettingsView(BaseModel):
     rate_limit: SettingValue
     daily_quota: SettingValue
     helping_paused: SettingValue
+
+
+class ShareOutput(BaseModel):
+    """``POST /v1/shared-outputs``: serve the finished file at ``path`` (absolute, saved
+    outside the node's directories by ``swarmget get``) to the node's LAN group as content
+    ``key`` (what the download's probe pinned). The user asked (``get --share-output``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    path: str = Field(min_length=1, max_length=4096)
+    key: ContentKeyModel
+
+
+class ShareRefusal(enum.StrEnum):
+    """Why the node does not share the file."""
+
+    #: the node does not share files saved outside its directories (its --share-output)
+    NODE_REFUSES = "node_refuses"
+    #: sharing off (cache budget 0), or the file is not this user's regular file of the
+    #: content's size, or the content is not shareable, or it does not fit the budget
+    NOT_KEPT = "not_kept"
+
+
+class SharedOutput(BaseModel):
+    """The answer: kept (served and announced) or why not."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kept: bool
+    refusal: ShareRefusal | None = None

@@ -15,8 +15,8 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -88,6 +88,17 @@ class FakeContentHub:
         for content in self._contents.values():
             content.book.leave(node_id)
             content.fetching.pop(node_id, None)
+
+    def restart(self) -> None:
+        """The hub restarted: its content index (memory) is empty."""
+        self._contents.clear()
+
+    def holders(self, name: str) -> list[str]:
+        """Members of ``name`` that hold it and do not fetch it."""
+        content = self._contents.get(name)
+        if content is None:
+            return []
+        return sorted(node for node, fetching in content.fetching.items() if not fetching)
 
     def members(self, name: str) -> list[str]:
         content = self._contents.get(name)
@@ -223,6 +234,9 @@ class FakeLan:
         self._unplugged: set[str] = set()
         #: bytes each node served
         self.served: dict[str, int] = {}
+        #: (node, content name) -> pins held now (``FakeHoldings.pinned``), and ever taken
+        self.pins: dict[tuple[str, str], int] = {}
+        self.pins_taken: dict[tuple[str, str], int] = {}
 
     def holdings(self, node_id: str) -> FakeHoldings:
         return FakeHoldings(self, node_id)
@@ -312,6 +326,16 @@ class FakeHoldings:
 
     def withdraw(self, key: ContentKey) -> None:
         self._lan._withdraw(self.node_id, key)
+
+    @contextmanager
+    def pinned(self, key: ContentKey) -> Iterator[None]:
+        pins, at = self._lan.pins, (self.node_id, key.index_name())
+        pins[at] = pins.get(at, 0) + 1
+        self._lan.pins_taken[at] = self._lan.pins_taken.get(at, 0) + 1
+        try:
+            yield
+        finally:
+            pins[at] -= 1
 
 
 def _pread(path: Path, start: int, length: int) -> bytes:

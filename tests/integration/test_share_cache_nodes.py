@@ -1,0 +1,113 @@
+"""Fetch once per LAN (#15), limits and lifecycle between real ``swarmget node`` processes
+on 127.0.0.x: a holder restarted on its state directory announces its kept file to the
+hub's content index again (a later requester takes it over the LAN), and a holder whose
+daily LAN allowance (``--lan-daily-quota``) is used up refuses with the typed error while
+the requester still finishes, correctly, from the origin."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from swarmget.testing.origin import TestOrigin, open_test_origin
+from swarmget.testing.swarm import LocalSwarm, NodeApi, node_args, open_local_swarm, start_proc
+
+MiB = 1024 * 1024
+SIZE = 6 * MiB + 7
+SHARE = ["--share-downloads"]
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+async def origin() -> AsyncIterator[TestOrigin]:
+    async with open_test_origin(rate_per_ip=4 * MiB) as o:
+        o.add_generated("f.bin", SIZE, seed=22)
+        yield o
+
+
+async def _until(api: NodeApi, check: str, want: int) -> dict[str, Any]:
+    """Poll the node's status until ``sharing[check]`` reaches ``want`` (bounded)."""
+    async with asyncio.timeout(30):
+        while True:
+            status, data = await api.call("GET", "/v1/status")
+            sharing = data.get("sharing") if status == 200 else None
+            if sharing and (sharing[check] or 0) >= want:
+                return dict(sharing)
+            await asyncio.sleep(0.2)
+
+
+async def _download(api: NodeApi, url: str, dest: str) -> dict[str, Any]:
+    done = await api.wait(await api.start(url, output=dest))
+    assert done["state"] == "done", done
+    result = done["result"]
+    assert isinstance(result, dict)
+    return result
+
+
+async def _restart(swarm: LocalSwarm, i: int, extra: list[str]) -> None:
+    node = swarm.node(i)
+    await node.proc.stop()
+    args = node_args(
+        swarm.hub_urls(), node.address, swarm.secret_file, node.state_dir, node.download_dir, extra
+    )
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    node.proc = await start_proc(args, swarm.root / f"node{i}-again.log", env)
+
+
+def _sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+async def test_a_restarted_holder_announces_its_kept_file_again(
+    origin: TestOrigin, tmp_path: Path
+) -> None:
+    async with (
+        aiohttp.ClientSession() as session,
+        open_local_swarm(tmp_path, 2, node_extra=SHARE, hub_ttl=6) as swarm,
+    ):
+        url = origin.url("f.bin")
+        one = await _download(NodeApi(session, swarm.node(0)), url, "one.bin")
+        assert one["sharing"]["joined"] is True
+        kept = await _until(NodeApi(session, swarm.node(0)), "kept_files", 1)
+        assert kept["kept_bytes"] == SIZE  # under the share cache's budget
+        # stopped, the node leaves the hub (and its content index); started again, it
+        # announces what its share cache kept
+        await _restart(swarm, 0, SHARE)
+        first = NodeApi(session, swarm.node(0))
+        again = await _until(first, "announced", 1)
+        assert again["kept_files"] == 1
+        second = NodeApi(session, swarm.node(1))
+        two = await _download(second, url, "two.bin")
+        assert two["sharing"]["lan_bytes"] >= SIZE // 2
+        assert _sha(swarm.node(1).download_dir / "two.bin") == origin.expected_sha256("f.bin")
+
+
+async def test_a_holder_out_of_lan_allowance_is_skipped_and_the_requester_finishes(
+    origin: TestOrigin, tmp_path: Path
+) -> None:
+    extra = {0: [*SHARE, "--lan-daily-quota", "64K"], 1: SHARE}
+    async with (
+        aiohttp.ClientSession() as session,
+        open_local_swarm(tmp_path, 2, node_extra=extra, hub_ttl=6) as swarm,
+    ):
+        first, second = NodeApi(session, swarm.node(0)), NodeApi(session, swarm.node(1))
+        url = origin.url("f.bin")
+        await _download(first, url, "one.bin")
+        await _until(first, "kept_files", 1)
+        two = await _download(second, url, "two.bin")
+        assert two["sharing"]["joined"] is True
+        assert two["sharing"]["lan_bytes"] < SIZE // 4  # refused: the bytes came from elsewhere
+        assert _sha(swarm.node(1).download_dir / "two.bin") == origin.expected_sha256("f.bin")
+        status, data = await first.call("GET", "/v1/status")
+        assert status == 200
+        sharing = data["sharing"]
+        assert sharing["lan_daily_quota"] == 64 * 1024
+        assert sharing["lan_bytes_served"] <= 64 * 1024
+        assert sharing["lan_quota_refused"] >= 1
