@@ -1,5 +1,5 @@
 """The daily LAN allowance (``--lan-daily-quota``, fetch once per LAN #15, §7): a real node
-serves held content until its allowance for the local day is used, then answers the typed
+serves held content until its allowance for the UTC day is used, then answers the typed
 429 ``lan_quota`` (``LanAllowanceUsedUp``) with a Retry-After, apart from ``--daily-quota``
 (the origin allowance); the count survives a restart of the node the same day."""
 
@@ -21,7 +21,7 @@ from swarmget.net.peer_client import PeerAddress
 from swarmget.net.signing import signed_headers
 from swarmget.node.content_adapters import LAN_QUOTA_FILE
 from swarmget.node.daemon import Node, NodeConfig, open_node
-from swarmget.node.quota import DailyQuota, local_day, seconds_to_next_local_day
+from swarmget.node.quota import DailyQuota, seconds_to_nextutc_day, utc_day
 from swarmget.protocol.content import CONTENT_RANGE_PATH
 from swarmget.testing.fakes import identity_for
 
@@ -104,22 +104,22 @@ async def test_without_an_allowance_lan_uploads_are_unlimited(tmp_path: Path) ->
         assert not (tmp_path / "state" / LAN_QUOTA_FILE).exists()
 
 
-def test_the_allowance_counts_per_local_day_with_a_fake_clock(tmp_path: Path) -> None:
+def test_the_allowance_counts_per_utc_day_with_a_fake_clock(tmp_path: Path) -> None:
     now = [1_700_000_000.0]
     allowance = DailyQuota(
         tmp_path / "q.json",
         100,
         clock=lambda: now[0],
-        day=local_day,
-        until_next_day=seconds_to_next_local_day,
+        day=utc_day,
+        until_next_day=seconds_to_nextutc_day,
     )
     assert allowance.try_reserve(80)
     allowance.settle(80, 80)
     assert not allowance.try_reserve(30)
     wait = allowance.retry_after()
     assert 1 <= wait <= 25 * 3600
-    now[0] += wait + 1  # the next local day
-    assert local_day(now[0]) != local_day(now[0] - wait - 1)
+    now[0] += wait + 1  # the next UTC day
+    assert utc_day(now[0]) != utc_day(now[0] - wait - 1)
     assert allowance.left() == 100
 
 

@@ -31,7 +31,7 @@ from swarmget.net.signing import NodeIdentity
 from swarmget.node.announcer import HoldingsAnnouncer
 from swarmget.node.holder import HolderService
 from swarmget.node.holdings import HoldingsRegistry, NotConsented, fingerprint_of
-from swarmget.node.quota import DailyQuota, local_day, seconds_to_next_local_day
+from swarmget.node.quota import DailyQuota
 from swarmget.node.share_cache import CACHE_DIR, ShareCache
 from swarmget.protocol.content import ContentMember
 from swarmget.protocol.user import SharedOutput, ShareRefusal
@@ -139,7 +139,7 @@ def open_sharing(
     """The node's holdings registry (roots: the download and cache directories), its share
     cache read back from the state directory (``outputs``: files saved elsewhere may be
     kept when the user asks, ``--share-output``), and the holder routes' service (with the
-    daily LAN allowance, per local day, when there is one)."""
+    daily LAN allowance, per UTC day as ``--daily-quota``, when there is one)."""
     holdings = HoldingsRegistry([download_dir, state_dir / CACHE_DIR])
     cache = ShareCache(state_dir, holdings, SharePolicy(cache_budget), outputs=outputs)
     cache.load()
@@ -148,9 +148,7 @@ def open_sharing(
         allowance = DailyQuota(
             state_dir / LAN_QUOTA_FILE,
             lan_daily_quota,
-            clock=time.time,
-            day=local_day,
-            until_next_day=seconds_to_next_local_day,
+            clock=time.time,  # per UTC day, as the origin's --daily-quota
         )
     return holdings, cache, HolderService(holdings, allowance=allowance)
 

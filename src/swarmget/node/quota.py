@@ -24,14 +24,8 @@ def utc_day(now: float) -> str:
 
 
 def local_day(now: float) -> str:
-    """The node's local calendar day (``node.daily``'s day: the LAN allowance's)."""
+    """The node's local calendar day (``node.daily``'s history of bytes)."""
     return dt.date.fromtimestamp(now).isoformat()
-
-
-def seconds_to_next_local_day(now: float) -> float:
-    day = dt.date.fromtimestamp(now) + dt.timedelta(days=1)
-    midnight = dt.datetime(day.year, day.month, day.day)  # local time
-    return max(1.0, midnight.timestamp() - now)
 
 
 def seconds_to_nextutc_day(now: float) -> float:
@@ -43,7 +37,7 @@ def seconds_to_nextutc_day(now: float) -> float:
 class DailyQuota:
     """Bytes fetched from the origin today, against ``limit`` bytes per UTC day. The same
     accounting serves the LAN allowance (``--lan-daily-quota``: bytes served to LAN peers
-    per local day, ``day=local_day``)."""
+    per UTC day, on its own file)."""
 
     def __init__(
         self,
