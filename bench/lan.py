@@ -28,6 +28,10 @@ How to run it (as root; it installs nginx-light, iproute2, curl and aria2 if mis
     .venv/bin/python bench/lan.py up --hosts 4  # leave the LAN up to poke at it:
     ip netns exec sgb-h0 curl -o /dev/null http://10.77.0.1/16777216/payload.bin
     .venv/bin/python bench/lan.py down          # remove everything (idempotent)
+    SWARMGET_BENCH_PREFIX=sgc- SWARMGET_BENCH_NET=10.78.0 .venv/bin/python bench/lan.py ...
+                                                # a second testbed next to the first (own
+                                                # names, subnet, work dir and lock; pass
+                                                # --results elsewhere)
 
     Where namespaces cannot be made (not root, a container without CAP_SYS_ADMIN) it prints
     why and exits 0. The exit code is 1 when a download failed or did not verify (sha256);
@@ -67,11 +71,13 @@ from lan_swarm import Run, start_origin, wait_origin
 
 BENCH_DIR = Path(__file__).resolve().parent
 RESULTS = BENCH_DIR / "results"
-QUICK_RESULTS = BENCH_DIR / "out" / "lan-quick"
-WORK = Path(tempfile.gettempdir(), "swarmget-lan")
-LOCK = Path(tempfile.gettempdir(), "swarmget-lan.lock")
+QUICK_RESULTS = BENCH_DIR / "out" / "lan-quick"  # --results elsewhere for a second testbed
+# one testbed per prefix (lan_net.PREFIX): its own work directory and lock
+_SUFFIX = "" if net.PREFIX == net.DEFAULT_PREFIX else f"-{net.PREFIX.rstrip('-')}"
+WORK = Path(tempfile.gettempdir(), f"swarmget-lan{_SUFFIX}")
+LOCK = Path(tempfile.gettempdir(), f"swarmget-lan{_SUFFIX}.lock")
 LOCK_WAIT = 1800.0  # a full run of another lan.py takes ~17 minutes
-FILES = Path(tempfile.gettempdir(), "swarmget-bench")
+FILES = Path(tempfile.gettempdir(), f"swarmget-bench{_SUFFIX}")
 PROGRAMS = {
     "nginx": "nginx-light",
     "ip": "iproute2",
@@ -276,7 +282,7 @@ def up_only(plan: Plan, args: argparse.Namespace) -> int:
     base = bring_up(plan, hosts, not args.no_install)
     print(
         f"up: origin {base}/SIZE/payload.bin (and /capped/...), hub {net.HUB_IP}, hosts "
-        f"{net.host_ip(0)}..{net.host_ip(hosts - 1)} in sgb-h0..sgb-h{hosts - 1}"
+        f"{net.host_ip(0)}..{net.host_ip(hosts - 1)} in {net.host_ns(0)}..{net.host_ns(hosts - 1)}"
     )
     return 0
 

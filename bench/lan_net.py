@@ -1,6 +1,8 @@
 """The namespace LAN: an origin, a hub and N hosts on one bridge, on one Linux machine.
 
-Topology (every name starts with ``sgb-``, which is how ``down`` finds what to remove)::
+Topology (every name starts with ``sgb-``, which is how ``down`` finds what to remove; two
+testbeds coexist with ``SWARMGET_BENCH_PREFIX=sgc-`` and ``SWARMGET_BENCH_NET=10.78.0`` for the
+second, whose ``down`` then removes only its own namespaces)::
 
     sgb-origin 10.77.0.1 (nginx)  sgb-hub 10.77.0.2  sgb-h0 10.77.0.10 ... sgb-hN 10.77.0.10+N
          eth0                         eth0               eth0                 eth0
@@ -30,6 +32,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -39,13 +42,25 @@ from dataclasses import dataclass
 
 from common import pid_alive
 
-PREFIX = "sgb-"
-LAN_NS = "sgb-lan"
-ORIGIN_NS = "sgb-origin"
-HUB_NS = "sgb-hub"
-PROBE_NS = "sgb-probe"
+DEFAULT_PREFIX = "sgb-"
+
+
+def _env(name: str, default: str, pattern: str) -> str:
+    value = os.environ.get(name, default)
+    if re.fullmatch(pattern, value) is None:
+        raise SystemExit(f"{name}={value!r} does not match {pattern}")
+    return value
+
+
+PREFIX = _env("SWARMGET_BENCH_PREFIX", DEFAULT_PREFIX, r"[a-z][a-z0-9]{0,7}-")
+NET = _env(
+    "SWARMGET_BENCH_NET", "10.77.0", r"10\.(25[0-5]|2[0-4]\d|1?\d?\d)\.(25[0-5]|2[0-4]\d|1?\d?\d)"
+)
+LAN_NS = f"{PREFIX}lan"
+ORIGIN_NS = f"{PREFIX}origin"
+HUB_NS = f"{PREFIX}hub"
+PROBE_NS = f"{PREFIX}probe"
 BRIDGE = "br0"
-NET = "10.77.0"
 SUBNET = f"{NET}.0/24"
 ORIGIN_IP = f"{NET}.1"
 HUB_IP = f"{NET}.2"
@@ -125,10 +140,11 @@ def why_impossible() -> str | None:
 
 
 def namespaces() -> list[str]:
-    """Our namespaces that exist now."""
+    """Our namespaces that exist now (exactly our names: not another prefix that starts alike)."""
     out = sh(["ip", "netns", "list"], check=False)
     names = [line.split()[0] for line in out.splitlines() if line.strip()]
-    return [n for n in names if n.startswith(PREFIX)]
+    ours = {LAN_NS, ORIGIN_NS, HUB_NS, PROBE_NS}
+    return [n for n in names if n in ours or re.fullmatch(rf"{PREFIX}h\d+", n)]
 
 
 def ns_pids(ns: str) -> list[int]:

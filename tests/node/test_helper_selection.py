@@ -179,6 +179,28 @@ async def test_only_helpers_still_filters_before_the_bounds(lan: Lan) -> None:
     assert lan.hole.total == 0
 
 
+async def test_the_listed_helpers_slots_are_told_before_any_check(lan: Lan) -> None:
+    """``on_listed`` hears the slots of the candidates the hub listed (those of
+    ``only_helpers``), before their checks: the download sizes its first pieces for them."""
+    good = await lan.start_helpers(["a", "b"])
+    swarm = SwarmContext(
+        identity=REQUESTER,
+        secret=SECRET,
+        peer_session=lan.session,
+        hub=await lan.hub_listing([*good, *lan.holes(3)]),
+        health_timeout=0.3,
+    )
+    told: list[tuple[int, int]] = []
+    helpers = await find_helpers(
+        swarm, on_listed=lambda slots: told.append((slots, len(lan.helpers.checked)))
+    )
+    assert told == [(5 * 3, 0)]  # every candidate's 3 slots, before a check
+    assert len(helpers) == 2
+    told.clear()
+    await find_helpers(swarm, [nid("b")], on_listed=lambda slots: told.append((slots, 0)))
+    assert told == [(3, 0)]
+
+
 async def test_a_helper_s_claimed_slots_are_capped(lan: Lan) -> None:
     peers = await lan.start_helpers(["greedy", "modest"])
     lan.helpers.claims[nid("greedy")] = {"slots": 10**9}

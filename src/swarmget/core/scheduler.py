@@ -142,6 +142,14 @@ class Scheduler:
             self._check_within_file(available)
         self._sources.add(source_id, slots, now, available)
 
+    def expect_slots(self, slots: int) -> None:
+        """The swarm is expected to have about ``slots`` connection slots in all (the sources
+        alive and those on their way, e.g. the peers the hub listed): new pieces of missing
+        bytes are sized for that many slots while fewer are alive. 0 clears it."""
+        if slots < 0:
+            raise ValueError("slots must be >= 0")
+        self._selector.expected_slots = slots
+
     def availability_grew(self, source_id: str, ranges: RangeSet, now: float) -> None:
         """``source_id`` may now serve ``ranges`` too (a holder verified more pieces, or the
         group granted its origin link more). Call ``poll`` to hand out the new work. A source

@@ -17,7 +17,11 @@ missing bytes. Otherwise, in order:
   silent holder's piece (see the endgame) is copied whole, never split, and a steal passes
   it by. Only the lowest ``rescue_depth`` pieces in flight are looked at.
 * **Missing bytes** come next, lowest first, in pieces sized so that every slot gets about
-  ``pieces_per_slot`` of them (``TakeMissing``).
+  ``pieces_per_slot`` of them (``TakeMissing``). The slots counted are those alive, or the
+  slots the swarm is expected to have if more (``expected_slots``: the sources the hub listed
+  that have not joined yet, issue #14): the first pieces are then sized for the swarm, not
+  for the requester alone, so helpers that join a moment later find missing bytes to take
+  instead of a few large pieces in flight to wait on.
 
   *Partial availability* (``core.sources``, issue #15): a source that may serve only some
   ranges (a LAN holder) takes the lowest missing bytes *within* them, and is never given a
@@ -95,6 +99,8 @@ class Selector:
         self.pieces = pieces
         self.sources = sources
         self._seen = _Views()
+        #: the slots the swarm is expected to have (0: no expectation), see the docstring
+        self.expected_slots = 0
         #: lease id -> (what its time to finish depended on, the time to finish)
         self._etas: dict[int, tuple[tuple[float, int, float, int, int], float]] = {}
 
@@ -146,7 +152,7 @@ class Selector:
 
     def _piece_length(self, start: int, available: int, *, probe: bool = False) -> int:
         """How many of the ``available`` missing bytes from ``start`` one piece takes."""
-        slots = self.sources.alive_slots()
+        slots = max(self.sources.alive_slots(), self.expected_slots)
         target = self.pieces.missing_total() // max(1, slots * self.config.pieces_per_slot)
         size = max(self.config.min_piece, min(self.config.max_piece, target))
         if probe:

@@ -97,6 +97,8 @@ class Download:
         self._ended_at: float | None = None  # the clock when run() ended: snapshots stop there
         self._run_in_progress: SegmentedRun | None = None
         self._sharing_note: SharingNote | None = None
+        self._own_slots = sum(s.slots for s in sources)  # the sources it starts with
+        self._helper_slots = 0  # of the helpers the hub listed (``expect_helpers``)
 
     # --- public --------------------------------------------------------------------------------
 
@@ -165,6 +167,20 @@ class Download:
             group = self._group
             available = None if group is None else group.adopt_link(source.source_id)
             self._run_in_progress.add_source(source, available=available)
+
+    def expect_helpers(self, slots: int) -> None:
+        """Helpers with ``slots`` connection slots in all may join soon (the peers the hub
+        listed, before their health checks): new pieces are sized for the swarm they make
+        with the starting sources, not for those alone (issue #14). 0: none expected."""
+        if slots < 0:
+            raise ValueError("slots must be >= 0")
+        self._helper_slots = slots
+        if self._sched is not None:
+            self._expect(self._sched)
+
+    def _expect(self, sched: Scheduler) -> None:
+        slots = self._helper_slots
+        sched.expect_slots(self._own_slots + slots if slots else 0)
 
     def hub_answered(self, peers: int) -> None:
         """The hub listed ``peers`` peers (marked on the timeline; the first answer counts)."""
@@ -299,6 +315,7 @@ class Download:
             if ctx.manifest is not None:
                 config = dataclasses.replace(config, align=ctx.manifest.piece_size)
             sched = Scheduler(info.size, config, done=part.written)
+            self._expect(sched)
             self._use_scheduler(sched)
             group = self._plan_group()
             links = None if group is None else group.link_availability()

@@ -52,6 +52,7 @@ from swarmget.net.hub_client import HubApi
 from swarmget.net.origin import OriginClient
 from swarmget.net.peer_client import (
     MAX_HEALTH_CHECKS_IN_FLIGHT,
+    MAX_HELPER_SLOTS,
     PeerAddress,
     PeerSource,
     check_health,
@@ -457,9 +458,17 @@ class DownloadManager:
                 download.hub_answered(report.peers)
 
         try:
-            await find_helpers(self._swarm, record.only_helpers, on_found=join, on_hub=heard)
+            await find_helpers(
+                self._swarm,
+                record.only_helpers,
+                on_found=join,
+                on_hub=heard,
+                on_listed=download.expect_helpers,
+            )
         except Exception:  # a bug here must not end the download: it goes on alone
             log.exception("finding helpers failed; the download goes on without more")
+        finally:
+            download.expect_helpers(0)  # the checks are over: who answered has joined
 
 
 async def find_helpers(
@@ -467,11 +476,14 @@ async def find_helpers(
     only_helpers: Sequence[str] | None = None,
     on_found: Callable[[PeerAddress], None] | None = None,
     on_hub: Callable[[HubReport], None] | None = None,
+    on_listed: Callable[[int], None] | None = None,
 ) -> list[PeerAddress]:
     """The helpers a download uses: the hub's peers (those of ``only_helpers`` when given)
     that answer a health check, within the bounds of the module doc; none without a hub or
     when the hub is unavailable (the node downloads alone). ``on_found`` is called with
-    each as soon as it answered, ``on_hub`` with what the hub said (not without a hub)."""
+    each as soon as it answered, ``on_hub`` with what the hub said (not without a hub),
+    ``on_listed`` with the slots of the candidates to be checked (before the checks: what
+    the download may expect, issue #14; each capped as a health answer's would be)."""
     hub = swarm.hub
     if hub is None:
         return []
@@ -489,9 +501,12 @@ async def find_helpers(
         for p in listed
         if p.node_id != swarm.node_id and (only_helpers is None or p.node_id in only_helpers)
     ]
+    checked = candidates[: swarm.max_candidates]
+    if on_listed is not None:
+        on_listed(sum(min(p.slots, MAX_HELPER_SLOTS) for p in checked[: swarm.max_helpers]))
     return await check_health(
         swarm.peer_session,
-        candidates[: swarm.max_candidates],
+        checked,
         swarm.secret,
         swarm.identity,
         health_timeout=swarm.health_timeout,
