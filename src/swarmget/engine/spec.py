@@ -6,6 +6,7 @@ import enum
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from swarmget.core.byte_sources import BytesBySource
 from swarmget.core.digests import Digest
 from swarmget.core.scheduler import SchedulerConfig, SourceInfo
 from swarmget.core.verification import DEFAULT_VERIFY_SAMPLE, VerificationReport
@@ -65,6 +66,8 @@ class DownloadProgress:
     mode: str  # "segmented" | "single-stream"
     resumed_bytes: int
     sources: tuple[SourceInfo, ...]
+    #: bytes received so far per kind of link (origin, helpers, LAN holders, checks), live
+    by_source: BytesBySource = BytesBySource()
 
     @property
     def eta(self) -> float | None:
