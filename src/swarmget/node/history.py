@@ -200,9 +200,10 @@ def _connect(path: Path) -> sqlite3.Connection:
         db.execute(_SCHEMA)
         db.execute(_DAILY_SCHEMA)
         have = {r[1] for r in db.execute("PRAGMA table_info(daily_bytes)")}
-        for column in _DAILY_ADDED:  # an older history: (names from the constant above)
+        for column in _DAILY_ADDED:  # an older history (names from the constant above)
             if column not in have:
-                db.execute(f"ALTER TABLE daily_bytes ADD COLUMN {column} INTEGER NOT NULL DEFAULT 0")
+                kind = "INTEGER NOT NULL DEFAULT 0"
+                db.execute(f"ALTER TABLE daily_bytes ADD COLUMN {column} {kind}")
         db.commit()
         columns = [r[1] for r in db.execute("PRAGMA table_info(downloads)")]
         if columns != ["id", "created", "ended", "state", "spec", "view"]:

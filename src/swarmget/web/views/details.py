@@ -30,6 +30,7 @@ from swarmget.web.views.piecemap import (
     resumed_ranges,
     ticks,
 )
+from swarmget.web.views.sharing import ByteFact, SharingView, by_source, byte_facts, sharing_view
 from swarmget.web.views.traffic import speedup_text
 from swarmget.web.views.verification import Verification, verification
 
@@ -125,6 +126,8 @@ class DetailsView:
     speedup: str | None = None  # once done: "faster than alone", an estimate, in words
     saved: str | None = None  # once done: bytes from peers instead of this node's origin link
     hub: HubLine | None = None  # what the hub said (None: no hub asked)
+    by_source: tuple[ByteFact, ...] = ()  # bytes so far per kind of source (live)
+    sharing: SharingView | None = None  # fetch once per LAN, once done (None: not asked)
 
     @property
     def contributors(self) -> tuple[SourceRow, ...]:
@@ -179,6 +182,8 @@ def details_view(
         speedup=speedup_text(d.get("speedup")),
         saved=_saved(d.get("speedup")),
         hub=hub_line(d),
+        by_source=byte_facts(by_source(d)),
+        sharing=sharing_view(d),
     )
 
 
