@@ -94,6 +94,9 @@ async def test_bytes_by_source_and_the_group_saving_match_what_moved(
         # its last chunks in socket buffers, sent and never read
         assert sharing["origin_bytes"] <= from_origin <= sharing["origin_bytes"] + UNREAD
         assert got["check"] > 0  # the holder's bytes were sampled against the origin
+        kinds = {s["id"]: s["kind"] for s in two["progress"]["sources"]}
+        assert kinds[f"lan:{swarm.node(0).node_id}"] == "lan"
+        assert kinds[swarm.node(1).node_id] == "origin"
 
         # per node: what each saved the group today (LAN served + LAN received)
         _, s1 = await first.call("GET", "/v1/status")

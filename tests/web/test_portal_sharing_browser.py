@@ -63,6 +63,8 @@ async def test_the_portal_shows_lan_bytes_and_the_group_saving(tmp_path: Path, p
         sharing = page.locator("#sharing")
         await expect(sharing.locator("[data-check]")).to_have_attribute("data-check", "sampled")
         await expect(sharing).to_contain_text(f"{human_bytes(got['lan'])} from LAN holders")
+        holder = page.locator("#sources tr", has_text=f"lan:{swarm.node(0).node_id}")
+        await expect(holder).to_contain_text("LAN holder")  # its role in the sources table
         ARTIFACTS.mkdir(exist_ok=True)
         await page.screenshot(path=str(ARTIFACTS / "portal-sharing.png"), full_page=True)
 

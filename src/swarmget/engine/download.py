@@ -151,6 +151,7 @@ class Download:
             resumed_bytes=self._resumed,
             sources=sources,
             by_source=ctx.by_source(),
+            kinds={s.source_id: ctx.kind_of(s.source_id) for s in sources},
         )
 
     def add_source(self, source: RangeSource) -> None:

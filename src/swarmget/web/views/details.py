@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from swarmget.core import events as ev
+from swarmget.core.byte_sources import SourceKind
 from swarmget.core.lifecycle import DownloadState, parse_state
 from swarmget.node.download_json import hub_from_json
 from swarmget.node.hub_report import HubOutcome
@@ -212,6 +213,12 @@ def _single_stream_source(
     }
 
 
+def _role(source: Mapping[str, Any], node_id: str) -> str:
+    if source["id"] == node_id:
+        return "this node → origin"
+    return "LAN holder" if source.get("kind") == SourceKind.LAN.value else "helper"
+
+
 def _source_rows(
     sources: Sequence[Mapping[str, Any]],
     colours: Mapping[str, int],
@@ -229,7 +236,7 @@ def _source_rows(
         yield SourceRow(
             id=sid,
             colour=colours.get(sid, 0),
-            role="this node → origin" if sid == node_id else "helper",
+            role=_role(s, node_id),
             state=source_state(s, download_state, mine, dropped=trouble is not None),
             claimed=human_bytes(claimed),
             received=human_bytes(s.get("received")),
