@@ -38,10 +38,15 @@ async def wait_for_peers(api: NodeApi, count: int, limit: float = 15.0) -> None:
             await asyncio.sleep(0.2)
 
 
+def utc_today() -> str:
+    """Today as the node counts its days: UTC, the daily quota's day."""
+    return datetime.datetime.now(datetime.UTC).date().isoformat()
+
+
 def today_row(state_dir: Path) -> tuple[int, int, int]:
     history = DownloadHistory(state_dir)
     try:
-        rows = history.days(datetime.date.today().isoformat())
+        rows = history.days(utc_today())
     finally:
         history.close()
     assert len(rows) == 1, rows
@@ -78,10 +83,12 @@ async def test_daily_bytes_and_savings_survive_a_restart(
             assert status == 200
             traffic = data["traffic"]
             assert traffic["days"][-1] == {
-                "day": datetime.date.today().isoformat(),
+                "day": utc_today(),
                 "origin": origin_0,
                 "peer": peer_0,
                 "served": 0,
+                "lan_received": 0,  # (no --share-downloads: nothing over the LAN)
+                "lan_served": 0,
             }
             assert (traffic["saved_today"], traffic["saved_total"]) == (peer_0, peer_0)
             status, listed = await again.call("GET", "/v1/downloads")

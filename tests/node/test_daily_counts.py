@@ -18,7 +18,8 @@ from swarmget.node.history import HISTORY_FILE, DownloadHistory
 from swarmget.node.rates import RateSamples, download_speedup
 
 DAY = 86400.0
-T0 = datetime.datetime(2026, 12, 5, 12, 0).timestamp()  # local noon
+T0 = datetime.datetime(2026, 12, 5, 12, 0, tzinfo=datetime.UTC).timestamp()  # UTC noon
+NO_LAN = {"lan_received": 0, "lan_served": 0}
 
 
 class Live:
@@ -65,8 +66,8 @@ def test_flushes_add_to_the_day_and_survive_a_restart(tmp_path: Path) -> None:
     live.add(peer=8)  # not flushed yet: shown all the same
     shown = daily.to_json(days=3)
     assert [d["day"] for d in shown["days"]] == ["2026-12-04", "2026-12-05", "2026-12-06"]
-    assert shown["days"][0] == {"day": "2026-12-04", "origin": 0, "peer": 0, "served": 0}
-    assert shown["days"][2] == {"day": "2026-12-06", "origin": 0, "peer": 8, "served": 7}
+    assert shown["days"][0] == {"day": "2026-12-04", "origin": 0, "peer": 0, "served": 0} | NO_LAN
+    assert shown["days"][2] == {"day": "2026-12-06", "origin": 0, "peer": 8, "served": 7} | NO_LAN
     assert (shown["saved_today"], shown["saved_total"]) == (8, 40)
     history.close()
 
@@ -77,7 +78,7 @@ def test_without_history_it_counts_this_run_only(tmp_path: Path) -> None:
     live.add(peer=4)
     daily.flush()
     assert daily.to_json(days=1)["days"] == [
-        {"day": "2026-12-05", "origin": 0, "peer": 4, "served": 0}
+        {"day": "2026-12-05", "origin": 0, "peer": 4, "served": 0} | NO_LAN
     ]
 
 
@@ -136,3 +137,56 @@ def test_a_download_speedup_from_its_sources_and_samples() -> None:
 def test_a_single_stream_download_is_all_our_own() -> None:
     s = download_speedup(result("single-stream", (), 80), RateSamples(), "me")
     assert (s.own_origin_bytes, s.peer_bytes, s.factor) == (80, 0, 1.0)
+
+
+def lan_rows(state: Path) -> list[tuple[str, int, int]]:
+    db = sqlite3.connect(state / HISTORY_FILE)
+    try:
+        sql = "SELECT day, lan_received, lan_served FROM daily_bytes ORDER BY day"
+        return list(db.execute(sql))
+    finally:
+        db.close()
+
+
+def test_the_group_saving_per_utc_day_survives_a_restart(tmp_path: Path) -> None:
+    """LAN bytes served plus LAN bytes received, per UTC day (the daily quota's day)."""
+    before_midnight = datetime.datetime(2026, 12, 5, 23, 59, tzinfo=datetime.UTC).timestamp()
+    clock = [before_midnight]
+    counts = [Counts(origin=0, peer=0, served=0)]
+    history = DownloadHistory(tmp_path)
+    daily = DailyBytes(history, lambda: counts[0], clock=lambda: clock[0])
+    counts[0] = Counts(origin=3, peer=40, served=0, lan_received=40, lan_served=100)
+    assert (daily.group_saved_today(), daily.group_saved_total()) == (140, 140)
+    daily.flush()
+    clock[0] += 120  # 00:01 UTC: a new day
+    assert daily.group_saved_today() == 0
+    counts[0] = Counts(origin=3, peer=40, served=0, lan_received=40, lan_served=125)
+    shown = daily.to_json(days=2)
+    assert shown["today"] == "2026-12-06"
+    assert (shown["group_saved_today"], shown["group_saved_total"]) == (25, 165)
+    assert shown["saved_today"] == 0  # (bytes from peers: none today)
+    daily.flush()
+    history.close()
+    assert lan_rows(tmp_path) == [("2026-12-05", 40, 100), ("2026-12-06", 0, 25)]
+
+    history = DownloadHistory(tmp_path)  # a new process: its counters start at zero
+    daily = DailyBytes(history, lambda: Counts(origin=0, peer=0, served=0), clock=lambda: clock[0])
+    assert (daily.group_saved_today(), daily.group_saved_total()) == (25, 165)
+    history.close()
+
+
+def test_an_older_daily_table_gains_the_lan_columns_and_keeps_its_rows(tmp_path: Path) -> None:
+    DownloadHistory(tmp_path).close()
+    db = sqlite3.connect(tmp_path / HISTORY_FILE)
+    db.execute("DROP TABLE daily_bytes")
+    db.execute(
+        "CREATE TABLE daily_bytes (day TEXT PRIMARY KEY, origin INTEGER NOT NULL DEFAULT 0, "
+        "peer INTEGER NOT NULL DEFAULT 0, served INTEGER NOT NULL DEFAULT 0)"
+    )
+    db.execute("INSERT INTO daily_bytes VALUES ('2026-12-05', 1, 2, 3)")
+    db.commit()
+    db.close()
+    history = DownloadHistory(tmp_path)
+    history.close()
+    assert rows(tmp_path) == [("2026-12-05", 1, 2, 3)]
+    assert lan_rows(tmp_path) == [("2026-12-05", 0, 0)]

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from swarmget.core import events as ev
+from swarmget.core.byte_sources import BytesBySource, SourceKind
 from swarmget.core.errors import OriginUnusable
 from swarmget.core.lifecycle import DownloadState
 from swarmget.core.ranges import ByteRange
@@ -56,6 +57,8 @@ PROGRESS = DownloadProgress(
     mode="segmented",
     resumed_bytes=0,
     sources=SOURCES,
+    by_source=BytesBySource(origin=200, helper=60, lan=40, check=4),
+    kinds={SOURCES[0].source_id: SourceKind.ORIGIN, SOURCES[-1].source_id: SourceKind.LAN},
 )
 RESULT = DownloadResult(
     path=Path("/d/f.iso"),

@@ -6,10 +6,12 @@ the in-process fake (``swarmget.testing.content_index``)."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from pathlib import Path
 
 import aiohttp
 
+from swarmget.core.byte_sources import BytesBySource, SourceKind
 from swarmget.core.verification import Verification
 from swarmget.engine import Download, DownloadSpec, OriginSource
 from swarmget.engine.sharing import GroupConfig, GroupOptions
@@ -63,14 +65,19 @@ async def test_a_later_requester_streams_the_file_from_a_real_holder_node(
             config=FAST,
         )
 
+        told: list[tuple[SourceKind, int]] = []
+
         def download(dest: Path, group: GroupOptions) -> Download:
             spec = DownloadSpec(url=origin.url("f.bin"), output=dest)
-            return Download(spec, client, sources=[OriginSource(client, 2)], group=group)
+            own = [OriginSource(client, 2)]
+            return Download(spec, client, sources=own, group=group, on_bytes=_tell(told))
 
         async with asyncio.timeout(BOUND):
             await download(node.download_dir / "f.bin", holder).run()
             before = origin.stats().bytes_total
-            result = await download(tmp_path / "b.bin", joiner).run()
+            told.clear()
+            second = download(tmp_path / "b.bin", joiner)
+            result = await second.run()
         from_origin = origin.stats().bytes_total - before
         content = origin.content("f.bin")
         served = node.holder.stats.lan_bytes_served
@@ -80,3 +87,20 @@ async def test_a_later_requester_streams_the_file_from_a_real_holder_node(
     assert result.sharing.holder_check is Verification.SAMPLED
     assert served >= SIZE
     assert from_origin <= 0.1 * SIZE  # the probe and the sample checks
+    # what came over each kind of link, as the progress and the node's counters show it
+    by_source = second.statistics().by_source
+    assert by_source.lan == result.sharing.lan_bytes
+    assert by_source.over_origin_links == result.sharing.origin_bytes == from_origin
+    assert by_source.check == result.verification.sampled_bytes > 0
+    assert BytesBySource.of(_summed(told)) == by_source
+
+
+def _tell(told: list[tuple[SourceKind, int]]) -> Callable[[SourceKind, int], None]:
+    return lambda kind, n: told.append((kind, n))
+
+
+def _summed(told: list[tuple[SourceKind, int]]) -> dict[SourceKind, int]:
+    out = dict.fromkeys(SourceKind, 0)
+    for kind, n in told:
+        out[kind] += n
+    return out

@@ -8,6 +8,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
 
+from swarmget.core.byte_sources import SourceKind
 from swarmget.core.events import EventCounters
 from swarmget.core.lifecycle import DownloadState
 from swarmget.node.helper import HelperStats
@@ -43,14 +44,18 @@ def test_every_state_is_listed_and_counters_come_from_counted_events() -> None:
 def test_counters_do_not_go_down_when_downloads_are_forgotten() -> None:
     counters = EventCounters(stalls=3, bans=2)
     tally = DownloadTally()
-    tally.received(True, 1000)
-    tally.received(False, 500)
+    tally.received(SourceKind.ORIGIN, 1000)
+    tally.received(SourceKind.HELPER, 500)
+    tally.received(SourceKind.LAN, 300)
+    tally.received(SourceKind.CHECK, 20)
     tally.finished(DownloadState.DONE, 2.0)
     text = scrape(manager({}, counters, tally))
     assert "swarmget_stalls_total 3.0" in text
     assert "swarmget_bans_total 2.0" in text
     assert "swarmget_origin_received_bytes_total 1000.0" in text
-    assert "swarmget_peer_received_bytes_total 500.0" in text
+    assert "swarmget_peer_received_bytes_total 800.0" in text  # helpers and LAN holders
+    for kind, n in (("origin", 1000), ("helper", 500), ("lan", 300), ("check", 20)):
+        assert f'swarmget_download_received_bytes_total{{source="{kind}"}} {n}.0' in text
     assert 'swarmget_downloads_finished_total{result="done"} 1.0' in text
 
 

@@ -31,7 +31,9 @@ pytestmark = pytest.mark.slow
 
 
 def days_ago(n: int) -> str:
-    return (datetime.date.today() - datetime.timedelta(days=n)).isoformat()
+    """A day as the node counts it: UTC, the daily quota's day."""
+    today = datetime.datetime.now(datetime.UTC).date()
+    return (today - datetime.timedelta(days=n)).isoformat()
 
 
 @pytest.fixture

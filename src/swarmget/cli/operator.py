@@ -115,14 +115,49 @@ def status(state_dir: Path | None, as_json: bool) -> None:
             f"origin bytes saved: {human_bytes(traffic['saved_today'])} today, "
             f"{human_bytes(traffic['saved_total'])} in all"
         )
+        _print_group_saved(console, traffic)
     table = Table(title="downloads")
-    for col in ("id", "state", "progress", "faster than alone", "url"):
+    for col in ("id", "state", "progress", "bytes by source", "holders", "faster than alone"):
         table.add_column(col)
+    table.add_column("url")
     for d in downloads:
         p = d.get("progress") or {}
         done = f"{100 * p['done'] / p['size']:.0f}%" if p.get("size") else "-"
-        table.add_row(d["id"], d["state"], done, _speedup_cell(d.get("speedup")), d["url"])
+        cells = (_sources_cell(d), _holders_cell(d), _speedup_cell(d.get("speedup")))
+        table.add_row(d["id"], d["state"], done, *cells, d["url"])
     console.print(table)
+
+
+def _print_group_saved(console: Console, traffic: dict[str, Any]) -> None:
+    """Fetch once per LAN: LAN bytes served plus LAN bytes received (``core.byte_sources``)."""
+    if traffic.get("group_saved_today") is None:  # an older node
+        return
+    today = (traffic.get("days") or [{}])[-1]
+    console.print(
+        f"origin bytes saved for the group: {human_bytes(traffic['group_saved_today'])} today "
+        f"({traffic.get('today', '?')} UTC: {human_bytes(today.get('lan_served', 0))} served "
+        f"to LAN peers + {human_bytes(today.get('lan_received', 0))} from LAN holders), "
+        f"{human_bytes(traffic['group_saved_total'])} in all"
+    )
+
+
+def _sources_cell(d: dict[str, Any]) -> str:
+    """The download's bytes so far per kind of source ("-" from an older node)."""
+    from swarmget.web.views.sharing import by_source, byte_facts
+
+    facts = byte_facts(by_source(d))
+    return "\n".join(f"{f.text} {f.label}" for f in facts) if facts else "-"
+
+
+def _holders_cell(d: dict[str, Any]) -> str:
+    """How LAN holders' bytes were checked, and who was banned ("-": no sharing)."""
+    from swarmget.web.views.sharing import sharing_view
+
+    view = sharing_view(d)
+    if view is None:
+        return "-"
+    lines = [view.holder_check, *(f"banned: {h}" for h in view.banned), *view.notes]
+    return "\n".join(lines)
 
 
 def _speedup_cell(speedup: dict[str, Any] | None) -> str:

@@ -9,6 +9,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 
 from swarmget.core import events as ev
+from swarmget.core.byte_sources import BytesBySource, SourceKind
 from swarmget.core.content import ContentKey
 from swarmget.core.manifest import Manifest
 from swarmget.core.scheduler import Ban, Cancel
@@ -33,7 +34,7 @@ class DownloadContext:
         sources: Sequence[RangeSource],
         clock: Callable[[], float] = time.monotonic,
         on_event: Callable[[ev.Event], None] | None = None,
-        on_bytes: Callable[[bool, int], None] | None = None,
+        on_bytes: Callable[[SourceKind, int], None] | None = None,
     ) -> None:
         self.spec = spec
         self.origin = origin
@@ -47,6 +48,8 @@ class DownloadContext:
         self.last_byte_at = 0.0  # when the last byte came in (the clock's time)
         self._on_event = on_event
         self._on_bytes = on_bytes
+        self.holders: set[str] = set()  # the source ids of LAN holders (the group adds them)
+        self._by_kind: dict[SourceKind, int] = dict.fromkeys(SourceKind, 0)
         self.marks = TimelineMarks()  # when each phase happened (``at()`` offsets)
 
     def pinned(self) -> OriginInfo:
@@ -93,11 +96,23 @@ class DownloadContext:
         if self._on_event is not None:
             self._on_event(event)
 
-    def received(self, from_origin: bool, n: int) -> None:
-        """``n`` bytes came in from the origin (our own connections) or a helper, whether
-        or not they are kept (told to ``on_bytes``: the metrics count them there)."""
+    def kind_of(self, source_id: str) -> SourceKind:
+        """The kind of link ``source_id``'s bytes come over."""
+        if source_id in self.holders:
+            return SourceKind.LAN
+        own = isinstance(self.sources.get(source_id), OriginSource)
+        return SourceKind.ORIGIN if own else SourceKind.HELPER
+
+    def received(self, kind: SourceKind, n: int) -> None:
+        """``n`` bytes came in over a link of ``kind``, whether or not they are kept
+        (counted for the progress, and told to ``on_bytes``: the metrics count them)."""
+        self._by_kind[kind] += n
         if self._on_bytes is not None:
-            self._on_bytes(from_origin, n)
+            self._on_bytes(kind, n)
+
+    def by_source(self) -> BytesBySource:
+        """The bytes received so far, per kind of link (``core.byte_sources``)."""
+        return BytesBySource.of(self._by_kind)
 
     def revoked(self, action: Cancel) -> None:
         cause, reason = action.cause, action.reason

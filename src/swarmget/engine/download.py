@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from swarmget.core import events as ev
+from swarmget.core.byte_sources import SourceKind
 from swarmget.core.content import ContentKey
 from swarmget.core.errors import (
     DownloadError,
@@ -72,13 +73,13 @@ class Download:
         clock: Callable[[], float] = time.monotonic,
         admit: Callable[[OriginInfo], Awaitable[None]] | None = None,
         on_event: Callable[[ev.Event], None] | None = None,
-        on_bytes: Callable[[bool, int], None] | None = None,
+        on_bytes: Callable[[SourceKind, int], None] | None = None,
         group: GroupOptions | None = None,
     ) -> None:
         """``admit`` is awaited with what each probe pinned, before a byte is written; it
         raises (from the error tree) to refuse the file, e.g. one too large to hold.
         ``on_event`` is called with every event as it happens (counters count there), and
-        ``on_bytes(from_origin, n)`` with every chunk that comes in. ``group``: fetch once
+        ``on_bytes(kind, n)`` with every chunk that comes in. ``group``: fetch once
         per LAN (``group.py``) when the content is shareable; None: never."""
         self.spec = spec
         self._group_options = group
@@ -152,6 +153,8 @@ class Download:
             mode=self._mode,
             resumed_bytes=self._resumed,
             sources=sources,
+            by_source=ctx.by_source(),
+            kinds={s.source_id: ctx.kind_of(s.source_id) for s in sources},
         )
 
     def add_source(self, source: RangeSource) -> None:

@@ -304,6 +304,7 @@ class GroupFetch:
                 inner = self._options.holders.source(member, self._key)
                 source = HolderSource(member, inner, self._slots())
                 self._ctx.sources[sid] = source
+                self._ctx.holders.add(sid)
                 run.add_source(source, available=have)
             elif have:
                 sched.availability_grew(sid, have, now)

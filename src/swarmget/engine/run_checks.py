@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from swarmget.core import blame
+from swarmget.core.byte_sources import SourceKind
 from swarmget.core.errors import DownloadError, SourceError
 from swarmget.core.scheduler import Action, Scheduler
 from swarmget.engine.checks import (
@@ -107,6 +108,7 @@ class RunChecks:
             self._checks.running -= 1
             self._owner.checked()
         self._checks.sampled(window)
+        self._ctx.received(SourceKind.CHECK, window.length)
         if not same:
             self._bad_bytes(
                 blame.SampleDiffered(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from swarmget.core import events as ev
+from swarmget.core.byte_sources import SourceKind
 from swarmget.core.errors import DownloadError, SourceError
 from swarmget.engine import verify
 from swarmget.engine.checks import IntegrityChecks
@@ -73,7 +74,7 @@ class SingleStream:
                     ctx.last_byte_at = ctx.clock()
                     if not self.streamed:
                         ctx.first_byte(first_id)
-                    ctx.received(True, len(chunk))
+                    ctx.received(SourceKind.ORIGIN, len(chunk))
                     await writer.add(self.streamed, memoryview(chunk))
                     self.streamed += len(chunk)
             await writer.flush()

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from swarmget.core.byte_sources import BytesBySource, SourceKind
 from swarmget.core.content import ContentKey
 from swarmget.core.digests import Digest
 from swarmget.core.scheduler import SchedulerConfig, SourceInfo
@@ -66,6 +68,10 @@ class DownloadProgress:
     mode: str  # "segmented" | "single-stream"
     resumed_bytes: int
     sources: tuple[SourceInfo, ...]
+    #: bytes received so far per kind of link (origin, helpers, LAN holders, checks), live
+    by_source: BytesBySource = BytesBySource()
+    #: each source's kind (origin, helper, lan); a source not listed is a helper
+    kinds: Mapping[str, SourceKind] = field(default_factory=dict)
 
     @property
     def eta(self) -> float | None:

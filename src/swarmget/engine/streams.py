@@ -124,11 +124,12 @@ async def _pump(
 ) -> bool:
     """Write what the scheduler lets this stream claim; True once it says finished."""
     pos = lease.range.start
+    kind = ctx.kind_of(lease.source_id)  # our own connection, a helper, a LAN holder
     async for chunk in body:
         ctx.last_byte_at = now = ctx.clock()
         if pos == lease.range.start:  # this stream's first chunk: the timeline's first byte?
             ctx.first_byte(lease.source_id)
-        ctx.received(runs is None, len(chunk))  # runs is None: our own connection
+        ctx.received(kind, len(chunk))
         claim = scheduler.on_data(lease.lease_id, len(chunk), now)
         if claim.write is not None:
             view = memoryview(chunk)[claim.write.start - pos : claim.write.end - pos]

@@ -30,6 +30,7 @@ from aiohttp import web
 
 from swarmget import __version__
 from swarmget.core.addresses import AddressPolicy
+from swarmget.core.byte_sources import SourceKind
 from swarmget.core.errors import UsageError
 from swarmget.core.identity import NodeIdentity
 from swarmget.defaults import DEFAULT_CACHE_BUDGET
@@ -359,7 +360,7 @@ async def open_node(config: NodeConfig, *, pages: MountPages | None = None) -> A
             max_size=config.max_size,
             history=history,
         )
-        daily = DailyBytes(history, lambda: _counts(manager, helper), clock=time.time)
+        daily = DailyBytes(history, lambda: _counts(manager, helper, holder), clock=time.time)
         after_tasks.callback(daily.flush)  # at shutdown, once the downloads stopped
         flushing = tg.create_task(flush_daily(daily))
         node = Node(
@@ -467,10 +468,15 @@ def _loop_lag_probe() -> LoopLagProbe | None:
     return None if interval is None else LoopLagProbe(interval)
 
 
-def _counts(manager: DownloadManager, helper: HelperService) -> Counts:
+def _counts(manager: DownloadManager, helper: HelperService, holder: HolderService) -> Counts:
     tally = manager.tally
-    served = helper.stats.bytes_served
-    return Counts(origin=tally.origin_bytes, peer=tally.peer_bytes, served=served)
+    return Counts(
+        origin=tally.origin_bytes,
+        peer=tally.peer_bytes,
+        served=helper.stats.bytes_served,
+        lan_received=tally.by_source[SourceKind.LAN],
+        lan_served=holder.stats.lan_bytes_served,
+    )
 
 
 def _heartbeat_stats(helper: HelperService) -> dict[str, Any]:

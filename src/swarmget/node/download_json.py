@@ -9,7 +9,10 @@ is defined once::
      "error": null | {"code", "message"},
      "hub": null | {"status" (a HubOutcome value), "hub_url", "peers", "alone", "error"},
      "progress"?: {"stage", "dest", "size", "done", "rate", "eta", "elapsed", "mode",
-                   "resumed_bytes", "sources": [source ...]},
+                   "resumed_bytes", "sources": [source ...],
+                   "by_source": {"origin", "helper", "lan", "check"}},   (bytes so far, live)
+
+    source: {"id", "kind"? (a SourceKind value: origin, helper, lan), "state", "slots", ...
      "events"?: [core.events.to_json ...],
      "result"?: {"path", "size", "elapsed", "mode", "resumed_bytes", "fetched_bytes",
                  "last_byte_to_done", "verified", "verification", "digests",
@@ -34,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from swarmget.core import events as ev
+from swarmget.core.byte_sources import BytesBySource, SourceKind
 from swarmget.core.errors import SwarmgetError
 from swarmget.core.lifecycle import DownloadState
 from swarmget.core.ranges import ByteRange
@@ -111,8 +115,13 @@ def progress_json(p: DownloadProgress) -> dict[str, Any]:
         "elapsed": p.elapsed,
         "mode": p.mode,
         "resumed_bytes": p.resumed_bytes,
-        "sources": [source_json(s) for s in p.sources],
+        "sources": [_with_kind(source_json(s), p.kinds.get(s.source_id)) for s in p.sources],
+        "by_source": p.by_source.to_json(),
     }
+
+
+def _with_kind(source: dict[str, Any], kind: SourceKind | None) -> dict[str, Any]:
+    return source if kind is None else source | {"kind": kind.value}
 
 
 def source_json(s: SourceInfo) -> dict[str, Any]:
@@ -178,6 +187,8 @@ def progress_from_json(url: str, p: Mapping[str, Any]) -> DownloadProgress:
         mode=p["mode"],
         resumed_bytes=p["resumed_bytes"],
         sources=tuple(source_from_json(s) for s in p["sources"]),
+        by_source=BytesBySource.from_json(p.get("by_source") or {}),  # (none: an older node)
+        kinds={s["id"]: SourceKind(s["kind"]) for s in p["sources"] if "kind" in s},
     )
 
 

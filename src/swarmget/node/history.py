@@ -49,16 +49,23 @@ CREATE TABLE IF NOT EXISTS downloads (
     view TEXT NOT NULL
 )
 """
-#: bytes per local day (``YYYY-MM-DD``): received from origins and from peers as a requester,
-#: served to peers as a helper; added to in batches (``node.daily``), never per chunk
+#: bytes per UTC day (``YYYY-MM-DD``, the daily quota's day): received from origins and from
+#: peers (helpers and LAN holders) as a requester, served to peers as a helper; received from
+#: and served to LAN peers (fetch once per LAN); added to in batches (``node.daily``), never
+#: per chunk
 _DAILY_SCHEMA = """
 CREATE TABLE IF NOT EXISTS daily_bytes (
     day TEXT PRIMARY KEY,
     origin INTEGER NOT NULL DEFAULT 0,
     peer INTEGER NOT NULL DEFAULT 0,
-    served INTEGER NOT NULL DEFAULT 0
+    served INTEGER NOT NULL DEFAULT 0,
+    lan_received INTEGER NOT NULL DEFAULT 0,
+    lan_served INTEGER NOT NULL DEFAULT 0
 )
 """
+#: columns an older history's ``daily_bytes`` lacks (added when it is opened)
+_DAILY_ADDED = ("lan_received", "lan_served")
+_DAY_COLUMNS = "origin, peer, served, lan_received, lan_served"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -75,10 +82,12 @@ class HistoryRow:
 class DayBytes:
     """One day's bytes (see ``_DAILY_SCHEMA``)."""
 
-    day: str  # YYYY-MM-DD, the node's local time
+    day: str  # YYYY-MM-DD, UTC
     origin: int = 0
     peer: int = 0
     served: int = 0
+    lan_received: int = 0  # from LAN holders (also counted in ``peer``)
+    lan_served: int = 0  # to LAN peers from this node's holdings (not in ``served``)
 
 
 class DownloadHistory:
@@ -128,27 +137,43 @@ class DownloadHistory:
         """Add each day's counts to what that day has (one transaction for all)."""
         with self._db:
             self._db.executemany(
-                "INSERT INTO daily_bytes (day, origin, peer, served) VALUES (?, ?, ?, ?) "
+                f"INSERT INTO daily_bytes (day, {_DAY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT(day) DO UPDATE SET origin = origin + excluded.origin, "
-                "peer = peer + excluded.peer, served = served + excluded.served",
-                [(c.day, c.origin, c.peer, c.served) for c in counts],
+                "peer = peer + excluded.peer, served = served + excluded.served, "
+                "lan_received = lan_received + excluded.lan_received, "
+                "lan_served = lan_served + excluded.lan_served",
+                [(c.day, *_counts(c)) for c in counts],
             )
 
     def days(self, since: str) -> list[DayBytes]:
         """The days from ``since`` (``YYYY-MM-DD``) on that have counts, oldest first."""
         cursor = self._db.execute(
-            "SELECT day, origin, peer, served FROM daily_bytes WHERE day >= ? ORDER BY day",
+            f"SELECT day, {_DAY_COLUMNS} FROM daily_bytes WHERE day >= ? ORDER BY day",
             (since,),
         )
-        return [DayBytes(day=str(d), origin=o, peer=p, served=s) for d, o, p, s in cursor]
+        return [_day_bytes(str(row[0]), row[1:]) for row in cursor]
 
     def total_bytes(self) -> DayBytes:
         """Every day's counts added up (``day`` is empty)."""
-        row = self._db.execute(
-            "SELECT COALESCE(SUM(origin), 0), COALESCE(SUM(peer), 0), COALESCE(SUM(served), 0) "
-            "FROM daily_bytes"
-        ).fetchone()
-        return DayBytes(day="", origin=int(row[0]), peer=int(row[1]), served=int(row[2]))
+        sums = ", ".join(f"COALESCE(SUM({c.strip()}), 0)" for c in _DAY_COLUMNS.split(","))
+        row = self._db.execute(f"SELECT {sums} FROM daily_bytes").fetchone()
+        return _day_bytes("", row)
+
+
+def _counts(d: DayBytes) -> tuple[int, ...]:
+    return (d.origin, d.peer, d.served, d.lan_received, d.lan_served)
+
+
+def _day_bytes(day: str, row: tuple[Any, ...]) -> DayBytes:
+    origin, peer, served, lan_received, lan_served = (int(x) for x in row)
+    return DayBytes(
+        day=day,
+        origin=origin,
+        peer=peer,
+        served=served,
+        lan_received=lan_received,
+        lan_served=lan_served,
+    )
 
 
 def _rows(raw: list[tuple[Any, ...]]) -> Iterator[HistoryRow]:
@@ -174,6 +199,11 @@ def _connect(path: Path) -> sqlite3.Connection:
     try:
         db.execute(_SCHEMA)
         db.execute(_DAILY_SCHEMA)
+        have = {r[1] for r in db.execute("PRAGMA table_info(daily_bytes)")}
+        for column in _DAILY_ADDED:  # an older history (names from the constant above)
+            if column not in have:
+                kind = "INTEGER NOT NULL DEFAULT 0"
+                db.execute(f"ALTER TABLE daily_bytes ADD COLUMN {column} {kind}")
         db.commit()
         columns = [r[1] for r in db.execute("PRAGMA table_info(downloads)")]
         if columns != ["id", "created", "ended", "state", "spec", "view"]:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from swarmget.core.byte_sources import SourceKind
 from swarmget.core.lifecycle import DownloadState
 from swarmget.net.metrics import HistogramTally, counter, gauge, labelled_counter
 
@@ -35,13 +36,16 @@ class DownloadTally:
     """What the node's own downloads moved and how they ended, counted as it happens."""
 
     origin_bytes: int = 0  # received from origins (our own connections, a single stream)
-    peer_bytes: int = 0  # received from helpers
+    peer_bytes: int = 0  # received from helpers and LAN holders
+    #: received per kind of link (``core.byte_sources``; checks' origin bytes too)
+    by_source: dict[SourceKind, int] = field(default_factory=lambda: dict.fromkeys(SourceKind, 0))
     durations: HistogramTally = field(default_factory=HistogramTally)
 
-    def received(self, from_origin: bool, n: int) -> None:
-        if from_origin:
+    def received(self, kind: SourceKind, n: int) -> None:
+        self.by_source[kind] += n
+        if kind is SourceKind.ORIGIN:
             self.origin_bytes += n
-        else:
+        elif kind is not SourceKind.CHECK:
             self.peer_bytes += n
 
     def finished(self, result: DownloadState, seconds: float) -> None:
@@ -85,6 +89,13 @@ class NodeCollector(Collector):
             "Bytes this node's downloads received from helpers",
             tally.peer_bytes,
         )
+        yield labelled_counter(
+            "swarmget_download_received_bytes",
+            "Bytes this node's downloads received, by kind of source (origin: its own "
+            "connections, helper, lan: LAN holders, check: from the origin to check others)",
+            "source",
+            ((k.value, tally.by_source[k]) for k in SourceKind),
+        )
         yield counter(
             "swarmget_helper_sent_bytes",
             "Bytes this node streamed to requesters as a helper",
@@ -96,6 +107,17 @@ class NodeCollector(Collector):
                 "Bytes this node received from peers instead of over its own origin link, "
                 "since its history began",
                 self._daily.saved_total(),
+            )
+            yield counter(
+                "swarmget_group_saved_bytes",
+                "Origin bytes this node saved its group since its history began: bytes it "
+                "served to LAN peers from its holdings plus bytes it received from LAN holders",
+                self._daily.group_saved_total(),
+            )
+            yield gauge(
+                "swarmget_group_saved_today_bytes",
+                "Origin bytes this node saved its group today (the UTC day of the daily quota)",
+                self._daily.group_saved_today(),
             )
 
     def _events(self) -> Iterable[Metric]:

@@ -23,11 +23,6 @@ def utc_day(now: float) -> str:
     return dt.datetime.fromtimestamp(now, dt.UTC).date().isoformat()
 
 
-def local_day(now: float) -> str:
-    """The node's local calendar day (``node.daily``'s history of bytes)."""
-    return dt.date.fromtimestamp(now).isoformat()
-
-
 def seconds_to_nextutc_day(now: float) -> float:
     day = dt.datetime.fromtimestamp(now, dt.UTC).date() + dt.timedelta(days=1)
     midnight = dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC)

@@ -13,6 +13,7 @@ everything here reads their fields (no text is parsed back).
     verification.py  its verification panel
     peers.py         the peers page (``PeerRow``)
     traffic.py       the overview's bytes per day and origin bytes saved (``TrafficView``)
+    sharing.py       bytes by kind of source, what fetch once per LAN did (``SharingView``)
 
 The names the pages use are importable from this package.
 """

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from swarmget.core import events as ev
+from swarmget.core.byte_sources import SourceKind
 from swarmget.core.lifecycle import DownloadState, parse_state
 from swarmget.node.download_json import hub_from_json
 from swarmget.node.hub_report import HubOutcome
@@ -30,6 +31,7 @@ from swarmget.web.views.piecemap import (
     resumed_ranges,
     ticks,
 )
+from swarmget.web.views.sharing import ByteFact, SharingView, by_source, byte_facts, sharing_view
 from swarmget.web.views.traffic import speedup_text
 from swarmget.web.views.verification import Verification, verification
 
@@ -125,6 +127,8 @@ class DetailsView:
     speedup: str | None = None  # once done: "faster than alone", an estimate, in words
     saved: str | None = None  # once done: bytes from peers instead of this node's origin link
     hub: HubLine | None = None  # what the hub said (None: no hub asked)
+    by_source: tuple[ByteFact, ...] = ()  # bytes so far per kind of source (live)
+    sharing: SharingView | None = None  # fetch once per LAN, once done (None: not asked)
 
     @property
     def contributors(self) -> tuple[SourceRow, ...]:
@@ -179,6 +183,8 @@ def details_view(
         speedup=speedup_text(d.get("speedup")),
         saved=_saved(d.get("speedup")),
         hub=hub_line(d),
+        by_source=byte_facts(by_source(d)),
+        sharing=sharing_view(d),
     )
 
 
@@ -207,6 +213,12 @@ def _single_stream_source(
     }
 
 
+def _role(source: Mapping[str, Any], node_id: str) -> str:
+    if source["id"] == node_id:
+        return "this node → origin"
+    return "LAN holder" if source.get("kind") == SourceKind.LAN.value else "helper"
+
+
 def _source_rows(
     sources: Sequence[Mapping[str, Any]],
     colours: Mapping[str, int],
@@ -224,7 +236,7 @@ def _source_rows(
         yield SourceRow(
             id=sid,
             colour=colours.get(sid, 0),
-            role="this node → origin" if sid == node_id else "helper",
+            role=_role(s, node_id),
             state=source_state(s, download_state, mine, dropped=trouble is not None),
             claimed=human_bytes(claimed),
             received=human_bytes(s.get("received")),

@@ -56,6 +56,11 @@ class TrafficView:
     saved_today: str
     saved_total: str
     any_bytes: bool
+    #: origin bytes saved for the group (LAN served + LAN received): today (UTC), in all;
+    #: None from an older node
+    group_saved_today: str | None = None
+    group_saved_total: str | None = None
+    day: str | None = None  # today, as the node counts it (UTC, the daily quota's day)
     last_speedup: str | None  # the latest finished download's estimate, said in words
     last_speedup_name: str | None
 
@@ -86,7 +91,17 @@ def traffic_view(
         any_bytes=top > 0,
         last_speedup=said,
         last_speedup_name=name,
+        group_saved_today=_bytes_or_none(traffic.get("group_saved_today")),
+        group_saved_total=_bytes_or_none(traffic.get("group_saved_total")),
+        day=None if traffic.get("today") is None else str(traffic["today"]),
     )
+
+
+def _bytes_or_none(value: Any) -> str | None:
+    try:
+        return None if value is None else human_bytes(int(value))
+    except (TypeError, ValueError):
+        return None
 
 
 def _bars(rows: Sequence[tuple[str, int, int, int]], top: int) -> Iterable[DayBars]:
