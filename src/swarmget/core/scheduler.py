@@ -100,6 +100,7 @@ class Scheduler:
         self._next_id = 1  # pieces and leases draw from one counter
         self._steals = 0
         self._duplicates = 0
+        self._missing_seen = self._pieces.missing_version
 
     # --- queries -------------------------------------------------------------------------------
 
@@ -119,9 +120,10 @@ class Scheduler:
 
     def next_deadline(self, now: float) -> float | None:
         """When ``on_timer``/``poll`` next have work: a stall timeout, or a backoff that ends."""
-        stall = self.config.stall_timeout
-        times = [lease.last_data + stall for lease in self._pieces.leases()]
-        times += self._sources.backoff_ends(now)
+        oldest = self._pieces.oldest_data()
+        times = [] if oldest is None else [oldest + self.config.stall_timeout]
+        backoff = self._sources.next_backoff_end(now)
+        times += [] if backoff is None else [backoff]
         return min(times) if times else None
 
     def contributors(self, rng: ByteRange) -> dict[str, int]:
@@ -250,15 +252,14 @@ class Scheduler:
     def on_timer(self, now: float) -> list[Action]:
         """Revoke stalled leases. Call at (or after) ``next_deadline()``."""
         actions: list[Action] = []
-        for lease in list(self._pieces.leases()):
+        for lease in self._pieces.stalled(now, self.config.stall_timeout):
             if self._pieces.find_lease(lease.id) is None:
                 continue  # released above (its source was banned)
-            if now - lease.last_data >= self.config.stall_timeout:
-                src = self._sources[lease.source_id]
-                reason = f"no data for {now - lease.last_data:.1f}s"
-                actions.append(Cancel(lease.id, src.id, f"stalled: {reason}", CancelCause.STALLED))
-                self._release(lease)
-                actions += self._judge(src, now, FailureKind.STALLED, reason, None)
+            src = self._sources[lease.source_id]
+            reason = f"no data for {now - lease.last_data:.1f}s"
+            actions.append(Cancel(lease.id, src.id, f"stalled: {reason}", CancelCause.STALLED))
+            self._release(lease)
+            actions += self._judge(src, now, FailureKind.STALLED, reason, None)
         return actions
 
     def poll(self, now: float) -> list[Action]:
@@ -266,12 +267,16 @@ class Scheduler:
         actions: list[Action] = []
         while True:
             progressed = False
+            if self._selector.refresh(now) or self._pieces.missing_version != self._missing_seen:
+                self._missing_seen = self._pieces.missing_version
+                self._sources.retry_all()  # what was worked out changed: everyone may ask
             for src in self._sources.usable_by_speed(now):
-                if src.usable(now):
-                    pick = self._selector.pick(src, now)
-                    if pick is not None:
-                        actions.append(self._carry_out(pick, src, now))
-                        progressed = True
+                pick = self._selector.pick(src, now) if src.usable(now) else None
+                if pick is not None:
+                    actions.append(self._carry_out(pick, src, now))
+                    progressed = True
+                else:
+                    self._sources.found_nothing(src)
             if not progressed:
                 return actions
 
@@ -296,6 +301,7 @@ class Scheduler:
     def check_invariants(self) -> None:
         """Raise AssertionError if the bookkeeping is inconsistent (used by tests)."""
         self._pieces.check_invariants()
+        self._pieces.check_time_order()
         self._sources.check_invariants(self._pieces.claimed())
         for lease in self._pieces.leases():
             src = self._sources[lease.source_id]

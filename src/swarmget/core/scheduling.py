@@ -61,6 +61,12 @@ class SchedulerConfig:
     #: ... looking at the lowest this many pieces in flight (the ones holding up the prefix;
     #: a hung holder's piece beyond them is copied in the endgame)
     rescue_depth: int = 512
+    #: what the selector works out from the ledger (the rescue list, the pieces to steal
+    #: from or copy, by time to finish) and which sources found nothing are kept for this
+    #: many seconds and checked again as they are read, instead of worked out after every
+    #: report of data; the rate estimates of all active sources move on as often. 0: after
+    #: every change (O(pieces) per event: the decisions of before issue #17's third round)
+    refresh: float = 0.05
     #: piece boundaries fall on multiples of this (a manifest's piece size: then most
     #: verifiable pieces come from one source, which is who to blame when one is bad)
     align: int = 1
@@ -72,6 +78,8 @@ class SchedulerConfig:
             raise ValueError("silence, silence_gaps and silence_floor must be positive")
         if self.min_steal <= 0 or self.stall_timeout <= 0 or self.max_failures < 1:
             raise ValueError("min_steal, stall_timeout and max_failures must be positive")
+        if self.refresh < 0:
+            raise ValueError("refresh must be >= 0")
         if self.align < 1 or self.rescue_depth < 1:
             raise ValueError("align and rescue_depth must be >= 1")
         if self.max_broken < 1 or self.judge_window < self.max_broken:

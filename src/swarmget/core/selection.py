@@ -48,7 +48,7 @@ total, both kept up to date on events (``PieceMap``), and at most ``rescue_depth
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -95,14 +95,31 @@ class Selector:
         self.pieces = pieces
         self.sources = sources
         self._seen = _Views()
+        #: moves on each time the views are worked out again
+        self.epoch = 0
+        self._told = 0
         #: lease id -> (what its time to finish depended on, the time to finish)
         self._etas: dict[int, tuple[tuple[float, int, float, int, int], float]] = {}
 
-    @property
-    def _views(self) -> _Views:
-        """What was worked out from the ledger as it is at ``now`` (see ``_Views``)."""
-        if self._seen.version != self.pieces.version:
-            self._seen = _Views(self.pieces.version)
+    def refresh(self, now: float) -> bool:
+        """Bring the views to ``now``; True if they were worked out again since the last
+        call (then a source that found nothing may find something: ``retry_all``)."""
+        self._views(now)
+        changed, self._told = self.epoch != self._told, self.epoch
+        return changed
+
+    def _views(self, now: float) -> _Views:
+        """What was worked out from the ledger (see ``_Views``): kept for
+        ``config.refresh`` seconds from when it was (0: while the ledger and ``now`` are
+        as they were)."""
+        seen, every = self._seen, self.config.refresh
+        if every:
+            stale = seen.built is None or not seen.built <= now < seen.built + every
+        else:
+            stale = seen.version != self.pieces.version or seen.built != now
+        if stale:
+            self._seen = _Views(self.pieces.version, now)
+            self.epoch += 1
         return self._seen
 
     def pick(self, src: Source, now: float) -> Pick | None:
@@ -159,18 +176,26 @@ class Selector:
 
     def _steal(self, thief: Source, now: float) -> Split | None:
         """Split the largest single-copy piece in flight; the thief takes its far end."""
-        if self._views.steal is None:
-            candidates = [p for p in self.pieces.pieces() if len(p.leases) == 1]
-            self._views.steal = sorted(candidates, key=lambda p: p.remaining, reverse=True)
-        for piece in self._views.steal:
-            if piece.remaining < 2 * self.config.min_steal:
+        views = self._views(now)
+        if views.steal is None:
+            found = [(p.remaining, p) for p in self.pieces.pieces() if len(p.leases) == 1]
+            views.steal = _Kept(sorted(found, key=lambda x: x[0], reverse=True))
+        floor = 2 * self.config.min_steal
+        for remaining, piece in views.steal.valid(lambda x: self._stealable(x[1])):
+            if remaining < floor:
                 break  # neither part could be min_steal: nor of any smaller piece
+            if piece.remaining < floor:
+                continue
             if self._silent(self.pieces.holder(piece), now):
                 continue  # its holder hangs: a copy takes all of it (the endgame), not half
             split = self._split_point(piece, thief, now)
             if split is not None and thief.may_serve(ByteRange(split, piece.end)):
                 return Split(piece, split)
         return None
+
+    def _stealable(self, piece: Piece) -> bool:
+        """Still in the ledger with one copy (it may have changed since the views)."""
+        return self.pieces.has(piece) and len(piece.leases) == 1
 
     def _split_point(self, piece: Piece, thief: Source, now: float) -> int | None:
         holder = self.pieces.holder(piece)
@@ -196,32 +221,40 @@ class Selector:
         if mine is not None and slowest is not None and mine <= slowest * 1.2:
             return None  # not faster than any holder
         owned = self._pieces_of(src)
-        for _, piece, holder in duplicable:
+        for _, piece, holder in duplicable.valid(lambda x: self._duplicable_now(*x[1:], now)):
             if piece.id in owned or not src.may_serve(ByteRange(piece.frontier, piece.end)):
                 continue
             if self._faster(src, holder, now):
                 return Duplicate(piece)
         return None
 
-    def _duplicable(self, now: float) -> tuple[list[tuple[float, Piece, Lease]], float | None]:
+    def _duplicable(self, now: float) -> tuple[_Kept[tuple[float, Piece, Lease]], float | None]:
         """The single-copy pieces worth a copy, longest to finish first (ties: oldest), and
         the slowest holder's rate (None if some holder has no rate, or none is there)."""
-        views = self._views
-        if views.duplicable is None or views.now != now:
-            views.now = now
+        views = self._views(now)
+        if views.duplicable is None:
             found = []
             for piece in self.pieces.pieces():
-                if not piece.remaining or not self._one_live_copy_at_most(piece, now):
-                    continue
-                holder = self.pieces.holder(piece)
-                eta = self._eta(holder, piece, now)
-                if eta >= self.config.endgame_min_eta:
-                    found.append((eta, piece, holder))
+                if self._duplicable_now(piece, None, now):
+                    holder = self.pieces.holder(piece)
+                    found.append((self._eta(holder, piece, now), piece, holder))
             found.sort(key=lambda x: -x[0])
-            views.duplicable = found
+            views.duplicable = _Kept(found)
             rates = [r for _, _, h in found if (r := self._rate(h, now))]
             views.slowest = min(rates) if rates and len(rates) == len(found) else None
         return views.duplicable, views.slowest
+
+    def _duplicable_now(self, piece: Piece, holder: Lease | None, now: float) -> bool:
+        """``piece`` is in the ledger, held by ``holder`` (if given), with one live copy
+        at most, and its holder needs at least ``endgame_min_eta`` to finish it."""
+        if not piece.remaining or not self.pieces.has(piece) or not piece.leases:
+            return False
+        if holder is not None and piece.leases[0] != holder.id:
+            return False
+        if not self._one_live_copy_at_most(piece, now):
+            return False
+        eta = self._eta(self.pieces.holder(piece), piece, now)
+        return eta >= self.config.endgame_min_eta
 
     # --- frontier rescue -----------------------------------------------------------------------
 
@@ -230,11 +263,12 @@ class Selector:
         beyond it and more than ``1.5 * rescue_keep`` seconds to go for its holder."""
         if not self.config.rescue_backlog or src.slot_rate(now) is None:
             return None  # a source not measured yet is no rescue
-        views = self._views
-        if views.rescuable is None or views.rescue_now != now:
-            views.rescuable, views.rescue_now = _Lazy(self._rescuable(now)), now
+        views = self._views(now)
+        if views.rescuable is None:
+            found = self._rescuable(now)  # read lazily: only while the ledger is unchanged
+            views.rescuable = _Lazy(found) if not self.config.refresh else _Kept(list(found))
         mine = self._pieces_of(src)
-        for piece, holder in views.rescuable:
+        for piece, holder in views.rescuable.valid(lambda x: self._rescuable_now(*x, now)):
             if piece.id in mine:
                 continue
             rescue = self._rescue(src, piece, holder, now)
@@ -274,6 +308,15 @@ class Selector:
             if self._eta(holder, piece, now) <= soon:
                 continue  # e.g. what a rescue left it: let it finish
             yield piece, holder
+
+    def _rescuable_now(self, piece: Piece, holder: Lease, now: float) -> bool:
+        """What ``_rescuable`` found is still so: ``piece`` is in the ledger, ``holder``
+        its one copy, and it needs more than ``1.5 * rescue_keep`` (what a rescue left it
+        needs less: let it finish)."""
+        if not piece.remaining or not self.pieces.has(piece) or piece.leases != [holder.id]:
+            return False
+        soon = max(self.config.endgame_min_eta, 1.5 * self.config.rescue_keep)
+        return self._eta(holder, piece, now) > soon
 
     def _rescue(
         self, src: Source, piece: Piece, holder: Lease, now: float
@@ -351,26 +394,47 @@ class _Views:
     is carried out, so the sources without work cost O(1) each, not O(pieces log pieces)."""
 
     version: int = -1
-    now: float | None = None
-    rescue_now: float | None = None
-    rescuable: _Lazy[tuple[Piece, Lease]] | None = None
-    steal: list[Piece] | None = None
-    duplicable: list[tuple[float, Piece, Lease]] | None = None
+    #: when they were worked out (None: not yet)
+    built: float | None = None
+    rescuable: _Lazy[tuple[Piece, Lease]] | _Kept[tuple[Piece, Lease]] | None = None
+    steal: _Kept[tuple[int, Piece]] | None = None
+    duplicable: _Kept[tuple[float, Piece, Lease]] | None = None
     slowest: float | None = None
 
 
 class _Lazy(Generic[T]):
-    """An iterator's items, worked out once as far as any reader went, read again by many."""
+    """An iterator's items, worked out once as far as any reader went, read again by many
+    (while the ledger is as it was: ``config.refresh`` 0)."""
 
     def __init__(self, items: Iterator[T]) -> None:
         self._items = items
         self._seen: list[T] = []
 
-    def __iter__(self) -> Iterator[T]:
+    def valid(self, check: Callable[[T], bool]) -> Iterator[T]:
+        """The items, lazily (all still valid: the ledger did not change)."""
         yield from self._seen
         for item in self._items:
             self._seen.append(item)
             yield item
+
+
+class _Kept(Generic[T]):
+    """Items worked out at some time and read until the views are worked out again; each
+    is checked again when read, and those no longer valid at the front are dropped (so
+    readers that find nothing do not walk them again: O(1) amortized per item)."""
+
+    def __init__(self, items: list[T]) -> None:
+        self._items = items
+        self._first = 0
+
+    def valid(self, check: Callable[[T], bool]) -> Iterator[T]:
+        """The items that pass ``check`` now, in order."""
+        items = self._items
+        while self._first < len(items) and not check(items[self._first]):
+            self._first += 1
+        for i in range(self._first, len(items)):
+            if check(items[i]):
+                yield items[i]
 
 
 def _span(run: ByteRange) -> tuple[int, int]:

@@ -47,6 +47,7 @@ and then moves every estimate that can still change (those with samples kept) to
 
 from __future__ import annotations
 
+import heapq
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -197,6 +198,11 @@ class SourceBook:
         self._sources: dict[str, Source] = {}
         #: alive sources with a slot free (a superset of the usable ones)
         self._open: dict[str, Source] = {}
+        #: ... of which those that may still find work before ``retry_all`` (see ``poll``)
+        self._pending: dict[str, Source] = {}
+        #: (end of a backoff, source id), soonest first; entries whose source's backoff
+        #: changed since are skipped when read
+        self._backoffs: list[tuple[float, str]] = []
         #: sources with rate samples kept (the only ones ``advance`` can change)
         self._warm: dict[str, Source] = {}
         #: cached ``alive_slots`` and ``restricted`` (None: to compute)
@@ -237,15 +243,18 @@ class SourceBook:
             else:
                 self.grow(src, available)
             src.slots, src.gone = slots, False
+            if src.not_before > now:  # revived while backing off
+                heapq.heappush(self._backoffs, (src.not_before, src.id))
         self.refresh(src)
 
     def refresh(self, src: Source) -> None:
         """``src``'s leases, slots, ban or presence changed: update the indexes."""
         self._alive_slots = self._restricted = None
         if src.alive() and len(src.leases) < src.slots:
-            self._open[src.id] = src
+            self._open[src.id] = self._pending[src.id] = src
         else:
             self._open.pop(src.id, None)
+            self._pending.pop(src.id, None)
 
     def hold(self, src: Source, lease_id: int, now: float) -> None:
         if not src.leases:
@@ -253,11 +262,22 @@ class SourceBook:
         src.leases.add(lease_id)
         if len(src.leases) >= src.slots:
             self._open.pop(src.id, None)
+            self._pending.pop(src.id, None)
 
     def let_go(self, src: Source, lease_id: int) -> None:
         src.leases.discard(lease_id)
         if src.alive():
-            self._open[src.id] = src
+            self._open[src.id] = self._pending[src.id] = src
+
+    def found_nothing(self, src: Source) -> None:
+        """``src`` asked for work and got none (or could not ask): it is not ranked again
+        until ``retry_all`` or until it frees a slot."""
+        self._pending.pop(src.id, None)
+
+    def retry_all(self) -> None:
+        """What the selector works from changed: every source with a free slot may ask.
+        O(open sources); the scheduler calls it once per ``SchedulerConfig.refresh``."""
+        self._pending = dict(self._open)
 
     def record(self, src: Source, now: float, nbytes: int, lease_started: float) -> None:
         """``src.record_data``, and keep ``src`` among those whose estimates move on."""
@@ -298,6 +318,18 @@ class SourceBook:
                     out.add(r)
         return out
 
+    def next_backoff_end(self, now: float) -> float | None:
+        """The soonest end of a backoff of a source alive that is still in the future
+        (as ``min(backoff_ends(now))``, in O(log n) amortized: ends passed are dropped)."""
+        heap = self._backoffs
+        while heap:
+            end, sid = heap[0]
+            src = self._sources[sid]
+            if end > now and src.not_before == end and src.alive():
+                return end
+            heapq.heappop(heap)
+        return None
+
     def backoff_ends(self, now: float) -> list[float]:
         """When the backoffs of sources still alive end (those still in the future)."""
         return [s.not_before for s in self._sources.values() if s.not_before > now and s.alive()]
@@ -327,19 +359,27 @@ class SourceBook:
         return ranked
 
     def usable_by_speed(self, now: float) -> list[Source]:
-        """The usable sources in the order of ``by_speed``; then the estimates of the
-        sources with samples are brought to ``now`` (the others' cannot change). Costs
-        O(u log u + w) for u usable and w recently active sources, not O(n log n)."""
+        """The sources that may still find work (``found_nothing``, ``retry_all``) in the
+        order of ``by_speed`` (the caller checks ``usable``); then the estimates of the
+        sources with samples are brought to ``now`` (the others' cannot change), all of
+        them at most once per ``config.refresh``, else those with data since. Costs
+        O(p log p + d) for p pending sources and d reports since, amortized."""
 
         def key(src: Source) -> tuple[int, float, int]:
             rate = src.slot_rate(now)
             return (0, 0.0, src.index) if rate is None else (1, -rate, src.index)
 
-        ranked = sorted((s for s in self._open.values() if s.usable(now)), key=key)
-        # moving an estimate to the time it was moved to changes nothing: at the same time,
-        # only those with data since need it
-        moving = self._fresh if now == self._advanced else self._warm
-        self._advanced, self._fresh = now, {}
+        ranked = sorted(self._pending.values(), key=key)
+        # moving an estimate to the time it was moved to changes nothing: at the same time
+        # (or within ``config.refresh`` of the last time all moved), only those with data
+        # since need it
+        advanced = self._advanced
+        if advanced is not None and advanced <= now < advanced + self.config.refresh:
+            moving = self._fresh
+        else:
+            moving = self._fresh if now == advanced else self._warm
+            self._advanced = now
+        self._fresh = {}
         for sid, src in list(moving.items()):
             src.advance(now)
             if not src.samples:
@@ -372,7 +412,7 @@ class SourceBook:
         src.failures += 1
         if kind is FailureKind.RATE_LIMITED:
             wait = retry_after if retry_after is not None else self._backoff(1)
-            src.not_before = max(src.not_before, now + wait)
+            self._back_off(src, now + wait)
             return None
         src.consecutive_failures += 1
         if kind is FailureKind.STALLED:
@@ -386,8 +426,13 @@ class SourceBook:
                 return f"{bad} of its last {len(src.answers)} answers bad, last: {reason}"
         if src.consecutive_failures >= self.config.max_failures:
             return f"{src.consecutive_failures} failures in a row, last: {reason}"
-        src.not_before = max(src.not_before, now + self._backoff(src.consecutive_failures))
+        self._back_off(src, now + self._backoff(src.consecutive_failures))
         return None
+
+    def _back_off(self, src: Source, until: float) -> None:
+        if until > src.not_before:
+            src.not_before = until
+            heapq.heappush(self._backoffs, (until, src.id))
 
     def answer(self, src: Source, lease_id: int, *, good: bool) -> None:
         """Record an answer of ``src``; a bad end of a lease replaces its good start."""
@@ -427,4 +472,5 @@ class SourceBook:
         for src in self._sources.values():
             has_room = src.alive() and len(src.leases) < src.slots
             assert (src.id in self._open) == has_room, f"{src.id}: index of free slots is off"
+            assert src.id in self._open or src.id not in self._pending, f"{src.id}: pending"
             assert src.id in self._warm or not src.samples, f"{src.id}: rate not moved on"
