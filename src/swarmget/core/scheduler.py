@@ -225,6 +225,9 @@ class Scheduler:
         gap = lease.gap()
         if gap is not None:
             src.gap = gap
+        elif lease.deliveries == 1 and nbytes:  # its first data: how long that took
+            wait = now - lease.started
+            src.first_wait = wait if src.first_wait is None else (src.first_wait + wait) / 2
         if write is not None:
             src.credit(write)
         piece = self._pieces.piece(lease.piece_id)

@@ -88,6 +88,8 @@ class Source:
     index: int = 0
     #: the usual time between two reports of data of one of its streams (None: not seen)
     gap: float | None = None
+    #: the usual time from a lease's start to its first data (None: not seen)
+    first_wait: float | None = None
     #: when it last delivered a byte, and when it last went from no lease to one
     last_data: float = float("-inf")
     busy_since: float = float("-inf")
@@ -122,11 +124,13 @@ class Source:
     def silence(self, config: SchedulerConfig, *, started: bool = True) -> float:
         """How long a stream of it may go without data before it counts as silent (see
         ``SchedulerConfig.silence_gaps``). ``started``: the stream has delivered before; a
-        first byte (a round trip, the helper's own request to the origin) gets all of
-        ``config.silence``."""
-        if self.gap is None or not started:
+        first byte (a round trip, the helper's own request to the origin) is judged by the
+        source's usual wait for a first byte instead (all of ``config.silence`` until one
+        was seen): a helper that hung while it held nothing is noticed on its next lease."""
+        usual = self.gap if started else self.first_wait
+        if usual is None:
             return config.silence
-        return min(config.silence, max(config.silence_floor, config.silence_gaps * self.gap))
+        return min(config.silence, max(config.silence_floor, config.silence_gaps * usual))
 
     def quiet(self, now: float, config: SchedulerConfig) -> bool:
         """It holds leases and has delivered nothing for its ``silence`` (since it last
