@@ -207,6 +207,8 @@ class SourceBook:
         #: (end of a backoff, source id), soonest first; entries whose source's backoff
         #: changed since are skipped when read
         self._backoffs: list[tuple[float, str]] = []
+        #: the same, for ``usable_by_speed``: a source whose backoff ended may ask again
+        self._wakeups: list[tuple[float, str]] = []
         #: sources with rate samples kept (the only ones ``advance`` can change)
         self._warm: dict[str, Source] = {}
         #: cached ``alive_slots`` and ``restricted`` (None: to compute)
@@ -249,6 +251,7 @@ class SourceBook:
             src.slots, src.gone = slots, False
             if src.not_before > now:  # revived while backing off
                 heapq.heappush(self._backoffs, (src.not_before, src.id))
+                heapq.heappush(self._wakeups, (src.not_before, src.id))
         self.refresh(src)
 
     def refresh(self, src: Source) -> None:
@@ -373,6 +376,11 @@ class SourceBook:
             rate = src.slot_rate(now)
             return (0, 0.0, src.index) if rate is None else (1, -rate, src.index)
 
+        wakeups = self._wakeups
+        while wakeups and wakeups[0][0] <= now:  # backoffs that ended: they may ask again
+            sid = heapq.heappop(wakeups)[1]
+            if sid in self._open:
+                self._pending[sid] = self._open[sid]
         ranked = sorted(self._pending.values(), key=key)
         # moving an estimate to the time it was moved to changes nothing: at the same time
         # (or within ``config.refresh`` of the last time all moved), only those with data
@@ -437,6 +445,7 @@ class SourceBook:
         if until > src.not_before:
             src.not_before = until
             heapq.heappush(self._backoffs, (until, src.id))
+            heapq.heappush(self._wakeups, (until, src.id))
 
     def answer(self, src: Source, lease_id: int, *, good: bool) -> None:
         """Record an answer of ``src``; a bad end of a lease replaces its good start."""

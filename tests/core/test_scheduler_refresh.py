@@ -1,0 +1,187 @@
+"""What the scheduler works out once per ``SchedulerConfig.refresh`` (issue #17, third round)
+keeps its rules: every decision, taken from views up to ``refresh`` old, is checked against
+the ledger as it is when carried out.
+
+* no piece is lost (claimed, leased and missing tile the file; the download completes);
+* a copy (``Duplicate``) is only made of a piece with one lease, or whose leases are all
+  silent; a split (steal or rescue) only of a piece with one lease;
+* a source that shows no progress (``quiet``: it holds work, all silent) gets no new work;
+* a helper that hung while it held nothing is noticed on its next lease by its usual wait
+  for a first byte, not after ``config.silence``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from swarmget.core.ranges import ByteRange, RangeSet
+from swarmget.core.scheduler import Assign, Scheduler, SchedulerConfig
+from swarmget.core.selection import Duplicate, Pick, Split
+from swarmget.core.sources import Source
+from swarmget.testing.simswarm import SimSwarm
+
+KiB = 1024
+MiB = 1024 * KiB
+
+CONFIG = SchedulerConfig(
+    min_piece=4 * KiB,
+    max_piece=64 * KiB,
+    min_steal=1 * KiB,
+    stall_timeout=3.0,
+    max_failures=3,
+    backoff_initial=0.1,
+    backoff_max=1.0,
+    endgame_min_eta=0.1,
+    rescue_backlog=16 * KiB,
+    rescue_keep=0.2,
+    silence=1.0,
+)
+
+
+class _Checked(Scheduler):
+    """The scheduler, with each pick checked against the ledger when it is carried out."""
+
+    picks = 0
+
+    def _carry_out(self, pick: Pick, src: Source, now: float) -> Assign:
+        assert not src.quiet(now, self.config), f"{src.id} shows no progress, got {pick}"
+        if isinstance(pick, Split | Duplicate):
+            assert self._pieces.has(pick.piece), "a pick of a piece no longer in the ledger"
+            leases = [self._pieces.lease(i) for i in pick.piece.leases]
+            if isinstance(pick, Split):
+                assert len(leases) == 1, f"split of a piece with {len(leases)} copies"
+            elif len(leases) > 1:
+                silent = [self._selector._silent(x, now) for x in leases]
+                assert all(silent), f"a copy of a piece with a live copy: {pick.piece}"
+        self.picks += 1
+        return super()._carry_out(pick, src, now)
+
+
+def _swarm(size: int, config: SchedulerConfig) -> SimSwarm:
+    sim = SimSwarm(size, config)
+    sim.scheduler = _Checked(size, config)
+    return sim
+
+
+faults = st.lists(
+    st.tuples(st.integers(0, 11), st.sampled_from(["freeze", "thaw", "kill"]), st.integers(1, 60)),
+    max_size=8,
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    size=st.integers(1, 2 * MiB),
+    rates=st.lists(st.integers(2 * KiB, 2 * MiB), min_size=1, max_size=12),
+    slots=st.integers(1, 3),
+    refresh=st.sampled_from([0.0, 0.05, 0.3]),
+    faults=faults,
+)
+def test_views_kept_for_a_while_keep_the_rules_and_lose_no_byte(
+    size: int, rates: list[int], slots: int, refresh: float, faults: list[tuple[int, str, int]]
+) -> None:
+    sim = _swarm(size, dataclasses.replace(CONFIG, refresh=refresh))
+    for i, rate in enumerate(rates):
+        sim.add(f"s{i}", rate=rate, slots=slots)
+    events = sorted(faults, key=lambda f: f[2])
+    for step in range(1, 61):  # 3 simulated seconds in steps of 0.05
+        for who, what, _ in [f for f in events if f[2] == step]:
+            name = f"s{who % len(rates)}"
+            if what == "kill":
+                sim.kill(name)
+            else:
+                sim.sources[name].frozen = what == "freeze"
+        sim.step(0.05)
+        sim.scheduler.check_invariants()
+        assert sim.written == sim.scheduler.done()
+    for src in sim.sources.values():
+        src.frozen = False
+    sim.add("rescuer", rate=256 * KiB, slots=2)
+    assert sim.run(dt=0.05, max_time=sim.now + 600)
+    assert sim.written == RangeSet([ByteRange(0, size)])
+    sim.scheduler.check_invariants()
+
+
+def _hangs_while_idle(config: SchedulerConfig) -> tuple[SimSwarm, float]:
+    """a and b stream 1 MiB pieces at 1 MiB/s (first bytes within a step) until b is idle;
+    then b hangs, and gets the next piece: returns the swarm and when b got it."""
+    sim = _swarm(8 * MiB, config)
+    sim.add("a", rate=MiB, slots=1)
+    sim.add("b", rate=MiB, slots=1)
+    for _ in range(22):  # a little over a piece each
+        sim.step(0.05)
+    b = sim.sources["b"]
+    b.frozen = True
+    (lease,) = [x for x in sim.scheduler.statistics(sim.now).leases if x.source_id == "b"]
+    sim.scheduler.on_failure(lease.lease_id, sim.now, reason="reset")  # b: no lease now
+    sim.streams.pop(lease.lease_id, None)
+    b_since = sim.now + config.backoff_initial
+    for _ in range(10):  # b is given work again once its backoff ends
+        sim.step(0.05)
+    return sim, b_since
+
+
+PIECES = dataclasses.replace(
+    CONFIG, min_piece=MiB, max_piece=MiB, pieces_per_slot=1, steal=False, rescue_backlog=0,
+    silence=2.0, silence_gaps=10.0, silence_floor=0.25, backoff_initial=0.1, stall_timeout=15.0,
+)  # fmt: skip
+
+
+def test_a_helper_that_hung_while_idle_is_noticed_by_its_usual_wait_for_a_first_byte() -> None:
+    sim, _ = _hangs_while_idle(PIECES)
+    sched = sim.scheduler
+    b = sched._sources["b"]
+    assert b.first_wait is not None and b.first_wait < 0.06  # its first bytes came within a step
+    assert b.silence(PIECES, started=False) == pytest.approx(0.5, abs=0.02)  # 10 waits
+    (mine,) = [x for x in sched.statistics(sim.now).leases if x.source_id == "b"]
+    lease = sched._pieces.lease(mine.lease_id)
+    assert lease.deliveries == 0  # it hangs
+    assert not sched._selector._silent(lease, mine.started + 0.45)
+    assert sched._selector._silent(lease, mine.started + 0.55)  # not config.silence (2 s)
+
+
+def test_a_source_never_measured_gets_all_of_silence_for_its_first_byte() -> None:
+    sched = Scheduler(4 * MiB, PIECES)
+    sched.add_source("a", 1, 0.0)
+    (lease,) = [x for x in sched.poll(0.0) if isinstance(x, Assign)]
+    src = sched._sources["a"]
+    assert src.first_wait is None
+    assert not sched._selector._silent(sched._pieces.lease(lease.lease_id), 1.9)
+    assert sched._selector._silent(sched._pieces.lease(lease.lease_id), 2.0)
+
+
+def test_a_drifted_missing_total_or_time_order_is_caught() -> None:
+    sim = _swarm(1 * MiB, CONFIG)
+    sim.add("a", rate=256 * KiB, slots=2)
+    sim.add("b", rate=64 * KiB, slots=1)
+    for _ in range(4):
+        sim.step(0.05)
+    ledger = sim.scheduler._pieces
+    sim.scheduler.check_invariants()
+    ledger._missing_total += 1
+    with pytest.raises(AssertionError):
+        sim.scheduler.check_invariants()
+    ledger._missing_total -= 1
+    first = next(iter(ledger._by_data))
+    ledger._by_data.move_to_end(first)  # the oldest now looks the freshest
+    if len({x.last_data for x in ledger.leases()}) > 1:
+        with pytest.raises(AssertionError):
+            sim.scheduler.check_invariants()
+
+
+def test_stalled_leases_are_revoked_oldest_first_and_told_by_id() -> None:
+    sched = Scheduler(4 * MiB, dataclasses.replace(PIECES, stall_timeout=1.0))
+    for name in ("a", "b", "c"):
+        sched.add_source(name, 1, 0.0)
+    leases = [x for x in sched.poll(0.0) if isinstance(x, Assign)]
+    sched.on_data(leases[0].lease_id, KiB, 0.5)  # a: fresher than b and c
+    assert sched.next_deadline(0.6) == pytest.approx(1.0)  # b's and c's stall
+    cancels = sched.on_timer(1.0)
+    assert [x.lease_id for x in cancels if hasattr(x, "lease_id")] == sorted(
+        x.lease_id for x in leases[1:]
+    )
+    assert [x.lease_id for x in sched.statistics(1.0).leases] == [leases[0].lease_id]
