@@ -135,7 +135,8 @@ def test_a_helper_that_hung_while_idle_is_noticed_by_its_usual_wait_for_a_first_
     sim, _ = _hangs_while_idle(PIECES)
     sched = sim.scheduler
     b = sched._sources["b"]
-    assert b.first_wait is not None and b.first_wait < 0.06  # its first bytes came within a step
+    assert b.first_wait is not None
+    assert b.first_wait < 0.06  # its first bytes came within a step
     assert b.silence(PIECES, started=False) == pytest.approx(0.5, abs=0.02)  # 10 waits
     (mine,) = [x for x in sched.statistics(sim.now).leases if x.source_id == "b"]
     lease = sched._pieces.lease(mine.lease_id)

@@ -39,11 +39,15 @@ missing bytes. Otherwise, in order:
   source (it holds work, all silent: ``core.sources``) gets nothing.
 
 **Cost.** What these rules read of the ledger (the pieces a rescue may help, the pieces by
-size for stealing, the pieces worth a copy by time to finish) is worked out once per change
-of the ledger and kept (``_Views``): in one ``poll`` the ledger only changes when a pick is
-carried out, so every idle source that finds nothing costs O(1) to O(its slots), not a sort
-of every piece. The rescue list reads the ledger's pieces in order of start and its claimed
-total, both kept up to date on events (``PieceMap``), and at most ``rescue_depth`` pieces.
+size for stealing, the pieces worth a copy by time to finish) is worked out once per
+``config.refresh`` seconds and kept (``_Views``); each item is checked again against the
+ledger when it is read (still there, same holder, one copy, still slow enough), and those
+no longer valid at the front are dropped, so a source that finds nothing costs O(1)
+amortized. The scheduler does not ask a source that found nothing again until the views are
+worked out anew, bytes become missing, or it frees a slot. With ``refresh`` 0 the views are
+worked out after every change of the ledger (the decisions of before, at O(pieces) per
+event). The rescue list reads the ledger's pieces in order of start and its claimed total,
+both kept up to date on events (``PieceMap``), and at most ``rescue_depth`` pieces.
 """
 
 from __future__ import annotations
