@@ -233,32 +233,49 @@ class Selector:
         return None
 
     def _duplicable(self, now: float) -> tuple[_Kept[tuple[float, Piece, Lease]], float | None]:
-        """The single-copy pieces worth a copy, longest to finish first (ties: oldest), and
-        the slowest holder's rate (None if some holder has no rate, or none is there)."""
+        """The pieces worth a copy, longest to finish first (ties: oldest), each with its
+        lead (``_lead``), and the slowest lead's rate (None if some lead has no rate, or
+        none is there)."""
         views = self._views(now)
         if views.duplicable is None:
             found = []
             for piece in self.pieces.pieces():
-                if self._duplicable_now(piece, None, now):
-                    holder = self.pieces.holder(piece)
-                    found.append((self._eta(holder, piece, now), piece, holder))
+                lead = self._lead(piece, now)
+                if lead is not None and self._duplicable_now(piece, lead, now):
+                    found.append((self._eta(lead, piece, now), piece, lead))
             found.sort(key=lambda x: -x[0])
             views.duplicable = _Kept(found)
             rates = [r for _, _, h in found if (r := self._rate(h, now))]
             views.slowest = min(rates) if rates and len(rates) == len(found) else None
         return views.duplicable, views.slowest
 
-    def _duplicable_now(self, piece: Piece, holder: Lease | None, now: float) -> bool:
-        """``piece`` is in the ledger, held by ``holder`` (if given), with one live copy
-        at most, and its holder needs at least ``endgame_min_eta`` to finish it."""
+    def _duplicable_now(self, piece: Piece, lead: Lease, now: float) -> bool:
+        """``piece`` is in the ledger with ``lead`` its lead still, which needs at least
+        ``endgame_min_eta`` to finish it."""
         if not piece.remaining or not self.pieces.has(piece) or not piece.leases:
             return False
-        if holder is not None and piece.leases[0] != holder.id:
+        if self._lead(piece, now) is not lead:
             return False
-        if not self._one_live_copy_at_most(piece, now):
-            return False
-        eta = self._eta(self.pieces.holder(piece), piece, now)
-        return eta >= self.config.endgame_min_eta
+        return self._eta(lead, piece, now) >= self.config.endgame_min_eta
+
+    def _lead(self, piece: Piece, now: float) -> Lease | None:
+        """The copy of ``piece`` a new copy has to beat: its holder if it has one copy or
+        all its copies are silent; else the fastest live copy, if every live copy has a
+        measured rate (None: a copy not measured yet, wait for it). So a piece whose copy
+        went to a slow helper may get a faster one, never one slower than a live copy."""
+        if len(piece.leases) == 1:
+            return self.pieces.holder(piece)
+        rates = [(self._rate(x, now), x) for x in map(self.pieces.lease, piece.leases)]
+        live = [(r, x) for r, x in rates if r != 0.0]
+        if not live:
+            return self.pieces.holder(piece)  # all hung: a copy may take it
+        best: tuple[float, Lease] | None = None
+        for rate, lease in live:
+            if rate is None:
+                return None
+            if best is None or rate > best[0]:
+                best = (rate, lease)
+        return None if best is None else best[1]
 
     # --- frontier rescue -----------------------------------------------------------------------
 
@@ -355,13 +372,6 @@ class Selector:
         src = self.sources[holder.source_id]
         waited = now - holder.last_data
         return waited >= src.silence(self.config, started=holder.deliveries > 0)
-
-    def _one_live_copy_at_most(self, piece: Piece, now: float) -> bool:
-        """One copy streams ``piece``, or none of its copies has delivered for ``silence``
-        (the holder and its copy both hung: a third copy may take it)."""
-        if len(piece.leases) == 1:
-            return True
-        return all(self._rate(self.pieces.lease(i), now) == 0.0 for i in piece.leases)
 
     def _pieces_of(self, src: Source) -> set[int]:
         return {self.pieces.lease(i).piece_id for i in src.leases}
