@@ -31,12 +31,17 @@ missing bytes. Otherwise, in order:
   (aria2's halving, weighted by the two sources' rates): the holder keeps ``[frontier,
   split)``, the thief gets ``[split, end)``.
 * **Endgame.** When nothing can be split any more, an idle source that is faster than a
-  piece's holder gets a ``Duplicate`` of ``[frontier, end)``; both stream, whichever is ahead
-  claims the bytes, the first to reach the end wins. A *silent* stream (no data, since its
-  last or its start, for ``silence_gaps`` of its source's usual gaps between reports, within
-  ``[silence_floor, silence]`` seconds) counts as rate 0 (a hung helper's windowed rate only
-  fades over seconds), and a piece whose copies are all silent may get one more. A *quiet*
-  source (it holds work, all silent: ``core.sources``) gets nothing.
+  piece's *lead* gets a ``Duplicate`` of ``[frontier, end)``; all copies stream, whichever
+  is ahead claims the bytes, the first to reach the end wins. The lead is the holder, or
+  the fastest live copy once there are several (a piece whose copy went to a slow helper
+  may get a faster one; none while a copy is not measured yet). The lead must need at
+  least ``endgame_min_eta``, and the copier must finish first counting its usual wait for
+  a first byte. A *silent* stream (no data, since its last, for ``silence_gaps`` of its
+  source's usual gaps between reports; since its start, for ``silence_first`` of its
+  source's usual waits for a first byte; within ``[silence_floor, silence]`` seconds)
+  counts as rate 0 (a hung helper's windowed rate only fades over seconds), and a piece
+  whose copies are all silent may get one more. A *quiet* source (it holds work, all
+  silent: ``core.sources``) gets nothing.
 
 **Cost.** What these rules read of the ledger (the pieces a rescue may help, the pieces by
 size for stealing, the pieces worth a copy by time to finish) is worked out once per
@@ -228,9 +233,18 @@ class Selector:
         for _, piece, holder in duplicable.valid(lambda x: self._duplicable_now(*x[1:], now)):
             if piece.id in owned or not src.may_serve(ByteRange(piece.frontier, piece.end)):
                 continue
-            if self._faster(src, holder, now):
+            if self._faster(src, holder, now) and self._sooner(src, piece, holder, now):
                 return Duplicate(piece)
         return None
+
+    def _sooner(self, src: Source, piece: Piece, lead: Lease, now: float) -> bool:
+        """A copy on ``src`` would finish ``piece`` before ``lead`` does, counting its
+        usual wait for a first byte (a round trip, on a real network): else it only costs
+        bytes. True when either is not measured yet."""
+        mine, wait = src.slot_rate(now), src.first_wait
+        if not mine or wait is None:
+            return True
+        return wait + piece.remaining / mine < self._eta(lead, piece, now)
 
     def _duplicable(self, now: float) -> tuple[_Kept[tuple[float, Piece, Lease]], float | None]:
         """The pieces worth a copy, longest to finish first (ties: oldest), each with its
@@ -384,7 +398,9 @@ class Selector:
         if seen is not None and seen[0] == key:
             return seen[1]
         rate = self._rate(holder, now)
-        if not rate:
+        if rate == 0.0 and self._silent(holder, now):
+            eta = float("inf")  # it hangs: judged by its silence, no further wait
+        elif not rate:
             eta = float("inf") if now - holder.started > self.config.endgame_min_eta else 0.0
         else:
             eta = piece.remaining / rate

@@ -127,10 +127,12 @@ class Source:
         first byte (a round trip, the helper's own request to the origin) is judged by the
         source's usual wait for a first byte instead (all of ``config.silence`` until one
         was seen): a helper that hung while it held nothing is noticed on its next lease."""
-        usual = self.gap if started else self.first_wait
+        usual, times = (
+            (self.gap, config.silence_gaps) if started else (self.first_wait, config.silence_first)
+        )
         if usual is None:
             return config.silence
-        return min(config.silence, max(config.silence_floor, config.silence_gaps * usual))
+        return min(config.silence, max(config.silence_floor, times * usual))
 
     def quiet(self, now: float, config: SchedulerConfig) -> bool:
         """It holds leases and has delivered nothing for its ``silence`` (since it last
