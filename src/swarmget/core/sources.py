@@ -27,12 +27,13 @@ together, which ordinary sources leave to them while other bytes are missing.
 holds one lease at most, a small probe of missing bytes (``min_piece``), and is given no
 steal, copy or rescue; its stalls still count towards a ban. The same holds much sooner for
 a stream that goes *silent*: no data for ``silence_gaps`` of the usual gaps between its
-source's reports of data (at least ``silence_floor``, at most ``silence`` seconds;
-``Source.silence``). A source that holds work and has been silent that long is *quiet* and
-gets no new work; a silent copy that loses its piece's race leaves its source suspect. A
-source added while others are
-already delivering is on *probation*: one lease (its first piece, to be measured) until its
-first byte; the sources there at the start get all their slots at once (nothing to compare
+source's reports of data, or before its first byte for ``silence_first`` of the source's
+usual waits for a first byte (at least ``silence_floor``, at most ``silence`` seconds;
+``Source.silence``): a helper that hung while it held nothing is noticed on its next
+lease. A source that holds work and has been silent that long is *quiet* and gets no new
+work; a silent copy that loses its piece's race leaves its source suspect. A source added
+while others are already delivering is on *probation*: one lease (its first piece, to be
+measured) until its first byte; the sources there at the start get all their slots at once (nothing to compare
 them with, and waiting would delay the start).
 
 **Speed.** A source's rate is the bytes it streamed over the last few seconds
@@ -41,7 +42,8 @@ samples) the estimate is live; once it sits idle with nothing recent, it is reme
 was when last brought up to date (``last_rate``), so an idle fast source still ranks as fast.
 Estimates are brought up to date by events only: ``record_data`` when bytes arrive, and
 ``SourceBook.usable_by_speed(now)`` (the scheduler's ``poll``), which ranks the usable sources
-and then moves every estimate that can still change (those with samples kept) to ``now``.
+and then moves the estimates that can still change (those with samples kept) to ``now``:
+all of them at most once per ``SchedulerConfig.refresh``, else those with data since.
 ``rate(now)`` itself is a query: a snapshot taken between two events changes nothing.
 """
 
