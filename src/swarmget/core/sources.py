@@ -33,8 +33,8 @@ usual waits for a first byte (at least ``silence_floor``, at most ``silence`` se
 lease. A source that holds work and has been silent that long is *quiet* and gets no new
 work; a silent copy that loses its piece's race leaves its source suspect. A source added
 while others are already delivering is on *probation*: one lease (its first piece, to be
-measured) until its first byte; the sources there at the start get all their slots at once (nothing to compare
-them with, and waiting would delay the start).
+measured) until its first byte; the sources there at the start get all their slots at
+once (nothing to compare them with, and waiting would delay the start).
 
 **Speed.** A source's rate is the bytes it streamed over the last few seconds
 (``core.rates``), counted from its first data. While it works (holds a lease, or has recent
