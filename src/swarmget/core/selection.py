@@ -136,7 +136,7 @@ class Selector:
         if src.quiet(now, self.config):
             return None  # it holds work and shows no progress: nothing more for now
         if src.suspect:  # it stalled: a small probe of missing bytes, nothing held by others
-            return self._take_missing(src, probe=True)
+            return self._take_missing(src, probe=True) if self._may_probe() else None
         rescue = self._rescue_frontier(src, now)
         if rescue is not None:
             return rescue
@@ -169,6 +169,17 @@ class Selector:
         if run is None:
             return None
         return TakeMissing(self._piece_length(*_span(run), probe=probe), run)
+
+    def _may_probe(self) -> bool:
+        """A suspect source may take a probe while missing bytes are plentiful (a
+        ``min_piece`` per slot alive besides it), or when every source alive is suspect: the
+        last missing bytes go to sources that showed progress, or the end of the download
+        waits for a probe on a helper that may well hang again."""
+        config = self.config
+        left = self.pieces.missing_total() - config.min_piece
+        if left >= self.sources.alive_slots() * config.min_piece:
+            return True
+        return not self.sources.any_trusted()
 
     def _piece_length(self, start: int, available: int, *, probe: bool = False) -> int:
         """How many of the ``available`` missing bytes from ``start`` one piece takes."""

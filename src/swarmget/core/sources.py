@@ -307,6 +307,10 @@ class SourceBook:
     def any_alive(self) -> bool:
         return any(s.alive() for s in self._sources.values())
 
+    def any_trusted(self) -> bool:
+        """Some source alive is not suspect (stops at the first: O(1) unless most are)."""
+        return any(s.alive() and not s.suspect for s in self._sources.values())
+
     def alive_slots(self) -> int:
         if self._alive_slots is None:
             self._alive_slots = sum(s.slots for s in self._sources.values() if s.alive())
