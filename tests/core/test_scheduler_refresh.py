@@ -232,3 +232,41 @@ def test_a_piece_whose_copy_is_not_measured_yet_gets_no_further_copy() -> None:
     ledger.add_lease(piece, lease_id=4, source_id="f", now=1.5, duplicate=True)
     assert sel._lead(piece, 1.5) is None
     assert sel._duplicate(book["z"], 1.5) is None
+
+
+PROBES = dataclasses.replace(
+    PIECES, min_piece=64 * KiB, max_piece=64 * KiB, stall_timeout=1.0, endgame=False,
+    backoff_initial=0.1,
+)  # fmt: skip
+
+
+def _stalls(sched: Scheduler, lease_id: int) -> None:
+    """``lease_id`` delivers nothing: at 1.0 its lease is revoked, its source suspect."""
+    cancels = sched.on_timer(1.0)
+    assert [x.lease_id for x in cancels if hasattr(x, "lease_id")] == [lease_id]
+
+
+def test_a_suspect_source_gets_no_probe_of_the_last_missing_bytes() -> None:
+    sched = Scheduler(256 * KiB, PROBES)
+    sched.add_source("a", 1, 0.0)
+    sched.add_source("b", 1, 0.0)
+    first = {x.source_id: x for x in sched.poll(0.0) if isinstance(x, Assign)}
+    claim = sched.on_data(first["a"].lease_id, 64 * KiB, 0.5)
+    assert claim.finished
+    sched.poll(0.5)  # a takes the next piece
+    sched.on_data(next(iter(sched._sources["a"].leases)), KiB, 0.9)
+    _stalls(sched, first["b"].lease_id)
+    assert sched._sources["b"].suspect
+    assert sched.statistics(1.5).missing == 128 * KiB  # b's piece and the last one
+    assert [x for x in sched.poll(1.5) if isinstance(x, Assign)] == []  # a is busy: wait
+
+
+def test_when_every_source_is_suspect_one_still_gets_a_probe() -> None:
+    sched = Scheduler(256 * KiB, PROBES)
+    sched.add_source("b", 1, 0.0)
+    (lease,) = [x for x in sched.poll(0.0) if isinstance(x, Assign)]
+    _stalls(sched, lease.lease_id)
+    assert sched._sources["b"].suspect
+    (probe,) = [x for x in sched.poll(1.5) if isinstance(x, Assign)]
+    assert probe.source_id == "b"
+    assert probe.range.length == PROBES.min_piece
