@@ -270,3 +270,15 @@ def test_when_every_source_is_suspect_one_still_gets_a_probe() -> None:
     (probe,) = [x for x in sched.poll(1.5) if isinstance(x, Assign)]
     assert probe.source_id == "b"
     assert probe.range.length == PROBES.min_piece
+
+
+def test_a_source_that_asked_in_vain_is_woken_after_refresh_not_at_the_stall() -> None:
+    sched = Scheduler(1 * MiB, PIECES)
+    sched.add_source("a", 1, 0.0)
+    sched.add_source("b", 1, 0.0)
+    (only,) = [x for x in sched.poll(0.0) if isinstance(x, Assign)]  # one piece: b gets none
+    assert sched.next_deadline(0.0) == pytest.approx(PIECES.refresh)
+    sched.on_data(only.lease_id, MiB, 0.01)  # done: nobody waits for anything
+    assert sched.is_complete()
+    sched.poll(0.06)
+    assert sched.next_deadline(0.06) is None

@@ -119,11 +119,15 @@ class Scheduler:
         return not self._pieces.missing_total() and self._pieces.is_duplicated()
 
     def next_deadline(self, now: float) -> float | None:
-        """When ``on_timer``/``poll`` next have work: a stall timeout, or a backoff that ends."""
+        """When ``on_timer``/``poll`` next have work: a stall timeout, a backoff that ends,
+        or the next ``config.refresh`` while a source with a free slot found nothing."""
         oldest = self._pieces.oldest_data()
         times = [] if oldest is None else [oldest + self.config.stall_timeout]
         backoff = self._sources.next_backoff_end(now)
         times += [] if backoff is None else [backoff]
+        retry = self._selector.next_refresh()
+        if retry is not None and self._sources.any_waiting() and not self.is_complete():
+            times.append(retry)  # a source that found nothing asks again then
         return min(times) if times else None
 
     def contributors(self, rng: ByteRange) -> dict[str, int]:
@@ -154,6 +158,7 @@ class Scheduler:
             raise ValueError(f"unknown source {source_id!r}")
         self._check_within_file(ranges)
         self._sources.grow(src, ranges)
+        self._sources.refresh(src)  # it may find work now
 
     def availability(self, source_id: str) -> RangeSet | None:
         """What ``source_id`` may serve (a copy); None: any byte. ``ValueError`` if unknown."""
@@ -274,12 +279,13 @@ class Scheduler:
                 self._missing_seen = self._pieces.missing_version
                 self._sources.retry_all()  # what was worked out changed: everyone may ask
             for src in self._sources.usable_by_speed(now):
-                pick = self._selector.pick(src, now) if src.usable(now) else None
+                usable = src.usable(now)
+                pick = self._selector.pick(src, now) if usable else None
                 if pick is not None:
                     actions.append(self._carry_out(pick, src, now))
                     progressed = True
                 else:
-                    self._sources.found_nothing(src)
+                    self._sources.found_nothing(src, asked=usable)
             if not progressed:
                 return actions
 

@@ -117,6 +117,11 @@ class Selector:
         changed, self._told = self.epoch != self._told, self.epoch
         return changed
 
+    def next_refresh(self) -> float | None:
+        """When the views are worked out again (None: after the next change, or never yet)."""
+        built = self._seen.built
+        return None if built is None or not self.config.refresh else built + self.config.refresh
+
     def _views(self, now: float) -> _Views:
         """What was worked out from the ledger (see ``_Views``): kept for
         ``config.refresh`` seconds from when it was (0: while the ledger and ``now`` are

@@ -208,6 +208,8 @@ class SourceBook:
         self._open: dict[str, Source] = {}
         #: ... of which those that may still find work before ``retry_all`` (see ``poll``)
         self._pending: dict[str, Source] = {}
+        #: ... and those that asked in vain since (``next_deadline`` wakes them)
+        self._in_vain: dict[str, Source] = {}
         #: (end of a backoff, source id), soonest first; entries whose source's backoff
         #: changed since are skipped when read
         self._backoffs: list[tuple[float, str]] = []
@@ -280,15 +282,23 @@ class SourceBook:
         if src.alive():
             self._open[src.id] = self._pending[src.id] = src
 
-    def found_nothing(self, src: Source) -> None:
-        """``src`` asked for work and got none (or could not ask): it is not ranked again
-        until ``retry_all`` or until it frees a slot."""
+    def found_nothing(self, src: Source, *, asked: bool) -> None:
+        """``src`` asked for work and got none (``asked``), or could not ask (backing off,
+        or at its capacity): it is not ranked again until ``retry_all``, until its backoff
+        ends or until it frees a slot."""
         self._pending.pop(src.id, None)
+        if asked:
+            self._in_vain[src.id] = src
+
+    def any_waiting(self) -> bool:
+        """Some source asked for work in vain since the last ``retry_all``."""
+        return bool(self._in_vain)
 
     def retry_all(self) -> None:
         """What the selector works from changed: every source with a free slot may ask.
         O(open sources); the scheduler calls it once per ``SchedulerConfig.refresh``."""
         self._pending = dict(self._open)
+        self._in_vain = {}
 
     def record(self, src: Source, now: float, nbytes: int, lease_started: float) -> None:
         """``src.record_data``, and keep ``src`` among those whose estimates move on."""
