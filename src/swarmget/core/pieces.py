@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import bisect
 import enum
+from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -103,16 +104,22 @@ class PieceMap:
             x for r in (claimed or ()) if (x := r.intersect(whole)) is not None
         )
         self._missing = self._claimed.missing(whole)
+        self._missing_total = self._missing.total()
         self._pieces: dict[int, Piece] = {}
         #: (start, id) of every piece, sorted: pieces are disjoint, so this is their order
         #: by frontier too (a split keeps the start, a new piece is inserted)
         self._by_start: list[tuple[int, int]] = []
         self._claimed_total = self._claimed.total()
         self._leases: dict[int, Lease] = {}
+        #: the leases by ``last_data``, oldest first (time only moves forward, so a lease
+        #: that reports moves to the end): the stalled ones are at the front
+        self._by_data: OrderedDict[int, Lease] = OrderedDict()
         #: bytes given back to MISSING after a failure or a bad check
         self.reassigned = 0
         #: moves on at every change (what is worked out from the ledger can key on it)
         self.version = 0
+        #: moves on when bytes become missing again (a lease given back, bad bytes)
+        self.missing_version = 0
 
     # --- queries -------------------------------------------------------------------------------
 
@@ -127,7 +134,7 @@ class PieceMap:
         return self._claimed_total
 
     def missing_total(self) -> int:
-        return self._missing.total()
+        return self._missing_total
 
     def leased_total(self) -> int:
         return sum(p.remaining for p in self._pieces.values())
@@ -182,11 +189,31 @@ class PieceMap:
         for _, piece_id in self._by_start:
             yield self._pieces[piece_id]
 
+    def has(self, piece: Piece) -> bool:
+        """``piece`` is (still) in the ledger."""
+        return self._pieces.get(piece.id) is piece
+
     def piece(self, piece_id: int) -> Piece:
         return self._pieces[piece_id]
 
     def leases(self) -> Iterator[Lease]:
         return iter(self._leases.values())
+
+    def stalled(self, now: float, timeout: float) -> list[Lease]:
+        """The leases with no data for ``timeout`` seconds at ``now``, by id. Costs
+        O(k log k) for k of them (the oldest first in ``_by_data``), not O(leases)."""
+        out = []
+        for lease in self._by_data.values():
+            if now - lease.last_data < timeout:
+                break
+            out.append(lease)
+        return sorted(out, key=lambda lease: lease.id)
+
+    def oldest_data(self) -> float | None:
+        """The earliest ``last_data`` of a lease (None: no lease). O(1)."""
+        for lease in self._by_data.values():
+            return lease.last_data
+        return None
 
     def lease_count(self) -> int:
         return len(self._leases)
@@ -230,6 +257,7 @@ class PieceMap:
             self._missing.subtract(rng)
         if rng is None:
             raise ValueError("nothing is missing")
+        self._missing_total -= rng.length
         piece = self._new_piece(piece_id, rng.start, rng.end)
         return self.add_lease(piece, lease_id=lease_id, source_id=source_id, now=now)
 
@@ -258,6 +286,7 @@ class PieceMap:
         start = piece.frontier if cursor is None else cursor
         lease = Lease(lease_id, source_id, piece.id, start, now, now, duplicate)
         self._leases[lease.id] = lease
+        self._by_data[lease.id] = lease
         piece.leases.append(lease.id)
         return lease
 
@@ -268,6 +297,7 @@ class PieceMap:
         got = ByteRange(lease.cursor, lease.cursor + nbytes)
         lease.cursor = got.end
         lease.last_data = now
+        self._by_data.move_to_end(lease.id)
         lease.received += nbytes
         lease.deliveries += 1
         if lease.first_data is None:
@@ -287,12 +317,15 @@ class PieceMap:
         """Forget a lease; give its piece's leased bytes back if nobody else works on it."""
         self.version += 1
         del self._leases[lease.id]
+        del self._by_data[lease.id]
         piece = self._pieces[lease.piece_id]
         piece.leases.remove(lease.id)
         if piece.leases:
             return
         if piece.remaining:
             self._missing.add(ByteRange(piece.frontier, piece.end))
+            self._missing_total += piece.remaining
+            self.missing_version += 1
             self.reassigned += piece.remaining
         del self._pieces[piece.id]
         del self._by_start[bisect.bisect_left(self._by_start, (piece.start, piece.id))]
@@ -305,6 +338,8 @@ class PieceMap:
             self._claimed.subtract(r)
             self._missing.add(r)
         self._claimed_total -= bad.total()
+        self._missing_total += bad.total()
+        self.missing_version += 1
         self.reassigned += bad.total()
         return bad
 
@@ -331,3 +366,11 @@ class PieceMap:
         # the indexes kept on events agree with working them out again
         assert self._by_start == sorted((p.start, p.id) for p in self._pieces.values())
         assert self._claimed_total == self._claimed.total()
+        assert self._missing_total == self._missing.total()
+        assert set(self._by_data) == set(self._leases)
+
+    def check_time_order(self) -> None:
+        """Raise AssertionError unless ``_by_data`` is in order of ``last_data`` (it is if
+        ``now`` never went back, as the scheduler is promised)."""
+        times = [lease.last_data for lease in self._by_data.values()]
+        assert times == sorted(times), "leases out of order of their last data"

@@ -100,6 +100,7 @@ class Scheduler:
         self._next_id = 1  # pieces and leases draw from one counter
         self._steals = 0
         self._duplicates = 0
+        self._missing_seen = self._pieces.missing_version
 
     # --- queries -------------------------------------------------------------------------------
 
@@ -118,10 +119,15 @@ class Scheduler:
         return not self._pieces.missing_total() and self._pieces.is_duplicated()
 
     def next_deadline(self, now: float) -> float | None:
-        """When ``on_timer``/``poll`` next have work: a stall timeout, or a backoff that ends."""
-        stall = self.config.stall_timeout
-        times = [lease.last_data + stall for lease in self._pieces.leases()]
-        times += self._sources.backoff_ends(now)
+        """When ``on_timer``/``poll`` next have work: a stall timeout, a backoff that ends,
+        or the next ``config.refresh`` while a source with a free slot found nothing."""
+        oldest = self._pieces.oldest_data()
+        times = [] if oldest is None else [oldest + self.config.stall_timeout]
+        backoff = self._sources.next_backoff_end(now)
+        times += [] if backoff is None else [backoff]
+        retry = self._selector.next_refresh()
+        if retry is not None and self._sources.any_waiting() and not self.is_complete():
+            times.append(retry)  # a source that found nothing asks again then
         return min(times) if times else None
 
     def contributors(self, rng: ByteRange) -> dict[str, int]:
@@ -160,6 +166,7 @@ class Scheduler:
             raise ValueError(f"unknown source {source_id!r}")
         self._check_within_file(ranges)
         self._sources.grow(src, ranges)
+        self._sources.refresh(src)  # it may find work now
 
     def availability(self, source_id: str) -> RangeSet | None:
         """What ``source_id`` may serve (a copy); None: any byte. ``ValueError`` if unknown."""
@@ -231,6 +238,9 @@ class Scheduler:
         gap = lease.gap()
         if gap is not None:
             src.gap = gap
+        elif lease.deliveries == 1 and nbytes:  # its first data: how long that took
+            wait = now - lease.started
+            src.first_wait = wait if src.first_wait is None else (src.first_wait + wait) / 2
         if write is not None:
             src.credit(write)
         piece = self._pieces.piece(lease.piece_id)
@@ -258,15 +268,14 @@ class Scheduler:
     def on_timer(self, now: float) -> list[Action]:
         """Revoke stalled leases. Call at (or after) ``next_deadline()``."""
         actions: list[Action] = []
-        for lease in list(self._pieces.leases()):
+        for lease in self._pieces.stalled(now, self.config.stall_timeout):
             if self._pieces.find_lease(lease.id) is None:
                 continue  # released above (its source was banned)
-            if now - lease.last_data >= self.config.stall_timeout:
-                src = self._sources[lease.source_id]
-                reason = f"no data for {now - lease.last_data:.1f}s"
-                actions.append(Cancel(lease.id, src.id, f"stalled: {reason}", CancelCause.STALLED))
-                self._release(lease)
-                actions += self._judge(src, now, FailureKind.STALLED, reason, None)
+            src = self._sources[lease.source_id]
+            reason = f"no data for {now - lease.last_data:.1f}s"
+            actions.append(Cancel(lease.id, src.id, f"stalled: {reason}", CancelCause.STALLED))
+            self._release(lease)
+            actions += self._judge(src, now, FailureKind.STALLED, reason, None)
         return actions
 
     def poll(self, now: float) -> list[Action]:
@@ -274,12 +283,17 @@ class Scheduler:
         actions: list[Action] = []
         while True:
             progressed = False
+            if self._selector.refresh(now) or self._pieces.missing_version != self._missing_seen:
+                self._missing_seen = self._pieces.missing_version
+                self._sources.retry_all()  # what was worked out changed: everyone may ask
             for src in self._sources.usable_by_speed(now):
-                if src.usable(now):
-                    pick = self._selector.pick(src, now)
-                    if pick is not None:
-                        actions.append(self._carry_out(pick, src, now))
-                        progressed = True
+                usable = src.usable(now)
+                pick = self._selector.pick(src, now) if usable else None
+                if pick is not None:
+                    actions.append(self._carry_out(pick, src, now))
+                    progressed = True
+                else:
+                    self._sources.found_nothing(src, asked=usable)
             if not progressed:
                 return actions
 
@@ -304,6 +318,7 @@ class Scheduler:
     def check_invariants(self) -> None:
         """Raise AssertionError if the bookkeeping is inconsistent (used by tests)."""
         self._pieces.check_invariants()
+        self._pieces.check_time_order()
         self._sources.check_invariants(self._pieces.claimed())
         for lease in self._pieces.leases():
             src = self._sources[lease.source_id]

@@ -38,6 +38,9 @@ class SchedulerConfig:
     #: beats, not after ``silence``; its source gets no new work until it delivers again
     silence_gaps: float = 10.0
     silence_floor: float = 0.25
+    #: ... and a stream that has not delivered yet, after this many of its source's usual
+    #: waits for a first byte (the same bounds; all of ``silence`` until one was seen)
+    silence_first: float = 5.0
     #: consecutive failures without progress before a source is banned
     max_failures: int = 5
     #: BROKEN answers (lies, short bodies) in the last ``judge_window`` answers before a source
@@ -50,7 +53,8 @@ class SchedulerConfig:
     steal: bool = True
     endgame: bool = True
     #: an endgame duplicate is only worth it if the holder needs longer than this to finish
-    endgame_min_eta: float = 0.5
+    #: (and the copier would finish first, counting its usual wait for a first byte)
+    endgame_min_eta: float = 0.25
     #: help a slow piece that holds up the contiguous done prefix once this many bytes (or
     #: an eighth of a smaller file) are done beyond it (0: never; the endgame still copies
     #: it at the very end)
@@ -61,6 +65,12 @@ class SchedulerConfig:
     #: ... looking at the lowest this many pieces in flight (the ones holding up the prefix;
     #: a hung holder's piece beyond them is copied in the endgame)
     rescue_depth: int = 512
+    #: what the selector works out from the ledger (the rescue list, the pieces to steal
+    #: from or copy, by time to finish) and which sources found nothing are kept for this
+    #: many seconds and checked again as they are read, instead of worked out after every
+    #: report of data; the rate estimates of all active sources move on as often. 0: after
+    #: every change (O(pieces) per event: the decisions of before issue #17's third round)
+    refresh: float = 0.05
     #: piece boundaries fall on multiples of this (a manifest's piece size: then most
     #: verifiable pieces come from one source, which is who to blame when one is bad)
     align: int = 1
@@ -68,10 +78,12 @@ class SchedulerConfig:
     def __post_init__(self) -> None:
         if not 0 < self.min_piece <= self.max_piece:
             raise ValueError("need 0 < min_piece <= max_piece")
-        if self.silence <= 0 or self.silence_gaps <= 0 or self.silence_floor <= 0:
-            raise ValueError("silence, silence_gaps and silence_floor must be positive")
+        if min(self.silence, self.silence_gaps, self.silence_floor, self.silence_first) <= 0:
+            raise ValueError("silence, silence_gaps, silence_floor, silence_first must be > 0")
         if self.min_steal <= 0 or self.stall_timeout <= 0 or self.max_failures < 1:
             raise ValueError("min_steal, stall_timeout and max_failures must be positive")
+        if self.refresh < 0:
+            raise ValueError("refresh must be >= 0")
         if self.align < 1 or self.rescue_depth < 1:
             raise ValueError("align and rescue_depth must be >= 1")
         if self.max_broken < 1 or self.judge_window < self.max_broken:

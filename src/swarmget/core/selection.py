@@ -35,24 +35,33 @@ missing bytes. Otherwise, in order:
   (aria2's halving, weighted by the two sources' rates): the holder keeps ``[frontier,
   split)``, the thief gets ``[split, end)``.
 * **Endgame.** When nothing can be split any more, an idle source that is faster than a
-  piece's holder gets a ``Duplicate`` of ``[frontier, end)``; both stream, whichever is ahead
-  claims the bytes, the first to reach the end wins. A *silent* stream (no data, since its
-  last or its start, for ``silence_gaps`` of its source's usual gaps between reports, within
-  ``[silence_floor, silence]`` seconds) counts as rate 0 (a hung helper's windowed rate only
-  fades over seconds), and a piece whose copies are all silent may get one more. A *quiet*
-  source (it holds work, all silent: ``core.sources``) gets nothing.
+  piece's *lead* gets a ``Duplicate`` of ``[frontier, end)``; all copies stream, whichever
+  is ahead claims the bytes, the first to reach the end wins. The lead is the holder, or
+  the fastest live copy once there are several (a piece whose copy went to a slow helper
+  may get a faster one; none while a copy is not measured yet). The lead must need at
+  least ``endgame_min_eta``, and the copier must finish first counting its usual wait for
+  a first byte. A *silent* stream (no data, since its last, for ``silence_gaps`` of its
+  source's usual gaps between reports; since its start, for ``silence_first`` of its
+  source's usual waits for a first byte; within ``[silence_floor, silence]`` seconds)
+  counts as rate 0 (a hung helper's windowed rate only fades over seconds), and a piece
+  whose copies are all silent may get one more. A *quiet* source (it holds work, all
+  silent: ``core.sources``) gets nothing.
 
 **Cost.** What these rules read of the ledger (the pieces a rescue may help, the pieces by
-size for stealing, the pieces worth a copy by time to finish) is worked out once per change
-of the ledger and kept (``_Views``): in one ``poll`` the ledger only changes when a pick is
-carried out, so every idle source that finds nothing costs O(1) to O(its slots), not a sort
-of every piece. The rescue list reads the ledger's pieces in order of start and its claimed
-total, both kept up to date on events (``PieceMap``), and at most ``rescue_depth`` pieces.
+size for stealing, the pieces worth a copy by time to finish) is worked out once per
+``config.refresh`` seconds and kept (``_Views``); each item is checked again against the
+ledger when it is read (still there, same holder, one copy, still slow enough), and those
+no longer valid at the front are dropped, so a source that finds nothing costs O(1)
+amortized. The scheduler does not ask a source that found nothing again until the views are
+worked out anew, bytes become missing, or it frees a slot. With ``refresh`` 0 the views are
+worked out after every change of the ledger (the decisions of before, at O(pieces) per
+event). The rescue list reads the ledger's pieces in order of start and its claimed total,
+both kept up to date on events (``PieceMap``), and at most ``rescue_depth`` pieces.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -101,14 +110,36 @@ class Selector:
         self._seen = _Views()
         #: the slots the swarm is expected to have (0: no expectation), see the docstring
         self.expected_slots = 0
+        #: moves on each time the views are worked out again
+        self.epoch = 0
+        self._told = 0
         #: lease id -> (what its time to finish depended on, the time to finish)
         self._etas: dict[int, tuple[tuple[float, int, float, int, int], float]] = {}
 
-    @property
-    def _views(self) -> _Views:
-        """What was worked out from the ledger as it is at ``now`` (see ``_Views``)."""
-        if self._seen.version != self.pieces.version:
-            self._seen = _Views(self.pieces.version)
+    def refresh(self, now: float) -> bool:
+        """Bring the views to ``now``; True if they were worked out again since the last
+        call (then a source that found nothing may find something: ``retry_all``)."""
+        self._views(now)
+        changed, self._told = self.epoch != self._told, self.epoch
+        return changed
+
+    def next_refresh(self) -> float | None:
+        """When the views are worked out again (None: after the next change, or never yet)."""
+        built = self._seen.built
+        return None if built is None or not self.config.refresh else built + self.config.refresh
+
+    def _views(self, now: float) -> _Views:
+        """What was worked out from the ledger (see ``_Views``): kept for
+        ``config.refresh`` seconds from when it was (0: while the ledger and ``now`` are
+        as they were)."""
+        seen, every = self._seen, self.config.refresh
+        if every:
+            stale = seen.built is None or not seen.built <= now < seen.built + every
+        else:
+            stale = seen.version != self.pieces.version or seen.built != now
+        if stale:
+            self._seen = _Views(self.pieces.version, now)
+            self.epoch += 1
         return self._seen
 
     def pick(self, src: Source, now: float) -> Pick | None:
@@ -116,7 +147,7 @@ class Selector:
         if src.quiet(now, self.config):
             return None  # it holds work and shows no progress: nothing more for now
         if src.suspect:  # it stalled: a small probe of missing bytes, nothing held by others
-            return self._take_missing(src, probe=True)
+            return self._take_missing(src, probe=True) if self._may_probe() else None
         rescue = self._rescue_frontier(src, now)
         if rescue is not None:
             return rescue
@@ -150,6 +181,17 @@ class Selector:
             return None
         return TakeMissing(self._piece_length(*_span(run), probe=probe), run)
 
+    def _may_probe(self) -> bool:
+        """A suspect source may take a probe while missing bytes are plentiful (a
+        ``min_piece`` per slot alive besides it), or when every source alive is suspect: the
+        last missing bytes go to sources that showed progress, or the end of the download
+        waits for a probe on a helper that may well hang again."""
+        config = self.config
+        left = self.pieces.missing_total() - config.min_piece
+        if left >= self.sources.alive_slots() * config.min_piece:
+            return True
+        return not self.sources.any_trusted()
+
     def _piece_length(self, start: int, available: int, *, probe: bool = False) -> int:
         """How many of the ``available`` missing bytes from ``start`` one piece takes."""
         slots = max(self.sources.alive_slots(), self.expected_slots)
@@ -165,18 +207,26 @@ class Selector:
 
     def _steal(self, thief: Source, now: float) -> Split | None:
         """Split the largest single-copy piece in flight; the thief takes its far end."""
-        if self._views.steal is None:
-            candidates = [p for p in self.pieces.pieces() if len(p.leases) == 1]
-            self._views.steal = sorted(candidates, key=lambda p: p.remaining, reverse=True)
-        for piece in self._views.steal:
-            if piece.remaining < 2 * self.config.min_steal:
+        views = self._views(now)
+        if views.steal is None:
+            found = [(p.remaining, p) for p in self.pieces.pieces() if len(p.leases) == 1]
+            views.steal = _Kept(sorted(found, key=lambda x: x[0], reverse=True))
+        floor = 2 * self.config.min_steal
+        for remaining, piece in views.steal.valid(lambda x: self._stealable(x[1])):
+            if remaining < floor:
                 break  # neither part could be min_steal: nor of any smaller piece
+            if piece.remaining < floor:
+                continue
             if self._silent(self.pieces.holder(piece), now):
                 continue  # its holder hangs: a copy takes all of it (the endgame), not half
             split = self._split_point(piece, thief, now)
             if split is not None and thief.may_serve(ByteRange(split, piece.end)):
                 return Split(piece, split)
         return None
+
+    def _stealable(self, piece: Piece) -> bool:
+        """Still in the ledger with one copy (it may have changed since the views)."""
+        return self.pieces.has(piece) and len(piece.leases) == 1
 
     def _split_point(self, piece: Piece, thief: Source, now: float) -> int | None:
         holder = self.pieces.holder(piece)
@@ -202,32 +252,66 @@ class Selector:
         if mine is not None and slowest is not None and mine <= slowest * 1.2:
             return None  # not faster than any holder
         owned = self._pieces_of(src)
-        for _, piece, holder in duplicable:
+        for _, piece, holder in duplicable.valid(lambda x: self._duplicable_now(*x[1:], now)):
             if piece.id in owned or not src.may_serve(ByteRange(piece.frontier, piece.end)):
                 continue
-            if self._faster(src, holder, now):
+            if self._faster(src, holder, now) and self._sooner(src, piece, holder, now):
                 return Duplicate(piece)
         return None
 
-    def _duplicable(self, now: float) -> tuple[list[tuple[float, Piece, Lease]], float | None]:
-        """The single-copy pieces worth a copy, longest to finish first (ties: oldest), and
-        the slowest holder's rate (None if some holder has no rate, or none is there)."""
-        views = self._views
-        if views.duplicable is None or views.now != now:
-            views.now = now
+    def _sooner(self, src: Source, piece: Piece, lead: Lease, now: float) -> bool:
+        """A copy on ``src`` would finish ``piece`` before ``lead`` does, counting its
+        usual wait for a first byte (a round trip, on a real network): else it only costs
+        bytes. True when either is not measured yet."""
+        mine, wait = src.slot_rate(now), src.first_wait
+        if not mine or wait is None:
+            return True
+        return wait + piece.remaining / mine < self._eta(lead, piece, now)
+
+    def _duplicable(self, now: float) -> tuple[_Kept[tuple[float, Piece, Lease]], float | None]:
+        """The pieces worth a copy, longest to finish first (ties: oldest), each with its
+        lead (``_lead``), and the slowest lead's rate (None if some lead has no rate, or
+        none is there)."""
+        views = self._views(now)
+        if views.duplicable is None:
             found = []
             for piece in self.pieces.pieces():
-                if not piece.remaining or not self._one_live_copy_at_most(piece, now):
-                    continue
-                holder = self.pieces.holder(piece)
-                eta = self._eta(holder, piece, now)
-                if eta >= self.config.endgame_min_eta:
-                    found.append((eta, piece, holder))
+                lead = self._lead(piece, now)
+                if lead is not None and self._duplicable_now(piece, lead, now):
+                    found.append((self._eta(lead, piece, now), piece, lead))
             found.sort(key=lambda x: -x[0])
-            views.duplicable = found
+            views.duplicable = _Kept(found)
             rates = [r for _, _, h in found if (r := self._rate(h, now))]
             views.slowest = min(rates) if rates and len(rates) == len(found) else None
         return views.duplicable, views.slowest
+
+    def _duplicable_now(self, piece: Piece, lead: Lease, now: float) -> bool:
+        """``piece`` is in the ledger with ``lead`` its lead still, which needs at least
+        ``endgame_min_eta`` to finish it."""
+        if not piece.remaining or not self.pieces.has(piece) or not piece.leases:
+            return False
+        if self._lead(piece, now) is not lead:
+            return False
+        return self._eta(lead, piece, now) >= self.config.endgame_min_eta
+
+    def _lead(self, piece: Piece, now: float) -> Lease | None:
+        """The copy of ``piece`` a new copy has to beat: its holder if it has one copy or
+        all its copies are silent; else the fastest live copy, if every live copy has a
+        measured rate (None: a copy not measured yet, wait for it). So a piece whose copy
+        went to a slow helper may get a faster one, never one slower than a live copy."""
+        if len(piece.leases) == 1:
+            return self.pieces.holder(piece)
+        rates = [(self._rate(x, now), x) for x in map(self.pieces.lease, piece.leases)]
+        live = [(r, x) for r, x in rates if r != 0.0]
+        if not live:
+            return self.pieces.holder(piece)  # all hung: a copy may take it
+        best: tuple[float, Lease] | None = None
+        for rate, lease in live:
+            if rate is None:
+                return None
+            if best is None or rate > best[0]:
+                best = (rate, lease)
+        return None if best is None else best[1]
 
     # --- frontier rescue -----------------------------------------------------------------------
 
@@ -236,11 +320,12 @@ class Selector:
         beyond it and more than ``1.5 * rescue_keep`` seconds to go for its holder."""
         if not self.config.rescue_backlog or src.slot_rate(now) is None:
             return None  # a source not measured yet is no rescue
-        views = self._views
-        if views.rescuable is None or views.rescue_now != now:
-            views.rescuable, views.rescue_now = _Lazy(self._rescuable(now)), now
+        views = self._views(now)
+        if views.rescuable is None:
+            found = self._rescuable(now)  # read lazily: only while the ledger is unchanged
+            views.rescuable = _Lazy(found) if not self.config.refresh else _Kept(list(found))
         mine = self._pieces_of(src)
-        for piece, holder in views.rescuable:
+        for piece, holder in views.rescuable.valid(lambda x: self._rescuable_now(*x, now)):
             if piece.id in mine:
                 continue
             rescue = self._rescue(src, piece, holder, now)
@@ -281,6 +366,15 @@ class Selector:
                 continue  # e.g. what a rescue left it: let it finish
             yield piece, holder
 
+    def _rescuable_now(self, piece: Piece, holder: Lease, now: float) -> bool:
+        """What ``_rescuable`` found is still so: ``piece`` is in the ledger, ``holder``
+        its one copy, and it needs more than ``1.5 * rescue_keep`` (what a rescue left it
+        needs less: let it finish)."""
+        if not piece.remaining or not self.pieces.has(piece) or piece.leases != [holder.id]:
+            return False
+        soon = max(self.config.endgame_min_eta, 1.5 * self.config.rescue_keep)
+        return self._eta(holder, piece, now) > soon
+
     def _rescue(
         self, src: Source, piece: Piece, holder: Lease, now: float
     ) -> Split | Duplicate | None:
@@ -315,13 +409,6 @@ class Selector:
         waited = now - holder.last_data
         return waited >= src.silence(self.config, started=holder.deliveries > 0)
 
-    def _one_live_copy_at_most(self, piece: Piece, now: float) -> bool:
-        """One copy streams ``piece``, or none of its copies has delivered for ``silence``
-        (the holder and its copy both hung: a third copy may take it)."""
-        if len(piece.leases) == 1:
-            return True
-        return all(self._rate(self.pieces.lease(i), now) == 0.0 for i in piece.leases)
-
     def _pieces_of(self, src: Source) -> set[int]:
         return {self.pieces.lease(i).piece_id for i in src.leases}
 
@@ -333,7 +420,9 @@ class Selector:
         if seen is not None and seen[0] == key:
             return seen[1]
         rate = self._rate(holder, now)
-        if not rate:
+        if rate == 0.0 and self._silent(holder, now):
+            eta = float("inf")  # it hangs: judged by its silence, no further wait
+        elif not rate:
             eta = float("inf") if now - holder.started > self.config.endgame_min_eta else 0.0
         else:
             eta = piece.remaining / rate
@@ -357,26 +446,47 @@ class _Views:
     is carried out, so the sources without work cost O(1) each, not O(pieces log pieces)."""
 
     version: int = -1
-    now: float | None = None
-    rescue_now: float | None = None
-    rescuable: _Lazy[tuple[Piece, Lease]] | None = None
-    steal: list[Piece] | None = None
-    duplicable: list[tuple[float, Piece, Lease]] | None = None
+    #: when they were worked out (None: not yet)
+    built: float | None = None
+    rescuable: _Lazy[tuple[Piece, Lease]] | _Kept[tuple[Piece, Lease]] | None = None
+    steal: _Kept[tuple[int, Piece]] | None = None
+    duplicable: _Kept[tuple[float, Piece, Lease]] | None = None
     slowest: float | None = None
 
 
 class _Lazy(Generic[T]):
-    """An iterator's items, worked out once as far as any reader went, read again by many."""
+    """An iterator's items, worked out once as far as any reader went, read again by many
+    (while the ledger is as it was: ``config.refresh`` 0)."""
 
     def __init__(self, items: Iterator[T]) -> None:
         self._items = items
         self._seen: list[T] = []
 
-    def __iter__(self) -> Iterator[T]:
+    def valid(self, check: Callable[[T], bool]) -> Iterator[T]:
+        """The items, lazily (all still valid: the ledger did not change)."""
         yield from self._seen
         for item in self._items:
             self._seen.append(item)
             yield item
+
+
+class _Kept(Generic[T]):
+    """Items worked out at some time and read until the views are worked out again; each
+    is checked again when read, and those no longer valid at the front are dropped (so
+    readers that find nothing do not walk them again: O(1) amortized per item)."""
+
+    def __init__(self, items: list[T]) -> None:
+        self._items = items
+        self._first = 0
+
+    def valid(self, check: Callable[[T], bool]) -> Iterator[T]:
+        """The items that pass ``check`` now, in order."""
+        items = self._items
+        while self._first < len(items) and not check(items[self._first]):
+            self._first += 1
+        for i in range(self._first, len(items)):
+            if check(items[i]):
+                yield items[i]
 
 
 def _span(run: ByteRange) -> tuple[int, int]:

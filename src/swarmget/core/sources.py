@@ -27,13 +27,14 @@ together, which ordinary sources leave to them while other bytes are missing.
 holds one lease at most, a small probe of missing bytes (``min_piece``), and is given no
 steal, copy or rescue; its stalls still count towards a ban. The same holds much sooner for
 a stream that goes *silent*: no data for ``silence_gaps`` of the usual gaps between its
-source's reports of data (at least ``silence_floor``, at most ``silence`` seconds;
-``Source.silence``). A source that holds work and has been silent that long is *quiet* and
-gets no new work; a silent copy that loses its piece's race leaves its source suspect. A
-source added while others are
-already delivering is on *probation*: one lease (its first piece, to be measured) until its
-first byte; the sources there at the start get all their slots at once (nothing to compare
-them with, and waiting would delay the start).
+source's reports of data, or before its first byte for ``silence_first`` of the source's
+usual waits for a first byte (at least ``silence_floor``, at most ``silence`` seconds;
+``Source.silence``): a helper that hung while it held nothing is noticed on its next
+lease. A source that holds work and has been silent that long is *quiet* and gets no new
+work; a silent copy that loses its piece's race leaves its source suspect. A source added
+while others are already delivering is on *probation*: one lease (its first piece, to be
+measured) until its first byte; the sources there at the start get all their slots at
+once (nothing to compare them with, and waiting would delay the start).
 
 **Speed.** A source's rate is the bytes it streamed over the last few seconds
 (``core.rates``), counted from its first data. While it works (holds a lease, or has recent
@@ -41,12 +42,14 @@ samples) the estimate is live; once it sits idle with nothing recent, it is reme
 was when last brought up to date (``last_rate``), so an idle fast source still ranks as fast.
 Estimates are brought up to date by events only: ``record_data`` when bytes arrive, and
 ``SourceBook.usable_by_speed(now)`` (the scheduler's ``poll``), which ranks the usable sources
-and then moves every estimate that can still change (those with samples kept) to ``now``.
+and then moves the estimates that can still change (those with samples kept) to ``now``:
+all of them at most once per ``SchedulerConfig.refresh``, else those with data since.
 ``rate(now)`` itself is a query: a snapshot taken between two events changes nothing.
 """
 
 from __future__ import annotations
 
+import heapq
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -87,6 +90,8 @@ class Source:
     index: int = 0
     #: the usual time between two reports of data of one of its streams (None: not seen)
     gap: float | None = None
+    #: the usual time from a lease's start to its first data (None: not seen)
+    first_wait: float | None = None
     #: when it last delivered a byte, and when it last went from no lease to one
     last_data: float = float("-inf")
     busy_since: float = float("-inf")
@@ -121,11 +126,15 @@ class Source:
     def silence(self, config: SchedulerConfig, *, started: bool = True) -> float:
         """How long a stream of it may go without data before it counts as silent (see
         ``SchedulerConfig.silence_gaps``). ``started``: the stream has delivered before; a
-        first byte (a round trip, the helper's own request to the origin) gets all of
-        ``config.silence``."""
-        if self.gap is None or not started:
+        first byte (a round trip, the helper's own request to the origin) is judged by the
+        source's usual wait for a first byte instead (all of ``config.silence`` until one
+        was seen): a helper that hung while it held nothing is noticed on its next lease."""
+        usual, times = (
+            (self.gap, config.silence_gaps) if started else (self.first_wait, config.silence_first)
+        )
+        if usual is None:
             return config.silence
-        return min(config.silence, max(config.silence_floor, config.silence_gaps * self.gap))
+        return min(config.silence, max(config.silence_floor, times * usual))
 
     def quiet(self, now: float, config: SchedulerConfig) -> bool:
         """It holds leases and has delivered nothing for its ``silence`` (since it last
@@ -197,6 +206,15 @@ class SourceBook:
         self._sources: dict[str, Source] = {}
         #: alive sources with a slot free (a superset of the usable ones)
         self._open: dict[str, Source] = {}
+        #: ... of which those that may still find work before ``retry_all`` (see ``poll``)
+        self._pending: dict[str, Source] = {}
+        #: ... and those that asked in vain since (``next_deadline`` wakes them)
+        self._in_vain: dict[str, Source] = {}
+        #: (end of a backoff, source id), soonest first; entries whose source's backoff
+        #: changed since are skipped when read
+        self._backoffs: list[tuple[float, str]] = []
+        #: the same, for ``usable_by_speed``: a source whose backoff ended may ask again
+        self._wakeups: list[tuple[float, str]] = []
         #: sources with rate samples kept (the only ones ``advance`` can change)
         self._warm: dict[str, Source] = {}
         #: cached ``alive_slots`` and ``restricted`` (None: to compute)
@@ -237,15 +255,19 @@ class SourceBook:
             else:
                 self.grow(src, available)
             src.slots, src.gone = slots, False
+            if src.not_before > now:  # revived while backing off
+                heapq.heappush(self._backoffs, (src.not_before, src.id))
+                heapq.heappush(self._wakeups, (src.not_before, src.id))
         self.refresh(src)
 
     def refresh(self, src: Source) -> None:
         """``src``'s leases, slots, ban or presence changed: update the indexes."""
         self._alive_slots = self._restricted = None
         if src.alive() and len(src.leases) < src.slots:
-            self._open[src.id] = src
+            self._open[src.id] = self._pending[src.id] = src
         else:
             self._open.pop(src.id, None)
+            self._pending.pop(src.id, None)
 
     def hold(self, src: Source, lease_id: int, now: float) -> None:
         if not src.leases:
@@ -253,11 +275,30 @@ class SourceBook:
         src.leases.add(lease_id)
         if len(src.leases) >= src.slots:
             self._open.pop(src.id, None)
+            self._pending.pop(src.id, None)
 
     def let_go(self, src: Source, lease_id: int) -> None:
         src.leases.discard(lease_id)
         if src.alive():
-            self._open[src.id] = src
+            self._open[src.id] = self._pending[src.id] = src
+
+    def found_nothing(self, src: Source, *, asked: bool) -> None:
+        """``src`` asked for work and got none (``asked``), or could not ask (backing off,
+        or at its capacity): it is not ranked again until ``retry_all``, until its backoff
+        ends or until it frees a slot."""
+        self._pending.pop(src.id, None)
+        if asked:
+            self._in_vain[src.id] = src
+
+    def any_waiting(self) -> bool:
+        """Some source asked for work in vain since the last ``retry_all``."""
+        return bool(self._in_vain)
+
+    def retry_all(self) -> None:
+        """What the selector works from changed: every source with a free slot may ask.
+        O(open sources); the scheduler calls it once per ``SchedulerConfig.refresh``."""
+        self._pending = dict(self._open)
+        self._in_vain = {}
 
     def record(self, src: Source, now: float, nbytes: int, lease_started: float) -> None:
         """``src.record_data``, and keep ``src`` among those whose estimates move on."""
@@ -275,6 +316,10 @@ class SourceBook:
 
     def any_alive(self) -> bool:
         return any(s.alive() for s in self._sources.values())
+
+    def any_trusted(self) -> bool:
+        """Some source alive is not suspect (stops at the first: O(1) unless most are)."""
+        return any(s.alive() and not s.suspect for s in self._sources.values())
 
     def alive_slots(self) -> int:
         if self._alive_slots is None:
@@ -297,6 +342,18 @@ class SourceBook:
                 for r in src.available:
                     out.add(r)
         return out
+
+    def next_backoff_end(self, now: float) -> float | None:
+        """The soonest end of a backoff of a source alive that is still in the future
+        (as ``min(backoff_ends(now))``, in O(log n) amortized: ends passed are dropped)."""
+        heap = self._backoffs
+        while heap:
+            end, sid = heap[0]
+            src = self._sources[sid]
+            if end > now and src.not_before == end and src.alive():
+                return end
+            heapq.heappop(heap)
+        return None
 
     def backoff_ends(self, now: float) -> list[float]:
         """When the backoffs of sources still alive end (those still in the future)."""
@@ -327,19 +384,32 @@ class SourceBook:
         return ranked
 
     def usable_by_speed(self, now: float) -> list[Source]:
-        """The usable sources in the order of ``by_speed``; then the estimates of the
-        sources with samples are brought to ``now`` (the others' cannot change). Costs
-        O(u log u + w) for u usable and w recently active sources, not O(n log n)."""
+        """The sources that may still find work (``found_nothing``, ``retry_all``) in the
+        order of ``by_speed`` (the caller checks ``usable``); then the estimates of the
+        sources with samples are brought to ``now`` (the others' cannot change), all of
+        them at most once per ``config.refresh``, else those with data since. Costs
+        O(p log p + d) for p pending sources and d reports since, amortized."""
 
         def key(src: Source) -> tuple[int, float, int]:
             rate = src.slot_rate(now)
             return (0, 0.0, src.index) if rate is None else (1, -rate, src.index)
 
-        ranked = sorted((s for s in self._open.values() if s.usable(now)), key=key)
-        # moving an estimate to the time it was moved to changes nothing: at the same time,
-        # only those with data since need it
-        moving = self._fresh if now == self._advanced else self._warm
-        self._advanced, self._fresh = now, {}
+        wakeups = self._wakeups
+        while wakeups and wakeups[0][0] <= now:  # backoffs that ended: they may ask again
+            sid = heapq.heappop(wakeups)[1]
+            if sid in self._open:
+                self._pending[sid] = self._open[sid]
+        ranked = sorted(self._pending.values(), key=key)
+        # moving an estimate to the time it was moved to changes nothing: at the same time
+        # (or within ``config.refresh`` of the last time all moved), only those with data
+        # since need it
+        advanced = self._advanced
+        if advanced is not None and advanced <= now < advanced + self.config.refresh:
+            moving = self._fresh
+        else:
+            moving = self._fresh if now == advanced else self._warm
+            self._advanced = now
+        self._fresh = {}
         for sid, src in list(moving.items()):
             src.advance(now)
             if not src.samples:
@@ -372,7 +442,7 @@ class SourceBook:
         src.failures += 1
         if kind is FailureKind.RATE_LIMITED:
             wait = retry_after if retry_after is not None else self._backoff(1)
-            src.not_before = max(src.not_before, now + wait)
+            self._back_off(src, now + wait)
             return None
         src.consecutive_failures += 1
         if kind is FailureKind.STALLED:
@@ -386,8 +456,14 @@ class SourceBook:
                 return f"{bad} of its last {len(src.answers)} answers bad, last: {reason}"
         if src.consecutive_failures >= self.config.max_failures:
             return f"{src.consecutive_failures} failures in a row, last: {reason}"
-        src.not_before = max(src.not_before, now + self._backoff(src.consecutive_failures))
+        self._back_off(src, now + self._backoff(src.consecutive_failures))
         return None
+
+    def _back_off(self, src: Source, until: float) -> None:
+        if until > src.not_before:
+            src.not_before = until
+            heapq.heappush(self._backoffs, (until, src.id))
+            heapq.heappush(self._wakeups, (until, src.id))
 
     def answer(self, src: Source, lease_id: int, *, good: bool) -> None:
         """Record an answer of ``src``; a bad end of a lease replaces its good start."""
@@ -427,4 +503,5 @@ class SourceBook:
         for src in self._sources.values():
             has_room = src.alive() and len(src.leases) < src.slots
             assert (src.id in self._open) == has_room, f"{src.id}: index of free slots is off"
+            assert src.id in self._open or src.id not in self._pending, f"{src.id}: pending"
             assert src.id in self._warm or not src.samples, f"{src.id}: rate not moved on"
