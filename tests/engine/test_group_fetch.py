@@ -237,3 +237,27 @@ async def test_a_listed_holder_that_cannot_be_reached_is_dropped_and_not_reporte
     assert rb.sharing.lan_bytes == 0
     assert rb.sharing.banned_holders == ()  # it failed, it did not lie: no report
     assert hub.reports == []
+
+
+async def test_a_lone_member_claims_again_as_soon_as_its_links_run_short(tmp_path: Path) -> None:
+    """Grants follow what our links fetch, not the clock of the news: with the regular
+    rounds due only after the time limit, a lone member still claims grant after grant
+    (early rounds when its links run short) and finishes, crossing the origin once."""
+    hub, lan = FakeContentHub(), FakeLan()
+    late = GroupConfig(news_every=4 * BOUND, silent_after=4 * BOUND, short_check=0.05)
+    group = GroupOptions(
+        index=hub.client(A), holders=lan.streams(), node_id=A, holdings=lan.holdings(A),
+        config=late,
+    )  # fmt: skip
+    async with open_test_origin() as origin, aiohttp.ClientSession() as s:
+        origin.add_generated("f.bin", SIZE, digest=True)
+        client = OriginClient(s)
+        async with asyncio.timeout(BOUND):
+            r = await download(origin, client, tmp_path / "a.bin", group, verify_sample=0).run()
+        total = origin.stats().bytes_total
+        content = origin.content("f.bin")
+    assert r.path.read_bytes() == content
+    assert r.sharing is not None
+    assert r.sharing.joined
+    assert SharingNote.INDEX_SILENT not in r.sharing.notes  # not lifted: the grants came
+    assert total < 1.5 * SIZE  # one copy (and endgame duplicates), not two
