@@ -34,6 +34,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -253,6 +254,14 @@ def _clean(swarm: Swarm) -> None:
         shutil.rmtree(node.download_dir, ignore_errors=True)
 
 
+def _swarm(lab: Lab, n: int, options: NodeOptions) -> AbstractContextManager[Swarm]:
+    """``lab.swarm`` with no state left from an earlier run in its directory: a node would
+    resume a download its journal kept (one of ours whose node was killed) into the same
+    output name as this run's."""
+    shutil.rmtree(lab.work / f"swarm{lab._swarms + 1}", ignore_errors=True)
+    return lab.swarm(n, options)
+
+
 def exp_share(lab: Lab) -> None:
     plan = lab.plan
     n, size = plan.share_hosts, plan.share_size
@@ -261,7 +270,7 @@ def exp_share(lab: Lab) -> None:
     base = NodeOptions(stall_timeout=plan.stall_timeout)
     shared = NodeOptions(stall_timeout=plan.stall_timeout, extra=SHARE_FLAGS)
     # today's product: no sharing
-    with lab.swarm(n, base) as swarm:
+    with _swarm(lab, n, base) as swarm:
         _ready(swarm)
         try:
             for s in lone_sizes:
@@ -271,7 +280,7 @@ def exp_share(lab: Lab) -> None:
                      size=size, sharing=False)  # fmt: skip
         finally:
             _clean(swarm)
-    with lab.swarm(n, shared) as swarm:
+    with _swarm(lab, n, shared) as swarm:
         _ready(swarm)
         try:
             for s in lone_sizes:
@@ -286,7 +295,7 @@ def exp_share(lab: Lab) -> None:
                      fault=gone)  # fmt: skip
         finally:
             _clean(swarm)
-    with lab.swarm(n, shared) as swarm:
+    with _swarm(lab, n, shared) as swarm:
         _ready(swarm)
         try:
             # watched on h1 (a survivor): h0's own counter stalls if its download fails
