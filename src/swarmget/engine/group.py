@@ -335,9 +335,22 @@ class GroupFetch:
             grant = ByteRange(*group.grant)
             self._granted.add(grant)
             self._give_links(RangeSet([grant]))
+        if self._restricted:
+            self._drop_member_links(group.members)
         if self._use_holders:
             self._holders_now(group.members)
         self._woken()
+
+    def _drop_member_links(self, members: list[ContentMember]) -> None:
+        """A helper that is itself fetching this content works for the group through its
+        own grants: as our link it would only take the slots its LAN holder streams need
+        (and fetch our grants at its origin link's rate beside its own)."""
+        run, sched, now = self._active_run(), self._scheduler(), self._ctx.clock()
+        for member in members:
+            sid = member.node_id
+            if member.fetching and sid != self._options.node_id and sid in self._links:
+                self._links.discard(sid)
+                run.revoke(sched.remove_source(sid, now, "fetching this content itself"))
 
     def _holders_now(self, members: list[ContentMember]) -> None:
         run, sched, now = self._active_run(), self._scheduler(), self._ctx.clock()
