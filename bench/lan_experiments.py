@@ -77,6 +77,7 @@ class Plan:
     share_kill_at: float = 0.4  # the first requester's node killed with this much received
     share_holder_kill_at: float = 0.3  # a holder killed when the requester has this much
     share_origin_ref: bool = True  # curl from one host: "from the origin" for the 2nd
+    share_wide_slots: int = 8  # "at once" with sharing again, every node --slots this (0: no)
 
     @property
     def hosts(self) -> int:
@@ -116,6 +117,7 @@ QUICK = Plan(
     share_size=8 * MiB,
     share_lone_sizes=(8 * MiB,),
     share_origin_ref=False,
+    share_wide_slots=0,
 )
 
 

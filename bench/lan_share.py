@@ -13,6 +13,8 @@ checked again here: size and sha256). The cases, on ``share_hosts`` hosts (8 in 
               requester has ``share_holder_kill_at`` of the file (its ``eth0`` rx counter)
 ``killed``    every host at once with sharing; the first requester's node SIGKILLed when h1
               has ``share_kill_at`` of the file; the others must still finish, correctly
+``at once on, N slots`` (full plan) the same with ``--slots N`` on every node (default 3):
+              LAN holder streams share a node's slots with helper streams
 ``origin``    (full plan) curl from one host: the time "from the origin" the 2nd is held to
 
 Per case: origin bytes per host (the origin's HTB class counters: bytes on the wire, headers
@@ -295,6 +297,17 @@ def exp_share(lab: Lab) -> None:
                      fault=gone)  # fmt: skip
         finally:
             _clean(swarm)
+    if plan.share_wide_slots:  # is the holders' slot count (shared with helpers) the limit?
+        wide = NodeOptions(
+            stall_timeout=plan.stall_timeout, slots=plan.share_wide_slots, extra=SHARE_FLAGS
+        )
+        with _swarm(lab, n, wide) as swarm:
+            _ready(swarm)
+            try:
+                run_gets(lab, swarm, f"at once on, {plan.share_wide_slots} slots", everyone,
+                         url=alias_url(lab, size, "wide"), size=size, sharing=True)  # fmt: skip
+            finally:
+                _clean(swarm)
     with _swarm(lab, n, shared) as swarm:
         _ready(swarm)
         try:
@@ -340,9 +353,9 @@ def share_table(plan: Plan, runs: Sequence[Run]) -> str | None:
     cases = _cases(runs)
     if not cases:
         return None
-    size = next(r.size for rs in cases.values() for r in rs if r.params["case"] != "origin")
-    t1 = _t1(cases, size)
-    head = "| case | requesters | verified | time per requester, s | × T1 | origin Σ (× its size) "
+    t1 = _t1(cases, plan.share_size)
+    head = "| case | requesters | verified | time per requester, s | slowest × T1 "
+    head += "| origin Σ (× size) "
     head += "| LAN Σ (× size) | load |\n|---|---|---|---|---|---|---|---|"
     lines = [head]
     for case, rs in cases.items():
