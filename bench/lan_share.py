@@ -212,7 +212,8 @@ def run_gets(
         }
         if fault is not None:
             run.params.update(fault=fault.victim, fault_at=fault.at, fired_at=fault.fired)
-        _fill(run, g, victim=fault is not None and fault.victim == f"h{g.host}")
+        killed = fault is not None and fault.fired is not None and fault.victim == f"h{g.host}"
+        _fill(run, g, victim=killed)
         lab._record(run)
         runs.append(run)
     return runs
@@ -223,7 +224,7 @@ def _fill(run: Run, get: _Get, *, victim: bool) -> None:
     run.wall = get.wall
     if get.proc.returncode != 0 or get.wall is None:
         run.error = f"exit {get.proc.returncode}: {get.stderr.strip()[-300:]}"
-        if victim:  # its own node was killed on purpose: not a failure of the product
+        if victim:  # its node was killed on purpose (the fault fired): not a failure
             run.skipped, run.error = True, f"its node was killed (the fault): {run.error}"
         return
     try:
