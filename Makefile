@@ -45,6 +45,7 @@ $(BENCH_STAMP): $(STAMP)
 bench: $(BENCH_STAMP)
 	$(BIN)/python bench/lan.py all
 
+# `all --quick` includes `share` (fetch once per LAN: 3 hosts, 8 MiB, sha256 of every download).
 bench-quick: $(BENCH_STAMP)
 	$(BIN)/python bench/lan.py all --quick
 	$(BIN)/python bench/lan.py run user --quick --rtt-ms 30 --results bench/out/latency-quick

@@ -15,6 +15,10 @@ What it measures (``lan_experiments.py``), each a markdown table and a PNG in be
     hetero     4 nodes at 10/20/40/80 Mbit/s: aggregate rate vs the sum of the caps
     faults     4 nodes, one helper SIGKILLed / SIGSTOPped at 30 %, vs the 3-node time
     baselines  curl and aria2c -x16 -s16 from one host, with both kinds of cap
+    share      the same file, many requesters (fetch once per LAN, #15; lan_share.py): 8 at
+               once with and without --share-downloads, a 2nd requester after the 1st, a
+               requester or a holder killed, a lone requester on/off; time per requester,
+               origin bytes per host, LAN bytes
     user       (not in `all`) as a user sees it: `swarmget get URL -o FILE` to the verified
                file, handed to the node on h0 (and `get --hub`), 1..8 nodes, 16/64/256 MiB,
                median of 3, next to curl; with --rtt-ms 30 (`make bench-latency`) every

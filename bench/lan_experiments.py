@@ -9,6 +9,7 @@
                the 3-node and 4-node times (no fault).
 ``baselines``  curl and ``aria2c -x16 -s16`` from one host next to swarmget alone and with the
                swarm, with per-host caps (the 256 MiB file) and with a per-connection cap.
+``share``      the same file, many requesters (fetch once per LAN, #15): see lan_share.py.
 ``user``       as a user sees it: ``swarmget get URL -o FILE`` from the command to the verified
                file, handed to the node running on h0, for 1..N nodes and a few sizes, next
                to curl; and ``get --hub`` (its own in-process node) at 1 and N nodes. Meant
@@ -30,6 +31,7 @@ from pathlib import Path
 
 import lan_net as net
 from common import MiB, cached_sha256, ensure_test_file, human
+from lan_share import exp_share
 from lan_swarm import (
     NodeOptions,
     Run,
@@ -42,7 +44,7 @@ from lan_swarm import (
 )
 
 GOODPUT = 1448 / 1514  # TCP payload per byte on the wire (MSS 1448 with timestamps, 1500 MTU)
-EXPERIMENTS = ("nodes", "conns", "sizes", "hetero", "faults", "baselines", "user")
+EXPERIMENTS = ("nodes", "conns", "sizes", "hetero", "faults", "baselines", "share", "user")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -69,6 +71,13 @@ class Plan:
     user_fault_nodes: int = 4  # nodes that work, next to one listed peer that does not answer
     user_fault_size: int = 64 * MiB
     rtt_ms: float = 0.0  # the round trip to the origin (0: none; else the delay line)
+    share_hosts: int = 8  # share: every host a node, all of them requesters at once
+    share_size: int = 256 * MiB
+    share_lone_sizes: tuple[int, ...] = (64 * MiB, 256 * MiB)
+    share_kill_at: float = 0.4  # the first requester's node killed with this much received
+    share_holder_kill_at: float = 0.3  # a holder killed when the requester has this much
+    share_origin_ref: bool = True  # curl from one host: "from the origin" for the 2nd
+    share_wide_slots: int = 8  # "at once" with sharing again, every node --slots this (0: no)
 
     @property
     def hosts(self) -> int:
@@ -79,6 +88,7 @@ class Plan:
             self.fault_nodes,
             *self.user_nodes,
             self.user_fault_nodes + 1,
+            self.share_hosts,
         )
 
     def goodput(self, mbit: float) -> float:
@@ -103,6 +113,11 @@ QUICK = Plan(
     user_repeat=1,
     user_fault_nodes=1,
     user_fault_size=16 * MiB,
+    share_hosts=3,
+    share_size=8 * MiB,
+    share_lone_sizes=(8 * MiB,),
+    share_origin_ref=False,
+    share_wide_slots=0,
 )
 
 
@@ -425,6 +440,7 @@ RUNNERS: dict[str, Callable[[Lab], None]] = {
     "hetero": exp_hetero,
     "faults": exp_faults,
     "baselines": exp_baselines,
+    "share": exp_share,
     "user": exp_user,
 }
 

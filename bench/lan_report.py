@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from common import MiB, human
 from lan_experiments import Plan
+from lan_share import share_goals, share_table
 from lan_swarm import Run
 
 if TYPE_CHECKING:
@@ -384,6 +385,7 @@ TABLES = {
     "hetero": hetero_table,
     "faults": faults_table,
     "baselines": baselines_table,
+    "share": share_table,
     "user": user_table,
 }
 
@@ -396,6 +398,7 @@ def goals(plan: Plan, runs: Sequence[Run]) -> list[Goal]:
     out += _goal_faults(plan, runs)
     out.append(_goal_cpu(runs))
     out += _goal_user(plan, runs)
+    out += [Goal(text, measured, met) for text, measured, met in share_goals(plan, runs)]
     return out
 
 

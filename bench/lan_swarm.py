@@ -50,6 +50,7 @@ class NodeOptions:
     connections: int = 4  # the requester's own origin connections
     slots: int = 3  # helper slots (streams it serves at once)
     stall_timeout: float = 5.0  # a lease with no data this long is revoked (requester side)
+    extra: tuple[str, ...] = ()  # more ``swarmget node`` arguments (e.g. --share-downloads)
 
 
 @dataclass
@@ -224,7 +225,7 @@ def _node_args(i: int, state: Path, secret: Path, o: NodeOptions) -> list[str]:
         "--state-dir": state,
         "--download-dir": state / "downloads",
     }
-    return ["node", *flags(options)]
+    return ["node", *flags(options), *o.extra]
 
 
 @contextlib.contextmanager

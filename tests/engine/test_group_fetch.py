@@ -263,3 +263,52 @@ async def test_a_node_downloading_again_what_it_holds_is_not_starved(tmp_path: P
     assert again.sharing is not None
     assert again.sharing.joined
     assert SharingNote.STARVED in again.sharing.notes
+
+
+async def test_a_lone_member_claims_again_as_soon_as_its_links_run_short(tmp_path: Path) -> None:
+    """Grants follow what our links fetch, not the clock of the news: with the regular
+    rounds due only after the time limit, a lone member still claims grant after grant
+    (early rounds when its links run short) and finishes, crossing the origin once."""
+    hub, lan = FakeContentHub(), FakeLan()
+    late = GroupConfig(news_every=4 * BOUND, silent_after=4 * BOUND, short_check=0.05)
+    group = GroupOptions(
+        index=hub.client(A), holders=lan.streams(), node_id=A, holdings=lan.holdings(A),
+        config=late,
+    )  # fmt: skip
+    async with open_test_origin() as origin, aiohttp.ClientSession() as s:
+        origin.add_generated("f.bin", SIZE, digest=True)
+        client = OriginClient(s)
+        async with asyncio.timeout(BOUND):
+            r = await download(origin, client, tmp_path / "a.bin", group, verify_sample=0).run()
+        total = origin.stats().bytes_total
+        content = origin.content("f.bin")
+    assert r.path.read_bytes() == content
+    assert r.sharing is not None
+    assert r.sharing.joined
+    assert SharingNote.INDEX_SILENT not in r.sharing.notes  # not lifted: the grants came
+    assert total < 1.5 * SIZE  # one copy (and endgame duplicates), not two
+
+
+async def test_a_helper_fetching_the_same_content_is_not_used_as_our_link(tmp_path: Path) -> None:
+    """B fetches the content itself (a member): A, which could use B as a helper, leaves
+    B's origin link to B's own grants and takes B's bytes over the LAN instead."""
+    hub, lan = FakeContentHub(), FakeLan()
+    async with open_test_origin(rate_per_conn=2 * MiB) as origin, aiohttp.ClientSession() as s:
+        origin.add_generated("f.bin", SIZE, digest=True)
+        client = OriginClient(s)
+        b = download(origin, client, tmp_path / "b.bin", options(hub, lan, B), verify_sample=0)
+        spec = DownloadSpec(url=origin.url("f.bin"), output=tmp_path / "a.bin", verify_sample=0)
+        helper_b = OriginSource(client, 2, source_id=B)  # B's origin link, as A's helper
+        a = Download(spec, client, sources=[OriginSource(client, 2), helper_b],
+                     group=options(hub, lan, A))  # fmt: skip
+        async with asyncio.timeout(BOUND):
+            task_b = asyncio.create_task(b.run())
+            while not any(c[:2] == (B, "join") for c in hub.calls):  # B is a member
+                await asyncio.sleep(0.01)
+            ra, rb = await asyncio.gather(a.run(), task_b)
+        content = origin.content("f.bin")
+    assert ra.path.read_bytes() == content
+    assert rb.path.read_bytes() == content
+    assert {s.source_id: s.received for s in ra.sources}.get(B, 0) == 0
+    assert ra.sharing is not None
+    assert ra.sharing.lan_bytes > 0

@@ -135,6 +135,8 @@ class GroupFetch:
         self._notes: list[SharingNote] = [] if use_holders else [SharingNote.NO_CHECK]
         self._last_answer = ctx.clock()
         self._starved_since: float | None = None
+        self._rate_mark = (ctx.clock(), 0)  # (when, granted bytes done then)
+        self._link_rate: float | None = None  # granted bytes done per second, last round
         self._run: SegmentedRun | None = None
 
     # --- what the download asks ----------------------------------------------------------------
@@ -179,6 +181,8 @@ class GroupFetch:
                     holdings.offer(self._key, result.path, RangeSet([ByteRange(0, self._size)]))
                 else:
                     holdings.withdraw(self._key)
+            if keep:
+                await self._announce_whole()
             await self._leave(keep=keep)
         return dataclasses.replace(result, sharing=self._report(result))
 
@@ -219,13 +223,41 @@ class GroupFetch:
         return task.result()
 
     async def _rounds(self, stop: asyncio.Event) -> None:
-        """A round of news every ``news_every`` seconds until the download ends."""
+        """A round of news every ``news_every`` seconds until the download ends, and an
+        early one (looked for every ``short_check`` seconds) when our links run short of
+        granted bytes: claims once a round would cap them at a grant or two per round, far
+        below what a node with helpers fetches."""
+        step = min(self._config.short_check, self._config.news_every)
+        last = self._ctx.clock()
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self._config.news_every):
+                async with asyncio.timeout(step):
                     await stop.wait()
-            if not stop.is_set():
+            if stop.is_set():
+                return
+            due = self._ctx.clock() - last >= self._config.news_every - step / 2
+            if due or self._short():
+                last = self._ctx.clock()
                 await self._round()
+
+    def _short(self) -> bool:
+        """Our links have less than half the lookahead left to fetch (and want more)."""
+        if not self._restricted or self._scheduler().is_complete():
+            return False
+        return self._link_left() < self._lookahead() // 2
+
+    def _lookahead(self) -> int:
+        """Granted bytes to keep ahead of our links: ``lookahead``, or what they fetched in
+        the last two rounds when that is more (a node with helpers fetches many grants a
+        second)."""
+        now, done = self._ctx.clock(), self._link_done()
+        at, before = self._rate_mark
+        if now - at >= self._config.news_every:
+            rate = (done - before) / (now - at)
+            self._link_rate = rate if self._link_rate is None else max(rate, self._link_rate / 2)
+            self._rate_mark = (now, done)
+        fetched = int((self._link_rate or 0.0) * 2 * self._config.news_every)
+        return max(self._config.lookahead, fetched)
 
     async def _round(self) -> None:
         """Report liars, then tell the news (claiming grants while short of lookahead)."""
@@ -235,7 +267,7 @@ class GroupFetch:
             sched = self._scheduler()
             fresh = _first_runs(self._fresh())
             left = self._link_left()
-            claim = self._restricted and not sched.is_complete() and left < self._config.lookahead
+            claim = self._restricted and not sched.is_complete() and left < self._lookahead()
             news = ContentNews(have=wire_ranges(fresh), claim=claim, idle=claim and left == 0)
             try:
                 group = await self._options.index.news(self._name, news, size=self._size)
@@ -269,6 +301,26 @@ class GroupFetch:
                 continue
             self._answered(group)
 
+    async def _announce_whole(self) -> None:
+        """The whole file is verified: tell the index before staying on as its holder. The
+        rounds announced only what our own links fetched, up to the last round: without
+        this the index would keep us as a holder of that part only, and hand the rest
+        (the last round's bytes, those we took from holders) to the next requester's
+        origin link."""
+        if not self._joined:
+            return
+        left = RangeSet([ByteRange(0, self._size)])
+        for r in self._announced:
+            left.subtract(r)
+        if not left:
+            return
+        news = ContentNews(have=wire_ranges(_first_runs(left)))
+        with contextlib.suppress(HubError, TimeoutError):
+            async with asyncio.timeout(LEAVE_TIMEOUT):
+                await self._options.index.news(self._name, news, size=self._size)
+                for r in left:
+                    self._announced.add(r)
+
     async def _leave(self, *, keep: bool) -> None:
         if not self._joined:
             return
@@ -285,9 +337,22 @@ class GroupFetch:
             grant = ByteRange(*group.grant)
             self._granted.add(grant)
             self._give_links(RangeSet([grant]))
+        if self._restricted:
+            self._drop_member_links(group.members)
         if self._use_holders:
             self._holders_now(group.members)
         self._woken()
+
+    def _drop_member_links(self, members: list[ContentMember]) -> None:
+        """A helper that is itself fetching this content works for the group through its
+        own grants: as our link it would only take the slots its LAN holder streams need
+        (and fetch our grants at its origin link's rate beside its own)."""
+        run, sched, now = self._active_run(), self._scheduler(), self._ctx.clock()
+        for member in members:
+            sid = member.node_id
+            if member.fetching and sid != self._options.node_id and sid in self._links:
+                self._links.discard(sid)
+                run.revoke(sched.remove_source(sid, now, "fetching this content itself"))
 
     def _holders_now(self, members: list[ContentMember]) -> None:
         run, sched, now = self._active_run(), self._scheduler(), self._ctx.clock()
@@ -373,6 +438,10 @@ class GroupFetch:
         holdings = self._options.holdings
         if holdings is not None and self._announced:
             holdings.offer(self._key, self._active_run().part.part_path, self._announced.copy())
+
+    def _link_done(self) -> int:
+        """Granted bytes done (by our links, or by holders that had them first)."""
+        return self._granted.total() - self._link_left()
 
     def _link_left(self) -> int:
         """Granted bytes our links have not fetched yet."""

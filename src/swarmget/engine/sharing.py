@@ -79,8 +79,11 @@ class GroupConfig:
 
     #: seconds between news to the index (verified ranges, claims)
     news_every: float = 1.0
-    #: claim a new grant when less than this many granted bytes are left to fetch
+    #: claim a new grant when less than this many granted bytes are left to fetch (or less
+    #: than what our links fetched in the last two rounds, when that is more)
     lookahead: int = 2 * MiB
+    #: seconds between looks at our links: short of half the lookahead, a round at once
+    short_check: float = 0.25
     #: the index silent this long with our grants exhausted: the origin link may fetch anything
     silent_after: float = 10.0
     #: connection slots per LAN holder
@@ -89,8 +92,8 @@ class GroupConfig:
     claims_per_round: int = 8
 
     def __post_init__(self) -> None:
-        if self.news_every <= 0 or self.silent_after <= 0:
-            raise ValueError("news_every and silent_after must be > 0")
+        if self.news_every <= 0 or self.silent_after <= 0 or self.short_check <= 0:
+            raise ValueError("news_every, silent_after and short_check must be > 0")
         if self.lookahead < 0 or self.holder_slots < 1 or self.claims_per_round < 1:
             raise ValueError("lookahead >= 0, holder_slots >= 1, claims_per_round >= 1")
 
