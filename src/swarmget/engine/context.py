@@ -12,7 +12,7 @@ from swarmget.core import events as ev
 from swarmget.core.content import ContentKey
 from swarmget.core.manifest import Manifest
 from swarmget.core.scheduler import Ban, Cancel
-from swarmget.engine.sources import OriginSource, RangeSource
+from swarmget.engine.sources import RangeSource, trusted
 from swarmget.engine.spec import DownloadSpec, Stage, Timeline
 from swarmget.net.origin import OriginClient, OriginInfo
 
@@ -60,8 +60,9 @@ class DownloadContext:
         return ContentKey.from_origin_info(self.pinned(), checksum=checksum)
 
     def own_sources(self) -> set[str]:
-        """Our own connections to the origin (their bytes are not sampled)."""
-        return {i for i, s in self.sources.items() if isinstance(s, OriginSource)}
+        """Our own connections to the origin and this node's own copy of the content
+        (``sources.trusted``: their bytes are not sampled, and are not helper bytes)."""
+        return {i for i, s in self.sources.items() if trusted(s)}
 
     def at(self) -> float:
         """Now, in seconds since the download started (an event's time)."""

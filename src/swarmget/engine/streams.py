@@ -26,7 +26,7 @@ from swarmget.core.ranges import ByteRange, Chunk
 from swarmget.core.scheduler import Action, Assign, FailureKind, Scheduler
 from swarmget.engine.checks import extend_runs
 from swarmget.engine.context import DownloadContext
-from swarmget.engine.sources import OriginSource
+from swarmget.engine.sources import OriginSource, OwnCopySource, trusted
 from swarmget.engine.writer import BatchWriter
 from swarmget.storage import PartFile
 
@@ -72,11 +72,13 @@ async def stream_lease(
     source = ctx.sources[lease.source_id]
     writer = BatchWriter(part)
     # what a helper's stream claimed, to be sampled (our own connections are not)
-    runs: list[ByteRange] | None = None if isinstance(source, OriginSource) else []
+    runs: list[ByteRange] | None = None if trusted(source) else []
+    # told to on_bytes as from the origin or not; None: this node's own copy (neither)
+    origin = None if isinstance(source, OwnCopySource) else isinstance(source, OriginSource)
     try:
         async with source.open_range(ctx.pinned(), lease.range) as body:
             if not await _pump(
-                lease, body, writer, runs, ctx=ctx, scheduler=scheduler, owner=owner
+                lease, body, writer, runs, origin, ctx=ctx, scheduler=scheduler, owner=owner
             ):
                 # the origin client guarantees the full length: on_data said finished before
                 owner.stream_failed(lease, FailureKind.BROKEN, "short body", None)
@@ -117,6 +119,7 @@ async def _pump(
     body: AsyncIterator[Chunk],
     writer: BatchWriter,
     runs: list[ByteRange] | None,
+    origin: bool | None,
     *,
     ctx: DownloadContext,
     scheduler: Scheduler,
@@ -128,7 +131,8 @@ async def _pump(
         ctx.last_byte_at = now = ctx.clock()
         if pos == lease.range.start:  # this stream's first chunk: the timeline's first byte?
             ctx.first_byte(lease.source_id)
-        ctx.received(runs is None, len(chunk))  # runs is None: our own connection
+        if origin is not None:
+            ctx.received(origin, len(chunk))
         claim = scheduler.on_data(lease.lease_id, len(chunk), now)
         if claim.write is not None:
             view = memoryview(chunk)[claim.write.start - pos : claim.write.end - pos]
