@@ -428,14 +428,15 @@ class GroupFetch:
 
     def _report(self, result: DownloadResult) -> SharingReport:
         lan = sum(s.received for s in result.sources if s.source_id in self._ever_held)
-        copied = sum(s.received for s in result.sources if s.source_id == OWN_COPY)
+        own = [s for s in result.sources if s.source_id == OWN_COPY]
+        read = sum(s.received for s in own)  # (with the endgame's second copies)
         links = sum(s.received for s in result.sources if s.source_id not in self._ever_held)
         return SharingReport(
             joined=self._was_joined,
             holders_used=self._use_holders,
-            origin_bytes=links - copied + result.verification.sampled_bytes,
+            origin_bytes=links - read + result.verification.sampled_bytes,
             lan_bytes=lan,
-            own_bytes=copied,
+            own_bytes=sum(s.claimed for s in own),
             holder_check=result.verification.level if lan else Verification.NONE,
             banned_holders=tuple(s.removeprefix(HOLDER_PREFIX) for s in self._reported),
             notes=tuple(self._notes),

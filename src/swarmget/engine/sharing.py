@@ -138,7 +138,8 @@ class SharingReport:
     holders_used: bool = False
     origin_bytes: int = 0  # received over our origin links (own and helpers) and checks
     lan_bytes: int = 0  # received from LAN holders
-    #: copied from this node's own copy of the content (a file its share cache keeps)
+    #: bytes of the file taken from this node's own copy of the content (a file its share
+    #: cache keeps): read from its disk, neither origin nor LAN bytes
     own_bytes: int = 0
     #: how the bytes from holders were verified (NONE: none were taken)
     holder_check: Verification = Verification.NONE
