@@ -1,8 +1,9 @@
 """Fetch once per LAN (#15), limits and lifecycle between real ``swarmget node`` processes
-on 127.0.0.x: a holder restarted on its state directory announces its kept file to the
-hub's content index again (a later requester takes it over the LAN), and a holder whose
-daily LAN allowance (``--lan-daily-quota``) is used up refuses with the typed error while
-the requester still finishes, correctly, from the origin."""
+on 127.0.0.x: a node getting again a content it keeps copies its own file (the origin: one
+HEAD) and never a stale one; a holder restarted on its state directory announces its kept
+file to the hub's content index again (a later requester takes it over the LAN), and a
+holder whose daily LAN allowance (``--lan-daily-quota``) is used up refuses with the typed
+error while the requester still finishes, correctly, from the origin."""
 
 from __future__ import annotations
 

@@ -180,7 +180,8 @@ class ContentIndex:
             member.fetching, member.can_fetch = body.fetching, body.can_fetch
         self._have(content, node_id, ranges_of(body.have))
         grant = None
-        if body.fetching and self._may_fetch(member) and not self._outstanding(content.book, node_id):
+        wants = body.fetching and self._may_fetch(member)  # (never a holder's join)
+        if wants and not self._outstanding(content.book, node_id):
             grant = self._claim(content.book, node_id, now)
         return self._answer(name, content, node_id, grant)
 

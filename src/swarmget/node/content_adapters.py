@@ -30,10 +30,10 @@ from swarmget.core.share_cache import SharePolicy
 from swarmget.engine.sharing import ContentIndex, GroupConfig, GroupOptions
 from swarmget.net.content_hub import ContentHubClient
 from swarmget.net.content_peer import HolderSource
+from swarmget.net.origin import OriginInfo
 from swarmget.net.peer_client import PeerAddress
 from swarmget.net.signing import NodeIdentity
 from swarmget.node.announcer import HoldingsAnnouncer
-from swarmget.net.origin import OriginInfo
 from swarmget.node.holder import HolderService, open_held
 from swarmget.node.holdings import HoldingsRegistry, NotConsented, fingerprint_of
 from swarmget.node.quota import DailyQuota
