@@ -248,8 +248,10 @@ async def test_a_listed_holder_that_cannot_be_reached_is_dropped_and_not_reporte
 
 async def test_a_node_downloading_again_what_it_holds_is_not_starved(tmp_path: Path) -> None:
     # the index lists A as the holder of all of it: nothing is left to grant A's new
-    # download, and no other member has anything; A's own link takes it after silent_after
+    # download, and no other member has anything; without an own copy to read (its
+    # registry offers none), A's own link takes it after silent_after
     hub, lan = FakeContentHub(), FakeLan()
+    lan.own_copies = False
     async with open_test_origin() as origin, aiohttp.ClientSession() as s:
         origin.add_generated("f.bin", SIZE, digest=True)
         client = OriginClient(s)
@@ -312,3 +314,73 @@ async def test_a_helper_fetching_the_same_content_is_not_used_as_our_link(tmp_pa
     assert {s.source_id: s.received for s in ra.sources}.get(B, 0) == 0
     assert ra.sharing is not None
     assert ra.sharing.lan_bytes > 0
+
+
+async def test_a_node_downloading_again_what_it_holds_copies_its_own_file(tmp_path: Path) -> None:
+    hub, lan = FakeContentHub(), FakeLan()
+    async with open_test_origin() as origin, aiohttp.ClientSession() as s:
+        origin.add_generated("f.bin", SIZE)  # no digest: sampling would be the check
+        client = OriginClient(s)
+        async with asyncio.timeout(BOUND):
+            await download(origin, client, tmp_path / "a.bin", options(hub, lan, A)).run()
+            before, calls = origin.stats(), len(hub.calls)
+            again = await download(origin, client, tmp_path / "b.bin", options(hub, lan, A)).run()
+        after = origin.stats()
+        content = origin.content("f.bin")
+    assert again.path.read_bytes() == content
+    # the origin was asked only whether the file is still the same (the probe's HEAD)
+    assert after.bytes_total == before.bytes_total
+    assert len(after.served) == len(before.served)  # no GET at all
+    assert after.requests_by_method.get("HEAD", 0) > before.requests_by_method.get("HEAD", 0)
+    assert again.sharing is not None
+    assert again.sharing.own_bytes == SIZE
+    assert again.sharing.origin_bytes == 0
+    assert again.sharing.lan_bytes == 0
+    assert not again.sharing.joined  # nothing to ask the group for
+    assert again.sharing.notes == ()
+    assert again.verification.sampled_bytes == 0  # our own disk is not sampled
+    assert lan.own_reads[A] >= SIZE
+    assert len(hub.calls) == calls
+    key = again.content
+    assert key is not None
+    assert lan.pins == {(A, key.index_name()): 0}  # pinned while it copied, released
+    assert lan.held(A, key).total() == SIZE  # and still held (the new file now)
+
+
+async def test_an_own_copy_of_a_file_changed_on_the_origin_is_not_used(tmp_path: Path) -> None:
+    hub, lan = FakeContentHub(), FakeLan()
+    async with open_test_origin() as origin, aiohttp.ClientSession() as s:
+        origin.add_generated("f.bin", SIZE, seed=1)
+        client = OriginClient(s)
+        async with asyncio.timeout(BOUND):
+            first = await download(origin, client, tmp_path / "a.bin", options(hub, lan, A)).run()
+            origin.add_generated("f.bin", SIZE, seed=2)  # a new version: a new ETag
+            before = origin.stats().bytes_total
+            again = await download(origin, client, tmp_path / "b.bin", options(hub, lan, A)).run()
+        fetched = origin.stats().bytes_total - before
+        content = origin.content("f.bin")
+    assert first.path.read_bytes() != content
+    assert again.path.read_bytes() == content
+    assert again.sharing is not None
+    assert again.sharing.own_bytes == 0
+    assert fetched >= SIZE
+    assert A not in lan.own_reads
+
+
+async def test_an_own_copy_gone_before_it_is_read_leaves_the_rest_to_the_origin(
+    tmp_path: Path,
+) -> None:
+    hub, lan = FakeContentHub(), FakeLan()
+    async with open_test_origin() as origin, aiohttp.ClientSession() as s:
+        origin.add_generated("f.bin", SIZE, digest=True)
+        client = OriginClient(s)
+        async with asyncio.timeout(BOUND):
+            first = await download(origin, client, tmp_path / "a.bin", options(hub, lan, A)).run()
+            first.path.unlink()  # the user deleted it: the registry still lists it
+            again = await download(origin, client, tmp_path / "b.bin", options(hub, lan, A)).run()
+        content = origin.content("f.bin")
+    assert again.path.read_bytes() == content
+    assert again.sharing is not None
+    assert again.sharing.own_bytes == 0
+    assert again.sharing.origin_bytes >= SIZE
+    assert SharingNote.OWN_COPY_LOST in again.sharing.notes

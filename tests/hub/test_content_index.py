@@ -171,6 +171,41 @@ def test_a_pure_receiver_and_a_holder_are_never_granted() -> None:
     assert join(index, C).grant is not None
 
 
+def _fetching(index: ContentIndex, asker: str) -> dict[str, bool]:
+    """Who is fetching, as ``asker``'s next answer lists the others."""
+    return {m.node_id: m.fetching for m in news(index, asker).members}
+
+
+def test_a_holders_join_keeps_a_fetching_membership_fetching() -> None:
+    # A downloads the content; meanwhile its announcer joins it as a holder of a kept file
+    index = ContentIndex()
+    join(index, B, fetching=False, have=[(0, MiB)])
+    assert join(index, A).grant is not None
+    assert join(index, A, fetching=False, can_fetch=False, have=[(MiB, 2 * MiB)]).grant is None
+    assert _fetching(index, B) == {A: True}
+    assert news(index, A, claim=True).grant is not None  # still claims grants
+    book = index.book(G, NAME)
+    assert book is not None
+    assert book.holdings()[A].contains(ByteRange(MiB, 2 * MiB))  # its have counted
+    book.check_invariants()
+    # its download ends: a holder from now on; a holder's join leaves it a holder
+    index.leave(G, NAME, A, keep_as_holder=True)
+    assert _fetching(index, B) == {A: False}
+    join(index, A, fetching=False, can_fetch=False, have=[(0, MiB)])
+    assert _fetching(index, B) == {A: False}
+    # a download of a held content makes it fetching again
+    join(index, A)
+    assert _fetching(index, B) == {A: True}
+
+
+def test_a_holders_join_does_not_save_a_dead_download_from_expiring() -> None:
+    index = ContentIndex()
+    join(index, A, now=0.0)
+    join(index, A, now=10.0, fetching=False, can_fetch=False, have=[(0, MiB)])
+    assert index.expire(G, [A], now=20.0, silent_after=15.0) == 0  # heard at 10
+    assert index.expire(G, [A], now=26.0, silent_after=15.0) == 1  # fetching, silent since
+
+
 def test_a_silent_fetching_member_expires_but_a_holder_stays_while_registered() -> None:
     index = ContentIndex()
     join(index, A, now=0.0)

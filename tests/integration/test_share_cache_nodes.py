@@ -1,8 +1,9 @@
 """Fetch once per LAN (#15), limits and lifecycle between real ``swarmget node`` processes
-on 127.0.0.x: a holder restarted on its state directory announces its kept file to the
-hub's content index again (a later requester takes it over the LAN), and a holder whose
-daily LAN allowance (``--lan-daily-quota``) is used up refuses with the typed error while
-the requester still finishes, correctly, from the origin."""
+on 127.0.0.x: a node getting again a content it keeps copies its own file (the origin: one
+HEAD) and never a stale one; a holder restarted on its state directory announces its kept
+file to the hub's content index again (a later requester takes it over the LAN), and a
+holder whose daily LAN allowance (``--lan-daily-quota``) is used up refuses with the typed
+error while the requester still finishes, correctly, from the origin."""
 
 from __future__ import annotations
 
@@ -111,3 +112,38 @@ async def test_a_holder_out_of_lan_allowance_is_skipped_and_the_requester_finish
         assert sharing["lan_daily_quota"] == 64 * 1024
         assert sharing["lan_bytes_served"] <= 64 * 1024
         assert sharing["lan_quota_refused"] >= 1
+
+
+async def test_a_node_getting_again_what_it_holds_copies_it_and_never_serves_it_stale(
+    origin: TestOrigin, tmp_path: Path
+) -> None:
+    async with (
+        aiohttp.ClientSession() as session,
+        open_local_swarm(tmp_path, 1, node_extra=SHARE, hub_ttl=6) as swarm,
+    ):
+        api, node = NodeApi(session, swarm.node(0)), swarm.node(0)
+        url = origin.url("f.bin")
+        one = await _download(api, url, "one.bin")
+        assert one["sharing"]["own_bytes"] == 0
+        await _until(api, "kept_files", 1)
+        before = origin.stats()
+        two = await _download(api, url, "two.bin")  # the same content, another name
+        after = origin.stats()
+        assert _sha(node.download_dir / "two.bin") == origin.expected_sha256("f.bin")
+        # from the origin: its freshness check only (the probe's HEAD), not one byte
+        assert after.bytes_total == before.bytes_total
+        assert len(after.served) == len(before.served)
+        assert after.requests_by_method["HEAD"] > before.requests_by_method["HEAD"]
+        sharing = two["sharing"]
+        assert sharing["own_bytes"] == SIZE
+        assert sharing["origin_bytes"] == 0
+        assert sharing["lan_bytes"] == 0
+        assert "starved" not in sharing["notes"]
+        # the file changes on the origin: the kept copy is another content now
+        origin.add_generated("f.bin", SIZE, seed=23)
+        before = origin.stats().bytes_total
+        three = await _download(api, url, "three.bin")
+        assert _sha(node.download_dir / "three.bin") == origin.expected_sha256("f.bin")
+        assert _sha(node.download_dir / "three.bin") != _sha(node.download_dir / "two.bin")
+        assert three["sharing"]["own_bytes"] == 0
+        assert origin.stats().bytes_total - before >= SIZE

@@ -13,7 +13,7 @@ from swarmget.core.byte_sources import BytesBySource, SourceKind
 from swarmget.core.content import ContentKey
 from swarmget.core.manifest import Manifest
 from swarmget.core.scheduler import Ban, Cancel
-from swarmget.engine.sources import OriginSource, RangeSource
+from swarmget.engine.sources import OriginSource, OwnCopySource, RangeSource, trusted
 from swarmget.engine.spec import DownloadSpec, Stage, Timeline
 from swarmget.net.origin import OriginClient, OriginInfo
 
@@ -63,8 +63,9 @@ class DownloadContext:
         return ContentKey.from_origin_info(self.pinned(), checksum=checksum)
 
     def own_sources(self) -> set[str]:
-        """Our own connections to the origin (their bytes are not sampled)."""
-        return {i for i, s in self.sources.items() if isinstance(s, OriginSource)}
+        """Our own connections to the origin and this node's own copy of the content
+        (``sources.trusted``: their bytes are not sampled, and are not helper bytes)."""
+        return {i for i, s in self.sources.items() if trusted(s)}
 
     def at(self) -> float:
         """Now, in seconds since the download started (an event's time)."""
@@ -96,11 +97,15 @@ class DownloadContext:
         if self._on_event is not None:
             self._on_event(event)
 
-    def kind_of(self, source_id: str) -> SourceKind:
-        """The kind of link ``source_id``'s bytes come over."""
+    def kind_of(self, source_id: str) -> SourceKind | None:
+        """The kind of link ``source_id``'s bytes come over; None for this node's own kept
+        copy (read from its disk: neither origin nor LAN bytes, ``sharing.own_bytes``)."""
         if source_id in self.holders:
             return SourceKind.LAN
-        own = isinstance(self.sources.get(source_id), OriginSource)
+        source = self.sources.get(source_id)
+        if isinstance(source, OwnCopySource):
+            return None
+        own = isinstance(source, OriginSource)
         return SourceKind.ORIGIN if own else SourceKind.HELPER
 
     def received(self, kind: SourceKind, n: int) -> None:

@@ -154,7 +154,7 @@ class Download:
             resumed_bytes=self._resumed,
             sources=sources,
             by_source=ctx.by_source(),
-            kinds={s.source_id: ctx.kind_of(s.source_id) for s in sources},
+            kinds={s.source_id: k for s in sources if (k := ctx.kind_of(s.source_id)) is not None},
         )
 
     def add_source(self, source: RangeSource) -> None:

@@ -26,6 +26,10 @@ conversation on a simulated clock, with the core alone):
   (correctness first; the savings are lost for what is left). The same when the index
   answers but grants nothing while bytes are missing that no source may serve (a node
   downloading again what it already holds: the group has nothing left to grant).
+* This node's own copy (``Holdings.own_copy``: a file its share cache kept whole, the same
+  content as the probe just pinned, so never stale): the download copies it (the source
+  ``own-copy``, not sampled: its bytes were verified when kept) without joining the index;
+  our links may fetch nothing unless that copy fails (gone or changed: they take the rest).
 * Done: leave (``keep_as_holder``: stay in the index as a holder of all of it), after
   offering the file to the node's ``Holdings``.
 """
@@ -51,7 +55,7 @@ from swarmget.engine.sharing import (
     SharingNote,
     SharingReport,
 )
-from swarmget.engine.sources import RangeSource
+from swarmget.engine.sources import OWN_COPY, OwnCopySource, RangeSource
 from swarmget.engine.spec import DownloadResult
 from swarmget.engine.verify import known_digests
 from swarmget.net.origin import OriginInfo
@@ -105,14 +109,21 @@ def plan(ctx: DownloadContext, options: GroupOptions) -> GroupFetch | SharingNot
         return SharingNote.NOT_SHAREABLE
     info, spec = ctx.pinned(), ctx.spec
     checked = bool(known_digests(spec, info, ctx.manifest)) or spec.sampling(manifest=False)
-    return GroupFetch(ctx, options, key, use_holders=checked)
+    own = None if options.holdings is None else options.holdings.own_copy(key)
+    return GroupFetch(ctx, options, key, use_holders=checked, own_copy=own)
 
 
 class GroupFetch:
     """One download's membership of its content's group. See the module docstring."""
 
     def __init__(
-        self, ctx: DownloadContext, options: GroupOptions, key: ContentKey, *, use_holders: bool
+        self,
+        ctx: DownloadContext,
+        options: GroupOptions,
+        key: ContentKey,
+        *,
+        use_holders: bool,
+        own_copy: RangeSource | None = None,
     ) -> None:
         assert key.size is not None
         self._ctx, self._options, self._key = ctx, options, key
@@ -131,8 +142,11 @@ class GroupFetch:
         self._reported: list[str] = []
         self._joined = False
         self._was_joined = False
-        self._restricted = use_holders
-        self._notes: list[SharingNote] = [] if use_holders else [SharingNote.NO_CHECK]
+        #: this node's own copy of the content: copied, no group conversation (see above)
+        self._own = None if own_copy is None else OwnCopySource(own_copy)
+        self._restricted = use_holders or self._own is not None
+        quiet = use_holders or self._own is not None
+        self._notes: list[SharingNote] = [] if quiet else [SharingNote.NO_CHECK]
         self._last_answer = ctx.clock()
         self._starved_since: float | None = None
         self._rate_mark = (ctx.clock(), 0)  # (when, granted bytes done then)
@@ -160,6 +174,8 @@ class GroupFetch:
         elif isinstance(event, ev.Banned) and event.source_id in self._members:
             self._banned.append(event.source_id)
             self._liars.add(event.source_id)
+        if isinstance(event, ev.StreamFailed | ev.Banned) and event.source_id == OWN_COPY:
+            self._own_copy_lost()
 
     async def drive(self, run: SegmentedRun) -> DownloadResult:
         """Join, run the download beside the rounds of news, offer the file, leave."""
@@ -167,7 +183,10 @@ class GroupFetch:
         holdings = self._options.holdings
         # pinned while it downloads: never evicted from the share cache meanwhile (§7)
         with contextlib.nullcontext() if holdings is None else holdings.pinned(self._key):
-            await self._join()
+            if self._own is not None:
+                self._copy_own(run)
+            else:
+                await self._join()
             try:
                 result = await self._beside(run)
             except BaseException:  # failed or cancelled: serve nothing of a part file
@@ -175,6 +194,8 @@ class GroupFetch:
                     holdings.withdraw(self._key)
                 await self._leave(keep=False)
                 raise
+            finally:
+                self._ctx.sources.pop(OWN_COPY, None)  # (a restart asks for it again)
             keep = self._options.keep_as_holder
             if holdings is not None:
                 if keep:
@@ -185,6 +206,21 @@ class GroupFetch:
                 await self._announce_whole()
             await self._leave(keep=keep)
         return dataclasses.replace(result, sharing=self._report(result))
+
+    # --- this node's own copy ------------------------------------------------------------------
+
+    def _copy_own(self, run: SegmentedRun) -> None:
+        """Every byte from this node's own copy; our links fetch nothing unless it fails."""
+        own = self._own
+        assert own is not None
+        self._ctx.sources[own.source_id] = own
+        run.add_source(own, available=RangeSet([ByteRange(0, self._size)]))
+
+    def _own_copy_lost(self) -> None:
+        """Our own copy failed to read (gone, changed): our links may fetch anything."""
+        if self._restricted and SharingNote.OWN_COPY_LOST not in self._notes:
+            self._notes.append(SharingNote.OWN_COPY_LOST)
+            self._lift()
 
     # --- the conversation with the index -------------------------------------------------------
 
@@ -462,12 +498,15 @@ class GroupFetch:
 
     def _report(self, result: DownloadResult) -> SharingReport:
         lan = sum(s.received for s in result.sources if s.source_id in self._ever_held)
-        own = sum(s.received for s in result.sources if s.source_id not in self._ever_held)
+        own = [s for s in result.sources if s.source_id == OWN_COPY]
+        read = sum(s.received for s in own)  # (with the endgame's second copies)
+        links = sum(s.received for s in result.sources if s.source_id not in self._ever_held)
         return SharingReport(
             joined=self._was_joined,
             holders_used=self._use_holders,
-            origin_bytes=own + result.verification.sampled_bytes,
+            origin_bytes=links - read + result.verification.sampled_bytes,
             lan_bytes=lan,
+            own_bytes=sum(s.claimed for s in own),
             holder_check=result.verification.level if lan else Verification.NONE,
             banned_holders=tuple(s.removeprefix(HOLDER_PREFIX) for s in self._reported),
             notes=tuple(self._notes),

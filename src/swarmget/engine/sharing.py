@@ -72,6 +72,12 @@ class Holdings(Protocol):
         """Keep ``key``'s file from being evicted while the block runs (the download of
         it); released on every exit (done, failed, cancelled)."""
 
+    def own_copy(self, key: ContentKey) -> RangeSource | None:
+        """This node's own copy of all of ``key`` (``same_content``), verified whole when
+        it was kept and unchanged since, as a source reading the file directly (its
+        ``open_range`` raises ``SourceError`` when the file is gone or changed); None when
+        the node holds no such copy."""
+
 
 @dataclass(frozen=True, kw_only=True)
 class GroupConfig:
@@ -123,6 +129,8 @@ class SharingNote(enum.Enum):
     #: the index granted nothing while bytes no source could serve were missing (this node
     #: already held the content, say): the origin link took the rest
     STARVED = "starved"
+    #: this node's own copy could not be read (gone or changed): the origin link took the rest
+    OWN_COPY_LOST = "own_copy_lost"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -133,6 +141,9 @@ class SharingReport:
     holders_used: bool = False
     origin_bytes: int = 0  # received over our origin links (own and helpers) and checks
     lan_bytes: int = 0  # received from LAN holders
+    #: bytes of the file taken from this node's own copy of the content (a file its share
+    #: cache keeps): read from its disk, neither origin nor LAN bytes
+    own_bytes: int = 0
     #: how the bytes from holders were verified (NONE: none were taken)
     holder_check: Verification = Verification.NONE
     banned_holders: tuple[str, ...] = ()  # node ids caught with bad bytes (and reported)
@@ -144,6 +155,7 @@ class SharingReport:
             "holders_used": self.holders_used,
             "origin_bytes": self.origin_bytes,
             "lan_bytes": self.lan_bytes,
+            "own_bytes": self.own_bytes,
             "holder_check": self.holder_check.value,
             "banned_holders": list(self.banned_holders),
             "notes": [n.value for n in self.notes],
@@ -156,6 +168,7 @@ class SharingReport:
             holders_used=bool(data["holders_used"]),
             origin_bytes=int(data["origin_bytes"]),
             lan_bytes=int(data["lan_bytes"]),
+            own_bytes=int(data.get("own_bytes", 0)),  # (a node from before it was counted)
             holder_check=Verification(data["holder_check"]),
             banned_holders=tuple(str(x) for x in data["banned_holders"]),
             notes=tuple(SharingNote(n) for n in data["notes"]),

@@ -40,6 +40,40 @@ class OriginSource:
         return self.client.open_range(info, rng)
 
 
+#: the source id of this node's own copy of the content (``OwnCopySource``)
+OWN_COPY = "own-copy"
+
+
+class OwnCopySource:
+    """This node's own copy of the content (a file its share cache kept, verified whole
+    when kept and unchanged since: fetch once per LAN, #15), read directly from disk by
+    ``inner``. Trusted like our own origin connections (its streams are not sampled: the
+    distrust of docs/fetch-once.md §6 is for other nodes' disks), but its bytes are neither
+    origin nor LAN bytes (not told to ``on_bytes``)."""
+
+    def __init__(self, inner: RangeSource) -> None:
+        self._inner = inner
+
+    @property
+    def source_id(self) -> str:
+        return OWN_COPY
+
+    @property
+    def slots(self) -> int:
+        return self._inner.slots
+
+    def open_range(
+        self, info: OriginInfo, rng: ByteRange
+    ) -> AbstractAsyncContextManager[AsyncIterator[Chunk]]:
+        return self._inner.open_range(info, rng)
+
+
+def trusted(source: RangeSource) -> bool:
+    """Whether ``source``'s bytes are taken unchecked (our own origin connections, this
+    node's own copy); every other source's streams are sampled against the origin."""
+    return isinstance(source, OriginSource | OwnCopySource)
+
+
 class ThrottledSource:
     """``inner``, its bytes spread over time by ``bucket`` (``get --limit-rate``): every
     chunk waits for its tokens before it is handed on. ``clock`` and ``sleep`` are the

@@ -70,7 +70,7 @@ class DownloadProgress:
     sources: tuple[SourceInfo, ...]
     #: bytes received so far per kind of link (origin, helpers, LAN holders, checks), live
     by_source: BytesBySource = BytesBySource()
-    #: each source's kind (origin, helper, lan); a source not listed is a helper
+    #: each source's kind (origin, helper, lan); not listed: the own copy (``own-copy``)
     kinds: Mapping[str, SourceKind] = field(default_factory=dict)
 
     @property

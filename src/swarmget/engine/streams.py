@@ -26,7 +26,7 @@ from swarmget.core.ranges import ByteRange, Chunk
 from swarmget.core.scheduler import Action, Assign, FailureKind, Scheduler
 from swarmget.engine.checks import extend_runs
 from swarmget.engine.context import DownloadContext
-from swarmget.engine.sources import OriginSource
+from swarmget.engine.sources import trusted
 from swarmget.engine.writer import BatchWriter
 from swarmget.storage import PartFile
 
@@ -72,7 +72,7 @@ async def stream_lease(
     source = ctx.sources[lease.source_id]
     writer = BatchWriter(part)
     # what a helper's stream claimed, to be sampled (our own connections are not)
-    runs: list[ByteRange] | None = None if isinstance(source, OriginSource) else []
+    runs: list[ByteRange] | None = None if trusted(source) else []
     try:
         async with source.open_range(ctx.pinned(), lease.range) as body:
             if not await _pump(
@@ -124,12 +124,14 @@ async def _pump(
 ) -> bool:
     """Write what the scheduler lets this stream claim; True once it says finished."""
     pos = lease.range.start
-    kind = ctx.kind_of(lease.source_id)  # our own connection, a helper, a LAN holder
+    # our own connection, a helper, a LAN holder; None: this node's own copy (not counted)
+    kind = ctx.kind_of(lease.source_id)
     async for chunk in body:
         ctx.last_byte_at = now = ctx.clock()
         if pos == lease.range.start:  # this stream's first chunk: the timeline's first byte?
             ctx.first_byte(lease.source_id)
-        ctx.received(kind, len(chunk))
+        if kind is not None:
+            ctx.received(kind, len(chunk))
         claim = scheduler.on_data(lease.lease_id, len(chunk), now)
         if claim.write is not None:
             view = memoryview(chunk)[claim.write.start - pos : claim.write.end - pos]

@@ -16,8 +16,11 @@ reported them). The operations, each a plain method that takes ``now`` (no clock
 
 * ``join``: become a member, with the grants it says it works on (``ClaimBook.adopt``:
   a re-join after a hub restart); again: idempotent, it refreshes the member's facts and
-  adds its ``have`` (its ``granted`` is then ignored: the book knows). A fetching member
-  that may fetch and has no unfinished grant gets one.
+  adds its ``have`` (its ``granted`` is then ignored: the book knows), except that a
+  holder's join (``fetching`` False: a node announcing its kept file) never turns a
+  fetching membership off: a node that holds a content and downloads it again stays a
+  fetching member until its download leaves. A fetching join of a member that may fetch
+  and has no unfinished grant gets one.
 * ``news``: ``have`` grows; ``claim`` asks for the next grant (``ClaimBook.claim``);
   ``idle`` asks for the group endgame (``ClaimBook.steal``) when the pool has nothing left
   for it.
@@ -173,10 +176,12 @@ class ContentIndex:
             content.book.join(node_id)
             self._adopt(content.book, node_id, ranges_of(body.granted), now)
         member.url, member.heard = url, now
-        member.fetching, member.can_fetch = body.fetching, body.can_fetch
+        if body.fetching or not member.fetching:  # (a holder that also fetches stays fetching)
+            member.fetching, member.can_fetch = body.fetching, body.can_fetch
         self._have(content, node_id, ranges_of(body.have))
         grant = None
-        if self._may_fetch(member) and not self._outstanding(content.book, node_id):
+        wants = body.fetching and self._may_fetch(member)  # (never a holder's join)
+        if wants and not self._outstanding(content.book, node_id):
             grant = self._claim(content.book, node_id, now)
         return self._answer(name, content, node_id, grant)
 

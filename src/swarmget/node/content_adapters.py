@@ -5,15 +5,18 @@
 * ``Holders``: ``LanHolders`` builds a signed ``net.content_peer.HolderSource`` per member.
 * ``Holdings``: ``RegistryHoldings`` tells the node's ``HoldingsRegistry`` what a running
   download can serve (its part file and verified ranges, pinned while it runs), and has
-  the ``ShareCache`` keep the final file (one budget and LRU for every shared file).
+  the ``ShareCache`` keep the final file (one budget and LRU for every shared file); a
+  download of a content the node already holds whole copies its own file (``OwnCopy``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import time
-from contextlib import AbstractContextManager
+from collections.abc import AsyncIterator
+from contextlib import AbstractContextManager, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,15 +24,17 @@ from typing import Any
 import aiohttp
 
 from swarmget.core.content import ContentKey
-from swarmget.core.ranges import ByteRange, RangeSet
+from swarmget.core.errors import ContentNotHeld
+from swarmget.core.ranges import ByteRange, Chunk, RangeSet
 from swarmget.core.share_cache import SharePolicy
 from swarmget.engine.sharing import ContentIndex, GroupConfig, GroupOptions
 from swarmget.net.content_hub import ContentHubClient
 from swarmget.net.content_peer import HolderSource
+from swarmget.net.origin import OriginInfo
 from swarmget.net.peer_client import PeerAddress
 from swarmget.net.signing import NodeIdentity
 from swarmget.node.announcer import HoldingsAnnouncer
-from swarmget.node.holder import HolderService
+from swarmget.node.holder import HolderService, open_held
 from swarmget.node.holdings import HoldingsRegistry, NotConsented, fingerprint_of
 from swarmget.node.quota import DailyQuota
 from swarmget.node.share_cache import CACHE_DIR, ShareCache
@@ -100,6 +105,56 @@ class RegistryHoldings:
 
     def pinned(self, key: ContentKey) -> AbstractContextManager[None]:
         return self.registry.pinned(key.index_name())
+
+    def own_copy(self, key: ContentKey) -> OwnCopy | None:
+        """The node's finished file of all of ``key`` (fingerprinted when it was kept: a
+        download's part file is not one), or None."""
+        holding = self.registry.lookup(key.index_name())
+        if holding is None or holding.fingerprint is None or key.size is None:
+            return None
+        if not holding.key.same_content(key) or not holding.holds(ByteRange(0, key.size)):
+            return None
+        return OwnCopy(self.registry, holding.key)
+
+
+#: bytes read from the node's own copy at a time
+OWN_READ = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class OwnCopy:
+    """The range source of ``Holdings.own_copy``: reads the node's own file of ``key``,
+    looked up in the registry for every range (an evicted file is not read) and opened as
+    the holder route opens it (``holder.open_held``: this user's regular file, no link,
+    still the file that was verified). ``ContentNotHeld`` otherwise, or when it is short."""
+
+    registry: HoldingsRegistry
+    key: ContentKey
+    slots: int = 2
+    source_id: str = "own-copy"
+
+    @asynccontextmanager
+    async def open_range(
+        self, info: OriginInfo, rng: ByteRange
+    ) -> AsyncIterator[AsyncIterator[Chunk]]:
+        holding = self.registry.lookup(self.key.index_name())
+        if holding is None or not holding.key.same_content(self.key) or not holding.holds(rng):
+            raise ContentNotHeld("this node's own copy is not held any more")
+        fd = await asyncio.to_thread(open_held, holding, rng.end)
+        try:
+            yield _read(fd, rng)
+        finally:
+            os.close(fd)
+
+
+async def _read(fd: int, rng: ByteRange) -> AsyncIterator[Chunk]:
+    offset = rng.start
+    while offset < rng.end:
+        data = await asyncio.to_thread(os.pread, fd, min(OWN_READ, rng.end - offset), offset)
+        if not data:
+            raise ContentNotHeld(f"this node's own copy ended at {offset}")
+        yield data
+        offset += len(data)
 
 
 def group_options(

@@ -7,7 +7,9 @@ LAN of holders (``FakeLan``: each node's holdings, streamed from its files on di
 ``HolderStreams`` every node uses. Faults are switched by the test: ``hub.down`` (every
 call raises ``HubUnavailable``), ``hub.expire(node)`` (its registration ran out: it leaves
 every content), ``lan.lie(node)`` (it serves every byte flipped), ``lan.unplug(node)``
-(its streams fail as a dead machine's would).
+(its streams fail as a dead machine's would). A node's whole holding is its own copy
+(``Holdings.own_copy``) unless ``lan.own_copies`` is False; ``lan.own_reads`` counts the
+bytes read from own copies.
 """
 
 from __future__ import annotations
@@ -237,6 +239,10 @@ class FakeLan:
         #: (node, content name) -> pins held now (``FakeHoldings.pinned``), and ever taken
         self.pins: dict[tuple[str, str], int] = {}
         self.pins_taken: dict[tuple[str, str], int] = {}
+        #: whether a node's whole holding is offered as its own copy (``own_copy``)
+        self.own_copies = True
+        #: bytes each node read from its own copy
+        self.own_reads: dict[str, int] = {}
 
     def holdings(self, node_id: str) -> FakeHoldings:
         return FakeHoldings(self, node_id)
@@ -260,6 +266,14 @@ class FakeLan:
 
     def _offer(self, node_id: str, key: ContentKey, path: Path, verified: RangeSet) -> None:
         self._held.setdefault(node_id, {})[key.index_name()] = _Held(key, path, verified.copy())
+
+    def _own_copy(self, node_id: str, key: ContentKey) -> FakeOwnCopy | None:
+        held = self._held.get(node_id, {}).get(key.index_name())
+        if not self.own_copies or held is None or key.size is None:
+            return None
+        if not held.key.same_content(key) or not held.verified.contains(ByteRange(0, key.size)):
+            return None
+        return FakeOwnCopy(self, node_id, held.path)
 
     def _withdraw(self, node_id: str, key: ContentKey) -> None:
         self._held.get(node_id, {}).pop(key.index_name(), None)
@@ -315,6 +329,36 @@ class FakeHolderSource:
         return self.lan.open_content_range(self.member, self.key, rng)
 
 
+@dataclass(frozen=True)
+class FakeOwnCopy:
+    """A node's own copy on a ``FakeLan``, as a range source (``FakeHoldings.own_copy``):
+    a file that is gone or short fails as ``ContentNotHeld``, as the node's would."""
+
+    lan: FakeLan
+    node_id: str
+    path: Path
+    slots: int = 2
+    source_id: str = "own-copy"
+
+    @asynccontextmanager
+    async def open_range(
+        self, info: OriginInfo, rng: ByteRange
+    ) -> AsyncIterator[AsyncIterator[Chunk]]:
+        yield self._body(rng)
+
+    async def _body(self, rng: ByteRange) -> AsyncIterator[Chunk]:
+        for start in range(rng.start, rng.end, CHUNK):
+            length = min(CHUNK, rng.end - start)
+            try:
+                data = await asyncio.to_thread(_pread, self.path, start, length)
+            except OSError as exc:
+                raise ContentNotHeld(f"{self.path}: {exc}") from exc
+            if len(data) != length:
+                raise ContentNotHeld(f"{self.path} is short")
+            self.lan.own_reads[self.node_id] = self.lan.own_reads.get(self.node_id, 0) + length
+            yield data
+
+
 class FakeHoldings:
     """One node's holdings registry on a ``FakeLan`` (an ``engine.sharing.Holdings``)."""
 
@@ -326,6 +370,9 @@ class FakeHoldings:
 
     def withdraw(self, key: ContentKey) -> None:
         self._lan._withdraw(self.node_id, key)
+
+    def own_copy(self, key: ContentKey) -> FakeOwnCopy | None:
+        return self._lan._own_copy(self.node_id, key)
 
     @contextmanager
     def pinned(self, key: ContentKey) -> Iterator[None]:
