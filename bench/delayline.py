@@ -36,7 +36,7 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 CHUNK = 1 << 20
 F_SETPIPE_SZ = 1031  # fcntl.F_SETPIPE_SZ (Python 3.10+ on Linux)
@@ -61,19 +61,38 @@ class Link:
         self._last_due = 0.0
         self._cv = threading.Condition()
         self._closed = threading.Event()
+        self._running = 0  # threads still working on the sockets (guarded by _cv)
 
     def start(self) -> None:
-        for target in (self._read_requests, self._send_requests, self._splice_responses):
-            threading.Thread(target=target, daemon=True).start()
+        targets = (self._read_requests, self._send_requests, self._splice_responses)
+        self._running = len(targets)
+        for target in targets:
+            threading.Thread(target=self._thread, args=(target,), daemon=True).start()
+
+    def _thread(self, target: Callable[[], None]) -> None:
+        """Run ``target``; the last thread to end closes the sockets. Never earlier: the
+        splice thread works on the raw descriptors, and a descriptor closed under it is
+        reused by the next accepted connection, into which it would then splice a
+        response (nginx saw file bytes as a request line and answered 400)."""
+        try:
+            target()
+        finally:
+            with self._cv:
+                self._running -= 1
+                last = self._running == 0
+            if last:
+                for s in (self.client, self.upstream):
+                    s.close()
 
     def close(self) -> None:
+        """Stop the link: shut both sockets down (every thread then returns); closing them
+        is left to the last thread (``_thread``)."""
         if self._closed.is_set():
             return
         self._closed.set()
         for s in (self.client, self.upstream):
             with contextlib.suppress(OSError):
                 s.shutdown(socket.SHUT_RDWR)
-            s.close()
         with self._cv:
             self._cv.notify_all()
 
