@@ -14,7 +14,8 @@ from swarmget.core.addresses import AddressPolicy, parse_cidrs
 from swarmget.net.auth import json_body, signed_headers
 from swarmget.net.origin import OriginClient
 from swarmget.node.daemon import Node, NodeConfig, open_node
-from swarmget.node.helper import HelperLimits, HelperService, Refusal
+from swarmget.node.helper_service import HelperLimits, HelperService
+from swarmget.node.range_stream import Refusal
 from swarmget.testing.fakes import identity_for
 from swarmget.testing.origin import TestOrigin, open_test_origin
 
