@@ -23,7 +23,8 @@ from swarmget.core.identity import NodeIdentity
 from swarmget.net.bounded import read_bounded
 from swarmget.net.hub_client import HubApi
 from swarmget.net.signing import signed_headers
-from swarmget.node.downloads import DownloadManager, describe
+from swarmget.node.download_record import describe
+from swarmget.node.downloads import DownloadManager
 from swarmget.node.helper import HelperService, helper_summary
 from swarmget.protocol.peer import MAX_SUMMARY_BYTES, SUMMARY_PATH, NodeSummary
 
