@@ -55,12 +55,6 @@ async def open_node_for_tests(tmp_path: Path) -> AsyncIterator[Node]:
         yield node
 
 
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as s:
-        yield s
-
-
 def range_body(url: str, start: int = 0, end: int = 1000, size: int = 256 * KiB) -> bytes:
     return json_body({"url": url, "start": start, "end": end, "size": size})
 
