@@ -50,14 +50,6 @@ async def _get(url: str, node: NodeHandle, out: Path, *flags: str) -> dict[str, 
     return data
 
 
-async def _sharing(session: aiohttp.ClientSession, node: NodeHandle) -> dict[str, Any]:
-    status, data = await NodeApi(session, node).call("GET", "/v1/status")
-    assert status == 200
-    sharing = data["sharing"]
-    assert isinstance(sharing, dict)
-    return sharing
-
-
 async def test_a_file_saved_elsewhere_is_shared_only_when_asked_and_allowed(
     origin: TestOrigin, tmp_path: Path
 ) -> None:
@@ -73,22 +65,17 @@ async def test_a_file_saved_elsewhere_is_shared_only_when_asked_and_allowed(
         # not asked: never shared, even by a node that allows it
         plain = await _get(url, allowing, outside / "a.bin")
         assert "shared_output" not in plain
-        assert (await _sharing(session, allowing))["kept_files"] == 0
+        assert (await NodeApi(session, allowing).sharing())["kept_files"] == 0
         # asked, but the node does not share files saved outside its directories
         refused = await _get(url, refusing, outside / "b.bin", "--share-output")
         assert refused["shared_output"] == "node_refuses"
-        assert (await _sharing(session, refusing))["kept_files"] == 0
+        assert (await NodeApi(session, refusing).sharing())["kept_files"] == 0
         # asked and allowed: kept, announced, and a later requester takes it over the LAN
         shared = await _get(url, allowing, outside / "c.bin", "--share-output")
         assert shared["shared_output"] == "shared"
-        async with asyncio.timeout(30):
-            while (await _sharing(session, allowing))["announced"] < 1:
-                await asyncio.sleep(0.2)
-        assert (await _sharing(session, allowing))["kept_files"] == 1
-        done = await NodeApi(session, later).wait(
-            await NodeApi(session, later).start(url, output="d.bin")
-        )
-        assert done["state"] == "done", done
+        await NodeApi(session, allowing).until_sharing("announced", 1)
+        assert (await NodeApi(session, allowing).sharing())["kept_files"] == 1
+        done = await NodeApi(session, later).download(url, "d.bin")
         assert done["result"]["sharing"]["lan_bytes"] >= SIZE // 2
         data = (later.download_dir / "d.bin").read_bytes()
         assert hashlib.sha256(data).hexdigest() == origin.expected_sha256("f.bin")

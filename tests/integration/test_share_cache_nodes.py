@@ -7,9 +7,7 @@ error while the requester still finishes, correctly, from the origin."""
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
-import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -18,7 +16,7 @@ import aiohttp
 import pytest
 
 from swarmget.testing.origin import TestOrigin, open_test_origin
-from swarmget.testing.swarm import LocalSwarm, NodeApi, node_args, open_local_swarm, start_proc
+from swarmget.testing.swarm import NodeApi, open_local_swarm
 
 MiB = 1024 * 1024
 SIZE = 6 * MiB + 7
@@ -33,33 +31,10 @@ async def origin() -> AsyncIterator[TestOrigin]:
         yield o
 
 
-async def _until(api: NodeApi, check: str, want: int) -> dict[str, Any]:
-    """Poll the node's status until ``sharing[check]`` reaches ``want`` (bounded)."""
-    async with asyncio.timeout(30):
-        while True:
-            status, data = await api.call("GET", "/v1/status")
-            sharing = data.get("sharing") if status == 200 else None
-            if sharing and (sharing[check] or 0) >= want:
-                return dict(sharing)
-            await asyncio.sleep(0.2)
-
-
-async def _download(api: NodeApi, url: str, dest: str) -> dict[str, Any]:
-    done = await api.wait(await api.start(url, output=dest))
-    assert done["state"] == "done", done
-    result = done["result"]
+async def _result(api: NodeApi, url: str, dest: str) -> dict[str, Any]:
+    result = (await api.download(url, dest))["result"]
     assert isinstance(result, dict)
     return result
-
-
-async def _restart(swarm: LocalSwarm, i: int, extra: list[str]) -> None:
-    node = swarm.node(i)
-    await node.proc.stop()
-    args = node_args(
-        swarm.hub_urls(), node.address, swarm.secret_file, node.state_dir, node.download_dir, extra
-    )
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    node.proc = await start_proc(args, swarm.root / f"node{i}-again.log", env)
 
 
 def _sha(path: Path) -> str:
@@ -74,18 +49,18 @@ async def test_a_restarted_holder_announces_its_kept_file_again(
         open_local_swarm(tmp_path, 2, node_extra=SHARE, hub_ttl=6) as swarm,
     ):
         url = origin.url("f.bin")
-        one = await _download(NodeApi(session, swarm.node(0)), url, "one.bin")
+        one = await _result(NodeApi(session, swarm.node(0)), url, "one.bin")
         assert one["sharing"]["joined"] is True
-        kept = await _until(NodeApi(session, swarm.node(0)), "kept_files", 1)
+        kept = await NodeApi(session, swarm.node(0)).until_sharing("kept_files", 1)
         assert kept["kept_bytes"] == SIZE  # under the share cache's budget
         # stopped, the node leaves the hub (and its content index); started again, it
         # announces what its share cache kept
-        await _restart(swarm, 0, SHARE)
+        await swarm.restart_node(0, SHARE)
         first = NodeApi(session, swarm.node(0))
-        again = await _until(first, "announced", 1)
+        again = await first.until_sharing("announced", 1)
         assert again["kept_files"] == 1
         second = NodeApi(session, swarm.node(1))
-        two = await _download(second, url, "two.bin")
+        two = await _result(second, url, "two.bin")
         assert two["sharing"]["lan_bytes"] >= SIZE // 2
         assert _sha(swarm.node(1).download_dir / "two.bin") == origin.expected_sha256("f.bin")
 
@@ -100,15 +75,13 @@ async def test_a_holder_out_of_lan_allowance_is_skipped_and_the_requester_finish
     ):
         first, second = NodeApi(session, swarm.node(0)), NodeApi(session, swarm.node(1))
         url = origin.url("f.bin")
-        await _download(first, url, "one.bin")
-        await _until(first, "kept_files", 1)
-        two = await _download(second, url, "two.bin")
+        await _result(first, url, "one.bin")
+        await first.until_sharing("kept_files", 1)
+        two = await _result(second, url, "two.bin")
         assert two["sharing"]["joined"] is True
         assert two["sharing"]["lan_bytes"] < SIZE // 4  # refused: the bytes came from elsewhere
         assert _sha(swarm.node(1).download_dir / "two.bin") == origin.expected_sha256("f.bin")
-        status, data = await first.call("GET", "/v1/status")
-        assert status == 200
-        sharing = data["sharing"]
+        sharing = await first.sharing()
         assert sharing["lan_daily_quota"] == 64 * 1024
         assert sharing["lan_bytes_served"] <= 64 * 1024
         assert sharing["lan_quota_refused"] >= 1
@@ -123,11 +96,11 @@ async def test_a_node_getting_again_what_it_holds_copies_it_and_never_serves_it_
     ):
         api, node = NodeApi(session, swarm.node(0)), swarm.node(0)
         url = origin.url("f.bin")
-        one = await _download(api, url, "one.bin")
+        one = await _result(api, url, "one.bin")
         assert one["sharing"]["own_bytes"] == 0
-        await _until(api, "kept_files", 1)
+        await api.until_sharing("kept_files", 1)
         before = origin.stats()
-        two = await _download(api, url, "two.bin")  # the same content, another name
+        two = await _result(api, url, "two.bin")  # the same content, another name
         after = origin.stats()
         assert _sha(node.download_dir / "two.bin") == origin.expected_sha256("f.bin")
         # from the origin: its freshness check only (the probe's HEAD), not one byte
@@ -142,7 +115,7 @@ async def test_a_node_getting_again_what_it_holds_copies_it_and_never_serves_it_
         # the file changes on the origin: the kept copy is another content now
         origin.add_generated("f.bin", SIZE, seed=23)
         before = origin.stats().bytes_total
-        three = await _download(api, url, "three.bin")
+        three = await _result(api, url, "three.bin")
         assert _sha(node.download_dir / "three.bin") == origin.expected_sha256("f.bin")
         assert _sha(node.download_dir / "three.bin") != _sha(node.download_dir / "two.bin")
         assert three["sharing"]["own_bytes"] == 0

@@ -6,7 +6,6 @@ Without the option nothing is shared."""
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -29,20 +28,6 @@ async def origin() -> AsyncIterator[TestOrigin]:
         yield o
 
 
-async def _until_peers(api: NodeApi, count: int) -> None:
-    async with asyncio.timeout(20):
-        while len(await api.peers()) < count:
-            await asyncio.sleep(0.2)
-
-
-async def _download(api: NodeApi, url: str, dest: str) -> dict[str, object]:
-    done = await api.wait(await api.start(url, output=dest))
-    assert done["state"] == "done", done
-    result = done["result"]
-    assert isinstance(result, dict)
-    return result
-
-
 async def test_a_second_node_gets_the_file_from_the_first_over_the_lan(
     origin: TestOrigin, tmp_path: Path
 ) -> None:
@@ -51,11 +36,11 @@ async def test_a_second_node_gets_the_file_from_the_first_over_the_lan(
         open_local_swarm(tmp_path, 2, node_extra=["--share-downloads"], hub_ttl=6) as swarm,
     ):
         first, second = NodeApi(session, swarm.node(0)), NodeApi(session, swarm.node(1))
-        await _until_peers(first, 1)
+        await first.until_peers(1)
         url = origin.url("f.bin")
-        one = await _download(first, url, "one.bin")
-        assert one["sharing"]["joined"] is True  # type: ignore[index]
-        two = await _download(second, url, "two.bin")
+        one = (await first.download(url, "one.bin"))["result"]
+        assert one["sharing"]["joined"] is True
+        two = (await second.download(url, "two.bin"))["result"]
         sharing = two["sharing"]
         assert isinstance(sharing, dict)
         assert sharing["joined"] is True
@@ -75,5 +60,6 @@ async def test_without_the_option_nothing_is_shared(origin: TestOrigin, tmp_path
         open_local_swarm(tmp_path, 1, hub_ttl=6) as swarm,
     ):
         api = NodeApi(session, swarm.node(0))
-        result = await _download(api, origin.url("f.bin"), "f.bin")
+        result = (await api.download(origin.url("f.bin"), "f.bin"))["result"]
+        assert isinstance(result, dict)
         assert "sharing" not in result

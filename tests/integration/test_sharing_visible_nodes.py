@@ -12,7 +12,6 @@ import os
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import pytest
@@ -33,18 +32,6 @@ async def origin() -> AsyncIterator[TestOrigin]:
     async with open_test_origin(rate_per_ip=4 * MiB) as o:
         o.add_generated("f.bin", SIZE, seed=22)
         yield o
-
-
-async def _until_peers(api: NodeApi, count: int) -> None:
-    async with asyncio.timeout(20):
-        while len(await api.peers()) < count:
-            await asyncio.sleep(0.2)
-
-
-async def _done(api: NodeApi, url: str, dest: str) -> dict[str, Any]:
-    done = await api.wait(await api.start(url, output=dest))
-    assert done["state"] == "done", done
-    return done
 
 
 async def _metrics(session: aiohttp.ClientSession, api_url: str) -> dict[tuple[str, str], float]:
@@ -78,12 +65,12 @@ async def test_bytes_by_source_and_the_group_saving_match_what_moved(
         open_local_swarm(tmp_path, 2, node_extra=["--share-downloads"], hub_ttl=6) as swarm,
     ):
         first, second = NodeApi(session, swarm.node(0)), NodeApi(session, swarm.node(1))
-        await _until_peers(first, 1)
+        await first.until_peers(1)
         url = origin.url("f.bin")
-        one = await _done(first, url, "one.bin")
+        one = await first.download(url, "one.bin")
         assert one["progress"]["by_source"]["lan"] == 0  # the first had nobody to take from
         before = origin.stats().bytes_total
-        two = await _done(second, url, "two.bin")
+        two = await second.download(url, "two.bin")
         from_origin = origin.stats().bytes_total - before  # the origin server's own count
 
         got = two["progress"]["by_source"]
@@ -99,8 +86,7 @@ async def test_bytes_by_source_and_the_group_saving_match_what_moved(
         assert kinds[swarm.node(1).node_id] == "origin"
 
         # per node: what each saved the group today (LAN served + LAN received)
-        _, s1 = await first.call("GET", "/v1/status")
-        _, s2 = await second.call("GET", "/v1/status")
+        s1, s2 = await first.status(), await second.status()
         t1, t2 = s1["traffic"], s2["traffic"]
         assert t2["days"][-1]["lan_received"] == got["lan"] == t2["group_saved_today"]
         served = t1["days"][-1]["lan_served"]

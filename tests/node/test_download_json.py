@@ -123,7 +123,7 @@ def test_a_starting_download_has_no_progress_events_or_result() -> None:
 def test_a_record_moves_only_as_the_lifecycle_table_allows() -> None:
     from swarmget.core.lifecycle import IllegalTransition
     from swarmget.engine import DownloadSpec
-    from swarmget.node.downloads import DownloadRecord
+    from swarmget.node.download_record import DownloadRecord
 
     record = DownloadRecord(id="abc", spec=DownloadSpec(url=URL), created=0.0)
     assert record.state is DownloadState.STARTING

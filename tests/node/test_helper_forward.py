@@ -14,7 +14,7 @@ from aiohttp import web
 from swarmget.core.ranges import ByteRange
 from swarmget.net.origin import OriginClient
 from swarmget.node import helper
-from swarmget.node.helper import HelperLimits, HelperService, StreamBudget
+from swarmget.node.helper_service import HelperLimits, HelperService, StreamBudget
 from swarmget.testing.origin import TestOrigin, open_test_origin
 
 KiB = 1024

@@ -23,7 +23,7 @@ from swarmget.net.peer_client import (
     PeerAddress,
     check_health,
 )
-from swarmget.node.downloads import MAX_HELPERS_PER_DOWNLOAD, SwarmContext, find_helpers
+from swarmget.node.helper_search import MAX_HELPERS_PER_DOWNLOAD, SwarmContext, find_helpers
 from swarmget.testing.fakes import identity_for, nid
 
 SECRET = b"helper-selection-secret-0123"

@@ -21,7 +21,8 @@ from aiohttp import web
 
 from swarmget.net.auth import json_body, signed_headers, wait_for_next_second
 from swarmget.net.origin import OriginClient
-from swarmget.node.helper import HelperLimits, HelperService, make_peer_app
+from swarmget.node.helper import make_peer_app
+from swarmget.node.helper_service import HelperLimits, HelperService
 from swarmget.node.quota import DailyQuota
 from swarmget.testing.fakes import identity_for, nid
 from swarmget.testing.origin import TestOrigin, open_test_origin

@@ -17,12 +17,12 @@ import pytest
 from swarmget.core.content import ContentKey
 from swarmget.core.errors import ContentKeyMismatch, ContentNotHeld, ContentNotShareable
 from swarmget.core.ranges import ByteRange, RangeSet
-from swarmget.net.content_peer import HolderSource, content_range_body, fetch_piece_hashes
-from swarmget.net.peer_client import PeerAddress
+from swarmget.net.content_peer import HolderSource, content_range_body
 from swarmget.net.signing import json_body, signed_headers
 from swarmget.node.daemon import Node, NodeConfig, open_node
 from swarmget.protocol.content import CONTENT_RANGE_PATH, MAX_CONTENT_BODY
 from swarmget.testing.fakes import identity_for
+from swarmget.testing.holders import HolderReader, loopback_config, read_range, write_servable
 
 SECRET = b"s" * 32
 ME = identity_for("lan-requester")
@@ -33,20 +33,7 @@ KEY = ContentKey.from_probe(final_url="http://origin.test/f.bin", size=SIZE, eta
 
 
 def _config(tmp_path: Path, **kw: Any) -> NodeConfig:
-    return NodeConfig(
-        secret=SECRET,
-        state_dir=tmp_path / "state",
-        download_dir=tmp_path / "dl",
-        listen_host="127.0.0.2",
-        **kw,
-    )
-
-
-def _write(path: Path, data: bytes = DATA) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data)
-    os.chmod(path, 0o644)
-    return path
+    return loopback_config(tmp_path, secret=SECRET, **kw)
 
 
 @pytest.fixture
@@ -55,20 +42,8 @@ async def node(tmp_path: Path) -> AsyncIterator[Node]:
         yield n
 
 
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as s:
-        yield s
-
-
 def _source(session: aiohttp.ClientSession, node: Node, key: ContentKey = KEY) -> HolderSource:
-    holder = PeerAddress(node_id=node.node_id, url=node.peer_url)
-    return HolderSource(session, holder, key, SECRET, ME)
-
-
-async def _read(source: HolderSource, rng: ByteRange) -> bytes:
-    async with source.open_range(None, rng) as body:
-        return b"".join([chunk async for chunk in body])
+    return HolderReader.of(session, node, SECRET, ME).source(key)
 
 
 async def test_a_kept_file_is_served_by_range_outside_the_daily_quota(
@@ -76,12 +51,12 @@ async def test_a_kept_file_is_served_by_range_outside_the_daily_quota(
 ) -> None:
     assert node.share_cache is not None
     assert node.holder is not None
-    assert node.share_cache.keep(KEY, _write(node.download_dir / "f.bin"))
+    assert node.share_cache.keep(KEY, write_servable(node.download_dir / "f.bin", DATA))
     quota = node.helper.quota
     assert quota is not None
     left = quota.left()
     # more than the whole daily quota (100 KiB), served from disk: not origin bytes
-    got = await _read(_source(session, node), ByteRange(1000, 250 * KiB))
+    got = await read_range(_source(session, node), ByteRange(1000, 250 * KiB))
     assert got == DATA[1000 : 250 * KiB]
     assert node.holder.stats.lan_bytes_served == 250 * KiB - 1000
     assert quota.left() == left
@@ -91,8 +66,8 @@ async def test_a_kept_file_is_served_by_range_outside_the_daily_quota(
 
 async def test_metrics_count_lan_bytes_served(node: Node, session: aiohttp.ClientSession) -> None:
     assert node.share_cache is not None
-    node.share_cache.keep(KEY, _write(node.download_dir / "f.bin"))
-    await _read(_source(session, node), ByteRange(0, 4096))
+    node.share_cache.keep(KEY, write_servable(node.download_dir / "f.bin", DATA))
+    await read_range(_source(session, node), ByteRange(0, 4096))
     headers = {"Authorization": f"Bearer {node.api_token}"}
     async with session.get(f"{node.api_url}/metrics", headers=headers) as resp:
         text = await resp.text()
@@ -104,10 +79,10 @@ async def test_another_etag_of_the_same_url_is_a_key_mismatch(
     node: Node, session: aiohttp.ClientSession
 ) -> None:
     assert node.share_cache is not None
-    node.share_cache.keep(KEY, _write(node.download_dir / "f.bin"))
+    node.share_cache.keep(KEY, write_servable(node.download_dir / "f.bin", DATA))
     other = ContentKey.from_probe(final_url=KEY.url, size=SIZE, etag='"v2"')
     with pytest.raises(ContentKeyMismatch):
-        await _read(_source(session, node, other), ByteRange(0, 100))
+        await read_range(_source(session, node, other), ByteRange(0, 100))
 
 
 async def test_another_digest_under_the_same_name_is_a_key_mismatch(
@@ -115,35 +90,35 @@ async def test_another_digest_under_the_same_name_is_a_key_mismatch(
 ) -> None:
     assert node.share_cache is not None
     mine = ContentKey.from_probe(final_url=KEY.url, size=SIZE, etag='"v1"', sha256="a" * 64)
-    node.share_cache.keep(mine, _write(node.download_dir / "f.bin"))
+    node.share_cache.keep(mine, write_servable(node.download_dir / "f.bin", DATA))
     theirs = ContentKey.from_probe(final_url=KEY.url, size=SIZE, etag='"v1"', sha256="b" * 64)
     assert theirs.index_name() == mine.index_name()
     with pytest.raises(ContentKeyMismatch):
-        await _read(_source(session, node, theirs), ByteRange(0, 100))
+        await read_range(_source(session, node, theirs), ByteRange(0, 100))
 
 
 async def test_content_not_held_at_all(node: Node, session: aiohttp.ClientSession) -> None:
     with pytest.raises(ContentNotHeld):
-        await _read(_source(session, node), ByteRange(0, 100))
+        await read_range(_source(session, node), ByteRange(0, 100))
 
 
 async def test_a_range_not_verified_is_not_served_until_it_is(
     node: Node, session: aiohttp.ClientSession
 ) -> None:
     assert node.holdings is not None
-    part = _write(node.download_dir / "f.bin.part")  # a running download's part file
+    part = write_servable(node.download_dir / "f.bin.part", DATA)  # a running download's part file
     name = node.holdings.register(KEY, part, verified=RangeSet([ByteRange(0, 64 * KiB)]))
     source = _source(session, node)
-    assert await _read(source, ByteRange(0, 64 * KiB)) == DATA[: 64 * KiB]
+    assert await read_range(source, ByteRange(0, 64 * KiB)) == DATA[: 64 * KiB]
     with pytest.raises(ContentNotHeld):
-        await _read(source, ByteRange(32 * KiB, 96 * KiB))
+        await read_range(source, ByteRange(32 * KiB, 96 * KiB))
     node.holdings.add_verified(name, RangeSet([ByteRange(64 * KiB, 128 * KiB)]))
-    assert await _read(source, ByteRange(32 * KiB, 96 * KiB)) == DATA[32 * KiB : 96 * KiB]
+    assert await read_range(source, ByteRange(32 * KiB, 96 * KiB)) == DATA[32 * KiB : 96 * KiB]
 
 
 async def test_an_unsigned_request_is_401(node: Node, session: aiohttp.ClientSession) -> None:
     assert node.share_cache is not None
-    node.share_cache.keep(KEY, _write(node.download_dir / "f.bin"))
+    node.share_cache.keep(KEY, write_servable(node.download_dir / "f.bin", DATA))
     body = content_range_body(KEY, ByteRange(0, 100))
     async with session.post(f"{node.peer_url}{CONTENT_RANGE_PATH}", data=body) as resp:
         assert resp.status == 401
@@ -191,15 +166,14 @@ async def test_budget_zero_serves_nothing(tmp_path: Path, session: aiohttp.Clien
     async with open_node(_config(tmp_path, cache_budget=0)) as node:
         assert node.share_cache is not None
         assert node.holdings is not None
-        path = _write(node.download_dir / "f.bin")
+        path = write_servable(node.download_dir / "f.bin", DATA)
         assert not node.share_cache.keep(KEY, path)
         assert not node.holdings.sharing
         node.holdings.register(KEY, path, verified=RangeSet([ByteRange(0, SIZE)]))  # the engine
         with pytest.raises(ContentNotShareable):
-            await _read(_source(session, node), ByteRange(0, 100))
-        holder = PeerAddress(node_id=node.node_id, url=node.peer_url)
+            await read_range(_source(session, node), ByteRange(0, 100))
         with pytest.raises(ContentNotShareable):
-            await fetch_piece_hashes(session, holder, KEY.index_name(), SECRET, ME)
+            await HolderReader.of(session, node, SECRET, ME).piece_hashes(KEY.index_name())
 
 
 async def test_a_symlink_or_a_strangers_file_is_never_served(
@@ -207,18 +181,18 @@ async def test_a_symlink_or_a_strangers_file_is_never_served(
 ) -> None:
     assert node.holdings is not None
     assert node.share_cache is not None
-    secret_file = _write(tmp_path / "elsewhere" / "secret.bin")
+    secret_file = write_servable(tmp_path / "elsewhere" / "secret.bin", DATA)
     link = node.download_dir / "f.bin"
     link.symlink_to(secret_file)
     assert not node.share_cache.keep(KEY, link)
     node.holdings.register(KEY, link, verified=RangeSet([ByteRange(0, SIZE)]))  # even so
     with pytest.raises(ContentNotHeld):
-        await _read(_source(session, node), ByteRange(0, 100))
+        await read_range(_source(session, node), ByteRange(0, 100))
     link.unlink()
-    stranger = _write(link)
+    stranger = write_servable(link, DATA)
     os.chown(stranger, 4321, 4321)  # the tests run as root: another user's file
     with pytest.raises(ContentNotHeld):
-        await _read(_source(session, node), ByteRange(0, 100))
+        await read_range(_source(session, node), ByteRange(0, 100))
     assert node.holder is not None
     assert node.holder.stats.lan_bytes_served == 0
 
@@ -227,12 +201,12 @@ async def test_a_file_changed_after_it_was_kept_is_not_served(
     node: Node, session: aiohttp.ClientSession
 ) -> None:
     assert node.share_cache is not None
-    path = _write(node.download_dir / "f.bin")
+    path = write_servable(node.download_dir / "f.bin", DATA)
     node.share_cache.keep(KEY, path)
     with path.open("r+b") as f:
         f.write(b"edited by its user")
     with pytest.raises(ContentNotHeld):
-        await _read(_source(session, node), ByteRange(0, 100))
+        await read_range(_source(session, node), ByteRange(0, 100))
 
 
 async def test_piece_hashes_of_pieces_fetched_from_the_origin(
@@ -241,14 +215,17 @@ async def test_piece_hashes_of_pieces_fetched_from_the_origin(
     assert node.share_cache is not None
     hashes = {0: "0" * 64, 2: "2" * 64}
     node.share_cache.keep(
-        KEY, _write(node.download_dir / "f.bin"), piece_size=128 * KiB, piece_hashes=hashes
+        KEY,
+        write_servable(node.download_dir / "f.bin", DATA),
+        piece_size=128 * KiB,
+        piece_hashes=hashes,
     )
-    holder = PeerAddress(node_id=node.node_id, url=node.peer_url)
-    answer = await fetch_piece_hashes(session, holder, KEY.index_name(), SECRET, ME)
+    holder = HolderReader.of(session, node, SECRET, ME)
+    answer = await holder.piece_hashes(KEY.index_name())
     assert answer.piece_size == 128 * KiB
     assert answer.hashes == sorted(hashes.items())
     with pytest.raises(ContentNotHeld):
-        await fetch_piece_hashes(session, holder, "f" * 64, SECRET, ME)
+        await holder.piece_hashes("f" * 64)
 
 
 async def test_the_kept_file_is_served_again_after_a_restart(
@@ -256,6 +233,6 @@ async def test_the_kept_file_is_served_again_after_a_restart(
 ) -> None:
     async with open_node(_config(tmp_path)) as node:
         assert node.share_cache is not None
-        node.share_cache.keep(KEY, _write(node.download_dir / "f.bin"))
+        node.share_cache.keep(KEY, write_servable(node.download_dir / "f.bin", DATA))
     async with open_node(_config(tmp_path)) as node:
-        assert await _read(_source(session, node), ByteRange(5, 5000)) == DATA[5:5000]
+        assert await read_range(_source(session, node), ByteRange(5, 5000)) == DATA[5:5000]

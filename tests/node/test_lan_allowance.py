@@ -16,14 +16,14 @@ import pytest
 from swarmget.core.content import ContentKey
 from swarmget.core.errors import LanAllowanceUsedUp
 from swarmget.core.ranges import ByteRange
-from swarmget.net.content_peer import HolderSource, content_range_body
-from swarmget.net.peer_client import PeerAddress
+from swarmget.net.content_peer import content_range_body
 from swarmget.net.signing import signed_headers
 from swarmget.node.content_adapters import LAN_QUOTA_FILE
 from swarmget.node.daemon import Node, NodeConfig, open_node
 from swarmget.node.quota import DailyQuota, seconds_to_nextutc_day, utc_day
 from swarmget.protocol.content import CONTENT_RANGE_PATH
 from swarmget.testing.fakes import identity_for
+from swarmget.testing.holders import HolderReader, loopback_config
 
 SECRET = b"s" * 32
 ME = identity_for("lan-allowance-asker")
@@ -34,13 +34,7 @@ KEY = ContentKey.from_probe(final_url="http://origin.test/a.bin", size=SIZE, eta
 
 
 def _config(tmp_path: Path, **kw: Any) -> NodeConfig:
-    return NodeConfig(
-        secret=SECRET,
-        state_dir=tmp_path / "state",
-        download_dir=tmp_path / "dl",
-        listen_host="127.0.0.2",
-        **kw,
-    )
+    return loopback_config(tmp_path, secret=SECRET, **kw)
 
 
 def _keep(node: Node) -> None:
@@ -53,11 +47,7 @@ def _keep(node: Node) -> None:
 
 
 async def _read(session: aiohttp.ClientSession, node: Node, rng: ByteRange) -> bytes:
-    source = HolderSource(
-        session, PeerAddress(node_id=node.node_id, url=node.peer_url), KEY, SECRET, ME
-    )
-    async with source.open_range(None, rng) as body:
-        return b"".join([chunk async for chunk in body])
+    return await HolderReader.of(session, node, SECRET, ME).read(KEY, rng)
 
 
 async def test_lan_uploads_stop_at_the_allowance_apart_from_the_origin_quota(

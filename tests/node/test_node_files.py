@@ -24,12 +24,6 @@ async def origin() -> AsyncIterator[TestOrigin]:
         yield o
 
 
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as s:
-        yield s
-
-
 async def download(
     session: aiohttp.ClientSession, node: Node, body: dict[str, Any]
 ) -> dict[str, Any]:

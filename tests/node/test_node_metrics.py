@@ -11,7 +11,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from swarmget.core.byte_sources import SourceKind
 from swarmget.core.events import EventCounters
 from swarmget.core.lifecycle import DownloadState
-from swarmget.node.helper import HelperStats
+from swarmget.node.helper_service import HelperStats
 from swarmget.node.metrics import DownloadTally, NodeCollector
 
 

@@ -14,7 +14,8 @@ from swarmget.core.addresses import AddressPolicy, parse_cidrs
 from swarmget.net.auth import json_body, signed_headers
 from swarmget.net.origin import OriginClient
 from swarmget.node.daemon import Node, NodeConfig, open_node
-from swarmget.node.helper import HelperLimits, HelperService, Refusal
+from swarmget.node.helper_service import HelperLimits, HelperService
+from swarmget.node.range_stream import Refusal
 from swarmget.testing.fakes import identity_for
 from swarmget.testing.origin import TestOrigin, open_test_origin
 
@@ -52,12 +53,6 @@ async def open_node_for_tests(tmp_path: Path) -> AsyncIterator[Node]:
     policy = AddressPolicy(allowed_networks=parse_cidrs("127.0.0.0/8"))
     async with open_node(_config(tmp_path, policy, slots=2, daily_quota=300 * KiB)) as node:
         yield node
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as s:
-        yield s
 
 
 def range_body(url: str, start: int = 0, end: int = 1000, size: int = 256 * KiB) -> bytes:

@@ -43,12 +43,6 @@ async def node(tmp_path: Path) -> AsyncIterator[Node]:
         yield started
 
 
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as s:
-        yield s
-
-
 def _info(origin: TestOrigin) -> OriginInfo:
     url = origin.url("f.bin")
     return OriginInfo(

@@ -15,7 +15,8 @@ import pytest
 
 from swarmget.core.errors import UsageError
 from swarmget.net.origin import OriginClient
-from swarmget.node.helper import HelperLimits, HelperService, Refusal
+from swarmget.node.helper_service import HelperLimits, HelperService
+from swarmget.node.range_stream import Refusal
 from swarmget.node.settings import SETTINGS_FILE, ConfiguredSettings, RuntimeSettings
 from swarmget.protocol.user import SettingsUpdate
 

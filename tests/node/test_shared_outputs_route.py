@@ -6,21 +6,18 @@ from __future__ import annotations
 
 import os
 import random
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
-import pytest
 
 from swarmget.core.content import ContentKey
 from swarmget.core.ranges import ByteRange
-from swarmget.net.content_peer import HolderSource
-from swarmget.net.peer_client import PeerAddress
 from swarmget.node.daemon import Node, NodeConfig, open_node
 from swarmget.protocol.content import ContentKeyModel
 from swarmget.protocol.user import SHARED_OUTPUTS_PATH
 from swarmget.testing.fakes import identity_for
+from swarmget.testing.holders import HolderReader, loopback_config
 
 SECRET = b"s" * 32
 SIZE = 100 * 1024
@@ -29,19 +26,7 @@ KEY = ContentKey.from_probe(final_url="http://origin.test/o.bin", size=SIZE, eta
 
 
 def _config(tmp_path: Path, **kw: Any) -> NodeConfig:
-    return NodeConfig(
-        secret=SECRET,
-        state_dir=tmp_path / "state",
-        download_dir=tmp_path / "dl",
-        listen_host="127.0.0.2",
-        **kw,
-    )
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as s:
-        yield s
+    return loopback_config(tmp_path, secret=SECRET, **kw)
 
 
 async def _ask(
@@ -102,8 +87,6 @@ async def test_a_node_with_share_output_keeps_and_serves_the_file(
         status, answer = await _ask(session, node, saved)
         assert (status, answer) == (200, {"kept": True, "refusal": None})
         assert node.share_cache.keeps(KEY.index_name())
-        holder = PeerAddress(node_id=node.node_id, url=node.peer_url)
-        source = HolderSource(session, holder, KEY, SECRET, identity_for("out-asker"))
-        async with source.open_range(None, ByteRange(10, 5000)) as body:
-            assert b"".join([c async for c in body]) == DATA[10:5000]
+        holder = HolderReader.of(session, node, SECRET, identity_for("out-asker"))
+        assert await holder.read(KEY, ByteRange(10, 5000)) == DATA[10:5000]
     os.stat(saved)  # the user's file stays

@@ -32,12 +32,6 @@ async def node(tmp_path: Path) -> AsyncIterator[Node]:
         yield n
 
 
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as s:
-        yield s
-
-
 async def call(
     session: aiohttp.ClientSession, node: Node, method: str, path: str, body: Any = None
 ) -> tuple[int, Any]:

@@ -13,7 +13,8 @@ from swarmget.core.http import Validator
 from swarmget.core.ranges import ByteRange
 from swarmget.net.origin import OriginInfo
 from swarmget.net.peer_client import PeerAddress, PeerSource
-from swarmget.node.helper import Refusal, _origin_error, _refused
+from swarmget.node.helper import _origin_error
+from swarmget.node.range_stream import Refusal, refused
 from swarmget.protocol.errors import EXCEPTIONS, PEER_ERRORS, WireError, exception_for_code
 from swarmget.testing.fakes import identity_for
 
@@ -102,7 +103,7 @@ def _answer(row: WireError) -> web.Response:
         return _origin_error(_raised_by_server(row))
     if row is PEER_ERRORS.default:
         return _origin_error(e.SourceRetryable("connection reset"))
-    return _refused(Refusal(row.code, "refused", 3.0))
+    return refused(Refusal(row.code, "refused", 3.0))
 
 
 @pytest.fixture

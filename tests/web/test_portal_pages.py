@@ -16,7 +16,7 @@ import aiohttp
 import pytest
 
 from swarmget.node.daemon import Node, NodeConfig
-from swarmget.node.downloads import describe
+from swarmget.node.download_record import describe
 from swarmget.run.node import open_node  # the node with its portal
 from swarmget.testing.origin import TestOrigin, open_test_origin
 

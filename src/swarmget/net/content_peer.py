@@ -107,15 +107,7 @@ class HolderSource:
             raise SourceBroken(f"{who}: the download's size is not the content key's")
         body = content_range_body(self.key, rng)
         url = f"{self.holder.url}{CONTENT_RANGE_PATH}"
-        async with stream_range(
-            self.session,
-            url,
-            body,
-            signed_headers(self.secret, self.identity, "POST", url, body),
-            rng,
-            who=who,
-            read_timeout=self.read_timeout,
-        ) as chunks:
+        async with stream_range(self, url, body, rng, who=who) as chunks:
             yield chunks
 
 

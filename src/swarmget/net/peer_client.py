@@ -19,6 +19,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import Protocol
 
 import aiohttp
 import pydantic
@@ -85,39 +86,40 @@ class PeerSource:
     ) -> AsyncIterator[AsyncIterator[Chunk]]:
         body = json_body(_range_request(info, rng, self.download_id, self.source_id))
         url = f"{self.peer.url}{RANGE_PATH}"
-        async with stream_range(
-            self.session,
-            url,
-            body,
-            signed_headers(self.secret, self.identity, "POST", url, body),
-            rng,
-            who=f"helper {self.source_id}",
-            read_timeout=self.read_timeout,
-        ) as chunks:
+        async with stream_range(self, url, body, rng, who=f"helper {self.source_id}") as chunks:
             yield chunks
+
+
+class RangeSender(Protocol):
+    """A requester's view of a peer it streams ranges from (``PeerSource``, and
+    ``net.content_peer.HolderSource``): how it signs and how long it waits between bytes."""
+
+    @property
+    def session(self) -> aiohttp.ClientSession: ...
+    @property
+    def secret(self) -> bytes: ...
+    @property
+    def identity(self) -> NodeIdentity: ...  # ours, the requester's
+    @property
+    def read_timeout(self) -> float: ...
 
 
 @asynccontextmanager
 async def stream_range(
-    session: aiohttp.ClientSession,
-    url: str,
-    body: bytes,
-    headers: dict[str, str],
-    rng: ByteRange,
-    *,
-    who: str,
-    read_timeout: float,
+    sender: RangeSender, url: str, body: bytes, rng: ByteRange, *, who: str
 ) -> AsyncIterator[AsyncIterator[Chunk]]:
-    """POST a signed JSON range request (a helper's ``/v1/range``, a holder's
-    ``/v1/content-range``) and yield the checked body of ``rng``: exactly its bytes, or the
-    error tree (``refusal`` for an error answer, ``SourceRetryable`` when the connection
-    fails, ``SourceBroken`` for an answer about another range)."""
-    headers = {**headers, "Content-Type": "application/json"}
+    """POST ``body``, a JSON range request signed with ``sender``'s identity (a helper's
+    ``/v1/range``, a holder's ``/v1/content-range``), and yield the checked body of ``rng``:
+    exactly its bytes, or the error tree (``refusal`` for an error answer,
+    ``SourceRetryable`` when the connection fails, ``SourceBroken`` for an answer about
+    another range)."""
+    signed = signed_headers(sender.secret, sender.identity, "POST", url, body)
+    headers = {**signed, "Content-Type": "application/json"}
     timeout = aiohttp.ClientTimeout(
-        total=None, sock_connect=CONNECT_TIMEOUT, sock_read=read_timeout
+        total=None, sock_connect=CONNECT_TIMEOUT, sock_read=sender.read_timeout
     )
     try:
-        resp = await session.post(
+        resp = await sender.session.post(
             url, data=body, headers=headers, timeout=timeout, allow_redirects=False
         )
     except (aiohttp.ClientError, OSError) as exc:
@@ -225,14 +227,11 @@ async def _health(
 ) -> PeerAddress | None:
     """The peer as it describes itself, or None when it does not answer well in time."""
     url = f"{peer.url}{HEALTH_PATH}"
-    headers = signed_headers(secret, identity, "GET", url)
     try:
-        async with asyncio.timeout(limit):
-            async with session.get(url, headers=headers, allow_redirects=False) as resp:
-                if resp.status != 200:
-                    return None
-                body = await read_bounded(resp.content, MAX_HEALTH_ANSWER_BYTES)
-        if body is None:
+        status, body = await signed_get(
+            session, url, secret, identity, limit=limit, max_bytes=MAX_HEALTH_ANSWER_BYTES
+        )
+        if status != 200 or body is None:
             return None
         answer = HealthAnswer.model_validate_json(body)
     except (aiohttp.ClientError, OSError, ValueError, RecursionError):
@@ -241,3 +240,24 @@ async def _health(
         return None
     slots = min(answer.slots, MAX_HELPER_SLOTS)
     return PeerAddress(node_id=peer.node_id, url=peer.url, slots=slots)
+
+
+async def signed_get(
+    session: aiohttp.ClientSession,
+    url: str,
+    secret: bytes,
+    identity: NodeIdentity,
+    *,
+    limit: float,
+    max_bytes: int,
+) -> tuple[int, bytes | None]:
+    """``GET url`` signed as ``identity``, all within ``limit`` seconds: the answer's status
+    and, for a 200, its body (None when over ``max_bytes``; never read for another status).
+    Raises ``TimeoutError``, or ``aiohttp.ClientError`` / ``OSError`` when the connection
+    fails."""
+    headers = signed_headers(secret, identity, "GET", url)
+    async with asyncio.timeout(limit):
+        async with session.get(url, headers=headers, allow_redirects=False) as resp:
+            if resp.status != 200:
+                return resp.status, None
+            return 200, await read_bounded(resp.content, max_bytes)

@@ -4,12 +4,9 @@ resume, retry, remove; and their history (``node.history``), kept across restart
 Each download runs as a task owned by the node's task group. It starts at once on this node's
 own origin connections; meanwhile the requester asks the hub for the live peers of its group
 and health-checks them in parallel (the paper's pre-download phase, no longer in front of
-the first byte), and each helper joins the running scheduler as soon as it answered.
-However many peers the hub lists, a requester health-checks at most
-``MAX_HEALTH_CANDIDATES`` of them (``MAX_HEALTH_CHECKS_IN_FLIGHT`` at once, in the hub's
-order: best first) and uses at most ``MAX_HELPERS_PER_DOWNLOAD`` helpers, the first that
-answer; the rest are ignored. Downloads are independent: several run at once, each with its own
-scheduler, part file and sources.
+the first byte), and each helper joins the running scheduler as soon as it answered
+(``node.helper_search``: how many are checked and used). Downloads are independent:
+several run at once, each with its own scheduler, part file and sources.
 
 Pause, resume and retry keep one download one record: the same id, the same row. Pausing
 cancels the download's task (its part file and checkpoint stay, as for a node that stops);
@@ -26,53 +23,44 @@ import logging
 import secrets
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-import aiohttp
-
-from swarmget.core.errors import Cancelled, HubError, SwarmgetError, WrongState
+from swarmget.core.errors import Cancelled, SwarmgetError, WrongState
 from swarmget.core.events import EventCounters
-from swarmget.core.identity import NodeIdentity
-from swarmget.core.lifecycle import DownloadState, transition
-from swarmget.core.savings import Speedup
+from swarmget.core.lifecycle import DownloadState
 from swarmget.core.urls import redact_url
 from swarmget.destination import inside_download_dir
-from swarmget.engine import (
-    Download,
-    DownloadProgress,
-    DownloadResult,
-    DownloadSpec,
-    OriginSource,
-)
-from swarmget.engine.sharing import GroupOptions
+from swarmget.engine import Download, DownloadResult, DownloadSpec, OriginSource
 from swarmget.logs import current_download
-from swarmget.net.hub_client import HubApi
 from swarmget.net.origin import OriginClient
-from swarmget.net.peer_client import (
-    MAX_HEALTH_CHECKS_IN_FLIGHT,
-    MAX_HELPER_SLOTS,
-    PeerAddress,
-    PeerSource,
-    check_health,
+from swarmget.net.peer_client import PeerAddress, PeerSource
+from swarmget.node.download_record import DownloadRecord, describe
+from swarmget.node.helper_search import (
+    MAX_HEALTH_CANDIDATES,
+    MAX_HELPERS_PER_DOWNLOAD,
+    SwarmContext,
+    find_helpers,
 )
-from swarmget.net.relay_client import RelayClient
-from swarmget.node.download_json import download_json, error_json
 from swarmget.node.history import MAX_FINISHED, DownloadHistory, HistoryRow
-from swarmget.node.hub_report import HubOutcome, HubReport, outcome_of
+from swarmget.node.hub_report import HubOutcome, HubReport
 from swarmget.node.journal import DownloadJournal, JournalEntry, spec_from_json, spec_to_json
 from swarmget.node.metrics import DownloadTally
 from swarmget.node.rates import RateSamples, download_speedup, sample_rates
 from swarmget.node.removal import dest_of, remove_download_files
-from swarmget.protocol.hub import MAX_PEERS_PER_ANSWER
+
+__all__ = [  # the record, its view and the helper search are re-exported for their users
+    "MAX_HEALTH_CANDIDATES",
+    "MAX_HELPERS_PER_DOWNLOAD",
+    "DownloadManager",
+    "DownloadRecord",
+    "SwarmContext",
+    "describe",
+    "find_helpers",
+    "resolve_destination",
+    "with_max_size",
+]
 
 log = logging.getLogger(__name__)
-
-#: Peers of the hub's list a requester health-checks at most, per download.
-MAX_HEALTH_CANDIDATES = 64
-#: Helpers one download uses at most (besides this node's own origin connections).
-MAX_HELPERS_PER_DOWNLOAD = 16
 
 
 def resolve_destination(download_dir: Path, requested: str | None) -> Path:
@@ -86,57 +74,6 @@ def with_max_size(spec: DownloadSpec, limit: int | None) -> DownloadSpec:
     if limit is None or (spec.max_size is not None and spec.max_size <= limit):
         return spec
     return dataclasses.replace(spec, max_size=limit)
-
-
-@dataclass
-class DownloadRecord:
-    id: str
-    spec: DownloadSpec
-    created: float
-    only_helpers: tuple[str, ...] | None = None
-    state: DownloadState = DownloadState.STARTING  # moved only by ``move`` (see core.lifecycle)
-    download: Download | None = None
-    result: DownloadResult | None = None
-    error: SwarmgetError | None = None
-    task: asyncio.Task[None] | None = None
-    peers_checked: list[str] = field(default_factory=list)
-    ended: float | None = None  # when it last reached a state that is not active
-    #: its JSON view as an earlier run of the node left it (from the history); None once
-    #: it runs again in this one
-    saved: dict[str, Any] | None = None
-    pause_requested: bool = False  # the task is being cancelled to pause, not to cancel
-    rates: RateSamples = field(default_factory=RateSamples)  # this run's, for the chart
-    speedup: Speedup | None = None  # once done: "how much faster than alone" (an estimate)
-    #: what the hub said when asked for peers (None: no hub, or not asked yet)
-    hub: HubReport | None = None
-
-    def progress(self) -> DownloadProgress | None:
-        return self.download.statistics() if self.download is not None else None
-
-    def move(self, target: DownloadState) -> None:
-        """Go to ``target``; ``IllegalTransition`` if the lifecycle table forbids it."""
-        self.state = transition(self.state, target)
-
-
-@dataclass(frozen=True, kw_only=True)
-class SwarmContext:
-    """What a requester needs to find and use helpers."""
-
-    identity: NodeIdentity  # ours: requests to helpers are signed with it
-    secret: bytes
-    peer_session: aiohttp.ClientSession
-    hub: HubApi | None  # a HubClient, or a HubPool of replicated hubs
-    health_timeout: float = 2.0
-    relay: RelayClient | None = None
-    max_candidates: int = MAX_HEALTH_CANDIDATES
-    max_helpers: int = MAX_HELPERS_PER_DOWNLOAD
-    max_checks_in_flight: int = MAX_HEALTH_CHECKS_IN_FLIGHT
-    #: fetch once per LAN (#15): the content index and holders; None: never share
-    group: GroupOptions | None = None
-
-    @property
-    def node_id(self) -> str:
-        return self.identity.node_id
 
 
 class DownloadManager:
@@ -350,7 +287,7 @@ class DownloadManager:
 
     def clear_finished(self) -> int:
         """Forget every finished download (the files stay); how many."""
-        ids = [r.id for r in self.records.values() if r.state.finished and _settled(r)]
+        ids = [r.id for r in self.records.values() if r.state.finished and r.settled()]
         self._forget(ids)
         return len(ids)
 
@@ -471,82 +408,5 @@ class DownloadManager:
             download.expect_helpers(0)  # the checks are over: who answered has joined
 
 
-async def find_helpers(
-    swarm: SwarmContext,
-    only_helpers: Sequence[str] | None = None,
-    on_found: Callable[[PeerAddress], None] | None = None,
-    on_hub: Callable[[HubReport], None] | None = None,
-    on_listed: Callable[[int], None] | None = None,
-) -> list[PeerAddress]:
-    """The helpers a download uses: the hub's peers (those of ``only_helpers`` when given)
-    that answer a health check, within the bounds of the module doc; none without a hub or
-    when the hub is unavailable (the node downloads alone). ``on_found`` is called with
-    each as soon as it answered, ``on_hub`` with what the hub said (not without a hub),
-    ``on_listed`` with the slots of the candidates to be checked (before the checks: what
-    the download may expect, issue #14; each capped as a health answer's would be)."""
-    hub = swarm.hub
-    if hub is None:
-        return []
-    tell = on_hub or (lambda report: None)
-    try:
-        # a group may have more live nodes than one answer lists: ask for the chosen ones
-        listed = await hub.peers(only_helpers[:MAX_PEERS_PER_ANSWER] if only_helpers else None)
-    except HubError as exc:
-        log.warning("hub unavailable, downloading alone: %s", exc)
-        tell(HubReport(outcome=outcome_of(exc), hub_url=hub.hub_url, error=str(exc)))
-        return []
-    tell(HubReport(outcome=HubOutcome.ANSWERED, hub_url=hub.hub_url, peers=len(listed)))
-    candidates = [
-        PeerAddress(node_id=p.node_id, url=p.url, slots=p.slots)
-        for p in listed
-        if p.node_id != swarm.node_id and (only_helpers is None or p.node_id in only_helpers)
-    ]
-    checked = candidates[: swarm.max_candidates]
-    if on_listed is not None:
-        on_listed(sum(min(p.slots, MAX_HELPER_SLOTS) for p in checked[: swarm.max_helpers]))
-    return await check_health(
-        swarm.peer_session,
-        checked,
-        swarm.secret,
-        swarm.identity,
-        health_timeout=swarm.health_timeout,
-        max_in_flight=swarm.max_checks_in_flight,
-        enough=swarm.max_helpers,
-        on_healthy=on_found,
-    )
-
-
 def _helpers_json(helpers: tuple[str, ...] | None) -> list[str] | None:
     return None if helpers is None else list(helpers)
-
-
-def _settled(record: DownloadRecord) -> bool:
-    return record.task is None or record.task.done()
-
-
-def describe(
-    record: DownloadRecord, *, events: int = 50, rates: bool | None = None
-) -> dict[str, Any]:
-    """The JSON view of one download for the user API (shape: ``node.download_json``); one
-    of an earlier run of the node: as it was left, in its state now."""
-    download = record.download
-    if download is None and record.saved is not None:
-        error = record.saved.get("error") if record.error is None else error_json(record.error)
-        saved = {**record.saved, "state": record.state.value, "error": error, "events": []}
-        if not (events if rates is None else rates):
-            saved.pop("rates", None)
-        return saved
-    return download_json(
-        download_id=record.id,
-        url=record.spec.url,
-        state=record.state,
-        created=record.created,
-        peers=record.peers_checked,
-        error=record.error,
-        progress=record.progress(),
-        events=None if download is None else list(download.events)[-events:] if events else [],
-        result=record.result,
-        hub=record.hub,
-        rates=record.rates.to_json() if (events if rates is None else rates) else None,
-        speedup=record.speedup,
-    )

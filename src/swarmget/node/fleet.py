@@ -20,10 +20,10 @@ import aiohttp
 
 from swarmget.core.errors import HubError
 from swarmget.core.identity import NodeIdentity
-from swarmget.net.bounded import read_bounded
 from swarmget.net.hub_client import HubApi
-from swarmget.net.signing import signed_headers
-from swarmget.node.downloads import DownloadManager, describe
+from swarmget.net.peer_client import signed_get
+from swarmget.node.download_record import describe
+from swarmget.node.downloads import DownloadManager
 from swarmget.node.helper import HelperService, helper_summary
 from swarmget.protocol.peer import MAX_SUMMARY_BYTES, SUMMARY_PATH, NodeSummary
 
@@ -73,17 +73,16 @@ async def fetch_summary(
 ) -> FleetEntry:
     """One peer's summary over the signed peer API, or the reason there is none."""
     target = f"{url}{SUMMARY_PATH}"
-    headers = signed_headers(secret, identity, "GET", target)
     try:
-        async with asyncio.timeout(limit):
-            async with session.get(target, headers=headers, allow_redirects=False) as resp:
-                if resp.status != 200:
-                    return FleetEntry(node_id=node_id, url=url, error=f"refused ({resp.status})")
-                body = await read_bounded(resp.content, MAX_SUMMARY_BYTES)
+        status, body = await signed_get(
+            session, target, secret, identity, limit=limit, max_bytes=MAX_SUMMARY_BYTES
+        )
     except TimeoutError:
         return FleetEntry(node_id=node_id, url=url, error="unreachable (timed out)")
     except (aiohttp.ClientError, OSError):
         return FleetEntry(node_id=node_id, url=url, error="unreachable (no connection)")
+    if status != 200:
+        return FleetEntry(node_id=node_id, url=url, error=f"refused ({status})")
     try:
         if body is None:
             raise ValueError("too large")

@@ -28,14 +28,9 @@ a wrong one.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import dataclasses
 import logging
 import math
-import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
-from typing import Any
 
 from aiohttp import web
 from pydantic import ValidationError
@@ -44,220 +39,60 @@ from swarmget import __version__
 from swarmget.core.errors import ForbiddenTarget, InvalidURL, SourceRateLimited, SwarmgetError
 from swarmget.core.http import Validator
 from swarmget.core.ranges import ByteRange, Chunk
-from swarmget.core.ratelimit import TokenBucket
 from swarmget.core.urls import validate_url
 from swarmget.net.auth import auth_middleware, authenticated_node, json_error
-from swarmget.net.origin import OriginClient, OriginInfo
-from swarmget.node.quota import DailyQuota, utc_day
+from swarmget.net.origin import OriginInfo
+from swarmget.node.helper_service import (
+    QUOTA_STEP,
+    ChunkFilter,
+    HelperLimits,
+    HelperService,
+    HelperStats,
+    StreamBudget,
+)
+from swarmget.node.range_stream import (
+    Refusal,
+    StreamCut,
+    abort,
+    range_response,
+    refused,
+    send,
+)
 from swarmget.protocol.errors import PEER_ERRORS
 from swarmget.protocol.peer import (
     HEALTH_PATH,
-    RANGE_HEADER,
     RANGE_PATH,
     SUMMARY_PATH,
     HealthAnswer,
     NodeSummary,
     RangeRequest,
-    range_header,
 )
+
+__all__ = [
+    "ADDRESS_POLICY_REFUSAL",
+    "FORWARD_BATCH",
+    "FORWARD_DELAY",
+    "HELPER",
+    "NODE_ID",
+    "QUOTA_STEP",
+    "SUMMARY",
+    "ChunkFilter",
+    "HelperLimits",
+    "HelperService",
+    "HelperStats",
+    "Refusal",
+    "StreamBudget",
+    "helper_summary",
+    "make_peer_app",
+]
 
 log = logging.getLogger(__name__)
 
 #: All a requester learns when the SSRF guard refuses the URL it asked us to fetch.
 ADDRESS_POLICY_REFUSAL = "refused by the address policy"
 
-
-@dataclass(frozen=True, kw_only=True)
-class HelperLimits:
-    slots: int = 3
-    rate_limit: float | None = None  # bytes/s over all streams
-    retry_after_busy: float = 1.0
-    #: close a stream whose requester took no byte for this many seconds
-    write_stall_timeout: float = 20.0
-
-    def __post_init__(self) -> None:
-        if self.slots < 1 or self.write_stall_timeout <= 0:
-            raise ValueError("need slots >= 1 and write_stall_timeout > 0")
-
-
-@dataclass
-class HelperStats:
-    streams_served: int = 0
-    bytes_served: int = 0
-    refusals: dict[str, int] = field(default_factory=dict)  # by reason (the answer's code)
-    stalled: int = 0  # streams closed because their requester stopped reading
-    quota_cut: int = 0  # streams cut because the daily quota ran out mid-stream
-    active_by_requester: dict[str, int] = field(default_factory=dict)
-    sent_day: str = ""  # the UTC day ``sent_today`` counts
-    sent_today: int = 0  # bytes streamed to requesters on that day
-
-    @property
-    def refused(self) -> int:
-        return sum(self.refusals.values())
-
-    def refuse(self, reason: str) -> None:
-        self.refusals[reason] = self.refusals.get(reason, 0) + 1
-
-
-@dataclass
-class StreamBudget:
-    """One stream's share of the daily quota: reserved a step at a time, charged as used."""
-
-    length: int  # the most the stream will fetch
-    reserved: int = 0  # set aside and not fetched yet
-    used: int = 0  # fetched from the origin so far
-
-
-class Refusal(Exception):
-    """The helper will not take this request: answered with ``code``'s row of ``PEER_ERRORS``."""
-
-    def __init__(self, code: str, message: str, retry_after: float | None = None) -> None:
-        super().__init__(message)
-        row = PEER_ERRORS.row(code)
-        self.status, self.code, self.retry_after = row.status, row.code, retry_after
-
-
 FORWARD_BATCH = 256 * 1024  # bytes collected from the origin before one write on
 FORWARD_DELAY = 0.05  # ... or seconds after the first of them arrived
-QUOTA_STEP = 1024 * 1024  # quota is reserved this much at a time as a stream goes on
-log = logging.getLogger(__name__)
-
-#: A transform every chunk a helper streams passes through (``HelperService(chunk_filter=)``):
-#: only the integrity tests' lying helper (``swarmget.testing.evil_node``) gives one.
-ChunkFilter = Callable[[Chunk], Chunk]
-
-
-class HelperService:
-    """Admission (slots, fairness, quota), throttling and accounting for helper streams."""
-
-    def __init__(
-        self,
-        origin: OriginClient,
-        limits: HelperLimits,
-        *,
-        quota: DailyQuota | None = None,
-        clock: Callable[[], float] = time.monotonic,
-        wall_clock: Callable[[], float] = time.time,
-        chunk_filter: ChunkFilter | None = None,
-    ) -> None:
-        self.origin = origin
-        self.limits = limits
-        self.quota = quota
-        self._clock = clock
-        self._bucket = TokenBucket(limits.rate_limit) if limits.rate_limit else None
-        self.stats = HelperStats()
-        self.draining = False
-        #: its owner paused helping (``node.settings``): new streams are refused with
-        #: ``helping_paused`` (503) and health checks too, so requesters pass it by; the
-        #: node stays registered with its hub, and streams in flight go on
-        self.paused = False
-        self.chunk_filter = chunk_filter
-        self._wall = wall_clock
-
-    def set_slots(self, slots: int) -> None:
-        """New streams see ``slots`` at once; streams in flight keep their slots."""
-        self.limits = dataclasses.replace(self.limits, slots=slots)
-
-    def set_rate_limit(self, rate: float | None) -> None:
-        """A new cap (bytes/s over all streams), in force at once for running streams too
-        (they take their tokens from the same bucket); None lifts it."""
-        self.limits = dataclasses.replace(self.limits, rate_limit=rate)
-        if rate is None:
-            self._bucket = None
-        elif self._bucket is None:
-            self._bucket = TokenBucket(rate)
-        else:
-            self._bucket.rate = rate
-            self._bucket.burst = TokenBucket(rate).burst
-
-    def count_sent(self, n: int) -> None:
-        day = utc_day(self._wall())
-        if day != self.stats.sent_day:
-            self.stats.sent_day, self.stats.sent_today = day, 0
-        self.stats.sent_today += n
-        self.stats.bytes_served += n
-
-    def sent_today(self) -> int:
-        return self.stats.sent_today if self.stats.sent_day == utc_day(self._wall()) else 0
-
-    def active(self) -> int:
-        return sum(self.stats.active_by_requester.values())
-
-    def statistics(self) -> dict[str, Any]:
-        return {
-            "slots": self.limits.slots,
-            "active_streams": self.active(),
-            "streams_served": self.stats.streams_served,
-            "bytes_served": self.stats.bytes_served,
-            "refused": self.stats.refused,
-            "quota_left": self.quota.left() if self.quota is not None else None,
-            "rate_limit": self.limits.rate_limit,
-            "daily_quota": self.quota.limit if self.quota is not None else None,
-            "helping_paused": self.paused,
-            "version": __version__,
-        }
-
-    def admit(self, requester: str, length: int, *, origin: bool = True) -> StreamBudget:
-        """Take a slot and a first quota step for ``requester`` or raise ``Refusal`` (429/503).
-        ``origin=False``: a LAN holder stream (``node.holder``), served from this node's
-        disk: it takes a slot but no quota (``--daily-quota`` counts origin bytes only)."""
-        active = self.stats.active_by_requester
-        if self.draining:
-            raise Refusal("draining", "this node is shutting down", 5.0)
-        if self.paused:
-            raise Refusal("helping_paused", "helping is paused on this node by its owner", 60.0)
-        others = {r for r, n in active.items() if n and r != requester}
-        fair = math.ceil(self.limits.slots / (len(others) + 1))
-        busy = self.active() >= self.limits.slots or active.get(requester, 0) >= fair
-        if busy:
-            raise Refusal("busy", "all slots busy", self.limits.retry_after_busy)
-        budget = StreamBudget(length)
-        if origin and not self._quota_covers(budget):
-            assert self.quota is not None
-            raise Refusal("quota", "daily quota used up", self.quota.retry_after())
-        active[requester] = active.get(requester, 0) + 1
-        return budget
-
-    def charge(self, budget: StreamBudget, n: int) -> bool:
-        """``n`` more bytes came from the origin for ``budget``'s stream: count them against
-        the quota. False when the quota cannot cover the stream's next bytes (stop it)."""
-        budget.used += n
-        if self.quota is None:
-            return True
-        taken = min(n, budget.reserved)
-        budget.reserved -= taken
-        self.quota.settle(taken, n)
-        return budget.reserved > 0 or budget.used >= budget.length or self._reserve_step(budget)
-
-    def release(self, requester: str, budget: StreamBudget) -> None:
-        """The stream ended: free its slot and give back the quota it did not use."""
-        active = self.stats.active_by_requester
-        active[requester] -= 1
-        if not active[requester]:
-            del active[requester]
-        if self.quota is not None:
-            self.quota.settle(budget.reserved, 0)
-        budget.reserved = 0
-
-    def _quota_covers(self, budget: StreamBudget) -> bool:
-        if self.quota is not None and self.quota.left() < budget.length:
-            return False
-        return self._reserve_step(budget)
-
-    def _reserve_step(self, budget: StreamBudget) -> bool:
-        step = min(QUOTA_STEP, budget.length - budget.used - budget.reserved)
-        if self.quota is None or step <= 0:
-            return True
-        if not self.quota.try_reserve(step):
-            return False
-        budget.reserved += step
-        return True
-
-    async def throttle(self, n: int) -> None:
-        if self._bucket is not None:
-            delay = self._bucket.reserve(n, self._clock())
-            if delay > 0:
-                await asyncio.sleep(delay)
 
 
 def _origin_error(exc: SwarmgetError) -> web.Response:
@@ -301,25 +136,8 @@ async def _parse(request: web.Request) -> RangeRequest:
     return req
 
 
-@contextlib.asynccontextmanager
-async def _slot(service: HelperService, requester: str, length: int) -> AsyncIterator[StreamBudget]:
-    budget = service.admit(requester, length)
-    try:
-        yield budget
-    finally:
-        service.release(requester, budget)
-
-
-class _StreamCut(Exception):
-    """Internal: stop streaming to this requester (it stopped reading, or the quota ran out)."""
-
-
-class _ReaderStalled(_StreamCut):
-    pass
-
-
-class _QuotaRanOut(_StreamCut):
-    pass
+class _QuotaRanOut(StreamCut):
+    """The daily quota cannot cover the stream's next bytes."""
 
 
 async def handle_range(request: web.Request) -> web.StreamResponse:
@@ -328,16 +146,11 @@ async def handle_range(request: web.Request) -> web.StreamResponse:
     try:
         req = await _parse(request)
         rng = ByteRange(req.start, req.end)
-        async with _slot(service, requester, rng.length) as budget:
+        with service.slot(requester, rng.length) as budget:
             return await _stream_range(request, service, req, rng, budget)
     except Refusal as exc:
         service.stats.refuse(exc.code)  # counted when it happens, by reason
-        return _refused(exc)
-
-
-def _refused(exc: Refusal) -> web.Response:
-    headers = {"Retry-After": str(math.ceil(exc.retry_after))} if exc.retry_after else {}
-    return json_error(exc.status, str(exc), exc.code, headers=headers)
+        return refused(exc)
 
 
 async def _stream_range(
@@ -347,14 +160,7 @@ async def _stream_range(
     rng: ByteRange,
     budget: StreamBudget,
 ) -> web.StreamResponse:
-    resp = web.StreamResponse(
-        status=200,
-        headers={
-            "Content-Type": "application/octet-stream",
-            "Content-Length": str(rng.length),
-            RANGE_HEADER: range_header(rng.start, rng.end),
-        },
-    )
+    resp = range_response(rng)
     try:
         async with service.origin.open_range(_info_for(req), rng) as body:
             await resp.prepare(request)
@@ -363,42 +169,18 @@ async def _stream_range(
     except SwarmgetError as exc:
         if not resp.prepared:
             return _origin_error(exc)
-        _abort(request)  # mid-body: the requester must see a short body, not a clean end
+        abort(request)  # mid-body: the requester must see a short body, not a clean end
         return resp
-    except _StreamCut as exc:
+    except StreamCut as exc:
         if isinstance(exc, _QuotaRanOut):
             service.stats.quota_cut += 1
         else:
             service.stats.stalled += 1
         log.warning("stream %s to %s closed: %s", rng, authenticated_node(request), exc)
-        _abort(request)
+        abort(request)
         return resp
     service.stats.streams_served += 1
     return resp
-
-
-async def _send(
-    resp: web.StreamResponse,
-    data: Chunk,
-    stall: float,
-    transport: asyncio.BaseTransport | None,
-) -> None:
-    """Write ``data`` on; raise ``_ReaderStalled`` once the requester took no byte for
-    ``stall`` seconds. A slow reader that still takes bytes is waited for."""
-    try:
-        async with asyncio.timeout(stall):
-            await resp.write(data)
-        return
-    except TimeoutError:
-        pass  # the bytes are in the transport's buffer: only the wait for room was cut
-    if not isinstance(transport, asyncio.WriteTransport):
-        raise _ReaderStalled(f"the requester took no byte for {stall:g} s")
-    left = transport.get_write_buffer_size()
-    while left:
-        await asyncio.sleep(stall)
-        if transport.get_write_buffer_size() >= left:
-            raise _ReaderStalled(f"the requester took no byte for {stall:g} s")
-        left = transport.get_write_buffer_size()
 
 
 async def _forward(
@@ -425,7 +207,7 @@ async def _forward(
         data = pending[0] if len(pending) == 1 else b"".join(pending)
         pending.clear()
         size = 0
-        await _send(resp, data, service.limits.write_stall_timeout, transport)
+        await send(resp, data, service.limits.write_stall_timeout, transport)
         service.count_sent(len(data))
 
     while True:
@@ -457,15 +239,10 @@ async def _forward(
         await flush()
 
 
-def _abort(request: web.Request) -> None:
-    if request.transport is not None:
-        request.transport.abort()
-
-
 async def handle_health(request: web.Request) -> web.Response:
     service: HelperService = request.app[HELPER]
     if service.paused:  # requesters checking health pass a paused helper by
-        return _refused(Refusal("helping_paused", "helping is paused on this node", 60.0))
+        return refused(Refusal("helping_paused", "helping is paused on this node", 60.0))
     answer = HealthAnswer(node_id=request.app[NODE_ID], **service.statistics())
     return web.json_response(answer.model_dump(mode="json"))
 

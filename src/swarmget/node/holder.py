@@ -35,7 +35,7 @@ import asyncio
 import contextlib
 import logging
 import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from aiohttp import web
@@ -52,9 +52,18 @@ from swarmget.core.errors import (
 )
 from swarmget.core.ranges import ByteRange
 from swarmget.net.auth import authenticated_node, json_error
-from swarmget.node.helper import HELPER, HelperService, Refusal, _refused, _send, _StreamCut
+from swarmget.node.helper import HELPER
+from swarmget.node.helper_service import HelperService
 from swarmget.node.holdings import Holding, HoldingsRegistry, fingerprint_of
 from swarmget.node.quota import DailyQuota
+from swarmget.node.range_stream import (
+    Refusal,
+    StreamCut,
+    abort,
+    range_response,
+    refused,
+    send,
+)
 from swarmget.protocol.content import (
     CONTENT_PREFIX,
     CONTENT_RANGE_PATH,
@@ -64,7 +73,6 @@ from swarmget.protocol.content import (
     is_index_name,
 )
 from swarmget.protocol.errors import PEER_ERRORS
-from swarmget.protocol.peer import RANGE_HEADER, range_header
 from swarmget.safe_files import open_directory, open_existing_at
 
 __all__ = ["HOLDER", "READ_CHUNK", "HolderService", "HolderStats", "add_holder_routes"]
@@ -193,15 +201,6 @@ def _content_error(exc: ContentError) -> web.Response:
     return json_error(row.status, str(exc), row.code, headers=headers)
 
 
-@contextlib.asynccontextmanager
-async def _lan_slot(service: HelperService, requester: str, length: int) -> AsyncIterator[None]:
-    budget = service.admit(requester, length, origin=False)  # a slot, no origin quota
-    try:
-        yield
-    finally:
-        service.release(requester, budget)
-
-
 async def handle_content_range(request: web.Request) -> web.StreamResponse:
     holder, service = request.app[HOLDER], request.app[HELPER]
     requester = authenticated_node(request)
@@ -210,7 +209,7 @@ async def handle_content_range(request: web.Request) -> web.StreamResponse:
         rng = ByteRange(req.start, req.end)
         holding = holder.holding_for(key, rng)
         with holder.lan_allowance(rng.length) as sent:
-            async with _lan_slot(service, requester, rng.length):
+            with service.slot(requester, rng.length, origin=False):  # no origin quota
                 with holder.registry.pinned(holding.name):
                     fd = await asyncio.to_thread(open_held, holding, rng.end)
                     try:
@@ -219,7 +218,7 @@ async def handle_content_range(request: web.Request) -> web.StreamResponse:
                         os.close(fd)
     except Refusal as exc:
         service.stats.refuse(exc.code)
-        return _refused(exc)
+        return refused(exc)
     except ContentError as exc:
         service.stats.refuse(PEER_ERRORS.for_exception(exc).code)
         return _content_error(exc)
@@ -233,14 +232,7 @@ async def _stream(
     rng: ByteRange,
     sent: list[int],
 ) -> web.StreamResponse:
-    resp = web.StreamResponse(
-        status=200,
-        headers={
-            "Content-Type": "application/octet-stream",
-            "Content-Length": str(rng.length),
-            RANGE_HEADER: range_header(rng.start, rng.end),
-        },
-    )
+    resp = range_response(rng)
     await resp.prepare(request)
     offset = rng.start
     try:
@@ -250,15 +242,14 @@ async def _stream(
             if not data:
                 raise OSError(f"the held file ended at {offset}")
             await service.throttle(len(data))
-            await _send(resp, data, service.limits.write_stall_timeout, request.transport)
+            await send(resp, data, service.limits.write_stall_timeout, request.transport)
             offset += len(data)
             sent[0] += len(data)
             holder.stats.lan_bytes_served += len(data)
         await resp.write_eof()
-    except (OSError, _StreamCut) as exc:  # mid-body: the requester must see a short body
+    except (OSError, StreamCut) as exc:  # mid-body: the requester must see a short body
         log.warning("content stream %s to %s cut: %s", rng, authenticated_node(request), exc)
-        if request.transport is not None:
-            request.transport.abort()
+        abort(request)
         return resp
     holder.stats.streams_served += 1
     return resp

@@ -21,7 +21,7 @@ from swarmget.net.metrics import HistogramTally, counter, gauge, labelled_counte
 if TYPE_CHECKING:
     from swarmget.node.daily import DailyBytes
     from swarmget.node.downloads import DownloadManager
-    from swarmget.node.helper import HelperService
+    from swarmget.node.helper_service import HelperService
     from swarmget.node.holder import HolderService
     from swarmget.node.share_cache import ShareCache
 

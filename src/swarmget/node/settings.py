@@ -31,7 +31,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from swarmget.core.errors import UsageError
-from swarmget.node.helper import HelperService
+from swarmget.node.helper_service import HelperService
 from swarmget.node.quota import DailyQuota
 from swarmget.node.statefiles import write_private
 from swarmget.protocol.user import SettingSource, SettingsUpdate, SettingsView, SettingValue

@@ -73,7 +73,7 @@ def range_header(start: int, end: int) -> str:
 
 class HealthAnswer(BaseModel):
     """A helper's ``GET /v1/health`` answer. Its statistics ride along as extra fields
-    (``swarmget.node.helper.HelperService.statistics``); a requester reads ``node_id`` and
+    (``swarmget.node.helper_service.HelperService.statistics``); a requester reads ``node_id`` and
     ``slots`` only, strictly (a count is a JSON integer, at least 1)."""
 
     model_config = ConfigDict(extra="allow", frozen=True)

@@ -123,6 +123,24 @@ class LocalSwarm:
         chosen = range(len(self.hubs)) if order is None else order
         return [str(self.hubs[i].info["url"]) for i in chosen]
 
+    async def restart_node(self, i: int, extra: Sequence[str] = ()) -> NodeHandle:
+        """Stop node ``i`` and start it again on its state and download directories (the
+        same key, address and hubs) with ``extra`` arguments; it logs to
+        ``node{i}-again.log``. Its handle is updated in place and returned."""
+        node = self.node(i)
+        await node.proc.stop()
+        args = node_args(
+            self.hub_urls(self.node_hubs.get(i)),
+            node.address,
+            self.secret_file,
+            node.state_dir,
+            node.download_dir,
+            extra,
+        )
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        node.proc = await start_proc(args, self.root / f"node{i}-again.log", env)
+        return node
+
 
 def node_args(
     hub_url: str | Sequence[str],
@@ -281,6 +299,47 @@ class NodeApi:
                 _, data = await self.call("GET", f"/v1/downloads/{download_id}")
                 if not still_going(data):
                     return dict(data)
+                await asyncio.sleep(0.2)
+
+    async def download(self, url: str, output: str, limit: float = 120.0) -> dict[str, Any]:
+        """Download ``url`` to ``output`` (in the node's download directory) and wait for the
+        end: the download's final view, which must be ``done`` (AssertionError otherwise,
+        naming the view; TimeoutError after ``limit`` seconds)."""
+        done = await self.wait(await self.start(url, output=output), limit)
+        if done.get("state") != "done":
+            raise AssertionError(f"the download ended {done.get('state')}: {done}")
+        return done
+
+    async def status(self) -> dict[str, Any]:
+        """``GET /v1/status`` (RuntimeError for any answer but 200)."""
+        status, data = await self.call("GET", "/v1/status")
+        if status != 200 or not isinstance(data, dict):
+            raise RuntimeError(f"GET /v1/status: {status} {data}")
+        return data
+
+    async def sharing(self) -> dict[str, Any]:
+        """The ``sharing`` part of the node's status (fetch once per LAN, #15)."""
+        sharing = (await self.status()).get("sharing")
+        if not isinstance(sharing, dict):
+            raise RuntimeError(f"the node's status has no sharing part: {sharing!r}")
+        return sharing
+
+    async def until_sharing(self, count: str, want: int, limit: float = 30.0) -> dict[str, Any]:
+        """Poll until the sharing count ``count`` (``kept_files``, ``announced`` ...) reaches
+        ``want`` (TimeoutError after ``limit`` seconds); the sharing part then."""
+        async with asyncio.timeout(limit):
+            while True:
+                sharing = await self.sharing()
+                if (sharing[count] or 0) >= want:
+                    return sharing
+                await asyncio.sleep(0.2)
+
+    async def until_peers(self, count: int, limit: float = 20.0) -> None:
+        """Poll until the node sees ``count`` peers (TimeoutError after ``limit`` seconds)."""
+        async with asyncio.timeout(limit):
+            while True:
+                if len(await self.peers()) >= count:
+                    return
                 await asyncio.sleep(0.2)
 
     async def peers(self) -> list[dict[str, Any]]:

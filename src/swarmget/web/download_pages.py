@@ -22,7 +22,8 @@ from swarmget.core.errors import DestinationExists, HubError, SwarmgetError, Wro
 from swarmget.core.lifecycle import DownloadState
 from swarmget.core.urls import validate_url
 from swarmget.destination import check_destination
-from swarmget.node.downloads import DownloadRecord, describe, resolve_destination
+from swarmget.node.download_record import DownloadRecord, describe
+from swarmget.node.downloads import resolve_destination
 from swarmget.protocol.user import CreateDownload, DownloadFilter
 from swarmget.web import views
 from swarmget.web.live import live_stream
