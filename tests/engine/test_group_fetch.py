@@ -9,9 +9,12 @@ from pathlib import Path
 
 import aiohttp
 
+from swarmget.core import events as ev
 from swarmget.core.content import ContentKey
+from swarmget.core.events import RefetchCause
 from swarmget.core.verification import Verification
 from swarmget.engine import Download, DownloadSpec, OriginSource
+from swarmget.engine.group import HOLDER_PREFIX
 from swarmget.engine.sharing import GroupConfig, GroupOptions, SharingNote
 from swarmget.net.origin import OriginClient
 from swarmget.testing.content_index import FakeContentHub, FakeLan
@@ -384,3 +387,64 @@ async def test_an_own_copy_gone_before_it_is_read_leaves_the_rest_to_the_origin(
     assert again.sharing.own_bytes == 0
     assert again.sharing.origin_bytes >= SIZE
     assert SharingNote.OWN_COPY_LOST in again.sharing.notes
+
+
+async def test_a_later_requester_with_a_known_digest_samples_no_holder_stream(
+    tmp_path: Path,
+) -> None:
+    """The origin's Repr-Digest proves the holder's bytes: no sample checks, the origin
+    answers the probe only (the 1 % budget of issue #15)."""
+    hub, lan = FakeContentHub(), FakeLan()
+    async with open_test_origin() as origin, aiohttp.ClientSession() as s:
+        origin.add_generated("f.bin", SIZE, digest=True)
+        client = OriginClient(s)
+        async with asyncio.timeout(BOUND):
+            await download(origin, client, tmp_path / "a.bin", options(hub, lan, A)).run()
+            before = origin.stats().bytes_total
+            rb = await download(origin, client, tmp_path / "b.bin", options(hub, lan, B)).run()
+        second_origin = origin.stats().bytes_total - before
+        content = origin.content("f.bin")
+    assert rb.path.read_bytes() == content
+    assert rb.sharing is not None
+    assert rb.sharing.lan_bytes >= SIZE
+    assert rb.sharing.holder_check is Verification.REPR_DIGEST
+    assert rb.verification.sampled_streams == 0
+    assert rb.verification.helper_streams > 0  # held, then dropped: the digest proved them
+    assert second_origin <= 0.01 * SIZE  # the probe only
+    assert rb.sharing.origin_bytes <= 0.01 * SIZE
+
+
+async def test_a_lying_holder_with_a_known_digest_is_found_by_the_held_samples(
+    tmp_path: Path,
+) -> None:
+    """The digest fails: the held checks run, catch the liar (banned, reported), its bytes
+    are fetched again and the file ends right."""
+    hub, lan = FakeContentHub(), FakeLan()
+    seen: list[ev.Event] = []
+    async with open_test_origin() as origin, aiohttp.ClientSession() as s:
+        origin.add_generated("f.bin", SIZE, digest=True)
+        client = OriginClient(s)
+        async with asyncio.timeout(BOUND):
+            await download(origin, client, tmp_path / "a.bin", options(hub, lan, A)).run()
+            lan.lie(A)  # from now on A serves every byte flipped
+            spec = DownloadSpec(url=origin.url("f.bin"), output=tmp_path / "b.bin")
+            b = Download(
+                spec,
+                client,
+                sources=[OriginSource(client, 2)],
+                group=options(hub, lan, B),
+                on_event=seen.append,
+            )
+            rb = await b.run()
+        content = origin.content("f.bin")
+    assert rb.path.read_bytes() == content
+    assert rb.sharing is not None
+    assert rb.sharing.banned_holders == (A,)
+    ((reporter, _, report),) = hub.reports
+    assert (reporter, report.node_id, report.verification) == (B, A, Verification.SAMPLED)
+    assert rb.verification.sampled_streams > 0  # the held checks ran once the digest failed
+    bad = [e for e in seen if isinstance(e, ev.BadData)]
+    assert bad
+    assert all(e.source_ids == (HOLDER_PREFIX + A,) for e in bad)
+    again = [e for e in seen if isinstance(e, ev.Refetched) and e.cause is RefetchCause.BAD_DATA]
+    assert sum(e.length for e in again) >= SIZE // 2  # A's bytes, fetched again
