@@ -5,6 +5,9 @@ and the LAN holders (``swarmget.testing.content_index``)."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
@@ -12,11 +15,12 @@ import aiohttp
 from swarmget.core import events as ev
 from swarmget.core.content import ContentKey
 from swarmget.core.events import RefetchCause
+from swarmget.core.ranges import ByteRange, Chunk
 from swarmget.core.verification import Verification
 from swarmget.engine import Download, DownloadSpec, OriginSource
 from swarmget.engine.group import HOLDER_PREFIX
 from swarmget.engine.sharing import GroupConfig, GroupOptions, SharingNote
-from swarmget.net.origin import OriginClient
+from swarmget.net.origin import OriginClient, OriginInfo
 from swarmget.testing.content_index import FakeContentHub, FakeLan
 from swarmget.testing.fakes import nid
 from swarmget.testing.origin import TestOrigin, open_test_origin
@@ -49,6 +53,27 @@ def download(
 ) -> Download:
     spec = DownloadSpec(url=origin.url("f.bin"), output=dest, verify_sample=verify_sample)
     return Download(spec, client, sources=[OriginSource(client, 2)], group=group)
+
+
+@dataclass(frozen=True)
+class HelperLink:
+    """Another node's origin link as a helper of ours (untrusted, like the node's peer
+    sources: an ``OriginSource`` would count as our own connection)."""
+
+    inner: OriginSource
+
+    @property
+    def source_id(self) -> str:
+        return self.inner.source_id
+
+    @property
+    def slots(self) -> int:
+        return self.inner.slots
+
+    def open_range(
+        self, info: OriginInfo, rng: ByteRange
+    ) -> AbstractAsyncContextManager[AsyncIterator[Chunk]]:
+        return self.inner.open_range(info, rng)
 
 
 def key_of(result: Download) -> ContentKey:
@@ -448,3 +473,36 @@ async def test_a_lying_holder_with_a_known_digest_is_found_by_the_held_samples(
     assert all(e.source_ids == (HOLDER_PREFIX + A,) for e in bad)
     again = [e for e in seen if isinstance(e, ev.Refetched) and e.cause is RefetchCause.BAD_DATA]
     assert sum(e.length for e in again) >= SIZE // 2  # A's bytes, fetched again
+
+
+async def test_a_member_that_joined_after_us_never_fetches_for_us_as_a_helper(
+    tmp_path: Path,
+) -> None:
+    """B joins after A (A's join could not list it) but before A's first round of news: as
+    A's helper it gets no grant before that round, which drops it (a member fetches for
+    the group through its own grants), so no origin stream of B's is started for A only to
+    be cut. A still finishes, taking B's bytes over the LAN."""
+    hub, lan = FakeContentHub(), FakeLan()
+    slow = GroupConfig(news_every=1.0, short_check=1.0, silent_after=BOUND)
+    group_a = GroupOptions(
+        index=hub.client(A), holders=lan.streams(), node_id=A, holdings=lan.holdings(A),
+        config=slow,
+    )  # fmt: skip
+    async with open_test_origin(rate_per_conn=2 * MiB) as origin, aiohttp.ClientSession() as s:
+        origin.add_generated("f.bin", SIZE, digest=True)
+        client = OriginClient(s)
+        spec = DownloadSpec(url=origin.url("f.bin"), output=tmp_path / "a.bin", verify_sample=0)
+        helper_b = HelperLink(OriginSource(client, 2, source_id=B))  # B's link, A's helper
+        a = Download(spec, client, sources=[OriginSource(client, 2), helper_b], group=group_a)
+        b = download(origin, client, tmp_path / "b.bin", options(hub, lan, B), verify_sample=0)
+        async with asyncio.timeout(BOUND):
+            task_a = asyncio.create_task(a.run())
+            while not any(c[:2] == (A, "join") for c in hub.calls):  # A is a member first
+                await asyncio.sleep(0.01)
+            ra, rb = await asyncio.gather(task_a, b.run())
+        content = origin.content("f.bin")
+    assert ra.path.read_bytes() == content
+    assert rb.path.read_bytes() == content
+    assert {x.source_id: x.received for x in ra.sources}.get(B, 0) == 0
+    assert ra.sharing is not None
+    assert ra.sharing.lan_bytes > 0
