@@ -320,7 +320,6 @@ class GroupFetch:
         self._check_starved()
         await self._report_liars()
         for _ in range(self._config.claims_per_round):
-            sched = self._scheduler()
             fresh = _first_runs(self._fresh())
             left = self._link_left()
             claim = self._wants_grant()
