@@ -225,7 +225,10 @@ events {{
     worker_connections 1024;
 }}
 http {{
-    access_log {run_dir / "access.log"};
+    # the combined format, then the Range asked, the time taken and the end (``msec``)
+    log_format timed '$remote_addr - - [$time_local] "$request" $status $body_bytes_sent '
+                     '"$http_referer" "$http_user_agent" "$http_range" $request_time $msec';
+    access_log {run_dir / "access.log"} timed;
 {temp_paths}
     default_type application/octet-stream;
     sendfile on;

@@ -71,6 +71,7 @@ from common import (
     swarmget_exe,
 )
 from lan_experiments import EXPERIMENTS, RUNNERS, Lab, Plan, plan_for
+from lan_share import CASES as SHARE_CASES
 from lan_swarm import Run, start_origin, wait_origin
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -111,6 +112,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--no-install", action="store_true", help="never apt-get install")
     p.add_argument("--results", type=Path, help="where tables, plots and JSON go")
     p.add_argument("--note", help="a line for the report (e.g. the commit measured)")
+    p.add_argument(
+        "--share-cases",
+        help=f"for share: only these cases, comma-separated ({', '.join(SHARE_CASES)})",
+    )
     args = p.parse_args(argv)
     unknown = set(args.experiments) - set(EXPERIMENTS)
     if unknown:
@@ -123,6 +128,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         p.error("--rtt-ms must be within 0..1000")
     if args.repeat < 1:
         p.error("--repeat must be >= 1")
+    if args.share_cases is not None:
+        args.share_cases = tuple(
+            sorted({c.strip() for c in args.share_cases.split(",") if c.strip()})
+        )
+        bad = set(args.share_cases) - set(SHARE_CASES)
+        if bad or not args.share_cases:
+            p.error(f"--share-cases: unknown case(s) {', '.join(sorted(bad))}")
     return args
 
 
@@ -274,7 +286,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if why is not None:
             print(f"SKIP: the namespace LAN benchmark cannot run here: {why}")
             return 0
-        plan = plan_for(args.quick, args.repeat, args.cap, args.rtt_ms)
+        plan = plan_for(args.quick, args.repeat, args.cap, args.rtt_ms, args.share_cases)
         if args.command == "up":
             return up_only(plan, args)
         return run_experiments(args, plan)

@@ -78,6 +78,8 @@ class Plan:
     share_holder_kill_at: float = 0.3  # a holder killed when the requester has this much
     share_origin_ref: bool = True  # curl from one host: "from the origin" for the 2nd
     share_wide_slots: int = 8  # "at once" with sharing again, every node --slots this (0: no)
+    #: share: only these cases (``lan_share.CASES``; None: every case of the plan)
+    share_cases: tuple[str, ...] | None = None
 
     @property
     def hosts(self) -> int:
@@ -445,7 +447,13 @@ RUNNERS: dict[str, Callable[[Lab], None]] = {
 }
 
 
-def plan_for(quick: bool, repeat: int, cap_mbit: float | None, rtt_ms: float = 0.0) -> Plan:
+def plan_for(
+    quick: bool,
+    repeat: int,
+    cap_mbit: float | None,
+    rtt_ms: float = 0.0,
+    share_cases: tuple[str, ...] | None = None,
+) -> Plan:
     plan = QUICK if quick else FULL
-    plan = replace(plan, repeat=repeat, rtt_ms=rtt_ms)
+    plan = replace(plan, repeat=repeat, rtt_ms=rtt_ms, share_cases=share_cases)
     return replace(plan, cap_mbit=cap_mbit) if cap_mbit is not None else plan

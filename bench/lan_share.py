@@ -30,6 +30,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import resource
 import shutil
 import signal
 import subprocess
@@ -43,7 +44,7 @@ from typing import TYPE_CHECKING
 
 import lan_net as net
 from common import MiB, ensure_test_file, human, load_average, sha256_of
-from lan_swarm import NodeOptions, Run, Swarm, cli_command, wait_for_helpers
+from lan_swarm import NodeOptions, Run, Swarm, cli_command, cpu_seconds, wait_for_helpers
 
 if TYPE_CHECKING:
     from lan_experiments import Lab, Plan
@@ -87,6 +88,15 @@ def _counters(hosts: Sequence[int]) -> dict[int, tuple[int, int]]:
     """host -> (origin bytes sent to it on the wire, its eth0 rx bytes)."""
     origin = net.origin_bytes_sent()
     return {h: (origin.get(net.host_ip(h), 0), rx_bytes(h)) for h in hosts}
+
+
+def _cpu(swarm: Swarm) -> dict[str, float]:
+    """CPU seconds so far of every node, the hub and our reaped children (the ``get``s)."""
+    out = {f"h{h}": cpu_seconds(n.pid) for h, n in swarm.nodes.items()}
+    out["hub"] = cpu_seconds(swarm.hub.pid)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    out["gets"] = children.ru_utime + children.ru_stime
+    return {k: v for k, v in out.items() if v is not None}
 
 
 def _log_size(log: Path) -> int:
@@ -155,6 +165,7 @@ def run_gets(
     timeout = lab.timeout(size, lab.plan.goodput(lab.plan.cap_mbit))
     load = load_average()
     before = _counters(hosts)
+    cpu0 = _cpu(swarm)
     log = lab.work / "nginx" / "access.log"  # where lan_swarm.start_origin has nginx log
     log_at = _log_size(log)
     gets: list[_Get] = []
@@ -186,6 +197,7 @@ def run_gets(
         fault.stop.set()
         waiters[-1].join()
     after = _counters([h for h in hosts if h in before])
+    cpu = {k: round(c - cpu0[k], 2) for k, c in _cpu(swarm).items() if k in cpu0}
     time.sleep(0.2)  # nginx logs a cancelled stream when its connection closes
     wire = {f"h{h}": after[h][0] - before[h][0] for h in after}
     lan = {f"h{h}": max(0, after[h][1] - before[h][1] - wire[f"h{h}"]) for h in after}
@@ -209,6 +221,8 @@ def run_gets(
             "lan_bytes": lan,
             "load": load,
             "rtt_ms": lab.plan.rtt_ms,
+            # CPU seconds during the case: each node, the hub, every `get` process together
+            "cpu": cpu,
         }
         if fault is not None:
             run.params.update(fault=fault.victim, fault_at=fault.at, fired_at=fault.fired)
@@ -233,6 +247,7 @@ def _fill(run: Run, get: _Get, *, victim: bool) -> None:
         run.elapsed = float(data["elapsed"])
         run.last_byte_to_done = float(data["last_byte_to_done"])
         run.params["report"] = data.get("sharing")
+        run.params["sources"] = data.get("sources")  # received vs claimed, per source
     except (ValueError, KeyError, TypeError) as exc:
         run.events.append(f"no result in get --json: {exc}")
     path = Path(get.out_path)
@@ -265,6 +280,10 @@ def _swarm(lab: Lab, n: int, options: NodeOptions) -> AbstractContextManager[Swa
     return lab.swarm(n, options)
 
 
+#: the cases ``--share-cases`` may pick (see the module docstring)
+CASES = ("lone", "off", "2nd", "group", "gone", "wide", "killed", "origin")
+
+
 def exp_share(lab: Lab) -> None:
     plan = lab.plan
     n, size = plan.share_hosts, plan.share_size
@@ -272,33 +291,42 @@ def exp_share(lab: Lab) -> None:
     lone_sizes = list(dict.fromkeys((*plan.share_lone_sizes, size)))
     base = NodeOptions(stall_timeout=plan.stall_timeout)
     shared = NodeOptions(stall_timeout=plan.stall_timeout, extra=SHARE_FLAGS)
-    # today's product: no sharing
-    with _swarm(lab, n, base) as swarm:
-        _ready(swarm)
-        try:
-            for s in lone_sizes:
-                run_gets(lab, swarm, f"lone {human(s)} off", [0], url=lab.url(s), size=s,
-                         sharing=False)  # fmt: skip
-            run_gets(lab, swarm, "at once off", everyone, url=alias_url(lab, size, "off"),
-                     size=size, sharing=False)  # fmt: skip
-        finally:
-            _clean(swarm)
-    with _swarm(lab, n, shared) as swarm:
-        _ready(swarm)
-        try:
-            for s in lone_sizes:
-                run_gets(lab, swarm, f"lone {human(s)} on", [0], url=alias_url(lab, s, "lone"),
-                         size=s, sharing=True)  # fmt: skip
-            held = alias_url(lab, size, "lone")  # h0 holds it now
-            run_gets(lab, swarm, "2nd", [1], url=held, size=size, sharing=True)
-            run_gets(lab, swarm, "at once on", everyone, url=alias_url(lab, size, "group"),
-                     size=size, sharing=True)  # fmt: skip
-            gone = Fault(swarm.nodes[1].pid, 2, plan.share_holder_kill_at, "h1")
-            run_gets(lab, swarm, "holder gone", [2], url=held, size=size, sharing=True,
-                     fault=gone)  # fmt: skip
-        finally:
-            _clean(swarm)
-    if plan.share_wide_slots:  # is the holders' slot count (shared with helpers) the limit?
+    cases = set(CASES) if plan.share_cases is None else set(plan.share_cases)
+    if "2nd" in cases or "gone" in cases:  # they need h0 to hold the file
+        cases.add("lone")
+    if cases & {"lone", "off"}:  # today's product: no sharing
+        with _swarm(lab, n, base) as swarm:
+            _ready(swarm)
+            try:
+                for s in lone_sizes if "lone" in cases else []:
+                    run_gets(lab, swarm, f"lone {human(s)} off", [0], url=lab.url(s), size=s,
+                             sharing=False)  # fmt: skip
+                if "off" in cases:
+                    run_gets(lab, swarm, "at once off", everyone,
+                             url=alias_url(lab, size, "off"), size=size, sharing=False)  # fmt: skip
+            finally:
+                _clean(swarm)
+    if cases & {"lone", "2nd", "group", "gone"}:
+        with _swarm(lab, n, shared) as swarm:
+            _ready(swarm)
+            try:
+                for s in lone_sizes if "lone" in cases else []:
+                    run_gets(lab, swarm, f"lone {human(s)} on", [0],
+                             url=alias_url(lab, s, "lone"), size=s, sharing=True)  # fmt: skip
+                held = alias_url(lab, size, "lone")  # h0 holds it now
+                if "2nd" in cases:
+                    run_gets(lab, swarm, "2nd", [1], url=held, size=size, sharing=True)
+                if "group" in cases:
+                    group = alias_url(lab, size, "group")
+                    run_gets(lab, swarm, "at once on", everyone, url=group, size=size,
+                             sharing=True)  # fmt: skip
+                if "gone" in cases:
+                    gone = Fault(swarm.nodes[1].pid, 2, plan.share_holder_kill_at, "h1")
+                    run_gets(lab, swarm, "holder gone", [2], url=held, size=size, sharing=True,
+                             fault=gone)  # fmt: skip
+            finally:
+                _clean(swarm)
+    if plan.share_wide_slots and "wide" in cases:  # the holders' slots (shared with helpers)
         wide = NodeOptions(
             stall_timeout=plan.stall_timeout, slots=plan.share_wide_slots, extra=SHARE_FLAGS
         )
@@ -309,16 +337,17 @@ def exp_share(lab: Lab) -> None:
                          url=alias_url(lab, size, "wide"), size=size, sharing=True)  # fmt: skip
             finally:
                 _clean(swarm)
-    with _swarm(lab, n, shared) as swarm:
-        _ready(swarm)
-        try:
-            # watched on h1 (a survivor): h0's own counter stalls if its download fails
-            killed = Fault(swarm.nodes[0].pid, 1, plan.share_kill_at, "h0")
-            run_gets(lab, swarm, "killed", everyone, url=alias_url(lab, size, "kill"),
-                     size=size, sharing=True, fault=killed)  # fmt: skip
-        finally:
-            _clean(swarm)
-    if plan.share_origin_ref:
+    if "killed" in cases:
+        with _swarm(lab, n, shared) as swarm:
+            _ready(swarm)
+            try:
+                # watched on h1 (a survivor): h0's own counter stalls if its download fails
+                killed = Fault(swarm.nodes[0].pid, 1, plan.share_kill_at, "h0")
+                run_gets(lab, swarm, "killed", everyone, url=alias_url(lab, size, "kill"),
+                         size=size, sharing=True, fault=killed)  # fmt: skip
+            finally:
+                _clean(swarm)
+    if plan.share_origin_ref and "origin" in cases:
         run = lab.tool(EXPERIMENT, "curl", "origin", size)
         run.params.update(case="origin", load=load_average())
 

@@ -21,6 +21,10 @@ link ``--slow-factor`` times slower (with and without the group endgame), and a 
 requester that arrives after the first finished::
 
     PYTHONPATH=src python bench/scheduler_sim.py --shared 8 --size-mib 256
+
+With ``--inflight-kib 768 --engine-pieces`` it counts what cut origin streams waste, with the
+engine's piece boundaries (the testbed's figures); ``--claim-unleased`` claims as
+``engine.group`` does now (docs/fetch-once.md §9.1, round 2).
 """
 
 from __future__ import annotations
@@ -118,6 +122,9 @@ def _group(
         advertise_every=args.advertise_every,
         link_rates=rates,
         endgame=endgame,
+        inflight=args.inflight_kib * 1024,
+        claim_unleased=args.claim_unleased,
+        **({"config": SchedulerConfig(align=1)} if args.engine_pieces else {}),
     )
 
 
@@ -217,6 +224,22 @@ def main() -> None:
         type=float,
         default=1.0,
         help="with --shared: seconds between a member's reports of what it has (0: each step)",
+    )
+    parser.add_argument(
+        "--inflight-kib",
+        type=int,
+        default=0,
+        help="with --shared: KiB a cut origin stream wastes (in flight; the testbed: ~768)",
+    )
+    parser.add_argument(
+        "--claim-unleased",
+        action="store_true",
+        help="with --shared: claims keep granted bytes unleased while grants are whole",
+    )
+    parser.add_argument(
+        "--engine-pieces",
+        action="store_true",
+        help="with --shared: pieces on any byte (the engine without a manifest), not 1 MiB",
     )
     parser.add_argument(
         "--observe",

@@ -8,6 +8,7 @@ from __future__ import annotations
 import pytest
 
 from swarmget.core.ranges import ByteRange, RangeSet
+from swarmget.core.scheduler import SchedulerConfig
 from swarmget.testing.simgroup import GroupSim
 
 MiB = 1024 * 1024
@@ -101,3 +102,32 @@ def test_without_the_group_endgame_nothing_is_granted_twice() -> None:
     assert sim.run()
     everyone_has_everything(sim)
     assert sim.book.contested() == RangeSet()
+
+
+def test_claims_that_keep_granted_bytes_unleased_cut_fewer_origin_streams() -> None:
+    """A real origin stream cut short (a steal among our own connections, a lost copy)
+    wasted what the origin had sent into it (``inflight``). Keeping granted bytes unleased
+    (``claim_unleased``, as ``engine.group`` does while grants come whole) leaves an idle
+    connection granted bytes to take instead of a busy one's piece to split."""
+    size = 128 * MiB
+    sims = {}
+    for unleased in (False, True):
+        sim = GroupSim(
+            size,
+            hosts=8,
+            advertise_every=1.0,
+            inflight=768 * 1024,
+            claim_unleased=unleased,
+            config=SchedulerConfig(align=1),  # the engine's pieces (no manifest)
+        )
+        for h in range(8):
+            sim.join(h)
+        assert sim.run()
+        everyone_has_everything(sim)
+        sims[unleased] = sim
+    before, after = sims[False], sims[True]
+    assert before.cut_bytes > 0
+    assert after.cuts < before.cuts
+    assert after.cut_bytes < before.cut_bytes
+    assert sum(after.link_bytes) < sum(before.link_bytes)
+    assert sum(after.link_bytes) <= 1.12 * size

@@ -5,15 +5,22 @@ and the LAN holders (``swarmget.testing.content_index``)."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
 
+from swarmget.core import events as ev
 from swarmget.core.content import ContentKey
+from swarmget.core.events import RefetchCause
+from swarmget.core.ranges import ByteRange, Chunk
 from swarmget.core.verification import Verification
 from swarmget.engine import Download, DownloadSpec, OriginSource
+from swarmget.engine.group import HOLDER_PREFIX
 from swarmget.engine.sharing import GroupConfig, GroupOptions, SharingNote
-from swarmget.net.origin import OriginClient
+from swarmget.net.origin import OriginClient, OriginInfo
 from swarmget.testing.content_index import FakeContentHub, FakeLan
 from swarmget.testing.fakes import nid
 from swarmget.testing.origin import TestOrigin, open_test_origin
@@ -46,6 +53,27 @@ def download(
 ) -> Download:
     spec = DownloadSpec(url=origin.url("f.bin"), output=dest, verify_sample=verify_sample)
     return Download(spec, client, sources=[OriginSource(client, 2)], group=group)
+
+
+@dataclass(frozen=True)
+class HelperLink:
+    """Another node's origin link as a helper of ours (untrusted, like the node's peer
+    sources: an ``OriginSource`` would count as our own connection)."""
+
+    inner: OriginSource
+
+    @property
+    def source_id(self) -> str:
+        return self.inner.source_id
+
+    @property
+    def slots(self) -> int:
+        return self.inner.slots
+
+    def open_range(
+        self, info: OriginInfo, rng: ByteRange
+    ) -> AbstractAsyncContextManager[AsyncIterator[Chunk]]:
+        return self.inner.open_range(info, rng)
 
 
 def key_of(result: Download) -> ContentKey:
@@ -384,3 +412,97 @@ async def test_an_own_copy_gone_before_it_is_read_leaves_the_rest_to_the_origin(
     assert again.sharing.own_bytes == 0
     assert again.sharing.origin_bytes >= SIZE
     assert SharingNote.OWN_COPY_LOST in again.sharing.notes
+
+
+async def test_a_later_requester_with_a_known_digest_samples_no_holder_stream(
+    tmp_path: Path,
+) -> None:
+    """The origin's Repr-Digest proves the holder's bytes: no sample checks, the origin
+    answers the probe only (the 1 % budget of issue #15)."""
+    hub, lan = FakeContentHub(), FakeLan()
+    async with open_test_origin() as origin, aiohttp.ClientSession() as s:
+        origin.add_generated("f.bin", SIZE, digest=True)
+        client = OriginClient(s)
+        async with asyncio.timeout(BOUND):
+            await download(origin, client, tmp_path / "a.bin", options(hub, lan, A)).run()
+            before = origin.stats().bytes_total
+            rb = await download(origin, client, tmp_path / "b.bin", options(hub, lan, B)).run()
+        second_origin = origin.stats().bytes_total - before
+        content = origin.content("f.bin")
+    assert rb.path.read_bytes() == content
+    assert rb.sharing is not None
+    assert rb.sharing.lan_bytes >= SIZE
+    assert rb.sharing.holder_check is Verification.REPR_DIGEST
+    assert rb.verification.sampled_streams == 0
+    assert rb.verification.helper_streams > 0  # held, then dropped: the digest proved them
+    assert second_origin <= 0.01 * SIZE  # the probe only
+    assert rb.sharing.origin_bytes <= 0.01 * SIZE
+
+
+async def test_a_lying_holder_with_a_known_digest_is_found_by_the_held_samples(
+    tmp_path: Path,
+) -> None:
+    """The digest fails: the held checks run, catch the liar (banned, reported), its bytes
+    are fetched again and the file ends right."""
+    hub, lan = FakeContentHub(), FakeLan()
+    seen: list[ev.Event] = []
+    async with open_test_origin() as origin, aiohttp.ClientSession() as s:
+        origin.add_generated("f.bin", SIZE, digest=True)
+        client = OriginClient(s)
+        async with asyncio.timeout(BOUND):
+            await download(origin, client, tmp_path / "a.bin", options(hub, lan, A)).run()
+            lan.lie(A)  # from now on A serves every byte flipped
+            spec = DownloadSpec(url=origin.url("f.bin"), output=tmp_path / "b.bin")
+            b = Download(
+                spec,
+                client,
+                sources=[OriginSource(client, 2)],
+                group=options(hub, lan, B),
+                on_event=seen.append,
+            )
+            rb = await b.run()
+        content = origin.content("f.bin")
+    assert rb.path.read_bytes() == content
+    assert rb.sharing is not None
+    assert rb.sharing.banned_holders == (A,)
+    ((reporter, _, report),) = hub.reports
+    assert (reporter, report.node_id, report.verification) == (B, A, Verification.SAMPLED)
+    assert rb.verification.sampled_streams > 0  # the held checks ran once the digest failed
+    bad = [e for e in seen if isinstance(e, ev.BadData)]
+    assert bad
+    assert all(e.source_ids == (HOLDER_PREFIX + A,) for e in bad)
+    again = [e for e in seen if isinstance(e, ev.Refetched) and e.cause is RefetchCause.BAD_DATA]
+    assert sum(e.length for e in again) >= SIZE // 2  # A's bytes, fetched again
+
+
+async def test_a_member_that_joined_after_us_never_fetches_for_us_as_a_helper(
+    tmp_path: Path,
+) -> None:
+    """B joins after A (A's join could not list it) but before A's first round of news: as
+    A's helper it gets no grant before that round, which drops it (a member fetches for
+    the group through its own grants), so no origin stream of B's is started for A only to
+    be cut. A still finishes, taking B's bytes over the LAN."""
+    hub, lan = FakeContentHub(), FakeLan()
+    slow = GroupConfig(news_every=1.0, short_check=1.0, silent_after=BOUND)
+    group_a = GroupOptions(
+        index=hub.client(A), holders=lan.streams(), node_id=A, holdings=lan.holdings(A),
+        config=slow,
+    )  # fmt: skip
+    async with open_test_origin(rate_per_conn=2 * MiB) as origin, aiohttp.ClientSession() as s:
+        origin.add_generated("f.bin", SIZE, digest=True)
+        client = OriginClient(s)
+        spec = DownloadSpec(url=origin.url("f.bin"), output=tmp_path / "a.bin", verify_sample=0)
+        helper_b = HelperLink(OriginSource(client, 2, source_id=B))  # B's link, A's helper
+        a = Download(spec, client, sources=[OriginSource(client, 2), helper_b], group=group_a)
+        b = download(origin, client, tmp_path / "b.bin", options(hub, lan, B), verify_sample=0)
+        async with asyncio.timeout(BOUND):
+            task_a = asyncio.create_task(a.run())
+            while not any(c[:2] == (A, "join") for c in hub.calls):  # A is a member first
+                await asyncio.sleep(0.01)
+            ra, rb = await asyncio.gather(task_a, b.run())
+        content = origin.content("f.bin")
+    assert ra.path.read_bytes() == content
+    assert rb.path.read_bytes() == content
+    assert {x.source_id: x.received for x in ra.sources}.get(B, 0) == 0
+    assert ra.sharing is not None
+    assert ra.sharing.lan_bytes > 0

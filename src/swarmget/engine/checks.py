@@ -14,6 +14,12 @@ bytes of a stream is caught on that stream, and one that does so in every
 corrupted run of R bytes in a stream of L is caught with probability at least (R + W) / L
 per stream (W the window). A helper that corrupts a few bytes of a few streams may escape:
 only a digest (``--checksum``, ``Repr-Digest``) or a relay's manifest checks every byte.
+
+A LAN holder's stream (fetch once, #15) when a whole-file digest is known is *held*: its
+check waits until every byte is in. The digest then proves the file (the held checks are
+dropped: no origin bytes spent) or fails, and the held checks run (``release_held``) to
+find who lied, with the promise above; the liar's bytes are fetched again and the digest
+compared once more. Sampling is then only for blame, not for proof.
 """
 
 from __future__ import annotations
@@ -72,6 +78,7 @@ class IntegrityChecks:
         self._spec = spec
         self._rng = random.SystemRandom()  # sample windows a helper cannot predict
         self._queue: deque[StreamCheck] = deque()
+        self._held: list[StreamCheck] = []  # run only if the whole-file digest fails
         self._first_checked: set[str] = set()  # helpers whose first stream was queued
         self.verifier: PieceVerifier | None = None
         self.running = 0  # sample checks in flight
@@ -92,17 +99,30 @@ class IntegrityChecks:
     def sampling(self) -> bool:
         return self._spec.sampling(manifest=self.verifier is not None)
 
-    def stream_ended(self, source_id: str, runs: list[ByteRange]) -> bool:
-        """A helper stream ended having claimed ``runs`` (on disk now): queue its check.
-        True if one was queued."""
+    def stream_ended(self, source_id: str, runs: list[ByteRange], *, hold: bool = False) -> bool:
+        """A helper stream ended having claimed ``runs`` (on disk now): queue its check
+        (``hold``: keep it until ``release_held``, see the module docstring). True if one was
+        queued or held."""
         self.helper_streams += 1
         if not self.sampling or source_id in self.distrusted:
             return False
         first = source_id not in self._first_checked
         self._first_checked.add(source_id)
         window = SAMPLE_FIRST_WINDOW if first else SAMPLE_MIN_WINDOW
-        self._queue.append(StreamCheck(source_id, runs, window))
+        (self._held.append if hold else self._queue.append)(StreamCheck(source_id, runs, window))
         return True
+
+    def release_held(self) -> int:
+        """The whole-file digest did not prove the file: the held checks are queued (how
+        many)."""
+        held, self._held = self._held, []
+        self._queue.extend(held)
+        return len(held)
+
+    @property
+    def held(self) -> int:
+        """Checks held until the whole-file digest is compared."""
+        return len(self._held)
 
     def retry_later(self, check: StreamCheck) -> bool:
         """The origin failed us while checking: queue it again, unless it failed too often."""
@@ -134,12 +154,13 @@ class IntegrityChecks:
     def drop_pending(self) -> None:
         """The file was proven right by its digest: the queued checks are not needed (those
         in flight are cancelled by the run; each counts itself out)."""
-        self.skipped_streams += len(self._queue) + self.running
+        self.skipped_streams += len(self._queue) + len(self._held) + self.running
         self._queue.clear()
+        self._held.clear()
 
     def idle(self) -> bool:
-        """No sample check queued or in flight."""
-        return not (self._queue or self.running)
+        """No sample check queued, held or in flight."""
+        return not (self._queue or self._held or self.running)
 
     def pieces_ok(self) -> bool:
         return self.verifier is None or self.verifier.all_ok()

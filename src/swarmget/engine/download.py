@@ -321,9 +321,9 @@ class Download:
             self._expect(sched)
             self._use_scheduler(sched)
             group = self._plan_group()
-            links = None if group is None else group.link_availability()
             now = ctx.clock()
             for src in ctx.sources.values():
+                links = None if group is None else group.link_availability(src.source_id)
                 sched.add_source(src.source_id, src.slots, now, available=links)
             for source_id in sorted(self._checks.distrusted):  # caught in an earlier attempt
                 for action in sched.ban(source_id, "sent bad data earlier in this download"):

@@ -55,7 +55,7 @@ from swarmget.engine.sharing import (
     SharingNote,
     SharingReport,
 )
-from swarmget.engine.sources import OWN_COPY, OwnCopySource, RangeSource
+from swarmget.engine.sources import OWN_COPY, OwnCopySource, RangeSource, trusted
 from swarmget.engine.spec import DownloadResult
 from swarmget.engine.verify import known_digests
 from swarmget.net.origin import OriginInfo
@@ -151,18 +151,24 @@ class GroupFetch:
         self._starved_since: float | None = None
         self._rate_mark = (ctx.clock(), 0)  # (when, granted bytes done then)
         self._link_rate: float | None = None  # granted bytes done per second, last round
+        self._last_grant = 0  # the length of the last grant (whole: the pool is large)
+        #: helpers get no grant before our first round is answered (``_helper_waits``)
+        self._helpers_wait = use_holders
         self._run: SegmentedRun | None = None
 
     # --- what the download asks ----------------------------------------------------------------
 
-    def link_availability(self) -> RangeSet | None:
-        """What our own links may fetch: the grants (None: anything)."""
-        return self._granted.copy() if self._restricted else None
+    def link_availability(self, source_id: str | None = None) -> RangeSet | None:
+        """What our link ``source_id`` may fetch: the grants (None: anything); nothing yet
+        for a helper before our first round of news (see ``_helper_waits``)."""
+        if not self._restricted:
+            return None
+        return RangeSet() if self._helper_waits(source_id) else self._granted.copy()
 
     def adopt_link(self, source_id: str) -> RangeSet | None:
         """A helper joins the download: one more of our links (its availability returned)."""
         self._links.add(source_id)
-        return self.link_availability()
+        return self.link_availability(source_id)
 
     def on_event(self, event: ev.Event) -> None:
         """Note the holders the run's checks caught (reported at the next round)."""
@@ -264,7 +270,7 @@ class GroupFetch:
         granted bytes: claims once a round would cap them at a grant or two per round, far
         below what a node with helpers fetches."""
         step = min(self._config.short_check, self._config.news_every)
-        last = self._ctx.clock()
+        last = self._ctx.clock() - self._config.news_every  # the first round at the first step
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(step):
@@ -277,22 +283,36 @@ class GroupFetch:
                 await self._round()
 
     def _short(self) -> bool:
-        """Our links have less than half the lookahead left to fetch (and want more)."""
+        """Our links have less than half the lookahead left (and want more)."""
+        return self._wants_grant(half=True)
+
+    def _wants_grant(self, *, half: bool = False) -> bool:
+        """Should the next news claim a grant? While the grants come whole (the pool is
+        large, ``GroupConfig.full_grant``) we keep ``lookahead`` granted bytes *unleased*:
+        a connection that frees its slot then finds granted bytes to take; with none it
+        splits the piece of a busy one (a steal), whose origin stream is cut, and what the
+        origin had sent into it (socket buffers, the shaper's queue: ~0.8 MiB on the
+        testbed) is lost (docs/fetch-once.md §9.1). Once grants shrink (the pool runs
+        low), only while less than ``lookahead`` is left to fetch: a member topping up
+        unleased bytes then would take what others need (a small file's pool goes in a
+        few claims)."""
         if not self._restricted or self._scheduler().is_complete():
             return False
-        return self._link_left() < self._lookahead() // 2
+        div = 2 if half else 1
+        if self._last_grant >= self._config.full_grant:
+            return self._link_unleased() < self._lookahead(rounds=1) // div
+        return self._link_left() < self._lookahead(rounds=2) // div
 
-    def _lookahead(self) -> int:
-        """Granted bytes to keep ahead of our links: ``lookahead``, or what they fetched in
-        the last two rounds when that is more (a node with helpers fetches many grants a
-        second)."""
+    def _lookahead(self, *, rounds: int) -> int:
+        """``lookahead``, or what our links fetched in the last ``rounds`` rounds when that
+        is more (a node with helpers fetches many grants a second)."""
         now, done = self._ctx.clock(), self._link_done()
         at, before = self._rate_mark
         if now - at >= self._config.news_every:
             rate = (done - before) / (now - at)
             self._link_rate = rate if self._link_rate is None else max(rate, self._link_rate / 2)
             self._rate_mark = (now, done)
-        fetched = int((self._link_rate or 0.0) * 2 * self._config.news_every)
+        fetched = int((self._link_rate or 0.0) * rounds * self._config.news_every)
         return max(self._config.lookahead, fetched)
 
     async def _round(self) -> None:
@@ -300,10 +320,9 @@ class GroupFetch:
         self._check_starved()
         await self._report_liars()
         for _ in range(self._config.claims_per_round):
-            sched = self._scheduler()
             fresh = _first_runs(self._fresh())
             left = self._link_left()
-            claim = self._restricted and not sched.is_complete() and left < self._lookahead()
+            claim = self._wants_grant()
             news = ContentNews(have=wire_ranges(fresh), claim=claim, idle=claim and left == 0)
             try:
                 group = await self._options.index.news(self._name, news, size=self._size)
@@ -317,6 +336,7 @@ class GroupFetch:
                 self._announced.add(r)
             self._offer()
             self._answered(group)
+            self._open_helpers()
             if not claim or group.grant is None:
                 return
 
@@ -371,6 +391,7 @@ class GroupFetch:
         self._last_answer = self._ctx.clock()
         if group.grant is not None and self._restricted:
             grant = ByteRange(*group.grant)
+            self._last_grant = grant.length
             self._granted.add(grant)
             self._give_links(RangeSet([grant]))
         if self._restricted:
@@ -441,6 +462,7 @@ class GroupFetch:
             self._woken()
 
     def _lift(self) -> None:
+        self._helpers_wait = False
         if self._restricted:
             self._restricted = False
             self._give_links(RangeSet([ByteRange(0, self._size)]))
@@ -452,8 +474,35 @@ class GroupFetch:
         for r in ranges:
             self._granted.add(r)
         for link in self._links:
-            sched.availability_grew(link, ranges, now)
+            if not self._helper_waits(link):
+                sched.availability_grew(link, ranges, now)
         self._woken()
+
+    def _helper_waits(self, source_id: str | None) -> bool:
+        """Is ``source_id`` a helper (another node's origin link) that gets no grant yet?
+        Until our first round of news after the join, a helper may be a member fetching
+        this content itself that joined after us (the join listed the members before us):
+        as our link it would be dropped at that round, and every origin stream it had
+        started for us cut, with what the origin had sent into it (~0.8 MiB each on the
+        testbed: two dozen such streams were 0.1 x the file there, docs/fetch-once.md
+        §9.1). Our own connections start at once."""
+        if not self._helpers_wait or source_id is None:
+            return False
+        source = self._ctx.sources.get(source_id)
+        return source is not None and not trusted(source)
+
+    def _open_helpers(self) -> None:
+        """Our first round is answered (or the restriction lifted): helpers take grants."""
+        if not self._helpers_wait:
+            return
+        self._helpers_wait = False
+        if self._restricted and self._granted:
+            sched, now = self._scheduler(), self._ctx.clock()
+            for link in self._links:
+                source = self._ctx.sources.get(link)
+                if source is not None and not trusted(source):
+                    sched.availability_grew(link, self._granted.copy(), now)
+            self._woken()
 
     # --- bookkeeping ---------------------------------------------------------------------------
 
@@ -483,6 +532,16 @@ class GroupFetch:
         """Granted bytes our links have not fetched yet."""
         done = self._scheduler().done()
         return sum(x.length for g in self._granted for x in done.missing(g))
+
+    def _link_unleased(self) -> int:
+        """Granted bytes neither fetched nor leased (to any source) yet."""
+        sched = self._scheduler()
+        free = self._granted.copy()
+        for r in sched.done():
+            free.subtract(r)
+        for lease in sched.statistics(self._ctx.clock()).leases:
+            free.subtract(lease.range)
+        return free.total()
 
     def _only_at(self, sid: str) -> RangeSet:
         """Bytes we lack that only holder ``sid`` (banned) could serve us."""

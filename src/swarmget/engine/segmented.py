@@ -74,6 +74,8 @@ class SegmentedRun:
         self._run_checks = RunChecks(ctx, checks, scheduler, part, owner=self)
         #: the whole-file digest was compared before every sample check was back (once)
         self._digest_tried = False
+        #: a whole-file digest is known: LAN holders' streams are sampled only if it fails
+        self._digest_known = bool(verify.known_digests(ctx.spec, self._info, ctx.manifest))
 
     def add_source(self, source: RangeSource, *, available: RangeSet | None = None) -> None:
         """A source joins the run: the scheduler counts it from now (``available``: the
@@ -184,22 +186,26 @@ class SegmentedRun:
             ctx.emit(event)
 
     async def _proven_by_digest(self, hasher: IncrementalHasher | None) -> bool:
-        """Only sample checks are still out and a whole-file digest proves every byte right
-        (``verify.proven_early``): drop them and end the run. Tried once."""
+        """Only sample checks are still out (queued or held) and a whole-file digest proves
+        every byte right (``verify.proven_early``): drop them and end the run. Tried once;
+        not proven (or not tried: a liar's bytes were hashed), the held checks run to find
+        who lied (``IntegrityChecks.release_held``)."""
         only_checks_left = (
             not self._streams
             and not self._checks.idle()
             and self.scheduler.is_complete()
             and self._checks.pieces_ok()
         )
-        if hasher is None or self._digest_tried or self._checks.rehash or not only_checks_left:
+        if not only_checks_left:
             return False
-        self._digest_tried = True
-        await self.part.settle()
-        if not await verify.proven_early(self._ctx, hasher):
-            return False
-        self._run_checks.drop_samples()
-        return True
+        if hasher is not None and not self._digest_tried and not self._checks.rehash:
+            self._digest_tried = True
+            await self.part.settle()
+            if await verify.proven_early(self._ctx, hasher):
+                self._run_checks.drop_samples()
+                return True
+        self._checks.release_held()
+        return False
 
     def _all_checked(self) -> bool:
         """Complete, and every piece (manifest) or helper stream (sampling) checked."""
@@ -283,7 +289,8 @@ class SegmentedRun:
         if self._streams.get(lease.lease_id) is asyncio.current_task():
             del self._streams[lease.lease_id]
         if runs:  # a helper stream ended having claimed ``runs`` (on disk now): check it
-            self._checks.stream_ended(lease.source_id, runs)
+            hold = self._digest_known and lease.source_id in self._ctx.holders
+            self._checks.stream_ended(lease.source_id, runs, hold=hold)
         self._changed.set()
 
     def _apply_failure(self, actions: Sequence[Action]) -> None:

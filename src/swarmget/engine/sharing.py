@@ -85,9 +85,12 @@ class GroupConfig:
 
     #: seconds between news to the index (verified ranges, claims)
     news_every: float = 1.0
-    #: claim a new grant when less than this many granted bytes are left to fetch (or less
-    #: than what our links fetched in the last two rounds, when that is more)
+    #: claim a new grant when less than this many granted bytes are left unleased (while
+    #: grants come whole: ``full_grant``; then: left to fetch), or less than what our links
+    #: fetched in the last round, when that is more
     lookahead: int = 2 * MiB
+    #: a grant this long is whole (the hub's ``ClaimBook.max_grant``): the pool is large
+    full_grant: int = 4 * MiB
     #: seconds between looks at our links: short of half the lookahead, a round at once
     short_check: float = 0.25
     #: the index silent this long with our grants exhausted: the origin link may fetch anything
@@ -102,6 +105,8 @@ class GroupConfig:
             raise ValueError("news_every, silent_after and short_check must be > 0")
         if self.lookahead < 0 or self.holder_slots < 1 or self.claims_per_round < 1:
             raise ValueError("lookahead >= 0, holder_slots >= 1, claims_per_round >= 1")
+        if self.full_grant < 1:
+            raise ValueError("full_grant must be >= 1")
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -13,6 +13,11 @@ and a LAN port (``lan_rate`` bytes/s up and as much down, shared likewise). Each
 * **not sharing** (today): its sources are ``link:<h>`` for every host ``h`` (itself and the
   others as helpers), each allowed any byte; K members then share every link K ways.
 
+A real origin stream that is cut (cancelled, or split by a thief and ended early) has sent
+more than was used: the bytes in flight (socket buffers, the shaper's queue). ``inflight``
+counts up to that many bytes of every cut origin stream as origin bytes (``cut_bytes``); 0
+(the default) models none.
+
 No sockets, no sleeps; ``step(dt)`` moves time. Killing a member stops its streams, tells its
 peers' schedulers (``remove_source``) and the claim book (``leave``). Every claim is checked
 against what the member wrote before: a byte written twice fails loudly.
@@ -69,14 +74,27 @@ class GroupSim:
     steal_after: float = 3.0
     #: per-host origin link rates (None: ``origin_rate`` for every host)
     link_rates: list[float] | None = None
+    #: bytes a cut origin stream wasted (in flight when it was cut; see the docstring)
+    inflight: int = 0
+    #: while grants come whole (``max_grant``: the pool is large), claim while fewer than
+    #: ``lookahead`` granted bytes are *unleased* (not: not done), as ``engine.group`` does:
+    #: an idle connection then finds granted bytes instead of splitting a busy one's piece
+    claim_unleased: bool = False
+    #: ``ClaimBook.max_grant``
+    max_grant: int = 4 * MiB
     config: SchedulerConfig = field(default_factory=lambda: SchedulerConfig(align=1 * MiB))
     now: float = 0.0
 
     def __post_init__(self) -> None:
-        self.book = ClaimBook(self.size, align=self.block, steal_after=self.steal_after)
+        self.book = ClaimBook(
+            self.size, align=self.block, steal_after=self.steal_after, max_grant=self.max_grant
+        )
         self.members: dict[str, Member] = {}
         self.streams: dict[tuple[str, int], _Stream] = {}
         self.link_bytes = [0] * self.hosts  # origin bytes per host link
+        self.cut_bytes = 0  # of which sent into cut streams and never used (``inflight``)
+        self._last_grant: dict[str, int] = {}  # member -> length of its last grant
+        self.cuts = 0
         self._advertised_at = -1e9
 
     # --- setup ---------------------------------------------------------------------------------
@@ -181,6 +199,8 @@ class GroupSim:
             m.written.add(claim.write)
         if claim.finished:
             self.streams.pop((m.id, stream.lease_id), None)
+            if stream.cursor < stream.end:  # split: its holder ends early
+                self._cut(stream)
         self._apply(m, list(claim.actions))
 
     def _advertise(self, m: Member) -> None:
@@ -202,12 +222,15 @@ class GroupSim:
                 other.scheduler.availability_grew(f"peer:{m.id}", fresh, self.now)
 
     def _claim(self, m: Member) -> None:
-        """Ask the group for origin work while less than ``lookahead`` granted bytes are left."""
+        """Ask the group for origin work while less than ``lookahead`` granted bytes are left
+        (``claim_unleased``: left unleased)."""
         link = f"link:{m.id[1:]}"
         for _ in range(64):
             granted = m.scheduler.availability(link) or RangeSet()
             left = sum(len(x) for g in granted for x in m.written.missing(g))
-            if left >= self.lookahead or m.scheduler.is_complete():
+            topup = self.claim_unleased and self._last_grant.get(m.id, 0) >= self.max_grant
+            ahead = _unleased(m.scheduler, granted, self.now) if topup else left
+            if ahead >= self.lookahead or m.scheduler.is_complete():
                 return
             grant = self.book.claim(m.id, now=self.now)
             if grant is None and left == 0 and self.endgame:
@@ -217,6 +240,7 @@ class GroupSim:
                 return  # one steal per step at most
             if grant is None:
                 return
+            self._last_grant[m.id] = grant.length
             m.scheduler.availability_grew(link, RangeSet([grant]), self.now)
 
     def _apply(self, m: Member, actions: list[Action]) -> None:
@@ -226,4 +250,25 @@ class GroupSim:
                 s = _Stream(action.lease_id, m.id, action.source_id, r.start, r.end)
                 self.streams[(m.id, action.lease_id)] = s
             elif isinstance(action, Cancel):
-                self.streams.pop((m.id, action.lease_id), None)
+                cut = self.streams.pop((m.id, action.lease_id), None)
+                if cut is not None and cut.cursor < cut.end:
+                    self._cut(cut)
+
+    def _cut(self, stream: _Stream) -> None:
+        """An origin stream cut short wasted what was in flight (``inflight``)."""
+        if not stream.source_id.startswith("link:"):
+            return
+        wasted = min(self.inflight, stream.end - stream.cursor)
+        self.cuts += 1
+        self.cut_bytes += wasted
+        self.link_bytes[int(stream.source_id[5:])] += wasted
+
+
+def _unleased(scheduler: Scheduler, granted: RangeSet, now: float) -> int:
+    """Granted bytes neither done nor leased."""
+    free = granted.copy()
+    for r in scheduler.done():
+        free.subtract(r)
+    for lease in scheduler.statistics(now).leases:
+        free.subtract(lease.range)
+    return free.total()
