@@ -46,6 +46,11 @@ missing bytes. Otherwise, in order:
   counts as rate 0 (a hung helper's windowed rate only fades over seconds), and a piece
   whose copies are all silent may get one more. A *quiet* source (it holds work, all
   silent: ``core.sources``) gets nothing.
+* **Hedge.** Once nothing is missing and the bytes still leased are at most what the swarm
+  delivers in ``hedge`` seconds, a piece with one copy may get a second from any idle
+  source that has delivered (longest to finish first, no race to win): a holder that hangs
+  at the very end would otherwise hold the download for its silence and then a copy's
+  whole stream. It costs at most ``hedge`` seconds of the swarm's bytes.
 
 **Cost.** What these rules read of the ledger (the pieces a rescue may help, the pieces by
 size for stealing, the pieces worth a copy by time to finish) is worked out once per
@@ -246,7 +251,11 @@ class Selector:
     # --- endgame -------------------------------------------------------------------------------
 
     def _duplicate(self, src: Source, now: float) -> Duplicate | None:
-        """Endgame: copy the slowest-to-finish piece onto this idle, faster source."""
+        """Endgame: copy the slowest-to-finish piece onto this idle, faster source (or,
+        during the hedge, any piece with one copy onto this idle source)."""
+        hedge = self._hedge(src, now)
+        if hedge is not None:
+            return hedge
         duplicable, slowest = self._duplicable(now)
         mine = src.slot_rate(now)
         if mine is not None and slowest is not None and mine <= slowest * 1.2:
@@ -258,6 +267,40 @@ class Selector:
             if self._faster(src, holder, now) and self._sooner(src, piece, holder, now):
                 return Duplicate(piece)
         return None
+
+    def _hedge(self, src: Source, now: float) -> Duplicate | None:
+        """A second copy of a piece with one copy, longest to finish first, for an idle
+        source that has delivered, once nothing is missing and the bytes still leased are
+        at most what the swarm delivers in ``config.hedge`` seconds (see there)."""
+        if src.first_data is None:
+            return None  # never measured: it may be a helper that never delivers
+        views = self._views(now)
+        if views.hedge is None:
+            views.hedge = _Kept(self._hedgeable(now))
+        owned = self._pieces_of(src)
+        for _, piece, holder in views.hedge.valid(lambda x: self._single(x[1], x[2])):
+            if piece.id not in owned and src.may_serve(ByteRange(piece.frontier, piece.end)):
+                return Duplicate(piece)
+        return None
+
+    def _hedgeable(self, now: float) -> list[tuple[float, Piece, Lease]]:
+        """The pieces with one copy, longest to finish first, if the hedge is on now."""
+        pieces, hedge = self.pieces, self.config.hedge
+        if not hedge or pieces.missing_total() or not pieces.lease_count():
+            return []
+        if not self.sources.rate_reaches(now, pieces.leased_total() / hedge):
+            return []
+        found = []
+        for piece in pieces.pieces():
+            if piece.remaining and len(piece.leases) == 1:
+                holder = pieces.holder(piece)
+                found.append((self._eta(holder, piece, now), piece, holder))
+        found.sort(key=lambda x: -x[0])
+        return found
+
+    def _single(self, piece: Piece, holder: Lease) -> bool:
+        """``piece`` is still in the ledger with ``holder`` its one copy."""
+        return bool(piece.remaining) and self.pieces.has(piece) and piece.leases == [holder.id]
 
     def _sooner(self, src: Source, piece: Piece, lead: Lease, now: float) -> bool:
         """A copy on ``src`` would finish ``piece`` before ``lead`` does, counting its
@@ -452,6 +495,7 @@ class _Views:
     steal: _Kept[tuple[int, Piece]] | None = None
     duplicable: _Kept[tuple[float, Piece, Lease]] | None = None
     slowest: float | None = None
+    hedge: _Kept[tuple[float, Piece, Lease]] | None = None
 
 
 class _Lazy(Generic[T]):
