@@ -254,8 +254,8 @@ class Selector:
         """Endgame: copy the slowest-to-finish piece onto this idle, faster source (or,
         during the hedge, any piece with one copy onto this idle source)."""
         hedge = self._hedge(src, now)
-        if hedge is not None:
-            return hedge
+        if hedge is not None or (src.first_data is None and self._hedging(now)):
+            return hedge  # during the hedge, copies only for sources that delivered
         duplicable, slowest = self._duplicable(now)
         mine = src.slot_rate(now)
         if mine is not None and slowest is not None and mine <= slowest * 1.2:
@@ -276,20 +276,35 @@ class Selector:
             return None  # never measured: it may be a helper that never delivers
         views = self._views(now)
         if views.hedge is None:
-            views.hedge = _Kept(self._hedgeable(now))
+            views.hedge = _Kept(self._hedgeable(now) if self._hedging(now) else [])
         owned = self._pieces_of(src)
+        mine, wait = src.slot_rate(now) or 0.0, src.first_wait or 0.0
         for _, piece, holder in views.hedge.valid(lambda x: self._single(x[1], x[2])):
-            if piece.id not in owned and src.may_serve(ByteRange(piece.frontier, piece.end)):
+            if piece.id in owned or (self._rate(holder, now) or 0.0) > mine:
+                continue  # a hedge slower than its holder only helps if it hangs
+            if not mine or wait + piece.remaining / mine > self.config.hedge:
+                continue  # it would not be done within the hedge: leave it to a faster one
+            if src.may_serve(ByteRange(piece.frontier, piece.end)):
                 return Duplicate(piece)
         return None
 
+    def _hedging(self, now: float) -> bool:
+        """The hedge is on: nothing is missing and the bytes still leased are at most what
+        the swarm delivers in ``config.hedge`` seconds (worked out once per views)."""
+        views = self._views(now)
+        if views.hedging is None:
+            pieces, hedge = self.pieces, self.config.hedge
+            views.hedging = bool(
+                hedge
+                and not pieces.missing_total()
+                and pieces.lease_count()
+                and self.sources.rate_reaches(now, pieces.leased_total() / hedge)
+            )
+        return views.hedging
+
     def _hedgeable(self, now: float) -> list[tuple[float, Piece, Lease]]:
-        """The pieces with one copy, longest to finish first, if the hedge is on now."""
-        pieces, hedge = self.pieces, self.config.hedge
-        if not hedge or pieces.missing_total() or not pieces.lease_count():
-            return []
-        if not self.sources.rate_reaches(now, pieces.leased_total() / hedge):
-            return []
+        """The pieces with one copy, longest to finish first."""
+        pieces = self.pieces
         found = []
         for piece in pieces.pieces():
             if piece.remaining and len(piece.leases) == 1:
@@ -335,7 +350,12 @@ class Selector:
             return False
         if self._lead(piece, now) is not lead:
             return False
-        return self._eta(lead, piece, now) >= self.config.endgame_min_eta
+        return self._eta(lead, piece, now) >= self._min_eta(now)
+
+    def _min_eta(self, now: float) -> float:
+        """How long a lead must need for a copy: ``endgame_min_eta``; during the hedge, any
+        time (the copy must still finish first, ``_sooner``): its bytes are bounded."""
+        return 0.0 if self._hedging(now) else self.config.endgame_min_eta
 
     def _lead(self, piece: Piece, now: float) -> Lease | None:
         """The copy of ``piece`` a new copy has to beat: its holder if it has one copy or
@@ -496,6 +516,7 @@ class _Views:
     duplicable: _Kept[tuple[float, Piece, Lease]] | None = None
     slowest: float | None = None
     hedge: _Kept[tuple[float, Piece, Lease]] | None = None
+    hedging: bool | None = None
 
 
 class _Lazy(Generic[T]):
