@@ -204,6 +204,13 @@ async def _download(
     measured = await what_they_can_send(swarm, peers, url, size, rate, CALIBRATE_SECONDS)
     load = load_average()
     lag0 = await lag_buckets(session, node.api_url)
+    control = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(Path(__file__).parent / "lag_control.py"),
+        PROBE_INTERVAL,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
     cpu0, t0 = cpu_seconds(node.proc.pid), time.monotonic()
     spy = None
     if profile is not None:
@@ -215,6 +222,8 @@ async def _download(
     result = await api.wait(download, limit=600.0)
     wall, cpu = time.monotonic() - t0, cpu_seconds(node.proc.pid) - cpu0
     lag1 = await lag_buckets(session, node.api_url)
+    control_out, _ = await control.communicate(b"")  # its stdin closes: it reports
+    control_lag = json.loads(control_out)
     if spy is not None:
         spy.wait(timeout=60)
     if result.get("state") != "done":
@@ -242,6 +251,7 @@ async def _download(
         "lag_p50_ms": 1000 * quantile(lag0["buckets"], lag1["buckets"], 0.5),
         "lag_p99_ms": 1000 * quantile(lag0["buckets"], lag1["buckets"], 0.99),
         "lag_max_ms": round(1000 * lag1["max"], 1),
+        "control_lag_ms": control_lag,
         "received_by_source_mib": _by_source(result),
     }
 
