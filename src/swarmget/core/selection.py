@@ -66,16 +66,15 @@ both kept up to date on events (``PieceMap``), and at most ``rescue_depth`` piec
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Generic, TypeVar
 
+from swarmget.core.kept import Kept as _Kept
+from swarmget.core.kept import Lazy as _Lazy
 from swarmget.core.pieces import Lease, Piece, PieceMap, align_up
 from swarmget.core.ranges import ByteRange
 from swarmget.core.scheduling import SchedulerConfig
 from swarmget.core.sources import Source, SourceBook
-
-T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -517,41 +516,6 @@ class _Views:
     slowest: float | None = None
     hedge: _Kept[tuple[float, Piece, Lease]] | None = None
     hedging: bool | None = None
-
-
-class _Lazy(Generic[T]):
-    """An iterator's items, worked out once as far as any reader went, read again by many
-    (while the ledger is as it was: ``config.refresh`` 0)."""
-
-    def __init__(self, items: Iterator[T]) -> None:
-        self._items = items
-        self._seen: list[T] = []
-
-    def valid(self, check: Callable[[T], bool]) -> Iterator[T]:
-        """The items, lazily (all still valid: the ledger did not change)."""
-        yield from self._seen
-        for item in self._items:
-            self._seen.append(item)
-            yield item
-
-
-class _Kept(Generic[T]):
-    """Items worked out at some time and read until the views are worked out again; each
-    is checked again when read, and those no longer valid at the front are dropped (so
-    readers that find nothing do not walk them again: O(1) amortized per item)."""
-
-    def __init__(self, items: list[T]) -> None:
-        self._items = items
-        self._first = 0
-
-    def valid(self, check: Callable[[T], bool]) -> Iterator[T]:
-        """The items that pass ``check`` now, in order."""
-        items = self._items
-        while self._first < len(items) and not check(items[self._first]):
-            self._first += 1
-        for i in range(self._first, len(items)):
-            if check(items[i]):
-                yield items[i]
 
 
 def _span(run: ByteRange) -> tuple[int, int]:
