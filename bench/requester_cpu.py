@@ -6,13 +6,17 @@ What it measures
     rate) with N real helper nodes (127.0.0.3 ...), each also capped by its own
     ``--rate-limit`` (default 2 MiB/s), so what is available is (N + 1) x the rate. Hub and
     nodes are processes (``swarmget.testing.swarm``).
+    What the helpers can send is measured, not assumed: before the download every helper
+    streams ``CALIBRATE_SECONDS`` of its rate to its own ``curl`` at once, and the
+    requester's address fetches as much from the origin (``what_they_can_send``).
     Reported per N: the received rate (file size / time from the request to the verified
-    file) against what is available, the requester process's CPU (utime + stime from
-    ``/proc/PID/stat`` over the same interval) as a share of one core and per 10 MiB/s
-    received, and the event loop's lag p50/p99/max inside the requester, read from its
-    ``/metrics`` (the ``SWARMGET_LOOP_LAG_PROBE`` probe, every 10 ms, histogram diffed over
-    the download; p50/p99 are bucket upper bounds). The load average is printed with each
-    run: CPU time is fairly robust to other load on the machine, lag is not.
+    file) against that (and against (N + 1) x the rate), the requester process's CPU
+    (utime + stime from ``/proc/PID/stat`` over the same interval) as a share of one core
+    and per 10 MiB/s received, and the event loop's lag p50/p99/max inside the requester,
+    read from its ``/metrics`` (the ``SWARMGET_LOOP_LAG_PROBE`` probe, every 10 ms,
+    histogram diffed over the download; p50/p99 are bucket upper bounds), beside a control
+    process's (``lag_control.py``: what the machine's load alone costs). The load average
+    is printed with each run: CPU time is fairly robust to other load, lag is not.
 
 How to run it
     PYTHONPATH=src .venv/bin/python bench/requester_cpu.py --helpers 8,16,64 [--seconds 8]
