@@ -6,13 +6,17 @@ What it measures
     rate) with N real helper nodes (127.0.0.3 ...), each also capped by its own
     ``--rate-limit`` (default 2 MiB/s), so what is available is (N + 1) x the rate. Hub and
     nodes are processes (``swarmget.testing.swarm``).
+    What the helpers can send is measured, not assumed: before the download every helper
+    streams ``CALIBRATE_SECONDS`` of its rate to its own ``curl`` at once, and the
+    requester's address fetches as much from the origin (``what_they_can_send``).
     Reported per N: the received rate (file size / time from the request to the verified
-    file) against what is available, the requester process's CPU (utime + stime from
-    ``/proc/PID/stat`` over the same interval) as a share of one core and per 10 MiB/s
-    received, and the event loop's lag p50/p99/max inside the requester, read from its
-    ``/metrics`` (the ``SWARMGET_LOOP_LAG_PROBE`` probe, every 10 ms, histogram diffed over
-    the download; p50/p99 are bucket upper bounds). The load average is printed with each
-    run: CPU time is fairly robust to other load on the machine, lag is not.
+    file) against that (and against (N + 1) x the rate), the requester process's CPU
+    (utime + stime from ``/proc/PID/stat`` over the same interval) as a share of one core
+    and per 10 MiB/s received, and the event loop's lag p50/p99/max inside the requester,
+    read from its ``/metrics`` (the ``SWARMGET_LOOP_LAG_PROBE`` probe, every 10 ms,
+    histogram diffed over the download; p50/p99 are bucket upper bounds), beside a control
+    process's (``lag_control.py``: what the machine's load alone costs). The load average
+    is printed with each run: CPU time is fairly robust to other load, lag is not.
 
 How to run it
     PYTHONPATH=src .venv/bin/python bench/requester_cpu.py --helpers 8,16,64 [--seconds 8]
@@ -46,9 +50,14 @@ from common import (
     stop_process,
 )
 
+from swarmget.core.identity import NodeIdentity
+from swarmget.net.signing import json_body, load_secret, signed_headers
+from swarmget.protocol.peer import RANGE_PATH, RangeRequest
 from swarmget.testing.swarm import LocalSwarm, NodeApi, open_local_swarm
 
 PROBE_INTERVAL = "0.01"
+#: seconds of the helpers' rate each streams to curl at once, to measure what they can send
+CALIBRATE_SECONDS = 5.0
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -97,13 +106,65 @@ def quantile(before: dict[float, float], after: dict[float, float], q: float) ->
     return float("nan")
 
 
-async def wait_peers(api: NodeApi, n: int) -> list[str]:
+async def wait_peers(api: NodeApi, n: int) -> list[dict[str, Any]]:
     for _ in range(1200):
         peers = await api.peers()
         if len(peers) >= n:
-            return [p["node_id"] for p in peers]
+            return peers
         await asyncio.sleep(0.1)
     raise RuntimeError(f"only {len(await api.peers())} of {n} helpers registered")
+
+
+async def what_they_can_send(
+    swarm: LocalSwarm,
+    peers: list[dict[str, Any]],
+    url: str,
+    size: int,
+    rate: int,
+    seconds: float,
+) -> dict[str, float]:
+    """Measured, not assumed: every helper streams ``seconds`` of its rate limit's worth
+    (a range of its own) to curl, all at once, and the requester's address fetches the
+    same from the origin; a C client, one process per stream, so the measure is what the
+    helpers (and the origin, and this machine now) deliver, not what a Python requester
+    can take in. Returns MiB/s: ``helpers`` (bytes / wall time of the slowest),
+    ``origin`` (the requester's own link), and ``slowest_helper``."""
+    secret = load_secret(swarm.secret_file)
+    me = NodeIdentity.generate()
+    want = int(rate * seconds)  # the helpers' --rate-limit for ``seconds``
+    jobs: list[list[str]] = []
+    for i, peer in enumerate(peers):
+        start = (i * want) % max(1, size - want)
+        body = json_body(
+            RangeRequest(url=url, start=start, end=start + want, size=size).model_dump(mode="json")
+        )
+        target = f"{peer['url']}{RANGE_PATH}"
+        headers = signed_headers(secret, me, "POST", target, body)
+        cmd = ["curl", "-sS", "-o", "/dev/null", "-w", "%{size_download} %{time_total}"]
+        cmd += ["-X", "POST", "--data-binary", body.decode(), target]
+        cmd += ["-H", "Content-Type: application/json"]
+        for k, v in headers.items():
+            cmd += ["-H", f"{k}: {v}"]
+        jobs.append(cmd)
+    origin = ["curl", "-sS", "-o", "/dev/null", "-w", "%{size_download} %{time_total}"]
+    origin += ["--interface", "127.0.0.2", "-r", f"0-{want - 1}", url]
+    t0 = time.monotonic()
+    procs = [
+        await asyncio.create_subprocess_exec(*c, stdout=subprocess.PIPE) for c in [*jobs, origin]
+    ]
+    results = await asyncio.wait_for(
+        asyncio.gather(*(p.communicate() for p in procs)), timeout=seconds * 10 + 60
+    )
+    wall = time.monotonic() - t0
+    outs = [out.decode().split() for out, _ in results]
+    got = [(int(o[0]), float(o[1])) for o in outs]
+    helper_bytes = sum(b for b, _ in got[:-1])
+    return {
+        "helpers": round(helper_bytes / wall / MiB, 1),
+        "origin": round(got[-1][0] / got[-1][1] / MiB, 2),
+        "slowest_helper": round(min(b / t for b, t in got[:-1]) / MiB, 2),
+        "wall": round(wall, 2),
+    }
 
 
 def start_profiler(pid: int, out: Path, seconds: float) -> subprocess.Popen[bytes] | None:
@@ -142,18 +203,31 @@ async def _download(
 ) -> dict[str, Any]:
     node = swarm.node(0)
     api = NodeApi(session, node)
-    helpers = await wait_peers(api, n)  # at most 64: the hub's largest answer
+    peers = await wait_peers(api, n)  # at most 64: the hub's largest answer
+    helpers = [p["node_id"] for p in peers]
+    measured = await what_they_can_send(swarm, peers, url, size, rate, CALIBRATE_SECONDS)
     load = load_average()
     lag0 = await lag_buckets(session, node.api_url)
+    control = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(Path(__file__).parent / "lag_control.py"),
+        PROBE_INTERVAL,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
     cpu0, t0 = cpu_seconds(node.proc.pid), time.monotonic()
     spy = None
     if profile is not None:
-        spy = start_profiler(node.proc.pid, profile / f"requester-{n}.json", size / rate / n)
+        spy = start_profiler(
+            node.proc.pid, profile / f"requester-{n}.json", max(10.0, 3 * size / rate / (n + 1))
+        )
     download = await api.start(url, output="out.bin", checksums=[f"sha256:{digest}"],
                                helpers=helpers)  # fmt: skip
     result = await api.wait(download, limit=600.0)
     wall, cpu = time.monotonic() - t0, cpu_seconds(node.proc.pid) - cpu0
     lag1 = await lag_buckets(session, node.api_url)
+    control_out, _ = await control.communicate(b"")  # its stdin closes: it reports
+    control_lag = json.loads(control_out)
     if spy is not None:
         spy.wait(timeout=60)
     if result.get("state") != "done":
@@ -161,6 +235,7 @@ async def _download(
     (node.download_dir / "out.bin").unlink()
     received = size / wall / MiB
     available = (n + 1) * rate / MiB
+    can_send = measured["helpers"] + measured["origin"]
     return {
         "helpers": n,
         "size_mib": size / MiB,
@@ -170,12 +245,17 @@ async def _download(
         "received_mib_s": round(received, 1),
         "available_mib_s": round(available, 1),
         "share_of_available": round(received / available, 3),
+        "measured_can_send_mib_s": round(can_send, 1),
+        "share_of_measured": round(received / can_send, 3),
+        "calibration": measured,
+        "helpers_used": len(_by_source(result)) - 1,
         "cpu_s": round(cpu, 2),
         "cpu_share": round(cpu / wall, 3),
         "cpu_per_10mib_s": round(cpu / wall / (received / 10), 4),
         "lag_p50_ms": 1000 * quantile(lag0["buckets"], lag1["buckets"], 0.5),
         "lag_p99_ms": 1000 * quantile(lag0["buckets"], lag1["buckets"], 0.99),
         "lag_max_ms": round(1000 * lag1["max"], 1),
+        "control_lag_ms": control_lag,
         "received_by_source_mib": _by_source(result),
     }
 

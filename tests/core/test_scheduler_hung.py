@@ -13,7 +13,8 @@ KiB = 1024
 MiB = 1024 * KiB
 
 #: silence 2 s, but a stream that reports every 0.05 s is silent after 10 beats (0.5 s);
-#: copies only for pieces more than 1 s from done (a silent stream's: never done)
+#: copies only for pieces more than 1 s from done (a silent stream's: never done); no hedge
+#: (it would copy b's piece before b hangs: these tests are about noticing the hang)
 CONFIG = SchedulerConfig(
     min_piece=1 * MiB,
     max_piece=1 * MiB,
@@ -25,6 +26,7 @@ CONFIG = SchedulerConfig(
     steal=False,
     rescue_backlog=0,
     endgame_min_eta=1.0,
+    hedge=0.0,
 )
 BEAT = 0.05
 

@@ -24,6 +24,7 @@ from swarmget.net.peer_client import (
     check_health,
 )
 from swarmget.node.helper_search import MAX_HELPERS_PER_DOWNLOAD, SwarmContext, find_helpers
+from swarmget.protocol.hub import MAX_PEERS_PER_ANSWER
 from swarmget.testing.fakes import identity_for, nid
 
 SECRET = b"helper-selection-secret-0123"
@@ -147,6 +148,15 @@ async def test_health_checks_hold_a_bounded_number_of_sockets(lan: Lan) -> None:
     assert 0 < lan.hole.peak <= MAX_HEALTH_CHECKS_IN_FLIGHT  # ... a bounded number at once
 
 
+#: a bound below the default (as many as the hub may list), so 30 good helpers exceed it
+BOUND = 16
+
+
+def test_a_requester_uses_as_many_helpers_as_the_hub_may_list() -> None:
+    assert MAX_HELPERS_PER_DOWNLOAD == MAX_PEERS_PER_ANSWER
+    assert SwarmContext.__dataclass_fields__["max_helpers"].default == MAX_PEERS_PER_ANSWER
+
+
 async def test_a_download_checks_and_uses_a_bounded_number_of_helpers(lan: Lan) -> None:
     good = await lan.start_helpers([f"good-{i:02d}" for i in range(30)])
     listed = [p for pair in zip(good, lan.holes(30), strict=True) for p in pair]
@@ -156,11 +166,12 @@ async def test_a_download_checks_and_uses_a_bounded_number_of_helpers(lan: Lan) 
         peer_session=lan.session,
         hub=await lan.hub_listing(listed),
         health_timeout=0.5,
+        max_helpers=BOUND,
     )
     helpers = await find_helpers(swarm)
-    assert len(helpers) == MAX_HELPERS_PER_DOWNLOAD
+    assert len(helpers) == BOUND
     # the first that answered, in the hub's order (best first)
-    assert [h.node_id for h in helpers] == [p.node_id for p in good[:MAX_HELPERS_PER_DOWNLOAD]]
+    assert [h.node_id for h in helpers] == [p.node_id for p in good[:BOUND]]
     assert lan.hole.peak <= MAX_HEALTH_CHECKS_IN_FLIGHT
     assert len(lan.helpers.checked) + lan.hole.total < len(listed)  # stopped early
 

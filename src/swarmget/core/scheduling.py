@@ -55,6 +55,12 @@ class SchedulerConfig:
     #: an endgame duplicate is only worth it if the holder needs longer than this to finish
     #: (and the copier would finish first, counting its usual wait for a first byte)
     endgame_min_eta: float = 0.25
+    #: the *hedge*: once nothing is missing and the bytes still leased are at most what the
+    #: swarm delivers in this many seconds, every piece with one copy may get a second from
+    #: an idle source that showed progress, slower or not (a helper that hangs at the very
+    #: end then costs nothing: its copy goes on). It costs at most this many seconds of the
+    #: swarm's bytes. 0: never (only the endgame's copies that beat the lead)
+    hedge: float = 0.25
     #: help a slow piece that holds up the contiguous done prefix once this many bytes (or
     #: an eighth of a smaller file) are done beyond it (0: never; the endgame still copies
     #: it at the very end)
@@ -82,8 +88,8 @@ class SchedulerConfig:
             raise ValueError("silence, silence_gaps, silence_floor, silence_first must be > 0")
         if self.min_steal <= 0 or self.stall_timeout <= 0 or self.max_failures < 1:
             raise ValueError("min_steal, stall_timeout and max_failures must be positive")
-        if self.refresh < 0:
-            raise ValueError("refresh must be >= 0")
+        if self.refresh < 0 or self.hedge < 0:
+            raise ValueError("refresh and hedge must be >= 0")
         if self.align < 1 or self.rescue_depth < 1:
             raise ValueError("align and rescue_depth must be >= 1")
         if self.max_broken < 1 or self.judge_window < self.max_broken:

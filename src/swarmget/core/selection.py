@@ -46,6 +46,11 @@ missing bytes. Otherwise, in order:
   counts as rate 0 (a hung helper's windowed rate only fades over seconds), and a piece
   whose copies are all silent may get one more. A *quiet* source (it holds work, all
   silent: ``core.sources``) gets nothing.
+* **Hedge.** Once nothing is missing and the bytes still leased are at most what the swarm
+  delivers in ``hedge`` seconds, a piece with one copy may get a second from any idle
+  source that has delivered (longest to finish first, no race to win): a holder that hangs
+  at the very end would otherwise hold the download for its silence and then a copy's
+  whole stream. It costs at most ``hedge`` seconds of the swarm's bytes.
 
 **Cost.** What these rules read of the ledger (the pieces a rescue may help, the pieces by
 size for stealing, the pieces worth a copy by time to finish) is worked out once per
@@ -61,16 +66,15 @@ both kept up to date on events (``PieceMap``), and at most ``rescue_depth`` piec
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Generic, TypeVar
 
+from swarmget.core.kept import Kept as _Kept
+from swarmget.core.kept import Lazy as _Lazy
 from swarmget.core.pieces import Lease, Piece, PieceMap, align_up
 from swarmget.core.ranges import ByteRange
 from swarmget.core.scheduling import SchedulerConfig
 from swarmget.core.sources import Source, SourceBook
-
-T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -246,7 +250,11 @@ class Selector:
     # --- endgame -------------------------------------------------------------------------------
 
     def _duplicate(self, src: Source, now: float) -> Duplicate | None:
-        """Endgame: copy the slowest-to-finish piece onto this idle, faster source."""
+        """Endgame: copy the slowest-to-finish piece onto this idle, faster source (or,
+        during the hedge, any piece with one copy onto this idle source)."""
+        hedge = self._hedge(src, now)
+        if hedge is not None or (src.first_data is None and self._hedging(now)):
+            return hedge  # during the hedge, copies only for sources that delivered
         duplicable, slowest = self._duplicable(now)
         mine = src.slot_rate(now)
         if mine is not None and slowest is not None and mine <= slowest * 1.2:
@@ -258,6 +266,55 @@ class Selector:
             if self._faster(src, holder, now) and self._sooner(src, piece, holder, now):
                 return Duplicate(piece)
         return None
+
+    def _hedge(self, src: Source, now: float) -> Duplicate | None:
+        """A second copy of a piece with one copy, longest to finish first, for an idle
+        source that has delivered, once nothing is missing and the bytes still leased are
+        at most what the swarm delivers in ``config.hedge`` seconds (see there)."""
+        if src.first_data is None:
+            return None  # never measured: it may be a helper that never delivers
+        views = self._views(now)
+        if views.hedge is None:
+            views.hedge = _Kept(self._hedgeable(now) if self._hedging(now) else [])
+        owned = self._pieces_of(src)
+        mine, wait = src.slot_rate(now) or 0.0, src.first_wait or 0.0
+        for _, piece, holder in views.hedge.valid(lambda x: self._single(x[1], x[2])):
+            if piece.id in owned or (self._rate(holder, now) or 0.0) > mine:
+                continue  # a hedge slower than its holder only helps if it hangs
+            if not mine or wait + piece.remaining / mine > self.config.hedge:
+                continue  # it would not be done within the hedge: leave it to a faster one
+            if src.may_serve(ByteRange(piece.frontier, piece.end)):
+                return Duplicate(piece)
+        return None
+
+    def _hedging(self, now: float) -> bool:
+        """The hedge is on: nothing is missing and the bytes still leased are at most what
+        the swarm delivers in ``config.hedge`` seconds (worked out once per views)."""
+        views = self._views(now)
+        if views.hedging is None:
+            pieces, hedge = self.pieces, self.config.hedge
+            views.hedging = bool(
+                hedge
+                and not pieces.missing_total()
+                and pieces.lease_count()
+                and self.sources.rate_reaches(now, pieces.leased_total() / hedge)
+            )
+        return views.hedging
+
+    def _hedgeable(self, now: float) -> list[tuple[float, Piece, Lease]]:
+        """The pieces with one copy, longest to finish first."""
+        pieces = self.pieces
+        found = []
+        for piece in pieces.pieces():
+            if piece.remaining and len(piece.leases) == 1:
+                holder = pieces.holder(piece)
+                found.append((self._eta(holder, piece, now), piece, holder))
+        found.sort(key=lambda x: -x[0])
+        return found
+
+    def _single(self, piece: Piece, holder: Lease) -> bool:
+        """``piece`` is still in the ledger with ``holder`` its one copy."""
+        return bool(piece.remaining) and self.pieces.has(piece) and piece.leases == [holder.id]
 
     def _sooner(self, src: Source, piece: Piece, lead: Lease, now: float) -> bool:
         """A copy on ``src`` would finish ``piece`` before ``lead`` does, counting its
@@ -292,7 +349,12 @@ class Selector:
             return False
         if self._lead(piece, now) is not lead:
             return False
-        return self._eta(lead, piece, now) >= self.config.endgame_min_eta
+        return self._eta(lead, piece, now) >= self._min_eta(now)
+
+    def _min_eta(self, now: float) -> float:
+        """How long a lead must need for a copy: ``endgame_min_eta``; during the hedge, any
+        time (the copy must still finish first, ``_sooner``): its bytes are bounded."""
+        return 0.0 if self._hedging(now) else self.config.endgame_min_eta
 
     def _lead(self, piece: Piece, now: float) -> Lease | None:
         """The copy of ``piece`` a new copy has to beat: its holder if it has one copy or
@@ -452,41 +514,8 @@ class _Views:
     steal: _Kept[tuple[int, Piece]] | None = None
     duplicable: _Kept[tuple[float, Piece, Lease]] | None = None
     slowest: float | None = None
-
-
-class _Lazy(Generic[T]):
-    """An iterator's items, worked out once as far as any reader went, read again by many
-    (while the ledger is as it was: ``config.refresh`` 0)."""
-
-    def __init__(self, items: Iterator[T]) -> None:
-        self._items = items
-        self._seen: list[T] = []
-
-    def valid(self, check: Callable[[T], bool]) -> Iterator[T]:
-        """The items, lazily (all still valid: the ledger did not change)."""
-        yield from self._seen
-        for item in self._items:
-            self._seen.append(item)
-            yield item
-
-
-class _Kept(Generic[T]):
-    """Items worked out at some time and read until the views are worked out again; each
-    is checked again when read, and those no longer valid at the front are dropped (so
-    readers that find nothing do not walk them again: O(1) amortized per item)."""
-
-    def __init__(self, items: list[T]) -> None:
-        self._items = items
-        self._first = 0
-
-    def valid(self, check: Callable[[T], bool]) -> Iterator[T]:
-        """The items that pass ``check`` now, in order."""
-        items = self._items
-        while self._first < len(items) and not check(items[self._first]):
-            self._first += 1
-        for i in range(self._first, len(items)):
-            if check(items[i]):
-                yield items[i]
+    hedge: _Kept[tuple[float, Piece, Lease]] | None = None
+    hedging: bool | None = None
 
 
 def _span(run: ByteRange) -> tuple[int, int]:

@@ -321,6 +321,17 @@ class SourceBook:
         """Some source alive is not suspect (stops at the first: O(1) unless most are)."""
         return any(s.alive() and not s.suspect for s in self._sources.values())
 
+    def rate_reaches(self, now: float, target: float) -> bool:
+        """The sources alive and not suspect deliver ``target`` bytes/s together (their
+        rate estimates, idle ones as they last worked). O(n), stops once reached."""
+        total = 0.0
+        for src in self._sources.values():
+            if src.alive() and not src.suspect:
+                total += src.rate(now) or 0.0
+                if total >= target:
+                    return True
+        return False
+
     def alive_slots(self) -> int:
         if self._alive_slots is None:
             self._alive_slots = sum(s.slots for s in self._sources.values() if s.alive())

@@ -41,8 +41,11 @@ log = logging.getLogger("swarmget.node.downloads")
 
 #: Peers of the hub's list a requester health-checks at most, per download.
 MAX_HEALTH_CANDIDATES = 64
-#: Helpers one download uses at most (besides this node's own origin connections).
-MAX_HELPERS_PER_DOWNLOAD = 16
+#: Helpers one download uses at most (besides this node's own origin connections): as many
+#: as the hub may list (its ``--peers-limit`` bounds the answer, 32 by default). The
+#: scheduler's cost per event does not grow with them (issue #17, bench/README.md
+#: "Scheduler at scale"); 64 helpers at the default 3 slots are 192 sockets.
+MAX_HELPERS_PER_DOWNLOAD = MAX_PEERS_PER_ANSWER
 
 
 @dataclass(frozen=True, kw_only=True)
