@@ -70,7 +70,7 @@ from common import (
     machine_facts,
     swarmget_exe,
 )
-from lan_experiments import EXPERIMENTS, RUNNERS, Lab, Plan, plan_for
+from lan_experiments import EXPERIMENTS, RUNNERS, Lab, Plan, parse_subset, plan_for
 from lan_swarm import Run, start_origin, wait_origin
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -111,6 +111,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--no-install", action="store_true", help="never apt-get install")
     p.add_argument("--results", type=Path, help="where tables, plots and JSON go")
     p.add_argument("--note", help="a line for the report (e.g. the commit measured)")
+    p.add_argument(
+        "--user-subset",
+        metavar="MIB:NODES",
+        help="user only: these sizes and node counts, `get` to the node only, no dead peer "
+        "(e.g. 16,64:1,2,4,8)",
+    )
     args = p.parse_args(argv)
     unknown = set(args.experiments) - set(EXPERIMENTS)
     if unknown:
@@ -123,6 +129,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         p.error("--rtt-ms must be within 0..1000")
     if args.repeat < 1:
         p.error("--repeat must be >= 1")
+    if args.user_subset is not None:
+        try:
+            parse_subset(args.user_subset)
+        except ValueError as e:
+            p.error(f"--user-subset: {e}")
     return args
 
 
@@ -274,7 +285,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if why is not None:
             print(f"SKIP: the namespace LAN benchmark cannot run here: {why}")
             return 0
-        plan = plan_for(args.quick, args.repeat, args.cap, args.rtt_ms)
+        plan = plan_for(args.quick, args.repeat, args.cap, args.rtt_ms, args.user_subset)
         if args.command == "up":
             return up_only(plan, args)
         return run_experiments(args, plan)
