@@ -46,6 +46,7 @@ from swarmget.engine import (
     DownloadSpec,
     OriginSource,
 )
+from swarmget.engine.download import FIRST_RANGE
 from swarmget.engine.sharing import GroupOptions
 from swarmget.logs import current_download
 from swarmget.net.hub_client import HubApi
@@ -383,6 +384,7 @@ class DownloadManager:
                 on_event=self.counters.count,
                 on_bytes=self.tally.received,
                 group=self._swarm.group,
+                first_range=FIRST_RANGE,  # the probe is the first range (issue #14)
             )
             record.move(DownloadState.RUNNING)
             record.result = await self._run_with_helpers(record, record.download)
