@@ -10,7 +10,6 @@ bounds: the caller then builds the model, whose ``ValidationError`` says which f
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -51,8 +50,7 @@ def create_body(
         and type(force) is bool
         and type(restart_if_changed) is bool
         and type(verify_sample) is float
-        and math.isfinite(verify_sample)
-        and 0.0 <= verify_sample <= 1.0
+        and 0.0 <= verify_sample <= 1.0  # (False for NaN)
         and (max_size is None or (type(max_size) is int and max_size >= 0))
     )
     if not within:
