@@ -70,7 +70,7 @@ from common import (
     machine_facts,
     swarmget_exe,
 )
-from lan_experiments import EXPERIMENTS, RUNNERS, Lab, Plan, plan_for
+from lan_experiments import EXPERIMENTS, RUNNERS, Lab, Plan, parse_subset, plan_for
 from lan_share import CASES as SHARE_CASES
 from lan_swarm import Run, start_origin, wait_origin
 
@@ -116,6 +116,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--share-cases",
         help=f"for share: only these cases, comma-separated ({', '.join(SHARE_CASES)})",
     )
+    p.add_argument(
+        "--user-subset",
+        metavar="MIB:NODES",
+        help="user only: these sizes and node counts, `get` to the node only, no dead peer "
+        "(e.g. 16,64:1,2,4,8)",
+    )
     args = p.parse_args(argv)
     unknown = set(args.experiments) - set(EXPERIMENTS)
     if unknown:
@@ -135,6 +141,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         bad = set(args.share_cases) - set(SHARE_CASES)
         if bad or not args.share_cases:
             p.error(f"--share-cases: unknown case(s) {', '.join(sorted(bad))}")
+    if args.user_subset is not None:
+        try:
+            parse_subset(args.user_subset)
+        except ValueError as e:
+            p.error(f"--user-subset: {e}")
     return args
 
 
@@ -286,7 +297,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if why is not None:
             print(f"SKIP: the namespace LAN benchmark cannot run here: {why}")
             return 0
-        plan = plan_for(args.quick, args.repeat, args.cap, args.rtt_ms, args.share_cases)
+        plan = plan_for(
+            args.quick, args.repeat, args.cap, args.rtt_ms, args.share_cases, args.user_subset
+        )
         if args.command == "up":
             return up_only(plan, args)
         return run_experiments(args, plan)

@@ -70,6 +70,7 @@ class Plan:
     user_repeat: int = 3  # the median of this many, for every point of ``user``
     user_fault_nodes: int = 4  # nodes that work, next to one listed peer that does not answer
     user_fault_size: int = 64 * MiB
+    user_hub_and_faults: bool = True  # also `get --hub` and the dead peer (--user-subset: no)
     rtt_ms: float = 0.0  # the round trip to the origin (0: none; else the delay line)
     share_hosts: int = 8  # share: every host a node, all of them requesters at once
     share_size: int = 256 * MiB
@@ -402,12 +403,14 @@ def exp_user(lab: Lab) -> None:
     for n in plan.user_nodes:
         with lab.swarm(n) as swarm:
             wait_for_helpers(swarm, 0, range(1, n), limit=60.0)
-            modes = ("node", "hub") if n in (1, max(plan.user_nodes)) else ("node",)
+            both = plan.user_hub_and_faults and n in (1, max(plan.user_nodes))
+            modes = ("node", "hub") if both else ("node",)
             for mode in modes:
                 for size in plan.user_sizes:
                     lab.cli(swarm, "user", f"get{' --hub' if mode == 'hub' else ''} {human(size)} "
                             f"{_nodes(n)}", size=size, n=n, mode=mode)  # fmt: skip
-    _user_dead_peer(lab)
+    if plan.user_hub_and_faults:
+        _user_dead_peer(lab)
 
 
 def _user_dead_peer(lab: Lab) -> None:
@@ -447,13 +450,29 @@ RUNNERS: dict[str, Callable[[Lab], None]] = {
 }
 
 
+def parse_subset(text: str) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """``"16,64:1,2,4,8"`` → sizes in bytes and node counts (``--user-subset``)."""
+    sizes, sep, nodes = text.partition(":")
+    if not sep:
+        raise ValueError("expected MIB,...:NODES,... (e.g. 16,64:1,2,4,8)")
+    mib = tuple(int(x) for x in sizes.split(","))
+    counts = tuple(int(x) for x in nodes.split(","))
+    if not all(0 < m <= 1024 for m in mib) or not all(0 < c <= 8 for c in counts):
+        raise ValueError("sizes 1..1024 MiB, nodes 1..8")
+    return tuple(m * MiB for m in mib), counts
+
+
 def plan_for(
     quick: bool,
     repeat: int,
     cap_mbit: float | None,
     rtt_ms: float = 0.0,
     share_cases: tuple[str, ...] | None = None,
+    subset: str | None = None,
 ) -> Plan:
     plan = QUICK if quick else FULL
     plan = replace(plan, repeat=repeat, rtt_ms=rtt_ms, share_cases=share_cases)
+    if subset is not None:
+        sizes, nodes = parse_subset(subset)
+        plan = replace(plan, user_sizes=sizes, user_nodes=nodes, user_hub_and_faults=False)
     return replace(plan, cap_mbit=cap_mbit) if cap_mbit is not None else plan

@@ -1,20 +1,20 @@
-"""A live terminal view of a download: one bar for the file, one row per source."""
+"""A live terminal view of a download: one bar for the file, one row per source.
+
+rich is imported when a view is drawn: a download shown nowhere (``-q``, ``--json``, a
+callback) does not pay for it (issue #14: the command's start-up)."""
 
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import Callable, Coroutine
-from typing import TYPE_CHECKING, Any, TypeVar
-
-from rich.console import Console, Group, NewLine
-from rich.live import Live
-from rich.progress_bar import ProgressBar
-from rich.table import Table
-from rich.text import Text
+from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar, cast
 
 from swarmget.core.units import human_bytes
 
 if TYPE_CHECKING:
+    from rich.console import Console, Group
+
     from swarmget.engine import Download, DownloadProgress, DownloadResult
 
 REFRESH = 0.25
@@ -32,6 +32,11 @@ def human_time(seconds: float | None) -> str:
 
 def render(p: DownloadProgress) -> Group:
     """The view of one snapshot (pure: easy to test)."""
+    from rich.console import Group, NewLine
+    from rich.progress_bar import ProgressBar
+    from rich.table import Table
+    from rich.text import Text
+
     total = p.size or 0
     head = Text.assemble(
         (f"{p.stage.value:<11}", "bold"),
@@ -58,7 +63,13 @@ def render(p: DownloadProgress) -> Group:
 #: A function given each progress snapshot (the public API's ``progress=``).
 ProgressCallback = Callable[["DownloadProgress"], None]
 #: Where progress goes: a terminal, redrawn live, or a ``ProgressCallback``.
-Display = Console | ProgressCallback
+Display: TypeAlias = "Console | ProgressCallback"
+
+
+def is_console(display: Display) -> bool:
+    """Whether ``display`` is a terminal (a rich ``Console``: then rich is imported)."""
+    console = sys.modules.get("rich.console")
+    return console is not None and isinstance(display, console.Console)
 
 
 async def watch_progress(download: Download, display: Display | None) -> DownloadResult:
@@ -77,10 +88,10 @@ async def watch(
         return await work
     task = asyncio.create_task(work)
     try:
-        if isinstance(display, Console):
-            await _redraw(task, snapshot, display)
+        if is_console(display):
+            await _redraw(task, snapshot, cast("Console", display))
         else:
-            await _report(task, snapshot, display)
+            await _report(task, snapshot, cast(ProgressCallback, display))
     finally:
         if not task.done():
             task.cancel()
@@ -91,6 +102,9 @@ async def watch(
 async def _redraw(
     task: asyncio.Task[Any], snapshot: Callable[[], DownloadProgress | None], console: Console
 ) -> None:
+    from rich.live import Live
+    from rich.text import Text
+
     with Live(Text("starting"), console=console, transient=True) as live:
         while not task.done():
             await asyncio.wait([task], timeout=REFRESH)

@@ -33,6 +33,9 @@ main(sys.argv[2:])
 #: Never imported by the node route: modules (and their submodules) ...
 FORBIDDEN = (
     "aiohttp",  # the node is asked on its Unix socket by run.node_http
+    "pydantic",  # the request is built by protocol.user_create within the model's bounds
+    "cryptography",  # (the content models' identities, with pydantic's models)
+    "rich",  # `get -q --json` prints nothing on stderr: no console, no progress view
     "sqlalchemy",
     "jinja2",
     "swarmget.engine.download",

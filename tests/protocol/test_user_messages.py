@@ -11,6 +11,7 @@ from swarmget.core import errors as e
 from swarmget.core.digests import parse_checksum_spec
 from swarmget.engine import DownloadSpec
 from swarmget.protocol.user import CreateDownload
+from swarmget.protocol.user_create import create_body
 from swarmget.run.remote import _refused, create_request, error_from_json
 
 SHA = "sha256:" + "ab" * 32
@@ -37,6 +38,58 @@ def test_the_cli_sends_what_it_sent_before() -> None:
     }
     assert CreateDownload.model_validate(sent).as_json() == sent
     assert create_request(_spec(max_size=5), None).as_json()["max_size"] == 5
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {},
+        {"output": None},
+        {"max_size": 0},
+        {"verify_sample": 0.0},
+        {"verify_sample": 1.0},
+        {"force": True, "restart_if_changed": True},
+        {"checksums": ()},
+        {"url": "https://example.test/" + "a" * (8192 - 21)},  # at the bound
+    ],
+)
+def test_the_request_built_without_pydantic_is_the_models(changes: dict[str, object]) -> None:
+    spec = _spec(**changes)
+    output = None if "output" in changes else "f.bin"
+    sent = create_request(spec, output).as_json()
+    fields = {
+        "url": spec.url,
+        "output": output,
+        "checksums": [str(d) for d in spec.checksums],
+        "force": spec.force,
+        "restart_if_changed": spec.restart_if_changed,
+        "verify_sample": spec.verify_sample,
+        "max_size": spec.max_size,
+    }
+    assert sent == CreateDownload(**fields).as_json()  # type: ignore[arg-type]
+    assert create_body(**fields) == sent  # (the lean path was the one taken)
+
+
+@pytest.mark.parametrize(
+    ("changes", "output", "field"),
+    [
+        ({"url": "https://example.test/" + "a" * (8192 - 20)}, None, "url"),
+        ({}, "o" * 4097, "output"),
+        ({"checksums": (parse_checksum_spec(SHA),) * 9}, None, "checksums"),
+        ({"max_size": -1}, None, "max_size"),
+    ],
+)
+def test_outside_the_bounds_the_model_says_which_field(
+    changes: dict[str, object], output: str | None, field: str
+) -> None:
+    with pytest.raises(e.UsageError, match=f"the node would refuse the download: {field}"):
+        create_request(_spec(**changes), output)
+
+
+@pytest.mark.parametrize("sample", [1.5, -0.1, float("nan"), float("inf"), 1])
+def test_the_lean_body_leaves_what_it_cannot_vouch_for_to_the_model(sample: float) -> None:
+    fields = {"url": "u", "output": None, "checksums": [], "force": False, "max_size": None}
+    assert create_body(**fields, restart_if_changed=False, verify_sample=sample) is None
 
 
 def test_a_request_the_node_would_refuse_is_a_usage_error() -> None:

@@ -21,11 +21,9 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
-from rich.console import Console
-from rich.markup import escape
 
 from swarmget import __version__
 from swarmget.core.errors import (
@@ -38,6 +36,9 @@ from swarmget.core.errors import (
 )
 from swarmget.locations import ClientSettings, find_config
 from swarmget.locations import client_settings as locate
+
+if TYPE_CHECKING:  # (imported when something is printed: `get -q --json` never does)
+    from rich.console import Console
 
 EXIT_OK = 0
 EXIT_INTERNAL = 1
@@ -136,9 +137,34 @@ def leave(ctx: click.Context, code: int) -> NoReturn:
     sys.exit(code)
 
 
-def fail(err: Console, exc: SwarmgetError, as_json: bool) -> NoReturn:
+class StderrConsole:
+    """rich's ``Console`` on stderr, made when first used: a command that prints nothing
+    there does not import rich (issue #14: ``get``'s start-up)."""
+
+    def __init__(self) -> None:
+        self._console: Console | None = None
+
+    @property
+    def console(self) -> Console:
+        if self._console is None:
+            from rich.console import Console
+
+            self._console = Console(stderr=True)
+        return self._console
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.console.is_terminal
+
+    def print(self, *objects: Any, **options: Any) -> None:
+        self.console.print(*objects, **options)
+
+
+def fail(err: StderrConsole, exc: SwarmgetError, as_json: bool) -> NoReturn:
     """A download failed (or could not start): say why, on stderr and with ``--json`` on
     stdout, and exit with its code."""
+    from rich.markup import escape
+
     code = exit_code_for(exc)
     if as_json:
         click.echo(json.dumps({"ok": False, "error": exc.code, "message": str(exc)}))
@@ -156,6 +182,9 @@ def first_error(exc: BaseException) -> BaseException:
 
 def fail_start(exc: Exception, what: str) -> NoReturn:
     """A service (or a call to one) could not start: say why and exit."""
+    from rich.console import Console
+    from rich.markup import escape
+
     err = Console(stderr=True, soft_wrap=True)  # one line, however narrow the terminal
     if isinstance(exc, OSError):
         err.print(f"[red]error[/]: cannot start the {what}: {escape(str(exc))}", highlight=False)

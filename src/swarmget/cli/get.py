@@ -12,9 +12,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
-from rich.console import Console
 
-from swarmget.cli.app import EXIT_INTERRUPTED, EXIT_OK, client_settings, fail, leave, main
+from swarmget.cli.app import (
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    StderrConsole,
+    client_settings,
+    fail,
+    leave,
+    main,
+)
 from swarmget.core.errors import SwarmgetError, UsageError
 from swarmget.core.units import human_bytes, parse_size
 from swarmget.core.verification import DEFAULT_VERIFY_SAMPLE, Verification
@@ -136,7 +143,7 @@ def get(ctx: click.Context, /, quiet: bool, as_json: bool, **options: Any) -> No
     """
     started = time.monotonic()  # the command's own timeline starts here
     startup = since_process_start()  # Python's start and the imports, before this line
-    err = Console(stderr=True)
+    err = StderrConsole()  # (rich is imported when something is printed there)
     try:
         options["output"] = output_path(options["output"], options.pop("remote_name"))
     except SwarmgetError as exc:
@@ -164,7 +171,12 @@ def get(ctx: click.Context, /, quiet: bool, as_json: bool, **options: Any) -> No
 
     try:
         result = asyncio.run(
-            download(request, display=err if show else None, on_route=on_route, on_hub=hub_answered)
+            download(
+                request,
+                display=err.console if show else None,
+                on_route=on_route,
+                on_hub=hub_answered,
+            )
         )
     except KeyboardInterrupt:
         err.print(f"[yellow]interrupted[/]: {_interrupted(routes, request.detach)}")

@@ -38,11 +38,14 @@ import hashlib
 import re
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit, urlunsplit
 
 from swarmget.core.digests import Digest
-from swarmget.core.probe import OriginInfo
 from swarmget.core.urls import validate_url
+
+if TYPE_CHECKING:  # (annotations only: `get` handed to a node does not import the probe)
+    from swarmget.core.probe import OriginInfo
 
 __all__ = ["LM_STRONG_AFTER", "ContentKey", "normalize_url", "strong_last_modified"]
 

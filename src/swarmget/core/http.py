@@ -366,6 +366,29 @@ def facts_from_range_probe(
     raise SourceBroken(f"unexpected status {_status_text(status)} to GET bytes=0-0")
 
 
+def facts_from_first_range(
+    status: int, headers: Mapping[str, str], first: int
+) -> tuple[ProbeFacts, ByteRange] | None:
+    """The facts from the answer to ``GET`` with ``Range: bytes=0-(first-1)`` (the probe
+    that is the download's first range, issue #14) and the bytes its body holds; None for
+    anything but a plain 206 that delivers exactly the start of a file of known size (then
+    the caller probes as before, HEAD first, and that answer's rules decide: a server
+    without ranges, a content-coding, an error status, a lying Content-Range ...)."""
+    if status != 206 or content_coding(headers) is not None:
+        return None
+    raw = get_header(headers, "Content-Range")
+    try:
+        start, end, total = parse_content_range(raw) if raw is not None else (-1, -1, None)
+        length = parse_content_length(headers)
+    except SourceBroken:
+        return None
+    if start != 0 or total is None or total == 0 or end != min(first, total):
+        return None
+    if length is not None and length != end:
+        return None
+    return _facts(headers, total, True), ByteRange(0, end)
+
+
 def _probe_total(headers: Mapping[str, str]) -> int | None:
     raw = get_header(headers, "Content-Range")
     if raw is None:

@@ -12,12 +12,28 @@ the time. Like h11's connection, it is driven by three kinds of input:
 * ``on_error(error)`` -> ``Failed``: the request itself failed (no retry here; the caller's
   scheduler decides what to do with a retryable error).
 
-Actions: ``Fetch(method, url, headers)`` (send this, feed me the answer), ``Done(info)``,
-``Failed(error)`` (an exception of the error tree, to raise).
+Actions: ``Fetch(method, url, headers)`` (send this, feed me the answer), ``Done(info,
+first)``, ``Failed(error)`` (an exception of the error tree, to raise).
+
+With ``first_range=N`` (issue #14: the probe is the download's first range, one round trip
+saved) the machine starts in FIRST: ``GET`` with ``Range: bytes=0-(N-1)``. A plain 206 that
+delivers exactly the start of a file of known size (``core.http.facts_from_first_range``)
+answers the probe, and ``Done.first`` names the bytes its body holds, for the caller to keep
+(the body is unread; the caller reads it as the first range of the download, or closes
+it). Any other answer (200, 416, an error status, a content-coding, a Content-Range other
+than asked ...) is as if the probe had not been tried: HEAD on the same URL, and the table
+below from there, so every server that does not answer so keeps the rules and errors of the
+HEAD probe. A redirect is followed with the same GET.
 
 ==========  =======================================  ===========  ===========================
 state       answer                                   next state   action
 ==========  =======================================  ===========  ===========================
+FIRST       a redirect (as for HEAD)                 FIRST        Fetch GET bytes=0-(N-1) of
+                                                                  the target
+FIRST       206 of exactly the first min(N, size)    DONE         Done(first=those bytes)
+            bytes of a file of known size
+FIRST       anything else                            HEAD         Fetch HEAD of the current
+                                                                  URL
 HEAD        301/302/303/307/308 with a usable,       HEAD         Fetch HEAD of the target
             unvisited Location, within the limit
 HEAD        a usable 200 (``facts_from_head``)       DONE         Done
@@ -54,10 +70,12 @@ from swarmget.core.http import (
     ProbeFacts,
     RedirectChain,
     Validator,
+    facts_from_first_range,
     facts_from_head,
     facts_from_range_probe,
     redirect_target,
 )
+from swarmget.core.ranges import ByteRange
 from swarmget.core.urls import validate_url
 
 __all__ = [
@@ -94,6 +112,7 @@ class OriginInfo:
 
 class ProbeState(enum.Enum):
     NEW = "new"
+    FIRST = "first"  # a GET bytes=0-(N-1) is out (``first_range``)
     HEAD = "head"  # a HEAD is out
     RANGE = "range"  # a GET bytes=0-0 is out
     DONE = "done"
@@ -113,6 +132,9 @@ class Fetch:
 @dataclass(frozen=True, slots=True)
 class Done:
     info: OriginInfo
+    #: the bytes of the file the last answer's (unread) body holds: set only when the probe
+    #: was a first range (``first_range``) answered with exactly them
+    first: ByteRange | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,9 +149,14 @@ class Probe:
     """One probe of ``url`` (see the module docstring). Misuse (feeding an answer when no
     request is out) is a ``RuntimeError``."""
 
-    def __init__(self, url: str, *, max_redirects: int = 10) -> None:
+    def __init__(
+        self, url: str, *, max_redirects: int = 10, first_range: int | None = None
+    ) -> None:
+        if first_range is not None and first_range < 1:
+            raise ValueError("first_range must be >= 1")
         self.url = url
         self.max_redirects = max_redirects
+        self.first_range = first_range
         self.state = ProbeState.NEW
         self._chain: RedirectChain | None = None
 
@@ -145,18 +172,20 @@ class Probe:
         except SwarmgetError as exc:
             return self._fail(exc)
         self._chain = RedirectChain(self.url, self.max_redirects)
-        self.state = ProbeState.HEAD
-        return Fetch(method="HEAD", url=self.url)
+        self.state = ProbeState.HEAD if self.first_range is None else ProbeState.FIRST
+        return self._fetch()
 
     def on_answer(self, status: int, headers: Mapping[str, str], *, now_epoch: float) -> Action:
         """The answer to the ``Fetch`` that is out: its status and head fields."""
-        self._expect(ProbeState.HEAD, ProbeState.RANGE)
+        self._expect(ProbeState.FIRST, ProbeState.HEAD, ProbeState.RANGE)
         assert self._chain is not None
         try:
             target = redirect_target(self._chain.current, status, headers)
             if target is not None:
                 self._chain.follow(target)
                 return self._fetch()
+            if self.state is ProbeState.FIRST:
+                return self._first_answered(status, headers)
             facts: ProbeFacts | None
             if self.state is ProbeState.HEAD:
                 facts = facts_from_head(status, headers, now_epoch=now_epoch)
@@ -172,10 +201,24 @@ class Probe:
 
     def on_error(self, error: SwarmgetError) -> Failed:
         """The request that is out failed (connect, timeout, a refused address ...)."""
-        self._expect(ProbeState.HEAD, ProbeState.RANGE)
+        self._expect(ProbeState.FIRST, ProbeState.HEAD, ProbeState.RANGE)
         return self._fail(error)
 
+    def _first_answered(self, status: int, headers: Mapping[str, str]) -> Action:
+        assert self.first_range is not None
+        found = facts_from_first_range(status, headers, self.first_range)
+        if found is None:  # not the answer hoped for: probe as without first_range
+            self.state = ProbeState.HEAD
+            return self._fetch()
+        facts, first = found
+        self.state = ProbeState.DONE
+        return Done(self._info(facts), first)
+
     def _fetch(self) -> Fetch:
+        if self.state is ProbeState.FIRST:
+            assert self.first_range is not None
+            spec = ByteRange(0, self.first_range).http_spec()
+            return Fetch(method="GET", url=self.current, headers=(("Range", spec),))
         if self.state is ProbeState.HEAD:
             return Fetch(method="HEAD", url=self.current)
         return Fetch(method="GET", url=self.current, headers=RANGE_PROBE)

@@ -6,16 +6,18 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 
 from swarmget.core import events as ev
 from swarmget.core.byte_sources import BytesBySource, SourceKind
 from swarmget.core.content import ContentKey
 from swarmget.core.manifest import Manifest
+from swarmget.core.ranges import ByteRange, Chunk
 from swarmget.core.scheduler import Ban, Cancel
 from swarmget.engine.sources import OriginSource, OwnCopySource, RangeSource, trusted
 from swarmget.engine.spec import DownloadSpec, Stage, Timeline
-from swarmget.net.origin import OriginClient, OriginInfo
+from swarmget.net.origin import FirstRange, OriginClient, OriginInfo
 
 log = logging.getLogger("swarmget.engine")
 
@@ -51,6 +53,9 @@ class DownloadContext:
         self.holders: set[str] = set()  # the source ids of LAN holders (the group adds them)
         self._by_kind: dict[SourceKind, int] = dict.fromkeys(SourceKind, 0)
         self.marks = TimelineMarks()  # when each phase happened (``at()`` offsets)
+        #: the probe's answer when it was the first range (``OriginClient.probe_first``),
+        #: until a stream of our own origin connections reads it (``open_range``)
+        self.first: FirstRange | None = None
 
     def pinned(self) -> OriginInfo:
         info = self.info
@@ -61,6 +66,30 @@ class DownloadContext:
         """The key of what the probe pinned (the user's sha256 checksum first)."""
         checksum = next((d for d in self.spec.checksums if d.algorithm == "sha256"), None)
         return ContentKey.from_origin_info(self.pinned(), checksum=checksum)
+
+    def open_range(
+        self, source: RangeSource, rng: ByteRange
+    ) -> AbstractAsyncContextManager[AsyncIterator[Chunk]]:
+        """``source.open_range`` of the pinned file; the first range of our own origin
+        connections that starts where the probe's kept answer does reads that answer
+        (``OriginClient.open_first``: one round trip saved, issue #14)."""
+        first, info = self.first, self.pinned()
+        if (
+            first is not None
+            and isinstance(source, OriginSource)
+            and source.client is self.origin
+            and rng.start == first.range.start
+            and first.info == info
+        ):
+            self.first = None
+            return self.origin.open_first(first, info, rng)
+        return source.open_range(info, rng)
+
+    async def drop_first(self) -> None:
+        """Close the probe's kept answer if no stream read it (idempotent)."""
+        first, self.first = self.first, None
+        if first is not None:
+            await first.aclose()
 
     def own_sources(self) -> set[str]:
         """Our own connections to the origin and this node's own copy of the content

@@ -40,7 +40,7 @@ from swarmget.core.filenames import choose_filename
 from swarmget.core.resume import ChangedSincePartial
 from swarmget.core.scheduler import Ban, Scheduler, SchedulerStats
 from swarmget.core.urls import redact_url
-from swarmget.destination import destination_for
+from swarmget.destination import destination_for, resolve_output
 from swarmget.engine.checks import IntegrityChecks
 from swarmget.engine.context import DownloadContext
 from swarmget.engine.segmented import SegmentedRun
@@ -50,7 +50,7 @@ from swarmget.engine.sources import RangeSource
 from swarmget.engine.spec import DownloadProgress, DownloadResult, DownloadSpec, Stage, Timeline
 from swarmget.engine.streams import RangesIgnoredMidway
 from swarmget.net.origin import OriginClient, OriginInfo
-from swarmget.storage import ResumeKey, open_part_file
+from swarmget.storage import ResumeKey, control_path_for, open_part_file, part_path_for
 
 if TYPE_CHECKING:
     from swarmget.engine.group import GroupFetch
@@ -58,6 +58,10 @@ if TYPE_CHECKING:
 
 _PROBE_ATTEMPTS = 4
 _RESTARTS = 3
+#: the probe asks for the file's first bytes (``OriginClient.probe_first``), which the first
+#: range of our own connections then reads: the smallest piece the scheduler makes (its
+#: default ``min_piece``), so that the first range asks for at least as many
+FIRST_RANGE = 256 * 1024
 
 
 class Download:
@@ -75,12 +79,15 @@ class Download:
         on_event: Callable[[ev.Event], None] | None = None,
         on_bytes: Callable[[SourceKind, int], None] | None = None,
         group: GroupOptions | None = None,
+        first_range: int | None = None,
     ) -> None:
         """``admit`` is awaited with what each probe pinned, before a byte is written; it
         raises (from the error tree) to refuse the file, e.g. one too large to hold.
         ``on_event`` is called with every event as it happens (counters count there), and
         ``on_bytes(kind, n)`` with every chunk that comes in. ``group``: fetch once
-        per LAN (``group.py``) when the content is shareable; None: never."""
+        per LAN (``group.py``) when the content is shareable; None: never.
+        ``first_range``: the probe asks for the file's first bytes (``FIRST_RANGE``), read
+        as the start of the first range (``probe_uses_first_range`` says when)."""
         self.spec = spec
         self._group_options = group
         self._group: GroupFetch | None = None  # the segmented run's, while it runs
@@ -89,6 +96,7 @@ class Download:
         self._checks = IntegrityChecks(spec)
         self._admit = admit
         self._relay = relay
+        self._first_range = first_range
         self._dest: Path | None = None
         self._sched: Scheduler | None = None
         self._single: SingleStream | None = None
@@ -201,11 +209,13 @@ class Download:
         try:
             result = await self._run()
         except BaseException as exc:
+            await ctx.drop_first()
             self._ended_at = ctx.clock()
             ctx.stage = Stage.FAILED
             code = exc.code if isinstance(exc, SwarmgetError) else type(exc).__name__
             ctx.emit(ev.Failed(at=ctx.at(), code=code, message=str(exc) or type(exc).__name__))
             raise
+        await ctx.drop_first()
         self._ended_at = ctx.clock()
         ctx.marks.verified = result.elapsed  # verified and in place: the result's end
         ctx.stage = Stage.DONE
@@ -266,6 +276,11 @@ class Download:
 
     async def _probe_once(self) -> OriginInfo:
         origin = self._ctx.origin
+        await self._ctx.drop_first()  # (a restart's probe: the last one's answer is stale)
+        if self._relay is None and self._probe_first_range():
+            assert self._first_range is not None
+            info, self._ctx.first = await origin.probe_first(self.spec.url, self._first_range)
+            return info
         if self._relay is None:
             return await origin.probe(self.spec.url)
         blob = await self._relay.fetch(self.spec.url)
@@ -279,6 +294,12 @@ class Download:
         name = choose_filename(None, self.spec.url, self.spec.url)
         return dataclasses.replace(info, filename=name, digests=())
 
+    def _probe_first_range(self) -> bool:
+        """Whether the probe asks for the first range (see ``probe_uses_first_range``)."""
+        if self._first_range is None or self._group_options is not None:
+            return False  # (sharing: this node's own copy or a LAN holder may serve it all)
+        return probe_uses_first_range(self.spec)
+
     def _resolve_dest(self, info: OriginInfo) -> Path:
         self._dest = destination_for(
             self.spec.output,
@@ -290,6 +311,7 @@ class Download:
         return self._dest
 
     async def _single_stream(self, dest: Path) -> DownloadResult:
+        await self._ctx.drop_first()  # (its one stream asks for the whole file)
         self._mode = "single-stream"
         self._use_scheduler(None)
         self._single = SingleStream(self._ctx, self._checks)
@@ -376,6 +398,21 @@ class Download:
         """Run with ``sched`` from now on, keeping what the previous one gave back."""
         self._reassigned_before += self._current_reassigned()
         self._sched = sched
+
+
+def probe_uses_first_range(spec: DownloadSpec) -> bool:
+    """Whether a download of ``spec`` may probe with its first range (issue #14: one
+    round trip saved) rather than HEAD: not when the origin must send nothing before the
+    size is known (``max_size``: refused up front), nor when a part file of an earlier run
+    is found where the name the URL suggests would put it (a resume needs none of it)."""
+    if spec.max_size is not None:
+        return False
+    try:
+        guess = resolve_output(spec.output, choose_filename(None, spec.url, spec.url))
+    except (SwarmgetError, OSError):
+        return False  # (the probe's name decides; the HEAD probe, as before)
+    dest = guess.path
+    return not (part_path_for(dest).exists() or control_path_for(dest).exists())
 
 
 def _resume_key(info: OriginInfo) -> ResumeKey:

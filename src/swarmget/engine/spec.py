@@ -6,13 +6,16 @@ import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from swarmget.core.byte_sources import BytesBySource, SourceKind
-from swarmget.core.content import ContentKey
 from swarmget.core.digests import Digest
 from swarmget.core.scheduler import SchedulerConfig, SourceInfo
 from swarmget.core.verification import DEFAULT_VERIFY_SAMPLE, VerificationReport
 from swarmget.engine.sharing import SharingReport
+
+if TYPE_CHECKING:  # (an annotation only)
+    from swarmget.core.content import ContentKey
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -74,7 +74,7 @@ async def stream_lease(
     # what a helper's stream claimed, to be sampled (our own connections are not)
     runs: list[ByteRange] | None = None if trusted(source) else []
     try:
-        async with source.open_range(ctx.pinned(), lease.range) as body:
+        async with ctx.open_range(source, lease.range) as body:
             if not await _pump(
                 lease, body, writer, runs, ctx=ctx, scheduler=scheduler, owner=owner
             ):

@@ -9,7 +9,10 @@ interface (``net.transport``: ``net.aio_transport`` or ``net.rawhttp``), chosen 
 
 * ``probe`` performs the actions of ``core.probe.Probe``: HEAD, following redirects by hand
   (bounded, loops refused, each Location validated), and ``GET`` with ``Range: bytes=0-0``
-  when HEAD cannot tell.
+  when HEAD cannot tell. ``probe_first`` starts with the download's first range instead
+  (``Probe(first_range=N)``, issue #14): when its 206 answers the probe, the answer is kept
+  open (``FirstRange``) and ``open_first`` reads its body as the start of the first range
+  the download asks for (the rest, if it asks for more, by a range request of its own).
   The result, an ``OriginInfo``, pins the final URL, size and validator for the rest of the
   download. ``accepts_ranges`` from a HEAD is only a hint: the first ``open_range`` is the
   real test and raises ``RangesIgnored`` if the server sends the whole file.
@@ -35,7 +38,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from typing import TYPE_CHECKING
 
 from multidict import CIMultiDict
@@ -59,7 +62,7 @@ from swarmget.net.aio_transport import (
     translate_client_error,
 )
 from swarmget.net.rawbody import RawUnsupported
-from swarmget.net.transport import Purpose, Route, Transport, TransportChoice
+from swarmget.net.transport import Answer, Purpose, Route, Transport, TransportChoice
 
 if TYPE_CHECKING:  # imported when first needed: a download of an http:// file never does
     import aiohttp
@@ -69,6 +72,7 @@ if TYPE_CHECKING:  # imported when first needed: a download of an http:// file n
 __all__ = [
     "CHUNK_SIZE",
     "CheckedBody",
+    "FirstRange",
     "OriginClient",
     "OriginInfo",
     "SessionFactory",
@@ -129,19 +133,38 @@ class OriginClient:
         looping redirects, ``SourceRetryable``/``SourceRateLimited`` for transient failures
         and ``SourceBroken`` for nonsense answers.
         """
-        machine = Probe(url, max_redirects=self._max_redirects)
+        info, first = await self._probe(Probe(url, max_redirects=self._max_redirects))
+        assert first is None
+        return info
+
+    async def probe_first(self, url: str, first_range: int) -> tuple[OriginInfo, FirstRange | None]:
+        """``probe``, starting with ``GET`` of the file's first ``first_range`` bytes (see
+        ``core.probe``): when the 206 answers it, its answer is returned open, its body
+        unread (the caller reads it with ``open_first`` or closes it: ``FirstRange``);
+        otherwise None, the probe having gone on as ``probe`` does (same errors)."""
+        machine = Probe(url, max_redirects=self._max_redirects, first_range=first_range)
+        return await self._probe(machine)
+
+    async def _probe(self, machine: Probe) -> tuple[OriginInfo, FirstRange | None]:
         action: Action = machine.start()
         while True:
             if isinstance(action, Done):
-                return action.info
+                return action.info, None
             if isinstance(action, Failed):
                 raise action.error
+            stack = AsyncExitStack()
             try:
-                status, headers = await self._exchange(action, machine.url)
-            except SwarmgetError as exc:
-                action = machine.on_error(exc)
-                continue
-            action = machine.on_answer(status, headers, now_epoch=self._clock())
+                try:
+                    answer = await self._send(action, machine.url, stack)
+                except SwarmgetError as exc:
+                    action = machine.on_error(exc)
+                    continue
+                action = machine.on_answer(answer.status, answer.headers, now_epoch=self._clock())
+                if isinstance(action, Done) and action.first is not None:
+                    first = FirstRange(stack.pop_all(), answer, action.first, action.info)
+                    return action.info, first
+            finally:
+                await stack.aclose()  # (empty when the answer was handed on)
 
     async def is_unchanged(self, final_url: str, original_url: str, pinned: Validator) -> bool:
         """Revalidate a cached copy with a conditional HEAD (RFC 9110 §13.1.2/§13.1.3):
@@ -161,13 +184,14 @@ class OriginClient:
                 return False
             return Validator.from_headers(ans.headers) == pinned
 
-    async def _exchange(self, fetch: Fetch, original_url: str) -> tuple[int, Mapping[str, str]]:
-        """Send a probe request and return its status and headers; the body is never read."""
+    async def _send(self, fetch: Fetch, original_url: str, stack: AsyncExitStack) -> Answer:
+        """Send a probe request; its answer (head read, body unread) lives on ``stack``."""
         headers = self._request_headers(original_url, fetch.url, dict(fetch.headers))
         transport = self._transport(Purpose.PROBE, fetch.url)
         what = _what(fetch.method, fetch.url)
-        async with transport.request(fetch.method, fetch.url, headers, what) as answer:
-            return answer.status, answer.headers
+        return await stack.enter_async_context(
+            transport.request(fetch.method, fetch.url, headers, what)
+        )
 
     # --- fetching ---------------------------------------------------------------------------------
 
@@ -218,6 +242,39 @@ class OriginClient:
             yield answer.body(rng.length, shown)
 
     @asynccontextmanager
+    async def open_first(
+        self, first: FirstRange, info: OriginInfo, rng: ByteRange
+    ) -> AsyncIterator[AsyncIterator[Chunk]]:
+        """``open_range(info, rng)`` for a ``rng`` that starts where ``first`` does (the
+        probe's answer, ``probe_first``): its bytes come from that answer's body, and when
+        ``rng`` is longer, the rest from a range request of its own, sent once they are read
+        (on the connection they came on). ``first`` is closed when the block is left."""
+        if rng.start != first.range.start or first.info != info:
+            raise ValueError(f"range {rng} does not start the probe's answer {first.range}")
+        async with AsyncExitStack() as stack:
+            stack.push_async_callback(first.aclose)
+            yield self._first_then_rest(first, info, rng, stack)
+
+    async def _first_then_rest(
+        self, first: FirstRange, info: OriginInfo, rng: ByteRange, stack: AsyncExitStack
+    ) -> AsyncIterator[Chunk]:
+        stop = min(rng.end, first.range.end)
+        pos = first.range.start
+        shown = f"{redact_url(info.final_url)} {first.range}"
+        async for chunk in first.answer.body(first.range.length, shown):
+            n = min(len(chunk), stop - pos)
+            yield chunk if n == len(chunk) else memoryview(chunk)[:n]
+            pos += n
+            if pos >= stop:
+                break
+        if rng.end <= first.range.end:
+            return
+        await first.aclose()  # read to the end: its connection goes back to the pool
+        rest = ByteRange(first.range.end, rng.end)
+        async for chunk in await stack.enter_async_context(self.open_range(info, rest)):
+            yield chunk
+
+    @asynccontextmanager
     async def open_stream(self, info: OriginInfo) -> AsyncIterator[AsyncIterator[Chunk]]:
         """GET the whole pinned file without Range: the single-stream fallback.
 
@@ -262,3 +319,20 @@ def _require_range_size(info: OriginInfo, rng: ByteRange) -> int:
     if rng.is_empty() or rng.end > info.size:
         raise ValueError(f"range {rng} is empty or beyond the {info.size}-byte file")
     return info.size
+
+
+class FirstRange:
+    """The answer to a probe that was the download's first range (``probe_first``), open,
+    its body unread: it holds ``range`` of the file ``info`` pinned. Read it with
+    ``OriginClient.open_first``, or close it (``aclose``, idempotent)."""
+
+    def __init__(
+        self, stack: AsyncExitStack, answer: Answer, rng: ByteRange, info: OriginInfo
+    ) -> None:
+        self._stack = stack
+        self.answer = answer
+        self.range = rng
+        self.info = info
+
+    async def aclose(self) -> None:
+        await self._stack.aclose()

@@ -31,6 +31,7 @@ from swarmget.core.lifecycle import DownloadState
 from swarmget.core.urls import redact_url
 from swarmget.destination import inside_download_dir
 from swarmget.engine import Download, DownloadResult, DownloadSpec, OriginSource
+from swarmget.engine.download import FIRST_RANGE
 from swarmget.logs import current_download
 from swarmget.net.origin import OriginClient
 from swarmget.net.peer_client import PeerAddress, PeerSource
@@ -320,6 +321,7 @@ class DownloadManager:
                 on_event=self.counters.count,
                 on_bytes=self.tally.received,
                 group=self._swarm.group,
+                first_range=FIRST_RANGE,  # the probe is the first range (issue #14)
             )
             record.move(DownloadState.RUNNING)
             record.result = await self._run_with_helpers(record, record.download)

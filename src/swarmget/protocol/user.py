@@ -20,6 +20,13 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from swarmget.core.lifecycle import DownloadState
 from swarmget.core.verification import DEFAULT_VERIFY_SAMPLE
 from swarmget.protocol.content import ContentKeyModel
+from swarmget.protocol.user_create import (
+    DOWNLOADS_PATH,
+    MAX_CHECKSUMS,
+    MAX_HELPERS,
+    MAX_OUTPUT_CHARS,
+    MAX_URL_CHARS,
+)
 
 __all__ = [
     "CLEAR_FINISHED_PATH",
@@ -40,7 +47,6 @@ __all__ = [
     "action_path",
 ]
 
-DOWNLOADS_PATH = "/v1/downloads"
 #: fetch once per LAN (#15): ``get --share-output`` hands the node a file it saved elsewhere
 SHARED_OUTPUTS_PATH = "/v1/shared-outputs"
 CLEAR_FINISHED_PATH = "/v1/downloads/clear-finished"  # POST: {"removed": N}
@@ -53,12 +59,12 @@ class CreateDownload(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    url: str = Field(max_length=8192)
-    output: str | None = Field(default=None, max_length=4096)
-    checksums: list[str] = Field(default_factory=list, max_length=8)
+    url: str = Field(max_length=MAX_URL_CHARS)
+    output: str | None = Field(default=None, max_length=MAX_OUTPUT_CHARS)
+    checksums: list[str] = Field(default_factory=list, max_length=MAX_CHECKSUMS)
     force: bool = False
     restart_if_changed: bool = False
-    helpers: list[str] | None = Field(default=None, max_length=256)
+    helpers: list[str] | None = Field(default=None, max_length=MAX_HELPERS)
     verify_sample: float = Field(default=DEFAULT_VERIFY_SAMPLE, ge=0.0, le=1.0)
     max_size: int | None = Field(default=None, ge=0)
 

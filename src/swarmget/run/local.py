@@ -76,6 +76,7 @@ async def open_local_download(
     """A ``Download`` fetching straight from the origin over ``options.connections``."""
     from swarmget.core.ratelimit import TokenBucket
     from swarmget.engine import Download, OriginSource
+    from swarmget.engine.download import FIRST_RANGE
     from swarmget.engine.sources import ThrottledSource
     from swarmget.net.origin import OriginClient
     from swarmget.net.rawhttp import RawHttp
@@ -123,4 +124,4 @@ async def open_local_download(
             loop = asyncio.get_running_loop()
             bucket = TokenBucket(options.limit_rate)
             source = ThrottledSource(source, bucket, clock=loop.time, sleep=asyncio.sleep)
-        yield Download(spec, client, sources=[source], relay=relay)
+        yield Download(spec, client, sources=[source], relay=relay, first_range=FIRST_RANGE)

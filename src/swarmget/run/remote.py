@@ -26,7 +26,6 @@ from typing import Any
 from urllib.parse import quote
 
 import h11
-import pydantic
 
 from swarmget.core.errors import DownloadError, SwarmgetError, UsageError
 from swarmget.core.lifecycle import still_going
@@ -37,7 +36,7 @@ from swarmget.node.download_json import progress_from_json
 from swarmget.node.download_json import result_from_json as result_from_json  # (for the CLI)
 from swarmget.node.statefiles import API_SOCKET, NODE_FILE, TOKEN_FILE
 from swarmget.protocol.errors import USER_ERRORS, exception_for_code
-from swarmget.protocol.user import DOWNLOADS_PATH, CreateDownload
+from swarmget.protocol.user_create import DOWNLOADS_PATH, create_body
 from swarmget.run.node_http import request_json
 
 POLL = 0.25
@@ -174,7 +173,7 @@ class NodeSession:
             return False
         return status == 200
 
-    async def start(self, request: CreateDownload) -> str:
+    async def start(self, request: CreateRequest) -> str:
         status, data = await self.call("POST", DOWNLOADS_PATH, request.as_json())
         if status != 201:
             raise _refused(status, data)
@@ -201,20 +200,40 @@ def error_from_json(error: dict[str, Any]) -> SwarmgetError:
     return exception_for_code(error.get("code"), str(error.get("message", error)))
 
 
-def create_request(spec: DownloadSpec, output: str | None) -> CreateDownload:
+@dataclass(frozen=True)
+class CreateRequest:
+    """The body of ``POST /v1/downloads``, as ``protocol.user.CreateDownload`` validates it
+    (built without pydantic when every field is within its bounds: see
+    ``protocol.user_create``)."""
+
+    body: dict[str, Any]
+
+    def as_json(self) -> dict[str, Any]:
+        return dict(self.body)
+
+
+def create_request(spec: DownloadSpec, output: str | None) -> CreateRequest:
     """The user API's request for ``spec`` (``output``: relative to the node's download
     directory). One the node would refuse (over the protocol's bounds) is a ``UsageError``
     here, as the node's refusal would be."""
+    fields: dict[str, Any] = {
+        "url": spec.url,
+        "output": output,
+        "checksums": [str(d) for d in spec.checksums],
+        "force": spec.force,
+        "restart_if_changed": spec.restart_if_changed,
+        "verify_sample": spec.verify_sample,
+        "max_size": spec.max_size,
+    }
+    body = create_body(**fields)
+    if body is not None:
+        return CreateRequest(body)
+    import pydantic  # (only for a request outside the bounds, or of another type)
+
+    from swarmget.protocol.user import CreateDownload
+
     try:
-        return CreateDownload(
-            url=spec.url,
-            output=output,
-            checksums=[str(d) for d in spec.checksums],
-            force=spec.force,
-            restart_if_changed=spec.restart_if_changed,
-            verify_sample=spec.verify_sample,
-            max_size=spec.max_size,
-        )
+        return CreateRequest(CreateDownload(**fields).as_json())
     except pydantic.ValidationError as exc:
         first = exc.errors()[0]
         field = ".".join(str(p) for p in first["loc"])

@@ -42,7 +42,7 @@ class Behaviour:
     first_byte_delay: float = 0.0  # seconds before the response headers
     rate_per_ip: float | None = None  # bytes/s shared by every connection from one IP
     rate_per_conn: float | None = None  # bytes/s for each response
-    announce_size: int | None = None  # HEAD answers claim this Content-Length (any size)
+    announce_size: int | None = None  # HEAD's Content-Length, a 206's total claim this size
     weak_etag: bool = False  # send the ETag as a weak one (W/"..."): no byte-for-byte promise
 
     def __post_init__(self) -> None:

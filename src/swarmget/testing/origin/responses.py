@@ -191,7 +191,8 @@ def _plan(request: web.Request, f: ServedFile, version: int, state: OriginState)
     if r == UNSATISFIABLE:
         return Plan(416, content_range=f"bytes */{f.size}")
     assert isinstance(r, ByteRange)
-    return Plan(206, r.start, r.end, content_range(r, f.size, state.lie_now()))
+    total = f.size if b.announce_size is None else b.announce_size  # (a 206 announces it too)
+    return Plan(206, r.start, r.end, content_range(r, total, state.lie_now()))
 
 
 def _headers(t: Transfer, plan: Plan, behaviour: Behaviour) -> dict[str, str]:

@@ -1,0 +1,118 @@
+"""``OriginClient.probe_first`` and ``open_first`` against the real test origin (issue #14):
+the probe is the download's first range; its 206 is read as the start of the first range
+asked for, and every origin that does not answer so is probed as before (HEAD)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import aiohttp
+import pytest
+
+from swarmget.core.errors import OriginUnusable
+from swarmget.core.ranges import ByteRange
+from swarmget.net.origin import OriginClient
+from swarmget.testing.origin import TestOrigin, open_test_origin
+
+KiB = 1024
+SIZE = 700 * KiB + 3
+FIRST = 256 * KiB
+
+
+@pytest.fixture
+async def origin() -> AsyncIterator[TestOrigin]:
+    async with open_test_origin() as o:
+        o.add_generated("f.bin", SIZE, seed=9)
+        o.add_generated("small.bin", 1000, seed=3)
+        yield o
+
+
+@pytest.fixture
+async def client() -> AsyncIterator[OriginClient]:
+    async with aiohttp.ClientSession() as session:
+        yield OriginClient(session)
+
+
+async def _read(client: OriginClient, origin: TestOrigin, rng: ByteRange) -> bytes:
+    info, first = await client.probe_first(origin.url("f.bin"), FIRST)
+    assert first is not None
+    assert first.range == ByteRange(0, FIRST)
+    got = bytearray()
+    async with client.open_first(first, info, rng) as body:
+        async for chunk in body:
+            got += chunk
+    return bytes(got)
+
+
+@pytest.mark.parametrize("end", [FIRST, FIRST // 2 + 7, FIRST + 1, SIZE])
+async def test_the_first_range_reads_the_probe_answer_then_the_rest(
+    origin: TestOrigin, client: OriginClient, end: int
+) -> None:
+    got = await _read(client, origin, ByteRange(0, end))
+    assert got == origin.content("f.bin")[:end]
+    served = [(s.start, s.end_exclusive, s.status) for s in origin.stats().served]
+    assert served[0] == (0, FIRST, 206)  # the probe: the only request before the rest
+    assert served[1:] == ([(FIRST, end, 206)] if end > FIRST else [])
+    assert origin.stats().requests_by_method.get("HEAD", 0) == 0
+
+
+async def test_a_file_shorter_than_the_first_range(
+    origin: TestOrigin, client: OriginClient
+) -> None:
+    info, first = await client.probe_first(origin.url("small.bin"), FIRST)
+    assert info.size == 1000
+    assert first is not None
+    assert first.range == ByteRange(0, 1000)
+    async with client.open_first(first, info, ByteRange(0, 1000)) as body:
+        got = b"".join([bytes(c) async for c in body])
+    assert got == origin.content("small.bin")
+
+
+async def test_an_unread_answer_is_closed(origin: TestOrigin, client: OriginClient) -> None:
+    info, first = await client.probe_first(origin.url("f.bin"), FIRST)
+    assert first is not None
+    await first.aclose()
+    await first.aclose()  # (idempotent)
+    assert info.size == SIZE
+
+
+async def test_a_range_elsewhere_is_refused(origin: TestOrigin, client: OriginClient) -> None:
+    info, first = await client.probe_first(origin.url("f.bin"), FIRST)
+    assert first is not None
+    with pytest.raises(ValueError, match="does not start"):
+        async with client.open_first(first, info, ByteRange(5, 10)):
+            pass
+    await first.aclose()
+
+
+@pytest.mark.parametrize(
+    ("behaviour", "accepts_ranges", "size"),
+    [
+        ({"ignore_range": True}, True, SIZE),  # HEAD says bytes; the ranges will tell
+        ({"lie_content_range": True}, True, SIZE),
+        ({"no_content_length": True}, False, None),
+    ],
+)
+async def test_an_origin_that_does_not_answer_so_is_probed_with_head(
+    origin: TestOrigin,
+    client: OriginClient,
+    behaviour: dict[str, object],
+    accepts_ranges: bool,
+    size: int | None,
+) -> None:
+    origin.configure(**behaviour)
+    info, first = await client.probe_first(origin.url("f.bin"), FIRST)
+    assert first is None
+    assert (info.accepts_ranges, info.size) == (accepts_ranges, size)
+    assert info == await client.probe(origin.url("f.bin"))  # what the HEAD probe pins
+    assert origin.stats().requests_by_method["HEAD"] == 2
+
+
+async def test_a_missing_file_fails_as_the_head_probe_does(
+    origin: TestOrigin, client: OriginClient
+) -> None:
+    with pytest.raises(OriginUnusable) as first:
+        await client.probe_first(origin.url("missing.bin"), FIRST)
+    with pytest.raises(OriginUnusable) as head:
+        await client.probe(origin.url("missing.bin"))
+    assert (first.value.code, str(first.value)) == (head.value.code, str(head.value))
