@@ -79,6 +79,10 @@ log = logging.getLogger(__name__)
 DEFAULT_TIMEOUT = 10.0
 #: Seconds to wait for a hub to accept the connection: a dead machine is noticed sooner.
 DEFAULT_CONNECT_TIMEOUT = 3.0
+#: Seconds a heartbeat may take (connecting included): a hub answers it from memory
+#: (``swarmget.hub.liveness``), so a hung hub (SIGSTOP: the kernel still accepts) is noticed
+#: within this, and a ``HubPool`` moves to the next replica (issue #17: failover < 5 s).
+DEFAULT_HEARTBEAT_TIMEOUT = 2.0
 #: The longest a node waits because the hub said so (Retry-After, heartbeat interval).
 MAX_HUB_WAIT = 300.0
 #: The shortest heartbeat interval a hub may ask for.
@@ -135,6 +139,7 @@ class HubClient:
         *,
         timeout: float = DEFAULT_TIMEOUT,
         connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+        heartbeat_timeout: float = DEFAULT_HEARTBEAT_TIMEOUT,
         clock: Callable[[], float] = time.time,
         requester_only: bool = False,
     ) -> None:
@@ -148,6 +153,8 @@ class HubClient:
         self._timeout = aiohttp.ClientTimeout(
             total=timeout, sock_connect=min(timeout, connect_timeout)
         )
+        beat = min(timeout, heartbeat_timeout)
+        self._beat_timeout = aiohttp.ClientTimeout(total=beat, sock_connect=beat)
 
     async def register(self, registration: Registration) -> Registered:
         self._check_member()
@@ -158,7 +165,8 @@ class HubClient:
         """Raises ``UnknownNode`` when the hub wants us to register again."""
         self._check_member()
         path = f"/v1/nodes/{self.node_id}/heartbeat"
-        return parse_answer(_HEARTBEAT, await self.call("POST", path, {"stats": stats or {}}))
+        answer = await self.call("POST", path, {"stats": stats or {}}, self._beat_timeout)
+        return parse_answer(_HEARTBEAT, answer)
 
     async def leave(self) -> None:
         self._check_member()
@@ -187,10 +195,17 @@ class HubClient:
         if self.requester_only:
             raise RequesterOnly("a requester-only hub client never registers")
 
-    async def call(self, method: str, path: str, payload: Mapping[str, Any] | None = None) -> bytes:
+    async def call(
+        self,
+        method: str,
+        path: str,
+        payload: Mapping[str, Any] | None = None,
+        limits: aiohttp.ClientTimeout | None = None,
+    ) -> bytes:
         """One signed request to the hub: the answer's body (at most
         ``MAX_HUB_ANSWER_BYTES``), or the error-tree exception for its failure (see the
-        module doc). For callers that speak other hub routes (``swarmget.net.content_hub``)."""
+        module doc). For callers that speak other hub routes (``swarmget.net.content_hub``).
+        ``limits``: timeouts other than the client's (a heartbeat's are shorter)."""
         url = URL(self.hub_url + path)
         body = json_body(payload) if payload is not None else b""
         headers = signed_headers(self._secret, self._identity, method, url, body, now=self._clock())
@@ -202,7 +217,7 @@ class HubClient:
                 url,
                 data=body or None,
                 headers=headers,
-                timeout=self._timeout,
+                timeout=limits or self._timeout,
                 allow_redirects=False,
             ) as response:
                 answer = await read_bounded(response.content, MAX_HUB_ANSWER_BYTES)
@@ -341,6 +356,7 @@ class HubPool:
         *,
         timeout: float = DEFAULT_TIMEOUT,
         connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+        heartbeat_timeout: float = DEFAULT_HEARTBEAT_TIMEOUT,
         clock: Callable[[], float] = time.time,
         requester_only: bool = False,
         spread: bool = False,
@@ -350,7 +366,8 @@ class HubPool:
         self.clients = tuple(
             HubClient(
                 session, url, secret, identity, timeout=timeout,
-                connect_timeout=connect_timeout, clock=clock, requester_only=requester_only,
+                connect_timeout=connect_timeout, heartbeat_timeout=heartbeat_timeout,
+                clock=clock, requester_only=requester_only,
             )
             for url in hub_urls
         )  # fmt: skip
