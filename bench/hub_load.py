@@ -12,12 +12,19 @@ id's hash picks, as a node with ``spread_hubs`` does; hub CPU is then their sum.
 What a node does with each answer is what ``swarmget.net.hub_client`` does: 2xx is fine; 404
 ``unknown_node`` → register again (counted: ``reregistered``); 503/429 with Retry-After →
 wait that long plus up to half of it (counted: ``shed``); anything else, or no answer within
-``--timeout`` (10 s, the client's default) → an ``error``, then 1-5 s later the next
-heartbeat (``--old-client``: a registration, as the client before issue #17 did).
+``--timeout`` (``--beat-timeout`` for heartbeats: the client's defaults) → an ``error``,
+then 1-5 s later the next heartbeat (``--old-client``: a registration, as the client before
+issue #17 did); with several replicas, no answer or a 5xx without Retry-After moves the node
+to the next replica, where it registers at once (as ``HubPool`` does).
+``--fault kill|stop`` (with ``--hubs 2+``) SIGKILLs or SIGSTOPs the first replica
+``--fault-after`` seconds into the measuring and reports ``failover_s``: per node that was
+registered there, the seconds until it was registered at another replica (p50/p90/max).
 
 After ``--ramp`` seconds of staggered registrations it measures for ``--duration`` seconds:
 heartbeat and peers latency p50/p99/max, errors, re-registrations, sheds, the hub's CPU
-(user+system seconds per wall second, from /proc) and RSS, and the generator's own CPU (at
+(user+system seconds per wall second, from /proc), its CPU per answered request
+(``hub_cpu_us_per_answer``: steadier than latency on a shared machine) and RSS, and the
+generator's own CPU (at
 1.0 it is saturated itself, and its latencies include its own event loop's lag). One JSON
 line on stdout per run; ``--src DIR`` runs the hub from another checkout's ``src`` (a
 before/after comparison on the same machine). Bounded: the run ends after ramp + duration

@@ -74,11 +74,10 @@ import functools
 import logging
 import random
 import time
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
-import pydantic
 from aiohttp import web
 
 from swarmget.core.addresses import IPNetwork
@@ -100,6 +99,7 @@ from swarmget.hub.group_cache import DEFAULT_MAX_AGE, GroupCache
 from swarmget.hub.liveness import Liveness, flush_interval, keep_flushing
 from swarmget.hub.metrics import HubMetrics
 from swarmget.hub.nonce_log import NonceBatches, NonceLog
+from swarmget.hub.peer_entries import peer_json
 from swarmget.hub.selection import choose_peers
 from swarmget.hub.store import NodeRecord, RegistryStore
 from swarmget.hub.write_stats import WriteStats
@@ -115,9 +115,7 @@ from swarmget.protocol.hub import (
     REQUESTER_PARAM,
     REQUESTER_VALUE,
     HeartbeatRequest,
-    PeerEntry,
     PeersAnswer,
-    PeerStats,
     RegisterAnswer,
     RegisterRequest,
     peer_url,
@@ -145,33 +143,6 @@ HEALTH_PATH = "/v1/health"
 HUB_STORE: web.AppKey[RegistryStore] = web.AppKey("hub_store", RegistryStore)
 
 # --- the hub ------------------------------------------------------------------------------------
-
-
-def peer_json(record: NodeRecord) -> dict[str, Any]:
-    """A node as ``GET /v1/peers`` lists it (``swarmget.protocol.hub.PeerEntry``): the
-    record as it is stored (not validated again: a node validates each entry it reads).
-    Stats are checked again: a record written before they were validated lists none."""
-    entry = PeerEntry.model_construct(
-        node_id=record.node_id,
-        address=record.address,
-        port=record.port,
-        url=record.url,
-        version=record.version,
-        slots=record.slots,
-        group=record.group,
-        wan_rate=record.wan_rate,
-        quota_left=record.quota_left,
-        registered_at=record.registered_at,
-        last_seen=record.last_seen,
-    )
-    return entry.model_dump(exclude={"stats"}) | {"stats": _clean_stats(record.stats)}
-
-
-def _clean_stats(stats: Mapping[str, Any]) -> dict[str, Any]:
-    try:
-        return PeerStats.model_validate(stats).as_json()
-    except pydantic.ValidationError:
-        return {}
 
 
 @dataclass
