@@ -15,10 +15,10 @@ wait that long plus up to half of it (counted: ``shed``); anything else, or no a
 ``--timeout`` (``--beat-timeout`` for heartbeats: the client's defaults) → an ``error``,
 then 1-5 s later the next heartbeat (``--old-client``: a registration, as the client before
 issue #17 did); with several replicas, no answer or a 5xx without Retry-After moves the node
-to the next replica, where it registers at once (as ``HubPool`` does).
+to the next replica, which it heartbeats at once (registering on a 404), as ``HubPool`` does.
 ``--fault kill|stop`` (with ``--hubs 2+``) SIGKILLs or SIGSTOPs the first replica
 ``--fault-after`` seconds into the measuring and reports ``failover_s``: per node that was
-registered there, the seconds until it was registered at another replica (p50/p90/max).
+registered there, the seconds until another replica answered it (p50/p90/max).
 
 After ``--ramp`` seconds of staggered registrations it measures for ``--duration`` seconds:
 heartbeat and peers latency p50/p99/max, errors, re-registrations, sheds, the hub's CPU
@@ -190,9 +190,7 @@ async def run_node(node: Node, args: argparse.Namespace, stats: Stats) -> None:
             a = await timed(stats, "register", call)
             if a is not None and stats.answered("register", a):
                 node.registered = True
-                moved_at = stats.moved.get(node.index, 0.0)
-                if moved_at is None and stats.fault_at is not None:
-                    stats.moved[node.index] = time.monotonic() - stats.fault_at
+                moved(node, stats)
                 await asyncio.sleep(float(a.body["heartbeat_interval"]))
             elif unavailable(a) and node.move_on():
                 continue  # the next replica at once, as HubPool.register does
@@ -206,12 +204,20 @@ async def run_node(node: Node, args: argparse.Namespace, stats: Stats) -> None:
             if a is not None and stats.answered("peers", a) and stats.measuring:
                 stats.peers_listed.append(len(a.body.get("peers", [])))
             elif unavailable(a) and node.move_on():
-                node.registered = False  # HubSwitched: register with the next one
-                continue
+                continue  # the heartbeat goes to the next replica at once
         path = f"/v1/nodes/{node.identity.node_id}/heartbeat"
         call = node.call(node.hub, "POST", path, {"stats": {"slots": 4}}, args.beat_timeout)
         a = await timed(stats, "heartbeat", call)
+        if a is not None and a.status < 300:
+            moved(node, stats)
         await asyncio.sleep(after_heartbeat(node, a, stats, old=args.old_client))
+
+
+def moved(node: Node, stats: Stats) -> None:
+    """After an answer: a node of the faulted replica answered by another one has moved."""
+    if node.current != 0 and stats.fault_at is not None and node.index in stats.moved:
+        if stats.moved[node.index] is None:
+            stats.moved[node.index] = time.monotonic() - stats.fault_at
 
 
 def unavailable(a: Answer | None) -> bool:
@@ -239,8 +245,7 @@ def after_heartbeat(node: Node, a: Answer | None, stats: Stats, *, old: bool) ->
         node.registered = False
         return 0.0
     if unavailable(a) and node.move_on():
-        node.registered = False  # HubSwitched: register with the next replica at once
-        return 0.0
+        return 0.0  # the next replica at once, a heartbeat (404 there: register), as HubPool
     if old:
         node.registered = False
     return backoff(a)

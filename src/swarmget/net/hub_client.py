@@ -335,9 +335,11 @@ class HubPool:
 
     * ``register``, ``peers`` and ``leave`` go on with the next hubs at once, each tried at
       most once per call, and raise the last ``HubUnavailable`` when none answers;
-    * ``heartbeat`` goes only to the hub we registered with; once the current hub is another
-      (because this heartbeat, or any other call, found ours unavailable) it raises
-      ``HubSwitched`` and ``run_membership`` registers with the current hub at once.
+    * ``heartbeat`` goes to the hub we registered with (or last heartbeated with); once the
+      current hub is another (because this heartbeat, or any other call, found ours
+      unavailable) it heartbeats the current hub at once: a replica of one registry knows
+      us and answers (the node moved with one heartbeat); one that answers 404 or not at
+      all raises ``HubSwitched`` and ``run_membership`` registers with the current hub.
 
     ``HubRejected`` and ``UnknownNode`` do not move the pool: every hub of one swarm would
     answer the same. A pool of one hub behaves like its ``HubClient``. Calls may run
@@ -390,14 +392,30 @@ class HubPool:
         overloaded (an answer with Retry-After) is not left: its replicas share its load."""
         index = self._current
         if self._registered_at is not None and index != self._registered_at:
-            old = self.clients[self._registered_at].hub_url
-            raise HubSwitched(f"registered with hub {old}, now using hub {self.hub_url}")
+            return await self._heartbeat_elsewhere(index, stats)
         try:
             return await self.clients[index].heartbeat(stats)
         except HubUnavailable as exc:
             if exc.retry_after is not None or not self._move_on(index):
                 raise
+            return await self._heartbeat_elsewhere(self._current, stats)
+
+    async def _heartbeat_elsewhere(
+        self, index: int, stats: Mapping[str, Any] | None
+    ) -> HeartbeatAnswer:
+        """The first heartbeat to hub ``index``, not the one we registered with: a replica
+        of one registry knows us already (no registration: after a replica dies its nodes
+        move with one heartbeat each, not a crowd of registrations); a hub that does not
+        (404) or does not answer raises ``HubSwitched``, and we register."""
+        try:
+            answer = await self.clients[index].heartbeat(stats)
+        except UnknownNode as exc:
+            raise HubSwitched(f"hub {self.hub_url} does not know us: {exc}", exc.status) from exc
+        except HubUnavailable as exc:
+            self._move_on(index)
             raise HubSwitched(f"{exc}; switching to hub {self.hub_url}", exc.status) from exc
+        self._registered_at = index
+        return answer
 
     async def leave(self) -> None:
         await self._first_answer(lambda hub: hub.leave())
