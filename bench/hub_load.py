@@ -449,8 +449,8 @@ def main() -> None:
     p.add_argument(
         "--beat-timeout",
         type=float,
-        default=DEFAULT_HEARTBEAT_TIMEOUT,
-        help="a heartbeat's timeout (the client's: swarmget.net.hub_client)",
+        help="a heartbeat's timeout (default: the client's, swarmget.net.hub_client: "
+        f"{DEFAULT_HEARTBEAT_TIMEOUT} s with several hubs, --timeout with one)",
     )
     p.add_argument(
         "--fault",
@@ -478,6 +478,8 @@ def main() -> None:
     args = p.parse_args()
     if not 1 <= args.nodes <= 250 * args.group_size or not 1 <= args.duration <= 3600:
         p.error("--nodes is 1..250 groups, --duration 1..3600")
+    if args.beat_timeout is None:
+        args.beat_timeout = DEFAULT_HEARTBEAT_TIMEOUT if args.hubs > 1 else args.timeout
     if args.fault and (args.hubs < 2 or not 0 < args.fault_after < args.duration):
         p.error("--fault needs --hubs 2 or more and 0 < --fault-after < --duration")
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)

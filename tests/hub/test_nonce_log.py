@@ -4,7 +4,8 @@ With real ``python -m swarmget.hub`` processes: a replayed heartbeat is refused 
 that saw it at once and, once its nonce is flushed, by the other replica too; a replayed
 registration is refused by both replicas at once (its nonce is written before the answer, as
 before); a hung hub (SIGSTOP) fails a heartbeat within the heartbeat's timeout, not the
-client's general one, and a ``HubPool`` moves to the next replica. The ``NonceLog`` itself on
+client's general one, and a ``HubPool`` moves to the next replica (a pool of one hub
+waits the general timeout). The ``NonceLog`` itself on
 the in-memory registry: which kinds it defers, what a flush writes and counts.
 """
 
@@ -19,7 +20,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from swarmget.core.errors import UnknownNode
+from swarmget.core.errors import HubUnavailable, UnknownNode
 from swarmget.hub.admission import RequestKind
 from swarmget.hub.metrics import HubMetrics
 from swarmget.hub.nonce_log import NonceLog
@@ -154,6 +155,26 @@ async def test_a_hung_hub_fails_a_heartbeat_within_its_own_timeout(
             assert pool.hub_url == other
             await pool.register(REG)
             await pool.heartbeat()
+    finally:
+        hung.signal(signal.SIGCONT)
+
+
+async def test_a_pool_of_one_hub_waits_its_general_timeout_for_a_heartbeat(
+    hubs: HubProcs, session: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    """One hub has nowhere to move to: its heartbeat gets the general timeout (here the
+    short one), not the heartbeat's (here far longer)."""
+    hung = await hubs.start(f"sqlite+aiosqlite:///{tmp_path / 'a.db'}", ttl=15)
+    pool = HubPool(
+        session, [str(hung.info["url"])], SECRET, identity_for("node-a"), timeout=0.5,
+        heartbeat_timeout=600,
+    )  # fmt: skip
+    await pool.register(REG)
+    hung.signal(signal.SIGSTOP)
+    try:
+        async with asyncio.timeout(PATIENCE):  # not the 600 s of the heartbeat's timeout
+            with pytest.raises(HubUnavailable):
+                await pool.heartbeat()
     finally:
         hung.signal(signal.SIGCONT)
 

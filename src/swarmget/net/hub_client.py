@@ -82,6 +82,7 @@ DEFAULT_CONNECT_TIMEOUT = 3.0
 #: Seconds a heartbeat may take (connecting included): a hub answers it from memory
 #: (``swarmget.hub.liveness``), so a hung hub (SIGSTOP: the kernel still accepts) is noticed
 #: within this, and a ``HubPool`` moves to the next replica (issue #17: failover < 5 s).
+#: A pool of one hub waits ``timeout`` (nowhere to move to).
 DEFAULT_HEARTBEAT_TIMEOUT = 2.0
 #: The longest a node waits because the hub said so (Retry-After, heartbeat interval).
 MAX_HUB_WAIT = 300.0
@@ -365,10 +366,13 @@ class HubPool:
     ) -> None:
         if not hub_urls:
             raise ValueError("a hub pool needs at least one hub URL")
+        # the short heartbeat timeout is for moving on; one hub has nowhere to move to, and a
+        # heartbeat slow because that hub is strained is better waited for than failed
+        beat = heartbeat_timeout if len(hub_urls) > 1 else timeout
         self.clients = tuple(
             HubClient(
                 session, url, secret, identity, timeout=timeout,
-                connect_timeout=connect_timeout, heartbeat_timeout=heartbeat_timeout,
+                connect_timeout=connect_timeout, heartbeat_timeout=beat,
                 clock=clock, requester_only=requester_only,
             )
             for url in hub_urls
