@@ -12,7 +12,7 @@ id's hash picks, as a node with ``spread_hubs`` does; hub CPU is then their sum.
 What a node does with each answer is what ``swarmget.net.hub_client`` does: 2xx is fine; 404
 ``unknown_node`` → register again (counted: ``reregistered``); 503/429 with Retry-After →
 wait that long plus up to half of it (counted: ``shed``); anything else, or no answer within
-``--timeout`` (``--beat-timeout`` for heartbeats: the client's defaults) → an ``error``,
+``--timeout`` (``--beat-timeout`` for heartbeats and peers: the client's defaults) → an ``error``,
 then 1-5 s later the next heartbeat (``--old-client``: a registration, as the client before
 issue #17 did); with several replicas, no answer or a 5xx without Retry-After moves the node
 to the next replica, which it heartbeats at once (registering on a 404), as ``HubPool`` does.
@@ -199,7 +199,7 @@ async def run_node(node: Node, args: argparse.Namespace, stats: Stats) -> None:
             continue
         if time.monotonic() >= next_peers:
             next_peers += PEERS_EVERY
-            call = node.call(node.hub, "GET", "/v1/peers", None, args.timeout)
+            call = node.call(node.hub, "GET", "/v1/peers", None, args.beat_timeout)
             a = await timed(stats, "peers", call)
             if a is not None and stats.answered("peers", a) and stats.measuring:
                 stats.peers_listed.append(len(a.body.get("peers", [])))

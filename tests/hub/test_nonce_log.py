@@ -179,6 +179,29 @@ async def test_a_pool_of_one_hub_waits_its_general_timeout_for_a_heartbeat(
         hung.signal(signal.SIGCONT)
 
 
+async def test_a_hung_hub_fails_a_peers_query_within_the_short_timeout(
+    hubs: HubProcs, session: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    """A peers query is answered from memory too: with somewhere to move to, a hung hub
+    fails it within the heartbeat's timeout and the pool asks the next hub."""
+    hung = await hubs.start(f"sqlite+aiosqlite:///{tmp_path / 'a.db'}", ttl=15)
+    other = await _start(hubs, f"sqlite+aiosqlite:///{tmp_path / 'b.db'}")
+    helper = HubClient(session, other, SECRET, identity_for("helper"))
+    await helper.register(REG)
+    urls = [str(hung.info["url"]), other]
+    pool = HubPool(
+        session, urls, SECRET, identity_for("requester"), timeout=600, heartbeat_timeout=0.5,
+        requester_only=True,
+    )  # fmt: skip
+    hung.signal(signal.SIGSTOP)
+    try:
+        async with asyncio.timeout(PATIENCE):  # not the 600 s of the general timeout
+            assert [p.node_id for p in await pool.peers()] == [nid("helper")]
+        assert pool.hub_url == other
+    finally:
+        hung.signal(signal.SIGCONT)
+
+
 # --- the NonceLog on the in-memory registry ----------------------------------------------------
 
 

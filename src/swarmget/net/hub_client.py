@@ -79,9 +79,10 @@ log = logging.getLogger(__name__)
 DEFAULT_TIMEOUT = 10.0
 #: Seconds to wait for a hub to accept the connection: a dead machine is noticed sooner.
 DEFAULT_CONNECT_TIMEOUT = 3.0
-#: Seconds a heartbeat may take (connecting included): a hub answers it from memory
-#: (``swarmget.hub.liveness``), so a hung hub (SIGSTOP: the kernel still accepts) is noticed
-#: within this, and a ``HubPool`` moves to the next replica (issue #17: failover < 5 s).
+#: Seconds a heartbeat or a peers query may take (connecting included): a hub answers them
+#: from memory (``swarmget.hub.liveness``, ``swarmget.hub.group_cache``), so a hung hub
+#: (SIGSTOP: the kernel still accepts) is noticed within this, and a ``HubPool`` moves to
+#: the next replica (issue #17: failover < 5 s).
 #: A pool of one hub waits ``timeout`` (nowhere to move to).
 DEFAULT_HEARTBEAT_TIMEOUT = 2.0
 #: The longest a node waits because the hub said so (Retry-After, heartbeat interval).
@@ -155,7 +156,7 @@ class HubClient:
             total=timeout, sock_connect=min(timeout, connect_timeout)
         )
         beat = min(timeout, heartbeat_timeout)
-        self._beat_timeout = aiohttp.ClientTimeout(total=beat, sock_connect=beat)
+        self._quick_timeout = aiohttp.ClientTimeout(total=beat, sock_connect=beat)
 
     async def register(self, registration: Registration) -> Registered:
         self._check_member()
@@ -166,7 +167,7 @@ class HubClient:
         """Raises ``UnknownNode`` when the hub wants us to register again."""
         self._check_member()
         path = f"/v1/nodes/{self.node_id}/heartbeat"
-        answer = await self.call("POST", path, {"stats": stats or {}}, self._beat_timeout)
+        answer = await self.call("POST", path, {"stats": stats or {}}, self._quick_timeout)
         return parse_answer(_HEARTBEAT, answer)
 
     async def leave(self) -> None:
@@ -181,7 +182,8 @@ class HubClient:
         items += [("node", node) for node in only or ()]
         query = "?" + urlencode(items) if items else ""
         try:
-            answer = parse_answer(_PEERS, await self.call("GET", PEERS_PATH + query))
+            raw = await self.call("GET", PEERS_PATH + query, limits=self._quick_timeout)
+            answer = parse_answer(_PEERS, raw)
         except UnknownNode as exc:
             if not self.requester_only:
                 raise
