@@ -12,12 +12,19 @@ id's hash picks, as a node with ``spread_hubs`` does; hub CPU is then their sum.
 What a node does with each answer is what ``swarmget.net.hub_client`` does: 2xx is fine; 404
 ``unknown_node`` → register again (counted: ``reregistered``); 503/429 with Retry-After →
 wait that long plus up to half of it (counted: ``shed``); anything else, or no answer within
-``--timeout`` (10 s, the client's default) → an ``error``, then 1-5 s later the next
-heartbeat (``--old-client``: a registration, as the client before issue #17 did).
+``--timeout`` (``--beat-timeout`` for heartbeats and peers: the client's defaults) → an ``error``,
+then 1-5 s later the next heartbeat (``--old-client``: a registration, as the client before
+issue #17 did); with several replicas, no answer or a 5xx without Retry-After moves the node
+to the next replica, which it heartbeats at once (registering on a 404), as ``HubPool`` does.
+``--fault kill|stop`` (with ``--hubs 2+``) SIGKILLs or SIGSTOPs the first replica
+``--fault-after`` seconds into the measuring and reports ``failover_s``: per node that was
+registered there, the seconds until another replica answered it (p50/p90/max).
 
 After ``--ramp`` seconds of staggered registrations it measures for ``--duration`` seconds:
 heartbeat and peers latency p50/p99/max, errors, re-registrations, sheds, the hub's CPU
-(user+system seconds per wall second, from /proc) and RSS, and the generator's own CPU (at
+(user+system seconds per wall second, from /proc), its CPU per answered request
+(``hub_cpu_us_per_answer``: steadier than latency on a shared machine) and RSS, and the
+generator's own CPU (at
 1.0 it is saturated itself, and its latencies include its own event loop's lag). One JSON
 line on stdout per run; ``--src DIR`` runs the hub from another checkout's ``src`` (a
 before/after comparison on the same machine). Bounded: the run ends after ramp + duration
@@ -52,6 +59,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from swarmget.core.identity import NodeIdentity
+from swarmget.net.hub_client import DEFAULT_HEARTBEAT_TIMEOUT, DEFAULT_TIMEOUT
 from swarmget.net.signing import json_body, signed_headers
 
 SECRET = b"hub-load-secret-0123456789abcdef"
@@ -73,6 +81,11 @@ class Stats:
     reregistered: int = 0
     shed: dict[str, int] = field(default_factory=dict)
     intervals: list[float] = field(default_factory=list)
+    answers: int = 0  # requests answered (any status) while measuring
+    #: --fault: when the fault came (monotonic), and per node on the faulted hub its
+    #: seconds from then to its registration at another replica (None: not yet)
+    fault_at: float | None = None
+    moved: dict[int, float | None] = field(default_factory=dict)
 
     def error(self, what: str) -> None:
         if self.measuring:
@@ -100,11 +113,28 @@ class Answer:
 class Node:
     """One simulated node: its identity, its session (shared by its address) and loop."""
 
-    def __init__(self, index: int, group_size: int, session: aiohttp.ClientSession) -> None:
+    def __init__(self, index: int, session: aiohttp.ClientSession, hubs: list[str]) -> None:
         seed = hashlib.sha256(b"hub-load\n%d" % index).digest()
+        self.index = index
         self.identity = NodeIdentity.from_seed(seed)
         self.session = session
         self.registered = False
+        self.hubs = hubs
+        #: the replica it uses: the one its id's hash picks (``HubPool(spread=True)``)
+        digest = hashlib.sha256(self.identity.node_id.encode()).digest()
+        self.current = int.from_bytes(digest[:8], "big") % len(hubs)
+
+    @property
+    def hub(self) -> str:
+        return self.hubs[self.current]
+
+    def move_on(self) -> bool:
+        """After an unavailable hub (no answer, 5xx without Retry-After): the next replica,
+        as ``HubPool`` does; False with one hub."""
+        if len(self.hubs) == 1:
+            return False
+        self.current = (self.current + 1) % len(self.hubs)
+        return True
 
     async def call(
         self, hub: str, method: str, path: str, payload: dict[str, Any] | None, limit: float
@@ -144,34 +174,55 @@ async def timed(stats: Stats, kind: str, coro: Any) -> Answer | None:
     except (TimeoutError, aiohttp.ClientError, OSError) as exc:
         stats.error(f"{kind}: {type(exc).__name__}")
         return None
+    stats.answers += stats.measuring
     if stats.measuring and kind in ("heartbeat", "peers"):
         getattr(stats, kind).append(time.perf_counter() - started)
     return answer
 
 
-async def run_node(node: Node, hub: str, args: argparse.Namespace, stats: Stats) -> None:
+async def run_node(node: Node, args: argparse.Namespace, stats: Stats) -> None:
     """Register, heartbeat and ask for peers until cancelled (see module doc)."""
     reg = {"node_id": node.identity.node_id, "port": 7500, "version": "0.1.0", "slots": 4}
     next_peers = time.monotonic() + random.uniform(0, PEERS_EVERY)
     while True:
         if not node.registered:
-            call = node.call(hub, "POST", "/v1/nodes/register", reg, args.timeout)
+            call = node.call(node.hub, "POST", "/v1/nodes/register", reg, args.timeout)
             a = await timed(stats, "register", call)
             if a is not None and stats.answered("register", a):
                 node.registered = True
+                moved(node, stats)
                 await asyncio.sleep(float(a.body["heartbeat_interval"]))
+            elif unavailable(a) and node.move_on():
+                continue  # the next replica at once, as HubPool.register does
             else:
                 await asyncio.sleep(backoff(a))
             continue
         if time.monotonic() >= next_peers:
             next_peers += PEERS_EVERY
-            a = await timed(stats, "peers", node.call(hub, "GET", "/v1/peers", None, args.timeout))
+            call = node.call(node.hub, "GET", "/v1/peers", None, args.beat_timeout)
+            a = await timed(stats, "peers", call)
             if a is not None and stats.answered("peers", a) and stats.measuring:
                 stats.peers_listed.append(len(a.body.get("peers", [])))
+            elif unavailable(a) and node.move_on():
+                continue  # the heartbeat goes to the next replica at once
         path = f"/v1/nodes/{node.identity.node_id}/heartbeat"
-        call = node.call(hub, "POST", path, {"stats": {"slots": 4}}, args.timeout)
+        call = node.call(node.hub, "POST", path, {"stats": {"slots": 4}}, args.beat_timeout)
         a = await timed(stats, "heartbeat", call)
+        if a is not None and a.status < 300:
+            moved(node, stats)
         await asyncio.sleep(after_heartbeat(node, a, stats, old=args.old_client))
+
+
+def moved(node: Node, stats: Stats) -> None:
+    """After an answer: a node of the faulted replica answered by another one has moved."""
+    if node.current != 0 and stats.fault_at is not None and node.index in stats.moved:
+        if stats.moved[node.index] is None:
+            stats.moved[node.index] = time.monotonic() - stats.fault_at
+
+
+def unavailable(a: Answer | None) -> bool:
+    """What makes ``HubPool`` move on: no answer, or a 5xx without Retry-After."""
+    return a is None or (a.status >= 500 and a.retry_after is None)
 
 
 def backoff(a: Answer | None) -> float:
@@ -193,6 +244,8 @@ def after_heartbeat(node: Node, a: Answer | None, stats: Stats, *, old: bool) ->
         stats.reregistered += stats.measuring
         node.registered = False
         return 0.0
+    if unavailable(a) and node.move_on():
+        return 0.0  # the next replica at once, a heartbeat (404 there: register), as HubPool
     if old:
         node.registered = False
     return backoff(a)
@@ -222,7 +275,9 @@ def hub_process(
             raise SystemExit(f"the hub did not start: {cmd}")
         yield json.loads(line)["url"], proc.pid
     finally:
-        proc.send_signal(signal.SIGTERM)
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGCONT)  # --fault stop
+            proc.send_signal(signal.SIGTERM)
         try:
             proc.wait(STOP_TIMEOUT)
         except subprocess.TimeoutExpired:
@@ -307,44 +362,59 @@ async def write_means(hub: str) -> dict[str, dict[str, float]]:
     return out
 
 
-def hub_for(node: Node, hubs: list[str]) -> str:
-    """The replica a node uses: the one its id's hash picks (``HubPool(spread=True)``)."""
-    digest = hashlib.sha256(node.identity.node_id.encode()).digest()
-    return hubs[int.from_bytes(digest[:8], "big") % len(hubs)]
+async def inject_fault(args: argparse.Namespace, stats: Stats, nodes: list[Node], pid: int) -> None:
+    """``--fault``: after ``--fault-after`` seconds of measuring, SIGKILL or SIGSTOP the
+    first replica; its registered nodes are then watched until they register elsewhere."""
+    await asyncio.sleep(args.fault_after)
+    stats.moved = {n.index: None for n in nodes if n.current == 0 and n.registered}
+    stats.fault_at = time.monotonic()
+    os.kill(pid, signal.SIGKILL if args.fault == "kill" else signal.SIGSTOP)
+
+
+def failover(stats: Stats) -> dict[str, Any]:
+    """How the faulted replica's nodes moved: how many, seconds p50/p90/max, not moved."""
+    seconds = sorted(t for t in stats.moved.values() if t is not None)
+    pick = lambda q: round(seconds[min(len(seconds) - 1, int(q * len(seconds)))], 2)  # noqa: E731
+    out: dict[str, Any] = {"nodes": len(stats.moved), "moved": len(seconds)}
+    if seconds:
+        out |= {"p50": pick(0.5), "p90": pick(0.9), "max": round(seconds[-1], 2)}
+    return out
 
 
 async def measure(args: argparse.Namespace, hubs: list[str], pids: list[int]) -> dict[str, Any]:
     stats = Stats()
     async with open_sessions(args.nodes, args.group_size) as sessions:
-        nodes = [
-            Node(i, args.group_size, sessions[address_of(i, args.group_size)])
-            for i in range(args.nodes)
-        ]
+        nodes = [Node(i, sessions[address_of(i, args.group_size)], hubs) for i in range(args.nodes)]
         async with asyncio.TaskGroup() as tasks:
             running = []
             for index, node in enumerate(nodes):
-                hub = hub_for(node, hubs)
-                running.append(tasks.create_task(run_node(node, hub, args, stats)))
+                running.append(tasks.create_task(run_node(node, args, stats)))
                 await asyncio.sleep(args.ramp / args.nodes if index % 10 == 9 else 0)
             await asyncio.sleep(5.0)
             stats.measuring = True
+            if args.fault:
+                running.append(tasks.create_task(inject_fault(args, stats, nodes, pids[0])))
             cpu0, wall0, own0 = (
                 [cpu_seconds(p) for p in pids],
                 time.monotonic(),
                 time.process_time(),
             )
             await asyncio.sleep(args.duration)
+            alive = pids[1:] if args.fault else pids
             cpu1, wall1, own1 = (
-                [cpu_seconds(p) for p in pids],
+                [cpu_seconds(p) if p in alive else c for p, c in zip(pids, cpu0, strict=True)],
                 time.monotonic(),
                 time.process_time(),
             )
             stats.measuring = False
-            rss = [rss_mib(p) for p in pids]
-            health = await nodes[0].call(hubs[0], "GET", "/v1/health", None, 30.0)
-            writes = [await write_means(hub) for hub in hubs]
+            rss = [rss_mib(p) for p in alive]
+            live_hub = hubs[1] if args.fault else hubs[0]
+            health = await nodes[0].call(live_hub, "GET", "/v1/health", None, 30.0)
+            writes = [await write_means(hub) for hub in (hubs[1:] if args.fault else hubs)]
             for task in running:
                 task.cancel()
+    wall = wall1 - wall0
+    hub_cpu = sum(cpu1) - sum(cpu0)
     return {
         "nodes": args.nodes,
         "db": "postgresql" if args.db.startswith("postgresql") else "sqlite",
@@ -357,16 +427,16 @@ async def measure(args: argparse.Namespace, hubs: list[str], pids: list[int]) ->
         "shed": stats.shed,
         "heartbeat_interval_max": max(stats.intervals, default=None),
         "hubs": len(hubs),
-        "hub_cpu": round((sum(cpu1) - sum(cpu0)) / (wall1 - wall0), 2),
-        "hub_cpu_each": [
-            round((b - a) / (wall1 - wall0), 2) for a, b in zip(cpu0, cpu1, strict=True)
-        ],
+        "hub_cpu": round(hub_cpu / wall, 2),
+        "hub_cpu_each": [round((b - a) / wall, 2) for a, b in zip(cpu0, cpu1, strict=True)],
+        "answers_per_s": round(stats.answers / wall, 1),
+        "hub_cpu_us_per_answer": round(hub_cpu / max(stats.answers, 1) * 1e6),
         "hub_rss_mib": round(max(rss), 1),
-        "loadgen_cpu": round((own1 - own0) / (wall1 - wall0), 2),
+        "loadgen_cpu": round((own1 - own0) / wall, 2),
         "live_at_end": health.body.get("nodes"),
         "writes": writes,
         "duration_s": args.duration,
-    }
+    } | ({"fault": args.fault, "failover_s": failover(stats)} if args.fault else {})
 
 
 def main() -> None:
@@ -375,7 +445,19 @@ def main() -> None:
     p.add_argument("--group-size", type=int, default=50)
     p.add_argument("--duration", type=float, default=60.0, help="seconds measured")
     p.add_argument("--ramp", type=float, default=20.0, help="seconds to register everyone")
-    p.add_argument("--timeout", type=float, default=10.0, help="a request's timeout")
+    p.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, help="a request's timeout")
+    p.add_argument(
+        "--beat-timeout",
+        type=float,
+        help="a heartbeat's timeout (default: the client's, swarmget.net.hub_client: "
+        f"{DEFAULT_HEARTBEAT_TIMEOUT} s with several hubs, --timeout with one)",
+    )
+    p.add_argument(
+        "--fault",
+        choices=("kill", "stop"),
+        help="with --hubs >= 2: SIGKILL or SIGSTOP the first replica while measuring",
+    )
+    p.add_argument("--fault-after", type=float, default=10.0, help="seconds into the measuring")
     p.add_argument("--db", default="", help="database URL (default: a new SQLite file)")
     p.add_argument("--src", help="PYTHONPATH for the hub process (another checkout's src)")
     p.add_argument("--hub-arg", action="append", default=[], help="extra hub argument")
@@ -396,6 +478,10 @@ def main() -> None:
     args = p.parse_args()
     if not 1 <= args.nodes <= 250 * args.group_size or not 1 <= args.duration <= 3600:
         p.error("--nodes is 1..250 groups, --duration 1..3600")
+    if args.beat_timeout is None:
+        args.beat_timeout = DEFAULT_HEARTBEAT_TIMEOUT if args.hubs > 1 else args.timeout
+    if args.fault and (args.hubs < 2 or not 0 < args.fault_after < args.duration):
+        p.error("--fault needs --hubs 2 or more and 0 < --fault-after < --duration")
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     with tempfile.TemporaryDirectory(prefix="hub-load-") as tmp:

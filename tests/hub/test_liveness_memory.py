@@ -1,8 +1,8 @@
 """Liveness kept in memory (``swarmget.hub.liveness``), with real ``python -m swarmget.hub``
 processes: on a SQLite file, a silent node still expires after its TTL and a heartbeating one
 stays (its liveness reaches the database by the flushes); two replicas on one PostgreSQL
-database see each other's heartbeating nodes live; a replayed request is refused, by the
-hub that saw it and by the other replica; ``/metrics`` has the write histograms, counting.
+database see each other's heartbeating nodes live (replays: ``test_nonce_log.py``);
+``/metrics`` has the write histograms, counting.
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ from swarmget.core.errors import UnknownNode
 from swarmget.hub.liveness import Liveness
 from swarmget.hub.store import NodeRecord
 from swarmget.net.hub_client import HubClient, Registration
-from swarmget.net.signing import json_body, signed_headers
 from swarmget.testing.fakes import MemoryRegistryStore, identity_for, nid
 from swarmget.testing.swarm import HubProcs, open_hubs
 
@@ -109,21 +108,6 @@ async def test_replicas_see_each_others_nodes_live(
     await a_elsewhere.heartbeat()
 
 
-async def test_a_replayed_heartbeat_is_refused_by_both_replicas(
-    hubs: Hubs, session: aiohttp.ClientSession, pg_url: str
-) -> None:
-    first, second = await hubs.start(pg_url), await hubs.start(pg_url)
-    await HubClient(session, first, SECRET, identity_for("node-a")).register(REG)
-    path = f"/v1/nodes/{nid('node-a')}/heartbeat"
-    body = json_body({"stats": {}})
-    headers = signed_headers(SECRET, identity_for("node-a"), "POST", path, body)
-    codes = []
-    for hub in (first, first, second):
-        async with session.post(hub + path, data=body, headers=headers) as resp:
-            codes.append((resp.status, (await resp.json()).get("code")))
-    assert codes == [(200, None), (401, "replayed"), (401, "replayed")]
-
-
 async def test_metrics_count_the_writes(
     hubs: Hubs, session: aiohttp.ClientSession, tmp_path: Path
 ) -> None:
@@ -160,7 +144,7 @@ async def test_memory_follows_the_registry() -> None:
     )  # fmt: skip
     await store.upsert_node(record, now=100.0)
     liveness = Liveness(store)
-    liveness.saw(nid("a"), 100.0, {})
+    liveness.saw(nid("a"), 100.0, {}, "g")
     assert await liveness.heartbeat(nid("a"), {"bytes_served": 5}, 101.0, TTL)
     [before] = await store.live_nodes(101.0, TTL)
     assert before.last_seen == 100.0  # not written yet

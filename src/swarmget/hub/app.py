@@ -74,11 +74,10 @@ import functools
 import logging
 import random
 import time
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
-import pydantic
 from aiohttp import web
 
 from swarmget.core.addresses import IPNetwork
@@ -93,12 +92,14 @@ from swarmget.core.groups import (
     group_of,
 )
 from swarmget.defaults import DEFAULT_PEERS_LIMIT, DEFAULT_TTL
-from swarmget.hub.admission import Admission
+from swarmget.hub.admission import Admission, request_kind
 from swarmget.hub.content_routes import ContentRoutes
 from swarmget.hub.edge import HubRefusal, owned_loop, parse_body, refusals
 from swarmget.hub.group_cache import DEFAULT_MAX_AGE, GroupCache
 from swarmget.hub.liveness import Liveness, flush_interval, keep_flushing
 from swarmget.hub.metrics import HubMetrics
+from swarmget.hub.nonce_log import NonceBatches, NonceLog
+from swarmget.hub.peer_entries import peer_json
 from swarmget.hub.selection import choose_peers
 from swarmget.hub.store import NodeRecord, RegistryStore
 from swarmget.hub.write_stats import WriteStats
@@ -114,9 +115,7 @@ from swarmget.protocol.hub import (
     REQUESTER_PARAM,
     REQUESTER_VALUE,
     HeartbeatRequest,
-    PeerEntry,
     PeersAnswer,
-    PeerStats,
     RegisterAnswer,
     RegisterRequest,
     peer_url,
@@ -146,33 +145,6 @@ HUB_STORE: web.AppKey[RegistryStore] = web.AppKey("hub_store", RegistryStore)
 # --- the hub ------------------------------------------------------------------------------------
 
 
-def peer_json(record: NodeRecord) -> dict[str, Any]:
-    """A node as ``GET /v1/peers`` lists it (``swarmget.protocol.hub.PeerEntry``): the
-    record as it is stored (not validated again: a node validates each entry it reads).
-    Stats are checked again: a record written before they were validated lists none."""
-    entry = PeerEntry.model_construct(
-        node_id=record.node_id,
-        address=record.address,
-        port=record.port,
-        url=record.url,
-        version=record.version,
-        slots=record.slots,
-        group=record.group,
-        wan_rate=record.wan_rate,
-        quota_left=record.quota_left,
-        registered_at=record.registered_at,
-        last_seen=record.last_seen,
-    )
-    return entry.model_dump(exclude={"stats"}) | {"stats": _clean_stats(record.stats)}
-
-
-def _clean_stats(stats: Mapping[str, Any]) -> dict[str, Any]:
-    try:
-        return PeerStats.model_validate(stats).as_json()
-    except pydantic.ValidationError:
-        return {}
-
-
 @dataclass
 class _Swept:
     #: Nodes last seen before this had expired by the latest sweep (None: no sweep yet).
@@ -199,6 +171,8 @@ class _Hub:
     #: the content index (fetch once, #15): ``swarmget.hub.content_routes``
     contents: ContentRoutes
     liveness: Liveness
+    #: nonces of heartbeats and peers queries written with the liveness flush (None: at once)
+    nonce_log: NonceLog | None = None
     #: Registrations check the per-address cap and write one at a time (in this process).
     registering: asyncio.Lock = field(default_factory=asyncio.Lock)
     #: How far the expiry sweeps got.
@@ -226,7 +200,7 @@ class _Hub:
         async with self.registering:
             await self._check_room(address, body.node_id, now)
             record = await self.store.upsert_node(_record(body, address, group), now)
-        self.liveness.saw(record.node_id, now, record.stats)
+        self.liveness.saw(record.node_id, now, record.stats, group)
         self.metrics.registrations += 1
         log.info("node registered: %s at %s (group %s)", record.node_id, record.url, group)
         self.groups.forget(group)
@@ -298,10 +272,14 @@ class _Hub:
             return await self.requester_peers(request)
         node_id = authenticated_node(request)
         now, ttl = self.clock(), self.admission.live_ttl
-        me = await self.store.live_node(node_id, now, ttl)
-        if me is None:
-            raise HubRefusal("unknown_node", f"node {node_id} is not registered (any more)")
-        return await self._peers_answer(request, me.group, node_id, now, ttl)
+        group = self.liveness.live_group(node_id, now, ttl)
+        if group is None:  # not seen here within the TTL: the registry says
+            me = await self.store.live_node(node_id, now, ttl)
+            if me is None:
+                raise HubRefusal("unknown_node", f"node {node_id} is not registered (any more)")
+            group = me.group
+            self.liveness.note_group(node_id, group)
+        return await self._peers_answer(request, group, node_id, now, ttl)
 
     async def requester_peers(self, request: web.Request) -> web.Response:
         """``GET /v1/peers?requester=1``: a signed asker that never registered (a requester
@@ -344,6 +322,15 @@ class _Hub:
                 f"grouped by address ({by_address})",
             )
         return declared
+
+    def defer_nonce(self, request: web.Request, node_id: str, nonce: str, expires: float) -> bool:
+        """The auth middleware's ``defer_nonce``: the nonces of heartbeats and peers queries
+        of nodes this process serves (seen here within the TTL) go to the ``NonceLog``
+        (``swarmget.hub.nonce_log``); any other is written before the answer."""
+        log_, now = self.nonce_log, self.clock()
+        if log_ is None or not self.liveness.knows(node_id, now, self.admission.live_ttl):
+            return False
+        return log_.defer(request_kind(request), node_id, nonce, expires)
 
     def origin_of(self, request: web.Request) -> str | None:
         """The sender's address for the replay cache's shares (the proxy's client, when
@@ -422,9 +409,11 @@ async def _sweep_forever(hub: _Hub) -> None:
 
 
 def _flush_forever(hub: _Hub) -> Coroutine[Any, Any, None]:
-    """Write the liveness kept in memory (``swarmget.hub.liveness``), every flush interval."""
+    """Write the liveness kept in memory (``swarmget.hub.liveness``) and the deferred
+    nonces (``swarmget.hub.nonce_log``), every flush interval."""
     every, ttl = flush_interval(hub.ttl), lambda: hub.admission.live_ttl
-    return keep_flushing(hub.liveness, every=every, clock=hub.clock, ttl=ttl)
+    log_ = hub.nonce_log
+    return keep_flushing(hub.liveness, every=every, clock=hub.clock, ttl=ttl, also=log_)
 
 
 def make_hub_app(
@@ -445,6 +434,7 @@ def make_hub_app(
     group_max_age: float = DEFAULT_MAX_AGE,
     write_stats: WriteStats | None = None,
     liveness_in_memory: bool = True,
+    nonce_batches: NonceBatches | None = None,
 ) -> web.Application:
     """The hub as an aiohttp application. The caller owns ``store`` (opens and closes it)
     and ``nonces`` (where replicas share seen nonces; None: in this process only).
@@ -453,7 +443,10 @@ def make_hub_app(
     strain policy (default: ``Admission`` on the real clock, with the hub's ``ttl``);
     ``group_max_age``: seconds one group's read of the registry is reused (0: never);
     ``write_stats``: the store's, exported in ``/metrics``; ``liveness_in_memory`` False:
-    heartbeats are written through at once (``swarmget.hub.liveness``)."""
+    heartbeats are written through at once (``swarmget.hub.liveness``); ``nonce_batches``
+    (with ``nonces``, usually the same store): the nonces of heartbeats and peers queries
+    are written there with the liveness flush instead of before the answer
+    (``swarmget.hub.nonce_log``, which says what that weakens and why it is safe)."""
     if ttl <= 0:
         raise ValueError("ttl must be positive")
     if not 0 <= group_prefix <= 32 or not 0 <= group_prefix_v6 <= 128:
@@ -480,10 +473,20 @@ def make_hub_app(
         groups=GroupCache(store, clock=clock, max_age=group_max_age),
         contents=ContentRoutes(store=store, clock=clock, admission=admission, metrics=metrics),
         liveness=Liveness(store, in_memory=liveness_in_memory),
+        nonce_log=(
+            NonceLog(nonce_batches, metrics)
+            if nonce_batches is not None and nonces is not None
+            else None
+        ),
     )
     exempt = frozenset({HEALTH_PATH, "/metrics"})
     auth = auth_middleware(
-        secret, exempt=exempt, clock=clock, shared=nonces, origin_of=hub.origin_of
+        secret,
+        exempt=exempt,
+        clock=clock,
+        shared=nonces,
+        origin_of=hub.origin_of,
+        defer_nonce=hub.defer_nonce if hub.nonce_log is not None else None,
     )
     app = web.Application(
         middlewares=[refusals, admission.middleware, auth], client_max_size=MAX_SIGNED_BODY

@@ -12,6 +12,8 @@ when it was last seen and its latest stats:
   restarted), or seen longer ago than the TTL, asks the registry (``RegistryStore.heartbeat``
   with the TTL: the one source of truth), and its entry starts from the answer: a node expired
   everywhere is told to register again;
+* a peers query from a node seen here within the TTL takes its group from memory (known
+  from its registration here, or from the registry's answer to its first query);
 * ``flush`` writes every entry that moved since the last flush (``RegistryStore.record_seen``:
   per up to 500 nodes one transaction of one SELECT and one executemany UPDATE, rows in id
   order), and
@@ -37,7 +39,7 @@ import contextlib
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from swarmget.core.errors import StorageError
 from swarmget.hub.batched_writes import Beat
@@ -63,6 +65,7 @@ class _Seen:
     at: float
     stats: Mapping[str, Any]
     dirty: bool
+    group: str | None = None  # known from its registration here, or a read of the registry
 
 
 class Liveness:
@@ -78,10 +81,31 @@ class Liveness:
     def __len__(self) -> int:
         return len(self._seen)
 
-    def saw(self, node_id: str, now: float, stats: Mapping[str, Any]) -> None:
-        """The node registered here at ``now`` (already written to the registry)."""
+    def saw(self, node_id: str, now: float, stats: Mapping[str, Any], group: str) -> None:
+        """The node registered here at ``now`` in ``group`` (already written)."""
         if self._in_memory:
-            self._seen[node_id] = _Seen(now, stats, dirty=False)
+            self._seen[node_id] = _Seen(now, stats, dirty=False, group=group)
+
+    def knows(self, node_id: str, now: float, ttl: float) -> bool:
+        """Whether this process saw the node within ``ttl`` (it registers or heartbeats
+        here)."""
+        entry = self._seen.get(node_id)
+        return entry is not None and now - entry.at <= ttl
+
+    def live_group(self, node_id: str, now: float, ttl: float) -> str | None:
+        """The group of a node seen here within ``ttl`` (None: not seen, or its group not
+        known here: ask the registry, then ``note_group``)."""
+        entry = self._seen.get(node_id)
+        if entry is None or not now - entry.at <= ttl:
+            return None
+        return entry.group
+
+    def note_group(self, node_id: str, group: str) -> None:
+        """The registry says ``node_id`` is in ``group`` (kept while the entry lives: a
+        node's group changes only by registering again, which ``saw`` records)."""
+        entry = self._seen.get(node_id)
+        if entry is not None:
+            entry.group = group
 
     def forget(self, node_id: str) -> None:
         """The node left: its next heartbeat asks the registry."""
@@ -97,9 +121,10 @@ class Liveness:
         if entry is not None and now - entry.at <= ttl:
             entry.at, entry.stats, entry.dirty = max(entry.at, now), stats, True
             return True
+        group = entry.group if entry is not None else None
         known = await self._store.heartbeat(node_id, stats, now, ttl=ttl)
         if known:
-            self._seen[node_id] = _Seen(now, stats, dirty=False)
+            self._seen[node_id] = _Seen(now, stats, dirty=False, group=group)
         else:
             self._seen.pop(node_id, None)
         return known
@@ -126,28 +151,39 @@ class Liveness:
         return len(moved)
 
 
+class Flushed(Protocol):
+    """Something else written on the same timer (the hub's ``NonceLog``)."""
+
+    async def flush(self, now: float) -> int: ...
+
+
 async def keep_flushing(
     liveness: Liveness,
     *,
     every: float,
     clock: Callable[[], float],
     ttl: Callable[[], float],
+    also: Flushed | None = None,
 ) -> None:
-    """``liveness.flush`` every ``every`` seconds until cancelled, then once more (a hub
-    stopping writes what it saw); a failing flush (the database away) is logged and retried
-    by the next one."""
+    """``liveness.flush`` (and ``also.flush``) every ``every`` seconds until cancelled,
+    then once more (a hub stopping writes what it saw); a failing flush (the database
+    away) is logged and retried by the next one."""
     try:
         while True:
             await asyncio.sleep(every)
-            await _flush_logged(liveness, clock(), ttl())
+            await _flush_logged(liveness, clock(), ttl(), also)
     finally:
         with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.shield(_flush_logged(liveness, clock(), ttl()))
+            await asyncio.shield(_flush_logged(liveness, clock(), ttl(), also))
 
 
-async def _flush_logged(liveness: Liveness, now: float, ttl: float) -> None:
+async def _flush_logged(
+    liveness: Liveness, now: float, ttl: float, also: Flushed | None = None
+) -> None:
     try:
         await liveness.flush(now, ttl)
+        if also is not None:
+            await also.flush(now)
     except StorageError as exc:
         log.warning("liveness flush failed (retried): %s", exc)
     except Exception:  # a bug: the hub goes on serving, the next flush tries again

@@ -32,6 +32,7 @@ class HubMetrics(Collector):
         self.contents = 0  # contents in the content index now
         self.content_claims = 0  # grants of origin bytes handed out (claims and steals)
         self.content_reports = 0  # reports of members that served bad bytes
+        self.late_replays = 0  # deferred nonces found recorded already (hub.nonce_log)
         self._heartbeats = HistogramTally(buckets=HEARTBEAT_BUCKETS)
         self._live = 0
         self.registry = service_registry(self)
@@ -63,6 +64,11 @@ class HubMetrics(Collector):
             "swarmget_hub_content_reports",
             "Reports of content members that served bad bytes",
             self.content_reports,
+        )
+        yield counter(
+            "swarmget_hub_late_replays",
+            "Heartbeats or peers queries replayed within a flush (accepted twice)",
+            self.late_replays,
         )
         yield self._heartbeats.family(
             "swarmget_hub_heartbeat_seconds", "Time to record a heartbeat"

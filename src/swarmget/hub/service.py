@@ -110,6 +110,7 @@ async def open_hub(
             liveness_in_memory=liveness_in_memory,
             group_policy=group_policy,
             nonces=store,
+            nonce_batches=store,
             peers_limit=peers_limit,
             write_stats=store.write_stats,
         )

@@ -456,6 +456,29 @@ class SqlRegistryStore:
                 return False
         return True
 
+    async def record_nonces(self, items: Sequence[Nonce], now: float) -> list[bool]:
+        """Record many nonces at once (``swarmget.hub.nonce_log``: deferred ones), in
+        transactions of at most ``FLUSH_CHUNK``; for each, whether it was new."""
+        if not self._on_conflict:  # portable databases: one at a time, as remember_nonce
+            out = []
+            for item in items:
+                expires_at = item.expires_at
+                out.append(
+                    await self.remember_nonce(
+                        item.node_id, item.nonce, expires_at=expires_at, now=now
+                    )
+                )
+            return out
+        fresh: list[bool] = []
+        with self._translated():
+            await self._sweep_nonces(now)
+            for start in range(0, len(items), FLUSH_CHUNK):
+                chunk = items[start : start + FLUSH_CHUNK]
+                self.write_stats.sizes.observe("nonce_log", len(chunk))
+                async with self._writing("nonce_log") as conn:
+                    fresh += await write_nonces(conn, self._dialect, chunk)
+        return fresh
+
     def _insert_nonce(self, row: dict[str, Any]) -> sa.Executable:
         if self._dialect == "postgresql":
             return postgresql.insert(nonces).values(**row).on_conflict_do_nothing()

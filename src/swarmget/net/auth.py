@@ -18,6 +18,9 @@ clock. The server side:
   process's start: a previous run may have seen them). Receivers that share a store of
   nonces with others (hub replicas on one database) pass ``shared``: a nonce is then also
   recorded there, and the start-time rule is not needed (``not_before=None``).
+  A receiver may write some kinds of request's nonces there later (``defer_nonce``), at
+  the cost of accepting a replay to another receiver until then (see the hub's
+  ``swarmget.hub.nonce_log``).
 * Paths in ``exempt`` (exact ``request.path`` matches, e.g. a health check) pass unsigned.
 
 The client side (``signed_headers``, ``json_body``, ``load_secret``) is in
@@ -97,6 +100,7 @@ def auth_middleware(
     shared: SharedNonces | None = None,
     not_before: float | Literal["start"] | None = "start",
     origin_of: Callable[[web.Request], str | None] | None = None,
+    defer_nonce: Callable[[web.Request, str, str, float], bool] | None = None,
 ) -> Middleware:
     """A middleware that lets only correctly signed requests through (see module doc).
 
@@ -105,7 +109,9 @@ def auth_middleware(
     is made, unless ``shared`` is given (then no such rule: nonces outlive the process).
     ``origin_of`` tells the sender's address, which the replay cache shares capacity by
     (default: the connection's peer, ``request.remote``; a server behind a proxy it trusts
-    says otherwise).
+    says otherwise). ``defer_nonce(request, node_id, nonce, expires_at)``, with ``shared``:
+    True when it takes the nonce to record in ``shared`` later (a hub's ``NonceLog``: the
+    request is answered without waiting for that write); False: it is written at once.
     """
     cache = replay if replay is not None else ReplayCache(window=window)
     start = (clock() if shared is None else None) if not_before == "start" else not_before
@@ -129,6 +135,8 @@ def auth_middleware(
         )
         if shared is not None:
             expires_at = signed.timestamp + window
+            if defer_nonce is not None and defer_nonce(request, node_id, nonce, expires_at):
+                return node_id
             if not await shared.remember_nonce(node_id, nonce, expires_at=expires_at, now=now):
                 raise ReplayedRequest("replayed request: this nonce was already used")
         return node_id

@@ -79,6 +79,12 @@ log = logging.getLogger(__name__)
 DEFAULT_TIMEOUT = 10.0
 #: Seconds to wait for a hub to accept the connection: a dead machine is noticed sooner.
 DEFAULT_CONNECT_TIMEOUT = 3.0
+#: Seconds a heartbeat or a peers query may take (connecting included): a hub answers them
+#: from memory (``swarmget.hub.liveness``, ``swarmget.hub.group_cache``), so a hung hub
+#: (SIGSTOP: the kernel still accepts) is noticed within this, and a ``HubPool`` moves to
+#: the next replica (issue #17: failover < 5 s).
+#: A pool of one hub waits ``timeout`` (nowhere to move to).
+DEFAULT_HEARTBEAT_TIMEOUT = 2.0
 #: The longest a node waits because the hub said so (Retry-After, heartbeat interval).
 MAX_HUB_WAIT = 300.0
 #: The shortest heartbeat interval a hub may ask for.
@@ -135,6 +141,7 @@ class HubClient:
         *,
         timeout: float = DEFAULT_TIMEOUT,
         connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+        heartbeat_timeout: float = DEFAULT_HEARTBEAT_TIMEOUT,
         clock: Callable[[], float] = time.time,
         requester_only: bool = False,
     ) -> None:
@@ -148,6 +155,8 @@ class HubClient:
         self._timeout = aiohttp.ClientTimeout(
             total=timeout, sock_connect=min(timeout, connect_timeout)
         )
+        beat = min(timeout, heartbeat_timeout)
+        self._quick_timeout = aiohttp.ClientTimeout(total=beat, sock_connect=beat)
 
     async def register(self, registration: Registration) -> Registered:
         self._check_member()
@@ -158,7 +167,8 @@ class HubClient:
         """Raises ``UnknownNode`` when the hub wants us to register again."""
         self._check_member()
         path = f"/v1/nodes/{self.node_id}/heartbeat"
-        return parse_answer(_HEARTBEAT, await self.call("POST", path, {"stats": stats or {}}))
+        answer = await self.call("POST", path, {"stats": stats or {}}, self._quick_timeout)
+        return parse_answer(_HEARTBEAT, answer)
 
     async def leave(self) -> None:
         self._check_member()
@@ -172,7 +182,8 @@ class HubClient:
         items += [("node", node) for node in only or ()]
         query = "?" + urlencode(items) if items else ""
         try:
-            answer = parse_answer(_PEERS, await self.call("GET", PEERS_PATH + query))
+            raw = await self.call("GET", PEERS_PATH + query, limits=self._quick_timeout)
+            answer = parse_answer(_PEERS, raw)
         except UnknownNode as exc:
             if not self.requester_only:
                 raise
@@ -187,10 +198,17 @@ class HubClient:
         if self.requester_only:
             raise RequesterOnly("a requester-only hub client never registers")
 
-    async def call(self, method: str, path: str, payload: Mapping[str, Any] | None = None) -> bytes:
+    async def call(
+        self,
+        method: str,
+        path: str,
+        payload: Mapping[str, Any] | None = None,
+        limits: aiohttp.ClientTimeout | None = None,
+    ) -> bytes:
         """One signed request to the hub: the answer's body (at most
         ``MAX_HUB_ANSWER_BYTES``), or the error-tree exception for its failure (see the
-        module doc). For callers that speak other hub routes (``swarmget.net.content_hub``)."""
+        module doc). For callers that speak other hub routes (``swarmget.net.content_hub``).
+        ``limits``: timeouts other than the client's (a heartbeat's are shorter)."""
         url = URL(self.hub_url + path)
         body = json_body(payload) if payload is not None else b""
         headers = signed_headers(self._secret, self._identity, method, url, body, now=self._clock())
@@ -202,7 +220,7 @@ class HubClient:
                 url,
                 data=body or None,
                 headers=headers,
-                timeout=self._timeout,
+                timeout=limits or self._timeout,
                 allow_redirects=False,
             ) as response:
                 answer = await read_bounded(response.content, MAX_HUB_ANSWER_BYTES)
@@ -320,9 +338,11 @@ class HubPool:
 
     * ``register``, ``peers`` and ``leave`` go on with the next hubs at once, each tried at
       most once per call, and raise the last ``HubUnavailable`` when none answers;
-    * ``heartbeat`` goes only to the hub we registered with; once the current hub is another
-      (because this heartbeat, or any other call, found ours unavailable) it raises
-      ``HubSwitched`` and ``run_membership`` registers with the current hub at once.
+    * ``heartbeat`` goes to the hub we registered with (or last heartbeated with); once the
+      current hub is another (because this heartbeat, or any other call, found ours
+      unavailable) it heartbeats the current hub at once: a replica of one registry knows
+      us and answers (the node moved with one heartbeat); one that answers 404 or not at
+      all raises ``HubSwitched`` and ``run_membership`` registers with the current hub.
 
     ``HubRejected`` and ``UnknownNode`` do not move the pool: every hub of one swarm would
     answer the same. A pool of one hub behaves like its ``HubClient``. Calls may run
@@ -341,16 +361,21 @@ class HubPool:
         *,
         timeout: float = DEFAULT_TIMEOUT,
         connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+        heartbeat_timeout: float = DEFAULT_HEARTBEAT_TIMEOUT,
         clock: Callable[[], float] = time.time,
         requester_only: bool = False,
         spread: bool = False,
     ) -> None:
         if not hub_urls:
             raise ValueError("a hub pool needs at least one hub URL")
+        # the short heartbeat timeout is for moving on; one hub has nowhere to move to, and a
+        # heartbeat slow because that hub is strained is better waited for than failed
+        beat = heartbeat_timeout if len(hub_urls) > 1 else timeout
         self.clients = tuple(
             HubClient(
                 session, url, secret, identity, timeout=timeout,
-                connect_timeout=connect_timeout, clock=clock, requester_only=requester_only,
+                connect_timeout=connect_timeout, heartbeat_timeout=beat,
+                clock=clock, requester_only=requester_only,
             )
             for url in hub_urls
         )  # fmt: skip
@@ -373,14 +398,30 @@ class HubPool:
         overloaded (an answer with Retry-After) is not left: its replicas share its load."""
         index = self._current
         if self._registered_at is not None and index != self._registered_at:
-            old = self.clients[self._registered_at].hub_url
-            raise HubSwitched(f"registered with hub {old}, now using hub {self.hub_url}")
+            return await self._heartbeat_elsewhere(index, stats)
         try:
             return await self.clients[index].heartbeat(stats)
         except HubUnavailable as exc:
             if exc.retry_after is not None or not self._move_on(index):
                 raise
+            return await self._heartbeat_elsewhere(self._current, stats)
+
+    async def _heartbeat_elsewhere(
+        self, index: int, stats: Mapping[str, Any] | None
+    ) -> HeartbeatAnswer:
+        """The first heartbeat to hub ``index``, not the one we registered with: a replica
+        of one registry knows us already (no registration: after a replica dies its nodes
+        move with one heartbeat each, not a crowd of registrations); a hub that does not
+        (404) or does not answer raises ``HubSwitched``, and we register."""
+        try:
+            answer = await self.clients[index].heartbeat(stats)
+        except UnknownNode as exc:
+            raise HubSwitched(f"hub {self.hub_url} does not know us: {exc}", exc.status) from exc
+        except HubUnavailable as exc:
+            self._move_on(index)
             raise HubSwitched(f"{exc}; switching to hub {self.hub_url}", exc.status) from exc
+        self._registered_at = index
+        return answer
 
     async def leave(self) -> None:
         await self._first_answer(lambda hub: hub.leave())

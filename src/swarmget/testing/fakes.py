@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from swarmget.core.identity import NodeIdentity
-from swarmget.hub.batched_writes import Beat
+from swarmget.hub.batched_writes import Beat, Nonce
 from swarmget.hub.store import NodeRecord
 
 __all__ = ["MemoryRegistryStore", "identity_for", "identity_of", "nid"]
@@ -61,6 +61,15 @@ class MemoryRegistryStore:
             return False
         self._nonces[node_id, nonce] = expires_at
         return True
+
+    async def record_nonces(self, items: Sequence[Nonce], now: float) -> list[bool]:
+        out = []
+        for item in items:
+            expires_at = item.expires_at
+            out.append(
+                await self.remember_nonce(item.node_id, item.nonce, expires_at=expires_at, now=now)
+            )
+        return out
 
     async def upsert_node(self, record: NodeRecord, now: float) -> NodeRecord:
         stored = dataclasses.replace(
