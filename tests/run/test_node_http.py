@@ -1,6 +1,7 @@
 """The CLI's requests to the node on its Unix socket (``run.node_http`` under
 ``run.remote.NodeSession``): a good answer is read back, and a broken, cut or oversized
-one is a ``DownloadError`` that says the node stopped answering (real Unix-socket servers)."""
+one is ``NodeLost`` (a ``DownloadError``: exit 3) in plain words, never the framing
+library's text (real Unix-socket servers)."""
 
 from __future__ import annotations
 
@@ -12,9 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from swarmget.core.errors import DownloadError
+import h11
+
+from swarmget.core.errors import NodeLost
 from swarmget.run import node_http
-from swarmget.run.remote import LocalNode, NodeSession
+from swarmget.run.remote import CreateRequest, LocalNode, NodeSession
 
 Answer = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
@@ -67,13 +70,60 @@ async def _too_long(_r: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
 
 
 @pytest.mark.parametrize("answer", [_garbage, _cut, _not_json, _too_long])
-async def test_a_broken_answer_is_a_download_error(tmp_path: Path, answer: Answer) -> None:
+async def test_a_broken_answer_is_a_lost_node(tmp_path: Path, answer: Answer) -> None:
     async with serving(tmp_path, answer) as session:
-        with pytest.raises(DownloadError, match="the local node stopped answering"):
+        with pytest.raises(NodeLost) as caught:
             await session.call("GET", "/v1/status")
+    cause = caught.value.__cause__
+    assert cause is not None and str(cause) not in str(caught.value)  # (its own words)
 
 
-async def test_no_node_on_the_socket_is_a_download_error(tmp_path: Path) -> None:
+async def test_no_node_on_the_socket_is_a_lost_node(tmp_path: Path) -> None:
     node = LocalNode(api_url="", token="t", download_dir=tmp_path, state_dir=tmp_path)
-    with pytest.raises(DownloadError, match="the local node stopped answering"):
+    with pytest.raises(NodeLost):
         await NodeSession(str(tmp_path / "none.sock"), node).call("GET", "/v1/status")
+
+
+async def _closed_mid_body(_r: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """A node killed while it held the call: its chunked answer started, then EOF."""
+    writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n{\"id\"")
+    await writer.drain()
+
+
+async def _closed_at_once(_r: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """A node killed before it answered."""
+
+
+@pytest.mark.parametrize("answer", [_closed_mid_body, _closed_at_once])
+async def test_a_node_gone_mid_answer_is_a_lost_node_not_the_framing_text(
+    tmp_path: Path, answer: Answer
+) -> None:
+    async with serving(tmp_path, answer) as session:
+        with pytest.raises(NodeLost) as caught:
+            await session.follow("d1", lambda _p: None)
+    assert not isinstance(caught.value.__cause__, NodeLost)
+    if isinstance(caught.value.__cause__, h11.ProtocolError):  # its text is not passed on
+        assert str(caught.value.__cause__) not in str(caught.value)
+
+
+async def _not_a_download(_r: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    body = json.dumps(["not", "a", "download"]).encode()
+    writer.write(response(body, b"HTTP/1.1 201 Created\r\n"))
+
+
+async def _bad_progress(_r: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    body = {"id": "d1", "url": "http://o/f", "state": "running", "progress": {"stage": 1}}
+    writer.write(response(json.dumps(body).encode()))
+
+
+@pytest.mark.parametrize("answer", [_not_a_download, _bad_progress])
+async def test_a_malformed_download_answer_is_a_lost_node(tmp_path: Path, answer: Answer) -> None:
+    async with serving(tmp_path, answer) as session:
+        with pytest.raises(NodeLost):
+            await session.follow("d1", lambda _p: None)
+
+
+async def test_a_start_answered_without_an_id_is_a_lost_node(tmp_path: Path) -> None:
+    async with serving(tmp_path, _not_a_download) as session:
+        with pytest.raises(NodeLost):
+            await session.start(CreateRequest({"url": "http://o/f"}))

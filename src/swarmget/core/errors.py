@@ -39,6 +39,9 @@ Split by who is at fault and what the caller should do about it::
     │   │                          file, another user's or writable by others: not touched
     │   ├── NoSourcesLeft          every source is banned or gone before the file completed
     │   ├── Cancelled              the user cancelled the download
+    │   ├── NodeLost               the local node a download was handed to went away (not
+    │   │                          running, killed, its connection lost, or its answer
+    │   │                          malformed): its partial file is kept for a next run
     │   └── RelayError             talking to the relay failed (seen from a requester)
     │       ├── RelayUnavailable   unreachable, busy, 5xx, or it forgot the fetch: try later
     │       └── RelayRejected      the relay refused our request (secret, clock skew, bad
@@ -194,6 +197,14 @@ class NoSourcesLeft(DownloadError):
 
 class Cancelled(DownloadError):
     code = "cancelled"
+
+
+class NodeLost(DownloadError):
+    """``swarmget get`` handed the download to the local node, and the node went away: it
+    is not running, the connection to it was lost (killed, crashed, stopped), or it answered
+    with something that is not its API's JSON."""
+
+    code = "node_lost"
 
 
 # --- added for auth and the hub ----------------------------------------------------------------

@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from swarmget.core.digests import parse_checksum_spec
-from swarmget.core.errors import DownloadError, UsageError
+from swarmget.core.errors import DownloadError, SwarmgetError, UsageError
 from swarmget.core.lifecycle import DownloadState, parse_state
 from swarmget.core.scheduler import SchedulerConfig
 from swarmget.core.urls import parse_hub_urls, validate_url
@@ -325,10 +325,16 @@ async def _via_node(
             if not prepared.request.detach:
                 await api.cancel(download_id)
             raise
-    _tell_hub(remote.hub_from_json(data), download_id, on_route, on_hub)
-    if parse_state(data["state"]) is not DownloadState.DONE:
-        raise remote.error_from_json(data.get("error") or {"message": data["state"]})
-    return "", remote.result_from_json(data)
+    try:
+        hub, done = remote.hub_from_json(data), parse_state(data["state"]) is DownloadState.DONE
+        error = data.get("error") or {"message": data["state"]}
+        result = remote.result_from_json(data) if done else remote.error_from_json(error)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise remote.malformed(api.node) from exc
+    _tell_hub(hub, download_id, on_route, on_hub)
+    if isinstance(result, SwarmgetError):
+        raise result
+    return "", result
 
 
 def _tell_hub(

@@ -27,7 +27,7 @@ from urllib.parse import quote
 
 import h11
 
-from swarmget.core.errors import DownloadError, SwarmgetError, UsageError
+from swarmget.core.errors import NodeLost, SwarmgetError, UsageError
 from swarmget.core.lifecycle import still_going
 from swarmget.destination import relative_to_download_dir
 from swarmget.engine import DownloadSpec
@@ -146,12 +146,21 @@ class NodeSession:
         return self._node
 
     async def call(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        """The node's answer; ``NodeLost`` when it is not running, the connection to it is
+        lost before its whole answer (killed mid-download), or the answer is not JSON. Said
+        in plain words: never the framing library's or the socket's own text."""
+        where = self._node.state_dir
         try:
             return await request_json(self._socket_path, method, path, body, self._headers)
-        except (h11.ProtocolError, OSError, ValueError) as exc:
-            from swarmget.net.plain import plain_words
-
-            raise DownloadError(f"the local node stopped answering: {plain_words(exc)}") from exc
+        except (FileNotFoundError, ConnectionRefusedError) as exc:
+            raise NodeLost(f"the node in {where} is not running (nothing listens on its socket)") from exc
+        except (h11.ProtocolError, asyncio.IncompleteReadError, OSError) as exc:
+            raise NodeLost(
+                f"the connection to the node in {where} was lost (the node stopped or was "
+                "killed); run the command again once it runs, or with --no-node"
+            ) from exc
+        except ValueError as exc:  # (not JSON, or over MAX_ANSWER)
+            raise malformed(self._node) from exc
 
     async def cancel(self, download_id: str) -> bool:
         """Cancel the node's download (its partial file kept); False when the node did not
@@ -177,7 +186,9 @@ class NodeSession:
         status, data = await self.call("POST", DOWNLOADS_PATH, request.as_json())
         if status != 201:
             raise _refused(status, data)
-        return str(data["id"])
+        if not isinstance(data, dict) or not isinstance(data.get("id"), str):
+            raise malformed(self._node)
+        return data["id"]
 
     async def follow(self, download_id: str, on_progress: Any) -> dict[str, Any]:
         """Until the download ends; ``on_progress(DownloadProgress)`` at least every
@@ -187,12 +198,23 @@ class NodeSession:
         while True:
             asked = loop.time()
             _, data = await self.call("GET", f"/v1/downloads/{download_id}?wait={POLL}")
+            if not isinstance(data, dict) or not isinstance(data.get("state"), str):
+                raise malformed(self._node)
             if data.get("progress"):
-                on_progress(progress_from_json(data["url"], data["progress"]))
+                try:
+                    progress = progress_from_json(data["url"], data["progress"])
+                except (KeyError, TypeError, ValueError) as exc:
+                    raise malformed(self._node) from exc
+                on_progress(progress)
             if not still_going(data):
                 return dict(data)
             # a node that does not hold the call (an older one) is not asked in a tight loop
             await asyncio.sleep(max(0.0, asked + POLL - loop.time()))
+
+
+def malformed(node: LocalNode) -> NodeLost:
+    """The node answered with something that is not its API's JSON."""
+    return NodeLost(f"the node in {node.state_dir} sent a malformed answer (not its API's JSON)")
 
 
 def error_from_json(error: dict[str, Any]) -> SwarmgetError:
