@@ -11,9 +11,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-import pytest
-
 import h11
+import pytest
 
 from swarmget.core.errors import NodeLost
 from swarmget.run import node_http
@@ -75,7 +74,8 @@ async def test_a_broken_answer_is_a_lost_node(tmp_path: Path, answer: Answer) ->
         with pytest.raises(NodeLost) as caught:
             await session.call("GET", "/v1/status")
     cause = caught.value.__cause__
-    assert cause is not None and str(cause) not in str(caught.value)  # (its own words)
+    assert cause is not None
+    assert str(cause) not in str(caught.value)  # (its own words)
 
 
 async def test_no_node_on_the_socket_is_a_lost_node(tmp_path: Path) -> None:
@@ -86,7 +86,7 @@ async def test_no_node_on_the_socket_is_a_lost_node(tmp_path: Path) -> None:
 
 async def _closed_mid_body(_r: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
     """A node killed while it held the call: its chunked answer started, then EOF."""
-    writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n{\"id\"")
+    writer.write(b'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n{"id"')
     await writer.drain()
 
 

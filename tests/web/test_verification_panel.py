@@ -66,9 +66,10 @@ def test_lan_holder_bytes_are_shown_as_such_as_in_the_sources_table(
     panel = view.verification
     table = {row.role: row.claimed for row in view.sources}
     assert (panel.helper_bytes, panel.lan_bytes) == (helper, lan)
-    assert ("LAN holder" in table) == bool(lan) and ("helper" in table) == bool(helper)
+    assert ("LAN holder" in table) == bool(lan)
+    assert ("helper" in table) == bool(helper)
     text = " ".join((panel.title, *panel.lines))
-    for role, amount, words in (("helper", helper, "helpers"), ("LAN holder", lan, "LAN holders")):
+    for role, amount in (("helper", helper), ("LAN holder", lan)):
         if amount:
             assert table[role] == human_bytes(amount)
             assert human_bytes(amount) in text

@@ -110,12 +110,9 @@ def status(state_dir: Path | None, as_json: bool) -> None:
         + ("unlimited" if quota is None else human_bytes(quota))
     )
     traffic = node_status.get("traffic")
-    if traffic:  # bytes from peers instead of over this node's own origin link
-        console.print(
-            f"origin bytes saved: {human_bytes(traffic['saved_today'])} today, "
-            f"{human_bytes(traffic['saved_total'])} in all"
-        )
-        _print_group_saved(console, traffic)
+    if traffic:
+        for line in traffic_lines(traffic):
+            console.print(line)
     table = Table(title="downloads")
     for col in ("id", "state", "progress", "bytes by source", "holders", "faster than alone"):
         table.add_column(col)
@@ -128,17 +125,25 @@ def status(state_dir: Path | None, as_json: bool) -> None:
     console.print(table)
 
 
-def _print_group_saved(console: Console, traffic: dict[str, Any]) -> None:
-    """Fetch once per LAN: LAN bytes served plus LAN bytes received (``core.byte_sources``)."""
+def traffic_lines(traffic: dict[str, Any]) -> list[str]:
+    """The node's saved figures, each named for what it counts: bytes from peers (helpers
+    and LAN holders) spared this node's own origin link; the group's saved origin bytes are
+    LAN bytes served plus LAN bytes received (``core.byte_sources``: a helper's bytes crossed
+    the helper's origin link and are not among them)."""
+    lines = [
+        f"own origin link spared (bytes from helpers and LAN holders): "
+        f"{human_bytes(traffic['saved_today'])} today, {human_bytes(traffic['saved_total'])} in all"
+    ]
     if traffic.get("group_saved_today") is None:  # an older node
-        return
+        return lines
     today = (traffic.get("days") or [{}])[-1]
-    console.print(
+    lines.append(
         f"origin bytes saved for the group: {human_bytes(traffic['group_saved_today'])} today "
         f"({traffic.get('today', '?')} UTC: {human_bytes(today.get('lan_served', 0))} served "
         f"to LAN peers + {human_bytes(today.get('lan_received', 0))} from LAN holders), "
         f"{human_bytes(traffic['group_saved_total'])} in all"
     )
+    return lines
 
 
 def _sources_cell(d: dict[str, Any]) -> str:

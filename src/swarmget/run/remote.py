@@ -153,7 +153,9 @@ class NodeSession:
         try:
             return await request_json(self._socket_path, method, path, body, self._headers)
         except (FileNotFoundError, ConnectionRefusedError) as exc:
-            raise NodeLost(f"the node in {where} is not running (nothing listens on its socket)") from exc
+            raise NodeLost(
+                f"the node in {where} is not running (nothing listens on its socket)"
+            ) from exc
         except (h11.ProtocolError, asyncio.IncompleteReadError, OSError) as exc:
             raise NodeLost(
                 f"the connection to the node in {where} was lost (the node stopped or was "
@@ -186,9 +188,10 @@ class NodeSession:
         status, data = await self.call("POST", DOWNLOADS_PATH, request.as_json())
         if status != 201:
             raise _refused(status, data)
-        if not isinstance(data, dict) or not isinstance(data.get("id"), str):
+        download_id = data.get("id") if isinstance(data, dict) else None
+        if not isinstance(download_id, str):
             raise malformed(self._node)
-        return data["id"]
+        return download_id
 
     async def follow(self, download_id: str, on_progress: Any) -> dict[str, Any]:
         """Until the download ends; ``on_progress(DownloadProgress)`` at least every

@@ -12,7 +12,7 @@ everything here reads their fields (no text is parsed back).
     piecemap.py      its piece map: blocks per source, in flight, re-fetched ranges
     verification.py  its verification panel
     peers.py         the peers page (``PeerRow``)
-    traffic.py       the overview's bytes per day and origin bytes saved (``TrafficView``)
+    traffic.py       the overview's bytes per day and saved figures (``TrafficView``)
     sharing.py       bytes by kind of source, what fetch once per LAN did (``SharingView``)
 
 The names the pages use are importable from this package.

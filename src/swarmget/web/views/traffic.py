@@ -1,6 +1,7 @@
 """The overview's bytes per day, a bar chart drawn on the server as SVG (no script, no
-library), and the figures the product exists for: the origin bytes saved (received from
-peers instead of over this node's own origin link) and the last finished download's
+library), and the figures the product exists for: this node's own origin link spared (bytes
+received from peers, helpers and LAN holders, instead of over it), the origin bytes saved for
+the group (LAN only: a helper's bytes crossed its own origin link) and the last finished download's
 "faster than alone" estimate.
 
 Input is the node status's ``traffic`` (``node.daily``: ``{"days": [{"day", "origin",
