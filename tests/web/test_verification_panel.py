@@ -45,14 +45,23 @@ def _done(methods: list[str], verified: list[str], *, helper: int, lan: int) -> 
         "elapsed": 1.0, "mode": "segmented", "resumed_bytes": 0, "sources": sources,
         "by_source": by_source,
     }  # fmt: skip
+    sharing = {
+        "joined": True, "holders_used": bool(lan), "origin_bytes": MiB + helper + 65536,
+        "lan_bytes": lan, "own_bytes": 0, "holder_check": methods[0] if methods else "none",
+        "banned_holders": [], "notes": [],
+    }  # fmt: skip
     result = {
         "path": "/d/f", "size": size, "elapsed": 1.0, "verified": verified,
-        "digests": {alg: "ab" for alg in verified}, "verification": report,
+        "digests": {alg: "ab" for alg in verified}, "verification": report, "sharing": sharing,
     }  # fmt: skip
     return {
         "id": "abc", "url": "http://example.org/f", "state": "done", "created": 0.0,
         "peers": [], "error": None, "progress": progress, "result": result, "events": [],
     }  # fmt: skip
+
+
+def text_of(panel: views.Verification) -> str:
+    return " ".join((panel.title, *panel.lines))
 
 
 @pytest.mark.parametrize(
@@ -66,9 +75,13 @@ def test_lan_holder_bytes_are_shown_as_such_as_in_the_sources_table(
     panel = view.verification
     table = {row.role: row.claimed for row in view.sources}
     assert (panel.helper_bytes, panel.lan_bytes) == (helper, lan)
+    holder_check = (methods[0] if methods else "none") if lan else None
+    assert panel.lan_check == holder_check  # as the sharing report says they were checked
+    if view.sharing is not None and lan:  # ... in the same words as the sharing panel
+        assert view.sharing.holder_check in text_of(panel)
     assert ("LAN holder" in table) == bool(lan)
     assert ("helper" in table) == bool(helper)
-    text = " ".join((panel.title, *panel.lines))
+    text = text_of(panel)
     for role, amount in (("helper", helper), ("LAN holder", lan)):
         if amount:
             assert table[role] == human_bytes(amount)
@@ -82,5 +95,6 @@ def test_an_older_nodes_report_without_kinds_is_all_helpers() -> None:
     d = _done(["sampled"], [], helper=2 * MiB, lan=0)
     for s in d["progress"]["sources"]:
         s.pop("kind")
+    d["result"].pop("sharing")
     panel = views.details_view(d, node_id="me").verification
     assert (panel.helper_bytes, panel.lan_bytes) == (2 * MiB, 0)

@@ -294,9 +294,10 @@ def summary_line(result: DownloadResult) -> str:
     if result.verified:
         checked = ", ".join(result.verified) + " verified"
     elif report.level is Verification.SAMPLED:
-        checked = f"size checked, {report.sampled_streams} helper streams sampled"
+        checked = f"size checked, {report.sampled_streams} {_others(result)} streams sampled"
     elif report.helper_bytes:
-        checked = f"size checked, NOT verified: {human_bytes(report.helper_bytes)} from helpers"
+        from_others = f"{human_bytes(report.helper_bytes)} from {_others(result, plural=True)}"
+        checked = f"size checked, NOT verified: {from_others}"
     else:
         checked = "size checked"
     resumed = f", resumed from {human_bytes(result.resumed_bytes)}" if result.resumed_bytes else ""
@@ -304,3 +305,12 @@ def summary_line(result: DownloadResult) -> str:
         f"saved {result.path} ({human_bytes(result.size)}) in {result.elapsed:.1f}s, "
         f"{human_bytes(rate)}/s, {checked}{resumed}"
     )
+
+
+def _others(result: DownloadResult, *, plural: bool = False) -> str:
+    """Who delivered the report's ``helper_bytes``: helpers, LAN holders (fetch once per
+    LAN: the sharing report's ``lan_bytes``), or both."""
+    lan = result.sharing.lan_bytes if result.sharing is not None else 0
+    helpers = result.verification.helper_bytes - lan
+    names = [n for n, b in (("helper", helpers), ("LAN holder", lan)) if b > 0] or ["helper"]
+    return " and ".join(f"{n}s" if plural else n for n in names)

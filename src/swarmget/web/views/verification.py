@@ -15,6 +15,7 @@ from swarmget.core.byte_sources import SourceKind
 from swarmget.core.lifecycle import DownloadState, parse_state
 from swarmget.core.verification import VerificationReport
 from swarmget.web.humanize import human_bytes
+from swarmget.web.views.sharing import sharing_view
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -24,6 +25,7 @@ class Verification:
     lines: tuple[str, ...] = ()
     helper_bytes: int = 0  # of the file's bytes, those helpers delivered (over their links)
     lan_bytes: int = 0  # ... and those LAN holders delivered (from their disks)
+    lan_check: str | None = None  # how the holders' bytes were checked (a Verification value)
 
 
 def verification(d: Mapping[str, Any]) -> Verification:
@@ -69,6 +71,8 @@ class _Delivered:
 
     helpers: int
     lan: int
+    lan_check: str | None = None  # the sharing report's ``holder_check`` (its value)
+    lan_check_words: str | None = None
 
     @classmethod
     def of(cls, report: VerificationReport | None, d: Mapping[str, Any]) -> _Delivered:
@@ -81,7 +85,11 @@ class _Delivered:
             if isinstance(s, Mapping) and s.get("kind") == SourceKind.LAN.value
         )
         lan = min(lan, report.helper_bytes)
-        return cls(helpers=report.helper_bytes - lan, lan=lan)
+        sharing = sharing_view(d) if lan else None
+        if sharing is None:
+            return cls(helpers=report.helper_bytes - lan, lan=lan)
+        check, words = sharing.holder_check_key, sharing.holder_check
+        return cls(report.helper_bytes - lan, lan, lan_check=check, lan_check_words=words)
 
     @property
     def who(self) -> str:
@@ -89,11 +97,14 @@ class _Delivered:
         names = [n for n, b in (("helpers", self.helpers), ("LAN holders", self.lan)) if b]
         return " and ".join(names) or "helpers"
 
-    def facts(self) -> dict[str, int]:
-        return {"helper_bytes": self.helpers, "lan_bytes": self.lan}
+    def facts(self) -> dict[str, Any]:
+        return {"helper_bytes": self.helpers, "lan_bytes": self.lan, "lan_check": self.lan_check}
 
     def amounts(self) -> str:
-        parts = [(self.helpers, "via helpers"), (self.lan, "from LAN holders' disks")]
+        holders = "from LAN holders' disks"
+        if self.lan_check_words:
+            holders += f" ({self.lan_check_words})"
+        parts = [(self.helpers, "via helpers"), (self.lan, holders)]
         shown = [f"{human_bytes(b)} {words}" for b, words in parts if b]
         return ", ".join(shown) or human_bytes(0)
 
