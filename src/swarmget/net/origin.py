@@ -193,6 +193,16 @@ class OriginClient:
             transport.request(fetch.method, fetch.url, headers, what)
         )
 
+    async def warm(self, url: str) -> int:
+        """Open a connection to ``url``'s origin and leave it in the pool, for the next
+        request there (a helper told of a download before its first range, issue #14): a
+        ``HEAD`` of ``url`` whose answer is only looked at for its status (returned). Raises
+        the error tree like any request (``ForbiddenTarget`` from an SSRF guard)."""
+        headers = self._request_headers(url, url, {})
+        transport = self._transport(Purpose.PROBE, url)
+        async with transport.request("HEAD", url, headers, _what("HEAD", url)) as answer:
+            return answer.status
+
     # --- fetching ---------------------------------------------------------------------------------
 
     @asynccontextmanager
