@@ -193,15 +193,13 @@ class OriginClient:
             transport.request(fetch.method, fetch.url, headers, what)
         )
 
-    async def warm(self, url: str) -> int:
-        """Open a connection to ``url``'s origin and leave it in the pool, for the next
-        request there (a helper told of a download before its first range, issue #14): a
-        ``HEAD`` of ``url`` whose answer is only looked at for its status (returned). Raises
-        the error tree like any request (``ForbiddenTarget`` from an SSRF guard)."""
-        headers = self._request_headers(url, url, {})
-        transport = self._transport(Purpose.PROBE, url)
-        async with transport.request("HEAD", url, headers, _what("HEAD", url)) as answer:
-            return answer.status
+    async def warm(self, url: str) -> None:
+        """Open a connection to ``url``'s origin and leave it idle in the pool, for the next
+        request there (a helper told of a download before its first range, issue #14):
+        through the aiohttp session, whose connector holds the SSRF guard when the caller
+        gave it one; nothing is sent. Raises the error tree like any request
+        (``ForbiddenTarget`` from the guard)."""
+        await self._aiohttp.connect(url, _what("CONNECT", url))
 
     # --- fetching ---------------------------------------------------------------------------------
 

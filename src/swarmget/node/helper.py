@@ -164,6 +164,7 @@ async def _stream_range(
     budget: StreamBudget,
 ) -> web.StreamResponse:
     resp = range_response(rng)
+    await request.app[WARMER].ready(req.url)  # the connection a health check opened
     try:
         async with service.origin.open_range(_info_for(req), rng) as body:
             await resp.prepare(request)

@@ -2,11 +2,14 @@
 
 A requester's signed health check may carry the URL it is about to download
 (``protocol.peer.HealthQuery``). A helper that would serve it (not draining nor paused, a
-slot free, quota left) sends a ``HEAD`` of that URL through its own origin session: the TCP
-(and TLS) handshake is then done by the time the first ``POST /v1/range`` comes, whose ``GET``
-takes the pooled connection. It goes through the same SSRF guard as every helper fetch (a
-refused target is logged here and told to nobody), bounded in time (``WARM_TIMEOUT``), one at
-a time per origin and at most ``MAX_WARMING`` at once; the health answer never waits for it.
+slot free, quota left) opens a connection to that origin through its own origin session
+(``OriginClient.warm``: TCP, and TLS for https; nothing is sent) and leaves it in the pool.
+The first ``POST /v1/range`` for that origin waits for it if it is still being opened
+(``ready``), so that its ``GET`` takes it rather than opening one more; the handshake then
+began a LAN round trip or so earlier (the health answer, the requester's join). It goes
+through the same SSRF guard as every helper fetch (a refused target is logged here and told
+to nobody), bounded in time (``WARM_TIMEOUT``), one at a time per origin and at most
+``MAX_WARMING`` at once; the health answer never waits for it.
 The tasks are owned by the peer app (``running``, an ``app.cleanup_ctx`` entry): cancelled
 and awaited when it stops.
 """
@@ -48,6 +51,7 @@ class OriginWarmer:
         self._timeout = timeout
         self._max = max_in_flight
         self._tasks: dict[tuple[str, str, int], asyncio.Task[None]] = {}
+        self._claimed: set[tuple[str, str, int]] = set()  # a range request waits for it
         self._open = False
         self._stats = service.stats  # counted there: warm_started, warm_done ...
 
@@ -74,9 +78,24 @@ class OriginWarmer:
             return False
         task = asyncio.get_running_loop().create_task(self._warm(url), name="warm origin")
         self._tasks[key] = task
-        task.add_done_callback(lambda _t: self._tasks.pop(key, None))
+        task.add_done_callback(lambda _t: self._forget(key))
         self._stats.warm_started += 1
         return True
+
+    def _forget(self, key: tuple[str, str, int]) -> None:
+        self._tasks.pop(key, None)
+        self._claimed.discard(key)
+
+    async def ready(self, url: str) -> None:
+        """Called by a range request for (validated) ``url`` before it fetches: the first
+        one for an origin being warmed waits until that connection is open (or failed, at
+        most ``WARM_TIMEOUT``), so that it takes it; any other goes on at once."""
+        key = origin_of(url)
+        task = self._tasks.get(key)
+        if task is None or key in self._claimed:
+            return
+        self._claimed.add(key)
+        await asyncio.wait([task])  # the warm-up is not cancelled if this request is
 
     async def _warm(self, url: str) -> None:
         try:
