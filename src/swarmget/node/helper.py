@@ -198,13 +198,16 @@ async def _forward(
 
     Through a capped link the origin's chunks are small (a few KiB); writing each on its own
     costs the requester a wake-up and a parse per chunk. So they are collected into writes
-    of up to ``FORWARD_BATCH`` bytes, and none waits longer than ``FORWARD_DELAY``.
+    of up to ``FORWARD_BATCH`` bytes, and none waits longer than ``FORWARD_DELAY``. The
+    first chunk goes out at once: the requester's first byte from us is not held back by
+    the batching (issue #14: up to ``FORWARD_DELAY`` of each stream's start otherwise).
     """
     loop = asyncio.get_running_loop()
     chunks = aiter(body)
     pending: list[Chunk] = []
     size = 0
     deadline = 0.0
+    started = False  # the first write is not batched
 
     async def flush() -> None:
         nonlocal size
@@ -237,7 +240,8 @@ async def _forward(
         if not covered:
             await flush()
             raise _QuotaRanOut("the daily quota ran out mid-stream")
-        if size >= FORWARD_BATCH or loop.time() >= deadline:
+        if not started or size >= FORWARD_BATCH or loop.time() >= deadline:
+            started = True
             await flush()
     if pending:
         await flush()
