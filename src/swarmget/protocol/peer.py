@@ -5,10 +5,13 @@ the same model strictly: unknown fields refused, lengths bounded, the range insi
 a helper streaming the range names it in ``RANGE_HEADER`` (``range_header``). ``GET
 /v1/health`` answers a ``HealthAnswer``: ``ok``, the helper's node id and its statistics,
 flat (``slots`` is what a requester reads; the other fields are for people and are kept as
-they came). ``GET /v1/summary`` (signed like every peer route) answers a ``NodeSummary``
-for another node's fleet view: counts and rates only. Privacy between machines: no URL, no
-file name, no download id of the node's user ever leaves it this way; what it serves is
-counted, not named. Errors are ``swarmget.protocol.errors.PEER_ERRORS``.
+they came); its optional query (``HealthQuery``: ``?warm=URL``, issue #14) names the URL
+a requester is about to ask ranges of, as its ``RangeRequest`` would, so that the helper
+opens its origin connection early. ``GET /v1/summary`` (signed like every peer route)
+answers a ``NodeSummary`` for another node's fleet view: counts and rates only. Privacy
+between machines: no URL, no file name, no download id of the node's user ever leaves it in
+these answers; what it serves is counted, not named. Errors are
+``swarmget.protocol.errors.PEER_ERRORS``.
 """
 
 from __future__ import annotations
