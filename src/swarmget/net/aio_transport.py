@@ -65,6 +65,33 @@ class AiohttpTransport:
         self._connect_timeout = connect_timeout
         self._read_timeout = read_timeout
 
+    async def _the_session(self) -> aiohttp.ClientSession:
+        session = self._session
+        if session is None:
+            assert self._session_factory is not None
+            session = self._session = await self._session_factory()
+        return session
+
+    async def connect(self, url: str, what: str) -> None:
+        """Open a connection (TCP, and TLS for ``https://``) to ``url``'s origin through
+        the session's connector, as a request there would (its resolver, address policy and
+        source address), and leave it idle in the pool: the next request to that origin
+        takes it. Sends nothing. Raises the error tree like ``request``."""
+        import asyncio
+
+        import aiohttp
+        from yarl import URL
+
+        session = await self._the_session()
+        loop = asyncio.get_running_loop()
+        probe = aiohttp.ClientRequest("GET", URL(url), loop=loop, session=session)
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=self._connect_timeout)
+        try:
+            conn = await session.connector.connect(probe, [], timeout)  # type: ignore[union-attr]
+        except (aiohttp.ClientError, OSError) as exc:  # OSError covers TimeoutError
+            raise translate_client_error(exc, what) from exc
+        conn.release()  # idle, in the pool under the key a request to ``url`` looks for
+
     @asynccontextmanager
     async def request(
         self, method: str, url: str, headers: Mapping[str, str], what: str
@@ -73,10 +100,7 @@ class AiohttpTransport:
         read to the end, closed otherwise."""
         import aiohttp
 
-        session = self._session
-        if session is None:
-            assert self._session_factory is not None
-            session = self._session = await self._session_factory()
+        session = await self._the_session()
         timeout = aiohttp.ClientTimeout(
             total=None, sock_connect=self._connect_timeout, sock_read=self._read_timeout
         )

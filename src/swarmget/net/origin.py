@@ -193,6 +193,14 @@ class OriginClient:
             transport.request(fetch.method, fetch.url, headers, what)
         )
 
+    async def warm(self, url: str) -> None:
+        """Open a connection to ``url``'s origin and leave it idle in the pool, for the next
+        request there (a helper told of a download before its first range, issue #14):
+        through the aiohttp session, whose connector holds the SSRF guard when the caller
+        gave it one; nothing is sent. Raises the error tree like any request
+        (``ForbiddenTarget`` from the guard)."""
+        await self._aiohttp.connect(url, _what("CONNECT", url))
+
     # --- fetching ---------------------------------------------------------------------------------
 
     @asynccontextmanager

@@ -23,6 +23,7 @@ from typing import Protocol
 
 import aiohttp
 import pydantic
+from yarl import URL
 
 from swarmget.core.errors import SourceBroken, SourceRateLimited, SourceRetryable, SwarmgetError
 from swarmget.core.http import parse_retry_after
@@ -35,8 +36,10 @@ from swarmget.net.signing import NodeIdentity, json_body, signed_headers
 from swarmget.protocol.errors import PEER_ERRORS, error_body
 from swarmget.protocol.peer import (
     HEALTH_PATH,
+    MAX_WARM_URL,
     RANGE_HEADER,
     RANGE_PATH,
+    WARM_PARAM,
     HealthAnswer,
     RangeRequest,
     range_header,
@@ -189,6 +192,7 @@ async def check_health(
     max_in_flight: int = MAX_HEALTH_CHECKS_IN_FLIGHT,
     enough: int | None = None,
     on_healthy: Callable[[PeerAddress], None] | None = None,
+    warm_url: str | None = None,
 ) -> list[PeerAddress]:
     """The peers answering ``/v1/health`` within ``health_timeout``, in the order given.
 
@@ -196,7 +200,12 @@ async def check_health(
     candidates not yet checked are skipped (and at most ``enough`` are returned). A peer's
     reported slot count replaces what the hub said (the peer knows best), up to
     ``MAX_HELPER_SLOTS``. ``on_healthy`` is called with each peer as soon as it answered
-    (at most ``enough`` times): a download can use it before the slowest has answered."""
+    (at most ``enough`` times): a download can use it before the slowest has answered.
+    ``warm_url``, the download's URL, rides along (``?warm=``, left out when longer than
+    ``MAX_WARM_URL``): a helper may open its connection to that origin meanwhile (issue #14);
+    one that does not know the parameter ignores it."""
+    if warm_url is not None and len(warm_url) > MAX_WARM_URL:
+        warm_url = None
     gate = asyncio.Semaphore(max_in_flight)
     healthy: dict[int, PeerAddress] = {}
 
@@ -204,7 +213,7 @@ async def check_health(
         async with gate:
             if enough is not None and len(healthy) >= enough:
                 return
-            answer = await _health(session, peer, secret, identity, health_timeout)
+            answer = await _health(session, peer, secret, identity, health_timeout, warm_url)
         if answer is None:
             return
         if on_healthy is not None and (enough is None or len(healthy) < enough):
@@ -224,9 +233,12 @@ async def _health(
     secret: bytes,
     identity: NodeIdentity,
     limit: float,
+    warm_url: str | None = None,
 ) -> PeerAddress | None:
     """The peer as it describes itself, or None when it does not answer well in time."""
     url = f"{peer.url}{HEALTH_PATH}"
+    if warm_url is not None:
+        url = str(URL(url).with_query({WARM_PARAM: warm_url}))
     try:
         status, body = await signed_get(
             session, url, secret, identity, limit=limit, max_bytes=MAX_HEALTH_ANSWER_BYTES

@@ -403,6 +403,7 @@ class DownloadManager:
                 on_found=join,
                 on_hub=heard,
                 on_listed=download.expect_helpers,
+                warm_url=record.spec.url,
             )
         except Exception:  # a bug here must not end the download: it goes on alone
             log.exception("finding helpers failed; the download goes on without more")

@@ -50,6 +50,7 @@ from swarmget.node.helper_service import (
     HelperStats,
     StreamBudget,
 )
+from swarmget.node.helper_warm import OriginWarmer
 from swarmget.node.range_stream import (
     Refusal,
     StreamCut,
@@ -64,6 +65,7 @@ from swarmget.protocol.peer import (
     RANGE_PATH,
     SUMMARY_PATH,
     HealthAnswer,
+    HealthQuery,
     NodeSummary,
     RangeRequest,
 )
@@ -76,6 +78,7 @@ __all__ = [
     "NODE_ID",
     "QUOTA_STEP",
     "SUMMARY",
+    "WARMER",
     "ChunkFilter",
     "HelperLimits",
     "HelperService",
@@ -161,6 +164,7 @@ async def _stream_range(
     budget: StreamBudget,
 ) -> web.StreamResponse:
     resp = range_response(rng)
+    await request.app[WARMER].ready(req.url)  # the connection a health check opened
     try:
         async with service.origin.open_range(_info_for(req), rng) as body:
             await resp.prepare(request)
@@ -194,13 +198,16 @@ async def _forward(
 
     Through a capped link the origin's chunks are small (a few KiB); writing each on its own
     costs the requester a wake-up and a parse per chunk. So they are collected into writes
-    of up to ``FORWARD_BATCH`` bytes, and none waits longer than ``FORWARD_DELAY``.
+    of up to ``FORWARD_BATCH`` bytes, and none waits longer than ``FORWARD_DELAY``. The
+    first chunk goes out at once: the requester's first byte from us is not held back by
+    the batching (issue #14: up to ``FORWARD_DELAY`` of each stream's start otherwise).
     """
     loop = asyncio.get_running_loop()
     chunks = aiter(body)
     pending: list[Chunk] = []
     size = 0
     deadline = 0.0
+    started = False  # the first write is not batched
 
     async def flush() -> None:
         nonlocal size
@@ -233,16 +240,31 @@ async def _forward(
         if not covered:
             await flush()
             raise _QuotaRanOut("the daily quota ran out mid-stream")
-        if size >= FORWARD_BATCH or loop.time() >= deadline:
+        if not started or size >= FORWARD_BATCH or loop.time() >= deadline:
+            started = True
             await flush()
     if pending:
         await flush()
 
 
 async def handle_health(request: web.Request) -> web.Response:
+    """``GET /v1/health`` (signed, like every peer route): this node's statistics. With
+    ``?warm=URL`` (``HealthQuery``), the download the requester is about to ask ranges of:
+    its origin connection is opened meanwhile (``node.helper_warm``), the answer never waits."""
     service: HelperService = request.app[HELPER]
+    try:
+        query = HealthQuery.model_validate(dict(request.rel_url.query))
+    except ValidationError as exc:
+        message = f"bad health query: {exc.errors()[0]['msg']}"
+        return refused(Refusal("bad_request", message))
     if service.paused:  # requesters checking health pass a paused helper by
         return refused(Refusal("helping_paused", "helping is paused on this node", 60.0))
+    if query.warm is not None:
+        try:
+            validate_url(query.warm)
+        except InvalidURL as exc:
+            return refused(Refusal("bad_request", f"bad health query: {exc}"))
+        request.app[WARMER].warm(query.warm)
     answer = HealthAnswer(node_id=request.app[NODE_ID], **service.statistics())
     return web.json_response(answer.model_dump(mode="json"))
 
@@ -274,6 +296,7 @@ def helper_summary(service: HelperService, node_id: str) -> NodeSummary:
 
 HELPER: web.AppKey[HelperService] = web.AppKey("helper", HelperService)
 NODE_ID: web.AppKey[str] = web.AppKey("node_id", str)
+WARMER: web.AppKey[OriginWarmer] = web.AppKey("warmer", OriginWarmer)
 SummaryFn = Callable[[], NodeSummary]
 SUMMARY: web.AppKey[SummaryFn] = web.AppKey("summary")
 
@@ -287,6 +310,8 @@ def make_peer_app(
     app = web.Application(middlewares=[auth_middleware(secret)], client_max_size=64 * 1024)
     app[HELPER] = service
     app[NODE_ID] = node_id
+    app[WARMER] = warmer = OriginWarmer(service)
+    app.cleanup_ctx.append(warmer.running)
     app[SUMMARY] = summary or (lambda: helper_summary(service, node_id))
     app.router.add_post(RANGE_PATH, handle_range)
     app.router.add_get(HEALTH_PATH, handle_health)

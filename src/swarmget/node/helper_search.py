@@ -75,13 +75,16 @@ async def find_helpers(
     on_found: Callable[[PeerAddress], None] | None = None,
     on_hub: Callable[[HubReport], None] | None = None,
     on_listed: Callable[[int], None] | None = None,
+    warm_url: str | None = None,
 ) -> list[PeerAddress]:
     """The helpers a download uses: the hub's peers (those of ``only_helpers`` when given)
     that answer a health check, within the bounds of the module doc; none without a hub or
     when the hub is unavailable (the node downloads alone). ``on_found`` is called with
     each as soon as it answered, ``on_hub`` with what the hub said (not without a hub),
     ``on_listed`` with the slots of the candidates to be checked (before the checks: what
-    the download may expect, issue #14; each capped as a health answer's would be)."""
+    the download may expect, issue #14; each capped as a health answer's would be).
+    ``warm_url``, the download's URL, is told to the candidates with the health check: a
+    helper opens its origin connection before the first range comes (``check_health``)."""
     hub = swarm.hub
     if hub is None:
         return []
@@ -111,4 +114,5 @@ async def find_helpers(
         max_in_flight=swarm.max_checks_in_flight,
         enough=swarm.max_helpers,
         on_healthy=on_found,
+        warm_url=warm_url,
     )

@@ -60,6 +60,11 @@ class HelperStats:
     active_by_requester: dict[str, int] = field(default_factory=dict)
     sent_day: str = ""  # the UTC day ``sent_today`` counts
     sent_today: int = 0  # bytes streamed to requesters on that day
+    # origin connections opened ahead of a first range (``node.helper_warm``, issue #14)
+    warm_started: int = 0
+    warm_done: int = 0  # the origin answered: the connection is pooled if kept alive
+    warm_failed: int = 0  # timed out, failed, or refused by the SSRF guard
+    warm_refused: int = 0  # of those, refused by the SSRF guard
 
     @property
     def refused(self) -> int:

@@ -5,10 +5,13 @@ the same model strictly: unknown fields refused, lengths bounded, the range insi
 a helper streaming the range names it in ``RANGE_HEADER`` (``range_header``). ``GET
 /v1/health`` answers a ``HealthAnswer``: ``ok``, the helper's node id and its statistics,
 flat (``slots`` is what a requester reads; the other fields are for people and are kept as
-they came). ``GET /v1/summary`` (signed like every peer route) answers a ``NodeSummary``
-for another node's fleet view: counts and rates only. Privacy between machines: no URL, no
-file name, no download id of the node's user ever leaves it this way; what it serves is
-counted, not named. Errors are ``swarmget.protocol.errors.PEER_ERRORS``.
+they came); its optional query (``HealthQuery``: ``?warm=URL``, issue #14) names the URL
+a requester is about to ask ranges of, as its ``RangeRequest`` would, so that the helper
+opens its origin connection early. ``GET /v1/summary`` (signed like every peer route)
+answers a ``NodeSummary`` for another node's fleet view: counts and rates only. Privacy
+between machines: no URL, no file name, no download id of the node's user ever leaves it in
+these answers; what it serves is counted, not named. Errors are
+``swarmget.protocol.errors.PEER_ERRORS``.
 """
 
 from __future__ import annotations
@@ -27,10 +30,13 @@ from pydantic import (
 
 __all__ = [
     "HEALTH_PATH",
+    "MAX_WARM_URL",
     "RANGE_HEADER",
     "RANGE_PATH",
     "SUMMARY_PATH",
+    "WARM_PARAM",
     "HealthAnswer",
+    "HealthQuery",
     "NodeSummary",
     "RangeRequest",
     "range_header",
@@ -41,6 +47,11 @@ HEALTH_PATH = "/v1/health"
 SUMMARY_PATH = "/v1/summary"
 #: The most a ``NodeSummary`` may weigh on the wire (a reader stops there).
 MAX_SUMMARY_BYTES = 16 * 1024
+#: The query parameter of ``GET /v1/health`` naming the URL the requester is about to
+#: download (``HealthQuery``, issue #14): the helper may open its origin connection early.
+WARM_PARAM = "warm"
+#: The longest URL a health check carries (a longer one is left out: the check still works).
+MAX_WARM_URL = 2048
 #: The response header naming the range a helper streams (``range_header``).
 RANGE_HEADER = "X-Swarm-Range"
 
@@ -81,6 +92,16 @@ class HealthAnswer(BaseModel):
     ok: StrictBool = True
     node_id: StrictStr = Field(max_length=128)
     slots: StrictInt = Field(ge=1)
+
+
+class HealthQuery(BaseModel):
+    """The query of ``GET /v1/health``, all optional: an old requester sends none, and a
+    parameter this version does not know is ignored. ``warm``: the download's URL, for the
+    helper to open a connection to its origin before the first range request comes."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    warm: StrictStr | None = Field(default=None, min_length=1, max_length=MAX_WARM_URL)
 
 
 class NodeSummary(BaseModel):
