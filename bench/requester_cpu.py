@@ -17,10 +17,23 @@ What it measures
     histogram diffed over the download; p50/p99 are bucket upper bounds), beside a control
     process's (``lag_control.py``: what the machine's load alone costs). The load average
     is printed with each run: CPU time is fairly robust to other load, lag is not.
+    Also per run: the requester's threads' time on a CPU and waiting for one (the run queue,
+    ``/proc/PID/task/TID/schedstat``), the main (event loop) thread apart: a loop that is
+    late because its thread waits for a CPU is the machine's doing, not the loop's.
+
+Priorities
+    All the swarm's processes share this machine's cores; in a real swarm every helper and
+    the origin run on machines of their own. With ``--helper-nice N`` the helpers and the
+    hub run at nice N, so the requester is not given the share of one process among 66
+    while it does 64 helpers' worth of receiving (issue #17: at nice 0 its event loop
+    thread spent 3/4 of the download runnable and waiting for a CPU). The origin (a
+    session, so an autogroup, of its own) is left alone: at nice 10 it starved. What the
+    helpers can send is measured at the same nice. Default 0: all alike.
 
 How to run it
     PYTHONPATH=src .venv/bin/python bench/requester_cpu.py --helpers 8,16,64 [--seconds 8]
-    [--size 512M] [--rate 2M] [--profile DIR (py-spy record of the requester, if installed)]
+    [--size 512M] [--rate 2M] [--helper-nice 10]
+    [--profile DIR (py-spy record of the requester, if installed)]
     JSON lines go to ``--out`` (default bench/out/requester_cpu.jsonl).
 """
 
@@ -59,6 +72,28 @@ PROBE_INTERVAL = "0.01"
 #: seconds of the helpers' rate each streams to curl at once, to measure what they can send
 CALIBRATE_SECONDS = 5.0
 TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def renice(pid: int, nice: int) -> None:
+    """Every thread of process ``pid`` at ``nice`` (Linux nice is per thread; threads it
+    starts later inherit it)."""
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(ProcessLookupError):
+            os.setpriority(os.PRIO_PROCESS, int(task.name), nice)
+
+
+def sched_seconds(pid: int) -> dict[str, float]:
+    """Seconds the process's threads (and its main thread, the event loop's) have been on a
+    CPU and runnable waiting for one (``schedstat``; zeros without schedstats)."""
+    totals = {"main_on_cpu": 0.0, "main_waiting": 0.0, "on_cpu": 0.0, "waiting": 0.0}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            on_cpu, waiting = (int(x) / 1e9 for x in (task / "schedstat").read_text().split()[:2])
+            totals["on_cpu"] += on_cpu
+            totals["waiting"] += waiting
+            if task.name == str(pid):
+                totals["main_on_cpu"], totals["main_waiting"] = on_cpu, waiting
+    return totals
 
 
 @contextlib.contextmanager
@@ -178,7 +213,14 @@ def start_profiler(pid: int, out: Path, seconds: float) -> subprocess.Popen[byte
 
 
 async def one_run(
-    n: int, url: str, digest: str, size: int, rate: int, root: Path, profile: Path | None
+    n: int,
+    url: str,
+    digest: str,
+    size: int,
+    rate: int,
+    root: Path,
+    profile: Path | None,
+    nice: int,
 ) -> dict[str, Any]:
     extra: dict[int, list[str]] = {0: ["--connections", "1"]}
     extra.update({i: ["--rate-limit", str(rate)] for i in range(1, n + 1)})
@@ -188,6 +230,9 @@ async def one_run(
         ) as swarm,
         aiohttp.ClientSession() as session,
     ):
+        if nice:  # everything but the requester (node 0)
+            for proc in [*swarm.hubs, *(h.proc for h in swarm.nodes[1:])]:
+                renice(proc.pid, nice)
         return await _download(swarm, session, n, url, digest, size, rate, profile)
 
 
@@ -216,6 +261,7 @@ async def _download(
         stdout=subprocess.PIPE,
     )
     cpu0, t0 = cpu_seconds(node.proc.pid), time.monotonic()
+    sched0 = sched_seconds(node.proc.pid)
     spy = None
     if profile is not None:
         spy = start_profiler(
@@ -225,6 +271,7 @@ async def _download(
                                helpers=helpers)  # fmt: skip
     result = await api.wait(download, limit=600.0)
     wall, cpu = time.monotonic() - t0, cpu_seconds(node.proc.pid) - cpu0
+    sched1 = sched_seconds(node.proc.pid)
     lag1 = await lag_buckets(session, node.api_url)
     control_out, _ = await control.communicate(b"")  # its stdin closes: it reports
     control_lag = json.loads(control_out)
@@ -254,10 +301,17 @@ async def _download(
         "cpu_per_10mib_s": round(cpu / wall / (received / 10), 4),
         "lag_p50_ms": 1000 * quantile(lag0["buckets"], lag1["buckets"], 0.5),
         "lag_p99_ms": 1000 * quantile(lag0["buckets"], lag1["buckets"], 0.99),
-        "lag_max_ms": round(1000 * lag1["max"], 1),
+        "lag_max_ms": round(1000 * lag1["max"], 1),  # since the node started
+        "lag_max_bucket_ms": _finite(1000 * quantile(lag0["buckets"], lag1["buckets"], 1.0)),
         "control_lag_ms": control_lag,
+        "requester_sched_s": {k: round(sched1[k] - sched0[k], 2) for k in sched0},
         "received_by_source_mib": _by_source(result),
     }
+
+
+def _finite(x: float) -> float | None:
+    """``x``, or None beyond the last bucket (JSON has no infinity)."""
+    return x if x < float("inf") else None
 
 
 def _by_source(result: dict[str, Any]) -> dict[str, float]:
@@ -275,6 +329,14 @@ def main() -> int:
     p.add_argument("--out", type=Path, default=Path(__file__).parent / "out/requester_cpu.jsonl")
     p.add_argument("--label", default="", help="a note in each JSON line (e.g. the commit)")
     p.add_argument("--profile", type=Path, help="py-spy profiles of the requester into DIR")
+    p.add_argument(
+        "--helper-nice",
+        type=int,
+        default=0,
+        choices=range(20),
+        metavar="0-19",
+        help="nice of the helpers and the hub (default 0: as the requester)",
+    )
     args = p.parse_args()
     os.environ["SWARMGET_LOOP_LAG_PROBE"] = PROBE_INTERVAL  # the nodes inherit it
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -288,7 +350,10 @@ def main() -> int:
         with tempfile.TemporaryDirectory(prefix="swarmget-bench-rcpu-") as tmp:
             with running_origin(data, args.rate) as url:
                 root = Path(tmp) / "swarm"
-                row = asyncio.run(one_run(n, url, digest, size, args.rate, root, args.profile))
+                row = asyncio.run(
+                    one_run(n, url, digest, size, args.rate, root, args.profile, args.helper_nice)
+                )
+        row["helper_nice"] = args.helper_nice
         row["label"] = args.label
         print(json.dumps(row), flush=True)
         with args.out.open("a") as f:
