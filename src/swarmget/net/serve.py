@@ -34,6 +34,14 @@ errors) go to the ``swarmget.http`` logger through one ``EventBudget`` per liste
 of ``LOG_BURST`` lines, then one per ``1 / LOG_RATE`` s, with a count of the lines left out).
 A malformed request or a client that went away mid-request is one short line, never a
 traceback; only a handler's own failure (a bug) keeps its traceback.
+
+Out of descriptors. Connections over a limit are accepted and closed at once, so a burst can
+still take the process to ``RLIMIT_NOFILE`` for a moment. asyncio then stops accepting on
+that socket for a second and reports each failed ``accept()`` to the loop's exception handler,
+which logs a traceback per attempt. ``_AcceptErrors`` takes those reports for our listening
+sockets and logs one line through the listener's budget; the listen backlog (how many
+connections asyncio accepts in one go) is sized so that a burst fits in the descriptors left
+over by ``max_connections``.
 """
 
 from __future__ import annotations
@@ -92,12 +100,87 @@ _BUSY = (
 )
 
 
+MAX_BACKLOG = 128  # aiohttp's default
+ACCEPT_PAUSE = 1.0  # asyncio's pause after a failed accept() (constants.ACCEPT_RETRY_DELAY)
+_ACCEPT_RESOURCE_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+
+
+def _soft_nofile() -> int | None:
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return None if soft == resource.RLIM_INFINITY else soft
+
+
 def _total(limits: ListenLimits) -> int:
     """``max_connections``, or half the soft limit on open files."""
     if limits.max_connections is not None:
         return limits.max_connections
-    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
-    return 4096 if soft == resource.RLIM_INFINITY else max(8, soft // 2)
+    soft = _soft_nofile()
+    return 4096 if soft is None else max(8, soft // 2)
+
+
+def _backlog(total: int) -> int:
+    """How many connections asyncio may accept in one go: a quarter of the descriptors not
+    taken by ``total`` open connections (several batches can be open before the refused ones
+    are closed), between 8 and ``MAX_BACKLOG``."""
+    soft = _soft_nofile()
+    if soft is None:
+        return MAX_BACKLOG
+    return max(8, min(MAX_BACKLOG, (soft - total) // 4))
+
+
+class _AcceptErrors:
+    """The loop's exception handler while listeners are open: a failed ``accept()`` on one
+    of our listening sockets for want of descriptors or memory (asyncio pauses that socket
+    for a second and reports every attempt) becomes one line in that listener's log budget;
+    any other report goes to the handler that was there before."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._previous = loop.get_exception_handler()
+        self._guards: dict[int, _Guard] = {}
+        self._quiet_until: dict[int, float] = {}  # one line per pause of a socket
+
+    @classmethod
+    def watch(cls, loop: asyncio.AbstractEventLoop, fds: list[int], guard: _Guard) -> None:
+        current = loop.get_exception_handler()
+        owner = getattr(current, "__self__", None)
+        if not isinstance(owner, cls):
+            owner = cls(loop)
+            loop.set_exception_handler(owner.handle)
+        for fd in fds:
+            owner._guards[fd] = guard
+
+    @classmethod
+    def unwatch(cls, loop: asyncio.AbstractEventLoop, fds: list[int]) -> None:
+        owner = getattr(loop.get_exception_handler(), "__self__", None)
+        if not isinstance(owner, cls):
+            return
+        for fd in fds:
+            owner._guards.pop(fd, None)
+            owner._quiet_until.pop(fd, None)
+        if not owner._guards:
+            loop.set_exception_handler(owner._previous)
+
+    def handle(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        exc = context.get("exception")
+        sock = context.get("socket")
+        fileno = getattr(sock, "fileno", None)
+        fd = fileno() if callable(fileno) else None
+        guard = self._guards.get(fd) if isinstance(fd, int) else None
+        if guard is not None and isinstance(exc, OSError) and exc.errno in _ACCEPT_RESOURCE_ERRNOS:
+            assert isinstance(fd, int)
+            now = loop.time()
+            if now >= self._quiet_until.get(fd, 0.0):  # asyncio reports every attempt
+                self._quiet_until[fd] = now + ACCEPT_PAUSE
+                guard.log(
+                    logging.WARNING,
+                    "not accepting connections for a second: %s",
+                    os.strerror(exc.errno or 0).lower(),
+                )
+        elif self._previous is not None:
+            self._previous(loop, context)
+        else:
+            loop.default_exception_handler(context)
 
 
 class _Guard:
@@ -105,8 +188,9 @@ class _Guard:
 
     def __init__(self, limits: ListenLimits, loop: asyncio.AbstractEventLoop) -> None:
         self.limits = limits
+        self.total = _total(limits)
         self.table = ConnectionTable(
-            per_address=limits.per_address, total=_total(limits), uncounted=limits.uncounted
+            per_address=limits.per_address, total=self.total, uncounted=limits.uncounted
         )
         self._budget = EventBudget(LOG_RATE, LOG_BURST)
         self._loop = loop
@@ -270,8 +354,9 @@ class _Site(web.BaseSite):
         port: int,
         factory: Callable[[], RequestHandler],
         ssl_context: ssl.SSLContext | None = None,
+        backlog: int = MAX_BACKLOG,
     ) -> None:
-        super().__init__(runner, ssl_context=ssl_context)
+        super().__init__(runner, ssl_context=ssl_context, backlog=backlog)
         self._host = host
         self._port = port
         self._factory = factory
@@ -294,9 +379,13 @@ class _SockSite(web.BaseSite):
     """The same guarded connections on a socket bound by the caller (the node's Unix socket)."""
 
     def __init__(
-        self, runner: web.AppRunner, sock: socket.socket, factory: Callable[[], RequestHandler]
+        self,
+        runner: web.AppRunner,
+        sock: socket.socket,
+        factory: Callable[[], RequestHandler],
+        backlog: int = MAX_BACKLOG,
     ) -> None:
-        super().__init__(runner)
+        super().__init__(runner, backlog=backlog)
         self._sock = sock
         self._factory = factory
 
@@ -307,7 +396,16 @@ class _SockSite(web.BaseSite):
     async def start(self) -> None:
         await super().start()
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(self._factory, sock=self._sock)
+        self._server = await loop.create_server(
+            self._factory, sock=self._sock, backlog=self._backlog
+        )
+
+
+def _listening_fds(site: web.BaseSite) -> list[int]:
+    server = site._server  # the asyncio.Server started above
+    if not isinstance(server, asyncio.Server):
+        return []
+    return [sock.fileno() for sock in server.sockets]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -358,11 +456,13 @@ async def open_listener(
         access_log=None,
     )
     await runner.setup()
+    loop = asyncio.get_running_loop()
+    watched: list[int] = []
     try:
         server = runner.server
         assert server is not None  # set up above
-        loop = asyncio.get_running_loop()
         guard = _Guard(limits, loop)
+        backlog = _backlog(guard.total)
         handler_args: dict[str, Any] = {
             "loop": loop,
             "guard": guard,
@@ -374,13 +474,18 @@ async def open_listener(
         def factory() -> RequestHandler:
             return _GuardedHandler(server, **handler_args)
 
+        sites: list[web.BaseSite] = [_Site(runner, host, port, factory, ssl_context, backlog)]
         try:
-            await _Site(runner, host, port, factory, ssl_context).start()
+            await sites[0].start()
         except OSError as exc:
             raise UsageError(bind_failure(host, port, exc, option)) from exc
         if unix is not None:
-            await _SockSite(runner, unix, factory).start()
+            sites.append(_SockSite(runner, unix, factory, backlog))
+            await sites[-1].start()
+        watched = [fd for site in sites for fd in _listening_fds(site)]
+        _AcceptErrors.watch(loop, watched, guard)
         bound = runner.addresses[0]
         yield Listening(host=bound[0], port=bound[1])
     finally:
+        _AcceptErrors.unwatch(loop, watched)
         await runner.cleanup()
