@@ -99,6 +99,8 @@ class Scheduler:
         self._selector = Selector(self.config, self._pieces, self._sources)
         self._next_id = 1  # pieces and leases draw from one counter
         self._steals = 0
+        #: lease id -> the end of the range its Assign asked for (see ``_release``)
+        self._asked: dict[int, int] = {}
         self._duplicates = 0
         self._missing_seen = self._pieces.missing_version
 
@@ -262,7 +264,7 @@ class Scheduler:
         if lease is None:
             return []
         src = self._sources[lease.source_id]
-        self._release(lease)
+        self._release(lease, failed=True)
         return self._judge(src, now, kind, reason or kind.value, retry_after, lease.id)
 
     def on_timer(self, now: float) -> list[Action]:
@@ -361,6 +363,7 @@ class Scheduler:
             )
         self._sources.hold(src, lease.id, now)
         end = pieces.piece(lease.piece_id).end
+        self._asked[lease.id] = end
         return Assign(lease.id, src.id, ByteRange(lease.cursor, end), lease.duplicate)
 
     def _check_within_file(self, ranges: RangeSet) -> None:
@@ -390,8 +393,16 @@ class Scheduler:
                 self._release(other)
         return actions
 
-    def _release(self, lease: Lease) -> None:
-        self._sources.let_go(self._sources[lease.source_id], lease.id)
+    def _release(self, lease: Lease, *, failed: bool = False) -> None:
+        """Free ``lease``; one that had not reached the end it was asked for and did not
+        fail by itself is a stream *we* cut short (a split, a lost race, a cancel): counted
+        on its source (``SourceInfo.cut``; an origin stream cut so wastes what was in
+        flight, docs/fetch-once.md §9.1)."""
+        src = self._sources[lease.source_id]
+        asked = self._asked.pop(lease.id, None)
+        if not failed and asked is not None and lease.cursor < asked:
+            src.cuts += 1
+        self._sources.let_go(src, lease.id)
         self._pieces.release(lease)
 
     def _judge(

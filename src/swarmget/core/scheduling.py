@@ -189,6 +189,10 @@ class SourceInfo:
     failures: int
     segments: tuple[ByteRange, ...]  # which parts of the file this source delivered
     ban_reason: str | None
+    #: its streams *we* ended before the end of the range they asked for (split by a steal
+    #: or a rescue, lost an endgame race, cancelled): on an origin link each one wasted what
+    #: the origin had already sent into it (docs/fetch-once.md §9.1)
+    cut: int = 0
 
 
 @dataclass(frozen=True, slots=True)

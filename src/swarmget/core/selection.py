@@ -31,6 +31,17 @@ missing bytes. Otherwise, in order:
   turn, take the lowest missing bytes that no restricted source alive can serve, and only
   when there are none the lowest missing bytes (the holders may be slow, or go). With no
   restricted source alive all of this is the plain rule above.
+
+  *Restricted sources* (issue #15, round 3): a restricted source's piece is at most its
+  share of the run it takes from: the run's length over its free slots (this one
+  included), so the grant of a member's origin link (4 MiB for 4 connections) becomes one
+  piece per connection, each ending where the grant ends, instead of a piece sized on the
+  whole file (2.5-3.5 MiB) and a sliver, which the idle connections then split. And a
+  restricted source never *steals* from itself: its connections share its one link (a
+  member's origin link, a holder's LAN port), so a split among them gains no rate, and it
+  cuts an origin stream short: what the origin had sent into it (socket buffers, a
+  shaper's queue: 0.8-1.75 MiB on the testbed) is lost. Its idle slots wait for more
+  grants (or steal from other sources).
 * **Stealing.** When nothing is missing, the largest remaining piece in flight is split
   (aria2's halving, weighted by the two sources' rates): the holder keeps ``[frontier,
   split)``, the thief gets ``[split, end)``.
@@ -183,7 +194,8 @@ class Selector:
             return TakeMissing(self._piece_length(*_span(first), probe=probe))
         if run is None:
             return None
-        return TakeMissing(self._piece_length(*_span(run), probe=probe), run)
+        length = self._piece_length(*_span(run), probe=probe, share=_free_slots(src))
+        return TakeMissing(length, run)
 
     def _may_probe(self) -> bool:
         """A suspect source may take a probe while missing bytes are plentiful (a
@@ -196,10 +208,16 @@ class Selector:
             return True
         return not self.sources.any_trusted()
 
-    def _piece_length(self, start: int, available: int, *, probe: bool = False) -> int:
-        """How many of the ``available`` missing bytes from ``start`` one piece takes."""
+    def _piece_length(
+        self, start: int, available: int, *, probe: bool = False, share: int = 0
+    ) -> int:
+        """How many of the ``available`` missing bytes from ``start`` one piece takes;
+        ``share``: at most a ``share``-th of them (a restricted source with that many free
+        slots, see "restricted sources" in the module docstring)."""
         slots = max(self.sources.alive_slots(), self.expected_slots)
         target = self.pieces.missing_total() // max(1, slots * self.config.pieces_per_slot)
+        if share:
+            target = min(target, -(-available // share))
         size = max(self.config.min_piece, min(self.config.max_piece, target))
         if probe:
             size = self.config.min_piece
@@ -221,8 +239,11 @@ class Selector:
                 break  # neither part could be min_steal: nor of any smaller piece
             if piece.remaining < floor:
                 continue
-            if self._silent(self.pieces.holder(piece), now):
+            holder = self.pieces.holder(piece)
+            if self._silent(holder, now):
                 continue  # its holder hangs: a copy takes all of it (the endgame), not half
+            if thief.available is not None and holder.source_id == thief.id:
+                continue  # a restricted source never splits its own stream (see the docstring)
             split = self._split_point(piece, thief, now)
             if split is not None and thief.may_serve(ByteRange(split, piece.end)):
                 return Split(piece, split)
@@ -516,6 +537,14 @@ class _Views:
     slowest: float | None = None
     hedge: _Kept[tuple[float, Piece, Lease]] | None = None
     hedging: bool | None = None
+
+
+def _free_slots(src: Source) -> int:
+    """The slots a restricted source may still fill (this one included); 0: not
+    restricted (its pieces are sized on the whole download)."""
+    if src.available is None:
+        return 0
+    return max(1, src.capacity() - len(src.leases))
 
 
 def _span(run: ByteRange) -> tuple[int, int]:

@@ -76,6 +76,7 @@ class Source:
     gone: bool = False
     received: int = 0  # bytes streamed (including duplicates that lost)
     claimed: int = 0  # bytes of the file it delivered first
+    cuts: int = 0  # its streams we ended before the end they asked for (``SourceInfo.cut``)
     segments: RangeSet = field(default_factory=RangeSet)  # ... and where they are
     samples: RateWindow = field(default_factory=RateWindow)
     first_data: float | None = None
@@ -168,6 +169,7 @@ class Source:
             failures=self.failures,
             segments=tuple(self.segments),
             ban_reason=self.banned,
+            cut=self.cuts,
         )
 
     # --- events --------------------------------------------------------------------------------
