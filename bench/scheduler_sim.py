@@ -138,7 +138,7 @@ def _report(label: str, sim: GroupSim, done: bool) -> None:
     print(
         f"{label:<50} {'ok' if done else 'STUCK'} time/requester {span}  "
         f"origin {origin / size:5.3f}x  max/host {max(sim.link_bytes) / size:5.3f}x  "
-        f"lan {lan / size:5.2f}x"
+        f"lan {lan / size:5.2f}x  cut origin streams {sim.cuts}"
     )
 
 

@@ -39,16 +39,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-from collections.abc import AsyncIterator
-from contextlib import AbstractAsyncContextManager
 
 from swarmget.core import events as ev
 from swarmget.core.content import ContentKey
 from swarmget.core.errors import HubError, NotAContentMember
-from swarmget.core.ranges import ByteRange, Chunk, RangeSet
+from swarmget.core.ranges import ByteRange, RangeSet
 from swarmget.core.scheduler import Scheduler
 from swarmget.core.verification import Verification
+from swarmget.engine import group_parts as parts
 from swarmget.engine.context import DownloadContext
+from swarmget.engine.group_parts import HOLDER_PREFIX, HolderSource
 from swarmget.engine.segmented import SegmentedRun, first_error
 from swarmget.engine.sharing import (
     GroupOptions,
@@ -58,9 +58,7 @@ from swarmget.engine.sharing import (
 from swarmget.engine.sources import OWN_COPY, OwnCopySource, RangeSource, trusted
 from swarmget.engine.spec import DownloadResult
 from swarmget.engine.verify import known_digests
-from swarmget.net.origin import OriginInfo
 from swarmget.protocol.content import (
-    MAX_RANGES,
     ContentGroup,
     ContentMember,
     ContentNews,
@@ -70,34 +68,10 @@ from swarmget.protocol.content import (
     wire_ranges,
 )
 
-#: the id prefix of a LAN holder source
-HOLDER_PREFIX = "lan:"
 #: seconds the leave at the end may take (the index forgets us with our registration anyway)
 LEAVE_TIMEOUT = 5.0
 
 _CHECK_OF = {ev.BadDataCheck.SAMPLE: Verification.SAMPLED}
-
-
-class HolderSource:
-    """A LAN holder of the content as a ``RangeSource`` of the download, under its own id
-    (``lan:<node>``: the same node may also be a helper) and ``slots``; untrusted: its
-    streams are checked like a helper's."""
-
-    def __init__(self, member: ContentMember, inner: RangeSource, slots: int) -> None:
-        self.member, self._inner, self._slots = member, inner, slots
-
-    @property
-    def source_id(self) -> str:
-        return HOLDER_PREFIX + self.member.node_id
-
-    @property
-    def slots(self) -> int:
-        return self._slots
-
-    def open_range(
-        self, info: OriginInfo, rng: ByteRange
-    ) -> AbstractAsyncContextManager[AsyncIterator[Chunk]]:
-        return self._inner.open_range(info, rng)
 
 
 def plan(ctx: DownloadContext, options: GroupOptions) -> GroupFetch | SharingNote:
@@ -233,8 +207,8 @@ class GroupFetch:
     async def _join(self) -> None:
         request = JoinContent(
             size=self._size,
-            have=wire_ranges(_first_runs(self._announced)),
-            granted=wire_ranges(_first_runs(self._granted)) if self._restricted else [],
+            have=wire_ranges(parts.first_runs(self._announced)),
+            granted=wire_ranges(parts.first_runs(self._granted)) if self._restricted else [],
         )
         try:
             group = await self._options.index.join(self._name, request)
@@ -320,7 +294,7 @@ class GroupFetch:
         self._check_starved()
         await self._report_liars()
         for _ in range(self._config.claims_per_round):
-            fresh = _first_runs(self._fresh())
+            fresh = parts.first_runs(self._fresh())
             left = self._link_left()
             claim = self._wants_grant()
             news = ContentNews(have=wire_ranges(fresh), claim=claim, idle=claim and left == 0)
@@ -370,7 +344,7 @@ class GroupFetch:
             left.subtract(r)
         if not left:
             return
-        news = ContentNews(have=wire_ranges(_first_runs(left)))
+        news = ContentNews(have=wire_ranges(parts.first_runs(left)))
         with contextlib.suppress(HubError, TimeoutError):
             async with asyncio.timeout(LEAVE_TIMEOUT):
                 await self._options.index.news(self._name, news, size=self._size)
@@ -530,45 +504,25 @@ class GroupFetch:
 
     def _link_left(self) -> int:
         """Granted bytes our links have not fetched yet."""
-        done = self._scheduler().done()
-        return sum(x.length for g in self._granted for x in done.missing(g))
+        return parts.link_left(self._scheduler(), self._granted)
 
     def _link_unleased(self) -> int:
         """Granted bytes neither fetched nor leased (to any source) yet."""
-        sched = self._scheduler()
-        free = self._granted.copy()
-        for r in sched.done():
-            free.subtract(r)
-        for lease in sched.statistics(self._ctx.clock()).leases:
-            free.subtract(lease.range)
-        return free.total()
+        return parts.link_unleased(self._scheduler(), self._granted, self._ctx.clock())
 
     def _only_at(self, sid: str) -> RangeSet:
         """Bytes we lack that only holder ``sid`` (banned) could serve us."""
-        sched = self._scheduler()
-        out = sched.availability(sid) or RangeSet()
-        for r in sched.done():
-            out.subtract(r)
-        for other in self._members:
-            if other != sid and other not in self._liars:
-                for r in sched.availability(other) or RangeSet():
-                    out.subtract(r)
-        return out
+        others = [m for m in self._members if m != sid and m not in self._liars]
+        return parts.only_at(self._scheduler(), sid, others)
 
     def _report(self, result: DownloadResult) -> SharingReport:
-        lan = sum(s.received for s in result.sources if s.source_id in self._ever_held)
-        own = [s for s in result.sources if s.source_id == OWN_COPY]
-        read = sum(s.received for s in own)  # (with the endgame's second copies)
-        links = sum(s.received for s in result.sources if s.source_id not in self._ever_held)
-        return SharingReport(
+        return parts.sharing_report(
+            result,
             joined=self._was_joined,
             holders_used=self._use_holders,
-            origin_bytes=links - read + result.verification.sampled_bytes,
-            lan_bytes=lan,
-            own_bytes=sum(s.claimed for s in own),
-            holder_check=result.verification.level if lan else Verification.NONE,
-            banned_holders=tuple(s.removeprefix(HOLDER_PREFIX) for s in self._reported),
-            notes=tuple(self._notes),
+            holders=self._ever_held,
+            banned=self._reported,
+            notes=self._notes,
         )
 
     def _slots(self) -> int:
@@ -586,9 +540,3 @@ class GroupFetch:
     def _scheduler(self) -> Scheduler:
         return self._active_run().scheduler
 
-
-def _first_runs(ranges: RangeSet) -> RangeSet:
-    """At most ``MAX_RANGES`` runs of ``ranges`` (the rest goes with the next message)."""
-    if len(ranges) <= MAX_RANGES:
-        return ranges
-    return RangeSet(r for i, r in enumerate(ranges) if i < MAX_RANGES)

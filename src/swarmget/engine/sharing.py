@@ -153,6 +153,9 @@ class SharingReport:
     holder_check: Verification = Verification.NONE
     banned_holders: tuple[str, ...] = ()  # node ids caught with bad bytes (and reported)
     notes: tuple[SharingNote, ...] = ()
+    #: streams of our origin links (own and helpers) that we ended before the end they asked
+    #: for (``SourceInfo.cut``): each wasted what the origin had sent into it
+    origin_cuts: int = 0
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -164,6 +167,7 @@ class SharingReport:
             "holder_check": self.holder_check.value,
             "banned_holders": list(self.banned_holders),
             "notes": [n.value for n in self.notes],
+            "origin_cuts": self.origin_cuts,
         }
 
     @classmethod
@@ -177,4 +181,5 @@ class SharingReport:
             holder_check=Verification(data["holder_check"]),
             banned_holders=tuple(str(x) for x in data["banned_holders"]),
             notes=tuple(SharingNote(n) for n in data["notes"]),
+            origin_cuts=int(data.get("origin_cuts", 0)),  # (a node from before it was counted)
         )
