@@ -385,8 +385,8 @@ def share_table(plan: Plan, runs: Sequence[Run]) -> str | None:
         return None
     t1 = _t1(cases, plan.share_size)
     head = "| case | requesters | verified | time per requester, s | slowest × T1 "
-    head += "| origin Σ (× size) "
-    head += "| LAN Σ (× size) | load |\n|---|---|---|---|---|---|---|---|"
+    head += "| origin Σ (× size) | received by members | cut by members | CPU s "
+    head += "| LAN Σ (× size) | load |\n|---|---|---|---|---|---|---|---|---|---|---|"
     lines = [head]
     for case, rs in cases.items():
         walls = _walls(rs)
@@ -399,9 +399,21 @@ def share_table(plan: Plan, runs: Sequence[Run]) -> str | None:
         note = f" (+{skipped} killed)" if skipped else ""
         lines.append(
             f"| {case} ({human(rs[0].size)}) | {len(rs)} | {good}/{len(rs) - skipped}{note} "
-            f"| {spread} | {ratio} | {origin:.3f} | {lan:.2f} | {rs[0].params.get('load', '')} |"
+            f"| {spread} | {ratio} | {origin:.3f} | {_members(rs)} "
+            f"| {lan:.2f} | {rs[0].params.get('load', '')} |"
         )
     return "\n".join(lines) + "\n\n" + _per_host(cases) + "\n\n" + _timelines(cases)
+
+
+def _members(rs: Sequence[Run]) -> str:
+    """What the requesters' own sharing reports say: origin bytes their links received
+    (× size), origin streams they cut short (``origin_cuts``), and the CPU seconds of
+    every node, the hub and the ``get``s together."""
+    reports = [r.params["report"] for r in rs if isinstance(r.params.get("report"), dict)]
+    got = sum(int(x.get("origin_bytes", 0)) for x in reports) / rs[0].size
+    cuts = sum(int(x.get("origin_cuts", 0)) for x in reports)
+    cpu = rs[0].params.get("cpu") or {}
+    return f"{got:.3f} | {cuts} | {sum(cpu.values()):.1f}"
 
 
 def _s(walls: Sequence[float]) -> str:
