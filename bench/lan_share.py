@@ -411,7 +411,8 @@ def _members(rs: Sequence[Run]) -> str:
     every node, the hub and the ``get``s together."""
     reports = [r.params["report"] for r in rs if isinstance(r.params.get("report"), dict)]
     got = sum(int(x.get("origin_bytes", 0)) for x in reports) / rs[0].size
-    cuts = sum(int(x.get("origin_cuts", 0)) for x in reports)
+    counted = [int(x["origin_cuts"]) for x in reports if "origin_cuts" in x]
+    cuts = str(sum(counted)) if counted else "-"  # (a node from before they were counted)
     cpu = rs[0].params.get("cpu") or {}
     return f"{got:.3f} | {cuts} | {sum(cpu.values()):.1f}"
 

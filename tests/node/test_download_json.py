@@ -32,6 +32,7 @@ SOURCES = (
         failures=0,
         segments=(ByteRange(0, 250),),
         ban_reason=None,
+        cut=3,
     ),
     SourceInfo(
         source_id="h1",

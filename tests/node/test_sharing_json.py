@@ -46,6 +46,7 @@ SHARING = SharingReport(
     holder_check=Verification.SAMPLED,
     banned_holders=("n1",),
     notes=(SharingNote.INDEX_SILENT,),
+    origin_cuts=2,
 )
 
 
