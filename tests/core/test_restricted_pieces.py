@@ -50,7 +50,8 @@ def test_a_grant_becomes_one_piece_per_free_connection_ending_at_the_grant() -> 
     assert RangeSet(a.range for a in got) == RangeSet([GRANT])
     assert {a.range.length for a in got} == {1 * MiB}
     stats = sched.statistics(0.0)
-    assert stats.steals == 0 and stats.duplicates == 0
+    assert stats.steals == 0
+    assert stats.duplicates == 0
 
 
 def test_a_later_grant_is_shared_among_the_connections_still_free() -> None:
@@ -109,7 +110,8 @@ def test_an_unrestricted_source_still_splits_its_own_piece_and_that_cut_is_count
     assert [a.range.length for a in leases] == [1 * MiB] * 4
     now = one_finishes(sched, leases)
     stolen = assigns(sched.poll(now))
-    assert len(stolen) == 1 and sched.statistics(now).steals == 1
+    assert len(stolen) == 1
+    assert sched.statistics(now).steals == 1
     victim = next(x for x in sched.statistics(now).leases if x.range.end == stolen[0].range.start)
     asked = next(a for a in leases if a.lease_id == victim.lease_id)
     assert victim.range.end < asked.range.end  # it now ends before what it asked for

@@ -539,4 +539,3 @@ class GroupFetch:
 
     def _scheduler(self) -> Scheduler:
         return self._active_run().scheduler
-
