@@ -506,3 +506,39 @@ async def test_a_member_that_joined_after_us_never_fetches_for_us_as_a_helper(
     assert {x.source_id: x.received for x in ra.sources}.get(B, 0) == 0
     assert ra.sharing is not None
     assert ra.sharing.lan_bytes > 0
+
+
+async def test_a_member_with_helpers_claims_a_grant_for_each_link_at_its_first_round(
+    tmp_path: Path,
+) -> None:
+    """A lone member with three helpers (not members): at its first round of news, which
+    opens the helpers to its grants, it claims while fewer than a whole grant per link
+    fetching (``full_grant``) are unleased, not only ``lookahead`` (2 MiB): before its
+    links' rate is known its helpers would otherwise find one grant and split each other's
+    pieces, each split cutting an origin stream (docs/fetch-once.md §9.1, round 3)."""
+    hub, lan = FakeContentHub(), FakeLan()
+    apart = GroupConfig(news_every=3.0, short_check=3.0, silent_after=BOUND)  # rounds 3 s apart
+    group_a = GroupOptions(
+        index=hub.client(A), holders=lan.streams(), node_id=A, holdings=lan.holdings(A),
+        config=apart,
+    )  # fmt: skip
+    async with open_test_origin(rate_per_conn=1 * MiB) as origin, aiohttp.ClientSession() as s:
+        origin.add_generated("f.bin", 2 * SIZE, digest=True)
+        client = OriginClient(s)
+        spec = DownloadSpec(url=origin.url("f.bin"), output=tmp_path / "a.bin", verify_sample=0)
+        helpers = [HelperLink(OriginSource(client, 2, source_id=nid(f"h{i}"))) for i in range(3)]
+        a = Download(spec, client, sources=[OriginSource(client, 2), *helpers], group=group_a)
+        async with asyncio.timeout(BOUND):
+            task = asyncio.create_task(a.run())
+            while not any(c[:2] == (A, "news") for c in hub.calls):  # the first round
+                await asyncio.sleep(0.01)
+            await asyncio.sleep(0.5)  # its claims are answered at once; the next round: 3 s
+            name = next(c[2] for c in hub.calls if c[:2] == (A, "join"))
+            first_round = hub.granted(name, A).total()
+            ra = await task
+        content = origin.content("f.bin")
+    assert ra.path.read_bytes() == content
+    full = GroupConfig().full_grant
+    assert first_round >= 4 * full  # the join's grant and one per link at least
+    assert ra.sharing is not None
+    assert ra.sharing.joined

@@ -274,7 +274,11 @@ class GroupFetch:
             return False
         div = 2 if half else 1
         if self._last_grant >= self._config.full_grant:
-            return self._link_unleased() < self._lookahead(rounds=1) // div
+            # (and a whole grant per link fetching: before its rate is known, a lone node's
+            # 7 helpers would otherwise split each other's pieces while grants trickle in)
+            working = sum(1 for link in self._links if not self._helper_waits(link))
+            ahead = max(self._lookahead(rounds=1), working * self._config.full_grant)
+            return self._link_unleased() < ahead // div
         return self._link_left() < self._lookahead(rounds=2) // div
 
     def _lookahead(self, *, rounds: int) -> int:

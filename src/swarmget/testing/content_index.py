@@ -106,6 +106,13 @@ class FakeContentHub:
         content = self._contents.get(name)
         return [] if content is None else content.book.members()
 
+    def granted(self, name: str, node: str) -> RangeSet:
+        """What ``node`` was granted of ``name`` so far (nothing: not a member)."""
+        content = self._contents.get(name)
+        if content is None or node not in content.book.members():
+            return RangeSet()
+        return content.book.granted(node)
+
     # --- what a client asks --------------------------------------------------------------------
 
     def _enter(self, node: str, action: str, name: str) -> None:
