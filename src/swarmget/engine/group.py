@@ -262,7 +262,9 @@ class GroupFetch:
 
     def _wants_grant(self, *, half: bool = False) -> bool:
         """Should the next news claim a grant? While the grants come whole (the pool is
-        large, ``GroupConfig.full_grant``) we keep ``lookahead`` granted bytes *unleased*:
+        large, ``GroupConfig.full_grant``) we keep ``lookahead`` granted bytes *unleased*,
+        and a whole grant per link fetching (before our links' rate is known, a lone
+        node's helpers would find one grant and split each other's pieces):
         a connection that frees its slot then finds granted bytes to take; with none it
         splits the piece of a busy one (a steal), whose origin stream is cut, and what the
         origin had sent into it (socket buffers, the shaper's queue: ~0.8 MiB on the
@@ -274,8 +276,6 @@ class GroupFetch:
             return False
         div = 2 if half else 1
         if self._last_grant >= self._config.full_grant:
-            # (and a whole grant per link fetching: before its rate is known, a lone node's
-            # 7 helpers would otherwise split each other's pieces while grants trickle in)
             working = sum(1 for link in self._links if not self._helper_waits(link))
             ahead = max(self._lookahead(rounds=1), working * self._config.full_grant)
             return self._link_unleased() < ahead // div
