@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import signal
 import subprocess
@@ -52,7 +53,17 @@ from swarmget.protocol.content import CONTENT_RANGE_PATH
 from swarmget.protocol.peer import RANGE_PATH, RangeRequest
 from swarmget.testing.swarm import LocalSwarm, NodeApi, open_local_swarm
 
-IDLE_SECONDS = 3.0
+IDLE_SECONDS = 8.0
+
+
+def on_cpu_seconds(pid: int) -> float:
+    """Seconds the process's live threads have run (``schedstat``: nanoseconds, where
+    ``/proc/PID/stat`` counts 10 ms ticks; a thread gone takes its time with it)."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            total += int((task / "schedstat").read_text().split()[0])
+    return total / 1e9
 ORIGIN_RATE = 4096 * MiB  # per client address: no cap to speak of
 
 
@@ -122,18 +133,26 @@ def curl_jobs(
 
 
 async def one_case(
-    swarm: LocalSwarm, case: str, url: str, key: ContentKey, shape: Shape, spy_dir: Path | None
+    swarm: LocalSwarm,
+    case: str,
+    url: str,
+    key: ContentKey,
+    shape: Shape,
+    idle: float,
+    spy_dir: Path | None,
 ) -> dict[str, Any]:
+    """One case; ``idle``: the node's CPU seconds per second with nothing to send."""
     jobs = curl_jobs(swarm, case, url, key, shape)
     pid = swarm.node(0).proc.pid
     spy = None
     if spy_dir is not None:
         spy = start_profiler(pid, spy_dir / f"{case}-{time.time():.0f}.txt")
         await asyncio.sleep(1.0)
-    cpu0, t0 = cpu_seconds(pid), time.monotonic()
+    cpu0, t0, on0 = cpu_seconds(pid), time.monotonic(), on_cpu_seconds(pid)
     procs = [await asyncio.create_subprocess_exec(*j, stdout=subprocess.PIPE) for j in jobs]
     outs = await asyncio.wait_for(asyncio.gather(*(p.communicate() for p in procs)), 600)
     wall, cpu = time.monotonic() - t0, cpu_seconds(pid) - cpu0
+    on_cpu = on_cpu_seconds(pid) - on0
     if spy is not None:
         spy.send_signal(signal.SIGINT)  # py-spy writes its profile on SIGINT
         spy.wait(timeout=60)
@@ -148,6 +167,10 @@ async def one_case(
         "mib_s": round(mib / wall, 1),
         "cpu_s": round(cpu, 2),
         "cpu_ms_per_mib": round(1000 * cpu / mib, 2),
+        "on_cpu_s": round(on_cpu, 4),
+        "on_cpu_ms_per_mib": round(1000 * on_cpu / mib, 3),
+        "idle_ms": round(1000 * idle * wall, 1),
+        "net_ms_per_mib": round(1000 * (on_cpu - idle * wall) / mib, 3),
     }
 
 
@@ -159,6 +182,7 @@ async def run_mode(
     repeat: int,
     root: Path,
     spy_dir: Path | None,
+    cases: list[str],
 ) -> list[dict[str, Any]]:
     extra = ["--share-downloads", "--slots", "16"]
     if rate is not None:
@@ -173,14 +197,14 @@ async def run_mode(
         await api.until_sharing("kept_files", 1, limit=60.0)
         key = ContentKey.from_origin_info(await OriginClient(session).probe(url))
         pid = swarm.node(0).proc.pid
-        cpu0 = cpu_seconds(pid)
+        on0 = on_cpu_seconds(pid)
         await asyncio.sleep(IDLE_SECONDS)
-        idle = (cpu_seconds(pid) - cpu0) / IDLE_SECONDS
+        idle = (on_cpu_seconds(pid) - on0) / IDLE_SECONDS
         for _ in range(repeat):
             for shape in shapes:
-                for case in ("helper", "holder"):
+                for case in cases:
                     load = load_average()
-                    row = await one_case(swarm, case, url, key, shape, spy_dir)
+                    row = await one_case(swarm, case, url, key, shape, idle, spy_dir)
                     rows.append(
                         {
                             "case": case,
@@ -188,7 +212,7 @@ async def run_mode(
                             "size_mib": data.stat().st_size / MiB,
                             **asdict(shape),
                             **row,
-                            "node_idle_cpu_ms_per_s": round(1000 * idle, 1),
+                            "node_idle_cpu_ms_per_s": round(1000 * idle, 2),
                             "load_before": load,
                         }
                     )
@@ -206,6 +230,7 @@ def main() -> int:
     p.add_argument("--reader-rate", type=parse_size, help="also: readers capped to this (curl)")
     p.add_argument("--repeat", type=int, default=2)
     p.add_argument("--modes", default="unlimited,limited")
+    p.add_argument("--cases", default="helper,holder")
     p.add_argument("--cache-dir", type=Path, default=Path("/tmp/swarmget-bench"))
     p.add_argument("--out", type=Path, default=Path(__file__).parent / "out/send_cpu.jsonl")
     p.add_argument("--label", default="", help="a note in each JSON line (e.g. the commit)")
@@ -227,7 +252,14 @@ def main() -> int:
             with running_origin(data, ORIGIN_RATE) as url:
                 rows = asyncio.run(
                     run_mode(
-                        data, url, rate, shapes, args.repeat, Path(tmp) / "swarm", args.profile
+                        data,
+                        url,
+                        rate,
+                        shapes,
+                        args.repeat,
+                        Path(tmp) / "swarm",
+                        args.profile,
+                        args.cases.split(","),
                     )
                 )
         with args.out.open("a") as f:

@@ -79,7 +79,8 @@ __all__ = ["HOLDER", "READ_CHUNK", "HolderService", "HolderStats", "add_holder_r
 
 log = logging.getLogger(__name__)
 
-#: Bytes sent from the held file per wait of the rate limit's bucket (``--rate-limit``).
+#: Bytes first sent from the held file; with a rate limit (``--rate-limit``) at least this
+#: much per wait of its bucket (``HelperService.paced_step``).
 READ_CHUNK = 256 * 1024
 #: ... and per ``sendfile`` without a rate limit (the allowance and statistics are counted
 #: a chunk at a time; the file is checked unchanged before each).
@@ -245,17 +246,19 @@ async def _stream(
     sent: list[int],
 ) -> web.StreamResponse:
     """Stream ``rng`` of the open file (``held``: its holding and descriptor) with the
-    kernel's sendfile, a chunk at a time: under the rate limit (``READ_CHUNK`` per wait of
-    the bucket), the file checked unchanged before each chunk (``check_unchanged``)."""
+    kernel's sendfile, a chunk at a time (``_step``), each under the rate limit and with
+    the file checked unchanged before it (``check_unchanged``)."""
     holding, fd = held
     resp = range_response(rng)
     await resp.prepare(request)
+    # capped, the first bytes are not held back for a larger burst
     step = READ_CHUNK if service.limits.rate_limit is not None else SENDFILE_CHUNK
     offset = rng.start
     try:
         with open(fd, "rb", buffering=0, closefd=False) as file:
             while offset < rng.end:
                 want = min(step, rng.end - offset)
+                step = _step(service)
                 await service.throttle(want)
                 check_unchanged(holding, fd, rng.end)
                 _read_ahead(fd, offset + want, min(step, rng.end - offset - want))
@@ -273,6 +276,13 @@ async def _stream(
         return resp
     holder.stats.streams_served += 1
     return resp
+
+
+def _step(service: HelperService) -> int:
+    """Bytes per sendfile: ``SENDFILE_CHUNK``, or with a rate limit a paced step."""
+    if service.limits.rate_limit is None:
+        return SENDFILE_CHUNK
+    return service.paced_step(READ_CHUNK)
 
 
 def _read_ahead(fd: int, offset: int, length: int) -> None:
