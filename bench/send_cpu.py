@@ -64,6 +64,8 @@ def on_cpu_seconds(pid: int) -> float:
         with contextlib.suppress(OSError, ValueError, IndexError):
             total += int((task / "schedstat").read_text().split()[0])
     return total / 1e9
+
+
 ORIGIN_RATE = 4096 * MiB  # per client address: no cap to speak of
 
 
@@ -209,7 +211,7 @@ async def run_mode(
                         {
                             "case": case,
                             "node_rate_limit": rate,
-                            "size_mib": data.stat().st_size / MiB,
+                            "size_mib": (key.size or 0) / MiB,
                             **asdict(shape),
                             **row,
                             "node_idle_cpu_ms_per_s": round(1000 * idle, 2),

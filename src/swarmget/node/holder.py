@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import logging
 import os
 from collections.abc import Iterator
@@ -255,7 +256,7 @@ async def _stream(
     step = READ_CHUNK if service.limits.rate_limit is not None else SENDFILE_CHUNK
     offset = rng.start
     try:
-        with open(fd, "rb", buffering=0, closefd=False) as file:
+        with io.FileIO(fd, "rb", closefd=False) as file:  # fd stays open: the caller's
             while offset < rng.end:
                 want = min(step, rng.end - offset)
                 step = _step(service)
