@@ -13,7 +13,6 @@ the kernel copies them to the socket (``sendfile``), they never pass through Pyt
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import math
 import socket
 import struct
@@ -131,8 +130,9 @@ async def send_file(
     finally:
         if not task.done():
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task  # the loop gives the socket back to the transport
+            await asyncio.wait({task})  # the loop gives the socket back to the transport
+            if not task.cancelled():
+                task.exception()  # seen: we are raising already
     if sent < count:
         raise OSError(f"the file ended at {offset + sent} of {offset + count}")
 
