@@ -28,6 +28,8 @@ from swarmget.node.quota import DailyQuota, utc_day
 from swarmget.node.range_stream import Refusal
 
 __all__ = [
+    "PACE",
+    "PACE_MOST",
     "QUOTA_STEP",
     "ChunkFilter",
     "HelperLimits",
@@ -82,6 +84,11 @@ class StreamBudget:
     reserved: int = 0  # set aside and not fetched yet
     used: int = 0  # fetched from the origin so far
 
+
+#: about the longest a capped stream waits between two bursts, and the most bytes a burst
+#: is (``HelperService.paced_step``)
+PACE = 1.0
+PACE_MOST = 1024 * 1024
 
 QUOTA_STEP = 1024 * 1024  # quota is reserved this much at a time as a stream goes on
 
@@ -224,6 +231,18 @@ class HelperService:
             return False
         budget.reserved += step
         return True
+
+    def paced_step(self, least: int) -> int:
+        """Bytes a stream sends per wait of the bandwidth cap (``least`` without one). Each
+        send costs the machine about the same CPU whatever its size (the wake-ups, the
+        kernel's work per burst: bench/send_cpu.py), so a capped stream goes out in bursts
+        as large as keeps each stream's gap between bursts about ``PACE`` seconds (the
+        streams share the rate), from ``least`` to ``PACE_MOST`` bytes."""
+        rate = self.limits.rate_limit
+        if rate is None:
+            return least
+        share = rate * PACE / max(1, self.active())
+        return max(least, min(PACE_MOST, int(share)))
 
     async def throttle(self, n: int) -> None:
         if self._bucket is not None:

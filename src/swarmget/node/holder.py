@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import logging
 import os
 from collections.abc import Iterator
@@ -62,7 +63,7 @@ from swarmget.node.range_stream import (
     abort,
     range_response,
     refused,
-    send,
+    send_file,
 )
 from swarmget.protocol.content import (
     CONTENT_PREFIX,
@@ -79,8 +80,12 @@ __all__ = ["HOLDER", "READ_CHUNK", "HolderService", "HolderStats", "add_holder_r
 
 log = logging.getLogger(__name__)
 
-#: Bytes read from the held file per write to the requester.
+#: Bytes first sent from the held file; with a rate limit (``--rate-limit``) at least this
+#: much per wait of its bucket (``HelperService.paced_step``).
 READ_CHUNK = 256 * 1024
+#: ... and per ``sendfile`` without a rate limit (the allowance and statistics are counted
+#: a chunk at a time; the file is checked unchanged before each).
+SENDFILE_CHUNK = 4 * 1024 * 1024
 
 
 @dataclass
@@ -165,13 +170,22 @@ def open_held(holding: Holding, end: int) -> int:
         os.close(dir_fd)
     if fd is None:
         raise ContentNotHeld("the held file is gone")
+    try:
+        check_unchanged(holding, fd, end)
+    except ContentNotHeld:
+        os.close(fd)
+        raise
+    return fd
+
+
+def check_unchanged(holding: Holding, fd: int, end: int) -> None:
+    """``ContentNotHeld`` when the open file ``fd`` is shorter than ``end`` or (a finished
+    file) no longer the one verified (its fingerprint: device, inode, size, mtime)."""
     st = os.fstat(fd)
     changed = holding.fingerprint is not None and fingerprint_of(st) != holding.fingerprint
     if changed or st.st_size < end:
-        os.close(fd)
-        log.warning("not serving %s: %s changed since it was verified", holding.name, path)
+        log.warning("not serving %s: %s changed since it was verified", holding.name, holding.path)
         raise ContentNotHeld("the held file changed since it was verified")
-    return fd
 
 
 HOLDER: web.AppKey[HolderService] = web.AppKey("holder", HolderService)
@@ -213,7 +227,7 @@ async def handle_content_range(request: web.Request) -> web.StreamResponse:
                 with holder.registry.pinned(holding.name):
                     fd = await asyncio.to_thread(open_held, holding, rng.end)
                     try:
-                        return await _stream(request, holder, service, fd, rng, sent)
+                        return await _stream(request, holder, service, (holding, fd), rng, sent)
                     finally:
                         os.close(fd)
     except Refusal as exc:
@@ -228,31 +242,56 @@ async def _stream(
     request: web.Request,
     holder: HolderService,
     service: HelperService,
-    fd: int,
+    held: tuple[Holding, int],
     rng: ByteRange,
     sent: list[int],
 ) -> web.StreamResponse:
+    """Stream ``rng`` of the open file (``held``: its holding and descriptor) with the
+    kernel's sendfile, a chunk at a time (``_step``), each under the rate limit and with
+    the file checked unchanged before it (``check_unchanged``)."""
+    holding, fd = held
     resp = range_response(rng)
     await resp.prepare(request)
+    # capped, the first bytes are not held back for a larger burst
+    step = READ_CHUNK if service.limits.rate_limit is not None else SENDFILE_CHUNK
     offset = rng.start
     try:
-        while offset < rng.end:
-            want = min(READ_CHUNK, rng.end - offset)
-            data = await asyncio.to_thread(os.pread, fd, want, offset)
-            if not data:
-                raise OSError(f"the held file ended at {offset}")
-            await service.throttle(len(data))
-            await send(resp, data, service.limits.write_stall_timeout, request.transport)
-            offset += len(data)
-            sent[0] += len(data)
-            holder.stats.lan_bytes_served += len(data)
+        with io.FileIO(fd, "rb", closefd=False) as file:  # fd stays open: the caller's
+            while offset < rng.end:
+                want = min(step, rng.end - offset)
+                step = _step(service)
+                await service.throttle(want)
+                check_unchanged(holding, fd, rng.end)
+                _read_ahead(fd, offset + want, min(step, rng.end - offset - want))
+                # counted as handed to the kernel (as a write's bytes were): the requester
+                # may have them all before this coroutine runs again
+                sent[0] += want
+                holder.stats.lan_bytes_served += want
+                stall = service.limits.write_stall_timeout
+                await send_file(file, offset, want, stall, request.transport)
+                offset += want
         await resp.write_eof()
-    except (OSError, StreamCut) as exc:  # mid-body: the requester must see a short body
+    except (OSError, StreamCut, ContentNotHeld) as exc:  # mid-body: a short body
         log.warning("content stream %s to %s cut: %s", rng, authenticated_node(request), exc)
         abort(request)
         return resp
     holder.stats.streams_served += 1
     return resp
+
+
+def _step(service: HelperService) -> int:
+    """Bytes per sendfile: ``SENDFILE_CHUNK``, or with a rate limit a paced step."""
+    if service.limits.rate_limit is None:
+        return SENDFILE_CHUNK
+    return service.paced_step(READ_CHUNK)
+
+
+def _read_ahead(fd: int, offset: int, length: int) -> None:
+    """Ask the kernel to read the next chunk into its cache meanwhile: sendfile reads the
+    file on the event loop's thread, which should find it there."""
+    if length > 0 and hasattr(os, "posix_fadvise"):
+        with contextlib.suppress(OSError):
+            os.posix_fadvise(fd, offset, length, os.POSIX_FADV_WILLNEED)
 
 
 async def handle_pieces(request: web.Request) -> web.Response:
