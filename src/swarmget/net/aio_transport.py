@@ -23,7 +23,7 @@ from multidict import CIMultiDictProxy
 
 from swarmget.core.errors import OriginUnusable, SourceBroken, SourceRetryable, SwarmgetError
 from swarmget.core.urls import redact_url
-from swarmget.net.lowat import BULK_LATENCY, BULK_MAX_LOWAT, ReadCoalescer
+from swarmget.net.lowat import ReadCoalescer
 
 if TYPE_CHECKING:  # imported when first needed: a download of an http:// file never does
     import aiohttp
@@ -182,11 +182,7 @@ class CheckedBody:
         if expected is not None and resp.connection is not None:
             transport = resp.connection.transport
             self._coalescer = (
-                ReadCoalescer.for_transport(
-                    transport, latency=BULK_LATENCY, max_mark=BULK_MAX_LOWAT
-                )
-                if bulk
-                else ReadCoalescer.for_transport(transport)
+                ReadCoalescer.bulk(transport) if bulk else ReadCoalescer.for_transport(transport)
             )
             # aiohttp hands the connection back to its pool as soon as the body's last byte
             # arrives, maybe before we read it: the mark goes back to 1 at that moment

@@ -26,8 +26,10 @@ Elsewhere (no ``SO_RCVLOWAT``, not a TCP socket) this does nothing.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import time
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -40,6 +42,8 @@ BULK_MAX_LOWAT = 256 * 1024
 BULK_LATENCY = 0.25
 _MEASURE_EVERY = 0.2  # seconds between rate samples
 _SO_RCVLOWAT: int | None = getattr(socket, "SO_RCVLOWAT", None)
+#: the bulk coalescer of each connection (transport) that has one, while it lives
+_BULK: weakref.WeakKeyDictionary[Any, ReadCoalescer] = weakref.WeakKeyDictionary()
 
 
 class ReadCoalescer:
@@ -68,6 +72,29 @@ class ReadCoalescer:
     ) -> ReadCoalescer:
         sock = transport.get_extra_info("socket") if transport is not None else None
         return cls(sock, latency=latency, max_mark=max_mark)
+
+    @classmethod
+    def bulk(cls, transport: Any) -> ReadCoalescer:
+        """The bulk setting's coalescer of ``transport``'s socket, for one more response
+        body on it: the same one for every response on a keep-alive connection, so the rate
+        measured during the last body sizes the next one's reads from its first byte (a
+        peer stream's range lasts a second or less: measured anew each time, most of it
+        would be read at the mark of 1)."""
+        try:
+            kept = _BULK.get(transport)
+        except TypeError:  # not weakly referable, not hashable: a coalescer for this body
+            kept = None
+        if kept is None:
+            kept = cls.for_transport(transport, latency=BULK_LATENCY, max_mark=BULK_MAX_LOWAT)
+            with contextlib.suppress(TypeError):
+                _BULK[transport] = kept
+        kept.body_starts()
+        return kept
+
+    def body_starts(self) -> None:
+        """A new response body begins (``seen`` counts from 0 again); the rate measured
+        so far is kept."""
+        self._t0, self._seen0 = self._clock(), 0
 
     @property
     def mark(self) -> int:
