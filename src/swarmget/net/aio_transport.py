@@ -47,9 +47,10 @@ CHUNK_SIZE = 256 * 1024
 #: ... a bulk one (``CheckedBody(bulk=True)``): what piled up while the loop was busy
 #: comes in one piece, not in one iteration (and one ``on_data``) per 256 KiB
 BULK_CHUNK_SIZE = 1024 * 1024
-#: aiohttp's buffer limit for a bulk response (``read_bufsize``): it stops reading the
-#: socket at twice this, so one read of ``BULK_MAX_LOWAT`` must not reach it
-BULK_READ_BUFSIZE = 1024 * 1024
+#: aiohttp's buffer limit for a bulk response (``read_bufsize``, 64 KiB by default): it
+#: stops reading the socket (an ``epoll_ctl`` now and one when the buffer drained) at twice
+#: this, which one wake-up of ``BULK_MAX_LOWAT`` bytes must not reach
+BULK_READ_BUFSIZE = 256 * 1024
 
 
 class AiohttpTransport:
