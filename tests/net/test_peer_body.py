@@ -71,9 +71,15 @@ async def _read_request(reader: asyncio.StreamReader) -> ByteRange:
 async def serve() -> AsyncIterator[Callable[[Answer], Awaitable[str]]]:
     """A peer on 127.0.0.1 answering every request on a connection with ``answer``."""
     servers: list[asyncio.Server] = []
+    handlers: set[asyncio.Task[None]] = set()
+    writers: list[asyncio.StreamWriter] = []
 
     async def start(answer: Answer) -> str:
         async def client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            task = asyncio.current_task()
+            assert task is not None
+            handlers.add(task)
+            writers.append(writer)
             with contextlib.suppress(OSError, asyncio.IncompleteReadError, ValueError):
                 for _ in range(20):  # bounded: a keep-alive connection's requests
                     rng = await _read_request(reader)
@@ -93,6 +99,15 @@ async def serve() -> AsyncIterator[Callable[[Answer], Awaitable[str]]]:
     yield start
     for server in servers:
         server.close()
+    for writer in writers:  # the connections still open: closed, their handlers ended
+        writer.close()
+    for task in handlers:
+        task.cancel()
+    await asyncio.gather(*handlers, return_exceptions=True)
+    for writer in writers:
+        with contextlib.suppress(OSError, asyncio.CancelledError):
+            await writer.wait_closed()
+    for server in servers:
         await server.wait_closed()
 
 
