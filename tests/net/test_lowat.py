@@ -11,7 +11,13 @@ import aiohttp
 import pytest
 
 from swarmget.core.ranges import ByteRange
-from swarmget.net.lowat import LATENCY, MAX_LOWAT, ReadCoalescer
+from swarmget.net.lowat import (
+    BULK_LATENCY,
+    BULK_MAX_LOWAT,
+    LATENCY,
+    MAX_LOWAT,
+    ReadCoalescer,
+)
 from swarmget.net.origin import OriginClient
 from swarmget.testing.origin import TestOrigin, open_test_origin
 
@@ -70,7 +76,8 @@ def test_the_mark_follows_the_rate_and_never_exceeds_what_is_left() -> None:
     assert c.mark == 1  # nothing measured yet: wake for any byte
     now[0] = 1.0
     c.before_read(seen=400 * KiB, remaining=9 * MiB)  # 400 KiB/s
-    assert c.mark == int(400 * KiB * LATENCY)
+    assert c.mark == 16 * KiB  # int(400 KiB * LATENCY) = 20 KiB, down to a power of two
+    assert c.mark <= int(400 * KiB * LATENCY)
     now[0] = 2.0
     c.before_read(seen=100 * MiB, remaining=5 * MiB)  # very fast: capped
     assert c.mark == MAX_LOWAT
@@ -78,7 +85,35 @@ def test_the_mark_follows_the_rate_and_never_exceeds_what_is_left() -> None:
     assert c.mark == 3000
     c.reset()
     assert c.mark == 1
-    assert sock.marks == [int(400 * KiB * LATENCY), MAX_LOWAT, 3000, 1]
+    assert sock.marks == [16 * KiB, MAX_LOWAT, 3000, 1]
+
+
+def test_a_bulk_stream_waits_longer_for_larger_reads() -> None:
+    now = [0.0]
+    sock = FakeSocket()
+    c = ReadCoalescer(sock, clock=lambda: now[0], latency=BULK_LATENCY, max_mark=BULK_MAX_LOWAT)
+    c.before_read(seen=0, remaining=10 * MiB)
+    assert c.mark == 1
+    now[0] = 1.0
+    c.before_read(seen=600 * KiB, remaining=9 * MiB)  # 600 KiB/s: 150 KiB of it
+    assert c.mark == 128 * KiB
+    now[0] = 2.0
+    c.before_read(seen=100 * MiB, remaining=5 * MiB)
+    assert c.mark == BULK_MAX_LOWAT > MAX_LOWAT
+    c.before_read(seen=100 * MiB, remaining=200 * KiB)  # never more than what is left
+    assert c.mark == 200 * KiB
+
+
+def test_a_wobbling_rate_does_not_move_the_mark() -> None:
+    now = [0.0]
+    sock = FakeSocket()
+    c = ReadCoalescer(sock, clock=lambda: now[0])
+    seen = 0
+    for step in range(1, 21):  # 700-780 KiB/s: 35-39 KiB of it, always 32 KiB
+        now[0] = step * 0.25
+        seen += int((700 + 4 * step) * KiB * 0.25)
+        c.before_read(seen=seen, remaining=100 * MiB)
+    assert sock.marks == [32 * KiB]
 
 
 def test_not_a_tcp_socket_is_left_alone() -> None:

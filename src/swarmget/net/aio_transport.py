@@ -32,6 +32,8 @@ if TYPE_CHECKING:  # imported when first needed: a download of an http:// file n
 SessionFactory: TypeAlias = Callable[[], Awaitable["aiohttp.ClientSession"]]
 
 __all__ = [
+    "BULK_CHUNK_SIZE",
+    "BULK_READ_BUFSIZE",
     "CHUNK_SIZE",
     "AiohttpAnswer",
     "AiohttpTransport",
@@ -42,6 +44,13 @@ __all__ = [
 
 #: Largest chunk a body iterator yields.
 CHUNK_SIZE = 256 * 1024
+#: ... a bulk one (``CheckedBody(bulk=True)``): what piled up while the loop was busy
+#: comes in one piece, not in one iteration (and one ``on_data``) per 256 KiB
+BULK_CHUNK_SIZE = 1024 * 1024
+#: aiohttp's buffer limit for a bulk response (``read_bufsize``, 64 KiB by default): it
+#: stops reading the socket (an ``epoll_ctl`` now and one when the buffer drained) at twice
+#: this, which one wake-up of ``BULK_MAX_LOWAT`` bytes must not reach
+BULK_READ_BUFSIZE = 256 * 1024
 
 
 class AiohttpTransport:
@@ -151,17 +160,31 @@ class CheckedBody:
     body is longer, or ends cleanly before ``expected``; ``SourceRetryable`` when reading
     fails. With ``expected=None`` it simply runs to the end of the body. Cancelling a waiting
     ``__anext__`` loses nothing (the bytes stay in aiohttp's buffer): a helper's forwarding
-    loop puts a timeout on it.
+    loop puts a timeout on it. ``bulk``: bytes that only go to disk (the requester's peer
+    streams): larger reads, and the kernel asked to collect more before waking the loop
+    (``net.lowat``'s bulk setting); the response should have been asked for with
+    ``read_bufsize=BULK_READ_BUFSIZE``.
     """
 
-    def __init__(self, resp: aiohttp.ClientResponse, expected: int | None, what: str) -> None:
+    def __init__(
+        self,
+        resp: aiohttp.ClientResponse,
+        expected: int | None,
+        what: str,
+        *,
+        bulk: bool = False,
+    ) -> None:
         self._resp = resp
         self._expected = expected
         self._what = what
         self.received = 0
+        self._read_size = BULK_CHUNK_SIZE if bulk else CHUNK_SIZE
         self._coalescer: ReadCoalescer | None = None
         if expected is not None and resp.connection is not None:
-            self._coalescer = ReadCoalescer.for_transport(resp.connection.transport)
+            transport = resp.connection.transport
+            self._coalescer = (
+                ReadCoalescer.bulk(transport) if bulk else ReadCoalescer.for_transport(transport)
+            )
             # aiohttp hands the connection back to its pool as soon as the body's last byte
             # arrives, maybe before we read it: the mark goes back to 1 at that moment
             resp.content.on_eof(self._coalescer.reset)
@@ -177,7 +200,7 @@ class CheckedBody:
             seen = self._resp.content.total_bytes
             coalescer.before_read(seen, self._expected - seen)
         try:
-            chunk = await self._resp.content.read(CHUNK_SIZE)
+            chunk = await self._resp.content.read(self._read_size)
         except (aiohttp.ClientError, OSError) as exc:
             raise translate_client_error(exc, f"reading {self._what}") from exc
         if not chunk:

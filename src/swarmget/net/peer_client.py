@@ -28,7 +28,7 @@ from yarl import URL
 from swarmget.core.errors import SourceBroken, SourceRateLimited, SourceRetryable, SwarmgetError
 from swarmget.core.http import parse_retry_after
 from swarmget.core.ranges import ByteRange, Chunk
-from swarmget.net.aio_transport import CheckedBody, translate_client_error
+from swarmget.net.aio_transport import BULK_READ_BUFSIZE, CheckedBody, translate_client_error
 from swarmget.net.bounded import read_bounded
 from swarmget.net.origin import OriginInfo
 from swarmget.net.plain import plain_words
@@ -123,7 +123,12 @@ async def stream_range(
     )
     try:
         resp = await sender.session.post(
-            url, data=body, headers=headers, timeout=timeout, allow_redirects=False
+            url,
+            data=body,
+            headers=headers,
+            timeout=timeout,
+            allow_redirects=False,
+            read_bufsize=BULK_READ_BUFSIZE,
         )
     except (aiohttp.ClientError, OSError) as exc:
         raise SourceRetryable(f"{who}: {plain_words(exc)}") from exc
@@ -132,7 +137,7 @@ async def stream_range(
             raise await refusal(resp, who)
         if resp.headers.get(RANGE_HEADER) != range_header(rng.start, rng.end):
             raise SourceBroken(f"{who} answered for another range")
-        yield CheckedBody(resp, rng.length, f"{who} {rng}")
+        yield CheckedBody(resp, rng.length, f"{who} {rng}", bulk=True)
     except (aiohttp.ClientError, OSError) as exc:
         raise translate_client_error(exc, who) from exc
     finally:
