@@ -241,10 +241,8 @@ class HubClient:
 
     async def _rekey(self) -> None:
         """Agree on a new session (best effort: on failure, again after REKEY_BACKOFF)."""
-        now = self._clock()
-        if now < self._rekey_after:
+        if self._clock() < self._rekey_after:
             return
-        self._rekey_after = now + REKEY_BACKOFF
         mine = EphemeralKey()
         try:
             raw = await self.call(
@@ -253,6 +251,7 @@ class HubClient:
             )  # fmt: skip
             self.session = self._agree(mine, parse_answer(_SESSION, raw))
         except HubError as exc:
+            self._rekey_after = self._clock() + REKEY_BACKOFF
             log.info("no session with hub %s (the node key signs): %s", self.hub_url, exc)
 
     def _agree(self, mine: EphemeralKey, grant: SessionGrant) -> SessionKey | None:
