@@ -137,9 +137,8 @@ class Registration:
         ``session_key``: our ephemeral X25519 public key, to agree on a session."""
         fields = {"node_id": node_id} | dataclasses.asdict(self)
         fields["session_key"] = session_key
-        return RegisterRequest.model_construct(**fields).model_dump(
-            exclude_none=session_key is None
-        )
+        unsent = {"session_key"} if session_key is None else set()
+        return RegisterRequest.model_construct(**fields).model_dump(exclude=unsent)
 
 
 #: The hub's answer to a registration (``swarmget.protocol.hub.RegisterAnswer``).
