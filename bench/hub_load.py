@@ -470,7 +470,9 @@ async def measure(args: argparse.Namespace, hubs: list[str], pids: list[int]) ->
             running = []
             for index, node in enumerate(nodes):
                 running.append(tasks.create_task(run_node(node, args, stats)))
-                await asyncio.sleep(args.ramp / args.nodes if index % 10 == 9 else 0)
+                # ten nodes per step: the whole ramp is ``--ramp`` seconds (before 2026-12-06
+                # this slept ramp / nodes per ten nodes: the ramp took a tenth of --ramp)
+                await asyncio.sleep(args.ramp * 10 / args.nodes if index % 10 == 9 else 0)
             await asyncio.sleep(5.0)
             stats.measuring = True
             if args.fault:
