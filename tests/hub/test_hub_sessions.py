@@ -6,6 +6,8 @@ node key and agrees on a new one; node-key heartbeats keep working."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import secrets
 import signal
 import time
@@ -18,7 +20,8 @@ import pytest
 from yarl import URL
 
 from swarmget.core.session_auth import SessionKey, session_signed_headers
-from swarmget.net.hub_client import HubClient, Registration
+from swarmget.net.hub_client import HubClient, HubPool, Registration
+from swarmget.net.membership import run_membership
 from swarmget.net.signing import json_body, new_nonce, signed_headers
 from swarmget.testing.fakes import identity_for
 from swarmget.testing.swarm import HubProcs, Proc, open_hubs
@@ -214,3 +217,34 @@ async def test_bad_session_key_in_registration(
     async with session.post(url + path, data=body, headers=headers) as resp:
         assert resp.status == 400
         assert (await resp.json())["code"] == "bad_request"
+
+
+async def _metric(http: aiohttp.ClientSession, url: str, name: str) -> float:
+    async with http.get(url + "/metrics") as resp:
+        text = await resp.text()
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    raise AssertionError(f"{name} not in /metrics")
+
+
+async def test_the_membership_loop_heartbeats_with_a_session(
+    hubs: HubProcs, session: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    """A node's membership loop (``run_membership`` over a ``HubPool``, as the daemon
+    runs it) signs its heartbeats with the session it agreed at registration."""
+    proc = await hubs.start(f"sqlite+aiosqlite:///{tmp_path / 'hub.db'}", ttl=3)
+    url = str(proc.info["url"])
+    pool = HubPool(session, [url], SECRET, identity_for("sess-g"))
+    task = asyncio.create_task(run_membership(pool, REG, lambda: {"slots": 2}))
+    try:
+        deadline = time.monotonic() + 20
+        while await _metric(session, url, "swarmget_hub_session_requests_total") < 2:
+            assert time.monotonic() < deadline, "no session-signed heartbeats within 20 s"
+            await asyncio.sleep(0.2)
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    assert pool.clients[0].session is not None
+    assert await _metric(session, url, "swarmget_hub_sessions_agreed_total") == 1

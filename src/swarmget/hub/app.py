@@ -509,6 +509,7 @@ def make_hub_app(
             else None
         ),
     )
+    metrics.session_counts = hub.sessions.counts
     exempt = frozenset({HEALTH_PATH, "/metrics"})
     auth = auth_middleware(
         secret,

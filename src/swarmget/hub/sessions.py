@@ -47,8 +47,9 @@ class HubSessions:
             raise ValueError("max_sessions must be at least 1")
         self.max_sessions = max_sessions
         self._keys: dict[str, SessionKey] = {}
-        #: sessions agreed since start (for ``/metrics``)
+        #: sessions agreed since start, requests that named a held one (for ``/metrics``)
         self.agreed = 0
+        self.used = 0
 
     def __len__(self) -> int:
         return len(self._keys)
@@ -80,7 +81,12 @@ class HubSessions:
         session = self._keys.get(node_id)
         if session is None or session.session_id != session_id:
             return None
+        self.used += 1
         return session.key
+
+    def counts(self) -> tuple[int, int, int]:
+        """(sessions held, agreed since start, requests that named a held one)."""
+        return len(self._keys), self.agreed, self.used
 
     def middleware_lookup(
         self, request: web.Request, node_id: str, session_id: str
