@@ -71,7 +71,7 @@ from swarmget.core.session_auth import (
     decode_public_key,
     session_signed_headers,
 )
-from swarmget.net.hub_client import DEFAULT_HEARTBEAT_TIMEOUT, DEFAULT_TIMEOUT
+from swarmget.net.hub_client import DEFAULT_HEARTBEAT_TIMEOUT, DEFAULT_TIMEOUT, HUB_KEEPALIVE
 from swarmget.net.signing import json_body, new_nonce, signed_headers
 
 SECRET = b"hub-load-secret-0123456789abcdef"
@@ -393,14 +393,16 @@ def percentiles(values: list[float], scale: float = 1000.0) -> dict[str, float |
 
 @contextlib.asynccontextmanager
 async def open_sessions(
-    nodes: int, group_size: int
+    nodes: int, group_size: int, keepalive: float = HUB_KEEPALIVE
 ) -> AsyncIterator[dict[str, aiohttp.ClientSession]]:
     sessions: dict[str, aiohttp.ClientSession] = {}
     try:
         for index in range(nodes):
             ip = address_of(index, group_size)
             if ip not in sessions:
-                connector = aiohttp.TCPConnector(local_addr=(ip, 0), limit=PER_ADDRESS + 2)
+                connector = aiohttp.TCPConnector(
+                    local_addr=(ip, 0), limit=PER_ADDRESS + 2, keepalive_timeout=keepalive
+                )
                 sessions[ip] = aiohttp.ClientSession(connector=connector)
         yield sessions
     finally:
@@ -464,7 +466,7 @@ def failover(stats: Stats) -> dict[str, Any]:
 
 async def measure(args: argparse.Namespace, hubs: list[str], pids: list[int]) -> dict[str, Any]:
     stats = Stats()
-    async with open_sessions(args.nodes, args.group_size) as sessions:
+    async with open_sessions(args.nodes, args.group_size, args.keepalive) as sessions:
         nodes = [Node(i, sessions[address_of(i, args.group_size)], hubs) for i in range(args.nodes)]
         async with asyncio.TaskGroup() as tasks:
             running = []
@@ -509,6 +511,7 @@ async def measure(args: argparse.Namespace, hubs: list[str], pids: list[int]) ->
         "reregistered": stats.reregistered,
         "rekeyed": stats.rekeyed,
         "sessions": not args.no_session,
+        "keepalive_s": args.keepalive,
         "shed": stats.shed,
         "heartbeat_interval_max": max(stats.intervals, default=None),
         "hubs": len(hubs),
@@ -554,6 +557,13 @@ def main() -> None:
         default=1,
         choices=range(1, 5),
         help="replicas on one database (PostgreSQL); each node uses the one its id picks",
+    )
+    p.add_argument(
+        "--keepalive",
+        type=float,
+        default=HUB_KEEPALIVE,
+        help="seconds a node keeps an idle hub connection (default: a node's, "
+        f"{HUB_KEEPALIVE}; before 2026-12-06 nodes kept aiohttp's 15)",
     )
     p.add_argument(
         "--no-session",

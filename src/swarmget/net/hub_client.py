@@ -87,6 +87,7 @@ from swarmget.protocol.hub import (
 )
 
 __all__ = [
+    "HUB_KEEPALIVE",
     "HubApi",
     "HubClient",
     "HubPool",
@@ -95,6 +96,7 @@ __all__ = [
     "Registered",
     "Registration",
     "RequesterOnly",
+    "hub_connector",
     "parse_answer",
 ]
 
@@ -113,6 +115,12 @@ DEFAULT_HEARTBEAT_TIMEOUT = 2.0
 MAX_HUB_WAIT = 300.0
 #: The shortest heartbeat interval a hub may ask for.
 MIN_HUB_INTERVAL = 1.0
+#: Seconds a node keeps an idle connection to its hub open (the connector of the session it
+#: gives ``HubPool``: ``hub_connector``): longer than the longest heartbeat interval a strained
+#: hub asks for at the default TTL (8 x 5 s), shorter than the hub's idle timeout (75 s), so
+#: that a strained hub is not also made to accept a new connection for every heartbeat
+#: (aiohttp's default, 15 s, did: measured, bench/README "The hub under load", 2026-12-06).
+HUB_KEEPALIVE = 60.0
 #: Seconds before a failed re-key (``POST /v1/nodes/{id}/session``) is tried again.
 REKEY_BACKOFF = 60.0
 
@@ -152,6 +160,12 @@ _REGISTERED = pydantic.TypeAdapter(RegisterAnswer)
 _PEERS = pydantic.TypeAdapter(PeersAnswer)
 _HEARTBEAT = pydantic.TypeAdapter(HeartbeatAnswer)
 _SESSION = pydantic.TypeAdapter(SessionGrant)
+
+
+def hub_connector(local_addr: tuple[str, int] | None = None) -> aiohttp.TCPConnector:
+    """A connector for a node's session to its hubs: idle connections kept
+    ``HUB_KEEPALIVE`` seconds; ``local_addr``: where to speak from (the hub records it)."""
+    return aiohttp.TCPConnector(limit=0, local_addr=local_addr, keepalive_timeout=HUB_KEEPALIVE)
 
 
 class RequesterOnly(RuntimeError):
