@@ -13,7 +13,9 @@ Session keys (issue #17): each node sends an ephemeral X25519 key with its regis
 signs its heartbeats and peers queries with the session key the hub agrees
 (``swarmget.core.session_auth``), as ``HubClient`` does; a 401 to a session-signed call is
 sent again signed with the node key, then the node re-keys (counted: ``rekeyed``).
-``--no-session``: every request signed with the node key (Ed25519), as before.
+``--no-session``: every request signed with the node key (Ed25519), as before. Nodes keep
+idle hub connections open ``--keepalive`` seconds (a node's ``HUB_KEEPALIVE``, 60; 15 before
+2026-12-06, aiohttp's default).
 
 What a node does with each answer is what ``swarmget.net.hub_client`` does: 2xx is fine; 404
 ``unknown_node`` → register again (counted: ``reregistered``); 503/429 with Retry-After →
