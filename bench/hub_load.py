@@ -9,6 +9,14 @@ the hub allows 8 per address), so the hub groups them by address as on a real LA
 ``--hubs K`` starts K replicas on one (PostgreSQL) database and each node uses the one its
 id's hash picks, as a node with ``spread_hubs`` does; hub CPU is then their sum.
 
+Session keys (issue #17): each node sends an ephemeral X25519 key with its registration and
+signs its heartbeats and peers queries with the session key the hub agrees
+(``swarmget.core.session_auth``), as ``HubClient`` does; a 401 to a session-signed call is
+sent again signed with the node key, then the node re-keys (counted: ``rekeyed``).
+``--no-session``: every request signed with the node key (Ed25519), as before. Nodes keep
+idle hub connections open ``--keepalive`` seconds (a node's ``HUB_KEEPALIVE``, 60; 15 before
+2026-12-06, aiohttp's default).
+
 What a node does with each answer is what ``swarmget.net.hub_client`` does: 2xx is fine; 404
 ``unknown_node`` → register again (counted: ``reregistered``); 503/429 with Retry-After →
 wait that long plus up to half of it (counted: ``shed``); anything else, or no answer within
@@ -59,8 +67,14 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from swarmget.core.identity import NodeIdentity
-from swarmget.net.hub_client import DEFAULT_HEARTBEAT_TIMEOUT, DEFAULT_TIMEOUT
-from swarmget.net.signing import json_body, signed_headers
+from swarmget.core.session_auth import (
+    EphemeralKey,
+    SessionKey,
+    decode_public_key,
+    session_signed_headers,
+)
+from swarmget.net.hub_client import DEFAULT_HEARTBEAT_TIMEOUT, DEFAULT_TIMEOUT, HUB_KEEPALIVE
+from swarmget.net.signing import json_body, new_nonce, signed_headers
 
 SECRET = b"hub-load-secret-0123456789abcdef"
 PER_ADDRESS = 7
@@ -79,6 +93,7 @@ class Stats:
     peers_listed: list[int] = field(default_factory=list)
     errors: dict[str, int] = field(default_factory=dict)
     reregistered: int = 0
+    rekeyed: int = 0
     shed: dict[str, int] = field(default_factory=dict)
     intervals: list[float] = field(default_factory=list)
     answers: int = 0  # requests answered (any status) while measuring
@@ -119,6 +134,8 @@ class Node:
         self.identity = NodeIdentity.from_seed(seed)
         self.session = session
         self.registered = False
+        #: the session key agreed with the current hub (None: the node key signs)
+        self.keyed: SessionKey | None = None
         self.hubs = hubs
         #: the replica it uses: the one its id's hash picks (``HubPool(spread=True)``)
         digest = hashlib.sha256(self.identity.node_id.encode()).digest()
@@ -134,13 +151,76 @@ class Node:
         if len(self.hubs) == 1:
             return False
         self.current = (self.current + 1) % len(self.hubs)
+        self.keyed = None
         return True
 
+    def agree(self, mine: EphemeralKey, grant: dict[str, Any] | None) -> None:
+        """The session from the hub's grant (None: the hub keyed none)."""
+        hub_key = decode_public_key(str((grant or {}).get("hub_key", "")))
+        if grant is None or hub_key is None:
+            self.keyed = None
+            return
+        node_id, session_id = self.identity.node_id, str(grant["session_id"])
+        self.keyed = mine.agree(
+            hub_key, node_id=node_id, session_id=session_id, node_public=mine.public
+        )
+
+    async def rekey(self, hub: str, limit: float, stats: Stats) -> None:
+        """A new session with ``hub`` after it refused ours (best effort)."""
+        mine = EphemeralKey()
+        path = f"/v1/nodes/{self.identity.node_id}/session"
+        a = await timed(
+            stats, "session", self.call(hub, "POST", path, {"session_key": mine.public_b64}, limit)
+        )
+        if a is not None and a.status == 200:
+            self.agree(mine, a.body)
+            stats.rekeyed += stats.measuring
+
+    async def quick(
+        self,
+        stats: Stats,
+        kind: str,
+        method: str,
+        path: str,
+        payload: dict[str, Any] | None,
+        limit: float,
+    ) -> Answer | None:
+        """A heartbeat or peers query: with the session when the node holds one; a 401 to
+        it: again with the node key at once, then a new session (as ``HubClient``)."""
+        hub, session = self.hub, self.keyed
+        a = await timed(stats, kind, self.call(hub, method, path, payload, limit, session=session))
+        if session is None or a is None or a.status != 401:
+            return a
+        self.keyed = None
+        a = await timed(stats, kind, self.call(hub, method, path, payload, limit))
+        if a is not None and a.status < 300:
+            await self.rekey(hub, limit, stats)
+        return a
+
     async def call(
-        self, hub: str, method: str, path: str, payload: dict[str, Any] | None, limit: float
+        self,
+        hub: str,
+        method: str,
+        path: str,
+        payload: dict[str, Any] | None,
+        limit: float,
+        *,
+        session: SessionKey | None = None,
     ) -> Answer:
         body = json_body(payload) if payload is not None else b""
-        headers = signed_headers(SECRET, self.identity, method, hub + path, body)
+        if session is None:
+            headers = signed_headers(SECRET, self.identity, method, hub + path, body)
+        else:
+            headers = session_signed_headers(
+                SECRET,
+                session,
+                node_id=self.identity.node_id,
+                method=method,
+                path=path,
+                body=body,
+                now=time.time(),
+                nonce=new_nonce(),
+            )
         if payload is not None:
             headers["Content-Type"] = "application/json"
         async with self.session.request(
@@ -186,10 +266,14 @@ async def run_node(node: Node, args: argparse.Namespace, stats: Stats) -> None:
     next_peers = time.monotonic() + random.uniform(0, PEERS_EVERY)
     while True:
         if not node.registered:
-            call = node.call(node.hub, "POST", "/v1/nodes/register", reg, args.timeout)
+            mine = None if args.no_session else EphemeralKey()
+            body = reg | ({"session_key": mine.public_b64} if mine else {})
+            call = node.call(node.hub, "POST", "/v1/nodes/register", body, args.timeout)
             a = await timed(stats, "register", call)
             if a is not None and stats.answered("register", a):
                 node.registered = True
+                if mine is not None:
+                    node.agree(mine, a.body.get("session"))
                 moved(node, stats)
                 await asyncio.sleep(float(a.body["heartbeat_interval"]))
             elif unavailable(a) and node.move_on():
@@ -199,15 +283,14 @@ async def run_node(node: Node, args: argparse.Namespace, stats: Stats) -> None:
             continue
         if time.monotonic() >= next_peers:
             next_peers += PEERS_EVERY
-            call = node.call(node.hub, "GET", "/v1/peers", None, args.beat_timeout)
-            a = await timed(stats, "peers", call)
+            a = await node.quick(stats, "peers", "GET", "/v1/peers", None, args.beat_timeout)
             if a is not None and stats.answered("peers", a) and stats.measuring:
                 stats.peers_listed.append(len(a.body.get("peers", [])))
             elif unavailable(a) and node.move_on():
                 continue  # the heartbeat goes to the next replica at once
         path = f"/v1/nodes/{node.identity.node_id}/heartbeat"
-        call = node.call(node.hub, "POST", path, {"stats": {"slots": 4}}, args.beat_timeout)
-        a = await timed(stats, "heartbeat", call)
+        beat = {"stats": {"slots": 4}}
+        a = await node.quick(stats, "heartbeat", "POST", path, beat, args.beat_timeout)
         if a is not None and a.status < 300:
             moved(node, stats)
         await asyncio.sleep(after_heartbeat(node, a, stats, old=args.old_client))
@@ -312,14 +395,16 @@ def percentiles(values: list[float], scale: float = 1000.0) -> dict[str, float |
 
 @contextlib.asynccontextmanager
 async def open_sessions(
-    nodes: int, group_size: int
+    nodes: int, group_size: int, keepalive: float = HUB_KEEPALIVE
 ) -> AsyncIterator[dict[str, aiohttp.ClientSession]]:
     sessions: dict[str, aiohttp.ClientSession] = {}
     try:
         for index in range(nodes):
             ip = address_of(index, group_size)
             if ip not in sessions:
-                connector = aiohttp.TCPConnector(local_addr=(ip, 0), limit=PER_ADDRESS + 2)
+                connector = aiohttp.TCPConnector(
+                    local_addr=(ip, 0), limit=PER_ADDRESS + 2, keepalive_timeout=keepalive
+                )
                 sessions[ip] = aiohttp.ClientSession(connector=connector)
         yield sessions
     finally:
@@ -383,13 +468,15 @@ def failover(stats: Stats) -> dict[str, Any]:
 
 async def measure(args: argparse.Namespace, hubs: list[str], pids: list[int]) -> dict[str, Any]:
     stats = Stats()
-    async with open_sessions(args.nodes, args.group_size) as sessions:
+    async with open_sessions(args.nodes, args.group_size, args.keepalive) as sessions:
         nodes = [Node(i, sessions[address_of(i, args.group_size)], hubs) for i in range(args.nodes)]
         async with asyncio.TaskGroup() as tasks:
             running = []
             for index, node in enumerate(nodes):
                 running.append(tasks.create_task(run_node(node, args, stats)))
-                await asyncio.sleep(args.ramp / args.nodes if index % 10 == 9 else 0)
+                # ten nodes per step: the whole ramp is ``--ramp`` seconds (before 2026-12-06
+                # this slept ramp / nodes per ten nodes: the ramp took a tenth of --ramp)
+                await asyncio.sleep(args.ramp * 10 / args.nodes if index % 10 == 9 else 0)
             await asyncio.sleep(5.0)
             stats.measuring = True
             if args.fault:
@@ -424,6 +511,9 @@ async def measure(args: argparse.Namespace, hubs: list[str], pids: list[int]) ->
         "errors": sum(stats.errors.values()),
         "error_kinds": stats.errors,
         "reregistered": stats.reregistered,
+        "rekeyed": stats.rekeyed,
+        "sessions": not args.no_session,
+        "keepalive_s": args.keepalive,
         "shed": stats.shed,
         "heartbeat_interval_max": max(stats.intervals, default=None),
         "hubs": len(hubs),
@@ -469,6 +559,18 @@ def main() -> None:
         default=1,
         choices=range(1, 5),
         help="replicas on one database (PostgreSQL); each node uses the one its id picks",
+    )
+    p.add_argument(
+        "--keepalive",
+        type=float,
+        default=HUB_KEEPALIVE,
+        help="seconds a node keeps an idle hub connection (default: a node's, "
+        f"{HUB_KEEPALIVE}; before 2026-12-06 nodes kept aiohttp's 15)",
+    )
+    p.add_argument(
+        "--no-session",
+        action="store_true",
+        help="sign every request with the node key (no session keys: the hub before them)",
     )
     p.add_argument(
         "--old-client",

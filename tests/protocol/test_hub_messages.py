@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 
+import pydantic
 import pytest
 
 from swarmget.core import errors as e
+from swarmget.core.session_auth import EphemeralKey
 from swarmget.net.hub_client import PeerInfo, Registered, Registration, _status_error
 from swarmget.protocol.errors import HUB_ERRORS, WireError
 from swarmget.protocol.hub import PeerEntry, RegisterAnswer, RegisterRequest
@@ -32,7 +34,17 @@ def test_a_registration_is_the_json_it_was() -> None:
         "quota_left": None,
         "scheme": "http",
     }
-    assert RegisterRequest.model_validate_json(json.dumps(sent)).model_dump() == sent
+    read = RegisterRequest.model_validate_json(json.dumps(sent))
+    assert read.model_dump(exclude={"session_key"}) == sent
+    assert read.session_key is None  # no session asked: the node key signs everything
+
+
+def test_a_registration_may_carry_a_session_key() -> None:
+    key = EphemeralKey().public_b64
+    sent = Registration(port=7401, version="1.0", slots=3).as_json(NODE, key)
+    assert RegisterRequest.model_validate_json(json.dumps(sent)).session_key == key
+    with pytest.raises(pydantic.ValidationError, match="X25519"):
+        RegisterRequest.model_validate_json(json.dumps(sent | {"session_key": "abc"}))
 
 
 def test_a_peer_entry_lists_reported_stats_only() -> None:

@@ -82,6 +82,7 @@ __all__ = [
     "body_digest",
     "canonical_string",
     "check_not_before",
+    "check_request_parts",
     "is_valid_node_id",
     "parse_secret",
     "sign",
@@ -187,6 +188,12 @@ def _check_parts(
         raise error(f"invalid node id {node_id!r}")
     if not _NONCE.fullmatch(nonce):
         raise error("invalid nonce: must be 16-64 characters of A-Z a-z 0-9 _ -")
+
+
+def check_request_parts(*, method: str, path: str, node_id: str, nonce: str) -> None:
+    """``AuthError`` unless method, target, node id and nonce have their shapes (a signed
+    request's parts: see the module doc; also ``core.session_auth``'s)."""
+    _check_parts(method=method, path=path, node_id=node_id, nonce=nonce, error=AuthError)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

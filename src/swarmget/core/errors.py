@@ -53,6 +53,8 @@ Split by who is at fault and what the caller should do about it::
     │   ├── ClockSkew              the request's time is outside the window: fix the clocks
     │   ├── ReplayedRequest        this nonce was used already, or the request was signed
     │   │                          before the receiver started (it may have been seen)
+    │   ├── SessionUnknown         a session-signed request names a session the receiver
+    │   │                          does not hold: sign with the node key, agree on a new one
     │   └── ReplayCacheFull        the sender sent more requests in one window than the
     │                              receiver keeps nonces for: slow down (429)
     └── HubError                   talking to the hub failed (seen from a node)
@@ -61,8 +63,10 @@ Split by who is at fault and what the caller should do about it::
         │                          as is will not help; fix the configuration
         │   └── HubTooOld          the hub does not know this request (a requester-only
         │                          peers query): upgrade the hub
-        └── UnknownNode            the hub does not know this node (restarted with an empty
-                                   registry, or our TTL expired): register again
+        ├── UnknownNode            the hub does not know this node (restarted with an empty
+        │                          registry, or our TTL expired): register again
+        └── HubSessionRefused      the hub refused our session key (401): sign with the
+                                   node key and agree on a new session
 
 Library exceptions (aiohttp, OSError) are translated at the adapter boundary with
 ``raise ... from exc`` so that callers only ever catch this tree.
@@ -268,6 +272,14 @@ class ReplayedRequest(AuthError):
     code = "replayed"
 
 
+class SessionUnknown(AuthError):
+    """A request signed with a session key (``core.session_auth``) names a session the
+    receiver does not hold (another hub replica, a restarted hub, or one it dropped): sign
+    with the node key, and agree on a new session."""
+
+    code = "session_unknown"
+
+
 class ReplayCacheFull(AuthError):
     """The sender used up its share of the receiver's replay cache within one window;
     only that sender is refused, until its entries expire."""
@@ -310,6 +322,14 @@ class HubTooOld(HubRejected):
 
 class UnknownNode(HubError):
     code = "unknown_node"
+
+
+class HubSessionRefused(HubError):
+    """The hub refused a request signed with our session key (401: it does not hold the
+    session, or the signature failed): the client signs with the node key instead and
+    agrees on a new session (``swarmget.net.hub_client``)."""
+
+    code = "hub_session_refused"
 
 
 class ContentError(SourceError):

@@ -8,6 +8,10 @@
                                       | 429 {"code": "too_many_nodes"}: see below
     POST   /v1/nodes/{id}/heartbeat   {stats: {...}} → {ok, ttl, heartbeat_interval}
                                       | 404 {"code": "unknown_node"}: register again
+    POST   /v1/nodes/{id}/session     {session_key} → {session_id, hub_key}: a new session
+                                      with this process (``swarmget.hub.sessions``; also
+                                      agreed by a register that sends ``session_key``)
+                                      | 404 unknown_node (not live here: heartbeat first)
     DELETE /v1/nodes/{id}             → {ok, removed}
     GET    /v1/peers                  → {group, peers: [...], total}: at most ``peers_limit``
                                         (default DEFAULT_PEERS_LIMIT) live nodes of the
@@ -30,7 +34,10 @@ and a strained hub asks for heartbeats less often (``swarmget.hub.admission``).
 Every other request must be signed (``swarmget.net.auth``): with the swarm secret, and with
 the node key whose fingerprint is the node id (``swarmget.core.identity``), so a node may only
 register, heartbeat or remove itself (403 otherwise), and no member can register, refresh or
-remove another's id. Errors are JSON ``{"error", "code"}``.
+remove another's id. Heartbeats and peers queries may instead be signed with a session key
+agreed with this process (``swarmget.hub.sessions``: an HMAC, not an Ed25519 check); a
+session this process does not hold gets 401 ``session_unknown``. Errors are JSON
+``{"error", "code"}``.
 
 Trust: the hub records the address it sees the connection come from (``request.remote``),
 never one the node claims, so a node cannot point requesters at someone else's machine.
@@ -101,6 +108,7 @@ from swarmget.hub.metrics import HubMetrics
 from swarmget.hub.nonce_log import NonceBatches, NonceLog
 from swarmget.hub.peer_entries import peer_json
 from swarmget.hub.selection import choose_peers
+from swarmget.hub.sessions import HubSessions
 from swarmget.hub.store import NodeRecord, RegistryStore
 from swarmget.hub.write_stats import WriteStats
 from swarmget.net.auth import (
@@ -118,6 +126,7 @@ from swarmget.protocol.hub import (
     PeersAnswer,
     RegisterAnswer,
     RegisterRequest,
+    SessionRequest,
     peer_url,
 )
 
@@ -171,6 +180,7 @@ class _Hub:
     #: the content index (fetch once, #15): ``swarmget.hub.content_routes``
     contents: ContentRoutes
     liveness: Liveness
+    sessions: HubSessions = field(default_factory=HubSessions)
     #: nonces of heartbeats and peers queries written with the liveness flush (None: at once)
     nonce_log: NonceLog | None = None
     #: Registrations check the per-address cap and write one at a time (in this process).
@@ -204,10 +214,29 @@ class _Hub:
         self.metrics.registrations += 1
         log.info("node registered: %s at %s (group %s)", record.node_id, record.url, group)
         self.groups.forget(group)
+        session = None
+        if body.session_key is None:
+            self.sessions.forget(body.node_id)
+        else:
+            session = self.sessions.grant(body.node_id, body.session_key)
         reply = RegisterAnswer(
-            node_id=record.node_id, address=address, group=group, url=record.url, **self._timers
+            node_id=record.node_id,
+            address=address,
+            group=group,
+            url=record.url,
+            session=session,
+            **self._timers,
         )
-        return web.json_response(reply.model_dump())
+        return web.json_response(reply.model_dump(exclude_none=True))
+
+    async def new_session(self, request: web.Request) -> web.Response:
+        """``POST /v1/nodes/{id}/session``: a new session for a node live in this process
+        (it heartbeated here with its node key, e.g. after moving from another replica)."""
+        node_id = _own_node(request)
+        body = await parse_body(request, SessionRequest, MAX_HUB_BODY)
+        if not self.liveness.knows(node_id, self.clock(), self.admission.live_ttl):
+            raise HubRefusal("unknown_node", f"node {node_id} is not live here: heartbeat first")
+        return web.json_response(self.sessions.grant(node_id, body.session_key).model_dump())
 
     async def sweep(self, now: float) -> int:
         """Log and count the nodes whose TTL ran out since the previous sweep (the first
@@ -259,6 +288,7 @@ class _Hub:
     async def leave(self, request: web.Request) -> web.Response:
         node_id = _own_node(request)
         self.liveness.forget(node_id)
+        self.sessions.forget(node_id)
         removed = await self.store.remove(node_id)
         if removed:
             self.metrics.departures += 1
@@ -479,6 +509,7 @@ def make_hub_app(
             else None
         ),
     )
+    metrics.session_counts = hub.sessions.counts
     exempt = frozenset({HEALTH_PATH, "/metrics"})
     auth = auth_middleware(
         secret,
@@ -487,6 +518,7 @@ def make_hub_app(
         shared=nonces,
         origin_of=hub.origin_of,
         defer_nonce=hub.defer_nonce if hub.nonce_log is not None else None,
+        session_key=hub.sessions.middleware_lookup,
     )
     app = web.Application(
         middlewares=[refusals, admission.middleware, auth], client_max_size=MAX_SIGNED_BODY
@@ -496,6 +528,7 @@ def make_hub_app(
     app.cleanup_ctx.append(owned_loop(functools.partial(_flush_forever, hub)))
     app.router.add_post("/v1/nodes/register", hub.register)
     app.router.add_post("/v1/nodes/{node_id}/heartbeat", hub.heartbeat)
+    app.router.add_post("/v1/nodes/{node_id}/session", hub.new_session)
     app.router.add_delete("/v1/nodes/{node_id}", hub.leave)
     app.router.add_get("/v1/peers", hub.peers)
     app.router.add_get(HEALTH_PATH, hub.health)

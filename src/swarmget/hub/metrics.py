@@ -2,7 +2,7 @@
 registrations, departures and expiries (counted as they happen), heartbeat latency, the
 store's write batches, waits and transactions (``swarmget.hub.write_stats``); the content
 index's contents, grants handed out and reports (fetch once, #15: set by
-``swarmget.hub.content_routes``)."""
+``swarmget.hub.content_routes``); the session keys held and used (``swarmget.hub.sessions``)."""
 
 from __future__ import annotations
 
@@ -33,6 +33,9 @@ class HubMetrics(Collector):
         self.content_claims = 0  # grants of origin bytes handed out (claims and steals)
         self.content_reports = 0  # reports of members that served bad bytes
         self.late_replays = 0  # deferred nonces found recorded already (hub.nonce_log)
+        #: (sessions held, agreed since start, requests that named a held session):
+        #: ``swarmget.hub.sessions``; None: not exported
+        self.session_counts: Callable[[], tuple[int, int, int]] | None = None
         self._heartbeats = HistogramTally(buckets=HEARTBEAT_BUCKETS)
         self._live = 0
         self.registry = service_registry(self)
@@ -70,6 +73,15 @@ class HubMetrics(Collector):
             "Heartbeats or peers queries replayed within a flush (accepted twice)",
             self.late_replays,
         )
+        if self.session_counts is not None:
+            held, agreed, signed = self.session_counts()
+            yield gauge("swarmget_hub_sessions", "Session keys held (one per node)", held)
+            yield counter("swarmget_hub_sessions_agreed", "Session keys agreed", agreed)
+            yield counter(
+                "swarmget_hub_session_requests",
+                "Requests signed with a session key this process holds",
+                signed,
+            )
         yield self._heartbeats.family(
             "swarmget_hub_heartbeat_seconds", "Time to record a heartbeat"
         )

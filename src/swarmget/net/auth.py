@@ -22,6 +22,12 @@ clock. The server side:
   the cost of accepting a replay to another receiver until then (see the hub's
   ``swarmget.hub.nonce_log``).
 * Paths in ``exempt`` (exact ``request.path`` matches, e.g. a health check) pass unsigned.
+* Session keys (``swarmget.core.session_auth``): a receiver that agrees sessions with its
+  senders (the hub: ``swarmget.hub.sessions``) passes ``session_key(request, node_id,
+  session_id)``; a request carrying ``X-Swarm-Session`` is then checked with that session's
+  HMAC instead of the node key's Ed25519 signature (401 ``session_unknown`` when the
+  receiver holds no such session), with the same clock and replay rules. Without
+  ``session_key`` such a request lacks the node key headers and gets 401 ``auth``.
 
 The client side (``signed_headers``, ``json_body``, ``load_secret``) is in
 ``swarmget.net.signing`` and re-exported here.
@@ -30,6 +36,7 @@ The client side (``signed_headers``, ``json_body``, ``load_secret``) is in
 from __future__ import annotations
 
 import asyncio
+import functools
 import math
 import time
 from collections.abc import Callable, Mapping
@@ -41,6 +48,7 @@ from aiohttp.typedefs import Handler, Middleware
 from swarmget.core.auth import DEFAULT_WINDOW, verify_signed
 from swarmget.core.errors import AuthError, ReplayCacheFull, ReplayedRequest
 from swarmget.core.replay import ReplayCache
+from swarmget.core.session_auth import has_session_headers, verify_session_signed
 from swarmget.net.signing import json_body, load_secret, new_nonce, signed_headers
 
 __all__ = [
@@ -101,6 +109,7 @@ def auth_middleware(
     not_before: float | Literal["start"] | None = "start",
     origin_of: Callable[[web.Request], str | None] | None = None,
     defer_nonce: Callable[[web.Request, str, str, float], bool] | None = None,
+    session_key: Callable[[web.Request, str, str], bytes | None] | None = None,
 ) -> Middleware:
     """A middleware that lets only correctly signed requests through (see module doc).
 
@@ -112,6 +121,8 @@ def auth_middleware(
     says otherwise). ``defer_nonce(request, node_id, nonce, expires_at)``, with ``shared``:
     True when it takes the nonce to record in ``shared`` later (a hub's ``NonceLog``: the
     request is answered without waiting for that write); False: it is written at once.
+    ``session_key``: see the module doc (it may raise ``AuthError`` for a request that
+    must not be signed with a session).
     """
     cache = replay if replay is not None else ReplayCache(window=window)
     start = (clock() if shared is None else None) if not_before == "start" else not_before
@@ -119,16 +130,29 @@ def auth_middleware(
 
     async def check(request: web.Request, body: bytes) -> str:
         now = clock()
-        signed = verify_signed(
-            secret,
-            method=request.method,
-            path=request.raw_path,
-            headers=request.headers,
-            body=body,
-            now=now,
-            window=window,
-            not_before=start,
-        )
+        if session_key is not None and has_session_headers(request.headers):
+            signed = verify_session_signed(
+                secret,
+                functools.partial(session_key, request),
+                method=request.method,
+                path=request.raw_path,
+                headers=request.headers,
+                body=body,
+                now=now,
+                window=window,
+                not_before=start,
+            )
+        else:
+            signed = verify_signed(
+                secret,
+                method=request.method,
+                path=request.raw_path,
+                headers=request.headers,
+                body=body,
+                now=now,
+                window=window,
+                not_before=start,
+            )
         node_id, nonce = signed.node_id, signed.nonce
         cache.check_and_remember(
             node_id, nonce, timestamp=signed.timestamp, now=now, origin=origin(request)

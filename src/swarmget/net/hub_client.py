@@ -26,6 +26,15 @@ A hub older than that query answers it 404 ``unknown_node``: that raises ``HubTo
 database (a replicated hub), with failover; see its docstring. The node daemon always uses
 one (a pool of one hub behaves like its ``HubClient``).
 
+Session keys (issue #17; ``swarmget.core.session_auth``): a client made with ``sessions``
+(the default) sends an ephemeral X25519 key with its registration; when the hub answers a
+session, heartbeats and peers queries are signed with the session key (an HMAC the hub
+checks ~20x faster than the node key's signature). When the hub refuses the session (401:
+another replica, a restarted hub: ``HubSessionRefused``), the client drops it, sends the
+same call signed with its node key at once (nothing is lost), then agrees on a new session
+(``POST /v1/nodes/{id}/session``); a failed re-key is tried again after ``REKEY_BACKOFF``
+seconds, and a hub that answered a registration without a session (older) is never asked.
+
 ``run_membership`` (``swarmget.net.membership``) keeps a node registered with these calls.
 """
 
@@ -45,10 +54,23 @@ import aiohttp
 import pydantic
 from yarl import URL
 
-from swarmget.core.errors import HubError, HubRejected, HubTooOld, HubUnavailable, UnknownNode
+from swarmget.core.errors import (
+    HubError,
+    HubRejected,
+    HubSessionRefused,
+    HubTooOld,
+    HubUnavailable,
+    UnknownNode,
+)
+from swarmget.core.session_auth import (
+    EphemeralKey,
+    SessionKey,
+    decode_public_key,
+    session_signed_headers,
+)
 from swarmget.net.bounded import read_bounded
 from swarmget.net.plain import plain_words
-from swarmget.net.signing import NodeIdentity, json_body, signed_headers
+from swarmget.net.signing import NodeIdentity, json_body, new_nonce, signed_headers
 from swarmget.protocol.errors import HUB_ERRORS, error_body
 from swarmget.protocol.hub import (
     MAX_HUB_ANSWER_BYTES,
@@ -59,10 +81,13 @@ from swarmget.protocol.hub import (
     PeersAnswer,
     RegisterAnswer,
     RegisterRequest,
+    SessionGrant,
     requester_query,
+    session_path,
 )
 
 __all__ = [
+    "HUB_KEEPALIVE",
     "HubApi",
     "HubClient",
     "HubPool",
@@ -71,6 +96,7 @@ __all__ = [
     "Registered",
     "Registration",
     "RequesterOnly",
+    "hub_connector",
     "parse_answer",
 ]
 
@@ -89,6 +115,14 @@ DEFAULT_HEARTBEAT_TIMEOUT = 2.0
 MAX_HUB_WAIT = 300.0
 #: The shortest heartbeat interval a hub may ask for.
 MIN_HUB_INTERVAL = 1.0
+#: Seconds a node keeps an idle connection to its hub open (the connector of the session it
+#: gives ``HubPool``: ``hub_connector``): longer than the longest heartbeat interval a strained
+#: hub asks for at the default TTL (8 x 5 s), shorter than the hub's idle timeout (75 s), so
+#: that a strained hub is not also made to accept a new connection for every heartbeat
+#: (aiohttp's default, 15 s, did: measured, bench/README "The hub under load", 2026-12-06).
+HUB_KEEPALIVE = 60.0
+#: Seconds before a failed re-key (``POST /v1/nodes/{id}/session``) is tried again.
+REKEY_BACKOFF = 60.0
 
 _T = TypeVar("_T")
 
@@ -106,10 +140,13 @@ class Registration:
     quota_left: int | None = None
     scheme: str = "http"
 
-    def as_json(self, node_id: str) -> dict[str, Any]:
-        """The ``RegisterRequest`` (the hub validates it: not checked again here)."""
+    def as_json(self, node_id: str, session_key: str | None = None) -> dict[str, Any]:
+        """The ``RegisterRequest`` (the hub validates it: not checked again here);
+        ``session_key``: our ephemeral X25519 public key, to agree on a session."""
         fields = {"node_id": node_id} | dataclasses.asdict(self)
-        return RegisterRequest.model_construct(**fields).model_dump()
+        fields["session_key"] = session_key
+        unsent = {"session_key"} if session_key is None else set()
+        return RegisterRequest.model_construct(**fields).model_dump(exclude=unsent)
 
 
 #: The hub's answer to a registration (``swarmget.protocol.hub.RegisterAnswer``).
@@ -122,6 +159,13 @@ PeerInfo = PeerEntry
 _REGISTERED = pydantic.TypeAdapter(RegisterAnswer)
 _PEERS = pydantic.TypeAdapter(PeersAnswer)
 _HEARTBEAT = pydantic.TypeAdapter(HeartbeatAnswer)
+_SESSION = pydantic.TypeAdapter(SessionGrant)
+
+
+def hub_connector(local_addr: tuple[str, int] | None = None) -> aiohttp.TCPConnector:
+    """A connector for a node's session to its hubs: idle connections kept
+    ``HUB_KEEPALIVE`` seconds; ``local_addr``: where to speak from (the hub records it)."""
+    return aiohttp.TCPConnector(limit=0, local_addr=local_addr, keepalive_timeout=HUB_KEEPALIVE)
 
 
 class RequesterOnly(RuntimeError):
@@ -144,8 +188,14 @@ class HubClient:
         heartbeat_timeout: float = DEFAULT_HEARTBEAT_TIMEOUT,
         clock: Callable[[], float] = time.time,
         requester_only: bool = False,
+        sessions: bool = True,
     ) -> None:
         self.requester_only = requester_only
+        #: the session agreed with this hub (None: none, sign with the node key)
+        self.session: SessionKey | None = None
+        #: whether to agree sessions: off when asked, or when the hub keys none (older)
+        self._sessions = sessions and not requester_only
+        self._rekey_after = float("-inf")
         self._session = session
         self._clock = clock
         self.hub_url = hub_url.rstrip("/")
@@ -160,15 +210,75 @@ class HubClient:
 
     async def register(self, registration: Registration) -> Registered:
         self._check_member()
-        answer = await self.call("POST", "/v1/nodes/register", registration.as_json(self.node_id))
-        return parse_answer(_REGISTERED, answer)
+        mine = EphemeralKey() if self._sessions else None
+        payload = registration.as_json(self.node_id, mine.public_b64 if mine else None)
+        answer = parse_answer(_REGISTERED, await self.call("POST", "/v1/nodes/register", payload))
+        self.session = None
+        if mine is not None:
+            if answer.session is None:
+                self._sessions = False  # a hub that keys no sessions: never ask it again
+            else:
+                self.session = self._agree(mine, answer.session)
+        return answer
 
     async def heartbeat(self, stats: Mapping[str, Any] | None = None) -> HeartbeatAnswer:
         """Raises ``UnknownNode`` when the hub wants us to register again."""
         self._check_member()
         path = f"/v1/nodes/{self.node_id}/heartbeat"
-        answer = await self.call("POST", path, {"stats": stats or {}}, self._quick_timeout)
+        payload = {"stats": stats or {}}
+        answer = await self._session_call("POST", path, payload, self._quick_timeout)
+        if self.session is None and self._sessions:
+            await self._rekey()
         return parse_answer(_HEARTBEAT, answer)
+
+    async def _session_call(
+        self,
+        method: str,
+        path: str,
+        payload: Mapping[str, Any] | None,
+        limits: aiohttp.ClientTimeout,
+    ) -> bytes:
+        """``call`` signed with our session when we hold one; when the hub refuses it, the
+        session is dropped and the call signed with the node key at once."""
+        session = self.session
+        if session is not None:
+            try:
+                return await self.call(method, path, payload, limits, session=session)
+            except HubSessionRefused as exc:
+                log.info(
+                    "hub %s refused our session (%s): signing with the node key", self.hub_url, exc
+                )
+                if self.session is session:
+                    self.session = None
+        return await self.call(method, path, payload, limits)
+
+    async def _rekey(self) -> None:
+        """Agree on a new session (best effort: on failure, again after REKEY_BACKOFF)."""
+        if self._clock() < self._rekey_after:
+            return
+        mine = EphemeralKey()
+        try:
+            raw = await self.call(
+                "POST", session_path(self.node_id), {"session_key": mine.public_b64},
+                self._quick_timeout,
+            )  # fmt: skip
+            self.session = self._agree(mine, parse_answer(_SESSION, raw))
+        except HubError as exc:
+            self._rekey_after = self._clock() + REKEY_BACKOFF
+            log.info("no session with hub %s (the node key signs): %s", self.hub_url, exc)
+
+    def _agree(self, mine: EphemeralKey, grant: SessionGrant) -> SessionKey | None:
+        hub_key = decode_public_key(grant.hub_key)
+        if hub_key is None:  # pragma: no cover - SessionGrant validated it
+            return None
+        try:
+            return mine.agree(
+                hub_key, node_id=self.node_id, session_id=grant.session_id,
+                node_public=mine.public,
+            )  # fmt: skip
+        except ValueError as exc:  # a low-order key: the node key signs
+            log.warning("hub %s sent an unusable session key: %s", self.hub_url, exc)
+            return None
 
     async def leave(self) -> None:
         self._check_member()
@@ -182,7 +292,7 @@ class HubClient:
         items += [("node", node) for node in only or ()]
         query = "?" + urlencode(items) if items else ""
         try:
-            raw = await self.call("GET", PEERS_PATH + query, limits=self._quick_timeout)
+            raw = await self._session_call("GET", PEERS_PATH + query, None, self._quick_timeout)
             answer = parse_answer(_PEERS, raw)
         except UnknownNode as exc:
             if not self.requester_only:
@@ -204,14 +314,25 @@ class HubClient:
         path: str,
         payload: Mapping[str, Any] | None = None,
         limits: aiohttp.ClientTimeout | None = None,
+        *,
+        session: SessionKey | None = None,
     ) -> bytes:
         """One signed request to the hub: the answer's body (at most
         ``MAX_HUB_ANSWER_BYTES``), or the error-tree exception for its failure (see the
         module doc). For callers that speak other hub routes (``swarmget.net.content_hub``).
-        ``limits``: timeouts other than the client's (a heartbeat's are shorter)."""
+        ``limits``: timeouts other than the client's (a heartbeat's are shorter);
+        ``session``: signed with it, not the node key (a 401 then: ``HubSessionRefused``)."""
         url = URL(self.hub_url + path)
         body = json_body(payload) if payload is not None else b""
-        headers = signed_headers(self._secret, self._identity, method, url, body, now=self._clock())
+        if session is None:
+            headers = signed_headers(
+                self._secret, self._identity, method, url, body, now=self._clock()
+            )
+        else:
+            headers = session_signed_headers(
+                self._secret, session, node_id=self.node_id, method=method,
+                path=url.raw_path_qs, body=body, now=self._clock(), nonce=new_nonce(),
+            )  # fmt: skip
         if payload is not None:
             headers["Content-Type"] = "application/json"
         try:
@@ -234,6 +355,9 @@ class HubClient:
                 f"{MAX_HUB_ANSWER_BYTES} bytes",
                 status,
             )
+        if status == 401 and session is not None:
+            said = error_body(answer)
+            raise HubSessionRefused(f"hub refused our session: {said.code} {said.message}", status)
         if status >= 300:
             raise _status_error(status, answer, f"{method} {path}", _seconds(retry_after))
         return answer
@@ -365,6 +489,7 @@ class HubPool:
         clock: Callable[[], float] = time.time,
         requester_only: bool = False,
         spread: bool = False,
+        sessions: bool = True,
     ) -> None:
         if not hub_urls:
             raise ValueError("a hub pool needs at least one hub URL")
@@ -375,7 +500,7 @@ class HubPool:
             HubClient(
                 session, url, secret, identity, timeout=timeout,
                 connect_timeout=connect_timeout, heartbeat_timeout=beat,
-                clock=clock, requester_only=requester_only,
+                clock=clock, requester_only=requester_only, sessions=sessions,
             )
             for url in hub_urls
         )  # fmt: skip

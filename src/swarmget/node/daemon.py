@@ -37,7 +37,7 @@ from swarmget.defaults import DEFAULT_CACHE_BUDGET
 from swarmget.net.auth import wait_for_next_second
 from swarmget.net.content_hub import ContentHubClient
 from swarmget.net.guard import make_guarded_connector
-from swarmget.net.hub_client import HubApi, HubPool, Registration
+from swarmget.net.hub_client import HubApi, HubPool, Registration, hub_connector
 from swarmget.net.looplag import LoopLagProbe, interval_from_env
 from swarmget.net.membership import MembershipState, run_membership
 from swarmget.net.metrics import metrics_handler
@@ -326,8 +326,13 @@ async def open_node(config: NodeConfig, *, pages: MountPages | None = None) -> A
         )
         hub = None
         if config.hubs():
+            # its own connections, kept open across heartbeats (``HUB_KEEPALIVE``), from the
+            # peer API's address like ``peer_session``'s
+            hub_session = await stack.enter_async_context(
+                aiohttp.ClientSession(connector=hub_connector((config.listen_host, 0)))
+            )
             hub = HubPool(
-                peer_session, config.hubs(), config.secret, identity, spread=config.spread_hubs
+                hub_session, config.hubs(), config.secret, identity, spread=config.spread_hubs
             )
         history = DownloadHistory(config.state_dir)  # before the task group: closed after it
         stack.callback(history.close)

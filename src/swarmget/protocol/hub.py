@@ -31,6 +31,7 @@ from pydantic import (
 
 from swarmget.core.auth import is_valid_node_id
 from swarmget.core.groups import canonical_address, is_valid_group_name
+from swarmget.core.session_auth import decode_public_key, is_valid_session_id
 
 __all__ = [
     "MAX_COUNT",
@@ -49,6 +50,9 @@ __all__ = [
     "PeersAnswer",
     "RegisterAnswer",
     "RegisterRequest",
+    "SessionGrant",
+    "SessionRequest",
+    "session_path",
     "peer_url",
     "requester_query",
 ]
@@ -175,6 +179,16 @@ class RegisterRequest(BaseModel):
     wan_rate: int | None = Field(default=None, ge=0, le=MAX_COUNT)
     quota_left: int | None = Field(default=None, ge=0, le=MAX_COUNT)
     scheme: Literal["http", "https"] = "http"
+    #: the node's ephemeral X25519 public key (base64url): the hub answers a ``session``
+    #: (``swarmget.core.session_auth``); None: the node signs every request with its key
+    session_key: str | None = None
+
+    @field_validator("session_key")
+    @classmethod
+    def _session_key(cls, value: str | None) -> str | None:
+        if value is not None and decode_public_key(value) is None:
+            raise ValueError("a 32-byte X25519 public key in base64url (no padding)")
+        return value
 
     @field_validator("node_id")
     @classmethod
@@ -199,6 +213,47 @@ class HeartbeatRequest(BaseModel):
     stats: PeerStats = PeerStats()
 
 
+class SessionRequest(BaseModel):
+    """``POST /v1/nodes/{id}/session`` (signed with the node key): agree on a new session
+    with this hub process (``swarmget.core.session_auth``) without registering again."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore", strict=True)
+
+    session_key: str
+
+    @field_validator("session_key")
+    @classmethod
+    def _session_key(cls, value: str) -> str:
+        if decode_public_key(value) is None:
+            raise ValueError("a 32-byte X25519 public key in base64url (no padding)")
+        return value
+
+
+class SessionGrant(BaseModel):
+    """The hub's half of a session agreement: the session id and its ephemeral X25519
+    public key (base64url). The answer to ``SessionRequest``, and ``session`` of a
+    ``RegisterAnswer`` when the registration sent a key."""
+
+    model_config = ConfigDict(frozen=True)
+
+    session_id: str
+    hub_key: str
+
+    @field_validator("session_id")
+    @classmethod
+    def _id(cls, value: str) -> str:
+        if not is_valid_session_id(value):
+            raise ValueError("not a session id")
+        return value
+
+    @field_validator("hub_key")
+    @classmethod
+    def _key(cls, value: str) -> str:
+        if decode_public_key(value) is None:
+            raise ValueError("not an X25519 public key")
+        return value
+
+
 class RegisterAnswer(BaseModel):
     """The hub's answer to a registration: how it sees the node (``address`` and ``group``
     as the hub decided them, ``url`` its peer API) and how often to heartbeat."""
@@ -211,6 +266,9 @@ class RegisterAnswer(BaseModel):
     url: str
     ttl: float
     heartbeat_interval: float
+    #: the session agreed (the registration sent ``session_key`` to a hub that keys
+    #: sessions); None: sign with the node key
+    session: SessionGrant | None = None
 
 
 class HeartbeatAnswer(BaseModel):
@@ -228,6 +286,11 @@ def peer_url(scheme: str, address: str, port: int) -> str:
     """A node's peer API base URL, from the address the hub saw and the port it declared."""
     host = f"[{address.replace('%', '%25')}]" if ":" in address else address
     return f"{scheme}://{host}:{port}"
+
+
+def session_path(node_id: str) -> str:
+    """Where a registered node agrees on a new session with a hub process."""
+    return f"/v1/nodes/{node_id}/session"
 
 
 def requester_query() -> list[tuple[str, str]]:
