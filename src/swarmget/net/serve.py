@@ -41,7 +41,8 @@ that socket for a second and reports each failed ``accept()`` to the loop's exce
 which logs a traceback per attempt. ``_AcceptErrors`` takes those reports for our listening
 sockets and logs one line through the listener's budget; the listen backlog (how many
 connections asyncio accepts in one go) is sized so that a burst fits in the descriptors left
-over by ``max_connections``.
+over by ``max_connections``, while the kernel's queue of connections waiting to be accepted
+stays ``MAX_BACKLOG`` long.
 """
 
 from __future__ import annotations
@@ -402,9 +403,15 @@ class _SockSite(web.BaseSite):
 
 
 def _listening_fds(site: web.BaseSite) -> list[int]:
+    """The site's listening sockets; their kernel accept queue is set to ``MAX_BACKLOG``
+    (asyncio uses one number for that queue and for its accept batch: the batch is
+    ``_backlog``, the queue stays long so that a burst of clients is not dropped)."""
     server = site._server  # the asyncio.Server started above
     if not isinstance(server, asyncio.Server):
         return []
+    for sock in server.sockets:
+        with sock.dup() as same:  # the same socket: listen() again only resizes the queue
+            same.listen(MAX_BACKLOG)
     return [sock.fileno() for sock in server.sockets]
 
 
