@@ -32,10 +32,17 @@ async def origin() -> AsyncIterator[TestOrigin]:
         yield o
 
 
+def _as_from_a_terminal() -> None:  # in the child, before exec
+    # a background job of a non-interactive shell (a CI runner's) inherits SIGINT ignored,
+    # and Python then leaves it ignored: the Ctrl-C under test would never arrive
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 async def start_cli(*args: str) -> asyncio.subprocess.Process:
     return await asyncio.create_subprocess_exec(
         *CLI, *args, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         env={**os.environ, "XDG_STATE_HOME": "/nonexistent"},
+        preexec_fn=_as_from_a_terminal,
     )  # fmt: skip
 
 
