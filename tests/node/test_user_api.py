@@ -159,3 +159,30 @@ async def test_a_wait_out_of_bounds_is_refused(
     _, created = await call(session, node, "POST", "/v1/downloads", {"url": origin.url("f.bin")})
     status, data = await call(session, node, "GET", f"/v1/downloads/{created['id']}?wait={wait}")
     assert (status, data["code"]) == (400, "bad_request")
+
+
+async def test_a_poller_can_ask_for_fewer_events(
+    node: Node, session: aiohttp.ClientSession, origin: TestOrigin
+) -> None:
+    """``?events=N``: the last N events only (``swarmget get`` polls with 0: the node then
+    renders progress, not its 500 latest events, four times a second)."""
+    _, created = await call(session, node, "POST", "/v1/downloads", {"url": origin.url("f.bin")})
+    path = f"/v1/downloads/{created['id']}"
+    _, whole = await call(session, node, "GET", f"{path}?wait=10")
+    assert whole["state"] == "done"
+    assert len(whole["events"]) > 2
+    _, none = await call(session, node, "GET", f"{path}?wait=10&events=0")
+    assert none["events"] == []
+    assert none["progress"] == whole["progress"]
+    _, two = await call(session, node, "GET", f"{path}?events=2")
+    assert two["events"] == whole["events"][-2:]
+
+
+@pytest.mark.parametrize("events", ["-1", "501", "1.5", "many", "", "\u0663"])
+async def test_an_events_count_out_of_bounds_is_refused(
+    node: Node, session: aiohttp.ClientSession, origin: TestOrigin, events: str
+) -> None:
+    _, created = await call(session, node, "POST", "/v1/downloads", {"url": origin.url("f.bin")})
+    path = f"/v1/downloads/{created['id']}?events={events}"
+    status, data = await call(session, node, "GET", path)
+    assert (status, data["code"]) == (400, "bad_request")

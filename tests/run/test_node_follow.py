@@ -32,4 +32,5 @@ async def test_a_node_that_answers_at_once_is_followed_to_the_end(tmp_path: Path
         node = LocalNode(api_url="", token="t", download_dir=tmp_path, state_dir=tmp_path)
         data = await NodeSession(str(sock), node).follow("d1", lambda _p: None)
     assert data["state"] == "done"
-    assert asked == [f"/v1/downloads/d1?wait={POLL}"] * len(STATES)  # held calls asked for
+    # held calls asked for, without events (progress is all a follower shows)
+    assert asked == [f"/v1/downloads/d1?wait={POLL}&events=0"] * len(STATES)

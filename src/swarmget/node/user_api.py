@@ -15,7 +15,8 @@ user could otherwise replay a portal cookie the browser sent to a port of theirs
                                       (``protocol.user.DownloadFilter``)
     POST   /v1/downloads/clear-finished   forget every finished download → {"removed": N}
     GET    /v1/downloads/{id}         one download: progress, sources, events, result
-                                      (?wait=S: answered when it ends, or after S seconds)
+                                      (?wait=S: answered when it ends, or after S seconds;
+                                      ?events=N: its last N events, 0-500, default 500)
     DELETE /v1/downloads/{id}         cancel it
     POST   /v1/downloads/{id}/pause|resume|retry   the same download, the same id → its JSON
                                       (409 ``wrong_state`` when its state does not allow it)
@@ -88,6 +89,7 @@ ShareOutputFn = Callable[[ContentKey, Path], SharedOutput]
 
 SSE_INTERVAL = 0.5
 MAX_WAIT = 10.0  # seconds a ``GET /v1/downloads/{id}?wait=S`` may be held at most
+MAX_EVENTS = 500  # events in one ``GET /v1/downloads/{id}`` (``?events=N`` asks for fewer)
 METRICS_PATH = "/metrics"
 
 
@@ -263,8 +265,15 @@ def _record_or_404(request: web.Request) -> Any:
 async def get_download(request: web.Request) -> web.Response:
     """The download; with ``?wait=S`` (0 < S <= ``MAX_WAIT``) not before it ended or S
     seconds passed, whichever comes first: a client following it learns of the end at
-    once instead of at its next poll."""
+    once instead of at its next poll. ``?events=N``: only its last N events (a poller
+    that shows progress asks for 0)."""
     record = _record_or_404(request)
+    events = MAX_EVENTS
+    raw_events = request.query.get("events")
+    if raw_events is not None:  # a poller that only wants progress: far less to render
+        if not (raw_events.isascii() and raw_events.isdigit()) or int(raw_events) > MAX_EVENTS:
+            return _refusal("bad_request", f"events must be a whole number from 0 to {MAX_EVENTS}")
+        events = int(raw_events)
     raw = request.query.get("wait")
     if raw is not None:
         try:
@@ -276,7 +285,7 @@ async def get_download(request: web.Request) -> web.Response:
         task = record.task
         if task is not None and not task.done():
             await asyncio.wait([task], timeout=wait)  # (never cancels the download)
-    return web.json_response(describe(record, events=500))
+    return web.json_response(describe(record, events=events))
 
 
 async def cancel_download(request: web.Request) -> web.Response:

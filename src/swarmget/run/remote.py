@@ -200,7 +200,9 @@ class NodeSession:
         loop = asyncio.get_running_loop()
         while True:
             asked = loop.time()
-            _, data = await self.call("GET", f"/v1/downloads/{download_id}?wait={POLL}")
+            # no events: the node renders far less, four times a second
+            path = f"/v1/downloads/{download_id}?wait={POLL}&events=0"
+            _, data = await self.call("GET", path)
             if not isinstance(data, dict) or not isinstance(data.get("state"), str):
                 raise malformed(self._node)
             if data.get("progress"):
