@@ -13,7 +13,9 @@ from swarmget.testing.simswarm import SimSwarm
 
 KiB = 1024
 MiB = 1024 * KiB
-CONFIG = SchedulerConfig()
+#: pieces sized by count alone: with ``piece_time`` the requester's measured link gets
+#: larger pieces whether it expects helpers or not (tests/core/test_piece_time.py)
+CONFIG = SchedulerConfig(piece_time=0.0)
 
 
 def first_round(size: int, slots: int, expected: int) -> list[Assign]:
