@@ -114,6 +114,8 @@ class LocalSwarm:
     nodes: list[NodeHandle] = field(default_factory=list)
     hubs: list[Proc] = field(default_factory=list)  # every hub, ``hub`` first
     node_hubs: dict[int, Sequence[int]] = field(default_factory=dict)
+    #: processes started after the swarm came up (``restart_node``): stopped with the rest
+    restarted: list[Proc] = field(default_factory=list)
 
     def node(self, i: int) -> NodeHandle:
         return self.nodes[i]
@@ -139,6 +141,7 @@ class LocalSwarm:
         )
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         node.proc = await start_proc(args, self.root / f"node{i}-again.log", env)
+        self.restarted.append(node.proc)
         return node
 
 
@@ -226,6 +229,7 @@ async def open_local_swarm(
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     db = db_url or f"sqlite+aiosqlite:///{root / 'hub.db'}"
     procs: list[Proc] = []
+    swarm: LocalSwarm | None = None
     try:
         for h in range(hubs):
             log = root / ("hub.log" if h == 0 else f"hub{h}.log")
@@ -246,6 +250,8 @@ async def open_local_swarm(
             swarm.nodes.append(handle)
         yield swarm
     finally:
+        if swarm is not None:
+            procs += swarm.restarted
         await asyncio.gather(*(p.stop() for p in procs), return_exceptions=True)
 
 
