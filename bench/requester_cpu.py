@@ -306,7 +306,16 @@ async def _download(
         "control_lag_ms": control_lag,
         "requester_sched_s": {k: round(sched1[k] - sched0[k], 2) for k in sched0},
         "received_by_source_mib": _by_source(result),
+        # ranges asked of all sources per MiB of the file (None from a node that does not
+        # count them): each is a request of its own, the requester's cost per range
+        "ranges_per_mib": _ranges_per_mib(result, size),
     }
+
+
+def _ranges_per_mib(result: dict[str, Any], size: int) -> float | None:
+    sources = (result.get("progress") or {}).get("sources", [])
+    ranges = sum(int(s.get("ranges", 0)) for s in sources)
+    return round(ranges / (size / MiB), 2) if ranges else None
 
 
 def _finite(x: float) -> float | None:

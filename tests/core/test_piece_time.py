@@ -119,3 +119,14 @@ def test_every_byte_arrives_once_whatever_the_floor(
     assert sim.run(max_time=3600.0)
     assert sim.written == RangeSet([ByteRange(0, size)]) if size else True
     sim.scheduler.check_invariants()
+
+
+def test_each_source_counts_the_ranges_it_was_asked_for() -> None:
+    """``SourceInfo.ranges``: what a bench divides by the MiB to see the cost per range."""
+    sim = swarm(16 * MiB, CONFIG, 3, 4 * MiB)
+    asked: dict[str, int] = {}
+    for a in sim.assigned:
+        asked[a.source_id] = asked.get(a.source_id, 0) + 1
+    counted = {s.source_id: s.ranges for s in sim.scheduler.statistics(sim.now).sources}
+    assert counted == asked
+    assert sum(counted.values()) > 4

@@ -33,6 +33,7 @@ SOURCES = (
         segments=(ByteRange(0, 250),),
         ban_reason=None,
         cut=3,
+        ranges=9,
     ),
     SourceInfo(
         source_id="h1",

@@ -199,6 +199,9 @@ class SourceInfo:
     #: or a rescue, lost an endgame race, cancelled): on an origin link each one wasted what
     #: the origin had already sent into it (docs/fetch-once.md §9.1)
     cut: int = 0
+    #: the ranges it was asked for (leases: new pieces, steals, copies, rescues); each is a
+    #: request of its own (to a helper: a signed request, and its own request to the origin)
+    ranges: int = 0
 
 
 @dataclass(frozen=True, slots=True)

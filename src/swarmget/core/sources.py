@@ -77,6 +77,7 @@ class Source:
     received: int = 0  # bytes streamed (including duplicates that lost)
     claimed: int = 0  # bytes of the file it delivered first
     cuts: int = 0  # its streams we ended before the end they asked for (``SourceInfo.cut``)
+    ranges: int = 0  # leases it was given (``SourceInfo.ranges``)
     segments: RangeSet = field(default_factory=RangeSet)  # ... and where they are
     samples: RateWindow = field(default_factory=RateWindow)
     first_data: float | None = None
@@ -170,6 +171,7 @@ class Source:
             segments=tuple(self.segments),
             ban_reason=self.banned,
             cut=self.cuts,
+            ranges=self.ranges,
         )
 
     # --- events --------------------------------------------------------------------------------
@@ -275,6 +277,7 @@ class SourceBook:
         if not src.leases:
             src.busy_since = now
         src.leases.add(lease_id)
+        src.ranges += 1
         if len(src.leases) >= src.slots:
             self._open.pop(src.id, None)
             self._pending.pop(src.id, None)
