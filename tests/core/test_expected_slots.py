@@ -13,9 +13,7 @@ from swarmget.testing.simswarm import SimSwarm
 
 KiB = 1024
 MiB = 1024 * KiB
-#: pieces sized by count alone: with ``piece_time`` the requester's measured link gets
-#: larger pieces whether it expects helpers or not (tests/core/test_piece_time.py)
-CONFIG = SchedulerConfig(piece_time=0.0)
+CONFIG = SchedulerConfig()
 
 
 def first_round(size: int, slots: int, expected: int) -> list[Assign]:

@@ -25,12 +25,6 @@ class SchedulerConfig:
     max_piece: int = 16 * MiB
     #: aim for this many pieces per connection slot, so a slow source cannot hold up the end
     pieces_per_slot: int = 4
-    #: ... but give a source that has shown its rate at least this many seconds of one of its
-    #: slots' streaming per piece, as long as that leaves a piece for every slot alive (every
-    #: piece is a request to a helper, a signature and the helper's own request to the
-    #: origin: many small ones cost the requester CPU and each source a round trip of idle
-    #: link). 0: pieces sized by ``pieces_per_slot`` alone
-    piece_time: float = 1.0
     #: never split a remainder into parts smaller than this
     min_steal: int = 128 * KiB
     stall_timeout: float = 15.0
@@ -94,8 +88,8 @@ class SchedulerConfig:
             raise ValueError("silence, silence_gaps, silence_floor, silence_first must be > 0")
         if self.min_steal <= 0 or self.stall_timeout <= 0 or self.max_failures < 1:
             raise ValueError("min_steal, stall_timeout and max_failures must be positive")
-        if self.refresh < 0 or self.hedge < 0 or self.piece_time < 0:
-            raise ValueError("refresh, hedge and piece_time must be >= 0")
+        if self.refresh < 0 or self.hedge < 0:
+            raise ValueError("refresh and hedge must be >= 0")
         if self.align < 1 or self.rescue_depth < 1:
             raise ValueError("align and rescue_depth must be >= 1")
         if self.max_broken < 1 or self.judge_window < self.max_broken:

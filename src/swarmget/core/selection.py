@@ -21,13 +21,7 @@ missing bytes. Otherwise, in order:
   slots the swarm is expected to have if more (``expected_slots``: the sources the hub listed
   that have not joined yet, issue #14): the first pieces are then sized for the swarm, not
   for the requester alone, so helpers that join a moment later find missing bytes to take
-  instead of a few large pieces in flight to wait on. A source whose rate is known gets at
-  least ``piece_time`` seconds of one of its slots' streaming, as long as every slot alive
-  could still get a piece as large (issue #17: 64 helpers x 3 slots x 4 pieces made every
-  piece ``min_piece``, and each piece is a signed request to the helper and the helper's
-  own request to the origin: ~0.2 ms of the requester's CPU and a round trip of idle
-  link). Near the end the pieces shrink to an equal share per slot; stealing and the
-  endgame balance what rates differ.
+  instead of a few large pieces in flight to wait on.
 
   *Partial availability* (``core.sources``, issue #15): a source that may serve only some
   ranges (a LAN holder) takes the lowest missing bytes *within* them, and is never given a
@@ -168,11 +162,11 @@ class Selector:
         if src.quiet(now, self.config):
             return None  # it holds work and shows no progress: nothing more for now
         if src.suspect:  # it stalled: a small probe of missing bytes, nothing held by others
-            return self._take_missing(src, now, probe=True) if self._may_probe() else None
+            return self._take_missing(src, probe=True) if self._may_probe() else None
         rescue = self._rescue_frontier(src, now)
         if rescue is not None:
             return rescue
-        take = self._take_missing(src, now)
+        take = self._take_missing(src)
         if take is not None:
             return take
         if self.config.steal:
@@ -185,7 +179,7 @@ class Selector:
 
     # --- new pieces ----------------------------------------------------------------------------
 
-    def _take_missing(self, src: Source, now: float, *, probe: bool = False) -> TakeMissing | None:
+    def _take_missing(self, src: Source, *, probe: bool = False) -> TakeMissing | None:
         """Missing bytes for ``src`` (see "partial availability" in the module docstring);
         ``probe``: a piece of ``min_piece`` only."""
         if src.available is not None:
@@ -197,10 +191,10 @@ class Selector:
             first = self.pieces.first_missing()
             if first is None:
                 return None
-            return TakeMissing(self._piece_length(*_span(first), src, now, probe=probe))
+            return TakeMissing(self._piece_length(*_span(first), probe=probe))
         if run is None:
             return None
-        length = self._piece_length(*_span(run), src, now, probe=probe, share=_free_slots(src))
+        length = self._piece_length(*_span(run), probe=probe, share=_free_slots(src))
         return TakeMissing(length, run)
 
     def _may_probe(self) -> bool:
@@ -215,24 +209,13 @@ class Selector:
         return not self.sources.any_trusted()
 
     def _piece_length(
-        self,
-        start: int,
-        available: int,
-        src: Source,
-        now: float,
-        *,
-        probe: bool = False,
-        share: int = 0,
+        self, start: int, available: int, *, probe: bool = False, share: int = 0
     ) -> int:
         """How many of the ``available`` missing bytes from ``start`` one piece takes;
         ``share``: at most a ``share``-th of them (a restricted source with that many free
         slots, see "restricted sources" in the module docstring)."""
-        slots = max(1, self.sources.alive_slots(), self.expected_slots)
-        missing = self.pieces.missing_total()
-        target = missing // (slots * self.config.pieces_per_slot)
-        slot_rate = src.slot_rate(now) if self.config.piece_time else None
-        if slot_rate:  # see ``SchedulerConfig.piece_time``
-            target = max(target, min(int(slot_rate * self.config.piece_time), missing // slots))
+        slots = max(self.sources.alive_slots(), self.expected_slots)
+        target = self.pieces.missing_total() // max(1, slots * self.config.pieces_per_slot)
         if share:
             target = min(target, -(-available // share))
         size = max(self.config.min_piece, min(self.config.max_piece, target))
