@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import secrets
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
@@ -18,10 +19,11 @@ import pytest
 from aiohttp import web
 
 from swarmget.core.errors import HubUnavailable
-from swarmget.hub.admission import MAX_SLOWDOWN, Admission
+from swarmget.core.session_auth import SessionKey
+from swarmget.hub.admission import MAX_SLOWDOWN, Admission, RequestKind
 from swarmget.hub.app import make_hub_app
 from swarmget.hub.store import NodeRecord
-from swarmget.net.hub_client import HubClient, Registration
+from swarmget.net.hub_client import REKEY_BACKOFF, HubClient, Registration
 from swarmget.protocol.errors import HUB_ERRORS
 from swarmget.testing.fakes import MemoryRegistryStore, identity_of, nid
 
@@ -191,3 +193,36 @@ async def test_registrations_beyond_the_waiting_room_are_shed_at_any_load() -> N
             store.gate.set()
         assert first.result().node_id == nid("a")
         await hub.client("b").register(REG)  # room again
+
+
+async def test_a_strained_hub_sheds_rekeys_and_the_node_goes_on_with_its_node_key(
+    hub: Hub,
+) -> None:
+    """A re-key costs the hub what a registration does: shed under strain (503 + Retry-After);
+    the node's heartbeats go on signed with its node key, and it re-keys once the hub is
+    calm and the wait it was given is over."""
+    node = hub.client("a")
+    await node.register(REG)
+    assert node.session is not None
+    node.session = SessionKey(secrets.token_urlsafe(16), secrets.token_bytes(32))  # unknown
+    hub.strain.load = 1.0
+    assert (await node.heartbeat()).ok  # refused session -> node key; the re-key is shed
+    assert node.session is None
+    hub.strain.load = 0.0
+    assert (await node.heartbeat()).ok
+    assert node.session is None  # not asked again before its wait is over
+    shed_at = hub.strain.now
+    while hub.strain.now < shed_at + max(REKEY_BACKOFF, 2 * TTL / 3):
+        assert node.session is None
+        hub.strain.now += (await node.heartbeat()).heartbeat_interval  # as often as told
+    assert (await node.heartbeat()).ok
+    assert node.session is not None
+
+
+def test_rekeys_wait_in_the_registrations_room() -> None:
+    admission = Admission(ttl=TTL, clock=lambda: T0, probe=lambda: 0.0, max_registering=1)
+    assert admission.admit(RequestKind.SESSION) is None
+    admission.registering = 1  # one registration (or re-key) in progress
+    assert admission.admit(RequestKind.SESSION) == TTL / 3
+    assert admission.admit(RequestKind.REGISTER) == TTL / 3
+    assert admission.admit(RequestKind.HEARTBEAT) is None

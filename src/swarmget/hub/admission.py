@@ -17,8 +17,12 @@ does not stay "slow" for ever on the memory of its last slow requests. From the 
 * nodes are told to heartbeat every ``slowdown`` × (TTL / 3) seconds, and a node stays live
   for ``slowdown`` × TTL: a node that heartbeats as told never expires because the hub was
   slow (after a halving the TTL is still 1.5 times the interval it was told before);
-* while the load is at or above 1, registrations and peer lists are shed: 503 ``overloaded``
-  with ``Retry-After`` (the current heartbeat interval). Heartbeats never are: they are the
+* while the load is at or above 1, registrations, re-keys (``POST /v1/nodes/{id}/session``:
+  a key agreement and a node-key signature, as costly as a registration; a node whose
+  re-key is refused goes on signing with its node key) and peer lists are shed: 503
+  ``overloaded`` with ``Retry-After`` (the current heartbeat interval). Re-keys share the
+  registrations' waiting room (``max_registering``): a hub restarted under thousands of
+  nodes gets all of their re-keys at once. Heartbeats never are: they are the
   cheapest call, and a shed one could make its node expire (the TTL promise above holds for
   nodes whose heartbeats get through); the slowdown is what lightens them. Health, metrics
   and leaving are never shed either.
@@ -65,6 +69,7 @@ class RequestKind(Enum):
     """What a request costs the hub, as admission control sees it."""
 
     REGISTER = "register"
+    SESSION = "session"  # a re-key: POST /v1/nodes/{id}/session
     HEARTBEAT = "heartbeat"
     PEERS = "peers"
     FREE = "free"  # health, metrics, leaving: never shed
@@ -76,6 +81,8 @@ def request_kind(request: web.Request) -> RequestKind:
         return RequestKind.REGISTER
     if method == "POST" and path.endswith("/heartbeat"):
         return RequestKind.HEARTBEAT
+    if method == "POST" and path.startswith("/v1/nodes/") and path.endswith("/session"):
+        return RequestKind.SESSION
     if method == "GET" and path == "/v1/peers":
         return RequestKind.PEERS
     return RequestKind.FREE
@@ -147,7 +154,7 @@ class Admission:
     def admit(self, kind: RequestKind) -> float | None:
         """None to serve a request of ``kind`` now; else the seconds to ask it to wait."""
         load = self._update()
-        crowded = kind is RequestKind.REGISTER and self.registering >= self.max_registering
+        crowded = kind in _ROOM and self.registering >= self.max_registering
         if kind in (RequestKind.FREE, RequestKind.HEARTBEAT) or (load < 1.0 and not crowded):
             return None
         if self._shed is not None:
@@ -190,7 +197,7 @@ class Admission:
             message = f"the hub is overloaded: try again in {wait:.0f} s"
             return json_error(status, message, "overloaded", headers=_retry_after(wait))
         started = self.clock()
-        registering = kind is RequestKind.REGISTER
+        registering = kind in _ROOM
         self.in_flight += 1
         self.registering += registering
         try:
@@ -200,6 +207,10 @@ class Admission:
             self.registering -= registering
             if kind in (RequestKind.HEARTBEAT, RequestKind.PEERS):
                 self.finished(self.clock() - started)
+
+
+#: the kinds that wait in the registrations' room (``max_registering``)
+_ROOM = frozenset({RequestKind.REGISTER, RequestKind.SESSION})
 
 
 def _retry_after(seconds: float) -> dict[str, str]:

@@ -264,7 +264,10 @@ class HubClient:
             )  # fmt: skip
             self.session = self._agree(mine, parse_answer(_SESSION, raw))
         except HubError as exc:
-            self._rekey_after = self._clock() + REKEY_BACKOFF
+            wait = REKEY_BACKOFF
+            if isinstance(exc, HubUnavailable) and exc.retry_after is not None:
+                wait = max(wait, exc.retry_after)  # a strained hub shed it: as long as it asks
+            self._rekey_after = self._clock() + wait
             log.info("no session with hub %s (the node key signs): %s", self.hub_url, exc)
 
     def _agree(self, mine: EphemeralKey, grant: SessionGrant) -> SessionKey | None:
