@@ -2,7 +2,10 @@
 
 No sockets, no sleeps: each ``step(dt)`` moves simulated time forward and lets every active
 lease deliver ``rate * dt`` bytes (a source's rate is shared by its active streams). Sources can
-be slowed, frozen (SIGSTOP-like: they hold leases but send nothing) or killed. Every claim is
+be slowed, frozen (SIGSTOP-like: they hold leases but send nothing) or killed, and each of a
+source's streams may wait ``first_byte`` seconds before its first byte (the round trips of a
+request: to a helper and the helper's own to the origin; the link carries the source's other
+streams meanwhile), which is what makes many small pieces cost time. Every claim is
 checked against the bytes written before, so a byte written twice fails loudly.
 
 Used by the scheduler's tests and handy for reasoning about tuning.
@@ -32,6 +35,8 @@ class SimSource:
     alive: bool = True
     #: fail every stream after it delivered this many bytes (None: never)
     fail_after: int | None = None
+    #: seconds each stream waits for its first byte (simulated round trips)
+    first_byte: float = 0.0
 
 
 @dataclass
@@ -41,6 +46,7 @@ class _Stream:
     cursor: int
     end: int  # as requested; the scheduler may finish it earlier
     delivered: int = 0
+    started: float = 0.0  # when it was assigned (simulated clock)
 
 
 @dataclass
@@ -102,9 +108,13 @@ class SimSwarm:
             del self.streams[stream.lease_id]
             self._apply(self.scheduler.on_failure(stream.lease_id, self.now, reason="refused"))
             return
-        if src.frozen:
+        if src.frozen or self.now - stream.started < src.first_byte:
             return
-        sharing = sum(1 for s in self.streams.values() if s.source_id == stream.source_id)
+        sharing = sum(
+            1
+            for s in self.streams.values()
+            if s.source_id == stream.source_id and self.now - s.started >= src.first_byte
+        )
         n = min(int(src.rate * dt / sharing) or 1, stream.end - stream.cursor)
         if src.fail_after is not None and stream.delivered + n > src.fail_after:
             n = max(0, src.fail_after - stream.delivered)
@@ -140,7 +150,7 @@ class SimSwarm:
                 assert action.source_id in self.sources
                 r = action.range
                 self.streams[action.lease_id] = _Stream(
-                    action.lease_id, action.source_id, r.start, r.end
+                    action.lease_id, action.source_id, r.start, r.end, started=self.now
                 )
             elif isinstance(action, Cancel):
                 self.cancels.append(action)

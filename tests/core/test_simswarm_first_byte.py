@@ -1,0 +1,46 @@
+"""``SimSwarm`` with a wait for each stream's first byte (``SimSource.first_byte``): the
+simulated round trips that make a piece cost time, so that piece sizing can be judged in
+simulation before the testbed (bench/README, "Larger pieces by time")."""
+
+from __future__ import annotations
+
+from swarmget.core.ranges import ByteRange, RangeSet
+from swarmget.core.scheduler import SchedulerConfig
+from swarmget.testing.simswarm import SimSwarm
+
+MiB = 1024 * 1024
+#: pieces of 1 MiB: 16 requests for 16 MiB
+FIXED = SchedulerConfig(min_piece=MiB, max_piece=MiB, steal=False, endgame=False)
+
+
+def run(first_byte: float, *, slots: int = 1) -> SimSwarm:
+    sim = SimSwarm(16 * MiB, FIXED)
+    sim.add("a", rate=4 * MiB, slots=slots, first_byte=first_byte)
+    assert sim.run(dt=0.01, max_time=60.0)
+    assert sim.written == RangeSet([ByteRange(0, 16 * MiB)])
+    sim.scheduler.check_invariants()
+    return sim
+
+
+def test_a_stream_delivers_nothing_before_its_first_byte() -> None:
+    sim = SimSwarm(4 * MiB, FIXED)
+    sim.add("a", rate=4 * MiB, first_byte=0.2)
+    for _ in range(19):
+        sim.step(0.01)
+    assert sim.written.total() == 0
+    for _ in range(5):
+        sim.step(0.01)
+    assert sim.written.total() > 0
+
+
+def test_each_piece_costs_its_wait_on_one_connection() -> None:
+    """One slot: 16 pieces one after another, each waiting 0.1 s: ~1.6 s more."""
+    assert 1.4 <= run(0.1).now - run(0.0).now <= 1.8
+
+
+def test_other_connections_carry_the_link_while_one_waits() -> None:
+    """Four slots: while one stream waits for its first byte the others share the link at
+    full rate, so the waits mostly overlap."""
+    alone, overlapped = run(0.1), run(0.1, slots=4)
+    assert overlapped.now < alone.now - 1.0
+    assert run(0.0, slots=4).now <= overlapped.now
