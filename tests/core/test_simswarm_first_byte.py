@@ -44,3 +44,24 @@ def test_other_connections_carry_the_link_while_one_waits() -> None:
     alone, overlapped = run(0.1), run(0.1, slots=4)
     assert overlapped.now < alone.now - 1.0
     assert run(0.0, slots=4).now <= overlapped.now
+
+
+def test_a_stream_ended_early_still_takes_its_in_flight_bytes_of_the_link() -> None:
+    """A fast source joins: the slow one's stream is ended early (split by a steal or lost
+    to a copy), and what was in flight still takes the slow source's link
+    (``SimSwarm.wasted``); none without ``in_flight``."""
+
+    def split(in_flight: int) -> SimSwarm:
+        sim = SimSwarm(8 * MiB, SchedulerConfig(min_piece=MiB, max_piece=8 * MiB))
+        sim.add("slow", rate=MiB, in_flight=in_flight)
+        sim.step(0.5)
+        sim.add("fast", rate=8 * MiB)  # steals the far end of the slow one's piece
+        assert sim.run(dt=0.01, max_time=60.0)
+        assert sim.written == RangeSet([ByteRange(0, 8 * MiB)])
+        return sim
+
+    plain, wasteful = split(0), split(MiB)
+    assert plain.wasted == 0
+    cuts = sum(s.cut for s in wasteful.scheduler.statistics(wasteful.now).sources)
+    assert 0 < wasteful.wasted <= MiB * cuts
+    assert wasteful.now >= plain.now

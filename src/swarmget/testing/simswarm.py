@@ -5,7 +5,10 @@ lease deliver ``rate * dt`` bytes (a source's rate is shared by its active strea
 be slowed, frozen (SIGSTOP-like: they hold leases but send nothing) or killed, and each of a
 source's streams may wait ``first_byte`` seconds before its first byte (the round trips of a
 request: to a helper and the helper's own to the origin; the link carries the source's other
-streams meanwhile), which is what makes many small pieces cost time. Every claim is
+streams meanwhile), which is what makes many small pieces cost time; and a stream we end
+before the end it asked for (a steal's split, a copy that lost, a cancel) may still cost the
+source's link ``in_flight`` bytes that go nowhere (what the origin had sent into sockets and
+a shaper's queue), which is what makes a cut cost time. Every claim is
 checked against the bytes written before, so a byte written twice fails loudly.
 
 Used by the scheduler's tests and handy for reasoning about tuning.
@@ -37,6 +40,8 @@ class SimSource:
     fail_after: int | None = None
     #: seconds each stream waits for its first byte (simulated round trips)
     first_byte: float = 0.0
+    #: bytes a stream ended early still takes of the link, delivering nothing
+    in_flight: int = 0
 
 
 @dataclass
@@ -47,6 +52,14 @@ class _Stream:
     end: int  # as requested; the scheduler may finish it earlier
     delivered: int = 0
     started: float = 0.0  # when it was assigned (simulated clock)
+
+
+@dataclass
+class _Ghost:
+    """What a stream ended early still takes of its source's link (``in_flight``)."""
+
+    source_id: str
+    left: int
 
 
 @dataclass
@@ -64,6 +77,10 @@ class SimSwarm:
         self.writes_by_source: dict[str, int] = {}
         self.bans: list[Ban] = []
         self.cancels: list[Cancel] = []
+        #: the streams ended early that still take link time
+        self.ghosts: list[_Ghost] = []
+        #: bytes the ghosts took of the links in all
+        self.wasted = 0
 
     # --- setup ---------------------------------------------------------------------------------
 
@@ -88,6 +105,7 @@ class SimSwarm:
         for stream in list(self.streams.values()):
             if stream.lease_id in self.streams:
                 self._deliver(stream, dt)
+        self._drain_ghosts(dt)
         self._apply(self.scheduler.on_timer(self.now))
         self._apply(self.scheduler.poll(self.now))
 
@@ -102,6 +120,30 @@ class SimSwarm:
 
     # --- internals -----------------------------------------------------------------------------
 
+    def _sharing(self, source_id: str) -> int:
+        """How many streams (past their first byte) and ghosts share the source's link."""
+        wait = self.sources[source_id].first_byte
+        return sum(
+            1
+            for s in self.streams.values()
+            if s.source_id == source_id and self.now - s.started >= wait
+        ) + sum(1 for g in self.ghosts if g.source_id == source_id)
+
+    def _drain_ghosts(self, dt: float) -> None:
+        for g in self.ghosts:
+            src = self.sources[g.source_id]
+            if src.alive and not src.frozen:
+                n = min(int(src.rate * dt / self._sharing(g.source_id)) or 1, g.left)
+                g.left -= n
+                self.wasted += n
+        self.ghosts = [g for g in self.ghosts if g.left > 0]
+
+    def _cut(self, stream: _Stream) -> None:
+        """``stream`` ended before its end: its source's link still carries ``in_flight``."""
+        waste = min(self.sources[stream.source_id].in_flight, stream.end - stream.cursor)
+        if waste > 0:
+            self.ghosts.append(_Ghost(stream.source_id, waste))
+
     def _deliver(self, stream: _Stream, dt: float) -> None:
         src = self.sources[stream.source_id]
         if not src.alive:  # connection refused
@@ -110,11 +152,7 @@ class SimSwarm:
             return
         if src.frozen or self.now - stream.started < src.first_byte:
             return
-        sharing = sum(
-            1
-            for s in self.streams.values()
-            if s.source_id == stream.source_id and self.now - s.started >= src.first_byte
-        )
+        sharing = self._sharing(stream.source_id)
         n = min(int(src.rate * dt / sharing) or 1, stream.end - stream.cursor)
         if src.fail_after is not None and stream.delivered + n > src.fail_after:
             n = max(0, src.fail_after - stream.delivered)
@@ -139,7 +177,8 @@ class SimSwarm:
             key = stream.source_id
             self.writes_by_source[key] = self.writes_by_source.get(key, 0) + claim.write.length
         if claim.finished:
-            self.streams.pop(stream.lease_id, None)
+            if self.streams.pop(stream.lease_id, None) is not None and stream.cursor < stream.end:
+                self._cut(stream)
         else:
             assert stream.cursor < stream.end, "stream ran past its range without finishing"
         self._apply(list(claim.actions))
@@ -154,7 +193,9 @@ class SimSwarm:
                 )
             elif isinstance(action, Cancel):
                 self.cancels.append(action)
-                self.streams.pop(action.lease_id, None)
+                cut = self.streams.pop(action.lease_id, None)
+                if cut is not None:
+                    self._cut(cut)
             else:
                 self.bans.append(action)
 
