@@ -106,3 +106,28 @@ def test_refusals() -> None:
 def test_a_low_order_public_key_is_refused() -> None:
     with pytest.raises(ValueError, match="shared key"):
         accept_session(NODE, bytes(32))
+
+
+@pytest.mark.parametrize(
+    ("field", "bad"),
+    [
+        ("nonce", "short"),
+        ("nonce", "has space in it 0123"),
+        ("path", "no-slash"),
+        ("path", "/a b"),
+        ("method", "GE T"),
+        ("node_id", "not a node id"),
+    ],
+)
+def test_the_session_signer_refuses_a_malformed_part_as_the_node_key_signer_does(
+    field: str, bad: str
+) -> None:
+    """Our own bug, never a request sent: the session signer checks the parts as
+    ``core.auth.sign`` does (the canonical string must stay unambiguous)."""
+    node, _ = _agree()
+    parts: dict[str, str] = {
+        "node_id": NODE, "method": "POST", "path": "/v1/x", "nonce": secrets.token_urlsafe(18)
+    }  # fmt: skip
+    parts[field] = bad
+    with pytest.raises(ValueError, match="invalid"):
+        session_signed_headers(SECRET, node, body=b"{}", now=NOW, **parts)

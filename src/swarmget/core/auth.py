@@ -84,6 +84,7 @@ __all__ = [
     "check_not_before",
     "check_request_parts",
     "is_valid_node_id",
+    "member_headers",
     "parse_secret",
     "sign",
     "verify",
@@ -155,8 +156,23 @@ def sign(
     """The six headers that authenticate this request as ``identity``'s. ``path`` is the
     target as sent: path and query, %-encoded. Raises ``ValueError`` on malformed input
     (our own bug)."""
+    canonical, headers = member_headers(
+        secret, node_id=identity.node_id, method=method, path=path, body=body, now=now,
+        nonce=nonce,
+    )  # fmt: skip
+    headers[HEADER_KEY] = encode_b64(identity.public_key)
+    headers[HEADER_KEY_SIGNATURE] = encode_b64(identity.sign(canonical))
+    return headers
+
+
+def member_headers(
+    secret: bytes, *, node_id: str, method: str, path: str, body: bytes, now: float, nonce: str
+) -> tuple[bytes, dict[str, str]]:
+    """The canonical string of a request and the four headers every signed request has
+    (node, time, nonce, the swarm secret's HMAC); the caller adds the proof of who sends it
+    (the node key's signature here, a session's MAC in ``core.session_auth``). Raises
+    ``ValueError`` when a part is malformed (our own bug)."""
     method = method.upper()
-    node_id = identity.node_id
     _check_parts(method=method, path=path, node_id=node_id, nonce=nonce, error=ValueError)
     timestamp = int(now)
     canonical = canonical_string(
@@ -167,13 +183,11 @@ def sign(
         node_id=node_id,
         nonce=nonce,
     )
-    return {
+    return canonical, {
         HEADER_NODE: node_id,
         HEADER_TIME: str(timestamp),
         HEADER_NONCE: nonce,
         HEADER_SIGNATURE: _signature(secret, canonical),
-        HEADER_KEY: encode_b64(identity.public_key),
-        HEADER_KEY_SIGNATURE: encode_b64(identity.sign(canonical)),
     }
 
 

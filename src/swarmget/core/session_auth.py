@@ -65,6 +65,7 @@ from swarmget.core.auth import (
     check_not_before,
     check_request_parts,
     check_skew,
+    member_headers,
 )
 from swarmget.core.errors import AuthError, BadIdentity, SessionUnknown
 from swarmget.core.identity import decode_b64, encode_b64
@@ -173,24 +174,12 @@ def session_signed_headers(
 ) -> dict[str, str]:
     """The headers that authenticate this request as ``node_id``'s by its session. The
     parts are checked as ``core.auth.sign`` checks them (``ValueError``: our own bug)."""
-    method = method.upper()
-    timestamp = int(now)
-    canonical = canonical_string(
-        method=method,
-        path=path,
-        digest=body_digest(body),
-        timestamp=timestamp,
-        node_id=node_id,
-        nonce=nonce,
+    canonical, headers = member_headers(
+        secret, node_id=node_id, method=method, path=path, body=body, now=now, nonce=nonce
     )
-    return {
-        HEADER_NODE: node_id,
-        HEADER_TIME: str(timestamp),
-        HEADER_NONCE: nonce,
-        HEADER_SIGNATURE: hmac.new(secret, canonical, hashlib.sha256).hexdigest(),
-        HEADER_SESSION: session.session_id,
-        HEADER_SESSION_SIGNATURE: _session_mac(session.key, session.session_id, canonical),
-    }
+    headers[HEADER_SESSION] = session.session_id
+    headers[HEADER_SESSION_SIGNATURE] = _session_mac(session.key, session.session_id, canonical)
+    return headers
 
 
 def has_session_headers(headers: Mapping[str, str]) -> bool:
