@@ -83,6 +83,7 @@ __all__ = [
     "canonical_string",
     "check_not_before",
     "check_request_parts",
+    "find_headers",
     "is_valid_node_id",
     "member_headers",
     "parse_secret",
@@ -326,9 +327,12 @@ class _Fields:
     key_signature: str
 
 
-def _auth_fields(headers: Mapping[str, str]) -> _Fields:
-    """The auth headers' values, names case-insensitive, each exactly once."""
-    wanted = {name.lower(): name for name in _AUTH_HEADERS}
+def find_headers(
+    headers: Mapping[str, str], names: tuple[str, ...], *, what: str
+) -> dict[str, str]:
+    """The values of the headers ``names`` (each found case-insensitively, exactly once:
+    ``AuthError`` otherwise, ``what`` naming the kind of request in the message)."""
+    wanted = {name.lower(): name for name in names}
     found: dict[str, str] = {}
     for key, value in headers.items():
         name = wanted.get(key.lower())
@@ -337,9 +341,15 @@ def _auth_fields(headers: Mapping[str, str]) -> _Fields:
         if name in found:
             raise AuthError(f"header {name} given more than once")
         found[name] = value
-    missing = [name for name in _AUTH_HEADERS if name not in found]
+    missing = [name for name in names if name not in found]
     if missing:
-        raise AuthError("unsigned request: missing " + ", ".join(missing))
+        raise AuthError(f"{what}: missing " + ", ".join(missing))
+    return found
+
+
+def _auth_fields(headers: Mapping[str, str]) -> _Fields:
+    """The auth headers' values, names case-insensitive, each exactly once."""
+    found = find_headers(headers, _AUTH_HEADERS, what="unsigned request")
     if not _TIME.fullmatch(found[HEADER_TIME]):
         raise AuthError(f"invalid {HEADER_TIME}: must be integer unix seconds")
     if not _SIGNATURE.fullmatch(found[HEADER_SIGNATURE]):

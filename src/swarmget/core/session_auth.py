@@ -65,6 +65,7 @@ from swarmget.core.auth import (
     check_not_before,
     check_request_parts,
     check_skew,
+    find_headers,
     member_headers,
 )
 from swarmget.core.errors import AuthError, BadIdentity, SessionUnknown
@@ -195,23 +196,6 @@ _SESSION_HEADERS = (
     HEADER_SESSION,
     HEADER_SESSION_SIGNATURE,
 )
-_WANTED = {name.lower(): name for name in _SESSION_HEADERS}
-
-
-def _session_fields(headers: Mapping[str, str]) -> dict[str, str]:
-    """The session auth headers' values, names case-insensitive, each exactly once."""
-    found: dict[str, str] = {}
-    for key, value in headers.items():
-        name = _WANTED.get(key.lower())
-        if name is None:
-            continue
-        if name in found:
-            raise AuthError(f"header {name} given more than once")
-        found[name] = value
-    missing = [name for name in _SESSION_HEADERS if name not in found]
-    if missing:
-        raise AuthError("session-signed request: missing " + ", ".join(missing))
-    return found
 
 
 def verify_session_signed(
@@ -230,7 +214,7 @@ def verify_session_signed(
     key of that session (None: it has none). Order: well-formed headers (each once), the
     swarm HMAC, the session (``SessionUnknown``), its HMAC (``BadIdentity``), clock skew,
     ``not_before``. The replay check is the caller's, as with ``core.auth.verify_signed``."""
-    found = _session_fields(headers)
+    found = find_headers(headers, _SESSION_HEADERS, what="session-signed request")
     node_id, nonce, session_id = found[HEADER_NODE], found[HEADER_NONCE], found[HEADER_SESSION]
     stamp = found[HEADER_TIME]
     if not (stamp.isascii() and stamp.isdigit() and len(stamp) <= 12):
