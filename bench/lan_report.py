@@ -344,6 +344,11 @@ def _after_result(run: Run) -> float | None:
     return float(run.wall - startup - result)
 
 
+def _wait_per_range(timeline: dict[str, Any]) -> float | None:
+    ranges = timeline.get("ranges")
+    return float(timeline.get("waited", 0.0)) / ranges if ranges else None
+
+
 def timeline_table(runs: Sequence[Run]) -> str | None:
     """Where the time goes, per point of ``user`` (median of each phase over its runs):
     ``accepted`` and ``get's result`` count from the command's start, the other points
@@ -362,18 +367,22 @@ def timeline_table(runs: Sequence[Run]) -> str | None:
     ):
         cells = [_f(_median_of([read(r.timeline) for r in group]), ".3f") for _, read in _PHASES]
         peers = _median_of([r.timeline.get("hub_peers") for r in group])
+        ranges = _median_of([r.timeline.get("ranges") or None for r in group])
+        wait = _median_of([_wait_per_range(r.timeline) for r in group])
         exit_wall = _median_of([r.wall for r in group])
         after = _median_of([_after_result(r) for r in group])
-        rows.append([mode, human(size), str(n), *cells, _f(peers, ".0f"), _f(after, ".3f"),
-                     _f(exit_wall, ".3f")])  # fmt: skip
+        rows.append([mode, human(size), str(n), *cells, _f(peers, ".0f"), _f(ranges, ".0f"),
+                     _f(wait, ".3f"), _f(after, ".3f"), _f(exit_wall, ".3f")])  # fmt: skip
     head = ["timeline (s)", "size", "nodes", *(h for h, _ in _PHASES), "peers listed"]
-    head += ["result → exit", "exit"]
+    head += ["ranges", "wait per range", "result → exit", "exit"]
     note = (
         "Median seconds per phase. `startup`: the process's start (exec) to `get`'s code "
         "running (Python, imports); `accepted` (the node took the download, or it started "
         "here) and `get's result` count from there; `hub` ... `verified` from the download's "
         "start (on the node or in the process, ≈ `accepted`); `exit`: the wall time of the "
-        "command; `result → exit` = exit - startup - get's result (shutting down, printing)."
+        "command; `result → exit` = exit - startup - get's result (shutting down, printing); "
+        "`ranges`: the ranges all sources were asked for, `wait per range`: their mean wait "
+        "from the request to its first byte (each is idle time of one connection)."
     )
     return f"{note}\n\n{_table(head, rows)}"
 

@@ -458,7 +458,14 @@ def _read_cli_result(stdout: str, run: Run) -> None:
     try:
         data = json.loads(stdout)
         command = data.get("command_timeline") or {}
-        run.timeline = {**data["timeline"], **command}
+        sources = data.get("sources") or []
+        # the ranges all sources were asked for and what they waited for a first byte
+        # (absent from an older node's answer: then 0)
+        ranges = {
+            "ranges": sum(int(s.get("ranges", 0)) for s in sources),
+            "waited": sum(float(s.get("waited", 0.0)) for s in sources),
+        }
+        run.timeline = {**data["timeline"], **command, **ranges}
         run.elapsed = float(data["elapsed"])
         run.last_byte_to_done = float(data["last_byte_to_done"])
     except (ValueError, KeyError, TypeError) as exc:

@@ -37,3 +37,17 @@ def test_each_source_counts_the_ranges_it_was_asked_for() -> None:
     counted = {s.source_id: s.ranges for s in sim.scheduler.statistics(sim.now).sources}
     assert counted == sim.asked
     assert sum(counted.values()) > 4 + 3 * 3  # more than the first round
+
+
+def test_each_source_sums_what_its_ranges_waited_for_their_first_data() -> None:
+    """``SourceInfo.waited``: with a simulated wait of 0.2 s per stream, every range that
+    delivered waited about that long (to the simulator's step)."""
+    sim = CountingSwarm(8 * MiB, SchedulerConfig(steal=False, endgame=False))
+    sim.add("origin", rate=4 * MiB, slots=2, first_byte=0.2)
+    sim.add("h0", rate=2 * MiB, slots=1)
+    assert sim.run(dt=0.01, max_time=600.0)
+    info = {s.source_id: s for s in sim.scheduler.statistics(sim.now).sources}
+    origin, helper = info["origin"], info["h0"]
+    assert origin.ranges >= 2
+    assert 0.2 * origin.ranges <= origin.waited <= 0.23 * origin.ranges
+    assert helper.waited <= 0.02 * helper.ranges  # no wait but the step's

@@ -58,8 +58,13 @@ async def test_get_alone_prints_the_timeline(origin: TestOrigin, tmp_path: Path)
         "--state-dir", str(tmp_path / "no-node"),
     )  # fmt: skip
     assert rc == 0, err
-    timeline = assert_timeline(json.loads(out))
+    result = json.loads(out)
+    timeline = assert_timeline(result)
     assert timeline["hub"] is None  # no hub asked
+    # each source: the ranges it was asked for and what they waited for a first byte
+    (own,) = [s for s in result["sources"] if s["claimed"]]
+    assert own["ranges"] >= 1
+    assert 0 <= own["waited"] <= timeline["last_byte"] * own["ranges"]
 
 
 async def wait_registered(api: NodeApi) -> None:

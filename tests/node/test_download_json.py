@@ -34,6 +34,7 @@ SOURCES = (
         ban_reason=None,
         cut=3,
         ranges=9,
+        waited=0.25,
     ),
     SourceInfo(
         source_id="h1",

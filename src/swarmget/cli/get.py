@@ -259,7 +259,9 @@ def _interrupted(routes: list[RouteTaken], detach: bool) -> str:
     return f"the node's download {taken.download_id} was cancelled; run again to resume"
 
 
-_SOURCE_SUMMARY = ("id", "state", "received", "claimed", "failures", "ban_reason", "cut")
+_SOURCE_SUMMARY = (
+    "id", "state", "received", "claimed", "failures", "ban_reason", "cut", "ranges", "waited",
+)  # fmt: skip
 
 
 def result_json(result: DownloadResult) -> dict[str, Any]:

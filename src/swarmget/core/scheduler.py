@@ -243,6 +243,7 @@ class Scheduler:
         elif lease.deliveries == 1 and nbytes:  # its first data: how long that took
             wait = now - lease.started
             src.first_wait = wait if src.first_wait is None else (src.first_wait + wait) / 2
+            src.waited += wait
         if write is not None:
             src.credit(write)
         piece = self._pieces.piece(lease.piece_id)

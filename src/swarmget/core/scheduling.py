@@ -196,6 +196,9 @@ class SourceInfo:
     #: the ranges it was asked for (leases: new pieces, steals, copies, rescues); each is a
     #: request of its own (to a helper: a signed request, and its own request to the origin)
     ranges: int = 0
+    #: seconds its ranges waited for their first data, summed (a request's round trips:
+    #: divided by ``ranges``, what each range cost its connection in idle time)
+    waited: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)

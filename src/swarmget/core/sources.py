@@ -78,6 +78,7 @@ class Source:
     claimed: int = 0  # bytes of the file it delivered first
     cuts: int = 0  # its streams we ended before the end they asked for (``SourceInfo.cut``)
     ranges: int = 0  # leases it was given (``SourceInfo.ranges``)
+    waited: float = 0.0  # seconds its leases waited for their first data (``SourceInfo``)
     segments: RangeSet = field(default_factory=RangeSet)  # ... and where they are
     samples: RateWindow = field(default_factory=RateWindow)
     first_data: float | None = None
@@ -172,6 +173,7 @@ class Source:
             ban_reason=self.banned,
             cut=self.cuts,
             ranges=self.ranges,
+            waited=self.waited,
         )
 
     # --- events --------------------------------------------------------------------------------

@@ -24,9 +24,10 @@ is defined once::
                   "own_origin_seconds"}}   (a finished download's, an estimate)
 
     source: {"id", "state", "slots", "active", "received", "claimed", "rate", "failures",
-             "ban_reason", "segments": [[start, end] ...], "cut", "ranges"}  (cut: its streams
-             we ended before the end asked for, ``SourceInfo.cut``; ranges: the ranges it was
-             asked for, ``SourceInfo.ranges``; both 0 from an older node)
+             "ban_reason", "segments": [[start, end] ...], "cut", "ranges", "waited"}  (cut:
+             its streams we ended before the end asked for, ``SourceInfo.cut``; ranges: the
+             ranges it was asked for, ``SourceInfo.ranges``; waited: seconds they waited for
+             their first data, summed; all 0 from an older node)
 
 Each ``*_json`` has a ``*_from_json`` that reads it back (``KeyError``, ``TypeError`` or
 ``ValueError`` for a malformed answer).
@@ -140,6 +141,7 @@ def source_json(s: SourceInfo) -> dict[str, Any]:
         "segments": [[r.start, r.end] for r in s.segments],
         "cut": s.cut,
         "ranges": s.ranges,
+        "waited": round(s.waited, 4),
     }
 
 
@@ -210,6 +212,7 @@ def source_from_json(s: Mapping[str, Any]) -> SourceInfo:
         ban_reason=s["ban_reason"],
         cut=int(s.get("cut", 0)),
         ranges=int(s.get("ranges", 0)),
+        waited=float(s.get("waited", 0.0)),
     )
 
 
