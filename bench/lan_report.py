@@ -382,7 +382,8 @@ def timeline_table(runs: Sequence[Run]) -> str | None:
         "start (on the node or in the process, ≈ `accepted`); `exit`: the wall time of the "
         "command; `result → exit` = exit - startup - get's result (shutting down, printing); "
         "`ranges`: the ranges all sources were asked for, `wait per range`: their mean wait "
-        "from the request to its first byte (each is idle time of one connection)."
+        "from the request until the requester read its first bytes (a helper's includes up to "
+        "~0.25 s of its stream: the requester reads helpers in bulk, SO_RCVLOWAT)."
     )
     return f"{note}\n\n{_table(head, rows)}"
 

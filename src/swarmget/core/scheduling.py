@@ -196,8 +196,9 @@ class SourceInfo:
     #: the ranges it was asked for (leases: new pieces, steals, copies, rescues); each is a
     #: request of its own (to a helper: a signed request, and its own request to the origin)
     ranges: int = 0
-    #: seconds its ranges waited for their first data, summed (a request's round trips:
-    #: divided by ``ranges``, what each range cost its connection in idle time)
+    #: seconds its ranges waited for their first data, summed: a request's round trips,
+    #: and for a helper also what the engine's bulk reads hold back before the first report
+    #: (up to ~0.25 s of its stream: ``net.lowat``), so not all of it is idle link
     waited: float = 0.0
 
 
