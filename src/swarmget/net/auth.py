@@ -131,28 +131,20 @@ def auth_middleware(
     async def check(request: web.Request, body: bytes) -> str:
         now = clock()
         if session_key is not None and has_session_headers(request.headers):
-            signed = verify_session_signed(
-                secret,
-                functools.partial(session_key, request),
-                method=request.method,
-                path=request.raw_path,
-                headers=request.headers,
-                body=body,
-                now=now,
-                window=window,
-                not_before=start,
+            verify = functools.partial(
+                verify_session_signed, secret, functools.partial(session_key, request)
             )
         else:
-            signed = verify_signed(
-                secret,
-                method=request.method,
-                path=request.raw_path,
-                headers=request.headers,
-                body=body,
-                now=now,
-                window=window,
-                not_before=start,
-            )
+            verify = functools.partial(verify_signed, secret)
+        signed = verify(
+            method=request.method,
+            path=request.raw_path,
+            headers=request.headers,
+            body=body,
+            now=now,
+            window=window,
+            not_before=start,
+        )
         node_id, nonce = signed.node_id, signed.nonce
         cache.check_and_remember(
             node_id, nonce, timestamp=signed.timestamp, now=now, origin=origin(request)
