@@ -23,7 +23,7 @@ demo: $(STAMP)
 # (as root, with apt) and starts a PostgreSQL (Debian's, or pgserver from PyPI) unless
 # SWARMGET_TEST_PG names one; only what cannot be had there is skipped, with a message.
 test: $(STAMP)
-	SWARMGET_TEST_PYTHON=$(BIN)/python bash scripts/test-prereqs.sh $(BIN)/pytest -q
+	SWARMGET_TEST_PYTHON=$(BIN)/python bash scripts/test-prereqs.sh $(BIN)/pytest -q -n 2
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench

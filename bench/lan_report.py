@@ -326,6 +326,8 @@ _PHASES: tuple[tuple[str, Any], ...] = (
     ("1st helper joined", lambda t: min(t.get("joined", {}).values(), default=None)),
     ("1st byte", lambda t: min(t.get("first_byte", {}).values(), default=None)),
     ("last source's 1st byte", lambda t: max(t.get("first_byte", {}).values(), default=None)),
+    # the first source to run dry: how long the others ran on without it (the end's spread)
+    ("1st source's last byte", lambda t: min(t.get("last_data", {}).values(), default=None)),
     ("last byte", lambda t: t.get("last_byte")),
     ("verified", lambda t: t.get("verified")),
     ("get's result", lambda t: t.get("result")),
@@ -381,7 +383,9 @@ def timeline_table(runs: Sequence[Run]) -> str | None:
         "here) and `get's result` count from there; `hub` ... `verified` from the download's "
         "start (on the node or in the process, ≈ `accepted`); `exit`: the wall time of the "
         "command; `result → exit` = exit - startup - get's result (shutting down, printing); "
-        "`ranges`: the ranges all sources were asked for, `wait per range`: their mean wait "
+        "`1st source's last byte`: when the first source ran dry (to `last byte`: how "
+        "unevenly the sources finished); `ranges`: the ranges all sources were asked for, "
+        "`wait per range`: their mean wait "
         "from the request until the requester read its first bytes (a helper's includes up to "
         "~0.25 s of its stream: the requester reads helpers in bulk, SO_RCVLOWAT)."
     )

@@ -106,8 +106,9 @@ class Run:
     received: dict[str, int] = field(default_factory=dict)  # source id -> bytes received
     events: list[str] = field(default_factory=list)  # what happened (faults, bans)
     #: ``swarmget get --json``'s timeline (seconds from the node's download start: hub,
-    #: probe, joined {id: s}, first_byte {id: s}, last_byte, verified) with the command's
-    #: own points (seconds from the command's start: accepted, result)
+    #: probe, joined {id: s}, first_byte {id: s}, last_data {id: s}, last_byte, verified)
+    #: with the command's own points (seconds from the command's start: accepted, result)
+    #: and what each source delivered (claimed {id: bytes})
     timeline: dict[str, Any] = field(default_factory=dict)
     params: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
@@ -464,6 +465,8 @@ def _read_cli_result(stdout: str, run: Run) -> None:
         ranges = {
             "ranges": sum(int(s.get("ranges", 0)) for s in sources),
             "waited": sum(float(s.get("waited", 0.0)) for s in sources),
+            # the bytes each source delivered into the file (its share of the end)
+            "claimed": {str(s["id"]): int(s.get("claimed", 0)) for s in sources},
         }
         run.timeline = {**data["timeline"], **command, **ranges}
         run.elapsed = float(data["elapsed"])

@@ -45,6 +45,9 @@ async def test_a_segmented_download_marks_every_phase_in_order(tmp_path: Path) -
     assert set(t.first_byte) == {"origin", "helper"}
     assert 0 <= t.hub <= t.probe
     assert all(t.probe <= first <= t.last_byte for first in t.first_byte.values())
+    assert set(t.last_data) == {"origin", "helper"}  # when each source ran dry
+    assert all(t.first_byte[s] <= t.last_data[s] <= t.last_byte for s in t.last_data)
+    assert max(t.last_data.values()) == t.last_byte
     assert t.last_byte <= t.verified == result.elapsed
     names = [name for name, _ in t.points()]
     assert names[-2:] == ["last_byte", "verified"]
@@ -68,3 +71,4 @@ async def test_a_single_stream_download_marks_its_phases(tmp_path: Path) -> None
     assert t.last_byte is not None
     assert t.verified is not None
     assert t.probe <= t.first_byte["origin"] <= t.last_byte <= t.verified
+    assert t.last_data == {"origin": t.last_byte}

@@ -144,14 +144,16 @@ TIMELINE = Timeline(
     probe=0.04,
     joined={"h1": 0.1},
     first_byte={"me": 0.06, "h1": 0.12},
+    last_data={"me": 3.7, "h1": 3.41},
     last_byte=3.7,
     verified=3.95,
 )
 
 
-def test_the_timeline_goes_with_the_result_and_back() -> None:
+def sent_with_timeline() -> dict[str, object]:
+    """A finished download's JSON, with ``TIMELINE``, as a node sends it."""
     result = dataclasses.replace(RESULT, timeline=TIMELINE)
-    data = sent(
+    return sent(
         dj.download_json(
             download_id="d1",
             url=URL,
@@ -164,8 +166,19 @@ def test_the_timeline_goes_with_the_result_and_back() -> None:
             result=result,
         )
     )
+
+
+def test_the_timeline_goes_with_the_result_and_back() -> None:
+    data = sent_with_timeline()
     assert data["result"]["timeline"]["first_byte"] == {"me": 0.06, "h1": 0.12}  # type: ignore[index]
+    assert data["result"]["timeline"]["last_data"] == {"me": 3.7, "h1": 3.41}  # type: ignore[index]
     assert dj.result_from_json(data).timeline == TIMELINE
+
+
+def test_an_older_nodes_timeline_without_last_data_reads_back_empty() -> None:
+    data = sent_with_timeline()
+    del data["result"]["timeline"]["last_data"]  # type: ignore[index]
+    assert dj.result_from_json(data).timeline == dataclasses.replace(TIMELINE, last_data={})
 
 
 def test_what_the_hub_said_goes_with_the_download_and_back() -> None:

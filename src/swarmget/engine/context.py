@@ -48,6 +48,7 @@ class DownloadContext:
         self.info: OriginInfo | None = None  # what the probe pinned
         self.manifest: Manifest | None = None  # the relay's, when there is a relay
         self.last_byte_at = 0.0  # when the last byte came in (the clock's time)
+        self._last_data: dict[str, float] = {}  # source id -> its last byte in (clock time)
         self._on_event = on_event
         self._on_bytes = on_bytes
         self.holders: set[str] = set()  # the source ids of LAN holders (the group adds them)
@@ -105,6 +106,12 @@ class DownloadContext:
         if source_id not in self.marks.first_byte:
             self.marks.first_byte[source_id] = self.at()
 
+    def data_from(self, source_id: str, now: float) -> None:
+        """A chunk came in from ``source_id`` at ``now`` (the clock's time): the last byte
+        so far, overall and from that source."""
+        self.last_byte_at = now
+        self._last_data[source_id] = now
+
     def timeline(self) -> Timeline:
         """The timeline so far (the last byte from ``last_byte_at``)."""
         marks = self.marks
@@ -115,6 +122,7 @@ class DownloadContext:
             probe=marks.probe,
             joined=dict(marks.joined),
             first_byte=dict(marks.first_byte),
+            last_data={k: v - self.t0 for k, v in self._last_data.items()},
             last_byte=last,
             verified=marks.verified,
         )

@@ -71,7 +71,7 @@ class SingleStream:
         try:
             async with ctx.origin.open_stream(ctx.pinned()) as body:
                 async for chunk in body:
-                    ctx.last_byte_at = ctx.clock()
+                    ctx.data_from(first_id, ctx.clock())
                     if not self.streamed:
                         ctx.first_byte(first_id)
                     ctx.received(SourceKind.ORIGIN, len(chunk))

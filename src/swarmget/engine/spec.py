@@ -10,12 +10,12 @@ from typing import TYPE_CHECKING
 
 from swarmget.core.byte_sources import BytesBySource, SourceKind
 from swarmget.core.digests import Digest
-from swarmget.core.scheduler import SchedulerConfig, SourceInfo
+from swarmget.core.scheduling import SchedulerConfig, SourceInfo
 from swarmget.core.verification import DEFAULT_VERIFY_SAMPLE, VerificationReport
-from swarmget.engine.sharing import SharingReport
 
-if TYPE_CHECKING:  # (an annotation only)
+if TYPE_CHECKING:  # (annotations only: importing them costs `swarmget get` start-up time)
     from swarmget.core.content import ContentKey
+    from swarmget.engine.sharing import SharingReport
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -96,16 +96,20 @@ class Timeline:
     probe: float | None = None  # the origin's probe answered (the first one)
     joined: dict[str, float] = field(default_factory=dict)  # helper id -> health check answered
     first_byte: dict[str, float] = field(default_factory=dict)  # source id -> first byte in
+    #: source id -> its last byte in (so far): when each source ran dry, to tell an uneven
+    #: end (sources idle while the last ones finish) from slow sources
+    last_data: dict[str, float] = field(default_factory=dict)
     last_byte: float | None = None  # the last byte in, from any source
     verified: float | None = None  # verified and moved into place
 
     def points(self) -> list[tuple[str, float]]:
-        """Every point in time order, named (``first_byte:ID``, ``joined:ID``)."""
+        """Every point in time order, named (``first_byte:ID``, ``last_data:ID``, ``joined:ID``)."""
         named = [
             ("hub", self.hub),
             ("probe", self.probe),
             *((f"joined:{k}", v) for k, v in self.joined.items()),
             *((f"first_byte:{k}", v) for k, v in self.first_byte.items()),
+            *((f"last_data:{k}", v) for k, v in self.last_data.items()),
             ("last_byte", self.last_byte),
             ("verified", self.verified),
         ]

@@ -127,7 +127,8 @@ async def _pump(
     # our own connection, a helper, a LAN holder; None: this node's own copy (not counted)
     kind = ctx.kind_of(lease.source_id)
     async for chunk in body:
-        ctx.last_byte_at = now = ctx.clock()
+        now = ctx.clock()
+        ctx.data_from(lease.source_id, now)
         if pos == lease.range.start:  # this stream's first chunk: the timeline's first byte?
             ctx.first_byte(lease.source_id)
         if kind is not None:

@@ -17,7 +17,8 @@ is defined once::
      "result"?: {"path", "size", "elapsed", "mode", "resumed_bytes", "fetched_bytes",
                  "last_byte_to_done", "verified", "verification", "digests",
                  "timeline": {"hub", "hub_peers", "probe", "joined": {id: s},
-                              "first_byte": {id: s}, "last_byte", "verified"}},
+                              "first_byte": {id: s}, "last_data": {id: s},
+                              "last_byte", "verified"}},
      "rates"?: [[seconds since the start, {source id: bytes received so far}] ...],
      "speedup"?: {"factor": null | x, "missing": null | core.savings.NoEstimate value,
                   "fetched_bytes", "own_origin_bytes", "peer_bytes", "elapsed",
@@ -173,6 +174,7 @@ def timeline_json(t: Timeline) -> dict[str, Any]:
         "probe": t.probe,
         "joined": dict(t.joined),
         "first_byte": dict(t.first_byte),
+        "last_data": dict(t.last_data),
         "last_byte": t.last_byte,
         "verified": t.verified,
     }
@@ -266,6 +268,8 @@ def timeline_from_json(t: Mapping[str, Any]) -> Timeline:
         probe=_seconds(t.get("probe")),
         joined={str(k): float(v) for k, v in t["joined"].items()},
         first_byte={str(k): float(v) for k, v in t["first_byte"].items()},
+        # (older nodes do not send it)
+        last_data={str(k): float(v) for k, v in t.get("last_data", {}).items()},
         last_byte=_seconds(t.get("last_byte")),
         verified=_seconds(t.get("verified")),
     )

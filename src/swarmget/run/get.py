@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING
 from swarmget.core.digests import parse_checksum_spec
 from swarmget.core.errors import DownloadError, SwarmgetError, UsageError
 from swarmget.core.lifecycle import DownloadState, parse_state
-from swarmget.core.scheduler import SchedulerConfig
+from swarmget.core.scheduling import SchedulerConfig
 from swarmget.core.urls import parse_hub_urls, validate_url
 from swarmget.defaults import DEFAULT_STATE_DIR
 from swarmget.engine import (
