@@ -469,6 +469,7 @@ def _read_cli_result(stdout: str, run: Run) -> None:
             "claimed": {str(s["id"]): int(s.get("claimed", 0)) for s in sources},
         }
         run.timeline = {**data["timeline"], **command, **ranges}
+        run.received = {str(s["id"]): int(s.get("received", 0)) for s in sources}
         run.elapsed = float(data["elapsed"])
         run.last_byte_to_done = float(data["last_byte_to_done"])
     except (ValueError, KeyError, TypeError) as exc:
