@@ -108,7 +108,7 @@ class Run:
     #: ``swarmget get --json``'s timeline (seconds from the node's download start: hub,
     #: probe, joined {id: s}, first_byte {id: s}, last_data {id: s}, last_byte, verified)
     #: with the command's own points (seconds from the command's start: accepted, result)
-    #: and what each source delivered (claimed {id: bytes})
+    #: and what each source delivered (claimed {id: bytes}) and had cut (cut {id: streams})
     timeline: dict[str, Any] = field(default_factory=dict)
     params: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
@@ -467,6 +467,9 @@ def _read_cli_result(stdout: str, run: Run) -> None:
             "waited": sum(float(s.get("waited", 0.0)) for s in sources),
             # the bytes each source delivered into the file (its share of the end)
             "claimed": {str(s["id"]): int(s.get("claimed", 0)) for s in sources},
+            # its streams we ended early (steals, rescues, lost races): each wastes what was
+            # in flight on its link
+            "cut": {str(s["id"]): int(s.get("cut", 0)) for s in sources},
         }
         run.timeline = {**data["timeline"], **command, **ranges}
         run.received = {str(s["id"]): int(s.get("received", 0)) for s in sources}

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from swarmget.core.ranges import ByteRange
-from swarmget.core.scheduler import CancelCause
+from swarmget.core.scheduling import CancelCause
 
 __all__ = ["CancelCause"]  # (re-exported: an event's cause is the scheduler's)
 

@@ -38,7 +38,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from swarmget.core import events as ev
 from swarmget.core.byte_sources import BytesBySource, SourceKind
@@ -46,12 +46,14 @@ from swarmget.core.errors import SwarmgetError
 from swarmget.core.lifecycle import DownloadState
 from swarmget.core.ranges import ByteRange
 from swarmget.core.savings import NoEstimate, Speedup
-from swarmget.core.scheduler import SourceInfo, SourceState
+from swarmget.core.scheduling import SourceInfo, SourceState
 from swarmget.core.urls import redact_url
 from swarmget.core.verification import VerificationReport
 from swarmget.engine import DownloadProgress, DownloadResult, Stage, Timeline
-from swarmget.engine.sharing import SharingReport
 from swarmget.node.hub_report import HubReport
+
+if TYPE_CHECKING:  # (read only when a result has it: `swarmget get` starts without it)
+    from swarmget.engine.sharing import SharingReport
 
 
 def download_json(
@@ -257,8 +259,16 @@ def result_from_json(data: Mapping[str, Any]) -> DownloadResult:
             else VerificationReport()
         ),
         timeline=timeline_from_json(r["timeline"]) if "timeline" in r else Timeline(),
-        sharing=SharingReport.from_json(r["sharing"]) if "sharing" in r else None,
+        sharing=_sharing_from_json(r["sharing"]) if "sharing" in r else None,
     )
+
+
+def _sharing_from_json(data: dict[str, Any]) -> SharingReport:
+    """A shared download's report; imported here, only for the results that have one
+    (``engine.sharing`` and what it imports cost `swarmget get` ~10 ms at every start)."""
+    from swarmget.engine.sharing import SharingReport
+
+    return SharingReport.from_json(data)
 
 
 def timeline_from_json(t: Mapping[str, Any]) -> Timeline:
