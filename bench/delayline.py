@@ -6,14 +6,17 @@ trip of a distant origin instead:
 
 * it listens on the origin's public address and forwards each connection to nginx on the
   namespace's loopback;
-* bytes from the client (requests) are held for ``rtt`` before they go on, and the first bytes
-  of a connection for ``2 * rtt`` (the TCP handshake's round trip: a client's ``connect``
-  returns at once here, so the handshake is charged to its first request);
+* bytes from the client (requests) are held for ``rtt`` before they go on, and none go on
+  before ``2 * rtt`` after the connection was accepted (the TCP handshake's round trip: a
+  client's ``connect`` returns at once here, so the handshake is charged from the accept: a
+  request sent at once waits two round trips, one sent on a connection opened at least one
+  round trip earlier waits one, as on a real path where the connect was done early);
 * bytes from nginx (responses) go straight back with ``splice`` (no copy into Python), out of
   the origin's ``eth0``, where the per-host caps (HTB) apply as before.
 
 So a request-response exchange costs ``rtt`` and a new connection ``2 * rtt`` before its first
-byte, as on a real path with that round trip; what it does not reproduce is TCP's ramp-up
+byte (less the time it stood open, down to ``rtt``: a warm-up connect pays off as it would),
+as on a real path with that round trip; what it does not reproduce is TCP's ramp-up
 (slow start grows the window per round trip of the *relay's* connection, which has none).
 The benchmark's README says so next to every figure measured with it.
 
@@ -59,6 +62,8 @@ class Link:
         self._due: list[tuple[float, int, bytes]] = []  # (when, seq, data); b"" is EOF
         self._seq = 0
         self._last_due = 0.0
+        #: the handshake's round trip runs from here (``_read_requests``)
+        self.accepted = time.monotonic()
         self._cv = threading.Condition()
         self._closed = threading.Event()
         self._running = 0  # threads still working on the sockets (guarded by _cv)
@@ -97,16 +102,16 @@ class Link:
             self._cv.notify_all()
 
     def _read_requests(self) -> None:
-        first = True
+        # a request goes on one round trip after it came, but never before the handshake's
+        # round trip (counted from the accept) and its own: two round trips after the accept
+        handshake_done = self.accepted + 2 * self.rtt
         try:
             while not self._closed.is_set():
                 data = self.client.recv(CHUNK)
                 now = time.monotonic()
-                delay = self.rtt * (2 if first else 1)
-                first = False
                 with self._cv:
                     # never overtake what is already waiting: a byte stream keeps its order
-                    self._last_due = max(now + delay, self._last_due)
+                    self._last_due = max(now + self.rtt, handshake_done, self._last_due)
                     heapq.heappush(self._due, (self._last_due, self._seq, data))
                     self._seq += 1
                     self._cv.notify()

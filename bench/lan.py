@@ -213,7 +213,7 @@ def markdown(plan: Plan, runs: Sequence[Run], facts: dict[str, str], results: Pa
         f"per-connection cap {plan.conn_rate / MiB:g} MiB/s on /capped/, requester "
         f"stall timeout {plan.stall_timeout:g} s, {plan.repeat} download(s) per point, "
         f"round trip to the origin {plan.rtt_ms:g} ms"
-        + (" (delay line: requests wait one RTT, new connections two)" if plan.rtt_ms else ""),
+        + (" (delay line: a request waits one RTT, two after a connect)" if plan.rtt_ms else ""),
         "",
     ]
     for name in dict.fromkeys(r.experiment for r in runs):
