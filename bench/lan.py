@@ -64,6 +64,7 @@ import lan_report as report
 from common import (
     MiB,
     command_output,
+    compile_bytecode,
     ensure_programs,
     ensure_test_file,
     load_average,
@@ -172,6 +173,7 @@ def run_experiments(args: argparse.Namespace, plan: Plan) -> int:
     )
     if args.note:
         facts["note"] = args.note
+    facts["bytecode"] = compile_bytecode()
     base = bring_up(plan, plan.hosts, not args.no_install)
     facts["nginx"] = command_output(["nginx", "-v"])
     facts["aria2c"] = command_output(["aria2c", "--version"])

@@ -60,6 +60,7 @@ from common import (
     GiB,
     MiB,
     command_output,
+    compile_bytecode,
     ensure_test_file,
     find_or_install_nginx,
     human,
@@ -472,16 +473,6 @@ def tools_for(connections: int) -> list[Tool]:
     return tools
 
 
-def precompile_swarmget() -> None:
-    """Byte-compile swarmget's own modules, as installing a wheel does: an editable install
-    (or ``PYTHONDONTWRITEBYTECODE``) would otherwise compile them on every start, a cost
-    curl does not pay and an installed swarmget does not either."""
-    import swarmget
-
-    package = Path(swarmget.__file__).parent
-    subprocess.run([sys.executable, "-m", "compileall", "-q", str(package)], check=True)
-
-
 def _raise_on_sigterm(signum: int, frame: FrameType | None) -> None:
     raise SystemExit(128 + signum)  # unwinds through the finally blocks that stop the origin
 
@@ -493,7 +484,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     size: int = args.size
     swarmget = swarmget_exe()
     facts = machine_facts(swarmget)
-    precompile_swarmget()
+    facts["bytecode"] = compile_bytecode()
     data = ensure_test_file(args.cache_dir, size)
     print(f"hashing {data} (also warms the page cache) ...", flush=True)
     expected = sha256_of(data)
