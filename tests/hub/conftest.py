@@ -8,7 +8,9 @@ are skipped, unless ``SWARMGET_REQUIRE_PG=1`` (set by ``.ci/run``): then they fa
 
 from __future__ import annotations
 
+import asyncio
 import os
+import random
 import secrets
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -16,7 +18,8 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 PG_ENV = "SWARMGET_TEST_PG"
 REQUIRE_ENV = "SWARMGET_REQUIRE_PG"
@@ -36,8 +39,7 @@ async def open_pg_database() -> AsyncIterator[str]:
     name = f"swarmget_test_{secrets.token_hex(6)}"
     admin = create_async_engine(base, isolation_level="AUTOCOMMIT")
     try:
-        async with admin.connect() as conn:
-            await conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+        await _create_database(admin, name)
         try:
             yield make_url(base).set(database=name).render_as_string(hide_password=False)
         finally:
@@ -45,6 +47,25 @@ async def open_pg_database() -> AsyncIterator[str]:
                 await conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     finally:
         await admin.dispose()
+
+
+#: SQLSTATE object_in_use: CREATE DATABASE while another session uses the template, as
+#: happens when two test workers (pytest-xdist, `make test`) create databases at once
+OBJECT_IN_USE = "55006"
+
+
+async def _create_database(admin: AsyncEngine, name: str) -> None:
+    """``CREATE DATABASE name``, tried again (for up to ~10 s) while the template is busy
+    with another worker's creation."""
+    for attempt in range(40):
+        try:
+            async with admin.connect() as conn:
+                await conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+            return
+        except DBAPIError as exc:
+            if getattr(exc.orig, "sqlstate", None) != OBJECT_IN_USE or attempt == 39:
+                raise
+        await asyncio.sleep(0.05 + random.random() * 0.2)
 
 
 @pytest.fixture
