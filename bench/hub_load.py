@@ -47,6 +47,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import hashlib
 import json
 import os
@@ -478,6 +479,12 @@ async def measure(args: argparse.Namespace, hubs: list[str], pids: list[int]) ->
                 # this slept ramp / nodes per ten nodes: the ramp took a tenth of --ramp)
                 await asyncio.sleep(args.ramp * 10 / args.nodes if index % 10 == 9 else 0)
             await asyncio.sleep(5.0)
+            # the generator's own garbage collections (up to ~0.3 s each, with 5,000 nodes'
+            # sessions in its heap) would stall its loop and be counted as the hub's latency:
+            # none while measuring (bounded: ``--duration`` seconds of garbage)
+            gc.collect()
+            gc.freeze()
+            gc.disable()
             stats.measuring = True
             if args.fault:
                 running.append(tasks.create_task(inject_fault(args, stats, nodes, pids[0])))
@@ -494,6 +501,8 @@ async def measure(args: argparse.Namespace, hubs: list[str], pids: list[int]) ->
                 time.process_time(),
             )
             stats.measuring = False
+            gc.enable()
+            gc.unfreeze()
             rss = [rss_mib(p) for p in alive]
             live_hub = hubs[1] if args.fault else hubs[0]
             health = await nodes[0].call(live_hub, "GET", "/v1/health", None, 30.0)

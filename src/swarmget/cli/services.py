@@ -298,9 +298,11 @@ def hub(ctx: click.Context, /, **_: Any) -> None:
         v = resolved.values
         _require_database(v.db, "hub")
         from swarmget.hub.service import run_hub
+        from swarmget.net.serving_gc import tune_for_serving
 
         setup_logging(v.log_format, v.log_level)
         secret = swarm_secret(_path_or_none(resolved.secret_file))
+        tune_for_serving()  # the collector's pauses were the heartbeats' p99 (net.serving_gc)
         asyncio.run(
             run_hub(
                 v.host, v.port, v.db, secret, v.ttl, v.group_prefix,

@@ -43,6 +43,7 @@ from swarmget.net.serve import (
     ListenLimits,
     open_listener,
 )
+from swarmget.net.serving_gc import tune_for_serving
 from swarmget.net.signals import announce_listening, serve_until_signalled
 from swarmget.net.signing import load_secret
 
@@ -226,6 +227,7 @@ def main(argv: list[str] | None = None) -> int:
             per_address=args.connections_per_address,
         )
         secret = load_secret(args.secret_file, env_value=os.environ.get(SECRET_ENV))
+        tune_for_serving()  # the collector's pauses were the heartbeats' p99 (net.serving_gc)
         asyncio.run(
             run_hub(
                 args.host,

@@ -11,6 +11,7 @@ event happens (never recomputed from state that can shrink), so they only go up.
 from __future__ import annotations
 
 import bisect
+import gc
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -102,10 +103,33 @@ class HistogramTally:
         return family
 
 
+class CollectorSettings(Collector):
+    """How the garbage collector is set (``net.serving_gc``): the objects frozen out of its
+    sight and its thresholds by generation (the default GC collector counts collections)."""
+
+    def collect(self) -> Iterable[GaugeMetricFamily]:
+        yield gauge(
+            "swarmget_gc_frozen_objects",
+            "Objects in the collector's permanent generation (never walked: net.serving_gc)",
+            gc.get_freeze_count(),
+        )
+        family = GaugeMetricFamily(
+            "swarmget_gc_threshold",
+            "The collector's threshold per generation (0: young allocations, then counts "
+            "of the generation below)",
+            labels=["generation"],
+        )
+        for generation, threshold in enumerate(gc.get_threshold()):
+            family.add_metric([str(generation)], threshold)
+        yield family
+
+
 def service_registry(*collectors: Collector) -> CollectorRegistry:
-    """A registry of ``collectors`` plus the default process, platform and GC collectors."""
+    """A registry of ``collectors`` plus the default process, platform and GC collectors
+    and the collector's settings (``CollectorSettings``)."""
     registry = CollectorRegistry(auto_describe=False)
-    for collector in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR, *collectors):
+    defaults = (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR, CollectorSettings())
+    for collector in (*defaults, *collectors):
         registry.register(collector)
     return registry
 

@@ -1,0 +1,42 @@
+"""Garbage collection tuned for a long-running server process (issue #17).
+
+CPython's cyclic garbage collector stops the whole process while it runs: every request in
+flight waits. With its defaults (a young collection every 700 net allocations, a full one
+after ten middle ones and a quarter of the old objects new), a hub answering 5,000 nodes
+(~1,100 requests/s) ran a full collection every ~8 s, each 0.2-0.37 s over the objects of
+5,000 keep-alive connections and their state. Those pauses *were* the heartbeats' p99
+(211 ms; bench/README "The hub under load").
+
+``tune_for_serving`` (called by a server's entry point, before its event loop runs):
+
+* moves every object alive then (modules, classes, functions, the configuration: ~90,000
+  for the hub) into the collector's permanent generation (``gc.freeze``): no collection
+  walks them again;
+* collects young objects every ``YOUNG`` net allocations instead of 700 (most of a
+  request's objects are freed by reference counting before that, so fewer survive into the
+  older generations), the middle generation every ``MIDDLE`` young collections, and allows
+  a full collection only after ``FULL`` middle ones (hours at that request rate, instead of
+  seconds).
+
+Reference counting still frees everything that is not in a cycle at once; only cyclic
+garbage waits longer (a few MB). Measured with ``bench/hub_load.py --nodes 5000``: heartbeat
+p99 211 -> 8 ms, peers p99 315 -> 20 ms, CPU per answer 612 -> 461 us.
+"""
+
+from __future__ import annotations
+
+import gc
+
+__all__ = ["FULL", "MIDDLE", "YOUNG", "tune_for_serving"]
+
+YOUNG = 10_000
+MIDDLE = 20
+FULL = 100
+
+
+def tune_for_serving() -> None:
+    """Freeze what exists now out of the collector's sight and collect less often (see the
+    module docstring). For a server process's entry point; process-wide."""
+    gc.collect()  # what start-up left as cyclic garbage is freed, not frozen
+    gc.freeze()
+    gc.set_threshold(YOUNG, MIDDLE, FULL)
