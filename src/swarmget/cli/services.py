@@ -221,6 +221,15 @@ def node(ctx: click.Context, /, **_: Any) -> None:
         _fail(_one(group), "node")
 
 
+def _hub_listening(url: str) -> None:
+    """The hub started: what start-up made is frozen and the collector set for serving (its
+    pauses were the heartbeats' p99: ``net.serving_gc``); then its address is announced."""
+    from swarmget.net.serving_gc import tune_for_serving
+
+    tune_for_serving()
+    announce({"url": url})
+
+
 def _one(group: BaseExceptionGroup[Exception]) -> Exception:
     """The error a service failed with, out of the group ``except*`` gathered it in (its
     task group's, or one made for a plain exception)."""
@@ -298,17 +307,15 @@ def hub(ctx: click.Context, /, **_: Any) -> None:
         v = resolved.values
         _require_database(v.db, "hub")
         from swarmget.hub.service import run_hub
-        from swarmget.net.serving_gc import tune_for_serving
 
         setup_logging(v.log_format, v.log_level)
         secret = swarm_secret(_path_or_none(resolved.secret_file))
-        tune_for_serving()  # the collector's pauses were the heartbeats' p99 (net.serving_gc)
         asyncio.run(
             run_hub(
                 v.host, v.port, v.db, secret, v.ttl, v.group_prefix,
                 parse_cidrs(v.trusted_proxies), limits=_listen_limits(v),
                 group_policy=GroupPolicy.parse(v.group_cidr), peers_limit=v.peers_limit,
-                on_listening=lambda url: announce({"url": url}),
+                on_listening=_hub_listening,
             )
         )  # fmt: skip
     except* (SwarmgetError, ValueError, OSError) as group:

@@ -213,6 +213,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _announce(url: str) -> None:
+    # started: what start-up made is frozen, and the collector set for serving (its pauses
+    # were the heartbeats' p99: net.serving_gc)
+    tune_for_serving()
     announce_listening({"url": url})
 
 
@@ -227,7 +230,6 @@ def main(argv: list[str] | None = None) -> int:
             per_address=args.connections_per_address,
         )
         secret = load_secret(args.secret_file, env_value=os.environ.get(SECRET_ENV))
-        tune_for_serving()  # the collector's pauses were the heartbeats' p99 (net.serving_gc)
         asyncio.run(
             run_hub(
                 args.host,
