@@ -20,9 +20,10 @@ after ten middle ones and a quarter of the old objects new), a hub answering 5,0
 
 Reference counting still frees everything that is not in a cycle at once; only cyclic
 garbage waits longer (a few MB). Measured with ``bench/hub_load.py --nodes 5000`` (SQLite,
-2 cores shared with the load generator): heartbeat p99 211-282 ms -> 8-58 ms over six runs,
-peers p99 300-535 -> 20-161 ms, CPU per answer ~612 -> 460-545 us. What is left: young
-collections of ~10,000 objects that take 20-60 ms here (a few up to 0.17 s).
+2 cores shared with the load generator; bench/README "Garbage collection"): heartbeat p99
+211-282 ms -> 8-137 ms over seven runs (median 46), peers p99 300-535 -> 20-304 ms (median
+65), CPU per answer ~612 -> 460-650 us. What is left: young collections of ~10,000 objects
+that take 20-60 ms here (a few up to 0.17 s).
 """
 
 from __future__ import annotations
