@@ -15,11 +15,16 @@ corrupted run of R bytes in a stream of L is caught with probability at least (R
 per stream (W the window). A helper that corrupts a few bytes of a few streams may escape:
 only a digest (``--checksum``, ``Repr-Digest``) or a relay's manifest checks every byte.
 
-A LAN holder's stream (fetch once, #15) when a whole-file digest is known is *held*: its
-check waits until every byte is in. The digest then proves the file (the held checks are
-dropped: no origin bytes spent) or fails, and the held checks run (``release_held``) to
-find who lied, with the promise above; the liar's bytes are fetched again and the digest
-compared once more. Sampling is then only for blame, not for proof.
+When a whole-file digest is known, a LAN holder's stream (fetch once, #15), and every
+helper stream but a helper's first, is *held*: its check waits until every byte is in. The
+digest then proves the file (the held checks are dropped: no origin bytes spent) or fails,
+and the held checks run (``release_held``) to find who lied, with the promise above; the
+liar's bytes are fetched again and the digest compared once more. Sampling is then only for
+blame, not for proof. A helper's first stream is still checked at once (its
+``SAMPLE_FIRST_WINDOW``): a helper that corrupts what it passes on is banned early, before
+it delivers its share, instead of its share being fetched again after the digest failed;
+the 1 % of its later streams, over the requester's own origin link, is what a digest
+saves (1-1.5 % of the helpers' bytes; bench/README §7 "Per source").
 """
 
 from __future__ import annotations
@@ -99,17 +104,20 @@ class IntegrityChecks:
     def sampling(self) -> bool:
         return self._spec.sampling(manifest=self.verifier is not None)
 
-    def stream_ended(self, source_id: str, runs: list[ByteRange], *, hold: bool = False) -> bool:
+    def stream_ended(
+        self, source_id: str, runs: list[ByteRange], *, hold: bool = False, hold_later: bool = False
+    ) -> bool:
         """A helper stream ended having claimed ``runs`` (on disk now): queue its check
-        (``hold``: keep it until ``release_held``, see the module docstring). True if one was
-        queued or held."""
+        (``hold``: keep it until ``release_held``; ``hold_later``: so, unless it is the
+        source's first stream; see the module docstring). True if one was queued or held."""
         self.helper_streams += 1
         if not self.sampling or source_id in self.distrusted:
             return False
         first = source_id not in self._first_checked
         self._first_checked.add(source_id)
         window = SAMPLE_FIRST_WINDOW if first else SAMPLE_MIN_WINDOW
-        (self._held.append if hold else self._queue.append)(StreamCheck(source_id, runs, window))
+        held = hold or (hold_later and not first)
+        (self._held.append if held else self._queue.append)(StreamCheck(source_id, runs, window))
         return True
 
     def release_held(self) -> int:

@@ -74,7 +74,8 @@ class SegmentedRun:
         self._run_checks = RunChecks(ctx, checks, scheduler, part, owner=self)
         #: the whole-file digest was compared before every sample check was back (once)
         self._digest_tried = False
-        #: a whole-file digest is known: LAN holders' streams are sampled only if it fails
+        #: a whole-file digest is known: LAN holders' streams, and helpers' after their first,
+        #: are sampled only if it fails
         self._digest_known = bool(verify.known_digests(ctx.spec, self._info, ctx.manifest))
 
     def add_source(self, source: RangeSource, *, available: RangeSet | None = None) -> None:
@@ -289,8 +290,13 @@ class SegmentedRun:
         if self._streams.get(lease.lease_id) is asyncio.current_task():
             del self._streams[lease.lease_id]
         if runs:  # a helper stream ended having claimed ``runs`` (on disk now): check it
-            hold = self._digest_known and lease.source_id in self._ctx.holders
-            self._checks.stream_ended(lease.source_id, runs, hold=hold)
+            # a digest known: it proves the file; checks are held for blame (a helper's
+            # first stream is checked at once: engine.checks)
+            digest = self._digest_known
+            holder = lease.source_id in self._ctx.holders
+            self._checks.stream_ended(
+                lease.source_id, runs, hold=digest and holder, hold_later=digest
+            )
         self._changed.set()
 
     def _apply_failure(self, actions: Sequence[Action]) -> None:
