@@ -313,8 +313,8 @@ def user_table(plan: Plan, runs: Sequence[Run]) -> str | None:
         "runs",
     ]
     table = _table(head, rows)
-    timeline = timeline_table(runs)
-    return table if timeline is None else f"{table}\n\n{timeline}"
+    extra = [t for t in (timeline_table(runs), sources_table(runs)) if t is not None]
+    return "\n\n".join([table, *extra])
 
 
 #: the timeline's columns: (heading, what it reads from a run's timeline)
@@ -388,6 +388,63 @@ def timeline_table(runs: Sequence[Run]) -> str | None:
         "`wait per range`: their mean wait "
         "from the request until the requester read its first bytes (a helper's includes up to "
         "~0.25 s of its stream: the requester reads helpers in bulk, SO_RCVLOWAT)."
+    )
+    return f"{note}\n\n{_table(head, rows)}"
+
+
+def _per_source(t: dict[str, Any]) -> dict[str, float] | None:
+    """One download's sources, from its timeline: our own (the sources that did not join as
+    helpers) against the helpers. None when the timeline has no per-source figures (an older
+    node) or no helper delivered."""
+    first, claimed = t.get("first_byte") or {}, t.get("claimed") or {}
+    last_data, cut = t.get("last_data") or {}, t.get("cut") or {}
+    received = t.get("received") or {}
+    helpers = [s for s in t.get("joined") or {} if claimed.get(s)]
+    own = [s for s in claimed if s not in (t.get("joined") or {}) and claimed[s]]
+    if not helpers or not own or not last_data or t.get("last_byte") is None:
+        return None
+    own_first = [first[s] for s in own if s in first]
+    helper_first = [first[s] for s in helpers if s in first]
+    if not own_first or not helper_first:
+        return None
+    return {
+        "lag": statistics.median(helper_first) - min(own_first),
+        "spread": float(t["last_byte"]) - min(last_data.values()),
+        "own share": sum(claimed[s] for s in own) / statistics.mean(claimed[s] for s in helpers),
+        "waste": sum(max(0, received.get(s, 0) - claimed.get(s, 0)) for s in claimed) / MiB,
+        "cut ours": float(sum(cut.get(s, 0) for s in own)),
+        "cut per helper": statistics.mean(cut.get(s, 0) for s in helpers),
+    }
+
+
+def sources_table(runs: Sequence[Run]) -> str | None:
+    """Per source, for the downloads with helpers (median over each point's runs): how late
+    the helpers started, how unevenly the sources ended, our own link's share of the file,
+    the bytes received and not written, the streams we cut."""
+    points: dict[tuple[int, int], list[dict[str, float]]] = {}
+    for r in _ok(runs, "user"):
+        if r.tool != "swarmget" or r.params.get("mode") != "node" or r.params.get("fault"):
+            continue
+        figures = _per_source({**r.timeline, "received": r.received})
+        if figures is not None:
+            points.setdefault((r.size, int(r.params.get("n") or r.nodes)), []).append(figures)
+    if not points:
+        return None
+    names = ("lag", "spread", "own share", "waste", "cut ours", "cut per helper")
+    formats = (".3f", ".3f", ".2f", ".2f", ".0f", ".1f")
+    rows = [
+        [human(size), str(n)]
+        + [_f(_median_of([g[k] for g in group]), f) for k, f in zip(names, formats, strict=True)]
+        for (size, n), group in sorted(points.items())
+    ]
+    head = ["per source: size", "nodes", "helpers' 1st byte after ours (s)"]
+    head += ["1st dry → last byte (s)", "own link's share / a helper's"]
+    head += ["received, not written (MiB)", "cut: ours", "cut: per helper"]
+    note = (
+        "Per source, median over runs: our own sources are those that did not join as "
+        "helpers. A share under 1 means our own link wrote less of the file than a helper "
+        "(it also carries the sampled checks); bytes received and not written are what cut "
+        "streams and lost races brought in."
     )
     return f"{note}\n\n{_table(head, rows)}"
 
