@@ -99,14 +99,17 @@ async def fetch_ready(
 
 
 def bytes_on_disk(cache: Path) -> int:
-    """The bytes of the files a fetch or the cache holds (the index database aside)."""
+    """The bytes of the files a fetch or the cache holds (the index database aside). The
+    relay creates and removes files and directories meanwhile: what vanishes while it is
+    walked is skipped (``os.walk`` ignores a directory it can no longer list)."""
     total = 0
     for sub in ("blobs", "tmp"):
-        for path in (cache / sub).rglob("*"):
-            with contextlib.suppress(FileNotFoundError):
-                st = path.lstat()
-                if stat.S_ISREG(st.st_mode) and not path.name.endswith(".json"):
-                    total += st.st_size
+        for directory, _, files in os.walk(cache / sub):
+            for name in files:
+                with contextlib.suppress(FileNotFoundError):
+                    st = os.lstat(os.path.join(directory, name))
+                    if stat.S_ISREG(st.st_mode) and not name.endswith(".json"):
+                        total += st.st_size
     return total
 
 
