@@ -392,13 +392,12 @@ def timeline_table(runs: Sequence[Run]) -> str | None:
     return f"{note}\n\n{_table(head, rows)}"
 
 
-def _per_source(t: dict[str, Any]) -> dict[str, float] | None:
+def _per_source(t: dict[str, Any], received: dict[str, int]) -> dict[str, float] | None:
     """One download's sources, from its timeline: our own (the sources that did not join as
     helpers) against the helpers. None when the timeline has no per-source figures (an older
     node) or no helper delivered."""
     first, claimed = t.get("first_byte") or {}, t.get("claimed") or {}
     last_data, cut = t.get("last_data") or {}, t.get("cut") or {}
-    received = t.get("received") or {}
     helpers = [s for s in t.get("joined") or {} if claimed.get(s)]
     own = [s for s in claimed if s not in (t.get("joined") or {}) and claimed[s]]
     if not helpers or not own or not last_data or t.get("last_byte") is None:
@@ -425,7 +424,7 @@ def sources_table(runs: Sequence[Run]) -> str | None:
     for r in _ok(runs, "user"):
         if r.tool != "swarmget" or r.params.get("mode") != "node" or r.params.get("fault"):
             continue
-        figures = _per_source({**r.timeline, "received": r.received})
+        figures = _per_source(r.timeline, r.received)
         if figures is not None:
             points.setdefault((r.size, int(r.params.get("n") or r.nodes)), []).append(figures)
     if not points:

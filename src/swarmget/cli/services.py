@@ -221,15 +221,6 @@ def node(ctx: click.Context, /, **_: Any) -> None:
         _fail(_one(group), "node")
 
 
-def _hub_listening(url: str) -> None:
-    """The hub started: what start-up made is frozen and the collector set for serving (its
-    pauses were the heartbeats' p99: ``net.serving_gc``); then its address is announced."""
-    from swarmget.net.serving_gc import tune_for_serving
-
-    tune_for_serving()
-    announce({"url": url})
-
-
 def _one(group: BaseExceptionGroup[Exception]) -> Exception:
     """The error a service failed with, out of the group ``except*`` gathered it in (its
     task group's, or one made for a plain exception)."""
@@ -315,7 +306,7 @@ def hub(ctx: click.Context, /, **_: Any) -> None:
                 v.host, v.port, v.db, secret, v.ttl, v.group_prefix,
                 parse_cidrs(v.trusted_proxies), limits=_listen_limits(v),
                 group_policy=GroupPolicy.parse(v.group_cidr), peers_limit=v.peers_limit,
-                on_listening=_hub_listening,
+                on_listening=lambda url: announce({"url": url}),
             )
         )  # fmt: skip
     except* (SwarmgetError, ValueError, OSError) as group:

@@ -4,7 +4,8 @@
   app on ``host:port`` (port 0: any free one) and yields a ``RunningHub`` with the URL it
   listens on; on exit it stops serving and closes the store, in that order.
 * ``run_hub(...)`` serves until it is cancelled or the process gets SIGTERM or SIGINT (when
-  running in the main thread), then cleans up. ``swarmget hub`` calls it.
+  running in the main thread), then cleans up; once listening it sets the process's garbage
+  collector for serving (``net.serving_gc``). ``swarmget hub`` calls it.
 * ``python -m swarmget.hub --port 0 --db sqlite+aiosqlite:///hub.db --secret-file F`` runs it
   as a process and prints one JSON line ``{"url": "http://HOST:PORT"}`` once listening.
   The secret comes from ``--secret-file`` or else the ``SWARMGET_SECRET`` variable.
@@ -160,6 +161,10 @@ async def run_hub(
     def listening(hub: RunningHub) -> None:
         started.append(hub)
         log.info("hub started: listening on %s", hub.url)
+        # its start-up done: frozen out of the collector's sight, the collector set for
+        # serving (its pauses were the heartbeats' p99: net.serving_gc); process-wide, as
+        # run_hub is the process's own serving loop (both entry points call it)
+        tune_for_serving()
         if on_listening is not None:
             on_listening(hub.url)
 
@@ -213,9 +218,6 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _announce(url: str) -> None:
-    # started: what start-up made is frozen, and the collector set for serving (its pauses
-    # were the heartbeats' p99: net.serving_gc)
-    tune_for_serving()
     announce_listening({"url": url})
 
 
