@@ -238,3 +238,13 @@ def test_an_older_nodes_result_has_an_empty_timeline() -> None:
 def test_a_malformed_hub_answer_is_refused(bad: dict[str, object]) -> None:
     with pytest.raises((KeyError, ValueError)):
         dj.hub_from_json({"hub": bad})
+
+
+@pytest.mark.parametrize("last_data", [["h1"], {"h1": "soon"}, {"h1": None}, "x"])
+def test_a_malformed_last_data_is_an_error_the_cli_reports_as_malformed(last_data: object) -> None:
+    """A node's answer is read back with errors of these types only, which `swarmget get`
+    turns into "the node's answer is malformed" (``run.get``), never a crash."""
+    data = sent_with_timeline()
+    data["result"]["timeline"]["last_data"] = last_data  # type: ignore[index]
+    with pytest.raises((KeyError, TypeError, ValueError, AttributeError)):
+        dj.result_from_json(data)
