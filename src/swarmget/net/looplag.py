@@ -68,11 +68,22 @@ class LoopLagProbe(Collector):
         self.max_lag = max(self.max_lag, lag)
 
     async def run(self) -> None:
-        """Probe until cancelled."""
-        while True:
-            asked = self._clock() + self.interval
-            await asyncio.sleep(self.interval)
-            self.observe(self._clock() - asked)
+        """Probe until cancelled. Each wake-up is a plain timer callback (no task step, no
+        future per sleep): the probe should cost the loop it measures as little as it can."""
+        loop = asyncio.get_running_loop()
+        handle: asyncio.TimerHandle | None = None
+
+        def wake(asked: float) -> None:
+            nonlocal handle
+            now = self._clock()
+            self.observe(now - asked)
+            handle = loop.call_later(self.interval, wake, now + self.interval)
+
+        handle = loop.call_later(self.interval, wake, self._clock() + self.interval)
+        try:
+            await loop.create_future()  # until cancelled
+        finally:
+            handle.cancel()
 
     def collect(self) -> Iterable[Metric]:
         yield self.tally.family(

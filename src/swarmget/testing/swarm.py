@@ -30,6 +30,8 @@ from swarmget.protocol.errors import USER_ERRORS
 
 CLI = [sys.executable, "-m", "swarmget.cli"]
 STARTUP_TIMEOUT = 30.0
+#: seconds the node may hold a progress poll (``?wait=``): as ``swarmget get`` asks
+FOLLOW_WAIT = 0.25
 
 
 @dataclass
@@ -299,13 +301,20 @@ class NodeApi:
         return str(data["id"])
 
     async def wait(self, download_id: str, limit: float = 120.0) -> dict[str, Any]:
-        """Poll until the download ends (or ``limit`` seconds pass: TimeoutError)."""
+        """Follow the download as ``swarmget get`` does (progress only, the node answering
+        at its end or after ``FOLLOW_WAIT`` s) until it ends, then read its full view with
+        its events (or ``limit`` seconds pass: TimeoutError)."""
         async with asyncio.timeout(limit):
+            path = f"/v1/downloads/{download_id}"
             while True:
-                _, data = await self.call("GET", f"/v1/downloads/{download_id}")
-                if not still_going(data):
-                    return dict(data)
-                await asyncio.sleep(0.2)
+                asked = asyncio.get_running_loop().time()
+                status, data = await self.call("GET", f"{path}?wait={FOLLOW_WAIT}&events=0")
+                if status != 200 or not still_going(data):
+                    break
+                # not running yet (queued): the node answers at once, so poll gently
+                await asyncio.sleep(max(0.0, asked + 0.05 - asyncio.get_running_loop().time()))
+            _, data = await self.call("GET", path)
+            return dict(data)
 
     async def download(self, url: str, output: str, limit: float = 120.0) -> dict[str, Any]:
         """Download ``url`` to ``output`` (in the node's download directory) and wait for the
