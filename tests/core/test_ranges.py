@@ -80,3 +80,72 @@ def test_matches_a_set_of_offsets(ops: list[tuple[bool, ByteRange]]) -> None:
     for a, b in zip(parts, parts[1:], strict=False):
         assert a.end < b.start  # disjoint and not adjacent
     assert s.missing(ByteRange(0, 600)).total() == 600 - len(model & set(range(600)))
+
+
+def _first_run(offsets: set[int]) -> ByteRange | None:
+    """The lowest run of consecutive offsets (the model of a set's first range)."""
+    if not offsets:
+        return None
+    start = end = min(offsets)
+    while end in offsets:
+        end += 1
+    return ByteRange(start, end)
+
+
+@given(st.lists(ranges, max_size=25), st.lists(ranges, max_size=25))
+def test_first_common_and_first_outside_match_the_sets_of_offsets(
+    mine: list[ByteRange], theirs: list[ByteRange]
+) -> None:
+    a, b = RangeSet(mine), RangeSet(theirs)
+    in_a = {i for r in a for i in range(r.start, r.end)}
+    in_b = {i for r in b for i in range(r.start, r.end)}
+    both, only_a = in_a & in_b, in_a - in_b
+    # each set's ranges are merged (never adjacent): a run of offsets lies in one range
+    assert a.first_common(b) == b.first_common(a) == _first_run(both)
+    assert a.first_outside(b) == _first_run(only_a)
+
+
+def test_first_common_and_first_outside_by_example() -> None:
+    a = RangeSet([ByteRange(0, 10), ByteRange(20, 30)])
+    b = RangeSet([ByteRange(5, 8), ByteRange(9, 25)])
+    assert a.first_common(b) == ByteRange(5, 8)
+    assert a.first_outside(b) == ByteRange(0, 5)
+    assert b.first_outside(a) == ByteRange(10, 20)
+    assert RangeSet([ByteRange(0, 4)]).first_outside(RangeSet([ByteRange(0, 9)])) is None
+    assert a.first_common(RangeSet()) is None
+    assert a.first_outside(RangeSet()) == ByteRange(0, 10)
+
+
+def _offsets(s: RangeSet) -> set[int]:
+    return {i for r in s for i in range(r.start, r.end)}
+
+
+def _merged(s: RangeSet) -> bool:
+    parts = list(s)
+    return all(a.end < b.start for a, b in zip(parts, parts[1:], strict=False))
+
+
+@given(st.lists(ranges, max_size=25), st.lists(ranges, max_size=25))
+def test_difference_and_update_match_the_sets_of_offsets(
+    mine: list[ByteRange], theirs: list[ByteRange]
+) -> None:
+    a, b = RangeSet(mine), RangeSet(theirs)
+    rest = a.difference(b)
+    assert _offsets(rest) == _offsets(a) - _offsets(b)
+    assert _merged(rest)
+    union = a.copy()
+    union.update(b)
+    assert union == RangeSet([*mine, *theirs])  # as adding them one by one
+    assert _offsets(union) == _offsets(a) | _offsets(b)
+    assert _merged(union)
+
+
+@given(st.lists(ranges, max_size=25))
+def test_of_sorted_is_the_set_of_ranges_in_order(given_ranges: list[ByteRange]) -> None:
+    in_order = sorted(given_ranges)
+    assert RangeSet.of_sorted(in_order) == RangeSet(given_ranges)
+
+
+def test_of_sorted_refuses_ranges_out_of_order() -> None:
+    with pytest.raises(ValueError, match="not sorted"):
+        RangeSet.of_sorted([ByteRange(10, 20), ByteRange(0, 5)])

@@ -446,3 +446,19 @@ def test_a_last_source_that_only_lies_is_still_banned() -> None:
         bans += s.on_failure(a.lease_id, now, FailureKind.BROKEN, reason="lie")
     assert [b.source_id for b in bans if isinstance(b, Ban)] == ["only"]
     assert not s.has_usable_source()
+
+
+def test_any_stalled_says_when_on_timer_would_revoke_and_leases_are_those_in_flight() -> None:
+    s = Scheduler(4 * MiB, SchedulerConfig(min_piece=1 * MiB, stall_timeout=5.0))
+    s.add_source("a", 2, 0.0)
+    first, second = assigns(s.poll(0.0))
+    assert s.leases() == s.statistics(0.0).leases
+    assert {lease.lease_id for lease in s.leases()} == {first.lease_id, second.lease_id}
+    s.on_data(first.lease_id, 1000, 3.0)
+    assert not s.any_stalled(4.99)
+    assert s.on_timer(4.99) == []
+    assert s.any_stalled(5.0)  # the second: no data since 0.0
+    revoked = [a for a in s.on_timer(5.0) if isinstance(a, Cancel)]
+    assert [a.lease_id for a in revoked] == [second.lease_id]
+    assert not s.any_stalled(7.99)  # the first delivered at 3.0
+    assert {lease.lease_id for lease in s.leases()} == {first.lease_id}

@@ -144,22 +144,15 @@ class PieceMap:
 
     def first_missing_in(self, allowed: RangeSet) -> ByteRange | None:
         """The lowest run of missing bytes that lies within ``allowed``."""
-        for r in self._missing:
-            for a in allowed:
-                if a.start >= r.end:
-                    break
-                x = r.intersect(a)
-                if x is not None:
-                    return x
-        return None
+        return self._missing.first_common(allowed)
 
     def first_missing_outside(self, cover: RangeSet) -> ByteRange | None:
         """The lowest run of missing bytes that lies outside ``cover``."""
-        for r in self._missing:
-            rest = cover.missing(r).first()
-            if rest is not None:
-                return rest
-        return None
+        return self._missing.first_outside(cover)
+
+    def missing_outside(self, cover: RangeSet) -> RangeSet:
+        """The missing bytes that lie outside ``cover``."""
+        return self._missing.difference(cover)
 
     def missing_ranges(self) -> list[ByteRange]:
         return list(self._missing)

@@ -110,6 +110,63 @@ class RangeSet:
             out.subtract(r)
         return out
 
+    def first_common(self, other: RangeSet) -> ByteRange | None:
+        """The lowest run of bytes in both sets (None: they share none). One walk over
+        both lists, stopping at the first overlap: O(len(self) + len(other)) at most."""
+        mine, theirs = self._ranges, other._ranges
+        i = j = 0
+        while i < len(mine) and j < len(theirs):
+            x, y = mine[i], theirs[j]
+            if x.end <= y.start:
+                i += 1
+            elif y.end <= x.start:
+                j += 1
+            else:
+                return ByteRange(max(x.start, y.start), min(x.end, y.end))
+        return None
+
+    def first_outside(self, other: RangeSet) -> ByteRange | None:
+        """The lowest run of bytes in this set and not in ``other`` (None: ``other`` holds
+        all of it). One walk over both lists: O(len(self) + len(other)) at most."""
+        theirs = other._ranges
+        j = 0
+        for x in self._ranges:
+            start = x.start
+            while j < len(theirs) and theirs[j].end <= start:
+                j += 1
+            if j < len(theirs) and theirs[j].start <= start:
+                start = theirs[j].end  # covered up to there; the next one starts later
+                if start >= x.end:
+                    continue  # all of x is covered (theirs[j] may cover the next x too)
+                j += 1
+            end = x.end if j >= len(theirs) else min(x.end, theirs[j].start)
+            return ByteRange(start, end)
+        return None
+
+    def difference(self, other: RangeSet) -> RangeSet:
+        """The bytes of this set that ``other`` does not hold. One walk over both lists:
+        O(len(self) + len(other))."""
+        theirs = other._ranges
+        out: list[ByteRange] = []
+        j = 0
+        for x in self._ranges:
+            start = x.start
+            while j < len(theirs) and theirs[j].end <= start:
+                j += 1
+            k = j
+            while k < len(theirs) and theirs[k].start < x.end:
+                y = theirs[k]
+                if y.start > start:
+                    out.append(ByteRange(start, y.start))
+                start = max(start, y.end)
+                k += 1
+            if start < x.end:
+                out.append(ByteRange(start, x.end))
+            j = max(j, k - 1)  # theirs[k - 1] may reach into the next x
+        result = RangeSet()
+        result._ranges = out
+        return result
+
     def copy(self) -> RangeSet:
         c = RangeSet()
         c._ranges = list(self._ranges)
@@ -118,6 +175,27 @@ class RangeSet:
     def as_pairs(self) -> list[list[int]]:
         """JSON-friendly ``[[start, end], ...]``."""
         return [[r.start, r.end] for r in self._ranges]
+
+    @classmethod
+    def of_sorted(cls, ranges: Iterable[ByteRange]) -> RangeSet:
+        """The set of ``ranges`` given in order of their starts (overlapping and touching
+        ones merged) in one pass; ``ValueError`` if one starts before the one before it."""
+        out: list[ByteRange] = []
+        for r in ranges:
+            if r.is_empty():
+                continue
+            if out:
+                last = out[-1]
+                if r.start < last.start:
+                    raise ValueError(f"ranges not sorted: {r} after {last}")
+                if r.start <= last.end:
+                    if r.end > last.end:
+                        out[-1] = ByteRange(last.start, r.end)
+                    continue
+            out.append(r)
+        result = cls()
+        result._ranges = out
+        return result
 
     @classmethod
     def from_pairs(cls, pairs: Iterable[Iterable[int]]) -> RangeSet:
@@ -143,6 +221,28 @@ class RangeSet:
             end = max(end, self._ranges[hi].end)
             hi += 1
         self._ranges[lo:hi] = [ByteRange(start, end)]
+
+    def update(self, other: RangeSet) -> None:
+        """Add every range of ``other``: one merge of the two sorted lists, O(len(self) +
+        len(other)), where adding them one by one shifts the list each time."""
+        mine, theirs = self._ranges, other._ranges
+        if not theirs:
+            return
+        out: list[ByteRange] = []
+        i = j = 0
+        while i < len(mine) or j < len(theirs):
+            if j >= len(theirs) or (i < len(mine) and mine[i].start <= theirs[j].start):
+                r = mine[i]
+                i += 1
+            else:
+                r = theirs[j]
+                j += 1
+            if out and r.start <= out[-1].end:
+                if r.end > out[-1].end:
+                    out[-1] = ByteRange(out[-1].start, r.end)
+            else:
+                out.append(r)
+        self._ranges = out
 
     def subtract(self, r: ByteRange) -> None:
         if r.is_empty():

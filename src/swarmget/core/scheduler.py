@@ -132,6 +132,13 @@ class Scheduler:
             times.append(retry)  # a source that found nothing asks again then
         return min(times) if times else None
 
+    def any_stalled(self, now: float) -> bool:
+        """Has a lease had no data for ``config.stall_timeout`` at ``now``? Unless it has,
+        ``on_timer(now)`` revokes nothing (``next_deadline`` also wakes for backoffs and
+        refreshes, which ``poll`` handles). O(1)."""
+        oldest = self._pieces.oldest_data()
+        return oldest is not None and now - oldest >= self.config.stall_timeout
+
     def contributors(self, rng: ByteRange) -> dict[str, int]:
         """Which sources delivered bytes of ``rng``, and how many each."""
         return self._sources.contributors(rng)
@@ -180,14 +187,9 @@ class Scheduler:
     def unserved(self) -> RangeSet:
         """Missing bytes that no source alive may serve: they wait until some source may
         (in a shared fetch, the group must grant them to someone's origin link)."""
-        out = RangeSet()
         if any(s.available is None for s in self._sources if s.alive()):
-            return out
-        cover = self._sources.cover()
-        for run in self._pieces.missing_ranges():
-            for r in cover.missing(run):
-                out.add(r)
-        return out
+            return RangeSet()
+        return self._pieces.missing_outside(self._sources.cover())
 
     def remove_source(self, source_id: str, now: float, reason: str = "gone") -> list[Action]:
         """The source died or left: cancel its leases and give their bytes back."""
@@ -312,11 +314,15 @@ class Scheduler:
             complete=self.is_complete(),
             in_endgame=self.in_endgame(),
             sources=tuple(s.info(now) for s in self._sources),
-            leases=tuple(self._lease_info(lease) for lease in pieces.leases()),
+            leases=self.leases(),
             reassigned_bytes=pieces.reassigned,
             steals=self._steals,
             duplicates=self._duplicates,
         )
+
+    def leases(self) -> tuple[LeaseInfo, ...]:
+        """The leases in flight (``statistics().leases`` without the rest: O(leases))."""
+        return tuple(self._lease_info(lease) for lease in self._pieces.leases())
 
     def check_invariants(self) -> None:
         """Raise AssertionError if the bookkeeping is inconsistent (used by tests)."""

@@ -223,9 +223,10 @@ class SourceBook:
         self._wakeups: list[tuple[float, str]] = []
         #: sources with rate samples kept (the only ones ``advance`` can change)
         self._warm: dict[str, Source] = {}
-        #: cached ``alive_slots`` and ``restricted`` (None: to compute)
+        #: cached ``alive_slots``, ``restricted`` and ``cover`` (None: to compute)
         self._alive_slots: int | None = None
         self._restricted: bool | None = None
+        self._cover: RangeSet | None = None
         #: when ``usable_by_speed`` last moved the estimates on, and who had data since
         self._advanced: float | None = None
         self._fresh: dict[str, Source] = {}
@@ -268,7 +269,7 @@ class SourceBook:
 
     def refresh(self, src: Source) -> None:
         """``src``'s leases, slots, ban or presence changed: update the indexes."""
-        self._alive_slots = self._restricted = None
+        self._alive_slots = self._restricted = self._cover = None
         if src.alive() and len(src.leases) < src.slots:
             self._open[src.id] = self._pending[src.id] = src
         else:
@@ -316,8 +317,8 @@ class SourceBook:
     def grow(self, src: Source, ranges: RangeSet) -> None:
         """``src`` may now serve ``ranges`` too (no change for a source serving any byte)."""
         if src.available is not None:
-            for r in ranges:
-                src.available.add(r)
+            src.available.update(ranges)
+            self._cover = None
 
     # --- queries -------------------------------------------------------------------------------
 
@@ -353,13 +354,17 @@ class SourceBook:
         return self._restricted
 
     def cover(self) -> RangeSet:
-        """What the sources alive that may serve only part of the file can serve together."""
-        out = RangeSet()
-        for src in self._sources.values():
-            if src.available is not None and src.alive():
-                for r in src.available:
-                    out.add(r)
-        return out
+        """What the sources alive that may serve only part of the file can serve together
+        (a copy; worked out again only after a source's availability or presence changed:
+        the selector asks on every pick while such sources are alive)."""
+        if self._cover is None:
+            out = RangeSet()
+            for src in self._sources.values():
+                if src.available is not None and src.alive():
+                    for r in src.available:
+                        out.add(r)
+            self._cover = out
+        return self._cover.copy()
 
     def next_backoff_end(self, now: float) -> float | None:
         """The soonest end of a backoff of a source alive that is still in the future

@@ -15,9 +15,9 @@ from swarmget.core.ranges import ByteRange, RangeSet
 from swarmget.core.scheduler import LeaseInfo, Scheduler
 
 
-def holding(scheduler: Scheduler, now: float) -> dict[int, LeaseInfo]:
+def holding(scheduler: Scheduler) -> dict[int, LeaseInfo]:
     """The leases in flight now, by id."""
-    return {lease.lease_id: lease for lease in scheduler.statistics(now).leases}
+    return {lease.lease_id: lease for lease in scheduler.leases()}
 
 
 def given_back(

@@ -170,8 +170,7 @@ class SegmentedRun:
     def _on_timer(self, now: float) -> list[Action]:
         """The scheduler's timers (stalled leases revoked, their bytes told as given back)."""
         sched = self.scheduler
-        deadline = sched.next_deadline(now)
-        if deadline is None or deadline > now:  # no lease can have stalled yet
+        if not sched.any_stalled(now):  # nothing to revoke, nothing to tell
             return sched.on_timer(now)
         with self._telling_lost_leases():
             return sched.on_timer(now)
@@ -180,9 +179,9 @@ class SegmentedRun:
     def _telling_lost_leases(self) -> Iterator[None]:
         """Tell (``Refetched``) the bytes that the leases lost inside this block gave back."""
         ctx = self._ctx
-        before = refetch.holding(self.scheduler, ctx.clock())
+        before = refetch.holding(self.scheduler)
         yield
-        event = refetch.given_back(before, refetch.holding(self.scheduler, ctx.clock()), ctx.at())
+        event = refetch.given_back(before, refetch.holding(self.scheduler), ctx.at())
         if event is not None:
             ctx.emit(event)
 

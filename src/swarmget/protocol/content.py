@@ -115,7 +115,7 @@ def wire_ranges(ranges: RangeSet) -> list[tuple[int, int]]:
 
 def ranges_of(runs: list[tuple[int, int]]) -> RangeSet:
     """The ``RangeSet`` a (validated) message's runs stand for."""
-    return RangeSet(ByteRange(start, end) for start, end in runs)
+    return RangeSet.of_sorted(ByteRange(start, end) for start, end in runs)
 
 
 class ContentKeyModel(BaseModel):
