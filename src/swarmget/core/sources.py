@@ -318,7 +318,8 @@ class SourceBook:
         """``src`` may now serve ``ranges`` too (no change for a source serving any byte)."""
         if src.available is not None:
             src.available.update(ranges)
-            self._cover = None
+            if self._cover is not None and src.alive():
+                self._cover.update(ranges)  # what the alive restricted sources serve grew
 
     # --- queries -------------------------------------------------------------------------------
 

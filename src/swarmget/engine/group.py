@@ -487,15 +487,12 @@ class GroupFetch:
     def _fresh(self) -> RangeSet:
         """Verified bytes on disk, fetched over our own links, not announced yet."""
         run = self._active_run()
-        mine = run.part.written
         stats = self._scheduler().statistics(self._ctx.clock())
+        from_holders = RangeSet()
         for s in stats.sources:
             if s.source_id.startswith(HOLDER_PREFIX):
-                for r in s.segments:
-                    mine.subtract(r)
-        for r in self._announced:
-            mine.subtract(r)
-        return mine
+                from_holders.update(RangeSet.of_sorted(s.segments))
+        return run.part.written.difference(from_holders).difference(self._announced)
 
     def _offer(self) -> None:
         holdings = self._options.holdings
