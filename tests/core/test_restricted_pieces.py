@@ -132,3 +132,20 @@ def test_cuts_count_cancels_and_lost_races_but_not_failures() -> None:
     assert {x.cause for x in cancelled} == {CancelCause.GONE}
     assert cuts(sched, "a") == len(cancelled) == 7
     assert cuts(sched, "b") == 0
+
+
+def test_a_lan_holder_takes_a_run_it_has_whole_not_a_share_per_free_slot() -> None:
+    """A LAN holder (``whole_runs``) is not bound by round trips to a distant origin: one
+    request for what it has, where a share per free slot made three (each signed, checked
+    and a slot of the holder that other requesters share)."""
+    run = ByteRange(4 * MiB, 5 * MiB + 512 * 1024)  # 1.5 MiB verified on the holder
+    for whole, expected in ((True, [run]), (False, None)):
+        sched = Scheduler(SIZE, SchedulerConfig())
+        sched.add_source("lan:h", 3, 0.0, available=RangeSet(), whole_runs=whole)
+        sched.availability_grew("lan:h", RangeSet([run]), 0.0)
+        got = [a.range for a in assigns(sched.poll(0.0), "lan:h")]
+        assert RangeSet(got) == RangeSet([run])
+        if expected is not None:
+            assert got == expected
+        else:  # the share per free slot, as a member's origin link gets
+            assert len(got) == 3

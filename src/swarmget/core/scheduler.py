@@ -146,16 +146,24 @@ class Scheduler:
     # --- sources -------------------------------------------------------------------------------
 
     def add_source(
-        self, source_id: str, slots: int, now: float, *, available: RangeSet | None = None
+        self,
+        source_id: str,
+        slots: int,
+        now: float,
+        *,
+        available: RangeSet | None = None,
+        whole_runs: bool = False,
     ) -> None:
         """Make a source available (again). Re-adding a gone source revives it.
 
         ``available``: the only bytes it may serve (a LAN holder of the same content, or an
         origin link the group granted those ranges); None, the default: any byte. Re-adding a
-        live source adds ``available`` to what it may serve."""
+        live source adds ``available`` to what it may serve. ``whole_runs``: a restricted
+        source whose piece may take a whole run of it (a LAN holder), not the run's share
+        per free slot (``core.selection``, "restricted sources")."""
         if available is not None:
             self._check_within_file(available)
-        self._sources.add(source_id, slots, now, available)
+        self._sources.add(source_id, slots, now, available, whole_runs=whole_runs)
 
     def expect_slots(self, slots: int) -> None:
         """The swarm is expected to have about ``slots`` connection slots in all (the sources

@@ -41,7 +41,11 @@ missing bytes. Otherwise, in order:
   member's origin link, a holder's LAN port), so a split among them gains no rate, and it
   cuts an origin stream short: what the origin had sent into it (socket buffers, a
   shaper's queue: 0.8-1.75 MiB on the testbed) is lost. Its idle slots wait for more
-  grants (or steal from other sources).
+  grants (or steal from other sources). A LAN holder (``whole_runs``) is not held back
+  by round trips to a distant origin, nor faster with more streams: its piece may take a
+  whole run of what it has (capped as any piece), one request where a share per free
+  slot made three, each signed and checked, and each a slot the holder shares with
+  every other requester (who are refused "busy" when they are all taken).
 * **Stealing.** When nothing is missing, the largest remaining piece in flight is split
   (aria2's halving, weighted by the two sources' rates): the holder keeps ``[frontier,
   split)``, the thief gets ``[split, end)``.
@@ -541,9 +545,12 @@ class _Views:
 
 def _free_slots(src: Source) -> int:
     """The slots a restricted source may still fill (this one included); 0: not
-    restricted (its pieces are sized on the whole download)."""
+    restricted (its pieces are sized on the whole download); 1 for a source that takes
+    whole runs (``Source.whole_runs``)."""
     if src.available is None:
         return 0
+    if src.whole_runs:
+        return 1
     return max(1, src.capacity() - len(src.leases))
 
 

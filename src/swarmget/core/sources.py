@@ -91,6 +91,10 @@ class Source:
     probation: bool = False
     #: the order it was first added in (ties in a ranking keep it)
     index: int = 0
+    #: a restricted source whose piece may take a whole run of what it may serve, not
+    #: the run's share per free slot (a LAN holder: see "restricted sources" in
+    #: ``core.selection``)
+    whole_runs: bool = False
     #: the usual time between two reports of data of one of its streams (None: not seen)
     gap: float | None = None
     #: the usual time from a lease's start to its first data (None: not seen)
@@ -243,25 +247,34 @@ class SourceBook:
         return self._sources.get(source_id)
 
     def add(
-        self, source_id: str, slots: int, now: float, available: RangeSet | None = None
+        self,
+        source_id: str,
+        slots: int,
+        now: float,
+        available: RangeSet | None = None,
+        *,
+        whole_runs: bool = False,
     ) -> None:
         """Make a source available (again). Re-adding a gone source revives it with the
         availability given; re-adding a live one adds ``available`` to what it may serve
         (None: any byte); a banned one stays banned."""
         if slots < 1:
             raise ValueError("a source needs at least one slot")
+        self._cover = None  # what it may serve may change, either way
         src = self._sources.get(source_id)
         if src is None:
             src = Source(source_id, slots, now, index=len(self._sources))
             src.probation = self._delivering
             self._sources[source_id] = src
             src.available = None if available is None else available.copy()
+            src.whole_runs = whole_runs
         elif src.banned is None:
             if src.gone or available is None:
                 src.available = None if available is None else available.copy()
             else:
                 self.grow(src, available)
             src.slots, src.gone = slots, False
+            src.whole_runs = whole_runs
             if src.not_before > now:  # revived while backing off
                 heapq.heappush(self._backoffs, (src.not_before, src.id))
                 heapq.heappush(self._wakeups, (src.not_before, src.id))
@@ -269,7 +282,9 @@ class SourceBook:
 
     def refresh(self, src: Source) -> None:
         """``src``'s leases, slots, ban or presence changed: update the indexes."""
-        self._alive_slots = self._restricted = self._cover = None
+        self._alive_slots = self._restricted = None
+        if src.available is not None:
+            self._cover = None  # its presence may have changed
         if src.alive() and len(src.leases) < src.slots:
             self._open[src.id] = self._pending[src.id] = src
         else:
@@ -362,8 +377,7 @@ class SourceBook:
             out = RangeSet()
             for src in self._sources.values():
                 if src.available is not None and src.alive():
-                    for r in src.available:
-                        out.add(r)
+                    out.update(src.available)
             self._cover = out
         return self._cover.copy()
 

@@ -405,7 +405,7 @@ class GroupFetch:
                 source = HolderSource(member, inner, self._slots())
                 self._ctx.sources[sid] = source
                 self._ctx.holders.add(sid)
-                run.add_source(source, available=have)
+                run.add_source(source, available=have, whole_runs=True)  # a LAN holder
             elif have:
                 sched.availability_grew(sid, have, now)
         for sid in set(self._members) - seen:  # gone from the group: died or left

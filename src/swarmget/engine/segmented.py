@@ -78,11 +78,16 @@ class SegmentedRun:
         #: are sampled only if it fails
         self._digest_known = bool(verify.known_digests(ctx.spec, self._info, ctx.manifest))
 
-    def add_source(self, source: RangeSource, *, available: RangeSet | None = None) -> None:
+    def add_source(
+        self, source: RangeSource, *, available: RangeSet | None = None, whole_runs: bool = False
+    ) -> None:
         """A source joins the run: the scheduler counts it from now (``available``: the
-        only bytes it may serve, None: any); the loop looks again."""
+        only bytes it may serve, None: any; ``whole_runs``: see ``Scheduler.add_source``);
+        the loop looks again."""
         now = self._ctx.clock()
-        self.scheduler.add_source(source.source_id, source.slots, now, available=available)
+        self.scheduler.add_source(
+            source.source_id, source.slots, now, available=available, whole_runs=whole_runs
+        )
         self._changed.set()
 
     def wake(self) -> None:

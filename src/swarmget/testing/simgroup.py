@@ -110,8 +110,12 @@ class GroupSim:
             self.book.join(name)
             m.scheduler.add_source(f"link:{host}", 4, self.now, available=RangeSet())
             for other in self._alive(but=name):
-                m.scheduler.add_source(f"peer:{other.id}", 2, self.now, available=other.advertised)
-                other.scheduler.add_source(f"peer:{name}", 2, self.now, available=RangeSet())
+                m.scheduler.add_source(
+                    f"peer:{other.id}", 2, self.now, available=other.advertised, whole_runs=True
+                )
+                other.scheduler.add_source(
+                    f"peer:{name}", 2, self.now, available=RangeSet(), whole_runs=True
+                )
             self._claim(m)
         self._apply(m, m.scheduler.poll(self.now))
         return m
