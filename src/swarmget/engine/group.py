@@ -509,7 +509,7 @@ class GroupFetch:
 
     def _link_unleased(self) -> int:
         """Granted bytes neither fetched nor leased (to any source) yet."""
-        return parts.link_unleased(self._scheduler(), self._granted, self._ctx.clock())
+        return parts.link_unleased(self._scheduler(), self._granted)
 
     def _only_at(self, sid: str) -> RangeSet:
         """Bytes we lack that only holder ``sid`` (banned) could serve us."""

@@ -44,28 +44,20 @@ class HolderSource:
 
 def link_left(sched: Scheduler, granted: RangeSet) -> int:
     """Granted bytes our links have not fetched yet."""
-    done = sched.done()
-    return sum(x.length for g in granted for x in done.missing(g))
+    return granted.difference(sched.done()).total()
 
 
-def link_unleased(sched: Scheduler, granted: RangeSet, now: float) -> int:
+def link_unleased(sched: Scheduler, granted: RangeSet) -> int:
     """Granted bytes neither fetched nor leased (to any source) yet."""
-    free = granted.copy()
-    for r in sched.done():
-        free.subtract(r)
-    for lease in sched.statistics(now).leases:
-        free.subtract(lease.range)
-    return free.total()
+    leased = RangeSet(lease.range for lease in sched.leases())
+    return granted.difference(sched.done()).difference(leased).total()
 
 
 def only_at(sched: Scheduler, sid: str, others: Iterable[str]) -> RangeSet:
     """Bytes we lack that holder ``sid`` could serve and none of ``others`` can."""
-    out = sched.availability(sid) or RangeSet()
-    for r in sched.done():
-        out.subtract(r)
+    out = (sched.availability(sid) or RangeSet()).difference(sched.done())
     for other in others:
-        for r in sched.availability(other) or RangeSet():
-            out.subtract(r)
+        out = out.difference(sched.availability(other) or RangeSet())
     return out
 
 
