@@ -17,6 +17,7 @@ from swarmget.core.scheduler import (
     SchedulerConfig,
     SourceState,
 )
+from swarmget.core.sources import BUSY_HOLD
 from swarmget.testing.simswarm import SimSwarm
 
 KiB = 1024
@@ -462,3 +463,42 @@ def test_any_stalled_says_when_on_timer_would_revoke_and_leases_are_those_in_fli
     assert [a.lease_id for a in revoked] == [second.lease_id]
     assert not s.any_stalled(7.99)  # the first delivered at 3.0
     assert {lease.lease_id for lease in s.leases()} == {first.lease_id}
+
+
+def test_a_busy_refusal_while_streaming_others_holds_the_source_to_those() -> None:
+    """A helper or holder that refuses one more stream as busy (Retry-After 1 s) while it
+    streams others for us is up and full for us: held to those for ``BUSY_HOLD`` s. A
+    slot one of them frees is asked for again at once (not after the wait); one more only
+    once the hold is over (one refusal per hold, not one per wait)."""
+    s = Scheduler(16 * MiB, SchedulerConfig(min_piece=1 * MiB, max_piece=1 * MiB))
+    s.add_source("h", 3, 0.0)
+    a, b, c = assigns(s.poll(0.0))
+    assert s.on_failure(c.lease_id, 0.1, FailureKind.RATE_LIMITED, retry_after=1.0) == []
+    assert assigns(s.poll(0.2)) == []  # held to the two it streams
+    assert assigns(s.poll(2.0)) == []  # the wait passed: still held, no ask to be refused
+    assert s.next_deadline(2.0) == pytest.approx(0.1 + BUSY_HOLD)  # the loop wakes then
+    s.on_data(b.lease_id, 256 * 1024, 2.5)
+    s.on_data(a.lease_id, 1 * MiB, 2.5)  # one of them ends
+    (again,) = assigns(s.poll(2.5))  # at once, and one only: the slot it freed
+    assert again.source_id == "h"
+    s.on_data(b.lease_id, 256 * 1024, 5.0)  # both stream on
+    s.on_data(again.lease_id, 256 * 1024, 5.0)
+    assert assigns(s.poll(5.0)) == []
+    (more,) = assigns(s.poll(0.1 + BUSY_HOLD))  # the hold is over: one more asked for
+    assert more.source_id == "h"
+    s.check_invariants()
+
+
+def test_a_busy_refusal_with_nothing_else_streaming_or_a_long_wait_backs_off() -> None:
+    s = Scheduler(8 * MiB, SchedulerConfig(min_piece=1 * MiB, max_piece=1 * MiB))
+    s.add_source("h", 1, 0.0)
+    (only,) = assigns(s.poll(0.0))
+    s.on_failure(only.lease_id, 0.1, FailureKind.RATE_LIMITED, retry_after=1.0)
+    assert assigns(s.poll(0.5)) == []  # backing off: nothing of ours on it shows it is up
+    assert len(assigns(s.poll(1.2))) == 1
+    q = Scheduler(8 * MiB, SchedulerConfig(min_piece=1 * MiB, max_piece=1 * MiB))
+    q.add_source("h", 2, 0.0)
+    first, second = assigns(q.poll(0.0))
+    q.on_failure(second.lease_id, 0.1, FailureKind.RATE_LIMITED, retry_after=3600.0)
+    q.on_data(first.lease_id, 1 * MiB, 1.0)  # a quota used up: its end frees nothing
+    assert assigns(q.poll(1.0)) == []

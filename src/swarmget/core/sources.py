@@ -10,7 +10,10 @@ A *source* (the origin itself, or a helper node) has ``slots`` connection slots;
 ``judge_window`` answers: it is banned when at least ``max_broken`` of them are bad and the bad
 outnumber the good; otherwise every bad answer only backs it off. Any failure but a
 cancellation backs it off exponentially (``core.backoff``); ``max_failures`` failures in a row
-without a claimed byte ban it; a rate-limited answer waits ``retry_after`` and is no blame. The
+without a claimed byte ban it; a rate-limited answer waits ``retry_after`` and is no blame
+(a short "busy" while it still streams others for us *holds* it to that many streams for
+``BUSY_HOLD`` seconds instead: it is up, and full for us; a slot one of them frees is
+asked for again at once, one more only after the hold). The
 last usable source is never banned for bad answers while any of its recent answers was good:
 it is the only way left to finish, and it still delivers. ``SourceBook.judge`` decides; the
 scheduler carries out a ban (it also owns the source's leases).
@@ -59,6 +62,13 @@ from swarmget.core.ranges import ByteRange, RangeSet
 from swarmget.core.rates import RateWindow
 from swarmget.core.scheduling import FailureKind, SchedulerConfig, SourceInfo, SourceState
 
+#: a source that refuses one more stream for at most this long (a helper's or holder's
+#: "busy": Retry-After 1 s) while it streams others for us is held to those
+#: (``Source.held_to``) for ``BUSY_HOLD`` seconds; a longer wait (a daily quota used up)
+#: backs it off as any refusal
+BUSY_WAIT_MOST = 5.0
+BUSY_HOLD = 5.0
+
 
 @dataclass(slots=True)
 class Source:
@@ -91,6 +101,10 @@ class Source:
     probation: bool = False
     #: the order it was first added in (ties in a ranking keep it)
     index: int = 0
+    #: held to this many leases until ``held_until``: it refused one more as busy while
+    #: streaming these for us (``SourceBook.judge``); None: not held
+    held_to: int | None = None
+    held_until: float = float("-inf")
     #: a restricted source whose piece may take a whole run of what it may serve, not
     #: the run's share per free slot (a LAN holder: see "restricted sources" in
     #: ``core.selection``)
@@ -120,7 +134,18 @@ class Source:
         return self.slots
 
     def usable(self, now: float) -> bool:
-        return self.alive() and now >= self.not_before and len(self.leases) < self.capacity()
+        return (
+            self.alive()
+            and now >= self.not_before
+            and len(self.leases) < self.capacity()
+            and not self.held(now)
+        )
+
+    def held(self, now: float) -> bool:
+        """Held to the streams it has (``held_to``): it said busy to one more not long ago."""
+        return (
+            self.held_to is not None and now < self.held_until and len(self.leases) >= self.held_to
+        )
 
     def rate(self, now: float) -> float | None:
         """Bytes/s over the last few seconds; None before its first data. Changes nothing."""
@@ -382,20 +407,23 @@ class SourceBook:
         return self._cover.copy()
 
     def next_backoff_end(self, now: float) -> float | None:
-        """The soonest end of a backoff of a source alive that is still in the future
-        (as ``min(backoff_ends(now))``, in O(log n) amortized: ends passed are dropped)."""
+        """The soonest end of a backoff, or of a hold (``Source.held_to``), of a source alive
+        that is still in the future (as ``min(backoff_ends(now))``, in O(log n) amortized:
+        ends passed are dropped)."""
         heap = self._backoffs
         while heap:
             end, sid = heap[0]
             src = self._sources[sid]
-            if end > now and src.not_before == end and src.alive():
+            if end > now and end in (src.not_before, src.held_until) and src.alive():
                 return end
             heapq.heappop(heap)
         return None
 
     def backoff_ends(self, now: float) -> list[float]:
-        """When the backoffs of sources still alive end (those still in the future)."""
-        return [s.not_before for s in self._sources.values() if s.not_before > now and s.alive()]
+        """When the backoffs and holds of sources still alive end (those still in the future)."""
+        ends = [s.not_before for s in self._sources.values() if s.not_before > now and s.alive()]
+        held = [s.held_until for s in self._sources.values() if s.held_until > now and s.alive()]
+        return ends + held
 
     def contributors(self, rng: ByteRange) -> dict[str, int]:
         """Which sources delivered bytes of ``rng``, and how many each."""
@@ -480,6 +508,14 @@ class SourceBook:
         src.failures += 1
         if kind is FailureKind.RATE_LIMITED:
             wait = retry_after if retry_after is not None else self._backoff(1)
+            if src.leases and wait <= BUSY_WAIT_MOST:
+                # busy for one more of ours while streaming the others: hold it to those
+                # for a while, rather than wait for nothing when one of them ends, or ask
+                # again (and be refused again) after every short wait
+                src.held_to, src.held_until = len(src.leases), now + BUSY_HOLD
+                heapq.heappush(self._backoffs, (src.held_until, src.id))
+                heapq.heappush(self._wakeups, (src.held_until, src.id))
+                return None
             self._back_off(src, now + wait)
             return None
         src.consecutive_failures += 1
