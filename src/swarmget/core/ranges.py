@@ -114,8 +114,9 @@ class RangeSet:
         """The lowest run of bytes in both sets (None: they share none). One walk over
         both lists, stopping at the first overlap: O(len(self) + len(other)) at most."""
         mine, theirs = self._ranges, other._ranges
+        n, m = len(mine), len(theirs)
         i = j = 0
-        while i < len(mine) and j < len(theirs):
+        while i < n and j < m:
             x, y = mine[i], theirs[j]
             if x.end <= y.start:
                 i += 1
@@ -129,17 +130,18 @@ class RangeSet:
         """The lowest run of bytes in this set and not in ``other`` (None: ``other`` holds
         all of it). One walk over both lists: O(len(self) + len(other)) at most."""
         theirs = other._ranges
+        m = len(theirs)
         j = 0
         for x in self._ranges:
             start = x.start
-            while j < len(theirs) and theirs[j].end <= start:
+            while j < m and theirs[j].end <= start:
                 j += 1
-            if j < len(theirs) and theirs[j].start <= start:
+            if j < m and theirs[j].start <= start:
                 start = theirs[j].end  # covered up to there; the next one starts later
                 if start >= x.end:
                     continue  # all of x is covered (theirs[j] may cover the next x too)
                 j += 1
-            end = x.end if j >= len(theirs) else min(x.end, theirs[j].start)
+            end = x.end if j >= m else min(x.end, theirs[j].start)
             return ByteRange(start, end)
         return None
 
@@ -147,14 +149,15 @@ class RangeSet:
         """The bytes of this set that ``other`` does not hold. One walk over both lists:
         O(len(self) + len(other))."""
         theirs = other._ranges
+        m = len(theirs)
         out: list[ByteRange] = []
         j = 0
         for x in self._ranges:
             start = x.start
-            while j < len(theirs) and theirs[j].end <= start:
+            while j < m and theirs[j].end <= start:
                 j += 1
             k = j
-            while k < len(theirs) and theirs[k].start < x.end:
+            while k < m and theirs[k].start < x.end:
                 y = theirs[k]
                 if y.start > start:
                     out.append(ByteRange(start, y.start))
@@ -228,10 +231,14 @@ class RangeSet:
         mine, theirs = self._ranges, other._ranges
         if not theirs:
             return
+        if not mine:
+            self._ranges = list(theirs)  # already sorted, disjoint and merged
+            return
         out: list[ByteRange] = []
+        n, m = len(mine), len(theirs)
         i = j = 0
-        while i < len(mine) or j < len(theirs):
-            if j >= len(theirs) or (i < len(mine) and mine[i].start <= theirs[j].start):
+        while i < n or j < m:
+            if j >= m or (i < n and mine[i].start <= theirs[j].start):
                 r = mine[i]
                 i += 1
             else:
