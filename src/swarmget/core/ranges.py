@@ -101,14 +101,7 @@ class RangeSet:
 
     def missing(self, within: ByteRange) -> RangeSet:
         """The parts of ``within`` that are not in this set."""
-        out = RangeSet([within]) if not within.is_empty() else RangeSet()
-        for r in self._ranges:
-            if r.end <= within.start:
-                continue
-            if r.start >= within.end:
-                break
-            out.subtract(r)
-        return out
+        return RangeSet([within]).difference(self)
 
     def first_common(self, other: RangeSet) -> ByteRange | None:
         """The lowest run of bytes in both sets (None: they share none). One walk over
@@ -128,29 +121,20 @@ class RangeSet:
 
     def first_outside(self, other: RangeSet) -> ByteRange | None:
         """The lowest run of bytes in this set and not in ``other`` (None: ``other`` holds
-        all of it). One walk over both lists: O(len(self) + len(other)) at most."""
-        theirs = other._ranges
-        m = len(theirs)
-        j = 0
-        for x in self._ranges:
-            start = x.start
-            while j < m and theirs[j].end <= start:
-                j += 1
-            if j < m and theirs[j].start <= start:
-                start = theirs[j].end  # covered up to there; the next one starts later
-                if start >= x.end:
-                    continue  # all of x is covered (theirs[j] may cover the next x too)
-                j += 1
-            end = x.end if j >= m else min(x.end, theirs[j].start)
-            return ByteRange(start, end)
-        return None
+        all of it); stops at the first such run."""
+        return next(self._runs_outside(other), None)
 
     def difference(self, other: RangeSet) -> RangeSet:
-        """The bytes of this set that ``other`` does not hold. One walk over both lists:
-        O(len(self) + len(other))."""
+        """The bytes of this set that ``other`` does not hold."""
+        result = RangeSet()
+        result._ranges = list(self._runs_outside(other))
+        return result
+
+    def _runs_outside(self, other: RangeSet) -> Iterator[ByteRange]:
+        """This set's runs of bytes that ``other`` does not hold, lowest first (sorted,
+        disjoint, not adjacent). One walk over both lists: O(len(self) + len(other))."""
         theirs = other._ranges
         m = len(theirs)
-        out: list[ByteRange] = []
         j = 0
         for x in self._ranges:
             start = x.start
@@ -160,15 +144,12 @@ class RangeSet:
             while k < m and theirs[k].start < x.end:
                 y = theirs[k]
                 if y.start > start:
-                    out.append(ByteRange(start, y.start))
+                    yield ByteRange(start, y.start)
                 start = max(start, y.end)
                 k += 1
             if start < x.end:
-                out.append(ByteRange(start, x.end))
+                yield ByteRange(start, x.end)
             j = max(j, k - 1)  # theirs[k - 1] may reach into the next x
-        result = RangeSet()
-        result._ranges = out
-        return result
 
     def copy(self) -> RangeSet:
         c = RangeSet()
