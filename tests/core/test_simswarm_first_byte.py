@@ -4,17 +4,21 @@ simulation before the testbed (bench/README, "Larger pieces by time")."""
 
 from __future__ import annotations
 
+import dataclasses
+
 from swarmget.core.ranges import ByteRange, RangeSet
 from swarmget.core.scheduler import SchedulerConfig
 from swarmget.testing.simswarm import SimSwarm
 
 MiB = 1024 * 1024
-#: pieces of 1 MiB: 16 requests for 16 MiB
-FIXED = SchedulerConfig(min_piece=MiB, max_piece=MiB, steal=False, endgame=False)
+#: pieces of 1 MiB: 16 requests for 16 MiB, each asked for once the one before ended
+FIXED = SchedulerConfig(min_piece=MiB, max_piece=MiB, steal=False, endgame=False, pipeline=0)
+#: ... each asked for while the one before still streams (``SchedulerConfig.pipeline``)
+PIPELINED = dataclasses.replace(FIXED, pipeline=1.0)
 
 
-def run(first_byte: float, *, slots: int = 1) -> SimSwarm:
-    sim = SimSwarm(16 * MiB, FIXED)
+def run(first_byte: float, *, slots: int = 1, config: SchedulerConfig = FIXED) -> SimSwarm:
+    sim = SimSwarm(16 * MiB, config)
     sim.add("a", rate=4 * MiB, slots=slots, first_byte=first_byte)
     assert sim.run(dt=0.01, max_time=60.0)
     assert sim.written == RangeSet([ByteRange(0, 16 * MiB)])
@@ -44,6 +48,17 @@ def test_other_connections_carry_the_link_while_one_waits() -> None:
     alone, overlapped = run(0.1), run(0.1, slots=4)
     assert overlapped.now < alone.now - 1.0
     assert run(0.0, slots=4).now <= overlapped.now
+
+
+def test_pipelining_hides_the_waits_on_one_connection() -> None:
+    """One slot, each piece's request made while the one before still streams: the waits
+    overlap the streams; only the first one (nothing measured yet to plan by) and a little
+    of the next (the rate is learned as it goes) cost time."""
+    waiting, pipelined, plain = run(0.1), run(0.1, config=PIPELINED), run(0.0)
+    assert pipelined.now - plain.now < 0.4 < waiting.now - plain.now - 1.0
+    stats = pipelined.scheduler.statistics(pipelined.now)
+    assert [s.ranges for s in stats.sources] == [16]  # the same pieces, no copies or cuts
+    assert [s.cut for s in stats.sources] == [0]
 
 
 def test_a_stream_ended_early_still_takes_its_in_flight_bytes_of_the_link() -> None:

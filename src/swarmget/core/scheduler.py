@@ -31,6 +31,16 @@ group granted it. It is only ever leased bytes within that set; bytes no such so
 serve wait for one that may serve any byte (``unserved`` lists them). A holder that goes is
 like any source that goes: its leases are cancelled and their bytes given back.
 
+**Pipelining** (issue #14). Each new range costs a round trip before its first byte (for
+a helper, its own request to the origin too). So a stream about to end frees its slot
+early: when what its lease has left would take no longer than its source's usual wait for a
+first byte (``SchedulerConfig.pipeline``), ``on_data`` marks the lease *ending*
+(``Claim.ending``) and ``poll`` gives the slot its next range while the last bytes still
+come. A source then briefly holds more leases than slots (at most one more per slot); a
+helper lends a stream's slot to its successor for that (``node.helper_service``). Only a
+lease that still ends where it was asked to (not cut short by a steal) is marked: the
+stream on the wire would otherwise go on past it.
+
 **Failures.** A failed, cancelled or stalled lease keeps what it claimed and gives back only
 ``[frontier, end)`` (unless a duplicate still works on it); its source is judged
 (``core.sources``). A lease with no data for ``stall_timeout`` is revoked. When a copy of a
@@ -258,7 +268,7 @@ class Scheduler:
             src.credit(write)
         piece = self._pieces.piece(lease.piece_id)
         if lease.cursor < piece.end and piece.frontier < piece.end:
-            return Claim(write, False)
+            return Claim(write, False, ending=self._ending(lease, piece, src))
         return Claim(write, True, tuple(self._finish(lease, piece, now)))
 
     def on_failure(
@@ -380,6 +390,19 @@ class Scheduler:
         end = pieces.piece(lease.piece_id).end
         self._asked[lease.id] = end
         return Assign(lease.id, src.id, ByteRange(lease.cursor, end), lease.duplicate)
+
+    def _ending(self, lease: Lease, piece: Piece, src: Source) -> bool:
+        """Is ``lease`` about to end (see "pipelining")? Marks it so, once."""
+        factor, wait = self.config.pipeline, src.first_wait
+        if not factor or wait is None or lease.id in src.ending:
+            return False
+        if self._asked.get(lease.id) != piece.end:
+            return False  # cut short: its stream goes on past the piece's end
+        lead = factor * min(wait, self.config.pipeline_most) * src.last_rate / src.slots
+        if piece.end - lease.cursor > lead:
+            return False
+        self._sources.ending(src, lease.id)
+        return True
 
     def _check_within_file(self, ranges: RangeSet) -> None:
         bounds = ranges.bounds()

@@ -77,6 +77,13 @@ class SchedulerConfig:
     #: report of data; the rate estimates of all active sources move on as often. 0: after
     #: every change (O(pieces) per event: the decisions of before issue #17's third round)
     refresh: float = 0.05
+    #: *pipelining*: a stream whose source's usual wait for a first byte
+    #: (``Source.first_wait``, at most ``pipeline_most`` seconds), times this, would bring
+    #: in what it has left frees its slot for the next range at once, so that the next
+    #: request's round trip (and the helper's own to the origin) overlaps its last bytes
+    #: instead of leaving the connection idle. 0: a slot is free only when its stream ended
+    pipeline: float = 1.0
+    pipeline_most: float = 0.5
     #: piece boundaries fall on multiples of this (a manifest's piece size: then most
     #: verifiable pieces come from one source, which is who to blame when one is bad)
     align: int = 1
@@ -88,8 +95,8 @@ class SchedulerConfig:
             raise ValueError("silence, silence_gaps, silence_floor, silence_first must be > 0")
         if self.min_steal <= 0 or self.stall_timeout <= 0 or self.max_failures < 1:
             raise ValueError("min_steal, stall_timeout and max_failures must be positive")
-        if self.refresh < 0 or self.hedge < 0:
-            raise ValueError("refresh and hedge must be >= 0")
+        if self.refresh < 0 or self.hedge < 0 or self.pipeline < 0 or self.pipeline_most < 0:
+            raise ValueError("refresh, hedge, pipeline and pipeline_most must be >= 0")
         if self.align < 1 or self.rescue_depth < 1:
             raise ValueError("align and rescue_depth must be >= 1")
         if self.max_broken < 1 or self.judge_window < self.max_broken:
@@ -157,11 +164,14 @@ Action = Assign | Cancel | Ban
 
 @dataclass(frozen=True, slots=True)
 class Claim:
-    """The answer to ``on_data``: write ``write`` (None: nothing); stop if ``finished``."""
+    """The answer to ``on_data``: write ``write`` (None: nothing); stop if ``finished``;
+    ``ending``: the stream is about to end and its slot was freed for the next range (call
+    ``poll``; told once per lease: see "pipelining" in ``core.scheduler``)."""
 
     write: ByteRange | None
     finished: bool
     actions: tuple[Action, ...] = ()
+    ending: bool = False
 
 
 # --- snapshots ---------------------------------------------------------------------------------

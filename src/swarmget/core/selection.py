@@ -551,7 +551,7 @@ def _free_slots(src: Source) -> int:
         return 0
     if src.whole_runs:
         return 1
-    return max(1, src.capacity() - len(src.leases))
+    return max(1, src.capacity() - src.occupied())
 
 
 def _span(run: ByteRange) -> tuple[int, int]:

@@ -76,6 +76,10 @@ class Source:
     slots: int
     added: float
     leases: set[int] = field(default_factory=set)
+    #: of its ``leases``, those about to end: their slots are free for the next range
+    #: already, so that its request overlaps their last bytes (``Scheduler.on_data``,
+    #: "pipelining" in ``core.scheduler``)
+    ending: set[int] = field(default_factory=set)
     consecutive_failures: int = 0
     broken: int = 0  # BROKEN answers ever (for statistics)
     #: the most recent answers: (lease id or 0, good?), oldest first
@@ -133,16 +137,21 @@ class Source:
             return 1
         return self.slots
 
+    def occupied(self) -> int:
+        """The slots its leases take: all of them but those about to end (``ending``)."""
+        return len(self.leases) - len(self.ending)
+
     def usable(self, now: float) -> bool:
         return (
             self.alive()
             and now >= self.not_before
-            and len(self.leases) < self.capacity()
+            and self.occupied() < self.capacity()
             and not self.held(now)
         )
 
     def held(self, now: float) -> bool:
-        """Held to the streams it has (``held_to``): it said busy to one more not long ago."""
+        """Held to the streams it has (``held_to``): it said busy to one more not long ago.
+        Its ending leases count: one of them over, the slot it leaves is asked for again."""
         return (
             self.held_to is not None and now < self.held_until and len(self.leases) >= self.held_to
         )
@@ -310,7 +319,7 @@ class SourceBook:
         self._alive_slots = self._restricted = None
         if src.available is not None:
             self._cover = None  # its presence may have changed
-        if src.alive() and len(src.leases) < src.slots:
+        if src.alive() and src.occupied() < src.slots:
             self._open[src.id] = self._pending[src.id] = src
         else:
             self._open.pop(src.id, None)
@@ -321,13 +330,23 @@ class SourceBook:
             src.busy_since = now
         src.leases.add(lease_id)
         src.ranges += 1
-        if len(src.leases) >= src.slots:
+        if src.occupied() >= src.slots:
             self._open.pop(src.id, None)
             self._pending.pop(src.id, None)
 
     def let_go(self, src: Source, lease_id: int) -> None:
         src.leases.discard(lease_id)
-        if src.alive():
+        src.ending.discard(lease_id)
+        self._opened(src)
+
+    def ending(self, src: Source, lease_id: int) -> None:
+        """``src``'s lease ``lease_id`` is about to end: its slot is free for the next one."""
+        src.ending.add(lease_id)
+        self._opened(src)
+
+    def _opened(self, src: Source) -> None:
+        """``src`` holds one lease fewer (or one ends soon): it may have a free slot."""
+        if src.alive() and src.occupied() < src.slots:
             self._open[src.id] = self._pending[src.id] = src
 
     def found_nothing(self, src: Source, *, asked: bool) -> None:
@@ -575,7 +594,8 @@ class SourceBook:
         for r in seen:
             assert claimed.contains(r), f"{r} claimed but not done"
         for src in self._sources.values():
-            has_room = src.alive() and len(src.leases) < src.slots
+            assert src.ending <= src.leases, f"{src.id}: ending leases it does not hold"
+            has_room = src.alive() and src.occupied() < src.slots
             assert (src.id in self._open) == has_room, f"{src.id}: index of free slots is off"
             assert src.id in self._open or src.id not in self._pending, f"{src.id}: pending"
             assert src.id in self._warm or not src.samples, f"{src.id}: rate not moved on"

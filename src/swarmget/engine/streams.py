@@ -49,6 +49,9 @@ class StreamOwner(Protocol):
     def stream_ended(self, lease: Assign, runs: list[ByteRange] | None) -> None:
         """The stream is over; a helper's stream claimed ``runs`` (None: our own)."""
 
+    def wake(self) -> None:
+        """The scheduler freed a slot (a stream about to end, ``Claim.ending``): poll now."""
+
 
 def failure_kind(exc: SourceError) -> tuple[FailureKind, float | None]:
     """How the scheduler should count ``exc`` against its source (and how long to wait)."""
@@ -142,6 +145,8 @@ async def _pump(
         pos += len(chunk)
         if claim.actions:
             owner.revoke(claim.actions)
+        if claim.ending:
+            owner.wake()
         if claim.finished:
             return True
     return False

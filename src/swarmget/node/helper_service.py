@@ -7,6 +7,14 @@ bytes only, the daily data quota persisted across restarts, reserved ``QUOTA_STE
 as a stream goes on (``charge``: never a whole range up front, so a stream that goes nowhere
 holds at most one step). A request over a limit is refused with a ``Refusal`` (429 with
 Retry-After, or 503 while draining or paused). Plain ``def``: nothing here blocks.
+
+A requester asks for its next range shortly before a stream ends (pipelining, see
+``core.scheduler``): a stream of that requester with at most ``LEND_SECONDS`` of its bytes
+left (at its own pace so far, or ``LEND_LEAST`` bytes) lends its slot to the one new stream
+over the limits, so the two overlap for a moment. A stream lends to one stream at a time
+(again once that one ended: the successor may end first), as the requester's scheduler
+counts: a requester holds at most twice its share of slots, and only while half of them
+are about to end.
 """
 
 from __future__ import annotations
@@ -35,6 +43,8 @@ __all__ = [
     "HelperLimits",
     "HelperService",
     "HelperStats",
+    "LEND_LEAST",
+    "LEND_SECONDS",
     "StreamBudget",
 ]
 
@@ -59,6 +69,7 @@ class HelperStats:
     refusals: dict[str, int] = field(default_factory=dict)  # by reason (the answer's code)
     stalled: int = 0  # streams closed because their requester stopped reading
     quota_cut: int = 0  # streams cut because the daily quota ran out mid-stream
+    lent: int = 0  # streams admitted over the limits on a slot lent by one about to end
     active_by_requester: dict[str, int] = field(default_factory=dict)
     sent_day: str = ""  # the UTC day ``sent_today`` counts
     sent_today: int = 0  # bytes streamed to requesters on that day
@@ -82,7 +93,19 @@ class StreamBudget:
 
     length: int  # the most the stream will fetch
     reserved: int = 0  # set aside and not fetched yet
-    used: int = 0  # fetched from the origin so far
+    #: fetched from the origin so far (a LAN holder's stream: read from disk and sent)
+    used: int = 0
+    started: float = 0.0  # when it was admitted (the service's clock)
+    #: it lends its slot to a stream still running (see the module docstring)
+    lent: bool = False
+    #: the stream that lent this one its slot (None: admitted within the limits)
+    lender: StreamBudget | None = None
+
+
+#: a stream with at most this many seconds of its bytes left (at its pace so far), or at
+#: most ``LEND_LEAST`` bytes, lends its slot to its requester's next stream
+LEND_SECONDS = 1.0
+LEND_LEAST = 256 * 1024
 
 
 #: about the longest a capped stream waits between two bursts, and the most bytes a burst
@@ -123,6 +146,8 @@ class HelperService:
         self.paused = False
         self.chunk_filter = chunk_filter
         self._wall = wall_clock
+        #: the streams admitted and not released, by requester (the lenders to look at)
+        self._budgets: dict[str, list[StreamBudget]] = {}
 
     def set_slots(self, slots: int) -> None:
         """New streams see ``slots`` at once; streams in flight keep their slots."""
@@ -179,14 +204,35 @@ class HelperService:
         others = {r for r, n in active.items() if n and r != requester}
         fair = math.ceil(self.limits.slots / (len(others) + 1))
         busy = self.active() >= self.limits.slots or active.get(requester, 0) >= fair
-        if busy:
+        now = self._clock()
+        lender = self._lender(requester, now) if busy else None
+        if busy and lender is None:
             raise Refusal("busy", "all slots busy", self.limits.retry_after_busy)
-        budget = StreamBudget(length)
+        budget = StreamBudget(length, started=now)
         if origin and not self._quota_covers(budget):
             assert self.quota is not None
             raise Refusal("quota", "daily quota used up", self.quota.retry_after())
+        if lender is not None:
+            lender.lent, budget.lender = True, lender
+            self.stats.lent += 1
         active[requester] = active.get(requester, 0) + 1
+        self._budgets.setdefault(requester, []).append(budget)
         return budget
+
+    def _lender(self, requester: str, now: float) -> StreamBudget | None:
+        """A stream of ``requester`` about to end that has not lent its slot yet."""
+        for budget in self._budgets.get(requester, ()):
+            if budget.lent or not budget.used:
+                continue
+            pace = budget.used / max(now - budget.started, 1e-3)
+            if budget.length - budget.used <= max(LEND_LEAST, pace * LEND_SECONDS):
+                return budget
+        return None
+
+    def progress(self, budget: StreamBudget, n: int) -> None:
+        """``n`` more bytes of ``budget``'s stream went out (a stream without origin
+        quota: a LAN holder's; ``charge`` counts a helper's)."""
+        budget.used += n
 
     @contextlib.contextmanager
     def slot(self, requester: str, length: int, *, origin: bool = True) -> Iterator[StreamBudget]:
@@ -214,6 +260,12 @@ class HelperService:
         active[requester] -= 1
         if not active[requester]:
             del active[requester]
+        if budget.lender is not None:
+            budget.lender.lent = False  # its slot is its own again: it may lend it again
+        budgets = self._budgets[requester]
+        budgets[:] = [b for b in budgets if b is not budget]
+        if not budgets:
+            del self._budgets[requester]
         if self.quota is not None:
             self.quota.settle(budget.reserved, 0)
         budget.reserved = 0

@@ -54,7 +54,7 @@ from swarmget.core.errors import (
 from swarmget.core.ranges import ByteRange
 from swarmget.net.auth import authenticated_node, json_error
 from swarmget.node.helper import HELPER
-from swarmget.node.helper_service import HelperService
+from swarmget.node.helper_service import HelperService, StreamBudget
 from swarmget.node.holdings import Holding, HoldingsRegistry, fingerprint_of
 from swarmget.node.quota import DailyQuota
 from swarmget.node.range_stream import (
@@ -223,11 +223,12 @@ async def handle_content_range(request: web.Request) -> web.StreamResponse:
         rng = ByteRange(req.start, req.end)
         holding = holder.holding_for(key, rng)
         with holder.lan_allowance(rng.length) as sent:
-            with service.slot(requester, rng.length, origin=False):  # no origin quota
+            with service.slot(requester, rng.length, origin=False) as budget:  # no quota
                 with holder.registry.pinned(holding.name):
                     fd = await asyncio.to_thread(open_held, holding, rng.end)
                     try:
-                        return await _stream(request, holder, service, (holding, fd), rng, sent)
+                        held = (holding, fd)
+                        return await _stream(request, holder, service, held, rng, (sent, budget))
                     finally:
                         os.close(fd)
     except Refusal as exc:
@@ -244,12 +245,13 @@ async def _stream(
     service: HelperService,
     held: tuple[Holding, int],
     rng: ByteRange,
-    sent: list[int],
+    counts: tuple[list[int], StreamBudget],
 ) -> web.StreamResponse:
     """Stream ``rng`` of the open file (``held``: its holding and descriptor) with the
     kernel's sendfile, a chunk at a time (``_step``), each under the rate limit and with
     the file checked unchanged before it (``check_unchanged``)."""
     holding, fd = held
+    sent, budget = counts
     resp = range_response(rng)
     await resp.prepare(request)
     # capped, the first bytes are not held back for a larger burst
@@ -266,6 +268,7 @@ async def _stream(
                 # counted as handed to the kernel (as a write's bytes were): the requester
                 # may have them all before this coroutine runs again
                 sent[0] += want
+                service.progress(budget, want)
                 holder.stats.lan_bytes_served += want
                 stall = service.limits.write_stall_timeout
                 await send_file(file, offset, want, stall, request.transport)

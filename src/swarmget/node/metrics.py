@@ -170,6 +170,11 @@ class NodeCollector(Collector):
             "reason",
             sorted(reasons.items()),
         )
+        yield counter(
+            "swarmget_helper_lent_slots",
+            "Streams admitted on a slot lent by one of the same requester about to end",
+            stats.lent,
+        )
 
     def _sharing(self) -> Iterable[Metric]:
         """Fetch once per LAN (#15): bytes served to LAN peers from this node's disk (not
