@@ -370,13 +370,15 @@ def timeline_table(runs: Sequence[Run]) -> str | None:
         cells = [_f(_median_of([read(r.timeline) for r in group]), ".3f") for _, read in _PHASES]
         peers = _median_of([r.timeline.get("hub_peers") for r in group])
         ranges = _median_of([r.timeline.get("ranges") or None for r in group])
+        ahead = _median_of([r.timeline.get("ahead") for r in group])
         wait = _median_of([_wait_per_range(r.timeline) for r in group])
         exit_wall = _median_of([r.wall for r in group])
         after = _median_of([_after_result(r) for r in group])
         rows.append([mode, human(size), str(n), *cells, _f(peers, ".0f"), _f(ranges, ".0f"),
-                     _f(wait, ".3f"), _f(after, ".3f"), _f(exit_wall, ".3f")])  # fmt: skip
+                     _f(ahead, ".0f"), _f(wait, ".3f"), _f(after, ".3f"),
+                     _f(exit_wall, ".3f")])  # fmt: skip
     head = ["timeline (s)", "size", "nodes", *(h for h, _ in _PHASES), "peers listed"]
-    head += ["ranges", "wait per range", "result → exit", "exit"]
+    head += ["ranges", "ahead", "wait per range", "result → exit", "exit"]
     note = (
         "Median seconds per phase. `startup`: the process's start (exec) to `get`'s code "
         "running (Python, imports); `accepted` (the node took the download, or it started "
@@ -385,6 +387,8 @@ def timeline_table(runs: Sequence[Run]) -> str | None:
         "command; `result → exit` = exit - startup - get's result (shutting down, printing); "
         "`1st source's last byte`: when the first source ran dry (to `last byte`: how "
         "unevenly the sources finished); `ranges`: the ranges all sources were asked for, "
+        "`ahead`: of those, asked for while a stream of the same source was about to end "
+        "(pipelined: the wait overlapped its last bytes), "
         "`wait per range`: their mean wait "
         "from the request until the requester read its first bytes (a helper's includes up to "
         "~0.25 s of its stream: the requester reads helpers in bulk, SO_RCVLOWAT)."

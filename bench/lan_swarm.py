@@ -465,6 +465,8 @@ def _read_cli_result(stdout: str, run: Run) -> None:
         ranges = {
             "ranges": sum(int(s.get("ranges", 0)) for s in sources),
             "waited": sum(float(s.get("waited", 0.0)) for s in sources),
+            # of those, the ones asked for while a stream of that source was about to end
+            "ahead": sum(int(s.get("ahead", 0)) for s in sources),
             # the bytes each source delivered into the file (its share of the end)
             "claimed": {str(s["id"]): int(s.get("claimed", 0)) for s in sources},
             # its streams we ended early (steals, rescues, lost races): each wastes what was

@@ -49,6 +49,8 @@ def test_a_stream_about_to_end_frees_its_slot_once() -> None:
     assert len(told) == 1  # once per lease
     (second,) = given  # its next range, asked for while it still streamed
     assert second.range == ByteRange(MiB, 2 * MiB)
+    (info,) = s.statistics(now).sources
+    assert (info.ranges, info.ahead) == (2, 1)
     # told when what was left would take at most the wait measured (0.1 s at 6.4 MB/s; the
     # rate measured so far counts the wait too: less)
     assert 0.03 <= now - told[0] <= 0.1

@@ -35,6 +35,7 @@ SOURCES = (
         cut=3,
         ranges=9,
         waited=0.25,
+        ahead=4,
     ),
     SourceInfo(
         source_id="h1",

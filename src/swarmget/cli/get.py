@@ -261,6 +261,7 @@ def _interrupted(routes: list[RouteTaken], detach: bool) -> str:
 
 _SOURCE_SUMMARY = (
     "id", "state", "received", "claimed", "failures", "ban_reason", "cut", "ranges", "waited",
+    "ahead",
 )  # fmt: skip
 
 

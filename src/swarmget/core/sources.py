@@ -93,6 +93,7 @@ class Source:
     cuts: int = 0  # its streams we ended before the end they asked for (``SourceInfo.cut``)
     ranges: int = 0  # leases it was given (``SourceInfo.ranges``)
     waited: float = 0.0  # seconds its leases waited for their first data (``SourceInfo``)
+    ahead: int = 0  # leases given while one of it was ending (``SourceInfo.ahead``)
     segments: RangeSet = field(default_factory=RangeSet)  # ... and where they are
     samples: RateWindow = field(default_factory=RateWindow)
     first_data: float | None = None
@@ -212,6 +213,7 @@ class Source:
             cut=self.cuts,
             ranges=self.ranges,
             waited=self.waited,
+            ahead=self.ahead,
         )
 
     # --- events --------------------------------------------------------------------------------
@@ -328,6 +330,8 @@ class SourceBook:
     def hold(self, src: Source, lease_id: int, now: float) -> None:
         if not src.leases:
             src.busy_since = now
+        if src.ending:
+            src.ahead += 1
         src.leases.add(lease_id)
         src.ranges += 1
         if src.occupied() >= src.slots:

@@ -25,10 +25,12 @@ is defined once::
                   "own_origin_seconds"}}   (a finished download's, an estimate)
 
     source: {"id", "state", "slots", "active", "received", "claimed", "rate", "failures",
-             "ban_reason", "segments": [[start, end] ...], "cut", "ranges", "waited"}  (cut:
-             its streams we ended before the end asked for, ``SourceInfo.cut``; ranges: the
-             ranges it was asked for, ``SourceInfo.ranges``; waited: seconds they waited for
-             their first data, summed; all 0 from an older node)
+             "ban_reason", "segments": [[start, end] ...], "cut", "ranges", "waited",
+             "ahead"}  (cut: its streams we ended before the end asked for,
+             ``SourceInfo.cut``; ranges: the ranges it was asked for, ``SourceInfo.ranges``;
+             waited: seconds they waited for their first data, summed; ahead: of those
+             ranges, the ones asked for while one of its streams was about to end,
+             ``SourceInfo.ahead``; all 0 from an older node)
 
 Each ``*_json`` has a ``*_from_json`` that reads it back (``KeyError``, ``TypeError`` or
 ``ValueError`` for a malformed answer).
@@ -145,6 +147,7 @@ def source_json(s: SourceInfo) -> dict[str, Any]:
         "cut": s.cut,
         "ranges": s.ranges,
         "waited": round(s.waited, 4),
+        "ahead": s.ahead,
     }
 
 
@@ -217,6 +220,7 @@ def source_from_json(s: Mapping[str, Any]) -> SourceInfo:
         cut=int(s.get("cut", 0)),
         ranges=int(s.get("ranges", 0)),
         waited=float(s.get("waited", 0.0)),
+        ahead=int(s.get("ahead", 0)),
     )
 
 
