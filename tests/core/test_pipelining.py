@@ -128,3 +128,29 @@ def test_pipelining_settings_are_checked() -> None:
         SchedulerConfig(pipeline=-1)
     with pytest.raises(ValueError, match="pipeline_most"):
         SchedulerConfig(pipeline_most=-0.1)
+
+
+def test_a_slot_about_to_free_takes_no_copy_nor_steal() -> None:
+    """Nothing missing: the ending stream's slot gets no endgame copy or steal (they would
+    cut or double streams while it still streams); once its stream ended, it may."""
+    config = SchedulerConfig(min_piece=MiB, max_piece=MiB, endgame_min_eta=0.0, hedge=10.0)
+    s = Scheduler(2 * MiB, config)
+    s.add_source("a", 1, 0.0)
+    s.add_source("b", 1, 0.0)
+    leases = {x.source_id: x for x in assigns(s.poll(0.0))}
+    assert set(leases) == {"a", "b"}
+    now = 0.1
+    s.on_data(leases["b"].lease_id, CHUNK, now)  # b delivers slowly: a copy would be worth it
+    claim = s.on_data(leases["a"].lease_id, CHUNK, now)
+    while not claim.ending:
+        now += 0.01
+        s.poll(now)
+        claim = s.on_data(leases["a"].lease_id, CHUNK, now)
+    assert assigns(s.poll(now)) == []  # nothing missing, and no copy of b's piece yet
+    while not claim.finished:
+        now += 0.01
+        claim = s.on_data(leases["a"].lease_id, CHUNK, now)
+    (copy,) = assigns(s.poll(now))
+    assert copy.source_id == "a"
+    assert copy.duplicate or copy.range.end == 2 * MiB  # a copy or a steal of b's piece
+    s.check_invariants()

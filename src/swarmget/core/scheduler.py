@@ -36,7 +36,9 @@ a helper, its own request to the origin too). So a stream about to end frees its
 early: when what its lease has left would take no longer than its source's usual wait for a
 first byte (``SchedulerConfig.pipeline``), ``on_data`` marks the lease *ending*
 (``Claim.ending``) and ``poll`` gives the slot its next range while the last bytes still
-come. A source then briefly holds more leases than slots (at most one more per slot); a
+come. Such a slot takes missing bytes (or a rescue) only (``Source.ahead_only``): an
+endgame copy or a steal would cut or double streams for a slot that is not idle yet. A source
+then briefly holds more leases than slots (at most one more per slot); a
 helper lends a stream's slot to its successor for that (``node.helper_service``). Only a
 lease that still ends where it was asked to (not cut short by a steal) is marked: the
 stream on the wire would otherwise go on past it.

@@ -171,7 +171,7 @@ class Selector:
         if rescue is not None:
             return rescue
         take = self._take_missing(src)
-        if take is not None:
+        if take is not None or src.ahead_only():  # (a slot about to free: see there)
             return take
         if self.config.steal:
             stolen = self._steal(src, now)

@@ -142,6 +142,14 @@ class Source:
         """The slots its leases take: all of them but those about to end (``ending``)."""
         return len(self.leases) - len(self.ending)
 
+    def ahead_only(self) -> bool:
+        """Its only free slots are those of streams about to end (pipelining): they are
+        for missing bytes (or a rescue of the done prefix, which comes first), never for an
+        endgame copy or a steal, which would cut or double streams (wasting their bytes in
+        flight) for a slot that is not idle yet; once the stream ended, the slot is free for
+        those as before."""
+        return bool(self.ending) and len(self.leases) >= self.capacity()
+
     def usable(self, now: float) -> bool:
         return (
             self.alive()
