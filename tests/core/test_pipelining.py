@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from swarmget.core.ranges import ByteRange
+from swarmget.core.ranges import ByteRange, RangeSet
 from swarmget.core.scheduler import Action, Assign, Claim, Scheduler, SchedulerConfig
 
 KiB = 1024
@@ -154,3 +154,14 @@ def test_a_slot_about_to_free_takes_no_copy_nor_steal() -> None:
     assert copy.source_id == "a"
     assert copy.duplicate or copy.range.end == 2 * MiB  # a copy or a steal of b's piece
     s.check_invariants()
+
+
+def test_a_restricted_source_does_not_pipeline() -> None:
+    """A LAN holder or a group member's link (``available``) frees its slot only when its
+    stream ended."""
+    s = Scheduler(4 * MiB, ONE_MIB)
+    s.add_source("holder", 1, 0.0, available=RangeSet([ByteRange(0, 4 * MiB)]))
+    (first,) = assigns(s.poll(0.0))
+    claims, given, _ = stream(s, first, 0.0)
+    assert not any(c.ending for _, c in claims)
+    assert given == []
