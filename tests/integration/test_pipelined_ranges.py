@@ -59,4 +59,7 @@ async def test_a_one_slot_helper_gets_its_next_range_before_the_last_ends(
         assert helper["claimed"] > 2 * MiB
         helped = await metrics_of(session, swarm.node(1).api_url)
         assert helped[("swarmget_helper_lent_slots_total", "")] >= 1
-        assert helped[("swarmget_helper_refusals_total", "busy")] == 0
+        assert helper["ahead"] >= 1
+        # no range asked for ahead was refused; a stream we cut short (a steal) may still
+        # hold its slot on the helper for a moment when the next range is asked for
+        assert helped[("swarmget_helper_refusals_total", "busy")] <= helper["cut"]
