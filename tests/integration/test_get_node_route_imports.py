@@ -55,6 +55,7 @@ FORBIDDEN = (
     "swarmget.core.scheduler",
     "swarmget.core.selection",
     "swarmget.core.sources",
+    "swarmget.core.source",
 )
 #: ... and of the engine package, only its data types (``engine.spec``; ``engine.sharing``,
 #: for the ``SharingReport`` a shared download's result carries, is imported when one is read)
