@@ -246,8 +246,11 @@ class Selector:
             holder = self.pieces.holder(piece)
             if self._silent(holder, now):
                 continue  # its holder hangs: a copy takes all of it (the endgame), not half
-            if thief.available is not None and holder.source_id == thief.id:
-                continue  # a restricted source never splits its own stream (see the docstring)
+            if thief.available is not None:
+                if holder.source_id == thief.id:
+                    continue  # a restricted source never splits its own stream (docstring)
+                if not thief.may_serve(ByteRange(piece.end - self.config.min_steal, piece.end)):
+                    continue  # nor could it serve any far end (it would be at least that)
             split = self._split_point(piece, thief, now)
             if split is not None and thief.may_serve(ByteRange(split, piece.end)):
                 return Split(piece, split)
