@@ -4,10 +4,13 @@ being refused as busy; nobody else borrows it, and each stream lends once."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from swarmget.net.origin import OriginClient
 from swarmget.node.helper_service import LEND_LEAST, HelperLimits, HelperService, StreamBudget
+from swarmget.node.quota import DailyQuota
 from swarmget.node.range_stream import Refusal
 
 KiB = 1024
@@ -130,3 +133,22 @@ def test_a_holder_stream_counts_what_it_sent(length: int) -> None:
     clock.now = 1.0
     svc.progress(first, length - 200 * KiB)
     assert not refused(svc, "a")
+
+
+def test_a_successor_refused_for_quota_leaves_the_slot_to_lend(tmp_path: Path) -> None:
+    """The daily quota cannot cover the next stream: it is refused as over quota (not
+    busy), and the ending stream's slot is still there to lend once the quota allows."""
+    clock = Clock()
+    quota = DailyQuota(tmp_path / "quota.json", 2 * MiB, clock=lambda: 0.0)
+    origin = OriginClient.__new__(OriginClient)
+    svc = HelperService(origin, HelperLimits(slots=1), quota=quota, clock=clock)
+    first = svc.admit("a", MiB + 512 * KiB)
+    clock.now = 1.0
+    svc.charge(first, MiB + 400 * KiB)  # 112 KiB left of its 1.5 MiB
+    with pytest.raises(Refusal) as refused_:
+        svc.admit("a", MiB)  # 0.5 MiB of the day's 2 MiB left: not enough for 1 MiB
+    assert refused_.value.code == "quota"
+    assert first.lent is False
+    assert svc.stats.lent == 0
+    small = svc.admit("a", 256 * KiB)
+    assert small.lender is first
