@@ -37,13 +37,13 @@ early: when what its lease has left would take no longer than its source's usual
 first byte (``SchedulerConfig.pipeline``), ``on_data`` marks the lease *ending*
 (``Claim.ending``) and ``poll`` gives the slot its next range while the last bytes still
 come. Such a slot takes missing bytes (or a rescue) only (``Source.ahead_only``): an
-endgame copy or a steal would cut or double streams for a slot that is not idle yet. A source
-then briefly holds more leases than slots (at most one more per slot); a
-helper lends a stream's slot to its successor for that (``node.helper_service``). Only a
-lease that still ends where it was asked to (not cut short by a steal) is marked: the
-stream on the wire would otherwise go on past it. A restricted source (a LAN holder, a
-group member's origin link: "partial availability") does not pipeline: in the benchmark's
-"8 at once" it drew 1-2 % more origin bytes for no time gained (bench/README).
+endgame copy or a steal would cut or double streams for a slot that is not idle yet. A
+source then briefly holds more leases than slots (at most one more per slot); a helper
+lends a stream's slot to its successor for that (``node.helper_service``). Only a lease
+that still ends where it was asked to (not cut short by a steal) is marked: the stream on
+the wire would otherwise go on past it. A restricted source (a LAN holder, a group
+member's origin link: "partial availability") does not pipeline: in the benchmark's "8 at
+once" it drew 1-2 % more origin bytes for no time gained (bench/README).
 
 **Failures.** A failed, cancelled or stalled lease keeps what it claimed and gives back only
 ``[frontier, end)`` (unless a duplicate still works on it); its source is judged

@@ -227,9 +227,9 @@ async def handle_content_range(request: web.Request) -> web.StreamResponse:
                 with holder.registry.pinned(holding.name):
                     fd = await asyncio.to_thread(open_held, holding, rng.end)
                     try:
-                        held = (holding, fd)
-                        return await _stream(request, holder, service, held, rng, (sent, budget))
+                        return await _stream(request, holder, service, (holding, fd), rng, budget)
                     finally:
+                        sent[0] = budget.used  # what the LAN allowance is charged
                         os.close(fd)
     except Refusal as exc:
         service.stats.refuse(exc.code)
@@ -245,13 +245,13 @@ async def _stream(
     service: HelperService,
     held: tuple[Holding, int],
     rng: ByteRange,
-    counts: tuple[list[int], StreamBudget],
+    budget: StreamBudget,
 ) -> web.StreamResponse:
     """Stream ``rng`` of the open file (``held``: its holding and descriptor) with the
     kernel's sendfile, a chunk at a time (``_step``), each under the rate limit and with
-    the file checked unchanged before it (``check_unchanged``)."""
+    the file checked unchanged before it (``check_unchanged``); what went out is counted on
+    ``budget`` (``HelperService.progress``)."""
     holding, fd = held
-    sent, budget = counts
     resp = range_response(rng)
     await resp.prepare(request)
     # capped, the first bytes are not held back for a larger burst
@@ -267,7 +267,6 @@ async def _stream(
                 _read_ahead(fd, offset + want, min(step, rng.end - offset - want))
                 # counted as handed to the kernel (as a write's bytes were): the requester
                 # may have them all before this coroutine runs again
-                sent[0] += want
                 service.progress(budget, want)
                 holder.stats.lan_bytes_served += want
                 stall = service.limits.write_stall_timeout
