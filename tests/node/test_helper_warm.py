@@ -17,6 +17,7 @@ from swarmget.core.addresses import AddressPolicy, parse_cidrs
 from swarmget.net.auth import json_body, signed_headers
 from swarmget.net.peer_client import PeerAddress, check_health
 from swarmget.node.daemon import Node, NodeConfig, open_node
+from swarmget.node.helper_warm import WARM_KEEP
 from swarmget.protocol.peer import MAX_WARM_URL
 from swarmget.testing.fakes import identity_for
 from swarmget.testing.origin import TestOrigin, open_test_origin
@@ -99,6 +100,42 @@ async def test_a_signed_health_check_warms_a_connection_the_range_reuses(
     after = origin.stats()
     assert after.requests_by_method.get("GET") == 1
     assert after.open_connections_by_ip.get(HELPER_IP) == 1  # the same one: no new connect
+
+
+async def test_a_connection_no_range_claims_is_closed(
+    helper: Node, session: aiohttp.ClientSession, origin: TestOrigin
+) -> None:
+    """A requester that dies (or picks other helpers) after its health check leaves no idle
+    connection at the origin for long: it is closed ``WARM_KEEP`` seconds later."""
+    assert (await health(session, helper, origin.url("f.bin")))[0] == 200
+    await until(lambda: helper.helper.stats.warm_done == 1)
+    assert origin.stats().open_connections_by_ip.get(HELPER_IP) == 1
+    await until(lambda: helper.helper.stats.warm_unused == 1, limit=WARM_KEEP + 5)
+    await until(lambda: origin.stats().open_connections_by_ip.get(HELPER_IP, 0) == 0)
+    assert origin.stats().requests_by_method == {}
+    # the next health check warms again, and a range then takes that connection
+    assert (await health(session, helper, origin.url("f.bin")))[0] == 200
+    await until(lambda: helper.helper.stats.warm_done == 2)
+    body = json_body({"url": origin.url("f.bin"), "start": 0, "end": 10, "size": 64 * KiB})
+    range_url = f"{helper.peer_url}/v1/range"
+    headers = signed_headers(SECRET, ME, "POST", range_url, body)
+    async with session.post(range_url, data=body, headers=headers) as resp:
+        assert resp.status == 200
+        assert await resp.read() == origin.content("f.bin")[:10]
+    assert origin.stats().open_connections_by_ip.get(HELPER_IP) == 1
+    assert helper.helper.stats.warm_unused == 1
+
+
+async def test_a_held_connection_is_closed_when_the_node_stops(
+    tmp_path: Path, session: aiohttp.ClientSession, origin: TestOrigin
+) -> None:
+    policy = AddressPolicy(allowed_networks=parse_cidrs("127.0.0.0/8"))
+    async with open_node(_config(tmp_path, policy)) as node:
+        assert (await health(session, node, origin.url("f.bin")))[0] == 200
+        await until(lambda: node.helper.stats.warm_done == 1)
+        assert origin.stats().open_connections_by_ip.get(HELPER_IP) == 1
+    await until(lambda: origin.stats().open_connections_by_ip.get(HELPER_IP, 0) == 0, limit=5)
+    assert node.helper.stats.warm_unused == 0  # closed by the stop, not by the timer
 
 
 async def test_the_requesters_check_health_tells_the_url(

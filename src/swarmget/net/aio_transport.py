@@ -38,6 +38,7 @@ __all__ = [
     "AiohttpAnswer",
     "AiohttpTransport",
     "CheckedBody",
+    "HeldConnection",
     "SessionFactory",
     "translate_client_error",
 ]
@@ -51,6 +52,28 @@ BULK_CHUNK_SIZE = 1024 * 1024
 #: stops reading the socket (an ``epoll_ctl`` now and one when the buffer drained) at twice
 #: this, which one wake-up of ``BULK_MAX_LOWAT`` bytes must not reach
 BULK_READ_BUFSIZE = 256 * 1024
+
+
+class HeldConnection:
+    """An open connection that no request uses yet (``AiohttpTransport.connect``): it goes
+    to the session's pool (``release``) or is closed (``close``); the first call wins."""
+
+    __slots__ = ("_conn",)
+
+    def __init__(self, conn: aiohttp.connector.Connection) -> None:
+        self._conn: aiohttp.connector.Connection | None = conn
+
+    def release(self) -> None:
+        """Leave it idle in the pool, under the key a request to its origin looks for."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.release()
+
+    def close(self) -> None:
+        """Close it (nothing was sent on it)."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()
 
 
 class AiohttpTransport:
@@ -81,11 +104,12 @@ class AiohttpTransport:
             session = self._session = await self._session_factory()
         return session
 
-    async def connect(self, url: str, what: str) -> None:
+    async def connect(self, url: str, what: str) -> HeldConnection:
         """Open a connection (TCP, and TLS for ``https://``) to ``url``'s origin through
         the session's connector, as a request there would (its resolver, address policy and
-        source address), and leave it idle in the pool: the next request to that origin
-        takes it. Sends nothing. Raises the error tree like ``request``."""
+        source address), and hand it over held: ``release()`` puts it idle in the pool,
+        where the next request to that origin takes it; ``close()`` closes it. Sends
+        nothing. Raises the error tree like ``request``."""
         import asyncio
 
         import aiohttp
@@ -99,7 +123,7 @@ class AiohttpTransport:
             conn = await session.connector.connect(probe, [], timeout)  # type: ignore[union-attr]
         except (aiohttp.ClientError, OSError) as exc:  # OSError covers TimeoutError
             raise translate_client_error(exc, what) from exc
-        conn.release()  # idle, in the pool under the key a request to ``url`` looks for
+        return HeldConnection(conn)
 
     @asynccontextmanager
     async def request(

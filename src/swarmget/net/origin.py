@@ -58,6 +58,7 @@ from swarmget.net.aio_transport import (
     CHUNK_SIZE,
     AiohttpTransport,
     CheckedBody,
+    HeldConnection,
     SessionFactory,
     translate_client_error,
 )
@@ -193,13 +194,13 @@ class OriginClient:
             transport.request(fetch.method, fetch.url, headers, what)
         )
 
-    async def warm(self, url: str) -> None:
-        """Open a connection to ``url``'s origin and leave it idle in the pool, for the next
+    async def warm(self, url: str) -> HeldConnection:
+        """Open a connection to ``url``'s origin and hand it over held, for the next
         request there (a helper told of a download before its first range, issue #14):
-        through the aiohttp session, whose connector holds the SSRF guard when the caller
-        gave it one; nothing is sent. Raises the error tree like any request
-        (``ForbiddenTarget`` from the guard)."""
-        await self._aiohttp.connect(url, _what("CONNECT", url))
+        ``release()`` pools it, ``close()`` gives it up. Through the aiohttp session, whose
+        connector holds the SSRF guard when the caller gave it one; nothing is sent.
+        Raises the error tree like any request (``ForbiddenTarget`` from the guard)."""
+        return await self._aiohttp.connect(url, _what("CONNECT", url))
 
     # --- fetching ---------------------------------------------------------------------------------
 

@@ -75,9 +75,10 @@ class HelperStats:
     sent_today: int = 0  # bytes streamed to requesters on that day
     # origin connections opened ahead of a first range (``node.helper_warm``, issue #14)
     warm_started: int = 0
-    warm_done: int = 0  # the origin answered: the connection is pooled if kept alive
+    warm_done: int = 0  # the connection opened (held for a range, see warm_unused)
     warm_failed: int = 0  # timed out, failed, or refused by the SSRF guard
     warm_refused: int = 0  # of those, refused by the SSRF guard
+    warm_unused: int = 0  # opened, but no range claimed it in time: closed
 
     @property
     def refused(self) -> int:

@@ -27,12 +27,16 @@ from swarmget.core.errors import ForbiddenTarget, InvalidURL, SwarmgetError
 from swarmget.core.urls import origin_of, redact_url, validate_url
 from swarmget.node.helper_service import HelperService
 
-__all__ = ["MAX_WARMING", "WARM_TIMEOUT", "OriginWarmer"]
+__all__ = ["MAX_WARMING", "WARM_KEEP", "WARM_TIMEOUT", "OriginWarmer"]
 
 log = logging.getLogger(__name__)
 
 #: Seconds a warm-up (connect, TLS, HEAD) may take; then it is given up.
 WARM_TIMEOUT = 5.0
+#: Seconds a warmed connection waits for a range request to claim it; then it is closed.
+#: A requester asks right after its health checks (its own probe's round trips to the
+#: origin in between), so this is several times what it takes.
+WARM_KEEP = 1.0
 #: Warm-ups running at once at most (one per origin).
 MAX_WARMING = 4
 
@@ -45,13 +49,15 @@ class OriginWarmer:
         service: HelperService,
         *,
         timeout: float = WARM_TIMEOUT,
+        keep: float = WARM_KEEP,
         max_in_flight: int = MAX_WARMING,
     ) -> None:
         self._service = service
         self._timeout = timeout
+        self._keep = keep
         self._max = max_in_flight
         self._tasks: dict[tuple[str, str, int], asyncio.Task[None]] = {}
-        self._claimed: set[tuple[str, str, int]] = set()  # a range request waits for it
+        self._claimed: dict[tuple[str, str, int], asyncio.Event] = {}  # set: a range takes it
         self._open = False
         self._stats = service.stats  # counted there: warm_started, warm_done ...
 
@@ -76,7 +82,8 @@ class OriginWarmer:
             return False
         if not self.would_serve():
             return False
-        task = asyncio.get_running_loop().create_task(self._warm(url), name="warm origin")
+        claimed = self._claimed[key] = asyncio.Event()
+        task = asyncio.get_running_loop().create_task(self._warm(url, claimed), name="warm origin")
         self._tasks[key] = task
         task.add_done_callback(lambda _t: self._forget(key))
         self._stats.warm_started += 1
@@ -84,35 +91,50 @@ class OriginWarmer:
 
     def _forget(self, key: tuple[str, str, int]) -> None:
         self._tasks.pop(key, None)
-        self._claimed.discard(key)
+        self._claimed.pop(key, None)
 
     async def ready(self, url: str) -> None:
         """Called by a range request for (validated) ``url`` before it fetches: the first
-        one for an origin being warmed waits until that connection is open (or failed, at
-        most ``WARM_TIMEOUT``), so that it takes it; any other goes on at once."""
+        one for an origin being warmed claims that connection and waits until it is in the
+        pool (or the warm-up failed, at most ``WARM_TIMEOUT``), so that it takes it; any
+        other goes on at once."""
         key = origin_of(url)
         task = self._tasks.get(key)
-        if task is None or key in self._claimed:
+        claimed = self._claimed.get(key)
+        if task is None or claimed is None or claimed.is_set():
             return
-        self._claimed.add(key)
+        claimed.set()
         await asyncio.wait([task])  # the warm-up is not cancelled if this request is
 
-    async def _warm(self, url: str) -> None:
+    async def _warm(self, url: str, claimed: asyncio.Event) -> None:
         try:
             async with asyncio.timeout(self._timeout):
-                await self._service.origin.warm(url)
+                held = await self._service.origin.warm(url)
         except ForbiddenTarget as exc:
             self._stats.warm_refused += 1
             self._stats.warm_failed += 1
             log.warning("refused to warm a connection: %s", exc)
+            return
         except (SwarmgetError, TimeoutError) as exc:
             self._stats.warm_failed += 1
             log.info("warming a connection to %s failed: %s", redact_url(url), exc)
+            return
         except Exception:  # a bug here must not outlive the task unseen
             self._stats.warm_failed += 1
             log.exception("warming a connection to %s failed", redact_url(url))
+            return
+        self._stats.warm_done += 1
+        try:
+            async with asyncio.timeout(self._keep):
+                await claimed.wait()
+        except TimeoutError:
+            self._stats.warm_unused += 1
+            held.close()
+        except BaseException:  # cancelled: the app stops
+            held.close()
+            raise
         else:
-            self._stats.warm_done += 1
+            held.release()
 
     @contextlib.asynccontextmanager
     async def running(self, _app: web.Application) -> AsyncIterator[None]:
