@@ -18,12 +18,17 @@ class BatchWriter:
         self._length = 0
 
     async def add(self, offset: int, data: memoryview) -> None:
+        """Take ``data`` (claimed bytes at ``offset``) before anything is awaited: a stream
+        cancelled while an earlier batch is being written still has it to flush."""
         if self._chunks and offset != self._start + self._length:
-            await self.flush()
-        if not self._chunks:
-            self._start = offset
-        self._chunks.append(data)
-        self._length += data.nbytes
+            earlier, start = self._chunks, self._start
+            self._chunks, self._start, self._length = [data], offset, data.nbytes
+            await self._part.write_chunks_at(start, earlier)
+        else:
+            if not self._chunks:
+                self._start = offset
+            self._chunks.append(data)
+            self._length += data.nbytes
         if self._length >= WRITE_BATCH:
             await self.flush()
 
