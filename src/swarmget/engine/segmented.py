@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Callable, Iterator, Sequence
 
 from swarmget.core import events as ev
@@ -35,6 +36,12 @@ from swarmget.engine.spec import DownloadResult, Stage
 from swarmget.engine.streams import stream_lease
 from swarmget.hashing import IncrementalHasher, hash_file
 from swarmget.storage import PartFile
+
+log = logging.getLogger(__name__)
+
+#: times the run fetches again bytes the scheduler counted as delivered that are not on disk
+#: (a bug: ``_refill``); then it fails rather than hand over a file with a hole
+MAX_REFILLS = 2
 
 #: seconds between rounds of the loop's housekeeping (a checkpoint when due, the whole-file
 #: hash advanced over the prefix now on disk) when nothing else wakes it
@@ -120,13 +127,50 @@ class SegmentedRun:
                 hasher = IncrementalHasher(self.part.part_path, algorithms)
                 await stack.enter_async_context(hasher)
             await self._drive(hasher)
-            ctx.stage = Stage.VERIFYING
             await self.part.settle()  # a cancelled stream's last batch may still be on its way
+            for _ in range(MAX_REFILLS):
+                if not self._refill(info.size):
+                    break
+                await self._drive(hasher)
+                await self.part.settle()
+            self._check_on_disk(info.size)
+            ctx.stage = Stage.VERIFYING
             if hasher is None:
                 return {}
             if self._checks.rehash:  # a liar was caught after its bytes were hashed
                 return await hash_file(self.part.part_path, algorithms)
             return await hasher.finish(info.size)
+
+    def _holes(self, size: int) -> RangeSet:
+        holes = RangeSet([ByteRange(0, size)] if size else [])
+        for rng in self.part.written:
+            holes.subtract(rng)
+        return holes
+
+    def _refill(self, size: int) -> bool:
+        """Bytes the scheduler counts as done but the part file never got (a bug, never an
+        input: the hash would fail, or with no digest known the file would be handed over
+        with a hole) go back to be fetched again. True when there were any."""
+        holes = self._holes(size)
+        if not holes:
+            return False
+        log.error(
+            "bytes counted as delivered are not on disk, fetching them again: %s",
+            ", ".join(str(h) for h in holes),
+        )
+        for rng in holes:
+            self.scheduler.invalidate(rng)
+        self._ctx.stage = Stage.DOWNLOADING
+        return True
+
+    def _check_on_disk(self, size: int) -> None:
+        holes = self._holes(size)
+        if holes:
+            raise RuntimeError(
+                f"bytes counted as delivered are still not on disk after {MAX_REFILLS} tries: "
+                + ", ".join(str(h) for h in holes)
+                + " (a bug; the partial file is kept: run the command again to resume)"
+            )
 
     async def _drive(self, hasher: IncrementalHasher | None) -> None:
         """Run streams and checks until the file is complete and checked.
