@@ -19,10 +19,10 @@ import contextlib
 import json
 import os
 import stat
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import h11
@@ -31,13 +31,13 @@ from swarmget.core.errors import NodeLost, SwarmgetError, UsageError
 from swarmget.core.lifecycle import still_going
 from swarmget.destination import relative_to_download_dir
 from swarmget.engine import DownloadSpec
-from swarmget.node.download_json import hub_from_json as hub_from_json  # (for run.get)
-from swarmget.node.download_json import progress_from_json
-from swarmget.node.download_json import result_from_json as result_from_json  # (for the CLI)
 from swarmget.node.statefiles import API_SOCKET, NODE_FILE, TOKEN_FILE
-from swarmget.protocol.errors import USER_ERRORS, exception_for_code
 from swarmget.protocol.user_create import DOWNLOADS_PATH, create_body
 from swarmget.run.node_http import request_json
+
+if TYPE_CHECKING:
+    from swarmget.engine import DownloadResult
+    from swarmget.node.hub_report import HubReport
 
 POLL = 0.25
 
@@ -206,6 +206,8 @@ class NodeSession:
             if not isinstance(data, dict) or not isinstance(data.get("state"), str):
                 raise malformed(self._node)
             if data.get("progress"):
+                from swarmget.node.download_json import progress_from_json
+
                 try:
                     progress = progress_from_json(data["url"], data["progress"])
                 except (KeyError, TypeError, ValueError) as exc:
@@ -217,6 +219,21 @@ class NodeSession:
             await asyncio.sleep(max(0.0, asked + POLL - loop.time()))
 
 
+def hub_from_json(data: Mapping[str, Any]) -> HubReport | None:
+    """``node.download_json.hub_from_json``, imported when a download's answer is read (the
+    answer's readers cost the command ~9 ms of imports: after its download started)."""
+    from swarmget.node.download_json import hub_from_json as read
+
+    return read(data)
+
+
+def result_from_json(data: Mapping[str, Any]) -> DownloadResult:
+    """``node.download_json.result_from_json``, imported when first needed (see above)."""
+    from swarmget.node.download_json import result_from_json as read
+
+    return read(data)
+
+
 def malformed(node: LocalNode) -> NodeLost:
     """The node answered with something that is not its API's JSON."""
     return NodeLost(f"the node in {node.state_dir} sent a malformed answer (not its API's JSON)")
@@ -224,6 +241,8 @@ def malformed(node: LocalNode) -> NodeLost:
 
 def error_from_json(error: dict[str, Any]) -> SwarmgetError:
     """The error-tree exception whose ``code`` the API reported (the message kept)."""
+    from swarmget.protocol.errors import exception_for_code
+
     return exception_for_code(error.get("code"), str(error.get("message", error)))
 
 
@@ -282,4 +301,6 @@ def error_answer(status: int, data: Any, what: str) -> SwarmgetError:
     if not isinstance(said, str) or not said:  # never a Python repr of what came back
         said = data if isinstance(data, str) and data else "no explanation given"
     message = f"{what}: {said}"
+    from swarmget.protocol.errors import USER_ERRORS
+
     return USER_ERRORS.for_code(error.get("code"), status)(message)
