@@ -96,3 +96,10 @@ def test_counters_count_when_events_happen_and_never_go_down() -> None:
     assert (counters.refetches, counters.refetched_bytes) == (1, 150)
     counters.count(ONE_OF_EACH[2])
     assert counters.stalls == 2
+
+
+@pytest.mark.parametrize("cause", list(RefetchCause))
+def test_every_refetch_cause_is_described_and_read_back(cause: RefetchCause) -> None:
+    event = ev.Refetched(at=1.0, ranges=(ByteRange(0, 10),), source_ids=(), cause=cause)
+    assert ev.describe(event).startswith("10 bytes to fetch again (")
+    assert ev.from_json(ev.to_json(event)) == event

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from swarmget.core import events as ev
+from swarmget.core.ranges import ByteRange
 from swarmget.engine import DownloadSpec, streams
 from swarmget.engine.segmented import MAX_REFILLS
 from swarmget.engine.writer import BatchWriter
@@ -46,11 +48,14 @@ def losing(monkeypatch: pytest.MonkeyPatch) -> type[LosingWriter]:
     return LosingWriter
 
 
-async def _run(origin: TestOrigin, tmp_path: Path) -> Path:
+async def _run(origin: TestOrigin, tmp_path: Path, events: list[ev.Event]) -> Path:
     spec = DownloadSpec(url=origin.url("f.bin"), output=tmp_path / "f.bin")
     async with asyncio.timeout(BOUND):
         async with open_local_download(spec, LocalOptions(connections=3)) as download:
-            return (await download.run()).path
+            try:
+                return (await download.run()).path
+            finally:
+                events.extend(download.events)
 
 
 async def test_a_lost_write_is_fetched_again_not_handed_over_as_a_hole(
@@ -58,13 +63,24 @@ async def test_a_lost_write_is_fetched_again_not_handed_over_as_a_hole(
 ) -> None:
     async with open_test_origin() as origin:
         origin.add_generated("f.bin", 4 * MiB, seed=9)
-        path = await _run(origin, tmp_path)
+        events: list[ev.Event] = []
+        path = await _run(origin, tmp_path, events)
         served = origin.stats().served
     assert len(losing.lost) == 1
     assert path.read_bytes() == origin.content("f.bin")
     start, length = losing.lost[0]
     covering = [s for s in served if s.start <= start and start + length <= s.end_exclusive]
     assert len(covering) >= 2  # the lost bytes were asked for again
+    told = [e for e in events if isinstance(e, ev.Refetched)]
+    assert [e.cause for e in told if e.cause is ev.RefetchCause.NOT_ON_DISK] == [
+        ev.RefetchCause.NOT_ON_DISK
+    ]
+    hole = next(e for e in told if e.cause is ev.RefetchCause.NOT_ON_DISK)
+    assert hole.ranges == (ByteRange(start, start + length),)
+    assert ev.to_json(hole)["cause"] == "not_on_disk"
+    back = ev.from_json(ev.to_json(hole))
+    assert isinstance(back, ev.Refetched)
+    assert (back.ranges, back.cause) == (hole.ranges, hole.cause)
 
 
 async def test_a_hole_that_stays_ends_the_run_with_the_part_kept(
@@ -73,8 +89,10 @@ async def test_a_hole_that_stays_ends_the_run_with_the_part_kept(
     losing.times = 1000  # every chunk from 1 MiB on, every time
     async with open_test_origin() as origin:
         origin.add_generated("f.bin", 2 * MiB, seed=9)
+        events: list[ev.Event] = []
         with pytest.raises(RuntimeError, match="still not on disk"):
-            await _run(origin, tmp_path)
+            await _run(origin, tmp_path, events)
     assert (tmp_path / "f.bin.part").exists()
     assert not (tmp_path / "f.bin").exists()
-    assert MAX_REFILLS >= 1
+    refills = [e for e in events if isinstance(e, ev.Refetched) and e.cause.value == "not_on_disk"]
+    assert len(refills) == MAX_REFILLS >= 1

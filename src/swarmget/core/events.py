@@ -37,6 +37,14 @@ class RefetchCause(enum.Enum):
 
     BAD_DATA = "bad_data"  # they failed a check (a piece hash, a sample)
     LOST_LEASE = "lost_lease"  # the stream that had them failed, stalled or was revoked
+    NOT_ON_DISK = "not_on_disk"  # counted as delivered, but never written (a bug caught)
+
+
+_WHY_REFETCHED = {
+    RefetchCause.BAD_DATA: "bad data",
+    RefetchCause.LOST_LEASE: "lease lost",
+    RefetchCause.NOT_ON_DISK: "counted as delivered, not on disk",
+}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -213,7 +221,7 @@ def describe(event: Event, show: Callable[[ByteRange], str] = str) -> str:
             return f"sample {show(event.range)} differs from the origin's bytes"
         case Refetched():
             shown = ", ".join(show(r) for r in event.ranges)
-            why = "bad data" if event.cause is RefetchCause.BAD_DATA else "lease lost"
+            why = _WHY_REFETCHED[event.cause]
             return f"{event.length} bytes to fetch again ({why}): {shown}"
         case Failed(message=text):
             return text

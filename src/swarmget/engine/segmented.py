@@ -160,7 +160,10 @@ class SegmentedRun:
         )
         for rng in holes:
             self.scheduler.invalidate(rng)
-        self._ctx.stage = Stage.DOWNLOADING
+        ctx = self._ctx
+        cause = ev.RefetchCause.NOT_ON_DISK
+        ctx.emit(ev.Refetched(at=ctx.at(), ranges=tuple(holes), source_ids=(), cause=cause))
+        ctx.stage = Stage.DOWNLOADING
         return True
 
     def _check_on_disk(self, size: int) -> None:
