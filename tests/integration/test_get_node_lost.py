@@ -52,6 +52,10 @@ async def test_a_node_killed_mid_download_is_a_lost_node(
         proc = await asyncio.create_subprocess_exec(
             *CLI, "get", slow_origin.url("f.bin"), "-o", str(target), "--json",
             "--state-dir", str(node.state_dir),
+            # an option `run.early` leaves to the command: the command itself sends the
+            # download and follows it, the case under test (for a node that dies before
+            # the command follows an early download: test_early_handoff.py)
+            "--connections", "4",
             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             env={**os.environ, "XDG_STATE_HOME": "/nonexistent"},
         )  # fmt: skip

@@ -1,5 +1,5 @@
 """``python -m swarmget.cli``: the ``swarmget`` command."""
 
-from swarmget.cli import main
+from swarmget.cli import run
 
-main()
+run()

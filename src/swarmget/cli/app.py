@@ -40,6 +40,8 @@ from swarmget.locations import client_settings as locate
 if TYPE_CHECKING:  # (imported when something is printed: `get -q --json` never does)
     from rich.console import Console
 
+    from swarmget.run.early import EarlyStart
+
 EXIT_OK = 0
 EXIT_INTERNAL = 1
 EXIT_USAGE = 2
@@ -72,7 +74,11 @@ class ProgramRun:
     """The context's ``obj`` when the group runs as the program (its arguments from
     ``sys.argv``), not called by a test or a library: a command may then end the process
     itself (``leave``). (A caller passes its own ``obj``, e.g. a stand-in node's
-    ``NodeHooks`` with its arguments: never both.)"""
+    ``NodeHooks`` with its arguments: never both.) ``early``: the download ``run.early``
+    handed to the node before the command's imports (``swarmget.cli.run``), if any."""
+
+    def __init__(self, early: EarlyStart | None = None) -> None:
+        self.early = early
 
 
 class LazyGroup(click.Group):

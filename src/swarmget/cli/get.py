@@ -16,6 +16,7 @@ import click
 from swarmget.cli.app import (
     EXIT_INTERRUPTED,
     EXIT_OK,
+    ProgramRun,
     StderrConsole,
     client_settings,
     fail,
@@ -31,6 +32,7 @@ from swarmget.run.get import GetRequest, Route, RouteTaken, download
 if TYPE_CHECKING:  # (imported when used: a download alone, or the node's, must start fast)
     from swarmget.engine import DownloadResult
     from swarmget.node.requester import HubReport
+    from swarmget.run.early import EarlyStart
     from swarmget.run.share_output import OutputShared
 
 
@@ -152,7 +154,11 @@ def get(ctx: click.Context, /, quiet: bool, as_json: bool, **options: Any) -> No
     share = options.pop("share_output")
     if not options["secret_file"] and settings.secret_file:
         options["secret_file"] = settings.secret_file
-    request = GetRequest(**options, state_dir=settings.state_dir, configured_hubs=settings.hubs)
+    program = ctx.find_root().obj
+    early = program.early if isinstance(program, ProgramRun) else None
+    request = GetRequest(
+        **options, state_dir=settings.state_dir, configured_hubs=settings.hubs, early=early
+    )
     show = not quiet and not as_json and err.is_terminal
     routes: list[RouteTaken] = []
     accepted: list[float] = []  # when the download was accepted (the node's answer, or here)
@@ -161,8 +167,9 @@ def get(ctx: click.Context, /, quiet: bool, as_json: bool, **options: Any) -> No
 
     def on_route(taken: RouteTaken) -> None:
         routes.append(taken)
-        if not accepted:
-            accepted.append(time.monotonic() - started)
+        if not accepted:  # (handed over early: before this command ran, so negative)
+            at = early.accepted_at if early is not None and early.adopted else time.monotonic()
+            accepted.append(at - started)
         if taken.fallback:  # one line, however long (soft_wrap: rich never folds it)
             err.print(f"[yellow]warning[/]: {taken.reason}", highlight=False, soft_wrap=True)
 
@@ -170,16 +177,22 @@ def get(ctx: click.Context, /, quiet: bool, as_json: bool, **options: Any) -> No
         hub_reports.append(report)  # going alone is said by on_route
 
     try:
-        result = asyncio.run(
-            download(
-                request,
-                display=err.console if show else None,
-                on_route=on_route,
-                on_hub=hub_answered,
+        try:
+            if early is not None:
+                early.release_interrupts()  # (a Ctrl-C held since the hand-off: now)
+            result = asyncio.run(
+                download(
+                    request,
+                    display=err.console if show else None,
+                    on_route=on_route,
+                    on_hub=hub_answered,
+                )
             )
-        )
+        finally:  # an early download the command did not take is cancelled (run.early)
+            if early is not None:
+                early.drop()
     except KeyboardInterrupt:
-        err.print(f"[yellow]interrupted[/]: {_interrupted(routes, request.detach)}")
+        err.print(f"[yellow]interrupted[/]: {_interrupted(routes, request.detach, early)}")
         sys.exit(EXIT_INTERRUPTED)
     except SwarmgetError as exc:
         fail(err, exc, as_json)
@@ -246,9 +259,11 @@ def output_path(given: str | None, remote_name: bool) -> Path | None:
     return Path(given)
 
 
-def _interrupted(routes: list[RouteTaken], detach: bool) -> str:
+def _interrupted(routes: list[RouteTaken], detach: bool, early: EarlyStart | None) -> str:
     """What Ctrl-C left behind."""
     taken = routes[-1] if routes else None
+    if taken is None and early is not None:  # (cancelled when it was dropped)
+        return f"the node's download {early.download_id} was cancelled; run again to resume"
     if taken is None or taken.route is not Route.NODE:
         return "the partial download is kept; run again to resume"
     if detach:

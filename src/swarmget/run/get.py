@@ -36,7 +36,7 @@ import asyncio
 import enum
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -58,6 +58,7 @@ from swarmget.run.secrets import swarm_secret
 if TYPE_CHECKING:
     from swarmget.node.requester import HubReport
     from swarmget.progress import Display
+    from swarmget.run.early import EarlyStart
 
 __all__ = [
     "GetRequest",
@@ -97,6 +98,9 @@ class GetRequest:
     detach: bool = False  # interrupted, leave the node's download running
     limit_rate: int | None = None  # bytes/s for this process's own range fetches
     proxy: str | None = None  # an HTTP proxy for this process's own requests (--proxy)
+    #: the download ``run.early`` handed to the node before the command ran: the node route
+    #: takes it if it is the very request it would send (else it is cancelled)
+    early: EarlyStart | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -315,7 +319,15 @@ async def _via_node(
             output = remote.relative_output(api.node, spec.output)
         except UsageError as exc:
             return str(exc), None
-        download_id = await api.start(remote.create_request(spec, output))
+        create = remote.create_request(spec, output)
+        early = prepared.request.early
+        if early is not None and early.adopt(state_dir, create.as_json()):
+            download_id = early.download_id
+        else:
+            if early is not None and not early.dropped:  # (it may hold the same output)
+                early.dropped = True
+                await remote.withdraw(api, early.download_id)
+            download_id = await api.start(create)
         on_route(RouteTaken(route=Route.NODE, download_id=download_id))
         latest: list[DownloadProgress] = []
         follow = api.follow(download_id, latest.append)

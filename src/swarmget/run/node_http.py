@@ -11,15 +11,15 @@ sans-IO HTTP/1.1 parser the raw range client uses too), its answer read whole up
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
+import socket
 from collections.abc import Mapping
 from typing import Any
 
 import h11
 
-__all__ = ["MAX_ANSWER", "request_json"]
+__all__ = ["MAX_ANSWER", "request_json", "request_json_blocking"]
 
 #: The longest answer body read (a download's JSON with its 500 latest events is ~100 KiB).
 MAX_ANSWER = 16 * 1024 * 1024
@@ -35,46 +35,96 @@ async def request_json(
 ) -> tuple[int, Any]:
     """``method target`` (a path) with ``body`` as JSON; the answer's status and its JSON
     body (None when empty)."""
+    import asyncio  # (running already: the blocking variant below must not import it)
+
+    conn, request = _request(method, target, body, headers)
+    reader, writer = await asyncio.open_unix_connection(socket_path)
+    try:
+        writer.write(request)
+        await writer.drain()
+        answer = _Answer(conn)
+        while not answer.read():
+            answer.feed(await reader.read(64 * 1024))  # (b"": the node closed)
+    finally:
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+    return answer.result()
+
+
+def request_json_blocking(
+    socket_path: str,
+    method: str,
+    target: str,
+    body: Any = None,
+    headers: Mapping[str, str] | None = None,
+    *,
+    timeout: float,
+) -> tuple[int, Any]:
+    """``request_json`` on a blocking socket (``timeout`` seconds for each step), for a
+    caller that has no event loop yet (``run.early``)."""
+    conn, request = _request(method, target, body, headers)
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(timeout)
+        sock.connect(socket_path)
+        sock.sendall(request)
+        answer = _Answer(conn)
+        while not answer.read():
+            answer.feed(sock.recv(64 * 1024))
+    return answer.result()
+
+
+def _request(
+    method: str, target: str, body: Any, headers: Mapping[str, str] | None
+) -> tuple[h11.Connection, bytes]:
+    """A client connection and the bytes of the one request it sends."""
     payload = b"" if body is None else json.dumps(body).encode()
     fields = [("Host", _HOST), ("Connection", "close"), *(headers or {}).items()]
     if body is not None:
         fields.append(("Content-Type", "application/json"))
     fields.append(("Content-Length", str(len(payload))))
-    reader, writer = await asyncio.open_unix_connection(socket_path)
-    try:
-        conn = h11.Connection(h11.CLIENT)
-        events: list[h11.Request | h11.Data] = [
-            h11.Request(method=method, target=target, headers=fields)
-        ]
-        if payload:
-            events.append(h11.Data(data=payload))
-        for event in (*events, h11.EndOfMessage()):
-            writer.write(conn.send(event) or b"")
-        await writer.drain()
-        status, answer = await _read_answer(conn, reader)
-    finally:
-        writer.close()
-        with contextlib.suppress(OSError):
-            await writer.wait_closed()
-    return status, json.loads(answer) if answer.strip() else None
+    conn = h11.Connection(h11.CLIENT)
+    events: list[h11.Request | h11.Data | h11.EndOfMessage] = [
+        h11.Request(method=method, target=target, headers=fields)
+    ]
+    if payload:
+        events.append(h11.Data(data=payload))
+    events.append(h11.EndOfMessage())
+    return conn, b"".join(conn.send(event) or b"" for event in events)
 
 
-async def _read_answer(conn: h11.Connection, reader: asyncio.StreamReader) -> tuple[int, bytes]:
-    """The final response's status and its body, read to its end."""
-    status, chunks, size = 0, [], 0
-    while True:
-        event = conn.next_event()
-        if event is h11.NEED_DATA:
-            conn.receive_data(await reader.read(64 * 1024))  # (b"": the node closed)
-        elif isinstance(event, h11.Response):
-            status = event.status_code
-        elif isinstance(event, h11.Data):
-            size += len(event.data)
-            if size > MAX_ANSWER:
-                raise ValueError(f"the node's answer is over {MAX_ANSWER} bytes")
-            chunks.append(bytes(event.data))
-        elif isinstance(event, h11.EndOfMessage):
-            return status, b"".join(chunks)
-        elif isinstance(event, h11.ConnectionClosed):
-            raise ConnectionError("the node closed the connection before its answer")
-        # (an informational 1xx answer: the final one follows)
+class _Answer:
+    """The final response's status and its body, as its bytes come in."""
+
+    def __init__(self, conn: h11.Connection) -> None:
+        self._conn = conn
+        self._status = 0
+        self._chunks: list[bytes] = []
+        self._size = 0
+
+    def feed(self, data: bytes) -> None:
+        self._conn.receive_data(data)
+
+    def read(self) -> bool:
+        """Take the events received so far: True once the answer is complete, False when
+        more bytes are needed."""
+        while True:
+            event = self._conn.next_event()
+            if event is h11.NEED_DATA:
+                return False
+            if isinstance(event, h11.Response):
+                self._status = event.status_code
+            elif isinstance(event, h11.Data):
+                self._size += len(event.data)
+                if self._size > MAX_ANSWER:
+                    raise ValueError(f"the node's answer is over {MAX_ANSWER} bytes")
+                self._chunks.append(bytes(event.data))
+            elif isinstance(event, h11.EndOfMessage):
+                return True
+            elif isinstance(event, h11.ConnectionClosed):
+                raise ConnectionError("the node closed the connection before its answer")
+            # (an informational 1xx answer: the final one follows)
+
+    def result(self) -> tuple[int, Any]:
+        answer = b"".join(self._chunks)
+        return self._status, json.loads(answer) if answer.strip() else None

@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
-import stat
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,10 +27,11 @@ import h11
 
 from swarmget.core.errors import NodeLost, SwarmgetError, UsageError
 from swarmget.core.lifecycle import still_going
-from swarmget.destination import relative_to_download_dir
 from swarmget.engine import DownloadSpec
-from swarmget.node.statefiles import API_SOCKET, NODE_FILE, TOKEN_FILE
+from swarmget.node.statefiles import API_SOCKET
 from swarmget.protocol.user_create import DOWNLOADS_PATH, create_body
+from swarmget.run.node_files import LocalNode, check_trust, find_local_node
+from swarmget.run.node_files import relative_output as relative_output  # (for run.get)
 from swarmget.run.node_http import request_json
 
 if TYPE_CHECKING:
@@ -40,65 +39,6 @@ if TYPE_CHECKING:
     from swarmget.node.hub_report import HubReport
 
 POLL = 0.25
-
-
-class UntrustedStateDir(UsageError):
-    """The state directory could have been written by someone other than its owner: the
-    token is not sent to whatever listens there."""
-
-
-@dataclass(frozen=True)
-class LocalNode:
-    api_url: str  # the TCP address the node announced (for people; the CLI never uses it)
-    token: str
-    download_dir: Path
-    state_dir: Path
-
-
-def find_local_node(state_dir: Path) -> LocalNode | None:
-    """The node whose state directory is ``state_dir``, if one says it runs (not checked
-    that it answers); None when none does. Raises ``UntrustedStateDir`` when the directory
-    or its files are not one user's own (see the module docstring)."""
-    try:
-        fd = os.open(state_dir, os.O_RDONLY | os.O_DIRECTORY)
-    except OSError:
-        return None
-    try:
-        info = json.loads(_read_own(fd, NODE_FILE))
-        token = _read_own(fd, TOKEN_FILE).strip()
-        _check_trust(fd, state_dir)
-        return LocalNode(str(info.get("api_url", "")), token, Path(info["download_dir"]), state_dir)
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    finally:
-        os.close(fd)
-
-
-def _read_own(dir_fd: int, name: str) -> str:
-    fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=dir_fd)
-    with os.fdopen(fd, "rb") as f:
-        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
-            raise ValueError(f"{name} is not a regular file")
-        return f.read(64 * 1024).decode()
-
-
-def _check_trust(dir_fd: int, state_dir: Path) -> None:
-    """Raise ``UntrustedStateDir`` unless the directory, ``api-token`` and ``api.sock``
-    have one owner and nobody else may write into the directory; ``OSError`` when the
-    socket is missing (no node runs)."""
-    owner = os.fstat(dir_fd)
-    sock = os.stat(API_SOCKET, dir_fd=dir_fd, follow_symlinks=False)
-    token = os.stat(TOKEN_FILE, dir_fd=dir_fd, follow_symlinks=False)
-    if stat.S_IMODE(owner.st_mode) & 0o022:
-        raise UntrustedStateDir(
-            f"{state_dir} is writable by other users (mode {stat.S_IMODE(owner.st_mode):o}): "
-            "not sending the node's token there; `chmod 700` it and restart the node"
-        )
-    if not stat.S_ISSOCK(sock.st_mode) or {sock.st_uid, token.st_uid} != {owner.st_uid}:
-        raise UntrustedStateDir(
-            f"{state_dir}/{API_SOCKET} is not a socket of the directory's owner: "
-            "not sending the node's token there"
-        )
 
 
 @contextlib.asynccontextmanager
@@ -112,23 +52,10 @@ async def open_local_node(state_dir: Path) -> AsyncIterator[NodeSession | None]:
         return
     fd = os.open(state_dir, os.O_RDONLY | os.O_DIRECTORY)
     try:
-        _check_trust(fd, state_dir)  # the very directory the connections go through
+        check_trust(fd, state_dir)  # the very directory the connections go through
         yield NodeSession(f"/proc/self/fd/{fd}/{API_SOCKET}", node)
     finally:
         os.close(fd)
-
-
-def relative_output(node: LocalNode, output: Path | None) -> str | None:
-    """``output`` as the node's API wants it (relative to its download directory); raises
-    ``UsageError`` when it lies outside (the node only writes into its directory). Without
-    one, the current directory when it is inside the node's (where the user is, as curl -O
-    and wget save), else None: the node's directory itself."""
-    if output is not None:
-        return relative_to_download_dir(node.download_dir, output)
-    try:
-        return relative_to_download_dir(node.download_dir, Path.cwd())
-    except (UsageError, OSError):
-        return None
 
 
 class NodeSession:
@@ -232,6 +159,20 @@ def result_from_json(data: Mapping[str, Any]) -> DownloadResult:
     from swarmget.node.download_json import result_from_json as read
 
     return read(data)
+
+
+async def withdraw(api: NodeSession, download_id: str, limit: float = 5.0) -> None:
+    """Take back a download sent in the command's stead (``run.early``) that is not the one
+    the command wants: cancel it and wait (at most ``limit`` seconds) until it has ended,
+    so that its output and part file are free again; one that had already finished is
+    removed, its file with it. Quiet when the node does not answer."""
+    await api.cancel(download_id)
+    with contextlib.suppress(SwarmgetError, TimeoutError):
+        async with asyncio.timeout(limit):
+            ended = await api.follow(download_id, lambda _progress: None)
+            if ended.get("state") == "done":
+                target = f"{DOWNLOADS_PATH}/{quote(download_id, safe='')}/remove"
+                await api.call("POST", target, {"delete_file": True})
 
 
 def malformed(node: LocalNode) -> NodeLost:
