@@ -19,6 +19,8 @@ from typing import Any
 import aiohttp
 import pytest
 
+from swarmget.cli.app import EXIT_FAILED
+from swarmget.core.errors import NodeLost
 from swarmget.run.early import PlainGet, parse_plain_get
 from swarmget.testing.origin import TestOrigin, open_test_origin
 from swarmget.testing.swarm import NodeApi, NodeHandle, open_local_swarm
@@ -57,44 +59,6 @@ def _answer(
     return proc.returncode, json.loads(out) if out.strip() else None, err.decode()
 
 
-async def test_a_node_that_dies_before_the_command_follows_is_met_by_the_fallback(
-    tmp_path: Path,
-) -> None:
-    """The early download reached the node, which then died before the command asked it
-    again: the command says the node does not answer and downloads alone (as when no node
-    answers at all), to the right bytes."""
-    async with open_test_origin() as origin, open_local_swarm(tmp_path / "swarm", 1) as swarm:
-        origin.add_generated("f.bin", 2 * MiB + 4, seed=24)
-        origin.configure(first_byte_delay=1.0)  # (the node's download cannot finish first)
-        node = swarm.node(0)
-        target = tmp_path / "alone.bin"
-        plain = _get_args(origin, node, target)
-        plain[plain.index("-o") + 1] = str(node.download_dir / "f.bin")
-        own = [*_get_args(origin, node, target), "--force"]
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-c", EARLY_THEN, *plain, "--then", *own,
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            env={**os.environ, "WAIT": "1", "XDG_STATE_HOME": "/nonexistent"},
-        )  # fmt: skip
-        assert proc.stderr is not None
-        assert proc.stdin is not None
-        line = (await asyncio.wait_for(proc.stderr.readline(), 60)).decode()
-        assert line.startswith("early: "), line
-        assert line.split()[1] != "None", line  # handed to the node
-        node.proc.signal(signal.SIGKILL)
-        await node.proc.process.wait()
-        origin.configure(first_byte_delay=0.0)
-        proc.stdin.write(b"go\n")
-        await proc.stdin.drain()
-        out, err = await asyncio.wait_for(proc.communicate(), 120)
-        code, answer, said = _answer(proc, out, err)
-        assert code == 0, said
-        assert answer is not None
-        assert answer["route"]["route"] == "alone"
-        assert answer["route"]["fallback"] is True
-        assert hashlib.sha256(target.read_bytes()).hexdigest() == origin.expected_sha256("f.bin")
-
-
 async def _downloads(node: NodeHandle) -> list[dict[str, Any]]:
     async with aiohttp.ClientSession() as session:
         status, data = await NodeApi(session, node).call("GET", "/v1/downloads")
@@ -113,6 +77,42 @@ def _get_args(origin: TestOrigin, node: NodeHandle, target: Path) -> list[str]:
         "get", origin.url("f.bin"), "-o", str(target), "--json",
         "--state-dir", str(node.state_dir),
     ]  # fmt: skip
+
+
+async def test_a_node_that_dies_before_the_command_follows_is_a_lost_node(
+    tmp_path: Path,
+) -> None:
+    """The early download reached the node, which then died before the command asked it
+    again: a lost node (exit 3, ``node_lost``), as when it dies a moment later; the command
+    never downloads beside it into the same file."""
+    async with open_test_origin() as origin, open_local_swarm(tmp_path / "swarm", 1) as swarm:
+        origin.add_generated("f.bin", 2 * MiB + 4, seed=24)
+        origin.configure(first_byte_delay=1.0)  # (the node's download cannot finish first)
+        node = swarm.node(0)
+        target = node.download_dir / "f.bin"
+        plain = _get_args(origin, node, target)
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", EARLY_THEN, *plain, "--then", *plain,
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            env={**os.environ, "WAIT": "1", "XDG_STATE_HOME": "/nonexistent"},
+        )  # fmt: skip
+        assert proc.stderr is not None
+        assert proc.stdin is not None
+        line = (await asyncio.wait_for(proc.stderr.readline(), 60)).decode()
+        assert line.startswith("early: "), line
+        assert line.split()[1] != "None", line  # handed to the node
+        node.proc.signal(signal.SIGKILL)
+        await node.proc.process.wait()
+        proc.stdin.write(b"go\n")
+        await proc.stdin.drain()
+        out, err = await asyncio.wait_for(proc.communicate(), 120)
+        code, answer, said = _answer(proc, out, err)
+        served = origin.stats().requests_by_method.get("GET", 0)
+    assert code == EXIT_FAILED, said
+    assert answer is not None
+    assert answer["error"] == NodeLost.code
+    assert served <= 1  # (the dead node's probe at most: nobody downloaded here)
+    assert not target.exists()
 
 
 async def test_the_program_hands_a_plain_get_over_before_its_command_runs(

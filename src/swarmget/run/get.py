@@ -313,14 +313,19 @@ async def _via_node(
     async with remote.open_local_node(state_dir) as api:  # its Unix socket, never TCP
         if api is None:
             return f"no node answers in {state_dir} (its socket or token is missing)", None
-        if not await api.alive():
+        early = prepared.request.early
+        if early is not None and early.state_dir != state_dir:
+            early = None  # (not this node's: it is cancelled when the program ends)
+        # a node that took the early download moments ago is not asked again whether it
+        # runs: gone since, it is a lost node (as when it dies a moment later), never a
+        # reason to download here beside it, into the same file
+        if early is None and not await api.alive():
             return f"the node in {state_dir} does not answer", None
         try:
             output = remote.relative_output(api.node, spec.output)
         except UsageError as exc:
             return str(exc), None
         create = remote.create_request(spec, output)
-        early = prepared.request.early
         if early is not None and early.adopt(state_dir, create.as_json()):
             download_id = early.download_id
         else:
