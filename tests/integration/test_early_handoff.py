@@ -122,13 +122,15 @@ async def test_the_program_hands_a_plain_get_over_before_its_command_runs(
         origin.add_generated("f.bin", 3 * MiB + 1, seed=21)
         node = swarm.node(0)
         target = node.download_dir / "f.bin"
-        code, answer, err = await _run("-m", "swarmget.cli", *_get_args(origin, node, target))
+        checksum = ["--checksum", origin.expected_sha256("f.bin")]  # (bare hex, as sha256sum)
+        args = [*_get_args(origin, node, target), *checksum]
+        code, answer, err = await _run("-m", "swarmget.cli", *args)
         assert code == 0, err
         assert answer is not None
         assert answer["route"]["route"] == "node"
         # accepted before `get`'s code ran (its timeline starts there): handed over early
         assert answer["command_timeline"]["accepted"] < 0
-        assert answer["verified"] == []  # (no checksum asked, no digest sent: see below)
+        assert answer["verified"] == ["sha256"]  # the checksum went with the early request
         digest = hashlib.sha256(target.read_bytes()).hexdigest()
         assert digest == origin.expected_sha256("f.bin")
         downloads = await _downloads(node)
@@ -136,7 +138,8 @@ async def test_the_program_hands_a_plain_get_over_before_its_command_runs(
 
 
 async def test_a_request_that_differs_cancels_the_early_download_first(tmp_path: Path) -> None:
-    """The command's own request has a checksum the early one does not: the early download
+    """The command's own request has a checksum the early one does not (the command is run
+    on other arguments than the hand-off here, which ``run`` never does): the early download
     is cancelled (and has ended) before the command sends its own, to the same output."""
     async with open_test_origin() as origin, open_local_swarm(tmp_path / "swarm", 1) as swarm:
         origin.add_generated("f.bin", 3 * MiB + 2, seed=22)
@@ -187,6 +190,10 @@ async def test_a_command_that_fails_cancels_the_early_download(tmp_path: Path) -
             ["get", "http://o/f", "--output", "d/x", "--state-dir", "/s", "-s", "--silent"],
             PlainGet(url="http://o/f", output="d/x", state_dir="/s"),
         ),
+        (
+            ["get", "http://o/f", "--checksum", "sha256:00", "--checksum", "md5=11"],
+            PlainGet(url="http://o/f", checksums=("sha256:00", "md5=11")),
+        ),
     ],
 )
 def test_a_plain_get_is_recognised(argv: list[str], plain: PlainGet) -> None:
@@ -201,7 +208,8 @@ def test_a_plain_get_is_recognised(argv: list[str], plain: PlainGet) -> None:
         ["--config", "c.toml", "get", "http://o/f"],  # a global option: the command's
         ["get"],
         ["get", "http://o/f", "http://o/g"],
-        ["get", "http://o/f", "--checksum", "sha256:00"],
+        ["get", "http://o/f", "--checksum"],
+        ["get", "http://o/f", "--checksum=sha256:00"],
         ["get", "http://o/f", "-c", "8"],
         ["get", "http://o/f", "--hub", "http://h"],
         ["get", "http://o/f", "--no-node"],

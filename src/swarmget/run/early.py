@@ -7,9 +7,9 @@ modules only (``run.node_files``, ``run.node_http``'s blocking request, the prot
 request body): the node starts fetching while the rest of the command is imported.
 
 It is a guess that the full command checks, never a second source of truth: ``start``
-handles only ``get URL`` with ``-o/--output FILE``, ``--force``, ``--state-dir DIR``,
-``--json`` and ``-q/-s/--quiet/--silent``, an option with a value at most once (anything
-else: None, and the
+handles only ``get URL`` with ``-o/--output FILE``, ``--checksum SPEC`` (repeated, as
+click takes it), ``--force``, ``--state-dir DIR``, ``--json`` and ``-q/-s/--quiet/--silent``,
+another option with a value at most once (anything else: None, and the
 command goes its usual way), and remembers the request body it sent. The command then
 works out its own request as always (``run.get``'s node route) and *adopts* the node's
 download only when that body is the same, for the same state directory
@@ -51,6 +51,7 @@ class PlainGet:
     output: str | None = None
     state_dir: str | None = None
     force: bool = False
+    checksums: tuple[str, ...] = ()  # as given (``core.digests.parse_checksum_spec``'s)
 
 
 def parse_plain_get(argv: Sequence[str]) -> PlainGet | None:
@@ -60,11 +61,16 @@ def parse_plain_get(argv: Sequence[str]) -> PlainGet | None:
     if not argv or argv[0] != "get":
         return None
     seen: dict[str, str | bool] = {}
+    checksums: list[str] = []
     url: str | None = None
     rest = list(argv[1:])
     while rest:
         token = rest.pop(0)
-        if token in _FLAGS:  # (a flag given twice is the flag, as for click)
+        if token == "--checksum":  # (multiple=True: every one counts, in order)
+            if not rest or rest[0].startswith("-"):
+                return None
+            checksums.append(rest.pop(0))
+        elif token in _FLAGS:  # (a flag given twice is the flag, as for click)
             name: str = _FLAGS[token]
             seen[name] = True
         elif token in _VALUES:
@@ -84,7 +90,8 @@ def parse_plain_get(argv: Sequence[str]) -> PlainGet | None:
     assert state_dir is None or isinstance(state_dir, str)
     if output is not None and output.endswith(os.sep):
         return None  # a directory, made when missing: the command's business
-    return PlainGet(url=url, output=output, state_dir=state_dir, force=seen.get("force") is True)
+    force = seen.get("force") is True
+    return PlainGet(url, output, state_dir, force, tuple(checksums))
 
 
 @dataclass
@@ -156,6 +163,7 @@ def start(argv: Sequence[str], env: dict[str, str] | None = None) -> EarlyStart 
 
 
 def _start(plain: PlainGet, env: Any) -> EarlyStart | None:
+    from swarmget.core.digests import parse_checksum_spec
     from swarmget.core.urls import validate_url
     from swarmget.core.verification import DEFAULT_VERIFY_SAMPLE
     from swarmget.locations import client_settings, find_config
@@ -171,7 +179,7 @@ def _start(plain: PlainGet, env: Any) -> EarlyStart | None:
     body = create_body(
         url=validate_url(plain.url),
         output=relative_output(node, None if plain.output is None else Path(plain.output)),
-        checksums=[],
+        checksums=[str(parse_checksum_spec(c)) for c in plain.checksums],
         force=plain.force,
         restart_if_changed=False,
         verify_sample=DEFAULT_VERIFY_SAMPLE,
