@@ -20,8 +20,9 @@ from swarmget.testing.swarm import open_local_swarm
 
 MiB = 1024 * 1024
 
-#: The command as installed (``swarmget.cli:main``), writing the modules it imported to
-#: ``argv[1]`` when the interpreter exits (after ``main`` returned and printed).
+#: The command's click group (``swarmget.cli.main``; the installed program,
+#: ``swarmget.cli:run``, hands a plain `get` over first: test_early_handoff.py), writing the
+#: modules it imported to ``argv[1]`` when the interpreter exits (after ``main`` returned).
 CLI_RECORDING_MODULES = """
 import atexit, json, sys
 out = sys.argv[1]
