@@ -87,7 +87,7 @@ async def test_a_node_that_dies_before_the_command_follows_is_a_lost_node(
     never downloads beside it into the same file."""
     async with open_test_origin() as origin, open_local_swarm(tmp_path / "swarm", 1) as swarm:
         origin.add_generated("f.bin", 2 * MiB + 4, seed=24)
-        origin.configure(first_byte_delay=1.0)  # (the node's download cannot finish first)
+        origin.configure(first_byte_delay=5.0)  # (the node's download cannot finish first)
         node = swarm.node(0)
         target = node.download_dir / "f.bin"
         plain = _get_args(origin, node, target)
@@ -163,7 +163,7 @@ async def test_a_request_that_differs_cancels_the_early_download_first(tmp_path:
 async def test_a_command_that_fails_cancels_the_early_download(tmp_path: Path) -> None:
     async with open_test_origin() as origin, open_local_swarm(tmp_path / "swarm", 1) as swarm:
         origin.add_generated("f.bin", 3 * MiB + 3, seed=23)
-        origin.configure(first_byte_delay=1.0)  # the early download is still running
+        origin.configure(first_byte_delay=5.0)  # the early download is still running
         node = swarm.node(0)
         target = node.download_dir / "f.bin"
         plain = _get_args(origin, node, target)
