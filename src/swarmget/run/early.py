@@ -136,6 +136,14 @@ class EarlyStart:
         self.adopted = state_dir == self.state_dir and body == self.body
         return self.adopted
 
+    def take_back(self) -> bool:
+        """The command withdraws it itself (on its own loop, ``run.remote.withdraw``):
+        True unless it was adopted or dropped already; ``drop`` does nothing after it."""
+        if self.adopted or self.dropped:
+            return False
+        self.dropped = True
+        return True
+
     def drop(self) -> None:
         """Cancel the early download unless it was adopted (once; errors ignored: a node
         that does not answer has no download to cancel either)."""

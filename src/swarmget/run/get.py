@@ -329,8 +329,7 @@ async def _via_node(
         if early is not None and early.adopt(state_dir, create.as_json()):
             download_id = early.download_id
         else:
-            if early is not None and not early.dropped:  # (it may hold the same output)
-                early.dropped = True
+            if early is not None and early.take_back():  # (it may hold the same output)
                 await remote.withdraw(api, early.download_id)
             download_id = await api.start(create)
         on_route(RouteTaken(route=Route.NODE, download_id=download_id))
