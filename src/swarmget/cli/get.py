@@ -172,6 +172,8 @@ def get(ctx: click.Context, /, quiet: bool, as_json: bool, **options: Any) -> No
             accepted.append(at - started)
         if taken.fallback:  # one line, however long (soft_wrap: rich never folds it)
             err.print(f"[yellow]warning[/]: {taken.reason}", highlight=False, soft_wrap=True)
+        elif taken.joined and not quiet:
+            err.print(f"note: {taken.reason}", highlight=False, soft_wrap=True)
 
     def hub_answered(report: HubReport) -> None:
         hub_reports.append(report)  # going alone is said by on_route
@@ -266,7 +268,7 @@ def _interrupted(routes: list[RouteTaken], detach: bool, early: EarlyStart | Non
         return f"the node's download {early.download_id} was cancelled; run again to resume"
     if taken is None or taken.route is not Route.NODE:
         return "the partial download is kept; run again to resume"
-    if detach:
+    if detach or taken.joined:
         return (
             f"the node goes on with download {taken.download_id} (`swarmget status`; "
             f"`swarmget cancel {taken.download_id}` stops it)"

@@ -58,6 +58,8 @@ __all__ = [  # the record, its view and the helper search are re-exported for th
     "describe",
     "find_helpers",
     "resolve_destination",
+    "same_output",
+    "same_request",
     "with_max_size",
 ]
 
@@ -128,6 +130,32 @@ class DownloadManager:
         self.records[record.id] = record
         self._start(record)
         return record
+
+    def create_or_join(
+        self, spec: DownloadSpec, only_helpers: Sequence[str] | None = None
+    ) -> tuple[DownloadRecord, bool]:
+        """The download for ``spec``: a new one; or (True) the one of this node that already
+        writes the same output for the same request (``same_request``), resumed if it was
+        paused: a second ``get`` of a download the node runs (resumed at its start, or from
+        another terminal) follows it instead of failing on its part file. ``WrongState``
+        when a download of this node writes that output for another request."""
+        helpers = tuple(only_helpers) if only_helpers is not None else None
+        for record in self.records.values():
+            if not (record.state.active or record.state is DownloadState.PAUSED):
+                continue
+            if not same_output(record, spec):
+                continue
+            if not same_request(record, spec, helpers):
+                raise WrongState(
+                    f"download {record.id} of this node ({record.state.value}) already writes "
+                    f"that output from {redact_url(record.spec.url)} with other options: wait "
+                    f"for it, or `swarmget cancel {record.id}` first"
+                )
+            if record.state is DownloadState.PAUSED:
+                self.resume(record.id)
+            log.info("joined download %s (the same request)", record.id)
+            return record, True
+        return self.create(spec, helpers), False
 
     def _start(self, record: DownloadRecord) -> None:
         record.task = self._tg.create_task(self._run(record))
@@ -409,6 +437,34 @@ class DownloadManager:
             log.exception("finding helpers failed; the download goes on without more")
         finally:
             download.expect_helpers(0)  # the checks are over: who answered has joined
+
+
+def same_output(record: DownloadRecord, spec: DownloadSpec) -> bool:
+    """Does ``spec`` write the file ``record`` writes? The same output path (a file, or a
+    directory the same URL names the same file in), or the file ``record`` found it writes."""
+    if spec.output is None:
+        return False
+    if record.spec.output == spec.output:
+        return record.spec.url == spec.url or not spec.output.is_dir()
+    progress = record.progress()
+    return progress is not None and progress.dest == spec.output
+
+
+def same_request(
+    record: DownloadRecord, spec: DownloadSpec, only_helpers: tuple[str, ...] | None
+) -> bool:
+    """Is ``spec`` what ``record`` was asked for, as far as the file it hands over goes (the
+    same URL, digests, checks, limit and helpers; ``force`` aside: the file does not exist
+    while it is being written)?"""
+    mine = record.spec
+    return (
+        mine.url == spec.url
+        and set(mine.checksums) == set(spec.checksums)
+        and mine.restart_if_changed == spec.restart_if_changed
+        and mine.verify_sample == spec.verify_sample
+        and mine.max_size == spec.max_size
+        and record.only_helpers == only_helpers
+    )
 
 
 def _helpers_json(helpers: tuple[str, ...] | None) -> list[str] | None:

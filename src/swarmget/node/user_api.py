@@ -9,7 +9,11 @@ own user (or root), which the kernel tells (``net.peercred``) — on 127.0.0.1 a
 user could otherwise replay a portal cookie the browser sent to a port of theirs. Routes::
 
     POST   /v1/downloads              {url, output?, checksums?, force?, restart_if_changed?,
-                                       helpers?}  → 201 with the download
+                                       helpers?}  → 201 with the download; 200 with
+                                      ``joined: true`` when the node already runs this
+                                      request into that output (it is not started twice;
+                                      a paused one resumes); 409 when another request
+                                      writes that output
     GET    /v1/downloads              every download (this run's and the history's), oldest
                                       first; ?state=done,failed&since=&before=&q= filter
                                       (``protocol.user.DownloadFilter``)
@@ -191,12 +195,13 @@ async def create_download(request: web.Request) -> web.Response:
     try:
         body = CreateDownload.model_validate_json(await request.read())
         spec = api.spec_from(body)
+        record, joined = api.manager.create_or_join(spec, body.helpers)
     except ValidationError as exc:
         return _invalid(exc)
     except SwarmgetError as exc:
         return _error(exc)
-    record = api.manager.create(spec, body.helpers)
-    return web.json_response(describe(record), status=201)
+    # joined: the node already ran this very download (200, not 201: nothing was created)
+    return web.json_response({**describe(record), "joined": joined}, status=200 if joined else 201)
 
 
 def _invalid(exc: ValidationError) -> web.Response:

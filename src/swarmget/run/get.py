@@ -189,9 +189,20 @@ class RouteTaken:
     reason: str | None = None
     fallback: bool = False
     download_id: str | None = None  # the node's id for it (``Route.NODE``)
+    #: the node already ran this very download (``Route.NODE``): followed, not started;
+    #: a Ctrl-C leaves it running
+    joined: bool = False
 
     def as_json(self) -> dict[str, str | bool | None]:
-        return {"route": self.route.value, "reason": self.reason, "fallback": self.fallback}
+        taken = {"route": self.route.value, "reason": self.reason, "fallback": self.fallback}
+        return taken | ({"joined": True} if self.joined else {})
+
+
+#: ``RouteTaken.reason`` when the command follows a download the node already ran.
+_JOINED = (
+    "the node was already downloading this URL into this file (download {0}): following "
+    "it; Ctrl-C leaves it running (`swarmget cancel {0}` stops it)"
+)
 
 
 def facts_of(prepared: PreparedGet) -> RouteFacts:
@@ -327,18 +338,24 @@ async def _via_node(
             return str(exc), None
         create = remote.create_request(spec, output)
         if early is not None and early.adopt(state_dir, create.as_json()):
-            download_id = early.download_id
+            started = remote.Started(early.download_id)
         else:
             if early is not None and early.take_back():  # (it may hold the same output)
                 await remote.withdraw(api, early.download_id)
-            download_id = await api.start(create)
-        on_route(RouteTaken(route=Route.NODE, download_id=download_id))
+            started = await api.start(create)
+        download_id = started.download_id
+        joined = _JOINED.format(download_id) if started.joined else None
+        on_route(
+            RouteTaken(
+                route=Route.NODE, reason=joined, download_id=download_id, joined=started.joined
+            )
+        )
         latest: list[DownloadProgress] = []
         follow = api.follow(download_id, latest.append)
         try:
             data = await watch(follow, lambda: latest[-1] if latest else None, display)
-        except asyncio.CancelledError:  # Ctrl-C: the node's download stops too (unless detached)
-            if not prepared.request.detach:
+        except asyncio.CancelledError:  # Ctrl-C: the node's download stops too, unless
+            if not (prepared.request.detach or started.joined):  # detached, or not ours
                 await api.cancel(download_id)
             raise
     try:

@@ -111,14 +111,16 @@ class NodeSession:
             return False
         return status == 200
 
-    async def start(self, request: CreateRequest) -> str:
+    async def start(self, request: CreateRequest) -> Started:
+        """The node's download for ``request``: started now, or (``joined``) the one it
+        already ran for this very request into that output."""
         status, data = await self.call("POST", DOWNLOADS_PATH, request.as_json())
-        if status != 201:
+        if status not in (200, 201):
             raise _refused(status, data)
         download_id = data.get("id") if isinstance(data, dict) else None
         if not isinstance(download_id, str):
             raise malformed(self._node)
-        return download_id
+        return Started(download_id, joined=status == 200 and data.get("joined") is True)
 
     async def follow(self, download_id: str, on_progress: Any) -> dict[str, Any]:
         """Until the download ends; ``on_progress(DownloadProgress)`` at least every
@@ -144,6 +146,16 @@ class NodeSession:
                 return dict(data)
             # a node that does not hold the call (an older one) is not asked in a tight loop
             await asyncio.sleep(max(0.0, asked + POLL - loop.time()))
+
+
+@dataclass(frozen=True)
+class Started:
+    """The node's answer to a new download: its id; ``joined`` when the node already ran
+    that very download (resumed when it restarted, or asked by another command) and this
+    command follows it rather than starting it."""
+
+    download_id: str
+    joined: bool = False
 
 
 def hub_from_json(data: Mapping[str, Any]) -> HubReport | None:

@@ -193,10 +193,10 @@ async def start_download(request: web.Request) -> web.Response:
         try:
             body = values.request()
             spec = portal.api.spec_from(body)
+            record, _joined = portal.api.manager.create_or_join(spec, body.helpers)
         except (ValidationError, SwarmgetError, OSError) as exc:
             errors["form"] = str(exc)
-        else:
-            record = portal.api.manager.create(spec, body.helpers)
+        else:  # (the same request as a running download: its page)
             raise web.HTTPSeeOther(f"{PREFIX}/downloads/{record.id}")
     return await _downloads_page(request, form=values, errors=errors, status=400)
 
