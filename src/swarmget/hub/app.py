@@ -106,7 +106,7 @@ from swarmget.hub.group_cache import DEFAULT_MAX_AGE, GroupCache
 from swarmget.hub.liveness import Liveness, flush_interval, keep_flushing
 from swarmget.hub.metrics import HubMetrics
 from swarmget.hub.nonce_log import NonceBatches, NonceLog
-from swarmget.hub.peer_entries import peer_json
+from swarmget.hub.peer_entries import PeerFragments, peer_json, peers_answer_text
 from swarmget.hub.selection import choose_peers
 from swarmget.hub.sessions import HubSessions
 from swarmget.hub.store import NodeRecord, RegistryStore
@@ -123,7 +123,6 @@ from swarmget.protocol.hub import (
     REQUESTER_PARAM,
     REQUESTER_VALUE,
     HeartbeatRequest,
-    PeersAnswer,
     RegisterAnswer,
     RegisterRequest,
     SessionRequest,
@@ -181,6 +180,8 @@ class _Hub:
     contents: ContentRoutes
     liveness: Liveness
     sessions: HubSessions = field(default_factory=HubSessions)
+    #: each node's peers-answer entry as JSON text, made once per version of its record
+    fragments: PeerFragments = field(default_factory=PeerFragments)
     #: nonces of heartbeats and peers queries written with the liveness flush (None: at once)
     nonce_log: NonceLog | None = None
     #: Registrations check the per-address cap and write one at a time (in this process).
@@ -294,6 +295,7 @@ class _Hub:
             self.metrics.departures += 1
             log.info("node left: %s", node_id)
         self.contents.forget_node(node_id)
+        self.fragments.forget(node_id)
         self.groups.forget()  # leaving is rare: no need to look the node's group up
         return web.json_response({"ok": True, "removed": removed})
 
@@ -331,9 +333,8 @@ class _Hub:
         ]
         fresh = FRESH_HEARTBEATS * self.admission.heartbeat_interval
         chosen = choose_peers(mates, limit=self.peers_limit, now=now, fresh=fresh, rng=self.rng)
-        peers = [peer_json(r) for r in chosen]
-        answer = PeersAnswer(group=group, peers=peers, total=len(mates))
-        return web.json_response(answer.model_dump())
+        text = peers_answer_text(group, map(self.fragments.text, chosen), len(mates))
+        return web.Response(text=text, content_type="application/json")
 
     async def health(self, request: web.Request) -> web.Response:
         return web.json_response({"ok": True, "nodes": await self.live_count()})
