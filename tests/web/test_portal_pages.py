@@ -264,6 +264,25 @@ async def test_start_a_download_and_follow_it_live(browser: Browser, origin: Tes
     assert f'id="dl-{download_id}" data-state="done"' in listing
 
 
+async def test_the_same_download_asked_again_opens_the_running_one(
+    browser: Browser, origin: TestOrigin
+) -> None:
+    """The form sent twice (a double click, a second tab) is one download: the second
+    leads to the first's page; another request into the same file is shown as an error."""
+    origin.configure(rate_per_conn=256 * 1024)
+    fields = {"url": origin.url("f.bin"), "output": "twice.bin"}
+    first = created_id(await browser.post("/downloads", fields))
+    again = created_id(await browser.post("/downloads", fields))
+    assert again == first
+    checksum = f"sha256:{origin.expected_sha256('f.bin')}"
+    posted = await browser.post("/downloads", {**fields, "checksum": checksum})
+    assert posted.status == 400
+    assert f"swarmget cancel {first}" in posted.text
+    assert list(browser.node.downloads.records) == [first]
+    origin.configure(rate_per_conn=None)
+    await wait_state(browser.node, first, "done")
+
+
 async def test_a_failing_download_is_shown_failed_with_its_reason(
     browser: Browser, origin: TestOrigin
 ) -> None:
