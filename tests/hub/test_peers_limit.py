@@ -4,6 +4,7 @@ group's read of the registry is shared for a second (issue #17). A real hub app 
 
 from __future__ import annotations
 
+import asyncio
 import random
 import subprocess
 import sys
@@ -123,9 +124,17 @@ async def test_a_group_read_is_shared_for_a_second(stack: AsyncExitStack) -> Non
     # a node registered through another replica (straight into the shared registry)
     await hub.store.upsert_node(_record("late", "127.0.0.0/16"), hub.now)
     assert (await hub.answer("n-00", "127.0.4.1")).total == 2  # not read again yet
-    hub.now += 1.0
+    hub.now += 1.0  # a second old: still answered from at once, while it is read again
+    assert (await hub.answer("n-00", "127.0.4.1")).total == 2
+    async with asyncio.timeout(5):
+        while hub.store.group_reads < 2:
+            await asyncio.sleep(0.01)
     assert (await hub.answer("n-00", "127.0.4.1")).total == 3
     assert hub.store.group_reads == 2
+    hub.now += 10.0  # too old to answer from: the asker waits for a read
+    await hub.store.upsert_node(_record("later", "127.0.0.0/16"), hub.now)
+    assert (await hub.answer("n-00", "127.0.4.1")).total == 4
+    assert hub.store.group_reads == 3
 
 
 async def test_joining_and_leaving_through_this_hub_show_at_once(stack: AsyncExitStack) -> None:

@@ -527,6 +527,7 @@ def make_hub_app(
     app[HUB_STORE] = store
     app.cleanup_ctx.append(owned_loop(functools.partial(_sweep_forever, hub)))
     app.cleanup_ctx.append(owned_loop(functools.partial(_flush_forever, hub)))
+    app.cleanup_ctx.append(owned_loop(hub.groups.refresh_forever))
     app.router.add_post("/v1/nodes/register", hub.register)
     app.router.add_post("/v1/nodes/{node_id}/heartbeat", hub.heartbeat)
     app.router.add_post("/v1/nodes/{node_id}/session", hub.new_session)

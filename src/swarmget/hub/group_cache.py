@@ -9,20 +9,33 @@ still be listed (a requester health-checks every peer before use). Concurrent as
 one group share one read. At most ``max_groups`` groups are kept (stale ones are dropped
 first; then everything), so the cache stays bounded. ``max_age`` 0 reads the registry every
 time.
+
+Askers never wait for a read that is merely old: once a read is ``max_age`` old it is still
+answered from, for up to ``stale_grace`` seconds more, while ``refresh_forever`` (a task the
+app owns) reads the group again in the background, one group at a time. The registry's
+single SQLite connection is busy with the liveness flush's transactions (20-30 ms each at
+5,000 nodes), and a peers answer that waited behind one was the tail of the hub's latency
+(issue #17). A group nobody asked about for longer, one whose read was dropped (``forget``),
+and every read when no refresher runs, are read while the asker waits, as before.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from swarmget.hub.store import NodeRecord, RegistryStore
 
-__all__ = ["DEFAULT_MAX_AGE", "GroupCache"]
+__all__ = ["DEFAULT_MAX_AGE", "DEFAULT_STALE_GRACE", "GroupCache"]
+
+log = logging.getLogger(__name__)
 
 #: Seconds a group's read is reused.
 DEFAULT_MAX_AGE = 1.0
+#: Seconds past ``max_age`` an old read is still answered from while it is read again.
+DEFAULT_STALE_GRACE = 2.0
 MAX_GROUPS = 10_000
 
 
@@ -43,18 +56,34 @@ class GroupCache:
         clock: Callable[[], float],
         max_age: float = DEFAULT_MAX_AGE,
         max_groups: int = MAX_GROUPS,
+        stale_grace: float = DEFAULT_STALE_GRACE,
     ) -> None:
         self._store = store
         self._clock = clock
         self._max_age = max_age
         self._max_groups = max_groups
+        self._stale_grace = stale_grace
         self._reads: dict[str, _Read] = {}
         self._locks: dict[str, asyncio.Lock] = {}
+        #: groups to read again in the background (in order), while ``refresh_forever`` runs
+        self._due: dict[str, None] = {}
+        self._wake: asyncio.Event | None = None
+        #: reads answered while old (a refresh asked for), and refreshes made
+        self.stale_answers = 0
+        self.refreshes = 0
 
     async def live_in_group(self, group: str, now: float, ttl: float) -> list[NodeRecord]:
         """The group's live nodes as of at most ``max_age`` seconds ago (see module doc)."""
         if self._max_age <= 0:
             return await self._store.live_in_group(group, now, ttl)
+        read = self._reads.get(group)
+        if read is not None and read.ttl == ttl and self._wake is not None:
+            age = now - read.at
+            if self._max_age <= age < self._max_age + self._stale_grace:
+                self._due[group] = None  # (once, however many ask meanwhile)
+                self._wake.set()
+                self.stale_answers += 1
+                return [r for r in read.records if r.is_live(now, ttl)]
         lock = self._locks.setdefault(group, asyncio.Lock())
         try:
             async with lock:
@@ -66,6 +95,46 @@ class GroupCache:
             if not lock.locked() and self._locks.get(group) is lock:
                 del self._locks[group]
         return [r for r in read.records if r.is_live(now, ttl)]
+
+    async def refresh_forever(self) -> None:
+        """Read again, one at a time, the groups whose old reads were answered from (see
+        the module docstring); the app runs it as a task it owns. A read that fails is
+        dropped, so that the next asker reads (and meets the error) itself."""
+        self._wake = wake = asyncio.Event()
+        try:
+            while True:
+                await wake.wait()
+                wake.clear()
+                while self._due:
+                    group = next(iter(self._due))
+                    del self._due[group]
+                    await self._refresh(group)
+        finally:
+            self._wake = None
+            self._due.clear()
+
+    async def _refresh(self, group: str) -> None:
+        old = self._reads.get(group)
+        if old is None or 0 <= self._clock() - old.at < self._max_age:
+            return  # forgotten meanwhile (its next asker reads), or read again already
+        lock = self._locks.setdefault(group, asyncio.Lock())
+        try:
+            async with lock:
+                if self._reads.get(group) is not old:
+                    return  # read meanwhile (by an asker), or forgotten
+                now = self._clock()
+                try:
+                    records = await self._store.live_in_group(group, now, old.ttl)
+                except Exception as exc:  # (the store's errors: the next asker meets them)
+                    log.warning("reading group %s again failed: %s", group, exc)
+                    self._reads.pop(group, None)
+                    return
+                if self._reads.get(group) is old:  # (not forgotten while it read)
+                    self._keep(group, _Read(now, old.ttl, records))
+                    self.refreshes += 1
+        finally:
+            if not lock.locked() and self._locks.get(group) is lock:
+                del self._locks[group]
 
     def forget(self, group: str | None = None) -> None:
         """Drop ``group``'s read (None: every group's), so the next answer reads again."""
