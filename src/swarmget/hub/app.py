@@ -54,7 +54,9 @@ register, at most once per TTL (after an expiry sweep, so that they are counted 
 
 Replication: several hub processes may share one registry database (PostgreSQL; see
 ``swarmget.hub.store``) and answer alike, since a hub keeps nothing of the registry in memory
-but a group's read for a second (``swarmget.hub.group_cache``) and when it last saw the nodes
+but a group's read for a second or three (``swarmget.hub.group_cache``: an old read is
+answered from while it is read again), its peers' entries as JSON text until their records
+change (``swarmget.hub.peer_entries``) and when it last saw the nodes
 that heartbeat to it, written every second at most (``swarmget.hub.liveness``); nodes fail
 over between them (``swarmget.net.hub_client.HubPool``; with ``spread`` they also share the
 load). Request nonces are

@@ -2,10 +2,11 @@
 
 Nodes ask for their peers about once a minute each; a group of 50 asks almost once a second.
 Every answer lists a fresh random choice of the group (``swarmget.hub.selection``), but the
-group itself may be a second old. Registrations and departures through this hub process drop
-the reads they change (``forget``), so they show at once here; through another replica, a
-node that registered within that second is listed from the next read on, one that left may
-still be listed (a requester health-checks every peer before use). Concurrent askers of
+group itself may be a second old (``max_age + stale_grace`` at most, see below).
+Registrations and departures through this hub process drop the reads they change
+(``forget``), so they show at once here; through another replica, a node that registered
+since the read is listed from the next read on, one that left may still be listed (a
+requester health-checks every peer before use; a node past its TTL is never listed). Concurrent askers of
 one group share one read. At most ``max_groups`` groups are kept (stale ones are dropped
 first; then everything), so the cache stays bounded. ``max_age`` 0 reads the registry every
 time.
