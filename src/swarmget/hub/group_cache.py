@@ -6,10 +6,10 @@ group itself may be a second old (``max_age + stale_grace`` at most, see below).
 Registrations and departures through this hub process drop the reads they change
 (``forget``), so they show at once here; through another replica, a node that registered
 since the read is listed from the next read on, one that left may still be listed (a
-requester health-checks every peer before use; a node past its TTL is never listed). Concurrent askers of
-one group share one read. At most ``max_groups`` groups are kept (stale ones are dropped
-first; then everything), so the cache stays bounded. ``max_age`` 0 reads the registry every
-time.
+requester health-checks every peer before use; a node past its TTL is never listed).
+Concurrent askers of one group share one read. At most ``max_groups`` groups are kept (stale
+ones are dropped first; then everything), so the cache stays bounded. ``max_age`` 0 reads
+the registry every time.
 
 Askers never wait for a read that is merely old: once a read is ``max_age`` old it is still
 answered from, for up to ``stale_grace`` seconds more, while ``refresh_forever`` (a task the
