@@ -345,6 +345,7 @@ async def open_node(config: NodeConfig, *, pages: MountPages | None = None) -> A
                 LanHolders(peer_session, config.secret, identity),
                 share_cache,
             )
+        hub_ready = asyncio.Event() if hub is not None else None  # (set by on_state)
         swarm = SwarmContext(
             identity=identity,
             secret=config.secret,
@@ -355,6 +356,7 @@ async def open_node(config: NodeConfig, *, pages: MountPages | None = None) -> A
             if config.relay_url is None
             else RelayClient(peer_session, config.relay_url, config.secret, identity),
             group=group,
+            hub_ready=hub_ready,
         )
         manager = DownloadManager(
             tg,
@@ -437,6 +439,8 @@ async def open_node(config: NodeConfig, *, pages: MountPages | None = None) -> A
 
             def on_state(state: MembershipState) -> None:
                 node.membership = state
+                if hub_ready is not None:
+                    hub_ready.set()  # (registered or not: downloads may ask the hub now)
                 if announcer is not None:
                     announcer.registered(state.registered)
 

@@ -9,6 +9,8 @@ no helpers (it goes on alone on its own origin connections).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -30,10 +32,12 @@ from swarmget.node.hub_report import HubOutcome, HubReport, outcome_of
 from swarmget.protocol.hub import MAX_PEERS_PER_ANSWER
 
 __all__ = [
+    "HUB_READY_WAIT",
     "MAX_HEALTH_CANDIDATES",
     "MAX_HELPERS_PER_DOWNLOAD",
     "SwarmContext",
     "find_helpers",
+    "wait_for_hub",
 ]
 
 #: the logger this code had inside ``node.downloads``: log filters and readers keep working
@@ -63,10 +67,30 @@ class SwarmContext:
     max_checks_in_flight: int = MAX_HEALTH_CHECKS_IN_FLIGHT
     #: fetch once per LAN (#15): the content index and holders; None: never share
     group: GroupOptions | None = None
+    #: set once the node's first attempt to register with the hub has ended (registered or
+    #: not): a download started before that (resumed at the node's start, or asked for at
+    #: once) asks the hub for peers only then, not as a stranger it would refuse
+    #: (``wait_for_hub``); None: nothing to wait for (no membership: ``get --hub``)
+    hub_ready: asyncio.Event | None = None
 
     @property
     def node_id(self) -> str:
         return self.identity.node_id
+
+
+#: Seconds a download waits at most for the node's first registration before it asks the
+#: hub for peers (it downloads on its own connections meanwhile).
+HUB_READY_WAIT = 5.0
+
+
+async def wait_for_hub(swarm: SwarmContext, limit: float = HUB_READY_WAIT) -> None:
+    """Until the node's first registration attempt has ended (``SwarmContext.hub_ready``),
+    at most ``limit`` seconds."""
+    if swarm.hub_ready is None or swarm.hub_ready.is_set():
+        return
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(limit):
+            await swarm.hub_ready.wait()
 
 
 async def find_helpers(
@@ -88,6 +112,7 @@ async def find_helpers(
     hub = swarm.hub
     if hub is None:
         return []
+    await wait_for_hub(swarm)
     tell = on_hub or (lambda report: None)
     try:
         # a group may have more live nodes than one answer lists: ask for the chosen ones
