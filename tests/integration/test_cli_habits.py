@@ -88,3 +88,23 @@ async def test_limit_rate_downloads_here_or_says_why_not(
     assert "--no-node" in err
     rc, _, err = await run_cli("get", origin.url("f.bin"), "--limit-rate", "fast", cwd=tmp_path)
     assert rc == 2
+
+
+async def test_a_header_goes_with_this_process_only_or_is_refused_with_why(
+    origin: TestOrigin, tmp_path: Path
+) -> None:
+    """--header is sent on this process's own requests: a swarm's helpers or a relay would
+    fetch the file without it (maybe another file: a login page), so it is refused there."""
+    rc, _, err = await run_cli(
+        "get", origin.url("f.bin"), "-o", "h.bin", "-H", "X-Token: 1", "-q", cwd=tmp_path
+    )
+    assert rc == 0, err
+    assert (tmp_path / "h.bin").read_bytes() == origin.content("f.bin")
+    for route in (["--hub", "http://127.0.0.1:9"], ["--relay", "http://127.0.0.1:9"]):
+        rc, _, err = await run_cli(
+            "get", origin.url("f.bin"), "-o", "i.bin", "-H", "X-Token: 1", *route, cwd=tmp_path
+        )
+        assert rc == 2, err
+        assert "--header" in err
+        assert "--no-node" in err
+    assert not list(tmp_path.glob("i.bin*"))

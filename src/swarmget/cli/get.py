@@ -60,14 +60,27 @@ def _size_option(_ctx: click.Context, _param: click.Parameter, value: str | None
     is_flag=True,
     help="Save in the current directory under the name the server gives (as curl -O).",
 )
-@click.option("-c", "--connections", type=click.IntRange(1, 64), default=4, show_default=True)
+@click.option(
+    "-c",
+    "--connections",
+    type=click.IntRange(1, 64),
+    default=4,
+    show_default=True,
+    help="Connections to the origin from this process (a node uses its own setting).",
+)
 @click.option(
     "--checksum",
     "checksums",
     multiple=True,
     help="ALG:HEX or ALG=HEX (sha256, sha512, ...), or a bare sha256/sha512 hex value.",
 )
-@click.option("-H", "--header", "headers", multiple=True, help="Extra request header 'K: V'.")
+@click.option(
+    "-H",
+    "--header",
+    "headers",
+    multiple=True,
+    help="Extra request header 'K: V' (this process's own requests: with --no-node).",
+)
 @click.option("--force", is_flag=True, help="Overwrite an existing destination.")
 @click.option(
     "--limit-rate",
@@ -174,6 +187,14 @@ def get(ctx: click.Context, /, quiet: bool, as_json: bool, **options: Any) -> No
             err.print(f"[yellow]warning[/]: {taken.reason}", highlight=False, soft_wrap=True)
         elif taken.joined and not quiet:
             err.print(f"note: {taken.reason}", highlight=False, soft_wrap=True)
+        if taken.ignored and not quiet and not taken.fallback:  # (once: not with a warning)
+            given = ", ".join(taken.ignored)
+            err.print(
+                f"note: the node downloads with its own settings: {given} not used here "
+                "(add --no-node to download in this process with them)",
+                highlight=False,
+                soft_wrap=True,
+            )
 
     def hub_answered(report: HubReport) -> None:
         hub_reports.append(report)  # going alone is said by on_route

@@ -33,6 +33,7 @@ node's client.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import enum
 import os
 from collections.abc import Callable
@@ -192,10 +193,20 @@ class RouteTaken:
     #: the node already ran this very download (``Route.NODE``): followed, not started;
     #: a Ctrl-C leaves it running
     joined: bool = False
+    #: options given that this route does not use (``Route.NODE``: ``ignored_by_node``)
+    ignored: tuple[str, ...] = ()
 
-    def as_json(self) -> dict[str, str | bool | None]:
-        taken = {"route": self.route.value, "reason": self.reason, "fallback": self.fallback}
-        return taken | ({"joined": True} if self.joined else {})
+    def as_json(self) -> dict[str, object]:
+        taken: dict[str, object] = {
+            "route": self.route.value,
+            "reason": self.reason,
+            "fallback": self.fallback,
+        }
+        if self.joined:
+            taken["joined"] = True
+        if self.ignored:
+            taken["ignored"] = list(self.ignored)
+        return taken
 
 
 #: ``RouteTaken.reason`` when the command follows a download the node already ran.
@@ -249,6 +260,13 @@ async def download(
             f"the {'node' if route is Route.NODE else 'swarm'} (its rate_limit caps what it "
             "serves): add --no-node (and no --hub) to download here at that rate"
         )
+    if request.headers and route is not Route.ALONE:
+        raise UsageError(
+            f"--header goes on this process's own requests only, but this download goes to "
+            f"the {route.value}, which {_FETCHES_ITSELF[route]}: the header would be dropped "
+            "(and the file fetched without it); add --no-node (and no --hub or --relay) to "
+            "download here with it"
+        )
     if request.proxy and route is not Route.ALONE:
         raise UsageError(
             f"--proxy is for this process's own requests, but this download goes to the "
@@ -271,6 +289,27 @@ async def download(
     else:
         on_route(RouteTaken(route=Route.ALONE, reason=_why_alone(request, facts)))
     return await _alone(prepared, display)
+
+
+#: What each route that is not this process's own does with the origin (for --header).
+_FETCHES_ITSELF = {
+    Route.NODE: "fetches the origin itself, with its helpers",
+    Route.SWARM: "has helpers fetch the origin themselves",
+    Route.RELAY: "fetches the origin itself",
+}
+
+
+def ignored_by_node(request: GetRequest) -> tuple[str, ...]:
+    """The options given to ``request`` that a download handed to the node does not use
+    (the node downloads with its own settings), as the user would type them."""
+    defaults = GetRequest(url=request.url)
+    ignored = [
+        ("-c", request.connections != defaults.connections),
+        ("--stall-timeout", request.stall_timeout != defaults.stall_timeout),
+        ("--source-address", request.source_address is not None),
+        ("--fsync", request.fsync),
+    ]
+    return tuple(option for option, given in ignored if given)
 
 
 async def _alone(prepared: PreparedGet, display: Display | None) -> DownloadResult:
@@ -345,11 +384,14 @@ async def _via_node(
             started = await api.start(create)
         download_id = started.download_id
         joined = _JOINED.format(download_id) if started.joined else None
-        on_route(
-            RouteTaken(
-                route=Route.NODE, reason=joined, download_id=download_id, joined=started.joined
-            )
+        taken = RouteTaken(
+            route=Route.NODE,
+            reason=joined,
+            download_id=download_id,
+            joined=started.joined,
+            ignored=ignored_by_node(prepared.request),
         )
+        on_route(taken)
         latest: list[DownloadProgress] = []
         follow = api.follow(download_id, latest.append)
         try:
@@ -364,7 +406,7 @@ async def _via_node(
         result = remote.result_from_json(data) if done else remote.error_from_json(error)
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise remote.malformed(api.node) from exc
-    _tell_hub(hub, download_id, on_route, on_hub)
+    _tell_hub(hub, taken, on_route, on_hub)
     if isinstance(result, SwarmgetError):
         raise result
     return "", result
@@ -372,20 +414,19 @@ async def _via_node(
 
 def _tell_hub(
     report: HubReport | None,
-    download_id: str,
+    taken: RouteTaken,
     on_route: Callable[[RouteTaken], None],
     on_hub: Callable[[HubReport], None] | None,
 ) -> None:
-    """What the node's hub said about its download; a warning when it ran alone for it."""
+    """What the node's hub said about its download (``taken``: the way it went); a warning
+    when it ran alone for it (the same way, with that reason)."""
     if report is None:
         return
     if on_hub is not None:
         on_hub(report)
     warning = report.warning()
     if warning is not None:
-        on_route(
-            RouteTaken(route=Route.NODE, reason=warning, fallback=True, download_id=download_id)
-        )
+        on_route(dataclasses.replace(taken, reason=warning, fallback=True))
 
 
 async def _in_swarm(
