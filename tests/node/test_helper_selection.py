@@ -23,7 +23,12 @@ from swarmget.net.peer_client import (
     PeerAddress,
     check_health,
 )
-from swarmget.node.helper_search import MAX_HELPERS_PER_DOWNLOAD, SwarmContext, find_helpers
+from swarmget.node.helper_search import (
+    MAX_HELPERS_PER_DOWNLOAD,
+    SwarmContext,
+    find_helpers,
+    wait_for_hub,
+)
 from swarmget.protocol.hub import MAX_PEERS_PER_ANSWER
 from swarmget.testing.fakes import identity_for, nid
 
@@ -239,3 +244,37 @@ async def test_a_helper_answering_health_wrongly_is_not_used(
     lan.helpers.claims[nid("odd")] = claim
     healthy = await check_health(lan.session, peers, SECRET, ME, health_timeout=2)
     assert [h.node_id for h in healthy] == [nid("fine")]
+
+
+async def test_the_hub_is_asked_once_the_node_s_registration_ended(lan: Lan) -> None:
+    """A download that starts with the node (resumed) waits for the node's first attempt
+    to register before it asks the hub for peers: asked before, the hub would refuse a
+    node it does not know yet and the download would run alone to its end."""
+    good = await lan.start_helpers(["a"])
+    ready = asyncio.Event()
+    swarm = SwarmContext(
+        identity=REQUESTER,
+        secret=SECRET,
+        peer_session=lan.session,
+        hub=await lan.hub_listing(good),
+        health_timeout=0.5,
+        hub_ready=ready,
+    )
+    heard: list[float] = []
+    loop = asyncio.get_running_loop()
+    finding = asyncio.create_task(find_helpers(swarm, on_hub=lambda _: heard.append(loop.time())))
+    await asyncio.sleep(0.2)
+    assert heard == []  # (not asked yet)
+    assert not finding.done()
+    set_at = loop.time()
+    ready.set()
+    assert [h.node_id for h in await finding] == [nid("a")]
+    assert len(heard) == 1
+    assert heard[0] >= set_at
+    # a registration that never ends is waited for a bounded time only
+    stuck = SwarmContext(
+        identity=REQUESTER, secret=SECRET, peer_session=lan.session, hub=swarm.hub,
+        hub_ready=asyncio.Event(),
+    )  # fmt: skip
+    async with asyncio.timeout(2):
+        await wait_for_hub(stuck, limit=0.1)
