@@ -62,6 +62,14 @@ async def _downloads(node: NodeHandle) -> list[dict[str, Any]]:
     return list(listing["downloads"])
 
 
+async def _running(node: NodeHandle, origin: TestOrigin) -> str:
+    """The id of a download of ``f.bin`` started on ``node`` through its API, once it runs."""
+    async with aiohttp.ClientSession() as session:
+        download_id = await NodeApi(session, node).start(origin.url("f.bin"), output="f.bin")
+    await _until_running(node, download_id)
+    return download_id
+
+
 async def _until_running(node: NodeHandle, download_id: str) -> None:
     async with asyncio.timeout(30):
         while True:
@@ -94,9 +102,7 @@ async def test_a_get_after_the_node_restarted_follows_the_download_it_resumed(
     as a stranger the hub refuses), and gets its peer."""
     async with open_local_swarm(tmp_path / "swarm", 2) as swarm:
         node = swarm.node(0)
-        async with aiohttp.ClientSession() as session:
-            first = await NodeApi(session, node).start(origin.url("f.bin"), output="f.bin")
-        await _until_running(node, first)
+        first = await _running(node, origin)
         node = await swarm.restart_node(0)
         code, answer, said = await _finish(await _start_cli(*_get(origin, node, "--json")))
         listing = await _downloads(node)
@@ -118,9 +124,7 @@ async def test_ctrl_c_leaves_a_followed_download_running(
 ) -> None:
     async with open_local_swarm(tmp_path / "swarm", 1) as swarm:
         node = swarm.node(0)
-        async with aiohttp.ClientSession() as session:
-            first = await NodeApi(session, node).start(origin.url("f.bin"), output="f.bin")
-        await _until_running(node, first)
+        first = await _running(node, origin)
         proc = await _start_cli(*_get(origin, node))
         assert proc.stderr is not None
         seen: list[str] = []

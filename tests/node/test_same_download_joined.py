@@ -7,23 +7,24 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
 
 from swarmget.core.digests import parse_checksum_spec
 from swarmget.core.errors import WrongState
 from swarmget.engine import DownloadSpec
-from swarmget.node.daemon import Node, NodeConfig, open_node
+from swarmget.node.daemon import Node
 from swarmget.node.download_record import DownloadRecord
 from swarmget.node.downloads import same_output, same_request
 from swarmget.testing.origin import TestOrigin, open_test_origin
 
 MiB = 1024 * 1024
 SIZE = 3 * MiB
+#: the ``api`` fixture of tests/node/conftest.py (``node``: the in-process node there)
+UserApiCall = Callable[..., Awaitable[tuple[int, Any]]]
 
 
 @pytest.fixture
@@ -34,21 +35,6 @@ async def origin() -> AsyncIterator[TestOrigin]:
         yield o
 
 
-@pytest.fixture
-async def node(tmp_path: Path) -> AsyncIterator[Node]:
-    config = NodeConfig(secret=b"k" * 32, state_dir=tmp_path / "s", download_dir=tmp_path / "d")
-    async with open_node(config) as n:
-        yield n
-
-
-async def call(
-    session: aiohttp.ClientSession, node: Node, method: str, path: str, body: Any = None
-) -> tuple[int, Any]:
-    headers = {"Authorization": f"Bearer {node.api_token}"}
-    async with session.request(method, node.api_url + path, json=body, headers=headers) as r:
-        return r.status, await r.json(content_type=None)
-
-
 async def _ended(node: Node, download_id: str) -> DownloadRecord:
     record = node.downloads.records[download_id]
     assert record.task is not None
@@ -56,52 +42,56 @@ async def _ended(node: Node, download_id: str) -> DownloadRecord:
     return record
 
 
+async def _check_done(
+    node: Node, download_id: str, origin: TestOrigin, saved: str, served: str = "f.bin"
+) -> None:
+    """The download ended done, ``saved`` (in the download directory) holding ``served``."""
+    record = await _ended(node, download_id)
+    assert record.state == "done", record.error
+    data = (node.download_dir / saved).read_bytes()
+    assert hashlib.sha256(data).hexdigest() == origin.expected_sha256(served)
+
+
 async def test_the_same_request_twice_is_one_download_followed_twice(
-    node: Node, session: aiohttp.ClientSession, origin: TestOrigin
+    node: Node, api: UserApiCall, origin: TestOrigin
 ) -> None:
     origin.configure(rate_per_conn=512 * 1024)  # (still running when asked again)
     body = {"url": origin.url("f.bin"), "output": "f.bin"}
-    status, first = await call(session, node, "POST", "/v1/downloads", body)
+    status, first = await api("POST", "/v1/downloads", body)
     assert (status, first["joined"]) == (201, False)
     # the same request (force aside: it says nothing while the file is being written)
     again = {**body, "checksums": [], "force": True}  # (force: nothing to replace yet)
-    status, second = await call(session, node, "POST", "/v1/downloads", again)
+    status, second = await api("POST", "/v1/downloads", again)
     assert (status, second["joined"], second["id"]) == (200, True, first["id"])
     assert list(node.downloads.records) == [first["id"]]
     origin.configure(rate_per_conn=None)
-    record = await _ended(node, first["id"])
-    assert record.state == "done", record.error
-    data = (node.download_dir / "f.bin").read_bytes()
-    assert hashlib.sha256(data).hexdigest() == origin.expected_sha256("f.bin")
+    await _check_done(node, first["id"], origin, "f.bin")
     assert origin.stats().bytes_by_file["f.bin"] <= SIZE * 1.05  # fetched once, not twice
 
 
 async def test_a_paused_download_asked_again_resumes_and_is_followed(
-    node: Node, session: aiohttp.ClientSession, origin: TestOrigin
+    node: Node, api: UserApiCall, origin: TestOrigin
 ) -> None:
     origin.configure(rate_per_conn=256 * 1024)
     body = {"url": origin.url("f.bin"), "output": "sub/f.bin"}
-    _, first = await call(session, node, "POST", "/v1/downloads", body)
+    _, first = await api("POST", "/v1/downloads", body)
     await asyncio.sleep(0.3)
-    status, _ = await call(session, node, "POST", f"/v1/downloads/{first['id']}/pause")
+    status, _ = await api("POST", f"/v1/downloads/{first['id']}/pause")
     assert status == 200
     record = await _ended(node, first["id"])
     assert record.state == "paused"
     origin.configure(rate_per_conn=None)
-    status, again = await call(session, node, "POST", "/v1/downloads", body)
+    status, again = await api("POST", "/v1/downloads", body)
     assert (status, again["id"], again["joined"]) == (200, first["id"], True)
-    record = await _ended(node, first["id"])
-    assert record.state == "done", record.error
-    data = (node.download_dir / "sub" / "f.bin").read_bytes()
-    assert hashlib.sha256(data).hexdigest() == origin.expected_sha256("f.bin")
+    await _check_done(node, first["id"], origin, "sub/f.bin")
 
 
 async def test_another_request_into_the_same_output_is_refused_and_harms_nothing(
-    node: Node, session: aiohttp.ClientSession, origin: TestOrigin
+    node: Node, api: UserApiCall, origin: TestOrigin
 ) -> None:
     origin.configure(rate_per_conn=512 * 1024)
     body = {"url": origin.url("f.bin"), "output": "f.bin"}
-    _, first = await call(session, node, "POST", "/v1/downloads", body)
+    _, first = await api("POST", "/v1/downloads", body)
     digest = f"sha256:{origin.expected_sha256('f.bin')}"
     others = [
         {**body, "checksums": [digest]},  # the same file, checked another way
@@ -109,21 +99,18 @@ async def test_another_request_into_the_same_output_is_refused_and_harms_nothing
         {**body, "url": origin.url("g.bin")},  # another file, into the same name
     ]
     for other in others:
-        status, refused = await call(session, node, "POST", "/v1/downloads", other)
+        status, refused = await api("POST", "/v1/downloads", other)
         assert status == 409, refused
         assert refused["code"] == WrongState.code
         assert first["id"] in refused["error"]
         assert f"swarmget cancel {first['id']}" in refused["error"]
     assert list(node.downloads.records) == [first["id"]]
     origin.configure(rate_per_conn=None)
-    record = await _ended(node, first["id"])
-    assert record.state == "done", record.error
-    data = (node.download_dir / "f.bin").read_bytes()
-    assert hashlib.sha256(data).hexdigest() == origin.expected_sha256("f.bin")
+    await _check_done(node, first["id"], origin, "f.bin")
 
 
 async def test_other_files_into_the_same_directory_run_side_by_side(
-    node: Node, session: aiohttp.ClientSession, origin: TestOrigin
+    node: Node, api: UserApiCall, origin: TestOrigin
 ) -> None:
     """No output (the download directory: each URL names its own file) and other names:
     separate downloads, as before."""
@@ -135,16 +122,14 @@ async def test_other_files_into_the_same_directory_run_side_by_side(
     ]
     ids = []
     for body in bodies:
-        status, created = await call(session, node, "POST", "/v1/downloads", body)
+        status, created = await api("POST", "/v1/downloads", body)
         assert (status, created["joined"]) == (201, False), created
         ids.append(created["id"])
     origin.configure(rate_per_conn=None)
-    for download_id in ids:
-        record = await _ended(node, download_id)
-        assert record.state == "done", record.error
-    for name, file in (("f.bin", "f.bin"), ("g.bin", "g.bin"), ("copy.bin", "f.bin")):
-        data = (node.download_dir / name).read_bytes()
-        assert hashlib.sha256(data).hexdigest() == origin.expected_sha256(file)
+    for download_id, (saved, served) in zip(
+        ids, [("f.bin", "f.bin"), ("g.bin", "g.bin"), ("copy.bin", "f.bin")], strict=True
+    ):
+        await _check_done(node, download_id, origin, saved, served)
 
 
 def _record(spec: DownloadSpec, helpers: tuple[str, ...] | None = None) -> DownloadRecord:

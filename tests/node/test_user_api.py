@@ -12,7 +12,7 @@ import aiohttp
 import pytest
 
 from swarmget.core.ratelimit import TokenBucket
-from swarmget.node.daemon import Node, NodeConfig, open_node
+from swarmget.node.daemon import Node
 from swarmget.testing.origin import TestOrigin, open_test_origin
 
 MiB = 1024 * 1024
@@ -23,13 +23,6 @@ async def origin() -> AsyncIterator[TestOrigin]:
     async with open_test_origin() as o:
         o.add_generated("f.bin", 3 * MiB, seed=2)
         yield o
-
-
-@pytest.fixture
-async def node(tmp_path: Path) -> AsyncIterator[Node]:
-    config = NodeConfig(secret=b"k" * 32, state_dir=tmp_path / "s", download_dir=tmp_path / "d")
-    async with open_node(config) as n:
-        yield n
 
 
 async def call(
