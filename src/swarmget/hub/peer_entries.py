@@ -9,6 +9,7 @@ answer at 32 entries, for records that change once per heartbeat at most (issue 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -52,42 +53,27 @@ def _clean_stats(stats: Mapping[str, Any]) -> dict[str, Any]:
         return {}
 
 
-#: What a record's entry depends on, besides its stats (compared by value).
-_Version = tuple[str, int, str, str, int, str, int | None, int | None, float, float]
-
-
 class PeerFragments:
     """Each node's peers-answer entry as JSON text, kept until its record changes: an
-    entry is made again when any field of the record differs from the one it was made
-    from (the stats compared by value), never served stale."""
+    entry is made again when the record differs in any field from the one it was made from
+    (the stats compared by value), never served stale."""
 
     def __init__(self, max_entries: int = MAX_FRAGMENTS) -> None:
         self._max = max_entries
-        self._kept: dict[str, tuple[_Version, dict[str, Any], str]] = {}
+        #: per node id: the record the text was made from (its own copy of the stats)
+        self._kept: dict[str, tuple[NodeRecord, str]] = {}
         #: entries made (the rest of the lookups were answered from what was kept)
         self.made = 0
 
     def text(self, record: NodeRecord) -> str:
         """``record``'s entry (``peer_json``) as JSON text."""
-        version: _Version = (
-            record.address,
-            record.port,
-            record.url,
-            record.version,
-            record.slots,
-            record.group,
-            record.wan_rate,
-            record.quota_left,
-            record.registered_at,
-            record.last_seen,
-        )
         kept = self._kept.get(record.node_id)
-        if kept is not None and kept[0] == version and kept[1] == record.stats:
-            return kept[2]
+        if kept is not None and kept[0] == record:
+            return kept[1]
         text = json.dumps(peer_json(record))
         if len(self._kept) >= self._max and record.node_id not in self._kept:
             self._kept.clear()  # (nodes that left long ago: one round of entries made again)
-        self._kept[record.node_id] = (version, dict(record.stats), text)
+        self._kept[record.node_id] = (dataclasses.replace(record, stats=dict(record.stats)), text)
         self.made += 1
         return text
 
