@@ -24,6 +24,10 @@ wait that long plus up to half of it (counted: ``shed``); anything else, or no a
 then 1-5 s later the next heartbeat (``--old-client``: a registration, as the client before
 issue #17 did); with several replicas, no answer or a 5xx without Retry-After moves the node
 to the next replica, which it heartbeats at once (registering on a 404), as ``HubPool`` does.
+``--hub-cpu F`` gives every hub process F of one core (a cgroup of its own:
+``bench/cpu_budget.py``), so that what a second replica adds shows on a machine without a
+core per replica; the run then reports how often each hit its budget (``throttled``). With
+PostgreSQL the database server's CPU (all its processes) is reported too (``db_cpu``).
 ``--fault kill|stop`` (with ``--hubs 2+``) SIGKILLs or SIGSTOPs the first replica
 ``--fault-after`` seconds into the measuring and reports ``failover_s``: per node that was
 registered there, the seconds until another replica answered it (p50/p90/max).
@@ -65,6 +69,14 @@ from typing import Any
 
 import aiohttp
 import sqlalchemy as sa
+from cpu_budget import (
+    BudgetUnavailable,
+    CpuBudget,
+    Throttling,
+    cpu_budget,
+    family_cpu_seconds,
+    process_cpu_seconds,
+)
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from swarmget.core.identity import NodeIdentity
@@ -340,9 +352,15 @@ def after_heartbeat(node: Node, a: Answer | None, stats: Stats, *, old: bool) ->
 
 @contextlib.contextmanager
 def hub_process(
-    db: str, src: str | None, work: Path, extra: list[str], profile: str | None = None
+    db: str,
+    src: str | None,
+    work: Path,
+    extra: list[str],
+    profile: str | None = None,
+    budget: CpuBudget | None = None,
 ) -> Iterator[tuple[str, int]]:
-    """A hub on 127.0.0.1 (any port): (url, pid); stopped (SIGTERM, then SIGKILL) on exit."""
+    """A hub on 127.0.0.1 (any port): (url, pid); stopped (SIGTERM, then SIGKILL) on exit.
+    With ``budget`` the process runs within it from its first instructions' next tick."""
     secret = work / "secret"
     secret.write_bytes(SECRET)
     secret.chmod(0o600)
@@ -354,6 +372,8 @@ def hub_process(
     cmd += ["--db", db, "--secret-file", str(secret), "--connections-per-address", "64", *extra]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, text=True)
     try:
+        if budget is not None:
+            budget.add(proc.pid)
         line = proc.stdout.readline() if proc.stdout else ""
         if not line:
             raise SystemExit(f"the hub did not start: {cmd}")
@@ -367,11 +387,6 @@ def hub_process(
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def rss_mib(pid: int) -> float:
@@ -467,7 +482,23 @@ def failover(stats: Stats) -> dict[str, Any]:
     return out
 
 
-async def measure(args: argparse.Namespace, hubs: list[str], pids: list[int]) -> dict[str, Any]:
+def throttled(before: list[Throttling], after: list[Throttling]) -> dict[str, Any]:
+    """``--hub-cpu``: per replica, the share of periods it hit its budget in, and the
+    seconds it waited for the next (while measuring)."""
+    return {
+        "share": [
+            round((b.throttled - a.throttled) / max(b.periods - a.periods, 1), 3)
+            for a, b in zip(before, after, strict=True)
+        ],
+        "waited_s": [
+            round(b.throttled_s - a.throttled_s, 2) for a, b in zip(before, after, strict=True)
+        ],
+    }
+
+
+async def measure(
+    args: argparse.Namespace, hubs: list[str], pids: list[int], budgets: list[CpuBudget]
+) -> dict[str, Any]:
     stats = Stats()
     async with open_sessions(args.nodes, args.group_size, args.keepalive) as sessions:
         nodes = [Node(i, sessions[address_of(i, args.group_size)], hubs) for i in range(args.nodes)]
@@ -489,17 +520,23 @@ async def measure(args: argparse.Namespace, hubs: list[str], pids: list[int]) ->
             if args.fault:
                 running.append(tasks.create_task(inject_fault(args, stats, nodes, pids[0])))
             cpu0, wall0, own0 = (
-                [cpu_seconds(p) for p in pids],
+                [process_cpu_seconds(p) for p in pids],
                 time.monotonic(),
                 time.process_time(),
             )
+            on_pg = args.db.startswith("postgresql")
+            db0, thr0 = family_cpu_seconds("postgres"), [b.throttling() for b in budgets]
             await asyncio.sleep(args.duration)
             alive = pids[1:] if args.fault else pids
             cpu1, wall1, own1 = (
-                [cpu_seconds(p) if p in alive else c for p, c in zip(pids, cpu0, strict=True)],
+                [
+                    process_cpu_seconds(p) if p in alive else c
+                    for p, c in zip(pids, cpu0, strict=True)
+                ],
                 time.monotonic(),
                 time.process_time(),
             )
+            db1, thr1 = family_cpu_seconds("postgres"), [b.throttling() for b in budgets]
             stats.measuring = False
             gc.enable()
             gc.unfreeze()
@@ -532,6 +569,9 @@ async def measure(args: argparse.Namespace, hubs: list[str], pids: list[int]) ->
         "hub_cpu_us_per_answer": round(hub_cpu / max(stats.answers, 1) * 1e6),
         "hub_rss_mib": round(max(rss), 1),
         "loadgen_cpu": round((own1 - own0) / wall, 2),
+        "db_cpu": round((db1 - db0) / wall, 2) if on_pg else None,
+        "hub_cpu_budget": args.hub_cpu,
+        "throttled": throttled(thr0, thr1) if budgets else None,
         "live_at_end": health.body.get("nodes"),
         "writes": writes,
         "duration_s": args.duration,
@@ -570,6 +610,13 @@ def main() -> None:
         help="replicas on one database (PostgreSQL); each node uses the one its id picks",
     )
     p.add_argument(
+        "--hub-cpu",
+        type=float,
+        help="give every hub process this fraction of one core (a cgroup of its own, "
+        "bench/cpu_budget.py): what K replicas add, each with the same budget, on a machine "
+        "without a core per replica",
+    )
+    p.add_argument(
         "--keepalive",
         type=float,
         default=HUB_KEEPALIVE,
@@ -601,13 +648,29 @@ def main() -> None:
         elif args.db.startswith("postgresql"):
             asyncio.run(fresh_pg(args.db))
         with contextlib.ExitStack() as stack:
+            try:
+                budgets = [
+                    stack.enter_context(cpu_budget(f"swarmget-hub-load-{os.getpid()}-{i}", cpu))
+                    for i, cpu in enumerate([args.hub_cpu] * args.hubs if args.hub_cpu else [])
+                ]
+            except BudgetUnavailable as exc:
+                raise SystemExit(f"--hub-cpu: {exc}") from exc
             started = [
                 stack.enter_context(
-                    hub_process(args.db, args.src, Path(tmp), args.hub_arg, args.profile)
+                    hub_process(
+                        args.db,
+                        args.src,
+                        Path(tmp),
+                        args.hub_arg,
+                        args.profile,
+                        budgets[i] if budgets else None,
+                    )
                 )
-                for _ in range(args.hubs)
+                for i in range(args.hubs)
             ]
-            result = asyncio.run(measure(args, [u for u, _ in started], [p for _, p in started]))
+            result = asyncio.run(
+                measure(args, [u for u, _ in started], [p for _, p in started], budgets)
+            )
     result["label"] = args.label
     print(json.dumps(result), flush=True)
 
