@@ -114,6 +114,11 @@ class Stats:
     #: seconds from then to its registration at another replica (None: not yet)
     fault_at: float | None = None
     moved: dict[int, float | None] = field(default_factory=dict)
+    #: ... per such node, when it first needed the hub after the fault (the start of its
+    #: first request that failed: no answer, or a 5xx), and its seconds from then to the
+    #: other replica's answer: how long the node was without a hub while it wanted one
+    tried: dict[int, float] = field(default_factory=dict)
+    moved_after_try: dict[int, float] = field(default_factory=dict)
 
     def error(self, what: str) -> None:
         if self.measuring:
@@ -153,6 +158,7 @@ class Node:
         #: the replica it uses: the one its id's hash picks (``HubPool(spread=True)``)
         digest = hashlib.sha256(self.identity.node_id.encode()).digest()
         self.current = int.from_bytes(digest[:8], "big") % len(hubs)
+        self.asked_at = 0.0  # when its latest request to a hub started (monotonic)
 
     @property
     def hub(self) -> str:
@@ -220,6 +226,7 @@ class Node:
         *,
         session: SessionKey | None = None,
     ) -> Answer:
+        self.asked_at = time.monotonic()
         body = json_body(payload) if payload is not None else b""
         if session is None:
             headers = signed_headers(SECRET, self.identity, method, hub + path, body)
@@ -289,7 +296,7 @@ async def run_node(node: Node, args: argparse.Namespace, stats: Stats) -> None:
                     node.agree(mine, a.body.get("session"))
                 moved(node, stats)
                 await asyncio.sleep(float(a.body["heartbeat_interval"]))
-            elif unavailable(a) and node.move_on():
+            elif unavailable(a) and fail_over(node, stats):
                 continue  # the next replica at once, as HubPool.register does
             else:
                 await asyncio.sleep(backoff(a))
@@ -299,7 +306,7 @@ async def run_node(node: Node, args: argparse.Namespace, stats: Stats) -> None:
             a = await node.quick(stats, "peers", "GET", "/v1/peers", None, args.beat_timeout)
             if a is not None and stats.answered("peers", a) and stats.measuring:
                 stats.peers_listed.append(len(a.body.get("peers", [])))
-            elif unavailable(a) and node.move_on():
+            elif unavailable(a) and fail_over(node, stats):
                 continue  # the heartbeat goes to the next replica at once
         path = f"/v1/nodes/{node.identity.node_id}/heartbeat"
         beat = {"stats": {"slots": 4}}
@@ -313,7 +320,18 @@ def moved(node: Node, stats: Stats) -> None:
     """After an answer: a node of the faulted replica answered by another one has moved."""
     if node.current != 0 and stats.fault_at is not None and node.index in stats.moved:
         if stats.moved[node.index] is None:
-            stats.moved[node.index] = time.monotonic() - stats.fault_at
+            now = time.monotonic()
+            stats.moved[node.index] = now - stats.fault_at
+            if node.index in stats.tried:
+                stats.moved_after_try[node.index] = now - stats.tried[node.index]
+
+
+def fail_over(node: Node, stats: Stats) -> bool:
+    """The hub did not answer ``node``: the next replica (``Node.move_on``); after the
+    fault, a node of the faulted replica notes when it first wanted a hub and had none."""
+    if stats.fault_at is not None and node.index in stats.moved and node.index not in stats.tried:
+        stats.tried[node.index] = max(node.asked_at, stats.fault_at)
+    return node.move_on()
 
 
 def unavailable(a: Answer | None) -> bool:
@@ -340,7 +358,7 @@ def after_heartbeat(node: Node, a: Answer | None, stats: Stats, *, old: bool) ->
         stats.reregistered += stats.measuring
         node.registered = False
         return 0.0
-    if unavailable(a) and node.move_on():
+    if unavailable(a) and fail_over(node, stats):
         return 0.0  # the next replica at once, a heartbeat (404 there: register), as HubPool
     if old:
         node.registered = False
@@ -473,13 +491,19 @@ async def inject_fault(args: argparse.Namespace, stats: Stats, nodes: list[Node]
 
 
 def failover(stats: Stats) -> dict[str, Any]:
-    """How the faulted replica's nodes moved: how many, seconds p50/p90/max, not moved."""
-    seconds = sorted(t for t in stats.moved.values() if t is not None)
-    pick = lambda q: round(seconds[min(len(seconds) - 1, int(q * len(seconds)))], 2)  # noqa: E731
-    out: dict[str, Any] = {"nodes": len(stats.moved), "moved": len(seconds)}
-    if seconds:
-        out |= {"p50": pick(0.5), "p90": pick(0.9), "max": round(seconds[-1], 2)}
-    return out
+    """How the faulted replica's nodes moved: how many, seconds p50/p90/max from the fault
+    to another replica's answer, and (``from_first_try``) from the start of the node's first
+    request that went unanswered to that answer."""
+
+    def spread(values: list[float]) -> dict[str, float]:
+        ordered = sorted(values)
+        pick = lambda q: round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 2)  # noqa: E731
+        return {"p50": pick(0.5), "p90": pick(0.9), "max": round(ordered[-1], 2)} if ordered else {}
+
+    seconds = [t for t in stats.moved.values() if t is not None]
+    out: dict[str, Any] = {"nodes": len(stats.moved), "moved": len(seconds)} | spread(seconds)
+    tries = list(stats.moved_after_try.values())
+    return out | {"from_first_try": {"n": len(tries)} | spread(tries)}
 
 
 def throttled(before: list[Throttling], after: list[Throttling]) -> dict[str, Any]:
