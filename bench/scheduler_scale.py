@@ -99,7 +99,8 @@ class _Run:
         now = self.now
         if now >= h.dies:
             for lease_id in list(h.streams):
-                h.streams.pop(lease_id)
+                if h.streams.pop(lease_id, None) is None:
+                    continue  # cancelled by what the scheduler did with the failure before
                 self.owner.pop(lease_id, None)
                 self.apply(self.call(self.sched.on_failure, lease_id, now))
             self.apply(self.call(self.sched.poll, now))
