@@ -664,6 +664,9 @@ def main() -> None:
         args.beat_timeout = DEFAULT_HEARTBEAT_TIMEOUT if args.hubs > 1 else args.timeout
     if args.fault and (args.hubs < 2 or not 0 < args.fault_after < args.duration):
         p.error("--fault needs --hubs 2 or more and 0 < --fault-after < --duration")
+    # a SIGTERM (``timeout``, a stopped sweep) unwinds like Ctrl-C: the hubs are stopped and
+    # their CPU budgets' cgroups removed, not left behind
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     with tempfile.TemporaryDirectory(prefix="hub-load-") as tmp:
