@@ -161,3 +161,65 @@ def test_the_hedge_keeps_the_ledger_sound(rates: list[int], hang: int, hedge: fl
         sched.check_invariants()
     assert sched.is_complete()
     assert claimed == 2 * MiB
+
+
+def _one_slow_piece_left() -> tuple[Scheduler, float]:
+    """a and c stream 128 KiB per beat, b 32 KiB, for 5 beats; a and c finish their pieces:
+    b's piece (864 KiB left, 0.625 MiB/s) is the last, the hedge is on."""
+    sched = Scheduler(3 * MiB, CONFIG)
+    for name in ("a", "b", "c"):
+        sched.add_source(name, 1, 0.0)
+    first = {x.source_id: x for x in _assigns(sched.poll(0.0))}
+    t = 0.0
+    for _ in range(5):
+        t = round(t + BEAT, 2)
+        for name, x in first.items():
+            sched.on_data(x.lease_id, (32 if name == "b" else 128) * KiB, t)
+    for name in ("a", "c"):
+        x = first[name]
+        assert sched.on_data(x.lease_id, x.range.length - 640 * KiB, t).finished
+    return sched, t
+
+
+def test_a_late_copy_does_not_hold_back_another_during_the_hedge() -> None:
+    """The hedge copy went to a source that then hung before its first byte. A copy not
+    measured yet holds back others (it may be fast); once it is twice its source's usual
+    wait for a first byte (a beat here) late, the other idle source copies the piece, long
+    before the copy would count as silent (``silence_floor``, 0.25 s)."""
+    sched, t = _one_slow_piece_left()
+    (hedge,) = _copies(sched, t)
+    other = "c" if hedge.source_id == "a" else "a"
+    assert _copies(sched, round(t + BEAT, 2)) == []  # not late yet: it may be fast
+    (copy,) = _copies(sched, round(t + 2.2 * BEAT, 3))  # late: the lead is b again
+    assert copy.source_id == other
+    sched.check_invariants()
+
+
+def test_a_copy_that_delivers_in_time_holds_the_others_back() -> None:
+    sched, t = _one_slow_piece_left()
+    (hedge,) = _copies(sched, t)
+    # its first bytes in time, as fast as the other idle source: no reason for a third copy
+    sched.on_data(hedge.lease_id, 256 * KiB, round(t + BEAT, 2))
+    assert _copies(sched, round(t + 2.2 * BEAT, 3)) == []
+
+
+def test_a_copy_is_never_late_before_the_floor() -> None:
+    """A source whose first bytes came at once (its usual wait ~0) would make every copy
+    on it late at once: a copy is late only after ``hedge_late_floor`` too."""
+    sched = Scheduler(3 * MiB, CONFIG)
+    for name in ("a", "b", "c"):
+        sched.add_source(name, 1, 0.0)
+    first = {x.source_id: x for x in _assigns(sched.poll(0.0))}
+    t = 0.0
+    for step in range(5):
+        t = round(t + BEAT, 2)
+        for name, x in first.items():
+            # a and c deliver at once (first bytes at their start), b at 32 KiB per beat
+            at = 0.0 if step == 0 and name != "b" else t
+            sched.on_data(x.lease_id, (32 if name == "b" else 128) * KiB, at)
+    for name in ("a", "c"):
+        x = first[name]
+        assert sched.on_data(x.lease_id, x.range.length - 640 * KiB, t).finished
+    (hedge,) = _copies(sched, t)
+    assert _copies(sched, round(t + 0.04, 3)) == []  # 2 x ~0 s: late by the waits alone
+    assert len(_copies(sched, round(t + 0.06, 3))) == 1  # after the floor (0.05 s)

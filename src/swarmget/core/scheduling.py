@@ -61,6 +61,14 @@ class SchedulerConfig:
     #: end then costs nothing: its copy goes on). It costs at most this many seconds of the
     #: swarm's bytes. 0: never (only the endgame's copies that beat the lead)
     hedge: float = 0.25
+    #: during the hedge, a copy that has not delivered after this many of its source's usual
+    #: waits for a first byte is *late*: it no longer holds back another copy of its piece
+    #: (as a copy not measured yet does), though it is not silent yet (``silence_first``)
+    hedge_late: float = 2.0
+    #: ... but never before this many seconds: a source whose first bytes came at once (a
+    #: LAN holder, a stream that followed another on the same slot) would make every copy
+    #: of it late at once, and a copy for each of them costs bytes for nothing
+    hedge_late_floor: float = 0.05
     #: help a slow piece that holds up the contiguous done prefix once this many bytes (or
     #: an eighth of a smaller file) are done beyond it (0: never; the endgame still copies
     #: it at the very end)
@@ -97,6 +105,8 @@ class SchedulerConfig:
             raise ValueError("min_steal, stall_timeout and max_failures must be positive")
         if self.refresh < 0 or self.hedge < 0 or self.pipeline < 0 or self.pipeline_most < 0:
             raise ValueError("refresh, hedge, pipeline and pipeline_most must be >= 0")
+        if self.hedge_late <= 0 or self.hedge_late_floor < 0:
+            raise ValueError("need hedge_late > 0 and hedge_late_floor >= 0")
         if self.align < 1 or self.rescue_depth < 1:
             raise ValueError("align and rescue_depth must be >= 1")
         if self.max_broken < 1 or self.judge_window < self.max_broken:

@@ -53,19 +53,22 @@ missing bytes. Otherwise, in order:
   piece's *lead* gets a ``Duplicate`` of ``[frontier, end)``; all copies stream, whichever
   is ahead claims the bytes, the first to reach the end wins. The lead is the holder, or
   the fastest live copy once there are several (a piece whose copy went to a slow helper
-  may get a faster one; none while a copy is not measured yet). The lead must need at
-  least ``endgame_min_eta``, and the copier must finish first counting its usual wait for
-  a first byte. A *silent* stream (no data, since its last, for ``silence_gaps`` of its
-  source's usual gaps between reports; since its start, for ``silence_first`` of its
-  source's usual waits for a first byte; within ``[silence_floor, silence]`` seconds)
-  counts as rate 0 (a hung helper's windowed rate only fades over seconds), and a piece
-  whose copies are all silent may get one more. A *quiet* source (it holds work, all
-  silent: ``core.sources``) gets nothing.
+  may get a faster one; none while a copy is not measured yet, unless, during the hedge,
+  it is *late*: no first byte after ``hedge_late`` of its source's usual waits for one).
+  The lead must need at least ``endgame_min_eta``, and the copier must finish first
+  counting its usual wait for a first byte. A *silent* stream (no data, since its last,
+  for ``silence_gaps`` of its source's usual gaps between reports; since its start, for
+  ``silence_first`` of its source's usual waits for a first byte; within
+  ``[silence_floor, silence]`` seconds) counts as rate 0 (a hung helper's windowed rate
+  only fades over seconds), and a piece whose copies are all silent may get one more. A
+  *quiet* source (it holds work, all silent: ``core.sources``) gets nothing.
 * **Hedge.** Once nothing is missing and the bytes still leased are at most what the swarm
   delivers in ``hedge`` seconds, a piece with one copy may get a second from any idle
   source that has delivered (longest to finish first, no race to win): a holder that hangs
   at the very end would otherwise hold the download for its silence and then a copy's
-  whole stream. It costs at most ``hedge`` seconds of the swarm's bytes.
+  whole stream. It costs at most ``hedge`` seconds of the swarm's bytes. A hedge copy
+  that went to a helper which hung just then is *late* before it is silent (a beat or two
+  rather than ``silence_floor``): another idle source may then copy the piece.
 
 **Cost.** What these rules read of the ledger (the pieces a rescue may help, the pieces by
 size for stealing, the pieces worth a copy by time to finish) is worked out once per
@@ -391,7 +394,10 @@ class Selector:
         went to a slow helper may get a faster one, never one slower than a live copy."""
         if len(piece.leases) == 1:
             return self.pieces.holder(piece)
-        rates = [(self._rate(x, now), x) for x in map(self.pieces.lease, piece.leases)]
+        rates = [
+            (0.0 if self._late(x, now) else self._rate(x, now), x)
+            for x in map(self.pieces.lease, piece.leases)
+        ]
         live = [(r, x) for r, x in rates if r != 0.0]
         if not live:
             return self.pieces.holder(piece)  # all hung: a copy may take it
@@ -402,6 +408,18 @@ class Selector:
             if best is None or rate > best[0]:
                 best = (rate, lease)
         return None if best is None else best[1]
+
+    def _late(self, lease: Lease, now: float) -> bool:
+        """During the hedge: ``lease`` has not delivered after ``config.hedge_late`` of its
+        source's usual waits for a first byte, and at least ``hedge_late_floor`` (see
+        there)."""
+        if lease.deliveries or not self._hedging(now):
+            return False
+        wait = self.sources[lease.source_id].first_wait
+        if wait is None:
+            return False
+        late = max(self.config.hedge_late * wait, self.config.hedge_late_floor)
+        return now - lease.started >= late
 
     # --- frontier rescue -----------------------------------------------------------------------
 
