@@ -34,7 +34,7 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -67,6 +67,21 @@ def _size_or_none(v: Any) -> int | None:
     return None if v in (None, "") else parse_size(v)
 
 
+#: ``lan_daily_quota = "unlimited"`` (``--lan-daily-quota unlimited``): no LAN allowance
+#: even when there is a ``daily_quota``
+UNLIMITED: Final = "unlimited"
+
+
+def _allowance(v: Any) -> int | Literal["unlimited"] | None:
+    """A size, ``unlimited`` (any case) or nothing given (None)."""
+    if isinstance(v, str) and v.strip().lower() == UNLIMITED:
+        return UNLIMITED
+    try:
+        return _size_or_none(v)
+    except ValueError as exc:
+        raise ValueError(f"{exc}, or {UNLIMITED}") from exc
+
+
 class _Listening(_Section):
     """How long clients may take to send a request, and connections per client address
     (``swarmget.net.serve.ListenLimits``), and how it logs, for every command that listens."""
@@ -90,8 +105,9 @@ class NodeSettings(_Listening):
     connections: int = Field(default=4, ge=1, le=64)
     rate_limit: int | None = None
     daily_quota: int | None = None
-    # fetch once per LAN (#15): bytes served to LAN peers per local day (None: unlimited)
-    lan_daily_quota: int | None = None
+    # fetch once per LAN (#15): bytes served to LAN peers per UTC day, counted apart from
+    # daily_quota; None (not given): daily_quota's figure (``lan_allowance``)
+    lan_daily_quota: int | Literal["unlimited"] | None = None
     allow_private_origins: list[str] = Field(default_factory=list)
     state_dir: Path = DEFAULT_STATE_DIR
     download_dir: Path = Path("downloads")
@@ -113,14 +129,24 @@ class NodeSettings(_Listening):
     portal_allowed_hosts: list[str] = Field(default_factory=list)
     portal_trusted_proxies: list[str] = Field(default_factory=list)
 
-    _sizes = field_validator(
-        "rate_limit", "daily_quota", "lan_daily_quota", "max_size", mode="before"
-    )(_size_or_none)
+    _sizes = field_validator("rate_limit", "daily_quota", "max_size", mode="before")(_size_or_none)
+    _allowances = field_validator("lan_daily_quota", mode="before")(_allowance)
 
     @field_validator("cache_budget", mode="before")
     @classmethod
     def _budget(cls, value: Any) -> Any:
         return parse_size(value) if isinstance(value, str) else value
+
+    def lan_allowance(self) -> int | None:
+        """Bytes this node serves to LAN peers per UTC day (None: unlimited; fetch once per
+        LAN, #15 §7): ``lan_daily_quota`` when given (``unlimited``: None), else as many as
+        ``daily_quota``, counted apart from it: LAN bytes never use the origin allowance,
+        and an owner who capped the node's daily data does not upload unbounded to the LAN."""
+        if isinstance(self.lan_daily_quota, str):  # UNLIMITED
+            return None
+        if self.lan_daily_quota is None:
+            return self.daily_quota
+        return self.lan_daily_quota
 
     @field_validator("portal_trusted_proxies")
     @classmethod

@@ -2,8 +2,9 @@
 on 127.0.0.x: a node getting again a content it keeps copies its own file (the origin: one
 HEAD) and never a stale one; a holder restarted on its state directory announces its kept
 file to the hub's content index again (a later requester takes it over the LAN), and a
-holder whose daily LAN allowance (``--lan-daily-quota``) is used up refuses with the typed
-error while the requester still finishes, correctly, from the origin."""
+holder whose daily LAN allowance (``--lan-daily-quota``, else the ``--daily-quota`` figure) is
+used up refuses with the typed error while the requester still finishes, correctly, from the
+origin."""
 
 from __future__ import annotations
 
@@ -68,7 +69,11 @@ async def test_a_restarted_holder_announces_its_kept_file_again(
 async def test_a_holder_out_of_lan_allowance_is_skipped_and_the_requester_finishes(
     origin: TestOrigin, tmp_path: Path
 ) -> None:
-    extra = {0: [*SHARE, "--lan-daily-quota", "64K"], 1: SHARE}
+    # node 0's allowance is given (over its --daily-quota); node 1's is its --daily-quota's
+    extra = {
+        0: [*SHARE, "--daily-quota", "1G", "--lan-daily-quota", "64K"],
+        1: [*SHARE, "--daily-quota", "3G"],
+    }
     async with (
         aiohttp.ClientSession() as session,
         open_local_swarm(tmp_path, 2, node_extra=extra, hub_ttl=6) as swarm,
@@ -85,6 +90,7 @@ async def test_a_holder_out_of_lan_allowance_is_skipped_and_the_requester_finish
         assert sharing["lan_daily_quota"] == 64 * 1024
         assert sharing["lan_bytes_served"] <= 64 * 1024
         assert sharing["lan_quota_refused"] >= 1
+        assert (await second.sharing())["lan_daily_quota"] == 3 * 1024 * MiB
 
 
 async def test_a_node_getting_again_what_it_holds_copies_it_and_never_serves_it_stale(

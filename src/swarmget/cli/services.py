@@ -94,14 +94,15 @@ NODE_RENAMES = {
     help="Bytes of finished downloads kept and served to LAN peers, least recently used "
     "evicted first (default 4G: a few large files, small next to a disk; files in the "
     "download directory are only withdrawn, never deleted). 0 disables sharing: nothing "
-    "served, nothing announced. LAN serving uses --rate-limit and --slots, never "
-    "--daily-quota (the origin allowance).",
+    "served, nothing announced. LAN serving uses --rate-limit and --slots and its own "
+    "--lan-daily-quota, never --daily-quota (the origin allowance).",
 )
 @click.option(
     "--lan-daily-quota",
-    help="Bytes served to LAN peers per local day from held files (e.g. 20G; default: "
-    "unlimited). Separate from --daily-quota: LAN bytes never use the origin allowance. "
-    "When used up, requesters take those bytes from other holders or the origin.",
+    help="Bytes served to LAN peers per UTC day from held files (e.g. 20G, or 'unlimited'; "
+    "default: as many as --daily-quota, unlimited without one). Counted apart from "
+    "--daily-quota: LAN bytes never use the origin allowance. When used up, requesters "
+    "take those bytes from other holders or the origin.",
 )
 @click.option(
     "--share-downloads",
@@ -195,7 +196,7 @@ def node(ctx: click.Context, /, **_: Any) -> None:
             connections=v.connections,
             rate_limit=v.rate_limit,
             daily_quota=v.daily_quota,
-            lan_daily_quota=v.lan_daily_quota,
+            lan_daily_quota=v.lan_allowance(),
             origin_policy=_policy(tuple(v.allow_private_origins)),
             stall_timeout=v.stall_timeout,
             heartbeat_interval=v.heartbeat_interval,

@@ -194,7 +194,8 @@ def open_sharing(
     """The node's holdings registry (roots: the download and cache directories), its share
     cache read back from the state directory (``outputs``: files saved elsewhere may be
     kept when the user asks, ``--share-output``), and the holder routes' service (with the
-    daily LAN allowance, per UTC day as ``--daily-quota``, when there is one)."""
+    daily LAN allowance of ``lan_daily_quota`` bytes, per UTC day as ``--daily-quota``, on
+    its own file; None: unlimited)."""
     holdings = HoldingsRegistry([download_dir, state_dir / CACHE_DIR])
     cache = ShareCache(state_dir, holdings, SharePolicy(cache_budget), outputs=outputs)
     cache.load()

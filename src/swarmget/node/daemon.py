@@ -98,7 +98,9 @@ class NodeConfig:
     connections: int = 4
     rate_limit: float | None = None
     daily_quota: int | None = None
-    #: bytes served to LAN peers per local day (``--lan-daily-quota``; None: unlimited)
+    #: bytes served to LAN peers per UTC day (None: unlimited), counted apart from
+    #: ``daily_quota``; ``swarmget node`` gives ``--lan-daily-quota``, else the
+    #: ``--daily-quota`` figure (``config.NodeSettings.lan_allowance``)
     lan_daily_quota: int | None = None
     origin_policy: AddressPolicy = field(default_factory=AddressPolicy)
     source_address: str | None = None  # default: listen_host

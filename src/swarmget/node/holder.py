@@ -13,10 +13,11 @@ docs/fetch-once.md §5–§7, §10. Two signed routes on the peer API (``add_hol
   helper streams) and under its ``--rate-limit``, and are counted as LAN bytes
   (``swarmget_lan_served_bytes_total``), **never against ``--daily-quota``**, which is the
   origin data allowance (§7), but against the node's own daily LAN allowance
-  (``--lan-daily-quota``, per local day as ``node.daily``; unlimited by default): a range
-  is served only when what is left of it covers the whole range, else 429 ``lan_quota``
-  (``LanAllowanceUsedUp``, with Retry-After: the next day) and the requester takes those
-  bytes elsewhere.
+  (``--lan-daily-quota``, per UTC day like ``--daily-quota``: ``node.quota.DailyQuota``
+  on its own file; by default as many bytes as ``--daily-quota``, unlimited without one
+  or when given as ``unlimited``): a range is served only when what is left of it covers
+  the whole range, else 429 ``lan_quota`` (``LanAllowanceUsedUp``, with Retry-After: the
+  next UTC day) and the requester takes those bytes elsewhere.
 * ``GET /v1/content/{name}/pieces``: the ``PieceHashes`` the registry was given for the
   content (``HoldingsRegistry.record_pieces``: pieces this node fetched from the origin).
 
@@ -100,7 +101,7 @@ class HolderService:
 
     def __init__(self, registry: HoldingsRegistry, *, allowance: DailyQuota | None = None) -> None:
         self.registry = registry
-        #: bytes served to LAN peers per local day (``--lan-daily-quota``; None: unlimited)
+        #: bytes served to LAN peers per UTC day (``--lan-daily-quota``; None: unlimited)
         self.allowance = allowance
         self.stats = HolderStats()
 
