@@ -121,8 +121,8 @@ def _size_option(_ctx: click.Context, _param: click.Parameter, value: str | None
     type=click.FloatRange(0.0, 1.0),
     default=DEFAULT_VERIFY_SAMPLE,
     show_default=True,
-    help="Compare this share (at least 4 KiB) of every helper stream with the origin "
-    "(0: trust helpers unchecked).",
+    help="Compare this share of every helper's bytes with the origin, a window of each "
+    "stream (at least 4 KiB; 0: trust helpers unchecked).",
 )
 @click.option(
     "--state-dir",

@@ -2,11 +2,16 @@
 the origin.
 
 With a relay, every piece is checked against its manifest as it lands. Otherwise (by
-default) every helper stream is *sampled*: once its bytes are on disk, a window of
-``max(SAMPLE_MIN_WINDOW, verify_sample * length)`` bytes (``SAMPLE_FIRST_WINDOW`` for a
-helper's first stream) at an offset drawn then (by ``random.SystemRandom``) is fetched from
-the origin and compared. Who is blamed when a check fails is decided in ``core.blame``;
-``carry_out`` does what its verdict says (but for the scheduler's actions: the run's).
+default) every helper stream is *sampled*: once its bytes are on disk, a window of them at
+an offset drawn then (by ``random.SystemRandom``) is fetched from the origin and compared.
+A helper's first stream gets ``SAMPLE_FIRST_WINDOW`` (or ``verify_sample`` of it, if more);
+each later stream what keeps the source's windows at ``verify_sample`` of all it delivered
+(``ceil(verify_sample * delivered) - windows so far``), at least ``SAMPLE_MIN_WINDOW``. So
+``--verify-sample 0.01`` costs 1 % of the helpers' bytes at the origin, the first windows
+included, wherever the streams are long enough for the floor not to bind (a stream of
+L bytes: ``verify_sample * L >= SAMPLE_MIN_WINDOW``). Who is blamed when a check fails is
+decided in ``core.blame``; ``carry_out`` does what its verdict says (but for the
+scheduler's actions: the run's).
 
 What that promises: a helper that corrupts at least one byte in every ``SAMPLE_MIN_WINDOW``
 bytes of a stream is caught on that stream, and one that does so in every
@@ -24,7 +29,8 @@ blame, not for proof. A helper's first stream is still checked at once (its
 ``SAMPLE_FIRST_WINDOW``): a helper that corrupts what it passes on is banned early, before
 it delivers its share, instead of its share being fetched again after the digest failed;
 the 1 % of its later streams, over the requester's own origin link, is what a digest
-saves (1-1.5 % of the helpers' bytes; bench/README §7 "Per source").
+saves (about 1 % of the helpers' bytes, 1-1.5 % before the first windows counted in the
+share; bench/README §7 "Per source").
 """
 
 from __future__ import annotations
@@ -70,7 +76,7 @@ class StreamCheck:
 
     source_id: str
     runs: list[ByteRange]
-    window: int  # the smallest window to compare
+    window: int  # bytes to compare (at most the run the window falls in)
     attempts: int = 0
 
 
@@ -85,6 +91,8 @@ class IntegrityChecks:
         self._queue: deque[StreamCheck] = deque()
         self._held: list[StreamCheck] = []  # run only if the whole-file digest fails
         self._first_checked: set[str] = set()  # helpers whose first stream was queued
+        self._delivered: dict[str, int] = {}  # bytes of each source's streams queued or held
+        self._windows: dict[str, int] = {}  # window bytes given to each source's checks
         self.verifier: PieceVerifier | None = None
         self.running = 0  # sample checks in flight
         self.distrusted: set[str] = set()  # helpers caught sending bad bytes
@@ -115,10 +123,22 @@ class IntegrityChecks:
             return False
         first = source_id not in self._first_checked
         self._first_checked.add(source_id)
-        window = SAMPLE_FIRST_WINDOW if first else SAMPLE_MIN_WINDOW
+        window = self._window_for(source_id, sum(len(r) for r in runs), first=first)
         held = hold or (hold_later and not first)
         (self._held.append if held else self._queue.append)(StreamCheck(source_id, runs, window))
         return True
+
+    def _window_for(self, source_id: str, length: int, *, first: bool) -> int:
+        """The window of a stream of ``length`` bytes from ``source_id``: what keeps the
+        source's windows at ``verify_sample`` of its bytes, at least the floor (the first
+        stream's or ``SAMPLE_MIN_WINDOW``), at most the stream (see the module docstring)."""
+        delivered = self._delivered.get(source_id, 0) + length
+        given = self._windows.get(source_id, 0)
+        floor = SAMPLE_FIRST_WINDOW if first else SAMPLE_MIN_WINDOW
+        window = min(length, max(floor, math.ceil(delivered * self._fraction) - given))
+        self._delivered[source_id] = delivered
+        self._windows[source_id] = given + window
+        return window
 
     def release_held(self) -> int:
         """The whole-file digest did not prove the file: the held checks are queued (how
@@ -153,7 +173,9 @@ class IntegrityChecks:
         return started
 
     def window(self, check: StreamCheck) -> ByteRange:
-        return sample_window(check.runs, self._fraction, self._rng, check.window)
+        """Where ``check``'s window lies: drawn now, ``check.window`` bytes (at most the run
+        it falls in)."""
+        return sample_window(check.runs, 0.0, self._rng, check.window)
 
     def sampled(self, window: ByteRange) -> None:
         self.sampled_streams += 1

@@ -36,8 +36,9 @@ class DownloadSpec:
     fsync: bool = False
     #: refuse (before writing anything) a file larger than this many bytes; None: no limit
     max_size: int | None = None
-    #: without a manifest: compare this share (at least ``SAMPLE_MIN_WINDOW`` bytes) of
-    #: every helper stream with the origin (0: trust helpers; the result then says so)
+    #: without a manifest: compare this share of every helper's bytes with the origin, a
+    #: window of each stream (at least ``SAMPLE_MIN_WINDOW`` bytes; 0: trust helpers; the
+    #: result then says so)
     verify_sample: float = DEFAULT_VERIFY_SAMPLE
 
     def __post_init__(self) -> None:
