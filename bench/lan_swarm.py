@@ -502,11 +502,14 @@ def wait_for_helpers(swarm: Swarm, requester: int, helpers: Sequence[int], limit
 
 
 def cli_command(
-    swarm: Swarm, requester: int, mode: str, url: str, sha256: str, out: Path
+    swarm: Swarm, requester: int, mode: str, url: str, sha256: str | None, out: Path
 ) -> list[str]:
-    """``swarmget get`` as a user types it on host ``requester``."""
+    """``swarmget get`` as a user types it on host ``requester`` (with ``--checksum`` unless
+    ``sha256`` is None: then helpers' and holders' bytes are sampled against the origin)."""
     node = swarm.nodes[requester]
-    cmd = [str(swarmget_exe()), "get", url, "-o", str(out), "--checksum", f"sha256:{sha256}"]
+    cmd = [str(swarmget_exe()), "get", url, "-o", str(out)]
+    if sha256 is not None:
+        cmd += ["--checksum", f"sha256:{sha256}"]
     cmd += ["-q", "--json"]  # the result with its timeline on stdout (no progress)
     if mode == "node":  # handed to the node running there (its state directory has node.json)
         return [*cmd, "--state-dir", str(node.state_dir)]
