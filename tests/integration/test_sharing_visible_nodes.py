@@ -2,13 +2,15 @@
 node takes a file over the LAN from a first; its download's bytes by kind of source (the
 node's API JSON, ``swarmget status``, ``/metrics``) match what actually moved (the origin
 server's own count of bytes sent), and each node's "origin bytes saved for the group today"
-is the LAN bytes it served or received."""
+is the LAN bytes it served or received, in its own status and in its row of the first node's
+fleet page (gathered node to node)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import os
+import re
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -17,8 +19,9 @@ import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from swarmget.core.units import human_bytes
 from swarmget.testing.origin import TestOrigin, open_test_origin
-from swarmget.testing.swarm import NodeApi, open_local_swarm
+from swarmget.testing.swarm import NodeApi, NodeHandle, open_local_swarm
 
 MiB = 1024 * 1024
 SIZE = 6 * MiB + 7
@@ -57,6 +60,19 @@ async def _status(state_dir: Path, *extra: str) -> str:
     return out.decode()
 
 
+async def _fleet_saved(session: aiohttp.ClientSession, node: NodeHandle) -> dict[str, str]:
+    """node id -> its "saved for the group today" cell on ``node``'s portal fleet page."""
+    _, link = await NodeApi(session, node).call("POST", "/v1/portal-link")
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as browser:
+        async with browser.get(link["url"]) as resp:
+            assert resp.status == 200
+        async with browser.get(f"{node.api_url}/portal/fleet") as resp:
+            assert resp.status == 200
+            page = await resp.text()
+    cell = r'data-node="([^"]+)".*?class="num group-saved-today">([^<]*)<'  # (one per row)
+    return dict(re.findall(cell, page, re.S))
+
+
 async def test_bytes_by_source_and_the_group_saving_match_what_moved(
     origin: TestOrigin, tmp_path: Path
 ) -> None:
@@ -93,6 +109,10 @@ async def test_bytes_by_source_and_the_group_saving_match_what_moved(
         assert served >= got["lan"]  # (a stream cut in the endgame: sent, not all taken)
         assert t1["group_saved_today"] == served  # the first received nothing over the LAN
         assert t1["today"] == t2["today"]
+        assert await _fleet_saved(session, swarm.node(0)) == {
+            swarm.node(0).node_id: human_bytes(t1["group_saved_today"]),
+            swarm.node(1).node_id: human_bytes(t2["group_saved_today"]),  # over the peer API
+        }
 
         m1 = await _metrics(session, swarm.node(0).api_url)
         m2 = await _metrics(session, swarm.node(1).api_url)

@@ -66,6 +66,7 @@ async def test_settings_form_and_fleet_page(tmp_path: Path, page: Page) -> None:
         other = page.locator(f'tr[data-node="{swarm.node(1).node_id}"]')
         await expect(other.locator(".streams")).to_have_text("0 / 4")
         await expect(other.locator(".rate-limit")).to_have_text("3.0 MiB/s")
+        await expect(other.locator(".group-saved-today")).to_have_text("0 B")  # no LAN bytes
         await page.screenshot(path=str(ARTIFACTS / "portal-fleet.png"), full_page=True)
 
         await page.goto(f"{base}/settings")

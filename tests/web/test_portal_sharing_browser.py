@@ -2,7 +2,9 @@
 node`` processes: a second node takes a file over the LAN from a first; its download's page
 shows the bytes by kind of source (the same numbers as its API JSON) and how the holders'
 bytes were checked, and each node's overview shows the origin bytes it saved the group
-today. Screenshot: ``test-artifacts/portal-sharing.png``."""
+today, as does the first node's fleet page, one row per node, updating itself while the
+second downloads. Screenshots: ``test-artifacts/portal-sharing.png``,
+``portal-fleet-saved.png``."""
 
 from __future__ import annotations
 
@@ -45,10 +47,27 @@ async def test_the_portal_shows_lan_bytes_and_the_group_saving(tmp_path: Path, p
         origin.add_generated("f.bin", SIZE, seed=5)
         first, second = NodeApi(session, swarm.node(0)), NodeApi(session, swarm.node(1))
         await _done(first, origin.url("f.bin"), "one.bin")
+        await _open_portal(first, page)  # its fleet page stays open while the second works
+        await page.goto(f"{swarm.node(0).api_url}/portal/fleet")
+        await expect(page.locator("tr.fleet-node")).to_have_count(2, timeout=20_000)
+        saved_cells = {
+            i: page.locator(f'tr[data-node="{swarm.node(i).node_id}"] .group-saved-today')
+            for i in (0, 1)
+        }
+        for cell in saved_cells.values():  # the first took from the origin only
+            await expect(cell).to_have_text("0 B")
         two = await _done(second, origin.url("f.bin"), "two.bin")
         got = two["progress"]["by_source"]
         assert got["lan"] > 0
         _, status = await second.call("GET", "/v1/status")
+        _, served = await first.call("GET", "/v1/status")
+        # no reload: the page's live update brings each node's figure (LAN served + received)
+        for i, node_status in ((0, served), (1, status)):
+            saved = human_bytes(node_status["traffic"]["group_saved_today"])
+            await expect(saved_cells[i]).to_have_text(saved, timeout=10_000)
+        assert status["traffic"]["group_saved_today"] == got["lan"]
+        ARTIFACTS.mkdir(exist_ok=True)
+        await page.screenshot(path=str(ARTIFACTS / "portal-fleet-saved.png"), full_page=True)
 
         await _open_portal(second, page)
         saved = human_bytes(status["traffic"]["group_saved_today"])
@@ -65,10 +84,8 @@ async def test_the_portal_shows_lan_bytes_and_the_group_saving(tmp_path: Path, p
         await expect(sharing).to_contain_text(f"{human_bytes(got['lan'])} from LAN holders")
         holder = page.locator("#sources tr", has_text=f"lan:{swarm.node(0).node_id}")
         await expect(holder).to_contain_text("LAN holder")  # its role in the sources table
-        ARTIFACTS.mkdir(exist_ok=True)
         await page.screenshot(path=str(ARTIFACTS / "portal-sharing.png"), full_page=True)
 
-        _, served = await first.call("GET", "/v1/status")
         await _open_portal(first, page)
         saved = human_bytes(served["traffic"]["group_saved_today"])
         assert served["traffic"]["group_saved_today"] >= got["lan"]

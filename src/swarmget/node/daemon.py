@@ -302,7 +302,14 @@ async def open_node(config: NodeConfig, *, pages: MountPages | None = None) -> A
         def summary() -> Any:
             node = started[0] if started else None
             registered = None if node is None or not config.hubs() else _registered(node)
-            return node_summary(node_id, helper, node.downloads if node else None, registered)
+            saved = None if node is None or node.daily is None else node.daily.group_saved_today()
+            return node_summary(
+                node_id,
+                helper,
+                node.downloads if node else None,
+                registered,
+                group_saved_today=saved,
+            )
 
         peer_app = make_peer_app(helper, config.secret, node_id, summary)
         holdings, share_cache, holder = open_sharing(

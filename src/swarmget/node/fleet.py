@@ -47,20 +47,24 @@ def node_summary(
     helper: HelperService,
     manager: DownloadManager | None,
     registered: bool | None,
+    *,
+    group_saved_today: int | None = None,
 ) -> NodeSummary:
-    """This node's summary: its helper's, with its downloads counted by state and their rate."""
-    base = helper_summary(helper, node_id)
+    """This node's summary: its helper's, with its downloads counted by state and their rate,
+    and the origin bytes it saved its group today (``node.daily.DailyBytes``; None: not
+    counted)."""
+    base = helper_summary(helper, node_id).model_copy(
+        update={"hub_registered": registered, "group_saved_today": group_saved_today}
+    )
     if manager is None:
-        return base.model_copy(update={"hub_registered": registered})
+        return base
     states = Counter(r.state.value for r in manager.records.values())
     rate = 0.0
     for record in manager.records.values():
         if record.state.active:
             progress = describe(record, events=0).get("progress") or {}
             rate += float(progress.get("rate") or 0.0)
-    return base.model_copy(
-        update={"downloads": dict(states), "download_rate": rate, "hub_registered": registered}
-    )
+    return base.model_copy(update={"downloads": dict(states), "download_rate": rate})
 
 
 async def fetch_summary(

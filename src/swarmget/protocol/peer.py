@@ -8,7 +8,8 @@ flat (``slots`` is what a requester reads; the other fields are for people and a
 they came); its optional query (``HealthQuery``: ``?warm=URL``, issue #14) names the URL
 a requester is about to ask ranges of, as its ``RangeRequest`` would, so that the helper
 opens its origin connection early. ``GET /v1/summary`` (signed like every peer route)
-answers a ``NodeSummary`` for another node's fleet view: counts and rates only. Privacy
+answers a ``NodeSummary`` for another node's fleet view: counts and rates only (its
+``group_saved_today``, issue #15, is optional: an older node does not send it). Privacy
 between machines: no URL, no file name, no download id of the node's user ever leaves it in
 these answers; what it serves is counted, not named. Errors are
 ``swarmget.protocol.errors.PEER_ERRORS``.
@@ -30,6 +31,7 @@ from pydantic import (
 
 __all__ = [
     "HEALTH_PATH",
+    "MAX_DAY_BYTES",
     "MAX_WARM_URL",
     "RANGE_HEADER",
     "RANGE_PATH",
@@ -47,6 +49,9 @@ HEALTH_PATH = "/v1/health"
 SUMMARY_PATH = "/v1/summary"
 #: The most a ``NodeSummary`` may weigh on the wire (a reader stops there).
 MAX_SUMMARY_BYTES = 16 * 1024
+#: The most bytes a ``NodeSummary`` may count for one day (2**53: 8 PiB, more than a
+#: 100 Gbit/s link moves both ways in a day, and exact as a JSON number in any reader).
+MAX_DAY_BYTES = 2**53
 #: The query parameter of ``GET /v1/health`` naming the URL the requester is about to
 #: download (``HealthQuery``, issue #14): the helper may open its origin connection early.
 WARM_PARAM = "warm"
@@ -126,3 +131,6 @@ class NodeSummary(BaseModel):
     quota_left: NonNegativeInt | None = None
     helping_paused: StrictBool = False
     hub_registered: StrictBool | None = None  # None: it uses no hub
+    #: origin bytes it saved its group on this UTC day: LAN bytes served plus LAN bytes
+    #: received (``node.daily``, #15); None: an older node, which does not say
+    group_saved_today: StrictInt | None = Field(default=None, ge=0, le=MAX_DAY_BYTES)

@@ -2,9 +2,11 @@
 
 This node asks its hub for the group's peers (as the peers page does) and then each peer for
 its summary over the signed peer API (``swarmget.node.fleet``): per node its downloads
-(counted by state, and their rate), what it serves (streams, bytes sent today), its limits
-and its health. Counts and rates only: no URL or file name of another machine's user reaches
-this page. A peer that does not answer in time shows as unreachable; it never holds the page.
+(counted by state, and their rate), what it serves (streams, bytes sent today), the origin
+bytes it saved its group today (LAN bytes served plus received, UTC day: ``node.daily``; a
+dash for an older node, which does not say), its limits and its health. Counts and rates
+only: no URL or file name of another machine's user reaches this page. A peer that does not
+answer in time shows as unreachable; it never holds the page.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ class FleetRow:
     streams: str = DASH  # "1 / 3" (active / slots)
     streams_served: str = DASH
     sent_today: str = DASH
+    group_saved_today: str = DASH  # "12.0 MiB"; DASH: an older node does not say
     rate_limit: str = DASH
     quota: str = DASH  # "3.0 GiB left of 10.0 GiB"
     version: str = DASH
@@ -72,6 +75,7 @@ def fleet_row(entry: FleetEntry) -> FleetRow:
         streams=f"{s.active_streams} / {s.slots}",
         streams_served=str(s.streams_served),
         sent_today=human_bytes(s.bytes_sent_today),
+        group_saved_today=human_bytes(s.group_saved_today),
         rate_limit="no limit" if s.rate_limit is None else human_rate(s.rate_limit),
         quota=quota,
         version=s.version,
