@@ -112,9 +112,11 @@ class HealthQuery(BaseModel):
 class NodeSummary(BaseModel):
     """``GET /v1/summary``: one node as another node's fleet view shows it. Counts, rates and
     limits only (see the module docstring: no URL or file name of the node's user); bounded
-    (``MAX_SUMMARY_BYTES``, at most 16 states)."""
+    (``MAX_SUMMARY_BYTES``, at most 16 states). A field this version does not know (a newer
+    node's) is ignored, as in the hub's messages: during an upgrade an older node still
+    shows its newer peers; every field it knows is checked as strictly as ever."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="ignore", frozen=True)
 
     node_id: StrictStr = Field(max_length=128)
     version: StrictStr = Field(max_length=64)
