@@ -4,7 +4,9 @@ HEAD) and never a stale one; a holder restarted on its state directory announces
 file to the hub's content index again (a later requester takes it over the LAN), and a
 holder whose daily LAN allowance (``--lan-daily-quota``, else the ``--daily-quota`` figure) is
 used up refuses with the typed error while the requester still finishes, correctly, from the
-origin."""
+origin. And across nodes: after the file changes on the origin (a new ETag: another content
+key) no holder of the old content serves a byte of it to a node getting the URL (with the
+control first: unchanged, the same swarm does take it over the LAN)."""
 
 from __future__ import annotations
 
@@ -126,3 +128,45 @@ async def test_a_node_getting_again_what_it_holds_copies_it_and_never_serves_it_
         assert _sha(node.download_dir / "three.bin") != _sha(node.download_dir / "two.bin")
         assert three["sharing"]["own_bytes"] == 0
         assert origin.stats().bytes_total - before >= SIZE
+
+
+async def _served(apis: list[NodeApi]) -> list[int]:
+    """LAN bytes each node served so far (``/v1/content-range``, its holder side)."""
+    return [int((await api.sharing())["lan_bytes_served"]) for api in apis]
+
+
+async def test_after_the_origin_changes_no_holder_serves_the_old_content(
+    origin: TestOrigin, tmp_path: Path
+) -> None:
+    async with (
+        aiohttp.ClientSession() as session,
+        open_local_swarm(tmp_path, 3, node_extra=SHARE, hub_ttl=6) as swarm,
+    ):
+        first, second, third = (NodeApi(session, swarm.node(i)) for i in range(3))
+        url = origin.url("f.bin")
+        old_sha, old_etag = origin.expected_sha256("f.bin"), origin.etag("f.bin")
+        await _result(first, url, "one.bin")
+        await first.until_sharing("kept_files", 1)
+        # the control: unchanged, the content comes from the first node over the LAN
+        two = await _result(second, url, "two.bin")
+        assert two["sharing"]["lan_bytes"] >= SIZE // 2
+        assert _sha(swarm.node(1).download_dir / "two.bin") == old_sha
+        assert (await _served([first]))[0] >= SIZE // 2
+        await second.until_sharing("kept_files", 1)  # two holders of the old content now
+        served = await _served([first, second])
+
+        origin.add_generated("f.bin", SIZE, seed=32)  # new bytes, same URL and size
+        assert origin.etag("f.bin") != old_etag
+        new_sha = origin.expected_sha256("f.bin")
+        assert new_sha != old_sha
+
+        three = await _result(third, url, "three.bin")
+        assert _sha(swarm.node(2).download_dir / "three.bin") == new_sha
+        sharing = three["sharing"]
+        assert sharing["joined"] is True  # it did look for holders (of the new content key)
+        assert sharing["lan_bytes"] == 0
+        assert sharing["holder_check"] == "none"  # no holder's bytes were taken
+        assert sharing["banned_holders"] == []  # nor offered and caught wrong
+        assert sharing["origin_bytes"] >= SIZE
+        # the holders of the old content served nobody since (no stale byte left them)
+        assert await _served([first, second]) == served
