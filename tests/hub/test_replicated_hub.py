@@ -134,8 +134,14 @@ async def test_two_hubs_share_the_registry_and_nodes_fail_over(
         )  # fmt: skip
         assert rc == 0, err
         assert _sha256(tmp_path / "out.bin") == origin.expected_sha256("f.bin")
-        used = [s["id"] for s in json.loads(out)["sources"] if s["claimed"] > 0]
-        assert len(used) >= 3, used  # this process and the nodes, found through B
+        answer = json.loads(out)
+        # B answered with the 3 nodes (A, first in the list, is dead); how many of them got
+        # work before this 8 MiB download ended depends on how fast each answered its health
+        # check on a loaded machine, so: this process and at least one of them
+        hub = answer["hub"]
+        assert (hub["status"], hub["hub_url"], hub["peers"]) == ("answered", hub_b, 3), hub
+        used = [s["id"] for s in answer["sources"] if s["claimed"] > 0]
+        assert len(used) >= 2, used
 
         states = await _hub_states(session, swarm)
         assert all(h["hub_url"] == hub_b and h["failures"] == 0 for h in states), states
