@@ -22,6 +22,7 @@ import aiohttp
 from swarmget.config import resolve
 from swarmget.core.auth import DEFAULT_WINDOW
 from swarmget.core.errors import ClockSkew, SwarmgetError
+from swarmget.core.lifecycle import HubStanding, parse_standing
 from swarmget.core.urls import parse_hub_urls, validate_url
 from swarmget.net.origin import OriginClient
 from swarmget.net.plain import plain_words
@@ -150,6 +151,9 @@ def node_hub_check(hub: dict[str, object] | None) -> Check:
     where = hub.get("hub_url") or "its hub"
     if hub.get("registered"):
         return Check("node's hub", True, f"registered with {where}")
+    if parse_standing(hub.get("state")) is HubStanding.REGISTERING:
+        detail = f"registering with {where}: its first attempt has not ended yet"
+        return Check("node's hub", False, detail, "run `swarmget doctor` again in a few seconds")
     hint = "see the hub checks above; `journalctl -u swarmget-node` on this host"
     return Check("node's hub", False, f"not registered with {where}: {hub.get('error')}", hint)
 

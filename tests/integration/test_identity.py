@@ -203,10 +203,11 @@ async def test_a_declared_group_is_only_joined_from_the_networks_the_hub_lists(
         [peer] = await _peers_of(local, swarm, 0)
         assert (peer["node_id"], peer["group"]) == (swarm.node(1).node_id, "lab")
         async with asyncio.timeout(15):  # until node 2 (127.0.0.4) has tried to register
-            # (its status has no hub state at all before its first attempt ends: None)
-            while not ((hub := await _hub_state(local, swarm, 2)) or {}).get("error"):
+            # (its status says "registering" until its first attempt ends)
+            while not (hub := await _hub_state(local, swarm, 2)).get("error"):
                 await asyncio.sleep(0.1)
         assert hub["registered"] is False  # 127.0.0.4 may not declare "lab"
+        assert hub["state"] == "not_registered"
         assert "403" in hub["error"]
 
 

@@ -14,10 +14,12 @@ from urllib.parse import quote
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from swarmget.cli.app import client_settings, fail_start, main
 from swarmget.core.errors import SwarmgetError, UsageError
+from swarmget.core.lifecycle import HubStanding, parse_standing
 from swarmget.core.units import human_bytes
 
 
@@ -96,13 +98,11 @@ def status(state_dir: Path | None, as_json: bool) -> None:
         click.echo(json.dumps({"node": node_status, "downloads": downloads}))
         return
     helper = node_status["helper"]
-    hub = node_status.get("hub") or {}
     quota = helper.get("quota_left")
     console = Console()
     console.print(
         f"node [bold]{node_status['node_id']}[/] {node_status['version']} at "
-        f"{node_status['peer_url']}; hub: "
-        + ("registered" if hub.get("registered") else f"not registered ({hub.get('error')})")
+        f"{node_status['peer_url']}; hub: {hub_words(node_status.get('hub'))}"
     )
     console.print(
         f"helping: {helper['active_streams']}/{helper['slots']} streams now, "
@@ -123,6 +123,21 @@ def status(state_dir: Path | None, as_json: bool) -> None:
         cells = (_sources_cell(d), _holders_cell(d), _speedup_cell(d.get("speedup")))
         table.add_row(d["id"], d["state"], done, *cells, d["url"])
     console.print(table)
+
+
+def hub_words(hub: dict[str, Any] | None) -> str:
+    """The node's standing with its hub (its status's ``hub``), in words."""
+    if not hub:
+        return "none (downloads run alone)"
+    where = escape(str(hub.get("hub_url") or "its hub"))
+    standing = parse_standing(hub.get("state"))
+    if standing is None:  # a node too old to say: "registered" is all it tells
+        standing = HubStanding.REGISTERED if hub.get("registered") else None
+    if standing is HubStanding.REGISTERED:
+        return f"registered with {where}"
+    if standing is HubStanding.REGISTERING:
+        return f"registering with {where} (its first attempt is under way)"
+    return f"not registered with {where} ({escape(str(hub.get('error')))})"
 
 
 def traffic_lines(traffic: dict[str, Any]) -> list[str]:

@@ -158,3 +158,29 @@ def parse_phase(value: object) -> FetchPhase | None:
         return FetchPhase(str(value))
     except ValueError:
         return None
+
+
+# --- a node's standing with its hub ------------------------------------------------------------
+
+
+class HubStanding(enum.StrEnum):
+    """Where a node with a hub stands with it: its status's ``hub.state`` (the node's
+    ``net.membership.MembershipState.standing``). A node starts ``REGISTERING``; each
+    attempt's outcome moves it to ``REGISTERED`` or ``NOT_REGISTERED``, and on between them
+    as the hub answers or not (the node keeps trying while it runs)."""
+
+    #: the first attempt to register has not ended yet (a node that just started)
+    REGISTERING = "registering"
+    #: the hub registered us (a heartbeat failing since, ``error``, does not undo that)
+    REGISTERED = "registered"
+    #: the latest attempt to register failed (``error`` says why); attempts go on
+    NOT_REGISTERED = "not_registered"
+
+
+def parse_standing(value: object) -> HubStanding | None:
+    """A node's ``hub.state`` read from its status JSON: the member, or None (a node too old
+    to say, or a value this version does not know)."""
+    try:
+        return HubStanding(str(value))
+    except ValueError:
+        return None

@@ -25,6 +25,7 @@ from typing import Any
 
 from swarmget.core.backoff import exponential_backoff
 from swarmget.core.errors import HubError, HubUnavailable, UnknownNode
+from swarmget.core.lifecycle import HubStanding
 from swarmget.net.hub_client import (
     MAX_HUB_WAIT,
     MIN_HUB_INTERVAL,
@@ -47,13 +48,26 @@ class MembershipState:
     """Where membership stands after the latest attempt. ``registered`` is None while we
     are not registered; ``error`` is the latest failure (None once a call succeeded);
     ``hub_url`` is the hub we are (or are trying to be) registered with; ``next_in`` the
-    seconds until the next attempt."""
+    seconds until the next attempt; ``attempted`` False before the first attempt ended
+    (``starting``)."""
 
     registered: Registered | None
     failures: int = 0
     error: str | None = None
     hub_url: str | None = None
     next_in: float | None = None
+    attempted: bool = True
+
+    @classmethod
+    def starting(cls, hub_url: str) -> MembershipState:
+        """The state of a node whose first registration with ``hub_url`` is under way."""
+        return cls(registered=None, hub_url=hub_url, attempted=False)
+
+    @property
+    def standing(self) -> HubStanding:
+        if self.registered is not None:
+            return HubStanding.REGISTERED
+        return HubStanding.NOT_REGISTERED if self.attempted else HubStanding.REGISTERING
 
 
 def membership_backoff(

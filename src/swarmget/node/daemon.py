@@ -155,7 +155,7 @@ class Node:
     download_dir: Path
     helper: HelperService
     downloads: DownloadManager
-    membership: MembershipState | None = None
+    membership: MembershipState | None = None  # None: the node has no hub
     portal: UserPages | None = None  # the admin portal, on the user API's server
     remote_portal_url: str | None = None  # the portal's own listener, if it has one
     daily: DailyBytes | None = None  # bytes per day, kept across restarts
@@ -201,7 +201,9 @@ class NodeHooks:
 
 
 def _membership_json(state: MembershipState) -> dict[str, Any]:
+    """The node status's ``hub`` (None there: the node has no hub)."""
     return {
+        "state": state.standing.value,
         "registered": state.registered is not None,
         "failures": state.failures,
         "error": state.error,
@@ -392,6 +394,8 @@ async def open_node(config: NodeConfig, *, pages: MountPages | None = None) -> A
             share_cache=share_cache,
             holder=holder,
             announcer=announcer,
+            # until the first attempt ends, the status says "registering", not "no hub"
+            membership=None if hub is None else MembershipState.starting(hub.hub_url),
         )
         started.append(node)
 
