@@ -391,7 +391,7 @@ def timeline_table(runs: Sequence[Run]) -> str | None:
         "(pipelined: the wait overlapped its last bytes), "
         "`wait per range`: their mean wait "
         "from the request until the requester read its first bytes (a helper's includes up to "
-        "~0.25 s of its stream: the requester reads helpers in bulk, SO_RCVLOWAT)."
+        "~0.5 s of its stream: the requester reads helpers in bulk, SO_RCVLOWAT)."
     )
     return f"{note}\n\n{_table(head, rows)}"
 

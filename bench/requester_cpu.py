@@ -86,13 +86,21 @@ def sched_seconds(pid: int) -> dict[str, float]:
     """Seconds the process's threads (and its main thread, the event loop's) have been on a
     CPU and runnable waiting for one (``schedstat``; zeros without schedstats)."""
     totals = {"main_on_cpu": 0.0, "main_waiting": 0.0, "on_cpu": 0.0, "waiting": 0.0}
+    totals |= {"main_user": 0.0, "main_sys": 0.0, "user": 0.0, "sys": 0.0}
     for task in Path(f"/proc/{pid}/task").iterdir():
         with contextlib.suppress(OSError, ValueError, IndexError):
             on_cpu, waiting = (int(x) / 1e9 for x in (task / "schedstat").read_text().split()[:2])
             totals["on_cpu"] += on_cpu
             totals["waiting"] += waiting
+            # user and kernel time apart: the kernel's share (socket reads, page-cache
+            # copies) is not what Python code changes
+            stat = (task / "stat").read_text().rpartition(")")[2].split()
+            user, system = int(stat[11]) / TICKS, int(stat[12]) / TICKS
+            totals["user"] += user
+            totals["sys"] += system
             if task.name == str(pid):
                 totals["main_on_cpu"], totals["main_waiting"] = on_cpu, waiting
+                totals["main_user"], totals["main_sys"] = user, system
     return totals
 
 
@@ -138,7 +146,7 @@ def quantile(before: dict[float, float], after: dict[float, float], q: float) ->
     for bound, cumulative in diff.items():
         if total and cumulative >= q * total:
             return bound
-    return float("nan")
+    return float("nan")  # no probe (--no-lag-probe): reported as null
 
 
 async def wait_peers(api: NodeApi, n: int) -> list[dict[str, Any]]:
@@ -299,8 +307,8 @@ async def _download(
         "cpu_s": round(cpu, 2),
         "cpu_share": round(cpu / wall, 3),
         "cpu_per_10mib_s": round(cpu / wall / (received / 10), 4),
-        "lag_p50_ms": 1000 * quantile(lag0["buckets"], lag1["buckets"], 0.5),
-        "lag_p99_ms": 1000 * quantile(lag0["buckets"], lag1["buckets"], 0.99),
+        "lag_p50_ms": _finite(1000 * quantile(lag0["buckets"], lag1["buckets"], 0.5)),
+        "lag_p99_ms": _finite(1000 * quantile(lag0["buckets"], lag1["buckets"], 0.99)),
         "lag_max_ms": round(1000 * lag1["max"], 1),  # since the node started
         "lag_max_bucket_ms": _finite(1000 * quantile(lag0["buckets"], lag1["buckets"], 1.0)),
         "control_lag_ms": control_lag,
@@ -319,7 +327,8 @@ def _ranges_per_mib(result: dict[str, Any], size: int) -> float | None:
 
 
 def _finite(x: float) -> float | None:
-    """``x``, or None beyond the last bucket (JSON has no infinity)."""
+    """``x``, or None beyond the last bucket or without a probe (JSON has no infinity or
+    NaN)."""
     return x if x < float("inf") else None
 
 
@@ -346,8 +355,18 @@ def main() -> int:
         metavar="0-19",
         help="nice of the helpers and the hub (default 0: as the requester)",
     )
+    p.add_argument(
+        "--no-lag-probe",
+        dest="lag_probe",
+        action="store_false",
+        help="no loop-lag probe in the nodes (its 100 wake-ups a second are CPU the requester "
+        "spends for the bench only: the CPU figures as a user's node has them; lag: none)",
+    )
     args = p.parse_args()
-    os.environ["SWARMGET_LOOP_LAG_PROBE"] = PROBE_INTERVAL  # the nodes inherit it
+    if args.lag_probe:
+        os.environ["SWARMGET_LOOP_LAG_PROBE"] = PROBE_INTERVAL  # the nodes inherit it
+    else:
+        os.environ.pop("SWARMGET_LOOP_LAG_PROBE", None)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     for n in (int(x) for x in args.helpers.split(",")):
         want = args.size or int((n + 1) * args.rate * args.seconds)
@@ -363,6 +382,7 @@ def main() -> int:
                     one_run(n, url, digest, size, args.rate, root, args.profile, args.helper_nice)
                 )
         row["helper_nice"] = args.helper_nice
+        row["lag_probe"] = args.lag_probe
         row["label"] = args.label
         print(json.dumps(row), flush=True)
         with args.out.open("a") as f:

@@ -95,8 +95,8 @@ def test_a_bulk_stream_waits_longer_for_larger_reads() -> None:
     c.before_read(seen=0, remaining=10 * MiB)
     assert c.mark == 1
     now[0] = 1.0
-    c.before_read(seen=600 * KiB, remaining=9 * MiB)  # 600 KiB/s: 150 KiB of it
-    assert c.mark == 128 * KiB
+    c.before_read(seen=600 * KiB, remaining=9 * MiB)  # 600 KiB/s: 300 KiB of it
+    assert c.mark == 256 * KiB
     now[0] = 2.0
     c.before_read(seen=100 * MiB, remaining=5 * MiB)
     assert c.mark == BULK_MAX_LOWAT > MAX_LOWAT

@@ -242,9 +242,9 @@ def test_a_connection_keeps_its_bulk_coalescer_and_rate() -> None:
     first._clock = lambda: now[0]
     first.body_starts()
     now[0] = 1.0
-    first.before_read(seen=600 * KiB, remaining=2 * 1024 * KiB)
-    assert first.mark == 128 * KiB  # 600 KiB/s x BULK_LATENCY, down to a power of two
-    assert first.mark <= 600 * KiB * BULK_LATENCY
+    first.before_read(seen=300 * KiB, remaining=2 * 1024 * KiB)
+    assert first.mark == 128 * KiB  # 300 KiB/s x BULK_LATENCY, down to a power of two
+    assert first.mark <= 300 * KiB * BULK_LATENCY
     first.reset()  # the body ended: the connection goes back to the pool
     again = ReadCoalescer.bulk(transport)
     assert again is first

@@ -218,7 +218,7 @@ class SourceInfo:
     ranges: int = 0
     #: seconds its ranges waited for their first data, summed: a request's round trips,
     #: and for a helper also what the engine's bulk reads hold back before the first report
-    #: (up to ~0.25 s of its stream: ``net.lowat``), so not all of it is idle link
+    #: (up to ~0.5 s of its stream: ``net.lowat``), so not all of it is idle link
     waited: float = 0.0
     #: of its ``ranges``, those asked for while a stream of it was about to end (pipelined:
     #: their waits overlapped that stream's last bytes; ``SchedulerConfig.pipeline``)

@@ -12,15 +12,19 @@ pool the mark is reset to 1, so the next response's headers are not held back.
 
 Two settings: ``LATENCY``/``MAX_LOWAT`` (50 ms, 64 KiB) by default, for streams whose bytes
 are passed on at once (a helper forwarding what the origin sends); and
-``BULK_LATENCY``/``BULK_MAX_LOWAT`` (250 ms, 256 KiB) for the requester's streams from
+``BULK_LATENCY``/``BULK_MAX_LOWAT`` (500 ms, 256 KiB) for the requester's streams from
 its peers, which only go to the part file: there every wake-up of the event loop costs
 the same Python work (aiohttp's parser, the body iterator, the scheduler's ``on_data``)
 whatever it brings (issue #17; measured in bench/README.md, "The receive path measured":
 30-40 % fewer chunks per MiB, ~12 % less CPU with long ranges; with short ranges the cost
 per range dominates). A connection keeps its bulk coalescer, and the rate it measured, from
 one response to the next (``ReadCoalescer.bulk``). The scheduler's silence and stall rules
-measure a source's usual gaps between reports, so a report every 250 ms does not look like
-a stall.
+measure a source's usual gaps between reports, so a report every 500 ms does not look like
+a stall. Half a second rather than the 250 ms of before: a helper capped at 2 MiB/s over 3
+streams (0.67 MiB/s each) was read 128 KiB at a time, now 256 KiB (44 % fewer reads of helper
+streams, 11.1 -> 7.0 reads per MiB in all, 2-8 % less CPU in the requester: bench/README.md,
+"Half-second marks"); a stream of 1 MiB/s or more already reached ``BULK_MAX_LOWAT`` and reads
+as before, so the LAN testbed's helpers (1.6 MiB/s per stream) are not changed by it.
 
 The kernel also wakes the reader when the receive window runs low, so a large mark
 cannot deadlock a stream; a stream that slows down is re-measured on its next read. One
@@ -44,7 +48,7 @@ MAX_LOWAT = 64 * 1024
 LATENCY = 0.05  # seconds of data we let the kernel collect before waking us
 #: the same for bulk streams (bytes that only go to disk: the requester's peer streams)
 BULK_MAX_LOWAT = 256 * 1024
-BULK_LATENCY = 0.25
+BULK_LATENCY = 0.5
 _MEASURE_EVERY = 0.2  # seconds between rate samples
 _SO_RCVLOWAT: int | None = getattr(socket, "SO_RCVLOWAT", None)
 #: the bulk coalescer of each connection (transport) that has one, while it lives
