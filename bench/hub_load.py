@@ -87,6 +87,7 @@ from swarmget.core.session_auth import (
     session_signed_headers,
 )
 from swarmget.net.hub_client import DEFAULT_HEARTBEAT_TIMEOUT, DEFAULT_TIMEOUT, HUB_KEEPALIVE
+from swarmget.net.looplag import LoopLagProbe
 from swarmget.net.signing import json_body, new_nonce, signed_headers
 
 SECRET = b"hub-load-secret-0123456789abcdef"
@@ -481,6 +482,36 @@ async def write_means(hub: str) -> dict[str, dict[str, float]]:
     return out
 
 
+async def lag_buckets(hub: str) -> dict[float, float]:
+    """The hub's event-loop lag histogram (cumulative counts by bucket bound), when it runs
+    a probe (``SWARMGET_LOOP_LAG_PROBE`` in its environment); empty otherwise."""
+    async with aiohttp.ClientSession() as session, session.get(f"{hub}/metrics") as response:
+        text = await response.text()
+    buckets: dict[float, float] = {}
+    for line in text.splitlines():
+        if line.startswith("swarmget_event_loop_lag_seconds_bucket"):
+            bound = line.split('le="')[1].split('"')[0]
+            buckets[float(bound)] = float(line.rsplit(" ", 1)[1])
+    return buckets
+
+
+def lag_summary(before: dict[float, float], after: dict[float, float]) -> dict[str, Any] | None:
+    """p50/p99 (bucket upper bounds, ms) and the largest bucket reached, between two reads
+    of a lag histogram; None without a probe."""
+    diff = {b: after[b] - before.get(b, 0.0) for b in sorted(after)}
+    total = diff[max(diff)] if diff else 0.0
+    if not total:
+        return None
+
+    def bound(q: float) -> float | None:
+        for b, cumulative in diff.items():
+            if cumulative >= q * total:
+                return round(b * 1000, 1) if b != float("inf") else None
+        return None
+
+    return {"n": int(total), "p50_ms": bound(0.5), "p99_ms": bound(0.99), "max_ms": bound(1.0)}
+
+
 async def inject_fault(args: argparse.Namespace, stats: Stats, nodes: list[Node], pid: int) -> None:
     """``--fault``: after ``--fault-after`` seconds of measuring, SIGKILL or SIGSTOP the
     first replica; its registered nodes are then watched until they register elsewhere."""
@@ -550,7 +581,13 @@ async def measure(
             )
             on_pg = args.db.startswith("postgresql")
             db0, thr0 = family_cpu_seconds("postgres"), [b.throttling() for b in budgets]
+            # the hubs' own loop lag (when they run a probe: SWARMGET_LOOP_LAG_PROBE), and
+            # ours: a pause that only the generator had is not the hub's latency
+            lag0 = [await lag_buckets(hub) for hub in hubs]
+            own_probe = LoopLagProbe(0.01)
+            own_lag = tasks.create_task(own_probe.run())
             await asyncio.sleep(args.duration)
+            own_lag.cancel()
             alive = pids[1:] if args.fault else pids
             cpu1, wall1, own1 = (
                 [
@@ -568,6 +605,8 @@ async def measure(
             live_hub = hubs[1] if args.fault else hubs[0]
             health = await nodes[0].call(live_hub, "GET", "/v1/health", None, 30.0)
             writes = [await write_means(hub) for hub in (hubs[1:] if args.fault else hubs)]
+            lag1 = [await lag_buckets(hub) if hub in (hubs[1:] if args.fault else hubs) else {}
+                    for hub in hubs]  # fmt: skip
             for task in running:
                 task.cancel()
     wall = wall1 - wall0
@@ -598,6 +637,8 @@ async def measure(
         "throttled": throttled(thr0, thr1) if budgets else None,
         "live_at_end": health.body.get("nodes"),
         "writes": writes,
+        "hub_lag": [lag_summary(a, b) for a, b in zip(lag0, lag1, strict=True)],
+        "loadgen_lag_max_ms": round(own_probe.max_lag * 1000, 1),
         "duration_s": args.duration,
     } | ({"fault": args.fault, "failover_s": failover(stats)} if args.fault else {})
 

@@ -119,6 +119,7 @@ from swarmget.net.auth import (
     auth_middleware,
     authenticated_node,
 )
+from swarmget.net.looplag import LoopLagProbe
 from swarmget.protocol.hub import (
     MAX_HUB_BODY,
     MAX_PEERS_PER_ANSWER,
@@ -468,6 +469,7 @@ def make_hub_app(
     write_stats: WriteStats | None = None,
     liveness_in_memory: bool = True,
     nonce_batches: NonceBatches | None = None,
+    lag_probe: LoopLagProbe | None = None,
 ) -> web.Application:
     """The hub as an aiohttp application. The caller owns ``store`` (opens and closes it)
     and ``nonces`` (where replicas share seen nonces; None: in this process only).
@@ -479,7 +481,9 @@ def make_hub_app(
     heartbeats are written through at once (``swarmget.hub.liveness``); ``nonce_batches``
     (with ``nonces``, usually the same store): the nonces of heartbeats and peers queries
     are written there with the liveness flush instead of before the answer
-    (``swarmget.hub.nonce_log``, which says what that weakens and why it is safe)."""
+    (``swarmget.hub.nonce_log``, which says what that weakens and why it is safe);
+    ``lag_probe``: runs while the app does, its figures on ``/metrics``
+    (``swarmget.net.looplag``: benchmarks)."""
     if ttl <= 0:
         raise ValueError("ttl must be positive")
     if not 0 <= group_prefix <= 32 or not 0 <= group_prefix_v6 <= 128:
@@ -530,6 +534,9 @@ def make_hub_app(
     app.cleanup_ctx.append(owned_loop(functools.partial(_sweep_forever, hub)))
     app.cleanup_ctx.append(owned_loop(functools.partial(_flush_forever, hub)))
     app.cleanup_ctx.append(owned_loop(hub.groups.refresh_forever))
+    if lag_probe is not None:
+        metrics.registry.register(lag_probe)
+        app.cleanup_ctx.append(owned_loop(lag_probe.run))
     app.router.add_post("/v1/nodes/register", hub.register)
     app.router.add_post("/v1/nodes/{node_id}/heartbeat", hub.heartbeat)
     app.router.add_post("/v1/nodes/{node_id}/session", hub.new_session)

@@ -37,6 +37,7 @@ from swarmget.defaults import (
 )
 from swarmget.hub.app import make_hub_app
 from swarmget.hub.store import RegistryStore, open_registry_store
+from swarmget.net.looplag import probe_from_env
 from swarmget.net.serve import (
     DEFAULT_BODY_TIMEOUT,
     DEFAULT_HEAD_TIMEOUT,
@@ -115,6 +116,7 @@ async def open_hub(
             nonce_batches=store,
             peers_limit=peers_limit,
             write_stats=store.write_stats,
+            lag_probe=probe_from_env(os.environ),
         )
         limits = dataclasses.replace(limits or ListenLimits(), uncounted=trusted_proxies)
         async with open_listener(

@@ -38,7 +38,7 @@ from swarmget.net.auth import wait_for_next_second
 from swarmget.net.content_hub import ContentHubClient
 from swarmget.net.guard import make_guarded_connector
 from swarmget.net.hub_client import HubApi, HubPool, Registration, hub_connector
-from swarmget.net.looplag import LoopLagProbe, interval_from_env
+from swarmget.net.looplag import LoopLagProbe, probe_from_env
 from swarmget.net.membership import MembershipState, run_membership
 from swarmget.net.metrics import metrics_handler
 from swarmget.net.origin import OriginClient
@@ -485,9 +485,9 @@ async def open_node(config: NodeConfig, *, pages: MountPages | None = None) -> A
 
 
 def _loop_lag_probe() -> LoopLagProbe | None:
-    """The event loop lag probe, when ``SWARMGET_LOOP_LAG_PROBE`` asks for one."""
-    interval = interval_from_env(os.environ)
-    return None if interval is None else LoopLagProbe(interval)
+    """The event loop lag probe (and stall log), when the environment asks for one
+    (``swarmget.net.looplag``)."""
+    return probe_from_env(os.environ)
 
 
 def _counts(manager: DownloadManager, helper: HelperService, holder: HolderService) -> Counts:
