@@ -9,14 +9,26 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
-from tests.integration.test_plain_cli_errors import run_cli
 
 from swarmget.testing.swarm import start_proc
 
 pytestmark = pytest.mark.slow
+CLI = [sys.executable, "-m", "swarmget.cli"]
+
+
+async def run_cli(*args: str) -> tuple[int, str, str]:
+    proc = await asyncio.create_subprocess_exec(
+        *CLI, *args, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        env={**os.environ, "COLUMNS": "400"},
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
 
 
 async def test_a_node_whose_hub_has_not_answered_yet_is_registering(tmp_path: Path) -> None:
