@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import os
@@ -45,7 +46,7 @@ from swarmget.net.serve import (
     ListenLimits,
     open_listener,
 )
-from swarmget.net.serving_gc import tune_for_serving
+from swarmget.net.serving_gc import collect_young_forever, tune_for_serving
 from swarmget.net.signals import announce_listening, serve_until_signalled
 from swarmget.net.signing import load_secret
 
@@ -159,20 +160,27 @@ async def run_hub(
     )
 
     started: list[RunningHub] = []
+    collecting: list[asyncio.Task[None]] = []
 
     def listening(hub: RunningHub) -> None:
         started.append(hub)
         log.info("hub started: listening on %s", hub.url)
         # its start-up done: frozen out of the collector's sight, the collector set for
-        # serving (its pauses were the heartbeats' p99: net.serving_gc); process-wide, as
-        # run_hub is the process's own serving loop (both entry points call it)
+        # serving (its pauses were the heartbeats' p99: net.serving_gc), and the young
+        # generation collected by the clock; process-wide, as run_hub is the process's own
+        # serving loop (both entry points call it)
         tune_for_serving()
+        collecting.append(asyncio.get_running_loop().create_task(collect_young_forever()))
         if on_listening is not None:
             on_listening(hub.url)
 
     try:
         await serve_until_signalled(server, listening)
     finally:
+        for task in collecting:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         if started:  # (a hub that could not start says why, once, where it failed)
             log.info("hub stopped")
 
