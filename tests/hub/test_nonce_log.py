@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
 
 import aiohttp
@@ -22,6 +22,7 @@ import pytest
 
 from swarmget.core.errors import HubUnavailable, UnknownNode
 from swarmget.hub.admission import RequestKind
+from swarmget.hub.batched_writes import Nonce
 from swarmget.hub.metrics import HubMetrics
 from swarmget.hub.nonce_log import NonceLog
 from swarmget.net.hub_client import HubClient, HubPool, HubSwitched, Registration
@@ -229,6 +230,48 @@ async def test_a_flush_counts_nonces_recorded_already() -> None:
     log.defer(RequestKind.HEARTBEAT, "a", "nonce-000000000001", T0 + 30)  # seen elsewhere
     log.defer(RequestKind.HEARTBEAT, "a", "nonce-000000000002", T0 + 30)
     assert await log.flush(T0) == 2
+    assert metrics.late_replays == 1
+
+
+class _CommitsThenWaits(MemoryRegistryStore):
+    """A registry whose nonce write is done (as a database thread finishes a commit) before
+    the awaiting flush learns it: a flush cancelled then put them back, written."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.hold = True
+        self.written = asyncio.Event()
+
+    async def record_nonces(self, items: Sequence[Nonce], now: float) -> list[bool]:
+        out = await super().record_nonces(items, now)
+        if self.hold:
+            self.written.set()
+            await asyncio.Event().wait()  # until cancelled
+        return out
+
+
+async def test_a_flush_cancelled_after_its_write_does_not_report_replays(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A hub stopping cancels a flush whose write was done; the last flush writes the same
+    nonces again and finds them: that is not a replay (it was reported as 500 of them)."""
+    store, metrics = _CommitsThenWaits(), HubMetrics()
+    log = NonceLog(store, metrics)
+    log.defer(RequestKind.HEARTBEAT, "a", "nonce-000000000001", T0 + 30)
+    log.defer(RequestKind.PEERS, "a", "nonce-000000000002", T0 + 30)
+    flushing = asyncio.create_task(log.flush(T0))
+    await asyncio.wait_for(store.written.wait(), PATIENCE)
+    flushing.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await flushing
+    assert len(log) == 2  # put back, for the next flush
+    store.hold = False
+    assert await log.flush(T0) == 2
+    assert metrics.late_replays == 0
+    assert "replayed" not in caplog.text
+    # a real replay is still one: a nonce recorded before, deferred again, flushed
+    log.defer(RequestKind.HEARTBEAT, "a", "nonce-000000000001", T0 + 30)
+    assert await log.flush(T0) == 1
     assert metrics.late_replays == 1
 
 

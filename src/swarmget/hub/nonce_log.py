@@ -83,6 +83,9 @@ class NonceLog:
         self._metrics = metrics
         self._max_pending = max_pending
         self._pending: list[Nonce] = []
+        #: nonces put back by a flush cancelled while it wrote them (a hub stopping): the
+        #: database may have them already, so finding them there is not a replay
+        self._maybe_written: set[Nonce] = set()
 
     def __len__(self) -> int:
         return len(self._pending)
@@ -104,10 +107,15 @@ class NonceLog:
             return 0
         try:
             fresh = await self._store.record_nonces(pending, now)
-        except BaseException:
+        except BaseException as exc:
             self._pending = pending + self._pending
+            if not isinstance(exc, Exception):  # cancelled: the write may have been done
+                self._maybe_written.update(pending)
             raise
-        late = [item for item, new in zip(pending, fresh, strict=True) if not new]
+        maybe, self._maybe_written = self._maybe_written, set()
+        late = [
+            item for item, new in zip(pending, fresh, strict=True) if not new and item not in maybe
+        ]
         if late:
             self._metrics.late_replays += len(late)
             shown = ", ".join(sorted({item.node_id for item in late})[:10])
