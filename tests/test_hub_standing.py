@@ -1,7 +1,7 @@
-"""A node's standing with its hub, as its status, ``swarmget status`` and ``swarmget doctor``
-tell it: "registering" while the first attempt is under way is neither "no hub" nor a
-failure (before, the status had no hub at all then, and doctor said the node ran without
-one)."""
+"""A node's standing with its hub, as its status, ``swarmget status``, ``swarmget doctor``
+and the portal's peers page tell it: "registering" while the first attempt is under way is
+neither "no hub" nor a failure (before, the status had no hub at all then, and doctor said
+the node ran without one)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,9 @@ from swarmget.core.lifecycle import HubStanding, parse_standing
 from swarmget.doctor import node_hub_check
 from swarmget.net.hub_client import Registered
 from swarmget.net.membership import MembershipState
-from swarmget.node.daemon import _membership_json
+from swarmget.node.hub_standing import membership_json as _membership_json
+from swarmget.node.hub_standing import standing_of
+from swarmget.web.views import self_row
 
 HUB = "http://10.0.0.1:7400"
 
@@ -76,3 +78,22 @@ def test_doctor_does_not_call_a_registering_node_hubless() -> None:
     assert not node_hub_check(None).ok
     assert "without a hub" in node_hub_check(None).detail
     assert node_hub_check(_membership_json(MembershipState(registered=_registered()))).ok
+
+
+def test_an_old_node_without_a_state_is_read_by_registered() -> None:
+    assert standing_of({"registered": True}) is HubStanding.REGISTERED
+    assert standing_of({"registered": False}) is HubStanding.NOT_REGISTERED
+    assert standing_of({"registered": "yes", "state": "odd"}) is HubStanding.NOT_REGISTERED
+
+
+def test_the_portal_says_it_in_this_nodes_row() -> None:
+    def last_seen(hub: object) -> str:
+        return self_row({"node_id": "me", "hub": hub}, address="10.0.0.2:7401").last_seen
+
+    assert last_seen(_membership_json(MembershipState(registered=_registered()))) == "now"
+    registering = last_seen(_membership_json(MembershipState.starting(HUB)))
+    assert registering == f"registering with {HUB} (its first attempt is under way)"
+    failed = MembershipState(registered=None, failures=1, error="hub down", hub_url=HUB)
+    assert last_seen(_membership_json(failed)) == f"not registered with {HUB} (hub down)"
+    assert last_seen(None) == "none (downloads run alone)"
+    assert last_seen("junk") == "none (downloads run alone)"  # not a mapping: no hub shown

@@ -22,11 +22,12 @@ import aiohttp
 from swarmget.config import resolve
 from swarmget.core.auth import DEFAULT_WINDOW
 from swarmget.core.errors import ClockSkew, SwarmgetError
-from swarmget.core.lifecycle import HubStanding, parse_standing
+from swarmget.core.lifecycle import HubStanding
 from swarmget.core.urls import parse_hub_urls, validate_url
 from swarmget.net.origin import OriginClient
 from swarmget.net.plain import plain_words
 from swarmget.net.signing import NodeIdentity, load_secret, secret_file_exposure, signed_headers
+from swarmget.node.hub_standing import standing_of
 
 
 @dataclass(frozen=True)
@@ -151,7 +152,7 @@ def node_hub_check(hub: dict[str, object] | None) -> Check:
     where = hub.get("hub_url") or "its hub"
     if hub.get("registered"):
         return Check("node's hub", True, f"registered with {where}")
-    if parse_standing(hub.get("state")) is HubStanding.REGISTERING:
+    if standing_of(hub) is HubStanding.REGISTERING:
         detail = f"registering with {where}: its first attempt has not ended yet"
         return Check("node's hub", False, detail, "run `swarmget doctor` again in a few seconds")
     hint = "see the hub checks above; `journalctl -u swarmget-node` on this host"

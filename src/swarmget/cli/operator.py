@@ -19,8 +19,8 @@ from rich.table import Table
 
 from swarmget.cli.app import client_settings, fail_start, main
 from swarmget.core.errors import SwarmgetError, UsageError
-from swarmget.core.lifecycle import HubStanding, parse_standing
 from swarmget.core.units import human_bytes
+from swarmget.node.hub_standing import standing_words
 
 
 def _node_api_call(state_dir: Path, path: str, method: str = "GET") -> Any:
@@ -126,18 +126,8 @@ def status(state_dir: Path | None, as_json: bool) -> None:
 
 
 def hub_words(hub: dict[str, Any] | None) -> str:
-    """The node's standing with its hub (its status's ``hub``), in words."""
-    if not hub:
-        return "none (downloads run alone)"
-    where = escape(str(hub.get("hub_url") or "its hub"))
-    standing = parse_standing(hub.get("state"))
-    if standing is None:  # a node too old to say: "registered" is all it tells
-        standing = HubStanding.REGISTERED if hub.get("registered") else None
-    if standing is HubStanding.REGISTERED:
-        return f"registered with {where}"
-    if standing is HubStanding.REGISTERING:
-        return f"registering with {where} (its first attempt is under way)"
-    return f"not registered with {where} ({escape(str(hub.get('error')))})"
+    """The node's standing with its hub (its status's ``hub``), in words for rich."""
+    return escape(standing_words(hub))
 
 
 def traffic_lines(traffic: dict[str, Any]) -> list[str]:

@@ -59,6 +59,7 @@ from swarmget.node.helper import ChunkFilter, HelperLimits, HelperService, make_
 from swarmget.node.history import DownloadHistory
 from swarmget.node.holder import HolderService, add_holder_routes
 from swarmget.node.holdings import HoldingsRegistry
+from swarmget.node.hub_standing import membership_json
 from swarmget.node.journal import DownloadJournal
 from swarmget.node.keyfile import load_node_identity
 from swarmget.node.metrics import NodeCollector
@@ -185,7 +186,7 @@ class Node:
                 "total": len(self.downloads.records),
             },
             "helper": self.helper.statistics(),
-            "hub": None if self.membership is None else _membership_json(self.membership),
+            "hub": None if self.membership is None else membership_json(self.membership),
             "traffic": None if self.daily is None else self.daily.to_json(),
             "sharing": sharing_status(self.share_cache, self.holder, self.announcer),
         }
@@ -198,17 +199,6 @@ class NodeHooks:
     helper is the only user."""
 
     chunk_filter: ChunkFilter | None = None
-
-
-def _membership_json(state: MembershipState) -> dict[str, Any]:
-    """The node status's ``hub`` (None there: the node has no hub)."""
-    return {
-        "state": state.standing.value,
-        "registered": state.registered is not None,
-        "failures": state.failures,
-        "error": state.error,
-        "hub_url": state.hub_url,
-    }
 
 
 def load_identity(state_dir: Path, configured: str | None) -> NodeIdentity:

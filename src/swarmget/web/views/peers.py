@@ -7,6 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from swarmget.core.lifecycle import HubStanding
+from swarmget.node.hub_standing import standing_of, standing_words
 from swarmget.web.humanize import human_bytes, human_duration, human_rate
 
 
@@ -94,6 +96,16 @@ def self_row(status: Mapping[str, Any], *, address: str) -> PeerRow:
         bytes_served=human_bytes(_count(helper.get("bytes_served", 0))),
         streams_served=_shown(_count(helper.get("streams_served", 0))),
         refused=_shown(_count(helper.get("refused", 0))),
-        last_seen="now",
+        last_seen=_own_standing(status.get("hub")),
         is_self=True,
     )
+
+
+def _own_standing(hub: object) -> str:
+    """This node's "last heartbeat": now while the hub has it registered, else why not (no
+    hub, its first attempt under way, or the latest error)."""
+    if not isinstance(hub, Mapping):
+        return standing_words(None)
+    if standing_of(hub) is HubStanding.REGISTERED:
+        return "now"
+    return standing_words(hub)
