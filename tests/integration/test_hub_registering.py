@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from swarmget.testing.silent import open_silent_server
 from swarmget.testing.swarm import start_proc
 
 pytestmark = pytest.mark.slow
@@ -32,39 +33,26 @@ async def run_cli(*args: str) -> tuple[int, str, str]:
 
 
 async def test_a_node_whose_hub_has_not_answered_yet_is_registering(tmp_path: Path) -> None:
-    held: list[asyncio.StreamWriter] = []
-    asked = asyncio.Event()
-
-    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        held.append(writer)  # the connection stays open, unanswered
-        if await reader.readline():
-            asked.set()
-
-    server = await asyncio.start_server(silent, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    hub = f"http://127.0.0.1:{port}"
     state = tmp_path / "state"
     env = {**os.environ, "SWARMGET_SECRET": "s" * 32, "PYTHONUNBUFFERED": "1"}
-    node = await start_proc(
-        ["node", "--hub", hub, "--port", "0", "--api-port", "0", "--state-dir", str(state),
-         "--download-dir", str(tmp_path / "d")],
-        tmp_path / "node.log", env,
-    )  # fmt: skip
-    try:
-        async with asyncio.timeout(10):
-            await asked.wait()  # the node's registration reached the silent hub
-        rc, out, err = await run_cli("status", "--state-dir", str(state), "--json")
-        assert rc == 0, err
-        shown = json.loads(out)["node"]["hub"]
-        # the hub client waits 10 s for an answer: the first attempt is still under way
-        assert shown["state"] == "registering", shown
-        assert (shown["registered"], shown["error"], shown["hub_url"]) == (False, None, hub)
-        rc, out, err = await run_cli("status", "--state-dir", str(state))
-        assert rc == 0, err
-        assert f"hub: registering with {hub}" in out
-    finally:
-        await node.stop()
-        for writer in held:
-            writer.close()
-        server.close()
-        await server.wait_closed()
+    async with open_silent_server() as silent:
+        hub = silent.url
+        node = await start_proc(
+            ["node", "--hub", hub, "--port", "0", "--api-port", "0", "--state-dir", str(state),
+             "--download-dir", str(tmp_path / "d")],
+            tmp_path / "node.log", env,
+        )  # fmt: skip
+        try:
+            async with asyncio.timeout(10):
+                await silent.asked.wait()  # the node's registration reached the silent hub
+            rc, out, err = await run_cli("status", "--state-dir", str(state), "--json")
+            assert rc == 0, err
+            shown = json.loads(out)["node"]["hub"]
+            # the hub client waits 10 s for an answer: the first attempt is still under way
+            assert shown["state"] == "registering", shown
+            assert (shown["registered"], shown["error"], shown["hub_url"]) == (False, None, hub)
+            rc, out, err = await run_cli("status", "--state-dir", str(state))
+            assert rc == 0, err
+            assert f"hub: registering with {hub}" in out
+        finally:
+            await node.stop()

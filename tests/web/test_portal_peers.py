@@ -5,7 +5,6 @@ hub that lists malformed peers."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 from collections.abc import AsyncIterator
@@ -23,6 +22,7 @@ from swarmget.net.hub_client import HubClient, Registration
 from swarmget.node.daemon import Node, NodeConfig
 from swarmget.run.node import open_node  # the node with its portal
 from swarmget.testing.fakes import MemoryRegistryStore, identity_for, nid
+from swarmget.testing.silent import open_silent_server
 
 SECRET = b"portal-peers-secret-0123456789"
 REG = Registration(port=7500, version="0.1.0", slots=2)
@@ -128,22 +128,10 @@ async def test_malformed_entries_of_the_hub_are_skipped(
 async def test_this_nodes_row_says_it_is_still_registering(tmp_path: Path) -> None:
     """A real node whose hub has not answered its first registration yet: its own row says
     so, where it said "now" whatever the hub had answered (and no hub at all looked alike)."""
-    held: list[asyncio.StreamWriter] = []
-
-    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        held.append(writer)  # accepted, never answered: the attempt lasts its whole timeout
-        await reader.read(65536)
-
-    server = await asyncio.start_server(silent, "127.0.0.1", 0)
-    hub_url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
-    try:
+    async with open_silent_server() as silent:
+        hub_url = silent.url
         async with node_with_hub(tmp_path, hub_url) as node:
             status, html = await peers_page(node)
-    finally:
-        for writer in held:
-            writer.close()
-        server.close()
-        await server.wait_closed()
     assert status == 200
     row = re.search(r'<tr class="self".*?</tr>', html, re.S)
     assert row is not None
