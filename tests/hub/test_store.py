@@ -239,3 +239,18 @@ async def test_password_is_hidden_in_messages() -> None:
             pass
     assert "hunter2" not in str(info.value)
     assert "127.0.0.1" in str(info.value)
+
+
+async def test_replica_counters(store: RegistryStore) -> None:
+    """Each hub process's counter (``swarmget.hub.replicas``): made on the first raise,
+    raised by one each time, deleted when forgotten (unknown ids are no error)."""
+    assert await store.replica_beats() == {}
+    await store.beat_replica("aaaaaaaaaaaaaaaa")
+    await store.beat_replica("aaaaaaaaaaaaaaaa")
+    await store.beat_replica("bbbbbbbbbbbbbbbb")
+    assert await store.replica_beats() == {"aaaaaaaaaaaaaaaa": 2, "bbbbbbbbbbbbbbbb": 1}
+    await store.forget_replicas(["aaaaaaaaaaaaaaaa", "cccccccccccccccc"])
+    await store.forget_replicas([])
+    assert await store.replica_beats() == {"bbbbbbbbbbbbbbbb": 1}
+    await store.beat_replica("aaaaaaaaaaaaaaaa")  # forgotten while stopped, then resumed
+    assert await store.replica_beats() == {"aaaaaaaaaaaaaaaa": 1, "bbbbbbbbbbbbbbbb": 1}

@@ -17,15 +17,17 @@ does not stay "slow" for ever on the memory of its last slow requests. From the 
 * nodes are told to heartbeat every ``slowdown`` × (TTL / 3) seconds, and a node stays live
   for ``slowdown`` × TTL: a node that heartbeats as told never expires because the hub was
   slow (after a halving the TTL is still 1.5 times the interval it was told before);
-* while the load is at or above 1, registrations, re-keys (``POST /v1/nodes/{id}/session``:
-  a key agreement and a node-key signature, as costly as a registration; a node whose
-  re-key is refused goes on signing with its node key) and peer lists are shed: 503
-  ``overloaded`` with ``Retry-After`` (the current heartbeat interval). Re-keys share the
-  registrations' waiting room (``max_registering``): a hub restarted under thousands of
-  nodes gets all of their re-keys at once. Heartbeats never are: they are the
-  cheapest call, and a shed one could make its node expire (the TTL promise above holds for
-  nodes whose heartbeats get through); the slowdown is what lightens them. Health, metrics
-  and leaving are never shed either.
+* while the load is at or above 1, replica watches (``swarmget.hub.replicas``: held
+  requests that wait for news, so never counted in flight nor timed), registrations,
+  re-keys (``POST /v1/nodes/{id}/session``: a key agreement and a node-key signature, as
+  costly as a registration; a node whose re-key is refused goes on signing with its node
+  key) and peer lists are shed: 503 ``overloaded`` with ``Retry-After`` (the current
+  heartbeat interval). Re-keys share the registrations' waiting room
+  (``max_registering``): a hub restarted under thousands of nodes gets all of their
+  re-keys at once. Heartbeats never are: they are the cheapest call, and a shed one could
+  make its node expire (the TTL promise above holds for nodes whose heartbeats get
+  through); the slowdown is what lightens them. Health, metrics and leaving are never
+  shed either.
 
 Shedding happens before the signature is checked, so that a refused request costs the hub
 no database write (the replay cache records every signed request's nonce).
@@ -72,6 +74,7 @@ class RequestKind(Enum):
     SESSION = "session"  # a re-key: POST /v1/nodes/{id}/session
     HEARTBEAT = "heartbeat"
     PEERS = "peers"
+    WATCH = "watch"  # a replica watch (swarmget.hub.replicas): held, not counted in flight
     FREE = "free"  # health, metrics, leaving: never shed
 
 
@@ -85,6 +88,8 @@ def request_kind(request: web.Request) -> RequestKind:
         return RequestKind.SESSION
     if method == "GET" and path == "/v1/peers":
         return RequestKind.PEERS
+    if method == "GET" and path.startswith("/v1/replicas/"):
+        return RequestKind.WATCH
     return RequestKind.FREE
 
 
@@ -196,6 +201,8 @@ class Admission:
             status = HUB_ERRORS.row("overloaded").status
             message = f"the hub is overloaded: try again in {wait:.0f} s"
             return json_error(status, message, "overloaded", headers=_retry_after(wait))
+        if kind is RequestKind.WATCH:  # held for news, not work: neither load nor latency
+            return await handler(request)
         started = self.clock()
         registering = kind in _ROOM
         self.in_flight += 1

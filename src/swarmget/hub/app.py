@@ -4,9 +4,10 @@
 
     POST   /v1/nodes/register         {node_id, port, version, slots, group?, wan_rate?,
                                        quota_left?, scheme?}
-                                      → {node_id, address, group, url, ttl, heartbeat_interval}
+                                      → {node_id, address, group, url, ttl, heartbeat_interval,
+                                         replica}
                                       | 429 {"code": "too_many_nodes"}: see below
-    POST   /v1/nodes/{id}/heartbeat   {stats: {...}} → {ok, ttl, heartbeat_interval}
+    POST   /v1/nodes/{id}/heartbeat   {stats: {...}} → {ok, ttl, heartbeat_interval, replica}
                                       | 404 {"code": "unknown_node"}: register again
     POST   /v1/nodes/{id}/session     {session_key} → {session_id, hub_key}: a new session
                                       with this process (``swarmget.hub.sessions``; also
@@ -23,6 +24,10 @@
                                         ``?requester=1``: the asker is a requester only,
                                         signed but not registered: the peers of the group
                                         of the address the request comes from
+    GET    /v1/replicas/{replica}/watch
+                                      → {replica, state}: when that replica of this
+                                        registry is gone, or after a hold time
+                                        (``swarmget.hub.replicas``)
     POST   /v1/content/{name}/join|news|leave|report
                                       the content index (fetch once, #15):
                                       ``swarmget.hub.content_routes``
@@ -109,6 +114,7 @@ from swarmget.hub.liveness import Liveness, flush_interval, keep_flushing
 from swarmget.hub.metrics import HubMetrics
 from swarmget.hub.nonce_log import NonceBatches, NonceLog
 from swarmget.hub.peer_entries import PeerFragments, peer_json, peers_answer_text
+from swarmget.hub.replicas import HubReplicas
 from swarmget.hub.selection import choose_peers
 from swarmget.hub.sessions import HubSessions
 from swarmget.hub.store import NodeRecord, RegistryStore
@@ -182,6 +188,8 @@ class _Hub:
     #: the content index (fetch once, #15): ``swarmget.hub.content_routes``
     contents: ContentRoutes
     liveness: Liveness
+    #: this process as one replica of the registry (``swarmget.hub.replicas``)
+    replicas: HubReplicas
     sessions: HubSessions = field(default_factory=HubSessions)
     #: each node's peers-answer entry as JSON text, made once per version of its record
     fragments: PeerFragments = field(default_factory=PeerFragments)
@@ -196,9 +204,12 @@ class _Hub:
         return await self.store.count_live(self.clock(), self.admission.live_ttl)
 
     @property
-    def _timers(self) -> dict[str, float]:
+    def _timers(self) -> dict[str, Any]:
+        """The fields every register and heartbeat answer has: the TTL, the interval to
+        heartbeat at, and which replica answered."""
         ttl = self.admission.live_ttl
-        return {"ttl": ttl, "heartbeat_interval": self.admission.heartbeat_interval}
+        interval = self.admission.heartbeat_interval
+        return {"ttl": ttl, "heartbeat_interval": interval, "replica": self.replicas.replica_id}
 
     async def register(self, request: web.Request) -> web.Response:
         body = await parse_body(request, RegisterRequest, MAX_HUB_BODY)
@@ -470,6 +481,7 @@ def make_hub_app(
     liveness_in_memory: bool = True,
     nonce_batches: NonceBatches | None = None,
     lag_probe: LoopLagProbe | None = None,
+    replicas: HubReplicas | None = None,
 ) -> web.Application:
     """The hub as an aiohttp application. The caller owns ``store`` (opens and closes it)
     and ``nonces`` (where replicas share seen nonces; None: in this process only).
@@ -483,7 +495,8 @@ def make_hub_app(
     are written there with the liveness flush instead of before the answer
     (``swarmget.hub.nonce_log``, which says what that weakens and why it is safe);
     ``lag_probe``: runs while the app does, its figures on ``/metrics``
-    (``swarmget.net.looplag``: benchmarks)."""
+    (``swarmget.net.looplag``: benchmarks); ``replicas``: this process as a replica
+    watching the others of ``store`` (default: ``HubReplicas`` with a new id)."""
     if ttl <= 0:
         raise ValueError("ttl must be positive")
     if not 0 <= group_prefix <= 32 or not 0 <= group_prefix_v6 <= 128:
@@ -510,6 +523,7 @@ def make_hub_app(
         groups=GroupCache(store, clock=clock, max_age=group_max_age),
         contents=ContentRoutes(store=store, clock=clock, admission=admission, metrics=metrics),
         liveness=Liveness(store, in_memory=liveness_in_memory),
+        replicas=replicas or HubReplicas(store=store),
         nonce_log=(
             NonceLog(nonce_batches, metrics)
             if nonce_batches is not None and nonces is not None
@@ -545,4 +559,5 @@ def make_hub_app(
     app.router.add_get(HEALTH_PATH, hub.health)
     app.router.add_get("/metrics", hub.metrics.handler(hub.live_count))
     hub.contents.add_to(app)
+    hub.replicas.add_to(app)
     return app

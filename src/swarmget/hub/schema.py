@@ -2,14 +2,15 @@
 
 ``hub_nodes``: one row per registered node, indexed by (group, last_seen) for one group's
 live nodes and by (address, last_seen) for the per-address cap. ``hub_nonces``: the seen
-request nonces, keyed by (node id, nonce), until they expire.
+request nonces, keyed by (node id, nonce), until they expire. ``hub_replicas``: one row per
+running hub process with a counter it raises while it runs (``swarmget.hub.replicas``).
 """
 
 from __future__ import annotations
 
 import sqlalchemy as sa
 
-__all__ = ["create_missing_indexes", "metadata", "nodes", "nonces"]
+__all__ = ["create_missing_indexes", "metadata", "nodes", "nonces", "replicas"]
 
 metadata = sa.MetaData()
 
@@ -39,6 +40,14 @@ nonces = sa.Table(
     sa.Column("node_id", sa.String(128), primary_key=True),
     sa.Column("nonce", sa.String(64), primary_key=True),
     sa.Column("expires_at", sa.Double, nullable=False, index=True),
+)
+
+
+replicas = sa.Table(
+    "hub_replicas",
+    metadata,
+    sa.Column("replica_id", sa.String(32), primary_key=True),
+    sa.Column("beats", sa.BigInteger, nullable=False),
 )
 
 

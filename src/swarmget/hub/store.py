@@ -49,7 +49,7 @@ import asyncio
 import dataclasses
 import os
 import time
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -64,7 +64,7 @@ from swarmget.core.errors import StorageError, UsageError
 from swarmget.db import create_db_engine
 from swarmget.hub.batched_writes import Beat, Nonce, write_beats, write_nonces
 from swarmget.hub.group_commit import GroupCommit
-from swarmget.hub.schema import create_missing_indexes, metadata, nodes, nonces
+from swarmget.hub.schema import create_missing_indexes, metadata, nodes, nonces, replicas
 from swarmget.hub.write_stats import WriteStats
 
 __all__ = [
@@ -164,6 +164,19 @@ class RegistryStore(Protocol):
 
     async def prune(self, before: float) -> int:
         """Forget nodes last seen before ``before``; returns how many."""
+        ...
+
+    async def beat_replica(self, replica: str) -> None:
+        """Raise hub replica ``replica``'s counter by one (its row made when it has none:
+        ``swarmget.hub.replicas``)."""
+        ...
+
+    async def replica_beats(self) -> dict[str, int]:
+        """Every replica's counter."""
+        ...
+
+    async def forget_replicas(self, gone: Iterable[str]) -> None:
+        """Delete these replicas' rows (a replica stopping; long-dead ones)."""
         ...
 
     async def close(self) -> None: ...
@@ -434,6 +447,28 @@ class SqlRegistryStore:
                         return 0
                 result = await conn.execute(sa.delete(nodes).where(nodes.c.last_seen < before))
         return int(result.rowcount)
+
+    async def beat_replica(self, replica: str) -> None:
+        row = replicas.c.replica_id == replica
+        with self._translated():
+            async with self._writing("replicas") as conn:
+                raised = sa.update(replicas).where(row).values(beats=replicas.c.beats + 1)
+                if (await conn.execute(raised)).rowcount == 0:
+                    await conn.execute(sa.insert(replicas).values(replica_id=replica, beats=1))
+
+    async def replica_beats(self) -> dict[str, int]:
+        query = sa.select(replicas.c.replica_id, replicas.c.beats)
+        with self._translated():
+            async with self._engine.connect() as conn:
+                return {str(r): int(b) for r, b in (await conn.execute(query)).all()}
+
+    async def forget_replicas(self, gone: Iterable[str]) -> None:
+        ids = list(gone)
+        if not ids:
+            return
+        with self._translated():
+            async with self._writing("replicas") as conn:
+                await conn.execute(sa.delete(replicas).where(replicas.c.replica_id.in_(ids)))
 
     async def remember_nonce(
         self, node_id: str, nonce: str, *, expires_at: float, now: float

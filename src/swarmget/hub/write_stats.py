@@ -25,8 +25,9 @@ from swarmget.net.metrics import HistogramTally
 __all__ = ["KINDS", "WriteStats"]
 
 #: What a write is for: batched heartbeats, batched nonces, deferred nonces
-#: (``swarmget.hub.nonce_log``), the liveness flush, the rest.
-KINDS = ("beats", "nonces", "nonce_log", "liveness", "register", "other")
+#: (``swarmget.hub.nonce_log``), the liveness flush, the replica's own counter
+#: (``swarmget.hub.replicas``), the rest.
+KINDS = ("beats", "nonces", "nonce_log", "liveness", "register", "replicas", "other")
 SIZE_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000)
 TIME_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 

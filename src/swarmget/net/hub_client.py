@@ -40,6 +40,7 @@ seconds, and a hub that answered a registration without a session (older) is nev
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import hashlib
 import logging
@@ -81,7 +82,9 @@ from swarmget.protocol.hub import (
     PeersAnswer,
     RegisterAnswer,
     RegisterRequest,
+    ReplicaNews,
     SessionGrant,
+    replica_watch_path,
     requester_query,
     session_path,
 )
@@ -93,6 +96,7 @@ __all__ = [
     "HubPool",
     "HubSwitched",
     "PeerInfo",
+    "WATCH_TIMEOUT",
     "Registered",
     "Registration",
     "RequesterOnly",
@@ -123,6 +127,9 @@ MIN_HUB_INTERVAL = 1.0
 HUB_KEEPALIVE = 60.0
 #: Seconds before a failed re-key (``POST /v1/nodes/{id}/session``) is tried again.
 REKEY_BACKOFF = 60.0
+#: Seconds a replica watch may take (``swarmget.hub.replicas``: a hub holds one up to
+#: ``WATCH_HOLD``, 50 s, when nothing happens).
+WATCH_TIMEOUT = 75.0
 
 _T = TypeVar("_T")
 
@@ -160,6 +167,7 @@ _REGISTERED = pydantic.TypeAdapter(RegisterAnswer)
 _PEERS = pydantic.TypeAdapter(PeersAnswer)
 _HEARTBEAT = pydantic.TypeAdapter(HeartbeatAnswer)
 _SESSION = pydantic.TypeAdapter(SessionGrant)
+_NEWS = pydantic.TypeAdapter(ReplicaNews)
 
 
 def hub_connector(local_addr: tuple[str, int] | None = None) -> aiohttp.TCPConnector:
@@ -193,6 +201,9 @@ class HubClient:
         self.requester_only = requester_only
         #: the session agreed with this hub (None: none, sign with the node key)
         self.session: SessionKey | None = None
+        #: the replica id its latest register or heartbeat answer named (None: none yet, or
+        #: a hub older than replica watching)
+        self.replica: str | None = None
         #: whether to agree sessions: off when asked, or when the hub keys none (older)
         self._sessions = sessions and not requester_only
         self._rekey_after = float("-inf")
@@ -207,12 +218,16 @@ class HubClient:
         )
         beat = min(timeout, heartbeat_timeout)
         self._quick_timeout = aiohttp.ClientTimeout(total=beat, sock_connect=beat)
+        self._watch_timeout = aiohttp.ClientTimeout(
+            total=WATCH_TIMEOUT, sock_connect=min(timeout, connect_timeout)
+        )
 
     async def register(self, registration: Registration) -> Registered:
         self._check_member()
         mine = EphemeralKey() if self._sessions else None
         payload = registration.as_json(self.node_id, mine.public_b64 if mine else None)
         answer = parse_answer(_REGISTERED, await self.call("POST", "/v1/nodes/register", payload))
+        self.replica = answer.replica
         self.session = None
         if mine is not None:
             if answer.session is None:
@@ -229,7 +244,18 @@ class HubClient:
         answer = await self._session_call("POST", path, payload, self._quick_timeout)
         if self.session is None and self._sessions:
             await self._rekey()
-        return parse_answer(_HEARTBEAT, answer)
+        parsed = parse_answer(_HEARTBEAT, answer)
+        self.replica = parsed.replica
+        return parsed
+
+    async def watch(self, replica: str) -> ReplicaNews:
+        """Wait until this hub says what replica ``replica`` (another hub process of our
+        registry) is: gone, alive after the hub's hold time, or unknown to it
+        (``swarmget.hub.replicas``). A member's call (signed with the node key: the
+        session, if any, is another replica's)."""
+        self._check_member()
+        raw = await self.call("GET", replica_watch_path(replica), None, self._watch_timeout)
+        return parse_answer(_NEWS, raw)
 
     async def _session_call(
         self,
@@ -510,6 +536,9 @@ class HubPool:
         self.node_id = identity.node_id
         self._current = _hub_index(self.node_id, len(self.clients)) if spread else 0
         self._registered_at: int | None = None
+        #: set (and replaced) after every answered register, heartbeat and leave:
+        #: ``watched`` may have changed
+        self._answered = asyncio.Event()
 
     @property
     def hub_url(self) -> str:
@@ -518,6 +547,7 @@ class HubPool:
     async def register(self, registration: Registration) -> Registered:
         index, registered = await self._first_answer(lambda hub: hub.register(registration))
         self._registered_at = index
+        self._changed()
         return registered
 
     async def heartbeat(self, stats: Mapping[str, Any] | None = None) -> HeartbeatAnswer:
@@ -528,11 +558,13 @@ class HubPool:
         if self._registered_at is not None and index != self._registered_at:
             return await self._heartbeat_elsewhere(index, stats)
         try:
-            return await self.clients[index].heartbeat(stats)
+            answer = await self.clients[index].heartbeat(stats)
         except HubUnavailable as exc:
             if exc.retry_after is not None or not self._move_on(index):
                 raise
             return await self._heartbeat_elsewhere(self._current, stats)
+        self._changed()
+        return answer
 
     async def _heartbeat_elsewhere(
         self, index: int, stats: Mapping[str, Any] | None
@@ -549,11 +581,48 @@ class HubPool:
             self._move_on(index)
             raise HubSwitched(f"{exc}; switching to hub {self.hub_url}", exc.status) from exc
         self._registered_at = index
+        self._changed()
         return answer
 
     async def leave(self) -> None:
         await self._first_answer(lambda hub: hub.leave())
         self._registered_at = None
+        self._changed()
+
+    def _changed(self) -> None:
+        answered, self._answered = self._answered, asyncio.Event()
+        answered.set()
+
+    async def watched_change(self, plan: tuple[int, str] | None) -> None:
+        """Wait until ``watched()`` is another than ``plan``."""
+        while self.watched() == plan:
+            await self._answered.wait()
+
+    def watched(self) -> tuple[int, str] | None:
+        """The hub we heartbeat and its replica id, for another replica to watch
+        (``swarmget.net.replica_watch``); None with one hub, before we registered, or
+        when that hub names no replica (older)."""
+        index = self._registered_at
+        if index is None or len(self.clients) == 1:
+            return None
+        replica = self.clients[index].replica
+        return None if replica is None else (index, replica)
+
+    def replica_gone(self, index: int, replica: str, *, told_by: int) -> bool:
+        """Hub ``told_by`` says replica ``replica``, hub ``index``, is gone: when that is
+        still the hub we heartbeat, ``told_by`` (which just answered) becomes the current
+        hub (the next heartbeat goes there, at once if the caller wakes the membership
+        loop). True when we moved."""
+        if self._registered_at != index or self.clients[index].replica != replica:
+            return False
+        if told_by != index and self._current != told_by:
+            self._current = told_by
+            log.warning(
+                "hub %s is gone (said hub %s); now using it",
+                self.clients[index].hub_url,
+                self.hub_url,
+            )
+        return True
 
     async def peers(self, only: Sequence[str] | None = None) -> list[PeerInfo]:
         return (await self._first_answer(lambda hub: hub.peers(only)))[1]

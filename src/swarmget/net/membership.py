@@ -156,9 +156,12 @@ async def run_membership(
     backoff_max: float = DEFAULT_BACKOFF_MAX,
     leave_timeout: float = DEFAULT_LEAVE_TIMEOUT,
     on_state: Callable[[MembershipState], None] | None = None,
+    wake: asyncio.Event | None = None,
 ) -> None:
     """Stay registered with the hub until cancelled (see module doc). ``stats_fn`` gives
-    the stats for each heartbeat; ``on_state`` hears the state after every attempt."""
+    the stats for each heartbeat; ``on_state`` hears the state after every attempt;
+    ``wake``, when set, ends the wait for the next attempt at once (and is cleared): the
+    pool moved away from a gone hub (``swarmget.net.replica_watch``)."""
     member = _Membership(
         client=client,
         registration=registration,
@@ -171,10 +174,23 @@ async def run_membership(
             delay = await member.step(stats_fn)
             if on_state is not None:
                 on_state(member.state(delay))
-            await asyncio.sleep(delay)
+            await _wait(delay, wake)
     finally:
         if member.registered is not None:
             await _leave_quietly(client, leave_timeout)
+
+
+async def _wait(delay: float, wake: asyncio.Event | None) -> None:
+    """``delay`` seconds, or less when ``wake`` is set (then cleared)."""
+    if wake is None:
+        await asyncio.sleep(delay)
+        return
+    try:
+        async with asyncio.timeout(delay):
+            await wake.wait()
+    except TimeoutError:
+        return
+    wake.clear()
 
 
 async def _leave_quietly(client: HubApi, limit: float) -> None:

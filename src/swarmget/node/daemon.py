@@ -43,6 +43,7 @@ from swarmget.net.membership import MembershipState, run_membership
 from swarmget.net.metrics import metrics_handler
 from swarmget.net.origin import OriginClient
 from swarmget.net.relay_client import RelayClient
+from swarmget.net.replica_watch import watch_replicas
 from swarmget.net.serve import ListenLimits, open_listener
 from swarmget.node.announcer import HoldingsAnnouncer
 from swarmget.node.content_adapters import (
@@ -450,6 +451,7 @@ async def open_node(config: NodeConfig, *, pages: MountPages | None = None) -> A
             if announcer is not None:
                 stop_tasks.append(tg.create_task(announcer.run()))
 
+            moved = asyncio.Event()  # another replica said ours is gone: heartbeat now
             stop_tasks.append(
                 tg.create_task(
                     run_membership(
@@ -458,9 +460,12 @@ async def open_node(config: NodeConfig, *, pages: MountPages | None = None) -> A
                         lambda: _heartbeat_stats(helper),
                         interval=config.heartbeat_interval,
                         on_state=on_state,
+                        wake=moved,
                     )
                 )
             )
+            if len(hub.clients) > 1:
+                stop_tasks.append(tg.create_task(watch_replicas(hub, moved.set)))
         try:
             manager.resume_journal()  # downloads a previous run was stopped in the middle of
             yield node

@@ -31,6 +31,7 @@ from pydantic import (
 
 from swarmget.core.auth import is_valid_node_id
 from swarmget.core.groups import canonical_address, is_valid_group_name
+from swarmget.core.replicas import ReplicaState
 from swarmget.core.session_auth import decode_public_key, is_valid_session_id
 
 __all__ = [
@@ -48,12 +49,15 @@ __all__ = [
     "PeerEntry",
     "PeerStats",
     "PeersAnswer",
+    "REPLICA_ID_PATTERN",
     "RegisterAnswer",
+    "ReplicaNews",
     "RegisterRequest",
     "SessionGrant",
     "SessionRequest",
     "session_path",
     "peer_url",
+    "replica_watch_path",
     "requester_query",
 ]
 
@@ -80,6 +84,10 @@ PEERS_PATH = "/v1/peers"
 #: hub older than this addition ignores the parameter and answers 404 ``unknown_node``.
 REQUESTER_PARAM = "requester"
 REQUESTER_VALUE = "1"
+
+#: A hub replica's id (``swarmget.hub.replicas``): 16 lowercase hex digits, new per process.
+REPLICA_ID_PATTERN = r"^[0-9a-f]{16}$"
+_ReplicaId = Annotated[str, Field(pattern=REPLICA_ID_PATTERN)]
 
 _Count = Annotated[int, Field(ge=0, le=MAX_COUNT)]
 _Slots = Annotated[int, Field(ge=0, le=MAX_SLOTS)]
@@ -269,6 +277,9 @@ class RegisterAnswer(BaseModel):
     #: the session agreed (the registration sent ``session_key`` to a hub that keys
     #: sessions); None: sign with the node key
     session: SessionGrant | None = None
+    #: the answering replica's id, which another replica can be asked to watch (None: a hub
+    #: older than replica watching)
+    replica: _ReplicaId | None = None
 
 
 class HeartbeatAnswer(BaseModel):
@@ -280,6 +291,24 @@ class HeartbeatAnswer(BaseModel):
     ok: bool = True
     ttl: float = Field(gt=0, allow_inf_nan=False)
     heartbeat_interval: float = Field(gt=0, allow_inf_nan=False)
+    #: as in ``RegisterAnswer``
+    replica: _ReplicaId | None = None
+
+
+def replica_watch_path(replica: str) -> str:
+    """``GET`` this on one replica to hear when replica ``replica`` (of the same registry)
+    is gone: the answer (a ``ReplicaNews``) comes when it is, or after the hub's hold time
+    (``swarmget.hub.replicas``)."""
+    return f"/v1/replicas/{replica}/watch"
+
+
+class ReplicaNews(BaseModel):
+    """A replica's answer to a watch: what it knows of the watched ``replica`` now."""
+
+    model_config = ConfigDict(frozen=True)
+
+    replica: _ReplicaId
+    state: ReplicaState
 
 
 def peer_url(scheme: str, address: str, port: int) -> str:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from swarmget.core.identity import NodeIdentity
@@ -51,6 +51,7 @@ class MemoryRegistryStore:
     def __init__(self) -> None:
         self._nodes: dict[str, NodeRecord] = {}
         self._nonces: dict[tuple[str, str], float] = {}
+        self._replicas: dict[str, int] = {}
         self.closed = False
 
     async def remember_nonce(
@@ -133,6 +134,16 @@ class MemoryRegistryStore:
         for node_id in dead:
             del self._nodes[node_id]
         return len(dead)
+
+    async def beat_replica(self, replica: str) -> None:
+        self._replicas[replica] = self._replicas.get(replica, 0) + 1
+
+    async def replica_beats(self) -> dict[str, int]:
+        return dict(self._replicas)
+
+    async def forget_replicas(self, gone: Iterable[str]) -> None:
+        for replica in gone:
+            self._replicas.pop(replica, None)
 
     async def close(self) -> None:
         self.closed = True

@@ -1,0 +1,102 @@
+"""A node's side of replica watching: another replica says when ours is gone.
+
+A node with several hubs (replicas of one registry: ``HubPool``) heartbeats one of them; by
+itself it would notice that replica's death only at its next heartbeat plus the
+heartbeat's timeout. ``watch_replicas`` keeps one request open on another replica, which
+answers as soon as ours is gone (``swarmget.hub.replicas`` explains how a replica knows);
+then the pool makes the replica that told us its current hub and ``on_gone`` wakes the
+membership loop, whose next heartbeat (at once) goes there.
+
+Whom to ask: the hub after ours in the pool's list, then the next ones, skipping ours.
+A watch answered ``alive`` (the hub's hold time is over) is asked again at once (after
+``MIN_GAP`` when it came back sooner: a hub that answers at once must not make us spin);
+``unknown`` (a hub older than replica watching, a replica of another registry) or a
+refusal (an older hub's 404) moves on to the next hub, and once every other hub said so we
+look again after ``GIVE_UP_WAIT``; an unavailable hub moves on after a backoff. While we
+are not registered, have one hub, or our hub names no replica, there is nothing to watch
+(looked at again after the pool's next answer). Nothing here can stop the node: every
+failure is logged and waited out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Callable
+
+from swarmget.core.backoff import exponential_backoff
+from swarmget.core.errors import HubError, HubUnavailable
+from swarmget.core.replicas import ReplicaState
+from swarmget.net.hub_client import HubPool
+
+__all__ = ["GIVE_UP_WAIT", "MIN_GAP", "watch_replicas"]
+
+log = logging.getLogger(__name__)
+
+#: The least seconds between two watches of one replica.
+MIN_GAP = 1.0
+#: Seconds before asking again once no other hub could watch ours.
+GIVE_UP_WAIT = 300.0
+#: Backoff after an unavailable hub: from this, doubling...
+BACKOFF_INITIAL = 1.0
+#: ... up to this.
+BACKOFF_MAX = 30.0
+
+
+async def watch_replicas(
+    pool: HubPool,
+    on_gone: Callable[[], None],
+    *,
+    clock: Callable[[], float] = time.monotonic,
+) -> None:
+    """Watch the replica we heartbeat from another one until cancelled (see module doc);
+    ``on_gone()`` after the pool moved away from a gone replica."""
+    failures, turn, refused = 0, 0, 0
+    while True:
+        plan = pool.watched()
+        if plan is None:
+            await pool.watched_change(None)
+            continue
+        index, replica = plan
+        others = [i for i in range(len(pool.clients)) if i != index]
+        asker = others[turn % len(others)]
+        asked = clock()
+        try:
+            news = await pool.clients[asker].watch(replica)
+        except HubUnavailable as exc:
+            failures += 1
+            turn += 1
+            wait = exponential_backoff(failures, initial=BACKOFF_INITIAL, maximum=BACKOFF_MAX)
+            log.info("hub %s cannot watch ours: %s", pool.clients[asker].hub_url, exc)
+            await asyncio.sleep(wait * (0.5 + random.random() / 2))
+            continue
+        except HubError as exc:  # refused: an older hub without the route, say
+            log.info("hub %s refused to watch ours: %s", pool.clients[asker].hub_url, exc)
+            refused, turn = refused + 1, turn + 1
+            await _after_refusal(pool, plan, refused, len(others))
+            continue
+        failures = 0
+        if news.state is ReplicaState.GONE:
+            refused = 0
+            if pool.replica_gone(index, replica, told_by=asker):
+                on_gone()
+            await pool.watched_change(plan)
+        elif news.state is ReplicaState.UNKNOWN:
+            refused, turn = refused + 1, turn + 1
+            await _after_refusal(pool, plan, refused, len(others))
+        else:
+            refused = 0
+            await asyncio.sleep(max(0.0, MIN_GAP - (clock() - asked)))
+
+
+async def _after_refusal(pool: HubPool, plan: tuple[int, str], refused: int, others: int) -> None:
+    """Once every other hub refused or did not know ours: wait ``GIVE_UP_WAIT`` (or until
+    we heartbeat another hub)."""
+    if refused % others == 0:
+        try:
+            async with asyncio.timeout(GIVE_UP_WAIT):
+                await pool.watched_change(plan)
+        except TimeoutError:
+            pass

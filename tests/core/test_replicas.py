@@ -1,0 +1,90 @@
+"""Which hub replicas stopped, decided from reads of their counters (pure: the test passes
+the read times)."""
+
+from __future__ import annotations
+
+import pytest
+
+from swarmget.core.replicas import ReplicaSightings, ReplicaState
+
+ME, A, B = "me", "a", "b"
+
+
+def _sightings(**kw: float) -> ReplicaSightings:
+    return ReplicaSightings(me=ME, dead_after=kw.pop("dead_after", 2.0), **kw)  # type: ignore[arg-type]
+
+
+def test_a_replica_whose_counter_moves_stays_alive() -> None:
+    s = _sightings()
+    for step in range(20):
+        assert s.read({ME: step, A: step}, step * 0.5) == frozenset()
+    assert s.state(A, 10.0) is ReplicaState.ALIVE
+
+
+def test_a_still_counter_is_gone_after_dead_after_and_told_once() -> None:
+    s = _sightings()
+    s.read({ME: 1, A: 7}, 0.0)
+    news = [s.read({ME: 2 + i, A: 7}, 0.5 * (i + 1)) for i in range(6)]
+    # unchanged since 0.0: gone at the read at 2.0 s (4 reads unchanged >= min_reads 3)
+    assert news == [frozenset(), frozenset(), frozenset(), {A}, frozenset(), frozenset()]
+    assert s.state(A, 3.0) is ReplicaState.GONE
+    assert s.state(ME, 3.0) is ReplicaState.ALIVE
+
+
+def test_one_slow_read_condemns_nobody() -> None:
+    """The database (or this process) stalled for longer than dead_after: A's raises were
+    held up too, so one read is not enough to call it gone."""
+    s = _sightings()
+    s.read({ME: 1, A: 7}, 0.0)
+    assert s.read({ME: 2, A: 7}, 5.0) == frozenset()
+    assert s.state(A, 5.0) is ReplicaState.ALIVE
+    assert s.read({ME: 3, A: 8}, 5.5) == frozenset()  # its raise landed: alive, clock reset
+    assert s.read({ME: 4, A: 8}, 6.0) == frozenset()
+    assert s.state(A, 6.0) is ReplicaState.ALIVE
+
+
+def test_a_deleted_row_is_gone_at_once() -> None:
+    s = _sightings()
+    s.read({ME: 1, A: 1, B: 1}, 0.0)
+    assert s.read({ME: 2, B: 2}, 0.5) == {A}
+    assert s.state(A, 0.5) is ReplicaState.GONE
+    assert s.state(B, 0.5) is ReplicaState.ALIVE
+
+
+def test_a_resumed_replica_is_alive_again_and_can_be_gone_again() -> None:
+    s = _sightings(dead_after=1.0)
+    for i in range(5):
+        s.read({ME: i, A: 3}, i * 0.5)
+    assert s.state(A, 2.0) is ReplicaState.GONE
+    assert s.read({ME: 9, A: 4}, 2.5) == frozenset()
+    assert s.state(A, 2.5) is ReplicaState.ALIVE
+    told = [s.read({ME: 10 + i, A: 4}, 3.0 + i * 0.5) for i in range(4)]
+    assert frozenset({A}) in told
+
+
+def test_never_seen_is_unknown_not_gone() -> None:
+    s = _sightings()
+    assert s.state(A, 0.0) is ReplicaState.UNKNOWN
+    s.read({ME: 1}, 0.0)
+    assert s.state(A, 100.0) is ReplicaState.UNKNOWN
+
+
+def test_long_silent_rows_are_named_stale_and_vanished_ones_forgotten() -> None:
+    s = _sightings(forget_after=10.0)
+    s.read({ME: 1, A: 1, B: 1}, 0.0)
+    for i in range(1, 25):
+        s.read({ME: 1 + i, A: 1, B: 1 + i}, i * 0.5)
+    assert s.stale(12.0) == {A}  # silent since 0.0; never ourselves, never a live one
+    s.read({ME: 30, B: 30}, 12.5)  # its row deleted
+    assert s.stale(12.5) == frozenset()
+    assert s.state(A, 12.5) is ReplicaState.GONE  # a late watcher still hears "gone"
+    s.read({ME: 31, B: 31}, 23.0)
+    assert s.state(A, 23.0) is ReplicaState.UNKNOWN  # forgotten forget_after after
+
+
+@pytest.mark.parametrize(
+    "kw", [{"dead_after": 0.0}, {"min_reads": 0}, {"dead_after": 5.0, "forget_after": 1.0}]
+)
+def test_bad_settings_are_refused(kw: dict[str, float]) -> None:
+    with pytest.raises(ValueError, match="dead_after"):
+        ReplicaSightings(me=ME, **{"dead_after": 2.0, **kw})  # type: ignore[arg-type]
