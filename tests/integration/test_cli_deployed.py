@@ -4,37 +4,22 @@ not go the way it was set up says so, on stderr and in ``--json``. Real processe
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import shutil
-import subprocess
-import sys
 import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
+from swarmget.testing.cli import run_cli
 from swarmget.testing.origin import TestOrigin, open_test_origin
 from swarmget.testing.swarm import open_local_swarm
 
-CLI = [sys.executable, "-m", "swarmget.cli"]
 MiB = 1024 * 1024
 GROUP = 4242  # a group of the node's state directory (needs no name)
 pytestmark = pytest.mark.slow
-
-
-async def run_cli(
-    *args: str, env: dict[str, str], user: list[str] | None = None, cwd: Path = Path("/")
-) -> tuple[int, str, str]:
-    proc = await asyncio.create_subprocess_exec(
-        *(user or []), *CLI, *args, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        env={**os.environ, **env}, cwd=cwd,
-    )  # fmt: skip
-    out, err = await asyncio.wait_for(proc.communicate(), 120)
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
 
 
 @pytest.fixture
@@ -58,28 +43,33 @@ async def test_status_peers_and_get_find_the_node_the_config_names(
         cfg.write_text(f'[node]\nstate_dir = "{node.state_dir}"\n')
         env = no_default_node(tmp_path)
         for command in (["status", "--json"], ["peers", "--json"]):
-            rc, out, err = await run_cli("--config", str(cfg), *command, env=env)
+            rc, out, err = await run_cli(
+                "--config", str(cfg), *command, env=env, cwd="/", timeout=120
+            )
             assert rc == 0, err
         rc, out, _ = await run_cli(
-            "status", "--json", env={**env, "SWARMGET_NODE_STATE_DIR": str(node.state_dir)}
-        )
+            "status", "--json", env={**env, "SWARMGET_NODE_STATE_DIR": str(node.state_dir)},
+            cwd="/", timeout=120,
+        )  # fmt: skip
         assert rc == 0
         assert json.loads(out)["node"]["node_id"] == node.node_id
         target = node.download_dir / "f.bin"
         rc, out, err = await run_cli(
-            "--config", str(cfg), "get", origin.url("f.bin"), "-o", str(target), "--json", env=env
-        )
+            "--config", str(cfg), "get", origin.url("f.bin"), "-o", str(target), "--json",
+            env=env, cwd="/", timeout=120,
+        )  # fmt: skip
         assert rc == 0, err
         assert json.loads(out)["route"] == {"route": "node", "reason": None, "fallback": False}
         # without -o, from inside the node's directory: the file lands where the user is
         here = node.download_dir / "sub"
         here.mkdir()
         rc, out, err = await run_cli(
-            "--config", str(cfg), "get", origin.url("f.bin"), "--json", env=env, cwd=here
-        )
+            "--config", str(cfg), "get", origin.url("f.bin"), "--json",
+            env=env, cwd=here, timeout=120,
+        )  # fmt: skip
         assert rc == 0, err
         assert json.loads(out)["path"] == str((here / "f.bin").resolve())
-        rc, out, _ = await run_cli("--config", str(cfg), "doctor", env=env)
+        rc, out, _ = await run_cli("--config", str(cfg), "doctor", env=env, cwd="/", timeout=120)
         assert "no running node" not in out
 
 
@@ -92,7 +82,8 @@ async def test_get_joins_the_configured_hub_without_a_node(
         cfg.write_text(f'secret_file = "{swarm.secret_file}"\n[node]\nhub = ["{hub}"]\n')
         rc, out, err = await run_cli(
             "--config", str(cfg), "get", origin.url("f.bin"), "-o", str(tmp_path / "f.bin"),
-            "--json", "--source-address", "127.0.0.1", env=no_default_node(tmp_path),
+            "--json", "--source-address", "127.0.0.1",
+            env=no_default_node(tmp_path), cwd="/", timeout=120,
         )  # fmt: skip
     assert rc == 0, err
     assert json.loads(out)["route"] == {"route": "swarm", "reason": None, "fallback": False}
@@ -108,7 +99,8 @@ async def test_a_download_alone_says_why_loudly_and_in_json(
     cfg.write_text(f'secret_file = "{secret}"\n[node]\nhub = ["http://127.0.0.1:9"]\n')  # down
     rc, out, err = await run_cli(
         "--config", str(cfg), "get", origin.url("f.bin"), "-o", str(tmp_path / "f.bin"),
-        "--json", "--source-address", "127.0.0.1", env=no_default_node(tmp_path),
+        "--json", "--source-address", "127.0.0.1",
+        env=no_default_node(tmp_path), cwd="/", timeout=120,
     )  # fmt: skip
     assert rc == 0, err
     route = json.loads(out)["route"]
@@ -120,7 +112,7 @@ async def test_a_download_alone_says_why_loudly_and_in_json(
     # nothing set up: alone, and the JSON says why
     rc, out, err = await run_cli(
         "get", origin.url("f.bin"), "-o", str(tmp_path / "g.bin"), "--json",
-        env=no_default_node(tmp_path),
+        env=no_default_node(tmp_path), cwd="/", timeout=120,
     )  # fmt: skip
     assert rc == 0, err
     route = json.loads(out)["route"]
@@ -149,10 +141,14 @@ async def test_a_member_of_the_nodes_group_reaches_it(tmp_path: Path) -> None:
             member = ["setpriv", "--reuid=65534", "--regid=65534", f"--groups={GROUP}"]
             stranger = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
             env = {"SWARMGET_NODE_STATE_DIR": str(node.state_dir), "HOME": "/"}
-            rc, out, err = await run_cli("status", "--json", env=env, user=member)
+            rc, out, err = await run_cli(
+                "status", "--json", env=env, prefix=member, cwd="/", timeout=120
+            )
             assert rc == 0, err
             assert json.loads(out)["node"]["node_id"] == node.node_id
-            rc, _, err = await run_cli("status", "--json", env=env, user=stranger)
+            rc, _, err = await run_cli(
+                "status", "--json", env=env, prefix=stranger, cwd="/", timeout=120
+            )
             assert rc != 0
             assert "no running node" in err
             assert (state / "node-key").stat().st_mode & 0o077 == 0  # the key stays private

@@ -18,11 +18,11 @@ import pytest
 
 from swarmget import __version__
 from swarmget.core.ranges import ByteRange, RangeSet
+from swarmget.testing.cli import CLI, run_cli
 from swarmget.testing.origin import TestOrigin, open_test_origin
 
 KiB = 1024
 MiB = 1024 * KiB
-CLI = [sys.executable, "-m", "swarmget.cli"]
 
 
 @pytest.fixture
@@ -30,15 +30,6 @@ async def origin() -> AsyncIterator[TestOrigin]:
     async with open_test_origin() as o:
         o.add_generated("f.bin", 3 * MiB + 1, seed=11)
         yield o
-
-
-async def run_cli(*args: str, timeout: float = 60.0) -> tuple[int, str, str]:
-    proc = await asyncio.create_subprocess_exec(
-        *CLI, *args, stdout=subprocess.PIPE, stderr=subprocess.PIPE
-    )
-    out, err = await asyncio.wait_for(proc.communicate(), timeout)
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
 
 
 def sha256(path: Path) -> str:

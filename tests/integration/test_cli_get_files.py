@@ -21,12 +21,12 @@ import pytest
 from swarmget.engine.download import FIRST_RANGE
 from swarmget.net.origin import OriginClient
 from swarmget.storage import ResumeKey
+from swarmget.testing.cli import CLI, run_cli
 from swarmget.testing.origin import TestOrigin, open_test_origin
 
 KiB = 1024
 MiB = 1024 * KiB
 SIZE = 3 * MiB + 1
-CLI = [sys.executable, "-m", "swarmget.cli"]
 NOBODY = 65534
 VICTIM = b"precious bytes of someone else\n"
 
@@ -36,15 +36,6 @@ async def origin() -> AsyncIterator[TestOrigin]:
     async with open_test_origin() as o:
         o.add_generated("f.bin", SIZE, seed=11)
         yield o
-
-
-async def run_cli(*args: str, timeout: float = 60.0) -> tuple[int, str, str]:
-    proc = await asyncio.create_subprocess_exec(
-        *CLI, *args, stdout=subprocess.PIPE, stderr=subprocess.PIPE
-    )
-    out, err = await asyncio.wait_for(proc.communicate(), timeout)
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
 
 
 def listing(directory: Path) -> set[str]:

@@ -8,18 +8,15 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import os
-import subprocess
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 
+from swarmget.testing.cli import run_cli
 from swarmget.testing.origin import TestOrigin, open_test_origin
 
-CLI = [sys.executable, "-m", "swarmget.cli"]
 MiB = 1024 * 1024
 
 
@@ -76,17 +73,8 @@ async def proxy() -> AsyncIterator[ForwardProxy]:
         yield p
 
 
-async def run_cli(*args: str, cwd: Path, env: dict[str, str]) -> tuple[int, str, str]:
-    proc = await asyncio.create_subprocess_exec(
-        *CLI, *args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=cwd, env=env
-    )
-    out, err = await asyncio.wait_for(proc.communicate(), 60)
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
-
-
 def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
-    return {**os.environ, "XDG_STATE_HOME": str(tmp_path / "no-state"), **extra}
+    return {"XDG_STATE_HOME": str(tmp_path / "no-state"), **extra}
 
 
 async def test_every_request_goes_through_the_given_proxy(

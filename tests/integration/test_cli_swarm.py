@@ -5,19 +5,17 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import subprocess
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
 import pytest
 
+from swarmget.testing.cli import run_cli
 from swarmget.testing.origin import TestOrigin, open_test_origin
 from swarmget.testing.swarm import NodeApi, open_local_swarm
 
 MiB = 1024 * 1024
-CLI = [sys.executable, "-m", "swarmget.cli"]
 pytestmark = pytest.mark.slow
 
 
@@ -26,15 +24,6 @@ async def origin() -> AsyncIterator[TestOrigin]:
     async with open_test_origin(rate_per_ip=2 * MiB) as o:
         o.add_generated("f.bin", 12 * MiB + 3, seed=21)
         yield o
-
-
-async def run_cli(*args: str) -> tuple[int, str, str]:
-    proc = await asyncio.create_subprocess_exec(
-        *CLI, *args, stdout=subprocess.PIPE, stderr=subprocess.PIPE
-    )
-    out, err = await asyncio.wait_for(proc.communicate(), 120)
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
 
 
 async def test_get_with_hub_joins_the_swarm(origin: TestOrigin, tmp_path: Path) -> None:
@@ -49,7 +38,7 @@ async def test_get_with_hub_joins_the_swarm(origin: TestOrigin, tmp_path: Path) 
         rc, out, err = await run_cli(
             "get", origin.url("f.bin"), "-o", str(tmp_path / "out.bin"), "--json",
             "--hub", str(swarm.hub.info["url"]), "--secret-file", str(swarm.secret_file),
-            "--source-address", "127.0.0.1",
+            "--source-address", "127.0.0.1", timeout=120,
         )  # fmt: skip
     assert rc == 0, err
     result = json.loads(out)
@@ -65,7 +54,7 @@ async def test_get_hands_the_download_to_a_running_node(origin: TestOrigin, tmp_
         target = node.download_dir / "handed.bin"
         rc, out, err = await run_cli(
             "get", origin.url("f.bin"), "-o", str(target), "--json",
-            "--state-dir", str(node.state_dir),
+            "--state-dir", str(node.state_dir), timeout=120,
         )  # fmt: skip
         assert rc == 0, err
         assert json.loads(out)["path"] == str(target.resolve())
@@ -78,7 +67,7 @@ async def test_get_hands_the_download_to_a_running_node(origin: TestOrigin, tmp_
         elsewhere = tmp_path / "elsewhere.bin"
         rc, out, err = await run_cli(
             "get", origin.url("f.bin"), "-o", str(elsewhere), "--json",
-            "--state-dir", str(node.state_dir),
+            "--state-dir", str(node.state_dir), timeout=120,
         )  # fmt: skip
         assert rc == 0, err
         assert "downloading alone" in err  # said loudly, and in the JSON
@@ -95,6 +84,7 @@ async def test_errors_from_the_node_keep_their_exit_code(
         rc, out, err = await run_cli(
             "get", origin.url("f.bin"), "-o", str(node.download_dir / "x.bin"),
             "--checksum", "sha256:" + "0" * 64, "--json", "--state-dir", str(node.state_dir),
+            timeout=120,
         )  # fmt: skip
         assert rc == 5, err
         assert json.loads(out)["error"] == "checksum_mismatch"

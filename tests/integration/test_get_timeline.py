@@ -7,8 +7,6 @@ import asyncio
 import hashlib
 import json
 import signal
-import subprocess
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -16,11 +14,11 @@ from typing import Any
 import aiohttp
 import pytest
 
+from swarmget.testing.cli import run_cli
 from swarmget.testing.origin import TestOrigin, open_test_origin
 from swarmget.testing.swarm import NodeApi, open_local_swarm
 
 MiB = 1024 * 1024
-CLI = [sys.executable, "-m", "swarmget.cli"]
 PHASES = ("probe", "last_byte", "verified")
 
 
@@ -29,15 +27,6 @@ async def origin() -> AsyncIterator[TestOrigin]:
     async with open_test_origin() as o:
         o.add_generated("f.bin", 3 * MiB + 7, seed=5)
         yield o
-
-
-async def run_cli(*args: str) -> tuple[int, str, str]:
-    proc = await asyncio.create_subprocess_exec(
-        *CLI, *args, stdout=subprocess.PIPE, stderr=subprocess.PIPE
-    )
-    out, err = await asyncio.wait_for(proc.communicate(), 120)
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
 
 
 def assert_timeline(result: dict[str, Any]) -> dict[str, Any]:
@@ -56,7 +45,7 @@ def assert_timeline(result: dict[str, Any]) -> dict[str, Any]:
 async def test_get_alone_prints_the_timeline(origin: TestOrigin, tmp_path: Path) -> None:
     rc, out, err = await run_cli(
         "get", origin.url("f.bin"), "-o", str(tmp_path / "f.bin"), "--json", "--no-node",
-        "--state-dir", str(tmp_path / "no-node"),
+        "--state-dir", str(tmp_path / "no-node"), timeout=120,
     )  # fmt: skip
     assert rc == 0, err
     result = json.loads(out)
@@ -89,7 +78,7 @@ async def test_a_node_whose_hub_was_killed_says_it_downloaded_alone(
         target = node.download_dir / "before.bin"
         rc, out, err = await run_cli(
             "get", origin.url("f.bin"), "-o", str(target), "--json",
-            "--state-dir", str(node.state_dir),
+            "--state-dir", str(node.state_dir), timeout=120,
         )  # fmt: skip
         assert rc == 0, err
         before = json.loads(out)
@@ -105,7 +94,7 @@ async def test_a_node_whose_hub_was_killed_says_it_downloaded_alone(
             target = node.download_dir / f"after{n}.bin"
             rc, out, err = await run_cli(
                 "get", origin.url("f.bin"), "-o", str(target), flag,
-                "--state-dir", str(node.state_dir),
+                "--state-dir", str(node.state_dir), timeout=120,
             )  # fmt: skip
             assert rc == 0, err
             assert hashlib.sha256(target.read_bytes()).hexdigest() == origin.expected_sha256(
@@ -134,7 +123,7 @@ async def test_get_hub_prints_the_timeline_with_the_hubs_answer(
         rc, out, err = await run_cli(
             "get", origin.url("f.bin"), "-o", str(tmp_path / "f.bin"), "--json",
             "--hub", str(swarm.hub.info["url"]), "--secret-file", str(swarm.secret_file),
-            "--source-address", "127.0.0.1", "--state-dir", str(tmp_path / "no-node"),
+            "--source-address", "127.0.0.1", "--state-dir", str(tmp_path / "no-node"), timeout=120,
         )  # fmt: skip
     assert rc == 0, err
     result = json.loads(out)

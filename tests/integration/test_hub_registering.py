@@ -9,27 +9,16 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from swarmget.testing.cli import run_cli
 from swarmget.testing.silent import open_silent_server
 from swarmget.testing.swarm import start_proc
 
 pytestmark = pytest.mark.slow
-CLI = [sys.executable, "-m", "swarmget.cli"]
-
-
-async def run_cli(*args: str) -> tuple[int, str, str]:
-    proc = await asyncio.create_subprocess_exec(
-        *CLI, *args, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        env={**os.environ, "COLUMNS": "400"},
-    )  # fmt: skip
-    out, err = await asyncio.wait_for(proc.communicate(), 60)
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
+CLI_ENV = {"COLUMNS": "400"}
 
 
 async def test_a_node_whose_hub_has_not_answered_yet_is_registering(tmp_path: Path) -> None:
@@ -45,13 +34,13 @@ async def test_a_node_whose_hub_has_not_answered_yet_is_registering(tmp_path: Pa
         try:
             async with asyncio.timeout(10):
                 await silent.asked.wait()  # the node's registration reached the silent hub
-            rc, out, err = await run_cli("status", "--state-dir", str(state), "--json")
+            rc, out, err = await run_cli("status", "--state-dir", str(state), "--json", env=CLI_ENV)
             assert rc == 0, err
             shown = json.loads(out)["node"]["hub"]
             # the hub client waits 10 s for an answer: the first attempt is still under way
             assert shown["state"] == "registering", shown
             assert (shown["registered"], shown["error"], shown["hub_url"]) == (False, None, hub)
-            rc, out, err = await run_cli("status", "--state-dir", str(state))
+            rc, out, err = await run_cli("status", "--state-dir", str(state), env=CLI_ENV)
             assert rc == 0, err
             assert f"hub: registering with {hub}" in out
         finally:

@@ -4,27 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from swarmget.testing.cli import run_cli
 from swarmget.testing.origin import open_test_origin
 from swarmget.testing.swarm import open_local_swarm
-
-CLI = [sys.executable, "-m", "swarmget.cli"]
-
-
-async def run_cli(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
-    proc = await asyncio.create_subprocess_exec(
-        *CLI, *args, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        env={**os.environ, **(env or {})},
-    )  # fmt: skip
-    out, err = await asyncio.wait_for(proc.communicate(), 60)
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
 
 
 async def test_config_show_reports_values_and_sources(tmp_path: Path) -> None:

@@ -5,29 +5,18 @@ from __future__ import annotations
 
 import asyncio
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from swarmget.testing.cli import run_cli
 from swarmget.testing.origin import open_test_origin
 from swarmget.testing.swarm import start_proc
 
-CLI = [sys.executable, "-m", "swarmget.cli"]
 DOWN = "http://127.0.0.9:7000"  # nothing listens there
 PLAIN = "cannot connect to 127.0.0.9:7000: connection refused"
+CLI_ENV = {"COLUMNS": "400", "SWARMGET_SECRET": "s" * 32}
 pytestmark = pytest.mark.slow
-
-
-async def run_cli(*args: str) -> tuple[int, str, str]:
-    proc = await asyncio.create_subprocess_exec(
-        *CLI, *args, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        env={**os.environ, "COLUMNS": "400", "SWARMGET_SECRET": "s" * 32},
-    )  # fmt: skip
-    out, err = await asyncio.wait_for(proc.communicate(), 60)
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
 
 
 async def test_an_unreachable_hub_in_plain_words(tmp_path: Path) -> None:
@@ -41,12 +30,12 @@ async def test_an_unreachable_hub_in_plain_words(tmp_path: Path) -> None:
     try:
         async with asyncio.timeout(30):  # until the node has tried its hub
             while True:
-                rc, out, err = await run_cli("status", "--state-dir", str(state))
+                rc, out, err = await run_cli("status", "--state-dir", str(state), env=CLI_ENV)
                 if "not registered" in out and "None" not in out.split("not registered")[1]:
                     break
                 await asyncio.sleep(0.3)
         assert PLAIN in out
-        rc, out, err = await run_cli("peers", "--state-dir", str(state))
+        rc, out, err = await run_cli("peers", "--state-dir", str(state), env=CLI_ENV)
         assert rc != 0
         assert PLAIN in err
         assert "ClientConnectorError" not in err
@@ -62,7 +51,7 @@ async def test_get_with_an_unreachable_hub_in_plain_words(tmp_path: Path) -> Non
         origin.add_generated("f.bin", 100_000)
         rc, _, err = await run_cli(
             "get", origin.url("f.bin"), "-o", str(tmp_path / "f.bin"), "--hub", DOWN,
-            "--source-address", "127.0.0.1",
+            "--source-address", "127.0.0.1", env=CLI_ENV,
         )  # fmt: skip
     assert rc == 0, err
     assert "downloading alone" in err

@@ -3,17 +3,15 @@
 
 from __future__ import annotations
 
-import asyncio
-import os
 import socket
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-CLI = [sys.executable, "-m", "swarmget.cli"]
+from swarmget.testing.cli import run_cli
+
+CLI_ENV = {"SWARMGET_SECRET": "s" * 32, "COLUMNS": "60"}
 
 
 @pytest.fixture
@@ -23,16 +21,6 @@ def taken() -> Iterator[int]:
         s.bind(("127.0.0.1", 0))
         s.listen()
         yield s.getsockname()[1]
-
-
-async def run_cli(*args: str) -> tuple[int, str]:
-    proc = await asyncio.create_subprocess_exec(
-        *CLI, *args, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        env={**os.environ, "SWARMGET_SECRET": "s" * 32, "COLUMNS": "60"},
-    )  # fmt: skip
-    _, err = await asyncio.wait_for(proc.communicate(), 60)
-    assert proc.returncode is not None
-    return proc.returncode, err.decode()
 
 
 @pytest.mark.parametrize(
@@ -53,7 +41,7 @@ async def test_a_port_in_use_is_one_line_naming_the_option(
         "hub": ["--db", f"sqlite+aiosqlite:///{tmp_path / 'hub.db'}"],
         "relay": ["--cache-dir", str(tmp_path / "cache")],
     }[args[0]]
-    rc, err = await run_cli(*args, *extra)
+    rc, _, err = await run_cli(*args, *extra, env=CLI_ENV)
     assert rc == 2, err
     assert len(err.strip().splitlines()) == 1, err
     assert f"127.0.0.1:{taken}: address already in use" in err

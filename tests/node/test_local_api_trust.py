@@ -13,8 +13,6 @@ import os
 import signal
 import socket
 import stat
-import subprocess
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -23,12 +21,13 @@ import pytest
 from yarl import URL
 
 from swarmget.node.daemon import NodeConfig, open_node
+from swarmget.testing.cli import run_cli
 from swarmget.testing.fakes import identity_for, nid
 from swarmget.testing.origin import TestOrigin, open_test_origin
 from swarmget.testing.swarm import start_proc
 
-CLI = [sys.executable, "-m", "swarmget.cli"]
 SECRET = "s" * 32
+CLI_ENV = {"SWARMGET_SECRET": SECRET}
 
 
 @pytest.fixture
@@ -36,16 +35,6 @@ async def origin() -> AsyncIterator[TestOrigin]:
     async with open_test_origin() as o:
         o.add_generated("f.bin", 200_000, seed=5)
         yield o
-
-
-async def run_cli(*args: str) -> tuple[int, str, str]:
-    proc = await asyncio.create_subprocess_exec(
-        *CLI, *args, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        env={**os.environ, "SWARMGET_SECRET": SECRET},
-    )  # fmt: skip
-    out, err = await asyncio.wait_for(proc.communicate(), 60)
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
 
 
 class FakeNode:
@@ -98,11 +87,11 @@ async def test_a_stale_node_json_never_sends_the_token_to_whoever_binds_the_port
     fake = FakeNode()
     server = await asyncio.start_server(fake.handle, "127.0.0.1", port)
     async with server:
-        rc_status, _, _ = await run_cli("status", "--state-dir", str(state), "--json")
-        rc_peers, _, _ = await run_cli("peers", "--state-dir", str(state), "--json")
+        rc_status, _, _ = await run_cli("status", "--state-dir", str(state), "--json", env=CLI_ENV)
+        rc_peers, _, _ = await run_cli("peers", "--state-dir", str(state), "--json", env=CLI_ENV)
         out = tmp_path / "got.bin"
         rc_get, _, err = await run_cli(
-            "get", origin.url("f.bin"), "-o", str(out), "-q", "--state-dir", str(state)
+            "get", origin.url("f.bin"), "-o", str(out), "-q", "--state-dir", str(state), env=CLI_ENV
         )
     assert token.encode() not in bytes(fake.received)
     assert b"Authorization" not in bytes(fake.received)
@@ -130,7 +119,7 @@ async def test_a_state_dir_others_may_write_is_not_trusted_with_the_token(
     planted.listen(4)
     planted.setblocking(False)
     try:
-        rc, _, err = await run_cli("status", "--state-dir", str(state))
+        rc, _, err = await run_cli("status", "--state-dir", str(state), env=CLI_ENV)
         with pytest.raises(BlockingIOError):
             planted.accept()  # nobody connected
     finally:

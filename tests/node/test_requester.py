@@ -12,8 +12,6 @@ import asyncio
 import hashlib
 import json
 import socket
-import subprocess
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -25,11 +23,11 @@ from swarmget.core.digests import parse_checksum_spec
 from swarmget.engine import DownloadSpec
 from swarmget.net.signing import load_secret
 from swarmget.node.requester import HubOutcome, HubReport, RequesterConfig, open_requester
+from swarmget.testing.cli import run_cli
 from swarmget.testing.origin import TestOrigin, open_test_origin
 from swarmget.testing.swarm import LocalSwarm, NodeApi, open_local_swarm
 
 MiB = 1024 * 1024
-CLI = [sys.executable, "-m", "swarmget.cli"]
 pytestmark = pytest.mark.slow
 
 
@@ -52,15 +50,6 @@ async def swarm(tmp_path: Path) -> AsyncIterator[LocalSwarm]:
             while not all([await api.peers() for api in apis]):
                 await asyncio.sleep(0.1)
         yield swarm
-
-
-async def run_cli(*args: str) -> tuple[int, str, str]:
-    proc = await asyncio.create_subprocess_exec(
-        *CLI, *args, stdout=subprocess.PIPE, stderr=subprocess.PIPE
-    )
-    out, err = await asyncio.wait_for(proc.communicate(), 120)
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
 
 
 def _sha256(path: Path) -> str:
@@ -105,7 +94,7 @@ async def test_get_hub_reports_the_hub_s_answer_in_json(
     rc, out, err = await run_cli(
         "get", origin.url("f.bin"), "-o", str(tmp_path / "out.bin"), "--json",
         "--hub", swarm.hub_urls()[0], "--secret-file", str(swarm.secret_file),
-        "--source-address", "127.0.0.1",
+        "--source-address", "127.0.0.1", timeout=120,
     )  # fmt: skip
     assert rc == 0, err
     result = json.loads(out)
@@ -136,6 +125,7 @@ async def test_get_hub_with_the_hub_down_says_so_and_runs_alone(
     rc, out, err = await run_cli(
         "get", origin.url("f.bin"), "-o", str(tmp_path / "out.bin"), "--json",
         "--hub", hub_url, "--secret-file", str(secret), "--source-address", "127.0.0.1",
+        timeout=120,
     )  # fmt: skip
     assert rc == 0, err
     assert "hub unreachable, downloading alone" in err
@@ -208,6 +198,7 @@ async def test_get_hub_says_when_the_download_ended_before_the_hub_answered(
         rc, out, err = await run_cli(
             "get", origin.url("f.bin"), "-o", str(tmp_path / "out.bin"), "--json",
             "--hub", hub_url, "--secret-file", str(secret), "--source-address", "127.0.0.1",
+            timeout=120,
         )  # fmt: skip
     finally:
         release.set()
