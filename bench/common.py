@@ -287,3 +287,32 @@ def stop_process(proc: subprocess.Popen[bytes]) -> None:
             os.kill(proc.pid, sig)
         with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(timeout=STOP_TIMEOUT)
+
+
+# --- the event-loop lag histogram (``swarmget.net.looplag`` on a /metrics page) ---------------
+
+
+def lag_histogram(metrics: str) -> tuple[dict[float, float], float]:
+    """The event-loop lag histogram in the text of a ``/metrics`` page: cumulative counts by
+    bucket upper bound (seconds), and the largest lag seen (0.0 when the page has none:
+    no probe runs)."""
+    buckets: dict[float, float] = {}
+    lag_max = 0.0
+    for line in metrics.splitlines():
+        if line.startswith("swarmget_event_loop_lag_seconds_bucket"):
+            bound = line.split('le="')[1].split('"')[0]
+            buckets[float(bound)] = float(line.rsplit(" ", 1)[1])
+        elif line.startswith("swarmget_event_loop_lag_max_seconds "):
+            lag_max = float(line.rsplit(" ", 1)[1])
+    return buckets, lag_max
+
+
+def lag_quantile(before: dict[float, float], after: dict[float, float], q: float) -> float:
+    """The upper bound (seconds) of the bucket holding quantile ``q`` of the observations
+    made between two reads of a lag histogram; NaN when there were none."""
+    diff = {b: after[b] - before.get(b, 0.0) for b in sorted(after)}
+    total = diff[max(diff)] if diff else 0.0
+    for bound, cumulative in diff.items():
+        if total and cumulative >= q * total:
+            return bound
+    return float("nan")

@@ -30,7 +30,12 @@ core per replica; the run then reports how often each hit its budget (``throttle
 PostgreSQL the database server's CPU (all its processes) is reported too (``db_cpu``).
 ``--fault kill|stop`` (with ``--hubs 2+``) SIGKILLs or SIGSTOPs the first replica
 ``--fault-after`` seconds into the measuring and reports ``failover_s``: per node that was
-registered there, the seconds until another replica answered it (p50/p90/max).
+registered there, the seconds until another replica answered it (p50/p90/max). With
+several replicas each node also holds a replica watch (``swarmget.hub.replicas``) on the
+replica after its own, as ``swarmget.net.replica_watch`` does: told that its replica is
+gone, it heartbeats the one that told it at once (``--no-watch``: nodes notice only at
+their next heartbeat, as before 2026-12-07; ``watches`` counts the answers while
+measuring).
 
 After ``--ramp`` seconds of staggered registrations it measures for ``--duration`` seconds:
 heartbeat and peers latency p50/p99/max, errors, re-registrations, sheds, the hub's CPU
@@ -54,6 +59,7 @@ import contextlib
 import gc
 import hashlib
 import json
+import math
 import os
 import random
 import resource
@@ -69,6 +75,7 @@ from typing import Any
 
 import aiohttp
 import sqlalchemy as sa
+from common import lag_histogram, lag_quantile
 from cpu_budget import (
     BudgetUnavailable,
     CpuBudget,
@@ -111,6 +118,7 @@ class Stats:
     shed: dict[str, int] = field(default_factory=dict)
     intervals: list[float] = field(default_factory=list)
     answers: int = 0  # requests answered (any status) while measuring
+    watches: dict[str, int] = field(default_factory=dict)  # watch answers by state
     #: --fault: when the fault came (monotonic), and per node on the faulted hub its
     #: seconds from then to its registration at another replica (None: not yet)
     fault_at: float | None = None
@@ -160,6 +168,18 @@ class Node:
         digest = hashlib.sha256(self.identity.node_id.encode()).digest()
         self.current = int.from_bytes(digest[:8], "big") % len(hubs)
         self.asked_at = 0.0  # when its latest request to a hub started (monotonic)
+        self.asked = self.current  # the replica its latest request went to
+        #: the replica id its hub's latest register or heartbeat answer named
+        self.replica: str | None = None
+        #: set by the watch (our replica is gone): the node's wait ends at once
+        self.wake = asyncio.Event()
+
+    async def nap(self, seconds: float) -> None:
+        """Wait ``seconds``, or until the watch wakes us."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await self.wake.wait()
+        self.wake.clear()
 
     @property
     def hub(self) -> str:
@@ -167,11 +187,12 @@ class Node:
 
     def move_on(self) -> bool:
         """After an unavailable hub (no answer, 5xx without Retry-After): the next replica,
-        as ``HubPool`` does; False with one hub."""
+        unless something else moved us already (as ``HubPool._move_on``); False with one hub."""
         if len(self.hubs) == 1:
             return False
-        self.current = (self.current + 1) % len(self.hubs)
-        self.keyed = None
+        if self.current == self.asked:
+            self.current = (self.current + 1) % len(self.hubs)
+            self.keyed = None
         return True
 
     def agree(self, mine: EphemeralKey, grant: dict[str, Any] | None) -> None:
@@ -228,6 +249,8 @@ class Node:
         session: SessionKey | None = None,
     ) -> Answer:
         self.asked_at = time.monotonic()
+        if hub in self.hubs and not path.startswith("/v1/replicas/"):
+            self.asked = self.hubs.index(hub)
         body = json_body(payload) if payload is not None else b""
         if session is None:
             headers = signed_headers(SECRET, self.identity, method, hub + path, body)
@@ -293,14 +316,15 @@ async def run_node(node: Node, args: argparse.Namespace, stats: Stats) -> None:
             a = await timed(stats, "register", call)
             if a is not None and stats.answered("register", a):
                 node.registered = True
+                node.replica = a.body.get("replica")
                 if mine is not None:
                     node.agree(mine, a.body.get("session"))
                 moved(node, stats)
-                await asyncio.sleep(float(a.body["heartbeat_interval"]))
+                await node.nap(float(a.body["heartbeat_interval"]))
             elif unavailable(a) and fail_over(node, stats):
                 continue  # the next replica at once, as HubPool.register does
             else:
-                await asyncio.sleep(backoff(a))
+                await node.nap(backoff(a))
             continue
         if time.monotonic() >= next_peers:
             next_peers += PEERS_EVERY
@@ -313,8 +337,31 @@ async def run_node(node: Node, args: argparse.Namespace, stats: Stats) -> None:
         beat = {"stats": {"slots": 4}}
         a = await node.quick(stats, "heartbeat", "POST", path, beat, args.beat_timeout)
         if a is not None and a.status < 300:
+            node.replica = a.body.get("replica")
             moved(node, stats)
-        await asyncio.sleep(after_heartbeat(node, a, stats, old=args.old_client))
+        await node.nap(after_heartbeat(node, a, stats, old=args.old_client))
+
+
+async def run_watch(node: Node, stats: Stats) -> None:
+    """Hold a replica watch on the replica after ours; told ours is gone, make the teller
+    our hub and wake the node (``swarmget.net.replica_watch``, simplified: one asker)."""
+    while True:
+        if not node.registered or node.replica is None:
+            await asyncio.sleep(1.0)
+            continue
+        at, watched = node.current, node.replica
+        asker = (at + 1) % len(node.hubs)
+        path = f"/v1/replicas/{watched}/watch"
+        a = await timed(stats, "watch", node.call(node.hubs[asker], "GET", path, None, 75.0))
+        state = str(a.body.get("state")) if a is not None and a.status == 200 else "failed"
+        if stats.measuring:
+            stats.watches[state] = stats.watches.get(state, 0) + 1
+        if state == "gone" and (node.current, node.replica) == (at, watched):
+            # the teller is our hub now; which replica that is, its next answer says
+            node.current, node.keyed, node.replica = asker, None, None
+            node.wake.set()
+        elif state not in ("alive", "gone"):
+            await asyncio.sleep(random.uniform(1, 5) if state == "failed" else 60.0)
 
 
 def moved(node: Node, stats: Stats) -> None:
@@ -430,15 +477,19 @@ def percentiles(values: list[float], scale: float = 1000.0) -> dict[str, float |
 
 @contextlib.asynccontextmanager
 async def open_sessions(
-    nodes: int, group_size: int, keepalive: float = HUB_KEEPALIVE
+    nodes: int, group_size: int, keepalive: float = HUB_KEEPALIVE, *, watching: bool = False
 ) -> AsyncIterator[dict[str, aiohttp.ClientSession]]:
+    """One client session per source address; ``watching``: room for every node's held
+    watch besides its calls."""
     sessions: dict[str, aiohttp.ClientSession] = {}
     try:
         for index in range(nodes):
             ip = address_of(index, group_size)
             if ip not in sessions:
                 connector = aiohttp.TCPConnector(
-                    local_addr=(ip, 0), limit=PER_ADDRESS + 2, keepalive_timeout=keepalive
+                    local_addr=(ip, 0),
+                    limit=PER_ADDRESS * (2 if watching else 1) + 2,
+                    keepalive_timeout=keepalive,
                 )
                 sessions[ip] = aiohttp.ClientSession(connector=connector)
         yield sessions
@@ -452,7 +503,7 @@ async def fresh_pg(url: str) -> None:
     engine = create_async_engine(url)
     try:
         async with engine.begin() as conn:
-            for table in ("hub_nodes", "hub_nonces"):
+            for table in ("hub_nodes", "hub_nonces", "hub_replicas"):
                 await conn.execute(sa.text(f"DROP TABLE IF EXISTS {table}"))
     finally:
         await engine.dispose()
@@ -486,28 +537,19 @@ async def lag_buckets(hub: str) -> dict[float, float]:
     """The hub's event-loop lag histogram (cumulative counts by bucket bound), when it runs
     a probe (``SWARMGET_LOOP_LAG_PROBE`` in its environment); empty otherwise."""
     async with aiohttp.ClientSession() as session, session.get(f"{hub}/metrics") as response:
-        text = await response.text()
-    buckets: dict[float, float] = {}
-    for line in text.splitlines():
-        if line.startswith("swarmget_event_loop_lag_seconds_bucket"):
-            bound = line.split('le="')[1].split('"')[0]
-            buckets[float(bound)] = float(line.rsplit(" ", 1)[1])
-    return buckets
+        return lag_histogram(await response.text())[0]
 
 
 def lag_summary(before: dict[float, float], after: dict[float, float]) -> dict[str, Any] | None:
     """p50/p99 (bucket upper bounds, ms) and the largest bucket reached, between two reads
     of a lag histogram; None without a probe."""
-    diff = {b: after[b] - before.get(b, 0.0) for b in sorted(after)}
-    total = diff[max(diff)] if diff else 0.0
+    total = after.get(float("inf"), 0.0) - before.get(float("inf"), 0.0)
     if not total:
         return None
 
     def bound(q: float) -> float | None:
-        for b, cumulative in diff.items():
-            if cumulative >= q * total:
-                return round(b * 1000, 1) if b != float("inf") else None
-        return None
+        b = lag_quantile(before, after, q)
+        return round(b * 1000, 1) if math.isfinite(b) else None
 
     return {"n": int(total), "p50_ms": bound(0.5), "p99_ms": bound(0.99), "max_ms": bound(1.0)}
 
@@ -555,12 +597,17 @@ async def measure(
     args: argparse.Namespace, hubs: list[str], pids: list[int], budgets: list[CpuBudget]
 ) -> dict[str, Any]:
     stats = Stats()
-    async with open_sessions(args.nodes, args.group_size, args.keepalive) as sessions:
+    watching = len(hubs) > 1 and not args.no_watch
+    async with open_sessions(
+        args.nodes, args.group_size, args.keepalive, watching=watching
+    ) as sessions:
         nodes = [Node(i, sessions[address_of(i, args.group_size)], hubs) for i in range(args.nodes)]
         async with asyncio.TaskGroup() as tasks:
             running = []
             for index, node in enumerate(nodes):
                 running.append(tasks.create_task(run_node(node, args, stats)))
+                if watching:
+                    running.append(tasks.create_task(run_watch(node, stats)))
                 # ten nodes per step: the whole ramp is ``--ramp`` seconds (before 2026-12-06
                 # this slept ramp / nodes per ten nodes: the ramp took a tenth of --ramp)
                 await asyncio.sleep(args.ramp * 10 / args.nodes if index % 10 == 9 else 0)
@@ -629,6 +676,8 @@ async def measure(
         "hub_cpu": round(hub_cpu / wall, 2),
         "hub_cpu_each": [round((b - a) / wall, 2) for a, b in zip(cpu0, cpu1, strict=True)],
         "answers_per_s": round(stats.answers / wall, 1),
+        "watching": watching,
+        "watches": stats.watches,
         "hub_cpu_us_per_answer": round(hub_cpu / max(stats.answers, 1) * 1e6),
         "hub_rss_mib": round(max(rss), 1),
         "loadgen_cpu": round((own1 - own0) / wall, 2),
@@ -692,6 +741,12 @@ def main() -> None:
         "--no-session",
         action="store_true",
         help="sign every request with the node key (no session keys: the hub before them)",
+    )
+    p.add_argument(
+        "--no-watch",
+        action="store_true",
+        help="with --hubs >= 2: no replica watches (nodes notice a dead replica at their next "
+        "heartbeat, as before 2026-12-07)",
     )
     p.add_argument(
         "--old-client",

@@ -58,6 +58,8 @@ from common import (
     MiB,
     cached_sha256,
     ensure_test_file,
+    lag_histogram,
+    lag_quantile,
     load_average,
     parse_size,
     stop_process,
@@ -127,26 +129,8 @@ def cpu_seconds(pid: int) -> float:
 
 async def lag_buckets(session: aiohttp.ClientSession, api_url: str) -> dict[str, Any]:
     async with session.get(f"{api_url}/metrics") as resp:
-        text = await resp.text()
-    buckets: dict[float, float] = {}
-    lag_max = 0.0
-    for line in text.splitlines():
-        if line.startswith("swarmget_event_loop_lag_seconds_bucket"):
-            bound = line.split('le="')[1].split('"')[0]
-            buckets[float(bound)] = float(line.rsplit(" ", 1)[1])
-        elif line.startswith("swarmget_event_loop_lag_max_seconds "):
-            lag_max = float(line.rsplit(" ", 1)[1])
+        buckets, lag_max = lag_histogram(await resp.text())
     return {"buckets": buckets, "max": lag_max}
-
-
-def quantile(before: dict[float, float], after: dict[float, float], q: float) -> float:
-    """The upper bound of the bucket holding quantile ``q`` of the observations between."""
-    diff = {b: after[b] - before.get(b, 0.0) for b in sorted(after)}
-    total = diff[max(diff)] if diff else 0.0
-    for bound, cumulative in diff.items():
-        if total and cumulative >= q * total:
-            return bound
-    return float("nan")  # no probe (--no-lag-probe): reported as null
 
 
 async def wait_peers(api: NodeApi, n: int) -> list[dict[str, Any]]:
@@ -307,10 +291,10 @@ async def _download(
         "cpu_s": round(cpu, 2),
         "cpu_share": round(cpu / wall, 3),
         "cpu_per_10mib_s": round(cpu / wall / (received / 10), 4),
-        "lag_p50_ms": _finite(1000 * quantile(lag0["buckets"], lag1["buckets"], 0.5)),
-        "lag_p99_ms": _finite(1000 * quantile(lag0["buckets"], lag1["buckets"], 0.99)),
+        "lag_p50_ms": _finite(1000 * lag_quantile(lag0["buckets"], lag1["buckets"], 0.5)),
+        "lag_p99_ms": _finite(1000 * lag_quantile(lag0["buckets"], lag1["buckets"], 0.99)),
         "lag_max_ms": round(1000 * lag1["max"], 1),  # since the node started
-        "lag_max_bucket_ms": _finite(1000 * quantile(lag0["buckets"], lag1["buckets"], 1.0)),
+        "lag_max_bucket_ms": _finite(1000 * lag_quantile(lag0["buckets"], lag1["buckets"], 1.0)),
         "control_lag_ms": control_lag,
         "requester_sched_s": {k: round(sched1[k] - sched0[k], 2) for k in sched0},
         "received_by_source_mib": _by_source(result),
