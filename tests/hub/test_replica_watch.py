@@ -278,3 +278,30 @@ async def test_a_hub_that_cannot_watch_is_not_asked_in_a_loop(hubs: Hubs) -> Non
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+
+
+def _metric(text: str, name: str) -> float:
+    [value] = [float(line.split()[-1]) for line in text.splitlines() if line.startswith(name + " ")]
+    return value
+
+
+async def test_metrics_show_replicas_watches_and_departures(hubs: Hubs) -> None:
+    a, b = await hubs.start(), await hubs.start()
+    await _read_by(b, a)
+
+    async def scrape() -> str:
+        async with hubs.session.get(b.url + "/metrics") as resp:
+            return await resp.text()
+
+    text = await scrape()
+    assert _metric(text, "swarmget_hub_replicas_alive") == 2
+    assert _metric(text, "swarmget_hub_replica_watches") == 0
+    watch = asyncio.create_task(hubs.client("node", b.url).watch(a.replicas.replica_id))
+    await _until(lambda: b.replicas.counts()[1] == 1)
+    assert _metric(await scrape(), "swarmget_hub_replica_watches") == 1
+    a.hang()
+    await asyncio.wait_for(watch, 10)
+    text = await scrape()
+    assert _metric(text, "swarmget_hub_replicas_alive") == 1
+    assert _metric(text, "swarmget_hub_replica_watches") == 0
+    assert _metric(text, "swarmget_hub_replicas_gone_total") == 1

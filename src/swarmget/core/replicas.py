@@ -89,6 +89,10 @@ class ReplicaSightings:
             return ReplicaState.GONE
         return ReplicaState.ALIVE
 
+    def alive(self, now: float) -> int:
+        """How many replicas (``me`` included, once read) are alive."""
+        return sum(1 for r in self._seen if self.state(r, now) is ReplicaState.ALIVE)
+
     def stale(self, now: float) -> frozenset[str]:
         """Replicas whose rows are to be deleted: silent for ``forget_after`` seconds."""
         return frozenset(

@@ -531,6 +531,7 @@ def make_hub_app(
         ),
     )
     metrics.session_counts = hub.sessions.counts
+    metrics.replica_counts = hub.replicas.counts
     exempt = frozenset({HEALTH_PATH, "/metrics"})
     auth = auth_middleware(
         secret,

@@ -2,7 +2,9 @@
 registrations, departures and expiries (counted as they happen), heartbeat latency, the
 store's write batches, waits and transactions (``swarmget.hub.write_stats``); the content
 index's contents, grants handed out and reports (fetch once, #15: set by
-``swarmget.hub.content_routes``); the session keys held and used (``swarmget.hub.sessions``)."""
+``swarmget.hub.content_routes``); the session keys held and used (``swarmget.hub.sessions``);
+the replicas seen alive, the watches held and the replicas found gone
+(``swarmget.hub.replicas``)."""
 
 from __future__ import annotations
 
@@ -36,6 +38,9 @@ class HubMetrics(Collector):
         #: (sessions held, agreed since start, requests that named a held session):
         #: ``swarmget.hub.sessions``; None: not exported
         self.session_counts: Callable[[], tuple[int, int, int]] | None = None
+        #: (replicas seen alive, this one included; watches held; replicas found gone
+        #: since start): ``swarmget.hub.replicas``; None: not exported
+        self.replica_counts: Callable[[], tuple[int, int, int]] | None = None
         self._heartbeats = HistogramTally(buckets=HEARTBEAT_BUCKETS)
         self._live = 0
         self.registry = service_registry(self)
@@ -81,6 +86,17 @@ class HubMetrics(Collector):
                 "swarmget_hub_session_requests",
                 "Requests signed with a session key this process holds",
                 signed,
+            )
+        if self.replica_counts is not None:
+            alive, watches, gone = self.replica_counts()
+            yield gauge(
+                "swarmget_hub_replicas_alive",
+                "Hub replicas of this registry seen alive (this one included)",
+                alive,
+            )
+            yield gauge("swarmget_hub_replica_watches", "Replica watches held now", watches)
+            yield counter(
+                "swarmget_hub_replicas_gone", "Other replicas found gone since start", gone
             )
         yield self._heartbeats.family(
             "swarmget_hub_heartbeat_seconds", "Time to record a heartbeat"

@@ -82,6 +82,9 @@ class HubReplicas:
     _read: asyncio.Event = field(default_factory=asyncio.Event)
     _closing: bool = False
     _failing: bool = False
+    #: watches held now, and replicas found gone since start (``counts``)
+    _held: int = 0
+    _gone: int = 0
 
     def __post_init__(self) -> None:
         self.sightings = ReplicaSightings(me=self.replica_id, dead_after=self.dead_after)
@@ -116,6 +119,7 @@ class HubReplicas:
         self._failing = False
         now = self.clock()
         for replica in self.sightings.read(beats, now):
+            self._gone += 1
             log.warning("hub replica %s is gone: telling its watchers", replica)
             self._news.pop(replica, asyncio.Event()).set()
         self._read.set()
@@ -123,6 +127,11 @@ class HubReplicas:
         if stale:
             with contextlib.suppress(StorageError):
                 await self.store.forget_replicas(stale)
+
+    def counts(self) -> tuple[int, int, int]:
+        """(replicas seen alive, this one included; watches held; replicas found gone):
+        the hub's ``/metrics``."""
+        return self.sightings.alive(self.clock()), self._held, self._gone
 
     def closing(self) -> None:
         """The app is shutting down: every held watch is answered now (``alive``: the
@@ -138,8 +147,12 @@ class HubReplicas:
         replica = request.match_info["replica"]
         if replica == self.replica_id:
             raise HubRefusal("bad_request", "a replica cannot watch itself: ask another one")
-        news = ReplicaNews(replica=replica, state=await self._wait(replica))
-        return web.json_response(news.model_dump(mode="json"))
+        self._held += 1
+        try:
+            state = await self._wait(replica)
+        finally:
+            self._held -= 1
+        return web.json_response(ReplicaNews(replica=replica, state=state).model_dump(mode="json"))
 
     async def _wait(self, replica: str) -> ReplicaState:
         """The replica's state once it is gone, ``hold`` is over or we are closing."""
