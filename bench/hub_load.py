@@ -344,7 +344,10 @@ async def run_node(node: Node, args: argparse.Namespace, stats: Stats) -> None:
 
 async def run_watch(node: Node, stats: Stats) -> None:
     """Hold a replica watch on the replica after ours; told ours is gone, make the teller
-    our hub and wake the node (``swarmget.net.replica_watch``, simplified: one asker)."""
+    our hub and wake the node (``swarmget.net.replica_watch``, simplified: one asker; a
+    failed watch is tried again after 1, 2, 4 ... 30 s with jitter). Watch answers and
+    failures are counted in ``watches``, not in the errors."""
+    failures = 0
     while True:
         if not node.registered or node.replica is None:
             await asyncio.sleep(1.0)
@@ -352,16 +355,22 @@ async def run_watch(node: Node, stats: Stats) -> None:
         at, watched = node.current, node.replica
         asker = (at + 1) % len(node.hubs)
         path = f"/v1/replicas/{watched}/watch"
-        a = await timed(stats, "watch", node.call(node.hubs[asker], "GET", path, None, 75.0))
+        try:
+            a: Answer | None = await node.call(node.hubs[asker], "GET", path, None, 75.0)
+        except (TimeoutError, aiohttp.ClientError, OSError):
+            a = None
         state = str(a.body.get("state")) if a is not None and a.status == 200 else "failed"
         if stats.measuring:
             stats.watches[state] = stats.watches.get(state, 0) + 1
+        failures = failures + 1 if state == "failed" else 0
         if state == "gone" and (node.current, node.replica) == (at, watched):
             # the teller is our hub now; which replica that is, its next answer says
             node.current, node.keyed, node.replica = asker, None, None
             node.wake.set()
+        elif state == "failed":
+            await asyncio.sleep(min(30.0, 2.0 ** (failures - 1)) * random.uniform(0.5, 1.0))
         elif state not in ("alive", "gone"):
-            await asyncio.sleep(random.uniform(1, 5) if state == "failed" else 60.0)
+            await asyncio.sleep(60.0)
 
 
 def moved(node: Node, stats: Stats) -> None:

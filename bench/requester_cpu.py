@@ -33,7 +33,7 @@ Priorities
 How to run it
     PYTHONPATH=src .venv/bin/python bench/requester_cpu.py --helpers 8,16,64 [--seconds 8]
     [--size 512M] [--rate 2M] [--helper-nice 10]
-    [--profile DIR (py-spy record of the requester, if installed)]
+    [--profile DIR (py-spy record of the requester, if installed)] [--logs DIR]
     JSON lines go to ``--out`` (default bench/out/requester_cpu.jsonl).
 """
 
@@ -332,6 +332,12 @@ def main() -> int:
     p.add_argument("--label", default="", help="a note in each JSON line (e.g. the commit)")
     p.add_argument("--profile", type=Path, help="py-spy profiles of the requester into DIR")
     p.add_argument(
+        "--logs",
+        type=Path,
+        help="copy the requester's log into DIR (with SWARMGET_LOOP_STALL_LOG=S in the "
+        "environment it holds the loop's stack at each stall)",
+    )
+    p.add_argument(
         "--helper-nice",
         type=int,
         default=0,
@@ -362,9 +368,16 @@ def main() -> int:
         with tempfile.TemporaryDirectory(prefix="swarmget-bench-rcpu-") as tmp:
             with running_origin(data, args.rate) as url:
                 root = Path(tmp) / "swarm"
-                row = asyncio.run(
-                    one_run(n, url, digest, size, args.rate, root, args.profile, args.helper_nice)
-                )
+                try:
+                    row = asyncio.run(
+                        one_run(
+                            n, url, digest, size, args.rate, root, args.profile, args.helper_nice
+                        )
+                    )
+                finally:
+                    if args.logs is not None:  # the requester's log (a stall log, say)
+                        args.logs.mkdir(parents=True, exist_ok=True)
+                        shutil.copy(root / "node0.log", args.logs / f"requester-{n}.log")
         row["helper_nice"] = args.helper_nice
         row["lag_probe"] = args.lag_probe
         row["label"] = args.label
