@@ -88,3 +88,22 @@ def test_long_silent_rows_are_named_stale_and_vanished_ones_forgotten() -> None:
 def test_bad_settings_are_refused(kw: dict[str, float]) -> None:
     with pytest.raises(ValueError, match="dead_after"):
         ReplicaSightings(me=ME, **{"dead_after": 2.0, **kw})  # type: ignore[arg-type]
+
+
+def test_after_a_blind_spell_still_counters_are_judged_from_then_on() -> None:
+    """This replica could not read for 10 s (the database away): nobody raised meanwhile;
+    a counter that moves again soon after is not condemned for the spell."""
+    s = _sightings()
+    s.read({ME: 1, A: 1}, 0.0)
+    s.read({ME: 2, A: 2}, 0.5)
+    s.read({ME: 3, A: 2}, 1.0)
+    s.read({ME: 4, A: 2}, 1.5)
+    s.read({ME: 5, A: 2}, 2.0)  # still for 1.5 s over 3 reads: not yet gone
+    s.rebase(11.5)
+    assert s.read({ME: 6, A: 2}, 11.5) == frozenset()  # A's first raise not yet landed
+    assert s.state(A, 11.5) is ReplicaState.ALIVE
+    assert s.read({ME: 7, A: 3}, 12.0) == frozenset()
+    # and one that stays still is gone dead_after after the spell, not before
+    told = [s.read({ME: 8 + i, A: 3}, 12.5 + 0.5 * i) for i in range(5)]
+    assert told[:2] == [frozenset(), frozenset()]
+    assert frozenset({A}) in told[2:]

@@ -21,7 +21,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from swarmget.core.errors import HubRejected
+from swarmget.core.errors import HubRejected, StorageError
 from swarmget.core.replicas import ReplicaState
 from swarmget.hub.admission import Admission
 from swarmget.hub.app import make_hub_app
@@ -305,3 +305,55 @@ async def test_metrics_show_replicas_watches_and_departures(hubs: Hubs) -> None:
     assert _metric(text, "swarmget_hub_replicas_alive") == 1
     assert _metric(text, "swarmget_hub_replica_watches") == 0
     assert _metric(text, "swarmget_hub_replicas_gone_total") == 1
+
+
+class _Away(MemoryRegistryStore):
+    """A view of ``shared`` whose database can be away (every call: ``StorageError``)."""
+
+    def __init__(self, shared: MemoryRegistryStore) -> None:
+        super().__init__()
+        self.shared, self.away = shared, False
+
+    async def beat_replica(self, replica: str) -> None:
+        if self.away:
+            raise StorageError("database away")
+        await self.shared.beat_replica(replica)
+
+    async def replica_beats(self) -> dict[str, int]:
+        if self.away:
+            raise StorageError("database away")
+        return await self.shared.replica_beats()
+
+
+async def test_a_database_outage_condemns_nobody() -> None:
+    """The database slows down (a's raises hang first), then is away for 10 s: no replica
+    raises its counter meanwhile. The one that reads first afterwards must not call the
+    others gone for the spell."""
+    shared, now = MemoryRegistryStore(), [0.0]
+    a = HubReplicas(store=shared, clock=lambda: now[0])
+    view = _Away(shared)
+    b = HubReplicas(store=view, clock=lambda: now[0])  # type: ignore[arg-type]
+    for _ in range(4):
+        await a.tick()
+        await b.tick()
+        now[0] += 0.5
+    for _ in range(3):  # the database slows down: a's raises hang first, b still reads
+        await b.tick()
+        now[0] += 0.5
+    view.away = True
+    for _ in range(20):
+        await b.tick()  # (a cannot write either: it does not tick)
+        now[0] += 0.5
+    view.away = False
+    for _ in range(3):  # b reads first, then a raises again
+        await b.tick()
+        assert b.sightings.state(a.replica_id, now[0]) is ReplicaState.ALIVE
+        await a.tick()
+        now[0] += 0.5
+    assert b.counts() == (2, 0, 0)
+    # and a replica that does stop is still found: 2 s of reads after the last raise
+    for _ in range(6):
+        await b.tick()
+        now[0] += 0.5
+    assert b.sightings.state(a.replica_id, now[0]) is ReplicaState.GONE
+    assert b.counts()[2] == 1

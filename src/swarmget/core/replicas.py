@@ -78,6 +78,14 @@ class ReplicaSightings:
         news, self._told = gone - self._told, gone
         return news
 
+    def rebase(self, now: float) -> None:
+        """Count every counter as changed at ``now`` (this replica could not read for a
+        while, say the database was away: nobody could raise a counter meanwhile, so a still
+        counter says nothing yet). Replicas gone already stay gone until theirs moves."""
+        for replica, seen in self._seen.items():
+            if seen.vanished_at is None and replica not in self._told:
+                seen.changed_at, seen.unchanged_reads = now, 0
+
     def state(self, replica: str, now: float) -> ReplicaState:
         """ALIVE, GONE, or UNKNOWN (never seen, or forgotten)."""
         seen = self._seen.get(replica)

@@ -96,7 +96,10 @@ class HubReplicas:
         then delete our row (best effort), so that watchers hear at once."""
         try:
             while True:
-                await self.tick()
+                try:
+                    await self.tick()
+                except Exception:  # a bug: the hub goes on serving, the next tick tries again
+                    log.exception("replica %s: watching the replicas failed", self.replica_id)
                 await asyncio.sleep(self.every)
         finally:
             with contextlib.suppress(StorageError, TimeoutError):
@@ -105,7 +108,8 @@ class HubReplicas:
 
     async def tick(self) -> None:
         """One raise and read; a database failure is logged once per run of failures, and
-        judges nobody (a replica that cannot read cannot tell who stopped)."""
+        judges nobody (a replica that cannot read cannot tell who stopped; nor, for
+        ``dead_after`` once it reads again, could the others raise their counters)."""
         try:
             await self.store.beat_replica(self.replica_id)
             beats = await self.store.replica_beats()
@@ -114,10 +118,11 @@ class HubReplicas:
                 log.warning("replica %s: cannot beat or read replicas: %s", self.replica_id, exc)
             self._failing = True
             return
-        if self._failing:
-            log.info("replica %s: replicas readable again", self.replica_id)
-        self._failing = False
         now = self.clock()
+        if self._failing:  # nobody could raise a counter meanwhile: judge from now on
+            log.info("replica %s: replicas readable again", self.replica_id)
+            self.sightings.rebase(now)
+        self._failing = False
         for replica in self.sightings.read(beats, now):
             self._gone += 1
             log.warning("hub replica %s is gone: telling its watchers", replica)

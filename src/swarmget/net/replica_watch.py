@@ -77,6 +77,11 @@ async def watch_replicas(
             refused, turn = refused + 1, turn + 1
             await _after_refusal(pool, plan, refused, len(others))
             continue
+        except Exception:  # a bug here must not stop the node: it goes on without watching
+            log.exception("watching hub %s failed", pool.clients[asker].hub_url)
+            failures, turn = failures + 1, turn + 1
+            await asyncio.sleep(BACKOFF_MAX)
+            continue
         failures = 0
         if news.state is ReplicaState.GONE:
             refused = 0
