@@ -48,9 +48,9 @@ class _Gated:
     def __getattr__(self, name: str) -> object:
         return getattr(self.shared, name)
 
-    async def beat_replica(self, replica: str) -> None:
+    async def beat_replica(self, replica: str) -> dict[str, int]:
         await self.open.wait()
-        await self.shared.beat_replica(replica)
+        return await self.shared.beat_replica(replica)
 
     async def replica_beats(self) -> dict[str, int]:
         return await self.shared.replica_beats()
@@ -314,10 +314,10 @@ class _Away(MemoryRegistryStore):
         super().__init__()
         self.shared, self.away = shared, False
 
-    async def beat_replica(self, replica: str) -> None:
+    async def beat_replica(self, replica: str) -> dict[str, int]:
         if self.away:
             raise StorageError("database away")
-        await self.shared.beat_replica(replica)
+        return await self.shared.beat_replica(replica)
 
     async def replica_beats(self) -> dict[str, int]:
         if self.away:

@@ -243,12 +243,14 @@ async def test_password_is_hidden_in_messages() -> None:
 
 async def test_replica_counters(store: RegistryStore) -> None:
     """Each hub process's counter (``swarmget.hub.replicas``): made on the first raise,
-    raised by one each time, deleted when forgotten (unknown ids are no error)."""
+    raised by one each time (the raise answers everyone's counters), deleted when
+    forgotten (unknown ids are no error)."""
     assert await store.replica_beats() == {}
+    assert await store.beat_replica("aaaaaaaaaaaaaaaa") == {"aaaaaaaaaaaaaaaa": 1}
     await store.beat_replica("aaaaaaaaaaaaaaaa")
-    await store.beat_replica("aaaaaaaaaaaaaaaa")
-    await store.beat_replica("bbbbbbbbbbbbbbbb")
-    assert await store.replica_beats() == {"aaaaaaaaaaaaaaaa": 2, "bbbbbbbbbbbbbbbb": 1}
+    both = {"aaaaaaaaaaaaaaaa": 2, "bbbbbbbbbbbbbbbb": 1}
+    assert await store.beat_replica("bbbbbbbbbbbbbbbb") == both
+    assert await store.replica_beats() == both
     await store.forget_replicas(["aaaaaaaaaaaaaaaa", "cccccccccccccccc"])
     await store.forget_replicas([])
     assert await store.replica_beats() == {"bbbbbbbbbbbbbbbb": 1}

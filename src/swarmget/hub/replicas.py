@@ -5,8 +5,8 @@ death only at its next heartbeat plus that heartbeat's timeout: up to interval +
 (5 + 2 s) after the fault. Here every replica tells the others it lives through the shared
 database, and a node asks *another* replica to tell it when its own one is gone:
 
-* every ``every`` seconds a replica raises its counter (``RegistryStore.beat_replica``:
-  one row per process, ``hub_replicas``) and reads everyone's (``replica_beats``) into a
+* every ``every`` seconds a replica raises its counter and reads everyone's in one
+  transaction (``RegistryStore.beat_replica``: one row per process, ``hub_replicas``) into a
   ``swarmget.core.replicas.ReplicaSightings``, which says which are gone (counter still
   for ``dead_after`` seconds over several reads, or row deleted); a replica that stops
   cleanly deletes its row, and rows of replicas gone for long are deleted by whoever
@@ -111,8 +111,7 @@ class HubReplicas:
         judges nobody (a replica that cannot read cannot tell who stopped; nor, for
         ``dead_after`` once it reads again, could the others raise their counters)."""
         try:
-            await self.store.beat_replica(self.replica_id)
-            beats = await self.store.replica_beats()
+            beats = await self.store.beat_replica(self.replica_id)
         except StorageError as exc:
             if not self._failing:
                 log.warning("replica %s: cannot beat or read replicas: %s", self.replica_id, exc)

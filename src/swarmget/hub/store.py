@@ -166,9 +166,10 @@ class RegistryStore(Protocol):
         """Forget nodes last seen before ``before``; returns how many."""
         ...
 
-    async def beat_replica(self, replica: str) -> None:
+    async def beat_replica(self, replica: str) -> dict[str, int]:
         """Raise hub replica ``replica``'s counter by one (its row made when it has none:
-        ``swarmget.hub.replicas``)."""
+        ``swarmget.hub.replicas``) and return every replica's counter after it, in one
+        transaction."""
         ...
 
     async def replica_beats(self) -> dict[str, int]:
@@ -448,13 +449,15 @@ class SqlRegistryStore:
                 result = await conn.execute(sa.delete(nodes).where(nodes.c.last_seen < before))
         return int(result.rowcount)
 
-    async def beat_replica(self, replica: str) -> None:
+    async def beat_replica(self, replica: str) -> dict[str, int]:
         row = replicas.c.replica_id == replica
+        everyone = sa.select(replicas.c.replica_id, replicas.c.beats)
         with self._translated():
             async with self._writing("replicas") as conn:
                 raised = sa.update(replicas).where(row).values(beats=replicas.c.beats + 1)
                 if (await conn.execute(raised)).rowcount == 0:
                     await conn.execute(sa.insert(replicas).values(replica_id=replica, beats=1))
+                return {str(r): int(b) for r, b in (await conn.execute(everyone)).all()}
 
     async def replica_beats(self) -> dict[str, int]:
         query = sa.select(replicas.c.replica_id, replicas.c.beats)

@@ -135,8 +135,9 @@ class MemoryRegistryStore:
             del self._nodes[node_id]
         return len(dead)
 
-    async def beat_replica(self, replica: str) -> None:
+    async def beat_replica(self, replica: str) -> dict[str, int]:
         self._replicas[replica] = self._replicas.get(replica, 0) + 1
+        return dict(self._replicas)
 
     async def replica_beats(self) -> dict[str, int]:
         return dict(self._replicas)
