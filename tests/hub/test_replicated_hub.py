@@ -12,23 +12,20 @@ import asyncio
 import hashlib
 import json
 import signal
-import subprocess
-import sys
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import pytest
 
+from swarmget.testing.cli import run_cli
 from swarmget.testing.origin import TestOrigin, open_test_origin
-from swarmget.testing.swarm import LocalSwarm, NodeApi, open_local_swarm
+from swarmget.testing.swarm import NodeApi, open_local_swarm
 
 MiB = 1024 * 1024
 CAP = 2 * MiB  # per client IP
 TTL = 3.0
-CLI = [sys.executable, "-m", "swarmget.cli"]
 pytestmark = pytest.mark.slow
 
 
@@ -39,27 +36,6 @@ async def origin() -> AsyncIterator[TestOrigin]:
         yield o
 
 
-async def _hub_states(session: aiohttp.ClientSession, swarm: LocalSwarm) -> list[dict[str, Any]]:
-    states = []
-    for node in swarm.nodes:
-        _, status = await NodeApi(session, node).call("GET", "/v1/status")
-        states.append(status["hub"] or {})
-    return states
-
-
-async def _until_hubs(
-    session: aiohttp.ClientSession,
-    swarm: LocalSwarm,
-    check: Callable[[list[dict[str, Any]]], bool],
-    limit: float = 15.0,
-) -> None:
-    deadline = time.monotonic() + limit
-    while not check(states := await _hub_states(session, swarm)):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"hub states not reached: {states}")
-        await asyncio.sleep(0.1)
-
-
 async def _live_nodes(session: aiohttp.ClientSession, hub_url: str) -> int:
     async with session.get(hub_url + "/v1/health") as resp:
         return int((await resp.json())["nodes"])
@@ -67,15 +43,6 @@ async def _live_nodes(session: aiohttp.ClientSession, hub_url: str) -> int:
 
 def _sha256(path: str | Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
-async def _run_cli(*args: str) -> tuple[int, str, str]:
-    proc = await asyncio.create_subprocess_exec(
-        *CLI, *args, stdout=subprocess.PIPE, stderr=subprocess.PIPE
-    )
-    out, err = await asyncio.wait_for(proc.communicate(), 60)
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
 
 
 async def test_two_hubs_share_the_registry_and_nodes_fail_over(
@@ -98,9 +65,8 @@ async def test_two_hubs_share_the_registry_and_nodes_fail_over(
         helpers = {n.node_id for n in swarm.nodes[1:]}
 
         # the helpers registered through A; the requester asks B, which lists them
-        await _until_hubs(
+        await swarm.until_hub_states(
             session,
-            swarm,
             lambda s: [h.get("registered") and h["hub_url"] for h in s] == [hub_b, hub_a, hub_a],
         )
         assert {p["node_id"] for p in await requester.peers()} == helpers
@@ -108,8 +74,8 @@ async def test_two_hubs_share_the_registry_and_nodes_fail_over(
         swarm.hubs[0].signal(signal.SIGKILL)
         await swarm.hubs[0].process.wait()
         killed = time.monotonic()
-        await _until_hubs(
-            session, swarm, lambda s: all(h.get("registered") and h["hub_url"] == hub_b for h in s)
+        await swarm.until_hub_states(
+            session, lambda s: all(h.get("registered") and h["hub_url"] == hub_b for h in s)
         )
         # a TTL after A died every node is still live: each heartbeated through B since
         await asyncio.sleep(max(0.0, killed + TTL + 0.5 - time.monotonic()))
@@ -127,7 +93,7 @@ async def test_two_hubs_share_the_registry_and_nodes_fail_over(
         assert all(claimed[h] > 0 for h in helpers), claimed
 
         # swarmget get with a list of hubs whose first is dead joins through the next one
-        rc, out, err = await _run_cli(
+        rc, out, err = await run_cli(
             "get", origin.url("f.bin"), "-o", str(tmp_path / "out.bin"), "--json",
             "--hub", f"{hub_a},{hub_b}", "--secret-file", str(swarm.secret_file),
             "--source-address", "127.0.0.1",
@@ -143,7 +109,7 @@ async def test_two_hubs_share_the_registry_and_nodes_fail_over(
         used = [s["id"] for s in answer["sources"] if s["claimed"] > 0]
         assert len(used) >= 2, used
 
-        states = await _hub_states(session, swarm)
+        states = await swarm.hub_states(session)
         assert all(h["hub_url"] == hub_b and h["failures"] == 0 for h in states), states
 
 
@@ -162,6 +128,6 @@ async def test_nodes_with_spread_hubs_share_the_replicas(
             urls[int.from_bytes(hashlib.sha256(n.node_id.encode()).digest()[:8], "big") % 2]
             for n in swarm.nodes
         ]
-        await _until_hubs(
-            session, swarm, lambda s: [h.get("registered") and h["hub_url"] for h in s] == picked
+        await swarm.until_hub_states(
+            session, lambda s: [h.get("registered") and h["hub_url"] for h in s] == picked
         )

@@ -13,41 +13,16 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import pytest
 
-from swarmget.testing.swarm import LocalSwarm, NodeApi, open_local_swarm
+from swarmget.testing.swarm import open_local_swarm
 
 TTL = 360.0
 BEAT = ["--heartbeat-interval", "120"]  # (after the local swarm's own 0.5 s: it wins)
 pytestmark = pytest.mark.slow
-
-
-async def _hub_states(session: aiohttp.ClientSession, swarm: LocalSwarm) -> list[dict[str, Any]]:
-    states = []
-    for node in swarm.nodes:
-        _, status = await NodeApi(session, node).call("GET", "/v1/status")
-        states.append(status["hub"] or {})
-    return states
-
-
-async def _until_hubs(
-    session: aiohttp.ClientSession,
-    swarm: LocalSwarm,
-    check: Callable[[list[dict[str, Any]]], bool],
-    limit: float,
-) -> list[dict[str, Any]]:
-    deadline = time.monotonic() + limit
-    while not check(states := await _hub_states(session, swarm)):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"hub states not reached in {limit} s: {states}")
-        await asyncio.sleep(0.2)
-    return states
 
 
 @pytest.mark.parametrize("fault", [signal.SIGSTOP, signal.SIGKILL])
@@ -59,18 +34,16 @@ async def test_nodes_leave_a_hung_or_killed_replica_long_before_their_next_heart
         aiohttp.ClientSession() as session,
     ):
         hub_a, hub_b = swarm.hub_urls()
-        await _until_hubs(
+        await swarm.until_hub_states(
             session,
-            swarm,
             lambda s: all(h.get("registered") and h["hub_url"] == hub_a for h in s),
             limit=30,
         )
         await asyncio.sleep(3.0)  # B has read A's counter; the nodes' watches are held on B
         try:
             swarm.hubs[0].signal(fault)
-            states = await _until_hubs(
+            states = await swarm.until_hub_states(
                 session,
-                swarm,
                 lambda s: all(h.get("registered") and h["hub_url"] == hub_b for h in s),
                 limit=30,
             )

@@ -17,7 +17,7 @@ import os
 import secrets
 import signal
 import sys
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -121,6 +121,29 @@ class LocalSwarm:
 
     def node(self, i: int) -> NodeHandle:
         return self.nodes[i]
+
+    async def hub_states(self, session: aiohttp.ClientSession) -> list[dict[str, Any]]:
+        """Each node's ``hub`` of its status, in node order (``{}``: a node without one)."""
+        states = []
+        for node in self.nodes:
+            _, status = await NodeApi(session, node).call("GET", "/v1/status")
+            states.append(dict(status["hub"] or {}))
+        return states
+
+    async def until_hub_states(
+        self,
+        session: aiohttp.ClientSession,
+        check: Callable[[list[dict[str, Any]]], bool],
+        limit: float = 15.0,
+    ) -> list[dict[str, Any]]:
+        """``hub_states`` once ``check`` holds for them (AssertionError naming them when it
+        does not within ``limit`` seconds)."""
+        deadline = asyncio.get_running_loop().time() + limit
+        while not check(states := await self.hub_states(session)):
+            if asyncio.get_running_loop().time() > deadline:
+                raise AssertionError(f"hub states not reached in {limit} s: {states}")
+            await asyncio.sleep(0.1)
+        return states
 
     def hub_urls(self, order: Sequence[int] | None = None) -> list[str]:
         """The hubs' URLs, all in order or those of the indices in ``order``."""
