@@ -95,6 +95,7 @@ from swarmget.core.session_auth import (
 )
 from swarmget.net.hub_client import DEFAULT_HEARTBEAT_TIMEOUT, DEFAULT_TIMEOUT, HUB_KEEPALIVE
 from swarmget.net.looplag import LoopLagProbe
+from swarmget.net.replica_watch import MOVE_SPREAD
 from swarmget.net.signing import json_body, new_nonce, signed_headers
 
 SECRET = b"hub-load-secret-0123456789abcdef"
@@ -342,7 +343,7 @@ async def run_node(node: Node, args: argparse.Namespace, stats: Stats) -> None:
         await node.nap(after_heartbeat(node, a, stats, old=args.old_client))
 
 
-async def run_watch(node: Node, stats: Stats) -> None:
+async def run_watch(node: Node, stats: Stats, spread: float) -> None:
     """Hold a replica watch on the replica after ours; told ours is gone, make the teller
     our hub and wake the node (``swarmget.net.replica_watch``, simplified: one asker; a
     failed watch is tried again after 1, 2, 4 ... 30 s with jitter). Watch answers and
@@ -363,6 +364,8 @@ async def run_watch(node: Node, stats: Stats) -> None:
         if stats.measuring:
             stats.watches[state] = stats.watches.get(state, 0) + 1
         failures = failures + 1 if state == "failed" else 0
+        if state == "gone":
+            await asyncio.sleep(random.uniform(0.0, spread))  # (``MOVE_SPREAD``)
         if state == "gone" and (node.current, node.replica) == (at, watched):
             # the teller is our hub now; which replica that is, its next answer says
             node.current, node.keyed, node.replica = asker, None, None
@@ -616,7 +619,7 @@ async def measure(
             for index, node in enumerate(nodes):
                 running.append(tasks.create_task(run_node(node, args, stats)))
                 if watching:
-                    running.append(tasks.create_task(run_watch(node, stats)))
+                    running.append(tasks.create_task(run_watch(node, stats, args.move_spread)))
                 # ten nodes per step: the whole ramp is ``--ramp`` seconds (before 2026-12-06
                 # this slept ramp / nodes per ten nodes: the ramp took a tenth of --ramp)
                 await asyncio.sleep(args.ramp * 10 / args.nodes if index % 10 == 9 else 0)
@@ -686,6 +689,7 @@ async def measure(
         "hub_cpu_each": [round((b - a) / wall, 2) for a, b in zip(cpu0, cpu1, strict=True)],
         "answers_per_s": round(stats.answers / wall, 1),
         "watching": watching,
+        "move_spread_s": args.move_spread if watching else None,
         "watches": stats.watches,
         "hub_cpu_us_per_answer": round(hub_cpu / max(stats.answers, 1) * 1e6),
         "hub_rss_mib": round(max(rss), 1),
@@ -750,6 +754,13 @@ def main() -> None:
         "--no-session",
         action="store_true",
         help="sign every request with the node key (no session keys: the hub before them)",
+    )
+    p.add_argument(
+        "--move-spread",
+        type=float,
+        default=MOVE_SPREAD,
+        help=f"seconds over which the nodes told of a gone replica spread their moves "
+        f"(default: a node's, {MOVE_SPREAD}; 0: all at once, as on 2026-12-07 before it)",
     )
     p.add_argument(
         "--no-watch",

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import aiohttp
 import pytest
 from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
 
 from swarmget.core.errors import HubRejected, StorageError
 from swarmget.core.replicas import ReplicaState
@@ -59,6 +60,18 @@ class _Gated:
         await self.shared.forget_replicas(gone)
 
 
+def _held_while(open_: asyncio.Event) -> Middleware:
+    """Heartbeats wait until ``open_`` is set (a hung replica)."""
+
+    @web.middleware
+    async def held(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.path.endswith("/heartbeat"):
+            await open_.wait()
+        return await handler(request)
+
+    return held
+
+
 @dataclass
 class Hub:
     url: str
@@ -67,6 +80,8 @@ class Hub:
     view: _Gated
 
     def hang(self) -> None:
+        """Its counter stops, and its heartbeats are held unanswered (as a SIGSTOPped
+        process's kernel accepts them)."""
         self.view.open.clear()
 
     async def stop(self) -> None:
@@ -85,6 +100,7 @@ class Hubs:
             self.store, SECRET, ttl=180.0, nonces=self.store, replicas=replicas,
             admission=admission,
         )  # fmt: skip
+        app.middlewares.append(_held_while(view.open))
         runner = web.AppRunner(app, shutdown_timeout=0.5)
         await runner.setup()
         self.stack.push_async_callback(runner.cleanup)
@@ -92,8 +108,11 @@ class Hubs:
         host, port = runner.addresses[0][:2]
         return Hub(f"http://{host}:{port}", runner, replicas, view)
 
-    def pool(self, name: str, *urls: str) -> HubPool:
-        return HubPool(self.session, urls, SECRET, identity_of(nid(name)), timeout=5.0)
+    def pool(self, name: str, *urls: str, heartbeat_timeout: float = 2.0) -> HubPool:
+        return HubPool(
+            self.session, urls, SECRET, identity_of(nid(name)), timeout=60.0,
+            heartbeat_timeout=heartbeat_timeout,
+        )  # fmt: skip
 
     def client(self, name: str, url: str) -> HubClient:
         return HubClient(self.session, url, SECRET, identity_of(nid(name)))
