@@ -175,3 +175,26 @@ async def test_nodes_past_their_ttl_are_not_listed_from_an_old_read(
     store.held = True
     assert _ids(await refreshing.live_in_group(GROUP, clock.now, TTL)) == [nid("a")]
     store.released.set()
+
+
+async def test_with_a_short_ttl_no_read_older_than_a_fifth_of_it_is_answered_from(
+    refreshing: GroupCache, store: HeldStore, clock: Clock
+) -> None:
+    """TTL 3 s (the local demo swarm's): a node's last_seen in a read is up to ~1.5 s old
+    already (flush and heartbeat intervals), so answering from a 1-3 s old read would list
+    none of a group whose nodes heartbeat on time. The asker reads again instead."""
+    ttl = 3.0
+    await _add(store, "b", clock.now - 1.5)  # (heartbeated 1.5 s ago: live)
+    assert _ids(await refreshing.live_in_group(GROUP, clock.now, ttl)) == [nid("a"), nid("b")]
+    clock.now += 1.7  # both heartbeated meanwhile (the read does not know it)
+    await _add(store, "a", clock.now - 0.5)
+    await _add(store, "b", clock.now - 0.5)
+    reads = store.reads
+    assert _ids(await refreshing.live_in_group(GROUP, clock.now, ttl)) == [nid("a"), nid("b")]
+    assert store.reads == reads + 1  # read again, not answered from the old read
+    # at the default TTL the same age is answered from the old read (the refresher reads)
+    assert len(await refreshing.live_in_group(GROUP, clock.now, TTL)) == 2
+    clock.now += 1.5
+    answered = await asyncio.wait_for(refreshing.live_in_group(GROUP, clock.now, TTL), 1.0)
+    assert _ids(answered) == [nid("a"), nid("b")]
+    assert refreshing.stale_answers >= 1

@@ -18,6 +18,14 @@ single SQLite connection is busy with the liveness flush's transactions (20-30 m
 5,000 nodes), and a peers answer that waited behind one was the tail of the hub's latency
 (issue #17). A group nobody asked about for longer, one whose read was dropped (``forget``),
 and every read when no refresher runs, are read while the asker waits, as before.
+
+Answers list a read's nodes that are live *now* by the ``last_seen`` of the read, which
+is older than the nodes' real one: a node that heartbeated since the read looks older than
+it is. So no read older than ``READ_AGE_SHARE`` of the TTL is answered from (both limits
+above are capped by it): at the default TTL (15 s) that is the 3 s above, unchanged; with a
+short TTL (the local demo swarm's 3 s) a 1-3 s old read would have listed none of a group
+whose nodes all heartbeat on time (their last_seen in it up to ~1.5 s old already), and
+the download ran without helpers (seen in tests/hub/test_replicated_hub.py under load).
 """
 
 from __future__ import annotations
@@ -37,6 +45,8 @@ log = logging.getLogger(__name__)
 DEFAULT_MAX_AGE = 1.0
 #: Seconds past ``max_age`` an old read is still answered from while it is read again.
 DEFAULT_STALE_GRACE = 2.0
+#: No read older than this share of the TTL is answered from (see the module doc).
+READ_AGE_SHARE = 0.2
 MAX_GROUPS = 10_000
 
 
@@ -77,10 +87,11 @@ class GroupCache:
         """The group's live nodes as of at most ``max_age`` seconds ago (see module doc)."""
         if self._max_age <= 0:
             return await self._store.live_in_group(group, now, ttl)
+        fresh, stale = self._limits(ttl)
         read = self._reads.get(group)
         if read is not None and read.ttl == ttl and self._wake is not None:
             age = now - read.at
-            if self._max_age <= age < self._max_age + self._stale_grace:
+            if fresh <= age < stale:
                 self._due[group] = None  # (once, however many ask meanwhile)
                 self._wake.set()
                 self.stale_answers += 1
@@ -89,13 +100,20 @@ class GroupCache:
         try:
             async with lock:
                 read = self._reads.get(group)
-                if read is None or read.ttl != ttl or not 0 <= now - read.at < self._max_age:
+                if read is None or read.ttl != ttl or not 0 <= now - read.at < fresh:
                     read = _Read(now, ttl, await self._store.live_in_group(group, now, ttl))
                     self._keep(group, read)
         finally:
             if not lock.locked() and self._locks.get(group) is lock:
                 del self._locks[group]
         return [r for r in read.records if r.is_live(now, ttl)]
+
+    def _limits(self, ttl: float) -> tuple[float, float]:
+        """How old a read may be to answer from without a refresh, and (with one under
+        way) at all: ``max_age`` and ``max_age + stale_grace``, at most ``READ_AGE_SHARE``
+        of the TTL both (see the module doc)."""
+        most = ttl * READ_AGE_SHARE
+        return min(self._max_age, most), min(self._max_age + self._stale_grace, most)
 
     async def refresh_forever(self) -> None:
         """Read again, one at a time, the groups whose old reads were answered from (see
