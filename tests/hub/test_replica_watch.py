@@ -22,7 +22,7 @@ import pytest
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
-from swarmget.core.errors import HubRejected, StorageError
+from swarmget.core.errors import HubRejected, HubUnavailable, StorageError
 from swarmget.core.replicas import ReplicaState
 from swarmget.hub.admission import Admission
 from swarmget.hub.app import make_hub_app
@@ -376,3 +376,32 @@ async def test_a_database_outage_condemns_nobody() -> None:
         now[0] += 0.5
     assert b.sightings.state(a.replica_id, now[0]) is ReplicaState.GONE
     assert b.counts()[2] == 1
+
+
+async def test_a_hostile_hub_s_replica_answers_are_refused_not_believed(hubs: Hubs) -> None:
+    """A "hub" naming a replica id that is not one, or answering a watch with a state that
+    does not exist, is unavailable to the node (its answers are not what the API
+    promises): nothing is parsed into a path, and the watch loop goes on."""
+
+    async def beat(_request: web.Request) -> web.Response:
+        return web.json_response(
+            {"ok": True, "ttl": 15, "heartbeat_interval": 5, "replica": "../x"}
+        )
+
+    async def watch(_request: web.Request) -> web.Response:
+        return web.json_response({"replica": "0123456789abcdef", "state": "dead"})
+
+    app = web.Application()
+    app.router.add_post("/v1/nodes/{node_id}/heartbeat", beat)
+    app.router.add_get("/v1/replicas/{replica}/watch", watch)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    hubs.stack.push_async_callback(runner.cleanup)
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    host, port = runner.addresses[0][:2]
+    client = hubs.client("node", f"http://{host}:{port}")
+    with pytest.raises(HubUnavailable, match="not what its API promises"):
+        await client.heartbeat()
+    assert client.replica is None
+    with pytest.raises(HubUnavailable, match="not what its API promises"):
+        await client.watch("0123456789abcdef")
