@@ -13,11 +13,13 @@ The public API (``swarmget.api``)::
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+TYPE_CHECKING = False  # (not typing's: importing typing costs a plain `get` ~4 ms, #14)
 
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
+    from typing import Any
+
     from swarmget.api import (
         ChecksumMismatch,
         DownloadError,

@@ -23,8 +23,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-import h11
-
 from swarmget.core.errors import NodeLost, SwarmgetError, UsageError
 from swarmget.core.lifecycle import still_going
 from swarmget.engine import DownloadSpec
@@ -83,12 +81,12 @@ class NodeSession:
             raise NodeLost(
                 f"the node in {where} is not running (nothing listens on its socket)"
             ) from exc
-        except (h11.ProtocolError, asyncio.IncompleteReadError, OSError) as exc:
+        except (asyncio.IncompleteReadError, OSError) as exc:
             raise NodeLost(
                 f"the connection to the node in {where} was lost (the node stopped or was "
                 "killed); run the command again once it runs, or with --no-node"
             ) from exc
-        except ValueError as exc:  # (not JSON, or over MAX_ANSWER)
+        except ValueError as exc:  # (not HTTP as read here, not JSON, or over MAX_ANSWER)
             raise malformed(self._node) from exc
 
     async def cancel(self, download_id: str) -> bool:
