@@ -19,12 +19,13 @@ import pytest
 from aiohttp import web
 
 from swarmget.core.errors import HubUnavailable
-from swarmget.core.session_auth import SessionKey
+from swarmget.core.session_auth import EphemeralKey, SessionKey
 from swarmget.hub.admission import MAX_SLOWDOWN, Admission, RequestKind
 from swarmget.hub.app import make_hub_app
 from swarmget.hub.store import NodeRecord
-from swarmget.net.hub_client import REKEY_BACKOFF, HubClient, Registration
+from swarmget.net.hub_client import HubClient, Registration
 from swarmget.protocol.errors import HUB_ERRORS
+from swarmget.protocol.hub import session_path
 from swarmget.testing.fakes import MemoryRegistryStore, identity_of, nid
 
 SECRET = b"hub-admission-secret-0123456789"
@@ -195,28 +196,27 @@ async def test_registrations_beyond_the_waiting_room_are_shed_at_any_load() -> N
         await hub.client("b").register(REG)  # room again
 
 
-async def test_a_strained_hub_sheds_rekeys_and_the_node_goes_on_with_its_node_key(
-    hub: Hub,
-) -> None:
-    """A re-key costs the hub what a registration does: shed under strain (503 + Retry-After);
-    the node's heartbeats go on signed with its node key, and it re-keys once the hub is
-    calm and the wait it was given is over."""
+async def test_a_strained_hub_sheds_rekeys_but_keys_a_node_by_its_heartbeat(hub: Hub) -> None:
+    """A re-key request (``POST /v1/nodes/{id}/session``: what older nodes send) costs the
+    hub what a registration does: shed under strain (503 + Retry-After). A heartbeat signed
+    with the node key that asks for a session (a node that moved here, or whose session the
+    hub lost) gets it whatever the load: heartbeats are never shed, and the session saves
+    the hub an Ed25519 check on each later heartbeat (before 2026-12-07 the node re-keyed
+    with its own request, shed here, and signed with its node key for ``REKEY_BACKOFF``)."""
     node = hub.client("a")
     await node.register(REG)
     assert node.session is not None
-    node.session = SessionKey(secrets.token_urlsafe(16), secrets.token_bytes(32))  # unknown
     hub.strain.load = 1.0
-    assert (await node.heartbeat()).ok  # refused session -> node key; the re-key is shed
-    assert node.session is None
-    hub.strain.load = 0.0
-    assert (await node.heartbeat()).ok
-    assert node.session is None  # not asked again before its wait is over
-    shed_at = hub.strain.now
-    while hub.strain.now < shed_at + max(REKEY_BACKOFF, 2 * TTL / 3):
-        assert node.session is None
-        hub.strain.now += (await node.heartbeat()).heartbeat_interval  # as often as told
-    assert (await node.heartbeat()).ok
+    rekey = {"session_key": EphemeralKey().public_b64}
+    with pytest.raises(HubUnavailable) as info:
+        await node.call("POST", session_path(node.node_id), rekey)
+    assert info.value.retry_after is not None
+    stale = SessionKey(secrets.token_urlsafe(16), secrets.token_bytes(32))  # unknown here
+    node.session = stale
+    assert (await node.heartbeat()).ok  # refused session -> node key, asking for a session
     assert node.session is not None
+    assert node.session.session_id != stale.session_id
+    assert (await node.heartbeat()).ok  # signed with it, still strained
 
 
 def test_rekeys_wait_in_the_registrations_room() -> None:

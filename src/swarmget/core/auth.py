@@ -47,6 +47,7 @@ import hmac
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from enum import Enum
 from typing import TYPE_CHECKING
 
 from swarmget.core.errors import (
@@ -78,6 +79,7 @@ __all__ = [
     "HEADER_SIGNATURE",
     "HEADER_TIME",
     "MIN_SECRET_BYTES",
+    "Proof",
     "SignedRequest",
     "body_digest",
     "canonical_string",
@@ -211,13 +213,23 @@ def check_request_parts(*, method: str, path: str, node_id: str, nonce: str) -> 
     _check_parts(method=method, path=path, node_id=node_id, nonce=nonce, error=AuthError)
 
 
+class Proof(Enum):
+    """How a signed request proved who sent it."""
+
+    #: the node key's Ed25519 signature (this module): the long-term identity
+    NODE_KEY = "node_key"
+    #: a session's HMAC (``core.session_auth``): a key agreed earlier under the node key
+    SESSION = "session"
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SignedRequest:
-    """What ``verify`` established: who signed, when, and with which nonce."""
+    """What ``verify`` established: who signed, when, with which nonce, and how."""
 
     node_id: str
     timestamp: int
     nonce: str
+    proof: Proof
 
 
 def verify(
@@ -289,7 +301,7 @@ def verify_signed(
     check_skew(timestamp, now=now, window=window)
     if not_before is not None:
         check_not_before(timestamp, not_before=not_before)
-    return SignedRequest(node_id=node_id, timestamp=timestamp, nonce=nonce)
+    return SignedRequest(node_id=node_id, timestamp=timestamp, nonce=nonce, proof=Proof.NODE_KEY)
 
 
 def _check_identity(fields: _Fields, canonical: bytes) -> None:

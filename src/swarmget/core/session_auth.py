@@ -59,6 +59,7 @@ from swarmget.core.auth import (
     HEADER_NONCE,
     HEADER_SIGNATURE,
     HEADER_TIME,
+    Proof,
     SignedRequest,
     body_digest,
     canonical_string,
@@ -247,4 +248,4 @@ def verify_session_signed(
     check_skew(timestamp, now=now, window=window)
     if not_before is not None:
         check_not_before(timestamp, not_before=not_before)
-    return SignedRequest(node_id=node_id, timestamp=timestamp, nonce=nonce)
+    return SignedRequest(node_id=node_id, timestamp=timestamp, nonce=nonce, proof=Proof.SESSION)

@@ -7,11 +7,15 @@
                                       → {node_id, address, group, url, ttl, heartbeat_interval,
                                          replica}
                                       | 429 {"code": "too_many_nodes"}: see below
-    POST   /v1/nodes/{id}/heartbeat   {stats: {...}} → {ok, ttl, heartbeat_interval, replica}
-                                      | 404 {"code": "unknown_node"}: register again
+    POST   /v1/nodes/{id}/heartbeat   {stats: {...}, session_key?}
+                                      → {ok, ttl, heartbeat_interval, replica, session?}
+                                      | 404 {"code": "unknown_node"}: register again;
+                                      ``session_key`` (signed with the node key only, 403
+                                      otherwise): a new session in the answer, as below
     POST   /v1/nodes/{id}/session     {session_key} → {session_id, hub_key}: a new session
                                       with this process (``swarmget.hub.sessions``; also
-                                      agreed by a register that sends ``session_key``)
+                                      agreed by a register or a heartbeat that sends
+                                      ``session_key``: a node moving here needs one request)
                                       | 404 unknown_node (not live here: heartbeat first)
     DELETE /v1/nodes/{id}             → {ok, removed}
     GET    /v1/peers                  → {group, peers: [...], total}: at most ``peers_limit``
@@ -95,7 +99,7 @@ from typing import Any
 from aiohttp import web
 
 from swarmget.core.addresses import IPNetwork
-from swarmget.core.auth import is_valid_node_id
+from swarmget.core.auth import Proof, is_valid_node_id
 from swarmget.core.errors import StorageError
 from swarmget.core.forwarded import client_address
 from swarmget.core.groups import (
@@ -124,6 +128,7 @@ from swarmget.net.auth import (
     SharedNonces,
     auth_middleware,
     authenticated_node,
+    authenticated_proof,
 )
 from swarmget.net.looplag import LoopLagProbe
 from swarmget.protocol.hub import (
@@ -291,6 +296,10 @@ class _Hub:
     async def heartbeat(self, request: web.Request) -> web.Response:
         node_id = _own_node(request)
         body = await parse_body(request, HeartbeatRequest, MAX_HUB_BODY)
+        if body.session_key is not None and authenticated_proof(request) is not Proof.NODE_KEY:
+            raise HubRefusal(
+                "forbidden", "a new session needs a heartbeat signed with the node key"
+            )
         stats = body.stats.as_json()
         with self.metrics.heartbeat_timer():
             now, ttl = self.clock(), self.admission.live_ttl
@@ -298,7 +307,10 @@ class _Hub:
         if not known:  # expired (silent past its TTL and pruned), or a hub without it
             log.info("heartbeat from %s, not registered (any more): told to register", node_id)
             raise HubRefusal("unknown_node", f"node {node_id} is not registered (any more)")
-        return web.json_response({"ok": True} | self._timers)
+        answer = {"ok": True} | self._timers
+        if body.session_key is not None:  # a node moving here: its re-key in the same request
+            answer["session"] = self.sessions.grant(node_id, body.session_key).model_dump()
+        return web.json_response(answer)
 
     async def leave(self, request: web.Request) -> web.Response:
         node_id = _own_node(request)

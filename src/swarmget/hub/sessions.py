@@ -1,20 +1,23 @@
 """The session keys one hub process agreed with its nodes (issue #17; the scheme is
 ``swarmget.core.session_auth``).
 
-A node sends an ephemeral X25519 public key with its registration, or later with ``POST
-/v1/nodes/{id}/session`` (both signed with its node key); the hub agrees a session and
-answers its id and the hub's public key. From then on the node's **heartbeats and peers
-queries** may be signed with the session key (an HMAC, ~5 µs to check, instead of an
-Ed25519 verification, ~100 µs); every other request (registering, leaving, re-keying, the
-content index) still needs the node key.
+A node sends an ephemeral X25519 public key with its registration, with a heartbeat signed
+with its node key (a node that holds no session here: it moved from another replica, or
+this hub restarted), or with ``POST /v1/nodes/{id}/session`` (older nodes; all three signed
+with its node key); the hub agrees a session and answers its id and the hub's public key.
+From then on the node's **heartbeats and peers queries** may be signed with the session key
+(an HMAC, ~5 µs to check, instead of an Ed25519 verification, ~100 µs); every other
+request (registering, leaving, re-keying, the content index) still needs the node key.
 
 Where the keys live: **in this process's memory only**, never in the registry database.
 Replicas on one PostgreSQL therefore key separately: a node that moves to another replica
-is answered 401 ``session_unknown`` there, signs that heartbeat with its node key (the
-fallback, always valid) and agrees on a new session with the new replica; a restarted hub
-forgets every session the same way. The cost is one Ed25519 request and one re-key per node
-and move; the gain is that nobody who can read the database (a backup, a replica's
-operator, a leaked dump) can forge a node's heartbeats, which a stored key would allow.
+holds no session there (or is answered 401 ``session_unknown``), signs that heartbeat with
+its node key (the fallback, always valid) and agrees on a new session with the new replica
+in the same heartbeat; a restarted hub forgets every session the same way. The cost is one
+Ed25519 check and one key agreement per node and move (one request: before 2026-12-07 the
+re-key was a second one, bench/README "Moves"); the gain is that nobody who can read the
+database (a backup, a replica's operator, a leaked dump) can forge a node's heartbeats,
+which a stored key would allow.
 
 Bounds: at most ``max_sessions`` sessions (one per node; a new one replaces the node's
 previous one); past that the oldest is dropped (its node gets ``session_unknown`` and

@@ -7,7 +7,8 @@ clock. The server side:
   above it is refused up front, and ``request.read()`` is itself bounded by the app's
   ``client_max_size``, 1 MiB by default), verifies the signature over the request target
   exactly as received (``request.raw_path``: path and query, still %-encoded), and stores
-  the signer's node id under ``SWARM_NODE`` (read it with ``authenticated_node``). The body
+  the signer's node id under ``SWARM_NODE`` (read it with ``authenticated_node``), and how it
+  proved it under ``SWARM_PROOF`` (``authenticated_proof``: node key or session). The body
   stays cached on the request, so handlers can still ``await request.json()``.
 * A missing, bad, replayed or clock-skewed signature, or a node key that does not match the
   node id, gets 401 with ``{"error": "...", "code": CODE}`` (the ``AuthError``'s code:
@@ -45,7 +46,7 @@ from typing import Literal, Protocol
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
-from swarmget.core.auth import DEFAULT_WINDOW, verify_signed
+from swarmget.core.auth import DEFAULT_WINDOW, Proof, SignedRequest, verify_signed
 from swarmget.core.errors import AuthError, ReplayCacheFull, ReplayedRequest
 from swarmget.core.replay import ReplayCache
 from swarmget.core.session_auth import has_session_headers, verify_session_signed
@@ -54,9 +55,11 @@ from swarmget.net.signing import json_body, load_secret, new_nonce, signed_heade
 __all__ = [
     "MAX_SIGNED_BODY",
     "SWARM_NODE",
+    "SWARM_PROOF",
     "SharedNonces",
     "auth_middleware",
     "authenticated_node",
+    "authenticated_proof",
     "json_body",
     "json_error",
     "load_secret",
@@ -69,6 +72,8 @@ __all__ = [
 MAX_SIGNED_BODY = 1024 * 1024
 #: Where the middleware puts the authenticated node id.
 SWARM_NODE: web.RequestKey[str] = web.RequestKey("swarm_node", str)
+#: ... and how the request proved it (``authenticated_proof``).
+SWARM_PROOF: web.RequestKey[Proof] = web.RequestKey("swarm_proof", Proof)
 _CHALLENGE = {"WWW-Authenticate": 'Swarm-HMAC-SHA256 realm="swarmget"'}
 
 
@@ -84,6 +89,11 @@ def json_error(
 def authenticated_node(request: web.Request) -> str:
     """The node id the auth middleware verified for this request."""
     return request[SWARM_NODE]
+
+
+def authenticated_proof(request: web.Request) -> Proof:
+    """How the request proved its node id: the node key, or a session agreed with it."""
+    return request[SWARM_PROOF]
 
 
 class SharedNonces(Protocol):
@@ -128,7 +138,7 @@ def auth_middleware(
     start = (clock() if shared is None else None) if not_before == "start" else not_before
     origin = origin_of if origin_of is not None else _remote
 
-    async def check(request: web.Request, body: bytes) -> str:
+    async def check(request: web.Request, body: bytes) -> SignedRequest:
         now = clock()
         if session_key is not None and has_session_headers(request.headers):
             verify = functools.partial(
@@ -152,10 +162,10 @@ def auth_middleware(
         if shared is not None:
             expires_at = signed.timestamp + window
             if defer_nonce is not None and defer_nonce(request, node_id, nonce, expires_at):
-                return node_id
+                return signed
             if not await shared.remember_nonce(node_id, nonce, expires_at=expires_at, now=now):
                 raise ReplayedRequest("replayed request: this nonce was already used")
-        return node_id
+        return signed
 
     @web.middleware
     async def check_signature(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -165,13 +175,14 @@ def auth_middleware(
         if body is None:
             return json_error(413, f"request body over {max_body} bytes", "too_large")
         try:
-            node_id = await check(request, body)
+            signed = await check(request, body)
         except ReplayCacheFull as exc:
             retry = {"Retry-After": str(int(window))}
             return json_error(429, str(exc), exc.code, headers=retry)
         except AuthError as exc:
             return json_error(401, str(exc), exc.code, headers=_CHALLENGE)
-        request[SWARM_NODE] = node_id
+        request[SWARM_NODE] = signed.node_id
+        request[SWARM_PROOF] = signed.proof
         return await handler(request)
 
     return check_signature

@@ -30,10 +30,14 @@ Session keys (issue #17; ``swarmget.core.session_auth``): a client made with ``s
 (the default) sends an ephemeral X25519 key with its registration; when the hub answers a
 session, heartbeats and peers queries are signed with the session key (an HMAC the hub
 checks ~20x faster than the node key's signature). When the hub refuses the session (401:
-another replica, a restarted hub: ``HubSessionRefused``), the client drops it, sends the
-same call signed with its node key at once (nothing is lost), then agrees on a new session
-(``POST /v1/nodes/{id}/session``); a failed re-key is tried again after ``REKEY_BACKOFF``
-seconds, and a hub that answered a registration without a session (older) is never asked.
+another replica, a restarted hub: ``HubSessionRefused``), the client drops it and sends the
+same call signed with its node key at once (nothing is lost). A heartbeat signed with the
+node key (no session with that hub: after a refusal, or the first one to a replica we moved
+to) carries a new ephemeral key, and the hub's answer the new session: a move is one
+request. A hub that answers no session there (older) is asked with ``POST
+/v1/nodes/{id}/session`` after the heartbeat; a failed re-key is tried again after
+``REKEY_BACKOFF`` seconds, and a hub that answered a registration without a session (older
+still) is never asked.
 
 ``run_membership`` (``swarmget.net.membership``) keeps a node registered with these calls.
 """
@@ -237,14 +241,32 @@ class HubClient:
         return answer
 
     async def heartbeat(self, stats: Mapping[str, Any] | None = None) -> HeartbeatAnswer:
-        """Raises ``UnknownNode`` when the hub wants us to register again."""
+        """Raises ``UnknownNode`` when the hub wants us to register again. Without a session
+        with this hub (we moved here, or it restarted) the heartbeat, signed with the node
+        key, asks for one (``session_key``); a hub that answers none (older) is asked with
+        ``POST /v1/nodes/{id}/session`` after it."""
         self._check_member()
         path = f"/v1/nodes/{self.node_id}/heartbeat"
-        payload = {"stats": stats or {}}
-        answer = await self._session_call("POST", path, payload, self._quick_timeout)
-        if self.session is None and self._sessions:
+        payload: dict[str, Any] = {"stats": stats or {}}
+        session = self.session
+        if session is not None:
+            try:
+                raw = await self.call("POST", path, payload, self._quick_timeout, session=session)
+                return self._beat_answer(raw)
+            except HubSessionRefused as exc:
+                self._drop_session(session, exc)
+        mine = EphemeralKey() if self._sessions else None
+        if mine is not None:
+            payload["session_key"] = mine.public_b64
+        answer = self._beat_answer(await self.call("POST", path, payload, self._quick_timeout))
+        if mine is not None and answer.session is not None:
+            self.session = self._agree(mine, answer.session)
+        elif self.session is None and self._sessions:
             await self._rekey()
-        parsed = parse_answer(_HEARTBEAT, answer)
+        return answer
+
+    def _beat_answer(self, raw: bytes) -> HeartbeatAnswer:
+        parsed = parse_answer(_HEARTBEAT, raw)
         self.replica = parsed.replica
         return parsed
 
@@ -271,12 +293,15 @@ class HubClient:
             try:
                 return await self.call(method, path, payload, limits, session=session)
             except HubSessionRefused as exc:
-                log.info(
-                    "hub %s refused our session (%s): signing with the node key", self.hub_url, exc
-                )
-                if self.session is session:
-                    self.session = None
+                self._drop_session(session, exc)
         return await self.call(method, path, payload, limits)
+
+    def _drop_session(self, session: SessionKey, refused: HubSessionRefused) -> None:
+        log.info(
+            "hub %s refused our session (%s): signing with the node key", self.hub_url, refused
+        )
+        if self.session is session:
+            self.session = None
 
     async def _rekey(self) -> None:
         """Agree on a new session (best effort: on failure, again after REKEY_BACKOFF)."""

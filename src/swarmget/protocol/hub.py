@@ -194,9 +194,7 @@ class RegisterRequest(BaseModel):
     @field_validator("session_key")
     @classmethod
     def _session_key(cls, value: str | None) -> str | None:
-        if value is not None and decode_public_key(value) is None:
-            raise ValueError("a 32-byte X25519 public key in base64url (no padding)")
-        return value
+        return _x25519_key(value)
 
     @field_validator("node_id")
     @classmethod
@@ -214,11 +212,31 @@ class RegisterRequest(BaseModel):
 
 
 class HeartbeatRequest(BaseModel):
-    """A node's latest statistics; fields outside ``PeerStats`` are dropped."""
+    """A node's latest statistics; fields outside ``PeerStats`` are dropped.
+
+    ``session_key``: a node that holds no session with this hub process (it moved here from
+    another replica, or the hub restarted) sends its ephemeral X25519 public key in a
+    heartbeat **signed with its node key**, and the answer carries the ``session``: the
+    re-key done by the heartbeat itself, not by a second request (``POST
+    /v1/nodes/{id}/session``, which a hub older than this field still needs: it ignores
+    the field and answers no session)."""
 
     model_config = ConfigDict(frozen=True, extra="ignore", strict=True)
 
     stats: PeerStats = PeerStats()
+    session_key: str | None = None
+
+    @field_validator("session_key")
+    @classmethod
+    def _session_key(cls, value: str | None) -> str | None:
+        return _x25519_key(value)
+
+
+def _x25519_key(value: str | None) -> str | None:
+    """A session key field: None, or a 32-byte X25519 public key in base64url."""
+    if value is not None and decode_public_key(value) is None:
+        raise ValueError("a 32-byte X25519 public key in base64url (no padding)")
+    return value
 
 
 class SessionRequest(BaseModel):
@@ -232,15 +250,14 @@ class SessionRequest(BaseModel):
     @field_validator("session_key")
     @classmethod
     def _session_key(cls, value: str) -> str:
-        if decode_public_key(value) is None:
-            raise ValueError("a 32-byte X25519 public key in base64url (no padding)")
+        _x25519_key(value)
         return value
 
 
 class SessionGrant(BaseModel):
     """The hub's half of a session agreement: the session id and its ephemeral X25519
     public key (base64url). The answer to ``SessionRequest``, and ``session`` of a
-    ``RegisterAnswer`` when the registration sent a key."""
+    ``RegisterAnswer`` or ``HeartbeatAnswer`` when the request sent a key."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -293,6 +310,9 @@ class HeartbeatAnswer(BaseModel):
     heartbeat_interval: float = Field(gt=0, allow_inf_nan=False)
     #: as in ``RegisterAnswer``
     replica: _ReplicaId | None = None
+    #: the session agreed when the heartbeat sent ``session_key`` (None: none was asked,
+    #: or a hub older than that field: re-key with ``SessionRequest``)
+    session: SessionGrant | None = None
 
 
 def replica_watch_path(replica: str) -> str:
