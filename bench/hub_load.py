@@ -12,7 +12,11 @@ id's hash picks, as a node with ``spread_hubs`` does; hub CPU is then their sum.
 Session keys (issue #17): each node sends an ephemeral X25519 key with its registration and
 signs its heartbeats and peers queries with the session key the hub agrees
 (``swarmget.core.session_auth``), as ``HubClient`` does; a 401 to a session-signed call is
-sent again signed with the node key, then the node re-keys (counted: ``rekeyed``).
+sent again signed with the node key, then the node re-keys (counted: ``rekeyed``). A
+heartbeat signed with the node key (after a 401, or the first to a replica the node moved
+to) asks for a session in its body, as ``HubClient`` does since 2026-12-07; a hub that
+answers none (older) is asked with ``POST /v1/nodes/{id}/session`` (before 2026-12-07 a node
+that moved never re-keyed here: it signed with its node key until a 401).
 ``--no-session``: every request signed with the node key (Ed25519), as before. Nodes keep
 idle hub connections open ``--keepalive`` seconds (a node's ``HUB_KEEPALIVE``, 60; 15 before
 2026-12-06, aiohttp's default).
@@ -174,6 +178,8 @@ class Node:
         self.replica: str | None = None
         #: set by the watch (our replica is gone): the node's wait ends at once
         self.wake = asyncio.Event()
+        #: whether it agrees session keys (``--no-session``: never)
+        self.sessions = True
 
     async def nap(self, seconds: float) -> None:
         """Wait ``seconds``, or until the watch wakes us."""
@@ -228,14 +234,26 @@ class Node:
         limit: float,
     ) -> Answer | None:
         """A heartbeat or peers query: with the session when the node holds one; a 401 to
-        it: again with the node key at once, then a new session (as ``HubClient``)."""
+        it: again with the node key at once, then a new session (as ``HubClient``). A
+        heartbeat signed with the node key asks for a session in its body (a node that moved
+        here); a hub that answers none (older) is asked with the re-key route after it."""
         hub, session = self.hub, self.keyed
-        a = await timed(stats, kind, self.call(hub, method, path, payload, limit, session=session))
-        if session is None or a is None or a.status != 401:
-            return a
-        self.keyed = None
+        if session is not None:
+            call = self.call(hub, method, path, payload, limit, session=session)
+            a = await timed(stats, kind, call)
+            if a is None or a.status != 401:
+                return a
+            self.keyed = None
+        mine = EphemeralKey() if self.sessions and kind == "heartbeat" else None
+        if mine is not None:
+            payload = (payload or {}) | {"session_key": mine.public_b64}
         a = await timed(stats, kind, self.call(hub, method, path, payload, limit))
-        if a is not None and a.status < 300:
+        if a is None or a.status >= 300 or not self.sessions:
+            return a
+        if mine is not None and isinstance(a.body.get("session"), dict):
+            self.agree(mine, a.body["session"])
+            stats.rekeyed += stats.measuring
+        elif session is not None or mine is not None:
             await self.rekey(hub, limit, stats)
         return a
 
@@ -614,6 +632,8 @@ async def measure(
         args.nodes, args.group_size, args.keepalive, watching=watching
     ) as sessions:
         nodes = [Node(i, sessions[address_of(i, args.group_size)], hubs) for i in range(args.nodes)]
+        for node in nodes:
+            node.sessions = not args.no_session
         async with asyncio.TaskGroup() as tasks:
             running = []
             for index, node in enumerate(nodes):

@@ -26,7 +26,9 @@ needed for a steady figure), divided by the moves (or heartbeats); ``_net`` subt
 B spent idle at the same rate. ``--src DIR`` runs the hubs from another checkout's ``src``
 (run this script with that ``src`` on ``PYTHONPATH`` too to get that checkout's client);
 ``--py-spy FILE`` records B with py-spy during the moves only (raw collapsed stacks; the
-sampling slows B, so CPU figures of such a run are not comparable). One JSON line on stdout
+sampling slows B, so CPU figures of such a run are not comparable); ``--profile FILE`` runs B
+under cProfile (its whole life: use ``--beats 0``). ``b_writes``: B's write histograms
+(``/metrics``: per kind, batches, their mean size, wait and transaction ms). One JSON line on stdout
 (and appended to ``--out``). Bounded: at most ``--nodes`` moves and ``--beats`` rounds, each
 call with the client's timeouts; a hub that does not start ends the run.
 
@@ -53,7 +55,7 @@ from typing import Any, TypeVar
 
 import aiohttp
 from cpu_budget import process_cpu_seconds
-from hub_load import SECRET, address_of, fresh_pg, hub_process, percentiles
+from hub_load import SECRET, address_of, fresh_pg, hub_process, percentiles, write_means
 
 from swarmget.core.identity import NodeIdentity
 from swarmget.net.hub_client import HubPool, Registration, hub_connector
@@ -183,6 +185,7 @@ async def measure(args: argparse.Namespace, hubs: list[str], pids: list[int]) ->
             beat_results += await each(movers, args.concurrency, beat)
         beat_cpu, beat_wall = window()
         ok_beats = sum(r is None for r in beat_results)
+        writes = await write_means(hubs[1])
     per = lambda cpu, wall, n: round((cpu / max(n, 1)) * 1e6)  # noqa: E731
     net = lambda cpu, wall, n: round(((cpu - idle_rate * wall) / max(n, 1)) * 1e6)  # noqa: E731
     return {
@@ -204,6 +207,7 @@ async def measure(args: argparse.Namespace, hubs: list[str], pids: list[int]) ->
         "hub_cpu_us_per_beat_net": net(beat_cpu, beat_wall, ok_beats),
         "beat_ms": percentiles(beat_ms),
         "idle_cpu": round(idle_rate, 3),
+        "b_writes": writes,
         "concurrency": args.concurrency,
         "load_avg": round(os.getloadavg()[0], 2),
     }
@@ -219,6 +223,9 @@ def main() -> None:
     p.add_argument("--pause", type=float, default=2.0, help="seconds between moves and beats")
     p.add_argument("--src", help="PYTHONPATH for the hub processes (another checkout's src)")
     p.add_argument("--py-spy", help="record B during the moves into this file (raw stacks)")
+    p.add_argument(
+        "--profile", help="run B under cProfile, its stats into this file (with --beats 0)"
+    )
     p.add_argument("--label", default="", help="a note in the JSON line")
     p.add_argument("--out", help="append the JSON line to this file too")
     args = p.parse_args()
@@ -231,7 +238,10 @@ def main() -> None:
     asyncio.run(fresh_pg(args.db))
     with tempfile.TemporaryDirectory(prefix="hub-move-") as tmp, contextlib.ExitStack() as stack:
         started = [
-            stack.enter_context(hub_process(args.db, args.src, Path(tmp), [])) for _ in range(2)
+            stack.enter_context(
+                hub_process(args.db, args.src, Path(tmp), [], args.profile if i else None)
+            )
+            for i in range(2)
         ]
         result = asyncio.run(measure(args, [u for u, _ in started], [p for _, p in started]))
     result |= {"src": args.src or "this tree", "label": args.label}
