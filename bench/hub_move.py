@@ -11,7 +11,7 @@ thousands of nodes:
    (``--db``; its hub tables emptied first), as real processes on 127.0.0.1;
 2. makes ``--nodes`` nodes in this process, each a real ``HubPool`` over [A, B] with its own
    client session and source address (``hub_load.address_of``: 7 per address), and
-   registers them all with A (``--concurrency`` at a time);
+   registers them all with A (``REGISTER_CONCURRENCY`` at a time);
 3. each node opens a keep-alive connection to B (``GET /v1/health``: a real node's replica
    watch on B holds one, which its move then reuses), then A is SIGSTOPped (the fault);
 4. B's CPU is read from /proc over ``--idle`` s of nothing (its own timers), then over the
@@ -62,6 +62,8 @@ from swarmget.net.hub_client import HubPool, Registration, hub_connector
 
 _T = TypeVar("_T")
 REGISTRATION = Registration(port=7500, version="0.1.0", slots=4)
+#: Registrations with A at a time (more: A sheds some, and they register with B instead).
+REGISTER_CONCURRENCY = 16
 
 
 def identity(index: int) -> NodeIdentity:
@@ -147,7 +149,7 @@ def py_spy(pid: int, output: str | None) -> Any:
 async def measure(args: argparse.Namespace, hubs: list[str], pids: list[int]) -> dict[str, Any]:
     async with open_pools(args.nodes, hubs) as nodes:
         started = time.perf_counter()
-        reg = await each([p for p, _ in nodes], args.concurrency, register)
+        reg = await each([p for p, _ in nodes], REGISTER_CONCURRENCY, register)
         register_s = time.perf_counter() - started
         at_a = [(p, s) for (p, s), r in zip(nodes, reg, strict=True) if r is None and _at_a(p)]
 

@@ -38,9 +38,10 @@ log = logging.getLogger(__name__)
 
 #: Seconds over which the nodes of a gone replica spread their moves (a random delay each):
 #: they all hear in the same instant, and each move is a heartbeat signed with the node key
-#: and a re-key at the replica that told them. 490 nodes moving at once made that replica's
-#: heartbeat p99 0.18-0.38 s, 0.07-0.08 s spread over 0.5 s (bench/README "Replicas that
-#: watch each other"); 1 s spread pushed the last moves past 5 s.
+#: (which agrees the new session too since 2026-12-07) at the replica that told them. 490
+#: nodes moving at once made that replica's heartbeat p99 0.18-0.38 s, 0.07-0.08 s spread
+#: over 0.5 s (bench/README "Replicas that watch each other"); 1 s spread pushed the last
+#: moves past 5 s.
 MOVE_SPREAD = 0.5
 #: The least seconds between two watches of one replica.
 MIN_GAP = 1.0
