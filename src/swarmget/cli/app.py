@@ -36,6 +36,7 @@ from swarmget.core.errors import (
 )
 from swarmget.locations import ClientSettings, find_config
 from swarmget.locations import client_settings as locate
+from swarmget.run.quiet_gc import held
 
 if TYPE_CHECKING:  # (imported when something is printed: `get -q --json` never does)
     from rich.console import Console
@@ -96,7 +97,8 @@ class LazyGroup(click.Group):
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         module = COMMAND_MODULES.get(cmd_name)
         if cmd_name not in self.commands and module is not None:
-            importlib.import_module(module)
+            with held():  # (run.quiet_gc)
+                importlib.import_module(module)
         return self.commands.get(cmd_name)
 
 

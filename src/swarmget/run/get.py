@@ -54,6 +54,7 @@ from swarmget.engine import (
     DownloadSpec,
 )
 from swarmget.run.local import LocalOptions, parse_headers, validate_proxy
+from swarmget.run.quiet_gc import held
 from swarmget.run.secrets import swarm_secret
 
 if TYPE_CHECKING:
@@ -314,8 +315,9 @@ def ignored_by_node(request: GetRequest) -> tuple[str, ...]:
 
 async def _alone(prepared: PreparedGet, display: Display | None) -> DownloadResult:
     """This host's own connections to the origin."""
-    from swarmget.progress import watch_progress
-    from swarmget.run.local import open_local_download
+    with held():  # (run.quiet_gc)
+        from swarmget.progress import watch_progress
+        from swarmget.run.local import open_local_download
 
     async with open_local_download(prepared.spec, prepared.options) as running:
         return await watch_progress(running, display)
@@ -329,12 +331,13 @@ def _why_alone(request: GetRequest, facts: RouteFacts) -> str | None:
 
 
 async def _through_relay(prepared: PreparedGet, display: Display | None) -> DownloadResult:
-    import aiohttp
+    with held():  # (run.quiet_gc)
+        import aiohttp
 
-    from swarmget.core.identity import NodeIdentity
-    from swarmget.net.relay_client import RelayClient
-    from swarmget.progress import watch_progress
-    from swarmget.run.local import open_local_download
+        from swarmget.core.identity import NodeIdentity
+        from swarmget.net.relay_client import RelayClient
+        from swarmget.progress import watch_progress
+        from swarmget.run.local import open_local_download
 
     request = prepared.request
     secret = swarm_secret(request.secret_file)
@@ -356,8 +359,9 @@ async def _via_node(
     """Hand the download to the running node: its result; or, when the node cannot take
     it, why not (and None). What the node's hub said is told to ``on_hub``; when the node
     downloaded alone because of it, ``on_route`` hears a fallback that says so."""
-    from swarmget.progress import watch
-    from swarmget.run import remote
+    with held():  # (run.quiet_gc)
+        from swarmget.progress import watch
+        from swarmget.run import remote
 
     spec, state_dir = prepared.spec, prepared.request.state_dir
     async with remote.open_local_node(state_dir) as api:  # its Unix socket, never TCP
@@ -440,8 +444,9 @@ async def _in_swarm(
     """Download with the hub's swarm as a requester only, for this one download
     (``fallback``: why the running node was not used instead). Without a word from the hub by
     the end, ``on_hub`` hears that it did not answer (``NO_ANSWER``)."""
-    from swarmget.node.requester import HubOutcome, HubReport, RequesterConfig, open_requester
-    from swarmget.progress import watch
+    with held():  # (run.quiet_gc: ~0.5 s of imports, aiohttp and pydantic among them)
+        from swarmget.node.requester import HubOutcome, HubReport, RequesterConfig, open_requester
+        from swarmget.progress import watch
 
     request, spec = prepared.request, prepared.spec
     config = RequesterConfig(
