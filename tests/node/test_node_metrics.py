@@ -12,7 +12,8 @@ from swarmget.core.byte_sources import SourceKind
 from swarmget.core.events import EventCounters
 from swarmget.core.lifecycle import DownloadState
 from swarmget.node.helper_service import HelperStats
-from swarmget.node.metrics import DownloadTally, NodeCollector
+from swarmget.node.metrics import NodeCollector
+from swarmget.node.tally import DownloadTally
 
 
 def scrape(downloads: Any, stats: HelperStats | None = None) -> str:

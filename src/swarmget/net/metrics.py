@@ -1,5 +1,6 @@
 """Prometheus plumbing shared by every service: the text format's content type, metric
-families, a histogram tally and an aiohttp handler serving collectors. Each service keeps its
+families, a histogram tally (``net.tally``, re-exported) and an aiohttp handler serving
+collectors. Each service keeps its
 own collector next to the state it reads (``node/metrics.py``, ``hub/metrics.py``,
 ``relay/metrics.py``), on a registry of its own (no global state, so several services in one
 process — tests — do not mix), with the default process, platform and GC collectors beside it.
@@ -10,10 +11,8 @@ event happens (never recomputed from state that can shrink), so they only go up.
 
 from __future__ import annotations
 
-import bisect
 import gc
-from collections.abc import Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Iterable
 
 from aiohttp import web
 from prometheus_client import (
@@ -23,15 +22,14 @@ from prometheus_client import (
     CollectorRegistry,
     generate_latest,
 )
-from prometheus_client.core import (
-    CounterMetricFamily,
-    GaugeMetricFamily,
-    HistogramMetricFamily,
-)
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
+
+from swarmget.net.tally import DURATION_BUCKETS, HistogramTally
 
 __all__ = [
     "CONTENT_TYPE",
+    "DURATION_BUCKETS",
     "HistogramTally",
     "counter",
     "gauge",
@@ -41,9 +39,6 @@ __all__ = [
 ]
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-
-#: seconds: from a tenth of a second to an hour (downloads, fetches)
-DURATION_BUCKETS = (0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 900.0, 3600.0)
 
 
 def counter(name: str, doc: str, value: float) -> CounterMetricFamily:
@@ -61,46 +56,6 @@ def labelled_counter(
 
 def gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:
     return GaugeMetricFamily(name, doc, value=value)
-
-
-@dataclass
-class _Series:
-    counts: list[int]  # per bucket, not cumulative; the last is +Inf
-    total: float = 0.0
-
-
-@dataclass
-class HistogramTally:
-    """Observations of one histogram family, by one label's value, counted as they happen."""
-
-    buckets: Sequence[float] = DURATION_BUCKETS
-    _series: dict[str, _Series] = field(default_factory=dict)
-
-    def observe(self, label: str, value: float) -> None:
-        series = self._series.setdefault(label, _Series([0] * (len(self.buckets) + 1)))
-        series.counts[bisect.bisect_left(self.buckets, value)] += 1
-        series.total += value
-
-    def count(self, label: str) -> int:
-        series = self._series.get(label)
-        return 0 if series is None else sum(series.counts)
-
-    def family(
-        self, name: str, doc: str, label: str | None = None, labels: Iterable[str] = ("",)
-    ) -> HistogramMetricFamily:
-        """The family with a series for each of ``labels`` (empty ones too: a dashboard's
-        rate() needs the series to exist before the first observation); no label: one
-        series, observed under ``""``."""
-        family = HistogramMetricFamily(name, doc, labels=[] if label is None else [label])
-        bounds = [str(b) for b in self.buckets] + ["+Inf"]
-        for key in labels:
-            series = self._series.get(key) or _Series([0] * (len(self.buckets) + 1))
-            cumulative, running = [], 0
-            for bound, n in zip(bounds, series.counts, strict=True):
-                running += n
-                cumulative.append((bound, float(running)))
-            family.add_metric([] if label is None else [key], cumulative, sum_value=series.total)
-        return family
 
 
 class CollectorSettings(Collector):

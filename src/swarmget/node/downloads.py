@@ -45,9 +45,9 @@ from swarmget.node.helper_search import (
 from swarmget.node.history import MAX_FINISHED, DownloadHistory, HistoryRow
 from swarmget.node.hub_report import HubOutcome, HubReport
 from swarmget.node.journal import DownloadJournal, JournalEntry, spec_from_json, spec_to_json
-from swarmget.node.metrics import DownloadTally
 from swarmget.node.rates import RateSamples, download_speedup, sample_rates
 from swarmget.node.removal import dest_of, remove_download_files
+from swarmget.node.tally import DownloadTally
 
 __all__ = [  # the record, its view and the helper search are re-exported for their users
     "MAX_HEALTH_CANDIDATES",

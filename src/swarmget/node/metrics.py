@@ -1,14 +1,14 @@
 """The node's Prometheus metrics. Counters are counted as things happen: bytes as they come
-in (``DownloadTally.received``, called by each download for every chunk), finished downloads
-as they end (``DownloadTally.finished``), events (stalls, bans ...) by the download
-manager's ``EventCounters``, refusals by the helper service; so they never go down, even when
-a download is forgotten or its bad bytes are given back. Gauges (downloads by state, streams
-served now) are read from live state at scrape time; every ``DownloadState`` is listed."""
+in (``node.tally.DownloadTally.received``, called by each download for every chunk),
+finished downloads as they end (``DownloadTally.finished``), events (stalls, bans ...) by
+the download manager's ``EventCounters``, refusals by the helper service; so they never go
+down, even when a download is forgotten or its bad bytes are given back. Gauges (downloads
+by state, streams served now) are read from live state at scrape time; every
+``DownloadState`` is listed."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -16,7 +16,7 @@ from prometheus_client.registry import Collector
 
 from swarmget.core.byte_sources import SourceKind
 from swarmget.core.lifecycle import DownloadState
-from swarmget.net.metrics import HistogramTally, counter, gauge, labelled_counter
+from swarmget.net.metrics import counter, gauge, labelled_counter
 
 if TYPE_CHECKING:
     from swarmget.node.daily import DailyBytes
@@ -29,27 +29,6 @@ if TYPE_CHECKING:
 FINISHED_RESULTS = (DownloadState.DONE, DownloadState.FAILED, DownloadState.CANCELLED)
 #: the reasons a helper refuses a range request (the peer error codes it answers with)
 REFUSAL_REASONS = ("busy", "quota", "draining", "bad_request")
-
-
-@dataclass
-class DownloadTally:
-    """What the node's own downloads moved and how they ended, counted as it happens."""
-
-    origin_bytes: int = 0  # received from origins (our own connections, a single stream)
-    peer_bytes: int = 0  # received from helpers and LAN holders
-    #: received per kind of link (``core.byte_sources``; checks' origin bytes too)
-    by_source: dict[SourceKind, int] = field(default_factory=lambda: dict.fromkeys(SourceKind, 0))
-    durations: HistogramTally = field(default_factory=HistogramTally)
-
-    def received(self, kind: SourceKind, n: int) -> None:
-        self.by_source[kind] += n
-        if kind is SourceKind.ORIGIN:
-            self.origin_bytes += n
-        elif kind is not SourceKind.CHECK:
-            self.peer_bytes += n
-
-    def finished(self, result: DownloadState, seconds: float) -> None:
-        self.durations.observe(result.value, max(seconds, 0.0))
 
 
 class NodeCollector(Collector):
