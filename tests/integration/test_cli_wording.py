@@ -4,25 +4,16 @@ the server" once, not nested in itself; a checksum mismatch of resumed data does
 
 from __future__ import annotations
 
-import asyncio
-import os
-import subprocess
-import sys
 from pathlib import Path
 
+from swarmget.testing.cli import run_cli
 from swarmget.testing.origin import open_test_origin
-
-CLI = [sys.executable, "-m", "swarmget.cli"]
 
 
 async def get(*args: str, home: Path) -> tuple[int, str]:
-    proc = await asyncio.create_subprocess_exec(
-        *CLI, "get", *args, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        env={**os.environ, "XDG_STATE_HOME": str(home), "COLUMNS": "1000"},
-    )  # fmt: skip
-    _, err = await asyncio.wait_for(proc.communicate(), 60)
-    assert proc.returncode is not None
-    return proc.returncode, err.decode()
+    env = {"XDG_STATE_HOME": str(home), "COLUMNS": "1000"}
+    code, _, err = await run_cli("get", *args, env=env)
+    return code, err
 
 
 async def test_a_changed_file_is_said_once_on_every_run(tmp_path: Path) -> None:

@@ -5,28 +5,17 @@ note (and in ``--json``). Real node process, real origin, the real program."""
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 from swarmget.cli.app import EXIT_OK, EXIT_USAGE
+from swarmget.testing.cli import run_cli
 from swarmget.testing.origin import open_test_origin
 from swarmget.testing.swarm import open_local_swarm
 
-CLI = [sys.executable, "-m", "swarmget.cli"]
-
 
 async def _cli(*args: str) -> tuple[int, str, str]:
-    proc = await asyncio.create_subprocess_exec(
-        *CLI, *args, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        env={**os.environ, "XDG_STATE_HOME": "/nonexistent"},
-    )  # fmt: skip
-    out, err = await asyncio.wait_for(proc.communicate(), 90)
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
+    return await run_cli(*args, env={"XDG_STATE_HOME": "/nonexistent"}, timeout=90)
 
 
 async def test_a_header_is_refused_and_ignored_options_are_named(tmp_path: Path) -> None:
