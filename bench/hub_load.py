@@ -37,9 +37,9 @@ PostgreSQL the database server's CPU (all its processes) is reported too (``db_c
 registered there, the seconds until another replica answered it (p50/p90/max). With
 several replicas each node also holds a replica watch (``swarmget.hub.replicas``) on the
 replica after its own, as ``swarmget.net.replica_watch`` does: told that its replica is
-gone, it heartbeats the one that told it at once (``--no-watch``: nodes notice only at
-their next heartbeat, as before 2026-12-07; ``watches`` counts the answers while
-measuring).
+gone, it makes the one that told it its hub at once and heartbeats it after a random
+0-``--move-spread`` seconds (``--no-watch``: nodes notice only at their next heartbeat,
+as before 2026-12-07; ``watches`` counts the answers while measuring).
 
 After ``--ramp`` seconds of staggered registrations it measures for ``--duration`` seconds:
 heartbeat and peers latency p50/p99/max, errors, re-registrations, sheds, the hub's CPU
@@ -382,12 +382,13 @@ async def run_watch(node: Node, stats: Stats, spread: float) -> None:
         if stats.measuring:
             stats.watches[state] = stats.watches.get(state, 0) + 1
         failures = failures + 1 if state == "failed" else 0
-        if state == "gone":
-            await asyncio.sleep(random.uniform(0.0, spread))  # (``MOVE_SPREAD``)
         if state == "gone" and (node.current, node.replica) == (at, watched):
-            # the teller is our hub now; which replica that is, its next answer says
+            # the teller is our hub now (a heartbeat due meanwhile goes there); which
+            # replica that is, its next answer says; the node is woken after its turn
             node.current, node.keyed, node.replica = asker, None, None
-            node.wake.set()
+            await asyncio.sleep(random.uniform(0.0, spread))  # (``MOVE_SPREAD``)
+            if node.current == asker and node.replica is None:  # (not moved meanwhile)
+                node.wake.set()
         elif state == "failed":
             await asyncio.sleep(min(30.0, 2.0 ** (failures - 1)) * random.uniform(0.5, 1.0))
         elif state not in ("alive", "gone"):

@@ -12,6 +12,7 @@ shared SQLite file) is in ``tests/integration/test_replica_failover.py``.
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import AsyncExitStack
@@ -266,6 +267,52 @@ async def test_a_node_moves_at_once_when_its_replica_hangs(hubs: Hubs) -> None:
         await _until(lambda: states[-1].hub_url == b.url and states[-1].error is None)
         assert pool.watched() == (1, b.replicas.replica_id)
         assert len(states) == 2  # one heartbeat at B moved it: no registration, no failure
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+class _Latest(random.Random):
+    """Every random delay is its upper bound (the latest a node may move)."""
+
+    def uniform(self, a: float, b: float) -> float:
+        return b
+
+
+async def test_the_teller_is_used_at_once_and_only_the_wake_waits_its_turn(hubs: Hubs) -> None:
+    """Told its replica hangs, a node makes the teller its hub at once: a heartbeat that
+    falls due during its turn in the spread goes there, not to the hung replica (where it
+    would wait out its timeout), and the node is then not woken for a second one; a node
+    whose heartbeat did not fall due is woken at the end of its turn."""
+    a, b = await hubs.start(), await hubs.start()
+    await _read_by(b, a)
+    due, idle = hubs.pool("due", a.url, b.url), hubs.pool("idle", a.url, b.url)
+    for pool in (due, idle):
+        await pool.register(REG)
+    woken: dict[str, float] = {}
+    tasks = [
+        asyncio.create_task(
+            watch_replicas(
+                p, lambda n=n: woken.setdefault(n, time.monotonic()), spread=1.0, rng=_Latest()
+            )
+        )
+        for n, p in (("due", due), ("idle", idle))
+    ]
+    try:
+        await asyncio.sleep(0.3)  # the watches are held on B
+        hung = time.monotonic()
+        a.hang()
+        await _until(lambda: due.hub_url == b.url and idle.hub_url == b.url)
+        assert not woken  # their moves wait their turn ...
+        started = time.monotonic()
+        await due.heartbeat()  # ... but one due now goes to B, at once
+        assert time.monotonic() - started < 1.0  # (at A it would wait its 2 s timeout)
+        assert due.watched() == (1, b.replicas.replica_id)
+        await _until(lambda: "idle" in woken)
+        assert woken["idle"] - hung >= 1.0  # at the end of its turn (1 s after the news)
+        await asyncio.sleep(0.2)
+        assert "due" not in woken  # it moved already: no second heartbeat
     finally:
         for task in tasks:
             task.cancel()

@@ -3,10 +3,12 @@
 A node with several hubs (replicas of one registry: ``HubPool``) heartbeats one of them; by
 itself it would notice that replica's death only at its next heartbeat plus the
 heartbeat's timeout. ``watch_replicas`` keeps one request open on another replica, which
-answers as soon as ours is gone (``swarmget.hub.replicas`` explains how a replica knows);
-then, after a random delay of up to ``MOVE_SPREAD`` (every node of that replica hears at
-once), the pool makes the replica that told us its current hub and ``on_gone`` wakes the
-membership loop, whose next heartbeat (at once) goes there.
+answers as soon as ours is gone (``swarmget.hub.replicas`` explains how a replica knows).
+The pool makes the replica that told us its current hub at once (a heartbeat due meanwhile
+goes there, not to the gone one, where a hung replica would hold it for the heartbeat's
+timeout); then, after a random delay of up to ``MOVE_SPREAD`` (every node of that replica
+hears at once), ``on_gone`` wakes the membership loop, whose next heartbeat (at once) goes
+there, unless one went there already.
 
 Whom to ask: the hub after ours in the pool's list, then the next ones, skipping ours.
 A watch answered ``alive`` (the hub's hold time is over) is asked again at once (after
@@ -41,7 +43,9 @@ log = logging.getLogger(__name__)
 #: (which agrees the new session too since 2026-12-07) at the replica that told them. 490
 #: nodes moving at once made that replica's heartbeat p99 0.18-0.38 s, 0.07-0.08 s spread
 #: over 0.5 s (bench/README "Replicas that watch each other"); 1 s spread pushed the last
-#: moves past 5 s.
+#: moves past 5 s (a heartbeat due during a node's turn then still went to the hung
+#: replica; it goes to the teller since the 18th session). A spread named by the teller
+#: from how many watch (up to 2 s) was measured at 3,000 nodes and not adopted.
 MOVE_SPREAD = 0.5
 #: The least seconds between two watches of one replica.
 MIN_GAP = 1.0
@@ -59,10 +63,12 @@ async def watch_replicas(
     *,
     clock: Callable[[], float] = time.monotonic,
     spread: float = MOVE_SPREAD,
+    rng: random.Random | None = None,
 ) -> None:
     """Watch the replica we heartbeat from another one until cancelled (see module doc);
-    ``on_gone()`` after the pool moved away from a gone replica, a random 0-``spread``
-    seconds after the news."""
+    ``on_gone()`` a random 0-``spread`` seconds (``rng.uniform``) after the pool moved away
+    from a gone replica, unless a heartbeat went to the teller meanwhile."""
+    rng = rng or random.Random()
     failures, turn, refused = 0, 0, 0
     while True:
         plan = pool.watched()
@@ -80,7 +86,7 @@ async def watch_replicas(
             turn += 1
             wait = exponential_backoff(failures, initial=BACKOFF_INITIAL, maximum=BACKOFF_MAX)
             log.info("hub %s cannot watch ours: %s", pool.clients[asker].hub_url, exc)
-            await asyncio.sleep(wait * (0.5 + random.random() / 2))
+            await asyncio.sleep(wait * (0.5 + rng.random() / 2))
             continue
         except HubError as exc:  # refused: an older hub without the route, say
             log.info("hub %s refused to watch ours: %s", pool.clients[asker].hub_url, exc)
@@ -95,9 +101,13 @@ async def watch_replicas(
         failures = 0
         if news.state is ReplicaState.GONE:
             refused = 0
-            await asyncio.sleep(random.uniform(0.0, spread))
+            # the teller is our hub at once (a heartbeat due during the delay goes there,
+            # not to the gone replica, where a hung one would hold it for its timeout);
+            # only the wake that makes the move now waits its turn in the spread
             if pool.replica_gone(index, replica, told_by=asker):
-                on_gone()
+                await asyncio.sleep(rng.uniform(0.0, spread))
+                if pool.watched() == plan:  # (no heartbeat went to the teller meanwhile)
+                    on_gone()
             await pool.watched_change(plan)
         elif news.state is ReplicaState.UNKNOWN:
             refused, turn = refused + 1, turn + 1
