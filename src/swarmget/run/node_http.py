@@ -15,6 +15,7 @@ caller translates them.
 
 from __future__ import annotations
 
+import enum
 import json
 import socket
 
@@ -33,6 +34,15 @@ _HOST = "swarmget-node"  # (only the path matters to the node)
 _READ = 64 * 1024
 _NO_BODY = (204, 304)
 _HEX = b"0123456789abcdefABCDEF"
+
+
+class _Framing(enum.Enum):
+    """How the answer's body is delimited (known once its head is read)."""
+
+    HEAD = "head"  # the head is not read yet
+    LENGTH = "length"  # Content-Length (or no body: 204, 304)
+    CHUNKED = "chunked"
+    CLOSE = "close"  # to the end of the connection
 
 
 class AnswerBroken(ValueError):
@@ -120,8 +130,8 @@ class Answer:
         self.done = False
         self._buffer = bytearray()
         self._status = 0
-        self._framing = ""  # "" until the head is read; "length", "chunked" or "close"
-        self._left = 0  # bytes of the body ("length") or of the chunk ("chunked") to come
+        self._framing = _Framing.HEAD
+        self._left = 0  # bytes of the body (LENGTH) or of the chunk (CHUNKED) to come
         self._chunk_end = False  # (chunked: the CRLF after a chunk's data is due)
         self._body = bytearray()
 
@@ -142,22 +152,23 @@ class Answer:
         return self._status, json.loads(answer) if answer.strip() else None
 
     def _closed(self) -> None:
-        if self._framing == "close":
+        if self._framing is _Framing.CLOSE:
             self.done = True
             return
         raise ConnectionError("the node closed the connection before its whole answer")
 
     def _step(self) -> bool:
         """One step with what is buffered: True when it made progress."""
-        if not self._framing:
+        if self._framing is _Framing.HEAD:
             return self._head()
-        if self._framing == "chunked":
+        if self._framing is _Framing.CHUNKED:
             return self._chunk()
-        take = len(self._buffer) if self._framing == "close" else min(self._left, len(self._buffer))
+        to_close = self._framing is _Framing.CLOSE
+        take = len(self._buffer) if to_close else min(self._left, len(self._buffer))
         self._keep(bytes(self._buffer[:take]))
         del self._buffer[:take]
         self._left -= take
-        if self._framing == "length" and self._left == 0:
+        if not to_close and self._left == 0:
             self.done = True
         return False
 
@@ -171,7 +182,8 @@ class Answer:
             raise AnswerBroken(f"the answer's head is over {MAX_HEAD} bytes")
         head = bytes(self._buffer[:end])
         del self._buffer[: end + 4]
-        if b"\n" in head.replace(b"\r\n", b"") or b"\r" in head.replace(b"\r\n", b""):
+        bare = head.replace(b"\r\n", b"")
+        if b"\n" in bare or b"\r" in bare:
             raise AnswerBroken("a line of the answer's head does not end with CRLF")
         lines = head.split(b"\r\n")
         status = _status(lines[0])
@@ -188,18 +200,18 @@ class Answer:
         if encoding is not None:
             if encoding.lower() != "chunked" or length is not None:
                 raise AnswerBroken(f"the answer's framing is not read here: {encoding!r}")
-            self._framing = "chunked"
+            self._framing = _Framing.CHUNKED
         elif status in _NO_BODY:
-            self._framing, self.done = "length", True
+            self._framing, self.done = _Framing.LENGTH, True
         elif length is not None:
             if not length.isdigit() or len(length) > 20:
                 raise AnswerBroken(f"the answer's Content-Length is {length!r}")
             self._left = int(length)
-            self._framing = "length"
+            self._framing = _Framing.LENGTH
             self._room(self._left)
             self.done = self._left == 0
         else:
-            self._framing = "close"
+            self._framing = _Framing.CLOSE
         return True
 
     def _chunk(self) -> bool:
