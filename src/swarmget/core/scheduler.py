@@ -45,6 +45,13 @@ the wire would otherwise go on past it. A restricted source (a LAN holder, a gro
 member's origin link: "partial availability") does not pipeline: in the benchmark's "8 at
 once" it drew 1-2 % more origin bytes for no time gained (bench/README).
 
+**Reservations** (issue #14). A helper may be asked to start a range before it joins (with
+its health check, while the probe still runs): ``reserve`` keeps those bytes for it, so
+that its first lease is the stream already on its way. No other source takes missing
+bytes there meanwhile (they may still steal or copy what is leased); the owner's next pick
+takes them, or what of them is still missing (once); removing or banning the owner, or
+``release_reservations`` (the helpers' checks are over), gives them to anyone.
+
 **Failures.** A failed, cancelled or stalled lease keeps what it claimed and gives back only
 ``[frontier, end)`` (unless a duplicate still works on it); its source is judged
 (``core.sources``). A lease with no data for ``stall_timeout`` is revoked. When a copy of a
@@ -57,6 +64,8 @@ any monotonic origin) and returns the actions the driver must carry out (``Assig
 """
 
 from __future__ import annotations
+
+from collections.abc import Container
 
 from swarmget.core.pieces import Lease, Piece, PieceMap
 from swarmget.core.ranges import ByteRange, RangeSet
@@ -187,6 +196,30 @@ class Scheduler:
             raise ValueError("slots must be >= 0")
         self._selector.expected_slots = slots
 
+    def reserve(self, owner: str, rng: ByteRange) -> None:
+        """Keep ``rng`` for ``owner``'s next lease (see "reservations" in the module
+        docstring): no other source takes those missing bytes until ``owner`` took them, was
+        removed or banned, or ``release_reservations``. ``owner`` need not be a source yet.
+        A new reservation of ``owner`` replaces its old one. ``ValueError`` for an empty
+        range, one beyond the file or one overlapping another source's reservation."""
+        if rng.is_empty():
+            raise ValueError("cannot reserve an empty range")
+        self._check_within_file(RangeSet([rng]))
+        self._selector.reserve(owner, rng)
+
+    def release_reservations(self, keep: Container[str] = ()) -> None:
+        """Every reservation not taken yet is dropped (but those of ``keep``'s owners):
+        those bytes are anyone's again."""
+        dropped = [owner for owner in self._selector.reserved if owner not in keep]
+        for owner in dropped:
+            self._selector.unreserve(owner)
+        if dropped:
+            self._sources.retry_all()  # a source that found nothing may find them now
+
+    def reserved(self) -> dict[str, ByteRange]:
+        """The reservations not taken yet, by owner (a copy)."""
+        return dict(self._selector.reserved)
+
     def availability_grew(self, source_id: str, ranges: RangeSet, now: float) -> None:
         """``source_id`` may now serve ``ranges`` too (a holder verified more pieces, or the
         group granted its origin link more). Call ``poll`` to hand out the new work. A source
@@ -220,6 +253,7 @@ class Scheduler:
             return []
         src.gone = True
         self._sources.refresh(src)
+        self._unreserve(src.id)
         return self._drop_leases(src, reason, CancelCause.GONE)
 
     def ban(self, source_id: str, reason: str) -> list[Action]:
@@ -462,8 +496,13 @@ class Scheduler:
     def _ban(self, src: Source, reason: str) -> list[Action]:
         src.banned = reason
         self._sources.refresh(src)
+        self._unreserve(src.id)
         dropped = self._drop_leases(src, f"source banned: {reason}", CancelCause.BANNED)
         return [Ban(src.id, reason), *dropped]
+
+    def _unreserve(self, owner: str) -> None:
+        if self._selector.unreserve(owner) is not None:
+            self._sources.retry_all()  # those bytes are anyone's again
 
     def _drop_leases(self, src: Source, reason: str, cause: CancelCause) -> list[Action]:
         actions: list[Action] = []

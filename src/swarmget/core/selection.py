@@ -90,7 +90,7 @@ from dataclasses import dataclass
 from swarmget.core.kept import Kept as _Kept
 from swarmget.core.kept import Lazy as _Lazy
 from swarmget.core.pieces import Lease, Piece, PieceMap, align_up
-from swarmget.core.ranges import ByteRange
+from swarmget.core.ranges import ByteRange, RangeSet
 from swarmget.core.scheduling import SchedulerConfig
 from swarmget.core.sources import Source, SourceBook
 
@@ -137,6 +137,27 @@ class Selector:
         self._told = 0
         #: lease id -> (what its time to finish depended on, the time to finish)
         self._etas: dict[int, tuple[tuple[float, int, float, int, int], float]] = {}
+        #: source id -> the bytes kept for its first lease (``Scheduler.reserve``)
+        self.reserved: dict[str, ByteRange] = {}
+        #: their union: no other source takes missing bytes there
+        self.reserved_cover = RangeSet()
+
+    def reserve(self, owner: str, rng: ByteRange) -> None:
+        """Keep ``rng`` for ``owner``'s next lease (see ``Scheduler.reserve``)."""
+        old = self.reserved.pop(owner, None)
+        if old is not None:
+            self.reserved_cover.subtract(old)
+        if self.reserved_cover.overlaps(rng):
+            raise ValueError(f"{rng} overlaps another reservation")
+        self.reserved[owner] = rng
+        self.reserved_cover.add(rng)
+
+    def unreserve(self, owner: str) -> ByteRange | None:
+        """Drop ``owner``'s reservation; what was kept for it (None: nothing)."""
+        rng = self.reserved.pop(owner, None)
+        if rng is not None:
+            self.reserved_cover.subtract(rng)
+        return rng
 
     def refresh(self, now: float) -> bool:
         """Bring the views to ``now``; True if they were worked out again since the last
@@ -170,6 +191,10 @@ class Selector:
             return None  # it holds work and shows no progress: nothing more for now
         if src.suspect:  # it stalled: a small probe of missing bytes, nothing held by others
             return self._take_missing(src, probe=True) if self._may_probe() else None
+        if self.reserved:
+            kept = self._reserved_for(src)
+            if kept is not None:
+                return kept
         rescue = self._rescue_frontier(src, now)
         if rescue is not None:
             return rescue
@@ -186,23 +211,43 @@ class Selector:
 
     # --- new pieces ----------------------------------------------------------------------------
 
+    def _reserved_for(self, src: Source) -> TakeMissing | None:
+        """``src``'s reservation, as its lease (once; what of it is still missing, the
+        first run of it), if it has one and may serve any byte."""
+        rng = self.unreserve(src.id)
+        if rng is None or src.available is not None:
+            return None
+        run = self.pieces.first_missing_in(RangeSet([rng]))
+        return None if run is None else TakeMissing(run.length, run)
+
     def _take_missing(self, src: Source, *, probe: bool = False) -> TakeMissing | None:
         """Missing bytes for ``src`` (see "partial availability" in the module docstring);
         ``probe``: a piece of ``min_piece`` only."""
+        kept = self.reserved_cover
         if src.available is not None:
-            run = self.pieces.first_missing_in(src.available)
+            allowed = src.available.difference(kept) if kept else src.available
+            run = self.pieces.first_missing_in(allowed)
         elif self.sources.restricted():
-            run = self.pieces.first_missing_outside(self.sources.cover())
-            run = run or self.pieces.first_missing()
-        else:  # the plain rule, bit for bit
-            first = self.pieces.first_missing()
+            cover = self.sources.cover()
+            if kept:
+                cover.update(kept)
+            run = self.pieces.first_missing_outside(cover)
+            run = run or self._first_missing_unkept()
+        else:  # the plain rule, bit for bit (but for bytes kept for a source on its way)
+            first = self._first_missing_unkept()
             if first is None:
                 return None
-            return TakeMissing(self._piece_length(*_span(first), probe=probe))
+            length = self._piece_length(*_span(first), probe=probe)
+            return TakeMissing(length, first if self.reserved_cover else None)
         if run is None:
             return None
         length = self._piece_length(*_span(run), probe=probe, share=_free_slots(src))
         return TakeMissing(length, run)
+
+    def _first_missing_unkept(self) -> ByteRange | None:
+        """The first run of missing bytes not kept for another source."""
+        kept = self.reserved_cover
+        return self.pieces.first_missing_outside(kept) if kept else self.pieces.first_missing()
 
     def _may_probe(self) -> bool:
         """A suspect source may take a probe while missing bytes are plentiful (a

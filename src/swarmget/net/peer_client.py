@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Protocol
@@ -36,12 +36,14 @@ from swarmget.net.signing import NodeIdentity, json_body, signed_headers
 from swarmget.protocol.errors import PEER_ERRORS, error_body
 from swarmget.protocol.peer import (
     HEALTH_PATH,
+    LEAD_PARAM,
     MAX_WARM_URL,
     RANGE_HEADER,
     RANGE_PATH,
     WARM_PARAM,
     HealthAnswer,
     RangeRequest,
+    lead_value,
     range_header,
 )
 
@@ -198,6 +200,7 @@ async def check_health(
     enough: int | None = None,
     on_healthy: Callable[[PeerAddress], None] | None = None,
     warm_url: str | None = None,
+    leads: Mapping[str, ByteRange] | None = None,
 ) -> list[PeerAddress]:
     """The peers answering ``/v1/health`` within ``health_timeout``, in the order given.
 
@@ -208,9 +211,12 @@ async def check_health(
     (at most ``enough`` times): a download can use it before the slowest has answered.
     ``warm_url``, the download's URL, rides along (``?warm=``, left out when longer than
     ``MAX_WARM_URL``): a helper may open its connection to that origin meanwhile (issue #14);
-    one that does not know the parameter ignores it."""
+    one that does not know the parameter ignores it. ``leads`` (by node id, with ``warm_url``
+    only): the range each peer will be asked first (``?lead=``): it may ask the origin for it
+    at once (``node.helper_warm``)."""
     if warm_url is not None and len(warm_url) > MAX_WARM_URL:
         warm_url = None
+    leads = leads if warm_url is not None and leads else {}
     gate = asyncio.Semaphore(max_in_flight)
     healthy: dict[int, PeerAddress] = {}
 
@@ -218,7 +224,8 @@ async def check_health(
         async with gate:
             if enough is not None and len(healthy) >= enough:
                 return
-            answer = await _health(session, peer, secret, identity, health_timeout, warm_url)
+            lead = leads.get(peer.node_id)
+            answer = await _health(session, peer, secret, identity, health_timeout, warm_url, lead)
         if answer is None:
             return
         if on_healthy is not None and (enough is None or len(healthy) < enough):
@@ -239,11 +246,15 @@ async def _health(
     identity: NodeIdentity,
     limit: float,
     warm_url: str | None = None,
+    lead: ByteRange | None = None,
 ) -> PeerAddress | None:
     """The peer as it describes itself, or None when it does not answer well in time."""
     url = f"{peer.url}{HEALTH_PATH}"
     if warm_url is not None:
-        url = str(URL(url).with_query({WARM_PARAM: warm_url}))
+        query = {WARM_PARAM: warm_url}
+        if lead is not None:
+            query[LEAD_PARAM] = lead_value(lead.start, lead.end)
+        url = str(URL(url).with_query(query))
     try:
         status, body = await signed_get(
             session, url, secret, identity, limit=limit, max_bytes=MAX_HEALTH_ANSWER_BYTES

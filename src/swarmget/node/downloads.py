@@ -432,6 +432,7 @@ class DownloadManager:
                 on_hub=heard,
                 on_listed=download.expect_helpers,
                 warm_url=record.spec.url,
+                plan_leads=download.plan_leads,
             )
         except Exception:  # a bug here must not end the download: it goes on alone
             log.exception("finding helpers failed; the download goes on without more")

@@ -12,13 +12,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import aiohttp
 
 from swarmget.core.errors import HubError
 from swarmget.core.identity import NodeIdentity
+from swarmget.core.ranges import ByteRange
 from swarmget.engine.sharing import GroupOptions
 from swarmget.net.hub_client import HubApi
 from swarmget.net.peer_client import (
@@ -100,6 +101,7 @@ async def find_helpers(
     on_hub: Callable[[HubReport], None] | None = None,
     on_listed: Callable[[int], None] | None = None,
     warm_url: str | None = None,
+    plan_leads: Callable[[Sequence[str]], Mapping[str, ByteRange]] | None = None,
 ) -> list[PeerAddress]:
     """The helpers a download uses: the hub's peers (those of ``only_helpers`` when given)
     that answer a health check, within the bounds of the module doc; none without a hub or
@@ -108,7 +110,10 @@ async def find_helpers(
     ``on_listed`` with the slots of the candidates to be checked (before the checks: what
     the download may expect, issue #14; each capped as a health answer's would be).
     ``warm_url``, the download's URL, is told to the candidates with the health check: a
-    helper opens its origin connection before the first range comes (``check_health``)."""
+    helper opens its origin connection before the first range comes (``check_health``);
+    ``plan_leads``, called with the ids of the candidates that may be used (before the
+    checks), names the range each will be asked first: it is told too, and the helper may
+    ask the origin for it at once."""
     hub = swarm.hub
     if hub is None:
         return []
@@ -128,8 +133,10 @@ async def find_helpers(
         if p.node_id != swarm.node_id and (only_helpers is None or p.node_id in only_helpers)
     ]
     checked = candidates[: swarm.max_candidates]
+    usable = checked[: swarm.max_helpers]
     if on_listed is not None:
-        on_listed(sum(min(p.slots, MAX_HELPER_SLOTS) for p in checked[: swarm.max_helpers]))
+        on_listed(sum(min(p.slots, MAX_HELPER_SLOTS) for p in usable))
+    leads = None if plan_leads is None else plan_leads([p.node_id for p in usable])
     return await check_health(
         swarm.peer_session,
         checked,
@@ -140,4 +147,5 @@ async def find_helpers(
         enough=swarm.max_helpers,
         on_healthy=on_found,
         warm_url=warm_url,
+        leads=leads,
     )

@@ -7,7 +7,10 @@ a helper streaming the range names it in ``RANGE_HEADER`` (``range_header``). ``
 flat (``slots`` is what a requester reads; the other fields are for people and are kept as
 they came); its optional query (``HealthQuery``: ``?warm=URL``, issue #14) names the URL
 a requester is about to ask ranges of, as its ``RangeRequest`` would, so that the helper
-opens its origin connection early. ``GET /v1/summary`` (signed like every peer route)
+opens its origin connection early; with ``lead=START-END`` too, the range the requester
+will ask of it first (before the requester's probe has pinned the file): the helper may
+send that origin request at once and keep its answer for the ``RangeRequest`` that asks
+exactly those bytes (``node.helper_warm``). ``GET /v1/summary`` (signed like every peer route)
 answers a ``NodeSummary`` for another node's fleet view: counts and rates only (its
 ``group_saved_today``, issue #15, is optional: an older node does not send it). Privacy
 between machines: no URL, no file name, no download id of the node's user ever leaves it in
@@ -39,8 +42,12 @@ __all__ = [
     "WARM_PARAM",
     "HealthAnswer",
     "HealthQuery",
+    "LEAD_PARAM",
+    "MAX_LEAD",
     "NodeSummary",
     "RangeRequest",
+    "lead_bounds",
+    "lead_value",
     "range_header",
 ]
 
@@ -55,6 +62,13 @@ MAX_DAY_BYTES = 2**53
 #: The query parameter of ``GET /v1/health`` naming the URL the requester is about to
 #: download (``HealthQuery``, issue #14): the helper may open its origin connection early.
 WARM_PARAM = "warm"
+#: The query parameter of ``GET /v1/health`` naming the first range the requester will ask
+#: (``HealthQuery.lead``, ``START-END``, the end exclusive as in ``RANGE_HEADER``).
+LEAD_PARAM = "lead"
+#: The longest lead a helper fetches before it is asked (bytes).
+MAX_LEAD = 4 * 1024 * 1024
+#: The largest offset a lead may name (a file offset fits a signed 64-bit integer).
+MAX_OFFSET = 2**63 - 1
 #: The longest URL a health check carries (a longer one is left out: the check still works).
 MAX_WARM_URL = 2048
 #: The response header naming the range a helper streams (``range_header``).
@@ -102,11 +116,44 @@ class HealthAnswer(BaseModel):
 class HealthQuery(BaseModel):
     """The query of ``GET /v1/health``, all optional: an old requester sends none, and a
     parameter this version does not know is ignored. ``warm``: the download's URL, for the
-    helper to open a connection to its origin before the first range request comes."""
+    helper to open a connection to its origin before the first range request comes;
+    ``lead`` (only with ``warm``): ``START-END``, the first range it will ask (at most
+    ``MAX_LEAD`` bytes), for the helper to request from the origin at once."""
 
     model_config = ConfigDict(extra="ignore", frozen=True)
 
     warm: StrictStr | None = Field(default=None, min_length=1, max_length=MAX_WARM_URL)
+    lead: StrictStr | None = Field(
+        default=None, max_length=40, pattern=r"^[0-9]{1,19}-[0-9]{1,19}$"
+    )
+
+    @model_validator(mode="after")
+    def _lead_is_a_range(self) -> HealthQuery:
+        if self.lead is None:
+            return self
+        if self.warm is None:
+            raise ValueError("lead needs warm (the URL it is a range of)")
+        start, end = lead_bounds(self.lead)
+        if not start < end <= MAX_OFFSET:
+            raise ValueError("lead: need START < END < 2**63")
+        if end - start > MAX_LEAD:
+            raise ValueError(f"lead: longer than {MAX_LEAD} bytes")
+        return self
+
+    def lead_range(self) -> tuple[int, int] | None:
+        """``lead`` as (start, end), end exclusive; None without one."""
+        return None if self.lead is None else lead_bounds(self.lead)
+
+
+def lead_bounds(text: str) -> tuple[int, int]:
+    """(start, end) of a ``lead`` value ``START-END`` (well-formed: the model checked it)."""
+    start, _, end = text.partition("-")
+    return int(start), int(end)
+
+
+def lead_value(start: int, end: int) -> str:
+    """The ``lead`` value for ``[start, end)``."""
+    return f"{start}-{end}"
 
 
 class NodeSummary(BaseModel):
