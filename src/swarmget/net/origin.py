@@ -16,6 +16,14 @@ interface (``net.transport``: ``net.aio_transport`` or ``net.rawhttp``), chosen 
   The result, an ``OriginInfo``, pins the final URL, size and validator for the rest of the
   download. ``accepts_ranges`` from a HEAD is only a hint: the first ``open_range`` is the
   real test and raises ``RangesIgnored`` if the server sends the whole file.
+* ``open_lead`` asks for a range of a file not probed yet (a helper told the first range it
+  will be asked, issue #14): no If-Range, since nothing is pinned; a 206 is kept open
+  (``LeadRange``), anything else closed. ``open_lead_range`` is ``open_range`` for the
+  range that was then asked, read from that answer once it passed the very checks a range
+  answer must pass against what the requester pinned (``check_range_response``: status,
+  Content-Range, size, validator); a lead that does not pass, or does not start the range,
+  is closed and the range fetched as ``open_range`` does (which then decides, e.g. that the
+  file changed).
 * ``open_range`` and ``open_stream`` fetch from the pinned final URL with
   ``allow_redirects=False``: a redirect there means the URL moved after pinning, which
   ``check_range_response`` turns into ``OriginChanged``.
@@ -74,6 +82,7 @@ __all__ = [
     "CHUNK_SIZE",
     "CheckedBody",
     "FirstRange",
+    "LeadRange",
     "OriginClient",
     "OriginInfo",
     "SessionFactory",
@@ -283,6 +292,58 @@ class OriginClient:
         async for chunk in await stack.enter_async_context(self.open_range(info, rest)):
             yield chunk
 
+    async def open_lead(self, url: str, rng: ByteRange) -> LeadRange | None:
+        """``GET`` ``rng`` of ``url`` before anything is pinned (see the module docstring);
+        its answer open, body unread, when it is a 206 (the caller reads it with
+        ``open_lead_range`` or closes it), else None. Raises like ``open_range``."""
+        if rng.is_empty():
+            raise ValueError("an empty lead")
+        headers = self._request_headers(url, url, {"Range": rng.http_spec()})
+        stack = AsyncExitStack()
+        try:
+            answer = await stack.enter_async_context(
+                self._aiohttp.request("GET", url, headers, _what("GET", url))
+            )
+        except BaseException:
+            await stack.aclose()
+            raise
+        if answer.status != 206:
+            await stack.aclose()
+            return None
+        return LeadRange(stack, answer, rng, url)
+
+    @asynccontextmanager
+    async def open_lead_range(
+        self, lead: LeadRange, info: OriginInfo, rng: ByteRange
+    ) -> AsyncIterator[AsyncIterator[Chunk]]:
+        """``open_range(info, rng)``, its first bytes from ``lead`` if it answers them (see
+        the module docstring); ``lead`` is closed when the block is left, or at once if it
+        is not used."""
+        size = _require_range_size(info, rng)
+        usable = ByteRange(lead.range.start, min(lead.range.end, size))
+        fits = rng.start == usable.start and lead.url == info.final_url and not usable.is_empty()
+        if fits:
+            try:
+                check_range_response(
+                    lead.answer.status,
+                    lead.answer.headers,
+                    usable,
+                    info.validator,
+                    size,
+                    now_epoch=self._clock(),
+                )
+            except SwarmgetError:
+                fits = False
+        lead.used = fits
+        if not fits:
+            await lead.aclose()
+            async with self.open_range(info, rng) as body:
+                yield body
+            return
+        first = FirstRange(lead.stack, lead.answer, usable, info)
+        async with self.open_first(first, info, rng) as body:
+            yield body
+
     @asynccontextmanager
     async def open_stream(self, info: OriginInfo) -> AsyncIterator[AsyncIterator[Chunk]]:
         """GET the whole pinned file without Range: the single-stream fallback.
@@ -345,3 +406,20 @@ class FirstRange:
 
     async def aclose(self) -> None:
         await self._stack.aclose()
+
+
+class LeadRange:
+    """The answer to ``open_lead``: a 206 for ``range`` of ``url``, open, its body unread and
+    nothing checked but its status. Read it with ``OriginClient.open_lead_range`` (which
+    sets ``used`` when it served its bytes), or close it (``aclose``, idempotent)."""
+
+    def __init__(self, stack: AsyncExitStack, answer: Answer, rng: ByteRange, url: str) -> None:
+        self.stack = stack
+        self.answer = answer
+        self.range = rng
+        self.url = url
+        self.used = False  # its bytes were served (``open_lead_range`` found it fit)
+        self.counted = False  # (for its user's statistics)
+
+    async def aclose(self) -> None:
+        await self.stack.aclose()

@@ -41,7 +41,7 @@ from swarmget.core.http import Validator
 from swarmget.core.ranges import ByteRange, Chunk
 from swarmget.core.urls import validate_url
 from swarmget.net.auth import auth_middleware, authenticated_node, json_error
-from swarmget.net.origin import OriginInfo
+from swarmget.net.origin import LeadRange, OriginInfo
 from swarmget.node.helper_service import (
     QUOTA_STEP,
     ChunkFilter,
@@ -164,14 +164,24 @@ async def _stream_range(
     budget: StreamBudget,
 ) -> web.StreamResponse:
     resp = range_response(rng)
-    await request.app[WARMER].ready(req.url)  # the connection a health check opened
+    warmer = request.app[WARMER]
+    info = _info_for(req)
+    lead = await warmer.claim(authenticated_node(request), req.url, rng)
+    if lead is None:
+        await warmer.ready(req.url)  # the connection a health check opened
     try:
-        async with service.origin.open_range(_info_for(req), rng) as body:
+        if lead is None:
+            opened = service.origin.open_range(info, rng)
+        else:  # the origin was asked for these bytes when the health check named them
+            opened = service.origin.open_lead_range(lead, info, rng)
+        async with opened as body:
+            _count_lead(service, lead)
             await resp.prepare(request)
             await _forward(body, resp, service, budget, request.transport)
         await resp.write_eof()  # with a Content-Length this only marks the end: no wait
     except SwarmgetError as exc:
         if not resp.prepared:
+            _count_lead(service, lead)  # (not yet if the error came before its check)
             return _origin_error(exc)
         abort(request)  # mid-body: the requester must see a short body, not a clean end
         return resp
@@ -185,6 +195,17 @@ async def _stream_range(
         return resp
     service.stats.streams_served += 1
     return resp
+
+
+def _count_lead(service: HelperService, lead: LeadRange | None) -> None:
+    """Count a claimed lead as served or not (once: it is forgotten then)."""
+    if lead is None or lead.counted:
+        return
+    lead.counted = True
+    if lead.used:
+        service.stats.lead_used += 1
+    else:
+        service.stats.lead_unfit += 1
 
 
 async def _forward(
@@ -254,7 +275,8 @@ async def _forward(
 async def handle_health(request: web.Request) -> web.Response:
     """``GET /v1/health`` (signed, like every peer route): this node's statistics. With
     ``?warm=URL`` (``HealthQuery``), the download the requester is about to ask ranges of:
-    its origin connection is opened meanwhile (``node.helper_warm``), the answer never waits."""
+    its origin connection is opened meanwhile (``node.helper_warm``), and with ``&lead=``
+    the requester's first range of us asked for at once; the answer never waits."""
     service: HelperService = request.app[HELPER]
     try:
         query = HealthQuery.model_validate(dict(request.rel_url.query))
@@ -268,7 +290,12 @@ async def handle_health(request: web.Request) -> web.Response:
             validate_url(query.warm)
         except InvalidURL as exc:
             return refused(Refusal("bad_request", f"bad health query: {exc}"))
-        request.app[WARMER].warm(query.warm)
+        lead = query.lead_range()
+        request.app[WARMER].warm(
+            query.warm,
+            requester=authenticated_node(request),
+            lead=None if lead is None else ByteRange(*lead),
+        )
     answer = HealthAnswer(node_id=request.app[NODE_ID], **service.statistics())
     return web.json_response(answer.model_dump(mode="json"))
 

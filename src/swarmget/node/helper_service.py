@@ -79,6 +79,11 @@ class HelperStats:
     warm_failed: int = 0  # timed out, failed, or refused by the SSRF guard
     warm_refused: int = 0  # of those, refused by the SSRF guard
     warm_unused: int = 0  # opened, but no range claimed it in time: closed
+    lead_started: int = 0  # a warm-up that also asked the origin for the told first range
+    lead_used: int = 0  # ... whose answer a range request served
+    lead_unfit: int = 0  # ... claimed, but not what the range request pinned: closed
+    lead_unused: int = 0  # ... answered, but not asked for in time: closed
+    lead_unusable: int = 0  # ... not answered with a 206
 
     @property
     def refused(self) -> int:

@@ -12,6 +12,20 @@ to nobody), bounded in time (``WARM_TIMEOUT``), one at a time per origin and at 
 ``MAX_WARMING`` at once; the health answer never waits for it.
 The tasks are owned by the peer app (``running``, an ``app.cleanup_ctx`` entry): cancelled
 and awaited when it stops.
+
+**Leads.** A health check may also name the first range the requester will ask of this
+helper (``HealthQuery.lead``, at most ``MAX_LEAD`` bytes), sent before the requester's own
+probe has pinned the file. The warmed connection then asks the origin for it at once
+(``OriginClient.open_lead``: no If-Range, nothing being pinned yet) and the 206's head is
+kept, its body unread (what the origin sends meanwhile waits in the socket: at most the
+lead's length), for ``WARM_KEEP`` seconds. The range request of the same requester for the
+same URL that starts where the lead does takes it (``claim``), waiting for its head if it
+is still on its way; its bytes are then served only after the very checks a range answer
+passes against what the requester pinned (``OriginClient.open_lead_range``; a lead that
+fails them is closed and the range fetched as usual). So the helper's first bytes leave
+the origin one round trip earlier: the requester's probe and the helper's first request
+overlap. A lead nobody claims is closed (``lead_unused``); one lead per origin at a time,
+like warm-ups, and only when the node would serve a range now.
 """
 
 from __future__ import annotations
@@ -20,11 +34,14 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 
 from aiohttp import web
 
 from swarmget.core.errors import ForbiddenTarget, InvalidURL, SwarmgetError
+from swarmget.core.ranges import ByteRange
 from swarmget.core.urls import origin_of, redact_url, validate_url
+from swarmget.net.origin import LeadRange
 from swarmget.node.helper_service import HelperService
 
 __all__ = ["MAX_WARMING", "WARM_KEEP", "WARM_TIMEOUT", "OriginWarmer"]
@@ -39,6 +56,23 @@ WARM_TIMEOUT = 5.0
 WARM_KEEP = 1.0
 #: Warm-ups running at once at most (one per origin).
 MAX_WARMING = 4
+
+
+@dataclass
+class _Lead:
+    """A lead asked of the origin for ``requester``: its answer once it came (owned here
+    until ``claim`` hands it over), and whether its claimer gave up waiting for it."""
+
+    requester: str
+    url: str
+    range: ByteRange
+    answer: LeadRange | None = None
+    abandoned: bool = False
+
+    async def drop(self) -> None:
+        answer, self.answer = self.answer, None
+        if answer is not None:
+            await answer.aclose()
 
 
 class OriginWarmer:
@@ -58,6 +92,7 @@ class OriginWarmer:
         self._max = max_in_flight
         self._tasks: dict[tuple[str, str, int], asyncio.Task[None]] = {}
         self._claimed: dict[tuple[str, str, int], asyncio.Event] = {}  # set: a range takes it
+        self._leads: dict[tuple[str, str, int], _Lead] = {}  # the warm-ups that ask a lead
         self._open = False
         self._stats = service.stats  # counted there: warm_started, warm_done ...
 
@@ -69,10 +104,12 @@ class OriginWarmer:
             return False
         return service.quota is None or service.quota.left() > 0
 
-    def warm(self, url: str) -> bool:
+    def warm(self, url: str, *, requester: str = "", lead: ByteRange | None = None) -> bool:
         """Start warming ``url``'s origin unless the node would not serve it, the URL is
         not one a helper fetches, that origin is being warmed already or ``MAX_WARMING``
-        are. True when started. Never blocks, never raises for the URL."""
+        are. With ``lead``, the connection then asks for those bytes of ``url`` for
+        ``requester`` (see "Leads" in the module docstring). True when started. Never
+        blocks, never raises for the URL."""
         try:
             validate_url(url)
         except InvalidURL:
@@ -83,7 +120,13 @@ class OriginWarmer:
         if not self.would_serve():
             return False
         claimed = self._claimed[key] = asyncio.Event()
-        task = asyncio.get_running_loop().create_task(self._warm(url, claimed), name="warm origin")
+        entry = None
+        if lead is not None and not lead.is_empty():
+            entry = self._leads[key] = _Lead(requester, url, lead)
+            self._stats.lead_started += 1
+        task = asyncio.get_running_loop().create_task(
+            self._warm(url, claimed, entry), name="warm origin"
+        )
         self._tasks[key] = task
         task.add_done_callback(lambda _t: self._forget(key))
         self._stats.warm_started += 1
@@ -92,6 +135,30 @@ class OriginWarmer:
     def _forget(self, key: tuple[str, str, int]) -> None:
         self._tasks.pop(key, None)
         self._claimed.pop(key, None)
+        self._leads.pop(key, None)
+
+    async def claim(self, requester: str, url: str, rng: ByteRange) -> LeadRange | None:
+        """The lead asked for ``requester`` of ``url`` when ``rng`` starts where it does
+        (the first claim only), its head awaited if still on its way (at most
+        ``WARM_TIMEOUT``); the caller owns it then (reads it with
+        ``OriginClient.open_lead_range``, which closes it). None: no such lead, or it
+        failed."""
+        key = origin_of(url)
+        entry, task, claimed = self._leads.get(key), self._tasks.get(key), self._claimed.get(key)
+        if entry is None or task is None or claimed is None or claimed.is_set():
+            return None
+        if (entry.requester, entry.url, entry.range.start) != (requester, url, rng.start):
+            return None
+        claimed.set()
+        try:
+            await asyncio.wait([task])  # the warm-up is not cancelled if this request is
+        except asyncio.CancelledError:
+            entry.abandoned = True  # the warm-up closes it, or, if it is over, we do
+            if task.done():
+                await entry.drop()
+            raise
+        answer, entry.answer = entry.answer, None
+        return answer
 
     async def ready(self, url: str) -> None:
         """Called by a range request for (validated) ``url`` before it fetches: the first
@@ -101,15 +168,18 @@ class OriginWarmer:
         key = origin_of(url)
         task = self._tasks.get(key)
         claimed = self._claimed.get(key)
-        if task is None or claimed is None or claimed.is_set():
-            return
+        if task is None or claimed is None or claimed.is_set() or key in self._leads:
+            return  # (a lead's warm-up spends its connection on the lead)
         claimed.set()
         await asyncio.wait([task])  # the warm-up is not cancelled if this request is
 
-    async def _warm(self, url: str, claimed: asyncio.Event) -> None:
+    async def _warm(self, url: str, claimed: asyncio.Event, lead: _Lead | None) -> None:
         try:
             async with asyncio.timeout(self._timeout):
                 held = await self._service.origin.warm(url)
+                if lead is not None:
+                    held.release()  # the lead's request takes it
+                    lead.answer = await self._service.origin.open_lead(url, lead.range)
         except ForbiddenTarget as exc:
             self._stats.warm_refused += 1
             self._stats.warm_failed += 1
@@ -117,6 +187,8 @@ class OriginWarmer:
             return
         except (SwarmgetError, TimeoutError) as exc:
             self._stats.warm_failed += 1
+            if lead is not None:
+                await lead.drop()  # (its head came just as the time ran out)
             log.info("warming a connection to %s failed: %s", redact_url(url), exc)
             return
         except Exception:  # a bug here must not outlive the task unseen
@@ -124,6 +196,9 @@ class OriginWarmer:
             log.exception("warming a connection to %s failed", redact_url(url))
             return
         self._stats.warm_done += 1
+        if lead is not None:
+            await self._keep_lead(lead, claimed)
+            return
         try:
             async with asyncio.timeout(self._keep):
                 await claimed.wait()
@@ -135,6 +210,26 @@ class OriginWarmer:
             raise
         else:
             held.release()
+
+    async def _keep_lead(self, lead: _Lead, claimed: asyncio.Event) -> None:
+        """Keep ``lead``'s answer until a range claims it (``claim`` takes it then) or
+        ``WARM_KEEP`` passed (closed)."""
+        if lead.answer is None:
+            self._stats.lead_unusable += 1
+            return
+        try:
+            if not lead.abandoned:
+                async with asyncio.timeout(self._keep):
+                    await claimed.wait()
+        except TimeoutError:
+            self._stats.lead_unused += 1
+            await lead.drop()
+        except BaseException:  # cancelled: the app stops
+            await lead.drop()
+            raise
+        if lead.abandoned:  # its claimer gave up waiting: nobody else will read it
+            self._stats.lead_unused += 1
+            await lead.drop()
 
     @contextlib.asynccontextmanager
     async def running(self, _app: web.Application) -> AsyncIterator[None]:
