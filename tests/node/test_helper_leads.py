@@ -244,3 +244,52 @@ async def test_the_requesters_check_health_tells_each_peer_its_lead(
     status, data = await ask_range(session, helper, pinned(origin, 32 * KiB, 96 * KiB))
     assert (status, data) == (200, origin.content("f.bin")[32 * KiB : 96 * KiB])
     assert helper.helper.stats.lead_used == 1
+
+
+@pytest.fixture
+async def rationed(tmp_path: Path) -> AsyncIterator[Node]:
+    """A helper with a daily quota of 100 KiB."""
+    policy = AddressPolicy(allowed_networks=parse_cidrs("127.0.0.0/8"))
+    config = NodeConfig(
+        secret=SECRET,
+        state_dir=tmp_path / "state",
+        download_dir=tmp_path / "dl",
+        listen_host=HELPER_IP,
+        origin_policy=policy,
+        daily_quota=100 * KiB,
+    )
+    async with open_node(config) as node:
+        yield node
+
+
+def quota_left(node: Node) -> int:
+    quota = node.helper.quota
+    assert quota is not None
+    return quota.left()
+
+
+async def test_a_lead_nobody_reads_is_charged_to_the_daily_quota(
+    rationed: Node, session: aiohttp.ClientSession, origin: TestOrigin
+) -> None:
+    url = origin.url("f.bin")
+    assert (await health(session, rationed, {"warm": url, "lead": f"0-{64 * KiB}"}))[0] == 200
+    assert quota_left(rationed) == 36 * KiB  # set aside while it waits
+    await until(lambda: rationed.helper.stats.lead_unused == 1, limit=WARM_KEEP + 5)
+    assert quota_left(rationed) == 36 * KiB  # the origin may have sent it all: charged
+    # a second lead no longer fits what is left: the connection is warmed, nothing asked
+    assert (await health(session, rationed, {"warm": url, "lead": f"0-{64 * KiB}"}))[0] == 200
+    await until(lambda: rationed.helper.stats.warm_done == 2)
+    assert rationed.helper.stats.lead_started == 1
+    assert origin.stats().requests_by_method.get("GET") == 1
+
+
+async def test_a_lead_served_is_charged_what_it_served(
+    rationed: Node, session: aiohttp.ClientSession, origin: TestOrigin
+) -> None:
+    url = origin.url("f.bin")
+    assert (await health(session, rationed, {"warm": url, "lead": f"0-{64 * KiB}"}))[0] == 200
+    await until(lambda: origin.stats().requests_by_method.get("GET") == 1)
+    status, data = await ask_range(session, rationed, pinned(origin, 0, 16 * KiB))
+    assert (status, data) == (200, origin.content("f.bin")[: 16 * KiB])
+    assert rationed.helper.stats.lead_used == 1
+    await until(lambda: quota_left(rationed) == 84 * KiB)

@@ -419,7 +419,6 @@ class LeadRange:
         self.range = rng
         self.url = url
         self.used = False  # its bytes were served (``open_lead_range`` found it fit)
-        self.counted = False  # (for its user's statistics)
 
     async def aclose(self) -> None:
         await self.stack.aclose()

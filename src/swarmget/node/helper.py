@@ -41,7 +41,7 @@ from swarmget.core.http import Validator
 from swarmget.core.ranges import ByteRange, Chunk
 from swarmget.core.urls import validate_url
 from swarmget.net.auth import auth_middleware, authenticated_node, json_error
-from swarmget.net.origin import LeadRange, OriginInfo
+from swarmget.net.origin import OriginInfo
 from swarmget.node.helper_service import (
     QUOTA_STEP,
     ChunkFilter,
@@ -50,7 +50,7 @@ from swarmget.node.helper_service import (
     HelperStats,
     StreamBudget,
 )
-from swarmget.node.helper_warm import OriginWarmer
+from swarmget.node.helper_warm import Lead, OriginWarmer
 from swarmget.node.range_stream import (
     Refusal,
     StreamCut,
@@ -163,25 +163,38 @@ async def _stream_range(
     rng: ByteRange,
     budget: StreamBudget,
 ) -> web.StreamResponse:
-    resp = range_response(rng)
     warmer = request.app[WARMER]
-    info = _info_for(req)
     lead = await warmer.claim(authenticated_node(request), req.url, rng)
-    if lead is None:
-        await warmer.ready(req.url)  # the connection a health check opened
     try:
-        if lead is None:
+        return await _stream_claimed(request, service, req, rng, budget, lead)
+    finally:
+        if lead is not None:
+            await warmer.finish(lead)
+
+
+async def _stream_claimed(
+    request: web.Request,
+    service: HelperService,
+    req: RangeRequest,
+    rng: ByteRange,
+    budget: StreamBudget,
+    lead: Lead | None,
+) -> web.StreamResponse:
+    resp = range_response(rng)
+    info = _info_for(req)
+    if lead is None:
+        await request.app[WARMER].ready(req.url)  # the connection a health check opened
+    try:
+        if lead is None or lead.taken is None:
             opened = service.origin.open_range(info, rng)
         else:  # the origin was asked for these bytes when the health check named them
-            opened = service.origin.open_lead_range(lead, info, rng)
+            opened = service.origin.open_lead_range(lead.taken, info, rng)
         async with opened as body:
-            _count_lead(service, lead)
             await resp.prepare(request)
             await _forward(body, resp, service, budget, request.transport)
         await resp.write_eof()  # with a Content-Length this only marks the end: no wait
     except SwarmgetError as exc:
         if not resp.prepared:
-            _count_lead(service, lead)  # (not yet if the error came before its check)
             return _origin_error(exc)
         abort(request)  # mid-body: the requester must see a short body, not a clean end
         return resp
@@ -195,17 +208,6 @@ async def _stream_range(
         return resp
     service.stats.streams_served += 1
     return resp
-
-
-def _count_lead(service: HelperService, lead: LeadRange | None) -> None:
-    """Count a claimed lead as served or not (once: it is forgotten then)."""
-    if lead is None or lead.counted:
-        return
-    lead.counted = True
-    if lead.used:
-        service.stats.lead_used += 1
-    else:
-        service.stats.lead_unfit += 1
 
 
 async def _forward(

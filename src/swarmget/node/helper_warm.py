@@ -43,8 +43,9 @@ from swarmget.core.ranges import ByteRange
 from swarmget.core.urls import origin_of, redact_url, validate_url
 from swarmget.net.origin import LeadRange
 from swarmget.node.helper_service import HelperService
+from swarmget.node.quota import DailyQuota
 
-__all__ = ["MAX_WARMING", "WARM_KEEP", "WARM_TIMEOUT", "OriginWarmer"]
+__all__ = ["MAX_WARMING", "WARM_KEEP", "WARM_TIMEOUT", "Lead", "OriginWarmer"]
 
 log = logging.getLogger(__name__)
 
@@ -59,20 +60,34 @@ MAX_WARMING = 4
 
 
 @dataclass
-class _Lead:
-    """A lead asked of the origin for ``requester``: its answer once it came (owned here
-    until ``claim`` hands it over), and whether its claimer gave up waiting for it."""
+class Lead:
+    """A lead asked of the origin for ``requester``: its answer once it came (held by the
+    warm-up until ``claim`` hands it to a range request: ``taken``), whether its claimer
+    gave up waiting for it, and the daily quota set aside for it (``reserved`` bytes: the
+    origin may send that much before anyone reads it)."""
 
     requester: str
     url: str
     range: ByteRange
+    quota: DailyQuota | None = None
+    reserved: int = 0
     answer: LeadRange | None = None
+    taken: LeadRange | None = None
     abandoned: bool = False
+    finished: bool = False
 
-    async def drop(self) -> None:
+    def release(self, *, fetched: bool) -> None:
+        """Settle the quota set aside (once): charged whole if its bytes may have come and
+        nobody forwarded them (``fetched``), else given back."""
+        if self.quota is not None and self.reserved:
+            self.quota.settle(self.reserved, self.reserved if fetched else 0)
+        self.reserved = 0
+
+    async def drop(self, *, fetched: bool = True) -> None:
         answer, self.answer = self.answer, None
         if answer is not None:
             await answer.aclose()
+        self.release(fetched=fetched)
 
 
 class OriginWarmer:
@@ -92,7 +107,7 @@ class OriginWarmer:
         self._max = max_in_flight
         self._tasks: dict[tuple[str, str, int], asyncio.Task[None]] = {}
         self._claimed: dict[tuple[str, str, int], asyncio.Event] = {}  # set: a range takes it
-        self._leads: dict[tuple[str, str, int], _Lead] = {}  # the warm-ups that ask a lead
+        self._leads: dict[tuple[str, str, int], Lead] = {}  # the warm-ups that ask a lead
         self._open = False
         self._stats = service.stats  # counted there: warm_started, warm_done ...
 
@@ -121,9 +136,12 @@ class OriginWarmer:
             return False
         claimed = self._claimed[key] = asyncio.Event()
         entry = None
+        quota = self._service.quota
         if lead is not None and not lead.is_empty():
-            entry = self._leads[key] = _Lead(requester, url, lead)
-            self._stats.lead_started += 1
+            if quota is None or quota.try_reserve(lead.length):
+                entry = Lead(requester, url, lead, quota, 0 if quota is None else lead.length)
+                self._leads[key] = entry
+                self._stats.lead_started += 1
         task = asyncio.get_running_loop().create_task(
             self._warm(url, claimed, entry), name="warm origin"
         )
@@ -137,12 +155,12 @@ class OriginWarmer:
         self._claimed.pop(key, None)
         self._leads.pop(key, None)
 
-    async def claim(self, requester: str, url: str, rng: ByteRange) -> LeadRange | None:
+    async def claim(self, requester: str, url: str, rng: ByteRange) -> Lead | None:
         """The lead asked for ``requester`` of ``url`` when ``rng`` starts where it does
         (the first claim only), its head awaited if still on its way (at most
-        ``WARM_TIMEOUT``); the caller owns it then (reads it with
-        ``OriginClient.open_lead_range``, which closes it). None: no such lead, or it
-        failed."""
+        ``WARM_TIMEOUT``); its answer is then the caller's (``taken``: read it with
+        ``OriginClient.open_lead_range``) until it calls ``finish``. None: no such lead, or
+        it failed."""
         key = origin_of(url)
         entry, task, claimed = self._leads.get(key), self._tasks.get(key), self._claimed.get(key)
         if entry is None or task is None or claimed is None or claimed.is_set():
@@ -153,12 +171,28 @@ class OriginWarmer:
         try:
             await asyncio.wait([task])  # the warm-up is not cancelled if this request is
         except asyncio.CancelledError:
-            entry.abandoned = True  # the warm-up closes it, or, if it is over, we do
+            entry.abandoned = True  # the warm-up drops it, or, if it is over, we do
             if task.done():
                 await entry.drop()
             raise
-        answer, entry.answer = entry.answer, None
-        return answer
+        entry.taken, entry.answer = entry.answer, None
+        return None if entry.taken is None else entry
+
+    async def finish(self, lead: Lead) -> None:
+        """The range request that claimed ``lead`` is done with it (once): counted as
+        served or not, closed, its quota settled (what it served, the stream charged)."""
+        if lead.finished:
+            return
+        lead.finished = True
+        answer, lead.taken = lead.taken, None
+        used = answer is not None and answer.used
+        if used:
+            self._stats.lead_used += 1
+        else:
+            self._stats.lead_unfit += 1
+        if answer is not None:
+            await answer.aclose()  # (idempotent: open_lead_range closed it when it ran)
+        lead.release(fetched=not used)
 
     async def ready(self, url: str) -> None:
         """Called by a range request for (validated) ``url`` before it fetches: the first
@@ -173,7 +207,7 @@ class OriginWarmer:
         claimed.set()
         await asyncio.wait([task])  # the warm-up is not cancelled if this request is
 
-    async def _warm(self, url: str, claimed: asyncio.Event, lead: _Lead | None) -> None:
+    async def _warm(self, url: str, claimed: asyncio.Event, lead: Lead | None) -> None:
         try:
             async with asyncio.timeout(self._timeout):
                 held = await self._service.origin.warm(url)
@@ -181,6 +215,8 @@ class OriginWarmer:
                     held.release()  # the lead's request takes it
                     lead.answer = await self._service.origin.open_lead(url, lead.range)
         except ForbiddenTarget as exc:
+            if lead is not None:
+                await lead.drop(fetched=False)
             self._stats.warm_refused += 1
             self._stats.warm_failed += 1
             log.warning("refused to warm a connection: %s", exc)
@@ -188,10 +224,12 @@ class OriginWarmer:
         except (SwarmgetError, TimeoutError) as exc:
             self._stats.warm_failed += 1
             if lead is not None:
-                await lead.drop()  # (its head came just as the time ran out)
+                await lead.drop(fetched=False)
             log.info("warming a connection to %s failed: %s", redact_url(url), exc)
             return
         except Exception:  # a bug here must not outlive the task unseen
+            if lead is not None:
+                await lead.drop(fetched=False)
             self._stats.warm_failed += 1
             log.exception("warming a connection to %s failed", redact_url(url))
             return
@@ -211,11 +249,12 @@ class OriginWarmer:
         else:
             held.release()
 
-    async def _keep_lead(self, lead: _Lead, claimed: asyncio.Event) -> None:
+    async def _keep_lead(self, lead: Lead, claimed: asyncio.Event) -> None:
         """Keep ``lead``'s answer until a range claims it (``claim`` takes it then) or
         ``WARM_KEEP`` passed (closed)."""
         if lead.answer is None:
             self._stats.lead_unusable += 1
+            lead.release(fetched=False)
             return
         try:
             if not lead.abandoned:
