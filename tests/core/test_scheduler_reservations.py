@@ -122,3 +122,19 @@ def test_releasing_keeps_the_reservations_of_those_named() -> None:
     s.add_source("own", 1, 0.0)
     got = assigns(s.poll(0.0))
     assert got[0].range.start == 256 * KiB  # the silent one's bytes are anyone's again
+
+
+def test_a_reserved_lease_does_not_teach_its_source_a_first_wait() -> None:
+    """The lead's bytes were on their way before it was asked: they come at once, which
+    says nothing of how long the source's next ranges wait (what pipelining asks ahead by)."""
+    s = Scheduler(4 * MiB, SMALL)
+    s.reserve("h1", ByteRange(0, 512 * KiB))
+    s.add_source("h1", 2, 0.0)
+    lead, other = assigns(s.poll(0.0))
+    assert lead.range == ByteRange(0, 512 * KiB)
+    s.on_data(lead.lease_id, 64 * KiB, 0.05)
+    info = {i.source_id: i for i in s.statistics(0.05).sources}["h1"]
+    assert info.waited == 0.0  # (the first wait and the sum of waits are learnt together)
+    s.on_data(other.lease_id, 64 * KiB, 0.2)
+    info = {i.source_id: i for i in s.statistics(0.2).sources}["h1"]
+    assert info.waited == pytest.approx(0.2)

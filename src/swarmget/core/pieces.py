@@ -78,6 +78,9 @@ class Lease:
     #: how many reports of data it made, and when the first came (None: none yet)
     deliveries: int = 0
     first_data: float | None = None
+    #: its stream was on its way before it was asked (a reservation): its first wait says
+    #: nothing of its source's usual one
+    early: bool = False
 
     def rate(self, now: float) -> float | None:
         """Bytes/s of this stream over the last few seconds (None: too early to tell)."""

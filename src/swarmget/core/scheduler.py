@@ -47,7 +47,8 @@ once" it drew 1-2 % more origin bytes for no time gained (bench/README).
 
 **Reservations** (issue #14). A helper may be asked to start a range before it joins (with
 its health check, while the probe still runs): ``reserve`` keeps those bytes for it, so
-that its first lease is the stream already on its way. No other source takes missing
+that its first lease is the stream already on its way (whose wait for its first bytes is not
+its source's usual one: not counted in ``first_wait``). No other source takes missing
 bytes there meanwhile (they may still steal or copy what is leased); the owner's next pick
 takes them, or what of them is still missing (once); removing or banning the owner, or
 ``release_reservations`` (the helpers' checks are over), gives them to anyone.
@@ -298,7 +299,7 @@ class Scheduler:
         gap = lease.gap()
         if gap is not None:
             src.gap = gap
-        elif lease.deliveries == 1 and nbytes:  # its first data: how long that took
+        elif lease.deliveries == 1 and nbytes and not lease.early:  # its first data's wait
             wait = now - lease.started
             src.first_wait = wait if src.first_wait is None else (src.first_wait + wait) / 2
             src.waited += wait
@@ -414,6 +415,7 @@ class Scheduler:
                 now=now,
                 within=pick.within,
             )
+            lease.early = pick.reserved
         elif isinstance(pick, Split):
             self._steals += 1
             piece = pieces.split(pick.piece, pick.at, piece_id=self._take_id())

@@ -102,6 +102,8 @@ class TakeMissing:
     max_length: int
     #: take them from this run of missing bytes (None: from the lowest one)
     within: ByteRange | None = None
+    #: the owner's reservation: its stream was on its way before it was asked
+    reserved: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,7 +220,7 @@ class Selector:
         if rng is None or src.available is not None:
             return None
         run = self.pieces.first_missing_in(RangeSet([rng]))
-        return None if run is None else TakeMissing(run.length, run)
+        return None if run is None else TakeMissing(run.length, run, reserved=True)
 
     def _take_missing(self, src: Source, *, probe: bool = False) -> TakeMissing | None:
         """Missing bytes for ``src`` (see "partial availability" in the module docstring);
