@@ -138,3 +138,28 @@ def test_a_reserved_lease_does_not_teach_its_source_a_first_wait() -> None:
     s.on_data(other.lease_id, 64 * KiB, 0.2)
     info = {i.source_id: i for i in s.statistics(0.2).sources}["h1"]
     assert info.waited == pytest.approx(0.2)
+
+
+def test_a_source_that_has_only_had_its_reservation_pipelines_by_the_others_wait() -> None:
+    """Its lead's stream is about to end and it knows no wait of its own: it asks ahead by
+    the longest another source had, rather than going idle for a round trip."""
+    config = SchedulerConfig(min_piece=MiB, max_piece=MiB, steal=False, endgame=False)
+    s = Scheduler(8 * MiB, config)
+    s.reserve("h1", ByteRange(MiB, 2 * MiB))
+    s.add_source("own", 1, 0.0)
+    s.add_source("h1", 1, 0.0)
+    got = {a.source_id: a for a in assigns(s.poll(0.0))}
+    assert got["h1"].range == ByteRange(MiB, 2 * MiB)
+    s.on_data(got["own"].lease_id, 64 * KiB, 0.2)  # the origin's first byte after 0.2 s
+    now, told, ahead = 0.0, [], []
+    while True:  # the lead's bytes come at once, 64 KiB per 10 ms
+        now += 0.01
+        claim = s.on_data(got["h1"].lease_id, 64 * KiB, now)
+        if claim.ending:
+            told.append(now)
+        if claim.finished:
+            break
+        ahead += [a for a in assigns(s.poll(now)) if a.source_id == "h1"]
+    assert len(told) == 1
+    assert len(ahead) == 1  # its next range, asked while the lead's last bytes came
+    assert told[0] < now

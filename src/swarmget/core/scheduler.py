@@ -48,7 +48,8 @@ once" it drew 1-2 % more origin bytes for no time gained (bench/README).
 **Reservations** (issue #14). A helper may be asked to start a range before it joins (with
 its health check, while the probe still runs): ``reserve`` keeps those bytes for it, so
 that its first lease is the stream already on its way (whose wait for its first bytes is not
-its source's usual one: not counted in ``first_wait``). No other source takes missing
+its source's usual one: not counted in ``first_wait``; until it learnt one, it pipelines by
+the longest wait another source had). No other source takes missing
 bytes there meanwhile (they may still steal or copy what is leased); the owner's next pick
 takes them, or what of them is still missing (once); removing or banning the owner, or
 ``release_reservations`` (the helpers' checks are over), gives them to anyone.
@@ -127,6 +128,9 @@ class Scheduler:
         self._asked: dict[int, int] = {}
         self._duplicates = 0
         self._missing_seen = self._pieces.missing_version
+        #: the longest ``first_wait`` any source has had: what a source that has not learnt
+        #: its own yet (its first lease was a reservation) pipelines by
+        self._known_wait: float | None = None
 
     # --- queries -------------------------------------------------------------------------------
 
@@ -303,6 +307,7 @@ class Scheduler:
             wait = now - lease.started
             src.first_wait = wait if src.first_wait is None else (src.first_wait + wait) / 2
             src.waited += wait
+            self._known_wait = max(self._known_wait or 0.0, src.first_wait)
         if write is not None:
             src.credit(write)
         piece = self._pieces.piece(lease.piece_id)
@@ -432,8 +437,11 @@ class Scheduler:
         return Assign(lease.id, src.id, ByteRange(lease.cursor, end), lease.duplicate)
 
     def _ending(self, lease: Lease, piece: Piece, src: Source) -> bool:
-        """Is ``lease`` about to end (see "pipelining")? Marks it so, once."""
-        factor, wait = self.config.pipeline, src.first_wait
+        """Is ``lease`` about to end (see "pipelining")? Marks it so, once. A source that
+        has not learnt its wait for a first byte yet (its first lease was a reservation)
+        goes by the longest any source had."""
+        factor = self.config.pipeline
+        wait = src.first_wait if src.first_wait is not None else self._known_wait
         if not factor or wait is None or lease.id in src.ending or src.available is not None:
             return False  # (a restricted source does not pipeline: see "pipelining")
         if self._asked.get(lease.id) != piece.end:
