@@ -86,3 +86,16 @@ def test_helper_refusals_carry_their_reason() -> None:
     assert 'swarmget_helper_refusals_total{reason="quota"} 1.0' in text
     assert 'swarmget_helper_refusals_total{reason="draining"} 0.0' in text
     assert stats.refused == 3
+
+
+def test_warm_ups_and_leads_by_outcome() -> None:
+    stats = HelperStats(warm_done=3, warm_unused=1, warm_failed=2)
+    stats.lead_used, stats.lead_unfit, stats.lead_unused, stats.lead_unusable = 4, 1, 2, 5
+    text = scrape(manager({}, EventCounters(), DownloadTally()), stats)
+    assert 'swarmget_helper_warmups_total{outcome="done"} 3.0' in text
+    assert 'swarmget_helper_warmups_total{outcome="unused"} 1.0' in text
+    assert 'swarmget_helper_warmups_total{outcome="failed"} 2.0' in text
+    assert 'swarmget_helper_leads_total{outcome="used"} 4.0' in text
+    assert 'swarmget_helper_leads_total{outcome="unfit"} 1.0' in text
+    assert 'swarmget_helper_leads_total{outcome="unused"} 2.0' in text
+    assert 'swarmget_helper_leads_total{outcome="unusable"} 5.0' in text

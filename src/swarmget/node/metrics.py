@@ -154,6 +154,31 @@ class NodeCollector(Collector):
             "Streams admitted on a slot lent by one of the same requester about to end",
             stats.lent,
         )
+        yield labelled_counter(
+            "swarmget_helper_warmups",
+            "Origin connections opened ahead of a requester's first range (issue #14), by "
+            "outcome (done: opened; unused: no range took it; failed: could not open, "
+            "refused by the address policy included)",
+            "outcome",
+            (
+                ("done", stats.warm_done),
+                ("unused", stats.warm_unused),
+                ("failed", stats.warm_failed),
+            ),
+        )
+        yield labelled_counter(
+            "swarmget_helper_leads",
+            "First ranges asked of the origin when a requester's health check named them, by "
+            "outcome (used: a range request served it; unfit: its range request pinned "
+            "something else, fetched anew; unused: nobody asked in time; unusable: no 206)",
+            "outcome",
+            (
+                ("used", stats.lead_used),
+                ("unfit", stats.lead_unfit),
+                ("unused", stats.lead_unused),
+                ("unusable", stats.lead_unusable),
+            ),
+        )
 
     def _sharing(self) -> Iterable[Metric]:
         """Fetch once per LAN (#15): bytes served to LAN peers from this node's disk (not
