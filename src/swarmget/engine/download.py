@@ -66,10 +66,10 @@ FIRST_RANGE = 256 * 1024
 #: the first range each listed helper is asked for when the probe is the first range
 #: (``Download.plan_leads``): told with its health check, so that it may ask the origin at
 #: once, before our probe has pinned the file. It is the helper's only stream until its
-#: other slots' first ranges flow (asked when our probe answered, on new connections: one
-#: or two round trips later), so it should carry its link that long: 1 MiB is ~0.2 s of a
-#: 40 Mbit/s link (two round trips at 80 ms; measured: 512 KiB ran dry first at N = 2)
-LEAD = 1024 * 1024
+#: other slots' first ranges flow (asked when our probe answered: a round trip or two
+#: later), so it should carry its link about that long: 512 KiB is ~0.1 s of a 40 Mbit/s
+#: link. 1 MiB was measured too (bench/README, "Leads"): no better on the testbed.
+LEAD = 512 * 1024
 
 
 class Download:
