@@ -127,10 +127,17 @@ class AiohttpTransport:
 
     @asynccontextmanager
     async def request(
-        self, method: str, url: str, headers: Mapping[str, str], what: str
+        self,
+        method: str,
+        url: str,
+        headers: Mapping[str, str],
+        what: str,
+        *,
+        read_bufsize: int | None = None,
     ) -> AsyncIterator[AiohttpAnswer]:
         """Send one request and own its response: released for reuse when the body was
-        read to the end, closed otherwise."""
+        read to the end, closed otherwise. ``read_bufsize``: aiohttp's buffer for its body
+        (it stops reading the socket at about twice that; None: the session's)."""
         import aiohttp
 
         session = await self._the_session()
@@ -145,6 +152,7 @@ class AiohttpTransport:
                 allow_redirects=False,
                 auto_decompress=False,
                 timeout=timeout,
+                read_bufsize=read_bufsize,  # (None: the session's)
             )
         except (aiohttp.ClientError, OSError) as exc:  # OSError covers TimeoutError
             raise translate_client_error(exc, what) from exc

@@ -90,6 +90,11 @@ __all__ = [
 ]
 
 DEFAULT_USER_AGENT = f"swarmget/{__version__}"
+#: aiohttp's buffer for a lead's body (``open_lead``): while nobody reads it, aiohttp stops
+#: reading the socket at about twice this, so the body does not all come in unread (aiohttp
+#: would then put the connection back in its pool at once, and a lead nobody takes would
+#: leave an idle connection to the origin behind it instead of being closed)
+LEAD_READ_BUFSIZE = 16 * 1024
 
 
 class OriginClient:
@@ -302,7 +307,9 @@ class OriginClient:
         stack = AsyncExitStack()
         try:
             answer = await stack.enter_async_context(
-                self._aiohttp.request("GET", url, headers, _what("GET", url))
+                self._aiohttp.request(
+                    "GET", url, headers, _what("GET", url), read_bufsize=LEAD_READ_BUFSIZE
+                )
             )
         except BaseException:
             await stack.aclose()
