@@ -4,9 +4,8 @@ against what the requester pinned: real nodes, a real origin, real sockets on lo
 
 from __future__ import annotations
 
-import asyncio
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +22,7 @@ from swarmget.node.helper_warm import WARM_KEEP
 from swarmget.protocol.peer import MAX_LEAD
 from swarmget.testing.fakes import identity_for
 from swarmget.testing.origin import TestOrigin, open_test_origin
+from swarmget.testing.waiting import until
 
 SECRET = b"l" * 32
 ME = identity_for("requester")
@@ -39,26 +39,22 @@ async def origin() -> AsyncIterator[TestOrigin]:
         yield o
 
 
-@pytest.fixture
-async def helper(tmp_path: Path) -> AsyncIterator[Node]:
-    policy = AddressPolicy(allowed_networks=parse_cidrs("127.0.0.0/8"))
-    config = NodeConfig(
+def _config(tmp_path: Path, **kw: Any) -> NodeConfig:
+    """A helper on ``HELPER_IP`` that may fetch from loopback origins."""
+    return NodeConfig(
         secret=SECRET,
         state_dir=tmp_path / "state",
         download_dir=tmp_path / "dl",
         listen_host=HELPER_IP,
-        origin_policy=policy,
+        origin_policy=AddressPolicy(allowed_networks=parse_cidrs("127.0.0.0/8")),
+        **kw,
     )
-    async with open_node(config) as node:
+
+
+@pytest.fixture
+async def helper(tmp_path: Path) -> AsyncIterator[Node]:
+    async with open_node(_config(tmp_path)) as node:
         yield node
-
-
-async def until(what: Callable[[], bool], limit: float = 15.0) -> None:
-    for _ in range(int(limit / 0.02)):
-        if what():
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError("not within the limit")
 
 
 async def health(
@@ -251,16 +247,7 @@ async def test_the_requesters_check_health_tells_each_peer_its_lead(
 @pytest.fixture
 async def rationed(tmp_path: Path) -> AsyncIterator[Node]:
     """A helper with a daily quota of 100 KiB."""
-    policy = AddressPolicy(allowed_networks=parse_cidrs("127.0.0.0/8"))
-    config = NodeConfig(
-        secret=SECRET,
-        state_dir=tmp_path / "state",
-        download_dir=tmp_path / "dl",
-        listen_host=HELPER_IP,
-        origin_policy=policy,
-        daily_quota=100 * KiB,
-    )
-    async with open_node(config) as node:
+    async with open_node(_config(tmp_path, daily_quota=100 * KiB)) as node:
         yield node
 
 

@@ -3,9 +3,8 @@ early (issue #14): real nodes, a real origin, real sockets on loopback."""
 
 from __future__ import annotations
 
-import asyncio
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +20,7 @@ from swarmget.node.helper_warm import WARM_KEEP
 from swarmget.protocol.peer import MAX_WARM_URL
 from swarmget.testing.fakes import identity_for
 from swarmget.testing.origin import TestOrigin, open_test_origin
+from swarmget.testing.waiting import until
 
 SECRET = b"w" * 32
 ME = identity_for("requester")
@@ -58,15 +58,6 @@ async def guarded(tmp_path: Path) -> AsyncIterator[Node]:
     """A helper with the default address policy: loopback origins are refused."""
     async with open_node(_config(tmp_path, AddressPolicy())) as node:
         yield node
-
-
-async def until(what: Callable[[], bool], limit: float = 15.0) -> None:
-    """Wait (at most ``limit`` seconds, checking every 20 ms) until ``what()`` holds."""
-    for _ in range(int(limit / 0.02)):
-        if what():
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError("not within the limit")
 
 
 async def health(
