@@ -4,6 +4,7 @@ asked for, and every origin that does not answer so is probed as before (HEAD)."
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -13,6 +14,7 @@ from swarmget.core.errors import OriginUnusable
 from swarmget.core.ranges import ByteRange
 from swarmget.net.origin import OriginClient
 from swarmget.testing.origin import TestOrigin, open_test_origin
+from swarmget.testing.waiting import until
 
 KiB = 1024
 SIZE = 700 * KiB + 3
@@ -116,3 +118,47 @@ async def test_a_missing_file_fails_as_the_head_probe_does(
     with pytest.raises(OriginUnusable) as head:
         await client.probe(origin.url("missing.bin"))
     assert (first.value.code, str(first.value)) == (head.value.code, str(head.value))
+
+
+@pytest.mark.parametrize("end", [FIRST, SIZE])
+async def test_a_cancelled_read_loses_nothing(
+    origin: TestOrigin, client: OriginClient, end: int
+) -> None:
+    """A helper's forwarding loop cancels a waiting read whenever the origin pauses (to send
+    what it has): the body reads on after each, the probe's answer and then the rest's
+    request (the read cancelled while that request is on its way, too)."""
+    origin.configure(rate_per_conn=1024 * KiB)  # a 64 KiB burst, then 51 KiB every 50 ms
+    info, first = await client.probe_first(origin.url("f.bin"), FIRST)
+    assert first is not None
+    got = bytearray()
+    cancelled = 0
+    async with client.open_first(first, info, ByteRange(0, end)) as body:
+        while True:
+            try:
+                chunk = await asyncio.wait_for(anext(body), 0.005)
+            except TimeoutError:
+                cancelled += 1
+                continue
+            except StopAsyncIteration:
+                break
+            got += chunk
+    assert bytes(got) == origin.content("f.bin")[:end]
+    assert cancelled > 3  # (the origin's pauses did cancel reads)
+    served = [(s.start, s.end_exclusive) for s in origin.stats().served]
+    assert served == [(0, FIRST)] + ([(FIRST, end)] if end > FIRST else [])
+
+
+async def test_leaving_while_the_rest_is_asked_for_leaves_no_connection(
+    origin: TestOrigin, client: OriginClient
+) -> None:
+    origin.configure(first_byte_delay=0.3)  # the rest's answer is slow to come
+    info, first = await client.probe_first(origin.url("f.bin"), FIRST)
+    assert first is not None
+    async with client.open_first(first, info, ByteRange(0, SIZE)) as body:
+        got = 0
+        while got < FIRST:
+            got += len(await anext(body))
+        with pytest.raises(TimeoutError):  # the rest's request is sent, its answer not in
+            await asyncio.wait_for(anext(body), 0.1)
+    # left: the request on its way was ended, its connection closed
+    await until(lambda: origin.stats().open_connections_by_ip.get("127.0.0.1", 0) == 0)

@@ -11,6 +11,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from swarmget.core.errors import SourceBroken
 from swarmget.core.ranges import ByteRange
 from swarmget.net.origin import OriginClient
 from swarmget.node import helper
@@ -196,3 +197,31 @@ async def test_a_service_without_a_chunk_filter_passes_bytes_unchanged() -> None
 
 async def _one_chunk() -> AsyncIterator[bytes]:
     yield b"x" * KiB
+
+
+async def test_a_body_that_ends_short_of_the_answer_is_an_error() -> None:
+    """The answer to the requester promised ``expected`` bytes: a body that stops before
+    (here a generator, which the flush timer's cancelled read ends) must not be taken for
+    the end of the range; the caller then cuts the connection instead of leaving the
+    requester waiting for the rest."""
+
+    async def body() -> AsyncIterator[bytes]:
+        yield b"a" * KiB
+        yield b"b" * KiB
+        await asyncio.sleep(6 * helper.FORWARD_DELAY)  # the origin pauses: the read is cancelled
+        yield b"c" * KiB
+
+    resp = RecordingResponse()
+    with pytest.raises(SourceBroken):
+        await helper._forward(
+            body(), cast(web.StreamResponse, resp), service(), StreamBudget(10**9), expected=3 * KiB
+        )
+    assert b"".join(w for _, w in resp.writes) == b"a" * KiB + b"b" * KiB  # a correct prefix
+
+
+async def test_a_body_of_the_expected_length_ends_cleanly() -> None:
+    resp = RecordingResponse()
+    await helper._forward(
+        _one_chunk(), cast(web.StreamResponse, resp), service(), StreamBudget(10**9), expected=KiB
+    )
+    assert b"".join(w for _, w in resp.writes) == b"x" * KiB

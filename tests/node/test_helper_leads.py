@@ -4,6 +4,7 @@ against what the requester pinned: real nodes, a real origin, real sockets on lo
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -294,3 +295,25 @@ async def test_an_unclaimed_lead_from_a_slow_origin_leaves_no_connection(
     assert (await health(session, helper, {"warm": url, "lead": f"0-{512 * KiB}"}))[0] == 200
     await until(lambda: helper.helper.stats.lead_unused == 1, limit=WARM_KEEP + 5)
     await until(lambda: origin.stats().open_connections_by_ip.get(HELPER_IP, 0) == 0, limit=1)
+
+
+async def test_a_lead_that_comes_in_slowly_is_served_whole(
+    helper: Node, session: aiohttp.ClientSession, origin: TestOrigin
+) -> None:
+    """The origin pauses between its chunks longer than the helper batches for
+    (``FORWARD_DELAY``): each pause ends a batch, and the lead's body reads on after it.
+    (It did not: the pause cancelled the body's reader, a generator, which ended it there;
+    the helper closed the response as if complete, short of its Content-Length, and the
+    requester waited for bytes that never came: the benchmark's stalled leads.)"""
+    # after a burst of 64 KiB, 1 KiB every 0.1 s: a pause in every batch
+    origin.configure(rate_per_conn=10 * KiB)
+    url = origin.url("f.bin")
+    lead = (64 * KiB, 64 * KiB + 68 * KiB)
+    assert (await health(session, helper, {"warm": url, "lead": f"{lead[0]}-{lead[1]}"}))[0] == 200
+    await until(lambda: origin.stats().requests_by_method.get("GET") == 1)
+    async with asyncio.timeout(10):  # (the short answer never ended)
+        status, data = await ask_range(session, helper, pinned(origin, *lead))
+    assert status == 200
+    assert data == origin.content("f.bin")[lead[0] : lead[1]]
+    assert origin.stats().requests_by_method.get("GET") == 1  # served from the lead
+    assert helper.helper.stats.lead_used == 1

@@ -44,6 +44,7 @@ on another host.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -271,31 +272,15 @@ class OriginClient:
         """``open_range(info, rng)`` for a ``rng`` that starts where ``first`` does (the
         probe's answer, ``probe_first``): its bytes come from that answer's body, and when
         ``rng`` is longer, the rest from a range request of its own, sent once they are read
-        (on the connection they came on). ``first`` is closed when the block is left."""
+        (on the connection they came on). ``first`` is closed when the block is left. As
+        with ``open_range``'s body, cancelling a waiting read loses nothing (``FirstThenRest``)."""
         if rng.start != first.range.start or first.info != info:
             raise ValueError(f"range {rng} does not start the probe's answer {first.range}")
         async with AsyncExitStack() as stack:
             stack.push_async_callback(first.aclose)
-            yield self._first_then_rest(first, info, rng, stack)
-
-    async def _first_then_rest(
-        self, first: FirstRange, info: OriginInfo, rng: ByteRange, stack: AsyncExitStack
-    ) -> AsyncIterator[Chunk]:
-        stop = min(rng.end, first.range.end)
-        pos = first.range.start
-        shown = f"{redact_url(info.final_url)} {first.range}"
-        async for chunk in first.answer.body(first.range.length, shown):
-            n = min(len(chunk), stop - pos)
-            yield chunk if n == len(chunk) else memoryview(chunk)[:n]
-            pos += n
-            if pos >= stop:
-                break
-        if rng.end <= first.range.end:
-            return
-        await first.aclose()  # read to the end: its connection goes back to the pool
-        rest = ByteRange(first.range.end, rng.end)
-        async for chunk in await stack.enter_async_context(self.open_range(info, rest)):
-            yield chunk
+            body = FirstThenRest(self, first, info, rng, stack)
+            stack.push_async_callback(body.aclose)  # (first: an opening under way ends)
+            yield body
 
     async def open_lead(self, url: str, rng: ByteRange) -> LeadRange | None:
         """``GET`` ``rng`` of ``url`` before anything is pinned (see the module docstring);
@@ -429,3 +414,65 @@ class LeadRange:
 
     async def aclose(self) -> None:
         await self.stack.aclose()
+
+
+class FirstThenRest:
+    """The chunks of ``rng``: ``first``'s body up to ``rng``'s end, then, when ``rng`` goes
+    on past it, the body of a range request for the rest (``first`` closed before it is
+    sent, so its connection is the one reused). Cancelling a waiting ``__anext__`` loses
+    nothing, as with ``CheckedBody``: a helper's forwarding loop cancels a read when it
+    sends what it has (a generator would end there, cutting the stream short); the rest's
+    request, once sent, is awaited by the next call."""
+
+    def __init__(
+        self,
+        client: OriginClient,
+        first: FirstRange,
+        info: OriginInfo,
+        rng: ByteRange,
+        stack: AsyncExitStack,
+    ) -> None:
+        self._client = client
+        self._first = first
+        self._info = info
+        self._rng = rng
+        self._stack = stack  # the rest's response is closed with it
+        self._stop = min(rng.end, first.range.end)
+        self._pos = first.range.start
+        shown = f"{redact_url(info.final_url)} {first.range}"
+        self._body = aiter(first.answer.body(first.range.length, shown))
+        self._opening: asyncio.Task[AsyncIterator[Chunk]] | None = None
+        self._rest: AsyncIterator[Chunk] | None = None
+
+    def __aiter__(self) -> FirstThenRest:
+        return self
+
+    async def __anext__(self) -> Chunk:
+        if self._pos < self._stop:
+            chunk = await anext(self._body)  # (the body raises if it ends short)
+            n = min(len(chunk), self._stop - self._pos)
+            self._pos += n
+            return chunk if n == len(chunk) else memoryview(chunk)[:n]
+        if self._rng.end <= self._first.range.end:
+            raise StopAsyncIteration
+        if self._rest is None:
+            if self._opening is None:
+                self._opening = asyncio.get_running_loop().create_task(
+                    self._open_rest(), name="the first range's rest"
+                )
+            self._rest = await asyncio.shield(self._opening)  # cancelled: awaited next call
+        return await anext(self._rest)
+
+    async def _open_rest(self) -> AsyncIterator[Chunk]:
+        await self._first.aclose()  # read to the end: its connection goes back to the pool
+        rest = ByteRange(self._first.range.end, self._rng.end)
+        return aiter(
+            await self._stack.enter_async_context(self._client.open_range(self._info, rest))
+        )
+
+    async def aclose(self) -> None:
+        """End a request for the rest still on its way (its response is not kept)."""
+        opening = self._opening
+        if opening is not None and not opening.done():
+            opening.cancel()
+            await asyncio.gather(opening, return_exceptions=True)

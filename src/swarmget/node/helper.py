@@ -36,7 +36,13 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from swarmget import __version__
-from swarmget.core.errors import ForbiddenTarget, InvalidURL, SourceRateLimited, SwarmgetError
+from swarmget.core.errors import (
+    ForbiddenTarget,
+    InvalidURL,
+    SourceBroken,
+    SourceRateLimited,
+    SwarmgetError,
+)
 from swarmget.core.http import Validator
 from swarmget.core.ranges import ByteRange, Chunk
 from swarmget.core.urls import validate_url
@@ -191,7 +197,7 @@ async def _stream_claimed(
             opened = service.origin.open_lead_range(lead.taken, info, rng)
         async with opened as body:
             await resp.prepare(request)
-            await _forward(body, resp, service, budget, request.transport)
+            await _forward(body, resp, service, budget, request.transport, expected=rng.length)
         await resp.write_eof()  # with a Content-Length this only marks the end: no wait
     except SwarmgetError as exc:
         if not resp.prepared:
@@ -216,6 +222,8 @@ async def _forward(
     service: HelperService,
     budget: StreamBudget,
     transport: asyncio.BaseTransport | None = None,
+    *,
+    expected: int | None = None,
 ) -> None:
     """Copy the origin's chunks to the requester, a few at a time.
 
@@ -228,11 +236,17 @@ async def _forward(
     ``HelperService.paced_step`` bytes: the origin's bytes pile up in the socket while we
     wait, so they are read and sent in a few large pieces, not one small one per wait
     (each costs about the same CPU: bench/send_cpu.py).
+
+    A batch is sent when the origin pauses by cancelling the wait for its next chunk: the
+    body must lose nothing to that (``CheckedBody``, ``RawBody``, ``FirstThenRest``). One
+    that ends before ``expected`` bytes is ``SourceBroken``: the answer promised them (its
+    Content-Length), so the caller must cut it, never end it as if whole.
     """
     loop = asyncio.get_running_loop()
     chunks = aiter(body)
     pending: list[Chunk] = []
     size = 0
+    total = 0
     deadline = 0.0
     started = False  # the first write is not batched
 
@@ -264,6 +278,7 @@ async def _forward(
             deadline = loop.time() + FORWARD_DELAY
         pending.append(chunk)
         size += len(chunk)
+        total += len(chunk)
         if not covered:
             await flush()
             raise _QuotaRanOut("the daily quota ran out mid-stream")
@@ -272,6 +287,8 @@ async def _forward(
             await flush()
     if pending:
         await flush()
+    if expected is not None and total < expected:
+        raise SourceBroken(f"the origin's body ended after {total} of {expected} bytes")
 
 
 async def handle_health(request: web.Request) -> web.Response:
