@@ -39,9 +39,14 @@ async def origin() -> AsyncIterator[TestOrigin]:
         yield o
 
 
+@pytest.mark.parametrize("probe_delay", [0.0, 0.3])
 async def test_a_listed_peer_that_never_answers_delays_nothing(
-    origin: TestOrigin, tmp_path: Path
+    origin: TestOrigin, tmp_path: Path, probe_delay: float
 ) -> None:
+    """``probe_delay``: the origin answers that late, so that the hub answers first and
+    each listed helper is told a lead (as with a distant origin): the stopped one's bytes
+    must not wait for its check either (they did, until its timeout)."""
+    origin.configure(first_byte_delay=probe_delay)
     async with open_local_swarm(tmp_path / "swarm", 2, hub_ttl=60.0) as swarm:
         config = NodeConfig(
             secret=swarm.secret_file.read_text().strip().encode(),

@@ -50,9 +50,12 @@ its health check, while the probe still runs): ``reserve`` keeps those bytes for
 that its first lease is the stream already on its way (whose wait for its first bytes is not
 its source's usual one: not counted in ``first_wait``; until it learnt one, it pipelines by
 the longest wait another source had). No other source takes missing
-bytes there meanwhile (they may still steal or copy what is leased); the owner's next pick
-takes them, or what of them is still missing (once); removing or banning the owner, or
-``release_reservations`` (the helpers' checks are over), gives them to anyone.
+bytes there meanwhile (they may still steal or copy what is leased), unless nothing else is
+missing: then an idle source takes the bytes kept for an owner that has not joined (its
+check may never answer: a stopped or black-holed helper) rather than leave the end of the
+download waiting for that check to time out, and the owner's reservation is dropped. The
+owner's next pick takes them, or what of them is still missing (once); removing or banning
+the owner, or ``release_reservations`` (the helpers' checks are over), gives them to anyone.
 
 **Failures.** A failed, cancelled or stalled lease keeps what it claimed and gives back only
 ``[frontier, end)`` (unless a duplicate still works on it); its source is judged

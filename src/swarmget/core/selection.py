@@ -201,6 +201,8 @@ class Selector:
         if rescue is not None:
             return rescue
         take = self._take_missing(src)
+        if take is None and self.reserved:
+            take = self._take_forfeited(src)
         if take is not None or src.ahead_only():  # (a slot about to free: see there)
             return take
         if self.config.steal:
@@ -245,6 +247,23 @@ class Selector:
             return None
         length = self._piece_length(*_span(run), probe=probe, share=_free_slots(src))
         return TakeMissing(length, run)
+
+    def _take_forfeited(self, src: Source) -> TakeMissing | None:
+        """Nothing else is missing but bytes kept for sources that have not joined (a
+        listed helper whose health check has not answered, maybe never will: stopped,
+        black-holed): ``src`` takes the first of them rather than idle while they wait;
+        that owner's reservation is dropped (its lead goes unused). One owner at a time."""
+        waiting = [
+            (rng.start, owner)
+            for owner, rng in self.reserved.items()
+            if self.sources.get(owner) is None
+        ]
+        for _, owner in sorted(waiting):
+            self.unreserve(owner)
+            take = self._take_missing(src)
+            if take is not None:
+                return take
+        return None
 
     def _first_missing_unkept(self) -> ByteRange | None:
         """The first run of missing bytes not kept for another source."""
