@@ -54,7 +54,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -123,6 +123,15 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="user only: these sizes and node counts, `get` to the node only, no dead peer "
         "(e.g. 16,64:1,2,4,8)",
     )
+    p.add_argument(
+        "--user-pause",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="user: wait S seconds before each download after a node count's first; past "
+        "the idle connections' keep-alive (15 s: --user-pause 16) every download is a first "
+        "one from the origin, its connections new (cold), as a user's usually is",
+    )
     args = p.parse_args(argv)
     unknown = set(args.experiments) - set(EXPERIMENTS)
     if unknown:
@@ -142,6 +151,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         bad = set(args.share_cases) - set(SHARE_CASES)
         if bad or not args.share_cases:
             p.error(f"--share-cases: unknown case(s) {', '.join(sorted(bad))}")
+    if not 0 <= args.user_pause <= 600:
+        p.error("--user-pause must be within 0..600")
     if args.user_subset is not None:
         try:
             parse_subset(args.user_subset)
@@ -302,6 +313,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         plan = plan_for(
             args.quick, args.repeat, args.cap, args.rtt_ms, args.share_cases, args.user_subset
         )
+        plan = replace(plan, user_pause=args.user_pause)
         if args.command == "up":
             return up_only(plan, args)
         return run_experiments(args, plan)

@@ -24,6 +24,7 @@ from __future__ import annotations
 import os
 import signal
 import statistics
+import time
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
@@ -68,6 +69,9 @@ class Plan:
     user_sizes: tuple[int, ...] = (16 * MiB, 64 * MiB, 256 * MiB)
     user_nodes: tuple[int, ...] = (1, 2, 3, 4, 8)
     user_repeat: int = 3  # the median of this many, for every point of ``user``
+    #: seconds before each ``user`` download after a node count's first (past the idle
+    #: connections' keep-alive, 15 s: every download is cold, as a user's first is)
+    user_pause: float = 0.0
     user_fault_nodes: int = 4  # nodes that work, next to one listed peer that does not answer
     user_fault_size: int = 64 * MiB
     user_hub_and_faults: bool = True  # also `get --hub` and the dead peer (--user-subset: no)
@@ -136,6 +140,7 @@ class Lab:
     log: Callable[[str], None] = print
     _sha: dict[int, str] = field(default_factory=dict)
     _swarms: int = 0
+    _last_user_swarm: Swarm | None = None  # (``user_pause``: not before a swarm's first)
 
     def url(self, size: int, *, capped: bool = False) -> str:
         return f"{self.base_url}/{'capped/' if capped else ''}{size}/payload.bin"
@@ -222,10 +227,16 @@ class Lab:
         mode: str,
         fault: str | None = None,
     ) -> Run:
-        """``user_repeat`` downloads by ``swarmget get`` on h0; every one is recorded."""
+        """``user_repeat`` downloads by ``swarmget get`` on h0; every one is recorded
+        (``user_pause`` seconds before each but the swarm's first)."""
         for _ in range(self.plan.user_repeat):
+            if self.plan.user_pause and swarm is self._last_user_swarm:
+                time.sleep(self.plan.user_pause)
+            self._last_user_swarm = swarm
             run = Run(experiment, label, "swarmget", n, size, params={"sha256": self.sha256(size)})
-            run.params.update(n=n, mode=mode, rtt_ms=self.plan.rtt_ms, fault=fault)
+            run.params.update(
+                n=n, mode=mode, rtt_ms=self.plan.rtt_ms, fault=fault, pause=self.plan.user_pause
+            )
             download_with_cli(
                 swarm,
                 run,

@@ -162,3 +162,50 @@ async def test_leaving_while_the_rest_is_asked_for_leaves_no_connection(
             await asyncio.wait_for(anext(body), 0.1)
     # left: the request on its way was ended, its connection closed
     await until(lambda: origin.stats().open_connections_by_ip.get("127.0.0.1", 0) == 0)
+
+
+def _open(origin: TestOrigin) -> int:
+    return origin.stats().open_connections_by_ip.get("127.0.0.1", 0)
+
+
+async def test_the_probe_warms_the_connections_the_other_ranges_take(
+    origin: TestOrigin, client: OriginClient
+) -> None:
+    """``warm=3``: three more connections are opened while the probe is on its way, and
+    the download's next three ranges, asked at once, find them: no connection is opened
+    after the probe's answer (issue #14: a first download's streams skip a connect)."""
+    info, first = await client.probe_first(origin.url("f.bin"), FIRST, warm=3)
+    assert first is not None
+    await until(lambda: _open(origin) == 4)  # the probe's, and three idle in the pool
+    assert origin.stats().requests_by_method.get("GET") == 1  # nothing sent on them
+
+    async def read(rng: ByteRange) -> bytes:
+        async with client.open_range(info, rng) as body:
+            return b"".join([bytes(c) async for c in body])
+
+    ranges = [ByteRange(FIRST + i * 100 * KiB, FIRST + (i + 1) * 100 * KiB) for i in range(3)]
+    got = await asyncio.gather(*(read(r) for r in ranges))
+    assert got == [origin.content("f.bin")[r.start : r.end] for r in ranges]
+    assert _open(origin) == 4  # the same four: none was opened for the ranges
+    await first.aclose()
+
+
+async def test_without_warming_the_probe_opens_one_connection(
+    origin: TestOrigin, client: OriginClient
+) -> None:
+    _, first = await client.probe_first(origin.url("f.bin"), FIRST)
+    assert first is not None
+    assert _open(origin) == 1
+    await first.aclose()
+
+
+async def test_warming_takes_the_connections_already_pooled(
+    origin: TestOrigin, client: OriginClient
+) -> None:
+    for _ in range(3):  # a download after a download: no more connections each time
+        _, first = await client.probe_first(origin.url("f.bin"), FIRST, warm=3)
+        assert first is not None
+        await until(lambda: _open(origin) == 4)
+        await asyncio.sleep(0.05)
+        assert _open(origin) == 4
+        await first.aclose()  # (its body came whole, unread: aiohttp pooled it, or closed)

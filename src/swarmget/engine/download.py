@@ -326,7 +326,11 @@ class Download:
         await self._ctx.drop_first()  # (a restart's probe: the last one's answer is stale)
         if self._relay is None and self._probe_first_range():
             assert self._first_range is not None
-            info, self._ctx.first = await origin.probe_first(self.spec.url, self._first_range)
+            # our other connections are opened meanwhile (not for a restart's probe)
+            warm = self._own_slots - 1 if self._sched is None else 0
+            info, self._ctx.first = await origin.probe_first(
+                self.spec.url, self._first_range, warm=warm
+            )
             return info
         if self._relay is None:
             return await origin.probe(self.spec.url)

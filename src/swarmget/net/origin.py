@@ -45,6 +45,7 @@ on another host.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -90,12 +91,16 @@ __all__ = [
     "translate_client_error",
 ]
 
+log = logging.getLogger(__name__)
+
 DEFAULT_USER_AGENT = f"swarmget/{__version__}"
 #: aiohttp's buffer for a lead's body (``open_lead``): while nobody reads it, aiohttp stops
 #: reading the socket at about twice this, so the body does not all come in unread (aiohttp
 #: would then put the connection back in its pool at once, and a lead nobody takes would
 #: leave an idle connection to the origin behind it instead of being closed)
 LEAD_READ_BUFSIZE = 16 * 1024
+#: seconds a connection ``probe_first`` warms may take after the probe's answer
+WARM_GRACE = 0.05
 
 
 class OriginClient:
@@ -153,13 +158,47 @@ class OriginClient:
         assert first is None
         return info
 
-    async def probe_first(self, url: str, first_range: int) -> tuple[OriginInfo, FirstRange | None]:
+    async def probe_first(
+        self, url: str, first_range: int, *, warm: int = 0
+    ) -> tuple[OriginInfo, FirstRange | None]:
         """``probe``, starting with ``GET`` of the file's first ``first_range`` bytes (see
         ``core.probe``): when the 206 answers it, its answer is returned open, its body
         unread (the caller reads it with ``open_first`` or closes it: ``FirstRange``);
-        otherwise None, the probe having gone on as ``probe`` does (same errors)."""
+        otherwise None, the probe having gone on as ``probe`` does (same errors).
+
+        ``warm``: while the probe is on its way, open that many more connections to
+        ``url``'s origin and leave them in the pool for the download's next ranges (issue
+        #14: on a first download from an origin each of its other streams would otherwise
+        wait for a connect, a round trip, after the probe's answer; a connection already
+        pooled is taken and put back, so a warm origin costs nothing). Only when ranges of
+        ``url`` go through aiohttp (the raw client pools its own). When the probe is
+        answered, a connect still on its way gets ``WARM_GRACE`` more, then is given up.
+        A failed connect is not an error here (the ranges will meet it, or not)."""
         machine = Probe(url, max_redirects=self._max_redirects, first_range=first_range)
-        return await self._probe(machine)
+        if warm <= 0 or self.choice.route(Purpose.RANGE, url) is not Route.AIOHTTP:
+            return await self._probe(machine)
+        loop = asyncio.get_running_loop()
+        warming = [
+            loop.create_task(self._warm_one(url), name="warm a connection") for _ in range(warm)
+        ]
+        try:
+            result = await self._probe(machine)
+        except BaseException:
+            await _settle(warming, 0.0)
+            raise
+        await _settle(warming, WARM_GRACE)
+        return result
+
+    async def _warm_one(self, url: str) -> None:
+        try:
+            held = await self.warm(url)
+        except SwarmgetError as exc:  # (the probe and the ranges say what is wrong)
+            log.debug("warming a connection to %s failed: %s", redact_url(url), exc)
+            return
+        except Exception:  # a bug here must not end unseen in a gather
+            log.exception("warming a connection to %s failed", redact_url(url))
+            return
+        held.release()
 
     async def _probe(self, machine: Probe) -> tuple[OriginInfo, FirstRange | None]:
         action: Action = machine.start()
@@ -367,6 +406,17 @@ class OriginClient:
         headers["Accept-Encoding"] = "identity"
         headers.update(extra)
         return headers
+
+
+async def _settle(tasks: list[asyncio.Task[None]], grace: float) -> None:
+    """Wait up to ``grace`` seconds for ``tasks``, then cancel what is left and wait for it."""
+    late = [t for t in tasks if not t.done()]
+    if late and grace > 0:
+        _, left = await asyncio.wait(late, timeout=grace)
+        late = list(left)
+    for task in late:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def _what(method: str, url: str) -> str:
