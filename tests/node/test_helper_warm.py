@@ -3,6 +3,7 @@ early (issue #14): real nodes, a real origin, real sockets on loopback."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -48,8 +49,16 @@ def _config(tmp_path: Path, policy: AddressPolicy, **kw: Any) -> NodeConfig:
 
 @pytest.fixture
 async def helper(tmp_path: Path) -> AsyncIterator[Node]:
+    """One slot: the warm-up opens its one connection, no spares (tested apart)."""
     policy = AddressPolicy(allowed_networks=parse_cidrs("127.0.0.0/8"))
-    async with open_node(_config(tmp_path, policy)) as node:
+    async with open_node(_config(tmp_path, policy, slots=1)) as node:
+        yield node
+
+
+@pytest.fixture
+async def three_slots(tmp_path: Path) -> AsyncIterator[Node]:
+    policy = AddressPolicy(allowed_networks=parse_cidrs("127.0.0.0/8"))
+    async with open_node(_config(tmp_path, policy, slots=3)) as node:
         yield node
 
 
@@ -121,10 +130,10 @@ async def test_a_held_connection_is_closed_when_the_node_stops(
     tmp_path: Path, session: aiohttp.ClientSession, origin: TestOrigin
 ) -> None:
     policy = AddressPolicy(allowed_networks=parse_cidrs("127.0.0.0/8"))
-    async with open_node(_config(tmp_path, policy)) as node:
+    async with open_node(_config(tmp_path, policy)) as node:  # (3 slots: two spares too)
         assert (await health(session, node, origin.url("f.bin")))[0] == 200
-        await until(lambda: node.helper.stats.warm_done == 1)
-        assert origin.stats().open_connections_by_ip.get(HELPER_IP) == 1
+        await until(lambda: node.helper.stats.warm_done == 1 and node.helper.stats.warm_spares == 2)
+        assert origin.stats().open_connections_by_ip.get(HELPER_IP) == 3
     await until(lambda: origin.stats().open_connections_by_ip.get(HELPER_IP, 0) == 0, limit=5)
     assert node.helper.stats.warm_unused == 0  # closed by the stop, not by the timer
 
@@ -220,3 +229,45 @@ async def test_a_url_too_long_to_tell_is_left_out(
     found = await check_health(session, [peer], SECRET, ME, warm_url=long_url)
     assert [p.node_id for p in found] == [helper.node_id]
     assert helper.helper.stats.warm_started == 0
+
+
+async def _range(
+    session: aiohttp.ClientSession, node: Node, url: str, start: int, end: int
+) -> bytes:
+    body = json_body({"url": url, "start": start, "end": end, "size": 64 * KiB})
+    range_url = f"{node.peer_url}/v1/range"
+    headers = signed_headers(SECRET, ME, "POST", range_url, body)
+    async with session.post(range_url, data=body, headers=headers) as resp:
+        assert resp.status == 200
+        return await resp.read()
+
+
+async def test_the_warm_up_opens_spares_the_other_ranges_take(
+    three_slots: Node, session: aiohttp.ClientSession, origin: TestOrigin
+) -> None:
+    """A helper with three slots opens two more connections beside the warm-up's: the
+    requester's other two streams to it take them instead of connecting after its probe
+    (a round trip each, on a first download from an origin)."""
+    url = origin.url("f.bin")
+    assert (await health(session, three_slots, url))[0] == 200
+    stats = three_slots.helper.stats
+    await until(lambda: stats.warm_done == 1 and stats.warm_spares == 2)
+    assert origin.stats().open_connections_by_ip.get(HELPER_IP) == 3
+    assert origin.stats().requests_by_method == {}
+    parts = [(0, 1000), (1000, 30 * KiB), (30 * KiB, 64 * KiB)]
+    got = await asyncio.gather(*(_range(session, three_slots, url, a, b) for a, b in parts))
+    assert got == [origin.content("f.bin")[a:b] for a, b in parts]
+    assert origin.stats().open_connections_by_ip.get(HELPER_IP) == 3  # no new connect
+    assert stats.warm_spares_used == 2
+
+
+async def test_spares_no_range_takes_are_closed(
+    three_slots: Node, session: aiohttp.ClientSession, origin: TestOrigin
+) -> None:
+    assert (await health(session, three_slots, origin.url("f.bin")))[0] == 200
+    stats = three_slots.helper.stats
+    await until(lambda: stats.warm_spares == 2)
+    assert origin.stats().open_connections_by_ip.get(HELPER_IP) == 3
+    await until(lambda: stats.warm_spares_unused == 2, limit=WARM_KEEP + 5)
+    await until(lambda: origin.stats().open_connections_by_ip.get(HELPER_IP, 0) == 0)
+    assert stats.warm_spares_used == 0

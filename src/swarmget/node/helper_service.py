@@ -79,6 +79,9 @@ class HelperStats:
     warm_failed: int = 0  # timed out, failed, or refused by the SSRF guard
     warm_refused: int = 0  # of those, refused by the SSRF guard
     warm_unused: int = 0  # opened, but no range claimed it in time: closed
+    warm_spares: int = 0  # more connections opened beside a warm-up's (its other streams)
+    warm_spares_used: int = 0  # ... that a range request took
+    warm_spares_unused: int = 0  # ... not taken in time: closed
     lead_started: int = 0  # a warm-up that also asked the origin for the told first range
     lead_used: int = 0  # ... whose answer a range request served
     lead_unfit: int = 0  # ... claimed, but not what the range request pinned: closed

@@ -26,6 +26,14 @@ fails them is closed and the range fetched as usual). So the helper's first byte
 the origin one round trip earlier: the requester's probe and the helper's first request
 overlap. A lead nobody claims is closed (``lead_unused``); one lead per origin at a time,
 like warm-ups, and only when the node would serve a range now.
+
+**Spares.** A requester opens up to a helper's slots streams to it at once, and on a first
+download from an origin each of them but the first would connect after its range was asked
+(a round trip). So a warm-up also opens up to ``MAX_SPARES`` more connections (the slots
+free besides the warm-up's, one warm-up's spares per origin at a time), held by a task of
+their own: a range request that does not take the warm-up's connection or the lead
+(``ready``) puts one in the pool just before it asks, and those not taken within
+``WARM_KEEP`` of being opened are closed (a requester that died leaves none open).
 """
 
 from __future__ import annotations
@@ -41,11 +49,12 @@ from aiohttp import web
 from swarmget.core.errors import ForbiddenTarget, InvalidURL, SwarmgetError
 from swarmget.core.ranges import ByteRange
 from swarmget.core.urls import origin_of, redact_url, validate_url
+from swarmget.net.aio_transport import HeldConnection
 from swarmget.net.origin import LeadRange
 from swarmget.node.helper_service import HelperService
 from swarmget.node.quota import DailyQuota
 
-__all__ = ["MAX_WARMING", "WARM_KEEP", "WARM_TIMEOUT", "Lead", "OriginWarmer"]
+__all__ = ["MAX_SPARES", "MAX_WARMING", "WARM_KEEP", "WARM_TIMEOUT", "Lead", "OriginWarmer"]
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +64,9 @@ WARM_TIMEOUT = 5.0
 #: A requester asks right after its health checks (its own probe's round trips to the
 #: origin in between), so this is several times what it takes.
 WARM_KEEP = 1.0
+#: Connections a warm-up opens besides the first, at most (for the requester's other
+#: streams to this helper: ``SPARES`` = its default slots - 1).
+MAX_SPARES = 2
 #: Warm-ups running at once at most (one per origin).
 MAX_WARMING = 4
 
@@ -108,6 +120,9 @@ class OriginWarmer:
         self._tasks: dict[tuple[str, str, int], asyncio.Task[None]] = {}
         self._claimed: dict[tuple[str, str, int], asyncio.Event] = {}  # set: a range takes it
         self._leads: dict[tuple[str, str, int], Lead] = {}  # the warm-ups that ask a lead
+        #: connections opened besides the first, held until a range request takes one
+        self._spares: dict[tuple[str, str, int], list[HeldConnection]] = {}
+        self._spare_tasks: dict[tuple[str, str, int], asyncio.Task[None]] = {}
         self._open = False
         self._stats = service.stats  # counted there: warm_started, warm_done ...
 
@@ -142,9 +157,14 @@ class OriginWarmer:
                 entry = Lead(requester, url, lead, quota, 0 if quota is None else lead.length)
                 self._leads[key] = entry
                 self._stats.lead_started += 1
-        task = asyncio.get_running_loop().create_task(
-            self._warm(url, claimed, entry), name="warm origin"
-        )
+        loop = asyncio.get_running_loop()
+        task = loop.create_task(self._warm(url, claimed, entry), name="warm origin")
+        service = self._service
+        spares = min(MAX_SPARES, service.limits.slots - service.active() - 1)
+        if spares > 0 and key not in self._spare_tasks:
+            spare_task = loop.create_task(self._keep_spares(url, spares), name="warm spares")
+            self._spare_tasks[key] = spare_task
+            spare_task.add_done_callback(lambda _t: self._spare_tasks.pop(key, None))
         self._tasks[key] = task
         task.add_done_callback(lambda _t: self._forget(key))
         self._stats.warm_started += 1
@@ -203,9 +223,46 @@ class OriginWarmer:
         task = self._tasks.get(key)
         claimed = self._claimed.get(key)
         if task is None or claimed is None or claimed.is_set() or key in self._leads:
-            return  # (a lead's warm-up spends its connection on the lead)
+            spares = self._spares.get(key)  # (kept by their own task: see ``_keep_spares``)
+            if spares:  # one of the warm-up's other connections: into the pool, for us
+                spares.pop().release()
+                self._stats.warm_spares_used += 1
+            return  # (a lead's warm-up spends its first connection on the lead)
         claimed.set()
         await asyncio.wait([task])  # the warm-up is not cancelled if this request is
+
+    async def _keep_spares(self, url: str, count: int) -> None:
+        """Open ``count`` more connections to ``url``'s origin beside the warm-up's and hold
+        them for the range requests after the first (``ready`` hands one over); those not
+        taken within ``WARM_KEEP`` of being opened are closed, as the warm-up's own is."""
+        key = origin_of(url)
+        loop = asyncio.get_running_loop()
+        opening = [
+            loop.create_task(self._service.origin.warm(url), name="warm a spare")
+            for _ in range(count)
+        ]
+        held = self._spares.setdefault(key, [])
+        try:
+            for next_done in asyncio.as_completed(opening, timeout=self._timeout):
+                try:
+                    held.append(await next_done)
+                except SwarmgetError:
+                    pass  # (the range requests will meet what is wrong, or not)
+            self._stats.warm_spares += len(held)
+            deadline = loop.time() + self._keep
+            while held and loop.time() < deadline:  # noqa: ASYNC110 (taken by ``ready``)
+                await asyncio.sleep(min(0.05, deadline - loop.time()))
+        except TimeoutError:
+            pass  # (as_completed: the rest were not opened in time)
+        finally:
+            for task in opening:
+                task.cancel()
+            for result in await asyncio.gather(*opening, return_exceptions=True):
+                if isinstance(result, HeldConnection) and result not in held:
+                    result.close()  # opened, never handed to ``held``
+            for spare in self._spares.pop(key, []):
+                spare.close()
+            self._stats.warm_spares_unused += len(held)
 
     async def _warm(self, url: str, claimed: asyncio.Event, lead: Lead | None) -> None:
         try:
@@ -279,7 +336,7 @@ class OriginWarmer:
             yield
         finally:
             self._open = False
-            tasks = list(self._tasks.values())
+            tasks = [*self._tasks.values(), *self._spare_tasks.values()]
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)

@@ -158,12 +158,16 @@ class NodeCollector(Collector):
             "swarmget_helper_warmups",
             "Origin connections opened ahead of a requester's first range (issue #14), by "
             "outcome (done: opened; unused: no range took it; failed: could not open, "
-            "refused by the address policy included)",
+            "refused by the address policy included; spare: opened beside it for the "
+            "requester's other streams; spare_used, spare_unused: taken by one, or closed)",
             "outcome",
             (
                 ("done", stats.warm_done),
                 ("unused", stats.warm_unused),
                 ("failed", stats.warm_failed),
+                ("spare", stats.warm_spares),
+                ("spare_used", stats.warm_spares_used),
+                ("spare_unused", stats.warm_spares_unused),
             ),
         )
         yield labelled_counter(
