@@ -247,8 +247,8 @@ class OriginWarmer:
                 try:
                     held.append(await next_done)
                 except SwarmgetError:
-                    pass  # (the range requests will meet what is wrong, or not)
-            self._stats.warm_spares += len(held)
+                    continue  # (the range requests will meet what is wrong, or not)
+                self._stats.warm_spares += 1  # (``ready`` may take it at once)
             deadline = loop.time() + self._keep
             while held and loop.time() < deadline:  # noqa: ASYNC110 (taken by ``ready``)
                 await asyncio.sleep(min(0.05, deadline - loop.time()))
